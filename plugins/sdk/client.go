@@ -1,0 +1,119 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
+)
+
+// ErrPluginExited is returned (wrapped) when the plugin process went away
+// during a call. The caller must rebuild the plugin client before the next
+// call.
+var ErrPluginExited = errors.New("the plugin process exited")
+
+// Client is the agent-side view of an action, whether it runs in a plugin
+// process or in memory.
+type Client struct {
+	c pluginv1.ActionPluginServiceClient
+}
+
+// NewClient wraps a gRPC client of the action service.
+func NewClient(c pluginv1.ActionPluginServiceClient) *Client { return &Client{c: c} }
+
+// Describe asks the action for its description.
+func (c *Client) Describe(ctx context.Context) (*pluginv1.ActionDescription, error) {
+	resp, err := c.c.Describe(ctx, &pluginv1.DescribeRequest{})
+	if err != nil {
+		return nil, classify(err)
+	}
+	if err := CheckDescription(resp.GetDescription()); err != nil {
+		return nil, err
+	}
+	return resp.GetDescription(), nil
+}
+
+// Execute runs the action and passes every progress, log and artifact
+// message to handle in order. It returns the final result. A result with a
+// non-empty Error is a failure that still carries the action's output.
+func (c *Client) Execute(ctx context.Context, req *pluginv1.ExecuteRequest, handle func(*pluginv1.ExecuteResponse) error) (*pluginv1.Result, error) {
+	stream, err := c.c.Execute(ctx, req)
+	if err != nil {
+		return nil, classify(err)
+	}
+	for {
+		msg, err := stream.Recv()
+		if err == io.EOF {
+			return nil, fmt.Errorf("the plugin ended the stream without a result")
+		}
+		if err != nil {
+			return nil, classify(err)
+		}
+		if r := msg.GetResult(); r != nil {
+			return r, nil
+		}
+		if handle != nil {
+			if err := handle(msg); err != nil {
+				return nil, err
+			}
+		}
+	}
+}
+
+// classify turns a transport failure into ErrPluginExited, so callers can
+// tell a dead plugin from an action error (compare Nomad's grpcutils).
+func classify(err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	switch {
+	case st.Code() == codes.Unavailable,
+		st.Code() == codes.Canceled && strings.Contains(st.Message(), "transport is closing"),
+		st.Code() == codes.Internal && strings.Contains(st.Message(), "connection"):
+		return fmt.Errorf("%w: %s", ErrPluginExited, st.Message())
+	}
+	return err
+}
+
+// CheckDescription refuses a description that could not be dispatched safely.
+func CheckDescription(d *pluginv1.ActionDescription) error {
+	if d == nil {
+		return errors.New("the plugin returned no description")
+	}
+	if !validName(d.GetName()) {
+		return fmt.Errorf("the plugin's action name %q is not valid: use lower-case letters, digits and dashes", d.GetName())
+	}
+	if d.GetDomain() == pluginv1.Domain_DOMAIN_UNSPECIFIED {
+		return fmt.Errorf("action %q does not say its domain", d.GetName())
+	}
+	seen := map[string]bool{}
+	for _, p := range d.GetParams() {
+		if p.GetName() == "" || seen[p.GetName()] {
+			return fmt.Errorf("action %q: parameter name %q is empty or repeated", d.GetName(), p.GetName())
+		}
+		seen[p.GetName()] = true
+		if p.GetType() == pluginv1.ParamType_PARAM_TYPE_UNSPECIFIED {
+			return fmt.Errorf("action %q: parameter %q has no type", d.GetName(), p.GetName())
+		}
+	}
+	return nil
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
