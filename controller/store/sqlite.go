@@ -1,0 +1,709 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+
+	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
+	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
+)
+
+// SQLite is the embedded store: one file, WAL journal, one writer
+// connection and a pool of readers.
+type SQLite struct {
+	w *sql.DB
+	r *sql.DB
+	// auditMu serialises audit appends so the chain has no forks.
+	auditMu sync.Mutex
+}
+
+// OpenSQLite opens (creating and migrating) the database at path.
+func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_txlock=immediate"
+	w, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("opening the database %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	r, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	r.SetMaxOpenConns(8)
+	s := &SQLite{w: w, r: r}
+	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("migrating the database %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close implements Store.
+func (s *SQLite) Close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+var migrations = []string{
+	`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`,
+	`CREATE TABLE agents (
+		id TEXT PRIMARY KEY, role TEXT NOT NULL, hostname TEXT NOT NULL,
+		facts_json TEXT NOT NULL, plugins_json TEXT NOT NULL,
+		enrolled_at BIGINT NOT NULL, last_seen BIGINT NOT NULL,
+		cert_serial TEXT NOT NULL, cert_not_after BIGINT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0)`,
+	`CREATE TABLE join_tokens (
+		hash TEXT PRIMARY KEY, role TEXT NOT NULL, uses INTEGER NOT NULL, uses_left INTEGER NOT NULL,
+		expires_at BIGINT NOT NULL, labels_json TEXT NOT NULL, created_by TEXT NOT NULL, created_at BIGINT NOT NULL)`,
+	`CREATE TABLE operators (
+		name TEXT PRIMARY KEY, role INTEGER NOT NULL, cert_serial TEXT NOT NULL,
+		created_by TEXT NOT NULL, created_at BIGINT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0)`,
+	`CREATE TABLE runs (
+		id TEXT PRIMARY KEY, action TEXT NOT NULL, selector TEXT NOT NULL, params_json TEXT NOT NULL,
+		status INTEGER NOT NULL, created_by TEXT NOT NULL, created_at BIGINT NOT NULL,
+		started_at BIGINT NOT NULL, finished_at BIGINT NOT NULL, deadline BIGINT NOT NULL,
+		deadline_after BIGINT NOT NULL, max_concurrency INTEGER NOT NULL, max_errors TEXT NOT NULL,
+		reason TEXT NOT NULL, case_id TEXT NOT NULL, destructive INTEGER NOT NULL,
+		accounts TEXT NOT NULL, regions TEXT NOT NULL)`,
+	`CREATE INDEX runs_created ON runs (created_at)`,
+	`CREATE INDEX runs_status ON runs (status)`,
+	`CREATE TABLE tasks (
+		id TEXT PRIMARY KEY, run_id TEXT NOT NULL REFERENCES runs(id), seq INTEGER NOT NULL,
+		agent_id TEXT NOT NULL, hostname TEXT NOT NULL, status INTEGER NOT NULL, error TEXT NOT NULL,
+		output_json BLOB, signed_task BLOB, dispatched_at BIGINT NOT NULL, started_at BIGINT NOT NULL,
+		finished_at BIGINT NOT NULL, account TEXT NOT NULL, region TEXT NOT NULL,
+		evidence_ids TEXT NOT NULL, last_message TEXT NOT NULL)`,
+	`CREATE INDEX tasks_run ON tasks (run_id, seq)`,
+	`CREATE TABLE approvals (
+		run_id TEXT NOT NULL REFERENCES runs(id), operator TEXT NOT NULL, approved INTEGER NOT NULL,
+		at BIGINT NOT NULL, comment TEXT NOT NULL)`,
+	`CREATE TABLE audit (
+		seq BIGINT PRIMARY KEY, at BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+		subject TEXT NOT NULL, detail_json TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)`,
+	// The audit log is append-only for the application; tampering by hand
+	// is caught by the hash chain.
+	`CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END`,
+	`CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END`,
+}
+
+// extraMigrations are the migrations other packages (evidence, cases)
+// register for their own tables.
+var extraMigrations []migration
+
+type migration struct {
+	name string
+	sql  string
+}
+
+// RegisterMigration adds a named migration that runs after the core ones,
+// once per database. Names must be unique and stable.
+func RegisterMigration(name, sql string) {
+	extraMigrations = append(extraMigrations, migration{name: name, sql: sql})
+}
+
+func (s *SQLite) migrate(ctx context.Context) error {
+	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+		return err
+	}
+	all := make([]migration, 0, len(migrations)+len(extraMigrations))
+	for i, m := range migrations {
+		all = append(all, migration{name: fmt.Sprintf("core-%03d", i+1), sql: m})
+	}
+	all = append(all, extraMigrations...)
+	for _, m := range all {
+		var n int
+		if err := s.w.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE name = ?`, m.name).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			continue
+		}
+		tx, err := s.w.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("%s: %w", m.name, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)`, m.name, time.Now().UnixNano()); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Writer returns the writer pool, for packages that keep their own tables.
+func (s *SQLite) Writer() *sql.DB { return s.w }
+
+// Reader returns the reader pool.
+func (s *SQLite) Reader() *sql.DB { return s.r }
+
+func ns(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func tm(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// PutAgent implements Store.
+func (s *SQLite) PutAgent(ctx context.Context, a *Agent) error {
+	facts, err := protojson.Marshal(orEmpty(a.Facts))
+	if err != nil {
+		return err
+	}
+	plugins, err := marshalPlugins(a.Plugins)
+	if err != nil {
+		return err
+	}
+	_, err = s.w.ExecContext(ctx, `INSERT INTO agents (id, role, hostname, facts_json, plugins_json, enrolled_at, last_seen, cert_serial, cert_not_after, revoked)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET role = excluded.role, hostname = excluded.hostname, facts_json = excluded.facts_json,
+		plugins_json = excluded.plugins_json, last_seen = excluded.last_seen, cert_serial = excluded.cert_serial,
+		cert_not_after = excluded.cert_not_after, revoked = excluded.revoked`,
+		a.ID, a.Role, a.Hostname, string(facts), plugins, ns(a.EnrolledAt), ns(a.LastSeen), a.CertSerial, ns(a.CertNotAfter), b2i(a.Revoked))
+	return err
+}
+
+func orEmpty(f *agentv1.AgentFacts) *agentv1.AgentFacts {
+	if f == nil {
+		return &agentv1.AgentFacts{}
+	}
+	return f
+}
+
+func marshalPlugins(ps []*agentv1.PluginInfo) (string, error) {
+	raw := make([]json.RawMessage, 0, len(ps))
+	for _, p := range ps {
+		b, err := protojson.Marshal(p)
+		if err != nil {
+			return "", err
+		}
+		raw = append(raw, b)
+	}
+	b, err := json.Marshal(raw)
+	return string(b), err
+}
+
+func unmarshalPlugins(s string) ([]*agentv1.PluginInfo, error) {
+	var raw []json.RawMessage
+	if err := json.Unmarshal([]byte(s), &raw); err != nil {
+		return nil, err
+	}
+	out := make([]*agentv1.PluginInfo, 0, len(raw))
+	for _, r := range raw {
+		p := &agentv1.PluginInfo{}
+		if err := protojson.Unmarshal(r, p); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+const agentCols = `id, role, hostname, facts_json, plugins_json, enrolled_at, last_seen, cert_serial, cert_not_after, revoked`
+
+func scanAgent(sc interface{ Scan(...any) error }) (*Agent, error) {
+	var a Agent
+	var facts, plugins string
+	var enrolled, seen, notAfter int64
+	var revoked int
+	if err := sc.Scan(&a.ID, &a.Role, &a.Hostname, &facts, &plugins, &enrolled, &seen, &a.CertSerial, &notAfter, &revoked); err != nil {
+		return nil, err
+	}
+	a.Facts = &agentv1.AgentFacts{}
+	if err := protojson.Unmarshal([]byte(facts), a.Facts); err != nil {
+		return nil, fmt.Errorf("agent %s facts: %w", a.ID, err)
+	}
+	var err error
+	if a.Plugins, err = unmarshalPlugins(plugins); err != nil {
+		return nil, fmt.Errorf("agent %s plugins: %w", a.ID, err)
+	}
+	a.EnrolledAt, a.LastSeen, a.CertNotAfter, a.Revoked = tm(enrolled), tm(seen), tm(notAfter), revoked != 0
+	return &a, nil
+}
+
+// GetAgent implements Store.
+func (s *SQLite) GetAgent(ctx context.Context, id string) (*Agent, error) {
+	a, err := scanAgent(s.r.QueryRowContext(ctx, `SELECT `+agentCols+` FROM agents WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return a, err
+}
+
+// ListAgents implements Store.
+func (s *SQLite) ListAgents(ctx context.Context) ([]*Agent, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+agentCols+` FROM agents ORDER BY hostname, id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Agent
+	for rows.Next() {
+		a, err := scanAgent(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// TouchAgents implements Store.
+func (s *SQLite) TouchAgents(ctx context.Context, seen map[string]time.Time) error {
+	if len(seen) == 0 {
+		return nil
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	st, err := tx.PrepareContext(ctx, `UPDATE agents SET last_seen = ? WHERE id = ? AND last_seen < ?`)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	for id, t := range seen {
+		if _, err := st.ExecContext(ctx, ns(t), id, ns(t)); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// CreateJoinToken implements Store.
+func (s *SQLite) CreateJoinToken(ctx context.Context, t *JoinToken) error {
+	labels, _ := json.Marshal(t.Labels)
+	_, err := s.w.ExecContext(ctx, `INSERT INTO join_tokens (hash, role, uses, uses_left, expires_at, labels_json, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		t.Hash, t.Role, t.Uses, t.UsesLeft, ns(t.ExpiresAt), string(labels), t.CreatedBy, ns(t.CreatedAt))
+	return err
+}
+
+// ConsumeJoinToken implements Store.
+func (s *SQLite) ConsumeJoinToken(ctx context.Context, hash string, now time.Time) (*JoinToken, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	var t JoinToken
+	var labels string
+	var exp, created int64
+	err = tx.QueryRowContext(ctx, `SELECT hash, role, uses, uses_left, expires_at, labels_json, created_by, created_at FROM join_tokens WHERE hash = ?`, hash).
+		Scan(&t.Hash, &t.Role, &t.Uses, &t.UsesLeft, &exp, &labels, &t.CreatedBy, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrTokenUnknown
+	}
+	if err != nil {
+		return nil, err
+	}
+	t.ExpiresAt, t.CreatedAt = tm(exp), tm(created)
+	_ = json.Unmarshal([]byte(labels), &t.Labels)
+	if !now.Before(t.ExpiresAt) {
+		return nil, ErrTokenExpired
+	}
+	if t.UsesLeft <= 0 {
+		return nil, ErrTokenExhausted
+	}
+	t.UsesLeft--
+	if _, err := tx.ExecContext(ctx, `UPDATE join_tokens SET uses_left = ? WHERE hash = ?`, t.UsesLeft, hash); err != nil {
+		return nil, err
+	}
+	return &t, tx.Commit()
+}
+
+// PutOperator implements Store.
+func (s *SQLite) PutOperator(ctx context.Context, o *Operator) error {
+	_, err := s.w.ExecContext(ctx, `INSERT INTO operators (name, role, cert_serial, created_by, created_at, revoked) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET role = excluded.role, cert_serial = excluded.cert_serial, revoked = excluded.revoked`,
+		o.Name, int(o.Role), o.CertSerial, o.CreatedBy, ns(o.CreatedAt), b2i(o.Revoked))
+	return err
+}
+
+func scanOperator(sc interface{ Scan(...any) error }) (*Operator, error) {
+	var o Operator
+	var role, revoked int
+	var created int64
+	if err := sc.Scan(&o.Name, &role, &o.CertSerial, &o.CreatedBy, &created, &revoked); err != nil {
+		return nil, err
+	}
+	o.Role, o.CreatedAt, o.Revoked = operatorv1.OperatorRole(role), tm(created), revoked != 0
+	return &o, nil
+}
+
+// GetOperator implements Store.
+func (s *SQLite) GetOperator(ctx context.Context, name string) (*Operator, error) {
+	o, err := scanOperator(s.r.QueryRowContext(ctx, `SELECT name, role, cert_serial, created_by, created_at, revoked FROM operators WHERE name = ?`, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return o, err
+}
+
+// ListOperators implements Store.
+func (s *SQLite) ListOperators(ctx context.Context) ([]*Operator, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT name, role, cert_serial, created_by, created_at, revoked FROM operators ORDER BY name`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Operator
+	for rows.Next() {
+		o, err := scanOperator(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
+const runCols = `id, action, selector, params_json, status, created_by, created_at, started_at, finished_at, deadline, deadline_after, max_concurrency, max_errors, reason, case_id, destructive, accounts, regions`
+
+func runArgs(r *Run) []any {
+	return []any{r.ID, r.Action, r.Selector, string(r.ParamsJSON), int(r.Status), r.CreatedBy, ns(r.CreatedAt), ns(r.StartedAt), ns(r.FinishedAt),
+		ns(r.Deadline), int64(r.DeadlineAfter), r.MaxConcurrency, r.MaxErrors, r.Reason, r.CaseID, b2i(r.Destructive), r.Accounts, r.Regions}
+}
+
+func scanRun(sc interface{ Scan(...any) error }) (*Run, error) {
+	var r Run
+	var params string
+	var status, destructive int
+	var created, started, finished, deadline, after int64
+	if err := sc.Scan(&r.ID, &r.Action, &r.Selector, &params, &status, &r.CreatedBy, &created, &started, &finished, &deadline, &after,
+		&r.MaxConcurrency, &r.MaxErrors, &r.Reason, &r.CaseID, &destructive, &r.Accounts, &r.Regions); err != nil {
+		return nil, err
+	}
+	r.ParamsJSON, r.Status, r.Destructive = []byte(params), operatorv1.RunStatus(status), destructive != 0
+	r.CreatedAt, r.StartedAt, r.FinishedAt, r.Deadline, r.DeadlineAfter = tm(created), tm(started), tm(finished), tm(deadline), time.Duration(after)
+	return &r, nil
+}
+
+const taskCols = `id, run_id, seq, agent_id, hostname, status, error, output_json, signed_task, dispatched_at, started_at, finished_at, account, region, evidence_ids, last_message`
+
+func scanTask(sc interface{ Scan(...any) error }) (*Task, error) {
+	var t Task
+	var status int
+	var disp, started, finished int64
+	var ev string
+	if err := sc.Scan(&t.ID, &t.RunID, &t.Seq, &t.AgentID, &t.Hostname, &status, &t.Error, &t.OutputJSON, &t.SignedTask,
+		&disp, &started, &finished, &t.Account, &t.Region, &ev, &t.LastMessage); err != nil {
+		return nil, err
+	}
+	t.Status = agentv1.TaskStatus(status)
+	t.DispatchedAt, t.StartedAt, t.FinishedAt = tm(disp), tm(started), tm(finished)
+	if ev != "" {
+		t.EvidenceIDs = strings.Split(ev, ",")
+	}
+	return &t, nil
+}
+
+// CreateRun implements Store.
+func (s *SQLite) CreateRun(ctx context.Context, r *Run, tasks []*Task) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO runs (`+runCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, runArgs(r)...); err != nil {
+		return err
+	}
+	st, err := tx.PrepareContext(ctx, `INSERT INTO tasks (`+taskCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	for _, t := range tasks {
+		if _, err := st.ExecContext(ctx, t.ID, t.RunID, t.Seq, t.AgentID, t.Hostname, int(t.Status), t.Error, t.OutputJSON, t.SignedTask,
+			ns(t.DispatchedAt), ns(t.StartedAt), ns(t.FinishedAt), t.Account, t.Region, strings.Join(t.EvidenceIDs, ","), t.LastMessage); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// UpdateRun implements Store.
+func (s *SQLite) UpdateRun(ctx context.Context, r *Run) error {
+	return s.SaveTasks(ctx, nil, []*Run{r})
+}
+
+// SaveTasks implements Store.
+func (s *SQLite) SaveTasks(ctx context.Context, tasks []*Task, runs []*Run) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if len(tasks) > 0 {
+		st, err := tx.PrepareContext(ctx, `UPDATE tasks SET status = ?, error = ?, output_json = ?, signed_task = ?, dispatched_at = ?, started_at = ?,
+			finished_at = ?, evidence_ids = ?, last_message = ? WHERE id = ?`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, t := range tasks {
+			if _, err := st.ExecContext(ctx, int(t.Status), t.Error, t.OutputJSON, t.SignedTask, ns(t.DispatchedAt), ns(t.StartedAt),
+				ns(t.FinishedAt), strings.Join(t.EvidenceIDs, ","), t.LastMessage, t.ID); err != nil {
+				return err
+			}
+		}
+	}
+	for _, r := range runs {
+		if _, err := tx.ExecContext(ctx, `UPDATE runs SET status = ?, started_at = ?, finished_at = ?, deadline = ? WHERE id = ?`,
+			int(r.Status), ns(r.StartedAt), ns(r.FinishedAt), ns(r.Deadline), r.ID); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// GetRun implements Store.
+func (s *SQLite) GetRun(ctx context.Context, id string) (*Run, []*Task, error) {
+	r, err := scanRun(s.r.QueryRowContext(ctx, `SELECT `+runCols+` FROM runs WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	tasks, err := s.tasksOf(ctx, id)
+	return r, tasks, err
+}
+
+func (s *SQLite) tasksOf(ctx context.Context, runID string) ([]*Task, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+taskCols+` FROM tasks WHERE run_id = ? ORDER BY seq`, runID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Task
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// ListRuns implements Store.
+func (s *SQLite) ListRuns(ctx context.Context, limit int) ([]*Run, error) {
+	if limit <= 0 {
+		limit = 50
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT `+runCols+` FROM runs ORDER BY created_at DESC, id LIMIT ?`, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Run
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// ListActiveRuns implements Store.
+func (s *SQLite) ListActiveRuns(ctx context.Context) ([]*Run, map[string][]*Task, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+runCols+` FROM runs WHERE status IN (?, ?) ORDER BY created_at`,
+		int(operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL), int(operatorv1.RunStatus_RUN_STATUS_RUNNING))
+	if err != nil {
+		return nil, nil, err
+	}
+	var runs []*Run
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			rows.Close()
+			return nil, nil, err
+		}
+		runs = append(runs, r)
+	}
+	rows.Close()
+	tasks := map[string][]*Task{}
+	for _, r := range runs {
+		ts, err := s.tasksOf(ctx, r.ID)
+		if err != nil {
+			return nil, nil, err
+		}
+		tasks[r.ID] = ts
+	}
+	return runs, tasks, nil
+}
+
+// AddApproval implements Store.
+func (s *SQLite) AddApproval(ctx context.Context, a *Approval) error {
+	_, err := s.w.ExecContext(ctx, `INSERT INTO approvals (run_id, operator, approved, at, comment) VALUES (?, ?, ?, ?, ?)`,
+		a.RunID, a.Operator, b2i(a.Approved), ns(a.At), a.Comment)
+	return err
+}
+
+// ListApprovals implements Store.
+func (s *SQLite) ListApprovals(ctx context.Context, runID string) ([]*Approval, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT run_id, operator, approved, at, comment FROM approvals WHERE run_id = ? ORDER BY at`, runID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Approval
+	for rows.Next() {
+		var a Approval
+		var approved int
+		var at int64
+		if err := rows.Scan(&a.RunID, &a.Operator, &approved, &at, &a.Comment); err != nil {
+			return nil, err
+		}
+		a.Approved, a.At = approved != 0, tm(at)
+		out = append(out, &a)
+	}
+	return out, rows.Err()
+}
+
+// AppendAudit implements Store.
+func (s *SQLite) AppendAudit(ctx context.Context, rec *AuditRecord) error {
+	if len(rec.Detail) == 0 {
+		rec.Detail = []byte("{}")
+	}
+	if !json.Valid(rec.Detail) {
+		return fmt.Errorf("audit detail is not valid JSON")
+	}
+	s.auditMu.Lock()
+	defer s.auditMu.Unlock()
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var seq int64
+	prev := GenesisHash
+	err = tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`).Scan(&seq, &prev)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	rec.Seq, rec.PrevHash = seq+1, prev
+	// Nanosecond precision survives the round trip through BIGINT, so the
+	// hash recomputed at verification matches.
+	rec.At = rec.At.UTC()
+	rec.Hash = AuditHash(rec)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO audit (seq, at, actor, action, subject, detail_json, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		rec.Seq, ns(rec.At), rec.Actor, rec.Action, rec.Subject, string(rec.Detail), rec.PrevHash, rec.Hash); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// ListAudit implements Store.
+func (s *SQLite) ListAudit(ctx context.Context, afterSeq int64, limit int) ([]*AuditRecord, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT seq, at, actor, action, subject, detail_json, prev_hash, hash FROM audit WHERE seq > ? ORDER BY seq LIMIT ?`, afterSeq, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*AuditRecord
+	for rows.Next() {
+		var r AuditRecord
+		var at int64
+		var detail string
+		if err := rows.Scan(&r.Seq, &at, &r.Actor, &r.Action, &r.Subject, &detail, &r.PrevHash, &r.Hash); err != nil {
+			return nil, err
+		}
+		r.At, r.Detail = tm(at), []byte(detail)
+		out = append(out, &r)
+	}
+	return out, rows.Err()
+}
+
+// VerifyAudit implements Store.
+func (s *SQLite) VerifyAudit(ctx context.Context) (*AuditCheck, error) {
+	chk := &AuditCheck{OK: true, HeadHash: GenesisHash}
+	var after int64
+	for {
+		recs, err := s.ListAudit(ctx, after, 1000)
+		if err != nil {
+			return nil, err
+		}
+		if len(recs) == 0 {
+			return chk, nil
+		}
+		for _, r := range recs {
+			chk.Records++
+			switch {
+			case r.Seq != after+1:
+				return fail(chk, after+1, fmt.Sprintf("record %d is missing (the next record is %d): the log was cut", after+1, r.Seq)), nil
+			case r.PrevHash != chk.HeadHash:
+				return fail(chk, r.Seq, "its previous-hash does not match the record before it: a record before it was changed or removed"), nil
+			case AuditHash(r) != r.Hash:
+				return fail(chk, r.Seq, "its content does not match its hash: the record was edited"), nil
+			}
+			chk.HeadHash = r.Hash
+			after = r.Seq
+		}
+	}
+}
+
+func fail(c *AuditCheck, seq int64, problem string) *AuditCheck {
+	c.OK, c.FirstBadSeq, c.Problem = false, seq, problem
+	return c
+}
+
+// GetMeta implements Store.
+func (s *SQLite) GetMeta(ctx context.Context, key string) (string, error) {
+	var v string
+	err := s.r.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ErrNotFound
+	}
+	return v, err
+}
+
+// SetMeta implements Store.
+func (s *SQLite) SetMeta(ctx context.Context, key, value string) error {
+	_, err := s.w.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
+	return err
+}
+
+// EncodeSignedTask serialises a signed task for the tasks table.
+func EncodeSignedTask(st *agentv1.SignedTask) ([]byte, error) { return proto.Marshal(st) }
+
+// DecodeSignedTask parses a stored signed task.
+func DecodeSignedTask(b []byte) (*agentv1.SignedTask, error) {
+	st := &agentv1.SignedTask{}
+	return st, proto.Unmarshal(b, st)
+}

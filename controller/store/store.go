@@ -1,0 +1,191 @@
+// Package store is the controller's persistent state: agents, join tokens,
+// operators, runs, tasks, approvals and the hash-chained audit log. The
+// Store interface keeps the SQL portable; SQLite (pure Go, WAL) is the
+// embedded default.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
+	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
+)
+
+// ErrNotFound is returned when a record does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Token refusals, each a precise reason an enrollment is refused.
+var (
+	ErrTokenUnknown   = errors.New("the join token is not known to this controller")
+	ErrTokenExpired   = errors.New("the join token has expired: create a new one with `firebreak token create`")
+	ErrTokenExhausted = errors.New("the join token has no uses left: create a new one with `firebreak token create`")
+)
+
+// Agent is an enrolled agent.
+type Agent struct {
+	ID           string
+	Role         string
+	Hostname     string
+	Facts        *agentv1.AgentFacts
+	Plugins      []*agentv1.PluginInfo
+	EnrolledAt   time.Time
+	LastSeen     time.Time
+	CertSerial   string
+	CertNotAfter time.Time
+	Revoked      bool
+}
+
+// JoinToken is a stored join token; only its hash is kept.
+type JoinToken struct {
+	Hash      string
+	Role      string
+	Uses      int
+	UsesLeft  int
+	ExpiresAt time.Time
+	Labels    map[string]string
+	CreatedBy string
+	CreatedAt time.Time
+}
+
+// Operator is a person (or automation) holding a credential.
+type Operator struct {
+	Name       string
+	Role       operatorv1.OperatorRole
+	CertSerial string
+	CreatedBy  string
+	CreatedAt  time.Time
+	Revoked    bool
+}
+
+// Run is one action over a set of targets.
+type Run struct {
+	ID             string
+	Action         string
+	Selector       string
+	ParamsJSON     []byte
+	Status         operatorv1.RunStatus
+	CreatedBy      string
+	CreatedAt      time.Time
+	StartedAt      time.Time
+	FinishedAt     time.Time
+	Deadline       time.Time
+	DeadlineAfter  time.Duration
+	MaxConcurrency int
+	MaxErrors      string
+	Reason         string
+	CaseID         string
+	Destructive    bool
+	Accounts       string
+	Regions        string
+}
+
+// Task is one action on one target.
+type Task struct {
+	ID           string
+	RunID        string
+	Seq          int
+	AgentID      string
+	Hostname     string
+	Status       agentv1.TaskStatus
+	Error        string
+	OutputJSON   []byte
+	SignedTask   []byte
+	DispatchedAt time.Time
+	StartedAt    time.Time
+	FinishedAt   time.Time
+	Account      string
+	Region       string
+	EvidenceIDs  []string
+	LastMessage  string
+}
+
+// Approval is one approval decision on a run.
+type Approval struct {
+	RunID    string
+	Operator string
+	Approved bool
+	At       time.Time
+	Comment  string
+}
+
+// AuditRecord is one entry of the audit log.
+type AuditRecord struct {
+	Seq      int64
+	At       time.Time
+	Actor    string
+	Action   string
+	Subject  string
+	Detail   []byte
+	PrevHash string
+	Hash     string
+}
+
+// AuditCheck is the result of verifying the audit chain.
+type AuditCheck struct {
+	OK          bool
+	Records     int64
+	FirstBadSeq int64
+	Problem     string
+	HeadHash    string
+}
+
+// Store is the controller's persistence.
+type Store interface {
+	// Close releases the store.
+	Close() error
+
+	// PutAgent inserts or replaces an agent.
+	PutAgent(ctx context.Context, a *Agent) error
+	// GetAgent returns one agent or ErrNotFound.
+	GetAgent(ctx context.Context, id string) (*Agent, error)
+	// ListAgents returns every agent, ordered by hostname then id.
+	ListAgents(ctx context.Context) ([]*Agent, error)
+	// TouchAgents records last-seen times in one transaction.
+	TouchAgents(ctx context.Context, seen map[string]time.Time) error
+
+	// CreateJoinToken stores a token.
+	CreateJoinToken(ctx context.Context, t *JoinToken) error
+	// ConsumeJoinToken uses up one use of a token atomically, or returns
+	// ErrTokenUnknown, ErrTokenExpired or ErrTokenExhausted.
+	ConsumeJoinToken(ctx context.Context, hash string, now time.Time) (*JoinToken, error)
+
+	// PutOperator inserts or replaces an operator.
+	PutOperator(ctx context.Context, o *Operator) error
+	// GetOperator returns one operator or ErrNotFound.
+	GetOperator(ctx context.Context, name string) (*Operator, error)
+	// ListOperators returns every operator by name.
+	ListOperators(ctx context.Context) ([]*Operator, error)
+
+	// CreateRun stores a run with its tasks in one transaction.
+	CreateRun(ctx context.Context, r *Run, tasks []*Task) error
+	// UpdateRun stores a run's mutable fields.
+	UpdateRun(ctx context.Context, r *Run) error
+	// GetRun returns a run and its tasks (ordered by seq).
+	GetRun(ctx context.Context, id string) (*Run, []*Task, error)
+	// ListRuns returns runs newest first.
+	ListRuns(ctx context.Context, limit int) ([]*Run, error)
+	// ListActiveRuns returns runs awaiting approval or running, with tasks.
+	ListActiveRuns(ctx context.Context) ([]*Run, map[string][]*Task, error)
+	// SaveTasks stores the mutable fields of many tasks, and optionally runs,
+	// in one transaction.
+	SaveTasks(ctx context.Context, tasks []*Task, runs []*Run) error
+
+	// AddApproval records an approval decision.
+	AddApproval(ctx context.Context, a *Approval) error
+	// ListApprovals returns a run's approvals in order.
+	ListApprovals(ctx context.Context, runID string) ([]*Approval, error)
+
+	// AppendAudit appends a record, filling Seq, PrevHash and Hash.
+	AppendAudit(ctx context.Context, rec *AuditRecord) error
+	// ListAudit returns records after seq, in order.
+	ListAudit(ctx context.Context, afterSeq int64, limit int) ([]*AuditRecord, error)
+	// VerifyAudit re-computes the chain.
+	VerifyAudit(ctx context.Context) (*AuditCheck, error)
+
+	// GetMeta and SetMeta hold small controller settings.
+	GetMeta(ctx context.Context, key string) (string, error)
+	// SetMeta stores a setting.
+	SetMeta(ctx context.Context, key, value string) error
+}

@@ -1,0 +1,164 @@
+// Package storetest is the conformance suite every store.Store
+// implementation passes.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/firebreak-ir/firebreak/controller/store"
+	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
+	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
+	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
+)
+
+// Run runs the suite; open returns a fresh, empty store per subtest.
+func Run(t *testing.T, open func(t *testing.T) store.Store) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 27, 10, 0, 0, 123456789, time.UTC)
+
+	t.Run("agents", func(t *testing.T) {
+		s := open(t)
+		a := &store.Agent{ID: "a1", Role: "host", Hostname: "web-1", EnrolledAt: now, LastSeen: now, CertSerial: "ab", CertNotAfter: now.Add(time.Hour),
+			Facts:   &agentv1.AgentFacts{Hostname: "web-1", Labels: map[string]string{"env": "prod"}},
+			Plugins: []*agentv1.PluginInfo{{Sha256: "00ff", Description: &pluginv1.ActionDescription{Name: "sysinfo", Version: "1.0.0"}}}}
+		if err := s.PutAgent(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.GetAgent(ctx, "a1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Hostname != "web-1" || got.Facts.GetLabels()["env"] != "prod" || len(got.Plugins) != 1 ||
+			got.Plugins[0].GetDescription().GetName() != "sysinfo" || !got.EnrolledAt.Equal(now) {
+			t.Fatalf("agent round trip: %+v", got)
+		}
+		if _, err := s.GetAgent(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("missing agent: %v", err)
+		}
+		later := now.Add(time.Minute)
+		if err := s.TouchAgents(ctx, map[string]time.Time{"a1": later}); err != nil {
+			t.Fatal(err)
+		}
+		// An older sighting never moves last_seen backwards.
+		if err := s.TouchAgents(ctx, map[string]time.Time{"a1": now}); err != nil {
+			t.Fatal(err)
+		}
+		got, _ = s.GetAgent(ctx, "a1")
+		if !got.LastSeen.Equal(later) {
+			t.Fatalf("last seen %v, want %v", got.LastSeen, later)
+		}
+	})
+
+	t.Run("join tokens", func(t *testing.T) {
+		s := open(t)
+		tok := &store.JoinToken{Hash: "h", Role: "host", Uses: 2, UsesLeft: 2, ExpiresAt: now.Add(time.Hour), Labels: map[string]string{"env": "lab"}, CreatedAt: now}
+		if err := s.CreateJoinToken(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 2; i++ {
+			got, err := s.ConsumeJoinToken(ctx, "h", now)
+			if err != nil {
+				t.Fatalf("use %d: %v", i+1, err)
+			}
+			if got.Labels["env"] != "lab" || got.UsesLeft != 1-i {
+				t.Fatalf("use %d: %+v", i+1, got)
+			}
+		}
+		if _, err := s.ConsumeJoinToken(ctx, "h", now); !errors.Is(err, store.ErrTokenExhausted) {
+			t.Fatalf("third use: %v", err)
+		}
+		if _, err := s.ConsumeJoinToken(ctx, "unknown", now); !errors.Is(err, store.ErrTokenUnknown) {
+			t.Fatalf("unknown: %v", err)
+		}
+		_ = s.CreateJoinToken(ctx, &store.JoinToken{Hash: "old", Role: "host", Uses: 1, UsesLeft: 1, ExpiresAt: now})
+		if _, err := s.ConsumeJoinToken(ctx, "old", now); !errors.Is(err, store.ErrTokenExpired) {
+			t.Fatalf("expired: %v", err)
+		}
+	})
+
+	t.Run("runs and tasks", func(t *testing.T) {
+		s := open(t)
+		r := &store.Run{ID: "r1", Action: "sysinfo", Selector: "all", ParamsJSON: []byte(`{}`), Status: operatorv1.RunStatus_RUN_STATUS_RUNNING,
+			CreatedBy: "admin", CreatedAt: now, DeadlineAfter: time.Hour, MaxErrors: "10%"}
+		var tasks []*store.Task
+		for i := 0; i < 3; i++ {
+			tasks = append(tasks, &store.Task{ID: fmt.Sprintf("t%d", i), RunID: "r1", Seq: i, AgentID: fmt.Sprintf("a%d", i), Status: agentv1.TaskStatus_TASK_STATUS_PENDING})
+		}
+		if err := s.CreateRun(ctx, r, tasks); err != nil {
+			t.Fatal(err)
+		}
+		tasks[1].Status = agentv1.TaskStatus_TASK_STATUS_SUCCEEDED
+		tasks[1].OutputJSON = []byte(`{"ok":true}`)
+		tasks[1].SignedTask = []byte{1, 2, 3}
+		tasks[1].EvidenceIDs = []string{"e1", "e2"}
+		tasks[1].FinishedAt = now
+		r.Status = operatorv1.RunStatus_RUN_STATUS_SUCCEEDED
+		r.FinishedAt = now
+		if err := s.SaveTasks(ctx, []*store.Task{tasks[1]}, []*store.Run{r}); err != nil {
+			t.Fatal(err)
+		}
+		gr, gt, err := s.GetRun(ctx, "r1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gr.Status != operatorv1.RunStatus_RUN_STATUS_SUCCEEDED || gr.MaxErrors != "10%" || gr.DeadlineAfter != time.Hour || len(gt) != 3 {
+			t.Fatalf("run %+v tasks %d", gr, len(gt))
+		}
+		if gt[1].Status != agentv1.TaskStatus_TASK_STATUS_SUCCEEDED || !bytes.Equal(gt[1].SignedTask, []byte{1, 2, 3}) ||
+			len(gt[1].EvidenceIDs) != 2 || string(gt[1].OutputJSON) != `{"ok":true}` {
+			t.Fatalf("task %+v", gt[1])
+		}
+		active, _, err := s.ListActiveRuns(ctx)
+		if err != nil || len(active) != 0 {
+			t.Fatalf("active runs %v %v", active, err)
+		}
+		runs, err := s.ListRuns(ctx, 10)
+		if err != nil || len(runs) != 1 {
+			t.Fatalf("list runs %v %v", runs, err)
+		}
+		if err := s.AddApproval(ctx, &store.Approval{RunID: "r1", Operator: "bob", Approved: true, At: now}); err != nil {
+			t.Fatal(err)
+		}
+		aps, err := s.ListApprovals(ctx, "r1")
+		if err != nil || len(aps) != 1 || aps[0].Operator != "bob" {
+			t.Fatalf("approvals %v %v", aps, err)
+		}
+	})
+
+	t.Run("audit chain", func(t *testing.T) {
+		s := open(t)
+		for i := 0; i < 5; i++ {
+			if err := s.AppendAudit(ctx, &store.AuditRecord{At: now.Add(time.Duration(i)), Actor: "operator:admin", Action: "run.create", Subject: fmt.Sprint(i), Detail: []byte(`{"n":1}`)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		chk, err := s.VerifyAudit(ctx)
+		if err != nil || !chk.OK || chk.Records != 5 {
+			t.Fatalf("verify: %+v %v", chk, err)
+		}
+		recs, _ := s.ListAudit(ctx, 0, 10)
+		if recs[0].PrevHash != store.GenesisHash || recs[1].PrevHash != recs[0].Hash {
+			t.Fatal("records are not chained")
+		}
+		if err := s.AppendAudit(ctx, &store.AuditRecord{At: now, Actor: "x", Action: "y", Detail: []byte("{bad")}); err == nil {
+			t.Fatal("invalid detail accepted")
+		}
+	})
+
+	t.Run("meta", func(t *testing.T) {
+		s := open(t)
+		if _, err := s.GetMeta(ctx, "k"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatal(err)
+		}
+		_ = s.SetMeta(ctx, "k", "v1")
+		_ = s.SetMeta(ctx, "k", "v2")
+		if v, _ := s.GetMeta(ctx, "k"); v != "v2" {
+			t.Fatalf("meta %q", v)
+		}
+	})
+}
