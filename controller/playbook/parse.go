@@ -119,6 +119,14 @@ func (d *decoder) yamlError(err error) {
 	msg := err.Error()
 	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
+		// yaml.v3 numbers lines from 1 for scanner errors but from 0 for
+		// parser errors; the parser's problems are these.
+		for _, p := range []string{"did not find expected", "found duplicate %", "found incompatible", "found undefined tag"} {
+			if strings.HasPrefix(m[2], p) {
+				line++
+				break
+			}
+		}
 		text := "YAML syntax: " + m[2]
 		if strings.Contains(d.src.line(line), "${{") {
 			text += `; inside {…} or […] quote expressions: "${{ … }}"`

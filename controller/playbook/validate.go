@@ -752,36 +752,30 @@ func (c *compiler) checkRegionsValue(s *Step, v *Value) {
 			c.errorAt(v.Pos, "step %q: targets.%v", s.ID, err)
 		}
 	case ValueList:
-		var lits []string
+		if len(v.List) == 0 {
+			c.errorAt(v.Pos, "step %q: targets.regions is empty; write \"all\" or region names", s.ID)
+			return
+		}
 		for i, el := range v.List {
 			switch el.Kind {
 			case ValueLiteral:
 				r, ok := el.Literal.(string)
-				if !ok {
+				switch {
+				case !ok:
 					c.errorAt(el.Pos, "step %q: targets.regions element %d must be a string, not %s", s.ID, i, describeGo(el.Literal))
-					return
+				case r == "all" && len(v.List) > 1:
+					c.errorAt(el.Pos, "step %q: targets.regions: \"all\" cannot be combined with other regions", s.ID)
+				default:
+					if err := CheckRegions([]string{r}); err != nil {
+						c.errorAt(el.Pos, "step %q: targets.%v", s.ID, err)
+					}
 				}
-				lits = append(lits, r)
 			case ValueExpr, ValueTemplate:
 				if msg := c.valueFits(el, &pluginv1.ParamSpec{Type: pluginv1.ParamType_PARAM_TYPE_STRING}); msg != "" {
 					c.errorAt(el.errPos(), "step %q: targets.regions element %d: %s", s.ID, i, msg)
-					return
 				}
 			default:
 				c.errorAt(el.Pos, "step %q: targets.regions element %d must be a string, not %s", s.ID, i, el.describe())
-				return
-			}
-		}
-		if len(lits) == len(v.List) {
-			if err := CheckRegions(lits); err != nil {
-				c.errorAt(v.Pos, "step %q: targets.%v", s.ID, err)
-			}
-		} else {
-			for _, r := range lits {
-				if err := CheckRegions([]string{r}); err != nil || r == "all" {
-					c.errorAt(v.Pos, "step %q: targets.regions: %q cannot be combined with other regions or is not a region name", s.ID, r)
-					return
-				}
 			}
 		}
 	case ValueTemplate:
