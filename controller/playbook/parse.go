@@ -530,7 +530,7 @@ func (d *decoder) stringValue(n *yaml.Node, v *Value, what string) *Value {
 		}
 		nexprs++
 		e.node, e.start, e.src = n, starts[i], d.src
-		e.Pos = e.posAt(0)
+		e.Pos = d.src.scalarPos(n, starts[i]-len("${{"))
 		if n := len([]rune(e.Source)); n > MaxExprLen {
 			d.errorAt(e.Pos, "%s: expression is %d characters long; the limit is %d", what, n, MaxExprLen)
 			return nil

@@ -65,7 +65,7 @@ const (
 	// MaxValueDepth is the deepest nesting of lists and maps in a value.
 	MaxValueDepth = 16
 	// MaxEvalCost is the CEL cost budget of one expression evaluation.
-	MaxEvalCost = 1_000_000
+	MaxEvalCost = 100_000
 	// MaxTimeout is the longest step timeout accepted.
 	MaxTimeout = 24 * time.Hour
 )

@@ -1,107 +1,59 @@
 package playbook
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/firebreak-ir/firebreak/controller/selector"
 )
 
 var (
-	selectorValueRe = regexp.MustCompile(`^[A-Za-z0-9._:/@+-]+$`)
-	labelKeyRe      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$`)
-	accountIDRe     = regexp.MustCompile(`^[0-9]{12}$`)
-	ouIDRe          = regexp.MustCompile(`^ou-[0-9a-z]{4,32}-[0-9a-z]{8,32}$`)
-	regionRe        = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$`)
+	accountIDRe = regexp.MustCompile(`^[0-9]{12}$`)
+	ouIDRe      = regexp.MustCompile(`^ou-[0-9a-z]{4,32}-[0-9a-z]{8,32}$`)
+	regionRe    = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$`)
 )
 
-// selectorKeys are the plain keys a selector term may use; label.<k> and
-// tag.<k> are accepted as well.
-var selectorKeys = []string{"role", "id", "hostname", "account", "region", "instance_id"}
-
-// CheckSelector checks a target selector's syntax: "all", or comma-joined
-// key=value terms whose keys are role, id, hostname, account, region,
-// instance_id, label.<name> or tag.<name>. Role values are host or worker.
-// Validate and the Evaluator use it unless WithSelectorCheck replaces it.
+// CheckSelector checks a target selector with the dispatcher's grammar
+// (package controller/selector). Validate and the Evaluator use it unless
+// WithSelectorCheck replaces it.
 func CheckSelector(sel string) error {
-	if strings.TrimSpace(sel) == "all" {
-		return nil
-	}
-	if strings.TrimSpace(sel) == "" {
-		return fmt.Errorf(`selector is empty; write "all" or terms such as role=host,label.env=prod`)
-	}
-	for _, term := range strings.Split(sel, ",") {
-		term = strings.TrimSpace(term)
-		key, val, ok := strings.Cut(term, "=")
-		if !ok {
-			return fmt.Errorf("selector term %q is not key=value", term)
-		}
-		if err := checkSelectorKey(key); err != nil {
-			return err
-		}
-		if err := checkSelectorValue(key, val); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func checkSelectorKey(key string) error {
-	for _, prefix := range []string{"label.", "tag."} {
-		if name, ok := strings.CutPrefix(key, prefix); ok {
-			if !labelKeyRe.MatchString(name) {
-				return fmt.Errorf("selector key %q: %q is not a valid %s name", key, name, strings.TrimSuffix(prefix, "."))
-			}
-			return nil
-		}
-	}
-	for _, k := range selectorKeys {
-		if key == k {
-			return nil
-		}
-	}
-	return fmt.Errorf("selector key %q is unknown (use %s, label.<name> or tag.<name>)", key, strings.Join(selectorKeys, ", "))
-}
-
-func checkSelectorValue(key, val string) error {
-	if !selectorValueRe.MatchString(val) {
-		if val == "" {
-			return fmt.Errorf("selector term %s= has no value", key)
-		}
-		return fmt.Errorf("selector value %q for %s may hold only letters, digits and . _ : / @ + -", val, key)
-	}
-	switch key {
-	case "role":
-		if val != "host" && val != "worker" {
-			return fmt.Errorf("selector role %q is unknown (use host or worker)", val)
-		}
-	case "account":
-		if !accountIDRe.MatchString(val) {
-			return fmt.Errorf("selector account %q is not a 12-digit AWS account id", val)
-		}
-	}
-	return nil
+	_, err := selector.Parse(sel)
+	return err
 }
 
 // checkSelectorTemplate checks an interpolated selector as far as its
-// literal text allows: every term is key=value with a literal, known key,
-// and literal values are well formed.
+// literal text allows: each term's key must be literal, terms without
+// expressions must parse, and a key followed by an expression must be one
+// the grammar knows.
 func checkSelectorTemplate(parts []Part) error {
 	for _, term := range templateTerms(parts) {
 		key, val, ok := cutTemplate(term, "=")
 		if !ok {
-			return fmt.Errorf("selector term %q is not key=value", renderTerm(term))
+			return fmt.Errorf("selector term %q: want key=value or key!=value", renderTerm(term))
 		}
 		k, lit := literalText(key)
 		if !lit {
 			return fmt.Errorf("selector key in %q cannot be an expression", renderTerm(term))
 		}
-		if err := checkSelectorKey(strings.TrimSpace(k)); err != nil {
-			return err
-		}
 		if v, lit := literalText(val); lit {
-			if err := checkSelectorValue(strings.TrimSpace(k), v); err != nil {
+			if err := CheckSelector(k + "=" + v); err != nil {
 				return err
 			}
+			continue
+		}
+		// The value is only known at evaluation; check the key with a value
+		// its kind accepts.
+		placeholder := "x"
+		switch strings.TrimSpace(strings.TrimSuffix(k, "!")) {
+		case "role":
+			placeholder = "host"
+		case "connected", "isolated", "simulated":
+			placeholder = "true"
+		}
+		if err := CheckSelector(k + "=" + placeholder); err != nil {
+			return fmt.Errorf("selector term %q: %w", renderTerm(term), errors.Unwrap(err))
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package playbook
 
 import (
 	"fmt"
+	"path"
 	"regexp"
 	"slices"
 	"strings"
@@ -676,8 +677,8 @@ func (c *compiler) checkSelectorValue(s *Step, v *Value, action *pluginv1.Action
 			c.errorAt(v.Pos, "step %q: targets.selector: %v", s.ID, err)
 			return
 		}
-		if role := selectorRole(sel); role != "" && action != nil && len(action.GetRoles()) > 0 && !slices.Contains(action.GetRoles(), role) {
-			c.errorAt(v.Pos, "step %q: targets.selector picks role=%s, but action %s runs on %s agents", s.ID, role, action.GetName(), strings.Join(action.GetRoles(), " or "))
+		if roles := selectorRoles(sel); roles != nil && action != nil && len(action.GetRoles()) > 0 && !rolesMeet(roles, action.GetRoles()) {
+			c.errorAt(v.Pos, "step %q: targets.selector picks role=%s, but action %s runs on %s agents", s.ID, strings.Join(roles, "|"), action.GetName(), strings.Join(action.GetRoles(), " or "))
 		}
 	case ValueTemplate:
 		if err := checkSelectorTemplate(v.Parts); err != nil {
@@ -700,14 +701,27 @@ func (c *compiler) stringTemplate(s *Step, v *Value, field string) {
 	}
 }
 
-// selectorRole returns the value of a literal selector's role term.
-func selectorRole(sel string) string {
+// selectorRoles returns the values of a literal selector's role=… term.
+func selectorRoles(sel string) []string {
 	for _, term := range strings.Split(sel, ",") {
-		if k, v, ok := strings.Cut(strings.TrimSpace(term), "="); ok && k == "role" {
-			return v
+		if k, v, ok := strings.Cut(strings.TrimSpace(term), "="); ok && strings.TrimSpace(k) == "role" {
+			return strings.Split(strings.TrimSpace(v), "|")
 		}
 	}
-	return ""
+	return nil
+}
+
+// rolesMeet reports whether any selected role (possibly a glob) can run
+// an action that runs on the given roles.
+func rolesMeet(selected, runs []string) bool {
+	for _, sel := range selected {
+		for _, r := range runs {
+			if ok, _ := path.Match(strings.TrimSpace(sel), r); ok {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (c *compiler) checkAccountsValue(s *Step, v *Value, action *pluginv1.ActionDescription) {

@@ -113,7 +113,7 @@ func TestValidateErrors(t *testing.T) {
 		},
 		{
 			name: "literal param of wrong type",
-			src:  header + step("a", `action: host-collect
+			src: header + step("a", `action: host-collect
     targets: {selector: role=host}
     params:
       pid: "1234"`),
@@ -121,7 +121,7 @@ func TestValidateErrors(t *testing.T) {
 		},
 		{
 			name: "literal not among allowed values",
-			src:  header + step("a", `action: host-collect
+			src: header + step("a", `action: host-collect
     targets: {selector: role=host}
     params:
       profile: deep`),
@@ -129,7 +129,7 @@ func TestValidateErrors(t *testing.T) {
 		},
 		{
 			name: "interpolated string for int param",
-			src:  header + step("a", `action: host-collect
+			src: header + step("a", `action: host-collect
     targets: {selector: role=host}
     params:
       pid: "${{ inputs.instance_id }}0"`),
@@ -137,11 +137,11 @@ func TestValidateErrors(t *testing.T) {
 		},
 		{
 			name: "expression of wrong type",
-			src:  header + step("a", `action: host-collect
+			src: header + step("a", `action: host-collect
     targets: {selector: role=host}
     params:
       pid: ${{ inputs.instance_id }}`),
-			want: []string{`t.yaml:15:15: step "a": param "pid": expression has type string; want int`},
+			want: []string{`t.yaml:15:12: step "a": param "pid": expression has type string; want int`},
 		},
 		{
 			name: "unknown input",
@@ -176,7 +176,7 @@ func TestValidateErrors(t *testing.T) {
 		{
 			name: "when not bool",
 			src:  header + okStep + "    when: ${{ inputs.instance_id }}\n",
-			want: []string{`t.yaml:16:14: step "a": when must be a bool expression, but it has type string`},
+			want: []string{`t.yaml:16:11: step "a": when must be a bool expression, but it has type string`},
 		},
 		{
 			name: "when literal not bool",
@@ -237,7 +237,7 @@ func TestValidateErrors(t *testing.T) {
 		{
 			name: "invalid selector",
 			src:  header + strings.Replace(okStep, "role=worker", "\"role=worker,env prod\"", 1),
-			want: []string{`t.yaml:13:25: step "a": targets.selector: selector term "env prod" is not key=value`},
+			want: []string{`t.yaml:13:25: step "a": targets.selector: selector term 2 "env prod": want key=value or key!=value`},
 		},
 		{
 			name: "selector role does not run the action",
@@ -248,6 +248,11 @@ func TestValidateErrors(t *testing.T) {
 			name: "interpolated selector key",
 			src:  header + strings.Replace(okStep, "{selector: role=worker}", `{selector: "${{ inputs.instance_id }}=x"}`, 1),
 			want: []string{`t.yaml:13:25: step "a": targets.selector: selector key in "${{ inputs.instance_id }}=x" cannot be an expression`},
+		},
+		{
+			name: "interpolated selector with unknown key",
+			src:  header + strings.Replace(okStep, "{selector: role=worker}", `{selector: "role=worker,tag.id=${{ inputs.instance_id }}"}`, 1),
+			want: []string{`t.yaml:13:25: step "a": targets.selector: selector term "tag.id=${{ inputs.instance_id }}": unknown key "tag.id" (keys: id, role, hostname, account, region, instance_id, connected, isolated, simulated, label.NAME)`},
 		},
 		{
 			name: "bad accounts",
@@ -368,7 +373,7 @@ func TestValidateLimits(t *testing.T) {
 	}{
 		{"file too large", big, fmt.Sprintf("t.yaml: playbook is %d bytes; the limit is 1048576", len(big))},
 		{"too many steps", many.String(), "t.yaml:10:3: playbook has 201 steps; the limit is 200"},
-		{"expression too long", longExpr, "t.yaml:16:14: when: expression is 4806 characters long; the limit is 4096"},
+		{"expression too long", longExpr, "t.yaml:16:11: when: expression is 4806 characters long; the limit is 4096"},
 		{"value nested too deep", deep, `t.yaml:16:33: parameter "case_id" is nested deeper than 16 levels`},
 	}
 	for _, tt := range tests {

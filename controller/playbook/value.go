@@ -60,7 +60,7 @@ type Part struct {
 type Expr struct {
 	// Source is the CEL text between the delimiters.
 	Source string
-	// Pos is where the CEL text starts in the file.
+	// Pos is where the expression's "${{" is in the file.
 	Pos Pos
 
 	node  *yaml.Node
