@@ -288,7 +288,7 @@ func gnuSparse(t *testing.T) []byte {
 	raw := b.Bytes()
 	raw[156] = tar.TypeGNUSparse
 	copy(raw[386:410], "00000000000\x0000000000001\x00") // one sparse entry: offset 0, 1 byte
-	copy(raw[483:495], "00000100000\x00")                 // real size 32 KiB
+	copy(raw[483:495], "00000100000\x00")                // real size 32 KiB
 	copy(raw[148:156], "        ")
 	sum := 0
 	for _, c := range raw[:512] {

@@ -236,6 +236,10 @@ func (w *Writer) Stats() Stats {
 	return s
 }
 
+// Err returns the error that stopped the Writer, if any: once the
+// destination fails, every add fails with it.
+func (w *Writer) Err() error { return w.err }
+
 // Manifest returns the manifest as it stands (complete after Close). The
 // caller must not modify it.
 func (w *Writer) Manifest() *Manifest { return &w.m }
