@@ -60,7 +60,8 @@ var migrations = []string{
 		id TEXT PRIMARY KEY, role TEXT NOT NULL, hostname TEXT NOT NULL,
 		facts_json TEXT NOT NULL, plugins_json TEXT NOT NULL,
 		enrolled_at BIGINT NOT NULL, last_seen BIGINT NOT NULL,
-		cert_serial TEXT NOT NULL, cert_not_after BIGINT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0)`,
+		cert_serial TEXT NOT NULL, cert_not_after BIGINT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0,
+		token_labels_json TEXT NOT NULL DEFAULT '{}')`,
 	`CREATE TABLE join_tokens (
 		hash TEXT PRIMARY KEY, role TEXT NOT NULL, uses INTEGER NOT NULL, uses_left INTEGER NOT NULL,
 		expires_at BIGINT NOT NULL, labels_json TEXT NOT NULL, created_by TEXT NOT NULL, created_at BIGINT NOT NULL)`,
@@ -183,12 +184,13 @@ func (s *SQLite) PutAgent(ctx context.Context, a *Agent) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO agents (id, role, hostname, facts_json, plugins_json, enrolled_at, last_seen, cert_serial, cert_not_after, revoked)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	tokenLabels, _ := json.Marshal(a.TokenLabels)
+	_, err = s.w.ExecContext(ctx, `INSERT INTO agents (id, role, hostname, facts_json, plugins_json, enrolled_at, last_seen, cert_serial, cert_not_after, revoked, token_labels_json)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET role = excluded.role, hostname = excluded.hostname, facts_json = excluded.facts_json,
 		plugins_json = excluded.plugins_json, last_seen = excluded.last_seen, cert_serial = excluded.cert_serial,
-		cert_not_after = excluded.cert_not_after, revoked = excluded.revoked`,
-		a.ID, a.Role, a.Hostname, string(facts), plugins, ns(a.EnrolledAt), ns(a.LastSeen), a.CertSerial, ns(a.CertNotAfter), b2i(a.Revoked))
+		cert_not_after = excluded.cert_not_after, revoked = excluded.revoked, token_labels_json = excluded.token_labels_json`,
+		a.ID, a.Role, a.Hostname, string(facts), plugins, ns(a.EnrolledAt), ns(a.LastSeen), a.CertSerial, ns(a.CertNotAfter), b2i(a.Revoked), string(tokenLabels))
 	return err
 }
 
@@ -228,16 +230,17 @@ func unmarshalPlugins(s string) ([]*agentv1.PluginInfo, error) {
 	return out, nil
 }
 
-const agentCols = `id, role, hostname, facts_json, plugins_json, enrolled_at, last_seen, cert_serial, cert_not_after, revoked`
+const agentCols = `id, role, hostname, facts_json, plugins_json, enrolled_at, last_seen, cert_serial, cert_not_after, revoked, token_labels_json`
 
 func scanAgent(sc interface{ Scan(...any) error }) (*Agent, error) {
 	var a Agent
-	var facts, plugins string
+	var facts, plugins, tokenLabels string
 	var enrolled, seen, notAfter int64
 	var revoked int
-	if err := sc.Scan(&a.ID, &a.Role, &a.Hostname, &facts, &plugins, &enrolled, &seen, &a.CertSerial, &notAfter, &revoked); err != nil {
+	if err := sc.Scan(&a.ID, &a.Role, &a.Hostname, &facts, &plugins, &enrolled, &seen, &a.CertSerial, &notAfter, &revoked, &tokenLabels); err != nil {
 		return nil, err
 	}
+	_ = json.Unmarshal([]byte(tokenLabels), &a.TokenLabels)
 	a.Facts = &agentv1.AgentFacts{}
 	if err := protojson.Unmarshal([]byte(facts), a.Facts); err != nil {
 		return nil, fmt.Errorf("agent %s facts: %w", a.ID, err)

@@ -35,6 +35,9 @@ type Agent struct {
 	CertSerial   string
 	CertNotAfter time.Time
 	Revoked      bool
+	// TokenLabels are the labels the join token gave; they override the
+	// labels the agent reports about itself.
+	TokenLabels map[string]string
 }
 
 // JoinToken is a stored join token; only its hash is kept.

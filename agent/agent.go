@@ -1,0 +1,611 @@
+// Package agent is the composition root of the Firebreak agent, for both
+// roles: a host agent runs in-guest actions on its host, a worker runs AWS
+// API actions across accounts. The agent dials out to the controller and
+// holds one stream, on which the controller pushes signed tasks; the agent
+// verifies each task, records it in its journal, runs its plugin and reports
+// the result until the controller has stored it.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/firebreak-ir/firebreak/agent/journal"
+	"github.com/firebreak-ir/firebreak/agent/pluginhost"
+	"github.com/firebreak-ir/firebreak/internal/pki"
+	"github.com/firebreak-ir/firebreak/internal/tasksign"
+	"github.com/firebreak-ir/firebreak/internal/telemetry"
+	"github.com/firebreak-ir/firebreak/plugins/sdk"
+	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
+	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
+)
+
+// Version is the agent's version.
+const Version = "0.1.0"
+
+// Config is the agent's configuration.
+type Config struct {
+	// Controller is the controller's HOST:PORT.
+	Controller string
+	// CAFile is the controller CA to pin at enrollment.
+	CAFile string
+	// JoinToken enrolls the agent the first time.
+	JoinToken string
+	// DataDir holds the agent's key, certificate, journal and plugin state.
+	DataDir string
+	// Role is "host" or "worker".
+	Role string
+	// Labels are the agent's own labels.
+	Labels map[string]string
+	// PluginDir is the directory of plugin binaries and their manifest.
+	PluginDir string
+	// Builtins are in-process actions (lab, benchmarks).
+	Builtins []sdk.Action
+	// BuiltinClients are already-served in-process actions shared by many
+	// simulated agents.
+	BuiltinClients []*sdk.Client
+	// Hostname overrides the host name (simulated hosts).
+	Hostname string
+	// Simulated marks a simulated host; every view of the agent shows it.
+	Simulated bool
+	// MemoryJournal keeps the journal in memory (simulated agents only).
+	MemoryJournal bool
+	// MaxConcurrentTasks bounds the tasks running at once (default 8).
+	MaxConcurrentTasks int
+	// Logger logs; defaults to slog.Default().
+	Logger *slog.Logger
+	// Clock defaults to time.Now.
+	Clock func() time.Time
+	// Dialer overrides how the controller is dialled (tests, benchmarks).
+	Dialer func(ctx context.Context, addr string) (net.Conn, error)
+	// Connected, when set, is called each time the stream is established.
+	Connected func()
+}
+
+// CheckAndSetDefaults checks the configuration and sets defaults.
+func (c *Config) CheckAndSetDefaults() error {
+	var missing []string
+	if c.Controller == "" {
+		missing = append(missing, "--controller")
+	}
+	if c.DataDir == "" && !c.MemoryJournal {
+		missing = append(missing, "--data-dir")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("agent: missing %s", strings.Join(missing, ", "))
+	}
+	if c.Role == "" {
+		c.Role = "host"
+	}
+	if c.Role != "host" && c.Role != "worker" {
+		return fmt.Errorf("agent: --role %q: want host or worker", c.Role)
+	}
+	if c.MaxConcurrentTasks == 0 {
+		c.MaxConcurrentTasks = 8
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	return nil
+}
+
+// Agent is a running agent.
+type Agent struct {
+	cfg      Config
+	id       *identity
+	facts    *agentv1.AgentFacts
+	plugins  *pluginhost.Host
+	journal  *journal.Journal
+	verifier *tasksign.Verifier
+	sem      chan struct{}
+
+	mu       sync.Mutex
+	running  map[string]context.CancelFunc
+	stream   *streamState
+	conn     *grpc.ClientConn
+	ctrlIPs  []string
+	ctrlPort uint32
+	isolated bool
+}
+
+type streamState struct {
+	send func(*agentv1.ConnectRequest) error
+}
+
+// New builds an agent: it loads its plugins and its identity, enrolling
+// with the join token if it has none.
+func New(ctx context.Context, cfg Config) (*Agent, error) {
+	if err := cfg.CheckAndSetDefaults(); err != nil {
+		return nil, err
+	}
+	if cfg.DataDir != "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("creating the data dir: %w", err)
+		}
+		if err := os.MkdirAll(filepath.Join(cfg.DataDir, "state"), 0o700); err != nil {
+			return nil, err
+		}
+	}
+	a := &Agent{cfg: cfg, sem: make(chan struct{}, cfg.MaxConcurrentTasks), running: map[string]context.CancelFunc{}}
+	a.facts = a.collectFacts()
+	var err error
+	if a.plugins, err = pluginhost.New(pluginhost.Config{Dir: cfg.PluginDir, Logger: cfg.Logger, Role: cfg.Role}); err != nil {
+		return nil, fmt.Errorf("loading plugins: %w", err)
+	}
+	for _, b := range cfg.Builtins {
+		if err := a.plugins.AddBuiltin(b); err != nil {
+			return nil, fmt.Errorf("built-in action: %w", err)
+		}
+	}
+	for _, c := range cfg.BuiltinClients {
+		if err := a.plugins.AddBuiltinClient(c, func() {}); err != nil {
+			return nil, fmt.Errorf("built-in action: %w", err)
+		}
+	}
+	if a.id, err = a.loadOrEnroll(ctx); err != nil {
+		a.plugins.Close()
+		return nil, err
+	}
+	if cfg.MemoryJournal {
+		a.journal = journal.OpenMemory()
+	} else if a.journal, err = journal.Open(a.path(journalFile), cfg.Clock); err != nil {
+		a.plugins.Close()
+		return nil, err
+	}
+	a.verifier = &tasksign.Verifier{Key: a.id.signingKey, AgentID: a.id.AgentID, Now: cfg.Clock}
+	a.reportInterrupted()
+	return a, nil
+}
+
+// ID returns the agent's id.
+func (a *Agent) ID() string { return a.id.AgentID }
+
+// Plugins returns the loaded plugins.
+func (a *Agent) Plugins() []*agentv1.PluginInfo { return a.plugins.Plugins() }
+
+// reportInterrupted turns tasks that were running when the agent stopped
+// into failed results. They are not re-run: a destructive action must not
+// run twice because the agent restarted.
+func (a *Agent) reportInterrupted() {
+	for _, e := range a.journal.Interrupted() {
+		res := &agentv1.TaskResult{TaskId: e.TaskID, Status: agentv1.TaskStatus_TASK_STATUS_FAILED,
+			Error:      "the agent stopped while the task was running; it was not run again, to avoid running it twice: check the host",
+			StartedAt:  timestamppb.New(e.StartedAt),
+			FinishedAt: timestamppb.New(a.cfg.Clock())}
+		if err := a.journal.Finish(res); err != nil {
+			a.cfg.Logger.Error("recording an interrupted task", "task", e.TaskID, "error", err)
+		}
+	}
+}
+
+func (a *Agent) collectFacts() *agentv1.AgentFacts {
+	host := a.cfg.Hostname
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	f := &agentv1.AgentFacts{Hostname: host, Labels: maps.Clone(a.cfg.Labels), AgentVersion: Version, Os: runtime.GOOS,
+		Arch: runtime.GOARCH, Simulated: a.cfg.Simulated}
+	if f.Labels == nil {
+		f.Labels = map[string]string{}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil && !a.cfg.Simulated {
+		f.BootId = strings.TrimSpace(string(b))
+	}
+	// Labels may carry the cloud placement of agents outside EC2 metadata.
+	f.InstanceId, f.Account, f.Region = f.Labels["instance_id"], f.Labels["account"], f.Labels["region"]
+	return f
+}
+
+// Run connects and serves tasks until ctx ends, reconnecting with
+// exponential backoff and jitter.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.plugins.Close()
+	defer a.journal.Close()
+	renewCtx, cancelRenew := context.WithCancel(ctx)
+	defer cancelRenew()
+	go func() {
+		_ = a.renewLoop(renewCtx, func() *grpc.ClientConn {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			return a.conn
+		})
+	}()
+	backoff := 250 * time.Millisecond
+	for {
+		start := time.Now()
+		err := a.session(ctx)
+		if ctx.Err() != nil {
+			a.waitRunning(10 * time.Second)
+			return nil
+		}
+		if time.Since(start) > time.Minute {
+			backoff = 250 * time.Millisecond
+		}
+		wait := backoff/2 + rand.N(backoff/2+1)
+		a.cfg.Logger.Warn("connection to the controller lost; reconnecting", "error", err, "in", wait.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+func (a *Agent) waitRunning(max time.Duration) {
+	deadline := time.Now().Add(max)
+	for time.Now().Before(deadline) {
+		a.mu.Lock()
+		n := len(a.running)
+		a.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (a *Agent) dial() (*grpc.ClientConn, error) {
+	tlsCfg := pki.ClientTLS(a.id.caPool, a.id.current)
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.WithReadBufferSize(16 << 10),
+		grpc.WithWriteBufferSize(16 << 10),
+	}
+	if a.cfg.Dialer != nil {
+		opts = append(opts, grpc.WithContextDialer(a.cfg.Dialer))
+	}
+	return grpc.NewClient("passthrough:///"+a.cfg.Controller, opts...)
+}
+
+// session holds one Connect stream until it breaks.
+func (a *Agent) session(ctx context.Context) error {
+	conn, err := a.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := agentv1.NewAgentServiceClient(conn).Connect(sctx)
+	if err != nil {
+		return err
+	}
+	var sendMu sync.Mutex
+	send := func(m *agentv1.ConnectRequest) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return stream.Send(m)
+	}
+	a.facts.Isolated = a.Isolated()
+	if err := send(&agentv1.ConnectRequest{Msg: &agentv1.ConnectRequest_Hello{Hello: &agentv1.Hello{
+		Facts: a.facts, Plugins: a.plugins.Plugins(), RunningTaskIds: a.runningIDs()}}}); err != nil {
+		return err
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	w := first.GetWelcome()
+	if w == nil {
+		return errors.New("the controller did not answer hello with welcome")
+	}
+	if w.GetAgentId() != a.id.AgentID {
+		return fmt.Errorf("the controller sees this agent as %q, not %q", w.GetAgentId(), a.id.AgentID)
+	}
+	if skew := a.cfg.Clock().Sub(w.GetServerTime().AsTime()); skew > tasksign.MaxClockSkew || -skew > tasksign.MaxClockSkew {
+		a.cfg.Logger.Warn("the clocks of agent and controller differ; tasks may be refused as expired or early", "skew", skew)
+	}
+	a.rememberController(stream)
+	a.mu.Lock()
+	a.stream = &streamState{send: send}
+	a.conn = conn
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		a.stream = nil
+		a.conn = nil
+		a.mu.Unlock()
+	}()
+	a.cfg.Logger.Info("connected", "controller", a.cfg.Controller, "agent", a.id.AgentID, "plugins", len(a.plugins.Plugins()))
+	if a.cfg.Connected != nil {
+		a.cfg.Connected()
+	}
+	// Results the controller has not confirmed go again.
+	for _, r := range a.journal.Unacked() {
+		if err := send(&agentv1.ConnectRequest{Msg: &agentv1.ConnectRequest_TaskResult{TaskResult: r}}); err != nil {
+			return err
+		}
+	}
+	hb := time.Duration(w.GetHeartbeatSeconds()) * time.Second
+	if hb <= 0 {
+		hb = 30 * time.Second
+	}
+	go func() {
+		t := time.NewTicker(hb)
+		defer t.Stop()
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case <-t.C:
+				if err := send(&agentv1.ConnectRequest{Msg: &agentv1.ConnectRequest_Heartbeat{Heartbeat: &agentv1.Heartbeat{
+					Isolated: a.Isolated(), RunningTaskIds: a.runningIDs()}}}); err != nil {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		switch msg := m.GetMsg().(type) {
+		case *agentv1.ConnectResponse_Task:
+			a.onTask(ctx, msg.Task)
+		case *agentv1.ConnectResponse_ResultAck:
+			if err := a.journal.Ack(msg.ResultAck.GetTaskId()); err != nil {
+				a.cfg.Logger.Warn("recording an acknowledgement", "error", err)
+			}
+		case *agentv1.ConnectResponse_Cancel:
+			a.mu.Lock()
+			if c := a.running[msg.Cancel.GetTaskId()]; c != nil {
+				c()
+			}
+			a.mu.Unlock()
+		}
+	}
+}
+
+// rememberController records the controller's address as actually dialled,
+// which in-guest isolation must keep reachable.
+func (a *Agent) rememberController(stream grpc.ClientStream) {
+	var ips []string
+	host, port, err := net.SplitHostPort(a.cfg.Controller)
+	if err == nil {
+		if p, ok := peer.FromContext(stream.Context()); ok && p.Addr != nil {
+			if ta, ok := p.Addr.(*net.TCPAddr); ok {
+				ips = append(ips, ta.IP.String())
+			}
+		}
+		if ip := net.ParseIP(host); ip != nil {
+			ips = append(ips, ip.String())
+		} else if addrs, err := net.LookupHost(host); err == nil {
+			ips = append(ips, addrs...)
+		}
+	}
+	n, _ := strconv.ParseUint(port, 10, 16)
+	a.mu.Lock()
+	a.ctrlIPs = dedupe(ips)
+	a.ctrlPort = uint32(n)
+	a.mu.Unlock()
+}
+
+func dedupe(in []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (a *Agent) runningIDs() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]string, 0, len(a.running))
+	for id := range a.running {
+		out = append(out, id)
+	}
+	return out
+}
+
+// Isolated reports whether host isolation is recorded as in force.
+func (a *Agent) Isolated() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.isolated
+}
+
+// SetIsolated records the isolation state reported to the controller.
+func (a *Agent) SetIsolated(v bool) {
+	a.mu.Lock()
+	a.isolated = v
+	a.mu.Unlock()
+}
+
+func (a *Agent) report(m *agentv1.ConnectRequest) {
+	a.mu.Lock()
+	s := a.stream
+	a.mu.Unlock()
+	if s == nil {
+		return
+	}
+	if err := s.send(m); err != nil {
+		a.cfg.Logger.Debug("sending to the controller failed; the result is re-sent on reconnect", "error", err)
+	}
+}
+
+func (a *Agent) sendResult(res *agentv1.TaskResult) {
+	a.report(&agentv1.ConnectRequest{Msg: &agentv1.ConnectRequest_TaskResult{TaskResult: res}})
+}
+
+// onTask verifies a pushed task and starts it; it never blocks the stream.
+func (a *Agent) onTask(ctx context.Context, st *agentv1.SignedTask) {
+	spec, err := a.verifier.Verify(st)
+	if err != nil {
+		a.refuse(st, err.Error())
+		return
+	}
+	if e, ok := a.journal.Lookup(spec.GetTaskId()); ok {
+		a.mu.Lock()
+		_, running := a.running[spec.GetTaskId()]
+		a.mu.Unlock()
+		switch {
+		case running:
+			// A re-delivery while it runs: the result follows.
+		case e.Result != nil && !e.Acked:
+			a.sendResult(e.Result)
+		case e.Result != nil && e.Acked:
+			// Security-critical: a task the controller already has the
+			// result of is never run again, whoever sends it.
+			a.cfg.Logger.Warn("refused a replayed task", "task", spec.GetTaskId(), "action", spec.GetAction())
+			a.sendResult(&agentv1.TaskResult{TaskId: spec.GetTaskId(), Status: agentv1.TaskStatus_TASK_STATUS_REFUSED,
+				Error: fmt.Sprintf("task refused: replay of task %s, already executed at %s", spec.GetTaskId(), e.StartedAt.UTC().Format(time.RFC3339))})
+		}
+		return
+	}
+	if err := a.journal.Start(spec.GetTaskId(), spec.GetNonce(), spec.GetExpiresAt().AsTime()); err != nil {
+		a.refuse(st, "the task could not be journalled: "+err.Error())
+		return
+	}
+	tctx, cancel := context.WithDeadline(ctx, spec.GetExpiresAt().AsTime())
+	tctx = telemetry.ExtractTraceContext(tctx, spec.GetTraceparent(), spec.GetTracestate())
+	a.mu.Lock()
+	a.running[spec.GetTaskId()] = cancel
+	a.mu.Unlock()
+	go func() {
+		defer cancel()
+		res := a.execute(tctx, spec)
+		if err := a.journal.Finish(res); err != nil {
+			a.cfg.Logger.Error("journalling a result", "task", spec.GetTaskId(), "error", err)
+		}
+		a.mu.Lock()
+		delete(a.running, spec.GetTaskId())
+		a.mu.Unlock()
+		a.sendResult(res)
+	}()
+}
+
+// refuse reports a refused task. The task id is read from the unverified
+// bytes only to address the report; nothing else in them is used.
+func (a *Agent) refuse(st *agentv1.SignedTask, reason string) {
+	spec := &agentv1.TaskSpec{}
+	_ = proto.Unmarshal(st.GetSpec(), spec)
+	a.cfg.Logger.Warn("refused a task", "task", spec.GetTaskId(), "reason", reason)
+	if spec.GetTaskId() == "" {
+		return
+	}
+	a.sendResult(&agentv1.TaskResult{TaskId: spec.GetTaskId(), Status: agentv1.TaskStatus_TASK_STATUS_REFUSED, Error: reason,
+		FinishedAt: timestamppb.New(a.cfg.Clock())})
+}
+
+func (a *Agent) execute(ctx context.Context, spec *agentv1.TaskSpec) *agentv1.TaskResult {
+	res := &agentv1.TaskResult{TaskId: spec.GetTaskId()}
+	finish := func(status agentv1.TaskStatus, msg string) *agentv1.TaskResult {
+		res.Status, res.Error, res.FinishedAt = status, msg, timestamppb.New(a.cfg.Clock())
+		return res
+	}
+	select {
+	case a.sem <- struct{}{}:
+		defer func() { <-a.sem }()
+	case <-ctx.Done():
+		return finish(ctxStatus(ctx), ctxMessage(ctx, "while waiting for a free task slot"))
+	}
+	started := a.cfg.Clock()
+	res.StartedAt = timestamppb.New(started)
+	a.report(&agentv1.ConnectRequest{Msg: &agentv1.ConnectRequest_TaskEvent{TaskEvent: &agentv1.TaskEvent{
+		TaskId: spec.GetTaskId(), Event: &agentv1.TaskEvent_Started{Started: timestamppb.New(started)}}}})
+
+	req := a.executeRequest(spec)
+	var lastProgress time.Time
+	out, err := a.plugins.Execute(ctx, spec.GetAction(), req, func(m *pluginv1.ExecuteResponse) error {
+		switch e := m.GetEvent().(type) {
+		case *pluginv1.ExecuteResponse_Progress:
+			// Progress is rate-limited; the stream is shared by all tasks.
+			if time.Since(lastProgress) < 100*time.Millisecond && e.Progress.GetPercent() != 100 {
+				return nil
+			}
+			lastProgress = time.Now()
+			a.report(&agentv1.ConnectRequest{Msg: &agentv1.ConnectRequest_TaskEvent{TaskEvent: &agentv1.TaskEvent{
+				TaskId: spec.GetTaskId(), Event: &agentv1.TaskEvent_Progress{Progress: e.Progress}}}})
+		case *pluginv1.ExecuteResponse_Log:
+			a.cfg.Logger.Info("action log", "task", spec.GetTaskId(), "action", spec.GetAction(), "level", e.Log.GetLevel(), "message", e.Log.GetMessage())
+			a.report(&agentv1.ConnectRequest{Msg: &agentv1.ConnectRequest_TaskEvent{TaskEvent: &agentv1.TaskEvent{
+				TaskId: spec.GetTaskId(), Event: &agentv1.TaskEvent_Log{Log: e.Log}}}})
+		case *pluginv1.ExecuteResponse_Artifact:
+			return a.onArtifact(ctx, spec, e.Artifact, res)
+		}
+		return nil
+	})
+	if aerr := a.closeArtifacts(ctx, spec, res); aerr != nil && err == nil {
+		err = aerr
+	}
+	switch {
+	case ctx.Err() != nil:
+		return finish(ctxStatus(ctx), ctxMessage(ctx, "while the action ran; the action was stopped"))
+	case err != nil:
+		return finish(agentv1.TaskStatus_TASK_STATUS_FAILED, err.Error())
+	}
+	res.OutputJson = out.GetOutputJson()
+	a.afterTask(spec, out)
+	if out.GetError() != "" {
+		return finish(agentv1.TaskStatus_TASK_STATUS_FAILED, out.GetError())
+	}
+	return finish(agentv1.TaskStatus_TASK_STATUS_SUCCEEDED, "")
+}
+
+func ctxStatus(ctx context.Context) agentv1.TaskStatus {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return agentv1.TaskStatus_TASK_STATUS_TIMED_OUT
+	}
+	return agentv1.TaskStatus_TASK_STATUS_CANCELLED
+}
+
+func ctxMessage(ctx context.Context, when string) string {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return "the task's deadline passed " + when
+	}
+	return "the task was cancelled " + when
+}
+
+func (a *Agent) executeRequest(spec *agentv1.TaskSpec) *pluginv1.ExecuteRequest {
+	tp, tstate := telemetry.InjectTraceContext(context.Background())
+	if spec.GetTraceparent() != "" {
+		tp, tstate = spec.GetTraceparent(), spec.GetTracestate()
+	}
+	a.mu.Lock()
+	ips, port := append([]string(nil), a.ctrlIPs...), a.ctrlPort
+	a.mu.Unlock()
+	req := &pluginv1.ExecuteRequest{
+		Task: &pluginv1.TaskContext{TaskId: spec.GetTaskId(), RunId: spec.GetRunId(), CaseId: spec.GetCaseId(),
+			Operator: spec.GetOperator(), AgentId: spec.GetAgentId(), Deadline: spec.GetExpiresAt(), Traceparent: tp, Tracestate: tstate},
+		ParamsJson: spec.GetParamsJson(),
+		Host: &pluginv1.HostContext{ControllerAddresses: ips, ControllerPort: port, Hostname: a.facts.GetHostname(),
+			InstanceId: a.facts.GetInstanceId(), OnEc2: a.facts.GetInstanceId() != ""},
+	}
+	if a.cfg.DataDir != "" {
+		req.Host.StateDir = filepath.Join(a.cfg.DataDir, "state")
+	}
+	return req
+}

@@ -1,0 +1,81 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/firebreak-ir/firebreak/internal/telemetry"
+)
+
+// Main runs the firebreak-agent command line and returns the exit code.
+func Main(args []string) int {
+	var cfg Config
+	var labels []string
+	var logLevel string
+	cmd := &cobra.Command{
+		Use:   "firebreak-agent",
+		Short: "The Firebreak agent: runs response actions pushed by the controller",
+		Long: `The Firebreak agent dials out to the controller over mTLS and holds one
+stream on which the controller pushes signed tasks. The first start enrolls
+with --join-token and pins --ca-file; later starts reuse the identity in
+--data-dir. Exit codes: 0 stopped cleanly, 1 error, 2 usage.`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       Version,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level %q: %w", logLevel, err)
+			}
+			cfg.Logger = telemetry.NewLogger(os.Stderr, true, lvl)
+			slog.SetDefault(cfg.Logger)
+			cfg.Labels = map[string]string{}
+			for _, l := range labels {
+				k, v, ok := strings.Cut(l, "=")
+				if !ok || k == "" {
+					return fmt.Errorf("--label %q: want key=value", l)
+				}
+				cfg.Labels[k] = v
+			}
+			if cfg.JoinToken == "" {
+				cfg.JoinToken = os.Getenv("FIREBREAK_JOIN_TOKEN")
+			}
+			shutdown := telemetry.SetupTracing(cmd.Context(), "firebreak-agent")
+			defer shutdown(context.Background())
+			a, err := New(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			return a.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Controller, "controller", os.Getenv("FIREBREAK_CONTROLLER"), "controller HOST:PORT (env FIREBREAK_CONTROLLER)")
+	f.StringVar(&cfg.CAFile, "ca-file", "", "controller CA certificate to pin at enrollment (the controller's DATA_DIR/ca.pem)")
+	f.StringVar(&cfg.JoinToken, "join-token", "", "join token for the first enrollment (env FIREBREAK_JOIN_TOKEN; prefer the env var: flags show in ps)")
+	f.StringVar(&cfg.DataDir, "data-dir", "/var/lib/firebreak-agent", "directory for the agent's key, certificate, journal and state")
+	f.StringVar(&cfg.Role, "role", "host", "host (in-guest actions) or worker (AWS API actions)")
+	f.StringArrayVar(&labels, "label", nil, "label k=v (repeatable)")
+	f.StringVar(&cfg.PluginDir, "plugin-dir", "/usr/lib/firebreak/plugins", "directory of plugin binaries and manifest.json (root-owned)")
+	f.IntVar(&cfg.MaxConcurrentTasks, "max-tasks", 8, "most tasks running at once")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.SetArgs(args)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := cmd.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "firebreak-agent:", err)
+		if strings.Contains(err.Error(), "flag") || strings.Contains(err.Error(), "--") {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}

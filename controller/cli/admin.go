@@ -1,0 +1,259 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/firebreak-ir/firebreak/controller"
+	"github.com/firebreak-ir/firebreak/controller/auth"
+	"github.com/firebreak-ir/firebreak/internal/pki"
+	"github.com/firebreak-ir/firebreak/internal/telemetry"
+	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
+	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
+)
+
+func newControllerCmd(g *globals) *cobra.Command {
+	var cfg controller.Config
+	var logLevel string
+	cmd := &cobra.Command{
+		Use:   "controller",
+		Short: "Run the controller",
+		Long: `Run the controller. On the first start it creates in --data-dir a CA (ca.pem),
+an ed25519 task-signing key, the SQLite database and the admin credential
+admin.creds; later starts reuse them. It stops cleanly on SIGTERM.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+				return exitWith(ExitUsage, fmt.Errorf("--log-level %q: %w", logLevel, err))
+			}
+			cfg.Logger = telemetry.NewLogger(os.Stderr, true, lvl)
+			slog.SetDefault(cfg.Logger)
+			shutdown := telemetry.SetupTracing(cmd.Context(), "firebreak-controller")
+			defer shutdown(cmd.Context())
+			c, err := controller.New(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			return c.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DataDir, "data-dir", "", "directory for the CA, keys, database and evidence (required)")
+	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:7443", "address to serve agents and operators on")
+	f.StringVar(&cfg.Advertise, "advertise", "", "address written into new credentials (default: the listen address)")
+	f.StringSliceVar(&cfg.ServerNames, "server-name", nil, "extra DNS name or IP for the serving certificate (repeatable)")
+	f.IntVar(&cfg.ApprovalThreshold, "approval-threshold", 10, "a destructive run over more targets than this waits for a second operator's approval")
+	f.DurationVar(&cfg.AgentCertTTL, "agent-cert-ttl", 24*time.Hour, "lifetime of agent certificates (agents renew at half of it)")
+	f.DurationVar(&cfg.OperatorCertTTL, "operator-cert-ttl", 90*24*time.Hour, "lifetime of operator credentials issued by `operator add`")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	_ = cmd.MarkFlagRequired("data-dir")
+	return cmd
+}
+
+func newTokenCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "token", Short: "Manage join tokens for enrolling agents"}
+	var role string
+	var uses uint32
+	var ttl time.Duration
+	var labels []string
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Create a join token (shown once)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, ok := agentv1.AgentRole_value["AGENT_ROLE_"+strings.ToUpper(role)]
+			if !ok || r == 0 {
+				return exitWith(ExitUsage, fmt.Errorf("--role %q: want host or worker", role))
+			}
+			lm, err := parseKV("label", labels)
+			if err != nil {
+				return err
+			}
+			c, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := g.ctx(cmd.Context())
+			defer cancel()
+			resp, err := c.op.CreateJoinToken(ctx, &operatorv1.CreateJoinTokenRequest{Role: agentv1.AgentRole(r), Uses: uses, Ttl: durationpb.New(ttl), Labels: lm})
+			if err != nil {
+				return rpcError(err)
+			}
+			if g.json {
+				return g.printJSON(map[string]any{"token": resp.GetToken(), "expires_at": resp.GetExpiresAt().AsTime(), "uses": resp.GetUses()})
+			}
+			fmt.Fprintln(g.out, resp.GetToken())
+			fmt.Fprintf(g.errOut, "join token for %s agents: %d use(s), expires %s\n", role, resp.GetUses(), resp.GetExpiresAt().AsTime().Local().Format(time.RFC3339))
+			return nil
+		},
+	}
+	create.Flags().StringVar(&role, "role", "host", "agent role the token enrolls: host or worker")
+	create.Flags().Uint32Var(&uses, "uses", 1, "how many agents may enroll with it")
+	create.Flags().DurationVar(&ttl, "ttl", time.Hour, "how long the token is valid")
+	create.Flags().StringArrayVar(&labels, "label", nil, "label k=v added to every agent enrolled with it (repeatable)")
+	cmd.AddCommand(create)
+	return cmd
+}
+
+func newOperatorCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "operator", Short: "Manage operators"}
+	var role, out string
+	add := &cobra.Command{
+		Use:   "add NAME",
+		Short: "Issue a credential for a new operator",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, ok := auth.ParseRole(role)
+			if !ok {
+				return exitWith(ExitUsage, fmt.Errorf("--role %q: want viewer, responder, approver or admin", role))
+			}
+			c, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := g.ctx(cmd.Context())
+			defer cancel()
+			resp, err := c.op.AddOperator(ctx, &operatorv1.AddOperatorRequest{Name: args[0], Role: r})
+			if err != nil {
+				return rpcError(err)
+			}
+			if out == "" {
+				out = args[0] + ".creds"
+			}
+			var creds pki.Creds
+			if err := json.Unmarshal(resp.GetCredsJson(), &creds); err != nil {
+				return err
+			}
+			if err := creds.Save(out); err != nil {
+				return err
+			}
+			if g.json {
+				return g.printJSON(map[string]string{"name": args[0], "role": role, "creds_file": out})
+			}
+			fmt.Fprintf(g.out, "operator %s (%s): credential written to %s (mode 0600); hand it over securely\n", args[0], role, out)
+			return nil
+		},
+	}
+	add.Flags().StringVar(&role, "role", "approver", "viewer, responder, approver or admin")
+	add.Flags().StringVarP(&out, "output", "o", "", "credential file to write (default NAME.creds)")
+	cmd.AddCommand(add)
+	return cmd
+}
+
+func newWhoamiCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "whoami",
+		Short: "Show the operator the credential belongs to",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := g.ctx(cmd.Context())
+			defer cancel()
+			resp, err := c.op.Whoami(ctx, &operatorv1.WhoamiRequest{})
+			if err != nil {
+				return rpcError(err)
+			}
+			if g.json {
+				return g.printJSON(map[string]string{"name": resp.GetName(), "role": auth.RoleName(resp.GetRole())})
+			}
+			fmt.Fprintf(g.out, "%s (%s)\n", resp.GetName(), auth.RoleName(resp.GetRole()))
+			return nil
+		},
+	}
+}
+
+func newAuditCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "audit", Short: "Read and verify the hash-chained audit log"}
+	var after uint64
+	var limit uint32
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List audit records",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := g.ctx(cmd.Context())
+			defer cancel()
+			resp, err := c.op.ListAudit(ctx, &operatorv1.ListAuditRequest{AfterSeq: after, Limit: limit})
+			if err != nil {
+				return rpcError(err)
+			}
+			if g.json {
+				type rec struct {
+					Seq      uint64          `json:"seq"`
+					At       time.Time       `json:"at"`
+					Actor    string          `json:"actor"`
+					Action   string          `json:"action"`
+					Subject  string          `json:"subject"`
+					Detail   json.RawMessage `json:"detail"`
+					PrevHash string          `json:"prev_hash"`
+					Hash     string          `json:"hash"`
+				}
+				out := []rec{}
+				for _, r := range resp.GetRecords() {
+					out = append(out, rec{r.GetSeq(), r.GetAt().AsTime(), r.GetActor(), r.GetAction(), r.GetSubject(), r.GetDetailJson(), r.GetPrevHash(), r.GetHash()})
+				}
+				return g.printJSON(out)
+			}
+			tw := tabwriter.NewWriter(g.out, 0, 2, 2, ' ', 0)
+			fmt.Fprintln(tw, "SEQ\tTIME\tACTOR\tACTION\tSUBJECT\tDETAIL")
+			for _, r := range resp.GetRecords() {
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", r.GetSeq(), r.GetAt().AsTime().Local().Format(time.RFC3339), r.GetActor(), r.GetAction(), r.GetSubject(), r.GetDetailJson())
+			}
+			return tw.Flush()
+		},
+	}
+	list.Flags().Uint64Var(&after, "after", 0, "show records after this sequence number")
+	list.Flags().Uint32Var(&limit, "limit", 100, "most records to show")
+	verify := &cobra.Command{
+		Use:   "verify",
+		Short: "Recompute the audit hash chain; exit 6 if any record was edited or removed",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := g.ctx(cmd.Context())
+			defer cancel()
+			resp, err := c.op.VerifyAudit(ctx, &operatorv1.VerifyAuditRequest{})
+			if err != nil {
+				return rpcError(err)
+			}
+			if g.json {
+				if err := g.printJSON(map[string]any{"ok": resp.GetOk(), "records": resp.GetRecords(), "first_bad_seq": resp.GetFirstBadSeq(),
+					"problem": resp.GetProblem(), "head_hash": resp.GetHeadHash()}); err != nil {
+					return err
+				}
+			} else if resp.GetOk() {
+				fmt.Fprintf(g.out, "audit log intact: %d records, head %s\n", resp.GetRecords(), resp.GetHeadHash())
+			}
+			if !resp.GetOk() {
+				return exitWith(ExitVerifyFailed, fmt.Errorf("audit log TAMPERED at record %d: %s", resp.GetFirstBadSeq(), resp.GetProblem()))
+			}
+			return nil
+		},
+	}
+	cmd.AddCommand(list, verify)
+	return cmd
+}

@@ -1,0 +1,255 @@
+// Package cli is the `firebreak` command: the controller server and the
+// operator commands, built with cobra. Every command takes --json; exit
+// codes mean something (see ExitCode).
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"golang.org/x/term"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	"github.com/firebreak-ir/firebreak/internal/pki"
+	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
+)
+
+// Exit codes. Scripts and playbooks rely on them.
+const (
+	// ExitOK: the command did what was asked; a run succeeded on every target.
+	ExitOK = 0
+	// ExitError: the command failed (controller unreachable, request refused).
+	ExitError = 1
+	// ExitUsage: bad flags or arguments.
+	ExitUsage = 2
+	// ExitRunFailed: the run ended with targets that failed, timed out,
+	// were refused, offline or cancelled.
+	ExitRunFailed = 3
+	// ExitAwaitingApproval: the run waits for a second operator's approval.
+	ExitAwaitingApproval = 4
+	// ExitRejected: the run was rejected or cancelled.
+	ExitRejected = 5
+	// ExitVerifyFailed: a verification (audit, evidence) found tampering.
+	ExitVerifyFailed = 6
+)
+
+// exitError carries an exit code out of a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return ""
+	}
+	return e.err.Error()
+}
+
+func exitWith(code int, err error) error { return &exitError{code: code, err: err} }
+
+// globals are the flags every operator command shares.
+type globals struct {
+	controller string
+	creds      string
+	json       bool
+	timeout    time.Duration
+	out        io.Writer
+	errOut     io.Writer
+}
+
+// Main runs the command line and returns the process exit code.
+func Main(args []string) int {
+	g := &globals{out: os.Stdout, errOut: os.Stderr}
+	root := NewRoot(g)
+	root.SetArgs(args)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintln(g.errOut, "firebreak:", ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintln(g.errOut, "firebreak:", err)
+	if isUsage(err) {
+		return ExitUsage
+	}
+	return ExitError
+}
+
+func isUsage(err error) bool {
+	s := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand", "accepts ", "requires ", "invalid argument", "flag needs", "required flag"} {
+		if strings.Contains(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// NewRoot builds the command tree.
+func NewRoot(g *globals) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "firebreak",
+		Short: "Incident response for AWS organisations: isolate, collect, contain",
+		Long: `Firebreak runs response actions across a fleet of host agents and API workers.
+
+The controller (firebreak controller) holds the fleet's state; every other
+command is an operator command that talks to it over mTLS, using the
+credential file given by --creds or FIREBREAK_CREDS.
+
+Exit codes: 0 ok · 1 error · 2 usage · 3 run had failed targets ·
+4 run awaits approval · 5 run rejected or cancelled · 6 verification failed.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.controller, "controller", os.Getenv("FIREBREAK_CONTROLLER"), "controller address HOST:PORT (env FIREBREAK_CONTROLLER; default: the one in the credential file)")
+	pf.StringVar(&g.creds, "creds", os.Getenv("FIREBREAK_CREDS"), "operator credential file (env FIREBREAK_CREDS)")
+	pf.BoolVar(&g.json, "json", false, "print JSON instead of tables")
+	pf.DurationVar(&g.timeout, "timeout", 30*time.Second, "how long to wait for the controller on each request")
+	root.AddCommand(
+		newControllerCmd(g),
+		newTokenCmd(g),
+		newAgentsCmd(g),
+		newActionsCmd(g),
+		newRunCmd(g),
+		newRunsCmd(g),
+		newApproveCmd(g, true),
+		newApproveCmd(g, false),
+		newCancelCmd(g),
+		newOperatorCmd(g),
+		newAuditCmd(g),
+		newWhoamiCmd(g),
+		newVersionCmd(g),
+	)
+	for _, add := range extraCommands {
+		root.AddCommand(add(g))
+	}
+	return root
+}
+
+// extraCommands are added by other files of the package (isolate,
+// collect, evidence, lab, bench, …) so the root stays one list.
+var extraCommands []func(*globals) *cobra.Command
+
+// Version is the firebreak command's version.
+const Version = "0.1.0"
+
+func newVersionCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if g.json {
+				return g.printJSON(map[string]string{"version": Version})
+			}
+			fmt.Fprintln(g.out, "firebreak", Version)
+			return nil
+		},
+	}
+}
+
+// client is a connection to the controller as an operator.
+type client struct {
+	conn *grpc.ClientConn
+	op   operatorv1.OperatorServiceClient
+}
+
+func (g *globals) dial() (*client, error) {
+	if g.creds == "" {
+		return nil, exitWith(ExitUsage, errors.New("no operator credential: pass --creds FILE or set FIREBREAK_CREDS (the controller writes DATA_DIR/admin.creds on first start)"))
+	}
+	creds, err := pki.LoadCreds(g.creds)
+	if err != nil {
+		return nil, err
+	}
+	addr := g.controller
+	if addr == "" {
+		addr = creds.Controller
+	}
+	if addr == "" {
+		return nil, exitWith(ExitUsage, errors.New("no controller address: pass --controller HOST:PORT or set FIREBREAK_CONTROLLER"))
+	}
+	tlsCfg, err := creds.TLS()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler()), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+	if err != nil {
+		return nil, err
+	}
+	return &client{conn: conn, op: operatorv1.NewOperatorServiceClient(conn)}, nil
+}
+
+func (c *client) Close() { _ = c.conn.Close() }
+
+// ctx bounds one request.
+func (g *globals) ctx(parent context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(parent, g.timeout)
+}
+
+// rpcError turns a gRPC error into the message an operator can act on.
+func rpcError(err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	switch st.Code() {
+	case codes.Unavailable:
+		return fmt.Errorf("the controller is unreachable: %s", st.Message())
+	case codes.DeadlineExceeded:
+		return fmt.Errorf("the controller did not answer in time (raise --timeout): %s", st.Message())
+	case codes.Unauthenticated, codes.PermissionDenied:
+		return fmt.Errorf("refused: %s", st.Message())
+	case codes.InvalidArgument:
+		// The request itself is wrong: the same exit code as a bad flag.
+		return exitWith(ExitUsage, errors.New(st.Message()))
+	}
+	return errors.New(st.Message())
+}
+
+func (g *globals) printJSON(v any) error {
+	enc := json.NewEncoder(g.out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// parseKV parses repeated k=v flags.
+func parseKV(flag string, items []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, it := range items {
+		k, v, ok := strings.Cut(it, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, exitWith(ExitUsage, fmt.Errorf("--%s %q: want key=value", flag, it))
+		}
+		out[strings.TrimSpace(k)] = v
+	}
+	return out, nil
+}

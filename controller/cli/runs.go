@@ -1,0 +1,537 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/firebreak-ir/firebreak/controller/dispatch"
+	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
+	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
+)
+
+// runFlags are the flags shared by `run` and its shortcuts (isolate,
+// collect, …).
+type runFlags struct {
+	selector       string
+	params         []string
+	maxConcurrency uint32
+	maxErrors      string
+	deadline       time.Duration
+	dryRun         bool
+	wait           bool
+	reason         string
+	caseID         string
+}
+
+func (f *runFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.selector, "select", "", `target agents: "all" or terms such as role=host,label.env=prod,hostname=web-*`)
+	fl.StringArrayVar(&f.params, "param", nil, "action parameter k=v (repeatable)")
+	fl.Uint32Var(&f.maxConcurrency, "max-concurrency", 0, "most tasks in flight at once (0: no limit)")
+	fl.StringVar(&f.maxErrors, "max-errors", "", `once more targets than this fail ("5" or "10%"), tasks not yet started are cancelled (default: no limit)`)
+	fl.DurationVar(&f.deadline, "deadline", time.Hour, "how long tasks may wait for offline agents and run")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "list the targets and change nothing")
+	fl.BoolVar(&f.wait, "wait", false, "follow the run to its end, then print the per-target table")
+	fl.StringVar(&f.reason, "reason", "", "why, for the audit log and the case")
+	fl.StringVar(&f.caseID, "case", "", "incident case to attach the run to")
+	_ = cmd.MarkFlagRequired("select")
+}
+
+func (f *runFlags) request(action string, extra map[string]string, typed map[string]any) (*operatorv1.CreateRunRequest, error) {
+	params, err := parseKV("param", f.params)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range extra {
+		params[k] = v
+	}
+	if err := dispatch.ParseMaxErrors(f.maxErrors); err != nil {
+		return nil, exitWith(ExitUsage, err)
+	}
+	req := &operatorv1.CreateRunRequest{Action: action, Selector: f.selector, Params: params, MaxConcurrency: f.maxConcurrency,
+		MaxErrors: f.maxErrors, Deadline: durationpb.New(f.deadline), DryRun: f.dryRun, Reason: f.reason, CaseId: f.caseID}
+	if len(typed) > 0 {
+		b, err := json.Marshal(typed)
+		if err != nil {
+			return nil, err
+		}
+		req.ParamsJson = b
+	}
+	return req, nil
+}
+
+func newRunCmd(g *globals) *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run ACTION --select SELECTOR",
+		Short: "Run one action on every matching agent",
+		Long: `Run one action on every agent the selector matches that offers the action.
+
+The controller pushes the signed task to each connected agent at once;
+agents that are offline get it when they return, until --deadline. Rate
+control follows SSM: at most --max-concurrency tasks in flight, and once
+more than --max-errors targets fail, the tasks not yet started are
+cancelled. A destructive action over more targets than the controller's
+approval threshold waits for 'firebreak approve RUN_ID' by another operator.`,
+		Example: `  firebreak run sysinfo --select all --wait
+  firebreak run noop --select role=host,label.env=prod --max-concurrency 50 --max-errors 5% --wait --json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req, err := f.request(args[0], nil, nil)
+			if err != nil {
+				return err
+			}
+			return g.createRun(cmd.Context(), req, f.wait)
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+// createRun creates a run and, with wait, follows it to its end. It is the
+// one code path behind run, isolate, unisolate and collect.
+func (g *globals) createRun(ctx context.Context, req *operatorv1.CreateRunRequest, wait bool) error {
+	c, err := g.dial()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	rctx, cancel := g.ctx(ctx)
+	resp, err := c.op.CreateRun(rctx, req)
+	cancel()
+	if err != nil {
+		return rpcError(err)
+	}
+	r := resp.GetRun()
+	if req.GetDryRun() {
+		return g.printPlan(r)
+	}
+	if !wait {
+		if g.json {
+			return g.printJSON(map[string]any{"run_id": r.GetId(), "action": r.GetAction(), "status": runStatus(r.GetStatus()), "targets": len(r.GetTasks())})
+		}
+		fmt.Fprintln(g.out, r.GetId())
+		if r.GetStatus() == operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL {
+			fmt.Fprintf(g.errOut, "run %s of %s over %d targets awaits approval by another operator: firebreak approve %s\n", r.GetId(), r.GetAction(), len(r.GetTasks()), r.GetId())
+			return exitWith(ExitAwaitingApproval, nil)
+		}
+		fmt.Fprintf(g.errOut, "run %s of %s started on %d targets; follow it with: firebreak runs show %s --wait\n", r.GetId(), r.GetAction(), len(r.GetTasks()), r.GetId())
+		return nil
+	}
+	if !g.json {
+		fmt.Fprintf(g.errOut, "run %s: %s on %d targets\n", r.GetId(), r.GetAction(), len(r.GetTasks()))
+	}
+	final, err := g.follow(ctx, c, r.GetId())
+	if err != nil {
+		return err
+	}
+	return g.report(final)
+}
+
+// follow watches a run until it ends, drawing a progress bar on a terminal.
+// A dropped watch is resumed with a fresh snapshot.
+func (g *globals) follow(ctx context.Context, c *client, runID string) (*operatorv1.Run, error) {
+	var bar *progressbar.ProgressBar
+	showBar := !g.json && isTerminal(g.errOut)
+	tasks := map[string]*operatorv1.Task{}
+	var hdr *operatorv1.Run
+	announcedApproval := false
+	draw := func() {
+		cnt := &operatorv1.RunCounts{Targets: uint32(len(tasks))}
+		for _, t := range tasks {
+			dispatch.CountTask(cnt, t.GetStatus())
+		}
+		if hdr != nil && hdr.GetStatus() == operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL && !announcedApproval {
+			announcedApproval = true
+			fmt.Fprintf(g.errOut, "awaiting approval by another operator: firebreak approve %s\n", runID)
+		}
+		if !showBar {
+			return
+		}
+		if bar == nil {
+			bar = progressbar.NewOptions(int(cnt.GetTargets()), progressbar.OptionSetWriter(g.errOut), progressbar.OptionShowCount(),
+				progressbar.OptionSetWidth(30), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish(),
+				progressbar.OptionSetPredictTime(false))
+		}
+		done := cnt.GetSucceeded() + cnt.GetFailed() + cnt.GetCancelled() + cnt.GetOffline()
+		bar.Describe(fmt.Sprintf("pending %d · running %d · succeeded %d · failed %d · cancelled %d · offline %d",
+			cnt.GetPending(), cnt.GetRunning(), cnt.GetSucceeded(), cnt.GetFailed(), cnt.GetCancelled(), cnt.GetOffline()))
+		_ = bar.Set(int(done))
+	}
+	for attempt := 0; ; attempt++ {
+		stream, err := c.op.WatchRun(ctx, &operatorv1.WatchRunRequest{RunId: runID})
+		if err != nil {
+			return nil, rpcError(err)
+		}
+		for {
+			m, err := stream.Recv()
+			if err == io.EOF {
+				return nil, errors.New("the controller closed the watch before the run ended")
+			}
+			if err != nil {
+				if st, ok := status.FromError(err); ok && (st.Code() == codes.ResourceExhausted || st.Code() == codes.Unavailable) && attempt < 20 && ctx.Err() == nil {
+					time.Sleep(time.Second)
+					break
+				}
+				return nil, rpcError(err)
+			}
+			switch e := m.GetEvent().(type) {
+			case *operatorv1.WatchRunResponse_Snapshot:
+				hdr = e.Snapshot
+				for _, t := range e.Snapshot.GetTasks() {
+					tasks[t.GetId()] = t
+				}
+			case *operatorv1.WatchRunResponse_Task:
+				tasks[e.Task.GetId()] = e.Task
+			case *operatorv1.WatchRunResponse_Run:
+				hdr = e.Run
+			case *operatorv1.WatchRunResponse_Done:
+				if bar != nil {
+					_ = bar.Finish()
+				}
+				return e.Done, nil
+			}
+			draw()
+		}
+	}
+}
+
+// resultJSON is one target in the `--wait --json` output.
+type resultJSON struct {
+	AgentID  string          `json:"agent_id"`
+	Hostname string          `json:"hostname"`
+	Account  string          `json:"account,omitempty"`
+	Region   string          `json:"region,omitempty"`
+	Status   string          `json:"status"`
+	Error    string          `json:"error"`
+	Output   json.RawMessage `json:"output"`
+	Evidence []string        `json:"evidence_ids,omitempty"`
+	Duration string          `json:"duration,omitempty"`
+}
+
+// runJSON is the `--wait --json` contract.
+type runJSON struct {
+	RunID      string       `json:"run_id"`
+	Action     string       `json:"action"`
+	Status     string       `json:"status"`
+	Targets    int          `json:"targets"`
+	Succeeded  int          `json:"succeeded"`
+	Failed     int          `json:"failed"`
+	Cancelled  int          `json:"cancelled"`
+	Offline    int          `json:"offline"`
+	Results    []resultJSON `json:"results"`
+	CreatedBy  string       `json:"created_by"`
+	StartedAt  *time.Time   `json:"created_at,omitempty"`
+	FinishedAt *time.Time   `json:"finished_at,omitempty"`
+}
+
+func taskStatus(s agentv1.TaskStatus) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "TASK_STATUS_"))
+}
+
+func runStatus(s operatorv1.RunStatus) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "RUN_STATUS_"))
+}
+
+func toRunJSON(r *operatorv1.Run) runJSON {
+	c := r.GetCounts()
+	out := runJSON{RunID: r.GetId(), Action: r.GetAction(), Status: runStatus(r.GetStatus()), Targets: int(c.GetTargets()),
+		Succeeded: int(c.GetSucceeded()), Failed: int(c.GetFailed()), Cancelled: int(c.GetCancelled()), Offline: int(c.GetOffline()),
+		Results: []resultJSON{}, CreatedBy: r.GetCreatedBy()}
+	if r.GetCreatedAt() != nil {
+		t := r.GetCreatedAt().AsTime()
+		out.StartedAt = &t
+	}
+	if r.GetFinishedAt() != nil {
+		t := r.GetFinishedAt().AsTime()
+		out.FinishedAt = &t
+	}
+	for _, t := range r.GetTasks() {
+		res := resultJSON{AgentID: t.GetAgentId(), Hostname: t.GetHostname(), Account: t.GetAccount(), Region: t.GetRegion(),
+			Status: taskStatus(t.GetStatus()), Error: t.GetError(), Output: t.GetOutputJson(), Evidence: t.GetEvidenceIds()}
+		if len(res.Output) == 0 {
+			res.Output = json.RawMessage("null")
+		}
+		if t.GetStartedAt() != nil && t.GetFinishedAt() != nil {
+			res.Duration = t.GetFinishedAt().AsTime().Sub(t.GetStartedAt().AsTime()).Round(time.Millisecond).String()
+		}
+		out.Results = append(out.Results, res)
+	}
+	return out
+}
+
+// report prints a finished run and returns the exit code it means.
+func (g *globals) report(r *operatorv1.Run) error {
+	j := toRunJSON(r)
+	if g.json {
+		if err := g.printJSON(j); err != nil {
+			return err
+		}
+	} else {
+		g.printRunTable(r)
+	}
+	switch r.GetStatus() {
+	case operatorv1.RunStatus_RUN_STATUS_SUCCEEDED:
+		return nil
+	case operatorv1.RunStatus_RUN_STATUS_REJECTED, operatorv1.RunStatus_RUN_STATUS_CANCELLED:
+		return exitWith(ExitRejected, fmt.Errorf("run %s was %s", r.GetId(), runStatus(r.GetStatus())))
+	case operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL:
+		return exitWith(ExitAwaitingApproval, nil)
+	case operatorv1.RunStatus_RUN_STATUS_RUNNING:
+		return nil
+	}
+	return exitWith(ExitRunFailed, fmt.Errorf("run %s: %d of %d targets did not succeed", r.GetId(), j.Targets-j.Succeeded, j.Targets))
+}
+
+func (g *globals) printRunTable(r *operatorv1.Run) {
+	c := r.GetCounts()
+	fmt.Fprintf(g.out, "run %s  %s  %s  by %s\n", r.GetId(), r.GetAction(), strings.ToUpper(runStatus(r.GetStatus())), r.GetCreatedBy())
+	fmt.Fprintf(g.out, "targets %d · succeeded %d · failed %d · cancelled %d · offline %d · pending %d · running %d\n\n",
+		c.GetTargets(), c.GetSucceeded(), c.GetFailed(), c.GetCancelled(), c.GetOffline(), c.GetPending(), c.GetRunning())
+	tw := tabwriter.NewWriter(g.out, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOSTNAME\tAGENT\tSTATUS\tTIME\tRESULT")
+	for _, t := range r.GetTasks() {
+		d := "-"
+		if t.GetStartedAt() != nil && t.GetFinishedAt() != nil {
+			d = t.GetFinishedAt().AsTime().Sub(t.GetStartedAt().AsTime()).Round(time.Millisecond).String()
+		}
+		result := t.GetError()
+		if result == "" {
+			result = summarise(t.GetOutputJson())
+		}
+		host := t.GetHostname()
+		if t.GetAccount() != "" {
+			host += " (" + t.GetAccount() + "/" + t.GetRegion() + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", host, t.GetAgentId(), taskStatus(t.GetStatus()), d, result)
+	}
+	_ = tw.Flush()
+	for _, a := range r.GetApprovals() {
+		verb := "approved"
+		if !a.GetApproved() {
+			verb = "rejected"
+		}
+		fmt.Fprintf(g.out, "%s by %s at %s %s\n", verb, a.GetOperator(), a.GetAt().AsTime().Local().Format(time.RFC3339), a.GetComment())
+	}
+}
+
+// summarise renders a JSON result on one line for the table.
+func summarise(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	var m map[string]any
+	if json.Unmarshal(b, &m) != nil {
+		return clipText(string(b), 100)
+	}
+	s := string(b)
+	return clipText(s, 100)
+}
+
+func clipText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "…"
+}
+
+func (g *globals) printPlan(r *operatorv1.Run) error {
+	approval := r.GetStatus() == operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL
+	if g.json {
+		type target struct {
+			AgentID  string `json:"agent_id"`
+			Hostname string `json:"hostname"`
+			Account  string `json:"account,omitempty"`
+			Region   string `json:"region,omitempty"`
+		}
+		ts := []target{}
+		for _, t := range r.GetTasks() {
+			ts = append(ts, target{t.GetAgentId(), t.GetHostname(), t.GetAccount(), t.GetRegion()})
+		}
+		return g.printJSON(map[string]any{"dry_run": true, "action": r.GetAction(), "params": json.RawMessage(orNull(r.GetParamsJson())),
+			"targets": ts, "destructive": r.GetDestructive(), "approval_required": approval})
+	}
+	fmt.Fprintf(g.out, "DRY RUN: %s would run on %d targets with %s (nothing was changed)\n", r.GetAction(), len(r.GetTasks()), orNull(r.GetParamsJson()))
+	if approval {
+		fmt.Fprintln(g.out, "it is destructive and over the approval threshold: a second operator would have to approve it")
+	}
+	tw := tabwriter.NewWriter(g.out, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOSTNAME\tAGENT")
+	for _, t := range r.GetTasks() {
+		fmt.Fprintf(tw, "%s\t%s\n", t.GetHostname(), t.GetAgentId())
+	}
+	return tw.Flush()
+}
+
+func orNull(b []byte) []byte {
+	if len(b) == 0 {
+		return []byte("null")
+	}
+	return b
+}
+
+func newRunsCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "runs", Short: "List and inspect runs"}
+	var limit uint32
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List recent runs, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := g.ctx(cmd.Context())
+			defer cancel()
+			resp, err := c.op.ListRuns(ctx, &operatorv1.ListRunsRequest{Limit: limit})
+			if err != nil {
+				return rpcError(err)
+			}
+			if g.json {
+				out := []runJSON{}
+				for _, r := range resp.GetRuns() {
+					j := toRunJSON(r)
+					j.Results = nil
+					out = append(out, j)
+				}
+				return g.printJSON(out)
+			}
+			tw := tabwriter.NewWriter(g.out, 0, 2, 2, ' ', 0)
+			fmt.Fprintln(tw, "RUN\tACTION\tSTATUS\tTARGETS\tOK\tFAILED\tBY\tCREATED")
+			for _, r := range resp.GetRuns() {
+				c := r.GetCounts()
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", r.GetId(), r.GetAction(), runStatus(r.GetStatus()), c.GetTargets(), c.GetSucceeded(),
+					c.GetFailed(), r.GetCreatedBy(), r.GetCreatedAt().AsTime().Local().Format(time.RFC3339))
+			}
+			return tw.Flush()
+		},
+	}
+	list.Flags().Uint32Var(&limit, "limit", 50, "most runs to show")
+	var wait bool
+	show := &cobra.Command{
+		Use:   "show RUN_ID",
+		Short: "Show a run and its per-target results",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if wait {
+				r, err := g.follow(cmd.Context(), c, args[0])
+				if err != nil {
+					return err
+				}
+				return g.report(r)
+			}
+			ctx, cancel := g.ctx(cmd.Context())
+			defer cancel()
+			resp, err := c.op.GetRun(ctx, &operatorv1.GetRunRequest{RunId: args[0]})
+			if err != nil {
+				return rpcError(err)
+			}
+			return g.report(resp.GetRun())
+		},
+	}
+	show.Flags().BoolVar(&wait, "wait", false, "follow the run to its end")
+	cmd.AddCommand(list, show)
+	return cmd
+}
+
+func newApproveCmd(g *globals, approve bool) *cobra.Command {
+	use, short := "approve RUN_ID", "Approve a run that awaits a second operator"
+	if !approve {
+		use, short = "reject RUN_ID", "Reject a run that awaits approval; it is cancelled"
+	}
+	var comment string
+	var wait bool
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := g.ctx(cmd.Context())
+			defer cancel()
+			var r *operatorv1.Run
+			if approve {
+				resp, err := c.op.ApproveRun(ctx, &operatorv1.ApproveRunRequest{RunId: args[0], Comment: comment})
+				if err != nil {
+					return rpcError(err)
+				}
+				r = resp.GetRun()
+			} else {
+				resp, err := c.op.RejectRun(ctx, &operatorv1.RejectRunRequest{RunId: args[0], Comment: comment})
+				if err != nil {
+					return rpcError(err)
+				}
+				r = resp.GetRun()
+			}
+			if approve && wait {
+				final, err := g.follow(cmd.Context(), c, r.GetId())
+				if err != nil {
+					return err
+				}
+				return g.report(final)
+			}
+			if g.json {
+				return g.printJSON(map[string]any{"run_id": r.GetId(), "status": runStatus(r.GetStatus())})
+			}
+			fmt.Fprintf(g.out, "run %s is now %s\n", r.GetId(), runStatus(r.GetStatus()))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&comment, "comment", "", "comment recorded with the decision")
+	if approve {
+		cmd.Flags().BoolVar(&wait, "wait", false, "follow the approved run to its end")
+	}
+	return cmd
+}
+
+func newCancelCmd(g *globals) *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "cancel RUN_ID",
+		Short: "Cancel a run: tasks not started are cancelled, running ones are asked to stop",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := g.ctx(cmd.Context())
+			defer cancel()
+			resp, err := c.op.CancelRun(ctx, &operatorv1.CancelRunRequest{RunId: args[0], Reason: reason})
+			if err != nil {
+				return rpcError(err)
+			}
+			if g.json {
+				return g.printJSON(map[string]any{"run_id": resp.GetRun().GetId(), "status": runStatus(resp.GetRun().GetStatus())})
+			}
+			fmt.Fprintf(g.out, "run %s cancelled\n", args[0])
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit log")
+	return cmd
+}

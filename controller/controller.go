@@ -1,0 +1,362 @@
+// Package controller is the composition root of the Firebreak controller:
+// it builds every part (CA, task signer, store, fleet, dispatcher, operator
+// API, health) and runs them until the context ends.
+package controller
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/firebreak-ir/firebreak/controller/auth"
+	"github.com/firebreak-ir/firebreak/controller/dispatch"
+	"github.com/firebreak-ir/firebreak/controller/fleet"
+	"github.com/firebreak-ir/firebreak/controller/operator"
+	"github.com/firebreak-ir/firebreak/controller/store"
+	"github.com/firebreak-ir/firebreak/internal/pki"
+	"github.com/firebreak-ir/firebreak/internal/tasksign"
+	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
+	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
+)
+
+// Files the controller keeps in its data directory.
+const (
+	SigningKeyFile = "task-signing.key"
+	DatabaseFile   = "firebreak.db"
+	AdminCredsFile = "admin.creds"
+	AddrFile       = "controller.addr"
+)
+
+// Config is the controller's configuration.
+type Config struct {
+	// DataDir holds the CA, keys, database and evidence.
+	DataDir string
+	// Listen is the TCP address to serve on (HOST:PORT; port 0 picks one).
+	Listen string
+	// Advertise is the address written into credentials; defaults to the
+	// listen address.
+	Advertise string
+	// ServerNames are extra DNS names or IPs for the serving certificate.
+	ServerNames []string
+	// ApprovalThreshold is the target count above which a destructive run
+	// waits for approval.
+	ApprovalThreshold int
+	// AgentCertTTL is the lifetime of agent certificates.
+	AgentCertTTL time.Duration
+	// OperatorCertTTL is the lifetime of operator credentials.
+	OperatorCertTTL time.Duration
+	// Heartbeat is how often agents report.
+	Heartbeat time.Duration
+	// Logger logs; defaults to slog.Default().
+	Logger *slog.Logger
+	// Clock defaults to time.Now.
+	Clock func() time.Time
+	// Ready, when set, receives the bound address once serving.
+	Ready func(addr string)
+}
+
+// CheckAndSetDefaults checks the configuration and sets defaults.
+func (c *Config) CheckAndSetDefaults() error {
+	if c.DataDir == "" {
+		return errors.New("controller: --data-dir is required")
+	}
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:7443"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.ApprovalThreshold == 0 {
+		c.ApprovalThreshold = 10
+	}
+	if c.AgentCertTTL == 0 {
+		c.AgentCertTTL = 24 * time.Hour
+	}
+	return nil
+}
+
+// Controller is a built, not yet running, controller.
+type Controller struct {
+	cfg        Config
+	Store      store.Store
+	CA         *pki.CA
+	Signer     *tasksign.Signer
+	Fleet      *fleet.Service
+	Dispatcher *dispatch.Dispatcher
+	Operator   *operator.Service
+	grpc       *grpc.Server
+	health     *health.Server
+	lis        net.Listener
+}
+
+// New builds the controller: on first start it creates the CA, the
+// task-signing key, the database and the admin credential in DataDir; on
+// later starts it reuses them.
+func New(ctx context.Context, cfg Config) (*Controller, error) {
+	if err := cfg.CheckAndSetDefaults(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating the data dir: %w", err)
+	}
+	ca, err := pki.LoadOrCreateCA(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("loading the CA: %w", err)
+	}
+	ca.Now = cfg.Clock
+	signer, err := tasksign.LoadOrCreateKey(filepath.Join(cfg.DataDir, SigningKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("loading the task-signing key: %w", err)
+	}
+	st, err := store.OpenSQLite(ctx, filepath.Join(cfg.DataDir, DatabaseFile))
+	if err != nil {
+		return nil, err
+	}
+	c := &Controller{cfg: cfg, Store: st, CA: ca, Signer: signer}
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("listening on %s: %w", cfg.Listen, err)
+	}
+	c.lis = lis
+	if cfg.Advertise == "" {
+		c.cfg.Advertise = lis.Addr().String()
+	}
+	if err := c.build(ctx); err != nil {
+		lis.Close()
+		st.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Audit appends to the audit log; a failure is logged, never silent.
+func (c *Controller) Audit(ctx context.Context, actor, action, subject string, detail any) {
+	b, err := json.Marshal(detail)
+	if err != nil || detail == nil {
+		b = []byte("{}")
+	}
+	if err := c.Store.AppendAudit(ctx, &store.AuditRecord{At: c.cfg.Clock(), Actor: actor, Action: action, Subject: subject, Detail: b}); err != nil {
+		c.cfg.Logger.Error("audit append failed", "action", action, "subject", subject, "error", err)
+	}
+}
+
+func (c *Controller) build(ctx context.Context) error {
+	cfg := c.cfg
+	var err error
+	var fl *fleet.Service
+	// The dispatcher pushes through the fleet, and the fleet reports to the
+	// dispatcher; a small forwarder breaks the construction cycle.
+	pusher := &lazyPusher{}
+	c.Dispatcher, err = dispatch.New(dispatch.Config{Store: c.Store, Signer: c.Signer, Pusher: pusher, Audit: c.Audit,
+		Logger: cfg.Logger, Clock: cfg.Clock})
+	if err != nil {
+		return err
+	}
+	fl, err = fleet.New(fleet.Config{Store: c.Store, CA: c.CA, Signer: c.Signer, Dispatcher: c.Dispatcher, Audit: c.Audit,
+		Logger: cfg.Logger, Clock: cfg.Clock, CertTTL: cfg.AgentCertTTL, Heartbeat: cfg.Heartbeat})
+	if err != nil {
+		return err
+	}
+	pusher.set(fl)
+	c.Fleet = fl
+	c.Operator, err = operator.New(operator.Config{Store: c.Store, CA: c.CA, Fleet: fl, Dispatcher: c.Dispatcher, Audit: c.Audit,
+		Logger: cfg.Logger, Clock: cfg.Clock, ApprovalThreshold: cfg.ApprovalThreshold, OperatorCertTTL: cfg.OperatorCertTTL,
+		Advertise: c.cfg.Advertise})
+	if err != nil {
+		return err
+	}
+	if err := c.ensureAdmin(ctx); err != nil {
+		return err
+	}
+
+	host, _, _ := net.SplitHostPort(c.lis.Addr().String())
+	names := append([]string{host}, cfg.ServerNames...)
+	if h, _, err := net.SplitHostPort(c.cfg.Advertise); err == nil {
+		names = append(names, h)
+	}
+	if hn, err := os.Hostname(); err == nil {
+		names = append(names, hn)
+	}
+	key, err := pki.NewKey()
+	if err != nil {
+		return err
+	}
+	// The serving certificate is re-issued at every start, so a change of
+	// address or names needs nothing but a restart.
+	srvCert, err := c.CA.IssueServer(key.Public(), names, 365*24*time.Hour)
+	if err != nil {
+		return err
+	}
+	tlsCert := tls.Certificate{Certificate: [][]byte{srvCert.Raw}, PrivateKey: key, Leaf: srvCert}
+
+	policy := auth.Policy{
+		Open: map[string]bool{
+			agentv1.AgentService_Enroll_FullMethodName: true,
+			healthpb.Health_Check_FullMethodName:       true,
+			healthpb.Health_Watch_FullMethodName:       true,
+			healthpb.Health_List_FullMethodName:        true,
+		},
+		Agent: map[string]bool{
+			agentv1.AgentService_Renew_FullMethodName:          true,
+			agentv1.AgentService_Connect_FullMethodName:        true,
+			agentv1.AgentService_UploadEvidence_FullMethodName: true,
+		},
+		Operator: operator.Policy,
+	}
+	authn := &auth.Authenticator{Policy: policy, Store: c.Store}
+	c.grpc = grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(pki.ServerTLS(c.CA, tlsCert))),
+		grpc.StatsHandler(otelgrpc.NewServerHandler()),
+		grpc.ChainUnaryInterceptor(authn.Unary()),
+		grpc.ChainStreamInterceptor(authn.Stream()),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.MaxRecvMsgSize(8<<20),
+		// Small per-connection buffers keep memory flat with thousands of
+		// idle agent streams.
+		grpc.ReadBufferSize(16<<10),
+		grpc.WriteBufferSize(16<<10),
+	)
+	agentv1.RegisterAgentServiceServer(c.grpc, fl)
+	operatorv1.RegisterOperatorServiceServer(c.grpc, c.Operator)
+	c.health = health.NewServer()
+	healthpb.RegisterHealthServer(c.grpc, c.health)
+	return nil
+}
+
+// lazyPusher forwards to the fleet once it exists.
+type lazyPusher struct {
+	mu sync.RWMutex
+	p  dispatch.Pusher
+}
+
+func (l *lazyPusher) set(p dispatch.Pusher) {
+	l.mu.Lock()
+	l.p = p
+	l.mu.Unlock()
+}
+
+func (l *lazyPusher) Push(agentID string, msg *agentv1.ConnectResponse) bool {
+	l.mu.RLock()
+	p := l.p
+	l.mu.RUnlock()
+	return p != nil && p.Push(agentID, msg)
+}
+
+// ensureAdmin creates the admin operator and DataDir/admin.creds on first
+// start.
+func (c *Controller) ensureAdmin(ctx context.Context) error {
+	path := filepath.Join(c.cfg.DataDir, AdminCredsFile)
+	if _, err := c.Store.GetOperator(ctx, "admin"); err == nil {
+		return nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	ttl := c.cfg.OperatorCertTTL
+	if ttl == 0 {
+		ttl = 365 * 24 * time.Hour
+	}
+	creds, serial, err := operator.IssueCreds(c.CA, "admin", operatorv1.OperatorRole_OPERATOR_ROLE_ADMIN, ttl, c.cfg.Advertise)
+	if err != nil {
+		return err
+	}
+	if err := creds.Save(path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := c.Store.PutOperator(ctx, &store.Operator{Name: "admin", Role: operatorv1.OperatorRole_OPERATOR_ROLE_ADMIN, CertSerial: serial,
+		CreatedBy: "system", CreatedAt: c.cfg.Clock()}); err != nil {
+		return err
+	}
+	c.Audit(ctx, "system", "operator.add", "admin", map[string]string{"role": "admin", "cert_serial": serial, "file": path})
+	c.cfg.Logger.Info("created the admin credential", "file", path)
+	return nil
+}
+
+// Addr is the address the controller listens on.
+func (c *Controller) Addr() string { return c.lis.Addr().String() }
+
+// Run serves until ctx ends, then stops gracefully: it stops accepting,
+// lets the dispatcher persist what it holds, and closes the store.
+func (c *Controller) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	run := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				errs <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+	dispCtx, dispCancel := context.WithCancel(context.Background())
+	dispDone := make(chan error, 1)
+	go func() { dispDone <- c.Dispatcher.Run(dispCtx) }()
+	run("last-seen writer", func(ctx context.Context) error { return c.Fleet.RunSeenWriter(ctx, 5*time.Second) })
+
+	addr := c.lis.Addr().String()
+	_ = pki.WriteFileAtomic(filepath.Join(c.cfg.DataDir, AddrFile), []byte(addr+"\n"), 0o644)
+	c.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	c.cfg.Logger.Info("controller serving", "addr", addr, "data_dir", c.cfg.DataDir, "approval_threshold", c.cfg.ApprovalThreshold)
+	if c.cfg.Ready != nil {
+		c.cfg.Ready(addr)
+	}
+	c.Audit(ctx, "system", "controller.start", addr, map[string]string{"data_dir": c.cfg.DataDir})
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- c.grpc.Serve(c.lis) }()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+	case err = <-errs:
+	}
+	c.health.Shutdown()
+	stopped := make(chan struct{})
+	go func() {
+		c.grpc.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		// Agent streams never end on their own; cut them after a grace.
+		c.grpc.Stop()
+	}
+	cancel()
+	wg.Wait()
+	dispCancel()
+	<-dispDone
+	c.Audit(context.Background(), "system", "controller.stop", addr, nil)
+	if cerr := c.Store.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	c.cfg.Logger.Info("controller stopped")
+	if err != nil && strings.Contains(err.Error(), "use of closed network connection") {
+		err = nil
+	}
+	return err
+}

@@ -1,0 +1,1066 @@
+// Package dispatch runs runs: it pushes signed tasks to connected agents the
+// moment they can run, applies rate control with SSM semantics (max
+// concurrency, max errors), enforces deadlines, records results and streams
+// progress to watchers.
+//
+// All run state is owned by one goroutine (the loop) and changed only by the
+// events it receives, so there are no locks around it. The loop hands each
+// batch of changes to a persister goroutine, which writes it in one
+// transaction and then acknowledges the agents' results, so an agent keeps
+// re-sending a result until it is durable.
+package dispatch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/firebreak-ir/firebreak/controller/store"
+	"github.com/firebreak-ir/firebreak/internal/tasksign"
+	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
+	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
+)
+
+// Pusher delivers messages to connected agents without blocking.
+type Pusher interface {
+	// Push queues msg on the agent's stream and reports whether it could.
+	Push(agentID string, msg *agentv1.ConnectResponse) bool
+}
+
+// AuditFunc records a system action in the audit log.
+type AuditFunc func(ctx context.Context, actor, action, subject string, detail any)
+
+// Config holds the dispatcher's dependencies.
+type Config struct {
+	// Store persists runs and tasks.
+	Store store.Store
+	// Signer signs tasks.
+	Signer *tasksign.Signer
+	// Pusher reaches connected agents.
+	Pusher Pusher
+	// Audit records run lifecycle events.
+	Audit AuditFunc
+	// Logger logs; defaults to slog.Default().
+	Logger *slog.Logger
+	// Clock defaults to time.Now.
+	Clock func() time.Time
+	// ResultGrace is how long after a run's deadline the controller waits
+	// for a dispatched task's own result before marking it timed out.
+	ResultGrace time.Duration
+	// Tick is how often deadlines are checked (default 1s).
+	Tick time.Duration
+}
+
+// CheckAndSetDefaults names every missing dependency and sets defaults.
+func (c *Config) CheckAndSetDefaults() error {
+	var missing []string
+	if c.Store == nil {
+		missing = append(missing, "Store")
+	}
+	if c.Signer == nil {
+		missing = append(missing, "Signer")
+	}
+	if c.Pusher == nil {
+		missing = append(missing, "Pusher")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("dispatch: missing %s", strings.Join(missing, ", "))
+	}
+	if c.Audit == nil {
+		c.Audit = func(context.Context, string, string, string, any) {}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.ResultGrace == 0 {
+		c.ResultGrace = 30 * time.Second
+	}
+	if c.Tick == 0 {
+		c.Tick = time.Second
+	}
+	return nil
+}
+
+// Dispatcher owns every active run.
+type Dispatcher struct {
+	cfg    Config
+	events chan any
+	saves  chan *batch
+	done   chan struct{}
+
+	// Owned by the loop.
+	runs      map[string]*runState
+	tasks     map[string]*taskState
+	byAgent   map[string]map[string]*taskState
+	connected map[string]bool
+	cur       *batch
+}
+
+type runState struct {
+	run       *store.Run
+	tasks     []*taskState
+	ready     []*taskState
+	inflight  int
+	errors    int
+	threshold int
+	stopped   string
+	subs      map[*Subscription]struct{}
+	approvals []*store.Approval
+	// traceparent is the W3C context of the span that created the run,
+	// carried in every task so the trace spans controller, agent and plugin.
+	traceparent string
+}
+
+type taskState struct {
+	t   *store.Task
+	run *runState
+}
+
+// batch is what one loop iteration changed.
+type batch struct {
+	tasks map[string]*store.Task
+	runs  map[string]*store.Run
+	acks  []ack
+	done  []chan struct{}
+}
+
+type ack struct {
+	agentID, taskID string
+}
+
+func newBatch() *batch {
+	return &batch{tasks: map[string]*store.Task{}, runs: map[string]*store.Run{}}
+}
+
+// New returns a dispatcher; call Run to start it.
+func New(cfg Config) (*Dispatcher, error) {
+	if err := cfg.CheckAndSetDefaults(); err != nil {
+		return nil, err
+	}
+	return &Dispatcher{
+		cfg:       cfg,
+		events:    make(chan any, 65536),
+		saves:     make(chan *batch, 64),
+		done:      make(chan struct{}),
+		runs:      map[string]*runState{},
+		tasks:     map[string]*taskState{},
+		byAgent:   map[string]map[string]*taskState{},
+		connected: map[string]bool{},
+		cur:       newBatch(),
+	}, nil
+}
+
+// Events the loop handles.
+type (
+	evSubmit struct {
+		run         *store.Run
+		tasks       []*store.Task
+		traceparent string
+	}
+	evConnect    struct{ agentID string }
+	evDisconnect struct{ agentID string }
+	evTaskEvent  struct {
+		agentID string
+		ev      *agentv1.TaskEvent
+	}
+	evResult struct {
+		agentID string
+		res     *agentv1.TaskResult
+	}
+	evDecide struct {
+		runID    string
+		operator string
+		approve  bool
+		comment  string
+		reply    chan decideReply
+	}
+	evCancel struct {
+		runID    string
+		operator string
+		reason   string
+		reply    chan decideReply
+	}
+	evWatch struct {
+		runID string
+		reply chan watchReply
+	}
+	evUnwatch  struct{ sub *Subscription }
+	evSnapshot struct {
+		runID string
+		reply chan *operatorv1.Run
+	}
+)
+
+type decideReply struct {
+	run *operatorv1.Run
+	err error
+}
+
+type watchReply struct {
+	snap *operatorv1.Run
+	sub  *Subscription
+}
+
+// Errors returned to operators.
+var (
+	ErrRunNotFound   = errors.New("run not found")
+	ErrNotAwaiting   = errors.New("the run is not awaiting approval")
+	ErrSelfApproval  = errors.New("a run must be approved by an operator other than its creator")
+	ErrRunNotRunning = errors.New("the run has already ended")
+)
+
+// Run runs the loop until ctx ends. It first loads the active runs.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	runs, tasks, err := d.cfg.Store.ListActiveRuns(ctx)
+	if err != nil {
+		return fmt.Errorf("loading active runs: %w", err)
+	}
+	for _, r := range runs {
+		rs := d.addRun(r, tasks[r.ID])
+		if aps, err := d.cfg.Store.ListApprovals(ctx, r.ID); err == nil {
+			rs.approvals = aps
+		}
+		// A run whose last result was stored just before a crash ends now.
+		d.maybeFinish(rs)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.persist()
+	}()
+	defer func() {
+		close(d.saves)
+		wg.Wait()
+		close(d.done)
+	}()
+	if len(runs) > 0 {
+		d.cfg.Logger.Info("resumed active runs", "runs", len(runs))
+	}
+	tick := time.NewTicker(d.cfg.Tick)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			d.flush()
+			return nil
+		case ev := <-d.events:
+			d.handle(ev)
+			// Drain what is queued so a burst is persisted in one batch.
+		drain:
+			for i := 0; i < 8192; i++ {
+				select {
+				case ev := <-d.events:
+					d.handle(ev)
+				default:
+					break drain
+				}
+			}
+			d.flush()
+		case <-tick.C:
+			d.checkDeadlines()
+			d.flush()
+		}
+	}
+}
+
+func (d *Dispatcher) send(ev any) { d.events <- ev }
+
+// Submit hands a stored run to the loop. traceparent is the W3C context of
+// the creating span, or empty.
+func (d *Dispatcher) Submit(r *store.Run, tasks []*store.Task, traceparent string) {
+	d.send(evSubmit{run: r, tasks: tasks, traceparent: traceparent})
+}
+
+// AgentConnected tells the loop an agent holds a stream now.
+func (d *Dispatcher) AgentConnected(agentID string) { d.send(evConnect{agentID: agentID}) }
+
+// AgentDisconnected tells the loop an agent's stream ended.
+func (d *Dispatcher) AgentDisconnected(agentID string) { d.send(evDisconnect{agentID: agentID}) }
+
+// TaskEvent records a running task's progress.
+func (d *Dispatcher) TaskEvent(agentID string, ev *agentv1.TaskEvent) {
+	d.send(evTaskEvent{agentID: agentID, ev: ev})
+}
+
+// TaskResult records a task's outcome; the agent is acknowledged once the
+// result is stored.
+func (d *Dispatcher) TaskResult(agentID string, res *agentv1.TaskResult) {
+	d.send(evResult{agentID: agentID, res: res})
+}
+
+// Decide approves or rejects a run awaiting approval.
+func (d *Dispatcher) Decide(ctx context.Context, runID, operator string, approve bool, comment string) (*operatorv1.Run, error) {
+	reply := make(chan decideReply, 1)
+	d.send(evDecide{runID: runID, operator: operator, approve: approve, comment: comment, reply: reply})
+	select {
+	case r := <-reply:
+		return r.run, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Cancel cancels a run's tasks that have not started and asks agents to
+// stop the running ones.
+func (d *Dispatcher) Cancel(ctx context.Context, runID, operator, reason string) (*operatorv1.Run, error) {
+	reply := make(chan decideReply, 1)
+	d.send(evCancel{runID: runID, operator: operator, reason: reason, reply: reply})
+	select {
+	case r := <-reply:
+		return r.run, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Snapshot returns an active run with its tasks, or nil when the run is not
+// active (read it from the store then).
+func (d *Dispatcher) Snapshot(ctx context.Context, runID string) (*operatorv1.Run, error) {
+	reply := make(chan *operatorv1.Run, 1)
+	d.send(evSnapshot{runID: runID, reply: reply})
+	select {
+	case r := <-reply:
+		return r, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Subscription delivers a watched run's changes.
+type Subscription struct {
+	// C carries task updates, run header updates and, last, the ended run.
+	C      chan *operatorv1.WatchRunResponse
+	runID  string
+	closed bool
+	// Lagged is set when the watcher fell too far behind and was dropped.
+	Lagged bool
+}
+
+// Watch subscribes to an active run. It returns the run's snapshot and a
+// subscription, or a nil subscription when the run is not active.
+func (d *Dispatcher) Watch(ctx context.Context, runID string) (*operatorv1.Run, *Subscription, error) {
+	reply := make(chan watchReply, 1)
+	d.send(evWatch{runID: runID, reply: reply})
+	select {
+	case r := <-reply:
+		return r.snap, r.sub, nil
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+}
+
+// Unwatch ends a subscription.
+func (d *Dispatcher) Unwatch(sub *Subscription) {
+	if sub != nil {
+		d.send(evUnwatch{sub: sub})
+	}
+}
+
+func (d *Dispatcher) handle(ev any) {
+	switch e := ev.(type) {
+	case evSync:
+		d.cur.done = append(d.cur.done, e.done)
+	case evSubmit:
+		rs := d.addRun(e.run, e.tasks)
+		rs.traceparent = e.traceparent
+		if rs.run.Status == operatorv1.RunStatus_RUN_STATUS_RUNNING {
+			d.dispatchMore(rs)
+			d.maybeFinish(rs)
+		}
+	case evConnect:
+		d.connected[e.agentID] = true
+		d.onConnect(e.agentID)
+	case evDisconnect:
+		delete(d.connected, e.agentID)
+	case evTaskEvent:
+		d.onTaskEvent(e.agentID, e.ev)
+	case evResult:
+		d.onResult(e.agentID, e.res)
+	case evDecide:
+		r, err := d.onDecide(e)
+		e.reply <- decideReply{run: r, err: err}
+	case evCancel:
+		r, err := d.onCancel(e.runID, e.operator, e.reason)
+		e.reply <- decideReply{run: r, err: err}
+	case evWatch:
+		rs := d.runs[e.runID]
+		if rs == nil {
+			e.reply <- watchReply{}
+			return
+		}
+		sub := &Subscription{C: make(chan *operatorv1.WatchRunResponse, 65536), runID: e.runID}
+		if rs.subs == nil {
+			rs.subs = map[*Subscription]struct{}{}
+		}
+		rs.subs[sub] = struct{}{}
+		e.reply <- watchReply{snap: d.toProto(rs, true), sub: sub}
+	case evUnwatch:
+		if rs := d.runs[e.sub.runID]; rs != nil {
+			if _, ok := rs.subs[e.sub]; ok {
+				delete(rs.subs, e.sub)
+				closeSub(e.sub)
+			}
+		}
+	case evSnapshot:
+		if rs := d.runs[e.runID]; rs != nil {
+			e.reply <- d.toProto(rs, true)
+		} else {
+			e.reply <- nil
+		}
+	}
+}
+
+func closeSub(s *Subscription) {
+	if !s.closed {
+		s.closed = true
+		close(s.C)
+	}
+}
+
+func (d *Dispatcher) addRun(r *store.Run, tasks []*store.Task) *runState {
+	rs := &runState{run: r, threshold: Threshold(r.MaxErrors, len(tasks))}
+	d.runs[r.ID] = rs
+	for _, t := range tasks {
+		ts := &taskState{t: t, run: rs}
+		rs.tasks = append(rs.tasks, ts)
+		if isFinal(t.Status) {
+			if isError(t.Status) {
+				rs.errors++
+			}
+			continue
+		}
+		d.tasks[t.ID] = ts
+		m := d.byAgent[t.AgentID]
+		if m == nil {
+			m = map[string]*taskState{}
+			d.byAgent[t.AgentID] = m
+		}
+		m[t.ID] = ts
+		switch t.Status {
+		case agentv1.TaskStatus_TASK_STATUS_DISPATCHED, agentv1.TaskStatus_TASK_STATUS_RUNNING:
+			rs.inflight++
+		case agentv1.TaskStatus_TASK_STATUS_PENDING:
+			if d.connected[t.AgentID] {
+				rs.ready = append(rs.ready, ts)
+			}
+		}
+	}
+	return rs
+}
+
+// Threshold converts a max-errors setting ("", "N" or "N%") to the number of
+// failed targets tolerated; -1 means no limit. More failures than this
+// cancel the tasks not yet started.
+func Threshold(maxErrors string, targets int) int {
+	s := strings.TrimSpace(maxErrors)
+	if s == "" {
+		return -1
+	}
+	if p, ok := strings.CutSuffix(s, "%"); ok {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 {
+			return -1
+		}
+		return n * targets / 100
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return -1
+	}
+	return n
+}
+
+// ParseMaxErrors checks a max-errors setting.
+func ParseMaxErrors(s string) error {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil
+	}
+	p, pct := strings.CutSuffix(s, "%")
+	n, err := strconv.Atoi(p)
+	if err != nil || n < 0 || (pct && n > 100) {
+		return fmt.Errorf("max-errors %q: want a count such as 5 or a percentage such as 10%%", s)
+	}
+	return nil
+}
+
+func isFinal(s agentv1.TaskStatus) bool {
+	switch s {
+	case agentv1.TaskStatus_TASK_STATUS_PENDING, agentv1.TaskStatus_TASK_STATUS_DISPATCHED, agentv1.TaskStatus_TASK_STATUS_RUNNING:
+		return false
+	}
+	return true
+}
+
+func isError(s agentv1.TaskStatus) bool {
+	switch s {
+	case agentv1.TaskStatus_TASK_STATUS_FAILED, agentv1.TaskStatus_TASK_STATUS_TIMED_OUT,
+		agentv1.TaskStatus_TASK_STATUS_REFUSED, agentv1.TaskStatus_TASK_STATUS_UNREACHABLE:
+		return true
+	}
+	return false
+}
+
+func (d *Dispatcher) onConnect(agentID string) {
+	for _, ts := range d.byAgent[agentID] {
+		rs := ts.run
+		switch ts.t.Status {
+		case agentv1.TaskStatus_TASK_STATUS_DISPATCHED, agentv1.TaskStatus_TASK_STATUS_RUNNING:
+			// The agent may have run it while we were apart; its journal
+			// answers with the stored result or runs it once.
+			if st, err := store.DecodeSignedTask(ts.t.SignedTask); err == nil && len(ts.t.SignedTask) > 0 {
+				d.cfg.Pusher.Push(agentID, &agentv1.ConnectResponse{Msg: &agentv1.ConnectResponse_Task{Task: st}})
+			}
+		case agentv1.TaskStatus_TASK_STATUS_PENDING:
+			if rs.run.Status == operatorv1.RunStatus_RUN_STATUS_RUNNING && rs.stopped == "" {
+				rs.ready = append(rs.ready, ts)
+			}
+		}
+	}
+	seen := map[*runState]bool{}
+	for _, ts := range d.byAgent[agentID] {
+		if !seen[ts.run] {
+			seen[ts.run] = true
+			d.dispatchMore(ts.run)
+		}
+	}
+}
+
+// dispatchMore pushes ready tasks while the run has free slots.
+func (d *Dispatcher) dispatchMore(rs *runState) {
+	if rs.run.Status != operatorv1.RunStatus_RUN_STATUS_RUNNING || rs.stopped != "" {
+		return
+	}
+	var out []*taskState
+	for len(rs.ready) > 0 && (rs.run.MaxConcurrency <= 0 || rs.inflight+len(out) < rs.run.MaxConcurrency) {
+		ts := rs.ready[0]
+		rs.ready = rs.ready[1:]
+		if ts.t.Status != agentv1.TaskStatus_TASK_STATUS_PENDING || !d.connected[ts.t.AgentID] {
+			continue
+		}
+		out = append(out, ts)
+	}
+	if len(out) == 0 {
+		return
+	}
+	now := d.cfg.Clock()
+	signed := d.signAll(rs, out, now)
+	for i, ts := range out {
+		st := signed[i]
+		if st == nil {
+			continue
+		}
+		if !d.cfg.Pusher.Push(ts.t.AgentID, &agentv1.ConnectResponse{Msg: &agentv1.ConnectResponse_Task{Task: st}}) {
+			// The stream went away between the connect event and now; the
+			// task waits for the agent's return.
+			continue
+		}
+		ts.t.Status = agentv1.TaskStatus_TASK_STATUS_DISPATCHED
+		ts.t.DispatchedAt = now
+		ts.t.SignedTask, _ = store.EncodeSignedTask(st)
+		rs.inflight++
+		d.changed(ts)
+	}
+}
+
+// signAll signs tasks in parallel: a fleet-wide run signs thousands at once.
+func (d *Dispatcher) signAll(rs *runState, out []*taskState, now time.Time) []*agentv1.SignedTask {
+	signed := make([]*agentv1.SignedTask, len(out))
+	workers := runtime.GOMAXPROCS(0)
+	if len(out) < 64 {
+		workers = 1
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < len(out); i += workers {
+				ts := out[i]
+				spec := &agentv1.TaskSpec{
+					TaskId:      ts.t.ID,
+					RunId:       rs.run.ID,
+					AgentId:     ts.t.AgentID,
+					Action:      rs.run.Action,
+					ParamsJson:  rs.run.ParamsJSON,
+					IssuedAt:    timestamppb.New(now),
+					ExpiresAt:   timestamppb.New(rs.run.Deadline),
+					CaseId:      rs.run.CaseID,
+					Operator:    rs.run.CreatedBy,
+					Account:     ts.t.Account,
+					Region:      ts.t.Region,
+					Traceparent: rs.traceparent,
+				}
+				st, err := d.cfg.Signer.Sign(spec)
+				if err != nil {
+					d.cfg.Logger.Error("signing a task failed", "task", ts.t.ID, "error", err)
+					continue
+				}
+				signed[i] = st
+			}
+		}(w)
+	}
+	wg.Wait()
+	return signed
+}
+
+func (d *Dispatcher) onTaskEvent(agentID string, ev *agentv1.TaskEvent) {
+	ts := d.tasks[ev.GetTaskId()]
+	// Security-critical: an agent may only report on its own tasks.
+	if ts == nil || ts.t.AgentID != agentID {
+		return
+	}
+	switch e := ev.GetEvent().(type) {
+	case *agentv1.TaskEvent_Started:
+		if ts.t.Status == agentv1.TaskStatus_TASK_STATUS_DISPATCHED {
+			ts.t.Status = agentv1.TaskStatus_TASK_STATUS_RUNNING
+			ts.t.StartedAt = e.Started.AsTime()
+		}
+	case *agentv1.TaskEvent_Progress:
+		ts.t.LastMessage = clip(fmt.Sprintf("%d%% %s", e.Progress.GetPercent(), e.Progress.GetMessage()))
+		if e.Progress.GetPercent() < 0 {
+			ts.t.LastMessage = clip(e.Progress.GetMessage())
+		}
+	case *agentv1.TaskEvent_Log:
+		ts.t.LastMessage = clip(e.Log.GetLevel() + ": " + e.Log.GetMessage())
+	default:
+		return
+	}
+	d.changed(ts)
+}
+
+func clip(s string) string {
+	if len(s) > 512 {
+		return s[:512]
+	}
+	return s
+}
+
+// maxOutputBytes caps the stored output of one task.
+const maxOutputBytes = 1 << 20
+
+func (d *Dispatcher) onResult(agentID string, res *agentv1.TaskResult) {
+	ts := d.tasks[res.GetTaskId()]
+	if ts == nil || ts.t.AgentID != agentID {
+		// Already final (a re-sent result) or not this agent's: acknowledge
+		// so the agent stops re-sending, and keep the record unchanged.
+		if res.GetStatus() == agentv1.TaskStatus_TASK_STATUS_REFUSED {
+			d.cfg.Audit(context.Background(), "agent:"+agentID, "task.refused", res.GetTaskId(), map[string]string{"reason": res.GetError()})
+		}
+		d.cur.acks = append(d.cur.acks, ack{agentID: agentID, taskID: res.GetTaskId()})
+		return
+	}
+	status := res.GetStatus()
+	if !isFinal(status) {
+		status = agentv1.TaskStatus_TASK_STATUS_FAILED
+	}
+	rs := ts.run
+	t := ts.t
+	wasInflight := t.Status == agentv1.TaskStatus_TASK_STATUS_DISPATCHED || t.Status == agentv1.TaskStatus_TASK_STATUS_RUNNING
+	t.Status = status
+	t.Error = clipError(res.GetError())
+	t.OutputJSON = res.GetOutputJson()
+	if len(t.OutputJSON) > maxOutputBytes || (len(t.OutputJSON) > 0 && !json.Valid(t.OutputJSON)) {
+		t.OutputJSON = nil
+		if t.Error == "" {
+			t.Error = "the action's output was too large or not JSON and was dropped"
+		}
+	}
+	if res.GetStartedAt() != nil && t.StartedAt.IsZero() {
+		t.StartedAt = res.GetStartedAt().AsTime()
+	}
+	t.FinishedAt = d.cfg.Clock()
+	if res.GetFinishedAt() != nil {
+		t.FinishedAt = res.GetFinishedAt().AsTime()
+	}
+	t.EvidenceIDs = res.GetEvidenceIds()
+	if status == agentv1.TaskStatus_TASK_STATUS_REFUSED {
+		d.cfg.Audit(context.Background(), "agent:"+agentID, "task.refused", t.ID, map[string]string{"run": rs.run.ID, "reason": t.Error})
+	}
+	if wasInflight {
+		rs.inflight--
+	}
+	if isError(status) {
+		rs.errors++
+	}
+	d.finishTask(ts)
+	d.cur.acks = append(d.cur.acks, ack{agentID: agentID, taskID: t.ID})
+	if rs.threshold >= 0 && rs.errors > rs.threshold && rs.stopped == "" {
+		rs.stopped = fmt.Sprintf("cancelled: %d targets failed, more than max-errors %s", rs.errors, rs.run.MaxErrors)
+		d.cancelPending(rs, rs.stopped)
+	}
+	d.dispatchMore(rs)
+	d.maybeFinish(rs)
+}
+
+func clipError(s string) string {
+	if len(s) > 4096 {
+		return s[:4096] + "…"
+	}
+	return s
+}
+
+// finishTask records a final task and forgets it in the open-task indexes.
+func (d *Dispatcher) finishTask(ts *taskState) {
+	delete(d.tasks, ts.t.ID)
+	if m := d.byAgent[ts.t.AgentID]; m != nil {
+		delete(m, ts.t.ID)
+		if len(m) == 0 {
+			delete(d.byAgent, ts.t.AgentID)
+		}
+	}
+	d.changed(ts)
+}
+
+func (d *Dispatcher) cancelPending(rs *runState, reason string) {
+	for _, ts := range rs.tasks {
+		if ts.t.Status == agentv1.TaskStatus_TASK_STATUS_PENDING {
+			ts.t.Status = agentv1.TaskStatus_TASK_STATUS_CANCELLED
+			ts.t.Error = reason
+			ts.t.FinishedAt = d.cfg.Clock()
+			d.finishTask(ts)
+		}
+	}
+	rs.ready = nil
+}
+
+func (d *Dispatcher) maybeFinish(rs *runState) {
+	if rs.run.Status != operatorv1.RunStatus_RUN_STATUS_RUNNING {
+		return
+	}
+	for _, ts := range rs.tasks {
+		if !isFinal(ts.t.Status) {
+			return
+		}
+	}
+	status := operatorv1.RunStatus_RUN_STATUS_SUCCEEDED
+	for _, ts := range rs.tasks {
+		if ts.t.Status != agentv1.TaskStatus_TASK_STATUS_SUCCEEDED {
+			status = operatorv1.RunStatus_RUN_STATUS_FAILED
+		}
+	}
+	if rs.stopped != "" && strings.HasPrefix(rs.stopped, "cancelled by") {
+		status = operatorv1.RunStatus_RUN_STATUS_CANCELLED
+	}
+	d.endRun(rs, status)
+}
+
+func (d *Dispatcher) endRun(rs *runState, status operatorv1.RunStatus) {
+	rs.run.Status = status
+	rs.run.FinishedAt = d.cfg.Clock()
+	d.cur.runs[rs.run.ID] = rs.run
+	c := counts(rs)
+	d.cfg.Audit(context.Background(), "system", "run.end", rs.run.ID, map[string]any{
+		"status": strings.TrimPrefix(status.String(), "RUN_STATUS_"), "succeeded": c.GetSucceeded(), "failed": c.GetFailed(),
+		"cancelled": c.GetCancelled(), "offline": c.GetOffline(),
+	})
+	final := d.toProto(rs, true)
+	for sub := range rs.subs {
+		d.deliver(sub, &operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Done{Done: final}})
+		closeSub(sub)
+	}
+	rs.subs = nil
+	delete(d.runs, rs.run.ID)
+}
+
+func (d *Dispatcher) onDecide(e evDecide) (*operatorv1.Run, error) {
+	rs := d.runs[e.runID]
+	if rs == nil {
+		return nil, ErrRunNotFound
+	}
+	if rs.run.Status != operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL {
+		return nil, ErrNotAwaiting
+	}
+	// Security-critical: two-person rule. The creator cannot approve their
+	// own destructive run (they may withdraw it by rejecting).
+	if e.approve && e.operator == rs.run.CreatedBy {
+		return nil, ErrSelfApproval
+	}
+	now := d.cfg.Clock()
+	ap := &store.Approval{RunID: rs.run.ID, Operator: e.operator, Approved: e.approve, At: now, Comment: e.comment}
+	if err := d.cfg.Store.AddApproval(context.Background(), ap); err != nil {
+		return nil, fmt.Errorf("recording the decision: %w", err)
+	}
+	rs.approvals = append(rs.approvals, ap)
+	if e.approve {
+		d.cfg.Audit(context.Background(), "operator:"+e.operator, "run.approve", rs.run.ID, map[string]string{"comment": e.comment})
+		d.startRun(rs, now)
+	} else {
+		d.cfg.Audit(context.Background(), "operator:"+e.operator, "run.reject", rs.run.ID, map[string]string{"comment": e.comment})
+		reason := fmt.Sprintf("rejected by %s", e.operator)
+		for _, ts := range rs.tasks {
+			ts.t.Status = agentv1.TaskStatus_TASK_STATUS_CANCELLED
+			ts.t.Error = reason
+			ts.t.FinishedAt = now
+			d.finishTask(ts)
+		}
+		d.endRun(rs, operatorv1.RunStatus_RUN_STATUS_REJECTED)
+		return d.toProto(rs, false), nil
+	}
+	return d.toProto(rs, false), nil
+}
+
+// startRun moves an approved run to running; its deadline counts from now.
+func (d *Dispatcher) startRun(rs *runState, now time.Time) {
+	rs.run.Status = operatorv1.RunStatus_RUN_STATUS_RUNNING
+	rs.run.StartedAt = now
+	rs.run.Deadline = now.Add(rs.run.DeadlineAfter)
+	d.cur.runs[rs.run.ID] = rs.run
+	for _, ts := range rs.tasks {
+		if ts.t.Status == agentv1.TaskStatus_TASK_STATUS_PENDING && d.connected[ts.t.AgentID] {
+			rs.ready = append(rs.ready, ts)
+		}
+	}
+	hdr := d.toProto(rs, false)
+	for sub := range rs.subs {
+		d.deliver(sub, &operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Run{Run: hdr}})
+	}
+	d.dispatchMore(rs)
+	d.maybeFinish(rs)
+}
+
+func (d *Dispatcher) onCancel(runID, operator, reason string) (*operatorv1.Run, error) {
+	rs := d.runs[runID]
+	if rs == nil {
+		return nil, ErrRunNotRunning
+	}
+	rs.stopped = "cancelled by " + operator
+	if reason != "" {
+		rs.stopped += ": " + reason
+	}
+	d.cfg.Audit(context.Background(), "operator:"+operator, "run.cancel", rs.run.ID, map[string]string{"reason": reason})
+	d.cancelPending(rs, rs.stopped)
+	for _, ts := range rs.tasks {
+		if ts.t.Status == agentv1.TaskStatus_TASK_STATUS_DISPATCHED || ts.t.Status == agentv1.TaskStatus_TASK_STATUS_RUNNING {
+			d.cfg.Pusher.Push(ts.t.AgentID, &agentv1.ConnectResponse{Msg: &agentv1.ConnectResponse_Cancel{
+				Cancel: &agentv1.CancelTask{TaskId: ts.t.ID, Reason: rs.stopped}}})
+		}
+	}
+	if rs.run.Status == operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL {
+		d.endRun(rs, operatorv1.RunStatus_RUN_STATUS_CANCELLED)
+		return d.toProto(rs, false), nil
+	}
+	out := d.toProto(rs, false)
+	d.maybeFinish(rs)
+	return out, nil
+}
+
+// checkDeadlines ends tasks that can no longer run: pending ones whose
+// agent stayed away become offline; dispatched ones with no result by the
+// deadline plus a grace period time out.
+func (d *Dispatcher) checkDeadlines() {
+	now := d.cfg.Clock()
+	for _, rs := range d.runs {
+		if rs.run.Status != operatorv1.RunStatus_RUN_STATUS_RUNNING || now.Before(rs.run.Deadline) {
+			continue
+		}
+		changed := false
+		for _, ts := range rs.tasks {
+			switch ts.t.Status {
+			case agentv1.TaskStatus_TASK_STATUS_PENDING:
+				ts.t.Status = agentv1.TaskStatus_TASK_STATUS_OFFLINE
+				ts.t.Error = fmt.Sprintf("the agent did not connect before the run's deadline (%s)", rs.run.Deadline.UTC().Format(time.RFC3339))
+				ts.t.FinishedAt = now
+				d.finishTask(ts)
+				changed = true
+			case agentv1.TaskStatus_TASK_STATUS_DISPATCHED, agentv1.TaskStatus_TASK_STATUS_RUNNING:
+				if now.Before(rs.run.Deadline.Add(d.cfg.ResultGrace)) {
+					continue
+				}
+				ts.t.Status = agentv1.TaskStatus_TASK_STATUS_TIMED_OUT
+				ts.t.Error = "no result from the agent by the run's deadline; it may have run: check the host"
+				ts.t.FinishedAt = now
+				rs.inflight--
+				rs.errors++
+				d.finishTask(ts)
+				changed = true
+			}
+		}
+		if changed {
+			rs.ready = nil
+			d.maybeFinish(rs)
+		}
+	}
+}
+
+// changed marks a task for the next persisted batch and tells watchers.
+func (d *Dispatcher) changed(ts *taskState) {
+	d.cur.tasks[ts.t.ID] = ts.t
+	if len(ts.run.subs) == 0 {
+		return
+	}
+	msg := &operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Task{Task: TaskProto(ts.t)}}
+	for sub := range ts.run.subs {
+		d.deliver(sub, msg)
+	}
+}
+
+// deliver never blocks the loop: a watcher that cannot keep up is dropped
+// and told so; it can watch again for a fresh snapshot.
+func (d *Dispatcher) deliver(sub *Subscription, msg *operatorv1.WatchRunResponse) {
+	if sub.closed {
+		return
+	}
+	select {
+	case sub.C <- msg:
+	default:
+		sub.Lagged = true
+		if rs := d.runs[sub.runID]; rs != nil {
+			delete(rs.subs, sub)
+		}
+		closeSub(sub)
+	}
+}
+
+// flush hands the iteration's changes to the persister.
+func (d *Dispatcher) flush() {
+	b := d.cur
+	if len(b.tasks) == 0 && len(b.runs) == 0 && len(b.acks) == 0 && len(b.done) == 0 {
+		return
+	}
+	d.cur = newBatch()
+	// Copy the rows: the loop keeps mutating its own.
+	for id, t := range b.tasks {
+		c := *t
+		b.tasks[id] = &c
+	}
+	for id, r := range b.runs {
+		c := *r
+		b.runs[id] = &c
+	}
+	d.saves <- b
+}
+
+func (d *Dispatcher) persist() {
+	for b := range d.saves {
+		tasks := make([]*store.Task, 0, len(b.tasks))
+		for _, t := range b.tasks {
+			tasks = append(tasks, t)
+		}
+		runs := make([]*store.Run, 0, len(b.runs))
+		for _, r := range b.runs {
+			runs = append(runs, r)
+		}
+		var err error
+		for attempt := 0; attempt < 5 && (len(tasks) > 0 || len(runs) > 0); attempt++ {
+			if err = d.cfg.Store.SaveTasks(context.Background(), tasks, runs); err == nil {
+				break
+			}
+			time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond)
+		}
+		if err != nil {
+			// Without acknowledgements the agents re-send their results on
+			// the next connection, so nothing is lost for good.
+			d.cfg.Logger.Error("persisting task changes failed; results stay unacknowledged", "tasks", len(tasks), "error", err)
+			continue
+		}
+		for _, a := range b.acks {
+			d.cfg.Pusher.Push(a.agentID, &agentv1.ConnectResponse{Msg: &agentv1.ConnectResponse_ResultAck{ResultAck: &agentv1.ResultAck{TaskId: a.taskID}}})
+		}
+		for _, c := range b.done {
+			close(c)
+		}
+	}
+}
+
+// Sync waits until everything handled so far is persisted (tests, shutdown).
+func (d *Dispatcher) Sync(ctx context.Context) error {
+	done := make(chan struct{})
+	d.send(evSync{done: done})
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+type evSync struct{ done chan struct{} }
+
+func counts(rs *runState) *operatorv1.RunCounts {
+	c := &operatorv1.RunCounts{Targets: uint32(len(rs.tasks))}
+	for _, ts := range rs.tasks {
+		CountTask(c, ts.t.Status)
+	}
+	return c
+}
+
+// CountTask adds one task's status to counts.
+func CountTask(c *operatorv1.RunCounts, s agentv1.TaskStatus) {
+	switch s {
+	case agentv1.TaskStatus_TASK_STATUS_PENDING:
+		c.Pending++
+	case agentv1.TaskStatus_TASK_STATUS_DISPATCHED, agentv1.TaskStatus_TASK_STATUS_RUNNING:
+		c.Running++
+	case agentv1.TaskStatus_TASK_STATUS_SUCCEEDED:
+		c.Succeeded++
+	case agentv1.TaskStatus_TASK_STATUS_CANCELLED:
+		c.Cancelled++
+	case agentv1.TaskStatus_TASK_STATUS_OFFLINE:
+		c.Offline++
+	default:
+		c.Failed++
+	}
+}
+
+func (d *Dispatcher) toProto(rs *runState, withTasks bool) *operatorv1.Run {
+	var tasks []*store.Task
+	if withTasks {
+		tasks = make([]*store.Task, len(rs.tasks))
+		for i, ts := range rs.tasks {
+			tasks[i] = ts.t
+		}
+	}
+	r := RunProto(rs.run, tasks, rs.approvals)
+	r.Counts = counts(rs)
+	return r
+}
+
+// RunProto converts a stored run, its tasks and approvals for operators.
+func RunProto(r *store.Run, tasks []*store.Task, approvals []*store.Approval) *operatorv1.Run {
+	out := &operatorv1.Run{
+		Id: r.ID, Action: r.Action, Selector: r.Selector, ParamsJson: r.ParamsJSON, Status: r.Status,
+		CreatedBy: r.CreatedBy, CreatedAt: ts(r.CreatedAt), FinishedAt: ts(r.FinishedAt),
+		MaxConcurrency: uint32(max(r.MaxConcurrency, 0)), MaxErrors: r.MaxErrors, Deadline: ts(r.Deadline),
+		Reason: r.Reason, CaseId: r.CaseID, Destructive: r.Destructive,
+	}
+	c := &operatorv1.RunCounts{Targets: uint32(len(tasks))}
+	for _, t := range tasks {
+		out.Tasks = append(out.Tasks, TaskProto(t))
+		CountTask(c, t.Status)
+	}
+	out.Counts = c
+	for _, a := range approvals {
+		out.Approvals = append(out.Approvals, &operatorv1.Approval{Operator: a.Operator, Approved: a.Approved, At: ts(a.At), Comment: a.Comment})
+	}
+	return out
+}
+
+// TaskProto converts a stored task for operators.
+func TaskProto(t *store.Task) *operatorv1.Task {
+	return &operatorv1.Task{
+		Id: t.ID, RunId: t.RunID, AgentId: t.AgentID, Hostname: t.Hostname, Status: t.Status, Error: t.Error,
+		OutputJson: t.OutputJSON, DispatchedAt: ts(t.DispatchedAt), StartedAt: ts(t.StartedAt), FinishedAt: ts(t.FinishedAt),
+		Account: t.Account, Region: t.Region, EvidenceIds: t.EvidenceIDs, LastMessage: t.LastMessage,
+	}
+}
+
+func ts(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}

@@ -1,0 +1,460 @@
+// Package fleet is the controller's side of the agent protocol: enrollment,
+// certificate renewal and the one long-lived Connect stream per agent, over
+// which the dispatcher pushes tasks and the agent reports back.
+package fleet
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/firebreak-ir/firebreak/controller/auth"
+	"github.com/firebreak-ir/firebreak/controller/store"
+	"github.com/firebreak-ir/firebreak/internal/ids"
+	"github.com/firebreak-ir/firebreak/internal/pki"
+	"github.com/firebreak-ir/firebreak/internal/tasksign"
+	"github.com/firebreak-ir/firebreak/plugins/sdk"
+	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
+)
+
+// Dispatcher is what the fleet tells about agents and their reports.
+type Dispatcher interface {
+	AgentConnected(agentID string)
+	AgentDisconnected(agentID string)
+	TaskEvent(agentID string, ev *agentv1.TaskEvent)
+	TaskResult(agentID string, res *agentv1.TaskResult)
+}
+
+// AuditFunc records an action in the audit log.
+type AuditFunc func(ctx context.Context, actor, action, subject string, detail any)
+
+// Config holds the fleet's dependencies.
+type Config struct {
+	Store      store.Store
+	CA         *pki.CA
+	Signer     *tasksign.Signer
+	Dispatcher Dispatcher
+	Audit      AuditFunc
+	Logger     *slog.Logger
+	Clock      func() time.Time
+	// CertTTL is the lifetime of agent certificates (default 24h); agents
+	// renew at half of it.
+	CertTTL time.Duration
+	// Heartbeat is how often agents report (default 30s).
+	Heartbeat time.Duration
+}
+
+// CheckAndSetDefaults names missing dependencies and sets defaults.
+func (c *Config) CheckAndSetDefaults() error {
+	var missing []string
+	for name, ok := range map[string]bool{"Store": c.Store != nil, "CA": c.CA != nil, "Signer": c.Signer != nil, "Dispatcher": c.Dispatcher != nil} {
+		if !ok {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("fleet: missing %s", strings.Join(missing, ", "))
+	}
+	if c.Audit == nil {
+		c.Audit = func(context.Context, string, string, string, any) {}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.CertTTL == 0 {
+		c.CertTTL = 24 * time.Hour
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = 30 * time.Second
+	}
+	return nil
+}
+
+// Service implements agentv1.AgentServiceServer and holds the sessions of
+// connected agents.
+type Service struct {
+	agentv1.UnimplementedAgentServiceServer
+	cfg Config
+
+	mu       sync.RWMutex
+	sessions map[string]*session
+	seen     map[string]time.Time
+}
+
+type session struct {
+	agentID string
+	out     chan *agentv1.ConnectResponse
+	cancel  context.CancelFunc
+	facts   *agentv1.AgentFacts
+}
+
+// New returns the fleet service.
+func New(cfg Config) (*Service, error) {
+	if err := cfg.CheckAndSetDefaults(); err != nil {
+		return nil, err
+	}
+	return &Service{cfg: cfg, sessions: map[string]*session{}, seen: map[string]time.Time{}}, nil
+}
+
+// Push implements dispatch.Pusher: it never blocks the dispatcher. A full
+// queue means the agent is not reading; the task waits for a reconnect.
+func (s *Service) Push(agentID string, msg *agentv1.ConnectResponse) bool {
+	s.mu.RLock()
+	sess := s.sessions[agentID]
+	s.mu.RUnlock()
+	if sess == nil {
+		return false
+	}
+	select {
+	case sess.out <- msg:
+		return true
+	default:
+		s.cfg.Logger.Warn("agent stream queue is full; dropping the connection so the agent reconnects", "agent", agentID)
+		sess.cancel()
+		return false
+	}
+}
+
+// Connected reports whether an agent holds a stream now.
+func (s *Service) Connected(agentID string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.sessions[agentID] != nil
+}
+
+// ConnectedCount returns the number of connected agents.
+func (s *Service) ConnectedCount() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.sessions)
+}
+
+// Facts returns the facts a connected agent reported in its hello.
+func (s *Service) Facts(agentID string) *agentv1.AgentFacts {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if sess := s.sessions[agentID]; sess != nil {
+		return sess.facts
+	}
+	return nil
+}
+
+// RunSeenWriter stores last-seen times every interval until ctx ends. It is
+// bookkeeping of what agents already sent, not a poll of the agents.
+func (s *Service) RunSeenWriter(ctx context.Context, every time.Duration) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.flushSeen(context.Background())
+			return nil
+		case <-t.C:
+			s.flushSeen(ctx)
+		}
+	}
+}
+
+func (s *Service) flushSeen(ctx context.Context) {
+	s.mu.Lock()
+	seen := s.seen
+	s.seen = map[string]time.Time{}
+	s.mu.Unlock()
+	if err := s.cfg.Store.TouchAgents(ctx, seen); err != nil {
+		s.cfg.Logger.Warn("recording last-seen times failed", "error", err)
+	}
+}
+
+func (s *Service) touch(agentID string) {
+	now := s.cfg.Clock()
+	s.mu.Lock()
+	s.seen[agentID] = now
+	s.mu.Unlock()
+}
+
+// Input limits for what agents report about themselves.
+var (
+	labelKeyRE   = regexp.MustCompile(`^[A-Za-z0-9_.:/-]{1,128}$`)
+	labelValueRE = regexp.MustCompile(`^[A-Za-z0-9_.:/@+*=-]{0,256}$`)
+	hostnameRE   = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,253}$`)
+)
+
+const maxLabels = 64
+
+// CheckLabels validates labels from a token, an agent or an operator.
+func CheckLabels(labels map[string]string) error {
+	if len(labels) > maxLabels {
+		return fmt.Errorf("%d labels; the limit is %d", len(labels), maxLabels)
+	}
+	for k, v := range labels {
+		if !labelKeyRE.MatchString(k) {
+			return fmt.Errorf("label key %q is not valid (letters, digits, _ . : / -, up to 128)", k)
+		}
+		if !labelValueRE.MatchString(v) {
+			return fmt.Errorf("label %s has an invalid value %q", k, v)
+		}
+	}
+	return nil
+}
+
+func checkFacts(f *agentv1.AgentFacts) error {
+	if f == nil {
+		return errors.New("the agent sent no facts")
+	}
+	if !hostnameRE.MatchString(f.GetHostname()) {
+		return fmt.Errorf("hostname %q is not valid", f.GetHostname())
+	}
+	if err := CheckLabels(f.GetLabels()); err != nil {
+		return err
+	}
+	for name, v := range map[string]string{"agent_version": f.GetAgentVersion(), "os": f.GetOs(), "arch": f.GetArch(), "boot_id": f.GetBootId(),
+		"instance_id": f.GetInstanceId(), "account": f.GetAccount(), "region": f.GetRegion()} {
+		if len(v) > 128 || strings.ContainsAny(v, "\n\r\x00") {
+			return fmt.Errorf("fact %s is not valid", name)
+		}
+	}
+	return nil
+}
+
+// HashToken is how join tokens are stored: never in the clear.
+func HashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// RoleName returns "host" or "worker".
+func RoleName(r agentv1.AgentRole) string {
+	return strings.ToLower(strings.TrimPrefix(r.String(), "AGENT_ROLE_"))
+}
+
+// Enroll implements agentv1.AgentServiceServer.
+func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agentv1.EnrollResponse, error) {
+	if err := checkFacts(req.GetFacts()); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "enrollment refused: %v", err)
+	}
+	if len(req.GetJoinToken()) == 0 || len(req.GetJoinToken()) > 256 {
+		return nil, status.Error(codes.Unauthenticated, "enrollment refused: no join token given (use --join-token)")
+	}
+	now := s.cfg.Clock()
+	// Security-critical: the token is checked and one use consumed in one
+	// transaction, so a counted token cannot be over-used by racing agents.
+	tok, err := s.cfg.Store.ConsumeJoinToken(ctx, HashToken(req.GetJoinToken()), now)
+	switch {
+	case errors.Is(err, store.ErrTokenUnknown), errors.Is(err, store.ErrTokenExpired), errors.Is(err, store.ErrTokenExhausted):
+		s.cfg.Audit(ctx, "system", "agent.enroll_refused", req.GetFacts().GetHostname(), map[string]string{"reason": err.Error()})
+		return nil, status.Errorf(codes.Unauthenticated, "enrollment refused: %v", err)
+	case err != nil:
+		return nil, status.Errorf(codes.Unavailable, "enrollment: %v", err)
+	}
+	role := RoleName(req.GetRole())
+	if req.GetRole() == agentv1.AgentRole_AGENT_ROLE_UNSPECIFIED {
+		role = tok.Role
+	}
+	if role != tok.Role {
+		return nil, status.Errorf(codes.PermissionDenied, "enrollment refused: the token enrolls %s agents, not %s", tok.Role, role)
+	}
+	facts := req.GetFacts()
+	id := ids.New("agt")
+	cert, err := s.cfg.CA.IssueClient(req.GetCsrDer(), pki.Identity{Kind: pki.KindAgent, Name: id, Role: role,
+		Account: facts.GetAccount(), Region: facts.GetRegion(), InstanceID: facts.GetInstanceId()}, s.cfg.CertTTL)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "enrollment refused: %v", err)
+	}
+	a := &store.Agent{ID: id, Role: role, Hostname: facts.GetHostname(), Facts: facts, EnrolledAt: now, LastSeen: now,
+		CertSerial: cert.SerialNumber.Text(16), CertNotAfter: cert.NotAfter, TokenLabels: tok.Labels}
+	a.Facts.Labels = mergeLabels(facts.GetLabels(), tok.Labels)
+	if err := s.cfg.Store.PutAgent(ctx, a); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "enrollment: storing the agent: %v", err)
+	}
+	s.cfg.Audit(ctx, "agent:"+id, "agent.enroll", id, map[string]any{"hostname": facts.GetHostname(), "role": role,
+		"instance_id": facts.GetInstanceId(), "cert_serial": a.CertSerial, "token_uses_left": tok.UsesLeft})
+	s.cfg.Logger.Info("agent enrolled", "agent", id, "hostname", facts.GetHostname(), "role", role)
+	return &agentv1.EnrollResponse{AgentId: id, CertificateDer: cert.Raw, CaDer: s.cfg.CA.Cert.Raw,
+		TaskSigningKey: s.cfg.Signer.PublicKey(), Labels: tok.Labels}, nil
+}
+
+// mergeLabels lets token labels, which an admin set, override the ones an
+// agent reports about itself.
+func mergeLabels(agent, token map[string]string) map[string]string {
+	out := maps.Clone(agent)
+	if out == nil {
+		out = map[string]string{}
+	}
+	maps.Copy(out, token)
+	return out
+}
+
+func (s *Service) agentFrom(ctx context.Context) (*store.Agent, pki.Identity, error) {
+	id, ok := auth.IdentityFrom(ctx)
+	if !ok || id.Kind != pki.KindAgent {
+		return nil, id, status.Error(codes.Unauthenticated, "an agent certificate is required")
+	}
+	a, err := s.cfg.Store.GetAgent(ctx, id.Name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, id, status.Errorf(codes.PermissionDenied, "agent %s is not enrolled with this controller: enroll again with a join token", id.Name)
+	}
+	if err != nil {
+		return nil, id, status.Errorf(codes.Unavailable, "looking up the agent: %v", err)
+	}
+	// Security-critical: a revoked agent's certificate stops working at once.
+	if a.Revoked {
+		return nil, id, status.Errorf(codes.PermissionDenied, "agent %s has been revoked", id.Name)
+	}
+	return a, id, nil
+}
+
+// Renew implements agentv1.AgentServiceServer.
+func (s *Service) Renew(ctx context.Context, req *agentv1.RenewRequest) (*agentv1.RenewResponse, error) {
+	a, id, err := s.agentFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := s.cfg.CA.IssueClient(req.GetCsrDer(), pki.Identity{Kind: pki.KindAgent, Name: a.ID, Role: a.Role,
+		Account: id.Account, Region: id.Region, InstanceID: id.InstanceID}, s.cfg.CertTTL)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "renewal refused: %v", err)
+	}
+	a.CertSerial, a.CertNotAfter = cert.SerialNumber.Text(16), cert.NotAfter
+	if err := s.cfg.Store.PutAgent(ctx, a); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "renewal: %v", err)
+	}
+	s.cfg.Logger.Info("agent certificate renewed", "agent", a.ID, "not_after", cert.NotAfter)
+	return &agentv1.RenewResponse{CertificateDer: cert.Raw}, nil
+}
+
+// Connect implements agentv1.AgentServiceServer.
+func (s *Service) Connect(stream agentv1.AgentService_ConnectServer) error {
+	ctx := stream.Context()
+	a, _, err := s.agentFrom(ctx)
+	if err != nil {
+		return err
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	hello := first.GetHello()
+	if hello == nil {
+		return status.Error(codes.InvalidArgument, "the first message on Connect must be hello")
+	}
+	if err := checkFacts(hello.GetFacts()); err != nil {
+		return status.Errorf(codes.InvalidArgument, "hello refused: %v", err)
+	}
+	for _, p := range hello.GetPlugins() {
+		if err := sdk.CheckDescription(p.GetDescription()); err != nil {
+			return status.Errorf(codes.InvalidArgument, "hello refused: %v", err)
+		}
+	}
+	if len(hello.GetPlugins()) > 256 {
+		return status.Error(codes.InvalidArgument, "hello refused: too many plugins")
+	}
+	now := s.cfg.Clock()
+	facts := hello.GetFacts()
+	facts.Labels = mergeLabels(facts.GetLabels(), a.TokenLabels)
+	a.Facts, a.Plugins, a.Hostname, a.LastSeen = facts, hello.GetPlugins(), facts.GetHostname(), now
+	if err := s.cfg.Store.PutAgent(ctx, a); err != nil {
+		return status.Errorf(codes.Unavailable, "recording the agent: %v", err)
+	}
+
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sess := &session{agentID: a.ID, out: make(chan *agentv1.ConnectResponse, 4096), cancel: cancel, facts: facts}
+	s.mu.Lock()
+	if old := s.sessions[a.ID]; old != nil {
+		// A newer stream from the same agent replaces the old one.
+		old.cancel()
+	}
+	s.sessions[a.ID] = sess
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		if s.sessions[a.ID] == sess {
+			delete(s.sessions, a.ID)
+			s.mu.Unlock()
+			s.cfg.Dispatcher.AgentDisconnected(a.ID)
+		} else {
+			s.mu.Unlock()
+		}
+		s.touch(a.ID)
+		s.cfg.Logger.Info("agent disconnected", "agent", a.ID, "hostname", a.Hostname)
+	}()
+
+	if err := stream.Send(&agentv1.ConnectResponse{Msg: &agentv1.ConnectResponse_Welcome{Welcome: &agentv1.Welcome{
+		AgentId: a.ID, ServerTime: timestamppb.New(now), HeartbeatSeconds: uint32(s.cfg.Heartbeat / time.Second)}}}); err != nil {
+		return err
+	}
+	s.cfg.Logger.Info("agent connected", "agent", a.ID, "hostname", a.Hostname, "plugins", len(a.Plugins), "isolated", facts.GetIsolated())
+	s.cfg.Dispatcher.AgentConnected(a.ID)
+
+	sendErr := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-sctx.Done():
+				sendErr <- sctx.Err()
+				return
+			case m := <-sess.out:
+				if err := stream.Send(m); err != nil {
+					sendErr <- err
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			s.handle(a.ID, m)
+		}
+	}()
+	select {
+	case err := <-recvErr:
+		cancel()
+		if status.Code(err) == codes.Canceled {
+			return nil
+		}
+		return err
+	case <-sctx.Done():
+		return status.Error(codes.Aborted, "the stream was replaced or closed by the controller")
+	case err := <-sendErr:
+		return err
+	}
+}
+
+func (s *Service) handle(agentID string, m *agentv1.ConnectRequest) {
+	switch msg := m.GetMsg().(type) {
+	case *agentv1.ConnectRequest_Heartbeat:
+		s.touch(agentID)
+		s.mu.Lock()
+		if sess := s.sessions[agentID]; sess != nil && sess.facts != nil {
+			sess.facts.Isolated = msg.Heartbeat.GetIsolated()
+		}
+		s.mu.Unlock()
+	case *agentv1.ConnectRequest_TaskEvent:
+		s.cfg.Dispatcher.TaskEvent(agentID, msg.TaskEvent)
+	case *agentv1.ConnectRequest_TaskResult:
+		s.touch(agentID)
+		s.cfg.Dispatcher.TaskResult(agentID, msg.TaskResult)
+	}
+}

@@ -1,0 +1,603 @@
+// Package operator implements the controller's operator API: join tokens,
+// operators, agents, runs (with approvals), and the audit log.
+package operator
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/firebreak-ir/firebreak/controller/auth"
+	"github.com/firebreak-ir/firebreak/controller/dispatch"
+	"github.com/firebreak-ir/firebreak/controller/fleet"
+	"github.com/firebreak-ir/firebreak/controller/selector"
+	"github.com/firebreak-ir/firebreak/controller/store"
+	"github.com/firebreak-ir/firebreak/internal/ids"
+	"github.com/firebreak-ir/firebreak/internal/pki"
+	"github.com/firebreak-ir/firebreak/internal/telemetry"
+	"github.com/firebreak-ir/firebreak/plugins/sdk"
+	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
+	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
+	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
+)
+
+// Policy is who may call which operator method.
+var Policy = map[string]operatorv1.OperatorRole{
+	operatorv1.OperatorService_Whoami_FullMethodName:          operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
+	operatorv1.OperatorService_CreateJoinToken_FullMethodName: operatorv1.OperatorRole_OPERATOR_ROLE_ADMIN,
+	operatorv1.OperatorService_AddOperator_FullMethodName:     operatorv1.OperatorRole_OPERATOR_ROLE_ADMIN,
+	operatorv1.OperatorService_ListAgents_FullMethodName:      operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
+	operatorv1.OperatorService_ListActions_FullMethodName:     operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
+	operatorv1.OperatorService_CreateRun_FullMethodName:       operatorv1.OperatorRole_OPERATOR_ROLE_RESPONDER,
+	operatorv1.OperatorService_WatchRun_FullMethodName:        operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
+	operatorv1.OperatorService_GetRun_FullMethodName:          operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
+	operatorv1.OperatorService_ListRuns_FullMethodName:        operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
+	operatorv1.OperatorService_ApproveRun_FullMethodName:      operatorv1.OperatorRole_OPERATOR_ROLE_APPROVER,
+	operatorv1.OperatorService_RejectRun_FullMethodName:       operatorv1.OperatorRole_OPERATOR_ROLE_APPROVER,
+	operatorv1.OperatorService_CancelRun_FullMethodName:       operatorv1.OperatorRole_OPERATOR_ROLE_RESPONDER,
+	operatorv1.OperatorService_ListAudit_FullMethodName:       operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
+	operatorv1.OperatorService_VerifyAudit_FullMethodName:     operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
+}
+
+// AuditFunc records an action in the audit log.
+type AuditFunc func(ctx context.Context, actor, action, subject string, detail any)
+
+// Config holds the service's dependencies.
+type Config struct {
+	Store      store.Store
+	CA         *pki.CA
+	Fleet      *fleet.Service
+	Dispatcher *dispatch.Dispatcher
+	Audit      AuditFunc
+	Logger     *slog.Logger
+	Clock      func() time.Time
+	// ApprovalThreshold: a destructive run over more targets than this
+	// waits for a second operator's approval (default 10).
+	ApprovalThreshold int
+	// OperatorCertTTL is the lifetime of new operator credentials.
+	OperatorCertTTL time.Duration
+	// Advertise is the controller address written into new credentials.
+	Advertise string
+}
+
+// CheckAndSetDefaults names missing dependencies and sets defaults.
+func (c *Config) CheckAndSetDefaults() error {
+	var missing []string
+	for name, ok := range map[string]bool{"Store": c.Store != nil, "CA": c.CA != nil, "Fleet": c.Fleet != nil, "Dispatcher": c.Dispatcher != nil} {
+		if !ok {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return fmt.Errorf("operator: missing %s", strings.Join(missing, ", "))
+	}
+	if c.Audit == nil {
+		c.Audit = func(context.Context, string, string, string, any) {}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.ApprovalThreshold == 0 {
+		c.ApprovalThreshold = 10
+	}
+	if c.OperatorCertTTL == 0 {
+		c.OperatorCertTTL = 90 * 24 * time.Hour
+	}
+	return nil
+}
+
+// Service implements operatorv1.OperatorServiceServer.
+type Service struct {
+	operatorv1.UnimplementedOperatorServiceServer
+	cfg Config
+}
+
+// New returns the operator service.
+func New(cfg Config) (*Service, error) {
+	if err := cfg.CheckAndSetDefaults(); err != nil {
+		return nil, err
+	}
+	return &Service{cfg: cfg}, nil
+}
+
+func caller(ctx context.Context) *store.Operator {
+	if o, ok := auth.OperatorFrom(ctx); ok {
+		return o
+	}
+	return &store.Operator{Name: "unknown"}
+}
+
+// Whoami implements operatorv1.OperatorServiceServer.
+func (s *Service) Whoami(ctx context.Context, _ *operatorv1.WhoamiRequest) (*operatorv1.WhoamiResponse, error) {
+	o := caller(ctx)
+	return &operatorv1.WhoamiResponse{Name: o.Name, Role: o.Role}, nil
+}
+
+// Limits on join tokens.
+const (
+	maxTokenUses = 100000
+	maxTokenTTL  = 30 * 24 * time.Hour
+)
+
+// CreateJoinToken implements operatorv1.OperatorServiceServer.
+func (s *Service) CreateJoinToken(ctx context.Context, req *operatorv1.CreateJoinTokenRequest) (*operatorv1.CreateJoinTokenResponse, error) {
+	if req.GetRole() == agentv1.AgentRole_AGENT_ROLE_UNSPECIFIED {
+		return nil, status.Error(codes.InvalidArgument, "the token needs a role: host or worker")
+	}
+	uses := int(req.GetUses())
+	if uses == 0 {
+		uses = 1
+	}
+	if uses > maxTokenUses {
+		return nil, status.Errorf(codes.InvalidArgument, "--uses %d is more than the limit of %d", uses, maxTokenUses)
+	}
+	ttl := time.Hour
+	if req.GetTtl() != nil {
+		ttl = req.GetTtl().AsDuration()
+	}
+	if ttl <= 0 || ttl > maxTokenTTL {
+		return nil, status.Errorf(codes.InvalidArgument, "--ttl %s must be positive and at most %s", ttl, maxTokenTTL)
+	}
+	if err := fleet.CheckLabels(req.GetLabels()); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "token labels: %v", err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, status.Errorf(codes.Internal, "making a token: %v", err)
+	}
+	token := "fbj_" + base64.RawURLEncoding.EncodeToString(raw)
+	now := s.cfg.Clock()
+	role := fleet.RoleName(req.GetRole())
+	if err := s.cfg.Store.CreateJoinToken(ctx, &store.JoinToken{Hash: fleet.HashToken(token), Role: role, Uses: uses, UsesLeft: uses,
+		ExpiresAt: now.Add(ttl), Labels: req.GetLabels(), CreatedBy: caller(ctx).Name, CreatedAt: now}); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "storing the token: %v", err)
+	}
+	// The token itself never reaches the audit log or the logs.
+	s.cfg.Audit(ctx, "operator:"+caller(ctx).Name, "token.create", fleet.HashToken(token)[:16],
+		map[string]any{"role": role, "uses": uses, "ttl": ttl.String(), "labels": req.GetLabels()})
+	return &operatorv1.CreateJoinTokenResponse{Token: token, ExpiresAt: timestamppb.New(now.Add(ttl)), Uses: uint32(uses)}, nil
+}
+
+var operatorNameRE = regexp.MustCompile(`^[a-z][a-z0-9._-]{0,62}$`)
+
+// AddOperator implements operatorv1.OperatorServiceServer.
+func (s *Service) AddOperator(ctx context.Context, req *operatorv1.AddOperatorRequest) (*operatorv1.AddOperatorResponse, error) {
+	if !operatorNameRE.MatchString(req.GetName()) {
+		return nil, status.Errorf(codes.InvalidArgument, "operator name %q is not valid: lower-case letters, digits, . _ -, starting with a letter", req.GetName())
+	}
+	role := req.GetRole()
+	if role == operatorv1.OperatorRole_OPERATOR_ROLE_UNSPECIFIED {
+		role = operatorv1.OperatorRole_OPERATOR_ROLE_RESPONDER
+	}
+	if _, err := s.cfg.Store.GetOperator(ctx, req.GetName()); err == nil {
+		return nil, status.Errorf(codes.AlreadyExists, "operator %q already exists", req.GetName())
+	}
+	creds, serial, err := IssueCreds(s.cfg.CA, req.GetName(), role, s.cfg.OperatorCertTTL, s.cfg.Advertise)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "issuing the credential: %v", err)
+	}
+	if err := s.cfg.Store.PutOperator(ctx, &store.Operator{Name: req.GetName(), Role: role, CertSerial: serial,
+		CreatedBy: caller(ctx).Name, CreatedAt: s.cfg.Clock()}); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "storing the operator: %v", err)
+	}
+	s.cfg.Audit(ctx, "operator:"+caller(ctx).Name, "operator.add", req.GetName(), map[string]string{"role": auth.RoleName(role), "cert_serial": serial})
+	b, _ := json.MarshalIndent(creds, "", "  ")
+	return &operatorv1.AddOperatorResponse{CredsJson: b}, nil
+}
+
+// IssueCreds makes an operator credential: a fresh key and a client
+// certificate for it. It returns the credential and the certificate serial.
+func IssueCreds(ca *pki.CA, name string, role operatorv1.OperatorRole, ttl time.Duration, controller string) (*pki.Creds, string, error) {
+	key, err := pki.NewKey()
+	if err != nil {
+		return nil, "", err
+	}
+	cert, err := ca.IssueClientForKey(key.Public(), pki.Identity{Kind: pki.KindOperator, Name: name}, ttl)
+	if err != nil {
+		return nil, "", err
+	}
+	keyPEM, err := pki.EncodeKeyPEM(key)
+	if err != nil {
+		return nil, "", err
+	}
+	return &pki.Creds{Name: name, Role: auth.RoleName(role), Controller: controller, CAPEM: string(pki.EncodeCertPEM(ca.Cert.Raw)),
+		CertPEM: string(pki.EncodeCertPEM(cert.Raw)), KeyPEM: string(keyPEM)}, cert.SerialNumber.Text(16), nil
+}
+
+// agentView is an agent with its live state.
+type agentView struct {
+	a         *store.Agent
+	facts     *agentv1.AgentFacts
+	connected bool
+}
+
+func (s *Service) agents(ctx context.Context) ([]agentView, error) {
+	all, err := s.cfg.Store.ListAgents(ctx)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "listing agents: %v", err)
+	}
+	out := make([]agentView, 0, len(all))
+	for _, a := range all {
+		if a.Revoked {
+			continue
+		}
+		v := agentView{a: a, facts: a.Facts, connected: s.cfg.Fleet.Connected(a.ID)}
+		if f := s.cfg.Fleet.Facts(a.ID); f != nil {
+			v.facts = f
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func target(v agentView) selector.Target {
+	return selector.Target{ID: v.a.ID, Role: v.a.Role, Hostname: v.a.Hostname, Account: v.facts.GetAccount(), Region: v.facts.GetRegion(),
+		InstanceID: v.facts.GetInstanceId(), Labels: v.facts.GetLabels(), Connected: v.connected, Isolated: v.facts.GetIsolated(),
+		Simulated: v.facts.GetSimulated()}
+}
+
+// ListAgents implements operatorv1.OperatorServiceServer.
+func (s *Service) ListAgents(ctx context.Context, req *operatorv1.ListAgentsRequest) (*operatorv1.ListAgentsResponse, error) {
+	var sel *selector.Selector
+	if req.GetSelector() != "" {
+		var err error
+		if sel, err = selector.Parse(req.GetSelector()); err != nil {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+	}
+	views, err := s.agents(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp := &operatorv1.ListAgentsResponse{}
+	for _, v := range views {
+		if sel != nil && !sel.Match(target(v)) {
+			continue
+		}
+		resp.Agents = append(resp.Agents, &operatorv1.Agent{Id: v.a.ID, Role: roleEnum(v.a.Role), Facts: v.facts, Connected: v.connected,
+			LastSeen: tsOrNil(v.a.LastSeen), Plugins: v.a.Plugins, EnrolledAt: tsOrNil(v.a.EnrolledAt), CertNotAfter: tsOrNil(v.a.CertNotAfter)})
+	}
+	return resp, nil
+}
+
+func roleEnum(r string) agentv1.AgentRole {
+	return agentv1.AgentRole(agentv1.AgentRole_value["AGENT_ROLE_"+strings.ToUpper(r)])
+}
+
+func tsOrNil(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+// ListActions implements operatorv1.OperatorServiceServer.
+func (s *Service) ListActions(ctx context.Context, _ *operatorv1.ListActionsRequest) (*operatorv1.ListActionsResponse, error) {
+	views, err := s.agents(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]*operatorv1.ActionSummary{}
+	for _, v := range views {
+		for _, p := range v.a.Plugins {
+			d := p.GetDescription()
+			sum := byName[d.GetName()]
+			if sum == nil {
+				sum = &operatorv1.ActionSummary{Description: d}
+				byName[d.GetName()] = sum
+			}
+			sum.Agents++
+		}
+	}
+	resp := &operatorv1.ListActionsResponse{}
+	for _, sum := range byName {
+		resp.Actions = append(resp.Actions, sum)
+	}
+	sort.Slice(resp.Actions, func(i, j int) bool {
+		return resp.Actions[i].GetDescription().GetName() < resp.Actions[j].GetDescription().GetName()
+	})
+	return resp, nil
+}
+
+// Limits on runs.
+const (
+	defaultDeadline = time.Hour
+	maxDeadline     = 7 * 24 * time.Hour
+	maxReason       = 1024
+)
+
+// CreateRun implements operatorv1.OperatorServiceServer.
+func (s *Service) CreateRun(ctx context.Context, req *operatorv1.CreateRunRequest) (*operatorv1.CreateRunResponse, error) {
+	ctx, span := telemetry.Tracer().Start(ctx, "run.create")
+	defer span.End()
+	op := caller(ctx)
+	plan, err := s.Plan(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if req.GetDryRun() {
+		return &operatorv1.CreateRunResponse{Run: dispatch.RunProto(plan.Run, plan.Tasks, nil)}, nil
+	}
+	if err := s.cfg.Store.CreateRun(ctx, plan.Run, plan.Tasks); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "storing the run: %v", err)
+	}
+	s.cfg.Audit(ctx, "operator:"+op.Name, "run.create", plan.Run.ID, map[string]any{
+		"action": plan.Run.Action, "selector": plan.Run.Selector, "params": json.RawMessage(plan.Run.ParamsJSON),
+		"targets": len(plan.Tasks), "reason": plan.Run.Reason, "case": plan.Run.CaseID,
+		"status": strings.TrimPrefix(plan.Run.Status.String(), "RUN_STATUS_"),
+	})
+	traceparent, _ := telemetry.InjectTraceContext(ctx)
+	s.cfg.Dispatcher.Submit(plan.Run, plan.Tasks, traceparent)
+	s.cfg.Logger.InfoContext(ctx, "run created", "run", plan.Run.ID, "action", plan.Run.Action, "targets", len(plan.Tasks),
+		"operator", op.Name, "status", plan.Run.Status.String())
+	return &operatorv1.CreateRunResponse{Run: dispatch.RunProto(plan.Run, plan.Tasks, nil)}, nil
+}
+
+// RunPlan is a resolved, not yet stored, run.
+type RunPlan struct {
+	Run   *store.Run
+	Tasks []*store.Task
+}
+
+// Plan resolves a run request: targets, parameters, approval. It changes
+// nothing, so it serves dry runs too.
+func (s *Service) Plan(ctx context.Context, req *operatorv1.CreateRunRequest) (*RunPlan, error) {
+	op := caller(ctx)
+	if req.GetAction() == "" {
+		return nil, status.Error(codes.InvalidArgument, "no action given")
+	}
+	sel, err := selector.Parse(req.GetSelector())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if err := dispatch.ParseMaxErrors(req.GetMaxErrors()); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if len(req.GetReason()) > maxReason {
+		return nil, status.Errorf(codes.InvalidArgument, "the reason is longer than %d characters", maxReason)
+	}
+	deadline := defaultDeadline
+	if req.GetDeadline() != nil {
+		deadline = req.GetDeadline().AsDuration()
+	}
+	if deadline <= 0 || deadline > maxDeadline {
+		return nil, status.Errorf(codes.InvalidArgument, "--deadline %s must be positive and at most %s", deadline, maxDeadline)
+	}
+	var typed map[string]any
+	if len(req.GetParamsJson()) > 0 {
+		if err := json.Unmarshal(req.GetParamsJson(), &typed); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "params_json is not a JSON object: %v", err)
+		}
+	}
+
+	views, err := s.agents(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var matched, withAction []agentView
+	var desc *pluginv1.ActionDescription
+	offered := map[string]bool{}
+	for _, v := range views {
+		if !sel.Match(target(v)) {
+			continue
+		}
+		matched = append(matched, v)
+		for _, p := range v.a.Plugins {
+			offered[p.GetDescription().GetName()] = true
+			if p.GetDescription().GetName() == req.GetAction() {
+				withAction = append(withAction, v)
+				if desc == nil || p.GetDescription().GetVersion() > desc.GetVersion() {
+					desc = p.GetDescription()
+				}
+			}
+		}
+	}
+	if len(matched) == 0 {
+		return nil, status.Errorf(codes.FailedPrecondition, "selector %q matches no enrolled agent: check `firebreak agents list`", req.GetSelector())
+	}
+	if desc == nil {
+		names := make([]string, 0, len(offered))
+		for n := range offered {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return nil, status.Errorf(codes.InvalidArgument, "unknown action %q: none of the %d matching agents offers it (they offer: %s)",
+			req.GetAction(), len(matched), strings.Join(names, ", "))
+	}
+	params, err := sdk.ResolveParams(desc, req.GetParams(), typed)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	paramsJSON, _ := json.Marshal(params)
+
+	now := s.cfg.Clock()
+	r := &store.Run{
+		ID: ids.New("run"), Action: req.GetAction(), Selector: sel.String(), ParamsJSON: paramsJSON, CreatedBy: op.Name,
+		CreatedAt: now, DeadlineAfter: deadline, MaxConcurrency: int(req.GetMaxConcurrency()), MaxErrors: strings.TrimSpace(req.GetMaxErrors()),
+		Reason: req.GetReason(), CaseID: req.GetCaseId(), Destructive: desc.GetDestructive(),
+	}
+	if r.Destructive && len(withAction) > s.cfg.ApprovalThreshold {
+		r.Status = operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL
+	} else {
+		r.Status = operatorv1.RunStatus_RUN_STATUS_RUNNING
+		r.StartedAt = now
+		r.Deadline = now.Add(deadline)
+	}
+	tasks := make([]*store.Task, 0, len(withAction))
+	for i, v := range withAction {
+		tasks = append(tasks, &store.Task{ID: ids.New("tsk"), RunID: r.ID, Seq: i, AgentID: v.a.ID, Hostname: v.a.Hostname,
+			Status: agentv1.TaskStatus_TASK_STATUS_PENDING, Account: v.facts.GetAccount(), Region: v.facts.GetRegion()})
+	}
+	return &RunPlan{Run: r, Tasks: tasks}, nil
+}
+
+// WatchRun implements operatorv1.OperatorServiceServer.
+func (s *Service) WatchRun(req *operatorv1.WatchRunRequest, stream operatorv1.OperatorService_WatchRunServer) error {
+	ctx := stream.Context()
+	snap, sub, err := s.cfg.Dispatcher.Watch(ctx, req.GetRunId())
+	if err != nil {
+		return err
+	}
+	if sub == nil {
+		r, err := s.storedRun(ctx, req.GetRunId())
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(&operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Snapshot{Snapshot: r}}); err != nil {
+			return err
+		}
+		return stream.Send(&operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Done{Done: r}})
+	}
+	defer s.cfg.Dispatcher.Unwatch(sub)
+	if err := stream.Send(&operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Snapshot{Snapshot: snap}}); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case m, ok := <-sub.C:
+			if !ok {
+				if sub.Lagged {
+					return status.Error(codes.ResourceExhausted, "the watch fell behind the run; watch again for a fresh snapshot")
+				}
+				return nil
+			}
+			if err := stream.Send(m); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (s *Service) storedRun(ctx context.Context, id string) (*operatorv1.Run, error) {
+	r, tasks, err := s.cfg.Store.GetRun(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, status.Errorf(codes.NotFound, "run %q not found", id)
+	}
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "reading the run: %v", err)
+	}
+	aps, err := s.cfg.Store.ListApprovals(ctx, id)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "reading approvals: %v", err)
+	}
+	return dispatch.RunProto(r, tasks, aps), nil
+}
+
+// GetRun implements operatorv1.OperatorServiceServer.
+func (s *Service) GetRun(ctx context.Context, req *operatorv1.GetRunRequest) (*operatorv1.GetRunResponse, error) {
+	r, err := s.cfg.Dispatcher.Snapshot(ctx, req.GetRunId())
+	if err != nil {
+		return nil, err
+	}
+	if r == nil {
+		if r, err = s.storedRun(ctx, req.GetRunId()); err != nil {
+			return nil, err
+		}
+	}
+	return &operatorv1.GetRunResponse{Run: r}, nil
+}
+
+// ListRuns implements operatorv1.OperatorServiceServer.
+func (s *Service) ListRuns(ctx context.Context, req *operatorv1.ListRunsRequest) (*operatorv1.ListRunsResponse, error) {
+	runs, err := s.cfg.Store.ListRuns(ctx, int(min(req.GetLimit(), 1000)))
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "listing runs: %v", err)
+	}
+	resp := &operatorv1.ListRunsResponse{}
+	for _, r := range runs {
+		p := dispatch.RunProto(r, nil, nil)
+		if snap, err := s.cfg.Dispatcher.Snapshot(ctx, r.ID); err == nil && snap != nil {
+			p = snap
+			p.Tasks = nil
+		} else if _, tasks, err := s.cfg.Store.GetRun(ctx, r.ID); err == nil {
+			p = dispatch.RunProto(r, tasks, nil)
+			p.Tasks = nil
+		}
+		resp.Runs = append(resp.Runs, p)
+	}
+	return resp, nil
+}
+
+func decisionError(err error, runID string) error {
+	switch {
+	case errors.Is(err, dispatch.ErrRunNotFound):
+		return status.Errorf(codes.NotFound, "run %q is not awaiting approval (it does not exist or has ended)", runID)
+	case errors.Is(err, dispatch.ErrNotAwaiting):
+		return status.Errorf(codes.FailedPrecondition, "run %q is not awaiting approval", runID)
+	case errors.Is(err, dispatch.ErrSelfApproval):
+		return status.Errorf(codes.PermissionDenied, "run %q: %v", runID, err)
+	case errors.Is(err, dispatch.ErrRunNotRunning):
+		return status.Errorf(codes.FailedPrecondition, "run %q has already ended", runID)
+	}
+	return status.Errorf(codes.Unavailable, "%v", err)
+}
+
+// ApproveRun implements operatorv1.OperatorServiceServer.
+func (s *Service) ApproveRun(ctx context.Context, req *operatorv1.ApproveRunRequest) (*operatorv1.ApproveRunResponse, error) {
+	r, err := s.cfg.Dispatcher.Decide(ctx, req.GetRunId(), caller(ctx).Name, true, req.GetComment())
+	if err != nil {
+		return nil, decisionError(err, req.GetRunId())
+	}
+	return &operatorv1.ApproveRunResponse{Run: r}, nil
+}
+
+// RejectRun implements operatorv1.OperatorServiceServer.
+func (s *Service) RejectRun(ctx context.Context, req *operatorv1.RejectRunRequest) (*operatorv1.RejectRunResponse, error) {
+	r, err := s.cfg.Dispatcher.Decide(ctx, req.GetRunId(), caller(ctx).Name, false, req.GetComment())
+	if err != nil {
+		return nil, decisionError(err, req.GetRunId())
+	}
+	return &operatorv1.RejectRunResponse{Run: r}, nil
+}
+
+// CancelRun implements operatorv1.OperatorServiceServer.
+func (s *Service) CancelRun(ctx context.Context, req *operatorv1.CancelRunRequest) (*operatorv1.CancelRunResponse, error) {
+	r, err := s.cfg.Dispatcher.Cancel(ctx, req.GetRunId(), caller(ctx).Name, req.GetReason())
+	if err != nil {
+		return nil, decisionError(err, req.GetRunId())
+	}
+	return &operatorv1.CancelRunResponse{Run: r}, nil
+}
+
+// ListAudit implements operatorv1.OperatorServiceServer.
+func (s *Service) ListAudit(ctx context.Context, req *operatorv1.ListAuditRequest) (*operatorv1.ListAuditResponse, error) {
+	recs, err := s.cfg.Store.ListAudit(ctx, int64(req.GetAfterSeq()), int(min(req.GetLimit(), 10000)))
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "reading the audit log: %v", err)
+	}
+	resp := &operatorv1.ListAuditResponse{}
+	for _, r := range recs {
+		resp.Records = append(resp.Records, &operatorv1.AuditRecord{Seq: uint64(r.Seq), At: timestamppb.New(r.At), Actor: r.Actor,
+			Action: r.Action, Subject: r.Subject, DetailJson: r.Detail, PrevHash: r.PrevHash, Hash: r.Hash})
+	}
+	return resp, nil
+}
+
+// VerifyAudit implements operatorv1.OperatorServiceServer.
+func (s *Service) VerifyAudit(ctx context.Context, _ *operatorv1.VerifyAuditRequest) (*operatorv1.VerifyAuditResponse, error) {
+	chk, err := s.cfg.Store.VerifyAudit(ctx)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "verifying the audit log: %v", err)
+	}
+	s.cfg.Audit(ctx, "operator:"+caller(ctx).Name, "audit.verify", "", map[string]any{"ok": chk.OK, "records": chk.Records, "head": chk.HeadHash})
+	return &operatorv1.VerifyAuditResponse{Ok: chk.OK, Records: uint64(chk.Records), FirstBadSeq: uint64(chk.FirstBadSeq),
+		Problem: chk.Problem, HeadHash: chk.HeadHash}, nil
+}
