@@ -98,6 +98,25 @@ func (s *EchoServer) serve() {
 	}
 }
 
+// ListenTCP listens on a host's port (0 picks a free one) on every address
+// of the host, for tests that accept and drive connections themselves. The
+// listener is closed when the test ends; accepted connections are the
+// caller's to close.
+func (l *Lab) ListenTCP(host string, port uint16) *net.TCPListener {
+	l.t.Helper()
+	var ln net.Listener
+	err := l.Do(host, func() error {
+		var err error
+		ln, err = net.Listen("tcp", fmt.Sprintf(":%d", port))
+		return err
+	})
+	if err != nil {
+		l.t.Fatalf("netlab: listening on %s port %d: %v", host, port, err)
+	}
+	l.t.Cleanup(func() { _ = ln.Close() })
+	return ln.(*net.TCPListener)
+}
+
 // DialTCP connects from a host's namespace to addr, giving up after
 // timeout. The connection is the host's and may be used from any goroutine.
 func (l *Lab) DialTCP(host string, addr netip.AddrPort, timeout time.Duration) (*net.TCPConn, error) {

@@ -96,6 +96,7 @@ func TestNftRuleset(t *testing.T) {
 }
 
 func TestStartedProcessesAndNamespacesAreRemoved(t *testing.T) {
+	netlab.Require(t)
 	var netns []string
 	var cmd *exec.Cmd
 	t.Run("lab", func(t *testing.T) {
