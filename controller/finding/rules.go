@@ -287,7 +287,7 @@ func (p *ruleParser) strList(n *yaml.Node, what string) ([]string, []*yaml.Node,
 		p.errorf(n, "%s must be a list, not %s", what, nodeKind(n))
 		return nil, nil, false
 	}
-	var out []string
+	out := []string{}
 	ok := true
 	for i, e := range n.Content {
 		s, good := p.str(e, fmt.Sprintf("%s[%d]", what, i))
@@ -304,6 +304,7 @@ func (p *ruleParser) strList(n *yaml.Node, what string) ([]string, []*yaml.Node,
 func (p *ruleParser) rule(n *yaml.Node) *Rule {
 	r := &Rule{Line: n.Line, Column: n.Column, Mode: ModeApprove}
 	var matchNode *yaml.Node
+	matchBad := false
 	ok := p.fields(n, "rule", []string{"name", "match", "playbook", "mode", "inputs"}, func(key string, v *yaml.Node) {
 		switch key {
 		case "name":
@@ -315,7 +316,9 @@ func (p *ruleParser) rule(n *yaml.Node) *Rule {
 			}
 		case "match":
 			matchNode = v
+			before := len(p.errs)
 			p.match(v, &r.Match)
+			matchBad = len(p.errs) > before
 		case "playbook":
 			if s, ok := p.str(v, "playbook"); ok {
 				if !ruleNameRe.MatchString(s) {
@@ -345,7 +348,7 @@ func (p *ruleParser) rule(n *yaml.Node) *Rule {
 	switch {
 	case matchNode == nil:
 		p.errorf(n, "rule %q has no match; to take every finding write match: {types: [\"*\"]}", name)
-	case r.Match.empty():
+	case r.Match.empty() && !matchBad:
 		p.errorf(matchNode, "rule %q: match has no conditions; to take every finding write types: [\"*\"]", name)
 	}
 	if r.Playbook == "" {
