@@ -238,7 +238,7 @@ func (d *decoder) integer(n *yaml.Node, field string) (int64, bool) {
 }
 
 func (d *decoder) playbook(root *yaml.Node) *Playbook {
-	pb := &Playbook{File: d.file, src: d.src, rootPos: posOf(root)}
+	pb := &Playbook{File: d.file, rootPos: posOf(root)}
 	d.fields(root, "the playbook", []string{"apiVersion", "kind", "metadata", "inputs", "steps"}, func(key string, k, v *yaml.Node) {
 		switch key {
 		case "apiVersion":
@@ -281,7 +281,6 @@ func (d *decoder) playbook(root *yaml.Node) *Playbook {
 			}
 		}
 	})
-	pb.exprs = d.exprs
 	return pb
 }
 

@@ -36,11 +36,7 @@
 // action catalogue, and an Evaluator resolves steps to concrete runs.
 package playbook
 
-import (
-	"time"
-
-	"go.yaml.in/yaml/v3"
-)
+import "time"
 
 // APIVersion and Kind are the only values a playbook's apiVersion and kind
 // may take.
@@ -133,8 +129,6 @@ type Playbook struct {
 	Steps []*Step
 
 	apiVersionPos, kindPos, metadataPos, stepsPos, rootPos Pos
-	src                                                    *source
-	exprs                                                  int
 }
 
 // Metadata identifies a playbook.
@@ -258,6 +252,3 @@ func (pb *Playbook) Input(name string) *Input {
 	}
 	return nil
 }
-
-// yamlNode is an alias kept short for signatures in this package.
-type yamlNode = yaml.Node
