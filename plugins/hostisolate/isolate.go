@@ -364,6 +364,9 @@ func specFromRequest(host *pluginv1.HostContext, p IsolateParams) (Spec, error) 
 		if err != nil {
 			return Spec{}, sdk.Errorf(codes.FailedPrecondition, "%v (the agent reported %q, which is not an IP address)", ErrControllerUnknown, s)
 		}
+		if a.Zone() != "" {
+			return Spec{}, sdk.Errorf(codes.FailedPrecondition, "refusing to isolate: the controller address %s has an IPv6 zone, which nftables rules cannot match, so isolation would cut the responder's channel", s)
+		}
 		spec.Controllers = append(spec.Controllers, a)
 	}
 	var bad []string

@@ -175,6 +175,10 @@ func TestIsolateRefusesWithoutTouchingAnything(t *testing.T) {
 			h.ControllerAddresses = []string{"0.0.0.0"}
 			return h
 		}, wantCode: codes.FailedPrecondition, wantMsg: refusal + ` (the agent reported "0.0.0.0")`},
+		{name: "controller address with a zone", host: func(h *pluginv1.HostContext) *pluginv1.HostContext {
+			h.ControllerAddresses = []string{"fe80::1%eth0"}
+			return h
+		}, wantCode: codes.FailedPrecondition, wantMsg: "refusing to isolate: the controller address fe80::1%eth0 has an IPv6 zone, which nftables rules cannot match, so isolation would cut the responder's channel"},
 		{name: "invalid allow entries", params: map[string]any{"allow": []string{"10.0.0.0/8", "10.0.0.0/33", "10.1.2.3:http"}},
 			wantCode: codes.InvalidArgument,
 			wantMsg:  `allow entry "10.0.0.0/33": not a CIDR: prefix length out of range; allow entry "10.1.2.3:http": port "http" is not a number`},

@@ -23,8 +23,8 @@ type Dialer func() (*nftables.Conn, error)
 
 // KernelDialer returns a Dialer for the kernel's nf_tables in the network
 // namespace that netnsFD refers to, or in the calling process's own
-// namespace when netnsFD is 0. The connection lasts for one task, so the
-// look-ups and the batch share one netlink socket.
+// namespace when netnsFD is 0. The connection is a lasting one, so a task's
+// look-ups and batch share one netlink socket; close it with CloseLasting.
 func KernelDialer(netnsFD int) Dialer {
 	return func() (*nftables.Conn, error) {
 		opts := []nftables.ConnOption{nftables.AsLasting()}
@@ -51,8 +51,9 @@ type liveTable struct {
 	rules   map[string][]*nftables.Rule
 }
 
-// readLive reads table inet firebreak, its chains and rules. Other tables
-// are listed by name only and never read further.
+// readLive reads table inet firebreak, its chains and rules. Of other
+// tables only the names of tables and chains are seen; their rules are
+// never read.
 func readLive(conn *nftables.Conn) (*liveTable, error) {
 	tables, err := conn.ListTablesOfFamily(TableFamily)
 	if err != nil {
@@ -184,7 +185,7 @@ func netfilterError(what string, err error) error {
 	switch {
 	case errors.Is(err, os.ErrPermission), errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES):
 		return sdk.Errorf(codes.PermissionDenied, "%s: %v: the agent must run as root (or with CAP_NET_ADMIN) to change nftables", what, err)
-	case errors.Is(err, syscall.EPROTONOSUPPORT), errors.Is(err, syscall.ENOENT) && what == "listing nftables tables":
+	case errors.Is(err, syscall.EPROTONOSUPPORT), errors.Is(err, syscall.EOPNOTSUPP):
 		return sdk.Errorf(codes.FailedPrecondition, "%s: %v: the kernel has no nf_tables support (load the nf_tables module)", what, err)
 	}
 	// codes.Unknown, not Internal: the agent reads an Internal error that

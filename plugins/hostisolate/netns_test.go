@@ -13,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
+
 	"github.com/firebreak-ir/firebreak/plugins/hostisolate"
+	"github.com/firebreak-ir/firebreak/plugins/hostisolate/memnft"
 	"github.com/firebreak-ir/firebreak/plugins/sdk"
 	"github.com/firebreak-ir/firebreak/plugins/sdk/sdktest"
 	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
@@ -321,4 +324,55 @@ func TestRealIsolationInNamespaces(t *testing.T) {
 			t.Errorf("second unisolate: %+v", again)
 		}
 	})
+}
+
+// TestRulesetOnTheKernel applies the richest ruleset to a real kernel and
+// reads it back: the kernel accepts every expression, chain and priority,
+// and holds exactly what the in-memory stand-in holds for the same batch,
+// which is what the unit tests check rule by rule.
+func TestRulesetOnTheKernel(t *testing.T) {
+	lab := netlab.New(t, "host")
+	ns, err := os.Open(lab.NetnsPath("host"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	kernel, err := hostisolate.KernelDialer(int(ns.Fd()))()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kernel.CloseLasting()
+	memory, err := memnft.New().Conn()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	rs, err := hostisolate.BuildRuleset(mustSpec(t, 443, []string{"10.99.0.1", "fd99::1"}, true,
+		"10.0.0.0/8", "192.0.2.7:53", "[2001:db8::/32]:22/tcp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*nftables.Conn{kernel, memory} {
+		if err := rs.Apply(c, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kernelChains, kernelRules := liveTable(t, kernel)
+	memoryChains, memoryRules := liveTable(t, memory)
+	if !mapsEqual(kernelRules, memoryRules) {
+		t.Errorf("the kernel holds\n%v\nthe stand-in\n%v", kernelRules, memoryRules)
+	}
+	for name, k := range kernelChains {
+		m := memoryChains[name]
+		if m == nil || k.Type != m.Type || *k.Hooknum != *m.Hooknum || *k.Priority != *m.Priority || *k.Policy != *m.Policy {
+			t.Errorf("chain %s: kernel %+v, stand-in %+v", name, k, m)
+		}
+	}
+	// Replacing it on the kernel is one batch too.
+	if err := rs.Apply(kernel, true); err != nil {
+		t.Fatalf("replacing the table: %v", err)
+	}
+	if !strings.Contains(lab.NftRuleset("host"), "type filter hook forward priority -350; policy drop;") {
+		t.Errorf("nft does not list the forward chain:\n%s", lab.NftRuleset("host"))
+	}
 }

@@ -62,11 +62,16 @@ type Record struct {
 
 // TaskRef identifies the task that applied an isolation.
 type TaskRef struct {
-	TaskID   string `json:"task_id,omitempty"`
-	RunID    string `json:"run_id,omitempty"`
-	CaseID   string `json:"case_id,omitempty"`
+	// TaskID is the controller's task id.
+	TaskID string `json:"task_id,omitempty"`
+	// RunID is the run the task belonged to.
+	RunID string `json:"run_id,omitempty"`
+	// CaseID is the incident case, if any.
+	CaseID string `json:"case_id,omitempty"`
+	// Operator started the run.
 	Operator string `json:"operator,omitempty"`
-	AgentID  string `json:"agent_id,omitempty"`
+	// AgentID is the agent that executed the task.
+	AgentID string `json:"agent_id,omitempty"`
 }
 
 // Spec rebuilds the spec the record was applied from.

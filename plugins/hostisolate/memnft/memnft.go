@@ -281,7 +281,9 @@ func (k *Kernel) apply(m netlink.Message) (Op, syscall.Errno) {
 		if t == nil || t.chain(cname) == nil {
 			return op, unix.ENOENT
 		}
-		if len(t.chain(cname).rules) > 0 {
+		// Like kernels since 5.19: a chain goes with its rules, unless the
+		// caller asked for a non-recursive delete.
+		if flags&netlink.HeaderFlags(unix.NLM_F_NONREC) != 0 && len(t.chain(cname).rules) > 0 {
 			return op, unix.EBUSY
 		}
 		t.chains = slices.DeleteFunc(t.chains, func(c *chain) bool { return c.name == cname })
