@@ -188,6 +188,9 @@ func (c *Controller) build(ctx context.Context) error {
 	if err := c.ensureAdmin(ctx); err != nil {
 		return err
 	}
+	if err := c.Dispatcher.Load(ctx); err != nil {
+		return err
+	}
 
 	host, _, _ := net.SplitHostPort(c.lis.Addr().String())
 	names := append([]string{host}, cfg.ServerNames...)

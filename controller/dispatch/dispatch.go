@@ -106,6 +106,7 @@ type Dispatcher struct {
 	byAgent   map[string]map[string]*taskState
 	connected map[string]bool
 	cur       *batch
+	loaded    bool
 }
 
 type runState struct {
@@ -221,8 +222,9 @@ var (
 	ErrRunNotRunning = errors.New("the run has already ended")
 )
 
-// Run runs the loop until ctx ends. It first loads the active runs.
-func (d *Dispatcher) Run(ctx context.Context) error {
+// Load reads the active runs from the store. Call it once, before Run and
+// before any Submit, so a resumed run is never added twice.
+func (d *Dispatcher) Load(ctx context.Context) error {
 	runs, tasks, err := d.cfg.Store.ListActiveRuns(ctx)
 	if err != nil {
 		return fmt.Errorf("loading active runs: %w", err)
@@ -235,6 +237,21 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		// A run whose last result was stored just before a crash ends now.
 		d.maybeFinish(rs)
 	}
+	if len(runs) > 0 {
+		d.cfg.Logger.Info("resumed active runs", "runs", len(runs))
+	}
+	d.loaded = true
+	return nil
+}
+
+// Run runs the loop until ctx ends, loading the active runs first if Load
+// was not called.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	if !d.loaded {
+		if err := d.Load(ctx); err != nil {
+			return err
+		}
+	}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -246,9 +263,6 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		wg.Wait()
 		close(d.done)
 	}()
-	if len(runs) > 0 {
-		d.cfg.Logger.Info("resumed active runs", "runs", len(runs))
-	}
 	tick := time.NewTicker(d.cfg.Tick)
 	defer tick.Stop()
 	for {
@@ -374,6 +388,9 @@ func (d *Dispatcher) handle(ev any) {
 	case evSync:
 		d.cur.done = append(d.cur.done, e.done)
 	case evSubmit:
+		if d.runs[e.run.ID] != nil {
+			return
+		}
 		rs := d.addRun(e.run, e.tasks)
 		rs.traceparent = e.traceparent
 		if rs.run.Status == operatorv1.RunStatus_RUN_STATUS_RUNNING {

@@ -1,0 +1,387 @@
+package dispatch_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/firebreak-ir/firebreak/controller/dispatch"
+	"github.com/firebreak-ir/firebreak/controller/store"
+	"github.com/firebreak-ir/firebreak/internal/tasksign"
+	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
+	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
+)
+
+// fleet is a fake set of agents: it records what the dispatcher pushes and
+// answers tasks through a per-agent behaviour.
+type fleet struct {
+	mu        sync.Mutex
+	d         *dispatch.Dispatcher
+	connected map[string]bool
+	pushed    map[string][]*agentv1.TaskSpec
+	acks      map[string]int
+	answer    func(agentID string, spec *agentv1.TaskSpec) *agentv1.TaskResult
+}
+
+func (f *fleet) Push(agentID string, msg *agentv1.ConnectResponse) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.connected[agentID] {
+		return false
+	}
+	switch m := msg.GetMsg().(type) {
+	case *agentv1.ConnectResponse_Task:
+		spec := &agentv1.TaskSpec{}
+		_ = proto.Unmarshal(m.Task.GetSpec(), spec)
+		f.pushed[agentID] = append(f.pushed[agentID], spec)
+		if f.answer != nil {
+			if res := f.answer(agentID, spec); res != nil {
+				go f.d.TaskResult(agentID, res)
+			}
+		}
+	case *agentv1.ConnectResponse_ResultAck:
+		f.acks[agentID]++
+	}
+	return true
+}
+
+func (f *fleet) connect(id string) {
+	f.mu.Lock()
+	f.connected[id] = true
+	f.mu.Unlock()
+	f.d.AgentConnected(id)
+}
+
+func (f *fleet) pushes(id string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.pushed[id])
+}
+
+type harness struct {
+	t     *testing.T
+	st    store.Store
+	f     *fleet
+	d     *dispatch.Dispatcher
+	clock *clock
+	stop  func()
+	runs  int
+}
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func newHarness(t *testing.T, dbPath string, answer func(string, *agentv1.TaskSpec) *agentv1.TaskResult) *harness {
+	t.Helper()
+	st, err := store.OpenSQLite(context.Background(), dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	clk := &clock{now: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	f := &fleet{connected: map[string]bool{}, pushed: map[string][]*agentv1.TaskSpec{}, acks: map[string]int{}, answer: answer}
+	d, err := dispatch.New(dispatch.Config{Store: st, Signer: tasksign.NewSigner(key), Pusher: f, Clock: clk.Now, Tick: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.d = d
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		_ = d.Run(ctx)
+		close(done)
+	}()
+	h := &harness{t: t, st: st, f: f, d: d, clock: clk}
+	h.stop = func() {
+		cancel()
+		<-done
+		st.Close()
+	}
+	return h
+}
+
+// submit stores and submits a run over agents a0..a(n-1).
+func (h *harness) submit(n int, mut func(*store.Run)) string {
+	h.t.Helper()
+	now := h.clock.Now()
+	h.runs++
+	r := &store.Run{ID: fmt.Sprintf("run-%d", h.runs), Action: "noop", Selector: "all", ParamsJSON: []byte(`{}`),
+		Status: operatorv1.RunStatus_RUN_STATUS_RUNNING, CreatedBy: "alice", CreatedAt: now, StartedAt: now,
+		DeadlineAfter: time.Hour, Deadline: now.Add(time.Hour)}
+	if mut != nil {
+		mut(r)
+	}
+	var tasks []*store.Task
+	for i := 0; i < n; i++ {
+		tasks = append(tasks, &store.Task{ID: fmt.Sprintf("%s-t%d", r.ID, i), RunID: r.ID, Seq: i, AgentID: fmt.Sprintf("a%d", i),
+			Status: agentv1.TaskStatus_TASK_STATUS_PENDING})
+	}
+	if err := h.st.CreateRun(context.Background(), r, tasks); err != nil {
+		h.t.Fatal(err)
+	}
+	h.d.Submit(r, tasks, "")
+	return r.ID
+}
+
+// wait polls the run until cond holds; the loop's state is only reachable
+// through its API.
+func (h *harness) wait(runID string, what string, cond func(*operatorv1.Run) bool) *operatorv1.Run {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := h.d.Sync(context.Background()); err != nil {
+			h.t.Fatal(err)
+		}
+		r, err := h.d.Snapshot(context.Background(), runID)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if r == nil {
+			rr, tasks, err := h.st.GetRun(context.Background(), runID)
+			if err != nil {
+				h.t.Fatal(err)
+			}
+			r = dispatch.RunProto(rr, tasks, nil)
+		}
+		if cond(r) {
+			return r
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	h.t.Fatalf("run %s: timed out waiting for %s", runID, what)
+	return nil
+}
+
+func succeed(_ string, spec *agentv1.TaskSpec) *agentv1.TaskResult {
+	return &agentv1.TaskResult{TaskId: spec.GetTaskId(), Status: agentv1.TaskStatus_TASK_STATUS_SUCCEEDED, OutputJson: []byte(`{"ok":true}`)}
+}
+
+func ended(r *operatorv1.Run) bool {
+	return r.GetStatus() != operatorv1.RunStatus_RUN_STATUS_RUNNING && r.GetStatus() != operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL
+}
+
+func TestRunToCompletion(t *testing.T) {
+	h := newHarness(t, filepath.Join(t.TempDir(), "db"), succeed)
+	defer h.stop()
+	for i := 0; i < 5; i++ {
+		h.f.connect(fmt.Sprintf("a%d", i))
+	}
+	id := h.submit(5, nil)
+	r := h.wait(id, "the end", ended)
+	if r.GetStatus() != operatorv1.RunStatus_RUN_STATUS_SUCCEEDED || r.GetCounts().GetSucceeded() != 5 {
+		t.Fatalf("run %v counts %v", r.GetStatus(), r.GetCounts())
+	}
+	for i := 0; i < 5; i++ {
+		if n := h.f.pushes(fmt.Sprintf("a%d", i)); n != 1 {
+			t.Errorf("agent a%d got %d tasks, want 1", i, n)
+		}
+	}
+	// Every result was acknowledged only after it was stored.
+	_, tasks, _ := h.st.GetRun(context.Background(), id)
+	for _, tk := range tasks {
+		if tk.Status != agentv1.TaskStatus_TASK_STATUS_SUCCEEDED || len(tk.SignedTask) == 0 {
+			t.Errorf("stored task %s: %v signed=%d", tk.ID, tk.Status, len(tk.SignedTask))
+		}
+	}
+}
+
+func TestMaxConcurrencyAndMaxErrors(t *testing.T) {
+	tests := []struct {
+		name          string
+		targets       int
+		concurrency   int
+		maxErrors     string
+		failAgents    map[string]bool
+		wantStatus    operatorv1.RunStatus
+		wantFailed    uint32
+		wantCancelled uint32
+	}{
+		{name: "concurrency 1, no errors", targets: 4, concurrency: 1, wantStatus: operatorv1.RunStatus_RUN_STATUS_SUCCEEDED},
+		{name: "max-errors 0 stops after the first failure", targets: 4, concurrency: 1, maxErrors: "0",
+			failAgents: map[string]bool{"a0": true}, wantStatus: operatorv1.RunStatus_RUN_STATUS_FAILED, wantFailed: 1, wantCancelled: 3},
+		{name: "max-errors 1 tolerates one", targets: 5, concurrency: 1, maxErrors: "1",
+			failAgents: map[string]bool{"a0": true, "a1": true}, wantStatus: operatorv1.RunStatus_RUN_STATUS_FAILED, wantFailed: 2, wantCancelled: 3},
+		{name: "max-errors 50% of 4 is 2", targets: 4, concurrency: 1, maxErrors: "50%",
+			failAgents: map[string]bool{"a0": true, "a1": true}, wantStatus: operatorv1.RunStatus_RUN_STATUS_FAILED, wantFailed: 2},
+		{name: "no limit runs everything", targets: 4, concurrency: 2,
+			failAgents: map[string]bool{"a0": true, "a1": true, "a2": true}, wantStatus: operatorv1.RunStatus_RUN_STATUS_FAILED, wantFailed: 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			inflight, peak := 0, 0
+			var h *harness
+			h = newHarness(t, filepath.Join(t.TempDir(), "db"), func(agent string, spec *agentv1.TaskSpec) *agentv1.TaskResult {
+				mu.Lock()
+				inflight++
+				peak = max(peak, inflight)
+				mu.Unlock()
+				go func() {
+					time.Sleep(2 * time.Millisecond)
+					mu.Lock()
+					inflight--
+					mu.Unlock()
+					res := succeed(agent, spec)
+					if tt.failAgents[agent] {
+						res.Status, res.Error = agentv1.TaskStatus_TASK_STATUS_FAILED, "boom"
+					}
+					h.d.TaskResult(agent, res)
+				}()
+				return nil
+			})
+			defer h.stop()
+			for i := 0; i < tt.targets; i++ {
+				h.f.connect(fmt.Sprintf("a%d", i))
+			}
+			id := h.submit(tt.targets, func(r *store.Run) { r.MaxConcurrency, r.MaxErrors = tt.concurrency, tt.maxErrors })
+			r := h.wait(id, "the end", ended)
+			c := r.GetCounts()
+			if r.GetStatus() != tt.wantStatus || c.GetFailed() != tt.wantFailed || c.GetCancelled() != tt.wantCancelled {
+				t.Fatalf("status %v counts %v; want %v failed %d cancelled %d", r.GetStatus(), c, tt.wantStatus, tt.wantFailed, tt.wantCancelled)
+			}
+			if peak > tt.concurrency {
+				t.Fatalf("%d tasks in flight at once; the limit is %d", peak, tt.concurrency)
+			}
+			for _, tk := range r.GetTasks() {
+				if tk.GetStatus() == agentv1.TaskStatus_TASK_STATUS_CANCELLED && !strings.Contains(tk.GetError(), "max-errors") {
+					t.Errorf("cancelled task error %q does not name max-errors", tk.GetError())
+				}
+			}
+		})
+	}
+}
+
+func TestOfflineAgentGetsTaskOnReturnOrGoesOffline(t *testing.T) {
+	h := newHarness(t, filepath.Join(t.TempDir(), "db"), succeed)
+	defer h.stop()
+	h.f.connect("a0")
+	id := h.submit(3, nil)
+	h.wait(id, "a0 done", func(r *operatorv1.Run) bool { return r.GetCounts().GetSucceeded() == 1 })
+	// a1 returns before the deadline and gets its task at once.
+	h.f.connect("a1")
+	h.wait(id, "a1 done", func(r *operatorv1.Run) bool { return r.GetCounts().GetSucceeded() == 2 })
+	// a2 never returns: past the deadline its task is offline.
+	h.clock.Add(2 * time.Hour)
+	r := h.wait(id, "the end", ended)
+	if r.GetCounts().GetOffline() != 1 || r.GetStatus() != operatorv1.RunStatus_RUN_STATUS_FAILED {
+		t.Fatalf("status %v counts %v", r.GetStatus(), r.GetCounts())
+	}
+	for _, tk := range r.GetTasks() {
+		if tk.GetAgentId() == "a2" && !strings.Contains(tk.GetError(), "did not connect before the run's deadline") {
+			t.Errorf("offline error %q", tk.GetError())
+		}
+	}
+}
+
+func TestApprovalTwoPersonRule(t *testing.T) {
+	h := newHarness(t, filepath.Join(t.TempDir(), "db"), succeed)
+	defer h.stop()
+	h.f.connect("a0")
+	h.f.connect("a1")
+	awaiting := func(r *store.Run) {
+		r.Status = operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL
+		r.StartedAt, r.Deadline = time.Time{}, time.Time{}
+		r.Destructive = true
+	}
+	id := h.submit(2, awaiting)
+	ctx := context.Background()
+	if h.f.pushes("a0") != 0 {
+		t.Fatal("a run awaiting approval was dispatched")
+	}
+	if _, err := h.d.Decide(ctx, id, "alice", true, ""); err != dispatch.ErrSelfApproval {
+		t.Fatalf("self-approval: %v", err)
+	}
+	r, err := h.d.Decide(ctx, id, "bob", true, "confirmed by IR lead")
+	if err != nil || r.GetStatus() != operatorv1.RunStatus_RUN_STATUS_RUNNING {
+		t.Fatalf("approve: %v %v", r.GetStatus(), err)
+	}
+	r = h.wait(id, "the end", ended)
+	if r.GetStatus() != operatorv1.RunStatus_RUN_STATUS_SUCCEEDED {
+		t.Fatalf("status %v", r.GetStatus())
+	}
+	aps, _ := h.st.ListApprovals(ctx, id)
+	if len(aps) != 1 || aps[0].Operator != "bob" || !aps[0].Approved || aps[0].Comment != "confirmed by IR lead" {
+		t.Fatalf("approvals %+v", aps)
+	}
+
+	id2 := h.submit(2, awaiting)
+	if _, err := h.d.Decide(ctx, id2, "bob", false, "not this host"); err != nil {
+		t.Fatal(err)
+	}
+	r = h.wait(id2, "rejection", ended)
+	if r.GetStatus() != operatorv1.RunStatus_RUN_STATUS_REJECTED || r.GetCounts().GetCancelled() != 2 {
+		t.Fatalf("rejected run %v %v", r.GetStatus(), r.GetCounts())
+	}
+	if _, err := h.d.Decide(ctx, id2, "bob", true, ""); err == nil {
+		t.Fatal("approving a rejected run worked")
+	}
+}
+
+// TestRestartResumes stops the dispatcher mid-run and starts a new one on
+// the same database: a dispatched task is re-sent (the agent's journal
+// keeps it from running twice) and pending tasks still run.
+func TestRestartResumes(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "db")
+	h := newHarness(t, db, func(string, *agentv1.TaskSpec) *agentv1.TaskResult { return nil }) // agents never answer
+	h.f.connect("a0")
+	id := h.submit(2, nil)
+	h.wait(id, "dispatch", func(r *operatorv1.Run) bool { return r.GetCounts().GetRunning() == 1 })
+	h.stop()
+
+	h2 := newHarness(t, db, succeed)
+	defer h2.stop()
+	h2.f.connect("a0")
+	h2.f.connect("a1")
+	r := h2.wait(id, "the end", ended)
+	if r.GetStatus() != operatorv1.RunStatus_RUN_STATUS_SUCCEEDED {
+		t.Fatalf("after restart: %v %v", r.GetStatus(), r.GetCounts())
+	}
+	if h2.f.pushes("a0") != 1 || h2.f.pushes("a1") != 1 {
+		t.Fatalf("pushes after restart: a0 %d a1 %d", h2.f.pushes("a0"), h2.f.pushes("a1"))
+	}
+	first := h.f.pushed["a0"][0]
+	again := h2.f.pushed["a0"][0]
+	if first.GetTaskId() != again.GetTaskId() || string(first.GetNonce()) != string(again.GetNonce()) {
+		t.Fatal("the re-sent task is not the stored signed task")
+	}
+}
+
+func TestThreshold(t *testing.T) {
+	tests := []struct {
+		in      string
+		targets int
+		want    int
+	}{{"", 10, -1}, {"0", 10, 0}, {"3", 10, 3}, {"10%", 50, 5}, {"10%", 5, 0}, {"100%", 7, 7}, {"x", 3, -1}}
+	for _, tt := range tests {
+		if got := dispatch.Threshold(tt.in, tt.targets); got != tt.want {
+			t.Errorf("Threshold(%q, %d) = %d, want %d", tt.in, tt.targets, got, tt.want)
+		}
+	}
+	for _, bad := range []string{"x", "-1", "101%", "5.5"} {
+		if dispatch.ParseMaxErrors(bad) == nil {
+			t.Errorf("ParseMaxErrors(%q) accepted", bad)
+		}
+	}
+}
