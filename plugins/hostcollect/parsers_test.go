@@ -27,8 +27,8 @@ func fixture(t testing.TB, name string) *os.File {
 func TestParsePasswd(t *testing.T) {
 	entries, issues := hostcollect.ParsePasswd(fixture(t, "passwd"))
 	want := []struct {
-		name       string
-		uid        int
+		name        string
+		uid         int
 		home, shell string
 	}{{"root", 0, "/root", "/bin/bash"}, {"daemon", 1, "/usr/sbin", "/usr/sbin/nologin"},
 		{"alice", 1000, "/home/alice", "/bin/bash"}, {"toor", 0, "/root", "/bin/sh"}, {"+@netgroup", -1, "", ""}}
@@ -313,7 +313,7 @@ func TestParseMapsLine(t *testing.T) {
 	b, _ := os.ReadFile("testdata/maps")
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	want := []struct {
-		start, end uint64
+		start, end  uint64
 		perms, path string
 	}{
 		{0x55d0c0a00000, 0x55d0c0a02000, "r--p", "/usr/bin/sleep"},
