@@ -1,6 +1,7 @@
 package finding
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,83 +42,108 @@ const maxDepth = 64
 // because two parsers may keep different copies, and a finding must mean
 // one thing to everything that reads it.
 func decodeStrict(data []byte) (any, error) {
-	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
-	v, err := decodeValue(dec, "", 0)
-	if err != nil {
-		return nil, err
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		var syn *json.SyntaxError
+		switch {
+		case errors.As(err, &syn):
+			return nil, &Error{Msg: fmt.Sprintf("invalid JSON at byte %d: %v", max(syn.Offset-1, 0), err)}
+		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+			return nil, &Error{Msg: "invalid JSON: unexpected end of input"}
+		}
+		return nil, &Error{Msg: fmt.Sprintf("invalid JSON: %v", err)}
 	}
 	end := dec.InputOffset()
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, &Error{Msg: fmt.Sprintf("unexpected data after the JSON value, which ends at byte %d", end)}
 	}
+	if err := checkStructure(data[:end]); err != nil {
+		return nil, err
+	}
 	return v, nil
 }
 
-func decodeValue(dec *json.Decoder, path string, depth int) (any, error) {
-	if depth > maxDepth {
-		return nil, errorf(path, "nested deeper than %d levels", maxDepth)
+// checkStructure scans syntactically valid JSON for duplicate object keys
+// and nesting deeper than maxDepth, naming the path of the offence.
+func checkStructure(data []byte) error {
+	type frame struct {
+		object    bool
+		expectKey bool
+		key       string
+		index     int
+		keys      map[string]struct{}
 	}
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, syntaxError(dec, err)
-	}
-	switch t := tok.(type) {
-	case json.Delim:
-		switch t {
-		case '{':
-			m := map[string]any{}
-			for dec.More() {
-				kt, err := dec.Token()
-				if err != nil {
-					return nil, syntaxError(dec, err)
+	var stack []*frame
+	path := func(frames []*frame, extra string) string {
+		var b strings.Builder
+		for _, f := range frames {
+			if f.object {
+				if b.Len() > 0 {
+					b.WriteByte('.')
 				}
-				key, ok := kt.(string)
-				if !ok {
-					return nil, &Error{Msg: fmt.Sprintf("invalid JSON at byte %d: object key is not a string", dec.InputOffset())}
-				}
-				kp := join(path, key)
-				if _, dup := m[key]; dup {
-					return nil, errorf(kp, "duplicate key")
-				}
-				v, err := decodeValue(dec, kp, depth+1)
-				if err != nil {
-					return nil, err
-				}
-				m[key] = v
+				b.WriteString(f.key)
+			} else {
+				fmt.Fprintf(&b, "[%d]", f.index)
 			}
-			if _, err := dec.Token(); err != nil {
-				return nil, syntaxError(dec, err)
-			}
-			return m, nil
-		case '[':
-			var list []any
-			for i := 0; dec.More(); i++ {
-				v, err := decodeValue(dec, fmt.Sprintf("%s[%d]", path, i), depth+1)
-				if err != nil {
-					return nil, err
-				}
-				list = append(list, v)
-			}
-			if _, err := dec.Token(); err != nil {
-				return nil, syntaxError(dec, err)
-			}
-			if list == nil {
-				list = []any{}
-			}
-			return list, nil
 		}
-		return nil, &Error{Msg: fmt.Sprintf("invalid JSON at byte %d: unexpected %q", dec.InputOffset(), t)}
-	default:
-		return t, nil
+		if extra != "" {
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(extra)
+		}
+		return b.String()
 	}
-}
-
-func syntaxError(dec *json.Decoder, err error) error {
-	if errors.Is(err, io.EOF) {
-		return &Error{Msg: "invalid JSON: unexpected end of input"}
+	for i := 0; i < len(data); i++ {
+		switch c := data[i]; c {
+		case '{', '[':
+			if len(stack) >= maxDepth+1 {
+				return errorf(path(stack, ""), "nested deeper than %d levels", maxDepth)
+			}
+			stack = append(stack, &frame{object: c == '{', expectKey: c == '{'})
+		case '}', ']':
+			stack = stack[:len(stack)-1]
+		case ',':
+			top := stack[len(stack)-1]
+			if top.object {
+				top.expectKey = true
+			} else {
+				top.index++
+			}
+		case ':':
+			stack[len(stack)-1].expectKey = false
+		case '"':
+			j := i + 1
+			escaped := false
+			for ; data[j] != '"'; j++ {
+				if data[j] == '\\' {
+					escaped = true
+					j++
+				}
+			}
+			if len(stack) > 0 && stack[len(stack)-1].object && stack[len(stack)-1].expectKey {
+				top := stack[len(stack)-1]
+				key := string(data[i+1 : j])
+				if escaped {
+					if err := json.Unmarshal(data[i:j+1], &key); err != nil {
+						return &Error{Msg: fmt.Sprintf("invalid JSON at byte %d: %v", i, err)}
+					}
+				}
+				if top.keys == nil {
+					top.keys = map[string]struct{}{}
+				}
+				if _, dup := top.keys[key]; dup {
+					return errorf(path(stack[:len(stack)-1], key), "duplicate key")
+				}
+				top.keys[key] = struct{}{}
+				top.key = key
+			}
+			i = j
+		}
 	}
-	return &Error{Msg: fmt.Sprintf("invalid JSON at byte %d: %v", dec.InputOffset(), err)}
+	return nil
 }
 
 func join(path, key string) string {
