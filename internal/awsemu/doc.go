@@ -1,0 +1,115 @@
+// Package awsemu is an in-process AWS endpoint for Firebreak's end-to-end
+// tests, for `firebreak lab demo` and for `firebreak lab aws`. It speaks the
+// real wire protocols, so the unmodified aws-sdk-go-v2 clients talk to it
+// through one endpoint (AWS_ENDPOINT_URL or each client's BaseEndpoint):
+//
+//	ec2                    EC2 query protocol
+//	iam, sts, autoscaling,
+//	elasticloadbalancing   awsQuery
+//	organizations,
+//	cloudtrail             awsJson1_1
+//	sqs                    awsJson1_0 (with awsQuery-compatible error codes)
+//	lambda, account        restJson1
+//	s3                     restXml, path style or virtual-hosted
+//
+// A request is routed by the service of its SigV4 credential scope, then by
+// the protocol's own marker (the Action form field, the X-Amz-Target header
+// or the REST path). Every request is authenticated by recomputing its
+// signature with the secret the emulator holds (header and presigned
+// signatures, UNSIGNED-PAYLOAD and the aws-chunked streaming payloads S3
+// uses), then authorised by evaluating the caller's IAM policies, then
+// recorded in the call log and, for management events, in CloudTrail's
+// event history of the caller's account and region.
+//
+// # Identity and authorisation
+//
+// Each access key belongs to an account and a principal: an IAM user, the
+// account root, or a role session made by sts:AssumeRole (or by
+// IssueInstanceCredentials). Policies are evaluated as IAM does, simplified
+// but honest: an explicit Deny in any identity or session policy wins, else
+// an Allow is needed, else the call is refused with the service's own
+// access-denied error. Inline and attached managed policies count
+// (customer-managed ones from the seed, and the AWS managed
+// AdministratorAccess, ReadOnlyAccess, SecurityAudit and AWSDenyAll).
+// Conditions support the String*, Arn*, Date*, Numeric*, Bool, IpAddress and
+// Null operators with IfExists and ForAnyValue/ForAllValues, and policy
+// variables. The keys include aws:CurrentTime, aws:EpochTime,
+// aws:TokenIssueTime, aws:PrincipalArn, aws:PrincipalAccount,
+// aws:PrincipalType, aws:userid, aws:username, aws:SourceIdentity,
+// aws:SourceIp, aws:RequestedRegion, aws:PrincipalTag/*,
+// ec2:SourceInstanceARN and, in trust policies, sts:ExternalId,
+// sts:RoleSessionName, sts:SourceIdentity and aws:RequestTag/*. A deny
+// policy put on a user or role takes effect on the next call of every
+// credential of that principal. The account root bypasses identity
+// policies. Resource-based policies other than trust policies, permission
+// boundaries and SCPs are not evaluated.
+//
+// # Seed format
+//
+// A seed is YAML (see Seed and ParseSeedYAML). Policy documents may be
+// written as JSON strings or as YAML mappings. Resources refer to each
+// other by id, or by name when the target has no id in the seed.
+//
+//	organization:
+//	  managementAccount: "210987654300"
+//	  units:
+//	    - name: Workloads
+//	      accounts: ["210987654302"]
+//	accounts:
+//	  - id: "210987654302"
+//	    name: workload-01
+//	    status: ACTIVE            # or SUSPENDED, PENDING_CLOSURE
+//	    regions: [us-east-1, us-west-2]
+//	    root: {id: AKIA..., secret: ...}
+//	    users:
+//	      - name: ci-deployer
+//	        accessKeys: [{id: AKIA..., secret: ..., status: Active}]
+//	        inlinePolicies:
+//	          deploy: {Version: "2012-10-17", Statement: [{Effect: Allow, Action: "s3:*", Resource: "*"}]}
+//	        attachedPolicies: ["arn:aws:iam::aws:policy/ReadOnlyAccess"]
+//	        loginProfile: {passwordResetRequired: false}
+//	    roles:
+//	      - name: FirebreakResponder
+//	        trustPolicy: '{"Version":"2012-10-17","Statement":[...]}'
+//	        maxSessionDuration: 3600
+//	        inlinePolicies: {...}
+//	        instanceProfile: true  # an instance profile of the same name
+//	    policies: [{name: ..., path: /, document: {...}}]
+//	    buckets:
+//	      - name: lab-public-assets
+//	        acl: public-read       # private, public-read, public-read-write, authenticated-read
+//	        policy: {...}
+//	        publicAccessBlock: {blockPublicAcls: true, ...}
+//	    resources:
+//	      - region: us-east-1
+//	        vpcs: [{name: prod, cidr: 10.0.0.0/16}]
+//	        subnets: [{name: prod-a, vpc: prod, cidr: 10.0.1.0/24, availabilityZone: us-east-1a}]
+//	        securityGroups:
+//	          - name: web
+//	            vpc: prod
+//	            ingress: [{protocol: tcp, fromPort: 443, toPort: 443, cidr: 0.0.0.0/0}]
+//	        instances:
+//	          - name: web-1
+//	            subnet: prod-a
+//	            securityGroups: [web]
+//	            instanceProfile: AppInstanceRole
+//	            volumes: [{size: 8, encrypted: true}, {size: 20, encrypted: true, kmsKeyId: arn:aws:kms:...}]
+//	            consoleOutput: "..."
+//	        targetGroups: [{name: web-http, port: 80, vpc: prod, targets: [web-1]}]
+//	        autoScalingGroups: [{name: web-asg, min: 1, max: 4, desired: 2, instances: [web-1], targetGroups: [web-http]}]
+//	        functions: [{name: order-processor, reservedConcurrency: 20}]
+//	        queues: [{name: firebreak-findings, visibilityTimeout: 60}]
+//
+// Identifiers left out are generated: they look like AWS's
+// (i-0123456789abcdef0, sg-…, AKIA…) and depend only on Config.IDSalt and on
+// the order of seeding and calls, so dumps of two runs compare. LabSeed
+// builds a ready organisation.
+//
+// # Control API
+//
+// Go methods: Seed, LoadSeedYAML, Dump, Calls, CallCount, CallCounts,
+// SetFault, ThrottleNext, SetLatency, ClearFaults, SendQueueMessage and
+// IssueInstanceCredentials. The same control is served over HTTP under
+// /_emu/ (dump, seed, calls, counters, operations, faults, messages) to
+// loopback clients only.
+package awsemu
