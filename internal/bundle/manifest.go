@@ -117,17 +117,26 @@ type Collector struct {
 
 // HostIdentity identifies the host evidence was collected from.
 type HostIdentity struct {
-	Hostname   string   `json:"hostname"`
-	AgentID    string   `json:"agent_id,omitempty"`
-	InstanceID string   `json:"instance_id,omitempty"`
-	BootID     string   `json:"boot_id,omitempty"`
-	MachineID  string   `json:"machine_id,omitempty"`
-	Kernel     string   `json:"kernel,omitempty"`
-	Addresses  []string `json:"addresses,omitempty"`
+	// Hostname is the host's name as the kernel reports it.
+	Hostname string `json:"hostname"`
+	// AgentID is the Firebreak agent that ran the collection.
+	AgentID string `json:"agent_id,omitempty"`
+	// InstanceID is the EC2 instance id, when on EC2.
+	InstanceID string `json:"instance_id,omitempty"`
+	// BootID changes at every boot (/proc/sys/kernel/random/boot_id), so it
+	// ties process and memory evidence to one boot.
+	BootID string `json:"boot_id,omitempty"`
+	// MachineID is /etc/machine-id.
+	MachineID string `json:"machine_id,omitempty"`
+	// Kernel is the kernel release.
+	Kernel string `json:"kernel,omitempty"`
+	// Addresses are the host's IP addresses in CIDR form.
+	Addresses []string `json:"addresses,omitempty"`
 }
 
 // TaskIdentity ties a bundle to the response task that produced it.
 type TaskIdentity struct {
+	// TaskID, RunID, CaseID and Operator come from the signed task.
 	TaskID   string `json:"task_id,omitempty"`
 	RunID    string `json:"run_id,omitempty"`
 	CaseID   string `json:"case_id,omitempty"`
@@ -225,7 +234,10 @@ type Member struct {
 
 // MemoryRegion is one mapping of a process, as /proc/PID/maps shows it.
 type MemoryRegion struct {
-	PID      int    `json:"pid"`
+	// PID is the process.
+	PID int `json:"pid"`
+	// Start and End are the region's virtual addresses; Perms, Offset,
+	// Device, Inode and Pathname are the other fields of its maps line.
 	Start    uint64 `json:"start"`
 	End      uint64 `json:"end"`
 	Perms    string `json:"perms"`

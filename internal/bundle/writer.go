@@ -35,6 +35,7 @@ const copyBufferBytes = 64 << 10
 
 // Meta is what a Writer records about the collection in the manifest.
 type Meta struct {
+	// Collector, Profile, Host, Task and Limits go to the manifest as given.
 	Collector Collector
 	Profile   string
 	Host      HostIdentity

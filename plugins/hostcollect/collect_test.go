@@ -6,16 +6,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -358,5 +361,54 @@ func TestIMDSv2(t *testing.T) {
 	snap := hostcollect.QueryIMDS(context.Background(), "http://127.0.0.1:1")
 	if snap.Available || snap.Reason == "" {
 		t.Errorf("unreachable endpoint: %+v", snap)
+	}
+}
+
+func TestProcessMemoryDumpsReadableRegions(t *testing.T) {
+	cmd := exec.Command("/bin/sleep", "600")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	pid := cmd.Process.Pid
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if l, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); strings.HasSuffix(l, "sleep") {
+			break
+		}
+	}
+	got := collect(t, nil, map[string]any{"artifacts": []string{"process_memory"}, "pid": pid, "max_bytes": 64 << 20, "max_file_bytes": 8 << 20})
+	st := got.status("process_memory")
+	if st == nil || st.Status == bundle.StatusError || st.Files == 0 {
+		t.Fatalf("status %+v", st)
+	}
+	if _, ok := got.members[fmt.Sprintf("files/proc/%d/maps", pid)]; !ok {
+		t.Error("the maps file was not kept")
+	}
+	var sawELF, sawStack bool
+	for _, m := range got.manifest.Members {
+		if m.Kind != bundle.KindMemory {
+			continue
+		}
+		r := m.Region
+		if r == nil || r.PID != pid || r.Perms[0] != 'r' || m.Path != bundle.MemoryPath(pid, r.Start, r.End) {
+			t.Errorf("region member %+v", m)
+			continue
+		}
+		if r.Pathname == "[vvar]" || r.Pathname == "[vsyscall]" {
+			t.Errorf("dumped %s", r.Pathname)
+		}
+		if int64(r.End-r.Start) != m.Size && !m.Truncated {
+			t.Errorf("region %x-%x stored as %d bytes", r.Start, r.End, m.Size)
+		}
+		b := got.members[m.Path]
+		if strings.HasSuffix(r.Pathname, "/sleep") && r.Offset == 0 && bytes.HasPrefix(b, []byte("\x7fELF")) {
+			sawELF = true
+		}
+		if r.Pathname == "[stack]" {
+			sawStack = true
+		}
+	}
+	if !sawELF || !sawStack {
+		t.Errorf("missing the executable's first mapping (%v) or the stack (%v)", sawELF, sawStack)
 	}
 }
