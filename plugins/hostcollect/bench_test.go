@@ -26,20 +26,32 @@ import (
 
 var (
 	buildOnce sync.Once
+	pluginDir string
 	pluginBin string
 	buildErr  error
 )
+
+// TestMain removes the plugin binary built for the tests: left in /tmp it
+// would be collected by the next run's tmp_executables.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if pluginDir != "" {
+		os.RemoveAll(pluginDir)
+	}
+	os.Exit(code)
+}
 
 // pluginBinary builds the real plugin binary once per test run.
 func pluginBinary(tb testing.TB) string {
 	tb.Helper()
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "host-collect-bin")
+		var err error
+		pluginDir, err = os.MkdirTemp("", "host-collect-bin")
 		if err != nil {
 			buildErr = err
 			return
 		}
-		pluginBin = filepath.Join(dir, "firebreak-plugin-host-collect")
+		pluginBin = filepath.Join(pluginDir, "firebreak-plugin-host-collect")
 		out, err := exec.Command("go", "build", "-o", pluginBin, "github.com/firebreak-ir/firebreak/plugins/cmd/firebreak-plugin-host-collect").CombinedOutput()
 		if err != nil {
 			buildErr = err
