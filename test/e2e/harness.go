@@ -1,0 +1,513 @@
+// Package e2e starts the real Firebreak binaries — controller, agents,
+// plugins — as separate processes talking mTLS gRPC, for end-to-end tests.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Bins are the built binaries.
+type Bins struct {
+	// Firebreak is bin/firebreak.
+	Firebreak string
+	// Agent is bin/firebreak-agent.
+	Agent string
+	// PluginDir holds the plugins and manifest.json.
+	PluginDir string
+	// Root is the module root.
+	Root string
+}
+
+var (
+	buildOnce sync.Once
+	bins      *Bins
+	buildErr  error
+	buildDir  string
+)
+
+// moduleRoot finds the directory holding go.mod.
+func moduleRoot() (string, error) {
+	_, file, _, _ := runtime.Caller(0)
+	dir := filepath.Dir(file)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found")
+		}
+		dir = parent
+	}
+}
+
+// Build builds every binary once per test process, with `make build`'s
+// layout, into a temporary directory removed by Cleanup.
+func Build(t testing.TB) *Bins {
+	t.Helper()
+	buildOnce.Do(func() {
+		root, err := moduleRoot()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildDir, err = os.MkdirTemp("", "firebreak-e2e-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		_ = os.Chmod(buildDir, 0o755)
+		b := &Bins{Firebreak: filepath.Join(buildDir, "firebreak"), Agent: filepath.Join(buildDir, "firebreak-agent"),
+			PluginDir: filepath.Join(buildDir, "plugins"), Root: root}
+		if err := os.MkdirAll(b.PluginDir, 0o755); err != nil {
+			buildErr = err
+			return
+		}
+		targets := map[string]string{b.Firebreak: "./controller/cmd/firebreak", b.Agent: "./agent/cmd/firebreak-agent"}
+		entries, _ := os.ReadDir(filepath.Join(root, "plugins", "cmd"))
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), "firebreak-plugin-") {
+				targets[filepath.Join(b.PluginDir, e.Name())] = "./plugins/cmd/" + e.Name()
+			}
+		}
+		args := []string{"build", "-trimpath", "-o"}
+		for out, pkg := range targets {
+			cmd := exec.Command("go", append(args, out, pkg)...)
+			cmd.Dir = root
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+				return
+			}
+		}
+		if out, err := exec.Command(b.Firebreak, "plugins", "manifest", b.PluginDir).CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("plugins manifest: %v\n%s", err, out)
+			return
+		}
+		bins = b
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return bins
+}
+
+// Cleanup removes the built binaries; call it from TestMain.
+func Cleanup() {
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+}
+
+// Proc is a running binary with its log.
+type Proc struct {
+	Name    string
+	Args    []string
+	Env     []string
+	LogPath string
+	Prefix  []string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// Start starts the process; its output goes to LogPath.
+func (p *Proc) Start(t testing.TB) {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	logf, err := os.OpenFile(p.LogPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	argv := append(append([]string{}, p.Prefix...), p.Args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), p.Env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", p.Name, err)
+	}
+	p.cmd = cmd
+	p.done = make(chan struct{})
+	go func(done chan struct{}) {
+		p.err = cmd.Wait()
+		logf.Close()
+		close(done)
+	}(p.done)
+}
+
+// Stop sends SIGTERM and waits (then SIGKILL after 15s).
+func (p *Proc) Stop() error { return p.signal(syscall.SIGTERM, 15*time.Second) }
+
+// Kill kills the process group at once, as a crash would.
+func (p *Proc) Kill() { _ = p.signal(syscall.SIGKILL, 5*time.Second) }
+
+func (p *Proc) signal(sig syscall.Signal, grace time.Duration) error {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return p.err
+	default:
+	}
+	if sig == syscall.SIGKILL {
+		_ = syscall.Kill(-cmd.Process.Pid, sig)
+	} else {
+		_ = cmd.Process.Signal(sig)
+	}
+	select {
+	case <-done:
+	case <-time.After(grace):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+	return p.err
+}
+
+// Running reports whether the process is alive.
+func (p *Proc) Running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done == nil {
+		return false
+	}
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Pid returns the process id.
+func (p *Proc) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cmd.Process.Pid
+}
+
+// Log returns the process's output so far.
+func (p *Proc) Log() string {
+	b, _ := os.ReadFile(p.LogPath)
+	return string(b)
+}
+
+// Controller is a running controller.
+type Controller struct {
+	*Proc
+	Bins    *Bins
+	DataDir string
+	Addr    string
+	Creds   string
+}
+
+// ControllerOptions configures StartController.
+type ControllerOptions struct {
+	// Listen defaults to 127.0.0.1:0.
+	Listen string
+	// Args are extra flags.
+	Args []string
+	// Prefix runs the controller under a wrapper (e.g. ip netns exec NS).
+	Prefix []string
+}
+
+// StartController starts a controller in a fresh data dir and waits until
+// it serves.
+func StartController(t testing.TB, b *Bins, o ControllerOptions) *Controller {
+	t.Helper()
+	dir := t.TempDir()
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:0"
+	}
+	c := &Controller{Bins: b, DataDir: filepath.Join(dir, "controller"), Creds: filepath.Join(dir, "controller", "admin.creds")}
+	c.Proc = &Proc{Name: "controller", LogPath: filepath.Join(dir, "controller.log"), Prefix: o.Prefix,
+		Args: append([]string{b.Firebreak, "controller", "--data-dir", c.DataDir, "--listen", o.Listen}, o.Args...)}
+	c.Start(t)
+	t.Cleanup(func() {
+		c.Kill()
+		if t.Failed() {
+			t.Logf("controller log:\n%s", tail(c.Log(), 60))
+		}
+	})
+	c.awaitAddr(t)
+	return c
+}
+
+func (c *Controller) awaitAddr(t testing.TB) {
+	t.Helper()
+	addrFile := filepath.Join(c.DataDir, "controller.addr")
+	WaitFor(t, 20*time.Second, "the controller to serve", func() bool {
+		b, err := os.ReadFile(addrFile)
+		if err != nil {
+			return false
+		}
+		c.Addr = strings.TrimSpace(string(b))
+		return c.Addr != ""
+	})
+}
+
+// Restart stops the controller (SIGTERM) and starts it again on the same
+// address and data dir.
+func (c *Controller) Restart(t testing.TB) {
+	t.Helper()
+	if err := c.Stop(); err != nil {
+		t.Logf("controller exit: %v", err)
+	}
+	_ = os.Remove(filepath.Join(c.DataDir, "controller.addr"))
+	for i, a := range c.Args {
+		if a == "--listen" {
+			c.Args[i+1] = c.Addr
+		}
+	}
+	c.Start(t)
+	c.awaitAddr(t)
+}
+
+// Result is the outcome of one CLI invocation.
+type Result struct {
+	Stdout, Stderr string
+	Exit           int
+}
+
+// CLI runs `firebreak ARGS…` as the admin operator.
+func (c *Controller) CLI(t testing.TB, args ...string) Result {
+	t.Helper()
+	return c.CLIAs(t, c.Creds, args...)
+}
+
+// CLIAs runs `firebreak ARGS…` with a given credential file.
+func (c *Controller) CLIAs(t testing.TB, creds string, args ...string) Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.Bins.Firebreak, append([]string{"--controller", c.Addr, "--creds", creds}, args...)...)
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	err := cmd.Run()
+	r := Result{Stdout: so.String(), Stderr: se.String()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.Exit = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("firebreak %v: %v", args, err)
+	}
+	return r
+}
+
+// MustJSON runs the CLI with --json, requires exit 0 (or want), and decodes
+// stdout into v.
+func (c *Controller) MustJSON(t testing.TB, v any, wantExit int, args ...string) Result {
+	t.Helper()
+	r := c.CLI(t, append(args, "--json")...)
+	if r.Exit != wantExit {
+		t.Fatalf("firebreak %v: exit %d, want %d\nstdout: %s\nstderr: %s", args, r.Exit, wantExit, r.Stdout, r.Stderr)
+	}
+	if v != nil {
+		if err := json.Unmarshal([]byte(r.Stdout), v); err != nil {
+			t.Fatalf("firebreak %v: decoding %q: %v", args, r.Stdout, err)
+		}
+	}
+	return r
+}
+
+// Token creates a join token.
+func (c *Controller) Token(t testing.TB, role string, uses int, extra ...string) string {
+	t.Helper()
+	var out struct {
+		Token string `json:"token"`
+	}
+	c.MustJSON(t, &out, 0, append([]string{"token", "create", "--role", role, "--uses", fmt.Sprint(uses)}, extra...)...)
+	return out.Token
+}
+
+// Agent is a running agent.
+type Agent struct {
+	*Proc
+	DataDir string
+	Name    string
+}
+
+// AgentOptions configures StartAgent.
+type AgentOptions struct {
+	// Name names the agent's data dir and log, and its hostname label.
+	Name string
+	// Token enrolls the agent; empty reuses an existing enrollment.
+	Token string
+	// Role is host (default) or worker.
+	Role string
+	// Labels are k=v labels.
+	Labels []string
+	// PluginDir defaults to the built plugins.
+	PluginDir string
+	// Controller defaults to the controller's address.
+	Controller string
+	// Prefix runs the agent under a wrapper (e.g. ip netns exec NS).
+	Prefix []string
+	// DataDir defaults to a fresh directory.
+	DataDir string
+	// Env is extra environment.
+	Env []string
+	// Args are extra flags.
+	Args []string
+}
+
+// StartAgent starts an agent (enrolling it when a token is given).
+func (c *Controller) StartAgent(t testing.TB, o AgentOptions) *Agent {
+	t.Helper()
+	if o.DataDir == "" {
+		o.DataDir = filepath.Join(t.TempDir(), o.Name)
+	}
+	if o.PluginDir == "" {
+		o.PluginDir = c.Bins.PluginDir
+	}
+	if o.Controller == "" {
+		o.Controller = c.Addr
+	}
+	if o.Role == "" {
+		o.Role = "host"
+	}
+	args := []string{c.Bins.Agent, "--controller", o.Controller, "--ca-file", filepath.Join(c.DataDir, "ca.pem"),
+		"--data-dir", o.DataDir, "--role", o.Role, "--plugin-dir", o.PluginDir}
+	for _, l := range o.Labels {
+		args = append(args, "--label", l)
+	}
+	args = append(args, o.Args...)
+	env := append([]string{}, o.Env...)
+	if o.Token != "" {
+		env = append(env, "FIREBREAK_JOIN_TOKEN="+o.Token)
+	}
+	a := &Agent{DataDir: o.DataDir, Name: o.Name}
+	a.Proc = &Proc{Name: "agent " + o.Name, LogPath: filepath.Join(filepath.Dir(o.DataDir), o.Name+".log"), Args: args, Env: env, Prefix: o.Prefix}
+	a.Start(t)
+	t.Cleanup(func() {
+		a.Kill()
+		if t.Failed() {
+			t.Logf("agent %s log:\n%s", o.Name, tail(a.Log(), 40))
+		}
+	})
+	return a
+}
+
+// AgentID reads the enrolled agent's id from its data dir.
+func (a *Agent) AgentID(t testing.TB) string {
+	t.Helper()
+	var id struct {
+		AgentID string `json:"agent_id"`
+	}
+	WaitFor(t, 20*time.Second, "agent "+a.Name+" to enroll", func() bool {
+		b, err := os.ReadFile(filepath.Join(a.DataDir, "identity.json"))
+		return err == nil && json.Unmarshal(b, &id) == nil && id.AgentID != ""
+	})
+	return id.AgentID
+}
+
+// AgentJSON is one entry of `agents list --json`.
+type AgentJSON struct {
+	ID        string            `json:"id"`
+	Role      string            `json:"role"`
+	Hostname  string            `json:"hostname"`
+	Labels    map[string]string `json:"labels"`
+	Connected bool              `json:"connected"`
+	Isolated  bool              `json:"isolated"`
+	Plugins   []struct {
+		Name    string `json:"name"`
+		Version string `json:"version"`
+		SHA256  string `json:"sha256"`
+	} `json:"plugins"`
+}
+
+// Agents lists agents.
+func (c *Controller) Agents(t testing.TB) []AgentJSON {
+	t.Helper()
+	var out []AgentJSON
+	c.MustJSON(t, &out, 0, "agents", "list")
+	return out
+}
+
+// WaitConnected waits until the given agents are connected.
+func (c *Controller) WaitConnected(t testing.TB, ids ...string) {
+	t.Helper()
+	WaitFor(t, 30*time.Second, fmt.Sprintf("agents %v to connect", ids), func() bool {
+		connected := map[string]bool{}
+		for _, a := range c.Agents(t) {
+			connected[a.ID] = a.Connected
+		}
+		for _, id := range ids {
+			if !connected[id] {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// RunJSON is the `run --wait --json` output.
+type RunJSON struct {
+	RunID     string `json:"run_id"`
+	Action    string `json:"action"`
+	Status    string `json:"status"`
+	Targets   int    `json:"targets"`
+	Succeeded int    `json:"succeeded"`
+	Failed    int    `json:"failed"`
+	Cancelled int    `json:"cancelled"`
+	Offline   int    `json:"offline"`
+	Results   []struct {
+		AgentID  string          `json:"agent_id"`
+		Hostname string          `json:"hostname"`
+		Account  string          `json:"account"`
+		Region   string          `json:"region"`
+		Status   string          `json:"status"`
+		Error    string          `json:"error"`
+		Output   json.RawMessage `json:"output"`
+		Evidence []string        `json:"evidence_ids"`
+	} `json:"results"`
+}
+
+// WaitFor polls cond until it holds or the timeout passes.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func tail(s string, n int) string {
+	sc := bufio.NewScanner(strings.NewReader(s))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
