@@ -620,6 +620,8 @@ func (d *Dispatcher) signAll(rs *runState, out []*taskState, now time.Time) []*a
 					Account:     ts.t.Account,
 					Region:      ts.t.Region,
 					Traceparent: rs.traceparent,
+
+					UploadBytesPerSecond: uint64(max(rs.run.UploadBPS, 0)),
 				}
 				st, err := d.cfg.Signer.Sign(spec)
 				if err != nil {

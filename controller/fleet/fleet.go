@@ -37,6 +37,12 @@ type Dispatcher interface {
 	TaskResult(agentID string, res *agentv1.TaskResult)
 }
 
+// EvidenceReceiver stores the evidence agents upload. The fleet has already
+// authenticated the agent when it calls Receive.
+type EvidenceReceiver interface {
+	Receive(agent *store.Agent, id pki.Identity, stream agentv1.AgentService_UploadEvidenceServer) error
+}
+
 // AuditFunc records an action in the audit log.
 type AuditFunc func(ctx context.Context, actor, action, subject string, detail any)
 
@@ -54,6 +60,8 @@ type Config struct {
 	CertTTL time.Duration
 	// Heartbeat is how often agents report (default 30s).
 	Heartbeat time.Duration
+	// Evidence receives uploads; nil refuses them.
+	Evidence EvidenceReceiver
 }
 
 // CheckAndSetDefaults names missing dependencies and sets defaults.
@@ -457,4 +465,16 @@ func (s *Service) handle(agentID string, m *agentv1.ConnectRequest) {
 		s.touch(agentID)
 		s.cfg.Dispatcher.TaskResult(agentID, msg.TaskResult)
 	}
+}
+
+// UploadEvidence implements agentv1.AgentServiceServer.
+func (s *Service) UploadEvidence(stream agentv1.AgentService_UploadEvidenceServer) error {
+	a, id, err := s.agentFrom(stream.Context())
+	if err != nil {
+		return err
+	}
+	if s.cfg.Evidence == nil {
+		return status.Error(codes.Unavailable, "this controller has no evidence store configured")
+	}
+	return s.cfg.Evidence.Receive(a, id, stream)
 }

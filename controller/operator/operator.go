@@ -431,6 +431,7 @@ func (s *Service) Plan(ctx context.Context, req *operatorv1.CreateRunRequest) (*
 		ID: ids.New("run"), Action: req.GetAction(), Selector: sel.String(), ParamsJSON: paramsJSON, CreatedBy: op.Name,
 		CreatedAt: now, DeadlineAfter: deadline, MaxConcurrency: int(req.GetMaxConcurrency()), MaxErrors: strings.TrimSpace(req.GetMaxErrors()),
 		Reason: req.GetReason(), CaseID: req.GetCaseId(), Destructive: desc.GetDestructive(),
+		UploadBPS: int64(min(req.GetUploadBytesPerSecond(), 1<<62)),
 	}
 	if r.Destructive && len(withAction) > s.cfg.ApprovalThreshold {
 		r.Status = operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL

@@ -74,7 +74,7 @@ var migrations = []string{
 		started_at BIGINT NOT NULL, finished_at BIGINT NOT NULL, deadline BIGINT NOT NULL,
 		deadline_after BIGINT NOT NULL, max_concurrency INTEGER NOT NULL, max_errors TEXT NOT NULL,
 		reason TEXT NOT NULL, case_id TEXT NOT NULL, destructive INTEGER NOT NULL,
-		accounts TEXT NOT NULL, regions TEXT NOT NULL)`,
+		accounts TEXT NOT NULL, regions TEXT NOT NULL, upload_bps BIGINT NOT NULL DEFAULT 0)`,
 	`CREATE INDEX runs_created ON runs (created_at)`,
 	`CREATE INDEX runs_status ON runs (status)`,
 	`CREATE TABLE tasks (
@@ -390,11 +390,11 @@ func (s *SQLite) ListOperators(ctx context.Context) ([]*Operator, error) {
 	return out, rows.Err()
 }
 
-const runCols = `id, action, selector, params_json, status, created_by, created_at, started_at, finished_at, deadline, deadline_after, max_concurrency, max_errors, reason, case_id, destructive, accounts, regions`
+const runCols = `id, action, selector, params_json, status, created_by, created_at, started_at, finished_at, deadline, deadline_after, max_concurrency, max_errors, reason, case_id, destructive, accounts, regions, upload_bps`
 
 func runArgs(r *Run) []any {
 	return []any{r.ID, r.Action, r.Selector, string(r.ParamsJSON), int(r.Status), r.CreatedBy, ns(r.CreatedAt), ns(r.StartedAt), ns(r.FinishedAt),
-		ns(r.Deadline), int64(r.DeadlineAfter), r.MaxConcurrency, r.MaxErrors, r.Reason, r.CaseID, b2i(r.Destructive), r.Accounts, r.Regions}
+		ns(r.Deadline), int64(r.DeadlineAfter), r.MaxConcurrency, r.MaxErrors, r.Reason, r.CaseID, b2i(r.Destructive), r.Accounts, r.Regions, r.UploadBPS}
 }
 
 func scanRun(sc interface{ Scan(...any) error }) (*Run, error) {
@@ -403,7 +403,7 @@ func scanRun(sc interface{ Scan(...any) error }) (*Run, error) {
 	var status, destructive int
 	var created, started, finished, deadline, after int64
 	if err := sc.Scan(&r.ID, &r.Action, &r.Selector, &params, &status, &r.CreatedBy, &created, &started, &finished, &deadline, &after,
-		&r.MaxConcurrency, &r.MaxErrors, &r.Reason, &r.CaseID, &destructive, &r.Accounts, &r.Regions); err != nil {
+		&r.MaxConcurrency, &r.MaxErrors, &r.Reason, &r.CaseID, &destructive, &r.Accounts, &r.Regions, &r.UploadBPS); err != nil {
 		return nil, err
 	}
 	r.ParamsJSON, r.Status, r.Destructive = []byte(params), operatorv1.RunStatus(status), destructive != 0
@@ -437,7 +437,7 @@ func (s *SQLite) CreateRun(ctx context.Context, r *Run, tasks []*Task) error {
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO runs (`+runCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, runArgs(r)...); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO runs (`+runCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, runArgs(r)...); err != nil {
 		return err
 	}
 	st, err := tx.PrepareContext(ctx, `INSERT INTO tasks (`+taskCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)

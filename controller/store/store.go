@@ -82,6 +82,8 @@ type Run struct {
 	Destructive    bool
 	Accounts       string
 	Regions        string
+	// UploadBPS caps each agent's evidence upload (bytes/second, 0: none).
+	UploadBPS int64
 }
 
 // Task is one action on one target.

@@ -691,9 +691,12 @@ type TaskSpec struct {
 	// account is the AWS account a worker task acts in.
 	Account string `protobuf:"bytes,14,opt,name=account,proto3" json:"account,omitempty"`
 	// region is the AWS region a worker task acts in.
-	Region        string `protobuf:"bytes,15,opt,name=region,proto3" json:"region,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Region string `protobuf:"bytes,15,opt,name=region,proto3" json:"region,omitempty"`
+	// upload_bytes_per_second caps the agent's evidence uploads for this task
+	// (0: the agent's own --bandwidth, if any).
+	UploadBytesPerSecond uint64 `protobuf:"varint,16,opt,name=upload_bytes_per_second,json=uploadBytesPerSecond,proto3" json:"upload_bytes_per_second,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *TaskSpec) Reset() {
@@ -829,6 +832,13 @@ func (x *TaskSpec) GetRegion() string {
 		return x.Region
 	}
 	return ""
+}
+
+func (x *TaskSpec) GetUploadBytesPerSecond() uint64 {
+	if x != nil {
+		return x.UploadBytesPerSecond
+	}
+	return 0
 }
 
 // Hello opens a Connect stream.
@@ -2193,7 +2203,7 @@ const file_firebreak_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"SignedTask\x12\x12\n" +
 	"\x04spec\x18\x01 \x01(\fR\x04spec\x12\x1c\n" +
-	"\tsignature\x18\x02 \x01(\fR\tsignature\"\xe6\x03\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"\x9d\x04\n" +
 	"\bTaskSpec\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x19\n" +
@@ -2214,7 +2224,8 @@ const file_firebreak_agent_v1_agent_proto_rawDesc = "" +
 	"tracestate\x18\r \x01(\tR\n" +
 	"tracestate\x12\x18\n" +
 	"\aaccount\x18\x0e \x01(\tR\aaccount\x12\x16\n" +
-	"\x06region\x18\x0f \x01(\tR\x06region\"\xa1\x01\n" +
+	"\x06region\x18\x0f \x01(\tR\x06region\x125\n" +
+	"\x17upload_bytes_per_second\x18\x10 \x01(\x04R\x14uploadBytesPerSecond\"\xa1\x01\n" +
 	"\x05Hello\x124\n" +
 	"\x05facts\x18\x01 \x01(\v2\x1e.firebreak.agent.v1.AgentFactsR\x05facts\x128\n" +
 	"\aplugins\x18\x02 \x03(\v2\x1e.firebreak.agent.v1.PluginInfoR\aplugins\x12(\n" +

@@ -712,9 +712,12 @@ type CreateRunRequest struct {
 	// reason is the operator's reason, kept with the run and the audit log.
 	Reason string `protobuf:"bytes,9,opt,name=reason,proto3" json:"reason,omitempty"`
 	// case_id links the run to an incident case.
-	CaseId        string `protobuf:"bytes,10,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CaseId string `protobuf:"bytes,10,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
+	// upload_bytes_per_second caps each agent's evidence upload for this run
+	// (0: no cap beyond the agent's own).
+	UploadBytesPerSecond uint64 `protobuf:"varint,11,opt,name=upload_bytes_per_second,json=uploadBytesPerSecond,proto3" json:"upload_bytes_per_second,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *CreateRunRequest) Reset() {
@@ -815,6 +818,13 @@ func (x *CreateRunRequest) GetCaseId() string {
 		return x.CaseId
 	}
 	return ""
+}
+
+func (x *CreateRunRequest) GetUploadBytesPerSecond() uint64 {
+	if x != nil {
+		return x.UploadBytesPerSecond
+	}
+	return 0
 }
 
 // CreateRunResponse returns the created (or planned) run.
@@ -2560,7 +2570,7 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x11ListAgentsRequest\x12\x1a\n" +
 	"\bselector\x18\x01 \x01(\tR\bselector\"J\n" +
 	"\x12ListAgentsResponse\x124\n" +
-	"\x06agents\x18\x01 \x03(\v2\x1c.firebreak.operator.v1.AgentR\x06agents\"\xb8\x03\n" +
+	"\x06agents\x18\x01 \x03(\v2\x1c.firebreak.operator.v1.AgentR\x06agents\"\xef\x03\n" +
 	"\x10CreateRunRequest\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x1a\n" +
 	"\bselector\x18\x02 \x01(\tR\bselector\x12K\n" +
@@ -2574,7 +2584,8 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\adry_run\x18\b \x01(\bR\x06dryRun\x12\x16\n" +
 	"\x06reason\x18\t \x01(\tR\x06reason\x12\x17\n" +
 	"\acase_id\x18\n" +
-	" \x01(\tR\x06caseId\x1a9\n" +
+	" \x01(\tR\x06caseId\x125\n" +
+	"\x17upload_bytes_per_second\x18\v \x01(\x04R\x14uploadBytesPerSecond\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"A\n" +
