@@ -433,7 +433,7 @@ func (s *Service) Plan(ctx context.Context, req *operatorv1.CreateRunRequest) (*
 		Reason: req.GetReason(), CaseID: req.GetCaseId(), Destructive: desc.GetDestructive(),
 		UploadBPS: int64(min(req.GetUploadBytesPerSecond(), 1<<62)),
 	}
-	if r.Destructive && len(withAction) > s.cfg.ApprovalThreshold {
+	if req.GetRequireApproval() || (r.Destructive && len(withAction) > s.cfg.ApprovalThreshold) {
 		r.Status = operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL
 	} else {
 		r.Status = operatorv1.RunStatus_RUN_STATUS_RUNNING

@@ -716,8 +716,18 @@ type CreateRunRequest struct {
 	// upload_bytes_per_second caps each agent's evidence upload for this run
 	// (0: no cap beyond the agent's own).
 	UploadBytesPerSecond uint64 `protobuf:"varint,11,opt,name=upload_bytes_per_second,json=uploadBytesPerSecond,proto3" json:"upload_bytes_per_second,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// accounts targets AWS accounts instead of agents: "all", "ID,ID" or
+	// "ou=ou-…". Each (account, region) becomes one task, sent to a worker
+	// that can reach it; selector then narrows the workers.
+	Accounts string `protobuf:"bytes,12,opt,name=accounts,proto3" json:"accounts,omitempty"`
+	// regions are the regions of an account-targeted run: "all" (each
+	// account's enabled regions) or "r1,r2"; empty means the worker's region.
+	Regions string `protobuf:"bytes,13,opt,name=regions,proto3" json:"regions,omitempty"`
+	// require_approval makes the run wait for a second operator whatever its
+	// size (playbook steps marked approval: required).
+	RequireApproval bool `protobuf:"varint,14,opt,name=require_approval,json=requireApproval,proto3" json:"require_approval,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *CreateRunRequest) Reset() {
@@ -825,6 +835,27 @@ func (x *CreateRunRequest) GetUploadBytesPerSecond() uint64 {
 		return x.UploadBytesPerSecond
 	}
 	return 0
+}
+
+func (x *CreateRunRequest) GetAccounts() string {
+	if x != nil {
+		return x.Accounts
+	}
+	return ""
+}
+
+func (x *CreateRunRequest) GetRegions() string {
+	if x != nil {
+		return x.Regions
+	}
+	return ""
+}
+
+func (x *CreateRunRequest) GetRequireApproval() bool {
+	if x != nil {
+		return x.RequireApproval
+	}
+	return false
 }
 
 // CreateRunResponse returns the created (or planned) run.
@@ -2570,7 +2601,7 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x11ListAgentsRequest\x12\x1a\n" +
 	"\bselector\x18\x01 \x01(\tR\bselector\"J\n" +
 	"\x12ListAgentsResponse\x124\n" +
-	"\x06agents\x18\x01 \x03(\v2\x1c.firebreak.operator.v1.AgentR\x06agents\"\xef\x03\n" +
+	"\x06agents\x18\x01 \x03(\v2\x1c.firebreak.operator.v1.AgentR\x06agents\"\xd0\x04\n" +
 	"\x10CreateRunRequest\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x1a\n" +
 	"\bselector\x18\x02 \x01(\tR\bselector\x12K\n" +
@@ -2585,7 +2616,10 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x06reason\x18\t \x01(\tR\x06reason\x12\x17\n" +
 	"\acase_id\x18\n" +
 	" \x01(\tR\x06caseId\x125\n" +
-	"\x17upload_bytes_per_second\x18\v \x01(\x04R\x14uploadBytesPerSecond\x1a9\n" +
+	"\x17upload_bytes_per_second\x18\v \x01(\x04R\x14uploadBytesPerSecond\x12\x1a\n" +
+	"\baccounts\x18\f \x01(\tR\baccounts\x12\x18\n" +
+	"\aregions\x18\r \x01(\tR\aregions\x12)\n" +
+	"\x10require_approval\x18\x0e \x01(\bR\x0frequireApproval\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"A\n" +
