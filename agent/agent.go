@@ -177,6 +177,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 	a.verifier = &tasksign.Verifier{Key: a.id.signingKey, AgentID: a.id.AgentID, Now: cfg.Clock}
 	a.reportInterrupted()
+	a.reconcileIsolation(ctx)
 	return a, nil
 }
 

@@ -301,7 +301,9 @@ func (c *Controller) CLIAs(t testing.TB, creds string, args ...string) Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, c.Bins.Firebreak, append([]string{"--controller", c.Addr, "--creds", creds}, args...)...)
+	// The CLI runs where the controller runs (its network namespace, if any).
+	argv := append(append([]string{}, c.Prefix...), c.Bins.Firebreak, "--controller", c.Addr, "--creds", creds)
+	cmd := exec.CommandContext(ctx, argv[0], append(argv[1:], args...)...)
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	err := cmd.Run()
