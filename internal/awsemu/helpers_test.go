@@ -2,6 +2,7 @@ package awsemu
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http/httptest"
 	"sync"
@@ -129,3 +130,16 @@ func ok(t *testing.T, err error) {
 }
 
 func ctx(t *testing.T) context.Context { return t.Context() }
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	ok(t, err)
+	return string(b)
+}
+
+// jsonEqual compares two values by their JSON form.
+func jsonEqual(t *testing.T, a, b any) bool {
+	t.Helper()
+	return mustJSON(t, a) == mustJSON(t, b)
+}

@@ -38,6 +38,8 @@ type queue struct {
 	sent       uint64
 	// notify is closed and replaced whenever a message arrives.
 	notify chan struct{}
+	// polling counts the long polls waiting on the queue.
+	polling int
 }
 
 type messageAttribute struct {
@@ -560,15 +562,24 @@ func (e *Emulator) sqsReceiveMessage(c *call) (any, error) {
 		if next >= 0 && next < remaining {
 			remaining = next
 		}
+		q.mu.Lock()
+		q.polling++
+		q.mu.Unlock()
 		t := time.NewTimer(remaining)
+		canceled := false
 		select {
 		case <-notify:
 		case <-t.C:
 		case <-c.ctx.Done():
-			t.Stop()
-			return map[string]any{"Messages": []sqsMessageOut{}}, nil
+			canceled = true
 		}
 		t.Stop()
+		q.mu.Lock()
+		q.polling--
+		q.mu.Unlock()
+		if canceled {
+			return map[string]any{"Messages": []sqsMessageOut{}}, nil
+		}
 	}
 
 	wantSystem := slices.Concat(in.AttributeNames, in.MessageSystemAttributeNames)
