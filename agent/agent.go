@@ -43,6 +43,10 @@ import (
 // Version is the agent's version.
 const Version = "0.1.0"
 
+// startedEventDelay is how long a task runs before the agent reports it as
+// started.
+const startedEventDelay = 250 * time.Millisecond
+
 // Config is the agent's configuration.
 type Config struct {
 	// Controller is the controller's HOST:PORT.
@@ -69,9 +73,14 @@ type Config struct {
 	// Simulated marks a simulated host; every view of the agent shows it.
 	Simulated bool
 	// MemoryJournal keeps the journal in memory (simulated agents only).
+	// With an empty DataDir, a simulated agent also keeps its identity in
+	// memory.
 	MemoryJournal bool
 	// MaxConcurrentTasks bounds the tasks running at once (default 8).
 	MaxConcurrentTasks int
+	// Bandwidth caps the agent's evidence uploads, all together, in bytes
+	// per second (0: no cap); a run's own cap applies too.
+	Bandwidth int64
 	// Logger logs; defaults to slog.Default().
 	Logger *slog.Logger
 	// Clock defaults to time.Now.
@@ -88,7 +97,7 @@ func (c *Config) CheckAndSetDefaults() error {
 	if c.Controller == "" {
 		missing = append(missing, "--controller")
 	}
-	if c.DataDir == "" && !c.MemoryJournal {
+	if c.DataDir == "" && !(c.MemoryJournal && c.Simulated) {
 		missing = append(missing, "--data-dir")
 	}
 	if len(missing) > 0 {
@@ -129,6 +138,8 @@ type Agent struct {
 	ctrlIPs  []string
 	ctrlPort uint32
 	isolated bool
+
+	evidence evidenceUploads
 }
 
 type streamState struct {
@@ -535,8 +546,14 @@ func (a *Agent) execute(ctx context.Context, spec *agentv1.TaskSpec) *agentv1.Ta
 	}
 	started := a.cfg.Clock()
 	res.StartedAt = timestamppb.New(started)
-	a.report(&agentv1.ConnectRequest{Msg: &agentv1.ConnectRequest_TaskEvent{TaskEvent: &agentv1.TaskEvent{
-		TaskId: spec.GetTaskId(), Event: &agentv1.TaskEvent_Started{Started: timestamppb.New(started)}}}})
+	// The started event only matters for tasks that take a while: a quick
+	// task's result carries its start time, and one message fewer per task
+	// counts across a fleet.
+	startedSent := time.AfterFunc(startedEventDelay, func() {
+		a.report(&agentv1.ConnectRequest{Msg: &agentv1.ConnectRequest_TaskEvent{TaskEvent: &agentv1.TaskEvent{
+			TaskId: spec.GetTaskId(), Event: &agentv1.TaskEvent_Started{Started: timestamppb.New(started)}}}})
+	})
+	defer startedSent.Stop()
 
 	req := a.executeRequest(spec)
 	var lastProgress time.Time

@@ -104,6 +104,13 @@ func (a *Agent) loadOrEnroll(ctx context.Context) (*identity, error) {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
+	if a.cfg.DataDir == "" {
+		// A simulated agent keeps its identity in memory only.
+		if a.cfg.JoinToken == "" {
+			return nil, errors.New("an agent without a data dir needs a join token")
+		}
+		return a.enroll(ctx, ca, pool)
+	}
 	if id, err := a.loadIdentity(ca, pool); err == nil {
 		if a.cfg.Clock().Before(id.notAfter()) {
 			return id, nil
@@ -192,6 +199,9 @@ func (a *Agent) enroll(ctx context.Context, ca *x509.Certificate, pool *x509.Cer
 	if err := id.setCert(resp.GetCertificateDer()); err != nil {
 		return nil, err
 	}
+	if a.cfg.DataDir == "" {
+		return id, nil
+	}
 	keyPEM, err := pki.EncodeKeyPEM(key)
 	if err != nil {
 		return nil, err
@@ -260,8 +270,10 @@ func (a *Agent) renew(ctx context.Context, conn *grpc.ClientConn) error {
 	if err := a.id.setCert(resp.GetCertificateDer()); err != nil {
 		return err
 	}
-	if err := pki.WriteFileAtomic(a.path(certFile), pki.EncodeCertPEM(resp.GetCertificateDer()), 0o644); err != nil {
-		return err
+	if a.cfg.DataDir != "" {
+		if err := pki.WriteFileAtomic(a.path(certFile), pki.EncodeCertPEM(resp.GetCertificateDer()), 0o644); err != nil {
+			return err
+		}
 	}
 	a.cfg.Logger.Info("certificate renewed", "not_after", a.id.notAfter())
 	return nil

@@ -114,6 +114,7 @@ type runState struct {
 	tasks     []*taskState
 	ready     []*taskState
 	inflight  int
+	open      int
 	errors    int
 	threshold int
 	stopped   string
@@ -459,6 +460,7 @@ func (d *Dispatcher) addRun(r *store.Run, tasks []*store.Task) *runState {
 			}
 			continue
 		}
+		rs.open++
 		d.tasks[t.ID] = ts
 		m := d.byAgent[t.AgentID]
 		if m == nil {
@@ -734,6 +736,9 @@ func clipError(s string) string {
 
 // finishTask records a final task and forgets it in the open-task indexes.
 func (d *Dispatcher) finishTask(ts *taskState) {
+	if _, open := d.tasks[ts.t.ID]; open {
+		ts.run.open--
+	}
 	delete(d.tasks, ts.t.ID)
 	if m := d.byAgent[ts.t.AgentID]; m != nil {
 		delete(m, ts.t.ID)
@@ -757,13 +762,8 @@ func (d *Dispatcher) cancelPending(rs *runState, reason string) {
 }
 
 func (d *Dispatcher) maybeFinish(rs *runState) {
-	if rs.run.Status != operatorv1.RunStatus_RUN_STATUS_RUNNING {
+	if rs.run.Status != operatorv1.RunStatus_RUN_STATUS_RUNNING || rs.open > 0 {
 		return
-	}
-	for _, ts := range rs.tasks {
-		if !isFinal(ts.t.Status) {
-			return
-		}
 	}
 	status := operatorv1.RunStatus_RUN_STATUS_SUCCEEDED
 	for _, ts := range rs.tasks {

@@ -381,7 +381,10 @@ func (s *Service) Connect(stream agentv1.AgentService_ConnectServer) error {
 
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sess := &session{agentID: a.ID, out: make(chan *agentv1.ConnectResponse, 4096), cancel: cancel, facts: facts}
+	// The queue holds what the dispatcher pushes while the sender writes;
+	// a few hundred messages cover a burst, and each slot costs memory on
+	// every one of thousands of idle sessions.
+	sess := &session{agentID: a.ID, out: make(chan *agentv1.ConnectResponse, 256), cancel: cancel, facts: facts}
 	s.mu.Lock()
 	if old := s.sessions[a.ID]; old != nil {
 		// A newer stream from the same agent replaces the old one.
