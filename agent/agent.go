@@ -89,6 +89,8 @@ type Config struct {
 	Dialer func(ctx context.Context, addr string) (net.Conn, error)
 	// Connected, when set, is called each time the stream is established.
 	Connected func()
+	// Worker configures a worker's access to AWS accounts.
+	Worker WorkerConfig
 }
 
 // CheckAndSetDefaults checks the configuration and sets defaults.
@@ -131,6 +133,10 @@ type Agent struct {
 	verifier *tasksign.Verifier
 	sem      chan struct{}
 
+	// broker gives service tasks their account's credentials (workers).
+	broker    *credentialBroker
+	brokerErr error
+
 	mu       sync.Mutex
 	running  map[string]context.CancelFunc
 	stream   *streamState
@@ -163,6 +169,20 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	a := &Agent{cfg: cfg, sem: make(chan struct{}, cfg.MaxConcurrentTasks), running: map[string]context.CancelFunc{}}
 	a.facts = a.collectFacts()
 	var err error
+	if cfg.Role == "worker" {
+		if a.broker, a.brokerErr = newCredentialBroker(ctx, cfg.Worker, cfg.Clock); a.brokerErr != nil {
+			cfg.Logger.Error("this worker cannot act in AWS accounts until it has credentials", "error", a.brokerErr)
+		} else {
+			cfg.Logger.Info("worker identity", "arn", a.broker.arn, "account", a.broker.account, "region", a.broker.base.Region,
+				"responder_role", a.broker.cfg.ResponderRole)
+			if a.facts.Account == "" {
+				a.facts.Account = a.broker.account
+			}
+			if a.facts.Region == "" {
+				a.facts.Region = a.broker.base.Region
+			}
+		}
+	}
 	if a.plugins, err = pluginhost.New(pluginhost.Config{Dir: cfg.PluginDir, Logger: cfg.Logger, Role: cfg.Role}); err != nil {
 		return nil, fmt.Errorf("loading plugins: %w", err)
 	}
@@ -556,6 +576,17 @@ func (a *Agent) execute(ctx context.Context, spec *agentv1.TaskSpec) *agentv1.Ta
 	defer startedSent.Stop()
 
 	req := a.executeRequest(spec)
+	if d, ok := a.plugins.Describe(spec.GetAction()); ok && d.GetDomain() == pluginv1.Domain_DOMAIN_SERVICE {
+		creds, err := a.awsCredentials(ctx, spec)
+		var ue *UnreachableError
+		switch {
+		case errors.As(err, &ue):
+			return finish(agentv1.TaskStatus_TASK_STATUS_UNREACHABLE, ue.Error())
+		case err != nil:
+			return finish(agentv1.TaskStatus_TASK_STATUS_FAILED, err.Error())
+		}
+		req.Aws = creds
+	}
 	var lastProgress time.Time
 	out, err := a.plugins.Execute(ctx, spec.GetAction(), req, func(m *pluginv1.ExecuteResponse) error {
 		switch e := m.GetEvent().(type) {
@@ -626,4 +657,17 @@ func (a *Agent) executeRequest(spec *agentv1.TaskSpec) *pluginv1.ExecuteRequest 
 		req.Host.StateDir = filepath.Join(a.cfg.DataDir, "state")
 	}
 	return req
+}
+
+// awsCredentials gets a service task its account's credentials.
+func (a *Agent) awsCredentials(ctx context.Context, spec *agentv1.TaskSpec) (*pluginv1.AWSCredentials, error) {
+	if a.cfg.Role != "worker" {
+		return nil, fmt.Errorf("action %s acts through the AWS APIs and runs on API workers (--role worker), not on host agents", spec.GetAction())
+	}
+	if a.broker == nil {
+		return nil, fmt.Errorf("this worker has no AWS credentials: %v", a.brokerErr)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return a.broker.For(ctx, spec)
 }

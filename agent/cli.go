@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/firebreak-ir/firebreak/internal/bandwidth"
 	"github.com/firebreak-ir/firebreak/internal/telemetry"
 )
 
@@ -18,7 +19,7 @@ import (
 func Main(args []string) int {
 	var cfg Config
 	var labels []string
-	var logLevel string
+	var logLevel, bw string
 	cmd := &cobra.Command{
 		Use:   "firebreak-agent",
 		Short: "The Firebreak agent: runs response actions pushed by the controller",
@@ -45,6 +46,10 @@ with --join-token and pins --ca-file; later starts reuse the identity in
 				}
 				cfg.Labels[k] = v
 			}
+			var err error
+			if cfg.Bandwidth, err = bandwidth.Parse(bw); err != nil {
+				return fmt.Errorf("--bandwidth: %w", err)
+			}
 			if cfg.JoinToken == "" {
 				cfg.JoinToken = os.Getenv("FIREBREAK_JOIN_TOKEN")
 			}
@@ -66,6 +71,10 @@ with --join-token and pins --ca-file; later starts reuse the identity in
 	f.StringArrayVar(&labels, "label", nil, "label k=v (repeatable)")
 	f.StringVar(&cfg.PluginDir, "plugin-dir", "/usr/lib/firebreak/plugins", "directory of plugin binaries and manifest.json (root-owned)")
 	f.IntVar(&cfg.MaxConcurrentTasks, "max-tasks", 8, "most tasks running at once")
+	f.StringVar(&cfg.Worker.ResponderRole, "responder-role", "FirebreakResponder", "worker: the role assumed in each account (arn:aws:iam::ACCOUNT:role/NAME)")
+	f.StringVar(&cfg.Worker.ExternalID, "external-id", os.Getenv("FIREBREAK_EXTERNAL_ID"), "worker: the ExternalId the responder roles demand (env FIREBREAK_EXTERNAL_ID)")
+	f.StringVar(&cfg.Worker.SecurityAccount, "security-account", "", "worker: the security account's id (default: the worker's own account)")
+	f.StringVar(&bw, "bandwidth", "", "cap on evidence uploads, all together, e.g. 10MiB/s, 50MB or 100Mbit (default: no cap; a run's own cap applies too)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.SetArgs(args)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

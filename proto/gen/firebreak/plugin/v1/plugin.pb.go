@@ -654,8 +654,14 @@ type AWSCredentials struct {
 	// security_account is the account id of the security account that holds
 	// the controller and evidence.
 	SecurityAccount string `protobuf:"bytes,8,opt,name=security_account,json=securityAccount,proto3" json:"security_account,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// service_endpoints override endpoint_url per service, keyed by the SDK's
+	// service id in environment-variable form (EC2, IAM, STS, AUTO_SCALING,
+	// ELASTIC_LOAD_BALANCING_V2, S3, …), as AWS_ENDPOINT_URL_<SERVICE> does.
+	ServiceEndpoints map[string]string `protobuf:"bytes,9,rep,name=service_endpoints,json=serviceEndpoints,proto3" json:"service_endpoints,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// role_arn is the role these credentials are a session of.
+	RoleArn       string `protobuf:"bytes,10,opt,name=role_arn,json=roleArn,proto3" json:"role_arn,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AWSCredentials) Reset() {
@@ -740,6 +746,20 @@ func (x *AWSCredentials) GetEndpointUrl() string {
 func (x *AWSCredentials) GetSecurityAccount() string {
 	if x != nil {
 		return x.SecurityAccount
+	}
+	return ""
+}
+
+func (x *AWSCredentials) GetServiceEndpoints() map[string]string {
+	if x != nil {
+		return x.ServiceEndpoints
+	}
+	return nil
+}
+
+func (x *AWSCredentials) GetRoleArn() string {
+	if x != nil {
+		return x.RoleArn
 	}
 	return ""
 }
@@ -1220,7 +1240,7 @@ const file_firebreak_plugin_v1_plugin_proto_rawDesc = "" +
 	"\bhostname\x18\x04 \x01(\tR\bhostname\x12\x15\n" +
 	"\x06on_ec2\x18\x05 \x01(\bR\x05onEc2\x12\x1f\n" +
 	"\vinstance_id\x18\x06 \x01(\tR\n" +
-	"instanceId\"\xc1\x02\n" +
+	"instanceId\"\x89\x04\n" +
 	"\x0eAWSCredentials\x12\"\n" +
 	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyId\x12*\n" +
 	"\x11secret_access_key\x18\x02 \x01(\tR\x0fsecretAccessKey\x12#\n" +
@@ -1231,7 +1251,13 @@ const file_firebreak_plugin_v1_plugin_proto_rawDesc = "" +
 	"\aaccount\x18\x05 \x01(\tR\aaccount\x12\x16\n" +
 	"\x06region\x18\x06 \x01(\tR\x06region\x12!\n" +
 	"\fendpoint_url\x18\a \x01(\tR\vendpointUrl\x12)\n" +
-	"\x10security_account\x18\b \x01(\tR\x0fsecurityAccount\"\xd4\x01\n" +
+	"\x10security_account\x18\b \x01(\tR\x0fsecurityAccount\x12f\n" +
+	"\x11service_endpoints\x18\t \x03(\v29.firebreak.plugin.v1.AWSCredentials.ServiceEndpointsEntryR\x10serviceEndpoints\x12\x19\n" +
+	"\brole_arn\x18\n" +
+	" \x01(\tR\aroleArn\x1aC\n" +
+	"\x15ServiceEndpointsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd4\x01\n" +
 	"\x0eExecuteRequest\x124\n" +
 	"\x04task\x18\x01 \x01(\v2 .firebreak.plugin.v1.TaskContextR\x04task\x12\x1f\n" +
 	"\vparams_json\x18\x02 \x01(\fR\n" +
@@ -1289,7 +1315,7 @@ func file_firebreak_plugin_v1_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_firebreak_plugin_v1_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_firebreak_plugin_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_firebreak_plugin_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_firebreak_plugin_v1_plugin_proto_goTypes = []any{
 	(Domain)(0),                   // 0: firebreak.plugin.v1.Domain
 	(ParamType)(0),                // 1: firebreak.plugin.v1.ParamType
@@ -1306,31 +1332,33 @@ var file_firebreak_plugin_v1_plugin_proto_goTypes = []any{
 	(*ArtifactChunk)(nil),         // 12: firebreak.plugin.v1.ArtifactChunk
 	(*Result)(nil),                // 13: firebreak.plugin.v1.Result
 	(*ExecuteResponse)(nil),       // 14: firebreak.plugin.v1.ExecuteResponse
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	nil,                           // 15: firebreak.plugin.v1.AWSCredentials.ServiceEndpointsEntry
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
 }
 var file_firebreak_plugin_v1_plugin_proto_depIdxs = []int32{
 	1,  // 0: firebreak.plugin.v1.ParamSpec.type:type_name -> firebreak.plugin.v1.ParamType
 	0,  // 1: firebreak.plugin.v1.ActionDescription.domain:type_name -> firebreak.plugin.v1.Domain
 	2,  // 2: firebreak.plugin.v1.ActionDescription.params:type_name -> firebreak.plugin.v1.ParamSpec
 	3,  // 3: firebreak.plugin.v1.DescribeResponse.description:type_name -> firebreak.plugin.v1.ActionDescription
-	15, // 4: firebreak.plugin.v1.TaskContext.deadline:type_name -> google.protobuf.Timestamp
-	15, // 5: firebreak.plugin.v1.AWSCredentials.expiration:type_name -> google.protobuf.Timestamp
-	6,  // 6: firebreak.plugin.v1.ExecuteRequest.task:type_name -> firebreak.plugin.v1.TaskContext
-	7,  // 7: firebreak.plugin.v1.ExecuteRequest.host:type_name -> firebreak.plugin.v1.HostContext
-	8,  // 8: firebreak.plugin.v1.ExecuteRequest.aws:type_name -> firebreak.plugin.v1.AWSCredentials
-	10, // 9: firebreak.plugin.v1.ExecuteResponse.progress:type_name -> firebreak.plugin.v1.Progress
-	11, // 10: firebreak.plugin.v1.ExecuteResponse.log:type_name -> firebreak.plugin.v1.LogLine
-	12, // 11: firebreak.plugin.v1.ExecuteResponse.artifact:type_name -> firebreak.plugin.v1.ArtifactChunk
-	13, // 12: firebreak.plugin.v1.ExecuteResponse.result:type_name -> firebreak.plugin.v1.Result
-	4,  // 13: firebreak.plugin.v1.ActionPluginService.Describe:input_type -> firebreak.plugin.v1.DescribeRequest
-	9,  // 14: firebreak.plugin.v1.ActionPluginService.Execute:input_type -> firebreak.plugin.v1.ExecuteRequest
-	5,  // 15: firebreak.plugin.v1.ActionPluginService.Describe:output_type -> firebreak.plugin.v1.DescribeResponse
-	14, // 16: firebreak.plugin.v1.ActionPluginService.Execute:output_type -> firebreak.plugin.v1.ExecuteResponse
-	15, // [15:17] is the sub-list for method output_type
-	13, // [13:15] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	16, // 4: firebreak.plugin.v1.TaskContext.deadline:type_name -> google.protobuf.Timestamp
+	16, // 5: firebreak.plugin.v1.AWSCredentials.expiration:type_name -> google.protobuf.Timestamp
+	15, // 6: firebreak.plugin.v1.AWSCredentials.service_endpoints:type_name -> firebreak.plugin.v1.AWSCredentials.ServiceEndpointsEntry
+	6,  // 7: firebreak.plugin.v1.ExecuteRequest.task:type_name -> firebreak.plugin.v1.TaskContext
+	7,  // 8: firebreak.plugin.v1.ExecuteRequest.host:type_name -> firebreak.plugin.v1.HostContext
+	8,  // 9: firebreak.plugin.v1.ExecuteRequest.aws:type_name -> firebreak.plugin.v1.AWSCredentials
+	10, // 10: firebreak.plugin.v1.ExecuteResponse.progress:type_name -> firebreak.plugin.v1.Progress
+	11, // 11: firebreak.plugin.v1.ExecuteResponse.log:type_name -> firebreak.plugin.v1.LogLine
+	12, // 12: firebreak.plugin.v1.ExecuteResponse.artifact:type_name -> firebreak.plugin.v1.ArtifactChunk
+	13, // 13: firebreak.plugin.v1.ExecuteResponse.result:type_name -> firebreak.plugin.v1.Result
+	4,  // 14: firebreak.plugin.v1.ActionPluginService.Describe:input_type -> firebreak.plugin.v1.DescribeRequest
+	9,  // 15: firebreak.plugin.v1.ActionPluginService.Execute:input_type -> firebreak.plugin.v1.ExecuteRequest
+	5,  // 16: firebreak.plugin.v1.ActionPluginService.Describe:output_type -> firebreak.plugin.v1.DescribeResponse
+	14, // 17: firebreak.plugin.v1.ActionPluginService.Execute:output_type -> firebreak.plugin.v1.ExecuteResponse
+	16, // [16:18] is the sub-list for method output_type
+	14, // [14:16] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_firebreak_plugin_v1_plugin_proto_init() }
@@ -1350,7 +1378,7 @@ func file_firebreak_plugin_v1_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_firebreak_plugin_v1_plugin_proto_rawDesc), len(file_firebreak_plugin_v1_plugin_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
