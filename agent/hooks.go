@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"path/filepath"
 
 	"github.com/firebreak-ir/firebreak/plugins/hostisolate"
@@ -27,15 +26,6 @@ func (a *Agent) afterTask(spec *agentv1.TaskSpec, out *pluginv1.Result) {
 	}
 	a.report(&agentv1.ConnectRequest{Msg: &agentv1.ConnectRequest_Heartbeat{Heartbeat: &agentv1.Heartbeat{
 		Isolated: a.Isolated(), RunningTaskIds: a.runningIDs()}}})
-}
-
-// onArtifact receives artifact chunks from a plugin.
-func (a *Agent) onArtifact(context.Context, *agentv1.TaskSpec, *pluginv1.ArtifactChunk, *agentv1.TaskResult) error {
-	return errors.New("this agent build cannot upload evidence")
-}
-
-func (a *Agent) closeArtifacts(context.Context, *agentv1.TaskSpec, *agentv1.TaskResult) error {
-	return nil
 }
 
 // reconcileIsolation restores a recorded host isolation at start: nftables

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/controller/dispatch"
+	"github.com/firebreak-ir/firebreak/controller/evidence"
 	"github.com/firebreak-ir/firebreak/controller/fleet"
 	"github.com/firebreak-ir/firebreak/controller/operator"
 	"github.com/firebreak-ir/firebreak/controller/store"
@@ -63,6 +65,16 @@ type Config struct {
 	OperatorCertTTL time.Duration
 	// Heartbeat is how often agents report.
 	Heartbeat time.Duration
+	// Evidence is the evidence store: empty for DataDir/evidence, an
+	// absolute directory, or s3://bucket/prefix.
+	Evidence string
+	// EvidenceRetention is the S3 Object Lock retention (compliance mode)
+	// of new evidence; 0 sets none.
+	EvidenceRetention time.Duration
+	// EvidenceKMSKey is the KMS key for SSE-KMS of S3 evidence.
+	EvidenceKMSKey string
+	// EvidenceMaxBytes caps one evidence item (0: evidence.DefaultMaxBytes).
+	EvidenceMaxBytes int64
 	// Logger logs; defaults to slog.Default().
 	Logger *slog.Logger
 	// Clock defaults to time.Now.
@@ -103,6 +115,7 @@ type Controller struct {
 	Fleet      *fleet.Service
 	Dispatcher *dispatch.Dispatcher
 	Operator   *operator.Service
+	Evidence   *evidence.Service
 	grpc       *grpc.Server
 	health     *health.Server
 	lis        net.Listener
@@ -172,8 +185,18 @@ func (c *Controller) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	backend, err := evidence.OpenBackend(ctx, cfg.Evidence, evidence.BackendOptions{DataDir: cfg.DataDir, Retention: cfg.EvidenceRetention,
+		KMSKeyID: cfg.EvidenceKMSKey, Clock: cfg.Clock})
+	if err != nil {
+		return fmt.Errorf("opening the evidence store: %w", err)
+	}
+	c.Evidence, err = evidence.New(evidence.Config{Store: c.Store, Backend: backend, StagingDir: filepath.Join(cfg.DataDir, "evidence", "uploads"),
+		Runs: c.Dispatcher, Audit: c.Audit, Logger: cfg.Logger, Clock: cfg.Clock, MaxBytes: cfg.EvidenceMaxBytes})
+	if err != nil {
+		return err
+	}
 	fl, err = fleet.New(fleet.Config{Store: c.Store, CA: c.CA, Signer: c.Signer, Dispatcher: c.Dispatcher, Audit: c.Audit,
-		Logger: cfg.Logger, Clock: cfg.Clock, CertTTL: cfg.AgentCertTTL, Heartbeat: cfg.Heartbeat})
+		Logger: cfg.Logger, Clock: cfg.Clock, CertTTL: cfg.AgentCertTTL, Heartbeat: cfg.Heartbeat, Evidence: c.Evidence})
 	if err != nil {
 		return err
 	}
@@ -224,8 +247,9 @@ func (c *Controller) build(ctx context.Context) error {
 			agentv1.AgentService_Connect_FullMethodName:        true,
 			agentv1.AgentService_UploadEvidence_FullMethodName: true,
 		},
-		Operator: operator.Policy,
+		Operator: maps.Clone(operator.Policy),
 	}
+	maps.Copy(policy.Operator, evidence.Policy)
 	authn := &auth.Authenticator{Policy: policy, Store: c.Store}
 	c.grpc = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(pki.ServerTLS(c.CA, tlsCert))),
@@ -242,6 +266,7 @@ func (c *Controller) build(ctx context.Context) error {
 	)
 	agentv1.RegisterAgentServiceServer(c.grpc, fl)
 	operatorv1.RegisterOperatorServiceServer(c.grpc, c.Operator)
+	operatorv1.RegisterEvidenceServiceServer(c.grpc, c.Evidence)
 	c.health = health.NewServer()
 	healthpb.RegisterHealthServer(c.grpc, c.health)
 	return nil
@@ -319,6 +344,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	dispDone := make(chan error, 1)
 	go func() { dispDone <- c.Dispatcher.Run(dispCtx) }()
 	run("last-seen writer", func(ctx context.Context) error { return c.Fleet.RunSeenWriter(ctx, 5*time.Second) })
+	run("evidence janitor", c.Evidence.Run)
 
 	addr := c.lis.Addr().String()
 	_ = pki.WriteFileAtomic(filepath.Join(c.cfg.DataDir, AddrFile), []byte(addr+"\n"), 0o644)

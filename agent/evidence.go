@@ -1,0 +1,538 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
+	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
+)
+
+// Evidence upload tuning.
+const (
+	// evidenceWindow bounds the bytes of one artifact held in memory until
+	// the controller has made them durable. A plugin that produces faster
+	// than the upload drains waits (back-pressure through its stream).
+	evidenceWindow = 16 << 20
+	// maxChunk is the largest chunk sent (the controller's limit).
+	maxChunk = 1 << 20
+	// minChunk is the smallest chunk a low bandwidth cap shrinks chunks to.
+	minChunk = 16 << 10
+	// maxChunkRetries bounds the resumes after chunks the controller
+	// refused as corrupted.
+	maxChunkRetries = 3
+)
+
+// evidenceUploads is the agent's evidence state: the bandwidth limiter all
+// uploads share and the uploads of running tasks.
+type evidenceUploads struct {
+	once    sync.Once
+	limiter *rate.Limiter
+
+	mu     sync.Mutex
+	byTask map[string][]*evidenceUpload
+}
+
+// chunkFor is the chunk size that keeps a rate-limited upload smooth: about
+// a quarter of a second's worth.
+func chunkFor(bps int64) int {
+	if bps <= 0 {
+		return maxChunk
+	}
+	return int(min(max(bps/4, minChunk), maxChunk))
+}
+
+func newLimiter(bps int64) *rate.Limiter {
+	if bps <= 0 {
+		return nil
+	}
+	return rate.NewLimiter(rate.Limit(bps), chunkFor(bps))
+}
+
+// agentLimiter is the limiter for --bandwidth, shared by every upload.
+func (a *Agent) agentLimiter() *rate.Limiter {
+	a.evidence.once.Do(func() { a.evidence.limiter = newLimiter(a.cfg.Bandwidth) })
+	return a.evidence.limiter
+}
+
+// onArtifact receives artifact chunks from a plugin and streams them to
+// the controller as they come. It returns once the chunk is in the upload's
+// window, which may mean waiting for the controller to catch up.
+func (a *Agent) onArtifact(ctx context.Context, spec *agentv1.TaskSpec, chunk *pluginv1.ArtifactChunk, res *agentv1.TaskResult) error {
+	u, err := a.evidenceUploadFor(ctx, spec, chunk, res)
+	if err != nil {
+		return err
+	}
+	if len(chunk.GetData()) > 0 {
+		if err := u.write(ctx, chunk.GetData()); err != nil {
+			return fmt.Errorf("uploading evidence %q: %w", u.name, err)
+		}
+	}
+	if chunk.GetEof() {
+		u.end(a.cfg.Clock())
+	}
+	return nil
+}
+
+// evidenceUploadFor returns the task's upload of the chunk's artifact,
+// starting it on the artifact's first chunk.
+func (a *Agent) evidenceUploadFor(ctx context.Context, spec *agentv1.TaskSpec, chunk *pluginv1.ArtifactChunk, res *agentv1.TaskResult) (*evidenceUpload, error) {
+	ev := &a.evidence
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	for _, u := range ev.byTask[spec.GetTaskId()] {
+		if u.name == chunk.GetName() {
+			if u.isEnded() {
+				return nil, fmt.Errorf("the action sent more of artifact %q after ending it", u.name)
+			}
+			return u, nil
+		}
+	}
+	if chunk.GetName() == "" {
+		return nil, errors.New("the action sent an artifact without a name")
+	}
+	started := a.cfg.Clock()
+	if res.GetStartedAt() != nil {
+		started = res.GetStartedAt().AsTime()
+	}
+	task := spec.GetUploadBytesPerSecond()
+	u := &evidenceUpload{a: a, taskID: spec.GetTaskId(), name: chunk.GetName(), mediaType: chunk.GetMediaType(), started: started,
+		limiters: []*rate.Limiter{a.agentLimiter()}, chunk: chunkFor(a.cfg.Bandwidth),
+		win: newWindow(evidenceWindow), whole: sha256.New(), data: make(chan struct{}, 1), space: make(chan struct{}, 1),
+		abort: make(chan struct{}), done: make(chan struct{})}
+	if task > 0 && task < 1<<62 {
+		u.limiters = append(u.limiters, newLimiter(int64(task)))
+		u.chunk = min(u.chunk, chunkFor(int64(task)))
+	}
+	if ev.byTask == nil {
+		ev.byTask = map[string][]*evidenceUpload{}
+	}
+	ev.byTask[spec.GetTaskId()] = append(ev.byTask[spec.GetTaskId()], u)
+	go u.run(ctx)
+	return u, nil
+}
+
+// closeArtifacts waits until every artifact of the task is stored and puts
+// the evidence ids in the result. An artifact the action did not finish is
+// abandoned: nothing incomplete is stored.
+func (a *Agent) closeArtifacts(ctx context.Context, spec *agentv1.TaskSpec, res *agentv1.TaskResult) error {
+	ev := &a.evidence
+	ev.mu.Lock()
+	ups := ev.byTask[spec.GetTaskId()]
+	delete(ev.byTask, spec.GetTaskId())
+	ev.mu.Unlock()
+	var errs []error
+	for _, u := range ups {
+		if !u.isEnded() {
+			u.stop()
+			<-u.done
+			errs = append(errs, fmt.Errorf("artifact %q was not finished by the action; it was not stored", u.name))
+			continue
+		}
+		select {
+		case <-u.done:
+		case <-ctx.Done():
+			u.stop()
+			<-u.done
+		}
+		if err := u.failure(); err != nil {
+			errs = append(errs, fmt.Errorf("uploading evidence %q: %w", u.name, err))
+			continue
+		}
+		res.EvidenceIds = append(res.EvidenceIds, u.evidenceID)
+	}
+	return errors.Join(errs...)
+}
+
+// evidenceUpload streams one artifact to the controller. The plugin's
+// chunks go into a bounded window; a sender goroutine reads them out in
+// chunks, each with its SHA-256, under the bandwidth caps, and keeps them
+// until the controller acknowledges them durable, so a dropped connection
+// resumes from the controller's committed offset.
+type evidenceUpload struct {
+	a         *Agent
+	taskID    string
+	name      string
+	mediaType string
+	started   time.Time
+	limiters  []*rate.Limiter
+	chunk     int
+
+	mu       sync.Mutex
+	win      *window
+	whole    hash.Hash
+	sum      []byte
+	ended    bool
+	finished time.Time
+	err      error
+
+	data  chan struct{} // new bytes or the end were produced
+	space chan struct{} // acknowledgements freed window space
+	abort chan struct{} // closed by stop
+	once  sync.Once
+	done  chan struct{} // closed when run returns
+
+	evidenceID string
+}
+
+func notify(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+func (u *evidenceUpload) isEnded() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.ended
+}
+
+func (u *evidenceUpload) failure() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.err
+}
+
+func (u *evidenceUpload) stop() { u.once.Do(func() { close(u.abort) }) }
+
+// write puts p into the window, waiting while it is full.
+func (u *evidenceUpload) write(ctx context.Context, p []byte) error {
+	for len(p) > 0 {
+		u.mu.Lock()
+		if u.err != nil {
+			err := u.err
+			u.mu.Unlock()
+			return err
+		}
+		n := min(u.win.free(), int64(len(p)))
+		if n == 0 {
+			u.mu.Unlock()
+			select {
+			case <-u.space:
+			case <-u.done:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			continue
+		}
+		u.win.write(p[:n])
+		u.whole.Write(p[:n])
+		u.mu.Unlock()
+		notify(u.data)
+		p = p[n:]
+	}
+	return nil
+}
+
+// end records that the artifact is complete.
+func (u *evidenceUpload) end(at time.Time) {
+	u.mu.Lock()
+	u.ended, u.finished, u.sum = true, at, u.whole.Sum(nil)
+	u.mu.Unlock()
+	notify(u.data)
+}
+
+// release frees the window up to the controller's committed offset.
+func (u *evidenceUpload) release(committed int64) {
+	u.mu.Lock()
+	u.win.release(committed)
+	u.mu.Unlock()
+	notify(u.space)
+}
+
+// errPermanent marks an upload failure that another attempt cannot fix.
+type errPermanent struct{ err error }
+
+func (e *errPermanent) Error() string { return e.err.Error() }
+func (e *errPermanent) Unwrap() error { return e.err }
+
+// retryable reports whether an upload that failed with err may resume.
+func retryable(err error, chunkFailures int) bool {
+	var perm *errPermanent
+	if errors.As(err, &perm) {
+		return false
+	}
+	switch status.Code(err) {
+	case codes.PermissionDenied, codes.Unauthenticated, codes.InvalidArgument, codes.NotFound, codes.FailedPrecondition,
+		codes.ResourceExhausted, codes.Unimplemented:
+		return false
+	case codes.DataLoss:
+		// A chunk the controller refused left nothing behind; sending it
+		// again from the window may succeed.
+		return chunkFailures <= maxChunkRetries
+	}
+	return true
+}
+
+// run uploads until the artifact is stored, resuming after failures that
+// allow it, until the task's context ends.
+func (u *evidenceUpload) run(ctx context.Context) {
+	defer close(u.done)
+	log := u.a.cfg.Logger.With("task", u.taskID, "artifact", u.name)
+	backoff := 250 * time.Millisecond
+	chunkFailures := 0
+	for attempt := 1; ; attempt++ {
+		committed, err := u.session(ctx, attempt)
+		if err == nil {
+			return
+		}
+		if status.Code(err) == codes.DataLoss {
+			chunkFailures++
+		}
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (the task ended: %v)", err, ctx.Err())
+		}
+		select {
+		case <-u.abort:
+			err = errors.New("the upload was abandoned")
+		default:
+		}
+		if ctx.Err() != nil || !retryable(err, chunkFailures) || u.isAborted() {
+			u.mu.Lock()
+			u.err = err
+			u.mu.Unlock()
+			log.Error("evidence upload failed", "error", err)
+			return
+		}
+		if committed > 0 {
+			backoff = 250 * time.Millisecond
+		}
+		wait := backoff/2 + rand.N(backoff/2+1)
+		log.Warn("evidence upload interrupted; resuming from the controller's committed offset", "error", err, "attempt", attempt, "in", wait.Round(time.Millisecond))
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+		case <-u.abort:
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+func (u *evidenceUpload) isAborted() bool {
+	select {
+	case <-u.abort:
+		return true
+	default:
+		return false
+	}
+}
+
+// session is one UploadEvidence stream. It returns the bytes the
+// controller newly committed during it, and nil once the artifact is stored.
+func (u *evidenceUpload) session(ctx context.Context, attempt int) (int64, error) {
+	conn, err := u.a.dial()
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-u.abort:
+			cancel()
+		case <-sctx.Done():
+		}
+	}()
+	stream, err := agentv1.NewAgentServiceClient(conn).UploadEvidence(sctx)
+	if err != nil {
+		return 0, err
+	}
+	if err := stream.Send(&agentv1.UploadEvidenceRequest{Msg: &agentv1.UploadEvidenceRequest_Open{Open: &agentv1.EvidenceOpen{
+		TaskId: u.taskID, Name: u.name, MediaType: u.mediaType}}}); err != nil {
+		return 0, recvStatus(stream, err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return 0, err
+	}
+	opened := first.GetOpened()
+	if opened == nil {
+		return 0, &errPermanent{errors.New("the controller did not answer open with opened")}
+	}
+	committed := int64(opened.GetCommittedOffset())
+	u.mu.Lock()
+	base, produced := u.win.base, u.win.end
+	if committed < base || committed > produced {
+		u.mu.Unlock()
+		// The controller lost bytes it had acknowledged, or holds more than
+		// this artifact has: the upload cannot be completed consistently.
+		return 0, &errPermanent{fmt.Errorf("the controller resumes at offset %d, but this agent holds bytes %d to %d only: run the collection again", committed, base, produced)}
+	}
+	u.mu.Unlock()
+	u.release(committed)
+	startCommitted := committed
+	if attempt > 1 {
+		u.a.cfg.Logger.Info("evidence upload resumed", "task", u.taskID, "artifact", u.name, "offset", committed)
+	}
+
+	type stored struct {
+		msg *agentv1.EvidenceStored
+	}
+	acks := make(chan stored, 1)
+	recvErr := make(chan error, 1)
+	var mu sync.Mutex
+	lastCommitted := committed
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			switch msg := m.GetMsg().(type) {
+			case *agentv1.UploadEvidenceResponse_Ack:
+				c := int64(msg.Ack.GetCommittedOffset())
+				mu.Lock()
+				lastCommitted = max(lastCommitted, c)
+				mu.Unlock()
+				u.release(c)
+			case *agentv1.UploadEvidenceResponse_Stored:
+				acks <- stored{msg.Stored}
+				return
+			}
+		}
+	}()
+	progress := func() int64 {
+		mu.Lock()
+		defer mu.Unlock()
+		return lastCommitted - startCommitted
+	}
+
+	buf := make([]byte, u.chunk)
+	sent := committed
+	for {
+		u.mu.Lock()
+		avail, ended := u.win.end-sent, u.ended
+		u.mu.Unlock()
+		if avail == 0 {
+			if ended {
+				break
+			}
+			select {
+			case <-u.data:
+				continue
+			case err := <-recvErr:
+				return progress(), err
+			case <-sctx.Done():
+				return progress(), sctx.Err()
+			}
+		}
+		n := int(min(avail, int64(len(buf))))
+		u.mu.Lock()
+		u.win.read(sent, buf[:n])
+		u.mu.Unlock()
+		for _, l := range u.limiters {
+			if l == nil {
+				continue
+			}
+			if err := l.WaitN(sctx, n); err != nil {
+				return progress(), err
+			}
+		}
+		sum := sha256.Sum256(buf[:n])
+		if err := stream.Send(&agentv1.UploadEvidenceRequest{Msg: &agentv1.UploadEvidenceRequest_Chunk{Chunk: &agentv1.EvidenceChunk{
+			Offset: uint64(sent), Data: buf[:n], Sha256: sum[:]}}}); err != nil {
+			return progress(), recvStatus(stream, err)
+		}
+		sent += int64(n)
+	}
+	u.mu.Lock()
+	size, sum, finished := u.win.end, u.sum, u.finished
+	u.mu.Unlock()
+	if err := stream.Send(&agentv1.UploadEvidenceRequest{Msg: &agentv1.UploadEvidenceRequest_Finish{Finish: &agentv1.EvidenceFinish{
+		Size: uint64(size), Sha256: sum, StartedAt: timestamppb.New(u.started), FinishedAt: timestamppb.New(finished)}}}); err != nil {
+		return progress(), recvStatus(stream, err)
+	}
+	select {
+	case s := <-acks:
+		if s.msg.GetSha256() != hex.EncodeToString(sum) || s.msg.GetSize() != uint64(size) {
+			return progress(), &errPermanent{fmt.Errorf("the controller stored %d bytes with SHA-256 %s, not the %d bytes with %x this agent sent",
+				s.msg.GetSize(), s.msg.GetSha256(), size, sum)}
+		}
+		u.mu.Lock()
+		u.evidenceID = s.msg.GetEvidenceId()
+		u.mu.Unlock()
+		u.a.cfg.Logger.Info("evidence stored", "task", u.taskID, "artifact", u.name, "evidence", s.msg.GetEvidenceId(), "bytes", size,
+			"sha256", s.msg.GetSha256(), "seconds", u.a.cfg.Clock().Sub(u.started).Round(time.Millisecond).Seconds())
+		return progress(), nil
+	case err := <-recvErr:
+		if status.Code(err) == codes.DataLoss {
+			// At finish, DataLoss means the whole upload did not match:
+			// the controller refused it, and sending it again cannot help.
+			return progress(), &errPermanent{err}
+		}
+		return progress(), err
+	case <-sctx.Done():
+		return progress(), sctx.Err()
+	}
+}
+
+// recvStatus turns the io.EOF a client stream's Send returns when the
+// server has ended the stream into the server's status.
+func recvStatus(stream agentv1.AgentService_UploadEvidenceClient, err error) error {
+	if !errors.Is(err, io.EOF) {
+		return err
+	}
+	for {
+		if _, rerr := stream.Recv(); rerr != nil {
+			if errors.Is(rerr, io.EOF) {
+				return errors.New("the controller ended the upload stream")
+			}
+			return rerr
+		}
+	}
+}
+
+// window is a ring buffer over an artifact's byte stream: it holds the
+// bytes from base (the first byte the controller has not made durable) to
+// end (the last byte produced).
+type window struct {
+	buf       []byte
+	base, end int64
+}
+
+func newWindow(size int) *window { return &window{buf: make([]byte, size)} }
+
+func (w *window) free() int64 { return int64(len(w.buf)) - (w.end - w.base) }
+
+// write appends p, which must fit.
+func (w *window) write(p []byte) {
+	size := int64(len(w.buf))
+	for len(p) > 0 {
+		i := w.end % size
+		n := copy(w.buf[i:], p)
+		w.end += int64(n)
+		p = p[n:]
+	}
+}
+
+// read copies the bytes at off into p; they must be in the window.
+func (w *window) read(off int64, p []byte) {
+	size := int64(len(w.buf))
+	for len(p) > 0 {
+		i := off % size
+		n := copy(p, w.buf[i:])
+		off += int64(n)
+		p = p[n:]
+	}
+}
+
+// release forgets the bytes before off.
+func (w *window) release(off int64) {
+	w.base = max(w.base, min(off, w.end))
+}

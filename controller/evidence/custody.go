@@ -1,0 +1,224 @@
+package evidence
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/firebreak-ir/firebreak/controller/store"
+)
+
+// Custody actions.
+const (
+	// ActionCollected is the first entry: the agent's upload, verified and stored.
+	ActionCollected = "collected"
+	// ActionDownload is an operator's download.
+	ActionDownload = "download"
+	// ActionExport is a download for someone outside (GetEvidence export_to).
+	ActionExport = "export"
+	// ActionVerify is a verification against the store.
+	ActionVerify = "verify"
+)
+
+// CustodyEntry is one entry of an item's chain of custody.
+type CustodyEntry struct {
+	EvidenceID string
+	Seq        int64
+	At         time.Time
+	Actor      string
+	Action     string
+	Detail     json.RawMessage
+	PrevHash   string
+	Hash       string
+}
+
+// CustodyHash is an entry's hash over its fields and the previous entry's
+// hash. The fields are JSON-encoded as one array, so no two different
+// entries encode the same way.
+func CustodyHash(e *CustodyEntry) string {
+	detail := e.Detail
+	if len(detail) == 0 {
+		detail = json.RawMessage("{}")
+	}
+	b, _ := json.Marshal([]any{e.EvidenceID, e.Seq, e.At.UTC().Format(time.RFC3339Nano), e.Actor, e.Action, detail, e.PrevHash})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// appendCustodyTx appends an entry within tx, filling Seq, PrevHash and
+// Hash. The store's writer is one connection with immediate transactions,
+// so two appends to one item cannot fork the chain.
+func appendCustodyTx(ctx context.Context, tx *sql.Tx, e *CustodyEntry) error {
+	if len(e.Detail) == 0 {
+		e.Detail = json.RawMessage("{}")
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, e.Detail); err != nil {
+		return fmt.Errorf("custody detail is not JSON: %w", err)
+	}
+	e.Detail = compact.Bytes()
+	prev := store.GenesisHash
+	var seq int64
+	err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM evidence_custody WHERE evidence_id = ? ORDER BY seq DESC LIMIT 1`, e.EvidenceID).Scan(&seq, &prev)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	e.Seq, e.PrevHash, e.At = seq+1, prev, e.At.UTC()
+	e.Hash = CustodyHash(e)
+	_, err = tx.ExecContext(ctx, `INSERT INTO evidence_custody (evidence_id, seq, at, actor, action, detail_json, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.EvidenceID, e.Seq, ns(e.At), e.Actor, e.Action, string(e.Detail), e.PrevHash, e.Hash)
+	return err
+}
+
+// AppendCustody appends an access to an item's custody record and mirrors
+// it to the audit log. An access that cannot be recorded must not happen,
+// so callers stop on its error.
+func (s *Service) AppendCustody(ctx context.Context, evidenceID, actor, action string, detail any) (*CustodyEntry, error) {
+	b, err := json.Marshal(detail)
+	if err != nil {
+		return nil, err
+	}
+	e := &CustodyEntry{EvidenceID: evidenceID, At: s.cfg.Clock(), Actor: actor, Action: action, Detail: b}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	if err := appendCustodyTx(ctx, tx, e); err != nil {
+		return nil, fmt.Errorf("appending to the custody record of %s: %w", evidenceID, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("appending to the custody record of %s: %w", evidenceID, err)
+	}
+	s.mirror(ctx, e)
+	return e, nil
+}
+
+// mirror copies a custody entry to the audit log, so the two chains
+// corroborate each other.
+func (s *Service) mirror(ctx context.Context, e *CustodyEntry) {
+	s.cfg.Audit(ctx, e.Actor, "evidence."+e.Action, e.EvidenceID, map[string]any{"custody_seq": e.Seq, "custody_hash": e.Hash,
+		"detail": json.RawMessage(e.Detail)})
+}
+
+// Custody returns an item's entries in order.
+func (s *Service) Custody(ctx context.Context, evidenceID string) ([]*CustodyEntry, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT seq, at, actor, action, detail_json, prev_hash, hash FROM evidence_custody WHERE evidence_id = ? ORDER BY seq`, evidenceID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*CustodyEntry
+	for rows.Next() {
+		e := &CustodyEntry{EvidenceID: evidenceID}
+		var at int64
+		var detail string
+		if err := rows.Scan(&e.Seq, &at, &e.Actor, &e.Action, &detail, &e.PrevHash, &e.Hash); err != nil {
+			return nil, err
+		}
+		e.At, e.Detail = tm(at), json.RawMessage(detail)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// CustodyCheck is the result of verifying an item's custody chain.
+type CustodyCheck struct {
+	OK          bool
+	Entries     int
+	FirstBadSeq int64
+	Problem     string
+}
+
+// CheckCustody re-computes an item's chain and compares the item's record
+// with what its first entry says was collected.
+func CheckCustody(it *Item, entries []*CustodyEntry) CustodyCheck {
+	chk := CustodyCheck{OK: true, Entries: len(entries)}
+	fail := func(seq int64, problem string) CustodyCheck {
+		chk.OK, chk.FirstBadSeq, chk.Problem = false, seq, problem
+		return chk
+	}
+	if len(entries) == 0 {
+		return fail(1, "the custody record is empty: its first entry was removed")
+	}
+	prev := store.GenesisHash
+	for i, e := range entries {
+		switch {
+		case e.Seq != int64(i+1):
+			return fail(int64(i+1), fmt.Sprintf("entry %d is missing (the next entry is %d): the record was cut", i+1, e.Seq))
+		case e.PrevHash != prev:
+			return fail(e.Seq, "its previous-hash does not match the entry before it: an earlier entry was changed or removed")
+		case CustodyHash(e) != e.Hash:
+			return fail(e.Seq, "its content does not match its hash: the entry was edited")
+		}
+		prev = e.Hash
+	}
+	first := entries[0]
+	if first.Action != ActionCollected {
+		return fail(1, fmt.Sprintf("the first entry is %q, not %q", first.Action, ActionCollected))
+	}
+	var recorded collectedDetail
+	if err := json.Unmarshal(first.Detail, &recorded); err != nil {
+		return fail(1, "the first entry's detail is not a collection record: "+err.Error())
+	}
+	want, _ := json.Marshal(recorded.itemFacts)
+	got, _ := json.Marshal(itemFactsOf(it))
+	if !bytes.Equal(want, got) {
+		return fail(1, fmt.Sprintf("the evidence record no longer matches its collection entry: the entry says %s, the record now says %s", want, got))
+	}
+	return chk
+}
+
+// itemFacts are the fields of an item fixed at collection; the first
+// custody entry records them and verification compares them.
+type itemFacts struct {
+	TaskID          string    `json:"task_id"`
+	RunID           string    `json:"run_id"`
+	CaseID          string    `json:"case_id"`
+	Operator        string    `json:"operator"`
+	AgentID         string    `json:"agent_id"`
+	CertSerial      string    `json:"agent_cert_serial"`
+	CertFingerprint string    `json:"agent_cert_fingerprint"`
+	Hostname        string    `json:"hostname"`
+	Name            string    `json:"name"`
+	MediaType       string    `json:"media_type"`
+	Size            int64     `json:"size"`
+	SHA256          string    `json:"sha256"`
+	Backend         string    `json:"backend"`
+	Location        string    `json:"location"`
+	StartedAt       time.Time `json:"collection_started_at"`
+	FinishedAt      time.Time `json:"collection_finished_at"`
+	StoredAt        time.Time `json:"stored_at"`
+	RetainUntil     time.Time `json:"retain_until"`
+}
+
+func itemFactsOf(it *Item) itemFacts {
+	return itemFacts{TaskID: it.TaskID, RunID: it.RunID, CaseID: it.CaseID, Operator: it.Operator, AgentID: it.AgentID,
+		CertSerial: it.CertSerial, CertFingerprint: it.CertFingerprint, Hostname: it.Hostname, Name: it.Name,
+		MediaType: it.MediaType, Size: it.Size, SHA256: it.SHA256, Backend: it.Backend, Location: it.Location,
+		StartedAt: it.StartedAt.UTC(), FinishedAt: it.FinishedAt.UTC(), StoredAt: it.StoredAt.UTC(), RetainUntil: it.RetainUntil.UTC()}
+}
+
+// collectedDetail is the detail of the first custody entry.
+type collectedDetail struct {
+	itemFacts
+	Host    *HostIdentity `json:"host,omitempty"`
+	Bundle  *bundleFacts  `json:"bundle,omitempty"`
+	Resumes int           `json:"upload_resumes"`
+}
+
+// bundleFacts is what the first entry records of a bundle.
+type bundleFacts struct {
+	Valid     bool   `json:"valid"`
+	Problem   string `json:"problem,omitempty"`
+	Collector string `json:"collector,omitempty"`
+	Profile   string `json:"profile,omitempty"`
+	Members   int    `json:"members"`
+	Truncated bool   `json:"truncated,omitempty"`
+}
