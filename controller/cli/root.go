@@ -210,6 +210,11 @@ func (g *globals) ctx(parent context.Context) (context.Context, context.CancelFu
 	return context.WithTimeout(parent, g.timeout)
 }
 
+// ctxWith bounds one long request.
+func (g *globals) ctxWith(parent context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(parent, d)
+}
+
 // rpcError turns a gRPC error into the message an operator can act on.
 func rpcError(err error) error {
 	st, ok := status.FromError(err)

@@ -33,6 +33,10 @@ type runFlags struct {
 	wait           bool
 	reason         string
 	caseID         string
+	accounts       string
+	regions        string
+	maxPerAccount  uint32
+	accountFlags   bool
 }
 
 func (f *runFlags) register(cmd *cobra.Command) {
@@ -46,7 +50,15 @@ func (f *runFlags) register(cmd *cobra.Command) {
 	fl.BoolVar(&f.wait, "wait", false, "follow the run to its end, then print the per-target table")
 	fl.StringVar(&f.reason, "reason", "", "why, for the audit log and the case")
 	fl.StringVar(&f.caseID, "case", "", "incident case to attach the run to")
-	_ = cmd.MarkFlagRequired("select")
+}
+
+// registerAccounts adds the flags of account-targeted runs.
+func (f *runFlags) registerAccounts(cmd *cobra.Command) {
+	f.accountFlags = true
+	fl := cmd.Flags()
+	fl.StringVar(&f.accounts, "accounts", "", `target AWS accounts instead of agents: "all", "ID,ID" or "ou=NAME|ID" (one task per account and region, sent to a worker; needs 'firebreak accounts sync')`)
+	fl.StringVar(&f.regions, "regions", "", `regions of an account-targeted run: "all" (each account's enabled regions) or "r1,r2" (default: the worker's region)`)
+	fl.Uint32Var(&f.maxPerAccount, "max-per-account", 0, "most tasks in flight per account in an account-targeted run (0: no limit)")
 }
 
 func (f *runFlags) request(action string, extra map[string]string, typed map[string]any) (*operatorv1.CreateRunRequest, error) {
@@ -60,8 +72,15 @@ func (f *runFlags) request(action string, extra map[string]string, typed map[str
 	if err := dispatch.ParseMaxErrors(f.maxErrors); err != nil {
 		return nil, exitWith(ExitUsage, err)
 	}
+	if f.selector == "" && f.accounts == "" {
+		if f.accountFlags {
+			return nil, exitWith(ExitUsage, errors.New(`say what to target: --select SELECTOR (agents) or --accounts all|ID,ID|ou=NAME (AWS accounts)`))
+		}
+		return nil, exitWith(ExitUsage, errors.New(`say what to target: --select SELECTOR, e.g. --select hostname=web-3`))
+	}
 	req := &operatorv1.CreateRunRequest{Action: action, Selector: f.selector, Params: params, MaxConcurrency: f.maxConcurrency,
-		MaxErrors: f.maxErrors, Deadline: durationpb.New(f.deadline), DryRun: f.dryRun, Reason: f.reason, CaseId: f.caseID}
+		MaxErrors: f.maxErrors, Deadline: durationpb.New(f.deadline), DryRun: f.dryRun, Reason: f.reason, CaseId: f.caseID,
+		Accounts: f.accounts, Regions: f.regions, MaxPerAccount: f.maxPerAccount}
 	if len(typed) > 0 {
 		b, err := json.Marshal(typed)
 		if err != nil {
@@ -75,7 +94,7 @@ func (f *runFlags) request(action string, extra map[string]string, typed map[str
 func newRunCmd(g *globals) *cobra.Command {
 	var f runFlags
 	cmd := &cobra.Command{
-		Use:   "run ACTION --select SELECTOR",
+		Use:   "run ACTION (--select SELECTOR | --accounts ACCOUNTS)",
 		Short: "Run one action on every matching agent",
 		Long: `Run one action on every agent the selector matches that offers the action.
 
@@ -86,7 +105,8 @@ more than --max-errors targets fail, the tasks not yet started are
 cancelled. A destructive action over more targets than the controller's
 approval threshold waits for 'firebreak approve RUN_ID' by another operator.`,
 		Example: `  firebreak run sysinfo --select all --wait
-  firebreak run noop --select role=host,label.env=prod --max-concurrency 50 --max-errors 5% --wait --json`,
+  firebreak run noop --select role=host,label.env=prod --max-concurrency 50 --max-errors 5% --wait --json
+  firebreak run aws-iam-contain --accounts all --param access_key_id=AKIA… --max-per-account 1 --wait`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req, err := f.request(args[0], nil, nil)
@@ -97,6 +117,7 @@ approval threshold waits for 'firebreak approve RUN_ID' by another operator.`,
 		},
 	}
 	f.register(cmd)
+	f.registerAccounts(cmd)
 	return cmd
 }
 

@@ -115,6 +115,8 @@ type runState struct {
 	ready     []*taskState
 	inflight  int
 	open      int
+	// perAccount counts tasks in flight per AWS account.
+	perAccount map[string]int
 	errors    int
 	threshold int
 	stopped   string
@@ -449,7 +451,7 @@ func closeSub(s *Subscription) {
 }
 
 func (d *Dispatcher) addRun(r *store.Run, tasks []*store.Task) *runState {
-	rs := &runState{run: r, threshold: Threshold(r.MaxErrors, len(tasks))}
+	rs := &runState{run: r, threshold: Threshold(r.MaxErrors, len(tasks)), perAccount: map[string]int{}}
 	d.runs[r.ID] = rs
 	for _, t := range tasks {
 		ts := &taskState{t: t, run: rs}
@@ -471,6 +473,7 @@ func (d *Dispatcher) addRun(r *store.Run, tasks []*store.Task) *runState {
 		switch t.Status {
 		case agentv1.TaskStatus_TASK_STATUS_DISPATCHED, agentv1.TaskStatus_TASK_STATUS_RUNNING:
 			rs.inflight++
+			rs.perAccount[t.Account]++
 		case agentv1.TaskStatus_TASK_STATUS_PENDING:
 			if d.connected[t.AgentID] {
 				rs.ready = append(rs.ready, ts)
@@ -563,14 +566,24 @@ func (d *Dispatcher) dispatchMore(rs *runState) {
 	if rs.run.Status != operatorv1.RunStatus_RUN_STATUS_RUNNING || rs.stopped != "" {
 		return
 	}
-	var out []*taskState
+	var out, deferred []*taskState
+	chosen := map[string]int{}
 	for len(rs.ready) > 0 && (rs.run.MaxConcurrency <= 0 || rs.inflight+len(out) < rs.run.MaxConcurrency) {
 		ts := rs.ready[0]
 		rs.ready = rs.ready[1:]
 		if ts.t.Status != agentv1.TaskStatus_TASK_STATUS_PENDING || !d.connected[ts.t.AgentID] {
 			continue
 		}
+		if acct := ts.t.Account; rs.run.MaxPerAccount > 0 && acct != "" && rs.perAccount[acct]+chosen[acct] >= rs.run.MaxPerAccount {
+			// This account is at its limit; the task keeps its place.
+			deferred = append(deferred, ts)
+			continue
+		}
+		chosen[ts.t.Account]++
 		out = append(out, ts)
+	}
+	if len(deferred) > 0 {
+		rs.ready = append(deferred, rs.ready...)
 	}
 	if len(out) == 0 {
 		return
@@ -591,6 +604,7 @@ func (d *Dispatcher) dispatchMore(rs *runState) {
 		ts.t.DispatchedAt = now
 		ts.t.SignedTask, _ = store.EncodeSignedTask(st)
 		rs.inflight++
+		rs.perAccount[ts.t.Account]++
 		d.changed(ts)
 	}
 }
@@ -713,6 +727,7 @@ func (d *Dispatcher) onResult(agentID string, res *agentv1.TaskResult) {
 	}
 	if wasInflight {
 		rs.inflight--
+		rs.perAccount[t.Account]--
 	}
 	if isError(status) {
 		rs.errors++
@@ -903,6 +918,7 @@ func (d *Dispatcher) checkDeadlines() {
 				ts.t.Error = "no result from the agent by the run's deadline; it may have run: check the host"
 				ts.t.FinishedAt = now
 				rs.inflight--
+				rs.perAccount[ts.t.Account]--
 				rs.errors++
 				d.finishTask(ts)
 				changed = true

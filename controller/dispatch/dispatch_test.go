@@ -385,3 +385,49 @@ func TestThreshold(t *testing.T) {
 		}
 	}
 }
+
+func TestMaxPerAccount(t *testing.T) {
+	var mu sync.Mutex
+	inflight := map[string]int{}
+	peak := map[string]int{}
+	var h *harness
+	h = newHarness(t, filepath.Join(t.TempDir(), "db"), func(agent string, spec *agentv1.TaskSpec) *agentv1.TaskResult {
+		mu.Lock()
+		inflight[spec.GetAccount()]++
+		peak[spec.GetAccount()] = max(peak[spec.GetAccount()], inflight[spec.GetAccount()])
+		mu.Unlock()
+		go func() {
+			time.Sleep(2 * time.Millisecond)
+			mu.Lock()
+			inflight[spec.GetAccount()]--
+			mu.Unlock()
+			h.d.TaskResult(agent, succeed(agent, spec))
+		}()
+		return nil
+	})
+	defer h.stop()
+	h.f.connect("w")
+	// One worker, six tasks over two accounts, two regions each... all on
+	// the same agent as an account-targeted run would be.
+	now := h.clock.Now()
+	r := &store.Run{ID: "run-acct", Action: "noop", Selector: "role=worker", ParamsJSON: []byte(`{}`), Status: operatorv1.RunStatus_RUN_STATUS_RUNNING,
+		CreatedBy: "alice", CreatedAt: now, StartedAt: now, DeadlineAfter: time.Hour, Deadline: now.Add(time.Hour), MaxPerAccount: 1, Accounts: "all"}
+	var tasks []*store.Task
+	for i, acct := range []string{"111111111111", "111111111111", "111111111111", "222222222222", "222222222222", "222222222222"} {
+		tasks = append(tasks, &store.Task{ID: fmt.Sprintf("t%d", i), RunID: r.ID, Seq: i, AgentID: "w", Account: acct, Region: "us-east-1",
+			Status: agentv1.TaskStatus_TASK_STATUS_PENDING})
+	}
+	if err := h.st.CreateRun(context.Background(), r, tasks); err != nil {
+		t.Fatal(err)
+	}
+	h.d.Submit(r, tasks, "")
+	run := h.wait(r.ID, "the end", ended)
+	if run.GetCounts().GetSucceeded() != 6 {
+		t.Fatalf("counts %v", run.GetCounts())
+	}
+	for acct, p := range peak {
+		if p > 1 {
+			t.Errorf("account %s had %d tasks in flight; the limit is 1", acct, p)
+		}
+	}
+}

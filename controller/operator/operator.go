@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -49,6 +50,8 @@ var Policy = map[string]operatorv1.OperatorRole{
 	operatorv1.OperatorService_CancelRun_FullMethodName:       operatorv1.OperatorRole_OPERATOR_ROLE_RESPONDER,
 	operatorv1.OperatorService_ListAudit_FullMethodName:       operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
 	operatorv1.OperatorService_VerifyAudit_FullMethodName:     operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
+	operatorv1.OperatorService_SyncAccounts_FullMethodName:    operatorv1.OperatorRole_OPERATOR_ROLE_RESPONDER,
+	operatorv1.OperatorService_ListAccounts_FullMethodName:    operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
 }
 
 // AuditFunc records an action in the audit log.
@@ -386,39 +389,14 @@ func (s *Service) Plan(ctx context.Context, req *operatorv1.CreateRunRequest) (*
 		}
 	}
 
-	views, err := s.agents(ctx)
+	accountRun := strings.TrimSpace(req.GetAccounts()) != ""
+	if accountRun && strings.TrimSpace(req.GetSelector()) == "" {
+		// Account-targeted runs go to workers unless told otherwise.
+		sel, _ = selector.Parse("role=worker")
+	}
+	withAction, desc, err := s.matchAgents(ctx, sel, req.GetAction())
 	if err != nil {
 		return nil, err
-	}
-	var matched, withAction []agentView
-	var desc *pluginv1.ActionDescription
-	offered := map[string]bool{}
-	for _, v := range views {
-		if !sel.Match(target(v)) {
-			continue
-		}
-		matched = append(matched, v)
-		for _, p := range v.a.Plugins {
-			offered[p.GetDescription().GetName()] = true
-			if p.GetDescription().GetName() == req.GetAction() {
-				withAction = append(withAction, v)
-				if desc == nil || p.GetDescription().GetVersion() > desc.GetVersion() {
-					desc = p.GetDescription()
-				}
-			}
-		}
-	}
-	if len(matched) == 0 {
-		return nil, status.Errorf(codes.FailedPrecondition, "selector %q matches no enrolled agent: check `firebreak agents list`", req.GetSelector())
-	}
-	if desc == nil {
-		names := make([]string, 0, len(offered))
-		for n := range offered {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		return nil, status.Errorf(codes.InvalidArgument, "unknown action %q: none of the %d matching agents offers it (they offer: %s)",
-			req.GetAction(), len(matched), strings.Join(names, ", "))
 	}
 	params, err := sdk.ResolveParams(desc, req.GetParams(), typed)
 	if err != nil {
@@ -431,21 +409,203 @@ func (s *Service) Plan(ctx context.Context, req *operatorv1.CreateRunRequest) (*
 		ID: ids.New("run"), Action: req.GetAction(), Selector: sel.String(), ParamsJSON: paramsJSON, CreatedBy: op.Name,
 		CreatedAt: now, DeadlineAfter: deadline, MaxConcurrency: int(req.GetMaxConcurrency()), MaxErrors: strings.TrimSpace(req.GetMaxErrors()),
 		Reason: req.GetReason(), CaseID: req.GetCaseId(), Destructive: desc.GetDestructive(),
-		UploadBPS: int64(min(req.GetUploadBytesPerSecond(), 1<<62)),
+		UploadBPS: int64(min(req.GetUploadBytesPerSecond(), 1<<62)), MaxPerAccount: int(req.GetMaxPerAccount()),
+		Accounts: strings.TrimSpace(req.GetAccounts()), Regions: strings.TrimSpace(req.GetRegions()),
 	}
-	if req.GetRequireApproval() || (r.Destructive && len(withAction) > s.cfg.ApprovalThreshold) {
+	var tasks []*store.Task
+	if accountRun {
+		if desc.GetDomain() != pluginv1.Domain_DOMAIN_SERVICE {
+			return nil, status.Errorf(codes.InvalidArgument, "action %q acts inside hosts; only service actions can target accounts", req.GetAction())
+		}
+		if tasks, err = s.accountTasks(ctx, r, withAction); err != nil {
+			return nil, err
+		}
+	} else {
+		if req.GetRegions() != "" || req.GetMaxPerAccount() != 0 {
+			return nil, status.Error(codes.InvalidArgument, "--regions and --max-per-account apply to account-targeted runs: add --accounts")
+		}
+		for i, v := range withAction {
+			tasks = append(tasks, &store.Task{ID: ids.New("tsk"), RunID: r.ID, Seq: i, AgentID: v.a.ID, Hostname: v.a.Hostname,
+				Status: agentv1.TaskStatus_TASK_STATUS_PENDING})
+		}
+	}
+	if req.GetRequireApproval() || (r.Destructive && len(tasks) > s.cfg.ApprovalThreshold) {
 		r.Status = operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL
 	} else {
 		r.Status = operatorv1.RunStatus_RUN_STATUS_RUNNING
 		r.StartedAt = now
 		r.Deadline = now.Add(deadline)
 	}
-	tasks := make([]*store.Task, 0, len(withAction))
-	for i, v := range withAction {
-		tasks = append(tasks, &store.Task{ID: ids.New("tsk"), RunID: r.ID, Seq: i, AgentID: v.a.ID, Hostname: v.a.Hostname,
-			Status: agentv1.TaskStatus_TASK_STATUS_PENDING, Account: v.facts.GetAccount(), Region: v.facts.GetRegion()})
-	}
 	return &RunPlan{Run: r, Tasks: tasks}, nil
+}
+
+// matchAgents returns the agents the selector matches that offer the
+// action, and the action's description (the newest version seen).
+func (s *Service) matchAgents(ctx context.Context, sel *selector.Selector, action string) ([]agentView, *pluginv1.ActionDescription, error) {
+	views, err := s.agents(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var matched, withAction []agentView
+	var desc *pluginv1.ActionDescription
+	offered := map[string]bool{}
+	for _, v := range views {
+		if !sel.Match(target(v)) {
+			continue
+		}
+		matched = append(matched, v)
+		for _, p := range v.a.Plugins {
+			offered[p.GetDescription().GetName()] = true
+			if p.GetDescription().GetName() == action {
+				withAction = append(withAction, v)
+				if desc == nil || p.GetDescription().GetVersion() > desc.GetVersion() {
+					desc = p.GetDescription()
+				}
+			}
+		}
+	}
+	if len(matched) == 0 {
+		return nil, nil, status.Errorf(codes.FailedPrecondition, "selector %q matches no enrolled agent: check `firebreak agents list`", sel.String())
+	}
+	if desc == nil {
+		names := make([]string, 0, len(offered))
+		for n := range offered {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return nil, nil, status.Errorf(codes.InvalidArgument, "unknown action %q: none of the %d matching agents offers it (they offer: %s)",
+			action, len(matched), strings.Join(names, ", "))
+	}
+	return withAction, desc, nil
+}
+
+var accountIDRE = regexp.MustCompile(`^\d{12}$`)
+
+// accountTasks makes one task per (account, region) of an account-targeted
+// run and gives each to a worker that can reach it: a worker living in the
+// account if there is one, else the central workers in turn.
+func (s *Service) accountTasks(ctx context.Context, r *store.Run, workers []agentView) ([]*store.Task, error) {
+	known, err := s.cfg.Store.ListAccounts(ctx)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "reading the accounts: %v", err)
+	}
+	if len(known) == 0 {
+		return nil, status.Error(codes.FailedPrecondition, "no accounts are known: run `firebreak accounts sync --management-account ID` first")
+	}
+	accounts, err := SelectAccounts(known, r.Accounts)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	sort.Slice(workers, func(i, j int) bool { return workers[i].a.ID < workers[j].a.ID })
+	inAccount := map[string][]agentView{}
+	for _, w := range workers {
+		if acct := w.facts.GetAccount(); acct != "" {
+			inAccount[acct] = append(inAccount[acct], w)
+		}
+	}
+	var tasks []*store.Task
+	next := 0
+	for _, a := range accounts {
+		regions, err := selectRegions(a, r.Regions)
+		if err != nil {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+		for _, region := range regions {
+			pool := inAccount[a.ID]
+			if len(pool) == 0 {
+				pool = workers
+			}
+			w := pool[next%len(pool)]
+			next++
+			tasks = append(tasks, &store.Task{ID: ids.New("tsk"), RunID: r.ID, Seq: len(tasks), AgentID: w.a.ID, Hostname: w.a.Hostname,
+				Status: agentv1.TaskStatus_TASK_STATUS_PENDING, Account: a.ID, Region: region})
+		}
+	}
+	if len(tasks) == 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "accounts %q and regions %q select nothing", r.Accounts, r.Regions)
+	}
+	return tasks, nil
+}
+
+// SelectAccounts applies an accounts expression: "all", "ID,ID" or
+// "ou=NAME-OR-ID" (an OU anywhere on the account's path).
+func SelectAccounts(known []*store.Account, expr string) ([]*store.Account, error) {
+	expr = strings.TrimSpace(expr)
+	switch {
+	case expr == "all":
+		return known, nil
+	case strings.HasPrefix(expr, "ou="):
+		ou := strings.TrimPrefix(expr, "ou=")
+		if ou == "" {
+			return nil, fmt.Errorf("--accounts ou= needs an OU name or id")
+		}
+		var out []*store.Account
+		for _, a := range known {
+			for _, part := range strings.Split(a.OUPath, "/") {
+				if part == ou {
+					out = append(out, a)
+					break
+				}
+			}
+		}
+		if len(out) == 0 {
+			return nil, fmt.Errorf("no known account is in OU %q", ou)
+		}
+		return out, nil
+	}
+	byID := map[string]*store.Account{}
+	for _, a := range known {
+		byID[a.ID] = a
+	}
+	var out []*store.Account
+	var unknown []string
+	seen := map[string]bool{}
+	for _, id := range strings.Split(expr, ",") {
+		id = strings.TrimSpace(id)
+		if !accountIDRE.MatchString(id) {
+			return nil, fmt.Errorf("--accounts %q: %q is not a 12-digit account id (or use all, or ou=NAME)", expr, id)
+		}
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		if a := byID[id]; a != nil {
+			out = append(out, a)
+		} else {
+			unknown = append(unknown, id)
+		}
+	}
+	if len(unknown) > 0 {
+		return nil, fmt.Errorf("accounts %s are not active members of the organisation (as of the last `firebreak accounts sync`)", strings.Join(unknown, ", "))
+	}
+	return out, nil
+}
+
+var regionNameRE = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d$`)
+
+func selectRegions(a *store.Account, expr string) ([]string, error) {
+	switch expr = strings.TrimSpace(expr); expr {
+	case "":
+		// The worker's own region.
+		return []string{""}, nil
+	case "all":
+		if len(a.Regions) == 0 {
+			return nil, fmt.Errorf("account %s has no known enabled regions", a.ID)
+		}
+		return a.Regions, nil
+	}
+	var out []string
+	for _, r := range strings.Split(expr, ",") {
+		r = strings.TrimSpace(r)
+		if !regionNameRE.MatchString(r) {
+			return nil, fmt.Errorf("--regions %q: %q is not a region name", expr, r)
+		}
+		// A region the account has not enabled cannot be acted in.
+		if len(a.Regions) == 0 || slices.Contains(a.Regions, r) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
 
 // WatchRun implements operatorv1.OperatorServiceServer.

@@ -94,6 +94,10 @@ var migrations = []string{
 	// is caught by the hash chain.
 	`CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END`,
 	`CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END`,
+	`CREATE TABLE accounts (
+		id TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, status TEXT NOT NULL,
+		ou_path TEXT NOT NULL, regions TEXT NOT NULL, synced_at BIGINT NOT NULL)`,
+	`ALTER TABLE runs ADD COLUMN max_per_account INTEGER NOT NULL DEFAULT 0`,
 }
 
 // extraMigrations are the migrations other packages (evidence, cases)
@@ -390,11 +394,11 @@ func (s *SQLite) ListOperators(ctx context.Context) ([]*Operator, error) {
 	return out, rows.Err()
 }
 
-const runCols = `id, action, selector, params_json, status, created_by, created_at, started_at, finished_at, deadline, deadline_after, max_concurrency, max_errors, reason, case_id, destructive, accounts, regions, upload_bps`
+const runCols = `id, action, selector, params_json, status, created_by, created_at, started_at, finished_at, deadline, deadline_after, max_concurrency, max_errors, reason, case_id, destructive, accounts, regions, upload_bps, max_per_account`
 
 func runArgs(r *Run) []any {
 	return []any{r.ID, r.Action, r.Selector, string(r.ParamsJSON), int(r.Status), r.CreatedBy, ns(r.CreatedAt), ns(r.StartedAt), ns(r.FinishedAt),
-		ns(r.Deadline), int64(r.DeadlineAfter), r.MaxConcurrency, r.MaxErrors, r.Reason, r.CaseID, b2i(r.Destructive), r.Accounts, r.Regions, r.UploadBPS}
+		ns(r.Deadline), int64(r.DeadlineAfter), r.MaxConcurrency, r.MaxErrors, r.Reason, r.CaseID, b2i(r.Destructive), r.Accounts, r.Regions, r.UploadBPS, r.MaxPerAccount}
 }
 
 func scanRun(sc interface{ Scan(...any) error }) (*Run, error) {
@@ -403,7 +407,7 @@ func scanRun(sc interface{ Scan(...any) error }) (*Run, error) {
 	var status, destructive int
 	var created, started, finished, deadline, after int64
 	if err := sc.Scan(&r.ID, &r.Action, &r.Selector, &params, &status, &r.CreatedBy, &created, &started, &finished, &deadline, &after,
-		&r.MaxConcurrency, &r.MaxErrors, &r.Reason, &r.CaseID, &destructive, &r.Accounts, &r.Regions, &r.UploadBPS); err != nil {
+		&r.MaxConcurrency, &r.MaxErrors, &r.Reason, &r.CaseID, &destructive, &r.Accounts, &r.Regions, &r.UploadBPS, &r.MaxPerAccount); err != nil {
 		return nil, err
 	}
 	r.ParamsJSON, r.Status, r.Destructive = []byte(params), operatorv1.RunStatus(status), destructive != 0
@@ -437,7 +441,7 @@ func (s *SQLite) CreateRun(ctx context.Context, r *Run, tasks []*Task) error {
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO runs (`+runCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, runArgs(r)...); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO runs (`+runCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, runArgs(r)...); err != nil {
 		return err
 	}
 	st, err := tx.PrepareContext(ctx, `INSERT INTO tasks (`+taskCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
@@ -684,6 +688,48 @@ func (s *SQLite) VerifyAudit(ctx context.Context) (*AuditCheck, error) {
 func fail(c *AuditCheck, seq int64, problem string) *AuditCheck {
 	c.OK, c.FirstBadSeq, c.Problem = false, seq, problem
 	return c
+}
+
+// ReplaceAccounts implements Store.
+func (s *SQLite) ReplaceAccounts(ctx context.Context, accounts []*Account) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM accounts`); err != nil {
+		return err
+	}
+	for _, a := range accounts {
+		regions, _ := json.Marshal(a.Regions)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO accounts (id, name, email, status, ou_path, regions, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			a.ID, a.Name, a.Email, a.Status, a.OUPath, string(regions), ns(a.SyncedAt)); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// ListAccounts implements Store.
+func (s *SQLite) ListAccounts(ctx context.Context) ([]*Account, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, name, email, status, ou_path, regions, synced_at FROM accounts ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Account
+	for rows.Next() {
+		var a Account
+		var regions string
+		var synced int64
+		if err := rows.Scan(&a.ID, &a.Name, &a.Email, &a.Status, &a.OUPath, &regions, &synced); err != nil {
+			return nil, err
+		}
+		_ = json.Unmarshal([]byte(regions), &a.Regions)
+		a.SyncedAt = tm(synced)
+		out = append(out, &a)
+	}
+	return out, rows.Err()
 }
 
 // GetMeta implements Store.

@@ -84,6 +84,8 @@ type Run struct {
 	Regions        string
 	// UploadBPS caps each agent's evidence upload (bytes/second, 0: none).
 	UploadBPS int64
+	// MaxPerAccount caps tasks in flight per AWS account (0: none).
+	MaxPerAccount int
 }
 
 // Task is one action on one target.
@@ -113,6 +115,17 @@ type Approval struct {
 	Approved bool
 	At       time.Time
 	Comment  string
+}
+
+// Account is one AWS account of the organisation, as last discovered.
+type Account struct {
+	ID       string
+	Name     string
+	Email    string
+	Status   string
+	OUPath   string
+	Regions  []string
+	SyncedAt time.Time
 }
 
 // AuditRecord is one entry of the audit log.
@@ -188,6 +201,11 @@ type Store interface {
 	ListAudit(ctx context.Context, afterSeq int64, limit int) ([]*AuditRecord, error)
 	// VerifyAudit re-computes the chain.
 	VerifyAudit(ctx context.Context) (*AuditCheck, error)
+
+	// ReplaceAccounts replaces the known accounts with a fresh discovery.
+	ReplaceAccounts(ctx context.Context, accounts []*Account) error
+	// ListAccounts returns the known accounts by id.
+	ListAccounts(ctx context.Context) ([]*Account, error)
 
 	// GetMeta and SetMeta hold small controller settings.
 	GetMeta(ctx context.Context, key string) (string, error)

@@ -150,6 +150,22 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 	})
 
+	t.Run("accounts", func(t *testing.T) {
+		s := open(t)
+		in := []*store.Account{{ID: "111111111111", Name: "a", Status: "ACTIVE", OUPath: "r-1/ou-x", Regions: []string{"us-east-1", "eu-west-1"}, SyncedAt: now},
+			{ID: "222222222222", Name: "b", Status: "ACTIVE", Regions: []string{}}}
+		if err := s.ReplaceAccounts(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ReplaceAccounts(ctx, in[:1]); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.ListAccounts(ctx)
+		if err != nil || len(got) != 1 || got[0].OUPath != "r-1/ou-x" || len(got[0].Regions) != 2 || !got[0].SyncedAt.Equal(now) {
+			t.Fatalf("accounts %+v %v", got, err)
+		}
+	})
+
 	t.Run("meta", func(t *testing.T) {
 		s := open(t)
 		if _, err := s.GetMeta(ctx, "k"); !errors.Is(err, store.ErrNotFound) {

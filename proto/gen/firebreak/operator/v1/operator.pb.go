@@ -726,8 +726,11 @@ type CreateRunRequest struct {
 	// require_approval makes the run wait for a second operator whatever its
 	// size (playbook steps marked approval: required).
 	RequireApproval bool `protobuf:"varint,14,opt,name=require_approval,json=requireApproval,proto3" json:"require_approval,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// max_per_account is the most tasks in flight per AWS account in an
+	// account-targeted run (0: no limit beyond max_concurrency).
+	MaxPerAccount uint32 `protobuf:"varint,15,opt,name=max_per_account,json=maxPerAccount,proto3" json:"max_per_account,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateRunRequest) Reset() {
@@ -856,6 +859,13 @@ func (x *CreateRunRequest) GetRequireApproval() bool {
 		return x.RequireApproval
 	}
 	return false
+}
+
+func (x *CreateRunRequest) GetMaxPerAccount() uint32 {
+	if x != nil {
+		return x.MaxPerAccount
+	}
+	return 0
 }
 
 // CreateRunResponse returns the created (or planned) run.
@@ -2560,6 +2570,317 @@ func (x *ListActionsResponse) GetActions() []*ActionSummary {
 	return nil
 }
 
+// AWSAccount is one account of the organisation.
+type AWSAccount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the 12-digit account id.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// name is the account's name.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// email is the account's root email.
+	Email string `protobuf:"bytes,3,opt,name=email,proto3" json:"email,omitempty"`
+	// status is ACTIVE (only active accounts are stored).
+	Status string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
+	// ou_path is the account's place in the organisation, root first.
+	OuPath string `protobuf:"bytes,5,opt,name=ou_path,json=ouPath,proto3" json:"ou_path,omitempty"`
+	// regions are the account's enabled regions.
+	Regions []string `protobuf:"bytes,6,rep,name=regions,proto3" json:"regions,omitempty"`
+	// synced_at is when the account was last discovered.
+	SyncedAt      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=synced_at,json=syncedAt,proto3" json:"synced_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AWSAccount) Reset() {
+	*x = AWSAccount{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AWSAccount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AWSAccount) ProtoMessage() {}
+
+func (x *AWSAccount) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AWSAccount.ProtoReflect.Descriptor instead.
+func (*AWSAccount) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *AWSAccount) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AWSAccount) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AWSAccount) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *AWSAccount) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *AWSAccount) GetOuPath() string {
+	if x != nil {
+		return x.OuPath
+	}
+	return ""
+}
+
+func (x *AWSAccount) GetRegions() []string {
+	if x != nil {
+		return x.Regions
+	}
+	return nil
+}
+
+func (x *AWSAccount) GetSyncedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SyncedAt
+	}
+	return nil
+}
+
+// SyncAccountsRequest says where to discover the organisation.
+type SyncAccountsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// management_account is the organisation's management account id.
+	ManagementAccount string `protobuf:"bytes,1,opt,name=management_account,json=managementAccount,proto3" json:"management_account,omitempty"`
+	// selector picks the worker to run on (default role=worker).
+	Selector string `protobuf:"bytes,2,opt,name=selector,proto3" json:"selector,omitempty"`
+	// deadline bounds the discovery (default 5m).
+	Deadline      *durationpb.Duration `protobuf:"bytes,3,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SyncAccountsRequest) Reset() {
+	*x = SyncAccountsRequest{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncAccountsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncAccountsRequest) ProtoMessage() {}
+
+func (x *SyncAccountsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncAccountsRequest.ProtoReflect.Descriptor instead.
+func (*SyncAccountsRequest) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *SyncAccountsRequest) GetManagementAccount() string {
+	if x != nil {
+		return x.ManagementAccount
+	}
+	return ""
+}
+
+func (x *SyncAccountsRequest) GetSelector() string {
+	if x != nil {
+		return x.Selector
+	}
+	return ""
+}
+
+func (x *SyncAccountsRequest) GetDeadline() *durationpb.Duration {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+// SyncAccountsResponse reports the discovered accounts.
+type SyncAccountsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// accounts are the active accounts now stored.
+	Accounts []*AWSAccount `protobuf:"bytes,1,rep,name=accounts,proto3" json:"accounts,omitempty"`
+	// skipped lists accounts not stored, with the reason (e.g. SUSPENDED).
+	Skipped []string `protobuf:"bytes,2,rep,name=skipped,proto3" json:"skipped,omitempty"`
+	// run_id is the discovery run.
+	RunId         string `protobuf:"bytes,3,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SyncAccountsResponse) Reset() {
+	*x = SyncAccountsResponse{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncAccountsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncAccountsResponse) ProtoMessage() {}
+
+func (x *SyncAccountsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncAccountsResponse.ProtoReflect.Descriptor instead.
+func (*SyncAccountsResponse) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *SyncAccountsResponse) GetAccounts() []*AWSAccount {
+	if x != nil {
+		return x.Accounts
+	}
+	return nil
+}
+
+func (x *SyncAccountsResponse) GetSkipped() []string {
+	if x != nil {
+		return x.Skipped
+	}
+	return nil
+}
+
+func (x *SyncAccountsResponse) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+// ListAccountsRequest asks for the known accounts.
+type ListAccountsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAccountsRequest) Reset() {
+	*x = ListAccountsRequest{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAccountsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAccountsRequest) ProtoMessage() {}
+
+func (x *ListAccountsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAccountsRequest.ProtoReflect.Descriptor instead.
+func (*ListAccountsRequest) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{38}
+}
+
+// ListAccountsResponse lists the known accounts.
+type ListAccountsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// accounts are ordered by id.
+	Accounts      []*AWSAccount `protobuf:"bytes,1,rep,name=accounts,proto3" json:"accounts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAccountsResponse) Reset() {
+	*x = ListAccountsResponse{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAccountsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAccountsResponse) ProtoMessage() {}
+
+func (x *ListAccountsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAccountsResponse.ProtoReflect.Descriptor instead.
+func (*ListAccountsResponse) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ListAccountsResponse) GetAccounts() []*AWSAccount {
+	if x != nil {
+		return x.Accounts
+	}
+	return nil
+}
+
 var File_firebreak_operator_v1_operator_proto protoreflect.FileDescriptor
 
 const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
@@ -2601,7 +2922,7 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x11ListAgentsRequest\x12\x1a\n" +
 	"\bselector\x18\x01 \x01(\tR\bselector\"J\n" +
 	"\x12ListAgentsResponse\x124\n" +
-	"\x06agents\x18\x01 \x03(\v2\x1c.firebreak.operator.v1.AgentR\x06agents\"\xd0\x04\n" +
+	"\x06agents\x18\x01 \x03(\v2\x1c.firebreak.operator.v1.AgentR\x06agents\"\xf8\x04\n" +
 	"\x10CreateRunRequest\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x1a\n" +
 	"\bselector\x18\x02 \x01(\tR\bselector\x12K\n" +
@@ -2619,7 +2940,8 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x17upload_bytes_per_second\x18\v \x01(\x04R\x14uploadBytesPerSecond\x12\x1a\n" +
 	"\baccounts\x18\f \x01(\tR\baccounts\x12\x18\n" +
 	"\aregions\x18\r \x01(\tR\aregions\x12)\n" +
-	"\x10require_approval\x18\x0e \x01(\bR\x0frequireApproval\x1a9\n" +
+	"\x10require_approval\x18\x0e \x01(\bR\x0frequireApproval\x12&\n" +
+	"\x0fmax_per_account\x18\x0f \x01(\rR\rmaxPerAccount\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"A\n" +
@@ -2740,7 +3062,27 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x06agents\x18\x02 \x01(\rR\x06agents\"\x14\n" +
 	"\x12ListActionsRequest\"U\n" +
 	"\x13ListActionsResponse\x12>\n" +
-	"\aactions\x18\x01 \x03(\v2$.firebreak.operator.v1.ActionSummaryR\aactions*\x99\x01\n" +
+	"\aactions\x18\x01 \x03(\v2$.firebreak.operator.v1.ActionSummaryR\aactions\"\xca\x01\n" +
+	"\n" +
+	"AWSAccount\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05email\x18\x03 \x01(\tR\x05email\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\tR\x06status\x12\x17\n" +
+	"\aou_path\x18\x05 \x01(\tR\x06ouPath\x12\x18\n" +
+	"\aregions\x18\x06 \x03(\tR\aregions\x127\n" +
+	"\tsynced_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bsyncedAt\"\x97\x01\n" +
+	"\x13SyncAccountsRequest\x12-\n" +
+	"\x12management_account\x18\x01 \x01(\tR\x11managementAccount\x12\x1a\n" +
+	"\bselector\x18\x02 \x01(\tR\bselector\x125\n" +
+	"\bdeadline\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\bdeadline\"\x86\x01\n" +
+	"\x14SyncAccountsResponse\x12=\n" +
+	"\baccounts\x18\x01 \x03(\v2!.firebreak.operator.v1.AWSAccountR\baccounts\x12\x18\n" +
+	"\askipped\x18\x02 \x03(\tR\askipped\x12\x15\n" +
+	"\x06run_id\x18\x03 \x01(\tR\x05runId\"\x15\n" +
+	"\x13ListAccountsRequest\"U\n" +
+	"\x14ListAccountsResponse\x12=\n" +
+	"\baccounts\x18\x01 \x03(\v2!.firebreak.operator.v1.AWSAccountR\baccounts*\x99\x01\n" +
 	"\fOperatorRole\x12\x1d\n" +
 	"\x19OPERATOR_ROLE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14OPERATOR_ROLE_VIEWER\x10\x01\x12\x1b\n" +
@@ -2754,8 +3096,7 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x14RUN_STATUS_SUCCEEDED\x10\x03\x12\x15\n" +
 	"\x11RUN_STATUS_FAILED\x10\x04\x12\x18\n" +
 	"\x14RUN_STATUS_CANCELLED\x10\x05\x12\x17\n" +
-	"\x13RUN_STATUS_REJECTED\x10\x062\xe5\n" +
-	"\n" +
+	"\x13RUN_STATUS_REJECTED\x10\x062\xb7\f\n" +
 	"\x0fOperatorService\x12U\n" +
 	"\x06Whoami\x12$.firebreak.operator.v1.WhoamiRequest\x1a%.firebreak.operator.v1.WhoamiResponse\x12p\n" +
 	"\x0fCreateJoinToken\x12-.firebreak.operator.v1.CreateJoinTokenRequest\x1a..firebreak.operator.v1.CreateJoinTokenResponse\x12d\n" +
@@ -2770,7 +3111,9 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"ApproveRun\x12(.firebreak.operator.v1.ApproveRunRequest\x1a).firebreak.operator.v1.ApproveRunResponse\x12^\n" +
 	"\tRejectRun\x12'.firebreak.operator.v1.RejectRunRequest\x1a(.firebreak.operator.v1.RejectRunResponse\x12^\n" +
 	"\tCancelRun\x12'.firebreak.operator.v1.CancelRunRequest\x1a(.firebreak.operator.v1.CancelRunResponse\x12d\n" +
-	"\vListActions\x12).firebreak.operator.v1.ListActionsRequest\x1a*.firebreak.operator.v1.ListActionsResponse\x12^\n" +
+	"\vListActions\x12).firebreak.operator.v1.ListActionsRequest\x1a*.firebreak.operator.v1.ListActionsResponse\x12g\n" +
+	"\fSyncAccounts\x12*.firebreak.operator.v1.SyncAccountsRequest\x1a+.firebreak.operator.v1.SyncAccountsResponse\x12g\n" +
+	"\fListAccounts\x12*.firebreak.operator.v1.ListAccountsRequest\x1a+.firebreak.operator.v1.ListAccountsResponse\x12^\n" +
 	"\tListAudit\x12'.firebreak.operator.v1.ListAuditRequest\x1a(.firebreak.operator.v1.ListAuditResponse\x12d\n" +
 	"\vVerifyAudit\x12).firebreak.operator.v1.VerifyAuditRequest\x1a*.firebreak.operator.v1.VerifyAuditResponseBNZLgithub.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1;operatorv1b\x06proto3"
 
@@ -2787,7 +3130,7 @@ func file_firebreak_operator_v1_operator_proto_rawDescGZIP() []byte {
 }
 
 var file_firebreak_operator_v1_operator_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_firebreak_operator_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_firebreak_operator_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_firebreak_operator_v1_operator_proto_goTypes = []any{
 	(OperatorRole)(0),               // 0: firebreak.operator.v1.OperatorRole
 	(RunStatus)(0),                  // 1: firebreak.operator.v1.RunStatus
@@ -2826,45 +3169,50 @@ var file_firebreak_operator_v1_operator_proto_goTypes = []any{
 	(*ActionSummary)(nil),           // 34: firebreak.operator.v1.ActionSummary
 	(*ListActionsRequest)(nil),      // 35: firebreak.operator.v1.ListActionsRequest
 	(*ListActionsResponse)(nil),     // 36: firebreak.operator.v1.ListActionsResponse
-	nil,                             // 37: firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
-	nil,                             // 38: firebreak.operator.v1.CreateRunRequest.ParamsEntry
-	(v1.AgentRole)(0),               // 39: firebreak.agent.v1.AgentRole
-	(*durationpb.Duration)(nil),     // 40: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 41: google.protobuf.Timestamp
-	(*v1.AgentFacts)(nil),           // 42: firebreak.agent.v1.AgentFacts
-	(*v1.PluginInfo)(nil),           // 43: firebreak.agent.v1.PluginInfo
-	(v1.TaskStatus)(0),              // 44: firebreak.agent.v1.TaskStatus
-	(*v11.ActionDescription)(nil),   // 45: firebreak.plugin.v1.ActionDescription
+	(*AWSAccount)(nil),              // 37: firebreak.operator.v1.AWSAccount
+	(*SyncAccountsRequest)(nil),     // 38: firebreak.operator.v1.SyncAccountsRequest
+	(*SyncAccountsResponse)(nil),    // 39: firebreak.operator.v1.SyncAccountsResponse
+	(*ListAccountsRequest)(nil),     // 40: firebreak.operator.v1.ListAccountsRequest
+	(*ListAccountsResponse)(nil),    // 41: firebreak.operator.v1.ListAccountsResponse
+	nil,                             // 42: firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
+	nil,                             // 43: firebreak.operator.v1.CreateRunRequest.ParamsEntry
+	(v1.AgentRole)(0),               // 44: firebreak.agent.v1.AgentRole
+	(*durationpb.Duration)(nil),     // 45: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 46: google.protobuf.Timestamp
+	(*v1.AgentFacts)(nil),           // 47: firebreak.agent.v1.AgentFacts
+	(*v1.PluginInfo)(nil),           // 48: firebreak.agent.v1.PluginInfo
+	(v1.TaskStatus)(0),              // 49: firebreak.agent.v1.TaskStatus
+	(*v11.ActionDescription)(nil),   // 50: firebreak.plugin.v1.ActionDescription
 }
 var file_firebreak_operator_v1_operator_proto_depIdxs = []int32{
 	0,  // 0: firebreak.operator.v1.WhoamiResponse.role:type_name -> firebreak.operator.v1.OperatorRole
-	39, // 1: firebreak.operator.v1.CreateJoinTokenRequest.role:type_name -> firebreak.agent.v1.AgentRole
-	40, // 2: firebreak.operator.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
-	37, // 3: firebreak.operator.v1.CreateJoinTokenRequest.labels:type_name -> firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
-	41, // 4: firebreak.operator.v1.CreateJoinTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	44, // 1: firebreak.operator.v1.CreateJoinTokenRequest.role:type_name -> firebreak.agent.v1.AgentRole
+	45, // 2: firebreak.operator.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
+	42, // 3: firebreak.operator.v1.CreateJoinTokenRequest.labels:type_name -> firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
+	46, // 4: firebreak.operator.v1.CreateJoinTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: firebreak.operator.v1.AddOperatorRequest.role:type_name -> firebreak.operator.v1.OperatorRole
-	39, // 6: firebreak.operator.v1.Agent.role:type_name -> firebreak.agent.v1.AgentRole
-	42, // 7: firebreak.operator.v1.Agent.facts:type_name -> firebreak.agent.v1.AgentFacts
-	41, // 8: firebreak.operator.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	43, // 9: firebreak.operator.v1.Agent.plugins:type_name -> firebreak.agent.v1.PluginInfo
-	41, // 10: firebreak.operator.v1.Agent.enrolled_at:type_name -> google.protobuf.Timestamp
-	41, // 11: firebreak.operator.v1.Agent.cert_not_after:type_name -> google.protobuf.Timestamp
+	44, // 6: firebreak.operator.v1.Agent.role:type_name -> firebreak.agent.v1.AgentRole
+	47, // 7: firebreak.operator.v1.Agent.facts:type_name -> firebreak.agent.v1.AgentFacts
+	46, // 8: firebreak.operator.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	48, // 9: firebreak.operator.v1.Agent.plugins:type_name -> firebreak.agent.v1.PluginInfo
+	46, // 10: firebreak.operator.v1.Agent.enrolled_at:type_name -> google.protobuf.Timestamp
+	46, // 11: firebreak.operator.v1.Agent.cert_not_after:type_name -> google.protobuf.Timestamp
 	8,  // 12: firebreak.operator.v1.ListAgentsResponse.agents:type_name -> firebreak.operator.v1.Agent
-	38, // 13: firebreak.operator.v1.CreateRunRequest.params:type_name -> firebreak.operator.v1.CreateRunRequest.ParamsEntry
-	40, // 14: firebreak.operator.v1.CreateRunRequest.deadline:type_name -> google.protobuf.Duration
+	43, // 13: firebreak.operator.v1.CreateRunRequest.params:type_name -> firebreak.operator.v1.CreateRunRequest.ParamsEntry
+	45, // 14: firebreak.operator.v1.CreateRunRequest.deadline:type_name -> google.protobuf.Duration
 	13, // 15: firebreak.operator.v1.CreateRunResponse.run:type_name -> firebreak.operator.v1.Run
 	1,  // 16: firebreak.operator.v1.Run.status:type_name -> firebreak.operator.v1.RunStatus
-	41, // 17: firebreak.operator.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	41, // 18: firebreak.operator.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
-	41, // 19: firebreak.operator.v1.Run.deadline:type_name -> google.protobuf.Timestamp
+	46, // 17: firebreak.operator.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	46, // 18: firebreak.operator.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
+	46, // 19: firebreak.operator.v1.Run.deadline:type_name -> google.protobuf.Timestamp
 	14, // 20: firebreak.operator.v1.Run.counts:type_name -> firebreak.operator.v1.RunCounts
 	15, // 21: firebreak.operator.v1.Run.tasks:type_name -> firebreak.operator.v1.Task
 	16, // 22: firebreak.operator.v1.Run.approvals:type_name -> firebreak.operator.v1.Approval
-	44, // 23: firebreak.operator.v1.Task.status:type_name -> firebreak.agent.v1.TaskStatus
-	41, // 24: firebreak.operator.v1.Task.dispatched_at:type_name -> google.protobuf.Timestamp
-	41, // 25: firebreak.operator.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	41, // 26: firebreak.operator.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	41, // 27: firebreak.operator.v1.Approval.at:type_name -> google.protobuf.Timestamp
+	49, // 23: firebreak.operator.v1.Task.status:type_name -> firebreak.agent.v1.TaskStatus
+	46, // 24: firebreak.operator.v1.Task.dispatched_at:type_name -> google.protobuf.Timestamp
+	46, // 25: firebreak.operator.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	46, // 26: firebreak.operator.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	46, // 27: firebreak.operator.v1.Approval.at:type_name -> google.protobuf.Timestamp
 	13, // 28: firebreak.operator.v1.WatchRunResponse.snapshot:type_name -> firebreak.operator.v1.Run
 	15, // 29: firebreak.operator.v1.WatchRunResponse.task:type_name -> firebreak.operator.v1.Task
 	13, // 30: firebreak.operator.v1.WatchRunResponse.done:type_name -> firebreak.operator.v1.Run
@@ -2874,43 +3222,51 @@ var file_firebreak_operator_v1_operator_proto_depIdxs = []int32{
 	13, // 34: firebreak.operator.v1.ApproveRunResponse.run:type_name -> firebreak.operator.v1.Run
 	13, // 35: firebreak.operator.v1.RejectRunResponse.run:type_name -> firebreak.operator.v1.Run
 	13, // 36: firebreak.operator.v1.CancelRunResponse.run:type_name -> firebreak.operator.v1.Run
-	41, // 37: firebreak.operator.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	46, // 37: firebreak.operator.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
 	29, // 38: firebreak.operator.v1.ListAuditResponse.records:type_name -> firebreak.operator.v1.AuditRecord
-	45, // 39: firebreak.operator.v1.ActionSummary.description:type_name -> firebreak.plugin.v1.ActionDescription
+	50, // 39: firebreak.operator.v1.ActionSummary.description:type_name -> firebreak.plugin.v1.ActionDescription
 	34, // 40: firebreak.operator.v1.ListActionsResponse.actions:type_name -> firebreak.operator.v1.ActionSummary
-	2,  // 41: firebreak.operator.v1.OperatorService.Whoami:input_type -> firebreak.operator.v1.WhoamiRequest
-	4,  // 42: firebreak.operator.v1.OperatorService.CreateJoinToken:input_type -> firebreak.operator.v1.CreateJoinTokenRequest
-	6,  // 43: firebreak.operator.v1.OperatorService.AddOperator:input_type -> firebreak.operator.v1.AddOperatorRequest
-	9,  // 44: firebreak.operator.v1.OperatorService.ListAgents:input_type -> firebreak.operator.v1.ListAgentsRequest
-	11, // 45: firebreak.operator.v1.OperatorService.CreateRun:input_type -> firebreak.operator.v1.CreateRunRequest
-	17, // 46: firebreak.operator.v1.OperatorService.WatchRun:input_type -> firebreak.operator.v1.WatchRunRequest
-	19, // 47: firebreak.operator.v1.OperatorService.GetRun:input_type -> firebreak.operator.v1.GetRunRequest
-	21, // 48: firebreak.operator.v1.OperatorService.ListRuns:input_type -> firebreak.operator.v1.ListRunsRequest
-	23, // 49: firebreak.operator.v1.OperatorService.ApproveRun:input_type -> firebreak.operator.v1.ApproveRunRequest
-	25, // 50: firebreak.operator.v1.OperatorService.RejectRun:input_type -> firebreak.operator.v1.RejectRunRequest
-	27, // 51: firebreak.operator.v1.OperatorService.CancelRun:input_type -> firebreak.operator.v1.CancelRunRequest
-	35, // 52: firebreak.operator.v1.OperatorService.ListActions:input_type -> firebreak.operator.v1.ListActionsRequest
-	30, // 53: firebreak.operator.v1.OperatorService.ListAudit:input_type -> firebreak.operator.v1.ListAuditRequest
-	32, // 54: firebreak.operator.v1.OperatorService.VerifyAudit:input_type -> firebreak.operator.v1.VerifyAuditRequest
-	3,  // 55: firebreak.operator.v1.OperatorService.Whoami:output_type -> firebreak.operator.v1.WhoamiResponse
-	5,  // 56: firebreak.operator.v1.OperatorService.CreateJoinToken:output_type -> firebreak.operator.v1.CreateJoinTokenResponse
-	7,  // 57: firebreak.operator.v1.OperatorService.AddOperator:output_type -> firebreak.operator.v1.AddOperatorResponse
-	10, // 58: firebreak.operator.v1.OperatorService.ListAgents:output_type -> firebreak.operator.v1.ListAgentsResponse
-	12, // 59: firebreak.operator.v1.OperatorService.CreateRun:output_type -> firebreak.operator.v1.CreateRunResponse
-	18, // 60: firebreak.operator.v1.OperatorService.WatchRun:output_type -> firebreak.operator.v1.WatchRunResponse
-	20, // 61: firebreak.operator.v1.OperatorService.GetRun:output_type -> firebreak.operator.v1.GetRunResponse
-	22, // 62: firebreak.operator.v1.OperatorService.ListRuns:output_type -> firebreak.operator.v1.ListRunsResponse
-	24, // 63: firebreak.operator.v1.OperatorService.ApproveRun:output_type -> firebreak.operator.v1.ApproveRunResponse
-	26, // 64: firebreak.operator.v1.OperatorService.RejectRun:output_type -> firebreak.operator.v1.RejectRunResponse
-	28, // 65: firebreak.operator.v1.OperatorService.CancelRun:output_type -> firebreak.operator.v1.CancelRunResponse
-	36, // 66: firebreak.operator.v1.OperatorService.ListActions:output_type -> firebreak.operator.v1.ListActionsResponse
-	31, // 67: firebreak.operator.v1.OperatorService.ListAudit:output_type -> firebreak.operator.v1.ListAuditResponse
-	33, // 68: firebreak.operator.v1.OperatorService.VerifyAudit:output_type -> firebreak.operator.v1.VerifyAuditResponse
-	55, // [55:69] is the sub-list for method output_type
-	41, // [41:55] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	46, // 41: firebreak.operator.v1.AWSAccount.synced_at:type_name -> google.protobuf.Timestamp
+	45, // 42: firebreak.operator.v1.SyncAccountsRequest.deadline:type_name -> google.protobuf.Duration
+	37, // 43: firebreak.operator.v1.SyncAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
+	37, // 44: firebreak.operator.v1.ListAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
+	2,  // 45: firebreak.operator.v1.OperatorService.Whoami:input_type -> firebreak.operator.v1.WhoamiRequest
+	4,  // 46: firebreak.operator.v1.OperatorService.CreateJoinToken:input_type -> firebreak.operator.v1.CreateJoinTokenRequest
+	6,  // 47: firebreak.operator.v1.OperatorService.AddOperator:input_type -> firebreak.operator.v1.AddOperatorRequest
+	9,  // 48: firebreak.operator.v1.OperatorService.ListAgents:input_type -> firebreak.operator.v1.ListAgentsRequest
+	11, // 49: firebreak.operator.v1.OperatorService.CreateRun:input_type -> firebreak.operator.v1.CreateRunRequest
+	17, // 50: firebreak.operator.v1.OperatorService.WatchRun:input_type -> firebreak.operator.v1.WatchRunRequest
+	19, // 51: firebreak.operator.v1.OperatorService.GetRun:input_type -> firebreak.operator.v1.GetRunRequest
+	21, // 52: firebreak.operator.v1.OperatorService.ListRuns:input_type -> firebreak.operator.v1.ListRunsRequest
+	23, // 53: firebreak.operator.v1.OperatorService.ApproveRun:input_type -> firebreak.operator.v1.ApproveRunRequest
+	25, // 54: firebreak.operator.v1.OperatorService.RejectRun:input_type -> firebreak.operator.v1.RejectRunRequest
+	27, // 55: firebreak.operator.v1.OperatorService.CancelRun:input_type -> firebreak.operator.v1.CancelRunRequest
+	35, // 56: firebreak.operator.v1.OperatorService.ListActions:input_type -> firebreak.operator.v1.ListActionsRequest
+	38, // 57: firebreak.operator.v1.OperatorService.SyncAccounts:input_type -> firebreak.operator.v1.SyncAccountsRequest
+	40, // 58: firebreak.operator.v1.OperatorService.ListAccounts:input_type -> firebreak.operator.v1.ListAccountsRequest
+	30, // 59: firebreak.operator.v1.OperatorService.ListAudit:input_type -> firebreak.operator.v1.ListAuditRequest
+	32, // 60: firebreak.operator.v1.OperatorService.VerifyAudit:input_type -> firebreak.operator.v1.VerifyAuditRequest
+	3,  // 61: firebreak.operator.v1.OperatorService.Whoami:output_type -> firebreak.operator.v1.WhoamiResponse
+	5,  // 62: firebreak.operator.v1.OperatorService.CreateJoinToken:output_type -> firebreak.operator.v1.CreateJoinTokenResponse
+	7,  // 63: firebreak.operator.v1.OperatorService.AddOperator:output_type -> firebreak.operator.v1.AddOperatorResponse
+	10, // 64: firebreak.operator.v1.OperatorService.ListAgents:output_type -> firebreak.operator.v1.ListAgentsResponse
+	12, // 65: firebreak.operator.v1.OperatorService.CreateRun:output_type -> firebreak.operator.v1.CreateRunResponse
+	18, // 66: firebreak.operator.v1.OperatorService.WatchRun:output_type -> firebreak.operator.v1.WatchRunResponse
+	20, // 67: firebreak.operator.v1.OperatorService.GetRun:output_type -> firebreak.operator.v1.GetRunResponse
+	22, // 68: firebreak.operator.v1.OperatorService.ListRuns:output_type -> firebreak.operator.v1.ListRunsResponse
+	24, // 69: firebreak.operator.v1.OperatorService.ApproveRun:output_type -> firebreak.operator.v1.ApproveRunResponse
+	26, // 70: firebreak.operator.v1.OperatorService.RejectRun:output_type -> firebreak.operator.v1.RejectRunResponse
+	28, // 71: firebreak.operator.v1.OperatorService.CancelRun:output_type -> firebreak.operator.v1.CancelRunResponse
+	36, // 72: firebreak.operator.v1.OperatorService.ListActions:output_type -> firebreak.operator.v1.ListActionsResponse
+	39, // 73: firebreak.operator.v1.OperatorService.SyncAccounts:output_type -> firebreak.operator.v1.SyncAccountsResponse
+	41, // 74: firebreak.operator.v1.OperatorService.ListAccounts:output_type -> firebreak.operator.v1.ListAccountsResponse
+	31, // 75: firebreak.operator.v1.OperatorService.ListAudit:output_type -> firebreak.operator.v1.ListAuditResponse
+	33, // 76: firebreak.operator.v1.OperatorService.VerifyAudit:output_type -> firebreak.operator.v1.VerifyAuditResponse
+	61, // [61:77] is the sub-list for method output_type
+	45, // [45:61] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_firebreak_operator_v1_operator_proto_init() }
@@ -2930,7 +3286,7 @@ func file_firebreak_operator_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_firebreak_operator_v1_operator_proto_rawDesc), len(file_firebreak_operator_v1_operator_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   37,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

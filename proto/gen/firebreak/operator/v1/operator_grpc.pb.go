@@ -31,6 +31,8 @@ const (
 	OperatorService_RejectRun_FullMethodName       = "/firebreak.operator.v1.OperatorService/RejectRun"
 	OperatorService_CancelRun_FullMethodName       = "/firebreak.operator.v1.OperatorService/CancelRun"
 	OperatorService_ListActions_FullMethodName     = "/firebreak.operator.v1.OperatorService/ListActions"
+	OperatorService_SyncAccounts_FullMethodName    = "/firebreak.operator.v1.OperatorService/SyncAccounts"
+	OperatorService_ListAccounts_FullMethodName    = "/firebreak.operator.v1.OperatorService/ListAccounts"
 	OperatorService_ListAudit_FullMethodName       = "/firebreak.operator.v1.OperatorService/ListAudit"
 	OperatorService_VerifyAudit_FullMethodName     = "/firebreak.operator.v1.OperatorService/VerifyAudit"
 )
@@ -76,6 +78,12 @@ type OperatorServiceClient interface {
 	CancelRun(ctx context.Context, in *CancelRunRequest, opts ...grpc.CallOption) (*CancelRunResponse, error)
 	// ListActions lists the actions the connected fleet offers (viewer).
 	ListActions(ctx context.Context, in *ListActionsRequest, opts ...grpc.CallOption) (*ListActionsResponse, error)
+	// SyncAccounts discovers the organisation's accounts and their enabled
+	// regions by running aws-org-discover on a worker in the management
+	// account, and stores them for account-targeted runs (responder).
+	SyncAccounts(ctx context.Context, in *SyncAccountsRequest, opts ...grpc.CallOption) (*SyncAccountsResponse, error)
+	// ListAccounts lists the accounts known from the last sync (viewer).
+	ListAccounts(ctx context.Context, in *ListAccountsRequest, opts ...grpc.CallOption) (*ListAccountsResponse, error)
 	// ListAudit returns audit records in order (viewer).
 	ListAudit(ctx context.Context, in *ListAuditRequest, opts ...grpc.CallOption) (*ListAuditResponse, error)
 	// VerifyAudit re-computes the audit hash chain and reports the first
@@ -220,6 +228,26 @@ func (c *operatorServiceClient) ListActions(ctx context.Context, in *ListActions
 	return out, nil
 }
 
+func (c *operatorServiceClient) SyncAccounts(ctx context.Context, in *SyncAccountsRequest, opts ...grpc.CallOption) (*SyncAccountsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SyncAccountsResponse)
+	err := c.cc.Invoke(ctx, OperatorService_SyncAccounts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *operatorServiceClient) ListAccounts(ctx context.Context, in *ListAccountsRequest, opts ...grpc.CallOption) (*ListAccountsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAccountsResponse)
+	err := c.cc.Invoke(ctx, OperatorService_ListAccounts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *operatorServiceClient) ListAudit(ctx context.Context, in *ListAuditRequest, opts ...grpc.CallOption) (*ListAuditResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListAuditResponse)
@@ -281,6 +309,12 @@ type OperatorServiceServer interface {
 	CancelRun(context.Context, *CancelRunRequest) (*CancelRunResponse, error)
 	// ListActions lists the actions the connected fleet offers (viewer).
 	ListActions(context.Context, *ListActionsRequest) (*ListActionsResponse, error)
+	// SyncAccounts discovers the organisation's accounts and their enabled
+	// regions by running aws-org-discover on a worker in the management
+	// account, and stores them for account-targeted runs (responder).
+	SyncAccounts(context.Context, *SyncAccountsRequest) (*SyncAccountsResponse, error)
+	// ListAccounts lists the accounts known from the last sync (viewer).
+	ListAccounts(context.Context, *ListAccountsRequest) (*ListAccountsResponse, error)
 	// ListAudit returns audit records in order (viewer).
 	ListAudit(context.Context, *ListAuditRequest) (*ListAuditResponse, error)
 	// VerifyAudit re-computes the audit hash chain and reports the first
@@ -331,6 +365,12 @@ func (UnimplementedOperatorServiceServer) CancelRun(context.Context, *CancelRunR
 }
 func (UnimplementedOperatorServiceServer) ListActions(context.Context, *ListActionsRequest) (*ListActionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListActions not implemented")
+}
+func (UnimplementedOperatorServiceServer) SyncAccounts(context.Context, *SyncAccountsRequest) (*SyncAccountsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SyncAccounts not implemented")
+}
+func (UnimplementedOperatorServiceServer) ListAccounts(context.Context, *ListAccountsRequest) (*ListAccountsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAccounts not implemented")
 }
 func (UnimplementedOperatorServiceServer) ListAudit(context.Context, *ListAuditRequest) (*ListAuditResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAudit not implemented")
@@ -568,6 +608,42 @@ func _OperatorService_ListActions_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OperatorService_SyncAccounts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SyncAccountsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServiceServer).SyncAccounts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OperatorService_SyncAccounts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServiceServer).SyncAccounts(ctx, req.(*SyncAccountsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OperatorService_ListAccounts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAccountsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServiceServer).ListAccounts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OperatorService_ListAccounts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServiceServer).ListAccounts(ctx, req.(*ListAccountsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _OperatorService_ListAudit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListAuditRequest)
 	if err := dec(in); err != nil {
@@ -654,6 +730,14 @@ var OperatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListActions",
 			Handler:    _OperatorService_ListActions_Handler,
+		},
+		{
+			MethodName: "SyncAccounts",
+			Handler:    _OperatorService_SyncAccounts_Handler,
+		},
+		{
+			MethodName: "ListAccounts",
+			Handler:    _OperatorService_ListAccounts_Handler,
 		},
 		{
 			MethodName: "ListAudit",
