@@ -110,18 +110,18 @@ type Dispatcher struct {
 }
 
 type runState struct {
-	run       *store.Run
-	tasks     []*taskState
-	ready     []*taskState
-	inflight  int
-	open      int
+	run      *store.Run
+	tasks    []*taskState
+	ready    []*taskState
+	inflight int
+	open     int
 	// perAccount counts tasks in flight per AWS account.
 	perAccount map[string]int
-	errors    int
-	threshold int
-	stopped   string
-	subs      map[*Subscription]struct{}
-	approvals []*store.Approval
+	errors     int
+	threshold  int
+	stopped    string
+	subs       map[*Subscription]struct{}
+	approvals  []*store.Approval
 	// traceparent is the W3C context of the span that created the run,
 	// carried in every task so the trace spans controller, agent and plugin.
 	traceparent string
