@@ -1,0 +1,106 @@
+// Package lab runs Firebreak's local incident lab: the AWS emulator with a
+// seeded organisation, a controller on the embedded default (SQLite, local
+// evidence), host agents and an API worker, and the drills that rehearse
+// the built-in playbooks against them.
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/firebreak-ir/firebreak/internal/awsemu"
+)
+
+// AWS is a running emulator with the lab organisation, and the SDK
+// configuration a worker uses to reach it.
+type AWS struct {
+	// Emu is the emulator.
+	Emu *awsemu.Emulator
+	// Endpoint is its URL.
+	Endpoint string
+	// Seed is the organisation.
+	Seed *awsemu.Seed
+	// ConfigFile is an AWS shared config file whose profile
+	// firebreak-worker assumes the security account's worker role from the
+	// lab's controller user, as a deployed worker would from its instance
+	// role.
+	ConfigFile string
+	stop       func(context.Context) error
+}
+
+// WorkerProfile is the profile name in ConfigFile.
+const WorkerProfile = "firebreak-worker"
+
+// StartAWS starts the emulator on addr with the given seed and writes the
+// worker's AWS config into dir.
+func StartAWS(addr, dir string, seed *awsemu.Seed) (*AWS, error) {
+	emu, err := awsemu.New(awsemu.Config{Seed: seed})
+	if err != nil {
+		return nil, err
+	}
+	endpoint, stop, err := emu.Start(addr)
+	if err != nil {
+		return nil, err
+	}
+	a := &AWS{Emu: emu, Endpoint: endpoint, Seed: seed, stop: stop, ConfigFile: filepath.Join(dir, "aws-config")}
+	key, err := a.ControllerKey()
+	if err != nil {
+		stop(context.Background())
+		return nil, err
+	}
+	sec := awsemu.LabAccountID(1)
+	cfg := fmt.Sprintf(`# Written by firebreak lab: the lab worker's AWS profile.
+[profile lab-controller-user]
+aws_access_key_id = %s
+aws_secret_access_key = %s
+region = us-east-1
+
+[profile %s]
+role_arn = arn:aws:iam::%s:role/%s
+source_profile = lab-controller-user
+region = us-east-1
+`, key.ID, key.Secret, WorkerProfile, sec, awsemu.LabWorkerRole)
+	if err := os.WriteFile(a.ConfigFile, []byte(cfg), 0o600); err != nil {
+		stop(context.Background())
+		return nil, err
+	}
+	return a, nil
+}
+
+// Stop stops the emulator.
+func (a *AWS) Stop() error { return a.stop(context.Background()) }
+
+// ControllerKey is the security account's controller user key.
+func (a *AWS) ControllerKey() (awsemu.AccessKeySeed, error) {
+	sec := awsemu.LabAccountID(1)
+	for _, acct := range a.Seed.Accounts {
+		if acct.ID != sec {
+			continue
+		}
+		for _, u := range acct.Users {
+			if u.Name == awsemu.LabControllerUser && len(u.AccessKeys) > 0 {
+				return u.AccessKeys[0], nil
+			}
+		}
+	}
+	return awsemu.AccessKeySeed{}, fmt.Errorf("the lab seed has no %s user in the security account", awsemu.LabControllerUser)
+}
+
+// WorkerEnv is the environment of a worker process that reaches the
+// emulator through the SDK's standard variables only.
+func (a *AWS) WorkerEnv() []string {
+	return []string{
+		"AWS_CONFIG_FILE=" + a.ConfigFile,
+		"AWS_SHARED_CREDENTIALS_FILE=" + a.ConfigFile + ".credentials-unused",
+		"AWS_PROFILE=" + WorkerProfile,
+		"AWS_REGION=us-east-1",
+		"AWS_ENDPOINT_URL=" + a.Endpoint,
+		// The SDK builds a profile's assume-role STS client before it reads
+		// AWS_ENDPOINT_URL; the per-service variable reaches it.
+		"AWS_ENDPOINT_URL_STS=" + a.Endpoint,
+		"AWS_EC2_METADATA_DISABLED=true",
+		"FIREBREAK_EXTERNAL_ID=" + awsemu.LabExternalID,
+	}
+}
