@@ -2,6 +2,7 @@ package awsemu
 
 import (
 	"cmp"
+	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -436,7 +437,7 @@ func (rg *region) dump(a *account, now time.Time) RegionState {
 			}
 			ts.Targets = append(ts.Targets, TargetState{t.id, t.port, rg.health(t).State})
 		}
-		byKey(ts.Targets, func(t TargetState) string { return t.ID })
+		byKey(ts.Targets, func(t TargetState) string { return fmt.Sprintf("%s:%05d", t.ID, t.Port) })
 		out.TargetGroups = append(out.TargetGroups, ts)
 	}
 	byKey(out.TargetGroups, func(t TargetGroupState) string { return t.Name })

@@ -158,7 +158,7 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	body, err := io.ReadAll(io.LimitReader(r.Body, e.cfg.MaxBodyBytes+1))
 	sig, sigErr := parseSignature(r)
-	c.svc = e.serviceOf(r, sig)
+	c.svc = e.serviceOf(r, sig, body)
 	if err == nil && int64(len(body)) > e.cfg.MaxBodyBytes {
 		err = errors.New("request body too large")
 	}
@@ -284,7 +284,7 @@ func clientIP(r *http.Request) string {
 
 // serviceOf picks the service a request is for: the credential scope's
 // service name when signed, or the protocol's own markers when not.
-func (e *Emulator) serviceOf(r *http.Request, sig *signature) *service {
+func (e *Emulator) serviceOf(r *http.Request, sig *signature, body []byte) *service {
 	if sig != nil {
 		if s, ok := e.services[sig.Service]; ok {
 			return s
@@ -299,9 +299,15 @@ func (e *Emulator) serviceOf(r *http.Request, sig *signature) *service {
 			}
 		}
 	}
-	if v := r.URL.Query().Get("Version"); v != "" {
+	version := r.URL.Query().Get("Version")
+	if version == "" && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		if form, err := url.ParseQuery(string(body)); err == nil {
+			version = form.Get("Version")
+		}
+	}
+	if version != "" {
 		for _, s := range e.services {
-			if s.version == v {
+			if s.version == version {
 				return s
 			}
 		}

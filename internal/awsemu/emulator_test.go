@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 )
 
@@ -113,9 +114,12 @@ func TestSeedFromYAMLFile(t *testing.T) {
 	if len(out.Reservations) != 1 {
 		t.Fatalf("reservations %+v", out.Reservations)
 	}
-	// The attached customer-managed policy denies IAM.
-	_, err = sts.NewFromConfig(cfg).GetCallerIdentity(ctx(t), &sts.GetCallerIdentityInput{})
-	ok(t, err)
+	// The attached customer-managed policy denies IAM explicitly.
+	_, err = iam.NewFromConfig(cfg).ListUsers(ctx(t), &iam.ListUsersInput{})
+	if apiCode(err) != "AccessDenied" || !strings.Contains(err.Error(), "explicit deny") {
+		t.Fatalf("ListUsers under NoIAM: %v", err)
+	}
+	// The account has not enabled us-east-1, so its keys do not work there.
 	cfg.Region = "us-east-1"
 	_, err = ec2.NewFromConfig(cfg).DescribeInstances(ctx(t), &ec2.DescribeInstancesInput{})
 	wantCode(t, err, "AuthFailure")

@@ -2,6 +2,8 @@ package awsemu
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http/httptest"
@@ -142,4 +144,9 @@ func mustJSON(t *testing.T, v any) string {
 func jsonEqual(t *testing.T, a, b any) bool {
 	t.Helper()
 	return mustJSON(t, a) == mustJSON(t, b)
+}
+
+func sha256Hex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
 }

@@ -116,7 +116,10 @@ func TestIAMOperations(t *testing.T) {
 			}
 			return err
 		}, ""},
-		{"GetUser missing", func() error { _, err := c.GetUser(ctx(t), &iam.GetUserInput{UserName: aws.String("nobody")}); return err }, "NoSuchEntity"},
+		{"GetUser missing", func() error {
+			_, err := c.GetUser(ctx(t), &iam.GetUserInput{UserName: aws.String("nobody")})
+			return err
+		}, "NoSuchEntity"},
 		{"GetUser without name as a role", func() error { _, err := c.GetUser(ctx(t), &iam.GetUserInput{}); return err }, "ValidationError"},
 		{"GetRole decodes trust policy", func() error {
 			out, err := c.GetRole(ctx(t), &iam.GetRoleInput{RoleName: aws.String(LabResponderRole)})
@@ -166,9 +169,18 @@ func TestIAMOperations(t *testing.T) {
 			_, err := c.DeleteUserPolicy(ctx(t), &iam.DeleteUserPolicyInput{UserName: user, PolicyName: aws.String("deny")})
 			return err
 		}, "NoSuchEntity"},
-		{"GetLoginProfile", func() error { _, err := c.GetLoginProfile(ctx(t), &iam.GetLoginProfileInput{UserName: user}); return err }, ""},
-		{"DeleteLoginProfile", func() error { _, err := c.DeleteLoginProfile(ctx(t), &iam.DeleteLoginProfileInput{UserName: user}); return err }, ""},
-		{"GetLoginProfile after delete", func() error { _, err := c.GetLoginProfile(ctx(t), &iam.GetLoginProfileInput{UserName: user}); return err }, "NoSuchEntity"},
+		{"GetLoginProfile", func() error {
+			_, err := c.GetLoginProfile(ctx(t), &iam.GetLoginProfileInput{UserName: user})
+			return err
+		}, ""},
+		{"DeleteLoginProfile", func() error {
+			_, err := c.DeleteLoginProfile(ctx(t), &iam.DeleteLoginProfileInput{UserName: user})
+			return err
+		}, ""},
+		{"GetLoginProfile after delete", func() error {
+			_, err := c.GetLoginProfile(ctx(t), &iam.GetLoginProfileInput{UserName: user})
+			return err
+		}, "NoSuchEntity"},
 		{"CreateLoginProfile", func() error {
 			_, err := c.CreateLoginProfile(ctx(t), &iam.CreateLoginProfileInput{UserName: user, Password: aws.String("Correct-Horse-9"), PasswordResetRequired: true})
 			return err

@@ -1,11 +1,14 @@
 package awsemu
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	ststypes "github.com/aws/aws-sdk-go-v2/service/sts/types"
 )
@@ -96,6 +99,7 @@ func TestAssumeRole(t *testing.T) {
 		{"role missing", worker, sts.AssumeRoleInput{RoleArn: aws.String("arn:aws:iam::" + member + ":role/Nope"), ExternalId: aws.String(LabExternalID)}, "AccessDenied"},
 		{"untrusted principal", l.compromised(2), sts.AssumeRoleInput{RoleArn: aws.String(responderARN), ExternalId: aws.String(LabExternalID)}, "AccessDenied"},
 		{"chained session over one hour", worker, sts.AssumeRoleInput{RoleArn: aws.String(responderARN), ExternalId: aws.String(LabExternalID), DurationSeconds: aws.Int32(7200)}, "ValidationError"},
+		{"over the role's maximum session", l.controller(), sts.AssumeRoleInput{RoleArn: aws.String("arn:aws:iam::" + LabAccountID(1) + ":role/" + LabWorkerRole), DurationSeconds: aws.Int32(7200)}, "ValidationError"},
 		{"root may not assume roles", l.root(), sts.AssumeRoleInput{RoleArn: aws.String("arn:aws:iam::" + LabAccountID(0) + ":role/" + LabOrgReaderRole)}, "AccessDenied"},
 	}
 	for _, tt := range tests {
@@ -148,4 +152,38 @@ func TestExpiredSession(t *testing.T) {
 	l.clock.Advance(time.Hour + time.Second)
 	_, err = sts.NewFromConfig(responder).GetCallerIdentity(ctx(t), &sts.GetCallerIdentityInput{})
 	wantCode(t, err, "ExpiredToken")
+}
+
+func TestInstanceCredentials(t *testing.T) {
+	l := newLab(t, 3)
+	member := LabAccountID(2)
+	web1 := instanceID(2, "web-1")
+	creds, err := l.emu.IssueInstanceCredentials(member, "us-east-1", web1)
+	ok(t, err)
+	cfg := l.cfg(creds.AccessKeyID, creds.SecretAccessKey, creds.SessionToken)
+	id, err := sts.NewFromConfig(cfg).GetCallerIdentity(ctx(t), &sts.GetCallerIdentityInput{})
+	ok(t, err)
+	if want := "arn:aws:sts::" + member + ":assumed-role/AppInstanceRole/" + web1; aws.ToString(id.Arn) != want {
+		t.Fatalf("instance identity %s, want %s", aws.ToString(id.Arn), want)
+	}
+	// The role allows sqs:*; a missing queue proves the call was authorised.
+	_, err = sqs.NewFromConfig(cfg).GetQueueUrl(ctx(t), &sqs.GetQueueUrlInput{QueueName: aws.String("nope")})
+	wantCode(t, err, "AWS.SimpleQueueService.NonExistentQueue")
+
+	// Deny the credentials of this one instance, as instance-profile
+	// revocation does.
+	deny := fmt.Sprintf(`{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"ArnEquals":{"ec2:SourceInstanceARN":"arn:aws:ec2:us-east-1:%s:instance/%s"}}}]}`, member, web1)
+	_, err = iam.NewFromConfig(l.assumeResponder(t, 2)).PutRolePolicy(ctx(t), &iam.PutRolePolicyInput{RoleName: aws.String("AppInstanceRole"),
+		PolicyName: aws.String("FirebreakRevokeInstance"), PolicyDocument: aws.String(deny)})
+	ok(t, err)
+	_, err = sqs.NewFromConfig(cfg).GetQueueUrl(ctx(t), &sqs.GetQueueUrlInput{QueueName: aws.String("nope")})
+	wantCode(t, err, "AccessDenied")
+	other, err := l.emu.IssueInstanceCredentials(member, "us-east-1", instanceID(2, "web-2"))
+	ok(t, err)
+	_, err = sqs.NewFromConfig(l.cfg(other.AccessKeyID, other.SecretAccessKey, other.SessionToken)).GetQueueUrl(ctx(t), &sqs.GetQueueUrlInput{QueueName: aws.String("nope")})
+	wantCode(t, err, "AWS.SimpleQueueService.NonExistentQueue")
+
+	if _, err := l.emu.IssueInstanceCredentials(member, "us-east-1", "i-0123456789abcdef0"); err == nil {
+		t.Fatal("credentials for a missing instance")
+	}
 }
