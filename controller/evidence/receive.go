@@ -305,9 +305,27 @@ func (s *Service) receive(ctx context.Context, r *receiving, stream agentv1.Agen
 			}
 		}
 	}()
+	ack := func() error {
+		if err := s.checkpoint(ctx, r); err != nil {
+			return status.Errorf(codes.Unavailable, "checkpointing the upload: %v", err)
+		}
+		return stream.Send(&agentv1.UploadEvidenceResponse{Msg: &agentv1.UploadEvidenceResponse_Ack{Ack: &agentv1.EvidenceAck{
+			CommittedOffset: uint64(r.committed)}}})
+	}
+	// A quiet stream still gets its bytes acknowledged, so an agent whose
+	// window is smaller than a checkpoint never waits for ever.
+	tick := time.NewTicker(s.cfg.CheckpointInterval)
+	defer tick.Stop()
 	for {
 		var m *agentv1.UploadEvidenceRequest
 		select {
+		case <-tick.C:
+			if r.received > r.committed && s.cfg.Clock().Sub(r.lastSync) >= s.cfg.CheckpointInterval {
+				if err := ack(); err != nil {
+					return err
+				}
+			}
+			continue
 		case m = <-msgs:
 		case err := <-recvErr:
 			if errors.Is(err, io.EOF) {
@@ -325,11 +343,7 @@ func (s *Service) receive(ctx context.Context, r *receiving, stream agentv1.Agen
 				return err
 			}
 			if r.received-r.committed >= s.cfg.CheckpointBytes || s.cfg.Clock().Sub(r.lastSync) >= s.cfg.CheckpointInterval {
-				if err := s.checkpoint(ctx, r); err != nil {
-					return status.Errorf(codes.Unavailable, "checkpointing the upload: %v", err)
-				}
-				if err := stream.Send(&agentv1.UploadEvidenceResponse{Msg: &agentv1.UploadEvidenceResponse_Ack{Ack: &agentv1.EvidenceAck{
-					CommittedOffset: uint64(r.committed)}}}); err != nil {
+				if err := ack(); err != nil {
 					return err
 				}
 			}

@@ -81,9 +81,6 @@ func (c *S3Config) CheckAndSetDefaults() error {
 	if c.PartSize <= 0 {
 		c.PartSize = DefaultPartSize
 	}
-	if c.PartSize < 5<<20 && c.MultipartThreshold >= 5<<20 {
-		return fmt.Errorf("s3 evidence store: part size %d is under S3's 5 MiB minimum", c.PartSize)
-	}
 	return nil
 }
 
@@ -166,11 +163,7 @@ func (b *S3) Put(ctx context.Context, sum string, size int64, file string) (*Sto
 	head, err := b.cfg.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(b.cfg.Bucket), Key: aws.String(key)})
 	switch {
 	case err == nil:
-		if aws.ToInt64(head.ContentLength) != size {
-			return nil, fmt.Errorf("the evidence store already holds %s with %d bytes, not %d: verify the store (firebreak evidence verify --all)",
-				st.Location, aws.ToInt64(head.ContentLength), size)
-		}
-		return st, b.extendRetention(ctx, key, head, st.RetainUntil)
+		return b.held(ctx, key, head, size, st)
 	case !isNotFound(err):
 		return nil, fmt.Errorf("looking up %s: %w", st.Location, err)
 	}
@@ -185,9 +178,20 @@ func (b *S3) Put(ctx context.Context, sum string, size int64, file string) (*Sto
 	}
 	in := &s3.PutObjectInput{Bucket: aws.String(b.cfg.Bucket), Key: aws.String(key), Body: f, ContentLength: aws.Int64(size),
 		ContentType: aws.String("application/octet-stream"), ChecksumSHA256: aws.String(base64.StdEncoding.EncodeToString(raw)),
-		Metadata: map[string]string{"firebreak-sha256": sum}}
+		Metadata: map[string]string{"firebreak-sha256": sum},
+		// Another controller storing the same content at the same moment
+		// must not overwrite (or, under Object Lock, version) the object.
+		IfNoneMatch: aws.String("*")}
 	b.protect(&in.ServerSideEncryption, &in.SSEKMSKeyId, &in.ObjectLockMode, &in.ObjectLockRetainUntilDate, st.RetainUntil)
 	if _, err := b.cfg.Client.PutObject(ctx, in); err != nil {
+		var re *smithyhttp.ResponseError
+		if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusPreconditionFailed {
+			head, herr := b.cfg.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(b.cfg.Bucket), Key: aws.String(key)})
+			if herr != nil {
+				return nil, fmt.Errorf("storing %s: it appeared meanwhile but cannot be read: %w", st.Location, herr)
+			}
+			return b.held(ctx, key, head, size, st)
+		}
 		return nil, fmt.Errorf("storing %s: %w", st.Location, explainPut(err, b.cfg.Retention > 0))
 	}
 	return st, nil
@@ -210,6 +214,21 @@ func explainPut(err error, locked bool) error {
 		return fmt.Errorf("%w (is Object Lock enabled on the bucket? --evidence-retention needs it)", err)
 	}
 	return err
+}
+
+// held accepts an object the store already holds under a sum.
+func (b *S3) held(ctx context.Context, key string, head *s3.HeadObjectOutput, size int64, st *Stored) (*Stored, error) {
+	if aws.ToInt64(head.ContentLength) != size {
+		return nil, fmt.Errorf("the evidence store already holds %s with %d bytes, not %d: verify the store (firebreak evidence verify --all)",
+			st.Location, aws.ToInt64(head.ContentLength), size)
+	}
+	if err := b.extendRetention(ctx, key, head, st.RetainUntil); err != nil {
+		return nil, err
+	}
+	if head.ObjectLockRetainUntilDate != nil && head.ObjectLockRetainUntilDate.After(st.RetainUntil) && !st.RetainUntil.IsZero() {
+		st.RetainUntil = head.ObjectLockRetainUntilDate.UTC()
+	}
+	return st, nil
 }
 
 func (b *S3) extendRetention(ctx context.Context, key string, head *s3.HeadObjectOutput, want time.Time) error {
@@ -265,7 +284,11 @@ func (b *S3) Open(ctx context.Context, sum string) (io.ReadCloser, error) {
 	if err := checkSum(sum); err != nil {
 		return nil, err
 	}
-	out, err := b.cfg.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(b.cfg.Bucket), Key: aws.String(b.key(sum))})
+	// The reader of the object checks its SHA-256 against the evidence
+	// record itself, and reports a difference as a mismatch, so the SDK's
+	// own response check (which reports it as a read error) stays off.
+	out, err := b.cfg.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(b.cfg.Bucket), Key: aws.String(b.key(sum))},
+		func(o *s3.Options) { o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired })
 	if isNotFound(err) {
 		return nil, ErrObjectNotFound
 	}

@@ -1,0 +1,123 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"math/rand/v2"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// TestWindowKeepsUnacknowledgedBytes streams through a small window with
+// acknowledgements lagging behind, and checks that every byte read back,
+// including after a rewind to an acknowledged offset, is the byte written.
+func TestWindowKeepsUnacknowledgedBytes(t *testing.T) {
+	src := make([]byte, 10_000)
+	for i := range src {
+		src[i] = byte(rand.IntN(256))
+	}
+	tests := []struct {
+		name   string
+		window int
+		write  int
+		read   int
+	}{
+		{"aligned", 64, 16, 16},
+		{"writes wrap", 100, 37, 11},
+		{"reads wrap", 97, 5, 60},
+		{"whole window", 50, 50, 50},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWindow(tt.window)
+			var sent, written int64
+			var got bytes.Buffer
+			for sent < int64(len(src)) {
+				for written < int64(len(src)) && w.free() > 0 {
+					n := min(int64(tt.write), w.free(), int64(len(src))-written)
+					w.write(src[written : written+n])
+					written += n
+				}
+				n := min(int64(tt.read), w.end-sent)
+				buf := make([]byte, n)
+				w.read(sent, buf)
+				got.Write(buf)
+				sent += n
+				// The controller acknowledges half of what was sent; a
+				// resume rewinds to that offset.
+				acked := w.base + (sent-w.base)/2
+				w.release(acked)
+				if rand.IntN(4) == 0 {
+					got.Truncate(int(acked))
+					sent = acked
+				}
+			}
+			if !bytes.Equal(got.Bytes(), src) {
+				t.Fatal("the bytes read back differ from the bytes written")
+			}
+			if w.free() < 0 || w.free() > int64(tt.window) {
+				t.Fatalf("free %d", w.free())
+			}
+		})
+	}
+}
+
+func TestWindowReleaseNeverPassesTheEnd(t *testing.T) {
+	w := newWindow(10)
+	w.write([]byte("abcdef"))
+	w.release(100)
+	if w.base != 6 || w.free() != 10 {
+		t.Fatalf("base %d free %d", w.base, w.free())
+	}
+	w.release(2)
+	if w.base != 6 {
+		t.Fatalf("release went backwards to %d", w.base)
+	}
+}
+
+func TestChunkFor(t *testing.T) {
+	tests := []struct {
+		bps  int64
+		want int
+	}{
+		{0, maxChunk},
+		{1 << 30, maxChunk},
+		{4 << 20, maxChunk},
+		{1 << 20, 256 << 10},
+		{10_000, minChunk},
+	}
+	for _, tt := range tests {
+		if got := chunkFor(tt.bps); got != tt.want {
+			t.Errorf("chunkFor(%d) = %d, want %d", tt.bps, got, tt.want)
+		}
+		if l := newLimiter(tt.bps); l != nil && l.Burst() < chunkFor(tt.bps) {
+			t.Errorf("limiter burst %d is under the chunk size %d: WaitN would fail", l.Burst(), chunkFor(tt.bps))
+		}
+	}
+}
+
+func TestRetryable(t *testing.T) {
+	tests := []struct {
+		name          string
+		err           error
+		chunkFailures int
+		want          bool
+	}{
+		{"connection lost", status.Error(codes.Unavailable, "x"), 0, true},
+		{"superseded", status.Error(codes.Aborted, "x"), 0, true},
+		{"transport error", errors.New("EOF"), 0, true},
+		{"corrupted chunk", status.Error(codes.DataLoss, "x"), 1, true},
+		{"corrupted chunks again and again", status.Error(codes.DataLoss, "x"), maxChunkRetries + 1, false},
+		{"not this agent's task", status.Error(codes.PermissionDenied, "x"), 0, false},
+		{"task ended", status.Error(codes.FailedPrecondition, "x"), 0, false},
+		{"too large", status.Error(codes.ResourceExhausted, "x"), 0, false},
+		{"whole hash refused", &errPermanent{status.Error(codes.DataLoss, "x")}, 0, false},
+	}
+	for _, tt := range tests {
+		if got := retryable(tt.err, tt.chunkFailures); got != tt.want {
+			t.Errorf("%s: retryable = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
