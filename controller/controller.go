@@ -65,6 +65,8 @@ type Config struct {
 	OperatorCertTTL time.Duration
 	// Heartbeat is how often agents report.
 	Heartbeat time.Duration
+	// Incident configures playbooks, cases and the findings intake.
+	Incident IncidentConfig
 	// Evidence is the evidence store: empty for DataDir/evidence, an
 	// absolute directory, or s3://bucket/prefix.
 	Evidence string
@@ -119,6 +121,8 @@ type Controller struct {
 	grpc       *grpc.Server
 	health     *health.Server
 	lis        net.Listener
+	// Incident holds the cases, the playbook executor and the intake.
+	Incident
 }
 
 // New builds the controller: on first start it creates the CA, the
@@ -208,6 +212,9 @@ func (c *Controller) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := c.buildIncident(ctx); err != nil {
+		return err
+	}
 	if err := c.ensureAdmin(ctx); err != nil {
 		return err
 	}
@@ -234,6 +241,9 @@ func (c *Controller) build(ctx context.Context) error {
 		return err
 	}
 	tlsCert := tls.Certificate{Certificate: [][]byte{srvCert.Raw}, PrivateKey: key, Leaf: srvCert}
+	if err := c.listenEvents(tlsCert); err != nil {
+		return err
+	}
 
 	policy := auth.Policy{
 		Open: map[string]bool{
@@ -250,6 +260,7 @@ func (c *Controller) build(ctx context.Context) error {
 		Operator: maps.Clone(operator.Policy),
 	}
 	maps.Copy(policy.Operator, evidence.Policy)
+	policy.Operator = withIncidentPolicy(policy.Operator)
 	authn := &auth.Authenticator{Policy: policy, Store: c.Store}
 	c.grpc = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(pki.ServerTLS(c.CA, tlsCert))),
@@ -266,6 +277,7 @@ func (c *Controller) build(ctx context.Context) error {
 	)
 	agentv1.RegisterAgentServiceServer(c.grpc, fl)
 	operatorv1.RegisterOperatorServiceServer(c.grpc, c.Operator)
+	c.registerIncident(c.grpc)
 	operatorv1.RegisterEvidenceServiceServer(c.grpc, c.Evidence)
 	c.health = health.NewServer()
 	healthpb.RegisterHealthServer(c.grpc, c.health)
@@ -344,6 +356,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	dispDone := make(chan error, 1)
 	go func() { dispDone <- c.Dispatcher.Run(dispCtx) }()
 	run("last-seen writer", func(ctx context.Context) error { return c.Fleet.RunSeenWriter(ctx, 5*time.Second) })
+	c.runIncident(run)
 	run("evidence janitor", c.Evidence.Run)
 
 	addr := c.lis.Addr().String()

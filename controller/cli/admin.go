@@ -59,6 +59,7 @@ admin.creds; later starts reuse them. It stops cleanly on SIGTERM.`,
 	f.StringVar(&cfg.EvidenceKMSKey, "evidence-kms-key", "", "KMS key ARN or id for SSE-KMS of S3 evidence (default: the bucket's encryption)")
 	f.Int64Var(&cfg.EvidenceMaxBytes, "evidence-max-bytes", 0, "largest evidence item accepted, in bytes (default 64 GiB)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	registerIncidentFlags(f, &cfg.Incident)
 	_ = cmd.MarkFlagRequired("data-dir")
 	return cmd
 }

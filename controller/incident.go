@@ -1,0 +1,181 @@
+package controller
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"net/http"
+
+	"google.golang.org/grpc"
+
+	"github.com/firebreak-ir/firebreak/controller/cases"
+	"github.com/firebreak-ir/firebreak/controller/intake"
+	"github.com/firebreak-ir/firebreak/controller/playbookrun"
+	"github.com/firebreak-ir/firebreak/controller/store"
+	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
+)
+
+// IncidentConfig configures the incident side of the controller: cases,
+// playbooks and findings intake.
+type IncidentConfig struct {
+	// PlaybookDir holds playbook files (*.yaml) besides the built-in ones;
+	// a file's playbook replaces a built-in one of the same name.
+	PlaybookDir string
+	// RulesFile maps findings to playbooks; its rules come before the
+	// built-in rules.
+	RulesFile string
+	// NoDefaultRules leaves the built-in rules out.
+	NoDefaultRules bool
+	// EventsListen is the HOST:PORT of the HTTPS events endpoint
+	// (POST /v1/events); empty serves none.
+	EventsListen string
+	// EventsSecretFile holds the shared secret an EventBridge API
+	// destination sends in the X-Firebreak-Secret header; empty accepts
+	// operator client certificates only.
+	EventsSecretFile string
+	// SQSQueue is the URL of an SQS queue to poll for finding events.
+	SQSQueue string
+	// SQSClient overrides the SQS client (tests, the lab); nil builds one
+	// from the AWS SDK's standard environment.
+	SQSClient intake.SQSAPI
+}
+
+// Incident is the incident side of a controller: cases, the playbook
+// executor and the findings intake. Controller embeds it, so the lab and
+// tests reach them as c.Cases, c.Playbooks and c.Intake.
+type Incident struct {
+	// Cases keeps the incident cases.
+	Cases *cases.Service
+	// Playbooks executes playbook runs.
+	Playbooks *playbookrun.Executor
+	// Intake takes findings in: Intake.Submit is the path of the events
+	// endpoint, the SQS poller and `firebreak findings send`.
+	Intake *intake.Intake
+
+	parts incidentParts
+}
+
+// incidentParts are the unexported pieces the incident side runs.
+type incidentParts struct {
+	caseServer     *cases.Server
+	playbookServer *playbookrun.Server
+	eventsLis      net.Listener
+	eventsTLS      *tls.Config
+	eventsHandler  http.Handler
+	sqs            *intake.SQSPoller
+}
+
+// buildIncident builds the cases, the playbook executor and the intake.
+// It needs the store, the operator service and the dispatcher.
+func (c *Controller) buildIncident(ctx context.Context) error {
+	cfg := c.cfg.Incident
+	sq, ok := c.Store.(*store.SQLite)
+	if !ok {
+		return errors.New("controller: cases and playbooks need the SQL store")
+	}
+	var err error
+	c.Cases, err = cases.New(cases.Config{Writer: sq.Writer(), Reader: sq.Reader(), Runs: c.Store, Audit: c.Audit, Logger: c.cfg.Logger,
+		Clock: c.cfg.Clock})
+	if err != nil {
+		return err
+	}
+	library := &playbookrun.Library{Dir: cfg.PlaybookDir}
+	if _, err := library.List(); err != nil {
+		return err
+	}
+	c.Playbooks, err = playbookrun.New(playbookrun.Config{Writer: sq.Writer(), Reader: sq.Reader(), Library: library, Cases: c.Cases,
+		Runs: c.Operator, Watcher: c.Dispatcher, RunStore: c.Store, Audit: c.Audit, Logger: c.cfg.Logger, Clock: c.cfg.Clock})
+	if err != nil {
+		return err
+	}
+	c.Cases.SetActivePlaybookRuns(c.Playbooks.ActiveForCase)
+	rules, err := intake.LoadRules(cfg.RulesFile, !cfg.NoDefaultRules)
+	if err != nil {
+		return fmt.Errorf("loading the finding rules: %w", err)
+	}
+	c.Intake, err = intake.New(intake.Config{Cases: c.Cases, Playbooks: c.Playbooks, Library: library, Rules: rules, Audit: c.Audit,
+		Logger: c.cfg.Logger, Clock: c.cfg.Clock})
+	if err != nil {
+		return err
+	}
+	c.Incident.parts.caseServer = cases.NewServer(c.Cases, c.Intake)
+	c.Incident.parts.playbookServer = playbookrun.NewServer(c.Playbooks)
+	if cfg.SQSQueue != "" {
+		client := cfg.SQSClient
+		if client == nil {
+			if client, err = intake.NewSQSClient(ctx, cfg.SQSQueue); err != nil {
+				return err
+			}
+		}
+		if c.Incident.parts.sqs, err = intake.NewSQSPoller(intake.SQSConfig{QueueURL: cfg.SQSQueue, Client: client, Intake: c.Intake,
+			Logger: c.cfg.Logger}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// listenEvents binds the events endpoint, with the controller's serving
+// certificate.
+func (c *Controller) listenEvents(cert tls.Certificate) error {
+	cfg := c.cfg.Incident
+	if cfg.EventsListen == "" {
+		return nil
+	}
+	var secret []byte
+	if cfg.EventsSecretFile != "" {
+		var err error
+		if secret, err = intake.ReadSecretFile(cfg.EventsSecretFile); err != nil {
+			return err
+		}
+	}
+	lis, err := net.Listen("tcp", cfg.EventsListen)
+	if err != nil {
+		return fmt.Errorf("listening for events on %s: %w", cfg.EventsListen, err)
+	}
+	c.Incident.parts.eventsLis = lis
+	c.Incident.parts.eventsTLS = intake.EventsTLS(c.CA, cert)
+	c.Incident.parts.eventsHandler = c.Intake.Handler(intake.HandlerConfig{Operators: c.Store, Secret: secret, Logger: c.cfg.Logger})
+	return nil
+}
+
+// EventsAddr is the address of the HTTPS events endpoint, empty when none
+// is served.
+func (c *Controller) EventsAddr() string {
+	if c.Incident.parts.eventsLis == nil {
+		return ""
+	}
+	return c.Incident.parts.eventsLis.Addr().String()
+}
+
+// withIncidentPolicy returns an operator policy with the incident
+// services' methods added.
+func withIncidentPolicy(p map[string]operatorv1.OperatorRole) map[string]operatorv1.OperatorRole {
+	out := maps.Clone(p)
+	maps.Copy(out, cases.Policy)
+	maps.Copy(out, playbookrun.Policy)
+	return out
+}
+
+// registerIncident registers the incident services.
+func (c *Controller) registerIncident(s *grpc.Server) {
+	operatorv1.RegisterCaseServiceServer(s, c.Incident.parts.caseServer)
+	operatorv1.RegisterPlaybookServiceServer(s, c.Incident.parts.playbookServer)
+}
+
+// runIncident starts the executor, the events endpoint and the SQS poller.
+func (c *Controller) runIncident(run func(name string, f func(context.Context) error)) {
+	run("playbook executor", c.Playbooks.Run)
+	if c.Incident.parts.eventsLis != nil {
+		c.cfg.Logger.Info("serving findings", "events", "https://"+c.Incident.parts.eventsLis.Addr().String()+intake.EventsPath)
+		run("events endpoint", func(ctx context.Context) error {
+			return intake.Serve(ctx, c.Incident.parts.eventsLis, c.Incident.parts.eventsTLS, c.Incident.parts.eventsHandler, c.cfg.Logger)
+		})
+	}
+	if c.Incident.parts.sqs != nil {
+		run("SQS poller", c.Incident.parts.sqs.Run)
+	}
+}
