@@ -93,7 +93,7 @@ func (e *Emulator) record(c *call, ae *apiError, took time.Duration) {
 		rec.Account = c.who.account
 		rec.PrincipalARN = c.who.arn
 		rec.AccessKeyID = c.who.cred.id
-		if c.who.kind == principalUser {
+		if c.who.kind == principalUser && c.who.cred.key != nil {
 			c.who.cred.key.markUsed(c.now, c.svc.name, c.region)
 		}
 	}

@@ -25,7 +25,10 @@
 //
 // Each access key belongs to an account and a principal: an IAM user, the
 // account root, or a role session made by sts:AssumeRole (or by
-// IssueInstanceCredentials). Policies are evaluated as IAM does, simplified
+// IssueInstanceCredentials). An IAM user's sts:GetSessionToken credentials
+// act as the user and, as in AWS, outlive the deactivation of the key that
+// minted them; without MFA (which is not emulated) they may not call IAM.
+// Policies are evaluated as IAM does, simplified
 // but honest: an explicit Deny in any identity or session policy wins, else
 // an Allow is needed, else the call is refused with the service's own
 // access-denied error. Inline and attached managed policies count

@@ -220,6 +220,10 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	if ae := e.faults.apply(c.ctx, c.svc.name, c.op.name); ae != nil {
 		if ae == errFaultCanceled {
+			// The client gave up during the injected delay: nobody reads an
+			// answer, but the call is logged.
+			c.trail.skip = true
+			e.record(c, ae, time.Since(start))
 			return
 		}
 		e.finish(w, c, start, nil, c.svc.errs.clone(c.svc.errs.throttled))
@@ -237,7 +241,7 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	result, herr := c.op.handle(e, c)
 	var ae *apiError
-	if herr != nil && !errors.As(herr, &ae) {
+	if herr != nil && (!errors.As(herr, &ae) || ae == nil) {
 		e.log.Error("awsemu: handler failed", "service", c.svc.name, "operation", c.op.name, "error", herr)
 		ae = &apiError{Code: "InternalFailure", Status: http.StatusInternalServerError, Message: "The request processing has failed because of an unknown error.", Receiver: true}
 	}

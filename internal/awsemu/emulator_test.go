@@ -111,9 +111,17 @@ func TestSeedFromYAMLFile(t *testing.T) {
 	cfg.Region = "eu-west-1"
 	out, err := ec2.NewFromConfig(cfg).DescribeInstances(ctx(t), &ec2.DescribeInstancesInput{})
 	ok(t, err)
-	if len(out.Reservations) != 1 {
+	if len(out.Reservations) != 1 || len(out.Reservations[0].Instances[0].NetworkInterfaces) != 2 {
 		t.Fatalf("reservations %+v", out.Reservations)
 	}
+	// With two interfaces, groups change per interface, not per instance.
+	root := l.cfg("AKIAEXAMPLEROOT00001", "rootsecretrootsecretrootsecretrootsecret", "")
+	root.Region = "eu-west-1"
+	_, err = ec2.NewFromConfig(root).ModifyInstanceAttribute(ctx(t), &ec2.ModifyInstanceAttributeInput{InstanceId: aws.String(in.ID), Groups: []string{in.SecurityGroups[0]}})
+	wantCode(t, err, "InvalidInstanceID")
+	_, err = ec2.NewFromConfig(cfg).ModifyNetworkInterfaceAttribute(ctx(t), &ec2.ModifyNetworkInterfaceAttributeInput{
+		NetworkInterfaceId: out.Reservations[0].Instances[0].NetworkInterfaces[1].NetworkInterfaceId, Groups: []string{in.SecurityGroups[0]}})
+	wantCode(t, err, "UnauthorizedOperation")
 	// The attached customer-managed policy denies IAM explicitly.
 	_, err = iam.NewFromConfig(cfg).ListUsers(ctx(t), &iam.ListUsersInput{})
 	if apiCode(err) != "AccessDenied" || !strings.Contains(err.Error(), "explicit deny") {

@@ -474,7 +474,7 @@ func (e *Emulator) iamGetAccessKeyLastUsed(c *call) (any, error) {
 	e.credMu.RUnlock()
 	// The API reference documents the key's owner as the only account that
 	// can read its last use; other accounts get the documented NoSuchEntity.
-	if cred == nil || cred.kind != principalUser || cred.account != c.who.account {
+	if cred == nil || cred.kind != principalUser || cred.key == nil || cred.account != c.who.account {
 		return nil, noSuchEntity("The Access Key with id %s cannot be found.", id)
 	}
 	k := cred.key

@@ -79,9 +79,22 @@ type credential struct {
 	token   string
 	account string
 	kind    principalKind
-	key     *accessKey // principalUser
+	key     *accessKey // principalUser with a long-term key
 	user    string     // principalUser
 	session *session   // principalSession
+	// userSession is set for an IAM user's temporary credentials from
+	// sts:GetSessionToken (kind principalUser, key nil).
+	userSession *userSession
+}
+
+// userSession is the state behind an IAM user's temporary credentials from
+// sts:GetSessionToken. They act as the user, with the user's policies, and
+// carry aws:TokenIssueTime. Deactivating or deleting the access key that
+// minted them does not end them: a deny policy on the user conditioned on
+// aws:TokenIssueTime does.
+type userSession struct {
+	issued  time.Time
+	expires time.Time
 }
 
 // principal is the authenticated caller of one request.
@@ -181,10 +194,10 @@ func (e *Emulator) authenticate(r *http.Request, sig *signature, body []byte, s3
 	if cred == nil {
 		return nil, nil, authUnknownKey, ""
 	}
-	if cred.kind == principalUser && !cred.key.active() {
+	if cred.kind == principalUser && cred.key != nil && !cred.key.active() {
 		return nil, nil, authUnknownKey, ""
 	}
-	if cred.kind == principalSession {
+	if cred.kind == principalSession || cred.userSession != nil {
 		// Security-critical: a session key is only valid with its own token.
 		if sig.SecurityToken != cred.token {
 			return nil, nil, authUnknownKey, ""
@@ -197,6 +210,9 @@ func (e *Emulator) authenticate(r *http.Request, sig *signature, body []byte, s3
 		return nil, nil, authBadSignature, err.Error()
 	}
 	if cred.kind == principalSession && !e.now().Before(cred.session.expires) {
+		return nil, nil, authExpired, ""
+	}
+	if cred.userSession != nil && !e.now().Before(cred.userSession.expires) {
 		return nil, nil, authExpired, ""
 	}
 
@@ -238,6 +254,9 @@ func (e *Emulator) conditionKeys(c *call) map[string][]string {
 	case principalUser:
 		keys["aws:principaltype"] = []string{"User"}
 		keys["aws:username"] = []string{p.name}
+		if s := p.cred.userSession; s != nil {
+			keys["aws:tokenissuetime"] = []string{s.issued.UTC().Format(time.RFC3339)}
+		}
 	case principalRoot:
 		keys["aws:principaltype"] = []string{"Account"}
 	case principalSession:
@@ -366,6 +385,11 @@ func (e *Emulator) authorize(c *call, action string, resources ...string) *apiEr
 	}
 	if len(resources) == 0 {
 		resources = []string{"*"}
+	}
+	// Credentials from GetSessionToken without MFA may not call IAM, nor STS
+	// beyond AssumeRole and GetCallerIdentity (which authorise themselves).
+	if c.who.cred.userSession != nil && (c.svc.name == "iam" || c.svc.name == "sts") {
+		return c.accessDenied(action, resources[0], "because no MFA was presented when the session token was issued")
 	}
 	e.ensurePolicies(c)
 	for _, res := range resources {

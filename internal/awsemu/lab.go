@@ -96,13 +96,23 @@ func (l Lab) Seed() *Seed {
 	trustWorker := policy(fmt.Sprintf(`{"Effect":"Allow","Principal":{"AWS":%q},"Action":["sts:AssumeRole","sts:TagSession","sts:SetSourceIdentity"],"Condition":{"StringEquals":{"sts:ExternalId":%q}}}`, workerARN, LabExternalID))
 
 	s := &Seed{Organization: &OrganizationSeed{ManagementAccount: mgmt}}
+	readOrganization := policy(`{"Effect":"Allow","Action":["organizations:Describe*","organizations:List*","account:ListRegions","account:GetRegionOptStatus"],"Resource":"*"}`)
 	s.Accounts = append(s.Accounts, AccountSeed{
 		ID: mgmt, Name: "management", Email: "aws+management@firebreak.example", Regions: []string{region},
 		Root: ptr(labKey("root/" + mgmt)),
-		Roles: []RoleSeed{{
-			Name: LabOrgReaderRole, Description: "Lets Firebreak workers read the organisation.", TrustPolicy: trustWorker,
-			InlinePolicies: map[string]PolicyText{"ReadOrganization": policy(`{"Effect":"Allow","Action":["organizations:Describe*","organizations:List*","account:ListRegions","account:GetRegionOptStatus"],"Resource":"*"}`)},
-		}},
+		Roles: []RoleSeed{
+			{
+				Name: LabOrgReaderRole, Description: "Lets Firebreak workers read the organisation.", TrustPolicy: trustWorker,
+				InlinePolicies: map[string]PolicyText{"ReadOrganization": readOrganization},
+			},
+			// StackSets skip the management account, so deploy/ covers it
+			// with a stack of its own: the same responder role as every
+			// member, plus reading the organisation for aws-org-discover.
+			{
+				Name: LabResponderRole, Description: "Lets Firebreak workers respond in this account and read the organisation.", TrustPolicy: trustWorker,
+				InlinePolicies: map[string]PolicyText{"FirebreakResponse": labResponsePolicy, "ReadOrganization": readOrganization},
+			},
+		},
 	})
 	s.Accounts = append(s.Accounts, AccountSeed{
 		ID: sec, Name: "security", Email: "aws+security@firebreak.example", Regions: []string{region},
@@ -134,6 +144,11 @@ func (l Lab) Seed() *Seed {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// labResponsePolicy is the lab responder roles' permissions: broader than
+// deploy/cloudformation/member-account.yaml, whose exact list the deploy
+// tests hold against the plugins' code.
+var labResponsePolicy = policy(`{"Effect":"Allow","Action":["ec2:*","autoscaling:*","elasticloadbalancing:*","iam:*","s3:*","lambda:*","cloudtrail:LookupEvents","account:ListRegions","sts:GetCallerIdentity","sts:GetAccessKeyInfo"],"Resource":"*"}`)
 
 // member builds one workload account.
 func (l Lab) member(id string, ordinal int, region string, perAccount int, trustWorker PolicyText) AccountSeed {
@@ -202,7 +217,7 @@ func (l Lab) member(id string, ordinal int, region string, perAccount int, trust
 		Roles: []RoleSeed{
 			{
 				Name: LabResponderRole, Description: "Lets Firebreak workers respond in this account.", TrustPolicy: trustWorker,
-				InlinePolicies: map[string]PolicyText{"FirebreakResponse": policy(`{"Effect":"Allow","Action":["ec2:*","autoscaling:*","elasticloadbalancing:*","iam:*","s3:*","lambda:*","cloudtrail:LookupEvents","account:ListRegions","sts:GetCallerIdentity"],"Resource":"*"}`)},
+				InlinePolicies: map[string]PolicyText{"FirebreakResponse": labResponsePolicy},
 			},
 			{Name: "AppInstanceRole", TrustPolicy: appTrust, InstanceProfile: true,
 				InlinePolicies: map[string]PolicyText{"app": policy(`{"Effect":"Allow","Action":["s3:GetObject","s3:ListBucket","sqs:*"],"Resource":"*"}`)}},

@@ -2,6 +2,7 @@ package awsemu
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -25,6 +26,17 @@ type launchRequest struct {
 	disableAPITerm bool
 	keyName        string
 	profile        *instanceProfile
+	// interfaces are secondary interfaces, already resolved.
+	interfaces []secondaryInterface
+}
+
+// secondaryInterface is a resolved secondary network interface request.
+type secondaryInterface struct {
+	id          string
+	subnet      *subnet
+	groups      []string
+	privateIP   string
+	description string
 }
 
 // launchInstance creates an instance with its primary interface, volumes
@@ -86,6 +98,32 @@ func (e *Emulator) launchInstance(account string, rg *region, req launchRequest)
 	eni.history = []groupChange{{at: req.launchTime, operation: "RunInstances", groups: append([]string(nil), req.groups...)}}
 	rg.enis[eni.id] = eni
 	in.enis = []string{eni.id}
+	for i, si := range req.interfaces {
+		if si.subnet.az != sn.az || si.subnet.vpcID != sn.vpcID {
+			return nil, fmt.Errorf("instance %s: interface subnet %s is not in %s of %s", id, si.subnet.id, sn.az, sn.vpcID)
+		}
+		ip := si.privateIP
+		if ip == "" {
+			ip = si.subnet.allocateIP()
+		} else {
+			if si.subnet.used == nil {
+				si.subnet.used = map[string]bool{}
+			}
+			si.subnet.used[ip] = true
+		}
+		x := &networkInterface{
+			id: si.id, subnetID: si.subnet.id, vpcID: si.subnet.vpcID, az: sn.az, privateIP: ip, description: si.description,
+			instanceID: id, deviceIndex: int32(i + 1), attachmentID: e.ids.resource("eni-attach"), attachTime: req.launchTime,
+			groups: slices.Clone(si.groups), sourceDestCheck: true, tags: tags{},
+		}
+		if x.id == "" {
+			x.id = e.ids.resource("eni")
+		}
+		x.mac = macFor(x.id)
+		x.history = []groupChange{{at: req.launchTime, operation: "AttachNetworkInterface", groups: slices.Clone(si.groups)}}
+		rg.enis[x.id] = x
+		in.enis = append(in.enis, x.id)
+	}
 
 	vols := req.volumes
 	if len(vols) == 0 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/organizations"
@@ -157,4 +159,33 @@ func TestStart(t *testing.T) {
 	if _, err := sts.NewFromConfig(cfg).GetCallerIdentity(ctx(t), &sts.GetCallerIdentityInput{}); err == nil {
 		t.Fatal("the emulator answered after stop")
 	}
+}
+
+// TestEndpointFromEnvironment points unmodified clients at the emulator the
+// way Firebreak's binaries are: through the SDK's standard environment.
+func TestEndpointFromEnvironment(t *testing.T) {
+	l := newLab(t, 3)
+	key := labKey("ci/" + LabAccountID(2))
+	dir := t.TempDir()
+	for k, v := range map[string]string{
+		"AWS_ENDPOINT_URL": l.srv.URL, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": key.ID, "AWS_SECRET_ACCESS_KEY": key.Secret,
+		"AWS_SESSION_TOKEN": "", "AWS_PROFILE": "", "AWS_CONFIG_FILE": filepath.Join(dir, "config"),
+		"AWS_SHARED_CREDENTIALS_FILE": filepath.Join(dir, "credentials"), "AWS_EC2_METADATA_DISABLED": "true",
+	} {
+		t.Setenv(k, v)
+	}
+	cfg, err := config.LoadDefaultConfig(ctx(t))
+	ok(t, err)
+	id, err := sts.NewFromConfig(cfg).GetCallerIdentity(ctx(t), &sts.GetCallerIdentityInput{})
+	ok(t, err)
+	if aws.ToString(id.Account) != LabAccountID(2) {
+		t.Fatalf("account %s", aws.ToString(id.Account))
+	}
+	buckets, err := s3.NewFromConfig(cfg).ListBuckets(ctx(t), &s3.ListBucketsInput{})
+	ok(t, err)
+	if len(buckets.Buckets) != 1 {
+		t.Fatalf("buckets %+v", buckets.Buckets)
+	}
+	_, err = lambda.NewFromConfig(cfg).ListFunctions(ctx(t), &lambda.ListFunctionsInput{})
+	ok(t, err)
 }

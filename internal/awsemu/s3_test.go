@@ -32,6 +32,11 @@ func TestS3BucketControls(t *testing.T) {
 	c := s3.NewFromConfig(l.assumeResponder(t, 2), pathStyle)
 	b := aws.String(labBucket(2))
 
+	// With an IP address as endpoint the SDK falls back to path style by
+	// itself; UsePathStyle is needed only for host names.
+	_, err := s3.NewFromConfig(l.assumeResponder(t, 2)).GetBucketLocation(ctx(t), &s3.GetBucketLocationInput{Bucket: b})
+	ok(t, err)
+
 	list, err := c.ListBuckets(ctx(t), &s3.ListBucketsInput{})
 	ok(t, err)
 	if len(list.Buckets) != 1 || aws.ToString(list.Buckets[0].Name) != labBucket(2) {

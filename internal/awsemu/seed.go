@@ -256,11 +256,24 @@ type InstanceSeed struct {
 	InstanceProfile string `yaml:"instanceProfile,omitempty" json:"instanceProfile,omitempty"`
 	// Volumes are attached in order; the first is the root volume. An
 	// instance without volumes gets an 8 GiB root volume.
-	Volumes               []VolumeSeed `yaml:"volumes,omitempty" json:"volumes,omitempty"`
-	ConsoleOutput         string       `yaml:"consoleOutput,omitempty" json:"consoleOutput,omitempty"`
-	LaunchTime            time.Time    `yaml:"launchTime,omitempty" json:"launchTime,omitzero"`
-	DisableAPITermination bool         `yaml:"disableApiTermination,omitempty" json:"disableApiTermination,omitempty"`
-	KeyName               string       `yaml:"keyName,omitempty" json:"keyName,omitempty"`
+	Volumes []VolumeSeed `yaml:"volumes,omitempty" json:"volumes,omitempty"`
+	// Interfaces are network interfaces attached after the primary one, at
+	// device index 1 and up.
+	Interfaces            []NetworkInterfaceSeed `yaml:"interfaces,omitempty" json:"interfaces,omitempty"`
+	ConsoleOutput         string                 `yaml:"consoleOutput,omitempty" json:"consoleOutput,omitempty"`
+	LaunchTime            time.Time              `yaml:"launchTime,omitempty" json:"launchTime,omitzero"`
+	DisableAPITermination bool                   `yaml:"disableApiTermination,omitempty" json:"disableApiTermination,omitempty"`
+	KeyName               string                 `yaml:"keyName,omitempty" json:"keyName,omitempty"`
+}
+
+// NetworkInterfaceSeed is a secondary network interface of an instance. Its
+// subnet must be in the instance's availability zone.
+type NetworkInterfaceSeed struct {
+	ID             string   `yaml:"id,omitempty" json:"id,omitempty"`
+	Subnet         string   `yaml:"subnet" json:"subnet"`
+	SecurityGroups []string `yaml:"securityGroups,omitempty" json:"securityGroups,omitempty"`
+	PrivateIP      string   `yaml:"privateIp,omitempty" json:"privateIp,omitempty"`
+	Description    string   `yaml:"description,omitempty" json:"description,omitempty"`
 }
 
 // VolumeSeed is an EBS volume attached to an instance.

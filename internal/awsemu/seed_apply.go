@@ -525,6 +525,25 @@ func (e *Emulator) seedRegion(a *account, rg *region, rs *RegionSeed, now time.T
 				return fmt.Errorf("instance %s: unknown instance profile %q", is.Name, is.InstanceProfile)
 			}
 		}
+		var extra []secondaryInterface
+		for _, ns := range is.Interfaces {
+			sid, err := subnets.get("subnet", ns.Subnet)
+			if err != nil {
+				return fmt.Errorf("instance %s interface: %w", is.Name, err)
+			}
+			si := secondaryInterface{id: ns.ID, subnet: rg.subnets[sid], privateIP: ns.PrivateIP, description: ns.Description}
+			for _, g := range ns.SecurityGroups {
+				gid, err := groups.get("security group", g)
+				if err != nil {
+					return fmt.Errorf("instance %s interface: %w", is.Name, err)
+				}
+				si.groups = append(si.groups, gid)
+			}
+			if len(si.groups) == 0 {
+				si.groups = gids
+			}
+			extra = append(extra, si)
+		}
 		launched := is.LaunchTime
 		if launched.IsZero() {
 			launched = now
@@ -537,6 +556,7 @@ func (e *Emulator) seedRegion(a *account, rg *region, rs *RegionSeed, now time.T
 			id: is.ID, name: is.Name, instanceType: is.Type, imageID: is.Image, subnet: sn, groups: gids,
 			privateIP: is.PrivateIP, publicIP: is.PublicIP, state: state, tags: tags(is.Tags), volumes: is.Volumes,
 			consoleOutput: is.ConsoleOutput, launchTime: launched, disableAPITerm: is.DisableAPITermination, keyName: is.KeyName, profile: prof,
+			interfaces: extra,
 		})
 		if err != nil {
 			return err

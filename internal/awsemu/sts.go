@@ -24,6 +24,8 @@ func (e *Emulator) stsService() *service {
 		{name: "GetCallerIdentity", readOnly: true, handle: (*Emulator).stsGetCallerIdentity},
 		{name: "AssumeRole", action: "sts:AssumeRole", handle: (*Emulator).stsAssumeRole},
 		{name: "GetAccessKeyInfo", action: "sts:GetAccessKeyInfo", readOnly: true, handle: (*Emulator).stsGetAccessKeyInfo},
+		// GetSessionToken needs no permission either.
+		{name: "GetSessionToken", readOnly: true, handle: (*Emulator).stsGetSessionToken},
 	}
 	s.ops = make(map[string]*operation, len(ops))
 	for _, op := range ops {

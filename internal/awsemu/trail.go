@@ -384,6 +384,12 @@ func (e *Emulator) userIdentity(p *principal) userIdentity {
 	case principalUser:
 		id.Type = "IAMUser"
 		id.UserName = p.name
+		if s := p.cred.userSession; s != nil {
+			sc := &sessionContext{}
+			sc.Attributes.CreationDate = s.issued.UTC().Format(time.RFC3339)
+			sc.Attributes.MFAAuthenticated = "false"
+			id.SessionContext = sc
+		}
 	case principalSession:
 		s := p.cred.session
 		id.Type = "AssumedRole"
