@@ -1,0 +1,20 @@
+// Command firebreak-plugin-aws-iam-uncontain serves the aws-iam-uncontain action to an API
+// worker.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/firebreak-ir/firebreak/plugins/awsiam"
+	"github.com/firebreak-ir/firebreak/plugins/sdk"
+)
+
+func main() {
+	a, err := awsiam.NewUncontain(awsiam.Config{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	sdk.Serve(a)
+}
