@@ -346,10 +346,12 @@ func (s *Service) CreateRun(ctx context.Context, req *operatorv1.CreateRunReques
 		"status": strings.TrimPrefix(plan.Run.Status.String(), "RUN_STATUS_"),
 	})
 	traceparent, _ := telemetry.InjectTraceContext(ctx)
+	// The answer is made before the dispatcher owns the run and its tasks.
+	resp := &operatorv1.CreateRunResponse{Run: dispatch.RunProto(plan.Run, plan.Tasks, nil)}
 	s.cfg.Dispatcher.Submit(plan.Run, plan.Tasks, traceparent)
-	s.cfg.Logger.InfoContext(ctx, "run created", "run", plan.Run.ID, "action", plan.Run.Action, "targets", len(plan.Tasks),
-		"operator", op.Name, "status", plan.Run.Status.String())
-	return &operatorv1.CreateRunResponse{Run: dispatch.RunProto(plan.Run, plan.Tasks, nil)}, nil
+	s.cfg.Logger.InfoContext(ctx, "run created", "run", resp.GetRun().GetId(), "action", resp.GetRun().GetAction(), "targets", len(resp.GetRun().GetTasks()),
+		"operator", op.Name, "status", resp.GetRun().GetStatus().String())
+	return resp, nil
 }
 
 // RunPlan is a resolved, not yet stored, run.
