@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Format is a report format.
@@ -68,7 +69,14 @@ var mdEscaper = strings.NewReplacer(
 	"\r\n", " ", "\n", " ", "\r", " ",
 )
 
-func md(s string) string { return mdEscaper.Replace(s) }
+func md(s string) string {
+	return mdEscaper.Replace(strings.Map(func(r rune) rune {
+		if r != '\n' && r != '\r' && unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s))
+}
 
 // fence returns a code fence longer than any run of backticks in s, so the
 // content cannot close the block.
