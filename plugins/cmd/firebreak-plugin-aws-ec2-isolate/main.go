@@ -1,0 +1,10 @@
+// Command firebreak-plugin-aws-ec2-isolate serves the aws-ec2-isolate action
+// to an API worker.
+package main
+
+import (
+	"github.com/firebreak-ir/firebreak/plugins/awsec2"
+	"github.com/firebreak-ir/firebreak/plugins/sdk"
+)
+
+func main() { sdk.Serve(awsec2.NewIsolate(awsec2.Config{})) }
