@@ -61,7 +61,7 @@ type Facts struct {
 	AutoScalingGroup    *astypes.AutoScalingGroup           `json:"auto_scaling_group,omitempty"`
 	// TargetGroups are the target groups it is registered with, and
 	// TargetHealth its registrations' health by target group ARN.
-	TargetGroups []elbv2types.TargetGroup                          `json:"target_groups"`
+	TargetGroups []elbv2types.TargetGroup                        `json:"target_groups"`
 	TargetHealth map[string][]elbv2types.TargetHealthDescription `json:"target_health"`
 	// ConsoleOutput is the latest serial console output, decoded, and
 	// ConsoleOutputAt when EC2 took it.

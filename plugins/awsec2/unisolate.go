@@ -564,7 +564,9 @@ func (x *restoration) cleanup(ctx context.Context) (string, string, error) {
 	}); err != nil {
 		return "", "", x.explain(op, strings.Join(vpcs, ","), err)
 	}
-	slices.SortFunc(groups, func(a, b ec2types.SecurityGroup) int { return strings.Compare(aws.ToString(a.GroupId), aws.ToString(b.GroupId)) })
+	slices.SortFunc(groups, func(a, b ec2types.SecurityGroup) int {
+		return strings.Compare(aws.ToString(a.GroupId), aws.ToString(b.GroupId))
+	})
 	for _, g := range groups {
 		id := aws.ToString(g.GroupId)
 		op := "ec2:DescribeNetworkInterfaces"
