@@ -245,7 +245,13 @@ func (x *execution) startFollower(ctx context.Context, st *Step) {
 	id, token, runID, rs := st.ID, st.token, st.RunID, st.Resolved
 	x.mu.Unlock()
 	x.inflight[id] = true
-	go x.follow(ctx, id, token, runID, rs)
+	// Followers are waited for like conductors, so a stopping controller
+	// closes its store only after they have let go of it.
+	x.e.wg.Add(1)
+	go func() {
+		defer x.e.wg.Done()
+		x.follow(ctx, id, token, runID, rs)
+	}()
 }
 
 // stepRequest is the run request of a resolved step.
