@@ -14,6 +14,7 @@ import (
 
 	"github.com/firebreak-ir/firebreak/internal/awsemu"
 	"github.com/firebreak-ir/firebreak/plugins/awsec2"
+	"github.com/firebreak-ir/firebreak/plugins/awsec2/awsec2test"
 	"github.com/firebreak-ir/firebreak/plugins/awstest"
 	"github.com/firebreak-ir/firebreak/plugins/sdk"
 	"github.com/firebreak-ir/firebreak/plugins/sdk/sdktest"
@@ -23,20 +24,7 @@ import (
 // labInstance returns the id of the named lab instance of an account.
 func labInstance(t testing.TB, lab *awstest.Lab, account, name string) string {
 	t.Helper()
-	for _, a := range lab.Seed.Accounts {
-		if a.ID != account {
-			continue
-		}
-		for _, r := range a.Resources {
-			for _, in := range r.Instances {
-				if in.Name == name {
-					return in.ID
-				}
-			}
-		}
-	}
-	t.Fatalf("no instance %s in account %s", name, account)
-	return ""
+	return awsec2test.Instance(t, lab, account, name)
 }
 
 // account returns an account's state.
