@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/firebreak-ir/firebreak/controller/cases"
+	"github.com/firebreak-ir/firebreak/controller/evidence"
 	"github.com/firebreak-ir/firebreak/controller/intake"
 	"github.com/firebreak-ir/firebreak/controller/playbookrun"
 	"github.com/firebreak-ir/firebreak/controller/store"
@@ -77,8 +78,11 @@ func (c *Controller) buildIncident(ctx context.Context) error {
 		return errors.New("controller: cases and playbooks need the SQL store")
 	}
 	var err error
-	c.Cases, err = cases.New(cases.Config{Writer: sq.Writer(), Reader: sq.Reader(), Runs: c.Store, Audit: c.Audit, Logger: c.cfg.Logger,
-		Clock: c.cfg.Clock})
+	cfgCases := cases.Config{Writer: sq.Writer(), Reader: sq.Reader(), Runs: c.Store, Audit: c.Audit, Logger: c.cfg.Logger, Clock: c.cfg.Clock}
+	if c.Evidence != nil {
+		cfgCases.Evidence = evidenceCatalog{c.Evidence}
+	}
+	c.Cases, err = cases.New(cfgCases)
 	if err != nil {
 		return err
 	}
@@ -116,6 +120,35 @@ func (c *Controller) buildIncident(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// evidenceCatalog shows the evidence store's items, hashes and custody in
+// case reports.
+type evidenceCatalog struct{ s *evidence.Service }
+
+// DescribeEvidence implements cases.EvidenceCatalog.
+func (e evidenceCatalog) DescribeEvidence(ctx context.Context, ids []string) ([]*cases.Evidence, error) {
+	var out []*cases.Evidence
+	for _, id := range ids {
+		it, err := e.s.GetItem(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		entries, err := e.s.Custody(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		ev := &cases.Evidence{ID: it.ID, Name: it.Name, SHA256: it.SHA256, Size: it.Size, TaskID: it.TaskID, RunID: it.RunID, AgentID: it.AgentID,
+			Hostname: it.Hostname, CollectedAt: it.StoredAt, CustodyIntact: evidence.CheckCustody(it, entries).OK}
+		for _, ce := range entries {
+			ev.Custody = append(ev.Custody, cases.CustodyEvent{At: ce.At, Actor: ce.Actor, Action: ce.Action, Detail: string(ce.Detail)})
+		}
+		out = append(out, ev)
+	}
+	return out, nil
 }
 
 // listenEvents binds the events endpoint, with the controller's serving

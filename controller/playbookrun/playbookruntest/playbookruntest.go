@@ -43,7 +43,8 @@ type Call struct {
 
 // Recorder is an action that records its executions. Parameters: mark (a
 // string echoed back and recorded), fail (answer with an error), delay
-// (wait before answering, a Go duration) and value (echoed as "value").
+// (wait before answering, a Go duration), value (echoed as "value") and
+// artifact (stored as an evidence artifact named "<mark>.txt").
 // Its output is {"mark", "value", "agent_id", "n"}, n counting the calls
 // so far. Set fields before the agents start; use the methods after.
 type Recorder struct {
@@ -72,16 +73,18 @@ func (r *Recorder) Describe(context.Context) (*pluginv1.ActionDescription, error
 			{Name: "value", Type: pluginv1.ParamType_PARAM_TYPE_STRING, Description: "echoed"},
 			{Name: "fail", Type: pluginv1.ParamType_PARAM_TYPE_BOOL, Description: "answer with an error"},
 			{Name: "delay", Type: pluginv1.ParamType_PARAM_TYPE_DURATION, Description: "wait before answering"},
+			{Name: "artifact", Type: pluginv1.ParamType_PARAM_TYPE_STRING, Description: "content of an evidence artifact to store"},
 		}}, nil
 }
 
 // Execute implements sdk.Action.
-func (r *Recorder) Execute(ctx context.Context, req *sdk.Request, _ sdk.Emitter) (any, error) {
+func (r *Recorder) Execute(ctx context.Context, req *sdk.Request, emit sdk.Emitter) (any, error) {
 	var p struct {
-		Mark  string `json:"mark"`
-		Value string `json:"value"`
-		Fail  bool   `json:"fail"`
-		Delay string `json:"delay"`
+		Mark     string `json:"mark"`
+		Value    string `json:"value"`
+		Fail     bool   `json:"fail"`
+		Delay    string `json:"delay"`
+		Artifact string `json:"artifact"`
 	}
 	if err := req.Decode(&p); err != nil {
 		return nil, err
@@ -103,6 +106,15 @@ func (r *Recorder) Execute(ctx context.Context, req *sdk.Request, _ sdk.Emitter)
 	}
 	if p.Fail {
 		return nil, fmt.Errorf("%s was asked to fail (mark %q)", r.Name, p.Mark)
+	}
+	if p.Artifact != "" {
+		w := emit.Artifact(p.Mark+".txt", "text/plain")
+		if _, err := io.WriteString(w, p.Artifact); err != nil {
+			return nil, err
+		}
+		if err := w.Close(); err != nil {
+			return nil, err
+		}
 	}
 	return map[string]any{"mark": p.Mark, "value": p.Value, "agent_id": req.Task.GetAgentId(), "n": n}, nil
 }
