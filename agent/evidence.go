@@ -12,11 +12,16 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"golang.org/x/time/rate"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/firebreak-ir/firebreak/internal/pki"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
 )
@@ -26,9 +31,11 @@ const (
 	// evidenceWindow bounds the bytes of one artifact held in memory until
 	// the controller has made them durable. A plugin that produces faster
 	// than the upload drains waits (back-pressure through its stream).
-	evidenceWindow = 16 << 20
+	evidenceWindow = 8 << 20
 	// maxChunk is the largest chunk sent (the controller's limit).
 	maxChunk = 1 << 20
+	// uploadWriteBuffer batches an upload's frames into few large writes.
+	uploadWriteBuffer = 256 << 10
 	// minChunk is the smallest chunk a low bandwidth cap shrinks chunks to.
 	minChunk = 16 << 10
 	// maxChunkRetries bounds the resumes after chunks the controller
@@ -334,7 +341,7 @@ func (u *evidenceUpload) isAborted() bool {
 // session is one UploadEvidence stream. It returns the bytes the
 // controller newly committed during it, and nil once the artifact is stored.
 func (u *evidenceUpload) session(ctx context.Context, attempt int) (int64, error) {
-	conn, err := u.a.dial()
+	conn, err := u.a.dialUpload()
 	if err != nil {
 		return 0, err
 	}
@@ -413,7 +420,6 @@ func (u *evidenceUpload) session(ctx context.Context, attempt int) (int64, error
 		return lastCommitted - startCommitted
 	}
 
-	buf := make([]byte, u.chunk)
 	sent := committed
 	for {
 		u.mu.Lock()
@@ -432,10 +438,14 @@ func (u *evidenceUpload) session(ctx context.Context, attempt int) (int64, error
 				return progress(), sctx.Err()
 			}
 		}
-		n := int(min(avail, int64(len(buf))))
+		// The chunk is sent straight from the window: the bytes from sent on
+		// stay until the controller acknowledges them, which it cannot do
+		// before this Send has returned, and gRPC has serialised the
+		// message by then.
 		u.mu.Lock()
-		u.win.read(sent, buf[:n])
+		chunk := u.win.slice(sent, min(avail, int64(u.chunk)))
 		u.mu.Unlock()
+		n := len(chunk)
 		for _, l := range u.limiters {
 			if l == nil {
 				continue
@@ -444,9 +454,9 @@ func (u *evidenceUpload) session(ctx context.Context, attempt int) (int64, error
 				return progress(), err
 			}
 		}
-		sum := sha256.Sum256(buf[:n])
+		sum := sha256.Sum256(chunk)
 		if err := stream.Send(&agentv1.UploadEvidenceRequest{Msg: &agentv1.UploadEvidenceRequest_Chunk{Chunk: &agentv1.EvidenceChunk{
-			Offset: uint64(sent), Data: buf[:n], Sha256: sum[:]}}}); err != nil {
+			Offset: uint64(sent), Data: chunk, Sha256: sum[:]}}}); err != nil {
 			return progress(), recvStatus(stream, err)
 		}
 		sent += int64(n)
@@ -480,6 +490,23 @@ func (u *evidenceUpload) session(ctx context.Context, attempt int) (int64, error
 	case <-sctx.Done():
 		return progress(), sctx.Err()
 	}
+}
+
+// dialUpload opens a connection of its own for an upload, so bulk data
+// never delays the task stream, with buffers sized for bulk transfer
+// rather than for an idle stream.
+func (a *Agent) dialUpload() (*grpc.ClientConn, error) {
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(a.id.caPool, a.id.current))),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.WithWriteBufferSize(uploadWriteBuffer),
+		grpc.WithReadBufferSize(16 << 10),
+	}
+	if a.cfg.Dialer != nil {
+		opts = append(opts, grpc.WithContextDialer(a.cfg.Dialer))
+	}
+	return grpc.NewClient("passthrough:///"+a.cfg.Controller, opts...)
 }
 
 // recvStatus turns the io.EOF a client stream's Send returns when the
@@ -521,15 +548,12 @@ func (w *window) write(p []byte) {
 	}
 }
 
-// read copies the bytes at off into p; they must be in the window.
-func (w *window) read(off int64, p []byte) {
+// slice returns up to n bytes at off without copying: as many as lie
+// contiguously in the ring.
+func (w *window) slice(off, n int64) []byte {
 	size := int64(len(w.buf))
-	for len(p) > 0 {
-		i := off % size
-		n := copy(p, w.buf[i:])
-		off += int64(n)
-		p = p[n:]
-	}
+	i := off % size
+	return w.buf[i : i+min(n, size-i)]
 }
 
 // release forgets the bytes before off.
