@@ -122,11 +122,15 @@ type Account struct {
 	Name   string `json:"name"`
 	Email  string `json:"email"`
 	Status string `json:"status"`
-	// OUPath is the account's place in the tree in the form of the
-	// aws:PrincipalOrgPaths condition key: o-ORG/r-ROOT/ou-…/ou-…/.
+	// OUPath is the account's place in the tree, each level by id and by
+	// name: r-ROOT/Root/ou-…/Workloads/…, so that the controller's
+	// --accounts ou=NAME-OR-ID finds a level by either.
 	OUPath string `json:"ou_path"`
-	// OUNames is the same path by name: Root/Workloads/….
+	// OUNames is the path by name: Root/Workloads/….
 	OUNames string `json:"ou_names"`
+	// OrgPath is the path in the form of the aws:PrincipalOrgPaths
+	// condition key, for policies: o-ORG/r-ROOT/ou-…/.
+	OrgPath string `json:"org_path"`
 	// Regions are the enabled regions (opted in or enabled by default).
 	Regions []string `json:"regions"`
 }
@@ -233,14 +237,14 @@ func (a *Action) discover(ctx context.Context, c Clients, self string, res *Resu
 			continue
 		}
 		res.Accounts = append(res.Accounts, Account{ID: id, Name: aws.ToString(acct.Name), Email: aws.ToString(acct.Email), Status: status,
-			OUPath: path.ids, OUNames: path.names, Regions: []string{}})
+			OUPath: path.both, OUNames: path.names, OrgPath: path.ids, Regions: []string{}})
 	}
 	slices.SortFunc(res.Accounts, func(x, y Account) int { return strings.Compare(x.ID, y.ID) })
 	return a.regions(ctx, c.Account, self, res, emit)
 }
 
 // ouPath is an account's place in the tree.
-type ouPath struct{ ids, names string }
+type ouPath struct{ ids, names, both string }
 
 // ouPaths walks the OU tree from the roots and returns each account's
 // path.
@@ -265,7 +269,8 @@ func ouPaths(ctx context.Context, c Organizations, orgID string) (map[string]ouP
 				return awsclient.APIError("organizations:ListOrganizationalUnitsForParent "+parentID, err)
 			}
 			for _, u := range page.OrganizationalUnits {
-				child := ouPath{ids: at.ids + aws.ToString(u.Id) + "/", names: at.names + "/" + aws.ToString(u.Name)}
+				child := ouPath{ids: at.ids + aws.ToString(u.Id) + "/", names: at.names + "/" + aws.ToString(u.Name),
+					both: at.both + "/" + aws.ToString(u.Id) + "/" + aws.ToString(u.Name)}
 				if err := walk(aws.ToString(u.Id), child); err != nil {
 					return err
 				}
@@ -280,7 +285,8 @@ func ouPaths(ctx context.Context, c Organizations, orgID string) (map[string]ouP
 			return nil, awsclient.APIError("organizations:ListRoots", err)
 		}
 		for _, r := range page.Roots {
-			if err := walk(aws.ToString(r.Id), ouPath{ids: orgID + "/" + aws.ToString(r.Id) + "/", names: aws.ToString(r.Name)}); err != nil {
+			root := ouPath{ids: orgID + "/" + aws.ToString(r.Id) + "/", names: aws.ToString(r.Name), both: aws.ToString(r.Id) + "/" + aws.ToString(r.Name)}
+			if err := walk(aws.ToString(r.Id), root); err != nil {
 				return nil, err
 			}
 		}

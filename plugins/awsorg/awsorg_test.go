@@ -78,8 +78,11 @@ func TestDiscoverTheOrganisation(t *testing.T) {
 	for _, a := range res.Accounts {
 		byID[a.ID] = a
 	}
-	if m := byID[awstest.Member(0)]; m.OUNames != "Root/Workloads" || !slices.Equal(m.Regions, []string{"us-east-1", "us-west-2"}) ||
-		!strings.HasPrefix(m.OUPath, res.Organization+"/r-") || !strings.Contains(m.OUPath, "/ou-") || !strings.HasSuffix(m.OUPath, "/") {
+	m := byID[awstest.Member(0)]
+	parts := strings.Split(m.OUPath, "/")
+	if m.OUNames != "Root/Workloads" || !slices.Equal(m.Regions, []string{"us-east-1", "us-west-2"}) || len(parts) != 4 ||
+		!strings.HasPrefix(parts[0], "r-") || parts[1] != "Root" || !strings.HasPrefix(parts[2], "ou-") || parts[3] != "Workloads" ||
+		m.OrgPath != res.Organization+"/"+parts[0]+"/"+parts[2]+"/" {
 		t.Fatalf("member: %+v", m)
 	}
 	if m := byID[mgmt]; m.OUNames != "Root" || strings.Contains(m.OUPath, "ou-") || !slices.Equal(m.Regions, []string{"us-east-1"}) {
