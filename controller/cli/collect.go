@@ -81,7 +81,7 @@ Other parameters (max_bytes, time_budget, paths, compression, …) go in
 	f.register(cmd)
 	fl := cmd.Flags()
 	fl.StringVar(&profile, "profile", hostcollect.ProfileTriage, "triage (seconds) or full (adds filesystem walks and process memory)")
-	fl.StringArrayVar(&artifacts, "artifact", nil, "collect only this artifact (repeatable; see `firebreak artifacts list`)")
+	fl.StringArrayVar(&artifacts, "artifact", nil, "collect only this artifact (repeatable; see 'firebreak artifacts list')")
 	fl.StringVar(&bw, "bandwidth", "", "cap on each agent's evidence upload for this run, e.g. 10MiB/s, 50MB or 100Mbit (default: the agent's own cap)")
 	return cmd
 }
