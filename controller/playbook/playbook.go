@@ -89,8 +89,8 @@ type OnFailure string
 const (
 	// OnFailureStop stops the playbook; completed steps stay as they are.
 	OnFailureStop OnFailure = "stop"
-	// OnFailureContinue records the failure and goes on with the steps that
-	// do not need the failed one.
+	// OnFailureContinue records the failure and goes on; steps that need
+	// the failed one still run and can read steps.<id>.status.
 	OnFailureContinue OnFailure = "continue"
 	// OnFailureRollback stops the playbook and runs the rollback of this
 	// step and of every completed step that has one, newest first.
