@@ -812,6 +812,11 @@ func (x *execution) rollbackStep(ctx context.Context, st *Step) {
 			x.saveStep(ctx, c)
 			x.publishStep(c)
 		}
+		// Every rollback run is named on the timeline, so the case's
+		// report shows it as the rollback of its step.
+		x.e.record(ctx, &cases.Entry{CaseID: x.run.CaseID, Key: fmt.Sprintf("pbr/%s/rollback/%s/target/%d", x.run.ID, st.ID, index),
+			Kind: cases.KindRollback, Phase: st.Phase, Status: "target_started", Actor: x.operator().Name, PlaybookRunID: x.run.ID,
+			StepID: st.ID, RunID: runID, Summary: fmt.Sprintf("rollback of step %s on target %d: run %s", st.ID, index, runID)})
 		final, err := x.e.followRun(ctx, runID, func(task *operatorv1.Task) {
 			x.e.hub.publish(Event{Kind: EventTask, StepID: st.ID, Rollback: true, Task: task, runID: x.run.ID})
 		}, nil)

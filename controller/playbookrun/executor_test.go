@@ -398,6 +398,23 @@ steps:
 	if rb := r.Step("isolate").Rollback; rb == nil || len(rb.Targets) != 2 {
 		t.Fatalf("rollback %+v: want one run per target", rb)
 	}
+	// The case's report shows each rollback run as the rollback of its step.
+	rep, err := f.c.Cases.Report(context.Background(), r.CaseID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rollbacks := 0
+	for _, a := range rep.Actions {
+		if a.Rollback && a.StepID == "isolate" {
+			rollbacks++
+		}
+		if a.StepID == "" {
+			t.Errorf("run %s is not attributed to a step", a.RunID)
+		}
+	}
+	if rollbacks != 2 {
+		t.Errorf("the report shows %d rollback runs of isolate, want 2", rollbacks)
+	}
 }
 
 func TestProposedRunNeedsAnotherOperatorsApproval(t *testing.T) {
