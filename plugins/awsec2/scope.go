@@ -147,6 +147,9 @@ func (s *scope) explain(op, resource string, err error) error {
 		return sdk.Errorf(codes.Unauthenticated, "%s: the task's credentials for account %s expired (%s): rerun the task", op, s.account, code)
 	case code == "RequestLimitExceeded" || code == "Throttling" || code == "ThrottlingException":
 		return sdk.Errorf(codes.ResourceExhausted, "%s on %s was still throttled after %d attempts (%s): retry, or lower the run's --max-concurrency", op, resource, awsclient.MaxAttempts, code)
+	case code == "LimitExceeded" && op == "iam:PutRolePolicy":
+		return sdk.Errorf(codes.ResourceExhausted, "%s on %s: the role's inline policies are full (%s): delete the firebreak-revoke-* policies of instances that no longer need them "+
+			"(aws-ec2-unisolate with restore_role_sessions=true does that), then rerun", op, resource, msg)
 	case errors.Is(err, context.DeadlineExceeded):
 		return sdk.Errorf(codes.DeadlineExceeded, "%s on %s: the task's deadline passed", op, resource)
 	case errors.Is(err, context.Canceled):
