@@ -103,7 +103,8 @@ type KeyChange struct {
 	User         string `json:"user"`
 	StatusBefore string `json:"status_before"`
 	StatusAfter  string `json:"status_after"`
-	// LastUsed is the key's last use as IAM reports it, when read.
+	// LastUsed is the key's last use as IAM reports it, when read and the
+	// key was ever used.
 	LastUsed *KeyLastUsed `json:"last_used,omitempty"`
 }
 
@@ -396,7 +397,8 @@ func (c *containment) keyOwner(ctx context.Context, id string) (string, *KeyLast
 	switch {
 	case err == nil:
 		var last *KeyLastUsed
-		if u := out.AccessKeyLastUsed; u != nil {
+		// IAM reports a key never used with no date and "N/A" elsewhere.
+		if u := out.AccessKeyLastUsed; u != nil && u.LastUsedDate != nil {
 			last = &KeyLastUsed{Time: u.LastUsedDate, Service: aws.ToString(u.ServiceName), Region: aws.ToString(u.Region)}
 		}
 		return aws.ToString(out.UserName), last, nil
