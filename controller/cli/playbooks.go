@@ -376,34 +376,44 @@ func (g *globals) followPlaybook(ctx context.Context, c *client, id string) (*op
 	live := !g.json && isTerminal(g.errOut)
 	seen := map[string]string{}
 	step := func(s *operatorv1.PlaybookStep) {
-		st := playbookrun.StepStatusName(s.GetStatus())
-		key := st
-		if rb := s.GetRollback(); rb != nil {
-			key += "/rollback-" + playbookrun.StepStatusName(rb.GetStatus())
-		}
-		if !live || seen[s.GetId()] == key {
+		if !live {
 			return
 		}
-		seen[s.GetId()] = key
 		phase := cases.PhaseName(s.GetPhase())
 		now := time.Now().Format("15:04:05")
-		switch s.GetStatus() {
-		case operatorv1.StepStatus_STEP_STATUS_RUNNING:
-			fmt.Fprintf(g.errOut, "%s  ▶ %s (%s) %s started: run %s\n", now, s.GetId(), phase, s.GetAction(), s.GetRunId())
-		case operatorv1.StepStatus_STEP_STATUS_AWAITING_APPROVAL:
-			fmt.Fprintf(g.errOut, "%s  ⏸ %s (%s) awaits approval: firebreak approve %s\n", now, s.GetId(), phase, s.GetRunId())
-		case operatorv1.StepStatus_STEP_STATUS_SUCCEEDED:
-			fmt.Fprintf(g.errOut, "%s  ✔ %s (%s) succeeded on %d/%d targets\n", now, s.GetId(), phase, s.GetCounts().GetSucceeded(), s.GetCounts().GetTargets())
-		case operatorv1.StepStatus_STEP_STATUS_FAILED:
-			fmt.Fprintf(g.errOut, "%s  ✖ %s (%s) failed: %s\n", now, s.GetId(), phase, clean(s.GetError()))
-		case operatorv1.StepStatus_STEP_STATUS_SKIPPED:
-			fmt.Fprintf(g.errOut, "%s  · %s (%s) skipped: %s\n", now, s.GetId(), phase, clean(s.GetError()))
-		case operatorv1.StepStatus_STEP_STATUS_CANCELLED:
-			fmt.Fprintf(g.errOut, "%s  ∅ %s (%s) cancelled: %s\n", now, s.GetId(), phase, clean(s.GetError()))
+		// A step whose run is still being created shows once it has one.
+		key := playbookrun.StepStatusName(s.GetStatus()) + "/" + s.GetRunId()
+		if seen[s.GetId()] != key && !(s.GetStatus() == operatorv1.StepStatus_STEP_STATUS_RUNNING && s.GetRunId() == "") {
+			seen[s.GetId()] = key
+			switch s.GetStatus() {
+			case operatorv1.StepStatus_STEP_STATUS_RUNNING:
+				fmt.Fprintf(g.errOut, "%s  ▶ %s (%s) %s running: run %s\n", now, s.GetId(), phase, s.GetAction(), s.GetRunId())
+			case operatorv1.StepStatus_STEP_STATUS_AWAITING_APPROVAL:
+				fmt.Fprintf(g.errOut, "%s  ⏸ %s (%s) awaits approval: firebreak approve %s\n", now, s.GetId(), phase, s.GetRunId())
+			case operatorv1.StepStatus_STEP_STATUS_SUCCEEDED:
+				fmt.Fprintf(g.errOut, "%s  ✔ %s (%s) succeeded on %d/%d targets\n", now, s.GetId(), phase, s.GetCounts().GetSucceeded(), s.GetCounts().GetTargets())
+			case operatorv1.StepStatus_STEP_STATUS_FAILED:
+				fmt.Fprintf(g.errOut, "%s  ✖ %s (%s) failed: %s\n", now, s.GetId(), phase, clean(s.GetError()))
+			case operatorv1.StepStatus_STEP_STATUS_SKIPPED:
+				fmt.Fprintf(g.errOut, "%s  · %s (%s) skipped: %s\n", now, s.GetId(), phase, clean(s.GetError()))
+			case operatorv1.StepStatus_STEP_STATUS_CANCELLED:
+				fmt.Fprintf(g.errOut, "%s  ∅ %s (%s) cancelled: %s\n", now, s.GetId(), phase, clean(s.GetError()))
+			}
 		}
-		if rb := s.GetRollback(); rb != nil {
-			fmt.Fprintf(g.errOut, "%s  ↶ %s rollback (%s) %s %s\n", now, s.GetId(), rb.GetAction(), playbookrun.StepStatusName(rb.GetStatus()), clean(rb.GetError()))
+		rb := s.GetRollback()
+		if rb == nil {
+			return
 		}
+		rbKey := playbookrun.StepStatusName(rb.GetStatus())
+		if seen[s.GetId()+"/rollback"] == rbKey {
+			return
+		}
+		seen[s.GetId()+"/rollback"] = rbKey
+		if rb.GetStatus() == operatorv1.StepStatus_STEP_STATUS_RUNNING {
+			fmt.Fprintf(g.errOut, "%s  ↶ %s rolling back\n", now, s.GetId())
+			return
+		}
+		fmt.Fprintf(g.errOut, "%s  ↶ %s rollback (%s) %s %s\n", now, s.GetId(), rb.GetAction(), rbKey, clean(rb.GetError()))
 	}
 	for attempt := 0; ; attempt++ {
 		stream, err := c.playbooks().WatchPlaybookRun(ctx, &operatorv1.WatchPlaybookRunRequest{PlaybookRunId: id})
@@ -433,7 +443,9 @@ func (g *globals) followPlaybook(ctx context.Context, c *client, id string) (*op
 			case *operatorv1.WatchPlaybookRunResponse_Step:
 				step(e.Step)
 			case *operatorv1.WatchPlaybookRunResponse_Run:
-				if live && e.Run.GetError() != "" {
+				// Step failures are shown with their step; a cancellation is
+				// news of its own.
+				if live && strings.HasPrefix(e.Run.GetError(), "cancelled by") {
 					fmt.Fprintf(g.errOut, "%s  ! %s\n", time.Now().Format("15:04:05"), clean(e.Run.GetError()))
 				}
 			case *operatorv1.WatchPlaybookRunResponse_Done:
