@@ -319,7 +319,8 @@ func (x *isolation) record(ctx context.Context) (string, string, error) {
 	if err != nil {
 		return "", "", sdk.Errorf(codes.FailedPrecondition, "%v: the instance has too many interfaces, volumes or target groups to keep its record in tags", err)
 	}
-	if n := countNewTags(in.Tags, tags) + 3; len(in.Tags)+n > 50 {
+	marks := []ec2types.Tag{{Key: aws.String(TagCase)}, {Key: aws.String(TagRun)}, {Key: aws.String(TagIsolatedAt)}}
+	if n := countNewTags(in.Tags, append(tags, marks...)); len(in.Tags)+n > 50 {
 		return "", "", sdk.Errorf(codes.FailedPrecondition, "%s has %d tags and the isolation needs %d more; EC2 allows 50: remove some tags and rerun", x.where(), len(in.Tags), n)
 	}
 	keys := make([]string, len(tags))
@@ -752,7 +753,9 @@ func (x *isolation) revokeProfile(ctx context.Context) (string, string, error) {
 // firebreak:isolated-at, which marks the isolation finished.
 func (x *isolation) tag(ctx context.Context) (string, string, error) {
 	tags := x.st.instance.Tags
-	if at, ok := tagValue(tags, TagIsolatedAt); ok {
+	// Only the tag of the isolation the record belongs to counts: one left
+	// over from elsewhere is overwritten (the record keeps its value).
+	if at, ok := tagValue(tags, TagIsolatedAt); ok && x.res.Resumed {
 		if t, err := time.Parse(time.RFC3339, at); err == nil {
 			x.res.IsolatedAt = t
 		}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/google/go-cmp/cmp"
@@ -224,8 +226,23 @@ func TestUnisolateReadsTheRecordFromTags(t *testing.T) {
 	lab := awstest.Start(t, 3)
 	member := awstest.Member(0)
 	id := labInstance(t, lab, member, "web-2")
+	// Tags left from an earlier case are overwritten, and put back by the
+	// rollback.
+	req := lab.Request(t, member)
+	clients, err := awsec2.NewClients(req.Aws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := clients.EC2.CreateTags(context.Background(), &ec2.CreateTagsInput{Resources: []string{id}, Tags: []ec2types.Tag{
+		{Key: aws.String(awsec2.TagCase), Value: aws.String("case-2025-old")}, {Key: aws.String(awsec2.TagIsolatedAt), Value: aws.String("2025-01-01T00:00:00Z")}}}); err != nil {
+		t.Fatal(err)
+	}
 	before := account(t, withoutHistory(lab.Emu.Dump()), member)
-	mustIsolate(t, lab, awsec2.Config{}, lab.Request(t, member), map[string]any{"instance_id": id})
+	res := mustIsolate(t, lab, awsec2.Config{}, req, map[string]any{"instance_id": id})
+	tags := instanceState(t, region(t, lab.Emu.Dump(), member), id).Tags
+	if tags[awsec2.TagCase] != "case-test" || tags[awsec2.TagIsolatedAt] == "2025-01-01T00:00:00Z" || res.RollbackRecord.Tags[awsec2.TagCase] != "case-2025-old" {
+		t.Fatalf("tags after isolation %v, record %v", tags, res.RollbackRecord.Tags)
+	}
 
 	un := mustUnisolate(t, awsec2.Config{}, lab.Request(t, member), map[string]any{"instance_id": id})
 	if un.RecordSource != "tag" || un.AlreadyUnisolated {
