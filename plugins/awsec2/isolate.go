@@ -234,38 +234,9 @@ type isolation struct {
 	rec     *Record
 }
 
-// step records a step's outcome; a failed step's error is returned as is.
-func (x *isolation) step(name string, fn func() (status, detail string, err error)) error {
-	status, detail, err := fn()
-	if err != nil {
-		x.res.Steps = append(x.res.Steps, Step{Name: name, Status: StepFailed, Detail: err.Error()})
-		return err
-	}
-	x.res.Steps = append(x.res.Steps, Step{Name: name, Status: status, Detail: detail})
-	return nil
-}
-
 func (x *isolation) run(ctx context.Context) error {
-	x.progress(5, "reading %s", x.where())
-	if err := x.step("inspect", func() (string, string, error) {
-		st, err := x.inspect(ctx, "inspect")
-		if err != nil {
-			return "", "", err
-		}
-		if state := st.instance.State; state != nil && (state.Name == ec2types.InstanceStateNameTerminated || state.Name == ec2types.InstanceStateNameShuttingDown) {
-			return "", "", sdk.Errorf(codes.FailedPrecondition, "%s is %s: there is nothing left to isolate", x.where(), state.Name)
-		}
-		x.st = st
-		return StepDone, fmt.Sprintf("%d network interfaces, %d volumes, %d target-group registrations", len(st.interfaces), len(st.volumes), len(st.targets)), nil
-	}); err != nil {
-		return err
-	}
-	steps := []struct {
-		name     string
-		percent  int
-		progress string
-		fn       func(context.Context) (string, string, error)
-	}{
+	return x.runSteps(ctx, &x.res.Steps, []plannedStep{
+		{"inspect", 5, "reading " + x.where(), x.inspectStep},
 		{"record", 15, "recording the rollback record", x.record},
 		{"auto-scaling-processes", 25, "suspending Auto Scaling processes", x.suspendProcesses},
 		{"attributes", 35, "protecting the instance from termination", x.protect},
@@ -274,15 +245,20 @@ func (x *isolation) run(ctx context.Context) error {
 		{"target-groups", 75, "deregistering from target groups", x.deregister},
 		{"instance-profile", 85, "revoking the instance profile", x.revokeProfile},
 		{"tags", 95, "tagging the instance", x.tag},
+		{"", 100, "isolated " + x.where(), nil},
+	})
+}
+
+func (x *isolation) inspectStep(ctx context.Context) (string, string, error) {
+	st, err := x.inspect(ctx, "inspect")
+	if err != nil {
+		return "", "", err
 	}
-	for _, stp := range steps {
-		x.progress(stp.percent, "%s", stp.progress)
-		if err := x.step(stp.name, func() (string, string, error) { return stp.fn(ctx) }); err != nil {
-			return err
-		}
+	if state := st.instance.State; state != nil && (state.Name == ec2types.InstanceStateNameTerminated || state.Name == ec2types.InstanceStateNameShuttingDown) {
+		return "", "", sdk.Errorf(codes.FailedPrecondition, "%s is %s: there is nothing left to isolate", x.where(), state.Name)
 	}
-	x.progress(100, "isolated %s", x.where())
-	return nil
+	x.st = st
+	return StepDone, fmt.Sprintf("%d network interfaces, %d volumes, %d target-group registrations", len(st.interfaces), len(st.volumes), len(st.targets)), nil
 }
 
 // record finds the record of an earlier isolation, or takes one and writes

@@ -125,6 +125,34 @@ func (s *scope) log(level, format string, args ...any) {
 	_ = s.emit.Log(level, fmt.Sprintf(format, args...))
 }
 
+// plannedStep is one step of an action: its name in the result, the
+// progress reported as it starts, and its work, which returns the step's
+// status and detail. A step without work only reports progress.
+type plannedStep struct {
+	name     string
+	percent  int
+	progress string
+	fn       func(context.Context) (status, detail string, err error)
+}
+
+// runSteps runs the steps in order, recording each one's outcome, and stops
+// at the first failure, whose error it returns as is.
+func (s *scope) runSteps(ctx context.Context, out *[]Step, plan []plannedStep) error {
+	for _, p := range plan {
+		s.progress(p.percent, "%s", p.progress)
+		if p.fn == nil {
+			continue
+		}
+		status, detail, err := p.fn(ctx)
+		if err != nil {
+			*out = append(*out, Step{Name: p.name, Status: StepFailed, Detail: err.Error()})
+			return err
+		}
+		*out = append(*out, Step{Name: p.name, Status: status, Detail: detail})
+	}
+	return nil
+}
+
 // explain turns a failed call into an error an operator can act on, with
 // the gRPC code that classifies it.
 func (s *scope) explain(op, resource string, err error) error {

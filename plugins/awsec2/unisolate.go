@@ -139,29 +139,11 @@ type restoration struct {
 	rec   *Record
 }
 
-func (x *restoration) step(name string, fn func() (status, detail string, err error)) error {
-	status, detail, err := fn()
-	if err != nil {
-		x.res.Steps = append(x.res.Steps, Step{Name: name, Status: StepFailed, Detail: err.Error()})
-		return err
-	}
-	x.res.Steps = append(x.res.Steps, Step{Name: name, Status: status, Detail: detail})
-	return nil
-}
-
 func (x *restoration) run(ctx context.Context) error {
-	x.progress(5, "reading %s", x.where())
-	if err := x.step("inspect", func() (string, string, error) {
-		st, err := x.inspect(ctx, "inspect")
-		if err != nil {
-			return "", "", err
-		}
-		x.st = st
-		return StepDone, fmt.Sprintf("%d network interfaces, %d volumes, %d target-group registrations", len(st.interfaces), len(st.volumes), len(st.targets)), nil
+	if err := x.runSteps(ctx, &x.res.Steps, []plannedStep{
+		{"inspect", 5, "reading " + x.where(), x.inspectStep},
+		{"record", 10, "reading the rollback record", x.findRecord},
 	}); err != nil {
-		return err
-	}
-	if err := x.step("record", func() (string, string, error) { return x.findRecord() }); err != nil {
 		return err
 	}
 	if x.rec == nil {
@@ -170,12 +152,7 @@ func (x *restoration) run(ctx context.Context) error {
 	}
 	// Network first, so the instance can pass health checks by the time
 	// Auto Scaling and the load balancers take it back.
-	steps := []struct {
-		name     string
-		percent  int
-		progress string
-		fn       func(context.Context) (string, string, error)
-	}{
+	return x.runSteps(ctx, &x.res.Steps, []plannedStep{
 		{"network", 20, "restoring security groups", x.network},
 		{"attributes", 35, "restoring instance attributes", x.attributes},
 		{"auto-scaling", 50, "restoring Auto Scaling membership", x.autoScaling},
@@ -183,20 +160,22 @@ func (x *restoration) run(ctx context.Context) error {
 		{"instance-profile", 75, "restoring the instance profile", x.profile},
 		{"cleanup", 85, "deleting unused isolation groups", x.cleanup},
 		{"tags", 95, "removing the isolation's tags", x.tags},
+		{"", 100, "restored " + x.where(), nil},
+	})
+}
+
+func (x *restoration) inspectStep(ctx context.Context) (string, string, error) {
+	st, err := x.inspect(ctx, "inspect")
+	if err != nil {
+		return "", "", err
 	}
-	for _, stp := range steps {
-		x.progress(stp.percent, "%s", stp.progress)
-		if err := x.step(stp.name, func() (string, string, error) { return stp.fn(ctx) }); err != nil {
-			return err
-		}
-	}
-	x.progress(100, "restored %s", x.where())
-	return nil
+	x.st = st
+	return StepDone, fmt.Sprintf("%d network interfaces, %d volumes, %d target-group registrations", len(st.interfaces), len(st.volumes), len(st.targets)), nil
 }
 
 // findRecord takes the record from the parameter, else from the tags, and
 // checks that it is this instance's.
-func (x *restoration) findRecord() (string, string, error) {
+func (x *restoration) findRecord(context.Context) (string, string, error) {
 	rec, source := x.given, "parameter"
 	if rec == nil {
 		r, err := decodeRecordTags(x.st.instance.Tags)
