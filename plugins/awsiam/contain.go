@@ -355,6 +355,9 @@ func (c *containment) containKey(ctx context.Context) error {
 	}
 	c.res.User, c.rec.User = user, user
 	keys, err := c.listKeys(ctx, user)
+	if errors.Is(err, errNoSuchUser) {
+		return sdk.Errorf(codes.Aborted, "user %s, owner of access key %s, disappeared while it was being contained (deleted meanwhile?): run the task again", user, id)
+	}
 	if err != nil {
 		return err
 	}
@@ -416,6 +419,9 @@ func (c *containment) keyOwner(ctx context.Context, id string) (string, *KeyLast
 		}
 		for _, u := range page.Users {
 			keys, err := c.listKeys(ctx, aws.ToString(u.UserName))
+			if errors.Is(err, errNoSuchUser) {
+				continue // deleted since the listing
+			}
 			if err != nil {
 				return "", nil, err
 			}

@@ -20,8 +20,12 @@ import (
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/smithy-go/middleware"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 
+	"github.com/firebreak-ir/firebreak/internal/telemetry"
 	"github.com/firebreak-ir/firebreak/plugins/awsclient"
 	"github.com/firebreak-ir/firebreak/plugins/sdk"
 	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
@@ -138,24 +142,30 @@ func (j *Journal) Requests() int {
 }
 
 // record adds the journal's middleware to a client's stack. It runs once
-// per operation call, outside the retry loop, so it sees every attempt.
+// per operation call, outside the retry loop, so it sees every attempt,
+// and traces the call as one span.
 func (j *Journal) record(stack *middleware.Stack) error {
 	return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("FirebreakJournal",
 		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
-			out, md, err := next.HandleInitialize(ctx, in)
 			c := Call{
 				Operation: serviceName(awsmiddleware.GetServiceID(ctx)) + ":" + awsmiddleware.GetOperationName(ctx),
 				Region:    awsmiddleware.GetRegion(ctx),
 				Attempts:  1,
 			}
+			ctx, span := telemetry.Tracer().Start(ctx, c.Operation, trace.WithSpanKind(trace.SpanKindClient),
+				trace.WithAttributes(attribute.String("aws.region", c.Region)))
+			defer span.End()
+			out, md, err := next.HandleInitialize(ctx, in)
 			if r, ok := retry.GetAttemptResults(md); ok && len(r.Results) > 0 {
 				c.Attempts = len(r.Results)
 			}
+			span.SetAttributes(attribute.Int("aws.attempts", c.Attempts))
 			if err != nil {
 				c.Error = awsclient.ErrorCode(err)
 				if c.Error == "" {
 					c.Error = "error"
 				}
+				span.SetStatus(otelcodes.Error, c.Error)
 			}
 			j.mu.Lock()
 			j.calls = append(j.calls, c)
