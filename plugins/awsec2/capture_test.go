@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"image/jpeg"
+	"slices"
 	"strings"
 	"testing"
 
@@ -22,11 +23,15 @@ func TestCaptureEmitsTheFactsAsEvidence(t *testing.T) {
 	member := awstest.Member(0)
 	id := labInstance(t, lab, member, "web-1")
 	calls := lab.Emu.CallCounts()
+	lab.Emu.ThrottleNext("ec2", "GetConsoleOutput", 1)
 	o := run(t, awsec2.NewCapture(awsec2.Config{}), lab.Request(t, member), map[string]any{"instance_id": id})
 	var res awsec2.CaptureResult
 	o.Output(t, &res)
 	if o.Err != nil || o.Result.GetError() != "" || len(res.Unavailable) != 0 {
 		t.Fatalf("capture: %v %s %v", o.Err, o.Result.GetError(), res.Unavailable)
+	}
+	if i := slices.IndexFunc(res.Calls, func(c awsec2.APICall) bool { return c.Operation == "ec2:GetConsoleOutput" }); i < 0 || res.Calls[i].Attempts != 2 {
+		t.Errorf("the throttled GetConsoleOutput was not retried: %+v", res.Calls)
 	}
 	if n := mutatingCalls(lab.Emu.CallCounts()) - mutatingCalls(calls); n != 0 {
 		t.Fatalf("the capture made %d changing calls", n)

@@ -51,12 +51,14 @@ func TestSnapshotTakesCrashConsistentSnapshotsOncePerRun(t *testing.T) {
 	member := awstest.Member(0)
 	id := labInstance(t, lab, member, "web-1")
 	req := lab.Request(t, member)
+	lab.Emu.ThrottleNext("ec2", "CreateSnapshots", 1)
 	res := mustSnapshot(t, req, map[string]any{"instance_id": id, "case_id": "case-42"})
 	if res.Reused || len(res.Snapshots) != 2 || res.Changes != 1 {
 		t.Fatalf("result %+v", res)
 	}
-	if got := lab.Emu.CallCount("ec2", "CreateSnapshots"); got != 1 {
-		t.Fatalf("%d CreateSnapshots calls, want 1 for all volumes at one point in time", got)
+	// One throttled attempt, retried: still one set of snapshots.
+	if got := lab.Emu.CallCount("ec2", "CreateSnapshots"); got != 2 || len(region(t, lab.Emu.Dump(), member).Snapshots) != 2 {
+		t.Fatalf("%d CreateSnapshots attempts, want 2 (one throttled) for all volumes at one point in time", got)
 	}
 	r := region(t, lab.Emu.Dump(), member)
 	for _, v := range res.Snapshots {
@@ -76,7 +78,7 @@ func TestSnapshotTakesCrashConsistentSnapshotsOncePerRun(t *testing.T) {
 
 	// The same run again finds its snapshots.
 	again := mustSnapshot(t, lab.Request(t, member), map[string]any{"instance_id": id, "case_id": "case-42"})
-	if !again.Reused || again.Changes != 0 || lab.Emu.CallCount("ec2", "CreateSnapshots") != 1 {
+	if !again.Reused || again.Changes != 0 || lab.Emu.CallCount("ec2", "CreateSnapshots") != 2 {
 		t.Fatalf("second snapshot of the run: %+v", again)
 	}
 	for i := range again.Snapshots {
@@ -87,7 +89,7 @@ func TestSnapshotTakesCrashConsistentSnapshotsOncePerRun(t *testing.T) {
 	// Another run takes its own.
 	other := lab.Request(t, member)
 	other.Task.RunId = "run-other"
-	if third := mustSnapshot(t, other, map[string]any{"instance_id": id}); third.Reused || lab.Emu.CallCount("ec2", "CreateSnapshots") != 2 {
+	if third := mustSnapshot(t, other, map[string]any{"instance_id": id}); third.Reused || lab.Emu.CallCount("ec2", "CreateSnapshots") != 3 {
 		t.Fatalf("another run: %+v", third)
 	}
 }
