@@ -51,6 +51,9 @@ type Config struct {
 	DataDir string
 	// Listen is the TCP address to serve on (HOST:PORT; port 0 picks one).
 	Listen string
+	// Listener, when set, is served instead of listening on Listen (the
+	// lab makes it inside a network namespace).
+	Listener net.Listener
 	// Advertise is the address written into credentials; defaults to the
 	// listen address.
 	Advertise string
@@ -149,10 +152,12 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 		return nil, err
 	}
 	c := &Controller{cfg: cfg, Store: st, CA: ca, Signer: signer}
-	lis, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		st.Close()
-		return nil, fmt.Errorf("listening on %s: %w", cfg.Listen, err)
+	lis := cfg.Listener
+	if lis == nil {
+		if lis, err = net.Listen("tcp", cfg.Listen); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("listening on %s: %w", cfg.Listen, err)
+		}
 	}
 	c.lis = lis
 	if cfg.Advertise == "" {
