@@ -187,7 +187,9 @@ func (s *opStream) Context() context.Context {
 	return auth.WithOperator(s.ServerStream.Context(), &store.Operator{Name: "alice", Role: operatorv1.OperatorRole_OPERATOR_ROLE_RESPONDER})
 }
 
-func (h *harness) operator() operatorv1.EvidenceServiceClient { return operatorv1.NewEvidenceServiceClient(h.conn) }
+func (h *harness) operator() operatorv1.EvidenceServiceClient {
+	return operatorv1.NewEvidenceServiceClient(h.conn)
+}
 
 // upload is one agent-side UploadEvidence stream, driven step by step.
 type upload struct {

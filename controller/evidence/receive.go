@@ -455,6 +455,14 @@ func (s *Service) finish(ctx context.Context, r *receiving, fin *agentv1.Evidenc
 			r.received, sum, fin.GetSize(), claimed)
 	}
 
+	// Security-critical: a task that ended while its upload ran (its
+	// deadline passed, or it was cancelled) takes no evidence either.
+	if t, err := s.lookupTask(ctx, r.task.ID); err != nil {
+		return status.Errorf(codes.Unavailable, "upload: %v", err)
+	} else if !t.open {
+		return status.Errorf(codes.FailedPrecondition, "task %s ended before its upload finished; the evidence was not stored", r.task.ID)
+	}
+
 	var summary *BundleSummary
 	if IsBundle(r.up.Name, r.up.MediaType) {
 		var err error

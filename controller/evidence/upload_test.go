@@ -158,13 +158,13 @@ func TestUploadRefusals(t *testing.T) {
 		task      string
 		fileName  string
 		maxBytes  int64
-		run       func(u *upload) error
+		run       func(h *harness, u *upload) error
 		want      codes.Code
 		wantAudit string
 		// wantCommitted is the offset a later open resumes at (-1: no check).
 		wantCommitted int64
 	}{
-		{name: "corrupted chunk", run: func(u *upload) error {
+		{name: "corrupted chunk", run: func(_ *harness, u *upload) error {
 			if err := u.chunk(0, data[:64<<10], nil); err != nil {
 				return err
 			}
@@ -178,13 +178,13 @@ func TestUploadRefusals(t *testing.T) {
 			}
 			return u.outcome()
 		}, want: codes.DataLoss, wantAudit: "evidence.chunk_refused", wantCommitted: 128 << 10},
-		{name: "chunk with a wrong hash", run: func(u *upload) error {
+		{name: "chunk with a wrong hash", run: func(_ *harness, u *upload) error {
 			if err := u.chunk(0, data[:1000], bad); err != nil {
 				return err
 			}
 			return u.outcome()
 		}, want: codes.DataLoss, wantAudit: "evidence.chunk_refused", wantCommitted: 0},
-		{name: "gap in offsets", run: func(u *upload) error {
+		{name: "gap in offsets", run: func(_ *harness, u *upload) error {
 			if err := u.chunk(0, data[:1000], nil); err != nil {
 				return err
 			}
@@ -193,32 +193,40 @@ func TestUploadRefusals(t *testing.T) {
 			}
 			return u.outcome()
 		}, want: codes.FailedPrecondition, wantCommitted: 1000},
-		{name: "chunk over 1 MiB", run: func(u *upload) error {
+		{name: "chunk over 1 MiB", run: func(_ *harness, u *upload) error {
 			if err := u.chunk(0, make([]byte, 1<<20+1), nil); err != nil {
 				return err
 			}
 			return u.outcome()
 		}, want: codes.InvalidArgument, wantCommitted: 0},
-		{name: "over the size cap", maxBytes: 100 << 10, run: func(u *upload) error {
+		{name: "over the size cap", maxBytes: 100 << 10, run: func(_ *harness, u *upload) error {
 			if err := u.sendAll(data, 64<<10); err != nil {
 				return err
 			}
 			return u.outcome()
 		}, want: codes.ResourceExhausted, wantCommitted: 64 << 10},
-		{name: "whole hash mismatch", run: func(u *upload) error {
+		{name: "whole hash mismatch", run: func(_ *harness, u *upload) error {
 			if err := u.sendAll(data, 64<<10); err != nil {
 				return err
 			}
 			_, err := u.finish(len(data), bad)
 			return err
 		}, want: codes.DataLoss, wantAudit: "evidence.refused", wantCommitted: 0},
-		{name: "size mismatch", run: func(u *upload) error {
+		{name: "size mismatch", run: func(_ *harness, u *upload) error {
 			if err := u.sendAll(data, 64<<10); err != nil {
 				return err
 			}
 			_, err := u.finish(len(data)+1, sum256(data))
 			return err
 		}, want: codes.DataLoss, wantAudit: "evidence.refused", wantCommitted: 0},
+		{name: "task ended during the upload", run: func(h *harness, u *upload) error {
+			if err := u.sendAll(data, 64<<10); err != nil {
+				return err
+			}
+			h.endTask(taskA, agentv1.TaskStatus_TASK_STATUS_TIMED_OUT)
+			_, err := u.finish(len(data), sum256(data))
+			return err
+		}, want: codes.FailedPrecondition, wantCommitted: -1},
 		{name: "another agent's task", agent: agentB, task: taskA, want: codes.PermissionDenied, wantAudit: "evidence.upload_refused", wantCommitted: -1},
 		{name: "ended task", task: taskClosed, want: codes.FailedPrecondition, wantCommitted: -1},
 		{name: "unknown task", task: "tsk-nosuchtask000000", want: codes.NotFound, wantCommitted: -1},
@@ -239,7 +247,7 @@ func TestUploadRefusals(t *testing.T) {
 			}
 			u, err := h.open(agent, task, name)
 			if err == nil {
-				err = tt.run(u)
+				err = tt.run(h, u)
 			}
 			wantCode(t, err, tt.want, tt.name)
 			if tt.wantAudit != "" && h.audited(tt.wantAudit) != 1 {
@@ -279,18 +287,7 @@ func TestAbandonedUploadsAreRemoved(t *testing.T) {
 	}
 	u.drop()
 	ctx := context.Background()
-	_, tasks, err := h.st.GetRun(ctx, runID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tk := range tasks {
-		if tk.ID == taskA {
-			tk.Status = agentv1.TaskStatus_TASK_STATUS_FAILED
-			if err := h.st.SaveTasks(ctx, []*store.Task{tk}, nil); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	h.endTask(taskA, agentv1.TaskStatus_TASK_STATUS_FAILED)
 	part := h.cfg.StagingDir + "/" + evidence.UploadID(taskA, "half.bin") + ".part"
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -312,4 +309,21 @@ func TestAbandonedUploadsAreRemoved(t *testing.T) {
 	}
 	_, err = h.open(agentA, taskA, "half.bin")
 	wantCode(t, err, codes.FailedPrecondition, "upload for the ended task")
+}
+
+// endTask gives a task a final status in the store.
+func (h *harness) endTask(id string, st agentv1.TaskStatus) {
+	h.t.Helper()
+	_, tasks, err := h.st.GetRun(context.Background(), runID)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, tk := range tasks {
+		if tk.ID == id {
+			tk.Status = st
+			if err := h.st.SaveTasks(context.Background(), []*store.Task{tk}, nil); err != nil {
+				h.t.Fatal(err)
+			}
+		}
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,6 +25,7 @@ import (
 	"github.com/firebreak-ir/firebreak/agent"
 	"github.com/firebreak-ir/firebreak/controller"
 	"github.com/firebreak-ir/firebreak/controller/auth"
+	"github.com/firebreak-ir/firebreak/controller/evidence"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/internal/pki"
 	"github.com/firebreak-ir/firebreak/plugins/sdk"
@@ -89,8 +91,9 @@ type lab struct {
 }
 
 // startLab starts the lab with its data directories in dir (a temporary
-// directory when empty).
-func startLab(b *testing.B, dir string) *lab {
+// directory when empty); the agent caps its uploads at bandwidth bytes per
+// second (0: no cap).
+func startLab(b testing.TB, dir string, bandwidth int64) *lab {
 	b.Helper()
 	if dir == "" {
 		dir = b.TempDir()
@@ -110,7 +113,7 @@ func startLab(b *testing.B, dir string) *lab {
 		b.Fatal(err)
 	}
 	a, err := agent.New(ctx, agent.Config{Controller: c.Addr(), CAFile: filepath.Join(dir, "controller", "ca.pem"), JoinToken: tok.GetToken(),
-		DataDir: filepath.Join(dir, "agent"), Builtins: []sdk.Action{emitAction{}}, Logger: quiet})
+		DataDir: filepath.Join(dir, "agent"), Builtins: []sdk.Action{emitAction{}}, Logger: quiet, Bandwidth: bandwidth})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -127,8 +130,38 @@ func startLab(b *testing.B, dir string) *lab {
 	return &lab{c: c, op: op, agent: a.ID()}
 }
 
+// TestEvidenceUploadInProcess runs uploads through the real agent and
+// controller code in one process (so the race detector sees both sides),
+// with and without a bandwidth cap, and checks the stored bytes.
+func TestEvidenceUploadInProcess(t *testing.T) {
+	tests := []struct {
+		name      string
+		bandwidth int64
+		bytes     int64
+	}{
+		{"uncapped", 0, 24 << 20},
+		{"capped at 8 MiB/s", 8 << 20, 4 << 20},
+		{"empty artifact", 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := startLab(t, "", tt.bandwidth)
+			l.upload(t, tt.bytes)
+			ids, err := l.c.Evidence.ListItems(l.op, evidence.Filter{})
+			if err != nil || len(ids) != 1 {
+				t.Fatalf("items %v %v", ids, err)
+			}
+			h := sha256.New()
+			io.Copy(h, &source{n: tt.bytes})
+			if it := ids[0]; it.SHA256 != hex.EncodeToString(h.Sum(nil)) || it.Size != tt.bytes || it.AgentID != l.agent {
+				t.Fatalf("stored %+v", it)
+			}
+		})
+	}
+}
+
 // upload runs the action once and returns when its evidence is stored.
-func (l *lab) upload(b *testing.B, n int64) {
+func (l *lab) upload(b testing.TB, n int64) {
 	b.Helper()
 	resp, err := l.c.Operator.CreateRun(l.op, &operatorv1.CreateRunRequest{Action: "bench-artifact", Selector: "all",
 		Params: map[string]string{"bytes": fmt.Sprint(n)}, Deadline: durationpb.New(10 * time.Minute)})
@@ -157,7 +190,7 @@ func (l *lab) upload(b *testing.B, n int64) {
 
 // mtlsPair returns a loopback TLS 1.3 connection pair authenticated both
 // ways by certificates of one CA, as agent and controller are.
-func mtlsPair(b *testing.B) (client, server net.Conn) {
+func mtlsPair(b testing.TB) (client, server net.Conn) {
 	b.Helper()
 	ca, err := pki.LoadOrCreateCA(b.TempDir())
 	if err != nil {
@@ -253,13 +286,13 @@ func BenchmarkEvidenceUpload(b *testing.B) {
 		}
 		srv.Close()
 	})
-	onDisk := startLab(b, "")
+	onDisk := startLab(b, "", 0)
 	measure("upload", func(b *testing.B) { onDisk.upload(b, uploadBytes) })
 	// The same with the controller's staging and store in memory, which
 	// separates the transport's cost from the disk's.
 	if shm, err := os.MkdirTemp("/dev/shm", "firebreak-bench-"); err == nil {
 		b.Cleanup(func() { os.RemoveAll(shm) })
-		inMemory := startLab(b, shm)
+		inMemory := startLab(b, shm, 0)
 		measure("upload-tmpfs", func(b *testing.B) { inMemory.upload(b, uploadBytes) })
 	}
 	if up := rates["upload"]; up > 0 {
