@@ -18,7 +18,6 @@
 package netlab
 
 import (
-	"sync"
 	"testing"
 
 	"github.com/firebreak-ir/firebreak/internal/netns"
@@ -43,9 +42,6 @@ func Require(t testing.TB) {
 type Lab struct {
 	*netns.Lab
 	t testing.TB
-
-	mu    sync.Mutex
-	echos []*EchoServer
 }
 
 // New builds a lab with one host per name (lower-case letters, digits and
@@ -61,15 +57,6 @@ func New(t testing.TB, names ...string) *Lab {
 		t.Fatalf("netlab: %v", err)
 	}
 	l := &Lab{Lab: nl, t: t}
-	nl.OnClose(func() {
-		l.mu.Lock()
-		echos := l.echos
-		l.echos = nil
-		l.mu.Unlock()
-		for _, e := range echos {
-			e.Close()
-		}
-	})
 	t.Cleanup(func() {
 		if err := nl.Close(); err != nil {
 			t.Errorf("netlab: %v", err)
