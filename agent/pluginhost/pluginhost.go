@@ -146,7 +146,11 @@ func (h *Host) loadDir() error {
 		return err
 	}
 	for _, pe := range m.Plugins {
-		if err := h.loadOne(dir, pe); err != nil {
+		err := h.loadOne(dir, pe)
+		switch {
+		case errors.Is(err, errOtherRole):
+			h.cfg.Logger.Debug("plugin is for agents of another role", "file", pe.File, "error", err)
+		case err != nil:
 			h.skipped = append(h.skipped, fmt.Sprintf("%s: %v", pe.File, err))
 			h.cfg.Logger.Error("plugin refused", "file", pe.File, "error", err)
 		}
@@ -186,7 +190,7 @@ func (h *Host) loadOne(dir string, pe ManifestEntry) error {
 		return fmt.Errorf("the plugin calls itself %q but its file names %q", desc.GetName(), e.name)
 	}
 	if h.cfg.Role != "" && len(desc.GetRoles()) > 0 && !contains(desc.GetRoles(), h.cfg.Role) {
-		return fmt.Errorf("action %q runs on %v agents, not %s", desc.GetName(), desc.GetRoles(), h.cfg.Role)
+		return fmt.Errorf("%w: action %q runs on %v agents, not %s", errOtherRole, desc.GetName(), desc.GetRoles(), h.cfg.Role)
 	}
 	e.desc = desc
 	h.mu.Lock()
@@ -277,6 +281,10 @@ func (h *Host) Describe(action string) (*pluginv1.ActionDescription, bool) {
 	}
 	return nil, false
 }
+
+// errOtherRole marks a plugin made for agents of another role; it is left
+// out quietly.
+var errOtherRole = errors.New("plugin for another role")
 
 // ErrUnknownAction means the agent has no plugin for an action.
 var ErrUnknownAction = errors.New("this agent has no plugin for the action")
