@@ -225,9 +225,9 @@ func (u *evidenceUpload) write(ctx context.Context, p []byte) error {
 			u.mu.Unlock()
 			return err
 		}
-		n := min(u.win.free(), int64(len(p)))
+		n, end := min(u.win.free(), int64(len(p))), u.win.end
+		u.mu.Unlock()
 		if n == 0 {
-			u.mu.Unlock()
 			select {
 			case <-u.space:
 			case <-u.done:
@@ -236,8 +236,13 @@ func (u *evidenceUpload) write(ctx context.Context, p []byte) error {
 			}
 			continue
 		}
-		u.win.write(p[:n])
+		// Copying and hashing happen outside the lock, so the sender keeps
+		// sending meanwhile: only this goroutine writes, and only past end,
+		// where the sender does not read.
+		u.win.fill(end, p[:n])
 		u.whole.Write(p[:n])
+		u.mu.Lock()
+		u.win.end += n
 		u.mu.Unlock()
 		notify(u.data)
 		p = p[n:]
@@ -537,13 +542,14 @@ func newWindow(size int) *window { return &window{buf: make([]byte, size)} }
 
 func (w *window) free() int64 { return int64(len(w.buf)) - (w.end - w.base) }
 
-// write appends p, which must fit.
-func (w *window) write(p []byte) {
+// fill copies p into the ring at offset off, which must be end, without
+// moving end; p must fit in the free space.
+func (w *window) fill(off int64, p []byte) {
 	size := int64(len(w.buf))
 	for len(p) > 0 {
-		i := w.end % size
+		i := off % size
 		n := copy(w.buf[i:], p)
-		w.end += int64(n)
+		off += int64(n)
 		p = p[n:]
 	}
 }
