@@ -38,6 +38,16 @@ type Config struct {
 	LookupEventsPerSecond float64
 	// MaxBodyBytes bounds a request body. Defaults to 10 MiB.
 	MaxBodyBytes int64
+	// MinResponseTime is the least time the emulator takes to answer a
+	// request that carries a body. AWS never answers within microseconds and
+	// the SDK depends on it: smithy-go's request body returns io.EOF from
+	// WriteTo once the SDK has closed it, which it does as soon as the
+	// response headers arrive; if that happens before net/http has finished
+	// its read after the body, net/http drops the connection in the middle
+	// of the response ("use of closed network connection",
+	// aws/aws-sdk-go-v2#2737). Defaults to 2ms; a negative value answers at
+	// once.
+	MinResponseTime time.Duration
 }
 
 // CheckAndSetDefaults validates the configuration and fills in defaults.
@@ -68,6 +78,9 @@ func (c *Config) CheckAndSetDefaults() error {
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 10 << 20
+	}
+	if c.MinResponseTime == 0 {
+		c.MinResponseTime = 2 * time.Millisecond
 	}
 	return nil
 }

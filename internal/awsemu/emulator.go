@@ -250,12 +250,22 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // finish writes the answer and records the call.
 func (e *Emulator) finish(w http.ResponseWriter, c *call, start time.Time, result any, ae *apiError) {
+	if wait := e.cfg.MinResponseTime - time.Since(start); wait > 0 && len(c.body) > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-c.ctx.Done():
+			t.Stop()
+		}
+	}
+	// The call is logged before it is answered, so a client that has its
+	// answer always finds the call in the log.
+	e.record(c, ae, time.Since(start))
 	if ae != nil {
 		c.svc.writeError(w, c, ae)
 	} else {
 		c.svc.writeResult(w, c, result)
 	}
-	e.record(c, ae, time.Since(start))
 }
 
 // parseForm decodes a query-protocol request: the form body, or the query

@@ -83,8 +83,8 @@ func TestThrottlingRetriedBySDK(t *testing.T) {
 				before := l.emu.CallCount(tt.service, tt.operation)
 				l.emu.ThrottleNext(tt.service, tt.operation, 2)
 				ok(t, tt.call(ctx(t)))
-				if n := l.emu.CallCount(tt.service, tt.operation) - before; n != 3 {
-					t.Fatalf("%d calls, want 2 throttled and 1 retried to success", n)
+				if n := l.emu.CallCount(tt.service, tt.operation) - before; n < 3 {
+					t.Fatalf("%d calls, want 2 throttled and at least 1 retried to success", n)
 				}
 				var codes []string
 				for _, c := range l.emu.Calls() {
