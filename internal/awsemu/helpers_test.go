@@ -49,12 +49,12 @@ type lab struct {
 
 // newLab starts an emulator with LabSeed(accounts) behind an httptest
 // server.
-func newLab(t *testing.T, accounts int) *lab {
+func newLab(t testing.TB, accounts int) *lab {
 	t.Helper()
 	return newLabFrom(t, LabSeed(accounts), false)
 }
 
-func newLabFrom(t *testing.T, seed *Seed, tls bool) *lab {
+func newLabFrom(t testing.TB, seed *Seed, tls bool) *lab {
 	t.Helper()
 	clock := newTestClock()
 	emu, err := New(Config{Clock: clock.Now, Seed: seed})
@@ -113,7 +113,7 @@ func apiCode(err error) string {
 }
 
 // wantCode fails the test unless err carries the AWS error code.
-func wantCode(t *testing.T, err error, code string) {
+func wantCode(t testing.TB, err error, code string) {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("got success, want error %s", code)
@@ -124,14 +124,14 @@ func wantCode(t *testing.T, err error, code string) {
 }
 
 // ok fails the test on an unexpected error.
-func ok(t *testing.T, err error) {
+func ok(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatalf("unexpected error: %v", err)
 	}
 }
 
-func ctx(t *testing.T) context.Context { return t.Context() }
+func ctx(t testing.TB) context.Context { return t.Context() }
 
 func mustJSON(t *testing.T, v any) string {
 	t.Helper()

@@ -1,6 +1,7 @@
 package awsemu
 
 import (
+	"crypto/subtle"
 	"fmt"
 	"maps"
 	"net/http"
@@ -169,7 +170,6 @@ const (
 	authBadSignature
 	authExpired
 	authSkewed
-	authMissing
 )
 
 // authenticate verifies the request's signature and resolves its principal.
@@ -199,7 +199,7 @@ func (e *Emulator) authenticate(r *http.Request, sig *signature, body []byte, s3
 	}
 	if cred.kind == principalSession || cred.userSession != nil {
 		// Security-critical: a session key is only valid with its own token.
-		if sig.SecurityToken != cred.token {
+		if subtle.ConstantTimeCompare([]byte(sig.SecurityToken), []byte(cred.token)) != 1 {
 			return nil, nil, authUnknownKey, ""
 		}
 	} else if sig.SecurityToken != "" {

@@ -265,10 +265,6 @@ type snapshot struct {
 	sourceID   string // the snapshot this one was copied from
 }
 
-// snapshotCompletion is how long a new snapshot stays pending on the
-// emulated clock.
-const snapshotCompletion = 0
-
 type profileAssociation struct {
 	id         string
 	instanceID string

@@ -165,8 +165,6 @@ func (s *service) authError(f authFailure, detail string) *apiError {
 		if detail != "" && s.protocol != protoEC2 {
 			ae.Message = detail
 		}
-	case authMissing:
-		ae = s.errs.clone(s.errs.missingAuth)
 	default:
 		ae = s.errs.clone(s.errs.unknownKey)
 	}

@@ -57,7 +57,7 @@ func TestSigV4Refusals(t *testing.T) {
 
 // assumeResponder assumes the responder role of a member account through
 // the worker role, as a Firebreak worker does.
-func (l *lab) assumeWorker(t *testing.T) aws.Config {
+func (l *lab) assumeWorker(t testing.TB) aws.Config {
 	t.Helper()
 	out, err := sts.NewFromConfig(l.controller()).AssumeRole(ctx(t), &sts.AssumeRoleInput{
 		RoleArn:         aws.String("arn:aws:iam::" + LabAccountID(1) + ":role/" + LabWorkerRole),
@@ -68,7 +68,7 @@ func (l *lab) assumeWorker(t *testing.T) aws.Config {
 	return l.cfg(aws.ToString(c.AccessKeyId), aws.ToString(c.SecretAccessKey), aws.ToString(c.SessionToken))
 }
 
-func (l *lab) assumeResponder(t *testing.T, member int) aws.Config {
+func (l *lab) assumeResponder(t testing.TB, member int) aws.Config {
 	t.Helper()
 	out, err := sts.NewFromConfig(l.assumeWorker(t)).AssumeRole(ctx(t), &sts.AssumeRoleInput{
 		RoleArn:         aws.String("arn:aws:iam::" + LabAccountID(member) + ":role/" + LabResponderRole),
