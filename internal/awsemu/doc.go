@@ -108,6 +108,17 @@
 // the order of seeding and calls, so dumps of two runs compare. LabSeed
 // builds a ready organisation.
 //
+// # Pointing the SDK at it
+//
+// Set AWS_ENDPOINT_URL to the emulator's URL (or each client's
+// BaseEndpoint), a region the account has enabled, and static credentials
+// from the seed. With an IP address as endpoint the S3 client falls back to
+// path style by itself; with a host name set UsePathStyle, or let the Host
+// header carry the bucket (virtual-hosted style works when the name
+// resolves to the emulator). Answers take at least Config.MinResponseTime,
+// because the SDK cannot cope with answers that arrive within
+// microseconds.
+//
 // # Control API
 //
 // Go methods: Seed, LoadSeedYAML, Dump, Calls, CallCount, CallCounts,
