@@ -71,6 +71,42 @@ func ReadManifest(dir string) (*Manifest, error) {
 	return &m, nil
 }
 
+// ScanDir builds the manifest of every firebreak-plugin-* regular file in
+// dir, hashing each.
+func ScanDir(dir string) (*Manifest, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	m := &Manifest{Version: 1, Plugins: []ManifestEntry{}}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), FilePrefix) || !e.Type().IsRegular() {
+			continue
+		}
+		sum, err := FileSHA256(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		m.Plugins = append(m.Plugins, ManifestEntry{File: e.Name(), SHA256: sum})
+	}
+	sort.Slice(m.Plugins, func(i, j int) bool { return m.Plugins[i].File < m.Plugins[j].File })
+	return m, nil
+}
+
+// WriteManifest writes dir/manifest.json atomically.
+func WriteManifest(dir string, m *Manifest) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dir, ManifestFile)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
 // Config configures the host.
 type Config struct {
 	// Dir is the plugin directory; empty means no external plugins.

@@ -1,17 +1,11 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
-	"sort"
-	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/firebreak-ir/firebreak/agent/pluginhost"
-	"github.com/firebreak-ir/firebreak/internal/pki"
 )
 
 func init() { extraCommands = append(extraCommands, newPluginsCmd) }
@@ -28,24 +22,11 @@ owns the directory (root on real hosts).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := args[0]
-			entries, err := os.ReadDir(dir)
+			m, err := pluginhost.ScanDir(dir)
 			if err != nil {
 				return err
 			}
-			m := pluginhost.Manifest{Version: 1, Plugins: []pluginhost.ManifestEntry{}}
-			for _, e := range entries {
-				if !strings.HasPrefix(e.Name(), pluginhost.FilePrefix) || !e.Type().IsRegular() {
-					continue
-				}
-				sum, err := pluginhost.FileSHA256(filepath.Join(dir, e.Name()))
-				if err != nil {
-					return err
-				}
-				m.Plugins = append(m.Plugins, pluginhost.ManifestEntry{File: e.Name(), SHA256: sum})
-			}
-			sort.Slice(m.Plugins, func(i, j int) bool { return m.Plugins[i].File < m.Plugins[j].File })
-			b, _ := json.MarshalIndent(m, "", "  ")
-			if err := pki.WriteFileAtomic(filepath.Join(dir, pluginhost.ManifestFile), append(b, '\n'), 0o644); err != nil {
+			if err := pluginhost.WriteManifest(dir, m); err != nil {
 				return err
 			}
 			if g.json {

@@ -6,9 +6,13 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/firebreak-ir/firebreak/internal/awsemu"
 )
@@ -27,7 +31,7 @@ type AWS struct {
 	// lab's controller user, as a deployed worker would from its instance
 	// role.
 	ConfigFile string
-	stop       func(context.Context) error
+	srv        *http.Server
 }
 
 // WorkerProfile is the profile name in ConfigFile.
@@ -36,22 +40,31 @@ const WorkerProfile = "firebreak-worker"
 // StartAWS starts the emulator on addr with the given seed and writes the
 // worker's AWS config into dir.
 func StartAWS(addr, dir string, seed *awsemu.Seed) (*AWS, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return ServeAWS(lis, dir, seed)
+}
+
+// ServeAWS serves the emulator on a listener (the lab makes it inside a
+// network namespace) and writes the worker's AWS config into dir.
+func ServeAWS(lis net.Listener, dir string, seed *awsemu.Seed) (*AWS, error) {
 	emu, err := awsemu.New(awsemu.Config{Seed: seed})
 	if err != nil {
+		lis.Close()
 		return nil, err
 	}
-	endpoint, stop, err := emu.Start(addr)
-	if err != nil {
-		return nil, err
-	}
-	a := &AWS{Emu: emu, Endpoint: endpoint, Seed: seed, stop: stop, ConfigFile: filepath.Join(dir, "aws-config")}
+	a := &AWS{Emu: emu, Endpoint: "http://" + lis.Addr().String(), Seed: seed, ConfigFile: filepath.Join(dir, "aws-config"),
+		srv: &http.Server{Handler: emu, ReadHeaderTimeout: 10 * time.Second}}
+	go func() { _ = a.srv.Serve(lis) }()
 	key, err := a.ControllerKey()
 	if err != nil {
-		stop(context.Background())
+		a.Stop()
 		return nil, err
 	}
 	sec := awsemu.LabAccountID(1)
-	cfg := fmt.Sprintf(`# Written by firebreak lab: the lab worker's AWS profile.
+	cfg := fmt.Sprintf(`# Written by firebreak lab: the lab worker's AWS profile (EMULATED accounts).
 [profile lab-controller-user]
 aws_access_key_id = %s
 aws_secret_access_key = %s
@@ -63,29 +76,40 @@ source_profile = lab-controller-user
 region = us-east-1
 `, key.ID, key.Secret, WorkerProfile, sec, awsemu.LabWorkerRole)
 	if err := os.WriteFile(a.ConfigFile, []byte(cfg), 0o600); err != nil {
-		stop(context.Background())
+		a.Stop()
 		return nil, err
 	}
 	return a, nil
 }
 
 // Stop stops the emulator.
-func (a *AWS) Stop() error { return a.stop(context.Background()) }
+func (a *AWS) Stop() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
 
 // ControllerKey is the security account's controller user key.
 func (a *AWS) ControllerKey() (awsemu.AccessKeySeed, error) {
-	sec := awsemu.LabAccountID(1)
+	return a.userKey(awsemu.LabAccountID(1), awsemu.LabControllerUser)
+}
+
+// userKey is the first access key of a user in the seed.
+func (a *AWS) userKey(account, user string) (awsemu.AccessKeySeed, error) {
 	for _, acct := range a.Seed.Accounts {
-		if acct.ID != sec {
+		if acct.ID != account {
 			continue
 		}
 		for _, u := range acct.Users {
-			if u.Name == awsemu.LabControllerUser && len(u.AccessKeys) > 0 {
+			if u.Name == user && len(u.AccessKeys) > 0 {
 				return u.AccessKeys[0], nil
 			}
 		}
 	}
-	return awsemu.AccessKeySeed{}, fmt.Errorf("the lab seed has no %s user in the security account", awsemu.LabControllerUser)
+	return awsemu.AccessKeySeed{}, fmt.Errorf("the lab seed has no user %s with a key in account %s", user, account)
 }
 
 // WorkerEnv is the environment of a worker process that reaches the

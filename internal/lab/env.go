@@ -1,0 +1,384 @@
+package lab
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/firebreak-ir/firebreak/agent/pluginhost"
+	"github.com/firebreak-ir/firebreak/controller"
+	"github.com/firebreak-ir/firebreak/controller/auth"
+	"github.com/firebreak-ir/firebreak/controller/store"
+	"github.com/firebreak-ir/firebreak/internal/awsemu"
+	"github.com/firebreak-ir/firebreak/internal/netns"
+	"github.com/firebreak-ir/firebreak/internal/pki"
+	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
+	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
+)
+
+// Options configures the lab.
+type Options struct {
+	// BinDir holds firebreak-agent and plugins/ (default: the directory of
+	// the running executable, i.e. bin/).
+	BinDir string
+	// Simulated forces simulated hosts even as root.
+	Simulated bool
+	// Progress receives the lab's narration (nil: none).
+	Progress io.Writer
+	// KeepDir keeps the lab's directory (logs, data) instead of removing it.
+	KeepDir bool
+}
+
+// Host is one emulated EC2 instance with its host agent.
+type Host struct {
+	// Name is the instance's Name tag and the agent's host name.
+	Name string
+	// InstanceID is the emulated instance id.
+	InstanceID string
+	// Agent is the agent process.
+	Agent *exec.Cmd
+}
+
+// Env is a running lab: emulator, controller, worker and host agents.
+type Env struct {
+	// Dir holds everything the lab writes.
+	Dir string
+	// AWS is the emulator.
+	AWS *AWS
+	// Controller is the in-process controller.
+	Controller *controller.Controller
+	// Net is the namespace network when the hosts are real (root), else nil.
+	Net *netns.Lab
+	// Hosts are the member account's instances with their agents.
+	Hosts []*Host
+	// Member is the member account the hosts live in.
+	Member string
+	// EventsURL is the controller's HTTPS events endpoint.
+	EventsURL string
+	// EventsSecret is the shared secret the endpoint accepts.
+	EventsSecret string
+
+	opts     Options
+	admin    context.Context
+	procs    []*exec.Cmd
+	cancel   context.CancelFunc
+	runDone  chan error
+	progress io.Writer
+	started  time.Time
+}
+
+// Simulated reports whether the hosts are simulated (not root).
+func (e *Env) Simulated() bool { return e.Net == nil }
+
+// Admin is a context acting as the lab's operator.
+func (e *Env) Admin() context.Context { return e.admin }
+
+func (e *Env) say(format string, args ...any) {
+	if e.progress != nil {
+		fmt.Fprintf(e.progress, "[%5.1fs] %s\n", time.Since(e.started).Seconds(), fmt.Sprintf(format, args...))
+	}
+}
+
+var netnsName = regexp.MustCompile(`[^a-z0-9-]`)
+
+// Start brings the lab up. Close it when done.
+func Start(ctx context.Context, o Options) (_ *Env, err error) {
+	if o.BinDir == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		o.BinDir = filepath.Dir(self)
+	}
+	agentBin := filepath.Join(o.BinDir, "firebreak-agent")
+	if _, err := os.Stat(agentBin); err != nil {
+		return nil, fmt.Errorf("the lab needs %s and %s: run `make build` first", agentBin, filepath.Join(o.BinDir, "plugins"))
+	}
+	dir, err := os.MkdirTemp("", "firebreak-lab-")
+	if err != nil {
+		return nil, err
+	}
+	e := &Env{Dir: dir, opts: o, progress: o.Progress, started: time.Now(), Member: awsemu.LabAccountID(2)}
+	defer func() {
+		if err != nil {
+			e.Close()
+		}
+	}()
+	seed := awsemu.LabSeed(3)
+	var names []string
+	for _, acct := range seed.Accounts {
+		if acct.ID != e.Member {
+			continue
+		}
+		for _, rs := range acct.Resources {
+			for _, in := range rs.Instances {
+				e.Hosts = append(e.Hosts, &Host{Name: netnsName.ReplaceAllString(strings.ToLower(in.Name), "-"), InstanceID: in.ID})
+				names = append(names, e.Hosts[len(e.Hosts)-1].Name)
+			}
+		}
+	}
+	if len(e.Hosts) == 0 {
+		return nil, errors.New("the lab seed has no instances in the member account")
+	}
+
+	real := os.Geteuid() == 0 && !o.Simulated && netns.Probe() == ""
+	listen := func(host string) (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+	if real {
+		if e.Net, err = netns.New(netns.KindLab, append([]string{"ctl", "attacker"}, names...)...); err != nil {
+			return nil, fmt.Errorf("building the lab network: %w", err)
+		}
+		listen = func(host string) (net.Listener, error) {
+			var lis net.Listener
+			err := e.Net.Do(host, func() error {
+				var err error
+				lis, err = net.Listen("tcp", net.JoinHostPort(e.Net.Addr(host).String(), "0"))
+				return err
+			})
+			return lis, err
+		}
+		e.say("network: namespaces %s (controller, attacker, %s) on a bridge; real nftables", e.Net.ID(), strings.Join(names, ", "))
+	} else {
+		why := "not root"
+		if o.Simulated {
+			why = "--simulated"
+		} else if os.Geteuid() == 0 {
+			why = netns.Probe()
+		}
+		e.say("network: SIMULATED hosts (%s): agents run on this machine, labelled simulated, without in-guest isolation", why)
+	}
+
+	awsLis, err := listen("ctl")
+	if err != nil {
+		return nil, err
+	}
+	if e.AWS, err = ServeAWS(awsLis, dir, seed); err != nil {
+		return nil, err
+	}
+	e.say("AWS: emulator at %s with a three-account organisation (EMULATED; nothing reaches AWS)", e.AWS.Endpoint)
+
+	secret := make([]byte, 32)
+	_, _ = rand.Read(secret)
+	e.EventsSecret = hex.EncodeToString(secret)
+	secretFile := filepath.Join(dir, "events.secret")
+	rulesFile := filepath.Join(dir, "rules.yaml")
+	if err := os.WriteFile(secretFile, []byte(e.EventsSecret+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(rulesFile, []byte(labRules), 0o600); err != nil {
+		return nil, err
+	}
+	ctlLis, err := listen("ctl")
+	if err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(dir, "controller.log"))
+	if err != nil {
+		return nil, err
+	}
+	logger := slog.New(slog.NewJSONHandler(logf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	e.Controller, err = controller.New(ctx, controller.Config{
+		DataDir: filepath.Join(dir, "controller"), Listener: ctlLis, Logger: logger, Heartbeat: 10 * time.Second,
+		Incident: controller.IncidentConfig{RulesFile: rulesFile, NoDefaultRules: true, EventsListen: "127.0.0.1:0", EventsSecretFile: secretFile},
+	})
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	e.runDone = make(chan error, 1)
+	go func() { e.runDone <- e.Controller.Run(cctx) }()
+	e.EventsURL = "https://" + e.Controller.EventsAddr() + "/v1/events"
+	e.admin = auth.WithOperator(ctx, &store.Operator{Name: "lab", Role: operatorv1.OperatorRole_OPERATOR_ROLE_ADMIN})
+	e.say("controller: %s (SQLite and local evidence in %s)", e.Controller.Addr(), filepath.Join(dir, "controller"))
+
+	if err := e.startAgents(ctx, agentBin, filepath.Join(o.BinDir, "plugins"), real); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// startAgents starts the worker and one host agent per instance, and waits
+// until all are connected.
+func (e *Env) startAgents(ctx context.Context, agentBin, pluginDir string, real bool) error {
+	hostPlugins := pluginDir
+	if !real {
+		// Simulated hosts cannot change a real firewall; leaving the
+		// isolation plugins out keeps them from trying.
+		var err error
+		if hostPlugins, err = pluginSubset(pluginDir, filepath.Join(e.Dir, "plugins"), "host-isolate", "host-unisolate"); err != nil {
+			return err
+		}
+	}
+	hostTok, err := e.Controller.Operator.CreateJoinToken(e.admin, &operatorv1.CreateJoinTokenRequest{Role: agentv1.AgentRole_AGENT_ROLE_HOST,
+		Uses: uint32(len(e.Hosts)), Ttl: durationpb.New(10 * time.Minute)})
+	if err != nil {
+		return err
+	}
+	workerTok, err := e.Controller.Operator.CreateJoinToken(e.admin, &operatorv1.CreateJoinTokenRequest{Role: agentv1.AgentRole_AGENT_ROLE_WORKER,
+		Uses: 1, Ttl: durationpb.New(10 * time.Minute)})
+	if err != nil {
+		return err
+	}
+	caFile := filepath.Join(e.Dir, "controller", pki.CACertFile)
+	ctl := e.Controller.Addr()
+	start := func(name, ns string, token string, env []string, args ...string) (*exec.Cmd, error) {
+		argv := append([]string{agentBin, "--controller", ctl, "--ca-file", caFile, "--data-dir", filepath.Join(e.Dir, name),
+			"--hostname", name}, args...)
+		if ns != "" {
+			argv = append([]string{"ip", "netns", "exec", e.Net.Netns(ns)}, argv...)
+		}
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Env = append(append(os.Environ(), env...), "FIREBREAK_JOIN_TOKEN="+token)
+		logf, err := os.Create(filepath.Join(e.Dir, name+".log"))
+		if err != nil {
+			return nil, err
+		}
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			return nil, fmt.Errorf("starting agent %s: %w", name, err)
+		}
+		e.procs = append(e.procs, cmd)
+		return cmd, nil
+	}
+	workerNS := ""
+	if real {
+		workerNS = "ctl"
+	}
+	if _, err := start("lab-worker", workerNS, workerTok.GetToken(), e.AWS.WorkerEnv(), "--role", "worker", "--plugin-dir", pluginDir); err != nil {
+		return err
+	}
+	for _, h := range e.Hosts {
+		ns, extra := "", []string{"--simulated-host"}
+		if real {
+			ns, extra = h.Name, nil
+		}
+		args := append([]string{"--role", "host", "--plugin-dir", hostPlugins, "--label", "instance_id=" + h.InstanceID,
+			"--label", "account=" + e.Member, "--label", "region=us-east-1", "--label", "lab=demo"}, extra...)
+		if h.Agent, err = start(h.Name, ns, hostTok.GetToken(), nil, args...); err != nil {
+			return err
+		}
+	}
+	want := len(e.Hosts) + 1
+	deadline := time.Now().Add(90 * time.Second)
+	for e.Controller.Fleet.ConnectedCount() < want {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d lab agents connected in 90s: see the logs in %s", e.Controller.Fleet.ConnectedCount(), want, e.Dir)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	kind := "real hosts in network namespaces"
+	if !real {
+		kind = "SIMULATED hosts"
+	}
+	e.say("agents: a worker and %d host agents (%s) enrolled and connected", len(e.Hosts), kind)
+	return nil
+}
+
+// pluginSubset copies a plugin directory without the named actions and
+// writes its manifest.
+func pluginSubset(from, to string, without ...string) (string, error) {
+	if err := os.MkdirAll(to, 0o755); err != nil {
+		return "", err
+	}
+	m, err := pluginhost.ReadManifest(from)
+	if err != nil {
+		return "", err
+	}
+	out := pluginhost.Manifest{Version: 1}
+	for _, p := range m.Plugins {
+		skip := false
+		for _, w := range without {
+			if p.File == pluginhost.FilePrefix+w {
+				skip = true
+			}
+		}
+		if skip {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(from, p.File))
+		if err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(filepath.Join(to, p.File), b, 0o755); err != nil {
+			return "", err
+		}
+		out.Plugins = append(out.Plugins, p)
+	}
+	if err := pluginhost.WriteManifest(to, &out); err != nil {
+		return "", err
+	}
+	return to, nil
+}
+
+// Close stops everything and removes the lab's directory (unless kept).
+func (e *Env) Close() {
+	for _, p := range e.procs {
+		if p.Process != nil {
+			_ = p.Process.Signal(os.Interrupt)
+		}
+	}
+	for _, p := range e.procs {
+		done := make(chan struct{})
+		go func() {
+			_ = p.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = p.Process.Kill()
+			<-done
+		}
+	}
+	if e.cancel != nil {
+		e.cancel()
+		<-e.runDone
+	}
+	if e.AWS != nil {
+		_ = e.AWS.Stop()
+	}
+	if e.Net != nil {
+		_ = e.Net.Close()
+	}
+	if !e.opts.KeepDir {
+		_ = os.RemoveAll(e.Dir)
+	}
+}
+
+// labRules send the drills' findings straight to their playbooks.
+const labRules = `# firebreak lab: findings start their playbooks automatically.
+- name: ec2-compromise
+  match:
+    types: ["UnauthorizedAccess:EC2/*", "CryptoCurrency:EC2/*", "Backdoor:EC2/*", "Trojan:EC2/*"]
+    min_severity: 4
+  playbook: ec2-instance-compromise
+  mode: auto
+- name: leaked-key
+  match:
+    types: ["UnauthorizedAccess:IAMUser/*", "CredentialAccess:IAMUser/*"]
+    min_severity: 4
+  playbook: iam-credential-compromise
+  mode: auto
+- name: public-bucket
+  match:
+    types: ["Policy:S3/*"]
+  playbook: s3-public-exposure
+  mode: auto
+`
