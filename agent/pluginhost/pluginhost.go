@@ -181,16 +181,29 @@ func (h *Host) loadDir() error {
 	if err := CheckOwnership(filepath.Join(dir, ManifestFile), false); err != nil {
 		return err
 	}
+	// Each plugin is started once to describe itself; a few at a time keeps
+	// an agent with many plugins quick to start.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
 	for _, pe := range m.Plugins {
-		err := h.loadOne(dir, pe)
-		switch {
-		case errors.Is(err, errOtherRole):
-			h.cfg.Logger.Debug("plugin is for agents of another role", "file", pe.File, "error", err)
-		case err != nil:
-			h.skipped = append(h.skipped, fmt.Sprintf("%s: %v", pe.File, err))
-			h.cfg.Logger.Error("plugin refused", "file", pe.File, "error", err)
-		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			err := h.loadOne(dir, pe)
+			switch {
+			case errors.Is(err, errOtherRole):
+				h.cfg.Logger.Debug("plugin is for agents of another role", "file", pe.File, "error", err)
+			case err != nil:
+				h.mu.Lock()
+				h.skipped = append(h.skipped, fmt.Sprintf("%s: %v", pe.File, err))
+				h.mu.Unlock()
+				h.cfg.Logger.Error("plugin refused", "file", pe.File, "error", err)
+			}
+		}()
 	}
+	wg.Wait()
+	sort.Strings(h.skipped)
 	return nil
 }
 

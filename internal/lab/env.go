@@ -370,6 +370,13 @@ const labRules = `# firebreak lab: findings start their playbooks automatically.
     min_severity: 4
   playbook: ec2-instance-compromise
   mode: auto
+  # A drill keeps triage short; the bundle says when it was cut.
+  inputs:
+    instance_id: "${{ finding.instance_id }}"
+    account: "${{ finding.account }}"
+    region: "${{ finding.region }}"
+    collect_time_budget: "15s"
+    collect_max_bytes: 268435456
 - name: leaked-key
   match:
     types: ["UnauthorizedAccess:IAMUser/*", "CredentialAccess:IAMUser/*"]

@@ -1,22 +1,34 @@
 package playbooks_test
 
 import (
+	"context"
 	"encoding/json"
 	"reflect"
 	"slices"
 	"testing"
 
 	"github.com/firebreak-ir/firebreak/controller/playbook"
-	"github.com/firebreak-ir/firebreak/controller/playbook/playbooktest"
+	"github.com/firebreak-ir/firebreak/plugins/catalog"
 	"github.com/firebreak-ir/firebreak/plugins/playbooks"
 )
+
+// realCatalog describes the first-party actions as they really are, so a
+// playbook cannot use a parameter a plugin does not take.
+func realCatalog(t *testing.T) catalog.Catalog {
+	t.Helper()
+	descs, err := catalog.Descriptions(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return catalog.Catalog(descs)
+}
 
 func TestBuiltinPlaybooksValidate(t *testing.T) {
 	want := []string{"cryptomining-instance", "ec2-instance-compromise", "iam-credential-compromise", "s3-public-exposure"}
 	if got := playbooks.Names(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("Names() = %v, want %v", got, want)
 	}
-	catalog := playbooktest.FirstParty()
+	catalog := realCatalog(t)
 	for name, data := range playbooks.All() {
 		t.Run(name, func(t *testing.T) {
 			pb, errs := playbook.Load(name+".yaml", data, catalog)
@@ -96,7 +108,7 @@ func TestBuiltinPlaybooksPlan(t *testing.T) {
 			order:  []string{"capture", "snapshot", "isolate", "collect"},
 		},
 	}
-	catalog := playbooktest.FirstParty()
+	catalog := realCatalog(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			data, ok := playbooks.Get(tt.name)
