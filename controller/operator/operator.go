@@ -367,7 +367,13 @@ func (s *Service) Plan(ctx context.Context, req *operatorv1.CreateRunRequest) (*
 	if req.GetAction() == "" {
 		return nil, status.Error(codes.InvalidArgument, "no action given")
 	}
-	sel, err := selector.Parse(req.GetSelector())
+	selText := req.GetSelector()
+	accountRun := strings.TrimSpace(req.GetAccounts()) != ""
+	if accountRun && strings.TrimSpace(selText) == "" {
+		// Account-targeted runs go to workers unless told otherwise.
+		selText = "role=worker"
+	}
+	sel, err := selector.Parse(selText)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
@@ -391,11 +397,6 @@ func (s *Service) Plan(ctx context.Context, req *operatorv1.CreateRunRequest) (*
 		}
 	}
 
-	accountRun := strings.TrimSpace(req.GetAccounts()) != ""
-	if accountRun && strings.TrimSpace(req.GetSelector()) == "" {
-		// Account-targeted runs go to workers unless told otherwise.
-		sel, _ = selector.Parse("role=worker")
-	}
 	withAction, desc, err := s.matchAgents(ctx, sel, req.GetAction())
 	if err != nil {
 		return nil, err
