@@ -145,7 +145,10 @@ func (b *credentialBroker) For(ctx context.Context, spec *agentv1.TaskSpec) (*pl
 	if op := clip64(sessionNameBad.ReplaceAllString(spec.GetOperator(), "-")); len(op) >= 2 {
 		in.SourceIdentity = aws.String(op)
 	}
-	out, err := b.sts.AssumeRole(ctx, in, func(o *sts.Options) { o.Region = region })
+	// STS is called in the worker's own region: the session it returns
+	// works in every region, and the worker's region is one its account
+	// has enabled.
+	out, err := b.sts.AssumeRole(ctx, in)
 	if err != nil {
 		return nil, &UnreachableError{Account: account, Reason: assumeReason(roleARN, err)}
 	}

@@ -105,7 +105,7 @@ func (x *execution) conduct(ctx context.Context) {
 	pb, err := playbook.Parse(x.run.sourceName, x.run.source)
 	var cat Catalog
 	if err == nil {
-		cat, err = FleetCatalog(ctx, e.cfg.Runs)
+		cat, err = FleetCatalog(ctx, e.cfg.Runs, e.cfg.KnownActions)
 	}
 	if err == nil {
 		x.ev, err = playbook.NewEvaluator(pb, cat)

@@ -139,13 +139,18 @@ type ActionLister interface {
 
 // FleetCatalog returns the actions the enrolled agents offer, as a
 // playbook catalogue. Where agents offer several versions of an action, the
-// highest version's description is used.
-func FleetCatalog(ctx context.Context, l ActionLister) (Catalog, error) {
+// highest version's description is used. Known actions (the first-party
+// ones) fill in what no agent offers right now: a playbook that names one
+// is valid, and its step fails at run time when no target offers it.
+func FleetCatalog(ctx context.Context, l ActionLister, known Catalog) (Catalog, error) {
 	resp, err := l.ListActions(ctx, &operatorv1.ListActionsRequest{})
 	if err != nil {
 		return nil, fmt.Errorf("listing the fleet's actions: %w", err)
 	}
 	c := Catalog{}
+	for name, d := range known {
+		c[name] = d
+	}
 	for _, a := range resp.GetActions() {
 		d := a.GetDescription()
 		if cur, ok := c[d.GetName()]; !ok || d.GetVersion() > cur.GetVersion() {

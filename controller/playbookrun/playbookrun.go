@@ -98,6 +98,9 @@ type Config struct {
 	Cases *cases.Service
 	// Runs creates runs (the operator service).
 	Runs Runs
+	// KnownActions are actions a playbook may name even when no agent
+	// offers them now (the first-party actions).
+	KnownActions Catalog
 	// Watcher follows runs (the dispatcher).
 	Watcher RunWatcher
 	// RunStore reads ended runs (the store).
@@ -242,7 +245,7 @@ func (e *Executor) Start(ctx context.Context, req StartRequest) (*Run, *playbook
 	if entry.ParseErr != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrInvalid, entry.ParseErr)
 	}
-	cat, err := FleetCatalog(ctx, e.cfg.Runs)
+	cat, err := FleetCatalog(ctx, e.cfg.Runs, e.cfg.KnownActions)
 	if err != nil {
 		return nil, nil, err
 	}

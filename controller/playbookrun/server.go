@@ -74,7 +74,7 @@ func (s *Server) ListPlaybooks(ctx context.Context, _ *operatorv1.ListPlaybooksR
 	if err != nil {
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
-	cat, err := FleetCatalog(ctx, s.x.cfg.Runs)
+	cat, err := FleetCatalog(ctx, s.x.cfg.Runs, s.x.cfg.KnownActions)
 	if err != nil {
 		return nil, rpcError(err)
 	}
@@ -101,7 +101,7 @@ func (s *Server) ValidatePlaybook(ctx context.Context, req *operatorv1.ValidateP
 	if len(name) > 256 {
 		name = name[:256]
 	}
-	cat, err := FleetCatalog(ctx, s.x.cfg.Runs)
+	cat, err := FleetCatalog(ctx, s.x.cfg.Runs, s.x.cfg.KnownActions)
 	if err != nil {
 		return nil, rpcError(err)
 	}

@@ -121,6 +121,11 @@ func (l Lab) Seed() *Seed {
 			InlinePolicies: map[string]PolicyText{"AssumeWorker": policy(fmt.Sprintf(`{"Effect":"Allow","Action":["sts:AssumeRole","sts:TagSession","sts:SetSourceIdentity"],"Resource":%q}`, workerARN))},
 		}},
 		Roles: []RoleSeed{{
+			// The member StackSet reaches the security account too (it is a
+			// member of the organisation): responding there works as anywhere.
+			Name: LabResponderRole, Description: "Lets Firebreak workers respond in this account.", TrustPolicy: trustWorker,
+			InlinePolicies: map[string]PolicyText{"FirebreakResponse": labResponsePolicy},
+		}, {
 			Name: LabWorkerRole, Description: "Firebreak API workers.",
 			TrustPolicy: policy(fmt.Sprintf(`{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::%s:root"},"Action":["sts:AssumeRole","sts:TagSession","sts:SetSourceIdentity"]}`, sec)),
 			InlinePolicies: map[string]PolicyText{"FirebreakWorker": policy(fmt.Sprintf(

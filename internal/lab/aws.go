@@ -22,8 +22,11 @@ import (
 type AWS struct {
 	// Emu is the emulator.
 	Emu *awsemu.Emulator
-	// Endpoint is its URL.
+	// Endpoint is its URL for workers.
 	Endpoint string
+	// LocalEndpoint is its URL on this machine's loopback, for the lab's
+	// own calls (the attacker's): the same emulator as Endpoint.
+	LocalEndpoint string
 	// Seed is the organisation.
 	Seed *awsemu.Seed
 	// ConfigFile is an AWS shared config file whose profile
@@ -57,6 +60,7 @@ func ServeAWS(lis net.Listener, dir string, seed *awsemu.Seed) (*AWS, error) {
 	}
 	a := &AWS{Emu: emu, Endpoint: "http://" + lis.Addr().String(), Seed: seed, ConfigFile: filepath.Join(dir, "aws-config"),
 		srv: &http.Server{Handler: emu, ReadHeaderTimeout: 10 * time.Second}}
+	a.LocalEndpoint = a.Endpoint
 	go func() { _ = a.srv.Serve(lis) }()
 	key, err := a.ControllerKey()
 	if err != nil {
@@ -80,6 +84,18 @@ region = us-east-1
 		return nil, err
 	}
 	return a, nil
+}
+
+// ServeLocal also serves the emulator on this machine's loopback, when the
+// workers' listener is inside a network namespace.
+func (a *AWS) ServeLocal() error {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	a.LocalEndpoint = "http://" + lis.Addr().String()
+	go func() { _ = a.srv.Serve(lis) }()
+	return nil
 }
 
 // Stop stops the emulator.

@@ -167,6 +167,11 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	if e.AWS, err = ServeAWS(awsLis, dir, seed); err != nil {
 		return nil, err
 	}
+	if real {
+		if err := e.AWS.ServeLocal(); err != nil {
+			return nil, err
+		}
+	}
 	e.say("AWS: emulator at %s with a three-account organisation (EMULATED; nothing reaches AWS)", e.AWS.Endpoint)
 
 	secret := make([]byte, 32)
@@ -207,6 +212,12 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	if err := e.startAgents(ctx, agentBin, filepath.Join(o.BinDir, "plugins"), real); err != nil {
 		return nil, err
 	}
+	// Preparation: account-targeted steps need the organisation's accounts.
+	sync, err := e.Controller.Operator.SyncAccounts(e.admin, &operatorv1.SyncAccountsRequest{ManagementAccount: awsemu.LabAccountID(0)})
+	if err != nil {
+		return nil, fmt.Errorf("preparation: account discovery: %w", err)
+	}
+	e.say("preparation: %d accounts discovered through the management account (run %s)", len(sync.GetAccounts()), sync.GetRunId())
 	return e, nil
 }
 

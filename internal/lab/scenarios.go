@@ -253,19 +253,13 @@ func evidenceCheck(run *playbookrun.Run, stepID string) Check {
 
 // staticClient signs with an access key, as an attacker holding it would.
 func (e *Env) stsAs(id, secret, token string) *sts.Client {
-	return sts.New(sts.Options{Region: region, BaseEndpoint: aws.String(e.AWS.Endpoint),
+	return sts.New(sts.Options{Region: region, BaseEndpoint: aws.String(e.AWS.LocalEndpoint),
 		Credentials: credentials.NewStaticCredentialsProvider(id, secret, token)})
 }
 
 // leakedKey: the member account's ci-deployer key is used by an attacker,
 // who also mints a session token from it.
 func leakedKey(ctx context.Context, e *Env) (*attack, error) {
-	mgmt := awsemu.LabAccountID(0)
-	sync, err := e.Controller.Operator.SyncAccounts(e.admin, &operatorv1.SyncAccountsRequest{ManagementAccount: mgmt})
-	if err != nil {
-		return nil, fmt.Errorf("preparation: account discovery: %w", err)
-	}
-	e.say("preparation: %d accounts discovered through the management account", len(sync.GetAccounts()))
 	key, err := e.AWS.userKey(e.Member, awsemu.LabCompromisedUser)
 	if err != nil {
 		return nil, err
@@ -278,7 +272,7 @@ func leakedKey(ctx context.Context, e *Env) (*attack, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the attacker cannot mint a session: %w", err)
 	}
-	s3c := s3.New(s3.Options{Region: region, BaseEndpoint: aws.String(e.AWS.Endpoint), UsePathStyle: true,
+	s3c := s3.New(s3.Options{Region: region, BaseEndpoint: aws.String(e.AWS.LocalEndpoint), UsePathStyle: true,
 		Credentials: credentials.NewStaticCredentialsProvider(key.ID, key.Secret, "")})
 	_, _ = s3c.ListBuckets(ctx, &s3.ListBucketsInput{})
 	e.say("attacker: used key %s (GetCallerIdentity, ListBuckets) and minted a session token from it", key.ID)
@@ -301,7 +295,7 @@ func leakedKey(ctx context.Context, e *Env) (*attack, error) {
 		checks = append(checks, Check{Name: "the leaked key no longer works", OK: err != nil, Detail: fmt.Sprintf("attacker call: %v", errText(err))})
 		_, err = e.stsAs(aws.ToString(mc.AccessKeyId), aws.ToString(mc.SecretAccessKey), aws.ToString(mc.SessionToken)).
 			GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
-		_, err2 := s3.New(s3.Options{Region: region, BaseEndpoint: aws.String(e.AWS.Endpoint), UsePathStyle: true,
+		_, err2 := s3.New(s3.Options{Region: region, BaseEndpoint: aws.String(e.AWS.LocalEndpoint), UsePathStyle: true,
 			Credentials: credentials.NewStaticCredentialsProvider(aws.ToString(mc.AccessKeyId), aws.ToString(mc.SecretAccessKey), aws.ToString(mc.SessionToken))}).
 			ListBuckets(ctx, &s3.ListBucketsInput{})
 		checks = append(checks, Check{Name: "the session minted from it no longer works", OK: err2 != nil,
