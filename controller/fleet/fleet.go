@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"maps"
 	"regexp"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -102,6 +103,12 @@ type Service struct {
 	mu       sync.RWMutex
 	sessions map[string]*session
 	seen     map[string]time.Time
+
+	// known mirrors the agents table, so planning a run over thousands
+	// of agents does not decode them all from the store each time.
+	known     map[string]*store.Agent
+	knownErr  error
+	knownOnce sync.Once
 }
 
 type session struct {
@@ -117,6 +124,65 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	return &Service{cfg: cfg, sessions: map[string]*session{}, seen: map[string]time.Time{}}, nil
+}
+
+// Agents returns every enrolled agent, ordered by hostname then id, with
+// the last-seen time of this controller's own bookkeeping. The records are
+// shared: callers must not modify them.
+func (s *Service) Agents(ctx context.Context) ([]*store.Agent, error) {
+	s.knownOnce.Do(func() {
+		all, err := s.cfg.Store.ListAgents(ctx)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if err != nil {
+			s.knownErr = err
+			return
+		}
+		if s.known == nil {
+			s.known = map[string]*store.Agent{}
+		}
+		for _, a := range all {
+			if _, newer := s.known[a.ID]; !newer {
+				s.known[a.ID] = a
+			}
+		}
+	})
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.knownErr != nil {
+		return nil, s.knownErr
+	}
+	out := make([]*store.Agent, 0, len(s.known))
+	for _, a := range s.known {
+		if t, ok := s.seen[a.ID]; ok && t.After(a.LastSeen) {
+			c := *a
+			c.LastSeen = t
+			a = &c
+		}
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Hostname != out[j].Hostname {
+			return out[i].Hostname < out[j].Hostname
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, nil
+}
+
+// putAgent stores an agent and updates the mirror.
+func (s *Service) putAgent(ctx context.Context, a *store.Agent) error {
+	if err := s.cfg.Store.PutAgent(ctx, a); err != nil {
+		return err
+	}
+	c := *a
+	s.mu.Lock()
+	if s.known == nil {
+		s.known = map[string]*store.Agent{}
+	}
+	s.known[a.ID] = &c
+	s.mu.Unlock()
+	return nil
 }
 
 // Push implements dispatch.Pusher: it never blocks the dispatcher. A full
@@ -286,7 +352,7 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 	a := &store.Agent{ID: id, Role: role, Hostname: facts.GetHostname(), Facts: facts, EnrolledAt: now, LastSeen: now,
 		CertSerial: cert.SerialNumber.Text(16), CertNotAfter: cert.NotAfter, TokenLabels: tok.Labels}
 	a.Facts.Labels = mergeLabels(facts.GetLabels(), tok.Labels)
-	if err := s.cfg.Store.PutAgent(ctx, a); err != nil {
+	if err := s.putAgent(ctx, a); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "enrollment: storing the agent: %v", err)
 	}
 	s.cfg.Audit(ctx, "agent:"+id, "agent.enroll", id, map[string]any{"hostname": facts.GetHostname(), "role": role,
@@ -338,7 +404,7 @@ func (s *Service) Renew(ctx context.Context, req *agentv1.RenewRequest) (*agentv
 		return nil, status.Errorf(codes.InvalidArgument, "renewal refused: %v", err)
 	}
 	a.CertSerial, a.CertNotAfter = cert.SerialNumber.Text(16), cert.NotAfter
-	if err := s.cfg.Store.PutAgent(ctx, a); err != nil {
+	if err := s.putAgent(ctx, a); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "renewal: %v", err)
 	}
 	s.cfg.Logger.Info("agent certificate renewed", "agent", a.ID, "not_after", cert.NotAfter)
@@ -375,7 +441,7 @@ func (s *Service) Connect(stream agentv1.AgentService_ConnectServer) error {
 	facts := hello.GetFacts()
 	facts.Labels = mergeLabels(facts.GetLabels(), a.TokenLabels)
 	a.Facts, a.Plugins, a.Hostname, a.LastSeen = facts, hello.GetPlugins(), facts.GetHostname(), now
-	if err := s.cfg.Store.PutAgent(ctx, a); err != nil {
+	if err := s.putAgent(ctx, a); err != nil {
 		return status.Errorf(codes.Unavailable, "recording the agent: %v", err)
 	}
 

@@ -202,11 +202,19 @@ func TestSecurityHubFindingsAndUnmatchedOnes(t *testing.T) {
 }
 
 func TestRuleWhosePlaybookCannotStartIsRecorded(t *testing.T) {
-	e := newEnv(t, func(c *controller.IncidentConfig) { c.NoDefaultRules = false })
-	// The built-in rule maps cryptomining to a playbook whose AWS actions
-	// this fleet does not offer.
+	// A rule that names a playbook this controller does not have (a typo,
+	// or a playbook directory not deployed yet).
+	rules := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(rules, []byte(`- name: mining-typo
+  match: {types: ["CryptoCurrency:EC2/*"]}
+  playbook: cryptominig-instance
+  mode: auto
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(c *controller.IncidentConfig) { c.RulesFile = rules })
 	o := e.submit(t, sample(t, "guardduty-bitcointool-dns.json"))[0]
-	if o.Rule != "ec2-cryptomining" || o.PlaybookRunID != "" || !strings.Contains(o.Note, "unknown action") {
+	if o.Rule != "mining-typo" || o.PlaybookRunID != "" || !strings.Contains(o.Note, "cryptominig-instance") {
 		t.Fatalf("outcome %+v", o)
 	}
 	tl, err := e.c.Cases.Timeline(context.Background(), o.CaseID)

@@ -231,7 +231,7 @@ type agentView struct {
 }
 
 func (s *Service) agents(ctx context.Context) ([]agentView, error) {
-	all, err := s.cfg.Store.ListAgents(ctx)
+	all, err := s.cfg.Fleet.Agents(ctx)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "listing agents: %v", err)
 	}
