@@ -53,7 +53,7 @@ admin.creds; later starts reuse them. It stops cleanly on SIGTERM.`,
 	f.StringSliceVar(&cfg.ServerNames, "server-name", nil, "extra DNS name or IP for the serving certificate (repeatable)")
 	f.IntVar(&cfg.ApprovalThreshold, "approval-threshold", 10, "a destructive run over more targets than this waits for a second operator's approval")
 	f.DurationVar(&cfg.AgentCertTTL, "agent-cert-ttl", 24*time.Hour, "lifetime of agent certificates (agents renew at half of it)")
-	f.DurationVar(&cfg.OperatorCertTTL, "operator-cert-ttl", 90*24*time.Hour, "lifetime of operator credentials issued by `operator add`")
+	f.DurationVar(&cfg.OperatorCertTTL, "operator-cert-ttl", 90*24*time.Hour, "lifetime of operator credentials issued by operator add")
 	f.StringVar(&cfg.Evidence, "evidence", "", "evidence store: a directory (default DATA_DIR/evidence) or s3://bucket/prefix (AWS SDK environment: AWS_REGION, AWS_ENDPOINT_URL, credentials)")
 	f.DurationVar(&cfg.EvidenceRetention, "evidence-retention", 0, "S3 Object Lock retention in compliance mode for new evidence, e.g. 2160h (the bucket needs Object Lock)")
 	f.StringVar(&cfg.EvidenceKMSKey, "evidence-kms-key", "", "KMS key ARN or id for SSE-KMS of S3 evidence (default: the bucket's encryption)")
