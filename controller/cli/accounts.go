@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -58,14 +59,13 @@ account's OU path, and its enabled regions. Account-targeted runs
 (--accounts all|ID,ID|ou=NAME) use what this stores.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.dial()
+			c, ctx, done, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := g.ctx(cmd.Context())
-			defer cancel()
+			defer done()
 			if deadline > g.timeout {
+				var cancel context.CancelFunc
 				ctx, cancel = g.ctxWith(cmd.Context(), deadline+10*time.Second)
 				defer cancel()
 			}
@@ -95,13 +95,11 @@ account's OU path, and its enabled regions. Account-targeted runs
 		Short: "List the accounts known from the last sync",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.dial()
+			c, ctx, done, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := g.ctx(cmd.Context())
-			defer cancel()
+			defer done()
 			resp, err := c.op.ListAccounts(ctx, &operatorv1.ListAccountsRequest{})
 			if err != nil {
 				return rpcError(err)

@@ -83,13 +83,11 @@ func newTokenCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := g.dial()
+			c, ctx, done, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := g.ctx(cmd.Context())
-			defer cancel()
+			defer done()
 			resp, err := c.op.CreateJoinToken(ctx, &operatorv1.CreateJoinTokenRequest{Role: agentv1.AgentRole(r), Uses: uses, Ttl: durationpb.New(ttl), Labels: lm})
 			if err != nil {
 				return rpcError(err)
@@ -122,13 +120,11 @@ func newOperatorCmd(g *globals) *cobra.Command {
 			if !ok {
 				return exitWith(ExitUsage, fmt.Errorf("--role %q: want viewer, responder, approver or admin", role))
 			}
-			c, err := g.dial()
+			c, ctx, done, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := g.ctx(cmd.Context())
-			defer cancel()
+			defer done()
 			resp, err := c.op.AddOperator(ctx, &operatorv1.AddOperatorRequest{Name: args[0], Role: r})
 			if err != nil {
 				return rpcError(err)
@@ -162,13 +158,11 @@ func newWhoamiCmd(g *globals) *cobra.Command {
 		Short: "Show the operator the credential belongs to",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.dial()
+			c, ctx, done, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := g.ctx(cmd.Context())
-			defer cancel()
+			defer done()
 			resp, err := c.op.Whoami(ctx, &operatorv1.WhoamiRequest{})
 			if err != nil {
 				return rpcError(err)
@@ -191,13 +185,11 @@ func newAuditCmd(g *globals) *cobra.Command {
 		Short: "List audit records",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.dial()
+			c, ctx, done, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := g.ctx(cmd.Context())
-			defer cancel()
+			defer done()
 			resp, err := c.op.ListAudit(ctx, &operatorv1.ListAuditRequest{AfterSeq: after, Limit: limit})
 			if err != nil {
 				return rpcError(err)
@@ -234,13 +226,11 @@ func newAuditCmd(g *globals) *cobra.Command {
 		Short: "Recompute the audit hash chain; exit 6 if any record was edited or removed",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.dial()
+			c, ctx, done, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := g.ctx(cmd.Context())
-			defer cancel()
+			defer done()
 			resp, err := c.op.VerifyAudit(ctx, &operatorv1.VerifyAuditRequest{})
 			if err != nil {
 				return rpcError(err)

@@ -45,13 +45,11 @@ func newAgentsCmd(g *globals) *cobra.Command {
 		Short: "List agents with their role, labels, connection and plugins",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.dial()
+			c, ctx, done, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := g.ctx(cmd.Context())
-			defer cancel()
+			defer done()
 			resp, err := c.op.ListAgents(ctx, &operatorv1.ListAgentsRequest{Selector: sel})
 			if err != nil {
 				return rpcError(err)
@@ -139,13 +137,11 @@ func newActionsCmd(g *globals) *cobra.Command {
 		Short: "List actions with their domain, parameters and how many agents offer them",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.dial()
+			c, ctx, done, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := g.ctx(cmd.Context())
-			defer cancel()
+			defer done()
 			resp, err := c.op.ListActions(ctx, &operatorv1.ListActionsRequest{})
 			if err != nil {
 				return rpcError(err)

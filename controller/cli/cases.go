@@ -95,13 +95,11 @@ func newCaseListCmd(g *globals) *cobra.Command {
 		Short: "List open cases (--all: closed ones too), newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.dial()
+			c, ctx, done, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := g.ctx(cmd.Context())
-			defer cancel()
+			defer done()
 			resp, err := c.cases().ListCases(ctx, &operatorv1.ListCasesRequest{IncludeClosed: all, Limit: limit})
 			if err != nil {
 				return rpcError(err)
@@ -135,13 +133,11 @@ func newCaseShowCmd(g *globals) *cobra.Command {
 		Short: "Show a case: its phase, timings, findings and timeline",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.dial()
+			c, ctx, done, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := g.ctx(cmd.Context())
-			defer cancel()
+			defer done()
 			resp, err := c.cases().GetCase(ctx, &operatorv1.GetCaseRequest{CaseId: args[0]})
 			if err != nil {
 				return rpcError(err)
@@ -227,13 +223,11 @@ func newCaseCreateCmd(g *globals) *cobra.Command {
 		Short: "Open a case by hand, for an incident that did not start with a finding",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.dial()
+			c, ctx, done, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := g.ctx(cmd.Context())
-			defer cancel()
+			defer done()
 			resp, err := c.cases().CreateCase(ctx, &operatorv1.CreateCaseRequest{Title: args[0], Note: note})
 			if err != nil {
 				return rpcError(err)
@@ -255,13 +249,11 @@ func newCaseNoteCmd(g *globals) *cobra.Command {
 		Short: "Add a note to a case's timeline",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.dial()
+			c, ctx, done, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := g.ctx(cmd.Context())
-			defer cancel()
+			defer done()
 			resp, err := c.cases().AddNote(ctx, &operatorv1.AddNoteRequest{CaseId: args[0], Text: args[1]})
 			if err != nil {
 				return rpcError(err)
@@ -294,13 +286,11 @@ command may also move it back.`,
 			if phase == operatorv1.IncidentPhase_INCIDENT_PHASE_UNSPECIFIED {
 				return exitWith(ExitUsage, fmt.Errorf("phase %q: want detect, analyze, contain, eradicate, recover or post-incident", args[1]))
 			}
-			c, err := g.dial()
+			c, ctx, done, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := g.ctx(cmd.Context())
-			defer cancel()
+			defer done()
 			resp, err := c.cases().SetPhase(ctx, &operatorv1.SetPhaseRequest{CaseId: args[0], Phase: phase, Reason: reason})
 			if err != nil {
 				return rpcError(err)
@@ -323,13 +313,11 @@ func newCaseCloseCmd(g *globals) *cobra.Command {
 		Short: "Close a case: it moves to post-incident and takes no new findings",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.dial()
+			c, ctx, done, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := g.ctx(cmd.Context())
-			defer cancel()
+			defer done()
 			resp, err := c.cases().CloseCase(ctx, &operatorv1.CloseCaseRequest{CaseId: args[0], Reason: reason})
 			if err != nil {
 				return rpcError(err)
@@ -367,13 +355,11 @@ or an action's output is escaped. -o writes the report to a file (mode 0600).`,
 			}
 			pf := map[cases.Format]operatorv1.ReportFormat{cases.FormatMarkdown: operatorv1.ReportFormat_REPORT_FORMAT_MARKDOWN,
 				cases.FormatHTML: operatorv1.ReportFormat_REPORT_FORMAT_HTML, cases.FormatJSON: operatorv1.ReportFormat_REPORT_FORMAT_JSON}[f]
-			c, err := g.dial()
+			c, ctx, done, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := g.ctx(cmd.Context())
-			defer cancel()
+			defer done()
 			resp, err := c.cases().GetReport(ctx, &operatorv1.GetReportRequest{CaseId: args[0], Format: pf})
 			if err != nil {
 				return rpcError(err)
@@ -425,13 +411,11 @@ client certificate, exactly as EventBridge would post it.`,
 					return err
 				}
 			} else {
-				c, err := g.dial()
+				c, ctx, done, err := g.open(cmd.Context())
 				if err != nil {
 					return err
 				}
-				defer c.Close()
-				ctx, cancel := g.ctx(cmd.Context())
-				defer cancel()
+				defer done()
 				resp, err := c.cases().SendEvent(ctx, &operatorv1.SendEventRequest{EventJson: data})
 				if err != nil {
 					return rpcError(err)

@@ -121,13 +121,11 @@ func newEvidenceListCmd(g *globals) *cobra.Command {
 		Short: "List evidence items, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.dial()
+			c, ctx, done, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := g.ctx(cmd.Context())
-			defer cancel()
+			defer done()
 			req.Limit = limit
 			resp, err := c.evidence().ListEvidence(ctx, &req)
 			if err != nil {
@@ -470,13 +468,11 @@ func newEvidenceCustodyCmd(g *globals) *cobra.Command {
 		Short: "Show an item's chain of custody and check its hash chain; exit 6 if it was tampered with",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.dial()
+			c, ctx, done, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := g.ctx(cmd.Context())
-			defer cancel()
+			defer done()
 			resp, err := c.evidence().GetCustody(ctx, &operatorv1.GetCustodyRequest{EvidenceId: args[0]})
 			if err != nil {
 				return rpcError(err)

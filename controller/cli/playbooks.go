@@ -115,13 +115,11 @@ their parameters are not checked.`,
 						Column: uint32(max(e.Pos.Column, 0)), Message: e.Msg})
 				}
 			} else {
-				c, err := g.dial()
+				c, ctx, done, err := g.open(cmd.Context())
 				if err != nil {
 					return err
 				}
-				defer c.Close()
-				ctx, cancel := g.ctx(cmd.Context())
-				defer cancel()
+				defer done()
 				resp, err := c.playbooks().ValidatePlaybook(ctx, &operatorv1.ValidatePlaybookRequest{Filename: args[0], Content: data})
 				if err != nil {
 					return rpcError(err)
@@ -183,13 +181,11 @@ func newPlaybookListCmd(g *globals) *cobra.Command {
 		Short: "List the playbooks the controller knows, and whether the fleet can run them",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.dial()
+			c, ctx, done, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := g.ctx(cmd.Context())
-			defer cancel()
+			defer done()
 			resp, err := c.playbooks().ListPlaybooks(ctx, &operatorv1.ListPlaybooksRequest{})
 			if err != nil {
 				return rpcError(err)
@@ -595,13 +591,11 @@ func newPlaybookRunsCmd(g *globals) *cobra.Command {
 		Short: "List playbook runs, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.dial()
+			c, ctx, done, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := g.ctx(cmd.Context())
-			defer cancel()
+			defer done()
 			resp, err := c.playbooks().ListPlaybookRuns(ctx, &operatorv1.ListPlaybookRunsRequest{CaseId: caseID, Limit: limit})
 			if err != nil {
 				return rpcError(err)
@@ -673,13 +667,11 @@ func newPlaybookDecideCmd(g *globals, approve bool) *cobra.Command {
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.dial()
+			c, ctx, done, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := g.ctx(cmd.Context())
-			defer cancel()
+			defer done()
 			var r *operatorv1.PlaybookRun
 			if approve {
 				resp, err := c.playbooks().ApprovePlaybookRun(ctx, &operatorv1.ApprovePlaybookRunRequest{PlaybookRunId: args[0], Comment: comment})
@@ -722,13 +714,11 @@ func newPlaybookCancelCmd(g *globals) *cobra.Command {
 		Short: "Cancel a playbook run: no further step starts and the steps' runs in flight are cancelled",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.dial()
+			c, ctx, done, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := g.ctx(cmd.Context())
-			defer cancel()
+			defer done()
 			resp, err := c.playbooks().CancelPlaybookRun(ctx, &operatorv1.CancelPlaybookRunRequest{PlaybookRunId: args[0], Reason: reason})
 			if err != nil {
 				return rpcError(err)

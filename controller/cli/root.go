@@ -205,6 +205,17 @@ func (g *globals) dial() (*client, error) {
 
 func (c *client) Close() { _ = c.conn.Close() }
 
+// open dials the controller and bounds the request by --timeout; done
+// releases both.
+func (g *globals) open(parent context.Context) (*client, context.Context, func(), error) {
+	c, err := g.dial()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := g.ctx(parent)
+	return c, ctx, func() { cancel(); c.Close() }, nil
+}
+
 // ctx bounds one request.
 func (g *globals) ctx(parent context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(parent, g.timeout)

@@ -411,13 +411,11 @@ func newRunsCmd(g *globals) *cobra.Command {
 		Short: "List recent runs, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.dial()
+			c, ctx, done, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := g.ctx(cmd.Context())
-			defer cancel()
+			defer done()
 			resp, err := c.op.ListRuns(ctx, &operatorv1.ListRunsRequest{Limit: limit})
 			if err != nil {
 				return rpcError(err)
@@ -486,13 +484,11 @@ func newApproveCmd(g *globals, approve bool) *cobra.Command {
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.dial()
+			c, ctx, done, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := g.ctx(cmd.Context())
-			defer cancel()
+			defer done()
 			var r *operatorv1.Run
 			if approve {
 				resp, err := c.op.ApproveRun(ctx, &operatorv1.ApproveRunRequest{RunId: args[0], Comment: comment})
@@ -535,13 +531,11 @@ func newCancelCmd(g *globals) *cobra.Command {
 		Short: "Cancel a run: tasks not started are cancelled, running ones are asked to stop",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.dial()
+			c, ctx, done, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := g.ctx(cmd.Context())
-			defer cancel()
+			defer done()
 			resp, err := c.op.CancelRun(ctx, &operatorv1.CancelRunRequest{RunId: args[0], Reason: reason})
 			if err != nil {
 				return rpcError(err)
