@@ -26,6 +26,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"google.golang.org/grpc"
 
 	"github.com/firebreak-ir/firebreak/internal/telemetry"
 	"github.com/firebreak-ir/firebreak/plugins/sdk"
@@ -421,6 +423,9 @@ func (h *Host) startLocked(e *entry) (*sdk.Client, error) {
 		}),
 		SyncStdout: io.Discard,
 		SyncStderr: os.Stderr,
+		// The task's trace continues into the plugin through the gRPC
+		// metadata, so its spans join the controller's and the agent's.
+		GRPCDialOptions: []grpc.DialOption{grpc.WithStatsHandler(otelgrpc.NewClientHandler())},
 	})
 	rpc, err := client.Client()
 	if err != nil {
