@@ -387,10 +387,13 @@ func (c *Controller) Run(ctx context.Context) error {
 		c.grpc.GracefulStop()
 		close(stopped)
 	}()
+	// Agent streams never end on their own: close them, so the agents
+	// reconnect to the next controller. Evidence uploads resume from their
+	// committed offset, so they get only a short grace.
+	c.Fleet.CloseSessions()
 	select {
 	case <-stopped:
-	case <-time.After(5 * time.Second):
-		// Agent streams never end on their own; cut them after a grace.
+	case <-time.After(time.Second):
 		c.grpc.Stop()
 	}
 	cancel()

@@ -204,6 +204,15 @@ func (s *Service) Push(agentID string, msg *agentv1.ConnectResponse) bool {
 	}
 }
 
+// CloseSessions ends every agent's stream (the controller is stopping).
+func (s *Service) CloseSessions() {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, sess := range s.sessions {
+		sess.cancel()
+	}
+}
+
 // Connected reports whether an agent holds a stream now.
 func (s *Service) Connected(agentID string) bool {
 	s.mu.RLock()

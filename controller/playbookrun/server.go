@@ -74,7 +74,9 @@ func (s *Server) ListPlaybooks(ctx context.Context, _ *operatorv1.ListPlaybooksR
 	if err != nil {
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
-	cat, err := FleetCatalog(ctx, s.x.cfg.Runs, s.x.cfg.KnownActions)
+	// Listed problems say what the fleet cannot run now (an action no
+	// connected agent offers), so the first-party actions are not filled in.
+	cat, err := FleetCatalog(ctx, s.x.cfg.Runs, nil)
 	if err != nil {
 		return nil, rpcError(err)
 	}
