@@ -278,14 +278,7 @@ func (e *Emulator) iamListUsers(c *call) (any, error) {
 	prefix := orDefault(c.form.str("PathPrefix"), "/")
 	c.acct.mu.Lock()
 	defer c.acct.mu.Unlock()
-	var names []string
-	for n, u := range c.acct.users {
-		if strings.HasPrefix(u.path, prefix) {
-			names = append(names, n)
-		}
-	}
-	slices.Sort(names)
-	page, next, ae := iamPage(c, names)
+	page, next, ae := iamPage(c, namesUnder(c.acct.users, prefix, func(u *iamUser) string { return u.path }))
 	if ae != nil {
 		return nil, ae
 	}
@@ -298,6 +291,19 @@ func (e *Emulator) iamListUsers(c *call) (any, error) {
 		out.Users = append(out.Users, renderUser(c.acct.users[n], false))
 	}
 	return out, nil
+}
+
+// namesUnder returns, sorted, the names of the IAM entities whose path
+// starts with prefix (ListUsers and ListRoles filter alike).
+func namesUnder[T any](m map[string]T, prefix string, path func(T) string) []string {
+	var names []string
+	for n, v := range m {
+		if strings.HasPrefix(path(v), prefix) {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 func (e *Emulator) iamGetRole(c *call) (any, error) {
@@ -316,14 +322,7 @@ func (e *Emulator) iamListRoles(c *call) (any, error) {
 	prefix := orDefault(c.form.str("PathPrefix"), "/")
 	c.acct.mu.Lock()
 	defer c.acct.mu.Unlock()
-	var names []string
-	for n, r := range c.acct.roles {
-		if strings.HasPrefix(r.path, prefix) {
-			names = append(names, n)
-		}
-	}
-	slices.Sort(names)
-	page, next, ae := iamPage(c, names)
+	page, next, ae := iamPage(c, namesUnder(c.acct.roles, prefix, func(r *iamRole) string { return r.path }))
 	if ae != nil {
 		return nil, ae
 	}
