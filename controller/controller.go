@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -32,6 +33,7 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/operator"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/internal/pki"
+	"github.com/firebreak-ir/firebreak/internal/rpcbuf"
 	"github.com/firebreak-ir/firebreak/internal/tasksign"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
@@ -279,6 +281,9 @@ func (c *Controller) build(ctx context.Context) error {
 		// idle agent streams.
 		grpc.ReadBufferSize(16<<10),
 		grpc.WriteBufferSize(16<<10),
+		// Evidence arrives through this server: a pool that does not clear
+		// the buffers it lends saves writing every byte twice.
+		experimental.BufferPool(rpcbuf.Shared),
 	)
 	agentv1.RegisterAgentServiceServer(c.grpc, fl)
 	operatorv1.RegisterOperatorServiceServer(c.grpc, c.Operator)

@@ -28,7 +28,9 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/experimental"
 
+	"github.com/firebreak-ir/firebreak/internal/rpcbuf"
 	"github.com/firebreak-ir/firebreak/internal/telemetry"
 	"github.com/firebreak-ir/firebreak/plugins/sdk"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
@@ -425,7 +427,7 @@ func (h *Host) startLocked(e *entry) (*sdk.Client, error) {
 		SyncStderr: os.Stderr,
 		// The task's trace continues into the plugin through the gRPC
 		// metadata, so its spans join the controller's and the agent's.
-		GRPCDialOptions: []grpc.DialOption{grpc.WithStatsHandler(otelgrpc.NewClientHandler())},
+		GRPCDialOptions: []grpc.DialOption{grpc.WithStatsHandler(otelgrpc.NewClientHandler()), experimental.WithBufferPool(rpcbuf.Shared)},
 	})
 	rpc, err := client.Client()
 	if err != nil {

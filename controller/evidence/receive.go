@@ -285,12 +285,13 @@ func (s *Service) resume(ctx context.Context, upID string, task *taskInfo, a *st
 // receive handles chunks and finish until the upload is stored or the
 // stream ends.
 func (s *Service) receive(ctx context.Context, r *receiving, stream agentv1.AgentService_UploadEvidenceServer, superseded <-chan struct{}) error {
-	msgs := make(chan *agentv1.UploadEvidenceRequest, 1)
+	msgs := make(chan received, 1)
 	recvErr := make(chan error, 1)
 	quit := make(chan struct{})
 	defer close(quit)
 	// Receiving on its own goroutine lets a newer stream of the same upload
-	// take over, and overlaps decoding with hashing and writing.
+	// take over, and overlaps decoding and each chunk's own SHA-256 with
+	// staging the previous chunk and the whole-upload hash.
 	go func() {
 		for {
 			m, err := stream.Recv()
@@ -298,8 +299,12 @@ func (s *Service) receive(ctx context.Context, r *receiving, stream agentv1.Agen
 				recvErr <- err
 				return
 			}
+			in := received{msg: m}
+			if c := m.GetChunk(); c != nil {
+				in.sum = sha256.Sum256(c.GetData())
+			}
 			select {
-			case msgs <- m:
+			case msgs <- in:
 			case <-quit:
 				return
 			}
@@ -317,7 +322,7 @@ func (s *Service) receive(ctx context.Context, r *receiving, stream agentv1.Agen
 	tick := time.NewTicker(s.cfg.CheckpointInterval)
 	defer tick.Stop()
 	for {
-		var m *agentv1.UploadEvidenceRequest
+		var in received
 		select {
 		case <-tick.C:
 			if r.received > r.committed && s.cfg.Clock().Sub(r.lastSync) >= s.cfg.CheckpointInterval {
@@ -326,7 +331,7 @@ func (s *Service) receive(ctx context.Context, r *receiving, stream agentv1.Agen
 				}
 			}
 			continue
-		case m = <-msgs:
+		case in = <-msgs:
 		case err := <-recvErr:
 			if errors.Is(err, io.EOF) {
 				return status.Error(codes.InvalidArgument, "the agent closed the upload without finish")
@@ -337,9 +342,9 @@ func (s *Service) receive(ctx context.Context, r *receiving, stream agentv1.Agen
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		switch msg := m.GetMsg().(type) {
+		switch msg := in.msg.GetMsg().(type) {
 		case *agentv1.UploadEvidenceRequest_Chunk:
-			if err := s.chunk(ctx, r, msg.Chunk); err != nil {
+			if err := s.chunk(ctx, r, msg.Chunk, in.sum); err != nil {
 				return err
 			}
 			if r.received-r.committed >= s.cfg.CheckpointBytes || s.cfg.Clock().Sub(r.lastSync) >= s.cfg.CheckpointInterval {
@@ -355,8 +360,15 @@ func (s *Service) receive(ctx context.Context, r *receiving, stream agentv1.Agen
 	}
 }
 
-// chunk checks and stages one chunk.
-func (s *Service) chunk(ctx context.Context, r *receiving, c *agentv1.EvidenceChunk) error {
+// received is a message of an upload stream; sum is the SHA-256 of a
+// chunk's data, computed as it arrived.
+type received struct {
+	msg *agentv1.UploadEvidenceRequest
+	sum [sha256.Size]byte
+}
+
+// chunk checks and stages one chunk; sum is the SHA-256 of its data.
+func (s *Service) chunk(ctx context.Context, r *receiving, c *agentv1.EvidenceChunk, sum [sha256.Size]byte) error {
 	if r.stored != nil || r.inBackend {
 		return status.Errorf(codes.FailedPrecondition, "all %d bytes of this upload are stored already; send finish", r.received)
 	}
@@ -372,7 +384,6 @@ func (s *Service) chunk(ctx context.Context, r *receiving, c *agentv1.EvidenceCh
 	}
 	// Security-critical: a chunk is checked before any byte of it is staged,
 	// so a corrupted chunk leaves nothing behind.
-	sum := sha256.Sum256(data)
 	if !bytes.Equal(sum[:], c.GetSha256()) {
 		s.cfg.Audit(ctx, "agent:"+r.agent.ID, "evidence.chunk_refused", r.task.ID, map[string]any{"upload_id": r.up.ID, "name": r.up.Name,
 			"offset": c.GetOffset(), "bytes": len(data), "claimed_sha256": hex.EncodeToString(c.GetSha256()), "sha256": hex.EncodeToString(sum[:])})

@@ -10,8 +10,10 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/firebreak-ir/firebreak/internal/rpcbuf"
 	"github.com/firebreak-ir/firebreak/internal/telemetry"
 	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
 )
@@ -30,7 +32,7 @@ func Serve(a Action) {
 		HandshakeConfig: Handshake,
 		Plugins:         map[string]plugin.Plugin{PluginName: &GRPCPlugin{Impl: a}},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler()))
+			opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler()), experimental.BufferPool(rpcbuf.Shared))
 			return grpc.NewServer(opts...)
 		},
 		Logger: hclog.New(&hclog.LoggerOptions{
@@ -47,12 +49,12 @@ func Serve(a Action) {
 // function closes the connection and the server.
 func ServeInMemory(a Action) (*Client, func(), error) {
 	lis := bufconn.Listen(1 << 20)
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(experimental.BufferPool(rpcbuf.Shared))
 	pluginv1.RegisterActionPluginServiceServer(srv, &server{action: a})
 	go func() { _ = srv.Serve(lis) }()
 	conn, err := grpc.NewClient("passthrough:///builtin",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+		grpc.WithTransportCredentials(insecure.NewCredentials()), experimental.WithBufferPool(rpcbuf.Shared))
 	if err != nil {
 		srv.Stop()
 		return nil, nil, err

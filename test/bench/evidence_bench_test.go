@@ -302,6 +302,17 @@ func BenchmarkEvidenceUpload(b *testing.B) {
 		fmt.Printf("per CPU-second of this process: upload %.0f MB; SHA-256 in memory %.0f MB (upload at %.0f%%); io.Copy over loopback mTLS into SHA-256 %.0f MB (upload at %.0f%%)\n",
 			perCPU["upload"], perCPU["sha256-memory"], 100*perCPU["upload"]/perCPU["sha256-memory"], perCPU["mtls-copy-sha256"],
 			100*perCPU["upload"]/perCPU["mtls-copy-sha256"])
+		// The ceiling the protocol allows on this machine: an upload does
+		// all the baseline does (one SHA-256 pass, TLS both ways, loopback
+		// TCP) plus three more SHA-256 passes (each chunk's hash on both
+		// sides, and the agent's whole-artifact hash). Were nothing else to
+		// cost anything and every core busy all the time, it would move
+		// GOMAXPROCS / (baseline CPU per byte + 3 SHA-256 CPU per byte).
+		if base, sha := perCPU["mtls-copy-sha256"], perCPU["sha256-memory"]; base > 0 && sha > 0 {
+			ceiling := float64(runtime.GOMAXPROCS(0)) / (1/base + 3/sha)
+			fmt.Printf("ceiling of the protocol on this machine (baseline work + 3 more SHA-256 passes, nothing else, all %d cores busy): %.0f MB/s, %.0f%% of the mTLS copy; the upload reaches %.0f%% of that ceiling\n",
+				runtime.GOMAXPROCS(0), ceiling, 100*ceiling/rates["mtls-copy-sha256"], 100*up/ceiling)
+		}
 		if r := rates["upload-tmpfs"]; r > 0 {
 			fmt.Printf("with the controller's data on tmpfs: upload %.0f MB/s wall (%.0f%% of in-memory SHA-256, %.0f%% of mTLS copy), %.0f MB per CPU-second (%.0f%%, %.0f%%)\n",
 				r, 100*r/rates["sha256-memory"], 100*r/rates["mtls-copy-sha256"], perCPU["upload-tmpfs"],
