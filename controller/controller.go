@@ -192,7 +192,10 @@ func (c *Controller) build(ctx context.Context) error {
 	// dispatcher; a small forwarder breaks the construction cycle.
 	pusher := &lazyPusher{}
 	c.Dispatcher, err = dispatch.New(dispatch.Config{Store: c.Store, Signer: c.Signer, Pusher: pusher, Audit: c.Audit,
-		Logger: cfg.Logger, Clock: cfg.Clock})
+		Logger: cfg.Logger, Clock: cfg.Clock,
+		// The evidence service is built next and needs the dispatcher;
+		// results arrive only once both run.
+		TaskEvidence: func(ctx context.Context, taskID string) ([]string, error) { return c.Evidence.TaskEvidenceIDs(ctx, taskID) }})
 	if err != nil {
 		return err
 	}

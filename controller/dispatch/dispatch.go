@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"runtime"
 	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -58,6 +59,12 @@ type Config struct {
 	ResultGrace time.Duration
 	// Tick is how often deadlines are checked (default 1s).
 	Tick time.Duration
+	// TaskEvidence returns the evidence items the controller stored for a
+	// task. A result's evidence ids are the agent's claim; when the claim
+	// is not empty and TaskEvidence is set, the task records the stored
+	// items instead, and a claimed id that is not among them is refused
+	// and audited. Nil trusts the claim (tests without an evidence store).
+	TaskEvidence func(ctx context.Context, taskID string) ([]string, error)
 }
 
 // CheckAndSetDefaults names every missing dependency and sets defaults.
@@ -721,7 +728,7 @@ func (d *Dispatcher) onResult(agentID string, res *agentv1.TaskResult) {
 	if res.GetFinishedAt() != nil {
 		t.FinishedAt = res.GetFinishedAt().AsTime()
 	}
-	t.EvidenceIDs = res.GetEvidenceIds()
+	t.EvidenceIDs = d.checkEvidence(agentID, t, res.GetEvidenceIds())
 	if status == agentv1.TaskStatus_TASK_STATUS_REFUSED {
 		d.cfg.Audit(context.Background(), "agent:"+agentID, "task.refused", t.ID, map[string]string{"run": rs.run.ID, "reason": t.Error})
 	}
@@ -740,6 +747,36 @@ func (d *Dispatcher) onResult(agentID string, res *agentv1.TaskResult) {
 	}
 	d.dispatchMore(rs)
 	d.maybeFinish(rs)
+}
+
+// checkEvidence returns the evidence ids a task records: those the
+// controller itself stored for the task, not those the agent claims.
+// Security-critical: an agent cannot attach another host's evidence to its
+// result, so reports and cases link each item to the task that uploaded it.
+func (d *Dispatcher) checkEvidence(agentID string, t *store.Task, claimed []string) []string {
+	if d.cfg.TaskEvidence == nil || len(claimed) == 0 {
+		// A result that claims nothing costs the loop no query; what a
+		// task stored is listed by `evidence list --run` in any case.
+		return claimed
+	}
+	stored, err := d.cfg.TaskEvidence(context.Background(), t.ID)
+	if err != nil {
+		// Without the store's answer no claim can be confirmed.
+		d.cfg.Logger.Error("reading a task's evidence failed; its result lists none", "task", t.ID, "error", err)
+		return nil
+	}
+	var refused []string
+	for _, id := range claimed {
+		if !slices.Contains(stored, id) {
+			refused = append(refused, id)
+		}
+	}
+	if len(refused) > 0 {
+		d.cfg.Logger.Warn("an agent claimed evidence its task did not store", "agent", agentID, "task", t.ID, "refused", refused)
+		d.cfg.Audit(context.Background(), "agent:"+agentID, "task.evidence_refused", t.ID, map[string]any{"run": t.RunID,
+			"claimed": claimed, "refused": refused, "stored": stored})
+	}
+	return stored
 }
 
 func clipError(s string) string {

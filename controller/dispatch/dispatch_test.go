@@ -95,6 +95,13 @@ func (c *clock) Add(d time.Duration) {
 
 func newHarness(t *testing.T, dbPath string, answer func(string, *agentv1.TaskSpec) *agentv1.TaskResult) *harness {
 	t.Helper()
+	return newHarnessWith(t, dbPath, answer, nil)
+}
+
+// newHarnessWith is newHarness with the dispatcher's configuration changed
+// by mut.
+func newHarnessWith(t *testing.T, dbPath string, answer func(string, *agentv1.TaskSpec) *agentv1.TaskResult, mut func(*dispatch.Config)) *harness {
+	t.Helper()
 	st, err := store.OpenSQLite(context.Background(), dbPath)
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +109,11 @@ func newHarness(t *testing.T, dbPath string, answer func(string, *agentv1.TaskSp
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	clk := &clock{now: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
 	f := &fleet{connected: map[string]bool{}, pushed: map[string][]*agentv1.TaskSpec{}, acks: map[string]int{}, answer: answer}
-	d, err := dispatch.New(dispatch.Config{Store: st, Signer: tasksign.NewSigner(key), Pusher: f, Clock: clk.Now, Tick: 10 * time.Millisecond})
+	cfg := dispatch.Config{Store: st, Signer: tasksign.NewSigner(key), Pusher: f, Clock: clk.Now, Tick: 10 * time.Millisecond}
+	if mut != nil {
+		mut(&cfg)
+	}
+	d, err := dispatch.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,5 +440,66 @@ func TestMaxPerAccount(t *testing.T) {
 		if p > 1 {
 			t.Errorf("account %s had %d tasks in flight; the limit is 1", acct, p)
 		}
+	}
+}
+
+// TestResultEvidenceIsWhatTheControllerStored checks that a task records
+// the evidence the controller stored for it, whatever its agent claims.
+func TestResultEvidenceIsWhatTheControllerStored(t *testing.T) {
+	tests := []struct {
+		name        string
+		claimed     []string
+		stored      []string
+		storeErr    error
+		want        []string
+		wantRefused []string
+	}{
+		{"claim matches", []string{"ev-a"}, []string{"ev-a"}, nil, []string{"ev-a"}, nil},
+		{"another task's item", []string{"ev-a", "ev-other-host"}, []string{"ev-a"}, nil, []string{"ev-a"}, []string{"ev-other-host"}},
+		{"claimed fewer than stored", []string{"ev-a"}, []string{"ev-a", "ev-b"}, nil, []string{"ev-a", "ev-b"}, nil},
+		{"nothing claimed", nil, []string{"ev-a"}, nil, nil, nil},
+		{"store unreadable", []string{"ev-a"}, nil, fmt.Errorf("disk I/O error"), nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var refused []any
+			answer := func(_ string, spec *agentv1.TaskSpec) *agentv1.TaskResult {
+				res := succeed("", spec)
+				res.EvidenceIds = tt.claimed
+				return res
+			}
+			h := newHarnessWith(t, filepath.Join(t.TempDir(), "db"), answer, func(c *dispatch.Config) {
+				c.TaskEvidence = func(_ context.Context, taskID string) ([]string, error) {
+					return tt.stored, tt.storeErr
+				}
+				c.Audit = func(_ context.Context, actor, action, target string, detail any) {
+					if action == "task.evidence_refused" {
+						mu.Lock()
+						refused = append(refused, detail)
+						mu.Unlock()
+					}
+				}
+			})
+			defer h.stop()
+			h.f.connect("a0")
+			id := h.submit(1, nil)
+			h.wait(id, "the end", ended)
+			_, tasks, err := h.st.GetRun(context.Background(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := tasks[0].EvidenceIDs; strings.Join(got, ",") != strings.Join(tt.want, ",") {
+				t.Errorf("task records evidence %q, want %q", got, tt.want)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if (len(tt.wantRefused) > 0) != (len(refused) == 1) {
+				t.Fatalf("audited refusals %v, want one refusing %q", refused, tt.wantRefused)
+			}
+			if len(refused) == 1 && !strings.Contains(fmt.Sprint(refused[0]), strings.Join(tt.wantRefused, " ")) {
+				t.Errorf("the refusal %v does not name %q", refused[0], tt.wantRefused)
+			}
+		})
 	}
 }

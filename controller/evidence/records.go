@@ -254,6 +254,25 @@ func (s *Service) GetItem(ctx context.Context, id string) (*Item, error) {
 	return it, err
 }
 
+// TaskEvidenceIDs returns the ids of the items stored for a task, oldest
+// first.
+func (s *Service) TaskEvidenceIDs(ctx context.Context, taskID string) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id FROM evidence WHERE task_id = ? ORDER BY stored_at, id`, taskID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
 // Filter narrows ListItems; empty fields match everything.
 type Filter struct {
 	RunID, TaskID, CaseID, AgentID string
