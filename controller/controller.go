@@ -195,7 +195,9 @@ func (c *Controller) build(ctx context.Context) error {
 		Logger: cfg.Logger, Clock: cfg.Clock,
 		// The evidence service is built next and needs the dispatcher;
 		// results arrive only once both run.
-		TaskEvidence: func(ctx context.Context, taskID string) ([]string, error) { return c.Evidence.TaskEvidenceIDs(ctx, taskID) }})
+		TaskEvidence: func(ctx context.Context, taskID string) ([]string, error) {
+			return c.Evidence.TaskEvidenceIDs(ctx, taskID)
+		}})
 	if err != nil {
 		return err
 	}
