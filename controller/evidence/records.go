@@ -257,20 +257,7 @@ func (s *Service) GetItem(ctx context.Context, id string) (*Item, error) {
 // TaskEvidenceIDs returns the ids of the items stored for a task, oldest
 // first.
 func (s *Service) TaskEvidenceIDs(ctx context.Context, taskID string) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id FROM evidence WHERE task_id = ? ORDER BY stored_at, id`, taskID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+	return s.itemIDs(ctx, `SELECT id FROM evidence WHERE task_id = ? ORDER BY stored_at, id`, taskID)
 }
 
 // Filter narrows ListItems; empty fields match everything.
@@ -317,7 +304,12 @@ func (s *Service) ListItems(ctx context.Context, f Filter) ([]*Item, error) {
 
 // allItemIDs returns every item id, oldest first.
 func (s *Service) allItemIDs(ctx context.Context) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id FROM evidence ORDER BY stored_at, id`)
+	return s.itemIDs(ctx, `SELECT id FROM evidence ORDER BY stored_at, id`)
+}
+
+// itemIDs runs a query that selects item ids.
+func (s *Service) itemIDs(ctx context.Context, query string, args ...any) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -146,10 +146,18 @@ func TestEvidenceUploadInProcess(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			l := startLab(t, "", tt.bandwidth)
-			l.upload(t, tt.bytes)
+			runID := l.upload(t, tt.bytes)
 			ids, err := l.c.Evidence.ListItems(l.op, evidence.Filter{})
 			if err != nil || len(ids) != 1 {
 				t.Fatalf("items %v %v", ids, err)
+			}
+			// The task records the item the controller stored for it.
+			_, tasks, err := l.c.Store.GetRun(l.op, runID)
+			if err != nil || len(tasks) != 1 {
+				t.Fatalf("run %s: %d tasks, %v", runID, len(tasks), err)
+			}
+			if got := tasks[0].EvidenceIDs; len(got) != 1 || got[0] != ids[0].ID {
+				t.Fatalf("the task records evidence %v, want [%s]", got, ids[0].ID)
 			}
 			h := sha256.New()
 			io.Copy(h, &source{n: tt.bytes})
@@ -160,8 +168,9 @@ func TestEvidenceUploadInProcess(t *testing.T) {
 	}
 }
 
-// upload runs the action once and returns when its evidence is stored.
-func (l *lab) upload(b testing.TB, n int64) {
+// upload runs the action once and returns the run's id when its evidence
+// is stored.
+func (l *lab) upload(b testing.TB, n int64) string {
 	b.Helper()
 	resp, err := l.c.Operator.CreateRun(l.op, &operatorv1.CreateRunRequest{Action: "bench-artifact", Selector: "all",
 		Params: map[string]string{"bytes": fmt.Sprint(n)}, Deadline: durationpb.New(10 * time.Minute)})
@@ -186,6 +195,7 @@ func (l *lab) upload(b testing.TB, n int64) {
 		_, tasks, _ := l.c.Store.GetRun(l.op, resp.GetRun().GetId())
 		b.Fatalf("run %v (%v): %+v", got.Status, err, tasks[0])
 	}
+	return resp.GetRun().GetId()
 }
 
 // mtlsPair returns a loopback TLS 1.3 connection pair authenticated both
