@@ -254,6 +254,7 @@ type runJSON struct {
 	Offline    int          `json:"offline"`
 	Results    []resultJSON `json:"results"`
 	CreatedBy  string       `json:"created_by"`
+	OnBehalfOf string       `json:"on_behalf_of,omitempty"`
 	StartedAt  *time.Time   `json:"created_at,omitempty"`
 	FinishedAt *time.Time   `json:"finished_at,omitempty"`
 }
@@ -270,7 +271,7 @@ func toRunJSON(r *operatorv1.Run) runJSON {
 	c := r.GetCounts()
 	out := runJSON{RunID: r.GetId(), Action: r.GetAction(), Status: runStatus(r.GetStatus()), Targets: int(c.GetTargets()),
 		Succeeded: int(c.GetSucceeded()), Failed: int(c.GetFailed()), Cancelled: int(c.GetCancelled()), Offline: int(c.GetOffline()),
-		Results: []resultJSON{}, CreatedBy: r.GetCreatedBy()}
+		Results: []resultJSON{}, CreatedBy: r.GetCreatedBy(), OnBehalfOf: r.GetOnBehalfOf()}
 	if r.GetCreatedAt() != nil {
 		t := r.GetCreatedAt().AsTime()
 		out.StartedAt = &t
@@ -318,7 +319,11 @@ func (g *globals) report(r *operatorv1.Run) error {
 
 func (g *globals) printRunTable(r *operatorv1.Run) {
 	c := r.GetCounts()
-	fmt.Fprintf(g.out, "run %s  %s  %s  by %s\n", r.GetId(), r.GetAction(), strings.ToUpper(runStatus(r.GetStatus())), r.GetCreatedBy())
+	by := r.GetCreatedBy()
+	if r.GetOnBehalfOf() != "" {
+		by += " for " + r.GetOnBehalfOf()
+	}
+	fmt.Fprintf(g.out, "run %s  %s  %s  by %s\n", r.GetId(), r.GetAction(), strings.ToUpper(runStatus(r.GetStatus())), by)
 	fmt.Fprintf(g.out, "targets %d · succeeded %d · failed %d · cancelled %d · offline %d · pending %d · running %d\n\n",
 		c.GetTargets(), c.GetSucceeded(), c.GetFailed(), c.GetCancelled(), c.GetOffline(), c.GetPending(), c.GetRunning())
 	tw := tabwriter.NewWriter(g.out, 0, 2, 2, ' ', 0)

@@ -228,7 +228,7 @@ type watchReply struct {
 var (
 	ErrRunNotFound   = errors.New("run not found")
 	ErrNotAwaiting   = errors.New("the run is not awaiting approval")
-	ErrSelfApproval  = errors.New("a run must be approved by an operator other than its creator")
+	ErrSelfApproval  = errors.New("a run must be approved by an operator other than its creator (or the operator whose playbook created it)")
 	ErrRunNotRunning = errors.New("the run has already ended")
 )
 
@@ -856,8 +856,9 @@ func (d *Dispatcher) onDecide(e evDecide) (*operatorv1.Run, error) {
 		return nil, ErrNotAwaiting
 	}
 	// Security-critical: two-person rule. The creator cannot approve their
-	// own destructive run (they may withdraw it by rejecting).
-	if e.approve && e.operator == rs.run.CreatedBy {
+	// own destructive run (they may withdraw it by rejecting), nor can the
+	// operator a playbook created it for.
+	if e.approve && (e.operator == rs.run.CreatedBy || e.operator == rs.run.OnBehalfOf) {
 		return nil, ErrSelfApproval
 	}
 	now := d.cfg.Clock()
@@ -1105,7 +1106,7 @@ func (d *Dispatcher) toProto(rs *runState, withTasks bool) *operatorv1.Run {
 func RunProto(r *store.Run, tasks []*store.Task, approvals []*store.Approval) *operatorv1.Run {
 	out := &operatorv1.Run{
 		Id: r.ID, Action: r.Action, Selector: r.Selector, ParamsJson: r.ParamsJSON, Status: r.Status,
-		CreatedBy: r.CreatedBy, CreatedAt: ts(r.CreatedAt), FinishedAt: ts(r.FinishedAt),
+		CreatedBy: r.CreatedBy, OnBehalfOf: r.OnBehalfOf, CreatedAt: ts(r.CreatedAt), FinishedAt: ts(r.FinishedAt),
 		MaxConcurrency: uint32(max(r.MaxConcurrency, 0)), MaxErrors: r.MaxErrors, Deadline: ts(r.Deadline),
 		Reason: r.Reason, CaseId: r.CaseID, Destructive: r.Destructive,
 	}

@@ -348,6 +348,22 @@ func TestApprovalTwoPersonRule(t *testing.T) {
 	if _, err := h.d.Decide(ctx, id2, "bob", true, ""); err == nil {
 		t.Fatal("approving a rejected run worked")
 	}
+
+	// A run a playbook created for carol: neither the playbook nor carol
+	// may approve it.
+	id3 := h.submit(2, func(r *store.Run) {
+		awaiting(r)
+		r.CreatedBy, r.OnBehalfOf = "playbook:contain-host", "carol"
+	})
+	for _, who := range []string{"playbook:contain-host", "carol"} {
+		if _, err := h.d.Decide(ctx, id3, who, true, ""); err != dispatch.ErrSelfApproval {
+			t.Fatalf("approval by %s of a run created for carol: %v", who, err)
+		}
+	}
+	if r, err := h.d.Decide(ctx, id3, "bob", true, ""); err != nil || r.GetOnBehalfOf() != "carol" {
+		t.Fatalf("approval by bob: %v (on behalf of %q)", err, r.GetOnBehalfOf())
+	}
+	h.wait(id3, "the end", ended)
 }
 
 // TestRestartResumes stops the dispatcher mid-run and starts a new one on

@@ -409,7 +409,7 @@ func (s *Service) Plan(ctx context.Context, req *operatorv1.CreateRunRequest) (*
 
 	now := s.cfg.Clock()
 	r := &store.Run{
-		ID: ids.New("run"), Action: req.GetAction(), Selector: sel.String(), ParamsJSON: paramsJSON, CreatedBy: op.Name,
+		ID: ids.New("run"), Action: req.GetAction(), Selector: sel.String(), ParamsJSON: paramsJSON, CreatedBy: op.Name, OnBehalfOf: op.ActsFor,
 		CreatedAt: now, DeadlineAfter: deadline, MaxConcurrency: int(req.GetMaxConcurrency()), MaxErrors: strings.TrimSpace(req.GetMaxErrors()),
 		Reason: req.GetReason(), CaseID: req.GetCaseId(), Destructive: desc.GetDestructive(),
 		UploadBPS: int64(min(req.GetUploadBytesPerSecond(), 1<<62)), MaxPerAccount: int(req.GetMaxPerAccount()),

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/firebreak-ir/firebreak/controller"
 	"github.com/firebreak-ir/firebreak/controller/cases"
 	"github.com/firebreak-ir/firebreak/controller/playbookrun"
@@ -213,6 +216,16 @@ steps:
 	})
 	if n := f.rec.Count("act"); n != 0 {
 		t.Fatalf("act ran %d times before approval", n)
+	}
+	// alice started the playbook: the step's run is hers too, and the
+	// two-person rule keeps her from approving it.
+	if _, err := f.c.Operator.ApproveRun(playbookruntest.As(ctx, "alice", operatorv1.OperatorRole_OPERATOR_ROLE_APPROVER),
+		&operatorv1.ApproveRunRequest{RunId: runID}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("alice approving the step of her own playbook: %v", err)
+	}
+	if got, err := f.c.Operator.GetRun(ctx, &operatorv1.GetRunRequest{RunId: runID}); err != nil || got.GetRun().GetOnBehalfOf() != "alice" ||
+		got.GetRun().GetCreatedBy() != "playbook:gate" {
+		t.Fatalf("the step's run was created by %q for %q (%v)", got.GetRun().GetCreatedBy(), got.GetRun().GetOnBehalfOf(), err)
 	}
 	if _, err := f.c.Operator.ApproveRun(playbookruntest.As(ctx, "bob", operatorv1.OperatorRole_OPERATOR_ROLE_APPROVER),
 		&operatorv1.ApproveRunRequest{RunId: runID, Comment: "go"}); err != nil {

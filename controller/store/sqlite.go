@@ -98,6 +98,7 @@ var migrations = []string{
 		id TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, status TEXT NOT NULL,
 		ou_path TEXT NOT NULL, regions TEXT NOT NULL, synced_at BIGINT NOT NULL)`,
 	`ALTER TABLE runs ADD COLUMN max_per_account INTEGER NOT NULL DEFAULT 0`,
+	`ALTER TABLE runs ADD COLUMN on_behalf_of TEXT NOT NULL DEFAULT ''`,
 }
 
 // extraMigrations are the migrations other packages (evidence, cases)
@@ -394,11 +395,11 @@ func (s *SQLite) ListOperators(ctx context.Context) ([]*Operator, error) {
 	return out, rows.Err()
 }
 
-const runCols = `id, action, selector, params_json, status, created_by, created_at, started_at, finished_at, deadline, deadline_after, max_concurrency, max_errors, reason, case_id, destructive, accounts, regions, upload_bps, max_per_account`
+const runCols = `id, action, selector, params_json, status, created_by, created_at, started_at, finished_at, deadline, deadline_after, max_concurrency, max_errors, reason, case_id, destructive, accounts, regions, upload_bps, max_per_account, on_behalf_of`
 
 func runArgs(r *Run) []any {
 	return []any{r.ID, r.Action, r.Selector, string(r.ParamsJSON), int(r.Status), r.CreatedBy, ns(r.CreatedAt), ns(r.StartedAt), ns(r.FinishedAt),
-		ns(r.Deadline), int64(r.DeadlineAfter), r.MaxConcurrency, r.MaxErrors, r.Reason, r.CaseID, b2i(r.Destructive), r.Accounts, r.Regions, r.UploadBPS, r.MaxPerAccount}
+		ns(r.Deadline), int64(r.DeadlineAfter), r.MaxConcurrency, r.MaxErrors, r.Reason, r.CaseID, b2i(r.Destructive), r.Accounts, r.Regions, r.UploadBPS, r.MaxPerAccount, r.OnBehalfOf}
 }
 
 func scanRun(sc interface{ Scan(...any) error }) (*Run, error) {
@@ -407,7 +408,7 @@ func scanRun(sc interface{ Scan(...any) error }) (*Run, error) {
 	var status, destructive int
 	var created, started, finished, deadline, after int64
 	if err := sc.Scan(&r.ID, &r.Action, &r.Selector, &params, &status, &r.CreatedBy, &created, &started, &finished, &deadline, &after,
-		&r.MaxConcurrency, &r.MaxErrors, &r.Reason, &r.CaseID, &destructive, &r.Accounts, &r.Regions, &r.UploadBPS, &r.MaxPerAccount); err != nil {
+		&r.MaxConcurrency, &r.MaxErrors, &r.Reason, &r.CaseID, &destructive, &r.Accounts, &r.Regions, &r.UploadBPS, &r.MaxPerAccount, &r.OnBehalfOf); err != nil {
 		return nil, err
 	}
 	r.ParamsJSON, r.Status, r.Destructive = []byte(params), operatorv1.RunStatus(status), destructive != 0
@@ -441,7 +442,7 @@ func (s *SQLite) CreateRun(ctx context.Context, r *Run, tasks []*Task) error {
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO runs (`+runCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, runArgs(r)...); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO runs (`+runCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, runArgs(r)...); err != nil {
 		return err
 	}
 	st, err := tx.PrepareContext(ctx, `INSERT INTO tasks (`+taskCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)

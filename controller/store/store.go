@@ -60,6 +60,10 @@ type Operator struct {
 	CreatedBy  string
 	CreatedAt  time.Time
 	Revoked    bool
+	// ActsFor is set, never stored, on the system operator a playbook acts
+	// as: the operator or rule that started the playbook. Runs it creates
+	// record it as their OnBehalfOf.
+	ActsFor string
 }
 
 // Run is one action over a set of targets.
@@ -86,6 +90,9 @@ type Run struct {
 	UploadBPS int64
 	// MaxPerAccount caps tasks in flight per AWS account (0: none).
 	MaxPerAccount int
+	// OnBehalfOf is who CreatedBy acted for: the operator or rule that
+	// started the playbook which created the run (empty: nobody else).
+	OnBehalfOf string
 }
 
 // Task is one action on one target.

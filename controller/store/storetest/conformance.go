@@ -84,7 +84,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("runs and tasks", func(t *testing.T) {
 		s := open(t)
 		r := &store.Run{ID: "r1", Action: "sysinfo", Selector: "all", ParamsJSON: []byte(`{}`), Status: operatorv1.RunStatus_RUN_STATUS_RUNNING,
-			CreatedBy: "admin", CreatedAt: now, DeadlineAfter: time.Hour, MaxErrors: "10%"}
+			CreatedBy: "admin", CreatedAt: now, DeadlineAfter: time.Hour, MaxErrors: "10%", OnBehalfOf: "alice"}
 		var tasks []*store.Task
 		for i := 0; i < 3; i++ {
 			tasks = append(tasks, &store.Task{ID: fmt.Sprintf("t%d", i), RunID: "r1", Seq: i, AgentID: fmt.Sprintf("a%d", i), Status: agentv1.TaskStatus_TASK_STATUS_PENDING})
@@ -106,7 +106,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if gr.Status != operatorv1.RunStatus_RUN_STATUS_SUCCEEDED || gr.MaxErrors != "10%" || gr.DeadlineAfter != time.Hour || len(gt) != 3 {
+		if gr.Status != operatorv1.RunStatus_RUN_STATUS_SUCCEEDED || gr.MaxErrors != "10%" || gr.DeadlineAfter != time.Hour || gr.OnBehalfOf != "alice" || len(gt) != 3 {
 			t.Fatalf("run %+v tasks %d", gr, len(gt))
 		}
 		if gt[1].Status != agentv1.TaskStatus_TASK_STATUS_SUCCEEDED || !bytes.Equal(gt[1].SignedTask, []byte{1, 2, 3}) ||

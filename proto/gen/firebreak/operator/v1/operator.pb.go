@@ -952,7 +952,11 @@ type Run struct {
 	// tasks are the run's tasks, one per target.
 	Tasks []*Task `protobuf:"bytes,17,rep,name=tasks,proto3" json:"tasks,omitempty"`
 	// approvals record who approved or rejected the run, and when.
-	Approvals     []*Approval `protobuf:"bytes,18,rep,name=approvals,proto3" json:"approvals,omitempty"`
+	Approvals []*Approval `protobuf:"bytes,18,rep,name=approvals,proto3" json:"approvals,omitempty"`
+	// on_behalf_of is who the creator acted for: the operator (or rule) that
+	// started the playbook which created the run. It may not approve the run
+	// either.
+	OnBehalfOf    string `protobuf:"bytes,19,opt,name=on_behalf_of,json=onBehalfOf,proto3" json:"on_behalf_of,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1111,6 +1115,13 @@ func (x *Run) GetApprovals() []*Approval {
 		return x.Approvals
 	}
 	return nil
+}
+
+func (x *Run) GetOnBehalfOf() string {
+	if x != nil {
+		return x.OnBehalfOf
+	}
+	return ""
 }
 
 // RunCounts counts a run's tasks by state.
@@ -2946,7 +2957,7 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"A\n" +
 	"\x11CreateRunResponse\x12,\n" +
-	"\x03run\x18\x01 \x01(\v2\x1a.firebreak.operator.v1.RunR\x03run\"\xd3\x05\n" +
+	"\x03run\x18\x01 \x01(\v2\x1a.firebreak.operator.v1.RunR\x03run\"\xf5\x05\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06action\x18\x02 \x01(\tR\x06action\x12\x1a\n" +
@@ -2971,7 +2982,9 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\vdestructive\x18\x0f \x01(\bR\vdestructive\x128\n" +
 	"\x06counts\x18\x10 \x01(\v2 .firebreak.operator.v1.RunCountsR\x06counts\x121\n" +
 	"\x05tasks\x18\x11 \x03(\v2\x1b.firebreak.operator.v1.TaskR\x05tasks\x12=\n" +
-	"\tapprovals\x18\x12 \x03(\v2\x1f.firebreak.operator.v1.ApprovalR\tapprovals\"\xc7\x01\n" +
+	"\tapprovals\x18\x12 \x03(\v2\x1f.firebreak.operator.v1.ApprovalR\tapprovals\x12 \n" +
+	"\fon_behalf_of\x18\x13 \x01(\tR\n" +
+	"onBehalfOf\"\xc7\x01\n" +
 	"\tRunCounts\x12\x18\n" +
 	"\atargets\x18\x01 \x01(\rR\atargets\x12\x18\n" +
 	"\apending\x18\x02 \x01(\rR\apending\x12\x18\n" +
