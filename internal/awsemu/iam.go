@@ -350,9 +350,15 @@ func keyMetadata(k *accessKey) iamKeyMetadata {
 	return iamKeyMetadata{k.user, k.id, k.status, xmlTime(k.created)}
 }
 
-// rootUserError refuses a user operation on the account root's behalf.
-func rootUserError() *apiError {
-	return iamValidation("Must specify userName when calling with root credentials")
+// namedUser returns the user a request that acts on a user's keys or
+// policies names (UserName, or the caller when it is a user); the root
+// user has neither.
+func (c *call) namedUser() (*iamUser, *apiError) {
+	u, ae := c.userFor(c.form.str("UserName"))
+	if ae == nil && u == nil {
+		ae = iamValidation("Must specify userName when calling with root credentials")
+	}
+	return u, ae
 }
 
 func (e *Emulator) iamListAccessKeys(c *call) (any, error) {
@@ -382,12 +388,9 @@ func (e *Emulator) iamUpdateAccessKey(c *call) (any, error) {
 	}
 	c.acct.mu.Lock()
 	defer c.acct.mu.Unlock()
-	u, ae := c.userFor(c.form.str("UserName"))
+	u, ae := c.namedUser()
 	if ae != nil {
 		return nil, ae
-	}
-	if u == nil {
-		return nil, rootUserError()
 	}
 	for _, k := range u.keys {
 		if k.id == id {
@@ -403,10 +406,7 @@ const maxAccessKeysPerUser = 2
 
 func (e *Emulator) iamCreateAccessKey(c *call) (any, error) {
 	c.acct.mu.Lock()
-	u, ae := c.userFor(c.form.str("UserName"))
-	if ae == nil && u == nil {
-		ae = rootUserError()
-	}
+	u, ae := c.namedUser()
 	if ae != nil {
 		c.acct.mu.Unlock()
 		return nil, ae
@@ -442,10 +442,7 @@ func (e *Emulator) iamCreateAccessKey(c *call) (any, error) {
 func (e *Emulator) iamDeleteAccessKey(c *call) (any, error) {
 	id := c.form.str("AccessKeyId")
 	c.acct.mu.Lock()
-	u, ae := c.userFor(c.form.str("UserName"))
-	if ae == nil && u == nil {
-		ae = rootUserError()
-	}
+	u, ae := c.namedUser()
 	if ae != nil {
 		c.acct.mu.Unlock()
 		return nil, ae
@@ -503,10 +500,7 @@ type iamLoginProfile struct {
 func (e *Emulator) iamGetLoginProfile(c *call) (any, error) {
 	c.acct.mu.Lock()
 	defer c.acct.mu.Unlock()
-	u, ae := c.userFor(c.form.str("UserName"))
-	if ae == nil && u == nil {
-		ae = rootUserError()
-	}
+	u, ae := c.namedUser()
 	if ae != nil {
 		return nil, ae
 	}
@@ -525,10 +519,7 @@ func (e *Emulator) iamCreateLoginProfile(c *call) (any, error) {
 	}
 	c.acct.mu.Lock()
 	defer c.acct.mu.Unlock()
-	u, ae := c.userFor(c.form.str("UserName"))
-	if ae == nil && u == nil {
-		ae = rootUserError()
-	}
+	u, ae := c.namedUser()
 	if ae != nil {
 		return nil, ae
 	}
@@ -545,10 +536,7 @@ func (e *Emulator) iamCreateLoginProfile(c *call) (any, error) {
 func (e *Emulator) iamDeleteLoginProfile(c *call) (any, error) {
 	c.acct.mu.Lock()
 	defer c.acct.mu.Unlock()
-	u, ae := c.userFor(c.form.str("UserName"))
-	if ae == nil && u == nil {
-		ae = rootUserError()
-	}
+	u, ae := c.namedUser()
 	if ae != nil {
 		return nil, ae
 	}
@@ -603,10 +591,7 @@ type iamPolicyOut struct {
 func (e *Emulator) iamPutUserPolicy(c *call) (any, error) {
 	c.acct.mu.Lock()
 	defer c.acct.mu.Unlock()
-	u, ae := c.userFor(c.form.str("UserName"))
-	if ae == nil && u == nil {
-		ae = rootUserError()
-	}
+	u, ae := c.namedUser()
 	if ae != nil {
 		return nil, ae
 	}
@@ -619,10 +604,7 @@ func (e *Emulator) iamPutUserPolicy(c *call) (any, error) {
 func (e *Emulator) iamGetUserPolicy(c *call) (any, error) {
 	c.acct.mu.Lock()
 	defer c.acct.mu.Unlock()
-	u, ae := c.userFor(c.form.str("UserName"))
-	if ae == nil && u == nil {
-		ae = rootUserError()
-	}
+	u, ae := c.namedUser()
 	if ae != nil {
 		return nil, ae
 	}
@@ -637,10 +619,7 @@ func (e *Emulator) iamGetUserPolicy(c *call) (any, error) {
 func (e *Emulator) iamDeleteUserPolicy(c *call) (any, error) {
 	c.acct.mu.Lock()
 	defer c.acct.mu.Unlock()
-	u, ae := c.userFor(c.form.str("UserName"))
-	if ae == nil && u == nil {
-		ae = rootUserError()
-	}
+	u, ae := c.namedUser()
 	if ae != nil {
 		return nil, ae
 	}
@@ -673,10 +652,7 @@ func listInline(c *call, inline map[string]*storedPolicy) (any, error) {
 func (e *Emulator) iamListUserPolicies(c *call) (any, error) {
 	c.acct.mu.Lock()
 	defer c.acct.mu.Unlock()
-	u, ae := c.userFor(c.form.str("UserName"))
-	if ae == nil && u == nil {
-		ae = rootUserError()
-	}
+	u, ae := c.namedUser()
 	if ae != nil {
 		return nil, ae
 	}
@@ -813,10 +789,7 @@ func listAttached(c *call, list []string) (any, error) {
 func (e *Emulator) iamAttachUserPolicy(c *call) (any, error) {
 	c.acct.mu.Lock()
 	defer c.acct.mu.Unlock()
-	u, ae := c.userFor(c.form.str("UserName"))
-	if ae == nil && u == nil {
-		ae = rootUserError()
-	}
+	u, ae := c.namedUser()
 	if ae != nil {
 		return nil, ae
 	}
@@ -829,10 +802,7 @@ func (e *Emulator) iamAttachUserPolicy(c *call) (any, error) {
 func (e *Emulator) iamDetachUserPolicy(c *call) (any, error) {
 	c.acct.mu.Lock()
 	defer c.acct.mu.Unlock()
-	u, ae := c.userFor(c.form.str("UserName"))
-	if ae == nil && u == nil {
-		ae = rootUserError()
-	}
+	u, ae := c.namedUser()
 	if ae != nil {
 		return nil, ae
 	}
@@ -845,10 +815,7 @@ func (e *Emulator) iamDetachUserPolicy(c *call) (any, error) {
 func (e *Emulator) iamListAttachedUserPolicies(c *call) (any, error) {
 	c.acct.mu.Lock()
 	defer c.acct.mu.Unlock()
-	u, ae := c.userFor(c.form.str("UserName"))
-	if ae == nil && u == nil {
-		ae = rootUserError()
-	}
+	u, ae := c.namedUser()
 	if ae != nil {
 		return nil, ae
 	}
