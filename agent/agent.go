@@ -183,7 +183,11 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 			}
 		}
 	}
-	if a.plugins, err = pluginhost.New(pluginhost.Config{Dir: cfg.PluginDir, Logger: cfg.Logger, Role: cfg.Role}); err != nil {
+	hostCfg := pluginhost.Config{Dir: cfg.PluginDir, Logger: cfg.Logger, Role: cfg.Role}
+	if cfg.DataDir != "" {
+		hostCfg.SocketDir = filepath.Join(cfg.DataDir, "plugin-sockets")
+	}
+	if a.plugins, err = pluginhost.New(hostCfg); err != nil {
 		return nil, fmt.Errorf("loading plugins: %w", err)
 	}
 	for _, b := range cfg.Builtins {

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -123,6 +124,12 @@ type Config struct {
 	StartTimeout time.Duration
 	// Role is the agent's role; plugins that do not list it are not loaded.
 	Role string
+	// SocketDir is where plugin processes create their gRPC sockets: a
+	// directory only the agent can enter, so no other user sees them and
+	// none are left in /tmp, the place a collection looks for intruders'
+	// files, by plugins that died without removing theirs. Empty: the
+	// system's temporary directory, as go-plugin does by default.
+	SocketDir string
 }
 
 // Host runs the agent's plugins.
@@ -161,6 +168,17 @@ func New(cfg Config) (*Host, error) {
 		cfg.StartTimeout = 10 * time.Second
 	}
 	h := &Host{cfg: cfg, plugins: map[string]*entry{}, stop: make(chan struct{})}
+	if cfg.SocketDir != "" && len(cfg.SocketDir)+len("/plugin4294967295") >= maxSocketPath {
+		cfg.Logger.Warn("the plugin socket directory's path is too long for a Unix socket; plugins use the system's temporary directory",
+			"dir", cfg.SocketDir)
+		cfg.SocketDir = ""
+		h.cfg.SocketDir = ""
+	}
+	if cfg.SocketDir != "" {
+		if err := prepareSocketDir(cfg.SocketDir, cfg.Logger); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.Dir != "" {
 		if err := h.loadDir(); err != nil {
 			return nil, err
@@ -407,6 +425,9 @@ func (h *Host) startLocked(e *entry) (*sdk.Client, error) {
 			cmd.Env = append(cmd.Env, k+"="+v)
 		}
 	}
+	if h.cfg.SocketDir != "" {
+		cmd.Env = append(cmd.Env, plugin.EnvUnixSocketDir+"="+h.cfg.SocketDir)
+	}
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
 		Plugins:          sdk.PluginMap,
@@ -544,6 +565,40 @@ func CheckOwnership(path string, wantDir bool) error {
 	}
 	if euid == 0 && sys.Uid != 0 {
 		return fmt.Errorf("%s is owned by uid %d; an agent running as root loads only root-owned plugins", path, sys.Uid)
+	}
+	return nil
+}
+
+// maxSocketPath is the room for a Unix socket's path on Linux (sun_path
+// holds 108 bytes with the terminating NUL).
+const maxSocketPath = 107
+
+// prepareSocketDir creates the plugins' socket directory, owned by the
+// agent and closed to everyone else, and removes the sockets that plugins
+// of an earlier agent process left when they were killed: no plugin of
+// this process runs yet.
+func prepareSocketDir(dir string, log *slog.Logger) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("creating the plugin socket directory: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("securing the plugin socket directory: %w", err)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("reading the plugin socket directory: %w", err)
+	}
+	removed := 0
+	for _, e := range ents {
+		if e.Type()&fs.ModeSocket == 0 {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err == nil {
+			removed++
+		}
+	}
+	if removed > 0 {
+		log.Info("removed the sockets of plugins an earlier agent process left", "dir", dir, "count", removed)
 	}
 	return nil
 }

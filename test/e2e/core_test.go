@@ -36,7 +36,7 @@ func fleet(t *testing.T, n int, extra ...string) (*e2e.Controller, []*e2e.Agent,
 }
 
 func TestSysinfoAcrossThreeAgents(t *testing.T) {
-	c, _, ids := fleet(t, 3)
+	c, agents, ids := fleet(t, 3)
 	list := c.Agents(t)
 	if len(list) != 3 {
 		t.Fatalf("%d agents listed, want 3", len(list))
@@ -72,6 +72,21 @@ func TestSysinfoAcrossThreeAgents(t *testing.T) {
 		if !seen[id] {
 			t.Errorf("no result from %s", id)
 		}
+	}
+	// The sysinfo plugin process is still up (plugins stop after two idle
+	// minutes), its gRPC socket in the agent's own directory, not in /tmp.
+	socks, err := os.ReadDir(filepath.Join(agents[0].DataDir, "plugin-sockets"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sockets []string
+	for _, s := range socks {
+		if s.Type()&os.ModeSocket != 0 {
+			sockets = append(sockets, s.Name())
+		}
+	}
+	if len(sockets) == 0 {
+		t.Errorf("no plugin socket in the agent's plugin-sockets directory (%d entries)", len(socks))
 	}
 	// Selectors narrow the fleet.
 	c.MustJSON(t, &run, 0, "run", "noop", "--select", "label.n=1", "--wait")
