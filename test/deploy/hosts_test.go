@@ -56,7 +56,11 @@ func TestAgentUnitIsHardenedWithoutBreakingCollection(t *testing.T) {
 	path := "../../deploy/systemd/firebreak-agent.service"
 	svc := unit(t, path)["Service"]
 	want := map[string]string{
-		"User": "root", "NoNewPrivileges": "yes", "ProtectSystem": "strict", "PrivateTmp": "yes", "PrivateDevices": "yes",
+		"User": "root", "NoNewPrivileges": "yes", "ProtectSystem": "strict",
+		// Collection searches the host's /tmp, /var/tmp and /dev/shm for
+		// executables: no private copies of them, and device nodes closed
+		// by the device cgroup instead of a private /dev.
+		"PrivateTmp": "no", "PrivateDevices": "no", "DevicePolicy": "closed",
 		"ProtectKernelTunables": "yes", "ProtectKernelModules": "yes", "ProtectKernelLogs": "yes", "ProtectControlGroups": "yes",
 		"ProtectClock": "yes", "ProtectHostname": "yes", "RestrictNamespaces": "yes", "RestrictRealtime": "yes", "RestrictSUIDSGID": "yes",
 		"LockPersonality": "yes", "MemoryDenyWriteExecute": "yes", "SystemCallArchitectures": "native", "UMask": "0077",
