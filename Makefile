@@ -4,6 +4,11 @@ BIN       := bin
 PLUGINS   := $(notdir $(wildcard plugins/cmd/firebreak-plugin-*))
 GOFLAGS_BUILD := -trimpath
 export CGO_ENABLED := 0
+# go's build work and test binaries stay out of /tmp: triage collection
+# copies every executable under /tmp, /var/tmp and /dev/shm, and the suite's
+# collection tests must not archive the suite's own test binaries.
+export GOTMPDIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/firebreak-gotmp
+$(shell mkdir -p $(GOTMPDIR))
 
 .PHONY: all build proto proto-check lint vet test test-short demo bench fuzz clean
 

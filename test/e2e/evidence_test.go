@@ -41,8 +41,9 @@ type collectResult struct {
 		SHA256 string `json:"sha256"`
 		Bytes  int64  `json:"bytes"`
 	} `json:"archive"`
-	ElapsedSeconds float64 `json:"elapsed_seconds"`
-	Truncated      bool    `json:"truncated"`
+	ElapsedSeconds   float64  `json:"elapsed_seconds"`
+	Truncated        bool     `json:"truncated"`
+	TruncatedReasons []string `json:"truncated_reasons"`
 }
 
 // evidenceJSON is the part of `evidence list --json` the tests read.
@@ -101,6 +102,10 @@ func onlyResult(t *testing.T, run e2e.RunJSON) (evidenceID string, out collectRe
 	}
 	if err := json.Unmarshal(r.Output, &out); err != nil {
 		t.Fatal(err)
+	}
+	// A cut collection would hide what the tests look for behind a cap.
+	if out.Truncated {
+		t.Fatalf("the collection was truncated: %v", out.TruncatedReasons)
 	}
 	return r.Evidence[0], out
 }

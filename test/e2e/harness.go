@@ -56,7 +56,10 @@ func moduleRoot() (string, error) {
 }
 
 // Build builds every binary once per test process, with `make build`'s
-// layout, into a temporary directory removed by Cleanup.
+// layout, into a directory removed by Cleanup. The directory is under the
+// user's cache directory, not /tmp: triage collection copies every
+// executable under /tmp, /var/tmp and /dev/shm, and the collection tests
+// must not archive the suite's own 700 MB of binaries.
 func Build(t testing.TB) *Bins {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -65,32 +68,38 @@ func Build(t testing.TB) *Bins {
 			buildErr = err
 			return
 		}
-		buildDir, err = os.MkdirTemp("", "firebreak-e2e-bin-")
+		buildDir, err = binDir()
 		if err != nil {
 			buildErr = err
 			return
 		}
-		_ = os.Chmod(buildDir, 0o755)
 		b := &Bins{Firebreak: filepath.Join(buildDir, "firebreak"), Agent: filepath.Join(buildDir, "firebreak-agent"),
 			PluginDir: filepath.Join(buildDir, "plugins"), Root: root}
 		if err := os.MkdirAll(b.PluginDir, 0o755); err != nil {
 			buildErr = err
 			return
 		}
-		targets := map[string]string{b.Firebreak: "./controller/cmd/firebreak", b.Agent: "./agent/cmd/firebreak-agent"}
+		var plugins []string
 		entries, _ := os.ReadDir(filepath.Join(root, "plugins", "cmd"))
 		for _, e := range entries {
 			if strings.HasPrefix(e.Name(), "firebreak-plugin-") {
-				targets[filepath.Join(b.PluginDir, e.Name())] = "./plugins/cmd/" + e.Name()
+				plugins = append(plugins, "./plugins/cmd/"+e.Name())
 			}
 		}
-		args := []string{"build", "-trimpath", "-o"}
-		for out, pkg := range targets {
-			cmd := exec.Command("go", append(args, out, pkg)...)
+		// One go build per output directory: it loads the packages once and
+		// compiles and links the binaries in parallel.
+		for _, job := range []struct {
+			dir  string
+			pkgs []string
+		}{
+			{buildDir, []string{"./controller/cmd/firebreak", "./agent/cmd/firebreak-agent"}},
+			{b.PluginDir, plugins},
+		} {
+			cmd := exec.Command("go", append([]string{"build", "-trimpath", "-o", job.dir + "/"}, job.pkgs...)...)
 			cmd.Dir = root
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 			if out, err := cmd.CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+				buildErr = fmt.Errorf("go build %v: %v\n%s", job.pkgs, err, out)
 				return
 			}
 		}
@@ -104,6 +113,25 @@ func Build(t testing.TB) *Bins {
 		t.Fatal(buildErr)
 	}
 	return bins
+}
+
+// binDir makes the build directory under the user's cache directory, 0755
+// like `make build`'s bin/, which the plugin host requires to be writable by
+// its owner alone.
+func binDir() (string, error) {
+	base, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("no cache directory for the test binaries (set HOME or XDG_CACHE_HOME): %w", err)
+	}
+	base = filepath.Join(base, "firebreak-e2e")
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp(base, "bin-")
+	if err != nil {
+		return "", err
+	}
+	return dir, os.Chmod(dir, 0o755)
 }
 
 // Cleanup removes the built binaries; call it from TestMain.
