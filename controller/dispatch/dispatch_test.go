@@ -519,3 +519,67 @@ func TestResultEvidenceIsWhatTheControllerStored(t *testing.T) {
 		})
 	}
 }
+
+// TestApprovedRunPushesEachTaskOnce counts the signed tasks pushed per task
+// after an approval: each is signed and pushed once, whenever its agent
+// connected and however often its stream was replaced.
+func TestApprovedRunPushesEachTaskOnce(t *testing.T) {
+	tests := []struct {
+		name        string
+		concurrency int
+		// before connects agents (again) while the run awaits approval.
+		before []string
+		// after connects agents once the run is approved.
+		after []string
+	}{
+		{name: "agents connected before the run", concurrency: 0},
+		{name: "agents connected before the run, concurrency 2", concurrency: 2},
+		{name: "streams replaced while awaiting approval", before: []string{"a0", "a1", "a0"}},
+		{name: "an agent connects after the approval", after: []string{"a2"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, filepath.Join(t.TempDir(), "db"), succeed)
+			defer h.stop()
+			h.f.connect("a0")
+			h.f.connect("a1")
+			if len(tt.after) == 0 {
+				h.f.connect("a2")
+			}
+			// The loop has loaded the store and seen the connections: the
+			// run arrives through Submit only.
+			if err := h.d.Sync(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			id := h.submit(3, func(r *store.Run) {
+				r.Status, r.StartedAt, r.Deadline, r.Destructive = operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL, time.Time{}, time.Time{}, true
+				r.MaxConcurrency = tt.concurrency
+			})
+			for _, a := range tt.before {
+				h.f.connect(a)
+			}
+			if _, err := h.d.Decide(context.Background(), id, "bob", true, ""); err != nil {
+				t.Fatalf("approving: %v", err)
+			}
+			for _, a := range tt.after {
+				h.f.connect(a)
+			}
+			if r := h.wait(id, "the end", ended); r.GetStatus() != operatorv1.RunStatus_RUN_STATUS_SUCCEEDED {
+				t.Fatalf("status %v counts %v", r.GetStatus(), r.GetCounts())
+			}
+			perTask := map[string]int{}
+			h.f.mu.Lock()
+			for _, specs := range h.f.pushed {
+				for _, s := range specs {
+					perTask[s.GetTaskId()]++
+				}
+			}
+			h.f.mu.Unlock()
+			for i := 0; i < 3; i++ {
+				if task := fmt.Sprintf("%s-t%d", id, i); perTask[task] != 1 {
+					t.Errorf("task %s was signed and pushed %d times, want once", task, perTask[task])
+				}
+			}
+		})
+	}
+}
