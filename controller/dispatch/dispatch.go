@@ -886,9 +886,14 @@ func (d *Dispatcher) onDecide(e evDecide) (*operatorv1.Run, error) {
 	}
 	// Security-critical: two-person rule. The creator cannot approve their
 	// own destructive run (they may withdraw it by rejecting), nor can the
-	// operator a playbook created it for.
-	if e.approve && (e.operator == rs.run.CreatedBy || e.operator == rs.run.OnBehalfOf) {
-		return nil, ErrSelfApproval
+	// operator a playbook created it for: the one who started the playbook
+	// run or, for a run a rule proposed, the one who approved it.
+	if e.approve && e.operator == rs.run.CreatedBy {
+		return nil, fmt.Errorf("%w: %s created it", ErrSelfApproval, e.operator)
+	}
+	if e.approve && e.operator == rs.run.OnBehalfOf {
+		return nil, fmt.Errorf("%w: %s created it on behalf of %s, who started or approved its playbook run",
+			ErrSelfApproval, rs.run.CreatedBy, e.operator)
 	}
 	now := d.cfg.Clock()
 	ap := &store.Approval{RunID: rs.run.ID, Operator: e.operator, Approved: e.approve, At: now, Comment: e.comment}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -321,7 +322,7 @@ func TestApprovalTwoPersonRule(t *testing.T) {
 	if h.f.pushes("a0") != 0 {
 		t.Fatal("a run awaiting approval was dispatched")
 	}
-	if _, err := h.d.Decide(ctx, id, "alice", true, ""); err != dispatch.ErrSelfApproval {
+	if _, err := h.d.Decide(ctx, id, "alice", true, ""); !errors.Is(err, dispatch.ErrSelfApproval) {
 		t.Fatalf("self-approval: %v", err)
 	}
 	r, err := h.d.Decide(ctx, id, "bob", true, "confirmed by IR lead")
@@ -356,7 +357,7 @@ func TestApprovalTwoPersonRule(t *testing.T) {
 		r.CreatedBy, r.OnBehalfOf = "playbook:contain-host", "carol"
 	})
 	for _, who := range []string{"playbook:contain-host", "carol"} {
-		if _, err := h.d.Decide(ctx, id3, who, true, ""); err != dispatch.ErrSelfApproval {
+		if _, err := h.d.Decide(ctx, id3, who, true, ""); !errors.Is(err, dispatch.ErrSelfApproval) {
 			t.Fatalf("approval by %s of a run created for carol: %v", who, err)
 		}
 	}
