@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/firebreak-ir/firebreak/controller/dispatch"
 	"github.com/firebreak-ir/firebreak/controller/store"
@@ -582,5 +583,40 @@ func TestApprovedRunPushesEachTaskOnce(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAgentCannotReportOnAnotherAgentsTask has one agent send progress and
+// a result for another agent's task: neither changes the task, and the
+// task's own agent's result is the one recorded.
+func TestAgentCannotReportOnAnotherAgentsTask(t *testing.T) {
+	h := newHarness(t, filepath.Join(t.TempDir(), "db"), func(string, *agentv1.TaskSpec) *agentv1.TaskResult { return nil })
+	defer h.stop()
+	h.f.connect("a0")
+	h.f.connect("a1")
+	id := h.submit(2, nil)
+	h.wait(id, "both tasks dispatched", func(r *operatorv1.Run) bool { return r.GetCounts().GetRunning() == 2 })
+	victim := id + "-t0"
+	h.d.TaskEvent("a1", &agentv1.TaskEvent{TaskId: victim, Event: &agentv1.TaskEvent_Started{Started: timestamppb.Now()}})
+	h.d.TaskResult("a1", &agentv1.TaskResult{TaskId: victim, Status: agentv1.TaskStatus_TASK_STATUS_SUCCEEDED, OutputJson: []byte(`{"forged":true}`)})
+	r := h.wait(id, "the forged reports to be handled", func(*operatorv1.Run) bool { return true })
+	for _, tk := range r.GetTasks() {
+		if tk.GetId() == victim && (tk.GetStatus() != agentv1.TaskStatus_TASK_STATUS_DISPATCHED || len(tk.GetOutputJson()) != 0 || tk.GetStartedAt() != nil) {
+			t.Fatalf("a0's task after a1's forged reports: %v output %s started %v", tk.GetStatus(), tk.GetOutputJson(), tk.GetStartedAt())
+		}
+	}
+	if r.GetStatus() != operatorv1.RunStatus_RUN_STATUS_RUNNING || r.GetCounts().GetSucceeded() != 0 {
+		t.Fatalf("run %v counts %v after forged reports", r.GetStatus(), r.GetCounts())
+	}
+	h.d.TaskResult("a0", &agentv1.TaskResult{TaskId: victim, Status: agentv1.TaskStatus_TASK_STATUS_FAILED, Error: "real failure"})
+	h.d.TaskResult("a1", &agentv1.TaskResult{TaskId: id + "-t1", Status: agentv1.TaskStatus_TASK_STATUS_SUCCEEDED, OutputJson: []byte(`{}`)})
+	r = h.wait(id, "the end", ended)
+	if r.GetStatus() != operatorv1.RunStatus_RUN_STATUS_FAILED || r.GetCounts().GetFailed() != 1 || r.GetCounts().GetSucceeded() != 1 {
+		t.Fatalf("run %v counts %v", r.GetStatus(), r.GetCounts())
+	}
+	for _, tk := range r.GetTasks() {
+		if tk.GetId() == victim && (tk.GetError() != "real failure" || len(tk.GetOutputJson()) != 0) {
+			t.Fatalf("a0's task records %q output %s, not its own agent's result", tk.GetError(), tk.GetOutputJson())
+		}
 	}
 }
