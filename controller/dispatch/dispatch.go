@@ -117,8 +117,10 @@ type Dispatcher struct {
 }
 
 type runState struct {
-	run      *store.Run
-	tasks    []*taskState
+	run   *store.Run
+	tasks []*taskState
+	// ready holds pending tasks whose agent is connected, in the order they
+	// go out; a task is in it at most once (see queue).
 	ready    []*taskState
 	inflight int
 	open     int
@@ -137,6 +139,28 @@ type runState struct {
 type taskState struct {
 	t   *store.Task
 	run *runState
+	// queued is set while the task is in its run's ready queue.
+	queued bool
+}
+
+// queue adds a pending task to its run's ready queue unless it is there
+// already. A run is made ready from several places (its submission, an
+// agent's connection or replaced stream, an approval); queueing once keeps
+// one dispatch from signing and pushing the same task twice.
+func (rs *runState) queue(ts *taskState) {
+	if ts.queued {
+		return
+	}
+	ts.queued = true
+	rs.ready = append(rs.ready, ts)
+}
+
+// clearReady empties the run's ready queue.
+func (rs *runState) clearReady() {
+	for _, ts := range rs.ready {
+		ts.queued = false
+	}
+	rs.ready = nil
 }
 
 // batch is what one loop iteration changed.
@@ -482,8 +506,9 @@ func (d *Dispatcher) addRun(r *store.Run, tasks []*store.Task) *runState {
 			rs.inflight++
 			rs.perAccount[t.Account]++
 		case agentv1.TaskStatus_TASK_STATUS_PENDING:
-			if d.connected[t.AgentID] {
-				rs.ready = append(rs.ready, ts)
+			// A run awaiting approval is made ready when it is approved.
+			if d.connected[t.AgentID] && r.Status == operatorv1.RunStatus_RUN_STATUS_RUNNING {
+				rs.queue(ts)
 			}
 		}
 	}
@@ -555,7 +580,7 @@ func (d *Dispatcher) onConnect(agentID string) {
 			}
 		case agentv1.TaskStatus_TASK_STATUS_PENDING:
 			if rs.run.Status == operatorv1.RunStatus_RUN_STATUS_RUNNING && rs.stopped == "" {
-				rs.ready = append(rs.ready, ts)
+				rs.queue(ts)
 			}
 		}
 	}
@@ -578,6 +603,7 @@ func (d *Dispatcher) dispatchMore(rs *runState) {
 	for len(rs.ready) > 0 && (rs.run.MaxConcurrency <= 0 || rs.inflight+len(out) < rs.run.MaxConcurrency) {
 		ts := rs.ready[0]
 		rs.ready = rs.ready[1:]
+		ts.queued = false
 		if ts.t.Status != agentv1.TaskStatus_TASK_STATUS_PENDING || !d.connected[ts.t.AgentID] {
 			continue
 		}
@@ -590,6 +616,9 @@ func (d *Dispatcher) dispatchMore(rs *runState) {
 		out = append(out, ts)
 	}
 	if len(deferred) > 0 {
+		for _, ts := range deferred {
+			ts.queued = true
+		}
 		rs.ready = append(deferred, rs.ready...)
 	}
 	if len(out) == 0 {
@@ -810,7 +839,7 @@ func (d *Dispatcher) cancelPending(rs *runState, reason string) {
 			d.finishTask(ts)
 		}
 	}
-	rs.ready = nil
+	rs.clearReady()
 }
 
 func (d *Dispatcher) maybeFinish(rs *runState) {
@@ -857,9 +886,14 @@ func (d *Dispatcher) onDecide(e evDecide) (*operatorv1.Run, error) {
 	}
 	// Security-critical: two-person rule. The creator cannot approve their
 	// own destructive run (they may withdraw it by rejecting), nor can the
-	// operator a playbook created it for.
-	if e.approve && (e.operator == rs.run.CreatedBy || e.operator == rs.run.OnBehalfOf) {
-		return nil, ErrSelfApproval
+	// operator a playbook created it for: the one who started the playbook
+	// run or, for a run a rule proposed, the one who approved it.
+	if e.approve && e.operator == rs.run.CreatedBy {
+		return nil, fmt.Errorf("%w: %s created it", ErrSelfApproval, e.operator)
+	}
+	if e.approve && e.operator == rs.run.OnBehalfOf {
+		return nil, fmt.Errorf("%w: %s created it on behalf of %s, who started or approved its playbook run",
+			ErrSelfApproval, rs.run.CreatedBy, e.operator)
 	}
 	now := d.cfg.Clock()
 	ap := &store.Approval{RunID: rs.run.ID, Operator: e.operator, Approved: e.approve, At: now, Comment: e.comment}
@@ -893,7 +927,7 @@ func (d *Dispatcher) startRun(rs *runState, now time.Time) {
 	d.cur.runs[rs.run.ID] = rs.run
 	for _, ts := range rs.tasks {
 		if ts.t.Status == agentv1.TaskStatus_TASK_STATUS_PENDING && d.connected[ts.t.AgentID] {
-			rs.ready = append(rs.ready, ts)
+			rs.queue(ts)
 		}
 	}
 	hdr := d.toProto(rs, false)
@@ -963,7 +997,7 @@ func (d *Dispatcher) checkDeadlines() {
 			}
 		}
 		if changed {
-			rs.ready = nil
+			rs.clearReady()
 			d.maybeFinish(rs)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/firebreak-ir/firebreak/controller/dispatch"
 	"github.com/firebreak-ir/firebreak/controller/store"
@@ -321,7 +323,7 @@ func TestApprovalTwoPersonRule(t *testing.T) {
 	if h.f.pushes("a0") != 0 {
 		t.Fatal("a run awaiting approval was dispatched")
 	}
-	if _, err := h.d.Decide(ctx, id, "alice", true, ""); err != dispatch.ErrSelfApproval {
+	if _, err := h.d.Decide(ctx, id, "alice", true, ""); !errors.Is(err, dispatch.ErrSelfApproval) {
 		t.Fatalf("self-approval: %v", err)
 	}
 	r, err := h.d.Decide(ctx, id, "bob", true, "confirmed by IR lead")
@@ -356,7 +358,7 @@ func TestApprovalTwoPersonRule(t *testing.T) {
 		r.CreatedBy, r.OnBehalfOf = "playbook:contain-host", "carol"
 	})
 	for _, who := range []string{"playbook:contain-host", "carol"} {
-		if _, err := h.d.Decide(ctx, id3, who, true, ""); err != dispatch.ErrSelfApproval {
+		if _, err := h.d.Decide(ctx, id3, who, true, ""); !errors.Is(err, dispatch.ErrSelfApproval) {
 			t.Fatalf("approval by %s of a run created for carol: %v", who, err)
 		}
 	}
@@ -517,5 +519,104 @@ func TestResultEvidenceIsWhatTheControllerStored(t *testing.T) {
 				t.Errorf("the refusal %v does not name %q", refused[0], tt.wantRefused)
 			}
 		})
+	}
+}
+
+// TestApprovedRunPushesEachTaskOnce counts the signed tasks pushed per task
+// after an approval: each is signed and pushed once, whenever its agent
+// connected and however often its stream was replaced.
+func TestApprovedRunPushesEachTaskOnce(t *testing.T) {
+	tests := []struct {
+		name        string
+		concurrency int
+		// before connects agents (again) while the run awaits approval.
+		before []string
+		// after connects agents once the run is approved.
+		after []string
+	}{
+		{name: "agents connected before the run", concurrency: 0},
+		{name: "agents connected before the run, concurrency 2", concurrency: 2},
+		{name: "streams replaced while awaiting approval", before: []string{"a0", "a1", "a0"}},
+		{name: "an agent connects after the approval", after: []string{"a2"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, filepath.Join(t.TempDir(), "db"), succeed)
+			defer h.stop()
+			h.f.connect("a0")
+			h.f.connect("a1")
+			if len(tt.after) == 0 {
+				h.f.connect("a2")
+			}
+			// The loop has loaded the store and seen the connections: the
+			// run arrives through Submit only.
+			if err := h.d.Sync(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			id := h.submit(3, func(r *store.Run) {
+				r.Status, r.StartedAt, r.Deadline, r.Destructive = operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL, time.Time{}, time.Time{}, true
+				r.MaxConcurrency = tt.concurrency
+			})
+			for _, a := range tt.before {
+				h.f.connect(a)
+			}
+			if _, err := h.d.Decide(context.Background(), id, "bob", true, ""); err != nil {
+				t.Fatalf("approving: %v", err)
+			}
+			for _, a := range tt.after {
+				h.f.connect(a)
+			}
+			if r := h.wait(id, "the end", ended); r.GetStatus() != operatorv1.RunStatus_RUN_STATUS_SUCCEEDED {
+				t.Fatalf("status %v counts %v", r.GetStatus(), r.GetCounts())
+			}
+			perTask := map[string]int{}
+			h.f.mu.Lock()
+			for _, specs := range h.f.pushed {
+				for _, s := range specs {
+					perTask[s.GetTaskId()]++
+				}
+			}
+			h.f.mu.Unlock()
+			for i := 0; i < 3; i++ {
+				if task := fmt.Sprintf("%s-t%d", id, i); perTask[task] != 1 {
+					t.Errorf("task %s was signed and pushed %d times, want once", task, perTask[task])
+				}
+			}
+		})
+	}
+}
+
+// TestAgentCannotReportOnAnotherAgentsTask has one agent send progress and
+// a result for another agent's task: neither changes the task, and the
+// task's own agent's result is the one recorded.
+func TestAgentCannotReportOnAnotherAgentsTask(t *testing.T) {
+	h := newHarness(t, filepath.Join(t.TempDir(), "db"), func(string, *agentv1.TaskSpec) *agentv1.TaskResult { return nil })
+	defer h.stop()
+	h.f.connect("a0")
+	h.f.connect("a1")
+	id := h.submit(2, nil)
+	h.wait(id, "both tasks dispatched", func(r *operatorv1.Run) bool { return r.GetCounts().GetRunning() == 2 })
+	victim := id + "-t0"
+	h.d.TaskEvent("a1", &agentv1.TaskEvent{TaskId: victim, Event: &agentv1.TaskEvent_Started{Started: timestamppb.Now()}})
+	h.d.TaskResult("a1", &agentv1.TaskResult{TaskId: victim, Status: agentv1.TaskStatus_TASK_STATUS_SUCCEEDED, OutputJson: []byte(`{"forged":true}`)})
+	r := h.wait(id, "the forged reports to be handled", func(*operatorv1.Run) bool { return true })
+	for _, tk := range r.GetTasks() {
+		if tk.GetId() == victim && (tk.GetStatus() != agentv1.TaskStatus_TASK_STATUS_DISPATCHED || len(tk.GetOutputJson()) != 0 || tk.GetStartedAt() != nil) {
+			t.Fatalf("a0's task after a1's forged reports: %v output %s started %v", tk.GetStatus(), tk.GetOutputJson(), tk.GetStartedAt())
+		}
+	}
+	if r.GetStatus() != operatorv1.RunStatus_RUN_STATUS_RUNNING || r.GetCounts().GetSucceeded() != 0 {
+		t.Fatalf("run %v counts %v after forged reports", r.GetStatus(), r.GetCounts())
+	}
+	h.d.TaskResult("a0", &agentv1.TaskResult{TaskId: victim, Status: agentv1.TaskStatus_TASK_STATUS_FAILED, Error: "real failure"})
+	h.d.TaskResult("a1", &agentv1.TaskResult{TaskId: id + "-t1", Status: agentv1.TaskStatus_TASK_STATUS_SUCCEEDED, OutputJson: []byte(`{}`)})
+	r = h.wait(id, "the end", ended)
+	if r.GetStatus() != operatorv1.RunStatus_RUN_STATUS_FAILED || r.GetCounts().GetFailed() != 1 || r.GetCounts().GetSucceeded() != 1 {
+		t.Fatalf("run %v counts %v", r.GetStatus(), r.GetCounts())
+	}
+	for _, tk := range r.GetTasks() {
+		if tk.GetId() == victim && (tk.GetError() != "real failure" || len(tk.GetOutputJson()) != 0) {
+			t.Fatalf("a0's task records %q output %s, not its own agent's result", tk.GetError(), tk.GetOutputJson())
+		}
 	}
 }

@@ -95,10 +95,11 @@ func (x *execution) snapshot() *Run {
 	return cloneRun(x.run)
 }
 
-// operator is who the playbook's runs are created by. It acts for whoever
-// started the playbook, who therefore cannot approve those runs.
+// operator is who the playbook's runs are created by. It acts for the
+// operator on whose authority the playbook runs (see Run.OnBehalfOf), who
+// therefore cannot approve those runs.
 func (x *execution) operator() *store.Operator {
-	return &store.Operator{Name: "playbook:" + x.run.Playbook, Role: operatorv1.OperatorRole_OPERATOR_ROLE_RESPONDER, ActsFor: x.run.CreatedBy}
+	return &store.Operator{Name: "playbook:" + x.run.Playbook, Role: operatorv1.OperatorRole_OPERATOR_ROLE_RESPONDER, ActsFor: x.run.OnBehalfOf()}
 }
 
 func (x *execution) conduct(ctx context.Context) {
@@ -343,7 +344,7 @@ func (x *execution) recordStarted(ctx context.Context, stepID string) {
 	if st.Status == StepAwaitingApproval {
 		x.e.record(ctx, &cases.Entry{CaseID: x.run.CaseID, Key: x.stepKey(stepID, "awaiting"), At: st.StartedAt, Kind: cases.KindStep,
 			Phase: st.Phase, Status: string(StepAwaitingApproval), Actor: x.operator().Name, PlaybookRunID: x.run.ID, StepID: stepID,
-			RunID: st.RunID, Summary: fmt.Sprintf("step %s awaits approval by an operator other than %s: firebreak approve %s", stepID, x.run.CreatedBy, st.RunID)})
+			RunID: st.RunID, Summary: fmt.Sprintf("step %s awaits approval by an operator other than %s: firebreak approve %s", stepID, x.run.OnBehalfOf(), st.RunID)})
 	}
 }
 

@@ -659,3 +659,61 @@ steps:
 		})
 	}
 }
+
+// TestRuleProposedPlaybookKeepsTheTwoPersonRule is the attack of issue 11
+// (finding 2): a rule proposes a playbook whose step needs approval; the
+// operator who approves the playbook run cannot approve the step's run too.
+// The step runs on behalf of that approver, and a second approver starts it.
+func TestRuleProposedPlaybookKeepsTheTwoPersonRule(t *testing.T) {
+	f := newFleet(t, 1, map[string]string{"gate": pb("gate", `
+steps:
+  - id: act
+    phase: contain
+    action: record
+    approval: required
+    targets: {selector: role=host}
+    params: {mark: act}
+`)})
+	ctx := context.Background()
+	r, _, err := f.c.Playbooks.Start(ctx, playbookrun.StartRequest{Playbook: "gate", CreatedBy: "rule:gate-rule", Rule: "gate-rule", RequireApproval: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := playbookruntest.As(ctx, "bob", operatorv1.OperatorRole_OPERATOR_ROLE_APPROVER)
+	if _, err := playbookrun.NewServer(f.c.Playbooks).ApprovePlaybookRun(bob, &operatorv1.ApprovePlaybookRunRequest{PlaybookRunId: r.ID}); err != nil {
+		t.Fatalf("bob approving the proposed playbook run: %v", err)
+	}
+	var runID string
+	playbookruntest.WaitFor(t, 30*time.Second, "step act to await approval", func() bool {
+		cur, err := f.c.Playbooks.Get(ctx, r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runID = cur.Step("act").RunID
+		return cur.Step("act").Status == playbookrun.StepAwaitingApproval
+	})
+	got, err := f.c.Operator.GetRun(ctx, &operatorv1.GetRunRequest{RunId: runID})
+	if err != nil || got.GetRun().GetOnBehalfOf() != "bob" || got.GetRun().GetCreatedBy() != "playbook:gate" {
+		t.Fatalf("the step's run was created by %q for %q (%v), want playbook:gate for bob", got.GetRun().GetCreatedBy(), got.GetRun().GetOnBehalfOf(), err)
+	}
+	_, err = f.c.Operator.ApproveRun(bob, &operatorv1.ApproveRunRequest{RunId: runID})
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "playbook:gate created it on behalf of bob") {
+		t.Fatalf("bob approving the step of the playbook run he approved: %v", err)
+	}
+	if n := f.rec.Count("act"); n != 0 {
+		t.Fatalf("act ran %d times after bob's refused approval", n)
+	}
+	carol := playbookruntest.As(ctx, "carol", operatorv1.OperatorRole_OPERATOR_ROLE_APPROVER)
+	if _, err := f.c.Operator.ApproveRun(carol, &operatorv1.ApproveRunRequest{RunId: runID}); err != nil {
+		t.Fatalf("carol approving: %v", err)
+	}
+	if done := f.wait(t, r.ID); done.Status != playbookrun.StatusSucceeded || done.ApprovedBy != "bob" || f.rec.Count("act") != 1 {
+		t.Fatalf("status %s approved by %q, act ran %d times", done.Status, done.ApprovedBy, f.rec.Count("act"))
+	}
+	tl, _ := f.c.Cases.Timeline(ctx, r.CaseID)
+	if !slices.ContainsFunc(tl, func(e *cases.Entry) bool {
+		return e.Kind == cases.KindStep && e.StepID == "act" && strings.Contains(e.Summary, "by an operator other than bob")
+	}) {
+		t.Error("the timeline does not say bob may not approve the step")
+	}
+}

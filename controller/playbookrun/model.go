@@ -127,6 +127,17 @@ type Run struct {
 	sourceName string
 }
 
+// OnBehalfOf is the operator on whose authority the run's steps act, and
+// who may therefore not approve a step's run (the two-person rule): the
+// approver of a proposed run — a rule proposes, and only the approval
+// starts it — or else whoever started it.
+func (r *Run) OnBehalfOf() string {
+	if r.ApprovedBy != "" {
+		return r.ApprovedBy
+	}
+	return r.CreatedBy
+}
+
 // Step returns the step with the id, or nil.
 func (r *Run) Step(id string) *Step {
 	for _, s := range r.Steps {

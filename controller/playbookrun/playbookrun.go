@@ -393,7 +393,7 @@ func (e *Executor) Approve(ctx context.Context, id, operator, comment string) (*
 	// Security-critical: two-person rule. Whoever proposed a playbook run
 	// cannot also approve it.
 	if operator == r.CreatedBy {
-		return nil, ErrSelfApproval
+		return nil, fmt.Errorf("%w: %s proposed playbook run %s", ErrSelfApproval, operator, id)
 	}
 	now := e.cfg.Clock()
 	r.Status, r.StartedAt, r.ApprovedBy = StatusRunning, now, operator
