@@ -10,7 +10,8 @@ import (
 // Kinds of secret the collector redacts, as counted in the manifest.
 const (
 	// RedactJoinToken is a Firebreak join token (fbj_ and 43 base64url
-	// characters, from `firebreak token create`).
+	// characters, from `firebreak token create`), or what looks like one:
+	// fbj_ and at least 32 of them.
 	RedactJoinToken = "firebreak-join-token"
 	// RedactPrivateKey is the body of a PEM private key block, such as an
 	// operator credential's key.
@@ -66,7 +67,7 @@ type valuePattern struct {
 const maxSecretValue = 4096
 
 var valuePatterns = []valuePattern{
-	{RedactJoinToken, regexp.MustCompile(`fbj_[A-Za-z0-9_-]{43}`), []byte("fbj_"), false, false},
+	{RedactJoinToken, regexp.MustCompile(`fbj_[A-Za-z0-9_-]{32,256}`), []byte("fbj_"), false, false},
 	{RedactAWSSecretKey, regexp.MustCompile(`(?i)(?:aws[-_]?)?secret[-_]?access[-_]?key` + secretSeparator + `([A-Za-z0-9/+=]{16,1000})`), []byte("ccess"), true, true},
 	{RedactAWSSessionToken, regexp.MustCompile(`(?i)(?:aws[-_]?)?(?:session|security)[-_]?token` + secretSeparator + `([A-Za-z0-9/+=]{16,1000})`), []byte("oken"), true, true},
 	{RedactAWSSessionToken, regexp.MustCompile(`IQoJb3JpZ2luX2Vj[A-Za-z0-9/+=]{100,1000}`), []byte("IQoJb3JpZ2luX2Vj"), false, true},
