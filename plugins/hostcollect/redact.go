@@ -43,35 +43,161 @@ var secretEnvKinds = map[string]string{
 	"AWS_SECURITY_TOKEN":    RedactAWSSessionToken,
 }
 
-// secretSeparator is what may stand between a setting's name and its value:
-// "=", ":" with optional quotes and blanks (env, INI, YAML, JSON), or blanks
-// alone (a command line such as `aws configure set NAME VALUE`).
-const secretSeparator = `(?:["']?[ \t]*[:=][ \t]*["']?|["']?[ \t]+["']?)`
-
-// valuePattern is one way a secret value is recognised: re matches it, and
-// its first group, if it has one, is the value (else the whole match).
-// trigger is a literal the input must hold for re to be tried; fold makes
-// that test ignore case.
+// A secret is found by an anchor, a literal searched for with bytes.Index
+// (regular expressions are far too slow for logs of hundreds of MiB), then
+// checked around it by hand:
+//   - a shape: the anchor starts the secret, which runs on over its alphabet
+//     (fbj_ and base64url for join tokens; the STS prefixes and base64 for
+//     session tokens) for at least minRun characters;
+//   - a setting: the anchor is part of a setting's name (case ignored, parts
+//     joined by nothing, "_" or "-", any prefix such as "aws_" allowed), then
+//     a separator — "=" or ":" with optional quotes and blanks (env, INI,
+//     YAML, JSON), or blanks alone (`aws configure set NAME VALUE`) — then a
+//     value of at least 16 base64 characters.
 type valuePattern struct {
-	kind    string
-	re      *regexp.Regexp
-	trigger []byte
-	fold    bool
-	// extend carries the value on over base64 characters past what re
-	// can count (a regexp repeats at most 1000 times), up to maxSecretValue.
-	extend bool
+	kind string
+	// anchor is searched for; fold searches it in the lower-cased input.
+	anchor string
+	fold   bool
+	// before and after are the name parts that must stand right before
+	// and after the anchor (any one of before), for a setting.
+	before []string
+	after  string
+	// setting is set for a setting, clear for a shape.
+	setting bool
+	// minRun is the least length of a shape, anchor included; base64url
+	// selects the alphabet of join tokens.
+	minRun    int
+	base64url bool
 }
 
 // maxSecretValue bounds a secret value; AWS session tokens run to a few
 // thousand characters.
 const maxSecretValue = 4096
 
+// minSettingValue is the shortest value a secret setting is redacted for:
+// shorter ones are placeholders, not keys.
+const minSettingValue = 16
+
 var valuePatterns = []valuePattern{
-	{RedactJoinToken, regexp.MustCompile(`fbj_[A-Za-z0-9_-]{32,256}`), []byte("fbj_"), false, false},
-	{RedactAWSSecretKey, regexp.MustCompile(`(?i)(?:aws[-_]?)?secret[-_]?access[-_]?key` + secretSeparator + `([A-Za-z0-9/+=]{16,1000})`), []byte("ccess"), true, true},
-	{RedactAWSSessionToken, regexp.MustCompile(`(?i)(?:aws[-_]?)?(?:session|security)[-_]?token` + secretSeparator + `([A-Za-z0-9/+=]{16,1000})`), []byte("oken"), true, true},
-	{RedactAWSSessionToken, regexp.MustCompile(`IQoJb3JpZ2luX2Vj[A-Za-z0-9/+=]{100,1000}`), []byte("IQoJb3JpZ2luX2Vj"), false, true},
-	{RedactAWSSessionToken, regexp.MustCompile(`FwoGZXIvYXdzE[A-Za-z0-9/+=]{100,1000}`), []byte("FwoGZXIvYXdzE"), false, true},
+	{kind: RedactJoinToken, anchor: "fbj_", minRun: 4 + 32, base64url: true},
+	{kind: RedactAWSSecretKey, anchor: "access", fold: true, before: []string{"secret"}, after: "key", setting: true},
+	{kind: RedactAWSSessionToken, anchor: "token", fold: true, before: []string{"session", "security"}, setting: true},
+	{kind: RedactAWSSessionToken, anchor: "IQoJb3JpZ2luX2Vj", minRun: 16 + 100},
+	{kind: RedactAWSSessionToken, anchor: "FwoGZXIvYXdzE", minRun: 13 + 100},
+}
+
+// find returns the first secret of the pattern in b at or after i: the
+// span of the whole match and of the value to overwrite; ok is false when
+// there is none. lower is b lower-cased (ASCII only, same length).
+func (p *valuePattern) find(b, lower []byte, i int) (start, end, vs, ve int, ok bool) {
+	hay := b
+	if p.fold {
+		hay = lower
+	}
+	for {
+		k := bytes.Index(hay[i:], []byte(p.anchor))
+		if k < 0 {
+			return 0, 0, 0, 0, false
+		}
+		at := i + k
+		i = at + 1
+		if !p.setting {
+			n := len(p.anchor)
+			for at+n < len(b) && n < maxSecretValue && p.alphabet(b[at+n]) {
+				n++
+			}
+			if n >= p.minRun {
+				return at, at + n, at, at + n, true
+			}
+			continue
+		}
+		start = at - 1
+		if start >= 0 && (lower[start] == '_' || lower[start] == '-') {
+			start--
+		}
+		matched := false
+		for _, w := range p.before {
+			if start+1 >= len(w) && string(lower[start+1-len(w):start+1]) == w {
+				start, matched = start+1-len(w), true
+				break
+			}
+		}
+		if !matched {
+			continue
+		}
+		r := at + len(p.anchor)
+		if p.after != "" {
+			if r < len(b) && (lower[r] == '_' || lower[r] == '-') {
+				r++
+			}
+			if !bytes.HasPrefix(lower[r:], []byte(p.after)) {
+				continue
+			}
+			r += len(p.after)
+		}
+		v, ok := settingSeparator(b, r)
+		if !ok {
+			continue
+		}
+		e := v
+		for e < len(b) && e-v < maxSecretValue && base64Byte(b[e]) {
+			e++
+		}
+		if e-v < minSettingValue {
+			continue
+		}
+		return start, e, v, e, true
+	}
+}
+
+// alphabet reports whether c may continue a shape.
+func (p *valuePattern) alphabet(c byte) bool {
+	if p.base64url {
+		return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-'
+	}
+	return base64Byte(c)
+}
+
+// settingSeparator returns where a setting's value starts after its name
+// ends at r: `["']?[ \t]*[:=][ \t]*["']?` or `["']?[ \t]+["']?`.
+func settingSeparator(b []byte, r int) (int, bool) {
+	quote := func(k int) bool { return k < len(b) && (b[k] == '"' || b[k] == '\'') }
+	blanks := func(k int) int {
+		for k < len(b) && (b[k] == ' ' || b[k] == '\t') {
+			k++
+		}
+		return k
+	}
+	k := r
+	if quote(k) {
+		k++
+	}
+	afterBlanks := blanks(k)
+	if afterBlanks < len(b) && (b[afterBlanks] == ':' || b[afterBlanks] == '=') {
+		k = blanks(afterBlanks + 1)
+	} else if afterBlanks == k {
+		return 0, false
+	} else {
+		k = afterBlanks
+	}
+	if quote(k) {
+		k++
+	}
+	return k, true
+}
+
+// asciiLower returns b with A-Z lower-cased, keeping every other byte, so
+// offsets match b's.
+func asciiLower(b []byte) []byte {
+	out := make([]byte, len(b))
+	for k, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		out[k] = c
+	}
+	return out
 }
 
 // pemBeginRE finds the start of a PEM private key block.
@@ -154,6 +280,17 @@ func (st *redactState) process(b []byte, final bool) int {
 		}
 	}
 	active, pem := activePatterns(b)
+	var lower []byte
+	for _, p := range active {
+		if p.fold {
+			lower = asciiLower(b)
+			break
+		}
+	}
+	if lower == nil && len(active) > 0 {
+		lower = b
+	}
+	next := make([]nextMatch, len(active))
 	i := 0
 	for {
 		if st.inKey {
@@ -180,22 +317,18 @@ func (st *redactState) process(b []byte, final bool) int {
 		if i >= limit {
 			return max(i, limit)
 		}
-		// The earliest match of any pattern from i.
+		// The earliest match of any pattern from i. A pattern's next match
+		// is remembered while it lies ahead of i: the search never goes
+		// over the same bytes twice for one pattern.
 		start, end, vs, ve, kind := -1, 0, 0, 0, ""
-		for _, p := range active {
-			loc := p.re.FindSubmatchIndex(b[i:])
-			if loc == nil || (start >= 0 && i+loc[0] >= start) {
-				continue
+		for k := range active {
+			m := &next[k]
+			if !m.searched || m.ok && m.start < i {
+				m.start, m.end, m.vs, m.ve, m.ok = active[k].find(b, lower, i)
+				m.searched = true
 			}
-			start, end, vs, ve, kind = i+loc[0], i+loc[1], i+loc[0], i+loc[1], p.kind
-			if len(loc) >= 4 && loc[2] >= 0 {
-				vs, ve = i+loc[2], i+loc[3]
-			}
-			if p.extend {
-				for ve < len(b) && ve-vs < maxSecretValue && base64Byte(b[ve]) {
-					ve++
-				}
-				end = max(end, ve)
+			if m.ok && (start < 0 || m.start < start) {
+				start, end, vs, ve, kind = m.start, m.end, m.vs, m.ve, active[k].kind
 			}
 		}
 		if pem {
@@ -217,24 +350,42 @@ func (st *redactState) process(b []byte, final bool) int {
 }
 
 // activePatterns returns the patterns worth trying on b, and whether a
-// private key block may be in it: a pattern whose trigger b lacks cannot
+// private key block may be in it: a pattern whose anchor b lacks cannot
 // match, and most input has none.
 func activePatterns(b []byte) ([]valuePattern, bool) {
-	var lower []byte
 	var out []valuePattern
 	for _, p := range valuePatterns {
-		hay := b
-		if p.fold {
-			if lower == nil {
-				lower = bytes.ToLower(b)
-			}
-			hay = lower
-		}
-		if bytes.Contains(hay, p.trigger) {
+		if p.fold && containsFold(b, p.anchor) || !p.fold && bytes.Contains(b, []byte(p.anchor)) {
 			out = append(out, p)
 		}
 	}
 	return out, bytes.Contains(b, []byte("PRIVATE KEY"))
+}
+
+// containsFold reports whether b holds the lower-case ASCII word w in any
+// case.
+func containsFold(b []byte, w string) bool {
+	upper := strings.ToUpper(w)
+	for k := 0; k+len(w) <= len(b); k++ {
+		c := b[k]
+		if c != w[0] && c != upper[0] {
+			continue
+		}
+		j := 1
+		for j < len(w) && (b[k+j] == w[j] || b[k+j] == upper[j]) {
+			j++
+		}
+		if j == len(w) {
+			return true
+		}
+	}
+	return false
+}
+
+// nextMatch is a pattern's next match as last searched from from.
+type nextMatch struct {
+	searched, ok       bool
+	start, end, vs, ve int
 }
 
 // fillKey overwrites a stretch of a private key body with '*', keeping
