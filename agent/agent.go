@@ -33,6 +33,7 @@ import (
 	"github.com/firebreak-ir/firebreak/agent/journal"
 	"github.com/firebreak-ir/firebreak/agent/pluginhost"
 	"github.com/firebreak-ir/firebreak/internal/pki"
+	"github.com/firebreak-ir/firebreak/internal/statedir"
 	"github.com/firebreak-ir/firebreak/internal/tasksign"
 	"github.com/firebreak-ir/firebreak/internal/telemetry"
 	"github.com/firebreak-ir/firebreak/plugins/sdk"
@@ -53,8 +54,12 @@ type Config struct {
 	Controller string
 	// CAFile is the controller CA to pin at enrollment.
 	CAFile string
-	// JoinToken enrolls the agent the first time.
+	// JoinToken enrolls the agent the first time. New clears its own copy
+	// once the agent has an identity.
 	JoinToken string
+	// JoinTokenFile holds the join token; it is read only when the agent
+	// must enroll, and the token is not kept afterwards.
+	JoinTokenFile string
 	// DataDir holds the agent's key, certificate, journal and plugin state.
 	DataDir string
 	// Role is "host" or "worker".
@@ -159,10 +164,16 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	if cfg.DataDir != "" {
-		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-			return nil, fmt.Errorf("creating the data dir: %w", err)
+		// Security-critical: the data dir holds the agent's key and
+		// journal; it is created 0700, or tightened to it, and every file
+		// in it made private.
+		if err := statedir.Prepare(cfg.DataDir); err != nil {
+			return nil, err
 		}
 		if err := os.MkdirAll(filepath.Join(cfg.DataDir, "state"), 0o700); err != nil {
+			return nil, err
+		}
+		if err := statedir.Tighten(cfg.DataDir); err != nil {
 			return nil, err
 		}
 	}
@@ -200,7 +211,10 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 			return nil, fmt.Errorf("built-in action: %w", err)
 		}
 	}
-	if a.id, err = a.loadOrEnroll(ctx); err != nil {
+	a.id, err = a.loadOrEnroll(ctx)
+	// The join token is spent or not needed: it is not kept.
+	a.cfg.JoinToken, cfg.JoinToken = "", ""
+	if err != nil {
 		a.plugins.Close()
 		return nil, err
 	}

@@ -17,6 +17,12 @@ import (
 
 // Main runs the firebreak-agent command line and returns the exit code.
 func Main(args []string) int {
+	// The join token leaves the environment and the command line the
+	// kernel shows (/proc/PID/environ, /proc/PID/cmdline) before anything
+	// else runs, so no plugin, child or collection of this host sees it.
+	envToken, scrubEnvErr := takeJoinTokenEnv()
+	args = cloneArgs(args)
+	scrubArgErr := scrubJoinTokenArg()
 	var cfg Config
 	var labels []string
 	var logLevel, bw string
@@ -25,8 +31,9 @@ func Main(args []string) int {
 		Short: "The Firebreak agent: runs response actions pushed by the controller",
 		Long: `The Firebreak agent dials out to the controller over mTLS and holds one
 stream on which the controller pushes signed tasks. The first start enrolls
-with --join-token and pins --ca-file; later starts reuse the identity in
---data-dir. Exit codes: 0 stopped cleanly, 1 error, 2 usage.`,
+with a join token (--join-token-file, FIREBREAK_JOIN_TOKEN_FILE, or
+FIREBREAK_JOIN_TOKEN) and pins --ca-file; later starts reuse the identity in
+--data-dir and read no token. Exit codes: 0 stopped cleanly, 1 error, 2 usage.`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -50,12 +57,24 @@ with --join-token and pins --ca-file; later starts reuse the identity in
 			if cfg.Bandwidth, err = bandwidth.Parse(bw); err != nil {
 				return fmt.Errorf("--bandwidth: %w", err)
 			}
+			if scrubEnvErr != nil {
+				cfg.Logger.Warn("the join token could not be erased from /proc/self/environ; it is out of the agent's environment, and collections redact it", "error", scrubEnvErr)
+			}
+			if scrubArgErr != nil && cfg.JoinToken != "" {
+				cfg.Logger.Warn("the join token could not be erased from /proc/self/cmdline: prefer --join-token-file", "error", scrubArgErr)
+			}
 			if cfg.JoinToken == "" {
-				cfg.JoinToken = os.Getenv("FIREBREAK_JOIN_TOKEN")
+				cfg.JoinToken = envToken
+			}
+			envToken = ""
+			if cfg.JoinToken != "" && cfg.JoinTokenFile != "" {
+				return fmt.Errorf("--join-token-file (or %s) and a join token (--join-token or %s) are both given: give one", JoinTokenFileEnv, JoinTokenEnv)
 			}
 			shutdown := telemetry.SetupTracing(cmd.Context(), "firebreak-agent")
 			defer shutdown(context.Background())
 			a, err := New(cmd.Context(), cfg)
+			// The token is not kept past enrollment.
+			cfg.JoinToken = ""
 			if err != nil {
 				return err
 			}
@@ -65,7 +84,8 @@ with --join-token and pins --ca-file; later starts reuse the identity in
 	f := cmd.Flags()
 	f.StringVar(&cfg.Controller, "controller", os.Getenv("FIREBREAK_CONTROLLER"), "controller HOST:PORT (env FIREBREAK_CONTROLLER)")
 	f.StringVar(&cfg.CAFile, "ca-file", "", "controller CA certificate to pin at enrollment (the controller's DATA_DIR/ca.pem)")
-	f.StringVar(&cfg.JoinToken, "join-token", "", "join token for the first enrollment (env FIREBREAK_JOIN_TOKEN; prefer the env var: flags show in ps)")
+	f.StringVar(&cfg.JoinTokenFile, "join-token-file", os.Getenv(JoinTokenFileEnv), "file holding the join token for the first enrollment, read only when the agent must enroll (env "+JoinTokenFileEnv+"; the preferred form)")
+	f.StringVar(&cfg.JoinToken, "join-token", "", "join token for the first enrollment (env "+JoinTokenEnv+"; prefer --join-token-file: flags show in ps)")
 	f.StringVar(&cfg.DataDir, "data-dir", "/var/lib/firebreak-agent", "directory for the agent's key, certificate, journal and state")
 	f.StringVar(&cfg.Role, "role", "host", "host (in-guest actions) or worker (AWS API actions)")
 	f.StringArrayVar(&labels, "label", nil, "label k=v (repeatable)")

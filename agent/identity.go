@@ -106,7 +106,7 @@ func (a *Agent) loadOrEnroll(ctx context.Context) (*identity, error) {
 	pool.AddCert(ca)
 	if a.cfg.DataDir == "" {
 		// A simulated agent keeps its identity in memory only.
-		if a.cfg.JoinToken == "" {
+		if !a.haveJoinToken() {
 			return nil, errors.New("an agent without a data dir needs a join token")
 		}
 		return a.enroll(ctx, ca, pool)
@@ -115,17 +115,30 @@ func (a *Agent) loadOrEnroll(ctx context.Context) (*identity, error) {
 		if a.cfg.Clock().Before(id.notAfter()) {
 			return id, nil
 		}
-		if a.cfg.JoinToken == "" {
-			return nil, fmt.Errorf("the agent certificate expired at %s while the agent was stopped: enroll again with --join-token", id.notAfter().Format(time.RFC3339))
+		if !a.haveJoinToken() {
+			return nil, fmt.Errorf("the agent certificate expired at %s while the agent was stopped: enroll again with a new join token (--join-token-file)", id.notAfter().Format(time.RFC3339))
 		}
 		a.cfg.Logger.Warn("the agent certificate expired; enrolling again with the join token", "expired", id.notAfter())
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	if a.cfg.JoinToken == "" {
-		return nil, errors.New("the agent is not enrolled: pass --join-token (from `firebreak token create`)")
+	if !a.haveJoinToken() {
+		return nil, errors.New("the agent is not enrolled: give it a join token from `firebreak token create` (--join-token-file, or " + JoinTokenEnv + ")")
 	}
 	return a.enroll(ctx, ca, pool)
+}
+
+// haveJoinToken reports whether a join token was given, in memory or as a
+// file.
+func (a *Agent) haveJoinToken() bool { return a.cfg.JoinToken != "" || a.cfg.JoinTokenFile != "" }
+
+// joinToken returns the join token, reading the token file if one was
+// given; the caller uses it for one Enroll call and drops it.
+func (a *Agent) joinToken() (string, error) {
+	if a.cfg.JoinToken != "" {
+		return a.cfg.JoinToken, nil
+	}
+	return readJoinTokenFile(a.cfg.JoinTokenFile)
 }
 
 func (a *Agent) loadIdentity(ca *x509.Certificate, pool *x509.CertPool) (*identity, error) {
@@ -167,6 +180,10 @@ func (a *Agent) loadIdentity(ca *x509.Certificate, pool *x509.CertPool) (*identi
 }
 
 func (a *Agent) enroll(ctx context.Context, ca *x509.Certificate, pool *x509.CertPool) (*identity, error) {
+	token, err := a.joinToken()
+	if err != nil {
+		return nil, err
+	}
 	key, err := pki.NewKey()
 	if err != nil {
 		return nil, err
@@ -183,7 +200,7 @@ func (a *Agent) enroll(ctx context.Context, ca *x509.Certificate, pool *x509.Cer
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	resp, err := agentv1.NewAgentServiceClient(conn).Enroll(ctx, &agentv1.EnrollRequest{
-		JoinToken: a.cfg.JoinToken, CsrDer: csr, Facts: a.facts, Role: roleEnum(a.cfg.Role)})
+		JoinToken: token, CsrDer: csr, Facts: a.facts, Role: roleEnum(a.cfg.Role)})
 	if err != nil {
 		return nil, fmt.Errorf("enrolling with %s: %w", a.cfg.Controller, err)
 	}
@@ -213,10 +230,10 @@ func (a *Agent) enroll(ctx context.Context, ca *x509.Certificate, pool *x509.Cer
 		mode os.FileMode
 	}{
 		{keyFile, keyPEM, 0o600},
-		{certFile, pki.EncodeCertPEM(resp.GetCertificateDer()), 0o644},
-		{caFile, pki.EncodeCertPEM(ca.Raw), 0o644},
-		{signingFile, resp.GetTaskSigningKey(), 0o644},
-		{identityFile, idJSON, 0o644},
+		{certFile, pki.EncodeCertPEM(resp.GetCertificateDer()), 0o600},
+		{caFile, pki.EncodeCertPEM(ca.Raw), 0o600},
+		{signingFile, resp.GetTaskSigningKey(), 0o600},
+		{identityFile, idJSON, 0o600},
 	} {
 		if err := pki.WriteFileAtomic(a.path(f.name), f.data, f.mode); err != nil {
 			return nil, fmt.Errorf("saving the enrollment: %w", err)
@@ -271,7 +288,7 @@ func (a *Agent) renew(ctx context.Context, conn *grpc.ClientConn) error {
 		return err
 	}
 	if a.cfg.DataDir != "" {
-		if err := pki.WriteFileAtomic(a.path(certFile), pki.EncodeCertPEM(resp.GetCertificateDer()), 0o644); err != nil {
+		if err := pki.WriteFileAtomic(a.path(certFile), pki.EncodeCertPEM(resp.GetCertificateDer()), 0o600); err != nil {
 			return err
 		}
 	}

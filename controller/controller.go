@@ -34,6 +34,7 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/internal/pki"
 	"github.com/firebreak-ir/firebreak/internal/rpcbuf"
+	"github.com/firebreak-ir/firebreak/internal/statedir"
 	"github.com/firebreak-ir/firebreak/internal/tasksign"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
@@ -137,8 +138,10 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 	if err := cfg.CheckAndSetDefaults(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating the data dir: %w", err)
+	// Security-critical: the data dir holds the CA key, the task-signing
+	// key and the database; it is created 0700, or tightened to it.
+	if err := statedir.Prepare(cfg.DataDir); err != nil {
+		return nil, err
 	}
 	ca, err := pki.LoadOrCreateCA(cfg.DataDir)
 	if err != nil {
@@ -151,6 +154,12 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 	}
 	st, err := store.OpenSQLite(ctx, filepath.Join(cfg.DataDir, DatabaseFile))
 	if err != nil {
+		return nil, err
+	}
+	// Files an earlier version or an operator left readable by others
+	// (the CA certificate was 0644) become private too.
+	if err := statedir.Tighten(cfg.DataDir); err != nil {
+		st.Close()
 		return nil, err
 	}
 	c := &Controller{cfg: cfg, Store: st, CA: ca, Signer: signer}
@@ -375,7 +384,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	run("evidence janitor", c.Evidence.Run)
 
 	addr := c.lis.Addr().String()
-	_ = pki.WriteFileAtomic(filepath.Join(c.cfg.DataDir, AddrFile), []byte(addr+"\n"), 0o644)
+	_ = pki.WriteFileAtomic(filepath.Join(c.cfg.DataDir, AddrFile), []byte(addr+"\n"), 0o600)
 	c.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	c.cfg.Logger.Info("controller serving", "addr", addr, "data_dir", c.cfg.DataDir, "approval_threshold", c.cfg.ApprovalThreshold)
 	if c.cfg.Ready != nil {

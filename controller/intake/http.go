@@ -32,6 +32,11 @@ const SecretHeader = "X-Firebreak-Secret"
 // MinSecretLength is the shortest shared secret accepted.
 const MinSecretLength = 32
 
+// DefaultBodyTimeout is how long a sender has to deliver an event's body.
+// An event is at most finding.MaxEventSize bytes: even a slow link sends
+// it in well under this.
+const DefaultBodyTimeout = 10 * time.Second
+
 // OperatorLookup finds operators; store.Store satisfies it.
 type OperatorLookup interface {
 	// GetOperator returns one operator or store.ErrNotFound.
@@ -45,9 +50,13 @@ type HandlerConfig struct {
 	// Secret is the shared secret EventBridge API destinations send in
 	// SecretHeader; nil accepts operator certificates only.
 	Secret []byte
-	// MaxInFlight bounds the requests handled at once (default 16); more
-	// are answered 429 so the sender retries.
+	// MaxInFlight bounds the events processed at once (default 16); more
+	// are answered 429 so the sender retries. A request takes a slot only
+	// once its whole body has arrived, so slow senders hold none.
 	MaxInFlight int
+	// BodyTimeout bounds the reading of one request's body (default
+	// DefaultBodyTimeout); a slower body is refused with 408.
+	BodyTimeout time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -81,11 +90,15 @@ func ReadSecretFile(path string) ([]byte, error) {
 // call: known, not revoked, current serial, at least responder) or, when a
 // secret is configured, by SecretHeader. The body is at most
 // finding.MaxEventSize bytes. Answers: 200 with {"outcomes": [...]};
-// 400 with {"error": reason} for a refused event; 401, 403, 405, 413, 429;
+// 400 with {"error": reason} for a refused event; 401, 403, 405, 408 (the
+// body did not arrive within BodyTimeout), 413, 429;
 // 503 when the finding could not be stored (send it again).
 func (in *Intake) Handler(cfg HandlerConfig) http.Handler {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 16
+	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = DefaultBodyTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -113,22 +126,20 @@ func (in *Intake) Handler(cfg HandlerConfig) http.Handler {
 			writeJSON(w, code, map[string]string{"error": err.Error()})
 			return
 		}
+		// Security-critical: the body is read, capped and under a deadline,
+		// before a slot is taken, so senders that trickle their bodies
+		// cannot hold the slots and keep real events out.
+		body, code, err := readBody(w, r, cfg.BodyTimeout)
+		if err != nil {
+			writeJSON(w, code, map[string]string{"error": err.Error()})
+			return
+		}
 		select {
 		case slots <- struct{}{}:
 			defer func() { <-slots }()
 		default:
 			w.Header().Set("Retry-After", "1")
 			writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": "too many events at once; retry"})
-			return
-		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, finding.MaxEventSize))
-		if err != nil {
-			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) {
-				writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": fmt.Sprintf("the event is larger than %d bytes", finding.MaxEventSize)})
-				return
-			}
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "reading the body: " + err.Error()})
 			return
 		}
 		outcomes, err := in.Submit(r.Context(), actor, body)
@@ -144,6 +155,28 @@ func (in *Intake) Handler(cfg HandlerConfig) http.Handler {
 		}
 	})
 	return mux
+}
+
+// readBody reads a request's body, at most finding.MaxEventSize bytes,
+// within timeout, or returns the HTTP status and reason of a refusal.
+func readBody(w http.ResponseWriter, r *http.Request, timeout time.Duration) ([]byte, int, error) {
+	// The server's ReadTimeout bounds the body too where the connection
+	// cannot take a deadline of its own.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(timeout))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, finding.MaxEventSize))
+	if err == nil {
+		return body, 0, nil
+	}
+	var tooBig *http.MaxBytesError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &tooBig):
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the event is larger than %d bytes", finding.MaxEventSize)
+	case errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &netErr) && netErr.Timeout():
+		return nil, http.StatusRequestTimeout, fmt.Errorf("the body did not arrive within %s", timeout)
+	default:
+		return nil, http.StatusBadRequest, errors.New("reading the body: " + err.Error())
+	}
 }
 
 // authenticate returns who is posting, or the HTTP status and reason of a

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -27,8 +28,12 @@ type SQLite struct {
 	auditMu sync.Mutex
 }
 
-// OpenSQLite opens (creating and migrating) the database at path.
+// OpenSQLite opens (creating and migrating) the database at path. The
+// database and its -wal and -shm files are private to this user (0600).
 func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
+	if err := privateDatabaseFiles(path); err != nil {
+		return nil, err
+	}
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_txlock=immediate"
 	w, err := sql.Open("sqlite", dsn)
 	if err != nil {
@@ -46,7 +51,44 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		s.Close()
 		return nil, fmt.Errorf("migrating the database %s: %w", path, err)
 	}
+	// SQLite gives the -wal and -shm files it has now created the mode of
+	// the database; make sure of it, whatever an earlier version left.
+	if err := privateDatabaseFiles(path); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
+}
+
+// privateDatabaseFiles creates the database file 0600 before SQLite opens
+// it (SQLite creates it 0644 less the umask, and copies that mode to the
+// -wal and -shm files), and removes the group and other bits of the
+// database, -wal and -shm files that exist.
+func privateDatabaseFiles(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("opening the database %s: %w", path, err)
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		st, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("the database file %s: %w", p, err)
+		}
+		if st.Mode().Perm()&0o077 == 0 {
+			continue
+		}
+		// Security-critical: the database holds the fleet, the runs and
+		// the audit log; others must not read it.
+		if err := os.Chmod(p, st.Mode().Perm()&^0o077); err != nil {
+			return fmt.Errorf("the database file %s is readable by other users (mode %v) and could not be made private: %w",
+				p, st.Mode().Perm(), err)
+		}
+	}
+	return nil
 }
 
 // Close implements Store.

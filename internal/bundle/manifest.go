@@ -101,6 +101,10 @@ type Manifest struct {
 	// short; TruncatedReasons says which.
 	Truncated        bool     `json:"truncated"`
 	TruncatedReasons []string `json:"truncated_reasons,omitempty"`
+	// Redaction states the collector's redaction policy when it removes
+	// secrets from what it records; artifacts and members then count what
+	// was replaced, in their Redactions.
+	Redaction string `json:"redaction,omitempty"`
 	// Artifacts is the status of each artifact, in collection order.
 	Artifacts []ArtifactStatus `json:"artifacts"`
 	// Members lists every archive member except the manifest, in archive order.
@@ -180,6 +184,9 @@ type ArtifactStatus struct {
 	TruncatedReason string `json:"truncated_reason,omitempty"`
 	// Members lists the archive paths of the artifact's members.
 	Members []string `json:"members,omitempty"`
+	// Redactions counts the secrets overwritten in the artifact's records
+	// and copies, by kind (see Manifest.Redaction).
+	Redactions map[string]int64 `json:"redactions,omitempty"`
 }
 
 // MaxSkippedListed caps the skipped items listed per artifact, so a host
@@ -230,6 +237,9 @@ type Member struct {
 	ZeroFilled int64 `json:"zero_filled,omitempty"`
 	// Region describes a process memory region (KindMemory only).
 	Region *MemoryRegion `json:"region,omitempty"`
+	// Redactions counts the secrets overwritten in this member, by kind:
+	// its bytes, and so its SHA256, differ from the source's there.
+	Redactions map[string]int64 `json:"redactions,omitempty"`
 }
 
 // MemoryRegion is one mapping of a process, as /proc/PID/maps shows it.

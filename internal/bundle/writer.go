@@ -45,6 +45,25 @@ type Meta struct {
 	StartedAt time.Time
 	// Clock defaults to time.Now; tests inject it.
 	Clock func() time.Time
+	// Redactor, when set, removes secrets from every record and from the
+	// file copies added with FileOptions.Redact, and its policy goes to
+	// the manifest.
+	Redactor Redactor
+}
+
+// Redactor removes secrets from what a bundle records. It keeps lengths:
+// a secret is overwritten, never cut out, so offsets into a copy stay
+// true. Kinds name what was replaced (e.g. "private-key").
+type Redactor interface {
+	// Redact overwrites the secrets in b and returns how many of each
+	// kind it replaced (nil for none).
+	Redact(b []byte) map[string]int64
+	// Reader returns a reader of exactly r's bytes with the secrets
+	// overwritten; counts says what it replaced once the reader has
+	// returned io.EOF or an error.
+	Reader(r io.Reader) (rd io.Reader, counts func() map[string]int64)
+	// Policy says what is redacted and how, for the manifest.
+	Policy() string
 }
 
 // Stats describes a written archive.
@@ -79,6 +98,8 @@ type Writer struct {
 	err     error
 	closed  bool
 	copyBuf []byte
+	// redactor, when set, removes secrets from records and marked copies.
+	redactor Redactor
 }
 
 // NewWriter starts a bundle written to w with the given compression ("" is
@@ -96,8 +117,9 @@ func NewWriter(w io.Writer, compression Compression, meta Meta) *Writer {
 		started = clock()
 	}
 	bw := &Writer{
-		out:   &hashingWriter{w: w, h: sha256.New()},
-		clock: clock,
+		out:      &hashingWriter{w: w, h: sha256.New()},
+		clock:    clock,
+		redactor: meta.Redactor,
 		m: Manifest{
 			FormatVersion: FormatVersion,
 			Collector:     meta.Collector,
@@ -113,6 +135,9 @@ func NewWriter(w io.Writer, compression Compression, meta Meta) *Writer {
 		names:   map[string]bool{},
 		sources: map[string]int{},
 		copyBuf: make([]byte, copyBufferBytes),
+	}
+	if meta.Redactor != nil {
+		bw.m.Redaction = meta.Redactor.Policy()
 	}
 	bw.buf = bufio.NewWriterSize(bw.out, OutputBufferBytes)
 	switch compression {
@@ -389,6 +414,33 @@ type partBuffer struct {
 	ext  string
 	part int
 	buf  bytes.Buffer
+	// redactions counts what was redacted in the pending bytes.
+	redactions map[string]int64
+}
+
+// addCounts adds the counts of b to a, allocating a when needed.
+func addCounts(a, b map[string]int64) map[string]int64 {
+	if len(b) == 0 {
+		return a
+	}
+	if a == nil {
+		a = make(map[string]int64, len(b))
+	}
+	for k, v := range b {
+		a[k] += v
+	}
+	return a
+}
+
+// noteRedactions records on a member and its artifact what was redacted
+// from the member's bytes.
+func (a *ArtifactWriter) noteRedactions(m *Member, counts map[string]int64) {
+	if len(counts) == 0 {
+		return
+	}
+	m.Redactions = addCounts(m.Redactions, counts)
+	st := a.status()
+	st.Redactions = addCounts(st.Redactions, counts)
 }
 
 func (a *ArtifactWriter) status() *ArtifactStatus { return &a.w.m.Artifacts[a.idx] }
@@ -403,13 +455,28 @@ func (a *ArtifactWriter) Record(v any) error {
 	if err := a.writable(); err != nil {
 		return err
 	}
+	start := a.records.buf.Len()
 	if err := a.enc.Encode(v); err != nil {
 		return fmt.Errorf("encoding a record of artifact %q: %w", a.Name(), err)
+	}
+	if a.w.redactor != nil {
+		// The encoded record is redacted in place; JSON escapes keep any
+		// secret within one string, which the redactor never leaves.
+		if n := a.w.redactor.Redact(a.records.buf.Bytes()[start:]); len(n) > 0 {
+			a.records.redactions = addCounts(a.records.redactions, n)
+		}
 	}
 	if a.records.buf.Len() >= PartBytes {
 		return a.flush(a.records)
 	}
 	return nil
+}
+
+// NoteRecordRedactions records secrets the caller overwrote, by kind, in
+// the record it adds next (such as an environment variable redacted by its
+// name); they are counted with the records member that holds it.
+func (a *ArtifactWriter) NoteRecordRedactions(counts map[string]int64) {
+	a.records.redactions = addCounts(a.records.redactions, counts)
 }
 
 // RenderLine appends one line (without its newline) to the artifact's
@@ -471,6 +538,10 @@ func (a *ArtifactWriter) flush(pb *partBuffer) error {
 	if err != nil {
 		return err
 	}
+	// Counted per part; a record cut off by the cap counts too, which
+	// errs on the side of telling the examiner.
+	a.noteRedactions(m, pb.redactions)
+	pb.redactions = nil
 	if pb.kind == KindRecords {
 		a.status().Items += int64(bytes.Count(data, []byte{'\n'}))
 	}
@@ -569,6 +640,9 @@ type FileOptions struct {
 	// Tail keeps the newest bytes (the end of the file) when the file is
 	// over MaxBytes, as for logs; otherwise the head is kept.
 	Tail bool
+	// Redact passes the copy through the bundle's Redactor, if it has one;
+	// the member then records what was replaced.
+	Redact bool
 }
 
 // AddFile copies an open regular file into
@@ -614,9 +688,17 @@ func (a *ArtifactWriter) AddFile(src string, f *os.File, opt FileOptions) (*Memb
 		a.Truncate(reason)
 		return nil, ErrCapReached
 	}
-	mem, err := a.w.writeMember(m, n, r)
+	var body io.Reader = r
+	var counts func() map[string]int64
+	if opt.Redact && a.w.redactor != nil {
+		body, counts = a.w.redactor.Reader(r)
+	}
+	mem, err := a.w.writeMember(m, n, body)
 	if err != nil {
 		return nil, err
+	}
+	if counts != nil {
+		a.noteRedactions(mem, counts())
 	}
 	a.link(mem)
 	return mem, nil

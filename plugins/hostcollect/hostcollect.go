@@ -288,6 +288,10 @@ func (a *Action) Execute(ctx context.Context, req *sdk.Request, emit sdk.Emitter
 			TimeBudget: p.TimeBudget, RecentDays: p.RecentDays},
 		StartedAt: started,
 		Clock:     clock,
+		// Security-critical: secrets of the host (a join token, operator
+		// keys, AWS credentials) must not become readable to whoever can
+		// read the evidence.
+		Redactor: redactor{},
 	})
 	c.w = w
 
@@ -295,7 +299,7 @@ func (a *Action) Execute(ctx context.Context, req *sdk.Request, emit sdk.Emitter
 	res := &Result{Profile: p.Profile, StartedAt: started.UTC(), Priority: prio}
 	for i, def := range selected {
 		_ = emit.Progress(i*100/len(selected), "collecting "+def.Name)
-		aw := &artifact{ArtifactWriter: w.Artifact(def.Name), c: c}
+		aw := &artifact{ArtifactWriter: w.Artifact(def.Name), c: c, redactCopies: redactedCopies[def.Name]}
 		switch {
 		case ctx.Err() != nil:
 			aw.Fail("not collected: the task was cancelled")
@@ -402,10 +406,17 @@ func (c *collection) identity(req *sdk.Request) bundle.HostIdentity {
 	return id
 }
 
+// redactedCopies are the artifacts whose raw file copies are redacted
+// (records always are): text a person or a program wrote, where secrets
+// are typed or logged. Executables stay byte-exact for analysis.
+var redactedCopies = map[string]bool{"shell_history": true, "persistence": true, "logs": true}
+
 // artifact is one artifact being collected, with the helpers collectors share.
 type artifact struct {
 	*bundle.ArtifactWriter
 	c *collection
+	// redactCopies passes the artifact's file copies through the redactor.
+	redactCopies bool
 }
 
 // stop returns the context's error once the time budget is spent.
@@ -456,6 +467,7 @@ func (a *artifact) addOpen(path string, f *os.File, opt bundle.FileOptions) (*bu
 	if opt.MaxBytes == 0 {
 		opt.MaxBytes = a.c.p.MaxFileBytes
 	}
+	opt.Redact = opt.Redact || a.redactCopies
 	m, err := a.AddFile(path, f, opt)
 	if err != nil {
 		if errors.Is(err, bundle.ErrCapReached) || a.c.w.Err() != nil {

@@ -351,7 +351,21 @@ func collectEnviron(c *collection, a *artifact) error {
 			continue
 		}
 		comm, _, _ := readBounded(procPath(pid, "comm"), 64)
-		if err := a.Record(EnvironRecord{PID: pid, Name: validUTF8(strings.TrimSpace(string(comm))), Variables: splitNUL(b), Truncated: more}); err != nil {
+		vars := splitNUL(b)
+		// Secrets by variable name, whatever their shape; the bundle's
+		// redactor then looks for secrets by shape in every value.
+		var byName map[string]int64
+		for i, v := range vars {
+			if red, name := redactEnvVariable(v); name != "" {
+				vars[i] = red
+				if byName == nil {
+					byName = map[string]int64{}
+				}
+				byName[name]++
+			}
+		}
+		a.NoteRecordRedactions(byName)
+		if err := a.Record(EnvironRecord{PID: pid, Name: validUTF8(strings.TrimSpace(string(comm))), Variables: vars, Truncated: more}); err != nil {
 			return err
 		}
 	}

@@ -90,8 +90,16 @@ func TestAgentUnitIsHardenedWithoutBreakingCollection(t *testing.T) {
 			t.Errorf("ExecStart %q lacks %s", start, arg)
 		}
 	}
-	if !slices.Contains(svc["EnvironmentFile"], "-/etc/firebreak/join.env") {
-		t.Error("the join token file must be optional: the installer deletes it after enrollment")
+	// The token reaches the agent as a file it reads only to enroll (and
+	// the installer deletes), never as an environment variable, which
+	// /proc and collected evidence would show.
+	if !slices.Contains(svc["Environment"], "FIREBREAK_JOIN_TOKEN_FILE=/etc/firebreak/join-token") {
+		t.Errorf("Environment = %v: the unit must pass the join token as FIREBREAK_JOIN_TOKEN_FILE=/etc/firebreak/join-token", svc["Environment"])
+	}
+	for _, f := range svc["EnvironmentFile"] {
+		if strings.Contains(f, "join") {
+			t.Errorf("EnvironmentFile %s: the join token must not be passed in the environment", f)
+		}
 	}
 
 	analyze, err := exec.LookPath("systemd-analyze")
@@ -191,10 +199,13 @@ func TestInstallDocument(t *testing.T) {
 			t.Errorf("parameter %s carries a token: pass the name of its SecureString instead", name)
 		}
 	}
-	for _, must := range []string{"--with-decryption", "shred -u /etc/firebreak/join.env", "sha256sum -c", "install -d -o root -g root -m 0755 /usr/lib/firebreak /usr/lib/firebreak/plugins"} {
+	for _, must := range []string{"--with-decryption", "shred -u /etc/firebreak/join-token", "chmod 0600 /etc/firebreak/join-token", "sha256sum -c", "install -d -o root -g root -m 0755 /usr/lib/firebreak /usr/lib/firebreak/plugins"} {
 		if !strings.Contains(script, must) {
 			t.Errorf("the script lacks %q", must)
 		}
+	}
+	if strings.Contains(script, "FIREBREAK_JOIN_TOKEN=") {
+		t.Error("the script passes the join token in an environment file: write it to /etc/firebreak/join-token")
 	}
 	if regexp.MustCompile(`echo[^\n]*TOKEN`).MatchString(script) || strings.Contains(script, "set -x") {
 		t.Error("the script may print the join token")
