@@ -50,6 +50,7 @@ var Policy = map[string]operatorv1.OperatorRole{
 	operatorv1.OperatorService_CancelRun_FullMethodName:       operatorv1.OperatorRole_OPERATOR_ROLE_RESPONDER,
 	operatorv1.OperatorService_ListAudit_FullMethodName:       operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
 	operatorv1.OperatorService_VerifyAudit_FullMethodName:     operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
+	operatorv1.OperatorService_GetAuditHead_FullMethodName:    operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
 	operatorv1.OperatorService_SyncAccounts_FullMethodName:    operatorv1.OperatorRole_OPERATOR_ROLE_RESPONDER,
 	operatorv1.OperatorService_ListAccounts_FullMethodName:    operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
 }
@@ -739,29 +740,4 @@ func (s *Service) CancelRun(ctx context.Context, req *operatorv1.CancelRunReques
 		return nil, decisionError(err, req.GetRunId())
 	}
 	return &operatorv1.CancelRunResponse{Run: r}, nil
-}
-
-// ListAudit implements operatorv1.OperatorServiceServer.
-func (s *Service) ListAudit(ctx context.Context, req *operatorv1.ListAuditRequest) (*operatorv1.ListAuditResponse, error) {
-	recs, err := s.cfg.Store.ListAudit(ctx, int64(req.GetAfterSeq()), int(min(req.GetLimit(), 10000)))
-	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "reading the audit log: %v", err)
-	}
-	resp := &operatorv1.ListAuditResponse{}
-	for _, r := range recs {
-		resp.Records = append(resp.Records, &operatorv1.AuditRecord{Seq: uint64(r.Seq), At: timestamppb.New(r.At), Actor: r.Actor,
-			Action: r.Action, Subject: r.Subject, DetailJson: r.Detail, PrevHash: r.PrevHash, Hash: r.Hash})
-	}
-	return resp, nil
-}
-
-// VerifyAudit implements operatorv1.OperatorServiceServer.
-func (s *Service) VerifyAudit(ctx context.Context, _ *operatorv1.VerifyAuditRequest) (*operatorv1.VerifyAuditResponse, error) {
-	chk, err := s.cfg.Store.VerifyAudit(ctx)
-	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "verifying the audit log: %v", err)
-	}
-	s.cfg.Audit(ctx, "operator:"+caller(ctx).Name, "audit.verify", "", map[string]any{"ok": chk.OK, "records": chk.Records, "head": chk.HeadHash})
-	return &operatorv1.VerifyAuditResponse{Ok: chk.OK, Records: uint64(chk.Records), FirstBadSeq: uint64(chk.FirstBadSeq),
-		Problem: chk.Problem, HeadHash: chk.HeadHash}, nil
 }

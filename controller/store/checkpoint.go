@@ -9,7 +9,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
 // The checkpoints table holds, for each hash chain, the newest head the
@@ -184,4 +189,37 @@ func CheckChainHead(k *CheckpointKey, cp *Checkpoint, what string, length int64,
 			cp.Length, hashAt(cp.Length), cp.Head, signed)
 	}
 	return ""
+}
+
+// ProtoFromCheckpoint converts a checkpoint for operators; k adds the
+// public key that verifies it.
+func ProtoFromCheckpoint(cp *Checkpoint, k *CheckpointKey) *operatorv1.ChainCheckpoint {
+	if cp == nil {
+		return nil
+	}
+	out := &operatorv1.ChainCheckpoint{Chain: cp.Chain, Length: uint64(max(cp.Length, 0)), HeadHash: cp.Head, At: timestamppb.New(cp.At),
+		KeyId: cp.KeyID, Signature: cp.Signature}
+	if k != nil {
+		out.PublicKey = k.PublicKey()
+	}
+	return out
+}
+
+// CheckpointFromProto converts an anchor an operator sent. It checks only
+// the form; the caller verifies the signature with its own key.
+func CheckpointFromProto(pb *operatorv1.ChainCheckpoint) (*Checkpoint, error) {
+	switch {
+	case pb.GetChain() == "":
+		return nil, errors.New("the anchor names no chain")
+	case pb.GetLength() == 0 || pb.GetLength() > math.MaxInt64:
+		return nil, fmt.Errorf("the anchor's length %d is not a record position", pb.GetLength())
+	case len(pb.GetHeadHash()) != sha256.Size*2:
+		return nil, errors.New("the anchor's head hash is not a hex SHA-256")
+	case !pb.GetAt().IsValid():
+		return nil, errors.New("the anchor has no valid signing time")
+	case len(pb.GetSignature()) != ed25519.SignatureSize:
+		return nil, errors.New("the anchor carries no ed25519 signature")
+	}
+	return &Checkpoint{Chain: pb.GetChain(), Length: int64(pb.GetLength()), Head: pb.GetHeadHash(), At: pb.GetAt().AsTime(),
+		KeyID: pb.GetKeyId(), Signature: pb.GetSignature()}, nil
 }

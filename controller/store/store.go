@@ -219,6 +219,9 @@ type Store interface {
 	// VerifyAuditAnchor is VerifyAudit that also checks the chain still
 	// holds an anchor (a checkpoint exported earlier) at its position.
 	VerifyAuditAnchor(ctx context.Context, anchor *Checkpoint) (*AuditCheck, error)
+	// CheckpointKey is the key that signs and checks chain checkpoints
+	// (nil: none are written or checked).
+	CheckpointKey() *CheckpointKey
 	// AuditCheckpoint returns the newest signed checkpoint of the audit
 	// log's head, or nil when none is stored.
 	AuditCheckpoint(ctx context.Context) (*Checkpoint, error)
