@@ -178,15 +178,15 @@ func CheckChainHead(k *CheckpointKey, cp *Checkpoint, what string, length int64,
 	signed := cp.At.UTC().Format(time.RFC3339)
 	switch {
 	case cp.Length > length:
-		missing := fmt.Sprintf("entry %d", cp.Length)
+		missing := fmt.Sprintf("entry %d was removed", cp.Length)
 		if cp.Length > length+1 {
-			missing = fmt.Sprintf("entries %d to %d", length+1, cp.Length)
+			missing = fmt.Sprintf("entries %d to %d were removed", length+1, cp.Length)
 		}
-		return fmt.Sprintf("the %s has %d entries, but the controller signed a checkpoint of %d entries (head %s) at %s: %s were removed",
+		return fmt.Sprintf("the %s has %d entries, but the controller signed a checkpoint of %d entries (head %s) at %s: %s",
 			what, length, cp.Length, cp.Head, signed, missing)
 	case hashAt(cp.Length) != cp.Head:
-		return fmt.Sprintf("entry %d's hash is %s, but the controller signed %s for it at %s: the chain was rewritten and its hashes recomputed",
-			cp.Length, hashAt(cp.Length), cp.Head, signed)
+		return fmt.Sprintf("entry %d's hash is %s, but the controller signed %s for it at %s: entries up to %d were removed and replaced, or rewritten with their hashes recomputed",
+			cp.Length, hashAt(cp.Length), cp.Head, signed, cp.Length)
 	}
 	return ""
 }

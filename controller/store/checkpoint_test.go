@@ -108,7 +108,7 @@ func TestAuditCheckpointCatchesCutAndRecompute(t *testing.T) {
 				exec(t, raw, `UPDATE audit SET actor = 'operator:mallory' WHERE seq = 3`)
 				recomputeAudit(t, s, raw, 3)
 			}},
-		{name: "cut, edited and recomputed", wantSeq: 5, want: "entry 5 were removed",
+		{name: "cut, edited and recomputed", wantSeq: 5, want: "entry 5 was removed",
 			tamper: func(t *testing.T, s *store.SQLite, raw *sql.DB) {
 				exec(t, raw, `DELETE FROM audit WHERE seq = 5`, `UPDATE audit SET subject = 'ev-2' WHERE seq = 2`)
 				recomputeAudit(t, s, raw, 2)
@@ -182,7 +182,9 @@ func TestAuditAnchor(t *testing.T) {
 			anchor: func(cp *store.Checkpoint) *store.Checkpoint { cp.Length = 2; return cp }},
 		{name: "anchor of another chain", want: "not of the audit log",
 			tamper: func(*testing.T, *store.SQLite, *sql.DB) {},
-			anchor: func(cp *store.Checkpoint) *store.Checkpoint { return testKey(1).Sign("custody:ev-1", cp.Length, cp.Head, cp.At) }},
+			anchor: func(cp *store.Checkpoint) *store.Checkpoint {
+				return testKey(1).Sign("custody:ev-1", cp.Length, cp.Head, cp.At)
+			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
