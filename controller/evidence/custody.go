@@ -87,7 +87,7 @@ func appendCustodyTx(ctx context.Context, tx *sql.Tx, k *store.CheckpointKey, e 
 		}
 		return h, err
 	}
-	_, _, err = store.WriteCheckpointTx(ctx, tx, k, store.CustodyChain(e.EvidenceID), e.Seq, e.Hash, e.At, hashAt)
+	_, _, err = store.WriteCheckpointTx(ctx, tx, k, store.CustodyChain(e.EvidenceID), e.Seq, e.Hash, e.At, hashAt, nil)
 	return err
 }
 

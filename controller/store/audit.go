@@ -70,9 +70,20 @@ func (s *SQLite) AppendAudit(ctx context.Context, rec *AuditRecord) error {
 	}
 	if k := s.ckey.Load(); k != nil {
 		hashAt := func(n int64) (string, error) { return auditHashAt(ctx, tx, n) }
-		if _, _, err := WriteCheckpointTx(ctx, tx, k, AuditChain, rec.Seq, rec.Hash, rec.At, hashAt); err != nil {
+		cp, signed, err := WriteCheckpointTx(ctx, tx, k, AuditChain, rec.Seq, rec.Hash, rec.At, hashAt, s.lastAuditCP)
+		if err != nil {
 			return err
 		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+		// Only a checkpoint signed here is remembered as known-good; one
+		// kept because the chain no longer holds it is checked every time.
+		s.lastAuditCP = nil
+		if signed {
+			s.lastAuditCP = cp
+		}
+		return nil
 	}
 	return tx.Commit()
 }

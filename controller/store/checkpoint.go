@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -103,6 +104,12 @@ func (k *CheckpointKey) Verify(cp *Checkpoint) error {
 	return nil
 }
 
+// sameAs reports whether c is exactly o, signature included.
+func (c *Checkpoint) sameAs(o *Checkpoint) bool {
+	return o != nil && c.Chain == o.Chain && c.Length == o.Length && c.Head == o.Head && c.At.Equal(o.At) && c.KeyID == o.KeyID &&
+		bytes.Equal(c.Signature, o.Signature)
+}
+
 // querier is a *sql.DB or a *sql.Tx.
 type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
@@ -129,18 +136,21 @@ func ReadCheckpoint(ctx context.Context, q querier, chain string) (*Checkpoint, 
 // unless the stored checkpoint is not on the chain any more (hashAt says
 // what hash the chain holds at a length, "" when it is shorter). Then the
 // old checkpoint is kept, so the tampering it proves is still reported at
-// the next verification rather than signed over. It returns the checkpoint
-// that is stored afterwards and whether it is the new one.
+// the next verification rather than signed over. known, when not nil, is
+// the checkpoint this process last stored for the chain: a stored one
+// identical to it needs no signature check. It returns the checkpoint that
+// is stored afterwards and whether it is the new one.
 func WriteCheckpointTx(ctx context.Context, tx *sql.Tx, k *CheckpointKey, chain string, length int64, head string, at time.Time,
-	hashAt func(length int64) (string, error)) (*Checkpoint, bool, error) {
+	hashAt func(length int64) (string, error), known *Checkpoint) (*Checkpoint, bool, error) {
 	old, err := ReadCheckpoint(ctx, tx, chain)
 	if err != nil {
 		return nil, false, err
 	}
 	if old != nil {
 		// Security-critical: never sign over a chain that no longer holds
-		// what an earlier checkpoint proved it held.
-		if k.Verify(old) != nil || old.Length > length {
+		// what an earlier checkpoint proved it held, nor over a checkpoint
+		// this controller did not sign.
+		if (!old.sameAs(known) && k.Verify(old) != nil) || old.Length > length {
 			return old, false, nil
 		}
 		h := head

@@ -128,6 +128,13 @@ func TestAuditCheckpointCatchesCutAndRecompute(t *testing.T) {
 					t.Fatal(err)
 				}
 			}},
+		{name: "forged checkpoint, then the controller appends", wantSeq: 4, want: "not genuine",
+			tamper: func(t *testing.T, s *store.SQLite, raw *sql.DB) {
+				exec(t, raw, `DELETE FROM audit WHERE seq = 5`,
+					`UPDATE chain_checkpoints SET length = 4, head_hash = (SELECT hash FROM audit WHERE seq = 4) WHERE chain = 'audit'`)
+				// Neither append may sign over the forged checkpoint.
+				appendN(t, s, 2)
+			}},
 		{name: "cut, then the controller appends", wantSeq: 5, want: "recomputed",
 			tamper: func(t *testing.T, s *store.SQLite, raw *sql.DB) {
 				exec(t, raw, `DELETE FROM audit WHERE seq = 5`)

@@ -26,6 +26,9 @@ type SQLite struct {
 	r *sql.DB
 	// auditMu serialises audit appends so the chain has no forks.
 	auditMu sync.Mutex
+	// lastAuditCP is the audit checkpoint this store last wrote (under
+	// auditMu), so the next append need not check its signature again.
+	lastAuditCP *Checkpoint
 	// ckey signs chain checkpoints (nil: none are written or checked).
 	ckey atomic.Pointer[CheckpointKey]
 }
