@@ -156,6 +156,13 @@ type CustodyCheck struct {
 	AnchorOK bool
 }
 
+// CheckItemCustody returns an item's custody entries and their check:
+// the chain re-computed (CheckCustody) and compared with the newest signed
+// checkpoint of its head.
+func (s *Service) CheckItemCustody(ctx context.Context, it *Item) ([]*CustodyEntry, CustodyCheck, error) {
+	return s.checkCustody(ctx, it, nil)
+}
+
 // checkCustody reads the item's newest signed custody checkpoint and then
 // its entries, re-computes the chain (CheckCustody), and checks that the
 // chain still holds the checkpoint and, when given, the anchor: a shorter
