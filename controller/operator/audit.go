@@ -5,30 +5,15 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/firebreak-ir/firebreak/controller/store"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
-// ListAudit implements operatorv1.OperatorServiceServer.
-func (s *Service) ListAudit(ctx context.Context, req *operatorv1.ListAuditRequest) (*operatorv1.ListAuditResponse, error) {
-	recs, err := s.cfg.Store.ListAudit(ctx, int64(req.GetAfterSeq()), int(min(req.GetLimit(), 10000)))
-	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "reading the audit log: %v", err)
-	}
-	resp := &operatorv1.ListAuditResponse{}
-	for _, r := range recs {
-		resp.Records = append(resp.Records, &operatorv1.AuditRecord{Seq: uint64(r.Seq), At: timestamppb.New(r.At), Actor: r.Actor,
-			Action: r.Action, Subject: r.Subject, DetailJson: r.Detail, PrevHash: r.PrevHash, Hash: r.Hash})
-	}
-	return resp, nil
-}
-
-// VerifyAudit implements operatorv1.OperatorServiceServer. It re-computes
-// the chain, checks it against the newest signed checkpoint of its head
-// and, when the request carries one, against an anchor exported earlier.
-func (s *Service) VerifyAudit(ctx context.Context, req *operatorv1.VerifyAuditRequest) (*operatorv1.VerifyAuditResponse, error) {
+// verifyAudit serves VerifyAudit. It re-computes the chain, checks it
+// against the newest signed checkpoint of its head and, when the request
+// carries one, against an anchor exported earlier.
+func (s *Service) verifyAudit(ctx context.Context, req *operatorv1.VerifyAuditRequest) (*operatorv1.VerifyAuditResponse, error) {
 	var anchor *store.Checkpoint
 	if req.GetAnchor() != nil {
 		var err error

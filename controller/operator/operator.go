@@ -741,3 +741,22 @@ func (s *Service) CancelRun(ctx context.Context, req *operatorv1.CancelRunReques
 	}
 	return &operatorv1.CancelRunResponse{Run: r}, nil
 }
+
+// ListAudit implements operatorv1.OperatorServiceServer.
+func (s *Service) ListAudit(ctx context.Context, req *operatorv1.ListAuditRequest) (*operatorv1.ListAuditResponse, error) {
+	recs, err := s.cfg.Store.ListAudit(ctx, int64(req.GetAfterSeq()), int(min(req.GetLimit(), 10000)))
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "reading the audit log: %v", err)
+	}
+	resp := &operatorv1.ListAuditResponse{}
+	for _, r := range recs {
+		resp.Records = append(resp.Records, &operatorv1.AuditRecord{Seq: uint64(r.Seq), At: timestamppb.New(r.At), Actor: r.Actor,
+			Action: r.Action, Subject: r.Subject, DetailJson: r.Detail, PrevHash: r.PrevHash, Hash: r.Hash})
+	}
+	return resp, nil
+}
+
+// VerifyAudit implements operatorv1.OperatorServiceServer (see audit.go).
+func (s *Service) VerifyAudit(ctx context.Context, req *operatorv1.VerifyAuditRequest) (*operatorv1.VerifyAuditResponse, error) {
+	return s.verifyAudit(ctx, req)
+}
