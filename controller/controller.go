@@ -162,6 +162,15 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 		st.Close()
 		return nil, err
 	}
+	// The audit log and every custody record are checkpointed with a key
+	// derived from the task-signing key, so each controller of a cluster
+	// holds it and the database alone cannot forge a checkpoint.
+	ckey, err := signer.DeriveKey("chain checkpoint")
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	st.SetCheckpointKey(store.NewCheckpointKey(ckey))
 	c := &Controller{cfg: cfg, Store: st, CA: ca, Signer: signer}
 	lis := cfg.Listener
 	if lis == nil {

@@ -143,12 +143,12 @@ func (e evidenceCatalog) DescribeEvidence(ctx context.Context, ids []string) ([]
 		if err != nil {
 			return nil, err
 		}
-		entries, err := e.s.Custody(ctx, id)
+		entries, chk, err := e.s.CheckItemCustody(ctx, it)
 		if err != nil {
 			return nil, err
 		}
 		ev := &cases.Evidence{ID: it.ID, Name: it.Name, SHA256: it.SHA256, Size: it.Size, TaskID: it.TaskID, RunID: it.RunID, AgentID: it.AgentID,
-			Hostname: it.Hostname, CollectedAt: it.StoredAt, CustodyIntact: evidence.CheckCustody(it, entries).OK}
+			Hostname: it.Hostname, CollectedAt: it.StoredAt, CustodyIntact: chk.OK}
 		for _, ce := range entries {
 			ev.Custody = append(ev.Custody, cases.CustodyEvent{At: ce.At, Actor: ce.Actor, Action: ce.Action, Detail: string(ce.Detail)})
 		}

@@ -221,34 +221,6 @@ func newAuditCmd(g *globals) *cobra.Command {
 	}
 	list.Flags().Uint64Var(&after, "after", 0, "show records after this sequence number")
 	list.Flags().Uint32Var(&limit, "limit", 100, "most records to show")
-	verify := &cobra.Command{
-		Use:   "verify",
-		Short: "Recompute the audit hash chain; exit 6 if any record was edited or removed",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, ctx, done, err := g.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
-			resp, err := c.op.VerifyAudit(ctx, &operatorv1.VerifyAuditRequest{})
-			if err != nil {
-				return rpcError(err)
-			}
-			if g.json {
-				if err := g.printJSON(map[string]any{"ok": resp.GetOk(), "records": resp.GetRecords(), "first_bad_seq": resp.GetFirstBadSeq(),
-					"problem": resp.GetProblem(), "head_hash": resp.GetHeadHash()}); err != nil {
-					return err
-				}
-			} else if resp.GetOk() {
-				fmt.Fprintf(g.out, "audit log intact: %d records, head %s\n", resp.GetRecords(), resp.GetHeadHash())
-			}
-			if !resp.GetOk() {
-				return exitWith(ExitVerifyFailed, fmt.Errorf("audit log TAMPERED at record %d: %s", resp.GetFirstBadSeq(), resp.GetProblem()))
-			}
-			return nil
-		},
-	}
-	cmd.AddCommand(list, verify)
+	cmd.AddCommand(list, newAuditVerifyCmd(g), newAuditHeadCmd(g))
 	return cmd
 }

@@ -39,7 +39,7 @@ recorded in its custody record and in the audit log.
 Exit codes: 0 ok · 1 error · 2 usage · 6 the stored evidence or its custody
 record does not verify.`,
 	}
-	cmd.AddCommand(newEvidenceListCmd(g), newEvidenceGetCmd(g), newEvidenceVerifyCmd(g), newEvidenceCustodyCmd(g))
+	cmd.AddCommand(newEvidenceListCmd(g), newEvidenceGetCmd(g), newEvidenceVerifyCmd(g), newEvidenceCustodyCmd(g), newEvidenceHeadCmd(g))
 	return cmd
 }
 
@@ -338,17 +338,26 @@ type verifyResultJSON struct {
 
 func newEvidenceVerifyCmd(g *globals) *cobra.Command {
 	var all bool
+	var anchorFile string
 	cmd := &cobra.Command{
-		Use:   "verify EVIDENCE_ID | --all",
+		Use:   "verify EVIDENCE_ID [--anchor FILE] | --all",
 		Short: "Re-hash evidence from the store, re-check bundle manifests and custody; exit 6 on any mismatch",
 		Long: `Read each item back from the evidence store, re-compute its SHA-256 and
 compare it with the one recorded at collection, check every member of a
 bundle against its manifest, and re-compute the item's custody chain. Each
-verification is recorded in the item's custody record. Exit 6 when any item
-does not verify (altered, missing, invalid bundle, broken custody).`,
+verification is recorded in the item's custody record, and the controller
+signs a checkpoint of the custody head it reached. The custody chain is
+checked against the newest such checkpoint, so a cut-off tail or a chain
+rewritten with recomputed hashes is broken custody. With --anchor FILE (a
+head exported by ` + "`firebreak evidence head`" + `), the record must also still
+hold that head at its position. Exit 6 when any item does not verify
+(altered, missing, invalid bundle, broken custody).`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if all == (len(args) == 1) || len(args) > 1 {
 				return exitWith(ExitUsage, errors.New("give one EVIDENCE_ID or --all"))
+			}
+			if all && anchorFile != "" {
+				return exitWith(ExitUsage, errors.New("--anchor checks one item: give its EVIDENCE_ID, not --all"))
 			}
 			return nil
 		},
@@ -356,6 +365,12 @@ does not verify (altered, missing, invalid bundle, broken custody).`,
 			req := &operatorv1.VerifyEvidenceRequest{All: all}
 			if !all {
 				req.EvidenceId = args[0]
+			}
+			if anchorFile != "" {
+				var err error
+				if req.Anchor, err = readAnchor(anchorFile); err != nil {
+					return err
+				}
 			}
 			c, err := g.dial()
 			if err != nil {
@@ -440,6 +455,7 @@ does not verify (altered, missing, invalid bundle, broken custody).`,
 		},
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "verify every evidence item")
+	cmd.Flags().StringVar(&anchorFile, "anchor", "", "a custody head exported earlier by `firebreak evidence head` that the record must still hold")
 	return cmd
 }
 
@@ -450,6 +466,16 @@ type custodyJSON struct {
 	FirstBadSeq uint64              `json:"first_bad_seq,omitempty"`
 	Problem     string              `json:"problem,omitempty"`
 	Records     []custodyRecordJSON `json:"records"`
+	// Checkpoint is the newest signed checkpoint of the custody head.
+	Checkpoint *checkpointJSON `json:"checkpoint,omitempty"`
+}
+
+// checkpointJSON summarises a signed checkpoint in --json output.
+type checkpointJSON struct {
+	Length   uint64    `json:"length"`
+	HeadHash string    `json:"head_hash"`
+	At       time.Time `json:"at"`
+	KeyID    string    `json:"key_id"`
 }
 
 type custodyRecordJSON struct {
@@ -479,6 +505,9 @@ func newEvidenceCustodyCmd(g *globals) *cobra.Command {
 			}
 			out := custodyJSON{Evidence: toEvidenceJSON(resp.GetItem()), ChainOK: resp.GetChainOk(), FirstBadSeq: resp.GetFirstBadSeq(),
 				Problem: resp.GetProblem(), Records: []custodyRecordJSON{}}
+			if cp := resp.GetCheckpoint(); cp != nil {
+				out.Checkpoint = &checkpointJSON{Length: cp.GetLength(), HeadHash: cp.GetHeadHash(), At: cp.GetAt().AsTime(), KeyID: cp.GetKeyId()}
+			}
 			for _, r := range resp.GetRecords() {
 				detail := json.RawMessage(r.GetDetailJson())
 				if !json.Valid(detail) {
@@ -512,7 +541,45 @@ func newEvidenceCustodyCmd(g *globals) *cobra.Command {
 			}
 			if !g.json {
 				fmt.Fprintf(g.errOut, "custody chain intact: %d entries\n", len(out.Records))
+				if cp := resp.GetCheckpoint(); cp != nil {
+					fmt.Fprintf(g.errOut, "signed checkpoint holds: %s\n", describeCheckpoint(cp))
+				}
 			}
+			return nil
+		},
+	}
+}
+
+func newEvidenceHeadCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "head EVIDENCE_ID",
+		Short: "Export the signed head of an item's custody record (an anchor) as JSON; exit 6 if the record does not verify",
+		Long: `Check an item's custody record and print the controller's signed checkpoint
+of its head as JSON. Keep the output outside the controller (with the case
+file, for instance); a later ` + "`firebreak evidence verify EVIDENCE_ID --anchor FILE`" + `
+checks that the record still holds that entry with that hash.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ctx, done, err := g.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer done()
+			resp, err := c.evidence().GetCustody(ctx, &operatorv1.GetCustodyRequest{EvidenceId: args[0]})
+			if err != nil {
+				return rpcError(err)
+			}
+			if !resp.GetChainOk() {
+				return exitWith(ExitVerifyFailed, fmt.Errorf("custody record of %s TAMPERED at entry %d: %s; no head is exported", args[0],
+					resp.GetFirstBadSeq(), resp.GetProblem()))
+			}
+			if resp.GetCheckpoint() == nil {
+				return fmt.Errorf("the custody record of %s has no signed checkpoint yet: run `firebreak evidence verify %s`, which writes one", args[0], args[0])
+			}
+			if err := g.printAnchor(resp.GetCheckpoint()); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.errOut, "custody head of %s: %s\n", args[0], describeCheckpoint(resp.GetCheckpoint()))
 			return nil
 		},
 	}

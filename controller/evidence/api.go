@@ -155,6 +155,16 @@ func (s *Service) GetEvidence(req *operatorv1.GetEvidenceRequest, stream operato
 func (s *Service) VerifyEvidence(req *operatorv1.VerifyEvidenceRequest, stream operatorv1.EvidenceService_VerifyEvidenceServer) error {
 	ctx := stream.Context()
 	var list []string
+	var anchor *store.Checkpoint
+	if req.GetAnchor() != nil {
+		if req.GetAll() {
+			return status.Error(codes.InvalidArgument, "an anchor checks one item: give its evidence id, not all")
+		}
+		var err error
+		if anchor, err = store.CheckpointFromProto(req.GetAnchor()); err != nil {
+			return status.Errorf(codes.InvalidArgument, "the anchor is not a custody checkpoint: %v", err)
+		}
+	}
 	switch {
 	case req.GetAll() && req.GetEvidenceId() != "":
 		return status.Error(codes.InvalidArgument, "give an evidence id or all, not both")
@@ -174,7 +184,7 @@ func (s *Service) VerifyEvidence(req *operatorv1.VerifyEvidenceRequest, stream o
 		return err
 	}
 	for _, id := range list {
-		v, err := s.Verify(ctx, id, actor(ctx))
+		v, err := s.verify(ctx, id, actor(ctx), anchor)
 		if err != nil {
 			return err
 		}
@@ -204,23 +214,34 @@ func (hr *hashingReader) Read(p []byte) (int, error) {
 // records the verification in the item's custody. Only a failure to record
 // is returned as an error; what the verification found is in the result.
 func (s *Service) Verify(ctx context.Context, id, who string) (*operatorv1.EvidenceVerification, error) {
+	return s.verify(ctx, id, who, nil)
+}
+
+// verify is Verify that also checks the custody record still holds an
+// anchor, when one is given. Appending the verification signs a new
+// checkpoint of the custody head, unless the chain no longer holds the
+// stored one: then that one is kept, so the tampering it proves stays
+// reported.
+func (s *Service) verify(ctx context.Context, id, who string, anchor *store.Checkpoint) (*operatorv1.EvidenceVerification, error) {
 	it, err := s.item(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	now := s.cfg.Clock()
 	v := &operatorv1.EvidenceVerification{EvidenceId: it.ID, Location: it.Location, VerifiedAt: timestamppb.New(now)}
-	entries, err := s.Custody(ctx, it.ID)
+	_, chk, err := s.checkCustody(ctx, it, anchor)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "reading the custody of %s: %v", it.ID, err)
 	}
-	chk := CheckCustody(it, entries)
 	v.CustodyOk = chk.OK
 
 	v.Verdict, v.Problem = s.verifyBytes(ctx, it, v)
 	if v.Verdict == operatorv1.EvidenceVerdict_EVIDENCE_VERDICT_OK && !chk.OK {
 		v.Verdict = operatorv1.EvidenceVerdict_EVIDENCE_VERDICT_CUSTODY_BROKEN
 		v.Problem = fmt.Sprintf("custody entry %d: %s", chk.FirstBadSeq, chk.Problem)
+		if chk.FirstBadSeq == 0 {
+			v.Problem = "custody: " + chk.Problem
+		}
 	}
 	detail := map[string]any{"verdict": VerdictName(v.Verdict), "problem": v.Problem, "size": v.Size, "sha256": v.Sha256,
 		"members_verified": v.MembersVerified, "custody_ok": v.CustodyOk, "from": peerAddr(ctx)}
@@ -282,12 +303,12 @@ func (s *Service) GetCustody(ctx context.Context, req *operatorv1.GetCustodyRequ
 	if err != nil {
 		return nil, err
 	}
-	entries, err := s.Custody(ctx, it.ID)
+	entries, chk, err := s.checkCustody(ctx, it, nil)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "reading the custody of %s: %v", it.ID, err)
 	}
-	chk := CheckCustody(it, entries)
-	out := &operatorv1.GetCustodyResponse{Item: ItemProto(it), ChainOk: chk.OK, FirstBadSeq: uint64(max(chk.FirstBadSeq, 0)), Problem: chk.Problem}
+	out := &operatorv1.GetCustodyResponse{Item: ItemProto(it), ChainOk: chk.OK, FirstBadSeq: uint64(max(chk.FirstBadSeq, 0)), Problem: chk.Problem,
+		Checkpoint: store.ProtoFromCheckpoint(chk.Checkpoint, s.db.CheckpointKey())}
 	for _, e := range entries {
 		out.Records = append(out.Records, &operatorv1.CustodyRecord{Seq: uint64(e.Seq), At: timestamppb.New(e.At), Actor: e.Actor, Action: e.Action,
 			DetailJson: e.Detail, PrevHash: e.PrevHash, Hash: e.Hash})

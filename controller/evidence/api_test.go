@@ -15,6 +15,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/firebreak-ir/firebreak/controller/evidence"
+	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/internal/bundle"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
@@ -168,19 +170,28 @@ func TestDownloadVerifyAndCustody(t *testing.T) {
 // that the custody check names the entry.
 func TestCustodyTamperingShows(t *testing.T) {
 	tests := []struct {
-		name    string
-		sql     []string
-		wantSeq uint64
-		want    string
+		name      string
+		sql       []string
+		recompute bool
+		wantSeq   uint64
+		want      string
 	}{
 		{"edited entry", []string{`DROP TRIGGER evidence_custody_no_update`,
-			`UPDATE evidence_custody SET detail_json = '{"reason":"nothing to see"}' WHERE seq = 2`}, 2, "edited"},
-		{"removed entry", []string{`DROP TRIGGER evidence_custody_no_delete`, `DELETE FROM evidence_custody WHERE seq = 2`}, 2, "cut"},
-		{"removed collection entry", []string{`DROP TRIGGER evidence_custody_no_delete`, `DELETE FROM evidence_custody WHERE seq = 1`}, 1, "cut"},
+			`UPDATE evidence_custody SET detail_json = '{"reason":"nothing to see"}' WHERE seq = 2`}, false, 2, "edited"},
+		{"removed entry", []string{`DROP TRIGGER evidence_custody_no_delete`, `DELETE FROM evidence_custody WHERE seq = 2`}, false, 2, "cut"},
+		{"removed collection entry", []string{`DROP TRIGGER evidence_custody_no_delete`, `DELETE FROM evidence_custody WHERE seq = 1`}, false, 1, "cut"},
 		{"re-hashed entry", []string{`DROP TRIGGER evidence_custody_no_update`,
-			`UPDATE evidence_custody SET actor = 'operator:mallory', hash = '` + strings.Repeat("ab", 32) + `' WHERE seq = 2`}, 2, "edited"},
+			`UPDATE evidence_custody SET actor = 'operator:mallory', hash = '` + strings.Repeat("ab", 32) + `' WHERE seq = 2`}, false, 2, "edited"},
 		{"swapped hash on the record", []string{`DROP TRIGGER evidence_fixed`,
-			`UPDATE evidence SET sha256 = '` + strings.Repeat("0", 64) + `'`}, 1, "no longer matches its collection entry"},
+			`UPDATE evidence SET sha256 = '` + strings.Repeat("0", 64) + `'`}, false, 1, "no longer matches its collection entry"},
+		{"last entry removed", []string{`DROP TRIGGER evidence_custody_no_delete`, `DELETE FROM evidence_custody WHERE seq = 3`}, false, 3,
+			"has 2 entries, but the controller signed a checkpoint of 3 entries"},
+		{"edited and hashes recomputed", []string{`DROP TRIGGER evidence_custody_no_update`,
+			`UPDATE evidence_custody SET detail_json = '{"reason":"nothing to see"}' WHERE seq = 2`}, true, 3, "recomputed"},
+		{"cut and hashes recomputed", []string{`DROP TRIGGER evidence_custody_no_update`, `DROP TRIGGER evidence_custody_no_delete`,
+			`DELETE FROM evidence_custody WHERE seq = 3`, `UPDATE evidence_custody SET actor = 'operator:mallory' WHERE seq = 2`}, true, 3, "was removed"},
+		{"checkpoint moved back", []string{`DROP TRIGGER evidence_custody_no_delete`, `DELETE FROM evidence_custody WHERE seq = 3`,
+			`UPDATE chain_checkpoints SET length = 2, head_hash = (SELECT hash FROM evidence_custody WHERE seq = 2)`}, false, 2, "not genuine"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -201,6 +212,9 @@ func TestCustodyTamperingShows(t *testing.T) {
 				if _, err := h.st.Writer().Exec(q); err != nil {
 					t.Fatalf("%s: %v", q, err)
 				}
+			}
+			if tt.recompute {
+				recomputeCustody(t, h, it.ID)
 			}
 			resp, err := h.operator().GetCustody(context.Background(), &operatorv1.GetCustodyRequest{EvidenceId: it.ID})
 			if err != nil {
@@ -283,6 +297,100 @@ func TestBundlesAreCheckedAtStorage(t *testing.T) {
 			sum := sha256.Sum256(tt.data)
 			if it.SHA256 != hex.EncodeToString(sum[:]) {
 				t.Error("the stored hash is not the upload's")
+			}
+		})
+	}
+}
+
+// recomputeCustody re-links and re-hashes an item's custody record with
+// the exported hash function, as someone hiding an edit would.
+func recomputeCustody(t *testing.T, h *harness, id string) {
+	t.Helper()
+	entries, err := h.svc.Custody(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev := store.GenesisHash
+	for _, e := range entries {
+		e.PrevHash = prev
+		e.Hash = evidence.CustodyHash(e)
+		if _, err := h.st.Writer().Exec(`UPDATE evidence_custody SET prev_hash = ?, hash = ? WHERE evidence_id = ? AND seq = ?`, e.PrevHash, e.Hash, id, e.Seq); err != nil {
+			t.Fatal(err)
+		}
+		prev = e.Hash
+	}
+	it, err := h.svc.GetItem(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if chk := evidence.CheckCustody(it, entries); !chk.OK {
+		t.Fatalf("the recomputed chain does not verify on its own: %+v", chk)
+	}
+}
+
+// TestCustodyAnchor checks an item's custody record against a head
+// exported earlier, after the tail and the stored checkpoints were deleted.
+func TestCustodyAnchor(t *testing.T) {
+	tests := []struct {
+		name   string
+		sql    []string
+		anchor func(a *operatorv1.ChainCheckpoint)
+		want   string
+	}{
+		{name: "record extends the anchor"},
+		{name: "tail and checkpoints deleted", sql: []string{`DROP TRIGGER evidence_custody_no_delete`, `DELETE FROM evidence_custody WHERE seq >= 2`,
+			`DELETE FROM chain_checkpoints`}, want: "against the anchor: the custody record has 1 entries"},
+		{name: "anchor altered", anchor: func(a *operatorv1.ChainCheckpoint) { a.Length = 1 }, want: "not genuine"},
+		{name: "anchor of another item", anchor: func(a *operatorv1.ChainCheckpoint) { a.Chain = store.CustodyChain("evd-other") }, want: "not of the custody record"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, harnessOptions{})
+			it := h.store("a.bin", randomBytes(t, 1000))
+			if _, err := h.verify(it.ID); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := h.operator().GetCustody(context.Background(), &operatorv1.GetCustodyRequest{EvidenceId: it.ID})
+			if err != nil || !resp.GetChainOk() || resp.GetCheckpoint().GetLength() != 2 {
+				t.Fatalf("custody %v %v: want a checkpoint of entry 2", resp, err)
+			}
+			anchor := resp.GetCheckpoint()
+			if tt.anchor != nil {
+				tt.anchor(anchor)
+			}
+			if _, _, _, err := h.download(it.ID, ""); err != nil {
+				t.Fatal(err)
+			}
+			for _, q := range tt.sql {
+				if _, err := h.st.Writer().Exec(q); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			}
+			stream, err := h.operator().VerifyEvidence(context.Background(), &operatorv1.VerifyEvidenceRequest{EvidenceId: it.ID, Anchor: anchor})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var res *operatorv1.EvidenceVerification
+			for {
+				m, err := stream.Recv()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r := m.GetResult(); r != nil {
+					res = r
+				}
+			}
+			if tt.want == "" {
+				if res.GetVerdict() != operatorv1.EvidenceVerdict_EVIDENCE_VERDICT_OK || !res.GetCustodyOk() {
+					t.Fatalf("verification %v: want ok", res)
+				}
+				return
+			}
+			if res.GetCustodyOk() || res.GetVerdict() != operatorv1.EvidenceVerdict_EVIDENCE_VERDICT_CUSTODY_BROKEN || !strings.Contains(res.GetProblem(), tt.want) {
+				t.Fatalf("verification %v: want custody broken with %q", res, tt.want)
 			}
 		})
 	}

@@ -52,9 +52,10 @@ func CustodyHash(e *CustodyEntry) string {
 }
 
 // appendCustodyTx appends an entry within tx, filling Seq, PrevHash and
-// Hash. The store's writer is one connection with immediate transactions,
-// so two appends to one item cannot fork the chain.
-func appendCustodyTx(ctx context.Context, tx *sql.Tx, e *CustodyEntry) error {
+// Hash, and with a checkpoint key signs the item's new custody head in the
+// same transaction. The store's writer is one connection with immediate
+// transactions, so two appends to one item cannot fork the chain.
+func appendCustodyTx(ctx context.Context, tx *sql.Tx, k *store.CheckpointKey, e *CustodyEntry) error {
 	if len(e.Detail) == 0 {
 		e.Detail = json.RawMessage("{}")
 	}
@@ -71,8 +72,22 @@ func appendCustodyTx(ctx context.Context, tx *sql.Tx, e *CustodyEntry) error {
 	}
 	e.Seq, e.PrevHash, e.At = seq+1, prev, e.At.UTC()
 	e.Hash = CustodyHash(e)
-	_, err = tx.ExecContext(ctx, `INSERT INTO evidence_custody (evidence_id, seq, at, actor, action, detail_json, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		e.EvidenceID, e.Seq, ns(e.At), e.Actor, e.Action, string(e.Detail), e.PrevHash, e.Hash)
+	if _, err = tx.ExecContext(ctx, `INSERT INTO evidence_custody (evidence_id, seq, at, actor, action, detail_json, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.EvidenceID, e.Seq, ns(e.At), e.Actor, e.Action, string(e.Detail), e.PrevHash, e.Hash); err != nil {
+		return err
+	}
+	if k == nil {
+		return nil
+	}
+	hashAt := func(n int64) (string, error) {
+		var h string
+		err := tx.QueryRowContext(ctx, `SELECT hash FROM evidence_custody WHERE evidence_id = ? AND seq = ?`, e.EvidenceID, n).Scan(&h)
+		if errors.Is(err, sql.ErrNoRows) {
+			return "", nil
+		}
+		return h, err
+	}
+	_, _, err = store.WriteCheckpointTx(ctx, tx, k, store.CustodyChain(e.EvidenceID), e.Seq, e.Hash, e.At, hashAt, nil)
 	return err
 }
 
@@ -90,7 +105,7 @@ func (s *Service) AppendCustody(ctx context.Context, evidenceID, actor, action s
 		return nil, err
 	}
 	defer tx.Rollback()
-	if err := appendCustodyTx(ctx, tx, e); err != nil {
+	if err := appendCustodyTx(ctx, tx, s.db.CheckpointKey(), e); err != nil {
 		return nil, fmt.Errorf("appending to the custody record of %s: %w", evidenceID, err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -134,6 +149,68 @@ type CustodyCheck struct {
 	Entries     int
 	FirstBadSeq int64
 	Problem     string
+	// Checkpoint is the newest signed checkpoint of the item's custody
+	// head the chain was checked against (nil: none).
+	Checkpoint *store.Checkpoint
+	// AnchorOK is true when an anchor was given and the chain holds it.
+	AnchorOK bool
+}
+
+// CheckItemCustody returns an item's custody entries and their check:
+// the chain re-computed (CheckCustody) and compared with the newest signed
+// checkpoint of its head.
+func (s *Service) CheckItemCustody(ctx context.Context, it *Item) ([]*CustodyEntry, CustodyCheck, error) {
+	return s.checkCustody(ctx, it, nil)
+}
+
+// checkCustody reads the item's newest signed custody checkpoint and then
+// its entries, re-computes the chain (CheckCustody), and checks that the
+// chain still holds the checkpoint and, when given, the anchor: a shorter
+// chain lost its tail, another hash at the checkpoint's length means the
+// chain was rewritten and its hashes recomputed.
+func (s *Service) checkCustody(ctx context.Context, it *Item, anchor *store.Checkpoint) ([]*CustodyEntry, CustodyCheck, error) {
+	// The checkpoint is read first: appends only lengthen the chain, so
+	// the entries read next hold at least what it covers.
+	cp, err := store.ReadCheckpoint(ctx, s.r, store.CustodyChain(it.ID))
+	if err != nil {
+		return nil, CustodyCheck{}, err
+	}
+	entries, err := s.Custody(ctx, it.ID)
+	if err != nil {
+		return nil, CustodyCheck{}, err
+	}
+	chk := CheckCustody(it, entries)
+	chk.Checkpoint = cp
+	if !chk.OK {
+		return entries, chk, nil
+	}
+	k := s.db.CheckpointKey()
+	hashAt := func(n int64) string {
+		if n < 1 || n > int64(len(entries)) {
+			return ""
+		}
+		return entries[n-1].Hash
+	}
+	n := int64(len(entries))
+	if p := store.CheckChainHead(k, cp, "custody record", n, hashAt); p != "" {
+		chk.OK, chk.FirstBadSeq, chk.Problem = false, min(cp.Length, n+1), p
+		return entries, chk, nil
+	}
+	if anchor != nil {
+		if anchor.Chain != store.CustodyChain(it.ID) {
+			chk.OK, chk.Problem = false, fmt.Sprintf("the anchor is a checkpoint of %q, not of the custody record of %s", anchor.Chain, it.ID)
+			return entries, chk, nil
+		}
+		if k == nil {
+			return nil, chk, errors.New("the controller has no checkpoint key to check an anchor with")
+		}
+		if p := store.CheckChainHead(k, anchor, "custody record", n, hashAt); p != "" {
+			chk.OK, chk.FirstBadSeq, chk.Problem = false, min(anchor.Length, n+1), "against the anchor: "+p
+			return entries, chk, nil
+		}
+		chk.AnchorOK = true
+	}
+	return entries, chk, nil
 }
 
 // CheckCustody re-computes an item's chain and compares the item's record

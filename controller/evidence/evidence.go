@@ -56,6 +56,9 @@ type SQL interface {
 	Writer() *sql.DB
 	// Reader returns the pool that reads.
 	Reader() *sql.DB
+	// CheckpointKey signs the checkpoints of custody heads (nil: none are
+	// written or checked).
+	CheckpointKey() *store.CheckpointKey
 }
 
 // RunSnapshotter returns the live state of an active run; the dispatcher
@@ -150,6 +153,7 @@ func (c *Config) CheckAndSetDefaults() error {
 type Service struct {
 	operatorv1.UnimplementedEvidenceServiceServer
 	cfg   Config
+	db    SQL
 	w, r  *sql.DB
 	slots chan struct{}
 
@@ -167,7 +171,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("evidence: creating the staging directory: %w", err)
 	}
 	db := cfg.Store.(SQL)
-	return &Service{cfg: cfg, w: db.Writer(), r: db.Reader(), slots: make(chan struct{}, cfg.MaxConcurrentUploads),
+	return &Service{cfg: cfg, db: db, w: db.Writer(), r: db.Reader(), slots: make(chan struct{}, cfg.MaxConcurrentUploads),
 		active: map[string]*activeUpload{}}, nil
 }
 

@@ -1,7 +1,9 @@
 package evidence_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
@@ -73,6 +75,8 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	// As the controller does: custody heads are signed with every append.
+	st.SetCheckpointKey(store.NewCheckpointKey(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))))
 	h.st = st
 	now := time.Now()
 	for _, id := range []string{agentA, agentB} {

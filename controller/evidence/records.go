@@ -351,7 +351,7 @@ func (s *Service) insertItem(ctx context.Context, it *Item, first *CustodyEntry)
 		ns(it.RetainUntil), string(bundleJSON), it.Resumes, 0, 0); err != nil {
 		return fmt.Errorf("recording evidence %s: %w", it.ID, err)
 	}
-	if err := appendCustodyTx(ctx, tx, first); err != nil {
+	if err := appendCustodyTx(ctx, tx, s.db.CheckpointKey(), first); err != nil {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE evidence_uploads SET state = ?, evidence_id = ?, updated_at = ? WHERE id = ?`,

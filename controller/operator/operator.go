@@ -50,6 +50,7 @@ var Policy = map[string]operatorv1.OperatorRole{
 	operatorv1.OperatorService_CancelRun_FullMethodName:       operatorv1.OperatorRole_OPERATOR_ROLE_RESPONDER,
 	operatorv1.OperatorService_ListAudit_FullMethodName:       operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
 	operatorv1.OperatorService_VerifyAudit_FullMethodName:     operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
+	operatorv1.OperatorService_GetAuditHead_FullMethodName:    operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
 	operatorv1.OperatorService_SyncAccounts_FullMethodName:    operatorv1.OperatorRole_OPERATOR_ROLE_RESPONDER,
 	operatorv1.OperatorService_ListAccounts_FullMethodName:    operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
 }
@@ -755,13 +756,7 @@ func (s *Service) ListAudit(ctx context.Context, req *operatorv1.ListAuditReques
 	return resp, nil
 }
 
-// VerifyAudit implements operatorv1.OperatorServiceServer.
-func (s *Service) VerifyAudit(ctx context.Context, _ *operatorv1.VerifyAuditRequest) (*operatorv1.VerifyAuditResponse, error) {
-	chk, err := s.cfg.Store.VerifyAudit(ctx)
-	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "verifying the audit log: %v", err)
-	}
-	s.cfg.Audit(ctx, "operator:"+caller(ctx).Name, "audit.verify", "", map[string]any{"ok": chk.OK, "records": chk.Records, "head": chk.HeadHash})
-	return &operatorv1.VerifyAuditResponse{Ok: chk.OK, Records: uint64(chk.Records), FirstBadSeq: uint64(chk.FirstBadSeq),
-		Problem: chk.Problem, HeadHash: chk.HeadHash}, nil
+// VerifyAudit implements operatorv1.OperatorServiceServer (see audit.go).
+func (s *Service) VerifyAudit(ctx context.Context, req *operatorv1.VerifyAuditRequest) (*operatorv1.VerifyAuditResponse, error) {
+	return s.verifyAudit(ctx, req)
 }

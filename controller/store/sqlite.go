@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -26,6 +27,11 @@ type SQLite struct {
 	r *sql.DB
 	// auditMu serialises audit appends so the chain has no forks.
 	auditMu sync.Mutex
+	// lastAuditCP is the audit checkpoint this store last wrote (under
+	// auditMu), so the next append need not check its signature again.
+	lastAuditCP *Checkpoint
+	// ckey signs chain checkpoints (nil: none are written or checked).
+	ckey atomic.Pointer[CheckpointKey]
 }
 
 // OpenSQLite opens (creating and migrating) the database at path. The
@@ -641,96 +647,6 @@ func (s *SQLite) ListApprovals(ctx context.Context, runID string) ([]*Approval, 
 		out = append(out, &a)
 	}
 	return out, rows.Err()
-}
-
-// AppendAudit implements Store.
-func (s *SQLite) AppendAudit(ctx context.Context, rec *AuditRecord) error {
-	if len(rec.Detail) == 0 {
-		rec.Detail = []byte("{}")
-	}
-	if !json.Valid(rec.Detail) {
-		return fmt.Errorf("audit detail is not valid JSON")
-	}
-	s.auditMu.Lock()
-	defer s.auditMu.Unlock()
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	var seq int64
-	prev := GenesisHash
-	err = tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`).Scan(&seq, &prev)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return err
-	}
-	rec.Seq, rec.PrevHash = seq+1, prev
-	// Nanosecond precision survives the round trip through BIGINT, so the
-	// hash recomputed at verification matches.
-	rec.At = rec.At.UTC()
-	rec.Hash = AuditHash(rec)
-	if _, err := tx.ExecContext(ctx, `INSERT INTO audit (seq, at, actor, action, subject, detail_json, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		rec.Seq, ns(rec.At), rec.Actor, rec.Action, rec.Subject, string(rec.Detail), rec.PrevHash, rec.Hash); err != nil {
-		return err
-	}
-	return tx.Commit()
-}
-
-// ListAudit implements Store.
-func (s *SQLite) ListAudit(ctx context.Context, afterSeq int64, limit int) ([]*AuditRecord, error) {
-	if limit <= 0 {
-		limit = 100
-	}
-	rows, err := s.r.QueryContext(ctx, `SELECT seq, at, actor, action, subject, detail_json, prev_hash, hash FROM audit WHERE seq > ? ORDER BY seq LIMIT ?`, afterSeq, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*AuditRecord
-	for rows.Next() {
-		var r AuditRecord
-		var at int64
-		var detail string
-		if err := rows.Scan(&r.Seq, &at, &r.Actor, &r.Action, &r.Subject, &detail, &r.PrevHash, &r.Hash); err != nil {
-			return nil, err
-		}
-		r.At, r.Detail = tm(at), []byte(detail)
-		out = append(out, &r)
-	}
-	return out, rows.Err()
-}
-
-// VerifyAudit implements Store.
-func (s *SQLite) VerifyAudit(ctx context.Context) (*AuditCheck, error) {
-	chk := &AuditCheck{OK: true, HeadHash: GenesisHash}
-	var after int64
-	for {
-		recs, err := s.ListAudit(ctx, after, 1000)
-		if err != nil {
-			return nil, err
-		}
-		if len(recs) == 0 {
-			return chk, nil
-		}
-		for _, r := range recs {
-			chk.Records++
-			switch {
-			case r.Seq != after+1:
-				return fail(chk, after+1, fmt.Sprintf("record %d is missing (the next record is %d): the log was cut", after+1, r.Seq)), nil
-			case r.PrevHash != chk.HeadHash:
-				return fail(chk, r.Seq, "its previous-hash does not match the record before it: a record before it was changed or removed"), nil
-			case AuditHash(r) != r.Hash:
-				return fail(chk, r.Seq, "its content does not match its hash: the record was edited"), nil
-			}
-			chk.HeadHash = r.Hash
-			after = r.Seq
-		}
-	}
-}
-
-func fail(c *AuditCheck, seq int64, problem string) *AuditCheck {
-	c.OK, c.FirstBadSeq, c.Problem = false, seq, problem
-	return c
 }
 
 // ReplaceAccounts implements Store.

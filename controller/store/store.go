@@ -154,6 +154,11 @@ type AuditCheck struct {
 	FirstBadSeq int64
 	Problem     string
 	HeadHash    string
+	// Checkpoint is the newest signed checkpoint the chain was checked
+	// against (nil: none is stored, or no checkpoint key is set).
+	Checkpoint *Checkpoint
+	// AnchorOK is true when an anchor was given and the log still holds it.
+	AnchorOK bool
 }
 
 // Store is the controller's persistence.
@@ -206,8 +211,20 @@ type Store interface {
 	AppendAudit(ctx context.Context, rec *AuditRecord) error
 	// ListAudit returns records after seq, in order.
 	ListAudit(ctx context.Context, afterSeq int64, limit int) ([]*AuditRecord, error)
-	// VerifyAudit re-computes the chain.
+	// VerifyAudit re-computes the chain and checks it against the newest
+	// signed checkpoint of its head: a chain shorter than the checkpoint
+	// (a cut tail) or with another hash at its length (a recomputed
+	// chain) does not verify.
 	VerifyAudit(ctx context.Context) (*AuditCheck, error)
+	// VerifyAuditAnchor is VerifyAudit that also checks the chain still
+	// holds an anchor (a checkpoint exported earlier) at its position.
+	VerifyAuditAnchor(ctx context.Context, anchor *Checkpoint) (*AuditCheck, error)
+	// CheckpointKey is the key that signs and checks chain checkpoints
+	// (nil: none are written or checked).
+	CheckpointKey() *CheckpointKey
+	// AuditCheckpoint returns the newest signed checkpoint of the audit
+	// log's head, or nil when none is stored.
+	AuditCheckpoint(ctx context.Context) (*Checkpoint, error)
 
 	// ReplaceAccounts replaces the known accounts with a fresh discovery.
 	ReplaceAccounts(ctx context.Context, accounts []*Account) error

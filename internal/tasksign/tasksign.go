@@ -7,6 +7,7 @@ package tasksign
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/pem"
@@ -140,4 +141,16 @@ func fmtTime(ts *timestamppb.Timestamp) string {
 		return "(unset)"
 	}
 	return ts.AsTime().UTC().Format(time.RFC3339)
+}
+
+// DeriveKey derives an ed25519 key for another purpose from the task-signing
+// key (HKDF-SHA256 over its seed, with purpose as the info). Every
+// controller holding the task-signing key derives the same key, and a
+// signature by the derived key can never pass for a signed task.
+func (s *Signer) DeriveKey(purpose string) (ed25519.PrivateKey, error) {
+	seed, err := hkdf.Key(sha256.New, s.key.Seed(), nil, "firebreak "+purpose, ed25519.SeedSize)
+	if err != nil {
+		return nil, fmt.Errorf("deriving the %s key: %w", purpose, err)
+	}
+	return ed25519.NewKeyFromSeed(seed), nil
 }

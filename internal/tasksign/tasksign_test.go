@@ -120,3 +120,44 @@ func TestKeyPersists(t *testing.T) {
 		t.Fatal("the key changed across loads")
 	}
 }
+
+// TestDeriveKey checks that a derived key is stable across loads of the
+// task-signing key, differs by purpose, and is not the task-signing key.
+func TestDeriveKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "task.key")
+	a, err := tasksign.LoadOrCreateKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := tasksign.LoadOrCreateKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		x, y     *tasksign.Signer
+		px, py   string
+		wantSame bool
+	}{
+		{name: "same key, same purpose", x: a, y: b, px: "chain checkpoint", py: "chain checkpoint", wantSame: true},
+		{name: "same key, other purpose", x: a, y: b, px: "chain checkpoint", py: "something else"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			kx, err := tt.x.DeriveKey(tt.px)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ky, err := tt.y.DeriveKey(tt.py)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if kx.Equal(ky) != tt.wantSame {
+				t.Fatalf("derived keys equal: %v, want %v", kx.Equal(ky), tt.wantSame)
+			}
+			if kx.Public().(ed25519.PublicKey).Equal(a.PublicKey()) {
+				t.Fatal("the derived key is the task-signing key")
+			}
+		})
+	}
+}

@@ -1134,7 +1134,11 @@ type VerifyEvidenceRequest struct {
 	// evidence_id is the item to verify.
 	EvidenceId string `protobuf:"bytes,1,opt,name=evidence_id,json=evidenceId,proto3" json:"evidence_id,omitempty"`
 	// all verifies every item instead; evidence_id must then be empty.
-	All           bool `protobuf:"varint,2,opt,name=all,proto3" json:"all,omitempty"`
+	All bool `protobuf:"varint,2,opt,name=all,proto3" json:"all,omitempty"`
+	// anchor, when set, is a custody checkpoint of evidence_id exported
+	// earlier (GetCustodyResponse.checkpoint); the custody record must still
+	// hold it at its position. It needs evidence_id.
+	Anchor        *ChainCheckpoint `protobuf:"bytes,3,opt,name=anchor,proto3" json:"anchor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1181,6 +1185,13 @@ func (x *VerifyEvidenceRequest) GetAll() bool {
 		return x.All
 	}
 	return false
+}
+
+func (x *VerifyEvidenceRequest) GetAnchor() *ChainCheckpoint {
+	if x != nil {
+		return x.Anchor
+	}
+	return nil
 }
 
 // EvidenceVerification is the outcome of verifying one item.
@@ -1593,7 +1604,11 @@ type GetCustodyResponse struct {
 	// first_bad_seq is the first entry that does not verify (0 when ok).
 	FirstBadSeq uint64 `protobuf:"varint,4,opt,name=first_bad_seq,json=firstBadSeq,proto3" json:"first_bad_seq,omitempty"`
 	// problem says what does not verify.
-	Problem       string `protobuf:"bytes,5,opt,name=problem,proto3" json:"problem,omitempty"`
+	Problem string `protobuf:"bytes,5,opt,name=problem,proto3" json:"problem,omitempty"`
+	// checkpoint is the newest signed checkpoint of the item's custody head,
+	// which the record was checked against (unset when none is stored); it
+	// is the anchor `firebreak evidence head` exports.
+	Checkpoint    *ChainCheckpoint `protobuf:"bytes,6,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1663,11 +1678,18 @@ func (x *GetCustodyResponse) GetProblem() string {
 	return ""
 }
 
+func (x *GetCustodyResponse) GetCheckpoint() *ChainCheckpoint {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
 var File_firebreak_operator_v1_evidence_proto protoreflect.FileDescriptor
 
 const file_firebreak_operator_v1_evidence_proto_rawDesc = "" +
 	"\n" +
-	"$firebreak/operator/v1/evidence.proto\x12\x15firebreak.operator.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd4\x01\n" +
+	"$firebreak/operator/v1/evidence.proto\x12\x15firebreak.operator.v1\x1a&firebreak/operator/v1/checkpoint.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd4\x01\n" +
 	"\fEvidenceHost\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x1f\n" +
@@ -1753,11 +1775,12 @@ const file_firebreak_operator_v1_evidence_proto_rawDesc = "" +
 	"\x04info\x18\x01 \x01(\v2#.firebreak.operator.v1.EvidenceItemH\x00R\x04info\x129\n" +
 	"\x04data\x18\x02 \x01(\v2#.firebreak.operator.v1.EvidenceDataH\x00R\x04data\x126\n" +
 	"\x03end\x18\x03 \x01(\v2\".firebreak.operator.v1.EvidenceEndH\x00R\x03endB\x05\n" +
-	"\x03msg\"J\n" +
+	"\x03msg\"\x8a\x01\n" +
 	"\x15VerifyEvidenceRequest\x12\x1f\n" +
 	"\vevidence_id\x18\x01 \x01(\tR\n" +
 	"evidenceId\x12\x10\n" +
-	"\x03all\x18\x02 \x01(\bR\x03all\"\xe2\x02\n" +
+	"\x03all\x18\x02 \x01(\bR\x03all\x12>\n" +
+	"\x06anchor\x18\x03 \x01(\v2&.firebreak.operator.v1.ChainCheckpointR\x06anchor\"\xe2\x02\n" +
 	"\x14EvidenceVerification\x12\x1f\n" +
 	"\vevidence_id\x18\x01 \x01(\tR\n" +
 	"evidenceId\x12@\n" +
@@ -1788,13 +1811,16 @@ const file_firebreak_operator_v1_evidence_proto_rawDesc = "" +
 	"\vdetail_json\x18\x05 \x01(\fR\n" +
 	"detailJson\x12\x1b\n" +
 	"\tprev_hash\x18\x06 \x01(\tR\bprevHash\x12\x12\n" +
-	"\x04hash\x18\a \x01(\tR\x04hash\"\xe6\x01\n" +
+	"\x04hash\x18\a \x01(\tR\x04hash\"\xae\x02\n" +
 	"\x12GetCustodyResponse\x127\n" +
 	"\x04item\x18\x01 \x01(\v2#.firebreak.operator.v1.EvidenceItemR\x04item\x12>\n" +
 	"\arecords\x18\x02 \x03(\v2$.firebreak.operator.v1.CustodyRecordR\arecords\x12\x19\n" +
 	"\bchain_ok\x18\x03 \x01(\bR\achainOk\x12\"\n" +
 	"\rfirst_bad_seq\x18\x04 \x01(\x04R\vfirstBadSeq\x12\x18\n" +
-	"\aproblem\x18\x05 \x01(\tR\aproblem*\xf4\x01\n" +
+	"\aproblem\x18\x05 \x01(\tR\aproblem\x12F\n" +
+	"\n" +
+	"checkpoint\x18\x06 \x01(\v2&.firebreak.operator.v1.ChainCheckpointR\n" +
+	"checkpoint*\xf4\x01\n" +
 	"\x0fEvidenceVerdict\x12 \n" +
 	"\x1cEVIDENCE_VERDICT_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13EVIDENCE_VERDICT_OK\x10\x01\x12\x1d\n" +
@@ -1844,6 +1870,7 @@ var file_firebreak_operator_v1_evidence_proto_goTypes = []any{
 	(*CustodyRecord)(nil),          // 16: firebreak.operator.v1.CustodyRecord
 	(*GetCustodyResponse)(nil),     // 17: firebreak.operator.v1.GetCustodyResponse
 	(*timestamppb.Timestamp)(nil),  // 18: google.protobuf.Timestamp
+	(*ChainCheckpoint)(nil),        // 19: firebreak.operator.v1.ChainCheckpoint
 }
 var file_firebreak_operator_v1_evidence_proto_depIdxs = []int32{
 	2,  // 0: firebreak.operator.v1.EvidenceBundle.artifacts:type_name -> firebreak.operator.v1.EvidenceArtifactStatus
@@ -1859,26 +1886,28 @@ var file_firebreak_operator_v1_evidence_proto_depIdxs = []int32{
 	4,  // 10: firebreak.operator.v1.GetEvidenceResponse.info:type_name -> firebreak.operator.v1.EvidenceItem
 	8,  // 11: firebreak.operator.v1.GetEvidenceResponse.data:type_name -> firebreak.operator.v1.EvidenceData
 	9,  // 12: firebreak.operator.v1.GetEvidenceResponse.end:type_name -> firebreak.operator.v1.EvidenceEnd
-	0,  // 13: firebreak.operator.v1.EvidenceVerification.verdict:type_name -> firebreak.operator.v1.EvidenceVerdict
-	18, // 14: firebreak.operator.v1.EvidenceVerification.verified_at:type_name -> google.protobuf.Timestamp
-	13, // 15: firebreak.operator.v1.VerifyEvidenceResponse.started:type_name -> firebreak.operator.v1.VerifyStarted
-	12, // 16: firebreak.operator.v1.VerifyEvidenceResponse.result:type_name -> firebreak.operator.v1.EvidenceVerification
-	18, // 17: firebreak.operator.v1.CustodyRecord.at:type_name -> google.protobuf.Timestamp
-	4,  // 18: firebreak.operator.v1.GetCustodyResponse.item:type_name -> firebreak.operator.v1.EvidenceItem
-	16, // 19: firebreak.operator.v1.GetCustodyResponse.records:type_name -> firebreak.operator.v1.CustodyRecord
-	5,  // 20: firebreak.operator.v1.EvidenceService.ListEvidence:input_type -> firebreak.operator.v1.ListEvidenceRequest
-	7,  // 21: firebreak.operator.v1.EvidenceService.GetEvidence:input_type -> firebreak.operator.v1.GetEvidenceRequest
-	11, // 22: firebreak.operator.v1.EvidenceService.VerifyEvidence:input_type -> firebreak.operator.v1.VerifyEvidenceRequest
-	15, // 23: firebreak.operator.v1.EvidenceService.GetCustody:input_type -> firebreak.operator.v1.GetCustodyRequest
-	6,  // 24: firebreak.operator.v1.EvidenceService.ListEvidence:output_type -> firebreak.operator.v1.ListEvidenceResponse
-	10, // 25: firebreak.operator.v1.EvidenceService.GetEvidence:output_type -> firebreak.operator.v1.GetEvidenceResponse
-	14, // 26: firebreak.operator.v1.EvidenceService.VerifyEvidence:output_type -> firebreak.operator.v1.VerifyEvidenceResponse
-	17, // 27: firebreak.operator.v1.EvidenceService.GetCustody:output_type -> firebreak.operator.v1.GetCustodyResponse
-	24, // [24:28] is the sub-list for method output_type
-	20, // [20:24] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	19, // 13: firebreak.operator.v1.VerifyEvidenceRequest.anchor:type_name -> firebreak.operator.v1.ChainCheckpoint
+	0,  // 14: firebreak.operator.v1.EvidenceVerification.verdict:type_name -> firebreak.operator.v1.EvidenceVerdict
+	18, // 15: firebreak.operator.v1.EvidenceVerification.verified_at:type_name -> google.protobuf.Timestamp
+	13, // 16: firebreak.operator.v1.VerifyEvidenceResponse.started:type_name -> firebreak.operator.v1.VerifyStarted
+	12, // 17: firebreak.operator.v1.VerifyEvidenceResponse.result:type_name -> firebreak.operator.v1.EvidenceVerification
+	18, // 18: firebreak.operator.v1.CustodyRecord.at:type_name -> google.protobuf.Timestamp
+	4,  // 19: firebreak.operator.v1.GetCustodyResponse.item:type_name -> firebreak.operator.v1.EvidenceItem
+	16, // 20: firebreak.operator.v1.GetCustodyResponse.records:type_name -> firebreak.operator.v1.CustodyRecord
+	19, // 21: firebreak.operator.v1.GetCustodyResponse.checkpoint:type_name -> firebreak.operator.v1.ChainCheckpoint
+	5,  // 22: firebreak.operator.v1.EvidenceService.ListEvidence:input_type -> firebreak.operator.v1.ListEvidenceRequest
+	7,  // 23: firebreak.operator.v1.EvidenceService.GetEvidence:input_type -> firebreak.operator.v1.GetEvidenceRequest
+	11, // 24: firebreak.operator.v1.EvidenceService.VerifyEvidence:input_type -> firebreak.operator.v1.VerifyEvidenceRequest
+	15, // 25: firebreak.operator.v1.EvidenceService.GetCustody:input_type -> firebreak.operator.v1.GetCustodyRequest
+	6,  // 26: firebreak.operator.v1.EvidenceService.ListEvidence:output_type -> firebreak.operator.v1.ListEvidenceResponse
+	10, // 27: firebreak.operator.v1.EvidenceService.GetEvidence:output_type -> firebreak.operator.v1.GetEvidenceResponse
+	14, // 28: firebreak.operator.v1.EvidenceService.VerifyEvidence:output_type -> firebreak.operator.v1.VerifyEvidenceResponse
+	17, // 29: firebreak.operator.v1.EvidenceService.GetCustody:output_type -> firebreak.operator.v1.GetCustodyResponse
+	26, // [26:30] is the sub-list for method output_type
+	22, // [22:26] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_firebreak_operator_v1_evidence_proto_init() }
@@ -1886,6 +1915,7 @@ func file_firebreak_operator_v1_evidence_proto_init() {
 	if File_firebreak_operator_v1_evidence_proto != nil {
 		return
 	}
+	file_firebreak_operator_v1_checkpoint_proto_init()
 	file_firebreak_operator_v1_evidence_proto_msgTypes[9].OneofWrappers = []any{
 		(*GetEvidenceResponse_Info)(nil),
 		(*GetEvidenceResponse_Data)(nil),

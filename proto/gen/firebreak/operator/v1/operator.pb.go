@@ -2326,7 +2326,10 @@ func (x *ListAuditResponse) GetRecords() []*AuditRecord {
 
 // VerifyAuditRequest asks for a chain check.
 type VerifyAuditRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// anchor, when set, is a head exported earlier by GetAuditHead; the log
+	// must still hold it at its position.
+	Anchor        *ChainCheckpoint `protobuf:"bytes,1,opt,name=anchor,proto3" json:"anchor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2361,6 +2364,13 @@ func (*VerifyAuditRequest) Descriptor() ([]byte, []int) {
 	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{30}
 }
 
+func (x *VerifyAuditRequest) GetAnchor() *ChainCheckpoint {
+	if x != nil {
+		return x.Anchor
+	}
+	return nil
+}
+
 // VerifyAuditResponse reports the chain check.
 type VerifyAuditResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2373,7 +2383,12 @@ type VerifyAuditResponse struct {
 	// problem says what is wrong with it.
 	Problem string `protobuf:"bytes,4,opt,name=problem,proto3" json:"problem,omitempty"`
 	// head_hash is the hash of the last record.
-	HeadHash      string `protobuf:"bytes,5,opt,name=head_hash,json=headHash,proto3" json:"head_hash,omitempty"`
+	HeadHash string `protobuf:"bytes,5,opt,name=head_hash,json=headHash,proto3" json:"head_hash,omitempty"`
+	// checkpoint is the newest signed checkpoint the log was checked
+	// against (unset when none is stored).
+	Checkpoint *ChainCheckpoint `protobuf:"bytes,6,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	// anchor_ok is true when an anchor was given and the log holds it.
+	AnchorOk      bool `protobuf:"varint,7,opt,name=anchor_ok,json=anchorOk,proto3" json:"anchor_ok,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2441,6 +2456,20 @@ func (x *VerifyAuditResponse) GetHeadHash() string {
 		return x.HeadHash
 	}
 	return ""
+}
+
+func (x *VerifyAuditResponse) GetCheckpoint() *ChainCheckpoint {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+func (x *VerifyAuditResponse) GetAnchorOk() bool {
+	if x != nil {
+		return x.AnchorOk
+	}
+	return false
 }
 
 // ActionSummary is an action some agent offers, for discovery.
@@ -2892,11 +2921,95 @@ func (x *ListAccountsResponse) GetAccounts() []*AWSAccount {
 	return nil
 }
 
+// GetAuditHeadRequest asks for the audit log's signed head.
+type GetAuditHeadRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAuditHeadRequest) Reset() {
+	*x = GetAuditHeadRequest{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAuditHeadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAuditHeadRequest) ProtoMessage() {}
+
+func (x *GetAuditHeadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAuditHeadRequest.ProtoReflect.Descriptor instead.
+func (*GetAuditHeadRequest) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{40}
+}
+
+// GetAuditHeadResponse carries the audit log's signed head.
+type GetAuditHeadResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// head is the signed checkpoint of the newest record, which is the
+	// record of this export.
+	Head          *ChainCheckpoint `protobuf:"bytes,1,opt,name=head,proto3" json:"head,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAuditHeadResponse) Reset() {
+	*x = GetAuditHeadResponse{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAuditHeadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAuditHeadResponse) ProtoMessage() {}
+
+func (x *GetAuditHeadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAuditHeadResponse.ProtoReflect.Descriptor instead.
+func (*GetAuditHeadResponse) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *GetAuditHeadResponse) GetHead() *ChainCheckpoint {
+	if x != nil {
+		return x.Head
+	}
+	return nil
+}
+
 var File_firebreak_operator_v1_operator_proto protoreflect.FileDescriptor
 
 const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\n" +
-	"$firebreak/operator/v1/operator.proto\x12\x15firebreak.operator.v1\x1a\x1efirebreak/agent/v1/agent.proto\x1a firebreak/plugin/v1/plugin.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x0f\n" +
+	"$firebreak/operator/v1/operator.proto\x12\x15firebreak.operator.v1\x1a\x1efirebreak/agent/v1/agent.proto\x1a&firebreak/operator/v1/checkpoint.proto\x1a firebreak/plugin/v1/plugin.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x0f\n" +
 	"\rWhoamiRequest\"]\n" +
 	"\x0eWhoamiResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x127\n" +
@@ -3062,14 +3175,19 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\tafter_seq\x18\x01 \x01(\x04R\bafterSeq\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\rR\x05limit\"Q\n" +
 	"\x11ListAuditResponse\x12<\n" +
-	"\arecords\x18\x01 \x03(\v2\".firebreak.operator.v1.AuditRecordR\arecords\"\x14\n" +
-	"\x12VerifyAuditRequest\"\x9a\x01\n" +
+	"\arecords\x18\x01 \x03(\v2\".firebreak.operator.v1.AuditRecordR\arecords\"T\n" +
+	"\x12VerifyAuditRequest\x12>\n" +
+	"\x06anchor\x18\x01 \x01(\v2&.firebreak.operator.v1.ChainCheckpointR\x06anchor\"\xff\x01\n" +
 	"\x13VerifyAuditResponse\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x18\n" +
 	"\arecords\x18\x02 \x01(\x04R\arecords\x12\"\n" +
 	"\rfirst_bad_seq\x18\x03 \x01(\x04R\vfirstBadSeq\x12\x18\n" +
 	"\aproblem\x18\x04 \x01(\tR\aproblem\x12\x1b\n" +
-	"\thead_hash\x18\x05 \x01(\tR\bheadHash\"q\n" +
+	"\thead_hash\x18\x05 \x01(\tR\bheadHash\x12F\n" +
+	"\n" +
+	"checkpoint\x18\x06 \x01(\v2&.firebreak.operator.v1.ChainCheckpointR\n" +
+	"checkpoint\x12\x1b\n" +
+	"\tanchor_ok\x18\a \x01(\bR\banchorOk\"q\n" +
 	"\rActionSummary\x12H\n" +
 	"\vdescription\x18\x01 \x01(\v2&.firebreak.plugin.v1.ActionDescriptionR\vdescription\x12\x16\n" +
 	"\x06agents\x18\x02 \x01(\rR\x06agents\"\x14\n" +
@@ -3095,7 +3213,10 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x06run_id\x18\x03 \x01(\tR\x05runId\"\x15\n" +
 	"\x13ListAccountsRequest\"U\n" +
 	"\x14ListAccountsResponse\x12=\n" +
-	"\baccounts\x18\x01 \x03(\v2!.firebreak.operator.v1.AWSAccountR\baccounts*\x99\x01\n" +
+	"\baccounts\x18\x01 \x03(\v2!.firebreak.operator.v1.AWSAccountR\baccounts\"\x15\n" +
+	"\x13GetAuditHeadRequest\"R\n" +
+	"\x14GetAuditHeadResponse\x12:\n" +
+	"\x04head\x18\x01 \x01(\v2&.firebreak.operator.v1.ChainCheckpointR\x04head*\x99\x01\n" +
 	"\fOperatorRole\x12\x1d\n" +
 	"\x19OPERATOR_ROLE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14OPERATOR_ROLE_VIEWER\x10\x01\x12\x1b\n" +
@@ -3109,7 +3230,7 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x14RUN_STATUS_SUCCEEDED\x10\x03\x12\x15\n" +
 	"\x11RUN_STATUS_FAILED\x10\x04\x12\x18\n" +
 	"\x14RUN_STATUS_CANCELLED\x10\x05\x12\x17\n" +
-	"\x13RUN_STATUS_REJECTED\x10\x062\xb7\f\n" +
+	"\x13RUN_STATUS_REJECTED\x10\x062\xa0\r\n" +
 	"\x0fOperatorService\x12U\n" +
 	"\x06Whoami\x12$.firebreak.operator.v1.WhoamiRequest\x1a%.firebreak.operator.v1.WhoamiResponse\x12p\n" +
 	"\x0fCreateJoinToken\x12-.firebreak.operator.v1.CreateJoinTokenRequest\x1a..firebreak.operator.v1.CreateJoinTokenResponse\x12d\n" +
@@ -3128,7 +3249,8 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\fSyncAccounts\x12*.firebreak.operator.v1.SyncAccountsRequest\x1a+.firebreak.operator.v1.SyncAccountsResponse\x12g\n" +
 	"\fListAccounts\x12*.firebreak.operator.v1.ListAccountsRequest\x1a+.firebreak.operator.v1.ListAccountsResponse\x12^\n" +
 	"\tListAudit\x12'.firebreak.operator.v1.ListAuditRequest\x1a(.firebreak.operator.v1.ListAuditResponse\x12d\n" +
-	"\vVerifyAudit\x12).firebreak.operator.v1.VerifyAuditRequest\x1a*.firebreak.operator.v1.VerifyAuditResponseBNZLgithub.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1;operatorv1b\x06proto3"
+	"\vVerifyAudit\x12).firebreak.operator.v1.VerifyAuditRequest\x1a*.firebreak.operator.v1.VerifyAuditResponse\x12g\n" +
+	"\fGetAuditHead\x12*.firebreak.operator.v1.GetAuditHeadRequest\x1a+.firebreak.operator.v1.GetAuditHeadResponseBNZLgithub.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1;operatorv1b\x06proto3"
 
 var (
 	file_firebreak_operator_v1_operator_proto_rawDescOnce sync.Once
@@ -3143,7 +3265,7 @@ func file_firebreak_operator_v1_operator_proto_rawDescGZIP() []byte {
 }
 
 var file_firebreak_operator_v1_operator_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_firebreak_operator_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_firebreak_operator_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_firebreak_operator_v1_operator_proto_goTypes = []any{
 	(OperatorRole)(0),               // 0: firebreak.operator.v1.OperatorRole
 	(RunStatus)(0),                  // 1: firebreak.operator.v1.RunStatus
@@ -3187,45 +3309,48 @@ var file_firebreak_operator_v1_operator_proto_goTypes = []any{
 	(*SyncAccountsResponse)(nil),    // 39: firebreak.operator.v1.SyncAccountsResponse
 	(*ListAccountsRequest)(nil),     // 40: firebreak.operator.v1.ListAccountsRequest
 	(*ListAccountsResponse)(nil),    // 41: firebreak.operator.v1.ListAccountsResponse
-	nil,                             // 42: firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
-	nil,                             // 43: firebreak.operator.v1.CreateRunRequest.ParamsEntry
-	(v1.AgentRole)(0),               // 44: firebreak.agent.v1.AgentRole
-	(*durationpb.Duration)(nil),     // 45: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 46: google.protobuf.Timestamp
-	(*v1.AgentFacts)(nil),           // 47: firebreak.agent.v1.AgentFacts
-	(*v1.PluginInfo)(nil),           // 48: firebreak.agent.v1.PluginInfo
-	(v1.TaskStatus)(0),              // 49: firebreak.agent.v1.TaskStatus
-	(*v11.ActionDescription)(nil),   // 50: firebreak.plugin.v1.ActionDescription
+	(*GetAuditHeadRequest)(nil),     // 42: firebreak.operator.v1.GetAuditHeadRequest
+	(*GetAuditHeadResponse)(nil),    // 43: firebreak.operator.v1.GetAuditHeadResponse
+	nil,                             // 44: firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
+	nil,                             // 45: firebreak.operator.v1.CreateRunRequest.ParamsEntry
+	(v1.AgentRole)(0),               // 46: firebreak.agent.v1.AgentRole
+	(*durationpb.Duration)(nil),     // 47: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 48: google.protobuf.Timestamp
+	(*v1.AgentFacts)(nil),           // 49: firebreak.agent.v1.AgentFacts
+	(*v1.PluginInfo)(nil),           // 50: firebreak.agent.v1.PluginInfo
+	(v1.TaskStatus)(0),              // 51: firebreak.agent.v1.TaskStatus
+	(*ChainCheckpoint)(nil),         // 52: firebreak.operator.v1.ChainCheckpoint
+	(*v11.ActionDescription)(nil),   // 53: firebreak.plugin.v1.ActionDescription
 }
 var file_firebreak_operator_v1_operator_proto_depIdxs = []int32{
 	0,  // 0: firebreak.operator.v1.WhoamiResponse.role:type_name -> firebreak.operator.v1.OperatorRole
-	44, // 1: firebreak.operator.v1.CreateJoinTokenRequest.role:type_name -> firebreak.agent.v1.AgentRole
-	45, // 2: firebreak.operator.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
-	42, // 3: firebreak.operator.v1.CreateJoinTokenRequest.labels:type_name -> firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
-	46, // 4: firebreak.operator.v1.CreateJoinTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	46, // 1: firebreak.operator.v1.CreateJoinTokenRequest.role:type_name -> firebreak.agent.v1.AgentRole
+	47, // 2: firebreak.operator.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
+	44, // 3: firebreak.operator.v1.CreateJoinTokenRequest.labels:type_name -> firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
+	48, // 4: firebreak.operator.v1.CreateJoinTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: firebreak.operator.v1.AddOperatorRequest.role:type_name -> firebreak.operator.v1.OperatorRole
-	44, // 6: firebreak.operator.v1.Agent.role:type_name -> firebreak.agent.v1.AgentRole
-	47, // 7: firebreak.operator.v1.Agent.facts:type_name -> firebreak.agent.v1.AgentFacts
-	46, // 8: firebreak.operator.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	48, // 9: firebreak.operator.v1.Agent.plugins:type_name -> firebreak.agent.v1.PluginInfo
-	46, // 10: firebreak.operator.v1.Agent.enrolled_at:type_name -> google.protobuf.Timestamp
-	46, // 11: firebreak.operator.v1.Agent.cert_not_after:type_name -> google.protobuf.Timestamp
+	46, // 6: firebreak.operator.v1.Agent.role:type_name -> firebreak.agent.v1.AgentRole
+	49, // 7: firebreak.operator.v1.Agent.facts:type_name -> firebreak.agent.v1.AgentFacts
+	48, // 8: firebreak.operator.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	50, // 9: firebreak.operator.v1.Agent.plugins:type_name -> firebreak.agent.v1.PluginInfo
+	48, // 10: firebreak.operator.v1.Agent.enrolled_at:type_name -> google.protobuf.Timestamp
+	48, // 11: firebreak.operator.v1.Agent.cert_not_after:type_name -> google.protobuf.Timestamp
 	8,  // 12: firebreak.operator.v1.ListAgentsResponse.agents:type_name -> firebreak.operator.v1.Agent
-	43, // 13: firebreak.operator.v1.CreateRunRequest.params:type_name -> firebreak.operator.v1.CreateRunRequest.ParamsEntry
-	45, // 14: firebreak.operator.v1.CreateRunRequest.deadline:type_name -> google.protobuf.Duration
+	45, // 13: firebreak.operator.v1.CreateRunRequest.params:type_name -> firebreak.operator.v1.CreateRunRequest.ParamsEntry
+	47, // 14: firebreak.operator.v1.CreateRunRequest.deadline:type_name -> google.protobuf.Duration
 	13, // 15: firebreak.operator.v1.CreateRunResponse.run:type_name -> firebreak.operator.v1.Run
 	1,  // 16: firebreak.operator.v1.Run.status:type_name -> firebreak.operator.v1.RunStatus
-	46, // 17: firebreak.operator.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	46, // 18: firebreak.operator.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
-	46, // 19: firebreak.operator.v1.Run.deadline:type_name -> google.protobuf.Timestamp
+	48, // 17: firebreak.operator.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	48, // 18: firebreak.operator.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
+	48, // 19: firebreak.operator.v1.Run.deadline:type_name -> google.protobuf.Timestamp
 	14, // 20: firebreak.operator.v1.Run.counts:type_name -> firebreak.operator.v1.RunCounts
 	15, // 21: firebreak.operator.v1.Run.tasks:type_name -> firebreak.operator.v1.Task
 	16, // 22: firebreak.operator.v1.Run.approvals:type_name -> firebreak.operator.v1.Approval
-	49, // 23: firebreak.operator.v1.Task.status:type_name -> firebreak.agent.v1.TaskStatus
-	46, // 24: firebreak.operator.v1.Task.dispatched_at:type_name -> google.protobuf.Timestamp
-	46, // 25: firebreak.operator.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	46, // 26: firebreak.operator.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	46, // 27: firebreak.operator.v1.Approval.at:type_name -> google.protobuf.Timestamp
+	51, // 23: firebreak.operator.v1.Task.status:type_name -> firebreak.agent.v1.TaskStatus
+	48, // 24: firebreak.operator.v1.Task.dispatched_at:type_name -> google.protobuf.Timestamp
+	48, // 25: firebreak.operator.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	48, // 26: firebreak.operator.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	48, // 27: firebreak.operator.v1.Approval.at:type_name -> google.protobuf.Timestamp
 	13, // 28: firebreak.operator.v1.WatchRunResponse.snapshot:type_name -> firebreak.operator.v1.Run
 	15, // 29: firebreak.operator.v1.WatchRunResponse.task:type_name -> firebreak.operator.v1.Task
 	13, // 30: firebreak.operator.v1.WatchRunResponse.done:type_name -> firebreak.operator.v1.Run
@@ -3235,51 +3360,56 @@ var file_firebreak_operator_v1_operator_proto_depIdxs = []int32{
 	13, // 34: firebreak.operator.v1.ApproveRunResponse.run:type_name -> firebreak.operator.v1.Run
 	13, // 35: firebreak.operator.v1.RejectRunResponse.run:type_name -> firebreak.operator.v1.Run
 	13, // 36: firebreak.operator.v1.CancelRunResponse.run:type_name -> firebreak.operator.v1.Run
-	46, // 37: firebreak.operator.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	48, // 37: firebreak.operator.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
 	29, // 38: firebreak.operator.v1.ListAuditResponse.records:type_name -> firebreak.operator.v1.AuditRecord
-	50, // 39: firebreak.operator.v1.ActionSummary.description:type_name -> firebreak.plugin.v1.ActionDescription
-	34, // 40: firebreak.operator.v1.ListActionsResponse.actions:type_name -> firebreak.operator.v1.ActionSummary
-	46, // 41: firebreak.operator.v1.AWSAccount.synced_at:type_name -> google.protobuf.Timestamp
-	45, // 42: firebreak.operator.v1.SyncAccountsRequest.deadline:type_name -> google.protobuf.Duration
-	37, // 43: firebreak.operator.v1.SyncAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
-	37, // 44: firebreak.operator.v1.ListAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
-	2,  // 45: firebreak.operator.v1.OperatorService.Whoami:input_type -> firebreak.operator.v1.WhoamiRequest
-	4,  // 46: firebreak.operator.v1.OperatorService.CreateJoinToken:input_type -> firebreak.operator.v1.CreateJoinTokenRequest
-	6,  // 47: firebreak.operator.v1.OperatorService.AddOperator:input_type -> firebreak.operator.v1.AddOperatorRequest
-	9,  // 48: firebreak.operator.v1.OperatorService.ListAgents:input_type -> firebreak.operator.v1.ListAgentsRequest
-	11, // 49: firebreak.operator.v1.OperatorService.CreateRun:input_type -> firebreak.operator.v1.CreateRunRequest
-	17, // 50: firebreak.operator.v1.OperatorService.WatchRun:input_type -> firebreak.operator.v1.WatchRunRequest
-	19, // 51: firebreak.operator.v1.OperatorService.GetRun:input_type -> firebreak.operator.v1.GetRunRequest
-	21, // 52: firebreak.operator.v1.OperatorService.ListRuns:input_type -> firebreak.operator.v1.ListRunsRequest
-	23, // 53: firebreak.operator.v1.OperatorService.ApproveRun:input_type -> firebreak.operator.v1.ApproveRunRequest
-	25, // 54: firebreak.operator.v1.OperatorService.RejectRun:input_type -> firebreak.operator.v1.RejectRunRequest
-	27, // 55: firebreak.operator.v1.OperatorService.CancelRun:input_type -> firebreak.operator.v1.CancelRunRequest
-	35, // 56: firebreak.operator.v1.OperatorService.ListActions:input_type -> firebreak.operator.v1.ListActionsRequest
-	38, // 57: firebreak.operator.v1.OperatorService.SyncAccounts:input_type -> firebreak.operator.v1.SyncAccountsRequest
-	40, // 58: firebreak.operator.v1.OperatorService.ListAccounts:input_type -> firebreak.operator.v1.ListAccountsRequest
-	30, // 59: firebreak.operator.v1.OperatorService.ListAudit:input_type -> firebreak.operator.v1.ListAuditRequest
-	32, // 60: firebreak.operator.v1.OperatorService.VerifyAudit:input_type -> firebreak.operator.v1.VerifyAuditRequest
-	3,  // 61: firebreak.operator.v1.OperatorService.Whoami:output_type -> firebreak.operator.v1.WhoamiResponse
-	5,  // 62: firebreak.operator.v1.OperatorService.CreateJoinToken:output_type -> firebreak.operator.v1.CreateJoinTokenResponse
-	7,  // 63: firebreak.operator.v1.OperatorService.AddOperator:output_type -> firebreak.operator.v1.AddOperatorResponse
-	10, // 64: firebreak.operator.v1.OperatorService.ListAgents:output_type -> firebreak.operator.v1.ListAgentsResponse
-	12, // 65: firebreak.operator.v1.OperatorService.CreateRun:output_type -> firebreak.operator.v1.CreateRunResponse
-	18, // 66: firebreak.operator.v1.OperatorService.WatchRun:output_type -> firebreak.operator.v1.WatchRunResponse
-	20, // 67: firebreak.operator.v1.OperatorService.GetRun:output_type -> firebreak.operator.v1.GetRunResponse
-	22, // 68: firebreak.operator.v1.OperatorService.ListRuns:output_type -> firebreak.operator.v1.ListRunsResponse
-	24, // 69: firebreak.operator.v1.OperatorService.ApproveRun:output_type -> firebreak.operator.v1.ApproveRunResponse
-	26, // 70: firebreak.operator.v1.OperatorService.RejectRun:output_type -> firebreak.operator.v1.RejectRunResponse
-	28, // 71: firebreak.operator.v1.OperatorService.CancelRun:output_type -> firebreak.operator.v1.CancelRunResponse
-	36, // 72: firebreak.operator.v1.OperatorService.ListActions:output_type -> firebreak.operator.v1.ListActionsResponse
-	39, // 73: firebreak.operator.v1.OperatorService.SyncAccounts:output_type -> firebreak.operator.v1.SyncAccountsResponse
-	41, // 74: firebreak.operator.v1.OperatorService.ListAccounts:output_type -> firebreak.operator.v1.ListAccountsResponse
-	31, // 75: firebreak.operator.v1.OperatorService.ListAudit:output_type -> firebreak.operator.v1.ListAuditResponse
-	33, // 76: firebreak.operator.v1.OperatorService.VerifyAudit:output_type -> firebreak.operator.v1.VerifyAuditResponse
-	61, // [61:77] is the sub-list for method output_type
-	45, // [45:61] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	52, // 39: firebreak.operator.v1.VerifyAuditRequest.anchor:type_name -> firebreak.operator.v1.ChainCheckpoint
+	52, // 40: firebreak.operator.v1.VerifyAuditResponse.checkpoint:type_name -> firebreak.operator.v1.ChainCheckpoint
+	53, // 41: firebreak.operator.v1.ActionSummary.description:type_name -> firebreak.plugin.v1.ActionDescription
+	34, // 42: firebreak.operator.v1.ListActionsResponse.actions:type_name -> firebreak.operator.v1.ActionSummary
+	48, // 43: firebreak.operator.v1.AWSAccount.synced_at:type_name -> google.protobuf.Timestamp
+	47, // 44: firebreak.operator.v1.SyncAccountsRequest.deadline:type_name -> google.protobuf.Duration
+	37, // 45: firebreak.operator.v1.SyncAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
+	37, // 46: firebreak.operator.v1.ListAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
+	52, // 47: firebreak.operator.v1.GetAuditHeadResponse.head:type_name -> firebreak.operator.v1.ChainCheckpoint
+	2,  // 48: firebreak.operator.v1.OperatorService.Whoami:input_type -> firebreak.operator.v1.WhoamiRequest
+	4,  // 49: firebreak.operator.v1.OperatorService.CreateJoinToken:input_type -> firebreak.operator.v1.CreateJoinTokenRequest
+	6,  // 50: firebreak.operator.v1.OperatorService.AddOperator:input_type -> firebreak.operator.v1.AddOperatorRequest
+	9,  // 51: firebreak.operator.v1.OperatorService.ListAgents:input_type -> firebreak.operator.v1.ListAgentsRequest
+	11, // 52: firebreak.operator.v1.OperatorService.CreateRun:input_type -> firebreak.operator.v1.CreateRunRequest
+	17, // 53: firebreak.operator.v1.OperatorService.WatchRun:input_type -> firebreak.operator.v1.WatchRunRequest
+	19, // 54: firebreak.operator.v1.OperatorService.GetRun:input_type -> firebreak.operator.v1.GetRunRequest
+	21, // 55: firebreak.operator.v1.OperatorService.ListRuns:input_type -> firebreak.operator.v1.ListRunsRequest
+	23, // 56: firebreak.operator.v1.OperatorService.ApproveRun:input_type -> firebreak.operator.v1.ApproveRunRequest
+	25, // 57: firebreak.operator.v1.OperatorService.RejectRun:input_type -> firebreak.operator.v1.RejectRunRequest
+	27, // 58: firebreak.operator.v1.OperatorService.CancelRun:input_type -> firebreak.operator.v1.CancelRunRequest
+	35, // 59: firebreak.operator.v1.OperatorService.ListActions:input_type -> firebreak.operator.v1.ListActionsRequest
+	38, // 60: firebreak.operator.v1.OperatorService.SyncAccounts:input_type -> firebreak.operator.v1.SyncAccountsRequest
+	40, // 61: firebreak.operator.v1.OperatorService.ListAccounts:input_type -> firebreak.operator.v1.ListAccountsRequest
+	30, // 62: firebreak.operator.v1.OperatorService.ListAudit:input_type -> firebreak.operator.v1.ListAuditRequest
+	32, // 63: firebreak.operator.v1.OperatorService.VerifyAudit:input_type -> firebreak.operator.v1.VerifyAuditRequest
+	42, // 64: firebreak.operator.v1.OperatorService.GetAuditHead:input_type -> firebreak.operator.v1.GetAuditHeadRequest
+	3,  // 65: firebreak.operator.v1.OperatorService.Whoami:output_type -> firebreak.operator.v1.WhoamiResponse
+	5,  // 66: firebreak.operator.v1.OperatorService.CreateJoinToken:output_type -> firebreak.operator.v1.CreateJoinTokenResponse
+	7,  // 67: firebreak.operator.v1.OperatorService.AddOperator:output_type -> firebreak.operator.v1.AddOperatorResponse
+	10, // 68: firebreak.operator.v1.OperatorService.ListAgents:output_type -> firebreak.operator.v1.ListAgentsResponse
+	12, // 69: firebreak.operator.v1.OperatorService.CreateRun:output_type -> firebreak.operator.v1.CreateRunResponse
+	18, // 70: firebreak.operator.v1.OperatorService.WatchRun:output_type -> firebreak.operator.v1.WatchRunResponse
+	20, // 71: firebreak.operator.v1.OperatorService.GetRun:output_type -> firebreak.operator.v1.GetRunResponse
+	22, // 72: firebreak.operator.v1.OperatorService.ListRuns:output_type -> firebreak.operator.v1.ListRunsResponse
+	24, // 73: firebreak.operator.v1.OperatorService.ApproveRun:output_type -> firebreak.operator.v1.ApproveRunResponse
+	26, // 74: firebreak.operator.v1.OperatorService.RejectRun:output_type -> firebreak.operator.v1.RejectRunResponse
+	28, // 75: firebreak.operator.v1.OperatorService.CancelRun:output_type -> firebreak.operator.v1.CancelRunResponse
+	36, // 76: firebreak.operator.v1.OperatorService.ListActions:output_type -> firebreak.operator.v1.ListActionsResponse
+	39, // 77: firebreak.operator.v1.OperatorService.SyncAccounts:output_type -> firebreak.operator.v1.SyncAccountsResponse
+	41, // 78: firebreak.operator.v1.OperatorService.ListAccounts:output_type -> firebreak.operator.v1.ListAccountsResponse
+	31, // 79: firebreak.operator.v1.OperatorService.ListAudit:output_type -> firebreak.operator.v1.ListAuditResponse
+	33, // 80: firebreak.operator.v1.OperatorService.VerifyAudit:output_type -> firebreak.operator.v1.VerifyAuditResponse
+	43, // 81: firebreak.operator.v1.OperatorService.GetAuditHead:output_type -> firebreak.operator.v1.GetAuditHeadResponse
+	65, // [65:82] is the sub-list for method output_type
+	48, // [48:65] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_firebreak_operator_v1_operator_proto_init() }
@@ -3287,6 +3417,7 @@ func file_firebreak_operator_v1_operator_proto_init() {
 	if File_firebreak_operator_v1_operator_proto != nil {
 		return
 	}
+	file_firebreak_operator_v1_checkpoint_proto_init()
 	file_firebreak_operator_v1_operator_proto_msgTypes[16].OneofWrappers = []any{
 		(*WatchRunResponse_Snapshot)(nil),
 		(*WatchRunResponse_Task)(nil),
@@ -3299,7 +3430,7 @@ func file_firebreak_operator_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_firebreak_operator_v1_operator_proto_rawDesc), len(file_firebreak_operator_v1_operator_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   42,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

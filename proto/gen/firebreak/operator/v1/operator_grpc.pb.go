@@ -35,6 +35,7 @@ const (
 	OperatorService_ListAccounts_FullMethodName    = "/firebreak.operator.v1.OperatorService/ListAccounts"
 	OperatorService_ListAudit_FullMethodName       = "/firebreak.operator.v1.OperatorService/ListAudit"
 	OperatorService_VerifyAudit_FullMethodName     = "/firebreak.operator.v1.OperatorService/VerifyAudit"
+	OperatorService_GetAuditHead_FullMethodName    = "/firebreak.operator.v1.OperatorService/GetAuditHead"
 )
 
 // OperatorServiceClient is the client API for OperatorService service.
@@ -89,6 +90,11 @@ type OperatorServiceClient interface {
 	// VerifyAudit re-computes the audit hash chain and reports the first
 	// record that does not match (viewer).
 	VerifyAudit(ctx context.Context, in *VerifyAuditRequest, opts ...grpc.CallOption) (*VerifyAuditResponse, error)
+	// GetAuditHead verifies the audit log, records the export in it, and
+	// returns the signed checkpoint of its head: an anchor to keep outside
+	// the controller for a later VerifyAudit (viewer). A log that does not
+	// verify has no head to export (DATA_LOSS).
+	GetAuditHead(ctx context.Context, in *GetAuditHeadRequest, opts ...grpc.CallOption) (*GetAuditHeadResponse, error)
 }
 
 type operatorServiceClient struct {
@@ -268,6 +274,16 @@ func (c *operatorServiceClient) VerifyAudit(ctx context.Context, in *VerifyAudit
 	return out, nil
 }
 
+func (c *operatorServiceClient) GetAuditHead(ctx context.Context, in *GetAuditHeadRequest, opts ...grpc.CallOption) (*GetAuditHeadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetAuditHeadResponse)
+	err := c.cc.Invoke(ctx, OperatorService_GetAuditHead_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OperatorServiceServer is the server API for OperatorService service.
 // All implementations must embed UnimplementedOperatorServiceServer
 // for forward compatibility.
@@ -320,6 +336,11 @@ type OperatorServiceServer interface {
 	// VerifyAudit re-computes the audit hash chain and reports the first
 	// record that does not match (viewer).
 	VerifyAudit(context.Context, *VerifyAuditRequest) (*VerifyAuditResponse, error)
+	// GetAuditHead verifies the audit log, records the export in it, and
+	// returns the signed checkpoint of its head: an anchor to keep outside
+	// the controller for a later VerifyAudit (viewer). A log that does not
+	// verify has no head to export (DATA_LOSS).
+	GetAuditHead(context.Context, *GetAuditHeadRequest) (*GetAuditHeadResponse, error)
 	mustEmbedUnimplementedOperatorServiceServer()
 }
 
@@ -377,6 +398,9 @@ func (UnimplementedOperatorServiceServer) ListAudit(context.Context, *ListAuditR
 }
 func (UnimplementedOperatorServiceServer) VerifyAudit(context.Context, *VerifyAuditRequest) (*VerifyAuditResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method VerifyAudit not implemented")
+}
+func (UnimplementedOperatorServiceServer) GetAuditHead(context.Context, *GetAuditHeadRequest) (*GetAuditHeadResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetAuditHead not implemented")
 }
 func (UnimplementedOperatorServiceServer) mustEmbedUnimplementedOperatorServiceServer() {}
 func (UnimplementedOperatorServiceServer) testEmbeddedByValue()                         {}
@@ -680,6 +704,24 @@ func _OperatorService_VerifyAudit_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OperatorService_GetAuditHead_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetAuditHeadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServiceServer).GetAuditHead(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OperatorService_GetAuditHead_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServiceServer).GetAuditHead(ctx, req.(*GetAuditHeadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // OperatorService_ServiceDesc is the grpc.ServiceDesc for OperatorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -746,6 +788,10 @@ var OperatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "VerifyAudit",
 			Handler:    _OperatorService_VerifyAudit_Handler,
+		},
+		{
+			MethodName: "GetAuditHead",
+			Handler:    _OperatorService_GetAuditHead_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
