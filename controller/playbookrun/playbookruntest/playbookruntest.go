@@ -21,6 +21,7 @@ import (
 
 	"github.com/firebreak-ir/firebreak/agent"
 	"github.com/firebreak-ir/firebreak/controller"
+	"github.com/firebreak-ir/firebreak/controller/actioncatalog"
 	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/plugins/sdk"
@@ -273,6 +274,17 @@ func (c *Controller) StartAgent(t testing.TB, o AgentOptions) *Agent {
 	tok, err := c.Operator.CreateJoinToken(Admin(context.Background()), &operatorv1.CreateJoinTokenRequest{Role: role})
 	if err != nil {
 		t.Fatalf("creating a join token: %v", err)
+	}
+	// The controller trusts only catalogued descriptions: the test's
+	// in-memory actions are registered, as an administrator would.
+	for _, act := range o.Actions {
+		d, err := act.Describe(context.Background())
+		if err != nil {
+			t.Fatalf("describing an action of agent %s: %v", o.Name, err)
+		}
+		if err := c.Actions.Register(d, actioncatalog.SourceRegistered); err != nil {
+			t.Fatalf("registering an action of agent %s: %v", o.Name, err)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := agent.New(ctx, agent.Config{Controller: c.Addr, CAFile: filepath.Join(c.DataDir, "ca.pem"), JoinToken: tok.GetToken(),
