@@ -179,6 +179,33 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
+// registered keeps the actions registered with each controller (by data
+// dir), so a controller restarted on the same data dir knows them again, as
+// an administrator's registration would last.
+var registered = &registrations{byDir: map[string][]*pluginv1.ActionDescription{}}
+
+type registrations struct {
+	mu    sync.Mutex
+	byDir map[string][]*pluginv1.ActionDescription
+}
+
+func (r *registrations) add(dir string, d *pluginv1.ActionDescription) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, cur := range r.byDir[dir] {
+		if cur.GetName() == d.GetName() {
+			return
+		}
+	}
+	r.byDir[dir] = append(r.byDir[dir], d)
+}
+
+func (r *registrations) get(dir string) []*pluginv1.ActionDescription {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*pluginv1.ActionDescription(nil), r.byDir[dir]...)
+}
+
 // StartController builds and runs a controller; it stops when the test
 // ends.
 func StartController(t testing.TB, o Options) *Controller {
@@ -194,7 +221,7 @@ func StartController(t testing.TB, o Options) *Controller {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c, err := controller.New(ctx, controller.Config{DataDir: o.DataDir, Listen: o.Listen, Incident: o.Incident, Logger: o.Logger,
-		ApprovalThreshold: o.ApprovalThreshold, Heartbeat: time.Second})
+		ApprovalThreshold: o.ApprovalThreshold, Heartbeat: time.Second, Actions: registered.get(o.DataDir)})
 	if err != nil {
 		cancel()
 		t.Fatalf("starting the controller: %v", err)
@@ -285,6 +312,7 @@ func (c *Controller) StartAgent(t testing.TB, o AgentOptions) *Agent {
 		if err := c.Actions.Register(d, actioncatalog.SourceRegistered); err != nil {
 			t.Fatalf("registering an action of agent %s: %v", o.Name, err)
 		}
+		registered.add(c.DataDir, d)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := agent.New(ctx, agent.Config{Controller: c.Addr, CAFile: filepath.Join(c.DataDir, "ca.pem"), JoinToken: tok.GetToken(),
