@@ -122,6 +122,13 @@ func (c *Catalogue) Entries() []*Entry {
 	return out
 }
 
+// Len returns the number of catalogued actions.
+func (c *Catalogue) Len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.byName)
+}
+
 // Descriptions returns every trusted description by name.
 func (c *Catalogue) Descriptions() map[string]*pluginv1.ActionDescription {
 	c.mu.RLock()

@@ -115,7 +115,8 @@ func (c *Config) CheckAndSetDefaults() error {
 // Service implements operatorv1.OperatorServiceServer.
 type Service struct {
 	operatorv1.UnimplementedOperatorServiceServer
-	cfg Config
+	cfg     Config
+	reviews actionReviews
 }
 
 // New returns the operator service.
@@ -253,7 +254,7 @@ func (s *Service) agents(ctx context.Context) ([]agentView, error) {
 			continue
 		}
 		v := agentView{a: a, facts: a.Facts, connected: s.cfg.Fleet.Connected(a.ID)}
-		v.actions, v.refused = s.cfg.Actions.Review(a.Plugins)
+		v.actions, v.refused = s.reviews.review(s.cfg.Actions, a.ID, a.Plugins)
 		if f := s.cfg.Fleet.Facts(a.ID); f != nil {
 			v.facts = f
 		}
