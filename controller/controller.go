@@ -26,6 +26,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/firebreak-ir/firebreak/controller/actioncatalog"
 	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/controller/dispatch"
 	"github.com/firebreak-ir/firebreak/controller/evidence"
@@ -36,8 +37,10 @@ import (
 	"github.com/firebreak-ir/firebreak/internal/rpcbuf"
 	"github.com/firebreak-ir/firebreak/internal/statedir"
 	"github.com/firebreak-ir/firebreak/internal/tasksign"
+	"github.com/firebreak-ir/firebreak/plugins/catalog"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
+	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
 )
 
 // Files the controller keeps in its data directory.
@@ -89,6 +92,10 @@ type Config struct {
 	Clock func() time.Time
 	// Ready, when set, receives the bound address once serving.
 	Ready func(addr string)
+	// Actions are trusted descriptions of actions beyond the first-party
+	// ones (in-process actions of the benchmarks and tests), added to the
+	// action catalogue. They cannot redefine a first-party action.
+	Actions []*pluginv1.ActionDescription
 }
 
 // CheckAndSetDefaults checks the configuration and sets defaults.
@@ -129,6 +136,9 @@ type Controller struct {
 	lis        net.Listener
 	// Incident holds the cases, the playbook executor and the intake.
 	Incident
+
+	// Actions is the trusted action catalogue.
+	Actions *actioncatalog.Catalogue
 }
 
 // New builds the controller: on first start it creates the CA, the
@@ -206,6 +216,18 @@ func (c *Controller) build(ctx context.Context) error {
 	cfg := c.cfg
 	var err error
 	var fl *fleet.Service
+	firstParty, err := catalog.Descriptions(ctx)
+	if err != nil {
+		return fmt.Errorf("describing the first-party actions: %w", err)
+	}
+	if c.Actions, err = actioncatalog.New(firstParty); err != nil {
+		return err
+	}
+	for _, d := range cfg.Actions {
+		if err := c.Actions.Register(d, actioncatalog.SourceRegistered); err != nil {
+			return err
+		}
+	}
 	// The dispatcher pushes through the fleet, and the fleet reports to the
 	// dispatcher; a small forwarder breaks the construction cycle.
 	pusher := &lazyPusher{}
@@ -230,7 +252,8 @@ func (c *Controller) build(ctx context.Context) error {
 		return err
 	}
 	fl, err = fleet.New(fleet.Config{Store: c.Store, CA: c.CA, Signer: c.Signer, Dispatcher: c.Dispatcher, Audit: c.Audit,
-		Logger: cfg.Logger, Clock: cfg.Clock, CertTTL: cfg.AgentCertTTL, Heartbeat: cfg.Heartbeat, Evidence: c.Evidence})
+		Logger: cfg.Logger, Clock: cfg.Clock, CertTTL: cfg.AgentCertTTL, Heartbeat: cfg.Heartbeat, Evidence: c.Evidence,
+		Actions: c.Actions})
 	if err != nil {
 		return err
 	}
@@ -238,7 +261,7 @@ func (c *Controller) build(ctx context.Context) error {
 	c.Fleet = fl
 	c.Operator, err = operator.New(operator.Config{Store: c.Store, CA: c.CA, Fleet: fl, Dispatcher: c.Dispatcher, Audit: c.Audit,
 		Logger: cfg.Logger, Clock: cfg.Clock, ApprovalThreshold: cfg.ApprovalThreshold, OperatorCertTTL: cfg.OperatorCertTTL,
-		Advertise: c.cfg.Advertise})
+		Advertise: c.cfg.Advertise, Actions: c.Actions})
 	if err != nil {
 		return err
 	}

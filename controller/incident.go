@@ -16,7 +16,6 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/intake"
 	"github.com/firebreak-ir/firebreak/controller/playbookrun"
 	"github.com/firebreak-ir/firebreak/controller/store"
-	"github.com/firebreak-ir/firebreak/plugins/catalog"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
@@ -91,10 +90,8 @@ func (c *Controller) buildIncident(ctx context.Context) error {
 	if _, err := library.List(); err != nil {
 		return err
 	}
-	known, err := catalog.Descriptions(ctx)
-	if err != nil {
-		return fmt.Errorf("describing the first-party actions: %w", err)
-	}
+	// Playbooks are validated against the trusted action catalogue only.
+	known := c.Actions.Descriptions()
 	c.Playbooks, err = playbookrun.New(playbookrun.Config{Writer: sq.Writer(), Reader: sq.Reader(), Library: library, Cases: c.Cases,
 		Runs: c.Operator, KnownActions: playbookrun.Catalog(known), Watcher: c.Dispatcher, RunStore: c.Store, Audit: c.Audit,
 		Logger: c.cfg.Logger, Clock: c.cfg.Clock})

@@ -29,6 +29,16 @@ type agentJSON struct {
 	Region     string            `json:"region,omitempty"`
 	Version    string            `json:"agent_version"`
 	CertExpiry *time.Time        `json:"cert_not_after,omitempty"`
+	// Suspect is set when the agent reported an action the controller does
+	// not send it: uncatalogued, or described otherwise than the catalogue.
+	Suspect        bool                `json:"suspect"`
+	RefusedActions []refusedActionJSON `json:"refused_actions"`
+}
+
+type refusedActionJSON struct {
+	Action      string   `json:"action"`
+	Reason      string   `json:"reason"`
+	Differences []string `json:"differences,omitempty"`
 }
 
 type pluginJSON struct {
@@ -59,7 +69,11 @@ func newAgentsCmd(g *globals) *cobra.Command {
 				j := agentJSON{ID: a.GetId(), Role: fleet.RoleName(a.GetRole()), Hostname: a.GetFacts().GetHostname(), Labels: a.GetFacts().GetLabels(),
 					Connected: a.GetConnected(), Isolated: a.GetFacts().GetIsolated(), Simulated: a.GetFacts().GetSimulated(),
 					InstanceID: a.GetFacts().GetInstanceId(), Account: a.GetFacts().GetAccount(), Region: a.GetFacts().GetRegion(),
-					Version: a.GetFacts().GetAgentVersion(), Plugins: []pluginJSON{}}
+					Version: a.GetFacts().GetAgentVersion(), Plugins: []pluginJSON{}, RefusedActions: []refusedActionJSON{}}
+				for _, r := range a.GetRefusedActions() {
+					j.RefusedActions = append(j.RefusedActions, refusedActionJSON{Action: r.GetAction(), Reason: r.GetReason(), Differences: r.GetDifferences()})
+				}
+				j.Suspect = len(j.RefusedActions) > 0
 				if j.Labels == nil {
 					j.Labels = map[string]string{}
 				}
@@ -96,8 +110,20 @@ func newAgentsCmd(g *globals) *cobra.Command {
 				if a.LastSeen != nil {
 					seen = time.Since(*a.LastSeen).Round(time.Second).String() + " ago"
 				}
+				if a.Suspect {
+					state += ",SUSPECT"
+				}
+				refused := map[string]bool{}
+				for _, r := range a.RefusedActions {
+					refused[r.Action] = true
+				}
 				var names []string
 				for _, p := range a.Plugins {
+					if refused[p.Name] {
+						// Marked: the controller does not send it this action.
+						names = append(names, p.Name+"!")
+						continue
+					}
 					names = append(names, p.Name)
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Hostname, a.Role, state, seen, labelString(a.Labels), strings.Join(names, ","))
@@ -106,12 +132,25 @@ func newAgentsCmd(g *globals) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(g.errOut, "%d agents\n", len(out))
+			if suspects := countSuspects(out); suspects > 0 {
+				fmt.Fprintf(g.errOut, "%d SUSPECT: PLUGIN! is an action the agent reports otherwise than the controller's catalogue; it is not sent that action (details: --json, audit agent.action_mismatch)\n", suspects)
+			}
 			return nil
 		},
 	}
 	list.Flags().StringVar(&sel, "select", "", "only agents matching this selector")
 	cmd.AddCommand(list)
 	return cmd
+}
+
+func countSuspects(agents []agentJSON) int {
+	n := 0
+	for _, a := range agents {
+		if a.Suspect {
+			n++
+		}
+	}
+	return n
 }
 
 func labelString(m map[string]string) string {
@@ -131,11 +170,16 @@ func labelString(m map[string]string) string {
 }
 
 func newActionsCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "actions", Short: "List the actions the fleet offers"}
+	cmd := &cobra.Command{Use: "actions", Short: "List the controller's action catalogue"}
 	list := &cobra.Command{
 		Use:   "list",
-		Short: "List actions with their domain, parameters and how many agents offer them",
-		Args:  cobra.NoArgs,
+		Short: "List the catalogue's actions with their domain, parameters and how many agents offer them",
+		Long: `List the controller's trusted action catalogue: the first-party actions built
+into the controller. Runs and playbooks take an action's parameters, defaults
+and destructive flag from here, never from an agent. AGENTS counts the agents
+that report the action with exactly this description; an agent that reports
+it otherwise is not sent it and is marked SUSPECT in ` + "`firebreak agents list`" + `.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, ctx, done, err := g.open(cmd.Context())
 			if err != nil {
@@ -163,12 +207,15 @@ func newActionsCmd(g *globals) *cobra.Command {
 				Description string      `json:"description"`
 				Agents      uint32      `json:"agents"`
 				Params      []paramJSON `json:"params"`
+				Source      string      `json:"source"`
+				Digest      string      `json:"digest"`
 			}
 			var out []actionJSON
 			for _, a := range resp.GetActions() {
 				d := a.GetDescription()
 				j := actionJSON{Name: d.GetName(), Version: d.GetVersion(), Domain: strings.ToLower(strings.TrimPrefix(d.GetDomain().String(), "DOMAIN_")),
-					Destructive: d.GetDestructive(), Rollback: d.GetRollbackAction(), Description: d.GetDescription(), Agents: a.GetAgents(), Params: []paramJSON{}}
+					Destructive: d.GetDestructive(), Rollback: d.GetRollbackAction(), Description: d.GetDescription(), Agents: a.GetAgents(), Params: []paramJSON{},
+					Source: a.GetSource(), Digest: a.GetDigest()}
 				for _, p := range d.GetParams() {
 					j.Params = append(j.Params, paramJSON{Name: p.GetName(), Type: strings.ToLower(strings.TrimPrefix(p.GetType().String(), "PARAM_TYPE_")),
 						Required: p.GetRequired(), Default: p.GetDefaultJson(), Allowed: p.GetAllowed(), Description: p.GetDescription()})

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/firebreak-ir/firebreak/controller/actioncatalog"
 	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/internal/ids"
@@ -63,6 +64,9 @@ type Config struct {
 	Heartbeat time.Duration
 	// Evidence receives uploads; nil refuses them.
 	Evidence EvidenceReceiver
+	// Actions is the trusted action catalogue that the actions reported in
+	// each hello are compared with (see actions.go); nil compares nothing.
+	Actions *actioncatalog.Catalogue
 }
 
 // CheckAndSetDefaults names missing dependencies and sets defaults.
@@ -453,6 +457,7 @@ func (s *Service) Connect(stream agentv1.AgentService_ConnectServer) error {
 	if err := s.putAgent(ctx, a); err != nil {
 		return status.Errorf(codes.Unavailable, "recording the agent: %v", err)
 	}
+	s.reviewActions(ctx, a)
 
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()

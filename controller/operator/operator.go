@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/firebreak-ir/firebreak/controller/actioncatalog"
 	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/controller/dispatch"
 	"github.com/firebreak-ir/firebreak/controller/fleet"
@@ -74,12 +75,18 @@ type Config struct {
 	OperatorCertTTL time.Duration
 	// Advertise is the controller address written into new credentials.
 	Advertise string
+	// Actions is the trusted action catalogue: runs take an action's
+	// schema, defaults and destructive flag from it, and only agents that
+	// report an action with the catalogue's exact description are its
+	// targets.
+	Actions *actioncatalog.Catalogue
 }
 
 // CheckAndSetDefaults names missing dependencies and sets defaults.
 func (c *Config) CheckAndSetDefaults() error {
 	var missing []string
-	for name, ok := range map[string]bool{"Store": c.Store != nil, "CA": c.CA != nil, "Fleet": c.Fleet != nil, "Dispatcher": c.Dispatcher != nil} {
+	for name, ok := range map[string]bool{"Store": c.Store != nil, "CA": c.CA != nil, "Fleet": c.Fleet != nil, "Dispatcher": c.Dispatcher != nil,
+		"Actions": c.Actions != nil} {
 		if !ok {
 			missing = append(missing, name)
 		}
@@ -109,7 +116,8 @@ func (c *Config) CheckAndSetDefaults() error {
 // Service implements operatorv1.OperatorServiceServer.
 type Service struct {
 	operatorv1.UnimplementedOperatorServiceServer
-	cfg Config
+	cfg     Config
+	reviews actionReviews
 }
 
 // New returns the operator service.
@@ -229,6 +237,11 @@ type agentView struct {
 	a         *store.Agent
 	facts     *agentv1.AgentFacts
 	connected bool
+	// actions are the actions the agent reported with the catalogue's
+	// exact description: the only ones it is a target for.
+	actions map[string]bool
+	// refused are the actions it reported that it is not sent.
+	refused []actioncatalog.Refusal
 }
 
 func (s *Service) agents(ctx context.Context) ([]agentView, error) {
@@ -242,6 +255,7 @@ func (s *Service) agents(ctx context.Context) ([]agentView, error) {
 			continue
 		}
 		v := agentView{a: a, facts: a.Facts, connected: s.cfg.Fleet.Connected(a.ID)}
+		v.actions, v.refused = s.reviews.review(s.cfg.Actions, a.ID, a.Plugins)
 		if f := s.cfg.Fleet.Facts(a.ID); f != nil {
 			v.facts = f
 		}
@@ -275,7 +289,8 @@ func (s *Service) ListAgents(ctx context.Context, req *operatorv1.ListAgentsRequ
 			continue
 		}
 		resp.Agents = append(resp.Agents, &operatorv1.Agent{Id: v.a.ID, Role: roleEnum(v.a.Role), Facts: v.facts, Connected: v.connected,
-			LastSeen: tsOrNil(v.a.LastSeen), Plugins: v.a.Plugins, EnrolledAt: tsOrNil(v.a.EnrolledAt), CertNotAfter: tsOrNil(v.a.CertNotAfter)})
+			LastSeen: tsOrNil(v.a.LastSeen), Plugins: v.a.Plugins, EnrolledAt: tsOrNil(v.a.EnrolledAt), CertNotAfter: tsOrNil(v.a.CertNotAfter),
+			RefusedActions: refusalProtos(v.refused)})
 	}
 	return resp, nil
 }
@@ -291,31 +306,33 @@ func tsOrNil(t time.Time) *timestamppb.Timestamp {
 	return timestamppb.New(t)
 }
 
-// ListActions implements operatorv1.OperatorServiceServer.
+func refusalProtos(rs []actioncatalog.Refusal) []*operatorv1.RefusedAction {
+	var out []*operatorv1.RefusedAction
+	for _, r := range rs {
+		out = append(out, &operatorv1.RefusedAction{Action: r.Action, Reason: r.Reason, Differences: r.Differences})
+	}
+	return out
+}
+
+// ListActions implements operatorv1.OperatorServiceServer. It lists the
+// catalogue's trusted descriptions, each with the number of agents that
+// report it exactly; what an agent says about an action is never shown as
+// the action's description.
 func (s *Service) ListActions(ctx context.Context, _ *operatorv1.ListActionsRequest) (*operatorv1.ListActionsResponse, error) {
 	views, err := s.agents(ctx)
 	if err != nil {
 		return nil, err
 	}
-	byName := map[string]*operatorv1.ActionSummary{}
-	for _, v := range views {
-		for _, p := range v.a.Plugins {
-			d := p.GetDescription()
-			sum := byName[d.GetName()]
-			if sum == nil {
-				sum = &operatorv1.ActionSummary{Description: d}
-				byName[d.GetName()] = sum
-			}
-			sum.Agents++
-		}
-	}
 	resp := &operatorv1.ListActionsResponse{}
-	for _, sum := range byName {
+	for _, e := range s.cfg.Actions.Entries() {
+		sum := &operatorv1.ActionSummary{Description: e.Description, Digest: e.Digest, Source: e.Source}
+		for _, v := range views {
+			if v.actions[e.Description.GetName()] {
+				sum.Agents++
+			}
+		}
 		resp.Actions = append(resp.Actions, sum)
 	}
-	sort.Slice(resp.Actions, func(i, j int) bool {
-		return resp.Actions[i].GetDescription().GetName() < resp.Actions[j].GetDescription().GetName()
-	})
 	return resp, nil
 }
 
@@ -444,41 +461,52 @@ func (s *Service) Plan(ctx context.Context, req *operatorv1.CreateRunRequest) (*
 }
 
 // matchAgents returns the agents the selector matches that offer the
-// action, and the action's description (the newest version seen).
+// action, and the action's trusted description from the catalogue.
 func (s *Service) matchAgents(ctx context.Context, sel *selector.Selector, action string) ([]agentView, *pluginv1.ActionDescription, error) {
+	// Security-critical: the action's schema, defaults and destructive
+	// flag come from the controller's catalogue, never from an agent.
+	desc, ok := s.cfg.Actions.Lookup(action)
+	if !ok {
+		return nil, nil, status.Errorf(codes.InvalidArgument, "unknown action %q: it is not in the controller's action catalogue (see `firebreak actions list`)", action)
+	}
 	views, err := s.agents(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
 	var matched, withAction []agentView
-	var desc *pluginv1.ActionDescription
 	offered := map[string]bool{}
+	refused := 0
 	for _, v := range views {
 		if !sel.Match(target(v)) {
 			continue
 		}
 		matched = append(matched, v)
-		for _, p := range v.a.Plugins {
-			offered[p.GetDescription().GetName()] = true
-			if p.GetDescription().GetName() == action {
-				withAction = append(withAction, v)
-				if desc == nil || p.GetDescription().GetVersion() > desc.GetVersion() {
-					desc = p.GetDescription()
-				}
-			}
+		for n := range v.actions {
+			offered[n] = true
+		}
+		// Security-critical: an agent that describes the action otherwise
+		// than the catalogue (or twice) is not a target for it.
+		if v.actions[action] {
+			withAction = append(withAction, v)
+		} else if slices.ContainsFunc(v.refused, func(r actioncatalog.Refusal) bool { return r.Action == action }) {
+			refused++
 		}
 	}
 	if len(matched) == 0 {
 		return nil, nil, status.Errorf(codes.FailedPrecondition, "selector %q matches no enrolled agent: check `firebreak agents list`", sel.String())
 	}
-	if desc == nil {
+	if len(withAction) == 0 {
 		names := make([]string, 0, len(offered))
 		for n := range offered {
 			names = append(names, n)
 		}
 		sort.Strings(names)
-		return nil, nil, status.Errorf(codes.InvalidArgument, "unknown action %q: none of the %d matching agents offers it (they offer: %s)",
-			action, len(matched), strings.Join(names, ", "))
+		extra := ""
+		if refused > 0 {
+			extra = fmt.Sprintf("; %d of them report it with a description that differs from the catalogue's (see `firebreak agents list`)", refused)
+		}
+		return nil, nil, status.Errorf(codes.InvalidArgument, "unknown action %q: none of the %d matching agents offers it (they offer: %s)%s",
+			action, len(matched), strings.Join(names, ", "), extra)
 	}
 	return withAction, desc, nil
 }

@@ -131,17 +131,23 @@ func (c Catalog) Lookup(name string) (*pluginv1.ActionDescription, bool) {
 	return d, ok
 }
 
-// ActionLister lists the fleet's actions; *operator.Service satisfies it.
+// ActionLister lists the controller's action catalogue; *operator.Service
+// satisfies it.
 type ActionLister interface {
-	// ListActions returns the actions enrolled agents offer.
+	// ListActions returns the catalogue's trusted descriptions, each with
+	// the number of agents that offer it at that description.
 	ListActions(ctx context.Context, req *operatorv1.ListActionsRequest) (*operatorv1.ListActionsResponse, error)
 }
 
-// FleetCatalog returns the actions the enrolled agents offer, as a
-// playbook catalogue. Where agents offer several versions of an action, the
-// highest version's description is used. Known actions (the first-party
-// ones) fill in what no agent offers right now: a playbook that names one
-// is valid, and its step fails at run time when no target offers it.
+// FleetCatalog returns, as a playbook catalogue, the actions of the
+// controller's trusted catalogue that some agent offers at the catalogue's
+// description. Known actions (the first-party ones) fill in what no agent
+// offers right now: a playbook that names one is valid, and its step fails
+// at run time when no target offers it.
+//
+// Security-critical: every description comes from the controller's
+// catalogue; what an agent reports about an action never shapes a
+// playbook's validation or its parameters.
 func FleetCatalog(ctx context.Context, l ActionLister, known Catalog) (Catalog, error) {
 	resp, err := l.ListActions(ctx, &operatorv1.ListActionsRequest{})
 	if err != nil {
@@ -152,9 +158,8 @@ func FleetCatalog(ctx context.Context, l ActionLister, known Catalog) (Catalog, 
 		c[name] = d
 	}
 	for _, a := range resp.GetActions() {
-		d := a.GetDescription()
-		if cur, ok := c[d.GetName()]; !ok || d.GetVersion() > cur.GetVersion() {
-			c[d.GetName()] = d
+		if a.GetAgents() > 0 {
+			c[a.GetDescription().GetName()] = a.GetDescription()
 		}
 	}
 	return c, nil

@@ -32,6 +32,7 @@ import (
 	"github.com/firebreak-ir/firebreak/plugins/sdk"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
+	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
 )
 
 // Actions are the built-in actions a benchmark can run.
@@ -97,8 +98,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	defer os.RemoveAll(dir)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// host-isolate-sim is no plugin binary's action, so the benchmark's
+	// controller catalogues it itself.
+	sim, err := hostisolate.NewSimulated().Describe(ctx)
+	if err != nil {
+		return nil, err
+	}
 	c, err := controller.New(ctx, controller.Config{DataDir: filepath.Join(dir, "controller"), Listen: "127.0.0.1:0",
-		Logger: o.Logger, ApprovalThreshold: o.Agents + 1, Heartbeat: time.Minute})
+		Logger: o.Logger, ApprovalThreshold: o.Agents + 1, Heartbeat: time.Minute, Actions: []*pluginv1.ActionDescription{sim}})
 	if err != nil {
 		return nil, err
 	}

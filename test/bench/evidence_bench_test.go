@@ -100,7 +100,12 @@ func startLab(b testing.TB, dir string, bandwidth int64) *lab {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	c, err := controller.New(ctx, controller.Config{DataDir: filepath.Join(dir, "controller"), Listen: "127.0.0.1:0", Logger: quiet})
+	emit, err := emitAction{}.Describe(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := controller.New(ctx, controller.Config{DataDir: filepath.Join(dir, "controller"), Listen: "127.0.0.1:0", Logger: quiet,
+		Actions: []*pluginv1.ActionDescription{emit}})
 	if err != nil {
 		b.Fatal(err)
 	}

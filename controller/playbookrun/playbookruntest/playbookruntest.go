@@ -21,6 +21,7 @@ import (
 
 	"github.com/firebreak-ir/firebreak/agent"
 	"github.com/firebreak-ir/firebreak/controller"
+	"github.com/firebreak-ir/firebreak/controller/actioncatalog"
 	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/plugins/sdk"
@@ -178,6 +179,33 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
+// registered keeps the actions registered with each controller (by data
+// dir), so a controller restarted on the same data dir knows them again, as
+// an administrator's registration would last.
+var registered = &registrations{byDir: map[string][]*pluginv1.ActionDescription{}}
+
+type registrations struct {
+	mu    sync.Mutex
+	byDir map[string][]*pluginv1.ActionDescription
+}
+
+func (r *registrations) add(dir string, d *pluginv1.ActionDescription) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, cur := range r.byDir[dir] {
+		if cur.GetName() == d.GetName() {
+			return
+		}
+	}
+	r.byDir[dir] = append(r.byDir[dir], d)
+}
+
+func (r *registrations) get(dir string) []*pluginv1.ActionDescription {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*pluginv1.ActionDescription(nil), r.byDir[dir]...)
+}
+
 // StartController builds and runs a controller; it stops when the test
 // ends.
 func StartController(t testing.TB, o Options) *Controller {
@@ -193,7 +221,7 @@ func StartController(t testing.TB, o Options) *Controller {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c, err := controller.New(ctx, controller.Config{DataDir: o.DataDir, Listen: o.Listen, Incident: o.Incident, Logger: o.Logger,
-		ApprovalThreshold: o.ApprovalThreshold, Heartbeat: time.Second})
+		ApprovalThreshold: o.ApprovalThreshold, Heartbeat: time.Second, Actions: registered.get(o.DataDir)})
 	if err != nil {
 		cancel()
 		t.Fatalf("starting the controller: %v", err)
@@ -273,6 +301,18 @@ func (c *Controller) StartAgent(t testing.TB, o AgentOptions) *Agent {
 	tok, err := c.Operator.CreateJoinToken(Admin(context.Background()), &operatorv1.CreateJoinTokenRequest{Role: role})
 	if err != nil {
 		t.Fatalf("creating a join token: %v", err)
+	}
+	// The controller trusts only catalogued descriptions: the test's
+	// in-memory actions are registered, as an administrator would.
+	for _, act := range o.Actions {
+		d, err := act.Describe(context.Background())
+		if err != nil {
+			t.Fatalf("describing an action of agent %s: %v", o.Name, err)
+		}
+		if err := c.Actions.Register(d, actioncatalog.SourceRegistered); err != nil {
+			t.Fatalf("registering an action of agent %s: %v", o.Name, err)
+		}
+		registered.add(c.DataDir, d)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := agent.New(ctx, agent.Config{Controller: c.Addr, CAFile: filepath.Join(c.DataDir, "ca.pem"), JoinToken: tok.GetToken(),

@@ -504,9 +504,14 @@ type Agent struct {
 	// enrolled_at is when the agent enrolled.
 	EnrolledAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=enrolled_at,json=enrolledAt,proto3" json:"enrolled_at,omitempty"`
 	// cert_not_after is when the agent's current certificate expires.
-	CertNotAfter  *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=cert_not_after,json=certNotAfter,proto3" json:"cert_not_after,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CertNotAfter *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=cert_not_after,json=certNotAfter,proto3" json:"cert_not_after,omitempty"`
+	// refused_actions are the actions the agent reported that the controller
+	// will not send it: not in the controller's action catalogue, or
+	// described differently from it. A non-empty list marks the agent as
+	// suspect.
+	RefusedActions []*RefusedAction `protobuf:"bytes,9,rep,name=refused_actions,json=refusedActions,proto3" json:"refused_actions,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Agent) Reset() {
@@ -595,6 +600,78 @@ func (x *Agent) GetCertNotAfter() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Agent) GetRefusedActions() []*RefusedAction {
+	if x != nil {
+		return x.RefusedActions
+	}
+	return nil
+}
+
+// RefusedAction is an action an agent reported that it is not a target for.
+type RefusedAction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// action is the action's name as the agent reported it.
+	Action string `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"`
+	// reason says why the action is refused.
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// differences name the description fields that differ from the
+	// catalogue's, e.g. "version", "destructive" or "params.allow".
+	Differences   []string `protobuf:"bytes,3,rep,name=differences,proto3" json:"differences,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefusedAction) Reset() {
+	*x = RefusedAction{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefusedAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefusedAction) ProtoMessage() {}
+
+func (x *RefusedAction) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefusedAction.ProtoReflect.Descriptor instead.
+func (*RefusedAction) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RefusedAction) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *RefusedAction) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RefusedAction) GetDifferences() []string {
+	if x != nil {
+		return x.Differences
+	}
+	return nil
+}
+
 // ListAgentsRequest filters the agent list.
 type ListAgentsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -606,7 +683,7 @@ type ListAgentsRequest struct {
 
 func (x *ListAgentsRequest) Reset() {
 	*x = ListAgentsRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[7]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -618,7 +695,7 @@ func (x *ListAgentsRequest) String() string {
 func (*ListAgentsRequest) ProtoMessage() {}
 
 func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[7]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -631,7 +708,7 @@ func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{7}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListAgentsRequest) GetSelector() string {
@@ -652,7 +729,7 @@ type ListAgentsResponse struct {
 
 func (x *ListAgentsResponse) Reset() {
 	*x = ListAgentsResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[8]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -664,7 +741,7 @@ func (x *ListAgentsResponse) String() string {
 func (*ListAgentsResponse) ProtoMessage() {}
 
 func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[8]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -677,7 +754,7 @@ func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{8}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListAgentsResponse) GetAgents() []*Agent {
@@ -735,7 +812,7 @@ type CreateRunRequest struct {
 
 func (x *CreateRunRequest) Reset() {
 	*x = CreateRunRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[9]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +824,7 @@ func (x *CreateRunRequest) String() string {
 func (*CreateRunRequest) ProtoMessage() {}
 
 func (x *CreateRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[9]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,7 +837,7 @@ func (x *CreateRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRunRequest.ProtoReflect.Descriptor instead.
 func (*CreateRunRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{9}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreateRunRequest) GetAction() string {
@@ -879,7 +956,7 @@ type CreateRunResponse struct {
 
 func (x *CreateRunResponse) Reset() {
 	*x = CreateRunResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[10]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -891,7 +968,7 @@ func (x *CreateRunResponse) String() string {
 func (*CreateRunResponse) ProtoMessage() {}
 
 func (x *CreateRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[10]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -904,7 +981,7 @@ func (x *CreateRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRunResponse.ProtoReflect.Descriptor instead.
 func (*CreateRunResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{10}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CreateRunResponse) GetRun() *Run {
@@ -963,7 +1040,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[11]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -975,7 +1052,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[11]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -988,7 +1065,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{11}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Run) GetId() string {
@@ -1147,7 +1224,7 @@ type RunCounts struct {
 
 func (x *RunCounts) Reset() {
 	*x = RunCounts{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[12]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1159,7 +1236,7 @@ func (x *RunCounts) String() string {
 func (*RunCounts) ProtoMessage() {}
 
 func (x *RunCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[12]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1172,7 +1249,7 @@ func (x *RunCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunCounts.ProtoReflect.Descriptor instead.
 func (*RunCounts) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{12}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RunCounts) GetTargets() uint32 {
@@ -1261,7 +1338,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[13]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1273,7 +1350,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[13]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1286,7 +1363,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{13}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Task) GetId() string {
@@ -1404,7 +1481,7 @@ type Approval struct {
 
 func (x *Approval) Reset() {
 	*x = Approval{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[14]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1416,7 +1493,7 @@ func (x *Approval) String() string {
 func (*Approval) ProtoMessage() {}
 
 func (x *Approval) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[14]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1429,7 +1506,7 @@ func (x *Approval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Approval.ProtoReflect.Descriptor instead.
 func (*Approval) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{14}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Approval) GetOperator() string {
@@ -1471,7 +1548,7 @@ type WatchRunRequest struct {
 
 func (x *WatchRunRequest) Reset() {
 	*x = WatchRunRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[15]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1483,7 +1560,7 @@ func (x *WatchRunRequest) String() string {
 func (*WatchRunRequest) ProtoMessage() {}
 
 func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[15]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1496,7 +1573,7 @@ func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRunRequest.ProtoReflect.Descriptor instead.
 func (*WatchRunRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{15}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WatchRunRequest) GetRunId() string {
@@ -1524,7 +1601,7 @@ type WatchRunResponse struct {
 
 func (x *WatchRunResponse) Reset() {
 	*x = WatchRunResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[16]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1536,7 +1613,7 @@ func (x *WatchRunResponse) String() string {
 func (*WatchRunResponse) ProtoMessage() {}
 
 func (x *WatchRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[16]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1549,7 +1626,7 @@ func (x *WatchRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRunResponse.ProtoReflect.Descriptor instead.
 func (*WatchRunResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{16}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WatchRunResponse) GetEvent() isWatchRunResponse_Event {
@@ -1638,7 +1715,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[17]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1650,7 +1727,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[17]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1663,7 +1740,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{17}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetRunRequest) GetRunId() string {
@@ -1684,7 +1761,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[18]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1696,7 +1773,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[18]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1709,7 +1786,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{18}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetRunResponse) GetRun() *Run {
@@ -1730,7 +1807,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[19]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1742,7 +1819,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[19]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1755,7 +1832,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{19}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListRunsRequest) GetLimit() uint32 {
@@ -1776,7 +1853,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[20]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1788,7 +1865,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[20]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1801,7 +1878,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{20}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListRunsResponse) GetRuns() []*Run {
@@ -1824,7 +1901,7 @@ type ApproveRunRequest struct {
 
 func (x *ApproveRunRequest) Reset() {
 	*x = ApproveRunRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[21]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1836,7 +1913,7 @@ func (x *ApproveRunRequest) String() string {
 func (*ApproveRunRequest) ProtoMessage() {}
 
 func (x *ApproveRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[21]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1849,7 +1926,7 @@ func (x *ApproveRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveRunRequest.ProtoReflect.Descriptor instead.
 func (*ApproveRunRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{21}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ApproveRunRequest) GetRunId() string {
@@ -1877,7 +1954,7 @@ type ApproveRunResponse struct {
 
 func (x *ApproveRunResponse) Reset() {
 	*x = ApproveRunResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[22]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1889,7 +1966,7 @@ func (x *ApproveRunResponse) String() string {
 func (*ApproveRunResponse) ProtoMessage() {}
 
 func (x *ApproveRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[22]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1902,7 +1979,7 @@ func (x *ApproveRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveRunResponse.ProtoReflect.Descriptor instead.
 func (*ApproveRunResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{22}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ApproveRunResponse) GetRun() *Run {
@@ -1925,7 +2002,7 @@ type RejectRunRequest struct {
 
 func (x *RejectRunRequest) Reset() {
 	*x = RejectRunRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[23]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1937,7 +2014,7 @@ func (x *RejectRunRequest) String() string {
 func (*RejectRunRequest) ProtoMessage() {}
 
 func (x *RejectRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[23]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1950,7 +2027,7 @@ func (x *RejectRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectRunRequest.ProtoReflect.Descriptor instead.
 func (*RejectRunRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{23}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RejectRunRequest) GetRunId() string {
@@ -1978,7 +2055,7 @@ type RejectRunResponse struct {
 
 func (x *RejectRunResponse) Reset() {
 	*x = RejectRunResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[24]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1990,7 +2067,7 @@ func (x *RejectRunResponse) String() string {
 func (*RejectRunResponse) ProtoMessage() {}
 
 func (x *RejectRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[24]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2003,7 +2080,7 @@ func (x *RejectRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectRunResponse.ProtoReflect.Descriptor instead.
 func (*RejectRunResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{24}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RejectRunResponse) GetRun() *Run {
@@ -2026,7 +2103,7 @@ type CancelRunRequest struct {
 
 func (x *CancelRunRequest) Reset() {
 	*x = CancelRunRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[25]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2038,7 +2115,7 @@ func (x *CancelRunRequest) String() string {
 func (*CancelRunRequest) ProtoMessage() {}
 
 func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[25]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2051,7 +2128,7 @@ func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunRequest.ProtoReflect.Descriptor instead.
 func (*CancelRunRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{25}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CancelRunRequest) GetRunId() string {
@@ -2079,7 +2156,7 @@ type CancelRunResponse struct {
 
 func (x *CancelRunResponse) Reset() {
 	*x = CancelRunResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[26]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2091,7 +2168,7 @@ func (x *CancelRunResponse) String() string {
 func (*CancelRunResponse) ProtoMessage() {}
 
 func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[26]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2104,7 +2181,7 @@ func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunResponse.ProtoReflect.Descriptor instead.
 func (*CancelRunResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{26}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CancelRunResponse) GetRun() *Run {
@@ -2139,7 +2216,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[27]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2151,7 +2228,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[27]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2164,7 +2241,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{27}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AuditRecord) GetSeq() uint64 {
@@ -2236,7 +2313,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[28]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2248,7 +2325,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[28]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2261,7 +2338,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{28}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListAuditRequest) GetAfterSeq() uint64 {
@@ -2289,7 +2366,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[29]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2301,7 +2378,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[29]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2314,7 +2391,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{29}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListAuditResponse) GetRecords() []*AuditRecord {
@@ -2336,7 +2413,7 @@ type VerifyAuditRequest struct {
 
 func (x *VerifyAuditRequest) Reset() {
 	*x = VerifyAuditRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[30]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2348,7 +2425,7 @@ func (x *VerifyAuditRequest) String() string {
 func (*VerifyAuditRequest) ProtoMessage() {}
 
 func (x *VerifyAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[30]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2361,7 +2438,7 @@ func (x *VerifyAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyAuditRequest.ProtoReflect.Descriptor instead.
 func (*VerifyAuditRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{30}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *VerifyAuditRequest) GetAnchor() *ChainCheckpoint {
@@ -2395,7 +2472,7 @@ type VerifyAuditResponse struct {
 
 func (x *VerifyAuditResponse) Reset() {
 	*x = VerifyAuditResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[31]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2407,7 +2484,7 @@ func (x *VerifyAuditResponse) String() string {
 func (*VerifyAuditResponse) ProtoMessage() {}
 
 func (x *VerifyAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[31]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2420,7 +2497,7 @@ func (x *VerifyAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyAuditResponse.ProtoReflect.Descriptor instead.
 func (*VerifyAuditResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{31}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *VerifyAuditResponse) GetOk() bool {
@@ -2472,20 +2549,24 @@ func (x *VerifyAuditResponse) GetAnchorOk() bool {
 	return false
 }
 
-// ActionSummary is an action some agent offers, for discovery.
+// ActionSummary is an action of the controller's trusted catalogue.
 type ActionSummary struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// description is the plugin's description.
+	// description is the controller's trusted description of the action.
 	Description *v11.ActionDescription `protobuf:"bytes,1,opt,name=description,proto3" json:"description,omitempty"`
-	// agents is how many agents offer it.
-	Agents        uint32 `protobuf:"varint,2,opt,name=agents,proto3" json:"agents,omitempty"`
+	// agents is how many agents offer it with exactly this description.
+	Agents uint32 `protobuf:"varint,2,opt,name=agents,proto3" json:"agents,omitempty"`
+	// digest is the hex SHA-256 of the description's deterministic encoding.
+	Digest string `protobuf:"bytes,3,opt,name=digest,proto3" json:"digest,omitempty"`
+	// source is "first-party" (built into the controller) or "registered".
+	Source        string `protobuf:"bytes,4,opt,name=source,proto3" json:"source,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ActionSummary) Reset() {
 	*x = ActionSummary{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[32]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2497,7 +2578,7 @@ func (x *ActionSummary) String() string {
 func (*ActionSummary) ProtoMessage() {}
 
 func (x *ActionSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[32]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2510,7 +2591,7 @@ func (x *ActionSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionSummary.ProtoReflect.Descriptor instead.
 func (*ActionSummary) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{32}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ActionSummary) GetDescription() *v11.ActionDescription {
@@ -2527,7 +2608,21 @@ func (x *ActionSummary) GetAgents() uint32 {
 	return 0
 }
 
-// ListActionsRequest asks for the fleet's actions.
+func (x *ActionSummary) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *ActionSummary) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+// ListActionsRequest asks for the controller's action catalogue.
 type ListActionsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2536,7 +2631,7 @@ type ListActionsRequest struct {
 
 func (x *ListActionsRequest) Reset() {
 	*x = ListActionsRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[33]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2548,7 +2643,7 @@ func (x *ListActionsRequest) String() string {
 func (*ListActionsRequest) ProtoMessage() {}
 
 func (x *ListActionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[33]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2561,7 +2656,7 @@ func (x *ListActionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListActionsRequest.ProtoReflect.Descriptor instead.
 func (*ListActionsRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{33}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{34}
 }
 
 // ListActionsResponse lists actions by name.
@@ -2575,7 +2670,7 @@ type ListActionsResponse struct {
 
 func (x *ListActionsResponse) Reset() {
 	*x = ListActionsResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[34]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2587,7 +2682,7 @@ func (x *ListActionsResponse) String() string {
 func (*ListActionsResponse) ProtoMessage() {}
 
 func (x *ListActionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[34]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2600,7 +2695,7 @@ func (x *ListActionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListActionsResponse.ProtoReflect.Descriptor instead.
 func (*ListActionsResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{34}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListActionsResponse) GetActions() []*ActionSummary {
@@ -2633,7 +2728,7 @@ type AWSAccount struct {
 
 func (x *AWSAccount) Reset() {
 	*x = AWSAccount{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[35]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2645,7 +2740,7 @@ func (x *AWSAccount) String() string {
 func (*AWSAccount) ProtoMessage() {}
 
 func (x *AWSAccount) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[35]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2658,7 +2753,7 @@ func (x *AWSAccount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AWSAccount.ProtoReflect.Descriptor instead.
 func (*AWSAccount) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{35}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *AWSAccount) GetId() string {
@@ -2725,7 +2820,7 @@ type SyncAccountsRequest struct {
 
 func (x *SyncAccountsRequest) Reset() {
 	*x = SyncAccountsRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[36]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2737,7 +2832,7 @@ func (x *SyncAccountsRequest) String() string {
 func (*SyncAccountsRequest) ProtoMessage() {}
 
 func (x *SyncAccountsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[36]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2750,7 +2845,7 @@ func (x *SyncAccountsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncAccountsRequest.ProtoReflect.Descriptor instead.
 func (*SyncAccountsRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{36}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SyncAccountsRequest) GetManagementAccount() string {
@@ -2789,7 +2884,7 @@ type SyncAccountsResponse struct {
 
 func (x *SyncAccountsResponse) Reset() {
 	*x = SyncAccountsResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[37]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2801,7 +2896,7 @@ func (x *SyncAccountsResponse) String() string {
 func (*SyncAccountsResponse) ProtoMessage() {}
 
 func (x *SyncAccountsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[37]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2814,7 +2909,7 @@ func (x *SyncAccountsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncAccountsResponse.ProtoReflect.Descriptor instead.
 func (*SyncAccountsResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{37}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *SyncAccountsResponse) GetAccounts() []*AWSAccount {
@@ -2847,7 +2942,7 @@ type ListAccountsRequest struct {
 
 func (x *ListAccountsRequest) Reset() {
 	*x = ListAccountsRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[38]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2859,7 +2954,7 @@ func (x *ListAccountsRequest) String() string {
 func (*ListAccountsRequest) ProtoMessage() {}
 
 func (x *ListAccountsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[38]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2872,7 +2967,7 @@ func (x *ListAccountsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccountsRequest.ProtoReflect.Descriptor instead.
 func (*ListAccountsRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{38}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{39}
 }
 
 // ListAccountsResponse lists the known accounts.
@@ -2886,7 +2981,7 @@ type ListAccountsResponse struct {
 
 func (x *ListAccountsResponse) Reset() {
 	*x = ListAccountsResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[39]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2898,7 +2993,7 @@ func (x *ListAccountsResponse) String() string {
 func (*ListAccountsResponse) ProtoMessage() {}
 
 func (x *ListAccountsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[39]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2911,7 +3006,7 @@ func (x *ListAccountsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccountsResponse.ProtoReflect.Descriptor instead.
 func (*ListAccountsResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{39}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListAccountsResponse) GetAccounts() []*AWSAccount {
@@ -2930,7 +3025,7 @@ type GetAuditHeadRequest struct {
 
 func (x *GetAuditHeadRequest) Reset() {
 	*x = GetAuditHeadRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[40]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2942,7 +3037,7 @@ func (x *GetAuditHeadRequest) String() string {
 func (*GetAuditHeadRequest) ProtoMessage() {}
 
 func (x *GetAuditHeadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[40]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2955,7 +3050,7 @@ func (x *GetAuditHeadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAuditHeadRequest.ProtoReflect.Descriptor instead.
 func (*GetAuditHeadRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{40}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{41}
 }
 
 // GetAuditHeadResponse carries the audit log's signed head.
@@ -2970,7 +3065,7 @@ type GetAuditHeadResponse struct {
 
 func (x *GetAuditHeadResponse) Reset() {
 	*x = GetAuditHeadResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[41]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2982,7 +3077,7 @@ func (x *GetAuditHeadResponse) String() string {
 func (*GetAuditHeadResponse) ProtoMessage() {}
 
 func (x *GetAuditHeadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[41]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2995,7 +3090,7 @@ func (x *GetAuditHeadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAuditHeadResponse.ProtoReflect.Descriptor instead.
 func (*GetAuditHeadResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{41}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetAuditHeadResponse) GetHead() *ChainCheckpoint {
@@ -3032,7 +3127,7 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x04role\x18\x02 \x01(\x0e2#.firebreak.operator.v1.OperatorRoleR\x04role\"4\n" +
 	"\x13AddOperatorResponse\x12\x1d\n" +
 	"\n" +
-	"creds_json\x18\x01 \x01(\fR\tcredsJson\"\x90\x03\n" +
+	"creds_json\x18\x01 \x01(\fR\tcredsJson\"\xdf\x03\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x121\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x1d.firebreak.agent.v1.AgentRoleR\x04role\x124\n" +
@@ -3042,7 +3137,12 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\aplugins\x18\x06 \x03(\v2\x1e.firebreak.agent.v1.PluginInfoR\aplugins\x12;\n" +
 	"\venrolled_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"enrolledAt\x12@\n" +
-	"\x0ecert_not_after\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\fcertNotAfter\"/\n" +
+	"\x0ecert_not_after\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\fcertNotAfter\x12M\n" +
+	"\x0frefused_actions\x18\t \x03(\v2$.firebreak.operator.v1.RefusedActionR\x0erefusedActions\"a\n" +
+	"\rRefusedAction\x12\x16\n" +
+	"\x06action\x18\x01 \x01(\tR\x06action\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12 \n" +
+	"\vdifferences\x18\x03 \x03(\tR\vdifferences\"/\n" +
 	"\x11ListAgentsRequest\x12\x1a\n" +
 	"\bselector\x18\x01 \x01(\tR\bselector\"J\n" +
 	"\x12ListAgentsResponse\x124\n" +
@@ -3187,10 +3287,12 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\n" +
 	"checkpoint\x18\x06 \x01(\v2&.firebreak.operator.v1.ChainCheckpointR\n" +
 	"checkpoint\x12\x1b\n" +
-	"\tanchor_ok\x18\a \x01(\bR\banchorOk\"q\n" +
+	"\tanchor_ok\x18\a \x01(\bR\banchorOk\"\xa1\x01\n" +
 	"\rActionSummary\x12H\n" +
 	"\vdescription\x18\x01 \x01(\v2&.firebreak.plugin.v1.ActionDescriptionR\vdescription\x12\x16\n" +
-	"\x06agents\x18\x02 \x01(\rR\x06agents\"\x14\n" +
+	"\x06agents\x18\x02 \x01(\rR\x06agents\x12\x16\n" +
+	"\x06digest\x18\x03 \x01(\tR\x06digest\x12\x16\n" +
+	"\x06source\x18\x04 \x01(\tR\x06source\"\x14\n" +
 	"\x12ListActionsRequest\"U\n" +
 	"\x13ListActionsResponse\x12>\n" +
 	"\aactions\x18\x01 \x03(\v2$.firebreak.operator.v1.ActionSummaryR\aactions\"\xca\x01\n" +
@@ -3265,7 +3367,7 @@ func file_firebreak_operator_v1_operator_proto_rawDescGZIP() []byte {
 }
 
 var file_firebreak_operator_v1_operator_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_firebreak_operator_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_firebreak_operator_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_firebreak_operator_v1_operator_proto_goTypes = []any{
 	(OperatorRole)(0),               // 0: firebreak.operator.v1.OperatorRole
 	(RunStatus)(0),                  // 1: firebreak.operator.v1.RunStatus
@@ -3276,140 +3378,142 @@ var file_firebreak_operator_v1_operator_proto_goTypes = []any{
 	(*AddOperatorRequest)(nil),      // 6: firebreak.operator.v1.AddOperatorRequest
 	(*AddOperatorResponse)(nil),     // 7: firebreak.operator.v1.AddOperatorResponse
 	(*Agent)(nil),                   // 8: firebreak.operator.v1.Agent
-	(*ListAgentsRequest)(nil),       // 9: firebreak.operator.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),      // 10: firebreak.operator.v1.ListAgentsResponse
-	(*CreateRunRequest)(nil),        // 11: firebreak.operator.v1.CreateRunRequest
-	(*CreateRunResponse)(nil),       // 12: firebreak.operator.v1.CreateRunResponse
-	(*Run)(nil),                     // 13: firebreak.operator.v1.Run
-	(*RunCounts)(nil),               // 14: firebreak.operator.v1.RunCounts
-	(*Task)(nil),                    // 15: firebreak.operator.v1.Task
-	(*Approval)(nil),                // 16: firebreak.operator.v1.Approval
-	(*WatchRunRequest)(nil),         // 17: firebreak.operator.v1.WatchRunRequest
-	(*WatchRunResponse)(nil),        // 18: firebreak.operator.v1.WatchRunResponse
-	(*GetRunRequest)(nil),           // 19: firebreak.operator.v1.GetRunRequest
-	(*GetRunResponse)(nil),          // 20: firebreak.operator.v1.GetRunResponse
-	(*ListRunsRequest)(nil),         // 21: firebreak.operator.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),        // 22: firebreak.operator.v1.ListRunsResponse
-	(*ApproveRunRequest)(nil),       // 23: firebreak.operator.v1.ApproveRunRequest
-	(*ApproveRunResponse)(nil),      // 24: firebreak.operator.v1.ApproveRunResponse
-	(*RejectRunRequest)(nil),        // 25: firebreak.operator.v1.RejectRunRequest
-	(*RejectRunResponse)(nil),       // 26: firebreak.operator.v1.RejectRunResponse
-	(*CancelRunRequest)(nil),        // 27: firebreak.operator.v1.CancelRunRequest
-	(*CancelRunResponse)(nil),       // 28: firebreak.operator.v1.CancelRunResponse
-	(*AuditRecord)(nil),             // 29: firebreak.operator.v1.AuditRecord
-	(*ListAuditRequest)(nil),        // 30: firebreak.operator.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),       // 31: firebreak.operator.v1.ListAuditResponse
-	(*VerifyAuditRequest)(nil),      // 32: firebreak.operator.v1.VerifyAuditRequest
-	(*VerifyAuditResponse)(nil),     // 33: firebreak.operator.v1.VerifyAuditResponse
-	(*ActionSummary)(nil),           // 34: firebreak.operator.v1.ActionSummary
-	(*ListActionsRequest)(nil),      // 35: firebreak.operator.v1.ListActionsRequest
-	(*ListActionsResponse)(nil),     // 36: firebreak.operator.v1.ListActionsResponse
-	(*AWSAccount)(nil),              // 37: firebreak.operator.v1.AWSAccount
-	(*SyncAccountsRequest)(nil),     // 38: firebreak.operator.v1.SyncAccountsRequest
-	(*SyncAccountsResponse)(nil),    // 39: firebreak.operator.v1.SyncAccountsResponse
-	(*ListAccountsRequest)(nil),     // 40: firebreak.operator.v1.ListAccountsRequest
-	(*ListAccountsResponse)(nil),    // 41: firebreak.operator.v1.ListAccountsResponse
-	(*GetAuditHeadRequest)(nil),     // 42: firebreak.operator.v1.GetAuditHeadRequest
-	(*GetAuditHeadResponse)(nil),    // 43: firebreak.operator.v1.GetAuditHeadResponse
-	nil,                             // 44: firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
-	nil,                             // 45: firebreak.operator.v1.CreateRunRequest.ParamsEntry
-	(v1.AgentRole)(0),               // 46: firebreak.agent.v1.AgentRole
-	(*durationpb.Duration)(nil),     // 47: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 48: google.protobuf.Timestamp
-	(*v1.AgentFacts)(nil),           // 49: firebreak.agent.v1.AgentFacts
-	(*v1.PluginInfo)(nil),           // 50: firebreak.agent.v1.PluginInfo
-	(v1.TaskStatus)(0),              // 51: firebreak.agent.v1.TaskStatus
-	(*ChainCheckpoint)(nil),         // 52: firebreak.operator.v1.ChainCheckpoint
-	(*v11.ActionDescription)(nil),   // 53: firebreak.plugin.v1.ActionDescription
+	(*RefusedAction)(nil),           // 9: firebreak.operator.v1.RefusedAction
+	(*ListAgentsRequest)(nil),       // 10: firebreak.operator.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),      // 11: firebreak.operator.v1.ListAgentsResponse
+	(*CreateRunRequest)(nil),        // 12: firebreak.operator.v1.CreateRunRequest
+	(*CreateRunResponse)(nil),       // 13: firebreak.operator.v1.CreateRunResponse
+	(*Run)(nil),                     // 14: firebreak.operator.v1.Run
+	(*RunCounts)(nil),               // 15: firebreak.operator.v1.RunCounts
+	(*Task)(nil),                    // 16: firebreak.operator.v1.Task
+	(*Approval)(nil),                // 17: firebreak.operator.v1.Approval
+	(*WatchRunRequest)(nil),         // 18: firebreak.operator.v1.WatchRunRequest
+	(*WatchRunResponse)(nil),        // 19: firebreak.operator.v1.WatchRunResponse
+	(*GetRunRequest)(nil),           // 20: firebreak.operator.v1.GetRunRequest
+	(*GetRunResponse)(nil),          // 21: firebreak.operator.v1.GetRunResponse
+	(*ListRunsRequest)(nil),         // 22: firebreak.operator.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),        // 23: firebreak.operator.v1.ListRunsResponse
+	(*ApproveRunRequest)(nil),       // 24: firebreak.operator.v1.ApproveRunRequest
+	(*ApproveRunResponse)(nil),      // 25: firebreak.operator.v1.ApproveRunResponse
+	(*RejectRunRequest)(nil),        // 26: firebreak.operator.v1.RejectRunRequest
+	(*RejectRunResponse)(nil),       // 27: firebreak.operator.v1.RejectRunResponse
+	(*CancelRunRequest)(nil),        // 28: firebreak.operator.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),       // 29: firebreak.operator.v1.CancelRunResponse
+	(*AuditRecord)(nil),             // 30: firebreak.operator.v1.AuditRecord
+	(*ListAuditRequest)(nil),        // 31: firebreak.operator.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),       // 32: firebreak.operator.v1.ListAuditResponse
+	(*VerifyAuditRequest)(nil),      // 33: firebreak.operator.v1.VerifyAuditRequest
+	(*VerifyAuditResponse)(nil),     // 34: firebreak.operator.v1.VerifyAuditResponse
+	(*ActionSummary)(nil),           // 35: firebreak.operator.v1.ActionSummary
+	(*ListActionsRequest)(nil),      // 36: firebreak.operator.v1.ListActionsRequest
+	(*ListActionsResponse)(nil),     // 37: firebreak.operator.v1.ListActionsResponse
+	(*AWSAccount)(nil),              // 38: firebreak.operator.v1.AWSAccount
+	(*SyncAccountsRequest)(nil),     // 39: firebreak.operator.v1.SyncAccountsRequest
+	(*SyncAccountsResponse)(nil),    // 40: firebreak.operator.v1.SyncAccountsResponse
+	(*ListAccountsRequest)(nil),     // 41: firebreak.operator.v1.ListAccountsRequest
+	(*ListAccountsResponse)(nil),    // 42: firebreak.operator.v1.ListAccountsResponse
+	(*GetAuditHeadRequest)(nil),     // 43: firebreak.operator.v1.GetAuditHeadRequest
+	(*GetAuditHeadResponse)(nil),    // 44: firebreak.operator.v1.GetAuditHeadResponse
+	nil,                             // 45: firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
+	nil,                             // 46: firebreak.operator.v1.CreateRunRequest.ParamsEntry
+	(v1.AgentRole)(0),               // 47: firebreak.agent.v1.AgentRole
+	(*durationpb.Duration)(nil),     // 48: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 49: google.protobuf.Timestamp
+	(*v1.AgentFacts)(nil),           // 50: firebreak.agent.v1.AgentFacts
+	(*v1.PluginInfo)(nil),           // 51: firebreak.agent.v1.PluginInfo
+	(v1.TaskStatus)(0),              // 52: firebreak.agent.v1.TaskStatus
+	(*ChainCheckpoint)(nil),         // 53: firebreak.operator.v1.ChainCheckpoint
+	(*v11.ActionDescription)(nil),   // 54: firebreak.plugin.v1.ActionDescription
 }
 var file_firebreak_operator_v1_operator_proto_depIdxs = []int32{
 	0,  // 0: firebreak.operator.v1.WhoamiResponse.role:type_name -> firebreak.operator.v1.OperatorRole
-	46, // 1: firebreak.operator.v1.CreateJoinTokenRequest.role:type_name -> firebreak.agent.v1.AgentRole
-	47, // 2: firebreak.operator.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
-	44, // 3: firebreak.operator.v1.CreateJoinTokenRequest.labels:type_name -> firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
-	48, // 4: firebreak.operator.v1.CreateJoinTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	47, // 1: firebreak.operator.v1.CreateJoinTokenRequest.role:type_name -> firebreak.agent.v1.AgentRole
+	48, // 2: firebreak.operator.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
+	45, // 3: firebreak.operator.v1.CreateJoinTokenRequest.labels:type_name -> firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
+	49, // 4: firebreak.operator.v1.CreateJoinTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: firebreak.operator.v1.AddOperatorRequest.role:type_name -> firebreak.operator.v1.OperatorRole
-	46, // 6: firebreak.operator.v1.Agent.role:type_name -> firebreak.agent.v1.AgentRole
-	49, // 7: firebreak.operator.v1.Agent.facts:type_name -> firebreak.agent.v1.AgentFacts
-	48, // 8: firebreak.operator.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	50, // 9: firebreak.operator.v1.Agent.plugins:type_name -> firebreak.agent.v1.PluginInfo
-	48, // 10: firebreak.operator.v1.Agent.enrolled_at:type_name -> google.protobuf.Timestamp
-	48, // 11: firebreak.operator.v1.Agent.cert_not_after:type_name -> google.protobuf.Timestamp
-	8,  // 12: firebreak.operator.v1.ListAgentsResponse.agents:type_name -> firebreak.operator.v1.Agent
-	45, // 13: firebreak.operator.v1.CreateRunRequest.params:type_name -> firebreak.operator.v1.CreateRunRequest.ParamsEntry
-	47, // 14: firebreak.operator.v1.CreateRunRequest.deadline:type_name -> google.protobuf.Duration
-	13, // 15: firebreak.operator.v1.CreateRunResponse.run:type_name -> firebreak.operator.v1.Run
-	1,  // 16: firebreak.operator.v1.Run.status:type_name -> firebreak.operator.v1.RunStatus
-	48, // 17: firebreak.operator.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	48, // 18: firebreak.operator.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
-	48, // 19: firebreak.operator.v1.Run.deadline:type_name -> google.protobuf.Timestamp
-	14, // 20: firebreak.operator.v1.Run.counts:type_name -> firebreak.operator.v1.RunCounts
-	15, // 21: firebreak.operator.v1.Run.tasks:type_name -> firebreak.operator.v1.Task
-	16, // 22: firebreak.operator.v1.Run.approvals:type_name -> firebreak.operator.v1.Approval
-	51, // 23: firebreak.operator.v1.Task.status:type_name -> firebreak.agent.v1.TaskStatus
-	48, // 24: firebreak.operator.v1.Task.dispatched_at:type_name -> google.protobuf.Timestamp
-	48, // 25: firebreak.operator.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	48, // 26: firebreak.operator.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	48, // 27: firebreak.operator.v1.Approval.at:type_name -> google.protobuf.Timestamp
-	13, // 28: firebreak.operator.v1.WatchRunResponse.snapshot:type_name -> firebreak.operator.v1.Run
-	15, // 29: firebreak.operator.v1.WatchRunResponse.task:type_name -> firebreak.operator.v1.Task
-	13, // 30: firebreak.operator.v1.WatchRunResponse.done:type_name -> firebreak.operator.v1.Run
-	13, // 31: firebreak.operator.v1.WatchRunResponse.run:type_name -> firebreak.operator.v1.Run
-	13, // 32: firebreak.operator.v1.GetRunResponse.run:type_name -> firebreak.operator.v1.Run
-	13, // 33: firebreak.operator.v1.ListRunsResponse.runs:type_name -> firebreak.operator.v1.Run
-	13, // 34: firebreak.operator.v1.ApproveRunResponse.run:type_name -> firebreak.operator.v1.Run
-	13, // 35: firebreak.operator.v1.RejectRunResponse.run:type_name -> firebreak.operator.v1.Run
-	13, // 36: firebreak.operator.v1.CancelRunResponse.run:type_name -> firebreak.operator.v1.Run
-	48, // 37: firebreak.operator.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
-	29, // 38: firebreak.operator.v1.ListAuditResponse.records:type_name -> firebreak.operator.v1.AuditRecord
-	52, // 39: firebreak.operator.v1.VerifyAuditRequest.anchor:type_name -> firebreak.operator.v1.ChainCheckpoint
-	52, // 40: firebreak.operator.v1.VerifyAuditResponse.checkpoint:type_name -> firebreak.operator.v1.ChainCheckpoint
-	53, // 41: firebreak.operator.v1.ActionSummary.description:type_name -> firebreak.plugin.v1.ActionDescription
-	34, // 42: firebreak.operator.v1.ListActionsResponse.actions:type_name -> firebreak.operator.v1.ActionSummary
-	48, // 43: firebreak.operator.v1.AWSAccount.synced_at:type_name -> google.protobuf.Timestamp
-	47, // 44: firebreak.operator.v1.SyncAccountsRequest.deadline:type_name -> google.protobuf.Duration
-	37, // 45: firebreak.operator.v1.SyncAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
-	37, // 46: firebreak.operator.v1.ListAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
-	52, // 47: firebreak.operator.v1.GetAuditHeadResponse.head:type_name -> firebreak.operator.v1.ChainCheckpoint
-	2,  // 48: firebreak.operator.v1.OperatorService.Whoami:input_type -> firebreak.operator.v1.WhoamiRequest
-	4,  // 49: firebreak.operator.v1.OperatorService.CreateJoinToken:input_type -> firebreak.operator.v1.CreateJoinTokenRequest
-	6,  // 50: firebreak.operator.v1.OperatorService.AddOperator:input_type -> firebreak.operator.v1.AddOperatorRequest
-	9,  // 51: firebreak.operator.v1.OperatorService.ListAgents:input_type -> firebreak.operator.v1.ListAgentsRequest
-	11, // 52: firebreak.operator.v1.OperatorService.CreateRun:input_type -> firebreak.operator.v1.CreateRunRequest
-	17, // 53: firebreak.operator.v1.OperatorService.WatchRun:input_type -> firebreak.operator.v1.WatchRunRequest
-	19, // 54: firebreak.operator.v1.OperatorService.GetRun:input_type -> firebreak.operator.v1.GetRunRequest
-	21, // 55: firebreak.operator.v1.OperatorService.ListRuns:input_type -> firebreak.operator.v1.ListRunsRequest
-	23, // 56: firebreak.operator.v1.OperatorService.ApproveRun:input_type -> firebreak.operator.v1.ApproveRunRequest
-	25, // 57: firebreak.operator.v1.OperatorService.RejectRun:input_type -> firebreak.operator.v1.RejectRunRequest
-	27, // 58: firebreak.operator.v1.OperatorService.CancelRun:input_type -> firebreak.operator.v1.CancelRunRequest
-	35, // 59: firebreak.operator.v1.OperatorService.ListActions:input_type -> firebreak.operator.v1.ListActionsRequest
-	38, // 60: firebreak.operator.v1.OperatorService.SyncAccounts:input_type -> firebreak.operator.v1.SyncAccountsRequest
-	40, // 61: firebreak.operator.v1.OperatorService.ListAccounts:input_type -> firebreak.operator.v1.ListAccountsRequest
-	30, // 62: firebreak.operator.v1.OperatorService.ListAudit:input_type -> firebreak.operator.v1.ListAuditRequest
-	32, // 63: firebreak.operator.v1.OperatorService.VerifyAudit:input_type -> firebreak.operator.v1.VerifyAuditRequest
-	42, // 64: firebreak.operator.v1.OperatorService.GetAuditHead:input_type -> firebreak.operator.v1.GetAuditHeadRequest
-	3,  // 65: firebreak.operator.v1.OperatorService.Whoami:output_type -> firebreak.operator.v1.WhoamiResponse
-	5,  // 66: firebreak.operator.v1.OperatorService.CreateJoinToken:output_type -> firebreak.operator.v1.CreateJoinTokenResponse
-	7,  // 67: firebreak.operator.v1.OperatorService.AddOperator:output_type -> firebreak.operator.v1.AddOperatorResponse
-	10, // 68: firebreak.operator.v1.OperatorService.ListAgents:output_type -> firebreak.operator.v1.ListAgentsResponse
-	12, // 69: firebreak.operator.v1.OperatorService.CreateRun:output_type -> firebreak.operator.v1.CreateRunResponse
-	18, // 70: firebreak.operator.v1.OperatorService.WatchRun:output_type -> firebreak.operator.v1.WatchRunResponse
-	20, // 71: firebreak.operator.v1.OperatorService.GetRun:output_type -> firebreak.operator.v1.GetRunResponse
-	22, // 72: firebreak.operator.v1.OperatorService.ListRuns:output_type -> firebreak.operator.v1.ListRunsResponse
-	24, // 73: firebreak.operator.v1.OperatorService.ApproveRun:output_type -> firebreak.operator.v1.ApproveRunResponse
-	26, // 74: firebreak.operator.v1.OperatorService.RejectRun:output_type -> firebreak.operator.v1.RejectRunResponse
-	28, // 75: firebreak.operator.v1.OperatorService.CancelRun:output_type -> firebreak.operator.v1.CancelRunResponse
-	36, // 76: firebreak.operator.v1.OperatorService.ListActions:output_type -> firebreak.operator.v1.ListActionsResponse
-	39, // 77: firebreak.operator.v1.OperatorService.SyncAccounts:output_type -> firebreak.operator.v1.SyncAccountsResponse
-	41, // 78: firebreak.operator.v1.OperatorService.ListAccounts:output_type -> firebreak.operator.v1.ListAccountsResponse
-	31, // 79: firebreak.operator.v1.OperatorService.ListAudit:output_type -> firebreak.operator.v1.ListAuditResponse
-	33, // 80: firebreak.operator.v1.OperatorService.VerifyAudit:output_type -> firebreak.operator.v1.VerifyAuditResponse
-	43, // 81: firebreak.operator.v1.OperatorService.GetAuditHead:output_type -> firebreak.operator.v1.GetAuditHeadResponse
-	65, // [65:82] is the sub-list for method output_type
-	48, // [48:65] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	47, // 6: firebreak.operator.v1.Agent.role:type_name -> firebreak.agent.v1.AgentRole
+	50, // 7: firebreak.operator.v1.Agent.facts:type_name -> firebreak.agent.v1.AgentFacts
+	49, // 8: firebreak.operator.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	51, // 9: firebreak.operator.v1.Agent.plugins:type_name -> firebreak.agent.v1.PluginInfo
+	49, // 10: firebreak.operator.v1.Agent.enrolled_at:type_name -> google.protobuf.Timestamp
+	49, // 11: firebreak.operator.v1.Agent.cert_not_after:type_name -> google.protobuf.Timestamp
+	9,  // 12: firebreak.operator.v1.Agent.refused_actions:type_name -> firebreak.operator.v1.RefusedAction
+	8,  // 13: firebreak.operator.v1.ListAgentsResponse.agents:type_name -> firebreak.operator.v1.Agent
+	46, // 14: firebreak.operator.v1.CreateRunRequest.params:type_name -> firebreak.operator.v1.CreateRunRequest.ParamsEntry
+	48, // 15: firebreak.operator.v1.CreateRunRequest.deadline:type_name -> google.protobuf.Duration
+	14, // 16: firebreak.operator.v1.CreateRunResponse.run:type_name -> firebreak.operator.v1.Run
+	1,  // 17: firebreak.operator.v1.Run.status:type_name -> firebreak.operator.v1.RunStatus
+	49, // 18: firebreak.operator.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	49, // 19: firebreak.operator.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
+	49, // 20: firebreak.operator.v1.Run.deadline:type_name -> google.protobuf.Timestamp
+	15, // 21: firebreak.operator.v1.Run.counts:type_name -> firebreak.operator.v1.RunCounts
+	16, // 22: firebreak.operator.v1.Run.tasks:type_name -> firebreak.operator.v1.Task
+	17, // 23: firebreak.operator.v1.Run.approvals:type_name -> firebreak.operator.v1.Approval
+	52, // 24: firebreak.operator.v1.Task.status:type_name -> firebreak.agent.v1.TaskStatus
+	49, // 25: firebreak.operator.v1.Task.dispatched_at:type_name -> google.protobuf.Timestamp
+	49, // 26: firebreak.operator.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	49, // 27: firebreak.operator.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	49, // 28: firebreak.operator.v1.Approval.at:type_name -> google.protobuf.Timestamp
+	14, // 29: firebreak.operator.v1.WatchRunResponse.snapshot:type_name -> firebreak.operator.v1.Run
+	16, // 30: firebreak.operator.v1.WatchRunResponse.task:type_name -> firebreak.operator.v1.Task
+	14, // 31: firebreak.operator.v1.WatchRunResponse.done:type_name -> firebreak.operator.v1.Run
+	14, // 32: firebreak.operator.v1.WatchRunResponse.run:type_name -> firebreak.operator.v1.Run
+	14, // 33: firebreak.operator.v1.GetRunResponse.run:type_name -> firebreak.operator.v1.Run
+	14, // 34: firebreak.operator.v1.ListRunsResponse.runs:type_name -> firebreak.operator.v1.Run
+	14, // 35: firebreak.operator.v1.ApproveRunResponse.run:type_name -> firebreak.operator.v1.Run
+	14, // 36: firebreak.operator.v1.RejectRunResponse.run:type_name -> firebreak.operator.v1.Run
+	14, // 37: firebreak.operator.v1.CancelRunResponse.run:type_name -> firebreak.operator.v1.Run
+	49, // 38: firebreak.operator.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	30, // 39: firebreak.operator.v1.ListAuditResponse.records:type_name -> firebreak.operator.v1.AuditRecord
+	53, // 40: firebreak.operator.v1.VerifyAuditRequest.anchor:type_name -> firebreak.operator.v1.ChainCheckpoint
+	53, // 41: firebreak.operator.v1.VerifyAuditResponse.checkpoint:type_name -> firebreak.operator.v1.ChainCheckpoint
+	54, // 42: firebreak.operator.v1.ActionSummary.description:type_name -> firebreak.plugin.v1.ActionDescription
+	35, // 43: firebreak.operator.v1.ListActionsResponse.actions:type_name -> firebreak.operator.v1.ActionSummary
+	49, // 44: firebreak.operator.v1.AWSAccount.synced_at:type_name -> google.protobuf.Timestamp
+	48, // 45: firebreak.operator.v1.SyncAccountsRequest.deadline:type_name -> google.protobuf.Duration
+	38, // 46: firebreak.operator.v1.SyncAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
+	38, // 47: firebreak.operator.v1.ListAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
+	53, // 48: firebreak.operator.v1.GetAuditHeadResponse.head:type_name -> firebreak.operator.v1.ChainCheckpoint
+	2,  // 49: firebreak.operator.v1.OperatorService.Whoami:input_type -> firebreak.operator.v1.WhoamiRequest
+	4,  // 50: firebreak.operator.v1.OperatorService.CreateJoinToken:input_type -> firebreak.operator.v1.CreateJoinTokenRequest
+	6,  // 51: firebreak.operator.v1.OperatorService.AddOperator:input_type -> firebreak.operator.v1.AddOperatorRequest
+	10, // 52: firebreak.operator.v1.OperatorService.ListAgents:input_type -> firebreak.operator.v1.ListAgentsRequest
+	12, // 53: firebreak.operator.v1.OperatorService.CreateRun:input_type -> firebreak.operator.v1.CreateRunRequest
+	18, // 54: firebreak.operator.v1.OperatorService.WatchRun:input_type -> firebreak.operator.v1.WatchRunRequest
+	20, // 55: firebreak.operator.v1.OperatorService.GetRun:input_type -> firebreak.operator.v1.GetRunRequest
+	22, // 56: firebreak.operator.v1.OperatorService.ListRuns:input_type -> firebreak.operator.v1.ListRunsRequest
+	24, // 57: firebreak.operator.v1.OperatorService.ApproveRun:input_type -> firebreak.operator.v1.ApproveRunRequest
+	26, // 58: firebreak.operator.v1.OperatorService.RejectRun:input_type -> firebreak.operator.v1.RejectRunRequest
+	28, // 59: firebreak.operator.v1.OperatorService.CancelRun:input_type -> firebreak.operator.v1.CancelRunRequest
+	36, // 60: firebreak.operator.v1.OperatorService.ListActions:input_type -> firebreak.operator.v1.ListActionsRequest
+	39, // 61: firebreak.operator.v1.OperatorService.SyncAccounts:input_type -> firebreak.operator.v1.SyncAccountsRequest
+	41, // 62: firebreak.operator.v1.OperatorService.ListAccounts:input_type -> firebreak.operator.v1.ListAccountsRequest
+	31, // 63: firebreak.operator.v1.OperatorService.ListAudit:input_type -> firebreak.operator.v1.ListAuditRequest
+	33, // 64: firebreak.operator.v1.OperatorService.VerifyAudit:input_type -> firebreak.operator.v1.VerifyAuditRequest
+	43, // 65: firebreak.operator.v1.OperatorService.GetAuditHead:input_type -> firebreak.operator.v1.GetAuditHeadRequest
+	3,  // 66: firebreak.operator.v1.OperatorService.Whoami:output_type -> firebreak.operator.v1.WhoamiResponse
+	5,  // 67: firebreak.operator.v1.OperatorService.CreateJoinToken:output_type -> firebreak.operator.v1.CreateJoinTokenResponse
+	7,  // 68: firebreak.operator.v1.OperatorService.AddOperator:output_type -> firebreak.operator.v1.AddOperatorResponse
+	11, // 69: firebreak.operator.v1.OperatorService.ListAgents:output_type -> firebreak.operator.v1.ListAgentsResponse
+	13, // 70: firebreak.operator.v1.OperatorService.CreateRun:output_type -> firebreak.operator.v1.CreateRunResponse
+	19, // 71: firebreak.operator.v1.OperatorService.WatchRun:output_type -> firebreak.operator.v1.WatchRunResponse
+	21, // 72: firebreak.operator.v1.OperatorService.GetRun:output_type -> firebreak.operator.v1.GetRunResponse
+	23, // 73: firebreak.operator.v1.OperatorService.ListRuns:output_type -> firebreak.operator.v1.ListRunsResponse
+	25, // 74: firebreak.operator.v1.OperatorService.ApproveRun:output_type -> firebreak.operator.v1.ApproveRunResponse
+	27, // 75: firebreak.operator.v1.OperatorService.RejectRun:output_type -> firebreak.operator.v1.RejectRunResponse
+	29, // 76: firebreak.operator.v1.OperatorService.CancelRun:output_type -> firebreak.operator.v1.CancelRunResponse
+	37, // 77: firebreak.operator.v1.OperatorService.ListActions:output_type -> firebreak.operator.v1.ListActionsResponse
+	40, // 78: firebreak.operator.v1.OperatorService.SyncAccounts:output_type -> firebreak.operator.v1.SyncAccountsResponse
+	42, // 79: firebreak.operator.v1.OperatorService.ListAccounts:output_type -> firebreak.operator.v1.ListAccountsResponse
+	32, // 80: firebreak.operator.v1.OperatorService.ListAudit:output_type -> firebreak.operator.v1.ListAuditResponse
+	34, // 81: firebreak.operator.v1.OperatorService.VerifyAudit:output_type -> firebreak.operator.v1.VerifyAuditResponse
+	44, // 82: firebreak.operator.v1.OperatorService.GetAuditHead:output_type -> firebreak.operator.v1.GetAuditHeadResponse
+	66, // [66:83] is the sub-list for method output_type
+	49, // [49:66] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_firebreak_operator_v1_operator_proto_init() }
@@ -3418,7 +3522,7 @@ func file_firebreak_operator_v1_operator_proto_init() {
 		return
 	}
 	file_firebreak_operator_v1_checkpoint_proto_init()
-	file_firebreak_operator_v1_operator_proto_msgTypes[16].OneofWrappers = []any{
+	file_firebreak_operator_v1_operator_proto_msgTypes[17].OneofWrappers = []any{
 		(*WatchRunResponse_Snapshot)(nil),
 		(*WatchRunResponse_Task)(nil),
 		(*WatchRunResponse_Done)(nil),
@@ -3430,7 +3534,7 @@ func file_firebreak_operator_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_firebreak_operator_v1_operator_proto_rawDesc), len(file_firebreak_operator_v1_operator_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   44,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -77,7 +77,8 @@ type OperatorServiceClient interface {
 	RejectRun(ctx context.Context, in *RejectRunRequest, opts ...grpc.CallOption) (*RejectRunResponse, error)
 	// CancelRun cancels the tasks of a run that have not started (responder).
 	CancelRun(ctx context.Context, in *CancelRunRequest, opts ...grpc.CallOption) (*CancelRunResponse, error)
-	// ListActions lists the actions the connected fleet offers (viewer).
+	// ListActions lists the controller's action catalogue, with how many
+	// agents offer each action at the catalogue's description (viewer).
 	ListActions(ctx context.Context, in *ListActionsRequest, opts ...grpc.CallOption) (*ListActionsResponse, error)
 	// SyncAccounts discovers the organisation's accounts and their enabled
 	// regions by running aws-org-discover on a worker in the management
@@ -323,7 +324,8 @@ type OperatorServiceServer interface {
 	RejectRun(context.Context, *RejectRunRequest) (*RejectRunResponse, error)
 	// CancelRun cancels the tasks of a run that have not started (responder).
 	CancelRun(context.Context, *CancelRunRequest) (*CancelRunResponse, error)
-	// ListActions lists the actions the connected fleet offers (viewer).
+	// ListActions lists the controller's action catalogue, with how many
+	// agents offer each action at the catalogue's description (viewer).
 	ListActions(context.Context, *ListActionsRequest) (*ListActionsResponse, error)
 	// SyncAccounts discovers the organisation's accounts and their enabled
 	// regions by running aws-org-discover on a worker in the management
