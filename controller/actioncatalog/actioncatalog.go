@@ -14,6 +14,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -163,10 +164,12 @@ type Refusal struct {
 	Differences []string `json:"differences,omitempty"`
 }
 
-// Review compares the plugins an agent reported with the catalogue. It
-// returns the names of the actions the agent may be sent (reported with the
-// catalogue's exact description), and a refusal for every other one.
-func (c *Catalogue) Review(plugins []*agentv1.PluginInfo) (accepted map[string]bool, refused []Refusal) {
+// Review compares the plugins an agent of the given role (from its
+// certificate and enrollment, never its hello) reported with the catalogue.
+// It returns the names of the actions the agent may be sent (reported with
+// the catalogue's exact description, for a role the catalogue runs it on),
+// and a refusal for every other one.
+func (c *Catalogue) Review(role string, plugins []*agentv1.PluginInfo) (accepted map[string]bool, refused []Refusal) {
 	accepted = map[string]bool{}
 	seen := map[string]bool{}
 	for _, p := range plugins {
@@ -190,6 +193,13 @@ func (c *Catalogue) Review(plugins []*agentv1.PluginInfo) (accepted map[string]b
 		if !proto.Equal(e.Description, d) {
 			refused = append(refused, Refusal{Action: name, Reason: "described differently from the controller's action catalogue",
 				Differences: Differences(e.Description, d)})
+			continue
+		}
+		// Security-critical: a host agent that claims a worker action (or
+		// the reverse) is not sent it, whatever it reports.
+		if roles := e.Description.GetRoles(); len(roles) > 0 && !slices.Contains(roles, role) {
+			refused = append(refused, Refusal{Action: name, Reason: fmt.Sprintf("the catalogue runs %s on %s agents; this agent is enrolled as %s",
+				name, strings.Join(roles, " and "), role)})
 			continue
 		}
 		accepted[name] = true

@@ -36,6 +36,7 @@ func TestReview(t *testing.T) {
 		accepted bool
 		refused  []string // differences of the one refusal, or nil for none
 		reason   string
+		role     string // the agent's enrolled role; host when empty
 	}{
 		{name: "exact description", plugins: []*agentv1.PluginInfo{edit(func(*pluginv1.ActionDescription) {})}, accepted: true},
 		{name: "higher version, not destructive, permissive default", plugins: []*agentv1.PluginInfo{edit(func(d *pluginv1.ActionDescription) {
@@ -51,11 +52,17 @@ func TestReview(t *testing.T) {
 		{name: "roles", plugins: []*agentv1.PluginInfo{edit(func(d *pluginv1.ActionDescription) { d.Roles = nil })}, refused: []string{"roles"}},
 		{name: "reported twice", plugins: []*agentv1.PluginInfo{edit(func(*pluginv1.ActionDescription) {}), edit(func(*pluginv1.ActionDescription) {})},
 			refused: []string{}, reason: "reported more than once"},
+		{name: "claimed by an agent of another role", role: "worker", plugins: []*agentv1.PluginInfo{edit(func(*pluginv1.ActionDescription) {})},
+			refused: []string{}, reason: "the catalogue runs host-isolate on host agents; this agent is enrolled as worker"},
 		{name: "uncatalogued action", plugins: []*agentv1.PluginInfo{{Description: &pluginv1.ActionDescription{Name: "steal",
 			Domain: pluginv1.Domain_DOMAIN_SERVICE}}}, refused: []string{}, reason: "not in the controller's action catalogue"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			accepted, refused := cat.Review(tc.plugins)
+			role := tc.role
+			if role == "" {
+				role = "host"
+			}
+			accepted, refused := cat.Review(role, tc.plugins)
 			if accepted["host-isolate"] != tc.accepted {
 				t.Errorf("accepted = %v, want %v", accepted["host-isolate"], tc.accepted)
 			}

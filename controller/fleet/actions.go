@@ -15,7 +15,7 @@ func (s *Service) reviewActions(ctx context.Context, a *store.Agent) {
 	if s.cfg.Actions == nil {
 		return
 	}
-	_, refused := s.cfg.Actions.Review(a.Plugins)
+	_, refused := s.cfg.Actions.Review(a.Role, a.Plugins)
 	for _, r := range refused {
 		s.cfg.Audit(ctx, "agent:"+a.ID, "agent.action_mismatch", a.ID, map[string]any{"agent": a.ID, "hostname": a.Hostname,
 			"action": r.Action, "reason": r.Reason, "differences": r.Differences})

@@ -26,7 +26,7 @@ type actionReview struct {
 	refused  []actioncatalog.Refusal
 }
 
-func (r *actionReviews) review(cat *actioncatalog.Catalogue, agentID string, plugins []*agentv1.PluginInfo) (map[string]bool, []actioncatalog.Refusal) {
+func (r *actionReviews) review(cat *actioncatalog.Catalogue, agentID, role string, plugins []*agentv1.PluginInfo) (map[string]bool, []actioncatalog.Refusal) {
 	var first *agentv1.PluginInfo
 	if len(plugins) > 0 {
 		first = plugins[0]
@@ -41,7 +41,7 @@ func (r *actionReviews) review(cat *actioncatalog.Catalogue, agentID string, plu
 		return c.accepted, c.refused
 	}
 	r.mu.Unlock()
-	accepted, refused := cat.Review(plugins)
+	accepted, refused := cat.Review(role, plugins)
 	r.mu.Lock()
 	r.byAgent[agentID] = &actionReview{first: first, n: len(plugins), catalog: size, accepted: accepted, refused: refused}
 	r.mu.Unlock()

@@ -255,7 +255,7 @@ func (s *Service) agents(ctx context.Context) ([]agentView, error) {
 			continue
 		}
 		v := agentView{a: a, facts: a.Facts, connected: s.cfg.Fleet.Connected(a.ID)}
-		v.actions, v.refused = s.reviews.review(s.cfg.Actions, a.ID, a.Plugins)
+		v.actions, v.refused = s.reviews.review(s.cfg.Actions, a.ID, a.Role, a.Plugins)
 		if f := s.cfg.Fleet.Facts(a.ID); f != nil {
 			v.facts = f
 		}
