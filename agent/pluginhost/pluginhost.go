@@ -448,7 +448,7 @@ func (h *Host) startLocked(e *entry) (*sdk.Client, error) {
 		SyncStderr: os.Stderr,
 		// The task's trace continues into the plugin through the gRPC
 		// metadata, so its spans join the controller's and the agent's.
-		GRPCDialOptions: []grpc.DialOption{grpc.WithStatsHandler(otelgrpc.NewClientHandler()), experimental.WithBufferPool(rpcbuf.Shared)},
+		GRPCDialOptions: []grpc.DialOption{grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithFilter(sdk.TraceFilter))), experimental.WithBufferPool(rpcbuf.Shared)},
 	})
 	rpc, err := client.Client()
 	if err != nil {

@@ -37,8 +37,6 @@ admin.creds; later starts reuse them. It stops cleanly on SIGTERM.`,
 			}
 			cfg.Logger = telemetry.NewLogger(os.Stderr, true, lvl)
 			slog.SetDefault(cfg.Logger)
-			shutdown := telemetry.SetupTracing(cmd.Context(), "firebreak-controller")
-			defer shutdown(cmd.Context())
 			c, err := controller.New(cmd.Context(), cfg)
 			if err != nil {
 				return err
