@@ -2,8 +2,11 @@ package telemetry
 
 import (
 	"context"
+	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -39,3 +42,25 @@ func NonEmpty(kvs ...attribute.KeyValue) []attribute.KeyValue {
 }
 
 func spanContext(ctx context.Context) trace.SpanContext { return trace.SpanContextFromContext(ctx) }
+
+// StartTask starts an agent's span for a verified task, from the moment its
+// signature check began, with the check itself as a child span.
+func StartTask(ctx context.Context, verifyStart time.Time, taskID, runID, action, agentID, account, region, caseID string) (context.Context, trace.Span) {
+	ctx, span := Tracer().Start(ctx, "task "+action, trace.WithTimestamp(verifyStart), trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(NonEmpty(AttrTaskID.String(taskID), AttrRunID.String(runID), AttrAction.String(action), AttrAgentID.String(agentID),
+			AttrAccount.String(account), AttrRegion.String(region), AttrCaseID.String(caseID))...))
+	_, verify := Tracer().Start(ctx, "task.verify", trace.WithTimestamp(verifyStart))
+	verify.End()
+	return ctx, span
+}
+
+// EndTask records a task's final status on its span. A task that failed or
+// was refused is an error; one that was cancelled or timed out is not a
+// fault of the agent's and stays unset.
+func EndTask(span trace.Span, status, errMsg string) {
+	status = strings.ToLower(strings.TrimPrefix(status, "TASK_STATUS_"))
+	span.SetAttributes(AttrStatus.String(status))
+	if status == "failed" || status == "refused" || status == "unreachable" {
+		span.SetStatus(codes.Error, errMsg)
+	}
+}
