@@ -76,18 +76,16 @@ func RunFinished(action, status string) {
 	instruments.runs.Add(context.Background(), 1, metric.WithAttributes(AttrAction.String(action), attribute.String("firebreak.run.status", status)))
 }
 
-// ObserveAgentsConnected reports the connected agents, by role, at each
-// collection. It returns a function that stops the observation.
-func ObserveAgentsConnected(count func() map[string]int) (func(), error) {
+// ObserveAgentsConnected reports the connected agents at each collection.
+// It returns a function that stops the observation.
+func ObserveAgentsConnected(count func() int) (func(), error) {
 	m := otel.Meter("github.com/firebreak-ir/firebreak")
-	g, err := m.Int64ObservableGauge(MetricAgentsConnected, metric.WithUnit("{agent}"), metric.WithDescription("Agents holding a stream to this controller, by role."))
+	g, err := m.Int64ObservableGauge(MetricAgentsConnected, metric.WithUnit("{agent}"), metric.WithDescription("Agents holding a stream to this controller."))
 	if err != nil {
 		return nil, err
 	}
 	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		for role, n := range count() {
-			o.ObserveInt64(g, int64(n), metric.WithAttributes(attribute.String("firebreak.agent.role", role)))
-		}
+		o.ObserveInt64(g, int64(count()))
 		return nil
 	}, g)
 	if err != nil {

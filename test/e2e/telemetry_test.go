@@ -1,6 +1,11 @@
 package e2e_test
 
 import (
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -18,7 +23,7 @@ func TestOneTracePerOperatorCommand(t *testing.T) {
 	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "600000")
 	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=e2e")
 	b := e2e.Build(t)
-	c := e2e.StartController(t, b, e2e.ControllerOptions{})
+	c := e2e.StartController(t, b, e2e.ControllerOptions{Args: []string{"--metrics-listen", "127.0.0.1:0"}})
 	tok := c.Token(t, "host", 1)
 	a := c.StartAgent(t, e2e.AgentOptions{Name: "traced", Token: tok,
 		Env: []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + sink.HTTPURL, "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"}})
@@ -29,6 +34,30 @@ func TestOneTracePerOperatorCommand(t *testing.T) {
 	c.MustJSON(t, &run, 0, "run", "sysinfo", "--select", "all", "--wait")
 	if run.Status != "succeeded" {
 		t.Fatalf("run %+v", run)
+	}
+	// The documented metrics are on the controller's Prometheus endpoint.
+	metrics := scrape(t, c)
+	for _, want := range []struct {
+		series string
+		min    float64
+	}{
+		{`firebreak_agents_connected`, 1},
+		{`firebreak_tasks_dispatched_total{firebreak_action="sysinfo"`, 1},
+		{`firebreak_tasks_finished_total{firebreak_action="sysinfo",firebreak_task_status="succeeded"`, 1},
+		{`firebreak_task_duration_seconds_count{firebreak_action="sysinfo",firebreak_task_status="succeeded"`, 1},
+		{`firebreak_runs_finished_total{firebreak_action="sysinfo",firebreak_run_status="succeeded"`, 1},
+		{`target_info{`, 1},
+	} {
+		v, ok := sample(metrics, want.series)
+		if !ok || v < want.min {
+			t.Errorf("metric %s = %v (found %v), want at least %v", want.series, v, ok, want.min)
+		}
+	}
+	if !strings.Contains(metrics, `service_name="firebreak-controller"`) {
+		t.Errorf("the metrics' target_info lacks the controller's resource")
+	}
+	if t.Failed() {
+		t.Logf("metrics:\n%s", metrics)
 	}
 	if err := a.Stop(); err != nil {
 		t.Errorf("agent exit: %v", err)
@@ -135,4 +164,35 @@ func names(spans []e2e.Span) string {
 		out = append(out, s.Resource["service.name"]+":"+s.Name)
 	}
 	return strings.Join(out, ", ")
+}
+
+// scrape reads the controller's /metrics.
+func scrape(t *testing.T, c *e2e.Controller) string {
+	t.Helper()
+	addr, err := os.ReadFile(filepath.Join(c.DataDir, "metrics.addr"))
+	if err != nil {
+		t.Fatalf("the controller wrote no metrics.addr: %v", err)
+	}
+	resp, err := http.Get("http://" + strings.TrimSpace(string(addr)) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %s: %s", resp.Status, body)
+	}
+	return string(body)
+}
+
+// sample returns the value of the first series that starts with prefix.
+func sample(metrics, prefix string) (float64, bool) {
+	for _, line := range strings.Split(metrics, "\n") {
+		if strings.HasPrefix(line, prefix) {
+			f := strings.Fields(line)
+			v, err := strconv.ParseFloat(f[len(f)-1], 64)
+			return v, err == nil
+		}
+	}
+	return 0, false
 }
