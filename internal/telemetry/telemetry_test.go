@@ -16,7 +16,7 @@ import (
 func TestProtocol(t *testing.T) {
 	for _, tc := range []struct {
 		name, general, traces, want string
-		wantErr                      bool
+		wantErr                     bool
 	}{
 		{name: "default is grpc", want: ProtocolGRPC},
 		{name: "general http", general: "http/protobuf", want: ProtocolHTTP},
