@@ -136,7 +136,10 @@ func TestOneTracePerOperatorCommand(t *testing.T) {
 			}
 		}
 		if s.ParentID != "" {
-			if p, ok := byID[s.ParentID]; ok && (p.Start > s.Start || p.End < s.End) && p.Resource["service.name"] == s.Resource["service.name"] {
+			// Within the agent the calls are synchronous: each child ends
+			// before its parent (the controller's dispatch is asynchronous
+			// to run.create by design).
+			if p, ok := byID[s.ParentID]; ok && (p.Start > s.Start || p.End < s.End) && p.Resource["service.name"] == "firebreak-agent" && s.Resource["service.name"] == "firebreak-agent" {
 				t.Errorf("span %q does not sit inside its parent %q", s.Name, p.Name)
 			}
 		}
