@@ -512,11 +512,22 @@ func (a *Agent) sendResult(res *agentv1.TaskResult) {
 
 // onTask verifies a pushed task and starts it; it never blocks the stream.
 func (a *Agent) onTask(ctx context.Context, st *agentv1.SignedTask) {
+	verifyStart := time.Now()
 	spec, err := a.verifier.Verify(st)
 	if err != nil {
 		a.refuse(st, err.Error())
 		return
 	}
+	// The task's span continues the controller's trace; the context comes
+	// from the signed (verified) spec.
+	sctx, span := telemetry.StartTask(telemetry.ExtractTraceContext(ctx, spec.GetTraceparent(), spec.GetTracestate()), verifyStart,
+		spec.GetTaskId(), spec.GetRunId(), spec.GetAction(), spec.GetAgentId(), spec.GetAccount(), spec.GetRegion(), spec.GetCaseId())
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			span.End()
+		}
+	}()
 	if e, ok := a.journal.Lookup(spec.GetTaskId()); ok {
 		a.mu.Lock()
 		_, running := a.running[spec.GetTaskId()]
@@ -535,18 +546,23 @@ func (a *Agent) onTask(ctx context.Context, st *agentv1.SignedTask) {
 		}
 		return
 	}
-	if err := a.journal.Start(spec.GetTaskId(), spec.GetNonce(), spec.GetExpiresAt().AsTime()); err != nil {
+	_, jspan := telemetry.Tracer().Start(sctx, "task.journal")
+	err = a.journal.Start(spec.GetTaskId(), spec.GetNonce(), spec.GetExpiresAt().AsTime())
+	jspan.End()
+	if err != nil {
 		a.refuse(st, "the task could not be journalled: "+err.Error())
 		return
 	}
-	tctx, cancel := context.WithDeadline(ctx, spec.GetExpiresAt().AsTime())
-	tctx = telemetry.ExtractTraceContext(tctx, spec.GetTraceparent(), spec.GetTracestate())
+	tctx, cancel := context.WithDeadline(sctx, spec.GetExpiresAt().AsTime())
 	a.mu.Lock()
 	a.running[spec.GetTaskId()] = cancel
 	a.mu.Unlock()
+	handedOff = true
 	go func() {
+		defer span.End()
 		defer cancel()
 		res := a.execute(tctx, spec)
+		telemetry.EndTask(span, res.GetStatus().String(), res.GetError())
 		if err := a.journal.Finish(res); err != nil {
 			a.cfg.Logger.Error("journalling a result", "task", spec.GetTaskId(), "error", err)
 		}

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/firebreak-ir/firebreak/internal/bandwidth"
 	"github.com/firebreak-ir/firebreak/internal/telemetry"
@@ -70,14 +71,20 @@ FIREBREAK_JOIN_TOKEN) and pins --ca-file; later starts reuse the identity in
 			if cfg.JoinToken != "" && cfg.JoinTokenFile != "" {
 				return fmt.Errorf("--join-token-file (or %s) and a join token (--join-token or %s) are both given: give one", JoinTokenFileEnv, JoinTokenEnv)
 			}
-			shutdown := telemetry.SetupTracing(cmd.Context(), "firebreak-agent")
-			defer shutdown(context.Background())
 			a, err := New(cmd.Context(), cfg)
 			// The token is not kept past enrollment.
 			cfg.JoinToken = ""
 			if err != nil {
 				return err
 			}
+			// Telemetry starts once the agent knows who it is, so every span
+			// can be tied to its host; it flushes after Run with a fresh context.
+			tel, err := telemetry.Setup(cmd.Context(), telemetry.Config{Service: "firebreak-agent", Version: Version, DetectEC2: true,
+				Attributes: []attribute.KeyValue{telemetry.AttrAgentID.String(a.ID()), attribute.String("firebreak.agent.role", cfg.Role)}})
+			if err != nil {
+				return err
+			}
+			defer tel.Shutdown()
 			return a.Run(cmd.Context())
 		},
 	}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,6 +38,7 @@ import (
 	"github.com/firebreak-ir/firebreak/internal/rpcbuf"
 	"github.com/firebreak-ir/firebreak/internal/statedir"
 	"github.com/firebreak-ir/firebreak/internal/tasksign"
+	"github.com/firebreak-ir/firebreak/internal/telemetry"
 	"github.com/firebreak-ir/firebreak/plugins/catalog"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
@@ -57,6 +59,10 @@ type Config struct {
 	DataDir string
 	// Listen is the TCP address to serve on (HOST:PORT; port 0 picks one).
 	Listen string
+	// MetricsListen, when set, serves the controller's metrics in the
+	// Prometheus format at /metrics on this HOST:PORT (plain HTTP: bind it
+	// to a private address).
+	MetricsListen string
 	// Listener, when set, is served instead of listening on Listen (the
 	// lab makes it inside a network namespace).
 	Listener net.Listener
@@ -394,6 +400,14 @@ func (c *Controller) Addr() string { return c.lis.Addr().String() }
 // Run serves until ctx ends, then stops gracefully: it stops accepting,
 // lets the dispatcher persist what it holds, and closes the store.
 func (c *Controller) Run(ctx context.Context) error {
+	if c.cfg.MetricsListen != "" {
+		stopMetrics, err := c.serveMetrics()
+		if err != nil {
+			_ = c.Store.Close()
+			return err
+		}
+		defer stopMetrics()
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -461,3 +475,31 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	return err
 }
+
+// serveMetrics serves /metrics on MetricsListen and observes the connected
+// agents; the returned function stops both.
+func (c *Controller) serveMetrics() (func(), error) {
+	lis, err := net.Listen("tcp", c.cfg.MetricsListen)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-listen %s: %w", c.cfg.MetricsListen, err)
+	}
+	unobserve, err := telemetry.ObserveAgentsConnected(c.Fleet.ConnectedCount)
+	if err != nil {
+		_ = lis.Close()
+		return nil, fmt.Errorf("observing connected agents: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", telemetry.MetricsHandler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(lis) }()
+	_ = pki.WriteFileAtomic(filepath.Join(c.cfg.DataDir, MetricsAddrFile), []byte(lis.Addr().String()+"\n"), 0o644)
+	c.cfg.Logger.Info("serving metrics", "addr", lis.Addr().String(), "path", "/metrics")
+	return func() {
+		unobserve()
+		_ = srv.Close()
+	}, nil
+}
+
+// MetricsAddrFile, in the data directory, holds the address /metrics is
+// served on (useful with port 0).
+const MetricsAddrFile = "metrics.addr"

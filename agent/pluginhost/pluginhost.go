@@ -28,6 +28,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/experimental"
 
@@ -370,22 +373,28 @@ func (h *Host) Execute(ctx context.Context, action string, req *pluginv1.Execute
 	if e == nil {
 		return nil, fmt.Errorf("%w %q", ErrUnknownAction, action)
 	}
-	c, err := h.acquire(e)
+	ctx, span := telemetry.Tracer().Start(ctx, "plugin.execute "+action, trace.WithAttributes(telemetry.NonEmpty(
+		telemetry.AttrAction.String(action), telemetry.AttrTaskID.String(req.GetTask().GetTaskId()), telemetry.AttrRunID.String(req.GetTask().GetRunId()),
+		telemetry.AttrAgentID.String(req.GetTask().GetAgentId()), attribute.String("firebreak.plugin.sha256", e.sha256))...))
+	defer span.End()
+	c, err := h.acquire(ctx, e)
 	if err != nil {
+		span.SetStatus(otelcodes.Error, err.Error())
 		return nil, err
 	}
 	defer h.release(e)
-	ctx, span := telemetry.Tracer().Start(ctx, "plugin.execute "+action)
-	defer span.End()
 	res, err := c.Execute(ctx, req, handle)
 	if errors.Is(err, sdk.ErrPluginExited) && ctx.Err() == nil {
 		h.kill(e)
-		return nil, fmt.Errorf("the %s plugin exited during the task (it crashed or was killed); it will be restarted for the next task: %w", action, err)
+		err = fmt.Errorf("the %s plugin exited during the task (it crashed or was killed); it will be restarted for the next task: %w", action, err)
+	}
+	if err != nil && ctx.Err() == nil {
+		span.SetStatus(otelcodes.Error, err.Error())
 	}
 	return res, err
 }
 
-func (h *Host) acquire(e *entry) (*sdk.Client, error) {
+func (h *Host) acquire(ctx context.Context, e *entry) (*sdk.Client, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.action != nil && e.client != nil && e.client.Exited() {
@@ -393,7 +402,15 @@ func (h *Host) acquire(e *entry) (*sdk.Client, error) {
 		e.client, e.action = nil, nil
 	}
 	if e.action == nil {
-		if _, err := h.startLocked(e); err != nil {
+		// A launch is its own span in the task's trace; the go-plugin
+		// start-up calls under it are not traced (sdk.TraceFilter).
+		_, span := telemetry.Tracer().Start(ctx, "plugin.launch "+e.name)
+		_, err := h.startLocked(e)
+		if err != nil {
+			span.SetStatus(otelcodes.Error, err.Error())
+		}
+		span.End()
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -448,7 +465,7 @@ func (h *Host) startLocked(e *entry) (*sdk.Client, error) {
 		SyncStderr: os.Stderr,
 		// The task's trace continues into the plugin through the gRPC
 		// metadata, so its spans join the controller's and the agent's.
-		GRPCDialOptions: []grpc.DialOption{grpc.WithStatsHandler(otelgrpc.NewClientHandler()), experimental.WithBufferPool(rpcbuf.Shared)},
+		GRPCDialOptions: []grpc.DialOption{grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithFilter(sdk.TraceFilter))), experimental.WithBufferPool(rpcbuf.Shared)},
 	})
 	rpc, err := client.Client()
 	if err != nil {

@@ -37,8 +37,6 @@ admin.creds; later starts reuse them. It stops cleanly on SIGTERM.`,
 			}
 			cfg.Logger = telemetry.NewLogger(os.Stderr, true, lvl)
 			slog.SetDefault(cfg.Logger)
-			shutdown := telemetry.SetupTracing(cmd.Context(), "firebreak-controller")
-			defer shutdown(cmd.Context())
 			c, err := controller.New(cmd.Context(), cfg)
 			if err != nil {
 				return err
@@ -58,6 +56,7 @@ admin.creds; later starts reuse them. It stops cleanly on SIGTERM.`,
 	f.DurationVar(&cfg.EvidenceRetention, "evidence-retention", 0, "S3 Object Lock retention in compliance mode for new evidence, e.g. 2160h (the bucket needs Object Lock)")
 	f.StringVar(&cfg.EvidenceKMSKey, "evidence-kms-key", "", "KMS key ARN or id for SSE-KMS of S3 evidence (default: the bucket's encryption)")
 	f.Int64Var(&cfg.EvidenceMaxBytes, "evidence-max-bytes", 0, "largest evidence item accepted, in bytes (default 64 GiB)")
+	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "serve Prometheus metrics at http://HOST:PORT/metrics (off by default; see docs/observability.md)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	registerIncidentFlags(f, &cfg.Incident)
 	_ = cmd.MarkFlagRequired("data-dir")

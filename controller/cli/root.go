@@ -17,6 +17,9 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/term"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -24,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/firebreak-ir/firebreak/internal/pki"
+	"github.com/firebreak-ir/firebreak/internal/telemetry"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
@@ -78,7 +82,9 @@ func Main(args []string) int {
 	root.SetArgs(args)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	ctx, finish := startTelemetry(ctx, root, args)
 	err := root.ExecuteContext(ctx)
+	finish(err)
 	if err == nil {
 		return ExitOK
 	}
@@ -94,6 +100,54 @@ func Main(args []string) int {
 		return ExitUsage
 	}
 	return ExitError
+}
+
+// startTelemetry sets up OpenTelemetry for the command about to run. The
+// controller (and the lab, which holds one) is a service; every other
+// command is an operator command whose root span starts the trace that
+// rides the gRPC metadata into the controller. finish ends the span and
+// flushes with a fresh, bounded context: the command's own may be cancelled.
+func startTelemetry(ctx context.Context, root *cobra.Command, args []string) (context.Context, func(error)) {
+	cmd, _, err := root.Find(args)
+	if err != nil || cmd == nil || cmd == root {
+		return ctx, func(error) {}
+	}
+	path := strings.TrimPrefix(cmd.CommandPath(), root.Name()+" ")
+	top := strings.Fields(path)[0]
+	service := "firebreak-cli"
+	switch top {
+	case "controller":
+		service = "firebreak-controller"
+	case "lab", "bench":
+		service = "firebreak-" + top
+	case "version", "help", "completion":
+		return ctx, func(error) {}
+	}
+	tel, err := telemetry.Setup(ctx, telemetry.Config{Service: service, Version: Version, DetectEC2: top == "controller",
+		Metrics: top == "controller" || top == "lab"})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "firebreak: telemetry is off:", err)
+		return ctx, func(error) {}
+	}
+	if top == "controller" {
+		return ctx, func(error) { _ = tel.Shutdown() }
+	}
+	ctx, span := telemetry.Tracer().Start(ctx, "firebreak "+path, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("process.command", "firebreak"), attribute.String("firebreak.command", path)))
+	return ctx, func(err error) {
+		var ee *exitError
+		switch {
+		case err == nil:
+		case errors.As(err, &ee) && (ee.err == nil || ee.code == ExitAwaitingApproval || ee.code == ExitRejected):
+			// Waiting for approval or a rejection is an outcome, not a fault.
+			span.SetAttributes(attribute.Int("process.exit.code", ee.code))
+		default:
+			span.RecordError(err)
+			span.SetStatus(otelcodes.Error, err.Error())
+		}
+		span.End()
+		_ = tel.Shutdown()
+	}
 }
 
 func isUsage(err error) bool {

@@ -222,6 +222,9 @@ func (g *globals) follow(ctx context.Context, c *client, runID string) (*operato
 				if bar != nil {
 					_ = bar.Finish()
 				}
+				// The controller ends the stream after Done; reading to its end
+				// closes the call (and its span) with OK, not cancelled.
+				_, _ = stream.Recv()
 				return e.Done, nil
 			}
 			draw()

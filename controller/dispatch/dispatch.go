@@ -23,10 +23,13 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/internal/tasksign"
+	"github.com/firebreak-ir/firebreak/internal/telemetry"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
@@ -131,9 +134,10 @@ type runState struct {
 	stopped    string
 	subs       map[*Subscription]struct{}
 	approvals  []*store.Approval
-	// traceparent is the W3C context of the span that created the run,
-	// carried in every task so the trace spans controller, agent and plugin.
-	traceparent string
+	// traceparent and tracestate are the W3C context of the span that
+	// created the run; each dispatch continues it and carries its own in
+	// the tasks, so the trace spans controller, agent and plugin.
+	traceparent, tracestate string
 }
 
 type taskState struct {
@@ -203,6 +207,7 @@ type (
 		run         *store.Run
 		tasks       []*store.Task
 		traceparent string
+		tracestate  string
 	}
 	evConnect    struct{ agentID string }
 	evDisconnect struct{ agentID string }
@@ -326,10 +331,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 
 func (d *Dispatcher) send(ev any) { d.events <- ev }
 
-// Submit hands a stored run to the loop. traceparent is the W3C context of
+// Submit hands a stored run to the loop. traceparent and tracestate are the W3C context of
 // the creating span, or empty.
-func (d *Dispatcher) Submit(r *store.Run, tasks []*store.Task, traceparent string) {
-	d.send(evSubmit{run: r, tasks: tasks, traceparent: traceparent})
+func (d *Dispatcher) Submit(r *store.Run, tasks []*store.Task, traceparent, tracestate string) {
+	d.send(evSubmit{run: r, tasks: tasks, traceparent: traceparent, tracestate: tracestate})
 }
 
 // AgentConnected tells the loop an agent holds a stream now.
@@ -426,7 +431,7 @@ func (d *Dispatcher) handle(ev any) {
 			return
 		}
 		rs := d.addRun(e.run, e.tasks)
-		rs.traceparent = e.traceparent
+		rs.traceparent, rs.tracestate = e.traceparent, e.tracestate
 		if rs.run.Status == operatorv1.RunStatus_RUN_STATUS_RUNNING {
 			d.dispatchMore(rs)
 			d.maybeFinish(rs)
@@ -625,7 +630,18 @@ func (d *Dispatcher) dispatchMore(rs *runState) {
 		return
 	}
 	now := d.cfg.Clock()
-	signed := d.signAll(rs, out, now)
+	ctx, span := telemetry.Tracer().Start(telemetry.ExtractTraceContext(context.Background(), rs.traceparent, rs.tracestate), "run.dispatch",
+		trace.WithAttributes(telemetry.AttrRunID.String(rs.run.ID), telemetry.AttrAction.String(rs.run.Action), attribute.Int("firebreak.dispatch.tasks", len(out))))
+	defer span.End()
+	tp, tstate := telemetry.InjectTraceContext(ctx)
+	_, sign := telemetry.Tracer().Start(ctx, "tasks.sign")
+	signed := d.signAll(rs, out, now, tp, tstate)
+	sign.End()
+	pushed := 0
+	defer func() {
+		span.SetAttributes(attribute.Int("firebreak.dispatch.pushed", pushed))
+		telemetry.TaskDispatched(rs.run.Action, pushed)
+	}()
 	for i, ts := range out {
 		st := signed[i]
 		if st == nil {
@@ -639,6 +655,7 @@ func (d *Dispatcher) dispatchMore(rs *runState) {
 		ts.t.Status = agentv1.TaskStatus_TASK_STATUS_DISPATCHED
 		ts.t.DispatchedAt = now
 		ts.t.SignedTask, _ = store.EncodeSignedTask(st)
+		pushed++
 		rs.inflight++
 		rs.perAccount[ts.t.Account]++
 		d.changed(ts)
@@ -646,7 +663,7 @@ func (d *Dispatcher) dispatchMore(rs *runState) {
 }
 
 // signAll signs tasks in parallel: a fleet-wide run signs thousands at once.
-func (d *Dispatcher) signAll(rs *runState, out []*taskState, now time.Time) []*agentv1.SignedTask {
+func (d *Dispatcher) signAll(rs *runState, out []*taskState, now time.Time, traceparent, tracestate string) []*agentv1.SignedTask {
 	signed := make([]*agentv1.SignedTask, len(out))
 	workers := runtime.GOMAXPROCS(0)
 	if len(out) < 64 {
@@ -671,7 +688,8 @@ func (d *Dispatcher) signAll(rs *runState, out []*taskState, now time.Time) []*a
 					Operator:    rs.run.CreatedBy,
 					Account:     ts.t.Account,
 					Region:      ts.t.Region,
-					Traceparent: rs.traceparent,
+					Traceparent: traceparent,
+					Tracestate:  tracestate,
 
 					UploadBytesPerSecond: uint64(max(rs.run.UploadBPS, 0)),
 				}
@@ -765,6 +783,7 @@ func (d *Dispatcher) onResult(agentID string, res *agentv1.TaskResult) {
 		rs.inflight--
 		rs.perAccount[t.Account]--
 	}
+	d.traceResult(rs, t, agentID)
 	if isError(status) {
 		rs.errors++
 	}
@@ -776,6 +795,22 @@ func (d *Dispatcher) onResult(agentID string, res *agentv1.TaskResult) {
 	}
 	d.dispatchMore(rs)
 	d.maybeFinish(rs)
+}
+
+// traceResult records a result taken in: a span in the run's trace and
+// the dispatch-to-result latency.
+func (d *Dispatcher) traceResult(rs *runState, t *store.Task, agentID string) {
+	status := strings.ToLower(strings.TrimPrefix(t.Status.String(), "TASK_STATUS_"))
+	var since time.Duration
+	if !t.DispatchedAt.IsZero() {
+		since = d.cfg.Clock().Sub(t.DispatchedAt)
+	}
+	telemetry.TaskFinished(rs.run.Action, status, since)
+	ctx := telemetry.ExtractTraceContext(context.Background(), rs.traceparent, rs.tracestate)
+	_, span := telemetry.Tracer().Start(ctx, "task.result", trace.WithAttributes(telemetry.NonEmpty(telemetry.AttrRunID.String(rs.run.ID),
+		telemetry.AttrTaskID.String(t.ID), telemetry.AttrAgentID.String(agentID), telemetry.AttrAction.String(rs.run.Action),
+		telemetry.AttrStatus.String(status), telemetry.AttrAccount.String(t.Account), telemetry.AttrRegion.String(t.Region))...))
+	span.End()
 }
 
 // checkEvidence returns the evidence ids a task records: those the
@@ -859,6 +894,7 @@ func (d *Dispatcher) maybeFinish(rs *runState) {
 }
 
 func (d *Dispatcher) endRun(rs *runState, status operatorv1.RunStatus) {
+	telemetry.RunFinished(rs.run.Action, strings.ToLower(strings.TrimPrefix(status.String(), "RUN_STATUS_")))
 	rs.run.Status = status
 	rs.run.FinishedAt = d.cfg.Clock()
 	d.cur.runs[rs.run.ID] = rs.run

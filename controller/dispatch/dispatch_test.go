@@ -154,7 +154,7 @@ func (h *harness) submit(n int, mut func(*store.Run)) string {
 	if err := h.st.CreateRun(context.Background(), r, tasks); err != nil {
 		h.t.Fatal(err)
 	}
-	h.d.Submit(r, tasks, "")
+	h.d.Submit(r, tasks, "", "")
 	return r.ID
 }
 
@@ -449,7 +449,7 @@ func TestMaxPerAccount(t *testing.T) {
 	if err := h.st.CreateRun(context.Background(), r, tasks); err != nil {
 		t.Fatal(err)
 	}
-	h.d.Submit(r, tasks, "")
+	h.d.Submit(r, tasks, "", "")
 	run := h.wait(r.ID, "the end", ended)
 	if run.GetCounts().GetSucceeded() != 6 {
 		t.Fatalf("counts %v", run.GetCounts())

@@ -20,6 +20,9 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -28,6 +31,7 @@ import (
 	"github.com/firebreak-ir/firebreak/internal/bundle"
 	"github.com/firebreak-ir/firebreak/internal/ids"
 	"github.com/firebreak-ir/firebreak/internal/pki"
+	"github.com/firebreak-ir/firebreak/internal/telemetry"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 )
 
@@ -159,11 +163,20 @@ func (s *Service) Receive(a *store.Agent, id pki.Identity, stream agentv1.AgentS
 		return err
 	}
 	defer r.close()
+	ctx, span := telemetry.Tracer().Start(ctx, "evidence.receive", trace.WithAttributes(telemetry.AttrTaskID.String(task.ID),
+		telemetry.AttrAgentID.String(a.ID), attribute.String("firebreak.evidence.name", open.GetName()), telemetry.AttrResumes.Int(r.up.Opens-1)))
+	defer span.End()
+	from := r.received
 	if err := stream.Send(&agentv1.UploadEvidenceResponse{Msg: &agentv1.UploadEvidenceResponse_Opened{Opened: &agentv1.EvidenceOpened{
 		UploadId: upID, CommittedOffset: uint64(r.committed)}}}); err != nil {
 		return err
 	}
 	err = s.receive(ctx, r, stream, superseded)
+	span.SetAttributes(telemetry.AttrBytes.Int64(r.received - from))
+	telemetry.EvidenceReceived(r.received-from, err)
+	if err != nil {
+		span.SetStatus(otelcodes.Error, err.Error())
+	}
 	if r.stored == nil && r.up.State == uploadOpen {
 		// What arrived intact is kept, whatever ended the stream, so the
 		// next stream resumes after it.

@@ -33,6 +33,7 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/cases"
 	"github.com/firebreak-ir/firebreak/controller/finding"
 	"github.com/firebreak-ir/firebreak/controller/playbookrun"
+	"github.com/firebreak-ir/firebreak/internal/telemetry"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
@@ -150,8 +151,10 @@ func (in *Intake) Submit(ctx context.Context, actor string, event []byte) ([]*Ou
 	for _, f := range findings {
 		o, err := in.take(ctx, actor, f, received)
 		if err != nil {
+			telemetry.FindingReceived(actor, "error")
 			return out, fmt.Errorf("finding %s: %w", f.ID, err)
 		}
+		telemetry.FindingReceived(actor, map[bool]string{true: "duplicate", false: "taken"}[o.Duplicate])
 		out = append(out, o)
 	}
 	return out, nil

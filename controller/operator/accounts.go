@@ -68,7 +68,7 @@ func (s *Service) SyncAccounts(ctx context.Context, req *operatorv1.SyncAccounts
 	if err := s.cfg.Store.CreateRun(ctx, plan.Run, plan.Tasks); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "storing the run: %v", err)
 	}
-	s.cfg.Dispatcher.Submit(plan.Run, plan.Tasks, "")
+	s.cfg.Dispatcher.Submit(plan.Run, plan.Tasks, "", "")
 	run, err := s.waitRun(ctx, plan.Run.ID)
 	if err != nil {
 		return nil, err

@@ -363,10 +363,12 @@ func (s *Service) CreateRun(ctx context.Context, req *operatorv1.CreateRunReques
 		"targets": len(plan.Tasks), "reason": plan.Run.Reason, "case": plan.Run.CaseID,
 		"status": strings.TrimPrefix(plan.Run.Status.String(), "RUN_STATUS_"),
 	})
-	traceparent, _ := telemetry.InjectTraceContext(ctx)
+	span.SetAttributes(telemetry.NonEmpty(telemetry.AttrRunID.String(plan.Run.ID), telemetry.AttrAction.String(plan.Run.Action),
+		telemetry.AttrCaseID.String(plan.Run.CaseID), telemetry.AttrOperator.String(op.Name), telemetry.AttrTargets.Int(len(plan.Tasks)))...)
+	traceparent, tracestate := telemetry.InjectTraceContext(ctx)
 	// The answer is made before the dispatcher owns the run and its tasks.
 	resp := &operatorv1.CreateRunResponse{Run: dispatch.RunProto(plan.Run, plan.Tasks, nil)}
-	s.cfg.Dispatcher.Submit(plan.Run, plan.Tasks, traceparent)
+	s.cfg.Dispatcher.Submit(plan.Run, plan.Tasks, traceparent, tracestate)
 	s.cfg.Logger.InfoContext(ctx, "run created", "run", resp.GetRun().GetId(), "action", resp.GetRun().GetAction(), "targets", len(resp.GetRun().GetTasks()),
 		"operator", op.Name, "status", resp.GetRun().GetStatus().String())
 	return resp, nil

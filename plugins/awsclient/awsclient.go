@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/smithy-go"
+	"go.opentelemetry.io/contrib/instrumentation/github.com/aws/aws-sdk-go-v2/otelaws"
 
 	"github.com/firebreak-ir/firebreak/plugins/sdk"
 	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
@@ -68,6 +69,9 @@ func Config(creds *pluginv1.AWSCredentials) (aws.Config, error) {
 	if ep := creds.GetEndpointUrl(); ep != "" {
 		cfg.BaseEndpoint = aws.String(ep)
 	}
+	// Each AWS call is a client span in the task's trace, with the rpc.*
+	// and aws.* attributes and the request id.
+	otelaws.AppendMiddlewares(&cfg.APIOptions)
 	return cfg, nil
 }
 

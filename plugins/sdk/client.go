@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
 	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
@@ -43,6 +44,10 @@ func (c *Client) Describe(ctx context.Context) (*pluginv1.ActionDescription, err
 // message to handle in order. It returns the final result. A result with a
 // non-empty Error is a failure that still carries the action's output.
 func (c *Client) Execute(ctx context.Context, req *pluginv1.ExecuteRequest, handle func(*pluginv1.ExecuteResponse) error) (*pluginv1.Result, error) {
+	// Leaving early (a handler error) cancels the call, so the stream and
+	// its client span end then and there.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	stream, err := c.c.Execute(ctx, req)
 	if err != nil {
 		return nil, classify(err)
@@ -56,6 +61,7 @@ func (c *Client) Execute(ctx context.Context, req *pluginv1.ExecuteRequest, hand
 			return nil, classify(err)
 		}
 		if r := msg.GetResult(); r != nil {
+			drain(stream)
 			return r, nil
 		}
 		if handle != nil {
@@ -64,6 +70,26 @@ func (c *Client) Execute(ctx context.Context, req *pluginv1.ExecuteRequest, hand
 			}
 		}
 	}
+}
+
+// drain reads the stream to its end after the result, so the call ends
+// with the plugin's OK status (and its client span with it) instead of
+// being cancelled. The plugin returns right after sending the result; a
+// plugin that sends more is cut off when Execute's context is cancelled.
+func drain(stream pluginv1.ActionPluginService_ExecuteClient) {
+	for i := 0; i < 16; i++ {
+		if _, err := stream.Recv(); err != nil {
+			return
+		}
+	}
+}
+
+// TraceFilter selects the plugin calls that make spans: Execute only, on
+// both sides. Describe and go-plugin's own services (broker, stdio,
+// controller) are start-up plumbing that would otherwise make a root trace
+// each.
+func TraceFilter(info *stats.RPCTagInfo) bool {
+	return info.FullMethodName == pluginv1.ActionPluginService_Execute_FullMethodName
 }
 
 // classify turns a transport failure into ErrPluginExited, so callers can

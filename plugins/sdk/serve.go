@@ -22,17 +22,22 @@ import (
 // of a plugin's main function and returns when the agent stops the plugin.
 // Logs go to stderr as JSON; stdout belongs to the go-plugin handshake.
 func Serve(a Action) {
-	name := "plugin"
+	name, version := "plugin", ""
 	if d, err := a.Describe(context.Background()); err == nil {
-		name = d.GetName()
+		name, version = d.GetName(), d.GetVersion()
 	}
-	shutdown := telemetry.SetupTracing(context.Background(), "firebreak-plugin-"+name)
-	defer shutdown(context.Background())
+	// The agent passes its telemetry environment on (and its own identity
+	// in OTEL_RESOURCE_ATTRIBUTES). Spans are flushed when the agent stops
+	// the plugin, within the grace go-plugin gives before it kills.
+	tel, err := telemetry.Setup(context.Background(), telemetry.Config{Service: "firebreak-plugin-" + name, Version: version})
+	if err == nil {
+		defer tel.Shutdown()
+	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         map[string]plugin.Plugin{PluginName: &GRPCPlugin{Impl: a}},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler()), experimental.BufferPool(rpcbuf.Shared))
+			opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithFilter(TraceFilter))), experimental.BufferPool(rpcbuf.Shared))
 			return grpc.NewServer(opts...)
 		},
 		Logger: hclog.New(&hclog.LoggerOptions{

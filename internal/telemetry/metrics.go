@@ -1,0 +1,95 @@
+package telemetry
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// Metric names. docs/observability.md lists them with their Prometheus
+// names (dots become underscores, units and _total are appended).
+const (
+	MetricAgentsConnected  = "firebreak.agents.connected"
+	MetricTasksDispatched  = "firebreak.tasks.dispatched"
+	MetricTasksFinished    = "firebreak.tasks.finished"
+	MetricTaskLatency      = "firebreak.task.duration"
+	MetricEvidenceBytes    = "firebreak.evidence.received"
+	MetricEvidenceFailures = "firebreak.evidence.upload.failures"
+	MetricFindings         = "firebreak.findings.received"
+	MetricRunsFinished     = "firebreak.runs.finished"
+)
+
+// instruments are made from the global meter provider, which forwards to
+// the one Setup installs whenever that happens; without Setup they cost a
+// no-op call.
+var instruments = func() (in struct {
+	dispatched, finished, evidenceBytes, evidenceFailures, findings, runs metric.Int64Counter
+	latency                                                               metric.Float64Histogram
+}) {
+	m := otel.Meter("github.com/firebreak-ir/firebreak")
+	in.dispatched, _ = m.Int64Counter(MetricTasksDispatched, metric.WithUnit("{task}"), metric.WithDescription("Tasks signed and pushed to an agent."))
+	in.finished, _ = m.Int64Counter(MetricTasksFinished, metric.WithUnit("{task}"), metric.WithDescription("Tasks that reached a final state, by status."))
+	in.latency, _ = m.Float64Histogram(MetricTaskLatency, metric.WithUnit("s"), metric.WithDescription("Time from a task's dispatch to its stored result, by action and status."),
+		metric.WithExplicitBucketBoundaries(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600))
+	in.evidenceBytes, _ = m.Int64Counter(MetricEvidenceBytes, metric.WithUnit("By"), metric.WithDescription("Evidence bytes received and stored."))
+	in.evidenceFailures, _ = m.Int64Counter(MetricEvidenceFailures, metric.WithUnit("{upload}"), metric.WithDescription("Evidence uploads that ended in an error."))
+	in.findings, _ = m.Int64Counter(MetricFindings, metric.WithUnit("{finding}"), metric.WithDescription("Findings taken in, by source and outcome."))
+	in.runs, _ = m.Int64Counter(MetricRunsFinished, metric.WithUnit("{run}"), metric.WithDescription("Runs that reached a final status, by status."))
+	return in
+}()
+
+// TaskDispatched counts tasks pushed to agents.
+func TaskDispatched(action string, n int) {
+	instruments.dispatched.Add(context.Background(), int64(n), metric.WithAttributes(AttrAction.String(action)))
+}
+
+// TaskFinished counts a final task and records its dispatch-to-result
+// latency (when it was dispatched).
+func TaskFinished(action, status string, sinceDispatch time.Duration) {
+	attrs := metric.WithAttributes(AttrAction.String(action), AttrStatus.String(status))
+	instruments.finished.Add(context.Background(), 1, attrs)
+	if sinceDispatch > 0 {
+		instruments.latency.Record(context.Background(), sinceDispatch.Seconds(), attrs)
+	}
+}
+
+// EvidenceReceived counts stored evidence bytes, or a failed upload.
+func EvidenceReceived(bytes int64, err error) {
+	if err != nil {
+		instruments.evidenceFailures.Add(context.Background(), 1)
+		return
+	}
+	instruments.evidenceBytes.Add(context.Background(), bytes)
+}
+
+// FindingReceived counts a finding taken in.
+func FindingReceived(source, outcome string) {
+	instruments.findings.Add(context.Background(), 1, metric.WithAttributes(attribute.String("firebreak.finding.source", source),
+		attribute.String("firebreak.finding.outcome", outcome)))
+}
+
+// RunFinished counts a run that reached a final status.
+func RunFinished(action, status string) {
+	instruments.runs.Add(context.Background(), 1, metric.WithAttributes(AttrAction.String(action), attribute.String("firebreak.run.status", status)))
+}
+
+// ObserveAgentsConnected reports the connected agents at each collection.
+// It returns a function that stops the observation.
+func ObserveAgentsConnected(count func() int) (func(), error) {
+	m := otel.Meter("github.com/firebreak-ir/firebreak")
+	g, err := m.Int64ObservableGauge(MetricAgentsConnected, metric.WithUnit("{agent}"), metric.WithDescription("Agents holding a stream to this controller."))
+	if err != nil {
+		return nil, err
+	}
+	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(g, int64(count()))
+		return nil
+	}, g)
+	if err != nil {
+		return nil, err
+	}
+	return func() { _ = reg.Unregister() }, nil
+}

@@ -1,0 +1,201 @@
+package e2e_test
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/firebreak-ir/firebreak/test/e2e"
+)
+
+// TestOneTracePerOperatorCommand runs a real controller, agent and CLI
+// against an in-process OTLP receiver, the controller and CLI over gRPC and
+// the agent (and so its plugins) over HTTP/protobuf. The batch delay is ten
+// minutes, so only the flush at each stop can deliver.
+func TestOneTracePerOperatorCommand(t *testing.T) {
+	sink := e2e.StartOTLPSink(t)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+sink.GRPCAddr)
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "600000")
+	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=e2e")
+	b := e2e.Build(t)
+	c := e2e.StartController(t, b, e2e.ControllerOptions{Args: []string{"--metrics-listen", "127.0.0.1:0"}})
+	tok := c.Token(t, "host", 1)
+	a := c.StartAgent(t, e2e.AgentOptions{Name: "traced", Token: tok,
+		Env: []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + sink.HTTPURL, "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"}})
+	id := a.AgentID(t)
+	c.WaitConnected(t, id)
+
+	var run e2e.RunJSON
+	c.MustJSON(t, &run, 0, "run", "sysinfo", "--select", "all", "--wait")
+	if run.Status != "succeeded" {
+		t.Fatalf("run %+v", run)
+	}
+	// The documented metrics are on the controller's Prometheus endpoint.
+	metrics := scrape(t, c)
+	for _, want := range []struct {
+		series string
+		min    float64
+	}{
+		{`firebreak_agents_connected`, 1},
+		{`firebreak_tasks_dispatched_total{firebreak_action="sysinfo"`, 1},
+		{`firebreak_tasks_finished_total{firebreak_action="sysinfo",firebreak_task_status="succeeded"`, 1},
+		{`firebreak_task_duration_seconds_count{firebreak_action="sysinfo",firebreak_task_status="succeeded"`, 1},
+		{`firebreak_runs_finished_total{firebreak_action="sysinfo",firebreak_run_status="succeeded"`, 1},
+		{`target_info{`, 1},
+	} {
+		v, ok := sample(metrics, want.series)
+		if !ok || v < want.min {
+			t.Errorf("metric %s = %v (found %v), want at least %v", want.series, v, ok, want.min)
+		}
+	}
+	if !strings.Contains(metrics, `service_name="firebreak-controller"`) {
+		t.Errorf("the metrics' target_info lacks the controller's resource")
+	}
+	if t.Failed() {
+		t.Logf("metrics:\n%s", metrics)
+	}
+	if err := a.Stop(); err != nil {
+		t.Errorf("agent exit: %v", err)
+	}
+	if err := c.Stop(); err != nil {
+		t.Errorf("controller exit: %v", err)
+	}
+
+	spans := sink.Spans()
+	byID := map[string]e2e.Span{}
+	for _, s := range spans {
+		byID[s.SpanID] = s
+	}
+	var roots []e2e.Span
+	for _, s := range spans {
+		if s.Name == "firebreak run" {
+			roots = append(roots, s)
+		}
+	}
+	if len(roots) != 1 {
+		t.Fatalf("%d root spans for `firebreak run`, want 1 (of %d spans: %s)", len(roots), len(spans), names(spans))
+	}
+	root := roots[0]
+	if root.ParentID != "" || root.Resource["service.name"] != "firebreak-cli" {
+		t.Errorf("the command's span has parent %q and service %q, want a root in firebreak-cli", root.ParentID, root.Resource["service.name"])
+	}
+	var trace []e2e.Span
+	for _, s := range spans {
+		if s.TraceID == root.TraceID {
+			trace = append(trace, s)
+		}
+	}
+	services := map[string]bool{}
+	for _, s := range trace {
+		services[s.Resource["service.name"]] = true
+		if s.Status == 2 {
+			t.Errorf("span %q (%s) has ERROR status: %s", s.Name, s.Resource["service.name"], s.StatusMessage)
+		}
+		if s.ParentID != "" {
+			if _, ok := byID[s.ParentID]; !ok {
+				t.Errorf("span %q (%s) names a parent that never arrived", s.Name, s.Resource["service.name"])
+			}
+		}
+		if s.Resource["deployment.environment.name"] != "e2e" {
+			t.Errorf("span %q (%s) lacks OTEL_RESOURCE_ATTRIBUTES", s.Name, s.Resource["service.name"])
+		}
+	}
+	for _, want := range []string{"/CreateRun", "/WatchRun"} {
+		found := false
+		for _, s := range trace {
+			found = found || (strings.HasSuffix(s.Name, want) && s.Resource["service.name"] == "firebreak-cli")
+		}
+		if !found {
+			t.Errorf("no CLI span %s in the command's trace: %s", want, names(trace))
+		}
+	}
+	// The plugin's span descends, parent by parent, from the agent, the
+	// controller and the CLI.
+	var plugin *e2e.Span
+	for i, s := range trace {
+		if s.Resource["service.name"] == "firebreak-plugin-sysinfo" && strings.HasSuffix(s.Name, "/Execute") {
+			plugin = &trace[i]
+		}
+	}
+	if plugin == nil {
+		t.Fatalf("no plugin Execute span in the command's trace: %s", names(trace))
+	}
+	chain := []string{}
+	seen := map[string]bool{}
+	for s, ok := *plugin, true; ok; s, ok = byID[s.ParentID] {
+		chain = append(chain, s.Resource["service.name"]+":"+s.Name)
+		seen[s.Resource["service.name"]] = true
+		if s.Resource["service.name"] == "firebreak-agent" {
+			if s.Resource["host.name"] == "" || s.Resource["firebreak.agent.id"] != id {
+				t.Errorf("agent resource %v: want host.name and firebreak.agent.id=%s", s.Resource, id)
+			}
+		}
+		if s.ParentID != "" {
+			// Within the agent the calls are synchronous: each child ends
+			// before its parent (the controller's dispatch is asynchronous
+			// to run.create by design).
+			if p, ok := byID[s.ParentID]; ok && (p.Start > s.Start || p.End < s.End) && p.Resource["service.name"] == "firebreak-agent" && s.Resource["service.name"] == "firebreak-agent" {
+				t.Errorf("span %q does not sit inside its parent %q", s.Name, p.Name)
+			}
+		}
+		if s.ParentID == "" && s.SpanID != root.SpanID {
+			t.Errorf("the plugin's ancestry ends at %q, not at the command's span", s.Name)
+		}
+	}
+	for _, svc := range []string{"firebreak-plugin-sysinfo", "firebreak-agent", "firebreak-controller", "firebreak-cli"} {
+		if !seen[svc] {
+			t.Errorf("the plugin's ancestry has no %s span: %s", svc, strings.Join(chain, " ← "))
+		}
+	}
+	t.Logf("plugin ancestry: %s", strings.Join(chain, " ← "))
+	// Plugin start-up calls make no root traces.
+	for _, s := range spans {
+		if s.ParentID == "" && strings.HasPrefix(s.Resource["service.name"], "firebreak-plugin-") {
+			t.Errorf("stray root span %q from %s", s.Name, s.Resource["service.name"])
+		}
+	}
+}
+
+func names(spans []e2e.Span) string {
+	var out []string
+	for _, s := range spans {
+		out = append(out, s.Resource["service.name"]+":"+s.Name)
+	}
+	return strings.Join(out, ", ")
+}
+
+// scrape reads the controller's /metrics.
+func scrape(t *testing.T, c *e2e.Controller) string {
+	t.Helper()
+	addr, err := os.ReadFile(filepath.Join(c.DataDir, "metrics.addr"))
+	if err != nil {
+		t.Fatalf("the controller wrote no metrics.addr: %v", err)
+	}
+	resp, err := http.Get("http://" + strings.TrimSpace(string(addr)) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %s: %s", resp.Status, body)
+	}
+	return string(body)
+}
+
+// sample returns the value of the first series that starts with prefix.
+func sample(metrics, prefix string) (float64, bool) {
+	for _, line := range strings.Split(metrics, "\n") {
+		if strings.HasPrefix(line, prefix) {
+			f := strings.Fields(line)
+			v, err := strconv.ParseFloat(f[len(f)-1], 64)
+			return v, err == nil
+		}
+	}
+	return 0, false
+}
