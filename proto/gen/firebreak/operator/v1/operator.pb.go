@@ -390,7 +390,7 @@ type AddOperatorRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// name is the operator's unique name.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// role is the operator's role (default responder).
+	// role is the operator's role (default viewer, the least).
 	Role          OperatorRole `protobuf:"varint,2,opt,name=role,proto3,enum=firebreak.operator.v1.OperatorRole" json:"role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2892,6 +2892,684 @@ func (x *ListAccountsResponse) GetAccounts() []*AWSAccount {
 	return nil
 }
 
+// ListJoinTokensRequest asks for every join token.
+type ListJoinTokensRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJoinTokensRequest) Reset() {
+	*x = ListJoinTokensRequest{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJoinTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJoinTokensRequest) ProtoMessage() {}
+
+func (x *ListJoinTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJoinTokensRequest.ProtoReflect.Descriptor instead.
+func (*ListJoinTokensRequest) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{40}
+}
+
+// JoinTokenInfo describes a join token without its secret.
+type JoinTokenInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id names the token: the first 16 hex digits of its SHA-256 hash.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// role is the agent role the token enrolls.
+	Role v1.AgentRole `protobuf:"varint,2,opt,name=role,proto3,enum=firebreak.agent.v1.AgentRole" json:"role,omitempty"`
+	// labels are added to every agent enrolled with the token.
+	Labels map[string]string `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// uses is how many enrollments the token allowed at creation.
+	Uses uint32 `protobuf:"varint,4,opt,name=uses,proto3" json:"uses,omitempty"`
+	// uses_left is how many enrollments remain.
+	UsesLeft uint32 `protobuf:"varint,5,opt,name=uses_left,json=usesLeft,proto3" json:"uses_left,omitempty"`
+	// expires_at is when the token stops working.
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// created_by is the operator who created the token.
+	CreatedBy string `protobuf:"bytes,7,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	// created_at is when the token was created.
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// revoked is set once the token has been revoked.
+	Revoked       bool `protobuf:"varint,9,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinTokenInfo) Reset() {
+	*x = JoinTokenInfo{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinTokenInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinTokenInfo) ProtoMessage() {}
+
+func (x *JoinTokenInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinTokenInfo.ProtoReflect.Descriptor instead.
+func (*JoinTokenInfo) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *JoinTokenInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *JoinTokenInfo) GetRole() v1.AgentRole {
+	if x != nil {
+		return x.Role
+	}
+	return v1.AgentRole(0)
+}
+
+func (x *JoinTokenInfo) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *JoinTokenInfo) GetUses() uint32 {
+	if x != nil {
+		return x.Uses
+	}
+	return 0
+}
+
+func (x *JoinTokenInfo) GetUsesLeft() uint32 {
+	if x != nil {
+		return x.UsesLeft
+	}
+	return 0
+}
+
+func (x *JoinTokenInfo) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *JoinTokenInfo) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+func (x *JoinTokenInfo) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *JoinTokenInfo) GetRevoked() bool {
+	if x != nil {
+		return x.Revoked
+	}
+	return false
+}
+
+// ListJoinTokensResponse lists the join tokens.
+type ListJoinTokensResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// tokens are ordered oldest first.
+	Tokens        []*JoinTokenInfo `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJoinTokensResponse) Reset() {
+	*x = ListJoinTokensResponse{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJoinTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJoinTokensResponse) ProtoMessage() {}
+
+func (x *ListJoinTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJoinTokensResponse.ProtoReflect.Descriptor instead.
+func (*ListJoinTokensResponse) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ListJoinTokensResponse) GetTokens() []*JoinTokenInfo {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+// RevokeJoinTokenRequest names the token to revoke.
+type RevokeJoinTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the token's id, as ListJoinTokens shows it.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeJoinTokenRequest) Reset() {
+	*x = RevokeJoinTokenRequest{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeJoinTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeJoinTokenRequest) ProtoMessage() {}
+
+func (x *RevokeJoinTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeJoinTokenRequest.ProtoReflect.Descriptor instead.
+func (*RevokeJoinTokenRequest) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *RevokeJoinTokenRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// RevokeJoinTokenResponse describes the revoked token.
+type RevokeJoinTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// token is the token, now revoked.
+	Token         *JoinTokenInfo `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeJoinTokenResponse) Reset() {
+	*x = RevokeJoinTokenResponse{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeJoinTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeJoinTokenResponse) ProtoMessage() {}
+
+func (x *RevokeJoinTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeJoinTokenResponse.ProtoReflect.Descriptor instead.
+func (*RevokeJoinTokenResponse) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *RevokeJoinTokenResponse) GetToken() *JoinTokenInfo {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+// RevokeOperatorRequest names the operator to revoke.
+type RevokeOperatorRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the operator's name.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeOperatorRequest) Reset() {
+	*x = RevokeOperatorRequest{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeOperatorRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeOperatorRequest) ProtoMessage() {}
+
+func (x *RevokeOperatorRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeOperatorRequest.ProtoReflect.Descriptor instead.
+func (*RevokeOperatorRequest) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *RevokeOperatorRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// RevokeOperatorResponse reports the revocation.
+type RevokeOperatorResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the revoked operator.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// closed_streams is how many open streams of it were closed.
+	ClosedStreams uint32 `protobuf:"varint,2,opt,name=closed_streams,json=closedStreams,proto3" json:"closed_streams,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeOperatorResponse) Reset() {
+	*x = RevokeOperatorResponse{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeOperatorResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeOperatorResponse) ProtoMessage() {}
+
+func (x *RevokeOperatorResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeOperatorResponse.ProtoReflect.Descriptor instead.
+func (*RevokeOperatorResponse) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *RevokeOperatorResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RevokeOperatorResponse) GetClosedStreams() uint32 {
+	if x != nil {
+		return x.ClosedStreams
+	}
+	return 0
+}
+
+// RotateOperatorRequest names the operator whose credential to replace.
+type RotateOperatorRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the operator's name.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateOperatorRequest) Reset() {
+	*x = RotateOperatorRequest{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateOperatorRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateOperatorRequest) ProtoMessage() {}
+
+func (x *RotateOperatorRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateOperatorRequest.ProtoReflect.Descriptor instead.
+func (*RotateOperatorRequest) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *RotateOperatorRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// RotateOperatorResponse carries the new credential, shown only once.
+type RotateOperatorResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// creds_json is the new credential file's content.
+	CredsJson []byte `protobuf:"bytes,1,opt,name=creds_json,json=credsJson,proto3" json:"creds_json,omitempty"`
+	// cert_serial is the new certificate's serial (hex).
+	CertSerial string `protobuf:"bytes,2,opt,name=cert_serial,json=certSerial,proto3" json:"cert_serial,omitempty"`
+	// closed_streams is how many open streams of the old credential were closed.
+	ClosedStreams uint32 `protobuf:"varint,3,opt,name=closed_streams,json=closedStreams,proto3" json:"closed_streams,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateOperatorResponse) Reset() {
+	*x = RotateOperatorResponse{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateOperatorResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateOperatorResponse) ProtoMessage() {}
+
+func (x *RotateOperatorResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateOperatorResponse.ProtoReflect.Descriptor instead.
+func (*RotateOperatorResponse) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *RotateOperatorResponse) GetCredsJson() []byte {
+	if x != nil {
+		return x.CredsJson
+	}
+	return nil
+}
+
+func (x *RotateOperatorResponse) GetCertSerial() string {
+	if x != nil {
+		return x.CertSerial
+	}
+	return ""
+}
+
+func (x *RotateOperatorResponse) GetClosedStreams() uint32 {
+	if x != nil {
+		return x.ClosedStreams
+	}
+	return 0
+}
+
+// RevokeAgentsRequest names the agents to revoke.
+type RevokeAgentsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ids are the agents' ids.
+	Ids []string `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	// reason is recorded in the audit log.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeAgentsRequest) Reset() {
+	*x = RevokeAgentsRequest{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeAgentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeAgentsRequest) ProtoMessage() {}
+
+func (x *RevokeAgentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeAgentsRequest.ProtoReflect.Descriptor instead.
+func (*RevokeAgentsRequest) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *RevokeAgentsRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *RevokeAgentsRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// RevokedAgent reports one agent's revocation.
+type RevokedAgent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the agent's id.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// hostname is the hostname the agent last reported.
+	Hostname string `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// cert_serial is the serial of the certificate now denied (hex).
+	CertSerial string `protobuf:"bytes,3,opt,name=cert_serial,json=certSerial,proto3" json:"cert_serial,omitempty"`
+	// stream_closed is set when a live stream of the agent was closed.
+	StreamClosed  bool `protobuf:"varint,4,opt,name=stream_closed,json=streamClosed,proto3" json:"stream_closed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokedAgent) Reset() {
+	*x = RevokedAgent{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokedAgent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokedAgent) ProtoMessage() {}
+
+func (x *RevokedAgent) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokedAgent.ProtoReflect.Descriptor instead.
+func (*RevokedAgent) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *RevokedAgent) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RevokedAgent) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *RevokedAgent) GetCertSerial() string {
+	if x != nil {
+		return x.CertSerial
+	}
+	return ""
+}
+
+func (x *RevokedAgent) GetStreamClosed() bool {
+	if x != nil {
+		return x.StreamClosed
+	}
+	return false
+}
+
+// RevokeAgentsResponse reports the revoked agents.
+type RevokeAgentsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// agents are in the order requested.
+	Agents        []*RevokedAgent `protobuf:"bytes,1,rep,name=agents,proto3" json:"agents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeAgentsResponse) Reset() {
+	*x = RevokeAgentsResponse{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeAgentsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeAgentsResponse) ProtoMessage() {}
+
+func (x *RevokeAgentsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeAgentsResponse.ProtoReflect.Descriptor instead.
+func (*RevokeAgentsResponse) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *RevokeAgentsResponse) GetAgents() []*RevokedAgent {
+	if x != nil {
+		return x.Agents
+	}
+	return nil
+}
+
 var File_firebreak_operator_v1_operator_proto protoreflect.FileDescriptor
 
 const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
@@ -3095,7 +3773,54 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x06run_id\x18\x03 \x01(\tR\x05runId\"\x15\n" +
 	"\x13ListAccountsRequest\"U\n" +
 	"\x14ListAccountsResponse\x12=\n" +
-	"\baccounts\x18\x01 \x03(\v2!.firebreak.operator.v1.AWSAccountR\baccounts*\x99\x01\n" +
+	"\baccounts\x18\x01 \x03(\v2!.firebreak.operator.v1.AWSAccountR\baccounts\"\x17\n" +
+	"\x15ListJoinTokensRequest\"\xb7\x03\n" +
+	"\rJoinTokenInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x121\n" +
+	"\x04role\x18\x02 \x01(\x0e2\x1d.firebreak.agent.v1.AgentRoleR\x04role\x12H\n" +
+	"\x06labels\x18\x03 \x03(\v20.firebreak.operator.v1.JoinTokenInfo.LabelsEntryR\x06labels\x12\x12\n" +
+	"\x04uses\x18\x04 \x01(\rR\x04uses\x12\x1b\n" +
+	"\tuses_left\x18\x05 \x01(\rR\busesLeft\x129\n" +
+	"\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\a \x01(\tR\tcreatedBy\x129\n" +
+	"\n" +
+	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x18\n" +
+	"\arevoked\x18\t \x01(\bR\arevoked\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"V\n" +
+	"\x16ListJoinTokensResponse\x12<\n" +
+	"\x06tokens\x18\x01 \x03(\v2$.firebreak.operator.v1.JoinTokenInfoR\x06tokens\"(\n" +
+	"\x16RevokeJoinTokenRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"U\n" +
+	"\x17RevokeJoinTokenResponse\x12:\n" +
+	"\x05token\x18\x01 \x01(\v2$.firebreak.operator.v1.JoinTokenInfoR\x05token\"+\n" +
+	"\x15RevokeOperatorRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"S\n" +
+	"\x16RevokeOperatorResponse\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12%\n" +
+	"\x0eclosed_streams\x18\x02 \x01(\rR\rclosedStreams\"+\n" +
+	"\x15RotateOperatorRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x7f\n" +
+	"\x16RotateOperatorResponse\x12\x1d\n" +
+	"\n" +
+	"creds_json\x18\x01 \x01(\fR\tcredsJson\x12\x1f\n" +
+	"\vcert_serial\x18\x02 \x01(\tR\n" +
+	"certSerial\x12%\n" +
+	"\x0eclosed_streams\x18\x03 \x01(\rR\rclosedStreams\"?\n" +
+	"\x13RevokeAgentsRequest\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x80\x01\n" +
+	"\fRevokedAgent\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
+	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x1f\n" +
+	"\vcert_serial\x18\x03 \x01(\tR\n" +
+	"certSerial\x12#\n" +
+	"\rstream_closed\x18\x04 \x01(\bR\fstreamClosed\"S\n" +
+	"\x14RevokeAgentsResponse\x12;\n" +
+	"\x06agents\x18\x01 \x03(\v2#.firebreak.operator.v1.RevokedAgentR\x06agents*\x99\x01\n" +
 	"\fOperatorRole\x12\x1d\n" +
 	"\x19OPERATOR_ROLE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14OPERATOR_ROLE_VIEWER\x10\x01\x12\x1b\n" +
@@ -3109,7 +3834,7 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x14RUN_STATUS_SUCCEEDED\x10\x03\x12\x15\n" +
 	"\x11RUN_STATUS_FAILED\x10\x04\x12\x18\n" +
 	"\x14RUN_STATUS_CANCELLED\x10\x05\x12\x17\n" +
-	"\x13RUN_STATUS_REJECTED\x10\x062\xb7\f\n" +
+	"\x13RUN_STATUS_REJECTED\x10\x062\xdf\x10\n" +
 	"\x0fOperatorService\x12U\n" +
 	"\x06Whoami\x12$.firebreak.operator.v1.WhoamiRequest\x1a%.firebreak.operator.v1.WhoamiResponse\x12p\n" +
 	"\x0fCreateJoinToken\x12-.firebreak.operator.v1.CreateJoinTokenRequest\x1a..firebreak.operator.v1.CreateJoinTokenResponse\x12d\n" +
@@ -3128,7 +3853,12 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\fSyncAccounts\x12*.firebreak.operator.v1.SyncAccountsRequest\x1a+.firebreak.operator.v1.SyncAccountsResponse\x12g\n" +
 	"\fListAccounts\x12*.firebreak.operator.v1.ListAccountsRequest\x1a+.firebreak.operator.v1.ListAccountsResponse\x12^\n" +
 	"\tListAudit\x12'.firebreak.operator.v1.ListAuditRequest\x1a(.firebreak.operator.v1.ListAuditResponse\x12d\n" +
-	"\vVerifyAudit\x12).firebreak.operator.v1.VerifyAuditRequest\x1a*.firebreak.operator.v1.VerifyAuditResponseBNZLgithub.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1;operatorv1b\x06proto3"
+	"\vVerifyAudit\x12).firebreak.operator.v1.VerifyAuditRequest\x1a*.firebreak.operator.v1.VerifyAuditResponse\x12m\n" +
+	"\x0eListJoinTokens\x12,.firebreak.operator.v1.ListJoinTokensRequest\x1a-.firebreak.operator.v1.ListJoinTokensResponse\x12p\n" +
+	"\x0fRevokeJoinToken\x12-.firebreak.operator.v1.RevokeJoinTokenRequest\x1a..firebreak.operator.v1.RevokeJoinTokenResponse\x12m\n" +
+	"\x0eRevokeOperator\x12,.firebreak.operator.v1.RevokeOperatorRequest\x1a-.firebreak.operator.v1.RevokeOperatorResponse\x12m\n" +
+	"\x0eRotateOperator\x12,.firebreak.operator.v1.RotateOperatorRequest\x1a-.firebreak.operator.v1.RotateOperatorResponse\x12g\n" +
+	"\fRevokeAgents\x12*.firebreak.operator.v1.RevokeAgentsRequest\x1a+.firebreak.operator.v1.RevokeAgentsResponseBNZLgithub.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1;operatorv1b\x06proto3"
 
 var (
 	file_firebreak_operator_v1_operator_proto_rawDescOnce sync.Once
@@ -3143,7 +3873,7 @@ func file_firebreak_operator_v1_operator_proto_rawDescGZIP() []byte {
 }
 
 var file_firebreak_operator_v1_operator_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_firebreak_operator_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_firebreak_operator_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_firebreak_operator_v1_operator_proto_goTypes = []any{
 	(OperatorRole)(0),               // 0: firebreak.operator.v1.OperatorRole
 	(RunStatus)(0),                  // 1: firebreak.operator.v1.RunStatus
@@ -3187,45 +3917,58 @@ var file_firebreak_operator_v1_operator_proto_goTypes = []any{
 	(*SyncAccountsResponse)(nil),    // 39: firebreak.operator.v1.SyncAccountsResponse
 	(*ListAccountsRequest)(nil),     // 40: firebreak.operator.v1.ListAccountsRequest
 	(*ListAccountsResponse)(nil),    // 41: firebreak.operator.v1.ListAccountsResponse
-	nil,                             // 42: firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
-	nil,                             // 43: firebreak.operator.v1.CreateRunRequest.ParamsEntry
-	(v1.AgentRole)(0),               // 44: firebreak.agent.v1.AgentRole
-	(*durationpb.Duration)(nil),     // 45: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 46: google.protobuf.Timestamp
-	(*v1.AgentFacts)(nil),           // 47: firebreak.agent.v1.AgentFacts
-	(*v1.PluginInfo)(nil),           // 48: firebreak.agent.v1.PluginInfo
-	(v1.TaskStatus)(0),              // 49: firebreak.agent.v1.TaskStatus
-	(*v11.ActionDescription)(nil),   // 50: firebreak.plugin.v1.ActionDescription
+	(*ListJoinTokensRequest)(nil),   // 42: firebreak.operator.v1.ListJoinTokensRequest
+	(*JoinTokenInfo)(nil),           // 43: firebreak.operator.v1.JoinTokenInfo
+	(*ListJoinTokensResponse)(nil),  // 44: firebreak.operator.v1.ListJoinTokensResponse
+	(*RevokeJoinTokenRequest)(nil),  // 45: firebreak.operator.v1.RevokeJoinTokenRequest
+	(*RevokeJoinTokenResponse)(nil), // 46: firebreak.operator.v1.RevokeJoinTokenResponse
+	(*RevokeOperatorRequest)(nil),   // 47: firebreak.operator.v1.RevokeOperatorRequest
+	(*RevokeOperatorResponse)(nil),  // 48: firebreak.operator.v1.RevokeOperatorResponse
+	(*RotateOperatorRequest)(nil),   // 49: firebreak.operator.v1.RotateOperatorRequest
+	(*RotateOperatorResponse)(nil),  // 50: firebreak.operator.v1.RotateOperatorResponse
+	(*RevokeAgentsRequest)(nil),     // 51: firebreak.operator.v1.RevokeAgentsRequest
+	(*RevokedAgent)(nil),            // 52: firebreak.operator.v1.RevokedAgent
+	(*RevokeAgentsResponse)(nil),    // 53: firebreak.operator.v1.RevokeAgentsResponse
+	nil,                             // 54: firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
+	nil,                             // 55: firebreak.operator.v1.CreateRunRequest.ParamsEntry
+	nil,                             // 56: firebreak.operator.v1.JoinTokenInfo.LabelsEntry
+	(v1.AgentRole)(0),               // 57: firebreak.agent.v1.AgentRole
+	(*durationpb.Duration)(nil),     // 58: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 59: google.protobuf.Timestamp
+	(*v1.AgentFacts)(nil),           // 60: firebreak.agent.v1.AgentFacts
+	(*v1.PluginInfo)(nil),           // 61: firebreak.agent.v1.PluginInfo
+	(v1.TaskStatus)(0),              // 62: firebreak.agent.v1.TaskStatus
+	(*v11.ActionDescription)(nil),   // 63: firebreak.plugin.v1.ActionDescription
 }
 var file_firebreak_operator_v1_operator_proto_depIdxs = []int32{
 	0,  // 0: firebreak.operator.v1.WhoamiResponse.role:type_name -> firebreak.operator.v1.OperatorRole
-	44, // 1: firebreak.operator.v1.CreateJoinTokenRequest.role:type_name -> firebreak.agent.v1.AgentRole
-	45, // 2: firebreak.operator.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
-	42, // 3: firebreak.operator.v1.CreateJoinTokenRequest.labels:type_name -> firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
-	46, // 4: firebreak.operator.v1.CreateJoinTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	57, // 1: firebreak.operator.v1.CreateJoinTokenRequest.role:type_name -> firebreak.agent.v1.AgentRole
+	58, // 2: firebreak.operator.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
+	54, // 3: firebreak.operator.v1.CreateJoinTokenRequest.labels:type_name -> firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
+	59, // 4: firebreak.operator.v1.CreateJoinTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: firebreak.operator.v1.AddOperatorRequest.role:type_name -> firebreak.operator.v1.OperatorRole
-	44, // 6: firebreak.operator.v1.Agent.role:type_name -> firebreak.agent.v1.AgentRole
-	47, // 7: firebreak.operator.v1.Agent.facts:type_name -> firebreak.agent.v1.AgentFacts
-	46, // 8: firebreak.operator.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	48, // 9: firebreak.operator.v1.Agent.plugins:type_name -> firebreak.agent.v1.PluginInfo
-	46, // 10: firebreak.operator.v1.Agent.enrolled_at:type_name -> google.protobuf.Timestamp
-	46, // 11: firebreak.operator.v1.Agent.cert_not_after:type_name -> google.protobuf.Timestamp
+	57, // 6: firebreak.operator.v1.Agent.role:type_name -> firebreak.agent.v1.AgentRole
+	60, // 7: firebreak.operator.v1.Agent.facts:type_name -> firebreak.agent.v1.AgentFacts
+	59, // 8: firebreak.operator.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	61, // 9: firebreak.operator.v1.Agent.plugins:type_name -> firebreak.agent.v1.PluginInfo
+	59, // 10: firebreak.operator.v1.Agent.enrolled_at:type_name -> google.protobuf.Timestamp
+	59, // 11: firebreak.operator.v1.Agent.cert_not_after:type_name -> google.protobuf.Timestamp
 	8,  // 12: firebreak.operator.v1.ListAgentsResponse.agents:type_name -> firebreak.operator.v1.Agent
-	43, // 13: firebreak.operator.v1.CreateRunRequest.params:type_name -> firebreak.operator.v1.CreateRunRequest.ParamsEntry
-	45, // 14: firebreak.operator.v1.CreateRunRequest.deadline:type_name -> google.protobuf.Duration
+	55, // 13: firebreak.operator.v1.CreateRunRequest.params:type_name -> firebreak.operator.v1.CreateRunRequest.ParamsEntry
+	58, // 14: firebreak.operator.v1.CreateRunRequest.deadline:type_name -> google.protobuf.Duration
 	13, // 15: firebreak.operator.v1.CreateRunResponse.run:type_name -> firebreak.operator.v1.Run
 	1,  // 16: firebreak.operator.v1.Run.status:type_name -> firebreak.operator.v1.RunStatus
-	46, // 17: firebreak.operator.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	46, // 18: firebreak.operator.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
-	46, // 19: firebreak.operator.v1.Run.deadline:type_name -> google.protobuf.Timestamp
+	59, // 17: firebreak.operator.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	59, // 18: firebreak.operator.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
+	59, // 19: firebreak.operator.v1.Run.deadline:type_name -> google.protobuf.Timestamp
 	14, // 20: firebreak.operator.v1.Run.counts:type_name -> firebreak.operator.v1.RunCounts
 	15, // 21: firebreak.operator.v1.Run.tasks:type_name -> firebreak.operator.v1.Task
 	16, // 22: firebreak.operator.v1.Run.approvals:type_name -> firebreak.operator.v1.Approval
-	49, // 23: firebreak.operator.v1.Task.status:type_name -> firebreak.agent.v1.TaskStatus
-	46, // 24: firebreak.operator.v1.Task.dispatched_at:type_name -> google.protobuf.Timestamp
-	46, // 25: firebreak.operator.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	46, // 26: firebreak.operator.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	46, // 27: firebreak.operator.v1.Approval.at:type_name -> google.protobuf.Timestamp
+	62, // 23: firebreak.operator.v1.Task.status:type_name -> firebreak.agent.v1.TaskStatus
+	59, // 24: firebreak.operator.v1.Task.dispatched_at:type_name -> google.protobuf.Timestamp
+	59, // 25: firebreak.operator.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	59, // 26: firebreak.operator.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	59, // 27: firebreak.operator.v1.Approval.at:type_name -> google.protobuf.Timestamp
 	13, // 28: firebreak.operator.v1.WatchRunResponse.snapshot:type_name -> firebreak.operator.v1.Run
 	15, // 29: firebreak.operator.v1.WatchRunResponse.task:type_name -> firebreak.operator.v1.Task
 	13, // 30: firebreak.operator.v1.WatchRunResponse.done:type_name -> firebreak.operator.v1.Run
@@ -3235,51 +3978,68 @@ var file_firebreak_operator_v1_operator_proto_depIdxs = []int32{
 	13, // 34: firebreak.operator.v1.ApproveRunResponse.run:type_name -> firebreak.operator.v1.Run
 	13, // 35: firebreak.operator.v1.RejectRunResponse.run:type_name -> firebreak.operator.v1.Run
 	13, // 36: firebreak.operator.v1.CancelRunResponse.run:type_name -> firebreak.operator.v1.Run
-	46, // 37: firebreak.operator.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	59, // 37: firebreak.operator.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
 	29, // 38: firebreak.operator.v1.ListAuditResponse.records:type_name -> firebreak.operator.v1.AuditRecord
-	50, // 39: firebreak.operator.v1.ActionSummary.description:type_name -> firebreak.plugin.v1.ActionDescription
+	63, // 39: firebreak.operator.v1.ActionSummary.description:type_name -> firebreak.plugin.v1.ActionDescription
 	34, // 40: firebreak.operator.v1.ListActionsResponse.actions:type_name -> firebreak.operator.v1.ActionSummary
-	46, // 41: firebreak.operator.v1.AWSAccount.synced_at:type_name -> google.protobuf.Timestamp
-	45, // 42: firebreak.operator.v1.SyncAccountsRequest.deadline:type_name -> google.protobuf.Duration
+	59, // 41: firebreak.operator.v1.AWSAccount.synced_at:type_name -> google.protobuf.Timestamp
+	58, // 42: firebreak.operator.v1.SyncAccountsRequest.deadline:type_name -> google.protobuf.Duration
 	37, // 43: firebreak.operator.v1.SyncAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
 	37, // 44: firebreak.operator.v1.ListAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
-	2,  // 45: firebreak.operator.v1.OperatorService.Whoami:input_type -> firebreak.operator.v1.WhoamiRequest
-	4,  // 46: firebreak.operator.v1.OperatorService.CreateJoinToken:input_type -> firebreak.operator.v1.CreateJoinTokenRequest
-	6,  // 47: firebreak.operator.v1.OperatorService.AddOperator:input_type -> firebreak.operator.v1.AddOperatorRequest
-	9,  // 48: firebreak.operator.v1.OperatorService.ListAgents:input_type -> firebreak.operator.v1.ListAgentsRequest
-	11, // 49: firebreak.operator.v1.OperatorService.CreateRun:input_type -> firebreak.operator.v1.CreateRunRequest
-	17, // 50: firebreak.operator.v1.OperatorService.WatchRun:input_type -> firebreak.operator.v1.WatchRunRequest
-	19, // 51: firebreak.operator.v1.OperatorService.GetRun:input_type -> firebreak.operator.v1.GetRunRequest
-	21, // 52: firebreak.operator.v1.OperatorService.ListRuns:input_type -> firebreak.operator.v1.ListRunsRequest
-	23, // 53: firebreak.operator.v1.OperatorService.ApproveRun:input_type -> firebreak.operator.v1.ApproveRunRequest
-	25, // 54: firebreak.operator.v1.OperatorService.RejectRun:input_type -> firebreak.operator.v1.RejectRunRequest
-	27, // 55: firebreak.operator.v1.OperatorService.CancelRun:input_type -> firebreak.operator.v1.CancelRunRequest
-	35, // 56: firebreak.operator.v1.OperatorService.ListActions:input_type -> firebreak.operator.v1.ListActionsRequest
-	38, // 57: firebreak.operator.v1.OperatorService.SyncAccounts:input_type -> firebreak.operator.v1.SyncAccountsRequest
-	40, // 58: firebreak.operator.v1.OperatorService.ListAccounts:input_type -> firebreak.operator.v1.ListAccountsRequest
-	30, // 59: firebreak.operator.v1.OperatorService.ListAudit:input_type -> firebreak.operator.v1.ListAuditRequest
-	32, // 60: firebreak.operator.v1.OperatorService.VerifyAudit:input_type -> firebreak.operator.v1.VerifyAuditRequest
-	3,  // 61: firebreak.operator.v1.OperatorService.Whoami:output_type -> firebreak.operator.v1.WhoamiResponse
-	5,  // 62: firebreak.operator.v1.OperatorService.CreateJoinToken:output_type -> firebreak.operator.v1.CreateJoinTokenResponse
-	7,  // 63: firebreak.operator.v1.OperatorService.AddOperator:output_type -> firebreak.operator.v1.AddOperatorResponse
-	10, // 64: firebreak.operator.v1.OperatorService.ListAgents:output_type -> firebreak.operator.v1.ListAgentsResponse
-	12, // 65: firebreak.operator.v1.OperatorService.CreateRun:output_type -> firebreak.operator.v1.CreateRunResponse
-	18, // 66: firebreak.operator.v1.OperatorService.WatchRun:output_type -> firebreak.operator.v1.WatchRunResponse
-	20, // 67: firebreak.operator.v1.OperatorService.GetRun:output_type -> firebreak.operator.v1.GetRunResponse
-	22, // 68: firebreak.operator.v1.OperatorService.ListRuns:output_type -> firebreak.operator.v1.ListRunsResponse
-	24, // 69: firebreak.operator.v1.OperatorService.ApproveRun:output_type -> firebreak.operator.v1.ApproveRunResponse
-	26, // 70: firebreak.operator.v1.OperatorService.RejectRun:output_type -> firebreak.operator.v1.RejectRunResponse
-	28, // 71: firebreak.operator.v1.OperatorService.CancelRun:output_type -> firebreak.operator.v1.CancelRunResponse
-	36, // 72: firebreak.operator.v1.OperatorService.ListActions:output_type -> firebreak.operator.v1.ListActionsResponse
-	39, // 73: firebreak.operator.v1.OperatorService.SyncAccounts:output_type -> firebreak.operator.v1.SyncAccountsResponse
-	41, // 74: firebreak.operator.v1.OperatorService.ListAccounts:output_type -> firebreak.operator.v1.ListAccountsResponse
-	31, // 75: firebreak.operator.v1.OperatorService.ListAudit:output_type -> firebreak.operator.v1.ListAuditResponse
-	33, // 76: firebreak.operator.v1.OperatorService.VerifyAudit:output_type -> firebreak.operator.v1.VerifyAuditResponse
-	61, // [61:77] is the sub-list for method output_type
-	45, // [45:61] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	57, // 45: firebreak.operator.v1.JoinTokenInfo.role:type_name -> firebreak.agent.v1.AgentRole
+	56, // 46: firebreak.operator.v1.JoinTokenInfo.labels:type_name -> firebreak.operator.v1.JoinTokenInfo.LabelsEntry
+	59, // 47: firebreak.operator.v1.JoinTokenInfo.expires_at:type_name -> google.protobuf.Timestamp
+	59, // 48: firebreak.operator.v1.JoinTokenInfo.created_at:type_name -> google.protobuf.Timestamp
+	43, // 49: firebreak.operator.v1.ListJoinTokensResponse.tokens:type_name -> firebreak.operator.v1.JoinTokenInfo
+	43, // 50: firebreak.operator.v1.RevokeJoinTokenResponse.token:type_name -> firebreak.operator.v1.JoinTokenInfo
+	52, // 51: firebreak.operator.v1.RevokeAgentsResponse.agents:type_name -> firebreak.operator.v1.RevokedAgent
+	2,  // 52: firebreak.operator.v1.OperatorService.Whoami:input_type -> firebreak.operator.v1.WhoamiRequest
+	4,  // 53: firebreak.operator.v1.OperatorService.CreateJoinToken:input_type -> firebreak.operator.v1.CreateJoinTokenRequest
+	6,  // 54: firebreak.operator.v1.OperatorService.AddOperator:input_type -> firebreak.operator.v1.AddOperatorRequest
+	9,  // 55: firebreak.operator.v1.OperatorService.ListAgents:input_type -> firebreak.operator.v1.ListAgentsRequest
+	11, // 56: firebreak.operator.v1.OperatorService.CreateRun:input_type -> firebreak.operator.v1.CreateRunRequest
+	17, // 57: firebreak.operator.v1.OperatorService.WatchRun:input_type -> firebreak.operator.v1.WatchRunRequest
+	19, // 58: firebreak.operator.v1.OperatorService.GetRun:input_type -> firebreak.operator.v1.GetRunRequest
+	21, // 59: firebreak.operator.v1.OperatorService.ListRuns:input_type -> firebreak.operator.v1.ListRunsRequest
+	23, // 60: firebreak.operator.v1.OperatorService.ApproveRun:input_type -> firebreak.operator.v1.ApproveRunRequest
+	25, // 61: firebreak.operator.v1.OperatorService.RejectRun:input_type -> firebreak.operator.v1.RejectRunRequest
+	27, // 62: firebreak.operator.v1.OperatorService.CancelRun:input_type -> firebreak.operator.v1.CancelRunRequest
+	35, // 63: firebreak.operator.v1.OperatorService.ListActions:input_type -> firebreak.operator.v1.ListActionsRequest
+	38, // 64: firebreak.operator.v1.OperatorService.SyncAccounts:input_type -> firebreak.operator.v1.SyncAccountsRequest
+	40, // 65: firebreak.operator.v1.OperatorService.ListAccounts:input_type -> firebreak.operator.v1.ListAccountsRequest
+	30, // 66: firebreak.operator.v1.OperatorService.ListAudit:input_type -> firebreak.operator.v1.ListAuditRequest
+	32, // 67: firebreak.operator.v1.OperatorService.VerifyAudit:input_type -> firebreak.operator.v1.VerifyAuditRequest
+	42, // 68: firebreak.operator.v1.OperatorService.ListJoinTokens:input_type -> firebreak.operator.v1.ListJoinTokensRequest
+	45, // 69: firebreak.operator.v1.OperatorService.RevokeJoinToken:input_type -> firebreak.operator.v1.RevokeJoinTokenRequest
+	47, // 70: firebreak.operator.v1.OperatorService.RevokeOperator:input_type -> firebreak.operator.v1.RevokeOperatorRequest
+	49, // 71: firebreak.operator.v1.OperatorService.RotateOperator:input_type -> firebreak.operator.v1.RotateOperatorRequest
+	51, // 72: firebreak.operator.v1.OperatorService.RevokeAgents:input_type -> firebreak.operator.v1.RevokeAgentsRequest
+	3,  // 73: firebreak.operator.v1.OperatorService.Whoami:output_type -> firebreak.operator.v1.WhoamiResponse
+	5,  // 74: firebreak.operator.v1.OperatorService.CreateJoinToken:output_type -> firebreak.operator.v1.CreateJoinTokenResponse
+	7,  // 75: firebreak.operator.v1.OperatorService.AddOperator:output_type -> firebreak.operator.v1.AddOperatorResponse
+	10, // 76: firebreak.operator.v1.OperatorService.ListAgents:output_type -> firebreak.operator.v1.ListAgentsResponse
+	12, // 77: firebreak.operator.v1.OperatorService.CreateRun:output_type -> firebreak.operator.v1.CreateRunResponse
+	18, // 78: firebreak.operator.v1.OperatorService.WatchRun:output_type -> firebreak.operator.v1.WatchRunResponse
+	20, // 79: firebreak.operator.v1.OperatorService.GetRun:output_type -> firebreak.operator.v1.GetRunResponse
+	22, // 80: firebreak.operator.v1.OperatorService.ListRuns:output_type -> firebreak.operator.v1.ListRunsResponse
+	24, // 81: firebreak.operator.v1.OperatorService.ApproveRun:output_type -> firebreak.operator.v1.ApproveRunResponse
+	26, // 82: firebreak.operator.v1.OperatorService.RejectRun:output_type -> firebreak.operator.v1.RejectRunResponse
+	28, // 83: firebreak.operator.v1.OperatorService.CancelRun:output_type -> firebreak.operator.v1.CancelRunResponse
+	36, // 84: firebreak.operator.v1.OperatorService.ListActions:output_type -> firebreak.operator.v1.ListActionsResponse
+	39, // 85: firebreak.operator.v1.OperatorService.SyncAccounts:output_type -> firebreak.operator.v1.SyncAccountsResponse
+	41, // 86: firebreak.operator.v1.OperatorService.ListAccounts:output_type -> firebreak.operator.v1.ListAccountsResponse
+	31, // 87: firebreak.operator.v1.OperatorService.ListAudit:output_type -> firebreak.operator.v1.ListAuditResponse
+	33, // 88: firebreak.operator.v1.OperatorService.VerifyAudit:output_type -> firebreak.operator.v1.VerifyAuditResponse
+	44, // 89: firebreak.operator.v1.OperatorService.ListJoinTokens:output_type -> firebreak.operator.v1.ListJoinTokensResponse
+	46, // 90: firebreak.operator.v1.OperatorService.RevokeJoinToken:output_type -> firebreak.operator.v1.RevokeJoinTokenResponse
+	48, // 91: firebreak.operator.v1.OperatorService.RevokeOperator:output_type -> firebreak.operator.v1.RevokeOperatorResponse
+	50, // 92: firebreak.operator.v1.OperatorService.RotateOperator:output_type -> firebreak.operator.v1.RotateOperatorResponse
+	53, // 93: firebreak.operator.v1.OperatorService.RevokeAgents:output_type -> firebreak.operator.v1.RevokeAgentsResponse
+	73, // [73:94] is the sub-list for method output_type
+	52, // [52:73] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_firebreak_operator_v1_operator_proto_init() }
@@ -3299,7 +4059,7 @@ func file_firebreak_operator_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_firebreak_operator_v1_operator_proto_rawDesc), len(file_firebreak_operator_v1_operator_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   42,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
