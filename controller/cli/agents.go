@@ -29,6 +29,25 @@ type agentJSON struct {
 	Region     string            `json:"region,omitempty"`
 	Version    string            `json:"agent_version"`
 	CertExpiry *time.Time        `json:"cert_not_after,omitempty"`
+	// IdentitySource says where instance_id, account and region come
+	// from: always the certificate the controller issued at enrollment.
+	IdentitySource string `json:"identity_source"`
+	// Reported holds what the agent says about itself, which no identity
+	// selector trusts.
+	Reported reportedJSON `json:"reported"`
+}
+
+// reportedJSON is the self-reported part of an agent: hostname, platform,
+// version, state and labels (token labels, set by an admin, already
+// override the agent's own).
+type reportedJSON struct {
+	Hostname  string            `json:"hostname"`
+	OS        string            `json:"os"`
+	Arch      string            `json:"arch"`
+	Version   string            `json:"agent_version"`
+	Isolated  bool              `json:"isolated"`
+	Simulated bool              `json:"simulated"`
+	Labels    map[string]string `json:"labels"`
 }
 
 type pluginJSON struct {
@@ -59,10 +78,12 @@ func newAgentsCmd(g *globals) *cobra.Command {
 				j := agentJSON{ID: a.GetId(), Role: fleet.RoleName(a.GetRole()), Hostname: a.GetFacts().GetHostname(), Labels: a.GetFacts().GetLabels(),
 					Connected: a.GetConnected(), Isolated: a.GetFacts().GetIsolated(), Simulated: a.GetFacts().GetSimulated(),
 					InstanceID: a.GetFacts().GetInstanceId(), Account: a.GetFacts().GetAccount(), Region: a.GetFacts().GetRegion(),
-					Version: a.GetFacts().GetAgentVersion(), Plugins: []pluginJSON{}}
+					Version: a.GetFacts().GetAgentVersion(), Plugins: []pluginJSON{}, IdentitySource: "certificate"}
 				if j.Labels == nil {
 					j.Labels = map[string]string{}
 				}
+				j.Reported = reportedJSON{Hostname: j.Hostname, OS: a.GetFacts().GetOs(), Arch: a.GetFacts().GetArch(), Version: j.Version,
+					Isolated: j.Isolated, Simulated: j.Simulated, Labels: j.Labels}
 				if a.GetLastSeen() != nil {
 					t := a.GetLastSeen().AsTime()
 					j.LastSeen = &t
@@ -80,7 +101,7 @@ func newAgentsCmd(g *globals) *cobra.Command {
 				return g.printJSON(out)
 			}
 			tw := tabwriter.NewWriter(g.out, 0, 2, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tHOSTNAME\tROLE\tSTATE\tLAST SEEN\tLABELS\tPLUGINS")
+			fmt.Fprintln(tw, "ID\tINSTANCE\tHOSTNAME*\tROLE\tSTATE\tLAST SEEN\tLABELS*\tPLUGINS")
 			for _, a := range out {
 				state := "offline"
 				if a.Connected {
@@ -100,17 +121,21 @@ func newAgentsCmd(g *globals) *cobra.Command {
 				for _, p := range a.Plugins {
 					names = append(names, p.Name)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Hostname, a.Role, state, seen, labelString(a.Labels), strings.Join(names, ","))
+				inst := a.InstanceID
+				if inst == "" {
+					inst = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, inst, a.Hostname, a.Role, state, seen, labelString(a.Labels), strings.Join(names, ","))
 			}
 			if err := tw.Flush(); err != nil {
 				return err
 			}
-			fmt.Fprintf(g.errOut, "%d agents\n", len(out))
+			fmt.Fprintf(g.errOut, "%d agents (* reported by the agent; id, instance, account and region come from its certificate)\n", len(out))
 			return nil
 		},
 	}
 	list.Flags().StringVar(&sel, "select", "", "only agents matching this selector")
-	cmd.AddCommand(list)
+	cmd.AddCommand(list, newAgentsRevokeCmd(g))
 	return cmd
 }
 

@@ -158,7 +158,6 @@ func (s *Service) RevokeAgents(ctx context.Context, req *operatorv1.RevokeAgents
 	return resp, nil
 }
 
-
 // revokedMatches returns the ids of revoked agents the selector matches,
 // so that a run aimed at them can say why it reaches no one.
 func (s *Service) revokedMatches(ctx context.Context, sel *selector.Selector) []string {
