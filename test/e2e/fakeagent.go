@@ -227,3 +227,29 @@ func taskID(st *agentv1.SignedTask) string {
 	}
 	return spec.GetTaskId()
 }
+
+// WithCert returns a copy of the fake agent that presents cert with the
+// same key: a thief holding an agent's key and an older certificate.
+func (f *FakeAgent) WithCert(cert []byte) *FakeAgent {
+	return &FakeAgent{ID: f.ID, Cert: cert, Key: f.Key, addr: f.addr, pool: f.pool}
+}
+
+// OperatorConn opens an mTLS connection to the controller with an operator
+// credential file, for tests that hold a stream open.
+func (c *Controller) OperatorConn(t testing.TB, credsPath string) *grpc.ClientConn {
+	t.Helper()
+	creds, err := pki.LoadCreds(credsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsCfg, err := creds.TLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient("passthrough:///"+c.Addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
