@@ -13,6 +13,7 @@ import (
 
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
+	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
 	"github.com/firebreak-ir/firebreak/test/e2e"
 )
 
@@ -20,6 +21,9 @@ import (
 // it has revoked; the controller acts at revoke time, so this is only a
 // bound for a loaded machine, not a measurement.
 const closeWait = 10 * time.Second
+
+// noop is the harmless action the fake agents say they offer.
+var noop = []*agentv1.PluginInfo{{Description: &pluginv1.ActionDescription{Name: "noop", Version: "1.0.0", Domain: pluginv1.Domain_DOMAIN_INFRASTRUCTURE}}}
 
 type auditJSON struct {
 	Actor   string          `json:"actor"`
@@ -95,11 +99,11 @@ func TestHelloCannotClaimAnotherIdentity(t *testing.T) {
 	liarFacts := &agentv1.AgentFacts{Hostname: "liar-1", Os: "linux", InstanceId: "i-bbbb2222", Account: "222222222222", Region: "eu-west-1"}
 	real := c.EnrollFake(t, tok, "host", realFacts)
 	liar := c.EnrollFake(t, tok, "host", liarFacts)
-	if _, err := real.Connect(t, &agentv1.Hello{Facts: realFacts}, true); err != nil {
+	if _, err := real.Connect(t, &agentv1.Hello{Facts: realFacts, Plugins: noop}, true); err != nil {
 		t.Fatal(err)
 	}
 	claim := &agentv1.AgentFacts{Hostname: "real-1", Os: "linux", InstanceId: "i-aaaa1111", Account: "111111111111", Region: "eu-west-1"}
-	if _, err := liar.Connect(t, &agentv1.Hello{Facts: claim}, true); err != nil {
+	if _, err := liar.Connect(t, &agentv1.Hello{Facts: claim, Plugins: noop}, true); err != nil {
 		t.Fatal(err)
 	}
 	c.WaitConnected(t, real.ID, liar.ID)
@@ -195,7 +199,7 @@ func TestRevokeAndRotateOperator(t *testing.T) {
 		t.Fatalf("operator add without --role: %q exit %d, want a viewer", r.Stdout, r.Exit)
 	}
 	// A run that stays open: the fake agent never answers.
-	hello := &agentv1.Hello{Facts: &agentv1.AgentFacts{Hostname: "silent", Os: "linux"}}
+	hello := &agentv1.Hello{Facts: &agentv1.AgentFacts{Hostname: "silent", Os: "linux"}, Plugins: noop}
 	f := c.EnrollFake(t, c.Token(t, "host", 1), "host", hello.GetFacts())
 	if _, err := f.Connect(t, hello, false); err != nil {
 		t.Fatal(err)
