@@ -310,3 +310,36 @@ func TestRevokeJoinToken(t *testing.T) {
 		t.Fatalf("revoking an unknown token: exit %d, want 1", r.Exit)
 	}
 }
+
+// TestRealAgentKeepsWorkingAcrossRenewals: the real agent renews over its
+// existing connection and goes on using it, twice (the second renewal
+// presents the superseded certificate on the connection that renewed it),
+// and still takes tasks. A certificate of 5m30s, backdated 5 minutes,
+// reaches half its life 15 seconds after issue.
+func TestRealAgentKeepsWorkingAcrossRenewals(t *testing.T) {
+	b := e2e.Build(t)
+	c := e2e.StartController(t, b, e2e.ControllerOptions{Args: []string{"--agent-cert-ttl", "5m30s"}})
+	a := c.StartAgent(t, e2e.AgentOptions{Name: "renewing", Token: c.Token(t, "host", 1)})
+	id := a.AgentID(t)
+	c.WaitConnected(t, id)
+	renewals := func() int {
+		var recs []auditJSON
+		c.MustJSON(t, &recs, 0, "audit", "list", "--limit", "10000")
+		n := 0
+		for _, r := range recs {
+			if r.Action == "agent.renew" && r.Subject == id {
+				n++
+			}
+		}
+		return n
+	}
+	e2e.WaitFor(t, 2*time.Minute, "two renewals of the real agent", func() bool { return renewals() >= 2 })
+	if audited(t, c, "agent.refused", id) {
+		t.Fatal("the real agent's own renewal was refused")
+	}
+	var run e2e.RunJSON
+	c.MustJSON(t, &run, 0, "run", "noop", "--select", "id="+id, "--wait")
+	if run.Succeeded != 1 {
+		t.Fatalf("run after renewals: %+v", run)
+	}
+}
