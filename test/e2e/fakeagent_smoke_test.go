@@ -14,7 +14,7 @@ func TestFakeAgentSpeaksTheProtocol(t *testing.T) {
 	b := e2e.Build(t)
 	c := e2e.StartController(t, b, e2e.ControllerOptions{})
 	f := c.EnrollFake(t, c.Token(t, "host", 1), "host", &agentv1.AgentFacts{Hostname: "fake-1", Os: "linux"})
-	if _, err := f.Connect(t, &agentv1.Hello{Facts: &agentv1.AgentFacts{Hostname: "fake-1", Os: "linux"}}, true); err != nil {
+	if _, err := f.Connect(t, &agentv1.Hello{Facts: &agentv1.AgentFacts{Hostname: "fake-1", Os: "linux"}, Plugins: noop}, true); err != nil {
 		t.Fatal(err)
 	}
 	c.WaitConnected(t, f.ID)
