@@ -140,6 +140,8 @@ type Controller struct {
 	grpc       *grpc.Server
 	health     *health.Server
 	lis        net.Listener
+	// streams holds open operator streams, for revocation to close.
+	streams *auth.Streams
 	// Incident holds the cases, the playbook executor and the intake.
 	Incident
 
@@ -234,6 +236,7 @@ func (c *Controller) build(ctx context.Context) error {
 			return err
 		}
 	}
+	c.streams = auth.NewStreams()
 	// The dispatcher pushes through the fleet, and the fleet reports to the
 	// dispatcher; a small forwarder breaks the construction cycle.
 	pusher := &lazyPusher{}
@@ -267,7 +270,7 @@ func (c *Controller) build(ctx context.Context) error {
 	c.Fleet = fl
 	c.Operator, err = operator.New(operator.Config{Store: c.Store, CA: c.CA, Fleet: fl, Dispatcher: c.Dispatcher, Audit: c.Audit,
 		Logger: cfg.Logger, Clock: cfg.Clock, ApprovalThreshold: cfg.ApprovalThreshold, OperatorCertTTL: cfg.OperatorCertTTL,
-		Advertise: c.cfg.Advertise, Actions: c.Actions})
+		Advertise: c.cfg.Advertise, Actions: c.Actions, Streams: c.streams})
 	if err != nil {
 		return err
 	}
@@ -320,7 +323,7 @@ func (c *Controller) build(ctx context.Context) error {
 	}
 	maps.Copy(policy.Operator, evidence.Policy)
 	policy.Operator = withIncidentPolicy(policy.Operator)
-	authn := &auth.Authenticator{Policy: policy, Store: c.Store}
+	authn := &auth.Authenticator{Policy: policy, Store: c.Store, Streams: c.streams}
 	c.grpc = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(pki.ServerTLS(c.CA, tlsCert))),
 		grpc.StatsHandler(otelgrpc.NewServerHandler()),

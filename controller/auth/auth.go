@@ -54,10 +54,17 @@ func WithOperator(ctx context.Context, o *store.Operator) context.Context {
 	return context.WithValue(ctx, operatorKey, o)
 }
 
+// ErrCredentialRevoked is the cause given to streams closed because their
+// operator credential was revoked or replaced.
+var ErrCredentialRevoked = errors.New("the operator credential was revoked or replaced; the stream is closed")
+
 // Authenticator checks callers against the policy and the store.
 type Authenticator struct {
 	Policy Policy
 	Store  store.Store
+	// Streams, when set, records every open operator stream so that a
+	// revoked or replaced credential's streams are closed at once.
+	Streams *Streams
 }
 
 func (a *Authenticator) authenticate(ctx context.Context, method string) (context.Context, error) {
@@ -174,7 +181,21 @@ func (a *Authenticator) Stream() grpc.StreamServerInterceptor {
 		if err != nil {
 			return err
 		}
-		return handler(srv, &wrappedStream{ServerStream: ss, ctx: ctx})
+		op, isOperator := OperatorFrom(ctx)
+		if a.Streams == nil || !isOperator {
+			return handler(srv, &wrappedStream{ServerStream: ss, ctx: ctx})
+		}
+		id, _ := IdentityFrom(ctx)
+		sctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		defer a.Streams.add(op.Name, id.Serial, cancel)()
+		err = handler(srv, &wrappedStream{ServerStream: ss, ctx: sctx})
+		// Security-critical: a stream closed by a revocation ends with the
+		// reason, not as a cancellation the client might retry quietly.
+		if cause := context.Cause(sctx); errors.Is(cause, ErrCredentialRevoked) {
+			return status.Error(codes.PermissionDenied, cause.Error())
+		}
+		return err
 	}
 }
 

@@ -103,7 +103,7 @@ func newTokenCmd(g *globals) *cobra.Command {
 	create.Flags().Uint32Var(&uses, "uses", 1, "how many agents may enroll with it")
 	create.Flags().DurationVar(&ttl, "ttl", time.Hour, "how long the token is valid")
 	create.Flags().StringArrayVar(&labels, "label", nil, "label k=v added to every agent enrolled with it (repeatable)")
-	cmd.AddCommand(create)
+	cmd.AddCommand(create, newTokenListCmd(g), newTokenRevokeCmd(g))
 	return cmd
 }
 
@@ -145,9 +145,9 @@ func newOperatorCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	add.Flags().StringVar(&role, "role", "approver", "viewer, responder, approver or admin")
+	add.Flags().StringVar(&role, "role", "viewer", "viewer, responder, approver or admin (default the least, viewer)")
 	add.Flags().StringVarP(&out, "output", "o", "", "credential file to write (default NAME.creds)")
-	cmd.AddCommand(add)
+	cmd.AddCommand(add, newOperatorRevokeCmd(g), newOperatorRotateCmd(g))
 	return cmd
 }
 

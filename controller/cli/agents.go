@@ -29,6 +29,12 @@ type agentJSON struct {
 	Region     string            `json:"region,omitempty"`
 	Version    string            `json:"agent_version"`
 	CertExpiry *time.Time        `json:"cert_not_after,omitempty"`
+	// IdentitySource says where instance_id, account and region come
+	// from: always the certificate the controller issued at enrollment.
+	IdentitySource string `json:"identity_source"`
+	// Reported holds what the agent says about itself, which no identity
+	// selector trusts.
+	Reported reportedJSON `json:"reported"`
 	// Suspect is set when the agent reported an action the controller does
 	// not send it: uncatalogued, or described otherwise than the catalogue.
 	Suspect        bool                `json:"suspect"`
@@ -39,6 +45,19 @@ type refusedActionJSON struct {
 	Action      string   `json:"action"`
 	Reason      string   `json:"reason"`
 	Differences []string `json:"differences,omitempty"`
+}
+
+// reportedJSON is the self-reported part of an agent: hostname, platform,
+// version, state and labels (token labels, set by an admin, already
+// override the agent's own).
+type reportedJSON struct {
+	Hostname  string            `json:"hostname"`
+	OS        string            `json:"os"`
+	Arch      string            `json:"arch"`
+	Version   string            `json:"agent_version"`
+	Isolated  bool              `json:"isolated"`
+	Simulated bool              `json:"simulated"`
+	Labels    map[string]string `json:"labels"`
 }
 
 type pluginJSON struct {
@@ -69,7 +88,8 @@ func newAgentsCmd(g *globals) *cobra.Command {
 				j := agentJSON{ID: a.GetId(), Role: fleet.RoleName(a.GetRole()), Hostname: a.GetFacts().GetHostname(), Labels: a.GetFacts().GetLabels(),
 					Connected: a.GetConnected(), Isolated: a.GetFacts().GetIsolated(), Simulated: a.GetFacts().GetSimulated(),
 					InstanceID: a.GetFacts().GetInstanceId(), Account: a.GetFacts().GetAccount(), Region: a.GetFacts().GetRegion(),
-					Version: a.GetFacts().GetAgentVersion(), Plugins: []pluginJSON{}, RefusedActions: []refusedActionJSON{}}
+					Version: a.GetFacts().GetAgentVersion(), Plugins: []pluginJSON{}, RefusedActions: []refusedActionJSON{},
+					IdentitySource: "certificate"}
 				for _, r := range a.GetRefusedActions() {
 					j.RefusedActions = append(j.RefusedActions, refusedActionJSON{Action: r.GetAction(), Reason: r.GetReason(), Differences: r.GetDifferences()})
 				}
@@ -77,6 +97,8 @@ func newAgentsCmd(g *globals) *cobra.Command {
 				if j.Labels == nil {
 					j.Labels = map[string]string{}
 				}
+				j.Reported = reportedJSON{Hostname: j.Hostname, OS: a.GetFacts().GetOs(), Arch: a.GetFacts().GetArch(), Version: j.Version,
+					Isolated: j.Isolated, Simulated: j.Simulated, Labels: j.Labels}
 				if a.GetLastSeen() != nil {
 					t := a.GetLastSeen().AsTime()
 					j.LastSeen = &t
@@ -94,7 +116,7 @@ func newAgentsCmd(g *globals) *cobra.Command {
 				return g.printJSON(out)
 			}
 			tw := tabwriter.NewWriter(g.out, 0, 2, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tHOSTNAME\tROLE\tSTATE\tLAST SEEN\tLABELS\tPLUGINS")
+			fmt.Fprintln(tw, "ID\tINSTANCE\tHOSTNAME*\tROLE\tSTATE\tLAST SEEN\tLABELS*\tPLUGINS")
 			for _, a := range out {
 				state := "offline"
 				if a.Connected {
@@ -126,12 +148,16 @@ func newAgentsCmd(g *globals) *cobra.Command {
 					}
 					names = append(names, p.Name)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Hostname, a.Role, state, seen, labelString(a.Labels), strings.Join(names, ","))
+				inst := a.InstanceID
+				if inst == "" {
+					inst = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, inst, a.Hostname, a.Role, state, seen, labelString(a.Labels), strings.Join(names, ","))
 			}
 			if err := tw.Flush(); err != nil {
 				return err
 			}
-			fmt.Fprintf(g.errOut, "%d agents\n", len(out))
+			fmt.Fprintf(g.errOut, "%d agents (* reported by the agent; id, instance, account and region come from its certificate)\n", len(out))
 			if suspects := countSuspects(out); suspects > 0 {
 				fmt.Fprintf(g.errOut, "%d SUSPECT: PLUGIN! is an action the agent reports otherwise than the controller's catalogue; it is not sent that action (details: --json, audit agent.action_mismatch)\n", suspects)
 			}
@@ -139,7 +165,7 @@ func newAgentsCmd(g *globals) *cobra.Command {
 		},
 	}
 	list.Flags().StringVar(&sel, "select", "", "only agents matching this selector")
-	cmd.AddCommand(list)
+	cmd.AddCommand(list, newAgentsRevokeCmd(g))
 	return cmd
 }
 

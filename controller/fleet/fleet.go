@@ -107,6 +107,10 @@ type Service struct {
 	mu       sync.RWMutex
 	sessions map[string]*session
 	seen     map[string]time.Time
+	// renewedOn is, per agent, the connection that made its latest
+	// renewal: that connection still presents the superseded certificate
+	// in its TLS session, and only it may go on using it.
+	renewedOn map[string]string
 
 	// known mirrors the agents table, so planning a run over thousands
 	// of agents does not decode them all from the store each time.
@@ -118,8 +122,10 @@ type Service struct {
 type session struct {
 	agentID string
 	out     chan *agentv1.ConnectResponse
-	cancel  context.CancelFunc
+	cancel  context.CancelCauseFunc
 	facts   *agentv1.AgentFacts
+	// conn is the connection the stream runs on (auth.ConnectionKey).
+	conn string
 }
 
 // New returns the fleet service.
@@ -127,7 +133,7 @@ func New(cfg Config) (*Service, error) {
 	if err := cfg.CheckAndSetDefaults(); err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, sessions: map[string]*session{}, seen: map[string]time.Time{}}, nil
+	return &Service{cfg: cfg, sessions: map[string]*session{}, seen: map[string]time.Time{}, renewedOn: map[string]string{}}, nil
 }
 
 // Agents returns every enrolled agent, ordered by hostname then id, with
@@ -203,7 +209,7 @@ func (s *Service) Push(agentID string, msg *agentv1.ConnectResponse) bool {
 		return true
 	default:
 		s.cfg.Logger.Warn("agent stream queue is full; dropping the connection so the agent reconnects", "agent", agentID)
-		sess.cancel()
+		sess.cancel(nil)
 		return false
 	}
 }
@@ -213,7 +219,7 @@ func (s *Service) CloseSessions() {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for _, sess := range s.sessions {
-		sess.cancel()
+		sess.cancel(nil)
 	}
 }
 
@@ -342,7 +348,7 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 	// transaction, so a counted token cannot be over-used by racing agents.
 	tok, err := s.cfg.Store.ConsumeJoinToken(ctx, HashToken(req.GetJoinToken()), now)
 	switch {
-	case errors.Is(err, store.ErrTokenUnknown), errors.Is(err, store.ErrTokenExpired), errors.Is(err, store.ErrTokenExhausted):
+	case errors.Is(err, store.ErrTokenUnknown), errors.Is(err, store.ErrTokenExpired), errors.Is(err, store.ErrTokenExhausted), errors.Is(err, store.ErrTokenRevoked):
 		s.cfg.Audit(ctx, "system", "agent.enroll_refused", req.GetFacts().GetHostname(), map[string]string{"reason": err.Error()})
 		return nil, status.Errorf(codes.Unauthenticated, "enrollment refused: %v", err)
 	case err != nil:
@@ -400,7 +406,22 @@ func (s *Service) agentFrom(ctx context.Context) (*store.Agent, pki.Identity, er
 	}
 	// Security-critical: a revoked agent's certificate stops working at once.
 	if a.Revoked {
+		s.cfg.Audit(ctx, "agent:"+id.Name, "agent.refused", id.Name, map[string]string{"reason": "revoked", "cert_serial": id.Serial})
 		return nil, id, status.Errorf(codes.PermissionDenied, "agent %s has been revoked", id.Name)
+	}
+	// Security-critical: only the current certificate works. A superseded
+	// one (its holder renewed, or someone holding a copy of the key did)
+	// is refused, except on the very connection that renewed it, whose TLS
+	// session still carries the old certificate until it reconnects.
+	if id.Serial != a.CertSerial {
+		s.mu.RLock()
+		renewer := s.renewedOn[a.ID]
+		s.mu.RUnlock()
+		if conn := auth.ConnectionKey(ctx); conn == "" || conn != renewer {
+			s.cfg.Audit(ctx, "agent:"+id.Name, "agent.refused", id.Name, map[string]string{"reason": "superseded certificate",
+				"cert_serial": id.Serial, "current_serial": a.CertSerial})
+			return nil, id, status.Errorf(codes.PermissionDenied, "agent %s presented a superseded certificate (serial %s): only the current one may renew or connect", id.Name, id.Serial)
+		}
 	}
 	return a, id, nil
 }
@@ -416,10 +437,25 @@ func (s *Service) Renew(ctx context.Context, req *agentv1.RenewRequest) (*agentv
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "renewal refused: %v", err)
 	}
+	old := a.CertSerial
 	a.CertSerial, a.CertNotAfter = cert.SerialNumber.Text(16), cert.NotAfter
 	if err := s.putAgent(ctx, a); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "renewal: %v", err)
 	}
+	conn := auth.ConnectionKey(ctx)
+	s.mu.Lock()
+	s.renewedOn[a.ID] = conn
+	sess := s.sessions[a.ID]
+	s.mu.Unlock()
+	detail := map[string]any{"old_serial": old, "cert_serial": a.CertSerial, "not_after": cert.NotAfter}
+	// Security-critical: a stream on the superseded certificate that is not
+	// on the renewing connection belongs to another holder of the key, or
+	// to the agent whose key was copied; either way it ends now.
+	if sess != nil && (conn == "" || sess.conn != conn) {
+		sess.cancel(errSuperseded)
+		detail["closed_stream"] = true
+	}
+	s.cfg.Audit(ctx, "agent:"+a.ID, "agent.renew", a.ID, detail)
 	s.cfg.Logger.Info("agent certificate renewed", "agent", a.ID, "not_after", cert.NotAfter)
 	return &agentv1.RenewResponse{CertificateDer: cert.Raw}, nil
 }
@@ -427,7 +463,7 @@ func (s *Service) Renew(ctx context.Context, req *agentv1.RenewRequest) (*agentv
 // Connect implements agentv1.AgentServiceServer.
 func (s *Service) Connect(stream agentv1.AgentService_ConnectServer) error {
 	ctx := stream.Context()
-	a, _, err := s.agentFrom(ctx)
+	a, id, err := s.agentFrom(ctx)
 	if err != nil {
 		return err
 	}
@@ -451,24 +487,23 @@ func (s *Service) Connect(stream agentv1.AgentService_ConnectServer) error {
 		return status.Error(codes.InvalidArgument, "hello refused: too many plugins")
 	}
 	now := s.cfg.Clock()
-	facts := hello.GetFacts()
-	facts.Labels = mergeLabels(facts.GetLabels(), a.TokenLabels)
+	facts := s.trustedFacts(ctx, a, id, hello.GetFacts())
 	a.Facts, a.Plugins, a.Hostname, a.LastSeen = facts, hello.GetPlugins(), facts.GetHostname(), now
 	if err := s.putAgent(ctx, a); err != nil {
 		return status.Errorf(codes.Unavailable, "recording the agent: %v", err)
 	}
 	s.reviewActions(ctx, a)
 
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	// The queue holds what the dispatcher pushes while the sender writes;
 	// a few hundred messages cover a burst, and each slot costs memory on
 	// every one of thousands of idle sessions.
-	sess := &session{agentID: a.ID, out: make(chan *agentv1.ConnectResponse, 256), cancel: cancel, facts: facts}
+	sess := &session{agentID: a.ID, out: make(chan *agentv1.ConnectResponse, 256), cancel: cancel, facts: facts, conn: auth.ConnectionKey(ctx)}
 	s.mu.Lock()
 	if old := s.sessions[a.ID]; old != nil {
 		// A newer stream from the same agent replaces the old one.
-		old.cancel()
+		old.cancel(nil)
 	}
 	s.sessions[a.ID] = sess
 	s.mu.Unlock()
@@ -502,7 +537,7 @@ func (s *Service) Connect(stream agentv1.AgentService_ConnectServer) error {
 			case m := <-sess.out:
 				if err := stream.Send(m); err != nil {
 					sendErr <- err
-					cancel()
+					cancel(nil)
 					return
 				}
 			}
@@ -521,12 +556,15 @@ func (s *Service) Connect(stream agentv1.AgentService_ConnectServer) error {
 	}()
 	select {
 	case err := <-recvErr:
-		cancel()
+		cancel(nil)
 		if status.Code(err) == codes.Canceled {
 			return nil
 		}
 		return err
 	case <-sctx.Done():
+		if cause := context.Cause(sctx); errors.Is(cause, errRevoked) || errors.Is(cause, errSuperseded) {
+			return status.Error(codes.PermissionDenied, cause.Error())
+		}
 		return status.Error(codes.Aborted, "the stream was replaced or closed by the controller")
 	case err := <-sendErr:
 		return err

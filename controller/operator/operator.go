@@ -54,6 +54,11 @@ var Policy = map[string]operatorv1.OperatorRole{
 	operatorv1.OperatorService_GetAuditHead_FullMethodName:    operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
 	operatorv1.OperatorService_SyncAccounts_FullMethodName:    operatorv1.OperatorRole_OPERATOR_ROLE_RESPONDER,
 	operatorv1.OperatorService_ListAccounts_FullMethodName:    operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
+	operatorv1.OperatorService_ListJoinTokens_FullMethodName:  operatorv1.OperatorRole_OPERATOR_ROLE_ADMIN,
+	operatorv1.OperatorService_RevokeJoinToken_FullMethodName: operatorv1.OperatorRole_OPERATOR_ROLE_ADMIN,
+	operatorv1.OperatorService_RevokeOperator_FullMethodName:  operatorv1.OperatorRole_OPERATOR_ROLE_ADMIN,
+	operatorv1.OperatorService_RotateOperator_FullMethodName:  operatorv1.OperatorRole_OPERATOR_ROLE_ADMIN,
+	operatorv1.OperatorService_RevokeAgents_FullMethodName:    operatorv1.OperatorRole_OPERATOR_ROLE_ADMIN,
 }
 
 // AuditFunc records an action in the audit log.
@@ -80,6 +85,9 @@ type Config struct {
 	// report an action with the catalogue's exact description are its
 	// targets.
 	Actions *actioncatalog.Catalogue
+	// Streams holds the open operator streams, which revoking or rotating
+	// a credential closes; nil leaves them to end on their own.
+	Streams *auth.Streams
 }
 
 // CheckAndSetDefaults names missing dependencies and sets defaults.
@@ -195,10 +203,11 @@ func (s *Service) AddOperator(ctx context.Context, req *operatorv1.AddOperatorRe
 	}
 	role := req.GetRole()
 	if role == operatorv1.OperatorRole_OPERATOR_ROLE_UNSPECIFIED {
-		role = operatorv1.OperatorRole_OPERATOR_ROLE_RESPONDER
+		// The least role unless the admin asks for more.
+		role = operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER
 	}
 	if _, err := s.cfg.Store.GetOperator(ctx, req.GetName()); err == nil {
-		return nil, status.Errorf(codes.AlreadyExists, "operator %q already exists", req.GetName())
+		return nil, status.Errorf(codes.AlreadyExists, "operator %q already exists: replace its credential with `firebreak operator rotate %s`", req.GetName(), req.GetName())
 	}
 	creds, serial, err := IssueCreds(s.cfg.CA, req.GetName(), role, s.cfg.OperatorCertTTL, s.cfg.Advertise)
 	if err != nil {
@@ -495,6 +504,12 @@ func (s *Service) matchAgents(ctx context.Context, sel *selector.Selector, actio
 		}
 	}
 	if len(matched) == 0 {
+		if revoked := s.revokedMatches(ctx, sel); len(revoked) > 0 {
+			// Security-critical: a revoked agent is never sent a task; say so
+			// rather than let it look merely offline.
+			return nil, nil, status.Errorf(codes.FailedPrecondition, "selector %q matches only revoked agents (%s): revoked agents are never sent tasks",
+				sel.String(), strings.Join(revoked, ", "))
+		}
 		return nil, nil, status.Errorf(codes.FailedPrecondition, "selector %q matches no enrolled agent: check `firebreak agents list`", sel.String())
 	}
 	if len(withAction) == 0 {

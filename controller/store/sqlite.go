@@ -147,6 +147,7 @@ var migrations = []string{
 		ou_path TEXT NOT NULL, regions TEXT NOT NULL, synced_at BIGINT NOT NULL)`,
 	`ALTER TABLE runs ADD COLUMN max_per_account INTEGER NOT NULL DEFAULT 0`,
 	`ALTER TABLE runs ADD COLUMN on_behalf_of TEXT NOT NULL DEFAULT ''`,
+	`ALTER TABLE join_tokens ADD COLUMN revoked INTEGER NOT NULL DEFAULT 0`,
 }
 
 // extraMigrations are the migrations other packages (evidence, cases)
@@ -374,16 +375,20 @@ func (s *SQLite) ConsumeJoinToken(ctx context.Context, hash string, now time.Tim
 	var t JoinToken
 	var labels string
 	var exp, created int64
-	err = tx.QueryRowContext(ctx, `SELECT hash, role, uses, uses_left, expires_at, labels_json, created_by, created_at FROM join_tokens WHERE hash = ?`, hash).
-		Scan(&t.Hash, &t.Role, &t.Uses, &t.UsesLeft, &exp, &labels, &t.CreatedBy, &created)
+	var revoked int
+	err = tx.QueryRowContext(ctx, `SELECT hash, role, uses, uses_left, expires_at, labels_json, created_by, created_at, revoked FROM join_tokens WHERE hash = ?`, hash).
+		Scan(&t.Hash, &t.Role, &t.Uses, &t.UsesLeft, &exp, &labels, &t.CreatedBy, &created, &revoked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrTokenUnknown
 	}
 	if err != nil {
 		return nil, err
 	}
-	t.ExpiresAt, t.CreatedAt = tm(exp), tm(created)
+	t.ExpiresAt, t.CreatedAt, t.Revoked = tm(exp), tm(created), revoked != 0
 	_ = json.Unmarshal([]byte(labels), &t.Labels)
+	if t.Revoked {
+		return nil, ErrTokenRevoked
+	}
 	if !now.Before(t.ExpiresAt) {
 		return nil, ErrTokenExpired
 	}
@@ -395,6 +400,51 @@ func (s *SQLite) ConsumeJoinToken(ctx context.Context, hash string, now time.Tim
 		return nil, err
 	}
 	return &t, tx.Commit()
+}
+
+// ListJoinTokens implements Store.
+func (s *SQLite) ListJoinTokens(ctx context.Context) ([]*JoinToken, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT hash, role, uses, uses_left, expires_at, labels_json, created_by, created_at, revoked FROM join_tokens ORDER BY created_at, hash`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*JoinToken
+	for rows.Next() {
+		var t JoinToken
+		var labels string
+		var exp, created int64
+		var revoked int
+		if err := rows.Scan(&t.Hash, &t.Role, &t.Uses, &t.UsesLeft, &exp, &labels, &t.CreatedBy, &created, &revoked); err != nil {
+			return nil, err
+		}
+		t.ExpiresAt, t.CreatedAt, t.Revoked = tm(exp), tm(created), revoked != 0
+		_ = json.Unmarshal([]byte(labels), &t.Labels)
+		out = append(out, &t)
+	}
+	return out, rows.Err()
+}
+
+// RevokeJoinToken implements Store.
+func (s *SQLite) RevokeJoinToken(ctx context.Context, id string) (*JoinToken, error) {
+	if !tokenIDRE.MatchString(id) {
+		return nil, ErrNotFound
+	}
+	all, err := s.ListJoinTokens(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range all {
+		if t.ID() != id {
+			continue
+		}
+		if _, err := s.w.ExecContext(ctx, `UPDATE join_tokens SET revoked = 1 WHERE hash = ?`, t.Hash); err != nil {
+			return nil, err
+		}
+		t.Revoked = true
+		return t, nil
+	}
+	return nil, ErrNotFound
 }
 
 // PutOperator implements Store.

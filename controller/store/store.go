@@ -7,6 +7,7 @@ package store
 import (
 	"context"
 	"errors"
+	"regexp"
 	"time"
 
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
@@ -21,6 +22,7 @@ var (
 	ErrTokenUnknown   = errors.New("the join token is not known to this controller")
 	ErrTokenExpired   = errors.New("the join token has expired: create a new one with `firebreak token create`")
 	ErrTokenExhausted = errors.New("the join token has no uses left: create a new one with `firebreak token create`")
+	ErrTokenRevoked   = errors.New("the join token has been revoked: ask an admin for a new one (`firebreak token create`)")
 )
 
 // Agent is an enrolled agent.
@@ -50,6 +52,20 @@ type JoinToken struct {
 	Labels    map[string]string
 	CreatedBy string
 	CreatedAt time.Time
+	// Revoked tokens enroll nothing, whatever their uses and expiry.
+	Revoked bool
+}
+
+// tokenIDRE is the form of a token id: see JoinToken.ID.
+var tokenIDRE = regexp.MustCompile(`^[0-9a-f]{16}$`)
+
+// ID names a token in listings, the audit log and `token revoke`: the first
+// 16 hex digits of its hash, which say nothing about the secret.
+func (t *JoinToken) ID() string {
+	if len(t.Hash) < 16 {
+		return t.Hash
+	}
+	return t.Hash[:16]
 }
 
 // Operator is a person (or automation) holding a credential.
@@ -180,6 +196,11 @@ type Store interface {
 	// ConsumeJoinToken uses up one use of a token atomically, or returns
 	// ErrTokenUnknown, ErrTokenExpired or ErrTokenExhausted.
 	ConsumeJoinToken(ctx context.Context, hash string, now time.Time) (*JoinToken, error)
+	// ListJoinTokens returns every token, oldest first (hashes only).
+	ListJoinTokens(ctx context.Context) ([]*JoinToken, error)
+	// RevokeJoinToken marks the token with this id (JoinToken.ID) revoked
+	// and returns it, or returns ErrNotFound.
+	RevokeJoinToken(ctx context.Context, id string) (*JoinToken, error)
 
 	// PutOperator inserts or replaces an operator.
 	PutOperator(ctx context.Context, o *Operator) error

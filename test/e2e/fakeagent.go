@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/firebreak-ir/firebreak/internal/pki"
+	"github.com/firebreak-ir/firebreak/plugins/catalog"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 )
 
@@ -226,4 +227,49 @@ func taskID(st *agentv1.SignedTask) string {
 		return ""
 	}
 	return spec.GetTaskId()
+}
+
+// WithCert returns a copy of the fake agent that presents cert with the
+// same key: a thief holding an agent's key and an older certificate.
+func (f *FakeAgent) WithCert(cert []byte) *FakeAgent {
+	return &FakeAgent{ID: f.ID, Cert: cert, Key: f.Key, addr: f.addr, pool: f.pool}
+}
+
+// OperatorConn opens an mTLS connection to the controller with an operator
+// credential file, for tests that hold a stream open.
+func (c *Controller) OperatorConn(t testing.TB, credsPath string) *grpc.ClientConn {
+	t.Helper()
+	creds, err := pki.LoadCreds(credsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsCfg, err := creds.TLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient("passthrough:///"+c.Addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// HonestPlugins returns the plugin list an honest agent reports for the
+// named first-party actions: the catalogue's exact descriptions.
+func HonestPlugins(t testing.TB, names ...string) []*agentv1.PluginInfo {
+	t.Helper()
+	descs, err := catalog.Descriptions(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*agentv1.PluginInfo
+	for _, n := range names {
+		d := descs[n]
+		if d == nil {
+			t.Fatalf("no first-party action %q", n)
+		}
+		out = append(out, &agentv1.PluginInfo{Description: d, Sha256: "builtin"})
+	}
+	return out
 }

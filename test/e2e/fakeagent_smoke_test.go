@@ -1,10 +1,8 @@
 package e2e_test
 
 import (
-	"context"
 	"testing"
 
-	"github.com/firebreak-ir/firebreak/plugins/noop"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	"github.com/firebreak-ir/firebreak/test/e2e"
 )
@@ -16,12 +14,7 @@ func TestFakeAgentSpeaksTheProtocol(t *testing.T) {
 	b := e2e.Build(t)
 	c := e2e.StartController(t, b, e2e.ControllerOptions{})
 	f := c.EnrollFake(t, c.Token(t, "host", 1), "host", &agentv1.AgentFacts{Hostname: "fake-1", Os: "linux"})
-	noopDesc, err := noop.Action{}.Describe(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	hello := &agentv1.Hello{Facts: &agentv1.AgentFacts{Hostname: "fake-1", Os: "linux"},
-		Plugins: []*agentv1.PluginInfo{{Description: noopDesc, Sha256: "builtin"}}}
+	hello := &agentv1.Hello{Facts: &agentv1.AgentFacts{Hostname: "fake-1", Os: "linux"}, Plugins: e2e.HonestPlugins(t, "noop")}
 	if _, err := f.Connect(t, hello, true); err != nil {
 		t.Fatal(err)
 	}

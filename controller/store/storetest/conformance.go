@@ -81,6 +81,28 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 	})
 
+	t.Run("join token revocation", func(t *testing.T) {
+		s := open(t)
+		hash := "0123456789abcdef0123456789abcdef"
+		if err := s.CreateJoinToken(ctx, &store.JoinToken{Hash: hash, Role: "host", Uses: 3, UsesLeft: 3, ExpiresAt: now.Add(time.Hour), CreatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.RevokeJoinToken(ctx, "ffffffffffffffff"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("revoking an unknown id: %v", err)
+		}
+		got, err := s.RevokeJoinToken(ctx, hash[:16])
+		if err != nil || !got.Revoked || got.ID() != hash[:16] {
+			t.Fatalf("revoke: %+v, %v", got, err)
+		}
+		if _, err := s.ConsumeJoinToken(ctx, hash, now); !errors.Is(err, store.ErrTokenRevoked) {
+			t.Fatalf("using a revoked token: %v", err)
+		}
+		all, err := s.ListJoinTokens(ctx)
+		if err != nil || len(all) != 1 || !all[0].Revoked || all[0].UsesLeft != 3 {
+			t.Fatalf("list: %+v, %v", all, err)
+		}
+	})
+
 	t.Run("runs and tasks", func(t *testing.T) {
 		s := open(t)
 		r := &store.Run{ID: "r1", Action: "sysinfo", Selector: "all", ParamsJSON: []byte(`{}`), Status: operatorv1.RunStatus_RUN_STATUS_RUNNING,

@@ -390,7 +390,7 @@ type AddOperatorRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// name is the operator's unique name.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// role is the operator's role (default responder).
+	// role is the operator's role (default viewer, the least).
 	Role          OperatorRole `protobuf:"varint,2,opt,name=role,proto3,enum=firebreak.operator.v1.OperatorRole" json:"role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3100,6 +3100,684 @@ func (x *GetAuditHeadResponse) GetHead() *ChainCheckpoint {
 	return nil
 }
 
+// ListJoinTokensRequest asks for every join token.
+type ListJoinTokensRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJoinTokensRequest) Reset() {
+	*x = ListJoinTokensRequest{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJoinTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJoinTokensRequest) ProtoMessage() {}
+
+func (x *ListJoinTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJoinTokensRequest.ProtoReflect.Descriptor instead.
+func (*ListJoinTokensRequest) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{43}
+}
+
+// JoinTokenInfo describes a join token without its secret.
+type JoinTokenInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id names the token: the first 16 hex digits of its SHA-256 hash.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// role is the agent role the token enrolls.
+	Role v1.AgentRole `protobuf:"varint,2,opt,name=role,proto3,enum=firebreak.agent.v1.AgentRole" json:"role,omitempty"`
+	// labels are added to every agent enrolled with the token.
+	Labels map[string]string `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// uses is how many enrollments the token allowed at creation.
+	Uses uint32 `protobuf:"varint,4,opt,name=uses,proto3" json:"uses,omitempty"`
+	// uses_left is how many enrollments remain.
+	UsesLeft uint32 `protobuf:"varint,5,opt,name=uses_left,json=usesLeft,proto3" json:"uses_left,omitempty"`
+	// expires_at is when the token stops working.
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// created_by is the operator who created the token.
+	CreatedBy string `protobuf:"bytes,7,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	// created_at is when the token was created.
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// revoked is set once the token has been revoked.
+	Revoked       bool `protobuf:"varint,9,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinTokenInfo) Reset() {
+	*x = JoinTokenInfo{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinTokenInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinTokenInfo) ProtoMessage() {}
+
+func (x *JoinTokenInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinTokenInfo.ProtoReflect.Descriptor instead.
+func (*JoinTokenInfo) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *JoinTokenInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *JoinTokenInfo) GetRole() v1.AgentRole {
+	if x != nil {
+		return x.Role
+	}
+	return v1.AgentRole(0)
+}
+
+func (x *JoinTokenInfo) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *JoinTokenInfo) GetUses() uint32 {
+	if x != nil {
+		return x.Uses
+	}
+	return 0
+}
+
+func (x *JoinTokenInfo) GetUsesLeft() uint32 {
+	if x != nil {
+		return x.UsesLeft
+	}
+	return 0
+}
+
+func (x *JoinTokenInfo) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *JoinTokenInfo) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+func (x *JoinTokenInfo) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *JoinTokenInfo) GetRevoked() bool {
+	if x != nil {
+		return x.Revoked
+	}
+	return false
+}
+
+// ListJoinTokensResponse lists the join tokens.
+type ListJoinTokensResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// tokens are ordered oldest first.
+	Tokens        []*JoinTokenInfo `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJoinTokensResponse) Reset() {
+	*x = ListJoinTokensResponse{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJoinTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJoinTokensResponse) ProtoMessage() {}
+
+func (x *ListJoinTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJoinTokensResponse.ProtoReflect.Descriptor instead.
+func (*ListJoinTokensResponse) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ListJoinTokensResponse) GetTokens() []*JoinTokenInfo {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+// RevokeJoinTokenRequest names the token to revoke.
+type RevokeJoinTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the token's id, as ListJoinTokens shows it.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeJoinTokenRequest) Reset() {
+	*x = RevokeJoinTokenRequest{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeJoinTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeJoinTokenRequest) ProtoMessage() {}
+
+func (x *RevokeJoinTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeJoinTokenRequest.ProtoReflect.Descriptor instead.
+func (*RevokeJoinTokenRequest) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *RevokeJoinTokenRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// RevokeJoinTokenResponse describes the revoked token.
+type RevokeJoinTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// token is the token, now revoked.
+	Token         *JoinTokenInfo `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeJoinTokenResponse) Reset() {
+	*x = RevokeJoinTokenResponse{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeJoinTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeJoinTokenResponse) ProtoMessage() {}
+
+func (x *RevokeJoinTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeJoinTokenResponse.ProtoReflect.Descriptor instead.
+func (*RevokeJoinTokenResponse) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *RevokeJoinTokenResponse) GetToken() *JoinTokenInfo {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+// RevokeOperatorRequest names the operator to revoke.
+type RevokeOperatorRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the operator's name.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeOperatorRequest) Reset() {
+	*x = RevokeOperatorRequest{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeOperatorRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeOperatorRequest) ProtoMessage() {}
+
+func (x *RevokeOperatorRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeOperatorRequest.ProtoReflect.Descriptor instead.
+func (*RevokeOperatorRequest) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *RevokeOperatorRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// RevokeOperatorResponse reports the revocation.
+type RevokeOperatorResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the revoked operator.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// closed_streams is how many open streams of it were closed.
+	ClosedStreams uint32 `protobuf:"varint,2,opt,name=closed_streams,json=closedStreams,proto3" json:"closed_streams,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeOperatorResponse) Reset() {
+	*x = RevokeOperatorResponse{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeOperatorResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeOperatorResponse) ProtoMessage() {}
+
+func (x *RevokeOperatorResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeOperatorResponse.ProtoReflect.Descriptor instead.
+func (*RevokeOperatorResponse) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *RevokeOperatorResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RevokeOperatorResponse) GetClosedStreams() uint32 {
+	if x != nil {
+		return x.ClosedStreams
+	}
+	return 0
+}
+
+// RotateOperatorRequest names the operator whose credential to replace.
+type RotateOperatorRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the operator's name.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateOperatorRequest) Reset() {
+	*x = RotateOperatorRequest{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateOperatorRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateOperatorRequest) ProtoMessage() {}
+
+func (x *RotateOperatorRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateOperatorRequest.ProtoReflect.Descriptor instead.
+func (*RotateOperatorRequest) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *RotateOperatorRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// RotateOperatorResponse carries the new credential, shown only once.
+type RotateOperatorResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// creds_json is the new credential file's content.
+	CredsJson []byte `protobuf:"bytes,1,opt,name=creds_json,json=credsJson,proto3" json:"creds_json,omitempty"`
+	// cert_serial is the new certificate's serial (hex).
+	CertSerial string `protobuf:"bytes,2,opt,name=cert_serial,json=certSerial,proto3" json:"cert_serial,omitempty"`
+	// closed_streams is how many open streams of the old credential were closed.
+	ClosedStreams uint32 `protobuf:"varint,3,opt,name=closed_streams,json=closedStreams,proto3" json:"closed_streams,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateOperatorResponse) Reset() {
+	*x = RotateOperatorResponse{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateOperatorResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateOperatorResponse) ProtoMessage() {}
+
+func (x *RotateOperatorResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateOperatorResponse.ProtoReflect.Descriptor instead.
+func (*RotateOperatorResponse) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *RotateOperatorResponse) GetCredsJson() []byte {
+	if x != nil {
+		return x.CredsJson
+	}
+	return nil
+}
+
+func (x *RotateOperatorResponse) GetCertSerial() string {
+	if x != nil {
+		return x.CertSerial
+	}
+	return ""
+}
+
+func (x *RotateOperatorResponse) GetClosedStreams() uint32 {
+	if x != nil {
+		return x.ClosedStreams
+	}
+	return 0
+}
+
+// RevokeAgentsRequest names the agents to revoke.
+type RevokeAgentsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ids are the agents' ids.
+	Ids []string `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	// reason is recorded in the audit log.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeAgentsRequest) Reset() {
+	*x = RevokeAgentsRequest{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeAgentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeAgentsRequest) ProtoMessage() {}
+
+func (x *RevokeAgentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeAgentsRequest.ProtoReflect.Descriptor instead.
+func (*RevokeAgentsRequest) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *RevokeAgentsRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *RevokeAgentsRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// RevokedAgent reports one agent's revocation.
+type RevokedAgent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the agent's id.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// hostname is the hostname the agent last reported.
+	Hostname string `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// cert_serial is the serial of the certificate now denied (hex).
+	CertSerial string `protobuf:"bytes,3,opt,name=cert_serial,json=certSerial,proto3" json:"cert_serial,omitempty"`
+	// stream_closed is set when a live stream of the agent was closed.
+	StreamClosed  bool `protobuf:"varint,4,opt,name=stream_closed,json=streamClosed,proto3" json:"stream_closed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokedAgent) Reset() {
+	*x = RevokedAgent{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokedAgent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokedAgent) ProtoMessage() {}
+
+func (x *RevokedAgent) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokedAgent.ProtoReflect.Descriptor instead.
+func (*RevokedAgent) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *RevokedAgent) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RevokedAgent) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *RevokedAgent) GetCertSerial() string {
+	if x != nil {
+		return x.CertSerial
+	}
+	return ""
+}
+
+func (x *RevokedAgent) GetStreamClosed() bool {
+	if x != nil {
+		return x.StreamClosed
+	}
+	return false
+}
+
+// RevokeAgentsResponse reports the revoked agents.
+type RevokeAgentsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// agents are in the order requested.
+	Agents        []*RevokedAgent `protobuf:"bytes,1,rep,name=agents,proto3" json:"agents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeAgentsResponse) Reset() {
+	*x = RevokeAgentsResponse{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeAgentsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeAgentsResponse) ProtoMessage() {}
+
+func (x *RevokeAgentsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeAgentsResponse.ProtoReflect.Descriptor instead.
+func (*RevokeAgentsResponse) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *RevokeAgentsResponse) GetAgents() []*RevokedAgent {
+	if x != nil {
+		return x.Agents
+	}
+	return nil
+}
+
 var File_firebreak_operator_v1_operator_proto protoreflect.FileDescriptor
 
 const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
@@ -3318,7 +3996,54 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\baccounts\x18\x01 \x03(\v2!.firebreak.operator.v1.AWSAccountR\baccounts\"\x15\n" +
 	"\x13GetAuditHeadRequest\"R\n" +
 	"\x14GetAuditHeadResponse\x12:\n" +
-	"\x04head\x18\x01 \x01(\v2&.firebreak.operator.v1.ChainCheckpointR\x04head*\x99\x01\n" +
+	"\x04head\x18\x01 \x01(\v2&.firebreak.operator.v1.ChainCheckpointR\x04head\"\x17\n" +
+	"\x15ListJoinTokensRequest\"\xb7\x03\n" +
+	"\rJoinTokenInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x121\n" +
+	"\x04role\x18\x02 \x01(\x0e2\x1d.firebreak.agent.v1.AgentRoleR\x04role\x12H\n" +
+	"\x06labels\x18\x03 \x03(\v20.firebreak.operator.v1.JoinTokenInfo.LabelsEntryR\x06labels\x12\x12\n" +
+	"\x04uses\x18\x04 \x01(\rR\x04uses\x12\x1b\n" +
+	"\tuses_left\x18\x05 \x01(\rR\busesLeft\x129\n" +
+	"\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\a \x01(\tR\tcreatedBy\x129\n" +
+	"\n" +
+	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x18\n" +
+	"\arevoked\x18\t \x01(\bR\arevoked\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"V\n" +
+	"\x16ListJoinTokensResponse\x12<\n" +
+	"\x06tokens\x18\x01 \x03(\v2$.firebreak.operator.v1.JoinTokenInfoR\x06tokens\"(\n" +
+	"\x16RevokeJoinTokenRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"U\n" +
+	"\x17RevokeJoinTokenResponse\x12:\n" +
+	"\x05token\x18\x01 \x01(\v2$.firebreak.operator.v1.JoinTokenInfoR\x05token\"+\n" +
+	"\x15RevokeOperatorRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"S\n" +
+	"\x16RevokeOperatorResponse\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12%\n" +
+	"\x0eclosed_streams\x18\x02 \x01(\rR\rclosedStreams\"+\n" +
+	"\x15RotateOperatorRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x7f\n" +
+	"\x16RotateOperatorResponse\x12\x1d\n" +
+	"\n" +
+	"creds_json\x18\x01 \x01(\fR\tcredsJson\x12\x1f\n" +
+	"\vcert_serial\x18\x02 \x01(\tR\n" +
+	"certSerial\x12%\n" +
+	"\x0eclosed_streams\x18\x03 \x01(\rR\rclosedStreams\"?\n" +
+	"\x13RevokeAgentsRequest\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x80\x01\n" +
+	"\fRevokedAgent\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
+	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x1f\n" +
+	"\vcert_serial\x18\x03 \x01(\tR\n" +
+	"certSerial\x12#\n" +
+	"\rstream_closed\x18\x04 \x01(\bR\fstreamClosed\"S\n" +
+	"\x14RevokeAgentsResponse\x12;\n" +
+	"\x06agents\x18\x01 \x03(\v2#.firebreak.operator.v1.RevokedAgentR\x06agents*\x99\x01\n" +
 	"\fOperatorRole\x12\x1d\n" +
 	"\x19OPERATOR_ROLE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14OPERATOR_ROLE_VIEWER\x10\x01\x12\x1b\n" +
@@ -3332,7 +4057,7 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x14RUN_STATUS_SUCCEEDED\x10\x03\x12\x15\n" +
 	"\x11RUN_STATUS_FAILED\x10\x04\x12\x18\n" +
 	"\x14RUN_STATUS_CANCELLED\x10\x05\x12\x17\n" +
-	"\x13RUN_STATUS_REJECTED\x10\x062\xa0\r\n" +
+	"\x13RUN_STATUS_REJECTED\x10\x062\xc8\x11\n" +
 	"\x0fOperatorService\x12U\n" +
 	"\x06Whoami\x12$.firebreak.operator.v1.WhoamiRequest\x1a%.firebreak.operator.v1.WhoamiResponse\x12p\n" +
 	"\x0fCreateJoinToken\x12-.firebreak.operator.v1.CreateJoinTokenRequest\x1a..firebreak.operator.v1.CreateJoinTokenResponse\x12d\n" +
@@ -3352,7 +4077,12 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\fListAccounts\x12*.firebreak.operator.v1.ListAccountsRequest\x1a+.firebreak.operator.v1.ListAccountsResponse\x12^\n" +
 	"\tListAudit\x12'.firebreak.operator.v1.ListAuditRequest\x1a(.firebreak.operator.v1.ListAuditResponse\x12d\n" +
 	"\vVerifyAudit\x12).firebreak.operator.v1.VerifyAuditRequest\x1a*.firebreak.operator.v1.VerifyAuditResponse\x12g\n" +
-	"\fGetAuditHead\x12*.firebreak.operator.v1.GetAuditHeadRequest\x1a+.firebreak.operator.v1.GetAuditHeadResponseBNZLgithub.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1;operatorv1b\x06proto3"
+	"\fGetAuditHead\x12*.firebreak.operator.v1.GetAuditHeadRequest\x1a+.firebreak.operator.v1.GetAuditHeadResponse\x12m\n" +
+	"\x0eListJoinTokens\x12,.firebreak.operator.v1.ListJoinTokensRequest\x1a-.firebreak.operator.v1.ListJoinTokensResponse\x12p\n" +
+	"\x0fRevokeJoinToken\x12-.firebreak.operator.v1.RevokeJoinTokenRequest\x1a..firebreak.operator.v1.RevokeJoinTokenResponse\x12m\n" +
+	"\x0eRevokeOperator\x12,.firebreak.operator.v1.RevokeOperatorRequest\x1a-.firebreak.operator.v1.RevokeOperatorResponse\x12m\n" +
+	"\x0eRotateOperator\x12,.firebreak.operator.v1.RotateOperatorRequest\x1a-.firebreak.operator.v1.RotateOperatorResponse\x12g\n" +
+	"\fRevokeAgents\x12*.firebreak.operator.v1.RevokeAgentsRequest\x1a+.firebreak.operator.v1.RevokeAgentsResponseBNZLgithub.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1;operatorv1b\x06proto3"
 
 var (
 	file_firebreak_operator_v1_operator_proto_rawDescOnce sync.Once
@@ -3367,7 +4097,7 @@ func file_firebreak_operator_v1_operator_proto_rawDescGZIP() []byte {
 }
 
 var file_firebreak_operator_v1_operator_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_firebreak_operator_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_firebreak_operator_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_firebreak_operator_v1_operator_proto_goTypes = []any{
 	(OperatorRole)(0),               // 0: firebreak.operator.v1.OperatorRole
 	(RunStatus)(0),                  // 1: firebreak.operator.v1.RunStatus
@@ -3414,47 +4144,60 @@ var file_firebreak_operator_v1_operator_proto_goTypes = []any{
 	(*ListAccountsResponse)(nil),    // 42: firebreak.operator.v1.ListAccountsResponse
 	(*GetAuditHeadRequest)(nil),     // 43: firebreak.operator.v1.GetAuditHeadRequest
 	(*GetAuditHeadResponse)(nil),    // 44: firebreak.operator.v1.GetAuditHeadResponse
-	nil,                             // 45: firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
-	nil,                             // 46: firebreak.operator.v1.CreateRunRequest.ParamsEntry
-	(v1.AgentRole)(0),               // 47: firebreak.agent.v1.AgentRole
-	(*durationpb.Duration)(nil),     // 48: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 49: google.protobuf.Timestamp
-	(*v1.AgentFacts)(nil),           // 50: firebreak.agent.v1.AgentFacts
-	(*v1.PluginInfo)(nil),           // 51: firebreak.agent.v1.PluginInfo
-	(v1.TaskStatus)(0),              // 52: firebreak.agent.v1.TaskStatus
-	(*ChainCheckpoint)(nil),         // 53: firebreak.operator.v1.ChainCheckpoint
-	(*v11.ActionDescription)(nil),   // 54: firebreak.plugin.v1.ActionDescription
+	(*ListJoinTokensRequest)(nil),   // 45: firebreak.operator.v1.ListJoinTokensRequest
+	(*JoinTokenInfo)(nil),           // 46: firebreak.operator.v1.JoinTokenInfo
+	(*ListJoinTokensResponse)(nil),  // 47: firebreak.operator.v1.ListJoinTokensResponse
+	(*RevokeJoinTokenRequest)(nil),  // 48: firebreak.operator.v1.RevokeJoinTokenRequest
+	(*RevokeJoinTokenResponse)(nil), // 49: firebreak.operator.v1.RevokeJoinTokenResponse
+	(*RevokeOperatorRequest)(nil),   // 50: firebreak.operator.v1.RevokeOperatorRequest
+	(*RevokeOperatorResponse)(nil),  // 51: firebreak.operator.v1.RevokeOperatorResponse
+	(*RotateOperatorRequest)(nil),   // 52: firebreak.operator.v1.RotateOperatorRequest
+	(*RotateOperatorResponse)(nil),  // 53: firebreak.operator.v1.RotateOperatorResponse
+	(*RevokeAgentsRequest)(nil),     // 54: firebreak.operator.v1.RevokeAgentsRequest
+	(*RevokedAgent)(nil),            // 55: firebreak.operator.v1.RevokedAgent
+	(*RevokeAgentsResponse)(nil),    // 56: firebreak.operator.v1.RevokeAgentsResponse
+	nil,                             // 57: firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
+	nil,                             // 58: firebreak.operator.v1.CreateRunRequest.ParamsEntry
+	nil,                             // 59: firebreak.operator.v1.JoinTokenInfo.LabelsEntry
+	(v1.AgentRole)(0),               // 60: firebreak.agent.v1.AgentRole
+	(*durationpb.Duration)(nil),     // 61: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 62: google.protobuf.Timestamp
+	(*v1.AgentFacts)(nil),           // 63: firebreak.agent.v1.AgentFacts
+	(*v1.PluginInfo)(nil),           // 64: firebreak.agent.v1.PluginInfo
+	(v1.TaskStatus)(0),              // 65: firebreak.agent.v1.TaskStatus
+	(*ChainCheckpoint)(nil),         // 66: firebreak.operator.v1.ChainCheckpoint
+	(*v11.ActionDescription)(nil),   // 67: firebreak.plugin.v1.ActionDescription
 }
 var file_firebreak_operator_v1_operator_proto_depIdxs = []int32{
 	0,  // 0: firebreak.operator.v1.WhoamiResponse.role:type_name -> firebreak.operator.v1.OperatorRole
-	47, // 1: firebreak.operator.v1.CreateJoinTokenRequest.role:type_name -> firebreak.agent.v1.AgentRole
-	48, // 2: firebreak.operator.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
-	45, // 3: firebreak.operator.v1.CreateJoinTokenRequest.labels:type_name -> firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
-	49, // 4: firebreak.operator.v1.CreateJoinTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	60, // 1: firebreak.operator.v1.CreateJoinTokenRequest.role:type_name -> firebreak.agent.v1.AgentRole
+	61, // 2: firebreak.operator.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
+	57, // 3: firebreak.operator.v1.CreateJoinTokenRequest.labels:type_name -> firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
+	62, // 4: firebreak.operator.v1.CreateJoinTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: firebreak.operator.v1.AddOperatorRequest.role:type_name -> firebreak.operator.v1.OperatorRole
-	47, // 6: firebreak.operator.v1.Agent.role:type_name -> firebreak.agent.v1.AgentRole
-	50, // 7: firebreak.operator.v1.Agent.facts:type_name -> firebreak.agent.v1.AgentFacts
-	49, // 8: firebreak.operator.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	51, // 9: firebreak.operator.v1.Agent.plugins:type_name -> firebreak.agent.v1.PluginInfo
-	49, // 10: firebreak.operator.v1.Agent.enrolled_at:type_name -> google.protobuf.Timestamp
-	49, // 11: firebreak.operator.v1.Agent.cert_not_after:type_name -> google.protobuf.Timestamp
+	60, // 6: firebreak.operator.v1.Agent.role:type_name -> firebreak.agent.v1.AgentRole
+	63, // 7: firebreak.operator.v1.Agent.facts:type_name -> firebreak.agent.v1.AgentFacts
+	62, // 8: firebreak.operator.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	64, // 9: firebreak.operator.v1.Agent.plugins:type_name -> firebreak.agent.v1.PluginInfo
+	62, // 10: firebreak.operator.v1.Agent.enrolled_at:type_name -> google.protobuf.Timestamp
+	62, // 11: firebreak.operator.v1.Agent.cert_not_after:type_name -> google.protobuf.Timestamp
 	9,  // 12: firebreak.operator.v1.Agent.refused_actions:type_name -> firebreak.operator.v1.RefusedAction
 	8,  // 13: firebreak.operator.v1.ListAgentsResponse.agents:type_name -> firebreak.operator.v1.Agent
-	46, // 14: firebreak.operator.v1.CreateRunRequest.params:type_name -> firebreak.operator.v1.CreateRunRequest.ParamsEntry
-	48, // 15: firebreak.operator.v1.CreateRunRequest.deadline:type_name -> google.protobuf.Duration
+	58, // 14: firebreak.operator.v1.CreateRunRequest.params:type_name -> firebreak.operator.v1.CreateRunRequest.ParamsEntry
+	61, // 15: firebreak.operator.v1.CreateRunRequest.deadline:type_name -> google.protobuf.Duration
 	14, // 16: firebreak.operator.v1.CreateRunResponse.run:type_name -> firebreak.operator.v1.Run
 	1,  // 17: firebreak.operator.v1.Run.status:type_name -> firebreak.operator.v1.RunStatus
-	49, // 18: firebreak.operator.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	49, // 19: firebreak.operator.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
-	49, // 20: firebreak.operator.v1.Run.deadline:type_name -> google.protobuf.Timestamp
+	62, // 18: firebreak.operator.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	62, // 19: firebreak.operator.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
+	62, // 20: firebreak.operator.v1.Run.deadline:type_name -> google.protobuf.Timestamp
 	15, // 21: firebreak.operator.v1.Run.counts:type_name -> firebreak.operator.v1.RunCounts
 	16, // 22: firebreak.operator.v1.Run.tasks:type_name -> firebreak.operator.v1.Task
 	17, // 23: firebreak.operator.v1.Run.approvals:type_name -> firebreak.operator.v1.Approval
-	52, // 24: firebreak.operator.v1.Task.status:type_name -> firebreak.agent.v1.TaskStatus
-	49, // 25: firebreak.operator.v1.Task.dispatched_at:type_name -> google.protobuf.Timestamp
-	49, // 26: firebreak.operator.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	49, // 27: firebreak.operator.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	49, // 28: firebreak.operator.v1.Approval.at:type_name -> google.protobuf.Timestamp
+	65, // 24: firebreak.operator.v1.Task.status:type_name -> firebreak.agent.v1.TaskStatus
+	62, // 25: firebreak.operator.v1.Task.dispatched_at:type_name -> google.protobuf.Timestamp
+	62, // 26: firebreak.operator.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	62, // 27: firebreak.operator.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	62, // 28: firebreak.operator.v1.Approval.at:type_name -> google.protobuf.Timestamp
 	14, // 29: firebreak.operator.v1.WatchRunResponse.snapshot:type_name -> firebreak.operator.v1.Run
 	16, // 30: firebreak.operator.v1.WatchRunResponse.task:type_name -> firebreak.operator.v1.Task
 	14, // 31: firebreak.operator.v1.WatchRunResponse.done:type_name -> firebreak.operator.v1.Run
@@ -3464,56 +4207,73 @@ var file_firebreak_operator_v1_operator_proto_depIdxs = []int32{
 	14, // 35: firebreak.operator.v1.ApproveRunResponse.run:type_name -> firebreak.operator.v1.Run
 	14, // 36: firebreak.operator.v1.RejectRunResponse.run:type_name -> firebreak.operator.v1.Run
 	14, // 37: firebreak.operator.v1.CancelRunResponse.run:type_name -> firebreak.operator.v1.Run
-	49, // 38: firebreak.operator.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	62, // 38: firebreak.operator.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
 	30, // 39: firebreak.operator.v1.ListAuditResponse.records:type_name -> firebreak.operator.v1.AuditRecord
-	53, // 40: firebreak.operator.v1.VerifyAuditRequest.anchor:type_name -> firebreak.operator.v1.ChainCheckpoint
-	53, // 41: firebreak.operator.v1.VerifyAuditResponse.checkpoint:type_name -> firebreak.operator.v1.ChainCheckpoint
-	54, // 42: firebreak.operator.v1.ActionSummary.description:type_name -> firebreak.plugin.v1.ActionDescription
+	66, // 40: firebreak.operator.v1.VerifyAuditRequest.anchor:type_name -> firebreak.operator.v1.ChainCheckpoint
+	66, // 41: firebreak.operator.v1.VerifyAuditResponse.checkpoint:type_name -> firebreak.operator.v1.ChainCheckpoint
+	67, // 42: firebreak.operator.v1.ActionSummary.description:type_name -> firebreak.plugin.v1.ActionDescription
 	35, // 43: firebreak.operator.v1.ListActionsResponse.actions:type_name -> firebreak.operator.v1.ActionSummary
-	49, // 44: firebreak.operator.v1.AWSAccount.synced_at:type_name -> google.protobuf.Timestamp
-	48, // 45: firebreak.operator.v1.SyncAccountsRequest.deadline:type_name -> google.protobuf.Duration
+	62, // 44: firebreak.operator.v1.AWSAccount.synced_at:type_name -> google.protobuf.Timestamp
+	61, // 45: firebreak.operator.v1.SyncAccountsRequest.deadline:type_name -> google.protobuf.Duration
 	38, // 46: firebreak.operator.v1.SyncAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
 	38, // 47: firebreak.operator.v1.ListAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
-	53, // 48: firebreak.operator.v1.GetAuditHeadResponse.head:type_name -> firebreak.operator.v1.ChainCheckpoint
-	2,  // 49: firebreak.operator.v1.OperatorService.Whoami:input_type -> firebreak.operator.v1.WhoamiRequest
-	4,  // 50: firebreak.operator.v1.OperatorService.CreateJoinToken:input_type -> firebreak.operator.v1.CreateJoinTokenRequest
-	6,  // 51: firebreak.operator.v1.OperatorService.AddOperator:input_type -> firebreak.operator.v1.AddOperatorRequest
-	10, // 52: firebreak.operator.v1.OperatorService.ListAgents:input_type -> firebreak.operator.v1.ListAgentsRequest
-	12, // 53: firebreak.operator.v1.OperatorService.CreateRun:input_type -> firebreak.operator.v1.CreateRunRequest
-	18, // 54: firebreak.operator.v1.OperatorService.WatchRun:input_type -> firebreak.operator.v1.WatchRunRequest
-	20, // 55: firebreak.operator.v1.OperatorService.GetRun:input_type -> firebreak.operator.v1.GetRunRequest
-	22, // 56: firebreak.operator.v1.OperatorService.ListRuns:input_type -> firebreak.operator.v1.ListRunsRequest
-	24, // 57: firebreak.operator.v1.OperatorService.ApproveRun:input_type -> firebreak.operator.v1.ApproveRunRequest
-	26, // 58: firebreak.operator.v1.OperatorService.RejectRun:input_type -> firebreak.operator.v1.RejectRunRequest
-	28, // 59: firebreak.operator.v1.OperatorService.CancelRun:input_type -> firebreak.operator.v1.CancelRunRequest
-	36, // 60: firebreak.operator.v1.OperatorService.ListActions:input_type -> firebreak.operator.v1.ListActionsRequest
-	39, // 61: firebreak.operator.v1.OperatorService.SyncAccounts:input_type -> firebreak.operator.v1.SyncAccountsRequest
-	41, // 62: firebreak.operator.v1.OperatorService.ListAccounts:input_type -> firebreak.operator.v1.ListAccountsRequest
-	31, // 63: firebreak.operator.v1.OperatorService.ListAudit:input_type -> firebreak.operator.v1.ListAuditRequest
-	33, // 64: firebreak.operator.v1.OperatorService.VerifyAudit:input_type -> firebreak.operator.v1.VerifyAuditRequest
-	43, // 65: firebreak.operator.v1.OperatorService.GetAuditHead:input_type -> firebreak.operator.v1.GetAuditHeadRequest
-	3,  // 66: firebreak.operator.v1.OperatorService.Whoami:output_type -> firebreak.operator.v1.WhoamiResponse
-	5,  // 67: firebreak.operator.v1.OperatorService.CreateJoinToken:output_type -> firebreak.operator.v1.CreateJoinTokenResponse
-	7,  // 68: firebreak.operator.v1.OperatorService.AddOperator:output_type -> firebreak.operator.v1.AddOperatorResponse
-	11, // 69: firebreak.operator.v1.OperatorService.ListAgents:output_type -> firebreak.operator.v1.ListAgentsResponse
-	13, // 70: firebreak.operator.v1.OperatorService.CreateRun:output_type -> firebreak.operator.v1.CreateRunResponse
-	19, // 71: firebreak.operator.v1.OperatorService.WatchRun:output_type -> firebreak.operator.v1.WatchRunResponse
-	21, // 72: firebreak.operator.v1.OperatorService.GetRun:output_type -> firebreak.operator.v1.GetRunResponse
-	23, // 73: firebreak.operator.v1.OperatorService.ListRuns:output_type -> firebreak.operator.v1.ListRunsResponse
-	25, // 74: firebreak.operator.v1.OperatorService.ApproveRun:output_type -> firebreak.operator.v1.ApproveRunResponse
-	27, // 75: firebreak.operator.v1.OperatorService.RejectRun:output_type -> firebreak.operator.v1.RejectRunResponse
-	29, // 76: firebreak.operator.v1.OperatorService.CancelRun:output_type -> firebreak.operator.v1.CancelRunResponse
-	37, // 77: firebreak.operator.v1.OperatorService.ListActions:output_type -> firebreak.operator.v1.ListActionsResponse
-	40, // 78: firebreak.operator.v1.OperatorService.SyncAccounts:output_type -> firebreak.operator.v1.SyncAccountsResponse
-	42, // 79: firebreak.operator.v1.OperatorService.ListAccounts:output_type -> firebreak.operator.v1.ListAccountsResponse
-	32, // 80: firebreak.operator.v1.OperatorService.ListAudit:output_type -> firebreak.operator.v1.ListAuditResponse
-	34, // 81: firebreak.operator.v1.OperatorService.VerifyAudit:output_type -> firebreak.operator.v1.VerifyAuditResponse
-	44, // 82: firebreak.operator.v1.OperatorService.GetAuditHead:output_type -> firebreak.operator.v1.GetAuditHeadResponse
-	66, // [66:83] is the sub-list for method output_type
-	49, // [49:66] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	66, // 48: firebreak.operator.v1.GetAuditHeadResponse.head:type_name -> firebreak.operator.v1.ChainCheckpoint
+	60, // 49: firebreak.operator.v1.JoinTokenInfo.role:type_name -> firebreak.agent.v1.AgentRole
+	59, // 50: firebreak.operator.v1.JoinTokenInfo.labels:type_name -> firebreak.operator.v1.JoinTokenInfo.LabelsEntry
+	62, // 51: firebreak.operator.v1.JoinTokenInfo.expires_at:type_name -> google.protobuf.Timestamp
+	62, // 52: firebreak.operator.v1.JoinTokenInfo.created_at:type_name -> google.protobuf.Timestamp
+	46, // 53: firebreak.operator.v1.ListJoinTokensResponse.tokens:type_name -> firebreak.operator.v1.JoinTokenInfo
+	46, // 54: firebreak.operator.v1.RevokeJoinTokenResponse.token:type_name -> firebreak.operator.v1.JoinTokenInfo
+	55, // 55: firebreak.operator.v1.RevokeAgentsResponse.agents:type_name -> firebreak.operator.v1.RevokedAgent
+	2,  // 56: firebreak.operator.v1.OperatorService.Whoami:input_type -> firebreak.operator.v1.WhoamiRequest
+	4,  // 57: firebreak.operator.v1.OperatorService.CreateJoinToken:input_type -> firebreak.operator.v1.CreateJoinTokenRequest
+	6,  // 58: firebreak.operator.v1.OperatorService.AddOperator:input_type -> firebreak.operator.v1.AddOperatorRequest
+	10, // 59: firebreak.operator.v1.OperatorService.ListAgents:input_type -> firebreak.operator.v1.ListAgentsRequest
+	12, // 60: firebreak.operator.v1.OperatorService.CreateRun:input_type -> firebreak.operator.v1.CreateRunRequest
+	18, // 61: firebreak.operator.v1.OperatorService.WatchRun:input_type -> firebreak.operator.v1.WatchRunRequest
+	20, // 62: firebreak.operator.v1.OperatorService.GetRun:input_type -> firebreak.operator.v1.GetRunRequest
+	22, // 63: firebreak.operator.v1.OperatorService.ListRuns:input_type -> firebreak.operator.v1.ListRunsRequest
+	24, // 64: firebreak.operator.v1.OperatorService.ApproveRun:input_type -> firebreak.operator.v1.ApproveRunRequest
+	26, // 65: firebreak.operator.v1.OperatorService.RejectRun:input_type -> firebreak.operator.v1.RejectRunRequest
+	28, // 66: firebreak.operator.v1.OperatorService.CancelRun:input_type -> firebreak.operator.v1.CancelRunRequest
+	36, // 67: firebreak.operator.v1.OperatorService.ListActions:input_type -> firebreak.operator.v1.ListActionsRequest
+	39, // 68: firebreak.operator.v1.OperatorService.SyncAccounts:input_type -> firebreak.operator.v1.SyncAccountsRequest
+	41, // 69: firebreak.operator.v1.OperatorService.ListAccounts:input_type -> firebreak.operator.v1.ListAccountsRequest
+	31, // 70: firebreak.operator.v1.OperatorService.ListAudit:input_type -> firebreak.operator.v1.ListAuditRequest
+	33, // 71: firebreak.operator.v1.OperatorService.VerifyAudit:input_type -> firebreak.operator.v1.VerifyAuditRequest
+	43, // 72: firebreak.operator.v1.OperatorService.GetAuditHead:input_type -> firebreak.operator.v1.GetAuditHeadRequest
+	45, // 73: firebreak.operator.v1.OperatorService.ListJoinTokens:input_type -> firebreak.operator.v1.ListJoinTokensRequest
+	48, // 74: firebreak.operator.v1.OperatorService.RevokeJoinToken:input_type -> firebreak.operator.v1.RevokeJoinTokenRequest
+	50, // 75: firebreak.operator.v1.OperatorService.RevokeOperator:input_type -> firebreak.operator.v1.RevokeOperatorRequest
+	52, // 76: firebreak.operator.v1.OperatorService.RotateOperator:input_type -> firebreak.operator.v1.RotateOperatorRequest
+	54, // 77: firebreak.operator.v1.OperatorService.RevokeAgents:input_type -> firebreak.operator.v1.RevokeAgentsRequest
+	3,  // 78: firebreak.operator.v1.OperatorService.Whoami:output_type -> firebreak.operator.v1.WhoamiResponse
+	5,  // 79: firebreak.operator.v1.OperatorService.CreateJoinToken:output_type -> firebreak.operator.v1.CreateJoinTokenResponse
+	7,  // 80: firebreak.operator.v1.OperatorService.AddOperator:output_type -> firebreak.operator.v1.AddOperatorResponse
+	11, // 81: firebreak.operator.v1.OperatorService.ListAgents:output_type -> firebreak.operator.v1.ListAgentsResponse
+	13, // 82: firebreak.operator.v1.OperatorService.CreateRun:output_type -> firebreak.operator.v1.CreateRunResponse
+	19, // 83: firebreak.operator.v1.OperatorService.WatchRun:output_type -> firebreak.operator.v1.WatchRunResponse
+	21, // 84: firebreak.operator.v1.OperatorService.GetRun:output_type -> firebreak.operator.v1.GetRunResponse
+	23, // 85: firebreak.operator.v1.OperatorService.ListRuns:output_type -> firebreak.operator.v1.ListRunsResponse
+	25, // 86: firebreak.operator.v1.OperatorService.ApproveRun:output_type -> firebreak.operator.v1.ApproveRunResponse
+	27, // 87: firebreak.operator.v1.OperatorService.RejectRun:output_type -> firebreak.operator.v1.RejectRunResponse
+	29, // 88: firebreak.operator.v1.OperatorService.CancelRun:output_type -> firebreak.operator.v1.CancelRunResponse
+	37, // 89: firebreak.operator.v1.OperatorService.ListActions:output_type -> firebreak.operator.v1.ListActionsResponse
+	40, // 90: firebreak.operator.v1.OperatorService.SyncAccounts:output_type -> firebreak.operator.v1.SyncAccountsResponse
+	42, // 91: firebreak.operator.v1.OperatorService.ListAccounts:output_type -> firebreak.operator.v1.ListAccountsResponse
+	32, // 92: firebreak.operator.v1.OperatorService.ListAudit:output_type -> firebreak.operator.v1.ListAuditResponse
+	34, // 93: firebreak.operator.v1.OperatorService.VerifyAudit:output_type -> firebreak.operator.v1.VerifyAuditResponse
+	44, // 94: firebreak.operator.v1.OperatorService.GetAuditHead:output_type -> firebreak.operator.v1.GetAuditHeadResponse
+	47, // 95: firebreak.operator.v1.OperatorService.ListJoinTokens:output_type -> firebreak.operator.v1.ListJoinTokensResponse
+	49, // 96: firebreak.operator.v1.OperatorService.RevokeJoinToken:output_type -> firebreak.operator.v1.RevokeJoinTokenResponse
+	51, // 97: firebreak.operator.v1.OperatorService.RevokeOperator:output_type -> firebreak.operator.v1.RevokeOperatorResponse
+	53, // 98: firebreak.operator.v1.OperatorService.RotateOperator:output_type -> firebreak.operator.v1.RotateOperatorResponse
+	56, // 99: firebreak.operator.v1.OperatorService.RevokeAgents:output_type -> firebreak.operator.v1.RevokeAgentsResponse
+	78, // [78:100] is the sub-list for method output_type
+	56, // [56:78] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_firebreak_operator_v1_operator_proto_init() }
@@ -3534,7 +4294,7 @@ func file_firebreak_operator_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_firebreak_operator_v1_operator_proto_rawDesc), len(file_firebreak_operator_v1_operator_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   45,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -36,6 +36,11 @@ const (
 	OperatorService_ListAudit_FullMethodName       = "/firebreak.operator.v1.OperatorService/ListAudit"
 	OperatorService_VerifyAudit_FullMethodName     = "/firebreak.operator.v1.OperatorService/VerifyAudit"
 	OperatorService_GetAuditHead_FullMethodName    = "/firebreak.operator.v1.OperatorService/GetAuditHead"
+	OperatorService_ListJoinTokens_FullMethodName  = "/firebreak.operator.v1.OperatorService/ListJoinTokens"
+	OperatorService_RevokeJoinToken_FullMethodName = "/firebreak.operator.v1.OperatorService/RevokeJoinToken"
+	OperatorService_RevokeOperator_FullMethodName  = "/firebreak.operator.v1.OperatorService/RevokeOperator"
+	OperatorService_RotateOperator_FullMethodName  = "/firebreak.operator.v1.OperatorService/RotateOperator"
+	OperatorService_RevokeAgents_FullMethodName    = "/firebreak.operator.v1.OperatorService/RevokeAgents"
 )
 
 // OperatorServiceClient is the client API for OperatorService service.
@@ -96,6 +101,22 @@ type OperatorServiceClient interface {
 	// the controller for a later VerifyAudit (viewer). A log that does not
 	// verify has no head to export (DATA_LOSS).
 	GetAuditHead(ctx context.Context, in *GetAuditHeadRequest, opts ...grpc.CallOption) (*GetAuditHeadResponse, error)
+	// ListJoinTokens lists join tokens by id, never their secret (admin).
+	ListJoinTokens(ctx context.Context, in *ListJoinTokensRequest, opts ...grpc.CallOption) (*ListJoinTokensResponse, error)
+	// RevokeJoinToken stops a join token from enrolling anything more
+	// (admin). Agents it already enrolled are not affected.
+	RevokeJoinToken(ctx context.Context, in *RevokeJoinTokenRequest, opts ...grpc.CallOption) (*RevokeJoinTokenResponse, error)
+	// RevokeOperator revokes an operator's credential at once: every call
+	// and every open stream of it is refused from then on (admin).
+	RevokeOperator(ctx context.Context, in *RevokeOperatorRequest, opts ...grpc.CallOption) (*RevokeOperatorResponse, error)
+	// RotateOperator issues a new credential (a new certificate serial) for
+	// an operator and denies the old one at once, closing its open streams
+	// (admin).
+	RotateOperator(ctx context.Context, in *RotateOperatorRequest, opts ...grpc.CallOption) (*RotateOperatorResponse, error)
+	// RevokeAgents revokes agents at once: their certificates are refused
+	// for every call, renewal included, their live streams are closed, and
+	// no run targets them again (admin).
+	RevokeAgents(ctx context.Context, in *RevokeAgentsRequest, opts ...grpc.CallOption) (*RevokeAgentsResponse, error)
 }
 
 type operatorServiceClient struct {
@@ -285,6 +306,56 @@ func (c *operatorServiceClient) GetAuditHead(ctx context.Context, in *GetAuditHe
 	return out, nil
 }
 
+func (c *operatorServiceClient) ListJoinTokens(ctx context.Context, in *ListJoinTokensRequest, opts ...grpc.CallOption) (*ListJoinTokensResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListJoinTokensResponse)
+	err := c.cc.Invoke(ctx, OperatorService_ListJoinTokens_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *operatorServiceClient) RevokeJoinToken(ctx context.Context, in *RevokeJoinTokenRequest, opts ...grpc.CallOption) (*RevokeJoinTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeJoinTokenResponse)
+	err := c.cc.Invoke(ctx, OperatorService_RevokeJoinToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *operatorServiceClient) RevokeOperator(ctx context.Context, in *RevokeOperatorRequest, opts ...grpc.CallOption) (*RevokeOperatorResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeOperatorResponse)
+	err := c.cc.Invoke(ctx, OperatorService_RevokeOperator_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *operatorServiceClient) RotateOperator(ctx context.Context, in *RotateOperatorRequest, opts ...grpc.CallOption) (*RotateOperatorResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateOperatorResponse)
+	err := c.cc.Invoke(ctx, OperatorService_RotateOperator_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *operatorServiceClient) RevokeAgents(ctx context.Context, in *RevokeAgentsRequest, opts ...grpc.CallOption) (*RevokeAgentsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeAgentsResponse)
+	err := c.cc.Invoke(ctx, OperatorService_RevokeAgents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OperatorServiceServer is the server API for OperatorService service.
 // All implementations must embed UnimplementedOperatorServiceServer
 // for forward compatibility.
@@ -343,6 +414,22 @@ type OperatorServiceServer interface {
 	// the controller for a later VerifyAudit (viewer). A log that does not
 	// verify has no head to export (DATA_LOSS).
 	GetAuditHead(context.Context, *GetAuditHeadRequest) (*GetAuditHeadResponse, error)
+	// ListJoinTokens lists join tokens by id, never their secret (admin).
+	ListJoinTokens(context.Context, *ListJoinTokensRequest) (*ListJoinTokensResponse, error)
+	// RevokeJoinToken stops a join token from enrolling anything more
+	// (admin). Agents it already enrolled are not affected.
+	RevokeJoinToken(context.Context, *RevokeJoinTokenRequest) (*RevokeJoinTokenResponse, error)
+	// RevokeOperator revokes an operator's credential at once: every call
+	// and every open stream of it is refused from then on (admin).
+	RevokeOperator(context.Context, *RevokeOperatorRequest) (*RevokeOperatorResponse, error)
+	// RotateOperator issues a new credential (a new certificate serial) for
+	// an operator and denies the old one at once, closing its open streams
+	// (admin).
+	RotateOperator(context.Context, *RotateOperatorRequest) (*RotateOperatorResponse, error)
+	// RevokeAgents revokes agents at once: their certificates are refused
+	// for every call, renewal included, their live streams are closed, and
+	// no run targets them again (admin).
+	RevokeAgents(context.Context, *RevokeAgentsRequest) (*RevokeAgentsResponse, error)
 	mustEmbedUnimplementedOperatorServiceServer()
 }
 
@@ -403,6 +490,21 @@ func (UnimplementedOperatorServiceServer) VerifyAudit(context.Context, *VerifyAu
 }
 func (UnimplementedOperatorServiceServer) GetAuditHead(context.Context, *GetAuditHeadRequest) (*GetAuditHeadResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetAuditHead not implemented")
+}
+func (UnimplementedOperatorServiceServer) ListJoinTokens(context.Context, *ListJoinTokensRequest) (*ListJoinTokensResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListJoinTokens not implemented")
+}
+func (UnimplementedOperatorServiceServer) RevokeJoinToken(context.Context, *RevokeJoinTokenRequest) (*RevokeJoinTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeJoinToken not implemented")
+}
+func (UnimplementedOperatorServiceServer) RevokeOperator(context.Context, *RevokeOperatorRequest) (*RevokeOperatorResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeOperator not implemented")
+}
+func (UnimplementedOperatorServiceServer) RotateOperator(context.Context, *RotateOperatorRequest) (*RotateOperatorResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateOperator not implemented")
+}
+func (UnimplementedOperatorServiceServer) RevokeAgents(context.Context, *RevokeAgentsRequest) (*RevokeAgentsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeAgents not implemented")
 }
 func (UnimplementedOperatorServiceServer) mustEmbedUnimplementedOperatorServiceServer() {}
 func (UnimplementedOperatorServiceServer) testEmbeddedByValue()                         {}
@@ -724,6 +826,96 @@ func _OperatorService_GetAuditHead_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OperatorService_ListJoinTokens_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListJoinTokensRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServiceServer).ListJoinTokens(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OperatorService_ListJoinTokens_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServiceServer).ListJoinTokens(ctx, req.(*ListJoinTokensRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OperatorService_RevokeJoinToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeJoinTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServiceServer).RevokeJoinToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OperatorService_RevokeJoinToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServiceServer).RevokeJoinToken(ctx, req.(*RevokeJoinTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OperatorService_RevokeOperator_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeOperatorRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServiceServer).RevokeOperator(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OperatorService_RevokeOperator_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServiceServer).RevokeOperator(ctx, req.(*RevokeOperatorRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OperatorService_RotateOperator_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateOperatorRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServiceServer).RotateOperator(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OperatorService_RotateOperator_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServiceServer).RotateOperator(ctx, req.(*RotateOperatorRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OperatorService_RevokeAgents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeAgentsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServiceServer).RevokeAgents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OperatorService_RevokeAgents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServiceServer).RevokeAgents(ctx, req.(*RevokeAgentsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // OperatorService_ServiceDesc is the grpc.ServiceDesc for OperatorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -794,6 +986,26 @@ var OperatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetAuditHead",
 			Handler:    _OperatorService_GetAuditHead_Handler,
+		},
+		{
+			MethodName: "ListJoinTokens",
+			Handler:    _OperatorService_ListJoinTokens_Handler,
+		},
+		{
+			MethodName: "RevokeJoinToken",
+			Handler:    _OperatorService_RevokeJoinToken_Handler,
+		},
+		{
+			MethodName: "RevokeOperator",
+			Handler:    _OperatorService_RevokeOperator_Handler,
+		},
+		{
+			MethodName: "RotateOperator",
+			Handler:    _OperatorService_RotateOperator_Handler,
+		},
+		{
+			MethodName: "RevokeAgents",
+			Handler:    _OperatorService_RevokeAgents_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
