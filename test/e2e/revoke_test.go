@@ -21,7 +21,6 @@ import (
 // bound for a loaded machine, not a measurement.
 const closeWait = 10 * time.Second
 
-
 type auditJSON struct {
 	Actor   string          `json:"actor"`
 	Action  string          `json:"action"`
