@@ -214,7 +214,7 @@ func newAuditCmd(g *globals) *cobra.Command {
 			tw := tabwriter.NewWriter(g.out, 0, 2, 2, ' ', 0)
 			fmt.Fprintln(tw, "SEQ\tTIME\tACTOR\tACTION\tSUBJECT\tDETAIL")
 			for _, r := range resp.GetRecords() {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", r.GetSeq(), r.GetAt().AsTime().Local().Format(time.RFC3339), r.GetActor(), r.GetAction(), r.GetSubject(), r.GetDetailJson())
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", r.GetSeq(), r.GetAt().AsTime().Local().Format(time.RFC3339), clean(r.GetActor()), r.GetAction(), clean(r.GetSubject()), clean(string(r.GetDetailJson())))
 			}
 			return tw.Flush()
 		},

@@ -100,7 +100,7 @@ func newAgentsCmd(g *globals) *cobra.Command {
 				for _, p := range a.Plugins {
 					names = append(names, p.Name)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Hostname, a.Role, state, seen, labelString(a.Labels), strings.Join(names, ","))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, clean(a.Hostname), a.Role, state, seen, clean(labelString(a.Labels)), strings.Join(names, ","))
 			}
 			if err := tw.Flush(); err != nil {
 				return err
