@@ -86,6 +86,14 @@ func (g *globals) progressOut() io.Writer {
 	return g.errOut
 }
 
+// rawOut is standard output without cleaning, for JSON documents.
+func (g *globals) rawOut() io.Writer {
+	if t, ok := g.out.(*textOut); ok {
+		return t.raw
+	}
+	return g.out
+}
+
 // textOut cleans what is printed as text and leaves JSON as it is.
 type textOut struct {
 	g     *globals
