@@ -207,8 +207,8 @@ type (
 		runID string
 		reply chan watchReply
 	}
-	evUnwatch  struct{ sub *Subscription }
-	evResync   struct {
+	evUnwatch struct{ sub *Subscription }
+	evResync  struct {
 		sub   *Subscription
 		reply chan *operatorv1.Run
 	}
