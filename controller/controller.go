@@ -35,6 +35,7 @@ import (
 	"github.com/firebreak-ir/firebreak/internal/pki"
 	"github.com/firebreak-ir/firebreak/internal/rpcbuf"
 	"github.com/firebreak-ir/firebreak/internal/tasksign"
+	"github.com/firebreak-ir/firebreak/internal/watchcap"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
@@ -64,6 +65,10 @@ type Config struct {
 	// ApprovalThreshold is the target count above which a destructive run
 	// waits for approval.
 	ApprovalThreshold int
+	// MaxWatchesPerOperator and MaxWatches cap the open run and playbook
+	// run watches of one operator and of the whole controller (0: the
+	// defaults of watchcap, 16 and 1,024).
+	MaxWatchesPerOperator, MaxWatches int
 	// AgentCertTTL is the lifetime of agent certificates.
 	AgentCertTTL time.Duration
 	// OperatorCertTTL is the lifetime of operator credentials.
@@ -218,7 +223,8 @@ func (c *Controller) build(ctx context.Context) error {
 	}
 	pusher.set(fl)
 	c.Fleet = fl
-	c.Operator, err = operator.New(operator.Config{Store: c.Store, CA: c.CA, Fleet: fl, Dispatcher: c.Dispatcher, Audit: c.Audit,
+	watches := watchcap.New(cfg.MaxWatchesPerOperator, cfg.MaxWatches)
+	c.Operator, err = operator.New(operator.Config{Store: c.Store, CA: c.CA, Fleet: fl, Dispatcher: c.Dispatcher, Audit: c.Audit, Watches: watches,
 		Logger: cfg.Logger, Clock: cfg.Clock, ApprovalThreshold: cfg.ApprovalThreshold, OperatorCertTTL: cfg.OperatorCertTTL,
 		Advertise: c.cfg.Advertise})
 	if err != nil {
@@ -227,6 +233,7 @@ func (c *Controller) build(ctx context.Context) error {
 	if err := c.buildIncident(ctx); err != nil {
 		return err
 	}
+	c.Incident.parts.playbookServer.ShareWatchLimit(watches)
 	if err := c.ensureAdmin(ctx); err != nil {
 		return err
 	}
