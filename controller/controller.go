@@ -40,6 +40,7 @@ import (
 	"github.com/firebreak-ir/firebreak/internal/tasksign"
 	"github.com/firebreak-ir/firebreak/internal/telemetry"
 	"github.com/firebreak-ir/firebreak/plugins/catalog"
+	"github.com/firebreak-ir/firebreak/internal/watchcap"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
@@ -74,6 +75,10 @@ type Config struct {
 	// ApprovalThreshold is the target count above which a destructive run
 	// waits for approval.
 	ApprovalThreshold int
+	// MaxWatchesPerOperator and MaxWatches cap the open run and playbook
+	// run watches of one operator and of the whole controller (0: the
+	// defaults of watchcap, 16 and 1,024).
+	MaxWatchesPerOperator, MaxWatches int
 	// AgentCertTTL is the lifetime of agent certificates.
 	AgentCertTTL time.Duration
 	// OperatorCertTTL is the lifetime of operator credentials.
@@ -268,7 +273,8 @@ func (c *Controller) build(ctx context.Context) error {
 	}
 	pusher.set(fl)
 	c.Fleet = fl
-	c.Operator, err = operator.New(operator.Config{Store: c.Store, CA: c.CA, Fleet: fl, Dispatcher: c.Dispatcher, Audit: c.Audit,
+	watches := watchcap.New(cfg.MaxWatchesPerOperator, cfg.MaxWatches)
+	c.Operator, err = operator.New(operator.Config{Store: c.Store, CA: c.CA, Fleet: fl, Dispatcher: c.Dispatcher, Audit: c.Audit, Watches: watches,
 		Logger: cfg.Logger, Clock: cfg.Clock, ApprovalThreshold: cfg.ApprovalThreshold, OperatorCertTTL: cfg.OperatorCertTTL,
 		Advertise: c.cfg.Advertise, Actions: c.Actions, Streams: c.streams})
 	if err != nil {
@@ -277,6 +283,7 @@ func (c *Controller) build(ctx context.Context) error {
 	if err := c.buildIncident(ctx); err != nil {
 		return err
 	}
+	c.Incident.parts.playbookServer.ShareWatchLimit(watches)
 	if err := c.ensureAdmin(ctx); err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/firebreak-ir/firebreak/internal/termsafe"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -426,4 +427,55 @@ func FuzzReportRendering(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+func TestReportsCarryNoControlCharacters(t *testing.T) {
+	const escapes = "\x1b]0;owned\x07\x1b[2J\x1b]8;;http://evil\x1b\\link\x1b]8;;\x1b\\\u202Egnp.exe\x7f\u009b"
+	tests := []struct {
+		name    string
+		format  cases.Format
+		visible string
+	}{
+		// Markdown escapes the backslash of the visible escape again.
+		{"markdown", cases.FormatMarkdown, `\\x1b\]0;owned\\x07`},
+		{"html", cases.FormatHTML, `\x1b]0;owned\x07`},
+	}
+	f := newFixture(t)
+	ctx := context.Background()
+	c, err := f.svc.Create(ctx, cases.NewCase{Title: "title " + escapes, CreatedBy: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.AddNote(ctx, c.ID, "bob", "note "+escapes+"\nsecond line"); err != nil {
+		t.Fatal(err)
+	}
+	r, err := f.svc.Report(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			if err := r.Render(&out, tt.format); err != nil {
+				t.Fatal(err)
+			}
+			for _, ch := range out.String() {
+				if termsafe.Unsafe(ch) && ch != '\n' && ch != '\t' {
+					t.Fatalf("the %s report holds %U", tt.name, ch)
+				}
+			}
+			if !strings.Contains(out.String(), tt.visible) {
+				t.Errorf("the %s report does not show the escaped title visibly", tt.name)
+			}
+		})
+	}
+	// JSON stays lossless.
+	var js bytes.Buffer
+	if err := r.Render(&js, cases.FormatJSON); err != nil {
+		t.Fatal(err)
+	}
+	var back struct{ Case struct{ Title string } }
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil || back.Case.Title != "title "+escapes {
+		t.Errorf("the JSON report changed the title: %q (%v)", back.Case.Title, err)
+	}
 }

@@ -8,7 +8,8 @@ import (
 	"io"
 	"strings"
 	"time"
-	"unicode"
+
+	"github.com/firebreak-ir/firebreak/internal/termsafe"
 )
 
 // Format is a report format.
@@ -45,7 +46,9 @@ func (f Format) ContentType() string {
 	return "text/markdown; charset=utf-8"
 }
 
-// Render writes the report in a format.
+// Render writes the report in a format. Markdown and HTML leave no control
+// character of the case's text (escape sequences, bells, bidi overrides)
+// in the page; JSON keeps every value as it is, escaped by encoding/json.
 func (r *Report) Render(w io.Writer, f Format) error {
 	switch f {
 	case FormatHTML:
@@ -70,12 +73,7 @@ var mdEscaper = strings.NewReplacer(
 )
 
 func md(s string) string {
-	return mdEscaper.Replace(strings.Map(func(r rune) rune {
-		if r != '\n' && r != '\r' && unicode.IsControl(r) {
-			return ' '
-		}
-		return r
-	}, s))
+	return mdEscaper.Replace(termsafe.Clean(s, 0))
 }
 
 // fence returns a code fence longer than any run of backticks in s, so the
@@ -272,7 +270,9 @@ func (r *Report) Markdown(w io.Writer) error {
 	for _, q := range r.Lessons {
 		p("### %s\n\n_Answer:_\n\n", md(q))
 	}
-	_, err := io.WriteString(w, b.String())
+	// Fenced outputs are shown verbatim; no control character in them
+	// reaches the reader either.
+	_, err := io.WriteString(w, termsafe.Text(b.String()))
 	return err
 }
 
@@ -417,5 +417,9 @@ func metric(t Timings, name string) string {
 
 // HTML writes the report as a self-contained HTML page.
 func (r *Report) HTML(w io.Writer) error {
-	return htmlReport.Execute(w, r)
+	tw := termsafe.NewWriter(w)
+	if err := htmlReport.Execute(tw, r); err != nil {
+		return err
+	}
+	return tw.Flush()
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/internal/pki"
 	"github.com/firebreak-ir/firebreak/internal/telemetry"
+	"github.com/firebreak-ir/firebreak/internal/watchcap"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
@@ -50,6 +51,8 @@ admin.creds; later starts reuse them. It stops cleanly on SIGTERM.`,
 	f.StringVar(&cfg.Advertise, "advertise", "", "address written into new credentials (default: the listen address)")
 	f.StringSliceVar(&cfg.ServerNames, "server-name", nil, "extra DNS name or IP for the serving certificate (repeatable)")
 	f.IntVar(&cfg.ApprovalThreshold, "approval-threshold", 10, "a destructive run over more targets than this waits for a second operator's approval")
+	f.IntVar(&cfg.MaxWatchesPerOperator, "max-watches-per-operator", watchcap.DefaultPerOperator, "live run and playbook run watches one operator may hold open; more are refused with RESOURCE_EXHAUSTED")
+	f.IntVar(&cfg.MaxWatches, "max-watches", watchcap.DefaultTotal, "live run and playbook run watches the controller serves at once; more are refused with RESOURCE_EXHAUSTED")
 	f.DurationVar(&cfg.AgentCertTTL, "agent-cert-ttl", 24*time.Hour, "lifetime of agent certificates (agents renew at half of it)")
 	f.DurationVar(&cfg.OperatorCertTTL, "operator-cert-ttl", 90*24*time.Hour, "lifetime of operator credentials issued by operator add")
 	f.StringVar(&cfg.Evidence, "evidence", "", "evidence store: a directory (default DATA_DIR/evidence) or s3://bucket/prefix (AWS SDK environment: AWS_REGION, AWS_ENDPOINT_URL, credentials)")
@@ -213,7 +216,7 @@ func newAuditCmd(g *globals) *cobra.Command {
 			tw := tabwriter.NewWriter(g.out, 0, 2, 2, ' ', 0)
 			fmt.Fprintln(tw, "SEQ\tTIME\tACTOR\tACTION\tSUBJECT\tDETAIL")
 			for _, r := range resp.GetRecords() {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", r.GetSeq(), r.GetAt().AsTime().Local().Format(time.RFC3339), r.GetActor(), r.GetAction(), r.GetSubject(), r.GetDetailJson())
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", r.GetSeq(), r.GetAt().AsTime().Local().Format(time.RFC3339), clean(r.GetActor()), r.GetAction(), clean(r.GetSubject()), clean(string(r.GetDetailJson())))
 			}
 			return tw.Flush()
 		},

@@ -152,7 +152,7 @@ func newAgentsCmd(g *globals) *cobra.Command {
 				if inst == "" {
 					inst = "-"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, inst, a.Hostname, a.Role, state, seen, labelString(a.Labels), strings.Join(names, ","))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, clean(inst), clean(a.Hostname), a.Role, state, seen, clean(labelString(a.Labels)), clean(strings.Join(names, ",")))
 			}
 			if err := tw.Flush(); err != nil {
 				return err

@@ -365,7 +365,12 @@ or an action's output is escaped. -o writes the report to a file (mode 0600).`,
 				return rpcError(err)
 			}
 			if output == "" || output == "-" {
-				_, err := g.out.Write(resp.GetContent())
+				w := g.out
+				if f == cases.FormatJSON {
+					// JSON is escaped by the controller's encoder: kept lossless.
+					w = g.rawOut()
+				}
+				_, err := w.Write(resp.GetContent())
 				return err
 			}
 			if err := pki.WriteFileAtomic(output, resp.GetContent(), 0o600); err != nil {

@@ -149,7 +149,7 @@ func newEvidenceListCmd(g *globals) *cobra.Command {
 				if b := it.GetBundle(); b != nil && !b.GetValid() {
 					name += " (INVALID BUNDLE)"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s…\t%s\t%s\t%s\n", it.GetId(), it.GetHostname(), name, humanize.IBytes(it.GetSize()),
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s…\t%s\t%s\t%s\n", it.GetId(), clean(it.GetHostname()), clean(name), humanize.IBytes(it.GetSize()),
 					it.GetSha256()[:min(16, len(it.GetSha256()))], it.GetStoredAt().AsTime().Local().Format(time.RFC3339), it.GetRunId(), verified)
 			}
 			return tw.Flush()
@@ -251,8 +251,8 @@ func (g *globals) download(ctx context.Context, c *client, req *operatorv1.GetEv
 		}
 	}()
 	var bar *progressbar.ProgressBar
-	if !g.json && isTerminal(g.errOut) {
-		bar = progressbar.NewOptions64(int64(info.GetSize()), progressbar.OptionSetWriter(g.errOut), progressbar.OptionShowBytes(true),
+	if !g.json && isTerminal(g.progressOut()) {
+		bar = progressbar.NewOptions64(int64(info.GetSize()), progressbar.OptionSetWriter(g.progressOut()), progressbar.OptionShowBytes(true),
 			progressbar.OptionSetDescription(info.GetId()), progressbar.OptionSetWidth(30), progressbar.OptionThrottle(100*time.Millisecond),
 			progressbar.OptionClearOnFinish(), progressbar.OptionShowCount())
 	}
@@ -399,8 +399,8 @@ hold that head at its position. Exit 6 when any item does not verify
 				switch msg := m.GetMsg().(type) {
 				case *operatorv1.VerifyEvidenceResponse_Started:
 					out.Total = msg.Started.GetTotal()
-					if !g.json && isTerminal(g.errOut) && out.Total > 1 {
-						bar = progressbar.NewOptions(int(out.Total), progressbar.OptionSetWriter(g.errOut), progressbar.OptionShowCount(),
+					if !g.json && isTerminal(g.progressOut()) && out.Total > 1 {
+						bar = progressbar.NewOptions(int(out.Total), progressbar.OptionSetWriter(g.progressOut()), progressbar.OptionShowCount(),
 							progressbar.OptionSetWidth(30), progressbar.OptionClearOnFinish(), progressbar.OptionSetDescription("verifying"))
 					}
 				case *operatorv1.VerifyEvidenceResponse_Result:
@@ -428,7 +428,7 @@ hold that head at its position. Exit 6 when any item does not verify
 						if verdict != "ok" {
 							verdict = strings.ToUpper(verdict)
 						}
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", v.EvidenceID, verdict, humanize.IBytes(v.Size), v.SHA256, v.MembersVerified, custody, v.Problem)
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", v.EvidenceID, verdict, humanize.IBytes(v.Size), v.SHA256, v.MembersVerified, custody, clean(v.Problem))
 					}
 				}
 			}

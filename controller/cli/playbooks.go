@@ -10,7 +10,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -42,17 +41,6 @@ func (c *client) playbooks() operatorv1.PlaybookServiceClient {
 }
 
 func (c *client) cases() operatorv1.CaseServiceClient { return operatorv1.NewCaseServiceClient(c.conn) }
-
-// clean makes text from findings and outputs safe to print on a terminal:
-// control characters (escape sequences among them) become spaces.
-func clean(s string) string {
-	return strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) || r == unicode.ReplacementChar {
-			return ' '
-		}
-		return r
-	}, s)
-}
 
 func newPlaybookCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
@@ -369,7 +357,7 @@ func (g *globals) printPlaybookPlan(b []byte) error {
 // without --json) it prints each step change as it happens. A dropped
 // watch is resumed with a fresh snapshot.
 func (g *globals) followPlaybook(ctx context.Context, c *client, id string) (*operatorv1.PlaybookRun, error) {
-	live := !g.json && isTerminal(g.errOut)
+	live := !g.json && isTerminal(g.progressOut())
 	seen := map[string]string{}
 	step := func(s *operatorv1.PlaybookStep) {
 		if !live {

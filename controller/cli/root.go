@@ -28,6 +28,7 @@ import (
 
 	"github.com/firebreak-ir/firebreak/internal/pki"
 	"github.com/firebreak-ir/firebreak/internal/telemetry"
+	"github.com/firebreak-ir/firebreak/internal/termsafe"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
@@ -71,13 +72,59 @@ type globals struct {
 	creds      string
 	json       bool
 	timeout    time.Duration
-	out        io.Writer
-	errOut     io.Writer
+	// out and errOut pass text through termsafe (out only when not
+	// --json: JSON is already escaped and stays lossless), so nothing a
+	// controller relays from an agent or a finding acts on the terminal.
+	out    io.Writer
+	errOut io.Writer
+	// bar is the raw stderr for the progress bars, which draw with
+	// control characters of their own.
+	bar io.Writer
 }
+
+// progressOut is where progress bars draw: the raw stderr.
+func (g *globals) progressOut() io.Writer {
+	if g.bar != nil {
+		return g.bar
+	}
+	return g.errOut
+}
+
+// rawOut is standard output without cleaning, for JSON documents.
+func (g *globals) rawOut() io.Writer {
+	if t, ok := g.out.(*textOut); ok {
+		return t.raw
+	}
+	return g.out
+}
+
+// textOut cleans what is printed as text and leaves JSON as it is.
+type textOut struct {
+	g     *globals
+	raw   io.Writer
+	clean *termsafe.Writer
+}
+
+func (t *textOut) Write(p []byte) (int, error) {
+	if t.g.json {
+		return t.raw.Write(p)
+	}
+	return t.clean.Write(p)
+}
+
+// clean makes an untrusted value safe inside a table row or on one line:
+// no control character, and no tab or line feed that would shift columns
+// or add a row (see termsafe for what is escaped and how).
+func clean(s string) string { return termsafe.Clean(s, 0) }
 
 // Main runs the command line and returns the process exit code.
 func Main(args []string) int {
-	g := &globals{out: os.Stdout, errOut: os.Stderr}
+	g := &globals{errOut: termsafe.NewWriter(os.Stderr), bar: os.Stderr}
+	g.out = &textOut{g: g, raw: os.Stdout, clean: termsafe.NewWriter(os.Stdout)}
+	defer func() {
+		_ = g.out.(*textOut).clean.Flush()
+		_ = g.errOut.(*termsafe.Writer).Flush()
+	}()
 	root := NewRoot(g)
 	root.SetArgs(args)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

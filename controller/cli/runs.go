@@ -165,7 +165,7 @@ func (g *globals) createRun(ctx context.Context, req *operatorv1.CreateRunReques
 // A dropped watch is resumed with a fresh snapshot.
 func (g *globals) follow(ctx context.Context, c *client, runID string) (*operatorv1.Run, error) {
 	var bar *progressbar.ProgressBar
-	showBar := !g.json && isTerminal(g.errOut)
+	showBar := !g.json && isTerminal(g.progressOut())
 	tasks := map[string]*operatorv1.Task{}
 	var hdr *operatorv1.Run
 	announcedApproval := false
@@ -182,7 +182,7 @@ func (g *globals) follow(ctx context.Context, c *client, runID string) (*operato
 			return
 		}
 		if bar == nil {
-			bar = progressbar.NewOptions(int(cnt.GetTargets()), progressbar.OptionSetWriter(g.errOut), progressbar.OptionShowCount(),
+			bar = progressbar.NewOptions(int(cnt.GetTargets()), progressbar.OptionSetWriter(g.progressOut()), progressbar.OptionShowCount(),
 				progressbar.OptionSetWidth(30), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish(),
 				progressbar.OptionSetPredictTime(false))
 		}
@@ -344,7 +344,7 @@ func (g *globals) printRunTable(r *operatorv1.Run) {
 		if t.GetAccount() != "" {
 			host += " (" + t.GetAccount() + "/" + t.GetRegion() + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", host, t.GetAgentId(), taskStatus(t.GetStatus()), d, result)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", clean(host), clean(t.GetAgentId()), taskStatus(t.GetStatus()), d, clean(result))
 	}
 	_ = tw.Flush()
 	for _, a := range r.GetApprovals() {
@@ -352,7 +352,7 @@ func (g *globals) printRunTable(r *operatorv1.Run) {
 		if !a.GetApproved() {
 			verb = "rejected"
 		}
-		fmt.Fprintf(g.out, "%s by %s at %s %s\n", verb, a.GetOperator(), a.GetAt().AsTime().Local().Format(time.RFC3339), a.GetComment())
+		fmt.Fprintf(g.out, "%s by %s at %s %s\n", verb, clean(a.GetOperator()), a.GetAt().AsTime().Local().Format(time.RFC3339), clean(a.GetComment()))
 	}
 }
 
@@ -399,7 +399,7 @@ func (g *globals) printPlan(r *operatorv1.Run) error {
 	tw := tabwriter.NewWriter(g.out, 0, 2, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOSTNAME\tAGENT")
 	for _, t := range r.GetTasks() {
-		fmt.Fprintf(tw, "%s\t%s\n", t.GetHostname(), t.GetAgentId())
+		fmt.Fprintf(tw, "%s\t%s\n", clean(t.GetHostname()), clean(t.GetAgentId()))
 	}
 	return tw.Flush()
 }

@@ -236,7 +236,11 @@ type (
 		runID string
 		reply chan watchReply
 	}
-	evUnwatch  struct{ sub *Subscription }
+	evUnwatch struct{ sub *Subscription }
+	evResync  struct {
+		sub   *Subscription
+		reply chan *operatorv1.Run
+	}
 	evSnapshot struct {
 		runID string
 		reply chan *operatorv1.Run
@@ -392,36 +396,6 @@ func (d *Dispatcher) Snapshot(ctx context.Context, runID string) (*operatorv1.Ru
 	}
 }
 
-// Subscription delivers a watched run's changes.
-type Subscription struct {
-	// C carries task updates, run header updates and, last, the ended run.
-	C      chan *operatorv1.WatchRunResponse
-	runID  string
-	closed bool
-	// Lagged is set when the watcher fell too far behind and was dropped.
-	Lagged bool
-}
-
-// Watch subscribes to an active run. It returns the run's snapshot and a
-// subscription, or a nil subscription when the run is not active.
-func (d *Dispatcher) Watch(ctx context.Context, runID string) (*operatorv1.Run, *Subscription, error) {
-	reply := make(chan watchReply, 1)
-	d.send(evWatch{runID: runID, reply: reply})
-	select {
-	case r := <-reply:
-		return r.snap, r.sub, nil
-	case <-ctx.Done():
-		return nil, nil, ctx.Err()
-	}
-}
-
-// Unwatch ends a subscription.
-func (d *Dispatcher) Unwatch(sub *Subscription) {
-	if sub != nil {
-		d.send(evUnwatch{sub: sub})
-	}
-}
-
 func (d *Dispatcher) handle(ev any) {
 	switch e := ev.(type) {
 	case evSync:
@@ -452,37 +426,17 @@ func (d *Dispatcher) handle(ev any) {
 		r, err := d.onCancel(e.runID, e.operator, e.reason)
 		e.reply <- decideReply{run: r, err: err}
 	case evWatch:
-		rs := d.runs[e.runID]
-		if rs == nil {
-			e.reply <- watchReply{}
-			return
-		}
-		sub := &Subscription{C: make(chan *operatorv1.WatchRunResponse, 65536), runID: e.runID}
-		if rs.subs == nil {
-			rs.subs = map[*Subscription]struct{}{}
-		}
-		rs.subs[sub] = struct{}{}
-		e.reply <- watchReply{snap: d.toProto(rs, true), sub: sub}
+		e.reply <- d.onWatch(e.runID)
 	case evUnwatch:
-		if rs := d.runs[e.sub.runID]; rs != nil {
-			if _, ok := rs.subs[e.sub]; ok {
-				delete(rs.subs, e.sub)
-				closeSub(e.sub)
-			}
-		}
+		d.onUnwatch(e.sub)
+	case evResync:
+		e.reply <- d.onResync(e.sub)
 	case evSnapshot:
 		if rs := d.runs[e.runID]; rs != nil {
 			e.reply <- d.toProto(rs, true)
 		} else {
 			e.reply <- nil
 		}
-	}
-}
-
-func closeSub(s *Subscription) {
-	if !s.closed {
-		s.closed = true
-		close(s.C)
 	}
 }
 
@@ -903,12 +857,7 @@ func (d *Dispatcher) endRun(rs *runState, status operatorv1.RunStatus) {
 		"status": strings.TrimPrefix(status.String(), "RUN_STATUS_"), "succeeded": c.GetSucceeded(), "failed": c.GetFailed(),
 		"cancelled": c.GetCancelled(), "offline": c.GetOffline(),
 	})
-	final := d.toProto(rs, true)
-	for sub := range rs.subs {
-		d.deliver(sub, &operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Done{Done: final}})
-		closeSub(sub)
-	}
-	rs.subs = nil
+	d.endWatches(rs)
 	delete(d.runs, rs.run.ID)
 }
 
@@ -1048,23 +997,6 @@ func (d *Dispatcher) changed(ts *taskState) {
 	msg := &operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Task{Task: TaskProto(ts.t)}}
 	for sub := range ts.run.subs {
 		d.deliver(sub, msg)
-	}
-}
-
-// deliver never blocks the loop: a watcher that cannot keep up is dropped
-// and told so; it can watch again for a fresh snapshot.
-func (d *Dispatcher) deliver(sub *Subscription, msg *operatorv1.WatchRunResponse) {
-	if sub.closed {
-		return
-	}
-	select {
-	case sub.C <- msg:
-	default:
-		sub.Lagged = true
-		if rs := d.runs[sub.runID]; rs != nil {
-			delete(rs.subs, sub)
-		}
-		closeSub(sub)
 	}
 }
 

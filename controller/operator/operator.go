@@ -29,6 +29,7 @@ import (
 	"github.com/firebreak-ir/firebreak/internal/ids"
 	"github.com/firebreak-ir/firebreak/internal/pki"
 	"github.com/firebreak-ir/firebreak/internal/telemetry"
+	"github.com/firebreak-ir/firebreak/internal/watchcap"
 	"github.com/firebreak-ir/firebreak/plugins/sdk"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
@@ -88,6 +89,9 @@ type Config struct {
 	// Streams holds the open operator streams, which revoking or rotating
 	// a credential closes; nil leaves them to end on their own.
 	Streams *auth.Streams
+	// Watches caps the open WatchRun streams (default: watchcap's
+	// defaults); the controller shares one with the playbook service.
+	Watches *watchcap.Limiter
 }
 
 // CheckAndSetDefaults names missing dependencies and sets defaults.
@@ -117,6 +121,9 @@ func (c *Config) CheckAndSetDefaults() error {
 	}
 	if c.OperatorCertTTL == 0 {
 		c.OperatorCertTTL = 90 * 24 * time.Hour
+	}
+	if c.Watches == nil {
+		c.Watches = watchcap.New(0, 0)
 	}
 	return nil
 }
@@ -655,45 +662,6 @@ func selectRegions(a *store.Account, expr string) ([]string, error) {
 		}
 	}
 	return out, nil
-}
-
-// WatchRun implements operatorv1.OperatorServiceServer.
-func (s *Service) WatchRun(req *operatorv1.WatchRunRequest, stream operatorv1.OperatorService_WatchRunServer) error {
-	ctx := stream.Context()
-	snap, sub, err := s.cfg.Dispatcher.Watch(ctx, req.GetRunId())
-	if err != nil {
-		return err
-	}
-	if sub == nil {
-		r, err := s.storedRun(ctx, req.GetRunId())
-		if err != nil {
-			return err
-		}
-		if err := stream.Send(&operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Snapshot{Snapshot: r}}); err != nil {
-			return err
-		}
-		return stream.Send(&operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Done{Done: r}})
-	}
-	defer s.cfg.Dispatcher.Unwatch(sub)
-	if err := stream.Send(&operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Snapshot{Snapshot: snap}}); err != nil {
-		return err
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case m, ok := <-sub.C:
-			if !ok {
-				if sub.Lagged {
-					return status.Error(codes.ResourceExhausted, "the watch fell behind the run; watch again for a fresh snapshot")
-				}
-				return nil
-			}
-			if err := stream.Send(m); err != nil {
-				return err
-			}
-		}
-	}
 }
 
 func (s *Service) storedRun(ctx context.Context, id string) (*operatorv1.Run, error) {

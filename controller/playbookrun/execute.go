@@ -1015,7 +1015,7 @@ func (e *Executor) followRun(ctx context.Context, runID string, onTask func(*ope
 }
 
 // drain reads a run subscription to its done message; nil, nil means the
-// subscription was dropped for lagging.
+// subscription ended without one (it was ended by Unwatch).
 func drain(ctx context.Context, sub *dispatch.Subscription, onTask func(*operatorv1.Task), onHeader func(*operatorv1.Run)) (*operatorv1.Run, error) {
 	for {
 		select {
@@ -1026,6 +1026,16 @@ func drain(ctx context.Context, sub *dispatch.Subscription, onTask func(*operato
 				return nil, nil
 			}
 			switch ev := m.GetEvent().(type) {
+			case *operatorv1.WatchRunResponse_Snapshot:
+				// Updates were coalesced into a fresh snapshot.
+				if onHeader != nil {
+					onHeader(ev.Snapshot)
+				}
+				for _, t := range ev.Snapshot.GetTasks() {
+					if onTask != nil {
+						onTask(t)
+					}
+				}
 			case *operatorv1.WatchRunResponse_Task:
 				if onTask != nil {
 					onTask(ev.Task)

@@ -15,6 +15,7 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/cases"
 	"github.com/firebreak-ir/firebreak/controller/dispatch"
 	"github.com/firebreak-ir/firebreak/controller/playbook"
+	"github.com/firebreak-ir/firebreak/internal/watchcap"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
@@ -35,11 +36,17 @@ var Policy = map[string]operatorv1.OperatorRole{
 // Server implements operatorv1.PlaybookServiceServer.
 type Server struct {
 	operatorv1.UnimplementedPlaybookServiceServer
-	x *Executor
+	x       *Executor
+	watches *watchcap.Limiter
 }
 
-// NewServer returns the PlaybookService over an executor.
-func NewServer(x *Executor) *Server { return &Server{x: x} }
+// NewServer returns the PlaybookService over an executor. Its watches are
+// capped with watchcap's defaults until ShareWatchLimit.
+func NewServer(x *Executor) *Server { return &Server{x: x, watches: watchcap.New(0, 0)} }
+
+// ShareWatchLimit counts this service's watches against l, the limit the
+// controller's other watch streams share.
+func (s *Server) ShareWatchLimit(l *watchcap.Limiter) { s.watches = l }
 
 func caller(ctx context.Context) string {
 	if o, ok := auth.OperatorFrom(ctx); ok {
@@ -214,6 +221,11 @@ func (s *Server) ListPlaybookRuns(ctx context.Context, req *operatorv1.ListPlayb
 // WatchPlaybookRun implements operatorv1.PlaybookServiceServer.
 func (s *Server) WatchPlaybookRun(req *operatorv1.WatchPlaybookRunRequest, stream operatorv1.PlaybookService_WatchPlaybookRunServer) error {
 	ctx := stream.Context()
+	release, err := s.watches.Acquire(caller(ctx))
+	if err != nil {
+		return err
+	}
+	defer release()
 	snap, sub, err := s.x.Watch(ctx, req.GetPlaybookRunId())
 	if err != nil {
 		return rpcError(err)

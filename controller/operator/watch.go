@@ -1,0 +1,52 @@
+package operator
+
+import (
+	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
+)
+
+// WatchRun implements operatorv1.OperatorServiceServer. Each operator may
+// hold a bounded number of watches open (Config.Watches); past it the call
+// is refused with RESOURCE_EXHAUSTED. A watcher that reads slowly gets a
+// fresh snapshot in place of the updates it missed, and always the end.
+func (s *Service) WatchRun(req *operatorv1.WatchRunRequest, stream operatorv1.OperatorService_WatchRunServer) error {
+	ctx := stream.Context()
+	release, err := s.cfg.Watches.Acquire(caller(ctx).Name)
+	if err != nil {
+		return err
+	}
+	defer release()
+	snap, sub, err := s.cfg.Dispatcher.Watch(ctx, req.GetRunId())
+	if err != nil {
+		return err
+	}
+	if sub == nil {
+		r, err := s.storedRun(ctx, req.GetRunId())
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(&operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Snapshot{Snapshot: r}}); err != nil {
+			return err
+		}
+		return stream.Send(&operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Done{Done: r}})
+	}
+	defer s.cfg.Dispatcher.Unwatch(sub)
+	if err := stream.Send(&operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Snapshot{Snapshot: snap}}); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case m, ok := <-sub.C:
+			if !ok {
+				return nil
+			}
+			if err := stream.Send(m); err != nil {
+				return err
+			}
+			if m.GetDone() != nil {
+				return nil
+			}
+		}
+	}
+}
