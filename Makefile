@@ -4,11 +4,15 @@ BIN       := bin
 PLUGINS   := $(notdir $(wildcard plugins/cmd/firebreak-plugin-*))
 GOFLAGS_BUILD := -trimpath
 export CGO_ENABLED := 0
-# go's build work and test binaries stay out of /tmp: triage collection
-# copies every executable under /tmp, /var/tmp and /dev/shm, and the suite's
-# collection tests must not archive the suite's own test binaries.
-export GOTMPDIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/firebreak-gotmp
-$(shell mkdir -p $(GOTMPDIR))
+# go's build work, test binaries and tests' temporary directories stay out of
+# /tmp: triage collection copies every executable under /tmp, /var/tmp and
+# /dev/shm, and the suite's collection tests must not archive the suite's own
+# test binaries. The path is short, because agents in the tests put Unix
+# sockets under their temporary data directories.
+ifeq ($(origin GOTMPDIR),undefined)
+GOTMPDIR := $(shell for d in /var/lib/fbtest $(HOME)/.cache/fbtest; do mkdir -p $$d 2>/dev/null && [ -w $$d ] && echo $$d && break; done)
+endif
+export GOTMPDIR
 
 .PHONY: all build proto proto-check lint vet test test-short demo bench fuzz clean
 

@@ -10,7 +10,6 @@ import (
 
 	"github.com/firebreak-ir/firebreak/internal/termsafe"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
-	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
 	"github.com/firebreak-ir/firebreak/test/e2e"
 )
 
@@ -39,8 +38,7 @@ func TestHostileTextNeverReachesTheTerminal(t *testing.T) {
 	c := e2e.StartController(t, b, e2e.ControllerOptions{})
 	facts := &agentv1.AgentFacts{Hostname: "fake-esc", Os: "linux"}
 	f := c.EnrollFake(t, c.Token(t, "host", 1), "host", facts)
-	s, err := f.Connect(t, &agentv1.Hello{Facts: facts, Plugins: []*agentv1.PluginInfo{
-		{Description: &pluginv1.ActionDescription{Name: "noop", Version: "1.0.0", Domain: pluginv1.Domain_DOMAIN_INFRASTRUCTURE}}}}, false)
+	s, err := f.Connect(t, &agentv1.Hello{Facts: facts, Plugins: e2e.HonestPlugins(t, "noop")}, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,7 +65,8 @@ func TestJoinTokenNeverReachesEvidence(t *testing.T) {
 	var run e2e.RunJSON
 	c.MustJSON(t, &run, 0, "collect", "--select", "all", "--artifact", "process_environ", "--artifact", "processes",
 		"--wait", "--reason", "e2e: secrets stay out of evidence")
-	evID, _ := onlyResult(t, run)
+	evID, out := onlyResult(t, run)
+	requireWhole(t, out)
 	it := evidenceItem(t, c, evID)
 
 	// The whole stored object, decompressed: every member and the manifest.

@@ -14,7 +14,6 @@ import (
 	"github.com/firebreak-ir/firebreak/internal/pki"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
-	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
 	"github.com/firebreak-ir/firebreak/test/e2e"
 )
 
@@ -27,8 +26,7 @@ func TestWatchesPastTheCapAreRefused(t *testing.T) {
 	facts := &agentv1.AgentFacts{Hostname: "fake-watch", Os: "linux"}
 	f := c.EnrollFake(t, c.Token(t, "host", 1), "host", facts)
 	// The fake agent takes the task and never answers: the run stays open.
-	if _, err := f.Connect(t, &agentv1.Hello{Facts: facts, Plugins: []*agentv1.PluginInfo{
-		{Description: &pluginv1.ActionDescription{Name: "noop", Version: "1.0.0", Domain: pluginv1.Domain_DOMAIN_INFRASTRUCTURE}}}}, false); err != nil {
+	if _, err := f.Connect(t, &agentv1.Hello{Facts: facts, Plugins: e2e.HonestPlugins(t, "noop")}, false); err != nil {
 		t.Fatal(err)
 	}
 	c.WaitConnected(t, f.ID)
