@@ -82,7 +82,7 @@ func newPlaybookValidateCmd(g *globals) *cobra.Command {
 		Long: `Check a playbook file: its structure, inputs, the needs graph (cycles, unknown
 steps), phases, every CEL expression (typed against the inputs, the finding
 and earlier steps' outputs), and each step's action and parameters against
-the actions the controller's fleet offers. With --offline (or without an
+the controller's action catalogue (never an agent's description). With --offline (or without an
 operator credential) the file is checked without a controller: actions and
 their parameters are not checked.`,
 		Example: `  firebreak playbook validate my-playbook.yaml
