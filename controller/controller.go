@@ -79,6 +79,10 @@ type Config struct {
 	// run watches of one operator and of the whole controller (0: the
 	// defaults of watchcap, 16 and 1,024).
 	MaxWatchesPerOperator, MaxWatches int
+	// EnrollLimits rate-limit enrollment per source address and overall,
+	// and aggregate refused enrollments in the audit log (zero fields:
+	// the defaults of fleet.EnrollLimits).
+	EnrollLimits fleet.EnrollLimits
 	// AgentCertTTL is the lifetime of agent certificates.
 	AgentCertTTL time.Duration
 	// OperatorCertTTL is the lifetime of operator credentials.
@@ -267,7 +271,7 @@ func (c *Controller) build(ctx context.Context) error {
 	}
 	fl, err = fleet.New(fleet.Config{Store: c.Store, CA: c.CA, Signer: c.Signer, Dispatcher: c.Dispatcher, Audit: c.Audit,
 		Logger: cfg.Logger, Clock: cfg.Clock, CertTTL: cfg.AgentCertTTL, Heartbeat: cfg.Heartbeat, Evidence: c.Evidence,
-		Actions: c.Actions})
+		Actions: c.Actions, EnrollLimits: cfg.EnrollLimits})
 	if err != nil {
 		return err
 	}
@@ -421,7 +425,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
+	errs := make(chan error, 8)
 	run := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -438,6 +442,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	run("last-seen writer", func(ctx context.Context) error { return c.Fleet.RunSeenWriter(ctx, 5*time.Second) })
 	c.runIncident(run)
 	run("evidence janitor", c.Evidence.Run)
+	run("enrollment refusal audit", c.Fleet.RunEnrollGuard)
 
 	addr := c.lis.Addr().String()
 	_ = pki.WriteFileAtomic(filepath.Join(c.cfg.DataDir, AddrFile), []byte(addr+"\n"), 0o600)

@@ -10,10 +10,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/firebreak-ir/firebreak/controller"
 	"github.com/firebreak-ir/firebreak/controller/auth"
+	"github.com/firebreak-ir/firebreak/controller/fleet"
 	"github.com/firebreak-ir/firebreak/internal/pki"
 	"github.com/firebreak-ir/firebreak/internal/telemetry"
 	"github.com/firebreak-ir/firebreak/internal/watchcap"
@@ -24,6 +26,7 @@ import (
 func newControllerCmd(g *globals) *cobra.Command {
 	var cfg controller.Config
 	var logLevel string
+	var enrollPerSource, enrollOverall, enrollRefusals float64
 	cmd := &cobra.Command{
 		Use:   "controller",
 		Short: "Run the controller",
@@ -36,6 +39,16 @@ admin.creds; later starts reuse them. It stops cleanly on SIGTERM.`,
 			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
 				return exitWith(ExitUsage, fmt.Errorf("--log-level %q: %w", logLevel, err))
 			}
+			el := &cfg.EnrollLimits
+			for name, v := range map[string]float64{"enroll-rate-per-source": enrollPerSource, "enroll-rate": enrollOverall,
+				"enroll-refusal-rate-per-source": enrollRefusals, "enroll-burst-per-source": float64(el.PerSourceBurst),
+				"enroll-burst": float64(el.OverallBurst), "enroll-refusal-burst-per-source": float64(el.RefusalBurst),
+				"enroll-refusal-window": float64(el.RefusalWindow), "enroll-max-sources": float64(el.MaxSources)} {
+				if !(v > 0) {
+					return exitWith(ExitUsage, fmt.Errorf("--%s must be above zero", name))
+				}
+			}
+			el.PerSource, el.Overall, el.Refusals = rate.Limit(enrollPerSource), rate.Limit(enrollOverall), rate.Limit(enrollRefusals)
 			cfg.Logger = telemetry.NewLogger(os.Stderr, true, lvl)
 			slog.SetDefault(cfg.Logger)
 			c, err := controller.New(cmd.Context(), cfg)
@@ -53,6 +66,14 @@ admin.creds; later starts reuse them. It stops cleanly on SIGTERM.`,
 	f.IntVar(&cfg.ApprovalThreshold, "approval-threshold", 10, "a destructive run over more targets than this waits for a second operator's approval")
 	f.IntVar(&cfg.MaxWatchesPerOperator, "max-watches-per-operator", watchcap.DefaultPerOperator, "live run and playbook run watches one operator may hold open; more are refused with RESOURCE_EXHAUSTED")
 	f.IntVar(&cfg.MaxWatches, "max-watches", watchcap.DefaultTotal, "live run and playbook run watches the controller serves at once; more are refused with RESOURCE_EXHAUSTED")
+	f.Float64Var(&enrollPerSource, "enroll-rate-per-source", float64(fleet.DefaultEnrollPerSource), "enrollments per second one source address may make; more are refused with RESOURCE_EXHAUSTED and a retry-after")
+	f.IntVar(&cfg.EnrollLimits.PerSourceBurst, "enroll-burst-per-source", fleet.DefaultEnrollPerSourceBurst, "enrollments one source address may make at once before --enroll-rate-per-source applies")
+	f.Float64Var(&enrollOverall, "enroll-rate", float64(fleet.DefaultEnrollOverall), "enrollments per second from all sources together")
+	f.IntVar(&cfg.EnrollLimits.OverallBurst, "enroll-burst", fleet.DefaultEnrollOverallBurst, "enrollments from all sources at once before --enroll-rate applies")
+	f.Float64Var(&enrollRefusals, "enroll-refusal-rate-per-source", float64(fleet.DefaultEnrollRefusals), "refused enrollments (bad tokens) per second one source address may make before all its enrollments wait")
+	f.IntVar(&cfg.EnrollLimits.RefusalBurst, "enroll-refusal-burst-per-source", fleet.DefaultEnrollRefusalBurst, "refused enrollments one source address may make at once before --enroll-refusal-rate-per-source applies")
+	f.DurationVar(&cfg.EnrollLimits.RefusalWindow, "enroll-refusal-window", fleet.DefaultEnrollRefusalWindow, "after the first refused enrollment of a source, the refusals of this window are written as one audit record")
+	f.IntVar(&cfg.EnrollLimits.MaxSources, "enroll-max-sources", fleet.DefaultEnrollMaxSources, "source addresses the enrollment limits track; the least recently seen is forgotten first")
 	f.DurationVar(&cfg.AgentCertTTL, "agent-cert-ttl", 24*time.Hour, "lifetime of agent certificates (agents renew at half of it)")
 	f.DurationVar(&cfg.OperatorCertTTL, "operator-cert-ttl", 90*24*time.Hour, "lifetime of operator credentials issued by operator add")
 	f.StringVar(&cfg.Evidence, "evidence", "", "evidence store: a directory (default DATA_DIR/evidence) or s3://bucket/prefix (AWS SDK environment: AWS_REGION, AWS_ENDPOINT_URL, credentials)")

@@ -3,11 +3,14 @@ package fleet_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/firebreak-ir/firebreak/controller/fleet"
@@ -47,16 +50,23 @@ func TestOneUseTokenEnrollsOneAgent(t *testing.T) {
 		}
 		return tok
 	}
+	// Each call comes from its own address, so this test of token use is
+	// not also a test of the per-source enrollment limits.
+	var addrs atomic.Int32
+	ctxFrom := func() context.Context {
+		n := addrs.Add(1)
+		return peer.NewContext(ctx, &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(10, 0, byte(n>>8), byte(n)), Port: 4000}})
+	}
 	refusedAsSpent := func(err error) bool {
 		return status.Code(err) == codes.Unauthenticated
 	}
 
 	t.Run("one after the other", func(t *testing.T) {
 		tok := newToken(t, 1)
-		if _, err := c.Fleet.Enroll(ctx, enrollRequest(t, tok, "first")); err != nil {
+		if _, err := c.Fleet.Enroll(ctxFrom(), enrollRequest(t, tok, "first")); err != nil {
 			t.Fatalf("the first agent: %v", err)
 		}
-		_, err := c.Fleet.Enroll(ctx, enrollRequest(t, tok, "second"))
+		_, err := c.Fleet.Enroll(ctxFrom(), enrollRequest(t, tok, "second"))
 		if !refusedAsSpent(err) {
 			t.Fatalf("the second agent: %v, want Unauthenticated", err)
 		}
@@ -75,7 +85,7 @@ func TestOneUseTokenEnrollsOneAgent(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					<-start
-					_, errs[i] = c.Fleet.Enroll(ctx, req)
+					_, errs[i] = c.Fleet.Enroll(ctxFrom(), req)
 				}()
 			}
 			close(start)
@@ -98,11 +108,11 @@ func TestOneUseTokenEnrollsOneAgent(t *testing.T) {
 	t.Run("a counted token is spent after its uses", func(t *testing.T) {
 		tok := newToken(t, 3)
 		for i := range 3 {
-			if _, err := c.Fleet.Enroll(ctx, enrollRequest(t, tok, fmt.Sprintf("counted-%d", i))); err != nil {
+			if _, err := c.Fleet.Enroll(ctxFrom(), enrollRequest(t, tok, fmt.Sprintf("counted-%d", i))); err != nil {
 				t.Fatalf("use %d: %v", i+1, err)
 			}
 		}
-		if _, err := c.Fleet.Enroll(ctx, enrollRequest(t, tok, "counted-4")); !refusedAsSpent(err) {
+		if _, err := c.Fleet.Enroll(ctxFrom(), enrollRequest(t, tok, "counted-4")); !refusedAsSpent(err) {
 			t.Fatalf("a fourth use: %v, want Unauthenticated", err)
 		}
 	})

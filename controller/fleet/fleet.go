@@ -11,13 +11,17 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -67,6 +71,9 @@ type Config struct {
 	// Actions is the trusted action catalogue that the actions reported in
 	// each hello are compared with (see actions.go); nil compares nothing.
 	Actions *actioncatalog.Catalogue
+	// EnrollLimits rate-limit enrollment and aggregate its refusals in
+	// the audit log (see enrollguard.go); zero fields take the defaults.
+	EnrollLimits EnrollLimits
 }
 
 // CheckAndSetDefaults names missing dependencies and sets defaults.
@@ -102,7 +109,8 @@ func (c *Config) CheckAndSetDefaults() error {
 // connected agents.
 type Service struct {
 	agentv1.UnimplementedAgentServiceServer
-	cfg Config
+	cfg   Config
+	guard *EnrollGuard
 
 	mu       sync.RWMutex
 	sessions map[string]*session
@@ -133,7 +141,11 @@ func New(cfg Config) (*Service, error) {
 	if err := cfg.CheckAndSetDefaults(); err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, sessions: map[string]*session{}, seen: map[string]time.Time{}, renewedOn: map[string]string{}}, nil
+	guard, err := NewEnrollGuard(EnrollGuardConfig{Limits: cfg.EnrollLimits, Audit: cfg.Audit, Logger: cfg.Logger, Clock: cfg.Clock})
+	if err != nil {
+		return nil, err
+	}
+	return &Service{cfg: cfg, guard: guard, sessions: map[string]*session{}, seen: map[string]time.Time{}, renewedOn: map[string]string{}}, nil
 }
 
 // Agents returns every enrolled agent, ordered by hostname then id, with
@@ -335,12 +347,26 @@ func RoleName(r agentv1.AgentRole) string {
 	return strings.ToLower(strings.TrimPrefix(r.String(), "AGENT_ROLE_"))
 }
 
+// RunEnrollGuard writes the enrollment refusals counted in each window
+// until ctx ends, then those still pending.
+func (s *Service) RunEnrollGuard(ctx context.Context) error { return s.guard.Run(ctx) }
+
 // Enroll implements agentv1.AgentServiceServer.
 func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agentv1.EnrollResponse, error) {
+	src := SourceOf(ctx)
+	// Security-critical: anyone may call Enroll, so the rate limits are
+	// checked before any token is hashed or the store is touched.
+	if wait, ok := s.guard.Admit(ctx, src); !ok {
+		secs := int64(math.Ceil(wait.Seconds()))
+		_ = grpc.SetTrailer(ctx, metadata.Pairs("retry-after", strconv.FormatInt(secs, 10)))
+		return nil, status.Errorf(codes.ResourceExhausted, "enrollment refused: too many enrollment attempts from %s; retry after %ds", src, secs)
+	}
 	if err := checkFacts(req.GetFacts()); err != nil {
+		s.guard.Refused(ctx, src, src, "invalid facts")
 		return nil, status.Errorf(codes.InvalidArgument, "enrollment refused: %v", err)
 	}
 	if len(req.GetJoinToken()) == 0 || len(req.GetJoinToken()) > 256 {
+		s.guard.Refused(ctx, src, req.GetFacts().GetHostname(), "no join token")
 		return nil, status.Error(codes.Unauthenticated, "enrollment refused: no join token given (use --join-token)")
 	}
 	now := s.cfg.Clock()
@@ -349,23 +375,25 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 	tok, err := s.cfg.Store.ConsumeJoinToken(ctx, HashToken(req.GetJoinToken()), now)
 	switch {
 	case errors.Is(err, store.ErrTokenUnknown), errors.Is(err, store.ErrTokenExpired), errors.Is(err, store.ErrTokenExhausted), errors.Is(err, store.ErrTokenRevoked):
-		s.cfg.Audit(ctx, "system", "agent.enroll_refused", req.GetFacts().GetHostname(), map[string]string{"reason": err.Error()})
+		s.guard.Refused(ctx, src, req.GetFacts().GetHostname(), err.Error())
 		return nil, status.Errorf(codes.Unauthenticated, "enrollment refused: %v", err)
 	case err != nil:
 		return nil, status.Errorf(codes.Unavailable, "enrollment: %v", err)
 	}
+	facts := req.GetFacts()
 	role := RoleName(req.GetRole())
 	if req.GetRole() == agentv1.AgentRole_AGENT_ROLE_UNSPECIFIED {
 		role = tok.Role
 	}
 	if role != tok.Role {
+		s.guard.Refused(ctx, src, facts.GetHostname(), "role mismatch")
 		return nil, status.Errorf(codes.PermissionDenied, "enrollment refused: the token enrolls %s agents, not %s", tok.Role, role)
 	}
-	facts := req.GetFacts()
 	id := ids.New("agt")
 	cert, err := s.cfg.CA.IssueClient(req.GetCsrDer(), pki.Identity{Kind: pki.KindAgent, Name: id, Role: role,
 		Account: facts.GetAccount(), Region: facts.GetRegion(), InstanceID: facts.GetInstanceId()}, s.cfg.CertTTL)
 	if err != nil {
+		s.guard.Refused(ctx, src, facts.GetHostname(), "invalid certificate request")
 		return nil, status.Errorf(codes.InvalidArgument, "enrollment refused: %v", err)
 	}
 	a := &store.Agent{ID: id, Role: role, Hostname: facts.GetHostname(), Facts: facts, EnrolledAt: now, LastSeen: now,
@@ -375,7 +403,7 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 		return nil, status.Errorf(codes.Unavailable, "enrollment: storing the agent: %v", err)
 	}
 	s.cfg.Audit(ctx, "agent:"+id, "agent.enroll", id, map[string]any{"hostname": facts.GetHostname(), "role": role,
-		"instance_id": facts.GetInstanceId(), "cert_serial": a.CertSerial, "token_uses_left": tok.UsesLeft})
+		"instance_id": facts.GetInstanceId(), "cert_serial": a.CertSerial, "token_uses_left": tok.UsesLeft, "source": src})
 	s.cfg.Logger.Info("agent enrolled", "agent", id, "hostname", facts.GetHostname(), "role", role)
 	return &agentv1.EnrollResponse{AgentId: id, CertificateDer: cert.Raw, CaDer: s.cfg.CA.Cert.Raw,
 		TaskSigningKey: s.cfg.Signer.PublicKey(), Labels: tok.Labels}, nil

@@ -176,7 +176,9 @@ func New(cfg Config) (*Executor, error) {
 	if err := cfg.CheckAndSetDefaults(); err != nil {
 		return nil, err
 	}
-	return &Executor{cfg: cfg, db: &sqlStore{w: cfg.Writer, r: cfg.Reader}, hub: newHub(), active: map[string]*execution{}}, nil
+	e := &Executor{cfg: cfg, db: &sqlStore{w: cfg.Writer, r: cfg.Reader}, active: map[string]*execution{}}
+	e.hub = newHub(func(id string) (*Run, error) { return e.currentRun(context.Background(), id) })
+	return e, nil
 }
 
 // Run resumes the playbook runs that were running and executes new ones
@@ -529,12 +531,12 @@ func (e *Executor) Wait(ctx context.Context, id string) (*Run, error) {
 		if err != nil || final != nil {
 			return final, err
 		}
-		// The subscription lagged: watch again for a fresh snapshot.
+		// The subscription ended without the done event: watch again.
 	}
 }
 
 // waitDone reads a subscription until its done event; it returns nil, nil
-// when the subscription was dropped for lagging.
+// when the subscription ended without it.
 func waitDone(ctx context.Context, sub *Subscription) (*Run, error) {
 	for {
 		select {

@@ -240,9 +240,6 @@ func (s *Server) WatchPlaybookRun(req *operatorv1.WatchPlaybookRunRequest, strea
 			return ctx.Err()
 		case ev, ok := <-sub.C:
 			if !ok {
-				if sub.Lagged() {
-					return status.Error(codes.ResourceExhausted, "the watch fell behind the playbook run; watch again for a fresh snapshot")
-				}
 				return nil
 			}
 			var m *operatorv1.WatchPlaybookRunResponse
@@ -254,6 +251,8 @@ func (s *Server) WatchPlaybookRun(req *operatorv1.WatchPlaybookRunRequest, strea
 					StepId: ev.StepID, Rollback: ev.Rollback, Task: ev.Task}}}
 			case EventRun:
 				m = &operatorv1.WatchPlaybookRunResponse{Event: &operatorv1.WatchPlaybookRunResponse_Run{Run: RunProto(ev.Run, false)}}
+			case EventSnapshot:
+				m = &operatorv1.WatchPlaybookRunResponse{Event: &operatorv1.WatchPlaybookRunResponse_Snapshot{Snapshot: RunProto(ev.Run, true)}}
 			case EventDone:
 				m = &operatorv1.WatchPlaybookRunResponse{Event: &operatorv1.WatchPlaybookRunResponse_Done{Done: RunProto(ev.Run, true)}}
 			default:

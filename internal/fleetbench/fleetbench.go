@@ -20,11 +20,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/firebreak-ir/firebreak/agent"
 	"github.com/firebreak-ir/firebreak/controller"
 	"github.com/firebreak-ir/firebreak/controller/auth"
+	"github.com/firebreak-ir/firebreak/controller/fleet"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/internal/pki"
 	"github.com/firebreak-ir/firebreak/plugins/hostisolate"
@@ -74,6 +76,17 @@ type Result struct {
 	ControllerGoroutines int     `json:"-"`
 }
 
+// BenchEnrollLimits are the enrollment limits of the benchmark's
+// controller. Every simulated agent enrolls from 127.0.0.1, where a real
+// fleet enrolls from as many addresses as it has hosts, so the per-source
+// limit is lifted; the overall rate keeps its default and its burst is
+// raised to the fleet, so no simulated agent is refused when the whole
+// fleet starts at once. What the benchmark measures after enrollment is
+// not touched by either.
+func BenchEnrollLimits(agents int) fleet.EnrollLimits {
+	return fleet.EnrollLimits{PerSource: rate.Inf, OverallBurst: max(agents, fleet.DefaultEnrollOverallBurst)}
+}
+
 // Run runs one benchmark.
 func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.Agents < 1 {
@@ -105,7 +118,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	c, err := controller.New(ctx, controller.Config{DataDir: filepath.Join(dir, "controller"), Listen: "127.0.0.1:0",
-		Logger: o.Logger, ApprovalThreshold: o.Agents + 1, Heartbeat: time.Minute, Actions: []*pluginv1.ActionDescription{sim}})
+		Logger: o.Logger, ApprovalThreshold: o.Agents + 1, Heartbeat: time.Minute, Actions: []*pluginv1.ActionDescription{sim},
+		EnrollLimits: BenchEnrollLimits(o.Agents)})
 	if err != nil {
 		return nil, err
 	}

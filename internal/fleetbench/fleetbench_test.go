@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/firebreak-ir/firebreak/controller/fleet"
 	"github.com/firebreak-ir/firebreak/internal/fleetbench"
 	"github.com/firebreak-ir/firebreak/plugins/hostisolate"
 )
@@ -24,5 +25,19 @@ func TestRunCompletes(t *testing.T) {
 	}
 	if _, err := fleetbench.Run(context.Background(), fleetbench.Options{Agents: 1, Action: hostisolate.IsolateName}); err == nil {
 		t.Fatal("a real isolation action was accepted for a benchmark")
+	}
+}
+
+// TestFleetFromOneAddressEnrolls checks that the benchmark's fleet, which
+// enrolls from 127.0.0.1 alone, is not held back by the per-address
+// enrollment limit: more agents than its default burst all enroll.
+func TestFleetFromOneAddressEnrolls(t *testing.T) {
+	n := fleet.DefaultEnrollPerSourceBurst + 50
+	res, err := fleetbench.Run(context.Background(), fleetbench.Options{Agents: n, Action: "noop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors != 0 || res.Agents != n {
+		t.Fatalf("result %+v, want all %d agents answering", res, n)
 	}
 }

@@ -279,26 +279,30 @@ func (e *Env) follow(ctx context.Context, id string) (*playbookrun.Run, error) {
 	}
 	defer e.Controller.Playbooks.Unwatch(sub)
 	last := map[string]playbookrun.StepStatus{}
+	step := func(st *playbookrun.Step) {
+		if last[st.ID] == st.Status {
+			return
+		}
+		last[st.ID] = st.Status
+		line := fmt.Sprintf("step %-14s %-13s %-20s %s", st.ID, "("+string(st.Phase)+")", st.Action, st.Status)
+		if st.Error != "" {
+			line += ": " + clip(st.Error, 160)
+		}
+		e.say("%s", line)
+	}
 	for ev := range sub.C {
 		switch ev.Kind {
 		case playbookrun.EventStep:
-			st := ev.Step
-			if last[st.ID] == st.Status {
-				continue
+			step(ev.Step)
+		case playbookrun.EventSnapshot:
+			// The watch fell behind: the snapshot holds what it missed.
+			for _, st := range ev.Run.Steps {
+				step(st)
 			}
-			last[st.ID] = st.Status
-			line := fmt.Sprintf("step %-14s %-13s %-20s %s", st.ID, "("+string(st.Phase)+")", st.Action, st.Status)
-			if st.Error != "" {
-				line += ": " + clip(st.Error, 160)
-			}
-			e.say("%s", line)
 		case playbookrun.EventDone:
 			e.say("playbook %s %s", ev.Run.Playbook, ev.Run.Status)
 			return ev.Run, nil
 		}
-	}
-	if sub.Lagged() {
-		return e.Controller.Playbooks.Wait(ctx, id)
 	}
 	return nil, errors.New("the playbook watch ended before the run")
 }
