@@ -507,7 +507,7 @@ func (c *Controller) serveMetrics() (func(), error) {
 	mux.Handle("GET /metrics", telemetry.MetricsHandler())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(lis) }()
-	_ = pki.WriteFileAtomic(filepath.Join(c.cfg.DataDir, MetricsAddrFile), []byte(lis.Addr().String()+"\n"), 0o644)
+	_ = pki.WriteFileAtomic(filepath.Join(c.cfg.DataDir, MetricsAddrFile), []byte(lis.Addr().String()+"\n"), 0o600)
 	c.cfg.Logger.Info("serving metrics", "addr", lis.Addr().String(), "path", "/metrics")
 	return func() {
 		unobserve()
