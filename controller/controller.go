@@ -33,6 +33,7 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/evidence"
 	"github.com/firebreak-ir/firebreak/controller/fleet"
 	"github.com/firebreak-ir/firebreak/controller/operator"
+	"github.com/firebreak-ir/firebreak/controller/runs"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/internal/pki"
 	"github.com/firebreak-ir/firebreak/internal/rpcbuf"
@@ -145,10 +146,12 @@ type Controller struct {
 	Fleet      *fleet.Service
 	Dispatcher *dispatch.Dispatcher
 	Operator   *operator.Service
-	Evidence   *evidence.Service
-	grpc       *grpc.Server
-	health     *health.Server
-	lis        net.Listener
+	// Planner creates every run: the operator API's and the playbooks'.
+	Planner  *runs.Planner
+	Evidence *evidence.Service
+	grpc     *grpc.Server
+	health   *health.Server
+	lis      net.Listener
 	// streams holds open operator streams, for revocation to close.
 	streams *auth.Streams
 	// Incident holds the cases, the playbook executor and the intake.
@@ -278,8 +281,13 @@ func (c *Controller) build(ctx context.Context) error {
 	pusher.set(fl)
 	c.Fleet = fl
 	watches := watchcap.New(cfg.MaxWatchesPerOperator, cfg.MaxWatches)
+	c.Planner, err = runs.New(runs.Config{Store: c.Store, Fleet: fl, Actions: c.Actions, Dispatcher: c.Dispatcher, Audit: c.Audit,
+		Logger: cfg.Logger, Clock: cfg.Clock, ApprovalThreshold: cfg.ApprovalThreshold})
+	if err != nil {
+		return err
+	}
 	c.Operator, err = operator.New(operator.Config{Store: c.Store, CA: c.CA, Fleet: fl, Dispatcher: c.Dispatcher, Audit: c.Audit, Watches: watches,
-		Logger: cfg.Logger, Clock: cfg.Clock, ApprovalThreshold: cfg.ApprovalThreshold, OperatorCertTTL: cfg.OperatorCertTTL,
+		Logger: cfg.Logger, Clock: cfg.Clock, Planner: c.Planner, OperatorCertTTL: cfg.OperatorCertTTL,
 		Advertise: c.cfg.Advertise, Actions: c.Actions, Streams: c.streams})
 	if err != nil {
 		return err

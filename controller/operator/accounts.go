@@ -10,9 +10,9 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/firebreak-ir/firebreak/controller/runs"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
@@ -38,7 +38,7 @@ type discovery struct {
 // SyncAccounts implements operatorv1.OperatorServiceServer.
 func (s *Service) SyncAccounts(ctx context.Context, req *operatorv1.SyncAccountsRequest) (*operatorv1.SyncAccountsResponse, error) {
 	mgmt := strings.TrimSpace(req.GetManagementAccount())
-	if !accountIDRE.MatchString(mgmt) {
+	if !runs.AccountIDRE.MatchString(mgmt) {
 		return nil, status.Errorf(codes.InvalidArgument, "--management-account %q is not a 12-digit account id", mgmt)
 	}
 	sel := req.GetSelector()
@@ -49,10 +49,10 @@ func (s *Service) SyncAccounts(ctx context.Context, req *operatorv1.SyncAccounts
 	if req.GetDeadline() != nil {
 		deadline = req.GetDeadline().AsDuration()
 	}
-	plan, err := s.Plan(ctx, &operatorv1.CreateRunRequest{Action: DiscoverAction, Selector: sel, Params: map[string]string{"account": mgmt},
-		Deadline: durationpb.New(deadline), Reason: "account discovery"})
+	plan, err := s.cfg.Planner.Plan(ctx, actor(ctx), runs.Spec{Action: DiscoverAction, Selector: sel, Params: map[string]string{"account": mgmt},
+		Deadline: deadline, Reason: "account discovery"})
 	if err != nil {
-		return nil, err
+		return nil, planErrorStatus(err)
 	}
 	// One worker reads the organisation; prefer one in the management account.
 	pick := plan.Tasks[0]
@@ -88,7 +88,7 @@ func (s *Service) SyncAccounts(ctx context.Context, req *operatorv1.SyncAccounts
 	resp := &operatorv1.SyncAccountsResponse{RunId: run.GetId()}
 	var accounts []*store.Account
 	for _, a := range d.Accounts {
-		if !accountIDRE.MatchString(a.ID) {
+		if !runs.AccountIDRE.MatchString(a.ID) {
 			resp.Skipped = append(resp.Skipped, fmt.Sprintf("%q: not an account id", a.ID))
 			continue
 		}

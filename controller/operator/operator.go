@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -24,16 +23,13 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/controller/dispatch"
 	"github.com/firebreak-ir/firebreak/controller/fleet"
+	"github.com/firebreak-ir/firebreak/controller/runs"
 	"github.com/firebreak-ir/firebreak/controller/selector"
 	"github.com/firebreak-ir/firebreak/controller/store"
-	"github.com/firebreak-ir/firebreak/internal/ids"
 	"github.com/firebreak-ir/firebreak/internal/pki"
-	"github.com/firebreak-ir/firebreak/internal/telemetry"
 	"github.com/firebreak-ir/firebreak/internal/watchcap"
-	"github.com/firebreak-ir/firebreak/plugins/sdk"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
-	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
 )
 
 // Policy is who may call which operator method.
@@ -74,9 +70,9 @@ type Config struct {
 	Audit      AuditFunc
 	Logger     *slog.Logger
 	Clock      func() time.Time
-	// ApprovalThreshold: a destructive run over more targets than this
-	// waits for a second operator's approval (default 10).
-	ApprovalThreshold int
+	// Planner plans and creates runs: CreateRun and SyncAccounts decode
+	// their requests and call it.
+	Planner *runs.Planner
 	// OperatorCertTTL is the lifetime of new operator credentials.
 	OperatorCertTTL time.Duration
 	// Advertise is the controller address written into new credentials.
@@ -98,7 +94,7 @@ type Config struct {
 func (c *Config) CheckAndSetDefaults() error {
 	var missing []string
 	for name, ok := range map[string]bool{"Store": c.Store != nil, "CA": c.CA != nil, "Fleet": c.Fleet != nil, "Dispatcher": c.Dispatcher != nil,
-		"Actions": c.Actions != nil} {
+		"Actions": c.Actions != nil, "Planner": c.Planner != nil} {
 		if !ok {
 			missing = append(missing, name)
 		}
@@ -116,9 +112,6 @@ func (c *Config) CheckAndSetDefaults() error {
 	if c.Clock == nil {
 		c.Clock = time.Now
 	}
-	if c.ApprovalThreshold == 0 {
-		c.ApprovalThreshold = 10
-	}
 	if c.OperatorCertTTL == 0 {
 		c.OperatorCertTTL = 90 * 24 * time.Hour
 	}
@@ -131,8 +124,7 @@ func (c *Config) CheckAndSetDefaults() error {
 // Service implements operatorv1.OperatorServiceServer.
 type Service struct {
 	operatorv1.UnimplementedOperatorServiceServer
-	cfg     Config
-	reviews actionReviews
+	cfg Config
 }
 
 // New returns the operator service.
@@ -248,44 +240,6 @@ func IssueCreds(ca *pki.CA, name string, role operatorv1.OperatorRole, ttl time.
 		CertPEM: string(pki.EncodeCertPEM(cert.Raw)), KeyPEM: string(keyPEM)}, cert.SerialNumber.Text(16), nil
 }
 
-// agentView is an agent with its live state.
-type agentView struct {
-	a         *store.Agent
-	facts     *agentv1.AgentFacts
-	connected bool
-	// actions are the actions the agent reported with the catalogue's
-	// exact description: the only ones it is a target for.
-	actions map[string]bool
-	// refused are the actions it reported that it is not sent.
-	refused []actioncatalog.Refusal
-}
-
-func (s *Service) agents(ctx context.Context) ([]agentView, error) {
-	all, err := s.cfg.Fleet.Agents(ctx)
-	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "listing agents: %v", err)
-	}
-	out := make([]agentView, 0, len(all))
-	for _, a := range all {
-		if a.Revoked {
-			continue
-		}
-		v := agentView{a: a, facts: a.Facts, connected: s.cfg.Fleet.Connected(a.ID)}
-		v.actions, v.refused = s.reviews.review(s.cfg.Actions, a.ID, a.Role, a.Plugins)
-		if f := s.cfg.Fleet.Facts(a.ID); f != nil {
-			v.facts = f
-		}
-		out = append(out, v)
-	}
-	return out, nil
-}
-
-func target(v agentView) selector.Target {
-	return selector.Target{ID: v.a.ID, Role: v.a.Role, Hostname: v.a.Hostname, Account: v.facts.GetAccount(), Region: v.facts.GetRegion(),
-		InstanceID: v.facts.GetInstanceId(), Labels: v.facts.GetLabels(), Connected: v.connected, Isolated: v.facts.GetIsolated(),
-		Simulated: v.facts.GetSimulated()}
-}
-
 // ListAgents implements operatorv1.OperatorServiceServer.
 func (s *Service) ListAgents(ctx context.Context, req *operatorv1.ListAgentsRequest) (*operatorv1.ListAgentsResponse, error) {
 	var sel *selector.Selector
@@ -295,18 +249,18 @@ func (s *Service) ListAgents(ctx context.Context, req *operatorv1.ListAgentsRequ
 			return nil, status.Error(codes.InvalidArgument, err.Error())
 		}
 	}
-	views, err := s.agents(ctx)
+	views, err := s.cfg.Planner.Agents(ctx)
 	if err != nil {
-		return nil, err
+		return nil, planErrorStatus(err)
 	}
 	resp := &operatorv1.ListAgentsResponse{}
 	for _, v := range views {
-		if sel != nil && !sel.Match(target(v)) {
+		if sel != nil && !sel.Match(v.Target()) {
 			continue
 		}
-		resp.Agents = append(resp.Agents, &operatorv1.Agent{Id: v.a.ID, Role: roleEnum(v.a.Role), Facts: v.facts, Connected: v.connected,
-			LastSeen: tsOrNil(v.a.LastSeen), Plugins: v.a.Plugins, EnrolledAt: tsOrNil(v.a.EnrolledAt), CertNotAfter: tsOrNil(v.a.CertNotAfter),
-			RefusedActions: refusalProtos(v.refused)})
+		resp.Agents = append(resp.Agents, &operatorv1.Agent{Id: v.ID, Role: roleEnum(v.Role), Facts: v.Facts, Connected: v.Connected,
+			LastSeen: tsOrNil(v.LastSeen), Plugins: v.Plugins, EnrolledAt: tsOrNil(v.EnrolledAt), CertNotAfter: tsOrNil(v.CertNotAfter),
+			RefusedActions: refusalProtos(v.Refused)})
 	}
 	return resp, nil
 }
@@ -335,15 +289,15 @@ func refusalProtos(rs []actioncatalog.Refusal) []*operatorv1.RefusedAction {
 // report it exactly; what an agent says about an action is never shown as
 // the action's description.
 func (s *Service) ListActions(ctx context.Context, _ *operatorv1.ListActionsRequest) (*operatorv1.ListActionsResponse, error) {
-	views, err := s.agents(ctx)
+	views, err := s.cfg.Planner.Agents(ctx)
 	if err != nil {
-		return nil, err
+		return nil, planErrorStatus(err)
 	}
 	resp := &operatorv1.ListActionsResponse{}
 	for _, e := range s.cfg.Actions.Entries() {
 		sum := &operatorv1.ActionSummary{Description: e.Description, Digest: e.Digest, Source: e.Source}
 		for _, v := range views {
-			if v.actions[e.Description.GetName()] {
+			if v.Actions[e.Description.GetName()] {
 				sum.Agents++
 			}
 		}
@@ -352,316 +306,51 @@ func (s *Service) ListActions(ctx context.Context, _ *operatorv1.ListActionsRequ
 	return resp, nil
 }
 
-// Limits on runs.
-const (
-	defaultDeadline = time.Hour
-	maxDeadline     = 7 * 24 * time.Hour
-	maxReason       = 1024
-)
-
-// CreateRun implements operatorv1.OperatorServiceServer.
+// CreateRun implements operatorv1.OperatorServiceServer: it decodes the
+// request, has the planner create the run and answers with it.
 func (s *Service) CreateRun(ctx context.Context, req *operatorv1.CreateRunRequest) (*operatorv1.CreateRunResponse, error) {
-	ctx, span := telemetry.Tracer().Start(ctx, "run.create")
-	defer span.End()
-	op := caller(ctx)
-	plan, err := s.Plan(ctx, req)
+	plan, err := s.cfg.Planner.Create(ctx, actor(ctx), runSpec(req))
 	if err != nil {
-		return nil, err
+		return nil, planErrorStatus(err)
 	}
-	if req.GetDryRun() {
-		return &operatorv1.CreateRunResponse{Run: dispatch.RunProto(plan.Run, plan.Tasks, nil)}, nil
-	}
-	if err := s.cfg.Store.CreateRun(ctx, plan.Run, plan.Tasks); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "storing the run: %v", err)
-	}
-	s.cfg.Audit(ctx, "operator:"+op.Name, "run.create", plan.Run.ID, map[string]any{
-		"action": plan.Run.Action, "selector": plan.Run.Selector, "params": json.RawMessage(plan.Run.ParamsJSON),
-		"targets": len(plan.Tasks), "reason": plan.Run.Reason, "case": plan.Run.CaseID,
-		"status": strings.TrimPrefix(plan.Run.Status.String(), "RUN_STATUS_"),
-	})
-	span.SetAttributes(telemetry.NonEmpty(telemetry.AttrRunID.String(plan.Run.ID), telemetry.AttrAction.String(plan.Run.Action),
-		telemetry.AttrCaseID.String(plan.Run.CaseID), telemetry.AttrOperator.String(op.Name), telemetry.AttrTargets.Int(len(plan.Tasks)))...)
-	traceparent, tracestate := telemetry.InjectTraceContext(ctx)
-	// The answer is made before the dispatcher owns the run and its tasks.
-	resp := &operatorv1.CreateRunResponse{Run: dispatch.RunProto(plan.Run, plan.Tasks, nil)}
-	s.cfg.Dispatcher.Submit(plan.Run, plan.Tasks, traceparent, tracestate)
-	s.cfg.Logger.InfoContext(ctx, "run created", "run", resp.GetRun().GetId(), "action", resp.GetRun().GetAction(), "targets", len(resp.GetRun().GetTasks()),
-		"operator", op.Name, "status", resp.GetRun().GetStatus().String())
-	return resp, nil
+	return &operatorv1.CreateRunResponse{Run: dispatch.RunProto(plan.Run, plan.Tasks, nil)}, nil
 }
 
-// RunPlan is a resolved, not yet stored, run.
-type RunPlan struct {
-	Run   *store.Run
-	Tasks []*store.Task
+// actor is the operator in ctx as the planner's actor.
+func actor(ctx context.Context) runs.Actor {
+	o := caller(ctx)
+	return runs.Actor{Name: o.Name, Role: o.Role, OnBehalfOf: o.ActsFor}
 }
 
-// Plan resolves a run request: targets, parameters, approval. It changes
-// nothing, so it serves dry runs too.
-func (s *Service) Plan(ctx context.Context, req *operatorv1.CreateRunRequest) (*RunPlan, error) {
-	op := caller(ctx)
-	if req.GetAction() == "" {
-		return nil, status.Error(codes.InvalidArgument, "no action given")
-	}
-	selText := req.GetSelector()
-	accountRun := strings.TrimSpace(req.GetAccounts()) != ""
-	if accountRun && strings.TrimSpace(selText) == "" {
-		// Account-targeted runs go to workers unless told otherwise.
-		selText = "role=worker"
-	}
-	sel, err := selector.Parse(selText)
-	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
-	if err := dispatch.ParseMaxErrors(req.GetMaxErrors()); err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
-	if len(req.GetReason()) > maxReason {
-		return nil, status.Errorf(codes.InvalidArgument, "the reason is longer than %d characters", maxReason)
-	}
-	deadline := defaultDeadline
+// runSpec decodes a run request.
+func runSpec(req *operatorv1.CreateRunRequest) runs.Spec {
+	deadline := runs.DefaultDeadline
 	if req.GetDeadline() != nil {
 		deadline = req.GetDeadline().AsDuration()
 	}
-	if deadline <= 0 || deadline > maxDeadline {
-		return nil, status.Errorf(codes.InvalidArgument, "--deadline %s must be positive and at most %s", deadline, maxDeadline)
-	}
-	var typed map[string]any
-	if len(req.GetParamsJson()) > 0 {
-		if err := json.Unmarshal(req.GetParamsJson(), &typed); err != nil {
-			return nil, status.Errorf(codes.InvalidArgument, "params_json is not a JSON object: %v", err)
-		}
-	}
-
-	withAction, desc, err := s.matchAgents(ctx, sel, req.GetAction())
-	if err != nil {
-		return nil, err
-	}
-	params, err := sdk.ResolveParams(desc, req.GetParams(), typed)
-	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
-	paramsJSON, _ := json.Marshal(params)
-
-	now := s.cfg.Clock()
-	r := &store.Run{
-		ID: ids.New("run"), Action: req.GetAction(), Selector: sel.String(), ParamsJSON: paramsJSON, CreatedBy: op.Name, OnBehalfOf: op.ActsFor,
-		CreatedAt: now, DeadlineAfter: deadline, MaxConcurrency: int(req.GetMaxConcurrency()), MaxErrors: strings.TrimSpace(req.GetMaxErrors()),
-		Reason: req.GetReason(), CaseID: req.GetCaseId(), Destructive: desc.GetDestructive(),
-		UploadBPS: int64(min(req.GetUploadBytesPerSecond(), 1<<62)), MaxPerAccount: int(req.GetMaxPerAccount()),
-		Accounts: strings.TrimSpace(req.GetAccounts()), Regions: strings.TrimSpace(req.GetRegions()),
-	}
-	var tasks []*store.Task
-	if accountRun {
-		if desc.GetDomain() != pluginv1.Domain_DOMAIN_SERVICE {
-			return nil, status.Errorf(codes.InvalidArgument, "action %q acts inside hosts; only service actions can target accounts", req.GetAction())
-		}
-		if tasks, err = s.accountTasks(ctx, r, withAction); err != nil {
-			return nil, err
-		}
-	} else {
-		if req.GetRegions() != "" || req.GetMaxPerAccount() != 0 {
-			return nil, status.Error(codes.InvalidArgument, "--regions and --max-per-account apply to account-targeted runs: add --accounts")
-		}
-		for i, v := range withAction {
-			tasks = append(tasks, &store.Task{ID: ids.New("tsk"), RunID: r.ID, Seq: i, AgentID: v.a.ID, Hostname: v.a.Hostname,
-				Status: agentv1.TaskStatus_TASK_STATUS_PENDING})
-		}
-	}
-	if req.GetRequireApproval() || (r.Destructive && len(tasks) > s.cfg.ApprovalThreshold) {
-		r.Status = operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL
-	} else {
-		r.Status = operatorv1.RunStatus_RUN_STATUS_RUNNING
-		r.StartedAt = now
-		r.Deadline = now.Add(deadline)
-	}
-	return &RunPlan{Run: r, Tasks: tasks}, nil
+	return runs.Spec{Action: req.GetAction(), Selector: req.GetSelector(), Params: req.GetParams(), ParamsJSON: req.GetParamsJson(),
+		Reason: req.GetReason(), CaseID: req.GetCaseId(), Deadline: deadline, MaxConcurrency: int(req.GetMaxConcurrency()),
+		MaxErrors: req.GetMaxErrors(), RequireApproval: req.GetRequireApproval(), DryRun: req.GetDryRun(),
+		UploadBytesPerSecond: req.GetUploadBytesPerSecond(), Accounts: req.GetAccounts(), Regions: req.GetRegions(),
+		MaxPerAccount: int(req.GetMaxPerAccount())}
 }
 
-// matchAgents returns the agents the selector matches that offer the
-// action, and the action's trusted description from the catalogue.
-func (s *Service) matchAgents(ctx context.Context, sel *selector.Selector, action string) ([]agentView, *pluginv1.ActionDescription, error) {
-	// Security-critical: the action's schema, defaults and destructive
-	// flag come from the controller's catalogue, never from an agent.
-	desc, ok := s.cfg.Actions.Lookup(action)
-	if !ok {
-		return nil, nil, status.Errorf(codes.InvalidArgument, "unknown action %q: it is not in the controller's action catalogue (see `firebreak actions list`)", action)
+// planErrorStatus is the planner's error as a gRPC status: each kind of
+// refusal has its code and keeps its precise message; anything else is a
+// failure of the store or the fleet behind the planner.
+func planErrorStatus(err error) error {
+	var refusal *runs.Error
+	if !errors.As(err, &refusal) {
+		return status.Error(codes.Unavailable, err.Error())
 	}
-	views, err := s.agents(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	var matched, withAction []agentView
-	offered := map[string]bool{}
-	refused := 0
-	for _, v := range views {
-		if !sel.Match(target(v)) {
-			continue
-		}
-		matched = append(matched, v)
-		for n := range v.actions {
-			offered[n] = true
-		}
-		// Security-critical: an agent that describes the action otherwise
-		// than the catalogue (or twice) is not a target for it.
-		if v.actions[action] {
-			withAction = append(withAction, v)
-		} else if slices.ContainsFunc(v.refused, func(r actioncatalog.Refusal) bool { return r.Action == action }) {
-			refused++
-		}
-	}
-	if len(matched) == 0 {
-		if revoked := s.revokedMatches(ctx, sel); len(revoked) > 0 {
-			// Security-critical: a revoked agent is never sent a task; say so
-			// rather than let it look merely offline.
-			return nil, nil, status.Errorf(codes.FailedPrecondition, "selector %q matches only revoked agents (%s): revoked agents are never sent tasks",
-				sel.String(), strings.Join(revoked, ", "))
-		}
-		return nil, nil, status.Errorf(codes.FailedPrecondition, "selector %q matches no enrolled agent: check `firebreak agents list`", sel.String())
-	}
-	if len(withAction) == 0 {
-		names := make([]string, 0, len(offered))
-		for n := range offered {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		extra := ""
-		if refused > 0 {
-			extra = fmt.Sprintf("; %d of them report it with a description that differs from the catalogue's (see `firebreak agents list`)", refused)
-		}
-		return nil, nil, status.Errorf(codes.InvalidArgument, "unknown action %q: none of the %d matching agents offers it (they offer: %s)%s",
-			action, len(matched), strings.Join(names, ", "), extra)
-	}
-	return withAction, desc, nil
-}
-
-var accountIDRE = regexp.MustCompile(`^\d{12}$`)
-
-// accountTasks makes one task per (account, region) of an account-targeted
-// run and gives each to a worker that can reach it: a worker living in the
-// account if there is one, else the central workers in turn.
-func (s *Service) accountTasks(ctx context.Context, r *store.Run, workers []agentView) ([]*store.Task, error) {
-	known, err := s.cfg.Store.ListAccounts(ctx)
-	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "reading the accounts: %v", err)
-	}
-	if len(known) == 0 {
-		return nil, status.Error(codes.FailedPrecondition, "no accounts are known: run `firebreak accounts sync --management-account ID` first")
-	}
-	accounts, err := SelectAccounts(known, r.Accounts)
-	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
-	sort.Slice(workers, func(i, j int) bool { return workers[i].a.ID < workers[j].a.ID })
-	inAccount := map[string][]agentView{}
-	for _, w := range workers {
-		if acct := w.facts.GetAccount(); acct != "" {
-			inAccount[acct] = append(inAccount[acct], w)
-		}
-	}
-	var tasks []*store.Task
-	next := 0
-	for _, a := range accounts {
-		regions, err := selectRegions(a, r.Regions)
-		if err != nil {
-			return nil, status.Error(codes.InvalidArgument, err.Error())
-		}
-		for _, region := range regions {
-			pool := inAccount[a.ID]
-			if len(pool) == 0 {
-				pool = workers
-			}
-			w := pool[next%len(pool)]
-			next++
-			tasks = append(tasks, &store.Task{ID: ids.New("tsk"), RunID: r.ID, Seq: len(tasks), AgentID: w.a.ID, Hostname: w.a.Hostname,
-				Status: agentv1.TaskStatus_TASK_STATUS_PENDING, Account: a.ID, Region: region})
-		}
-	}
-	if len(tasks) == 0 {
-		return nil, status.Errorf(codes.InvalidArgument, "accounts %q and regions %q select nothing", r.Accounts, r.Regions)
-	}
-	return tasks, nil
-}
-
-// SelectAccounts applies an accounts expression: "all", "ID,ID" or
-// "ou=NAME-OR-ID" (an OU anywhere on the account's path).
-func SelectAccounts(known []*store.Account, expr string) ([]*store.Account, error) {
-	expr = strings.TrimSpace(expr)
+	code := codes.InvalidArgument
 	switch {
-	case expr == "all":
-		return known, nil
-	case strings.HasPrefix(expr, "ou="):
-		ou := strings.TrimPrefix(expr, "ou=")
-		if ou == "" {
-			return nil, fmt.Errorf("--accounts ou= needs an OU name or id")
-		}
-		var out []*store.Account
-		for _, a := range known {
-			for _, part := range strings.Split(a.OUPath, "/") {
-				if part == ou {
-					out = append(out, a)
-					break
-				}
-			}
-		}
-		if len(out) == 0 {
-			return nil, fmt.Errorf("no known account is in OU %q", ou)
-		}
-		return out, nil
+	case errors.Is(refusal, runs.ErrNoTargets):
+		code = codes.FailedPrecondition
+	case errors.Is(refusal, runs.ErrPermission):
+		code = codes.PermissionDenied
 	}
-	byID := map[string]*store.Account{}
-	for _, a := range known {
-		byID[a.ID] = a
-	}
-	var out []*store.Account
-	var unknown []string
-	seen := map[string]bool{}
-	for _, id := range strings.Split(expr, ",") {
-		id = strings.TrimSpace(id)
-		if !accountIDRE.MatchString(id) {
-			return nil, fmt.Errorf("--accounts %q: %q is not a 12-digit account id (or use all, or ou=NAME)", expr, id)
-		}
-		if seen[id] {
-			continue
-		}
-		seen[id] = true
-		if a := byID[id]; a != nil {
-			out = append(out, a)
-		} else {
-			unknown = append(unknown, id)
-		}
-	}
-	if len(unknown) > 0 {
-		return nil, fmt.Errorf("accounts %s are not active members of the organisation (as of the last `firebreak accounts sync`)", strings.Join(unknown, ", "))
-	}
-	return out, nil
-}
-
-var regionNameRE = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d$`)
-
-func selectRegions(a *store.Account, expr string) ([]string, error) {
-	switch expr = strings.TrimSpace(expr); expr {
-	case "":
-		// The worker's own region.
-		return []string{""}, nil
-	case "all":
-		if len(a.Regions) == 0 {
-			return nil, fmt.Errorf("account %s has no known enabled regions", a.ID)
-		}
-		return a.Regions, nil
-	}
-	var out []string
-	for _, r := range strings.Split(expr, ",") {
-		r = strings.TrimSpace(r)
-		if !regionNameRE.MatchString(r) {
-			return nil, fmt.Errorf("--regions %q: %q is not a region name", expr, r)
-		}
-		// A region the account has not enabled cannot be acted in.
-		if len(a.Regions) == 0 || slices.Contains(a.Regions, r) {
-			out = append(out, r)
-		}
-	}
-	return out, nil
+	return status.Error(code, refusal.Msg)
 }
 
 func (s *Service) storedRun(ctx context.Context, id string) (*operatorv1.Run, error) {

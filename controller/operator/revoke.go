@@ -10,7 +10,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/firebreak-ir/firebreak/controller/auth"
-	"github.com/firebreak-ir/firebreak/controller/selector"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
@@ -156,20 +155,4 @@ func (s *Service) RevokeAgents(ctx context.Context, req *operatorv1.RevokeAgents
 		resp.Agents = append(resp.Agents, &operatorv1.RevokedAgent{Id: id, Hostname: a.Hostname, CertSerial: a.CertSerial, StreamClosed: closed})
 	}
 	return resp, nil
-}
-
-// revokedMatches returns the ids of revoked agents the selector matches,
-// so that a run aimed at them can say why it reaches no one.
-func (s *Service) revokedMatches(ctx context.Context, sel *selector.Selector) []string {
-	all, err := s.cfg.Fleet.Agents(ctx)
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, a := range all {
-		if a.Revoked && sel.Match(target(agentView{a: a, facts: a.Facts})) {
-			out = append(out, a.ID)
-		}
-	}
-	return out
 }

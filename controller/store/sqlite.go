@@ -14,7 +14,8 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+	"modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
 
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
@@ -150,6 +151,26 @@ var migrations = []string{
 	`ALTER TABLE join_tokens ADD COLUMN revoked INTEGER NOT NULL DEFAULT 0`,
 }
 
+// namedMigrations run after the core ones, in order, each once per
+// database under its name: the playbook runs' tables (see playbookruns.go),
+// then the runs' idempotency keys. The playbook tables' names are those the
+// playbookrun package registered them under, so databases it migrated are
+// not migrated again.
+var namedMigrations = append(append([]migration{}, playbookRunMigrations...),
+	migration{name: "runs-001-idempotency-key", sql: `ALTER TABLE runs ADD COLUMN idempotency_key TEXT NOT NULL DEFAULT ''`},
+	// Runs a playbook created before keys existed carry their key as their
+	// reason (the executor looked them up by it): the first run with each
+	// such reason gets it as its key, so a step in flight across the
+	// upgrade still finds its run.
+	migration{name: "runs-002-idempotency-key-backfill", sql: `UPDATE runs SET idempotency_key = reason
+		WHERE created_by LIKE 'playbook:%' AND reason <> '' AND idempotency_key = '' AND NOT EXISTS (
+			SELECT 1 FROM runs o WHERE o.reason = runs.reason AND o.created_by LIKE 'playbook:%'
+			AND (o.created_at < runs.created_at OR (o.created_at = runs.created_at AND o.id < runs.id)))`},
+	migration{name: "runs-003-idempotency-key-unique", sql: `CREATE UNIQUE INDEX runs_idempotency_key ON runs (idempotency_key) WHERE idempotency_key <> ''`},
+	// Nothing looks runs up by their reason any more.
+	migration{name: "runs-004-drop-reason-index", sql: `DROP INDEX IF EXISTS runs_reason`},
+)
+
 // extraMigrations are the migrations other packages (evidence, cases)
 // register for their own tables.
 var extraMigrations []migration
@@ -173,6 +194,7 @@ func (s *SQLite) migrate(ctx context.Context) error {
 	for i, m := range migrations {
 		all = append(all, migration{name: fmt.Sprintf("core-%03d", i+1), sql: m})
 	}
+	all = append(all, namedMigrations...)
 	all = append(all, extraMigrations...)
 	for _, m := range all {
 		var n int
@@ -493,11 +515,11 @@ func (s *SQLite) ListOperators(ctx context.Context) ([]*Operator, error) {
 	return out, rows.Err()
 }
 
-const runCols = `id, action, selector, params_json, status, created_by, created_at, started_at, finished_at, deadline, deadline_after, max_concurrency, max_errors, reason, case_id, destructive, accounts, regions, upload_bps, max_per_account, on_behalf_of`
+const runCols = `id, action, selector, params_json, status, created_by, created_at, started_at, finished_at, deadline, deadline_after, max_concurrency, max_errors, reason, case_id, destructive, accounts, regions, upload_bps, max_per_account, on_behalf_of, idempotency_key`
 
 func runArgs(r *Run) []any {
 	return []any{r.ID, r.Action, r.Selector, string(r.ParamsJSON), int(r.Status), r.CreatedBy, ns(r.CreatedAt), ns(r.StartedAt), ns(r.FinishedAt),
-		ns(r.Deadline), int64(r.DeadlineAfter), r.MaxConcurrency, r.MaxErrors, r.Reason, r.CaseID, b2i(r.Destructive), r.Accounts, r.Regions, r.UploadBPS, r.MaxPerAccount, r.OnBehalfOf}
+		ns(r.Deadline), int64(r.DeadlineAfter), r.MaxConcurrency, r.MaxErrors, r.Reason, r.CaseID, b2i(r.Destructive), r.Accounts, r.Regions, r.UploadBPS, r.MaxPerAccount, r.OnBehalfOf, r.IdempotencyKey}
 }
 
 func scanRun(sc interface{ Scan(...any) error }) (*Run, error) {
@@ -506,7 +528,7 @@ func scanRun(sc interface{ Scan(...any) error }) (*Run, error) {
 	var status, destructive int
 	var created, started, finished, deadline, after int64
 	if err := sc.Scan(&r.ID, &r.Action, &r.Selector, &params, &status, &r.CreatedBy, &created, &started, &finished, &deadline, &after,
-		&r.MaxConcurrency, &r.MaxErrors, &r.Reason, &r.CaseID, &destructive, &r.Accounts, &r.Regions, &r.UploadBPS, &r.MaxPerAccount, &r.OnBehalfOf); err != nil {
+		&r.MaxConcurrency, &r.MaxErrors, &r.Reason, &r.CaseID, &destructive, &r.Accounts, &r.Regions, &r.UploadBPS, &r.MaxPerAccount, &r.OnBehalfOf, &r.IdempotencyKey); err != nil {
 		return nil, err
 	}
 	r.ParamsJSON, r.Status, r.Destructive = []byte(params), operatorv1.RunStatus(status), destructive != 0
@@ -540,7 +562,24 @@ func (s *SQLite) CreateRun(ctx context.Context, r *Run, tasks []*Task) error {
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO runs (`+runCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, runArgs(r)...); err != nil {
+	if r.IdempotencyKey != "" {
+		// The writer connection is one and its transactions are immediate,
+		// so no other run can take the key between this read and the insert;
+		// the unique index holds it anyway.
+		var id string
+		err := tx.QueryRowContext(ctx, `SELECT id FROM runs WHERE idempotency_key = ?`, r.IdempotencyKey).Scan(&id)
+		if err == nil {
+			return fmt.Errorf("idempotency key %q (run %s): %w", r.IdempotencyKey, id, ErrIdempotencyKeyUsed)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO runs (`+runCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, runArgs(r)...); err != nil {
+		if se := (*sqlite.Error)(nil); errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE && r.IdempotencyKey != "" &&
+			strings.Contains(se.Error(), "idempotency_key") {
+			return fmt.Errorf("idempotency key %q: %w", r.IdempotencyKey, ErrIdempotencyKeyUsed)
+		}
 		return err
 	}
 	st, err := tx.PrepareContext(ctx, `INSERT INTO tasks (`+taskCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
@@ -602,6 +641,22 @@ func (s *SQLite) GetRun(ctx context.Context, id string) (*Run, []*Task, error) {
 		return nil, nil, err
 	}
 	tasks, err := s.tasksOf(ctx, id)
+	return r, tasks, err
+}
+
+// RunByIdempotencyKey implements Store.
+func (s *SQLite) RunByIdempotencyKey(ctx context.Context, key string) (*Run, []*Task, error) {
+	if key == "" {
+		return nil, nil, ErrNotFound
+	}
+	r, err := scanRun(s.r.QueryRowContext(ctx, `SELECT `+runCols+` FROM runs WHERE idempotency_key = ?`, key))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	tasks, err := s.tasksOf(ctx, r.ID)
 	return r, tasks, err
 }
 

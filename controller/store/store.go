@@ -17,6 +17,10 @@ import (
 // ErrNotFound is returned when a record does not exist.
 var ErrNotFound = errors.New("not found")
 
+// ErrIdempotencyKeyUsed is returned by CreateRun when another run already
+// holds the new run's idempotency key; nothing is stored then.
+var ErrIdempotencyKeyUsed = errors.New("another run already has this idempotency key")
+
 // Token refusals, each a precise reason an enrollment is refused.
 var (
 	ErrTokenUnknown   = errors.New("the join token is not known to this controller")
@@ -109,6 +113,10 @@ type Run struct {
 	// OnBehalfOf is who CreatedBy acted for: the operator or rule that
 	// started the playbook which created the run (empty: nobody else).
 	OnBehalfOf string
+	// IdempotencyKey, when set, names the request that created the run:
+	// no two runs share one, so a creator that retries (a playbook step
+	// after a controller restart) finds its run instead of making another.
+	IdempotencyKey string
 }
 
 // Task is one action on one target.
@@ -209,8 +217,13 @@ type Store interface {
 	// ListOperators returns every operator by name.
 	ListOperators(ctx context.Context) ([]*Operator, error)
 
-	// CreateRun stores a run with its tasks in one transaction.
+	// CreateRun stores a run with its tasks in one transaction. A run whose
+	// IdempotencyKey another run holds is not stored: the error wraps
+	// ErrIdempotencyKeyUsed.
 	CreateRun(ctx context.Context, r *Run, tasks []*Task) error
+	// RunByIdempotencyKey returns the run created with a key, with its
+	// tasks, or ErrNotFound.
+	RunByIdempotencyKey(ctx context.Context, key string) (*Run, []*Task, error)
 	// UpdateRun stores a run's mutable fields.
 	UpdateRun(ctx context.Context, r *Run) error
 	// GetRun returns a run and its tasks (ordered by seq).

@@ -1,0 +1,262 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// playbookRunMigrations are the playbook runs' tables, one portable
+// statement per migration, under the names the playbookrun package first
+// registered them with.
+var playbookRunMigrations = []migration{
+	{name: "playbookrun-001-runs", sql: `CREATE TABLE playbook_runs (
+		id TEXT PRIMARY KEY, playbook TEXT NOT NULL, version INTEGER NOT NULL, case_id TEXT NOT NULL, status TEXT NOT NULL,
+		stopping TEXT NOT NULL, created_by TEXT NOT NULL, created_at BIGINT NOT NULL, started_at BIGINT NOT NULL,
+		finished_at BIGINT NOT NULL, inputs_json TEXT NOT NULL, finding_json TEXT NOT NULL, rule TEXT NOT NULL,
+		reason TEXT NOT NULL, error TEXT NOT NULL, approved_by TEXT NOT NULL, source TEXT NOT NULL, source_name TEXT NOT NULL)`},
+	{name: "playbookrun-002-runs-status", sql: `CREATE INDEX playbook_runs_status ON playbook_runs (status)`},
+	{name: "playbookrun-003-runs-case", sql: `CREATE INDEX playbook_runs_case ON playbook_runs (case_id, created_at)`},
+	{name: "playbookrun-004-steps", sql: `CREATE TABLE playbook_steps (
+		playbook_run_id TEXT NOT NULL REFERENCES playbook_runs(id), step_id TEXT NOT NULL, status TEXT NOT NULL,
+		token TEXT NOT NULL, run_id TEXT NOT NULL, resolved_json TEXT NOT NULL, outputs_json TEXT NOT NULL,
+		targets_json TEXT NOT NULL, error TEXT NOT NULL, started_at BIGINT NOT NULL, finished_at BIGINT NOT NULL,
+		done_seq INTEGER NOT NULL, rollback_json TEXT NOT NULL, PRIMARY KEY (playbook_run_id, step_id))`},
+	// Executors before idempotency keys found a step's run by its reason;
+	// runs-004-drop-reason-index drops this index again.
+	{name: "playbookrun-005-runs-reason", sql: `CREATE INDEX runs_reason ON runs (reason)`},
+}
+
+// PlaybookRun is the stored header of a playbook run. The store keeps its
+// JSON columns as the playbookrun package writes them.
+type PlaybookRun struct {
+	ID         string
+	Playbook   string
+	Version    int
+	CaseID     string
+	Status     string
+	Stopping   string
+	CreatedBy  string
+	CreatedAt  time.Time
+	StartedAt  time.Time
+	FinishedAt time.Time
+	// InputsJSON is the bound inputs, a JSON object.
+	InputsJSON []byte
+	// FindingJSON is the finding that started the run (empty: none).
+	FindingJSON []byte
+	Rule        string
+	Reason      string
+	Error       string
+	ApprovedBy  string
+	// Source is the playbook's YAML as it was when the run started, and
+	// SourceName its file name.
+	Source     []byte
+	SourceName string
+}
+
+// PlaybookStep is the stored state of one step of a playbook run.
+type PlaybookStep struct {
+	StepID string
+	Status string
+	// Token is the idempotency key of the step's run, stored before the
+	// run is created.
+	Token        string
+	RunID        string
+	ResolvedJSON []byte
+	OutputsJSON  []byte
+	TargetsJSON  []byte
+	RollbackJSON []byte
+	Error        string
+	StartedAt    time.Time
+	FinishedAt   time.Time
+	DoneSeq      int
+}
+
+// PlaybookRunFilter selects playbook runs for ListPlaybookRuns.
+type PlaybookRunFilter struct {
+	// CaseID limits the list to one case (empty: every case).
+	CaseID string
+	// Statuses limits the list to runs in these statuses (empty: any).
+	Statuses []string
+	// Limit caps the number of runs.
+	Limit int
+}
+
+// PlaybookRuns is the persistence of playbook runs and their steps;
+// *SQLite implements it.
+type PlaybookRuns interface {
+	// CreatePlaybookRun stores a new playbook run with its steps in one
+	// transaction.
+	CreatePlaybookRun(ctx context.Context, r *PlaybookRun, steps []*PlaybookStep) error
+	// UpdatePlaybookRun stores a playbook run's mutable fields: status,
+	// stopping, started and finished times, error and approver.
+	UpdatePlaybookRun(ctx context.Context, r *PlaybookRun) error
+	// TransitionPlaybookRun is UpdatePlaybookRun done only while the stored
+	// run still has the status from; it reports whether it was.
+	TransitionPlaybookRun(ctx context.Context, r *PlaybookRun, from string) (bool, error)
+	// UpdatePlaybookStep stores a step's mutable fields.
+	UpdatePlaybookStep(ctx context.Context, playbookRunID string, st *PlaybookStep) error
+	// GetPlaybookRun returns a playbook run and its stored steps (in no
+	// particular order), or ErrNotFound.
+	GetPlaybookRun(ctx context.Context, id string) (*PlaybookRun, []*PlaybookStep, error)
+	// ListPlaybookRuns returns playbook runs newest first, without steps.
+	ListPlaybookRuns(ctx context.Context, f PlaybookRunFilter) ([]*PlaybookRun, error)
+	// PlaybookRunIDs names the playbook runs in a status, oldest first.
+	PlaybookRunIDs(ctx context.Context, status string) ([]string, error)
+}
+
+var _ PlaybookRuns = (*SQLite)(nil)
+
+// CreatePlaybookRun implements PlaybookRuns.
+func (s *SQLite) CreatePlaybookRun(ctx context.Context, r *PlaybookRun, steps []*PlaybookStep) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO playbook_runs (`+playbookRunCols+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		r.ID, r.Playbook, r.Version, r.CaseID, r.Status, r.Stopping, r.CreatedBy, ns(r.CreatedAt), ns(r.StartedAt),
+		ns(r.FinishedAt), string(r.InputsJSON), string(r.FindingJSON), r.Rule, r.Reason, r.Error, r.ApprovedBy, string(r.Source), r.SourceName); err != nil {
+		return err
+	}
+	for _, st := range steps {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO playbook_steps (playbook_run_id, step_id, status, token, run_id, resolved_json, outputs_json,
+			targets_json, error, started_at, finished_at, done_seq, rollback_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			r.ID, st.StepID, st.Status, st.Token, st.RunID, string(st.ResolvedJSON), string(st.OutputsJSON), string(st.TargetsJSON),
+			st.Error, ns(st.StartedAt), ns(st.FinishedAt), st.DoneSeq, string(st.RollbackJSON)); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// UpdatePlaybookRun implements PlaybookRuns.
+func (s *SQLite) UpdatePlaybookRun(ctx context.Context, r *PlaybookRun) error {
+	_, err := s.w.ExecContext(ctx, `UPDATE playbook_runs SET status = ?, stopping = ?, started_at = ?, finished_at = ?, error = ?, approved_by = ?
+		WHERE id = ?`, r.Status, r.Stopping, ns(r.StartedAt), ns(r.FinishedAt), r.Error, r.ApprovedBy, r.ID)
+	return err
+}
+
+// TransitionPlaybookRun implements PlaybookRuns.
+func (s *SQLite) TransitionPlaybookRun(ctx context.Context, r *PlaybookRun, from string) (bool, error) {
+	res, err := s.w.ExecContext(ctx, `UPDATE playbook_runs SET status = ?, stopping = ?, started_at = ?, finished_at = ?, error = ?, approved_by = ?
+		WHERE id = ? AND status = ?`, r.Status, r.Stopping, ns(r.StartedAt), ns(r.FinishedAt), r.Error, r.ApprovedBy, r.ID, from)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// UpdatePlaybookStep implements PlaybookRuns.
+func (s *SQLite) UpdatePlaybookStep(ctx context.Context, playbookRunID string, st *PlaybookStep) error {
+	_, err := s.w.ExecContext(ctx, `UPDATE playbook_steps SET status = ?, token = ?, run_id = ?, resolved_json = ?, outputs_json = ?,
+		targets_json = ?, error = ?, started_at = ?, finished_at = ?, done_seq = ?, rollback_json = ? WHERE playbook_run_id = ? AND step_id = ?`,
+		st.Status, st.Token, st.RunID, string(st.ResolvedJSON), string(st.OutputsJSON), string(st.TargetsJSON), st.Error,
+		ns(st.StartedAt), ns(st.FinishedAt), st.DoneSeq, string(st.RollbackJSON), playbookRunID, st.StepID)
+	return err
+}
+
+const playbookRunCols = `id, playbook, version, case_id, status, stopping, created_by, created_at, started_at, finished_at, inputs_json,
+	finding_json, rule, reason, error, approved_by, source, source_name`
+
+func scanPlaybookRun(sc interface{ Scan(...any) error }) (*PlaybookRun, error) {
+	var r PlaybookRun
+	var inputs, fj, source string
+	var created, started, finished int64
+	if err := sc.Scan(&r.ID, &r.Playbook, &r.Version, &r.CaseID, &r.Status, &r.Stopping, &r.CreatedBy, &created, &started, &finished,
+		&inputs, &fj, &r.Rule, &r.Reason, &r.Error, &r.ApprovedBy, &source, &r.SourceName); err != nil {
+		return nil, err
+	}
+	r.CreatedAt, r.StartedAt, r.FinishedAt = tm(created), tm(started), tm(finished)
+	r.InputsJSON, r.Source = []byte(inputs), []byte(source)
+	if fj != "" {
+		r.FindingJSON = []byte(fj)
+	}
+	return &r, nil
+}
+
+// GetPlaybookRun implements PlaybookRuns.
+func (s *SQLite) GetPlaybookRun(ctx context.Context, id string) (*PlaybookRun, []*PlaybookStep, error) {
+	r, err := scanPlaybookRun(s.r.QueryRowContext(ctx, `SELECT `+playbookRunCols+` FROM playbook_runs WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT step_id, status, token, run_id, resolved_json, outputs_json, targets_json, error, started_at,
+		finished_at, done_seq, rollback_json FROM playbook_steps WHERE playbook_run_id = ?`, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	var steps []*PlaybookStep
+	for rows.Next() {
+		var st PlaybookStep
+		var resolved, outputs, targets, rollback string
+		var started, finished int64
+		if err := rows.Scan(&st.StepID, &st.Status, &st.Token, &st.RunID, &resolved, &outputs, &targets, &st.Error, &started, &finished,
+			&st.DoneSeq, &rollback); err != nil {
+			return nil, nil, fmt.Errorf("playbook run %s steps: %w", id, err)
+		}
+		st.ResolvedJSON, st.OutputsJSON, st.TargetsJSON, st.RollbackJSON = []byte(resolved), []byte(outputs), []byte(targets), []byte(rollback)
+		st.StartedAt, st.FinishedAt = tm(started), tm(finished)
+		steps = append(steps, &st)
+	}
+	return r, steps, rows.Err()
+}
+
+// ListPlaybookRuns implements PlaybookRuns.
+func (s *SQLite) ListPlaybookRuns(ctx context.Context, f PlaybookRunFilter) ([]*PlaybookRun, error) {
+	q := `SELECT ` + playbookRunCols + ` FROM playbook_runs WHERE 1 = 1`
+	var args []any
+	if f.CaseID != "" {
+		q += ` AND case_id = ?`
+		args = append(args, f.CaseID)
+	}
+	if len(f.Statuses) > 0 {
+		q += ` AND status IN (?` + strings.Repeat(`, ?`, len(f.Statuses)-1) + `)`
+		for _, st := range f.Statuses {
+			args = append(args, st)
+		}
+	}
+	q += ` ORDER BY created_at DESC, id LIMIT ?`
+	args = append(args, f.Limit)
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*PlaybookRun
+	for rows.Next() {
+		r, err := scanPlaybookRun(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// PlaybookRunIDs implements PlaybookRuns.
+func (s *SQLite) PlaybookRunIDs(ctx context.Context, status string) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id FROM playbook_runs WHERE status = ? ORDER BY created_at`, status)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
