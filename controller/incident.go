@@ -92,8 +92,8 @@ func (c *Controller) buildIncident(ctx context.Context) error {
 	}
 	// Playbooks are validated against the trusted action catalogue only.
 	known := c.Actions.Descriptions()
-	c.Playbooks, err = playbookrun.New(playbookrun.Config{Writer: sq.Writer(), Reader: sq.Reader(), Library: library, Cases: c.Cases,
-		Runs: c.Operator, KnownActions: playbookrun.Catalog(known), Watcher: c.Dispatcher, RunStore: c.Store, Audit: c.Audit,
+	c.Playbooks, err = playbookrun.New(playbookrun.Config{Store: sq, Library: library, Cases: c.Cases, Planner: c.Planner,
+		Actions: c.Operator, KnownActions: playbookrun.Catalog(known), Watcher: c.Dispatcher, RunStore: c.Store, Audit: c.Audit,
 		Logger: c.cfg.Logger, Clock: c.cfg.Clock})
 	if err != nil {
 		return err

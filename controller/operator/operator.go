@@ -316,10 +316,11 @@ func (s *Service) CreateRun(ctx context.Context, req *operatorv1.CreateRunReques
 	return &operatorv1.CreateRunResponse{Run: dispatch.RunProto(plan.Run, plan.Tasks, nil)}, nil
 }
 
-// actor is the operator in ctx as the planner's actor.
+// actor is the operator in ctx as the planner's actor: an operator acts
+// for no one else.
 func actor(ctx context.Context) runs.Actor {
 	o := caller(ctx)
-	return runs.Actor{Name: o.Name, Role: o.Role, OnBehalfOf: o.ActsFor}
+	return runs.Actor{Name: o.Name, Role: o.Role}
 }
 
 // runSpec decodes a run request.

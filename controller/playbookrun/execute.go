@@ -10,14 +10,10 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
-
-	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/controller/cases"
 	"github.com/firebreak-ir/firebreak/controller/dispatch"
 	"github.com/firebreak-ir/firebreak/controller/playbook"
+	"github.com/firebreak-ir/firebreak/controller/runs"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
@@ -95,11 +91,24 @@ func (x *execution) snapshot() *Run {
 	return cloneRun(x.run)
 }
 
-// operator is who the playbook's runs are created by. It acts for the
-// operator on whose authority the playbook runs (see Run.OnBehalfOf), who
-// therefore cannot approve those runs.
-func (x *execution) operator() *store.Operator {
-	return &store.Operator{Name: "playbook:" + x.run.Playbook, Role: operatorv1.OperatorRole_OPERATOR_ROLE_RESPONDER, ActsFor: x.run.OnBehalfOf()}
+// actor is who the playbook's runs are created by: the system actor
+// playbook:NAME, a responder. It acts for the operator on whose authority
+// the playbook runs (see Run.OnBehalfOf), who therefore cannot approve
+// those runs.
+func (x *execution) actor() runs.Actor {
+	return runs.Actor{Name: "playbook:" + x.run.Playbook, Role: operatorv1.OperatorRole_OPERATOR_ROLE_RESPONDER, OnBehalfOf: x.run.OnBehalfOf()}
+}
+
+// stepRunKey is the idempotency key of a step's run: one run per step of
+// a playbook run, however often the step's creation is retried or resumed.
+func stepRunKey(playbookRunID, stepID string) string {
+	return "pbrun:" + playbookRunID + ":" + stepID
+}
+
+// rollbackRunKey is the idempotency key of the rollback run of one target
+// of a step.
+func rollbackRunKey(playbookRunID, stepID string, index int) string {
+	return fmt.Sprintf("pbrun:%s:%s:rollback:%d", playbookRunID, stepID, index)
 }
 
 func (x *execution) conduct(ctx context.Context) {
@@ -107,7 +116,7 @@ func (x *execution) conduct(ctx context.Context) {
 	pb, err := playbook.Parse(x.run.sourceName, x.run.source)
 	var cat Catalog
 	if err == nil {
-		cat, err = FleetCatalog(ctx, e.cfg.Runs, e.cfg.KnownActions)
+		cat, err = FleetCatalog(ctx, e.cfg.Actions, e.cfg.KnownActions)
 	}
 	if err == nil {
 		x.ev, err = playbook.NewEvaluator(pb, cat)
@@ -226,11 +235,12 @@ func (x *execution) launch(ctx context.Context, st *Step) {
 	}
 	x.mu.Lock()
 	st.Resolved, st.Status, st.StartedAt = rs, StepSubmitting, x.e.cfg.Clock()
-	st.token = fmt.Sprintf("playbook %s step %s [%s]", x.run.Playbook, st.ID, x.run.ID)
+	st.token = stepRunKey(x.run.ID, st.ID)
 	c := cloneStep(st)
 	x.mu.Unlock()
-	// The token is stored before the run is created: that is what keeps a
-	// restarted controller from creating the run a second time.
+	// The run's idempotency key is stored before the run is created: that
+	// is what keeps a restarted controller from creating the run a second
+	// time.
 	if err := x.e.db.saveStep(ctx, x.run.ID, c); err != nil {
 		if ctx.Err() != nil {
 			return
@@ -256,22 +266,30 @@ func (x *execution) startFollower(ctx context.Context, st *Step) {
 	}()
 }
 
-// stepRequest is the run request of a resolved step.
-func (x *execution) stepRequest(rs *playbook.ResolvedStep, token string) (*operatorv1.CreateRunRequest, error) {
+// stepSpec is the run spec of a resolved step: reason is the run's
+// reason text, key its idempotency key.
+func (x *execution) stepSpec(rs *playbook.ResolvedStep, reason, key string) (runs.Spec, error) {
 	params, err := rs.ParamsJSON()
 	if err != nil {
-		return nil, err
+		return runs.Spec{}, err
 	}
-	req := &operatorv1.CreateRunRequest{Action: rs.Action, Selector: rs.Selector, ParamsJson: params, Reason: token, CaseId: x.run.CaseID,
-		Accounts: rs.Accounts, Regions: strings.Join(rs.Regions, ","), RequireApproval: rs.ApprovalRequired}
-	if req.Selector == "" && req.Accounts != "" {
+	spec := runs.Spec{Action: rs.Action, Selector: rs.Selector, ParamsJSON: params, Reason: reason, CaseID: x.run.CaseID,
+		Accounts: rs.Accounts, Regions: strings.Join(rs.Regions, ","), RequireApproval: rs.ApprovalRequired, Deadline: runs.DefaultDeadline,
+		IdempotencyKey: key}
+	if spec.Selector == "" && spec.Accounts != "" {
 		// Account-targeted tasks go to workers.
-		req.Selector = "role=worker"
+		spec.Selector = "role=worker"
 	}
 	if rs.Timeout > 0 {
-		req.Deadline = durationpb.New(rs.Timeout)
+		spec.Deadline = rs.Timeout
 	}
-	return req, nil
+	return spec, nil
+}
+
+// stepReason is the reason text of a step's run: it names the playbook,
+// the step and the playbook run.
+func (x *execution) stepReason(stepID string) string {
+	return fmt.Sprintf("playbook %s step %s [%s]", x.run.Playbook, stepID, x.run.ID)
 }
 
 // follow creates the step's run unless it exists, and follows it to its
@@ -285,12 +303,12 @@ func (x *execution) follow(ctx context.Context, stepID, token, runID string, rs 
 		}
 	}()
 	if runID == "" {
-		req, err := x.stepRequest(rs, token)
+		spec, err := x.stepSpec(rs, x.stepReason(stepID), token)
 		if err != nil {
 			res.err = err
 			return
 		}
-		id, runStatus, err := x.e.createOnce(ctx, x.operator(), token, req)
+		id, runStatus, err := x.e.createOnce(ctx, x.actor(), spec)
 		if err != nil {
 			res.err = err
 			return
@@ -321,7 +339,7 @@ func (x *execution) stepRunCreated(ctx context.Context, stepID, runID string, rs
 	c := cloneStep(st)
 	x.mu.Unlock()
 	if err := x.e.db.saveStep(ctx, x.run.ID, c); err != nil && ctx.Err() == nil {
-		// The run exists and its token finds it again on resume.
+		// The run exists and its idempotency key finds it again on resume.
 		x.e.cfg.Logger.Error("recording a step's run", "playbook_run", x.run.ID, "step", stepID, "run", runID, "error", err)
 	}
 	x.recordStarted(ctx, stepID)
@@ -339,11 +357,11 @@ func (x *execution) recordStarted(ctx context.Context, stepID string) {
 		target = "accounts " + st.Resolved.Accounts
 	}
 	x.e.record(ctx, &cases.Entry{CaseID: x.run.CaseID, Key: x.stepKey(stepID, "started"), At: st.StartedAt, Kind: cases.KindStep,
-		Phase: st.Phase, Status: cases.EntryStarted, Actor: x.operator().Name, PlaybookRunID: x.run.ID, StepID: stepID, RunID: st.RunID,
+		Phase: st.Phase, Status: cases.EntryStarted, Actor: x.actor().Name, PlaybookRunID: x.run.ID, StepID: stepID, RunID: st.RunID,
 		Summary: fmt.Sprintf("step %s started: %s on %s (run %s)", stepID, st.Action, target, st.RunID)})
 	if st.Status == StepAwaitingApproval {
 		x.e.record(ctx, &cases.Entry{CaseID: x.run.CaseID, Key: x.stepKey(stepID, "awaiting"), At: st.StartedAt, Kind: cases.KindStep,
-			Phase: st.Phase, Status: string(StepAwaitingApproval), Actor: x.operator().Name, PlaybookRunID: x.run.ID, StepID: stepID,
+			Phase: st.Phase, Status: string(StepAwaitingApproval), Actor: x.actor().Name, PlaybookRunID: x.run.ID, StepID: stepID,
 			RunID: st.RunID, Summary: fmt.Sprintf("step %s awaits approval by an operator other than %s: firebreak approve %s", stepID, x.run.OnBehalfOf(), st.RunID)})
 	}
 }
@@ -524,7 +542,7 @@ func (x *execution) recordEnd(ctx context.Context, st *Step, final *operatorv1.R
 	}
 	detail, _ := json.Marshal(map[string]any{"action": st.Action, "outputs": st.Outputs})
 	x.e.record(ctx, &cases.Entry{CaseID: x.run.CaseID, Key: x.stepKey(st.ID, "end"), At: st.FinishedAt, Kind: cases.KindStep,
-		Phase: st.Phase, Status: string(st.Status), Actor: x.operator().Name, PlaybookRunID: x.run.ID, StepID: st.ID, RunID: st.RunID,
+		Phase: st.Phase, Status: string(st.Status), Actor: x.actor().Name, PlaybookRunID: x.run.ID, StepID: st.ID, RunID: st.RunID,
 		EvidenceIDs: st.EvidenceIDs(), Summary: summary, Detail: detail})
 	if final == nil {
 		return
@@ -541,7 +559,7 @@ func (x *execution) recordEnd(ctx context.Context, st *Step, final *operatorv1.R
 	}
 	if ev := st.EvidenceIDs(); len(ev) > 0 {
 		x.e.record(ctx, &cases.Entry{CaseID: x.run.CaseID, Key: x.stepKey(st.ID, "evidence"), At: st.FinishedAt, Kind: cases.KindEvidence,
-			Phase: st.Phase, Status: "stored", Actor: x.operator().Name, PlaybookRunID: x.run.ID, StepID: st.ID, RunID: st.RunID,
+			Phase: st.Phase, Status: "stored", Actor: x.actor().Name, PlaybookRunID: x.run.ID, StepID: st.ID, RunID: st.RunID,
 			EvidenceIDs: ev, Summary: fmt.Sprintf("step %s stored %d evidence item(s): %s", st.ID, len(ev), strings.Join(ev, ", "))})
 	}
 }
@@ -638,11 +656,12 @@ func (x *execution) cancelInFlight(ctx context.Context) {
 
 func (x *execution) cancelRun(ctx context.Context, runID string) {
 	x.mu.Lock()
-	op := &store.Operator{Name: x.cancelBy, Role: operatorv1.OperatorRole_OPERATOR_ROLE_RESPONDER}
-	why := x.run.Error
+	by, why := x.cancelBy, x.run.Error
 	x.mu.Unlock()
-	_, err := x.e.cfg.Runs.CancelRun(auth.WithOperator(ctx, op), &operatorv1.CancelRunRequest{RunId: runID, Reason: why})
-	if err != nil && status.Code(err) != codes.FailedPrecondition && ctx.Err() == nil {
+	_, err := x.e.cfg.Watcher.Cancel(ctx, runID, by, why)
+	// A run that has ended, or was never approved, needs no cancelling.
+	ended := errors.Is(err, dispatch.ErrRunNotRunning) || errors.Is(err, dispatch.ErrNotAwaiting)
+	if err != nil && !ended && ctx.Err() == nil {
 		x.e.cfg.Logger.Warn("cancelling a step's run", "playbook_run", x.run.ID, "run", runID, "error", err)
 	}
 }
@@ -770,8 +789,7 @@ func (x *execution) rollbackStep(ctx context.Context, st *Step) {
 		rb := &Rollback{Status: StepRunning, StartedAt: x.e.cfg.Clock()}
 		for i, t := range st.Targets {
 			if t.Status == "succeeded" {
-				rb.Targets = append(rb.Targets, &RollbackTarget{Index: i, Status: StepPending,
-					Token: fmt.Sprintf("playbook %s rollback of step %s target %d [%s]", x.run.Playbook, st.ID, i, x.run.ID)})
+				rb.Targets = append(rb.Targets, &RollbackTarget{Index: i, Status: StepPending, Token: rollbackRunKey(x.run.ID, st.ID, i)})
 			}
 		}
 		st.Rollback = rb
@@ -780,7 +798,7 @@ func (x *execution) rollbackStep(ctx context.Context, st *Step) {
 	x.mu.Unlock()
 	x.saveStep(ctx, c)
 	x.e.record(ctx, &cases.Entry{CaseID: x.run.CaseID, Key: "pbr/" + x.run.ID + "/rollback/" + st.ID + "/started", At: c.Rollback.StartedAt,
-		Kind: cases.KindRollback, Phase: st.Phase, Status: cases.EntryStarted, Actor: x.operator().Name, PlaybookRunID: x.run.ID, StepID: st.ID,
+		Kind: cases.KindRollback, Phase: st.Phase, Status: cases.EntryStarted, Actor: x.actor().Name, PlaybookRunID: x.run.ID, StepID: st.ID,
 		Summary: fmt.Sprintf("rollback of step %s started on %d target(s)", st.ID, len(c.Rollback.Targets))})
 	x.publishStep(c)
 
@@ -793,12 +811,12 @@ func (x *execution) rollbackStep(ctx context.Context, st *Step) {
 			continue
 		}
 		if runID == "" {
-			req, action, err := x.rollbackRequest(st, index, token)
+			spec, err := x.rollbackSpec(st, index, token)
 			if err == nil {
 				x.mu.Lock()
-				st.Rollback.Action = action
+				st.Rollback.Action = spec.Action
 				x.mu.Unlock()
-				runID, _, err = x.e.createOnce(ctx, x.operator(), token, req)
+				runID, _, err = x.e.createOnce(ctx, x.actor(), spec)
 			}
 			if ctx.Err() != nil {
 				return
@@ -817,7 +835,7 @@ func (x *execution) rollbackStep(ctx context.Context, st *Step) {
 		// Every rollback run is named on the timeline, so the case's
 		// report shows it as the rollback of its step.
 		x.e.record(ctx, &cases.Entry{CaseID: x.run.CaseID, Key: fmt.Sprintf("pbr/%s/rollback/%s/target/%d", x.run.ID, st.ID, index),
-			Kind: cases.KindRollback, Phase: st.Phase, Status: "target_started", Actor: x.operator().Name, PlaybookRunID: x.run.ID,
+			Kind: cases.KindRollback, Phase: st.Phase, Status: "target_started", Actor: x.actor().Name, PlaybookRunID: x.run.ID,
 			StepID: st.ID, RunID: runID, Summary: fmt.Sprintf("rollback of step %s on target %d: run %s", st.ID, index, runID)})
 		final, err := x.e.followRun(ctx, runID, func(task *operatorv1.Task) {
 			x.e.hub.publish(Event{Kind: EventTask, StepID: st.ID, Rollback: true, Task: task, runID: x.run.ID})
@@ -861,7 +879,7 @@ func (x *execution) rollbackStep(ctx context.Context, st *Step) {
 	}
 	detail, _ := json.Marshal(map[string]any{"runs": runIDs})
 	x.e.record(ctx, &cases.Entry{CaseID: x.run.CaseID, Key: "pbr/" + x.run.ID + "/rollback/" + st.ID + "/end", At: c.Rollback.FinishedAt,
-		Kind: cases.KindRollback, Phase: st.Phase, Status: string(c.Rollback.Status), Actor: x.operator().Name, PlaybookRunID: x.run.ID,
+		Kind: cases.KindRollback, Phase: st.Phase, Status: string(c.Rollback.Status), Actor: x.actor().Name, PlaybookRunID: x.run.ID,
 		StepID: st.ID, RunID: strings.Join(runIDs[:min(len(runIDs), 1)], ""), Summary: summary, Detail: detail})
 	x.publishStep(c)
 }
@@ -885,10 +903,10 @@ func (x *execution) saveStep(ctx context.Context, c *Step) {
 	}
 }
 
-// rollbackRequest resolves the rollback of one target of a step: the
-// step's outputs are that target's own output, and the run goes to that
-// target only.
-func (x *execution) rollbackRequest(st *Step, index int, token string) (*operatorv1.CreateRunRequest, string, error) {
+// rollbackSpec resolves the rollback of one target of a step: the step's
+// outputs are that target's own output, and the run goes to that target
+// only. key is the rollback run's idempotency key.
+func (x *execution) rollbackSpec(st *Step, index int, key string) (runs.Spec, error) {
 	x.mu.Lock()
 	sc := x.scope()
 	target := *st.Targets[index]
@@ -905,7 +923,7 @@ func (x *execution) rollbackRequest(st *Step, index int, token string) (*operato
 	x.mu.Unlock()
 	rs, err := x.ev.ResolveRollback(st.ID, sc)
 	if err != nil {
-		return nil, "", fmt.Errorf("%w: resolving the rollback: %v", errStepFailed, err)
+		return runs.Spec{}, fmt.Errorf("%w: resolving the rollback: %v", errStepFailed, err)
 	}
 	if accounts {
 		rs.Selector, rs.Accounts, rs.Regions = selector, target.Account, nil
@@ -915,49 +933,28 @@ func (x *execution) rollbackRequest(st *Step, index int, token string) (*operato
 	} else {
 		rs.Selector, rs.Accounts, rs.Regions = "id="+target.AgentID, "", nil
 	}
-	req, err := x.stepRequest(rs, token)
-	if err != nil {
-		return nil, "", err
-	}
-	return req, rs.Action, nil
+	return x.stepSpec(rs, fmt.Sprintf("playbook %s rollback of step %s target %d [%s]", x.run.Playbook, st.ID, index, x.run.ID), key)
 }
 
-// permanent reports whether a run creation error will not go away by
-// retrying.
-func permanent(err error) bool {
-	switch status.Code(err) {
-	case codes.InvalidArgument, codes.FailedPrecondition, codes.NotFound, codes.PermissionDenied, codes.AlreadyExists,
-		codes.OutOfRange, codes.Unimplemented, codes.Unauthenticated:
-		return true
-	}
-	return false
-}
-
-// createOnce creates a run whose reason is token, unless a run with that
-// token exists: then it returns that run. A failure the run cannot
-// recover from is returned wrapping errStepFailed.
-func (e *Executor) createOnce(ctx context.Context, op *store.Operator, token string, req *operatorv1.CreateRunRequest) (string, operatorv1.RunStatus, error) {
-	opCtx := auth.WithOperator(ctx, op)
+// createOnce has the planner create a run with the spec's idempotency
+// key, or return the run an earlier attempt created with it, retrying
+// failures of the store. A refusal, which retrying cannot cure, is
+// returned wrapping errStepFailed.
+func (e *Executor) createOnce(ctx context.Context, actor runs.Actor, spec runs.Spec) (string, operatorv1.RunStatus, error) {
 	wait := e.cfg.RetryBackoff
 	for attempt := 1; ; attempt++ {
-		id, err := e.db.runByToken(ctx, token, op.Name)
-		if err != nil {
-			return "", 0, err
-		}
-		if id != "" {
-			return id, operatorv1.RunStatus_RUN_STATUS_UNSPECIFIED, nil
-		}
-		resp, err := e.cfg.Runs.CreateRun(opCtx, req)
+		plan, err := e.cfg.Planner.Create(ctx, actor, spec)
 		if err == nil {
-			return resp.GetRun().GetId(), resp.GetRun().GetStatus(), nil
+			return plan.Run.ID, plan.Run.Status, nil
 		}
 		if ctx.Err() != nil {
 			return "", 0, ctx.Err()
 		}
-		if permanent(err) || attempt >= 5 {
-			return "", 0, fmt.Errorf("%w: %s", errStepFailed, status.Convert(err).Message())
+		var refusal *runs.Error
+		if errors.As(err, &refusal) || attempt >= 5 {
+			return "", 0, fmt.Errorf("%w: %s", errStepFailed, err.Error())
 		}
-		e.cfg.Logger.Warn("creating a step's run failed; retrying", "run_reason", token, "error", err, "in", wait)
+		e.cfg.Logger.Warn("creating a step's run failed; retrying", "idempotency_key", spec.IdempotencyKey, "error", err, "in", wait)
 		select {
 		case <-ctx.Done():
 			return "", 0, ctx.Err()

@@ -45,9 +45,10 @@ type StepStatus string
 const (
 	// StepPending steps wait for the steps they need.
 	StepPending StepStatus = "pending"
-	// StepSubmitting steps have a recorded run token but perhaps no run
-	// yet: on resume the executor looks the run up by its token before
-	// creating it, so it is created at most once.
+	// StepSubmitting steps have a recorded idempotency key but perhaps no
+	// run yet: on resume the executor asks the planner for the run again
+	// with that key, which returns the run if it was created, so it is
+	// created at most once.
 	StepSubmitting StepStatus = "submitting"
 	// StepAwaitingApproval steps' runs wait for an approver.
 	StepAwaitingApproval StepStatus = "awaiting_approval"
@@ -177,8 +178,11 @@ type Step struct {
 	// Rollback is the step's rollback, once started.
 	Rollback *Rollback `json:"rollback,omitempty"`
 
-	// token is the run's reason text, unique to this step of this run:
-	// the key by which a resumed executor finds a run it may have created.
+	// token is the idempotency key of the step's run, unique to this step
+	// of this playbook run: the key by which a resumed executor finds a
+	// run it may have created. (Playbook runs from before keys existed
+	// stored the run's reason text here, which the store's migration made
+	// those runs' key.)
 	token string
 	// doneSeq orders ended steps by completion, for rollback.
 	doneSeq int
@@ -231,7 +235,8 @@ type Rollback struct {
 
 // RollbackTarget is the rollback of one target.
 type RollbackTarget struct {
-	// Token is the run's reason text, unique to this rollback target.
+	// Token is the idempotency key of the rollback run, unique to this
+	// rollback target.
 	Token string `json:"token"`
 	// RunID is the rollback run, once created.
 	RunID string `json:"run_id,omitempty"`

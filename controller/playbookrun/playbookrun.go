@@ -1,8 +1,10 @@
 // Package playbookrun executes playbooks. A playbook run walks a
 // playbook's graph of steps: each step is resolved (its when condition,
 // targets and parameters, from the inputs, the finding, the case and the
-// outputs of earlier steps) and becomes one ordinary run, created through
-// the operator service and followed through the dispatcher.
+// outputs of earlier steps) and becomes one ordinary run, created by the
+// run planner (controller/runs) as the system actor playbook:NAME on behalf
+// of the operator or rule the playbook acts for, and followed through the
+// dispatcher.
 //
 // Semantics:
 //
@@ -28,15 +30,16 @@
 //     output as steps.<id>.outputs, on that same target.
 //   - Every change lands on the case's timeline with the step's phase.
 //
-// Exactly once: before a step's run is created, the executor records a
-// token (the run's reason text, unique to the playbook run, step and
-// target); after a controller restart it looks the run up by that token and
-// follows it instead of creating another, so no step runs twice.
+// Exactly once: before a step's run is created, the executor records the
+// run's idempotency key (pbrun:PLAYBOOK_RUN:STEP, unique to the playbook
+// run, step and, for a rollback, target) and creates the run with it; after
+// a controller restart it asks the planner again with that key, which
+// returns the run already created instead of creating another, so no step
+// runs twice. The run's reason is descriptive text, never a key.
 package playbookrun
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,19 +53,16 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/dispatch"
 	"github.com/firebreak-ir/firebreak/controller/finding"
 	"github.com/firebreak-ir/firebreak/controller/playbook"
+	"github.com/firebreak-ir/firebreak/controller/runs"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/internal/ids"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
-// Runs creates and cancels runs and lists the fleet's actions;
-// *operator.Service satisfies it.
-type Runs interface {
-	ActionLister
-	// CreateRun creates a run as the operator in ctx.
-	CreateRun(ctx context.Context, req *operatorv1.CreateRunRequest) (*operatorv1.CreateRunResponse, error)
-	// CancelRun cancels a run as the operator in ctx.
-	CancelRun(ctx context.Context, req *operatorv1.CancelRunRequest) (*operatorv1.CancelRunResponse, error)
+// RunCreator creates runs; *runs.Planner satisfies it.
+type RunCreator interface {
+	// Create plans and creates a run for an actor; see runs.Planner.
+	Create(ctx context.Context, actor runs.Actor, spec runs.Spec) (*runs.Plan, error)
 }
 
 // RunWatcher follows active runs; *dispatch.Dispatcher satisfies it.
@@ -74,6 +74,8 @@ type RunWatcher interface {
 	Unwatch(sub *dispatch.Subscription)
 	// Sync waits until everything the dispatcher handled is stored.
 	Sync(ctx context.Context) error
+	// Cancel cancels an active run on an operator's behalf.
+	Cancel(ctx context.Context, runID, operator, reason string) (*operatorv1.Run, error)
 }
 
 // RunStore reads stored runs; store.Store satisfies it.
@@ -89,19 +91,20 @@ type AuditFunc func(ctx context.Context, actor, action, subject string, detail a
 
 // Config holds the executor's dependencies.
 type Config struct {
-	// Writer and Reader are the database pools; the package keeps its own
-	// tables there.
-	Writer, Reader *sql.DB
+	// Store keeps the playbook runs and their steps.
+	Store store.PlaybookRuns
 	// Library holds the playbooks.
 	Library *Library
 	// Cases records the timeline.
 	Cases *cases.Service
-	// Runs creates runs (the operator service).
-	Runs Runs
+	// Planner creates the steps' runs.
+	Planner RunCreator
+	// Actions lists the fleet's actions (the operator service).
+	Actions ActionLister
 	// KnownActions are actions a playbook may name even when no agent
 	// offers them now (the first-party actions).
 	KnownActions Catalog
-	// Watcher follows runs (the dispatcher).
+	// Watcher follows and cancels runs (the dispatcher).
 	Watcher RunWatcher
 	// RunStore reads ended runs (the store).
 	RunStore RunStore
@@ -119,8 +122,8 @@ type Config struct {
 // CheckAndSetDefaults names missing dependencies and sets defaults.
 func (c *Config) CheckAndSetDefaults() error {
 	var missing []string
-	for name, ok := range map[string]bool{"Writer": c.Writer != nil, "Reader": c.Reader != nil, "Library": c.Library != nil,
-		"Cases": c.Cases != nil, "Runs": c.Runs != nil, "Watcher": c.Watcher != nil, "RunStore": c.RunStore != nil} {
+	for name, ok := range map[string]bool{"Store": c.Store != nil, "Library": c.Library != nil, "Cases": c.Cases != nil,
+		"Planner": c.Planner != nil, "Actions": c.Actions != nil, "Watcher": c.Watcher != nil, "RunStore": c.RunStore != nil} {
 		if !ok {
 			missing = append(missing, name)
 		}
@@ -162,7 +165,7 @@ var (
 // Executor runs playbooks. It is safe for concurrent use.
 type Executor struct {
 	cfg Config
-	db  *sqlStore
+	db  runDB
 	hub *hub
 
 	mu     sync.Mutex
@@ -176,7 +179,7 @@ func New(cfg Config) (*Executor, error) {
 	if err := cfg.CheckAndSetDefaults(); err != nil {
 		return nil, err
 	}
-	e := &Executor{cfg: cfg, db: &sqlStore{w: cfg.Writer, r: cfg.Reader}, active: map[string]*execution{}}
+	e := &Executor{cfg: cfg, db: runDB{s: cfg.Store}, active: map[string]*execution{}}
 	e.hub = newHub(func(id string) (*Run, error) { return e.currentRun(context.Background(), id) })
 	return e, nil
 }
@@ -247,7 +250,7 @@ func (e *Executor) Start(ctx context.Context, req StartRequest) (*Run, *playbook
 	if entry.ParseErr != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrInvalid, entry.ParseErr)
 	}
-	cat, err := FleetCatalog(ctx, e.cfg.Runs, e.cfg.KnownActions)
+	cat, err := FleetCatalog(ctx, e.cfg.Actions, e.cfg.KnownActions)
 	if err != nil {
 		return nil, nil, err
 	}

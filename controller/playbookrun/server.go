@@ -83,7 +83,7 @@ func (s *Server) ListPlaybooks(ctx context.Context, _ *operatorv1.ListPlaybooksR
 	}
 	// Listed problems say what the fleet cannot run now (an action no
 	// connected agent offers), so the first-party actions are not filled in.
-	cat, err := FleetCatalog(ctx, s.x.cfg.Runs, nil)
+	cat, err := FleetCatalog(ctx, s.x.cfg.Actions, nil)
 	if err != nil {
 		return nil, rpcError(err)
 	}
@@ -110,7 +110,7 @@ func (s *Server) ValidatePlaybook(ctx context.Context, req *operatorv1.ValidateP
 	if len(name) > 256 {
 		name = name[:256]
 	}
-	cat, err := FleetCatalog(ctx, s.x.cfg.Runs, s.x.cfg.KnownActions)
+	cat, err := FleetCatalog(ctx, s.x.cfg.Actions, s.x.cfg.KnownActions)
 	if err != nil {
 		return nil, rpcError(err)
 	}

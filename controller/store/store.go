@@ -80,10 +80,6 @@ type Operator struct {
 	CreatedBy  string
 	CreatedAt  time.Time
 	Revoked    bool
-	// ActsFor is set, never stored, on the system operator a playbook acts
-	// as: the operator or rule that started the playbook. Runs it creates
-	// record it as their OnBehalfOf.
-	ActsFor string
 }
 
 // Run is one action over a set of targets.
