@@ -77,3 +77,68 @@ func TestAuditTamperDetected(t *testing.T) {
 		})
 	}
 }
+
+// TestIdempotencyKeyMigration replays the key migrations over runs that
+// playbooks created before keys existed, which carry their key as their
+// reason: the first run of each reason gets it as its key, and the runs of
+// operators keep none.
+func TestIdempotencyKeyMigration(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "firebreak.db")
+	s, err := store.OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	old := []struct {
+		id, createdBy, reason string
+		at                    time.Duration
+	}{
+		{"r-step", "playbook:contain", "playbook contain step a [pbr_1]", 0},
+		// A second run with the same reason (the old executor could make one)
+		// keeps no key: the first one is the step's run.
+		{"r-step-dup", "playbook:contain", "playbook contain step a [pbr_1]", time.Second},
+		{"r-rollback", "playbook:contain", "playbook contain rollback of step a target 0 [pbr_1]", 2 * time.Second},
+		{"r-operator", "alice", "playbook contain step a [pbr_1]", 3 * time.Second},
+		{"r-empty", "playbook:contain", "", 4 * time.Second},
+	}
+	for _, r := range old {
+		if err := s.CreateRun(ctx, &store.Run{ID: r.id, Action: "sysinfo", Selector: "all", ParamsJSON: []byte(`{}`), CreatedBy: r.createdBy,
+			Reason: r.reason, CreatedAt: base.Add(r.at)}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Forget the key migrations, as a database from before them would.
+	if _, err := s.Writer().ExecContext(ctx, `DROP INDEX runs_idempotency_key`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Writer().ExecContext(ctx, `DELETE FROM schema_migrations WHERE name IN ('runs-002-idempotency-key-backfill', 'runs-003-idempotency-key-unique')`); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err = store.OpenSQLite(ctx, path); err != nil {
+		t.Fatalf("migrating again: %v", err)
+	}
+	defer s.Close()
+	want := map[string]string{
+		"r-step": "playbook contain step a [pbr_1]", "r-step-dup": "", "r-rollback": "playbook contain rollback of step a target 0 [pbr_1]",
+		"r-operator": "", "r-empty": "",
+	}
+	for id, key := range want {
+		r, _, err := s.GetRun(ctx, id)
+		if err != nil || r.IdempotencyKey != key {
+			t.Errorf("run %s: key %q (%v), want %q", id, r.IdempotencyKey, err, key)
+		}
+	}
+	if r, _, err := s.RunByIdempotencyKey(ctx, "playbook contain step a [pbr_1]"); err != nil || r.ID != "r-step" {
+		t.Fatalf("the step's run by its old key: %+v %v", r, err)
+	}
+	// The unique index is back: the key cannot be taken twice.
+	if _, err := s.Writer().ExecContext(ctx, `UPDATE runs SET idempotency_key = 'playbook contain step a [pbr_1]' WHERE id = 'r-step-dup'`); err == nil {
+		t.Fatal("two runs hold one key")
+	}
+	var n int
+	if err := s.Reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'runs_reason'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the reason index is still there (%d, %v)", n, err)
+	}
+}

@@ -152,6 +152,50 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 	})
 
+	t.Run("idempotency keys", func(t *testing.T) {
+		s := open(t)
+		mk := func(id, key string) *store.Run {
+			return &store.Run{ID: id, Action: "sysinfo", Selector: "all", ParamsJSON: []byte(`{}`), Status: operatorv1.RunStatus_RUN_STATUS_RUNNING,
+				CreatedBy: "playbook:p", CreatedAt: now, Reason: "the operator's text", IdempotencyKey: key}
+		}
+		task := func(id, runID string) []*store.Task {
+			return []*store.Task{{ID: id, RunID: runID, AgentID: "a1", Status: agentv1.TaskStatus_TASK_STATUS_PENDING}}
+		}
+		if err := s.CreateRun(ctx, mk("k1", "pbrun:pbr_1:a"), task("k1t", "k1")); err != nil {
+			t.Fatal(err)
+		}
+		// Runs without a key never collide.
+		for _, id := range []string{"n1", "n2"} {
+			if err := s.CreateRun(ctx, mk(id, ""), nil); err != nil {
+				t.Fatalf("a second run without a key: %v", err)
+			}
+		}
+		tests := []struct {
+			name    string
+			key     string
+			wantRun string
+			wantErr error
+		}{
+			{"the key's run", "pbrun:pbr_1:a", "k1", nil},
+			{"an unused key", "pbrun:pbr_1:b", "", store.ErrNotFound},
+			{"no key", "", "", store.ErrNotFound},
+		}
+		for _, tt := range tests {
+			r, tasks, err := s.RunByIdempotencyKey(ctx, tt.key)
+			if !errors.Is(err, tt.wantErr) || (tt.wantRun != "" && (r.ID != tt.wantRun || len(tasks) != 1 || r.IdempotencyKey != tt.key ||
+				r.Reason != "the operator's text")) {
+				t.Fatalf("%s: run %+v tasks %d err %v", tt.name, r, len(tasks), err)
+			}
+		}
+		// A second run with a used key is refused, and nothing of it stored.
+		if err := s.CreateRun(ctx, mk("k2", "pbrun:pbr_1:a"), task("k2t", "k2")); !errors.Is(err, store.ErrIdempotencyKeyUsed) {
+			t.Fatalf("a second run with the key: %v, want ErrIdempotencyKeyUsed", err)
+		}
+		if _, _, err := s.GetRun(ctx, "k2"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("the refused run was stored: %v", err)
+		}
+	})
+
 	t.Run("audit chain", func(t *testing.T) {
 		s := open(t)
 		for i := 0; i < 5; i++ {
