@@ -146,12 +146,10 @@ type Controller struct {
 	Fleet      *fleet.Service
 	Dispatcher *dispatch.Dispatcher
 	Operator   *operator.Service
-	// Planner creates every run: the operator API's and the playbooks'.
-	Planner  *runs.Planner
-	Evidence *evidence.Service
-	grpc     *grpc.Server
-	health   *health.Server
-	lis      net.Listener
+	Evidence   *evidence.Service
+	grpc       *grpc.Server
+	health     *health.Server
+	lis        net.Listener
 	// streams holds open operator streams, for revocation to close.
 	streams *auth.Streams
 	// Incident holds the cases, the playbook executor and the intake.
@@ -159,6 +157,8 @@ type Controller struct {
 
 	// Actions is the trusted action catalogue.
 	Actions *actioncatalog.Catalogue
+	// Planner creates every run: the operator API's and the playbooks'.
+	Planner *runs.Planner
 }
 
 // New builds the controller: on first start it creates the CA, the
