@@ -22,6 +22,8 @@ func TestOneTracePerOperatorCommand(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
 	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "600000")
 	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=e2e")
+	t.Setenv("OTEL_LOGS_EXPORTER", "otlp")
+	t.Setenv("OTEL_BLRP_SCHEDULE_DELAY", "600000")
 	b := e2e.Build(t)
 	c := e2e.StartController(t, b, e2e.ControllerOptions{Args: []string{"--metrics-listen", "127.0.0.1:0"}})
 	tok := c.Token(t, "host", 1)
@@ -153,6 +155,7 @@ func TestOneTracePerOperatorCommand(t *testing.T) {
 		}
 	}
 	t.Logf("plugin ancestry: %s", strings.Join(chain, " ← "))
+	checkExportedLogs(t, sink.Logs(), root.TraceID, tok, id)
 	// Plugin start-up calls make no root traces.
 	for _, s := range spans {
 		if s.ParentID == "" && strings.HasPrefix(s.Resource["service.name"], "firebreak-plugin-") {
@@ -198,4 +201,40 @@ func sample(metrics, prefix string) (float64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// checkExportedLogs checks the slog records exported over OTLP
+// (OTEL_LOGS_EXPORTER=otlp): the controller's and the agent's arrive, with
+// their resources, records written inside the command's trace carry its
+// trace id, and no record holds the join token.
+func checkExportedLogs(t *testing.T, logs []e2e.LogRecord, traceID, token, agentID string) {
+	t.Helper()
+	byService := map[string]int{}
+	inTrace := map[string]int{}
+	for _, l := range logs {
+		svc := l.Resource["service.name"]
+		byService[svc]++
+		if l.TraceID == traceID {
+			inTrace[svc]++
+		}
+		if svc == "firebreak-agent" && l.Resource["firebreak.agent.id"] != "" && l.Resource["firebreak.agent.id"] != agentID {
+			t.Errorf("agent log record with firebreak.agent.id %q, want %s", l.Resource["firebreak.agent.id"], agentID)
+		}
+		text := l.Body
+		for k, v := range l.Attrs {
+			text += " " + k + "=" + v
+		}
+		if strings.Contains(text, token) {
+			t.Errorf("an exported %s log record holds the join token: %q", svc, l.Body)
+		}
+	}
+	for _, svc := range []string{"firebreak-controller", "firebreak-agent"} {
+		if byService[svc] == 0 {
+			t.Errorf("no log record exported by %s (got %v)", svc, byService)
+		}
+	}
+	if inTrace["firebreak-controller"] == 0 {
+		t.Errorf("no controller log record carries the command's trace id %s (records per service in the trace: %v)", traceID, inTrace)
+	}
+	t.Logf("exported log records: %v; in the command's trace: %v", byService, inTrace)
 }
