@@ -37,6 +37,12 @@ func TestOneTracePerOperatorCommand(t *testing.T) {
 	if run.Status != "succeeded" {
 		t.Fatalf("run %+v", run)
 	}
+	// A collection, for the evidence upload's spans.
+	var collected e2e.RunJSON
+	c.MustJSON(t, &collected, 0, "collect", "--select", "all", "--artifact", "users", "--wait", "--reason", "trace the upload")
+	if collected.Status != "succeeded" {
+		t.Fatalf("collect %+v", collected)
+	}
 	// The documented metrics are on the controller's Prometheus endpoint.
 	metrics := scrape(t, c)
 	for _, want := range []struct {
@@ -156,6 +162,7 @@ func TestOneTracePerOperatorCommand(t *testing.T) {
 	}
 	t.Logf("plugin ancestry: %s", strings.Join(chain, " ← "))
 	checkExportedLogs(t, sink.Logs(), root.TraceID, tok, id)
+	checkUploadSpans(t, spans, byID)
 	// Plugin start-up calls make no root traces.
 	for _, s := range spans {
 		if s.ParentID == "" && strings.HasPrefix(s.Resource["service.name"], "firebreak-plugin-") {
@@ -237,4 +244,55 @@ func checkExportedLogs(t *testing.T, logs []e2e.LogRecord, traceID, token, agent
 		t.Errorf("no controller log record carries the command's trace id %s (records per service in the trace: %v)", traceID, inTrace)
 	}
 	t.Logf("exported log records: %v; in the command's trace: %v", byService, inTrace)
+}
+
+// checkUploadSpans checks the collection's trace: the agent's upload span,
+// with its bytes and resumes, and the controller's receive span, both
+// descending from the `firebreak collect` command, none in ERROR.
+func checkUploadSpans(t *testing.T, spans []e2e.Span, byID map[string]e2e.Span) {
+	t.Helper()
+	var root *e2e.Span
+	for i, s := range spans {
+		if s.Name == "firebreak collect" && s.ParentID == "" {
+			root = &spans[i]
+		}
+	}
+	if root == nil {
+		t.Fatalf("no root span for `firebreak collect`: %s", names(spans))
+	}
+	found := map[string]e2e.Span{}
+	for _, s := range spans {
+		if s.TraceID != root.TraceID {
+			continue
+		}
+		if s.Status == 2 {
+			t.Errorf("span %q (%s) in the collection's trace has ERROR status: %s", s.Name, s.Resource["service.name"], s.StatusMessage)
+		}
+		if s.Name == "evidence.upload" || s.Name == "evidence.receive" {
+			found[s.Resource["service.name"]+":"+s.Name] = s
+		}
+	}
+	up, ok := found["firebreak-agent:evidence.upload"]
+	if !ok {
+		t.Fatalf("no agent evidence.upload span in the collection's trace: %v", found)
+	}
+	if b, _ := strconv.ParseInt(up.Attrs["firebreak.evidence.bytes"], 10, 64); b <= 0 || up.Attrs["firebreak.evidence.resumes"] != "0" ||
+		up.Attrs["firebreak.evidence.name"] == "" || up.Attrs["firebreak.task.id"] == "" {
+		t.Errorf("evidence.upload attributes %v: want bytes > 0, resumes 0, the artifact's name and the task id", up.Attrs)
+	}
+	if _, ok := found["firebreak-controller:evidence.receive"]; !ok {
+		t.Errorf("no controller evidence.receive span in the collection's trace: %v", found)
+	}
+	// The upload descends from the command.
+	s, hops := up, 0
+	for s.ParentID != "" && hops < 64 {
+		p, ok := byID[s.ParentID]
+		if !ok {
+			t.Fatalf("evidence.upload's ancestry breaks at %q", s.Name)
+		}
+		s, hops = p, hops+1
+	}
+	if s.SpanID != root.SpanID {
+		t.Errorf("evidence.upload descends from %q, not from the command", s.Name)
+	}
 }
