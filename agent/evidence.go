@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -24,6 +27,7 @@ import (
 
 	"github.com/firebreak-ir/firebreak/internal/pki"
 	"github.com/firebreak-ir/firebreak/internal/rpcbuf"
+	"github.com/firebreak-ir/firebreak/internal/telemetry"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
 )
@@ -297,6 +301,22 @@ func retryable(err error, chunkFailures int) bool {
 func (u *evidenceUpload) run(ctx context.Context) {
 	defer close(u.done)
 	log := u.a.cfg.Logger.With("task", u.taskID, "artifact", u.name)
+	// One span for the whole upload, resumes included: its bytes, how many
+	// times it resumed (each an event with the reason), and its outcome.
+	ctx, span := telemetry.Tracer().Start(ctx, "evidence.upload", trace.WithAttributes(
+		telemetry.AttrTaskID.String(u.taskID), attribute.String("firebreak.evidence.name", u.name)))
+	resumes := 0
+	defer func() {
+		u.mu.Lock()
+		bytes, err := u.win.end, u.err
+		u.mu.Unlock()
+		span.SetAttributes(telemetry.AttrBytes.Int64(bytes), telemetry.AttrResumes.Int(resumes))
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(otelcodes.Error, err.Error())
+		}
+		span.End()
+	}()
 	backoff := 250 * time.Millisecond
 	chunkFailures := 0
 	for attempt := 1; ; attempt++ {
@@ -327,6 +347,9 @@ func (u *evidenceUpload) run(ctx context.Context) {
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
 		log.Warn("evidence upload interrupted; resuming from the controller's committed offset", "error", err, "attempt", attempt, "in", wait.Round(time.Millisecond))
+		resumes++
+		span.AddEvent("evidence.resume", trace.WithAttributes(attribute.Int("firebreak.evidence.attempt", attempt),
+			attribute.String("error", err.Error()), attribute.Int64("firebreak.evidence.committed", committed)))
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
@@ -399,13 +422,21 @@ func (u *evidenceUpload) session(ctx context.Context, attempt int) (int64, error
 	}
 	acks := make(chan stored, 1)
 	recvErr := make(chan error, 1)
+	// drained receives the stream's end after Stored: the stream is read to
+	// its end, so a stored upload's RPC ends OK rather than cancelled.
+	drained := make(chan error, 1)
 	var mu sync.Mutex
 	lastCommitted := committed
 	go func() {
+		storedSeen := false
 		for {
 			m, err := stream.Recv()
 			if err != nil {
-				recvErr <- err
+				if storedSeen {
+					drained <- err
+				} else {
+					recvErr <- err
+				}
 				return
 			}
 			switch msg := m.GetMsg().(type) {
@@ -416,8 +447,8 @@ func (u *evidenceUpload) session(ctx context.Context, attempt int) (int64, error
 				mu.Unlock()
 				u.release(c)
 			case *agentv1.UploadEvidenceResponse_Stored:
+				storedSeen = true
 				acks <- stored{msg.Stored}
-				return
 			}
 		}
 	}()
@@ -486,6 +517,16 @@ func (u *evidenceUpload) session(ctx context.Context, attempt int) (int64, error
 		u.mu.Unlock()
 		u.a.cfg.Logger.Info("evidence stored", "task", u.taskID, "artifact", u.name, "evidence", s.msg.GetEvidenceId(), "bytes", size,
 			"sha256", s.msg.GetSha256(), "seconds", u.a.cfg.Clock().Sub(u.started).Round(time.Millisecond).Seconds())
+		// The evidence is stored whatever happens next; read the stream to
+		// the controller's end of it (briefly), so the RPC ends OK.
+		_ = stream.CloseSend()
+		t := time.NewTimer(5 * time.Second)
+		defer t.Stop()
+		select {
+		case <-drained:
+		case <-t.C:
+		case <-sctx.Done():
+		}
 		return progress(), nil
 	case err := <-recvErr:
 		if status.Code(err) == codes.DataLoss {

@@ -406,9 +406,10 @@ func FuzzReportRendering(f *testing.F) {
 	f.Add(hostile, "i-1", "{}")
 	f.Add("]]>", "<!--", `{"a":"</script>"}`)
 	f.Add("```", "````", "\"\\u003c\"")
-	f.Fuzz(func(t *testing.T, text, resource, output string) {
+	f.Add("a|b\n# h\n- [x](http://evil)", "*_~", `{"k":"\n|"}`)
+	report := func(text, resource, output string) *cases.Report {
 		c := &cases.Case{ID: "case-1", Title: text, Status: cases.StatusOpen, Phase: playbook.PhaseContain, Resource: resource, CreatedBy: text}
-		r := &cases.Report{Case: c, SeverityLabel: text, Summary: text,
+		return &cases.Report{Case: c, SeverityLabel: text, Summary: text,
 			Findings: []*cases.FindingRecord{{Finding: &finding.Finding{ID: text, Type: text, Title: text, Account: resource}, Resource: resource, Rule: text}},
 			Timeline: []*cases.Entry{{Kind: cases.Kind(text), Phase: playbook.Phase(text), Status: text, Actor: text, Summary: text}},
 			Actions: []*cases.Action{{RunID: text, Action: text, StepID: text, Status: text, CreatedBy: text, Params: json.RawMessage(output),
@@ -417,16 +418,84 @@ func FuzzReportRendering(f *testing.F) {
 			Approvals: []*cases.ApprovalEntry{{Operator: text, Comment: text}},
 			Notes:     []*cases.Entry{{Actor: text, Summary: text}},
 			OpenItems: []string{text}, Lessons: []string{text}}
+	}
+	// plain stands for text of the same emptiness with no markup at all.
+	plain := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		return "x"
+	}
+	f.Fuzz(func(t *testing.T, text, resource, output string) {
+		r := report(text, resource, output)
 		var page bytes.Buffer
 		if err := r.HTML(&page); err != nil {
 			t.Fatal(err)
 		}
 		checkHTML(t, page.Bytes())
-		var md bytes.Buffer
+		var md, base bytes.Buffer
 		if err := r.Markdown(&md); err != nil {
 			t.Fatal(err)
 		}
+		if err := report(plain(text), plain(resource), output).Markdown(&base); err != nil {
+			t.Fatal(err)
+		}
+		checkMarkdownInert(t, md.String(), base.String())
 	})
+}
+
+// checkMarkdownInert fails when got, a report rendered from hostile text,
+// has any Markdown structure that want, the same report rendered from
+// plain text, does not: another line, heading, list item or table cell,
+// or an unescaped character that starts markup (links, emphasis, code,
+// raw HTML). Fenced blocks hold the same JSON in both and are skipped.
+func checkMarkdownInert(t *testing.T, got, want string) {
+	t.Helper()
+	gl, wl := strings.Split(got, "\n"), strings.Split(want, "\n")
+	if len(gl) != len(wl) {
+		t.Fatalf("hostile text changed the report from %d lines to %d:\n%s", len(wl), len(gl), got)
+	}
+	fenced := false
+	for i := range wl {
+		if strings.HasPrefix(wl[i], "```") {
+			fenced = !fenced
+			if gl[i] != wl[i] {
+				t.Fatalf("line %d: fence %q became %q", i+1, wl[i], gl[i])
+			}
+			continue
+		}
+		if fenced {
+			continue
+		}
+		for _, prefix := range []string{"#", "- ", "|", ">", "    "} {
+			if strings.HasPrefix(gl[i], prefix) != strings.HasPrefix(wl[i], prefix) {
+				t.Fatalf("line %d: hostile text changed the block %q starts with:\n%s\nwant the shape of\n%s", i+1, prefix, gl[i], wl[i])
+			}
+		}
+		g, w := unescaped(gl[i]), unescaped(wl[i])
+		for _, ch := range "|[]`*_<>~#" {
+			if g[ch] > w[ch] {
+				t.Fatalf("line %d: %d unescaped %q, want at most %d:\n%s", i+1, g[ch], ch, w[ch], gl[i])
+			}
+		}
+	}
+}
+
+// unescaped counts the characters of line not escaped by a backslash.
+func unescaped(line string) map[rune]int {
+	n := map[rune]int{}
+	esc := false
+	for _, r := range line {
+		switch {
+		case esc:
+			esc = false
+		case r == '\\':
+			esc = true
+		default:
+			n[r]++
+		}
+	}
+	return n
 }
 
 func TestReportsCarryNoControlCharacters(t *testing.T) {

@@ -124,7 +124,7 @@ func (r *Report) Markdown(w io.Writer) error {
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	p("# Incident report: %s\n\n", md(c.Title))
 	p("| | |\n|---|---|\n")
-	p("| Case | %s |\n| Status | %s |\n| Phase | %s |\n| Severity | %s (%.1f) |\n", md(c.ID), md(string(c.Status)), md(string(c.Phase)), r.SeverityLabel, c.Severity)
+	p("| Case | %s |\n| Status | %s |\n| Phase | %s |\n| Severity | %s (%.1f) |\n", md(c.ID), md(string(c.Status)), md(string(c.Phase)), md(r.SeverityLabel), c.Severity)
 	if c.Resource != "" {
 		p("| Resource | %s |\n", md(c.Resource))
 	}

@@ -1,6 +1,7 @@
 package finding_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -35,7 +36,72 @@ func FuzzParseEvent(f *testing.F) {
 			}
 			_ = f.DedupKey()
 		}
+		checkReencoding(t, data, fs)
 	})
+}
+
+// checkReencoding checks that what ParseEvent accepted is stable when
+// encoded again: the stored form (the finding as JSON, as cases and
+// playbook runs keep it) decodes to the same finding, and an event rebuilt
+// from the envelope and each finding's Raw detail parses to the same
+// findings.
+func checkReencoding(t *testing.T, data []byte, fs []*finding.Finding) {
+	t.Helper()
+	var want [][]byte
+	for _, f := range fs {
+		b, err := json.Marshal(f)
+		if err != nil {
+			t.Fatalf("an accepted finding does not encode: %v", err)
+		}
+		var back finding.Finding
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatalf("a stored finding does not decode: %v\n%s", err, b)
+		}
+		again, err := json.Marshal(&back)
+		if err != nil || !bytes.Equal(again, b) {
+			t.Fatalf("a stored finding changes when read back:\n%s\n%s", b, again)
+		}
+		if back.DedupKey() != f.DedupKey() {
+			t.Fatalf("dedup key %q became %q when stored", f.DedupKey(), back.DedupKey())
+		}
+		want = append(want, b)
+	}
+	var env map[string]any
+	if err := json.Unmarshal(data, &env); err != nil {
+		t.Fatalf("ParseEvent accepted what encoding/json refuses: %v", err)
+	}
+	switch fs[0].Source {
+	case finding.SourceGuardDuty:
+		env["detail"] = fs[0].Raw
+	case finding.SourceSecurityHub:
+		raws := make([]json.RawMessage, len(fs))
+		for i, f := range fs {
+			raws[i] = f.Raw
+		}
+		env["detail"] = map[string]any{"findings": raws}
+	default:
+		t.Fatalf("finding from unknown source %q", fs[0].Source)
+	}
+	rebuilt, err := json.Marshal(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rebuilt) > finding.MaxEventSize {
+		return
+	}
+	again, err := finding.ParseEvent(rebuilt)
+	if err != nil {
+		t.Fatalf("the event rebuilt from the findings' raw details is refused: %v\n%s", err, rebuilt)
+	}
+	if len(again) != len(fs) {
+		t.Fatalf("rebuilt event gives %d findings, want %d", len(again), len(fs))
+	}
+	for i, f := range again {
+		b, _ := json.Marshal(f)
+		if !bytes.Equal(b, want[i]) {
+			t.Fatalf("finding %d changed when its event was re-encoded:\n%s\n%s", i, want[i], b)
+		}
+	}
 }
 
 // FuzzParseRules feeds arbitrary rules files to the parser and matches

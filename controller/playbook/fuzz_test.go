@@ -2,7 +2,12 @@ package playbook_test
 
 import (
 	"os"
+	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/firebreak-ir/firebreak/controller/playbook"
 	"github.com/firebreak-ir/firebreak/controller/playbook/playbooktest"
@@ -34,6 +39,7 @@ func FuzzParseValidate(f *testing.F) {
 		if len(errs) > 0 {
 			return
 		}
+		checkReencoding(t, data, pb, catalog)
 		ev, err := playbook.NewEvaluator(pb, catalog)
 		if err != nil {
 			t.Fatalf("Validate passed but NewEvaluator failed: %v", err)
@@ -48,3 +54,32 @@ func FuzzParseValidate(f *testing.F) {
 		}
 	})
 }
+
+// checkReencoding checks that a valid playbook means the same when its
+// YAML is encoded again (by the YAML library, which may change quoting,
+// indentation and flow style): the re-encoded file is valid too and gives
+// the same playbook, positions aside.
+func checkReencoding(t *testing.T, data []byte, pb *playbook.Playbook, catalog playbook.ActionCatalog) {
+	t.Helper()
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatalf("Load accepted YAML the library refuses: %v", err)
+	}
+	again, err := yaml.Marshal(&doc)
+	if err != nil {
+		t.Fatalf("re-encoding a valid playbook: %v", err)
+	}
+	pb2, errs := playbook.Load("fuzz.yaml", again, catalog)
+	if len(errs) > 0 {
+		t.Fatalf("the re-encoded playbook is refused: %v\noriginal:\n%s\nre-encoded:\n%s", errs, data, again)
+	}
+	exportedOnly := cmp.FilterPath(func(p cmp.Path) bool {
+		sf, ok := p.Last().(cmp.StructField)
+		return ok && !isExported(sf.Name())
+	}, cmp.Ignore())
+	if d := cmp.Diff(pb, pb2, exportedOnly, cmpopts.IgnoreTypes(playbook.Pos{}), cmpopts.EquateEmpty()); d != "" {
+		t.Fatalf("the re-encoded playbook means something else (-original +re-encoded):\n%s\nre-encoded:\n%s", d, again)
+	}
+}
+
+func isExported(name string) bool { return name != "" && strings.ToUpper(name[:1]) == name[:1] }

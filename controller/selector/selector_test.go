@@ -70,15 +70,65 @@ func TestMatch(t *testing.T) {
 	}
 }
 
+// FuzzParse checks the selector's meaning, not only that it does not panic:
+// "all" selects everything; a selector selects a target exactly when every
+// one of its terms alone does (a parse never selects more than its terms
+// allow); and k!=v selects exactly the targets k=v does not.
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{"all", "role=host,label.env=prod", "hostname=web-*|db-1", "id!=x", "a=,", "label.x=y|z"} {
-		f.Add(s)
+	for _, s := range []string{"all", "role=host,label.env=prod", "hostname=web-*|db-1", "id!=x", "a=,", "label.x=y|z", "connected=true,isolated!=true"} {
+		f.Add(s, "web-1", "prod")
 	}
-	f.Fuzz(func(t *testing.T, s string) {
+	f.Fuzz(func(t *testing.T, s, name, label string) {
 		sel, err := selector.Parse(s)
 		if err != nil {
 			return
 		}
-		sel.Match(selector.Target{Labels: map[string]string{"x": "y"}})
+		targets := []selector.Target{
+			{},
+			{ID: name, Role: "host", Hostname: name, Account: "111111111111", Region: "eu-west-1", InstanceID: "i-0" + name,
+				Labels: map[string]string{"x": "y", "env": label, name: label}, Connected: true},
+			{ID: label, Role: "worker", Hostname: label, Account: name, Region: name, Labels: map[string]string{label: name},
+				Isolated: true, Simulated: true},
+		}
+		text := strings.TrimSpace(s)
+		if text == "all" {
+			for _, tg := range targets {
+				if !sel.Match(tg) {
+					t.Fatalf("all did not select %+v", tg)
+				}
+			}
+			return
+		}
+		var terms []*selector.Selector
+		var negated []*selector.Selector
+		for _, raw := range strings.Split(text, ",") {
+			term, err := selector.Parse(raw)
+			if err != nil {
+				t.Fatalf("the selector %q parsed but its term %q does not: %v", s, raw, err)
+			}
+			terms = append(terms, term)
+			flipped := strings.Replace(raw, "!=", "=", 1)
+			if flipped == raw {
+				flipped = strings.Replace(raw, "=", "!=", 1)
+			}
+			neg, err := selector.Parse(flipped)
+			if err != nil {
+				t.Fatalf("term %q parsed but its negation %q does not: %v", raw, flipped, err)
+			}
+			negated = append(negated, neg)
+		}
+		for _, tg := range targets {
+			all := true
+			for i, term := range terms {
+				hit := term.Match(tg)
+				all = all && hit
+				if negated[i].Match(tg) == hit {
+					t.Fatalf("term %q and its negation %q agree (%v) on %+v", terms[i], negated[i], hit, tg)
+				}
+			}
+			if sel.Match(tg) != all {
+				t.Fatalf("%q selects %+v: %v, but its terms together say %v", s, tg, sel.Match(tg), all)
+			}
+		}
 	})
 }

@@ -2,6 +2,7 @@ package awsemu
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -113,10 +114,34 @@ func TestThrottleRatioAndLatency(t *testing.T) {
 	l.emu.SetLatency("ec2", "DescribeRegions", time.Hour)
 	cctx, cancel := context.WithTimeout(ctx(t), 50*time.Millisecond)
 	defer cancel()
-	if _, err := c.DescribeRegions(cctx, &ec2.DescribeRegionsInput{}); err == nil {
-		t.Fatal("a call delayed by an hour answered before its deadline")
+	_, err = c.DescribeRegions(cctx, &ec2.DescribeRegionsInput{})
+	// The call must fail because the emulator held it past the client's
+	// deadline, not for any other reason (a refused signature, a wrong
+	// endpoint): the error is the deadline's, and the emulator logged the
+	// call as abandoned by its client during the injected delay.
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a call delayed by an hour: %v, want the client's deadline exceeded", err)
 	}
+	waitFor(t, "the emulator to log the abandoned call", func() bool {
+		for _, c := range l.emu.Calls() {
+			if c.Service == "ec2" && c.Operation == "DescribeRegions" && c.ErrorCode == "RequestCanceled" {
+				return true
+			}
+		}
+		return false
+	})
 	l.emu.ClearFaults()
 	_, err = c.DescribeRegions(ctx(t), &ec2.DescribeRegionsInput{})
 	ok(t, err)
+}
+
+// waitFor polls cond until it holds, failing after ten seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
 }

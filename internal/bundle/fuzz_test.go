@@ -2,6 +2,8 @@ package bundle_test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"path/filepath"
 	"strings"
@@ -91,6 +93,74 @@ func FuzzFilePath(f *testing.F) {
 		clean := filepath.Clean("/" + src)
 		if got, ok := bundle.SourcePath(name); ok && got != clean && clean != "/" {
 			t.Fatalf("SourcePath(FilePath(%q)) = %q, want %q", src, got, clean)
+		}
+	})
+}
+
+// FuzzRoundTrip writes a bundle holding one file and one record from the
+// fuzzer's input, and checks that verifying and reading it gives back
+// exactly what was written: the bytes, their hash and size, the host path,
+// and the record.
+func FuzzRoundTrip(f *testing.F) {
+	f.Add("/etc/passwd", []byte("root:x:0:0::/root:/bin/sh\n"), "web-1")
+	f.Add("/tmp/\x00\xff%/../x", []byte{}, "\xff")
+	f.Add("relative/dir/../f", bytes.Repeat([]byte{0}, 4096), `"quoted"`)
+	f.Fuzz(func(t *testing.T, src string, content []byte, field string) {
+		if len(content) > 1<<20 {
+			return
+		}
+		var out bytes.Buffer
+		w := bundle.NewWriter(&out, bundle.Gzip, meta(0))
+		a := w.Artifact("files")
+		m, err := a.AddBytes(src, content, 0o640, fixedClock())
+		if err != nil {
+			t.Fatalf("AddBytes(%q): %v", src, err)
+		}
+		if err := a.Record(map[string]string{"field": field}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		man, rep, err := bundle.Verify(bytes.NewReader(out.Bytes()))
+		if err != nil {
+			t.Fatalf("a bundle the writer made does not verify: %v", err)
+		}
+		if rep.Verified != len(man.Members) {
+			t.Fatalf("verified %d of %d members", rep.Verified, len(man.Members))
+		}
+		members := readAll(t, out.Bytes())
+		if got := members[m.Path]; !bytes.Equal(got, content) {
+			t.Fatalf("member %q holds %d bytes, want the %d written", m.Path, len(got), len(content))
+		}
+		sum := sha256.Sum256(content)
+		var file, records *bundle.Member
+		for i := range man.Members {
+			switch mm := &man.Members[i]; mm.Kind {
+			case bundle.KindFile:
+				file = mm
+			case bundle.KindRecords:
+				records = mm
+			}
+		}
+		if file == nil || file.Path != m.Path || file.Size != int64(len(content)) || file.SHA256 != hex.EncodeToString(sum[:]) {
+			t.Fatalf("manifest file member %+v does not describe the %d bytes written at %q", file, len(content), m.Path)
+		}
+		if got, ok := bundle.SourcePath(m.Path); ok && got != filepath.Clean("/"+src) && filepath.Clean("/"+src) != "/" {
+			t.Fatalf("SourcePath(%q) = %q, want %q", m.Path, got, filepath.Clean("/"+src))
+		}
+		if records == nil {
+			t.Fatal("the record was not archived")
+		}
+		var rec map[string]string
+		if err := json.Unmarshal(bytes.TrimSpace(members[records.Path]), &rec); err != nil {
+			t.Fatalf("record line: %v", err)
+		}
+		if want := strings.ToValidUTF8(field, "\uFFFD"); rec["field"] != want {
+			t.Fatalf("record field %q, want %q", rec["field"], want)
 		}
 	})
 }

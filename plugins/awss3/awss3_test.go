@@ -281,10 +281,24 @@ func TestS3ThrottlingIsRetried(t *testing.T) {
 	f.lab.Emu.ThrottleNext("s3", "PutPublicAccessBlock", 1)
 	res, o := f.runContain(t, acct, "", map[string]any{"bucket": bucketOf(acct)})
 	mustSucceed(t, o)
+	// The result must record the call, with both attempts; a result that
+	// left the call out would otherwise pass.
+	found := 0
 	for _, c := range res.APICalls {
-		if c.Operation == "s3:PutPublicAccessBlock" && c.Attempts != 2 {
+		if c.Operation != "s3:PutPublicAccessBlock" {
+			continue
+		}
+		found++
+		if c.Attempts != 2 {
 			t.Fatalf("PutPublicAccessBlock made %d attempts, want 2", c.Attempts)
 		}
+	}
+	if found != 1 {
+		t.Fatalf("the result records PutPublicAccessBlock %d times, want once: %+v", found, res.APICalls)
+	}
+	// And the emulator saw the throttled attempt and the retried one.
+	if n := f.lab.Emu.CallCount("s3", "PutPublicAccessBlock"); n != 2 {
+		t.Fatalf("the emulator saw %d PutPublicAccessBlock calls, want 2 (throttled, then retried)", n)
 	}
 }
 

@@ -146,10 +146,31 @@ func TestControllerRestartDuringRun(t *testing.T) {
 	var started struct {
 		RunID string `json:"run_id"`
 	}
-	c.MustJSON(t, &started, 0, "run", "noop", "--select", "all", "--param", "delay=3s", "--param", "message=once")
-	// Let the tasks reach the agents, then take the controller down while
-	// they run.
-	time.Sleep(700 * time.Millisecond)
+	c.MustJSON(t, &started, 0, "run", "noop", "--select", "all", "--param", "delay=6s", "--param", "message=once")
+	// Wait until every agent has journalled the task's start (it is
+	// running there), then take the controller down while they run. A
+	// restart before dispatch would test nothing, so it is never guessed
+	// with a sleep.
+	journalOps := func(a *e2e.Agent) (starts, finishes int) {
+		b, err := os.ReadFile(filepath.Join(a.DataDir, "journal.jsonl"))
+		if err != nil {
+			return 0, 0
+		}
+		return strings.Count(string(b), `"op":"start"`), strings.Count(string(b), `"op":"finish"`)
+	}
+	e2e.WaitFor(t, 30*time.Second, "every agent to start the task", func() bool {
+		for _, a := range agents {
+			if s, _ := journalOps(a); s == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for _, a := range agents {
+		if _, f := journalOps(a); f != 0 {
+			t.Fatalf("agent %s finished its 6 s task before the restart: the test would not restart mid-run", a.Name)
+		}
+	}
 	c.Restart(t)
 	c.WaitConnected(t, ids...)
 	var run e2e.RunJSON

@@ -133,6 +133,28 @@ func TestOrgWideKeyContainment(t *testing.T) {
 			}
 		}
 	}
+	// The throttle was hit and waited out: the holder account's worker saw
+	// both throttled answers and then got through.
+	var throttled, updated int
+	for _, call := range lab.Emu.Calls() {
+		if call.Service != "iam" || call.Operation != "UpdateAccessKey" {
+			continue
+		}
+		switch call.ErrorCode {
+		case "":
+			updated++
+		case "Throttling":
+			throttled++
+		default:
+			t.Errorf("UpdateAccessKey failed with %s", call.ErrorCode)
+		}
+	}
+	if throttled != 2 || updated == 0 {
+		t.Errorf("UpdateAccessKey: %d throttled and %d succeeded, want 2 throttled and then success", throttled, updated)
+	}
+	if f := lab.Emu.Faults(); len(f) != 0 {
+		t.Errorf("the injected throttle was not used up: %+v", f)
+	}
 	if _, err := attacker.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{}); err == nil {
 		t.Fatal("the leaked key still works")
 	}

@@ -40,7 +40,7 @@ type OTLPSink struct {
 
 	mu    sync.Mutex
 	spans []Span
-	logs  []*logspb.LogRecord
+	logs  []LogRecord
 }
 
 // StartOTLPSink serves both protocols until the test ends.
@@ -148,8 +148,15 @@ func (s *OTLPSink) addLogs(rls []*logspb.ResourceLogs) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, rl := range rls {
+		res := attrMap(rl.GetResource().GetAttributes())
 		for _, sl := range rl.GetScopeLogs() {
-			s.logs = append(s.logs, sl.GetLogRecords()...)
+			for _, lr := range sl.GetLogRecords() {
+				s.logs = append(s.logs, LogRecord{
+					TraceID: hex.EncodeToString(lr.GetTraceId()), SpanID: hex.EncodeToString(lr.GetSpanId()),
+					Severity: lr.GetSeverityText(), Body: lr.GetBody().GetStringValue(),
+					Attrs: attrMap(lr.GetAttributes()), Resource: res,
+				})
+			}
 		}
 	}
 }
@@ -161,11 +168,19 @@ func (s *OTLPSink) Spans() []Span {
 	return append([]Span(nil), s.spans...)
 }
 
+// LogRecord is one received log record with its resource's attributes.
+type LogRecord struct {
+	TraceID, SpanID string
+	Severity, Body  string
+	Attrs           map[string]string
+	Resource        map[string]string
+}
+
 // Logs returns the log records received so far.
-func (s *OTLPSink) Logs() []*logspb.LogRecord {
+func (s *OTLPSink) Logs() []LogRecord {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]*logspb.LogRecord(nil), s.logs...)
+	return append([]LogRecord(nil), s.logs...)
 }
 
 func attrMap(kvs []*commonpb.KeyValue) map[string]string {

@@ -22,6 +22,8 @@ func TestOneTracePerOperatorCommand(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
 	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "600000")
 	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=e2e")
+	t.Setenv("OTEL_LOGS_EXPORTER", "otlp")
+	t.Setenv("OTEL_BLRP_SCHEDULE_DELAY", "600000")
 	b := e2e.Build(t)
 	c := e2e.StartController(t, b, e2e.ControllerOptions{Args: []string{"--metrics-listen", "127.0.0.1:0"}})
 	tok := c.Token(t, "host", 1)
@@ -34,6 +36,12 @@ func TestOneTracePerOperatorCommand(t *testing.T) {
 	c.MustJSON(t, &run, 0, "run", "sysinfo", "--select", "all", "--wait")
 	if run.Status != "succeeded" {
 		t.Fatalf("run %+v", run)
+	}
+	// A collection, for the evidence upload's spans.
+	var collected e2e.RunJSON
+	c.MustJSON(t, &collected, 0, "collect", "--select", "all", "--artifact", "users", "--wait", "--reason", "trace the upload")
+	if collected.Status != "succeeded" {
+		t.Fatalf("collect %+v", collected)
 	}
 	// The documented metrics are on the controller's Prometheus endpoint.
 	metrics := scrape(t, c)
@@ -153,6 +161,8 @@ func TestOneTracePerOperatorCommand(t *testing.T) {
 		}
 	}
 	t.Logf("plugin ancestry: %s", strings.Join(chain, " ← "))
+	checkExportedLogs(t, sink.Logs(), root.TraceID, tok, id)
+	checkUploadSpans(t, spans, byID)
 	// Plugin start-up calls make no root traces.
 	for _, s := range spans {
 		if s.ParentID == "" && strings.HasPrefix(s.Resource["service.name"], "firebreak-plugin-") {
@@ -198,4 +208,91 @@ func sample(metrics, prefix string) (float64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// checkExportedLogs checks the slog records exported over OTLP
+// (OTEL_LOGS_EXPORTER=otlp): the controller's and the agent's arrive, with
+// their resources, records written inside the command's trace carry its
+// trace id, and no record holds the join token.
+func checkExportedLogs(t *testing.T, logs []e2e.LogRecord, traceID, token, agentID string) {
+	t.Helper()
+	byService := map[string]int{}
+	inTrace := map[string]int{}
+	for _, l := range logs {
+		svc := l.Resource["service.name"]
+		byService[svc]++
+		if l.TraceID == traceID {
+			inTrace[svc]++
+		}
+		if svc == "firebreak-agent" && l.Resource["firebreak.agent.id"] != "" && l.Resource["firebreak.agent.id"] != agentID {
+			t.Errorf("agent log record with firebreak.agent.id %q, want %s", l.Resource["firebreak.agent.id"], agentID)
+		}
+		text := l.Body
+		for k, v := range l.Attrs {
+			text += " " + k + "=" + v
+		}
+		if strings.Contains(text, token) {
+			t.Errorf("an exported %s log record holds the join token: %q", svc, l.Body)
+		}
+	}
+	for _, svc := range []string{"firebreak-controller", "firebreak-agent"} {
+		if byService[svc] == 0 {
+			t.Errorf("no log record exported by %s (got %v)", svc, byService)
+		}
+	}
+	if inTrace["firebreak-controller"] == 0 {
+		t.Errorf("no controller log record carries the command's trace id %s (records per service in the trace: %v)", traceID, inTrace)
+	}
+	t.Logf("exported log records: %v; in the command's trace: %v", byService, inTrace)
+}
+
+// checkUploadSpans checks the collection's trace: the agent's upload span,
+// with its bytes and resumes, and the controller's receive span, both
+// descending from the `firebreak collect` command, none in ERROR.
+func checkUploadSpans(t *testing.T, spans []e2e.Span, byID map[string]e2e.Span) {
+	t.Helper()
+	var root *e2e.Span
+	for i, s := range spans {
+		if s.Name == "firebreak collect" && s.ParentID == "" {
+			root = &spans[i]
+		}
+	}
+	if root == nil {
+		t.Fatalf("no root span for `firebreak collect`: %s", names(spans))
+	}
+	found := map[string]e2e.Span{}
+	for _, s := range spans {
+		if s.TraceID != root.TraceID {
+			continue
+		}
+		if s.Status == 2 {
+			t.Errorf("span %q (%s) in the collection's trace has ERROR status: %s", s.Name, s.Resource["service.name"], s.StatusMessage)
+		}
+		if s.Name == "evidence.upload" || s.Name == "evidence.receive" {
+			found[s.Resource["service.name"]+":"+s.Name] = s
+		}
+	}
+	up, ok := found["firebreak-agent:evidence.upload"]
+	if !ok {
+		t.Fatalf("no agent evidence.upload span in the collection's trace: %v", found)
+	}
+	if b, _ := strconv.ParseInt(up.Attrs["firebreak.evidence.bytes"], 10, 64); b <= 0 || up.Attrs["firebreak.evidence.resumes"] != "0" ||
+		up.Attrs["firebreak.evidence.name"] == "" || up.Attrs["firebreak.task.id"] == "" {
+		t.Errorf("evidence.upload attributes %v: want bytes > 0, resumes 0, the artifact's name and the task id", up.Attrs)
+	}
+	if _, ok := found["firebreak-controller:evidence.receive"]; !ok {
+		t.Errorf("no controller evidence.receive span in the collection's trace: %v", found)
+	}
+	// The upload descends from the command.
+	s, hops := up, 0
+	for s.ParentID != "" && hops < 64 {
+		p, ok := byID[s.ParentID]
+		if !ok {
+			t.Fatalf("evidence.upload's ancestry breaks at %q", s.Name)
+		}
+		s, hops = p, hops+1
+	}
+	if s.SpanID != root.SpanID {
+		t.Errorf("evidence.upload descends from %q, not from the command", s.Name)
+	}
 }
