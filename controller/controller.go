@@ -506,11 +506,18 @@ func (c *Controller) serveMetrics() (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("--metrics-listen %s: %w", c.cfg.MetricsListen, err)
 	}
-	unobserve, err := telemetry.ObserveAgentsConnected(c.Fleet.ConnectedCount)
+	unobserveAgents, err := telemetry.ObserveAgentsConnected(c.Fleet.ConnectedCount)
 	if err != nil {
 		_ = lis.Close()
 		return nil, fmt.Errorf("observing connected agents: %w", err)
 	}
+	unobserveApprovals, err := telemetry.ObserveApprovals(c.Dispatcher.AwaitingApproval)
+	if err != nil {
+		unobserveAgents()
+		_ = lis.Close()
+		return nil, fmt.Errorf("observing approval waits: %w", err)
+	}
+	unobserve := func() { unobserveAgents(); unobserveApprovals() }
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", telemetry.MetricsHandler())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}

@@ -117,6 +117,9 @@ type Dispatcher struct {
 	connected map[string]bool
 	cur       *batch
 	loaded    bool
+
+	// approvals is read by metric collection too (see approvals.go).
+	approvals approvalBook
 }
 
 type runState struct {
@@ -225,6 +228,8 @@ type (
 		approve  bool
 		comment  string
 		reply    chan decideReply
+		// link is the approver's request span.
+		link trace.SpanContext
 	}
 	evCancel struct {
 		runID    string
@@ -361,7 +366,7 @@ func (d *Dispatcher) TaskResult(agentID string, res *agentv1.TaskResult) {
 // Decide approves or rejects a run awaiting approval.
 func (d *Dispatcher) Decide(ctx context.Context, runID, operator string, approve bool, comment string) (*operatorv1.Run, error) {
 	reply := make(chan decideReply, 1)
-	d.send(evDecide{runID: runID, operator: operator, approve: approve, comment: comment, reply: reply})
+	d.send(evDecide{runID: runID, operator: operator, approve: approve, comment: comment, reply: reply, link: trace.SpanContextFromContext(ctx)})
 	select {
 	case r := <-reply:
 		return r.run, r.err
@@ -471,6 +476,7 @@ func (d *Dispatcher) addRun(r *store.Run, tasks []*store.Task) *runState {
 			}
 		}
 	}
+	d.noteAwaiting(rs)
 	return rs
 }
 
@@ -858,6 +864,7 @@ func (d *Dispatcher) endRun(rs *runState, status operatorv1.RunStatus) {
 		"cancelled": c.GetCancelled(), "offline": c.GetOffline(),
 	})
 	d.endWatches(rs)
+	d.approvals.remove(rs.run.ID)
 	delete(d.runs, rs.run.ID)
 }
 
@@ -886,6 +893,7 @@ func (d *Dispatcher) onDecide(e evDecide) (*operatorv1.Run, error) {
 		return nil, fmt.Errorf("recording the decision: %w", err)
 	}
 	rs.approvals = append(rs.approvals, ap)
+	d.traceApprovalWait(rs, e, now)
 	if e.approve {
 		d.cfg.Audit(context.Background(), "operator:"+e.operator, "run.approve", rs.run.ID, map[string]string{"comment": e.comment})
 		d.startRun(rs, now)

@@ -20,6 +20,10 @@ const (
 	MetricEvidenceFailures = "firebreak.evidence.upload.failures"
 	MetricFindings         = "firebreak.findings.received"
 	MetricRunsFinished     = "firebreak.runs.finished"
+	// MetricRunsAwaitingApproval and MetricApprovalWaitOldest say how many
+	// runs wait for an approver and how long the oldest has waited.
+	MetricRunsAwaitingApproval = "firebreak.runs.awaiting_approval"
+	MetricApprovalWaitOldest   = "firebreak.approval.wait.oldest"
 )
 
 // instruments are made from the global meter provider, which forwards to
@@ -88,6 +92,33 @@ func ObserveAgentsConnected(count func() int) (func(), error) {
 		o.ObserveInt64(g, int64(count()))
 		return nil
 	}, g)
+	if err != nil {
+		return nil, err
+	}
+	return func() { _ = reg.Unregister() }, nil
+}
+
+// ObserveApprovals reports, at each collection, the runs waiting for an
+// approver and the oldest wait. It returns a function that stops the
+// observation.
+func ObserveApprovals(awaiting func() (int, time.Duration)) (func(), error) {
+	m := otel.Meter("github.com/firebreak-ir/firebreak")
+	n, err := m.Int64ObservableGauge(MetricRunsAwaitingApproval, metric.WithUnit("{run}"),
+		metric.WithDescription("Runs waiting for an approver."))
+	if err != nil {
+		return nil, err
+	}
+	oldest, err := m.Float64ObservableGauge(MetricApprovalWaitOldest, metric.WithUnit("s"),
+		metric.WithDescription("How long the run that has waited longest for an approver has waited; 0 when none waits."))
+	if err != nil {
+		return nil, err
+	}
+	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		count, wait := awaiting()
+		o.ObserveInt64(n, int64(count))
+		o.ObserveFloat64(oldest, wait.Seconds())
+		return nil
+	}, n, oldest)
 	if err != nil {
 		return nil, err
 	}

@@ -55,6 +55,8 @@ func TestOneTracePerOperatorCommand(t *testing.T) {
 		{`firebreak_task_duration_seconds_count{firebreak_action="sysinfo",firebreak_task_status="succeeded"`, 1},
 		{`firebreak_runs_finished_total{firebreak_action="sysinfo",firebreak_run_status="succeeded"`, 1},
 		{`target_info{`, 1},
+		{`firebreak_runs_awaiting_approval`, 0},
+		{`firebreak_approval_wait_oldest_seconds`, 0},
 	} {
 		v, ok := sample(metrics, want.series)
 		if !ok || v < want.min {
