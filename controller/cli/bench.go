@@ -12,7 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/firebreak-ir/firebreak/internal/fleetbench"
+	"github.com/firebreak-ir/firebreak/internal/assembly/fleetbench"
 )
 
 func init() { extraCommands = append(extraCommands, newBenchCmd) }

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/firebreak-ir/firebreak/internal/lab"
+	"github.com/firebreak-ir/firebreak/internal/assembly/lab"
 )
 
 func init() {
