@@ -111,12 +111,8 @@ type Command func(*Globals) *cobra.Command
 // Main runs the command line with the top-level commands cmds and returns
 // the process exit code.
 func Main(args []string, cmds []Command) int {
-	g := &Globals{errOut: termsafe.NewWriter(os.Stderr), bar: os.Stderr}
-	g.out = &textOut{g: g, raw: os.Stdout, clean: termsafe.NewWriter(os.Stdout)}
-	defer func() {
-		_ = g.out.(*textOut).clean.Flush()
-		_ = g.errOut.(*termsafe.Writer).Flush()
-	}()
+	g, flush := newGlobals(os.Stdout, os.Stderr)
+	defer flush()
 	root := NewRoot(g, cmds)
 	root.SetArgs(args)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -125,6 +121,18 @@ func Main(args []string, cmds []Command) int {
 	err := root.ExecuteContext(ctx)
 	finish(err)
 	return g.exit(err)
+}
+
+// newGlobals writes text to stdout and stderr through termsafe; flush
+// writes out what termsafe holds back.
+func newGlobals(stdout, stderr io.Writer) (g *Globals, flush func()) {
+	clean, errOut := termsafe.NewWriter(stdout), termsafe.NewWriter(stderr)
+	g = &Globals{errOut: errOut, bar: stderr}
+	g.out = &textOut{g: g, raw: stdout, clean: clean}
+	return g, func() {
+		_ = clean.Flush()
+		_ = errOut.Flush()
+	}
 }
 
 // exit prints what a command returned, if anything, and returns its exit
