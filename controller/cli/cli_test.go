@@ -261,6 +261,7 @@ func TestRunWaitExitCodes(t *testing.T) {
 	}
 	ok1, ok2 := task("a1", agentv1.TaskStatus_TASK_STATUS_SUCCEEDED, ""), task("a2", agentv1.TaskStatus_TASK_STATUS_SUCCEEDED, "")
 	bad := task("a2", agentv1.TaskStatus_TASK_STATUS_FAILED, "exit status 1")
+	taskText := map[agentv1.TaskStatus]string{agentv1.TaskStatus_TASK_STATUS_SUCCEEDED: "succeeded", agentv1.TaskStatus_TASK_STATUS_FAILED: "failed"}
 	tests := []struct {
 		name       string
 		status     operatorv1.RunStatus
@@ -268,14 +269,15 @@ func TestRunWaitExitCodes(t *testing.T) {
 		counts     *operatorv1.RunCounts
 		wantExit   int
 		wantStderr string
+		wantStatus string
 	}{
 		{"succeeded", operatorv1.RunStatus_RUN_STATUS_SUCCEEDED, []*operatorv1.Task{ok1, ok2},
-			&operatorv1.RunCounts{Targets: 2, Succeeded: 2}, ExitOK, ""},
+			&operatorv1.RunCounts{Targets: 2, Succeeded: 2}, ExitOK, "", "succeeded"},
 		{"failed", operatorv1.RunStatus_RUN_STATUS_FAILED, []*operatorv1.Task{ok1, bad},
-			&operatorv1.RunCounts{Targets: 2, Succeeded: 1, Failed: 1}, ExitRunFailed, "run run-1: 1 of 2 targets did not succeed"},
-		{"rejected", operatorv1.RunStatus_RUN_STATUS_REJECTED, nil, &operatorv1.RunCounts{Targets: 2}, ExitRejected, "run run-1 was rejected"},
-		{"cancelled", operatorv1.RunStatus_RUN_STATUS_CANCELLED, nil, &operatorv1.RunCounts{Targets: 2}, ExitRejected, "run run-1 was cancelled"},
-		{"awaiting approval", operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL, nil, &operatorv1.RunCounts{Targets: 2}, ExitAwaitingApproval, ""},
+			&operatorv1.RunCounts{Targets: 2, Succeeded: 1, Failed: 1}, ExitRunFailed, "run run-1: 1 of 2 targets did not succeed", "failed"},
+		{"rejected", operatorv1.RunStatus_RUN_STATUS_REJECTED, nil, &operatorv1.RunCounts{Targets: 2}, ExitRejected, "run run-1 was rejected", "rejected"},
+		{"cancelled", operatorv1.RunStatus_RUN_STATUS_CANCELLED, nil, &operatorv1.RunCounts{Targets: 2}, ExitRejected, "run run-1 was cancelled", "cancelled"},
+		{"awaiting approval", operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL, nil, &operatorv1.RunCounts{Targets: 2}, ExitAwaitingApproval, "", "awaiting_approval"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -292,25 +294,16 @@ func TestRunWaitExitCodes(t *testing.T) {
 			if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
 				t.Fatalf("not JSON: %v\n%s", err, r.stdout)
 			}
-			if got.RunID != "run-1" || got.Status != apiviewName(tt.status) || got.Targets != int(tt.counts.GetTargets()) || len(got.Results) != len(tt.tasks) {
+			if got.RunID != "run-1" || got.Status != tt.wantStatus || got.Targets != int(tt.counts.GetTargets()) || len(got.Results) != len(tt.tasks) {
 				t.Errorf("report %+v", got)
 			}
 			for i, res := range got.Results {
-				if res.Status != apiviewName(tt.tasks[i].GetStatus()) || res.Duration != "1.5s" || string(res.Output) != "null" {
+				if res.Status != taskText[tt.tasks[i].GetStatus()] || res.Duration != "1.5s" || string(res.Output) != "null" {
 					t.Errorf("result %d %+v", i, res)
 				}
 			}
 		})
 	}
-}
-
-// apiviewName is the text the JSON output gives a status.
-func apiviewName(s interface{ String() string }) string {
-	n := s.String()
-	for _, p := range []string{"RUN_STATUS_", "TASK_STATUS_"} {
-		n = strings.TrimPrefix(n, p)
-	}
-	return strings.ToLower(n)
 }
 
 // TestRunWithoutWait: a run that awaits approval exits 4 at once; one that
