@@ -167,7 +167,7 @@ func TestAgentsListJSON(t *testing.T) {
 		{Id: "agt_web1", Role: agentv1.AgentRole_AGENT_ROLE_HOST, Connected: true, LastSeen: timestamppb.New(t0), CertNotAfter: timestamppb.New(t1),
 			Facts: &agentv1.AgentFacts{Hostname: "web-1", Labels: map[string]string{"env": "prod"}, AgentVersion: "0.1.0", Os: "linux", Arch: "amd64",
 				InstanceId: "i-0abc", Account: "111122223333", Region: "eu-west-1", Isolated: true},
-			Plugins: []*agentv1.PluginInfo{{Description: &pluginv1.ActionDescription{Name: "noop", Version: "1.0.0"}, Sha256: "ab12"}},
+			Plugins:        []*agentv1.PluginInfo{{Description: &pluginv1.ActionDescription{Name: "noop", Version: "1.0.0"}, Sha256: "ab12"}},
 			RefusedActions: []*operatorv1.RefusedAction{{Action: "noop", Reason: "described otherwise", Differences: []string{"version"}}}},
 		{Id: "agt_wrk1", Role: agentv1.AgentRole_AGENT_ROLE_WORKER},
 	}}
