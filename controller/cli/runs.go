@@ -17,7 +17,6 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/firebreak-ir/firebreak/controller/apiview"
-	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
@@ -173,7 +172,7 @@ func (g *Globals) follow(ctx context.Context, c *client, runID string) (*operato
 	draw := func() {
 		cnt := &operatorv1.RunCounts{Targets: uint32(len(tasks))}
 		for _, t := range tasks {
-			tally(cnt, t.GetStatus())
+			apiview.CountTask(cnt, t.GetStatus())
 		}
 		if hdr != nil && hdr.GetStatus() == operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL && !announcedApproval {
 			announcedApproval = true
@@ -261,26 +260,6 @@ type runJSON struct {
 	OnBehalfOf string       `json:"on_behalf_of,omitempty"`
 	StartedAt  *time.Time   `json:"created_at,omitempty"`
 	FinishedAt *time.Time   `json:"finished_at,omitempty"`
-}
-
-// tally adds one task's status to the progress bar's counts: dispatched
-// counts as running, and every ending other than succeeded, cancelled and
-// offline as failed, as the controller counts a run's tasks.
-func tally(c *operatorv1.RunCounts, s agentv1.TaskStatus) {
-	switch s {
-	case agentv1.TaskStatus_TASK_STATUS_PENDING:
-		c.Pending++
-	case agentv1.TaskStatus_TASK_STATUS_DISPATCHED, agentv1.TaskStatus_TASK_STATUS_RUNNING:
-		c.Running++
-	case agentv1.TaskStatus_TASK_STATUS_SUCCEEDED:
-		c.Succeeded++
-	case agentv1.TaskStatus_TASK_STATUS_CANCELLED:
-		c.Cancelled++
-	case agentv1.TaskStatus_TASK_STATUS_OFFLINE:
-		c.Offline++
-	default:
-		c.Failed++
-	}
 }
 
 func toRunJSON(r *operatorv1.Run) runJSON {
