@@ -13,8 +13,6 @@ import (
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
-func init() { extraCommands = append(extraCommands, newAccountsCmd) }
-
 type accountJSON struct {
 	ID       string    `json:"id"`
 	Name     string    `json:"name"`
@@ -37,7 +35,7 @@ func toAccountJSON(as []*operatorv1.AWSAccount) []accountJSON {
 	return out
 }
 
-func (g *globals) printAccounts(as []*operatorv1.AWSAccount) error {
+func (g *Globals) printAccounts(as []*operatorv1.AWSAccount) error {
 	tw := tabwriter.NewWriter(g.out, 0, 2, 2, ' ', 0)
 	fmt.Fprintln(tw, "ACCOUNT\tNAME\tOU\tREGIONS")
 	for _, a := range as {
@@ -46,7 +44,8 @@ func (g *globals) printAccounts(as []*operatorv1.AWSAccount) error {
 	return tw.Flush()
 }
 
-func newAccountsCmd(g *globals) *cobra.Command {
+// NewAccountsCmd is `firebreak accounts`: the AWS Organization's accounts.
+func NewAccountsCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "accounts", Short: "Discover and list the AWS Organization's accounts"}
 	var mgmt, sel string
 	var deadline time.Duration
@@ -74,7 +73,7 @@ account's OU path, and its enabled regions. Account-targeted runs
 				return rpcError(err)
 			}
 			if g.json {
-				return g.printJSON(map[string]any{"run_id": resp.GetRunId(), "accounts": toAccountJSON(resp.GetAccounts()), "skipped": orEmpty(resp.GetSkipped())})
+				return g.PrintJSON(map[string]any{"run_id": resp.GetRunId(), "accounts": toAccountJSON(resp.GetAccounts()), "skipped": orEmpty(resp.GetSkipped())})
 			}
 			if err := g.printAccounts(resp.GetAccounts()); err != nil {
 				return err
@@ -105,7 +104,7 @@ account's OU path, and its enabled regions. Account-targeted runs
 				return rpcError(err)
 			}
 			if g.json {
-				return g.printJSON(toAccountJSON(resp.GetAccounts()))
+				return g.PrintJSON(toAccountJSON(resp.GetAccounts()))
 			}
 			return g.printAccounts(resp.GetAccounts())
 		},

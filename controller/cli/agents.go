@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/firebreak-ir/firebreak/controller/fleet"
+	"github.com/firebreak-ir/firebreak/controller/apiview"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
@@ -66,7 +66,8 @@ type pluginJSON struct {
 	SHA256  string `json:"sha256"`
 }
 
-func newAgentsCmd(g *globals) *cobra.Command {
+// NewAgentsCmd is `firebreak agents`: list and revoke agents.
+func NewAgentsCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "agents", Short: "List enrolled agents"}
 	var sel string
 	list := &cobra.Command{
@@ -85,7 +86,7 @@ func newAgentsCmd(g *globals) *cobra.Command {
 			}
 			out := make([]agentJSON, 0, len(resp.GetAgents()))
 			for _, a := range resp.GetAgents() {
-				j := agentJSON{ID: a.GetId(), Role: fleet.RoleName(a.GetRole()), Hostname: a.GetFacts().GetHostname(), Labels: a.GetFacts().GetLabels(),
+				j := agentJSON{ID: a.GetId(), Role: apiview.EnumName(a.GetRole()), Hostname: a.GetFacts().GetHostname(), Labels: a.GetFacts().GetLabels(),
 					Connected: a.GetConnected(), Isolated: a.GetFacts().GetIsolated(), Simulated: a.GetFacts().GetSimulated(),
 					InstanceID: a.GetFacts().GetInstanceId(), Account: a.GetFacts().GetAccount(), Region: a.GetFacts().GetRegion(),
 					Version: a.GetFacts().GetAgentVersion(), Plugins: []pluginJSON{}, RefusedActions: []refusedActionJSON{},
@@ -99,21 +100,14 @@ func newAgentsCmd(g *globals) *cobra.Command {
 				}
 				j.Reported = reportedJSON{Hostname: j.Hostname, OS: a.GetFacts().GetOs(), Arch: a.GetFacts().GetArch(), Version: j.Version,
 					Isolated: j.Isolated, Simulated: j.Simulated, Labels: j.Labels}
-				if a.GetLastSeen() != nil {
-					t := a.GetLastSeen().AsTime()
-					j.LastSeen = &t
-				}
-				if a.GetCertNotAfter() != nil {
-					t := a.GetCertNotAfter().AsTime()
-					j.CertExpiry = &t
-				}
+				j.LastSeen, j.CertExpiry = apiview.Time(a.GetLastSeen()), apiview.Time(a.GetCertNotAfter())
 				for _, p := range a.GetPlugins() {
 					j.Plugins = append(j.Plugins, pluginJSON{Name: p.GetDescription().GetName(), Version: p.GetDescription().GetVersion(), SHA256: p.GetSha256()})
 				}
 				out = append(out, j)
 			}
 			if g.json {
-				return g.printJSON(out)
+				return g.PrintJSON(out)
 			}
 			tw := tabwriter.NewWriter(g.out, 0, 2, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tINSTANCE\tHOSTNAME*\tROLE\tSTATE\tLAST SEEN\tLABELS*\tPLUGINS")
@@ -195,7 +189,8 @@ func labelString(m map[string]string) string {
 	return strings.Join(parts, ",")
 }
 
-func newActionsCmd(g *globals) *cobra.Command {
+// NewActionsCmd is `firebreak actions`: the controller's action catalogue.
+func NewActionsCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "actions", Short: "List the controller's action catalogue"}
 	list := &cobra.Command{
 		Use:   "list",
@@ -239,11 +234,11 @@ it otherwise is not sent it and is marked SUSPECT in ` + "`firebreak agents list
 			var out []actionJSON
 			for _, a := range resp.GetActions() {
 				d := a.GetDescription()
-				j := actionJSON{Name: d.GetName(), Version: d.GetVersion(), Domain: strings.ToLower(strings.TrimPrefix(d.GetDomain().String(), "DOMAIN_")),
+				j := actionJSON{Name: d.GetName(), Version: d.GetVersion(), Domain: apiview.EnumName(d.GetDomain()),
 					Destructive: d.GetDestructive(), Rollback: d.GetRollbackAction(), Description: d.GetDescription(), Agents: a.GetAgents(), Params: []paramJSON{},
 					Source: a.GetSource(), Digest: a.GetDigest()}
 				for _, p := range d.GetParams() {
-					j.Params = append(j.Params, paramJSON{Name: p.GetName(), Type: strings.ToLower(strings.TrimPrefix(p.GetType().String(), "PARAM_TYPE_")),
+					j.Params = append(j.Params, paramJSON{Name: p.GetName(), Type: apiview.EnumName(p.GetType()),
 						Required: p.GetRequired(), Default: p.GetDefaultJson(), Allowed: p.GetAllowed(), Description: p.GetDescription()})
 				}
 				out = append(out, j)
@@ -252,7 +247,7 @@ it otherwise is not sent it and is marked SUSPECT in ` + "`firebreak agents list
 				if out == nil {
 					out = []actionJSON{}
 				}
-				return g.printJSON(out)
+				return g.PrintJSON(out)
 			}
 			tw := tabwriter.NewWriter(g.out, 0, 2, 2, ' ', 0)
 			fmt.Fprintln(tw, "ACTION\tVERSION\tDOMAIN\tDESTRUCTIVE\tAGENTS\tPARAMETERS\tDESCRIPTION")

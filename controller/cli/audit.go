@@ -1,15 +1,12 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
@@ -19,7 +16,7 @@ import (
 const maxAnchorBytes = 64 << 10
 
 // printAnchor writes a signed checkpoint as the JSON an anchor file holds.
-func (g *globals) printAnchor(cp *operatorv1.ChainCheckpoint) error {
+func (g *Globals) printAnchor(cp *operatorv1.ChainCheckpoint) error {
 	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: true}.Marshal(cp)
 	if err != nil {
 		return err
@@ -32,19 +29,19 @@ func (g *globals) printAnchor(cp *operatorv1.ChainCheckpoint) error {
 func readAnchor(path string) (*operatorv1.ChainCheckpoint, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, exitWith(ExitUsage, fmt.Errorf("reading the anchor: %w", err))
+		return nil, ExitWith(ExitUsage, fmt.Errorf("reading the anchor: %w", err))
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxAnchorBytes+1))
 	if err != nil {
-		return nil, exitWith(ExitUsage, fmt.Errorf("reading the anchor %s: %w", path, err))
+		return nil, ExitWith(ExitUsage, fmt.Errorf("reading the anchor %s: %w", path, err))
 	}
 	if len(b) > maxAnchorBytes {
-		return nil, exitWith(ExitUsage, fmt.Errorf("the anchor %s is over %d bytes: it is not an exported head", path, maxAnchorBytes))
+		return nil, ExitWith(ExitUsage, fmt.Errorf("the anchor %s is over %d bytes: it is not an exported head", path, maxAnchorBytes))
 	}
 	cp := &operatorv1.ChainCheckpoint{}
 	if err := protojson.Unmarshal(b, cp); err != nil {
-		return nil, exitWith(ExitUsage, fmt.Errorf("the anchor %s is not a head exported by `firebreak audit head` or `firebreak evidence head`: %w", path, err))
+		return nil, ExitWith(ExitUsage, fmt.Errorf("the anchor %s is not a head exported by `firebreak audit head` or `firebreak evidence head`: %w", path, err))
 	}
 	return cp, nil
 }
@@ -55,7 +52,7 @@ func describeCheckpoint(cp *operatorv1.ChainCheckpoint) string {
 		cp.GetAt().AsTime().Local().Format(time.RFC3339), cp.GetKeyId())
 }
 
-func newAuditVerifyCmd(g *globals) *cobra.Command {
+func newAuditVerifyCmd(g *Globals) *cobra.Command {
 	var anchorFile string
 	cmd := &cobra.Command{
 		Use:   "verify [--anchor FILE]",
@@ -95,7 +92,7 @@ from the database too.`,
 				if req.Anchor != nil {
 					out["anchor_ok"] = resp.GetAnchorOk()
 				}
-				if err := g.printJSON(out); err != nil {
+				if err := g.PrintJSON(out); err != nil {
 					return err
 				}
 			} else if resp.GetOk() {
@@ -110,7 +107,7 @@ from the database too.`,
 				}
 			}
 			if !resp.GetOk() {
-				return exitWith(ExitVerifyFailed, fmt.Errorf("audit log TAMPERED at record %d: %s", resp.GetFirstBadSeq(), resp.GetProblem()))
+				return ExitWith(ExitVerifyFailed, fmt.Errorf("audit log TAMPERED at record %d: %s", resp.GetFirstBadSeq(), resp.GetProblem()))
 			}
 			return nil
 		},
@@ -119,7 +116,7 @@ from the database too.`,
 	return cmd
 }
 
-func newAuditHeadCmd(g *globals) *cobra.Command {
+func newAuditHeadCmd(g *Globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "head",
 		Short: "Export the audit log's signed head (an anchor) as JSON; exit 6 if the log does not verify",
@@ -137,10 +134,8 @@ by someone who also deleted the controller's stored checkpoints.`,
 			}
 			defer done()
 			resp, err := c.op.GetAuditHead(ctx, &operatorv1.GetAuditHeadRequest{})
-			if status.Code(err) == codes.DataLoss {
-				return exitWith(ExitVerifyFailed, errors.New(status.Convert(err).Message()))
-			}
 			if err != nil {
+				// DATA_LOSS (the log does not verify) exits ExitVerifyFailed.
 				return rpcError(err)
 			}
 			if err := g.printAnchor(resp.GetHead()); err != nil {

@@ -16,14 +16,15 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/firebreak-ir/firebreak/controller/cases"
+	"github.com/firebreak-ir/firebreak/controller/apiview"
 	"github.com/firebreak-ir/firebreak/controller/finding"
 	"github.com/firebreak-ir/firebreak/controller/playbook"
 	"github.com/firebreak-ir/firebreak/internal/pki"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
-func newCaseCmd(g *globals) *cobra.Command {
+// NewCaseCmd is `firebreak case`: incident cases and their reports.
+func NewCaseCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "case",
 		Short: "Incident cases: timeline, NIST phase, timings, notes and the post-incident report",
@@ -68,16 +69,40 @@ func msOf(d interface{ AsDuration() time.Duration }, ok bool) *int64 {
 
 func toCaseJSON(c *operatorv1.Case) caseJSON {
 	t := c.GetTimings()
-	out := caseJSON{ID: c.GetId(), Title: c.GetTitle(), Status: strings.ToLower(strings.TrimPrefix(c.GetStatus().String(), "CASE_STATUS_")),
-		Phase: cases.PhaseName(c.GetPhase()), Severity: c.GetSeverity(), SeverityLabel: c.GetSeverityLabel(), Resource: c.GetResource(),
+	out := caseJSON{ID: c.GetId(), Title: c.GetTitle(), Status: apiview.EnumName(c.GetStatus()),
+		Phase: phaseName(c.GetPhase()), Severity: c.GetSeverity(), SeverityLabel: c.GetSeverityLabel(), Resource: c.GetResource(),
 		CreatedBy: c.GetCreatedBy(), CreatedAt: c.GetCreatedAt().AsTime(), Findings: c.GetFindings(), Contained: c.GetContained(),
 		TimeToDetectMS: msOf(t.GetTimeToDetect(), t.GetTimeToDetect() != nil), TimeToContainMS: msOf(t.GetTimeToContain(), t.GetTimeToContain() != nil),
 		TimeToEradicate: msOf(t.GetTimeToEradicate(), t.GetTimeToEradicate() != nil), TimeToRecoverMS: msOf(t.GetTimeToRecover(), t.GetTimeToRecover() != nil)}
-	if c.GetClosedAt() != nil {
-		v := c.GetClosedAt().AsTime()
-		out.ClosedAt = &v
-	}
+	out.ClosedAt = apiview.Time(c.GetClosedAt())
 	return out
+}
+
+// phaseName is an incident phase as the CLI shows it, spelt as in
+// playbooks (detect, …, post-incident); "" for none.
+func phaseName(p operatorv1.IncidentPhase) string {
+	for _, ph := range playbook.Phases {
+		if phaseProto(ph) == p {
+			return string(ph)
+		}
+	}
+	return ""
+}
+
+// phaseProto is a playbook phase's wire value; UNSPECIFIED for a name that
+// is not a phase.
+func phaseProto(ph playbook.Phase) operatorv1.IncidentPhase {
+	n, _ := apiview.ParseEnum(operatorv1.IncidentPhase(0).Descriptor(), strings.ReplaceAll(string(ph), "-", "_"))
+	return operatorv1.IncidentPhase(n)
+}
+
+// kindName is a timeline entry's kind as the CLI shows it; "unknown" for
+// none or one this CLI does not know.
+func kindName(k operatorv1.TimelineKind) string {
+	if k == operatorv1.TimelineKind_TIMELINE_KIND_UNSPECIFIED || k.Descriptor().Values().ByNumber(k.Number()) == nil {
+		return "unknown"
+	}
+	return apiview.EnumName(k)
 }
 
 func durText(d interface{ AsDuration() time.Duration }, ok bool) string {
@@ -87,7 +112,7 @@ func durText(d interface{ AsDuration() time.Duration }, ok bool) string {
 	return d.AsDuration().Round(time.Millisecond).String()
 }
 
-func newCaseListCmd(g *globals) *cobra.Command {
+func newCaseListCmd(g *Globals) *cobra.Command {
 	var all bool
 	var limit uint32
 	cmd := &cobra.Command{
@@ -109,13 +134,13 @@ func newCaseListCmd(g *globals) *cobra.Command {
 				for _, cs := range resp.GetCases() {
 					out = append(out, toCaseJSON(cs))
 				}
-				return g.printJSON(out)
+				return g.PrintJSON(out)
 			}
 			tw := tabwriter.NewWriter(g.out, 0, 2, 2, ' ', 0)
 			fmt.Fprintln(tw, "CASE\tSTATUS\tPHASE\tSEVERITY\tFINDINGS\tCONTAINED IN\tOPENED\tTITLE")
 			for _, cs := range resp.GetCases() {
 				ttc := cs.GetTimings().GetTimeToContain()
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", cs.GetId(), toCaseJSON(cs).Status, cases.PhaseName(cs.GetPhase()),
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", cs.GetId(), toCaseJSON(cs).Status, phaseName(cs.GetPhase()),
 					cs.GetSeverityLabel(), cs.GetFindings(), durText(ttc, ttc != nil), cs.GetCreatedAt().AsTime().Local().Format(time.RFC3339),
 					clipText(clean(cs.GetTitle()), 80))
 			}
@@ -127,7 +152,7 @@ func newCaseListCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func newCaseShowCmd(g *globals) *cobra.Command {
+func newCaseShowCmd(g *Globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "show CASE_ID",
 		Short: "Show a case: its phase, timings, findings and timeline",
@@ -167,7 +192,7 @@ func newCaseShowCmd(g *globals) *cobra.Command {
 					out.FindingsList = append(out.FindingsList, f.GetFindingJson())
 				}
 				for _, e := range resp.GetTimeline() {
-					j := entryJSON{Seq: e.GetSeq(), At: e.GetAt().AsTime(), Kind: cases.KindName(e.GetKind()), Phase: cases.PhaseName(e.GetPhase()),
+					j := entryJSON{Seq: e.GetSeq(), At: e.GetAt().AsTime(), Kind: kindName(e.GetKind()), Phase: phaseName(e.GetPhase()),
 						Status: e.GetStatus(), Actor: e.GetActor(), Summary: e.GetSummary(), PlaybookRunID: e.GetPlaybookRunId(), StepID: e.GetStepId(),
 						RunID: e.GetRunId(), FindingID: e.GetFindingId(), EvidenceIDs: e.GetEvidenceIds()}
 					if len(e.GetDetailJson()) > 0 {
@@ -175,7 +200,7 @@ func newCaseShowCmd(g *globals) *cobra.Command {
 					}
 					out.Timeline = append(out.Timeline, j)
 				}
-				return g.printJSON(out)
+				return g.PrintJSON(out)
 			}
 			cs := resp.GetCase()
 			cj := toCaseJSON(cs)
@@ -208,15 +233,15 @@ func newCaseShowCmd(g *globals) *cobra.Command {
 			tw := tabwriter.NewWriter(g.out, 0, 2, 2, ' ', 0)
 			fmt.Fprintln(tw, "TIME\tKIND\tPHASE\tSTATUS\tACTOR\tEVENT")
 			for _, e := range resp.GetTimeline() {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.GetAt().AsTime().Local().Format("2006-01-02 15:04:05.000"), cases.KindName(e.GetKind()),
-					orDash(cases.PhaseName(e.GetPhase())), orDash(e.GetStatus()), clean(e.GetActor()), clipText(clean(e.GetSummary()), 140))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.GetAt().AsTime().Local().Format("2006-01-02 15:04:05.000"), kindName(e.GetKind()),
+					orDash(phaseName(e.GetPhase())), orDash(e.GetStatus()), clean(e.GetActor()), clipText(clean(e.GetSummary()), 140))
 			}
 			return tw.Flush()
 		},
 	}
 }
 
-func newCaseCreateCmd(g *globals) *cobra.Command {
+func newCaseCreateCmd(g *Globals) *cobra.Command {
 	var note string
 	cmd := &cobra.Command{
 		Use:   "create TITLE",
@@ -233,7 +258,7 @@ func newCaseCreateCmd(g *globals) *cobra.Command {
 				return rpcError(err)
 			}
 			if g.json {
-				return g.printJSON(toCaseJSON(resp.GetCase()))
+				return g.PrintJSON(toCaseJSON(resp.GetCase()))
 			}
 			fmt.Fprintln(g.out, resp.GetCase().GetId())
 			return nil
@@ -243,7 +268,7 @@ func newCaseCreateCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func newCaseNoteCmd(g *globals) *cobra.Command {
+func newCaseNoteCmd(g *Globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "note CASE_ID TEXT",
 		Short: "Add a note to a case's timeline",
@@ -259,7 +284,7 @@ func newCaseNoteCmd(g *globals) *cobra.Command {
 				return rpcError(err)
 			}
 			if g.json {
-				return g.printJSON(map[string]any{"case_id": args[0], "seq": resp.GetEntry().GetSeq(), "at": resp.GetEntry().GetAt().AsTime()})
+				return g.PrintJSON(map[string]any{"case_id": args[0], "seq": resp.GetEntry().GetSeq(), "at": resp.GetEntry().GetAt().AsTime()})
 			}
 			fmt.Fprintf(g.out, "note added to case %s\n", args[0])
 			return nil
@@ -267,7 +292,7 @@ func newCaseNoteCmd(g *globals) *cobra.Command {
 	}
 }
 
-func newCasePhaseCmd(g *globals) *cobra.Command {
+func newCasePhaseCmd(g *Globals) *cobra.Command {
 	var reason string
 	cmd := &cobra.Command{
 		Use:   "phase CASE_ID PHASE",
@@ -280,11 +305,11 @@ command may also move it back.`,
 			phase := operatorv1.IncidentPhase_INCIDENT_PHASE_UNSPECIFIED
 			for _, p := range playbook.Phases {
 				if string(p) == args[1] {
-					phase = cases.PhaseProto(p)
+					phase = phaseProto(p)
 				}
 			}
 			if phase == operatorv1.IncidentPhase_INCIDENT_PHASE_UNSPECIFIED {
-				return exitWith(ExitUsage, fmt.Errorf("phase %q: want detect, analyze, contain, eradicate, recover or post-incident", args[1]))
+				return ExitWith(ExitUsage, fmt.Errorf("phase %q: want detect, analyze, contain, eradicate, recover or post-incident", args[1]))
 			}
 			c, ctx, done, err := g.open(cmd.Context())
 			if err != nil {
@@ -296,7 +321,7 @@ command may also move it back.`,
 				return rpcError(err)
 			}
 			if g.json {
-				return g.printJSON(toCaseJSON(resp.GetCase()))
+				return g.PrintJSON(toCaseJSON(resp.GetCase()))
 			}
 			fmt.Fprintf(g.out, "case %s is in the %s phase\n", args[0], args[1])
 			return nil
@@ -306,7 +331,7 @@ command may also move it back.`,
 	return cmd
 }
 
-func newCaseCloseCmd(g *globals) *cobra.Command {
+func newCaseCloseCmd(g *Globals) *cobra.Command {
 	var reason string
 	cmd := &cobra.Command{
 		Use:   "close CASE_ID",
@@ -323,7 +348,7 @@ func newCaseCloseCmd(g *globals) *cobra.Command {
 				return rpcError(err)
 			}
 			if g.json {
-				return g.printJSON(toCaseJSON(resp.GetCase()))
+				return g.PrintJSON(toCaseJSON(resp.GetCase()))
 			}
 			fmt.Fprintf(g.out, "case %s closed; write the lessons learned: firebreak case report %s\n", args[0], args[0])
 			return nil
@@ -333,7 +358,7 @@ func newCaseCloseCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func newCaseReportCmd(g *globals) *cobra.Command {
+func newCaseReportCmd(g *Globals) *cobra.Command {
 	var format, output string
 	cmd := &cobra.Command{
 		Use:   "report CASE_ID",
@@ -346,15 +371,13 @@ or an action's output is escaped. -o writes the report to a file (mode 0600).`,
 		Example: `  firebreak case report case-… --format html -o report.html`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := cases.ParseFormat(format)
+			pf, err := parseReportFormat(format)
 			if err != nil {
-				return exitWith(ExitUsage, err)
+				return ExitWith(ExitUsage, err)
 			}
 			if g.json {
-				f = cases.FormatJSON
+				pf = operatorv1.ReportFormat_REPORT_FORMAT_JSON
 			}
-			pf := map[cases.Format]operatorv1.ReportFormat{cases.FormatMarkdown: operatorv1.ReportFormat_REPORT_FORMAT_MARKDOWN,
-				cases.FormatHTML: operatorv1.ReportFormat_REPORT_FORMAT_HTML, cases.FormatJSON: operatorv1.ReportFormat_REPORT_FORMAT_JSON}[f]
 			c, ctx, done, err := g.open(cmd.Context())
 			if err != nil {
 				return err
@@ -366,7 +389,7 @@ or an action's output is escaped. -o writes the report to a file (mode 0600).`,
 			}
 			if output == "" || output == "-" {
 				w := g.out
-				if f == cases.FormatJSON {
+				if pf == operatorv1.ReportFormat_REPORT_FORMAT_JSON {
 					// JSON is escaped by the controller's encoder: kept lossless.
 					w = g.rawOut()
 				}
@@ -385,7 +408,22 @@ or an action's output is escaped. -o writes the report to a file (mode 0600).`,
 	return cmd
 }
 
-func newFindingsCmd(g *globals) *cobra.Command {
+// parseReportFormat parses --format: md (or markdown, or empty), html or
+// json.
+func parseReportFormat(s string) (operatorv1.ReportFormat, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "md", "markdown":
+		return operatorv1.ReportFormat_REPORT_FORMAT_MARKDOWN, nil
+	case "html":
+		return operatorv1.ReportFormat_REPORT_FORMAT_HTML, nil
+	case "json":
+		return operatorv1.ReportFormat_REPORT_FORMAT_JSON, nil
+	}
+	return operatorv1.ReportFormat_REPORT_FORMAT_UNSPECIFIED, fmt.Errorf("report format %q: want md, html or json", s)
+}
+
+// NewFindingsCmd is `firebreak findings`: send finding events.
+func NewFindingsCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "findings",
 		Short: "Send finding events to the controller (drills, tests)",
@@ -449,14 +487,14 @@ type outcomeJSON struct {
 	Note          string    `json:"note,omitempty"`
 }
 
-func (g *globals) printOutcomes(outcomes []*operatorv1.FindingOutcome) error {
+func (g *Globals) printOutcomes(outcomes []*operatorv1.FindingOutcome) error {
 	if g.json {
 		out := []outcomeJSON{}
 		for _, o := range outcomes {
 			out = append(out, outcomeJSON{o.GetFindingId(), o.GetUpdatedAt().AsTime(), o.GetDuplicate(), o.GetCaseId(), o.GetCaseCreated(),
 				o.GetRule(), o.GetPlaybook(), o.GetMode(), o.GetPlaybookRunId(), o.GetNote()})
 		}
-		return g.printJSON(out)
+		return g.PrintJSON(out)
 	}
 	for _, o := range outcomes {
 		line := fmt.Sprintf("finding %s → case %s", clean(o.GetFindingId()), o.GetCaseId())
@@ -484,9 +522,9 @@ func (g *globals) printOutcomes(outcomes []*operatorv1.FindingOutcome) error {
 
 // postEvent posts an event to the HTTPS events endpoint with the operator's
 // client certificate.
-func (g *globals) postEvent(ctx context.Context, url string, data []byte) ([]*operatorv1.FindingOutcome, error) {
+func (g *Globals) postEvent(ctx context.Context, url string, data []byte) ([]*operatorv1.FindingOutcome, error) {
 	if g.creds == "" {
-		return nil, exitWith(ExitUsage, errors.New("no operator credential: pass --creds FILE or set FIREBREAK_CREDS"))
+		return nil, ExitWith(ExitUsage, errors.New("no operator credential: pass --creds FILE or set FIREBREAK_CREDS"))
 	}
 	creds, err := pki.LoadCreds(g.creds)
 	if err != nil {
@@ -501,7 +539,7 @@ func (g *globals) postEvent(ctx context.Context, url string, data []byte) ([]*op
 	client := &http.Client{Timeout: g.timeout, Transport: &http.Transport{TLSClientConfig: tlsCfg, ForceAttemptHTTP2: true}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(data))
 	if err != nil {
-		return nil, exitWith(ExitUsage, fmt.Errorf("--url %q: %w", url, err))
+		return nil, ExitWith(ExitUsage, fmt.Errorf("--url %q: %w", url, err))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
@@ -525,7 +563,7 @@ func (g *globals) postEvent(ctx context.Context, url string, data []byte) ([]*op
 		if resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusRequestEntityTooLarge {
 			code = ExitUsage
 		}
-		return nil, exitWith(code, fmt.Errorf("the events endpoint answered %s: %s", resp.Status, clean(e.Error)))
+		return nil, ExitWith(code, fmt.Errorf("the events endpoint answered %s: %s", resp.Status, clean(e.Error)))
 	}
 	var out struct {
 		Outcomes []struct {

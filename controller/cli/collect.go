@@ -9,17 +9,17 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/firebreak-ir/firebreak/internal/bandwidth"
-	"github.com/firebreak-ir/firebreak/plugins/hostcollect"
+	"github.com/firebreak-ir/firebreak/plugins/hostcollect/artifacts"
 )
 
-func init() {
-	extraCommands = append(extraCommands, newCollectCmd, newArtifactsCmd)
-}
+// collectAction is the action `firebreak collect` runs.
+const collectAction = "host-collect"
 
-func newCollectCmd(g *globals) *cobra.Command {
+// NewCollectCmd is `firebreak collect`: a run of host-collect.
+func NewCollectCmd(g *Globals) *cobra.Command {
 	var f runFlags
 	var profile, bw string
-	var artifacts []string
+	var names []string
 	cmd := &cobra.Command{
 		Use:   "collect --select SELECTOR",
 		Short: "Collect forensic evidence from hosts into the evidence store (host-collect)",
@@ -40,37 +40,33 @@ Other parameters (max_bytes, time_budget, paths, compression, …) go in
 --param k=v.`,
 		Example: `  firebreak collect --select hostname=web-1 --wait
   firebreak collect --select label.env=prod --bandwidth 5MiB/s --max-concurrency 20 --wait --json
-  firebreak collect --select instance=i-0abc --profile full --param pid=4242 --wait
+  firebreak collect --select instance_id=i-0abc --profile full --param pid=4242 --wait
   firebreak collect --select all --artifact processes --artifact network_sockets --wait`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if profile != hostcollect.ProfileTriage && profile != hostcollect.ProfileFull {
-				return exitWith(ExitUsage, fmt.Errorf("--profile %q: want triage or full", profile))
+			if profile != artifacts.ProfileTriage && profile != artifacts.ProfileFull {
+				return ExitWith(ExitUsage, fmt.Errorf("--profile %q: want triage or full", profile))
 			}
 			for _, p := range f.params {
 				k, _, _ := strings.Cut(p, "=")
 				if k = strings.TrimSpace(k); k == "profile" || k == "artifacts" {
-					return exitWith(ExitUsage, fmt.Errorf("--param %s: use --%s instead", k, strings.TrimSuffix(k, "s")))
+					return ExitWith(ExitUsage, fmt.Errorf("--param %s: use --%s instead", k, strings.TrimSuffix(k, "s")))
 				}
 			}
-			known := map[string]bool{}
-			for _, a := range hostcollect.Catalogue() {
-				known[a.Name] = true
-			}
-			for _, a := range artifacts {
-				if !known[a] {
-					return exitWith(ExitUsage, fmt.Errorf("--artifact %q is not in the catalogue: see `firebreak artifacts list`", a))
+			for _, a := range names {
+				if !artifacts.Known(a) {
+					return ExitWith(ExitUsage, fmt.Errorf("--artifact %q is not in the catalogue: see `firebreak artifacts list`", a))
 				}
 			}
 			bps, err := bandwidth.Parse(bw)
 			if err != nil {
-				return exitWith(ExitUsage, fmt.Errorf("--bandwidth: %w", err))
+				return ExitWith(ExitUsage, fmt.Errorf("--bandwidth: %w", err))
 			}
 			typed := map[string]any{"profile": profile}
-			if len(artifacts) > 0 {
-				typed["artifacts"] = artifacts
+			if len(names) > 0 {
+				typed["artifacts"] = names
 			}
-			req, err := f.request(hostcollect.Name, nil, typed)
+			req, err := f.request(collectAction, nil, typed)
 			if err != nil {
 				return err
 			}
@@ -80,25 +76,26 @@ Other parameters (max_bytes, time_budget, paths, compression, …) go in
 	}
 	f.register(cmd)
 	fl := cmd.Flags()
-	fl.StringVar(&profile, "profile", hostcollect.ProfileTriage, "triage (seconds) or full (adds filesystem walks and process memory)")
-	fl.StringArrayVar(&artifacts, "artifact", nil, "collect only this artifact (repeatable; see 'firebreak artifacts list')")
+	fl.StringVar(&profile, "profile", artifacts.ProfileTriage, "triage (seconds) or full (adds filesystem walks and process memory)")
+	fl.StringArrayVar(&names, "artifact", nil, "collect only this artifact (repeatable; see 'firebreak artifacts list')")
 	fl.StringVar(&bw, "bandwidth", "", "cap on each agent's evidence upload for this run, e.g. 10MiB/s, 50MB or 100Mbit (default: the agent's own cap)")
 	return cmd
 }
 
-func newArtifactsCmd(g *globals) *cobra.Command {
+// NewArtifactsCmd is `firebreak artifacts`: host-collect's artifact catalogue.
+func NewArtifactsCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "artifacts", Short: "The forensic artifacts host-collect knows"}
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List the artifacts of host-collect, with their profiles and sources",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cat := hostcollect.Catalogue()
+			cat := artifacts.Catalogue()
 			if len(cat) == 0 {
 				return errors.New("the host-collect catalogue is empty")
 			}
 			if g.json {
-				return g.printJSON(cat)
+				return g.PrintJSON(cat)
 			}
 			tw := tabwriter.NewWriter(g.out, 0, 2, 2, ' ', 0)
 			fmt.Fprintln(tw, "ARTIFACT\tPROFILES\tDESCRIPTION")

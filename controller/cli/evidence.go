@@ -17,17 +17,13 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/firebreak-ir/firebreak/controller/evidence"
+	"github.com/firebreak-ir/firebreak/controller/apiview"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
-func init() { extraCommands = append(extraCommands, newEvidenceCmd) }
-
-func newEvidenceCmd(g *globals) *cobra.Command {
+// NewEvidenceCmd is `firebreak evidence`: list, fetch and verify evidence.
+func NewEvidenceCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "evidence",
 		Short: "List, fetch and verify collected evidence and its chain of custody",
@@ -89,21 +85,22 @@ type bundleJSON struct {
 	Artifacts        []*operatorv1.EvidenceArtifactStatus `json:"artifacts,omitempty"`
 }
 
-func tsPtr(t *timestamppb.Timestamp) *time.Time {
-	if t == nil {
-		return nil
+// verdictName is a verdict as the evidence commands print it: "ok",
+// "mismatch", …, and "" for none yet.
+func verdictName(v operatorv1.EvidenceVerdict) string {
+	if v == operatorv1.EvidenceVerdict_EVIDENCE_VERDICT_UNSPECIFIED {
+		return ""
 	}
-	v := t.AsTime()
-	return &v
+	return apiview.EnumName(v)
 }
 
 func toEvidenceJSON(it *operatorv1.EvidenceItem) evidenceJSON {
 	out := evidenceJSON{ID: it.GetId(), TaskID: it.GetTaskId(), RunID: it.GetRunId(), CaseID: it.GetCaseId(), Operator: it.GetOperator(),
 		AgentID: it.GetAgentId(), AgentCertSerial: it.GetAgentCertSerial(), AgentCertFingerprint: it.GetAgentCertFingerprint(),
 		Hostname: it.GetHostname(), Name: it.GetName(), MediaType: it.GetMediaType(), Size: it.GetSize(), SHA256: it.GetSha256(),
-		Backend: it.GetBackend(), Location: it.GetLocation(), CollectionStartedAt: tsPtr(it.GetCollectionStartedAt()),
-		CollectionFinishedAt: tsPtr(it.GetCollectionFinishedAt()), StoredAt: tsPtr(it.GetStoredAt()), RetainUntil: tsPtr(it.GetRetainUntil()),
-		Resumes: it.GetResumes(), LastVerifiedAt: tsPtr(it.GetLastVerifiedAt()), LastVerdict: evidence.VerdictName(it.GetLastVerdict())}
+		Backend: it.GetBackend(), Location: it.GetLocation(), CollectionStartedAt: apiview.Time(it.GetCollectionStartedAt()),
+		CollectionFinishedAt: apiview.Time(it.GetCollectionFinishedAt()), StoredAt: apiview.Time(it.GetStoredAt()), RetainUntil: apiview.Time(it.GetRetainUntil()),
+		Resumes: it.GetResumes(), LastVerifiedAt: apiview.Time(it.GetLastVerifiedAt()), LastVerdict: verdictName(it.GetLastVerdict())}
 	if b := it.GetBundle(); b != nil {
 		out.Bundle = &bundleJSON{Valid: b.GetValid(), Problem: b.GetProblem(), Collector: strings.TrimSpace(b.GetCollectorName() + " " + b.GetCollectorVersion()),
 			Profile: b.GetProfile(), Compression: b.GetCompression(), Members: b.GetMembers(), PayloadBytes: b.GetPayloadBytes(),
@@ -113,7 +110,7 @@ func toEvidenceJSON(it *operatorv1.EvidenceItem) evidenceJSON {
 	return out
 }
 
-func newEvidenceListCmd(g *globals) *cobra.Command {
+func newEvidenceListCmd(g *Globals) *cobra.Command {
 	var req operatorv1.ListEvidenceRequest
 	var limit uint32
 	cmd := &cobra.Command{
@@ -136,14 +133,14 @@ func newEvidenceListCmd(g *globals) *cobra.Command {
 				for _, it := range resp.GetItems() {
 					out = append(out, toEvidenceJSON(it))
 				}
-				return g.printJSON(out)
+				return g.PrintJSON(out)
 			}
 			tw := tabwriter.NewWriter(g.out, 0, 2, 2, ' ', 0)
 			fmt.Fprintln(tw, "EVIDENCE\tHOSTNAME\tNAME\tSIZE\tSHA256\tSTORED\tRUN\tVERIFIED")
 			for _, it := range resp.GetItems() {
 				verified := "-"
 				if it.GetLastVerifiedAt() != nil {
-					verified = evidence.VerdictName(it.GetLastVerdict()) + " " + it.GetLastVerifiedAt().AsTime().Local().Format(time.RFC3339)
+					verified = verdictName(it.GetLastVerdict()) + " " + it.GetLastVerifiedAt().AsTime().Local().Format(time.RFC3339)
 				}
 				name := it.GetName()
 				if b := it.GetBundle(); b != nil && !b.GetValid() {
@@ -164,7 +161,7 @@ func newEvidenceListCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func newEvidenceGetCmd(g *globals) *cobra.Command {
+func newEvidenceGetCmd(g *Globals) *cobra.Command {
 	var out, reason, exportTo string
 	var force bool
 	cmd := &cobra.Command{
@@ -180,10 +177,10 @@ recipient instead. A mismatch exits 6 and leaves no FILE.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
-				return exitWith(ExitUsage, errors.New("give the file to write with -o FILE"))
+				return ExitWith(ExitUsage, errors.New("give the file to write with -o FILE"))
 			}
 			if _, err := os.Lstat(out); err == nil && !force {
-				return exitWith(ExitUsage, fmt.Errorf("%s exists: choose another -o FILE, or pass --force to replace it", out))
+				return ExitWith(ExitUsage, fmt.Errorf("%s exists: choose another -o FILE, or pass --force to replace it", out))
 			}
 			c, err := g.dial()
 			if err != nil {
@@ -195,7 +192,7 @@ recipient instead. A mismatch exits 6 and leaves no FILE.`,
 				return err
 			}
 			if g.json {
-				return g.printJSON(res)
+				return g.PrintJSON(res)
 			}
 			fmt.Fprintf(g.out, "%s  %s\n", res.SHA256, res.File)
 			fmt.Fprintf(g.errOut, "evidence %s: %s written to %s, SHA-256 verified; recorded as custody entry %d\n", res.EvidenceID,
@@ -223,7 +220,7 @@ type downloadJSON struct {
 
 // download streams an item into file through file.partial, renaming it
 // only once the SHA-256 matches what was collected.
-func (g *globals) download(ctx context.Context, c *client, req *operatorv1.GetEvidenceRequest, file string) (*downloadJSON, error) {
+func (g *Globals) download(ctx context.Context, c *client, req *operatorv1.GetEvidenceRequest, file string) (*downloadJSON, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := c.evidence().GetEvidence(ctx, req)
@@ -232,7 +229,7 @@ func (g *globals) download(ctx context.Context, c *client, req *operatorv1.GetEv
 	}
 	first, err := stream.Recv()
 	if err != nil {
-		return nil, downloadError(err)
+		return nil, rpcError(err)
 	}
 	info := first.GetInfo()
 	if info == nil {
@@ -265,7 +262,7 @@ func (g *globals) download(ctx context.Context, c *client, req *operatorv1.GetEv
 			return nil, fmt.Errorf("the download of %s ended after %d of %d bytes without its end message", info.GetId(), n, info.GetSize())
 		}
 		if err != nil {
-			return nil, downloadError(err)
+			return nil, rpcError(err)
 		}
 		switch msg := m.GetMsg().(type) {
 		case *operatorv1.GetEvidenceResponse_Data:
@@ -291,7 +288,7 @@ func (g *globals) download(ctx context.Context, c *client, req *operatorv1.GetEv
 	// The bytes are checked against what was recorded at collection, not
 	// only against what the controller says it sent.
 	if sum != info.GetSha256() || n != info.GetSize() {
-		return nil, exitWith(ExitVerifyFailed, fmt.Errorf("evidence %s MISMATCH: received %d bytes with SHA-256 %s; %d bytes with %s were collected; nothing was written to %s",
+		return nil, ExitWith(ExitVerifyFailed, fmt.Errorf("evidence %s MISMATCH: received %d bytes with SHA-256 %s; %d bytes with %s were collected; nothing was written to %s",
 			info.GetId(), n, sum, info.GetSize(), info.GetSha256(), file))
 	}
 	if err := f.Sync(); err != nil {
@@ -307,13 +304,6 @@ func (g *globals) download(ctx context.Context, c *client, req *operatorv1.GetEv
 	}
 	abs, _ := filepath.Abs(file)
 	return &downloadJSON{EvidenceID: info.GetId(), File: abs, Size: n, SHA256: sum, Verified: true, CustodySeq: end.GetCustodySeq()}, nil
-}
-
-func downloadError(err error) error {
-	if status.Code(err) == codes.DataLoss {
-		return exitWith(ExitVerifyFailed, errors.New(status.Convert(err).Message()))
-	}
-	return rpcError(err)
 }
 
 // verifyJSON is the --json output of `evidence verify`.
@@ -336,7 +326,7 @@ type verifyResultJSON struct {
 	VerifiedAt      time.Time `json:"verified_at"`
 }
 
-func newEvidenceVerifyCmd(g *globals) *cobra.Command {
+func newEvidenceVerifyCmd(g *Globals) *cobra.Command {
 	var all bool
 	var anchorFile string
 	cmd := &cobra.Command{
@@ -354,10 +344,10 @@ hold that head at its position. Exit 6 when any item does not verify
 (altered, missing, invalid bundle, broken custody).`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if all == (len(args) == 1) || len(args) > 1 {
-				return exitWith(ExitUsage, errors.New("give one EVIDENCE_ID or --all"))
+				return ExitWith(ExitUsage, errors.New("give one EVIDENCE_ID or --all"))
 			}
 			if all && anchorFile != "" {
-				return exitWith(ExitUsage, errors.New("--anchor checks one item: give its EVIDENCE_ID, not --all"))
+				return ExitWith(ExitUsage, errors.New("--anchor checks one item: give its EVIDENCE_ID, not --all"))
 			}
 			return nil
 		},
@@ -405,7 +395,7 @@ hold that head at its position. Exit 6 when any item does not verify
 					}
 				case *operatorv1.VerifyEvidenceResponse_Result:
 					r := msg.Result
-					v := verifyResultJSON{EvidenceID: r.GetEvidenceId(), Verdict: evidence.VerdictName(r.GetVerdict()), Problem: r.GetProblem(),
+					v := verifyResultJSON{EvidenceID: r.GetEvidenceId(), Verdict: verdictName(r.GetVerdict()), Problem: r.GetProblem(),
 						Size: r.GetSize(), SHA256: r.GetSha256(), MembersVerified: r.GetMembersVerified(), CustodyOK: r.GetCustodyOk(),
 						Location: r.GetLocation(), VerifiedAt: r.GetVerifiedAt().AsTime()}
 					if r.GetVerdict() != operatorv1.EvidenceVerdict_EVIDENCE_VERDICT_OK {
@@ -436,7 +426,7 @@ hold that head at its position. Exit 6 when any item does not verify
 				_ = bar.Finish()
 			}
 			if g.json {
-				if err := g.printJSON(out); err != nil {
+				if err := g.PrintJSON(out); err != nil {
 					return err
 				}
 			} else if err := tw.Flush(); err != nil {
@@ -444,7 +434,7 @@ hold that head at its position. Exit 6 when any item does not verify
 			}
 			switch {
 			case out.Failed > unreadable:
-				return exitWith(ExitVerifyFailed, fmt.Errorf("%d of %d evidence items FAILED verification", out.Failed, out.Total))
+				return ExitWith(ExitVerifyFailed, fmt.Errorf("%d of %d evidence items FAILED verification", out.Failed, out.Total))
 			case unreadable > 0:
 				return fmt.Errorf("%d of %d evidence items could not be read from the store; retry", unreadable, out.Total)
 			}
@@ -488,7 +478,7 @@ type custodyRecordJSON struct {
 	Hash     string          `json:"hash"`
 }
 
-func newEvidenceCustodyCmd(g *globals) *cobra.Command {
+func newEvidenceCustodyCmd(g *Globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "custody EVIDENCE_ID",
 		Short: "Show an item's chain of custody and check its hash chain; exit 6 if it was tampered with",
@@ -517,7 +507,7 @@ func newEvidenceCustodyCmd(g *globals) *cobra.Command {
 					Detail: detail, PrevHash: r.GetPrevHash(), Hash: r.GetHash()})
 			}
 			if g.json {
-				if err := g.printJSON(out); err != nil {
+				if err := g.PrintJSON(out); err != nil {
 					return err
 				}
 			} else {
@@ -537,7 +527,7 @@ func newEvidenceCustodyCmd(g *globals) *cobra.Command {
 				}
 			}
 			if !resp.GetChainOk() {
-				return exitWith(ExitVerifyFailed, fmt.Errorf("custody record of %s TAMPERED at entry %d: %s", args[0], resp.GetFirstBadSeq(), resp.GetProblem()))
+				return ExitWith(ExitVerifyFailed, fmt.Errorf("custody record of %s TAMPERED at entry %d: %s", args[0], resp.GetFirstBadSeq(), resp.GetProblem()))
 			}
 			if !g.json {
 				fmt.Fprintf(g.errOut, "custody chain intact: %d entries\n", len(out.Records))
@@ -550,7 +540,7 @@ func newEvidenceCustodyCmd(g *globals) *cobra.Command {
 	}
 }
 
-func newEvidenceHeadCmd(g *globals) *cobra.Command {
+func newEvidenceHeadCmd(g *Globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "head EVIDENCE_ID",
 		Short: "Export the signed head of an item's custody record (an anchor) as JSON; exit 6 if the record does not verify",
@@ -570,7 +560,7 @@ checks that the record still holds that entry with that hash.`,
 				return rpcError(err)
 			}
 			if !resp.GetChainOk() {
-				return exitWith(ExitVerifyFailed, fmt.Errorf("custody record of %s TAMPERED at entry %d: %s; no head is exported", args[0],
+				return ExitWith(ExitVerifyFailed, fmt.Errorf("custody record of %s TAMPERED at entry %d: %s; no head is exported", args[0],
 					resp.GetFirstBadSeq(), resp.GetProblem()))
 			}
 			if resp.GetCheckpoint() == nil {

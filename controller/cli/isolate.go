@@ -6,15 +6,16 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
-	extraCommands = append(extraCommands, func(g *globals) *cobra.Command { return newIsolateCmd(g, true) },
-		func(g *globals) *cobra.Command { return newIsolateCmd(g, false) })
-}
+// NewIsolateCmd is `firebreak isolate`: a run of host-isolate.
+func NewIsolateCmd(g *Globals) *cobra.Command { return newIsolateCmd(g, true) }
+
+// NewUnisolateCmd is `firebreak unisolate`: a run of host-unisolate.
+func NewUnisolateCmd(g *Globals) *cobra.Command { return newIsolateCmd(g, false) }
 
 // newIsolateCmd builds `isolate` and `unisolate`: shortcuts for runs of the
 // host-isolate and host-unisolate actions, with the same output contract as
 // `firebreak run`.
-func newIsolateCmd(g *globals, isolate bool) *cobra.Command {
+func newIsolateCmd(g *Globals, isolate bool) *cobra.Command {
 	var f runFlags
 	var allow []string
 	var dhcp string

@@ -12,29 +12,13 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/firebreak-ir/firebreak/controller"
-	"github.com/firebreak-ir/firebreak/controller/cases"
+	"github.com/firebreak-ir/firebreak/controller/apiview"
 	"github.com/firebreak-ir/firebreak/controller/playbook"
-	"github.com/firebreak-ir/firebreak/controller/playbookrun"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
-
-func init() { extraCommands = append(extraCommands, newPlaybookCmd, newCaseCmd, newFindingsCmd) }
-
-// registerIncidentFlags adds the controller's playbook, case and findings
-// flags.
-func registerIncidentFlags(f *pflag.FlagSet, cfg *controller.IncidentConfig) {
-	f.StringVar(&cfg.PlaybookDir, "playbook-dir", "", "directory of playbook files (*.yaml) besides the built-in playbooks; a file replaces a built-in playbook of the same name")
-	f.StringVar(&cfg.RulesFile, "rules", "", "rules file mapping findings to playbooks (YAML); its rules come before the built-in ones")
-	f.BoolVar(&cfg.NoDefaultRules, "no-default-rules", false, "leave out the built-in finding rules")
-	f.StringVar(&cfg.EventsListen, "events-listen", "", "HOST:PORT of the HTTPS endpoint POST /v1/events for EventBridge finding events (default: none)")
-	f.StringVar(&cfg.EventsSecretFile, "events-secret-file", "", "file holding the shared secret an EventBridge API destination sends in the X-Firebreak-Secret header (mode 0600, at least 32 characters)")
-	f.StringVar(&cfg.SQSQueue, "sqs-queue", "", "URL of an SQS queue to long-poll for finding events (AWS SDK environment: AWS_REGION, AWS_ENDPOINT_URL, credentials)")
-}
 
 func (c *client) playbooks() operatorv1.PlaybookServiceClient {
 	return operatorv1.NewPlaybookServiceClient(c.conn)
@@ -42,7 +26,8 @@ func (c *client) playbooks() operatorv1.PlaybookServiceClient {
 
 func (c *client) cases() operatorv1.CaseServiceClient { return operatorv1.NewCaseServiceClient(c.conn) }
 
-func newPlaybookCmd(g *globals) *cobra.Command {
+// NewPlaybookCmd is `firebreak playbook`: validate, list and run playbooks.
+func NewPlaybookCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "playbook",
 		Short: "Validate, list and run playbooks",
@@ -74,7 +59,7 @@ func problemText(p *operatorv1.PlaybookProblem) string {
 	return fmt.Sprintf("%s:%d:%d: %s", p.GetFile(), p.GetLine(), p.GetColumn(), p.GetMessage())
 }
 
-func newPlaybookValidateCmd(g *globals) *cobra.Command {
+func newPlaybookValidateCmd(g *Globals) *cobra.Command {
 	var offline bool
 	cmd := &cobra.Command{
 		Use:   "validate FILE",
@@ -119,7 +104,7 @@ their parameters are not checked.`,
 				for _, p := range probs {
 					out = append(out, problemJSON{p.GetFile(), p.GetLine(), p.GetColumn(), p.GetMessage()})
 				}
-				if err := g.printJSON(map[string]any{"file": args[0], "valid": len(probs) == 0, "checked_against": checked, "problems": out}); err != nil {
+				if err := g.PrintJSON(map[string]any{"file": args[0], "valid": len(probs) == 0, "checked_against": checked, "problems": out}); err != nil {
 					return err
 				}
 			} else {
@@ -131,7 +116,7 @@ their parameters are not checked.`,
 				}
 			}
 			if len(probs) > 0 {
-				return exitWith(ExitUsage, fmt.Errorf("%s: %d problem(s)", args[0], len(probs)))
+				return ExitWith(ExitUsage, fmt.Errorf("%s: %d problem(s)", args[0], len(probs)))
 			}
 			return nil
 		},
@@ -148,7 +133,7 @@ func readLimited(path string, limit int64) ([]byte, error) {
 	} else {
 		f, err := os.Open(path)
 		if err != nil {
-			return nil, exitWith(ExitUsage, err)
+			return nil, ExitWith(ExitUsage, err)
 		}
 		defer f.Close()
 		r = f
@@ -158,12 +143,12 @@ func readLimited(path string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	if int64(len(data)) > limit {
-		return nil, exitWith(ExitUsage, fmt.Errorf("%s is larger than %d bytes", path, limit))
+		return nil, ExitWith(ExitUsage, fmt.Errorf("%s is larger than %d bytes", path, limit))
 	}
 	return data, nil
 }
 
-func newPlaybookListCmd(g *globals) *cobra.Command {
+func newPlaybookListCmd(g *Globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
 		Short: "List the playbooks the controller knows, and whether the fleet can run them",
@@ -210,7 +195,7 @@ func newPlaybookListCmd(g *globals) *cobra.Command {
 					}
 					out = append(out, j)
 				}
-				return g.printJSON(out)
+				return g.PrintJSON(out)
 			}
 			tw := tabwriter.NewWriter(g.out, 0, 2, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tVERSION\tSTEPS\tINPUTS\tSOURCE\tRUNNABLE")
@@ -234,7 +219,7 @@ func newPlaybookListCmd(g *globals) *cobra.Command {
 	}
 }
 
-func newPlaybookRunCmd(g *globals) *cobra.Command {
+func newPlaybookRunCmd(g *Globals) *cobra.Command {
 	var inputs []string
 	var caseID, reason string
 	var dryRun, wait bool
@@ -272,11 +257,11 @@ starts, waits for approval and ends; the exit code then says how it ended.`,
 			r := resp.GetRun()
 			if !wait {
 				if g.json {
-					return g.printJSON(toPlaybookRunJSON(r))
+					return g.PrintJSON(toPlaybookRunJSON(r))
 				}
 				fmt.Fprintln(g.out, r.GetId())
 				if r.GetStatus() == operatorv1.PlaybookRunStatus_PLAYBOOK_RUN_STATUS_AWAITING_APPROVAL {
-					return exitWith(ExitAwaitingApproval, fmt.Errorf("playbook run %s awaits approval: firebreak playbook approve %s", r.GetId(), r.GetId()))
+					return ExitWith(ExitAwaitingApproval, fmt.Errorf("playbook run %s awaits approval: firebreak playbook approve %s", r.GetId(), r.GetId()))
 				}
 				fmt.Fprintf(g.errOut, "playbook run %s of %s started for case %s; follow it with: firebreak playbook show %s --wait\n",
 					r.GetId(), r.GetPlaybook(), r.GetCaseId(), r.GetId())
@@ -301,13 +286,13 @@ starts, waits for approval and ends; the exit code then says how it ended.`,
 	return cmd
 }
 
-func (g *globals) printPlaybookPlan(b []byte) error {
+func (g *Globals) printPlaybookPlan(b []byte) error {
 	if g.json {
 		var v any
 		if err := json.Unmarshal(b, &v); err != nil {
 			return err
 		}
-		return g.printJSON(map[string]any{"dry_run": true, "plan": v})
+		return g.PrintJSON(map[string]any{"dry_run": true, "plan": v})
 	}
 	var plan playbook.Plan
 	if err := json.Unmarshal(b, &plan); err != nil {
@@ -356,17 +341,17 @@ func (g *globals) printPlaybookPlan(b []byte) error {
 // followPlaybook watches a playbook run to its end. On a terminal (and
 // without --json) it prints each step change as it happens. A dropped
 // watch is resumed with a fresh snapshot.
-func (g *globals) followPlaybook(ctx context.Context, c *client, id string) (*operatorv1.PlaybookRun, error) {
+func (g *Globals) followPlaybook(ctx context.Context, c *client, id string) (*operatorv1.PlaybookRun, error) {
 	live := !g.json && isTerminal(g.progressOut())
 	seen := map[string]string{}
 	step := func(s *operatorv1.PlaybookStep) {
 		if !live {
 			return
 		}
-		phase := cases.PhaseName(s.GetPhase())
+		phase := phaseName(s.GetPhase())
 		now := time.Now().Format("15:04:05")
 		// A step whose run is still being created shows once it has one.
-		key := playbookrun.StepStatusName(s.GetStatus()) + "/" + s.GetRunId()
+		key := apiview.EnumName(s.GetStatus()) + "/" + s.GetRunId()
 		if seen[s.GetId()] != key && !(s.GetStatus() == operatorv1.StepStatus_STEP_STATUS_RUNNING && s.GetRunId() == "") {
 			seen[s.GetId()] = key
 			switch s.GetStatus() {
@@ -388,7 +373,7 @@ func (g *globals) followPlaybook(ctx context.Context, c *client, id string) (*op
 		if rb == nil {
 			return
 		}
-		rbKey := playbookrun.StepStatusName(rb.GetStatus())
+		rbKey := apiview.EnumName(rb.GetStatus())
 		if seen[s.GetId()+"/rollback"] == rbKey {
 			return
 		}
@@ -480,29 +465,21 @@ type playbookRunJSON struct {
 	Steps      []playbookStepJSON `json:"steps"`
 }
 
-func tsOf(t interface{ AsTime() time.Time }, ok bool) *time.Time {
-	if !ok {
-		return nil
-	}
-	v := t.AsTime()
-	return &v
-}
-
 func toPlaybookRunJSON(r *operatorv1.PlaybookRun) playbookRunJSON {
 	out := playbookRunJSON{ID: r.GetId(), Playbook: r.GetPlaybook(), Version: r.GetVersion(), CaseID: r.GetCaseId(),
-		Status: playbookrun.RunStatusName(r.GetStatus()), Error: r.GetError(), CreatedBy: r.GetCreatedBy(), ApprovedBy: r.GetApprovedBy(),
-		Rule: r.GetRule(), FindingID: r.GetFindingId(), CreatedAt: tsOf(r.GetCreatedAt(), r.GetCreatedAt() != nil),
-		FinishedAt: tsOf(r.GetFinishedAt(), r.GetFinishedAt() != nil), Steps: []playbookStepJSON{}}
+		Status: apiview.EnumName(r.GetStatus()), Error: r.GetError(), CreatedBy: r.GetCreatedBy(), ApprovedBy: r.GetApprovedBy(),
+		Rule: r.GetRule(), FindingID: r.GetFindingId(), CreatedAt: apiview.Time(r.GetCreatedAt()),
+		FinishedAt: apiview.Time(r.GetFinishedAt()), Steps: []playbookStepJSON{}}
 	for _, s := range r.GetSteps() {
-		j := playbookStepJSON{ID: s.GetId(), Phase: cases.PhaseName(s.GetPhase()), Action: s.GetAction(), Status: playbookrun.StepStatusName(s.GetStatus()),
+		j := playbookStepJSON{ID: s.GetId(), Phase: phaseName(s.GetPhase()), Action: s.GetAction(), Status: apiview.EnumName(s.GetStatus()),
 			RunID: s.GetRunId(), Error: s.GetError(), Targets: s.GetCounts().GetTargets(), Succeeded: s.GetCounts().GetSucceeded(),
-			Outputs: s.GetOutputsJson(), EvidenceIDs: s.GetEvidenceIds(), StartedAt: tsOf(s.GetStartedAt(), s.GetStartedAt() != nil),
-			FinishedAt: tsOf(s.GetFinishedAt(), s.GetFinishedAt() != nil)}
+			Outputs: s.GetOutputsJson(), EvidenceIDs: s.GetEvidenceIds(), StartedAt: apiview.Time(s.GetStartedAt()),
+			FinishedAt: apiview.Time(s.GetFinishedAt())}
 		if len(j.Outputs) == 0 {
 			j.Outputs = nil
 		}
 		if rb := s.GetRollback(); rb != nil {
-			j.Rollback = &rollbackJSON{Status: playbookrun.StepStatusName(rb.GetStatus()), Action: rb.GetAction(), RunIDs: rb.GetRunIds(), Error: rb.GetError()}
+			j.Rollback = &rollbackJSON{Status: apiview.EnumName(rb.GetStatus()), Action: rb.GetAction(), RunIDs: rb.GetRunIds(), Error: rb.GetError()}
 			if j.Rollback.RunIDs == nil {
 				j.Rollback.RunIDs = []string{}
 			}
@@ -514,9 +491,9 @@ func toPlaybookRunJSON(r *operatorv1.PlaybookRun) playbookRunJSON {
 
 // reportPlaybook prints a playbook run and returns the exit code its
 // status means.
-func (g *globals) reportPlaybook(r *operatorv1.PlaybookRun) error {
+func (g *Globals) reportPlaybook(r *operatorv1.PlaybookRun) error {
 	if g.json {
-		if err := g.printJSON(toPlaybookRunJSON(r)); err != nil {
+		if err := g.PrintJSON(toPlaybookRunJSON(r)); err != nil {
 			return err
 		}
 	} else {
@@ -526,16 +503,16 @@ func (g *globals) reportPlaybook(r *operatorv1.PlaybookRun) error {
 	case operatorv1.PlaybookRunStatus_PLAYBOOK_RUN_STATUS_SUCCEEDED, operatorv1.PlaybookRunStatus_PLAYBOOK_RUN_STATUS_RUNNING:
 		return nil
 	case operatorv1.PlaybookRunStatus_PLAYBOOK_RUN_STATUS_AWAITING_APPROVAL:
-		return exitWith(ExitAwaitingApproval, nil)
+		return ExitWith(ExitAwaitingApproval, nil)
 	case operatorv1.PlaybookRunStatus_PLAYBOOK_RUN_STATUS_REJECTED, operatorv1.PlaybookRunStatus_PLAYBOOK_RUN_STATUS_CANCELLED:
-		return exitWith(ExitRejected, fmt.Errorf("playbook run %s was %s", r.GetId(), playbookrun.RunStatusName(r.GetStatus())))
+		return ExitWith(ExitRejected, fmt.Errorf("playbook run %s was %s", r.GetId(), apiview.EnumName(r.GetStatus())))
 	}
-	return exitWith(ExitRunFailed, fmt.Errorf("playbook run %s %s: %s", r.GetId(), strings.ReplaceAll(playbookrun.RunStatusName(r.GetStatus()), "_", " "), clean(r.GetError())))
+	return ExitWith(ExitRunFailed, fmt.Errorf("playbook run %s %s: %s", r.GetId(), strings.ReplaceAll(apiview.EnumName(r.GetStatus()), "_", " "), clean(r.GetError())))
 }
 
-func (g *globals) printPlaybookRun(r *operatorv1.PlaybookRun) {
+func (g *Globals) printPlaybookRun(r *operatorv1.PlaybookRun) {
 	fmt.Fprintf(g.out, "playbook run %s  %s v%d  %s  case %s  by %s\n", r.GetId(), r.GetPlaybook(), r.GetVersion(),
-		strings.ToUpper(playbookrun.RunStatusName(r.GetStatus())), r.GetCaseId(), r.GetCreatedBy())
+		strings.ToUpper(apiview.EnumName(r.GetStatus())), r.GetCaseId(), r.GetCreatedBy())
 	if r.GetError() != "" {
 		fmt.Fprintf(g.out, "%s\n", clean(r.GetError()))
 	}
@@ -556,10 +533,10 @@ func (g *globals) printPlaybookRun(r *operatorv1.PlaybookRun) {
 			result = summarise(s.GetOutputsJson())
 		}
 		if rb := s.GetRollback(); rb != nil {
-			result = fmt.Sprintf("rolled back (%s, %s) %s", rb.GetAction(), playbookrun.StepStatusName(rb.GetStatus()), result)
+			result = fmt.Sprintf("rolled back (%s, %s) %s", rb.GetAction(), apiview.EnumName(rb.GetStatus()), result)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.GetId(), cases.PhaseName(s.GetPhase()), s.GetAction(),
-			playbookrun.StepStatusName(s.GetStatus()), orDash(s.GetRunId()), targets, d, clipText(clean(result), 100))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.GetId(), phaseName(s.GetPhase()), s.GetAction(),
+			apiview.EnumName(s.GetStatus()), orDash(s.GetRunId()), targets, d, clipText(clean(result), 100))
 	}
 	_ = tw.Flush()
 }
@@ -571,7 +548,7 @@ func orDash(s string) string {
 	return s
 }
 
-func newPlaybookRunsCmd(g *globals) *cobra.Command {
+func newPlaybookRunsCmd(g *Globals) *cobra.Command {
 	var caseID string
 	var limit uint32
 	cmd := &cobra.Command{
@@ -595,12 +572,12 @@ func newPlaybookRunsCmd(g *globals) *cobra.Command {
 					j.Steps = nil
 					out = append(out, j)
 				}
-				return g.printJSON(out)
+				return g.PrintJSON(out)
 			}
 			tw := tabwriter.NewWriter(g.out, 0, 2, 2, ' ', 0)
 			fmt.Fprintln(tw, "PLAYBOOK RUN\tPLAYBOOK\tSTATUS\tCASE\tBY\tCREATED")
 			for _, r := range resp.GetRuns() {
-				fmt.Fprintf(tw, "%s\t%s v%d\t%s\t%s\t%s\t%s\n", r.GetId(), r.GetPlaybook(), r.GetVersion(), playbookrun.RunStatusName(r.GetStatus()),
+				fmt.Fprintf(tw, "%s\t%s v%d\t%s\t%s\t%s\t%s\n", r.GetId(), r.GetPlaybook(), r.GetVersion(), apiview.EnumName(r.GetStatus()),
 					r.GetCaseId(), r.GetCreatedBy(), r.GetCreatedAt().AsTime().Local().Format(time.RFC3339))
 			}
 			return tw.Flush()
@@ -611,7 +588,7 @@ func newPlaybookRunsCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func newPlaybookShowCmd(g *globals) *cobra.Command {
+func newPlaybookShowCmd(g *Globals) *cobra.Command {
 	var wait bool
 	cmd := &cobra.Command{
 		Use:   "show PLAYBOOK_RUN_ID",
@@ -643,7 +620,7 @@ func newPlaybookShowCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func newPlaybookDecideCmd(g *globals, approve bool) *cobra.Command {
+func newPlaybookDecideCmd(g *Globals, approve bool) *cobra.Command {
 	use, short := "approve PLAYBOOK_RUN_ID", "Approve a playbook run a rule proposed; it starts"
 	if !approve {
 		use, short = "reject PLAYBOOK_RUN_ID", "Reject a playbook run a rule proposed"
@@ -682,9 +659,9 @@ func newPlaybookDecideCmd(g *globals, approve bool) *cobra.Command {
 				return g.reportPlaybook(final)
 			}
 			if g.json {
-				return g.printJSON(map[string]string{"playbook_run_id": r.GetId(), "status": playbookrun.RunStatusName(r.GetStatus())})
+				return g.PrintJSON(map[string]string{"playbook_run_id": r.GetId(), "status": apiview.EnumName(r.GetStatus())})
 			}
-			fmt.Fprintf(g.out, "playbook run %s is now %s\n", r.GetId(), playbookrun.RunStatusName(r.GetStatus()))
+			fmt.Fprintf(g.out, "playbook run %s is now %s\n", r.GetId(), apiview.EnumName(r.GetStatus()))
 			return nil
 		},
 	}
@@ -695,7 +672,7 @@ func newPlaybookDecideCmd(g *globals, approve bool) *cobra.Command {
 	return cmd
 }
 
-func newPlaybookCancelCmd(g *globals) *cobra.Command {
+func newPlaybookCancelCmd(g *Globals) *cobra.Command {
 	var reason string
 	cmd := &cobra.Command{
 		Use:   "cancel PLAYBOOK_RUN_ID",
@@ -712,7 +689,7 @@ func newPlaybookCancelCmd(g *globals) *cobra.Command {
 				return rpcError(err)
 			}
 			if g.json {
-				return g.printJSON(map[string]string{"playbook_run_id": resp.GetRun().GetId(), "status": playbookrun.RunStatusName(resp.GetRun().GetStatus())})
+				return g.PrintJSON(map[string]string{"playbook_run_id": resp.GetRun().GetId(), "status": apiview.EnumName(resp.GetRun().GetStatus())})
 			}
 			fmt.Fprintf(g.out, "playbook run %s is being cancelled\n", args[0])
 			return nil

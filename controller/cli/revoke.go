@@ -8,12 +8,12 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/firebreak-ir/firebreak/controller/fleet"
+	"github.com/firebreak-ir/firebreak/controller/apiview"
 	"github.com/firebreak-ir/firebreak/internal/pki"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
-func newAgentsRevokeCmd(g *globals) *cobra.Command {
+func newAgentsRevokeCmd(g *Globals) *cobra.Command {
 	var reason string
 	cmd := &cobra.Command{
 		Use:   "revoke ID...",
@@ -40,7 +40,7 @@ func newAgentsRevokeCmd(g *globals) *cobra.Command {
 				for _, a := range resp.GetAgents() {
 					out = append(out, revoked{a.GetId(), a.GetHostname(), a.GetCertSerial(), a.GetStreamClosed()})
 				}
-				return g.printJSON(out)
+				return g.PrintJSON(out)
 			}
 			for _, a := range resp.GetAgents() {
 				stream := "was not connected"
@@ -70,7 +70,7 @@ type tokenJSON struct {
 }
 
 func toTokenJSON(t *operatorv1.JoinTokenInfo) tokenJSON {
-	j := tokenJSON{ID: t.GetId(), Role: fleet.RoleName(t.GetRole()), Labels: t.GetLabels(), Uses: t.GetUses(), UsesLeft: t.GetUsesLeft(),
+	j := tokenJSON{ID: t.GetId(), Role: apiview.EnumName(t.GetRole()), Labels: t.GetLabels(), Uses: t.GetUses(), UsesLeft: t.GetUsesLeft(),
 		ExpiresAt: t.GetExpiresAt().AsTime(), CreatedBy: t.GetCreatedBy(), CreatedAt: t.GetCreatedAt().AsTime(), Revoked: t.GetRevoked()}
 	if j.Labels == nil {
 		j.Labels = map[string]string{}
@@ -78,7 +78,7 @@ func toTokenJSON(t *operatorv1.JoinTokenInfo) tokenJSON {
 	return j
 }
 
-func newTokenListCmd(g *globals) *cobra.Command {
+func newTokenListCmd(g *Globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
 		Short: "List join tokens by id, with role, labels, uses left and expiry; never the secret (admin)",
@@ -98,7 +98,7 @@ func newTokenListCmd(g *globals) *cobra.Command {
 				out = append(out, toTokenJSON(t))
 			}
 			if g.json {
-				return g.printJSON(out)
+				return g.PrintJSON(out)
 			}
 			tw := tabwriter.NewWriter(g.out, 0, 2, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tROLE\tUSES LEFT\tEXPIRES\tSTATE\tLABELS\tCREATED BY")
@@ -121,7 +121,7 @@ func newTokenListCmd(g *globals) *cobra.Command {
 	}
 }
 
-func newTokenRevokeCmd(g *globals) *cobra.Command {
+func newTokenRevokeCmd(g *Globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "revoke ID",
 		Short: "Revoke a join token so it enrolls nothing more (admin)",
@@ -137,7 +137,7 @@ func newTokenRevokeCmd(g *globals) *cobra.Command {
 				return rpcError(err)
 			}
 			if g.json {
-				return g.printJSON(toTokenJSON(resp.GetToken()))
+				return g.PrintJSON(toTokenJSON(resp.GetToken()))
 			}
 			fmt.Fprintf(g.out, "join token %s revoked (%d use(s) were left)\n", resp.GetToken().GetId(), resp.GetToken().GetUsesLeft())
 			return nil
@@ -145,7 +145,7 @@ func newTokenRevokeCmd(g *globals) *cobra.Command {
 	}
 }
 
-func newOperatorRevokeCmd(g *globals) *cobra.Command {
+func newOperatorRevokeCmd(g *Globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "revoke NAME",
 		Short: "Revoke an operator's credential at once, closing its open streams (admin)",
@@ -161,7 +161,7 @@ func newOperatorRevokeCmd(g *globals) *cobra.Command {
 				return rpcError(err)
 			}
 			if g.json {
-				return g.printJSON(map[string]any{"name": resp.GetName(), "revoked": true, "closed_streams": resp.GetClosedStreams()})
+				return g.PrintJSON(map[string]any{"name": resp.GetName(), "revoked": true, "closed_streams": resp.GetClosedStreams()})
 			}
 			fmt.Fprintf(g.out, "operator %s revoked; %d open stream(s) closed\n", resp.GetName(), resp.GetClosedStreams())
 			return nil
@@ -169,7 +169,7 @@ func newOperatorRevokeCmd(g *globals) *cobra.Command {
 	}
 }
 
-func newOperatorRotateCmd(g *globals) *cobra.Command {
+func newOperatorRotateCmd(g *Globals) *cobra.Command {
 	var out string
 	cmd := &cobra.Command{
 		Use:   "rotate NAME",
@@ -196,7 +196,7 @@ func newOperatorRotateCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if g.json {
-				return g.printJSON(map[string]any{"name": args[0], "cert_serial": resp.GetCertSerial(), "creds_file": out, "closed_streams": resp.GetClosedStreams()})
+				return g.PrintJSON(map[string]any{"name": args[0], "cert_serial": resp.GetCertSerial(), "creds_file": out, "closed_streams": resp.GetClosedStreams()})
 			}
 			fmt.Fprintf(g.out, "operator %s: new credential written to %s (mode 0600); the old one is denied and %d open stream(s) were closed\n",
 				args[0], out, resp.GetClosedStreams())

@@ -1,6 +1,14 @@
-// Package cli is the `firebreak` command: the controller server and the
-// operator commands, built with cobra. Every command takes --json; exit
-// codes mean something (see ExitCode).
+// Package cli is the `firebreak` command's base: the root command, the
+// flags every command shares, the exit codes, and the operator commands,
+// which talk to the controller only through the generated operator API
+// (proto/gen) and the conversion layer (controller/apiview). Every command
+// takes --json; exit codes mean something (see ExitCode).
+//
+// This package links no server package. The commands that do — the
+// controller itself (servecmd), the lab (labcmd) and the fleet bench
+// (benchcmd) — are subpackages, and the binary's composition root
+// (controller/cmd/firebreak) names every top-level command in one list,
+// passed to Main.
 package cli
 
 import (
@@ -22,9 +30,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/term"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/status"
 
 	"github.com/firebreak-ir/firebreak/internal/pki"
 	"github.com/firebreak-ir/firebreak/internal/telemetry"
@@ -32,42 +38,10 @@ import (
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
-// Exit codes. Scripts and playbooks rely on them.
-const (
-	// ExitOK: the command did what was asked; a run succeeded on every target.
-	ExitOK = 0
-	// ExitError: the command failed (controller unreachable, request refused).
-	ExitError = 1
-	// ExitUsage: bad flags or arguments.
-	ExitUsage = 2
-	// ExitRunFailed: the run ended with targets that failed, timed out,
-	// were refused, offline or cancelled.
-	ExitRunFailed = 3
-	// ExitAwaitingApproval: the run waits for a second operator's approval.
-	ExitAwaitingApproval = 4
-	// ExitRejected: the run was rejected or cancelled.
-	ExitRejected = 5
-	// ExitVerifyFailed: a verification (audit, evidence) found tampering.
-	ExitVerifyFailed = 6
-)
-
-// exitError carries an exit code out of a command.
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string {
-	if e.err == nil {
-		return ""
-	}
-	return e.err.Error()
-}
-
-func exitWith(code int, err error) error { return &exitError{code: code, err: err} }
-
-// globals are the flags every operator command shares.
-type globals struct {
+// Globals are the flags every command shares and the command's outputs.
+// Commands of other packages reach them through JSON, Out, ErrOut and
+// PrintJSON.
+type Globals struct {
 	controller string
 	creds      string
 	json       bool
@@ -80,10 +54,24 @@ type globals struct {
 	// bar is the raw stderr for the progress bars, which draw with
 	// control characters of their own.
 	bar io.Writer
+	// dialConn, when set, connects to the controller instead of the
+	// credential file's mTLS dial (tests serve the API in process).
+	dialConn func() (*grpc.ClientConn, error)
 }
 
+// JSON reports whether --json was given: print JSON instead of tables.
+func (g *Globals) JSON() bool { return g.json }
+
+// Out is standard output. Text written to it is cleaned of control
+// characters (see termsafe); with --json it is written as it is.
+func (g *Globals) Out() io.Writer { return g.out }
+
+// ErrOut is standard error, cleaned of control characters: progress notes
+// and messages for the operator.
+func (g *Globals) ErrOut() io.Writer { return g.errOut }
+
 // progressOut is where progress bars draw: the raw stderr.
-func (g *globals) progressOut() io.Writer {
+func (g *Globals) progressOut() io.Writer {
 	if g.bar != nil {
 		return g.bar
 	}
@@ -91,7 +79,7 @@ func (g *globals) progressOut() io.Writer {
 }
 
 // rawOut is standard output without cleaning, for JSON documents.
-func (g *globals) rawOut() io.Writer {
+func (g *Globals) rawOut() io.Writer {
 	if t, ok := g.out.(*textOut); ok {
 		return t.raw
 	}
@@ -100,7 +88,7 @@ func (g *globals) rawOut() io.Writer {
 
 // textOut cleans what is printed as text and leaves JSON as it is.
 type textOut struct {
-	g     *globals
+	g     *Globals
 	raw   io.Writer
 	clean *termsafe.Writer
 }
@@ -117,36 +105,44 @@ func (t *textOut) Write(p []byte) (int, error) {
 // or add a row (see termsafe for what is escaped and how).
 func clean(s string) string { return termsafe.Clean(s, 0) }
 
-// Main runs the command line and returns the process exit code.
-func Main(args []string) int {
-	g := &globals{errOut: termsafe.NewWriter(os.Stderr), bar: os.Stderr}
-	g.out = &textOut{g: g, raw: os.Stdout, clean: termsafe.NewWriter(os.Stdout)}
-	defer func() {
-		_ = g.out.(*textOut).clean.Flush()
-		_ = g.errOut.(*termsafe.Writer).Flush()
-	}()
-	root := NewRoot(g)
+// Command builds one top-level command.
+type Command func(*Globals) *cobra.Command
+
+// Main runs the command line with the top-level commands cmds and returns
+// the process exit code.
+func Main(args []string, cmds []Command) int {
+	g, flush := newGlobals(os.Stdout, os.Stderr)
+	defer flush()
+	root := NewRoot(g, cmds)
 	root.SetArgs(args)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ctx, finish := startTelemetry(ctx, root, args)
 	err := root.ExecuteContext(ctx)
 	finish(err)
-	if err == nil {
-		return ExitOK
+	return g.exit(err)
+}
+
+// newGlobals writes text to stdout and stderr through termsafe; flush
+// writes out what termsafe holds back.
+func newGlobals(stdout, stderr io.Writer) (g *Globals, flush func()) {
+	clean, errOut := termsafe.NewWriter(stdout), termsafe.NewWriter(stderr)
+	g = &Globals{errOut: errOut, bar: stderr}
+	g.out = &textOut{g: g, raw: stdout, clean: clean}
+	return g, func() {
+		_ = clean.Flush()
+		_ = errOut.Flush()
 	}
+}
+
+// exit prints what a command returned, if anything, and returns its exit
+// code.
+func (g *Globals) exit(err error) int {
 	var ee *exitError
-	if errors.As(err, &ee) {
-		if ee.err != nil {
-			fmt.Fprintln(g.errOut, "firebreak:", ee.err)
-		}
-		return ee.code
+	if err != nil && (!errors.As(err, &ee) || ee.err != nil) {
+		fmt.Fprintln(g.errOut, "firebreak:", err)
 	}
-	fmt.Fprintln(g.errOut, "firebreak:", err)
-	if isUsage(err) {
-		return ExitUsage
-	}
-	return ExitError
+	return ExitCode(err)
 }
 
 // startTelemetry sets up OpenTelemetry for the command about to run. The
@@ -197,18 +193,9 @@ func startTelemetry(ctx context.Context, root *cobra.Command, args []string) (co
 	}
 }
 
-func isUsage(err error) bool {
-	s := err.Error()
-	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand", "accepts ", "requires ", "invalid argument", "flag needs", "required flag"} {
-		if strings.Contains(s, p) {
-			return true
-		}
-	}
-	return false
-}
-
-// NewRoot builds the command tree.
-func NewRoot(g *globals) *cobra.Command {
+// NewRoot builds the command tree: the root command with the shared flags
+// and the top-level commands cmds.
+func NewRoot(g *Globals, cmds []Command) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "firebreak",
 		Short: "Incident response for AWS organisations: isolate, collect, contain",
@@ -228,42 +215,45 @@ Exit codes: 0 ok · 1 error · 2 usage · 3 run had failed targets ·
 	pf.StringVar(&g.creds, "creds", os.Getenv("FIREBREAK_CREDS"), "operator credential file (env FIREBREAK_CREDS)")
 	pf.BoolVar(&g.json, "json", false, "print JSON instead of tables")
 	pf.DurationVar(&g.timeout, "timeout", 30*time.Second, "how long to wait for the controller on each request")
-	root.AddCommand(
-		newControllerCmd(g),
-		newTokenCmd(g),
-		newAgentsCmd(g),
-		newActionsCmd(g),
-		newRunCmd(g),
-		newRunsCmd(g),
-		newApproveCmd(g, true),
-		newApproveCmd(g, false),
-		newCancelCmd(g),
-		newOperatorCmd(g),
-		newAuditCmd(g),
-		newWhoamiCmd(g),
-		newVersionCmd(g),
-	)
-	for _, add := range extraCommands {
-		root.AddCommand(add(g))
+	for _, cmd := range cmds {
+		root.AddCommand(cmd(g))
 	}
+	// cobra adds these on Execute; added now, their errors are tagged too.
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	tagCommandErrors(root)
 	return root
 }
 
-// extraCommands are added by other files of the package (isolate,
-// collect, evidence, lab, bench, …) so the root stays one list.
-var extraCommands []func(*globals) *cobra.Command
+// tagCommandErrors marks what the RunE of cmd and of every command under it
+// returns as the command's own error, so ExitCode tells it from cobra's
+// errors about the command line, by type rather than by text.
+func tagCommandErrors(cmd *cobra.Command) {
+	if run := cmd.RunE; run != nil {
+		cmd.RunE = func(c *cobra.Command, args []string) error {
+			if err := run(c, args); err != nil {
+				return &commandError{err: err}
+			}
+			return nil
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		tagCommandErrors(sub)
+	}
+}
 
 // Version is the firebreak command's version.
 const Version = "0.1.0"
 
-func newVersionCmd(g *globals) *cobra.Command {
+// NewVersionCmd is `firebreak version`.
+func NewVersionCmd(g *Globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if g.json {
-				return g.printJSON(map[string]string{"version": Version})
+				return g.PrintJSON(map[string]string{"version": Version})
 			}
 			fmt.Fprintln(g.out, "firebreak", Version)
 			return nil
@@ -277,9 +267,16 @@ type client struct {
 	op   operatorv1.OperatorServiceClient
 }
 
-func (g *globals) dial() (*client, error) {
+func (g *Globals) dial() (*client, error) {
+	if g.dialConn != nil {
+		conn, err := g.dialConn()
+		if err != nil {
+			return nil, err
+		}
+		return &client{conn: conn, op: operatorv1.NewOperatorServiceClient(conn)}, nil
+	}
 	if g.creds == "" {
-		return nil, exitWith(ExitUsage, errors.New("no operator credential: pass --creds FILE or set FIREBREAK_CREDS (the controller writes DATA_DIR/admin.creds on first start)"))
+		return nil, ExitWith(ExitUsage, errors.New("no operator credential: pass --creds FILE or set FIREBREAK_CREDS (the controller writes DATA_DIR/admin.creds on first start)"))
 	}
 	creds, err := pki.LoadCreds(g.creds)
 	if err != nil {
@@ -290,7 +287,7 @@ func (g *globals) dial() (*client, error) {
 		addr = creds.Controller
 	}
 	if addr == "" {
-		return nil, exitWith(ExitUsage, errors.New("no controller address: pass --controller HOST:PORT or set FIREBREAK_CONTROLLER"))
+		return nil, ExitWith(ExitUsage, errors.New("no controller address: pass --controller HOST:PORT or set FIREBREAK_CONTROLLER"))
 	}
 	tlsCfg, err := creds.TLS()
 	if err != nil {
@@ -308,7 +305,7 @@ func (c *client) Close() { _ = c.conn.Close() }
 
 // open dials the controller and bounds the request by --timeout; done
 // releases both.
-func (g *globals) open(parent context.Context) (*client, context.Context, func(), error) {
+func (g *Globals) open(parent context.Context) (*client, context.Context, func(), error) {
 	c, err := g.dial()
 	if err != nil {
 		return nil, nil, nil, err
@@ -318,36 +315,17 @@ func (g *globals) open(parent context.Context) (*client, context.Context, func()
 }
 
 // ctx bounds one request.
-func (g *globals) ctx(parent context.Context) (context.Context, context.CancelFunc) {
+func (g *Globals) ctx(parent context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(parent, g.timeout)
 }
 
 // ctxWith bounds one long request.
-func (g *globals) ctxWith(parent context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+func (g *Globals) ctxWith(parent context.Context, d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(parent, d)
 }
 
-// rpcError turns a gRPC error into the message an operator can act on.
-func rpcError(err error) error {
-	st, ok := status.FromError(err)
-	if !ok {
-		return err
-	}
-	switch st.Code() {
-	case codes.Unavailable:
-		return fmt.Errorf("the controller is unreachable: %s", st.Message())
-	case codes.DeadlineExceeded:
-		return fmt.Errorf("the controller did not answer in time (raise --timeout): %s", st.Message())
-	case codes.Unauthenticated, codes.PermissionDenied:
-		return fmt.Errorf("refused: %s", st.Message())
-	case codes.InvalidArgument:
-		// The request itself is wrong: the same exit code as a bad flag.
-		return exitWith(ExitUsage, errors.New(st.Message()))
-	}
-	return errors.New(st.Message())
-}
-
-func (g *globals) printJSON(v any) error {
+// PrintJSON writes v to standard output as indented JSON.
+func (g *Globals) PrintJSON(v any) error {
 	enc := json.NewEncoder(g.out)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
@@ -364,7 +342,7 @@ func parseKV(flag string, items []string) (map[string]string, error) {
 	for _, it := range items {
 		k, v, ok := strings.Cut(it, "=")
 		if !ok || strings.TrimSpace(k) == "" {
-			return nil, exitWith(ExitUsage, fmt.Errorf("--%s %q: want key=value", flag, it))
+			return nil, ExitWith(ExitUsage, fmt.Errorf("--%s %q: want key=value", flag, it))
 		}
 		out[strings.TrimSpace(k)] = v
 	}

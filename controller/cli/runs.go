@@ -16,8 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/firebreak-ir/firebreak/controller/dispatch"
-	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
+	"github.com/firebreak-ir/firebreak/controller/apiview"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
@@ -69,14 +68,14 @@ func (f *runFlags) request(action string, extra map[string]string, typed map[str
 	for k, v := range extra {
 		params[k] = v
 	}
-	if err := dispatch.ParseMaxErrors(f.maxErrors); err != nil {
-		return nil, exitWith(ExitUsage, err)
+	if err := apiview.ParseMaxErrors(f.maxErrors); err != nil {
+		return nil, ExitWith(ExitUsage, err)
 	}
 	if f.selector == "" && f.accounts == "" {
 		if f.accountFlags {
-			return nil, exitWith(ExitUsage, errors.New(`say what to target: --select SELECTOR (agents) or --accounts all|ID,ID|ou=NAME (AWS accounts)`))
+			return nil, ExitWith(ExitUsage, errors.New(`say what to target: --select SELECTOR (agents) or --accounts all|ID,ID|ou=NAME (AWS accounts)`))
 		}
-		return nil, exitWith(ExitUsage, errors.New(`say what to target: --select SELECTOR, e.g. --select hostname=web-3`))
+		return nil, ExitWith(ExitUsage, errors.New(`say what to target: --select SELECTOR, e.g. --select hostname=web-3`))
 	}
 	req := &operatorv1.CreateRunRequest{Action: action, Selector: f.selector, Params: params, MaxConcurrency: f.maxConcurrency,
 		MaxErrors: f.maxErrors, Deadline: durationpb.New(f.deadline), DryRun: f.dryRun, Reason: f.reason, CaseId: f.caseID,
@@ -91,7 +90,8 @@ func (f *runFlags) request(action string, extra map[string]string, typed map[str
 	return req, nil
 }
 
-func newRunCmd(g *globals) *cobra.Command {
+// NewRunCmd is `firebreak run`: one action on every matching target.
+func NewRunCmd(g *Globals) *cobra.Command {
 	var f runFlags
 	cmd := &cobra.Command{
 		Use:   "run ACTION (--select SELECTOR | --accounts ACCOUNTS)",
@@ -123,7 +123,7 @@ approval threshold waits for 'firebreak approve RUN_ID' by another operator.`,
 
 // createRun creates a run and, with wait, follows it to its end. It is the
 // one code path behind run, isolate, unisolate and collect.
-func (g *globals) createRun(ctx context.Context, req *operatorv1.CreateRunRequest, wait bool) error {
+func (g *Globals) createRun(ctx context.Context, req *operatorv1.CreateRunRequest, wait bool) error {
 	c, err := g.dial()
 	if err != nil {
 		return err
@@ -141,12 +141,12 @@ func (g *globals) createRun(ctx context.Context, req *operatorv1.CreateRunReques
 	}
 	if !wait {
 		if g.json {
-			return g.printJSON(map[string]any{"run_id": r.GetId(), "action": r.GetAction(), "status": runStatus(r.GetStatus()), "targets": len(r.GetTasks())})
+			return g.PrintJSON(map[string]any{"run_id": r.GetId(), "action": r.GetAction(), "status": apiview.EnumName(r.GetStatus()), "targets": len(r.GetTasks())})
 		}
 		fmt.Fprintln(g.out, r.GetId())
 		if r.GetStatus() == operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL {
 			fmt.Fprintf(g.errOut, "run %s of %s over %d targets awaits approval by another operator: firebreak approve %s\n", r.GetId(), r.GetAction(), len(r.GetTasks()), r.GetId())
-			return exitWith(ExitAwaitingApproval, nil)
+			return ExitWith(ExitAwaitingApproval, nil)
 		}
 		fmt.Fprintf(g.errOut, "run %s of %s started on %d targets; follow it with: firebreak runs show %s --wait\n", r.GetId(), r.GetAction(), len(r.GetTasks()), r.GetId())
 		return nil
@@ -163,7 +163,7 @@ func (g *globals) createRun(ctx context.Context, req *operatorv1.CreateRunReques
 
 // follow watches a run until it ends, drawing a progress bar on a terminal.
 // A dropped watch is resumed with a fresh snapshot.
-func (g *globals) follow(ctx context.Context, c *client, runID string) (*operatorv1.Run, error) {
+func (g *Globals) follow(ctx context.Context, c *client, runID string) (*operatorv1.Run, error) {
 	var bar *progressbar.ProgressBar
 	showBar := !g.json && isTerminal(g.progressOut())
 	tasks := map[string]*operatorv1.Task{}
@@ -172,7 +172,7 @@ func (g *globals) follow(ctx context.Context, c *client, runID string) (*operato
 	draw := func() {
 		cnt := &operatorv1.RunCounts{Targets: uint32(len(tasks))}
 		for _, t := range tasks {
-			dispatch.CountTask(cnt, t.GetStatus())
+			apiview.CountTask(cnt, t.GetStatus())
 		}
 		if hdr != nil && hdr.GetStatus() == operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL && !announcedApproval {
 			announcedApproval = true
@@ -262,30 +262,15 @@ type runJSON struct {
 	FinishedAt *time.Time   `json:"finished_at,omitempty"`
 }
 
-func taskStatus(s agentv1.TaskStatus) string {
-	return strings.ToLower(strings.TrimPrefix(s.String(), "TASK_STATUS_"))
-}
-
-func runStatus(s operatorv1.RunStatus) string {
-	return strings.ToLower(strings.TrimPrefix(s.String(), "RUN_STATUS_"))
-}
-
 func toRunJSON(r *operatorv1.Run) runJSON {
 	c := r.GetCounts()
-	out := runJSON{RunID: r.GetId(), Action: r.GetAction(), Status: runStatus(r.GetStatus()), Targets: int(c.GetTargets()),
+	out := runJSON{RunID: r.GetId(), Action: r.GetAction(), Status: apiview.EnumName(r.GetStatus()), Targets: int(c.GetTargets()),
 		Succeeded: int(c.GetSucceeded()), Failed: int(c.GetFailed()), Cancelled: int(c.GetCancelled()), Offline: int(c.GetOffline()),
-		Results: []resultJSON{}, CreatedBy: r.GetCreatedBy(), OnBehalfOf: r.GetOnBehalfOf()}
-	if r.GetCreatedAt() != nil {
-		t := r.GetCreatedAt().AsTime()
-		out.StartedAt = &t
-	}
-	if r.GetFinishedAt() != nil {
-		t := r.GetFinishedAt().AsTime()
-		out.FinishedAt = &t
-	}
+		Results: []resultJSON{}, CreatedBy: r.GetCreatedBy(), OnBehalfOf: r.GetOnBehalfOf(), StartedAt: apiview.Time(r.GetCreatedAt()),
+		FinishedAt: apiview.Time(r.GetFinishedAt())}
 	for _, t := range r.GetTasks() {
 		res := resultJSON{AgentID: t.GetAgentId(), Hostname: t.GetHostname(), Account: t.GetAccount(), Region: t.GetRegion(),
-			Status: taskStatus(t.GetStatus()), Error: t.GetError(), Output: t.GetOutputJson(), Evidence: t.GetEvidenceIds()}
+			Status: apiview.EnumName(t.GetStatus()), Error: t.GetError(), Output: t.GetOutputJson(), Evidence: t.GetEvidenceIds()}
 		if len(res.Output) == 0 {
 			res.Output = json.RawMessage("null")
 		}
@@ -298,10 +283,10 @@ func toRunJSON(r *operatorv1.Run) runJSON {
 }
 
 // report prints a finished run and returns the exit code it means.
-func (g *globals) report(r *operatorv1.Run) error {
+func (g *Globals) report(r *operatorv1.Run) error {
 	j := toRunJSON(r)
 	if g.json {
-		if err := g.printJSON(j); err != nil {
+		if err := g.PrintJSON(j); err != nil {
 			return err
 		}
 	} else {
@@ -311,22 +296,22 @@ func (g *globals) report(r *operatorv1.Run) error {
 	case operatorv1.RunStatus_RUN_STATUS_SUCCEEDED:
 		return nil
 	case operatorv1.RunStatus_RUN_STATUS_REJECTED, operatorv1.RunStatus_RUN_STATUS_CANCELLED:
-		return exitWith(ExitRejected, fmt.Errorf("run %s was %s", r.GetId(), runStatus(r.GetStatus())))
+		return ExitWith(ExitRejected, fmt.Errorf("run %s was %s", r.GetId(), apiview.EnumName(r.GetStatus())))
 	case operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL:
-		return exitWith(ExitAwaitingApproval, nil)
+		return ExitWith(ExitAwaitingApproval, nil)
 	case operatorv1.RunStatus_RUN_STATUS_RUNNING:
 		return nil
 	}
-	return exitWith(ExitRunFailed, fmt.Errorf("run %s: %d of %d targets did not succeed", r.GetId(), j.Targets-j.Succeeded, j.Targets))
+	return ExitWith(ExitRunFailed, fmt.Errorf("run %s: %d of %d targets did not succeed", r.GetId(), j.Targets-j.Succeeded, j.Targets))
 }
 
-func (g *globals) printRunTable(r *operatorv1.Run) {
+func (g *Globals) printRunTable(r *operatorv1.Run) {
 	c := r.GetCounts()
 	by := r.GetCreatedBy()
 	if r.GetOnBehalfOf() != "" {
 		by += " for " + r.GetOnBehalfOf()
 	}
-	fmt.Fprintf(g.out, "run %s  %s  %s  by %s\n", r.GetId(), r.GetAction(), strings.ToUpper(runStatus(r.GetStatus())), by)
+	fmt.Fprintf(g.out, "run %s  %s  %s  by %s\n", r.GetId(), r.GetAction(), strings.ToUpper(apiview.EnumName(r.GetStatus())), by)
 	fmt.Fprintf(g.out, "targets %d · succeeded %d · failed %d · cancelled %d · offline %d · pending %d · running %d\n\n",
 		c.GetTargets(), c.GetSucceeded(), c.GetFailed(), c.GetCancelled(), c.GetOffline(), c.GetPending(), c.GetRunning())
 	tw := tabwriter.NewWriter(g.out, 0, 2, 2, ' ', 0)
@@ -344,7 +329,7 @@ func (g *globals) printRunTable(r *operatorv1.Run) {
 		if t.GetAccount() != "" {
 			host += " (" + t.GetAccount() + "/" + t.GetRegion() + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", clean(host), clean(t.GetAgentId()), taskStatus(t.GetStatus()), d, clean(result))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", clean(host), clean(t.GetAgentId()), apiview.EnumName(t.GetStatus()), d, clean(result))
 	}
 	_ = tw.Flush()
 	for _, a := range r.GetApprovals() {
@@ -376,7 +361,7 @@ func clipText(s string, n int) string {
 	return s[:n-1] + "…"
 }
 
-func (g *globals) printPlan(r *operatorv1.Run) error {
+func (g *Globals) printPlan(r *operatorv1.Run) error {
 	approval := r.GetStatus() == operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL
 	if g.json {
 		type target struct {
@@ -389,7 +374,7 @@ func (g *globals) printPlan(r *operatorv1.Run) error {
 		for _, t := range r.GetTasks() {
 			ts = append(ts, target{t.GetAgentId(), t.GetHostname(), t.GetAccount(), t.GetRegion()})
 		}
-		return g.printJSON(map[string]any{"dry_run": true, "action": r.GetAction(), "params": json.RawMessage(orNull(r.GetParamsJson())),
+		return g.PrintJSON(map[string]any{"dry_run": true, "action": r.GetAction(), "params": json.RawMessage(orNull(r.GetParamsJson())),
 			"targets": ts, "destructive": r.GetDestructive(), "approval_required": approval})
 	}
 	fmt.Fprintf(g.out, "DRY RUN: %s would run on %d targets with %s (nothing was changed)\n", r.GetAction(), len(r.GetTasks()), orNull(r.GetParamsJson()))
@@ -411,7 +396,8 @@ func orNull(b []byte) []byte {
 	return b
 }
 
-func newRunsCmd(g *globals) *cobra.Command {
+// NewRunsCmd is `firebreak runs`: list and show runs.
+func NewRunsCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "runs", Short: "List and inspect runs"}
 	var limit uint32
 	list := &cobra.Command{
@@ -435,13 +421,13 @@ func newRunsCmd(g *globals) *cobra.Command {
 					j.Results = nil
 					out = append(out, j)
 				}
-				return g.printJSON(out)
+				return g.PrintJSON(out)
 			}
 			tw := tabwriter.NewWriter(g.out, 0, 2, 2, ' ', 0)
 			fmt.Fprintln(tw, "RUN\tACTION\tSTATUS\tTARGETS\tOK\tFAILED\tBY\tCREATED")
 			for _, r := range resp.GetRuns() {
 				c := r.GetCounts()
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", r.GetId(), r.GetAction(), runStatus(r.GetStatus()), c.GetTargets(), c.GetSucceeded(),
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", r.GetId(), r.GetAction(), apiview.EnumName(r.GetStatus()), c.GetTargets(), c.GetSucceeded(),
 					c.GetFailed(), r.GetCreatedBy(), r.GetCreatedAt().AsTime().Local().Format(time.RFC3339))
 			}
 			return tw.Flush()
@@ -480,7 +466,14 @@ func newRunsCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func newApproveCmd(g *globals, approve bool) *cobra.Command {
+// NewApproveCmd is `firebreak approve`: the second operator's approval.
+func NewApproveCmd(g *Globals) *cobra.Command { return newDecideCmd(g, true) }
+
+// NewRejectCmd is `firebreak reject`: a run awaiting approval is cancelled.
+func NewRejectCmd(g *Globals) *cobra.Command { return newDecideCmd(g, false) }
+
+// newDecideCmd builds approve or reject.
+func newDecideCmd(g *Globals, approve bool) *cobra.Command {
 	use, short := "approve RUN_ID", "Approve a run that awaits a second operator"
 	if !approve {
 		use, short = "reject RUN_ID", "Reject a run that awaits approval; it is cancelled"
@@ -519,9 +512,9 @@ func newApproveCmd(g *globals, approve bool) *cobra.Command {
 				return g.report(final)
 			}
 			if g.json {
-				return g.printJSON(map[string]any{"run_id": r.GetId(), "status": runStatus(r.GetStatus())})
+				return g.PrintJSON(map[string]any{"run_id": r.GetId(), "status": apiview.EnumName(r.GetStatus())})
 			}
-			fmt.Fprintf(g.out, "run %s is now %s\n", r.GetId(), runStatus(r.GetStatus()))
+			fmt.Fprintf(g.out, "run %s is now %s\n", r.GetId(), apiview.EnumName(r.GetStatus()))
 			return nil
 		},
 	}
@@ -532,7 +525,8 @@ func newApproveCmd(g *globals, approve bool) *cobra.Command {
 	return cmd
 }
 
-func newCancelCmd(g *globals) *cobra.Command {
+// NewCancelCmd is `firebreak cancel`.
+func NewCancelCmd(g *Globals) *cobra.Command {
 	var reason string
 	cmd := &cobra.Command{
 		Use:   "cancel RUN_ID",
@@ -549,7 +543,7 @@ func newCancelCmd(g *globals) *cobra.Command {
 				return rpcError(err)
 			}
 			if g.json {
-				return g.printJSON(map[string]any{"run_id": resp.GetRun().GetId(), "status": runStatus(resp.GetRun().GetStatus())})
+				return g.PrintJSON(map[string]any{"run_id": resp.GetRun().GetId(), "status": apiview.EnumName(resp.GetRun().GetStatus())})
 			}
 			fmt.Fprintf(g.out, "run %s cancelled\n", args[0])
 			return nil

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/firebreak-ir/firebreak/internal/fleetbench"
+	"github.com/firebreak-ir/firebreak/internal/assembly/fleetbench"
 )
 
 // BenchmarkFleetNoop measures the time from creating a noop run to the

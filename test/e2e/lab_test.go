@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/firebreak-ir/firebreak/internal/lab"
+	"github.com/firebreak-ir/firebreak/internal/assembly/lab"
 	"github.com/firebreak-ir/firebreak/test/e2e"
 )
 

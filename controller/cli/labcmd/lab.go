@@ -1,4 +1,8 @@
-package cli
+// Package labcmd is `firebreak lab`: the local incident lab (the AWS
+// emulator, a controller, agents and the drills), built by the lab assembly
+// (internal/assembly/lab). It links the whole system; the operator commands
+// (package cli) do not.
+package labcmd
 
 import (
 	"fmt"
@@ -7,16 +11,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/firebreak-ir/firebreak/controller/cli"
+	"github.com/firebreak-ir/firebreak/internal/assembly/lab"
 	"github.com/firebreak-ir/firebreak/internal/awsemu"
-	"github.com/firebreak-ir/firebreak/internal/lab"
 )
 
-func init() { extraCommands = append(extraCommands, newLabCmd) }
-
-// labSubcommands are added by other files (demo, drill).
-var labSubcommands []func(*globals) *cobra.Command
-
-func newLabCmd(g *globals) *cobra.Command {
+// NewLabCmd is `firebreak lab`: the AWS emulator, the demo and the drills.
+func NewLabCmd(g *cli.Globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "lab", Short: "Run the local incident lab: AWS emulator, controller, agents and drills"}
 	var listen, seedFile, dir string
 	var accounts int
@@ -60,14 +61,14 @@ Everything it holds is emulated: nothing reaches AWS.`,
 			}
 			defer a.Stop()
 			env := a.WorkerEnv()
-			if g.json {
-				if err := g.printJSON(map[string]any{"endpoint": a.Endpoint, "worker_env": env, "accounts": len(seed.Accounts)}); err != nil {
+			if g.JSON() {
+				if err := g.PrintJSON(map[string]any{"endpoint": a.Endpoint, "worker_env": env, "accounts": len(seed.Accounts)}); err != nil {
 					return err
 				}
 			} else {
-				fmt.Fprintf(g.out, "AWS emulator (EMULATED, nothing reaches AWS) serving %d accounts at %s\n", len(seed.Accounts), a.Endpoint)
-				fmt.Fprintf(g.out, "worker environment:\n  export %s\n", strings.Join(env, " \\\n    "))
-				fmt.Fprintln(g.out, "interrupt to stop")
+				fmt.Fprintf(g.Out(), "AWS emulator (EMULATED, nothing reaches AWS) serving %d accounts at %s\n", len(seed.Accounts), a.Endpoint)
+				fmt.Fprintf(g.Out(), "worker environment:\n  export %s\n", strings.Join(env, " \\\n    "))
+				fmt.Fprintln(g.Out(), "interrupt to stop")
 			}
 			<-cmd.Context().Done()
 			return nil
@@ -77,9 +78,6 @@ Everything it holds is emulated: nothing reaches AWS.`,
 	aws.Flags().IntVar(&accounts, "accounts", 3, "accounts in the lab organisation (management, security and members)")
 	aws.Flags().StringVar(&seedFile, "seed", "", "YAML seed instead of the lab organisation (see internal/awsemu's package doc)")
 	aws.Flags().StringVar(&dir, "dir", "", "directory for the worker's AWS config file (default: a temporary one)")
-	cmd.AddCommand(aws)
-	for _, add := range labSubcommands {
-		cmd.AddCommand(add(g))
-	}
+	cmd.AddCommand(aws, newLabDemoCmd(g), newLabDrillCmd(g))
 	return cmd
 }

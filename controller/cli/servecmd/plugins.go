@@ -1,4 +1,4 @@
-package cli
+package servecmd
 
 import (
 	"fmt"
@@ -6,11 +6,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/firebreak-ir/firebreak/agent/pluginhost"
+	"github.com/firebreak-ir/firebreak/controller/cli"
 )
 
-func init() { extraCommands = append(extraCommands, newPluginsCmd) }
-
-func newPluginsCmd(g *globals) *cobra.Command {
+// NewPluginsCmd is `firebreak plugins`: it writes the manifest of a plugin
+// directory.
+func NewPluginsCmd(g *cli.Globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "plugins", Short: "Manage plugin directories for agents"}
 	manifest := &cobra.Command{
 		Use:   "manifest DIR",
@@ -29,11 +30,11 @@ owns the directory (root on real hosts).`,
 			if err := pluginhost.WriteManifest(dir, m); err != nil {
 				return err
 			}
-			if g.json {
-				return g.printJSON(m)
+			if g.JSON() {
+				return g.PrintJSON(m)
 			}
 			for _, p := range m.Plugins {
-				fmt.Fprintf(g.out, "%s  %s\n", p.SHA256, p.File)
+				fmt.Fprintf(g.Out(), "%s  %s\n", p.SHA256, p.File)
 			}
 			return nil
 		},

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/firebreak-ir/firebreak/controller/fleet"
-	"github.com/firebreak-ir/firebreak/internal/fleetbench"
+	"github.com/firebreak-ir/firebreak/internal/assembly/fleetbench"
 	"github.com/firebreak-ir/firebreak/plugins/hostisolate"
 )
 

@@ -1,4 +1,7 @@
-package cli
+// Package benchcmd is `firebreak bench`: fleet-wide dispatch measured with
+// the fleet bench assembly (internal/assembly/fleetbench). It links the
+// whole system; the operator commands (package cli) do not.
+package benchcmd
 
 import (
 	"context"
@@ -12,12 +15,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/firebreak-ir/firebreak/internal/fleetbench"
+	"github.com/firebreak-ir/firebreak/controller/cli"
+	"github.com/firebreak-ir/firebreak/internal/assembly/fleetbench"
 )
 
-func init() { extraCommands = append(extraCommands, newBenchCmd) }
-
-func newBenchCmd(g *globals) *cobra.Command {
+// NewBenchCmd is `firebreak bench`: it measures fleet-wide dispatch with a
+// controller and simulated agents in this process or a child.
+func NewBenchCmd(g *cli.Globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Measure Firebreak on this machine"}
 	var o fleetbench.Options
 	var inProcess bool
@@ -51,29 +55,29 @@ it.
 				defer f.Close()
 				o.CPUProfile = f
 			}
-			if !g.json {
-				fmt.Fprintf(g.errOut, "starting a controller and %d simulated agents (%s)…\n", o.Agents, o.Action)
+			if !g.JSON() {
+				fmt.Fprintf(g.ErrOut(), "starting a controller and %d simulated agents (%s)…\n", o.Agents, o.Action)
 			}
 			res, err := fleetbench.Run(cmd.Context(), o)
 			if err != nil {
 				return err
 			}
-			if g.json {
-				return g.printJSON(res)
+			if g.JSON() {
+				return g.PrintJSON(res)
 			}
-			fmt.Fprintf(g.out, "agents %d (simulated) · action %s\n", res.Agents, res.Action)
-			fmt.Fprintf(g.out, "connect all:            %10.1f ms (enrollment, TLS 1.3 handshake, hello)\n", res.ConnectAllMS)
-			fmt.Fprintf(g.out, "dispatch to all done:   %10.1f ms\n", res.DispatchToAllDoneMS)
-			fmt.Fprintf(g.out, "per-target done p50:    %10.1f ms\n", res.P50MS)
-			fmt.Fprintf(g.out, "per-target done p99:    %10.1f ms\n", res.P99MS)
+			fmt.Fprintf(g.Out(), "agents %d (simulated) · action %s\n", res.Agents, res.Action)
+			fmt.Fprintf(g.Out(), "connect all:            %10.1f ms (enrollment, TLS 1.3 handshake, hello)\n", res.ConnectAllMS)
+			fmt.Fprintf(g.Out(), "dispatch to all done:   %10.1f ms\n", res.DispatchToAllDoneMS)
+			fmt.Fprintf(g.Out(), "per-target done p50:    %10.1f ms\n", res.P50MS)
+			fmt.Fprintf(g.Out(), "per-target done p99:    %10.1f ms\n", res.P99MS)
 			where := "controller only"
 			if res.AgentsInProcess {
 				where = "controller and agents in one process"
 			}
-			fmt.Fprintf(g.out, "controller RSS:         %10.1f MiB (%s)\n", float64(res.ControllerRSSBytes)/(1<<20), where)
-			fmt.Fprintf(g.out, "errors:                 %10d\n", res.Errors)
+			fmt.Fprintf(g.Out(), "controller RSS:         %10.1f MiB (%s)\n", float64(res.ControllerRSSBytes)/(1<<20), where)
+			fmt.Fprintf(g.Out(), "errors:                 %10d\n", res.Errors)
 			if res.Errors > 0 {
-				return exitWith(ExitRunFailed, fmt.Errorf("%d targets did not succeed", res.Errors))
+				return cli.ExitWith(cli.ExitRunFailed, fmt.Errorf("%d targets did not succeed", res.Errors))
 			}
 			return nil
 		},

@@ -1,4 +1,4 @@
-package cli
+package labcmd
 
 import (
 	"errors"
@@ -8,12 +8,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/firebreak-ir/firebreak/internal/lab"
+	"github.com/firebreak-ir/firebreak/controller/cli"
+	"github.com/firebreak-ir/firebreak/internal/assembly/lab"
 )
-
-func init() {
-	labSubcommands = append(labSubcommands, newLabDemoCmd, newLabDrillCmd)
-}
 
 type labFlags struct {
 	simulated bool
@@ -27,29 +24,30 @@ func (f *labFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.binDir, "bin-dir", "", "directory of firebreak-agent and plugins/ (default: next to this binary)")
 }
 
-func (g *globals) drill(cmd *cobra.Command, name string, f *labFlags, report bool) error {
+// drill runs a scenario and exits ExitRunFailed unless it was contained.
+func drill(g *cli.Globals, cmd *cobra.Command, name string, f *labFlags, report bool) error {
 	o := lab.Options{BinDir: f.binDir, Simulated: f.simulated, KeepDir: f.keep}
-	if !g.json {
-		o.Progress = g.errOut
+	if !g.JSON() {
+		o.Progress = g.ErrOut()
 	}
 	var rep io.Writer
-	if report && !g.json {
-		rep = g.out
-		fmt.Fprintln(g.errOut)
+	if report && !g.JSON() {
+		rep = g.Out()
+		fmt.Fprintln(g.ErrOut())
 	}
 	res, err := lab.Drill(cmd.Context(), name, o, rep)
 	if err != nil {
 		return err
 	}
-	if g.json {
-		if err := g.printJSON(res); err != nil {
+	if g.JSON() {
+		if err := g.PrintJSON(res); err != nil {
 			return err
 		}
 	} else {
-		fmt.Fprintf(g.errOut, "\n%s: contained=%v time-to-contain=%.1fs evidence=%d steps-failed=%d score=%d/100 (wall %.1fs)\n",
+		fmt.Fprintf(g.ErrOut(), "\n%s: contained=%v time-to-contain=%.1fs evidence=%d steps-failed=%d score=%d/100 (wall %.1fs)\n",
 			res.Scenario, res.Contained, float64(res.TimeToContainMS)/1000, len(res.Evidence), res.StepsFailed, res.Score, float64(res.WallMS)/1000)
 		if res.SimulatedHosts {
-			fmt.Fprintln(g.errOut, "hosts were SIMULATED: run as root for real network namespaces, nftables and traffic checks")
+			fmt.Fprintln(g.ErrOut(), "hosts were SIMULATED: run as root for real network namespaces, nftables and traffic checks")
 		}
 	}
 	if !res.Contained {
@@ -59,12 +57,12 @@ func (g *globals) drill(cmd *cobra.Command, name string, f *labFlags, report boo
 				failed = append(failed, c.Name)
 			}
 		}
-		return exitWith(ExitRunFailed, errors.New("the threat was NOT contained: "+strings.Join(failed, "; ")))
+		return cli.ExitWith(cli.ExitRunFailed, errors.New("the threat was NOT contained: "+strings.Join(failed, "; ")))
 	}
 	return nil
 }
 
-func newLabDemoCmd(g *globals) *cobra.Command {
+func newLabDemoCmd(g *cli.Globals) *cobra.Command {
 	var f labFlags
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -87,13 +85,13 @@ It exits 0 only if containment really happened: it checks the emulator's
 state and, as root, real traffic (the attacker's session is cut, the
 responder's channel is not).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return g.drill(cmd, "ec2-compromise", &f, true) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return drill(g, cmd, "ec2-compromise", &f, true) },
 	}
 	f.register(cmd)
 	return cmd
 }
 
-func newLabDrillCmd(g *globals) *cobra.Command {
+func newLabDrillCmd(g *cli.Globals) *cobra.Command {
 	var f labFlags
 	var report bool
 	cmd := &cobra.Command{
@@ -106,7 +104,7 @@ contained or not, time to contain, evidence captured, steps failed.
   leaked-key-orgwide  a CI deployer's key used from outside AWS; found in whichever account holds it
   public-bucket       a bucket opened to anonymous readers`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error { return g.drill(cmd, args[0], &f, report) },
+		RunE: func(cmd *cobra.Command, args []string) error { return drill(g, cmd, args[0], &f, report) },
 	}
 	f.register(cmd)
 	cmd.Flags().BoolVar(&report, "report", false, "print the case report")

@@ -1,0 +1,98 @@
+// Package servecmd holds the firebreak commands that link the controller's
+// server packages or the agent's plugin host: `firebreak controller`, which
+// runs the controller, and `firebreak plugins manifest`. The operator
+// commands (package cli) link neither.
+package servecmd
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"golang.org/x/time/rate"
+
+	"github.com/firebreak-ir/firebreak/controller"
+	"github.com/firebreak-ir/firebreak/controller/cli"
+	"github.com/firebreak-ir/firebreak/controller/fleet"
+	"github.com/firebreak-ir/firebreak/internal/telemetry"
+	"github.com/firebreak-ir/firebreak/internal/watchcap"
+)
+
+// NewControllerCmd is `firebreak controller`: it runs the controller.
+func NewControllerCmd(g *cli.Globals) *cobra.Command {
+	var cfg controller.Config
+	var logLevel string
+	var enrollPerSource, enrollOverall, enrollRefusals float64
+	cmd := &cobra.Command{
+		Use:   "controller",
+		Short: "Run the controller",
+		Long: `Run the controller. On the first start it creates in --data-dir a CA (ca.pem),
+an ed25519 task-signing key, the SQLite database and the admin credential
+admin.creds; later starts reuse them. It stops cleanly on SIGTERM.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+				return cli.ExitWith(cli.ExitUsage, fmt.Errorf("--log-level %q: %w", logLevel, err))
+			}
+			el := &cfg.EnrollLimits
+			for name, v := range map[string]float64{"enroll-rate-per-source": enrollPerSource, "enroll-rate": enrollOverall,
+				"enroll-refusal-rate-per-source": enrollRefusals, "enroll-burst-per-source": float64(el.PerSourceBurst),
+				"enroll-burst": float64(el.OverallBurst), "enroll-refusal-burst-per-source": float64(el.RefusalBurst),
+				"enroll-refusal-window": float64(el.RefusalWindow), "enroll-max-sources": float64(el.MaxSources)} {
+				if !(v > 0) {
+					return cli.ExitWith(cli.ExitUsage, fmt.Errorf("--%s must be above zero", name))
+				}
+			}
+			el.PerSource, el.Overall, el.Refusals = rate.Limit(enrollPerSource), rate.Limit(enrollOverall), rate.Limit(enrollRefusals)
+			cfg.Logger = telemetry.NewLogger(os.Stderr, true, lvl)
+			slog.SetDefault(cfg.Logger)
+			c, err := controller.New(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			return c.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DataDir, "data-dir", "", "directory for the CA, keys, database and evidence (required)")
+	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:7443", "address to serve agents and operators on")
+	f.StringVar(&cfg.Advertise, "advertise", "", "address written into new credentials (default: the listen address)")
+	f.StringSliceVar(&cfg.ServerNames, "server-name", nil, "extra DNS name or IP for the serving certificate (repeatable)")
+	f.IntVar(&cfg.ApprovalThreshold, "approval-threshold", 10, "a destructive run over more targets than this waits for a second operator's approval")
+	f.IntVar(&cfg.MaxWatchesPerOperator, "max-watches-per-operator", watchcap.DefaultPerOperator, "live run and playbook run watches one operator may hold open; more are refused with RESOURCE_EXHAUSTED")
+	f.IntVar(&cfg.MaxWatches, "max-watches", watchcap.DefaultTotal, "live run and playbook run watches the controller serves at once; more are refused with RESOURCE_EXHAUSTED")
+	f.Float64Var(&enrollPerSource, "enroll-rate-per-source", float64(fleet.DefaultEnrollPerSource), "enrollments per second one source address may make; more are refused with RESOURCE_EXHAUSTED and a retry-after")
+	f.IntVar(&cfg.EnrollLimits.PerSourceBurst, "enroll-burst-per-source", fleet.DefaultEnrollPerSourceBurst, "enrollments one source address may make at once before --enroll-rate-per-source applies")
+	f.Float64Var(&enrollOverall, "enroll-rate", float64(fleet.DefaultEnrollOverall), "enrollments per second from all sources together")
+	f.IntVar(&cfg.EnrollLimits.OverallBurst, "enroll-burst", fleet.DefaultEnrollOverallBurst, "enrollments from all sources at once before --enroll-rate applies")
+	f.Float64Var(&enrollRefusals, "enroll-refusal-rate-per-source", float64(fleet.DefaultEnrollRefusals), "refused enrollments (bad tokens) per second one source address may make before all its enrollments wait")
+	f.IntVar(&cfg.EnrollLimits.RefusalBurst, "enroll-refusal-burst-per-source", fleet.DefaultEnrollRefusalBurst, "refused enrollments one source address may make at once before --enroll-refusal-rate-per-source applies")
+	f.DurationVar(&cfg.EnrollLimits.RefusalWindow, "enroll-refusal-window", fleet.DefaultEnrollRefusalWindow, "after the first refused enrollment of a source, the refusals of this window are written as one audit record")
+	f.IntVar(&cfg.EnrollLimits.MaxSources, "enroll-max-sources", fleet.DefaultEnrollMaxSources, "source addresses the enrollment limits track; the least recently seen is forgotten first")
+	f.DurationVar(&cfg.AgentCertTTL, "agent-cert-ttl", 24*time.Hour, "lifetime of agent certificates (agents renew at half of it)")
+	f.DurationVar(&cfg.OperatorCertTTL, "operator-cert-ttl", 90*24*time.Hour, "lifetime of operator credentials issued by operator add")
+	f.StringVar(&cfg.Evidence, "evidence", "", "evidence store: local (the default: DATA_DIR/evidence), an absolute directory or file:///absolute/path, or s3://bucket/prefix (AWS SDK environment: AWS_REGION, AWS_ENDPOINT_URL, credentials)")
+	f.DurationVar(&cfg.EvidenceRetention, "evidence-retention", 0, "S3 Object Lock retention in compliance mode for new evidence, e.g. 2160h (the bucket needs Object Lock)")
+	f.StringVar(&cfg.EvidenceKMSKey, "evidence-kms-key", "", "KMS key ARN or id for SSE-KMS of S3 evidence (default: the bucket's encryption)")
+	f.Int64Var(&cfg.EvidenceMaxBytes, "evidence-max-bytes", 0, "largest evidence item accepted, in bytes (default 64 GiB)")
+	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "serve Prometheus metrics at http://HOST:PORT/metrics (off by default; see docs/observability.md)")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	registerIncidentFlags(f, &cfg.Incident)
+	_ = cmd.MarkFlagRequired("data-dir")
+	return cmd
+}
+
+// registerIncidentFlags adds the controller's playbook, case and findings
+// flags.
+func registerIncidentFlags(f *pflag.FlagSet, cfg *controller.IncidentConfig) {
+	f.StringVar(&cfg.PlaybookDir, "playbook-dir", "", "directory of playbook files (*.yaml) besides the built-in playbooks; a file replaces a built-in playbook of the same name")
+	f.StringVar(&cfg.RulesFile, "rules", "", "rules file mapping findings to playbooks (YAML); its rules come before the built-in ones")
+	f.BoolVar(&cfg.NoDefaultRules, "no-default-rules", false, "leave out the built-in finding rules")
+	f.StringVar(&cfg.EventsListen, "events-listen", "", "HOST:PORT of the HTTPS endpoint POST /v1/events for EventBridge finding events (default: none)")
+	f.StringVar(&cfg.EventsSecretFile, "events-secret-file", "", "file holding the shared secret an EventBridge API destination sends in the X-Firebreak-Secret header (mode 0600, at least 32 characters)")
+	f.StringVar(&cfg.SQSQueue, "sqs-queue", "", "URL of an SQS queue to long-poll for finding events (AWS SDK environment: AWS_REGION, AWS_ENDPOINT_URL, credentials)")
+}
