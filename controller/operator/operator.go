@@ -26,11 +26,11 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/fleet"
 	"github.com/firebreak-ir/firebreak/controller/selector"
 	"github.com/firebreak-ir/firebreak/controller/store"
+	"github.com/firebreak-ir/firebreak/internal/actionschema"
 	"github.com/firebreak-ir/firebreak/internal/ids"
 	"github.com/firebreak-ir/firebreak/internal/pki"
 	"github.com/firebreak-ir/firebreak/internal/telemetry"
 	"github.com/firebreak-ir/firebreak/internal/watchcap"
-	"github.com/firebreak-ir/firebreak/plugins/sdk"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
@@ -437,7 +437,7 @@ func (s *Service) Plan(ctx context.Context, req *operatorv1.CreateRunRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	params, err := sdk.ResolveParams(desc, req.GetParams(), typed)
+	params, err := actionschema.ResolveParams(desc, req.GetParams(), typed)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
