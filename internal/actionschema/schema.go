@@ -266,7 +266,33 @@ func CheckDescription(d *pluginv1.ActionDescription) error {
 			return fmt.Errorf("action %q: parameter %q has no type", d.GetName(), p.GetName())
 		}
 	}
+	if d.GetReconcileAtStart() != nil {
+		if _, err := ReconcileParams(d); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// ReconcileParams returns the parameters an agent passes when it runs the
+// action at start (the description's reconcile_at_start), resolved against
+// the action's schema with defaults applied. It is an error when the
+// description does not ask to be reconciled, or its parameters are not a
+// JSON object the schema accepts.
+func ReconcileParams(d *pluginv1.ActionDescription) ([]byte, error) {
+	r := d.GetReconcileAtStart()
+	if r == nil {
+		return nil, fmt.Errorf("action %q does not ask to be reconciled at start", d.GetName())
+	}
+	var typed map[string]any
+	if err := json.Unmarshal([]byte(r.GetParamsJson()), &typed); err != nil || typed == nil {
+		return nil, fmt.Errorf("action %q: reconcile_at_start.params_json is not a JSON object", d.GetName())
+	}
+	params, err := ResolveParams(d, nil, typed)
+	if err != nil {
+		return nil, fmt.Errorf("action %q: reconcile_at_start: %w", d.GetName(), err)
+	}
+	return json.Marshal(params)
 }
 
 func validName(s string) bool {
