@@ -40,7 +40,6 @@ import (
 	"github.com/firebreak-ir/firebreak/internal/tasksign"
 	"github.com/firebreak-ir/firebreak/internal/telemetry"
 	"github.com/firebreak-ir/firebreak/internal/watchcap"
-	"github.com/firebreak-ir/firebreak/plugins/catalog"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
@@ -232,9 +231,11 @@ func (c *Controller) Audit(ctx context.Context, actor, action, subject string, d
 func (c *Controller) build(ctx context.Context) error {
 	cfg := c.cfg
 	var err error
-	firstParty, err := catalog.Descriptions(ctx)
+	// The first-party descriptions are embedded, generated from the
+	// actions themselves (make catalog): the controller links no action.
+	firstParty, err := actioncatalog.FirstParty()
 	if err != nil {
-		return fmt.Errorf("describing the first-party actions: %w", err)
+		return fmt.Errorf("reading the embedded first-party action descriptions: %w", err)
 	}
 	if c.Actions, err = actioncatalog.New(firstParty); err != nil {
 		return err
