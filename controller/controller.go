@@ -416,7 +416,17 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	dispCtx, dispCancel := context.WithCancel(context.Background())
 	dispDone := make(chan error, 1)
-	go func() { dispDone <- c.Dispatcher.Run(dispCtx) }()
+	go func() {
+		// The dispatcher runs until the very end; it returns early only
+		// when it refuses to start (never wired), which stops the
+		// controller rather than leaving it serving without dispatch.
+		err := c.Dispatcher.Run(dispCtx)
+		if err != nil {
+			errs <- fmt.Errorf("dispatcher: %w", err)
+			cancel()
+		}
+		dispDone <- err
+	}()
 	run("last-seen writer", func(ctx context.Context) error { return c.Fleet.RunSeenWriter(ctx, 5*time.Second) })
 	c.runIncident(run)
 	run("evidence janitor", c.Evidence.Run)
