@@ -3,12 +3,15 @@ package actioncatalog_test
 import (
 	"bytes"
 	"context"
+	"slices"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/firebreak-ir/firebreak/controller/actioncatalog"
 	"github.com/firebreak-ir/firebreak/plugins/catalog"
+	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
+	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
 )
 
 // TestEmbeddedDescriptionsMatchTheActions keeps the descriptions the
@@ -57,6 +60,38 @@ func TestDecodeDescriptionsRefuses(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			if _, err := actioncatalog.DecodeDescriptions([]byte(in)); err == nil {
 				t.Fatal("accepted")
+			}
+		})
+	}
+}
+
+// TestReviewNamesAReconcileDifference checks that the catalogue's exact
+// comparison covers reconcile_at_start: an agent whose action would run
+// at start with other parameters is refused for it, and told which field.
+func TestReviewNamesAReconcileDifference(t *testing.T) {
+	descs, err := actioncatalog.FirstParty()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := actioncatalog.New(descs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(d *pluginv1.ActionDescription)
+	}{
+		{name: "other parameters", edit: func(d *pluginv1.ActionDescription) {
+			d.ReconcileAtStart = &pluginv1.ReconcileAtStart{ParamsJson: `{"reconcile":true,"allow":["0.0.0.0/1"]}`}
+		}},
+		{name: "not asked", edit: func(d *pluginv1.ActionDescription) { d.ReconcileAtStart = nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := proto.Clone(descs["host-isolate"]).(*pluginv1.ActionDescription)
+			tc.edit(d)
+			accepted, refused := cat.Review("host", []*agentv1.PluginInfo{{Description: d, Sha256: "x"}})
+			if accepted["host-isolate"] || len(refused) != 1 || !slices.Equal(refused[0].Differences, []string{"reconcile_at_start"}) {
+				t.Fatalf("accepted %v, refused %+v", accepted, refused)
 			}
 		})
 	}
