@@ -230,7 +230,6 @@ func (c *Controller) Audit(ctx context.Context, actor, action, subject string, d
 
 func (c *Controller) build(ctx context.Context) error {
 	cfg := c.cfg
-	var err error
 	// The first-party descriptions are embedded, generated from the
 	// actions themselves (make catalog): the controller links no action.
 	firstParty, err := actioncatalog.FirstParty()
