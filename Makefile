@@ -14,7 +14,7 @@ GOTMPDIR := $(shell for d in /var/lib/fbtest $(HOME)/.cache/fbtest; do mkdir -p 
 endif
 export GOTMPDIR
 
-.PHONY: all build proto proto-check lint vet test test-short demo bench fuzz clean
+.PHONY: all build proto proto-check catalog catalog-check lint vet test test-short demo bench fuzz clean
 
 all: build
 
@@ -46,11 +46,19 @@ proto-check:
 	@rm -rf .proto-check
 	@echo "proto: lint clean, generated code up to date"
 
+## catalog: regenerate the first-party action descriptions the controller embeds
+catalog:
+	$(GO) run ./controller/actioncatalog/gen -o controller/actioncatalog/descriptions.json
+
+## catalog-check: fail when the embedded action descriptions differ from the actions' own
+catalog-check:
+	$(GO) run ./controller/actioncatalog/gen -check -o controller/actioncatalog/descriptions.json
+
 vet:
 	$(GO) vet ./...
 
 ## test: the whole suite, as CI runs it
-test: proto-check vet build
+test: proto-check catalog-check vet build
 	$(GO) test -count=1 -timeout 45m ./...
 
 ## demo: the lab drill on the embedded default (SQLite, local evidence, AWS emulator)

@@ -149,6 +149,9 @@ type Agent struct {
 	ctrlIPs  []string
 	ctrlPort uint32
 	isolated bool
+	// hostState serialises changes of the reported host state with the
+	// writes of its record, so the record ends as the last change.
+	hostState sync.Mutex
 
 	evidence evidenceUploads
 }
@@ -226,7 +229,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 	a.verifier = &tasksign.Verifier{Key: a.id.signingKey, AgentID: a.id.AgentID, Now: cfg.Clock}
 	a.reportInterrupted()
-	a.reconcileIsolation(ctx)
+	a.reconcileAtStart(ctx)
 	return a, nil
 }
 

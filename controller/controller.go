@@ -41,7 +41,6 @@ import (
 	"github.com/firebreak-ir/firebreak/internal/tasksign"
 	"github.com/firebreak-ir/firebreak/internal/telemetry"
 	"github.com/firebreak-ir/firebreak/internal/watchcap"
-	"github.com/firebreak-ir/firebreak/plugins/catalog"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
@@ -234,11 +233,11 @@ func (c *Controller) Audit(ctx context.Context, actor, action, subject string, d
 
 func (c *Controller) build(ctx context.Context) error {
 	cfg := c.cfg
-	var err error
-	var fl *fleet.Service
-	firstParty, err := catalog.Descriptions(ctx)
+	// The first-party descriptions are embedded, generated from the
+	// actions themselves (make catalog): the controller links no action.
+	firstParty, err := actioncatalog.FirstParty()
 	if err != nil {
-		return fmt.Errorf("describing the first-party actions: %w", err)
+		return fmt.Errorf("reading the embedded first-party action descriptions: %w", err)
 	}
 	if c.Actions, err = actioncatalog.New(firstParty); err != nil {
 		return err
@@ -249,17 +248,14 @@ func (c *Controller) build(ctx context.Context) error {
 		}
 	}
 	c.streams = auth.NewStreams()
-	// The dispatcher pushes through the fleet, and the fleet reports to the
-	// dispatcher; a small forwarder breaks the construction cycle.
-	pusher := &lazyPusher{}
-	c.Dispatcher, err = dispatch.New(dispatch.Config{Store: c.Store, Signer: c.Signer, Pusher: pusher, Audit: c.Audit,
-		Logger: cfg.Logger, Clock: cfg.Clock,
-		// The evidence service is built next and needs the dispatcher;
-		// results arrive only once both run.
-		TaskEvidence: func(ctx context.Context, taskID string) ([]string, error) {
-			return c.Evidence.TaskEvidenceIDs(ctx, taskID)
-		}})
-	if err != nil {
+	// Built in dependency order. The dispatcher and the fleet need each
+	// other (it pushes through the fleet, the fleet reports to it), and the
+	// evidence service checks uploads against the dispatcher's runs while
+	// the dispatcher checks results against stored evidence: the
+	// dispatcher is built first and given both with SetDeps, which it
+	// requires before it runs.
+	if c.Dispatcher, err = dispatch.New(dispatch.Config{Store: c.Store, Signer: c.Signer, Audit: c.Audit,
+		Logger: cfg.Logger, Clock: cfg.Clock}); err != nil {
 		return err
 	}
 	backend, err := evidence.OpenBackend(ctx, cfg.Evidence, evidence.BackendOptions{DataDir: cfg.DataDir, Retention: cfg.EvidenceRetention,
@@ -267,19 +263,19 @@ func (c *Controller) build(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("opening the evidence store: %w", err)
 	}
-	c.Evidence, err = evidence.New(evidence.Config{Store: c.Store, Backend: backend, StagingDir: filepath.Join(cfg.DataDir, "evidence", "uploads"),
-		Runs: c.Dispatcher, Audit: c.Audit, Logger: cfg.Logger, Clock: cfg.Clock, MaxBytes: cfg.EvidenceMaxBytes})
-	if err != nil {
+	if c.Evidence, err = evidence.New(evidence.Config{Store: c.Store, Backend: backend, StagingDir: filepath.Join(cfg.DataDir, "evidence", "uploads"),
+		Runs: c.Dispatcher, Audit: c.Audit, Logger: cfg.Logger, Clock: cfg.Clock, MaxBytes: cfg.EvidenceMaxBytes}); err != nil {
 		return err
 	}
-	fl, err = fleet.New(fleet.Config{Store: c.Store, CA: c.CA, Signer: c.Signer, Dispatcher: c.Dispatcher, Audit: c.Audit,
+	if c.Fleet, err = fleet.New(fleet.Config{Store: c.Store, CA: c.CA, Signer: c.Signer, Dispatcher: c.Dispatcher, Audit: c.Audit,
 		Logger: cfg.Logger, Clock: cfg.Clock, CertTTL: cfg.AgentCertTTL, Heartbeat: cfg.Heartbeat, Evidence: c.Evidence,
-		Actions: c.Actions, EnrollLimits: cfg.EnrollLimits})
-	if err != nil {
+		Actions: c.Actions, EnrollLimits: cfg.EnrollLimits}); err != nil {
 		return err
 	}
-	pusher.set(fl)
-	c.Fleet = fl
+	if err := c.Dispatcher.SetDeps(dispatch.Deps{Pusher: c.Fleet, TaskEvidence: c.Evidence.TaskEvidenceIDs}); err != nil {
+		return err
+	}
+	fl := c.Fleet
 	watches := watchcap.New(cfg.MaxWatchesPerOperator, cfg.MaxWatches)
 	c.Planner, err = runs.New(runs.Config{Store: c.Store, Fleet: fl, Actions: c.Actions, Dispatcher: c.Dispatcher, Audit: c.Audit,
 		Logger: cfg.Logger, Clock: cfg.Clock, ApprovalThreshold: cfg.ApprovalThreshold})
@@ -368,25 +364,6 @@ func (c *Controller) build(ctx context.Context) error {
 	return nil
 }
 
-// lazyPusher forwards to the fleet once it exists.
-type lazyPusher struct {
-	mu sync.RWMutex
-	p  dispatch.Pusher
-}
-
-func (l *lazyPusher) set(p dispatch.Pusher) {
-	l.mu.Lock()
-	l.p = p
-	l.mu.Unlock()
-}
-
-func (l *lazyPusher) Push(agentID string, msg *agentv1.ConnectResponse) bool {
-	l.mu.RLock()
-	p := l.p
-	l.mu.RUnlock()
-	return p != nil && p.Push(agentID, msg)
-}
-
 // ensureAdmin creates the admin operator and DataDir/admin.creds on first
 // start.
 func (c *Controller) ensureAdmin(ctx context.Context) error {
@@ -446,7 +423,17 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	dispCtx, dispCancel := context.WithCancel(context.Background())
 	dispDone := make(chan error, 1)
-	go func() { dispDone <- c.Dispatcher.Run(dispCtx) }()
+	go func() {
+		// The dispatcher runs until the very end; it returns early only
+		// when it refuses to start (never wired), which stops the
+		// controller rather than leaving it serving without dispatch.
+		err := c.Dispatcher.Run(dispCtx)
+		if err != nil {
+			errs <- fmt.Errorf("dispatcher: %w", err)
+			cancel()
+		}
+		dispDone <- err
+	}()
 	run("last-seen writer", func(ctx context.Context) error { return c.Fleet.RunSeenWriter(ctx, 5*time.Second) })
 	c.runIncident(run)
 	run("evidence janitor", c.Evidence.Run)

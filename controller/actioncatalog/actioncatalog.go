@@ -22,7 +22,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	"github.com/firebreak-ir/firebreak/plugins/sdk"
+	"github.com/firebreak-ir/firebreak/internal/actionschema"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
 )
@@ -77,7 +77,7 @@ func New(firstParty map[string]*pluginv1.ActionDescription) (*Catalogue, error) 
 // again is a no-op; a different description of a catalogued name is
 // refused, so a registration can never redefine an action.
 func (c *Catalogue) Register(d *pluginv1.ActionDescription, source string) error {
-	if err := sdk.CheckDescription(d); err != nil {
+	if err := actionschema.CheckDescription(d); err != nil {
 		return fmt.Errorf("action catalogue: %w", err)
 	}
 	d = proto.Clone(d).(*pluginv1.ActionDescription)

@@ -49,7 +49,9 @@ type Config struct {
 	Store store.Store
 	// Signer signs tasks.
 	Signer *tasksign.Signer
-	// Pusher reaches connected agents.
+	// Pusher reaches connected agents. Leave it nil when the pusher is
+	// built after the dispatcher because it needs the dispatcher (the
+	// fleet), and give it with SetDeps instead.
 	Pusher Pusher
 	// Audit records run lifecycle events.
 	Audit AuditFunc
@@ -67,6 +69,17 @@ type Config struct {
 	// is not empty and TaskEvidence is set, the task records the stored
 	// items instead, and a claimed id that is not among them is refused
 	// and audited. Nil trusts the claim (tests without an evidence store).
+	// Like Pusher, it may come later through SetDeps.
+	TaskEvidence func(ctx context.Context, taskID string) ([]string, error)
+}
+
+// Deps are the dispatcher's dependencies that are built after it, because
+// they need the dispatcher themselves: the fleet pushes its tasks and
+// reports to it, and the evidence service checks uploads against its runs.
+type Deps struct {
+	// Pusher reaches connected agents; required.
+	Pusher Pusher
+	// TaskEvidence is Config.TaskEvidence; nil trusts an agent's claim.
 	TaskEvidence func(ctx context.Context, taskID string) ([]string, error)
 }
 
@@ -78,9 +91,6 @@ func (c *Config) CheckAndSetDefaults() error {
 	}
 	if c.Signer == nil {
 		missing = append(missing, "Signer")
-	}
-	if c.Pusher == nil {
-		missing = append(missing, "Pusher")
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("dispatch: missing %s", strings.Join(missing, ", "))
@@ -109,6 +119,12 @@ type Dispatcher struct {
 	events chan any
 	saves  chan *batch
 	done   chan struct{}
+
+	// wiring guards wired and started: the dependencies are set once,
+	// before the loop starts, and read only by it afterwards.
+	wiring  sync.Mutex
+	wired   bool
+	started bool
 
 	// Owned by the loop.
 	runs      map[string]*runState
@@ -186,13 +202,15 @@ func newBatch() *batch {
 	return &batch{tasks: map[string]*store.Task{}, runs: map[string]*store.Run{}}
 }
 
-// New returns a dispatcher; call Run to start it.
+// New returns a dispatcher; call Run to start it. When cfg has no Pusher,
+// call SetDeps once before Run.
 func New(cfg Config) (*Dispatcher, error) {
 	if err := cfg.CheckAndSetDefaults(); err != nil {
 		return nil, err
 	}
 	return &Dispatcher{
 		cfg:       cfg,
+		wired:     cfg.Pusher != nil,
 		events:    make(chan any, 65536),
 		saves:     make(chan *batch, 64),
 		done:      make(chan struct{}),
@@ -292,9 +310,56 @@ func (d *Dispatcher) Load(ctx context.Context) error {
 	return nil
 }
 
+// Errors of wiring the dispatcher.
+var (
+	// ErrNotWired is returned by Run when the dispatcher has no pusher:
+	// neither Config.Pusher nor SetDeps gave one.
+	ErrNotWired = errors.New("dispatch: the dispatcher has no pusher to reach agents: give Config.Pusher or call SetDeps before Run")
+	// ErrWiredTwice is returned by SetDeps when the dependencies are
+	// already set, by Config or by an earlier SetDeps.
+	ErrWiredTwice = errors.New("dispatch: the dispatcher's dependencies are already set (by Config or an earlier SetDeps)")
+)
+
+// SetDeps gives the dispatcher the dependencies built after it. It is
+// called once, before Run, and only when Config had no Pusher; a second
+// call, a call after Run started, or a Deps without a Pusher is an error.
+func (d *Dispatcher) SetDeps(deps Deps) error {
+	if deps.Pusher == nil {
+		return errors.New("dispatch: SetDeps needs a Pusher")
+	}
+	d.wiring.Lock()
+	defer d.wiring.Unlock()
+	if d.wired {
+		return ErrWiredTwice
+	}
+	if d.started {
+		return errors.New("dispatch: SetDeps after Run started")
+	}
+	if deps.TaskEvidence != nil && d.cfg.TaskEvidence != nil {
+		return errors.New("dispatch: TaskEvidence is given both in Config and to SetDeps")
+	}
+	d.cfg.Pusher = deps.Pusher
+	if deps.TaskEvidence != nil {
+		d.cfg.TaskEvidence = deps.TaskEvidence
+	}
+	d.wired = true
+	return nil
+}
+
 // Run runs the loop until ctx ends, loading the active runs first if Load
-// was not called.
+// was not called. It refuses to start (ErrNotWired) when the dispatcher
+// has no pusher, and to start twice.
 func (d *Dispatcher) Run(ctx context.Context) error {
+	d.wiring.Lock()
+	wired, started := d.wired, d.started
+	d.started = wired && !started
+	d.wiring.Unlock()
+	if !wired {
+		return ErrNotWired
+	}
+	if started {
+		return errors.New("dispatch: Run called twice")
+	}
 	if !d.loaded {
 		if err := d.Load(ctx); err != nil {
 			return err

@@ -28,10 +28,10 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/actioncatalog"
 	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/controller/store"
+	"github.com/firebreak-ir/firebreak/internal/actionschema"
 	"github.com/firebreak-ir/firebreak/internal/ids"
 	"github.com/firebreak-ir/firebreak/internal/pki"
 	"github.com/firebreak-ir/firebreak/internal/tasksign"
-	"github.com/firebreak-ir/firebreak/plugins/sdk"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 )
 
@@ -507,7 +507,7 @@ func (s *Service) Connect(stream agentv1.AgentService_ConnectServer) error {
 		return status.Errorf(codes.InvalidArgument, "hello refused: %v", err)
 	}
 	for _, p := range hello.GetPlugins() {
-		if err := sdk.CheckDescription(p.GetDescription()); err != nil {
+		if err := actionschema.CheckDescription(p.GetDescription()); err != nil {
 			return status.Errorf(codes.InvalidArgument, "hello refused: %v", err)
 		}
 	}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/firebreak-ir/firebreak/controller/finding"
 	"github.com/firebreak-ir/firebreak/controller/intake"
-	"github.com/firebreak-ir/firebreak/plugins/playbooks"
+	playbooks "github.com/firebreak-ir/firebreak/controller/playbook/library"
 )
 
 func TestDefaultRulesMapSamplesToBuiltInPlaybooks(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/firebreak-ir/firebreak/controller/playbook"
-	"github.com/firebreak-ir/firebreak/plugins/playbooks"
+	"github.com/firebreak-ir/firebreak/controller/playbook/library"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
 )
@@ -26,7 +26,7 @@ type Library struct {
 	// Dir is the playbook directory; empty means built-in playbooks only.
 	Dir string
 	// BuiltIn are the built-in playbooks by name; nil means the ones in
-	// plugins/playbooks.
+	// controller/playbook/library.
 	BuiltIn map[string][]byte
 }
 
@@ -54,7 +54,7 @@ func (l *Library) List() ([]*Entry, error) {
 	byName := map[string]*Entry{}
 	builtIn := l.BuiltIn
 	if builtIn == nil {
-		builtIn = playbooks.All()
+		builtIn = library.All()
 	}
 	for name, data := range builtIn {
 		byName[name] = parseEntry(name, SourceBuiltIn, name+".yaml", data)

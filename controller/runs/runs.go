@@ -29,9 +29,9 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/dispatch"
 	"github.com/firebreak-ir/firebreak/controller/selector"
 	"github.com/firebreak-ir/firebreak/controller/store"
+	"github.com/firebreak-ir/firebreak/internal/actionschema"
 	"github.com/firebreak-ir/firebreak/internal/ids"
 	"github.com/firebreak-ir/firebreak/internal/telemetry"
-	"github.com/firebreak-ir/firebreak/plugins/sdk"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
@@ -320,7 +320,7 @@ func (p *Planner) Plan(ctx context.Context, actor Actor, spec Spec) (*Plan, erro
 	if err != nil {
 		return nil, err
 	}
-	params, err := sdk.ResolveParams(desc, spec.Params, typed)
+	params, err := actionschema.ResolveParams(desc, spec.Params, typed)
 	if err != nil {
 		return nil, refuseErr(ErrInvalidParams, err)
 	}

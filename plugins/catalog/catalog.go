@@ -1,6 +1,9 @@
 // Package catalog lists Firebreak's first-party actions, built in-process.
-// Tests validate the built-in playbooks against the actions' real schemas
-// with it, so a playbook and a plugin cannot drift apart unnoticed.
+// The generator of the controller's embedded action descriptions
+// (controller/actioncatalog/gen, `make catalog`) reads the descriptions
+// from it, and tests use it to check the embedded descriptions and the
+// built-in playbooks against the actions' real schemas, so neither can
+// drift from a plugin unnoticed. The controller itself never links it.
 package catalog
 
 import (

@@ -11,10 +11,14 @@
 // github.com/google/nftables: nft(8) is never run.
 //
 // The isolation is recorded in the agent's state directory ([Recorded],
-// [ReadRecord]); at start the agent runs host-isolate with reconcile=true,
-// which restores the recorded isolation when its table is missing (after a
-// reboot, or if it was deleted) and does nothing when none is recorded.
-// host-unisolate deletes exactly table inet firebreak and the record.
+// [ReadRecord]). host-isolate's description asks to be reconciled at start
+// (reconcile_at_start), so the agent runs it with reconcile=true before it
+// connects: that restores the recorded isolation when its table is missing
+// (after a reboot, or if it was deleted) and does nothing when none is
+// recorded. host-unisolate deletes exactly table inet firebreak and the
+// record. Both results say how they left the host (isolated or not) in the
+// result's host state, which the agent reports and records itself; the
+// agent never checks which action ran.
 //
 // The layers can be used apart: [ParseAllow] reads allow entries,
 // [BuildRuleset] turns a [Spec] into the table, chains and rules without

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/firebreak-ir/firebreak/plugins/sdk"
 	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
@@ -92,6 +93,18 @@ type IsolateResult struct {
 	Simulated bool `json:"simulated,omitempty"`
 }
 
+// HostState implements sdk.HostStateReporter: a successful host-isolate
+// leaves the host isolated, and a reconcile that found an isolation
+// recorded confirms it (in place already, or re-applied). A reconcile with
+// nothing recorded says nothing, so the agent's own record stands.
+// host-isolate-sim changes no real host and says nothing.
+func (r *IsolateResult) HostState() *pluginv1.HostState {
+	if r == nil || r.Simulated || (r.Reconcile && !r.Recorded) {
+		return nil
+	}
+	return &pluginv1.HostState{Isolated: proto.Bool(true)}
+}
+
 // Option configures the actions.
 type Option func(*config)
 
@@ -123,7 +136,13 @@ func NewIsolate(opts ...Option) *Isolate { return &Isolate{cfg: newConfig(opts)}
 
 // Describe implements sdk.Action.
 func (a *Isolate) Describe(context.Context) (*pluginv1.ActionDescription, error) {
-	return isolateDescription(IsolateName, isolateSummary, true, UnisolateName), nil
+	d := isolateDescription(IsolateName, isolateSummary, true, UnisolateName)
+	// nftables rules do not survive a reboot, and an attacker may delete
+	// the table: every agent that loads host-isolate runs it with
+	// reconcile=true at start, before it connects, so the host is contained
+	// again even when the controller is unreachable.
+	d.ReconcileAtStart = &pluginv1.ReconcileAtStart{ParamsJson: `{"reconcile":true}`}
+	return d, nil
 }
 
 func isolateDescription(name, summary string, destructive bool, rollback string) *pluginv1.ActionDescription {

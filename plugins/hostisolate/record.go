@@ -101,7 +101,8 @@ func (r *Record) Spec() (Spec, error) {
 func RecordPath(stateDir string) string { return filepath.Join(stateDir, RecordFile) }
 
 // Recorded reports whether an isolation is recorded in the state directory.
-// The agent calls it at start to report isolated=true when registering.
+// The agent keeps its own record of the host state it reports; this one is
+// the plugin's, which reconcile restores the isolation from.
 func Recorded(stateDir string) (bool, error) {
 	r, err := ReadRecord(stateDir)
 	return r != nil, err

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/firebreak-ir/firebreak/plugins/sdk"
 	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
@@ -48,6 +49,15 @@ type UnisolateResult struct {
 	Stopped *PacketCounts `json:"stopped,omitempty"`
 	// ElapsedMS is how long the task took, in milliseconds.
 	ElapsedMS float64 `json:"elapsed_ms"`
+}
+
+// HostState implements sdk.HostStateReporter: a successful host-unisolate
+// leaves the host not isolated.
+func (r *UnisolateResult) HostState() *pluginv1.HostState {
+	if r == nil {
+		return nil
+	}
+	return &pluginv1.HostState{Isolated: proto.Bool(false)}
 }
 
 // Unisolate is the host-unisolate action: it deletes table inet firebreak,

@@ -22,6 +22,17 @@ type Action interface {
 	Execute(ctx context.Context, req *Request, emit Emitter) (any, error)
 }
 
+// HostStateReporter is implemented by an action's result when the action
+// changes host state that the agent reports to the controller (see
+// pluginv1.HostState). The SDK puts the answer in the result's host_state;
+// the agent applies it, and records it in its own data directory, only
+// when the action succeeded. The agent never checks which action ran: an
+// action says what it changed.
+type HostStateReporter interface {
+	// HostState returns what the action changed, or nil for nothing.
+	HostState() *pluginv1.HostState
+}
+
 // Request is one task's input to an action.
 type Request struct {
 	// Task identifies the task, run, case and operator.

@@ -107,39 +107,3 @@ func classify(err error) error {
 	}
 	return err
 }
-
-// CheckDescription refuses a description that could not be dispatched safely.
-func CheckDescription(d *pluginv1.ActionDescription) error {
-	if d == nil {
-		return errors.New("the plugin returned no description")
-	}
-	if !validName(d.GetName()) {
-		return fmt.Errorf("the plugin's action name %q is not valid: use lower-case letters, digits and dashes", d.GetName())
-	}
-	if d.GetDomain() == pluginv1.Domain_DOMAIN_UNSPECIFIED {
-		return fmt.Errorf("action %q does not say its domain", d.GetName())
-	}
-	seen := map[string]bool{}
-	for _, p := range d.GetParams() {
-		if p.GetName() == "" || seen[p.GetName()] {
-			return fmt.Errorf("action %q: parameter name %q is empty or repeated", d.GetName(), p.GetName())
-		}
-		seen[p.GetName()] = true
-		if p.GetType() == pluginv1.ParamType_PARAM_TYPE_UNSPECIFIED {
-			return fmt.Errorf("action %q: parameter %q has no type", d.GetName(), p.GetName())
-		}
-	}
-	return nil
-}
-
-func validName(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
-			return false
-		}
-	}
-	return true
-}

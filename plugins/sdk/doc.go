@@ -14,7 +14,12 @@
 //   - never read credentials from the environment: service-domain actions get
 //     short-lived credentials for exactly one account in [Request.AWS];
 //   - return an error that says what failed and what to do about it. Wrap it
-//     with [Errorf] to choose the gRPC code.
+//     with [Errorf] to choose the gRPC code;
+//   - an action that changes host state the agent reports (whether the host
+//     is isolated) returns a result implementing [HostStateReporter]; one
+//     that keeps host state to restore after a reboot sets
+//     reconcile_at_start in its description, and the agent runs it with
+//     those parameters at start, before it connects.
 //
 // Built-in actions speak the same contract in memory ([ServeInMemory]), and
 // package sdktest runs an action in-process for tests.

@@ -52,6 +52,9 @@ func (s *server) Execute(req *pluginv1.ExecuteRequest, stream pluginv1.ActionPlu
 			return status.Errorf(codes.Internal, "encoding the action's result: %v", merr)
 		}
 		res.OutputJson = b
+		if hs, ok := out.(HostStateReporter); ok {
+			res.HostState = hs.HostState()
+		}
 	}
 	if execErr != nil {
 		if out == nil {

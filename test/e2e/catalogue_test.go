@@ -12,8 +12,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	playbooks "github.com/firebreak-ir/firebreak/controller/playbook/library"
 	"github.com/firebreak-ir/firebreak/plugins/catalog"
-	"github.com/firebreak-ir/firebreak/plugins/playbooks"
 	"github.com/firebreak-ir/firebreak/plugins/sdk"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"

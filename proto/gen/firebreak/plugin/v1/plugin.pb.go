@@ -255,9 +255,14 @@ type ActionDescription struct {
 	// rollback_action names the action that undoes this one, if any.
 	RollbackAction string `protobuf:"bytes,7,opt,name=rollback_action,json=rollbackAction,proto3" json:"rollback_action,omitempty"`
 	// roles lists the agent roles that can run the action ("host", "worker").
-	Roles         []string `protobuf:"bytes,8,rep,name=roles,proto3" json:"roles,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Roles []string `protobuf:"bytes,8,rep,name=roles,proto3" json:"roles,omitempty"`
+	// reconcile_at_start, when set, asks every agent that loads the action to
+	// run it once at start, before the agent connects, so that host state the
+	// action keeps (e.g. an isolation, whose nftables rules do not survive a
+	// reboot) is restored even when the controller is unreachable.
+	ReconcileAtStart *ReconcileAtStart `protobuf:"bytes,9,opt,name=reconcile_at_start,json=reconcileAtStart,proto3" json:"reconcile_at_start,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ActionDescription) Reset() {
@@ -346,6 +351,68 @@ func (x *ActionDescription) GetRoles() []string {
 	return nil
 }
 
+func (x *ActionDescription) GetReconcileAtStart() *ReconcileAtStart {
+	if x != nil {
+		return x.ReconcileAtStart
+	}
+	return nil
+}
+
+// ReconcileAtStart is how an agent runs an action at start.
+//
+// Flow at agent start:
+//  1. The agent loads its plugins and calls Describe.
+//  2. For each action whose description has reconcile_at_start, in name
+//     order, the agent calls Execute with params_json, a task id of
+//     "reconcile-at-start" and the agent's state directory.
+//  3. The agent applies the host_state of each result without an error.
+//  4. Only then does the agent connect to the controller.
+type ReconcileAtStart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// params_json is the JSON object of parameters the agent passes; it must
+	// resolve against the action's parameter schema.
+	ParamsJson    string `protobuf:"bytes,1,opt,name=params_json,json=paramsJson,proto3" json:"params_json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReconcileAtStart) Reset() {
+	*x = ReconcileAtStart{}
+	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconcileAtStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconcileAtStart) ProtoMessage() {}
+
+func (x *ReconcileAtStart) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconcileAtStart.ProtoReflect.Descriptor instead.
+func (*ReconcileAtStart) Descriptor() ([]byte, []int) {
+	return file_firebreak_plugin_v1_plugin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ReconcileAtStart) GetParamsJson() string {
+	if x != nil {
+		return x.ParamsJson
+	}
+	return ""
+}
+
 // DescribeRequest asks a plugin for its description.
 type DescribeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -355,7 +422,7 @@ type DescribeRequest struct {
 
 func (x *DescribeRequest) Reset() {
 	*x = DescribeRequest{}
-	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[2]
+	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -367,7 +434,7 @@ func (x *DescribeRequest) String() string {
 func (*DescribeRequest) ProtoMessage() {}
 
 func (x *DescribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[2]
+	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -380,7 +447,7 @@ func (x *DescribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeRequest.ProtoReflect.Descriptor instead.
 func (*DescribeRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_plugin_v1_plugin_proto_rawDescGZIP(), []int{2}
+	return file_firebreak_plugin_v1_plugin_proto_rawDescGZIP(), []int{3}
 }
 
 // DescribeResponse carries the plugin's description.
@@ -394,7 +461,7 @@ type DescribeResponse struct {
 
 func (x *DescribeResponse) Reset() {
 	*x = DescribeResponse{}
-	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[3]
+	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -406,7 +473,7 @@ func (x *DescribeResponse) String() string {
 func (*DescribeResponse) ProtoMessage() {}
 
 func (x *DescribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[3]
+	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -419,7 +486,7 @@ func (x *DescribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeResponse.ProtoReflect.Descriptor instead.
 func (*DescribeResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_plugin_v1_plugin_proto_rawDescGZIP(), []int{3}
+	return file_firebreak_plugin_v1_plugin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DescribeResponse) GetDescription() *ActionDescription {
@@ -454,7 +521,7 @@ type TaskContext struct {
 
 func (x *TaskContext) Reset() {
 	*x = TaskContext{}
-	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[4]
+	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -466,7 +533,7 @@ func (x *TaskContext) String() string {
 func (*TaskContext) ProtoMessage() {}
 
 func (x *TaskContext) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[4]
+	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -479,7 +546,7 @@ func (x *TaskContext) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskContext.ProtoReflect.Descriptor instead.
 func (*TaskContext) Descriptor() ([]byte, []int) {
-	return file_firebreak_plugin_v1_plugin_proto_rawDescGZIP(), []int{4}
+	return file_firebreak_plugin_v1_plugin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *TaskContext) GetTaskId() string {
@@ -561,7 +628,7 @@ type HostContext struct {
 
 func (x *HostContext) Reset() {
 	*x = HostContext{}
-	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[5]
+	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -573,7 +640,7 @@ func (x *HostContext) String() string {
 func (*HostContext) ProtoMessage() {}
 
 func (x *HostContext) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[5]
+	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -586,7 +653,7 @@ func (x *HostContext) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostContext.ProtoReflect.Descriptor instead.
 func (*HostContext) Descriptor() ([]byte, []int) {
-	return file_firebreak_plugin_v1_plugin_proto_rawDescGZIP(), []int{5}
+	return file_firebreak_plugin_v1_plugin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *HostContext) GetControllerAddresses() []string {
@@ -666,7 +733,7 @@ type AWSCredentials struct {
 
 func (x *AWSCredentials) Reset() {
 	*x = AWSCredentials{}
-	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[6]
+	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -678,7 +745,7 @@ func (x *AWSCredentials) String() string {
 func (*AWSCredentials) ProtoMessage() {}
 
 func (x *AWSCredentials) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[6]
+	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -691,7 +758,7 @@ func (x *AWSCredentials) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AWSCredentials.ProtoReflect.Descriptor instead.
 func (*AWSCredentials) Descriptor() ([]byte, []int) {
-	return file_firebreak_plugin_v1_plugin_proto_rawDescGZIP(), []int{6}
+	return file_firebreak_plugin_v1_plugin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AWSCredentials) GetAccessKeyId() string {
@@ -782,7 +849,7 @@ type ExecuteRequest struct {
 
 func (x *ExecuteRequest) Reset() {
 	*x = ExecuteRequest{}
-	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[7]
+	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -794,7 +861,7 @@ func (x *ExecuteRequest) String() string {
 func (*ExecuteRequest) ProtoMessage() {}
 
 func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[7]
+	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -807,7 +874,7 @@ func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteRequest.ProtoReflect.Descriptor instead.
 func (*ExecuteRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_plugin_v1_plugin_proto_rawDescGZIP(), []int{7}
+	return file_firebreak_plugin_v1_plugin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ExecuteRequest) GetTask() *TaskContext {
@@ -851,7 +918,7 @@ type Progress struct {
 
 func (x *Progress) Reset() {
 	*x = Progress{}
-	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[8]
+	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +930,7 @@ func (x *Progress) String() string {
 func (*Progress) ProtoMessage() {}
 
 func (x *Progress) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[8]
+	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +943,7 @@ func (x *Progress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Progress.ProtoReflect.Descriptor instead.
 func (*Progress) Descriptor() ([]byte, []int) {
-	return file_firebreak_plugin_v1_plugin_proto_rawDescGZIP(), []int{8}
+	return file_firebreak_plugin_v1_plugin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Progress) GetPercent() int32 {
@@ -906,7 +973,7 @@ type LogLine struct {
 
 func (x *LogLine) Reset() {
 	*x = LogLine{}
-	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[9]
+	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -918,7 +985,7 @@ func (x *LogLine) String() string {
 func (*LogLine) ProtoMessage() {}
 
 func (x *LogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[9]
+	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -931,7 +998,7 @@ func (x *LogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
 func (*LogLine) Descriptor() ([]byte, []int) {
-	return file_firebreak_plugin_v1_plugin_proto_rawDescGZIP(), []int{9}
+	return file_firebreak_plugin_v1_plugin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LogLine) GetLevel() string {
@@ -966,7 +1033,7 @@ type ArtifactChunk struct {
 
 func (x *ArtifactChunk) Reset() {
 	*x = ArtifactChunk{}
-	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[10]
+	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -978,7 +1045,7 @@ func (x *ArtifactChunk) String() string {
 func (*ArtifactChunk) ProtoMessage() {}
 
 func (x *ArtifactChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[10]
+	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -991,7 +1058,7 @@ func (x *ArtifactChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArtifactChunk.ProtoReflect.Descriptor instead.
 func (*ArtifactChunk) Descriptor() ([]byte, []int) {
-	return file_firebreak_plugin_v1_plugin_proto_rawDescGZIP(), []int{10}
+	return file_firebreak_plugin_v1_plugin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ArtifactChunk) GetName() string {
@@ -1028,14 +1095,19 @@ type Result struct {
 	// output_json is the action's JSON result object.
 	OutputJson []byte `protobuf:"bytes,1,opt,name=output_json,json=outputJson,proto3" json:"output_json,omitempty"`
 	// error is empty on success and says what failed otherwise.
-	Error         string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	// host_state says what the action changed in the host state the agent
+	// reports to the controller. The agent applies it, and records it in its
+	// own data directory, only when error is empty: an action that failed
+	// part-way leaves the agent's record as it was.
+	HostState     *HostState `protobuf:"bytes,3,opt,name=host_state,json=hostState,proto3" json:"host_state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[11]
+	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1047,7 +1119,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[11]
+	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1060,7 +1132,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_firebreak_plugin_v1_plugin_proto_rawDescGZIP(), []int{11}
+	return file_firebreak_plugin_v1_plugin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Result) GetOutputJson() []byte {
@@ -1075,6 +1147,60 @@ func (x *Result) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *Result) GetHostState() *HostState {
+	if x != nil {
+		return x.HostState
+	}
+	return nil
+}
+
+// HostState is host state an agent reports to the controller. Each field
+// is optional: an unset field is left as the agent has it.
+type HostState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// isolated says whether the host's network is isolated by Firebreak.
+	Isolated      *bool `protobuf:"varint,1,opt,name=isolated,proto3,oneof" json:"isolated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostState) Reset() {
+	*x = HostState{}
+	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostState) ProtoMessage() {}
+
+func (x *HostState) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostState.ProtoReflect.Descriptor instead.
+func (*HostState) Descriptor() ([]byte, []int) {
+	return file_firebreak_plugin_v1_plugin_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *HostState) GetIsolated() bool {
+	if x != nil && x.Isolated != nil {
+		return *x.Isolated
+	}
+	return false
 }
 
 // ExecuteResponse is one message of the Execute stream.
@@ -1095,7 +1221,7 @@ type ExecuteResponse struct {
 
 func (x *ExecuteResponse) Reset() {
 	*x = ExecuteResponse{}
-	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[12]
+	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1107,7 +1233,7 @@ func (x *ExecuteResponse) String() string {
 func (*ExecuteResponse) ProtoMessage() {}
 
 func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[12]
+	mi := &file_firebreak_plugin_v1_plugin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,7 +1246,7 @@ func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteResponse.ProtoReflect.Descriptor instead.
 func (*ExecuteResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_plugin_v1_plugin_proto_rawDescGZIP(), []int{12}
+	return file_firebreak_plugin_v1_plugin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ExecuteResponse) GetEvent() isExecuteResponse_Event {
@@ -1209,7 +1335,7 @@ const file_firebreak_plugin_v1_plugin_proto_rawDesc = "" +
 	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x1a\n" +
 	"\brequired\x18\x04 \x01(\bR\brequired\x12!\n" +
 	"\fdefault_json\x18\x05 \x01(\tR\vdefaultJson\x12\x18\n" +
-	"\aallowed\x18\x06 \x03(\tR\aallowed\"\xb1\x02\n" +
+	"\aallowed\x18\x06 \x03(\tR\aallowed\"\x86\x03\n" +
 	"\x11ActionDescription\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x123\n" +
@@ -1218,7 +1344,11 @@ const file_firebreak_plugin_v1_plugin_proto_rawDesc = "" +
 	"\x06params\x18\x05 \x03(\v2\x1e.firebreak.plugin.v1.ParamSpecR\x06params\x12 \n" +
 	"\vdestructive\x18\x06 \x01(\bR\vdestructive\x12'\n" +
 	"\x0frollback_action\x18\a \x01(\tR\x0erollbackAction\x12\x14\n" +
-	"\x05roles\x18\b \x03(\tR\x05roles\"\x11\n" +
+	"\x05roles\x18\b \x03(\tR\x05roles\x12S\n" +
+	"\x12reconcile_at_start\x18\t \x01(\v2%.firebreak.plugin.v1.ReconcileAtStartR\x10reconcileAtStart\"3\n" +
+	"\x10ReconcileAtStart\x12\x1f\n" +
+	"\vparams_json\x18\x01 \x01(\tR\n" +
+	"paramsJson\"\x11\n" +
 	"\x0fDescribeRequest\"\\\n" +
 	"\x10DescribeResponse\x12H\n" +
 	"\vdescription\x18\x01 \x01(\v2&.firebreak.plugin.v1.ActionDescriptionR\vdescription\"\x87\x02\n" +
@@ -1275,11 +1405,16 @@ const file_firebreak_plugin_v1_plugin_proto_rawDesc = "" +
 	"\n" +
 	"media_type\x18\x02 \x01(\tR\tmediaType\x12\x12\n" +
 	"\x04data\x18\x03 \x01(\fR\x04data\x12\x10\n" +
-	"\x03eof\x18\x04 \x01(\bR\x03eof\"?\n" +
+	"\x03eof\x18\x04 \x01(\bR\x03eof\"~\n" +
 	"\x06Result\x12\x1f\n" +
 	"\voutput_json\x18\x01 \x01(\fR\n" +
 	"outputJson\x12\x14\n" +
-	"\x05error\x18\x02 \x01(\tR\x05error\"\x82\x02\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\x12=\n" +
+	"\n" +
+	"host_state\x18\x03 \x01(\v2\x1e.firebreak.plugin.v1.HostStateR\thostState\"9\n" +
+	"\tHostState\x12\x1f\n" +
+	"\bisolated\x18\x01 \x01(\bH\x00R\bisolated\x88\x01\x01B\v\n" +
+	"\t_isolated\"\x82\x02\n" +
 	"\x0fExecuteResponse\x12;\n" +
 	"\bprogress\x18\x01 \x01(\v2\x1d.firebreak.plugin.v1.ProgressH\x00R\bprogress\x120\n" +
 	"\x03log\x18\x02 \x01(\v2\x1c.firebreak.plugin.v1.LogLineH\x00R\x03log\x12@\n" +
@@ -1315,50 +1450,54 @@ func file_firebreak_plugin_v1_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_firebreak_plugin_v1_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_firebreak_plugin_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_firebreak_plugin_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_firebreak_plugin_v1_plugin_proto_goTypes = []any{
 	(Domain)(0),                   // 0: firebreak.plugin.v1.Domain
 	(ParamType)(0),                // 1: firebreak.plugin.v1.ParamType
 	(*ParamSpec)(nil),             // 2: firebreak.plugin.v1.ParamSpec
 	(*ActionDescription)(nil),     // 3: firebreak.plugin.v1.ActionDescription
-	(*DescribeRequest)(nil),       // 4: firebreak.plugin.v1.DescribeRequest
-	(*DescribeResponse)(nil),      // 5: firebreak.plugin.v1.DescribeResponse
-	(*TaskContext)(nil),           // 6: firebreak.plugin.v1.TaskContext
-	(*HostContext)(nil),           // 7: firebreak.plugin.v1.HostContext
-	(*AWSCredentials)(nil),        // 8: firebreak.plugin.v1.AWSCredentials
-	(*ExecuteRequest)(nil),        // 9: firebreak.plugin.v1.ExecuteRequest
-	(*Progress)(nil),              // 10: firebreak.plugin.v1.Progress
-	(*LogLine)(nil),               // 11: firebreak.plugin.v1.LogLine
-	(*ArtifactChunk)(nil),         // 12: firebreak.plugin.v1.ArtifactChunk
-	(*Result)(nil),                // 13: firebreak.plugin.v1.Result
-	(*ExecuteResponse)(nil),       // 14: firebreak.plugin.v1.ExecuteResponse
-	nil,                           // 15: firebreak.plugin.v1.AWSCredentials.ServiceEndpointsEntry
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*ReconcileAtStart)(nil),      // 4: firebreak.plugin.v1.ReconcileAtStart
+	(*DescribeRequest)(nil),       // 5: firebreak.plugin.v1.DescribeRequest
+	(*DescribeResponse)(nil),      // 6: firebreak.plugin.v1.DescribeResponse
+	(*TaskContext)(nil),           // 7: firebreak.plugin.v1.TaskContext
+	(*HostContext)(nil),           // 8: firebreak.plugin.v1.HostContext
+	(*AWSCredentials)(nil),        // 9: firebreak.plugin.v1.AWSCredentials
+	(*ExecuteRequest)(nil),        // 10: firebreak.plugin.v1.ExecuteRequest
+	(*Progress)(nil),              // 11: firebreak.plugin.v1.Progress
+	(*LogLine)(nil),               // 12: firebreak.plugin.v1.LogLine
+	(*ArtifactChunk)(nil),         // 13: firebreak.plugin.v1.ArtifactChunk
+	(*Result)(nil),                // 14: firebreak.plugin.v1.Result
+	(*HostState)(nil),             // 15: firebreak.plugin.v1.HostState
+	(*ExecuteResponse)(nil),       // 16: firebreak.plugin.v1.ExecuteResponse
+	nil,                           // 17: firebreak.plugin.v1.AWSCredentials.ServiceEndpointsEntry
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
 }
 var file_firebreak_plugin_v1_plugin_proto_depIdxs = []int32{
 	1,  // 0: firebreak.plugin.v1.ParamSpec.type:type_name -> firebreak.plugin.v1.ParamType
 	0,  // 1: firebreak.plugin.v1.ActionDescription.domain:type_name -> firebreak.plugin.v1.Domain
 	2,  // 2: firebreak.plugin.v1.ActionDescription.params:type_name -> firebreak.plugin.v1.ParamSpec
-	3,  // 3: firebreak.plugin.v1.DescribeResponse.description:type_name -> firebreak.plugin.v1.ActionDescription
-	16, // 4: firebreak.plugin.v1.TaskContext.deadline:type_name -> google.protobuf.Timestamp
-	16, // 5: firebreak.plugin.v1.AWSCredentials.expiration:type_name -> google.protobuf.Timestamp
-	15, // 6: firebreak.plugin.v1.AWSCredentials.service_endpoints:type_name -> firebreak.plugin.v1.AWSCredentials.ServiceEndpointsEntry
-	6,  // 7: firebreak.plugin.v1.ExecuteRequest.task:type_name -> firebreak.plugin.v1.TaskContext
-	7,  // 8: firebreak.plugin.v1.ExecuteRequest.host:type_name -> firebreak.plugin.v1.HostContext
-	8,  // 9: firebreak.plugin.v1.ExecuteRequest.aws:type_name -> firebreak.plugin.v1.AWSCredentials
-	10, // 10: firebreak.plugin.v1.ExecuteResponse.progress:type_name -> firebreak.plugin.v1.Progress
-	11, // 11: firebreak.plugin.v1.ExecuteResponse.log:type_name -> firebreak.plugin.v1.LogLine
-	12, // 12: firebreak.plugin.v1.ExecuteResponse.artifact:type_name -> firebreak.plugin.v1.ArtifactChunk
-	13, // 13: firebreak.plugin.v1.ExecuteResponse.result:type_name -> firebreak.plugin.v1.Result
-	4,  // 14: firebreak.plugin.v1.ActionPluginService.Describe:input_type -> firebreak.plugin.v1.DescribeRequest
-	9,  // 15: firebreak.plugin.v1.ActionPluginService.Execute:input_type -> firebreak.plugin.v1.ExecuteRequest
-	5,  // 16: firebreak.plugin.v1.ActionPluginService.Describe:output_type -> firebreak.plugin.v1.DescribeResponse
-	14, // 17: firebreak.plugin.v1.ActionPluginService.Execute:output_type -> firebreak.plugin.v1.ExecuteResponse
-	16, // [16:18] is the sub-list for method output_type
-	14, // [14:16] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	4,  // 3: firebreak.plugin.v1.ActionDescription.reconcile_at_start:type_name -> firebreak.plugin.v1.ReconcileAtStart
+	3,  // 4: firebreak.plugin.v1.DescribeResponse.description:type_name -> firebreak.plugin.v1.ActionDescription
+	18, // 5: firebreak.plugin.v1.TaskContext.deadline:type_name -> google.protobuf.Timestamp
+	18, // 6: firebreak.plugin.v1.AWSCredentials.expiration:type_name -> google.protobuf.Timestamp
+	17, // 7: firebreak.plugin.v1.AWSCredentials.service_endpoints:type_name -> firebreak.plugin.v1.AWSCredentials.ServiceEndpointsEntry
+	7,  // 8: firebreak.plugin.v1.ExecuteRequest.task:type_name -> firebreak.plugin.v1.TaskContext
+	8,  // 9: firebreak.plugin.v1.ExecuteRequest.host:type_name -> firebreak.plugin.v1.HostContext
+	9,  // 10: firebreak.plugin.v1.ExecuteRequest.aws:type_name -> firebreak.plugin.v1.AWSCredentials
+	15, // 11: firebreak.plugin.v1.Result.host_state:type_name -> firebreak.plugin.v1.HostState
+	11, // 12: firebreak.plugin.v1.ExecuteResponse.progress:type_name -> firebreak.plugin.v1.Progress
+	12, // 13: firebreak.plugin.v1.ExecuteResponse.log:type_name -> firebreak.plugin.v1.LogLine
+	13, // 14: firebreak.plugin.v1.ExecuteResponse.artifact:type_name -> firebreak.plugin.v1.ArtifactChunk
+	14, // 15: firebreak.plugin.v1.ExecuteResponse.result:type_name -> firebreak.plugin.v1.Result
+	5,  // 16: firebreak.plugin.v1.ActionPluginService.Describe:input_type -> firebreak.plugin.v1.DescribeRequest
+	10, // 17: firebreak.plugin.v1.ActionPluginService.Execute:input_type -> firebreak.plugin.v1.ExecuteRequest
+	6,  // 18: firebreak.plugin.v1.ActionPluginService.Describe:output_type -> firebreak.plugin.v1.DescribeResponse
+	16, // 19: firebreak.plugin.v1.ActionPluginService.Execute:output_type -> firebreak.plugin.v1.ExecuteResponse
+	18, // [18:20] is the sub-list for method output_type
+	16, // [16:18] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_firebreak_plugin_v1_plugin_proto_init() }
@@ -1366,7 +1505,8 @@ func file_firebreak_plugin_v1_plugin_proto_init() {
 	if File_firebreak_plugin_v1_plugin_proto != nil {
 		return
 	}
-	file_firebreak_plugin_v1_plugin_proto_msgTypes[12].OneofWrappers = []any{
+	file_firebreak_plugin_v1_plugin_proto_msgTypes[13].OneofWrappers = []any{}
+	file_firebreak_plugin_v1_plugin_proto_msgTypes[14].OneofWrappers = []any{
 		(*ExecuteResponse_Progress)(nil),
 		(*ExecuteResponse_Log)(nil),
 		(*ExecuteResponse_Artifact)(nil),
@@ -1378,7 +1518,7 @@ func file_firebreak_plugin_v1_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_firebreak_plugin_v1_plugin_proto_rawDesc), len(file_firebreak_plugin_v1_plugin_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

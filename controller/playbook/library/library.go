@@ -1,4 +1,4 @@
-// Package playbooks holds Firebreak's built-in playbooks: YAML files in the
+// Package library holds Firebreak's built-in playbooks: YAML files in the
 // controller/playbook format, embedded in the binary.
 //
 //   - ec2-instance-compromise: capture, snapshot, isolate at the AWS layer
@@ -8,7 +8,7 @@
 //   - s3-public-exposure: block public access on a bucket, pull its
 //     CloudTrail events.
 //   - cryptomining-instance: capture, snapshot, isolate, collect triage.
-package playbooks
+package library
 
 import (
 	"embed"
@@ -28,13 +28,13 @@ func FS() fs.FS { return files }
 func All() map[string][]byte {
 	entries, err := files.ReadDir(".")
 	if err != nil {
-		panic("playbooks: reading the embedded files: " + err.Error())
+		panic("playbook library: reading the embedded files: " + err.Error())
 	}
 	out := make(map[string][]byte, len(entries))
 	for _, e := range entries {
 		data, err := files.ReadFile(e.Name())
 		if err != nil {
-			panic("playbooks: reading the embedded file " + e.Name() + ": " + err.Error())
+			panic("playbook library: reading the embedded file " + e.Name() + ": " + err.Error())
 		}
 		out[strings.TrimSuffix(e.Name(), ".yaml")] = data
 	}

@@ -1,11 +1,11 @@
-package sdk_test
+package actionschema_test
 
 import (
 	"reflect"
 	"strings"
 	"testing"
 
-	"github.com/firebreak-ir/firebreak/plugins/sdk"
+	"github.com/firebreak-ir/firebreak/internal/actionschema"
 	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
 )
 
@@ -55,7 +55,7 @@ func TestResolveParams(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := sdk.ResolveParams(testDescription(), tt.text, tt.typed)
+			got, err := actionschema.ResolveParams(testDescription(), tt.text, tt.typed)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error = %v, want it to contain %q", err, tt.wantErr)

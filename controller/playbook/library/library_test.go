@@ -1,4 +1,4 @@
-package playbooks_test
+package library_test
 
 import (
 	"context"
@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/firebreak-ir/firebreak/controller/playbook"
+	playbooks "github.com/firebreak-ir/firebreak/controller/playbook/library"
 	"github.com/firebreak-ir/firebreak/plugins/catalog"
-	"github.com/firebreak-ir/firebreak/plugins/playbooks"
 )
 
 // realCatalog describes the first-party actions as they really are, so a
