@@ -257,3 +257,37 @@ type Store interface {
 	// SetMeta stores a setting.
 	SetMeta(ctx context.Context, key, value string) error
 }
+
+// RunCounts tallies a run's tasks by outcome.
+type RunCounts struct {
+	Targets, Pending, Running, Succeeded, Failed, Cancelled, Offline int
+}
+
+// Add counts one task in state s; Targets is the caller's to set.
+// Dispatched and running tasks count as running; timed-out, failed and
+// any unknown state count as failed.
+func (c *RunCounts) Add(s agentv1.TaskStatus) {
+	switch s {
+	case agentv1.TaskStatus_TASK_STATUS_PENDING:
+		c.Pending++
+	case agentv1.TaskStatus_TASK_STATUS_DISPATCHED, agentv1.TaskStatus_TASK_STATUS_RUNNING:
+		c.Running++
+	case agentv1.TaskStatus_TASK_STATUS_SUCCEEDED:
+		c.Succeeded++
+	case agentv1.TaskStatus_TASK_STATUS_CANCELLED:
+		c.Cancelled++
+	case agentv1.TaskStatus_TASK_STATUS_OFFLINE:
+		c.Offline++
+	default:
+		c.Failed++
+	}
+}
+
+// CountTasks tallies tasks; Targets is their number.
+func CountTasks(tasks []*Task) RunCounts {
+	c := RunCounts{Targets: len(tasks)}
+	for _, t := range tasks {
+		c.Add(t.Status)
+	}
+	return c
+}
