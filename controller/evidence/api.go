@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"time"
 	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
@@ -17,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/firebreak-ir/firebreak/controller/apiview"
 	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/internal/bundle"
@@ -337,25 +337,18 @@ func VerdictName(v operatorv1.EvidenceVerdict) string {
 	return string(out)
 }
 
-func ts(t time.Time) *timestamppb.Timestamp {
-	if t.IsZero() {
-		return nil
-	}
-	return timestamppb.New(t)
-}
-
 // ItemProto converts an item for operators.
 func ItemProto(it *Item) *operatorv1.EvidenceItem {
 	out := &operatorv1.EvidenceItem{Id: it.ID, TaskId: it.TaskID, RunId: it.RunID, CaseId: it.CaseID, Operator: it.Operator,
 		AgentId: it.AgentID, AgentCertSerial: it.CertSerial, AgentCertFingerprint: it.CertFingerprint, Hostname: it.Hostname,
 		Name: it.Name, MediaType: it.MediaType, Size: uint64(it.Size), Sha256: it.SHA256, Backend: it.Backend, Location: it.Location,
-		CollectionStartedAt:  ts(it.StartedAt),
-		CollectionFinishedAt: ts(it.FinishedAt),
+		CollectionStartedAt:  apiview.Timestamp(it.StartedAt),
+		CollectionFinishedAt: apiview.Timestamp(it.FinishedAt),
 		StoredAt:             timestamppb.New(it.StoredAt),
 		Resumes:              uint32(max(it.Resumes, 0)),
-		LastVerifiedAt:       ts(it.LastVerifiedAt),
+		LastVerifiedAt:       apiview.Timestamp(it.LastVerifiedAt),
 		LastVerdict:          it.LastVerdict,
-		RetainUntil:          ts(it.RetainUntil),
+		RetainUntil:          apiview.Timestamp(it.RetainUntil),
 	}
 	if b := it.Bundle; b != nil {
 		pb := &operatorv1.EvidenceBundle{Valid: b.Valid, Problem: b.Problem, CollectorName: b.CollectorName, CollectorVersion: b.CollectorVersion,

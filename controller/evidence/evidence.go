@@ -28,6 +28,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/firebreak-ir/firebreak/controller/dispatch"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
@@ -65,7 +66,7 @@ type SQL interface {
 // provides it. It settles whether a task is open when the store has not yet
 // caught up with the dispatcher.
 type RunSnapshotter interface {
-	Snapshot(ctx context.Context, runID string) (*operatorv1.Run, error)
+	Snapshot(ctx context.Context, runID string) (*dispatch.RunView, error)
 }
 
 // AuditFunc records an action in the audit log.

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/firebreak-ir/firebreak/controller/apiview"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/internal/bandwidth"
 	"github.com/firebreak-ir/firebreak/internal/bundle"
@@ -144,7 +145,7 @@ func (s *Service) Receive(a *store.Agent, id pki.Identity, stream agentv1.AgentS
 	// Security-critical: a task that has ended takes no more evidence.
 	if !task.open {
 		return status.Errorf(codes.FailedPrecondition, "upload refused: task %s is %s; evidence is accepted only while its task is dispatched or running",
-			task.ID, strings.ToLower(strings.TrimPrefix(task.Status.String(), "TASK_STATUS_")))
+			task.ID, apiview.EnumName(task.Status))
 	}
 	select {
 	case s.slots <- struct{}{}:

@@ -395,9 +395,11 @@ func (s *Service) lookupTask(ctx context.Context, taskID string) (*taskInfo, err
 		if err != nil {
 			return nil, fmt.Errorf("reading the live state of run %s: %w", t.RunID, err)
 		}
-		for _, lt := range run.GetTasks() {
-			if lt.GetId() == taskID {
-				t.Status = lt.GetStatus()
+		if run != nil {
+			for _, lt := range run.Tasks {
+				if lt.ID == taskID {
+					t.Status = lt.Status
+				}
 			}
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/firebreak-ir/firebreak/controller/dispatch"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
@@ -121,7 +122,7 @@ func (s *Service) waitRun(ctx context.Context, runID string) (*operatorv1.Run, e
 	}
 	if sub == nil {
 		if snap != nil {
-			return snap, nil
+			return runView(snap), nil
 		}
 		return s.storedRun(ctx, runID)
 	}
@@ -134,8 +135,8 @@ func (s *Service) waitRun(ctx context.Context, runID string) (*operatorv1.Run, e
 			if !ok {
 				return s.storedRun(ctx, runID)
 			}
-			if d := m.GetDone(); d != nil {
-				return d, nil
+			if m.Kind == dispatch.EventDone {
+				return runView(m.Run), nil
 			}
 		}
 	}

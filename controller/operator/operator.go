@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/firebreak-ir/firebreak/controller/actioncatalog"
+	"github.com/firebreak-ir/firebreak/controller/apiview"
 	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/controller/dispatch"
 	"github.com/firebreak-ir/firebreak/controller/fleet"
@@ -190,7 +191,7 @@ func (s *Service) CreateJoinToken(ctx context.Context, req *operatorv1.CreateJoi
 	}
 	token := "fbj_" + base64.RawURLEncoding.EncodeToString(raw)
 	now := s.cfg.Clock()
-	role := fleet.RoleName(req.GetRole())
+	role := apiview.AgentRoleName(req.GetRole())
 	if err := s.cfg.Store.CreateJoinToken(ctx, &store.JoinToken{Hash: fleet.HashToken(token), Role: role, Uses: uses, UsesLeft: uses,
 		ExpiresAt: now.Add(ttl), Labels: req.GetLabels(), CreatedBy: caller(ctx).Name, CreatedAt: now}); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "storing the token: %v", err)
@@ -304,22 +305,11 @@ func (s *Service) ListAgents(ctx context.Context, req *operatorv1.ListAgentsRequ
 		if sel != nil && !sel.Match(target(v)) {
 			continue
 		}
-		resp.Agents = append(resp.Agents, &operatorv1.Agent{Id: v.a.ID, Role: roleEnum(v.a.Role), Facts: v.facts, Connected: v.connected,
-			LastSeen: tsOrNil(v.a.LastSeen), Plugins: v.a.Plugins, EnrolledAt: tsOrNil(v.a.EnrolledAt), CertNotAfter: tsOrNil(v.a.CertNotAfter),
-			RefusedActions: refusalProtos(v.refused)})
+		a := apiview.Agent(v.a, v.facts, v.connected)
+		a.RefusedActions = refusalProtos(v.refused)
+		resp.Agents = append(resp.Agents, a)
 	}
 	return resp, nil
-}
-
-func roleEnum(r string) agentv1.AgentRole {
-	return agentv1.AgentRole(agentv1.AgentRole_value["AGENT_ROLE_"+strings.ToUpper(r)])
-}
-
-func tsOrNil(t time.Time) *timestamppb.Timestamp {
-	if t.IsZero() {
-		return nil
-	}
-	return timestamppb.New(t)
 }
 
 func refusalProtos(rs []actioncatalog.Refusal) []*operatorv1.RefusedAction {
@@ -369,7 +359,7 @@ func (s *Service) CreateRun(ctx context.Context, req *operatorv1.CreateRunReques
 		return nil, err
 	}
 	if req.GetDryRun() {
-		return &operatorv1.CreateRunResponse{Run: dispatch.RunProto(plan.Run, plan.Tasks, nil)}, nil
+		return &operatorv1.CreateRunResponse{Run: apiview.Run(plan.Run, plan.Tasks, nil)}, nil
 	}
 	if err := s.cfg.Store.CreateRun(ctx, plan.Run, plan.Tasks); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "storing the run: %v", err)
@@ -377,13 +367,13 @@ func (s *Service) CreateRun(ctx context.Context, req *operatorv1.CreateRunReques
 	s.cfg.Audit(ctx, "operator:"+op.Name, "run.create", plan.Run.ID, map[string]any{
 		"action": plan.Run.Action, "selector": plan.Run.Selector, "params": json.RawMessage(plan.Run.ParamsJSON),
 		"targets": len(plan.Tasks), "reason": plan.Run.Reason, "case": plan.Run.CaseID,
-		"status": strings.TrimPrefix(plan.Run.Status.String(), "RUN_STATUS_"),
+		"status": apiview.EnumUpper(plan.Run.Status),
 	})
 	span.SetAttributes(telemetry.NonEmpty(telemetry.AttrRunID.String(plan.Run.ID), telemetry.AttrAction.String(plan.Run.Action),
 		telemetry.AttrCaseID.String(plan.Run.CaseID), telemetry.AttrOperator.String(op.Name), telemetry.AttrTargets.Int(len(plan.Tasks)))...)
 	traceparent, tracestate := telemetry.InjectTraceContext(ctx)
 	// The answer is made before the dispatcher owns the run and its tasks.
-	resp := &operatorv1.CreateRunResponse{Run: dispatch.RunProto(plan.Run, plan.Tasks, nil)}
+	resp := &operatorv1.CreateRunResponse{Run: apiview.Run(plan.Run, plan.Tasks, nil)}
 	s.cfg.Dispatcher.Submit(plan.Run, plan.Tasks, traceparent, tracestate)
 	s.cfg.Logger.InfoContext(ctx, "run created", "run", resp.GetRun().GetId(), "action", resp.GetRun().GetAction(), "targets", len(resp.GetRun().GetTasks()),
 		"operator", op.Name, "status", resp.GetRun().GetStatus().String())
@@ -676,15 +666,16 @@ func (s *Service) storedRun(ctx context.Context, id string) (*operatorv1.Run, er
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "reading approvals: %v", err)
 	}
-	return dispatch.RunProto(r, tasks, aps), nil
+	return apiview.Run(r, tasks, aps), nil
 }
 
 // GetRun implements operatorv1.OperatorServiceServer.
 func (s *Service) GetRun(ctx context.Context, req *operatorv1.GetRunRequest) (*operatorv1.GetRunResponse, error) {
-	r, err := s.cfg.Dispatcher.Snapshot(ctx, req.GetRunId())
+	v, err := s.cfg.Dispatcher.Snapshot(ctx, req.GetRunId())
 	if err != nil {
 		return nil, err
 	}
+	r := runView(v)
 	if r == nil {
 		if r, err = s.storedRun(ctx, req.GetRunId()); err != nil {
 			return nil, err
@@ -701,13 +692,11 @@ func (s *Service) ListRuns(ctx context.Context, req *operatorv1.ListRunsRequest)
 	}
 	resp := &operatorv1.ListRunsResponse{}
 	for _, r := range runs {
-		p := dispatch.RunProto(r, nil, nil)
+		p := apiview.Run(r, nil, nil)
 		if snap, err := s.cfg.Dispatcher.Snapshot(ctx, r.ID); err == nil && snap != nil {
-			p = snap
-			p.Tasks = nil
+			p = apiview.RunWithCounts(snap.Run, nil, snap.Approvals, snap.Counts)
 		} else if _, tasks, err := s.cfg.Store.GetRun(ctx, r.ID); err == nil {
-			p = dispatch.RunProto(r, tasks, nil)
-			p.Tasks = nil
+			p = apiview.RunWithCounts(r, nil, nil, store.CountTasks(tasks))
 		}
 		resp.Runs = append(resp.Runs, p)
 	}
@@ -734,7 +723,7 @@ func (s *Service) ApproveRun(ctx context.Context, req *operatorv1.ApproveRunRequ
 	if err != nil {
 		return nil, decisionError(err, req.GetRunId())
 	}
-	return &operatorv1.ApproveRunResponse{Run: r}, nil
+	return &operatorv1.ApproveRunResponse{Run: runView(r)}, nil
 }
 
 // RejectRun implements operatorv1.OperatorServiceServer.
@@ -743,7 +732,7 @@ func (s *Service) RejectRun(ctx context.Context, req *operatorv1.RejectRunReques
 	if err != nil {
 		return nil, decisionError(err, req.GetRunId())
 	}
-	return &operatorv1.RejectRunResponse{Run: r}, nil
+	return &operatorv1.RejectRunResponse{Run: runView(r)}, nil
 }
 
 // CancelRun implements operatorv1.OperatorServiceServer.
@@ -752,7 +741,7 @@ func (s *Service) CancelRun(ctx context.Context, req *operatorv1.CancelRunReques
 	if err != nil {
 		return nil, decisionError(err, req.GetRunId())
 	}
-	return &operatorv1.CancelRunResponse{Run: r}, nil
+	return &operatorv1.CancelRunResponse{Run: runView(r)}, nil
 }
 
 // ListAudit implements operatorv1.OperatorServiceServer.

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/firebreak-ir/firebreak/controller/apiview"
 	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/controller/selector"
 	"github.com/firebreak-ir/firebreak/controller/store"
@@ -20,8 +21,8 @@ const maxRevokeAgents = 1000
 
 // tokenInfo converts a stored token to its wire form, without the hash.
 func tokenInfo(t *store.JoinToken) *operatorv1.JoinTokenInfo {
-	return &operatorv1.JoinTokenInfo{Id: t.ID(), Role: roleEnum(t.Role), Labels: t.Labels, Uses: uint32(t.Uses), UsesLeft: uint32(max(t.UsesLeft, 0)),
-		ExpiresAt: tsOrNil(t.ExpiresAt), CreatedBy: t.CreatedBy, CreatedAt: tsOrNil(t.CreatedAt), Revoked: t.Revoked}
+	return &operatorv1.JoinTokenInfo{Id: t.ID(), Role: apiview.ParseAgentRole(t.Role), Labels: t.Labels, Uses: uint32(t.Uses), UsesLeft: uint32(max(t.UsesLeft, 0)),
+		ExpiresAt: apiview.Timestamp(t.ExpiresAt), CreatedBy: t.CreatedBy, CreatedAt: apiview.Timestamp(t.CreatedAt), Revoked: t.Revoked}
 }
 
 // ListJoinTokens implements operatorv1.OperatorServiceServer.

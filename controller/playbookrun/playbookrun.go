@@ -69,7 +69,7 @@ type Runs interface {
 type RunWatcher interface {
 	// Watch subscribes to an active run, or returns a nil subscription when
 	// the run is not active.
-	Watch(ctx context.Context, runID string) (*operatorv1.Run, *dispatch.Subscription, error)
+	Watch(ctx context.Context, runID string) (*dispatch.RunView, *dispatch.Subscription, error)
 	// Unwatch ends a subscription.
 	Unwatch(sub *dispatch.Subscription)
 	// Sync waits until everything the dispatcher handled is stored.

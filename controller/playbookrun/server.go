@@ -5,12 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/firebreak-ir/firebreak/controller/apiview"
 	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/controller/cases"
 	"github.com/firebreak-ir/firebreak/controller/dispatch"
@@ -304,13 +303,6 @@ func (s *Server) CancelPlaybookRun(ctx context.Context, req *operatorv1.CancelPl
 	return &operatorv1.CancelPlaybookRunResponse{Run: RunProto(r, true)}, nil
 }
 
-func tsp(t time.Time) *timestamppb.Timestamp {
-	if t.IsZero() {
-		return nil
-	}
-	return timestamppb.New(t.UTC())
-}
-
 var runStatuses = map[Status]operatorv1.PlaybookRunStatus{
 	StatusAwaitingApproval: operatorv1.PlaybookRunStatus_PLAYBOOK_RUN_STATUS_AWAITING_APPROVAL,
 	StatusRunning:          operatorv1.PlaybookRunStatus_PLAYBOOK_RUN_STATUS_RUNNING,
@@ -335,19 +327,19 @@ var stepStatuses = map[StepStatus]operatorv1.StepStatus{
 
 // RunStatusName is a playbook run status's lower-case name.
 func RunStatusName(s operatorv1.PlaybookRunStatus) string {
-	return strings.ToLower(strings.TrimPrefix(s.String(), "PLAYBOOK_RUN_STATUS_"))
+	return apiview.EnumName(s)
 }
 
 // StepStatusName is a step status's lower-case name.
 func StepStatusName(s operatorv1.StepStatus) string {
-	return strings.ToLower(strings.TrimPrefix(s.String(), "STEP_STATUS_"))
+	return apiview.EnumName(s)
 }
 
 // RunProto converts a playbook run for the API.
 func RunProto(r *Run, withSteps bool) *operatorv1.PlaybookRun {
 	inputs, _ := json.Marshal(r.Inputs)
 	out := &operatorv1.PlaybookRun{Id: r.ID, Playbook: r.Playbook, Version: uint32(max(r.Version, 0)), CaseId: r.CaseID, Status: runStatuses[r.Status],
-		CreatedBy: r.CreatedBy, CreatedAt: tsp(r.CreatedAt), StartedAt: tsp(r.StartedAt), FinishedAt: tsp(r.FinishedAt), InputsJson: inputs,
+		CreatedBy: r.CreatedBy, CreatedAt: apiview.Timestamp(r.CreatedAt), StartedAt: apiview.Timestamp(r.StartedAt), FinishedAt: apiview.Timestamp(r.FinishedAt), InputsJson: inputs,
 		Rule: r.Rule, Reason: r.Reason, Error: r.Error, ApprovedBy: r.ApprovedBy}
 	if r.Finding != nil {
 		out.FindingId = r.Finding.ID
@@ -364,7 +356,7 @@ func RunProto(r *Run, withSteps bool) *operatorv1.PlaybookRun {
 func StepProto(st *Step) *operatorv1.PlaybookStep {
 	out := &operatorv1.PlaybookStep{Id: st.ID, Phase: cases.PhaseProto(st.Phase), Action: st.Action, Needs: st.Needs, Status: stepStatuses[st.Status],
 		RunId: st.RunID, ApprovalRequired: st.ApprovalRequired, OnFailure: string(st.OnFailure), Error: st.Error,
-		StartedAt: tsp(st.StartedAt), FinishedAt: tsp(st.FinishedAt), EvidenceIds: st.EvidenceIDs()}
+		StartedAt: apiview.Timestamp(st.StartedAt), FinishedAt: apiview.Timestamp(st.FinishedAt), EvidenceIds: st.EvidenceIDs()}
 	if rs := st.Resolved; rs != nil {
 		out.Selector, out.Accounts, out.Regions = rs.Selector, rs.Accounts, rs.Regions
 		out.ParamsJson, _ = rs.ParamsJSON()
@@ -378,13 +370,13 @@ func StepProto(st *Step) *operatorv1.PlaybookStep {
 	if len(st.Targets) > 0 {
 		c := &operatorv1.RunCounts{Targets: uint32(len(st.Targets))}
 		for _, t := range st.Targets {
-			dispatch.CountTask(c, agentv1.TaskStatus(agentv1.TaskStatus_value["TASK_STATUS_"+strings.ToUpper(t.Status)]))
+			apiview.CountTask(c, agentv1.TaskStatus(agentv1.TaskStatus_value["TASK_STATUS_"+strings.ToUpper(t.Status)]))
 		}
 		out.Counts = c
 	}
 	if rb := st.Rollback; rb != nil {
-		p := &operatorv1.RollbackRecord{Status: stepStatuses[rb.Status], Action: rb.Action, Error: rb.Error, StartedAt: tsp(rb.StartedAt),
-			FinishedAt: tsp(rb.FinishedAt)}
+		p := &operatorv1.RollbackRecord{Status: stepStatuses[rb.Status], Action: rb.Action, Error: rb.Error, StartedAt: apiview.Timestamp(rb.StartedAt),
+			FinishedAt: apiview.Timestamp(rb.FinishedAt)}
 		for _, t := range rb.Targets {
 			if t.RunID != "" {
 				p.RunIds = append(p.RunIds, t.RunID)
@@ -393,4 +385,13 @@ func StepProto(st *Step) *operatorv1.PlaybookStep {
 		out.Rollback = p
 	}
 	return out
+}
+
+// runView is the dispatcher's view of a run as the executor follows it
+// (nil: none).
+func runView(v *dispatch.RunView) *operatorv1.Run {
+	if v == nil {
+		return nil
+	}
+	return apiview.RunWithCounts(v.Run, v.Tasks, v.Approvals, v.Counts)
 }
