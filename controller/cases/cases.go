@@ -26,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/firebreak-ir/firebreak/controller/apiview"
 	"github.com/firebreak-ir/firebreak/controller/finding"
 	"github.com/firebreak-ir/firebreak/controller/playbook"
 	"github.com/firebreak-ir/firebreak/controller/store"
@@ -476,7 +477,7 @@ func runEntry(caseID string, r *store.Run, tasks []*store.Task) *Entry {
 			ok++
 		}
 	}
-	status := strings.ToLower(strings.TrimPrefix(r.Status.String(), "RUN_STATUS_"))
+	status := apiview.EnumName(r.Status)
 	return &Entry{CaseID: caseID, At: r.CreatedAt, Kind: KindRun, Status: status, Actor: r.CreatedBy, RunID: r.ID,
 		Summary: fmt.Sprintf("run %s of %s on %d targets (%d succeeded): %s", r.ID, r.Action, len(tasks), ok, status)}
 }

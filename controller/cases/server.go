@@ -6,13 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/firebreak-ir/firebreak/controller/apiview"
 	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/controller/playbook"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
@@ -224,24 +223,17 @@ func PhaseName(p operatorv1.IncidentPhase) string {
 	return string(PhaseFromProto(p))
 }
 
-func tsp(t time.Time) *timestamppb.Timestamp {
-	if t.IsZero() {
-		return nil
-	}
-	return timestamppb.New(t.UTC())
-}
-
 // CaseProto converts a case for the API.
 func CaseProto(c *Case) *operatorv1.Case {
 	out := &operatorv1.Case{Id: c.ID, Title: c.Title, Phase: PhaseProto(c.Phase), Severity: c.Severity, SeverityLabel: c.SeverityLabel(),
-		Resource: c.Resource, CreatedBy: c.CreatedBy, CreatedAt: tsp(c.CreatedAt), ClosedBy: c.ClosedBy, ClosedAt: tsp(c.ClosedAt),
+		Resource: c.Resource, CreatedBy: c.CreatedBy, CreatedAt: apiview.Timestamp(c.CreatedAt), ClosedBy: c.ClosedBy, ClosedAt: apiview.Timestamp(c.ClosedAt),
 		Findings: uint32(c.Findings), Contained: c.Contained(), Status: operatorv1.CaseStatus_CASE_STATUS_OPEN}
 	if c.Status == StatusClosed {
 		out.Status = operatorv1.CaseStatus_CASE_STATUS_CLOSED
 	}
 	t := c.Timings
-	pt := &operatorv1.CaseTimings{FirstSeen: tsp(t.FirstSeen), DetectedAt: tsp(t.DetectedAt), ContainedAt: tsp(t.ContainedAt),
-		EradicatedAt: tsp(t.EradicatedAt), RecoveredAt: tsp(t.RecoveredAt)}
+	pt := &operatorv1.CaseTimings{FirstSeen: apiview.Timestamp(t.FirstSeen), DetectedAt: apiview.Timestamp(t.DetectedAt), ContainedAt: apiview.Timestamp(t.ContainedAt),
+		EradicatedAt: apiview.Timestamp(t.EradicatedAt), RecoveredAt: apiview.Timestamp(t.RecoveredAt)}
 	if d, ok := t.TimeToDetect(); ok {
 		pt.TimeToDetect = durationpb.New(d)
 	}
@@ -263,8 +255,8 @@ func FindingProto(f *FindingRecord) *operatorv1.CaseFinding {
 	ff := f.Finding
 	fj, _ := json.Marshal(ff)
 	return &operatorv1.CaseFinding{Id: ff.ID, Source: string(ff.Source), Type: ff.Type, Title: ff.Title, Severity: ff.Severity,
-		SeverityLabel: ff.SeverityLabel, Account: ff.Account, Region: ff.Region, Resource: f.Resource, FirstSeen: tsp(ff.FirstSeen),
-		UpdatedAt: tsp(ff.UpdatedAt), ReceivedAt: tsp(f.ReceivedAt), Rule: f.Rule, PlaybookRunId: f.PlaybookRunID, FindingJson: fj}
+		SeverityLabel: ff.SeverityLabel, Account: ff.Account, Region: ff.Region, Resource: f.Resource, FirstSeen: apiview.Timestamp(ff.FirstSeen),
+		UpdatedAt: apiview.Timestamp(ff.UpdatedAt), ReceivedAt: apiview.Timestamp(f.ReceivedAt), Rule: f.Rule, PlaybookRunId: f.PlaybookRunID, FindingJson: fj}
 }
 
 var kinds = map[Kind]operatorv1.TimelineKind{
@@ -287,7 +279,7 @@ func KindName(k operatorv1.TimelineKind) string {
 
 // EntryProto converts a timeline entry for the API.
 func EntryProto(e *Entry) *operatorv1.TimelineEntry {
-	return &operatorv1.TimelineEntry{Seq: uint64(max(e.Seq, 0)), At: tsp(e.At), Kind: kinds[e.Kind], Phase: PhaseProto(e.Phase), Status: e.Status,
+	return &operatorv1.TimelineEntry{Seq: uint64(max(e.Seq, 0)), At: apiview.Timestamp(e.At), Kind: kinds[e.Kind], Phase: PhaseProto(e.Phase), Status: e.Status,
 		Actor: e.Actor, Summary: e.Summary, PlaybookRunId: e.PlaybookRunID, StepId: e.StepID, RunId: e.RunID, FindingId: e.FindingID,
 		EvidenceIds: e.EvidenceIDs, DetailJson: e.Detail}
 }

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/firebreak-ir/firebreak/controller/actioncatalog"
+	"github.com/firebreak-ir/firebreak/controller/apiview"
 	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/internal/ids"
@@ -344,7 +345,7 @@ func HashToken(token string) string {
 
 // RoleName returns "host" or "worker".
 func RoleName(r agentv1.AgentRole) string {
-	return strings.ToLower(strings.TrimPrefix(r.String(), "AGENT_ROLE_"))
+	return apiview.AgentRoleName(r)
 }
 
 // RunEnrollGuard writes the enrollment refusals counted in each window
