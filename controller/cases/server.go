@@ -14,6 +14,7 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/apiview"
 	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/controller/playbook"
+	"github.com/firebreak-ir/firebreak/controller/rpcerr"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
@@ -59,8 +60,9 @@ func caller(ctx context.Context) string {
 	return "unknown"
 }
 
-// rpcError maps service errors to status errors.
-func rpcError(err error) error {
+// rpcError maps service errors to status errors: the case errors here,
+// the rest through rpcerr (a store failure is Internal, its cause logged).
+func (s *Server) rpcError(ctx context.Context, err error) error {
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
@@ -69,14 +71,14 @@ func rpcError(err error) error {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return status.FromContextError(err).Err()
 	}
-	return status.Error(codes.Unavailable, err.Error())
+	return rpcerr.Error(ctx, s.cases.cfg.Logger, err, "")
 }
 
 // ListCases implements operatorv1.CaseServiceServer.
 func (s *Server) ListCases(ctx context.Context, req *operatorv1.ListCasesRequest) (*operatorv1.ListCasesResponse, error) {
 	cs, err := s.cases.List(ctx, ListOptions{IncludeClosed: req.GetIncludeClosed(), Limit: int(min(req.GetLimit(), 1000))})
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	resp := &operatorv1.ListCasesResponse{}
 	for _, c := range cs {
@@ -89,15 +91,15 @@ func (s *Server) ListCases(ctx context.Context, req *operatorv1.ListCasesRequest
 func (s *Server) GetCase(ctx context.Context, req *operatorv1.GetCaseRequest) (*operatorv1.GetCaseResponse, error) {
 	c, err := s.cases.Get(ctx, req.GetCaseId())
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	fs, err := s.cases.Findings(ctx, c.ID)
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	tl, err := s.cases.Timeline(ctx, c.ID)
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	resp := &operatorv1.GetCaseResponse{Case: CaseProto(c)}
 	for _, f := range fs {
@@ -116,7 +118,7 @@ func (s *Server) CreateCase(ctx context.Context, req *operatorv1.CreateCaseReque
 		if strings.Contains(err.Error(), "title") || strings.Contains(err.Error(), "note") {
 			return nil, status.Error(codes.InvalidArgument, err.Error())
 		}
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	return &operatorv1.CreateCaseResponse{Case: CaseProto(c)}, nil
 }
@@ -128,7 +130,7 @@ func (s *Server) AddNote(ctx context.Context, req *operatorv1.AddNoteRequest) (*
 	}
 	e, err := s.cases.AddNote(ctx, req.GetCaseId(), caller(ctx), req.GetText())
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	return &operatorv1.AddNoteResponse{Entry: EntryProto(e)}, nil
 }
@@ -144,7 +146,7 @@ func (s *Server) SetPhase(ctx context.Context, req *operatorv1.SetPhaseRequest) 
 	}
 	c, err := s.cases.SetPhase(ctx, req.GetCaseId(), phase, caller(ctx), req.GetReason())
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	return &operatorv1.SetPhaseResponse{Case: CaseProto(c)}, nil
 }
@@ -156,7 +158,7 @@ func (s *Server) CloseCase(ctx context.Context, req *operatorv1.CloseCaseRequest
 	}
 	c, err := s.cases.Close(ctx, req.GetCaseId(), caller(ctx), req.GetReason())
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	return &operatorv1.CloseCaseResponse{Case: CaseProto(c)}, nil
 }
@@ -172,7 +174,7 @@ func (s *Server) GetReport(ctx context.Context, req *operatorv1.GetReportRequest
 	}
 	r, err := s.cases.Report(ctx, req.GetCaseId())
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	var b bytes.Buffer
 	if err := r.Render(&b, f); err != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/actioncatalog"
 	"github.com/firebreak-ir/firebreak/controller/apiview"
 	"github.com/firebreak-ir/firebreak/controller/auth"
+	"github.com/firebreak-ir/firebreak/controller/rpcerr"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/internal/ids"
 	"github.com/firebreak-ir/firebreak/internal/pki"
@@ -379,7 +380,7 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 		s.guard.Refused(ctx, src, req.GetFacts().GetHostname(), err.Error())
 		return nil, status.Errorf(codes.Unauthenticated, "enrollment refused: %v", err)
 	case err != nil:
-		return nil, status.Errorf(codes.Unavailable, "enrollment: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "enrollment")
 	}
 	facts := req.GetFacts()
 	role := RoleName(req.GetRole())
@@ -401,7 +402,7 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 		CertSerial: cert.SerialNumber.Text(16), CertNotAfter: cert.NotAfter, TokenLabels: tok.Labels}
 	a.Facts.Labels = mergeLabels(facts.GetLabels(), tok.Labels)
 	if err := s.putAgent(ctx, a); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "enrollment: storing the agent: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "enrollment: storing the agent")
 	}
 	s.cfg.Audit(ctx, "agent:"+id, "agent.enroll", id, map[string]any{"hostname": facts.GetHostname(), "role": role,
 		"instance_id": facts.GetInstanceId(), "cert_serial": a.CertSerial, "token_uses_left": tok.UsesLeft, "source": src})
@@ -431,7 +432,7 @@ func (s *Service) agentFrom(ctx context.Context) (*store.Agent, pki.Identity, er
 		return nil, id, status.Errorf(codes.PermissionDenied, "agent %s is not enrolled with this controller: enroll again with a join token", id.Name)
 	}
 	if err != nil {
-		return nil, id, status.Errorf(codes.Unavailable, "looking up the agent: %v", err)
+		return nil, id, rpcerr.Error(ctx, s.cfg.Logger, err, "looking up the agent")
 	}
 	// Security-critical: a revoked agent's certificate stops working at once.
 	if a.Revoked {
@@ -469,7 +470,7 @@ func (s *Service) Renew(ctx context.Context, req *agentv1.RenewRequest) (*agentv
 	old := a.CertSerial
 	a.CertSerial, a.CertNotAfter = cert.SerialNumber.Text(16), cert.NotAfter
 	if err := s.putAgent(ctx, a); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "renewal: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "renewal")
 	}
 	conn := auth.ConnectionKey(ctx)
 	s.mu.Lock()
@@ -519,7 +520,7 @@ func (s *Service) Connect(stream agentv1.AgentService_ConnectServer) error {
 	facts := s.trustedFacts(ctx, a, id, hello.GetFacts())
 	a.Facts, a.Plugins, a.Hostname, a.LastSeen = facts, hello.GetPlugins(), facts.GetHostname(), now
 	if err := s.putAgent(ctx, a); err != nil {
-		return status.Errorf(codes.Unavailable, "recording the agent: %v", err)
+		return rpcerr.Error(ctx, s.cfg.Logger, err, "recording the agent")
 	}
 	s.reviewActions(ctx, a)
 

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/firebreak-ir/firebreak/controller/dispatch"
+	"github.com/firebreak-ir/firebreak/controller/rpcerr"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
@@ -67,7 +68,7 @@ func (s *Service) SyncAccounts(ctx context.Context, req *operatorv1.SyncAccounts
 	plan.Tasks = []*store.Task{pick}
 	plan.Run.Status = operatorv1.RunStatus_RUN_STATUS_RUNNING
 	if err := s.cfg.Store.CreateRun(ctx, plan.Run, plan.Tasks); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "storing the run: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "storing the run")
 	}
 	s.cfg.Dispatcher.Submit(plan.Run, plan.Tasks, "", "")
 	run, err := s.waitRun(ctx, plan.Run.ID)
@@ -105,7 +106,7 @@ func (s *Service) SyncAccounts(ctx context.Context, req *operatorv1.SyncAccounts
 	}
 	sort.Slice(accounts, func(i, j int) bool { return accounts[i].ID < accounts[j].ID })
 	if err := s.cfg.Store.ReplaceAccounts(ctx, accounts); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "storing the accounts: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "storing the accounts")
 	}
 	s.cfg.Audit(ctx, "operator:"+caller(ctx).Name, "accounts.sync", mgmt, map[string]any{"run": run.GetId(), "accounts": len(accounts), "skipped": len(resp.Skipped)})
 	for _, a := range accounts {
@@ -151,7 +152,7 @@ func accountProto(a *store.Account) *operatorv1.AWSAccount {
 func (s *Service) ListAccounts(ctx context.Context, _ *operatorv1.ListAccountsRequest) (*operatorv1.ListAccountsResponse, error) {
 	accounts, err := s.cfg.Store.ListAccounts(ctx)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "reading the accounts: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "reading the accounts")
 	}
 	resp := &operatorv1.ListAccountsResponse{}
 	for _, a := range accounts {

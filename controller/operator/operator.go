@@ -25,6 +25,7 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/controller/dispatch"
 	"github.com/firebreak-ir/firebreak/controller/fleet"
+	"github.com/firebreak-ir/firebreak/controller/rpcerr"
 	"github.com/firebreak-ir/firebreak/controller/selector"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/internal/ids"
@@ -194,7 +195,7 @@ func (s *Service) CreateJoinToken(ctx context.Context, req *operatorv1.CreateJoi
 	role := apiview.AgentRoleName(req.GetRole())
 	if err := s.cfg.Store.CreateJoinToken(ctx, &store.JoinToken{Hash: fleet.HashToken(token), Role: role, Uses: uses, UsesLeft: uses,
 		ExpiresAt: now.Add(ttl), Labels: req.GetLabels(), CreatedBy: caller(ctx).Name, CreatedAt: now}); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "storing the token: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "storing the token")
 	}
 	// The token itself never reaches the audit log or the logs.
 	s.cfg.Audit(ctx, "operator:"+caller(ctx).Name, "token.create", fleet.HashToken(token)[:16],
@@ -223,7 +224,7 @@ func (s *Service) AddOperator(ctx context.Context, req *operatorv1.AddOperatorRe
 	}
 	if err := s.cfg.Store.PutOperator(ctx, &store.Operator{Name: req.GetName(), Role: role, CertSerial: serial,
 		CreatedBy: caller(ctx).Name, CreatedAt: s.cfg.Clock()}); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "storing the operator: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "storing the operator")
 	}
 	s.cfg.Audit(ctx, "operator:"+caller(ctx).Name, "operator.add", req.GetName(), map[string]string{"role": auth.RoleName(role), "cert_serial": serial})
 	b, _ := json.MarshalIndent(creds, "", "  ")
@@ -264,7 +265,7 @@ type agentView struct {
 func (s *Service) agents(ctx context.Context) ([]agentView, error) {
 	all, err := s.cfg.Fleet.Agents(ctx)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "listing agents: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "listing agents")
 	}
 	out := make([]agentView, 0, len(all))
 	for _, a := range all {
@@ -362,7 +363,7 @@ func (s *Service) CreateRun(ctx context.Context, req *operatorv1.CreateRunReques
 		return &operatorv1.CreateRunResponse{Run: apiview.Run(plan.Run, plan.Tasks, nil)}, nil
 	}
 	if err := s.cfg.Store.CreateRun(ctx, plan.Run, plan.Tasks); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "storing the run: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "storing the run")
 	}
 	s.cfg.Audit(ctx, "operator:"+op.Name, "run.create", plan.Run.ID, map[string]any{
 		"action": plan.Run.Action, "selector": plan.Run.Selector, "params": json.RawMessage(plan.Run.ParamsJSON),
@@ -533,7 +534,7 @@ var accountIDRE = regexp.MustCompile(`^\d{12}$`)
 func (s *Service) accountTasks(ctx context.Context, r *store.Run, workers []agentView) ([]*store.Task, error) {
 	known, err := s.cfg.Store.ListAccounts(ctx)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "reading the accounts: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "reading the accounts")
 	}
 	if len(known) == 0 {
 		return nil, status.Error(codes.FailedPrecondition, "no accounts are known: run `firebreak accounts sync --management-account ID` first")
@@ -660,11 +661,11 @@ func (s *Service) storedRun(ctx context.Context, id string) (*operatorv1.Run, er
 		return nil, status.Errorf(codes.NotFound, "run %q not found", id)
 	}
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "reading the run: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "reading the run")
 	}
 	aps, err := s.cfg.Store.ListApprovals(ctx, id)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "reading approvals: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "reading approvals")
 	}
 	return apiview.Run(r, tasks, aps), nil
 }
@@ -688,7 +689,7 @@ func (s *Service) GetRun(ctx context.Context, req *operatorv1.GetRunRequest) (*o
 func (s *Service) ListRuns(ctx context.Context, req *operatorv1.ListRunsRequest) (*operatorv1.ListRunsResponse, error) {
 	runs, err := s.cfg.Store.ListRuns(ctx, int(min(req.GetLimit(), 1000)))
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "listing runs: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "listing runs")
 	}
 	resp := &operatorv1.ListRunsResponse{}
 	for _, r := range runs {
@@ -703,7 +704,7 @@ func (s *Service) ListRuns(ctx context.Context, req *operatorv1.ListRunsRequest)
 	return resp, nil
 }
 
-func decisionError(err error, runID string) error {
+func (s *Service) decisionError(ctx context.Context, err error, runID string) error {
 	switch {
 	case errors.Is(err, dispatch.ErrRunNotFound):
 		return status.Errorf(codes.NotFound, "run %q is not awaiting approval (it does not exist or has ended)", runID)
@@ -714,14 +715,14 @@ func decisionError(err error, runID string) error {
 	case errors.Is(err, dispatch.ErrRunNotRunning):
 		return status.Errorf(codes.FailedPrecondition, "run %q has already ended", runID)
 	}
-	return status.Errorf(codes.Unavailable, "%v", err)
+	return rpcerr.Error(ctx, s.cfg.Logger, err, fmt.Sprintf("deciding on run %q", runID))
 }
 
 // ApproveRun implements operatorv1.OperatorServiceServer.
 func (s *Service) ApproveRun(ctx context.Context, req *operatorv1.ApproveRunRequest) (*operatorv1.ApproveRunResponse, error) {
 	r, err := s.cfg.Dispatcher.Decide(ctx, req.GetRunId(), caller(ctx).Name, true, req.GetComment())
 	if err != nil {
-		return nil, decisionError(err, req.GetRunId())
+		return nil, s.decisionError(ctx, err, req.GetRunId())
 	}
 	return &operatorv1.ApproveRunResponse{Run: runView(r)}, nil
 }
@@ -730,7 +731,7 @@ func (s *Service) ApproveRun(ctx context.Context, req *operatorv1.ApproveRunRequ
 func (s *Service) RejectRun(ctx context.Context, req *operatorv1.RejectRunRequest) (*operatorv1.RejectRunResponse, error) {
 	r, err := s.cfg.Dispatcher.Decide(ctx, req.GetRunId(), caller(ctx).Name, false, req.GetComment())
 	if err != nil {
-		return nil, decisionError(err, req.GetRunId())
+		return nil, s.decisionError(ctx, err, req.GetRunId())
 	}
 	return &operatorv1.RejectRunResponse{Run: runView(r)}, nil
 }
@@ -739,7 +740,7 @@ func (s *Service) RejectRun(ctx context.Context, req *operatorv1.RejectRunReques
 func (s *Service) CancelRun(ctx context.Context, req *operatorv1.CancelRunRequest) (*operatorv1.CancelRunResponse, error) {
 	r, err := s.cfg.Dispatcher.Cancel(ctx, req.GetRunId(), caller(ctx).Name, req.GetReason())
 	if err != nil {
-		return nil, decisionError(err, req.GetRunId())
+		return nil, s.decisionError(ctx, err, req.GetRunId())
 	}
 	return &operatorv1.CancelRunResponse{Run: runView(r)}, nil
 }
@@ -748,7 +749,7 @@ func (s *Service) CancelRun(ctx context.Context, req *operatorv1.CancelRunReques
 func (s *Service) ListAudit(ctx context.Context, req *operatorv1.ListAuditRequest) (*operatorv1.ListAuditResponse, error) {
 	recs, err := s.cfg.Store.ListAudit(ctx, int64(req.GetAfterSeq()), int(min(req.GetLimit(), 10000)))
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "reading the audit log: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "reading the audit log")
 	}
 	resp := &operatorv1.ListAuditResponse{}
 	for _, r := range recs {

@@ -14,6 +14,7 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/cases"
 	"github.com/firebreak-ir/firebreak/controller/dispatch"
 	"github.com/firebreak-ir/firebreak/controller/playbook"
+	"github.com/firebreak-ir/firebreak/controller/rpcerr"
 	"github.com/firebreak-ir/firebreak/internal/watchcap"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
@@ -55,7 +56,7 @@ func caller(ctx context.Context) string {
 }
 
 // rpcError maps executor errors to status errors.
-func rpcError(err error) error {
+func (s *Server) rpcError(ctx context.Context, err error) error {
 	switch {
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrUnknownPlaybook), errors.Is(err, ErrCaseNotFound):
 		return status.Error(codes.NotFound, err.Error())
@@ -65,13 +66,12 @@ func rpcError(err error) error {
 		return status.Error(codes.PermissionDenied, err.Error())
 	case errors.Is(err, ErrInvalid), errors.Is(err, ErrCaseClosed), errors.Is(err, ErrNotAwaiting), errors.Is(err, ErrEnded):
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, ErrNotRunning):
+		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return status.FromContextError(err).Err()
 	}
-	if _, ok := status.FromError(err); ok && status.Code(err) != codes.Unknown {
-		return err
-	}
-	return status.Error(codes.Unavailable, err.Error())
+	return rpcerr.Error(ctx, s.x.cfg.Logger, err, "")
 }
 
 // ListPlaybooks implements operatorv1.PlaybookServiceServer.
@@ -84,7 +84,7 @@ func (s *Server) ListPlaybooks(ctx context.Context, _ *operatorv1.ListPlaybooksR
 	// connected agent offers), so the first-party actions are not filled in.
 	cat, err := FleetCatalog(ctx, s.x.cfg.Runs, nil)
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	resp := &operatorv1.ListPlaybooksResponse{}
 	for _, e := range entries {
@@ -111,7 +111,7 @@ func (s *Server) ValidatePlaybook(ctx context.Context, req *operatorv1.ValidateP
 	}
 	cat, err := FleetCatalog(ctx, s.x.cfg.Runs, s.x.cfg.KnownActions)
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	pb, errs := playbook.Load(name, req.GetContent(), cat)
 	resp := &operatorv1.ValidatePlaybookResponse{Valid: len(errs) == 0, Problems: problems(playbook.Errors(errs))}
@@ -183,7 +183,7 @@ func (s *Server) StartPlaybookRun(ctx context.Context, req *operatorv1.StartPlay
 	r, plan, err := s.x.Start(ctx, StartRequest{Playbook: req.GetPlaybook(), Inputs: inputs, CaseID: req.GetCaseId(), DryRun: req.GetDryRun(),
 		Reason: req.GetReason(), CreatedBy: caller(ctx)})
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	if plan != nil {
 		b, err := json.Marshal(plan)
@@ -199,7 +199,7 @@ func (s *Server) StartPlaybookRun(ctx context.Context, req *operatorv1.StartPlay
 func (s *Server) GetPlaybookRun(ctx context.Context, req *operatorv1.GetPlaybookRunRequest) (*operatorv1.GetPlaybookRunResponse, error) {
 	r, err := s.x.Get(ctx, req.GetPlaybookRunId())
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	return &operatorv1.GetPlaybookRunResponse{Run: RunProto(r, true)}, nil
 }
@@ -208,7 +208,7 @@ func (s *Server) GetPlaybookRun(ctx context.Context, req *operatorv1.GetPlaybook
 func (s *Server) ListPlaybookRuns(ctx context.Context, req *operatorv1.ListPlaybookRunsRequest) (*operatorv1.ListPlaybookRunsResponse, error) {
 	runs, err := s.x.List(ctx, ListOptions{CaseID: req.GetCaseId(), Limit: int(min(req.GetLimit(), 1000))})
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	resp := &operatorv1.ListPlaybookRunsResponse{}
 	for _, r := range runs {
@@ -227,7 +227,7 @@ func (s *Server) WatchPlaybookRun(req *operatorv1.WatchPlaybookRunRequest, strea
 	defer release()
 	snap, sub, err := s.x.Watch(ctx, req.GetPlaybookRunId())
 	if err != nil {
-		return rpcError(err)
+		return s.rpcError(ctx, err)
 	}
 	defer s.x.Unwatch(sub)
 	if err := stream.Send(&operatorv1.WatchPlaybookRunResponse{Event: &operatorv1.WatchPlaybookRunResponse_Snapshot{Snapshot: RunProto(snap, true)}}); err != nil {
@@ -274,7 +274,7 @@ func (s *Server) ApprovePlaybookRun(ctx context.Context, req *operatorv1.Approve
 	}
 	r, err := s.x.Approve(ctx, req.GetPlaybookRunId(), caller(ctx), req.GetComment())
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	return &operatorv1.ApprovePlaybookRunResponse{Run: RunProto(r, true)}, nil
 }
@@ -286,7 +286,7 @@ func (s *Server) RejectPlaybookRun(ctx context.Context, req *operatorv1.RejectPl
 	}
 	r, err := s.x.Reject(ctx, req.GetPlaybookRunId(), caller(ctx), req.GetComment())
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	return &operatorv1.RejectPlaybookRunResponse{Run: RunProto(r, true)}, nil
 }
@@ -298,7 +298,7 @@ func (s *Server) CancelPlaybookRun(ctx context.Context, req *operatorv1.CancelPl
 	}
 	r, err := s.x.Cancel(ctx, req.GetPlaybookRunId(), caller(ctx), req.GetReason())
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	return &operatorv1.CancelPlaybookRunResponse{Run: RunProto(r, true)}, nil
 }
