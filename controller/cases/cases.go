@@ -314,7 +314,7 @@ func New(cfg Config) (*Service, error) {
 	if err := cfg.CheckAndSetDefaults(); err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, db: &sqlStore{w: cfg.Writer, r: cfg.Reader}}, nil
+	return &Service{cfg: cfg, db: &sqlStore{t: store.NewCaseTables(cfg.Writer, cfg.Reader)}}, nil
 }
 
 // SetActivePlaybookRuns sets the hook that names a case's active playbook
