@@ -150,8 +150,9 @@ var migrations = []string{
 	`ALTER TABLE join_tokens ADD COLUMN revoked INTEGER NOT NULL DEFAULT 0`,
 }
 
-// extraMigrations are the migrations other packages (evidence, cases)
-// register for their own tables.
+// extraMigrations are the named migrations of the tables kept beside the
+// core ones: the store's checkpoint, case and evidence tables, and those
+// other packages register.
 var extraMigrations []migration
 
 type migration struct {
