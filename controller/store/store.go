@@ -1,8 +1,8 @@
 // Package store is the controller's persistent state: agents, join tokens,
 // operators, runs, tasks, approvals and the hash-chained audit log (the
 // Store interface), and the case tables (CaseTables) and evidence tables
-// with their custody chains (EvidenceTables). The SQL is portable and
-// lives here only; SQLite (pure Go, WAL) is the embedded default.
+// with their custody chains (EvidenceTables). The SQL is portable; SQLite
+// (pure Go, WAL) is the embedded default.
 package store
 
 import (
