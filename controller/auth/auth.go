@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/firebreak-ir/firebreak/controller/apiview"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/internal/pki"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
@@ -122,7 +123,7 @@ func shortMethod(m string) string {
 
 // RoleName is the lower-case name of an operator role.
 func RoleName(r operatorv1.OperatorRole) string {
-	return strings.ToLower(strings.TrimPrefix(r.String(), "OPERATOR_ROLE_"))
+	return apiview.EnumName(r)
 }
 
 // ParseRole parses viewer, responder, approver or admin.

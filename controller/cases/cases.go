@@ -26,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/firebreak-ir/firebreak/controller/apiview"
 	"github.com/firebreak-ir/firebreak/controller/finding"
 	"github.com/firebreak-ir/firebreak/controller/playbook"
 	"github.com/firebreak-ir/firebreak/controller/store"
@@ -258,7 +259,7 @@ type EvidenceCatalog interface {
 // Config holds the service's dependencies.
 type Config struct {
 	// Writer and Reader are the database pools (store.SQLite's Writer and
-	// Reader); the package keeps its own tables there.
+	// Reader) that hold the store's case tables (store.CaseTables).
 	Writer, Reader *sql.DB
 	// Runs reads runs for reports.
 	Runs RunReader
@@ -313,7 +314,7 @@ func New(cfg Config) (*Service, error) {
 	if err := cfg.CheckAndSetDefaults(); err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, db: &sqlStore{w: cfg.Writer, r: cfg.Reader}}, nil
+	return &Service{cfg: cfg, db: &sqlStore{t: store.NewCaseTables(cfg.Writer, cfg.Reader)}}, nil
 }
 
 // SetActivePlaybookRuns sets the hook that names a case's active playbook
@@ -476,7 +477,7 @@ func runEntry(caseID string, r *store.Run, tasks []*store.Task) *Entry {
 			ok++
 		}
 	}
-	status := strings.ToLower(strings.TrimPrefix(r.Status.String(), "RUN_STATUS_"))
+	status := apiview.EnumName(r.Status)
 	return &Entry{CaseID: caseID, At: r.CreatedAt, Kind: KindRun, Status: status, Actor: r.CreatedBy, RunID: r.ID,
 		Summary: fmt.Sprintf("run %s of %s on %d targets (%d succeeded): %s", r.ID, r.Action, len(tasks), ok, status)}
 }

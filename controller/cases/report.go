@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/firebreak-ir/firebreak/controller/apiview"
 	"github.com/firebreak-ir/firebreak/controller/playbook"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
@@ -282,11 +283,11 @@ func clipOutput(b []byte) json.RawMessage {
 }
 
 func runStatusName(s operatorv1.RunStatus) string {
-	return strings.ToLower(strings.TrimPrefix(s.String(), "RUN_STATUS_"))
+	return apiview.EnumName(s)
 }
 
 func taskStatusName(s agentv1.TaskStatus) string {
-	return strings.ToLower(strings.TrimPrefix(s.String(), "TASK_STATUS_"))
+	return apiview.EnumName(s)
 }
 
 // openItems lists what still needs a responder.

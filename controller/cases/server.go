@@ -6,15 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/firebreak-ir/firebreak/controller/apiview"
 	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/controller/playbook"
+	"github.com/firebreak-ir/firebreak/controller/rpcerr"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
@@ -60,8 +60,9 @@ func caller(ctx context.Context) string {
 	return "unknown"
 }
 
-// rpcError maps service errors to status errors.
-func rpcError(err error) error {
+// rpcError maps service errors to status errors: the case errors here,
+// the rest through rpcerr (a store failure is Internal, its cause logged).
+func (s *Server) rpcError(ctx context.Context, err error) error {
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
@@ -70,14 +71,14 @@ func rpcError(err error) error {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return status.FromContextError(err).Err()
 	}
-	return status.Error(codes.Unavailable, err.Error())
+	return rpcerr.Error(ctx, s.cases.cfg.Logger, err, "")
 }
 
 // ListCases implements operatorv1.CaseServiceServer.
 func (s *Server) ListCases(ctx context.Context, req *operatorv1.ListCasesRequest) (*operatorv1.ListCasesResponse, error) {
 	cs, err := s.cases.List(ctx, ListOptions{IncludeClosed: req.GetIncludeClosed(), Limit: int(min(req.GetLimit(), 1000))})
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	resp := &operatorv1.ListCasesResponse{}
 	for _, c := range cs {
@@ -90,15 +91,15 @@ func (s *Server) ListCases(ctx context.Context, req *operatorv1.ListCasesRequest
 func (s *Server) GetCase(ctx context.Context, req *operatorv1.GetCaseRequest) (*operatorv1.GetCaseResponse, error) {
 	c, err := s.cases.Get(ctx, req.GetCaseId())
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	fs, err := s.cases.Findings(ctx, c.ID)
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	tl, err := s.cases.Timeline(ctx, c.ID)
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	resp := &operatorv1.GetCaseResponse{Case: CaseProto(c)}
 	for _, f := range fs {
@@ -117,7 +118,7 @@ func (s *Server) CreateCase(ctx context.Context, req *operatorv1.CreateCaseReque
 		if strings.Contains(err.Error(), "title") || strings.Contains(err.Error(), "note") {
 			return nil, status.Error(codes.InvalidArgument, err.Error())
 		}
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	return &operatorv1.CreateCaseResponse{Case: CaseProto(c)}, nil
 }
@@ -129,7 +130,7 @@ func (s *Server) AddNote(ctx context.Context, req *operatorv1.AddNoteRequest) (*
 	}
 	e, err := s.cases.AddNote(ctx, req.GetCaseId(), caller(ctx), req.GetText())
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	return &operatorv1.AddNoteResponse{Entry: EntryProto(e)}, nil
 }
@@ -145,7 +146,7 @@ func (s *Server) SetPhase(ctx context.Context, req *operatorv1.SetPhaseRequest) 
 	}
 	c, err := s.cases.SetPhase(ctx, req.GetCaseId(), phase, caller(ctx), req.GetReason())
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	return &operatorv1.SetPhaseResponse{Case: CaseProto(c)}, nil
 }
@@ -157,7 +158,7 @@ func (s *Server) CloseCase(ctx context.Context, req *operatorv1.CloseCaseRequest
 	}
 	c, err := s.cases.Close(ctx, req.GetCaseId(), caller(ctx), req.GetReason())
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	return &operatorv1.CloseCaseResponse{Case: CaseProto(c)}, nil
 }
@@ -173,7 +174,7 @@ func (s *Server) GetReport(ctx context.Context, req *operatorv1.GetReportRequest
 	}
 	r, err := s.cases.Report(ctx, req.GetCaseId())
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	var b bytes.Buffer
 	if err := r.Render(&b, f); err != nil {
@@ -224,24 +225,17 @@ func PhaseName(p operatorv1.IncidentPhase) string {
 	return string(PhaseFromProto(p))
 }
 
-func tsp(t time.Time) *timestamppb.Timestamp {
-	if t.IsZero() {
-		return nil
-	}
-	return timestamppb.New(t.UTC())
-}
-
 // CaseProto converts a case for the API.
 func CaseProto(c *Case) *operatorv1.Case {
 	out := &operatorv1.Case{Id: c.ID, Title: c.Title, Phase: PhaseProto(c.Phase), Severity: c.Severity, SeverityLabel: c.SeverityLabel(),
-		Resource: c.Resource, CreatedBy: c.CreatedBy, CreatedAt: tsp(c.CreatedAt), ClosedBy: c.ClosedBy, ClosedAt: tsp(c.ClosedAt),
+		Resource: c.Resource, CreatedBy: c.CreatedBy, CreatedAt: apiview.Timestamp(c.CreatedAt), ClosedBy: c.ClosedBy, ClosedAt: apiview.Timestamp(c.ClosedAt),
 		Findings: uint32(c.Findings), Contained: c.Contained(), Status: operatorv1.CaseStatus_CASE_STATUS_OPEN}
 	if c.Status == StatusClosed {
 		out.Status = operatorv1.CaseStatus_CASE_STATUS_CLOSED
 	}
 	t := c.Timings
-	pt := &operatorv1.CaseTimings{FirstSeen: tsp(t.FirstSeen), DetectedAt: tsp(t.DetectedAt), ContainedAt: tsp(t.ContainedAt),
-		EradicatedAt: tsp(t.EradicatedAt), RecoveredAt: tsp(t.RecoveredAt)}
+	pt := &operatorv1.CaseTimings{FirstSeen: apiview.Timestamp(t.FirstSeen), DetectedAt: apiview.Timestamp(t.DetectedAt), ContainedAt: apiview.Timestamp(t.ContainedAt),
+		EradicatedAt: apiview.Timestamp(t.EradicatedAt), RecoveredAt: apiview.Timestamp(t.RecoveredAt)}
 	if d, ok := t.TimeToDetect(); ok {
 		pt.TimeToDetect = durationpb.New(d)
 	}
@@ -263,8 +257,8 @@ func FindingProto(f *FindingRecord) *operatorv1.CaseFinding {
 	ff := f.Finding
 	fj, _ := json.Marshal(ff)
 	return &operatorv1.CaseFinding{Id: ff.ID, Source: string(ff.Source), Type: ff.Type, Title: ff.Title, Severity: ff.Severity,
-		SeverityLabel: ff.SeverityLabel, Account: ff.Account, Region: ff.Region, Resource: f.Resource, FirstSeen: tsp(ff.FirstSeen),
-		UpdatedAt: tsp(ff.UpdatedAt), ReceivedAt: tsp(f.ReceivedAt), Rule: f.Rule, PlaybookRunId: f.PlaybookRunID, FindingJson: fj}
+		SeverityLabel: ff.SeverityLabel, Account: ff.Account, Region: ff.Region, Resource: f.Resource, FirstSeen: apiview.Timestamp(ff.FirstSeen),
+		UpdatedAt: apiview.Timestamp(ff.UpdatedAt), ReceivedAt: apiview.Timestamp(f.ReceivedAt), Rule: f.Rule, PlaybookRunId: f.PlaybookRunID, FindingJson: fj}
 }
 
 var kinds = map[Kind]operatorv1.TimelineKind{
@@ -287,7 +281,7 @@ func KindName(k operatorv1.TimelineKind) string {
 
 // EntryProto converts a timeline entry for the API.
 func EntryProto(e *Entry) *operatorv1.TimelineEntry {
-	return &operatorv1.TimelineEntry{Seq: uint64(max(e.Seq, 0)), At: tsp(e.At), Kind: kinds[e.Kind], Phase: PhaseProto(e.Phase), Status: e.Status,
+	return &operatorv1.TimelineEntry{Seq: uint64(max(e.Seq, 0)), At: apiview.Timestamp(e.At), Kind: kinds[e.Kind], Phase: PhaseProto(e.Phase), Status: e.Status,
 		Actor: e.Actor, Summary: e.Summary, PlaybookRunId: e.PlaybookRunID, StepId: e.StepID, RunId: e.RunID, FindingId: e.FindingID,
 		EvidenceIds: e.EvidenceIDs, DetailJson: e.Detail}
 }

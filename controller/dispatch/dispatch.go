@@ -27,6 +27,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/firebreak-ir/firebreak/controller/apiview"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/internal/tasksign"
 	"github.com/firebreak-ir/firebreak/internal/telemetry"
@@ -262,21 +263,21 @@ type (
 	evUnwatch struct{ sub *Subscription }
 	evResync  struct {
 		sub   *Subscription
-		reply chan *operatorv1.Run
+		reply chan *RunView
 	}
 	evSnapshot struct {
 		runID string
-		reply chan *operatorv1.Run
+		reply chan *RunView
 	}
 )
 
 type decideReply struct {
-	run *operatorv1.Run
+	run *RunView
 	err error
 }
 
 type watchReply struct {
-	snap *operatorv1.Run
+	snap *RunView
 	sub  *Subscription
 }
 
@@ -429,7 +430,7 @@ func (d *Dispatcher) TaskResult(agentID string, res *agentv1.TaskResult) {
 }
 
 // Decide approves or rejects a run awaiting approval.
-func (d *Dispatcher) Decide(ctx context.Context, runID, operator string, approve bool, comment string) (*operatorv1.Run, error) {
+func (d *Dispatcher) Decide(ctx context.Context, runID, operator string, approve bool, comment string) (*RunView, error) {
 	reply := make(chan decideReply, 1)
 	d.send(evDecide{runID: runID, operator: operator, approve: approve, comment: comment, reply: reply, link: trace.SpanContextFromContext(ctx)})
 	select {
@@ -442,7 +443,7 @@ func (d *Dispatcher) Decide(ctx context.Context, runID, operator string, approve
 
 // Cancel cancels a run's tasks that have not started and asks agents to
 // stop the running ones.
-func (d *Dispatcher) Cancel(ctx context.Context, runID, operator, reason string) (*operatorv1.Run, error) {
+func (d *Dispatcher) Cancel(ctx context.Context, runID, operator, reason string) (*RunView, error) {
 	reply := make(chan decideReply, 1)
 	d.send(evCancel{runID: runID, operator: operator, reason: reason, reply: reply})
 	select {
@@ -455,8 +456,8 @@ func (d *Dispatcher) Cancel(ctx context.Context, runID, operator, reason string)
 
 // Snapshot returns an active run with its tasks, or nil when the run is not
 // active (read it from the store then).
-func (d *Dispatcher) Snapshot(ctx context.Context, runID string) (*operatorv1.Run, error) {
-	reply := make(chan *operatorv1.Run, 1)
+func (d *Dispatcher) Snapshot(ctx context.Context, runID string) (*RunView, error) {
+	reply := make(chan *RunView, 1)
 	d.send(evSnapshot{runID: runID, reply: reply})
 	select {
 	case r := <-reply:
@@ -503,7 +504,7 @@ func (d *Dispatcher) handle(ev any) {
 		e.reply <- d.onResync(e.sub)
 	case evSnapshot:
 		if rs := d.runs[e.runID]; rs != nil {
-			e.reply <- d.toProto(rs, true)
+			e.reply <- d.view(rs, true)
 		} else {
 			e.reply <- nil
 		}
@@ -565,20 +566,6 @@ func Threshold(maxErrors string, targets int) int {
 		return -1
 	}
 	return n
-}
-
-// ParseMaxErrors checks a max-errors setting.
-func ParseMaxErrors(s string) error {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return nil
-	}
-	p, pct := strings.CutSuffix(s, "%")
-	n, err := strconv.Atoi(p)
-	if err != nil || n < 0 || (pct && n > 100) {
-		return fmt.Errorf("max-errors %q: want a count such as 5 or a percentage such as 10%%", s)
-	}
-	return nil
 }
 
 func isFinal(s agentv1.TaskStatus) bool {
@@ -825,7 +812,7 @@ func (d *Dispatcher) onResult(agentID string, res *agentv1.TaskResult) {
 // traceResult records a result taken in: a span in the run's trace and
 // the dispatch-to-result latency.
 func (d *Dispatcher) traceResult(rs *runState, t *store.Task, agentID string) {
-	status := strings.ToLower(strings.TrimPrefix(t.Status.String(), "TASK_STATUS_"))
+	status := apiview.EnumName(t.Status)
 	var since time.Duration
 	if !t.DispatchedAt.IsZero() {
 		since = d.cfg.Clock().Sub(t.DispatchedAt)
@@ -919,21 +906,21 @@ func (d *Dispatcher) maybeFinish(rs *runState) {
 }
 
 func (d *Dispatcher) endRun(rs *runState, status operatorv1.RunStatus) {
-	telemetry.RunFinished(rs.run.Action, strings.ToLower(strings.TrimPrefix(status.String(), "RUN_STATUS_")))
+	telemetry.RunFinished(rs.run.Action, apiview.EnumName(status))
 	rs.run.Status = status
 	rs.run.FinishedAt = d.cfg.Clock()
 	d.cur.runs[rs.run.ID] = rs.run
 	c := counts(rs)
 	d.cfg.Audit(context.Background(), "system", "run.end", rs.run.ID, map[string]any{
-		"status": strings.TrimPrefix(status.String(), "RUN_STATUS_"), "succeeded": c.GetSucceeded(), "failed": c.GetFailed(),
-		"cancelled": c.GetCancelled(), "offline": c.GetOffline(),
+		"status": apiview.EnumUpper(status), "succeeded": c.Succeeded, "failed": c.Failed,
+		"cancelled": c.Cancelled, "offline": c.Offline,
 	})
 	d.endWatches(rs)
 	d.approvals.remove(rs.run.ID)
 	delete(d.runs, rs.run.ID)
 }
 
-func (d *Dispatcher) onDecide(e evDecide) (*operatorv1.Run, error) {
+func (d *Dispatcher) onDecide(e evDecide) (*RunView, error) {
 	rs := d.runs[e.runID]
 	if rs == nil {
 		return nil, ErrRunNotFound
@@ -972,9 +959,9 @@ func (d *Dispatcher) onDecide(e evDecide) (*operatorv1.Run, error) {
 			d.finishTask(ts)
 		}
 		d.endRun(rs, operatorv1.RunStatus_RUN_STATUS_REJECTED)
-		return d.toProto(rs, false), nil
+		return d.view(rs, false), nil
 	}
-	return d.toProto(rs, false), nil
+	return d.view(rs, false), nil
 }
 
 // startRun moves an approved run to running; its deadline counts from now.
@@ -988,15 +975,15 @@ func (d *Dispatcher) startRun(rs *runState, now time.Time) {
 			rs.queue(ts)
 		}
 	}
-	hdr := d.toProto(rs, false)
+	hdr := d.view(rs, false)
 	for sub := range rs.subs {
-		d.deliver(sub, &operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Run{Run: hdr}})
+		d.deliver(sub, Event{Kind: EventRun, Run: hdr})
 	}
 	d.dispatchMore(rs)
 	d.maybeFinish(rs)
 }
 
-func (d *Dispatcher) onCancel(runID, operator, reason string) (*operatorv1.Run, error) {
+func (d *Dispatcher) onCancel(runID, operator, reason string) (*RunView, error) {
 	rs := d.runs[runID]
 	if rs == nil {
 		return nil, ErrRunNotRunning
@@ -1015,9 +1002,9 @@ func (d *Dispatcher) onCancel(runID, operator, reason string) (*operatorv1.Run, 
 	}
 	if rs.run.Status == operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL {
 		d.endRun(rs, operatorv1.RunStatus_RUN_STATUS_CANCELLED)
-		return d.toProto(rs, false), nil
+		return d.view(rs, false), nil
 	}
-	out := d.toProto(rs, false)
+	out := d.view(rs, false)
 	d.maybeFinish(rs)
 	return out, nil
 }
@@ -1067,7 +1054,8 @@ func (d *Dispatcher) changed(ts *taskState) {
 	if len(ts.run.subs) == 0 {
 		return
 	}
-	msg := &operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Task{Task: TaskProto(ts.t)}}
+	t := *ts.t
+	msg := Event{Kind: EventTask, Task: &t}
 	for sub := range ts.run.subs {
 		d.deliver(sub, msg)
 	}
@@ -1138,77 +1126,39 @@ func (d *Dispatcher) Sync(ctx context.Context) error {
 
 type evSync struct{ done chan struct{} }
 
-func counts(rs *runState) *operatorv1.RunCounts {
-	c := &operatorv1.RunCounts{Targets: uint32(len(rs.tasks))}
+func counts(rs *runState) store.RunCounts {
+	c := store.RunCounts{Targets: len(rs.tasks)}
 	for _, ts := range rs.tasks {
-		CountTask(c, ts.t.Status)
+		c.Add(ts.t.Status)
 	}
 	return c
 }
 
-// CountTask adds one task's status to counts.
-func CountTask(c *operatorv1.RunCounts, s agentv1.TaskStatus) {
-	switch s {
-	case agentv1.TaskStatus_TASK_STATUS_PENDING:
-		c.Pending++
-	case agentv1.TaskStatus_TASK_STATUS_DISPATCHED, agentv1.TaskStatus_TASK_STATUS_RUNNING:
-		c.Running++
-	case agentv1.TaskStatus_TASK_STATUS_SUCCEEDED:
-		c.Succeeded++
-	case agentv1.TaskStatus_TASK_STATUS_CANCELLED:
-		c.Cancelled++
-	case agentv1.TaskStatus_TASK_STATUS_OFFLINE:
-		c.Offline++
-	default:
-		c.Failed++
-	}
+// RunView is a run as the loop held it at one moment: copies the loop no
+// longer changes, so a reader needs no lock. Adapters turn it into their
+// wire format (apiview.RunWithCounts).
+type RunView struct {
+	// Run is the run's header.
+	Run *store.Run
+	// Tasks are the run's tasks in order, or nil in a header-only view.
+	Tasks []*store.Task
+	// Approvals are the decisions taken on the run, in order.
+	Approvals []*store.Approval
+	// Counts tally every task of the run, whether or not Tasks holds them.
+	Counts store.RunCounts
 }
 
-func (d *Dispatcher) toProto(rs *runState, withTasks bool) *operatorv1.Run {
-	var tasks []*store.Task
+// view copies a run's state for readers outside the loop; withTasks adds
+// its tasks.
+func (d *Dispatcher) view(rs *runState, withTasks bool) *RunView {
+	r := *rs.run
+	v := &RunView{Run: &r, Approvals: slices.Clone(rs.approvals), Counts: counts(rs)}
 	if withTasks {
-		tasks = make([]*store.Task, len(rs.tasks))
+		v.Tasks = make([]*store.Task, len(rs.tasks))
 		for i, ts := range rs.tasks {
-			tasks[i] = ts.t
+			t := *ts.t
+			v.Tasks[i] = &t
 		}
 	}
-	r := RunProto(rs.run, tasks, rs.approvals)
-	r.Counts = counts(rs)
-	return r
-}
-
-// RunProto converts a stored run, its tasks and approvals for operators.
-func RunProto(r *store.Run, tasks []*store.Task, approvals []*store.Approval) *operatorv1.Run {
-	out := &operatorv1.Run{
-		Id: r.ID, Action: r.Action, Selector: r.Selector, ParamsJson: r.ParamsJSON, Status: r.Status,
-		CreatedBy: r.CreatedBy, OnBehalfOf: r.OnBehalfOf, CreatedAt: ts(r.CreatedAt), FinishedAt: ts(r.FinishedAt),
-		MaxConcurrency: uint32(max(r.MaxConcurrency, 0)), MaxErrors: r.MaxErrors, Deadline: ts(r.Deadline),
-		Reason: r.Reason, CaseId: r.CaseID, Destructive: r.Destructive,
-	}
-	c := &operatorv1.RunCounts{Targets: uint32(len(tasks))}
-	for _, t := range tasks {
-		out.Tasks = append(out.Tasks, TaskProto(t))
-		CountTask(c, t.Status)
-	}
-	out.Counts = c
-	for _, a := range approvals {
-		out.Approvals = append(out.Approvals, &operatorv1.Approval{Operator: a.Operator, Approved: a.Approved, At: ts(a.At), Comment: a.Comment})
-	}
-	return out
-}
-
-// TaskProto converts a stored task for operators.
-func TaskProto(t *store.Task) *operatorv1.Task {
-	return &operatorv1.Task{
-		Id: t.ID, RunId: t.RunID, AgentId: t.AgentID, Hostname: t.Hostname, Status: t.Status, Error: t.Error,
-		OutputJson: t.OutputJSON, DispatchedAt: ts(t.DispatchedAt), StartedAt: ts(t.StartedAt), FinishedAt: ts(t.FinishedAt),
-		Account: t.Account, Region: t.Region, EvidenceIds: t.EvidenceIDs, LastMessage: t.LastMessage,
-	}
-}
-
-func ts(t time.Time) *timestamppb.Timestamp {
-	if t.IsZero() {
-		return nil
-	}
-	return timestamppb.New(t)
+	return v
 }

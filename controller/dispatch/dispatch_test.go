@@ -15,6 +15,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/firebreak-ir/firebreak/controller/apiview"
+	"github.com/firebreak-ir/firebreak/controller/apiview/storeview"
 	"github.com/firebreak-ir/firebreak/controller/dispatch"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/internal/tasksign"
@@ -167,16 +169,17 @@ func (h *harness) wait(runID string, what string, cond func(*operatorv1.Run) boo
 		if err := h.d.Sync(context.Background()); err != nil {
 			h.t.Fatal(err)
 		}
-		r, err := h.d.Snapshot(context.Background(), runID)
+		v, err := h.d.Snapshot(context.Background(), runID)
 		if err != nil {
 			h.t.Fatal(err)
 		}
+		r := wire(v)
 		if r == nil {
 			rr, tasks, err := h.st.GetRun(context.Background(), runID)
 			if err != nil {
 				h.t.Fatal(err)
 			}
-			r = dispatch.RunProto(rr, tasks, nil)
+			r = storeview.Run(rr, tasks, nil)
 		}
 		if cond(r) {
 			return r
@@ -185,6 +188,14 @@ func (h *harness) wait(runID string, what string, cond func(*operatorv1.Run) boo
 	}
 	h.t.Fatalf("run %s: timed out waiting for %s", runID, what)
 	return nil
+}
+
+// wire is a dispatcher's view of a run as operators get it (nil: none).
+func wire(v *dispatch.RunView) *operatorv1.Run {
+	if v == nil {
+		return nil
+	}
+	return storeview.RunWithCounts(v.Run, v.Tasks, v.Approvals, v.Counts)
 }
 
 func succeed(_ string, spec *agentv1.TaskSpec) *agentv1.TaskResult {
@@ -326,7 +337,8 @@ func TestApprovalTwoPersonRule(t *testing.T) {
 	if _, err := h.d.Decide(ctx, id, "alice", true, ""); !errors.Is(err, dispatch.ErrSelfApproval) {
 		t.Fatalf("self-approval: %v", err)
 	}
-	r, err := h.d.Decide(ctx, id, "bob", true, "confirmed by IR lead")
+	v, err := h.d.Decide(ctx, id, "bob", true, "confirmed by IR lead")
+	r := wire(v)
 	if err != nil || r.GetStatus() != operatorv1.RunStatus_RUN_STATUS_RUNNING {
 		t.Fatalf("approve: %v %v", r.GetStatus(), err)
 	}
@@ -362,8 +374,8 @@ func TestApprovalTwoPersonRule(t *testing.T) {
 			t.Fatalf("approval by %s of a run created for carol: %v", who, err)
 		}
 	}
-	if r, err := h.d.Decide(ctx, id3, "bob", true, ""); err != nil || r.GetOnBehalfOf() != "carol" {
-		t.Fatalf("approval by bob: %v (on behalf of %q)", err, r.GetOnBehalfOf())
+	if v, err := h.d.Decide(ctx, id3, "bob", true, ""); err != nil || v.Run.OnBehalfOf != "carol" {
+		t.Fatalf("approval by bob: %v (on behalf of %q)", err, v.Run.OnBehalfOf)
 	}
 	h.wait(id3, "the end", ended)
 }
@@ -409,7 +421,7 @@ func TestThreshold(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"x", "-1", "101%", "5.5"} {
-		if dispatch.ParseMaxErrors(bad) == nil {
+		if apiview.ParseMaxErrors(bad) == nil {
 			t.Errorf("ParseMaxErrors(%q) accepted", bad)
 		}
 	}

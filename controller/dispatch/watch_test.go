@@ -38,8 +38,8 @@ func TestSlowWatchersAreBoundedAndSeeTheEnd(t *testing.T) {
 	go func() {
 		defer close(readerDone)
 		for m := range reader.C {
-			if d := m.GetDone(); d != nil {
-				final = d
+			if m.Kind == dispatch.EventDone {
+				final = wire(m.Run)
 			}
 		}
 	}()
@@ -65,8 +65,8 @@ func TestSlowWatchersAreBoundedAndSeeTheEnd(t *testing.T) {
 		var end *operatorv1.Run
 		for m := range sub.C {
 			got++
-			if d := m.GetDone(); d != nil {
-				end = d
+			if m.Kind == dispatch.EventDone {
+				end = wire(m.Run)
 			}
 		}
 		if end == nil || end.GetCounts().GetSucceeded() != targets {
@@ -99,7 +99,8 @@ func TestLaggingWatcherGetsASnapshot(t *testing.T) {
 	}
 	h.wait(id, "every task dispatched", func(r *operatorv1.Run) bool { return r.GetCounts().GetRunning() == targets })
 	for m := range sub.C {
-		if s := m.GetSnapshot(); s != nil {
+		if m.Kind == dispatch.EventSnapshot {
+			s := wire(m.Run)
 			if s.GetCounts().GetRunning() != targets {
 				t.Fatalf("snapshot counts %v", s.GetCounts())
 			}

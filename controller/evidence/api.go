@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"time"
 	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
@@ -17,7 +16,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/firebreak-ir/firebreak/controller/apiview"
 	"github.com/firebreak-ir/firebreak/controller/auth"
+	"github.com/firebreak-ir/firebreak/controller/rpcerr"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/internal/bundle"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
@@ -63,7 +64,7 @@ func (s *Service) item(ctx context.Context, id string) (*Item, error) {
 		return nil, status.Errorf(codes.NotFound, "evidence %s not found: see `firebreak evidence list`", id)
 	}
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "reading evidence %s: %v", id, err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, fmt.Sprintf("reading evidence %s", id))
 	}
 	return it, nil
 }
@@ -76,7 +77,7 @@ func (s *Service) ListEvidence(ctx context.Context, req *operatorv1.ListEvidence
 	items, err := s.ListItems(ctx, Filter{RunID: req.GetRunId(), TaskID: req.GetTaskId(), CaseID: req.GetCaseId(), AgentID: req.GetAgentId(),
 		Limit: int(req.GetLimit())})
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "listing evidence: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "listing evidence")
 	}
 	out := &operatorv1.ListEvidenceResponse{}
 	for _, it := range items {
@@ -104,7 +105,7 @@ func (s *Service) GetEvidence(req *operatorv1.GetEvidenceRequest, stream operato
 			s.cfg.Backend.Describe(), it.ID, it.Location, it.ID)
 	}
 	if err != nil {
-		return status.Errorf(codes.Unavailable, "reading evidence %s: %v", it.ID, err)
+		return rpcerr.Error(ctx, s.cfg.Logger, err, fmt.Sprintf("reading evidence %s", it.ID))
 	}
 	defer rc.Close()
 	action := ActionDownload
@@ -115,7 +116,7 @@ func (s *Service) GetEvidence(req *operatorv1.GetEvidenceRequest, stream operato
 	// The access is recorded before the first byte leaves.
 	entry, err := s.AppendCustody(ctx, it.ID, actor(ctx), action, detail)
 	if err != nil {
-		return status.Errorf(codes.Unavailable, "the access could not be recorded in the custody record, so it is refused: %v", err)
+		return rpcerr.Error(ctx, s.cfg.Logger, err, "recording the access in the custody record (the access is refused)")
 	}
 	if err := stream.Send(&operatorv1.GetEvidenceResponse{Msg: &operatorv1.GetEvidenceResponse_Info{Info: ItemProto(it)}}); err != nil {
 		return err
@@ -137,7 +138,7 @@ func (s *Service) GetEvidence(req *operatorv1.GetEvidenceRequest, stream operato
 			break
 		}
 		if rerr != nil {
-			return status.Errorf(codes.Unavailable, "reading evidence %s at offset %d: %v", it.ID, off, rerr)
+			return rpcerr.Error(ctx, s.cfg.Logger, rerr, fmt.Sprintf("reading evidence %s at offset %d", it.ID, off))
 		}
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
@@ -171,7 +172,7 @@ func (s *Service) VerifyEvidence(req *operatorv1.VerifyEvidenceRequest, stream o
 	case req.GetAll():
 		var err error
 		if list, err = s.allItemIDs(ctx); err != nil {
-			return status.Errorf(codes.Unavailable, "listing evidence: %v", err)
+			return rpcerr.Error(ctx, s.cfg.Logger, err, "listing evidence")
 		}
 	default:
 		if _, err := s.item(ctx, req.GetEvidenceId()); err != nil {
@@ -231,7 +232,7 @@ func (s *Service) verify(ctx context.Context, id, who string, anchor *store.Chec
 	v := &operatorv1.EvidenceVerification{EvidenceId: it.ID, Location: it.Location, VerifiedAt: timestamppb.New(now)}
 	_, chk, err := s.checkCustody(ctx, it, anchor)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "reading the custody of %s: %v", it.ID, err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, fmt.Sprintf("reading the custody of %s", it.ID))
 	}
 	v.CustodyOk = chk.OK
 
@@ -246,7 +247,7 @@ func (s *Service) verify(ctx context.Context, id, who string, anchor *store.Chec
 	detail := map[string]any{"verdict": VerdictName(v.Verdict), "problem": v.Problem, "size": v.Size, "sha256": v.Sha256,
 		"members_verified": v.MembersVerified, "custody_ok": v.CustodyOk, "from": peerAddr(ctx)}
 	if _, err := s.AppendCustody(ctx, it.ID, who, ActionVerify, detail); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "recording the verification of %s: %v", it.ID, err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, fmt.Sprintf("recording the verification of %s", it.ID))
 	}
 	if err := s.setVerified(ctx, it.ID, now, v.Verdict); err != nil {
 		s.cfg.Logger.Warn("recording the last verification failed", "evidence", it.ID, "error", err)
@@ -305,7 +306,7 @@ func (s *Service) GetCustody(ctx context.Context, req *operatorv1.GetCustodyRequ
 	}
 	entries, chk, err := s.checkCustody(ctx, it, nil)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "reading the custody of %s: %v", it.ID, err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, fmt.Sprintf("reading the custody of %s", it.ID))
 	}
 	out := &operatorv1.GetCustodyResponse{Item: ItemProto(it), ChainOk: chk.OK, FirstBadSeq: uint64(max(chk.FirstBadSeq, 0)), Problem: chk.Problem,
 		Checkpoint: store.ProtoFromCheckpoint(chk.Checkpoint, s.db.CheckpointKey())}
@@ -337,25 +338,18 @@ func VerdictName(v operatorv1.EvidenceVerdict) string {
 	return string(out)
 }
 
-func ts(t time.Time) *timestamppb.Timestamp {
-	if t.IsZero() {
-		return nil
-	}
-	return timestamppb.New(t)
-}
-
 // ItemProto converts an item for operators.
 func ItemProto(it *Item) *operatorv1.EvidenceItem {
 	out := &operatorv1.EvidenceItem{Id: it.ID, TaskId: it.TaskID, RunId: it.RunID, CaseId: it.CaseID, Operator: it.Operator,
 		AgentId: it.AgentID, AgentCertSerial: it.CertSerial, AgentCertFingerprint: it.CertFingerprint, Hostname: it.Hostname,
 		Name: it.Name, MediaType: it.MediaType, Size: uint64(it.Size), Sha256: it.SHA256, Backend: it.Backend, Location: it.Location,
-		CollectionStartedAt:  ts(it.StartedAt),
-		CollectionFinishedAt: ts(it.FinishedAt),
+		CollectionStartedAt:  apiview.Timestamp(it.StartedAt),
+		CollectionFinishedAt: apiview.Timestamp(it.FinishedAt),
 		StoredAt:             timestamppb.New(it.StoredAt),
 		Resumes:              uint32(max(it.Resumes, 0)),
-		LastVerifiedAt:       ts(it.LastVerifiedAt),
+		LastVerifiedAt:       apiview.Timestamp(it.LastVerifiedAt),
 		LastVerdict:          it.LastVerdict,
-		RetainUntil:          ts(it.RetainUntil),
+		RetainUntil:          apiview.Timestamp(it.RetainUntil),
 	}
 	if b := it.Bundle; b != nil {
 		pb := &operatorv1.EvidenceBundle{Valid: b.Valid, Problem: b.Problem, CollectorName: b.CollectorName, CollectorVersion: b.CollectorVersion,

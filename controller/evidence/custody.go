@@ -3,9 +3,6 @@ package evidence
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,69 +24,11 @@ const (
 )
 
 // CustodyEntry is one entry of an item's chain of custody.
-type CustodyEntry struct {
-	EvidenceID string
-	Seq        int64
-	At         time.Time
-	Actor      string
-	Action     string
-	Detail     json.RawMessage
-	PrevHash   string
-	Hash       string
-}
+type CustodyEntry = store.CustodyEntry
 
 // CustodyHash is an entry's hash over its fields and the previous entry's
-// hash. The fields are JSON-encoded as one array, so no two different
-// entries encode the same way.
-func CustodyHash(e *CustodyEntry) string {
-	detail := e.Detail
-	if len(detail) == 0 {
-		detail = json.RawMessage("{}")
-	}
-	b, _ := json.Marshal([]any{e.EvidenceID, e.Seq, e.At.UTC().Format(time.RFC3339Nano), e.Actor, e.Action, detail, e.PrevHash})
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
-}
-
-// appendCustodyTx appends an entry within tx, filling Seq, PrevHash and
-// Hash, and with a checkpoint key signs the item's new custody head in the
-// same transaction. The store's writer is one connection with immediate
-// transactions, so two appends to one item cannot fork the chain.
-func appendCustodyTx(ctx context.Context, tx *sql.Tx, k *store.CheckpointKey, e *CustodyEntry) error {
-	if len(e.Detail) == 0 {
-		e.Detail = json.RawMessage("{}")
-	}
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, e.Detail); err != nil {
-		return fmt.Errorf("custody detail is not JSON: %w", err)
-	}
-	e.Detail = compact.Bytes()
-	prev := store.GenesisHash
-	var seq int64
-	err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM evidence_custody WHERE evidence_id = ? ORDER BY seq DESC LIMIT 1`, e.EvidenceID).Scan(&seq, &prev)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return err
-	}
-	e.Seq, e.PrevHash, e.At = seq+1, prev, e.At.UTC()
-	e.Hash = CustodyHash(e)
-	if _, err = tx.ExecContext(ctx, `INSERT INTO evidence_custody (evidence_id, seq, at, actor, action, detail_json, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		e.EvidenceID, e.Seq, ns(e.At), e.Actor, e.Action, string(e.Detail), e.PrevHash, e.Hash); err != nil {
-		return err
-	}
-	if k == nil {
-		return nil
-	}
-	hashAt := func(n int64) (string, error) {
-		var h string
-		err := tx.QueryRowContext(ctx, `SELECT hash FROM evidence_custody WHERE evidence_id = ? AND seq = ?`, e.EvidenceID, n).Scan(&h)
-		if errors.Is(err, sql.ErrNoRows) {
-			return "", nil
-		}
-		return h, err
-	}
-	_, _, err = store.WriteCheckpointTx(ctx, tx, k, store.CustodyChain(e.EvidenceID), e.Seq, e.Hash, e.At, hashAt, nil)
-	return err
-}
+// hash (store.CustodyHash, which the store computes as it appends).
+func CustodyHash(e *CustodyEntry) string { return store.CustodyHash(e) }
 
 // AppendCustody appends an access to an item's custody record and mirrors
 // it to the audit log. An access that cannot be recorded must not happen,
@@ -100,15 +39,7 @@ func (s *Service) AppendCustody(ctx context.Context, evidenceID, actor, action s
 		return nil, err
 	}
 	e := &CustodyEntry{EvidenceID: evidenceID, At: s.cfg.Clock(), Actor: actor, Action: action, Detail: b}
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Rollback()
-	if err := appendCustodyTx(ctx, tx, s.db.CheckpointKey(), e); err != nil {
-		return nil, fmt.Errorf("appending to the custody record of %s: %w", evidenceID, err)
-	}
-	if err := tx.Commit(); err != nil {
+	if err := s.t.AppendCustody(ctx, e); err != nil {
 		return nil, fmt.Errorf("appending to the custody record of %s: %w", evidenceID, err)
 	}
 	s.mirror(ctx, e)
@@ -124,23 +55,7 @@ func (s *Service) mirror(ctx context.Context, e *CustodyEntry) {
 
 // Custody returns an item's entries in order.
 func (s *Service) Custody(ctx context.Context, evidenceID string) ([]*CustodyEntry, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT seq, at, actor, action, detail_json, prev_hash, hash FROM evidence_custody WHERE evidence_id = ? ORDER BY seq`, evidenceID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*CustodyEntry
-	for rows.Next() {
-		e := &CustodyEntry{EvidenceID: evidenceID}
-		var at int64
-		var detail string
-		if err := rows.Scan(&e.Seq, &at, &e.Actor, &e.Action, &detail, &e.PrevHash, &e.Hash); err != nil {
-			return nil, err
-		}
-		e.At, e.Detail = tm(at), json.RawMessage(detail)
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return s.t.Custody(ctx, evidenceID)
 }
 
 // CustodyCheck is the result of verifying an item's custody chain.
@@ -171,7 +86,7 @@ func (s *Service) CheckItemCustody(ctx context.Context, it *Item) ([]*CustodyEnt
 func (s *Service) checkCustody(ctx context.Context, it *Item, anchor *store.Checkpoint) ([]*CustodyEntry, CustodyCheck, error) {
 	// The checkpoint is read first: appends only lengthen the chain, so
 	// the entries read next hold at least what it covers.
-	cp, err := store.ReadCheckpoint(ctx, s.r, store.CustodyChain(it.ID))
+	cp, err := s.t.CustodyCheckpoint(ctx, it.ID)
 	if err != nil {
 		return nil, CustodyCheck{}, err
 	}

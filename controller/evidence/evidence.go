@@ -28,6 +28,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/firebreak-ir/firebreak/controller/dispatch"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
@@ -65,7 +66,7 @@ type SQL interface {
 // provides it. It settles whether a task is open when the store has not yet
 // caught up with the dispatcher.
 type RunSnapshotter interface {
-	Snapshot(ctx context.Context, runID string) (*operatorv1.Run, error)
+	Snapshot(ctx context.Context, runID string) (*dispatch.RunView, error)
 }
 
 // AuditFunc records an action in the audit log.
@@ -154,15 +155,15 @@ type Service struct {
 	operatorv1.UnimplementedEvidenceServiceServer
 	cfg   Config
 	db    SQL
-	w, r  *sql.DB
+	t     *store.EvidenceTables
 	slots chan struct{}
 
 	mu     sync.Mutex
 	active map[string]*activeUpload
 }
 
-// New returns the evidence service. The database tables are created by the
-// store's migrations, which this package registers.
+// New returns the evidence service. Its tables are the store's
+// (store.EvidenceTables).
 func New(cfg Config) (*Service, error) {
 	if err := cfg.CheckAndSetDefaults(); err != nil {
 		return nil, err
@@ -171,7 +172,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("evidence: creating the staging directory: %w", err)
 	}
 	db := cfg.Store.(SQL)
-	return &Service{cfg: cfg, db: db, w: db.Writer(), r: db.Reader(), slots: make(chan struct{}, cfg.MaxConcurrentUploads),
+	return &Service{cfg: cfg, db: db, t: store.NewEvidenceTables(db.Writer(), db.Reader(), db.CheckpointKey), slots: make(chan struct{}, cfg.MaxConcurrentUploads),
 		active: map[string]*activeUpload{}}, nil
 }
 

@@ -26,6 +26,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/firebreak-ir/firebreak/controller/apiview"
+	"github.com/firebreak-ir/firebreak/controller/rpcerr"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/internal/bandwidth"
 	"github.com/firebreak-ir/firebreak/internal/bundle"
@@ -131,7 +133,7 @@ func (s *Service) Receive(a *store.Agent, id pki.Identity, stream agentv1.AgentS
 		return status.Errorf(codes.NotFound, "upload refused: task %s is not known to this controller", open.GetTaskId())
 	}
 	if err != nil {
-		return status.Errorf(codes.Unavailable, "upload: %v", err)
+		return rpcerr.Error(ctx, s.cfg.Logger, err, "upload")
 	}
 	// Security-critical: evidence is accepted only from the agent the task
 	// was dispatched to, so no agent can plant evidence in another host's
@@ -144,7 +146,7 @@ func (s *Service) Receive(a *store.Agent, id pki.Identity, stream agentv1.AgentS
 	// Security-critical: a task that has ended takes no more evidence.
 	if !task.open {
 		return status.Errorf(codes.FailedPrecondition, "upload refused: task %s is %s; evidence is accepted only while its task is dispatched or running",
-			task.ID, strings.ToLower(strings.TrimPrefix(task.Status.String(), "TASK_STATUS_")))
+			task.ID, apiview.EnumName(task.Status))
 	}
 	select {
 	case s.slots <- struct{}{}:
@@ -219,7 +221,7 @@ func (s *Service) resume(ctx context.Context, upID string, task *taskInfo, a *st
 		u = &upload{ID: upID, TaskID: task.ID, Name: open.GetName(), MediaType: open.GetMediaType(), AgentID: a.ID, RunID: task.RunID,
 			State: uploadOpen, CreatedAt: now}
 	case err != nil:
-		return nil, status.Errorf(codes.Unavailable, "reading the upload state: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "reading the upload state")
 	}
 	r.up = u
 	u.Opens++
@@ -227,7 +229,7 @@ func (s *Service) resume(ctx context.Context, upID string, task *taskInfo, a *st
 	if u.State == uploadStored {
 		it, err := s.GetItem(ctx, u.EvidenceID)
 		if err != nil {
-			return nil, status.Errorf(codes.Unavailable, "reading stored evidence %s: %v", u.EvidenceID, err)
+			return nil, rpcerr.Error(ctx, s.cfg.Logger, err, fmt.Sprintf("reading stored evidence %s", u.EvidenceID))
 		}
 		r.stored, r.committed, r.received = it, it.Size, it.Size
 		return r, nil
@@ -245,12 +247,12 @@ func (s *Service) resume(ctx context.Context, upID string, task *taskInfo, a *st
 	}
 	f, err := os.OpenFile(s.partPath(upID), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "opening the staged upload: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "opening the staged upload")
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, status.Errorf(codes.Unavailable, "reading the staged upload: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "reading the staged upload")
 	}
 	if fi.Size() < u.Committed {
 		// The staged bytes are gone. If the controller stopped after moving
@@ -269,11 +271,11 @@ func (s *Service) resume(ctx context.Context, upID string, task *taskInfo, a *st
 		// sends them again.
 		if err := f.Truncate(u.Committed); err != nil {
 			f.Close()
-			return nil, status.Errorf(codes.Unavailable, "resetting the staged upload: %v", err)
+			return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "resetting the staged upload")
 		}
 		if _, err := f.Seek(u.Committed, io.SeekStart); err != nil {
 			f.Close()
-			return nil, status.Errorf(codes.Unavailable, "resetting the staged upload: %v", err)
+			return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "resetting the staged upload")
 		}
 		r.f = f
 	} else {
@@ -287,7 +289,7 @@ func (s *Service) resume(ctx context.Context, upID string, task *taskInfo, a *st
 	}
 	if err := s.putUpload(ctx, u); err != nil {
 		r.close()
-		return nil, status.Errorf(codes.Unavailable, "recording the upload: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "recording the upload")
 	}
 	if u.Opens > 1 {
 		s.cfg.Logger.Info("evidence upload resumed", "upload", upID, "task", task.ID, "name", u.Name, "committed", u.Committed, "opens", u.Opens)
@@ -325,7 +327,7 @@ func (s *Service) receive(ctx context.Context, r *receiving, stream agentv1.Agen
 	}()
 	ack := func() error {
 		if err := s.checkpoint(ctx, r); err != nil {
-			return status.Errorf(codes.Unavailable, "checkpointing the upload: %v", err)
+			return rpcerr.Error(ctx, s.cfg.Logger, err, "checkpointing the upload")
 		}
 		return stream.Send(&agentv1.UploadEvidenceResponse{Msg: &agentv1.UploadEvidenceResponse_Ack{Ack: &agentv1.EvidenceAck{
 			CommittedOffset: uint64(r.committed)}}})
@@ -404,7 +406,7 @@ func (s *Service) chunk(ctx context.Context, r *receiving, c *agentv1.EvidenceCh
 			c.GetOffset(), len(data), sum[:8], truncate(c.GetSha256(), 8), r.received)
 	}
 	if _, err := r.f.Write(data); err != nil {
-		return status.Errorf(codes.Unavailable, "staging the chunk at offset %d: %v (is the controller's disk full?)", c.GetOffset(), err)
+		return rpcerr.Error(ctx, s.cfg.Logger, err, fmt.Sprintf("staging the chunk at offset %d", c.GetOffset()))
 	}
 	r.h.Write(data)
 	r.received += int64(len(data))
@@ -459,7 +461,7 @@ func (s *Service) finish(ctx context.Context, r *receiving, fin *agentv1.Evidenc
 		return stored(r.stored)
 	}
 	if err := s.checkpoint(ctx, r); err != nil {
-		return status.Errorf(codes.Unavailable, "checkpointing the upload: %v", err)
+		return rpcerr.Error(ctx, s.cfg.Logger, err, "checkpointing the upload")
 	}
 	sum := hex.EncodeToString(r.h.Sum(nil))
 	// Security-critical: what is stored is exactly what the agent hashed.
@@ -482,7 +484,7 @@ func (s *Service) finish(ctx context.Context, r *receiving, fin *agentv1.Evidenc
 	// Security-critical: a task that ended while its upload ran (its
 	// deadline passed, or it was cancelled) takes no evidence either.
 	if t, err := s.lookupTask(ctx, r.task.ID); err != nil {
-		return status.Errorf(codes.Unavailable, "upload: %v", err)
+		return rpcerr.Error(ctx, s.cfg.Logger, err, "upload")
 	} else if !t.open {
 		return status.Errorf(codes.FailedPrecondition, "task %s ended before its upload finished; the evidence was not stored", r.task.ID)
 	}
@@ -491,7 +493,7 @@ func (s *Service) finish(ctx context.Context, r *receiving, fin *agentv1.Evidenc
 	if IsBundle(r.up.Name, r.up.MediaType) {
 		var err error
 		if summary, err = s.checkBundle(ctx, r, sum); err != nil {
-			return status.Errorf(codes.Unavailable, "reading the upload back to check the bundle: %v", err)
+			return rpcerr.Error(ctx, s.cfg.Logger, err, "reading the upload back to check the bundle")
 		}
 	}
 	if r.f != nil {
@@ -530,7 +532,7 @@ func (s *Service) finish(ctx context.Context, r *receiving, fin *agentv1.Evidenc
 	}
 	first := &CustodyEntry{EvidenceID: it.ID, At: now, Actor: "agent:" + r.agent.ID, Action: ActionCollected, Detail: b}
 	if err := s.insertItem(ctx, it, first); err != nil {
-		return status.Errorf(codes.Unavailable, "recording the evidence: %v; send finish again", err)
+		return rpcerr.Error(ctx, s.cfg.Logger, err, "recording the evidence")
 	}
 	r.up.State, r.stored = uploadStored, it
 	s.mirror(ctx, first)

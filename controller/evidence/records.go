@@ -2,56 +2,15 @@ package evidence
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/firebreak-ir/firebreak/controller/store"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
-
-// The evidence tables. Items and custody entries are append-only for the
-// application; what a database administrator changes by hand is caught by
-// the custody hash chain.
-func init() {
-	for i, stmt := range []string{
-		`CREATE TABLE evidence_uploads (
-			id TEXT PRIMARY KEY, task_id TEXT NOT NULL, name TEXT NOT NULL, media_type TEXT NOT NULL,
-			agent_id TEXT NOT NULL, run_id TEXT NOT NULL, committed BIGINT NOT NULL, hash_state BLOB NOT NULL,
-			opens INTEGER NOT NULL, state TEXT NOT NULL, evidence_id TEXT NOT NULL,
-			created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)`,
-		`CREATE INDEX evidence_uploads_state ON evidence_uploads (state)`,
-		`CREATE TABLE evidence (
-			id TEXT PRIMARY KEY, upload_id TEXT NOT NULL UNIQUE, task_id TEXT NOT NULL, run_id TEXT NOT NULL,
-			case_id TEXT NOT NULL, operator TEXT NOT NULL, agent_id TEXT NOT NULL, cert_serial TEXT NOT NULL,
-			cert_fingerprint TEXT NOT NULL, hostname TEXT NOT NULL, name TEXT NOT NULL, media_type TEXT NOT NULL,
-			size BIGINT NOT NULL, sha256 TEXT NOT NULL, backend TEXT NOT NULL, location TEXT NOT NULL,
-			started_at BIGINT NOT NULL, finished_at BIGINT NOT NULL, stored_at BIGINT NOT NULL, retain_until BIGINT NOT NULL,
-			bundle_json TEXT NOT NULL, resumes INTEGER NOT NULL,
-			last_verified_at BIGINT NOT NULL DEFAULT 0, last_verdict INTEGER NOT NULL DEFAULT 0)`,
-		`CREATE INDEX evidence_stored ON evidence (stored_at)`,
-		`CREATE INDEX evidence_run ON evidence (run_id)`,
-		`CREATE INDEX evidence_task ON evidence (task_id)`,
-		`CREATE INDEX evidence_case ON evidence (case_id)`,
-		// Only the last verification may change on an item.
-		`CREATE TRIGGER evidence_fixed BEFORE UPDATE OF id, upload_id, task_id, run_id, case_id, operator, agent_id, cert_serial,
-			cert_fingerprint, hostname, name, media_type, size, sha256, backend, location, started_at, finished_at, stored_at,
-			retain_until, bundle_json, resumes ON evidence
-			BEGIN SELECT RAISE(ABORT, 'an evidence record cannot be changed'); END`,
-		`CREATE TRIGGER evidence_no_delete BEFORE DELETE ON evidence BEGIN SELECT RAISE(ABORT, 'evidence records cannot be deleted'); END`,
-		`CREATE TABLE evidence_custody (
-			evidence_id TEXT NOT NULL, seq BIGINT NOT NULL, at BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
-			detail_json TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (evidence_id, seq))`,
-		`CREATE TRIGGER evidence_custody_no_update BEFORE UPDATE ON evidence_custody BEGIN SELECT RAISE(ABORT, 'the custody record is append-only'); END`,
-		`CREATE TRIGGER evidence_custody_no_delete BEFORE DELETE ON evidence_custody BEGIN SELECT RAISE(ABORT, 'the custody record is append-only'); END`,
-	} {
-		store.RegisterMigration(fmt.Sprintf("evidence-%03d", i+1), stmt)
-	}
-}
 
 // Upload states.
 const (
@@ -62,93 +21,24 @@ const (
 )
 
 // upload is the persisted state of one upload.
-type upload struct {
-	ID         string
-	TaskID     string
-	Name       string
-	MediaType  string
-	AgentID    string
-	RunID      string
-	Committed  int64
-	HashState  []byte
-	Opens      int
-	State      string
-	EvidenceID string
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
-}
-
-func ns(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func tm(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
-
-const uploadCols = `id, task_id, name, media_type, agent_id, run_id, committed, hash_state, opens, state, evidence_id, created_at, updated_at`
-
-func scanUpload(sc interface{ Scan(...any) error }) (*upload, error) {
-	var u upload
-	var created, updated int64
-	if err := sc.Scan(&u.ID, &u.TaskID, &u.Name, &u.MediaType, &u.AgentID, &u.RunID, &u.Committed, &u.HashState, &u.Opens,
-		&u.State, &u.EvidenceID, &created, &updated); err != nil {
-		return nil, err
-	}
-	u.CreatedAt, u.UpdatedAt = tm(created), tm(updated)
-	return &u, nil
-}
+type upload = store.EvidenceUpload
 
 func (s *Service) getUpload(ctx context.Context, id string) (*upload, error) {
-	u, err := scanUpload(s.w.QueryRowContext(ctx, `SELECT `+uploadCols+` FROM evidence_uploads WHERE id = ?`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, store.ErrNotFound
-	}
-	return u, err
+	return s.t.GetUpload(ctx, id)
 }
 
-func (s *Service) putUpload(ctx context.Context, u *upload) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO evidence_uploads (`+uploadCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET committed = excluded.committed, hash_state = excluded.hash_state, opens = excluded.opens,
-		state = excluded.state, evidence_id = excluded.evidence_id, media_type = excluded.media_type, updated_at = excluded.updated_at`,
-		u.ID, u.TaskID, u.Name, u.MediaType, u.AgentID, u.RunID, u.Committed, u.HashState, u.Opens, u.State, u.EvidenceID,
-		ns(u.CreatedAt), ns(u.UpdatedAt))
-	return err
-}
+func (s *Service) putUpload(ctx context.Context, u *upload) error { return s.t.PutUpload(ctx, u) }
 
 func (s *Service) checkpointUpload(ctx context.Context, id string, committed int64, state []byte, now time.Time) error {
-	_, err := s.w.ExecContext(ctx, `UPDATE evidence_uploads SET committed = ?, hash_state = ?, updated_at = ? WHERE id = ?`,
-		committed, state, ns(now), id)
-	return err
+	return s.t.CheckpointUpload(ctx, id, committed, state, now)
 }
 
 func (s *Service) setUploadState(ctx context.Context, id, state, evidenceID string) error {
-	_, err := s.w.ExecContext(ctx, `UPDATE evidence_uploads SET state = ?, evidence_id = ?, updated_at = ? WHERE id = ?`,
-		state, evidenceID, ns(s.cfg.Clock()), id)
-	return err
+	return s.t.SetUploadState(ctx, id, state, evidenceID, s.cfg.Clock())
 }
 
 func (s *Service) openUploads(ctx context.Context) ([]*upload, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+uploadCols+` FROM evidence_uploads WHERE state = ?`, uploadOpen)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*upload
-	for rows.Next() {
-		u, err := scanUpload(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, u)
-	}
-	return out, rows.Err()
+	return s.t.UploadsIn(ctx, uploadOpen)
 }
 
 // Item is one stored evidence item.
@@ -220,44 +110,36 @@ type HostIdentity struct {
 	Addresses  []string `json:"addresses,omitempty"`
 }
 
-const itemCols = `id, upload_id, task_id, run_id, case_id, operator, agent_id, cert_serial, cert_fingerprint, hostname, name,
-	media_type, size, sha256, backend, location, started_at, finished_at, stored_at, retain_until, bundle_json, resumes,
-	last_verified_at, last_verdict`
-
-func scanItem(sc interface{ Scan(...any) error }) (*Item, error) {
-	var it Item
-	var started, finished, stored, retain, verified int64
-	var bundleJSON string
-	var verdict int32
-	if err := sc.Scan(&it.ID, &it.UploadID, &it.TaskID, &it.RunID, &it.CaseID, &it.Operator, &it.AgentID, &it.CertSerial,
-		&it.CertFingerprint, &it.Hostname, &it.Name, &it.MediaType, &it.Size, &it.SHA256, &it.Backend, &it.Location,
-		&started, &finished, &stored, &retain, &bundleJSON, &it.Resumes, &verified, &verdict); err != nil {
-		return nil, err
-	}
-	it.StartedAt, it.FinishedAt, it.StoredAt, it.RetainUntil, it.LastVerifiedAt = tm(started), tm(finished), tm(stored), tm(retain), tm(verified)
-	it.LastVerdict = operatorv1.EvidenceVerdict(verdict)
-	if bundleJSON != "" && bundleJSON != "null" {
+// itemOf is a stored item in this package's terms: its bundle summary
+// read.
+func itemOf(si *store.EvidenceItem) (*Item, error) {
+	it := &Item{ID: si.ID, UploadID: si.UploadID, TaskID: si.TaskID, RunID: si.RunID, CaseID: si.CaseID, Operator: si.Operator,
+		AgentID: si.AgentID, CertSerial: si.CertSerial, CertFingerprint: si.CertFingerprint, Hostname: si.Hostname, Name: si.Name,
+		MediaType: si.MediaType, Size: si.Size, SHA256: si.SHA256, Backend: si.Backend, Location: si.Location,
+		StartedAt: si.StartedAt, FinishedAt: si.FinishedAt, StoredAt: si.StoredAt, RetainUntil: si.RetainUntil,
+		Resumes: si.Resumes, LastVerifiedAt: si.LastVerifiedAt, LastVerdict: si.LastVerdict}
+	if b := string(si.BundleJSON); b != "" && b != "null" {
 		it.Bundle = &BundleSummary{}
-		if err := json.Unmarshal([]byte(bundleJSON), it.Bundle); err != nil {
+		if err := json.Unmarshal(si.BundleJSON, it.Bundle); err != nil {
 			return nil, fmt.Errorf("evidence %s: the stored bundle summary is not valid: %w", it.ID, err)
 		}
 	}
-	return &it, nil
+	return it, nil
 }
 
 // GetItem returns one item or store.ErrNotFound.
 func (s *Service) GetItem(ctx context.Context, id string) (*Item, error) {
-	it, err := scanItem(s.r.QueryRowContext(ctx, `SELECT `+itemCols+` FROM evidence WHERE id = ?`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, store.ErrNotFound
+	si, err := s.t.GetEvidence(ctx, id)
+	if err != nil {
+		return nil, err
 	}
-	return it, err
+	return itemOf(si)
 }
 
 // TaskEvidenceIDs returns the ids of the items stored for a task, oldest
 // first.
 func (s *Service) TaskEvidenceIDs(ctx context.Context, taskID string) ([]string, error) {
-	return s.itemIDs(ctx, `SELECT id FROM evidence WHERE task_id = ? ORDER BY stored_at, id`, taskID)
+	return s.t.TaskEvidenceIDs(ctx, taskID)
 }
 
 // Filter narrows ListItems; empty fields match everything.
@@ -269,65 +151,27 @@ type Filter struct {
 
 // ListItems returns items, newest first.
 func (s *Service) ListItems(ctx context.Context, f Filter) ([]*Item, error) {
-	var where []string
-	var args []any
-	for col, v := range map[string]string{"run_id": f.RunID, "task_id": f.TaskID, "case_id": f.CaseID, "agent_id": f.AgentID} {
-		if v != "" {
-			where = append(where, col+" = ?")
-			args = append(args, v)
-		}
-	}
-	q := `SELECT ` + itemCols + ` FROM evidence`
-	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, " AND ")
-	}
-	if f.Limit <= 0 {
-		f.Limit = 100
-	}
-	q += ` ORDER BY stored_at DESC, id LIMIT ?`
-	args = append(args, f.Limit)
-	rows, err := s.r.QueryContext(ctx, q, args...)
+	sis, err := s.t.ListEvidence(ctx, store.EvidenceFilter{RunID: f.RunID, TaskID: f.TaskID, CaseID: f.CaseID, AgentID: f.AgentID,
+		Limit: f.Limit})
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
 	var out []*Item
-	for rows.Next() {
-		it, err := scanItem(rows)
+	for _, si := range sis {
+		it, err := itemOf(si)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, it)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // allItemIDs returns every item id, oldest first.
-func (s *Service) allItemIDs(ctx context.Context) ([]string, error) {
-	return s.itemIDs(ctx, `SELECT id FROM evidence ORDER BY stored_at, id`)
-}
-
-// itemIDs runs a query that selects item ids.
-func (s *Service) itemIDs(ctx context.Context, query string, args ...any) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
-}
+func (s *Service) allItemIDs(ctx context.Context) ([]string, error) { return s.t.AllEvidenceIDs(ctx) }
 
 func (s *Service) setVerified(ctx context.Context, id string, at time.Time, v operatorv1.EvidenceVerdict) error {
-	_, err := s.w.ExecContext(ctx, `UPDATE evidence SET last_verified_at = ?, last_verdict = ? WHERE id = ?`, ns(at), int32(v), id)
-	return err
+	return s.t.SetEvidenceVerified(ctx, id, at, v)
 }
 
 // insertItem stores a new item with its first custody entry, and marks its
@@ -340,25 +184,11 @@ func (s *Service) insertItem(ctx context.Context, it *Item, first *CustodyEntry)
 			return err
 		}
 	}
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO evidence (`+itemCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		it.ID, it.UploadID, it.TaskID, it.RunID, it.CaseID, it.Operator, it.AgentID, it.CertSerial, it.CertFingerprint, it.Hostname,
-		it.Name, it.MediaType, it.Size, it.SHA256, it.Backend, it.Location, ns(it.StartedAt), ns(it.FinishedAt), ns(it.StoredAt),
-		ns(it.RetainUntil), string(bundleJSON), it.Resumes, 0, 0); err != nil {
-		return fmt.Errorf("recording evidence %s: %w", it.ID, err)
-	}
-	if err := appendCustodyTx(ctx, tx, s.db.CheckpointKey(), first); err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE evidence_uploads SET state = ?, evidence_id = ?, updated_at = ? WHERE id = ?`,
-		uploadStored, it.ID, ns(it.StoredAt), it.UploadID); err != nil {
-		return err
-	}
-	return tx.Commit()
+	return s.t.InsertEvidence(ctx, &store.EvidenceItem{ID: it.ID, UploadID: it.UploadID, TaskID: it.TaskID, RunID: it.RunID,
+		CaseID: it.CaseID, Operator: it.Operator, AgentID: it.AgentID, CertSerial: it.CertSerial, CertFingerprint: it.CertFingerprint,
+		Hostname: it.Hostname, Name: it.Name, MediaType: it.MediaType, Size: it.Size, SHA256: it.SHA256, Backend: it.Backend,
+		Location: it.Location, StartedAt: it.StartedAt, FinishedAt: it.FinishedAt, StoredAt: it.StoredAt, RetainUntil: it.RetainUntil,
+		BundleJSON: bundleJSON, Resumes: it.Resumes}, first)
 }
 
 // taskInfo is what an upload needs to know about its task.
@@ -379,25 +209,25 @@ var errTaskUnknown = errors.New("task not known")
 // still shows as pending may already be dispatched: the dispatcher persists
 // after it pushes, so its live view settles that case.
 func (s *Service) lookupTask(ctx context.Context, taskID string) (*taskInfo, error) {
-	t := &taskInfo{ID: taskID}
-	var st int32
-	err := s.r.QueryRowContext(ctx, `SELECT t.run_id, t.agent_id, t.hostname, t.status, r.case_id, r.created_by
-		FROM tasks t JOIN runs r ON r.id = t.run_id WHERE t.id = ?`, taskID).Scan(&t.RunID, &t.AgentID, &t.Hostname, &st, &t.CaseID, &t.Operator)
-	if errors.Is(err, sql.ErrNoRows) {
+	o, err := s.t.TaskOwnerOf(ctx, taskID)
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, errTaskUnknown
 	}
 	if err != nil {
 		return nil, fmt.Errorf("looking up task %s: %w", taskID, err)
 	}
-	t.Status = agentv1.TaskStatus(st)
+	t := &taskInfo{ID: taskID, RunID: o.RunID, AgentID: o.AgentID, Hostname: o.Hostname, CaseID: o.CaseID, Operator: o.CreatedBy,
+		Status: o.Status}
 	if t.Status == agentv1.TaskStatus_TASK_STATUS_PENDING && s.cfg.Runs != nil {
 		run, err := s.cfg.Runs.Snapshot(ctx, t.RunID)
 		if err != nil {
 			return nil, fmt.Errorf("reading the live state of run %s: %w", t.RunID, err)
 		}
-		for _, lt := range run.GetTasks() {
-			if lt.GetId() == taskID {
-				t.Status = lt.GetStatus()
+		if run != nil {
+			for _, lt := range run.Tasks {
+				if lt.ID == taskID {
+					t.Status = lt.Status
+				}
 			}
 		}
 	}

@@ -26,7 +26,9 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/firebreak-ir/firebreak/controller/actioncatalog"
+	"github.com/firebreak-ir/firebreak/controller/apiview"
 	"github.com/firebreak-ir/firebreak/controller/auth"
+	"github.com/firebreak-ir/firebreak/controller/rpcerr"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/internal/actionschema"
 	"github.com/firebreak-ir/firebreak/internal/ids"
@@ -342,11 +344,6 @@ func HashToken(token string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// RoleName returns "host" or "worker".
-func RoleName(r agentv1.AgentRole) string {
-	return strings.ToLower(strings.TrimPrefix(r.String(), "AGENT_ROLE_"))
-}
-
 // RunEnrollGuard writes the enrollment refusals counted in each window
 // until ctx ends, then those still pending.
 func (s *Service) RunEnrollGuard(ctx context.Context) error { return s.guard.Run(ctx) }
@@ -378,10 +375,10 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 		s.guard.Refused(ctx, src, req.GetFacts().GetHostname(), err.Error())
 		return nil, status.Errorf(codes.Unauthenticated, "enrollment refused: %v", err)
 	case err != nil:
-		return nil, status.Errorf(codes.Unavailable, "enrollment: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "enrollment")
 	}
 	facts := req.GetFacts()
-	role := RoleName(req.GetRole())
+	role := apiview.AgentRoleName(req.GetRole())
 	if req.GetRole() == agentv1.AgentRole_AGENT_ROLE_UNSPECIFIED {
 		role = tok.Role
 	}
@@ -400,7 +397,7 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 		CertSerial: cert.SerialNumber.Text(16), CertNotAfter: cert.NotAfter, TokenLabels: tok.Labels}
 	a.Facts.Labels = mergeLabels(facts.GetLabels(), tok.Labels)
 	if err := s.putAgent(ctx, a); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "enrollment: storing the agent: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "enrollment: storing the agent")
 	}
 	s.cfg.Audit(ctx, "agent:"+id, "agent.enroll", id, map[string]any{"hostname": facts.GetHostname(), "role": role,
 		"instance_id": facts.GetInstanceId(), "cert_serial": a.CertSerial, "token_uses_left": tok.UsesLeft, "source": src})
@@ -430,7 +427,7 @@ func (s *Service) agentFrom(ctx context.Context) (*store.Agent, pki.Identity, er
 		return nil, id, status.Errorf(codes.PermissionDenied, "agent %s is not enrolled with this controller: enroll again with a join token", id.Name)
 	}
 	if err != nil {
-		return nil, id, status.Errorf(codes.Unavailable, "looking up the agent: %v", err)
+		return nil, id, rpcerr.Error(ctx, s.cfg.Logger, err, "looking up the agent")
 	}
 	// Security-critical: a revoked agent's certificate stops working at once.
 	if a.Revoked {
@@ -468,7 +465,7 @@ func (s *Service) Renew(ctx context.Context, req *agentv1.RenewRequest) (*agentv
 	old := a.CertSerial
 	a.CertSerial, a.CertNotAfter = cert.SerialNumber.Text(16), cert.NotAfter
 	if err := s.putAgent(ctx, a); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "renewal: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "renewal")
 	}
 	conn := auth.ConnectionKey(ctx)
 	s.mu.Lock()
@@ -518,7 +515,7 @@ func (s *Service) Connect(stream agentv1.AgentService_ConnectServer) error {
 	facts := s.trustedFacts(ctx, a, id, hello.GetFacts())
 	a.Facts, a.Plugins, a.Hostname, a.LastSeen = facts, hello.GetPlugins(), facts.GetHostname(), now
 	if err := s.putAgent(ctx, a); err != nil {
-		return status.Errorf(codes.Unavailable, "recording the agent: %v", err)
+		return rpcerr.Error(ctx, s.cfg.Logger, err, "recording the agent")
 	}
 	s.reviewActions(ctx, a)
 

@@ -12,6 +12,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/firebreak-ir/firebreak/controller/dispatch"
+	"github.com/firebreak-ir/firebreak/controller/rpcerr"
 	"github.com/firebreak-ir/firebreak/controller/runs"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
@@ -52,7 +54,7 @@ func (s *Service) SyncAccounts(ctx context.Context, req *operatorv1.SyncAccounts
 	plan, err := s.cfg.Planner.Plan(ctx, actor(ctx), runs.Spec{Action: DiscoverAction, Selector: sel, Params: map[string]string{"account": mgmt},
 		Deadline: deadline, Reason: "account discovery"})
 	if err != nil {
-		return nil, planErrorStatus(err)
+		return nil, s.planErrorStatus(ctx, err)
 	}
 	// One worker reads the organisation; prefer one in the management account.
 	pick := plan.Tasks[0]
@@ -66,7 +68,7 @@ func (s *Service) SyncAccounts(ctx context.Context, req *operatorv1.SyncAccounts
 	plan.Tasks = []*store.Task{pick}
 	plan.Run.Status = operatorv1.RunStatus_RUN_STATUS_RUNNING
 	if err := s.cfg.Store.CreateRun(ctx, plan.Run, plan.Tasks); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "storing the run: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "storing the run")
 	}
 	s.cfg.Dispatcher.Submit(plan.Run, plan.Tasks, "", "")
 	run, err := s.waitRun(ctx, plan.Run.ID)
@@ -104,7 +106,7 @@ func (s *Service) SyncAccounts(ctx context.Context, req *operatorv1.SyncAccounts
 	}
 	sort.Slice(accounts, func(i, j int) bool { return accounts[i].ID < accounts[j].ID })
 	if err := s.cfg.Store.ReplaceAccounts(ctx, accounts); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "storing the accounts: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "storing the accounts")
 	}
 	s.cfg.Audit(ctx, "operator:"+caller(ctx).Name, "accounts.sync", mgmt, map[string]any{"run": run.GetId(), "accounts": len(accounts), "skipped": len(resp.Skipped)})
 	for _, a := range accounts {
@@ -121,7 +123,7 @@ func (s *Service) waitRun(ctx context.Context, runID string) (*operatorv1.Run, e
 	}
 	if sub == nil {
 		if snap != nil {
-			return snap, nil
+			return runView(snap), nil
 		}
 		return s.storedRun(ctx, runID)
 	}
@@ -134,8 +136,8 @@ func (s *Service) waitRun(ctx context.Context, runID string) (*operatorv1.Run, e
 			if !ok {
 				return s.storedRun(ctx, runID)
 			}
-			if d := m.GetDone(); d != nil {
-				return d, nil
+			if m.Kind == dispatch.EventDone {
+				return runView(m.Run), nil
 			}
 		}
 	}
@@ -150,7 +152,7 @@ func accountProto(a *store.Account) *operatorv1.AWSAccount {
 func (s *Service) ListAccounts(ctx context.Context, _ *operatorv1.ListAccountsRequest) (*operatorv1.ListAccountsResponse, error) {
 	accounts, err := s.cfg.Store.ListAccounts(ctx)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "reading the accounts: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "reading the accounts")
 	}
 	resp := &operatorv1.ListAccountsResponse{}
 	for _, a := range accounts {

@@ -6,6 +6,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/firebreak-ir/firebreak/controller/rpcerr"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
@@ -26,7 +27,7 @@ func (s *Service) verifyAudit(ctx context.Context, req *operatorv1.VerifyAuditRe
 	}
 	chk, err := s.cfg.Store.VerifyAuditAnchor(ctx, anchor)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "verifying the audit log: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "verifying the audit log")
 	}
 	detail := map[string]any{"ok": chk.OK, "records": chk.Records, "head": chk.HeadHash}
 	if anchor != nil {
@@ -50,7 +51,7 @@ func (s *Service) GetAuditHead(ctx context.Context, _ *operatorv1.GetAuditHeadRe
 	}
 	chk, err := s.cfg.Store.VerifyAudit(ctx)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "verifying the audit log: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "verifying the audit log")
 	}
 	// Security-critical: a head is exported only for a log that verifies,
 	// so an anchor never vouches for a tampered log.
@@ -64,7 +65,7 @@ func (s *Service) GetAuditHead(ctx context.Context, _ *operatorv1.GetAuditHeadRe
 	s.cfg.Audit(ctx, "operator:"+caller(ctx).Name, "audit.head", "", map[string]any{"ok": true, "records": chk.Records, "head": chk.HeadHash})
 	cp, err := s.cfg.Store.AuditCheckpoint(ctx)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "reading the audit log's signed head: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "reading the audit log's signed head")
 	}
 	if cp == nil {
 		return nil, status.Error(codes.Unavailable, "the audit log has no signed head yet: the record of this export could not be written (see the controller's log)")

@@ -20,9 +20,12 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/firebreak-ir/firebreak/controller/actioncatalog"
+	"github.com/firebreak-ir/firebreak/controller/apiview"
+	"github.com/firebreak-ir/firebreak/controller/apiview/storeview"
 	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/controller/dispatch"
 	"github.com/firebreak-ir/firebreak/controller/fleet"
+	"github.com/firebreak-ir/firebreak/controller/rpcerr"
 	"github.com/firebreak-ir/firebreak/controller/runs"
 	"github.com/firebreak-ir/firebreak/controller/selector"
 	"github.com/firebreak-ir/firebreak/controller/store"
@@ -182,10 +185,10 @@ func (s *Service) CreateJoinToken(ctx context.Context, req *operatorv1.CreateJoi
 	}
 	token := "fbj_" + base64.RawURLEncoding.EncodeToString(raw)
 	now := s.cfg.Clock()
-	role := fleet.RoleName(req.GetRole())
+	role := apiview.AgentRoleName(req.GetRole())
 	if err := s.cfg.Store.CreateJoinToken(ctx, &store.JoinToken{Hash: fleet.HashToken(token), Role: role, Uses: uses, UsesLeft: uses,
 		ExpiresAt: now.Add(ttl), Labels: req.GetLabels(), CreatedBy: caller(ctx).Name, CreatedAt: now}); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "storing the token: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "storing the token")
 	}
 	// The token itself never reaches the audit log or the logs.
 	s.cfg.Audit(ctx, "operator:"+caller(ctx).Name, "token.create", fleet.HashToken(token)[:16],
@@ -214,7 +217,7 @@ func (s *Service) AddOperator(ctx context.Context, req *operatorv1.AddOperatorRe
 	}
 	if err := s.cfg.Store.PutOperator(ctx, &store.Operator{Name: req.GetName(), Role: role, CertSerial: serial,
 		CreatedBy: caller(ctx).Name, CreatedAt: s.cfg.Clock()}); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "storing the operator: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "storing the operator")
 	}
 	s.cfg.Audit(ctx, "operator:"+caller(ctx).Name, "operator.add", req.GetName(), map[string]string{"role": auth.RoleName(role), "cert_serial": serial})
 	b, _ := json.MarshalIndent(creds, "", "  ")
@@ -251,29 +254,18 @@ func (s *Service) ListAgents(ctx context.Context, req *operatorv1.ListAgentsRequ
 	}
 	views, err := s.cfg.Planner.Agents(ctx)
 	if err != nil {
-		return nil, planErrorStatus(err)
+		return nil, s.planErrorStatus(ctx, err)
 	}
 	resp := &operatorv1.ListAgentsResponse{}
 	for _, v := range views {
 		if sel != nil && !sel.Match(v.Target()) {
 			continue
 		}
-		resp.Agents = append(resp.Agents, &operatorv1.Agent{Id: v.ID, Role: roleEnum(v.Role), Facts: v.Facts, Connected: v.Connected,
-			LastSeen: tsOrNil(v.LastSeen), Plugins: v.Plugins, EnrolledAt: tsOrNil(v.EnrolledAt), CertNotAfter: tsOrNil(v.CertNotAfter),
-			RefusedActions: refusalProtos(v.Refused)})
+		a := storeview.Agent(v.Agent, v.Facts, v.Connected)
+		a.RefusedActions = refusalProtos(v.Refused)
+		resp.Agents = append(resp.Agents, a)
 	}
 	return resp, nil
-}
-
-func roleEnum(r string) agentv1.AgentRole {
-	return agentv1.AgentRole(agentv1.AgentRole_value["AGENT_ROLE_"+strings.ToUpper(r)])
-}
-
-func tsOrNil(t time.Time) *timestamppb.Timestamp {
-	if t.IsZero() {
-		return nil
-	}
-	return timestamppb.New(t)
 }
 
 func refusalProtos(rs []actioncatalog.Refusal) []*operatorv1.RefusedAction {
@@ -291,7 +283,7 @@ func refusalProtos(rs []actioncatalog.Refusal) []*operatorv1.RefusedAction {
 func (s *Service) ListActions(ctx context.Context, _ *operatorv1.ListActionsRequest) (*operatorv1.ListActionsResponse, error) {
 	views, err := s.cfg.Planner.Agents(ctx)
 	if err != nil {
-		return nil, planErrorStatus(err)
+		return nil, s.planErrorStatus(ctx, err)
 	}
 	resp := &operatorv1.ListActionsResponse{}
 	for _, e := range s.cfg.Actions.Entries() {
@@ -311,9 +303,9 @@ func (s *Service) ListActions(ctx context.Context, _ *operatorv1.ListActionsRequ
 func (s *Service) CreateRun(ctx context.Context, req *operatorv1.CreateRunRequest) (*operatorv1.CreateRunResponse, error) {
 	plan, err := s.cfg.Planner.Create(ctx, actor(ctx), runSpec(req))
 	if err != nil {
-		return nil, planErrorStatus(err)
+		return nil, s.planErrorStatus(ctx, err)
 	}
-	return &operatorv1.CreateRunResponse{Run: dispatch.RunProto(plan.Run, plan.Tasks, nil)}, nil
+	return &operatorv1.CreateRunResponse{Run: storeview.Run(plan.Run, plan.Tasks, nil)}, nil
 }
 
 // actor is the operator in ctx as the planner's actor: an operator acts
@@ -338,11 +330,12 @@ func runSpec(req *operatorv1.CreateRunRequest) runs.Spec {
 
 // planErrorStatus is the planner's error as a gRPC status: each kind of
 // refusal has its code and keeps its precise message; anything else is a
-// failure of the store or the fleet behind the planner.
-func planErrorStatus(err error) error {
+// failure of the store or the fleet behind the planner, mapped by rpcerr
+// (Internal with the cause logged and a trace id to quote).
+func (s *Service) planErrorStatus(ctx context.Context, err error) error {
 	var refusal *runs.Error
 	if !errors.As(err, &refusal) {
-		return status.Error(codes.Unavailable, err.Error())
+		return rpcerr.Error(ctx, s.cfg.Logger, err, "")
 	}
 	code := codes.InvalidArgument
 	switch {
@@ -360,21 +353,22 @@ func (s *Service) storedRun(ctx context.Context, id string) (*operatorv1.Run, er
 		return nil, status.Errorf(codes.NotFound, "run %q not found", id)
 	}
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "reading the run: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "reading the run")
 	}
 	aps, err := s.cfg.Store.ListApprovals(ctx, id)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "reading approvals: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "reading approvals")
 	}
-	return dispatch.RunProto(r, tasks, aps), nil
+	return storeview.Run(r, tasks, aps), nil
 }
 
 // GetRun implements operatorv1.OperatorServiceServer.
 func (s *Service) GetRun(ctx context.Context, req *operatorv1.GetRunRequest) (*operatorv1.GetRunResponse, error) {
-	r, err := s.cfg.Dispatcher.Snapshot(ctx, req.GetRunId())
+	v, err := s.cfg.Dispatcher.Snapshot(ctx, req.GetRunId())
 	if err != nil {
 		return nil, err
 	}
+	r := runView(v)
 	if r == nil {
 		if r, err = s.storedRun(ctx, req.GetRunId()); err != nil {
 			return nil, err
@@ -387,24 +381,22 @@ func (s *Service) GetRun(ctx context.Context, req *operatorv1.GetRunRequest) (*o
 func (s *Service) ListRuns(ctx context.Context, req *operatorv1.ListRunsRequest) (*operatorv1.ListRunsResponse, error) {
 	runs, err := s.cfg.Store.ListRuns(ctx, int(min(req.GetLimit(), 1000)))
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "listing runs: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "listing runs")
 	}
 	resp := &operatorv1.ListRunsResponse{}
 	for _, r := range runs {
-		p := dispatch.RunProto(r, nil, nil)
+		p := storeview.Run(r, nil, nil)
 		if snap, err := s.cfg.Dispatcher.Snapshot(ctx, r.ID); err == nil && snap != nil {
-			p = snap
-			p.Tasks = nil
+			p = storeview.RunWithCounts(snap.Run, nil, snap.Approvals, snap.Counts)
 		} else if _, tasks, err := s.cfg.Store.GetRun(ctx, r.ID); err == nil {
-			p = dispatch.RunProto(r, tasks, nil)
-			p.Tasks = nil
+			p = storeview.RunWithCounts(r, nil, nil, store.CountTasks(tasks))
 		}
 		resp.Runs = append(resp.Runs, p)
 	}
 	return resp, nil
 }
 
-func decisionError(err error, runID string) error {
+func (s *Service) decisionError(ctx context.Context, err error, runID string) error {
 	switch {
 	case errors.Is(err, dispatch.ErrRunNotFound):
 		return status.Errorf(codes.NotFound, "run %q is not awaiting approval (it does not exist or has ended)", runID)
@@ -415,41 +407,41 @@ func decisionError(err error, runID string) error {
 	case errors.Is(err, dispatch.ErrRunNotRunning):
 		return status.Errorf(codes.FailedPrecondition, "run %q has already ended", runID)
 	}
-	return status.Errorf(codes.Unavailable, "%v", err)
+	return rpcerr.Error(ctx, s.cfg.Logger, err, fmt.Sprintf("deciding on run %q", runID))
 }
 
 // ApproveRun implements operatorv1.OperatorServiceServer.
 func (s *Service) ApproveRun(ctx context.Context, req *operatorv1.ApproveRunRequest) (*operatorv1.ApproveRunResponse, error) {
 	r, err := s.cfg.Dispatcher.Decide(ctx, req.GetRunId(), caller(ctx).Name, true, req.GetComment())
 	if err != nil {
-		return nil, decisionError(err, req.GetRunId())
+		return nil, s.decisionError(ctx, err, req.GetRunId())
 	}
-	return &operatorv1.ApproveRunResponse{Run: r}, nil
+	return &operatorv1.ApproveRunResponse{Run: runView(r)}, nil
 }
 
 // RejectRun implements operatorv1.OperatorServiceServer.
 func (s *Service) RejectRun(ctx context.Context, req *operatorv1.RejectRunRequest) (*operatorv1.RejectRunResponse, error) {
 	r, err := s.cfg.Dispatcher.Decide(ctx, req.GetRunId(), caller(ctx).Name, false, req.GetComment())
 	if err != nil {
-		return nil, decisionError(err, req.GetRunId())
+		return nil, s.decisionError(ctx, err, req.GetRunId())
 	}
-	return &operatorv1.RejectRunResponse{Run: r}, nil
+	return &operatorv1.RejectRunResponse{Run: runView(r)}, nil
 }
 
 // CancelRun implements operatorv1.OperatorServiceServer.
 func (s *Service) CancelRun(ctx context.Context, req *operatorv1.CancelRunRequest) (*operatorv1.CancelRunResponse, error) {
 	r, err := s.cfg.Dispatcher.Cancel(ctx, req.GetRunId(), caller(ctx).Name, req.GetReason())
 	if err != nil {
-		return nil, decisionError(err, req.GetRunId())
+		return nil, s.decisionError(ctx, err, req.GetRunId())
 	}
-	return &operatorv1.CancelRunResponse{Run: r}, nil
+	return &operatorv1.CancelRunResponse{Run: runView(r)}, nil
 }
 
 // ListAudit implements operatorv1.OperatorServiceServer.
 func (s *Service) ListAudit(ctx context.Context, req *operatorv1.ListAuditRequest) (*operatorv1.ListAuditResponse, error) {
 	recs, err := s.cfg.Store.ListAudit(ctx, int64(req.GetAfterSeq()), int(min(req.GetLimit(), 10000)))
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "reading the audit log: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "reading the audit log")
 	}
 	resp := &operatorv1.ListAuditResponse{}
 	for _, r := range recs {

@@ -9,7 +9,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/firebreak-ir/firebreak/controller/apiview"
 	"github.com/firebreak-ir/firebreak/controller/auth"
+	"github.com/firebreak-ir/firebreak/controller/rpcerr"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
@@ -19,15 +21,15 @@ const maxRevokeAgents = 1000
 
 // tokenInfo converts a stored token to its wire form, without the hash.
 func tokenInfo(t *store.JoinToken) *operatorv1.JoinTokenInfo {
-	return &operatorv1.JoinTokenInfo{Id: t.ID(), Role: roleEnum(t.Role), Labels: t.Labels, Uses: uint32(t.Uses), UsesLeft: uint32(max(t.UsesLeft, 0)),
-		ExpiresAt: tsOrNil(t.ExpiresAt), CreatedBy: t.CreatedBy, CreatedAt: tsOrNil(t.CreatedAt), Revoked: t.Revoked}
+	return &operatorv1.JoinTokenInfo{Id: t.ID(), Role: apiview.ParseAgentRole(t.Role), Labels: t.Labels, Uses: uint32(t.Uses), UsesLeft: uint32(max(t.UsesLeft, 0)),
+		ExpiresAt: apiview.Timestamp(t.ExpiresAt), CreatedBy: t.CreatedBy, CreatedAt: apiview.Timestamp(t.CreatedAt), Revoked: t.Revoked}
 }
 
 // ListJoinTokens implements operatorv1.OperatorServiceServer.
 func (s *Service) ListJoinTokens(ctx context.Context, _ *operatorv1.ListJoinTokensRequest) (*operatorv1.ListJoinTokensResponse, error) {
 	all, err := s.cfg.Store.ListJoinTokens(ctx)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "listing join tokens: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "listing join tokens")
 	}
 	resp := &operatorv1.ListJoinTokensResponse{}
 	for _, t := range all {
@@ -43,7 +45,7 @@ func (s *Service) RevokeJoinToken(ctx context.Context, req *operatorv1.RevokeJoi
 		return nil, status.Errorf(codes.NotFound, "join token %q not found: `firebreak token list` shows the ids", req.GetId())
 	}
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "revoking the join token: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "revoking the join token")
 	}
 	s.cfg.Audit(ctx, "operator:"+caller(ctx).Name, "token.revoke", t.ID(), map[string]any{"role": t.Role, "uses_left": t.UsesLeft})
 	return &operatorv1.RevokeJoinTokenResponse{Token: tokenInfo(t)}, nil
@@ -59,7 +61,7 @@ func (s *Service) knownOperator(ctx context.Context, name string) (*store.Operat
 		return nil, status.Errorf(codes.NotFound, "operator %q not found", name)
 	}
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "looking up the operator: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "looking up the operator")
 	}
 	return o, nil
 }
@@ -87,7 +89,7 @@ func (s *Service) RevokeOperator(ctx context.Context, req *operatorv1.RevokeOper
 	}
 	o.Revoked = true
 	if err := s.cfg.Store.PutOperator(ctx, o); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "revoking the operator: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "revoking the operator")
 	}
 	closed := s.closeStreams(o.Name, "")
 	s.cfg.Audit(ctx, "operator:"+me.Name, "operator.revoke", o.Name, map[string]any{"cert_serial": o.CertSerial, "closed_streams": closed})
@@ -108,7 +110,7 @@ func (s *Service) RotateOperator(ctx context.Context, req *operatorv1.RotateOper
 	// A rotated credential is a working one again, even after a revoke.
 	o.CertSerial, o.Revoked = serial, false
 	if err := s.cfg.Store.PutOperator(ctx, o); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "storing the new credential: %v", err)
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "storing the new credential")
 	}
 	closed := s.closeStreams(o.Name, serial)
 	s.cfg.Audit(ctx, "operator:"+caller(ctx).Name, "operator.rotate", o.Name, map[string]any{"old_serial": old, "cert_serial": serial,
@@ -139,7 +141,7 @@ func (s *Service) RevokeAgents(ctx context.Context, req *operatorv1.RevokeAgents
 		if _, err := s.cfg.Store.GetAgent(ctx, id); errors.Is(err, store.ErrNotFound) {
 			return nil, status.Errorf(codes.NotFound, "agent %q is not enrolled: `firebreak agents list` shows the ids", id)
 		} else if err != nil {
-			return nil, status.Errorf(codes.Unavailable, "looking up agent %s: %v", id, err)
+			return nil, rpcerr.Error(ctx, s.cfg.Logger, err, fmt.Sprintf("looking up agent %s", id))
 		}
 	}
 	me := caller(ctx)
@@ -148,7 +150,7 @@ func (s *Service) RevokeAgents(ctx context.Context, req *operatorv1.RevokeAgents
 		closed := s.cfg.Fleet.Connected(id)
 		a, err := s.cfg.Fleet.Revoke(ctx, id)
 		if err != nil {
-			return nil, status.Errorf(codes.Unavailable, "revoking agent %s (agents before it in the list are revoked): %v", id, err)
+			return nil, rpcerr.Error(ctx, s.cfg.Logger, err, fmt.Sprintf("revoking agent %s (agents before it in the list are revoked)", id))
 		}
 		s.cfg.Audit(ctx, "operator:"+me.Name, "agent.revoke", id, map[string]any{"hostname": a.Hostname, "cert_serial": a.CertSerial,
 			"reason": req.GetReason(), "stream_closed": closed})

@@ -1,6 +1,8 @@
 package operator
 
 import (
+	"github.com/firebreak-ir/firebreak/controller/apiview/storeview"
+	"github.com/firebreak-ir/firebreak/controller/dispatch"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
@@ -30,7 +32,7 @@ func (s *Service) WatchRun(req *operatorv1.WatchRunRequest, stream operatorv1.Op
 		return stream.Send(&operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Done{Done: r}})
 	}
 	defer s.cfg.Dispatcher.Unwatch(sub)
-	if err := stream.Send(&operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Snapshot{Snapshot: snap}}); err != nil {
+	if err := stream.Send(&operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Snapshot{Snapshot: runView(snap)}}); err != nil {
 		return err
 	}
 	for {
@@ -41,12 +43,34 @@ func (s *Service) WatchRun(req *operatorv1.WatchRunRequest, stream operatorv1.Op
 			if !ok {
 				return nil
 			}
-			if err := stream.Send(m); err != nil {
+			if err := stream.Send(watchResponse(m)); err != nil {
 				return err
 			}
-			if m.GetDone() != nil {
+			if m.Kind == dispatch.EventDone {
 				return nil
 			}
 		}
+	}
+}
+
+// runView is the dispatcher's view of a run on the wire (nil: none).
+func runView(v *dispatch.RunView) *operatorv1.Run {
+	if v == nil {
+		return nil
+	}
+	return storeview.RunWithCounts(v.Run, v.Tasks, v.Approvals, v.Counts)
+}
+
+// watchResponse is one dispatcher event on the wire.
+func watchResponse(ev dispatch.Event) *operatorv1.WatchRunResponse {
+	switch ev.Kind {
+	case dispatch.EventTask:
+		return &operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Task{Task: storeview.Task(ev.Task)}}
+	case dispatch.EventRun:
+		return &operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Run{Run: runView(ev.Run)}}
+	case dispatch.EventSnapshot:
+		return &operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Snapshot{Snapshot: runView(ev.Run)}}
+	default:
+		return &operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Done{Done: runView(ev.Run)}}
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/firebreak-ir/firebreak/controller/apiview"
+	"github.com/firebreak-ir/firebreak/controller/apiview/storeview"
 	"github.com/firebreak-ir/firebreak/controller/cases"
 	"github.com/firebreak-ir/firebreak/controller/dispatch"
 	"github.com/firebreak-ir/firebreak/controller/playbook"
@@ -468,11 +470,11 @@ func failureSummary(r *operatorv1.Run) string {
 }
 
 func taskStatus(s agentv1.TaskStatus) string {
-	return strings.ToLower(strings.TrimPrefix(s.String(), "TASK_STATUS_"))
+	return apiview.EnumName(s)
 }
 
 func runStatus(s operatorv1.RunStatus) string {
-	return strings.ToLower(strings.TrimPrefix(s.String(), "RUN_STATUS_"))
+	return apiview.EnumName(s)
 }
 
 // endStep records a step's outcome and applies its failure policy.
@@ -989,7 +991,7 @@ func (e *Executor) followRun(ctx context.Context, runID string, onTask func(*ope
 			if err != nil {
 				return nil, err
 			}
-			p := dispatch.RunProto(r, tasks, aps)
+			p := storeview.Run(r, tasks, aps)
 			if r.Status == operatorv1.RunStatus_RUN_STATUS_RUNNING || r.Status == operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL {
 				select {
 				case <-ctx.Done():
@@ -1001,7 +1003,7 @@ func (e *Executor) followRun(ctx context.Context, runID string, onTask func(*ope
 			return p, nil
 		}
 		if onHeader != nil {
-			onHeader(snap)
+			onHeader(runView(snap))
 		}
 		final, err := drain(ctx, sub, onTask, onHeader)
 		e.cfg.Watcher.Unwatch(sub)
@@ -1022,27 +1024,28 @@ func drain(ctx context.Context, sub *dispatch.Subscription, onTask func(*operato
 			if !ok {
 				return nil, nil
 			}
-			switch ev := m.GetEvent().(type) {
-			case *operatorv1.WatchRunResponse_Snapshot:
+			switch m.Kind {
+			case dispatch.EventSnapshot:
 				// Updates were coalesced into a fresh snapshot.
+				snap := runView(m.Run)
 				if onHeader != nil {
-					onHeader(ev.Snapshot)
+					onHeader(snap)
 				}
-				for _, t := range ev.Snapshot.GetTasks() {
+				for _, t := range snap.GetTasks() {
 					if onTask != nil {
 						onTask(t)
 					}
 				}
-			case *operatorv1.WatchRunResponse_Task:
+			case dispatch.EventTask:
 				if onTask != nil {
-					onTask(ev.Task)
+					onTask(storeview.Task(m.Task))
 				}
-			case *operatorv1.WatchRunResponse_Run:
+			case dispatch.EventRun:
 				if onHeader != nil {
-					onHeader(ev.Run)
+					onHeader(runView(m.Run))
 				}
-			case *operatorv1.WatchRunResponse_Done:
-				return ev.Done, nil
+			case dispatch.EventDone:
+				return runView(m.Run), nil
 			}
 		}
 	}

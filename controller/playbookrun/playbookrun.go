@@ -56,7 +56,6 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/runs"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/internal/ids"
-	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
 // RunCreator creates runs; *runs.Planner satisfies it.
@@ -69,13 +68,13 @@ type RunCreator interface {
 type RunWatcher interface {
 	// Watch subscribes to an active run, or returns a nil subscription when
 	// the run is not active.
-	Watch(ctx context.Context, runID string) (*operatorv1.Run, *dispatch.Subscription, error)
+	Watch(ctx context.Context, runID string) (*dispatch.RunView, *dispatch.Subscription, error)
 	// Unwatch ends a subscription.
 	Unwatch(sub *dispatch.Subscription)
 	// Sync waits until everything the dispatcher handled is stored.
 	Sync(ctx context.Context) error
 	// Cancel cancels an active run on an operator's behalf.
-	Cancel(ctx context.Context, runID, operator, reason string) (*operatorv1.Run, error)
+	Cancel(ctx context.Context, runID, operator, reason string) (*dispatch.RunView, error)
 }
 
 // RunStore reads stored runs; store.Store satisfies it.

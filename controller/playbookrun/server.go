@@ -5,16 +5,17 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/firebreak-ir/firebreak/controller/apiview"
+	"github.com/firebreak-ir/firebreak/controller/apiview/storeview"
 	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/controller/cases"
 	"github.com/firebreak-ir/firebreak/controller/dispatch"
 	"github.com/firebreak-ir/firebreak/controller/playbook"
+	"github.com/firebreak-ir/firebreak/controller/rpcerr"
 	"github.com/firebreak-ir/firebreak/internal/watchcap"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
@@ -56,7 +57,7 @@ func caller(ctx context.Context) string {
 }
 
 // rpcError maps executor errors to status errors.
-func rpcError(err error) error {
+func (s *Server) rpcError(ctx context.Context, err error) error {
 	switch {
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrUnknownPlaybook), errors.Is(err, ErrCaseNotFound):
 		return status.Error(codes.NotFound, err.Error())
@@ -66,13 +67,12 @@ func rpcError(err error) error {
 		return status.Error(codes.PermissionDenied, err.Error())
 	case errors.Is(err, ErrInvalid), errors.Is(err, ErrCaseClosed), errors.Is(err, ErrNotAwaiting), errors.Is(err, ErrEnded):
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, ErrNotRunning):
+		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return status.FromContextError(err).Err()
 	}
-	if _, ok := status.FromError(err); ok && status.Code(err) != codes.Unknown {
-		return err
-	}
-	return status.Error(codes.Unavailable, err.Error())
+	return rpcerr.Error(ctx, s.x.cfg.Logger, err, "")
 }
 
 // ListPlaybooks implements operatorv1.PlaybookServiceServer.
@@ -85,7 +85,7 @@ func (s *Server) ListPlaybooks(ctx context.Context, _ *operatorv1.ListPlaybooksR
 	// connected agent offers), so the first-party actions are not filled in.
 	cat, err := FleetCatalog(ctx, s.x.cfg.Actions, nil)
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	resp := &operatorv1.ListPlaybooksResponse{}
 	for _, e := range entries {
@@ -112,7 +112,7 @@ func (s *Server) ValidatePlaybook(ctx context.Context, req *operatorv1.ValidateP
 	}
 	cat, err := FleetCatalog(ctx, s.x.cfg.Actions, s.x.cfg.KnownActions)
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	pb, errs := playbook.Load(name, req.GetContent(), cat)
 	resp := &operatorv1.ValidatePlaybookResponse{Valid: len(errs) == 0, Problems: problems(playbook.Errors(errs))}
@@ -184,7 +184,7 @@ func (s *Server) StartPlaybookRun(ctx context.Context, req *operatorv1.StartPlay
 	r, plan, err := s.x.Start(ctx, StartRequest{Playbook: req.GetPlaybook(), Inputs: inputs, CaseID: req.GetCaseId(), DryRun: req.GetDryRun(),
 		Reason: req.GetReason(), CreatedBy: caller(ctx)})
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	if plan != nil {
 		b, err := json.Marshal(plan)
@@ -200,7 +200,7 @@ func (s *Server) StartPlaybookRun(ctx context.Context, req *operatorv1.StartPlay
 func (s *Server) GetPlaybookRun(ctx context.Context, req *operatorv1.GetPlaybookRunRequest) (*operatorv1.GetPlaybookRunResponse, error) {
 	r, err := s.x.Get(ctx, req.GetPlaybookRunId())
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	return &operatorv1.GetPlaybookRunResponse{Run: RunProto(r, true)}, nil
 }
@@ -209,7 +209,7 @@ func (s *Server) GetPlaybookRun(ctx context.Context, req *operatorv1.GetPlaybook
 func (s *Server) ListPlaybookRuns(ctx context.Context, req *operatorv1.ListPlaybookRunsRequest) (*operatorv1.ListPlaybookRunsResponse, error) {
 	runs, err := s.x.List(ctx, ListOptions{CaseID: req.GetCaseId(), Limit: int(min(req.GetLimit(), 1000))})
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	resp := &operatorv1.ListPlaybookRunsResponse{}
 	for _, r := range runs {
@@ -228,7 +228,7 @@ func (s *Server) WatchPlaybookRun(req *operatorv1.WatchPlaybookRunRequest, strea
 	defer release()
 	snap, sub, err := s.x.Watch(ctx, req.GetPlaybookRunId())
 	if err != nil {
-		return rpcError(err)
+		return s.rpcError(ctx, err)
 	}
 	defer s.x.Unwatch(sub)
 	if err := stream.Send(&operatorv1.WatchPlaybookRunResponse{Event: &operatorv1.WatchPlaybookRunResponse_Snapshot{Snapshot: RunProto(snap, true)}}); err != nil {
@@ -275,7 +275,7 @@ func (s *Server) ApprovePlaybookRun(ctx context.Context, req *operatorv1.Approve
 	}
 	r, err := s.x.Approve(ctx, req.GetPlaybookRunId(), caller(ctx), req.GetComment())
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	return &operatorv1.ApprovePlaybookRunResponse{Run: RunProto(r, true)}, nil
 }
@@ -287,7 +287,7 @@ func (s *Server) RejectPlaybookRun(ctx context.Context, req *operatorv1.RejectPl
 	}
 	r, err := s.x.Reject(ctx, req.GetPlaybookRunId(), caller(ctx), req.GetComment())
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	return &operatorv1.RejectPlaybookRunResponse{Run: RunProto(r, true)}, nil
 }
@@ -299,16 +299,9 @@ func (s *Server) CancelPlaybookRun(ctx context.Context, req *operatorv1.CancelPl
 	}
 	r, err := s.x.Cancel(ctx, req.GetPlaybookRunId(), caller(ctx), req.GetReason())
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, s.rpcError(ctx, err)
 	}
 	return &operatorv1.CancelPlaybookRunResponse{Run: RunProto(r, true)}, nil
-}
-
-func tsp(t time.Time) *timestamppb.Timestamp {
-	if t.IsZero() {
-		return nil
-	}
-	return timestamppb.New(t.UTC())
 }
 
 var runStatuses = map[Status]operatorv1.PlaybookRunStatus{
@@ -335,19 +328,19 @@ var stepStatuses = map[StepStatus]operatorv1.StepStatus{
 
 // RunStatusName is a playbook run status's lower-case name.
 func RunStatusName(s operatorv1.PlaybookRunStatus) string {
-	return strings.ToLower(strings.TrimPrefix(s.String(), "PLAYBOOK_RUN_STATUS_"))
+	return apiview.EnumName(s)
 }
 
 // StepStatusName is a step status's lower-case name.
 func StepStatusName(s operatorv1.StepStatus) string {
-	return strings.ToLower(strings.TrimPrefix(s.String(), "STEP_STATUS_"))
+	return apiview.EnumName(s)
 }
 
 // RunProto converts a playbook run for the API.
 func RunProto(r *Run, withSteps bool) *operatorv1.PlaybookRun {
 	inputs, _ := json.Marshal(r.Inputs)
 	out := &operatorv1.PlaybookRun{Id: r.ID, Playbook: r.Playbook, Version: uint32(max(r.Version, 0)), CaseId: r.CaseID, Status: runStatuses[r.Status],
-		CreatedBy: r.CreatedBy, CreatedAt: tsp(r.CreatedAt), StartedAt: tsp(r.StartedAt), FinishedAt: tsp(r.FinishedAt), InputsJson: inputs,
+		CreatedBy: r.CreatedBy, CreatedAt: apiview.Timestamp(r.CreatedAt), StartedAt: apiview.Timestamp(r.StartedAt), FinishedAt: apiview.Timestamp(r.FinishedAt), InputsJson: inputs,
 		Rule: r.Rule, Reason: r.Reason, Error: r.Error, ApprovedBy: r.ApprovedBy}
 	if r.Finding != nil {
 		out.FindingId = r.Finding.ID
@@ -364,7 +357,7 @@ func RunProto(r *Run, withSteps bool) *operatorv1.PlaybookRun {
 func StepProto(st *Step) *operatorv1.PlaybookStep {
 	out := &operatorv1.PlaybookStep{Id: st.ID, Phase: cases.PhaseProto(st.Phase), Action: st.Action, Needs: st.Needs, Status: stepStatuses[st.Status],
 		RunId: st.RunID, ApprovalRequired: st.ApprovalRequired, OnFailure: string(st.OnFailure), Error: st.Error,
-		StartedAt: tsp(st.StartedAt), FinishedAt: tsp(st.FinishedAt), EvidenceIds: st.EvidenceIDs()}
+		StartedAt: apiview.Timestamp(st.StartedAt), FinishedAt: apiview.Timestamp(st.FinishedAt), EvidenceIds: st.EvidenceIDs()}
 	if rs := st.Resolved; rs != nil {
 		out.Selector, out.Accounts, out.Regions = rs.Selector, rs.Accounts, rs.Regions
 		out.ParamsJson, _ = rs.ParamsJSON()
@@ -378,13 +371,13 @@ func StepProto(st *Step) *operatorv1.PlaybookStep {
 	if len(st.Targets) > 0 {
 		c := &operatorv1.RunCounts{Targets: uint32(len(st.Targets))}
 		for _, t := range st.Targets {
-			dispatch.CountTask(c, agentv1.TaskStatus(agentv1.TaskStatus_value["TASK_STATUS_"+strings.ToUpper(t.Status)]))
+			apiview.CountTask(c, agentv1.TaskStatus(agentv1.TaskStatus_value["TASK_STATUS_"+strings.ToUpper(t.Status)]))
 		}
 		out.Counts = c
 	}
 	if rb := st.Rollback; rb != nil {
-		p := &operatorv1.RollbackRecord{Status: stepStatuses[rb.Status], Action: rb.Action, Error: rb.Error, StartedAt: tsp(rb.StartedAt),
-			FinishedAt: tsp(rb.FinishedAt)}
+		p := &operatorv1.RollbackRecord{Status: stepStatuses[rb.Status], Action: rb.Action, Error: rb.Error, StartedAt: apiview.Timestamp(rb.StartedAt),
+			FinishedAt: apiview.Timestamp(rb.FinishedAt)}
 		for _, t := range rb.Targets {
 			if t.RunID != "" {
 				p.RunIds = append(p.RunIds, t.RunID)
@@ -393,4 +386,13 @@ func StepProto(st *Step) *operatorv1.PlaybookStep {
 		out.Rollback = p
 	}
 	return out
+}
+
+// runView is the dispatcher's view of a run as the executor follows it
+// (nil: none).
+func runView(v *dispatch.RunView) *operatorv1.Run {
+	if v == nil {
+		return nil
+	}
+	return storeview.RunWithCounts(v.Run, v.Tasks, v.Approvals, v.Counts)
 }

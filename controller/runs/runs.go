@@ -26,7 +26,6 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/actioncatalog"
 	"github.com/firebreak-ir/firebreak/controller/apiview"
 	"github.com/firebreak-ir/firebreak/controller/auth"
-	"github.com/firebreak-ir/firebreak/controller/dispatch"
 	"github.com/firebreak-ir/firebreak/controller/selector"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/internal/actionschema"
@@ -297,7 +296,7 @@ func (p *Planner) Plan(ctx context.Context, actor Actor, spec Spec) (*Plan, erro
 	if err != nil {
 		return nil, refuseErr(ErrInvalidSelector, err)
 	}
-	if err := dispatch.ParseMaxErrors(spec.MaxErrors); err != nil {
+	if err := apiview.ParseMaxErrors(spec.MaxErrors); err != nil {
 		return nil, refuseErr(ErrInvalidSpec, err)
 	}
 	if len(spec.Reason) > MaxReason {

@@ -171,8 +171,9 @@ var namedMigrations = append(append([]migration{}, playbookRunMigrations...),
 	migration{name: "runs-004-drop-reason-index", sql: `DROP INDEX IF EXISTS runs_reason`},
 )
 
-// extraMigrations are the migrations other packages (evidence, cases)
-// register for their own tables.
+// extraMigrations are the named migrations of the tables kept beside the
+// core ones: the store's checkpoint, case and evidence tables, and those
+// other packages register.
 var extraMigrations []migration
 
 type migration struct {

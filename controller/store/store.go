@@ -1,12 +1,14 @@
 // Package store is the controller's persistent state: agents, join tokens,
-// operators, runs, tasks, approvals and the hash-chained audit log. The
-// Store interface keeps the SQL portable; SQLite (pure Go, WAL) is the
-// embedded default.
+// operators, runs, tasks, approvals and the hash-chained audit log (the
+// Store interface), and the case tables (CaseTables) and evidence tables
+// with their custody chains (EvidenceTables). The SQL is portable; SQLite
+// (pure Go, WAL) is the embedded default.
 package store
 
 import (
 	"context"
 	"errors"
+	"github.com/firebreak-ir/firebreak/controller/apiview"
 	"regexp"
 	"time"
 
@@ -265,4 +267,31 @@ type Store interface {
 	GetMeta(ctx context.Context, key string) (string, error)
 	// SetMeta stores a setting.
 	SetMeta(ctx context.Context, key, value string) error
+}
+
+// RunCounts tallies a run's tasks by outcome.
+type RunCounts struct {
+	Targets, Pending, Running, Succeeded, Failed, Cancelled, Offline int
+}
+
+// Add counts one task in state s, as apiview.CountTask classifies it;
+// Targets is the caller's to set.
+func (c *RunCounts) Add(s agentv1.TaskStatus) {
+	var w operatorv1.RunCounts
+	apiview.CountTask(&w, s)
+	c.Pending += int(w.Pending)
+	c.Running += int(w.Running)
+	c.Succeeded += int(w.Succeeded)
+	c.Failed += int(w.Failed)
+	c.Cancelled += int(w.Cancelled)
+	c.Offline += int(w.Offline)
+}
+
+// CountTasks tallies tasks; Targets is their number.
+func CountTasks(tasks []*Task) RunCounts {
+	c := RunCounts{Targets: len(tasks)}
+	for _, t := range tasks {
+		c.Add(t.Status)
+	}
+	return c
 }

@@ -25,7 +25,9 @@ import (
 
 	"github.com/firebreak-ir/firebreak/agent"
 	"github.com/firebreak-ir/firebreak/controller"
+	"github.com/firebreak-ir/firebreak/controller/apiview/storeview"
 	"github.com/firebreak-ir/firebreak/controller/auth"
+	"github.com/firebreak-ir/firebreak/controller/dispatch"
 	"github.com/firebreak-ir/firebreak/controller/fleet"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/internal/pki"
@@ -189,26 +191,25 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		snap = final.GetRun()
-	}
-	for _, t := range snap.GetTasks() {
-		record(t, time.Since(runStart))
-	}
-	if sub != nil {
+		for _, t := range final.GetRun().GetTasks() {
+			record(t, time.Since(runStart))
+		}
+	} else {
+		for _, t := range snap.Tasks {
+			record(storeview.Task(t), time.Since(runStart))
+		}
 	loop:
 		for m := range sub.C {
-			switch e := m.GetEvent().(type) {
-			case *operatorv1.WatchRunResponse_Snapshot:
-				for _, t := range e.Snapshot.GetTasks() {
-					record(t, time.Since(runStart))
+			switch m.Kind {
+			case dispatch.EventSnapshot, dispatch.EventDone:
+				for _, t := range m.Run.Tasks {
+					record(storeview.Task(t), time.Since(runStart))
 				}
-			case *operatorv1.WatchRunResponse_Task:
-				record(e.Task, time.Since(runStart))
-			case *operatorv1.WatchRunResponse_Done:
-				for _, t := range e.Done.GetTasks() {
-					record(t, time.Since(runStart))
+				if m.Kind == dispatch.EventDone {
+					break loop
 				}
-				break loop
+			case dispatch.EventTask:
+				record(storeview.Task(m.Task), time.Since(runStart))
 			}
 		}
 	}

@@ -19,6 +19,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/firebreak-ir/firebreak/controller/apiview/storeview"
+	"github.com/firebreak-ir/firebreak/controller/dispatch"
 	"github.com/firebreak-ir/firebreak/controller/playbookrun"
 	"github.com/firebreak-ir/firebreak/internal/awsemu"
 	"github.com/firebreak-ir/firebreak/internal/netns"
@@ -228,8 +230,9 @@ func (e *Env) waitRun(ctx context.Context, id string) (*operatorv1.Run, error) {
 	if sub != nil {
 		defer e.Controller.Dispatcher.Unwatch(sub)
 		for m := range sub.C {
-			if d := m.GetDone(); d != nil {
-				return d, nil
+			if m.Kind == dispatch.EventDone {
+				v := m.Run
+				return storeview.RunWithCounts(v.Run, v.Tasks, v.Approvals, v.Counts), nil
 			}
 		}
 	}

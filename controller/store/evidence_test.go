@@ -1,0 +1,74 @@
+package store_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/firebreak-ir/firebreak/controller/store"
+)
+
+// TestEvidenceCustody: an item is stored with its first custody entry and
+// its upload marked stored; later entries chain onto it; a missing item or
+// task is ErrNotFound.
+func TestEvidenceCustody(t *testing.T) {
+	ctx := context.Background()
+	s, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "firebreak.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	et := store.NewEvidenceTables(s.Writer(), s.Reader(), s.CheckpointKey)
+	t0 := time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)
+	if err := et.PutUpload(ctx, &store.EvidenceUpload{ID: "up-1", TaskID: "task-1", State: "open", HashState: []byte{}, CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	first := &store.CustodyEntry{EvidenceID: "ev-1", At: t0, Actor: "agent:a1", Action: "collected", Detail: json.RawMessage(`{ "a": 1 }`)}
+	if err := et.InsertEvidence(ctx, &store.EvidenceItem{ID: "ev-1", UploadID: "up-1", TaskID: "task-1", SHA256: "ab",
+		StoredAt: t0, BundleJSON: []byte("null")}, first); err != nil {
+		t.Fatal(err)
+	}
+	second := &store.CustodyEntry{EvidenceID: "ev-1", At: t0.Add(time.Minute), Actor: "operator:alice", Action: "download"}
+	if err := et.AppendCustody(ctx, second); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		got  *store.CustodyEntry
+		seq  int64
+		prev string
+	}{
+		{"first entry", first, 1, store.GenesisHash},
+		{"second entry", second, 2, first.Hash},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.got.Seq != tt.seq || tt.got.PrevHash != tt.prev || tt.got.Hash != store.CustodyHash(tt.got) {
+				t.Errorf("seq %d prev %s hash %s; want seq %d prev %s and the entry's own hash", tt.got.Seq, tt.got.PrevHash, tt.got.Hash, tt.seq, tt.prev)
+			}
+		})
+	}
+	if string(first.Detail) != `{"a":1}` {
+		t.Errorf("detail %s was not compacted", first.Detail)
+	}
+	entries, err := et.Custody(ctx, "ev-1")
+	if err != nil || len(entries) != 2 || entries[1].Hash != second.Hash {
+		t.Fatalf("custody %d entries (%v)", len(entries), err)
+	}
+	u, err := et.GetUpload(ctx, "up-1")
+	if err != nil || u.State != "stored" || u.EvidenceID != "ev-1" {
+		t.Fatalf("upload %+v (%v), want stored as ev-1", u, err)
+	}
+	if ids, err := et.TaskEvidenceIDs(ctx, "task-1"); err != nil || len(ids) != 1 || ids[0] != "ev-1" {
+		t.Fatalf("task evidence %v (%v)", ids, err)
+	}
+	if _, err := et.GetEvidence(ctx, "ev-9"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("missing item: %v, want ErrNotFound", err)
+	}
+	if _, err := et.TaskOwnerOf(ctx, "task-9"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("missing task: %v, want ErrNotFound", err)
+	}
+}
