@@ -106,7 +106,6 @@ type CaseTables struct {
 // and reader pools (SQLite.Writer and SQLite.Reader).
 func NewCaseTables(w, r *sql.DB) *CaseTables { return &CaseTables{w: w, r: r} }
 
-type scanner interface{ Scan(...any) error }
 
 const caseCols = `id, title, status, phase, severity, resource, created_by, created_at, closed_by, closed_at`
 
@@ -415,18 +414,5 @@ func (s *CaseTables) PlaybookRunsOfCase(ctx context.Context, caseID string) ([]s
 }
 
 func (s *CaseTables) ids(ctx context.Context, q string, args ...any) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
+	return queryStrings(ctx, s.r, q, args...)
 }

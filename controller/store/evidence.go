@@ -253,20 +253,7 @@ func (s *EvidenceTables) ListEvidence(ctx context.Context, f EvidenceFilter) ([]
 	}
 	q += ` ORDER BY stored_at DESC, id LIMIT ?`
 	args = append(args, f.Limit)
-	rows, err := s.r.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*EvidenceItem
-	for rows.Next() {
-		it, err := scanItem(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, it)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s.r, q, args, scanItem)
 }
 
 // TaskEvidenceIDs returns the ids of the items stored for a task, oldest
@@ -281,20 +268,7 @@ func (s *EvidenceTables) AllEvidenceIDs(ctx context.Context) ([]string, error) {
 }
 
 func (s *EvidenceTables) itemIDs(ctx context.Context, query string, args ...any) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
+	return queryStrings(ctx, s.r, query, args...)
 }
 
 // SetEvidenceVerified records an item's last verification.

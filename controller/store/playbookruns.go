@@ -164,7 +164,7 @@ func (s *SQLite) UpdatePlaybookStep(ctx context.Context, playbookRunID string, s
 const playbookRunCols = `id, playbook, version, case_id, status, stopping, created_by, created_at, started_at, finished_at, inputs_json,
 	finding_json, rule, reason, error, approved_by, source, source_name`
 
-func scanPlaybookRun(sc interface{ Scan(...any) error }) (*PlaybookRun, error) {
+func scanPlaybookRun(sc scanner) (*PlaybookRun, error) {
 	var r PlaybookRun
 	var inputs, fj, source string
 	var created, started, finished int64
@@ -227,36 +227,10 @@ func (s *SQLite) ListPlaybookRuns(ctx context.Context, f PlaybookRunFilter) ([]*
 	}
 	q += ` ORDER BY created_at DESC, id LIMIT ?`
 	args = append(args, f.Limit)
-	rows, err := s.r.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*PlaybookRun
-	for rows.Next() {
-		r, err := scanPlaybookRun(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s.r, q, args, scanPlaybookRun)
 }
 
 // PlaybookRunIDs implements PlaybookRuns.
 func (s *SQLite) PlaybookRunIDs(ctx context.Context, status string) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id FROM playbook_runs WHERE status = ? ORDER BY created_at`, status)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
+	return queryStrings(ctx, s.r, `SELECT id FROM playbook_runs WHERE status = ? ORDER BY created_at`, status)
 }
