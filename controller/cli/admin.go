@@ -23,7 +23,7 @@ import (
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
-func newControllerCmd(g *globals) *cobra.Command {
+func newControllerCmd(g *globals) *cobra.Command { //nolint:unparam // every command constructor takes the globals
 	var cfg controller.Config
 	var logLevel string
 	var enrollPerSource, enrollOverall, enrollRefusals float64

@@ -406,7 +406,7 @@ func (g *globals) followPlaybook(ctx context.Context, c *client, id string) (*op
 		}
 		for {
 			m, err := stream.Recv()
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				return nil, errors.New("the controller closed the watch before the playbook run ended")
 			}
 			if err != nil {
