@@ -14,7 +14,7 @@ GOTMPDIR := $(shell for d in /var/lib/fbtest $(HOME)/.cache/fbtest; do mkdir -p 
 endif
 export GOTMPDIR
 
-.PHONY: all build proto proto-check catalog catalog-check lint vet test test-short demo bench fuzz clean
+.PHONY: all build proto proto-check catalog catalog-check lint vet test test-short test-race demo bench fuzz clean
 
 all: build
 
@@ -56,6 +56,21 @@ catalog-check:
 
 vet:
 	$(GO) vet ./...
+
+## lint: golangci-lint (pinned in go.mod as a Go tool) with .golangci.yml
+lint:
+	$(GO) tool golangci-lint run ./...
+
+## test-short: unit tests only; end-to-end, network-namespace and bench tests skip
+test-short:
+	$(GO) test -count=1 -short -timeout 10m ./...
+
+## test-race: the controller, agent and store packages under the race detector
+## (the detector needs cgo, so CGO_ENABLED=1 for this target only)
+RACE_PKGS := ./controller/... ./agent/...
+test-race: export CGO_ENABLED := 1
+test-race:
+	$(GO) test -count=1 -race -short -timeout 30m $(RACE_PKGS)
 
 ## test: the whole suite, as CI runs it
 test: proto-check catalog-check vet build

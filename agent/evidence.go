@@ -523,7 +523,10 @@ func (u *evidenceUpload) session(ctx context.Context, attempt int) (int64, error
 		t := time.NewTimer(5 * time.Second)
 		defer t.Stop()
 		select {
-		case <-drained:
+		case err := <-drained:
+			if !errors.Is(err, io.EOF) {
+				u.a.cfg.Logger.Debug("the evidence upload stream ended with an error after the evidence was stored", "task", u.taskID, "artifact", u.name, "error", err)
+			}
 		case <-t.C:
 		case <-sctx.Done():
 		}

@@ -246,7 +246,7 @@ func (a *Agent) enroll(ctx context.Context, ca *x509.Certificate, pool *x509.Cer
 }
 
 // renewLoop renews the certificate when half its life has passed.
-func (a *Agent) renewLoop(ctx context.Context, conn func() *grpc.ClientConn) error {
+func (a *Agent) renewLoop(ctx context.Context, conn func() *grpc.ClientConn) error { //nolint:unparam // it is one of the agent's run-group loops, which all return an error
 	for {
 		nb, na := a.id.notBefore(), a.id.notAfter()
 		at := nb.Add(na.Sub(nb) / 2)

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -322,22 +321,7 @@ func (c *Controller) build(ctx context.Context) error {
 		return err
 	}
 
-	policy := auth.Policy{
-		Open: map[string]bool{
-			agentv1.AgentService_Enroll_FullMethodName: true,
-			healthpb.Health_Check_FullMethodName:       true,
-			healthpb.Health_Watch_FullMethodName:       true,
-			healthpb.Health_List_FullMethodName:        true,
-		},
-		Agent: map[string]bool{
-			agentv1.AgentService_Renew_FullMethodName:          true,
-			agentv1.AgentService_Connect_FullMethodName:        true,
-			agentv1.AgentService_UploadEvidence_FullMethodName: true,
-		},
-		Operator: maps.Clone(operator.Policy),
-	}
-	maps.Copy(policy.Operator, evidence.Policy)
-	policy.Operator = withIncidentPolicy(policy.Operator)
+	policy := rpcPolicy()
 	authn := &auth.Authenticator{Policy: policy, Store: c.Store, Streams: c.streams}
 	c.grpc = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(pki.ServerTLS(c.CA, tlsCert))),

@@ -258,7 +258,7 @@ func (g *Globals) download(ctx context.Context, c *client, req *operatorv1.GetEv
 	var end *operatorv1.EvidenceEnd
 	for end == nil {
 		m, err := stream.Recv()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("the download of %s ended after %d of %d bytes without its end message", info.GetId(), n, info.GetSize())
 		}
 		if err != nil {
@@ -380,7 +380,7 @@ hold that head at its position. Exit 6 when any item does not verify
 			unreadable := 0
 			for {
 				m, err := stream.Recv()
-				if err == io.EOF {
+				if errors.Is(err, io.EOF) {
 					break
 				}
 				if err != nil {

@@ -391,7 +391,7 @@ func (g *Globals) followPlaybook(ctx context.Context, c *client, id string) (*op
 		}
 		for {
 			m, err := stream.Recv()
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				return nil, errors.New("the controller closed the watch before the playbook run ended")
 			}
 			if err != nil {

@@ -198,7 +198,7 @@ func (g *Globals) follow(ctx context.Context, c *client, runID string) (*operato
 		}
 		for {
 			m, err := stream.Recv()
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				return nil, errors.New("the controller closed the watch before the run ended")
 			}
 			if err != nil {

@@ -69,7 +69,7 @@ func TestApprovalWaitIsMeasuredAndTraced(t *testing.T) {
 			}
 			attrs := map[string]string{}
 			for _, kv := range wait.Attributes() {
-				attrs[string(kv.Key)] = kv.Value.Emit()
+				attrs[string(kv.Key)] = kv.Value.String()
 			}
 			if attrs["firebreak.approval.decision"] != tt.want || attrs["firebreak.approval.operator"] != "bob" || attrs["firebreak.run.id"] != id {
 				t.Errorf("span attributes %v", attrs)

@@ -293,12 +293,14 @@ func TestAbandonedUploadsAreRemoved(t *testing.T) {
 	done := make(chan error, 1)
 	h.start() // no stream holds the upload any more
 	go func() { done <- h.svc.Run(ctx) }()
+	// The janitor removes the staged bytes, then audits the removal with
+	// Run's context: wait for both before cancelling it.
 	for i := 0; i < 200; i++ {
-		if _, err := os.Stat(part); os.IsNotExist(err) {
+		if _, err := os.Stat(part); os.IsNotExist(err) && h.audited("evidence.upload_abandoned") > 0 {
 			break
 		}
 		if i == 199 {
-			t.Fatalf("the staged bytes of the abandoned upload are still there")
+			t.Fatalf("the staged bytes of the abandoned upload are still there, or their removal was not audited")
 		}
 		waitABit()
 	}

@@ -1,6 +1,7 @@
 package playbook
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"regexp"
@@ -70,7 +71,8 @@ func Validate(pb *Playbook, catalog ActionCatalog, opts ...Option) []Error {
 func Load(filename string, data []byte, catalog ActionCatalog, opts ...Option) (*Playbook, []Error) {
 	pb, err := Parse(filename, data)
 	if err != nil {
-		if es, ok := err.(Errors); ok {
+		var es Errors
+		if errors.As(err, &es) {
 			return nil, es
 		}
 		return nil, []Error{{File: filename, Msg: err.Error()}}

@@ -310,10 +310,13 @@ func (e *Executor) Start(ctx context.Context, req StartRequest) (*Run, *playbook
 		Actor: r.CreatedBy, PlaybookRunID: r.ID, Summary: summary, Detail: detail})
 	e.cfg.Audit(ctx, r.CreatedBy, "playbook.start", r.ID, map[string]any{"playbook": r.Playbook, "version": r.Version, "case": r.CaseID,
 		"inputs": r.Inputs, "rule": r.Rule, "status": string(r.Status)})
+	// The execution owns r from spawn on and changes its steps under its
+	// own lock; the caller gets a copy taken before.
+	out := cloneRun(r)
 	if r.Status == StatusRunning {
 		e.spawn(r)
 	}
-	return r, nil, nil
+	return out, nil, nil
 }
 
 func caseTitle(pb *playbook.Playbook, inputs map[string]any) string {
@@ -415,8 +418,10 @@ func (e *Executor) Approve(ctx context.Context, id, operator, comment string) (*
 		Actor: operator, PlaybookRunID: id, Summary: fmt.Sprintf("playbook %s v%d started after approval by %s", r.Playbook, r.Version, operator)})
 	e.cfg.Audit(ctx, operator, "playbook.approve", id, map[string]string{"comment": comment})
 	e.hub.publish(Event{Kind: EventRun, Run: header(r)})
+	// The execution owns r from spawn on; the caller gets a copy.
+	out := cloneRun(r)
 	e.spawn(r)
-	return r, nil
+	return out, nil
 }
 
 // Reject rejects a proposed playbook run.

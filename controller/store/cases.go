@@ -106,7 +106,6 @@ type CaseTables struct {
 // and reader pools (SQLite.Writer and SQLite.Reader).
 func NewCaseTables(w, r *sql.DB) *CaseTables { return &CaseTables{w: w, r: r} }
 
-
 const caseCols = `id, title, status, phase, severity, resource, created_by, created_at, closed_by, closed_at`
 
 func scanCase(sc scanner) (*Case, error) {

@@ -368,7 +368,7 @@ func rulesState(rules []rule) []RuleSeed {
 	return out
 }
 
-func (rg *region) dump(a *account, now time.Time) RegionState {
+func (rg *region) dump(a *account, now time.Time) RegionState { //nolint:unparam // every dump method takes its owner, for symmetry with account.dump
 	out := RegionState{Region: rg.name}
 	for _, v := range rg.vpcs {
 		out.VPCs = append(out.VPCs, VPCState{v.id, v.cidr, v.isDefault, tagMap(v.tags)})

@@ -156,7 +156,7 @@ func matchEC2Filters(filters []ec2Filter, t tags, values func(name string) ([]st
 }
 
 // ec2Page cuts a sorted list of ids into a page after the NextToken.
-func ec2Page(ids []string, p *params, minResults, maxResults int) ([]string, string, *apiError) {
+func ec2Page(ids []string, p *params, minResults, maxResults int) ([]string, string, *apiError) { //nolint:unparam // the minimum is AWS's per-API value, 5 for every EC2 list this emulator serves today
 	slices.Sort(ids)
 	limit := len(ids)
 	if n, ok, err := p.integer("MaxResults"); err != nil {

@@ -630,7 +630,7 @@ func (e *Emulator) ec2RevokeEgress(c *call) (any, error)     { return e.revokeGr
 
 // taggable returns the tag set of a resource by id, and its type as
 // DescribeTags names it.
-func (rg *region) taggable(id string) (*tags, string, *apiError) {
+func (rg *region) taggable(id string) (*tags, string, *apiError) { //nolint:unparam // the resource type is part of the lookup's answer for callers that report it
 	prefix, _, _ := strings.Cut(id, "-")
 	notFound := func(code, what string) *apiError {
 		return errorf(http.StatusBadRequest, code, "The %s ID '%s' does not exist", what, id)

@@ -59,7 +59,7 @@ func (tg *targetGroup) register(in *instance, port int32, now time.Time) {
 }
 
 // deregister starts draining a target; it reports whether it was registered.
-func (tg *targetGroup) deregister(id string, port int32, now time.Time) bool {
+func (tg *targetGroup) deregister(id string, port int32, now time.Time) bool { //nolint:unparam // reports whether the target was registered, like register
 	tg.prune(now)
 	t := tg.find(id, port)
 	if t == nil || !t.drainingUntil.IsZero() {

@@ -116,10 +116,3 @@ func (s *idSource) lowerAlnum(kind string, n int) string {
 	}
 	return string(out)
 }
-
-// accountID returns a 12-digit account number.
-func (s *idSource) accountID() string {
-	d := s.digest("account")
-	n := binary.BigEndian.Uint64(d[:8]) % 900000000000
-	return fmt.Sprintf("%012d", n+100000000000)
-}

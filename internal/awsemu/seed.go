@@ -3,6 +3,7 @@ package awsemu
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -362,7 +363,7 @@ func ParseSeedYAML(r io.Reader) (*Seed, error) {
 	dec.KnownFields(true)
 	var s Seed
 	if err := dec.Decode(&s); err != nil {
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return &s, nil
 		}
 		return nil, fmt.Errorf("awsemu: parse seed: %w", err)

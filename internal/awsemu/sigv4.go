@@ -109,7 +109,7 @@ func parseAuthorizationHeader(r *http.Request, auth string) (*signature, error) 
 	return s, nil
 }
 
-func parsePresigned(r *http.Request, q url.Values) (*signature, error) {
+func parsePresigned(r *http.Request, q url.Values) (*signature, error) { //nolint:unparam // same signature as parseAuthorization, which reads the request
 	if q.Get("X-Amz-Algorithm") != sigAlgorithm {
 		return nil, &signatureError{"X-Amz-Algorithm only supports " + sigAlgorithm + "."}
 	}

@@ -88,7 +88,9 @@ func (e *Emulator) sqsService() *service {
 			QueueURL  string `json:"QueueUrl"`
 			QueueName string `json:"QueueName"`
 		}
-		json.Unmarshal(c.body, &in)
+		// A body that does not decode names no queue; the call itself
+		// reports the malformed body.
+		_ = json.Unmarshal(c.body, &in)
 		name := in.QueueName
 		if in.QueueURL != "" {
 			_, name, _ = parseQueueURL(in.QueueURL)

@@ -221,7 +221,9 @@ func (c *call) requestParameters() any {
 		delete(m, "version")
 		out = m
 	case protoJSON:
-		json.Unmarshal(c.body, &out)
+		// The trail records what it can; a malformed body is the call's
+		// own error to report.
+		_ = json.Unmarshal(c.body, &out)
 	case protoRestJSON, protoRestXML:
 		out = map[string]any{}
 		for k, v := range c.path {

@@ -139,7 +139,7 @@ func (o VerifyOptions) scan(r io.Reader, check bool) (*Manifest, *Report, error)
 	}
 	for {
 		hdr, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {

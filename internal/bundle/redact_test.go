@@ -3,6 +3,7 @@ package bundle_test
 import (
 	"archive/tar"
 	"bytes"
+	"errors"
 	"io"
 	"maps"
 	"os"
@@ -131,7 +132,7 @@ func readAll(t *testing.T, archive []byte) map[string][]byte {
 	out := map[string][]byte{}
 	for {
 		hdr, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return out
 		}
 		if err != nil {

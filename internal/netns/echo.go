@@ -135,7 +135,7 @@ func RoundTrip(conn net.Conn, msg []byte, timeout time.Duration) error {
 	if err := conn.SetDeadline(time.Now().Add(timeout)); err != nil {
 		return err
 	}
-	defer conn.SetDeadline(time.Time{})
+	defer func() { _ = conn.SetDeadline(time.Time{}) }()
 	if _, err := conn.Write(msg); err != nil {
 		return err
 	}

@@ -27,7 +27,6 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
-	"go.opentelemetry.io/otel/log/global"
 	"go.opentelemetry.io/otel/propagation"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -175,7 +174,7 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 			slog.Warn("the OTLP log exporter could not be built; logs stay on stderr", "error", err)
 		} else {
 			t.lp = sdklog.NewLoggerProvider(sdklog.WithResource(t.Resource), sdklog.WithProcessor(sdklog.NewBatchProcessor(exp)))
-			global.SetLoggerProvider(t.lp)
+			otel.SetLoggerProvider(t.lp)
 			setLogExport(otelslog.NewHandler("github.com/firebreak-ir/firebreak", otelslog.WithLoggerProvider(t.lp)))
 		}
 	}

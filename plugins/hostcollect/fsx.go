@@ -30,7 +30,7 @@ const readFlags = unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOFOLLOW | unix.O_NONB
 func openat(dirfd int, name string, extra int) (int, error) {
 	for {
 		fd, err := unix.Openat(dirfd, name, readFlags|extra, 0)
-		if err == unix.EPERM {
+		if errors.Is(err, unix.EPERM) {
 			fd, err = unix.Openat(dirfd, name, (readFlags&^unix.O_NOATIME)|extra, 0)
 		}
 		if err == unix.EINTR {
@@ -105,18 +105,18 @@ func openBeneathFD(root, rel string, extra int) (int, error) {
 		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
 	}
 	fd, err := unix.Openat2(dirfd, rel, how)
-	if err == unix.EPERM {
+	if errors.Is(err, unix.EPERM) {
 		how.Flags &^= unix.O_NOATIME
 		fd, err = unix.Openat2(dirfd, rel, how)
 	}
-	switch err {
-	case nil:
+	switch {
+	case err == nil:
 		return fd, nil
-	case unix.ELOOP:
+	case errors.Is(err, unix.ELOOP):
 		return -1, errSymlink
-	case unix.EXDEV:
+	case errors.Is(err, unix.EXDEV):
 		return -1, fmt.Errorf("crosses a mount point below %s", root)
-	case unix.ENOSYS:
+	case errors.Is(err, unix.ENOSYS):
 		// Kernels before 5.6: walk the components with openat, refusing
 		// a symlink at each step.
 	default:
@@ -385,17 +385,17 @@ func (w *walker) dir(fd int, path string, dev uint64, depth int) error {
 			child := filepath.Join(path, name)
 			st, err := statAt(fd, name)
 			if err != nil {
-				if err != unix.ENOENT {
+				if !errors.Is(err, unix.ENOENT) {
 					w.unreadable(child, err)
 				}
 				continue
 			}
 			e := &walkEntry{Path: child, DirFD: fd, Name: name, Stat: st}
 			verr := w.visit(e)
-			if verr != nil && verr != errSkipDir {
+			if verr != nil && !errors.Is(verr, errSkipDir) {
 				return verr
 			}
-			if !st.isDir() || verr == errSkipDir || slices.Contains(w.skipPaths, child) {
+			if !st.isDir() || errors.Is(verr, errSkipDir) || slices.Contains(w.skipPaths, child) {
 				continue
 			}
 			if depth+1 >= w.maxDepth {
@@ -404,7 +404,7 @@ func (w *walker) dir(fd int, path string, dev uint64, depth int) error {
 			}
 			sub, err := openat(fd, name, unix.O_DIRECTORY)
 			if err != nil {
-				if err != unix.ENOENT {
+				if !errors.Is(err, unix.ENOENT) {
 					w.unreadable(child, err)
 				}
 				continue
@@ -455,7 +455,7 @@ func (l *lineReader) next() (string, bool, error) {
 			l.buf = append(l.buf, frag[:min(len(frag), room)]...)
 		}
 		switch {
-		case err == bufio.ErrBufferFull:
+		case errors.Is(err, bufio.ErrBufferFull):
 			continue
 		case err == io.EOF && total == 0:
 			return "", false, io.EOF
@@ -473,7 +473,7 @@ func (l *lineReader) next() (string, bool, error) {
 
 func unixTime(ts unix.Timespec) time.Time { return time.Unix(ts.Sec, ts.Nsec).UTC() }
 
-func atoiOr(s string, def int) int {
+func atoiOr(s string, def int) int { //nolint:unparam // the default is the caller's choice of "unknown"
 	n, err := strconv.Atoi(strings.TrimSpace(s))
 	if err != nil {
 		return def

@@ -54,7 +54,7 @@ func ParseHistory(shell string, r io.Reader, fn func(HistoryEntry) error) error 
 	}
 	for n := 1; ; n++ {
 		line, cut, err := lr.next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return flushFish()
 		}
 		if err != nil {

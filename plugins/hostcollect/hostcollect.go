@@ -425,7 +425,7 @@ func (a *artifact) stop() error { return a.c.ctx.Err() }
 // copyFile copies an absolute path into the bundle. A missing file is not
 // an error; an unreadable one is recorded and collection goes on. Only
 // ErrCapReached and write errors are returned.
-func (a *artifact) copyFile(path string, opt bundle.FileOptions) (*bundle.Member, error) {
+func (a *artifact) copyFile(path string, opt bundle.FileOptions) (*bundle.Member, error) { //nolint:unparam // the member is returned for callers that record it
 	f, err := openSystemFile(path)
 	if err != nil {
 		if !errors.Is(err, os.ErrNotExist) {

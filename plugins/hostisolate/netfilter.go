@@ -12,7 +12,6 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/firebreak-ir/firebreak/plugins/sdk"
 )
@@ -191,15 +190,6 @@ func netfilterError(what string, err error) error {
 	// codes.Unknown, not Internal: the agent reads an Internal error that
 	// mentions a connection as a dead plugin.
 	return sdk.Errorf(codes.Unknown, "%s: %v", what, err)
-}
-
-// errorText is the message of an error without its gRPC status prefix, for
-// a result that reports a failure next to what was done.
-func errorText(err error) string {
-	if st, ok := status.FromError(err); ok {
-		return st.Message()
-	}
-	return err.Error()
 }
 
 // describeBatchError adds what the state of the host is after a failed

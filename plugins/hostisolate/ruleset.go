@@ -294,7 +294,7 @@ func metaEq(key expr.MetaKey, value []byte) []expr.Any {
 func nfproto(family byte) []expr.Any   { return metaEq(expr.MetaKeyNFPROTO, []byte{family}) }
 func l4proto(protocol byte) []expr.Any { return metaEq(expr.MetaKeyL4PROTO, []byte{protocol}) }
 
-func payloadEq(base expr.PayloadBase, offset uint32, value []byte) []expr.Any {
+func payloadEq(base expr.PayloadBase, offset uint32, value []byte) []expr.Any { //nolint:unparam // the payload base is explicit in every nftables match this file builds
 	return []expr.Any{
 		&expr.Payload{OperationType: expr.PayloadLoad, DestRegister: 1, Base: base, Offset: offset, Len: uint32(len(value))},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: value},

@@ -54,7 +54,7 @@ func (c *Client) Execute(ctx context.Context, req *pluginv1.ExecuteRequest, hand
 	}
 	for {
 		msg, err := stream.Recv()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("the plugin ended the stream without a result")
 		}
 		if err != nil {

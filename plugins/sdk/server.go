@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"runtime/debug"
@@ -70,10 +71,10 @@ func toStatus(err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
-	if err == context.DeadlineExceeded {
+	if errors.Is(err, context.DeadlineExceeded) {
 		return status.Error(codes.DeadlineExceeded, "the task's deadline passed")
 	}
-	if err == context.Canceled {
+	if errors.Is(err, context.Canceled) {
 		return status.Error(codes.Canceled, "the task was cancelled")
 	}
 	return status.Error(codes.Unknown, err.Error())

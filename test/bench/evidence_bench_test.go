@@ -139,6 +139,9 @@ func startLab(b testing.TB, dir string, bandwidth int64) *lab {
 // controller code in one process (so the race detector sees both sides),
 // with and without a bandwidth cap, and checks the stored bytes.
 func TestEvidenceUploadInProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("bench: -short runs unit tests only; this moves 28 MiB through a controller and an agent in the full suite (make test)")
+	}
 	tests := []struct {
 		name      string
 		bandwidth int64

@@ -59,9 +59,14 @@ func moduleRoot() (string, error) {
 // layout, into a directory removed by Cleanup. The directory is under the
 // user's cache directory, not /tmp: triage collection copies every
 // executable under /tmp, /var/tmp and /dev/shm, and the collection tests
-// must not archive the suite's own 700 MB of binaries.
+// must not archive the suite's own 700 MB of binaries. Under -short it
+// skips the test: end-to-end tests start the real binaries, and -short runs
+// unit tests only.
 func Build(t testing.TB) *Bins {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("e2e: -short runs unit tests only; end-to-end tests build and start the real binaries in the full suite (make test)")
+	}
 	buildOnce.Do(func() {
 		root, err := moduleRoot()
 		if err != nil {

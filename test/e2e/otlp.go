@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	collogs "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
@@ -76,7 +77,7 @@ func StartOTLPSink(t testing.TB) *OTLPSink {
 		s.addLogs(req.GetResourceLogs())
 		writeProto(w, &collogs.ExportLogsServiceResponse{})
 	})
-	hs := &http.Server{Handler: mux}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = hs.Serve(hl) }()
 	t.Cleanup(func() {
 		srv.Stop()

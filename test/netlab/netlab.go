@@ -29,10 +29,14 @@ const Prefix = netns.KindTest + "-"
 // Interface is the name of each host's interface to the lab's switch.
 const Interface = netns.Interface
 
-// Require skips the test, with the reason, unless it runs as root, the ip
-// and nft commands exist and `ip netns add` works.
+// Require skips the test, with the reason, under -short (unit tests only),
+// and unless it runs as root, the ip and nft commands exist and
+// `ip netns add` works.
 func Require(t testing.TB) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("netlab: -short runs unit tests only; network-namespace tests run in the full suite (make test)")
+	}
 	if reason := netns.Probe(); reason != "" {
 		t.Skip("netlab: " + reason)
 	}
