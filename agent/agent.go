@@ -229,7 +229,6 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 	a.verifier = &tasksign.Verifier{Key: a.id.signingKey, AgentID: a.id.AgentID, Now: cfg.Clock}
 	a.reportInterrupted()
-	a.reconcileAtStart(ctx)
 	return a, nil
 }
 
@@ -277,6 +276,11 @@ func (a *Agent) collectFacts() *agentv1.AgentFacts {
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.plugins.Close()
 	defer a.journal.Close()
+	// Recorded host state (isolation) is restored before the first
+	// connection, so the host is contained again even when the controller
+	// cannot be reached. It runs here rather than in New so that its spans
+	// reach the exporter the command set up once the agent knew its id.
+	a.reconcileAtStart(ctx)
 	renewCtx, cancelRenew := context.WithCancel(ctx)
 	defer cancelRenew()
 	go func() {

@@ -10,8 +10,12 @@ import (
 	"path/filepath"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/firebreak-ir/firebreak/internal/actionschema"
 	"github.com/firebreak-ir/firebreak/internal/pki"
+	"github.com/firebreak-ir/firebreak/internal/telemetry"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
 )
@@ -125,10 +129,22 @@ func (a *Agent) reconcileAtStart(ctx context.Context) {
 	a.SetIsolated(rec.Isolated)
 	dir := filepath.Join(a.cfg.DataDir, "state")
 	confirmed, reconcilers := false, 0
+	// The reconciliation is one trace of the agent's own, rooted here: the
+	// plugins' Execute spans are its children, never stray roots.
+	var span trace.Span
+	defer func() {
+		if span != nil {
+			span.SetAttributes(attribute.Bool("firebreak.host.isolated", a.Isolated()), attribute.Bool("firebreak.host.isolation_confirmed", confirmed))
+			span.End()
+		}
+	}()
 	for _, p := range a.plugins.Plugins() {
 		d := p.GetDescription()
 		if d.GetReconcileAtStart() == nil {
 			continue
+		}
+		if span == nil {
+			ctx, span = telemetry.Tracer().Start(ctx, "agent.reconcile_at_start", trace.WithAttributes(telemetry.AttrAgentID.String(a.id.AgentID)))
 		}
 		reconcilers++
 		params, err := actionschema.ReconcileParams(d)
