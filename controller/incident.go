@@ -73,12 +73,8 @@ type incidentParts struct {
 // It needs the store, the operator service and the dispatcher.
 func (c *Controller) buildIncident(ctx context.Context) error {
 	cfg := c.cfg.Incident
-	sq, ok := c.Store.(*store.SQLite)
-	if !ok {
-		return errors.New("controller: cases and playbooks need the SQL store")
-	}
 	var err error
-	cfgCases := cases.Config{Writer: sq.Writer(), Reader: sq.Reader(), Runs: c.Store, Audit: c.Audit, Logger: c.cfg.Logger, Clock: c.cfg.Clock}
+	cfgCases := cases.Config{Store: c.Store, Runs: c.Store, Audit: c.Audit, Logger: c.cfg.Logger, Clock: c.cfg.Clock}
 	if c.Evidence != nil {
 		cfgCases.Evidence = evidenceCatalog{c.Evidence}
 	}
@@ -92,7 +88,7 @@ func (c *Controller) buildIncident(ctx context.Context) error {
 	}
 	// Playbooks are validated against the trusted action catalogue only.
 	known := c.Actions.Descriptions()
-	c.Playbooks, err = playbookrun.New(playbookrun.Config{Store: sq, Library: library, Cases: c.Cases, Planner: c.Planner,
+	c.Playbooks, err = playbookrun.New(playbookrun.Config{Store: c.Store, Library: library, Cases: c.Cases, Planner: c.Planner,
 		Actions: c.Operator, KnownActions: playbookrun.Catalog(known), Watcher: c.Dispatcher, RunStore: c.Store, Audit: c.Audit,
 		Logger: c.cfg.Logger, Clock: c.cfg.Clock})
 	if err != nil {

@@ -17,7 +17,6 @@ package cases
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -258,9 +257,8 @@ type EvidenceCatalog interface {
 
 // Config holds the service's dependencies.
 type Config struct {
-	// Writer and Reader are the database pools (store.SQLite's Writer and
-	// Reader) that hold the store's case tables (store.CaseTables).
-	Writer, Reader *sql.DB
+	// Store keeps the cases, their timelines and their findings.
+	Store store.CaseStore
 	// Runs reads runs for reports.
 	Runs RunReader
 	// Evidence describes evidence for reports; nil shows evidence ids only.
@@ -279,11 +277,8 @@ type Config struct {
 // CheckAndSetDefaults names missing dependencies and sets defaults.
 func (c *Config) CheckAndSetDefaults() error {
 	var missing []string
-	if c.Writer == nil {
-		missing = append(missing, "Writer")
-	}
-	if c.Reader == nil {
-		missing = append(missing, "Reader")
+	if c.Store == nil {
+		missing = append(missing, "Store")
 	}
 	if c.Runs == nil {
 		missing = append(missing, "Runs")
@@ -314,7 +309,7 @@ func New(cfg Config) (*Service, error) {
 	if err := cfg.CheckAndSetDefaults(); err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, db: &sqlStore{t: store.NewCaseTables(cfg.Writer, cfg.Reader)}}, nil
+	return &Service{cfg: cfg, db: &sqlStore{t: cfg.Store}}, nil
 }
 
 // SetActivePlaybookRuns sets the hook that names a case's active playbook

@@ -42,7 +42,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	t.Cleanup(func() { st.Close() })
 	clk := newClock()
-	svc, err := cases.New(cases.Config{Writer: st.Writer(), Reader: st.Reader(), Runs: st, Clock: clk.Now})
+	svc, err := cases.New(cases.Config{Store: st, Runs: st, Clock: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func gdFinding(id, instance string, updated time.Time, sev float64) *finding.Fin
 
 func TestCheckAndSetDefaultsNamesMissing(t *testing.T) {
 	_, err := cases.New(cases.Config{})
-	if err == nil || !strings.Contains(err.Error(), "Writer") || !strings.Contains(err.Error(), "Reader") || !strings.Contains(err.Error(), "Runs") {
+	if err == nil || !strings.Contains(err.Error(), "Store") || !strings.Contains(err.Error(), "Runs") {
 		t.Fatalf("error %v: want every missing dependency named", err)
 	}
 }

@@ -27,7 +27,7 @@ func TestStoreFailureIsInternal(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logged bytes.Buffer
-	svc, err := cases.New(cases.Config{Writer: st.Writer(), Reader: st.Reader(), Runs: st,
+	svc, err := cases.New(cases.Config{Store: st, Runs: st,
 		Logger: slog.New(slog.NewJSONHandler(&logged, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -12,11 +12,11 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/store"
 )
 
-// sqlStore is the case tables (store.CaseTables) in this package's types;
+// sqlStore is the store's case tables (store.CaseStore) in this package's types;
 // the decisions (which phase a step moves a case to, a new case's title)
 // are made here, the SQL is the store's.
 type sqlStore struct {
-	t *store.CaseTables
+	t store.CaseStore
 }
 
 func toStoreCase(c *Case) *store.Case {

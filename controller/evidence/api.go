@@ -309,7 +309,7 @@ func (s *Service) GetCustody(ctx context.Context, req *operatorv1.GetCustodyRequ
 		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, fmt.Sprintf("reading the custody of %s", it.ID))
 	}
 	out := &operatorv1.GetCustodyResponse{Item: ItemProto(it), ChainOk: chk.OK, FirstBadSeq: uint64(max(chk.FirstBadSeq, 0)), Problem: chk.Problem,
-		Checkpoint: store.ProtoFromCheckpoint(chk.Checkpoint, s.db.CheckpointKey())}
+		Checkpoint: store.ProtoFromCheckpoint(chk.Checkpoint, s.t.CheckpointKey())}
 	for _, e := range entries {
 		out.Records = append(out.Records, &operatorv1.CustodyRecord{Seq: uint64(e.Seq), At: timestamppb.New(e.At), Actor: e.Actor, Action: e.Action,
 			DetailJson: e.Detail, PrevHash: e.PrevHash, Hash: e.Hash})

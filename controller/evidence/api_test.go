@@ -203,13 +203,12 @@ func TestCustodyTamperingShows(t *testing.T) {
 			if _, err := h.verify(it.ID); err != nil {
 				t.Fatal(err)
 			}
-			// The triggers refuse tampering through the application's own
-			// connection until someone removes them.
-			if _, err := h.st.Writer().Exec(`UPDATE evidence_custody SET actor = 'x'`); err == nil {
+			// The triggers refuse tampering until someone removes them.
+			if _, err := h.raw().Exec(`UPDATE evidence_custody SET actor = 'x'`); err == nil {
 				t.Fatal("the custody record accepted an update")
 			}
 			for _, q := range tt.sql {
-				if _, err := h.st.Writer().Exec(q); err != nil {
+				if _, err := h.raw().Exec(q); err != nil {
 					t.Fatalf("%s: %v", q, err)
 				}
 			}
@@ -314,7 +313,7 @@ func recomputeCustody(t *testing.T, h *harness, id string) {
 	for _, e := range entries {
 		e.PrevHash = prev
 		e.Hash = evidence.CustodyHash(e)
-		if _, err := h.st.Writer().Exec(`UPDATE evidence_custody SET prev_hash = ?, hash = ? WHERE evidence_id = ? AND seq = ?`, e.PrevHash, e.Hash, id, e.Seq); err != nil {
+		if _, err := h.raw().Exec(`UPDATE evidence_custody SET prev_hash = ?, hash = ? WHERE evidence_id = ? AND seq = ?`, e.PrevHash, e.Hash, id, e.Seq); err != nil {
 			t.Fatal(err)
 		}
 		prev = e.Hash
@@ -362,7 +361,7 @@ func TestCustodyAnchor(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, q := range tt.sql {
-				if _, err := h.st.Writer().Exec(q); err != nil {
+				if _, err := h.raw().Exec(q); err != nil {
 					t.Fatalf("%s: %v", q, err)
 				}
 			}

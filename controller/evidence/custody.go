@@ -99,7 +99,7 @@ func (s *Service) checkCustody(ctx context.Context, it *Item, anchor *store.Chec
 	if !chk.OK {
 		return entries, chk, nil
 	}
-	k := s.db.CheckpointKey()
+	k := s.t.CheckpointKey()
 	hashAt := func(n int64) string {
 		if n < 1 || n > int64(len(entries)) {
 			return ""

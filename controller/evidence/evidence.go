@@ -19,7 +19,6 @@ package evidence
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,18 +48,6 @@ const (
 	// MaxChunkBytes is the largest chunk an agent may send.
 	MaxChunkBytes = 1 << 20
 )
-
-// SQL is the database access the evidence tables need. The SQLite store
-// provides it.
-type SQL interface {
-	// Writer returns the pool that writes (one connection for SQLite).
-	Writer() *sql.DB
-	// Reader returns the pool that reads.
-	Reader() *sql.DB
-	// CheckpointKey signs the checkpoints of custody heads (nil: none are
-	// written or checked).
-	CheckpointKey() *store.CheckpointKey
-}
 
 // RunSnapshotter returns the live state of an active run; the dispatcher
 // provides it. It settles whether a task is open when the store has not yet
@@ -119,9 +106,6 @@ func (c *Config) CheckAndSetDefaults() error {
 	if len(missing) > 0 {
 		return fmt.Errorf("evidence: missing %s", strings.Join(missing, ", "))
 	}
-	if _, ok := c.Store.(SQL); !ok {
-		return fmt.Errorf("evidence: the store (%T) gives no SQL access for the evidence tables", c.Store)
-	}
 	if c.Audit == nil {
 		c.Audit = func(context.Context, string, string, string, any) {}
 	}
@@ -154,8 +138,7 @@ func (c *Config) CheckAndSetDefaults() error {
 type Service struct {
 	operatorv1.UnimplementedEvidenceServiceServer
 	cfg   Config
-	db    SQL
-	t     *store.EvidenceTables
+	t     store.Store
 	slots chan struct{}
 
 	mu     sync.Mutex
@@ -171,8 +154,7 @@ func New(cfg Config) (*Service, error) {
 	if err := os.MkdirAll(cfg.StagingDir, 0o700); err != nil {
 		return nil, fmt.Errorf("evidence: creating the staging directory: %w", err)
 	}
-	db := cfg.Store.(SQL)
-	return &Service{cfg: cfg, db: db, t: store.NewEvidenceTables(db.Writer(), db.Reader(), db.CheckpointKey), slots: make(chan struct{}, cfg.MaxConcurrentUploads),
+	return &Service{cfg: cfg, t: cfg.Store, slots: make(chan struct{}, cfg.MaxConcurrentUploads),
 		active: map[string]*activeUpload{}}, nil
 }
 

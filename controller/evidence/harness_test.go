@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,6 +52,7 @@ type harness struct {
 	t       *testing.T
 	dir     string
 	st      *store.SQLite
+	rawDB   *sql.DB
 	backend evidence.Backend
 	cfg     evidence.Config
 	svc     *evidence.Service
@@ -330,4 +332,19 @@ func wantCode(t *testing.T, err error, code codes.Code, what string) {
 	if status.Code(err) != code {
 		t.Fatalf("%s: got %v, want %s", what, err, code)
 	}
+}
+
+// raw is a connection of the test's own to the controller's database, as
+// someone with the database file (not the controller) would open it.
+func (h *harness) raw() *sql.DB {
+	h.t.Helper()
+	if h.rawDB == nil {
+		db, err := sql.Open("sqlite", "file:"+filepath.Join(h.dir, "firebreak.db")+"?_pragma=busy_timeout(10000)")
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		h.t.Cleanup(func() { db.Close() })
+		h.rawDB = db
+	}
+	return h.rawDB
 }

@@ -18,7 +18,6 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/cases"
 	"github.com/firebreak-ir/firebreak/controller/playbookrun"
 	"github.com/firebreak-ir/firebreak/controller/playbookrun/playbookruntest"
-	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/plugins/sdk"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
@@ -540,11 +539,11 @@ steps:
 	// Make it look like the controller died after creating the slow step's
 	// run but before recording its id: the restarted executor must find the
 	// run by its token instead of creating another.
-	st, err := store.OpenSQLite(context.Background(), filepath.Join(f.c.DataDir, controller.DatabaseFile))
+	st, err := sql.Open("sqlite", "file:"+filepath.Join(f.c.DataDir, controller.DatabaseFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := st.Writer().Exec(`UPDATE playbook_steps SET run_id = '', status = ? WHERE playbook_run_id = ? AND step_id = 'slow'`,
+	res, err := st.Exec(`UPDATE playbook_steps SET run_id = '', status = ? WHERE playbook_run_id = ? AND step_id = 'slow'`,
 		string(playbookrun.StepSubmitting), r.ID)
 	if n, _ := rowsAffected(res, err); n != 1 {
 		t.Fatalf("rewinding the step: %v", err)

@@ -97,15 +97,6 @@ type CaseFindingResult struct {
 	Rule, PlaybookRunID string
 }
 
-// CaseTables holds the cases, their timelines and their findings.
-type CaseTables struct {
-	w, r *sql.DB
-}
-
-// NewCaseTables returns the case tables of the database behind the writer
-// and reader pools (SQLite.Writer and SQLite.Reader).
-func NewCaseTables(w, r *sql.DB) *CaseTables { return &CaseTables{w: w, r: r} }
-
 const caseCols = `id, title, status, phase, severity, resource, created_by, created_at, closed_by, closed_at`
 
 func scanCase(sc scanner) (*Case, error) {
@@ -126,7 +117,7 @@ func insertCase(ctx context.Context, tx *sql.Tx, c *Case) error {
 
 // CreateCase stores a case with its first timeline entries (each with a
 // key) in one transaction.
-func (s *CaseTables) CreateCase(ctx context.Context, c *Case, entries []*CaseEntry) error {
+func (s *SQLite) CreateCase(ctx context.Context, c *Case, entries []*CaseEntry) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if err := insertCase(ctx, tx, c); err != nil {
 			return err
@@ -141,7 +132,7 @@ func (s *CaseTables) CreateCase(ctx context.Context, c *Case, entries []*CaseEnt
 	})
 }
 
-func (s *CaseTables) tx(ctx context.Context, f func(*sql.Tx) error) error {
+func (s *SQLite) tx(ctx context.Context, f func(*sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("cases: %w", err)
@@ -157,7 +148,7 @@ func (s *CaseTables) tx(ctx context.Context, f func(*sql.Tx) error) error {
 }
 
 // GetCase returns one case or ErrNotFound.
-func (s *CaseTables) GetCase(ctx context.Context, id string) (*Case, error) {
+func (s *SQLite) GetCase(ctx context.Context, id string) (*Case, error) {
 	c, err := scanCase(s.r.QueryRowContext(ctx, `SELECT `+caseCols+` FROM cases WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
@@ -167,7 +158,7 @@ func (s *CaseTables) GetCase(ctx context.Context, id string) (*Case, error) {
 
 // ListCases returns up to limit cases, newest first; only open ones
 // unless includeClosed.
-func (s *CaseTables) ListCases(ctx context.Context, includeClosed bool, limit int) ([]*Case, error) {
+func (s *SQLite) ListCases(ctx context.Context, includeClosed bool, limit int) ([]*Case, error) {
 	q := `SELECT ` + caseCols + ` FROM cases`
 	args := []any{}
 	if !includeClosed {
@@ -236,7 +227,7 @@ func scanEntry(sc scanner) (*CaseEntry, error) {
 
 // Timeline returns a case's entries in seq order: all of them, or those
 // of the given kinds.
-func (s *CaseTables) Timeline(ctx context.Context, caseID string, kinds ...string) ([]*CaseEntry, error) {
+func (s *SQLite) Timeline(ctx context.Context, caseID string, kinds ...string) ([]*CaseEntry, error) {
 	q := `SELECT ` + entryCols + ` FROM case_timeline WHERE case_id = ?`
 	args := []any{caseID}
 	if len(kinds) > 0 {
@@ -266,7 +257,7 @@ func (s *CaseTables) Timeline(ctx context.Context, caseID string, kinds ...strin
 // When it did, then (which may be nil) is asked, in the same transaction,
 // whether the entry moves the case to a later phase: it returns the phase
 // entry to record (its Phase becomes the case's), or nil.
-func (s *CaseTables) RecordCaseEntry(ctx context.Context, e *CaseEntry, then func(c *Case, e *CaseEntry) *CaseEntry) (bool, error) {
+func (s *SQLite) RecordCaseEntry(ctx context.Context, e *CaseEntry, then func(c *Case, e *CaseEntry) *CaseEntry) (bool, error) {
 	var added bool
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		c, err := scanCase(tx.QueryRowContext(ctx, `SELECT `+caseCols+` FROM cases WHERE id = ?`, e.CaseID))
@@ -293,7 +284,7 @@ func (s *CaseTables) RecordCaseEntry(ctx context.Context, e *CaseEntry, then fun
 }
 
 // SetCasePhase moves an open case to phase, with a timeline entry.
-func (s *CaseTables) SetCasePhase(ctx context.Context, caseID, phase string, e *CaseEntry) error {
+func (s *SQLite) SetCasePhase(ctx context.Context, caseID, phase string, e *CaseEntry) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE cases SET phase = ? WHERE id = ? AND status = ?`, phase, caseID, CaseOpen); err != nil {
 			return err
@@ -305,7 +296,7 @@ func (s *CaseTables) SetCasePhase(ctx context.Context, caseID, phase string, e *
 
 // CloseCase closes an open case, which enters phase, with a timeline
 // entry; ErrCaseClosed when it is not open.
-func (s *CaseTables) CloseCase(ctx context.Context, caseID, phase, actor string, at time.Time, e *CaseEntry) error {
+func (s *SQLite) CloseCase(ctx context.Context, caseID, phase, actor string, at time.Time, e *CaseEntry) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE cases SET status = ?, phase = ?, closed_by = ?, closed_at = ? WHERE id = ? AND status = ?`,
 			CaseClosed, phase, actor, ns(at), caseID, CaseOpen)
@@ -325,7 +316,7 @@ func (s *CaseTables) CloseCase(ctx context.Context, caseID, phase, actor string,
 // recorded again: the result says Duplicate, with the first receipt's
 // case, rule and playbook run. A more severe finding raises its case's
 // severity.
-func (s *CaseTables) RecordCaseFinding(ctx context.Context, nf *NewCaseFinding) (*CaseFindingResult, error) {
+func (s *SQLite) RecordCaseFinding(ctx context.Context, nf *NewCaseFinding) (*CaseFindingResult, error) {
 	f := nf.Finding
 	res := &CaseFindingResult{}
 	err := s.tx(ctx, func(tx *sql.Tx) error {
@@ -374,7 +365,7 @@ func (s *CaseTables) RecordCaseFinding(ctx context.Context, nf *NewCaseFinding) 
 
 // CaseFindings returns the finding versions of a case in the order they
 // were received.
-func (s *CaseTables) CaseFindings(ctx context.Context, caseID string) ([]*CaseFinding, error) {
+func (s *SQLite) CaseFindings(ctx context.Context, caseID string) ([]*CaseFinding, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT dedup_key, case_id, resource, received_at, rule, playbook_run_id, finding_json
 		FROM case_findings WHERE case_id = ? ORDER BY received_at, dedup_key`, caseID)
 	if err != nil {
@@ -397,21 +388,21 @@ func (s *CaseTables) CaseFindings(ctx context.Context, caseID string) ([]*CaseFi
 
 // LinkCaseFinding records the rule a finding version matched and the
 // playbook run it started or proposed.
-func (s *CaseTables) LinkCaseFinding(ctx context.Context, dedupKey, rule, playbookRunID string) error {
+func (s *SQLite) LinkCaseFinding(ctx context.Context, dedupKey, rule, playbookRunID string) error {
 	_, err := s.w.ExecContext(ctx, `UPDATE case_findings SET rule = ?, playbook_run_id = ? WHERE dedup_key = ?`, rule, playbookRunID, dedupKey)
 	return err
 }
 
 // RunsOfCase returns the ids of the runs linked to a case, oldest first.
-func (s *CaseTables) RunsOfCase(ctx context.Context, caseID string) ([]string, error) {
+func (s *SQLite) RunsOfCase(ctx context.Context, caseID string) ([]string, error) {
 	return s.ids(ctx, `SELECT id FROM runs WHERE case_id = ? ORDER BY created_at, id`, caseID)
 }
 
 // PlaybookRunsOfCase returns the playbook runs named on a case's timeline.
-func (s *CaseTables) PlaybookRunsOfCase(ctx context.Context, caseID string) ([]string, error) {
+func (s *SQLite) PlaybookRunsOfCase(ctx context.Context, caseID string) ([]string, error) {
 	return s.ids(ctx, `SELECT DISTINCT playbook_run_id FROM case_timeline WHERE case_id = ? AND playbook_run_id <> '' ORDER BY playbook_run_id`, caseID)
 }
 
-func (s *CaseTables) ids(ctx context.Context, q string, args ...any) ([]string, error) {
+func (s *SQLite) ids(ctx context.Context, q string, args ...any) ([]string, error) {
 	return queryStrings(ctx, s.r, q, args...)
 }

@@ -10,13 +10,13 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/store"
 )
 
-func openCaseTables(t *testing.T) *store.CaseTables {
+func openCaseTables(t *testing.T) store.CaseStore {
 	s, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "firebreak.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return store.NewCaseTables(s.Writer(), s.Reader())
+	return s
 }
 
 // TestCaseEntries: an entry is recorded once per key, the hook moves the

@@ -127,19 +127,6 @@ type TaskOwner struct {
 	CaseID, CreatedBy string
 }
 
-// EvidenceTables holds uploads, evidence items and their custody records.
-type EvidenceTables struct {
-	w, r *sql.DB
-	key  func() *CheckpointKey
-}
-
-// NewEvidenceTables returns the evidence tables of the database behind
-// the writer and reader pools; key returns the key that signs custody
-// checkpoints (nil: none are written).
-func NewEvidenceTables(w, r *sql.DB, key func() *CheckpointKey) *EvidenceTables {
-	return &EvidenceTables{w: w, r: r, key: key}
-}
-
 const uploadCols = `id, task_id, name, media_type, agent_id, run_id, committed, hash_state, opens, state, evidence_id, created_at, updated_at`
 
 func scanUpload(sc scanner) (*EvidenceUpload, error) {
@@ -155,7 +142,7 @@ func scanUpload(sc scanner) (*EvidenceUpload, error) {
 
 // GetUpload returns one upload or ErrNotFound. It reads through the
 // writer, so it sees the upload's last checkpoint.
-func (s *EvidenceTables) GetUpload(ctx context.Context, id string) (*EvidenceUpload, error) {
+func (s *SQLite) GetUpload(ctx context.Context, id string) (*EvidenceUpload, error) {
 	u, err := scanUpload(s.w.QueryRowContext(ctx, `SELECT `+uploadCols+` FROM evidence_uploads WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
@@ -164,7 +151,7 @@ func (s *EvidenceTables) GetUpload(ctx context.Context, id string) (*EvidenceUpl
 }
 
 // PutUpload inserts an upload or stores its mutable fields.
-func (s *EvidenceTables) PutUpload(ctx context.Context, u *EvidenceUpload) error {
+func (s *SQLite) PutUpload(ctx context.Context, u *EvidenceUpload) error {
 	_, err := s.w.ExecContext(ctx, `INSERT INTO evidence_uploads (`+uploadCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET committed = excluded.committed, hash_state = excluded.hash_state, opens = excluded.opens,
 		state = excluded.state, evidence_id = excluded.evidence_id, media_type = excluded.media_type, updated_at = excluded.updated_at`,
@@ -175,21 +162,21 @@ func (s *EvidenceTables) PutUpload(ctx context.Context, u *EvidenceUpload) error
 
 // CheckpointUpload records how much of an upload is committed and its
 // hash state.
-func (s *EvidenceTables) CheckpointUpload(ctx context.Context, id string, committed int64, state []byte, now time.Time) error {
+func (s *SQLite) CheckpointUpload(ctx context.Context, id string, committed int64, state []byte, now time.Time) error {
 	_, err := s.w.ExecContext(ctx, `UPDATE evidence_uploads SET committed = ?, hash_state = ?, updated_at = ? WHERE id = ?`,
 		committed, state, ns(now), id)
 	return err
 }
 
 // SetUploadState sets an upload's state and the item it stored.
-func (s *EvidenceTables) SetUploadState(ctx context.Context, id, state, evidenceID string, now time.Time) error {
+func (s *SQLite) SetUploadState(ctx context.Context, id, state, evidenceID string, now time.Time) error {
 	_, err := s.w.ExecContext(ctx, `UPDATE evidence_uploads SET state = ?, evidence_id = ?, updated_at = ? WHERE id = ?`,
 		state, evidenceID, ns(now), id)
 	return err
 }
 
 // UploadsIn returns the uploads in a state.
-func (s *EvidenceTables) UploadsIn(ctx context.Context, state string) ([]*EvidenceUpload, error) {
+func (s *SQLite) UploadsIn(ctx context.Context, state string) ([]*EvidenceUpload, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT `+uploadCols+` FROM evidence_uploads WHERE state = ?`, state)
 	if err != nil {
 		return nil, err
@@ -226,7 +213,7 @@ func scanItem(sc scanner) (*EvidenceItem, error) {
 }
 
 // GetEvidence returns one item or ErrNotFound.
-func (s *EvidenceTables) GetEvidence(ctx context.Context, id string) (*EvidenceItem, error) {
+func (s *SQLite) GetEvidence(ctx context.Context, id string) (*EvidenceItem, error) {
 	it, err := scanItem(s.r.QueryRowContext(ctx, `SELECT `+itemCols+` FROM evidence WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
@@ -235,7 +222,7 @@ func (s *EvidenceTables) GetEvidence(ctx context.Context, id string) (*EvidenceI
 }
 
 // ListEvidence returns items, newest first (Limit defaults to 100).
-func (s *EvidenceTables) ListEvidence(ctx context.Context, f EvidenceFilter) ([]*EvidenceItem, error) {
+func (s *SQLite) ListEvidence(ctx context.Context, f EvidenceFilter) ([]*EvidenceItem, error) {
 	var where []string
 	var args []any
 	for col, v := range map[string]string{"run_id": f.RunID, "task_id": f.TaskID, "case_id": f.CaseID, "agent_id": f.AgentID} {
@@ -258,28 +245,28 @@ func (s *EvidenceTables) ListEvidence(ctx context.Context, f EvidenceFilter) ([]
 
 // TaskEvidenceIDs returns the ids of the items stored for a task, oldest
 // first.
-func (s *EvidenceTables) TaskEvidenceIDs(ctx context.Context, taskID string) ([]string, error) {
+func (s *SQLite) TaskEvidenceIDs(ctx context.Context, taskID string) ([]string, error) {
 	return s.itemIDs(ctx, `SELECT id FROM evidence WHERE task_id = ? ORDER BY stored_at, id`, taskID)
 }
 
 // AllEvidenceIDs returns every item id, oldest first.
-func (s *EvidenceTables) AllEvidenceIDs(ctx context.Context) ([]string, error) {
+func (s *SQLite) AllEvidenceIDs(ctx context.Context) ([]string, error) {
 	return s.itemIDs(ctx, `SELECT id FROM evidence ORDER BY stored_at, id`)
 }
 
-func (s *EvidenceTables) itemIDs(ctx context.Context, query string, args ...any) ([]string, error) {
+func (s *SQLite) itemIDs(ctx context.Context, query string, args ...any) ([]string, error) {
 	return queryStrings(ctx, s.r, query, args...)
 }
 
 // SetEvidenceVerified records an item's last verification.
-func (s *EvidenceTables) SetEvidenceVerified(ctx context.Context, id string, at time.Time, v operatorv1.EvidenceVerdict) error {
+func (s *SQLite) SetEvidenceVerified(ctx context.Context, id string, at time.Time, v operatorv1.EvidenceVerdict) error {
 	_, err := s.w.ExecContext(ctx, `UPDATE evidence SET last_verified_at = ?, last_verdict = ? WHERE id = ?`, ns(at), int32(v), id)
 	return err
 }
 
 // InsertEvidence stores a new item with its first custody entry (see
 // AppendCustody), and marks its upload stored, in one transaction.
-func (s *EvidenceTables) InsertEvidence(ctx context.Context, it *EvidenceItem, first *CustodyEntry) error {
+func (s *SQLite) InsertEvidence(ctx context.Context, it *EvidenceItem, first *CustodyEntry) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -291,7 +278,7 @@ func (s *EvidenceTables) InsertEvidence(ctx context.Context, it *EvidenceItem, f
 		ns(it.RetainUntil), string(it.BundleJSON), it.Resumes, 0, 0); err != nil {
 		return fmt.Errorf("recording evidence %s: %w", it.ID, err)
 	}
-	if err := appendCustodyTx(ctx, tx, s.key(), first); err != nil {
+	if err := appendCustodyTx(ctx, tx, s.CheckpointKey(), first); err != nil {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE evidence_uploads SET state = ?, evidence_id = ?, updated_at = ? WHERE id = ?`,
@@ -306,13 +293,13 @@ func (s *EvidenceTables) InsertEvidence(ctx context.Context, it *EvidenceItem, f
 // key signs the item's new custody head in the same transaction. The
 // writer is one connection with immediate transactions, so two appends to
 // one item cannot fork the chain.
-func (s *EvidenceTables) AppendCustody(ctx context.Context, e *CustodyEntry) error {
+func (s *SQLite) AppendCustody(ctx context.Context, e *CustodyEntry) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if err := appendCustodyTx(ctx, tx, s.key(), e); err != nil {
+	if err := appendCustodyTx(ctx, tx, s.CheckpointKey(), e); err != nil {
 		return err
 	}
 	return tx.Commit()
@@ -355,7 +342,7 @@ func appendCustodyTx(ctx context.Context, tx *sql.Tx, k *CheckpointKey, e *Custo
 }
 
 // Custody returns an item's custody entries in order.
-func (s *EvidenceTables) Custody(ctx context.Context, evidenceID string) ([]*CustodyEntry, error) {
+func (s *SQLite) Custody(ctx context.Context, evidenceID string) ([]*CustodyEntry, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT seq, at, actor, action, detail_json, prev_hash, hash FROM evidence_custody WHERE evidence_id = ? ORDER BY seq`, evidenceID)
 	if err != nil {
 		return nil, err
@@ -376,7 +363,7 @@ func (s *EvidenceTables) Custody(ctx context.Context, evidenceID string) ([]*Cus
 }
 
 // TaskOwnerOf reads a stored task and its run, or returns ErrNotFound.
-func (s *EvidenceTables) TaskOwnerOf(ctx context.Context, taskID string) (*TaskOwner, error) {
+func (s *SQLite) TaskOwnerOf(ctx context.Context, taskID string) (*TaskOwner, error) {
 	var t TaskOwner
 	var st int32
 	err := s.r.QueryRowContext(ctx, `SELECT t.run_id, t.agent_id, t.hostname, t.status, r.case_id, r.created_by
@@ -393,6 +380,6 @@ func (s *EvidenceTables) TaskOwnerOf(ctx context.Context, taskID string) (*TaskO
 
 // CustodyCheckpoint returns the newest signed checkpoint of an item's
 // custody head, or nil when none is stored.
-func (s *EvidenceTables) CustodyCheckpoint(ctx context.Context, evidenceID string) (*Checkpoint, error) {
+func (s *SQLite) CustodyCheckpoint(ctx context.Context, evidenceID string) (*Checkpoint, error) {
 	return ReadCheckpoint(ctx, s.r, CustodyChain(evidenceID))
 }

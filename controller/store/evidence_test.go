@@ -21,7 +21,7 @@ func TestEvidenceCustody(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	et := store.NewEvidenceTables(s.Writer(), s.Reader(), s.CheckpointKey)
+	var et store.EvidenceStore = s
 	t0 := time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)
 	if err := et.PutUpload(ctx, &store.EvidenceUpload{ID: "up-1", TaskID: "task-1", State: "open", HashState: []byte{}, CreatedAt: t0}); err != nil {
 		t.Fatal(err)

@@ -224,11 +224,7 @@ func (s *SQLite) migrate(ctx context.Context) error {
 	return nil
 }
 
-// Writer returns the writer pool, for packages that keep their own tables.
-func (s *SQLite) Writer() *sql.DB { return s.w }
-
-// Reader returns the reader pool.
-func (s *SQLite) Reader() *sql.DB { return s.r }
+var _ Store = (*SQLite)(nil)
 
 func ns(t time.Time) int64 {
 	if t.IsZero() {

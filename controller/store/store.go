@@ -1,8 +1,10 @@
-// Package store is the controller's persistent state: agents, join tokens,
-// operators, runs, tasks, approvals and the hash-chained audit log (the
-// Store interface), and the case tables (CaseTables) and evidence tables
-// with their custody chains (EvidenceTables). The SQL is portable; SQLite
-// (pure Go, WAL) is the embedded default.
+// Package store is the controller's persistent state, behind one
+// interface (Store): agents, join tokens, operators, runs, tasks,
+// approvals, the hash-chained audit log, accounts, cases with their
+// timelines and findings (CaseStore), playbook runs (PlaybookRuns), and
+// evidence items with their uploads and custody chains (EvidenceStore).
+// No other package holds a database handle or writes SQL. The SQL is
+// portable; SQLite (pure Go, WAL) is the embedded default.
 package store
 
 import (
@@ -185,6 +187,10 @@ type AuditCheck struct {
 
 // Store is the controller's persistence.
 type Store interface {
+	CaseStore
+	EvidenceStore
+	PlaybookRuns
+
 	// Close releases the store.
 	Close() error
 
@@ -294,4 +300,85 @@ func CountTasks(tasks []*Task) RunCounts {
 		c.Add(t.Status)
 	}
 	return c
+}
+
+// CaseStore keeps cases, their timelines and the findings taken into them.
+type CaseStore interface {
+	// CreateCase stores a case with its first timeline entries (each with
+	// a key) in one transaction.
+	CreateCase(ctx context.Context, c *Case, entries []*CaseEntry) error
+	// GetCase returns one case or ErrNotFound.
+	GetCase(ctx context.Context, id string) (*Case, error)
+	// ListCases returns up to limit cases, newest first; only open ones
+	// unless includeClosed.
+	ListCases(ctx context.Context, includeClosed bool, limit int) ([]*Case, error)
+	// Timeline returns a case's entries in seq order: all of them, or
+	// those of the given kinds.
+	Timeline(ctx context.Context, caseID string, kinds ...string) ([]*CaseEntry, error)
+	// RecordCaseEntry adds an entry unless one with its key exists, and
+	// reports whether it did; then (which may be nil) may move the case
+	// to a later phase in the same transaction (see SQLite.RecordCaseEntry).
+	RecordCaseEntry(ctx context.Context, e *CaseEntry, then func(c *Case, e *CaseEntry) *CaseEntry) (bool, error)
+	// SetCasePhase moves an open case to phase, with a timeline entry.
+	SetCasePhase(ctx context.Context, caseID, phase string, e *CaseEntry) error
+	// CloseCase closes an open case, which enters phase, with a timeline
+	// entry; ErrCaseClosed when it is not open.
+	CloseCase(ctx context.Context, caseID, phase, actor string, at time.Time, e *CaseEntry) error
+	// RecordCaseFinding takes a finding version into its case, opening
+	// the case when needed; a version seen before is a duplicate.
+	RecordCaseFinding(ctx context.Context, nf *NewCaseFinding) (*CaseFindingResult, error)
+	// CaseFindings returns the finding versions of a case in the order
+	// they were received.
+	CaseFindings(ctx context.Context, caseID string) ([]*CaseFinding, error)
+	// LinkCaseFinding records the rule a finding version matched and the
+	// playbook run it started or proposed.
+	LinkCaseFinding(ctx context.Context, dedupKey, rule, playbookRunID string) error
+	// RunsOfCase returns the ids of the runs linked to a case, oldest
+	// first.
+	RunsOfCase(ctx context.Context, caseID string) ([]string, error)
+	// PlaybookRunsOfCase returns the playbook runs named on a case's
+	// timeline.
+	PlaybookRunsOfCase(ctx context.Context, caseID string) ([]string, error)
+}
+
+// EvidenceStore keeps evidence items, their uploads in progress and their
+// hash-chained custody records.
+type EvidenceStore interface {
+	// GetUpload returns one upload or ErrNotFound, as of its last
+	// checkpoint.
+	GetUpload(ctx context.Context, id string) (*EvidenceUpload, error)
+	// PutUpload inserts an upload or stores its mutable fields.
+	PutUpload(ctx context.Context, u *EvidenceUpload) error
+	// CheckpointUpload records how much of an upload is committed and its
+	// hash state.
+	CheckpointUpload(ctx context.Context, id string, committed int64, state []byte, now time.Time) error
+	// SetUploadState sets an upload's state and the item it stored.
+	SetUploadState(ctx context.Context, id, state, evidenceID string, now time.Time) error
+	// UploadsIn returns the uploads in a state.
+	UploadsIn(ctx context.Context, state string) ([]*EvidenceUpload, error)
+	// GetEvidence returns one item or ErrNotFound.
+	GetEvidence(ctx context.Context, id string) (*EvidenceItem, error)
+	// ListEvidence returns items, newest first (Limit defaults to 100).
+	ListEvidence(ctx context.Context, f EvidenceFilter) ([]*EvidenceItem, error)
+	// TaskEvidenceIDs returns the ids of the items stored for a task,
+	// oldest first.
+	TaskEvidenceIDs(ctx context.Context, taskID string) ([]string, error)
+	// AllEvidenceIDs returns every item id, oldest first.
+	AllEvidenceIDs(ctx context.Context) ([]string, error)
+	// SetEvidenceVerified records an item's last verification.
+	SetEvidenceVerified(ctx context.Context, id string, at time.Time, v operatorv1.EvidenceVerdict) error
+	// InsertEvidence stores a new item with its first custody entry, and
+	// marks its upload stored, in one transaction.
+	InsertEvidence(ctx context.Context, it *EvidenceItem, first *CustodyEntry) error
+	// AppendCustody appends to an item's custody chain, filling Seq,
+	// PrevHash and Hash, and signs the new head when a checkpoint key is
+	// set; two appends to one item never fork the chain.
+	AppendCustody(ctx context.Context, e *CustodyEntry) error
+	// Custody returns an item's custody entries in order.
+	Custody(ctx context.Context, evidenceID string) ([]*CustodyEntry, error)
+	// TaskOwnerOf reads a stored task and its run, or returns ErrNotFound.
+	TaskOwnerOf(ctx context.Context, taskID string) (*TaskOwner, error)
+	// CustodyCheckpoint returns the newest signed checkpoint of an item's
+	// custody head, or nil when none is stored.
+	CustodyCheckpoint(ctx context.Context, evidenceID string) (*Checkpoint, error)
 }

@@ -44,6 +44,10 @@
 //	            run the server or the assemblies (controller/cli/labcmd,
 //	            controller/cli/benchcmd, …) live in their own packages.
 //
+//	sql         Only controller/store (and test fixtures) import
+//	            database/sql or a SQL driver: nothing else holds a
+//	            database handle or writes SQL.
+//
 // Test files (_test.go) are not held to the rule: a test may reach across
 // layers for fixtures. Test fixture packages (a package named like
 // storetest or playbookruntest, whose name ends in "test" and which
@@ -223,6 +227,14 @@ var rules = []rule{
 			}
 		}
 		return v
+	}},
+	{name: "sql", check: func(p pkg) []violation {
+		if under(p.path, "controller/store") || under(p.path, "test") || isFixture(p) {
+			return nil
+		}
+		return forbidden(p, "sql", "only controller/store opens a database or writes SQL; every other package reaches state through the store's interfaces", func(imp string) bool {
+			return imp == "database/sql" || strings.HasPrefix(imp, "modernc.org/sqlite") || strings.HasPrefix(imp, "github.com/jackc/pgx")
+		})
 	}},
 	{name: "fixtures", check: func(p pkg) []violation {
 		if under(p.path, "test") || isFixture(p) {
