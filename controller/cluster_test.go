@@ -328,6 +328,7 @@ func TestNewWithPKIDir(t *testing.T) {
 		{name: "first controller restarted on another cluster's pki dir", dataDir: "data-1", pkiDir: pkiB,
 			wantErr: "this controller's identity is not the cluster's"},
 		{name: "single-node data dir with its own CA", dataDir: "single", pkiDir: pkiA, wantErr: "holds its own CA"},
+		{name: "the pki dir as the data dir", dataDir: "pki-a", pkiDir: pkiA, wantErr: "--pki-dir and --data-dir must be different directories"},
 	}
 	if err := os.Mkdir(filepath.Join(root, "single"), 0o700); err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -122,6 +123,15 @@ type Config struct {
 func (c *Config) CheckAndSetDefaults() error {
 	if c.DataDir == "" {
 		return errors.New("controller: --data-dir is required")
+	}
+	if c.PKIDir != "" {
+		pkiDir, err1 := filepath.Abs(c.PKIDir)
+		dataDir, err2 := filepath.Abs(c.DataDir)
+		// The pki dir is read only and shared; the data dir is this
+		// controller's own and written.
+		if err1 == nil && err2 == nil && pkiDir == dataDir {
+			return errors.New("controller: --pki-dir and --data-dir must be different directories: the pki dir holds the cluster's shared identity and is never written, the data dir holds this controller's database")
+		}
 	}
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:7443"
@@ -251,7 +261,7 @@ func loadIdentity(cfg *Config) (*pki.CA, *tasksign.Signer, error) {
 	}
 	// The load balancer's name is in every controller's serving
 	// certificate, and credentials issued anywhere name it.
-	cfg.ServerNames = append(cfg.ServerNames, cp.names.ServerNames...)
+	cfg.ServerNames = slices.Concat(cfg.ServerNames, cp.names.ServerNames)
 	if cfg.Advertise == "" {
 		cfg.Advertise = cp.names.Advertise
 	}
