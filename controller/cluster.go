@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -44,18 +45,18 @@ const DefaultAdminCertTTL = 90 * 24 * time.Hour
 // already holds a cluster identity (or part of one).
 var ErrPKIDirInitialised = errors.New("the pki dir already holds a cluster identity")
 
-// ErrInvalidClusterNames matches (errors.Is) InitPKIDir's refusal of its
+// ErrInitUsage matches (errors.Is) InitPKIDir's refusal of its
 // configuration: a bad --advertise, --server-name or lifetime, or no
 // directory.
-var ErrInvalidClusterNames = errors.New("invalid controller init configuration")
+var ErrInitUsage = errors.New("invalid controller init configuration")
 
 // usageError is a configuration refusal: its text is the cause's, and it
-// matches ErrInvalidClusterNames.
+// matches ErrInitUsage.
 type usageError struct{ err error }
 
 func (e usageError) Error() string        { return e.err.Error() }
 func (e usageError) Unwrap() error        { return e.err }
-func (e usageError) Is(target error) bool { return target == ErrInvalidClusterNames }
+func (e usageError) Is(target error) bool { return target == ErrInitUsage }
 
 // ClusterNames are the public names of a cluster, shared by its
 // controllers through DIR/cluster.json.
@@ -280,7 +281,7 @@ func loadPKIDir(dir string) (*clusterPKI, error) {
 	case err != nil:
 		return nil, fmt.Errorf("--pki-dir: %w", err)
 	default:
-		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&cp.names); err != nil {
 			return nil, fmt.Errorf("--pki-dir: %s is not valid: %w", filepath.Join(dir, ClusterFile), err)

@@ -66,10 +66,10 @@ func TestInitPKIDir(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, wantIs: ErrPKIDirInitialised, wantErr: "holds task-signing.key. controller init creates a cluster's identity once", wantKeep: []string{SigningKeyFile}},
-		{name: "advertise without a port", cfg: PKIInit{Names: ClusterNames{Advertise: "lb.example.com"}}, wantIs: ErrInvalidClusterNames, wantErr: "is not HOST:PORT"},
-		{name: "advertise port out of range", cfg: PKIInit{Names: ClusterNames{Advertise: "lb.example.com:70000"}}, wantIs: ErrInvalidClusterNames, wantErr: "from 1 to 65535"},
-		{name: "server name with a space", cfg: PKIInit{Names: ClusterNames{ServerNames: []string{"lb example"}}}, wantIs: ErrInvalidClusterNames, wantErr: `--server-name "lb example": not a DNS name or IP address`},
-		{name: "negative lifetime", cfg: PKIInit{AdminCertTTL: -1}, wantIs: ErrInvalidClusterNames, wantErr: "is negative"},
+		{name: "advertise without a port", cfg: PKIInit{Names: ClusterNames{Advertise: "lb.example.com"}}, wantIs: ErrInitUsage, wantErr: "is not HOST:PORT"},
+		{name: "advertise port out of range", cfg: PKIInit{Names: ClusterNames{Advertise: "lb.example.com:70000"}}, wantIs: ErrInitUsage, wantErr: "from 1 to 65535"},
+		{name: "server name with a space", cfg: PKIInit{Names: ClusterNames{ServerNames: []string{"lb example"}}}, wantIs: ErrInitUsage, wantErr: `--server-name "lb example": not a DNS name or IP address`},
+		{name: "negative lifetime", cfg: PKIInit{AdminCertTTL: -1}, wantIs: ErrInitUsage, wantErr: "is negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -391,5 +391,56 @@ func mustWrite(t *testing.T, path, data string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNewRecordsIdentityWithoutPKIDir: a single-node data dir records its
+// identity at its first start and starts again; with its task-signing key
+// replaced it is refused, naming the key's fingerprints.
+func TestNewRecordsIdentityWithoutPKIDir(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "controller")
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	start := func() (*Controller, error) {
+		return New(context.Background(), Config{DataDir: dataDir, Listen: "127.0.0.1:0", Logger: logger})
+	}
+	tests := []struct {
+		name    string
+		before  func(t *testing.T)
+		wantErr string
+	}{
+		{name: "first start records"},
+		{name: "restart on the same identity"},
+		{name: "restart with another task-signing key", before: func(t *testing.T) {
+			mustRemove(t, filepath.Join(dataDir, SigningKeyFile))
+			if _, err := tasksign.CreateKey(filepath.Join(dataDir, SigningKeyFile)); err != nil {
+				t.Fatal(err)
+			}
+		}, wantErr: "its task-signing key has sha256 "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.before != nil {
+				tt.before(t)
+			}
+			c, err := start()
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || strings.Contains(err.Error(), "its CA has") {
+					t.Fatalf("err = %v, want %q naming the key alone", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("New: %v", err)
+			}
+			defer c.Store.Close()
+			defer c.lis.Close()
+			ctx := context.Background()
+			if got, _ := c.Store.GetMeta(ctx, MetaCASHA256); got != c.CA.Fingerprint() {
+				t.Errorf("recorded CA %q, want %q", got, c.CA.Fingerprint())
+			}
+			if got, _ := c.Store.GetMeta(ctx, MetaSigningKeySHA256); got != c.Signer.Fingerprint() {
+				t.Errorf("recorded task-signing key %q, want %q", got, c.Signer.Fingerprint())
+			}
+		})
 	}
 }

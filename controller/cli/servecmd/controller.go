@@ -118,7 +118,7 @@ docs/deploy.md ("Cluster identity") shows how to hold it in AWS Secrets Manager.
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			sum, err := controller.InitPKIDir(cfg)
 			if err != nil {
-				if errors.Is(err, controller.ErrPKIDirInitialised) || errors.Is(err, controller.ErrInvalidClusterNames) {
+				if errors.Is(err, controller.ErrPKIDirInitialised) || errors.Is(err, controller.ErrInitUsage) {
 					return cli.ExitWith(cli.ExitUsage, err)
 				}
 				return err
