@@ -275,7 +275,7 @@ func loadPKIDir(dir string) (*clusterPKI, error) {
 	cp := &clusterPKI{ca: ca, signer: signer}
 	// cluster.json is optional: a pki dir assembled by hand from a
 	// single-node data dir has none.
-	b, err := os.ReadFile(filepath.Join(dir, ClusterFile))
+	b, err := os.ReadFile(filepath.Join(dir, ClusterFile)) //nolint:gosec // G304: a file of the operator's --pki-dir
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
@@ -297,7 +297,7 @@ func loadPKIDir(dir string) (*clusterPKI, error) {
 // its own CA when the controller now starts with a --pki-dir holding
 // another: that data dir's agents and operators trust the old CA only.
 func checkDataDirCA(dataDir string, ca *pki.CA) error {
-	b, err := os.ReadFile(filepath.Join(dataDir, pki.CACertFile))
+	b, err := os.ReadFile(filepath.Join(dataDir, pki.CACertFile)) //nolint:gosec // G304: a file of the operator's --data-dir
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
