@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -55,8 +56,14 @@ const (
 
 // Config is the controller's configuration.
 type Config struct {
-	// DataDir holds the CA, keys, database and evidence.
+	// DataDir holds the database and evidence, and, without PKIDir, the
+	// CA, the task-signing key and the admin credential.
 	DataDir string
+	// PKIDir, when set, holds the cluster's identity that `controller
+	// init` created (the CA, the task-signing key, admin.creds and
+	// cluster.json), shared by every controller of the cluster and read
+	// only: nothing there is created or changed.
+	PKIDir string
 	// Listen is the TCP address to serve on (HOST:PORT; port 0 picks one).
 	Listen string
 	// MetricsListen, when set, serves the controller's metrics in the
@@ -117,6 +124,15 @@ func (c *Config) CheckAndSetDefaults() error {
 	if c.DataDir == "" {
 		return errors.New("controller: --data-dir is required")
 	}
+	if c.PKIDir != "" {
+		pkiDir, err1 := filepath.Abs(c.PKIDir)
+		dataDir, err2 := filepath.Abs(c.DataDir)
+		// The pki dir is read only and shared; the data dir is this
+		// controller's own and written.
+		if err1 == nil && err2 == nil && pkiDir == dataDir {
+			return errors.New("controller: --pki-dir and --data-dir must be different directories: the pki dir holds the cluster's shared identity and is never written, the data dir holds this controller's database")
+		}
+	}
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:7443"
 	}
@@ -161,7 +177,9 @@ type Controller struct {
 
 // New builds the controller: on first start it creates the CA, the
 // task-signing key, the database and the admin credential in DataDir; on
-// later starts it reuses them.
+// later starts it reuses them. With PKIDir it loads the CA, the key and
+// the admin credential from there instead, creating none. Either way it
+// refuses a CA or key other than the one its store recorded.
 func New(ctx context.Context, cfg Config) (*Controller, error) {
 	if err := cfg.CheckAndSetDefaults(); err != nil {
 		return nil, err
@@ -171,17 +189,17 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 	if err := statedir.Prepare(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	ca, err := pki.LoadOrCreateCA(cfg.DataDir)
+	ca, signer, err := loadIdentity(&cfg)
 	if err != nil {
-		return nil, fmt.Errorf("loading the CA: %w", err)
+		return nil, err
 	}
 	ca.Now = cfg.Clock
-	signer, err := tasksign.LoadOrCreateKey(filepath.Join(cfg.DataDir, SigningKeyFile))
-	if err != nil {
-		return nil, fmt.Errorf("loading the task-signing key: %w", err)
-	}
 	st, err := store.OpenSQLite(ctx, filepath.Join(cfg.DataDir, DatabaseFile))
 	if err != nil {
+		return nil, err
+	}
+	if err := checkClusterIdentity(ctx, st, ca.Fingerprint(), signer.Fingerprint()); err != nil {
+		st.Close()
 		return nil, err
 	}
 	// Files an earlier version or an operator left readable by others
@@ -217,6 +235,37 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// loadIdentity loads the CA and the task-signing key: from PKIDir, read
+// only, when set (adding the cluster's names to cfg), else from DataDir,
+// creating them on first start.
+func loadIdentity(cfg *Config) (*pki.CA, *tasksign.Signer, error) {
+	if cfg.PKIDir == "" {
+		ca, err := pki.LoadOrCreateCA(cfg.DataDir)
+		if err != nil {
+			return nil, nil, fmt.Errorf("loading the CA: %w", err)
+		}
+		signer, err := tasksign.LoadOrCreateKey(filepath.Join(cfg.DataDir, SigningKeyFile))
+		if err != nil {
+			return nil, nil, fmt.Errorf("loading the task-signing key: %w", err)
+		}
+		return ca, signer, nil
+	}
+	cp, err := loadPKIDir(cfg.PKIDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkDataDirCA(cfg.DataDir, cp.ca); err != nil {
+		return nil, nil, err
+	}
+	// The load balancer's name is in every controller's serving
+	// certificate, and credentials issued anywhere name it.
+	cfg.ServerNames = slices.Concat(cfg.ServerNames, cp.names.ServerNames)
+	if cfg.Advertise == "" {
+		cfg.Advertise = cp.names.Advertise
+	}
+	return cp.ca, cp.signer, nil
 }
 
 // Audit appends to the audit log; a failure is logged, never silent.
@@ -348,14 +397,18 @@ func (c *Controller) build(ctx context.Context) error {
 	return nil
 }
 
-// ensureAdmin creates the admin operator and DataDir/admin.creds on first
-// start.
+// ensureAdmin creates the admin operator on the store's first start: from
+// PKIDir/admin.creds when PKIDir is set, else with a new credential written
+// to DataDir/admin.creds.
 func (c *Controller) ensureAdmin(ctx context.Context) error {
 	path := filepath.Join(c.cfg.DataDir, AdminCredsFile)
 	if _, err := c.Store.GetOperator(ctx, "admin"); err == nil {
 		return nil
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
+	}
+	if c.cfg.PKIDir != "" {
+		return c.registerClusterAdmin(ctx)
 	}
 	ttl := c.cfg.OperatorCertTTL
 	if ttl == 0 {
@@ -426,7 +479,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	addr := c.lis.Addr().String()
 	_ = pki.WriteFileAtomic(filepath.Join(c.cfg.DataDir, AddrFile), []byte(addr+"\n"), 0o600)
 	c.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	c.cfg.Logger.Info("controller serving", "addr", addr, "data_dir", c.cfg.DataDir, "approval_threshold", c.cfg.ApprovalThreshold)
+	c.cfg.Logger.Info("controller serving", "addr", addr, "data_dir", c.cfg.DataDir, "pki_dir", c.cfg.PKIDir, "ca_sha256", c.CA.Fingerprint(), "approval_threshold", c.cfg.ApprovalThreshold)
 	if c.cfg.Ready != nil {
 		c.cfg.Ready(addr)
 	}

@@ -53,12 +53,18 @@ func LoadCreds(path string) (*Creds, error) {
 }
 
 // Save writes the credential file with mode 0600.
-func (c *Creds) Save(path string) error {
+func (c *Creds) Save(path string) error { return c.save(path, WriteFileAtomic) }
+
+// SaveNew writes the credential file with mode 0600, refusing (with an
+// error wrapping fs.ErrExist) to replace a file already at path.
+func (c *Creds) SaveNew(path string) error { return c.save(path, WriteFileExclusive) }
+
+func (c *Creds) save(path string, write func(path string, data []byte, perm os.FileMode) error) error {
 	b, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(path, append(b, '\n'), 0o600)
+	return write(path, append(b, '\n'), 0o600)
 }
 
 // TLS returns the client TLS configuration for these credentials.

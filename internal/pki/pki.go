@@ -17,6 +17,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/big"
 	"net"
 	"net/url"
@@ -121,26 +122,49 @@ const (
 
 // LoadOrCreateCA loads the CA from dir, creating it on first start.
 func LoadOrCreateCA(dir string) (*CA, error) {
-	certPath, keyPath := filepath.Join(dir, CACertFile), filepath.Join(dir, CAKeyFile)
-	if _, err := os.Stat(keyPath); err == nil {
-		certPEM, err := os.ReadFile(certPath)
-		if err != nil {
-			return nil, fmt.Errorf("reading the CA certificate: %w", err)
-		}
-		keyPEM, err := os.ReadFile(keyPath)
-		if err != nil {
-			return nil, fmt.Errorf("reading the CA key: %w", err)
-		}
-		cert, err := ParseCertPEM(certPEM)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", certPath, err)
-		}
-		key, err := ParseKeyPEM(keyPEM)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", keyPath, err)
-		}
-		return &CA{Cert: cert, key: key, Now: time.Now}, nil
+	if _, err := os.Stat(filepath.Join(dir, CAKeyFile)); err == nil {
+		return LoadCA(dir)
 	}
+	return createCA(dir, WriteFileAtomic)
+}
+
+// LoadCA loads the CA certificate and key from dir, never creating them. A
+// missing file is an error wrapping fs.ErrNotExist.
+func LoadCA(dir string) (*CA, error) {
+	certPath, keyPath := filepath.Join(dir, CACertFile), filepath.Join(dir, CAKeyFile)
+	certPEM, err := os.ReadFile(certPath)
+	if err != nil {
+		return nil, fmt.Errorf("reading the CA certificate: %w", err)
+	}
+	keyPEM, err := os.ReadFile(keyPath)
+	if err != nil {
+		return nil, fmt.Errorf("reading the CA key: %w", err)
+	}
+	cert, err := ParseCertPEM(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", certPath, err)
+	}
+	key, err := ParseKeyPEM(keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", keyPath, err)
+	}
+	// Security-critical: a key that is not the certificate's would sign
+	// certificates no one verifies; a mismatched pair is refused at once.
+	if pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(cert.PublicKey) {
+		return nil, fmt.Errorf("%s is not the key of the CA certificate %s", keyPath, certPath)
+	}
+	if !cert.IsCA {
+		return nil, fmt.Errorf("%s is not a CA certificate", certPath)
+	}
+	return &CA{Cert: cert, key: key, Now: time.Now}, nil
+}
+
+// CreateCA creates a new CA in dir, both files mode 0600. It refuses, with
+// an error wrapping fs.ErrExist, to replace a CA file already there.
+func CreateCA(dir string) (*CA, error) { return createCA(dir, WriteFileExclusive) }
+
+// createCA generates the CA and writes it with write, the key first.
+func createCA(dir string, write func(path string, data []byte, perm os.FileMode) error) (*CA, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -160,18 +184,32 @@ func LoadOrCreateCA(dir string) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	cert, _ := x509.ParseCertificate(der)
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
 	keyPEM, err := EncodeKeyPEM(key)
 	if err != nil {
 		return nil, err
 	}
-	if err := WriteFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+	keyPath := filepath.Join(dir, CAKeyFile)
+	if err := write(keyPath, keyPEM, 0o600); err != nil {
 		return nil, err
 	}
-	if err := WriteFileAtomic(certPath, EncodeCertPEM(der), 0o644); err != nil {
+	if err := write(filepath.Join(dir, CACertFile), EncodeCertPEM(der), 0o600); err != nil {
+		// A key without its certificate would make the next start load
+		// nothing; it goes too.
+		_ = os.Remove(keyPath)
 		return nil, err
 	}
 	return &CA{Cert: cert, key: key, Now: time.Now}, nil
+}
+
+// Fingerprint is the SHA-256 of the CA certificate's DER, in hex: what
+// operators compare and what a cluster's store records.
+func (ca *CA) Fingerprint() string {
+	sum := sha256.Sum256(ca.Cert.Raw)
+	return hex.EncodeToString(sum[:])
 }
 
 // Pool returns a cert pool holding only this CA.
@@ -321,6 +359,41 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// WriteFileExclusive writes data to path, refusing (with an error wrapping
+// fs.ErrExist) when path already exists. It writes a temporary file and
+// links it into place, so the file appears whole or not at all, and two
+// writers racing for one path cannot both win.
+func WriteFileExclusive(path string, data []byte, perm os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
+		var le *os.LinkError
+		if errors.As(err, &le) && errors.Is(le.Err, fs.ErrExist) {
+			return fmt.Errorf("%s already exists: %w", path, fs.ErrExist)
+		}
+		return err
+	}
+	return nil
 }
 
 // ServerTLS is the controller's TLS configuration: TLS 1.3 only, client

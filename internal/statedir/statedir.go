@@ -80,3 +80,30 @@ func tighten(path string, st fs.FileInfo) error {
 	}
 	return nil
 }
+
+// CheckPrivate checks, without changing anything, that path is private to
+// this process's user: owned by it, and neither group nor others have any
+// permission on it. It is for state that is mounted read-only (a cluster's
+// --pki-dir), which the process must not modify.
+func CheckPrivate(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != os.Geteuid() {
+		// Security-critical: a key another user owns can be swapped by
+		// that user; it is refused, not used.
+		return fmt.Errorf("%s is owned by uid %d, not by this process's user (uid %d): chown it to this user",
+			path, sys.Uid, os.Geteuid())
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		want := perm &^ 0o077
+		if st.IsDir() {
+			want = 0o700
+		}
+		// Security-critical: a key other users can read is a leaked key;
+		// it is refused, not used.
+		return fmt.Errorf("%s has mode %v, open to other users: run chmod %o %s", path, perm, want, path)
+	}
+	return nil
+}

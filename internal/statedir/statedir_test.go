@@ -89,3 +89,49 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestCheckPrivate checks that a private file or directory passes and one
+// open to other users is refused with the chmod to run, unchanged.
+func TestCheckPrivate(t *testing.T) {
+	tests := []struct {
+		name    string
+		dir     bool
+		perm    os.FileMode
+		wantErr string
+	}{
+		{name: "private file", perm: 0o600},
+		{name: "read-only private file", perm: 0o400},
+		{name: "private directory", dir: true, perm: 0o700},
+		{name: "group-readable file", perm: 0o640, wantErr: "run chmod 600"},
+		{name: "world-readable file", perm: 0o644, wantErr: "open to other users"},
+		{name: "group-enterable directory", dir: true, perm: 0o750, wantErr: "run chmod 700"},
+		{name: "missing file", wantErr: "no such file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "x")
+			switch {
+			case tt.perm == 0:
+			case tt.dir:
+				must(t, os.Mkdir(path, tt.perm))
+				must(t, os.Chmod(path, tt.perm))
+			default:
+				must(t, os.WriteFile(path, []byte("k"), tt.perm))
+				must(t, os.Chmod(path, tt.perm))
+			}
+			err := CheckPrivate(path)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("CheckPrivate: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want %q", err, tt.wantErr)
+			}
+			if tt.perm != 0 && mode(t, path) != tt.perm {
+				t.Fatalf("mode changed to %v; CheckPrivate must change nothing", mode(t, path))
+			}
+		})
+	}
+}

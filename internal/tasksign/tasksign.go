@@ -10,9 +10,11 @@ import (
 	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"time"
 
@@ -38,24 +40,51 @@ type Signer struct {
 // LoadOrCreateKey loads the ed25519 task-signing key from path, creating it
 // (mode 0600) on first start.
 func LoadOrCreateKey(path string) (*Signer, error) {
-	if b, err := os.ReadFile(path); err == nil {
-		blk, _ := pem.Decode(b)
-		if blk == nil || blk.Type != "FIREBREAK TASK SIGNING KEY" || len(blk.Bytes) != ed25519.SeedSize {
-			return nil, fmt.Errorf("%s is not a Firebreak task-signing key", path)
-		}
-		return &Signer{key: ed25519.NewKeyFromSeed(blk.Bytes)}, nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, err
+	s, err := LoadKey(path)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return s, err
 	}
+	return createKey(path, pki.WriteFileAtomic)
+}
+
+// LoadKey loads the ed25519 task-signing key from path, never creating it.
+// A missing file is an error wrapping fs.ErrNotExist.
+func LoadKey(path string) (*Signer, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the task-signing key: %w", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != pemType || len(blk.Bytes) != ed25519.SeedSize {
+		return nil, fmt.Errorf("%s is not a Firebreak task-signing key", path)
+	}
+	return &Signer{key: ed25519.NewKeyFromSeed(blk.Bytes)}, nil
+}
+
+// CreateKey creates a new task-signing key at path (mode 0600), refusing
+// with an error wrapping fs.ErrExist to replace a file already there.
+func CreateKey(path string) (*Signer, error) { return createKey(path, pki.WriteFileExclusive) }
+
+// pemType is the PEM block type of a task-signing key file.
+const pemType = "FIREBREAK TASK SIGNING KEY"
+
+func createKey(path string, write func(path string, data []byte, perm os.FileMode) error) (*Signer, error) {
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, err
 	}
-	b := pem.EncodeToMemory(&pem.Block{Type: "FIREBREAK TASK SIGNING KEY", Bytes: key.Seed()})
-	if err := pki.WriteFileAtomic(path, b, 0o600); err != nil {
+	b := pem.EncodeToMemory(&pem.Block{Type: pemType, Bytes: key.Seed()})
+	if err := write(path, b, 0o600); err != nil {
 		return nil, err
 	}
 	return &Signer{key: key}, nil
+}
+
+// Fingerprint is the SHA-256 of the public key, in hex: what operators
+// compare and what a cluster's store records.
+func (s *Signer) Fingerprint() string {
+	sum := sha256.Sum256(s.PublicKey())
+	return hex.EncodeToString(sum[:])
 }
 
 // NewSigner wraps a key (tests).

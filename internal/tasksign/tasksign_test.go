@@ -3,6 +3,9 @@ package tasksign_test
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -159,5 +162,34 @@ func TestDeriveKey(t *testing.T) {
 				t.Fatal("the derived key is the task-signing key")
 			}
 		})
+	}
+}
+
+// TestCreateAndLoadKey checks that CreateKey refuses to replace a key, and
+// that LoadKey never creates one and loads the same key.
+func TestCreateAndLoadKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "task.key")
+	if _, err := tasksign.LoadKey(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("LoadKey of a missing file: err = %v, want fs.ErrNotExist", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal("LoadKey created the key file")
+	}
+	a, err := tasksign.CreateKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Fatalf("key mode %v, want 0600", st.Mode().Perm())
+	}
+	if _, err := tasksign.CreateKey(path); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("a second CreateKey: err = %v, want fs.ErrExist", err)
+	}
+	b, err := tasksign.LoadKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Fingerprint() != b.Fingerprint() || len(a.Fingerprint()) != 64 {
+		t.Fatalf("fingerprints %q and %q, want one hex SHA-256", a.Fingerprint(), b.Fingerprint())
 	}
 }

@@ -5,6 +5,7 @@
 package servecmd
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -31,7 +32,13 @@ func NewControllerCmd(g *cli.Globals) *cobra.Command {
 		Short: "Run the controller",
 		Long: `Run the controller. On the first start it creates in --data-dir a CA (ca.pem),
 an ed25519 task-signing key, the SQLite database and the admin credential
-admin.creds; later starts reuse them. It stops cleanly on SIGTERM.`,
+admin.creds; later starts reuse them. It stops cleanly on SIGTERM.
+
+With --pki-dir DIR (made once by 'firebreak controller init') the CA, the
+task-signing key and the admin credential come from DIR, read only, so every
+controller of a cluster shares one identity; --data-dir then holds the
+database and evidence. A controller whose CA or task-signing key differs from
+the one its store recorded refuses to start.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var lvl slog.Level
@@ -58,7 +65,8 @@ admin.creds; later starts reuse them. It stops cleanly on SIGTERM.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.DataDir, "data-dir", "", "directory for the CA, keys, database and evidence (required)")
+	f.StringVar(&cfg.DataDir, "data-dir", "", "directory for the database and evidence, and without --pki-dir the CA, keys and admin credential (required)")
+	f.StringVar(&cfg.PKIDir, "pki-dir", "", "directory holding the cluster's identity made by 'controller init' (CA, task-signing key, admin.creds), read only; shared by every controller of a cluster")
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:7443", "address to serve agents and operators on")
 	f.StringVar(&cfg.Advertise, "advertise", "", "address written into new credentials (default: the listen address)")
 	f.StringSliceVar(&cfg.ServerNames, "server-name", nil, "extra DNS name or IP for the serving certificate (repeatable)")
@@ -83,6 +91,57 @@ admin.creds; later starts reuse them. It stops cleanly on SIGTERM.`,
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	registerIncidentFlags(f, &cfg.Incident)
 	_ = cmd.MarkFlagRequired("data-dir")
+	cmd.AddCommand(newControllerInitCmd(g))
+	return cmd
+}
+
+// newControllerInitCmd is `firebreak controller init`: it creates a
+// cluster's identity once.
+func newControllerInitCmd(g *cli.Globals) *cobra.Command {
+	var cfg controller.PKIInit
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Create a controller cluster's identity (CA, task-signing key, admin credential) once",
+		Long: `Create, once, the identity every controller of a cluster shares, in --pki-dir
+(created 0700; every file 0600):
+
+  ca.pem, ca.key      the CA that issues agent, operator and serving certificates
+  task-signing.key    the ed25519 key tasks are signed with
+  admin.creds         the first admin credential (its address is --advertise)
+  cluster.json        --advertise and the --server-name list, used by every
+                      controller started with this --pki-dir
+
+Start every controller with 'firebreak controller --pki-dir DIR'. It refuses a
+directory that already holds any of these files (exit code 2). Keep DIR secret:
+docs/deploy.md ("Cluster identity") shows how to hold it in AWS Secrets Manager.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sum, err := controller.InitPKIDir(cfg)
+			if err != nil {
+				if errors.Is(err, controller.ErrPKIDirInitialised) || errors.Is(err, controller.ErrInitUsage) {
+					return cli.ExitWith(cli.ExitUsage, err)
+				}
+				return err
+			}
+			if g.JSON() {
+				return g.PrintJSON(sum)
+			}
+			out := g.Out()
+			fmt.Fprintf(out, "created the cluster identity in %s:\n", sum.Dir)
+			for _, f := range sum.Files {
+				fmt.Fprintf(out, "  %s\n", f)
+			}
+			fmt.Fprintf(out, "CA sha256:               %s\ntask-signing key sha256: %s\n", sum.CASHA256, sum.SigningKeySHA256)
+			fmt.Fprintf(out, "start every controller with: firebreak controller --pki-dir %s --data-dir DIR\n", sum.Dir)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Dir, "pki-dir", "", "directory to create the cluster identity in (required; created 0700)")
+	f.StringVar(&cfg.Names.Advertise, "advertise", "", "HOST:PORT clients reach the cluster at (the load balancer's): written into admin.creds and, by every controller, into new credentials")
+	f.StringSliceVar(&cfg.Names.ServerNames, "server-name", nil, "DNS name or IP every controller's serving certificate carries, e.g. the load balancer's (repeatable)")
+	f.DurationVar(&cfg.AdminCertTTL, "admin-cert-ttl", controller.DefaultAdminCertTTL, "lifetime of the admin credential")
+	_ = cmd.MarkFlagRequired("pki-dir")
 	return cmd
 }
 
