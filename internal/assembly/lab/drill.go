@@ -235,7 +235,7 @@ func score(r *Result) int {
 
 // SendEvent posts an EventBridge event to the controller's HTTPS events
 // endpoint with the shared secret, the way an EventBridge API destination
-// does.
+// does, and with ctx's W3C trace context, which the finding continues.
 func (e *Env) SendEvent(ctx context.Context, event []byte) ([]*intake.Outcome, error) {
 	caPEM, err := os.ReadFile(filepath.Join(e.Dir, "controller", pki.CACertFile))
 	if err != nil {
