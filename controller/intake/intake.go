@@ -45,8 +45,8 @@ const (
 	AttrFindingID     = attribute.Key("firebreak.finding.id")
 	AttrFindingType   = attribute.Key("firebreak.finding.type")
 	AttrFindingSource = attribute.Key("firebreak.finding.source")
-	// AttrFindingVia is the path it came in by: intake/https, intake/sqs,
-	// operator:NAME.
+	// AttrFindingVia is the path it came in by: intake/eventbridge (the
+	// HTTPS endpoint), intake/sqs, operator:NAME.
 	AttrFindingVia = attribute.Key("firebreak.finding.via")
 )
 

@@ -135,3 +135,46 @@ steps:
 		}
 	}
 }
+
+// TestApprovalWaitIsInTheRunsTrace: a proposed playbook run's wait for an
+// approver is a playbook.approval_wait span in the run's trace, linked to
+// the approver's own request, and the steps that run after the approval
+// are in the run's trace, not the approver's.
+func TestApprovalWaitIsInTheRunsTrace(t *testing.T) {
+	rec := recordSpans(t)
+	f := newFleet(t, 1, map[string]string{"prop": pb("prop", `
+steps:
+  - id: only
+    phase: contain
+    action: record
+    targets: {selector: role=host}
+    params: {mark: only}
+`)})
+	ctx, finding := otel.Tracer("test").Start(context.Background(), "finding.intake")
+	r, _, err := f.c.Playbooks.Start(ctx, playbookrun.StartRequest{Playbook: "prop", CreatedBy: "rule:test", RequireApproval: true})
+	finding.End()
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, approver := otel.Tracer("test").Start(context.Background(), "firebreak playbook approve")
+	if _, err := f.c.Playbooks.Approve(actx, r.ID, "bob", "ok"); err != nil {
+		t.Fatal(err)
+	}
+	approver.End()
+	if done := f.wait(t, r.ID); done.Status != playbookrun.StatusSucceeded {
+		t.Fatalf("status %s (%s)", done.Status, done.Error)
+	}
+	tid := finding.SpanContext().TraceID()
+	waits := spansNamed(rec, "playbook.approval_wait", tid)
+	if len(waits) != 1 {
+		t.Fatalf("%d playbook.approval_wait spans in the run's trace, want 1", len(waits))
+	}
+	w := waits[0]
+	if attr(w, "firebreak.approval.decision") != "approved" || attr(w, "firebreak.approval.operator") != "bob" ||
+		len(w.Links()) != 1 || w.Links()[0].SpanContext.SpanID() != approver.SpanContext().SpanID() {
+		t.Errorf("approval wait %v with links %v: want bob's approval, linked to his request", w.Attributes(), w.Links())
+	}
+	if steps := spansNamed(rec, "playbook.step", tid); len(steps) != 1 || attr(steps[0], "firebreak.playbook.step") != "only" {
+		t.Errorf("%d step spans in the run's trace, want the approved run's one step", len(steps))
+	}
+}
