@@ -161,6 +161,10 @@ type Entry struct {
 	EvidenceIDs []string `json:"evidence_ids,omitempty"`
 	// Detail is a JSON object with the particulars.
 	Detail json.RawMessage `json:"detail,omitempty"`
+	// TraceID is the W3C trace id of the work that recorded the entry (the
+	// finding's intake, a playbook run's step, an operator's command);
+	// when empty, the trace of the context it is recorded in.
+	TraceID string `json:"trace_id,omitempty"`
 }
 
 // FindingRecord is one finding version recorded on a case.

@@ -266,6 +266,18 @@ func (r *Report) Markdown(w io.Writer) error {
 		p("\n")
 	}
 
+	p("## Traces\n\n")
+	if len(r.Traces) == 0 {
+		p("No entry was recorded inside a trace.\n\n")
+	} else {
+		p("| Trace id | First entry | Started | Playbook runs | Runs | Entries |\n|---|---|---|---|---|---|\n")
+		for _, t := range r.Traces {
+			p("| %s | %s | %s | %s | %s | %d |\n", md(t.TraceID), fmtTime(t.At), md(t.Started), md(orDash(strings.Join(t.PlaybookRunIDs, ", "))),
+				md(orDash(strings.Join(t.RunIDs, ", "))), t.Entries)
+		}
+		p("\n")
+	}
+
 	p("## Lessons learned\n\nTo be filled in at the lessons-learned meeting.\n\n")
 	for _, q := range r.Lessons {
 		p("### %s\n\n_Answer:_\n\n", md(q))
@@ -391,6 +403,14 @@ pre{background:#f7f7f7;border:1px solid #ddd;padding:.5em;overflow-x:auto;white-
 
 <h2>Open items</h2>
 {{if .OpenItems}}<ul>{{range .OpenItems}}<li>{{.}}</li>{{end}}</ul>{{else}}<p>None.</p>{{end}}
+
+<h2>Traces</h2>
+{{if .Traces}}
+<table>
+<tr><th>Trace id</th><th>First entry</th><th>Started</th><th>Playbook runs</th><th>Runs</th><th>Entries</th></tr>
+{{range .Traces}}<tr><td><code>{{.TraceID}}</code></td><td>{{time .At}}</td><td>{{.Started}}</td><td>{{dash (join .PlaybookRunIDs ", ")}}</td><td>{{dash (join .RunIDs ", ")}}</td><td>{{.Entries}}</td></tr>
+{{end}}</table>
+{{else}}<p>No entry was recorded inside a trace.</p>{{end}}
 
 <h2>Lessons learned</h2>
 <p>To be filled in at the lessons-learned meeting.</p>

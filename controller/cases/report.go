@@ -43,6 +43,11 @@ type Report struct {
 	Approvals []*ApprovalEntry `json:"approvals"`
 	// Notes are the operators' notes.
 	Notes []*Entry `json:"notes"`
+	// Traces are the traces the case's timeline was written in, in the
+	// order they first appear: open one in the tracing back end to see
+	// that response from the finding (or the operator's command) to the
+	// agents' tasks and the AWS calls.
+	Traces []*TraceRef `json:"traces"`
 	// OpenItems are what still needs a responder.
 	OpenItems []string `json:"open_items"`
 	// Lessons are the post-incident questions to answer.
@@ -120,6 +125,51 @@ type ApprovalEntry struct {
 	Comment string `json:"comment,omitempty"`
 }
 
+// TraceRef is one trace of a case: the work that wrote some of its
+// timeline entries.
+type TraceRef struct {
+	// TraceID is the W3C trace id, 32 hex digits.
+	TraceID string `json:"trace_id"`
+	// At is when its first entry happened, and Started that entry's
+	// summary.
+	At      time.Time `json:"at"`
+	Started string    `json:"started"`
+	// PlaybookRunIDs, RunIDs and FindingIDs are what its entries name.
+	PlaybookRunIDs []string `json:"playbook_run_ids,omitempty"`
+	RunIDs         []string `json:"run_ids,omitempty"`
+	FindingIDs     []string `json:"finding_ids,omitempty"`
+	// Entries counts its timeline entries.
+	Entries int `json:"entries"`
+}
+
+// tracesOf gathers the traces of a timeline, in order of first entry.
+func tracesOf(timeline []*Entry) []*TraceRef {
+	out := []*TraceRef{}
+	byID := map[string]*TraceRef{}
+	add := func(list []string, id string) []string {
+		if id == "" || slices.Contains(list, id) {
+			return list
+		}
+		return append(list, id)
+	}
+	for _, e := range timeline {
+		if e.TraceID == "" {
+			continue
+		}
+		t := byID[e.TraceID]
+		if t == nil {
+			t = &TraceRef{TraceID: e.TraceID, At: e.At, Started: e.Summary}
+			byID[e.TraceID] = t
+			out = append(out, t)
+		}
+		t.Entries++
+		t.PlaybookRunIDs = add(t.PlaybookRunIDs, e.PlaybookRunID)
+		t.RunIDs = add(t.RunIDs, e.RunID)
+		t.FindingIDs = add(t.FindingIDs, e.FindingID)
+	}
+	return out
+}
+
 // LessonsLearned are the post-incident questions of NIST SP 800-61r2
 // §3.4.1, for the lessons-learned meeting to answer.
 var LessonsLearned = []string{
@@ -150,7 +200,7 @@ func (s *Service) Report(ctx context.Context, caseID string) (*Report, error) {
 	}
 	r := &Report{GeneratedAt: s.cfg.Clock().UTC(), Case: c, SeverityLabel: c.SeverityLabel(), Contained: c.Contained(),
 		Findings: findings, Timeline: timeline, Actions: []*Action{}, Evidence: []*EvidenceEntry{}, Approvals: []*ApprovalEntry{},
-		Notes: []*Entry{}, Lessons: LessonsLearned}
+		Notes: []*Entry{}, Traces: tracesOf(timeline), Lessons: LessonsLearned}
 
 	type stepRef struct {
 		pbr, step string

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/firebreak-ir/firebreak/controller/finding"
 	"github.com/firebreak-ir/firebreak/controller/playbook"
 	"github.com/firebreak-ir/firebreak/controller/store"
@@ -29,16 +31,29 @@ func fromStoreCase(c *store.Case) *Case {
 		Resource: c.Resource, CreatedBy: c.CreatedBy, CreatedAt: c.CreatedAt, ClosedBy: c.ClosedBy, ClosedAt: c.ClosedAt}
 }
 
-func toStoreEntry(e *Entry) *store.CaseEntry {
+// toStoreEntry converts an entry to store; an entry that names no trace
+// takes the one it is written in.
+func toStoreEntry(ctx context.Context, e *Entry) *store.CaseEntry {
+	if e.TraceID == "" {
+		e.TraceID = traceIDOf(ctx)
+	}
 	return &store.CaseEntry{CaseID: e.CaseID, Key: e.Key, Seq: e.Seq, At: e.At, Kind: string(e.Kind), Phase: string(e.Phase),
 		Status: e.Status, Actor: e.Actor, Summary: e.Summary, PlaybookRunID: e.PlaybookRunID, StepID: e.StepID, RunID: e.RunID,
-		FindingID: e.FindingID, EvidenceIDs: e.EvidenceIDs, Detail: e.Detail}
+		FindingID: e.FindingID, EvidenceIDs: e.EvidenceIDs, Detail: e.Detail, TraceID: e.TraceID}
+}
+
+// traceIDOf is the W3C trace id of the span in ctx, or "" outside one.
+func traceIDOf(ctx context.Context) string {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		return sc.TraceID().String()
+	}
+	return ""
 }
 
 func fromStoreEntry(e *store.CaseEntry) *Entry {
 	return &Entry{CaseID: e.CaseID, Key: e.Key, Seq: e.Seq, At: e.At, Kind: Kind(e.Kind), Phase: playbook.Phase(e.Phase),
 		Status: e.Status, Actor: e.Actor, Summary: e.Summary, PlaybookRunID: e.PlaybookRunID, StepID: e.StepID, RunID: e.RunID,
-		FindingID: e.FindingID, EvidenceIDs: e.EvidenceIDs, Detail: e.Detail}
+		FindingID: e.FindingID, EvidenceIDs: e.EvidenceIDs, Detail: e.Detail, TraceID: e.TraceID}
 }
 
 // stored writes back what the store set on a stored entry (its seq and
@@ -51,7 +66,7 @@ func (s *sqlStore) createCase(ctx context.Context, c *Case, entries []*Entry) er
 		if e.Key == "" {
 			e.Key = newID("entry")
 		}
-		ses[i] = toStoreEntry(e)
+		ses[i] = toStoreEntry(ctx, e)
 	}
 	if err := s.t.CreateCase(ctx, toStoreCase(c), ses); err != nil {
 		return err
@@ -106,14 +121,14 @@ func (s *sqlStore) timeline(ctx context.Context, caseID string, stepsOnly bool) 
 // record adds e unless its key is on the timeline; a step of a later phase
 // moves an open case forward to that phase, with a timeline entry.
 func (s *sqlStore) record(ctx context.Context, e *Entry) (bool, error) {
-	se := toStoreEntry(e)
+	se := toStoreEntry(ctx, e)
 	added, err := s.t.RecordCaseEntry(ctx, se, func(sc *store.Case, _ *store.CaseEntry) *store.CaseEntry {
 		c := fromStoreCase(sc)
 		if e.Kind != KindStep || c.Status != StatusOpen || PhaseIndex(e.Phase) <= PhaseIndex(c.Phase) ||
 			e.Phase == playbook.PhasePostIncident {
 			return nil
 		}
-		return toStoreEntry(phaseEntry(c.ID, e.Phase, e.At, e.Actor))
+		return toStoreEntry(ctx, phaseEntry(c.ID, e.Phase, e.At, e.Actor))
 	})
 	if errors.Is(err, store.ErrNotFound) {
 		return false, fmt.Errorf("case %q: %w", e.CaseID, ErrNotFound)
@@ -132,7 +147,7 @@ func phaseEntry(caseID string, phase playbook.Phase, at time.Time, actor string)
 }
 
 func (s *sqlStore) setPhase(ctx context.Context, caseID string, phase playbook.Phase, e *Entry) error {
-	se := toStoreEntry(e)
+	se := toStoreEntry(ctx, e)
 	if err := s.t.SetCasePhase(ctx, caseID, string(phase), se); err != nil {
 		return err
 	}
@@ -141,7 +156,7 @@ func (s *sqlStore) setPhase(ctx context.Context, caseID string, phase playbook.P
 }
 
 func (s *sqlStore) closeCase(ctx context.Context, caseID, actor string, at time.Time, e *Entry) error {
-	se := toStoreEntry(e)
+	se := toStoreEntry(ctx, e)
 	err := s.t.CloseCase(ctx, caseID, string(playbook.PhasePostIncident), actor, at, se)
 	if errors.Is(err, store.ErrCaseClosed) {
 		return fmt.Errorf("case %s: %w", caseID, ErrClosed)
@@ -167,9 +182,9 @@ func (s *sqlStore) recordFinding(ctx context.Context, f *finding.Finding, resour
 			FindingJSON: fj},
 		Severity: f.Severity,
 		Case:     toStoreCase(c),
-		OpenedEntry: toStoreEntry(&Entry{Key: "case/opened", At: receivedAt, Kind: KindCase,
+		OpenedEntry: toStoreEntry(ctx, &Entry{Key: "case/opened", At: receivedAt, Kind: KindCase,
 			Phase: playbook.PhaseDetect, Status: "opened", Actor: via, Summary: "case opened for " + resource}),
-		FindingEntry: toStoreEntry(&Entry{Key: "finding/" + f.DedupKey(), At: receivedAt, Kind: KindFinding,
+		FindingEntry: toStoreEntry(ctx, &Entry{Key: "finding/" + f.DedupKey(), At: receivedAt, Kind: KindFinding,
 			Phase: playbook.PhaseDetect, Status: "received", Actor: via, FindingID: f.ID, Detail: detail,
 			Summary: fmt.Sprintf("%s finding %s (%s %.1f): %s", f.Source, f.Type, severityLabel(f.Severity), f.Severity, f.Title)}),
 	})

@@ -418,6 +418,10 @@ func (g *Globals) followPlaybook(ctx context.Context, c *client, id string) (*op
 					fmt.Fprintf(g.errOut, "%s  ! %s\n", time.Now().Format("15:04:05"), clean(e.Run.GetError()))
 				}
 			case *operatorv1.WatchPlaybookRunResponse_Done:
+				// The controller ends the stream after Done; reading to its end
+				// closes the call (and its span, the parent of the controller's)
+				// with OK, instead of leaving it unended and unexported.
+				_, _ = stream.Recv()
 				return e.Done, nil
 			}
 		}

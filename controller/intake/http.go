@@ -19,6 +19,7 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/finding"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/internal/pki"
+	"github.com/firebreak-ir/firebreak/internal/telemetry"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
@@ -142,7 +143,11 @@ func (in *Intake) Handler(cfg HandlerConfig) http.Handler {
 			writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": "too many events at once; retry"})
 			return
 		}
-		outcomes, err := in.Submit(r.Context(), actor, body)
+		// A sender that passes the secret may name the trace the finding
+		// continues (W3C traceparent and tracestate headers); it decides
+		// nothing but where the spans are filed.
+		ctx := telemetry.ExtractTraceContext(r.Context(), r.Header.Get("traceparent"), r.Header.Get("tracestate"))
+		outcomes, err := in.Submit(ctx, actor, body)
 		var ee *EventError
 		switch {
 		case errors.As(err, &ee):

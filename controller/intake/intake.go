@@ -26,6 +26,9 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -35,6 +38,16 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/playbookrun"
 	"github.com/firebreak-ir/firebreak/internal/telemetry"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
+)
+
+// Attributes of the finding.intake span.
+const (
+	AttrFindingID     = attribute.Key("firebreak.finding.id")
+	AttrFindingType   = attribute.Key("firebreak.finding.type")
+	AttrFindingSource = attribute.Key("firebreak.finding.source")
+	// AttrFindingVia is the path it came in by: intake/eventbridge (the
+	// HTTPS endpoint), intake/sqs, operator:NAME.
+	AttrFindingVia = attribute.Key("firebreak.finding.via")
 )
 
 // AuditFunc records an action in the audit log.
@@ -160,14 +173,31 @@ func (in *Intake) Submit(ctx context.Context, actor string, event []byte) ([]*Ou
 	return out, nil
 }
 
-func (in *Intake) take(ctx context.Context, actor string, f *finding.Finding, received time.Time) (*Outcome, error) {
+// take records one finding and answers it, inside its finding.intake span:
+// the trace the playbook run it starts continues.
+func (in *Intake) take(ctx context.Context, actor string, f *finding.Finding, received time.Time) (o *Outcome, err error) {
+	ctx, span := telemetry.Tracer().Start(ctx, "finding.intake", trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(telemetry.NonEmpty(AttrFindingID.String(f.ID), AttrFindingType.String(f.Type),
+			AttrFindingSource.String(string(f.Source)), AttrFindingVia.String(actor), telemetry.AttrAccount.String(f.Account),
+			telemetry.AttrRegion.String(f.Region))...))
+	defer func() {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(otelcodes.Error, err.Error())
+		} else {
+			span.SetAttributes(telemetry.NonEmpty(telemetry.AttrCaseID.String(o.CaseID), attribute.Bool("firebreak.finding.duplicate", o.Duplicate),
+				attribute.String("firebreak.rule", o.Rule), telemetry.AttrPlaybook.String(o.Playbook),
+				telemetry.AttrPlaybookRunID.String(o.PlaybookRunID))...)
+		}
+		span.End()
+	}()
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	res, err := in.cfg.Cases.RecordFinding(ctx, f, received, actor)
 	if err != nil {
 		return nil, err
 	}
-	o := &Outcome{FindingID: f.ID, UpdatedAt: f.UpdatedAt, CaseID: res.CaseID, CaseCreated: res.CaseCreated, Duplicate: res.Duplicate}
+	o = &Outcome{FindingID: f.ID, UpdatedAt: f.UpdatedAt, CaseID: res.CaseID, CaseCreated: res.CaseCreated, Duplicate: res.Duplicate}
 	if res.Duplicate {
 		o.Rule, o.PlaybookRunID = res.Rule, res.PlaybookRunID
 		return o, nil

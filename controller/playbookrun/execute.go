@@ -10,6 +10,9 @@ import (
 	"sync"
 	"time"
 
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/firebreak-ir/firebreak/controller/apiview"
 	"github.com/firebreak-ir/firebreak/controller/apiview/storeview"
 	"github.com/firebreak-ir/firebreak/controller/cases"
@@ -35,6 +38,10 @@ type execution struct {
 	cancelled bool
 	cancelBy  string
 	doneSeq   int
+
+	// spans are the playbook.step spans of the steps started here and not
+	// ended yet, by step id.
+	spans map[string]trace.Span
 
 	// Owned by the conductor.
 	inflight map[string]bool
@@ -66,7 +73,7 @@ func (e *Executor) spawn(r *Run) {
 	if e.base == nil || e.base.Err() != nil || e.active[r.ID] != nil {
 		return
 	}
-	x := &execution{e: e, run: r, inflight: map[string]bool{}, results: make(chan stepResult, len(r.Steps)+1), wake: make(chan struct{}, 1)}
+	x := &execution{e: e, run: r, spans: map[string]trace.Span{}, inflight: map[string]bool{}, results: make(chan stepResult, len(r.Steps)+1), wake: make(chan struct{}, 1)}
 	for _, st := range r.Steps {
 		x.doneSeq = max(x.doneSeq, st.doneSeq)
 	}
@@ -115,6 +122,9 @@ func rollbackRunKey(playbookRunID, stepID string, index int) string {
 
 func (x *execution) conduct(ctx context.Context) {
 	e := x.e
+	// Everything the run does is in its stored trace.
+	ctx = x.run.traceContext(ctx)
+	defer x.endOpenSpans()
 	pb, err := playbook.Parse(x.run.sourceName, x.run.source)
 	var cat Catalog
 	if err == nil {
@@ -224,6 +234,7 @@ func (x *execution) scope() playbook.Scope {
 }
 
 func (x *execution) launch(ctx context.Context, st *Step) {
+	x.beginStep(ctx, st.ID)
 	x.mu.Lock()
 	rs, err := x.ev.Resolve(st.ID, x.scope())
 	x.mu.Unlock()
@@ -259,6 +270,7 @@ func (x *execution) startFollower(ctx context.Context, st *Step) {
 	id, token, runID, rs := st.ID, st.token, st.RunID, st.Resolved
 	x.mu.Unlock()
 	x.inflight[id] = true
+	ctx = x.beginStep(ctx, id)
 	// Followers are waited for like conductors, so a stopping controller
 	// closes its store only after they have let go of it.
 	x.e.wg.Add(1)
@@ -331,6 +343,7 @@ func (x *execution) follow(ctx context.Context, stepID, token, runID string, rs 
 }
 
 func (x *execution) stepRunCreated(ctx context.Context, stepID, runID string, rs operatorv1.RunStatus) {
+	x.stepRunSpan(stepID, runID)
 	x.mu.Lock()
 	st := x.run.Step(stepID)
 	st.RunID = runID
@@ -511,6 +524,8 @@ func (x *execution) endStep(ctx context.Context, st *Step, s StepStatus, why str
 	}
 	c, h := cloneStep(st), header(x.run)
 	x.mu.Unlock()
+	ctx = x.stepContext(ctx, c.ID)
+	defer x.endStepSpan(c.ID, s, why)
 	if err := x.e.db.saveStep(ctx, x.run.ID, c); err != nil && ctx.Err() == nil {
 		x.e.cfg.Logger.Error("saving a step's outcome", "playbook_run", x.run.ID, "step", st.ID, "error", err)
 	}
@@ -798,6 +813,8 @@ func (x *execution) rollbackStep(ctx context.Context, st *Step) {
 	}
 	c := cloneStep(st)
 	x.mu.Unlock()
+	ctx, span := x.startRollbackSpan(ctx, st)
+	defer span.End()
 	x.saveStep(ctx, c)
 	x.e.record(ctx, &cases.Entry{CaseID: x.run.CaseID, Key: "pbr/" + x.run.ID + "/rollback/" + st.ID + "/started", At: c.Rollback.StartedAt,
 		Kind: cases.KindRollback, Phase: st.Phase, Status: cases.EntryStarted, Actor: x.actor().Name, PlaybookRunID: x.run.ID, StepID: st.ID,
@@ -868,6 +885,10 @@ func (x *execution) rollbackStep(ctx context.Context, st *Step) {
 	rb.Error, rb.FinishedAt = strings.Join(errs, "; "), x.e.cfg.Clock()
 	c = cloneStep(st)
 	x.mu.Unlock()
+	span.SetAttributes(attrStatus.String(string(c.Rollback.Status)))
+	if c.Rollback.Status != StepSucceeded {
+		span.SetStatus(otelcodes.Error, c.Rollback.Error)
+	}
 	x.saveStep(ctx, c)
 	summary := fmt.Sprintf("rollback of step %s (%s) %s", st.ID, c.Rollback.Action, c.Rollback.Status)
 	if c.Rollback.Error != "" {

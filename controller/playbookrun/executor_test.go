@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -504,6 +506,7 @@ steps:
 }
 
 func TestControllerRestartResumesWithoutRunningAStepTwice(t *testing.T) {
+	rec := recordSpans(t)
 	f := newFleet(t, 1, map[string]string{"resume": pb("resume", `
 steps:
   - id: first
@@ -571,6 +574,41 @@ steps:
 	}
 	if len(runs) != 3 {
 		t.Errorf("%d runs exist, want one per step (3)", len(runs))
+	}
+	checkResumedTrace(t, rec, r.ID)
+}
+
+// checkResumedTrace: the resumed playbook run continues its stored trace.
+// The step in flight at the stop has a span ended as interrupted and a
+// new one marked resumed, both children of the run's playbook.start span.
+func checkResumedTrace(t *testing.T, rec *tracetest.SpanRecorder, runID string) {
+	t.Helper()
+	var start sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		if s.Name() == "playbook.start" && attr(s, "firebreak.playbook.run.id") == runID {
+			start = s
+		}
+	}
+	if start == nil {
+		t.Fatalf("no playbook.start span for %s", runID)
+	}
+	var interrupted, resumed int
+	for _, s := range spansNamed(rec, "playbook.step", start.SpanContext().TraceID()) {
+		if s.Parent().SpanID() != start.SpanContext().SpanID() {
+			t.Errorf("step %s's span is not a child of the run's playbook.start", attr(s, "firebreak.playbook.step"))
+		}
+		if attr(s, "firebreak.playbook.step") != "slow" {
+			continue
+		}
+		if attr(s, "firebreak.playbook.step.interrupted") == "true" {
+			interrupted++
+		}
+		if attr(s, "firebreak.playbook.step.resumed") == "true" && attr(s, "firebreak.playbook.step.status") == "succeeded" {
+			resumed++
+		}
+	}
+	if interrupted != 1 || resumed != 1 {
+		t.Errorf("the slow step's spans in the run's trace: %d interrupted and %d resumed, want one of each", interrupted, resumed)
 	}
 }
 

@@ -126,6 +126,10 @@ type Run struct {
 	// executes what it started with.
 	source     []byte
 	sourceName string
+	// traceparent and tracestate are the W3C context of the run's
+	// playbook.start span: every step's span is its child, so the run is
+	// one trace that continues the finding's (or the operator's).
+	traceparent, tracestate string
 }
 
 // OnBehalfOf is the operator on whose authority the run's steps act, and

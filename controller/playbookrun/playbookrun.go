@@ -56,6 +56,7 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/runs"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/internal/ids"
+	"github.com/firebreak-ir/firebreak/internal/telemetry"
 )
 
 // RunCreator creates runs; *runs.Planner satisfies it.
@@ -238,7 +239,7 @@ const MaxReason = 1024
 // Start starts (or proposes) a playbook run, or with DryRun returns its
 // resolved plan. Every error wraps ErrInvalid, ErrInputs, ErrCaseClosed,
 // ErrCaseNotFound or ErrUnknownPlaybook when that is the cause.
-func (e *Executor) Start(ctx context.Context, req StartRequest) (*Run, *playbook.Plan, error) {
+func (e *Executor) Start(ctx context.Context, req StartRequest) (_ *Run, _ *playbook.Plan, err error) {
 	if len(req.Reason) > MaxReason {
 		return nil, nil, fmt.Errorf("%w: the reason is longer than %d characters", ErrInputs, MaxReason)
 	}
@@ -285,19 +286,25 @@ func (e *Executor) Start(ctx context.Context, req StartRequest) (*Run, *playbook
 		return nil, ev.Plan(sc), nil
 	}
 	pb := entry.Playbook
+	r := &Run{ID: ids.New("pbr"), Playbook: pb.Metadata.Name, Version: pb.Metadata.Version, Status: StatusRunning,
+		CreatedBy: req.CreatedBy, Inputs: storableInputs(inputs), Finding: req.Finding, Rule: req.Rule,
+		Reason: req.Reason, Steps: declaredSteps(pb), source: entry.Data, sourceName: entry.Filename}
+	// The run's trace continues the caller's: its context is stored with
+	// the run, and every step is a child of this span.
+	ctx, span := startRunSpan(ctx, r)
+	defer func() { endWithError(span, err) }()
 	if c == nil {
 		if c, err = e.cfg.Cases.Create(ctx, cases.NewCase{Title: caseTitle(pb, inputs), CreatedBy: req.CreatedBy, Note: req.Reason}); err != nil {
 			return nil, nil, err
 		}
 	}
+	span.SetAttributes(telemetry.AttrCaseID.String(c.ID))
 	now := e.cfg.Clock()
-	r := &Run{ID: ids.New("pbr"), Playbook: pb.Metadata.Name, Version: pb.Metadata.Version, CaseID: c.ID, Status: StatusRunning,
-		CreatedBy: req.CreatedBy, CreatedAt: now, StartedAt: now, Inputs: storableInputs(inputs), Finding: req.Finding, Rule: req.Rule,
-		Reason: req.Reason, Steps: declaredSteps(pb), source: entry.Data, sourceName: entry.Filename}
+	r.CaseID, r.CreatedAt, r.StartedAt = c.ID, now, now
 	if req.RequireApproval {
 		r.Status, r.StartedAt = StatusAwaitingApproval, time.Time{}
 	}
-	if err := e.db.createRun(ctx, r); err != nil {
+	if err = e.db.createRun(ctx, r); err != nil {
 		return nil, nil, fmt.Errorf("storing the playbook run: %w", err)
 	}
 	entryStatus, summary := "started", fmt.Sprintf("playbook %s v%d started by %s", r.Playbook, r.Version, r.CreatedBy)
@@ -416,6 +423,7 @@ func (e *Executor) Approve(ctx context.Context, id, operator, comment string) (*
 		Actor: operator, PlaybookRunID: id, Summary: fmt.Sprintf("%s approved playbook run %s (%s)", operator, id, r.Playbook), Detail: detail})
 	e.record(ctx, &cases.Entry{CaseID: r.CaseID, Key: "pbr/" + id + "/started", At: now, Kind: cases.KindPlaybook, Status: "started",
 		Actor: operator, PlaybookRunID: id, Summary: fmt.Sprintf("playbook %s v%d started after approval by %s", r.Playbook, r.Version, operator)})
+	traceApprovalWait(ctx, r, "approved", operator, now)
 	e.cfg.Audit(ctx, operator, "playbook.approve", id, map[string]string{"comment": comment})
 	e.hub.publish(Event{Kind: EventRun, Run: header(r)})
 	// The execution owns r from spawn on; the caller gets a copy.
@@ -450,6 +458,7 @@ func (e *Executor) Reject(ctx context.Context, id, operator, comment string) (*R
 	e.record(ctx, &cases.Entry{CaseID: r.CaseID, Key: "pbr/" + id + "/approval", At: now, Kind: cases.KindApproval, Status: "rejected",
 		Actor: operator, PlaybookRunID: id, Summary: fmt.Sprintf("%s rejected playbook run %s (%s)", operator, id, r.Playbook), Detail: detail})
 	e.recordEnd(ctx, r)
+	traceApprovalWait(ctx, r, "rejected", operator, now)
 	e.cfg.Audit(ctx, operator, "playbook.reject", id, map[string]string{"comment": comment})
 	e.hub.finish(r)
 	return r, nil

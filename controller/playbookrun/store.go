@@ -32,7 +32,8 @@ func jsonText(v any) []byte {
 func runRecord(r *Run) *store.PlaybookRun {
 	rec := &store.PlaybookRun{ID: r.ID, Playbook: r.Playbook, Version: r.Version, CaseID: r.CaseID, Status: string(r.Status), Stopping: r.stopping,
 		CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, InputsJSON: jsonText(r.Inputs),
-		Rule: r.Rule, Reason: r.Reason, Error: r.Error, ApprovedBy: r.ApprovedBy, Source: r.source, SourceName: r.sourceName}
+		Rule: r.Rule, Reason: r.Reason, Error: r.Error, ApprovedBy: r.ApprovedBy, Source: r.source, SourceName: r.sourceName,
+		Traceparent: r.traceparent, Tracestate: r.tracestate}
 	if r.Finding != nil {
 		rec.FindingJSON = jsonText(r.Finding)
 	}
@@ -48,7 +49,8 @@ func stepRecord(st *Step) *store.PlaybookStep {
 func runFromRecord(rec *store.PlaybookRun) (*Run, error) {
 	r := &Run{ID: rec.ID, Playbook: rec.Playbook, Version: rec.Version, CaseID: rec.CaseID, Status: Status(rec.Status), stopping: rec.Stopping,
 		CreatedBy: rec.CreatedBy, CreatedAt: rec.CreatedAt, StartedAt: rec.StartedAt, FinishedAt: rec.FinishedAt, Rule: rec.Rule,
-		Reason: rec.Reason, Error: rec.Error, ApprovedBy: rec.ApprovedBy, source: rec.Source, sourceName: rec.SourceName}
+		Reason: rec.Reason, Error: rec.Error, ApprovedBy: rec.ApprovedBy, source: rec.Source, sourceName: rec.SourceName,
+		traceparent: rec.Traceparent, tracestate: rec.Tracestate}
 	if err := json.Unmarshal(rec.InputsJSON, &r.Inputs); err != nil {
 		return nil, fmt.Errorf("playbook run %s inputs: %w", r.ID, err)
 	}

@@ -34,6 +34,9 @@ func init() {
 	RegisterMigration("cases-008-timeline-key", `CREATE UNIQUE INDEX case_timeline_key ON case_timeline (case_id, entry_key)`)
 	// Reports list the runs operators attached to a case by hand.
 	RegisterMigration("cases-009-runs-case", `CREATE INDEX runs_case ON runs (case_id)`)
+	// The trace an entry was written in, so a report can name the trace of
+	// each response.
+	RegisterMigration("cases-010-timeline-trace", `ALTER TABLE case_timeline ADD COLUMN trace_id TEXT NOT NULL DEFAULT ''`)
 }
 
 // ErrCaseClosed is returned when a closed case is closed again.
@@ -66,6 +69,9 @@ type CaseEntry struct {
 	PlaybookRunID, StepID, RunID, FindingID string
 	EvidenceIDs                             []string
 	Detail                                  json.RawMessage
+	// TraceID is the W3C trace id (32 hex digits) of the work that wrote
+	// the entry, empty when it ran in no trace.
+	TraceID string
 }
 
 // CaseFinding is one finding version stored on a case.
@@ -183,7 +189,7 @@ func (s *SQLite) ListCases(ctx context.Context, includeClosed bool, limit int) (
 	return out, rows.Err()
 }
 
-const entryCols = `case_id, seq, entry_key, at, kind, phase, status, actor, summary, playbook_run_id, step_id, run_id, finding_id, evidence_ids, detail_json`
+const entryCols = `case_id, seq, entry_key, at, kind, phase, status, actor, summary, playbook_run_id, step_id, run_id, finding_id, evidence_ids, detail_json, trace_id`
 
 // insertEntry adds e unless its key exists; it reports whether it did.
 func insertEntry(ctx context.Context, tx *sql.Tx, e *CaseEntry) (bool, error) {
@@ -201,9 +207,9 @@ func insertEntry(ctx context.Context, tx *sql.Tx, e *CaseEntry) (bool, error) {
 	if detail == "" || !json.Valid(e.Detail) {
 		detail = "{}"
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO case_timeline (`+entryCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := tx.ExecContext(ctx, `INSERT INTO case_timeline (`+entryCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		e.CaseID, e.Seq, e.Key, ns(e.At), e.Kind, e.Phase, e.Status, e.Actor, e.Summary, e.PlaybookRunID, e.StepID,
-		e.RunID, e.FindingID, strings.Join(e.EvidenceIDs, ","), detail)
+		e.RunID, e.FindingID, strings.Join(e.EvidenceIDs, ","), detail, e.TraceID)
 	return err == nil, err
 }
 
@@ -212,7 +218,7 @@ func scanEntry(sc scanner) (*CaseEntry, error) {
 	var at int64
 	var evidence, detail string
 	if err := sc.Scan(&e.CaseID, &e.Seq, &e.Key, &at, &e.Kind, &e.Phase, &e.Status, &e.Actor, &e.Summary, &e.PlaybookRunID, &e.StepID,
-		&e.RunID, &e.FindingID, &evidence, &detail); err != nil {
+		&e.RunID, &e.FindingID, &evidence, &detail, &e.TraceID); err != nil {
 		return nil, err
 	}
 	e.At = tm(at)

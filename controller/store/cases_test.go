@@ -44,7 +44,8 @@ func TestCaseEntries(t *testing.T) {
 	}{
 		{"a new entry", &store.CaseEntry{CaseID: "case-1", Key: "note-1", At: t0, Kind: "note"}, true, nil, "detect"},
 		{"the same key again", &store.CaseEntry{CaseID: "case-1", Key: "note-1", At: t0, Kind: "note"}, false, nil, "detect"},
-		{"a step that moves the phase", &store.CaseEntry{CaseID: "case-1", Key: "step-1", At: t0, Kind: "step", Phase: "contain"}, true, nil, "contain"},
+		{"a step that moves the phase", &store.CaseEntry{CaseID: "case-1", Key: "step-1", At: t0, Kind: "step", Phase: "contain",
+			TraceID: "4bf92f3577b34da6a3ce929d0e0e4736"}, true, nil, "contain"},
 		{"no such case", &store.CaseEntry{CaseID: "case-9", Key: "x", At: t0, Kind: "note"}, false, store.ErrNotFound, ""},
 	}
 	for _, tt := range tests {
@@ -67,8 +68,8 @@ func TestCaseEntries(t *testing.T) {
 		t.Fatalf("timeline %d entries (%v); want opened, note, step and the phase entry last", len(tl), err)
 	}
 	steps, err := ct.Timeline(ctx, "case-1", "step")
-	if err != nil || len(steps) != 1 {
-		t.Fatalf("step entries %d (%v), want 1", len(steps), err)
+	if err != nil || len(steps) != 1 || steps[0].TraceID != "4bf92f3577b34da6a3ce929d0e0e4736" {
+		t.Fatalf("step entries %d (%v), want 1 with its trace id", len(steps), err)
 	}
 	if err := ct.CloseCase(ctx, "case-1", "post-incident", "alice", t0, &store.CaseEntry{CaseID: "case-1", Key: "case/closed", Kind: "case"}); err != nil {
 		t.Fatal(err)

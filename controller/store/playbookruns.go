@@ -28,6 +28,10 @@ var playbookRunMigrations = []migration{
 	// Executors before idempotency keys found a step's run by its reason;
 	// runs-004-drop-reason-index drops this index again.
 	{name: "playbookrun-005-runs-reason", sql: `CREATE INDEX runs_reason ON runs (reason)`},
+	// The W3C trace context a playbook run's steps continue (see
+	// PlaybookRun.Traceparent).
+	{name: "playbookrun-006-runs-traceparent", sql: `ALTER TABLE playbook_runs ADD COLUMN traceparent TEXT NOT NULL DEFAULT ''`},
+	{name: "playbookrun-007-runs-tracestate", sql: `ALTER TABLE playbook_runs ADD COLUMN tracestate TEXT NOT NULL DEFAULT ''`},
 }
 
 // PlaybookRun is the stored header of a playbook run. The store keeps its
@@ -55,6 +59,10 @@ type PlaybookRun struct {
 	// SourceName its file name.
 	Source     []byte
 	SourceName string
+	// Traceparent and Tracestate are the W3C trace context of the span
+	// that started the run (empty: none); every step's span is its child,
+	// also after a restart. They never change.
+	Traceparent, Tracestate string
 }
 
 // PlaybookStep is the stored state of one step of a playbook run.
@@ -118,9 +126,10 @@ func (s *SQLite) CreatePlaybookRun(ctx context.Context, r *PlaybookRun, steps []
 	}
 	defer tx.Rollback()
 	if _, err := tx.ExecContext(ctx, `INSERT INTO playbook_runs (`+playbookRunCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.ID, r.Playbook, r.Version, r.CaseID, r.Status, r.Stopping, r.CreatedBy, ns(r.CreatedAt), ns(r.StartedAt),
-		ns(r.FinishedAt), string(r.InputsJSON), string(r.FindingJSON), r.Rule, r.Reason, r.Error, r.ApprovedBy, string(r.Source), r.SourceName); err != nil {
+		ns(r.FinishedAt), string(r.InputsJSON), string(r.FindingJSON), r.Rule, r.Reason, r.Error, r.ApprovedBy, string(r.Source), r.SourceName,
+		r.Traceparent, r.Tracestate); err != nil {
 		return err
 	}
 	for _, st := range steps {
@@ -162,14 +171,14 @@ func (s *SQLite) UpdatePlaybookStep(ctx context.Context, playbookRunID string, s
 }
 
 const playbookRunCols = `id, playbook, version, case_id, status, stopping, created_by, created_at, started_at, finished_at, inputs_json,
-	finding_json, rule, reason, error, approved_by, source, source_name`
+	finding_json, rule, reason, error, approved_by, source, source_name, traceparent, tracestate`
 
 func scanPlaybookRun(sc scanner) (*PlaybookRun, error) {
 	var r PlaybookRun
 	var inputs, fj, source string
 	var created, started, finished int64
 	if err := sc.Scan(&r.ID, &r.Playbook, &r.Version, &r.CaseID, &r.Status, &r.Stopping, &r.CreatedBy, &created, &started, &finished,
-		&inputs, &fj, &r.Rule, &r.Reason, &r.Error, &r.ApprovedBy, &source, &r.SourceName); err != nil {
+		&inputs, &fj, &r.Rule, &r.Reason, &r.Error, &r.ApprovedBy, &source, &r.SourceName, &r.Traceparent, &r.Tracestate); err != nil {
 		return nil, err
 	}
 	r.CreatedAt, r.StartedAt, r.FinishedAt = tm(created), tm(started), tm(finished)

@@ -28,6 +28,7 @@ func TestPlaybookRuns(t *testing.T) {
 	}
 	withFinding := mk("pbr_1", "case-1", "running", 0)
 	withFinding.FindingJSON = []byte(`{"id":"f1"}`)
+	withFinding.Traceparent, withFinding.Tracestate = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "vendor=x"
 	steps := []*store.PlaybookStep{{StepID: "a", Status: "pending", ResolvedJSON: []byte("null"), OutputsJSON: []byte("null"),
 		TargetsJSON: []byte("null"), RollbackJSON: []byte("null")}, {StepID: "b", Status: "pending", ResolvedJSON: []byte("null"),
 		OutputsJSON: []byte("null"), TargetsJSON: []byte("null"), RollbackJSON: []byte("null")}}
@@ -47,7 +48,8 @@ func TestPlaybookRuns(t *testing.T) {
 	}
 	got, gotSteps, err := db.GetPlaybookRun(ctx, "pbr_1")
 	if err != nil || got.Version != 2 || string(got.FindingJSON) != `{"id":"f1"}` || string(got.InputsJSON) != `{"host":"web-1"}` ||
-		string(got.Source) != "kind: Playbook" || !got.CreatedAt.Equal(now) || len(gotSteps) != 2 {
+		string(got.Source) != "kind: Playbook" || !got.CreatedAt.Equal(now) || len(gotSteps) != 2 ||
+		got.Traceparent != "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" || got.Tracestate != "vendor=x" {
 		t.Fatalf("playbook run %+v, %d steps (%v)", got, len(gotSteps), err)
 	}
 	for _, g := range gotSteps {

@@ -25,8 +25,10 @@ const (
 	AttrStatus   = attribute.Key("firebreak.task.status")
 	AttrPlaybook = attribute.Key("firebreak.playbook")
 	AttrStep     = attribute.Key("firebreak.playbook.step")
-	AttrBytes    = attribute.Key("firebreak.evidence.bytes")
-	AttrResumes  = attribute.Key("firebreak.evidence.resumes")
+	// AttrPlaybookRunID is a playbook run's id (pbr-…).
+	AttrPlaybookRunID = attribute.Key("firebreak.playbook.run.id")
+	AttrBytes         = attribute.Key("firebreak.evidence.bytes")
+	AttrResumes       = attribute.Key("firebreak.evidence.resumes")
 )
 
 // NonEmpty returns the string attributes whose values are set.

@@ -20,6 +20,7 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/intake"
 	"github.com/firebreak-ir/firebreak/controller/playbookrun"
 	"github.com/firebreak-ir/firebreak/internal/pki"
+	"github.com/firebreak-ir/firebreak/internal/telemetry"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
@@ -234,7 +235,7 @@ func score(r *Result) int {
 
 // SendEvent posts an EventBridge event to the controller's HTTPS events
 // endpoint with the shared secret, the way an EventBridge API destination
-// does.
+// does, and with ctx's W3C trace context, which the finding continues.
 func (e *Env) SendEvent(ctx context.Context, event []byte) ([]*intake.Outcome, error) {
 	caPEM, err := os.ReadFile(filepath.Join(e.Dir, "controller", pki.CACertFile))
 	if err != nil {
@@ -250,6 +251,14 @@ func (e *Env) SendEvent(ctx context.Context, event []byte) ([]*intake.Outcome, e
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(intake.SecretHeader, e.EventsSecret)
+	// The finding continues the drill's trace, so the drill, the finding,
+	// the playbook and the agents' work are one trace.
+	if tp, ts := telemetry.InjectTraceContext(ctx); tp != "" {
+		req.Header.Set("traceparent", tp)
+		if ts != "" {
+			req.Header.Set("tracestate", ts)
+		}
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("posting the finding: %w", err)
