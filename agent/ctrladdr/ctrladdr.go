@@ -82,8 +82,7 @@ func (l List) String() string {
 type Target struct {
 	// Addr is IP:PORT.
 	Addr string
-	// Endpoint is the configured address Addr was resolved from; its host
-	// stays the gRPC authority when Addr is dialled.
+	// Endpoint is the configured address Addr was resolved from.
 	Endpoint Endpoint
 }
 
