@@ -337,10 +337,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		target, pickErr = a.controllers.Next(ctx)
 		if pickErr != nil {
 			a.cfg.Logger.Warn("connection to the controller lost, and no controller address resolves; retrying", "controller", failed,
-				"error", err, "resolve_error", pickErr, "in", wait.Round(time.Millisecond))
+				"error", err, "resolve_error", pickErr, "in", wait.Round(time.Millisecond).String())
 		} else {
 			a.cfg.Logger.Warn("connection to the controller lost; reconnecting", "controller", failed, "error", err,
-				"next", target.Addr, "in", wait.Round(time.Millisecond))
+				"next", target.Addr, "in", wait.Round(time.Millisecond).String())
 		}
 		select {
 		case <-ctx.Done():
