@@ -334,6 +334,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		wait := backoff.Next()
 		failed := target.Addr
+		if failed == "" {
+			failed = a.controllers.List().String()
+		}
 		target, pickErr = a.controllers.Next(ctx)
 		if pickErr != nil {
 			a.cfg.Logger.Warn("connection to the controller lost, and no controller address resolves; retrying", "controller", failed,
