@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -30,6 +29,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/firebreak-ir/firebreak/agent/ctrladdr"
 	"github.com/firebreak-ir/firebreak/agent/journal"
 	"github.com/firebreak-ir/firebreak/agent/pluginhost"
 	"github.com/firebreak-ir/firebreak/internal/pki"
@@ -50,7 +50,10 @@ const startedEventDelay = 250 * time.Millisecond
 
 // Config is the agent's configuration.
 type Config struct {
-	// Controller is the controller's HOST:PORT.
+	// Controller is the controller's HOST:PORT, or several separated by
+	// commas; a host name may resolve to several addresses. The agent
+	// connects to one picked at random and moves to another when the
+	// connection fails (see package ctrladdr).
 	Controller string
 	// CAFile is the controller CA to pin at enrollment.
 	CAFile string
@@ -90,6 +93,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Clock defaults to time.Now.
 	Clock func() time.Time
+	// Resolver resolves controller host names; defaults to the system's
+	// (tests inject one).
+	Resolver ctrladdr.Resolver
 	// Dialer overrides how the controller is dialled (tests, benchmarks).
 	Dialer func(ctx context.Context, addr string) (net.Conn, error)
 	// Connected, when set, is called each time the stream is established.
@@ -125,6 +131,9 @@ func (c *Config) CheckAndSetDefaults() error {
 	if c.Clock == nil {
 		c.Clock = time.Now
 	}
+	if _, err := ctrladdr.Parse(c.Controller); err != nil {
+		return fmt.Errorf("agent: --controller: %w", err)
+	}
 	return nil
 }
 
@@ -137,15 +146,20 @@ type Agent struct {
 	journal  *journal.Journal
 	verifier *tasksign.Verifier
 	sem      chan struct{}
+	// controllers picks the controller address to dial.
+	controllers *ctrladdr.Picker
 
 	// broker gives service tasks their account's credentials (workers).
 	broker    *credentialBroker
 	brokerErr error
 
-	mu       sync.Mutex
-	running  map[string]context.CancelFunc
-	stream   *streamState
-	conn     *grpc.ClientConn
+	mu      sync.Mutex
+	running map[string]context.CancelFunc
+	stream  *streamState
+	conn    *grpc.ClientConn
+	// target is the controller address the stream is open to (zero when
+	// none is); evidence uploads dial the same controller.
+	target   ctrladdr.Target
 	ctrlIPs  []string
 	ctrlPort uint32
 	isolated bool
@@ -182,7 +196,13 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, sem: make(chan struct{}, cfg.MaxConcurrentTasks), running: map[string]context.CancelFunc{}}
 	a.facts = a.collectFacts()
-	var err error
+	list, err := ctrladdr.Parse(cfg.Controller)
+	if err != nil {
+		return nil, fmt.Errorf("--controller: %w", err)
+	}
+	if a.controllers, err = ctrladdr.NewPicker(ctrladdr.PickerConfig{List: list, Resolver: cfg.Resolver}); err != nil {
+		return nil, err
+	}
 	if cfg.Role == "worker" {
 		if a.broker, a.brokerErr = newCredentialBroker(ctx, cfg.Worker, cfg.Clock); a.brokerErr != nil {
 			cfg.Logger.Error("this worker cannot act in AWS accounts until it has credentials", "error", a.brokerErr)
@@ -290,25 +310,46 @@ func (a *Agent) Run(ctx context.Context) error {
 			return a.conn
 		})
 	}()
-	backoff := 250 * time.Millisecond
+	// Each connection goes to a controller picked at random from the
+	// list, so agents spread over a cluster; when it ends (dial error,
+	// broken stream, controller stopping) the next goes to another, after
+	// a full-jitter delay, so the agents of a controller that died do not
+	// all arrive at one survivor at once.
+	var backoff ctrladdr.Backoff
+	target, pickErr := a.controllers.Next(ctx)
 	for {
-		start := time.Now()
-		err := a.session(ctx)
+		var err error
+		var up time.Duration
+		if pickErr != nil {
+			err = pickErr
+		} else {
+			up, err = a.session(ctx, target)
+		}
 		if ctx.Err() != nil {
 			a.waitRunning(10 * time.Second)
 			return nil
 		}
-		if time.Since(start) > time.Minute {
-			backoff = 250 * time.Millisecond
+		if up >= ctrladdr.StableAfter {
+			backoff.Reset()
 		}
-		wait := backoff/2 + rand.N(backoff/2+1)
-		a.cfg.Logger.Warn("connection to the controller lost; reconnecting", "error", err, "in", wait.Round(time.Millisecond))
+		wait := backoff.Next()
+		failed := target.Addr
+		if failed == "" {
+			failed = a.controllers.List().String()
+		}
+		target, pickErr = a.controllers.Next(ctx)
+		if pickErr != nil {
+			a.cfg.Logger.Warn("connection to the controller lost, and no controller address resolves; retrying", "controller", failed,
+				"error", err, "resolve_error", pickErr, "in", wait.Round(time.Millisecond).String())
+		} else {
+			a.cfg.Logger.Warn("connection to the controller lost; reconnecting", "controller", failed, "error", err,
+				"next", target.Addr, "in", wait.Round(time.Millisecond).String())
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(wait):
 		}
-		backoff = min(backoff*2, 30*time.Second)
 	}
 }
 
@@ -325,7 +366,11 @@ func (a *Agent) waitRunning(max time.Duration) {
 	}
 }
 
-func (a *Agent) dial() (*grpc.ClientConn, error) {
+// dial opens a connection to one controller address. The TLS check does
+// not depend on the address dialled: the agent verifies the name
+// pki.ServerName, which every controller certificate of the pinned CA
+// holds, so a resolved IP of a DNS name verifies as the name would.
+func (a *Agent) dial(t ctrladdr.Target) (*grpc.ClientConn, error) {
 	tlsCfg := pki.ClientTLS(a.id.caPool, a.id.current)
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
@@ -337,21 +382,22 @@ func (a *Agent) dial() (*grpc.ClientConn, error) {
 	if a.cfg.Dialer != nil {
 		opts = append(opts, grpc.WithContextDialer(a.cfg.Dialer))
 	}
-	return grpc.NewClient("passthrough:///"+a.cfg.Controller, opts...)
+	return grpc.NewClient("passthrough:///"+t.Addr, opts...)
 }
 
-// session holds one Connect stream until it breaks.
-func (a *Agent) session(ctx context.Context) error {
-	conn, err := a.dial()
+// session holds one Connect stream to t until it breaks. up is how long
+// the stream was established (0 when it never was).
+func (a *Agent) session(ctx context.Context, t ctrladdr.Target) (up time.Duration, err error) {
+	conn, err := a.dial(t)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer conn.Close()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := agentv1.NewAgentServiceClient(conn).Connect(sctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var sendMu sync.Mutex
 	send := func(m *agentv1.ConnectRequest) error {
@@ -362,41 +408,45 @@ func (a *Agent) session(ctx context.Context) error {
 	a.facts.Isolated = a.Isolated()
 	if err := send(&agentv1.ConnectRequest{Msg: &agentv1.ConnectRequest_Hello{Hello: &agentv1.Hello{
 		Facts: a.facts, Plugins: a.plugins.Plugins(), RunningTaskIds: a.runningIDs()}}}); err != nil {
-		return err
+		return 0, err
 	}
 	first, err := stream.Recv()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	w := first.GetWelcome()
 	if w == nil {
-		return errors.New("the controller did not answer hello with welcome")
+		return 0, errors.New("the controller did not answer hello with welcome")
 	}
 	if w.GetAgentId() != a.id.AgentID {
-		return fmt.Errorf("the controller sees this agent as %q, not %q", w.GetAgentId(), a.id.AgentID)
+		return 0, fmt.Errorf("the controller sees this agent as %q, not %q", w.GetAgentId(), a.id.AgentID)
 	}
 	if skew := a.cfg.Clock().Sub(w.GetServerTime().AsTime()); skew > tasksign.MaxClockSkew || -skew > tasksign.MaxClockSkew {
 		a.cfg.Logger.Warn("the clocks of agent and controller differ; tasks may be refused as expired or early", "skew", skew)
 	}
-	a.rememberController(stream)
+	a.rememberController(ctx, stream, t)
 	a.mu.Lock()
 	a.stream = &streamState{send: send}
 	a.conn = conn
+	a.target = t
 	a.mu.Unlock()
+	connectedAt := time.Now()
 	defer func() {
+		up = time.Since(connectedAt)
 		a.mu.Lock()
 		a.stream = nil
 		a.conn = nil
+		a.target = ctrladdr.Target{}
 		a.mu.Unlock()
 	}()
-	a.cfg.Logger.Info("connected", "controller", a.cfg.Controller, "agent", a.id.AgentID, "plugins", len(a.plugins.Plugins()))
+	a.cfg.Logger.Info("connected", "controller", t.Addr, "endpoint", t.Endpoint.String(), "agent", a.id.AgentID, "plugins", len(a.plugins.Plugins()))
 	if a.cfg.Connected != nil {
 		a.cfg.Connected()
 	}
 	// Results the controller has not confirmed go again.
 	for _, r := range a.journal.Unacked() {
 		if err := send(&agentv1.ConnectRequest{Msg: &agentv1.ConnectRequest_TaskResult{TaskResult: r}}); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	hb := time.Duration(w.GetHeartbeatSeconds()) * time.Second
@@ -404,13 +454,13 @@ func (a *Agent) session(ctx context.Context) error {
 		hb = 30 * time.Second
 	}
 	go func() {
-		t := time.NewTicker(hb)
-		defer t.Stop()
+		tick := time.NewTicker(hb)
+		defer tick.Stop()
 		for {
 			select {
 			case <-sctx.Done():
 				return
-			case <-t.C:
+			case <-tick.C:
 				if err := send(&agentv1.ConnectRequest{Msg: &agentv1.ConnectRequest_Heartbeat{Heartbeat: &agentv1.Heartbeat{
 					Isolated: a.Isolated(), RunningTaskIds: a.runningIDs()}}}); err != nil {
 					cancel()
@@ -422,7 +472,7 @@ func (a *Agent) session(ctx context.Context) error {
 	for {
 		m, err := stream.Recv()
 		if err != nil {
-			return err
+			return 0, err
 		}
 		switch msg := m.GetMsg().(type) {
 		case *agentv1.ConnectResponse_Task:
@@ -441,24 +491,34 @@ func (a *Agent) session(ctx context.Context) error {
 	}
 }
 
-// rememberController records the controller's address as actually dialled,
-// which in-guest isolation must keep reachable.
-func (a *Agent) rememberController(stream grpc.ClientStream) {
+// rememberController records the controller addresses that in-guest
+// isolation must keep reachable: the address actually dialled and every
+// address the configured list resolves to, so an isolated host can still
+// fail over to another controller of the cluster. Isolation opens one
+// port, the connected controller's, so the controllers of a cluster
+// listen on the same port.
+func (a *Agent) rememberController(ctx context.Context, stream grpc.ClientStream, t ctrladdr.Target) {
 	var ips []string
-	host, port, err := net.SplitHostPort(a.cfg.Controller)
-	if err == nil {
-		if p, ok := peer.FromContext(stream.Context()); ok && p.Addr != nil {
-			if ta, ok := p.Addr.(*net.TCPAddr); ok {
-				ips = append(ips, ta.IP.String())
-			}
-		}
-		if ip := net.ParseIP(host); ip != nil {
-			ips = append(ips, ip.String())
-		} else if addrs, err := net.LookupHost(host); err == nil {
-			ips = append(ips, addrs...)
+	if p, ok := peer.FromContext(stream.Context()); ok && p.Addr != nil {
+		if ta, ok := p.Addr.(*net.TCPAddr); ok {
+			ips = append(ips, ta.IP.String())
 		}
 	}
-	n, _ := strconv.ParseUint(port, 10, 16)
+	if host, _, err := net.SplitHostPort(t.Addr); err == nil && net.ParseIP(host) != nil {
+		ips = append(ips, net.ParseIP(host).String())
+	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	all, err := a.controllers.Resolve(rctx)
+	cancel()
+	if err != nil {
+		a.cfg.Logger.Warn("resolving the controller list for isolation; only the connected controller stays reachable when isolated", "error", err)
+	}
+	for _, o := range all {
+		if host, _, err := net.SplitHostPort(o.Addr); err == nil {
+			ips = append(ips, host)
+		}
+	}
+	n, _ := strconv.ParseUint(t.Endpoint.Port, 10, 16)
 	a.mu.Lock()
 	a.ctrlIPs = dedupe(ips)
 	a.ctrlPort = uint32(n)

@@ -89,7 +89,7 @@ FIREBREAK_JOIN_TOKEN) and pins --ca-file; later starts reuse the identity in
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.Controller, "controller", os.Getenv("FIREBREAK_CONTROLLER"), "controller HOST:PORT (env FIREBREAK_CONTROLLER)")
+	f.StringVar(&cfg.Controller, "controller", os.Getenv("FIREBREAK_CONTROLLER"), "controller HOST:PORT, or several comma-separated (a:7443,b:7443), or a DNS name with several records; the agent picks one at random and moves to another on failure (env FIREBREAK_CONTROLLER)")
 	f.StringVar(&cfg.CAFile, "ca-file", "", "controller CA certificate to pin at enrollment (the controller's DATA_DIR/ca.pem)")
 	f.StringVar(&cfg.JoinTokenFile, "join-token-file", os.Getenv(JoinTokenFileEnv), "file holding the join token for the first enrollment, read only when the agent must enroll (env "+JoinTokenFileEnv+"; the preferred form)")
 	f.StringVar(&cfg.JoinToken, "join-token", "", "join token for the first enrollment (env "+JoinTokenEnv+"; prefer --join-token-file: flags show in ps)")

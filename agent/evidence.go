@@ -546,7 +546,15 @@ func (u *evidenceUpload) session(ctx context.Context, attempt int) (int64, error
 // dialUpload opens a connection of its own for an upload, so bulk data
 // never delays the task stream, with buffers sized for bulk transfer
 // rather than for an idle stream.
+// It goes to the controller that holds the agent's stream; while the agent
+// has none, the upload waits and resumes.
 func (a *Agent) dialUpload() (*grpc.ClientConn, error) {
+	a.mu.Lock()
+	t := a.target
+	a.mu.Unlock()
+	if t.Addr == "" {
+		return nil, errors.New("not connected to a controller; the upload resumes once the agent reconnects")
+	}
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(a.id.caPool, a.id.current))),
 		grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
@@ -558,7 +566,7 @@ func (a *Agent) dialUpload() (*grpc.ClientConn, error) {
 	if a.cfg.Dialer != nil {
 		opts = append(opts, grpc.WithContextDialer(a.cfg.Dialer))
 	}
-	return grpc.NewClient("passthrough:///"+a.cfg.Controller, opts...)
+	return grpc.NewClient("passthrough:///"+t.Addr, opts...)
 }
 
 // recvStatus turns the io.EOF a client stream's Send returns when the

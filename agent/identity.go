@@ -16,8 +16,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
+	"github.com/firebreak-ir/firebreak/agent/ctrladdr"
 	"github.com/firebreak-ir/firebreak/internal/pki"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 )
@@ -192,17 +195,9 @@ func (a *Agent) enroll(ctx context.Context, ca *x509.Certificate, pool *x509.Cer
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(a.cfg.Controller, grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(pool, nil))))
+	resp, err := a.enrollAny(ctx, &agentv1.EnrollRequest{JoinToken: token, CsrDer: csr, Facts: a.facts, Role: roleEnum(a.cfg.Role)}, pool)
 	if err != nil {
 		return nil, err
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	resp, err := agentv1.NewAgentServiceClient(conn).Enroll(ctx, &agentv1.EnrollRequest{
-		JoinToken: token, CsrDer: csr, Facts: a.facts, Role: roleEnum(a.cfg.Role)})
-	if err != nil {
-		return nil, fmt.Errorf("enrolling with %s: %w", a.cfg.Controller, err)
 	}
 	// Security-critical: the CA the controller returns must be the one we
 	// pinned, or a different controller is answering.
@@ -241,8 +236,49 @@ func (a *Agent) enroll(ctx context.Context, ca *x509.Certificate, pool *x509.Cer
 	}
 	// A fresh identity starts with an empty journal.
 	_ = os.Remove(a.path(journalFile))
-	a.cfg.Logger.Info("enrolled", "agent", id.AgentID, "controller", a.cfg.Controller, "cert_not_after", id.notAfter())
+	a.cfg.Logger.Info("enrolled", "agent", id.AgentID, "controllers", a.controllers.List().String(), "cert_not_after", id.notAfter())
 	return id, nil
+}
+
+// enrollAny sends the enrollment to the controllers in a random order,
+// moving to the next only while none could be reached (Unavailable): any
+// answer from a controller, a refusal included, is final, so a join token
+// is never spent twice by the agent's own retries.
+func (a *Agent) enrollAny(ctx context.Context, req *agentv1.EnrollRequest, pool *x509.CertPool) (*agentv1.EnrollResponse, error) {
+	targets, err := a.controllers.Order(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("enrolling: %w", err)
+	}
+	var errs []error
+	for _, t := range targets {
+		resp, err := a.enrollAt(ctx, t, req, pool)
+		if err == nil {
+			return resp, nil
+		}
+		errs = append(errs, fmt.Errorf("enrolling with %s: %w", t.Addr, err))
+		if status.Code(err) != codes.Unavailable {
+			break
+		}
+	}
+	return nil, errors.Join(errs...)
+}
+
+// enrollAt sends the enrollment to one controller address.
+func (a *Agent) enrollAt(ctx context.Context, t ctrladdr.Target, req *agentv1.EnrollRequest, pool *x509.CertPool) (*agentv1.EnrollResponse, error) {
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(pool, nil))),
+	}
+	if a.cfg.Dialer != nil {
+		opts = append(opts, grpc.WithContextDialer(a.cfg.Dialer))
+	}
+	conn, err := grpc.NewClient("passthrough:///"+t.Addr, opts...)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return agentv1.NewAgentServiceClient(conn).Enroll(ctx, req)
 }
 
 // renewLoop renews the certificate when half its life has passed.

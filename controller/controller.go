@@ -107,6 +107,10 @@ type Config struct {
 	EvidenceKMSKey string
 	// EvidenceMaxBytes caps one evidence item (0: evidence.DefaultMaxBytes).
 	EvidenceMaxBytes int64
+	// StoreCheckInterval is how often the store is pinged for the health
+	// service and the firebreak_store_up gauge (default
+	// DefaultStoreCheckInterval).
+	StoreCheckInterval time.Duration
 	// Logger logs; defaults to slog.Default().
 	Logger *slog.Logger
 	// Clock defaults to time.Now.
@@ -148,6 +152,9 @@ func (c *Config) CheckAndSetDefaults() error {
 	if c.AgentCertTTL == 0 {
 		c.AgentCertTTL = 24 * time.Hour
 	}
+	if c.StoreCheckInterval == 0 {
+		c.StoreCheckInterval = DefaultStoreCheckInterval
+	}
 	return nil
 }
 
@@ -163,7 +170,9 @@ type Controller struct {
 	Evidence   *evidence.Service
 	grpc       *grpc.Server
 	health     *health.Server
-	lis        net.Listener
+	// storeHealth sets the health status from the store's reachability.
+	storeHealth *storeHealth
+	lis         net.Listener
 	// streams holds open operator streams, for revocation to close.
 	streams *auth.Streams
 	// Incident holds the cases, the playbook executor and the intake.
@@ -394,6 +403,7 @@ func (c *Controller) build(ctx context.Context) error {
 	operatorv1.RegisterEvidenceServiceServer(c.grpc, c.Evidence)
 	c.health = health.NewServer()
 	healthpb.RegisterHealthServer(c.grpc, c.health)
+	c.storeHealth = &storeHealth{ping: c.Store.Ping, health: c.health, interval: cfg.StoreCheckInterval, logger: cfg.Logger}
 	return nil
 }
 
@@ -475,11 +485,18 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.runIncident(run)
 	run("evidence janitor", c.Evidence.Run)
 	run("enrollment refusal audit", c.Fleet.RunEnrollGuard)
+	run("store health", c.storeHealth.run)
 
 	addr := c.lis.Addr().String()
 	_ = pki.WriteFileAtomic(filepath.Join(c.cfg.DataDir, AddrFile), []byte(addr+"\n"), 0o600)
+<<<<<<< HEAD
 	c.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	c.cfg.Logger.Info("controller serving", "addr", addr, "data_dir", c.cfg.DataDir, "pki_dir", c.cfg.PKIDir, "ca_sha256", c.CA.Fingerprint(), "approval_threshold", c.cfg.ApprovalThreshold)
+=======
+	// The health service says SERVING only once the store has answered.
+	c.storeHealth.check(ctx)
+	c.cfg.Logger.Info("controller serving", "addr", addr, "data_dir", c.cfg.DataDir, "approval_threshold", c.cfg.ApprovalThreshold)
+>>>>>>> agentfail
 	if c.cfg.Ready != nil {
 		c.cfg.Ready(addr)
 	}
@@ -541,7 +558,14 @@ func (c *Controller) serveMetrics() (func(), error) {
 		_ = lis.Close()
 		return nil, fmt.Errorf("observing approval waits: %w", err)
 	}
-	unobserve := func() { unobserveAgents(); unobserveApprovals() }
+	unobserveStore, err := telemetry.ObserveStoreUp(c.storeHealth.Up)
+	if err != nil {
+		unobserveAgents()
+		unobserveApprovals()
+		_ = lis.Close()
+		return nil, fmt.Errorf("observing the store: %w", err)
+	}
+	unobserve := func() { unobserveAgents(); unobserveApprovals(); unobserveStore() }
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", telemetry.MetricsHandler())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}

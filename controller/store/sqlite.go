@@ -103,6 +103,11 @@ func (s *SQLite) Close() error {
 	return errors.Join(s.r.Close(), s.w.Close())
 }
 
+// Ping implements Store: both pools answer.
+func (s *SQLite) Ping(ctx context.Context) error {
+	return errors.Join(s.w.PingContext(ctx), s.r.PingContext(ctx))
+}
+
 var migrations = []string{
 	`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`,
 	`CREATE TABLE agents (

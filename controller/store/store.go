@@ -193,6 +193,9 @@ type Store interface {
 
 	// Close releases the store.
 	Close() error
+	// Ping reports whether the store can be reached now (the controller's
+	// health check).
+	Ping(ctx context.Context) error
 
 	// PutAgent inserts or replaces an agent.
 	PutAgent(ctx context.Context, a *Agent) error

@@ -24,6 +24,9 @@ const (
 	// runs wait for an approver and how long the oldest has waited.
 	MetricRunsAwaitingApproval = "firebreak.runs.awaiting_approval"
 	MetricApprovalWaitOldest   = "firebreak.approval.wait.oldest"
+	// MetricStoreUp is 1 while the controller's store answers, 0 while it
+	// does not.
+	MetricStoreUp = "firebreak.store.up"
 )
 
 // instruments are made from the global meter provider, which forwards to
@@ -119,6 +122,30 @@ func ObserveApprovals(awaiting func() (int, time.Duration)) (func(), error) {
 		o.ObserveFloat64(oldest, wait.Seconds())
 		return nil
 	}, n, oldest)
+	if err != nil {
+		return nil, err
+	}
+	return func() { _ = reg.Unregister() }, nil
+}
+
+// ObserveStoreUp reports, at each collection, 1 while the store answered
+// the controller's last check and 0 otherwise. It returns a function that
+// stops the observation.
+func ObserveStoreUp(up func() bool) (func(), error) {
+	m := otel.Meter("github.com/firebreak-ir/firebreak")
+	g, err := m.Int64ObservableGauge(MetricStoreUp,
+		metric.WithDescription("1 while the controller's store answers its health check, 0 while it does not."))
+	if err != nil {
+		return nil, err
+	}
+	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		v := int64(0)
+		if up() {
+			v = 1
+		}
+		o.ObserveInt64(g, v)
+		return nil
+	}, g)
 	if err != nil {
 		return nil, err
 	}

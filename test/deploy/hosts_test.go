@@ -190,6 +190,9 @@ func TestInstallDocument(t *testing.T) {
 		if !re.MatchString(samples[name]) {
 			t.Errorf("parameter %s refuses the sample %q", name, samples[name])
 		}
+		if name == "ControllerEndpoint" && !re.MatchString("ctl-a.example.com:7443,ctl-b.example.com:7443,10.0.3.10:7443") {
+			t.Errorf("parameter %s refuses a list of controllers", name)
+		}
 		for _, bad := range injection {
 			if re.MatchString(bad) {
 				t.Errorf("parameter %s accepts %q", name, bad)

@@ -317,6 +317,21 @@ func (c *Controller) Restart(t testing.TB) {
 	c.awaitAddr(t)
 }
 
+// StartAt starts the controller process again, after Kill or Stop, on
+// the same data dir (the same CA, keys and database) but listening on
+// listen, and waits until it serves there.
+func (c *Controller) StartAt(t testing.TB, listen string) {
+	t.Helper()
+	_ = os.Remove(filepath.Join(c.DataDir, "controller.addr"))
+	for i, a := range c.Args {
+		if a == "--listen" {
+			c.Args[i+1] = listen
+		}
+	}
+	c.Start(t)
+	c.awaitAddr(t)
+}
+
 // Result is the outcome of one CLI invocation.
 type Result struct {
 	Stdout, Stderr string

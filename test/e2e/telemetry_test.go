@@ -50,6 +50,7 @@ func TestOneTracePerOperatorCommand(t *testing.T) {
 		min    float64
 	}{
 		{`firebreak_agents_connected`, 1},
+		{`firebreak_store_up`, 1},
 		{`firebreak_tasks_dispatched_total{firebreak_action="sysinfo"`, 1},
 		{`firebreak_tasks_finished_total{firebreak_action="sysinfo",firebreak_task_status="succeeded"`, 1},
 		{`firebreak_task_duration_seconds_count{firebreak_action="sysinfo",firebreak_task_status="succeeded"`, 1},

@@ -1,0 +1,76 @@
+package ctrladdr
+
+import (
+	"math/rand/v2"
+	"time"
+)
+
+// The agent's reconnection backoff.
+const (
+	// BackoffBase is the ceiling of the first delay after a failure.
+	BackoffBase = 500 * time.Millisecond
+	// BackoffCap is the highest ceiling: an agent whose controllers are
+	// all down tries again at least this often.
+	BackoffCap = 30 * time.Second
+	// StableAfter is how long a connection must have stayed up for the
+	// backoff to start again from BackoffBase when it ends.
+	StableAfter = time.Minute
+)
+
+// Backoff is exponential backoff with full jitter: the n-th delay since
+// the last Reset is uniform in [0, min(Cap, Base·2ⁿ)]. Full jitter spreads
+// the agents of a controller that died over the whole window instead of
+// sending them back in waves. The zero value uses BackoffBase and
+// BackoffCap. A Backoff is not safe for concurrent use.
+type Backoff struct {
+	// Base is the first ceiling (default BackoffBase).
+	Base time.Duration
+	// Cap is the highest ceiling (default BackoffCap).
+	Cap time.Duration
+	// Int64N returns a uniform random integer in [0, n); defaults to
+	// math/rand/v2's Int64N. Tests inject a seeded source.
+	Int64N func(n int64) int64
+
+	attempt int
+}
+
+// Ceiling returns the upper bound of the next delay.
+func (b *Backoff) Ceiling() time.Duration {
+	base, capped := b.Base, b.Cap
+	if base <= 0 {
+		base = BackoffBase
+	}
+	if capped <= 0 {
+		capped = BackoffCap
+	}
+	c := base
+	for i := 0; i < b.attempt && c < capped; i++ {
+		c *= 2
+	}
+	return min(c, capped)
+}
+
+// Next returns the delay before the next attempt and raises the ceiling.
+func (b *Backoff) Next() time.Duration {
+	c := b.Ceiling()
+	n := b.Int64N
+	if n == nil {
+		n = rand.Int64N
+	}
+	d := time.Duration(n(int64(c) + 1))
+	if c < b.capOrDefault() {
+		b.attempt++
+	}
+	return d
+}
+
+// Reset starts the ceilings again from Base, after a connection that
+// stayed up.
+func (b *Backoff) Reset() { b.attempt = 0 }
+
+func (b *Backoff) capOrDefault() time.Duration {
+	if b.Cap <= 0 {
+		return BackoffCap
+	}
+	return b.Cap
+}
