@@ -489,14 +489,9 @@ func (c *Controller) Run(ctx context.Context) error {
 
 	addr := c.lis.Addr().String()
 	_ = pki.WriteFileAtomic(filepath.Join(c.cfg.DataDir, AddrFile), []byte(addr+"\n"), 0o600)
-<<<<<<< HEAD
-	c.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	c.cfg.Logger.Info("controller serving", "addr", addr, "data_dir", c.cfg.DataDir, "pki_dir", c.cfg.PKIDir, "ca_sha256", c.CA.Fingerprint(), "approval_threshold", c.cfg.ApprovalThreshold)
-=======
 	// The health service says SERVING only once the store has answered.
 	c.storeHealth.check(ctx)
-	c.cfg.Logger.Info("controller serving", "addr", addr, "data_dir", c.cfg.DataDir, "approval_threshold", c.cfg.ApprovalThreshold)
->>>>>>> agentfail
+	c.cfg.Logger.Info("controller serving", "addr", addr, "data_dir", c.cfg.DataDir, "pki_dir", c.cfg.PKIDir, "ca_sha256", c.CA.Fingerprint(), "approval_threshold", c.cfg.ApprovalThreshold)
 	if c.cfg.Ready != nil {
 		c.cfg.Ready(addr)
 	}
