@@ -96,9 +96,11 @@ func Leases(t *testing.T, open func(t *testing.T) store.Store) {
 			stale := store.WithFence(ctx, store.Fence{Lease: "sweeper", Token: a.Token, Clock: at(ttl + time.Second)})
 			run := &store.Run{ID: "r1", Action: "noop", ParamsJSON: []byte("{}"), CreatedAt: now, MaxErrors: "0"}
 			writes := map[string]func() error{
-				"run":   func() error { return s.CreateRun(stale, run, []*store.Task{{ID: "t1", RunID: "r1", AgentID: "x"}}) },
-				"audit": func() error { return s.AppendAudit(stale, &store.AuditRecord{At: now, Actor: "a", Action: "x", Subject: "y"}) },
-				"meta":  func() error { return s.SetMeta(stale, "k", "by stale a") },
+				"run": func() error { return s.CreateRun(stale, run, []*store.Task{{ID: "t1", RunID: "r1", AgentID: "x"}}) },
+				"audit": func() error {
+					return s.AppendAudit(stale, &store.AuditRecord{At: now, Actor: "a", Action: "x", Subject: "y"})
+				},
+				"meta": func() error { return s.SetMeta(stale, "k", "by stale a") },
 			}
 			for name, w := range writes {
 				err := w()
