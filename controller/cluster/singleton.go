@@ -252,7 +252,11 @@ func (s *singleton) step(ctx context.Context) {
 	s.mu.Lock()
 	now := cfg.Clock()
 	if s.held && !now.Before(s.deadline) {
+		// The lease is tried for again at the next step at the earliest,
+		// once the job has ended.
 		s.loseLocked("the local deadline passed without a renewal")
+		s.mu.Unlock()
+		return
 	}
 	held, lease, deadline := s.held, s.lease, s.deadline
 	running := s.done != nil
