@@ -58,7 +58,9 @@ type job struct {
 	ended   chan struct{}
 }
 
-func newJob() *job { return &job{started: make(chan context.Context, 4), ended: make(chan struct{}, 4)} }
+func newJob() *job {
+	return &job{started: make(chan context.Context, 4), ended: make(chan struct{}, 4)}
+}
 
 func (j *job) run(ctx context.Context) error {
 	j.started <- ctx
