@@ -54,6 +54,9 @@ func TestSingleControllerHoldsEveryLease(t *testing.T) {
 	if err != nil || len(leases) != len(want) {
 		t.Fatalf("leases %+v %v", leases, err)
 	}
+	if live, err := st.ListControllers(ctx, time.Now().Add(-time.Minute)); err != nil || len(live) != 0 {
+		t.Errorf("after a clean stop, the registry still lists %+v (%v)", live, err)
+	}
 	for _, l := range leases {
 		if l.Holder != c.ID() || l.Token != 1 || !l.ExpiresAt.IsZero() {
 			t.Errorf("after a clean stop, lease %+v is still held", l)

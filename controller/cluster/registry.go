@@ -79,8 +79,9 @@ func (r *Registry) Heartbeat(ctx context.Context) error {
 		StartedAt: r.started, HeartbeatAt: r.cfg.Clock(), Agents: int64(r.cfg.Agents()), Leases: r.cfg.Leases()})
 }
 
-// Run records the entry at once and then every Every until ctx ends. A
-// failed heartbeat is logged and tried again at the next one.
+// Run records the entry at once and then every Every until ctx ends, when
+// it marks the entry as stopped, so the controller leaves the live list at
+// once. A failed heartbeat is logged and tried again at the next one.
 func (r *Registry) Run(ctx context.Context) error {
 	t := time.NewTicker(r.cfg.Every)
 	defer t.Stop()
@@ -90,8 +91,20 @@ func (r *Registry) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
+			r.stopped(context.WithoutCancel(ctx))
 			return nil
 		case <-t.C:
 		}
+	}
+}
+
+// stopped records that the controller stopped: an entry with no heartbeat
+// is never live.
+func (r *Registry) stopped(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Every)
+	defer cancel()
+	if err := r.cfg.Store.HeartbeatController(ctx, &store.ControllerInfo{ID: r.cfg.ID, Address: r.cfg.Address, Version: r.cfg.Version,
+		StartedAt: r.started}); err != nil {
+		r.cfg.Logger.Warn("marking the controller stopped in the registry failed; it leaves the live list when its heartbeat ages", "controller_id", r.cfg.ID, "error", err)
 	}
 }

@@ -57,6 +57,9 @@ func TestOneTracePerOperatorCommand(t *testing.T) {
 		{`target_info{`, 1},
 		{`firebreak_runs_awaiting_approval`, 0},
 		{`firebreak_approval_wait_oldest_seconds`, 0},
+		{`firebreak_lease_held{firebreak_lease="sweeper"`, 1},
+		{`firebreak_lease_held{firebreak_lease="playbook-executor"`, 1},
+		{`firebreak_lease_changes_total{firebreak_lease="sweeper",firebreak_lease_change="acquired"`, 1},
 	} {
 		v, ok := sample(metrics, want.series)
 		if !ok || v < want.min {
