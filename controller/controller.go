@@ -550,6 +550,7 @@ func (c *Controller) serveMetrics() (func(), error) {
 	unobserve := func() { unobserveAgents(); unobserveApprovals(); unobserveLeases() }
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", telemetry.MetricsHandler())
+	mux.HandleFunc("GET /healthz", c.serveHealthz)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(lis) }()
 	_ = pki.WriteFileAtomic(filepath.Join(c.cfg.DataDir, MetricsAddrFile), []byte(lis.Addr().String()+"\n"), 0o600)
@@ -558,6 +559,18 @@ func (c *Controller) serveMetrics() (func(), error) {
 		unobserve()
 		_ = srv.Close()
 	}, nil
+}
+
+// serveHealthz answers a load balancer's HTTP health check with the gRPC
+// health service's overall status, which a Network Load Balancer cannot
+// ask itself: 200 while SERVING, 503 otherwise.
+func (c *Controller) serveHealthz(w http.ResponseWriter, r *http.Request) {
+	resp, err := c.health.Check(r.Context(), &healthpb.HealthCheckRequest{})
+	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		http.Error(w, "NOT_SERVING", http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "SERVING")
 }
 
 // MetricsAddrFile, in the data directory, holds the address /metrics is

@@ -66,6 +66,17 @@ func TestOneTracePerOperatorCommand(t *testing.T) {
 			t.Errorf("metric %s = %v (found %v), want at least %v", want.series, v, ok, want.min)
 		}
 	}
+	// The load balancer's health check: the gRPC health status over HTTP.
+	if addr, err := os.ReadFile(filepath.Join(c.DataDir, "metrics.addr")); err != nil {
+		t.Errorf("metrics.addr: %v", err)
+	} else if resp, err := http.Get("http://" + strings.TrimSpace(string(addr)) + "/healthz"); err != nil {
+		t.Errorf("GET /healthz: %v", err)
+	} else {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET /healthz: %s, want 200 while serving", resp.Status)
+		}
+	}
 	if !strings.Contains(metrics, `service_name="firebreak-controller"`) {
 		t.Errorf("the metrics' target_info lacks the controller's resource")
 	}
