@@ -508,7 +508,7 @@ func (c *Controller) buildSingletons() error {
 		jobs = append(jobs, cluster.Job{Lease: cluster.LeaseSQS, Run: c.Incident.parts.sqs.Run})
 	}
 	var err error
-	if c.Singletons, err = cluster.NewRunner(cluster.Config{Store: c.Store, TTL: c.cfg.LeaseTTL, Jobs: jobs,
+	if c.Singletons, err = cluster.NewRunner(cluster.Config{Store: c.Store, TTL: c.leaseTTL(), Jobs: jobs,
 		Logger: c.cfg.Logger, Clock: c.cfg.Clock}); err != nil {
 		return err
 	}
@@ -516,6 +516,14 @@ func (c *Controller) buildSingletons() error {
 	c.registry, err = cluster.NewRegistry(cluster.RegistryConfig{Store: c.Store, ID: c.Singletons.ID(), Address: c.lis.Addr().String(),
 		Version: c.cfg.Version, Agents: c.Fleet.ConnectedCount, Leases: c.Singletons.HeldLeases, Logger: c.cfg.Logger, Clock: c.cfg.Clock})
 	return err
+}
+
+// leaseTTL is the TTL of the cluster leases.
+func (c *Controller) leaseTTL() time.Duration {
+	if c.cfg.LeaseTTL > 0 {
+		return c.cfg.LeaseTTL
+	}
+	return cluster.DefaultTTL
 }
 
 // ID is this controller's id in the cluster: random for each process

@@ -94,7 +94,7 @@ func (c *Controller) buildIncident(ctx context.Context) error {
 	known := c.Actions.Descriptions()
 	c.Playbooks, err = playbookrun.New(playbookrun.Config{Store: sq, Library: library, Cases: c.Cases, Planner: c.Planner,
 		Actions: c.Operator, KnownActions: playbookrun.Catalog(known), Watcher: c.Dispatcher, RunStore: c.Store, Audit: c.Audit,
-		Logger: c.cfg.Logger, Clock: c.cfg.Clock})
+		Logger: c.cfg.Logger, Clock: c.cfg.Clock, Rescan: c.leaseTTL() / 3})
 	if err != nil {
 		return err
 	}
