@@ -29,6 +29,7 @@ import (
 
 	"github.com/firebreak-ir/firebreak/controller/actioncatalog"
 	"github.com/firebreak-ir/firebreak/controller/auth"
+	"github.com/firebreak-ir/firebreak/controller/cluster"
 	"github.com/firebreak-ir/firebreak/controller/dispatch"
 	"github.com/firebreak-ir/firebreak/controller/evidence"
 	"github.com/firebreak-ir/firebreak/controller/fleet"
@@ -121,6 +122,11 @@ type Config struct {
 	// ones (in-process actions of the benchmarks and tests), added to the
 	// action catalogue. They cannot redefine a first-party action.
 	Actions []*pluginv1.ActionDescription
+	// LeaseTTL is the TTL of the cluster leases of the jobs that run once
+	// among the controllers sharing the store (0: cluster.DefaultTTL).
+	LeaseTTL time.Duration
+	// Version is the build version the controller registers with.
+	Version string
 }
 
 // CheckAndSetDefaults checks the configuration and sets defaults.
@@ -182,6 +188,11 @@ type Controller struct {
 	Actions *actioncatalog.Catalogue
 	// Planner creates every run: the operator API's and the playbooks'.
 	Planner *runs.Planner
+	// Singletons runs the jobs that run once among the controllers that
+	// share the store, each under its lease.
+	Singletons *cluster.Runner
+	// registry keeps this controller's entry in the controller registry.
+	registry *cluster.Registry
 }
 
 // New builds the controller: on first start it creates the CA, the
@@ -312,7 +323,7 @@ func (c *Controller) build(ctx context.Context) error {
 	// dispatcher is built first and given both with SetDeps, which it
 	// requires before it runs.
 	if c.Dispatcher, err = dispatch.New(dispatch.Config{Store: c.Store, Signer: c.Signer, Audit: c.Audit,
-		Logger: cfg.Logger, Clock: cfg.Clock}); err != nil {
+		Logger: cfg.Logger, Clock: cfg.Clock, SweepByLease: true}); err != nil {
 		return err
 	}
 	backend, err := evidence.OpenBackend(ctx, cfg.Evidence, evidence.BackendOptions{DataDir: cfg.DataDir, Retention: cfg.EvidenceRetention,
@@ -341,7 +352,7 @@ func (c *Controller) build(ctx context.Context) error {
 	}
 	c.Operator, err = operator.New(operator.Config{Store: c.Store, CA: c.CA, Fleet: fl, Dispatcher: c.Dispatcher, Audit: c.Audit, Watches: watches,
 		Logger: cfg.Logger, Clock: cfg.Clock, Planner: c.Planner, OperatorCertTTL: cfg.OperatorCertTTL,
-		Advertise: c.cfg.Advertise, Actions: c.Actions, Streams: c.streams})
+		Advertise: c.cfg.Advertise, Actions: c.Actions, Streams: c.streams, ControllersLiveWithin: cluster.LiveWithin})
 	if err != nil {
 		return err
 	}
@@ -349,6 +360,9 @@ func (c *Controller) build(ctx context.Context) error {
 		return err
 	}
 	c.Incident.parts.playbookServer.ShareWatchLimit(watches)
+	if err := c.buildSingletons(); err != nil {
+		return err
+	}
 	if err := c.ensureAdmin(ctx); err != nil {
 		return err
 	}
@@ -481,8 +495,14 @@ func (c *Controller) Run(ctx context.Context) error {
 		}
 		dispDone <- err
 	}()
+	// The leases are tried for once before serving, so a playbook started
+	// by the first request finds its executor running (with one
+	// controller, this one holds every lease).
+	c.Singletons.Step(ctx)
 	run("last-seen writer", func(ctx context.Context) error { return c.Fleet.RunSeenWriter(ctx, 5*time.Second) })
 	c.runIncident(run)
+	run("leased singletons", c.Singletons.Run)
+	run("controller registry", c.registry.Run)
 	run("evidence janitor", c.Evidence.Run)
 	run("enrollment refusal audit", c.Fleet.RunEnrollGuard)
 	run("store health", c.storeHealth.run)
@@ -535,6 +555,46 @@ func (c *Controller) Run(ctx context.Context) error {
 	return err
 }
 
+// buildSingletons builds the runner of the jobs that must run once among
+// the controllers sharing the store, and the registry heartbeat:
+//   - the dispatcher's deadline and offline sweep (cluster.LeaseSweeper);
+//   - the playbook executor, which resumes the playbook runs a crash
+//     interrupted (cluster.LeasePlaybooks);
+//   - the SQS findings poller, when a queue is set (cluster.LeaseSQS).
+//
+// With one controller it holds every lease, so each job runs as it did
+// before leases.
+func (c *Controller) buildSingletons() error {
+	jobs := []cluster.Job{
+		{Lease: cluster.LeaseSweeper, Run: c.Dispatcher.Sweep},
+		{Lease: cluster.LeasePlaybooks, Run: c.Playbooks.Run},
+	}
+	if c.Incident.parts.sqs != nil {
+		jobs = append(jobs, cluster.Job{Lease: cluster.LeaseSQS, Run: c.Incident.parts.sqs.Run})
+	}
+	var err error
+	if c.Singletons, err = cluster.NewRunner(cluster.Config{Store: c.Store, TTL: c.leaseTTL(), Jobs: jobs,
+		Logger: c.cfg.Logger, Clock: c.cfg.Clock}); err != nil {
+		return err
+	}
+	c.cfg.Logger.Info("controller id", "controller_id", c.Singletons.ID())
+	c.registry, err = cluster.NewRegistry(cluster.RegistryConfig{Store: c.Store, ID: c.Singletons.ID(), Address: c.lis.Addr().String(),
+		Version: c.cfg.Version, Agents: c.Fleet.ConnectedCount, Leases: c.Singletons.HeldLeases, Logger: c.cfg.Logger, Clock: c.cfg.Clock})
+	return err
+}
+
+// leaseTTL is the TTL of the cluster leases.
+func (c *Controller) leaseTTL() time.Duration {
+	if c.cfg.LeaseTTL > 0 {
+		return c.cfg.LeaseTTL
+	}
+	return cluster.DefaultTTL
+}
+
+// ID is this controller's id in the cluster: random for each process
+// start, the holder of its leases and its key in the registry.
+func (c *Controller) ID() string { return c.Singletons.ID() }
+
 // serveMetrics serves /metrics on MetricsListen and observes the connected
 // agents; the returned function stops both.
 func (c *Controller) serveMetrics() (func(), error) {
@@ -560,9 +620,18 @@ func (c *Controller) serveMetrics() (func(), error) {
 		_ = lis.Close()
 		return nil, fmt.Errorf("observing the store: %w", err)
 	}
-	unobserve := func() { unobserveAgents(); unobserveApprovals(); unobserveStore() }
+	unobserveLeases, err := telemetry.ObserveLeases(c.Singletons.Held)
+	if err != nil {
+		unobserveAgents()
+		unobserveApprovals()
+		unobserveStore()
+		_ = lis.Close()
+		return nil, fmt.Errorf("observing lease holders: %w", err)
+	}
+	unobserve := func() { unobserveAgents(); unobserveApprovals(); unobserveStore(); unobserveLeases() }
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", telemetry.MetricsHandler())
+	mux.HandleFunc("GET /healthz", c.serveHealthz)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(lis) }()
 	_ = pki.WriteFileAtomic(filepath.Join(c.cfg.DataDir, MetricsAddrFile), []byte(lis.Addr().String()+"\n"), 0o600)
@@ -571,6 +640,18 @@ func (c *Controller) serveMetrics() (func(), error) {
 		unobserve()
 		_ = srv.Close()
 	}, nil
+}
+
+// serveHealthz answers a load balancer's HTTP health check with the gRPC
+// health service's overall status, which a Network Load Balancer cannot
+// ask itself: 200 while SERVING, 503 otherwise.
+func (c *Controller) serveHealthz(w http.ResponseWriter, r *http.Request) {
+	resp, err := c.health.Check(r.Context(), &healthpb.HealthCheckRequest{})
+	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		http.Error(w, "NOT_SERVING", http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "SERVING")
 }
 
 // MetricsAddrFile, in the data directory, holds the address /metrics is

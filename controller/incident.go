@@ -90,7 +90,7 @@ func (c *Controller) buildIncident(ctx context.Context) error {
 	known := c.Actions.Descriptions()
 	c.Playbooks, err = playbookrun.New(playbookrun.Config{Store: c.Store, Library: library, Cases: c.Cases, Planner: c.Planner,
 		Actions: c.Operator, KnownActions: playbookrun.Catalog(known), Watcher: c.Dispatcher, RunStore: c.Store, Audit: c.Audit,
-		Logger: c.cfg.Logger, Clock: c.cfg.Clock})
+		Logger: c.cfg.Logger, Clock: c.cfg.Clock, Rescan: c.leaseTTL() / 3})
 	if err != nil {
 		return err
 	}
@@ -198,16 +198,14 @@ func (c *Controller) registerIncident(s *grpc.Server) {
 	operatorv1.RegisterPlaybookServiceServer(s, c.Incident.parts.playbookServer)
 }
 
-// runIncident starts the executor, the events endpoint and the SQS poller.
+// runIncident starts the events endpoint. The playbook executor and the
+// SQS poller run once in the cluster, under their leases (see
+// buildSingletons).
 func (c *Controller) runIncident(run func(name string, f func(context.Context) error)) {
-	run("playbook executor", c.Playbooks.Run)
 	if c.Incident.parts.eventsLis != nil {
 		c.cfg.Logger.Info("serving findings", "events", "https://"+c.Incident.parts.eventsLis.Addr().String()+intake.EventsPath)
 		run("events endpoint", func(ctx context.Context) error {
 			return intake.Serve(ctx, c.Incident.parts.eventsLis, c.Incident.parts.eventsTLS, c.Incident.parts.eventsHandler, c.cfg.Logger)
 		})
-	}
-	if c.Incident.parts.sqs != nil {
-		run("SQS poller", c.Incident.parts.sqs.Run)
 	}
 }

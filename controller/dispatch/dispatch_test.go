@@ -632,3 +632,59 @@ func TestAgentCannotReportOnAnotherAgentsTask(t *testing.T) {
 		}
 	}
 }
+
+// TestSweepUnderTheSweeperLease runs the deadline sweep as the sweeper
+// lease's job: while the lease is held its changes are stored; once
+// another controller has taken the lease, the same sweep is refused by
+// the fence and the store keeps the task as it was.
+func TestSweepUnderTheSweeperLease(t *testing.T) {
+	h := newHarnessWith(t, filepath.Join(t.TempDir(), "db"), succeed, func(c *dispatch.Config) { c.SweepByLease = true })
+	defer h.stop()
+	ctx := context.Background()
+	l, held, err := h.st.AcquireLease(ctx, "sweeper", "me", 3*time.Hour, h.clock.Now())
+	if err != nil || !held {
+		t.Fatalf("lease %v %v", held, err)
+	}
+	sweepCtx, stopSweep := context.WithCancel(store.WithFence(ctx, store.Fence{Lease: l.Name, Token: l.Token, Clock: h.clock.Now}))
+	defer stopSweep()
+	go func() { _ = h.d.Sweep(sweepCtx) }()
+
+	id := h.submit(1, nil)
+	h.clock.Add(2 * time.Hour)
+	r := h.wait(id, "the sweep while holding the lease", ended)
+	if r.GetCounts().GetOffline() != 1 {
+		t.Fatalf("counts %v", r.GetCounts())
+	}
+	if _, tasks, err := h.st.GetRun(ctx, id); err != nil || tasks[0].Status != agentv1.TaskStatus_TASK_STATUS_OFFLINE {
+		t.Fatalf("stored task %+v %v", tasks, err)
+	}
+
+	// Another controller takes the lease once it has expired.
+	h.clock.Add(2 * time.Hour)
+	if _, held, err := h.st.AcquireLease(ctx, "sweeper", "other", 3*time.Hour, h.clock.Now()); err != nil || !held {
+		t.Fatalf("takeover %v %v", held, err)
+	}
+	id2 := h.submit(1, nil)
+	h.clock.Add(2 * time.Hour)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		v, err := h.d.Snapshot(ctx, id2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v == nil || v.Counts.Offline == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the sweep never ran")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := h.d.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rr, tasks, err := h.st.GetRun(ctx, id2)
+	if err != nil || tasks[0].Status != agentv1.TaskStatus_TASK_STATUS_PENDING || rr.Status != operatorv1.RunStatus_RUN_STATUS_RUNNING {
+		t.Fatalf("a stale sweeper's changes were stored: run %v task %+v %v", rr.Status, tasks, err)
+	}
+}

@@ -59,6 +59,7 @@ var Policy = map[string]operatorv1.OperatorRole{
 	operatorv1.OperatorService_RevokeOperator_FullMethodName:  operatorv1.OperatorRole_OPERATOR_ROLE_ADMIN,
 	operatorv1.OperatorService_RotateOperator_FullMethodName:  operatorv1.OperatorRole_OPERATOR_ROLE_ADMIN,
 	operatorv1.OperatorService_RevokeAgents_FullMethodName:    operatorv1.OperatorRole_OPERATOR_ROLE_ADMIN,
+	operatorv1.OperatorService_ListControllers_FullMethodName: operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
 }
 
 // AuditFunc records an action in the audit log.
@@ -91,6 +92,9 @@ type Config struct {
 	// Watches caps the open WatchRun streams (default: watchcap's
 	// defaults); the controller shares one with the playbook service.
 	Watches *watchcap.Limiter
+	// ControllersLiveWithin is how recent a controller's registry
+	// heartbeat must be for ListControllers to show it (default 15s).
+	ControllersLiveWithin time.Duration
 }
 
 // CheckAndSetDefaults names missing dependencies and sets defaults.
@@ -120,6 +124,9 @@ func (c *Config) CheckAndSetDefaults() error {
 	}
 	if c.Watches == nil {
 		c.Watches = watchcap.New(0, 0)
+	}
+	if c.ControllersLiveWithin == 0 {
+		c.ControllersLiveWithin = 15 * time.Second
 	}
 	return nil
 }

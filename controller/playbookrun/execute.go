@@ -67,10 +67,14 @@ func (e *Executor) spawnID(ctx context.Context, id string) {
 
 // spawn starts executing a running playbook run, unless it already is or
 // the executor is not running (Run resumes it then).
-func (e *Executor) spawn(r *Run) {
+func (e *Executor) spawn(r *Run) { e.spawnIf(r, false) }
+
+// spawnIf is spawn; with unconducted, it also leaves alone a run whose
+// execution already ended during this Run (a rescan's finding).
+func (e *Executor) spawnIf(r *Run, unconducted bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.base == nil || e.base.Err() != nil || e.active[r.ID] != nil {
+	if e.base == nil || e.base.Err() != nil || e.active[r.ID] != nil || (unconducted && e.conducted[r.ID]) {
 		return
 	}
 	x := &execution{e: e, run: r, spans: map[string]trace.Span{}, inflight: map[string]bool{}, results: make(chan stepResult, len(r.Steps)+1), wake: make(chan struct{}, 1)}
@@ -88,6 +92,7 @@ func (e *Executor) spawn(r *Run) {
 		defer func() {
 			e.mu.Lock()
 			delete(e.active, r.ID)
+			e.conducted[r.ID] = true
 			e.mu.Unlock()
 		}()
 		x.conduct(ctx)

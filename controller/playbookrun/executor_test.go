@@ -754,3 +754,36 @@ steps:
 		t.Error("the timeline does not say bob may not approve the step")
 	}
 }
+
+// TestRunStartedThroughAnotherControllerIsExecuted starts a playbook run
+// through an executor that is not running, as a controller that does not
+// hold the playbook executor's lease has: the run is only stored, and the
+// running executor, which holds the lease, finds it and executes it.
+func TestRunStartedThroughAnotherControllerIsExecuted(t *testing.T) {
+	f := newFleet(t, 1, map[string]string{"one": pb("one", `
+steps:
+  - id: a
+    phase: analyze
+    action: record
+    targets: {selector: role=host}
+    params: {mark: elsewhere}
+`)})
+	c := f.c.Controller
+	other, err := playbookrun.New(playbookrun.Config{Store: c.Store, Library: &playbookrun.Library{Dir: f.dir}, Cases: c.Cases,
+		Planner: c.Planner, Actions: c.Operator, KnownActions: playbookrun.Catalog(c.Actions.Descriptions()), Watcher: c.Dispatcher,
+		RunStore: c.Store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started, _, err := other.Start(playbookruntest.Admin(context.Background()), playbookrun.StartRequest{Playbook: "one", CreatedBy: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := f.wait(t, started.ID)
+	if r.Status != playbookrun.StatusSucceeded {
+		t.Fatalf("status %s (%s)", r.Status, r.Error)
+	}
+	if marks := f.rec.Marks(); len(marks) != 1 {
+		t.Fatalf("the step ran %d times: %v", len(marks), marks)
+	}
+}

@@ -117,6 +117,11 @@ type Config struct {
 	// RetryBackoff is the first wait before retrying a run creation the
 	// store refused for a passing reason (default 500ms).
 	RetryBackoff time.Duration
+	// Rescan, when set, makes Run look this often for running playbook
+	// runs it has not executed yet: runs started or approved through
+	// another controller sharing the store, whose executor is not running
+	// because this one holds the lease. 0 looks only when Run starts.
+	Rescan time.Duration
 }
 
 // CheckAndSetDefaults names missing dependencies and sets defaults.
@@ -171,7 +176,10 @@ type Executor struct {
 	mu     sync.Mutex
 	base   context.Context
 	active map[string]*execution
-	wg     sync.WaitGroup
+	// conducted names the playbook runs whose execution ended during the
+	// current Run: a rescan does not start them again.
+	conducted map[string]bool
+	wg        sync.WaitGroup
 }
 
 // New returns an executor; call Run to start it.
@@ -179,7 +187,7 @@ func New(cfg Config) (*Executor, error) {
 	if err := cfg.CheckAndSetDefaults(); err != nil {
 		return nil, err
 	}
-	e := &Executor{cfg: cfg, db: runDB{s: cfg.Store}, active: map[string]*execution{}}
+	e := &Executor{cfg: cfg, db: runDB{s: cfg.Store}, active: map[string]*execution{}, conducted: map[string]bool{}}
 	e.hub = newHub(func(id string) (*Run, error) { return e.currentRun(context.Background(), id) })
 	return e, nil
 }
@@ -190,6 +198,7 @@ func New(cfg Config) (*Executor, error) {
 func (e *Executor) Run(ctx context.Context) error {
 	e.mu.Lock()
 	e.base = ctx
+	e.conducted = map[string]bool{}
 	e.mu.Unlock()
 	running, err := e.db.runningIDs(ctx)
 	if err != nil {
@@ -201,12 +210,64 @@ func (e *Executor) Run(ctx context.Context) error {
 	if len(running) > 0 {
 		e.cfg.Logger.Info("resumed playbook runs", "playbook_runs", len(running))
 	}
+	if e.cfg.Rescan > 0 {
+		e.rescan(ctx)
+	}
 	<-ctx.Done()
 	e.wg.Wait()
 	e.mu.Lock()
 	e.base = nil
 	e.mu.Unlock()
 	return nil
+}
+
+// rescan starts, every Rescan until ctx ends, the running playbook runs
+// that this Run neither executes nor has executed.
+func (e *Executor) rescan(ctx context.Context) {
+	t := time.NewTicker(e.cfg.Rescan)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ids, err := e.db.runningIDs(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				e.cfg.Logger.Warn("looking for playbook runs started elsewhere failed; retrying", "error", err)
+			}
+			continue
+		}
+		running := make(map[string]bool, len(ids))
+		var todo []string
+		e.mu.Lock()
+		for _, id := range ids {
+			running[id] = true
+			if e.active[id] == nil && !e.conducted[id] {
+				todo = append(todo, id)
+			}
+		}
+		// A run no longer running in the store is never running again.
+		for id := range e.conducted {
+			if !running[id] {
+				delete(e.conducted, id)
+			}
+		}
+		e.mu.Unlock()
+		for _, id := range todo {
+			r, err := e.db.getRun(ctx, id)
+			if err != nil {
+				e.cfg.Logger.Error("loading a playbook run started elsewhere", "playbook_run", id, "error", err)
+				continue
+			}
+			if r.Status != StatusRunning {
+				continue
+			}
+			e.cfg.Logger.Info("executing a playbook run started through another controller", "playbook_run", id)
+			e.spawnIf(r, true)
+		}
+	}
 }
 
 // StartRequest asks for a playbook run.

@@ -53,6 +53,9 @@ func (s *SQLite) AppendAudit(ctx context.Context, rec *AuditRecord) error {
 		return err
 	}
 	defer tx.Rollback()
+	if err := s.checkFence(ctx, tx); err != nil {
+		return err
+	}
 	var seq int64
 	prev := GenesisHash
 	err = tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`).Scan(&seq, &prev)

@@ -144,6 +144,9 @@ func (s *SQLite) tx(ctx context.Context, f func(*sql.Tx) error) error {
 		return fmt.Errorf("cases: %w", err)
 	}
 	defer tx.Rollback()
+	if err := fenceTx(ctx, tx); err != nil {
+		return err
+	}
 	if err := f(tx); err != nil {
 		return err
 	}
@@ -395,8 +398,10 @@ func (s *SQLite) CaseFindings(ctx context.Context, caseID string) ([]*CaseFindin
 // LinkCaseFinding records the rule a finding version matched and the
 // playbook run it started or proposed.
 func (s *SQLite) LinkCaseFinding(ctx context.Context, dedupKey, rule, playbookRunID string) error {
-	_, err := s.w.ExecContext(ctx, `UPDATE case_findings SET rule = ?, playbook_run_id = ? WHERE dedup_key = ?`, rule, playbookRunID, dedupKey)
-	return err
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE case_findings SET rule = ?, playbook_run_id = ? WHERE dedup_key = ?`, rule, playbookRunID, dedupKey)
+		return err
+	})
 }
 
 // RunsOfCase returns the ids of the runs linked to a case, oldest first.

@@ -125,6 +125,9 @@ func (s *SQLite) CreatePlaybookRun(ctx context.Context, r *PlaybookRun, steps []
 		return err
 	}
 	defer tx.Rollback()
+	if err := s.checkFence(ctx, tx); err != nil {
+		return err
+	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO playbook_runs (`+playbookRunCols+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.ID, r.Playbook, r.Version, r.CaseID, r.Status, r.Stopping, r.CreatedBy, ns(r.CreatedAt), ns(r.StartedAt),
@@ -145,14 +148,14 @@ func (s *SQLite) CreatePlaybookRun(ctx context.Context, r *PlaybookRun, steps []
 
 // UpdatePlaybookRun implements PlaybookRuns.
 func (s *SQLite) UpdatePlaybookRun(ctx context.Context, r *PlaybookRun) error {
-	_, err := s.w.ExecContext(ctx, `UPDATE playbook_runs SET status = ?, stopping = ?, started_at = ?, finished_at = ?, error = ?, approved_by = ?
+	_, err := s.fencedExec(ctx, `UPDATE playbook_runs SET status = ?, stopping = ?, started_at = ?, finished_at = ?, error = ?, approved_by = ?
 		WHERE id = ?`, r.Status, r.Stopping, ns(r.StartedAt), ns(r.FinishedAt), r.Error, r.ApprovedBy, r.ID)
 	return err
 }
 
 // TransitionPlaybookRun implements PlaybookRuns.
 func (s *SQLite) TransitionPlaybookRun(ctx context.Context, r *PlaybookRun, from string) (bool, error) {
-	res, err := s.w.ExecContext(ctx, `UPDATE playbook_runs SET status = ?, stopping = ?, started_at = ?, finished_at = ?, error = ?, approved_by = ?
+	res, err := s.fencedExec(ctx, `UPDATE playbook_runs SET status = ?, stopping = ?, started_at = ?, finished_at = ?, error = ?, approved_by = ?
 		WHERE id = ? AND status = ?`, r.Status, r.Stopping, ns(r.StartedAt), ns(r.FinishedAt), r.Error, r.ApprovedBy, r.ID, from)
 	if err != nil {
 		return false, err
@@ -163,7 +166,7 @@ func (s *SQLite) TransitionPlaybookRun(ctx context.Context, r *PlaybookRun, from
 
 // UpdatePlaybookStep implements PlaybookRuns.
 func (s *SQLite) UpdatePlaybookStep(ctx context.Context, playbookRunID string, st *PlaybookStep) error {
-	_, err := s.w.ExecContext(ctx, `UPDATE playbook_steps SET status = ?, token = ?, run_id = ?, resolved_json = ?, outputs_json = ?,
+	_, err := s.fencedExec(ctx, `UPDATE playbook_steps SET status = ?, token = ?, run_id = ?, resolved_json = ?, outputs_json = ?,
 		targets_json = ?, error = ?, started_at = ?, finished_at = ?, done_seq = ?, rollback_json = ? WHERE playbook_run_id = ? AND step_id = ?`,
 		st.Status, st.Token, st.RunID, string(st.ResolvedJSON), string(st.OutputsJSON), string(st.TargetsJSON), st.Error,
 		ns(st.StartedAt), ns(st.FinishedAt), st.DoneSeq, string(st.RollbackJSON), playbookRunID, st.StepID)

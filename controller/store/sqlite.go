@@ -564,6 +564,9 @@ func (s *SQLite) CreateRun(ctx context.Context, r *Run, tasks []*Task) error {
 		return err
 	}
 	defer tx.Rollback()
+	if err := s.checkFence(ctx, tx); err != nil {
+		return err
+	}
 	if r.IdempotencyKey != "" {
 		// The writer connection is one and its transactions are immediate,
 		// so no other run can take the key between this read and the insert;
@@ -610,6 +613,9 @@ func (s *SQLite) SaveTasks(ctx context.Context, tasks []*Task, runs []*Run) erro
 		return err
 	}
 	defer tx.Rollback()
+	if err := s.checkFence(ctx, tx); err != nil {
+		return err
+	}
 	if len(tasks) > 0 {
 		st, err := tx.PrepareContext(ctx, `UPDATE tasks SET status = ?, error = ?, output_json = ?, signed_task = ?, dispatched_at = ?, started_at = ?,
 			finished_at = ?, evidence_ids = ?, last_message = ? WHERE id = ?`)
@@ -810,7 +816,7 @@ func (s *SQLite) GetMeta(ctx context.Context, key string) (string, error) {
 
 // SetMeta implements Store.
 func (s *SQLite) SetMeta(ctx context.Context, key, value string) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
+	_, err := s.fencedExec(ctx, `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
 	return err
 }
 

@@ -276,6 +276,9 @@ type Store interface {
 	GetMeta(ctx context.Context, key string) (string, error)
 	// SetMeta stores a setting.
 	SetMeta(ctx context.Context, key, value string) error
+
+	// Leases are the leased singletons and the controller registry.
+	Leases
 }
 
 // RunCounts tallies a run's tasks by outcome.

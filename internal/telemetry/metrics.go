@@ -27,14 +27,29 @@ const (
 	// MetricStoreUp is 1 while the controller's store answers, 0 while it
 	// does not.
 	MetricStoreUp = "firebreak.store.up"
+	// MetricLeaseHeld is 1 for each cluster lease this controller holds
+	// and 0 for those it runs but does not hold; MetricLeaseChanges counts
+	// the times it took or lost one.
+	MetricLeaseHeld    = "firebreak.lease.held"
+	MetricLeaseChanges = "firebreak.lease.changes"
+)
+
+// AttrLease names a cluster lease (a singleton job) on the lease metrics.
+var AttrLease = attribute.Key("firebreak.lease")
+
+// Lease changes, the values of firebreak.lease.change on MetricLeaseChanges.
+const (
+	LeaseAcquired = "acquired"
+	LeaseLost     = "lost"
+	LeaseReleased = "released"
 )
 
 // instruments are made from the global meter provider, which forwards to
 // the one Setup installs whenever that happens; without Setup they cost a
 // no-op call.
 var instruments = func() (in struct {
-	dispatched, finished, evidenceBytes, evidenceFailures, findings, runs metric.Int64Counter
-	latency                                                               metric.Float64Histogram
+	dispatched, finished, evidenceBytes, evidenceFailures, findings, runs, leaseChanges metric.Int64Counter
+	latency                                                                             metric.Float64Histogram
 }) {
 	m := otel.Meter("github.com/firebreak-ir/firebreak")
 	in.dispatched, _ = m.Int64Counter(MetricTasksDispatched, metric.WithUnit("{task}"), metric.WithDescription("Tasks signed and pushed to an agent."))
@@ -45,8 +60,42 @@ var instruments = func() (in struct {
 	in.evidenceFailures, _ = m.Int64Counter(MetricEvidenceFailures, metric.WithUnit("{upload}"), metric.WithDescription("Evidence uploads that ended in an error."))
 	in.findings, _ = m.Int64Counter(MetricFindings, metric.WithUnit("{finding}"), metric.WithDescription("Findings taken in, by source and outcome."))
 	in.runs, _ = m.Int64Counter(MetricRunsFinished, metric.WithUnit("{run}"), metric.WithDescription("Runs that reached a final status, by status."))
+	in.leaseChanges, _ = m.Int64Counter(MetricLeaseChanges, metric.WithUnit("{change}"),
+		metric.WithDescription("Cluster leases this controller took, lost or released, by lease and change."))
 	return in
 }()
+
+// LeaseChanged counts a lease this controller took (LeaseAcquired), lost
+// (LeaseLost) or gave up (LeaseReleased).
+func LeaseChanged(lease, change string) {
+	instruments.leaseChanges.Add(context.Background(), 1, metric.WithAttributes(AttrLease.String(lease), attribute.String("firebreak.lease.change", change)))
+}
+
+// ObserveLeases reports, at each collection, 1 for each lease held reports
+// held and 0 for the others. It returns a function that stops the
+// observation.
+func ObserveLeases(held func() map[string]bool) (func(), error) {
+	m := otel.Meter("github.com/firebreak-ir/firebreak")
+	g, err := m.Int64ObservableGauge(MetricLeaseHeld, metric.WithUnit("{lease}"),
+		metric.WithDescription("1 when this controller holds the cluster lease, 0 when another does."))
+	if err != nil {
+		return nil, err
+	}
+	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		for name, h := range held() {
+			v := int64(0)
+			if h {
+				v = 1
+			}
+			o.ObserveInt64(g, v, metric.WithAttributes(AttrLease.String(name)))
+		}
+		return nil
+	}, g)
+	if err != nil {
+		return nil, err
+	}
+	return func() { _ = reg.Unregister() }, nil
+}
 
 // TaskDispatched counts tasks pushed to agents.
 func TaskDispatched(action string, n int) {

@@ -417,22 +417,34 @@ func TestMemberTemplateSuitsStackSets(t *testing.T) {
 	}
 }
 
-// TestSecurityTemplateKeepsEvidence checks the security account's evidence,
-// store and worker resources.
-func TestSecurityTemplateKeepsEvidence(t *testing.T) {
-	sec := readTemplate(t, filepath.Join(templateDir, "security-account.yaml"))
-	member := readTemplate(t, filepath.Join(templateDir, "member-account.yaml"))
-	props := func(n string) map[string]any {
-		t.Helper()
-		r := sec.Resources[n]
-		if r == nil {
-			t.Fatalf("no resource %s", n)
-		}
-		return r["Properties"].(map[string]any)
+// props returns the properties of resource n of tpl.
+func (tpl *template) props(t *testing.T, n string) map[string]any {
+	t.Helper()
+	r := tpl.Resources[n]
+	if r == nil {
+		t.Fatalf("%s: no resource %s", filepath.Base(tpl.path), n)
 	}
-	js := func(v any) string { b, _ := json.Marshal(v); return string(b) }
+	return r["Properties"].(map[string]any)
+}
 
-	bucket := props("EvidenceBucket")
+func js(v any) string { b, _ := json.Marshal(v); return string(b) }
+
+// checkRetained checks that deleting the stack keeps the resources.
+func checkRetained(t *testing.T, tpl *template, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if p := tpl.Resources[n]["DeletionPolicy"]; p != "Retain" && p != "Snapshot" {
+			t.Errorf("%s: %s would be deleted with the stack (DeletionPolicy %v)", filepath.Base(tpl.path), n, p)
+		}
+	}
+}
+
+// checkEvidenceBucket checks the evidence bucket and its key: Object Lock
+// with a default retention, versioning, SSE-KMS under the evidence key,
+// public access blocked, both kept when the stack goes.
+func checkEvidenceBucket(t *testing.T, tpl *template) {
+	t.Helper()
+	bucket := tpl.props(t, "EvidenceBucket")
 	if bucket["ObjectLockEnabled"] != true || !strings.Contains(js(bucket["ObjectLockConfiguration"]), `"DefaultRetention"`) ||
 		js(bucket["VersioningConfiguration"]) != `{"Status":"Enabled"}` {
 		t.Errorf("evidence bucket without Object Lock default retention and versioning: %s", js(bucket))
@@ -443,14 +455,21 @@ func TestSecurityTemplateKeepsEvidence(t *testing.T) {
 	if js(bucket["PublicAccessBlockConfiguration"]) != `{"BlockPublicAcls":true,"BlockPublicPolicy":true,"IgnorePublicAcls":true,"RestrictPublicBuckets":true}` {
 		t.Errorf("evidence bucket public access block: %s", js(bucket["PublicAccessBlockConfiguration"]))
 	}
-	for _, n := range []string{"EvidenceBucket", "EvidenceKey", "DataVolume"} {
-		if p := sec.Resources[n]["DeletionPolicy"]; p != "Retain" && p != "Snapshot" {
-			t.Errorf("%s would be deleted with the stack (DeletionPolicy %v)", n, p)
-		}
-	}
-	if props("EvidenceKey")["EnableKeyRotation"] != true {
+	checkRetained(t, tpl, "EvidenceBucket", "EvidenceKey")
+	if tpl.props(t, "EvidenceKey")["EnableKeyRotation"] != true {
 		t.Error("the evidence key does not rotate")
 	}
+}
+
+// TestSecurityTemplateKeepsEvidence checks the security account's evidence,
+// store and worker resources.
+func TestSecurityTemplateKeepsEvidence(t *testing.T) {
+	sec := readTemplate(t, filepath.Join(templateDir, "security-account.yaml"))
+	member := readTemplate(t, filepath.Join(templateDir, "member-account.yaml"))
+	props := func(n string) map[string]any { t.Helper(); return sec.props(t, n) }
+
+	checkEvidenceBucket(t, sec)
+	checkRetained(t, sec, "DataVolume")
 	if props("LoadBalancer")["Type"] != "network" || props("ControllerGroup")["MaxSize"] != "1" {
 		t.Error("the controller is not one instance behind a Network Load Balancer")
 	}
@@ -485,5 +504,131 @@ func TestSecurityTemplateKeepsEvidence(t *testing.T) {
 	}
 	if strings.Contains(js(sec.Resources), "FIREBREAK_JOIN_TOKEN=${") {
 		t.Error("a join token is written into the template")
+	}
+}
+
+// TestClusterTemplate checks the security account's cluster template
+// (security-account-cluster.yaml): controllers over at least two zones
+// behind a TCP-passthrough Network Load Balancer whose health check is the
+// controllers' gRPC health status, an encrypted private Aurora PostgreSQL
+// store whose credentials live only in Secrets Manager, the evidence bucket,
+// and a controller role that reads no secret but the cluster's two.
+func TestClusterTemplate(t *testing.T) {
+	tpl := readTemplate(t, filepath.Join(templateDir, "security-account-cluster.yaml"))
+	sec := readTemplate(t, filepath.Join(templateDir, "security-account.yaml"))
+	props := func(n string) map[string]any { t.Helper(); return tpl.props(t, n) }
+
+	// Controllers: an Auto Scaling group of at least two over several zones.
+	if p := tpl.Parameters["ControllerSubnetIds"]; p == nil || p["Type"] != "List<AWS::EC2::Subnet::Id>" {
+		t.Errorf("ControllerSubnetIds is not a list of subnets: %v", p)
+	}
+	if p := tpl.Parameters["ControllerCount"]; p == nil || !regexp.MustCompile(fmt.Sprint(p["AllowedPattern"])).MatchString("2") ||
+		regexp.MustCompile(fmt.Sprint(p["AllowedPattern"])).MatchString("1") {
+		t.Errorf("ControllerCount must allow 2 and refuse 1: %v", p)
+	}
+	group := props("ControllerGroup")
+	if js(group["VPCZoneIdentifier"]) != `{"Ref":"ControllerSubnetIds"}` || js(group["MinSize"]) != `{"Ref":"ControllerCount"}` ||
+		group["HealthCheckType"] != "ELB" {
+		t.Errorf("controller group: %s", js(group))
+	}
+	if u := tpl.Resources["ControllerGroup"]["UpdatePolicy"]; !strings.Contains(js(u), `"MinInstancesInService":1`) {
+		t.Errorf("a rolling update may stop every controller at once: %s", js(u))
+	}
+
+	// The load balancer passes TCP through; its health check is /healthz.
+	if props("LoadBalancer")["Type"] != "network" {
+		t.Error("the controllers are not behind a Network Load Balancer")
+	}
+	tg := props("ControllerTargetGroup")
+	if tg["Protocol"] != "TCP" || tg["HealthCheckProtocol"] != "HTTP" || tg["HealthCheckPath"] != "/healthz" || tg["HealthCheckPort"] != "9464" {
+		t.Errorf("target group: mTLS must pass through and the health check ask /healthz on the metrics port: %s", js(tg))
+	}
+	if l := props("ControllerListener"); l["Protocol"] != "TCP" {
+		t.Errorf("listener protocol %v: TLS would end at the load balancer", l["Protocol"])
+	}
+
+	// The store: Aurora PostgreSQL, encrypted, private, kept, TLS only.
+	db := props("DatabaseCluster")
+	if db["Engine"] != "aurora-postgresql" || db["StorageEncrypted"] != true || db["DeletionProtection"] != true ||
+		js(db["KmsKeyId"]) != `{"Fn::GetAtt":"DatabaseKey.Arn"}` {
+		t.Errorf("database cluster: %s", js(db))
+	}
+	checkRetained(t, tpl, "DatabaseCluster", "DatabaseKey")
+	if !strings.Contains(js(props("DatabaseParameters")["Parameters"]), `"rds.force_ssl":"1"`) {
+		t.Error("the store accepts connections without TLS")
+	}
+	// Security-critical: the password is generated into Secrets Manager and
+	// resolved by CloudFormation; no parameter or text of the template holds it.
+	if !strings.Contains(js(db["MasterUserPassword"]), "{{resolve:secretsmanager:${DatabaseSecret}:SecretString:password}}") {
+		t.Errorf("the master password does not come from the stack's secret: %s", js(db["MasterUserPassword"]))
+	}
+	if props("DatabaseSecret")["GenerateSecretString"] == nil {
+		t.Error("the store's secret is not generated")
+	}
+	for n, p := range tpl.Parameters {
+		if strings.Contains(strings.ToLower(n), "password") || p["NoEcho"] != nil {
+			t.Errorf("parameter %s carries a secret: secrets belong in Secrets Manager", n)
+		}
+	}
+	instances := resourcesOfType(tpl, "AWS::RDS::DBInstance")
+	if len(instances) < 2 {
+		t.Errorf("database instances %v: a writer and a reader in another zone are needed to fail over", instances)
+	}
+	for _, n := range instances {
+		if props(n)["PubliclyAccessible"] != false {
+			t.Errorf("%s is publicly accessible", n)
+		}
+	}
+	// Only the controllers reach the store, on 5432.
+	dbsg := js(props("DatabaseSecurityGroup")["SecurityGroupIngress"])
+	if dbsg != `[{"Description":"The controllers","FromPort":5432,"IpProtocol":"tcp","SourceSecurityGroupId":{"Ref":"ControllerSecurityGroup"},"ToPort":5432}]` {
+		t.Errorf("the store's security group admits more than the controllers: %s", dbsg)
+	}
+	if !strings.Contains(js(props("DatabaseSubnetGroup")["SubnetIds"]), `"Ref":"DatabaseSubnetIds"`) {
+		t.Error("the store is not in the private database subnets")
+	}
+
+	checkEvidenceBucket(t, tpl)
+
+	// The controllers run against the shared store and identity, with the
+	// store's TLS verified and no password on the command line.
+	lt := js(props("ControllerLaunchTemplate"))
+	for _, want := range []string{"--store \\\"postgres://firebreak@${DatabaseCluster.Endpoint.Address}", "sslmode=verify-full",
+		"--pki-dir /var/lib/firebreak/pki", "PGPASSFILE=/run/firebreak/pgpass", "--metrics-listen $PRIVATE_IP:9464",
+		"--listen $PRIVATE_IP:7443", "--lease-ttl ${LeaseTtl}", "--evidence s3://${EvidenceBucket}/evidence"} {
+		if !strings.Contains(lt, want) {
+			t.Errorf("the controller launch template lacks %q", want)
+		}
+	}
+	if regexp.MustCompile(`postgres://[^@"]*:[^@"]*@`).MatchString(lt) {
+		t.Error("a password is written into the store's URL")
+	}
+	for _, n := range []string{"ControllerLaunchTemplate", "WorkerLaunchTemplate"} {
+		data := props(n)["LaunchTemplateData"].(map[string]any)
+		if js(data["MetadataOptions"]) != `{"HttpPutResponseHopLimit":1,"HttpTokens":"required"}` {
+			t.Errorf("%s does not require IMDSv2: %s", n, js(data["MetadataOptions"]))
+		}
+	}
+
+	// Least privilege: no wildcard action; secrets only the cluster's two.
+	for _, s := range tpl.roleStatements(t, "ControllerRole") {
+		for _, a := range s.actions() {
+			if strings.ContainsAny(a, "*?") {
+				t.Errorf("%s: action %q is a wildcard", s.where, a)
+			}
+			if strings.HasPrefix(a, "secretsmanager:") && js(s.raw["Resource"]) != `[{"Ref":"DatabaseSecret"},{"Ref":"PkiSecretArn"}]` {
+				t.Errorf("%s: %s on %s, want only the store's and the identity's secrets", s.where, a, js(s.raw["Resource"]))
+			}
+		}
+	}
+
+	// The workers and the role names match the single-controller template.
+	for _, p := range []string{"WorkerRoleName", "ResponderRoleName"} {
+		if tpl.Parameters[p]["Default"] != sec.Parameters[p]["Default"] {
+			t.Errorf("the two security templates' default %s differ", p)
+		}
+	}
+	if js(tpl.Resources["WorkerRole"]) != js(sec.Resources["WorkerRole"]) {
+		t.Error("the cluster template's worker role differs from security-account.yaml's")
 	}
 }

@@ -58,10 +58,24 @@ func TestOneTracePerOperatorCommand(t *testing.T) {
 		{`target_info{`, 1},
 		{`firebreak_runs_awaiting_approval`, 0},
 		{`firebreak_approval_wait_oldest_seconds`, 0},
+		{`firebreak_lease_held{firebreak_lease="sweeper"`, 1},
+		{`firebreak_lease_held{firebreak_lease="playbook-executor"`, 1},
+		{`firebreak_lease_changes_total{firebreak_lease="sweeper",firebreak_lease_change="acquired"`, 1},
 	} {
 		v, ok := sample(metrics, want.series)
 		if !ok || v < want.min {
 			t.Errorf("metric %s = %v (found %v), want at least %v", want.series, v, ok, want.min)
+		}
+	}
+	// The load balancer's health check: the gRPC health status over HTTP.
+	if addr, err := os.ReadFile(filepath.Join(c.DataDir, "metrics.addr")); err != nil {
+		t.Errorf("metrics.addr: %v", err)
+	} else if resp, err := http.Get("http://" + strings.TrimSpace(string(addr)) + "/healthz"); err != nil {
+		t.Errorf("GET /healthz: %v", err)
+	} else {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET /healthz: %s, want 200 while serving", resp.Status)
 		}
 	}
 	if !strings.Contains(metrics, `service_name="firebreak-controller"`) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/firebreak-ir/firebreak/controller"
 	"github.com/firebreak-ir/firebreak/controller/cli"
+	"github.com/firebreak-ir/firebreak/controller/cluster"
 	"github.com/firebreak-ir/firebreak/controller/fleet"
 	"github.com/firebreak-ir/firebreak/internal/telemetry"
 	"github.com/firebreak-ir/firebreak/internal/watchcap"
@@ -57,6 +58,10 @@ the one its store recorded refuses to start.`,
 			el.PerSource, el.Overall, el.Refusals = rate.Limit(enrollPerSource), rate.Limit(enrollOverall), rate.Limit(enrollRefusals)
 			cfg.Logger = telemetry.NewLogger(os.Stderr, true, lvl)
 			slog.SetDefault(cfg.Logger)
+			if cfg.LeaseTTL < time.Second {
+				return cli.ExitWith(cli.ExitUsage, fmt.Errorf("--lease-ttl must be at least 1s, not %s", cfg.LeaseTTL))
+			}
+			cfg.Version = cli.Version
 			c, err := controller.New(cmd.Context(), cfg)
 			if err != nil {
 				return err
@@ -88,6 +93,7 @@ the one its store recorded refuses to start.`,
 	f.StringVar(&cfg.EvidenceKMSKey, "evidence-kms-key", "", "KMS key ARN or id for SSE-KMS of S3 evidence (default: the bucket's encryption)")
 	f.Int64Var(&cfg.EvidenceMaxBytes, "evidence-max-bytes", 0, "largest evidence item accepted, in bytes (default 64 GiB)")
 	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "serve Prometheus metrics at http://HOST:PORT/metrics (off by default; see docs/observability.md)")
+	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", cluster.DefaultTTL, "TTL of the leases of the jobs that run once among controllers sharing a store (sweeper, playbook executor, SQS poller); another controller takes a job over within it")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	registerIncidentFlags(f, &cfg.Incident)
 	_ = cmd.MarkFlagRequired("data-dir")

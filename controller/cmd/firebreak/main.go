@@ -25,11 +25,12 @@ func commands() []cli.Command {
 		// The controller and the agents' plugin directories.
 		servecmd.NewControllerCmd,
 		servecmd.NewPluginsCmd,
-		// Enrollment, operators and the audit log.
+		// Enrollment, operators, the audit log and the controllers.
 		cli.NewTokenCmd,
 		cli.NewOperatorCmd,
 		cli.NewWhoamiCmd,
 		cli.NewAuditCmd,
+		cli.NewControllersCmd,
 		// The fleet and its actions.
 		cli.NewAgentsCmd,
 		cli.NewActionsCmd,

@@ -243,4 +243,6 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 			t.Fatalf("meta %q", v)
 		}
 	})
+
+	t.Run("leases", func(t *testing.T) { Leases(t, open) })
 }

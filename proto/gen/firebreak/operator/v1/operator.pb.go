@@ -3016,6 +3016,190 @@ func (x *ListAccountsResponse) GetAccounts() []*AWSAccount {
 	return nil
 }
 
+// ListControllersRequest asks for the live controllers.
+type ListControllersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListControllersRequest) Reset() {
+	*x = ListControllersRequest{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListControllersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListControllersRequest) ProtoMessage() {}
+
+func (x *ListControllersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListControllersRequest.ProtoReflect.Descriptor instead.
+func (*ListControllersRequest) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{41}
+}
+
+// ControllerInfo is one live controller, as its last registry heartbeat
+// recorded it.
+type ControllerInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the controller's id, random for each process start.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// address is the controller's --listen address.
+	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	// agents is the number of agent streams the controller holds.
+	Agents uint32 `protobuf:"varint,3,opt,name=agents,proto3" json:"agents,omitempty"`
+	// leases names the cluster leases (singleton jobs) it holds.
+	Leases []string `protobuf:"bytes,4,rep,name=leases,proto3" json:"leases,omitempty"`
+	// version is the controller's build version.
+	Version string `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
+	// heartbeat_at is its last heartbeat.
+	HeartbeatAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=heartbeat_at,json=heartbeatAt,proto3" json:"heartbeat_at,omitempty"`
+	// started_at is when its process started.
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ControllerInfo) Reset() {
+	*x = ControllerInfo{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ControllerInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ControllerInfo) ProtoMessage() {}
+
+func (x *ControllerInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ControllerInfo.ProtoReflect.Descriptor instead.
+func (*ControllerInfo) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ControllerInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ControllerInfo) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *ControllerInfo) GetAgents() uint32 {
+	if x != nil {
+		return x.Agents
+	}
+	return 0
+}
+
+func (x *ControllerInfo) GetLeases() []string {
+	if x != nil {
+		return x.Leases
+	}
+	return nil
+}
+
+func (x *ControllerInfo) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *ControllerInfo) GetHeartbeatAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.HeartbeatAt
+	}
+	return nil
+}
+
+func (x *ControllerInfo) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+// ListControllersResponse lists the live controllers.
+type ListControllersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// controllers are ordered by id.
+	Controllers   []*ControllerInfo `protobuf:"bytes,1,rep,name=controllers,proto3" json:"controllers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListControllersResponse) Reset() {
+	*x = ListControllersResponse{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListControllersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListControllersResponse) ProtoMessage() {}
+
+func (x *ListControllersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListControllersResponse.ProtoReflect.Descriptor instead.
+func (*ListControllersResponse) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ListControllersResponse) GetControllers() []*ControllerInfo {
+	if x != nil {
+		return x.Controllers
+	}
+	return nil
+}
+
 // GetAuditHeadRequest asks for the audit log's signed head.
 type GetAuditHeadRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -3025,7 +3209,7 @@ type GetAuditHeadRequest struct {
 
 func (x *GetAuditHeadRequest) Reset() {
 	*x = GetAuditHeadRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[41]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3037,7 +3221,7 @@ func (x *GetAuditHeadRequest) String() string {
 func (*GetAuditHeadRequest) ProtoMessage() {}
 
 func (x *GetAuditHeadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[41]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3050,7 +3234,7 @@ func (x *GetAuditHeadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAuditHeadRequest.ProtoReflect.Descriptor instead.
 func (*GetAuditHeadRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{41}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{44}
 }
 
 // GetAuditHeadResponse carries the audit log's signed head.
@@ -3065,7 +3249,7 @@ type GetAuditHeadResponse struct {
 
 func (x *GetAuditHeadResponse) Reset() {
 	*x = GetAuditHeadResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[42]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3077,7 +3261,7 @@ func (x *GetAuditHeadResponse) String() string {
 func (*GetAuditHeadResponse) ProtoMessage() {}
 
 func (x *GetAuditHeadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[42]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3090,7 +3274,7 @@ func (x *GetAuditHeadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAuditHeadResponse.ProtoReflect.Descriptor instead.
 func (*GetAuditHeadResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{42}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetAuditHeadResponse) GetHead() *ChainCheckpoint {
@@ -3109,7 +3293,7 @@ type ListJoinTokensRequest struct {
 
 func (x *ListJoinTokensRequest) Reset() {
 	*x = ListJoinTokensRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[43]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3121,7 +3305,7 @@ func (x *ListJoinTokensRequest) String() string {
 func (*ListJoinTokensRequest) ProtoMessage() {}
 
 func (x *ListJoinTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[43]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3134,7 +3318,7 @@ func (x *ListJoinTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJoinTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListJoinTokensRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{43}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{46}
 }
 
 // JoinTokenInfo describes a join token without its secret.
@@ -3164,7 +3348,7 @@ type JoinTokenInfo struct {
 
 func (x *JoinTokenInfo) Reset() {
 	*x = JoinTokenInfo{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[44]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3176,7 +3360,7 @@ func (x *JoinTokenInfo) String() string {
 func (*JoinTokenInfo) ProtoMessage() {}
 
 func (x *JoinTokenInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[44]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3189,7 +3373,7 @@ func (x *JoinTokenInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokenInfo.ProtoReflect.Descriptor instead.
 func (*JoinTokenInfo) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{44}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *JoinTokenInfo) GetId() string {
@@ -3266,7 +3450,7 @@ type ListJoinTokensResponse struct {
 
 func (x *ListJoinTokensResponse) Reset() {
 	*x = ListJoinTokensResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[45]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3278,7 +3462,7 @@ func (x *ListJoinTokensResponse) String() string {
 func (*ListJoinTokensResponse) ProtoMessage() {}
 
 func (x *ListJoinTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[45]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3291,7 +3475,7 @@ func (x *ListJoinTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJoinTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListJoinTokensResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{45}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ListJoinTokensResponse) GetTokens() []*JoinTokenInfo {
@@ -3312,7 +3496,7 @@ type RevokeJoinTokenRequest struct {
 
 func (x *RevokeJoinTokenRequest) Reset() {
 	*x = RevokeJoinTokenRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[46]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3324,7 +3508,7 @@ func (x *RevokeJoinTokenRequest) String() string {
 func (*RevokeJoinTokenRequest) ProtoMessage() {}
 
 func (x *RevokeJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[46]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3337,7 +3521,7 @@ func (x *RevokeJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{46}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RevokeJoinTokenRequest) GetId() string {
@@ -3358,7 +3542,7 @@ type RevokeJoinTokenResponse struct {
 
 func (x *RevokeJoinTokenResponse) Reset() {
 	*x = RevokeJoinTokenResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[47]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3370,7 +3554,7 @@ func (x *RevokeJoinTokenResponse) String() string {
 func (*RevokeJoinTokenResponse) ProtoMessage() {}
 
 func (x *RevokeJoinTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[47]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3383,7 +3567,7 @@ func (x *RevokeJoinTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeJoinTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeJoinTokenResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{47}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RevokeJoinTokenResponse) GetToken() *JoinTokenInfo {
@@ -3404,7 +3588,7 @@ type RevokeOperatorRequest struct {
 
 func (x *RevokeOperatorRequest) Reset() {
 	*x = RevokeOperatorRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[48]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3416,7 +3600,7 @@ func (x *RevokeOperatorRequest) String() string {
 func (*RevokeOperatorRequest) ProtoMessage() {}
 
 func (x *RevokeOperatorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[48]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3429,7 +3613,7 @@ func (x *RevokeOperatorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeOperatorRequest.ProtoReflect.Descriptor instead.
 func (*RevokeOperatorRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{48}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RevokeOperatorRequest) GetName() string {
@@ -3452,7 +3636,7 @@ type RevokeOperatorResponse struct {
 
 func (x *RevokeOperatorResponse) Reset() {
 	*x = RevokeOperatorResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[49]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3464,7 +3648,7 @@ func (x *RevokeOperatorResponse) String() string {
 func (*RevokeOperatorResponse) ProtoMessage() {}
 
 func (x *RevokeOperatorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[49]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3477,7 +3661,7 @@ func (x *RevokeOperatorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeOperatorResponse.ProtoReflect.Descriptor instead.
 func (*RevokeOperatorResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{49}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RevokeOperatorResponse) GetName() string {
@@ -3505,7 +3689,7 @@ type RotateOperatorRequest struct {
 
 func (x *RotateOperatorRequest) Reset() {
 	*x = RotateOperatorRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[50]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3517,7 +3701,7 @@ func (x *RotateOperatorRequest) String() string {
 func (*RotateOperatorRequest) ProtoMessage() {}
 
 func (x *RotateOperatorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[50]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3530,7 +3714,7 @@ func (x *RotateOperatorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateOperatorRequest.ProtoReflect.Descriptor instead.
 func (*RotateOperatorRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{50}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RotateOperatorRequest) GetName() string {
@@ -3555,7 +3739,7 @@ type RotateOperatorResponse struct {
 
 func (x *RotateOperatorResponse) Reset() {
 	*x = RotateOperatorResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[51]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3567,7 +3751,7 @@ func (x *RotateOperatorResponse) String() string {
 func (*RotateOperatorResponse) ProtoMessage() {}
 
 func (x *RotateOperatorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[51]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3580,7 +3764,7 @@ func (x *RotateOperatorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateOperatorResponse.ProtoReflect.Descriptor instead.
 func (*RotateOperatorResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{51}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *RotateOperatorResponse) GetCredsJson() []byte {
@@ -3617,7 +3801,7 @@ type RevokeAgentsRequest struct {
 
 func (x *RevokeAgentsRequest) Reset() {
 	*x = RevokeAgentsRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[52]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3629,7 +3813,7 @@ func (x *RevokeAgentsRequest) String() string {
 func (*RevokeAgentsRequest) ProtoMessage() {}
 
 func (x *RevokeAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[52]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3642,7 +3826,7 @@ func (x *RevokeAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAgentsRequest.ProtoReflect.Descriptor instead.
 func (*RevokeAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{52}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *RevokeAgentsRequest) GetIds() []string {
@@ -3676,7 +3860,7 @@ type RevokedAgent struct {
 
 func (x *RevokedAgent) Reset() {
 	*x = RevokedAgent{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[53]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3688,7 +3872,7 @@ func (x *RevokedAgent) String() string {
 func (*RevokedAgent) ProtoMessage() {}
 
 func (x *RevokedAgent) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[53]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3701,7 +3885,7 @@ func (x *RevokedAgent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokedAgent.ProtoReflect.Descriptor instead.
 func (*RevokedAgent) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{53}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RevokedAgent) GetId() string {
@@ -3743,7 +3927,7 @@ type RevokeAgentsResponse struct {
 
 func (x *RevokeAgentsResponse) Reset() {
 	*x = RevokeAgentsResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[54]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3755,7 +3939,7 @@ func (x *RevokeAgentsResponse) String() string {
 func (*RevokeAgentsResponse) ProtoMessage() {}
 
 func (x *RevokeAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[54]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3768,7 +3952,7 @@ func (x *RevokeAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAgentsResponse.ProtoReflect.Descriptor instead.
 func (*RevokeAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{54}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RevokeAgentsResponse) GetAgents() []*RevokedAgent {
@@ -3993,7 +4177,19 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x06run_id\x18\x03 \x01(\tR\x05runId\"\x15\n" +
 	"\x13ListAccountsRequest\"U\n" +
 	"\x14ListAccountsResponse\x12=\n" +
-	"\baccounts\x18\x01 \x03(\v2!.firebreak.operator.v1.AWSAccountR\baccounts\"\x15\n" +
+	"\baccounts\x18\x01 \x03(\v2!.firebreak.operator.v1.AWSAccountR\baccounts\"\x18\n" +
+	"\x16ListControllersRequest\"\xfe\x01\n" +
+	"\x0eControllerInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x16\n" +
+	"\x06agents\x18\x03 \x01(\rR\x06agents\x12\x16\n" +
+	"\x06leases\x18\x04 \x03(\tR\x06leases\x12\x18\n" +
+	"\aversion\x18\x05 \x01(\tR\aversion\x12=\n" +
+	"\fheartbeat_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vheartbeatAt\x129\n" +
+	"\n" +
+	"started_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"b\n" +
+	"\x17ListControllersResponse\x12G\n" +
+	"\vcontrollers\x18\x01 \x03(\v2%.firebreak.operator.v1.ControllerInfoR\vcontrollers\"\x15\n" +
 	"\x13GetAuditHeadRequest\"R\n" +
 	"\x14GetAuditHeadResponse\x12:\n" +
 	"\x04head\x18\x01 \x01(\v2&.firebreak.operator.v1.ChainCheckpointR\x04head\"\x17\n" +
@@ -4057,7 +4253,7 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x14RUN_STATUS_SUCCEEDED\x10\x03\x12\x15\n" +
 	"\x11RUN_STATUS_FAILED\x10\x04\x12\x18\n" +
 	"\x14RUN_STATUS_CANCELLED\x10\x05\x12\x17\n" +
-	"\x13RUN_STATUS_REJECTED\x10\x062\xc8\x11\n" +
+	"\x13RUN_STATUS_REJECTED\x10\x062\xba\x12\n" +
 	"\x0fOperatorService\x12U\n" +
 	"\x06Whoami\x12$.firebreak.operator.v1.WhoamiRequest\x1a%.firebreak.operator.v1.WhoamiResponse\x12p\n" +
 	"\x0fCreateJoinToken\x12-.firebreak.operator.v1.CreateJoinTokenRequest\x1a..firebreak.operator.v1.CreateJoinTokenResponse\x12d\n" +
@@ -4082,7 +4278,8 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x0fRevokeJoinToken\x12-.firebreak.operator.v1.RevokeJoinTokenRequest\x1a..firebreak.operator.v1.RevokeJoinTokenResponse\x12m\n" +
 	"\x0eRevokeOperator\x12,.firebreak.operator.v1.RevokeOperatorRequest\x1a-.firebreak.operator.v1.RevokeOperatorResponse\x12m\n" +
 	"\x0eRotateOperator\x12,.firebreak.operator.v1.RotateOperatorRequest\x1a-.firebreak.operator.v1.RotateOperatorResponse\x12g\n" +
-	"\fRevokeAgents\x12*.firebreak.operator.v1.RevokeAgentsRequest\x1a+.firebreak.operator.v1.RevokeAgentsResponseBNZLgithub.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1;operatorv1b\x06proto3"
+	"\fRevokeAgents\x12*.firebreak.operator.v1.RevokeAgentsRequest\x1a+.firebreak.operator.v1.RevokeAgentsResponse\x12p\n" +
+	"\x0fListControllers\x12-.firebreak.operator.v1.ListControllersRequest\x1a..firebreak.operator.v1.ListControllersResponseBNZLgithub.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1;operatorv1b\x06proto3"
 
 var (
 	file_firebreak_operator_v1_operator_proto_rawDescOnce sync.Once
@@ -4097,7 +4294,7 @@ func file_firebreak_operator_v1_operator_proto_rawDescGZIP() []byte {
 }
 
 var file_firebreak_operator_v1_operator_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_firebreak_operator_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
+var file_firebreak_operator_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_firebreak_operator_v1_operator_proto_goTypes = []any{
 	(OperatorRole)(0),               // 0: firebreak.operator.v1.OperatorRole
 	(RunStatus)(0),                  // 1: firebreak.operator.v1.RunStatus
@@ -4142,62 +4339,65 @@ var file_firebreak_operator_v1_operator_proto_goTypes = []any{
 	(*SyncAccountsResponse)(nil),    // 40: firebreak.operator.v1.SyncAccountsResponse
 	(*ListAccountsRequest)(nil),     // 41: firebreak.operator.v1.ListAccountsRequest
 	(*ListAccountsResponse)(nil),    // 42: firebreak.operator.v1.ListAccountsResponse
-	(*GetAuditHeadRequest)(nil),     // 43: firebreak.operator.v1.GetAuditHeadRequest
-	(*GetAuditHeadResponse)(nil),    // 44: firebreak.operator.v1.GetAuditHeadResponse
-	(*ListJoinTokensRequest)(nil),   // 45: firebreak.operator.v1.ListJoinTokensRequest
-	(*JoinTokenInfo)(nil),           // 46: firebreak.operator.v1.JoinTokenInfo
-	(*ListJoinTokensResponse)(nil),  // 47: firebreak.operator.v1.ListJoinTokensResponse
-	(*RevokeJoinTokenRequest)(nil),  // 48: firebreak.operator.v1.RevokeJoinTokenRequest
-	(*RevokeJoinTokenResponse)(nil), // 49: firebreak.operator.v1.RevokeJoinTokenResponse
-	(*RevokeOperatorRequest)(nil),   // 50: firebreak.operator.v1.RevokeOperatorRequest
-	(*RevokeOperatorResponse)(nil),  // 51: firebreak.operator.v1.RevokeOperatorResponse
-	(*RotateOperatorRequest)(nil),   // 52: firebreak.operator.v1.RotateOperatorRequest
-	(*RotateOperatorResponse)(nil),  // 53: firebreak.operator.v1.RotateOperatorResponse
-	(*RevokeAgentsRequest)(nil),     // 54: firebreak.operator.v1.RevokeAgentsRequest
-	(*RevokedAgent)(nil),            // 55: firebreak.operator.v1.RevokedAgent
-	(*RevokeAgentsResponse)(nil),    // 56: firebreak.operator.v1.RevokeAgentsResponse
-	nil,                             // 57: firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
-	nil,                             // 58: firebreak.operator.v1.CreateRunRequest.ParamsEntry
-	nil,                             // 59: firebreak.operator.v1.JoinTokenInfo.LabelsEntry
-	(v1.AgentRole)(0),               // 60: firebreak.agent.v1.AgentRole
-	(*durationpb.Duration)(nil),     // 61: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 62: google.protobuf.Timestamp
-	(*v1.AgentFacts)(nil),           // 63: firebreak.agent.v1.AgentFacts
-	(*v1.PluginInfo)(nil),           // 64: firebreak.agent.v1.PluginInfo
-	(v1.TaskStatus)(0),              // 65: firebreak.agent.v1.TaskStatus
-	(*ChainCheckpoint)(nil),         // 66: firebreak.operator.v1.ChainCheckpoint
-	(*v11.ActionDescription)(nil),   // 67: firebreak.plugin.v1.ActionDescription
+	(*ListControllersRequest)(nil),  // 43: firebreak.operator.v1.ListControllersRequest
+	(*ControllerInfo)(nil),          // 44: firebreak.operator.v1.ControllerInfo
+	(*ListControllersResponse)(nil), // 45: firebreak.operator.v1.ListControllersResponse
+	(*GetAuditHeadRequest)(nil),     // 46: firebreak.operator.v1.GetAuditHeadRequest
+	(*GetAuditHeadResponse)(nil),    // 47: firebreak.operator.v1.GetAuditHeadResponse
+	(*ListJoinTokensRequest)(nil),   // 48: firebreak.operator.v1.ListJoinTokensRequest
+	(*JoinTokenInfo)(nil),           // 49: firebreak.operator.v1.JoinTokenInfo
+	(*ListJoinTokensResponse)(nil),  // 50: firebreak.operator.v1.ListJoinTokensResponse
+	(*RevokeJoinTokenRequest)(nil),  // 51: firebreak.operator.v1.RevokeJoinTokenRequest
+	(*RevokeJoinTokenResponse)(nil), // 52: firebreak.operator.v1.RevokeJoinTokenResponse
+	(*RevokeOperatorRequest)(nil),   // 53: firebreak.operator.v1.RevokeOperatorRequest
+	(*RevokeOperatorResponse)(nil),  // 54: firebreak.operator.v1.RevokeOperatorResponse
+	(*RotateOperatorRequest)(nil),   // 55: firebreak.operator.v1.RotateOperatorRequest
+	(*RotateOperatorResponse)(nil),  // 56: firebreak.operator.v1.RotateOperatorResponse
+	(*RevokeAgentsRequest)(nil),     // 57: firebreak.operator.v1.RevokeAgentsRequest
+	(*RevokedAgent)(nil),            // 58: firebreak.operator.v1.RevokedAgent
+	(*RevokeAgentsResponse)(nil),    // 59: firebreak.operator.v1.RevokeAgentsResponse
+	nil,                             // 60: firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
+	nil,                             // 61: firebreak.operator.v1.CreateRunRequest.ParamsEntry
+	nil,                             // 62: firebreak.operator.v1.JoinTokenInfo.LabelsEntry
+	(v1.AgentRole)(0),               // 63: firebreak.agent.v1.AgentRole
+	(*durationpb.Duration)(nil),     // 64: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 65: google.protobuf.Timestamp
+	(*v1.AgentFacts)(nil),           // 66: firebreak.agent.v1.AgentFacts
+	(*v1.PluginInfo)(nil),           // 67: firebreak.agent.v1.PluginInfo
+	(v1.TaskStatus)(0),              // 68: firebreak.agent.v1.TaskStatus
+	(*ChainCheckpoint)(nil),         // 69: firebreak.operator.v1.ChainCheckpoint
+	(*v11.ActionDescription)(nil),   // 70: firebreak.plugin.v1.ActionDescription
 }
 var file_firebreak_operator_v1_operator_proto_depIdxs = []int32{
 	0,  // 0: firebreak.operator.v1.WhoamiResponse.role:type_name -> firebreak.operator.v1.OperatorRole
-	60, // 1: firebreak.operator.v1.CreateJoinTokenRequest.role:type_name -> firebreak.agent.v1.AgentRole
-	61, // 2: firebreak.operator.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
-	57, // 3: firebreak.operator.v1.CreateJoinTokenRequest.labels:type_name -> firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
-	62, // 4: firebreak.operator.v1.CreateJoinTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	63, // 1: firebreak.operator.v1.CreateJoinTokenRequest.role:type_name -> firebreak.agent.v1.AgentRole
+	64, // 2: firebreak.operator.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
+	60, // 3: firebreak.operator.v1.CreateJoinTokenRequest.labels:type_name -> firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
+	65, // 4: firebreak.operator.v1.CreateJoinTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: firebreak.operator.v1.AddOperatorRequest.role:type_name -> firebreak.operator.v1.OperatorRole
-	60, // 6: firebreak.operator.v1.Agent.role:type_name -> firebreak.agent.v1.AgentRole
-	63, // 7: firebreak.operator.v1.Agent.facts:type_name -> firebreak.agent.v1.AgentFacts
-	62, // 8: firebreak.operator.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	64, // 9: firebreak.operator.v1.Agent.plugins:type_name -> firebreak.agent.v1.PluginInfo
-	62, // 10: firebreak.operator.v1.Agent.enrolled_at:type_name -> google.protobuf.Timestamp
-	62, // 11: firebreak.operator.v1.Agent.cert_not_after:type_name -> google.protobuf.Timestamp
+	63, // 6: firebreak.operator.v1.Agent.role:type_name -> firebreak.agent.v1.AgentRole
+	66, // 7: firebreak.operator.v1.Agent.facts:type_name -> firebreak.agent.v1.AgentFacts
+	65, // 8: firebreak.operator.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	67, // 9: firebreak.operator.v1.Agent.plugins:type_name -> firebreak.agent.v1.PluginInfo
+	65, // 10: firebreak.operator.v1.Agent.enrolled_at:type_name -> google.protobuf.Timestamp
+	65, // 11: firebreak.operator.v1.Agent.cert_not_after:type_name -> google.protobuf.Timestamp
 	9,  // 12: firebreak.operator.v1.Agent.refused_actions:type_name -> firebreak.operator.v1.RefusedAction
 	8,  // 13: firebreak.operator.v1.ListAgentsResponse.agents:type_name -> firebreak.operator.v1.Agent
-	58, // 14: firebreak.operator.v1.CreateRunRequest.params:type_name -> firebreak.operator.v1.CreateRunRequest.ParamsEntry
-	61, // 15: firebreak.operator.v1.CreateRunRequest.deadline:type_name -> google.protobuf.Duration
+	61, // 14: firebreak.operator.v1.CreateRunRequest.params:type_name -> firebreak.operator.v1.CreateRunRequest.ParamsEntry
+	64, // 15: firebreak.operator.v1.CreateRunRequest.deadline:type_name -> google.protobuf.Duration
 	14, // 16: firebreak.operator.v1.CreateRunResponse.run:type_name -> firebreak.operator.v1.Run
 	1,  // 17: firebreak.operator.v1.Run.status:type_name -> firebreak.operator.v1.RunStatus
-	62, // 18: firebreak.operator.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	62, // 19: firebreak.operator.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
-	62, // 20: firebreak.operator.v1.Run.deadline:type_name -> google.protobuf.Timestamp
+	65, // 18: firebreak.operator.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	65, // 19: firebreak.operator.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
+	65, // 20: firebreak.operator.v1.Run.deadline:type_name -> google.protobuf.Timestamp
 	15, // 21: firebreak.operator.v1.Run.counts:type_name -> firebreak.operator.v1.RunCounts
 	16, // 22: firebreak.operator.v1.Run.tasks:type_name -> firebreak.operator.v1.Task
 	17, // 23: firebreak.operator.v1.Run.approvals:type_name -> firebreak.operator.v1.Approval
-	65, // 24: firebreak.operator.v1.Task.status:type_name -> firebreak.agent.v1.TaskStatus
-	62, // 25: firebreak.operator.v1.Task.dispatched_at:type_name -> google.protobuf.Timestamp
-	62, // 26: firebreak.operator.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	62, // 27: firebreak.operator.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	62, // 28: firebreak.operator.v1.Approval.at:type_name -> google.protobuf.Timestamp
+	68, // 24: firebreak.operator.v1.Task.status:type_name -> firebreak.agent.v1.TaskStatus
+	65, // 25: firebreak.operator.v1.Task.dispatched_at:type_name -> google.protobuf.Timestamp
+	65, // 26: firebreak.operator.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	65, // 27: firebreak.operator.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	65, // 28: firebreak.operator.v1.Approval.at:type_name -> google.protobuf.Timestamp
 	14, // 29: firebreak.operator.v1.WatchRunResponse.snapshot:type_name -> firebreak.operator.v1.Run
 	16, // 30: firebreak.operator.v1.WatchRunResponse.task:type_name -> firebreak.operator.v1.Task
 	14, // 31: firebreak.operator.v1.WatchRunResponse.done:type_name -> firebreak.operator.v1.Run
@@ -4207,73 +4407,78 @@ var file_firebreak_operator_v1_operator_proto_depIdxs = []int32{
 	14, // 35: firebreak.operator.v1.ApproveRunResponse.run:type_name -> firebreak.operator.v1.Run
 	14, // 36: firebreak.operator.v1.RejectRunResponse.run:type_name -> firebreak.operator.v1.Run
 	14, // 37: firebreak.operator.v1.CancelRunResponse.run:type_name -> firebreak.operator.v1.Run
-	62, // 38: firebreak.operator.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	65, // 38: firebreak.operator.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
 	30, // 39: firebreak.operator.v1.ListAuditResponse.records:type_name -> firebreak.operator.v1.AuditRecord
-	66, // 40: firebreak.operator.v1.VerifyAuditRequest.anchor:type_name -> firebreak.operator.v1.ChainCheckpoint
-	66, // 41: firebreak.operator.v1.VerifyAuditResponse.checkpoint:type_name -> firebreak.operator.v1.ChainCheckpoint
-	67, // 42: firebreak.operator.v1.ActionSummary.description:type_name -> firebreak.plugin.v1.ActionDescription
+	69, // 40: firebreak.operator.v1.VerifyAuditRequest.anchor:type_name -> firebreak.operator.v1.ChainCheckpoint
+	69, // 41: firebreak.operator.v1.VerifyAuditResponse.checkpoint:type_name -> firebreak.operator.v1.ChainCheckpoint
+	70, // 42: firebreak.operator.v1.ActionSummary.description:type_name -> firebreak.plugin.v1.ActionDescription
 	35, // 43: firebreak.operator.v1.ListActionsResponse.actions:type_name -> firebreak.operator.v1.ActionSummary
-	62, // 44: firebreak.operator.v1.AWSAccount.synced_at:type_name -> google.protobuf.Timestamp
-	61, // 45: firebreak.operator.v1.SyncAccountsRequest.deadline:type_name -> google.protobuf.Duration
+	65, // 44: firebreak.operator.v1.AWSAccount.synced_at:type_name -> google.protobuf.Timestamp
+	64, // 45: firebreak.operator.v1.SyncAccountsRequest.deadline:type_name -> google.protobuf.Duration
 	38, // 46: firebreak.operator.v1.SyncAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
 	38, // 47: firebreak.operator.v1.ListAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
-	66, // 48: firebreak.operator.v1.GetAuditHeadResponse.head:type_name -> firebreak.operator.v1.ChainCheckpoint
-	60, // 49: firebreak.operator.v1.JoinTokenInfo.role:type_name -> firebreak.agent.v1.AgentRole
-	59, // 50: firebreak.operator.v1.JoinTokenInfo.labels:type_name -> firebreak.operator.v1.JoinTokenInfo.LabelsEntry
-	62, // 51: firebreak.operator.v1.JoinTokenInfo.expires_at:type_name -> google.protobuf.Timestamp
-	62, // 52: firebreak.operator.v1.JoinTokenInfo.created_at:type_name -> google.protobuf.Timestamp
-	46, // 53: firebreak.operator.v1.ListJoinTokensResponse.tokens:type_name -> firebreak.operator.v1.JoinTokenInfo
-	46, // 54: firebreak.operator.v1.RevokeJoinTokenResponse.token:type_name -> firebreak.operator.v1.JoinTokenInfo
-	55, // 55: firebreak.operator.v1.RevokeAgentsResponse.agents:type_name -> firebreak.operator.v1.RevokedAgent
-	2,  // 56: firebreak.operator.v1.OperatorService.Whoami:input_type -> firebreak.operator.v1.WhoamiRequest
-	4,  // 57: firebreak.operator.v1.OperatorService.CreateJoinToken:input_type -> firebreak.operator.v1.CreateJoinTokenRequest
-	6,  // 58: firebreak.operator.v1.OperatorService.AddOperator:input_type -> firebreak.operator.v1.AddOperatorRequest
-	10, // 59: firebreak.operator.v1.OperatorService.ListAgents:input_type -> firebreak.operator.v1.ListAgentsRequest
-	12, // 60: firebreak.operator.v1.OperatorService.CreateRun:input_type -> firebreak.operator.v1.CreateRunRequest
-	18, // 61: firebreak.operator.v1.OperatorService.WatchRun:input_type -> firebreak.operator.v1.WatchRunRequest
-	20, // 62: firebreak.operator.v1.OperatorService.GetRun:input_type -> firebreak.operator.v1.GetRunRequest
-	22, // 63: firebreak.operator.v1.OperatorService.ListRuns:input_type -> firebreak.operator.v1.ListRunsRequest
-	24, // 64: firebreak.operator.v1.OperatorService.ApproveRun:input_type -> firebreak.operator.v1.ApproveRunRequest
-	26, // 65: firebreak.operator.v1.OperatorService.RejectRun:input_type -> firebreak.operator.v1.RejectRunRequest
-	28, // 66: firebreak.operator.v1.OperatorService.CancelRun:input_type -> firebreak.operator.v1.CancelRunRequest
-	36, // 67: firebreak.operator.v1.OperatorService.ListActions:input_type -> firebreak.operator.v1.ListActionsRequest
-	39, // 68: firebreak.operator.v1.OperatorService.SyncAccounts:input_type -> firebreak.operator.v1.SyncAccountsRequest
-	41, // 69: firebreak.operator.v1.OperatorService.ListAccounts:input_type -> firebreak.operator.v1.ListAccountsRequest
-	31, // 70: firebreak.operator.v1.OperatorService.ListAudit:input_type -> firebreak.operator.v1.ListAuditRequest
-	33, // 71: firebreak.operator.v1.OperatorService.VerifyAudit:input_type -> firebreak.operator.v1.VerifyAuditRequest
-	43, // 72: firebreak.operator.v1.OperatorService.GetAuditHead:input_type -> firebreak.operator.v1.GetAuditHeadRequest
-	45, // 73: firebreak.operator.v1.OperatorService.ListJoinTokens:input_type -> firebreak.operator.v1.ListJoinTokensRequest
-	48, // 74: firebreak.operator.v1.OperatorService.RevokeJoinToken:input_type -> firebreak.operator.v1.RevokeJoinTokenRequest
-	50, // 75: firebreak.operator.v1.OperatorService.RevokeOperator:input_type -> firebreak.operator.v1.RevokeOperatorRequest
-	52, // 76: firebreak.operator.v1.OperatorService.RotateOperator:input_type -> firebreak.operator.v1.RotateOperatorRequest
-	54, // 77: firebreak.operator.v1.OperatorService.RevokeAgents:input_type -> firebreak.operator.v1.RevokeAgentsRequest
-	3,  // 78: firebreak.operator.v1.OperatorService.Whoami:output_type -> firebreak.operator.v1.WhoamiResponse
-	5,  // 79: firebreak.operator.v1.OperatorService.CreateJoinToken:output_type -> firebreak.operator.v1.CreateJoinTokenResponse
-	7,  // 80: firebreak.operator.v1.OperatorService.AddOperator:output_type -> firebreak.operator.v1.AddOperatorResponse
-	11, // 81: firebreak.operator.v1.OperatorService.ListAgents:output_type -> firebreak.operator.v1.ListAgentsResponse
-	13, // 82: firebreak.operator.v1.OperatorService.CreateRun:output_type -> firebreak.operator.v1.CreateRunResponse
-	19, // 83: firebreak.operator.v1.OperatorService.WatchRun:output_type -> firebreak.operator.v1.WatchRunResponse
-	21, // 84: firebreak.operator.v1.OperatorService.GetRun:output_type -> firebreak.operator.v1.GetRunResponse
-	23, // 85: firebreak.operator.v1.OperatorService.ListRuns:output_type -> firebreak.operator.v1.ListRunsResponse
-	25, // 86: firebreak.operator.v1.OperatorService.ApproveRun:output_type -> firebreak.operator.v1.ApproveRunResponse
-	27, // 87: firebreak.operator.v1.OperatorService.RejectRun:output_type -> firebreak.operator.v1.RejectRunResponse
-	29, // 88: firebreak.operator.v1.OperatorService.CancelRun:output_type -> firebreak.operator.v1.CancelRunResponse
-	37, // 89: firebreak.operator.v1.OperatorService.ListActions:output_type -> firebreak.operator.v1.ListActionsResponse
-	40, // 90: firebreak.operator.v1.OperatorService.SyncAccounts:output_type -> firebreak.operator.v1.SyncAccountsResponse
-	42, // 91: firebreak.operator.v1.OperatorService.ListAccounts:output_type -> firebreak.operator.v1.ListAccountsResponse
-	32, // 92: firebreak.operator.v1.OperatorService.ListAudit:output_type -> firebreak.operator.v1.ListAuditResponse
-	34, // 93: firebreak.operator.v1.OperatorService.VerifyAudit:output_type -> firebreak.operator.v1.VerifyAuditResponse
-	44, // 94: firebreak.operator.v1.OperatorService.GetAuditHead:output_type -> firebreak.operator.v1.GetAuditHeadResponse
-	47, // 95: firebreak.operator.v1.OperatorService.ListJoinTokens:output_type -> firebreak.operator.v1.ListJoinTokensResponse
-	49, // 96: firebreak.operator.v1.OperatorService.RevokeJoinToken:output_type -> firebreak.operator.v1.RevokeJoinTokenResponse
-	51, // 97: firebreak.operator.v1.OperatorService.RevokeOperator:output_type -> firebreak.operator.v1.RevokeOperatorResponse
-	53, // 98: firebreak.operator.v1.OperatorService.RotateOperator:output_type -> firebreak.operator.v1.RotateOperatorResponse
-	56, // 99: firebreak.operator.v1.OperatorService.RevokeAgents:output_type -> firebreak.operator.v1.RevokeAgentsResponse
-	78, // [78:100] is the sub-list for method output_type
-	56, // [56:78] is the sub-list for method input_type
-	56, // [56:56] is the sub-list for extension type_name
-	56, // [56:56] is the sub-list for extension extendee
-	0,  // [0:56] is the sub-list for field type_name
+	65, // 48: firebreak.operator.v1.ControllerInfo.heartbeat_at:type_name -> google.protobuf.Timestamp
+	65, // 49: firebreak.operator.v1.ControllerInfo.started_at:type_name -> google.protobuf.Timestamp
+	44, // 50: firebreak.operator.v1.ListControllersResponse.controllers:type_name -> firebreak.operator.v1.ControllerInfo
+	69, // 51: firebreak.operator.v1.GetAuditHeadResponse.head:type_name -> firebreak.operator.v1.ChainCheckpoint
+	63, // 52: firebreak.operator.v1.JoinTokenInfo.role:type_name -> firebreak.agent.v1.AgentRole
+	62, // 53: firebreak.operator.v1.JoinTokenInfo.labels:type_name -> firebreak.operator.v1.JoinTokenInfo.LabelsEntry
+	65, // 54: firebreak.operator.v1.JoinTokenInfo.expires_at:type_name -> google.protobuf.Timestamp
+	65, // 55: firebreak.operator.v1.JoinTokenInfo.created_at:type_name -> google.protobuf.Timestamp
+	49, // 56: firebreak.operator.v1.ListJoinTokensResponse.tokens:type_name -> firebreak.operator.v1.JoinTokenInfo
+	49, // 57: firebreak.operator.v1.RevokeJoinTokenResponse.token:type_name -> firebreak.operator.v1.JoinTokenInfo
+	58, // 58: firebreak.operator.v1.RevokeAgentsResponse.agents:type_name -> firebreak.operator.v1.RevokedAgent
+	2,  // 59: firebreak.operator.v1.OperatorService.Whoami:input_type -> firebreak.operator.v1.WhoamiRequest
+	4,  // 60: firebreak.operator.v1.OperatorService.CreateJoinToken:input_type -> firebreak.operator.v1.CreateJoinTokenRequest
+	6,  // 61: firebreak.operator.v1.OperatorService.AddOperator:input_type -> firebreak.operator.v1.AddOperatorRequest
+	10, // 62: firebreak.operator.v1.OperatorService.ListAgents:input_type -> firebreak.operator.v1.ListAgentsRequest
+	12, // 63: firebreak.operator.v1.OperatorService.CreateRun:input_type -> firebreak.operator.v1.CreateRunRequest
+	18, // 64: firebreak.operator.v1.OperatorService.WatchRun:input_type -> firebreak.operator.v1.WatchRunRequest
+	20, // 65: firebreak.operator.v1.OperatorService.GetRun:input_type -> firebreak.operator.v1.GetRunRequest
+	22, // 66: firebreak.operator.v1.OperatorService.ListRuns:input_type -> firebreak.operator.v1.ListRunsRequest
+	24, // 67: firebreak.operator.v1.OperatorService.ApproveRun:input_type -> firebreak.operator.v1.ApproveRunRequest
+	26, // 68: firebreak.operator.v1.OperatorService.RejectRun:input_type -> firebreak.operator.v1.RejectRunRequest
+	28, // 69: firebreak.operator.v1.OperatorService.CancelRun:input_type -> firebreak.operator.v1.CancelRunRequest
+	36, // 70: firebreak.operator.v1.OperatorService.ListActions:input_type -> firebreak.operator.v1.ListActionsRequest
+	39, // 71: firebreak.operator.v1.OperatorService.SyncAccounts:input_type -> firebreak.operator.v1.SyncAccountsRequest
+	41, // 72: firebreak.operator.v1.OperatorService.ListAccounts:input_type -> firebreak.operator.v1.ListAccountsRequest
+	31, // 73: firebreak.operator.v1.OperatorService.ListAudit:input_type -> firebreak.operator.v1.ListAuditRequest
+	33, // 74: firebreak.operator.v1.OperatorService.VerifyAudit:input_type -> firebreak.operator.v1.VerifyAuditRequest
+	46, // 75: firebreak.operator.v1.OperatorService.GetAuditHead:input_type -> firebreak.operator.v1.GetAuditHeadRequest
+	48, // 76: firebreak.operator.v1.OperatorService.ListJoinTokens:input_type -> firebreak.operator.v1.ListJoinTokensRequest
+	51, // 77: firebreak.operator.v1.OperatorService.RevokeJoinToken:input_type -> firebreak.operator.v1.RevokeJoinTokenRequest
+	53, // 78: firebreak.operator.v1.OperatorService.RevokeOperator:input_type -> firebreak.operator.v1.RevokeOperatorRequest
+	55, // 79: firebreak.operator.v1.OperatorService.RotateOperator:input_type -> firebreak.operator.v1.RotateOperatorRequest
+	57, // 80: firebreak.operator.v1.OperatorService.RevokeAgents:input_type -> firebreak.operator.v1.RevokeAgentsRequest
+	43, // 81: firebreak.operator.v1.OperatorService.ListControllers:input_type -> firebreak.operator.v1.ListControllersRequest
+	3,  // 82: firebreak.operator.v1.OperatorService.Whoami:output_type -> firebreak.operator.v1.WhoamiResponse
+	5,  // 83: firebreak.operator.v1.OperatorService.CreateJoinToken:output_type -> firebreak.operator.v1.CreateJoinTokenResponse
+	7,  // 84: firebreak.operator.v1.OperatorService.AddOperator:output_type -> firebreak.operator.v1.AddOperatorResponse
+	11, // 85: firebreak.operator.v1.OperatorService.ListAgents:output_type -> firebreak.operator.v1.ListAgentsResponse
+	13, // 86: firebreak.operator.v1.OperatorService.CreateRun:output_type -> firebreak.operator.v1.CreateRunResponse
+	19, // 87: firebreak.operator.v1.OperatorService.WatchRun:output_type -> firebreak.operator.v1.WatchRunResponse
+	21, // 88: firebreak.operator.v1.OperatorService.GetRun:output_type -> firebreak.operator.v1.GetRunResponse
+	23, // 89: firebreak.operator.v1.OperatorService.ListRuns:output_type -> firebreak.operator.v1.ListRunsResponse
+	25, // 90: firebreak.operator.v1.OperatorService.ApproveRun:output_type -> firebreak.operator.v1.ApproveRunResponse
+	27, // 91: firebreak.operator.v1.OperatorService.RejectRun:output_type -> firebreak.operator.v1.RejectRunResponse
+	29, // 92: firebreak.operator.v1.OperatorService.CancelRun:output_type -> firebreak.operator.v1.CancelRunResponse
+	37, // 93: firebreak.operator.v1.OperatorService.ListActions:output_type -> firebreak.operator.v1.ListActionsResponse
+	40, // 94: firebreak.operator.v1.OperatorService.SyncAccounts:output_type -> firebreak.operator.v1.SyncAccountsResponse
+	42, // 95: firebreak.operator.v1.OperatorService.ListAccounts:output_type -> firebreak.operator.v1.ListAccountsResponse
+	32, // 96: firebreak.operator.v1.OperatorService.ListAudit:output_type -> firebreak.operator.v1.ListAuditResponse
+	34, // 97: firebreak.operator.v1.OperatorService.VerifyAudit:output_type -> firebreak.operator.v1.VerifyAuditResponse
+	47, // 98: firebreak.operator.v1.OperatorService.GetAuditHead:output_type -> firebreak.operator.v1.GetAuditHeadResponse
+	50, // 99: firebreak.operator.v1.OperatorService.ListJoinTokens:output_type -> firebreak.operator.v1.ListJoinTokensResponse
+	52, // 100: firebreak.operator.v1.OperatorService.RevokeJoinToken:output_type -> firebreak.operator.v1.RevokeJoinTokenResponse
+	54, // 101: firebreak.operator.v1.OperatorService.RevokeOperator:output_type -> firebreak.operator.v1.RevokeOperatorResponse
+	56, // 102: firebreak.operator.v1.OperatorService.RotateOperator:output_type -> firebreak.operator.v1.RotateOperatorResponse
+	59, // 103: firebreak.operator.v1.OperatorService.RevokeAgents:output_type -> firebreak.operator.v1.RevokeAgentsResponse
+	45, // 104: firebreak.operator.v1.OperatorService.ListControllers:output_type -> firebreak.operator.v1.ListControllersResponse
+	82, // [82:105] is the sub-list for method output_type
+	59, // [59:82] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_firebreak_operator_v1_operator_proto_init() }
@@ -4294,7 +4499,7 @@ func file_firebreak_operator_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_firebreak_operator_v1_operator_proto_rawDesc), len(file_firebreak_operator_v1_operator_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   58,
+			NumMessages:   61,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -41,6 +41,7 @@ const (
 	OperatorService_RevokeOperator_FullMethodName  = "/firebreak.operator.v1.OperatorService/RevokeOperator"
 	OperatorService_RotateOperator_FullMethodName  = "/firebreak.operator.v1.OperatorService/RotateOperator"
 	OperatorService_RevokeAgents_FullMethodName    = "/firebreak.operator.v1.OperatorService/RevokeAgents"
+	OperatorService_ListControllers_FullMethodName = "/firebreak.operator.v1.OperatorService/ListControllers"
 )
 
 // OperatorServiceClient is the client API for OperatorService service.
@@ -117,6 +118,10 @@ type OperatorServiceClient interface {
 	// for every call, renewal included, their live streams are closed, and
 	// no run targets them again (admin).
 	RevokeAgents(ctx context.Context, in *RevokeAgentsRequest, opts ...grpc.CallOption) (*RevokeAgentsResponse, error)
+	// ListControllers lists the live controllers of the cluster that share
+	// this controller's store: those whose registry heartbeat is recent
+	// (viewer).
+	ListControllers(ctx context.Context, in *ListControllersRequest, opts ...grpc.CallOption) (*ListControllersResponse, error)
 }
 
 type operatorServiceClient struct {
@@ -356,6 +361,16 @@ func (c *operatorServiceClient) RevokeAgents(ctx context.Context, in *RevokeAgen
 	return out, nil
 }
 
+func (c *operatorServiceClient) ListControllers(ctx context.Context, in *ListControllersRequest, opts ...grpc.CallOption) (*ListControllersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListControllersResponse)
+	err := c.cc.Invoke(ctx, OperatorService_ListControllers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OperatorServiceServer is the server API for OperatorService service.
 // All implementations must embed UnimplementedOperatorServiceServer
 // for forward compatibility.
@@ -430,6 +445,10 @@ type OperatorServiceServer interface {
 	// for every call, renewal included, their live streams are closed, and
 	// no run targets them again (admin).
 	RevokeAgents(context.Context, *RevokeAgentsRequest) (*RevokeAgentsResponse, error)
+	// ListControllers lists the live controllers of the cluster that share
+	// this controller's store: those whose registry heartbeat is recent
+	// (viewer).
+	ListControllers(context.Context, *ListControllersRequest) (*ListControllersResponse, error)
 	mustEmbedUnimplementedOperatorServiceServer()
 }
 
@@ -505,6 +524,9 @@ func (UnimplementedOperatorServiceServer) RotateOperator(context.Context, *Rotat
 }
 func (UnimplementedOperatorServiceServer) RevokeAgents(context.Context, *RevokeAgentsRequest) (*RevokeAgentsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeAgents not implemented")
+}
+func (UnimplementedOperatorServiceServer) ListControllers(context.Context, *ListControllersRequest) (*ListControllersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListControllers not implemented")
 }
 func (UnimplementedOperatorServiceServer) mustEmbedUnimplementedOperatorServiceServer() {}
 func (UnimplementedOperatorServiceServer) testEmbeddedByValue()                         {}
@@ -916,6 +938,24 @@ func _OperatorService_RevokeAgents_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OperatorService_ListControllers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListControllersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServiceServer).ListControllers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OperatorService_ListControllers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServiceServer).ListControllers(ctx, req.(*ListControllersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // OperatorService_ServiceDesc is the grpc.ServiceDesc for OperatorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1006,6 +1046,10 @@ var OperatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeAgents",
 			Handler:    _OperatorService_RevokeAgents_Handler,
+		},
+		{
+			MethodName: "ListControllers",
+			Handler:    _OperatorService_ListControllers_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
