@@ -73,7 +73,7 @@ type incidentParts struct {
 // It needs the store, the operator service and the dispatcher.
 func (c *Controller) buildIncident(ctx context.Context) error {
 	cfg := c.cfg.Incident
-	sq, ok := c.Store.(*store.SQLite)
+	sq, ok := c.Store.(*store.SQL)
 	if !ok {
 		return errors.New("controller: cases and playbooks need the SQL store")
 	}

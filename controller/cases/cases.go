@@ -258,7 +258,7 @@ type EvidenceCatalog interface {
 
 // Config holds the service's dependencies.
 type Config struct {
-	// Writer and Reader are the database pools (store.SQLite's Writer and
+	// Writer and Reader are the database pools (store.SQL's Writer and
 	// Reader) that hold the store's case tables (store.CaseTables).
 	Writer, Reader *sql.DB
 	// Runs reads runs for reports.

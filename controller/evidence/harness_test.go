@@ -50,7 +50,7 @@ const (
 type harness struct {
 	t       *testing.T
 	dir     string
-	st      *store.SQLite
+	st      *store.SQL
 	backend evidence.Backend
 	cfg     evidence.Config
 	svc     *evidence.Service

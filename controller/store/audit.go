@@ -31,15 +31,15 @@ func AuditHash(rec *AuditRecord) string {
 // head with every append, and check the chain against it at verification.
 // The controller sets it before it serves; without it no checkpoint is
 // written or checked.
-func (s *SQLite) SetCheckpointKey(k *CheckpointKey) { s.ckey.Store(k) }
+func (s *SQL) SetCheckpointKey(k *CheckpointKey) { s.ckey.Store(k) }
 
 // CheckpointKey returns the key set by SetCheckpointKey, or nil.
-func (s *SQLite) CheckpointKey() *CheckpointKey { return s.ckey.Load() }
+func (s *SQL) CheckpointKey() *CheckpointKey { return s.ckey.Load() }
 
 // AppendAudit implements Store. With a checkpoint key, the signed
 // checkpoint of the new head is written in the same transaction, so no
 // record exists that a checkpoint does not cover.
-func (s *SQLite) AppendAudit(ctx context.Context, rec *AuditRecord) error {
+func (s *SQL) AppendAudit(ctx context.Context, rec *AuditRecord) error {
 	if len(rec.Detail) == 0 {
 		rec.Detail = []byte("{}")
 	}
@@ -99,7 +99,7 @@ func auditHashAt(ctx context.Context, q querier, seq int64) (string, error) {
 }
 
 // ListAudit implements Store.
-func (s *SQLite) ListAudit(ctx context.Context, afterSeq int64, limit int) ([]*AuditRecord, error) {
+func (s *SQL) ListAudit(ctx context.Context, afterSeq int64, limit int) ([]*AuditRecord, error) {
 	if limit <= 0 {
 		limit = 100
 	}
@@ -123,17 +123,17 @@ func (s *SQLite) ListAudit(ctx context.Context, afterSeq int64, limit int) ([]*A
 }
 
 // AuditCheckpoint implements Store.
-func (s *SQLite) AuditCheckpoint(ctx context.Context) (*Checkpoint, error) {
+func (s *SQL) AuditCheckpoint(ctx context.Context) (*Checkpoint, error) {
 	return ReadCheckpoint(ctx, s.r, AuditChain)
 }
 
 // VerifyAudit implements Store.
-func (s *SQLite) VerifyAudit(ctx context.Context) (*AuditCheck, error) {
+func (s *SQL) VerifyAudit(ctx context.Context) (*AuditCheck, error) {
 	return s.VerifyAuditAnchor(ctx, nil)
 }
 
 // VerifyAuditAnchor implements Store.
-func (s *SQLite) VerifyAuditAnchor(ctx context.Context, anchor *Checkpoint) (*AuditCheck, error) {
+func (s *SQL) VerifyAuditAnchor(ctx context.Context, anchor *Checkpoint) (*AuditCheck, error) {
 	k := s.ckey.Load()
 	if anchor != nil && k == nil {
 		return nil, errors.New("this store has no checkpoint key to check an anchor with")

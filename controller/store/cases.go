@@ -103,7 +103,7 @@ type CaseTables struct {
 }
 
 // NewCaseTables returns the case tables of the database behind the writer
-// and reader pools (SQLite.Writer and SQLite.Reader).
+// and reader pools (SQL.Writer and SQL.Reader).
 func NewCaseTables(w, r *sql.DB) *CaseTables { return &CaseTables{w: w, r: r} }
 
 const caseCols = `id, title, status, phase, severity, resource, created_by, created_at, closed_by, closed_at`

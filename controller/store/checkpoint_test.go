@@ -21,7 +21,7 @@ func testKey(seed byte) *store.CheckpointKey {
 // records, and returns it with a raw connection to its file, the way an
 // intruder with write access to the database (but not the controller's
 // key) would reach it, with the append-only triggers dropped.
-func openKeyed(t *testing.T, n int) (*store.SQLite, *sql.DB) {
+func openKeyed(t *testing.T, n int) (*store.SQL, *sql.DB) {
 	t.Helper()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "firebreak.db")
@@ -94,32 +94,32 @@ func TestAuditCheckpointCatchesCutAndRecompute(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
 		name    string
-		tamper  func(t *testing.T, s *store.SQLite, raw *sql.DB)
+		tamper  func(t *testing.T, s *store.SQL, raw *sql.DB)
 		wantSeq int64
 		want    string
 	}{
-		{name: "untouched", tamper: func(*testing.T, *store.SQLite, *sql.DB) {}},
+		{name: "untouched", tamper: func(*testing.T, *store.SQL, *sql.DB) {}},
 		{name: "last record deleted", wantSeq: 5, want: "has 4 entries, but the controller signed a checkpoint of 5 entries",
-			tamper: func(t *testing.T, _ *store.SQLite, raw *sql.DB) { exec(t, raw, `DELETE FROM audit WHERE seq = 5`) }},
+			tamper: func(t *testing.T, _ *store.SQL, raw *sql.DB) { exec(t, raw, `DELETE FROM audit WHERE seq = 5`) }},
 		{name: "two records deleted", wantSeq: 4, want: "entries 4 to 5 were removed",
-			tamper: func(t *testing.T, _ *store.SQLite, raw *sql.DB) { exec(t, raw, `DELETE FROM audit WHERE seq >= 4`) }},
+			tamper: func(t *testing.T, _ *store.SQL, raw *sql.DB) { exec(t, raw, `DELETE FROM audit WHERE seq >= 4`) }},
 		{name: "edited and recomputed", wantSeq: 5, want: "recomputed",
-			tamper: func(t *testing.T, s *store.SQLite, raw *sql.DB) {
+			tamper: func(t *testing.T, s *store.SQL, raw *sql.DB) {
 				exec(t, raw, `UPDATE audit SET actor = 'operator:mallory' WHERE seq = 3`)
 				recomputeAudit(t, s, raw, 3)
 			}},
 		{name: "cut, edited and recomputed", wantSeq: 5, want: "entry 5 was removed",
-			tamper: func(t *testing.T, s *store.SQLite, raw *sql.DB) {
+			tamper: func(t *testing.T, s *store.SQL, raw *sql.DB) {
 				exec(t, raw, `DELETE FROM audit WHERE seq = 5`, `UPDATE audit SET subject = 'ev-2' WHERE seq = 2`)
 				recomputeAudit(t, s, raw, 2)
 			}},
 		{name: "checkpoint moved back", wantSeq: 4, want: "not genuine",
-			tamper: func(t *testing.T, _ *store.SQLite, raw *sql.DB) {
+			tamper: func(t *testing.T, _ *store.SQL, raw *sql.DB) {
 				exec(t, raw, `DELETE FROM audit WHERE seq = 5`,
 					`UPDATE chain_checkpoints SET length = 4, head_hash = (SELECT hash FROM audit WHERE seq = 4) WHERE chain = 'audit'`)
 			}},
 		{name: "checkpoint signed by another key", wantSeq: 4, want: "names signing key",
-			tamper: func(t *testing.T, s *store.SQLite, raw *sql.DB) {
+			tamper: func(t *testing.T, s *store.SQL, raw *sql.DB) {
 				exec(t, raw, `DELETE FROM audit WHERE seq = 5`)
 				recs, _ := s.ListAudit(ctx, 3, 1)
 				cp := testKey(2).Sign(store.AuditChain, 4, recs[0].Hash, time.Now())
@@ -129,14 +129,14 @@ func TestAuditCheckpointCatchesCutAndRecompute(t *testing.T) {
 				}
 			}},
 		{name: "forged checkpoint, then the controller appends", wantSeq: 4, want: "not genuine",
-			tamper: func(t *testing.T, s *store.SQLite, raw *sql.DB) {
+			tamper: func(t *testing.T, s *store.SQL, raw *sql.DB) {
 				exec(t, raw, `DELETE FROM audit WHERE seq = 5`,
 					`UPDATE chain_checkpoints SET length = 4, head_hash = (SELECT hash FROM audit WHERE seq = 4) WHERE chain = 'audit'`)
 				// Neither append may sign over the forged checkpoint.
 				appendN(t, s, 2)
 			}},
 		{name: "cut, then the controller appends", wantSeq: 5, want: "recomputed",
-			tamper: func(t *testing.T, s *store.SQLite, raw *sql.DB) {
+			tamper: func(t *testing.T, s *store.SQL, raw *sql.DB) {
 				exec(t, raw, `DELETE FROM audit WHERE seq = 5`)
 				// The next append must not sign over the cut.
 				appendN(t, s, 2)
@@ -169,26 +169,26 @@ func TestAuditAnchor(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
 		name   string
-		tamper func(t *testing.T, s *store.SQLite, raw *sql.DB)
+		tamper func(t *testing.T, s *store.SQL, raw *sql.DB)
 		anchor func(cp *store.Checkpoint) *store.Checkpoint
 		want   string
 	}{
-		{name: "log extends the anchor", tamper: func(t *testing.T, s *store.SQLite, _ *sql.DB) { appendN(t, s, 2) }},
+		{name: "log extends the anchor", tamper: func(t *testing.T, s *store.SQL, _ *sql.DB) { appendN(t, s, 2) }},
 		{name: "tail cut and checkpoints deleted", want: "against the anchor: the audit log has 2 entries, but the controller signed a checkpoint of 3 entries",
-			tamper: func(t *testing.T, s *store.SQLite, raw *sql.DB) {
+			tamper: func(t *testing.T, s *store.SQL, raw *sql.DB) {
 				appendN(t, s, 2)
 				exec(t, raw, `DELETE FROM audit WHERE seq >= 3`, `DELETE FROM chain_checkpoints`)
 			}},
 		{name: "rewritten and checkpoints deleted", want: "against the anchor: entry 3's hash",
-			tamper: func(t *testing.T, s *store.SQLite, raw *sql.DB) {
+			tamper: func(t *testing.T, s *store.SQL, raw *sql.DB) {
 				exec(t, raw, `UPDATE audit SET detail_json = '{"n":2}' WHERE seq = 1`, `DELETE FROM chain_checkpoints`)
 				recomputeAudit(t, s, raw, 1)
 			}},
 		{name: "anchor altered", want: "not genuine",
-			tamper: func(*testing.T, *store.SQLite, *sql.DB) {},
+			tamper: func(*testing.T, *store.SQL, *sql.DB) {},
 			anchor: func(cp *store.Checkpoint) *store.Checkpoint { cp.Length = 2; return cp }},
 		{name: "anchor of another chain", want: "not of the audit log",
-			tamper: func(*testing.T, *store.SQLite, *sql.DB) {},
+			tamper: func(*testing.T, *store.SQL, *sql.DB) {},
 			anchor: func(cp *store.Checkpoint) *store.Checkpoint {
 				return testKey(1).Sign("custody:ev-1", cp.Length, cp.Head, cp.At)
 			}},

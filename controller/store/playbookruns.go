@@ -86,7 +86,7 @@ type PlaybookRunFilter struct {
 }
 
 // PlaybookRuns is the persistence of playbook runs and their steps;
-// *SQLite implements it.
+// *SQL implements it.
 type PlaybookRuns interface {
 	// CreatePlaybookRun stores a new playbook run with its steps in one
 	// transaction.
@@ -108,10 +108,10 @@ type PlaybookRuns interface {
 	PlaybookRunIDs(ctx context.Context, status string) ([]string, error)
 }
 
-var _ PlaybookRuns = (*SQLite)(nil)
+var _ PlaybookRuns = (*SQL)(nil)
 
 // CreatePlaybookRun implements PlaybookRuns.
-func (s *SQLite) CreatePlaybookRun(ctx context.Context, r *PlaybookRun, steps []*PlaybookStep) error {
+func (s *SQL) CreatePlaybookRun(ctx context.Context, r *PlaybookRun, steps []*PlaybookStep) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -135,14 +135,14 @@ func (s *SQLite) CreatePlaybookRun(ctx context.Context, r *PlaybookRun, steps []
 }
 
 // UpdatePlaybookRun implements PlaybookRuns.
-func (s *SQLite) UpdatePlaybookRun(ctx context.Context, r *PlaybookRun) error {
+func (s *SQL) UpdatePlaybookRun(ctx context.Context, r *PlaybookRun) error {
 	_, err := s.w.ExecContext(ctx, `UPDATE playbook_runs SET status = ?, stopping = ?, started_at = ?, finished_at = ?, error = ?, approved_by = ?
 		WHERE id = ?`, r.Status, r.Stopping, ns(r.StartedAt), ns(r.FinishedAt), r.Error, r.ApprovedBy, r.ID)
 	return err
 }
 
 // TransitionPlaybookRun implements PlaybookRuns.
-func (s *SQLite) TransitionPlaybookRun(ctx context.Context, r *PlaybookRun, from string) (bool, error) {
+func (s *SQL) TransitionPlaybookRun(ctx context.Context, r *PlaybookRun, from string) (bool, error) {
 	res, err := s.w.ExecContext(ctx, `UPDATE playbook_runs SET status = ?, stopping = ?, started_at = ?, finished_at = ?, error = ?, approved_by = ?
 		WHERE id = ? AND status = ?`, r.Status, r.Stopping, ns(r.StartedAt), ns(r.FinishedAt), r.Error, r.ApprovedBy, r.ID, from)
 	if err != nil {
@@ -153,7 +153,7 @@ func (s *SQLite) TransitionPlaybookRun(ctx context.Context, r *PlaybookRun, from
 }
 
 // UpdatePlaybookStep implements PlaybookRuns.
-func (s *SQLite) UpdatePlaybookStep(ctx context.Context, playbookRunID string, st *PlaybookStep) error {
+func (s *SQL) UpdatePlaybookStep(ctx context.Context, playbookRunID string, st *PlaybookStep) error {
 	_, err := s.w.ExecContext(ctx, `UPDATE playbook_steps SET status = ?, token = ?, run_id = ?, resolved_json = ?, outputs_json = ?,
 		targets_json = ?, error = ?, started_at = ?, finished_at = ?, done_seq = ?, rollback_json = ? WHERE playbook_run_id = ? AND step_id = ?`,
 		st.Status, st.Token, st.RunID, string(st.ResolvedJSON), string(st.OutputsJSON), string(st.TargetsJSON), st.Error,
@@ -181,7 +181,7 @@ func scanPlaybookRun(sc scanner) (*PlaybookRun, error) {
 }
 
 // GetPlaybookRun implements PlaybookRuns.
-func (s *SQLite) GetPlaybookRun(ctx context.Context, id string) (*PlaybookRun, []*PlaybookStep, error) {
+func (s *SQL) GetPlaybookRun(ctx context.Context, id string) (*PlaybookRun, []*PlaybookStep, error) {
 	r, err := scanPlaybookRun(s.r.QueryRowContext(ctx, `SELECT `+playbookRunCols+` FROM playbook_runs WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, ErrNotFound
@@ -212,7 +212,7 @@ func (s *SQLite) GetPlaybookRun(ctx context.Context, id string) (*PlaybookRun, [
 }
 
 // ListPlaybookRuns implements PlaybookRuns.
-func (s *SQLite) ListPlaybookRuns(ctx context.Context, f PlaybookRunFilter) ([]*PlaybookRun, error) {
+func (s *SQL) ListPlaybookRuns(ctx context.Context, f PlaybookRunFilter) ([]*PlaybookRun, error) {
 	q := `SELECT ` + playbookRunCols + ` FROM playbook_runs WHERE 1 = 1`
 	var args []any
 	if f.CaseID != "" {
@@ -231,6 +231,6 @@ func (s *SQLite) ListPlaybookRuns(ctx context.Context, f PlaybookRunFilter) ([]*
 }
 
 // PlaybookRunIDs implements PlaybookRuns.
-func (s *SQLite) PlaybookRunIDs(ctx context.Context, status string) ([]string, error) {
+func (s *SQL) PlaybookRunIDs(ctx context.Context, status string) ([]string, error) {
 	return queryStrings(ctx, s.r, `SELECT id FROM playbook_runs WHERE status = ? ORDER BY created_at`, status)
 }

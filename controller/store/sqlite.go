@@ -23,7 +23,7 @@ import (
 
 // SQLite is the embedded store: one file, WAL journal, one writer
 // connection and a pool of readers.
-type SQLite struct {
+type SQL struct {
 	w *sql.DB
 	r *sql.DB
 	// auditMu serialises audit appends so the chain has no forks.
@@ -37,7 +37,7 @@ type SQLite struct {
 
 // OpenSQLite opens (creating and migrating) the database at path. The
 // database and its -wal and -shm files are private to this user (0600).
-func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
+func OpenSQLite(ctx context.Context, path string) (*SQL, error) {
 	if err := privateDatabaseFiles(path); err != nil {
 		return nil, err
 	}
@@ -53,7 +53,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		return nil, err
 	}
 	r.SetMaxOpenConns(8)
-	s := &SQLite{w: w, r: r}
+	s := &SQL{w: w, r: r}
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("migrating the database %s: %w", path, err)
@@ -99,7 +99,7 @@ func privateDatabaseFiles(path string) error {
 }
 
 // Close implements Store.
-func (s *SQLite) Close() error {
+func (s *SQL) Close() error {
 	return errors.Join(s.r.Close(), s.w.Close())
 }
 
@@ -187,7 +187,7 @@ func RegisterMigration(name, sql string) {
 	extraMigrations = append(extraMigrations, migration{name: name, sql: sql})
 }
 
-func (s *SQLite) migrate(ctx context.Context) error {
+func (s *SQL) migrate(ctx context.Context) error {
 	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
 		return err
 	}
@@ -225,10 +225,10 @@ func (s *SQLite) migrate(ctx context.Context) error {
 }
 
 // Writer returns the writer pool, for packages that keep their own tables.
-func (s *SQLite) Writer() *sql.DB { return s.w }
+func (s *SQL) Writer() *sql.DB { return s.w }
 
 // Reader returns the reader pool.
-func (s *SQLite) Reader() *sql.DB { return s.r }
+func (s *SQL) Reader() *sql.DB { return s.r }
 
 func ns(t time.Time) int64 {
 	if t.IsZero() {
@@ -252,7 +252,7 @@ func b2i(b bool) int {
 }
 
 // PutAgent implements Store.
-func (s *SQLite) PutAgent(ctx context.Context, a *Agent) error {
+func (s *SQL) PutAgent(ctx context.Context, a *Agent) error {
 	facts, err := protojson.Marshal(orEmpty(a.Facts))
 	if err != nil {
 		return err
@@ -331,7 +331,7 @@ func scanAgent(sc interface{ Scan(...any) error }) (*Agent, error) {
 }
 
 // GetAgent implements Store.
-func (s *SQLite) GetAgent(ctx context.Context, id string) (*Agent, error) {
+func (s *SQL) GetAgent(ctx context.Context, id string) (*Agent, error) {
 	a, err := scanAgent(s.r.QueryRowContext(ctx, `SELECT `+agentCols+` FROM agents WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
@@ -340,7 +340,7 @@ func (s *SQLite) GetAgent(ctx context.Context, id string) (*Agent, error) {
 }
 
 // ListAgents implements Store.
-func (s *SQLite) ListAgents(ctx context.Context) ([]*Agent, error) {
+func (s *SQL) ListAgents(ctx context.Context) ([]*Agent, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT `+agentCols+` FROM agents ORDER BY hostname, id`)
 	if err != nil {
 		return nil, err
@@ -358,7 +358,7 @@ func (s *SQLite) ListAgents(ctx context.Context) ([]*Agent, error) {
 }
 
 // TouchAgents implements Store.
-func (s *SQLite) TouchAgents(ctx context.Context, seen map[string]time.Time) error {
+func (s *SQL) TouchAgents(ctx context.Context, seen map[string]time.Time) error {
 	if len(seen) == 0 {
 		return nil
 	}
@@ -381,7 +381,7 @@ func (s *SQLite) TouchAgents(ctx context.Context, seen map[string]time.Time) err
 }
 
 // CreateJoinToken implements Store.
-func (s *SQLite) CreateJoinToken(ctx context.Context, t *JoinToken) error {
+func (s *SQL) CreateJoinToken(ctx context.Context, t *JoinToken) error {
 	labels, _ := json.Marshal(t.Labels)
 	_, err := s.w.ExecContext(ctx, `INSERT INTO join_tokens (hash, role, uses, uses_left, expires_at, labels_json, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		t.Hash, t.Role, t.Uses, t.UsesLeft, ns(t.ExpiresAt), string(labels), t.CreatedBy, ns(t.CreatedAt))
@@ -389,7 +389,7 @@ func (s *SQLite) CreateJoinToken(ctx context.Context, t *JoinToken) error {
 }
 
 // ConsumeJoinToken implements Store.
-func (s *SQLite) ConsumeJoinToken(ctx context.Context, hash string, now time.Time) (*JoinToken, error) {
+func (s *SQL) ConsumeJoinToken(ctx context.Context, hash string, now time.Time) (*JoinToken, error) {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -426,7 +426,7 @@ func (s *SQLite) ConsumeJoinToken(ctx context.Context, hash string, now time.Tim
 }
 
 // ListJoinTokens implements Store.
-func (s *SQLite) ListJoinTokens(ctx context.Context) ([]*JoinToken, error) {
+func (s *SQL) ListJoinTokens(ctx context.Context) ([]*JoinToken, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT hash, role, uses, uses_left, expires_at, labels_json, created_by, created_at, revoked FROM join_tokens ORDER BY created_at, hash`)
 	if err != nil {
 		return nil, err
@@ -449,7 +449,7 @@ func (s *SQLite) ListJoinTokens(ctx context.Context) ([]*JoinToken, error) {
 }
 
 // RevokeJoinToken implements Store.
-func (s *SQLite) RevokeJoinToken(ctx context.Context, id string) (*JoinToken, error) {
+func (s *SQL) RevokeJoinToken(ctx context.Context, id string) (*JoinToken, error) {
 	if !tokenIDRE.MatchString(id) {
 		return nil, ErrNotFound
 	}
@@ -471,7 +471,7 @@ func (s *SQLite) RevokeJoinToken(ctx context.Context, id string) (*JoinToken, er
 }
 
 // PutOperator implements Store.
-func (s *SQLite) PutOperator(ctx context.Context, o *Operator) error {
+func (s *SQL) PutOperator(ctx context.Context, o *Operator) error {
 	_, err := s.w.ExecContext(ctx, `INSERT INTO operators (name, role, cert_serial, created_by, created_at, revoked) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET role = excluded.role, cert_serial = excluded.cert_serial, revoked = excluded.revoked`,
 		o.Name, int(o.Role), o.CertSerial, o.CreatedBy, ns(o.CreatedAt), b2i(o.Revoked))
@@ -490,7 +490,7 @@ func scanOperator(sc interface{ Scan(...any) error }) (*Operator, error) {
 }
 
 // GetOperator implements Store.
-func (s *SQLite) GetOperator(ctx context.Context, name string) (*Operator, error) {
+func (s *SQL) GetOperator(ctx context.Context, name string) (*Operator, error) {
 	o, err := scanOperator(s.r.QueryRowContext(ctx, `SELECT name, role, cert_serial, created_by, created_at, revoked FROM operators WHERE name = ?`, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
@@ -499,7 +499,7 @@ func (s *SQLite) GetOperator(ctx context.Context, name string) (*Operator, error
 }
 
 // ListOperators implements Store.
-func (s *SQLite) ListOperators(ctx context.Context) ([]*Operator, error) {
+func (s *SQL) ListOperators(ctx context.Context) ([]*Operator, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT name, role, cert_serial, created_by, created_at, revoked FROM operators ORDER BY name`)
 	if err != nil {
 		return nil, err
@@ -557,7 +557,7 @@ func scanTask(sc interface{ Scan(...any) error }) (*Task, error) {
 }
 
 // CreateRun implements Store.
-func (s *SQLite) CreateRun(ctx context.Context, r *Run, tasks []*Task) error {
+func (s *SQL) CreateRun(ctx context.Context, r *Run, tasks []*Task) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -598,12 +598,12 @@ func (s *SQLite) CreateRun(ctx context.Context, r *Run, tasks []*Task) error {
 }
 
 // UpdateRun implements Store.
-func (s *SQLite) UpdateRun(ctx context.Context, r *Run) error {
+func (s *SQL) UpdateRun(ctx context.Context, r *Run) error {
 	return s.SaveTasks(ctx, nil, []*Run{r})
 }
 
 // SaveTasks implements Store.
-func (s *SQLite) SaveTasks(ctx context.Context, tasks []*Task, runs []*Run) error {
+func (s *SQL) SaveTasks(ctx context.Context, tasks []*Task, runs []*Run) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -633,7 +633,7 @@ func (s *SQLite) SaveTasks(ctx context.Context, tasks []*Task, runs []*Run) erro
 }
 
 // GetRun implements Store.
-func (s *SQLite) GetRun(ctx context.Context, id string) (*Run, []*Task, error) {
+func (s *SQL) GetRun(ctx context.Context, id string) (*Run, []*Task, error) {
 	r, err := scanRun(s.r.QueryRowContext(ctx, `SELECT `+runCols+` FROM runs WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, ErrNotFound
@@ -646,7 +646,7 @@ func (s *SQLite) GetRun(ctx context.Context, id string) (*Run, []*Task, error) {
 }
 
 // RunByIdempotencyKey implements Store.
-func (s *SQLite) RunByIdempotencyKey(ctx context.Context, key string) (*Run, []*Task, error) {
+func (s *SQL) RunByIdempotencyKey(ctx context.Context, key string) (*Run, []*Task, error) {
 	if key == "" {
 		return nil, nil, ErrNotFound
 	}
@@ -661,7 +661,7 @@ func (s *SQLite) RunByIdempotencyKey(ctx context.Context, key string) (*Run, []*
 	return r, tasks, err
 }
 
-func (s *SQLite) tasksOf(ctx context.Context, runID string) ([]*Task, error) {
+func (s *SQL) tasksOf(ctx context.Context, runID string) ([]*Task, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT `+taskCols+` FROM tasks WHERE run_id = ? ORDER BY seq`, runID)
 	if err != nil {
 		return nil, err
@@ -679,7 +679,7 @@ func (s *SQLite) tasksOf(ctx context.Context, runID string) ([]*Task, error) {
 }
 
 // ListRuns implements Store.
-func (s *SQLite) ListRuns(ctx context.Context, limit int) ([]*Run, error) {
+func (s *SQL) ListRuns(ctx context.Context, limit int) ([]*Run, error) {
 	if limit <= 0 {
 		limit = 50
 	}
@@ -700,7 +700,7 @@ func (s *SQLite) ListRuns(ctx context.Context, limit int) ([]*Run, error) {
 }
 
 // ListActiveRuns implements Store.
-func (s *SQLite) ListActiveRuns(ctx context.Context) ([]*Run, map[string][]*Task, error) {
+func (s *SQL) ListActiveRuns(ctx context.Context) ([]*Run, map[string][]*Task, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT `+runCols+` FROM runs WHERE status IN (?, ?) ORDER BY created_at`,
 		int(operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL), int(operatorv1.RunStatus_RUN_STATUS_RUNNING))
 	if err != nil {
@@ -728,14 +728,14 @@ func (s *SQLite) ListActiveRuns(ctx context.Context) ([]*Run, map[string][]*Task
 }
 
 // AddApproval implements Store.
-func (s *SQLite) AddApproval(ctx context.Context, a *Approval) error {
+func (s *SQL) AddApproval(ctx context.Context, a *Approval) error {
 	_, err := s.w.ExecContext(ctx, `INSERT INTO approvals (run_id, operator, approved, at, comment) VALUES (?, ?, ?, ?, ?)`,
 		a.RunID, a.Operator, b2i(a.Approved), ns(a.At), a.Comment)
 	return err
 }
 
 // ListApprovals implements Store.
-func (s *SQLite) ListApprovals(ctx context.Context, runID string) ([]*Approval, error) {
+func (s *SQL) ListApprovals(ctx context.Context, runID string) ([]*Approval, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT run_id, operator, approved, at, comment FROM approvals WHERE run_id = ? ORDER BY at`, runID)
 	if err != nil {
 		return nil, err
@@ -756,7 +756,7 @@ func (s *SQLite) ListApprovals(ctx context.Context, runID string) ([]*Approval, 
 }
 
 // ReplaceAccounts implements Store.
-func (s *SQLite) ReplaceAccounts(ctx context.Context, accounts []*Account) error {
+func (s *SQL) ReplaceAccounts(ctx context.Context, accounts []*Account) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -776,7 +776,7 @@ func (s *SQLite) ReplaceAccounts(ctx context.Context, accounts []*Account) error
 }
 
 // ListAccounts implements Store.
-func (s *SQLite) ListAccounts(ctx context.Context) ([]*Account, error) {
+func (s *SQL) ListAccounts(ctx context.Context) ([]*Account, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT id, name, email, status, ou_path, regions, synced_at FROM accounts ORDER BY id`)
 	if err != nil {
 		return nil, err
@@ -798,7 +798,7 @@ func (s *SQLite) ListAccounts(ctx context.Context) ([]*Account, error) {
 }
 
 // GetMeta implements Store.
-func (s *SQLite) GetMeta(ctx context.Context, key string) (string, error) {
+func (s *SQL) GetMeta(ctx context.Context, key string) (string, error) {
 	var v string
 	err := s.r.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -808,7 +808,7 @@ func (s *SQLite) GetMeta(ctx context.Context, key string) (string, error) {
 }
 
 // SetMeta implements Store.
-func (s *SQLite) SetMeta(ctx context.Context, key, value string) error {
+func (s *SQL) SetMeta(ctx context.Context, key, value string) error {
 	_, err := s.w.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
 	return err
 }
