@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 )
@@ -141,19 +140,11 @@ func (s *CaseTables) CreateCase(ctx context.Context, c *Case, entries []*CaseEnt
 	})
 }
 
+// tx runs f in a write transaction (see writeTxOn: on PostgreSQL it is
+// SERIALIZABLE and run again when concurrent writers abort it, so f
+// computes what it writes from what it reads within it).
 func (s *CaseTables) tx(ctx context.Context, f func(*sql.Tx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("cases: %w", err)
-	}
-	defer tx.Rollback()
-	if err := f(tx); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("cases: %w", err)
-	}
-	return nil
+	return writeTxOn(ctx, s.w, f)
 }
 
 // GetCase returns one case or ErrNotFound.
@@ -329,6 +320,7 @@ func (s *CaseTables) RecordCaseFinding(ctx context.Context, nf *NewCaseFinding) 
 	f := nf.Finding
 	res := &CaseFindingResult{}
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		*res = CaseFindingResult{}
 		err := tx.QueryRowContext(ctx, `SELECT case_id, rule, playbook_run_id FROM case_findings WHERE dedup_key = ?`, f.DedupKey).
 			Scan(&res.CaseID, &res.Rule, &res.PlaybookRunID)
 		if err == nil {

@@ -21,38 +21,38 @@ import (
 // the custody hash chain. The names are those the evidence package
 // registered before the tables moved here.
 func init() {
-	for i, stmt := range []string{
-		`CREATE TABLE evidence_uploads (
+	for i, m := range []migration{
+		{sql: `CREATE TABLE evidence_uploads (
 			id TEXT PRIMARY KEY, task_id TEXT NOT NULL, name TEXT NOT NULL, media_type TEXT NOT NULL,
 			agent_id TEXT NOT NULL, run_id TEXT NOT NULL, committed BIGINT NOT NULL, hash_state BLOB NOT NULL,
 			opens INTEGER NOT NULL, state TEXT NOT NULL, evidence_id TEXT NOT NULL,
-			created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)`,
-		`CREATE INDEX evidence_uploads_state ON evidence_uploads (state)`,
-		`CREATE TABLE evidence (
+			created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)`},
+		{sql: `CREATE INDEX evidence_uploads_state ON evidence_uploads (state)`},
+		{sql: `CREATE TABLE evidence (
 			id TEXT PRIMARY KEY, upload_id TEXT NOT NULL UNIQUE, task_id TEXT NOT NULL, run_id TEXT NOT NULL,
 			case_id TEXT NOT NULL, operator TEXT NOT NULL, agent_id TEXT NOT NULL, cert_serial TEXT NOT NULL,
 			cert_fingerprint TEXT NOT NULL, hostname TEXT NOT NULL, name TEXT NOT NULL, media_type TEXT NOT NULL,
 			size BIGINT NOT NULL, sha256 TEXT NOT NULL, backend TEXT NOT NULL, location TEXT NOT NULL,
 			started_at BIGINT NOT NULL, finished_at BIGINT NOT NULL, stored_at BIGINT NOT NULL, retain_until BIGINT NOT NULL,
 			bundle_json TEXT NOT NULL, resumes INTEGER NOT NULL,
-			last_verified_at BIGINT NOT NULL DEFAULT 0, last_verdict INTEGER NOT NULL DEFAULT 0)`,
-		`CREATE INDEX evidence_stored ON evidence (stored_at)`,
-		`CREATE INDEX evidence_run ON evidence (run_id)`,
-		`CREATE INDEX evidence_task ON evidence (task_id)`,
-		`CREATE INDEX evidence_case ON evidence (case_id)`,
+			last_verified_at BIGINT NOT NULL DEFAULT 0, last_verdict INTEGER NOT NULL DEFAULT 0)`},
+		{sql: `CREATE INDEX evidence_stored ON evidence (stored_at)`},
+		{sql: `CREATE INDEX evidence_run ON evidence (run_id)`},
+		{sql: `CREATE INDEX evidence_task ON evidence (task_id)`},
+		{sql: `CREATE INDEX evidence_case ON evidence (case_id)`},
 		// Only the last verification may change on an item.
-		`CREATE TRIGGER evidence_fixed BEFORE UPDATE OF id, upload_id, task_id, run_id, case_id, operator, agent_id, cert_serial,
+		refuseTrigger("", "evidence_fixed", `UPDATE OF id, upload_id, task_id, run_id, case_id, operator, agent_id, cert_serial,
 			cert_fingerprint, hostname, name, media_type, size, sha256, backend, location, started_at, finished_at, stored_at,
-			retain_until, bundle_json, resumes ON evidence
-			BEGIN SELECT RAISE(ABORT, 'an evidence record cannot be changed'); END`,
-		`CREATE TRIGGER evidence_no_delete BEFORE DELETE ON evidence BEGIN SELECT RAISE(ABORT, 'evidence records cannot be deleted'); END`,
-		`CREATE TABLE evidence_custody (
+			retain_until, bundle_json, resumes`, "evidence", "an evidence record cannot be changed"),
+		refuseTrigger("", "evidence_no_delete", "DELETE", "evidence", "evidence records cannot be deleted"),
+		{sql: `CREATE TABLE evidence_custody (
 			evidence_id TEXT NOT NULL, seq BIGINT NOT NULL, at BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
-			detail_json TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (evidence_id, seq))`,
-		`CREATE TRIGGER evidence_custody_no_update BEFORE UPDATE ON evidence_custody BEGIN SELECT RAISE(ABORT, 'the custody record is append-only'); END`,
-		`CREATE TRIGGER evidence_custody_no_delete BEFORE DELETE ON evidence_custody BEGIN SELECT RAISE(ABORT, 'the custody record is append-only'); END`,
+			detail_json TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (evidence_id, seq))`},
+		refuseTrigger("", "evidence_custody_no_update", "UPDATE", "evidence_custody", "the custody record is append-only"),
+		refuseTrigger("", "evidence_custody_no_delete", "DELETE", "evidence_custody", "the custody record is append-only"),
 	} {
-		RegisterMigration(fmt.Sprintf("evidence-%03d", i+1), stmt)
+		m.name = fmt.Sprintf("evidence-%03d", i+1)
+		registerMigration(m)
 	}
 }
 
@@ -280,42 +280,31 @@ func (s *EvidenceTables) SetEvidenceVerified(ctx context.Context, id string, at 
 // InsertEvidence stores a new item with its first custody entry (see
 // AppendCustody), and marks its upload stored, in one transaction.
 func (s *EvidenceTables) InsertEvidence(ctx context.Context, it *EvidenceItem, first *CustodyEntry) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO evidence (`+itemCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		it.ID, it.UploadID, it.TaskID, it.RunID, it.CaseID, it.Operator, it.AgentID, it.CertSerial, it.CertFingerprint, it.Hostname,
-		it.Name, it.MediaType, it.Size, it.SHA256, it.Backend, it.Location, ns(it.StartedAt), ns(it.FinishedAt), ns(it.StoredAt),
-		ns(it.RetainUntil), string(it.BundleJSON), it.Resumes, 0, 0); err != nil {
-		return fmt.Errorf("recording evidence %s: %w", it.ID, err)
-	}
-	if err := appendCustodyTx(ctx, tx, s.key(), first); err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE evidence_uploads SET state = ?, evidence_id = ?, updated_at = ? WHERE id = ?`,
-		"stored", it.ID, ns(it.StoredAt), it.UploadID); err != nil {
-		return err
-	}
-	return tx.Commit()
+	return chainTxOn(ctx, s.w, CustodyChain(it.ID), func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO evidence (`+itemCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			it.ID, it.UploadID, it.TaskID, it.RunID, it.CaseID, it.Operator, it.AgentID, it.CertSerial, it.CertFingerprint, it.Hostname,
+			it.Name, it.MediaType, it.Size, it.SHA256, it.Backend, it.Location, ns(it.StartedAt), ns(it.FinishedAt), ns(it.StoredAt),
+			ns(it.RetainUntil), string(it.BundleJSON), it.Resumes, 0, 0); err != nil {
+			return fmt.Errorf("recording evidence %s: %w", it.ID, err)
+		}
+		if err := appendCustodyTx(ctx, tx, s.key(), first); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE evidence_uploads SET state = ?, evidence_id = ?, updated_at = ? WHERE id = ?`,
+			"stored", it.ID, ns(it.StoredAt), it.UploadID); err != nil {
+			return err
+		}
+		return nil
+	})
 }
 
 // AppendCustody appends an entry to an item's custody record, filling
 // Seq, PrevHash and Hash (and compacting Detail), and with a checkpoint
-// key signs the item's new custody head in the same transaction. The
-// writer is one connection with immediate transactions, so two appends to
-// one item cannot fork the chain.
+// key signs the item's new custody head in the same transaction. Appends
+// to one item follow one another under its custody chain's lock (see
+// chainTxOn; on SQLite the one writer), so the chain cannot fork.
 func (s *EvidenceTables) AppendCustody(ctx context.Context, e *CustodyEntry) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if err := appendCustodyTx(ctx, tx, s.key(), e); err != nil {
-		return err
-	}
-	return tx.Commit()
+	return chainTxOn(ctx, s.w, CustodyChain(e.EvidenceID), func(tx *sql.Tx) error { return appendCustodyTx(ctx, tx, s.key(), e) })
 }
 
 func appendCustodyTx(ctx context.Context, tx *sql.Tx, k *CheckpointKey, e *CustodyEntry) error {

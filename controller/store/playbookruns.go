@@ -112,38 +112,35 @@ var _ PlaybookRuns = (*SQL)(nil)
 
 // CreatePlaybookRun implements PlaybookRuns.
 func (s *SQL) CreatePlaybookRun(ctx context.Context, r *PlaybookRun, steps []*PlaybookStep) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO playbook_runs (`+playbookRunCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		r.ID, r.Playbook, r.Version, r.CaseID, r.Status, r.Stopping, r.CreatedBy, ns(r.CreatedAt), ns(r.StartedAt),
-		ns(r.FinishedAt), string(r.InputsJSON), string(r.FindingJSON), r.Rule, r.Reason, r.Error, r.ApprovedBy, string(r.Source), r.SourceName); err != nil {
-		return err
-	}
-	for _, st := range steps {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO playbook_steps (playbook_run_id, step_id, status, token, run_id, resolved_json, outputs_json,
-			targets_json, error, started_at, finished_at, done_seq, rollback_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			r.ID, st.StepID, st.Status, st.Token, st.RunID, string(st.ResolvedJSON), string(st.OutputsJSON), string(st.TargetsJSON),
-			st.Error, ns(st.StartedAt), ns(st.FinishedAt), st.DoneSeq, string(st.RollbackJSON)); err != nil {
+	return s.writeTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO playbook_runs (`+playbookRunCols+`)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			r.ID, r.Playbook, r.Version, r.CaseID, r.Status, r.Stopping, r.CreatedBy, ns(r.CreatedAt), ns(r.StartedAt),
+			ns(r.FinishedAt), string(r.InputsJSON), string(r.FindingJSON), r.Rule, r.Reason, r.Error, r.ApprovedBy, string(r.Source), r.SourceName); err != nil {
 			return err
 		}
-	}
-	return tx.Commit()
+		for _, st := range steps {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO playbook_steps (playbook_run_id, step_id, status, token, run_id, resolved_json, outputs_json,
+				targets_json, error, started_at, finished_at, done_seq, rollback_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				r.ID, st.StepID, st.Status, st.Token, st.RunID, string(st.ResolvedJSON), string(st.OutputsJSON), string(st.TargetsJSON),
+				st.Error, ns(st.StartedAt), ns(st.FinishedAt), st.DoneSeq, string(st.RollbackJSON)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // UpdatePlaybookRun implements PlaybookRuns.
 func (s *SQL) UpdatePlaybookRun(ctx context.Context, r *PlaybookRun) error {
-	_, err := s.w.ExecContext(ctx, `UPDATE playbook_runs SET status = ?, stopping = ?, started_at = ?, finished_at = ?, error = ?, approved_by = ?
+	_, err := s.exec(ctx, `UPDATE playbook_runs SET status = ?, stopping = ?, started_at = ?, finished_at = ?, error = ?, approved_by = ?
 		WHERE id = ?`, r.Status, r.Stopping, ns(r.StartedAt), ns(r.FinishedAt), r.Error, r.ApprovedBy, r.ID)
 	return err
 }
 
 // TransitionPlaybookRun implements PlaybookRuns.
 func (s *SQL) TransitionPlaybookRun(ctx context.Context, r *PlaybookRun, from string) (bool, error) {
-	res, err := s.w.ExecContext(ctx, `UPDATE playbook_runs SET status = ?, stopping = ?, started_at = ?, finished_at = ?, error = ?, approved_by = ?
+	res, err := s.exec(ctx, `UPDATE playbook_runs SET status = ?, stopping = ?, started_at = ?, finished_at = ?, error = ?, approved_by = ?
 		WHERE id = ? AND status = ?`, r.Status, r.Stopping, ns(r.StartedAt), ns(r.FinishedAt), r.Error, r.ApprovedBy, r.ID, from)
 	if err != nil {
 		return false, err
@@ -154,7 +151,7 @@ func (s *SQL) TransitionPlaybookRun(ctx context.Context, r *PlaybookRun, from st
 
 // UpdatePlaybookStep implements PlaybookRuns.
 func (s *SQL) UpdatePlaybookStep(ctx context.Context, playbookRunID string, st *PlaybookStep) error {
-	_, err := s.w.ExecContext(ctx, `UPDATE playbook_steps SET status = ?, token = ?, run_id = ?, resolved_json = ?, outputs_json = ?,
+	_, err := s.exec(ctx, `UPDATE playbook_steps SET status = ?, token = ?, run_id = ?, resolved_json = ?, outputs_json = ?,
 		targets_json = ?, error = ?, started_at = ?, finished_at = ?, done_seq = ?, rollback_json = ? WHERE playbook_run_id = ? AND step_id = ?`,
 		st.Status, st.Token, st.RunID, string(st.ResolvedJSON), string(st.OutputsJSON), string(st.TargetsJSON), st.Error,
 		ns(st.StartedAt), ns(st.FinishedAt), st.DoneSeq, string(st.RollbackJSON), playbookRunID, st.StepID)

@@ -1,0 +1,155 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// DatabaseFile is the SQLite database's file in the data directory.
+const DatabaseFile = "firebreak.db"
+
+// Options say which database Open opens.
+type Options struct {
+	// DSN is the PostgreSQL database, postgres://USER[:PASSWORD]@HOST/DB?…
+	// (postgresql:// too); empty for SQLite in DataDir.
+	DSN string
+	// DataDir holds the SQLite database (DatabaseFile) when DSN is empty.
+	DataDir string
+}
+
+// IsPostgresDSN reports whether dsn names a PostgreSQL database.
+func IsPostgresDSN(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+}
+
+// Open opens and migrates the store the options name: SQLite in DataDir
+// when DSN is empty, PostgreSQL for a postgres:// or postgresql:// DSN.
+func Open(ctx context.Context, o Options) (*SQL, error) {
+	switch {
+	case o.DSN == "":
+		if o.DataDir == "" {
+			return nil, errors.New("the store needs a data directory for its SQLite database, or a postgres:// DSN")
+		}
+		return OpenSQLite(ctx, filepath.Join(o.DataDir, DatabaseFile))
+	case IsPostgresDSN(o.DSN):
+		return OpenPostgres(ctx, o.DSN)
+	}
+	scheme, _, found := strings.Cut(o.DSN, "://")
+	if !found {
+		return nil, fmt.Errorf("the store %q is not a database URL: give postgres://USER@HOST/DB?sslmode=verify-full, or no --store for SQLite in the data directory",
+			RedactDSN(o.DSN))
+	}
+	return nil, fmt.Errorf("the store %q is a %s:// URL; the store is PostgreSQL (postgres:// or postgresql://), or SQLite in the data directory without --store",
+		RedactDSN(o.DSN), scheme)
+}
+
+// OpenPostgres opens (migrating) the PostgreSQL database dsn through two
+// pgx pools: the writer's, whose transactions are SERIALIZABLE (see
+// writeTx), and the reader's, READ COMMITTED. It fails when the database
+// cannot be reached; errors name the DSN without its password.
+func OpenPostgres(ctx context.Context, dsn string) (*SQL, error) {
+	shown := RedactDSN(dsn)
+	open := func(isolation string) (*pgxpool.Pool, error) {
+		cfg, err := pgxpool.ParseConfig(dsn)
+		if err != nil {
+			// pgx's parse errors quote the DSN, password and all.
+			return nil, fmt.Errorf("the store %s is not a valid PostgreSQL URL", shown)
+		}
+		cfg.ConnConfig.RuntimeParams["default_transaction_isolation"] = isolation
+		if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
+			cfg.ConnConfig.RuntimeParams["application_name"] = "firebreak-controller"
+		}
+		p, err := pgxpool.NewWithConfig(ctx, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("connecting to the store %s: %s", shown, redactIn(err.Error(), dsn))
+		}
+		return p, nil
+	}
+	wp, err := open("serializable")
+	if err != nil {
+		return nil, err
+	}
+	rp, err := open("read committed")
+	if err != nil {
+		wp.Close()
+		return nil, err
+	}
+	s := &SQL{w: pgDB(wp), r: pgDB(rp), closePools: func() { wp.Close(); rp.Close() }}
+	if err := s.w.PingContext(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("connecting to the store %s: %s", shown, redactIn(err.Error(), dsn))
+	}
+	if s.migrated, err = s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("migrating the store %s: %s", shown, redactIn(err.Error(), dsn))
+	}
+	return s, nil
+}
+
+// pgDB is a database/sql pool on a pgx pool, whose statements are
+// rebound from `?` to `$n`.
+func pgDB(p *pgxpool.Pool) *sql.DB {
+	db := sql.OpenDB(pgConnector{inner: stdlib.GetPoolConnector(p)})
+	// As stdlib.OpenDBFromPool: the pgx pool keeps the idle connections.
+	db.SetMaxIdleConns(0)
+	return db
+}
+
+// RedactDSN returns dsn without its password, for errors and logs: the
+// password of a URL's user information, and a password= parameter of the
+// URL's query or of a key=value DSN, become "xxxxx".
+func RedactDSN(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" && u.Opaque == "" {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+		q := u.Query()
+		if q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
+		return u.String()
+	}
+	// Not a URL (a key=value DSN, or a URL that does not parse): hide
+	// whatever follows "password=" and, in a URL-like text, what sits
+	// between the user's colon and the "@".
+	out := dsn
+	if i := strings.Index(strings.ToLower(out), "password="); i >= 0 {
+		rest := out[i+len("password="):]
+		end := strings.IndexAny(rest, " &")
+		if end < 0 {
+			end = len(rest)
+		}
+		out = out[:i+len("password=")] + "xxxxx" + rest[end:]
+	}
+	if scheme := strings.Index(out, "://"); scheme >= 0 {
+		auth := out[scheme+3:]
+		if at := strings.LastIndex(auth, "@"); at >= 0 {
+			if colon := strings.Index(auth[:at], ":"); colon >= 0 {
+				out = out[:scheme+3] + auth[:colon+1] + "xxxxx" + auth[at:]
+			}
+		}
+	}
+	return out
+}
+
+// redactIn removes the password of dsn from a message that may quote it.
+func redactIn(msg, dsn string) string {
+	if u, err := url.Parse(dsn); err == nil {
+		if p, has := u.User.Password(); has && p != "" {
+			msg = strings.ReplaceAll(msg, p, "xxxxx")
+		}
+		if p := u.Query().Get("password"); p != "" {
+			msg = strings.ReplaceAll(msg, p, "xxxxx")
+		}
+	}
+	return strings.ReplaceAll(msg, dsn, RedactDSN(dsn))
+}
