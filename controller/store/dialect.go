@@ -223,6 +223,13 @@ func uniqueViolation(err error, constraint string) bool {
 	return errors.As(err, &pe) && pe.Code == pgUniqueViolation && pe.ConstraintName == constraint
 }
 
+// isUniqueViolation reports whether err is a unique constraint failing
+// on PostgreSQL.
+func isUniqueViolation(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == pgUniqueViolation
+}
+
 // isPostgres reports whether db is a PostgreSQL pool of this package.
 func isPostgres(db *sql.DB) bool {
 	_, ok := db.Driver().(*stdlib.Driver)

@@ -11,19 +11,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/firebreak-ir/firebreak/controller/store"
-	"github.com/firebreak-ir/firebreak/controller/store/storetest"
 )
-
-func openSQLite(t *testing.T) store.Store {
-	s, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "firebreak.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
-func TestSQLiteConformance(t *testing.T) { storetest.Run(t, openSQLite) }
 
 // TestAuditTamperDetected edits and deletes audit rows behind the store's
 // back, the way an intruder with the database file would, and checks that

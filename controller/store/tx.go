@@ -72,8 +72,16 @@ func runTx(ctx context.Context, db *sql.DB, opts *sql.TxOptions, chain string, f
 	}
 	for attempt := 1; ; attempt++ {
 		err := tryTx(ctx, db, opts, pg, chain, f)
-		if err == nil || !retryable(err) || attempt >= maxTxAttempts {
-			if err != nil && retryable(err) {
+		// PostgreSQL reports some conflicts between SERIALIZABLE
+		// transactions as the unique violation the later insert causes
+		// (two writers that read the same MAX(seq)), and its manual advises
+		// retrying those: run again, the transaction reads what the other
+		// committed and decides anew (its own checks report a real
+		// duplicate, which recurs until the attempts run out). A chain
+		// append holds its chain's lock, so its violations are real.
+		again := retryable(err) || (pg && chain == "" && isUniqueViolation(err))
+		if err == nil || !again || attempt >= maxTxAttempts {
+			if err != nil && again {
 				return fmt.Errorf("the transaction was aborted by concurrent writers %d times: %w", attempt, err)
 			}
 			return err
