@@ -17,32 +17,20 @@ func testKey(seed byte) *store.CheckpointKey {
 	return store.NewCheckpointKey(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize)))
 }
 
-// openKeyed opens a store that checkpoints the audit log, appends n
-// records, and returns it with a raw connection to its file, the way an
-// intruder with write access to the database (but not the controller's
-// key) would reach it, with the append-only triggers dropped.
-func openKeyed(t *testing.T, n int) (*store.SQL, *sql.DB) {
+// openKeyed opens a store of backend b that checkpoints the audit log,
+// appends n records, and returns it with an intruder's connection to its
+// database (see backend.intruder).
+func openKeyed(t *testing.T, b backend, n int) (*store.SQL, *sql.DB) {
 	t.Helper()
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "firebreak.db")
-	s, err := store.OpenSQLite(ctx, path)
+	o := b.database(t)
+	s, err := store.Open(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
 	s.SetCheckpointKey(testKey(1))
 	appendN(t, s, n)
-	raw, err := sql.Open("sqlite", "file:"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { raw.Close() })
-	for _, q := range []string{`DROP TRIGGER audit_no_update`, `DROP TRIGGER audit_no_delete`} {
-		if _, err := raw.ExecContext(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return s, raw
+	return s, b.intruder(t, o, "audit")
 }
 
 func appendN(t *testing.T, s store.Store, n int) {
@@ -142,25 +130,27 @@ func TestAuditCheckpointCatchesCutAndRecompute(t *testing.T) {
 				appendN(t, s, 2)
 			}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s, raw := openKeyed(t, 5)
-			tt.tamper(t, s, raw)
-			chk, err := s.VerifyAudit(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tt.want == "" {
-				if !chk.OK || chk.Checkpoint == nil || chk.Checkpoint.Length != 5 || chk.Checkpoint.Head != chk.HeadHash {
-					t.Fatalf("check %+v, want intact with a checkpoint of record 5", chk)
+	eachBackend(t, func(t *testing.T, b backend) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				s, raw := openKeyed(t, b, 5)
+				tt.tamper(t, s, raw)
+				chk, err := s.VerifyAudit(ctx)
+				if err != nil {
+					t.Fatal(err)
 				}
-				return
-			}
-			if chk.OK || chk.FirstBadSeq != tt.wantSeq || !strings.Contains(chk.Problem, tt.want) {
-				t.Fatalf("check %+v, want record %d %q", chk, tt.wantSeq, tt.want)
-			}
-		})
-	}
+				if tt.want == "" {
+					if !chk.OK || chk.Checkpoint == nil || chk.Checkpoint.Length != 5 || chk.Checkpoint.Head != chk.HeadHash {
+						t.Fatalf("check %+v, want intact with a checkpoint of record 5", chk)
+					}
+					return
+				}
+				if chk.OK || chk.FirstBadSeq != tt.wantSeq || !strings.Contains(chk.Problem, tt.want) {
+					t.Fatalf("check %+v, want record %d %q", chk, tt.wantSeq, tt.want)
+				}
+			})
+		}
+	})
 }
 
 // TestAuditAnchor checks the log against a head exported earlier, after the
@@ -193,32 +183,34 @@ func TestAuditAnchor(t *testing.T) {
 				return testKey(1).Sign("custody:ev-1", cp.Length, cp.Head, cp.At)
 			}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s, raw := openKeyed(t, 3)
-			anchor, err := s.AuditCheckpoint(ctx)
-			if err != nil || anchor == nil || anchor.Length != 3 {
-				t.Fatalf("head %+v, %v; want record 3", anchor, err)
-			}
-			if tt.anchor != nil {
-				anchor = tt.anchor(anchor)
-			}
-			tt.tamper(t, s, raw)
-			chk, err := s.VerifyAuditAnchor(ctx, anchor)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tt.want == "" {
-				if !chk.OK || !chk.AnchorOK {
-					t.Fatalf("check %+v, want intact and holding the anchor", chk)
+	eachBackend(t, func(t *testing.T, b backend) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				s, raw := openKeyed(t, b, 3)
+				anchor, err := s.AuditCheckpoint(ctx)
+				if err != nil || anchor == nil || anchor.Length != 3 {
+					t.Fatalf("head %+v, %v; want record 3", anchor, err)
 				}
-				return
-			}
-			if chk.OK || chk.AnchorOK || !strings.Contains(chk.Problem, tt.want) {
-				t.Fatalf("check %+v, want %q", chk, tt.want)
-			}
-		})
-	}
+				if tt.anchor != nil {
+					anchor = tt.anchor(anchor)
+				}
+				tt.tamper(t, s, raw)
+				chk, err := s.VerifyAuditAnchor(ctx, anchor)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tt.want == "" {
+					if !chk.OK || !chk.AnchorOK {
+						t.Fatalf("check %+v, want intact and holding the anchor", chk)
+					}
+					return
+				}
+				if chk.OK || chk.AnchorOK || !strings.Contains(chk.Problem, tt.want) {
+					t.Fatalf("check %+v, want %q", chk, tt.want)
+				}
+			})
+		}
+	})
 }
 
 // BenchmarkAppendAudit measures an audit append with and without a signed
