@@ -3,12 +3,17 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/url"
 	"path/filepath"
 	"strings"
+	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 )
@@ -30,25 +35,46 @@ func IsPostgresDSN(dsn string) bool {
 	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
 }
 
-// Open opens and migrates the store the options name: SQLite in DataDir
-// when DSN is empty, PostgreSQL for a postgres:// or postgresql:// DSN.
-func Open(ctx context.Context, o Options) (*SQL, error) {
+// ErrUnreachable is wrapped by the errors of a PostgreSQL store that
+// could not be reached (refused, timed out, starting up, shutting down):
+// worth trying again, unlike a refused password or a missing database.
+var ErrUnreachable = errors.New("the store cannot be reached")
+
+// CheckOptions checks that o names a store Open can open, without
+// opening it.
+func CheckOptions(o Options) error {
 	switch {
 	case o.DSN == "":
 		if o.DataDir == "" {
-			return nil, errors.New("the store needs a data directory for its SQLite database, or a postgres:// DSN")
+			return errors.New("the store needs a data directory for its SQLite database, or a postgres:// DSN")
 		}
-		return OpenSQLite(ctx, filepath.Join(o.DataDir, DatabaseFile))
+		return nil
 	case IsPostgresDSN(o.DSN):
-		return OpenPostgres(ctx, o.DSN)
+		if _, err := pgxpool.ParseConfig(o.DSN); err != nil {
+			// pgx's parse errors quote the DSN, password and all.
+			return fmt.Errorf("the store %s is not a valid PostgreSQL URL: give postgres://USER@HOST/DB?sslmode=verify-full", RedactDSN(o.DSN))
+		}
+		return nil
 	}
 	scheme, _, found := strings.Cut(o.DSN, "://")
 	if !found {
-		return nil, fmt.Errorf("the store %q is not a database URL: give postgres://USER@HOST/DB?sslmode=verify-full, or no --store for SQLite in the data directory",
+		return fmt.Errorf("the store %q is not a database URL: give postgres://USER@HOST/DB?sslmode=verify-full, or no --store for SQLite in the data directory",
 			RedactDSN(o.DSN))
 	}
-	return nil, fmt.Errorf("the store %q is a %s:// URL; the store is PostgreSQL (postgres:// or postgresql://), or SQLite in the data directory without --store",
+	return fmt.Errorf("the store %q is a %s:// URL: the store is PostgreSQL (postgres:// or postgresql://), or SQLite in the data directory without --store",
 		RedactDSN(o.DSN), scheme)
+}
+
+// Open opens and migrates the store the options name: SQLite in DataDir
+// when DSN is empty, PostgreSQL for a postgres:// or postgresql:// DSN.
+func Open(ctx context.Context, o Options) (*SQL, error) {
+	if err := CheckOptions(o); err != nil {
+		return nil, err
+	}
+	if o.DSN == "" {
+		return OpenSQLite(ctx, filepath.Join(o.DataDir, DatabaseFile))
+	}
+	return OpenPostgres(ctx, o.DSN)
 }
 
 // OpenPostgres opens (migrating) the PostgreSQL database dsn through two
@@ -61,7 +87,11 @@ func OpenPostgres(ctx context.Context, dsn string) (*SQL, error) {
 		cfg, err := pgxpool.ParseConfig(dsn)
 		if err != nil {
 			// pgx's parse errors quote the DSN, password and all.
-			return nil, fmt.Errorf("the store %s is not a valid PostgreSQL URL", shown)
+			return nil, fmt.Errorf("the store %s is not a valid PostgreSQL URL: give postgres://USER@HOST/DB?sslmode=verify-full", shown)
+		}
+		if cfg.ConnConfig.ConnectTimeout == 0 {
+			// A server that does not answer is reported, not waited for.
+			cfg.ConnConfig.ConnectTimeout = 10 * time.Second
 		}
 		cfg.ConnConfig.RuntimeParams["default_transaction_isolation"] = isolation
 		if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
@@ -85,13 +115,38 @@ func OpenPostgres(ctx context.Context, dsn string) (*SQL, error) {
 	s := &SQL{w: pgDB(wp), r: pgDB(rp), closePools: func() { wp.Close(); rp.Close() }}
 	if err := s.w.PingContext(ctx); err != nil {
 		s.Close()
-		return nil, fmt.Errorf("connecting to the store %s: %s", shown, redactIn(err.Error(), dsn))
+		return nil, openError("connecting to", shown, dsn, err)
 	}
 	if s.migrated, err = s.migrate(ctx); err != nil {
 		s.Close()
-		return nil, fmt.Errorf("migrating the store %s: %s", shown, redactIn(err.Error(), dsn))
+		return nil, openError("migrating", shown, dsn, err)
 	}
 	return s, nil
+}
+
+// openError says what failed on the store shown, without the password,
+// wrapping ErrUnreachable when the server could not be reached.
+func openError(doing, shown, dsn string, err error) error {
+	msg := redactIn(err.Error(), dsn)
+	if unreachable(err) {
+		return fmt.Errorf("%s the store %s: %w: %s", doing, shown, ErrUnreachable, msg)
+	}
+	return fmt.Errorf("%s the store %s: %s", doing, shown, msg)
+}
+
+// unreachable reports whether err is the server not being reached, rather
+// than it refusing this client.
+func unreachable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		// Class 08 is a connection exception; 57P01-03 a server shutting
+		// down or starting up.
+		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03"
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	return errors.As(err, &ce) || errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, driver.ErrBadConn) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // pgDB is a database/sql pool on a pgx pool, whose statements are

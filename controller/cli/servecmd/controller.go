@@ -31,7 +31,13 @@ func NewControllerCmd(g *cli.Globals) *cobra.Command {
 		Short: "Run the controller",
 		Long: `Run the controller. On the first start it creates in --data-dir a CA (ca.pem),
 an ed25519 task-signing key, the SQLite database and the admin credential
-admin.creds; later starts reuse them. It stops cleanly on SIGTERM.`,
+admin.creds; later starts reuse them. It stops cleanly on SIGTERM.
+
+With --store postgres://USER@HOST/DB?sslmode=verify-full the state is in
+PostgreSQL instead of SQLite, shared by every controller of a cluster (the
+evidence must then be in S3: --evidence s3://BUCKET/PREFIX). The store is
+opened and migrated before the controller listens; an unreachable
+PostgreSQL is tried again for --store-connect-timeout.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var lvl slog.Level
@@ -59,6 +65,8 @@ admin.creds; later starts reuse them. It stops cleanly on SIGTERM.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.DataDir, "data-dir", "", "directory for the CA, keys, database and evidence (required)")
+	f.StringVar(&cfg.Store, "store", "", "PostgreSQL store shared by the controllers of a cluster, postgres://USER@HOST/DB?sslmode=verify-full (password: PGPASSWORD or ~/.pgpass; default: SQLite in --data-dir)")
+	f.DurationVar(&cfg.StoreConnectTimeout, "store-connect-timeout", 60*time.Second, "how long a start waits for an unreachable --store, trying again with backoff")
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:7443", "address to serve agents and operators on")
 	f.StringVar(&cfg.Advertise, "advertise", "", "address written into new credentials (default: the listen address)")
 	f.StringSliceVar(&cfg.ServerNames, "server-name", nil, "extra DNS name or IP for the serving certificate (repeatable)")
@@ -83,6 +91,7 @@ admin.creds; later starts reuse them. It stops cleanly on SIGTERM.`,
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	registerIncidentFlags(f, &cfg.Incident)
 	_ = cmd.MarkFlagRequired("data-dir")
+	cmd.AddCommand(newMigrateCmd(g))
 	return cmd
 }
 
