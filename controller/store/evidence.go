@@ -41,15 +41,15 @@ func init() {
 		{sql: `CREATE INDEX evidence_task ON evidence (task_id)`},
 		{sql: `CREATE INDEX evidence_case ON evidence (case_id)`},
 		// Only the last verification may change on an item.
-		refuseTrigger("", "evidence_fixed", `UPDATE OF id, upload_id, task_id, run_id, case_id, operator, agent_id, cert_serial,
+		refuseTrigger("evidence_fixed", `UPDATE OF id, upload_id, task_id, run_id, case_id, operator, agent_id, cert_serial,
 			cert_fingerprint, hostname, name, media_type, size, sha256, backend, location, started_at, finished_at, stored_at,
 			retain_until, bundle_json, resumes`, "evidence", "an evidence record cannot be changed"),
-		refuseTrigger("", "evidence_no_delete", "DELETE", "evidence", "evidence records cannot be deleted"),
+		refuseTrigger("evidence_no_delete", "DELETE", "evidence", "evidence records cannot be deleted"),
 		{sql: `CREATE TABLE evidence_custody (
 			evidence_id TEXT NOT NULL, seq BIGINT NOT NULL, at BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
 			detail_json TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (evidence_id, seq))`},
-		refuseTrigger("", "evidence_custody_no_update", "UPDATE", "evidence_custody", "the custody record is append-only"),
-		refuseTrigger("", "evidence_custody_no_delete", "DELETE", "evidence_custody", "the custody record is append-only"),
+		refuseTrigger("evidence_custody_no_update", "UPDATE", "evidence_custody", "the custody record is append-only"),
+		refuseTrigger("evidence_custody_no_delete", "DELETE", "evidence_custody", "the custody record is append-only"),
 	} {
 		m.name = fmt.Sprintf("evidence-%03d", i+1)
 		registerMigration(m)

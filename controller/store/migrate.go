@@ -45,13 +45,13 @@ func toPostgres(q string) string { return blobRE.ReplaceAllString(q, "BYTEA") }
 // so the application cannot rewrite what must stay append-only. On
 // PostgreSQL it is a plpgsql function with the trigger's name; a DELETE
 // trigger also refuses TRUNCATE, which skips row triggers.
-func refuseTrigger(name, trigger, event, table, msg string) migration {
+func refuseTrigger(trigger, event, table, msg string) migration {
 	pg := fmt.Sprintf(`CREATE FUNCTION %[1]s() RETURNS trigger LANGUAGE plpgsql AS $fn$ BEGIN RAISE EXCEPTION '%[4]s'; END $fn$;
 		CREATE TRIGGER %[1]s BEFORE %[2]s ON %[3]s FOR EACH ROW EXECUTE FUNCTION %[1]s()`, trigger, event, table, msg)
 	if event == "DELETE" {
 		pg += fmt.Sprintf(`; CREATE TRIGGER %[1]s_truncate BEFORE TRUNCATE ON %[2]s FOR EACH STATEMENT EXECUTE FUNCTION %[1]s()`, trigger, table)
 	}
-	return migration{name: name, pg: pg,
+	return migration{pg: pg,
 		sql: fmt.Sprintf(`CREATE TRIGGER %s BEFORE %s ON %s BEGIN SELECT RAISE(ABORT, '%s'); END`, trigger, event, table, msg)}
 }
 

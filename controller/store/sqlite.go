@@ -159,8 +159,8 @@ var migrations = []migration{
 		subject TEXT NOT NULL, detail_json TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)`},
 	// The audit log is append-only for the application; tampering by hand
 	// is caught by the hash chain.
-	refuseTrigger("", "audit_no_update", "UPDATE", "audit", "the audit log is append-only"),
-	refuseTrigger("", "audit_no_delete", "DELETE", "audit", "the audit log is append-only"),
+	refuseTrigger("audit_no_update", "UPDATE", "audit", "the audit log is append-only"),
+	refuseTrigger("audit_no_delete", "DELETE", "audit", "the audit log is append-only"),
 	{sql: `CREATE TABLE accounts (
 		id TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, status TEXT NOT NULL,
 		ou_path TEXT NOT NULL, regions TEXT NOT NULL, synced_at BIGINT NOT NULL)`},

@@ -27,7 +27,7 @@ const maxTxAttempts = 12
 // so that the aborted writers do not collide again.
 func backoff(ctx context.Context, attempt int) error {
 	d := min(2*time.Millisecond<<min(attempt, 8), 250*time.Millisecond)
-	d = d/2 + rand.N(d)
+	d = d/2 + rand.N(d) //nolint:gosec // G404: retry jitter needs spread, not secrecy
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -139,8 +139,14 @@ func start() (*server, string, error) {
 		if err != nil {
 			return nil, "the tests run as root and there is no postgres user to run PostgreSQL as (initdb refuses root): create one, or run the tests as another user", nil
 		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
+		uid, err := strconv.ParseUint(u.Uid, 10, 32)
+		if err != nil {
+			return nil, "", fmt.Errorf("the postgres user's uid %q: %w", u.Uid, err)
+		}
+		gid, err := strconv.ParseUint(u.Gid, 10, 32)
+		if err != nil {
+			return nil, "", fmt.Errorf("the postgres user's gid %q: %w", u.Gid, err)
+		}
 		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	}
 	dir, err := os.MkdirTemp("", "pgtest-")
@@ -158,6 +164,7 @@ func start() (*server, string, error) {
 		}
 	}
 	data := filepath.Join(dir, "data")
+	//nolint:gosec // G204: PostgreSQL's own initdb, found on PATH or in Debian's directory
 	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", data, "-U", superuser, "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync")
 	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	initdb.Dir = dir
@@ -168,7 +175,7 @@ func start() (*server, string, error) {
 		return fail(err)
 	}
 	logPath := filepath.Join(dir, "postgres.log")
-	logf, err := os.Create(logPath)
+	logf, err := os.Create(logPath) //nolint:gosec // G304: a file in the server's own temporary directory
 	if err != nil {
 		return fail(err)
 	}
@@ -176,6 +183,7 @@ func start() (*server, string, error) {
 	if cred != nil {
 		_ = os.Chown(logPath, int(cred.Uid), int(cred.Gid))
 	}
+	//nolint:gosec // G204: PostgreSQL's own server, beside initdb
 	s.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-k", dir, "-h", "127.0.0.1", "-p", strconv.Itoa(s.port),
 		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=300")
 	s.cmd.Dir = dir
@@ -208,12 +216,12 @@ func (s *server) waitReady(logPath string) error {
 		cancel()
 		select {
 		case <-s.done:
-			b, _ := os.ReadFile(logPath)
+			b, _ := os.ReadFile(logPath) //nolint:gosec // G304: the server's log, in its own temporary directory
 			return fmt.Errorf("postgres exited: %s", lastLines(string(b), 10))
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(logPath)
+			b, _ := os.ReadFile(logPath) //nolint:gosec // G304: the server's log, in its own temporary directory
 			return fmt.Errorf("postgres did not accept connections within 60s: %v: %s", err, lastLines(string(b), 10))
 		}
 	}
