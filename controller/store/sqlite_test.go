@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -67,10 +66,12 @@ func TestAuditTamperDetected(t *testing.T) {
 // playbooks created before keys existed, which carry their key as their
 // reason: the first run of each reason gets it as its key, and the runs of
 // operators keep none.
-func TestIdempotencyKeyMigration(t *testing.T) {
+func TestIdempotencyKeyMigration(t *testing.T) { eachBackend(t, testIdempotencyKeyMigration) }
+
+func testIdempotencyKeyMigration(t *testing.T, b backend) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "firebreak.db")
-	s, err := store.OpenSQLite(ctx, path)
+	o := b.database(t)
+	s, err := store.Open(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +102,7 @@ func TestIdempotencyKeyMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if s, err = store.OpenSQLite(ctx, path); err != nil {
+	if s, err = store.Open(ctx, o); err != nil {
 		t.Fatalf("migrating again: %v", err)
 	}
 	defer s.Close()
@@ -123,7 +124,11 @@ func TestIdempotencyKeyMigration(t *testing.T) {
 		t.Fatal("two runs hold one key")
 	}
 	var n int
-	if err := s.Reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'runs_reason'`).Scan(&n); err != nil || n != 0 {
+	indexes := `SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = ?`
+	if o.DSN != "" {
+		indexes = `SELECT COUNT(*) FROM pg_indexes WHERE indexname = ?`
+	}
+	if err := s.Reader().QueryRowContext(ctx, indexes, "runs_reason").Scan(&n); err != nil || n != 0 {
 		t.Fatalf("the reason index is still there (%d, %v)", n, err)
 	}
 }
