@@ -77,6 +77,10 @@ func Open(ctx context.Context, o Options) (*SQL, error) {
 	return OpenPostgres(ctx, o.DSN)
 }
 
+// defaultPoolConns is the size of each pgx pool, unless the DSN sets
+// pool_max_conns.
+const defaultPoolConns = 16
+
 // OpenPostgres opens (migrating) the PostgreSQL database dsn through two
 // pgx pools: the writer's, whose transactions are SERIALIZABLE (see
 // writeTx), and the reader's, READ COMMITTED. It fails when the database
@@ -88,6 +92,11 @@ func OpenPostgres(ctx context.Context, dsn string) (*SQL, error) {
 		if err != nil {
 			// pgx's parse errors quote the DSN, password and all.
 			return nil, fmt.Errorf("the store %s is not a valid PostgreSQL URL: give postgres://USER@HOST/DB?sslmode=verify-full", shown)
+		}
+		if !strings.Contains(dsn, "pool_max_conns") {
+			// pgxpool's default is the number of CPUs (at least 4), too few
+			// for a controller's dispatcher, fleet and API writing at once.
+			cfg.MaxConns = defaultPoolConns
 		}
 		if cfg.ConnConfig.ConnectTimeout == 0 {
 			// A server that does not answer is reported, not waited for.
