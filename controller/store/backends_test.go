@@ -109,3 +109,32 @@ func (b backend) intruder(t *testing.T, o store.Options, tables ...string) *sql.
 	}
 	return raw
 }
+
+// TestNULInAgentText stores a task whose error and message, as an agent
+// sent them, hold NUL characters, which PostgreSQL text cannot: the write
+// succeeds on both backends, PostgreSQL keeping U+FFFD in their place.
+func TestNULInAgentText(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		ctx := context.Background()
+		s := b.openFresh(t)
+		if err := s.CreateRun(ctx, &store.Run{ID: "r", Action: "noop", Selector: "all", ParamsJSON: []byte(`{}`)},
+			[]*store.Task{{ID: "t", RunID: "r", AgentID: "a1"}}); err != nil {
+			t.Fatal(err)
+		}
+		sent := "bad\x00byte"
+		if err := s.SaveTasks(ctx, []*store.Task{{ID: "t", RunID: "r", Error: sent, LastMessage: sent}}, nil); err != nil {
+			t.Fatalf("storing a NUL: %v", err)
+		}
+		_, tasks, err := s.GetRun(ctx, "r")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := sent
+		if b.name == "postgres" {
+			want = "bad\uFFFDbyte"
+		}
+		if tasks[0].Error != want || tasks[0].LastMessage != want {
+			t.Fatalf("stored %q / %q, want %q", tasks[0].Error, tasks[0].LastMessage, want)
+		}
+	})
+}
