@@ -132,10 +132,62 @@ var (
 	_ driver.SessionResetter    = (*pgConn)(nil)
 )
 
-func (c *pgConn) Prepare(query string) (driver.Stmt, error) { return c.inner.Prepare(rebind(query)) }
+func (c *pgConn) Prepare(query string) (driver.Stmt, error) {
+	return c.PrepareContext(context.Background(), query)
+}
 
 func (c *pgConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
-	return c.inner.PrepareContext(ctx, rebind(query))
+	st, err := c.inner.PrepareContext(ctx, rebind(query))
+	if err != nil {
+		return nil, err
+	}
+	return &pgStmt{inner: st.(*stdlib.Stmt)}, nil
+}
+
+// pgStmt is a prepared statement whose arguments pass pgArgs.
+type pgStmt struct{ inner *stdlib.Stmt }
+
+var (
+	_ driver.StmtExecContext  = (*pgStmt)(nil)
+	_ driver.StmtQueryContext = (*pgStmt)(nil)
+)
+
+func (s *pgStmt) Close() error  { return s.inner.Close() }
+func (s *pgStmt) NumInput() int { return s.inner.NumInput() }
+
+func (s *pgStmt) Exec(args []driver.Value) (driver.Result, error) { //nolint:staticcheck // driver.Stmt requires it
+	return s.inner.Exec(pgValues(args)) //nolint:staticcheck // driver.Stmt requires it
+}
+
+func (s *pgStmt) Query(args []driver.Value) (driver.Rows, error) { //nolint:staticcheck // driver.Stmt requires it
+	return s.inner.Query(pgValues(args)) //nolint:staticcheck // driver.Stmt requires it
+}
+
+func (s *pgStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	return s.inner.ExecContext(ctx, pgArgs(args))
+}
+
+func (s *pgStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	return s.inner.QueryContext(ctx, pgArgs(args))
+}
+
+// pgValues is pgArgs for positional values.
+func pgValues(args []driver.Value) []driver.Value {
+	var out []driver.Value
+	for i, a := range args {
+		v, ok := a.(string)
+		if !ok || strings.IndexByte(v, 0) < 0 {
+			continue
+		}
+		if out == nil {
+			out = append([]driver.Value(nil), args...)
+		}
+		out[i] = strings.ReplaceAll(v, "\x00", "\uFFFD")
+	}
+	if out == nil {
+		return args
+	}
+	return out
 }
 
 func (c *pgConn) Close() error { return c.inner.Close() }
