@@ -1,8 +1,10 @@
 // Package store is the controller's persistent state: agents, join tokens,
 // operators, runs, tasks, approvals and the hash-chained audit log (the
 // Store interface), and the case tables (CaseTables) and evidence tables
-// with their custody chains (EvidenceTables). The SQL is portable; SQLite
-// (pure Go, WAL) is the embedded default.
+// with their custody chains (EvidenceTables). One SQL store (SQL) serves
+// two dialects: SQLite (pure Go, WAL), the embedded default, and
+// PostgreSQL (pgx), which the controllers of a cluster share; Open picks
+// one by its DSN.
 package store
 
 import (
