@@ -2,7 +2,16 @@ module github.com/firebreak-ir/firebreak
 
 go 1.26.8
 
-require golang.org/x/time v0.16.0
+require (
+	github.com/jackc/pgx/v5 v5.13.0
+	golang.org/x/time v0.16.0
+)
+
+require (
+	github.com/jackc/pgpassfile v1.0.0 // indirect
+	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
+	github.com/jackc/puddle/v2 v2.2.3 // indirect
+)
 
 require (
 	4d63.com/gocheckcompilerdirectives v1.4.0 // indirect

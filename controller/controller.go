@@ -50,7 +50,7 @@ import (
 // Files the controller keeps in its data directory.
 const (
 	SigningKeyFile = "task-signing.key"
-	DatabaseFile   = "firebreak.db"
+	DatabaseFile   = store.DatabaseFile
 	AdminCredsFile = "admin.creds"
 	AddrFile       = "controller.addr"
 )
@@ -65,6 +65,12 @@ type Config struct {
 	// cluster.json), shared by every controller of the cluster and read
 	// only: nothing there is created or changed.
 	PKIDir string
+	// Store is the PostgreSQL database the controllers of a cluster share,
+	// postgres://USER@HOST/DB?sslmode=… (empty: SQLite in DataDir).
+	Store string
+	// StoreConnectTimeout bounds how long a start waits for an unreachable
+	// PostgreSQL store, trying again with backoff (default 60s).
+	StoreConnectTimeout time.Duration
 	// Listen is the TCP address to serve on (HOST:PORT; port 0 picks one).
 	Listen string
 	// MetricsListen, when set, serves the controller's metrics in the
@@ -161,7 +167,34 @@ func (c *Config) CheckAndSetDefaults() error {
 	if c.StoreCheckInterval == 0 {
 		c.StoreCheckInterval = DefaultStoreCheckInterval
 	}
+	if c.StoreConnectTimeout == 0 {
+		c.StoreConnectTimeout = 60 * time.Second
+	}
+	if c.StoreConnectTimeout < 0 {
+		return errors.New("controller: --store-connect-timeout must not be negative")
+	}
+	if err := store.CheckOptions(c.storeOptions()); err != nil {
+		return fmt.Errorf("controller: --store: %w", err)
+	}
+	if c.Store != "" && !strings.HasPrefix(c.Evidence, "s3://") {
+		return fmt.Errorf("controller: with a PostgreSQL store (--store %s) the evidence must be in S3 (--evidence s3://BUCKET/PREFIX), "+
+			"not in a local directory (%s): every controller of the cluster must reach every item, and a directory is on one machine",
+			store.RedactDSN(c.Store), c.localEvidence())
+	}
 	return nil
+}
+
+// storeOptions are the options that open the controller's store.
+func (c *Config) storeOptions() store.Options {
+	return store.Options{DSN: c.Store, DataDir: c.DataDir}
+}
+
+// localEvidence names the local evidence store Evidence asks for.
+func (c *Config) localEvidence() string {
+	if c.Evidence == "" {
+		return filepath.Join(c.DataDir, "evidence")
+	}
+	return c.Evidence
 }
 
 // Controller is a built, not yet running, controller.
@@ -214,7 +247,9 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 		return nil, err
 	}
 	ca.Now = cfg.Clock
-	st, err := store.OpenSQLite(ctx, filepath.Join(cfg.DataDir, DatabaseFile))
+	// The store is open and migrated before the controller listens: no
+	// agent is taken by a controller that could not keep its state.
+	st, err := OpenStore(ctx, cfg.storeOptions(), cfg.StoreConnectTimeout, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}

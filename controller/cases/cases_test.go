@@ -30,7 +30,7 @@ func newClock() *clock           { return &clock{now: t0} }
 
 type fixture struct {
 	svc   *cases.Service
-	st    *store.SQLite
+	st    *store.SQL
 	clock *clock
 }
 

@@ -33,6 +33,7 @@ func TestLinksNoServerPackage(t *testing.T) {
 		"internal/telemetry",
 		"internal/termsafe",
 		"internal/bandwidth",
+		"internal/version",
 		"plugins/hostcollect/artifacts",
 	}
 	for _, p := range strings.Fields(string(out)) {

@@ -35,6 +35,7 @@ import (
 	"github.com/firebreak-ir/firebreak/internal/pki"
 	"github.com/firebreak-ir/firebreak/internal/telemetry"
 	"github.com/firebreak-ir/firebreak/internal/termsafe"
+	"github.com/firebreak-ir/firebreak/internal/version"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
@@ -243,7 +244,7 @@ func tagCommandErrors(cmd *cobra.Command) {
 }
 
 // Version is the firebreak command's version.
-const Version = "0.1.0"
+const Version = version.Version
 
 // NewVersionCmd is `firebreak version`.
 func NewVersionCmd(g *Globals) *cobra.Command {

@@ -51,7 +51,7 @@ const (
 type harness struct {
 	t       *testing.T
 	dir     string
-	st      *store.SQLite
+	st      *store.SQL
 	rawDB   *sql.DB
 	backend evidence.Backend
 	cfg     evidence.Config

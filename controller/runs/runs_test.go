@@ -70,7 +70,7 @@ func (d *dispatcher) submitted() int {
 
 type harness struct {
 	p     *runs.Planner
-	store *store.SQLite
+	store *store.SQL
 	disp  *dispatcher
 }
 

@@ -31,15 +31,17 @@ func AuditHash(rec *AuditRecord) string {
 // head with every append, and check the chain against it at verification.
 // The controller sets it before it serves; without it no checkpoint is
 // written or checked.
-func (s *SQLite) SetCheckpointKey(k *CheckpointKey) { s.ckey.Store(k) }
+func (s *SQL) SetCheckpointKey(k *CheckpointKey) { s.ckey.Store(k) }
 
 // CheckpointKey returns the key set by SetCheckpointKey, or nil.
-func (s *SQLite) CheckpointKey() *CheckpointKey { return s.ckey.Load() }
+func (s *SQL) CheckpointKey() *CheckpointKey { return s.ckey.Load() }
 
 // AppendAudit implements Store. With a checkpoint key, the signed
 // checkpoint of the new head is written in the same transaction, so no
-// record exists that a checkpoint does not cover.
-func (s *SQLite) AppendAudit(ctx context.Context, rec *AuditRecord) error {
+// record exists that a checkpoint does not cover. Appends of several
+// controllers follow one another under the audit chain's lock (chainTx),
+// so the log stays one chain.
+func (s *SQL) AppendAudit(ctx context.Context, rec *AuditRecord) error {
 	if len(rec.Detail) == 0 {
 		rec.Detail = []byte("{}")
 	}
@@ -48,47 +50,42 @@ func (s *SQLite) AppendAudit(ctx context.Context, rec *AuditRecord) error {
 	}
 	s.auditMu.Lock()
 	defer s.auditMu.Unlock()
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if err := s.checkFence(ctx, tx); err != nil {
-		return err
-	}
-	var seq int64
-	prev := GenesisHash
-	err = tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`).Scan(&seq, &prev)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return err
-	}
-	rec.Seq, rec.PrevHash = seq+1, prev
-	// Nanosecond precision survives the round trip through BIGINT, so the
-	// hash recomputed at verification matches.
-	rec.At = rec.At.UTC()
-	rec.Hash = AuditHash(rec)
-	if _, err := tx.ExecContext(ctx, `INSERT INTO audit (seq, at, actor, action, subject, detail_json, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		rec.Seq, ns(rec.At), rec.Actor, rec.Action, rec.Subject, string(rec.Detail), rec.PrevHash, rec.Hash); err != nil {
-		return err
-	}
-	if k := s.ckey.Load(); k != nil {
+	k := s.ckey.Load()
+	var cp *Checkpoint
+	var signed bool
+	err := s.chainTx(ctx, AuditChain, func(tx *sql.Tx) error {
+		var seq int64
+		prev := GenesisHash
+		err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`).Scan(&seq, &prev)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		rec.Seq, rec.PrevHash = seq+1, prev
+		// Nanosecond precision survives the round trip through BIGINT, so
+		// the hash recomputed at verification matches.
+		rec.At = rec.At.UTC()
+		rec.Hash = AuditHash(rec)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO audit (seq, at, actor, action, subject, detail_json, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			rec.Seq, ns(rec.At), rec.Actor, rec.Action, rec.Subject, string(rec.Detail), rec.PrevHash, rec.Hash); err != nil {
+			return err
+		}
+		if k == nil {
+			return nil
+		}
 		hashAt := func(n int64) (string, error) { return auditHashAt(ctx, tx, n) }
-		cp, signed, err := WriteCheckpointTx(ctx, tx, k, AuditChain, rec.Seq, rec.Hash, rec.At, hashAt, s.lastAuditCP)
-		if err != nil {
-			return err
-		}
-		if err := tx.Commit(); err != nil {
-			return err
-		}
-		// Only a checkpoint signed here is remembered as known-good; one
-		// kept because the chain no longer holds it is checked every time.
-		s.lastAuditCP = nil
-		if signed {
-			s.lastAuditCP = cp
-		}
-		return nil
+		cp, signed, err = WriteCheckpointTx(ctx, tx, k, AuditChain, rec.Seq, rec.Hash, rec.At, hashAt, s.lastAuditCP)
+		return err
+	})
+	if err != nil || k == nil {
+		return err
 	}
-	return tx.Commit()
+	// Only a checkpoint signed here is remembered as known-good; one kept
+	// because the chain no longer holds it is checked every time.
+	s.lastAuditCP = nil
+	if signed {
+		s.lastAuditCP = cp
+	}
+	return nil
 }
 
 // auditHashAt is the hash of record seq, or "" when there is none.
@@ -102,7 +99,7 @@ func auditHashAt(ctx context.Context, q querier, seq int64) (string, error) {
 }
 
 // ListAudit implements Store.
-func (s *SQLite) ListAudit(ctx context.Context, afterSeq int64, limit int) ([]*AuditRecord, error) {
+func (s *SQL) ListAudit(ctx context.Context, afterSeq int64, limit int) ([]*AuditRecord, error) {
 	if limit <= 0 {
 		limit = 100
 	}
@@ -126,17 +123,17 @@ func (s *SQLite) ListAudit(ctx context.Context, afterSeq int64, limit int) ([]*A
 }
 
 // AuditCheckpoint implements Store.
-func (s *SQLite) AuditCheckpoint(ctx context.Context) (*Checkpoint, error) {
+func (s *SQL) AuditCheckpoint(ctx context.Context) (*Checkpoint, error) {
 	return ReadCheckpoint(ctx, s.r, AuditChain)
 }
 
 // VerifyAudit implements Store.
-func (s *SQLite) VerifyAudit(ctx context.Context) (*AuditCheck, error) {
+func (s *SQL) VerifyAudit(ctx context.Context) (*AuditCheck, error) {
 	return s.VerifyAuditAnchor(ctx, nil)
 }
 
 // VerifyAuditAnchor implements Store.
-func (s *SQLite) VerifyAuditAnchor(ctx context.Context, anchor *Checkpoint) (*AuditCheck, error) {
+func (s *SQL) VerifyAuditAnchor(ctx context.Context, anchor *Checkpoint) (*AuditCheck, error) {
 	k := s.ckey.Load()
 	if anchor != nil && k == nil {
 		return nil, errors.New("this store has no checkpoint key to check an anchor with")

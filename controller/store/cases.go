@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 )
@@ -123,7 +122,7 @@ func insertCase(ctx context.Context, tx *sql.Tx, c *Case) error {
 
 // CreateCase stores a case with its first timeline entries (each with a
 // key) in one transaction.
-func (s *SQLite) CreateCase(ctx context.Context, c *Case, entries []*CaseEntry) error {
+func (s *SQL) CreateCase(ctx context.Context, c *Case, entries []*CaseEntry) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if err := insertCase(ctx, tx, c); err != nil {
 			return err
@@ -138,26 +137,15 @@ func (s *SQLite) CreateCase(ctx context.Context, c *Case, entries []*CaseEntry) 
 	})
 }
 
-func (s *SQLite) tx(ctx context.Context, f func(*sql.Tx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("cases: %w", err)
-	}
-	defer tx.Rollback()
-	if err := fenceTx(ctx, tx); err != nil {
-		return err
-	}
-	if err := f(tx); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("cases: %w", err)
-	}
-	return nil
+// tx runs f in a write transaction (see writeTxOn: on PostgreSQL it is
+// SERIALIZABLE and run again when concurrent writers abort it, so f
+// computes what it writes from what it reads within it).
+func (s *SQL) tx(ctx context.Context, f func(*sql.Tx) error) error {
+	return s.writeTx(ctx, f)
 }
 
 // GetCase returns one case or ErrNotFound.
-func (s *SQLite) GetCase(ctx context.Context, id string) (*Case, error) {
+func (s *SQL) GetCase(ctx context.Context, id string) (*Case, error) {
 	c, err := scanCase(s.r.QueryRowContext(ctx, `SELECT `+caseCols+` FROM cases WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
@@ -167,7 +155,7 @@ func (s *SQLite) GetCase(ctx context.Context, id string) (*Case, error) {
 
 // ListCases returns up to limit cases, newest first; only open ones
 // unless includeClosed.
-func (s *SQLite) ListCases(ctx context.Context, includeClosed bool, limit int) ([]*Case, error) {
+func (s *SQL) ListCases(ctx context.Context, includeClosed bool, limit int) ([]*Case, error) {
 	q := `SELECT ` + caseCols + ` FROM cases`
 	args := []any{}
 	if !includeClosed {
@@ -236,7 +224,7 @@ func scanEntry(sc scanner) (*CaseEntry, error) {
 
 // Timeline returns a case's entries in seq order: all of them, or those
 // of the given kinds.
-func (s *SQLite) Timeline(ctx context.Context, caseID string, kinds ...string) ([]*CaseEntry, error) {
+func (s *SQL) Timeline(ctx context.Context, caseID string, kinds ...string) ([]*CaseEntry, error) {
 	q := `SELECT ` + entryCols + ` FROM case_timeline WHERE case_id = ?`
 	args := []any{caseID}
 	if len(kinds) > 0 {
@@ -266,7 +254,7 @@ func (s *SQLite) Timeline(ctx context.Context, caseID string, kinds ...string) (
 // When it did, then (which may be nil) is asked, in the same transaction,
 // whether the entry moves the case to a later phase: it returns the phase
 // entry to record (its Phase becomes the case's), or nil.
-func (s *SQLite) RecordCaseEntry(ctx context.Context, e *CaseEntry, then func(c *Case, e *CaseEntry) *CaseEntry) (bool, error) {
+func (s *SQL) RecordCaseEntry(ctx context.Context, e *CaseEntry, then func(c *Case, e *CaseEntry) *CaseEntry) (bool, error) {
 	var added bool
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		c, err := scanCase(tx.QueryRowContext(ctx, `SELECT `+caseCols+` FROM cases WHERE id = ?`, e.CaseID))
@@ -293,7 +281,7 @@ func (s *SQLite) RecordCaseEntry(ctx context.Context, e *CaseEntry, then func(c 
 }
 
 // SetCasePhase moves an open case to phase, with a timeline entry.
-func (s *SQLite) SetCasePhase(ctx context.Context, caseID, phase string, e *CaseEntry) error {
+func (s *SQL) SetCasePhase(ctx context.Context, caseID, phase string, e *CaseEntry) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE cases SET phase = ? WHERE id = ? AND status = ?`, phase, caseID, CaseOpen); err != nil {
 			return err
@@ -305,7 +293,7 @@ func (s *SQLite) SetCasePhase(ctx context.Context, caseID, phase string, e *Case
 
 // CloseCase closes an open case, which enters phase, with a timeline
 // entry; ErrCaseClosed when it is not open.
-func (s *SQLite) CloseCase(ctx context.Context, caseID, phase, actor string, at time.Time, e *CaseEntry) error {
+func (s *SQL) CloseCase(ctx context.Context, caseID, phase, actor string, at time.Time, e *CaseEntry) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE cases SET status = ?, phase = ?, closed_by = ?, closed_at = ? WHERE id = ? AND status = ?`,
 			CaseClosed, phase, actor, ns(at), caseID, CaseOpen)
@@ -325,10 +313,11 @@ func (s *SQLite) CloseCase(ctx context.Context, caseID, phase, actor string, at 
 // recorded again: the result says Duplicate, with the first receipt's
 // case, rule and playbook run. A more severe finding raises its case's
 // severity.
-func (s *SQLite) RecordCaseFinding(ctx context.Context, nf *NewCaseFinding) (*CaseFindingResult, error) {
+func (s *SQL) RecordCaseFinding(ctx context.Context, nf *NewCaseFinding) (*CaseFindingResult, error) {
 	f := nf.Finding
 	res := &CaseFindingResult{}
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		*res = CaseFindingResult{}
 		err := tx.QueryRowContext(ctx, `SELECT case_id, rule, playbook_run_id FROM case_findings WHERE dedup_key = ?`, f.DedupKey).
 			Scan(&res.CaseID, &res.Rule, &res.PlaybookRunID)
 		if err == nil {
@@ -374,7 +363,7 @@ func (s *SQLite) RecordCaseFinding(ctx context.Context, nf *NewCaseFinding) (*Ca
 
 // CaseFindings returns the finding versions of a case in the order they
 // were received.
-func (s *SQLite) CaseFindings(ctx context.Context, caseID string) ([]*CaseFinding, error) {
+func (s *SQL) CaseFindings(ctx context.Context, caseID string) ([]*CaseFinding, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT dedup_key, case_id, resource, received_at, rule, playbook_run_id, finding_json
 		FROM case_findings WHERE case_id = ? ORDER BY received_at, dedup_key`, caseID)
 	if err != nil {
@@ -397,7 +386,7 @@ func (s *SQLite) CaseFindings(ctx context.Context, caseID string) ([]*CaseFindin
 
 // LinkCaseFinding records the rule a finding version matched and the
 // playbook run it started or proposed.
-func (s *SQLite) LinkCaseFinding(ctx context.Context, dedupKey, rule, playbookRunID string) error {
+func (s *SQL) LinkCaseFinding(ctx context.Context, dedupKey, rule, playbookRunID string) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE case_findings SET rule = ?, playbook_run_id = ? WHERE dedup_key = ?`, rule, playbookRunID, dedupKey)
 		return err
@@ -405,15 +394,15 @@ func (s *SQLite) LinkCaseFinding(ctx context.Context, dedupKey, rule, playbookRu
 }
 
 // RunsOfCase returns the ids of the runs linked to a case, oldest first.
-func (s *SQLite) RunsOfCase(ctx context.Context, caseID string) ([]string, error) {
+func (s *SQL) RunsOfCase(ctx context.Context, caseID string) ([]string, error) {
 	return s.ids(ctx, `SELECT id FROM runs WHERE case_id = ? ORDER BY created_at, id`, caseID)
 }
 
 // PlaybookRunsOfCase returns the playbook runs named on a case's timeline.
-func (s *SQLite) PlaybookRunsOfCase(ctx context.Context, caseID string) ([]string, error) {
+func (s *SQL) PlaybookRunsOfCase(ctx context.Context, caseID string) ([]string, error) {
 	return s.ids(ctx, `SELECT DISTINCT playbook_run_id FROM case_timeline WHERE case_id = ? AND playbook_run_id <> '' ORDER BY playbook_run_id`, caseID)
 }
 
-func (s *SQLite) ids(ctx context.Context, q string, args ...any) ([]string, error) {
+func (s *SQL) ids(ctx context.Context, q string, args ...any) ([]string, error) {
 	return queryStrings(ctx, s.r, q, args...)
 }

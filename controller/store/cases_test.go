@@ -3,27 +3,23 @@ package store_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/firebreak-ir/firebreak/controller/store"
 )
 
-func openCaseTables(t *testing.T) store.CaseStore {
-	s, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "firebreak.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+func openCaseTables(t *testing.T, b backend) store.CaseStore {
+	return b.openFresh(t)
 }
 
 // TestCaseEntries: an entry is recorded once per key, the hook moves the
 // case's phase in the same transaction, and a missing case is ErrNotFound.
-func TestCaseEntries(t *testing.T) {
+func TestCaseEntries(t *testing.T) { eachBackend(t, testCaseEntries) }
+
+func testCaseEntries(t *testing.T, b backend) {
 	ctx := context.Background()
-	ct := openCaseTables(t)
+	ct := openCaseTables(t, b)
 	t0 := time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)
 	if err := ct.CreateCase(ctx, &store.Case{ID: "case-1", Title: "t", Status: store.CaseOpen, Phase: "detect", CreatedAt: t0},
 		[]*store.CaseEntry{{Key: "case/opened", At: t0, Kind: "case"}}); err != nil {
@@ -82,9 +78,11 @@ func TestCaseEntries(t *testing.T) {
 // TestCaseFindings: a finding opens a case, a second one about the same
 // resource joins it and raises its severity, and a version seen before is
 // a duplicate.
-func TestCaseFindings(t *testing.T) {
+func TestCaseFindings(t *testing.T) { eachBackend(t, testCaseFindings) }
+
+func testCaseFindings(t *testing.T, b backend) {
 	ctx := context.Background()
-	ct := openCaseTables(t)
+	ct := openCaseTables(t, b)
 	t0 := time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)
 	nf := func(dedup, caseID string, sev float64) *store.NewCaseFinding {
 		return &store.NewCaseFinding{

@@ -21,38 +21,38 @@ import (
 // the custody hash chain. The names are those the evidence package
 // registered before the tables moved here.
 func init() {
-	for i, stmt := range []string{
-		`CREATE TABLE evidence_uploads (
+	for i, m := range []migration{
+		{sql: `CREATE TABLE evidence_uploads (
 			id TEXT PRIMARY KEY, task_id TEXT NOT NULL, name TEXT NOT NULL, media_type TEXT NOT NULL,
 			agent_id TEXT NOT NULL, run_id TEXT NOT NULL, committed BIGINT NOT NULL, hash_state BLOB NOT NULL,
 			opens INTEGER NOT NULL, state TEXT NOT NULL, evidence_id TEXT NOT NULL,
-			created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)`,
-		`CREATE INDEX evidence_uploads_state ON evidence_uploads (state)`,
-		`CREATE TABLE evidence (
+			created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)`},
+		{sql: `CREATE INDEX evidence_uploads_state ON evidence_uploads (state)`},
+		{sql: `CREATE TABLE evidence (
 			id TEXT PRIMARY KEY, upload_id TEXT NOT NULL UNIQUE, task_id TEXT NOT NULL, run_id TEXT NOT NULL,
 			case_id TEXT NOT NULL, operator TEXT NOT NULL, agent_id TEXT NOT NULL, cert_serial TEXT NOT NULL,
 			cert_fingerprint TEXT NOT NULL, hostname TEXT NOT NULL, name TEXT NOT NULL, media_type TEXT NOT NULL,
 			size BIGINT NOT NULL, sha256 TEXT NOT NULL, backend TEXT NOT NULL, location TEXT NOT NULL,
 			started_at BIGINT NOT NULL, finished_at BIGINT NOT NULL, stored_at BIGINT NOT NULL, retain_until BIGINT NOT NULL,
 			bundle_json TEXT NOT NULL, resumes INTEGER NOT NULL,
-			last_verified_at BIGINT NOT NULL DEFAULT 0, last_verdict INTEGER NOT NULL DEFAULT 0)`,
-		`CREATE INDEX evidence_stored ON evidence (stored_at)`,
-		`CREATE INDEX evidence_run ON evidence (run_id)`,
-		`CREATE INDEX evidence_task ON evidence (task_id)`,
-		`CREATE INDEX evidence_case ON evidence (case_id)`,
+			last_verified_at BIGINT NOT NULL DEFAULT 0, last_verdict INTEGER NOT NULL DEFAULT 0)`},
+		{sql: `CREATE INDEX evidence_stored ON evidence (stored_at)`},
+		{sql: `CREATE INDEX evidence_run ON evidence (run_id)`},
+		{sql: `CREATE INDEX evidence_task ON evidence (task_id)`},
+		{sql: `CREATE INDEX evidence_case ON evidence (case_id)`},
 		// Only the last verification may change on an item.
-		`CREATE TRIGGER evidence_fixed BEFORE UPDATE OF id, upload_id, task_id, run_id, case_id, operator, agent_id, cert_serial,
+		refuseTrigger("evidence_fixed", `UPDATE OF id, upload_id, task_id, run_id, case_id, operator, agent_id, cert_serial,
 			cert_fingerprint, hostname, name, media_type, size, sha256, backend, location, started_at, finished_at, stored_at,
-			retain_until, bundle_json, resumes ON evidence
-			BEGIN SELECT RAISE(ABORT, 'an evidence record cannot be changed'); END`,
-		`CREATE TRIGGER evidence_no_delete BEFORE DELETE ON evidence BEGIN SELECT RAISE(ABORT, 'evidence records cannot be deleted'); END`,
-		`CREATE TABLE evidence_custody (
+			retain_until, bundle_json, resumes`, "evidence", "an evidence record cannot be changed"),
+		refuseTrigger("evidence_no_delete", "DELETE", "evidence", "evidence records cannot be deleted"),
+		{sql: `CREATE TABLE evidence_custody (
 			evidence_id TEXT NOT NULL, seq BIGINT NOT NULL, at BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
-			detail_json TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (evidence_id, seq))`,
-		`CREATE TRIGGER evidence_custody_no_update BEFORE UPDATE ON evidence_custody BEGIN SELECT RAISE(ABORT, 'the custody record is append-only'); END`,
-		`CREATE TRIGGER evidence_custody_no_delete BEFORE DELETE ON evidence_custody BEGIN SELECT RAISE(ABORT, 'the custody record is append-only'); END`,
+			detail_json TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (evidence_id, seq))`},
+		refuseTrigger("evidence_custody_no_update", "UPDATE", "evidence_custody", "the custody record is append-only"),
+		refuseTrigger("evidence_custody_no_delete", "DELETE", "evidence_custody", "the custody record is append-only"),
 	} {
-		RegisterMigration(fmt.Sprintf("evidence-%03d", i+1), stmt)
+		m.name = fmt.Sprintf("evidence-%03d", i+1)
+		registerMigration(m)
 	}
 }
 
@@ -142,7 +142,7 @@ func scanUpload(sc scanner) (*EvidenceUpload, error) {
 
 // GetUpload returns one upload or ErrNotFound. It reads through the
 // writer, so it sees the upload's last checkpoint.
-func (s *SQLite) GetUpload(ctx context.Context, id string) (*EvidenceUpload, error) {
+func (s *SQL) GetUpload(ctx context.Context, id string) (*EvidenceUpload, error) {
 	u, err := scanUpload(s.w.QueryRowContext(ctx, `SELECT `+uploadCols+` FROM evidence_uploads WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
@@ -151,7 +151,7 @@ func (s *SQLite) GetUpload(ctx context.Context, id string) (*EvidenceUpload, err
 }
 
 // PutUpload inserts an upload or stores its mutable fields.
-func (s *SQLite) PutUpload(ctx context.Context, u *EvidenceUpload) error {
+func (s *SQL) PutUpload(ctx context.Context, u *EvidenceUpload) error {
 	_, err := s.w.ExecContext(ctx, `INSERT INTO evidence_uploads (`+uploadCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET committed = excluded.committed, hash_state = excluded.hash_state, opens = excluded.opens,
 		state = excluded.state, evidence_id = excluded.evidence_id, media_type = excluded.media_type, updated_at = excluded.updated_at`,
@@ -162,21 +162,21 @@ func (s *SQLite) PutUpload(ctx context.Context, u *EvidenceUpload) error {
 
 // CheckpointUpload records how much of an upload is committed and its
 // hash state.
-func (s *SQLite) CheckpointUpload(ctx context.Context, id string, committed int64, state []byte, now time.Time) error {
+func (s *SQL) CheckpointUpload(ctx context.Context, id string, committed int64, state []byte, now time.Time) error {
 	_, err := s.w.ExecContext(ctx, `UPDATE evidence_uploads SET committed = ?, hash_state = ?, updated_at = ? WHERE id = ?`,
 		committed, state, ns(now), id)
 	return err
 }
 
 // SetUploadState sets an upload's state and the item it stored.
-func (s *SQLite) SetUploadState(ctx context.Context, id, state, evidenceID string, now time.Time) error {
+func (s *SQL) SetUploadState(ctx context.Context, id, state, evidenceID string, now time.Time) error {
 	_, err := s.w.ExecContext(ctx, `UPDATE evidence_uploads SET state = ?, evidence_id = ?, updated_at = ? WHERE id = ?`,
 		state, evidenceID, ns(now), id)
 	return err
 }
 
 // UploadsIn returns the uploads in a state.
-func (s *SQLite) UploadsIn(ctx context.Context, state string) ([]*EvidenceUpload, error) {
+func (s *SQL) UploadsIn(ctx context.Context, state string) ([]*EvidenceUpload, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT `+uploadCols+` FROM evidence_uploads WHERE state = ?`, state)
 	if err != nil {
 		return nil, err
@@ -213,7 +213,7 @@ func scanItem(sc scanner) (*EvidenceItem, error) {
 }
 
 // GetEvidence returns one item or ErrNotFound.
-func (s *SQLite) GetEvidence(ctx context.Context, id string) (*EvidenceItem, error) {
+func (s *SQL) GetEvidence(ctx context.Context, id string) (*EvidenceItem, error) {
 	it, err := scanItem(s.r.QueryRowContext(ctx, `SELECT `+itemCols+` FROM evidence WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
@@ -222,7 +222,7 @@ func (s *SQLite) GetEvidence(ctx context.Context, id string) (*EvidenceItem, err
 }
 
 // ListEvidence returns items, newest first (Limit defaults to 100).
-func (s *SQLite) ListEvidence(ctx context.Context, f EvidenceFilter) ([]*EvidenceItem, error) {
+func (s *SQL) ListEvidence(ctx context.Context, f EvidenceFilter) ([]*EvidenceItem, error) {
 	var where []string
 	var args []any
 	for col, v := range map[string]string{"run_id": f.RunID, "task_id": f.TaskID, "case_id": f.CaseID, "agent_id": f.AgentID} {
@@ -245,64 +245,53 @@ func (s *SQLite) ListEvidence(ctx context.Context, f EvidenceFilter) ([]*Evidenc
 
 // TaskEvidenceIDs returns the ids of the items stored for a task, oldest
 // first.
-func (s *SQLite) TaskEvidenceIDs(ctx context.Context, taskID string) ([]string, error) {
+func (s *SQL) TaskEvidenceIDs(ctx context.Context, taskID string) ([]string, error) {
 	return s.itemIDs(ctx, `SELECT id FROM evidence WHERE task_id = ? ORDER BY stored_at, id`, taskID)
 }
 
 // AllEvidenceIDs returns every item id, oldest first.
-func (s *SQLite) AllEvidenceIDs(ctx context.Context) ([]string, error) {
+func (s *SQL) AllEvidenceIDs(ctx context.Context) ([]string, error) {
 	return s.itemIDs(ctx, `SELECT id FROM evidence ORDER BY stored_at, id`)
 }
 
-func (s *SQLite) itemIDs(ctx context.Context, query string, args ...any) ([]string, error) {
+func (s *SQL) itemIDs(ctx context.Context, query string, args ...any) ([]string, error) {
 	return queryStrings(ctx, s.r, query, args...)
 }
 
 // SetEvidenceVerified records an item's last verification.
-func (s *SQLite) SetEvidenceVerified(ctx context.Context, id string, at time.Time, v operatorv1.EvidenceVerdict) error {
+func (s *SQL) SetEvidenceVerified(ctx context.Context, id string, at time.Time, v operatorv1.EvidenceVerdict) error {
 	_, err := s.w.ExecContext(ctx, `UPDATE evidence SET last_verified_at = ?, last_verdict = ? WHERE id = ?`, ns(at), int32(v), id)
 	return err
 }
 
 // InsertEvidence stores a new item with its first custody entry (see
 // AppendCustody), and marks its upload stored, in one transaction.
-func (s *SQLite) InsertEvidence(ctx context.Context, it *EvidenceItem, first *CustodyEntry) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO evidence (`+itemCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		it.ID, it.UploadID, it.TaskID, it.RunID, it.CaseID, it.Operator, it.AgentID, it.CertSerial, it.CertFingerprint, it.Hostname,
-		it.Name, it.MediaType, it.Size, it.SHA256, it.Backend, it.Location, ns(it.StartedAt), ns(it.FinishedAt), ns(it.StoredAt),
-		ns(it.RetainUntil), string(it.BundleJSON), it.Resumes, 0, 0); err != nil {
-		return fmt.Errorf("recording evidence %s: %w", it.ID, err)
-	}
-	if err := appendCustodyTx(ctx, tx, s.CheckpointKey(), first); err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE evidence_uploads SET state = ?, evidence_id = ?, updated_at = ? WHERE id = ?`,
-		"stored", it.ID, ns(it.StoredAt), it.UploadID); err != nil {
-		return err
-	}
-	return tx.Commit()
+func (s *SQL) InsertEvidence(ctx context.Context, it *EvidenceItem, first *CustodyEntry) error {
+	return s.chainTx(ctx, CustodyChain(it.ID), func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO evidence (`+itemCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			it.ID, it.UploadID, it.TaskID, it.RunID, it.CaseID, it.Operator, it.AgentID, it.CertSerial, it.CertFingerprint, it.Hostname,
+			it.Name, it.MediaType, it.Size, it.SHA256, it.Backend, it.Location, ns(it.StartedAt), ns(it.FinishedAt), ns(it.StoredAt),
+			ns(it.RetainUntil), string(it.BundleJSON), it.Resumes, 0, 0); err != nil {
+			return fmt.Errorf("recording evidence %s: %w", it.ID, err)
+		}
+		if err := appendCustodyTx(ctx, tx, s.CheckpointKey(), first); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE evidence_uploads SET state = ?, evidence_id = ?, updated_at = ? WHERE id = ?`,
+			"stored", it.ID, ns(it.StoredAt), it.UploadID); err != nil {
+			return err
+		}
+		return nil
+	})
 }
 
 // AppendCustody appends an entry to an item's custody record, filling
 // Seq, PrevHash and Hash (and compacting Detail), and with a checkpoint
-// key signs the item's new custody head in the same transaction. The
-// writer is one connection with immediate transactions, so two appends to
-// one item cannot fork the chain.
-func (s *SQLite) AppendCustody(ctx context.Context, e *CustodyEntry) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if err := appendCustodyTx(ctx, tx, s.CheckpointKey(), e); err != nil {
-		return err
-	}
-	return tx.Commit()
+// key signs the item's new custody head in the same transaction. Appends
+// to one item follow one another under its custody chain's lock (see
+// chainTxOn; on SQLite the one writer), so the chain cannot fork.
+func (s *SQL) AppendCustody(ctx context.Context, e *CustodyEntry) error {
+	return s.chainTx(ctx, CustodyChain(e.EvidenceID), func(tx *sql.Tx) error { return appendCustodyTx(ctx, tx, s.CheckpointKey(), e) })
 }
 
 func appendCustodyTx(ctx context.Context, tx *sql.Tx, k *CheckpointKey, e *CustodyEntry) error {
@@ -342,7 +331,7 @@ func appendCustodyTx(ctx context.Context, tx *sql.Tx, k *CheckpointKey, e *Custo
 }
 
 // Custody returns an item's custody entries in order.
-func (s *SQLite) Custody(ctx context.Context, evidenceID string) ([]*CustodyEntry, error) {
+func (s *SQL) Custody(ctx context.Context, evidenceID string) ([]*CustodyEntry, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT seq, at, actor, action, detail_json, prev_hash, hash FROM evidence_custody WHERE evidence_id = ? ORDER BY seq`, evidenceID)
 	if err != nil {
 		return nil, err
@@ -363,7 +352,7 @@ func (s *SQLite) Custody(ctx context.Context, evidenceID string) ([]*CustodyEntr
 }
 
 // TaskOwnerOf reads a stored task and its run, or returns ErrNotFound.
-func (s *SQLite) TaskOwnerOf(ctx context.Context, taskID string) (*TaskOwner, error) {
+func (s *SQL) TaskOwnerOf(ctx context.Context, taskID string) (*TaskOwner, error) {
 	var t TaskOwner
 	var st int32
 	err := s.r.QueryRowContext(ctx, `SELECT t.run_id, t.agent_id, t.hostname, t.status, r.case_id, r.created_by
@@ -380,6 +369,6 @@ func (s *SQLite) TaskOwnerOf(ctx context.Context, taskID string) (*TaskOwner, er
 
 // CustodyCheckpoint returns the newest signed checkpoint of an item's
 // custody head, or nil when none is stored.
-func (s *SQLite) CustodyCheckpoint(ctx context.Context, evidenceID string) (*Checkpoint, error) {
+func (s *SQL) CustodyCheckpoint(ctx context.Context, evidenceID string) (*Checkpoint, error) {
 	return ReadCheckpoint(ctx, s.r, CustodyChain(evidenceID))
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -14,14 +13,11 @@ import (
 // TestEvidenceCustody: an item is stored with its first custody entry and
 // its upload marked stored; later entries chain onto it; a missing item or
 // task is ErrNotFound.
-func TestEvidenceCustody(t *testing.T) {
+func TestEvidenceCustody(t *testing.T) { eachBackend(t, testEvidenceCustody) }
+
+func testEvidenceCustody(t *testing.T, b backend) {
 	ctx := context.Background()
-	s, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "firebreak.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	var et store.EvidenceStore = s
+	var et store.EvidenceStore = b.openFresh(t)
 	t0 := time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)
 	if err := et.PutUpload(ctx, &store.EvidenceUpload{ID: "up-1", TaskID: "task-1", State: "open", HashState: []byte{}, CreatedAt: t0}); err != nil {
 		t.Fatal(err)

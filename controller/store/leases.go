@@ -112,42 +112,39 @@ type Leases interface {
 	ListControllers(ctx context.Context, aliveSince time.Time) ([]*ControllerInfo, error)
 }
 
-var _ Leases = (*SQLite)(nil)
+var _ Leases = (*SQL)(nil)
 
 // AcquireLease implements Leases. One conditional upsert decides, so two
 // controllers racing for a free or expired lease cannot both take it.
-func (s *SQLite) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration, now time.Time) (Lease, bool, error) {
+func (s *SQL) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration, now time.Time) (Lease, bool, error) {
 	if name == "" || holder == "" || ttl <= 0 {
 		return Lease{}, false, fmt.Errorf("acquiring lease %q for %q: a name, a holder and a positive TTL are required", name, holder)
 	}
-	tx, err := s.w.BeginTx(ctx, nil)
+	var l *Lease
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		// The SET expressions read the row as it was: the token moves on
+		// unless the same holder renews an unexpired lease.
+		if _, err := tx.ExecContext(ctx, `INSERT INTO leases (name, holder, token, expires_at) VALUES (?, ?, 1, ?)
+			ON CONFLICT (name) DO UPDATE SET
+				token = CASE WHEN leases.holder = excluded.holder AND leases.expires_at > ? THEN leases.token ELSE leases.token + 1 END,
+				holder = excluded.holder, expires_at = excluded.expires_at
+			WHERE leases.holder = excluded.holder OR leases.expires_at <= ?`,
+			name, holder, ns(now.Add(ttl)), ns(now), ns(now)); err != nil {
+			return err
+		}
+		var err error
+		l, err = scanLease(tx.QueryRowContext(ctx, `SELECT name, holder, token, expires_at FROM leases WHERE name = ?`, name))
+		return err
+	})
 	if err != nil {
-		return Lease{}, false, err
-	}
-	defer tx.Rollback()
-	// The SET expressions read the row as it was: the token moves on
-	// unless the same holder renews an unexpired lease.
-	if _, err := tx.ExecContext(ctx, `INSERT INTO leases (name, holder, token, expires_at) VALUES (?, ?, 1, ?)
-		ON CONFLICT (name) DO UPDATE SET
-			token = CASE WHEN leases.holder = excluded.holder AND leases.expires_at > ? THEN leases.token ELSE leases.token + 1 END,
-			holder = excluded.holder, expires_at = excluded.expires_at
-		WHERE leases.holder = excluded.holder OR leases.expires_at <= ?`,
-		name, holder, ns(now.Add(ttl)), ns(now), ns(now)); err != nil {
-		return Lease{}, false, fmt.Errorf("acquiring lease %s: %w", name, err)
-	}
-	l, err := scanLease(tx.QueryRowContext(ctx, `SELECT name, holder, token, expires_at FROM leases WHERE name = ?`, name))
-	if err != nil {
-		return Lease{}, false, fmt.Errorf("acquiring lease %s: %w", name, err)
-	}
-	if err := tx.Commit(); err != nil {
 		return Lease{}, false, fmt.Errorf("acquiring lease %s: %w", name, err)
 	}
 	return *l, l.Holder == holder && l.ExpiresAt.After(now), nil
 }
 
 // RenewLease implements Leases.
-func (s *SQLite) RenewLease(ctx context.Context, l Lease, ttl time.Duration, now time.Time) (Lease, error) {
-	res, err := s.w.ExecContext(ctx, `UPDATE leases SET expires_at = ? WHERE name = ? AND holder = ? AND token = ? AND expires_at > ?`,
+func (s *SQL) RenewLease(ctx context.Context, l Lease, ttl time.Duration, now time.Time) (Lease, error) {
+	res, err := s.exec(ctx, `UPDATE leases SET expires_at = ? WHERE name = ? AND holder = ? AND token = ? AND expires_at > ?`,
 		ns(now.Add(ttl)), l.Name, l.Holder, l.Token, ns(now))
 	if err != nil {
 		return l, fmt.Errorf("renewing lease %s: %w", l.Name, err)
@@ -163,15 +160,15 @@ func (s *SQLite) RenewLease(ctx context.Context, l Lease, ttl time.Duration, now
 
 // ReleaseLease implements Leases. The row stays, expired, so the next
 // holder's token is still greater than every earlier one.
-func (s *SQLite) ReleaseLease(ctx context.Context, l Lease) error {
-	if _, err := s.w.ExecContext(ctx, `UPDATE leases SET expires_at = 0 WHERE name = ? AND holder = ? AND token = ?`, l.Name, l.Holder, l.Token); err != nil {
+func (s *SQL) ReleaseLease(ctx context.Context, l Lease) error {
+	if _, err := s.exec(ctx, `UPDATE leases SET expires_at = 0 WHERE name = ? AND holder = ? AND token = ?`, l.Name, l.Holder, l.Token); err != nil {
 		return fmt.Errorf("releasing lease %s: %w", l.Name, err)
 	}
 	return nil
 }
 
 // ListLeases implements Leases.
-func (s *SQLite) ListLeases(ctx context.Context) ([]*Lease, error) {
+func (s *SQL) ListLeases(ctx context.Context) ([]*Lease, error) {
 	return queryAll(ctx, s.r, `SELECT name, holder, token, expires_at FROM leases ORDER BY name`, nil, scanLease)
 }
 
@@ -185,13 +182,10 @@ func scanLease(sc scanner) (*Lease, error) {
 	return &l, nil
 }
 
-// checkFence refuses, inside tx, a write made with a fenced context whose
+// fenceTx refuses, inside tx, a write made with a fenced context whose
 // lease is no longer held with the fence's token or has expired; without a
-// fence it does nothing. Every fenced write path of the store calls it
-// (the case tables through fenceTx, as they hold no *SQLite).
-func (s *SQLite) checkFence(ctx context.Context, tx *sql.Tx) error { return fenceTx(ctx, tx) }
-
-// fenceTx is checkFence's check. It is a conditional no-op update rather
+// fence it does nothing. Every write transaction of the store runs it
+// first (see tryTx). It is a conditional no-op update rather
 // than a read, so on PostgreSQL it also locks the lease row until tx ends:
 // the lease cannot change hands between the check and the commit.
 func fenceTx(ctx context.Context, tx *sql.Tx) error {
@@ -215,29 +209,8 @@ func fenceTx(ctx context.Context, tx *sql.Tx) error {
 	return nil
 }
 
-// fencedExec runs one write statement. With a fenced context it runs in a
-// transaction behind checkFence; without one it runs as it always has.
-func (s *SQLite) fencedExec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	if _, ok := FenceOf(ctx); !ok {
-		return s.w.ExecContext(ctx, q, args...)
-	}
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Rollback()
-	if err := s.checkFence(ctx, tx); err != nil {
-		return nil, err
-	}
-	res, err := tx.ExecContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	return res, tx.Commit()
-}
-
 // HeartbeatController implements Leases.
-func (s *SQLite) HeartbeatController(ctx context.Context, c *ControllerInfo) error {
+func (s *SQL) HeartbeatController(ctx context.Context, c *ControllerInfo) error {
 	if c.ID == "" {
 		return errors.New("recording a controller heartbeat: the controller id is empty")
 	}
@@ -249,7 +222,7 @@ func (s *SQLite) HeartbeatController(ctx context.Context, c *ControllerInfo) err
 	if err != nil {
 		return err
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO controllers (id, address, version, started_at, heartbeat_at, agents, leases_json) VALUES (?, ?, ?, ?, ?, ?, ?)
+	_, err = s.exec(ctx, `INSERT INTO controllers (id, address, version, started_at, heartbeat_at, agents, leases_json) VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET address = excluded.address, version = excluded.version, started_at = excluded.started_at,
 		heartbeat_at = excluded.heartbeat_at, agents = excluded.agents, leases_json = excluded.leases_json`,
 		c.ID, c.Address, c.Version, ns(c.StartedAt), ns(c.HeartbeatAt), c.Agents, string(lj))
@@ -260,7 +233,7 @@ func (s *SQLite) HeartbeatController(ctx context.Context, c *ControllerInfo) err
 }
 
 // ListControllers implements Leases.
-func (s *SQLite) ListControllers(ctx context.Context, aliveSince time.Time) ([]*ControllerInfo, error) {
+func (s *SQL) ListControllers(ctx context.Context, aliveSince time.Time) ([]*ControllerInfo, error) {
 	return queryAll(ctx, s.r, `SELECT id, address, version, started_at, heartbeat_at, agents, leases_json FROM controllers
 		WHERE heartbeat_at >= ? ORDER BY id`, []any{ns(aliveSince)}, func(sc scanner) (*ControllerInfo, error) {
 		var c ControllerInfo

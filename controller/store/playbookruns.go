@@ -94,7 +94,7 @@ type PlaybookRunFilter struct {
 }
 
 // PlaybookRuns is the persistence of playbook runs and their steps;
-// *SQLite implements it.
+// *SQL implements it.
 type PlaybookRuns interface {
 	// CreatePlaybookRun stores a new playbook run with its steps in one
 	// transaction.
@@ -116,46 +116,40 @@ type PlaybookRuns interface {
 	PlaybookRunIDs(ctx context.Context, status string) ([]string, error)
 }
 
-var _ PlaybookRuns = (*SQLite)(nil)
+var _ PlaybookRuns = (*SQL)(nil)
 
 // CreatePlaybookRun implements PlaybookRuns.
-func (s *SQLite) CreatePlaybookRun(ctx context.Context, r *PlaybookRun, steps []*PlaybookStep) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if err := s.checkFence(ctx, tx); err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO playbook_runs (`+playbookRunCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		r.ID, r.Playbook, r.Version, r.CaseID, r.Status, r.Stopping, r.CreatedBy, ns(r.CreatedAt), ns(r.StartedAt),
-		ns(r.FinishedAt), string(r.InputsJSON), string(r.FindingJSON), r.Rule, r.Reason, r.Error, r.ApprovedBy, string(r.Source), r.SourceName,
-		r.Traceparent, r.Tracestate); err != nil {
-		return err
-	}
-	for _, st := range steps {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO playbook_steps (playbook_run_id, step_id, status, token, run_id, resolved_json, outputs_json,
-			targets_json, error, started_at, finished_at, done_seq, rollback_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			r.ID, st.StepID, st.Status, st.Token, st.RunID, string(st.ResolvedJSON), string(st.OutputsJSON), string(st.TargetsJSON),
-			st.Error, ns(st.StartedAt), ns(st.FinishedAt), st.DoneSeq, string(st.RollbackJSON)); err != nil {
+func (s *SQL) CreatePlaybookRun(ctx context.Context, r *PlaybookRun, steps []*PlaybookStep) error {
+	return s.writeTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO playbook_runs (`+playbookRunCols+`)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			r.ID, r.Playbook, r.Version, r.CaseID, r.Status, r.Stopping, r.CreatedBy, ns(r.CreatedAt), ns(r.StartedAt),
+			ns(r.FinishedAt), string(r.InputsJSON), string(r.FindingJSON), r.Rule, r.Reason, r.Error, r.ApprovedBy, string(r.Source), r.SourceName,
+			r.Traceparent, r.Tracestate); err != nil {
 			return err
 		}
-	}
-	return tx.Commit()
+		for _, st := range steps {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO playbook_steps (playbook_run_id, step_id, status, token, run_id, resolved_json, outputs_json,
+				targets_json, error, started_at, finished_at, done_seq, rollback_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				r.ID, st.StepID, st.Status, st.Token, st.RunID, string(st.ResolvedJSON), string(st.OutputsJSON), string(st.TargetsJSON),
+				st.Error, ns(st.StartedAt), ns(st.FinishedAt), st.DoneSeq, string(st.RollbackJSON)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // UpdatePlaybookRun implements PlaybookRuns.
-func (s *SQLite) UpdatePlaybookRun(ctx context.Context, r *PlaybookRun) error {
-	_, err := s.fencedExec(ctx, `UPDATE playbook_runs SET status = ?, stopping = ?, started_at = ?, finished_at = ?, error = ?, approved_by = ?
+func (s *SQL) UpdatePlaybookRun(ctx context.Context, r *PlaybookRun) error {
+	_, err := s.exec(ctx, `UPDATE playbook_runs SET status = ?, stopping = ?, started_at = ?, finished_at = ?, error = ?, approved_by = ?
 		WHERE id = ?`, r.Status, r.Stopping, ns(r.StartedAt), ns(r.FinishedAt), r.Error, r.ApprovedBy, r.ID)
 	return err
 }
 
 // TransitionPlaybookRun implements PlaybookRuns.
-func (s *SQLite) TransitionPlaybookRun(ctx context.Context, r *PlaybookRun, from string) (bool, error) {
-	res, err := s.fencedExec(ctx, `UPDATE playbook_runs SET status = ?, stopping = ?, started_at = ?, finished_at = ?, error = ?, approved_by = ?
+func (s *SQL) TransitionPlaybookRun(ctx context.Context, r *PlaybookRun, from string) (bool, error) {
+	res, err := s.exec(ctx, `UPDATE playbook_runs SET status = ?, stopping = ?, started_at = ?, finished_at = ?, error = ?, approved_by = ?
 		WHERE id = ? AND status = ?`, r.Status, r.Stopping, ns(r.StartedAt), ns(r.FinishedAt), r.Error, r.ApprovedBy, r.ID, from)
 	if err != nil {
 		return false, err
@@ -165,8 +159,8 @@ func (s *SQLite) TransitionPlaybookRun(ctx context.Context, r *PlaybookRun, from
 }
 
 // UpdatePlaybookStep implements PlaybookRuns.
-func (s *SQLite) UpdatePlaybookStep(ctx context.Context, playbookRunID string, st *PlaybookStep) error {
-	_, err := s.fencedExec(ctx, `UPDATE playbook_steps SET status = ?, token = ?, run_id = ?, resolved_json = ?, outputs_json = ?,
+func (s *SQL) UpdatePlaybookStep(ctx context.Context, playbookRunID string, st *PlaybookStep) error {
+	_, err := s.exec(ctx, `UPDATE playbook_steps SET status = ?, token = ?, run_id = ?, resolved_json = ?, outputs_json = ?,
 		targets_json = ?, error = ?, started_at = ?, finished_at = ?, done_seq = ?, rollback_json = ? WHERE playbook_run_id = ? AND step_id = ?`,
 		st.Status, st.Token, st.RunID, string(st.ResolvedJSON), string(st.OutputsJSON), string(st.TargetsJSON), st.Error,
 		ns(st.StartedAt), ns(st.FinishedAt), st.DoneSeq, string(st.RollbackJSON), playbookRunID, st.StepID)
@@ -193,7 +187,7 @@ func scanPlaybookRun(sc scanner) (*PlaybookRun, error) {
 }
 
 // GetPlaybookRun implements PlaybookRuns.
-func (s *SQLite) GetPlaybookRun(ctx context.Context, id string) (*PlaybookRun, []*PlaybookStep, error) {
+func (s *SQL) GetPlaybookRun(ctx context.Context, id string) (*PlaybookRun, []*PlaybookStep, error) {
 	r, err := scanPlaybookRun(s.r.QueryRowContext(ctx, `SELECT `+playbookRunCols+` FROM playbook_runs WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, ErrNotFound
@@ -224,7 +218,7 @@ func (s *SQLite) GetPlaybookRun(ctx context.Context, id string) (*PlaybookRun, [
 }
 
 // ListPlaybookRuns implements PlaybookRuns.
-func (s *SQLite) ListPlaybookRuns(ctx context.Context, f PlaybookRunFilter) ([]*PlaybookRun, error) {
+func (s *SQL) ListPlaybookRuns(ctx context.Context, f PlaybookRunFilter) ([]*PlaybookRun, error) {
 	q := `SELECT ` + playbookRunCols + ` FROM playbook_runs WHERE 1 = 1`
 	var args []any
 	if f.CaseID != "" {
@@ -243,6 +237,6 @@ func (s *SQLite) ListPlaybookRuns(ctx context.Context, f PlaybookRunFilter) ([]*
 }
 
 // PlaybookRunIDs implements PlaybookRuns.
-func (s *SQLite) PlaybookRunIDs(ctx context.Context, status string) ([]string, error) {
+func (s *SQL) PlaybookRunIDs(ctx context.Context, status string) ([]string, error) {
 	return queryStrings(ctx, s.r, `SELECT id FROM playbook_runs WHERE status = ? ORDER BY created_at`, status)
 }

@@ -3,7 +3,6 @@ package store_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,13 +12,11 @@ import (
 // TestPlaybookRuns round-trips playbook runs and their steps through the
 // store, and checks that a transition happens only from the expected
 // status, so two approvers cannot both win.
-func TestPlaybookRuns(t *testing.T) {
+func TestPlaybookRuns(t *testing.T) { eachBackend(t, testPlaybookRuns) }
+
+func testPlaybookRuns(t *testing.T, b backend) {
 	ctx := context.Background()
-	s, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "firebreak.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := b.openFresh(t)
 	var db store.PlaybookRuns = s
 	now := time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)
 	mk := func(id, caseID, status string, at time.Duration) *store.PlaybookRun {

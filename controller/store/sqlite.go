@@ -21,15 +21,26 @@ import (
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
-// SQLite is the embedded store: one file, WAL journal, one writer
-// connection and a pool of readers.
-type SQLite struct {
+// SQL is the store on a SQL database: SQLite, embedded (one file, WAL
+// journal, one writer connection and a pool of readers), or PostgreSQL,
+// shared by the controllers of a cluster (see OpenPostgres). The SQL is
+// written once, with `?` placeholders (see rebind).
+type SQL struct {
 	w *sql.DB
 	r *sql.DB
-	// auditMu serialises audit appends so the chain has no forks.
+	// closePools closes what the database/sql pools are built on (the pgx
+	// pools of PostgreSQL); nil for SQLite.
+	closePools func()
+	// migrated is what opening the store did to the schema.
+	migrated *MigrationReport
+	// auditMu serialises this process's audit appends and guards
+	// lastAuditCP; appends of other controllers are serialised by the
+	// audit chain's lock (see chainTx).
 	auditMu sync.Mutex
-	// lastAuditCP is the audit checkpoint this store last wrote (under
-	// auditMu), so the next append need not check its signature again.
+	// lastAuditCP is the audit checkpoint this store last wrote, so the
+	// next append need not check its signature again when the stored one
+	// is still exactly it. When another controller appended meanwhile the
+	// stored checkpoint differs, and its signature is checked.
 	lastAuditCP *Checkpoint
 	// ckey signs chain checkpoints (nil: none are written or checked).
 	ckey atomic.Pointer[CheckpointKey]
@@ -37,7 +48,7 @@ type SQLite struct {
 
 // OpenSQLite opens (creating and migrating) the database at path. The
 // database and its -wal and -shm files are private to this user (0600).
-func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
+func OpenSQLite(ctx context.Context, path string) (*SQL, error) {
 	if err := privateDatabaseFiles(path); err != nil {
 		return nil, err
 	}
@@ -53,8 +64,8 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		return nil, err
 	}
 	r.SetMaxOpenConns(8)
-	s := &SQLite{w: w, r: r}
-	if err := s.migrate(ctx); err != nil {
+	s := &SQL{w: w, r: r}
+	if s.migrated, err = s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("migrating the database %s: %w", path, err)
 	}
@@ -66,6 +77,9 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	}
 	return s, nil
 }
+
+// Migrated says which migrations opening the store applied.
+func (s *SQL) Migrated() MigrationReport { return *s.migrated }
 
 // privateDatabaseFiles creates the database file 0600 before SQLite opens
 // it (SQLite creates it 0644 less the umask, and copies that mode to the
@@ -99,61 +113,65 @@ func privateDatabaseFiles(path string) error {
 }
 
 // Close implements Store.
-func (s *SQLite) Close() error {
-	return errors.Join(s.r.Close(), s.w.Close())
+func (s *SQL) Close() error {
+	err := errors.Join(s.r.Close(), s.w.Close())
+	if s.closePools != nil {
+		s.closePools()
+	}
+	return err
 }
 
 // Ping implements Store: both pools answer.
-func (s *SQLite) Ping(ctx context.Context) error {
+func (s *SQL) Ping(ctx context.Context) error {
 	return errors.Join(s.w.PingContext(ctx), s.r.PingContext(ctx))
 }
 
-var migrations = []string{
-	`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`,
-	`CREATE TABLE agents (
+var migrations = []migration{
+	{sql: `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`},
+	{sql: `CREATE TABLE agents (
 		id TEXT PRIMARY KEY, role TEXT NOT NULL, hostname TEXT NOT NULL,
 		facts_json TEXT NOT NULL, plugins_json TEXT NOT NULL,
 		enrolled_at BIGINT NOT NULL, last_seen BIGINT NOT NULL,
 		cert_serial TEXT NOT NULL, cert_not_after BIGINT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0,
-		token_labels_json TEXT NOT NULL DEFAULT '{}')`,
-	`CREATE TABLE join_tokens (
+		token_labels_json TEXT NOT NULL DEFAULT '{}')`},
+	{sql: `CREATE TABLE join_tokens (
 		hash TEXT PRIMARY KEY, role TEXT NOT NULL, uses INTEGER NOT NULL, uses_left INTEGER NOT NULL,
-		expires_at BIGINT NOT NULL, labels_json TEXT NOT NULL, created_by TEXT NOT NULL, created_at BIGINT NOT NULL)`,
-	`CREATE TABLE operators (
+		expires_at BIGINT NOT NULL, labels_json TEXT NOT NULL, created_by TEXT NOT NULL, created_at BIGINT NOT NULL)`},
+	{sql: `CREATE TABLE operators (
 		name TEXT PRIMARY KEY, role INTEGER NOT NULL, cert_serial TEXT NOT NULL,
-		created_by TEXT NOT NULL, created_at BIGINT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0)`,
-	`CREATE TABLE runs (
+		created_by TEXT NOT NULL, created_at BIGINT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0)`},
+	{sql: `CREATE TABLE runs (
 		id TEXT PRIMARY KEY, action TEXT NOT NULL, selector TEXT NOT NULL, params_json TEXT NOT NULL,
 		status INTEGER NOT NULL, created_by TEXT NOT NULL, created_at BIGINT NOT NULL,
 		started_at BIGINT NOT NULL, finished_at BIGINT NOT NULL, deadline BIGINT NOT NULL,
 		deadline_after BIGINT NOT NULL, max_concurrency INTEGER NOT NULL, max_errors TEXT NOT NULL,
 		reason TEXT NOT NULL, case_id TEXT NOT NULL, destructive INTEGER NOT NULL,
-		accounts TEXT NOT NULL, regions TEXT NOT NULL, upload_bps BIGINT NOT NULL DEFAULT 0)`,
-	`CREATE INDEX runs_created ON runs (created_at)`,
-	`CREATE INDEX runs_status ON runs (status)`,
-	`CREATE TABLE tasks (
+		accounts TEXT NOT NULL, regions TEXT NOT NULL, upload_bps BIGINT NOT NULL DEFAULT 0)`},
+	{sql: `CREATE INDEX runs_created ON runs (created_at)`},
+	{sql: `CREATE INDEX runs_status ON runs (status)`},
+	{sql: `CREATE TABLE tasks (
 		id TEXT PRIMARY KEY, run_id TEXT NOT NULL REFERENCES runs(id), seq INTEGER NOT NULL,
 		agent_id TEXT NOT NULL, hostname TEXT NOT NULL, status INTEGER NOT NULL, error TEXT NOT NULL,
 		output_json BLOB, signed_task BLOB, dispatched_at BIGINT NOT NULL, started_at BIGINT NOT NULL,
 		finished_at BIGINT NOT NULL, account TEXT NOT NULL, region TEXT NOT NULL,
-		evidence_ids TEXT NOT NULL, last_message TEXT NOT NULL)`,
-	`CREATE INDEX tasks_run ON tasks (run_id, seq)`,
-	`CREATE TABLE approvals (
+		evidence_ids TEXT NOT NULL, last_message TEXT NOT NULL)`},
+	{sql: `CREATE INDEX tasks_run ON tasks (run_id, seq)`},
+	{sql: `CREATE TABLE approvals (
 		run_id TEXT NOT NULL REFERENCES runs(id), operator TEXT NOT NULL, approved INTEGER NOT NULL,
-		at BIGINT NOT NULL, comment TEXT NOT NULL)`,
-	`CREATE TABLE audit (
+		at BIGINT NOT NULL, comment TEXT NOT NULL)`},
+	{sql: `CREATE TABLE audit (
 		seq BIGINT PRIMARY KEY, at BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
-		subject TEXT NOT NULL, detail_json TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)`,
+		subject TEXT NOT NULL, detail_json TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)`},
 	// The audit log is append-only for the application; tampering by hand
 	// is caught by the hash chain.
-	`CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END`,
-	`CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END`,
-	`CREATE TABLE accounts (
+	refuseTrigger("audit_no_update", "UPDATE", "audit", "the audit log is append-only"),
+	refuseTrigger("audit_no_delete", "DELETE", "audit", "the audit log is append-only"),
+	{sql: `CREATE TABLE accounts (
 		id TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, status TEXT NOT NULL,
-		ou_path TEXT NOT NULL, regions TEXT NOT NULL, synced_at BIGINT NOT NULL)`,
-	`ALTER TABLE runs ADD COLUMN max_per_account INTEGER NOT NULL DEFAULT 0`,
-	`ALTER TABLE runs ADD COLUMN on_behalf_of TEXT NOT NULL DEFAULT ''`,
-	`ALTER TABLE join_tokens ADD COLUMN revoked INTEGER NOT NULL DEFAULT 0`,
+		ou_path TEXT NOT NULL, regions TEXT NOT NULL, synced_at BIGINT NOT NULL)`},
+	{sql: `ALTER TABLE runs ADD COLUMN max_per_account INTEGER NOT NULL DEFAULT 0`},
+	{sql: `ALTER TABLE runs ADD COLUMN on_behalf_of TEXT NOT NULL DEFAULT ''`},
+	{sql: `ALTER TABLE join_tokens ADD COLUMN revoked INTEGER NOT NULL DEFAULT 0`},
 }
 
 // namedMigrations run after the core ones, in order, each once per
@@ -181,55 +199,18 @@ var namedMigrations = append(append([]migration{}, playbookRunMigrations...),
 // other packages register.
 var extraMigrations []migration
 
-type migration struct {
-	name string
-	sql  string
-}
-
 // RegisterMigration adds a named migration that runs after the core ones,
-// once per database. Names must be unique and stable.
+// once per database. Names must be unique and stable. The SQL is written
+// for SQLite; on PostgreSQL its BLOB columns become BYTEA.
 func RegisterMigration(name, sql string) {
-	extraMigrations = append(extraMigrations, migration{name: name, sql: sql})
+	registerMigration(migration{name: name, sql: sql})
 }
 
-func (s *SQLite) migrate(ctx context.Context) error {
-	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
-		return err
-	}
-	all := make([]migration, 0, len(migrations)+len(extraMigrations))
-	for i, m := range migrations {
-		all = append(all, migration{name: fmt.Sprintf("core-%03d", i+1), sql: m})
-	}
-	all = append(all, namedMigrations...)
-	all = append(all, extraMigrations...)
-	for _, m := range all {
-		var n int
-		if err := s.w.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE name = ?`, m.name).Scan(&n); err != nil {
-			return err
-		}
-		if n > 0 {
-			continue
-		}
-		tx, err := s.w.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("%s: %w", m.name, err)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)`, m.name, time.Now().UnixNano()); err != nil {
-			tx.Rollback()
-			return err
-		}
-		if err := tx.Commit(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+// registerMigration adds a migration, which may carry its own PostgreSQL
+// text, after the core ones.
+func registerMigration(m migration) { extraMigrations = append(extraMigrations, m) }
 
-var _ Store = (*SQLite)(nil)
+var _ Store = (*SQL)(nil)
 
 func ns(t time.Time) int64 {
 	if t.IsZero() {
@@ -253,7 +234,7 @@ func b2i(b bool) int {
 }
 
 // PutAgent implements Store.
-func (s *SQLite) PutAgent(ctx context.Context, a *Agent) error {
+func (s *SQL) PutAgent(ctx context.Context, a *Agent) error {
 	facts, err := protojson.Marshal(orEmpty(a.Facts))
 	if err != nil {
 		return err
@@ -263,7 +244,7 @@ func (s *SQLite) PutAgent(ctx context.Context, a *Agent) error {
 		return err
 	}
 	tokenLabels, _ := json.Marshal(a.TokenLabels)
-	_, err = s.w.ExecContext(ctx, `INSERT INTO agents (id, role, hostname, facts_json, plugins_json, enrolled_at, last_seen, cert_serial, cert_not_after, revoked, token_labels_json)
+	_, err = s.exec(ctx, `INSERT INTO agents (id, role, hostname, facts_json, plugins_json, enrolled_at, last_seen, cert_serial, cert_not_after, revoked, token_labels_json)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET role = excluded.role, hostname = excluded.hostname, facts_json = excluded.facts_json,
 		plugins_json = excluded.plugins_json, last_seen = excluded.last_seen, cert_serial = excluded.cert_serial,
@@ -332,7 +313,7 @@ func scanAgent(sc interface{ Scan(...any) error }) (*Agent, error) {
 }
 
 // GetAgent implements Store.
-func (s *SQLite) GetAgent(ctx context.Context, id string) (*Agent, error) {
+func (s *SQL) GetAgent(ctx context.Context, id string) (*Agent, error) {
 	a, err := scanAgent(s.r.QueryRowContext(ctx, `SELECT `+agentCols+` FROM agents WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
@@ -341,7 +322,7 @@ func (s *SQLite) GetAgent(ctx context.Context, id string) (*Agent, error) {
 }
 
 // ListAgents implements Store.
-func (s *SQLite) ListAgents(ctx context.Context) ([]*Agent, error) {
+func (s *SQL) ListAgents(ctx context.Context) ([]*Agent, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT `+agentCols+` FROM agents ORDER BY hostname, id`)
 	if err != nil {
 		return nil, err
@@ -359,48 +340,57 @@ func (s *SQLite) ListAgents(ctx context.Context) ([]*Agent, error) {
 }
 
 // TouchAgents implements Store.
-func (s *SQLite) TouchAgents(ctx context.Context, seen map[string]time.Time) error {
+func (s *SQL) TouchAgents(ctx context.Context, seen map[string]time.Time) error {
 	if len(seen) == 0 {
 		return nil
 	}
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	st, err := tx.PrepareContext(ctx, `UPDATE agents SET last_seen = ? WHERE id = ? AND last_seen < ?`)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	for id, t := range seen {
-		if _, err := st.ExecContext(ctx, ns(t), id, ns(t)); err != nil {
+	return s.writeTx(ctx, func(tx *sql.Tx) error {
+		st, err := tx.PrepareContext(ctx, `UPDATE agents SET last_seen = ? WHERE id = ? AND last_seen < ?`)
+		if err != nil {
 			return err
 		}
-	}
-	return tx.Commit()
+		defer st.Close()
+		for id, t := range seen {
+			if _, err := st.ExecContext(ctx, ns(t), id, ns(t)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // CreateJoinToken implements Store.
-func (s *SQLite) CreateJoinToken(ctx context.Context, t *JoinToken) error {
+func (s *SQL) CreateJoinToken(ctx context.Context, t *JoinToken) error {
 	labels, _ := json.Marshal(t.Labels)
-	_, err := s.w.ExecContext(ctx, `INSERT INTO join_tokens (hash, role, uses, uses_left, expires_at, labels_json, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := s.exec(ctx, `INSERT INTO join_tokens (hash, role, uses, uses_left, expires_at, labels_json, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		t.Hash, t.Role, t.Uses, t.UsesLeft, ns(t.ExpiresAt), string(labels), t.CreatedBy, ns(t.CreatedAt))
 	return err
 }
 
 // ConsumeJoinToken implements Store.
-func (s *SQLite) ConsumeJoinToken(ctx context.Context, hash string, now time.Time) (*JoinToken, error) {
-	tx, err := s.w.BeginTx(ctx, nil)
+func (s *SQL) ConsumeJoinToken(ctx context.Context, hash string, now time.Time) (*JoinToken, error) {
+	var t *JoinToken
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		t, err = consumeJoinToken(ctx, tx, hash, now)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer tx.Rollback()
+	return t, nil
+}
+
+// consumeJoinToken reads the token and takes one use within tx. Two
+// controllers that read the same uses left cannot both take the last:
+// PostgreSQL aborts one of the SERIALIZABLE transactions, which reads the
+// token again (see writeTx); SQLite has one writer.
+func consumeJoinToken(ctx context.Context, tx *sql.Tx, hash string, now time.Time) (*JoinToken, error) {
 	var t JoinToken
 	var labels string
 	var exp, created int64
 	var revoked int
-	err = tx.QueryRowContext(ctx, `SELECT hash, role, uses, uses_left, expires_at, labels_json, created_by, created_at, revoked FROM join_tokens WHERE hash = ?`, hash).
+	err := tx.QueryRowContext(ctx, `SELECT hash, role, uses, uses_left, expires_at, labels_json, created_by, created_at, revoked FROM join_tokens WHERE hash = ?`, hash).
 		Scan(&t.Hash, &t.Role, &t.Uses, &t.UsesLeft, &exp, &labels, &t.CreatedBy, &created, &revoked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrTokenUnknown
@@ -423,11 +413,11 @@ func (s *SQLite) ConsumeJoinToken(ctx context.Context, hash string, now time.Tim
 	if _, err := tx.ExecContext(ctx, `UPDATE join_tokens SET uses_left = ? WHERE hash = ?`, t.UsesLeft, hash); err != nil {
 		return nil, err
 	}
-	return &t, tx.Commit()
+	return &t, nil
 }
 
 // ListJoinTokens implements Store.
-func (s *SQLite) ListJoinTokens(ctx context.Context) ([]*JoinToken, error) {
+func (s *SQL) ListJoinTokens(ctx context.Context) ([]*JoinToken, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT hash, role, uses, uses_left, expires_at, labels_json, created_by, created_at, revoked FROM join_tokens ORDER BY created_at, hash`)
 	if err != nil {
 		return nil, err
@@ -450,7 +440,7 @@ func (s *SQLite) ListJoinTokens(ctx context.Context) ([]*JoinToken, error) {
 }
 
 // RevokeJoinToken implements Store.
-func (s *SQLite) RevokeJoinToken(ctx context.Context, id string) (*JoinToken, error) {
+func (s *SQL) RevokeJoinToken(ctx context.Context, id string) (*JoinToken, error) {
 	if !tokenIDRE.MatchString(id) {
 		return nil, ErrNotFound
 	}
@@ -462,7 +452,7 @@ func (s *SQLite) RevokeJoinToken(ctx context.Context, id string) (*JoinToken, er
 		if t.ID() != id {
 			continue
 		}
-		if _, err := s.w.ExecContext(ctx, `UPDATE join_tokens SET revoked = 1 WHERE hash = ?`, t.Hash); err != nil {
+		if _, err := s.exec(ctx, `UPDATE join_tokens SET revoked = 1 WHERE hash = ?`, t.Hash); err != nil {
 			return nil, err
 		}
 		t.Revoked = true
@@ -472,8 +462,8 @@ func (s *SQLite) RevokeJoinToken(ctx context.Context, id string) (*JoinToken, er
 }
 
 // PutOperator implements Store.
-func (s *SQLite) PutOperator(ctx context.Context, o *Operator) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO operators (name, role, cert_serial, created_by, created_at, revoked) VALUES (?, ?, ?, ?, ?, ?)
+func (s *SQL) PutOperator(ctx context.Context, o *Operator) error {
+	_, err := s.exec(ctx, `INSERT INTO operators (name, role, cert_serial, created_by, created_at, revoked) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET role = excluded.role, cert_serial = excluded.cert_serial, revoked = excluded.revoked`,
 		o.Name, int(o.Role), o.CertSerial, o.CreatedBy, ns(o.CreatedAt), b2i(o.Revoked))
 	return err
@@ -491,7 +481,7 @@ func scanOperator(sc interface{ Scan(...any) error }) (*Operator, error) {
 }
 
 // GetOperator implements Store.
-func (s *SQLite) GetOperator(ctx context.Context, name string) (*Operator, error) {
+func (s *SQL) GetOperator(ctx context.Context, name string) (*Operator, error) {
 	o, err := scanOperator(s.r.QueryRowContext(ctx, `SELECT name, role, cert_serial, created_by, created_at, revoked FROM operators WHERE name = ?`, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
@@ -500,7 +490,7 @@ func (s *SQLite) GetOperator(ctx context.Context, name string) (*Operator, error
 }
 
 // ListOperators implements Store.
-func (s *SQLite) ListOperators(ctx context.Context) ([]*Operator, error) {
+func (s *SQL) ListOperators(ctx context.Context) ([]*Operator, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT name, role, cert_serial, created_by, created_at, revoked FROM operators ORDER BY name`)
 	if err != nil {
 		return nil, err
@@ -558,19 +548,16 @@ func scanTask(sc interface{ Scan(...any) error }) (*Task, error) {
 }
 
 // CreateRun implements Store.
-func (s *SQLite) CreateRun(ctx context.Context, r *Run, tasks []*Task) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if err := s.checkFence(ctx, tx); err != nil {
-		return err
-	}
+func (s *SQL) CreateRun(ctx context.Context, r *Run, tasks []*Task) error {
+	return s.writeTx(ctx, func(tx *sql.Tx) error { return createRun(ctx, tx, r, tasks) })
+}
+
+func createRun(ctx context.Context, tx *sql.Tx, r *Run, tasks []*Task) error {
 	if r.IdempotencyKey != "" {
-		// The writer connection is one and its transactions are immediate,
-		// so no other run can take the key between this read and the insert;
-		// the unique index holds it anyway.
+		// No other run can take the key between this read and the insert:
+		// SQLite has one writer, and PostgreSQL aborts one of two
+		// SERIALIZABLE transactions that both found it free (the retry
+		// then finds it taken). The unique index holds it anyway.
 		var id string
 		err := tx.QueryRowContext(ctx, `SELECT id FROM runs WHERE idempotency_key = ?`, r.IdempotencyKey).Scan(&id)
 		if err == nil {
@@ -581,8 +568,7 @@ func (s *SQLite) CreateRun(ctx context.Context, r *Run, tasks []*Task) error {
 		}
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO runs (`+runCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, runArgs(r)...); err != nil {
-		if se := (*sqlite.Error)(nil); errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE && r.IdempotencyKey != "" &&
-			strings.Contains(se.Error(), "idempotency_key") {
+		if r.IdempotencyKey != "" && idempotencyKeyTaken(err) {
 			return fmt.Errorf("idempotency key %q: %w", r.IdempotencyKey, ErrIdempotencyKeyUsed)
 		}
 		return err
@@ -598,49 +584,52 @@ func (s *SQLite) CreateRun(ctx context.Context, r *Run, tasks []*Task) error {
 			return err
 		}
 	}
-	return tx.Commit()
+	return nil
+}
+
+// idempotencyKeyTaken reports whether err is the runs' unique index on
+// idempotency keys refusing an insert, in either dialect.
+func idempotencyKeyTaken(err error) bool {
+	if se := (*sqlite.Error)(nil); errors.As(err, &se) {
+		return se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE && strings.Contains(se.Error(), "idempotency_key")
+	}
+	return uniqueViolation(err, "runs_idempotency_key")
 }
 
 // UpdateRun implements Store.
-func (s *SQLite) UpdateRun(ctx context.Context, r *Run) error {
+func (s *SQL) UpdateRun(ctx context.Context, r *Run) error {
 	return s.SaveTasks(ctx, nil, []*Run{r})
 }
 
 // SaveTasks implements Store.
-func (s *SQLite) SaveTasks(ctx context.Context, tasks []*Task, runs []*Run) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if err := s.checkFence(ctx, tx); err != nil {
-		return err
-	}
-	if len(tasks) > 0 {
-		st, err := tx.PrepareContext(ctx, `UPDATE tasks SET status = ?, error = ?, output_json = ?, signed_task = ?, dispatched_at = ?, started_at = ?,
+func (s *SQL) SaveTasks(ctx context.Context, tasks []*Task, runs []*Run) error {
+	return s.writeTx(ctx, func(tx *sql.Tx) error {
+		if len(tasks) > 0 {
+			st, err := tx.PrepareContext(ctx, `UPDATE tasks SET status = ?, error = ?, output_json = ?, signed_task = ?, dispatched_at = ?, started_at = ?,
 			finished_at = ?, evidence_ids = ?, last_message = ? WHERE id = ?`)
-		if err != nil {
-			return err
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			for _, t := range tasks {
+				if _, err := st.ExecContext(ctx, int(t.Status), t.Error, t.OutputJSON, t.SignedTask, ns(t.DispatchedAt), ns(t.StartedAt),
+					ns(t.FinishedAt), strings.Join(t.EvidenceIDs, ","), t.LastMessage, t.ID); err != nil {
+					return err
+				}
+			}
 		}
-		defer st.Close()
-		for _, t := range tasks {
-			if _, err := st.ExecContext(ctx, int(t.Status), t.Error, t.OutputJSON, t.SignedTask, ns(t.DispatchedAt), ns(t.StartedAt),
-				ns(t.FinishedAt), strings.Join(t.EvidenceIDs, ","), t.LastMessage, t.ID); err != nil {
+		for _, r := range runs {
+			if _, err := tx.ExecContext(ctx, `UPDATE runs SET status = ?, started_at = ?, finished_at = ?, deadline = ? WHERE id = ?`,
+				int(r.Status), ns(r.StartedAt), ns(r.FinishedAt), ns(r.Deadline), r.ID); err != nil {
 				return err
 			}
 		}
-	}
-	for _, r := range runs {
-		if _, err := tx.ExecContext(ctx, `UPDATE runs SET status = ?, started_at = ?, finished_at = ?, deadline = ? WHERE id = ?`,
-			int(r.Status), ns(r.StartedAt), ns(r.FinishedAt), ns(r.Deadline), r.ID); err != nil {
-			return err
-		}
-	}
-	return tx.Commit()
+		return nil
+	})
 }
 
 // GetRun implements Store.
-func (s *SQLite) GetRun(ctx context.Context, id string) (*Run, []*Task, error) {
+func (s *SQL) GetRun(ctx context.Context, id string) (*Run, []*Task, error) {
 	r, err := scanRun(s.r.QueryRowContext(ctx, `SELECT `+runCols+` FROM runs WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, ErrNotFound
@@ -653,7 +642,7 @@ func (s *SQLite) GetRun(ctx context.Context, id string) (*Run, []*Task, error) {
 }
 
 // RunByIdempotencyKey implements Store.
-func (s *SQLite) RunByIdempotencyKey(ctx context.Context, key string) (*Run, []*Task, error) {
+func (s *SQL) RunByIdempotencyKey(ctx context.Context, key string) (*Run, []*Task, error) {
 	if key == "" {
 		return nil, nil, ErrNotFound
 	}
@@ -668,7 +657,7 @@ func (s *SQLite) RunByIdempotencyKey(ctx context.Context, key string) (*Run, []*
 	return r, tasks, err
 }
 
-func (s *SQLite) tasksOf(ctx context.Context, runID string) ([]*Task, error) {
+func (s *SQL) tasksOf(ctx context.Context, runID string) ([]*Task, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT `+taskCols+` FROM tasks WHERE run_id = ? ORDER BY seq`, runID)
 	if err != nil {
 		return nil, err
@@ -686,7 +675,7 @@ func (s *SQLite) tasksOf(ctx context.Context, runID string) ([]*Task, error) {
 }
 
 // ListRuns implements Store.
-func (s *SQLite) ListRuns(ctx context.Context, limit int) ([]*Run, error) {
+func (s *SQL) ListRuns(ctx context.Context, limit int) ([]*Run, error) {
 	if limit <= 0 {
 		limit = 50
 	}
@@ -707,7 +696,7 @@ func (s *SQLite) ListRuns(ctx context.Context, limit int) ([]*Run, error) {
 }
 
 // ListActiveRuns implements Store.
-func (s *SQLite) ListActiveRuns(ctx context.Context) ([]*Run, map[string][]*Task, error) {
+func (s *SQL) ListActiveRuns(ctx context.Context) ([]*Run, map[string][]*Task, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT `+runCols+` FROM runs WHERE status IN (?, ?) ORDER BY created_at`,
 		int(operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL), int(operatorv1.RunStatus_RUN_STATUS_RUNNING))
 	if err != nil {
@@ -735,14 +724,14 @@ func (s *SQLite) ListActiveRuns(ctx context.Context) ([]*Run, map[string][]*Task
 }
 
 // AddApproval implements Store.
-func (s *SQLite) AddApproval(ctx context.Context, a *Approval) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO approvals (run_id, operator, approved, at, comment) VALUES (?, ?, ?, ?, ?)`,
+func (s *SQL) AddApproval(ctx context.Context, a *Approval) error {
+	_, err := s.exec(ctx, `INSERT INTO approvals (run_id, operator, approved, at, comment) VALUES (?, ?, ?, ?, ?)`,
 		a.RunID, a.Operator, b2i(a.Approved), ns(a.At), a.Comment)
 	return err
 }
 
 // ListApprovals implements Store.
-func (s *SQLite) ListApprovals(ctx context.Context, runID string) ([]*Approval, error) {
+func (s *SQL) ListApprovals(ctx context.Context, runID string) ([]*Approval, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT run_id, operator, approved, at, comment FROM approvals WHERE run_id = ? ORDER BY at`, runID)
 	if err != nil {
 		return nil, err
@@ -763,27 +752,24 @@ func (s *SQLite) ListApprovals(ctx context.Context, runID string) ([]*Approval, 
 }
 
 // ReplaceAccounts implements Store.
-func (s *SQLite) ReplaceAccounts(ctx context.Context, accounts []*Account) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `DELETE FROM accounts`); err != nil {
-		return err
-	}
-	for _, a := range accounts {
-		regions, _ := json.Marshal(a.Regions)
-		if _, err := tx.ExecContext(ctx, `INSERT INTO accounts (id, name, email, status, ou_path, regions, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			a.ID, a.Name, a.Email, a.Status, a.OUPath, string(regions), ns(a.SyncedAt)); err != nil {
+func (s *SQL) ReplaceAccounts(ctx context.Context, accounts []*Account) error {
+	return s.writeTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM accounts`); err != nil {
 			return err
 		}
-	}
-	return tx.Commit()
+		for _, a := range accounts {
+			regions, _ := json.Marshal(a.Regions)
+			if _, err := tx.ExecContext(ctx, `INSERT INTO accounts (id, name, email, status, ou_path, regions, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+				a.ID, a.Name, a.Email, a.Status, a.OUPath, string(regions), ns(a.SyncedAt)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // ListAccounts implements Store.
-func (s *SQLite) ListAccounts(ctx context.Context) ([]*Account, error) {
+func (s *SQL) ListAccounts(ctx context.Context) ([]*Account, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT id, name, email, status, ou_path, regions, synced_at FROM accounts ORDER BY id`)
 	if err != nil {
 		return nil, err
@@ -805,7 +791,7 @@ func (s *SQLite) ListAccounts(ctx context.Context) ([]*Account, error) {
 }
 
 // GetMeta implements Store.
-func (s *SQLite) GetMeta(ctx context.Context, key string) (string, error) {
+func (s *SQL) GetMeta(ctx context.Context, key string) (string, error) {
 	var v string
 	err := s.r.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -815,8 +801,8 @@ func (s *SQLite) GetMeta(ctx context.Context, key string) (string, error) {
 }
 
 // SetMeta implements Store.
-func (s *SQLite) SetMeta(ctx context.Context, key, value string) error {
-	_, err := s.fencedExec(ctx, `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
+func (s *SQL) SetMeta(ctx context.Context, key, value string) error {
+	_, err := s.exec(ctx, `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
 	return err
 }
 

@@ -2,8 +2,6 @@ package store_test
 
 import (
 	"context"
-	"database/sql"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,19 +9,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/firebreak-ir/firebreak/controller/store"
-	"github.com/firebreak-ir/firebreak/controller/store/storetest"
 )
-
-func openSQLite(t *testing.T) store.Store {
-	s, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "firebreak.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
-func TestSQLiteConformance(t *testing.T) { storetest.Run(t, openSQLite) }
 
 // TestAuditTamperDetected edits and deletes audit rows behind the store's
 // back, the way an intruder with the database file would, and checks that
@@ -40,52 +26,52 @@ func TestAuditTamperDetected(t *testing.T) {
 		{name: "deleted record", tamper: []string{`DELETE FROM audit WHERE seq = 2`}, wantSeq: 2, want: "missing"},
 		{name: "rewritten actor", tamper: []string{`UPDATE audit SET actor = 'operator:mallory' WHERE seq = 4`}, wantSeq: 4, want: "edited"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "firebreak.db")
-			s, err := store.OpenSQLite(ctx, path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			for i := 0; i < 5; i++ {
-				if err := s.AppendAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: "operator:admin", Action: "run.create", Detail: []byte(`{"n":1}`)}); err != nil {
+	eachBackend(t, func(t *testing.T, b backend) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				o := b.database(t)
+				s, err := store.Open(ctx, o)
+				if err != nil {
 					t.Fatal(err)
 				}
-			}
-			// The triggers stop the application itself from rewriting history.
-			if _, err := s.Writer().ExecContext(ctx, tt.tamper[0]); err == nil || !strings.Contains(err.Error(), "append-only") {
-				t.Fatalf("tamper through the store connection: %v, want the append-only refusal", err)
-			}
-			raw, err := sql.Open("sqlite", "file:"+path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer raw.Close()
-			for _, q := range append([]string{`DROP TRIGGER audit_no_update`, `DROP TRIGGER audit_no_delete`}, tt.tamper...) {
-				if _, err := raw.ExecContext(ctx, q); err != nil {
+				defer s.Close()
+				for i := 0; i < 5; i++ {
+					if err := s.AppendAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: "operator:admin", Action: "run.create", Detail: []byte(`{"n":1}`)}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				// The triggers stop the application itself from rewriting history.
+				if _, err := s.Writer().ExecContext(ctx, tt.tamper[0]); err == nil || !strings.Contains(err.Error(), "append-only") {
+					t.Fatalf("tamper through the store connection: %v, want the append-only refusal", err)
+				}
+				raw := b.intruder(t, o, "audit")
+				for _, q := range tt.tamper {
+					if _, err := raw.ExecContext(ctx, q); err != nil {
+						t.Fatal(err)
+					}
+				}
+				chk, err := s.VerifyAudit(ctx)
+				if err != nil {
 					t.Fatal(err)
 				}
-			}
-			chk, err := s.VerifyAudit(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if chk.OK || chk.FirstBadSeq != tt.wantSeq || !strings.Contains(chk.Problem, tt.want) {
-				t.Fatalf("check %+v, want record %d %q", chk, tt.wantSeq, tt.want)
-			}
-		})
-	}
+				if chk.OK || chk.FirstBadSeq != tt.wantSeq || !strings.Contains(chk.Problem, tt.want) {
+					t.Fatalf("check %+v, want record %d %q", chk, tt.wantSeq, tt.want)
+				}
+			})
+		}
+	})
 }
 
 // TestIdempotencyKeyMigration replays the key migrations over runs that
 // playbooks created before keys existed, which carry their key as their
 // reason: the first run of each reason gets it as its key, and the runs of
 // operators keep none.
-func TestIdempotencyKeyMigration(t *testing.T) {
+func TestIdempotencyKeyMigration(t *testing.T) { eachBackend(t, testIdempotencyKeyMigration) }
+
+func testIdempotencyKeyMigration(t *testing.T, b backend) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "firebreak.db")
-	s, err := store.OpenSQLite(ctx, path)
+	o := b.database(t)
+	s, err := store.Open(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +102,7 @@ func TestIdempotencyKeyMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if s, err = store.OpenSQLite(ctx, path); err != nil {
+	if s, err = store.Open(ctx, o); err != nil {
 		t.Fatalf("migrating again: %v", err)
 	}
 	defer s.Close()
@@ -138,7 +124,11 @@ func TestIdempotencyKeyMigration(t *testing.T) {
 		t.Fatal("two runs hold one key")
 	}
 	var n int
-	if err := s.Reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'runs_reason'`).Scan(&n); err != nil || n != 0 {
+	indexes := `SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = ?`
+	if o.DSN != "" {
+		indexes = `SELECT COUNT(*) FROM pg_indexes WHERE indexname = ?`
+	}
+	if err := s.Reader().QueryRowContext(ctx, indexes, "runs_reason").Scan(&n); err != nil || n != 0 {
 		t.Fatalf("the reason index is still there (%d, %v)", n, err)
 	}
 }

@@ -3,8 +3,10 @@
 // approvals, the hash-chained audit log, accounts, cases with their
 // timelines and findings (CaseStore), playbook runs (PlaybookRuns), and
 // evidence items with their uploads and custody chains (EvidenceStore).
-// No other package holds a database handle or writes SQL. The SQL is
-// portable; SQLite (pure Go, WAL) is the embedded default.
+// No other package holds a database handle or writes SQL. One SQL store
+// (SQL) serves two dialects: SQLite (pure Go, WAL), the embedded default,
+// and PostgreSQL (pgx), which the controllers of a cluster share; Open
+// picks one by its DSN.
 package store
 
 import (

@@ -9,11 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/firebreak-ir/firebreak/internal/pgtest"
 	"github.com/firebreak-ir/firebreak/test/e2e"
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	// pgtest.Main runs the tests and stops the PostgreSQL some of them start.
+	code := pgtest.Main(m)
 	e2e.Cleanup()
 	os.Exit(code)
 }

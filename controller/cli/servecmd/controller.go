@@ -39,7 +39,13 @@ With --pki-dir DIR (made once by 'firebreak controller init') the CA, the
 task-signing key and the admin credential come from DIR, read only, so every
 controller of a cluster shares one identity; --data-dir then holds the
 database and evidence. A controller whose CA or task-signing key differs from
-the one its store recorded refuses to start.`,
+the one its store recorded refuses to start.
+
+With --store postgres://USER@HOST/DB?sslmode=verify-full the state is in
+PostgreSQL instead of SQLite, shared by every controller of a cluster (the
+evidence must then be in S3: --evidence s3://BUCKET/PREFIX). The store is
+opened and migrated before the controller listens; an unreachable
+PostgreSQL is tried again for --store-connect-timeout.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var lvl slog.Level
@@ -72,6 +78,8 @@ the one its store recorded refuses to start.`,
 	f := cmd.Flags()
 	f.StringVar(&cfg.DataDir, "data-dir", "", "directory for the database and evidence, and without --pki-dir the CA, keys and admin credential (required)")
 	f.StringVar(&cfg.PKIDir, "pki-dir", "", "directory holding the cluster's identity made by 'controller init' (CA, task-signing key, admin.creds), read only; shared by every controller of a cluster")
+	f.StringVar(&cfg.Store, "store", "", "PostgreSQL store shared by the controllers of a cluster, postgres://USER@HOST/DB?sslmode=verify-full (password: PGPASSWORD or ~/.pgpass; default: SQLite in --data-dir)")
+	f.DurationVar(&cfg.StoreConnectTimeout, "store-connect-timeout", 60*time.Second, "how long a start waits for an unreachable --store, trying again with backoff")
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:7443", "address to serve agents and operators on")
 	f.StringVar(&cfg.Advertise, "advertise", "", "address written into new credentials (default: the listen address)")
 	f.StringSliceVar(&cfg.ServerNames, "server-name", nil, "extra DNS name or IP for the serving certificate (repeatable)")
@@ -98,6 +106,7 @@ the one its store recorded refuses to start.`,
 	registerIncidentFlags(f, &cfg.Incident)
 	_ = cmd.MarkFlagRequired("data-dir")
 	cmd.AddCommand(newControllerInitCmd(g))
+	cmd.AddCommand(newMigrateCmd(g))
 	return cmd
 }
 
