@@ -149,7 +149,13 @@ func start() (*server, string, error) {
 		}
 		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	}
-	dir, err := os.MkdirTemp("", "pgtest-")
+	base := os.TempDir()
+	if cred != nil && !othersCanEnter(base) {
+		// The postgres user must reach the directory: a private TMPDIR of
+		// root's will not do.
+		base = "/tmp"
+	}
+	dir, err := os.MkdirTemp(base, "pgtest-")
 	if err != nil {
 		return nil, "", err
 	}
@@ -240,6 +246,24 @@ func (s *server) stop() {
 		}
 	}
 	_ = os.RemoveAll(s.dir)
+}
+
+// othersCanEnter reports whether every directory from / down to dir lets
+// other users through.
+func othersCanEnter(dir string) bool {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	for d := abs; ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil || st.Mode().Perm()&0o001 == 0 {
+			return false
+		}
+		if d == filepath.Dir(d) {
+			return true
+		}
+	}
 }
 
 func freePort() (int, error) {

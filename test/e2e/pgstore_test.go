@@ -133,3 +133,31 @@ func TestControllerStoreRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestControllerMigrateSQLite migrates a data directory's SQLite database
+// with `controller migrate`, then finds it current, and refuses a command
+// that names no store, or two.
+func TestControllerMigrateSQLite(t *testing.T) {
+	b := e2e.Build(t)
+	dir := t.TempDir()
+	var m struct {
+		Applied []string `json:"applied"`
+		Total   int      `json:"total"`
+	}
+	r := firebreak(t, b, "controller", "migrate", "--data-dir", dir, "--json")
+	if r.Exit != 0 || json.Unmarshal([]byte(r.Stdout), &m) != nil || m.Total == 0 || len(m.Applied) != m.Total {
+		t.Fatalf("migrate: exit %d %+v\n%s%s", r.Exit, m, r.Stdout, r.Stderr)
+	}
+	if st, err := os.Stat(filepath.Join(dir, "firebreak.db")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("the database: %v %v", st, err)
+	}
+	if r := firebreak(t, b, "controller", "migrate", "--data-dir", dir); r.Exit != 0 || !strings.Contains(r.Stdout, "the schema is current") {
+		t.Fatalf("migrating again: exit %d\n%s%s", r.Exit, r.Stdout, r.Stderr)
+	}
+	for _, args := range [][]string{{}, {"--data-dir", dir, "--store", "postgres://fb@db/firebreak"}} {
+		r := firebreak(t, b, append([]string{"controller", "migrate"}, args...)...)
+		if r.Exit != 2 || !strings.Contains(r.Stderr, "give the store to migrate") {
+			t.Fatalf("migrate %v: exit %d\n%s%s", args, r.Exit, r.Stdout, r.Stderr)
+		}
+	}
+}
