@@ -257,11 +257,29 @@ func (b *S3) CommitStaging(ctx context.Context, uploadID string, st store.Upload
 	} else if err != nil {
 		return nil, fmt.Errorf("copying the staged upload %s to %s: %w", uploadID, out.Location, explainPut(err, b.cfg.Retention > 0))
 	}
-	if _, err := b.cfg.Client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b.cfg.Bucket), Key: aws.String(skey),
-		VersionId: head.VersionId}); err != nil && !isNotFound(err) {
-		return nil, fmt.Errorf("deleting the staged upload s3://%s/%s: %w", b.cfg.Bucket, skey, err)
+	if err := b.deleteStaging(ctx, skey, head.VersionId); err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// deleteStaging deletes a completed staging object, its version when the
+// bucket is versioned. A version locked by a default retention on the
+// bucket cannot be deleted: a delete marker then hides it, and it goes
+// when its retention ends (a lifecycle rule on noncurrent versions).
+func (b *S3) deleteStaging(ctx context.Context, key string, version *string) error {
+	_, err := b.cfg.Client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b.cfg.Bucket), Key: aws.String(key), VersionId: version})
+	if err == nil || isNotFound(err) {
+		return nil
+	}
+	if aws.ToString(version) != "" {
+		_, merr := b.cfg.Client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b.cfg.Bucket), Key: aws.String(key)})
+		if merr == nil || isNotFound(merr) {
+			return nil
+		}
+		err = errors.Join(err, merr)
+	}
+	return fmt.Errorf("deleting the staged upload s3://%s/%s: %w", b.cfg.Bucket, key, err)
 }
 
 // heldAlready reports whether the store holds the object under key, and
@@ -350,9 +368,5 @@ func (b *S3) AbortStaging(ctx context.Context, uploadID, multipartID string) err
 	if err != nil {
 		return fmt.Errorf("looking up the staged upload s3://%s/%s: %w", b.cfg.Bucket, key, err)
 	}
-	if _, err := b.cfg.Client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b.cfg.Bucket), Key: aws.String(key),
-		VersionId: head.VersionId}); err != nil && !isNotFound(err) {
-		return fmt.Errorf("deleting the staged upload s3://%s/%s: %w", b.cfg.Bucket, key, err)
-	}
-	return nil
+	return b.deleteStaging(ctx, key, head.VersionId)
 }
