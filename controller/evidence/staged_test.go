@@ -357,7 +357,12 @@ func TestStagedCommitIsIdempotent(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			client := fakeS3(t)
 			h, rec := stagedHarness(t, client, evidence.S3Config{CopyObjectMaxBytes: tt.copyMax, CopyPartSize: 3 << 20})
-			rec.fail = map[string]int{tt.fail: 1}
+			// A delete of a locked version falls back to a delete marker:
+			// both must fail for the controller to stop there.
+			rec.fail = map[string]int{tt.fail: 1, "DeleteObject": 0}
+			if tt.fail == "DeleteObject" {
+				rec.fail[tt.fail] = 2
+			}
 			data := randomBytes(t, evidence.S3CheckpointBytes+1<<20+7)
 			u, err := h.open(agentA, taskA, "disk.img")
 			if err != nil {
@@ -395,6 +400,24 @@ func TestStagedCommitIsIdempotent(t *testing.T) {
 				t.Errorf("%d UploadPartCopy calls, want 4 (9 MiB and 7 bytes in 3 MiB parts)", rec.calls("UploadPartCopy"))
 			}
 		})
+	}
+}
+
+// TestLockedStagingVersionIsHidden refuses the delete of the staging
+// object's version, as Object Lock does under a bucket default retention,
+// and checks that the staging is hidden by a delete marker and the
+// evidence stored.
+func TestLockedStagingVersionIsHidden(t *testing.T) {
+	client := fakeS3(t)
+	h, rec := stagedHarness(t, client, evidence.S3Config{})
+	rec.fail = map[string]int{"DeleteObject": 1}
+	data := randomBytes(t, 1<<20+3)
+	it := h.store("triage.bin", data)
+	if it.Size != int64(len(data)) || rec.calls("DeleteObject") != 2 {
+		t.Fatalf("item %+v after %d deletes; want stored after a refused delete and a delete marker", it, rec.calls("DeleteObject"))
+	}
+	if left := stagedLeft(t, client); len(left) != 0 {
+		t.Errorf("staging left in the bucket: %v", left)
 	}
 }
 
