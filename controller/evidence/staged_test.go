@@ -137,7 +137,11 @@ func stagedHarness(t *testing.T, client *s3.Client, cfg evidence.S3Config) (*har
 // failover stops the controller and starts another on the same store file
 // and bucket, with a staging directory of its own: the first controller's
 // disk is gone with it.
-func (h *harness) failover() {
+func (h *harness) failover() { h.failoverTo(true) }
+
+// failoverTo is failover, to a controller with or without the checkpoint
+// key.
+func (h *harness) failoverTo(withKey bool) {
 	h.t.Helper()
 	h.srv.Stop()
 	h.conn.Close()
@@ -147,7 +151,9 @@ func (h *harness) failover() {
 		h.t.Fatal(err)
 	}
 	h.t.Cleanup(func() { st.Close() })
-	st.SetCheckpointKey(store.NewCheckpointKey(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))))
+	if withKey {
+		st.SetCheckpointKey(store.NewCheckpointKey(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))))
+	}
 	h.st, h.cfg.Store, h.cfg.StagingDir = st, st, filepath.Join(h.t.TempDir(), "uploads")
 	h.start()
 }
@@ -266,11 +272,14 @@ func TestStagedUploadResumesOnAnotherController(t *testing.T) {
 func TestStagedResumeRefusals(t *testing.T) {
 	upID := evidence.UploadID(taskA, "memory.raw")
 	tests := []struct {
-		name   string
-		tamper func(t *testing.T, h *harness, client *s3.Client, mp string)
-		want   string
+		name string
+		// unsealed resumes on a controller without the checkpoint key,
+		// where only the record's own consistency is checked.
+		unsealed bool
+		tamper   func(t *testing.T, h *harness, client *s3.Client, mp string)
+		want     string
 	}{
-		{"tampered hash state", func(t *testing.T, h *harness, _ *s3.Client, _ string) {
+		{"tampered hash state", false, func(t *testing.T, h *harness, _ *s3.Client, _ string) {
 			var state []byte
 			if err := h.raw().QueryRow(`SELECT hash_state FROM evidence_uploads WHERE id = ?`, upID).Scan(&state); err != nil {
 				t.Fatal(err)
@@ -280,29 +289,44 @@ func TestStagedResumeRefusals(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, "does not match its seal"},
-		{"committed offset moved back a part", func(t *testing.T, h *harness, _ *s3.Client, _ string) {
+		{"committed offset moved back a part", false, func(t *testing.T, h *harness, _ *s3.Client, _ string) {
 			if _, err := h.raw().Exec(`UPDATE evidence_uploads SET committed = ? WHERE id = ?`, evidence.S3CheckpointBytes, upID); err != nil {
 				t.Fatal(err)
 			}
 		}, "does not match its seal"},
-		{"part list edited in the store", func(t *testing.T, h *harness, _ *s3.Client, _ string) {
+		{"part list edited in the store", false, func(t *testing.T, h *harness, _ *s3.Client, _ string) {
 			if _, err := h.raw().Exec(`UPDATE evidence_uploads SET staging_parts = replace(staging_parts, '"number":2', '"number":3') WHERE id = ?`, upID); err != nil {
 				t.Fatal(err)
 			}
 		}, "does not match its seal"},
-		{"seal removed", func(t *testing.T, h *harness, _ *s3.Client, _ string) {
+		{"unsealed: committed offset moved back a part", true, func(t *testing.T, h *harness, _ *s3.Client, _ string) {
+			if _, err := h.raw().Exec(`UPDATE evidence_uploads SET committed = ? WHERE id = ?`, evidence.S3CheckpointBytes, upID); err != nil {
+				t.Fatal(err)
+			}
+		}, fmt.Sprintf("the saved hash state covers %d bytes, but %d are committed", 2*evidence.S3CheckpointBytes, evidence.S3CheckpointBytes)},
+		{"unsealed: part list renumbered", true, func(t *testing.T, h *harness, _ *s3.Client, _ string) {
+			if _, err := h.raw().Exec(`UPDATE evidence_uploads SET staging_parts = replace(staging_parts, '"number":2', '"number":3') WHERE id = ?`, upID); err != nil {
+				t.Fatal(err)
+			}
+		}, "the saved part list is not parts 1 to 2"},
+		{"unsealed: hash state cut", true, func(t *testing.T, h *harness, _ *s3.Client, _ string) {
+			if _, err := h.raw().Exec(`UPDATE evidence_uploads SET hash_state = substr(hash_state, 1, 50) WHERE id = ?`, upID); err != nil {
+				t.Fatal(err)
+			}
+		}, "the saved hash state is not a SHA-256 state"},
+		{"seal removed", false, func(t *testing.T, h *harness, _ *s3.Client, _ string) {
 			if _, err := h.raw().Exec(`UPDATE evidence_uploads SET staging_seal = '' WHERE id = ?`, upID); err != nil {
 				t.Fatal(err)
 			}
 		}, "carries no valid seal"},
-		{"part replaced in S3", func(t *testing.T, _ *harness, client *s3.Client, mp string) {
+		{"part replaced in S3", false, func(t *testing.T, _ *harness, client *s3.Client, mp string) {
 			other := randomBytes(t, evidence.S3CheckpointBytes)
 			if _, err := client.UploadPart(context.Background(), &s3.UploadPartInput{Bucket: aws.String(testBucket), Key: aws.String(stagedPrefix + "/uploads/" + upID),
 				UploadId: aws.String(mp), PartNumber: aws.Int32(2), Body: bytes.NewReader(other), ContentLength: aws.Int64(int64(len(other)))}); err != nil {
 				t.Fatal(err)
 			}
 		}, "part 2 in s3://" + testBucket + "/" + stagedPrefix + " ("},
-		{"multipart upload aborted in S3", func(t *testing.T, _ *harness, client *s3.Client, mp string) {
+		{"multipart upload aborted in S3", false, func(t *testing.T, _ *harness, client *s3.Client, mp string) {
 			if _, err := client.AbortMultipartUpload(context.Background(), &s3.AbortMultipartUploadInput{Bucket: aws.String(testBucket),
 				Key: aws.String(stagedPrefix + "/uploads/" + upID), UploadId: aws.String(mp)}); err != nil {
 				t.Fatal(err)
@@ -319,7 +343,7 @@ func TestStagedResumeRefusals(t *testing.T) {
 			if err != nil || up.Staging.MultipartID == "" || len(up.Staging.Parts) != 2 {
 				t.Fatalf("upload %+v (%v), want 2 staged parts", up, err)
 			}
-			h.failover()
+			h.failoverTo(!tt.unsealed)
 			tt.tamper(t, h, client, up.Staging.MultipartID)
 			_, err = h.open(agentA, taskA, "memory.raw")
 			wantCode(t, err, codes.FailedPrecondition, "resume after tampering")
