@@ -36,8 +36,10 @@ import (
 const (
 	// evidenceWindow bounds the bytes of one artifact held in memory until
 	// the controller has made them durable. A plugin that produces faster
-	// than the upload drains waits (back-pressure through its stream).
-	evidenceWindow = 8 << 20
+	// than the upload drains waits (back-pressure through its stream). It
+	// holds twice the controller's largest checkpoint (8 MiB, one S3 part
+	// of an upload staged in S3), so sending goes on while a part is sent.
+	evidenceWindow = 16 << 20
 	// maxChunk is the largest chunk sent (the controller's limit).
 	maxChunk = 1 << 20
 	// uploadWriteBuffer batches an upload's frames into few large writes.

@@ -123,3 +123,25 @@ func TestRetryable(t *testing.T) {
 		}
 	}
 }
+
+// TestEvidenceWindowCoversTwoCheckpoints keeps the agent's unacknowledged
+// window at twice each checkpoint size of the controller
+// (controller/evidence: DefaultCheckpointBytes for a local store,
+// S3CheckpointBytes, one S3 part, for an upload staged in S3), so the
+// agent keeps sending while the controller commits a checkpoint.
+func TestEvidenceWindowCoversTwoCheckpoints(t *testing.T) {
+	tests := []struct {
+		name       string
+		checkpoint int64
+	}{
+		{"local store", 4 << 20},
+		{"S3 staging", 8 << 20},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if evidenceWindow < 2*tt.checkpoint {
+				t.Fatalf("the evidence window is %d bytes, less than twice the controller's checkpoint of %d bytes", evidenceWindow, tt.checkpoint)
+			}
+		})
+	}
+}

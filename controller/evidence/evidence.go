@@ -2,9 +2,11 @@
 //
 // Agents stream evidence on AgentService.UploadEvidence; the [Service]
 // receives it (it is the fleet's EvidenceReceiver). An upload is staged in a
-// partial file whose committed offset and SHA-256 state are persisted at
-// checkpoints, so a dropped connection or a controller restart resumes where
-// it stopped without re-reading what is already there. Every chunk's hash
+// partial file (local backend) or as an S3 multipart upload (S3 backend, a
+// [StagingBackend]); its committed offset and SHA-256 state (and its S3
+// parts) are persisted at checkpoints, so a dropped connection or a
+// controller restart resumes where it stopped without re-reading what is
+// already there, and with S3 on any controller of the cluster. Every chunk's hash
 // and offset are checked; at the end the whole SHA-256 is checked, a bundle
 // is verified member by member against its manifest, and the bytes are
 // stored content-addressed by SHA-256 in a [Backend]: a local directory or
@@ -42,6 +44,11 @@ const (
 	// Agents keep at least twice this unacknowledged, so it must stay well
 	// under their window.
 	DefaultCheckpointBytes = 4 << 20
+	// S3CheckpointBytes is how much is received between checkpoints of an
+	// upload staged in S3: each checkpoint sends one part, and S3 takes
+	// parts of MinPartBytes or more except the last. Agents keep twice this
+	// unacknowledged (agent/evidence.go), and MaxParts of it bound an item.
+	S3CheckpointBytes = 8 << 20
 	// DefaultCheckpointInterval bounds the time between checkpoints of a
 	// slow upload.
 	DefaultCheckpointInterval = time.Second
@@ -67,7 +74,9 @@ type Config struct {
 	Backend Backend
 	// StagingDir holds partial uploads; it must be on a local filesystem
 	// (and, for the local backend, the same one as the store directory, so
-	// a finished upload is renamed rather than copied).
+	// a finished upload is renamed rather than copied). With a backend
+	// that stages uploads itself (S3) it holds only the bytes received
+	// since an upload's last part.
 	StagingDir string
 	// Runs gives the live state of active runs (optional).
 	Runs RunSnapshotter
@@ -83,7 +92,9 @@ type Config struct {
 	// retry (default DefaultMaxConcurrentUploads).
 	MaxConcurrentUploads int
 	// CheckpointBytes and CheckpointInterval set how often an upload's
-	// progress is made durable and acknowledged.
+	// progress is made durable and acknowledged. An upload staged in S3 is
+	// checkpointed every max(CheckpointBytes, S3CheckpointBytes) bytes,
+	// and never by time (S3 takes no small parts).
 	CheckpointBytes    int64
 	CheckpointInterval time.Duration
 	// JanitorInterval is how often partial uploads of closed tasks are
@@ -140,6 +151,10 @@ type Service struct {
 	cfg   Config
 	t     store.Store
 	slots chan struct{}
+	// stg is the backend when it stages uploads itself, else nil.
+	stg StagingBackend
+	// partBytes is the checkpoint size of an upload staged in the backend.
+	partBytes int64
 
 	mu     sync.Mutex
 	active map[string]*activeUpload
@@ -154,8 +169,16 @@ func New(cfg Config) (*Service, error) {
 	if err := os.MkdirAll(cfg.StagingDir, 0o700); err != nil {
 		return nil, fmt.Errorf("evidence: creating the staging directory: %w", err)
 	}
-	return &Service{cfg: cfg, t: cfg.Store, slots: make(chan struct{}, cfg.MaxConcurrentUploads),
-		active: map[string]*activeUpload{}}, nil
+	s := &Service{cfg: cfg, t: cfg.Store, slots: make(chan struct{}, cfg.MaxConcurrentUploads),
+		active: map[string]*activeUpload{}}
+	if stg, ok := cfg.Backend.(StagingBackend); ok {
+		s.stg, s.partBytes = stg, max(cfg.CheckpointBytes, S3CheckpointBytes)
+		if limit := s.partBytes * MaxParts; cfg.MaxBytes > limit {
+			return nil, fmt.Errorf("evidence: --evidence-max-bytes %d is more than an upload staged in %s can hold (%d parts of %d bytes: %d bytes)",
+				cfg.MaxBytes, cfg.Backend.Describe(), MaxParts, s.partBytes, limit)
+		}
+	}
+	return s, nil
 }
 
 // Backend returns the evidence store backend.
@@ -179,7 +202,8 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 // sweep removes the staged bytes of uploads whose task can no longer
-// upload: the agent cannot resume them, so they would only fill the disk.
+// upload: the agent cannot resume them, so they would only fill the disk,
+// or, staged in S3, be billed for ever.
 func (s *Service) sweep(ctx context.Context) error {
 	ups, err := s.openUploads(ctx)
 	if err != nil {
@@ -200,6 +224,13 @@ func (s *Service) sweep(ctx context.Context) error {
 			continue
 		}
 		_ = os.Remove(s.partPath(u.ID))
+		if s.stg != nil && u.Staging.MultipartID != "" {
+			if err := s.stg.AbortStaging(ctx, u.ID, u.Staging.MultipartID); err != nil {
+				// The upload stays open, so the next sweep tries again.
+				s.cfg.Logger.Warn("aborting the staging of an abandoned evidence upload failed; retrying later", "upload", u.ID, "error", err)
+				continue
+			}
+		}
 		if err := s.setUploadState(ctx, u.ID, uploadAbandoned, ""); err != nil {
 			return err
 		}

@@ -104,6 +104,10 @@ type receiving struct {
 	inBackend bool
 	// stored is the item when the upload was already stored.
 	stored *Item
+	// stg is the backend's staging when it stages the upload (S3); f then
+	// holds only the bytes since the last part, and ph hashes them.
+	stg StagingBackend
+	ph  hash.Hash
 }
 
 func (r *receiving) close() {
@@ -182,7 +186,7 @@ func (s *Service) Receive(a *store.Agent, id pki.Identity, stream agentv1.AgentS
 	if r.stored == nil && r.up.State == uploadOpen {
 		// What arrived intact is kept, whatever ended the stream, so the
 		// next stream resumes after it.
-		if cerr := s.checkpoint(context.WithoutCancel(ctx), r); cerr != nil {
+		if cerr := s.checkpoint(context.WithoutCancel(ctx), r, false); cerr != nil {
 			s.cfg.Logger.Warn("checkpointing an interrupted upload failed", "upload", upID, "error", cerr)
 		}
 	}
@@ -236,9 +240,39 @@ func (s *Service) resume(ctx context.Context, upID string, task *taskInfo, a *st
 	}
 	if u.State != uploadOpen {
 		// A refused or abandoned upload starts over.
-		u.State, u.Committed, u.HashState = uploadOpen, 0, nil
+		s.dropStaging(ctx, u)
+		u.State, u.Committed, u.HashState, u.Staging = uploadOpen, 0, nil, store.UploadStaging{}
 	}
 	r.h = sha256.New()
+	if s.stg != nil {
+		if err := s.resumeStaged(ctx, r); err != nil {
+			return nil, err
+		}
+	} else if err := s.resumeLocal(ctx, r); err != nil {
+		return nil, err
+	}
+	r.committed, r.received = u.Committed, u.Committed
+	if u.HashState, err = r.h.(encoding.BinaryMarshaler).MarshalBinary(); err != nil {
+		r.close()
+		return nil, status.Errorf(codes.Internal, "saving the hash state: %v", err)
+	}
+	if s.stg != nil {
+		u.Staging.Seal = s.seal(u)
+	}
+	if err := s.putUpload(ctx, u); err != nil {
+		r.close()
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "recording the upload")
+	}
+	if u.Opens > 1 {
+		s.cfg.Logger.Info("evidence upload resumed", "upload", upID, "task", task.ID, "name", u.Name, "committed", u.Committed, "opens", u.Opens)
+	}
+	return r, nil
+}
+
+// resumeLocal positions an upload staged in the staging directory at its
+// committed offset, restoring its hash state.
+func (s *Service) resumeLocal(ctx context.Context, r *receiving) error {
+	u, upID := r.up, r.up.ID
 	if u.Committed > 0 {
 		if err := r.h.(encoding.BinaryUnmarshaler).UnmarshalBinary(u.HashState); err != nil {
 			s.cfg.Logger.Warn("the saved hash state of an upload is unreadable; starting it over", "upload", upID, "error", err)
@@ -247,12 +281,12 @@ func (s *Service) resume(ctx context.Context, upID string, task *taskInfo, a *st
 	}
 	f, err := os.OpenFile(s.partPath(upID), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "opening the staged upload")
+		return rpcerr.Error(ctx, s.cfg.Logger, err, "opening the staged upload")
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "reading the staged upload")
+		return rpcerr.Error(ctx, s.cfg.Logger, err, "reading the staged upload")
 	}
 	if fi.Size() < u.Committed {
 		// The staged bytes are gone. If the controller stopped after moving
@@ -271,30 +305,18 @@ func (s *Service) resume(ctx context.Context, upID string, task *taskInfo, a *st
 		// sends them again.
 		if err := f.Truncate(u.Committed); err != nil {
 			f.Close()
-			return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "resetting the staged upload")
+			return rpcerr.Error(ctx, s.cfg.Logger, err, "resetting the staged upload")
 		}
 		if _, err := f.Seek(u.Committed, io.SeekStart); err != nil {
 			f.Close()
-			return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "resetting the staged upload")
+			return rpcerr.Error(ctx, s.cfg.Logger, err, "resetting the staged upload")
 		}
 		r.f = f
 	} else {
 		f.Close()
 		os.Remove(s.partPath(upID))
 	}
-	r.committed, r.received = u.Committed, u.Committed
-	if u.HashState, err = r.h.(encoding.BinaryMarshaler).MarshalBinary(); err != nil {
-		r.close()
-		return nil, status.Errorf(codes.Internal, "saving the hash state: %v", err)
-	}
-	if err := s.putUpload(ctx, u); err != nil {
-		r.close()
-		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "recording the upload")
-	}
-	if u.Opens > 1 {
-		s.cfg.Logger.Info("evidence upload resumed", "upload", upID, "task", task.ID, "name", u.Name, "committed", u.Committed, "opens", u.Opens)
-	}
-	return r, nil
+	return nil
 }
 
 // receive handles chunks and finish until the upload is stored or the
@@ -326,21 +348,28 @@ func (s *Service) receive(ctx context.Context, r *receiving, stream agentv1.Agen
 		}
 	}()
 	ack := func() error {
-		if err := s.checkpoint(ctx, r); err != nil {
+		if err := s.checkpoint(ctx, r, false); err != nil {
 			return rpcerr.Error(ctx, s.cfg.Logger, err, "checkpointing the upload")
 		}
 		return stream.Send(&agentv1.UploadEvidenceResponse{Msg: &agentv1.UploadEvidenceResponse_Ack{Ack: &agentv1.EvidenceAck{
 			CommittedOffset: uint64(r.committed)}}})
 	}
 	// A quiet stream still gets its bytes acknowledged, so an agent whose
-	// window is smaller than a checkpoint never waits for ever.
+	// window is smaller than a checkpoint never waits for ever. An upload
+	// staged in S3 is checkpointed by size only (S3 takes no small parts
+	// but the last); the agent's window holds twice its checkpoint size.
+	byTime := s.stg == nil
+	checkpointBytes := s.cfg.CheckpointBytes
+	if s.stg != nil {
+		checkpointBytes = s.partBytes
+	}
 	tick := time.NewTicker(s.cfg.CheckpointInterval)
 	defer tick.Stop()
 	for {
 		var in received
 		select {
 		case <-tick.C:
-			if r.received > r.committed && s.cfg.Clock().Sub(r.lastSync) >= s.cfg.CheckpointInterval {
+			if byTime && r.received > r.committed && s.cfg.Clock().Sub(r.lastSync) >= s.cfg.CheckpointInterval {
 				if err := ack(); err != nil {
 					return err
 				}
@@ -362,7 +391,7 @@ func (s *Service) receive(ctx context.Context, r *receiving, stream agentv1.Agen
 			if err := s.chunk(ctx, r, msg.Chunk, in.sum); err != nil {
 				return err
 			}
-			if r.received-r.committed >= s.cfg.CheckpointBytes || s.cfg.Clock().Sub(r.lastSync) >= s.cfg.CheckpointInterval {
+			if r.received-r.committed >= checkpointBytes || (byTime && s.cfg.Clock().Sub(r.lastSync) >= s.cfg.CheckpointInterval) {
 				if err := ack(); err != nil {
 					return err
 				}
@@ -409,6 +438,9 @@ func (s *Service) chunk(ctx context.Context, r *receiving, c *agentv1.EvidenceCh
 		return rpcerr.Error(ctx, s.cfg.Logger, err, fmt.Sprintf("staging the chunk at offset %d", c.GetOffset()))
 	}
 	r.h.Write(data)
+	if r.ph != nil {
+		r.ph.Write(data)
+	}
 	r.received += int64(len(data))
 	return nil
 }
@@ -421,10 +453,14 @@ func truncate(b []byte, n int) []byte {
 }
 
 // checkpoint makes what was received durable: the staged bytes, then the
-// offset and hash state that describe them.
-func (s *Service) checkpoint(ctx context.Context, r *receiving) error {
+// offset and hash state that describe them. final is set by finish: the
+// bytes are the upload's last.
+func (s *Service) checkpoint(ctx context.Context, r *receiving, final bool) error {
 	if r.f == nil || r.received == r.committed {
 		return nil
+	}
+	if r.stg != nil {
+		return s.checkpointStaged(ctx, r, final)
 	}
 	if err := r.f.Sync(); err != nil {
 		return err
@@ -434,7 +470,7 @@ func (s *Service) checkpoint(ctx context.Context, r *receiving) error {
 		return err
 	}
 	now := s.cfg.Clock()
-	if err := s.checkpointUpload(ctx, r.up.ID, r.received, state, now); err != nil {
+	if err := s.checkpointUpload(ctx, r.up.ID, r.received, state, store.UploadStaging{}, now); err != nil {
 		return err
 	}
 	r.committed, r.lastSync = r.received, now
@@ -460,7 +496,7 @@ func (s *Service) finish(ctx context.Context, r *receiving, fin *agentv1.Evidenc
 		}
 		return stored(r.stored)
 	}
-	if err := s.checkpoint(ctx, r); err != nil {
+	if err := s.checkpoint(ctx, r, true); err != nil {
 		return rpcerr.Error(ctx, s.cfg.Logger, err, "checkpointing the upload")
 	}
 	sum := hex.EncodeToString(r.h.Sum(nil))
@@ -473,6 +509,7 @@ func (s *Service) finish(ctx context.Context, r *receiving, fin *agentv1.Evidenc
 		r.close()
 		r.f = nil
 		os.Remove(s.partPath(r.up.ID))
+		s.dropStaging(ctx, r.up)
 		r.up.State = uploadRefused
 		if err := s.setUploadState(context.WithoutCancel(ctx), r.up.ID, uploadRefused, ""); err != nil {
 			s.cfg.Logger.Warn("recording a refused upload failed", "upload", r.up.ID, "error", err)
@@ -490,7 +527,8 @@ func (s *Service) finish(ctx context.Context, r *receiving, fin *agentv1.Evidenc
 	}
 
 	var summary *BundleSummary
-	if IsBundle(r.up.Name, r.up.MediaType) {
+	bundled := IsBundle(r.up.Name, r.up.MediaType)
+	if bundled && r.stg == nil {
 		var err error
 		if summary, err = s.checkBundle(ctx, r, sum); err != nil {
 			return rpcerr.Error(ctx, s.cfg.Logger, err, "reading the upload back to check the bundle")
@@ -500,9 +538,21 @@ func (s *Service) finish(ctx context.Context, r *receiving, fin *agentv1.Evidenc
 		r.f.Close()
 		r.f = nil
 	}
-	st, err := s.cfg.Backend.Put(ctx, sum, r.received, s.partPath(r.up.ID))
+	var st *Stored
+	var err error
+	if r.stg != nil {
+		st, err = s.commitStaged(ctx, r, sum)
+	} else {
+		st, err = s.cfg.Backend.Put(ctx, sum, r.received, s.partPath(r.up.ID))
+	}
 	if err != nil {
 		return status.Errorf(codes.Unavailable, "storing the evidence in %s: %v; it stays staged, send finish again", s.cfg.Backend.Describe(), err)
+	}
+	if bundled && r.stg != nil {
+		// Staged in S3, the bundle is read back from where it is stored.
+		if summary, err = s.checkBundle(ctx, r, sum); err != nil {
+			return rpcerr.Error(ctx, s.cfg.Logger, err, "reading the evidence back to check the bundle")
+		}
 	}
 	if err := os.Remove(s.partPath(r.up.ID)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		s.cfg.Logger.Warn("removing a staged upload failed", "upload", r.up.ID, "error", err)

@@ -29,8 +29,8 @@ func (s *Service) getUpload(ctx context.Context, id string) (*upload, error) {
 
 func (s *Service) putUpload(ctx context.Context, u *upload) error { return s.t.PutUpload(ctx, u) }
 
-func (s *Service) checkpointUpload(ctx context.Context, id string, committed int64, state []byte, now time.Time) error {
-	return s.t.CheckpointUpload(ctx, id, committed, state, now)
+func (s *Service) checkpointUpload(ctx context.Context, id string, committed int64, state []byte, staging store.UploadStaging, now time.Time) error {
+	return s.t.CheckpointUpload(ctx, id, committed, state, staging, now)
 }
 
 func (s *Service) setUploadState(ctx context.Context, id, state, evidenceID string) error {

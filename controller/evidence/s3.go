@@ -32,6 +32,10 @@ type S3Client interface {
 	UploadPart(ctx context.Context, in *s3.UploadPartInput, optFns ...func(*s3.Options)) (*s3.UploadPartOutput, error)
 	CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error)
 	AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error)
+	ListParts(ctx context.Context, in *s3.ListPartsInput, optFns ...func(*s3.Options)) (*s3.ListPartsOutput, error)
+	CopyObject(ctx context.Context, in *s3.CopyObjectInput, optFns ...func(*s3.Options)) (*s3.CopyObjectOutput, error)
+	UploadPartCopy(ctx context.Context, in *s3.UploadPartCopyInput, optFns ...func(*s3.Options)) (*s3.UploadPartCopyOutput, error)
+	DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, optFns ...func(*s3.Options)) (*s3.DeleteObjectOutput, error)
 }
 
 // Defaults for S3Config.
@@ -62,6 +66,12 @@ type S3Config struct {
 	// MultipartThreshold and PartSize control multipart uploads.
 	MultipartThreshold int64
 	PartSize           int64
+	// CopyObjectMaxBytes is the largest staged upload copied to its
+	// content address with one CopyObject (default and at most
+	// MaxCopyObjectBytes); larger ones are copied in parts of CopyPartSize
+	// (default DefaultCopyPartBytes).
+	CopyObjectMaxBytes int64
+	CopyPartSize       int64
 }
 
 // CheckAndSetDefaults checks the configuration and sets defaults.
@@ -80,6 +90,12 @@ func (c *S3Config) CheckAndSetDefaults() error {
 	}
 	if c.PartSize <= 0 {
 		c.PartSize = DefaultPartSize
+	}
+	if c.CopyObjectMaxBytes <= 0 || c.CopyObjectMaxBytes > MaxCopyObjectBytes {
+		c.CopyObjectMaxBytes = MaxCopyObjectBytes
+	}
+	if c.CopyPartSize <= 0 {
+		c.CopyPartSize = DefaultCopyPartBytes
 	}
 	return nil
 }

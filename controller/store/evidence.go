@@ -50,6 +50,11 @@ func init() {
 			detail_json TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (evidence_id, seq))`},
 		refuseTrigger("evidence_custody_no_update", "UPDATE", "evidence_custody", "the custody record is append-only"),
 		refuseTrigger("evidence_custody_no_delete", "DELETE", "evidence_custody", "the custody record is append-only"),
+		// evidence-013 to 015: an upload staged by the backend itself (an S3
+		// multipart upload) so that any controller can resume it.
+		{sql: `ALTER TABLE evidence_uploads ADD COLUMN staging_multipart_id TEXT NOT NULL DEFAULT ''`},
+		{sql: `ALTER TABLE evidence_uploads ADD COLUMN staging_parts TEXT NOT NULL DEFAULT '[]'`},
+		{sql: `ALTER TABLE evidence_uploads ADD COLUMN staging_seal TEXT NOT NULL DEFAULT ''`},
 	} {
 		m.name = fmt.Sprintf("evidence-%03d", i+1)
 		registerMigration(m)
@@ -71,6 +76,36 @@ type EvidenceUpload struct {
 	EvidenceID string
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
+	// Staging is the backend's staging of the upload; zero when the upload
+	// is staged in the controller's staging directory.
+	Staging UploadStaging
+}
+
+// UploadStaging is an upload staged in the evidence backend (an S3
+// multipart upload): what was sent, part by part, up to the committed
+// offset.
+type UploadStaging struct {
+	// MultipartID is the backend's id of the multipart upload.
+	MultipartID string
+	// Parts are the parts sent, in order; their sizes add up to the
+	// committed offset.
+	Parts []StagedPart
+	// Seal is the evidence service's signature over the upload's committed
+	// offset, hash state and parts, so a resume trusts none of them unless
+	// a controller of the cluster wrote them.
+	Seal string
+}
+
+// StagedPart is one part of an upload staged in the backend.
+type StagedPart struct {
+	// Number is the part's number, from 1.
+	Number int32 `json:"number"`
+	// ETag is the backend's entity tag of the part.
+	ETag string `json:"etag"`
+	// Size is the part's length in bytes.
+	Size int64 `json:"size"`
+	// SHA256 is the part's SHA-256, base64-encoded as S3 takes it.
+	SHA256 string `json:"sha256"`
 }
 
 // EvidenceItem is one stored evidence item; the evidence package reads
@@ -127,17 +162,30 @@ type TaskOwner struct {
 	CaseID, CreatedBy string
 }
 
-const uploadCols = `id, task_id, name, media_type, agent_id, run_id, committed, hash_state, opens, state, evidence_id, created_at, updated_at`
+const uploadCols = `id, task_id, name, media_type, agent_id, run_id, committed, hash_state, opens, state, evidence_id, created_at, updated_at,
+	staging_multipart_id, staging_parts, staging_seal`
 
 func scanUpload(sc scanner) (*EvidenceUpload, error) {
 	var u EvidenceUpload
 	var created, updated int64
+	var parts string
 	if err := sc.Scan(&u.ID, &u.TaskID, &u.Name, &u.MediaType, &u.AgentID, &u.RunID, &u.Committed, &u.HashState, &u.Opens,
-		&u.State, &u.EvidenceID, &created, &updated); err != nil {
+		&u.State, &u.EvidenceID, &created, &updated, &u.Staging.MultipartID, &parts, &u.Staging.Seal); err != nil {
 		return nil, err
 	}
 	u.CreatedAt, u.UpdatedAt = tm(created), tm(updated)
+	if err := json.Unmarshal([]byte(parts), &u.Staging.Parts); err != nil {
+		return nil, fmt.Errorf("upload %s: the staged parts are not valid JSON: %w", u.ID, err)
+	}
 	return &u, nil
+}
+
+func partsJSON(parts []StagedPart) string {
+	if len(parts) == 0 {
+		return "[]"
+	}
+	b, _ := json.Marshal(parts)
+	return string(b)
 }
 
 // GetUpload returns one upload or ErrNotFound. It reads through the
@@ -152,19 +200,21 @@ func (s *SQL) GetUpload(ctx context.Context, id string) (*EvidenceUpload, error)
 
 // PutUpload inserts an upload or stores its mutable fields.
 func (s *SQL) PutUpload(ctx context.Context, u *EvidenceUpload) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO evidence_uploads (`+uploadCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	_, err := s.w.ExecContext(ctx, `INSERT INTO evidence_uploads (`+uploadCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET committed = excluded.committed, hash_state = excluded.hash_state, opens = excluded.opens,
-		state = excluded.state, evidence_id = excluded.evidence_id, media_type = excluded.media_type, updated_at = excluded.updated_at`,
+		state = excluded.state, evidence_id = excluded.evidence_id, media_type = excluded.media_type, updated_at = excluded.updated_at,
+		staging_multipart_id = excluded.staging_multipart_id, staging_parts = excluded.staging_parts, staging_seal = excluded.staging_seal`,
 		u.ID, u.TaskID, u.Name, u.MediaType, u.AgentID, u.RunID, u.Committed, u.HashState, u.Opens, u.State, u.EvidenceID,
-		ns(u.CreatedAt), ns(u.UpdatedAt))
+		ns(u.CreatedAt), ns(u.UpdatedAt), u.Staging.MultipartID, partsJSON(u.Staging.Parts), u.Staging.Seal)
 	return err
 }
 
-// CheckpointUpload records how much of an upload is committed and its
-// hash state.
-func (s *SQL) CheckpointUpload(ctx context.Context, id string, committed int64, state []byte, now time.Time) error {
-	_, err := s.w.ExecContext(ctx, `UPDATE evidence_uploads SET committed = ?, hash_state = ?, updated_at = ? WHERE id = ?`,
-		committed, state, ns(now), id)
+// CheckpointUpload records how much of an upload is committed, its hash
+// state and, for an upload the backend stages, its staging.
+func (s *SQL) CheckpointUpload(ctx context.Context, id string, committed int64, state []byte, staging UploadStaging, now time.Time) error {
+	_, err := s.w.ExecContext(ctx, `UPDATE evidence_uploads SET committed = ?, hash_state = ?, staging_multipart_id = ?, staging_parts = ?,
+		staging_seal = ?, updated_at = ? WHERE id = ?`,
+		committed, state, staging.MultipartID, partsJSON(staging.Parts), staging.Seal, ns(now), id)
 	return err
 }
 

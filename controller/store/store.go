@@ -357,9 +357,9 @@ type EvidenceStore interface {
 	GetUpload(ctx context.Context, id string) (*EvidenceUpload, error)
 	// PutUpload inserts an upload or stores its mutable fields.
 	PutUpload(ctx context.Context, u *EvidenceUpload) error
-	// CheckpointUpload records how much of an upload is committed and its
-	// hash state.
-	CheckpointUpload(ctx context.Context, id string, committed int64, state []byte, now time.Time) error
+	// CheckpointUpload records how much of an upload is committed, its
+	// hash state and its staging in the backend (zero for local staging).
+	CheckpointUpload(ctx context.Context, id string, committed int64, state []byte, staging UploadStaging, now time.Time) error
 	// SetUploadState sets an upload's state and the item it stored.
 	SetUploadState(ctx context.Context, id, state, evidenceID string, now time.Time) error
 	// UploadsIn returns the uploads in a state.

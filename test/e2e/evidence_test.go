@@ -650,3 +650,82 @@ func TestEvidenceInS3(t *testing.T) {
 		t.Fatalf("custody %s", cu.actions())
 	}
 }
+
+// TestEvidenceInS3ResumesAfterControllerKilled kills the controller with
+// SIGKILL while an upload is staged in S3, removes its staging directory
+// (the next controller has a disk of its own), starts a controller on the
+// same data directory and bucket, and checks that the upload resumes from
+// its committed S3 parts, verifies, and leaves no staging in the bucket.
+func TestEvidenceInS3ResumesAfterControllerKilled(t *testing.T) {
+	plantLargeExecutable(t, 40<<20)
+	srv := httptest.NewServer(gofakes3.New(s3mem.New()).Server())
+	t.Cleanup(srv.Close)
+	for k, v := range map[string]string{"AWS_ENDPOINT_URL": srv.URL, "AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+		"AWS_SECRET_ACCESS_KEY": "secret", "AWS_EC2_METADATA_DISABLED": "true"} {
+		t.Setenv(k, v)
+	}
+	client := s3.New(s3.Options{Region: "eu-west-1", BaseEndpoint: aws.String(srv.URL), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", "")})
+	ctx := context.Background()
+	if _, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("ir-evidence")}); err != nil {
+		t.Fatal(err)
+	}
+
+	b := e2e.Build(t)
+	c := e2e.StartController(t, b, e2e.ControllerOptions{Args: []string{"--evidence", "s3://ir-evidence/org-1/"}})
+	// Past 20 MiB the controller holds two 8 MiB parts in S3.
+	proxy := startCutProxy(t, c.Addr, 20<<20, false)
+	agent := c.StartAgent(t, e2e.AgentOptions{Name: "s3-resume", Token: c.Token(t, "host", 1), Controller: proxy.lis.Addr().String(),
+		Args: []string{"--bandwidth", "4MiB/s"}})
+	c.WaitConnected(t, agent.AgentID(t))
+	var started struct {
+		RunID string `json:"run_id"`
+	}
+	c.MustJSON(t, &started, 0, "collect", "--select", "all", "--artifact", "tmp_executables", "--param", "max_bytes=67108864")
+	select {
+	case <-proxy.crossed:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the upload never passed 20 MiB")
+	}
+	c.Kill()
+	if err := os.RemoveAll(filepath.Join(c.DataDir, "evidence", "uploads")); err != nil {
+		t.Fatal(err)
+	}
+	c.Restart(t)
+
+	var run e2e.RunJSON
+	c.MustJSON(t, &run, 0, "runs", "show", started.RunID, "--wait")
+	evID, out := onlyResult(t, run)
+	it := evidenceItem(t, c, evID)
+	if it.Resumes < 1 || it.Backend != "s3" || it.SHA256 != out.Archive.SHA256 || it.Size != out.Archive.Bytes || it.Bundle == nil || !it.Bundle.Valid {
+		t.Fatalf("stored %s (%d bytes, %d resumes, bundle %+v); the collector streamed %s (%d bytes)", it.SHA256, it.Size, it.Resumes, it.Bundle,
+			out.Archive.SHA256, out.Archive.Bytes)
+	}
+	// The second controller resumed from the S3 parts the first committed.
+	var resumedAt int64
+	for _, line := range strings.Split(c.Log(), "\n") {
+		var rec struct {
+			Msg       string `json:"msg"`
+			Committed int64  `json:"committed"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "evidence upload resumed" && rec.Committed > resumedAt {
+			resumedAt = rec.Committed
+		}
+	}
+	if resumedAt < 8<<20 {
+		t.Errorf("the upload resumed at offset %d; want at least one 8 MiB part committed before the kill", resumedAt)
+	}
+	c.MustJSON(t, nil, 0, "evidence", "verify", evID)
+	objs, err := client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String("ir-evidence"), Prefix: aws.String("org-1/uploads/")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mps, err := client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String("ir-evidence")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs.Contents) != 0 || len(mps.Uploads) != 0 {
+		t.Errorf("staging left in the bucket: %d objects, %d multipart uploads", len(objs.Contents), len(mps.Uploads))
+	}
+	t.Logf("stored %d bytes after %d resume(s), resumed at %d", it.Size, it.Resumes, resumedAt)
+}
