@@ -175,11 +175,13 @@ func (cl *cluster) others(not ...*e2e.Controller) []*e2e.Controller {
 	return out
 }
 
-// restart starts a killed controller again at its address, and waits
-// until every controller lists the three.
-func (cl *cluster) restart(t *testing.T, c *e2e.Controller, addr string) {
+// restart starts killed controllers again, each at its address
+// (addrs[i] for cs[i]), and waits until every controller lists the three.
+func (cl *cluster) restart(t *testing.T, cs []*e2e.Controller, addrs []string) {
 	t.Helper()
-	c.StartAt(t, addr)
+	for i, c := range cs {
+		c.StartAt(t, addrs[i])
+	}
 	e2e.WaitFor(t, 60*time.Second, "the three controllers to list each other", func() bool {
 		for _, via := range cl.ctls {
 			if len(byAddr(cl.list(t, via))) != 3 {
@@ -272,8 +274,7 @@ func TestClusterOnPostgres(t *testing.T) {
 				}
 			}
 		}
-		cl.restart(t, dead, deadAddr)
-		cl.restart(t, second, secondAddr)
+		cl.restart(t, []*e2e.Controller{dead, second}, []string{deadAddr, secondAddr})
 	})
 
 	t.Run("kill -9 of the lease holder: another takes the leases and runs a playbook", func(t *testing.T) {
@@ -295,7 +296,7 @@ func TestClusterOnPostgres(t *testing.T) {
 		if run.Status != "succeeded" || len(run.Steps) != 1 || run.Steps[0].Status != "succeeded" {
 			t.Fatalf("the playbook run through %s after the failover: %+v", next.Name, run)
 		}
-		cl.restart(t, holder, holderAddr)
+		cl.restart(t, []*e2e.Controller{holder}, []string{holderAddr})
 	})
 
 	t.Run("a stale leader stopped past its TTL loses its leases and writes nothing under them", func(t *testing.T) {
