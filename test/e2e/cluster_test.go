@@ -315,6 +315,7 @@ func TestClusterOnPostgres(t *testing.T) {
 		}
 		defer resume()
 		next := cl.waitLeases(t, via, holder.Addr)
+		before := len(holder.Log())
 		resume()
 		for _, lease := range clusterLeases {
 			e2e.WaitFor(t, 30*time.Second, holder.Name+" to log that it lost the "+lease+" lease", func() bool {
@@ -337,6 +338,11 @@ func TestClusterOnPostgres(t *testing.T) {
 		}
 		if got := byAddr(cl.list(t, via)); got[holder.Addr].ID == "" || len(got[holder.Addr].Leases) != 0 {
 			t.Fatalf("the resumed controller's entry: %+v", got[holder.Addr])
+		}
+		// Since SIGCONT it took no lease again; a write it tried under a
+		// lost lease could only have been refused (ErrFenced).
+		if since := holder.Log()[before:]; strings.Contains(since, "took the lease") {
+			t.Errorf("the resumed controller took a lease again:\n%s", since)
 		}
 	})
 
