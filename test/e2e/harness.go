@@ -410,8 +410,12 @@ type AgentOptions struct {
 	Labels []string
 	// PluginDir defaults to the built plugins.
 	PluginDir string
-	// Controller defaults to the controller's address.
+	// Controller defaults to the controller's address; a comma-separated
+	// list gives the agent several controllers to fail over between.
 	Controller string
+	// CAFile is the CA the agent pins; it defaults to the controller's
+	// data dir's ca.pem (a cluster's controllers share --pki-dir's).
+	CAFile string
 	// Prefix runs the agent under a wrapper (e.g. ip netns exec NS).
 	Prefix []string
 	// DataDir defaults to a fresh directory.
@@ -437,7 +441,10 @@ func (c *Controller) StartAgent(t testing.TB, o AgentOptions) *Agent {
 	if o.Role == "" {
 		o.Role = "host"
 	}
-	args := []string{c.Bins.Agent, "--controller", o.Controller, "--ca-file", filepath.Join(c.DataDir, "ca.pem"),
+	if o.CAFile == "" {
+		o.CAFile = filepath.Join(c.DataDir, "ca.pem")
+	}
+	args := []string{c.Bins.Agent, "--controller", o.Controller, "--ca-file", o.CAFile,
 		"--data-dir", o.DataDir, "--role", o.Role, "--plugin-dir", o.PluginDir}
 	for _, l := range o.Labels {
 		args = append(args, "--label", l)

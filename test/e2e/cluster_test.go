@@ -1,0 +1,372 @@
+package e2e_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/firebreak-ir/firebreak/internal/pgtest"
+	"github.com/firebreak-ir/firebreak/test/e2e"
+)
+
+// clusterAgents is how many agents the cluster fixture spreads over its
+// three controllers.
+const clusterAgents = 6
+
+// clusterLeases are the leases every controller of the fixture competes
+// for (no SQS queue is configured, so no poller).
+var clusterLeases = []string{"playbook-executor", "sweeper"}
+
+// clusterPlaybook is one noop step on the agents labelled pb=yes.
+const clusterPlaybook = `apiVersion: firebreak/v1
+kind: Playbook
+metadata:
+  name: cluster-noop
+  version: 1
+  description: One harmless step, run by whichever controller holds the playbook executor's lease.
+steps:
+  - id: touch
+    phase: analyze
+    action: noop
+    targets: {selector: "label.pb=yes"}
+    params: {message: "after the failover"}
+`
+
+// cluster is three controller processes on one PostgreSQL store, one S3
+// bucket and one --pki-dir, and agents given all three addresses.
+type cluster struct {
+	b      *e2e.Bins
+	pkiDir string
+	ctls   []*e2e.Controller
+	// addrs are the controllers' fixed listen addresses, in ctls' order.
+	addrs  []string
+	agents []*e2e.Agent
+}
+
+// startCluster runs `controller init`, starts three controllers on one
+// throwaway PostgreSQL (each with its own data dir and port, a 3 s lease
+// TTL) and clusterAgents agents started with `--controller A,B,C`, and
+// waits until every agent is connected somewhere. It skips without
+// PostgreSQL.
+func startCluster(t *testing.T) *cluster {
+	t.Helper()
+	dsn := pgtest.New(t)
+	b := e2e.Build(t)
+	evidence := s3Evidence(t)
+	root := t.TempDir()
+	cl := &cluster{b: b, pkiDir: filepath.Join(root, "pki")}
+	initCluster(t, b, cl.pkiDir)
+	pbDir := filepath.Join(root, "playbooks")
+	if err := os.MkdirAll(pbDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(pbDir, "cluster-noop.yaml"), []byte(clusterPlaybook), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range freePorts(t, 3) {
+		addr := fmt.Sprintf("127.0.0.1:%d", p)
+		name := "controller-" + string(rune('a'+i))
+		c := startClusterController(t, b, name, filepath.Join(root, name), cl.pkiDir, "--listen", addr, "--store", dsn,
+			"--evidence", evidence, "--lease-ttl", "3s", "--playbook-dir", pbDir)
+		if c.Addr != addr {
+			t.Fatalf("%s serves on %s, want %s", name, c.Addr, addr)
+		}
+		cl.ctls = append(cl.ctls, c)
+		cl.addrs = append(cl.addrs, addr)
+	}
+	token := cl.ctls[0].Token(t, "host", clusterAgents)
+	for i := range clusterAgents {
+		cl.agents = append(cl.agents, cl.ctls[0].StartAgent(t, e2e.AgentOptions{Name: fmt.Sprintf("agent-%d", i), Token: token,
+			Controller: strings.Join(cl.addrs, ","), CAFile: filepath.Join(cl.pkiDir, "ca.pem")}))
+	}
+	// The agent processes loading and hashing their plugins at once take
+	// a while on a small shared machine: wait longer than AgentID does.
+	e2e.WaitFor(t, 3*time.Minute, "every agent to enroll", func() bool {
+		for _, a := range cl.agents {
+			if _, err := os.Stat(filepath.Join(a.DataDir, "identity.json")); err != nil {
+				return false
+			}
+		}
+		return true
+	})
+	cl.waitAgents(t, cl.ctls[0], cl.ctls, clusterAgents)
+	return cl
+}
+
+// list runs `controllers list --json` through c.
+func (cl *cluster) list(t *testing.T, c *e2e.Controller) []controllerJSON {
+	t.Helper()
+	var out []controllerJSON
+	c.MustJSON(t, &out, 0, "controllers", "list")
+	return out
+}
+
+// byAddr indexes a listing by address.
+func byAddr(cs []controllerJSON) map[string]controllerJSON {
+	out := map[string]controllerJSON{}
+	for _, c := range cs {
+		out[c.Address] = c
+	}
+	return out
+}
+
+// waitAgents waits until the streams of the controllers in among, as
+// listed through via, sum to n, and returns that listing.
+func (cl *cluster) waitAgents(t *testing.T, via *e2e.Controller, among []*e2e.Controller, n int) map[string]controllerJSON {
+	t.Helper()
+	var got map[string]controllerJSON
+	e2e.WaitFor(t, 90*time.Second, fmt.Sprintf("%d agent streams on %d controllers", n, len(among)), func() bool {
+		got = byAddr(cl.list(t, via))
+		sum := 0
+		for _, c := range among {
+			sum += got[c.Addr].Agents
+		}
+		return sum == n
+	})
+	return got
+}
+
+// waitLeases waits until, as listed through via, one controller other than
+// not holds every lease and no other controller holds any, and returns
+// the holder.
+func (cl *cluster) waitLeases(t *testing.T, via *e2e.Controller, not string) *e2e.Controller {
+	t.Helper()
+	var holder *e2e.Controller
+	e2e.WaitFor(t, 60*time.Second, "another controller than "+not+" to hold every lease", func() bool {
+		holder = nil
+		for _, c := range cl.list(t, via) {
+			if len(c.Leases) == 0 {
+				continue
+			}
+			if c.Address == not || !slices.Equal(c.Leases, clusterLeases) || holder != nil {
+				return false
+			}
+			holder = cl.at(c.Address)
+		}
+		return holder != nil
+	})
+	return holder
+}
+
+// at returns the controller listening at addr.
+func (cl *cluster) at(addr string) *e2e.Controller {
+	for _, c := range cl.ctls {
+		if c.Addr == addr {
+			return c
+		}
+	}
+	return nil
+}
+
+// others returns the controllers other than the given ones.
+func (cl *cluster) others(not ...*e2e.Controller) []*e2e.Controller {
+	var out []*e2e.Controller
+	for _, c := range cl.ctls {
+		if !slices.Contains(not, c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// restart starts killed controllers again, each at its address
+// (addrs[i] for cs[i]), and waits until every controller lists the three.
+func (cl *cluster) restart(t *testing.T, cs []*e2e.Controller, addrs []string) {
+	t.Helper()
+	for i, c := range cs {
+		c.StartAt(t, addrs[i])
+	}
+	e2e.WaitFor(t, 60*time.Second, "the three controllers to list each other", func() bool {
+		for _, via := range cl.ctls {
+			if len(byAddr(cl.list(t, via))) != 3 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestClusterOnPostgres runs three controller processes on one real
+// PostgreSQL with agents spread over them, and kills, stops and resumes
+// controllers in turn. Runs reach only the agents connected to the
+// controller that created them (no cross-controller routing yet), so each
+// run here is made through a controller that holds every agent it targets.
+func TestClusterOnPostgres(t *testing.T) {
+	cl := startCluster(t)
+
+	t.Run("every controller lists the three, takes the admin credential, and the agents spread", func(t *testing.T) {
+		for _, via := range cl.ctls {
+			var who struct {
+				Name string `json:"name"`
+				Role string `json:"role"`
+			}
+			via.MustJSON(t, &who, 0, "whoami")
+			if who.Name != "admin" || who.Role != "admin" {
+				t.Errorf("%s: whoami %+v", via.Name, who)
+			}
+			got := byAddr(cl.list(t, via))
+			for _, addr := range cl.addrs {
+				if got[addr].ID == "" {
+					t.Errorf("%s does not list the controller at %s: %+v", via.Name, addr, got)
+				}
+			}
+			if len(got) != 3 {
+				t.Errorf("%s lists %d controllers, want 3: %+v", via.Name, len(got), got)
+			}
+		}
+		got := cl.waitAgents(t, cl.ctls[1], cl.ctls, clusterAgents)
+		holding := 0
+		for _, c := range got {
+			if c.Agents > 0 {
+				holding++
+			}
+		}
+		if holding < 2 {
+			t.Errorf("the %d agents all connected to one controller: %+v", clusterAgents, got)
+		}
+	})
+
+	t.Run("kill -9 of the busiest controller: its agents reconnect to the others", func(t *testing.T) {
+		got := byAddr(cl.list(t, cl.ctls[0]))
+		var dead *e2e.Controller
+		for _, c := range cl.ctls {
+			if dead == nil || got[c.Addr].Agents > got[dead.Addr].Agents {
+				dead = c
+			}
+		}
+		deadAddr := dead.Addr
+		t.Logf("killing %s, holding %d agents", dead.Name, got[deadAddr].Agents)
+		dead.Kill()
+		survivors := cl.others(dead)
+		after := cl.waitAgents(t, survivors[0], survivors, clusterAgents)
+
+		// A second kill -9 sends every agent to the last controller, so a
+		// run through it with --select all reaches all of them without
+		// cross-controller routing.
+		second := survivors[0]
+		if after[survivors[1].Addr].Agents < after[second.Addr].Agents {
+			second = survivors[1]
+		}
+		last := cl.others(dead, second)[0]
+		secondAddr := second.Addr
+		second.Kill()
+		cl.waitAgents(t, last, []*e2e.Controller{last}, clusterAgents)
+
+		var run e2e.RunJSON
+		last.MustJSON(t, &run, 0, "run", "noop", "--select", "all", "--wait")
+		if run.Status != "succeeded" || run.Targets != clusterAgents || run.Succeeded != clusterAgents {
+			t.Fatalf("the run through %s after two failovers: %+v", last.Name, run)
+		}
+		for _, a := range cl.agents {
+			starts := journalTaskStarts(t, a)
+			if len(starts) != 1 {
+				t.Errorf("%s journalled %d tasks, want the run's one: %v", a.Name, len(starts), starts)
+			}
+			for task, n := range starts {
+				if n != 1 {
+					t.Errorf("%s started task %s %d times, want once", a.Name, task, n)
+				}
+			}
+		}
+		cl.restart(t, []*e2e.Controller{dead, second}, []string{deadAddr, secondAddr})
+	})
+
+	t.Run("kill -9 of the lease holder: another takes the leases and runs a playbook", func(t *testing.T) {
+		holder := cl.waitLeases(t, cl.ctls[0], "")
+		holderAddr := holder.Addr
+		t.Logf("killing the lease holder %s", holder.Name)
+		holder.Kill()
+		next := cl.waitLeases(t, cl.others(holder)[0], holderAddr)
+		// The playbook's step runs on an agent of the new holder's own.
+		a := next.StartAgent(t, e2e.AgentOptions{Name: "playbook-agent", Token: next.Token(t, "host", 1), Labels: []string{"pb=yes"},
+			CAFile: filepath.Join(cl.pkiDir, "ca.pem")})
+		e2e.WaitFor(t, 2*time.Minute, "the playbook agent to enroll", func() bool {
+			_, err := os.Stat(filepath.Join(a.DataDir, "identity.json"))
+			return err == nil
+		})
+		cl.waitAgents(t, next, []*e2e.Controller{next}, byAddr(cl.list(t, next))[next.Addr].Agents+1)
+		var run incidentRun
+		next.MustJSON(t, &run, 0, "playbook", "run", "cluster-noop", "--wait")
+		if run.Status != "succeeded" || len(run.Steps) != 1 || run.Steps[0].Status != "succeeded" {
+			t.Fatalf("the playbook run through %s after the failover: %+v", next.Name, run)
+		}
+		cl.restart(t, []*e2e.Controller{holder}, []string{holderAddr})
+	})
+
+	t.Run("a stale leader stopped past its TTL loses its leases and writes nothing under them", func(t *testing.T) {
+		holder := cl.waitLeases(t, cl.ctls[0], "")
+		via := cl.others(holder)[0]
+		pid := holder.Pid()
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		resumed := false
+		resume := func() {
+			if !resumed {
+				resumed = true
+				_ = syscall.Kill(pid, syscall.SIGCONT)
+			}
+		}
+		defer resume()
+		next := cl.waitLeases(t, via, holder.Addr)
+		before := len(holder.Log())
+		resume()
+		for _, lease := range clusterLeases {
+			e2e.WaitFor(t, 30*time.Second, holder.Name+" to log that it lost the "+lease+" lease", func() bool {
+				for _, line := range strings.Split(holder.Log(), "\n") {
+					if strings.Contains(line, `"msg":"lost the lease; its job is cancelled"`) && strings.Contains(line, `"lease":"`+lease+`"`) {
+						return true
+					}
+				}
+				return false
+			})
+		}
+		// Back, it heartbeats again, yet the leases stay with the new
+		// holder: the listing through the resumed controller itself shows
+		// them there only, twice a TTL apart.
+		for range 2 {
+			if got := cl.waitLeases(t, holder, holder.Addr); got != next {
+				t.Fatalf("the leases moved from %s to %s", next.Name, got.Name)
+			}
+			time.Sleep(3 * time.Second)
+		}
+		if got := byAddr(cl.list(t, via)); got[holder.Addr].ID == "" || len(got[holder.Addr].Leases) != 0 {
+			t.Fatalf("the resumed controller's entry: %+v", got[holder.Addr])
+		}
+		// Since SIGCONT it took no lease again; a write it tried under a
+		// lost lease could only have been refused (ErrFenced).
+		if since := holder.Log()[before:]; strings.Contains(since, "took the lease") {
+			t.Errorf("the resumed controller took a lease again:\n%s", since)
+		}
+	})
+
+	t.Run("after concurrent writes through all three, audit verify passes through each", func(t *testing.T) {
+		const each = 4
+		var wg sync.WaitGroup
+		results := make([]e2e.Result, len(cl.ctls)*each)
+		for i, c := range cl.ctls {
+			for j := range each {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					results[i*each+j] = c.CLI(t, "token", "create", "--role", "host", "--uses", "1", "--json")
+				}()
+			}
+		}
+		wg.Wait()
+		for i, r := range results {
+			if r.Exit != 0 {
+				t.Errorf("token create %d through %s: exit %d\n%s%s", i, cl.ctls[i/each].Name, r.Exit, r.Stdout, r.Stderr)
+			}
+		}
+		for _, c := range cl.ctls {
+			c.MustJSON(t, nil, 0, "audit", "verify")
+		}
+	})
+}
