@@ -33,16 +33,23 @@ const (
 
 // Reasons a write transaction is run again, passed to Observer.Retry.
 const (
+	// RetrySerialization is a SERIALIZABLE transaction PostgreSQL aborted
+	// (SQLSTATE 40001).
 	RetrySerialization = "serialization_failure"
-	RetryDeadlock      = "deadlock"
-	RetryUnique        = "unique_violation"
+	// RetryDeadlock is a transaction PostgreSQL chose as a deadlock's
+	// victim (40P01).
+	RetryDeadlock = "deadlock"
+	// RetryUnique is the unique violation a concurrent writer's insert
+	// caused, which PostgreSQL's manual advises running again (see runTx).
+	RetryUnique = "unique_violation"
 )
 
 // Observer is told of the store's operations, for the controller's
-// metrics. It is measured once, in the store's central paths: every write
-// transaction and every query on the reader pool. A nil field is not
-// called; the zero Observer observes nothing. Opening the store (its
-// migrations) is not observed.
+// metrics. Each operation is told once, from the store's central paths:
+// every write transaction (writeTx, chainTx and exec, which uses writeTx)
+// and every query on the reader pool (readDB). A nil field is not called;
+// the zero Observer observes nothing. Opening the store (its migrations)
+// is not observed.
 type Observer struct {
 	// Operation is called once per operation with its kind (OpRead,
 	// OpWrite), outcome (OutcomeOK, …) and how long it took: a write from
