@@ -186,7 +186,8 @@ func (c *Config) CheckAndSetDefaults() error {
 
 // storeOptions are the options that open the controller's store.
 func (c *Config) storeOptions() store.Options {
-	return store.Options{DSN: c.Store, DataDir: c.DataDir}
+	return store.Options{DSN: c.Store, DataDir: c.DataDir,
+		Observer: store.Observer{Operation: telemetry.StoreOperation, Retry: telemetry.StoreRetried}}
 }
 
 // localEvidence names the local evidence store Evidence asks for.
@@ -663,7 +664,16 @@ func (c *Controller) serveMetrics() (func(), error) {
 		_ = lis.Close()
 		return nil, fmt.Errorf("observing lease holders: %w", err)
 	}
-	unobserve := func() { unobserveAgents(); unobserveApprovals(); unobserveStore(); unobserveLeases() }
+	unobserveTasks, err := telemetry.ObserveActiveTasks(c.Dispatcher.ActiveTasks)
+	if err != nil {
+		unobserveAgents()
+		unobserveApprovals()
+		unobserveStore()
+		unobserveLeases()
+		_ = lis.Close()
+		return nil, fmt.Errorf("observing active tasks: %w", err)
+	}
+	unobserve := func() { unobserveAgents(); unobserveApprovals(); unobserveStore(); unobserveLeases(); unobserveTasks() }
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", telemetry.MetricsHandler())
 	mux.HandleFunc("GET /healthz", c.serveHealthz)

@@ -142,6 +142,9 @@ type Dispatcher struct {
 
 	// approvals is read by metric collection too (see approvals.go).
 	approvals approvalBook
+	// states counts the tasks not final by state; metric collection reads
+	// it too (see taskstates.go).
+	states taskStates
 
 	// sweepMu guards sweepCtx, the context of the running Sweep (nil:
 	// none runs).
@@ -175,6 +178,8 @@ type taskState struct {
 	run *runState
 	// queued is set while the task is in its run's ready queue.
 	queued bool
+	// counted is the status states counts the task in (see recount).
+	counted agentv1.TaskStatus
 }
 
 // queue adds a pending task to its run's ready queue unless it is there
@@ -569,6 +574,7 @@ func (d *Dispatcher) addRun(r *store.Run, tasks []*store.Task) *runState {
 	for _, t := range tasks {
 		ts := &taskState{t: t, run: rs}
 		rs.tasks = append(rs.tasks, ts)
+		d.recount(ts)
 		if isFinal(t.Status) {
 			if isError(t.Status) {
 				rs.errors++
@@ -1102,6 +1108,7 @@ func (d *Dispatcher) checkDeadlines() {
 
 // changed marks a task for the next persisted batch and tells watchers.
 func (d *Dispatcher) changed(ts *taskState) {
+	d.recount(ts)
 	d.cur.tasks[ts.t.ID] = ts.t
 	if len(ts.run.subs) == 0 {
 		return

@@ -8,4 +8,4 @@ import "database/sql"
 func (s *SQL) Writer() *sql.DB { return s.w }
 
 // Reader is the store's reader pool, for tests that inspect the schema.
-func (s *SQL) Reader() *sql.DB { return s.r }
+func (s *SQL) Reader() *sql.DB { return s.r.DB }

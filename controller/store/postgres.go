@@ -28,6 +28,9 @@ type Options struct {
 	DSN string
 	// DataDir holds the SQLite database (DatabaseFile) when DSN is empty.
 	DataDir string
+	// Observer is told of the store's reads and writes once it is open
+	// (the controller's metrics); the zero Observer observes nothing.
+	Observer Observer
 }
 
 // IsPostgresDSN reports whether dsn names a PostgreSQL database.
@@ -71,10 +74,19 @@ func Open(ctx context.Context, o Options) (*SQL, error) {
 	if err := CheckOptions(o); err != nil {
 		return nil, err
 	}
+	var s *SQL
+	var err error
 	if o.DSN == "" {
-		return OpenSQLite(ctx, filepath.Join(o.DataDir, DatabaseFile))
+		s, err = OpenSQLite(ctx, filepath.Join(o.DataDir, DatabaseFile))
+	} else {
+		s, err = OpenPostgres(ctx, o.DSN)
 	}
-	return OpenPostgres(ctx, o.DSN)
+	if err != nil {
+		return nil, err
+	}
+	obs := o.Observer
+	s.obs, s.r.obs = &obs, &obs
+	return s, nil
 }
 
 // defaultPoolConns is the size of each pgx pool, unless the DSN sets
@@ -121,7 +133,7 @@ func OpenPostgres(ctx context.Context, dsn string) (*SQL, error) {
 		wp.Close()
 		return nil, err
 	}
-	s := &SQL{w: pgDB(wp), r: pgDB(rp), closePools: func() { wp.Close(); rp.Close() }}
+	s := &SQL{w: pgDB(wp), r: &readDB{DB: pgDB(rp)}, closePools: func() { wp.Close(); rp.Close() }}
 	if err := s.w.PingContext(ctx); err != nil {
 		s.Close()
 		return nil, openError("connecting to", shown, dsn, err)

@@ -27,7 +27,10 @@ import (
 // written once, with `?` placeholders (see rebind).
 type SQL struct {
 	w *sql.DB
-	r *sql.DB
+	// r is the reader pool; its queries are observed (see readDB).
+	r *readDB
+	// obs is told of the store's operations (nil: nothing is).
+	obs *Observer
 	// closePools closes what the database/sql pools are built on (the pgx
 	// pools of PostgreSQL); nil for SQLite.
 	closePools func()
@@ -64,7 +67,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQL, error) {
 		return nil, err
 	}
 	r.SetMaxOpenConns(8)
-	s := &SQL{w: w, r: r}
+	s := &SQL{w: w, r: &readDB{DB: r}}
 	if s.migrated, err = s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("migrating the database %s: %w", path, err)

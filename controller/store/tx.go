@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -38,21 +39,34 @@ func backoff(ctx context.Context, attempt int) error {
 	}
 }
 
-// writeTx runs f in one write transaction of the store's writer.
+// errConflict is wrapped by the error of a write transaction PostgreSQL
+// aborted for concurrent writers on every attempt.
+var errConflict = errors.New("the transaction was aborted by concurrent writers")
+
+// writeTx runs f in one write transaction of the store's writer. The
+// Observer is told of it once, retries included.
 func (s *SQL) writeTx(ctx context.Context, f func(tx *sql.Tx) error) error {
-	return writeTxOn(ctx, s.w, f)
+	start := time.Now()
+	err := writeTxOn(ctx, s.w, s.obs, f)
+	s.obs.operation(OpWrite, start, err)
+	return err
 }
 
 // chainTx runs f in one write transaction that appends to the hash chain
-// named chain (AuditChain, CustodyChain(id)); see chainTxOn.
+// named chain (AuditChain, CustodyChain(id)); see chainTxOn. The Observer
+// is told of it once, retries included.
 func (s *SQL) chainTx(ctx context.Context, chain string, f func(tx *sql.Tx) error) error {
-	return chainTxOn(ctx, s.w, chain, f)
+	start := time.Now()
+	err := chainTxOn(ctx, s.w, s.obs, chain, f)
+	s.obs.operation(OpWrite, start, err)
+	return err
 }
 
 // writeTxOn runs f in a write transaction on db, again when PostgreSQL
-// aborted it for a serialization failure or a deadlock.
-func writeTxOn(ctx context.Context, db *sql.DB, f func(tx *sql.Tx) error) error {
-	return runTx(ctx, db, nil, "", f)
+// aborted it for a serialization failure or a deadlock; obs (nil: none)
+// is told of each retry.
+func writeTxOn(ctx context.Context, db *sql.DB, obs *Observer, f func(tx *sql.Tx) error) error {
+	return runTx(ctx, db, obs, nil, "", f)
 }
 
 // chainTxOn runs f in a write transaction on db that appends to one hash
@@ -61,11 +75,11 @@ func writeTxOn(ctx context.Context, db *sql.DB, f func(tx *sql.Tx) error) error 
 // appends of every controller to one chain follow one another and each
 // reads the head the previous one committed; it runs READ COMMITTED, so
 // the statements after the lock see that head. The chain stays one chain.
-func chainTxOn(ctx context.Context, db *sql.DB, chain string, f func(tx *sql.Tx) error) error {
-	return runTx(ctx, db, &sql.TxOptions{Isolation: sql.LevelReadCommitted}, chain, f)
+func chainTxOn(ctx context.Context, db *sql.DB, obs *Observer, chain string, f func(tx *sql.Tx) error) error {
+	return runTx(ctx, db, obs, &sql.TxOptions{Isolation: sql.LevelReadCommitted}, chain, f)
 }
 
-func runTx(ctx context.Context, db *sql.DB, opts *sql.TxOptions, chain string, f func(tx *sql.Tx) error) error {
+func runTx(ctx context.Context, db *sql.DB, obs *Observer, opts *sql.TxOptions, chain string, f func(tx *sql.Tx) error) error {
 	pg := isPostgres(db)
 	if !pg {
 		opts = nil
@@ -82,10 +96,11 @@ func runTx(ctx context.Context, db *sql.DB, opts *sql.TxOptions, chain string, f
 		again := retryable(err) || (pg && chain == "" && isUniqueViolation(err))
 		if err == nil || !again || attempt >= maxTxAttempts {
 			if err != nil && again {
-				return fmt.Errorf("the transaction was aborted by concurrent writers %d times: %w", attempt, err)
+				return fmt.Errorf("%w %d times: %w", errConflict, attempt, err)
 			}
 			return err
 		}
+		obs.retry(err)
 		if err := backoff(ctx, attempt); err != nil {
 			return err
 		}

@@ -32,6 +32,22 @@ const (
 	// the times it took or lost one.
 	MetricLeaseHeld    = "firebreak.lease.held"
 	MetricLeaseChanges = "firebreak.lease.changes"
+	// MetricStoreDuration is the latency of the store's operations, by
+	// kind (read, write) and outcome; MetricStoreRetries counts the write
+	// transactions PostgreSQL aborted and the store ran again.
+	MetricStoreDuration = "firebreak.store.duration"
+	MetricStoreRetries  = "firebreak.store.retries"
+	// MetricTasksActive is the tasks of this controller's dispatcher that
+	// are not final yet, by state (pending, dispatched, running).
+	MetricTasksActive = "firebreak.tasks.active"
+)
+
+// Attributes of the store and task-state metrics.
+var (
+	AttrStoreOperation = attribute.Key("firebreak.store.operation")
+	AttrStoreOutcome   = attribute.Key("firebreak.store.outcome")
+	AttrStoreRetry     = attribute.Key("firebreak.store.retry.reason")
+	AttrTaskState      = attribute.Key("firebreak.task.state")
 )
 
 // AttrLease names a cluster lease (a singleton job) on the lease metrics.
@@ -48,8 +64,8 @@ const (
 // the one Setup installs whenever that happens; without Setup they cost a
 // no-op call.
 var instruments = func() (in struct {
-	dispatched, finished, evidenceBytes, evidenceFailures, findings, runs, leaseChanges metric.Int64Counter
-	latency                                                                             metric.Float64Histogram
+	dispatched, finished, evidenceBytes, evidenceFailures, findings, runs, leaseChanges, storeRetries metric.Int64Counter
+	latency, storeLatency                                                                             metric.Float64Histogram
 }) {
 	m := otel.Meter("github.com/firebreak-ir/firebreak")
 	in.dispatched, _ = m.Int64Counter(MetricTasksDispatched, metric.WithUnit("{task}"), metric.WithDescription("Tasks signed and pushed to an agent."))
@@ -62,8 +78,48 @@ var instruments = func() (in struct {
 	in.runs, _ = m.Int64Counter(MetricRunsFinished, metric.WithUnit("{run}"), metric.WithDescription("Runs that reached a final status, by status."))
 	in.leaseChanges, _ = m.Int64Counter(MetricLeaseChanges, metric.WithUnit("{change}"),
 		metric.WithDescription("Cluster leases this controller took, lost or released, by lease and change."))
+	in.storeLatency, _ = m.Float64Histogram(MetricStoreDuration, metric.WithUnit("s"),
+		metric.WithDescription("Time the store took for a read query or a write transaction (its retries included), by operation and outcome."),
+		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+	in.storeRetries, _ = m.Int64Counter(MetricStoreRetries, metric.WithUnit("{retry}"),
+		metric.WithDescription("Write transactions PostgreSQL aborted for concurrent writers and the store ran again, by reason."))
 	return in
 }()
+
+// StoreOperation records how long one store operation (kind "read" or
+// "write") took and how it ended. It fits store.Observer's Operation.
+func StoreOperation(kind, outcome string, took time.Duration) {
+	instruments.storeLatency.Record(context.Background(), took.Seconds(),
+		metric.WithAttributes(AttrStoreOperation.String(kind), AttrStoreOutcome.String(outcome)))
+}
+
+// StoreRetried counts a write transaction run again, and why. It fits
+// store.Observer's Retry.
+func StoreRetried(reason string) {
+	instruments.storeRetries.Add(context.Background(), 1, metric.WithAttributes(AttrStoreRetry.String(reason)))
+}
+
+// ObserveActiveTasks reports, at each collection, the tasks not final yet
+// by state, as active returns them (state to count; it must not query the
+// store). It returns a function that stops the observation.
+func ObserveActiveTasks(active func() map[string]int64) (func(), error) {
+	m := otel.Meter("github.com/firebreak-ir/firebreak")
+	g, err := m.Int64ObservableGauge(MetricTasksActive, metric.WithUnit("{task}"),
+		metric.WithDescription("Tasks of this controller's dispatcher that are not final yet, by state."))
+	if err != nil {
+		return nil, err
+	}
+	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		for state, n := range active() {
+			o.ObserveInt64(g, n, metric.WithAttributes(AttrTaskState.String(state)))
+		}
+		return nil
+	}, g)
+	if err != nil {
+		return nil, err
+	}
+	return func() { _ = reg.Unregister() }, nil
+}
 
 // LeaseChanged counts a lease this controller took (LeaseAcquired), lost
 // (LeaseLost) or gave up (LeaseReleased).

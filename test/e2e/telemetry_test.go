@@ -61,11 +61,26 @@ func TestOneTracePerOperatorCommand(t *testing.T) {
 		{`firebreak_lease_held{firebreak_lease="sweeper"`, 1},
 		{`firebreak_lease_held{firebreak_lease="playbook-executor"`, 1},
 		{`firebreak_lease_changes_total{firebreak_lease="sweeper",firebreak_lease_change="acquired"`, 1},
+		// Two runs created and finished, their tasks and results stored:
+		// several write transactions and reads, each measured once.
+		{`firebreak_store_duration_seconds_count{firebreak_store_operation="write",firebreak_store_outcome="ok"`, 2},
+		{`firebreak_store_duration_seconds_count{firebreak_store_operation="read",firebreak_store_outcome="ok"`, 1},
 	} {
 		v, ok := sample(metrics, want.series)
 		if !ok || v < want.min {
 			t.Errorf("metric %s = %v (found %v), want at least %v", want.series, v, ok, want.min)
 		}
+	}
+	// Both runs have ended: no task of the dispatcher is still active, and
+	// each state is reported (0), so a cluster's sum has every series.
+	for _, state := range []string{"pending", "dispatched", "running"} {
+		series := `firebreak_tasks_active{firebreak_task_state="` + state + `"`
+		if v, ok := sample(metrics, series); !ok || v != 0 {
+			t.Errorf("metric %s = %v (found %v), want 0 once the runs ended", series, v, ok)
+		}
+	}
+	if v, ok := sample(metrics, `firebreak_store_duration_seconds_sum{firebreak_store_operation="write",firebreak_store_outcome="ok"`); !ok || v <= 0 {
+		t.Errorf("the store's write durations sum to %v (found %v), want a positive time", v, ok)
 	}
 	// The load balancer's health check: the gRPC health status over HTTP.
 	if addr, err := os.ReadFile(filepath.Join(c.DataDir, "metrics.addr")); err != nil {
