@@ -338,6 +338,13 @@ func ParseKeyPEM(b []byte) (crypto.Signer, error) {
 // WriteFileAtomic writes data to path through a temporary file and rename,
 // so a crash never leaves a half-written key or certificate.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	return withTempFile(path, data, perm, func(tmp string) error { return os.Rename(tmp, path) })
+}
+
+// withTempFile writes data, synced and with mode perm, to a temporary file
+// beside path, hands its name to place (which moves it into place), and
+// removes whatever is left of it.
+func withTempFile(path string, data []byte, perm os.FileMode, place func(tmp string) error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err
@@ -358,7 +365,7 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), path)
+	return place(tmp.Name())
 }
 
 // WriteFileExclusive writes data to path, refusing (with an error wrapping
@@ -366,27 +373,12 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 // links it into place, so the file appears whole or not at all, and two
 // writers racing for one path cannot both win.
 func WriteFileExclusive(path string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Link(tmp.Name(), path); err != nil {
+	return withTempFile(path, data, perm, func(tmp string) error { return linkExclusive(tmp, path) })
+}
+
+// linkExclusive links tmp to path, refusing an existing path.
+func linkExclusive(tmp, path string) error {
+	if err := os.Link(tmp, path); err != nil {
 		var le *os.LinkError
 		if errors.As(err, &le) && errors.Is(le.Err, fs.ErrExist) {
 			return fmt.Errorf("%s already exists: %w", path, fs.ErrExist)
