@@ -359,7 +359,7 @@ func (c *Controller) build(ctx context.Context) error {
 	// dispatcher is built first and given both with SetDeps, which it
 	// requires before it runs.
 	if c.Dispatcher, err = dispatch.New(dispatch.Config{Store: c.Store, Signer: c.Signer, Audit: c.Audit,
-		Logger: cfg.Logger, Clock: cfg.Clock, SweepByLease: true}); err != nil {
+		Logger: cfg.Logger, Clock: cfg.Clock}); err != nil {
 		return err
 	}
 	backend, err := evidence.OpenBackend(ctx, cfg.Evidence, evidence.BackendOptions{DataDir: cfg.DataDir, Retention: cfg.EvidenceRetention,
@@ -593,16 +593,17 @@ func (c *Controller) Run(ctx context.Context) error {
 
 // buildSingletons builds the runner of the jobs that must run once among
 // the controllers sharing the store, and the registry heartbeat:
-//   - the dispatcher's deadline and offline sweep (cluster.LeaseSweeper);
 //   - the playbook executor, which resumes the playbook runs a crash
 //     interrupted (cluster.LeasePlaybooks);
 //   - the SQS findings poller, when a queue is set (cluster.LeaseSQS).
 //
 // With one controller it holds every lease, so each job runs as it did
-// before leases.
+// before leases. The dispatcher's deadline and offline sweep is not among
+// them: each dispatcher sweeps the runs it holds in memory, and a run is
+// held by the controller it was created through until runs are routed
+// between controllers (docs/operators.md, the store).
 func (c *Controller) buildSingletons() error {
 	jobs := []cluster.Job{
-		{Lease: cluster.LeaseSweeper, Run: c.Dispatcher.Sweep},
 		{Lease: cluster.LeasePlaybooks, Run: c.Playbooks.Run},
 	}
 	if c.Incident.parts.sqs != nil {

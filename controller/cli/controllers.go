@@ -39,8 +39,8 @@ func NewControllersCmd(g *Globals) *cobra.Command {
 		Short: "List the live controllers: address, agent streams held, leases held, version, last heartbeat",
 		Long: `List every live controller that shares the store of the controller you reach:
 its id (random for each process start), its --listen address, the agent
-streams it holds, the cluster leases it holds (the singleton jobs: sweeper,
-playbook-executor, sqs-poller), its version and its last registry
+streams it holds, the cluster leases it holds (the singleton jobs: playbook-executor,
+sqs-poller), its version and its last registry
 heartbeat. A controller is live while its heartbeat (every 3 seconds) is
 less than 15 seconds old.`,
 		Args: cobra.NoArgs,

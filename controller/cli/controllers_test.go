@@ -27,7 +27,7 @@ func (f *fakeRegistry) ListControllers(context.Context, *operatorv1.ListControll
 
 func TestControllersList(t *testing.T) {
 	two := []*operatorv1.ControllerInfo{
-		{Id: "ctl-0a1b", Address: "10.0.1.5:7443", Agents: 1200, Leases: []string{"playbook-executor", "sweeper"}, Version: "0.1.0",
+		{Id: "ctl-0a1b", Address: "10.0.1.5:7443", Agents: 1200, Leases: []string{"playbook-executor", "sqs-poller"}, Version: "0.1.0",
 			HeartbeatAt: timestamppb.New(t0), StartedAt: timestamppb.New(t0)},
 		{Id: "ctl-9f8e", Address: "10.0.2.7:7443", Agents: 1187, Version: "0.1.0", HeartbeatAt: timestamppb.New(t1)},
 	}
@@ -43,7 +43,7 @@ func TestControllersList(t *testing.T) {
 				t.Fatalf("not JSON: %v\n%s", err, stdout)
 			}
 			want := []map[string]any{
-				{"id": "ctl-0a1b", "address": "10.0.1.5:7443", "agents": 1200, "leases": []any{"playbook-executor", "sweeper"}, "version": "0.1.0",
+				{"id": "ctl-0a1b", "address": "10.0.1.5:7443", "agents": 1200, "leases": []any{"playbook-executor", "sqs-poller"}, "version": "0.1.0",
 					"heartbeat_at": "2026-12-07T03:00:00Z"},
 				{"id": "ctl-9f8e", "address": "10.0.2.7:7443", "agents": 1187, "leases": []any{}, "version": "0.1.0",
 					"heartbeat_at": "2026-12-07T03:00:01.5Z"},
@@ -67,7 +67,7 @@ func TestControllersList(t *testing.T) {
 			if len(lines) != 3 || !strings.HasPrefix(lines[0], "ID") {
 				t.Fatalf("table:\n%s", stdout)
 			}
-			for i, want := range [][]string{{"ctl-0a1b", "10.0.1.5:7443", "1200", "playbook-executor,sweeper", "0.1.0", "2026-12-07T03:00:00Z"},
+			for i, want := range [][]string{{"ctl-0a1b", "10.0.1.5:7443", "1200", "playbook-executor,sqs-poller", "0.1.0", "2026-12-07T03:00:00Z"},
 				{"ctl-9f8e", "10.0.2.7:7443", "1187", "-", "0.1.0", "2026-12-07T03:00:01Z"}} {
 				if got := strings.Fields(lines[i+1]); strings.Join(got, " ") != strings.Join(want, " ") {
 					t.Errorf("row %d: %q, want %q", i, got, want)

@@ -15,7 +15,7 @@ func TestRegistryHeartbeat(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t)
 	clk := &clock{now: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
-	agents, leases := 2, []string{cluster.LeaseSweeper}
+	agents, leases := 2, []string{cluster.LeasePlaybooks}
 	r, err := cluster.NewRegistry(cluster.RegistryConfig{Store: s, ID: "ctl-a", Address: "10.0.0.1:7443", Version: "0.1.0",
 		Agents: func() int { return agents }, Leases: func() []string { return leases }, Clock: clk.Now})
 	if err != nil {
@@ -51,7 +51,7 @@ func TestRegistryHeartbeat(t *testing.T) {
 				return
 			}
 			if len(live) != 1 || live[0].ID != "ctl-a" || live[0].Agents != tc.wantAgent || live[0].Address != "10.0.0.1:7443" ||
-				len(live[0].Leases) != 1 || live[0].Leases[0] != cluster.LeaseSweeper || !live[0].HeartbeatAt.Equal(clk.Now()) {
+				len(live[0].Leases) != 1 || live[0].Leases[0] != cluster.LeasePlaybooks || !live[0].HeartbeatAt.Equal(clk.Now()) {
 				t.Fatalf("live %+v", live)
 			}
 		})

@@ -34,8 +34,6 @@ import (
 
 // The singleton jobs of a controller, by lease name.
 const (
-	// LeaseSweeper is the dispatcher's deadline and offline sweep.
-	LeaseSweeper = "sweeper"
 	// LeasePlaybooks is the playbook executor, which resumes the playbook
 	// runs a crash interrupted.
 	LeasePlaybooks = "playbook-executor"

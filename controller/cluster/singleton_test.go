@@ -120,7 +120,7 @@ func newController(t *testing.T, s store.Store, id string, now time.Time) *contr
 	t.Helper()
 	c := &controllerUnderTest{job: newJob(), clock: &clock{now: now}, timers: &timers{}}
 	r, err := cluster.NewRunner(cluster.Config{Store: s, ID: id, TTL: 10 * time.Second, Clock: c.clock.Now, AfterFunc: c.timers.afterFunc,
-		Jobs: []cluster.Job{{Lease: cluster.LeaseSweeper, Run: c.job.run}}})
+		Jobs: []cluster.Job{{Lease: cluster.LeasePlaybooks, Run: c.job.run}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestSingletonTakeover(t *testing.T) {
 			aCtx := a.job.waitStarted(t, "a")
 			b.r.Step(ctx)
 			b.job.notStarted(t, "b")
-			if !a.r.Held()[cluster.LeaseSweeper] || b.r.Held()[cluster.LeaseSweeper] {
+			if !a.r.Held()[cluster.LeasePlaybooks] || b.r.Held()[cluster.LeasePlaybooks] {
 				t.Fatalf("held: a %v b %v", a.r.Held(), b.r.Held())
 			}
 			// a renews; b still cannot take it.
@@ -188,15 +188,15 @@ func TestSingletonTakeover(t *testing.T) {
 			// a stops renewing.
 			tc.lose(t, a, b)
 			a.job.waitEnded(t, "a")
-			if a.r.Held()[cluster.LeaseSweeper] {
+			if a.r.Held()[cluster.LeasePlaybooks] {
 				t.Fatal("a still holds the lease after losing it")
 			}
-			if !b.r.Held()[cluster.LeaseSweeper] {
+			if !b.r.Held()[cluster.LeasePlaybooks] {
 				b.clock.Add(10 * time.Second)
 				b.r.Step(ctx)
 			}
 			b.job.waitStarted(t, "b")
-			if got := b.r.HeldLeases(); len(got) != 1 || got[0] != cluster.LeaseSweeper {
+			if got := b.r.HeldLeases(); len(got) != 1 || got[0] != cluster.LeasePlaybooks {
 				t.Fatalf("b holds %v", got)
 			}
 			ls, err := s.ListLeases(ctx)

@@ -65,11 +65,6 @@ type Config struct {
 	ResultGrace time.Duration
 	// Tick is how often deadlines are checked (default 1s).
 	Tick time.Duration
-	// SweepByLease makes the deadline and offline sweep run only while
-	// Sweep runs (the controller runs it under the sweeper's cluster
-	// lease), and stores what the sweep changes with Sweep's fenced
-	// context. False sweeps at every Tick.
-	SweepByLease bool
 	// TaskEvidence returns the evidence items the controller stored for a
 	// task. A result's evidence ids are the agent's claim; when the claim
 	// is not empty and TaskEvidence is set, the task records the stored
@@ -145,11 +140,6 @@ type Dispatcher struct {
 	// states counts the tasks not final by state; metric collection reads
 	// it too (see taskstates.go).
 	states taskStates
-
-	// sweepMu guards sweepCtx, the context of the running Sweep (nil:
-	// none runs).
-	sweepMu  sync.Mutex
-	sweepCtx context.Context
 }
 
 type runState struct {
@@ -204,9 +194,6 @@ func (rs *runState) clearReady() {
 
 // batch is what one loop iteration changed.
 type batch struct {
-	// ctx, when set, is the context the batch is stored with (the
-	// sweeper's fenced context).
-	ctx   context.Context
 	tasks map[string]*store.Task
 	runs  map[string]*store.Run
 	acks  []ack
@@ -416,52 +403,13 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			}
 			d.flush()
 		case <-tick.C:
-			if !d.cfg.SweepByLease {
-				d.checkDeadlines()
-				d.flush()
-				continue
-			}
-			if sctx := d.sweepContext(); sctx != nil {
-				// The sweep's changes are a batch of their own, stored
-				// under the sweeper's fence.
-				d.flush()
-				d.checkDeadlines()
-				d.cur.ctx = sctx
-				d.flush()
-				d.cur.ctx = nil
-			}
+			d.checkDeadlines()
+			d.flush()
 		}
 	}
 }
 
 func (d *Dispatcher) send(ev any) { d.events <- ev }
-
-// Sweep is the deadline and offline sweep's job under Config.SweepByLease:
-// while it runs (until ctx ends), the loop checks deadlines at every Tick
-// and stores the changes with ctx, so a fenced ctx refuses them once the
-// sweeper's lease has moved on.
-func (d *Dispatcher) Sweep(ctx context.Context) error {
-	d.sweepMu.Lock()
-	d.sweepCtx = ctx
-	d.sweepMu.Unlock()
-	<-ctx.Done()
-	d.sweepMu.Lock()
-	if d.sweepCtx == ctx {
-		d.sweepCtx = nil
-	}
-	d.sweepMu.Unlock()
-	return nil
-}
-
-// sweepContext is the running Sweep's context, or nil.
-func (d *Dispatcher) sweepContext() context.Context {
-	d.sweepMu.Lock()
-	defer d.sweepMu.Unlock()
-	if d.sweepCtx == nil || d.sweepCtx.Err() != nil {
-		return nil
-	}
-	return d.sweepCtx
-}
 
 // Submit hands a stored run to the loop. traceparent and tracestate are the W3C context of
 // the creating span, or empty.
@@ -1149,24 +1097,12 @@ func (d *Dispatcher) persist() {
 		for _, r := range b.runs {
 			runs = append(runs, r)
 		}
-		ctx := context.Background()
-		if b.ctx != nil {
-			// The fence stays; the job's cancellation at shutdown must not
-			// drop a sweep already made.
-			ctx = context.WithoutCancel(b.ctx)
-		}
 		var err error
 		for attempt := 0; attempt < 5 && (len(tasks) > 0 || len(runs) > 0); attempt++ {
-			if err = d.cfg.Store.SaveTasks(ctx, tasks, runs); err == nil || errors.Is(err, store.ErrFenced) {
+			if err = d.cfg.Store.SaveTasks(context.Background(), tasks, runs); err == nil {
 				break
 			}
 			time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond)
-		}
-		if errors.Is(err, store.ErrFenced) {
-			// Security-critical: this controller lost the sweeper's lease;
-			// its sweep must not overwrite what the new holder decides.
-			d.cfg.Logger.Warn("the deadline sweep's changes were refused: this controller no longer holds the sweeper lease", "tasks", len(tasks), "error", err)
-			continue
 		}
 		if err != nil {
 			// Without acknowledgements the agents re-send their results on

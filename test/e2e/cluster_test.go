@@ -21,7 +21,7 @@ const clusterAgents = 6
 
 // clusterLeases are the leases every controller of the fixture competes
 // for (no SQS queue is configured, so no poller).
-var clusterLeases = []string{"playbook-executor", "sweeper"}
+var clusterLeases = []string{"playbook-executor"}
 
 // clusterPlaybook is one noop step on the agents labelled pb=yes.
 const clusterPlaybook = `apiVersion: firebreak/v1

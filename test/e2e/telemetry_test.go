@@ -58,9 +58,9 @@ func TestOneTracePerOperatorCommand(t *testing.T) {
 		{`target_info{`, 1},
 		{`firebreak_runs_awaiting_approval`, 0},
 		{`firebreak_approval_wait_oldest_seconds`, 0},
-		{`firebreak_lease_held{firebreak_lease="sweeper"`, 1},
 		{`firebreak_lease_held{firebreak_lease="playbook-executor"`, 1},
-		{`firebreak_lease_changes_total{firebreak_lease="sweeper",firebreak_lease_change="acquired"`, 1},
+		{`firebreak_lease_held{firebreak_lease="playbook-executor"`, 1},
+		{`firebreak_lease_changes_total{firebreak_lease="playbook-executor",firebreak_lease_change="acquired"`, 1},
 		// Two runs created and finished, their tasks and results stored:
 		// several write transactions and reads, each measured once.
 		{`firebreak_store_duration_seconds_count{firebreak_store_operation="write",firebreak_store_outcome="ok"`, 2},

@@ -101,7 +101,7 @@ PostgreSQL is tried again for --store-connect-timeout.`,
 	f.StringVar(&cfg.EvidenceKMSKey, "evidence-kms-key", "", "KMS key ARN or id for SSE-KMS of S3 evidence (default: the bucket's encryption)")
 	f.Int64Var(&cfg.EvidenceMaxBytes, "evidence-max-bytes", 0, "largest evidence item accepted, in bytes (default 64 GiB)")
 	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "serve Prometheus metrics at http://HOST:PORT/metrics (off by default; see docs/observability.md)")
-	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", cluster.DefaultTTL, "TTL of the leases of the jobs that run once among controllers sharing a store (sweeper, playbook executor, SQS poller); another controller takes a job over within it")
+	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", cluster.DefaultTTL, "TTL of the leases of the jobs that run once among controllers sharing a store (the playbook executor, the SQS poller); another controller takes a job over within it")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	registerIncidentFlags(f, &cfg.Incident)
 	_ = cmd.MarkFlagRequired("data-dir")
