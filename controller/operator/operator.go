@@ -354,7 +354,22 @@ func (s *Service) planErrorStatus(ctx context.Context, err error) error {
 	return status.Error(code, refusal.Msg)
 }
 
+// storeSyncWait bounds how long storedRun waits for the dispatcher to
+// store what it has handled.
+const storeSyncWait = 5 * time.Second
+
+// storedRun reads a run the dispatcher does not hold from the store.
 func (s *Service) storedRun(ctx context.Context, id string) (*operatorv1.Run, error) {
+	// A run the dispatcher no longer holds may have ended a moment ago,
+	// with its end not yet stored: wait (briefly) until what the dispatcher
+	// has handled is stored, so a watcher never gets a finished run as
+	// still running.
+	syncCtx, cancel := context.WithTimeout(ctx, storeSyncWait)
+	err := s.cfg.Dispatcher.Sync(syncCtx)
+	cancel()
+	if err != nil && ctx.Err() == nil {
+		s.cfg.Logger.Warn("the dispatcher did not confirm its stored state in time; reading the run as stored", "run", id, "error", err)
+	}
 	r, tasks, err := s.cfg.Store.GetRun(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, status.Errorf(codes.NotFound, "run %q not found", id)
