@@ -55,7 +55,11 @@ func OpenSQLite(ctx context.Context, path string) (*SQL, error) {
 	if err := privateDatabaseFiles(path); err != nil {
 		return nil, err
 	}
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_txlock=immediate"
+	// The pragmas run in this order on each new connection: busy_timeout
+	// first, so that switching a new database to WAL, which needs the
+	// database to itself, waits for another opener (a second store on the
+	// same file, `controller migrate`) instead of failing with SQLITE_BUSY.
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_txlock=immediate"
 	w, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("opening the database %s: %w", path, err)
