@@ -34,6 +34,7 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/evidence"
 	"github.com/firebreak-ir/firebreak/controller/fleet"
 	"github.com/firebreak-ir/firebreak/controller/operator"
+	"github.com/firebreak-ir/firebreak/controller/route"
 	"github.com/firebreak-ir/firebreak/controller/runs"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/internal/pki"
@@ -43,6 +44,7 @@ import (
 	"github.com/firebreak-ir/firebreak/internal/telemetry"
 	"github.com/firebreak-ir/firebreak/internal/watchcap"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
+	clusterv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/cluster/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
 )
@@ -85,6 +87,12 @@ type Config struct {
 	Advertise string
 	// ServerNames are extra DNS names or IPs for the serving certificate.
 	ServerNames []string
+	// PeerAddress is the HOST:PORT the other controllers of a cluster dial
+	// to route tasks to the agents this one holds (--peer-address). It is
+	// recorded in the controller registry. Default: the listen address,
+	// with an unspecified host (0.0.0.0, ::) replaced by the machine's
+	// first non-loopback address.
+	PeerAddress string
 	// ApprovalThreshold is the target count above which a destructive run
 	// waits for approval.
 	ApprovalThreshold int
@@ -227,6 +235,12 @@ type Controller struct {
 	Singletons *cluster.Runner
 	// registry keeps this controller's entry in the controller registry.
 	registry *cluster.Registry
+	// id is this controller's id in the cluster (cluster.NewID): the
+	// owner of the runs it drives and the holder of its leases.
+	id string
+	// Router routes tasks and reports between the controllers of a
+	// cluster; with one controller it passes everything through.
+	Router *route.Router
 }
 
 // New builds the controller: on first start it creates the CA, the
@@ -352,6 +366,10 @@ func (c *Controller) build(ctx context.Context) error {
 		}
 	}
 	c.streams = auth.NewStreams()
+	c.id = cluster.NewID()
+	if c.Router, err = c.buildRouter(); err != nil {
+		return err
+	}
 	// Built in dependency order. The dispatcher and the fleet need each
 	// other (it pushes through the fleet, the fleet reports to it), and the
 	// evidence service checks uploads against the dispatcher's runs while
@@ -359,7 +377,7 @@ func (c *Controller) build(ctx context.Context) error {
 	// dispatcher is built first and given both with SetDeps, which it
 	// requires before it runs.
 	if c.Dispatcher, err = dispatch.New(dispatch.Config{Store: c.Store, Signer: c.Signer, Audit: c.Audit,
-		Logger: cfg.Logger, Clock: cfg.Clock}); err != nil {
+		Logger: cfg.Logger, Clock: cfg.Clock, Owner: c.id, LiveWithin: cluster.LiveWithin}); err != nil {
 		return err
 	}
 	backend, err := evidence.OpenBackend(ctx, cfg.Evidence, evidence.BackendOptions{DataDir: cfg.DataDir, Retention: cfg.EvidenceRetention,
@@ -371,18 +389,21 @@ func (c *Controller) build(ctx context.Context) error {
 		Runs: c.Dispatcher, Audit: c.Audit, Logger: cfg.Logger, Clock: cfg.Clock, MaxBytes: cfg.EvidenceMaxBytes}); err != nil {
 		return err
 	}
-	if c.Fleet, err = fleet.New(fleet.Config{Store: c.Store, CA: c.CA, Signer: c.Signer, Dispatcher: c.Dispatcher, Audit: c.Audit,
+	if c.Fleet, err = fleet.New(fleet.Config{Store: c.Store, CA: c.CA, Signer: c.Signer, Dispatcher: c.Router, Audit: c.Audit,
 		Logger: cfg.Logger, Clock: cfg.Clock, CertTTL: cfg.AgentCertTTL, Heartbeat: cfg.Heartbeat, Evidence: c.Evidence,
 		Actions: c.Actions, EnrollLimits: cfg.EnrollLimits}); err != nil {
 		return err
 	}
-	if err := c.Dispatcher.SetDeps(dispatch.Deps{Pusher: c.Fleet, TaskEvidence: c.Evidence.TaskEvidenceIDs}); err != nil {
+	if err := c.Dispatcher.SetDeps(dispatch.Deps{Pusher: c.Router, TaskEvidence: c.Evidence.TaskEvidenceIDs}); err != nil {
 		return err
 	}
+	c.Router.Wire(c.Fleet, c.Dispatcher)
 	fl := c.Fleet
 	watches := watchcap.New(cfg.MaxWatchesPerOperator, cfg.MaxWatches)
-	c.Planner, err = runs.New(runs.Config{Store: c.Store, Fleet: fl, Actions: c.Actions, Dispatcher: c.Dispatcher, Audit: c.Audit,
-		Logger: cfg.Logger, Clock: cfg.Clock, ApprovalThreshold: cfg.ApprovalThreshold})
+	// The planner sees every agent of the cluster as connected wherever
+	// its stream is held: the router knows.
+	c.Planner, err = runs.New(runs.Config{Store: c.Store, Fleet: c.Router, Actions: c.Actions, Dispatcher: c.Dispatcher, Audit: c.Audit,
+		Logger: cfg.Logger, Clock: cfg.Clock, ApprovalThreshold: cfg.ApprovalThreshold, Owner: c.id})
 	if err != nil {
 		return err
 	}
@@ -451,6 +472,7 @@ func (c *Controller) build(ctx context.Context) error {
 	operatorv1.RegisterOperatorServiceServer(c.grpc, c.Operator)
 	c.registerIncident(c.grpc)
 	operatorv1.RegisterEvidenceServiceServer(c.grpc, c.Evidence)
+	clusterv1.RegisterPeerServiceServer(c.grpc, c.Router.Server())
 	c.health = health.NewServer()
 	healthpb.RegisterHealthServer(c.grpc, c.health)
 	c.storeHealth = &storeHealth{ping: c.Store.Ping, health: c.health, interval: cfg.StoreCheckInterval, logger: cfg.Logger}
@@ -539,10 +561,16 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.runIncident(run)
 	run("leased singletons", c.Singletons.Run)
 	run("controller registry", c.registry.Run)
+	run("cluster routing", c.Router.Run)
 	run("evidence janitor", c.Evidence.Run)
 	run("enrollment refusal audit", c.Fleet.RunEnrollGuard)
 	run("store health", c.storeHealth.run)
 
+	// The registry entry is written before serving, so no run created
+	// through this controller is ever taken for a dead controller's.
+	if err := c.registry.Heartbeat(ctx); err != nil {
+		c.cfg.Logger.Warn("recording the controller's registry entry failed; retrying with the heartbeat", "error", err)
+	}
 	addr := c.lis.Addr().String()
 	_ = pki.WriteFileAtomic(filepath.Join(c.cfg.DataDir, AddrFile), []byte(addr+"\n"), 0o600)
 	// The health service says SERVING only once the store has answered.
@@ -605,17 +633,18 @@ func (c *Controller) Run(ctx context.Context) error {
 func (c *Controller) buildSingletons() error {
 	jobs := []cluster.Job{
 		{Lease: cluster.LeasePlaybooks, Run: c.Playbooks.Run},
+		{Lease: cluster.LeaseRuns, Run: c.adoptRuns},
 	}
 	if c.Incident.parts.sqs != nil {
 		jobs = append(jobs, cluster.Job{Lease: cluster.LeaseSQS, Run: c.Incident.parts.sqs.Run})
 	}
 	var err error
-	if c.Singletons, err = cluster.NewRunner(cluster.Config{Store: c.Store, TTL: c.leaseTTL(), Jobs: jobs,
+	if c.Singletons, err = cluster.NewRunner(cluster.Config{Store: c.Store, ID: c.id, TTL: c.leaseTTL(), Jobs: jobs,
 		Logger: c.cfg.Logger, Clock: c.cfg.Clock}); err != nil {
 		return err
 	}
 	c.cfg.Logger.Info("controller id", "controller_id", c.Singletons.ID())
-	c.registry, err = cluster.NewRegistry(cluster.RegistryConfig{Store: c.Store, ID: c.Singletons.ID(), Address: c.lis.Addr().String(),
+	c.registry, err = cluster.NewRegistry(cluster.RegistryConfig{Store: c.Store, ID: c.Singletons.ID(), Address: peerAddress(c.cfg.PeerAddress, c.lis.Addr()),
 		Version: c.cfg.Version, Agents: c.Fleet.ConnectedCount, Leases: c.Singletons.HeldLeases, Logger: c.cfg.Logger, Clock: c.cfg.Clock})
 	return err
 }

@@ -15,13 +15,13 @@ import (
 )
 
 // TestSingleControllerHoldsEveryLease starts one controller on its SQLite
-// store: it takes every singleton's lease (the playbook executor; no SQS
-// queue is set) and lists itself, with them, as the one
+// store: it takes every singleton's lease (the playbook executor and run
+// resumption; no SQS queue is set) and lists itself, with them, as the one
 // live controller; once stopped, it has released them.
 func TestSingleControllerHoldsEveryLease(t *testing.T) {
 	c := playbookruntest.StartController(t, playbookruntest.Options{})
 	ctx := context.Background()
-	want := []string{cluster.LeasePlaybooks}
+	want := []string{cluster.LeasePlaybooks, cluster.LeaseRuns}
 	var resp *operatorv1.ListControllersResponse
 	deadline := time.Now().Add(30 * time.Second)
 	for {

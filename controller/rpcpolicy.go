@@ -8,6 +8,7 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/controller/evidence"
 	"github.com/firebreak-ir/firebreak/controller/operator"
+	"github.com/firebreak-ir/firebreak/controller/route"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 )
 
@@ -28,7 +29,8 @@ func rpcPolicy() auth.Policy {
 			agentv1.AgentService_Connect_FullMethodName:        true,
 			agentv1.AgentService_UploadEvidence_FullMethodName: true,
 		},
-		Operator: maps.Clone(operator.Policy),
+		Operator:   maps.Clone(operator.Policy),
+		Controller: route.PeerPolicy(),
 	}
 	maps.Copy(policy.Operator, evidence.Policy)
 	policy.Operator = withIncidentPolicy(policy.Operator)

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
+	clusterv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/cluster/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
@@ -50,10 +51,11 @@ func declaredMethods(t *testing.T) []string {
 	// The generated packages register their files on import.
 	_ = agentv1.File_firebreak_agent_v1_agent_proto
 	_ = operatorv1.OperatorService_ServiceDesc
+	_ = clusterv1.PeerService_ServiceDesc
 	var methods []string
 	protoregistry.GlobalFiles.RangeFiles(func(f protoreflect.FileDescriptor) bool {
 		pkg := string(f.Package())
-		if pkg != "firebreak.agent.v1" && pkg != "firebreak.operator.v1" {
+		if pkg != "firebreak.agent.v1" && pkg != "firebreak.operator.v1" && pkg != "firebreak.cluster.v1" {
 			return true
 		}
 		for i := 0; i < f.Services().Len(); i++ {
@@ -86,6 +88,9 @@ func TestEveryRPCHasAPolicy(t *testing.T) {
 	for m := range policy.Agent {
 		entries[m] = append(entries[m], "agent")
 	}
+	for m := range policy.Controller {
+		entries[m] = append(entries[m], "controller")
+	}
 	for m, role := range policy.Operator {
 		if role == operatorv1.OperatorRole_OPERATOR_ROLE_UNSPECIFIED {
 			t.Errorf("%s has an operator entry with no role; name the least role that may call it", m)
@@ -101,7 +106,7 @@ func TestEveryRPCHasAPolicy(t *testing.T) {
 			t.Errorf("%s has no authorisation policy entry: add it to the owning service's Policy (operator, cases, playbookrun, evidence) or to rpcPolicy", m)
 		case 1:
 		default:
-			t.Errorf("%s is in more than one policy class (%s); a method is open, for agents or for operators", m, strings.Join(kinds, ", "))
+			t.Errorf("%s is in more than one policy class (%s); a method is open, for agents, for operators or for controllers", m, strings.Join(kinds, ", "))
 		}
 	}
 	for m := range entries {

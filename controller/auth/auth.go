@@ -28,6 +28,9 @@ type Policy struct {
 	Agent map[string]bool
 	// Operator methods need an operator certificate and at least the role.
 	Operator map[string]operatorv1.OperatorRole
+	// Controller methods need a controller certificate: the routing
+	// between the controllers of a cluster (route.PeerPolicy).
+	Controller map[string]bool
 }
 
 type ctxKey int
@@ -86,6 +89,14 @@ func (a *Authenticator) authenticate(ctx context.Context, method string) (contex
 		// agent protocol, nor an agent certificate the operator API.
 		if id.Kind != pki.KindAgent {
 			return nil, status.Errorf(codes.PermissionDenied, "%s is for agents; the caller is %s %q", method, id.Kind, id.Name)
+		}
+		return ctx, nil
+	case a.Policy.Controller[method]:
+		// Security-critical: only a controller of the cluster (a
+		// certificate the cluster's CA issued to a controller) routes
+		// tasks and reports; an agent or operator certificate never does.
+		if id.Kind != pki.KindController {
+			return nil, status.Errorf(codes.PermissionDenied, "%s is for the controllers of the cluster; the caller is %s %q", method, id.Kind, id.Name)
 		}
 		return ctx, nil
 	case a.Policy.Operator[method] != operatorv1.OperatorRole_OPERATOR_ROLE_UNSPECIFIED:

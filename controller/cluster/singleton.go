@@ -39,6 +39,9 @@ const (
 	LeasePlaybooks = "playbook-executor"
 	// LeaseSQS is the SQS findings poller.
 	LeaseSQS = "sqs-poller"
+	// LeaseRuns is run resumption: adopting the active runs of a
+	// controller that died, so its runs go on from another.
+	LeaseRuns = "run-resumer"
 )
 
 // DefaultTTL is a lease's default time to live (--lease-ttl).

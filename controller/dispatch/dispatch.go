@@ -41,6 +41,13 @@ type Pusher interface {
 	Push(agentID string, msg *agentv1.ConnectResponse) bool
 }
 
+// Disowner is a Pusher that routes agents' reports to the runs' owners
+// (route.Router): it is told of the tasks of runs this dispatcher no
+// longer owns, so their reports go to the new owner.
+type Disowner interface {
+	Disown(taskIDs []string)
+}
+
 // AuditFunc records a system action in the audit log.
 type AuditFunc func(ctx context.Context, actor, action, subject string, detail any)
 
@@ -72,6 +79,16 @@ type Config struct {
 	// and audited. Nil trusts the claim (tests without an evidence store).
 	// Like Pusher, it may come later through SetDeps.
 	TaskEvidence func(ctx context.Context, taskID string) ([]string, error)
+	// Owner is this controller's id. The dispatcher drives the runs it
+	// owns: it claims the active runs with no live owner when it loads
+	// (Load) and when Adopt is called, and stores task states only for
+	// runs it still owns (store.Routing). A run another controller claimed
+	// meanwhile is dropped. Empty: a lone dispatcher, which claims the
+	// active runs as "local" and stores every change it makes.
+	Owner string
+	// LiveWithin is how recent a controller's registry heartbeat must be
+	// for its runs to stay its own (default 15s, cluster.LiveWithin).
+	LiveWithin time.Duration
 }
 
 // Deps are the dispatcher's dependencies that are built after it, because
@@ -110,6 +127,9 @@ func (c *Config) CheckAndSetDefaults() error {
 	}
 	if c.Tick == 0 {
 		c.Tick = time.Second
+	}
+	if c.LiveWithin == 0 {
+		c.LiveWithin = 15 * time.Second
 	}
 	return nil
 }
@@ -201,7 +221,7 @@ type batch struct {
 }
 
 type ack struct {
-	agentID, taskID string
+	agentID, taskID, runID string
 }
 
 func newBatch() *batch {
@@ -266,6 +286,8 @@ type (
 		reply chan watchReply
 	}
 	evUnwatch struct{ sub *Subscription }
+	evAdopt   struct{ c claimed }
+	evLost    struct{ runIDs []string }
 	evResync  struct {
 		sub   *Subscription
 		reply chan *RunView
@@ -294,26 +316,75 @@ var (
 	ErrRunNotRunning = errors.New("the run has already ended")
 )
 
-// Load reads the active runs from the store. Call it once, before Run and
-// before any Submit, so a resumed run is never added twice.
+// Load claims the active runs that have no live owner (store.Routing's
+// ClaimRuns) and holds them. Call it once, before Run and before any
+// Submit, so a resumed run is never added twice. Runs that other live
+// controllers drive stay theirs.
 func (d *Dispatcher) Load(ctx context.Context) error {
-	runs, tasks, err := d.cfg.Store.ListActiveRuns(ctx)
+	c, err := d.claim(ctx)
 	if err != nil {
 		return fmt.Errorf("loading active runs: %w", err)
 	}
-	for _, r := range runs {
-		rs := d.addRun(r, tasks[r.ID])
-		if aps, err := d.cfg.Store.ListApprovals(ctx, r.ID); err == nil {
-			rs.approvals = aps
+	d.adopt(c)
+	if len(c.runs) > 0 {
+		d.cfg.Logger.Info("resumed active runs", "runs", len(c.runs))
+	}
+	d.loaded = true
+	return nil
+}
+
+// claimed is what one ClaimRuns returned.
+type claimed struct {
+	runs      []*store.Run
+	tasks     map[string][]*store.Task
+	approvals map[string][]*store.Approval
+}
+
+func (d *Dispatcher) claim(ctx context.Context) (claimed, error) {
+	owner := d.cfg.Owner
+	if owner == "" {
+		owner = "local"
+	}
+	runs, tasks, aps, err := d.cfg.Store.ClaimRuns(ctx, owner, d.cfg.Clock().Add(-d.cfg.LiveWithin))
+	return claimed{runs: runs, tasks: tasks, approvals: aps}, err
+}
+
+// adopt holds claimed runs; in the loop, or before it starts.
+func (d *Dispatcher) adopt(c claimed) {
+	for _, r := range c.runs {
+		if d.runs[r.ID] != nil {
+			continue
+		}
+		rs := d.addRun(r, c.tasks[r.ID])
+		rs.approvals = c.approvals[r.ID]
+		if r.Status == operatorv1.RunStatus_RUN_STATUS_RUNNING {
+			// What the last owner dispatched goes again to the agents that
+			// are connected: each agent's journal runs a task once and
+			// answers a repeat with its result.
+			for _, ts := range rs.tasks {
+				if (ts.t.Status == agentv1.TaskStatus_TASK_STATUS_DISPATCHED || ts.t.Status == agentv1.TaskStatus_TASK_STATUS_RUNNING) && d.connected[ts.t.AgentID] {
+					d.redeliver(ts)
+				}
+			}
+			d.dispatchMore(rs)
 		}
 		// A run whose last result was stored just before a crash ends now.
 		d.maybeFinish(rs)
 	}
-	if len(runs) > 0 {
-		d.cfg.Logger.Info("resumed active runs", "runs", len(runs))
+}
+
+// Adopt claims the active runs whose owner is no longer live and drives
+// them from here: the cluster's run resumption after a controller died
+// (controller/cluster runs it as a leased singleton). It returns how many
+// runs it adopted.
+func (d *Dispatcher) Adopt(ctx context.Context) (int, error) {
+	c, err := d.claim(ctx)
+	if err != nil || len(c.runs) == 0 {
+		return 0, err
 	}
-	d.loaded = true
-	return nil
+	d.cfg.Logger.Info("adopted the active runs of a controller that stopped", "runs", len(c.runs))
+	d.send(evAdopt{c: c})
+	return len(c.runs), nil
 }
 
 // Errors of wiring the dispatcher.
@@ -476,6 +547,10 @@ func (d *Dispatcher) handle(ev any) {
 	switch e := ev.(type) {
 	case evSync:
 		d.cur.done = append(d.cur.done, e.done)
+	case evAdopt:
+		d.adopt(e.c)
+	case evLost:
+		d.onLost(e.runIDs)
 	case evSubmit:
 		if d.runs[e.run.ID] != nil {
 			return
@@ -598,9 +673,7 @@ func (d *Dispatcher) onConnect(agentID string) {
 		case agentv1.TaskStatus_TASK_STATUS_DISPATCHED, agentv1.TaskStatus_TASK_STATUS_RUNNING:
 			// The agent may have run it while we were apart; its journal
 			// answers with the stored result or runs it once.
-			if st, err := store.DecodeSignedTask(ts.t.SignedTask); err == nil && len(ts.t.SignedTask) > 0 {
-				d.cfg.Pusher.Push(agentID, &agentv1.ConnectResponse{Msg: &agentv1.ConnectResponse_Task{Task: st}})
-			}
+			d.redeliver(ts)
 		case agentv1.TaskStatus_TASK_STATUS_PENDING:
 			if rs.run.Status == operatorv1.RunStatus_RUN_STATUS_RUNNING && rs.stopped == "" {
 				rs.queue(ts)
@@ -613,6 +686,13 @@ func (d *Dispatcher) onConnect(agentID string) {
 			seen[ts.run] = true
 			d.dispatchMore(ts.run)
 		}
+	}
+}
+
+// redeliver pushes a dispatched task's stored signed task again.
+func (d *Dispatcher) redeliver(ts *taskState) {
+	if st, err := store.DecodeSignedTask(ts.t.SignedTask); err == nil && len(ts.t.SignedTask) > 0 {
+		d.cfg.Pusher.Push(ts.t.AgentID, &agentv1.ConnectResponse{Msg: &agentv1.ConnectResponse_Task{Task: st}})
 	}
 }
 
@@ -806,7 +886,7 @@ func (d *Dispatcher) onResult(agentID string, res *agentv1.TaskResult) {
 		rs.errors++
 	}
 	d.finishTask(ts)
-	d.cur.acks = append(d.cur.acks, ack{agentID: agentID, taskID: t.ID})
+	d.cur.acks = append(d.cur.acks, ack{agentID: agentID, taskID: t.ID, runID: rs.run.ID})
 	if rs.threshold >= 0 && rs.errors > rs.threshold && rs.stopped == "" {
 		rs.stopped = fmt.Sprintf("cancelled: %d targets failed, more than max-errors %s", rs.errors, rs.run.MaxErrors)
 		d.cancelPending(rs, rs.stopped)
@@ -1098,8 +1178,9 @@ func (d *Dispatcher) persist() {
 			runs = append(runs, r)
 		}
 		var err error
+		var lost []string
 		for attempt := 0; attempt < 5 && (len(tasks) > 0 || len(runs) > 0); attempt++ {
-			if err = d.cfg.Store.SaveTasks(context.Background(), tasks, runs); err == nil {
+			if lost, err = d.cfg.Store.SaveOwnedTasks(context.Background(), d.cfg.Owner, tasks, runs); err == nil {
 				break
 			}
 			time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond)
@@ -1110,12 +1191,60 @@ func (d *Dispatcher) persist() {
 			d.cfg.Logger.Error("persisting task changes failed; results stay unacknowledged", "tasks", len(tasks), "error", err)
 			continue
 		}
+		if len(lost) > 0 {
+			// Another controller claimed these runs while this one could
+			// not reach the store (a pause, a partition): it drives them
+			// now, and nothing of them was written here.
+			d.cfg.Logger.Warn("runs claimed by another controller were dropped; their changes here were not stored", "runs", lost)
+			d.send(evLost{runIDs: lost})
+		}
 		for _, a := range b.acks {
+			if a.runID != "" && slices.Contains(lost, a.runID) {
+				// Not stored: the agent re-sends it to the run's owner.
+				continue
+			}
 			d.cfg.Pusher.Push(a.agentID, &agentv1.ConnectResponse{Msg: &agentv1.ConnectResponse_ResultAck{ResultAck: &agentv1.ResultAck{TaskId: a.taskID}}})
 		}
 		for _, c := range b.done {
 			close(c)
 		}
+	}
+}
+
+// onLost forgets runs that another controller owns now, ending their
+// watches here: a watcher reads the run from the store, or watches it
+// through its owner.
+func (d *Dispatcher) onLost(runIDs []string) {
+	var disowned []string
+	defer func() {
+		if do, ok := d.cfg.Pusher.(Disowner); ok && len(disowned) > 0 {
+			do.Disown(disowned)
+		}
+	}()
+	for _, id := range runIDs {
+		rs := d.runs[id]
+		if rs == nil {
+			continue
+		}
+		for _, ts := range rs.tasks {
+			if _, open := d.tasks[ts.t.ID]; open {
+				disowned = append(disowned, ts.t.ID)
+				delete(d.tasks, ts.t.ID)
+				if m := d.byAgent[ts.t.AgentID]; m != nil {
+					delete(m, ts.t.ID)
+					if len(m) == 0 {
+						delete(d.byAgent, ts.t.AgentID)
+					}
+				}
+			}
+			if c := d.states.of(ts.counted); c != nil {
+				c.Add(-1)
+			}
+			ts.counted = agentv1.TaskStatus_TASK_STATUS_UNSPECIFIED
+		}
+		d.endWatches(rs)
+		d.approvals.remove(id)
+		delete(d.runs, id)
 	}
 }
 

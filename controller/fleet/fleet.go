@@ -194,6 +194,38 @@ func (s *Service) Agents(ctx context.Context) ([]*store.Agent, error) {
 	return out, nil
 }
 
+// Refresh re-reads agents from the store into the mirror: agents that
+// enrolled or said hello to another controller of the cluster since this
+// one read them. With more than a few hundred it reads them all at once.
+func (s *Service) Refresh(ctx context.Context, agentIDs []string) {
+	var got []*store.Agent
+	if len(agentIDs) > 256 {
+		all, err := s.cfg.Store.ListAgents(ctx)
+		if err != nil {
+			s.cfg.Logger.Warn("re-reading agents from the store failed", "agents", len(agentIDs), "error", err)
+			return
+		}
+		got = all
+	} else {
+		for _, id := range agentIDs {
+			a, err := s.cfg.Store.GetAgent(ctx, id)
+			if err != nil {
+				s.cfg.Logger.Warn("re-reading an agent from the store failed", "agent", id, "error", err)
+				continue
+			}
+			got = append(got, a)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.known == nil {
+		s.known = map[string]*store.Agent{}
+	}
+	for _, a := range got {
+		s.known[a.ID] = a
+	}
+}
+
 // putAgent stores an agent and updates the mirror.
 func (s *Service) putAgent(ctx context.Context, a *store.Agent) error {
 	if err := s.cfg.Store.PutAgent(ctx, a); err != nil {

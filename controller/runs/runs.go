@@ -105,6 +105,10 @@ type Config struct {
 	// ApprovalThreshold: a destructive run over more targets than this
 	// waits for a second operator's approval (default 10).
 	ApprovalThreshold int
+	// Owner is the id of this controller, the owner of the runs it creates
+	// (store.Run.Owner); it must be the dispatcher's Owner. Empty: runs
+	// with no owner, for a lone dispatcher.
+	Owner string
 }
 
 // CheckAndSetDefaults names missing dependencies and sets defaults.
@@ -331,7 +335,7 @@ func (p *Planner) Plan(ctx context.Context, actor Actor, spec Spec) (*Plan, erro
 		CreatedAt: now, DeadlineAfter: spec.Deadline, MaxConcurrency: spec.MaxConcurrency, MaxErrors: strings.TrimSpace(spec.MaxErrors),
 		Reason: spec.Reason, CaseID: spec.CaseID, Destructive: desc.GetDestructive(),
 		UploadBPS: int64(min(spec.UploadBytesPerSecond, 1<<62)), MaxPerAccount: spec.MaxPerAccount,
-		Accounts: strings.TrimSpace(spec.Accounts), Regions: strings.TrimSpace(spec.Regions),
+		Accounts: strings.TrimSpace(spec.Accounts), Regions: strings.TrimSpace(spec.Regions), Owner: p.cfg.Owner,
 	}
 	var tasks []*store.Task
 	if accountRun {

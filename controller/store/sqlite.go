@@ -514,11 +514,11 @@ func (s *SQL) ListOperators(ctx context.Context) ([]*Operator, error) {
 	return out, rows.Err()
 }
 
-const runCols = `id, action, selector, params_json, status, created_by, created_at, started_at, finished_at, deadline, deadline_after, max_concurrency, max_errors, reason, case_id, destructive, accounts, regions, upload_bps, max_per_account, on_behalf_of, idempotency_key`
+const runCols = `id, action, selector, params_json, status, created_by, created_at, started_at, finished_at, deadline, deadline_after, max_concurrency, max_errors, reason, case_id, destructive, accounts, regions, upload_bps, max_per_account, on_behalf_of, idempotency_key, owner`
 
 func runArgs(r *Run) []any {
 	return []any{r.ID, r.Action, r.Selector, string(r.ParamsJSON), int(r.Status), r.CreatedBy, ns(r.CreatedAt), ns(r.StartedAt), ns(r.FinishedAt),
-		ns(r.Deadline), int64(r.DeadlineAfter), r.MaxConcurrency, r.MaxErrors, r.Reason, r.CaseID, b2i(r.Destructive), r.Accounts, r.Regions, r.UploadBPS, r.MaxPerAccount, r.OnBehalfOf, r.IdempotencyKey}
+		ns(r.Deadline), int64(r.DeadlineAfter), r.MaxConcurrency, r.MaxErrors, r.Reason, r.CaseID, b2i(r.Destructive), r.Accounts, r.Regions, r.UploadBPS, r.MaxPerAccount, r.OnBehalfOf, r.IdempotencyKey, r.Owner}
 }
 
 func scanRun(sc interface{ Scan(...any) error }) (*Run, error) {
@@ -527,7 +527,7 @@ func scanRun(sc interface{ Scan(...any) error }) (*Run, error) {
 	var status, destructive int
 	var created, started, finished, deadline, after int64
 	if err := sc.Scan(&r.ID, &r.Action, &r.Selector, &params, &status, &r.CreatedBy, &created, &started, &finished, &deadline, &after,
-		&r.MaxConcurrency, &r.MaxErrors, &r.Reason, &r.CaseID, &destructive, &r.Accounts, &r.Regions, &r.UploadBPS, &r.MaxPerAccount, &r.OnBehalfOf, &r.IdempotencyKey); err != nil {
+		&r.MaxConcurrency, &r.MaxErrors, &r.Reason, &r.CaseID, &destructive, &r.Accounts, &r.Regions, &r.UploadBPS, &r.MaxPerAccount, &r.OnBehalfOf, &r.IdempotencyKey, &r.Owner); err != nil {
 		return nil, err
 	}
 	r.ParamsJSON, r.Status, r.Destructive = []byte(params), operatorv1.RunStatus(status), destructive != 0
@@ -574,7 +574,7 @@ func createRun(ctx context.Context, tx *sql.Tx, r *Run, tasks []*Task) error {
 			return err
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO runs (`+runCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, runArgs(r)...); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO runs (`+runCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, runArgs(r)...); err != nil {
 		if r.IdempotencyKey != "" && idempotencyKeyTaken(err) {
 			return fmt.Errorf("idempotency key %q: %w", r.IdempotencyKey, ErrIdempotencyKeyUsed)
 		}
@@ -610,29 +610,32 @@ func (s *SQL) UpdateRun(ctx context.Context, r *Run) error {
 
 // SaveTasks implements Store.
 func (s *SQL) SaveTasks(ctx context.Context, tasks []*Task, runs []*Run) error {
-	return s.writeTx(ctx, func(tx *sql.Tx) error {
-		if len(tasks) > 0 {
-			st, err := tx.PrepareContext(ctx, `UPDATE tasks SET status = ?, error = ?, output_json = ?, signed_task = ?, dispatched_at = ?, started_at = ?,
-			finished_at = ?, evidence_ids = ?, last_message = ? WHERE id = ?`)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			for _, t := range tasks {
-				if _, err := st.ExecContext(ctx, int(t.Status), t.Error, t.OutputJSON, t.SignedTask, ns(t.DispatchedAt), ns(t.StartedAt),
-					ns(t.FinishedAt), strings.Join(t.EvidenceIDs, ","), t.LastMessage, t.ID); err != nil {
-					return err
-				}
-			}
+	return s.writeTx(ctx, func(tx *sql.Tx) error { return saveTasks(ctx, tx, tasks, runs) })
+}
+
+// saveTasks stores the mutable fields of tasks and runs in tx.
+func saveTasks(ctx context.Context, tx *sql.Tx, tasks []*Task, runs []*Run) error {
+	if len(tasks) > 0 {
+		st, err := tx.PrepareContext(ctx, `UPDATE tasks SET status = ?, error = ?, output_json = ?, signed_task = ?, dispatched_at = ?, started_at = ?,
+		finished_at = ?, evidence_ids = ?, last_message = ? WHERE id = ?`)
+		if err != nil {
+			return err
 		}
-		for _, r := range runs {
-			if _, err := tx.ExecContext(ctx, `UPDATE runs SET status = ?, started_at = ?, finished_at = ?, deadline = ? WHERE id = ?`,
-				int(r.Status), ns(r.StartedAt), ns(r.FinishedAt), ns(r.Deadline), r.ID); err != nil {
+		defer st.Close()
+		for _, t := range tasks {
+			if _, err := st.ExecContext(ctx, int(t.Status), t.Error, t.OutputJSON, t.SignedTask, ns(t.DispatchedAt), ns(t.StartedAt),
+				ns(t.FinishedAt), strings.Join(t.EvidenceIDs, ","), t.LastMessage, t.ID); err != nil {
 				return err
 			}
 		}
-		return nil
-	})
+	}
+	for _, r := range runs {
+		if _, err := tx.ExecContext(ctx, `UPDATE runs SET status = ?, started_at = ?, finished_at = ?, deadline = ? WHERE id = ?`,
+			int(r.Status), ns(r.StartedAt), ns(r.FinishedAt), ns(r.Deadline), r.ID); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // GetRun implements Store.

@@ -119,6 +119,11 @@ type Run struct {
 	// no two runs share one, so a creator that retries (a playbook step
 	// after a controller restart) finds its run instead of making another.
 	IdempotencyKey string
+	// Owner is the id of the controller that drives the run (cluster.NewID):
+	// the one it was created through, or the one that adopted it when its
+	// owner died. Only the owner writes the run's task states
+	// (SaveOwnedTasks refuses the others).
+	Owner string
 }
 
 // Task is one action on one target.
@@ -192,6 +197,7 @@ type Store interface {
 	CaseStore
 	EvidenceStore
 	PlaybookRuns
+	Routing
 
 	// Close releases the store.
 	Close() error

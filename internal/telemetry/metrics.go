@@ -40,6 +40,16 @@ const (
 	// MetricTasksActive is the tasks of this controller's dispatcher that
 	// are not final yet, by state (pending, dispatched, running).
 	MetricTasksActive = "firebreak.tasks.active"
+	// MetricRouteMessages counts what this controller sent to the other
+	// controllers of its cluster (deliveries to agents they hold, reports
+	// to the owners of runs, presence), by kind and outcome: the wakes of
+	// cross-controller routing.
+	MetricRouteMessages = "firebreak.route.messages"
+	// MetricRouteSweeps counts the routing catch-up sweeps, and
+	// MetricRouteCorrections what they found that a lost message had left
+	// wrong (an agent's location, a run without a live owner).
+	MetricRouteSweeps      = "firebreak.route.sweeps"
+	MetricRouteCorrections = "firebreak.route.corrections"
 )
 
 // Attributes of the store and task-state metrics.
@@ -48,6 +58,8 @@ var (
 	AttrStoreOutcome   = attribute.Key("firebreak.store.outcome")
 	AttrStoreRetry     = attribute.Key("firebreak.store.retry.reason")
 	AttrTaskState      = attribute.Key("firebreak.task.state")
+	AttrRouteKind      = attribute.Key("firebreak.route.kind")
+	AttrRouteOutcome   = attribute.Key("firebreak.route.outcome")
 )
 
 // AttrLease names a cluster lease (a singleton job) on the lease metrics.
@@ -65,6 +77,7 @@ const (
 // no-op call.
 var instruments = func() (in struct {
 	dispatched, finished, evidenceBytes, evidenceFailures, findings, runs, leaseChanges, storeRetries metric.Int64Counter
+	routeMessages, routeSweeps, routeCorrections                                                      metric.Int64Counter
 	latency, storeLatency                                                                             metric.Float64Histogram
 }) {
 	m := otel.Meter("github.com/firebreak-ir/firebreak")
@@ -83,8 +96,29 @@ var instruments = func() (in struct {
 		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 	in.storeRetries, _ = m.Int64Counter(MetricStoreRetries, metric.WithUnit("{retry}"),
 		metric.WithDescription("Write transactions PostgreSQL aborted for concurrent writers and the store ran again, by reason."))
+	in.routeMessages, _ = m.Int64Counter(MetricRouteMessages, metric.WithUnit("{message}"),
+		metric.WithDescription("Messages sent to the other controllers of the cluster, by kind (deliver, report, presence) and outcome."))
+	in.routeSweeps, _ = m.Int64Counter(MetricRouteSweeps, metric.WithUnit("{sweep}"), metric.WithDescription("Routing catch-up sweeps run."))
+	in.routeCorrections, _ = m.Int64Counter(MetricRouteCorrections, metric.WithUnit("{correction}"),
+		metric.WithDescription("What a routing catch-up sweep corrected, by kind (agent location, run adopted)."))
 	return in
 }()
+
+// RouteSent counts n messages of kind sent to another controller, with
+// their outcome ("ok" or "error").
+func RouteSent(kind, outcome string, n int) {
+	instruments.routeMessages.Add(context.Background(), int64(n), metric.WithAttributes(AttrRouteKind.String(kind), AttrRouteOutcome.String(outcome)))
+}
+
+// RouteSwept counts one catch-up sweep.
+func RouteSwept() { instruments.routeSweeps.Add(context.Background(), 1) }
+
+// RouteCorrected counts n corrections of kind by a catch-up sweep.
+func RouteCorrected(kind string, n int) {
+	if n > 0 {
+		instruments.routeCorrections.Add(context.Background(), int64(n), metric.WithAttributes(AttrRouteKind.String(kind)))
+	}
+}
 
 // StoreOperation records how long one store operation (kind "read" or
 // "write") took and how it ended. It fits store.Observer's Operation.

@@ -1,0 +1,614 @@
+// Package route routes runs between the controllers of a cluster.
+//
+// Every run has one owner, the controller whose dispatcher drives it (the
+// one it was created through, or the one that adopted it when its owner
+// died), and every agent holds its stream on one controller. The Router
+// sits between this controller's fleet (the agent streams it holds) and its
+// dispatcher (the runs it owns):
+//
+//   - the dispatcher pushes through it: a message for an agent held here
+//     goes onto the agent's stream, one for an agent held by another
+//     controller goes to that controller (PeerService.Deliver), batched;
+//   - an agent's report on a task goes to the task's owner: this
+//     dispatcher, or the owner's (PeerService.Report);
+//   - each stream opened or closed here is recorded in the store with the
+//     session's epoch and told to the other controllers
+//     (PeerService.Presence), so every dispatcher knows which agents it can
+//     reach, and where.
+//
+// Nothing polls on the fast path: a task is pushed to the holder the moment
+// the owner dispatches it. A catch-up sweep every few seconds reads the
+// sessions and the live controllers from the store, so a lost presence
+// message or a controller that died without a word costs at most one
+// sweep. With a store that is not shared (SQLite: one controller) the
+// router passes everything straight through.
+package route
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/firebreak-ir/firebreak/controller/store"
+	"github.com/firebreak-ir/firebreak/internal/telemetry"
+	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
+)
+
+// Fleet is the agent streams this controller holds (*fleet.Service).
+type Fleet interface {
+	// Push queues msg on a stream held here and reports whether it could.
+	Push(agentID string, msg *agentv1.ConnectResponse) bool
+	// Connected reports whether the agent holds a stream here.
+	Connected(agentID string) bool
+	// Facts returns the live facts of an agent held here, or nil.
+	Facts(agentID string) *agentv1.AgentFacts
+	// Agents returns every enrolled agent.
+	Agents(ctx context.Context) ([]*store.Agent, error)
+	// Refresh re-reads agents from the store: ones that connected to
+	// another controller since this one last read them.
+	Refresh(ctx context.Context, agentIDs []string)
+}
+
+// Dispatcher is this controller's run dispatcher (*dispatch.Dispatcher).
+type Dispatcher interface {
+	AgentConnected(agentID string)
+	AgentDisconnected(agentID string)
+	TaskEvent(agentID string, ev *agentv1.TaskEvent)
+	TaskResult(agentID string, res *agentv1.TaskResult)
+}
+
+// Store is what the router keeps in the store.
+type Store interface {
+	store.Routing
+	ListControllers(ctx context.Context, aliveSince time.Time) ([]*store.ControllerInfo, error)
+}
+
+// Config configures a Router.
+type Config struct {
+	// ID is this controller's id (cluster.NewID), the owner of its runs.
+	ID string
+	// Store keeps sessions and owners; its Shared decides whether the
+	// router routes at all.
+	Store Store
+	// Dial connects to another controller's PeerService at an address
+	// from the registry, authenticated as this controller. Required when
+	// the store is shared.
+	Dial func(address string) (Peer, error)
+	// LiveWithin is how recent a controller's heartbeat must be for it to
+	// count as live (cluster.LiveWithin).
+	LiveWithin time.Duration
+	// SweepEvery is the catch-up sweep's interval (default 5s).
+	SweepEvery time.Duration
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Clock defaults to time.Now.
+	Clock func() time.Time
+}
+
+// CheckAndSetDefaults names missing dependencies and sets defaults.
+func (c *Config) CheckAndSetDefaults() error {
+	if c.ID == "" || c.Store == nil {
+		return errors.New("route: the router needs the controller's ID and a Store")
+	}
+	if c.Store.Shared() && c.Dial == nil {
+		return errors.New("route: a shared store needs Dial to reach the other controllers")
+	}
+	if c.LiveWithin <= 0 {
+		c.LiveWithin = 15 * time.Second
+	}
+	if c.SweepEvery <= 0 {
+		c.SweepEvery = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	return nil
+}
+
+// location is where an agent's stream is: the holding controller and the
+// session's epoch (0 while a session opened here is not stored yet).
+type location struct {
+	controller string
+	epoch      int64
+}
+
+// Router routes between this controller's fleet and dispatcher and the
+// other controllers. Build it with New, give it the dispatcher with
+// SetDispatcher, and start Run.
+type Router struct {
+	cfg    Config
+	shared bool
+	// fleet and disp are given by Wire, once, before any agent connects.
+	fleet Fleet
+	disp  Dispatcher
+
+	mu sync.Mutex
+	// loc is where each reachable agent's stream is.
+	loc map[string]location
+	// owners is the owner of each task pushed to an agent held here,
+	// until its result is acknowledged.
+	owners map[string]string
+	// peers are the links to the live controllers, by id.
+	peers map[string]*link
+
+	changes chan sessionChange
+}
+
+type sessionChange struct {
+	agentID string
+	open    bool
+}
+
+// New returns a router; call Wire, then Run.
+func New(cfg Config) (*Router, error) {
+	if err := cfg.CheckAndSetDefaults(); err != nil {
+		return nil, err
+	}
+	return &Router{cfg: cfg, shared: cfg.Store.Shared(), loc: map[string]location{}, owners: map[string]string{},
+		peers: map[string]*link{}, changes: make(chan sessionChange, 1<<16)}, nil
+}
+
+// Wire gives the router the fleet and the dispatcher, which are built
+// after it because each holds the router (the fleet reports to it, the
+// dispatcher pushes through it). Call it once, before the controller
+// serves.
+func (r *Router) Wire(f Fleet, d Dispatcher) {
+	r.fleet, r.disp = f, d
+}
+
+// Shared reports whether the router routes between controllers.
+func (r *Router) Shared() bool { return r.shared }
+
+// Run writes sessions, tells the other controllers, and sweeps, until ctx
+// ends. It returns at once with a store that is not shared.
+func (r *Router) Run(ctx context.Context) error {
+	if r.disp == nil || r.fleet == nil {
+		return errors.New("route: Run before Wire")
+	}
+	if !r.shared {
+		return nil
+	}
+	r.sweep(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.writeSessions(ctx)
+	}()
+	t := time.NewTicker(r.cfg.SweepEvery)
+	defer t.Stop()
+	defer wg.Wait()
+	defer r.closePeers()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			r.sweep(ctx)
+		}
+	}
+}
+
+// AgentConnected implements fleet.Dispatcher: an agent opened a stream
+// here.
+func (r *Router) AgentConnected(agentID string) {
+	if r.shared {
+		r.mu.Lock()
+		r.loc[agentID] = location{controller: r.cfg.ID}
+		r.mu.Unlock()
+		r.queueChange(sessionChange{agentID: agentID, open: true})
+	}
+	r.disp.AgentConnected(agentID)
+}
+
+// AgentDisconnected implements fleet.Dispatcher: an agent's stream here
+// ended.
+func (r *Router) AgentDisconnected(agentID string) {
+	if !r.shared {
+		r.disp.AgentDisconnected(agentID)
+		return
+	}
+	r.mu.Lock()
+	here := r.loc[agentID].controller == r.cfg.ID
+	if here {
+		delete(r.loc, agentID)
+	}
+	r.mu.Unlock()
+	r.queueChange(sessionChange{agentID: agentID})
+	if here {
+		r.disp.AgentDisconnected(agentID)
+	}
+}
+
+func (r *Router) queueChange(c sessionChange) {
+	select {
+	case r.changes <- c:
+	default:
+		// The sweep of the other controllers finds the session anyway.
+		r.cfg.Logger.Warn("the session queue is full; other controllers learn of this agent's stream at their next sweep", "agent", c.agentID)
+	}
+}
+
+// TaskEvent implements fleet.Dispatcher: a report of an agent held here
+// goes to the task's owner.
+func (r *Router) TaskEvent(agentID string, ev *agentv1.TaskEvent) {
+	switch l, local := r.route(ev.GetTaskId()); {
+	case local:
+		r.disp.TaskEvent(agentID, ev)
+	case l != nil:
+		l.report(agentID, ev, nil)
+	}
+}
+
+// TaskResult implements fleet.Dispatcher: a result of an agent held here
+// goes to the task's owner.
+func (r *Router) TaskResult(agentID string, res *agentv1.TaskResult) {
+	switch l, local := r.route(res.GetTaskId()); {
+	case local:
+		r.disp.TaskResult(agentID, res)
+	case l != nil:
+		l.report(agentID, nil, res)
+	default:
+		// The owner died and its runs are not adopted yet, or the store
+		// did not answer: the result stays unacknowledged, and the agent
+		// sends it again when the run's owner delivers the task again.
+		r.cfg.Logger.Debug("a result whose run's owner cannot be reached now waits", "agent", agentID, "task", res.GetTaskId())
+	}
+}
+
+// route decides where an agent's report on a task goes: to this
+// controller's dispatcher (local), to the owner's link, or nowhere for now
+// (neither: the owner is not reachable).
+func (r *Router) route(taskID string) (l *link, local bool) {
+	if !r.shared {
+		return nil, true
+	}
+	r.mu.Lock()
+	owner, ok := r.owners[taskID]
+	r.mu.Unlock()
+	if !ok {
+		// A task pushed by a controller that restarted since, or a result
+		// re-sent after a reconnection: the store knows its run's owner.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, o, err := r.cfg.Store.TaskRunOwner(ctx, taskID)
+		cancel()
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			// Not a task of this cluster: the dispatcher refuses it.
+			return nil, true
+		case err != nil:
+			r.cfg.Logger.Warn("looking up a task's owner failed; the agent re-sends its report", "task", taskID, "error", err)
+			return nil, false
+		}
+		owner = o
+		r.mu.Lock()
+		r.owners[taskID] = owner
+		r.mu.Unlock()
+	}
+	if owner == r.cfg.ID {
+		return nil, true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.peers[owner], false
+}
+
+// Push implements dispatch.Pusher: msg goes onto the agent's stream here
+// or to the controller that holds it.
+func (r *Router) Push(agentID string, msg *agentv1.ConnectResponse) bool {
+	if !r.shared {
+		return r.fleet.Push(agentID, msg)
+	}
+	r.mu.Lock()
+	loc, ok := r.loc[agentID]
+	var l *link
+	if ok && loc.controller != r.cfg.ID {
+		l = r.peers[loc.controller]
+	}
+	if ack := msg.GetResultAck(); ack != nil {
+		delete(r.owners, ack.GetTaskId())
+	} else if t := msg.GetTask(); t != nil && (!ok || loc.controller == r.cfg.ID) {
+		if id := taskID(t); id != "" {
+			r.owners[id] = r.cfg.ID
+		}
+	}
+	r.mu.Unlock()
+	if !ok || loc.controller == r.cfg.ID {
+		return r.fleet.Push(agentID, msg)
+	}
+	if l == nil {
+		return false
+	}
+	return l.deliver(agentID, msg)
+}
+
+// Disown implements dispatch.Disowner: this controller no longer owns the
+// tasks' runs, so the agents' reports on them go to the store's owner.
+func (r *Router) Disown(taskIDs []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, id := range taskIDs {
+		delete(r.owners, id)
+	}
+}
+
+// Connected reports whether an agent holds a stream on any live controller
+// of the cluster (runs.Fleet).
+func (r *Router) Connected(agentID string) bool {
+	if !r.shared {
+		return r.fleet.Connected(agentID)
+	}
+	r.mu.Lock()
+	_, ok := r.loc[agentID]
+	r.mu.Unlock()
+	return ok || r.fleet.Connected(agentID)
+}
+
+// Facts returns the live facts of an agent held here; the planner reads
+// those of an agent held elsewhere from the store (runs.Fleet).
+func (r *Router) Facts(agentID string) *agentv1.AgentFacts { return r.fleet.Facts(agentID) }
+
+// Agents returns every enrolled agent (runs.Fleet).
+func (r *Router) Agents(ctx context.Context) ([]*store.Agent, error) { return r.fleet.Agents(ctx) }
+
+// Location returns the controller holding an agent's stream, or "".
+func (r *Router) Location(agentID string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.loc[agentID].controller
+}
+
+// taskID reads the task id of a signed task without verifying it: the
+// router only uses it to route the agent's report back to the owner, and
+// the agent verifies the signature itself.
+func taskID(st *agentv1.SignedTask) string {
+	var spec agentv1.TaskSpec
+	if err := proto.Unmarshal(st.GetSpec(), &spec); err != nil {
+		return ""
+	}
+	return spec.GetTaskId()
+}
+
+// writeSessions records the sessions opened and closed here, in batches,
+// and tells the other controllers.
+func (r *Router) writeSessions(ctx context.Context) {
+	epochs := map[string]int64{}
+	for {
+		var batch []sessionChange
+		select {
+		case <-ctx.Done():
+			r.closeAll(epochs)
+			return
+		case c := <-r.changes:
+			batch = append(batch, c)
+		}
+	drain:
+		for len(batch) < 4096 {
+			select {
+			case c := <-r.changes:
+				batch = append(batch, c)
+			default:
+				break drain
+			}
+		}
+		last := map[string]bool{}
+		var order []string
+		for _, c := range batch {
+			if _, seen := last[c.agentID]; !seen {
+				order = append(order, c.agentID)
+			}
+			last[c.agentID] = c.open
+		}
+		var opens []string
+		closes := map[string]int64{}
+		for _, id := range order {
+			if last[id] {
+				opens = append(opens, id)
+			} else if e, ok := epochs[id]; ok {
+				closes[id] = e
+				delete(epochs, id)
+			}
+		}
+		if err := r.cfg.Store.CloseAgentSessions(ctx, r.cfg.ID, closes); err != nil && ctx.Err() == nil {
+			r.cfg.Logger.Warn("recording closed agent sessions failed; other controllers drop them when this controller's heartbeat ages", "error", err)
+		}
+		opened, err := r.cfg.Store.OpenAgentSessions(ctx, r.cfg.ID, opens)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.cfg.Logger.Warn("recording agent sessions failed; other controllers cannot route to these agents until they reconnect", "agents", len(opens), "error", err)
+			}
+			continue
+		}
+		var sessions []session
+		for id, e := range closes {
+			sessions = append(sessions, session{agentID: id, epoch: e})
+		}
+		r.mu.Lock()
+		for _, id := range opens {
+			e := opened[id]
+			epochs[id] = e
+			if l, ok := r.loc[id]; ok && l.controller == r.cfg.ID && l.epoch == 0 {
+				r.loc[id] = location{controller: r.cfg.ID, epoch: e}
+			}
+			sessions = append(sessions, session{agentID: id, epoch: e, open: true})
+		}
+		peers := make([]*link, 0, len(r.peers))
+		for _, l := range r.peers {
+			peers = append(peers, l)
+		}
+		r.mu.Unlock()
+		for _, l := range peers {
+			l.presence(sessions)
+		}
+	}
+}
+
+// closeAll records every session opened here as closed, at shutdown.
+func (r *Router) closeAll(epochs map[string]int64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.cfg.Store.CloseAgentSessions(ctx, r.cfg.ID, epochs); err != nil {
+		r.cfg.Logger.Warn("recording the agent sessions closed at shutdown failed; the others drop them when this controller's heartbeat ages", "error", err)
+	}
+}
+
+// session is one session change, as PeerService.Presence carries it.
+type session struct {
+	agentID string
+	epoch   int64
+	open    bool
+}
+
+// applyPresence applies session changes that controller from reported,
+// and tells the dispatcher which agents it can reach now or no longer.
+// It returns how many changed a location.
+func (r *Router) applyPresence(from string, sessions []session) int {
+	var up, down, fresh []string
+	r.mu.Lock()
+	for _, s := range sessions {
+		cur, ok := r.loc[s.agentID]
+		if s.open {
+			if ok && (cur.epoch >= s.epoch || (cur.controller == r.cfg.ID && cur.epoch == 0)) {
+				// What this controller knows is as new or newer: a
+				// session opened here and not stored yet is the newest.
+				continue
+			}
+			r.loc[s.agentID] = location{controller: from, epoch: s.epoch}
+			up = append(up, s.agentID)
+			if !ok {
+				fresh = append(fresh, s.agentID)
+			}
+			continue
+		}
+		if ok && cur.controller == from && cur.epoch == s.epoch {
+			delete(r.loc, s.agentID)
+			down = append(down, s.agentID)
+		}
+	}
+	r.mu.Unlock()
+	if len(fresh) > 0 {
+		// An agent new to this controller's mirror (enrolled or changed
+		// while connected to another) is read from the store before runs
+		// can target it.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		r.fleet.Refresh(ctx, fresh)
+		cancel()
+	}
+	for _, id := range up {
+		r.disp.AgentConnected(id)
+	}
+	for _, id := range down {
+		r.disp.AgentDisconnected(id)
+	}
+	return len(up) + len(down)
+}
+
+// sweep reconciles with the store: the live controllers (links to new
+// ones, none to dead ones) and the open sessions (a lost presence message,
+// an agent of a controller that died).
+func (r *Router) sweep(ctx context.Context) {
+	telemetry.RouteSwept()
+	since := r.cfg.Clock().Add(-r.cfg.LiveWithin)
+	ctrls, err := r.cfg.Store.ListControllers(ctx, since)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.cfg.Logger.Warn("routing sweep: listing the controllers failed", "error", err)
+		}
+		return
+	}
+	sessions, err := r.cfg.Store.ListAgentSessions(ctx, since)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.cfg.Logger.Warn("routing sweep: listing agent sessions failed", "error", err)
+		}
+		return
+	}
+	live := map[string]string{}
+	for _, c := range ctrls {
+		if c.ID != r.cfg.ID && c.Address != "" {
+			live[c.ID] = c.Address
+		}
+	}
+	r.syncPeers(live)
+
+	byCtrl := map[string][]session{}
+	current := map[string]location{}
+	for _, s := range sessions {
+		current[s.AgentID] = location{controller: s.ControllerID, epoch: s.Epoch}
+		if s.ControllerID != r.cfg.ID {
+			if _, ok := live[s.ControllerID]; ok {
+				byCtrl[s.ControllerID] = append(byCtrl[s.ControllerID], session{agentID: s.AgentID, epoch: s.Epoch, open: true})
+			}
+		}
+	}
+	// Locations elsewhere that the store no longer has: closed sessions
+	// whose message was lost, and the agents of dead controllers.
+	r.mu.Lock()
+	for id, l := range r.loc {
+		if l.controller == r.cfg.ID {
+			continue
+		}
+		if cur, ok := current[id]; !ok || cur != l {
+			byCtrl[l.controller] = append(byCtrl[l.controller], session{agentID: id, epoch: l.epoch})
+		}
+	}
+	r.mu.Unlock()
+	n := 0
+	for from, ss := range byCtrl {
+		n += r.applyPresence(from, ss)
+	}
+	telemetry.RouteCorrected("location", n)
+	if n > 0 {
+		r.cfg.Logger.Info("routing sweep corrected agent locations", "changes", n)
+	}
+}
+
+// syncPeers keeps one link per live controller.
+func (r *Router) syncPeers(live map[string]string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, l := range r.peers {
+		if addr, ok := live[id]; !ok || addr != l.addr {
+			l.close()
+			delete(r.peers, id)
+		}
+	}
+	for id, addr := range live {
+		if r.peers[id] != nil {
+			continue
+		}
+		p, err := r.cfg.Dial(addr)
+		if err != nil {
+			r.cfg.Logger.Warn("connecting to another controller failed; retried at the next sweep", "controller_id", id, "address", addr, "error", err)
+			continue
+		}
+		r.peers[id] = newLink(id, addr, p, r.cfg.Logger)
+	}
+}
+
+func (r *Router) closePeers() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, l := range r.peers {
+		l.close()
+		delete(r.peers, id)
+	}
+}
+
+// Peers returns the ids of the controllers the router has links to.
+func (r *Router) Peers() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.peers))
+	for id := range r.peers {
+		out = append(out, id)
+	}
+	return out
+}
