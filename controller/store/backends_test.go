@@ -62,6 +62,10 @@ func TestConcurrentControllers(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b backend) { storetest.RunConcurrency(t, b.fresh) })
 }
 
+func TestRouting(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) { storetest.Routing(t, b.fresh) })
+}
+
 // intruder returns a connection to the database o names that writes
 // behind the store's back, as someone with write access to the database
 // (but not the controller's key) would, with the append-only triggers of

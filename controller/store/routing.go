@@ -45,11 +45,11 @@ type Routing interface {
 	Shared() bool
 	// ClaimRuns makes owner the owner of every active run (awaiting
 	// approval or running) that has no live owner, and returns them with
-	// their tasks and approvals. A run's owner is live when it is owner
-	// itself or its registry heartbeat is at or after liveSince; on a
-	// store that is not shared every active run is claimed. Each claim is
-	// conditional on the owner it read, so two controllers never both
-	// claim one run.
+	// their tasks and approvals. Runs owner has already are not returned.
+	// Another owner is live when its registry heartbeat is at or after
+	// liveSince; on a store that is not shared every active run of
+	// another owner is claimed. Each claim is conditional on the owner it
+	// read, so two controllers never both claim one run.
 	ClaimRuns(ctx context.Context, owner string, liveSince time.Time) ([]*Run, map[string][]*Task, map[string][]*Approval, error)
 	// SaveOwnedTasks is SaveTasks for the runs owner still owns: the rows
 	// of any other run are left alone and its id is returned in lost, in
@@ -117,7 +117,7 @@ func (s *SQL) ClaimRuns(ctx context.Context, owner string, liveSince time.Time) 
 			// Security-critical for the run's integrity: a run driven by a
 			// live controller is never taken from it, or two dispatchers
 			// would write its tasks.
-			if r.Owner == owner || !s.Shared() || !live[r.Owner] {
+			if r.Owner != owner && (!s.Shared() || !live[r.Owner]) {
 				cands = append(cands, r)
 			}
 		}

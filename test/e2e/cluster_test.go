@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,7 +22,7 @@ const clusterAgents = 6
 
 // clusterLeases are the leases every controller of the fixture competes
 // for (no SQS queue is configured, so no poller).
-var clusterLeases = []string{"playbook-executor"}
+var clusterLeases = []string{"playbook-executor", "run-resumer"}
 
 // clusterPlaybook is one noop step on the agents labelled pb=yes.
 const clusterPlaybook = `apiVersion: firebreak/v1
@@ -192,11 +193,71 @@ func (cl *cluster) restart(t *testing.T, cs []*e2e.Controller, addrs []string) {
 	})
 }
 
+// checkJournals fails unless every agent's journal shows each task it
+// ever received started exactly once, and returns how many tasks each
+// journalled.
+func (cl *cluster) checkJournals(t *testing.T) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for _, a := range cl.agents {
+		starts := journalTaskStarts(t, a)
+		out[a.Name] = len(starts)
+		for task, n := range starts {
+			if n != 1 {
+				t.Errorf("%s started task %s %d times, want once", a.Name, task, n)
+			}
+		}
+	}
+	return out
+}
+
+// checkOneMore fails unless each agent journalled exactly one task more
+// than before.
+func (cl *cluster) checkOneMore(t *testing.T, before map[string]int) {
+	t.Helper()
+	after := cl.checkJournals(t)
+	for _, a := range cl.agents {
+		if after[a.Name] != before[a.Name]+1 {
+			t.Errorf("%s journalled %d tasks, want %d (one more for the run)", a.Name, after[a.Name], before[a.Name]+1)
+		}
+	}
+}
+
+// startRun creates a noop run of every agent through c, each task taking
+// delay, and returns its id without waiting.
+func startRun(t *testing.T, c *e2e.Controller, delay string) string {
+	t.Helper()
+	var run e2e.RunJSON
+	c.MustJSON(t, &run, 0, "run", "noop", "--select", "all", "--param", "delay="+delay)
+	if run.RunID == "" {
+		t.Fatalf("run through %s: no run id", c.Name)
+	}
+	return run.RunID
+}
+
+// waitRunEnd follows a run through c until it ends and returns it.
+func waitRunEnd(t *testing.T, c *e2e.Controller, runID string) e2e.RunJSON {
+	t.Helper()
+	var run e2e.RunJSON
+	e2e.WaitFor(t, 2*time.Minute, "run "+runID+" to end, seen through "+c.Name, func() bool {
+		r := c.CLI(t, "runs", "show", runID, "--json")
+		if r.Exit != 0 && r.Exit != 1 {
+			return false
+		}
+		run = e2e.RunJSON{}
+		if json.Unmarshal([]byte(r.Stdout), &run) != nil {
+			return false
+		}
+		return run.Status != "running" && run.Status != "awaiting_approval" && run.Status != ""
+	})
+	return run
+}
+
 // TestClusterOnPostgres runs three controller processes on one real
 // PostgreSQL with agents spread over them, and kills, stops and resumes
-// controllers in turn. Runs reach only the agents connected to the
-// controller that created them (no cross-controller routing yet), so each
-// run here is made through a controller that holds every agent it targets.
+// controllers in turn. A run is owned by the controller it was created
+// through; its tasks reach agents held by the others through the routing
+// between controllers, and a run whose owner died is adopted by another.
 func TestClusterOnPostgres(t *testing.T) {
 	cl := startCluster(t)
 
@@ -232,6 +293,66 @@ func TestClusterOnPostgres(t *testing.T) {
 		}
 	})
 
+	t.Run("a run through one controller reaches the agents the others hold", func(t *testing.T) {
+		got := cl.waitAgents(t, cl.ctls[0], cl.ctls, clusterAgents)
+		// Through the controller that holds the fewest agents, so most
+		// tasks go to the other two.
+		via := cl.ctls[0]
+		for _, c := range cl.ctls {
+			if got[c.Addr].Agents < got[via.Addr].Agents {
+				via = c
+			}
+		}
+		before := cl.checkJournals(t)
+		var run e2e.RunJSON
+		via.MustJSON(t, &run, 0, "run", "noop", "--select", "all", "--wait")
+		if run.Status != "succeeded" || run.Targets != clusterAgents || run.Succeeded != clusterAgents || len(run.Results) != clusterAgents {
+			t.Fatalf("the run through %s (holding %d of the %d agents): %+v", via.Name, got[via.Addr].Agents, clusterAgents, run)
+		}
+		cl.checkOneMore(t, before)
+	})
+
+	t.Run("kill -9 of a controller holding agents during a 5 s run: the run completes, each task started once", func(t *testing.T) {
+		got := cl.waitAgents(t, cl.ctls[0], cl.ctls, clusterAgents)
+		owner := cl.ctls[0]
+		var victim *e2e.Controller
+		for _, c := range cl.others(owner) {
+			if victim == nil || got[c.Addr].Agents > got[victim.Addr].Agents {
+				victim = c
+			}
+		}
+		before := cl.checkJournals(t)
+		id := startRun(t, owner, "5s")
+		time.Sleep(time.Second)
+		victimAddr := victim.Addr
+		t.Logf("killing %s, holding %d agents, during run %s owned by %s", victim.Name, got[victimAddr].Agents, id, owner.Name)
+		victim.Kill()
+		var run e2e.RunJSON
+		owner.MustJSON(t, &run, 0, "runs", "show", id, "--wait")
+		if run.Status != "succeeded" || run.Succeeded != clusterAgents {
+			t.Fatalf("the run after %s was killed: %+v", victim.Name, run)
+		}
+		cl.checkOneMore(t, before)
+		cl.restart(t, []*e2e.Controller{victim}, []string{victimAddr})
+	})
+
+	t.Run("kill -9 of a run's owner mid-run: another controller adopts the run and completes it", func(t *testing.T) {
+		cl.waitAgents(t, cl.ctls[0], cl.ctls, clusterAgents)
+		owner := cl.ctls[1]
+		before := cl.checkJournals(t)
+		id := startRun(t, owner, "5s")
+		time.Sleep(time.Second)
+		ownerAddr := owner.Addr
+		t.Logf("killing %s, the owner of run %s", owner.Name, id)
+		owner.Kill()
+		run := waitRunEnd(t, cl.others(owner)[0], id)
+		if run.Status != "succeeded" || run.Succeeded != clusterAgents {
+			t.Fatalf("the run after its owner %s was killed: %+v", owner.Name, run)
+		}
+		cl.checkOneMore(t, before)
+		cl.restart(t, []*e2e.Controller{owner}, []string{ownerAddr})
+	})
+
 	t.Run("kill -9 of the busiest controller: its agents reconnect to the others", func(t *testing.T) {
 		got := byAddr(cl.list(t, cl.ctls[0]))
 		var dead *e2e.Controller
@@ -246,9 +367,8 @@ func TestClusterOnPostgres(t *testing.T) {
 		survivors := cl.others(dead)
 		after := cl.waitAgents(t, survivors[0], survivors, clusterAgents)
 
-		// A second kill -9 sends every agent to the last controller, so a
-		// run through it with --select all reaches all of them without
-		// cross-controller routing.
+		// A second kill -9 sends every agent to the last controller; a run
+		// through it reaches all of them.
 		second := survivors[0]
 		if after[survivors[1].Addr].Agents < after[second.Addr].Agents {
 			second = survivors[1]
@@ -258,22 +378,13 @@ func TestClusterOnPostgres(t *testing.T) {
 		second.Kill()
 		cl.waitAgents(t, last, []*e2e.Controller{last}, clusterAgents)
 
+		before := cl.checkJournals(t)
 		var run e2e.RunJSON
 		last.MustJSON(t, &run, 0, "run", "noop", "--select", "all", "--wait")
 		if run.Status != "succeeded" || run.Targets != clusterAgents || run.Succeeded != clusterAgents {
 			t.Fatalf("the run through %s after two failovers: %+v", last.Name, run)
 		}
-		for _, a := range cl.agents {
-			starts := journalTaskStarts(t, a)
-			if len(starts) != 1 {
-				t.Errorf("%s journalled %d tasks, want the run's one: %v", a.Name, len(starts), starts)
-			}
-			for task, n := range starts {
-				if n != 1 {
-					t.Errorf("%s started task %s %d times, want once", a.Name, task, n)
-				}
-			}
-		}
+		cl.checkOneMore(t, before)
 		cl.restart(t, []*e2e.Controller{dead, second}, []string{deadAddr, secondAddr})
 	})
 

@@ -82,6 +82,7 @@ PostgreSQL is tried again for --store-connect-timeout.`,
 	f.DurationVar(&cfg.StoreConnectTimeout, "store-connect-timeout", 60*time.Second, "how long a start waits for an unreachable --store, trying again with backoff")
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:7443", "address to serve agents and operators on")
 	f.StringVar(&cfg.Advertise, "advertise", "", "address written into new credentials (default: the listen address)")
+	f.StringVar(&cfg.PeerAddress, "peer-address", "", "HOST:PORT the other controllers of a cluster dial to route tasks to the agents this one holds (default: the listen address; an unspecified host becomes this machine's first non-loopback address)")
 	f.StringSliceVar(&cfg.ServerNames, "server-name", nil, "extra DNS name or IP for the serving certificate (repeatable)")
 	f.IntVar(&cfg.ApprovalThreshold, "approval-threshold", 10, "a destructive run over more targets than this waits for a second operator's approval")
 	f.IntVar(&cfg.MaxWatchesPerOperator, "max-watches-per-operator", watchcap.DefaultPerOperator, "live run and playbook run watches one operator may hold open; more are refused with RESOURCE_EXHAUSTED")

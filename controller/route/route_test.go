@@ -1,0 +1,242 @@
+package route
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/firebreak-ir/firebreak/controller/store"
+	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
+	clusterv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/cluster/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+)
+
+// sharedStore is a shared store for the router's unit tests: it knows
+// task owners and nothing else. (The store's own tests cover the real
+// thing on both backends.)
+type sharedStore struct {
+	store.Routing
+	owners map[string]string
+}
+
+func (s *sharedStore) Shared() bool { return true }
+func (s *sharedStore) TaskRunOwner(_ context.Context, taskID string) (string, string, error) {
+	o, ok := s.owners[taskID]
+	if !ok {
+		return "", "", store.ErrNotFound
+	}
+	return "run", o, nil
+}
+func (s *sharedStore) ListControllers(context.Context, time.Time) ([]*store.ControllerInfo, error) {
+	return nil, nil
+}
+
+// recorder is the dispatcher and the fleet, recording what reaches them.
+type recorder struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (r *recorder) add(s string) {
+	r.mu.Lock()
+	r.events = append(r.events, s)
+	r.mu.Unlock()
+}
+func (r *recorder) AgentConnected(id string)    { r.add("connected " + id) }
+func (r *recorder) AgentDisconnected(id string) { r.add("disconnected " + id) }
+func (r *recorder) TaskEvent(id string, ev *agentv1.TaskEvent) {
+	r.add("event " + id + " " + ev.GetTaskId())
+}
+func (r *recorder) TaskResult(id string, res *agentv1.TaskResult) {
+	r.add("result " + id + " " + res.GetTaskId())
+}
+func (r *recorder) Push(id string, msg *agentv1.ConnectResponse) bool {
+	r.add("push " + id)
+	return true
+}
+func (r *recorder) Connected(string) bool                          { return false }
+func (r *recorder) Facts(string) *agentv1.AgentFacts               { return nil }
+func (r *recorder) Agents(context.Context) ([]*store.Agent, error) { return nil, nil }
+func (r *recorder) Refresh(_ context.Context, ids []string)        { r.add("refresh " + ids[0]) }
+func (r *recorder) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.events
+	r.events = nil
+	return e
+}
+
+// peerRecorder is another controller's PeerService client.
+type peerRecorder struct {
+	mu      sync.Mutex
+	reports []string
+	sent    chan struct{}
+}
+
+func (p *peerRecorder) Deliver(_ context.Context, in *clusterv1.DeliverRequest, _ ...grpc.CallOption) (*clusterv1.DeliverResponse, error) {
+	return &clusterv1.DeliverResponse{Pushed: make([]bool, len(in.GetDeliveries()))}, nil
+}
+func (p *peerRecorder) Report(_ context.Context, in *clusterv1.ReportRequest, _ ...grpc.CallOption) (*clusterv1.ReportResponse, error) {
+	p.mu.Lock()
+	for _, r := range in.GetReports() {
+		p.reports = append(p.reports, r.GetAgentId()+" "+r.GetResult().GetTaskId())
+	}
+	p.mu.Unlock()
+	p.sent <- struct{}{}
+	return &clusterv1.ReportResponse{}, nil
+}
+func (p *peerRecorder) Presence(context.Context, *clusterv1.PresenceRequest, ...grpc.CallOption) (*clusterv1.PresenceResponse, error) {
+	return &clusterv1.PresenceResponse{}, nil
+}
+func (p *peerRecorder) Close() error { return nil }
+
+func newTestRouter(t *testing.T, owners map[string]string) (*Router, *recorder) {
+	t.Helper()
+	rt, err := New(Config{ID: "ctl-a", Store: &sharedStore{owners: owners}, Dial: func(string) (Peer, error) { return nil, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	rt.Wire(rec, rec)
+	return rt, rec
+}
+
+// TestPresenceKeepsTheNewestSession applies presence messages in orders a
+// network can deliver them: the newest epoch of an agent's session wins
+// wherever it comes from, a session opened here and not stored yet beats
+// any remote one, and a close only ends the session it names.
+func TestPresenceKeepsTheNewestSession(t *testing.T) {
+	type step struct {
+		from     string
+		sessions []session
+		local    string // an agent connecting here first
+	}
+	tests := []struct {
+		name      string
+		steps     []step
+		wantLoc   string
+		wantCalls []string
+	}{
+		{
+			name:      "an agent opens on B",
+			steps:     []step{{from: "ctl-b", sessions: []session{{agentID: "x", epoch: 1, open: true}}}},
+			wantLoc:   "ctl-b",
+			wantCalls: []string{"refresh x", "connected x"},
+		},
+		{
+			name: "it moves to C; B's late close of the old session changes nothing",
+			steps: []step{
+				{from: "ctl-b", sessions: []session{{agentID: "x", epoch: 1, open: true}}},
+				{from: "ctl-c", sessions: []session{{agentID: "x", epoch: 2, open: true}}},
+				{from: "ctl-b", sessions: []session{{agentID: "x", epoch: 1}}},
+			},
+			wantLoc:   "ctl-c",
+			wantCalls: []string{"refresh x", "connected x", "connected x"},
+		},
+		{
+			name: "C's open arrives before B's: the older one is ignored",
+			steps: []step{
+				{from: "ctl-c", sessions: []session{{agentID: "x", epoch: 2, open: true}}},
+				{from: "ctl-b", sessions: []session{{agentID: "x", epoch: 1, open: true}}},
+			},
+			wantLoc:   "ctl-c",
+			wantCalls: []string{"refresh x", "connected x"},
+		},
+		{
+			name: "its session on B closes",
+			steps: []step{
+				{from: "ctl-b", sessions: []session{{agentID: "x", epoch: 1, open: true}}},
+				{from: "ctl-b", sessions: []session{{agentID: "x", epoch: 1}}},
+			},
+			wantLoc:   "",
+			wantCalls: []string{"refresh x", "connected x", "disconnected x"},
+		},
+		{
+			name: "an agent that just connected here is not taken by an older remote session",
+			steps: []step{
+				{local: "x"},
+				{from: "ctl-b", sessions: []session{{agentID: "x", epoch: 5, open: true}}},
+			},
+			wantLoc:   "ctl-a",
+			wantCalls: []string{"connected x"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rt, rec := newTestRouter(t, nil)
+			for _, s := range tt.steps {
+				if s.local != "" {
+					rt.AgentConnected(s.local)
+					continue
+				}
+				rt.applyPresence(s.from, s.sessions)
+			}
+			if got := rt.Location("x"); got != tt.wantLoc {
+				t.Errorf("location %q, want %q", got, tt.wantLoc)
+			}
+			if got := rec.take(); !slices.Equal(got, tt.wantCalls) {
+				t.Errorf("calls %q, want %q", got, tt.wantCalls)
+			}
+		})
+	}
+}
+
+// TestReportsGoToTheTasksOwner routes agents' results: a task this
+// controller pushed stays here, a task another controller delivered goes
+// back to it, an unknown one is looked up in the store, and one whose
+// owner cannot be reached goes nowhere (the agent keeps it unacknowledged).
+func TestReportsGoToTheTasksOwner(t *testing.T) {
+	rt, rec := newTestRouter(t, map[string]string{"t-store-b": "ctl-b", "t-store-a": "ctl-a", "t-dead": "ctl-dead"})
+	peer := &peerRecorder{sent: make(chan struct{}, 8)}
+	rt.peers["ctl-b"] = newLink("ctl-b", "b:1", peer, rt.cfg.Logger)
+	defer rt.closePeers()
+
+	// A task this controller pushed to an agent it holds.
+	rt.AgentConnected("here")
+	rec.take()
+	rt.Push("here", &agentv1.ConnectResponse{Msg: &agentv1.ConnectResponse_Task{Task: signed(t, "t-local")}})
+	// A task ctl-b delivered through this controller.
+	rt.mu.Lock()
+	rt.owners[taskID(signed(t, "t-from-b"))] = "ctl-b"
+	rt.mu.Unlock()
+
+	for _, id := range []string{"t-local", "t-from-b", "t-store-b", "t-store-a", "t-dead", "t-unknown"} {
+		rt.TaskResult("here", &agentv1.TaskResult{TaskId: id})
+	}
+	got := rec.take()
+	want := []string{"push here", "result here t-local", "result here t-store-a", "result here t-unknown"}
+	if !slices.Equal(got, want) {
+		t.Errorf("local dispatcher got %q, want %q", got, want)
+	}
+	deadline := time.After(10 * time.Second)
+	for {
+		peer.mu.Lock()
+		n := len(peer.reports)
+		peer.mu.Unlock()
+		if n >= 2 {
+			break
+		}
+		select {
+		case <-peer.sent:
+		case <-deadline:
+			t.Fatalf("ctl-b got %d reports, want 2", n)
+		}
+	}
+	peer.mu.Lock()
+	defer peer.mu.Unlock()
+	if want := []string{"here t-from-b", "here t-store-b"}; !slices.Equal(peer.reports, want) {
+		t.Errorf("ctl-b got %q, want %q", peer.reports, want)
+	}
+}
+
+func signed(t *testing.T, taskID string) *agentv1.SignedTask {
+	t.Helper()
+	b, err := proto.Marshal(&agentv1.TaskSpec{TaskId: taskID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &agentv1.SignedTask{Spec: b}
+}
