@@ -409,10 +409,11 @@ func (c *Controller) build(ctx context.Context) error {
 	}
 	c.Operator, err = operator.New(operator.Config{Store: c.Store, CA: c.CA, Fleet: fl, Dispatcher: c.Dispatcher, Audit: c.Audit, Watches: watches,
 		Logger: cfg.Logger, Clock: cfg.Clock, Planner: c.Planner, OperatorCertTTL: cfg.OperatorCertTTL,
-		Advertise: c.cfg.Advertise, Actions: c.Actions, Streams: c.streams, ControllersLiveWithin: cluster.LiveWithin})
+		Advertise: c.cfg.Advertise, Actions: c.Actions, Streams: c.streams, ControllersLiveWithin: cluster.LiveWithin, Owners: c.Router})
 	if err != nil {
 		return err
 	}
+	c.Router.SetRunService(c.Operator)
 	if err := c.buildIncident(ctx); err != nil {
 		return err
 	}

@@ -276,7 +276,10 @@ func (s *singleton) step(ctx context.Context) {
 	if held {
 		// A store that does not answer must not keep the job running past
 		// its deadline: the call is cut there.
-		cctx, cancel := context.WithTimeout(ctx, deadline.Sub(now))
+		// Nor does a runner that is stopping cut it: a renewal failed by
+		// the stop would count as a lost lease, and Stop would then leave
+		// it held in the store until it expired instead of releasing it.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deadline.Sub(now))
 		l, err := cfg.Store.RenewLease(cctx, lease, cfg.TTL, now)
 		cancel()
 		s.mu.Lock()
@@ -297,7 +300,12 @@ func (s *singleton) step(ctx context.Context) {
 	if running || ctx.Err() != nil {
 		return
 	}
-	l, ok, err := cfg.Store.AcquireLease(ctx, s.job.Lease, cfg.ID, cfg.TTL, now)
+	// The attempt is not cut by ctx: a take that committed while the
+	// runner was stopping must be known, so that Stop releases it rather
+	// than leave it held until it expires.
+	actx, acancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.TTL/3)
+	l, ok, err := cfg.Store.AcquireLease(actx, s.job.Lease, cfg.ID, cfg.TTL, now)
+	acancel()
 	if err != nil {
 		if ctx.Err() == nil {
 			cfg.Logger.Warn("taking a lease failed; retrying", "lease", s.job.Lease, "error", err)
@@ -310,6 +318,10 @@ func (s *singleton) step(ctx context.Context) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.held, s.lease = true, l
+	if ctx.Err() != nil {
+		// Stopping: Stop releases it; the job does not start.
+		return
+	}
 	s.armLocked(now)
 	telemetry.LeaseChanged(s.job.Lease, telemetry.LeaseAcquired)
 	cfg.Logger.Info("took the lease; running its job", "lease", s.job.Lease, "token", l.Token, "controller_id", cfg.ID)

@@ -29,6 +29,7 @@ import (
 
 	"github.com/firebreak-ir/firebreak/controller/apiview"
 	"github.com/firebreak-ir/firebreak/controller/store"
+	"github.com/firebreak-ir/firebreak/internal/ids"
 	"github.com/firebreak-ir/firebreak/internal/tasksign"
 	"github.com/firebreak-ir/firebreak/internal/telemetry"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
@@ -84,7 +85,8 @@ type Config struct {
 	// (Load) and when Adopt is called, and stores task states only for
 	// runs it still owns (store.Routing). A run another controller claimed
 	// meanwhile is dropped. Empty: a lone dispatcher, which claims the
-	// active runs as "local" and stores every change it makes.
+	// active runs under a name of its own and stores every change it
+	// makes.
 	Owner string
 	// LiveWithin is how recent a controller's registry heartbeat must be
 	// for its runs to stay its own (default 15s, cluster.LiveWithin).
@@ -146,6 +148,10 @@ type Dispatcher struct {
 	wiring  sync.Mutex
 	wired   bool
 	started bool
+
+	// localOwner is the name a dispatcher without Config.Owner claims
+	// runs under.
+	localOwner string
 
 	// Owned by the loop.
 	runs      map[string]*runState
@@ -235,16 +241,17 @@ func New(cfg Config) (*Dispatcher, error) {
 		return nil, err
 	}
 	return &Dispatcher{
-		cfg:       cfg,
-		wired:     cfg.Pusher != nil,
-		events:    make(chan any, 65536),
-		saves:     make(chan *batch, 64),
-		done:      make(chan struct{}),
-		runs:      map[string]*runState{},
-		tasks:     map[string]*taskState{},
-		byAgent:   map[string]map[string]*taskState{},
-		connected: map[string]bool{},
-		cur:       newBatch(),
+		cfg:        cfg,
+		localOwner: ids.New("local"),
+		wired:      cfg.Pusher != nil,
+		events:     make(chan any, 65536),
+		saves:      make(chan *batch, 64),
+		done:       make(chan struct{}),
+		runs:       map[string]*runState{},
+		tasks:      map[string]*taskState{},
+		byAgent:    map[string]map[string]*taskState{},
+		connected:  map[string]bool{},
+		cur:        newBatch(),
 	}, nil
 }
 
@@ -343,7 +350,9 @@ type claimed struct {
 func (d *Dispatcher) claim(ctx context.Context) (claimed, error) {
 	owner := d.cfg.Owner
 	if owner == "" {
-		owner = "local"
+		// A lone dispatcher claims under a name of its own, so that the
+		// next one on the same store claims its runs again.
+		owner = d.localOwner
 	}
 	runs, tasks, aps, err := d.cfg.Store.ClaimRuns(ctx, owner, d.cfg.Clock().Add(-d.cfg.LiveWithin))
 	return claimed{runs: runs, tasks: tasks, approvals: aps}, err

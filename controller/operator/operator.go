@@ -95,6 +95,9 @@ type Config struct {
 	// ControllersLiveWithin is how recent a controller's registry
 	// heartbeat must be for ListControllers to show it (default 15s).
 	ControllersLiveWithin time.Duration
+	// Owners reaches the owners of runs this controller does not hold, in
+	// a cluster; nil: every run is this controller's.
+	Owners RunOwners
 }
 
 // CheckAndSetDefaults names missing dependencies and sets defaults.
@@ -434,29 +437,53 @@ func (s *Service) decisionError(ctx context.Context, err error, runID string) er
 
 // ApproveRun implements operatorv1.OperatorServiceServer.
 func (s *Service) ApproveRun(ctx context.Context, req *operatorv1.ApproveRunRequest) (*operatorv1.ApproveRunResponse, error) {
-	r, err := s.cfg.Dispatcher.Decide(ctx, req.GetRunId(), caller(ctx).Name, true, req.GetComment())
+	r, err := s.decide(ctx, req.GetRunId(), true, req.GetComment())
 	if err != nil {
-		return nil, s.decisionError(ctx, err, req.GetRunId())
+		return nil, err
 	}
-	return &operatorv1.ApproveRunResponse{Run: runView(r)}, nil
+	return &operatorv1.ApproveRunResponse{Run: r}, nil
 }
 
 // RejectRun implements operatorv1.OperatorServiceServer.
 func (s *Service) RejectRun(ctx context.Context, req *operatorv1.RejectRunRequest) (*operatorv1.RejectRunResponse, error) {
-	r, err := s.cfg.Dispatcher.Decide(ctx, req.GetRunId(), caller(ctx).Name, false, req.GetComment())
+	r, err := s.decide(ctx, req.GetRunId(), false, req.GetComment())
 	if err != nil {
-		return nil, s.decisionError(ctx, err, req.GetRunId())
+		return nil, err
 	}
-	return &operatorv1.RejectRunResponse{Run: runView(r)}, nil
+	return &operatorv1.RejectRunResponse{Run: r}, nil
 }
 
 // CancelRun implements operatorv1.OperatorServiceServer.
 func (s *Service) CancelRun(ctx context.Context, req *operatorv1.CancelRunRequest) (*operatorv1.CancelRunResponse, error) {
 	r, err := s.cfg.Dispatcher.Cancel(ctx, req.GetRunId(), caller(ctx).Name, req.GetReason())
+	if err != nil && forwardable(err) && s.cfg.Owners != nil {
+		if fr, handled, ferr := s.cfg.Owners.Cancel(ctx, req.GetRunId(), caller(ctx).Name, req.GetReason()); handled {
+			if ferr != nil {
+				return nil, ferr
+			}
+			return &operatorv1.CancelRunResponse{Run: fr}, nil
+		}
+	}
 	if err != nil {
 		return nil, s.decisionError(ctx, err, req.GetRunId())
 	}
 	return &operatorv1.CancelRunResponse{Run: runView(r)}, nil
+}
+
+// decide approves or rejects a run: through this controller's dispatcher,
+// or through the run's owner when another controller of the cluster holds
+// it.
+func (s *Service) decide(ctx context.Context, runID string, approve bool, comment string) (*operatorv1.Run, error) {
+	r, err := s.cfg.Dispatcher.Decide(ctx, runID, caller(ctx).Name, approve, comment)
+	if err != nil && forwardable(err) && s.cfg.Owners != nil {
+		if fr, handled, ferr := s.cfg.Owners.Decide(ctx, runID, caller(ctx).Name, approve, comment); handled {
+			return fr, ferr
+		}
+	}
+	if err != nil {
+		return nil, s.decisionError(ctx, err, runID)
+	}
+	return runView(r), nil
 }
 
 // ListAudit implements operatorv1.OperatorServiceServer.

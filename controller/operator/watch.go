@@ -1,6 +1,8 @@
 package operator
 
 import (
+	"context"
+
 	"github.com/firebreak-ir/firebreak/controller/apiview/storeview"
 	"github.com/firebreak-ir/firebreak/controller/dispatch"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
@@ -17,22 +19,35 @@ func (s *Service) WatchRun(req *operatorv1.WatchRunRequest, stream operatorv1.Op
 		return err
 	}
 	defer release()
-	snap, sub, err := s.cfg.Dispatcher.Watch(ctx, req.GetRunId())
+	return s.watch(ctx, req.GetRunId(), stream.Send, true)
+}
+
+// watch sends a run's events until it ends: from this controller's
+// dispatcher, from the run's owner in the cluster (when forward is set and
+// another controller holds it), or, for a run no dispatcher holds, as
+// stored.
+func (s *Service) watch(ctx context.Context, runID string, send func(*operatorv1.WatchRunResponse) error, forward bool) error {
+	snap, sub, err := s.cfg.Dispatcher.Watch(ctx, runID)
 	if err != nil {
 		return err
 	}
 	if sub == nil {
-		r, err := s.storedRun(ctx, req.GetRunId())
+		if forward && s.cfg.Owners != nil {
+			if handled, err := s.cfg.Owners.Watch(ctx, runID, caller(ctx).Name, send); handled {
+				return err
+			}
+		}
+		r, err := s.storedRun(ctx, runID)
 		if err != nil {
 			return err
 		}
-		if err := stream.Send(&operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Snapshot{Snapshot: r}}); err != nil {
+		if err := send(&operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Snapshot{Snapshot: r}}); err != nil {
 			return err
 		}
-		return stream.Send(&operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Done{Done: r}})
+		return send(&operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Done{Done: r}})
 	}
 	defer s.cfg.Dispatcher.Unwatch(sub)
-	if err := stream.Send(&operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Snapshot{Snapshot: runView(snap)}}); err != nil {
+	if err := send(&operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Snapshot{Snapshot: runView(snap)}}); err != nil {
 		return err
 	}
 	for {
@@ -43,7 +58,7 @@ func (s *Service) WatchRun(req *operatorv1.WatchRunRequest, stream operatorv1.Op
 			if !ok {
 				return nil
 			}
-			if err := stream.Send(watchResponse(m)); err != nil {
+			if err := send(watchResponse(m)); err != nil {
 				return err
 			}
 			if m.Kind == dispatch.EventDone {

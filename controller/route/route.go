@@ -128,6 +128,8 @@ type Router struct {
 	// fleet and disp are given by Wire, once, before any agent connects.
 	fleet Fleet
 	disp  Dispatcher
+	// runs answers the operator requests other controllers forward.
+	runs RunService
 
 	mu sync.Mutex
 	// loc is where each reachable agent's stream is.

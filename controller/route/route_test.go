@@ -71,6 +71,8 @@ func (r *recorder) take() []string {
 
 // peerRecorder is another controller's PeerService client.
 type peerRecorder struct {
+	// The run methods are not used here (nil: a call panics).
+	clusterv1.PeerServiceClient
 	mu      sync.Mutex
 	reports []string
 	sent    chan struct{}

@@ -24,9 +24,12 @@ func (r *Router) Server() *Server { return &Server{r: r} }
 // may call them (auth.Policy.Controller).
 func PeerPolicy() map[string]bool {
 	return map[string]bool{
-		clusterv1.PeerService_Deliver_FullMethodName:  true,
-		clusterv1.PeerService_Report_FullMethodName:   true,
-		clusterv1.PeerService_Presence_FullMethodName: true,
+		clusterv1.PeerService_Deliver_FullMethodName:   true,
+		clusterv1.PeerService_Report_FullMethodName:    true,
+		clusterv1.PeerService_Presence_FullMethodName:  true,
+		clusterv1.PeerService_DecideRun_FullMethodName: true,
+		clusterv1.PeerService_CancelRun_FullMethodName: true,
+		clusterv1.PeerService_WatchRun_FullMethodName:  true,
 	}
 }
 

@@ -58,6 +58,9 @@ type Routing interface {
 	// TaskRunOwner returns the run of a task and the run's owner, or
 	// ErrNotFound.
 	TaskRunOwner(ctx context.Context, taskID string) (runID, owner string, err error)
+	// RunOwner returns a run's owner and whether the run is active
+	// (awaiting approval or running), or ErrNotFound.
+	RunOwner(ctx context.Context, runID string) (owner string, active bool, err error)
 	// OpenAgentSessions records that controller holds the streams of
 	// agentIDs now and returns each new session's epoch.
 	OpenAgentSessions(ctx context.Context, controller string, agentIDs []string) (map[string]int64, error)
@@ -238,6 +241,18 @@ func (s *SQL) TaskRunOwner(ctx context.Context, taskID string) (string, string, 
 		return "", "", ErrNotFound
 	}
 	return runID, owner, err
+}
+
+// RunOwner implements Routing.
+func (s *SQL) RunOwner(ctx context.Context, runID string) (string, bool, error) {
+	var owner string
+	var st int
+	err := s.r.QueryRowContext(ctx, `SELECT owner, status FROM runs WHERE id = ?`, runID).Scan(&owner, &st)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, ErrNotFound
+	}
+	active := operatorv1.RunStatus(st) == operatorv1.RunStatus_RUN_STATUS_RUNNING || operatorv1.RunStatus(st) == operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL
+	return owner, active, err
 }
 
 // OpenAgentSessions implements Routing.

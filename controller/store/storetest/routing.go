@@ -90,6 +90,12 @@ func Routing(t *testing.T, fresh func(t *testing.T) Database) {
 		if _, _, err := a.TaskRunOwner(ctx, "no-such-task"); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("TaskRunOwner of an unknown task: %v, want ErrNotFound", err)
 		}
+		if owner, active, err := a.RunOwner(ctx, "run-1"); err != nil || owner != "ctl-b" || !active {
+			t.Fatalf("RunOwner: %q %v %v", owner, active, err)
+		}
+		if _, _, err := a.RunOwner(ctx, "no-such-run"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("RunOwner of an unknown run: %v, want ErrNotFound", err)
+		}
 	})
 
 	t.Run("three controllers racing to claim one orphaned run: exactly one wins", func(t *testing.T) {

@@ -7,7 +7,8 @@
 package clusterv1
 
 import (
-	v1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
+	v11 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
+	v1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -22,20 +23,350 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// DecideRunRequest is an operator's decision on a run awaiting approval.
+type DecideRunRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// run_id is the run.
+	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// operator is the deciding operator, as the caller authenticated it.
+	Operator string `protobuf:"bytes,2,opt,name=operator,proto3" json:"operator,omitempty"`
+	// approve is true to approve, false to reject.
+	Approve bool `protobuf:"varint,3,opt,name=approve,proto3" json:"approve,omitempty"`
+	// comment is recorded with the decision.
+	Comment       string `protobuf:"bytes,4,opt,name=comment,proto3" json:"comment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecideRunRequest) Reset() {
+	*x = DecideRunRequest{}
+	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecideRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecideRunRequest) ProtoMessage() {}
+
+func (x *DecideRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecideRunRequest.ProtoReflect.Descriptor instead.
+func (*DecideRunRequest) Descriptor() ([]byte, []int) {
+	return file_firebreak_cluster_v1_cluster_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *DecideRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *DecideRunRequest) GetOperator() string {
+	if x != nil {
+		return x.Operator
+	}
+	return ""
+}
+
+func (x *DecideRunRequest) GetApprove() bool {
+	if x != nil {
+		return x.Approve
+	}
+	return false
+}
+
+func (x *DecideRunRequest) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+// DecideRunResponse is the run after the decision.
+type DecideRunResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// run is the run after the decision.
+	Run           *v1.Run `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecideRunResponse) Reset() {
+	*x = DecideRunResponse{}
+	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecideRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecideRunResponse) ProtoMessage() {}
+
+func (x *DecideRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecideRunResponse.ProtoReflect.Descriptor instead.
+func (*DecideRunResponse) Descriptor() ([]byte, []int) {
+	return file_firebreak_cluster_v1_cluster_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *DecideRunResponse) GetRun() *v1.Run {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+// CancelRunRequest is an operator's cancellation of a run.
+type CancelRunRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// run_id is the run.
+	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// operator is the cancelling operator, as the caller authenticated it.
+	Operator string `protobuf:"bytes,2,opt,name=operator,proto3" json:"operator,omitempty"`
+	// reason is recorded in the audit log.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelRunRequest) Reset() {
+	*x = CancelRunRequest{}
+	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelRunRequest) ProtoMessage() {}
+
+func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelRunRequest.ProtoReflect.Descriptor instead.
+func (*CancelRunRequest) Descriptor() ([]byte, []int) {
+	return file_firebreak_cluster_v1_cluster_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CancelRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *CancelRunRequest) GetOperator() string {
+	if x != nil {
+		return x.Operator
+	}
+	return ""
+}
+
+func (x *CancelRunRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// WatchRunRequest names the run to follow.
+type WatchRunRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// run_id is the run.
+	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// operator is the watching operator, as the caller authenticated it.
+	Operator      string `protobuf:"bytes,2,opt,name=operator,proto3" json:"operator,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRunRequest) Reset() {
+	*x = WatchRunRequest{}
+	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRunRequest) ProtoMessage() {}
+
+func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRunRequest.ProtoReflect.Descriptor instead.
+func (*WatchRunRequest) Descriptor() ([]byte, []int) {
+	return file_firebreak_cluster_v1_cluster_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *WatchRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *WatchRunRequest) GetOperator() string {
+	if x != nil {
+		return x.Operator
+	}
+	return ""
+}
+
+// WatchRunResponse is one event of the run, as the operator API sends it.
+type WatchRunResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// event is the operator API's watch event.
+	Event         *v1.WatchRunResponse `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRunResponse) Reset() {
+	*x = WatchRunResponse{}
+	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRunResponse) ProtoMessage() {}
+
+func (x *WatchRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRunResponse.ProtoReflect.Descriptor instead.
+func (*WatchRunResponse) Descriptor() ([]byte, []int) {
+	return file_firebreak_cluster_v1_cluster_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *WatchRunResponse) GetEvent() *v1.WatchRunResponse {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+// CancelRunResponse is the run after the cancellation.
+type CancelRunResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// run is the run after the cancellation.
+	Run           *v1.Run `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelRunResponse) Reset() {
+	*x = CancelRunResponse{}
+	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelRunResponse) ProtoMessage() {}
+
+func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelRunResponse.ProtoReflect.Descriptor instead.
+func (*CancelRunResponse) Descriptor() ([]byte, []int) {
+	return file_firebreak_cluster_v1_cluster_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CancelRunResponse) GetRun() *v1.Run {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
 // Delivery is one message for one agent.
 type Delivery struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// agent_id is the agent whose stream the message goes on.
 	AgentId string `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	// msg is what the agent receives, as the owner built and signed it.
-	Msg           *v1.ConnectResponse `protobuf:"bytes,2,opt,name=msg,proto3" json:"msg,omitempty"`
+	Msg           *v11.ConnectResponse `protobuf:"bytes,2,opt,name=msg,proto3" json:"msg,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[0]
+	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -47,7 +378,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[0]
+	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -60,7 +391,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_firebreak_cluster_v1_cluster_proto_rawDescGZIP(), []int{0}
+	return file_firebreak_cluster_v1_cluster_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Delivery) GetAgentId() string {
@@ -70,7 +401,7 @@ func (x *Delivery) GetAgentId() string {
 	return ""
 }
 
-func (x *Delivery) GetMsg() *v1.ConnectResponse {
+func (x *Delivery) GetMsg() *v11.ConnectResponse {
 	if x != nil {
 		return x.Msg
 	}
@@ -88,7 +419,7 @@ type DeliverRequest struct {
 
 func (x *DeliverRequest) Reset() {
 	*x = DeliverRequest{}
-	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[1]
+	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -100,7 +431,7 @@ func (x *DeliverRequest) String() string {
 func (*DeliverRequest) ProtoMessage() {}
 
 func (x *DeliverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[1]
+	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -113,7 +444,7 @@ func (x *DeliverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverRequest.ProtoReflect.Descriptor instead.
 func (*DeliverRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_cluster_v1_cluster_proto_rawDescGZIP(), []int{1}
+	return file_firebreak_cluster_v1_cluster_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeliverRequest) GetDeliveries() []*Delivery {
@@ -134,7 +465,7 @@ type DeliverResponse struct {
 
 func (x *DeliverResponse) Reset() {
 	*x = DeliverResponse{}
-	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[2]
+	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -146,7 +477,7 @@ func (x *DeliverResponse) String() string {
 func (*DeliverResponse) ProtoMessage() {}
 
 func (x *DeliverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[2]
+	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -159,7 +490,7 @@ func (x *DeliverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverResponse.ProtoReflect.Descriptor instead.
 func (*DeliverResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_cluster_v1_cluster_proto_rawDescGZIP(), []int{2}
+	return file_firebreak_cluster_v1_cluster_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DeliverResponse) GetPushed() []bool {
@@ -188,7 +519,7 @@ type AgentReport struct {
 
 func (x *AgentReport) Reset() {
 	*x = AgentReport{}
-	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[3]
+	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -200,7 +531,7 @@ func (x *AgentReport) String() string {
 func (*AgentReport) ProtoMessage() {}
 
 func (x *AgentReport) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[3]
+	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -213,7 +544,7 @@ func (x *AgentReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentReport.ProtoReflect.Descriptor instead.
 func (*AgentReport) Descriptor() ([]byte, []int) {
-	return file_firebreak_cluster_v1_cluster_proto_rawDescGZIP(), []int{3}
+	return file_firebreak_cluster_v1_cluster_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AgentReport) GetAgentId() string {
@@ -230,7 +561,7 @@ func (x *AgentReport) GetReport() isAgentReport_Report {
 	return nil
 }
 
-func (x *AgentReport) GetEvent() *v1.TaskEvent {
+func (x *AgentReport) GetEvent() *v11.TaskEvent {
 	if x != nil {
 		if x, ok := x.Report.(*AgentReport_Event); ok {
 			return x.Event
@@ -239,7 +570,7 @@ func (x *AgentReport) GetEvent() *v1.TaskEvent {
 	return nil
 }
 
-func (x *AgentReport) GetResult() *v1.TaskResult {
+func (x *AgentReport) GetResult() *v11.TaskResult {
 	if x != nil {
 		if x, ok := x.Report.(*AgentReport_Result); ok {
 			return x.Result
@@ -254,12 +585,12 @@ type isAgentReport_Report interface {
 
 type AgentReport_Event struct {
 	// event is a task's progress.
-	Event *v1.TaskEvent `protobuf:"bytes,2,opt,name=event,proto3,oneof"`
+	Event *v11.TaskEvent `protobuf:"bytes,2,opt,name=event,proto3,oneof"`
 }
 
 type AgentReport_Result struct {
 	// result is a task's outcome.
-	Result *v1.TaskResult `protobuf:"bytes,3,opt,name=result,proto3,oneof"`
+	Result *v11.TaskResult `protobuf:"bytes,3,opt,name=result,proto3,oneof"`
 }
 
 func (*AgentReport_Event) isAgentReport_Report() {}
@@ -277,7 +608,7 @@ type ReportRequest struct {
 
 func (x *ReportRequest) Reset() {
 	*x = ReportRequest{}
-	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[4]
+	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -289,7 +620,7 @@ func (x *ReportRequest) String() string {
 func (*ReportRequest) ProtoMessage() {}
 
 func (x *ReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[4]
+	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -302,7 +633,7 @@ func (x *ReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
 func (*ReportRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_cluster_v1_cluster_proto_rawDescGZIP(), []int{4}
+	return file_firebreak_cluster_v1_cluster_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReportRequest) GetReports() []*AgentReport {
@@ -322,7 +653,7 @@ type ReportResponse struct {
 
 func (x *ReportResponse) Reset() {
 	*x = ReportResponse{}
-	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[5]
+	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -334,7 +665,7 @@ func (x *ReportResponse) String() string {
 func (*ReportResponse) ProtoMessage() {}
 
 func (x *ReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[5]
+	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -347,7 +678,7 @@ func (x *ReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportResponse.ProtoReflect.Descriptor instead.
 func (*ReportResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_cluster_v1_cluster_proto_rawDescGZIP(), []int{5}
+	return file_firebreak_cluster_v1_cluster_proto_rawDescGZIP(), []int{11}
 }
 
 // Session is one agent stream held by the caller.
@@ -366,7 +697,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[6]
+	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -378,7 +709,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[6]
+	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -391,7 +722,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_firebreak_cluster_v1_cluster_proto_rawDescGZIP(), []int{6}
+	return file_firebreak_cluster_v1_cluster_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Session) GetAgentId() string {
@@ -426,7 +757,7 @@ type PresenceRequest struct {
 
 func (x *PresenceRequest) Reset() {
 	*x = PresenceRequest{}
-	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[7]
+	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -438,7 +769,7 @@ func (x *PresenceRequest) String() string {
 func (*PresenceRequest) ProtoMessage() {}
 
 func (x *PresenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[7]
+	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -451,7 +782,7 @@ func (x *PresenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceRequest.ProtoReflect.Descriptor instead.
 func (*PresenceRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_cluster_v1_cluster_proto_rawDescGZIP(), []int{7}
+	return file_firebreak_cluster_v1_cluster_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PresenceRequest) GetSessions() []*Session {
@@ -470,7 +801,7 @@ type PresenceResponse struct {
 
 func (x *PresenceResponse) Reset() {
 	*x = PresenceResponse{}
-	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[8]
+	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -482,7 +813,7 @@ func (x *PresenceResponse) String() string {
 func (*PresenceResponse) ProtoMessage() {}
 
 func (x *PresenceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[8]
+	mi := &file_firebreak_cluster_v1_cluster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -495,14 +826,32 @@ func (x *PresenceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceResponse.ProtoReflect.Descriptor instead.
 func (*PresenceResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_cluster_v1_cluster_proto_rawDescGZIP(), []int{8}
+	return file_firebreak_cluster_v1_cluster_proto_rawDescGZIP(), []int{14}
 }
 
 var File_firebreak_cluster_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_firebreak_cluster_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\"firebreak/cluster/v1/cluster.proto\x12\x14firebreak.cluster.v1\x1a\x1efirebreak/agent/v1/agent.proto\"\\\n" +
+	"\"firebreak/cluster/v1/cluster.proto\x12\x14firebreak.cluster.v1\x1a\x1efirebreak/agent/v1/agent.proto\x1a$firebreak/operator/v1/operator.proto\"y\n" +
+	"\x10DecideRunRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1a\n" +
+	"\boperator\x18\x02 \x01(\tR\boperator\x12\x18\n" +
+	"\aapprove\x18\x03 \x01(\bR\aapprove\x12\x18\n" +
+	"\acomment\x18\x04 \x01(\tR\acomment\"A\n" +
+	"\x11DecideRunResponse\x12,\n" +
+	"\x03run\x18\x01 \x01(\v2\x1a.firebreak.operator.v1.RunR\x03run\"]\n" +
+	"\x10CancelRunRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1a\n" +
+	"\boperator\x18\x02 \x01(\tR\boperator\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"D\n" +
+	"\x0fWatchRunRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1a\n" +
+	"\boperator\x18\x02 \x01(\tR\boperator\"Q\n" +
+	"\x10WatchRunResponse\x12=\n" +
+	"\x05event\x18\x01 \x01(\v2'.firebreak.operator.v1.WatchRunResponseR\x05event\"A\n" +
+	"\x11CancelRunResponse\x12,\n" +
+	"\x03run\x18\x01 \x01(\v2\x1a.firebreak.operator.v1.RunR\x03run\"\\\n" +
 	"\bDelivery\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x125\n" +
 	"\x03msg\x18\x02 \x01(\v2#.firebreak.agent.v1.ConnectResponseR\x03msg\"P\n" +
@@ -526,11 +875,14 @@ const file_firebreak_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x04open\x18\x03 \x01(\bR\x04open\"L\n" +
 	"\x0fPresenceRequest\x129\n" +
 	"\bsessions\x18\x01 \x03(\v2\x1d.firebreak.cluster.v1.SessionR\bsessions\"\x12\n" +
-	"\x10PresenceResponse2\x95\x02\n" +
+	"\x10PresenceResponse2\xae\x04\n" +
 	"\vPeerService\x12V\n" +
 	"\aDeliver\x12$.firebreak.cluster.v1.DeliverRequest\x1a%.firebreak.cluster.v1.DeliverResponse\x12S\n" +
 	"\x06Report\x12#.firebreak.cluster.v1.ReportRequest\x1a$.firebreak.cluster.v1.ReportResponse\x12Y\n" +
-	"\bPresence\x12%.firebreak.cluster.v1.PresenceRequest\x1a&.firebreak.cluster.v1.PresenceResponseBLZJgithub.com/firebreak-ir/firebreak/proto/gen/firebreak/cluster/v1;clusterv1b\x06proto3"
+	"\bPresence\x12%.firebreak.cluster.v1.PresenceRequest\x1a&.firebreak.cluster.v1.PresenceResponse\x12\\\n" +
+	"\tDecideRun\x12&.firebreak.cluster.v1.DecideRunRequest\x1a'.firebreak.cluster.v1.DecideRunResponse\x12\\\n" +
+	"\tCancelRun\x12&.firebreak.cluster.v1.CancelRunRequest\x1a'.firebreak.cluster.v1.CancelRunResponse\x12[\n" +
+	"\bWatchRun\x12%.firebreak.cluster.v1.WatchRunRequest\x1a&.firebreak.cluster.v1.WatchRunResponse0\x01BLZJgithub.com/firebreak-ir/firebreak/proto/gen/firebreak/cluster/v1;clusterv1b\x06proto3"
 
 var (
 	file_firebreak_cluster_v1_cluster_proto_rawDescOnce sync.Once
@@ -544,39 +896,56 @@ func file_firebreak_cluster_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_firebreak_cluster_v1_cluster_proto_rawDescData
 }
 
-var file_firebreak_cluster_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_firebreak_cluster_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_firebreak_cluster_v1_cluster_proto_goTypes = []any{
-	(*Delivery)(nil),           // 0: firebreak.cluster.v1.Delivery
-	(*DeliverRequest)(nil),     // 1: firebreak.cluster.v1.DeliverRequest
-	(*DeliverResponse)(nil),    // 2: firebreak.cluster.v1.DeliverResponse
-	(*AgentReport)(nil),        // 3: firebreak.cluster.v1.AgentReport
-	(*ReportRequest)(nil),      // 4: firebreak.cluster.v1.ReportRequest
-	(*ReportResponse)(nil),     // 5: firebreak.cluster.v1.ReportResponse
-	(*Session)(nil),            // 6: firebreak.cluster.v1.Session
-	(*PresenceRequest)(nil),    // 7: firebreak.cluster.v1.PresenceRequest
-	(*PresenceResponse)(nil),   // 8: firebreak.cluster.v1.PresenceResponse
-	(*v1.ConnectResponse)(nil), // 9: firebreak.agent.v1.ConnectResponse
-	(*v1.TaskEvent)(nil),       // 10: firebreak.agent.v1.TaskEvent
-	(*v1.TaskResult)(nil),      // 11: firebreak.agent.v1.TaskResult
+	(*DecideRunRequest)(nil),    // 0: firebreak.cluster.v1.DecideRunRequest
+	(*DecideRunResponse)(nil),   // 1: firebreak.cluster.v1.DecideRunResponse
+	(*CancelRunRequest)(nil),    // 2: firebreak.cluster.v1.CancelRunRequest
+	(*WatchRunRequest)(nil),     // 3: firebreak.cluster.v1.WatchRunRequest
+	(*WatchRunResponse)(nil),    // 4: firebreak.cluster.v1.WatchRunResponse
+	(*CancelRunResponse)(nil),   // 5: firebreak.cluster.v1.CancelRunResponse
+	(*Delivery)(nil),            // 6: firebreak.cluster.v1.Delivery
+	(*DeliverRequest)(nil),      // 7: firebreak.cluster.v1.DeliverRequest
+	(*DeliverResponse)(nil),     // 8: firebreak.cluster.v1.DeliverResponse
+	(*AgentReport)(nil),         // 9: firebreak.cluster.v1.AgentReport
+	(*ReportRequest)(nil),       // 10: firebreak.cluster.v1.ReportRequest
+	(*ReportResponse)(nil),      // 11: firebreak.cluster.v1.ReportResponse
+	(*Session)(nil),             // 12: firebreak.cluster.v1.Session
+	(*PresenceRequest)(nil),     // 13: firebreak.cluster.v1.PresenceRequest
+	(*PresenceResponse)(nil),    // 14: firebreak.cluster.v1.PresenceResponse
+	(*v1.Run)(nil),              // 15: firebreak.operator.v1.Run
+	(*v1.WatchRunResponse)(nil), // 16: firebreak.operator.v1.WatchRunResponse
+	(*v11.ConnectResponse)(nil), // 17: firebreak.agent.v1.ConnectResponse
+	(*v11.TaskEvent)(nil),       // 18: firebreak.agent.v1.TaskEvent
+	(*v11.TaskResult)(nil),      // 19: firebreak.agent.v1.TaskResult
 }
 var file_firebreak_cluster_v1_cluster_proto_depIdxs = []int32{
-	9,  // 0: firebreak.cluster.v1.Delivery.msg:type_name -> firebreak.agent.v1.ConnectResponse
-	0,  // 1: firebreak.cluster.v1.DeliverRequest.deliveries:type_name -> firebreak.cluster.v1.Delivery
-	10, // 2: firebreak.cluster.v1.AgentReport.event:type_name -> firebreak.agent.v1.TaskEvent
-	11, // 3: firebreak.cluster.v1.AgentReport.result:type_name -> firebreak.agent.v1.TaskResult
-	3,  // 4: firebreak.cluster.v1.ReportRequest.reports:type_name -> firebreak.cluster.v1.AgentReport
-	6,  // 5: firebreak.cluster.v1.PresenceRequest.sessions:type_name -> firebreak.cluster.v1.Session
-	1,  // 6: firebreak.cluster.v1.PeerService.Deliver:input_type -> firebreak.cluster.v1.DeliverRequest
-	4,  // 7: firebreak.cluster.v1.PeerService.Report:input_type -> firebreak.cluster.v1.ReportRequest
-	7,  // 8: firebreak.cluster.v1.PeerService.Presence:input_type -> firebreak.cluster.v1.PresenceRequest
-	2,  // 9: firebreak.cluster.v1.PeerService.Deliver:output_type -> firebreak.cluster.v1.DeliverResponse
-	5,  // 10: firebreak.cluster.v1.PeerService.Report:output_type -> firebreak.cluster.v1.ReportResponse
-	8,  // 11: firebreak.cluster.v1.PeerService.Presence:output_type -> firebreak.cluster.v1.PresenceResponse
-	9,  // [9:12] is the sub-list for method output_type
-	6,  // [6:9] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	15, // 0: firebreak.cluster.v1.DecideRunResponse.run:type_name -> firebreak.operator.v1.Run
+	16, // 1: firebreak.cluster.v1.WatchRunResponse.event:type_name -> firebreak.operator.v1.WatchRunResponse
+	15, // 2: firebreak.cluster.v1.CancelRunResponse.run:type_name -> firebreak.operator.v1.Run
+	17, // 3: firebreak.cluster.v1.Delivery.msg:type_name -> firebreak.agent.v1.ConnectResponse
+	6,  // 4: firebreak.cluster.v1.DeliverRequest.deliveries:type_name -> firebreak.cluster.v1.Delivery
+	18, // 5: firebreak.cluster.v1.AgentReport.event:type_name -> firebreak.agent.v1.TaskEvent
+	19, // 6: firebreak.cluster.v1.AgentReport.result:type_name -> firebreak.agent.v1.TaskResult
+	9,  // 7: firebreak.cluster.v1.ReportRequest.reports:type_name -> firebreak.cluster.v1.AgentReport
+	12, // 8: firebreak.cluster.v1.PresenceRequest.sessions:type_name -> firebreak.cluster.v1.Session
+	7,  // 9: firebreak.cluster.v1.PeerService.Deliver:input_type -> firebreak.cluster.v1.DeliverRequest
+	10, // 10: firebreak.cluster.v1.PeerService.Report:input_type -> firebreak.cluster.v1.ReportRequest
+	13, // 11: firebreak.cluster.v1.PeerService.Presence:input_type -> firebreak.cluster.v1.PresenceRequest
+	0,  // 12: firebreak.cluster.v1.PeerService.DecideRun:input_type -> firebreak.cluster.v1.DecideRunRequest
+	2,  // 13: firebreak.cluster.v1.PeerService.CancelRun:input_type -> firebreak.cluster.v1.CancelRunRequest
+	3,  // 14: firebreak.cluster.v1.PeerService.WatchRun:input_type -> firebreak.cluster.v1.WatchRunRequest
+	8,  // 15: firebreak.cluster.v1.PeerService.Deliver:output_type -> firebreak.cluster.v1.DeliverResponse
+	11, // 16: firebreak.cluster.v1.PeerService.Report:output_type -> firebreak.cluster.v1.ReportResponse
+	14, // 17: firebreak.cluster.v1.PeerService.Presence:output_type -> firebreak.cluster.v1.PresenceResponse
+	1,  // 18: firebreak.cluster.v1.PeerService.DecideRun:output_type -> firebreak.cluster.v1.DecideRunResponse
+	5,  // 19: firebreak.cluster.v1.PeerService.CancelRun:output_type -> firebreak.cluster.v1.CancelRunResponse
+	4,  // 20: firebreak.cluster.v1.PeerService.WatchRun:output_type -> firebreak.cluster.v1.WatchRunResponse
+	15, // [15:21] is the sub-list for method output_type
+	9,  // [9:15] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_firebreak_cluster_v1_cluster_proto_init() }
@@ -584,7 +953,7 @@ func file_firebreak_cluster_v1_cluster_proto_init() {
 	if File_firebreak_cluster_v1_cluster_proto != nil {
 		return
 	}
-	file_firebreak_cluster_v1_cluster_proto_msgTypes[3].OneofWrappers = []any{
+	file_firebreak_cluster_v1_cluster_proto_msgTypes[9].OneofWrappers = []any{
 		(*AgentReport_Event)(nil),
 		(*AgentReport_Result)(nil),
 	}
@@ -594,7 +963,7 @@ func file_firebreak_cluster_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_firebreak_cluster_v1_cluster_proto_rawDesc), len(file_firebreak_cluster_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

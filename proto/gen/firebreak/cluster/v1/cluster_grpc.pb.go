@@ -19,9 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	PeerService_Deliver_FullMethodName  = "/firebreak.cluster.v1.PeerService/Deliver"
-	PeerService_Report_FullMethodName   = "/firebreak.cluster.v1.PeerService/Report"
-	PeerService_Presence_FullMethodName = "/firebreak.cluster.v1.PeerService/Presence"
+	PeerService_Deliver_FullMethodName   = "/firebreak.cluster.v1.PeerService/Deliver"
+	PeerService_Report_FullMethodName    = "/firebreak.cluster.v1.PeerService/Report"
+	PeerService_Presence_FullMethodName  = "/firebreak.cluster.v1.PeerService/Presence"
+	PeerService_DecideRun_FullMethodName = "/firebreak.cluster.v1.PeerService/DecideRun"
+	PeerService_CancelRun_FullMethodName = "/firebreak.cluster.v1.PeerService/CancelRun"
+	PeerService_WatchRun_FullMethodName  = "/firebreak.cluster.v1.PeerService/WatchRun"
 )
 
 // PeerServiceClient is the client API for PeerService service.
@@ -44,6 +47,15 @@ type PeerServiceClient interface {
 	// Presence tells the callee which agent streams the caller opened or
 	// closed.
 	Presence(ctx context.Context, in *PresenceRequest, opts ...grpc.CallOption) (*PresenceResponse, error)
+	// DecideRun approves or rejects a run the callee owns, for an operator the
+	// caller authenticated and authorised.
+	DecideRun(ctx context.Context, in *DecideRunRequest, opts ...grpc.CallOption) (*DecideRunResponse, error)
+	// CancelRun cancels a run the callee owns, for an operator the caller
+	// authenticated and authorised.
+	CancelRun(ctx context.Context, in *CancelRunRequest, opts ...grpc.CallOption) (*CancelRunResponse, error)
+	// WatchRun follows a run the callee owns, for an operator watching through
+	// the caller.
+	WatchRun(ctx context.Context, in *WatchRunRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchRunResponse], error)
 }
 
 type peerServiceClient struct {
@@ -84,6 +96,45 @@ func (c *peerServiceClient) Presence(ctx context.Context, in *PresenceRequest, o
 	return out, nil
 }
 
+func (c *peerServiceClient) DecideRun(ctx context.Context, in *DecideRunRequest, opts ...grpc.CallOption) (*DecideRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DecideRunResponse)
+	err := c.cc.Invoke(ctx, PeerService_DecideRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *peerServiceClient) CancelRun(ctx context.Context, in *CancelRunRequest, opts ...grpc.CallOption) (*CancelRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelRunResponse)
+	err := c.cc.Invoke(ctx, PeerService_CancelRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *peerServiceClient) WatchRun(ctx context.Context, in *WatchRunRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchRunResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &PeerService_ServiceDesc.Streams[0], PeerService_WatchRun_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchRunRequest, WatchRunResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type PeerService_WatchRunClient = grpc.ServerStreamingClient[WatchRunResponse]
+
 // PeerServiceServer is the server API for PeerService service.
 // All implementations must embed UnimplementedPeerServiceServer
 // for forward compatibility.
@@ -104,6 +155,15 @@ type PeerServiceServer interface {
 	// Presence tells the callee which agent streams the caller opened or
 	// closed.
 	Presence(context.Context, *PresenceRequest) (*PresenceResponse, error)
+	// DecideRun approves or rejects a run the callee owns, for an operator the
+	// caller authenticated and authorised.
+	DecideRun(context.Context, *DecideRunRequest) (*DecideRunResponse, error)
+	// CancelRun cancels a run the callee owns, for an operator the caller
+	// authenticated and authorised.
+	CancelRun(context.Context, *CancelRunRequest) (*CancelRunResponse, error)
+	// WatchRun follows a run the callee owns, for an operator watching through
+	// the caller.
+	WatchRun(*WatchRunRequest, grpc.ServerStreamingServer[WatchRunResponse]) error
 	mustEmbedUnimplementedPeerServiceServer()
 }
 
@@ -122,6 +182,15 @@ func (UnimplementedPeerServiceServer) Report(context.Context, *ReportRequest) (*
 }
 func (UnimplementedPeerServiceServer) Presence(context.Context, *PresenceRequest) (*PresenceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Presence not implemented")
+}
+func (UnimplementedPeerServiceServer) DecideRun(context.Context, *DecideRunRequest) (*DecideRunResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DecideRun not implemented")
+}
+func (UnimplementedPeerServiceServer) CancelRun(context.Context, *CancelRunRequest) (*CancelRunResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelRun not implemented")
+}
+func (UnimplementedPeerServiceServer) WatchRun(*WatchRunRequest, grpc.ServerStreamingServer[WatchRunResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchRun not implemented")
 }
 func (UnimplementedPeerServiceServer) mustEmbedUnimplementedPeerServiceServer() {}
 func (UnimplementedPeerServiceServer) testEmbeddedByValue()                     {}
@@ -198,6 +267,53 @@ func _PeerService_Presence_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PeerService_DecideRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DecideRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServiceServer).DecideRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PeerService_DecideRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServiceServer).DecideRun(ctx, req.(*DecideRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PeerService_CancelRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServiceServer).CancelRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PeerService_CancelRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServiceServer).CancelRun(ctx, req.(*CancelRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PeerService_WatchRun_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchRunRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(PeerServiceServer).WatchRun(m, &grpc.GenericServerStream[WatchRunRequest, WatchRunResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type PeerService_WatchRunServer = grpc.ServerStreamingServer[WatchRunResponse]
+
 // PeerService_ServiceDesc is the grpc.ServiceDesc for PeerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -217,7 +333,21 @@ var PeerService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Presence",
 			Handler:    _PeerService_Presence_Handler,
 		},
+		{
+			MethodName: "DecideRun",
+			Handler:    _PeerService_DecideRun_Handler,
+		},
+		{
+			MethodName: "CancelRun",
+			Handler:    _PeerService_CancelRun_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchRun",
+			Handler:       _PeerService_WatchRun_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "firebreak/cluster/v1/cluster.proto",
 }
