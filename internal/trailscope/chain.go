@@ -53,7 +53,17 @@ type Chain struct {
 }
 
 // Credential returns the chain's credential with the key, or nil.
-func (c *Chain) Credential(key string) *Credential { return c.byKey[key] }
+func (c *Chain) Credential(key string) *Credential {
+	if c.byKey == nil {
+		// A chain decoded from JSON has no index.
+		for _, cr := range c.Credentials {
+			if cr.AccessKeyID == key {
+				return cr
+			}
+		}
+	}
+	return c.byKey[key]
+}
 
 // Keys returns every key of the chain, the seed first.
 func (c *Chain) Keys() []string {

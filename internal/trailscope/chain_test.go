@@ -159,3 +159,20 @@ func TestBuildScope(t *testing.T) {
 		t.Fatalf("place %+v", sg)
 	}
 }
+
+func TestCollectorMatchesBuild(t *testing.T) {
+	recs := records(t, attack())
+	want := Build(exampleKey, recs, nil)
+	c := &Collector{}
+	for _, r := range recs {
+		c.Add(r)
+	}
+	got := c.Scope(exampleKey, nil)
+	if len(got.Events) != len(want.Events) || len(got.Chain.Credentials) != len(want.Chain.Credentials) || len(got.Artifacts) != len(want.Artifacts) {
+		t.Fatalf("collector: %d events, %d keys, %d artifacts; build: %d, %d, %d", len(got.Events), len(got.Chain.Credentials), len(got.Artifacts),
+			len(want.Events), len(want.Chain.Credentials), len(want.Artifacts))
+	}
+	if c.Records() != len(recs) {
+		t.Fatalf("records %d, want %d", c.Records(), len(recs))
+	}
+}

@@ -29,8 +29,10 @@ type Event struct {
 // Scope is what the followed credential did.
 type Scope struct {
 	Chain *Chain `json:"chain"`
-	// Events are the matched records, oldest first.
-	Events []Event `json:"-"`
+	// Events are the matched records, oldest first; EventCount is how
+	// many (the records themselves go out as evidence, not in JSON).
+	Events     []Event `json:"-"`
+	EventCount int     `json:"events"`
 	// Places are the accounts and regions it acted in, sorted.
 	Places []*Place `json:"places"`
 	// ByClass counts the events of each class; Refused counts the refused
@@ -81,6 +83,7 @@ func Build(seed string, records []*Record, c *Classifier) *Scope {
 		seen[k] = true
 		s.Events = append(s.Events, Event{Record: r, AccessKeyID: cr.AccessKeyID})
 	}
+	s.EventCount = len(s.Events)
 	slices.SortStableFunc(s.Events, func(a, b Event) int {
 		if d := a.Record.EventTime.Compare(b.Record.EventTime); d != 0 {
 			return d
