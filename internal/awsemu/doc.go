@@ -137,7 +137,8 @@
 //
 // Go methods: Seed, LoadSeedYAML, Dump, Calls, CallCount, CallCounts,
 // SetFault, ThrottleNext, SetLatency, ClearFaults, SendQueueMessage,
-// IssueInstanceCredentials, DeliverTrailLogs and WriteTrailLogFile. The same
-// control is served over HTTP under /_emu/ (dump, seed, calls, counters,
-// operations, faults, messages, trail/deliver) to loopback clients only.
+// IssueInstanceCredentials, DeliverTrailLogs, WriteTrailLogFile and
+// AddEventHistory. The same control is served over HTTP under /_emu/
+// (dump, seed, calls, counters, operations, faults, messages,
+// trail/deliver) to loopback clients only.
 package awsemu

@@ -168,3 +168,30 @@ func (e *Emulator) writeTrailLogFile(o *organization, k trailKey, at time.Time, 
 	b.store().put(key, &s3Object{data: gz.Bytes(), modified: e.now(), contentType: "application/json", contentEncoding: "gzip"})
 	return true
 }
+
+// AddEventHistory puts records, each a CloudTrail event document, into the
+// account and region's LookupEvents history, as if the calls had been
+// made. It lets benchmarks compare LookupEvents with the trail's log files
+// over the same events.
+func (e *Emulator) AddEventHistory(account, region string, records []json.RawMessage) error {
+	for i, raw := range records {
+		var rec struct {
+			EventID      string    `json:"eventID"`
+			EventName    string    `json:"eventName"`
+			EventSource  string    `json:"eventSource"`
+			EventTime    time.Time `json:"eventTime"`
+			ReadOnly     bool      `json:"readOnly"`
+			UserIdentity struct {
+				AccessKeyID string `json:"accessKeyId"`
+				UserName    string `json:"userName"`
+			} `json:"userIdentity"`
+		}
+		if err := json.Unmarshal(raw, &rec); err != nil || rec.EventID == "" || rec.EventTime.IsZero() {
+			return fmt.Errorf("awsemu: record %d is not a CloudTrail event with eventID and eventTime: %v", i, err)
+		}
+		e.trail.add(trailKey{account, region}, &trailEvent{seq: e.trail.nextSeq(), id: rec.EventID, name: rec.EventName,
+			source: rec.EventSource, accessKeyID: rec.UserIdentity.AccessKeyID, username: rec.UserIdentity.UserName,
+			readOnly: rec.ReadOnly, at: rec.EventTime, record: string(raw)})
+	}
+	return nil
+}
