@@ -159,7 +159,7 @@ lists the artifacts found.`,
 
 type scopeOptions struct {
 	key, since, caseID, bucket, prefix, logArchive, orgID, accounts, regions string
-	deadline                                                         time.Duration
+	deadline                                                                 time.Duration
 }
 
 // scopeKey runs the scope, round by round for LookupEvents, and prints

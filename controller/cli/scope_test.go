@@ -79,7 +79,7 @@ func serveScope(t *testing.T, s *scopeOperator) func() (*grpc.ClientConn, error)
 func scopeResult(key, account string, next []map[string]string, arts []trailscope.Artifact, creds []*trailscope.Credential) map[string]any {
 	return map[string]any{"account": account, "source": "lookup", "access_key_id": key, "next_keys": next,
 		"scope": map[string]any{"chain": map[string]any{"seed": key, "credentials": creds}, "events": 3,
-			"places": []map[string]any{{"account": account, "region": "us-east-1", "events": 3}},
+			"places":   []map[string]any{{"account": account, "region": "us-east-1", "events": 3}},
 			"by_class": map[string]int{"persistence": len(arts)}, "artifacts": arts}}
 }
 
