@@ -24,8 +24,11 @@ import (
 // in CloudTrail Lake and delivers far smaller ones in practice.
 const MaxRecordBytes = 1 << 20
 
-// MaxLogFileBytes bounds a decompressed log file.
-const MaxLogFileBytes = 256 << 20
+// MaxLogFileBytes bounds a decompressed log file. CloudTrail's files are
+// a few megabytes; the bound keeps a crafted file (a gzip bomb in a bucket
+// an attacker could write to) from exhausting a worker that reads many at
+// once.
+const MaxLogFileBytes = 64 << 20
 
 // Identity is a record's userIdentity element.
 type Identity struct {
