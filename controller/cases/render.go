@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/firebreak-ir/firebreak/internal/termsafe"
+	"github.com/firebreak-ir/firebreak/internal/trailscope"
 )
 
 // Format is a report format.
@@ -172,6 +175,40 @@ func (r *Report) Markdown(w io.Writer) error {
 	}
 	p("\n")
 
+	if sc := r.Scope; sc != nil {
+		p("## Scope\n\n")
+		p("%d events of %s (%s) in %d account(s) and %d region(s), %s → %s; runs %s.\n\n", sc.Events, md(strings.Join(sc.Keys, ", ")),
+			md(strings.Join(sc.Sources, ", ")), len(sc.Accounts), len(sc.Regions), fmtTime(sc.First), fmtTime(sc.Last), md(strings.Join(sc.Runs, ", ")))
+		p("| Class | Events |\n|---|---|\n")
+		for _, c := range trailscope.Classes {
+			if n := sc.ByClass[c]; n > 0 {
+				p("| %s | %d |\n", md(string(c)), n)
+			}
+		}
+		p("\n| Key | Minted by | Via | Account | Identity |\n|---|---|---|---|---|\n")
+		for _, c := range sc.Sessions {
+			via := orDash(c.Via)
+			if c.Inferred {
+				via += " (inferred)"
+			}
+			p("| %s | %s | %s | %s | %s |\n", md(c.AccessKeyID), md(orDash(c.Parent)), md(via), md(orDash(c.Account)), md(orDash(c.ARN)))
+		}
+		p("\n| Account | Region | Events | First | Last | Source IPs |\n|---|---|---|---|---|---|\n")
+		for _, pl := range sc.Places {
+			p("| %s | %s | %d | %s | %s | %s |\n", md(pl.Account), md(pl.Region), pl.Events, fmtTime(pl.First), fmtTime(pl.Last), md(strings.Join(slices.Sorted(maps.Keys(pl.SourceIPs)), ", ")))
+		}
+		p("\n")
+		if len(sc.Artifacts) == 0 {
+			p("No artifact: no write of the credential succeeded.\n\n")
+		} else {
+			p("| Artifact | Account | Region | Id | Flags | Event |\n|---|---|---|---|---|---|\n")
+			for _, a := range sc.Artifacts {
+				p("| %s | %s | %s | %s | %s | %s |\n", md(a.Kind), md(a.Account), md(a.Region), md(a.ID), md(orDash(artifactFlags(a))), md(a.EventID))
+			}
+			p("\n")
+		}
+	}
+
 	p("## Actions and results\n\n")
 	if len(r.Actions) == 0 {
 		p("No action was run for this case.\n\n")
@@ -288,6 +325,18 @@ func (r *Report) Markdown(w io.Writer) error {
 	return err
 }
 
+// artifactFlags says how far an artifact reaches.
+func artifactFlags(a trailscope.Artifact) string {
+	var f []string
+	if a.Public {
+		f = append(f, "public")
+	}
+	if a.Outside {
+		f = append(f, "outside the organisation")
+	}
+	return strings.Join(f, ", ")
+}
+
 func orDash(s string) string {
 	if s == "" {
 		return "—"
@@ -307,7 +356,7 @@ func decision(approved bool) string {
 // remote content, so hostile text from a finding or an output stays text.
 var htmlReport = template.Must(template.New("report").Funcs(template.FuncMap{
 	"time": fmtTime, "dash": orDash, "json": indentJSON, "target": targetName, "decision": decision, "or": cmpOr,
-	"join":   strings.Join,
+	"join": strings.Join, "flags": artifactFlags,
 	"metric": metric,
 }).Parse(`<!DOCTYPE html>
 <html lang="en">
@@ -367,6 +416,21 @@ pre{background:#f7f7f7;border:1px solid #ddd;padding:.5em;overflow-x:auto;white-
 {{range .Timeline}}<tr><td>{{time .At}}</td><td>{{.Kind}}</td><td>{{dash (printf "%s" .Phase)}}</td><td>{{dash .Status}}</td><td>{{.Actor}}</td><td>{{.Summary}}</td></tr>
 {{end}}</table>
 
+{{with .Scope}}<h2>Scope</h2>
+<p>{{.Events}} events of {{join .Keys ", "}} ({{join .Sources ", "}}) in {{len .Accounts}} account(s) and {{len .Regions}} region(s), {{time .First}} → {{time .Last}}; runs {{join .Runs ", "}}.</p>
+<table><tr><th>Class</th><th>Events</th></tr>
+{{range $c, $n := .ByClass}}<tr><td>{{$c}}</td><td>{{$n}}</td></tr>
+{{end}}</table>
+<table><tr><th>Key</th><th>Minted by</th><th>Via</th><th>Account</th><th>Identity</th></tr>
+{{range .Sessions}}<tr><td>{{.AccessKeyID}}</td><td>{{dash .Parent}}</td><td>{{dash .Via}}{{if .Inferred}} (inferred){{end}}</td><td>{{dash .Account}}</td><td>{{dash .ARN}}</td></tr>
+{{end}}</table>
+<table><tr><th>Account</th><th>Region</th><th>Events</th><th>First</th><th>Last</th></tr>
+{{range .Places}}<tr><td>{{.Account}}</td><td>{{.Region}}</td><td>{{.Events}}</td><td>{{time .First}}</td><td>{{time .Last}}</td></tr>
+{{end}}</table>
+{{if .Artifacts}}<table><tr><th>Artifact</th><th>Account</th><th>Region</th><th>Id</th><th>Flags</th><th>Event</th></tr>
+{{range .Artifacts}}<tr><td>{{.Kind}}</td><td>{{.Account}}</td><td>{{.Region}}</td><td>{{.ID}}</td><td>{{dash (flags .)}}</td><td>{{.EventID}}</td></tr>
+{{end}}</table>{{else}}<p>No artifact: no write of the credential succeeded.</p>{{end}}
+{{end}}
 <h2>Actions and results</h2>
 {{range .Actions}}
 <h3>{{.RunID}}: {{.Action}}{{if .StepID}} (step {{.StepID}} of {{.PlaybookRunID}}{{if .Rollback}}, rollback{{end}}){{end}}</h3>

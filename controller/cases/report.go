@@ -34,6 +34,9 @@ type Report struct {
 	Findings []*FindingRecord `json:"findings"`
 	// Timeline is every event, oldest first.
 	Timeline []*Entry `json:"timeline"`
+	// Scope is what the case's aws-credential-scope runs found, when it
+	// has any.
+	Scope *ScopeSection `json:"scope,omitempty"`
 	// Actions are the runs made for the case, oldest first, with their
 	// per-target results.
 	Actions []*Action `json:"actions"`
@@ -245,6 +248,12 @@ func (s *Service) Report(ctx context.Context, caseID string) (*Report, error) {
 			a.Params = nil
 		}
 		for _, t := range tasks {
+			if run.Action == ScopeActionName && len(t.OutputJSON) > 0 {
+				if r.Scope == nil {
+					r.Scope = newScopeSection()
+				}
+				r.Scope.add(run.ID, t.OutputJSON)
+			}
 			a.Targets = append(a.Targets, &TargetResult{AgentID: t.AgentID, Hostname: t.Hostname, Account: t.Account, Region: t.Region,
 				Status: taskStatusName(t.Status), Error: t.Error, Output: clipOutput(t.OutputJSON), EvidenceIDs: t.EvidenceIDs})
 			for _, ev := range t.EvidenceIDs {
@@ -263,6 +272,9 @@ func (s *Service) Report(ctx context.Context, caseID string) (*Report, error) {
 		for _, ap := range aps {
 			r.Approvals = append(r.Approvals, &ApprovalEntry{At: ap.At, Operator: ap.Operator, Approved: ap.Approved, RunID: ap.RunID, Comment: ap.Comment})
 		}
+	}
+	if r.Scope != nil {
+		r.Scope.finish()
 	}
 	slices.SortStableFunc(r.Actions, func(a, b *Action) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	slices.SortStableFunc(r.Approvals, func(a, b *ApprovalEntry) int { return a.At.Compare(b.At) })

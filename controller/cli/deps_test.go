@@ -34,6 +34,7 @@ func TestLinksNoServerPackage(t *testing.T) {
 		"internal/termsafe",
 		"internal/bandwidth",
 		"internal/version",
+		"internal/trailscope",
 		"plugins/hostcollect/artifacts",
 	}
 	for _, p := range strings.Fields(string(out)) {

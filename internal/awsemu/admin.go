@@ -32,6 +32,7 @@ type faultWire struct {
 //	POST   /_emu/faults      install a fault (JSON; latency as "250ms")
 //	DELETE /_emu/faults      remove every fault
 //	POST   /_emu/messages    put the body on a queue (?account=&region=&queue=)
+//	POST   /_emu/trail/deliver  write the organisation trail's pending log files
 //
 // Security-critical: it answers only callers on the loopback interface,
 // since it can rewrite any account's state without a signature.
@@ -74,6 +75,8 @@ func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		writeJSON(calls)
+	case path == "trail/deliver" && r.Method == http.MethodPost:
+		writeJSON(map[string]int{"files": e.DeliverTrailLogs()})
 	case path == "counters" && r.Method == http.MethodGet:
 		writeJSON(e.CallCounts())
 	case path == "operations" && r.Method == http.MethodGet:

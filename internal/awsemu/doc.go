@@ -55,6 +55,7 @@
 //
 //	organization:
 //	  managementAccount: "210987654300"
+//	  trail: {name: organization-trail, bucket: org-trail-logs}  # optional
 //	  units:
 //	    - name: Workloads
 //	      accounts: ["210987654302"]
@@ -119,11 +120,25 @@
 // because the SDK cannot cope with answers that arrive within
 // microseconds.
 //
+// # Organisation trail
+//
+// With organization.trail set, every member account's management events
+// also go, as CloudTrail delivers them, into log files in the trail's
+// bucket: AWSLogs/<org id>/<account>/CloudTrail/<region>/YYYY/MM/DD/
+// <account>_CloudTrail_<region>_YYYYMMDDTHHmmZ_<unique>.json.gz, each a
+// gzipped {"Records":[…]}. A file closes when its first event is five
+// emulated minutes old, when it holds 1000 events, or on DeliverTrailLogs.
+// The bucket serves ListObjectsV2, GetObject and HeadObject (data events,
+// kept out of the event history). AssumeRole into another account is
+// recorded in both accounts with one sharedEventID, and its
+// responseElements carry the new credentials' access key id.
+//
 // # Control API
 //
 // Go methods: Seed, LoadSeedYAML, Dump, Calls, CallCount, CallCounts,
-// SetFault, ThrottleNext, SetLatency, ClearFaults, SendQueueMessage and
-// IssueInstanceCredentials. The same control is served over HTTP under
-// /_emu/ (dump, seed, calls, counters, operations, faults, messages) to
-// loopback clients only.
+// SetFault, ThrottleNext, SetLatency, ClearFaults, SendQueueMessage,
+// IssueInstanceCredentials, DeliverTrailLogs, WriteTrailLogFile and
+// AddEventHistory. The same control is served over HTTP under /_emu/
+// (dump, seed, calls, counters, operations, faults, messages,
+// trail/deliver) to loopback clients only.
 package awsemu

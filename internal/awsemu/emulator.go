@@ -42,9 +42,11 @@ type Emulator struct {
 	credMu sync.RWMutex
 	creds  map[string]*credential
 
-	trail  *trailStore
-	calls  *callLog
-	faults *faultSet
+	trail *trailStore
+	// delivery buffers the organisation trail's log files.
+	delivery trailDelivery
+	calls    *callLog
+	faults   *faultSet
 }
 
 // snapshotLocation says where a snapshot lives, so an account it is shared

@@ -30,6 +30,9 @@ const (
 	LabFindingsQueue = "firebreak-findings"
 	// LabExternalID is the external id the responder roles demand.
 	LabExternalID = "firebreak-lab"
+	// LabTrailBucket is the bucket, in the security account, that the
+	// organisation trail delivers its log files to when Lab.OrgTrail is set.
+	LabTrailBucket = "firebreak-lab-org-trail"
 )
 
 // Lab shapes the organisation LabSeed builds.
@@ -43,6 +46,10 @@ type Lab struct {
 	InstancesPerAccount int
 	// Region is the accounts' home region; us-east-1 when empty.
 	Region string
+	// OrgTrail gives the organisation a trail that delivers every account's
+	// events as log files into LabTrailBucket, in the security account
+	// (which plays the log-archive account).
+	OrgTrail bool
 }
 
 // LabSeed builds the lab organisation with the given number of accounts
@@ -135,6 +142,10 @@ func (l Lab) Seed() *Seed {
 		}},
 		Resources: []RegionSeed{{Region: region, Queues: []QueueSeed{{Name: LabFindingsQueue, VisibilityTimeout: 60}}}},
 	})
+	if l.OrgTrail {
+		s.Accounts[1].Buckets = append(s.Accounts[1].Buckets, BucketSeed{Name: LabTrailBucket})
+		s.Organization.Trail = &OrganizationTrailSeed{Bucket: LabTrailBucket}
+	}
 	var members []string
 	for i := 2; i < n; i++ {
 		id := LabAccountID(i)

@@ -448,6 +448,9 @@ type bucket struct {
 	policy  string
 	acl     []grant
 	pab     *publicAccessBlock
+	// objects are created on first use; see store.
+	objectsOnce sync.Once
+	objects     *objectStore
 }
 
 // grant is one ACL grant.

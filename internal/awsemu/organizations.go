@@ -20,6 +20,8 @@ type organization struct {
 	parent map[string]string
 	// members are the member account ids in the order they joined.
 	members []string
+	// trail is the organisation trail, when one is seeded.
+	trail *orgTrail
 }
 
 type orgUnit struct {

@@ -43,10 +43,13 @@ func (e *Emulator) s3Service() *service {
 		{name: "PutPublicAccessBlock", action: "s3:PutBucketPublicAccessBlock", handle: (*Emulator).s3PutPublicAccessBlock},
 		{name: "DeletePublicAccessBlock", action: "s3:PutBucketPublicAccessBlock", handle: (*Emulator).s3DeletePublicAccessBlock},
 		{name: "GetBucketPolicyStatus", action: "s3:GetBucketPolicyStatus", readOnly: true, handle: (*Emulator).s3GetBucketPolicyStatus},
+		{name: "ListObjectsV2", action: "s3:ListBucket", readOnly: true, dataEvent: true, handle: (*Emulator).s3ListObjectsV2},
+		{name: "GetObject", action: "s3:GetObject", readOnly: true, dataEvent: true, handle: (*Emulator).s3GetObject, resources: objectARN},
+		{name: "HeadObject", action: "s3:GetObject", readOnly: true, dataEvent: true, handle: (*Emulator).s3GetObject, resources: objectARN},
 	}
 	s.ops = make(map[string]*operation, len(ops))
 	for _, op := range ops {
-		if op.name != "ListBuckets" {
+		if op.name != "ListBuckets" && op.resources == nil {
 			op.resources = bucketARN
 		}
 		s.ops[op.name] = op
@@ -81,10 +84,24 @@ func (e *Emulator) s3Route(r *http.Request) (string, map[string]string, *apiErro
 		}
 		return "", nil, errorf(http.StatusMethodNotAllowed, "MethodNotAllowed", "The specified method is not allowed against this resource.")
 	}
+	q := r.URL.Query()
 	if key != "" {
+		// The SDK names the operation in x-id; presigned requests carry
+		// their signature in X-Amz-*. Any other query is a subresource
+		// the emulator does not serve.
+		for k := range q {
+			if k != "x-id" && !strings.HasPrefix(k, "X-Amz-") {
+				return "", nil, notImplemented
+			}
+		}
+		switch r.Method {
+		case http.MethodGet:
+			return "GetObject", map[string]string{"Bucket": bucketName, "Key": key}, nil
+		case http.MethodHead:
+			return "HeadObject", map[string]string{"Bucket": bucketName, "Key": key}, nil
+		}
 		return "", nil, notImplemented
 	}
-	q := r.URL.Query()
 	for sub, byMethod := range s3Subresources {
 		if _, ok := q[sub]; ok {
 			if op, ok := byMethod[r.Method]; ok {
@@ -92,6 +109,9 @@ func (e *Emulator) s3Route(r *http.Request) (string, map[string]string, *apiErro
 			}
 			return "", nil, errorf(http.StatusMethodNotAllowed, "MethodNotAllowed", "The specified method is not allowed against this resource.")
 		}
+	}
+	if q.Get("list-type") == "2" && r.Method == http.MethodGet {
+		return "ListObjectsV2", map[string]string{"Bucket": bucketName}, nil
 	}
 	return "", nil, notImplemented
 }

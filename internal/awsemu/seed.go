@@ -32,6 +32,9 @@ type OrganizationSeed struct {
 	ManagementAccount string `yaml:"managementAccount" json:"managementAccount"`
 	// Units are the organisational units under the root.
 	Units []OrganizationalUnitSeed `yaml:"units,omitempty" json:"units,omitempty"`
+	// Trail, when set, is an organisation trail delivering every member
+	// account's events as log files into a bucket.
+	Trail *OrganizationTrailSeed `yaml:"trail,omitempty" json:"trail,omitempty"`
 }
 
 // OrganizationalUnitSeed describes an OU and what it contains.

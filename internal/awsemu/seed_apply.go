@@ -152,6 +152,18 @@ func (e *Emulator) buildOrganization(s *Seed, built []*builtAccount, now time.Ti
 	if err := addUnits(os.Units, o.rootID); err != nil {
 		return nil, err
 	}
+	if ts := os.Trail; ts != nil {
+		seeded := e.buckets[ts.Bucket] != nil
+		for _, b := range built {
+			for _, bk := range b.buckets {
+				seeded = seeded || bk.name == ts.Bucket
+			}
+		}
+		if !seeded {
+			return nil, fmt.Errorf("awsemu: the organisation trail's bucket %q is not among the seeded buckets", ts.Bucket)
+		}
+		o.trail = &orgTrail{name: orDefault(ts.Name, "organization-trail"), bucket: ts.Bucket}
+	}
 	for _, b := range built {
 		a := b.acct
 		if a.id == o.management || a.standalone {

@@ -136,7 +136,10 @@ type cloudTrailRecord struct {
 	EventType          string          `json:"eventType"`
 	ManagementEvent    bool            `json:"managementEvent"`
 	RecipientAccountID string          `json:"recipientAccountId"`
-	EventCategory      string          `json:"eventCategory"`
+	// SharedEventID is the same in each account's copy of an event that
+	// more than one account records, as AssumeRole into another account.
+	SharedEventID string `json:"sharedEventID,omitempty"`
+	EventCategory string `json:"eventCategory"`
 }
 
 type eventResource struct {
@@ -347,10 +350,13 @@ func (e *Emulator) recordEvent(c *call, ae *apiError) {
 	rec.UserIdentity = e.userIdentity(p)
 	resources := c.eventResources(params)
 	for _, r := range resources {
-		rec.Resources = append(rec.Resources, eventResource{AccountID: p.account, Type: r.Type, Name: r.Name})
+		rec.Resources = append(rec.Resources, renderResource(p.account, r))
 	}
 
 	targets := append([]string{p.account}, c.trail.alsoIn...)
+	if len(targets) > 1 {
+		rec.SharedEventID = e.ids.uuid("shared-event")
+	}
 	for i, acct := range targets {
 		rec.RecipientAccountID = acct
 		rec.EventID = e.ids.uuid("event")
@@ -374,7 +380,21 @@ func (e *Emulator) recordEvent(c *call, ae *apiError) {
 			resources:   resources,
 			record:      string(doc),
 		})
+		e.orgTrailRecord(acct, region, c.now, doc)
 	}
+}
+
+// renderResource writes a resource as CloudTrail's resources list does: an
+// ARN with the account it names, or a type and name in the caller's
+// account.
+func renderResource(account string, r trailResource) eventResource {
+	if strings.HasPrefix(r.Name, "arn:") {
+		if parts := strings.SplitN(r.Name, ":", 6); len(parts) == 6 && parts[4] != "" {
+			account = parts[4]
+		}
+		return eventResource{ARN: r.Name, AccountID: account, Type: r.Type}
+	}
+	return eventResource{AccountID: account, Type: r.Type, Name: r.Name}
 }
 
 // userIdentity describes the caller as CloudTrail does.

@@ -23,6 +23,7 @@ import (
 	"github.com/firebreak-ir/firebreak/plugins/awsorg"
 	"github.com/firebreak-ir/firebreak/plugins/awsresponse/awsresponsetest"
 	"github.com/firebreak-ir/firebreak/plugins/awss3"
+	"github.com/firebreak-ir/firebreak/plugins/awsscope"
 	"github.com/firebreak-ir/firebreak/plugins/awstest"
 	"github.com/firebreak-ir/firebreak/plugins/awstrail"
 	"github.com/firebreak-ir/firebreak/plugins/sdk"
@@ -102,7 +103,7 @@ func policyText(t *testing.T, doc any, vals map[string]string) awsemu.PolicyText
 func templateSeed(t *testing.T) *awsemu.Seed {
 	t.Helper()
 	tpl := readTemplate(t, filepath.Join(templateDir, "member-account.yaml"))
-	seed := awsemu.LabSeed(3)
+	seed := awsemu.Lab{Accounts: 3, OrgTrail: true}.Seed()
 	mgmt := seed.Organization.ManagementAccount
 	for i := range seed.Accounts {
 		a := &seed.Accounts[i]
@@ -110,6 +111,7 @@ func templateSeed(t *testing.T) *awsemu.Seed {
 			"AWS::Partition": "aws", "AWS::AccountId": a.ID, "AWS::Region": awstest.Region,
 			"SecurityAccountId": awstest.SecurityAccount(), "WorkerRoleName": awsemu.LabWorkerRole, "ExternalId": awsemu.LabExternalID,
 			"ResponderRoleName": awsemu.LabResponderRole, "ManagementAccountId": mgmt,
+			"LogArchiveAccountId": awstest.SecurityAccount(), "OrgTrailBucket": awsemu.LabTrailBucket,
 		}
 		for j := range a.Roles {
 			r := &a.Roles[j]
@@ -126,6 +128,10 @@ func templateSeed(t *testing.T) *awsemu.Seed {
 			if a.ID == mgmt {
 				org := tpl.Resources["OrganizationRead"]["Properties"].(map[string]any)
 				r.InlinePolicies[org["PolicyName"].(string)] = policyText(t, org["PolicyDocument"], vals)
+			}
+			if a.ID == awstest.SecurityAccount() {
+				trail := tpl.Resources["OrganizationTrailRead"]["Properties"].(map[string]any)
+				r.InlinePolicies[trail["PolicyName"].(string)] = policyText(t, trail["PolicyDocument"], vals)
 			}
 		}
 	}
@@ -174,6 +180,7 @@ func TestMemberPoliciesLetThePluginsRun(t *testing.T) {
 	lambdaUncontain, _ := awslambda.NewUncontain(awslambda.Config{})
 	lookup, _ := awstrail.New(awstrail.Config{Clock: clock.Now, Sleep: clock.Sleep})
 	discover, _ := awsorg.New(awsorg.Config{})
+	scope, _ := awsscope.New(awsscope.Config{Clock: clock.Now, Sleep: clock.Sleep})
 
 	t.Run("aws-iam-contain and -uncontain, key", func(t *testing.T) {
 		p := map[string]any{"access_key_id": key.ID, "deny_all": true, "revoke_sessions": true, "delete_login_profile": true}
@@ -202,6 +209,17 @@ func TestMemberPoliciesLetThePluginsRun(t *testing.T) {
 		out := run(t, lookup, member, map[string]any{"access_key_id": key.ID})
 		if n := out["summary"].(map[string]any)["events"].(float64); n < 1 {
 			t.Fatalf("%v events", n)
+		}
+	})
+	t.Run("aws-credential-scope, event history and organisation trail", func(t *testing.T) {
+		out := run(t, scope, member, map[string]any{"access_key_id": key.ID, "start": "1h"})
+		if n := out["scope"].(map[string]any)["events"].(float64); n < 1 {
+			t.Fatalf("lookup: %v events", n)
+		}
+		lab.Emu.DeliverTrailLogs()
+		out = run(t, scope, awstest.SecurityAccount(), map[string]any{"access_key_id": key.ID, "start": "1h", "source": "trail", "trail_bucket": awsemu.LabTrailBucket})
+		if n := out["scope"].(map[string]any)["events"].(float64); n < 1 {
+			t.Fatalf("trail: %v events", n)
 		}
 	})
 	t.Run("aws-org-discover in the management account", func(t *testing.T) {

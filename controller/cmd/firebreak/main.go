@@ -50,6 +50,7 @@ func commands() []cli.Command {
 		cli.NewCaseCmd,
 		cli.NewFindingsCmd,
 		cli.NewEvidenceCmd,
+		cli.NewScopeCmd,
 		// Rehearsal and measurement.
 		labcmd.NewLabCmd,
 		benchcmd.NewBenchCmd,

@@ -1,0 +1,146 @@
+package cases
+
+import (
+	"encoding/json"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/firebreak-ir/firebreak/internal/trailscope"
+)
+
+// ScopeActionName is the action whose results make a report's Scope
+// section.
+const ScopeActionName = "aws-credential-scope"
+
+// ScopeSection is what the case's aws-credential-scope runs found: the
+// accounts, regions and sessions the credential used, and what it
+// created or changed, by class. It is built from the workers' results,
+// which are what CloudTrail recorded as those workers read it.
+type ScopeSection struct {
+	// Keys are the keys scoped, as asked.
+	Keys []string `json:"keys"`
+	// Sources are the sources read (lookup, trail).
+	Sources []string `json:"sources"`
+	// Events counts the matched events over every task.
+	Events int `json:"events"`
+	// Accounts and Regions are where the credential acted.
+	Accounts []string `json:"accounts"`
+	Regions  []string `json:"regions"`
+	// Sessions are the credentials of the chain, the scoped keys included.
+	Sessions []*trailscope.Credential `json:"sessions"`
+	// Places are the accounts and regions with first and last activity.
+	Places []*trailscope.Place `json:"places"`
+	// ByClass counts the events of each class.
+	ByClass map[trailscope.Class]int `json:"by_class"`
+	// Artifacts are what the writes left, oldest first.
+	Artifacts []trailscope.Artifact `json:"artifacts"`
+	// Recon counts reconnaissance calls by name; DataByBucket data events
+	// by bucket.
+	Recon        map[string]int `json:"reconnaissance"`
+	DataByBucket map[string]int `json:"data_by_bucket"`
+	First        time.Time      `json:"first,omitzero"`
+	Last         time.Time      `json:"last,omitzero"`
+	// Runs are the scope runs it was built from.
+	Runs []string `json:"runs"`
+}
+
+// scopeResult is the part of aws-credential-scope's result a report reads.
+type scopeResult struct {
+	Source string            `json:"source"`
+	Key    string            `json:"access_key_id"`
+	Scope  *trailscope.Scope `json:"scope"`
+}
+
+// addScope merges one task's result into the section; a result that does
+// not parse is left out (the Actions section still shows it).
+func (s *ScopeSection) add(runID string, output []byte) {
+	var res scopeResult
+	if json.Unmarshal(output, &res) != nil || res.Scope == nil || res.Scope.Chain == nil {
+		return
+	}
+	if !slices.Contains(s.Runs, runID) {
+		s.Runs = append(s.Runs, runID)
+	}
+	if !slices.Contains(s.Keys, res.Key) {
+		s.Keys = append(s.Keys, res.Key)
+	}
+	if !slices.Contains(s.Sources, res.Source) {
+		s.Sources = append(s.Sources, res.Source)
+	}
+	sc := res.Scope
+	s.Events += sc.EventCount
+	for _, c := range sc.Chain.Credentials {
+		if c != nil && !slices.ContainsFunc(s.Sessions, func(o *trailscope.Credential) bool { return o.AccessKeyID == c.AccessKeyID }) {
+			s.Sessions = append(s.Sessions, c)
+		}
+	}
+	for _, p := range sc.Places {
+		if p == nil {
+			continue
+		}
+		i := slices.IndexFunc(s.Places, func(o *trailscope.Place) bool { return o.Account == p.Account && o.Region == p.Region })
+		if i < 0 {
+			s.Places = append(s.Places, p)
+			continue
+		}
+		o := s.Places[i]
+		// The same events read from two sources count once: keep the
+		// larger reading.
+		if p.Events > o.Events {
+			s.Places[i] = p
+		}
+	}
+	for k, v := range sc.ByClass {
+		s.ByClass[k] += v
+	}
+	for k, v := range sc.ReconByName {
+		s.Recon[k] += v
+	}
+	for k, v := range sc.DataByBucket {
+		s.DataByBucket[k] += v
+	}
+	for _, a := range sc.Artifacts {
+		if !slices.ContainsFunc(s.Artifacts, func(o trailscope.Artifact) bool {
+			return o.EventID == a.EventID && o.Kind == a.Kind && o.ID == a.ID && o.Account == a.Account && maps.Equal(o.Detail, a.Detail)
+		}) {
+			s.Artifacts = append(s.Artifacts, a)
+		}
+	}
+	if !sc.First.IsZero() && (s.First.IsZero() || sc.First.Before(s.First)) {
+		s.First = sc.First
+	}
+	if sc.Last.After(s.Last) {
+		s.Last = sc.Last
+	}
+}
+
+// finish sorts the section's lists.
+func (s *ScopeSection) finish() {
+	accounts, regions := map[string]bool{}, map[string]bool{}
+	for _, p := range s.Places {
+		accounts[p.Account], regions[p.Region] = true, true
+	}
+	s.Accounts, s.Regions = slices.Sorted(maps.Keys(accounts)), slices.Sorted(maps.Keys(regions))
+	slices.SortFunc(s.Places, func(a, b *trailscope.Place) int {
+		if a.Account != b.Account {
+			return cmpStr(a.Account, b.Account)
+		}
+		return cmpStr(a.Region, b.Region)
+	})
+}
+
+func cmpStr(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func newScopeSection() *ScopeSection {
+	return &ScopeSection{ByClass: map[trailscope.Class]int{}, Recon: map[string]int{}, DataByBucket: map[string]int{},
+		Sessions: []*trailscope.Credential{}, Places: []*trailscope.Place{}, Artifacts: []trailscope.Artifact{}}
+}
