@@ -192,6 +192,7 @@ type Store interface {
 	CaseStore
 	EvidenceStore
 	PlaybookRuns
+	ConsoleStore
 
 	// Close releases the store.
 	Close() error
