@@ -30,6 +30,7 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/actioncatalog"
 	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/controller/cluster"
+	"github.com/firebreak-ir/firebreak/controller/console"
 	"github.com/firebreak-ir/firebreak/controller/dispatch"
 	"github.com/firebreak-ir/firebreak/controller/evidence"
 	"github.com/firebreak-ir/firebreak/controller/fleet"
@@ -133,6 +134,8 @@ type Config struct {
 	LeaseTTL time.Duration
 	// Version is the build version the controller registers with.
 	Version string
+	// Console configures the web console (none without Console.Listen).
+	Console ConsoleConfig
 }
 
 // CheckAndSetDefaults checks the configuration and sets defaults.
@@ -227,6 +230,8 @@ type Controller struct {
 	Singletons *cluster.Runner
 	// registry keeps this controller's entry in the controller registry.
 	registry *cluster.Registry
+	// console is the web console, when one is served.
+	console consoleParts
 }
 
 // New builds the controller: on first start it creates the CA, the
@@ -286,6 +291,9 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 		c.cfg.Advertise = lis.Addr().String()
 	}
 	if err := c.build(ctx); err != nil {
+		if c.console.lis != nil {
+			c.console.lis.Close()
+		}
 		lis.Close()
 		st.Close()
 		return nil, err
@@ -414,6 +422,7 @@ func (c *Controller) build(ctx context.Context) error {
 	if hn, err := os.Hostname(); err == nil {
 		names = append(names, hn)
 	}
+	names = append(names, c.consoleNames()...)
 	key, err := pki.NewKey()
 	if err != nil {
 		return err
@@ -426,6 +435,9 @@ func (c *Controller) build(ctx context.Context) error {
 	}
 	tlsCert := tls.Certificate{Certificate: [][]byte{srvCert.Raw}, PrivateKey: key, Leaf: srvCert}
 	if err := c.listenEvents(tlsCert); err != nil {
+		return err
+	}
+	if err := c.buildConsole(ctx, tlsCert); err != nil {
 		return err
 	}
 
@@ -451,6 +463,7 @@ func (c *Controller) build(ctx context.Context) error {
 	operatorv1.RegisterOperatorServiceServer(c.grpc, c.Operator)
 	c.registerIncident(c.grpc)
 	operatorv1.RegisterEvidenceServiceServer(c.grpc, c.Evidence)
+	operatorv1.RegisterConsoleServiceServer(c.grpc, &console.LoginService{Console: c.console.console})
 	c.health = health.NewServer()
 	healthpb.RegisterHealthServer(c.grpc, c.health)
 	c.storeHealth = &storeHealth{ping: c.Store.Ping, health: c.health, interval: cfg.StoreCheckInterval, logger: cfg.Logger}
@@ -542,6 +555,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	run("evidence janitor", c.Evidence.Run)
 	run("enrollment refusal audit", c.Fleet.RunEnrollGuard)
 	run("store health", c.storeHealth.run)
+	c.runConsole(run)
 
 	addr := c.lis.Addr().String()
 	_ = pki.WriteFileAtomic(filepath.Join(c.cfg.DataDir, AddrFile), []byte(addr+"\n"), 0o600)

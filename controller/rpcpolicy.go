@@ -6,6 +6,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/firebreak-ir/firebreak/controller/auth"
+	"github.com/firebreak-ir/firebreak/controller/console"
 	"github.com/firebreak-ir/firebreak/controller/evidence"
 	"github.com/firebreak-ir/firebreak/controller/operator"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
@@ -31,6 +32,7 @@ func rpcPolicy() auth.Policy {
 		Operator: maps.Clone(operator.Policy),
 	}
 	maps.Copy(policy.Operator, evidence.Policy)
+	maps.Copy(policy.Operator, console.Policy)
 	policy.Operator = withIncidentPolicy(policy.Operator)
 	return policy
 }
