@@ -73,7 +73,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, code int, name 
 	p := page{Data: data, Can: func(string) bool { return false }}
 	if v := viewerFrom(r.Context()); v != nil {
 		p.Operator, p.Role, p.CSRF = v.op.Name, auth.RoleName(v.op.Role), v.session.CSRF
-		p.Can = func(method string) bool { return c.can(r, method) }
+		p.Can = func(short string) bool { return c.can(r, method(short)) }
 	}
 	t := c.pages[name]
 	var buf bytes.Buffer
