@@ -340,3 +340,74 @@ func TestConsoleRunPageLatency(t *testing.T) {
 	t.Logf("console run page, %d targets: result → counter p50 %v, p99 %v, max %v; first render %v (client-side), %d bytes",
 		n, p(0.50), p(0.99), lat[len(lat)-1], firstRender, len(page))
 }
+
+// TestConsoleHolds200Streams opens 200 run-page event streams on one
+// controller and prints its RSS and CPU while they are open and idle, and
+// while one result reaches all of them.
+func TestConsoleHolds200Streams(t *testing.T) {
+	c, base := startConsoleController(t, "--max-watches-per-operator", "256")
+	token := c.Token(t, "host", 2)
+	var streams []*e2e.FakeStream
+	for i := range 2 {
+		host := fmt.Sprintf("sse-%d", i)
+		f := c.EnrollFake(t, token, "host", &agentv1.AgentFacts{Hostname: host, Os: "linux"})
+		s, err := f.Connect(t, &agentv1.Hello{Facts: &agentv1.AgentFacts{Hostname: host, Os: "linux"}, Plugins: e2e.HonestPlugins(t, "noop")}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.WaitConnected(t, f.ID)
+		streams = append(streams, s)
+	}
+	var run e2e.RunJSON
+	r := c.CLI(t, "run", "noop", "--select", "all", "--json")
+	if err := json.Unmarshal([]byte(r.Stdout), &run); err != nil || run.RunID == "" {
+		t.Fatalf("run: exit %d %s %s", r.Exit, r.Stdout, r.Stderr)
+	}
+	b := newConsoleBrowser(t, c, base)
+	b.get(loginLink(t, c, c.Creds))
+	rss0, cpu0 := procUsage(t, c.Proc.Pid())
+	const n = 200
+	watches := make([]*sseWatch, n)
+	for i := range watches {
+		watches[i] = b.watch(t, run.RunID)
+		watches[i].waitEvent(t, "counts")
+	}
+	rss1, cpu1 := procUsage(t, c.Proc.Pid())
+	time.Sleep(10 * time.Second)
+	rss2, cpu2 := procUsage(t, c.Proc.Pid())
+	e2e.WaitFor(t, 20*time.Second, "the tasks pushed", func() bool {
+		return len(streams[0].Agent().Tasks()) > 0 && len(streams[1].Agent().Tasks()) > 0
+	})
+	streams[0].Answer(t, agentv1.TaskStatus_TASK_STATUS_SUCCEEDED)
+	for _, w := range watches {
+		w.waitFor(t, `id="count-succeeded">1<`)
+	}
+	rss3, cpu3 := procUsage(t, c.Proc.Pid())
+	t.Logf("controller with %d console streams: RSS %d KiB before, %d KiB with them open (+%d KiB, %.1f KiB a stream); CPU %v to open them, %v over 10 s idle, %v to send one update to all; RSS %d KiB after 10 s idle, %d KiB after the update",
+		n, rss0, rss1, rss1-rss0, float64(rss1-rss0)/n, cpu1-cpu0, cpu2-cpu1, cpu3-cpu2, rss2, rss3)
+}
+
+// procUsage reads a process's resident set (KiB) and its CPU time so far.
+func procUsage(t *testing.T, pid int) (int64, time.Duration) {
+	t.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Skipf("no /proc to measure with: %v", err)
+	}
+	var rss int64
+	for _, l := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			rss, _ = strconv.ParseInt(strings.Fields(l)[1], 10, 64)
+		}
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after the command name: utime and stime are the 14th and
+	// 15th fields of the line, in clock ticks (100 a second on Linux).
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return rss, time.Duration(ut+st) * 10 * time.Millisecond
+}
