@@ -240,6 +240,9 @@ func (f *FakeAgent) Tasks() []*agentv1.SignedTask {
 	return append([]*agentv1.SignedTask(nil), f.tasks...)
 }
 
+// TaskID reads the task id from a signed task, as the fake agent does.
+func TaskID(st *agentv1.SignedTask) string { return taskID(st) }
+
 // taskID reads the task id from a signed task without verifying it (the
 // fake agent is the attacker; it does not care).
 func taskID(st *agentv1.SignedTask) string {
