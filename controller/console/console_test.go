@@ -209,26 +209,36 @@ func (tc *testConsole) signIn(t *testing.T, operator string) *http.Client {
 	return b
 }
 
-func get(t *testing.T, c *http.Client, u string) (*http.Response, string) {
-	t.Helper()
-	resp, err := c.Get(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
+// answer is a response whose body has been read and closed.
+type answer struct {
+	StatusCode int
+	Header     http.Header
+	cookies    []*http.Cookie
 }
 
-func post(t *testing.T, c *http.Client, u string, form url.Values) (*http.Response, string) {
+// Cookies are the cookies the response set.
+func (a answer) Cookies() []*http.Cookie { return a.cookies }
+
+func read(t *testing.T, resp *http.Response, err error) (answer, string) {
 	t.Helper()
-	resp, err := c.PostForm(u, form)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
+	return answer{StatusCode: resp.StatusCode, Header: resp.Header, cookies: resp.Cookies()}, string(b)
+}
+
+func get(t *testing.T, c *http.Client, u string) (answer, string) {
+	t.Helper()
+	resp, err := c.Get(u)
+	return read(t, resp, err)
+}
+
+func post(t *testing.T, c *http.Client, u string, form url.Values) (answer, string) {
+	t.Helper()
+	resp, err := c.PostForm(u, form)
+	return read(t, resp, err)
 }
 
 var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)

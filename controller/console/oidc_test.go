@@ -66,6 +66,7 @@ func newTestProvider(t *testing.T) *testProvider {
 		p.mu.Lock()
 		p.codes[code] = map[string]string{"nonce": q.Get("nonce"), "challenge": q.Get("code_challenge"), "redirect": q.Get("redirect_uri")}
 		p.mu.Unlock()
+		//nolint:gosec // G710: the test provider redirects to the console under test, as a provider does
 		http.Redirect(w, r, q.Get("redirect_uri")+"?code="+code+"&state="+url.QueryEscape(q.Get("state")), http.StatusFound)
 	})
 	mux.HandleFunc("POST /token", func(w http.ResponseWriter, r *http.Request) {

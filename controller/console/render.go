@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"html/template"
 	"net/http"
-	"net/url"
 	"strconv"
 	"time"
 
@@ -55,15 +54,6 @@ var templateFuncs = template.FuncMap{
 			return string(b)
 		}
 		return out.String()
-	},
-	"query": func(kv ...string) template.URL {
-		q := url.Values{}
-		for i := 0; i+1 < len(kv); i += 2 {
-			if kv[i+1] != "" {
-				q.Set(kv[i], kv[i+1])
-			}
-		}
-		return template.URL("?" + q.Encode())
 	},
 }
 

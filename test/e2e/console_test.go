@@ -237,7 +237,7 @@ func (b *consoleBrowser) watch(t *testing.T, runID string) *sseWatch {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.base+"/runs/"+runID+"/events", nil)
 	req.Header.Set("Accept", "text/event-stream")
 	client := &http.Client{Jar: b.c.Jar, Transport: b.c.Transport}
-	resp, err := client.Do(req)
+	resp, err := client.Do(req) //nolint:bodyclose // the reading goroutine below closes it
 	if err != nil {
 		t.Fatal(err)
 	}
