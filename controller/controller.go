@@ -30,6 +30,7 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/actioncatalog"
 	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/controller/cluster"
+	"github.com/firebreak-ir/firebreak/controller/console"
 	"github.com/firebreak-ir/firebreak/controller/dispatch"
 	"github.com/firebreak-ir/firebreak/controller/evidence"
 	"github.com/firebreak-ir/firebreak/controller/fleet"
@@ -141,6 +142,8 @@ type Config struct {
 	LeaseTTL time.Duration
 	// Version is the build version the controller registers with.
 	Version string
+	// Console configures the web console (none without Console.Listen).
+	Console ConsoleConfig
 }
 
 // CheckAndSetDefaults checks the configuration and sets defaults.
@@ -241,6 +244,8 @@ type Controller struct {
 	// Router routes tasks and reports between the controllers of a
 	// cluster; with one controller it passes everything through.
 	Router *route.Router
+	// console is the web console, when one is served.
+	console consoleParts
 }
 
 // New builds the controller: on first start it creates the CA, the
@@ -300,6 +305,9 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 		c.cfg.Advertise = lis.Addr().String()
 	}
 	if err := c.build(ctx); err != nil {
+		if c.console.lis != nil {
+			c.console.lis.Close()
+		}
 		lis.Close()
 		st.Close()
 		return nil, err
@@ -436,6 +444,7 @@ func (c *Controller) build(ctx context.Context) error {
 	if hn, err := os.Hostname(); err == nil {
 		names = append(names, hn)
 	}
+	names = append(names, c.consoleNames()...)
 	key, err := pki.NewKey()
 	if err != nil {
 		return err
@@ -448,6 +457,9 @@ func (c *Controller) build(ctx context.Context) error {
 	}
 	tlsCert := tls.Certificate{Certificate: [][]byte{srvCert.Raw}, PrivateKey: key, Leaf: srvCert}
 	if err := c.listenEvents(tlsCert); err != nil {
+		return err
+	}
+	if err := c.buildConsole(ctx, tlsCert); err != nil {
 		return err
 	}
 
@@ -474,6 +486,7 @@ func (c *Controller) build(ctx context.Context) error {
 	c.registerIncident(c.grpc)
 	operatorv1.RegisterEvidenceServiceServer(c.grpc, c.Evidence)
 	clusterv1.RegisterPeerServiceServer(c.grpc, c.Router.Server())
+	operatorv1.RegisterConsoleServiceServer(c.grpc, &console.LoginService{Console: c.console.console})
 	c.health = health.NewServer()
 	healthpb.RegisterHealthServer(c.grpc, c.health)
 	c.storeHealth = &storeHealth{ping: c.Store.Ping, health: c.health, interval: cfg.StoreCheckInterval, logger: cfg.Logger}
@@ -566,6 +579,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	run("evidence janitor", c.Evidence.Run)
 	run("enrollment refusal audit", c.Fleet.RunEnrollGuard)
 	run("store health", c.storeHealth.run)
+	c.runConsole(run)
 
 	// The registry entry is written before serving, so no run created
 	// through this controller is ever taken for a dead controller's.

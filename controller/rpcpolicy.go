@@ -6,6 +6,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/firebreak-ir/firebreak/controller/auth"
+	"github.com/firebreak-ir/firebreak/controller/console"
 	"github.com/firebreak-ir/firebreak/controller/evidence"
 	"github.com/firebreak-ir/firebreak/controller/operator"
 	"github.com/firebreak-ir/firebreak/controller/route"
@@ -33,6 +34,7 @@ func rpcPolicy() auth.Policy {
 		Controller: route.PeerPolicy(),
 	}
 	maps.Copy(policy.Operator, evidence.Policy)
+	maps.Copy(policy.Operator, console.Policy)
 	policy.Operator = withIncidentPolicy(policy.Operator)
 	return policy
 }

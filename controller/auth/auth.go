@@ -103,26 +103,53 @@ func (a *Authenticator) authenticate(ctx context.Context, method string) (contex
 		if id.Kind != pki.KindOperator {
 			return nil, status.Errorf(codes.PermissionDenied, "%s is for operators; the caller is %s %q", method, id.Kind, id.Name)
 		}
-		op, err := a.Store.GetOperator(ctx, id.Name)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, status.Errorf(codes.PermissionDenied, "operator %q is not known to this controller", id.Name)
-		}
+		op, err := OperatorForCredential(ctx, a.Store, id.Name, id.Serial)
 		if err != nil {
-			return nil, status.Errorf(codes.Unavailable, "looking up the operator: %v", err)
+			return nil, err
 		}
-		// Security-critical: a revoked or re-issued credential stops working
-		// at once, even though its certificate has not expired.
-		if op.Revoked || op.CertSerial != id.Serial {
-			return nil, status.Errorf(codes.PermissionDenied, "the credential of operator %q has been revoked or replaced", id.Name)
-		}
-		need := a.Policy.Operator[method]
-		if op.Role < need {
-			return nil, status.Errorf(codes.PermissionDenied, "operator %q is a %s; %s needs %s", id.Name, RoleName(op.Role), shortMethod(method), RoleName(need))
+		if err := CheckRole(a.Policy.Operator, op, method); err != nil {
+			return nil, err
 		}
 		return context.WithValue(ctx, operatorKey, op), nil
 	}
 	// Security-critical: default deny for any method the policy does not name.
 	return nil, status.Errorf(codes.PermissionDenied, "method %s is not permitted", method)
+}
+
+// OperatorForCredential returns the operator a credential names, refusing
+// an unknown operator and a revoked or replaced credential. The operator
+// API and the console's link sessions (bound to the credential that asked
+// for the link) both check a caller with it.
+func OperatorForCredential(ctx context.Context, st store.Store, name, serial string) (*store.Operator, error) {
+	op, err := st.GetOperator(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, status.Errorf(codes.PermissionDenied, "operator %q is not known to this controller", name)
+	}
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "looking up the operator: %v", err)
+	}
+	// Security-critical: a revoked or re-issued credential stops working
+	// at once, even though its certificate has not expired.
+	if op.Revoked || op.CertSerial != serial {
+		return nil, status.Errorf(codes.PermissionDenied, "the credential of operator %q has been revoked or replaced", name)
+	}
+	return op, nil
+}
+
+// CheckRole checks that op may call method under the operator policy. The
+// gRPC interceptors and the web console both authorise with it, so a
+// method needs the same role whichever way it is reached.
+func CheckRole(policy map[string]operatorv1.OperatorRole, op *store.Operator, method string) error {
+	need := policy[method]
+	// Security-critical: default deny for any method the policy does not name.
+	if need == operatorv1.OperatorRole_OPERATOR_ROLE_UNSPECIFIED {
+		return status.Errorf(codes.PermissionDenied, "method %s is not permitted", method)
+	}
+	// Security-critical: a role below the method's is refused.
+	if op.Role < need {
+		return status.Errorf(codes.PermissionDenied, "operator %q is a %s; %s needs %s", op.Name, RoleName(op.Role), shortMethod(method), RoleName(need))
+	}
+	return nil
 }
 
 func shortMethod(m string) string {

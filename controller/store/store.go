@@ -198,6 +198,7 @@ type Store interface {
 	EvidenceStore
 	PlaybookRuns
 	Routing
+	ConsoleStore
 
 	// Close releases the store.
 	Close() error

@@ -133,6 +133,27 @@ type FakeStream struct {
 	done    chan struct{}
 	err     error
 	agent   *FakeAgent
+	// answered counts the tasks Answer has reported.
+	answered int
+}
+
+// Agent is the fake agent the stream belongs to.
+func (s *FakeStream) Agent() *FakeAgent { return s.agent }
+
+// Answer reports the oldest task pushed to the agent that Answer has not
+// reported yet, with status (for streams connected without answer).
+func (s *FakeStream) Answer(t testing.TB, status agentv1.TaskStatus) {
+	t.Helper()
+	tasks := s.agent.Tasks()
+	if s.answered >= len(tasks) {
+		t.Fatalf("fake agent %s has no unanswered task (%d pushed)", s.agent.ID, len(tasks))
+	}
+	id := taskID(tasks[s.answered])
+	s.answered++
+	if err := s.Stream.Send(&agentv1.ConnectRequest{Msg: &agentv1.ConnectRequest_TaskResult{TaskResult: &agentv1.TaskResult{
+		TaskId: id, Status: status, OutputJson: []byte("{}")}}}); err != nil {
+		t.Fatalf("answering task %s: %v", id, err)
+	}
 }
 
 // Connect opens the Connect stream, sends hello, and reads the welcome. The
@@ -218,6 +239,9 @@ func (f *FakeAgent) Tasks() []*agentv1.SignedTask {
 	defer f.mu.Unlock()
 	return append([]*agentv1.SignedTask(nil), f.tasks...)
 }
+
+// TaskID reads the task id from a signed task, as the fake agent does.
+func TaskID(st *agentv1.SignedTask) string { return taskID(st) }
 
 // taskID reads the task id from a signed task without verifying it (the
 // fake agent is the attacker; it does not care).

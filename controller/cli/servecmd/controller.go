@@ -18,6 +18,7 @@ import (
 	"github.com/firebreak-ir/firebreak/controller"
 	"github.com/firebreak-ir/firebreak/controller/cli"
 	"github.com/firebreak-ir/firebreak/controller/cluster"
+	"github.com/firebreak-ir/firebreak/controller/console"
 	"github.com/firebreak-ir/firebreak/controller/fleet"
 	"github.com/firebreak-ir/firebreak/internal/telemetry"
 	"github.com/firebreak-ir/firebreak/internal/watchcap"
@@ -28,6 +29,7 @@ func NewControllerCmd(g *cli.Globals) *cobra.Command {
 	var cfg controller.Config
 	var logLevel string
 	var enrollPerSource, enrollOverall, enrollRefusals float64
+	var oidc oidcFlags
 	cmd := &cobra.Command{
 		Use:   "controller",
 		Short: "Run the controller",
@@ -68,6 +70,9 @@ PostgreSQL is tried again for --store-connect-timeout.`,
 				return cli.ExitWith(cli.ExitUsage, fmt.Errorf("--lease-ttl must be at least 1s, not %s", cfg.LeaseTTL))
 			}
 			cfg.Version = cli.Version
+			if err := oidc.apply(&cfg.Console); err != nil {
+				return cli.ExitWith(cli.ExitUsage, err)
+			}
 			c, err := controller.New(cmd.Context(), cfg)
 			if err != nil {
 				return err
@@ -105,6 +110,7 @@ PostgreSQL is tried again for --store-connect-timeout.`,
 	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", cluster.DefaultTTL, "TTL of the leases of the jobs that run once among controllers sharing a store (the playbook executor, the SQS poller); another controller takes a job over within it")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	registerIncidentFlags(f, &cfg.Incident)
+	registerConsoleFlags(f, &cfg.Console, &oidc)
 	_ = cmd.MarkFlagRequired("data-dir")
 	cmd.AddCommand(newControllerInitCmd(g))
 	cmd.AddCommand(newMigrateCmd(g))
@@ -170,4 +176,39 @@ func registerIncidentFlags(f *pflag.FlagSet, cfg *controller.IncidentConfig) {
 	f.StringVar(&cfg.EventsListen, "events-listen", "", "HOST:PORT of the HTTPS endpoint POST /v1/events for EventBridge finding events (default: none)")
 	f.StringVar(&cfg.EventsSecretFile, "events-secret-file", "", "file holding the shared secret an EventBridge API destination sends in the X-Firebreak-Secret header (mode 0600, at least 32 characters)")
 	f.StringVar(&cfg.SQSQueue, "sqs-queue", "", "URL of an SQS queue to long-poll for finding events (AWS SDK environment: AWS_REGION, AWS_ENDPOINT_URL, credentials)")
+}
+
+// oidcFlags are the single sign-on flags of the console.
+type oidcFlags struct {
+	issuer, clientID, secretFile, groupsClaim string
+	roles                                     []string
+}
+
+// registerConsoleFlags adds the web console's flags.
+func registerConsoleFlags(f *pflag.FlagSet, cfg *controller.ConsoleConfig, o *oidcFlags) {
+	f.StringVar(&cfg.Listen, "console-listen", "", "HOST:PORT to serve the web console on over HTTPS (default: none; see docs/console.md)")
+	f.StringVar(&cfg.CertFile, "console-cert", "", "PEM certificate (chain) for the console, e.g. a public one behind a load balancer (default: the controller's CA-issued serving certificate)")
+	f.StringVar(&cfg.KeyFile, "console-key", "", "PEM private key of --console-cert")
+	f.StringVar(&cfg.URL, "console-url", "", "https://HOST[:PORT] browsers reach the console at, named in login links (default: https:// and the --console-listen address)")
+	f.StringVar(&o.issuer, "oidc-issuer", "", "OpenID Connect issuer URL for console single sign-on (with --oidc-client-id, --oidc-client-secret-file and --oidc-role)")
+	f.StringVar(&o.clientID, "oidc-client-id", "", "the console's OIDC client id; register CONSOLE_URL/oidc/callback as its redirect URI")
+	f.StringVar(&o.secretFile, "oidc-client-secret-file", "", "file holding the console's OIDC client secret")
+	f.StringVar(&o.groupsClaim, "oidc-groups-claim", "groups", "ID token claim listing the user's groups")
+	f.StringArrayVar(&o.roles, "oidc-role", nil, "GROUP=ROLE: members of GROUP get ROLE (viewer, responder, approver, admin; the highest of a user's groups); users in no mapped group are refused (repeatable)")
+}
+
+// apply sets cfg.OIDC from the flags, when single sign-on is asked for.
+func (o *oidcFlags) apply(cfg *controller.ConsoleConfig) error {
+	if o.issuer == "" && o.clientID == "" && o.secretFile == "" && len(o.roles) == 0 {
+		return nil
+	}
+	if cfg.Listen == "" {
+		return fmt.Errorf("--oidc-* configure the console's sign-in: add --console-listen HOST:PORT")
+	}
+	roles, err := console.ParseRoleMapping(o.roles)
+	if err != nil {
+		return err
+	}
+	cfg.OIDC = &console.OIDCConfig{Issuer: o.issuer, ClientID: o.clientID, ClientSecretFile: o.secretFile, GroupsClaim: o.groupsClaim, Roles: roles}
+	return nil
 }

@@ -31,6 +31,7 @@ func commands() []cli.Command {
 		cli.NewWhoamiCmd,
 		cli.NewAuditCmd,
 		cli.NewControllersCmd,
+		cli.NewConsoleCmd,
 		// The fleet and its actions.
 		cli.NewAgentsCmd,
 		cli.NewActionsCmd,
