@@ -73,6 +73,9 @@ type Config struct {
 	// Actions is the trusted action catalogue that the actions reported in
 	// each hello are compared with (see actions.go); nil compares nothing.
 	Actions *actioncatalog.Catalogue
+	// GoneAfter is how long an agent must be unseen before an admin may
+	// forget it without revoking it first (default 7 days).
+	GoneAfter time.Duration
 	// EnrollLimits rate-limit enrollment and aggregate its refusals in
 	// the audit log (see enrollguard.go); zero fields take the defaults.
 	EnrollLimits EnrollLimits
@@ -103,6 +106,9 @@ func (c *Config) CheckAndSetDefaults() error {
 	}
 	if c.Heartbeat == 0 {
 		c.Heartbeat = 30 * time.Second
+	}
+	if c.GoneAfter == 0 {
+		c.GoneAfter = 7 * 24 * time.Hour
 	}
 	return nil
 }
@@ -365,6 +371,18 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 	if len(req.GetJoinToken()) == 0 || len(req.GetJoinToken()) > 256 {
 		s.guard.Refused(ctx, src, req.GetFacts().GetHostname(), "no join token")
 		return nil, status.Error(codes.Unauthenticated, "enrollment refused: no join token given (use --join-token)")
+	}
+	// Security-critical: an instance whose agent was revoked stays out
+	// until an admin forgets that agent; a new enrollment would otherwise
+	// undo the revocation.
+	if old, err := s.revokedOnInstance(ctx, req.GetFacts().GetAccount(), req.GetFacts().GetInstanceId()); err != nil {
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "enrollment: looking up the instance's agents")
+	} else if old != nil {
+		// Audited through the guard, so a flood of such attempts is one
+		// record per window; the reason names the revoked agent.
+		s.guard.Refused(ctx, src, req.GetFacts().GetHostname(), "instance of revoked agent "+old.ID)
+		return nil, status.Errorf(codes.PermissionDenied, "enrollment refused: instance %s belongs to a revoked agent; an admin must forget that agent first "+
+			"(`firebreak agents list --revoked`, then `firebreak agents forget ID`)", req.GetFacts().GetInstanceId())
 	}
 	now := s.cfg.Clock()
 	// Security-critical: the token is checked and one use consumed in one

@@ -50,6 +50,13 @@ type Agent struct {
 	// TokenLabels are the labels the join token gave; they override the
 	// labels the agent reports about itself.
 	TokenLabels map[string]string
+	// RevokedAt is when the agent was revoked, and RevokeReason the
+	// reason the admin gave.
+	RevokedAt    time.Time
+	RevokeReason string
+	// TerminatedAt is when a worker reported the agent's instance
+	// terminated (zero: not known terminated).
+	TerminatedAt time.Time
 }
 
 // JoinToken is a stored join token; only its hash is kept.
@@ -207,6 +214,12 @@ type Store interface {
 	ListAgents(ctx context.Context) ([]*Agent, error)
 	// TouchAgents records last-seen times in one transaction.
 	TouchAgents(ctx context.Context, seen map[string]time.Time) error
+	// AgentsOnInstance returns the agents whose certificate names the EC2
+	// instance instanceID in account, ordered by id.
+	AgentsOnInstance(ctx context.Context, account, instanceID string) ([]*Agent, error)
+	// DeleteAgent removes an agent's record, or returns ErrNotFound. The
+	// runs, tasks and evidence that name it are kept.
+	DeleteAgent(ctx context.Context, id string) error
 
 	// CreateJoinToken stores a token.
 	CreateJoinToken(ctx context.Context, t *JoinToken) error
