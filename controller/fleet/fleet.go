@@ -335,6 +335,7 @@ func checkFacts(f *agentv1.AgentFacts) error {
 	if err := CheckLabels(f.GetLabels()); err != nil {
 		return err
 	}
+	f.Degraded = cleanDegraded(f.GetDegraded())
 	for name, v := range map[string]string{"agent_version": f.GetAgentVersion(), "os": f.GetOs(), "arch": f.GetArch(), "boot_id": f.GetBootId(),
 		"instance_id": f.GetInstanceId(), "account": f.GetAccount(), "region": f.GetRegion()} {
 		if len(v) > 128 || strings.ContainsAny(v, "\n\r\x00") {
@@ -342,6 +343,26 @@ func checkFacts(f *agentv1.AgentFacts) error {
 		}
 	}
 	return nil
+}
+
+// maxDegraded bounds the reason an agent gives for being degraded.
+const maxDegraded = 1024
+
+// cleanDegraded keeps an agent's degraded reason displayable: one line,
+// no control characters, at most maxDegraded bytes. Being the agent's own
+// word, it is never refused: it only ever makes the agent a target for
+// less.
+func cleanDegraded(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > maxDegraded {
+		s = strings.ToValidUTF8(s[:maxDegraded], "")
+	}
+	return s
 }
 
 // HashToken is how join tokens are stored: never in the clear.
@@ -621,6 +642,7 @@ func (s *Service) handle(agentID string, m *agentv1.ConnectRequest) {
 		s.mu.Lock()
 		if sess := s.sessions[agentID]; sess != nil && sess.facts != nil {
 			sess.facts.Isolated = msg.Heartbeat.GetIsolated()
+			sess.facts.Degraded = cleanDegraded(msg.Heartbeat.GetDegraded())
 		}
 		s.mu.Unlock()
 	case *agentv1.ConnectRequest_TaskEvent:
