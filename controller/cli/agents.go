@@ -39,12 +39,10 @@ type agentJSON struct {
 	// not send it: uncatalogued, or described otherwise than the catalogue.
 	Suspect        bool                `json:"suspect"`
 	RefusedActions []refusedActionJSON `json:"refused_actions"`
-	// State is connected, offline, revoked or terminated (an instance a
-	// worker saw terminated, not counted offline).
+	// State is connected, offline or revoked.
 	State        string     `json:"state"`
 	RevokedAt    *time.Time `json:"revoked_at,omitempty"`
 	RevokeReason string     `json:"revoke_reason,omitempty"`
-	TerminatedAt *time.Time `json:"terminated_at,omitempty"`
 	// Degraded says why the agent cannot serve its role now, as it
 	// reports it (e.g. a worker whose AWS credentials do not work yet).
 	Degraded string `json:"degraded,omitempty"`
@@ -57,8 +55,6 @@ func agentState(a *operatorv1.Agent) string {
 		return "revoked"
 	case a.GetConnected():
 		return "connected"
-	case a.GetTerminatedAt() != nil:
-		return "terminated"
 	}
 	return "offline"
 }
@@ -119,7 +115,7 @@ func NewAgentsCmd(g *Globals) *cobra.Command {
 				}
 				j.Suspect = len(j.RefusedActions) > 0
 				j.State, j.RevokeReason, j.Degraded = agentState(a), a.GetRevokeReason(), a.GetFacts().GetDegraded()
-				j.RevokedAt, j.TerminatedAt = apiview.Time(a.GetRevokedAt()), apiview.Time(a.GetTerminatedAt())
+				j.RevokedAt = apiview.Time(a.GetRevokedAt())
 				if j.Labels == nil {
 					j.Labels = map[string]string{}
 				}

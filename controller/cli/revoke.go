@@ -61,10 +61,10 @@ func newAgentsForgetCmd(g *Globals) *cobra.Command {
 	var reason string
 	cmd := &cobra.Command{
 		Use:   "forget ID...",
-		Short: "Remove revoked, terminated or long-gone agents; their runs and evidence keep naming them (admin)",
-		Long: `Remove agents from the fleet. Each must be revoked, on an instance a worker
-saw terminated, or offline and unseen for longer than the controller's
---agent-gone-after; a connected agent is refused. Nothing is forgotten unless
+		Short: "Remove revoked or long-gone agents; their runs and evidence keep naming them (admin)",
+		Long: `Remove agents from the fleet. Each must be revoked, or offline and unseen
+for longer than the controller's --agent-gone-after; a connected agent is
+refused. Nothing is forgotten unless
 every named agent may be. The runs, tasks and evidence of a forgotten agent
 keep its id and hostname; its certificate is refused like an unknown one; its
 instance may enroll again.`,

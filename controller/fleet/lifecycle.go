@@ -10,14 +10,13 @@ import (
 )
 
 // ErrNotForgettable refuses to forget an agent that may still be in use:
-// one that is neither revoked, nor terminated, nor long gone.
-var ErrNotForgettable = errors.New("the agent is not revoked, terminated or long gone")
+// one that is neither revoked nor long gone.
+var ErrNotForgettable = errors.New("the agent is neither revoked nor long gone")
 
 // Why an agent may be forgotten, as ForgetAgents reports it.
 const (
-	ForgetRevoked    = "revoked"
-	ForgetTerminated = "terminated"
-	ForgetGone       = "gone"
+	ForgetRevoked = "revoked"
+	ForgetGone    = "gone"
 )
 
 // Revoke marks an agent revoked, with when and why: its certificate stops
@@ -41,19 +40,16 @@ func (s *Service) Revoke(ctx context.Context, agentID, reason string) (*store.Ag
 }
 
 // Forgettable says why an agent may be forgotten now, or refuses with
-// ErrNotForgettable: only a revoked agent, one whose instance a worker saw
-// terminated, or one offline and unseen for longer than Config.GoneAfter.
+// ErrNotForgettable: only a revoked agent, or one offline and unseen for
+// longer than Config.GoneAfter.
 // A connected agent is never forgotten.
 func (s *Service) Forgettable(a *store.Agent) (string, error) {
 	goneAfter := s.cfg.GoneAfter
 	if s.Connected(a.ID) {
 		return "", fmt.Errorf("%w: agent %s is connected now; revoke it first (`firebreak agents revoke %s`)", ErrNotForgettable, a.ID, a.ID)
 	}
-	switch {
-	case a.Revoked:
+	if a.Revoked {
 		return ForgetRevoked, nil
-	case !a.TerminatedAt.IsZero():
-		return ForgetTerminated, nil
 	}
 	seen := a.LastSeen
 	if t, ok := s.lastSeen(a.ID); ok && t.After(seen) {

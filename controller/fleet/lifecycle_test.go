@@ -75,7 +75,6 @@ func TestForgettable(t *testing.T) {
 		want string
 	}{
 		{name: "revoked", edit: func(f *fleetUnderTest, a *store.Agent) { a.Revoked = true }, want: fleet.ForgetRevoked},
-		{name: "terminated", edit: func(f *fleetUnderTest, a *store.Agent) { a.TerminatedAt = f.now }, want: fleet.ForgetTerminated},
 		{name: "unseen for eight days", edit: func(f *fleetUnderTest, a *store.Agent) { a.LastSeen = f.now.Add(-8 * 24 * time.Hour) }, want: fleet.ForgetGone},
 		{name: "seen yesterday", edit: func(f *fleetUnderTest, a *store.Agent) { a.LastSeen = f.now.Add(-24 * time.Hour) }},
 		{name: "seen now", edit: func(f *fleetUnderTest, a *store.Agent) { a.LastSeen = f.now }},

@@ -199,11 +199,11 @@ var namedMigrations = append(append([]migration{}, playbookRunMigrations...),
 	migration{name: "runs-003-idempotency-key-unique", sql: `CREATE UNIQUE INDEX runs_idempotency_key ON runs (idempotency_key) WHERE idempotency_key <> ''`},
 	// Nothing looks runs up by their reason any more.
 	migration{name: "runs-004-drop-reason-index", sql: `DROP INDEX IF EXISTS runs_reason`},
-	// The agent lifecycle: when and why an agent was revoked, and when a
-	// worker saw its instance terminated.
+	// The agent lifecycle: when and why an agent was revoked, and the
+	// instance an agent's certificate names (account/instance id), by
+	// which an instance of a revoked agent is refused enrollment.
 	migration{name: "agents-001-lifecycle", sql: `ALTER TABLE agents ADD COLUMN revoked_at BIGINT NOT NULL DEFAULT 0;
 		ALTER TABLE agents ADD COLUMN revoke_reason TEXT NOT NULL DEFAULT '';
-		ALTER TABLE agents ADD COLUMN terminated_at BIGINT NOT NULL DEFAULT 0;
 		ALTER TABLE agents ADD COLUMN instance_key TEXT NOT NULL DEFAULT '';
 		CREATE INDEX agents_instance ON agents (instance_key) WHERE instance_key <> ''`},
 )
@@ -259,14 +259,14 @@ func (s *SQL) PutAgent(ctx context.Context, a *Agent) error {
 	}
 	tokenLabels, _ := json.Marshal(a.TokenLabels)
 	_, err = s.exec(ctx, `INSERT INTO agents (id, role, hostname, facts_json, plugins_json, enrolled_at, last_seen, cert_serial, cert_not_after, revoked, token_labels_json,
-		revoked_at, revoke_reason, terminated_at, instance_key)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		revoked_at, revoke_reason, instance_key)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET role = excluded.role, hostname = excluded.hostname, facts_json = excluded.facts_json,
 		plugins_json = excluded.plugins_json, last_seen = excluded.last_seen, cert_serial = excluded.cert_serial,
 		cert_not_after = excluded.cert_not_after, revoked = excluded.revoked, token_labels_json = excluded.token_labels_json,
-		revoked_at = excluded.revoked_at, revoke_reason = excluded.revoke_reason, terminated_at = excluded.terminated_at, instance_key = excluded.instance_key`,
+		revoked_at = excluded.revoked_at, revoke_reason = excluded.revoke_reason, instance_key = excluded.instance_key`,
 		a.ID, a.Role, a.Hostname, string(facts), plugins, ns(a.EnrolledAt), ns(a.LastSeen), a.CertSerial, ns(a.CertNotAfter), b2i(a.Revoked), string(tokenLabels),
-		ns(a.RevokedAt), a.RevokeReason, ns(a.TerminatedAt), instanceKey(a.Facts.GetAccount(), a.Facts.GetInstanceId()))
+		ns(a.RevokedAt), a.RevokeReason, instanceKey(a.Facts.GetAccount(), a.Facts.GetInstanceId()))
 	return err
 }
 
@@ -307,15 +307,15 @@ func unmarshalPlugins(s string) ([]*agentv1.PluginInfo, error) {
 }
 
 const agentCols = `id, role, hostname, facts_json, plugins_json, enrolled_at, last_seen, cert_serial, cert_not_after, revoked, token_labels_json,
-	revoked_at, revoke_reason, terminated_at`
+	revoked_at, revoke_reason`
 
 func scanAgent(sc interface{ Scan(...any) error }) (*Agent, error) {
 	var a Agent
 	var facts, plugins, tokenLabels string
-	var enrolled, seen, notAfter, revokedAt, terminatedAt int64
+	var enrolled, seen, notAfter, revokedAt int64
 	var revoked int
 	if err := sc.Scan(&a.ID, &a.Role, &a.Hostname, &facts, &plugins, &enrolled, &seen, &a.CertSerial, &notAfter, &revoked, &tokenLabels,
-		&revokedAt, &a.RevokeReason, &terminatedAt); err != nil {
+		&revokedAt, &a.RevokeReason); err != nil {
 		return nil, err
 	}
 	_ = json.Unmarshal([]byte(tokenLabels), &a.TokenLabels)
@@ -328,7 +328,7 @@ func scanAgent(sc interface{ Scan(...any) error }) (*Agent, error) {
 		return nil, fmt.Errorf("agent %s plugins: %w", a.ID, err)
 	}
 	a.EnrolledAt, a.LastSeen, a.CertNotAfter, a.Revoked = tm(enrolled), tm(seen), tm(notAfter), revoked != 0
-	a.RevokedAt, a.TerminatedAt = tm(revokedAt), tm(terminatedAt)
+	a.RevokedAt = tm(revokedAt)
 	return &a, nil
 }
 

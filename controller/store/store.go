@@ -54,9 +54,6 @@ type Agent struct {
 	// reason the admin gave.
 	RevokedAt    time.Time
 	RevokeReason string
-	// TerminatedAt is when a worker reported the agent's instance
-	// terminated (zero: not known terminated).
-	TerminatedAt time.Time
 }
 
 // JoinToken is a stored join token; only its hash is kept.

@@ -516,10 +516,7 @@ type Agent struct {
 	// revoked_at is when the agent was revoked.
 	RevokedAt *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
 	// revoke_reason is the reason the admin gave.
-	RevokeReason string `protobuf:"bytes,22,opt,name=revoke_reason,json=revokeReason,proto3" json:"revoke_reason,omitempty"`
-	// terminated_at is when a worker reported the agent's instance
-	// terminated; such an agent is not counted offline.
-	TerminatedAt  *timestamppb.Timestamp `protobuf:"bytes,23,opt,name=terminated_at,json=terminatedAt,proto3" json:"terminated_at,omitempty"`
+	RevokeReason  string `protobuf:"bytes,22,opt,name=revoke_reason,json=revokeReason,proto3" json:"revoke_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -636,13 +633,6 @@ func (x *Agent) GetRevokeReason() string {
 		return x.RevokeReason
 	}
 	return ""
-}
-
-func (x *Agent) GetTerminatedAt() *timestamppb.Timestamp {
-	if x != nil {
-		return x.TerminatedAt
-	}
-	return nil
 }
 
 // RefusedAction is an action an agent reported that it is not a target for.
@@ -4012,8 +4002,8 @@ func (x *RevokeAgentsResponse) GetAgents() []*RevokedAgent {
 // ForgetAgentsRequest names the agents to forget.
 type ForgetAgentsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// ids are the agents' ids; each must be revoked, terminated, or offline
-	// and unseen for longer than the controller's forget-after period.
+	// ids are the agents' ids; each must be revoked, or offline and unseen
+	// for longer than the controller's --agent-gone-after.
 	Ids []string `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
 	// reason is recorded in the audit log.
 	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
@@ -4072,8 +4062,8 @@ type ForgottenAgent struct {
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// hostname is the hostname the agent last reported.
 	Hostname string `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
-	// why is the agent's state that allowed forgetting it: "revoked",
-	// "terminated" or "gone".
+	// why is the agent's state that allowed forgetting it: "revoked" or
+	// "gone".
 	Why           string `protobuf:"bytes,3,opt,name=why,proto3" json:"why,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -4203,7 +4193,7 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x04role\x18\x02 \x01(\x0e2#.firebreak.operator.v1.OperatorRoleR\x04role\"4\n" +
 	"\x13AddOperatorResponse\x12\x1d\n" +
 	"\n" +
-	"creds_json\x18\x01 \x01(\fR\tcredsJson\"\x9a\x05\n" +
+	"creds_json\x18\x01 \x01(\fR\tcredsJson\"\xd9\x04\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x121\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x1d.firebreak.agent.v1.AgentRoleR\x04role\x124\n" +
@@ -4218,8 +4208,7 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\arevoked\x18\x14 \x01(\bR\arevoked\x129\n" +
 	"\n" +
 	"revoked_at\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12#\n" +
-	"\rrevoke_reason\x18\x16 \x01(\tR\frevokeReason\x12?\n" +
-	"\rterminated_at\x18\x17 \x01(\v2\x1a.google.protobuf.TimestampR\fterminatedAt\"a\n" +
+	"\rrevoke_reason\x18\x16 \x01(\tR\frevokeReason\"a\n" +
 	"\rRefusedAction\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12 \n" +
@@ -4616,107 +4605,106 @@ var file_firebreak_operator_v1_operator_proto_depIdxs = []int32{
 	68, // 11: firebreak.operator.v1.Agent.cert_not_after:type_name -> google.protobuf.Timestamp
 	9,  // 12: firebreak.operator.v1.Agent.refused_actions:type_name -> firebreak.operator.v1.RefusedAction
 	68, // 13: firebreak.operator.v1.Agent.revoked_at:type_name -> google.protobuf.Timestamp
-	68, // 14: firebreak.operator.v1.Agent.terminated_at:type_name -> google.protobuf.Timestamp
-	8,  // 15: firebreak.operator.v1.ListAgentsResponse.agents:type_name -> firebreak.operator.v1.Agent
-	64, // 16: firebreak.operator.v1.CreateRunRequest.params:type_name -> firebreak.operator.v1.CreateRunRequest.ParamsEntry
-	67, // 17: firebreak.operator.v1.CreateRunRequest.deadline:type_name -> google.protobuf.Duration
-	14, // 18: firebreak.operator.v1.CreateRunResponse.run:type_name -> firebreak.operator.v1.Run
-	1,  // 19: firebreak.operator.v1.Run.status:type_name -> firebreak.operator.v1.RunStatus
-	68, // 20: firebreak.operator.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	68, // 21: firebreak.operator.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
-	68, // 22: firebreak.operator.v1.Run.deadline:type_name -> google.protobuf.Timestamp
-	15, // 23: firebreak.operator.v1.Run.counts:type_name -> firebreak.operator.v1.RunCounts
-	16, // 24: firebreak.operator.v1.Run.tasks:type_name -> firebreak.operator.v1.Task
-	17, // 25: firebreak.operator.v1.Run.approvals:type_name -> firebreak.operator.v1.Approval
-	71, // 26: firebreak.operator.v1.Task.status:type_name -> firebreak.agent.v1.TaskStatus
-	68, // 27: firebreak.operator.v1.Task.dispatched_at:type_name -> google.protobuf.Timestamp
-	68, // 28: firebreak.operator.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	68, // 29: firebreak.operator.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	68, // 30: firebreak.operator.v1.Approval.at:type_name -> google.protobuf.Timestamp
-	14, // 31: firebreak.operator.v1.WatchRunResponse.snapshot:type_name -> firebreak.operator.v1.Run
-	16, // 32: firebreak.operator.v1.WatchRunResponse.task:type_name -> firebreak.operator.v1.Task
-	14, // 33: firebreak.operator.v1.WatchRunResponse.done:type_name -> firebreak.operator.v1.Run
-	14, // 34: firebreak.operator.v1.WatchRunResponse.run:type_name -> firebreak.operator.v1.Run
-	14, // 35: firebreak.operator.v1.GetRunResponse.run:type_name -> firebreak.operator.v1.Run
-	14, // 36: firebreak.operator.v1.ListRunsResponse.runs:type_name -> firebreak.operator.v1.Run
-	14, // 37: firebreak.operator.v1.ApproveRunResponse.run:type_name -> firebreak.operator.v1.Run
-	14, // 38: firebreak.operator.v1.RejectRunResponse.run:type_name -> firebreak.operator.v1.Run
-	14, // 39: firebreak.operator.v1.CancelRunResponse.run:type_name -> firebreak.operator.v1.Run
-	68, // 40: firebreak.operator.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
-	30, // 41: firebreak.operator.v1.ListAuditResponse.records:type_name -> firebreak.operator.v1.AuditRecord
-	72, // 42: firebreak.operator.v1.VerifyAuditRequest.anchor:type_name -> firebreak.operator.v1.ChainCheckpoint
-	72, // 43: firebreak.operator.v1.VerifyAuditResponse.checkpoint:type_name -> firebreak.operator.v1.ChainCheckpoint
-	73, // 44: firebreak.operator.v1.ActionSummary.description:type_name -> firebreak.plugin.v1.ActionDescription
-	35, // 45: firebreak.operator.v1.ListActionsResponse.actions:type_name -> firebreak.operator.v1.ActionSummary
-	68, // 46: firebreak.operator.v1.AWSAccount.synced_at:type_name -> google.protobuf.Timestamp
-	67, // 47: firebreak.operator.v1.SyncAccountsRequest.deadline:type_name -> google.protobuf.Duration
-	38, // 48: firebreak.operator.v1.SyncAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
-	38, // 49: firebreak.operator.v1.ListAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
-	68, // 50: firebreak.operator.v1.ControllerInfo.heartbeat_at:type_name -> google.protobuf.Timestamp
-	68, // 51: firebreak.operator.v1.ControllerInfo.started_at:type_name -> google.protobuf.Timestamp
-	44, // 52: firebreak.operator.v1.ListControllersResponse.controllers:type_name -> firebreak.operator.v1.ControllerInfo
-	72, // 53: firebreak.operator.v1.GetAuditHeadResponse.head:type_name -> firebreak.operator.v1.ChainCheckpoint
-	66, // 54: firebreak.operator.v1.JoinTokenInfo.role:type_name -> firebreak.agent.v1.AgentRole
-	65, // 55: firebreak.operator.v1.JoinTokenInfo.labels:type_name -> firebreak.operator.v1.JoinTokenInfo.LabelsEntry
-	68, // 56: firebreak.operator.v1.JoinTokenInfo.expires_at:type_name -> google.protobuf.Timestamp
-	68, // 57: firebreak.operator.v1.JoinTokenInfo.created_at:type_name -> google.protobuf.Timestamp
-	49, // 58: firebreak.operator.v1.ListJoinTokensResponse.tokens:type_name -> firebreak.operator.v1.JoinTokenInfo
-	49, // 59: firebreak.operator.v1.RevokeJoinTokenResponse.token:type_name -> firebreak.operator.v1.JoinTokenInfo
-	58, // 60: firebreak.operator.v1.RevokeAgentsResponse.agents:type_name -> firebreak.operator.v1.RevokedAgent
-	61, // 61: firebreak.operator.v1.ForgetAgentsResponse.agents:type_name -> firebreak.operator.v1.ForgottenAgent
-	2,  // 62: firebreak.operator.v1.OperatorService.Whoami:input_type -> firebreak.operator.v1.WhoamiRequest
-	4,  // 63: firebreak.operator.v1.OperatorService.CreateJoinToken:input_type -> firebreak.operator.v1.CreateJoinTokenRequest
-	6,  // 64: firebreak.operator.v1.OperatorService.AddOperator:input_type -> firebreak.operator.v1.AddOperatorRequest
-	10, // 65: firebreak.operator.v1.OperatorService.ListAgents:input_type -> firebreak.operator.v1.ListAgentsRequest
-	12, // 66: firebreak.operator.v1.OperatorService.CreateRun:input_type -> firebreak.operator.v1.CreateRunRequest
-	18, // 67: firebreak.operator.v1.OperatorService.WatchRun:input_type -> firebreak.operator.v1.WatchRunRequest
-	20, // 68: firebreak.operator.v1.OperatorService.GetRun:input_type -> firebreak.operator.v1.GetRunRequest
-	22, // 69: firebreak.operator.v1.OperatorService.ListRuns:input_type -> firebreak.operator.v1.ListRunsRequest
-	24, // 70: firebreak.operator.v1.OperatorService.ApproveRun:input_type -> firebreak.operator.v1.ApproveRunRequest
-	26, // 71: firebreak.operator.v1.OperatorService.RejectRun:input_type -> firebreak.operator.v1.RejectRunRequest
-	28, // 72: firebreak.operator.v1.OperatorService.CancelRun:input_type -> firebreak.operator.v1.CancelRunRequest
-	36, // 73: firebreak.operator.v1.OperatorService.ListActions:input_type -> firebreak.operator.v1.ListActionsRequest
-	39, // 74: firebreak.operator.v1.OperatorService.SyncAccounts:input_type -> firebreak.operator.v1.SyncAccountsRequest
-	41, // 75: firebreak.operator.v1.OperatorService.ListAccounts:input_type -> firebreak.operator.v1.ListAccountsRequest
-	31, // 76: firebreak.operator.v1.OperatorService.ListAudit:input_type -> firebreak.operator.v1.ListAuditRequest
-	33, // 77: firebreak.operator.v1.OperatorService.VerifyAudit:input_type -> firebreak.operator.v1.VerifyAuditRequest
-	46, // 78: firebreak.operator.v1.OperatorService.GetAuditHead:input_type -> firebreak.operator.v1.GetAuditHeadRequest
-	48, // 79: firebreak.operator.v1.OperatorService.ListJoinTokens:input_type -> firebreak.operator.v1.ListJoinTokensRequest
-	51, // 80: firebreak.operator.v1.OperatorService.RevokeJoinToken:input_type -> firebreak.operator.v1.RevokeJoinTokenRequest
-	53, // 81: firebreak.operator.v1.OperatorService.RevokeOperator:input_type -> firebreak.operator.v1.RevokeOperatorRequest
-	55, // 82: firebreak.operator.v1.OperatorService.RotateOperator:input_type -> firebreak.operator.v1.RotateOperatorRequest
-	57, // 83: firebreak.operator.v1.OperatorService.RevokeAgents:input_type -> firebreak.operator.v1.RevokeAgentsRequest
-	60, // 84: firebreak.operator.v1.OperatorService.ForgetAgents:input_type -> firebreak.operator.v1.ForgetAgentsRequest
-	43, // 85: firebreak.operator.v1.OperatorService.ListControllers:input_type -> firebreak.operator.v1.ListControllersRequest
-	3,  // 86: firebreak.operator.v1.OperatorService.Whoami:output_type -> firebreak.operator.v1.WhoamiResponse
-	5,  // 87: firebreak.operator.v1.OperatorService.CreateJoinToken:output_type -> firebreak.operator.v1.CreateJoinTokenResponse
-	7,  // 88: firebreak.operator.v1.OperatorService.AddOperator:output_type -> firebreak.operator.v1.AddOperatorResponse
-	11, // 89: firebreak.operator.v1.OperatorService.ListAgents:output_type -> firebreak.operator.v1.ListAgentsResponse
-	13, // 90: firebreak.operator.v1.OperatorService.CreateRun:output_type -> firebreak.operator.v1.CreateRunResponse
-	19, // 91: firebreak.operator.v1.OperatorService.WatchRun:output_type -> firebreak.operator.v1.WatchRunResponse
-	21, // 92: firebreak.operator.v1.OperatorService.GetRun:output_type -> firebreak.operator.v1.GetRunResponse
-	23, // 93: firebreak.operator.v1.OperatorService.ListRuns:output_type -> firebreak.operator.v1.ListRunsResponse
-	25, // 94: firebreak.operator.v1.OperatorService.ApproveRun:output_type -> firebreak.operator.v1.ApproveRunResponse
-	27, // 95: firebreak.operator.v1.OperatorService.RejectRun:output_type -> firebreak.operator.v1.RejectRunResponse
-	29, // 96: firebreak.operator.v1.OperatorService.CancelRun:output_type -> firebreak.operator.v1.CancelRunResponse
-	37, // 97: firebreak.operator.v1.OperatorService.ListActions:output_type -> firebreak.operator.v1.ListActionsResponse
-	40, // 98: firebreak.operator.v1.OperatorService.SyncAccounts:output_type -> firebreak.operator.v1.SyncAccountsResponse
-	42, // 99: firebreak.operator.v1.OperatorService.ListAccounts:output_type -> firebreak.operator.v1.ListAccountsResponse
-	32, // 100: firebreak.operator.v1.OperatorService.ListAudit:output_type -> firebreak.operator.v1.ListAuditResponse
-	34, // 101: firebreak.operator.v1.OperatorService.VerifyAudit:output_type -> firebreak.operator.v1.VerifyAuditResponse
-	47, // 102: firebreak.operator.v1.OperatorService.GetAuditHead:output_type -> firebreak.operator.v1.GetAuditHeadResponse
-	50, // 103: firebreak.operator.v1.OperatorService.ListJoinTokens:output_type -> firebreak.operator.v1.ListJoinTokensResponse
-	52, // 104: firebreak.operator.v1.OperatorService.RevokeJoinToken:output_type -> firebreak.operator.v1.RevokeJoinTokenResponse
-	54, // 105: firebreak.operator.v1.OperatorService.RevokeOperator:output_type -> firebreak.operator.v1.RevokeOperatorResponse
-	56, // 106: firebreak.operator.v1.OperatorService.RotateOperator:output_type -> firebreak.operator.v1.RotateOperatorResponse
-	59, // 107: firebreak.operator.v1.OperatorService.RevokeAgents:output_type -> firebreak.operator.v1.RevokeAgentsResponse
-	62, // 108: firebreak.operator.v1.OperatorService.ForgetAgents:output_type -> firebreak.operator.v1.ForgetAgentsResponse
-	45, // 109: firebreak.operator.v1.OperatorService.ListControllers:output_type -> firebreak.operator.v1.ListControllersResponse
-	86, // [86:110] is the sub-list for method output_type
-	62, // [62:86] is the sub-list for method input_type
-	62, // [62:62] is the sub-list for extension type_name
-	62, // [62:62] is the sub-list for extension extendee
-	0,  // [0:62] is the sub-list for field type_name
+	8,  // 14: firebreak.operator.v1.ListAgentsResponse.agents:type_name -> firebreak.operator.v1.Agent
+	64, // 15: firebreak.operator.v1.CreateRunRequest.params:type_name -> firebreak.operator.v1.CreateRunRequest.ParamsEntry
+	67, // 16: firebreak.operator.v1.CreateRunRequest.deadline:type_name -> google.protobuf.Duration
+	14, // 17: firebreak.operator.v1.CreateRunResponse.run:type_name -> firebreak.operator.v1.Run
+	1,  // 18: firebreak.operator.v1.Run.status:type_name -> firebreak.operator.v1.RunStatus
+	68, // 19: firebreak.operator.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	68, // 20: firebreak.operator.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
+	68, // 21: firebreak.operator.v1.Run.deadline:type_name -> google.protobuf.Timestamp
+	15, // 22: firebreak.operator.v1.Run.counts:type_name -> firebreak.operator.v1.RunCounts
+	16, // 23: firebreak.operator.v1.Run.tasks:type_name -> firebreak.operator.v1.Task
+	17, // 24: firebreak.operator.v1.Run.approvals:type_name -> firebreak.operator.v1.Approval
+	71, // 25: firebreak.operator.v1.Task.status:type_name -> firebreak.agent.v1.TaskStatus
+	68, // 26: firebreak.operator.v1.Task.dispatched_at:type_name -> google.protobuf.Timestamp
+	68, // 27: firebreak.operator.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	68, // 28: firebreak.operator.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	68, // 29: firebreak.operator.v1.Approval.at:type_name -> google.protobuf.Timestamp
+	14, // 30: firebreak.operator.v1.WatchRunResponse.snapshot:type_name -> firebreak.operator.v1.Run
+	16, // 31: firebreak.operator.v1.WatchRunResponse.task:type_name -> firebreak.operator.v1.Task
+	14, // 32: firebreak.operator.v1.WatchRunResponse.done:type_name -> firebreak.operator.v1.Run
+	14, // 33: firebreak.operator.v1.WatchRunResponse.run:type_name -> firebreak.operator.v1.Run
+	14, // 34: firebreak.operator.v1.GetRunResponse.run:type_name -> firebreak.operator.v1.Run
+	14, // 35: firebreak.operator.v1.ListRunsResponse.runs:type_name -> firebreak.operator.v1.Run
+	14, // 36: firebreak.operator.v1.ApproveRunResponse.run:type_name -> firebreak.operator.v1.Run
+	14, // 37: firebreak.operator.v1.RejectRunResponse.run:type_name -> firebreak.operator.v1.Run
+	14, // 38: firebreak.operator.v1.CancelRunResponse.run:type_name -> firebreak.operator.v1.Run
+	68, // 39: firebreak.operator.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	30, // 40: firebreak.operator.v1.ListAuditResponse.records:type_name -> firebreak.operator.v1.AuditRecord
+	72, // 41: firebreak.operator.v1.VerifyAuditRequest.anchor:type_name -> firebreak.operator.v1.ChainCheckpoint
+	72, // 42: firebreak.operator.v1.VerifyAuditResponse.checkpoint:type_name -> firebreak.operator.v1.ChainCheckpoint
+	73, // 43: firebreak.operator.v1.ActionSummary.description:type_name -> firebreak.plugin.v1.ActionDescription
+	35, // 44: firebreak.operator.v1.ListActionsResponse.actions:type_name -> firebreak.operator.v1.ActionSummary
+	68, // 45: firebreak.operator.v1.AWSAccount.synced_at:type_name -> google.protobuf.Timestamp
+	67, // 46: firebreak.operator.v1.SyncAccountsRequest.deadline:type_name -> google.protobuf.Duration
+	38, // 47: firebreak.operator.v1.SyncAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
+	38, // 48: firebreak.operator.v1.ListAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
+	68, // 49: firebreak.operator.v1.ControllerInfo.heartbeat_at:type_name -> google.protobuf.Timestamp
+	68, // 50: firebreak.operator.v1.ControllerInfo.started_at:type_name -> google.protobuf.Timestamp
+	44, // 51: firebreak.operator.v1.ListControllersResponse.controllers:type_name -> firebreak.operator.v1.ControllerInfo
+	72, // 52: firebreak.operator.v1.GetAuditHeadResponse.head:type_name -> firebreak.operator.v1.ChainCheckpoint
+	66, // 53: firebreak.operator.v1.JoinTokenInfo.role:type_name -> firebreak.agent.v1.AgentRole
+	65, // 54: firebreak.operator.v1.JoinTokenInfo.labels:type_name -> firebreak.operator.v1.JoinTokenInfo.LabelsEntry
+	68, // 55: firebreak.operator.v1.JoinTokenInfo.expires_at:type_name -> google.protobuf.Timestamp
+	68, // 56: firebreak.operator.v1.JoinTokenInfo.created_at:type_name -> google.protobuf.Timestamp
+	49, // 57: firebreak.operator.v1.ListJoinTokensResponse.tokens:type_name -> firebreak.operator.v1.JoinTokenInfo
+	49, // 58: firebreak.operator.v1.RevokeJoinTokenResponse.token:type_name -> firebreak.operator.v1.JoinTokenInfo
+	58, // 59: firebreak.operator.v1.RevokeAgentsResponse.agents:type_name -> firebreak.operator.v1.RevokedAgent
+	61, // 60: firebreak.operator.v1.ForgetAgentsResponse.agents:type_name -> firebreak.operator.v1.ForgottenAgent
+	2,  // 61: firebreak.operator.v1.OperatorService.Whoami:input_type -> firebreak.operator.v1.WhoamiRequest
+	4,  // 62: firebreak.operator.v1.OperatorService.CreateJoinToken:input_type -> firebreak.operator.v1.CreateJoinTokenRequest
+	6,  // 63: firebreak.operator.v1.OperatorService.AddOperator:input_type -> firebreak.operator.v1.AddOperatorRequest
+	10, // 64: firebreak.operator.v1.OperatorService.ListAgents:input_type -> firebreak.operator.v1.ListAgentsRequest
+	12, // 65: firebreak.operator.v1.OperatorService.CreateRun:input_type -> firebreak.operator.v1.CreateRunRequest
+	18, // 66: firebreak.operator.v1.OperatorService.WatchRun:input_type -> firebreak.operator.v1.WatchRunRequest
+	20, // 67: firebreak.operator.v1.OperatorService.GetRun:input_type -> firebreak.operator.v1.GetRunRequest
+	22, // 68: firebreak.operator.v1.OperatorService.ListRuns:input_type -> firebreak.operator.v1.ListRunsRequest
+	24, // 69: firebreak.operator.v1.OperatorService.ApproveRun:input_type -> firebreak.operator.v1.ApproveRunRequest
+	26, // 70: firebreak.operator.v1.OperatorService.RejectRun:input_type -> firebreak.operator.v1.RejectRunRequest
+	28, // 71: firebreak.operator.v1.OperatorService.CancelRun:input_type -> firebreak.operator.v1.CancelRunRequest
+	36, // 72: firebreak.operator.v1.OperatorService.ListActions:input_type -> firebreak.operator.v1.ListActionsRequest
+	39, // 73: firebreak.operator.v1.OperatorService.SyncAccounts:input_type -> firebreak.operator.v1.SyncAccountsRequest
+	41, // 74: firebreak.operator.v1.OperatorService.ListAccounts:input_type -> firebreak.operator.v1.ListAccountsRequest
+	31, // 75: firebreak.operator.v1.OperatorService.ListAudit:input_type -> firebreak.operator.v1.ListAuditRequest
+	33, // 76: firebreak.operator.v1.OperatorService.VerifyAudit:input_type -> firebreak.operator.v1.VerifyAuditRequest
+	46, // 77: firebreak.operator.v1.OperatorService.GetAuditHead:input_type -> firebreak.operator.v1.GetAuditHeadRequest
+	48, // 78: firebreak.operator.v1.OperatorService.ListJoinTokens:input_type -> firebreak.operator.v1.ListJoinTokensRequest
+	51, // 79: firebreak.operator.v1.OperatorService.RevokeJoinToken:input_type -> firebreak.operator.v1.RevokeJoinTokenRequest
+	53, // 80: firebreak.operator.v1.OperatorService.RevokeOperator:input_type -> firebreak.operator.v1.RevokeOperatorRequest
+	55, // 81: firebreak.operator.v1.OperatorService.RotateOperator:input_type -> firebreak.operator.v1.RotateOperatorRequest
+	57, // 82: firebreak.operator.v1.OperatorService.RevokeAgents:input_type -> firebreak.operator.v1.RevokeAgentsRequest
+	60, // 83: firebreak.operator.v1.OperatorService.ForgetAgents:input_type -> firebreak.operator.v1.ForgetAgentsRequest
+	43, // 84: firebreak.operator.v1.OperatorService.ListControllers:input_type -> firebreak.operator.v1.ListControllersRequest
+	3,  // 85: firebreak.operator.v1.OperatorService.Whoami:output_type -> firebreak.operator.v1.WhoamiResponse
+	5,  // 86: firebreak.operator.v1.OperatorService.CreateJoinToken:output_type -> firebreak.operator.v1.CreateJoinTokenResponse
+	7,  // 87: firebreak.operator.v1.OperatorService.AddOperator:output_type -> firebreak.operator.v1.AddOperatorResponse
+	11, // 88: firebreak.operator.v1.OperatorService.ListAgents:output_type -> firebreak.operator.v1.ListAgentsResponse
+	13, // 89: firebreak.operator.v1.OperatorService.CreateRun:output_type -> firebreak.operator.v1.CreateRunResponse
+	19, // 90: firebreak.operator.v1.OperatorService.WatchRun:output_type -> firebreak.operator.v1.WatchRunResponse
+	21, // 91: firebreak.operator.v1.OperatorService.GetRun:output_type -> firebreak.operator.v1.GetRunResponse
+	23, // 92: firebreak.operator.v1.OperatorService.ListRuns:output_type -> firebreak.operator.v1.ListRunsResponse
+	25, // 93: firebreak.operator.v1.OperatorService.ApproveRun:output_type -> firebreak.operator.v1.ApproveRunResponse
+	27, // 94: firebreak.operator.v1.OperatorService.RejectRun:output_type -> firebreak.operator.v1.RejectRunResponse
+	29, // 95: firebreak.operator.v1.OperatorService.CancelRun:output_type -> firebreak.operator.v1.CancelRunResponse
+	37, // 96: firebreak.operator.v1.OperatorService.ListActions:output_type -> firebreak.operator.v1.ListActionsResponse
+	40, // 97: firebreak.operator.v1.OperatorService.SyncAccounts:output_type -> firebreak.operator.v1.SyncAccountsResponse
+	42, // 98: firebreak.operator.v1.OperatorService.ListAccounts:output_type -> firebreak.operator.v1.ListAccountsResponse
+	32, // 99: firebreak.operator.v1.OperatorService.ListAudit:output_type -> firebreak.operator.v1.ListAuditResponse
+	34, // 100: firebreak.operator.v1.OperatorService.VerifyAudit:output_type -> firebreak.operator.v1.VerifyAuditResponse
+	47, // 101: firebreak.operator.v1.OperatorService.GetAuditHead:output_type -> firebreak.operator.v1.GetAuditHeadResponse
+	50, // 102: firebreak.operator.v1.OperatorService.ListJoinTokens:output_type -> firebreak.operator.v1.ListJoinTokensResponse
+	52, // 103: firebreak.operator.v1.OperatorService.RevokeJoinToken:output_type -> firebreak.operator.v1.RevokeJoinTokenResponse
+	54, // 104: firebreak.operator.v1.OperatorService.RevokeOperator:output_type -> firebreak.operator.v1.RevokeOperatorResponse
+	56, // 105: firebreak.operator.v1.OperatorService.RotateOperator:output_type -> firebreak.operator.v1.RotateOperatorResponse
+	59, // 106: firebreak.operator.v1.OperatorService.RevokeAgents:output_type -> firebreak.operator.v1.RevokeAgentsResponse
+	62, // 107: firebreak.operator.v1.OperatorService.ForgetAgents:output_type -> firebreak.operator.v1.ForgetAgentsResponse
+	45, // 108: firebreak.operator.v1.OperatorService.ListControllers:output_type -> firebreak.operator.v1.ListControllersResponse
+	85, // [85:109] is the sub-list for method output_type
+	61, // [61:85] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_firebreak_operator_v1_operator_proto_init() }

@@ -119,7 +119,7 @@ type OperatorServiceClient interface {
 	// for every call, renewal included, their live streams are closed, and
 	// no run targets them again (admin).
 	RevokeAgents(ctx context.Context, in *RevokeAgentsRequest, opts ...grpc.CallOption) (*RevokeAgentsResponse, error)
-	// ForgetAgents removes revoked, terminated or long-gone agents from the
+	// ForgetAgents removes revoked or long-gone agents from the
 	// fleet. Their runs, tasks and evidence keep naming them; a forgotten
 	// agent's certificate is refused like an unknown one, and its instance
 	// may enroll again (admin).
@@ -461,7 +461,7 @@ type OperatorServiceServer interface {
 	// for every call, renewal included, their live streams are closed, and
 	// no run targets them again (admin).
 	RevokeAgents(context.Context, *RevokeAgentsRequest) (*RevokeAgentsResponse, error)
-	// ForgetAgents removes revoked, terminated or long-gone agents from the
+	// ForgetAgents removes revoked or long-gone agents from the
 	// fleet. Their runs, tasks and evidence keep naming them; a forgotten
 	// agent's certificate is refused like an unknown one, and its instance
 	// may enroll again (admin).
