@@ -152,6 +152,7 @@ func (s *Service) RevokeAgents(ctx context.Context, req *operatorv1.RevokeAgents
 		if err != nil {
 			return nil, rpcerr.Error(ctx, s.cfg.Logger, err, fmt.Sprintf("revoking agent %s (agents before it in the list are revoked)", id))
 		}
+		s.cfg.Dispatcher.AgentRevoked(id, req.GetReason())
 		s.cfg.Audit(ctx, "operator:"+me.Name, "agent.revoke", id, map[string]any{"hostname": a.Hostname, "cert_serial": a.CertSerial,
 			"reason": req.GetReason(), "stream_closed": closed})
 		resp.Agents = append(resp.Agents, &operatorv1.RevokedAgent{Id: id, Hostname: a.Hostname, CertSerial: a.CertSerial, StreamClosed: closed})
