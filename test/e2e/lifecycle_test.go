@@ -1,7 +1,9 @@
 package e2e_test
 
 import (
+	"encoding/json"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -96,5 +98,32 @@ func TestForgetRevokedAgent(t *testing.T) {
 	// The same token, which the refusal did not use up, now enrolls it.
 	if _, err := c.TryEnrollFake(tok, "host", facts); err != nil {
 		t.Fatalf("enrolling the instance after its agent was forgotten: %v", err)
+	}
+}
+
+// TestRevokeMidRun: a run whose agent is revoked while its task is out
+// ends at once, the task failed and saying the agent was revoked, not
+// offline or timed out at the deadline.
+func TestRevokeMidRun(t *testing.T) {
+	b := e2e.Build(t)
+	c := e2e.StartController(t, b, e2e.ControllerOptions{})
+	hello := &agentv1.Hello{Facts: &agentv1.AgentFacts{Hostname: "silent", Os: "linux"}, Plugins: e2e.HonestPlugins(t, "noop")}
+	f := c.EnrollFake(t, c.Token(t, "host", 1), "host", hello.GetFacts())
+	if _, err := f.Connect(t, hello, false); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitConnected(t, f.ID)
+	var run e2e.RunJSON
+	c.MustJSON(t, &run, 0, "run", "noop", "--select", "id="+f.ID, "--deadline", "1h")
+	e2e.WaitFor(t, time.Minute, "the task to reach the agent", func() bool { return len(f.Tasks()) == 1 })
+	c.MustJSON(t, nil, 0, "agents", "revoke", f.ID, "--reason", "host compromised")
+	var got e2e.RunJSON
+	e2e.WaitFor(t, time.Minute, "the run to end", func() bool {
+		got = e2e.RunJSON{}
+		r := c.CLI(t, "runs", "show", run.RunID, "--json")
+		return json.Unmarshal([]byte(r.Stdout), &got) == nil && got.Status != "" && got.Status != "running"
+	})
+	if got.Offline != 0 || len(got.Results) != 1 || got.Results[0].Status != "failed" || !contains(got.Results[0].Error, "revoked (host compromised)") {
+		t.Fatalf("the run after its agent was revoked: %+v; want its task failed saying the agent was revoked", got)
 	}
 }
