@@ -149,9 +149,9 @@ type Agent struct {
 	// controllers picks the controller address to dial.
 	controllers *ctrladdr.Picker
 
-	// broker gives service tasks their account's credentials (workers).
-	broker    *credentialBroker
-	brokerErr error
+	// creds gives service tasks their account's credentials (workers),
+	// or says why the worker is degraded.
+	creds *workerCredentials
 
 	mu      sync.Mutex
 	running map[string]context.CancelFunc
@@ -204,18 +204,23 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	if cfg.Role == "worker" {
-		if a.broker, a.brokerErr = newCredentialBroker(ctx, cfg.Worker, cfg.Clock); a.brokerErr != nil {
-			cfg.Logger.Error("this worker cannot act in AWS accounts until it has credentials", "error", a.brokerErr)
-		} else {
-			cfg.Logger.Info("worker identity", "arn", a.broker.arn, "account", a.broker.account, "region", a.broker.base.Region,
-				"responder_role", a.broker.cfg.ResponderRole)
+		if w := endpointWarning(os.Getenv); w != "" {
+			cfg.Logger.Warn(w)
+		}
+		a.creds = newWorkerCredentials(cfg.Worker, cfg.Clock, cfg.Logger)
+		// One attempt now, so a worker whose credentials work enrolls
+		// with its account; a degraded one enrolls anyway and Run keeps
+		// trying.
+		if a.creds.try(ctx) {
+			b, _ := a.creds.current()
 			if a.facts.Account == "" {
-				a.facts.Account = a.broker.account
+				a.facts.Account = b.account
 			}
 			if a.facts.Region == "" {
-				a.facts.Region = a.broker.base.Region
+				a.facts.Region = b.base.Region
 			}
 		}
+		a.creds.changed = a.degradedChanged
 	}
 	hostCfg := pluginhost.Config{Dir: cfg.PluginDir, Logger: cfg.Logger, Role: cfg.Role}
 	if cfg.DataDir != "" {
@@ -303,6 +308,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.reconcileAtStart(ctx)
 	renewCtx, cancelRenew := context.WithCancel(ctx)
 	defer cancelRenew()
+	if a.creds != nil {
+		go a.creds.recover(renewCtx)
+	}
 	go func() {
 		_ = a.renewLoop(renewCtx, func() *grpc.ClientConn {
 			a.mu.Lock()
@@ -406,6 +414,7 @@ func (a *Agent) session(ctx context.Context, t ctrladdr.Target) (up time.Duratio
 		return stream.Send(m)
 	}
 	a.facts.Isolated = a.Isolated()
+	a.facts.Degraded = a.degraded()
 	if err := send(&agentv1.ConnectRequest{Msg: &agentv1.ConnectRequest_Hello{Hello: &agentv1.Hello{
 		Facts: a.facts, Plugins: a.plugins.Plugins(), RunningTaskIds: a.runningIDs()}}}); err != nil {
 		return 0, err
@@ -461,8 +470,7 @@ func (a *Agent) session(ctx context.Context, t ctrladdr.Target) (up time.Duratio
 			case <-sctx.Done():
 				return
 			case <-tick.C:
-				if err := send(&agentv1.ConnectRequest{Msg: &agentv1.ConnectRequest_Heartbeat{Heartbeat: &agentv1.Heartbeat{
-					Isolated: a.Isolated(), RunningTaskIds: a.runningIDs()}}}); err != nil {
+				if err := send(a.heartbeat()); err != nil {
 					cancel()
 					return
 				}
@@ -765,10 +773,34 @@ func (a *Agent) awsCredentials(ctx context.Context, spec *agentv1.TaskSpec) (*pl
 	if a.cfg.Role != "worker" {
 		return nil, fmt.Errorf("action %s acts through the AWS APIs and runs on API workers (--role worker), not on host agents", spec.GetAction())
 	}
-	if a.broker == nil {
-		return nil, fmt.Errorf("this worker has no AWS credentials: %v", a.brokerErr)
+	b, degraded := a.creds.current()
+	if degraded != "" {
+		return nil, fmt.Errorf("this worker is degraded and cannot act in AWS accounts now (it retries on its own): %s", degraded)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return a.broker.For(ctx, spec)
+	creds, err := b.For(ctx, spec)
+	var ue *UnreachableError
+	if errors.As(err, &ue) && ue.OwnCredentials {
+		a.creds.broken(ue.Reason)
+	}
+	return creds, err
 }
+
+// degraded is why this worker cannot serve its role now, or "".
+func (a *Agent) degraded() string {
+	if a.creds == nil {
+		return ""
+	}
+	return a.creds.reason()
+}
+
+// heartbeat is the agent's periodic report.
+func (a *Agent) heartbeat() *agentv1.ConnectRequest {
+	return &agentv1.ConnectRequest{Msg: &agentv1.ConnectRequest_Heartbeat{Heartbeat: &agentv1.Heartbeat{
+		Isolated: a.Isolated(), RunningTaskIds: a.runningIDs(), Degraded: a.degraded()}}}
+}
+
+// degradedChanged tells the controller at once that the worker became
+// degraded or recovered, rather than at the next heartbeat.
+func (a *Agent) degradedChanged(string) { a.report(a.heartbeat()) }

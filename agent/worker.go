@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"regexp"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/aws/smithy-go"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/firebreak-ir/firebreak/agent/ctrladdr"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	pluginv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/plugin/v1"
 )
@@ -64,7 +66,8 @@ type credentialBroker struct {
 }
 
 // newCredentialBroker loads the worker's own credentials through the SDK's
-// default chain (environment, profiles, instance role) and learns who it is.
+// default chain (environment, profiles, instance role) and learns who it is
+// with one sts:GetCallerIdentity.
 func newCredentialBroker(ctx context.Context, wc WorkerConfig, now func() time.Time) (*credentialBroker, error) {
 	if wc.ResponderRole == "" {
 		wc.ResponderRole = "FirebreakResponder"
@@ -83,7 +86,7 @@ func newCredentialBroker(ctx context.Context, wc WorkerConfig, now func() time.T
 			b.endpoints[svc] = v
 		}
 	}
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, identifyTimeout)
 	defer cancel()
 	id, err := b.sts.GetCallerIdentity(cctx, &sts.GetCallerIdentityInput{})
 	if err != nil {
@@ -96,10 +99,139 @@ func newCredentialBroker(ctx context.Context, wc WorkerConfig, now func() time.T
 	return b, nil
 }
 
+// identifyTimeout bounds one sts:GetCallerIdentity attempt, SDK retries
+// included.
+const identifyTimeout = 20 * time.Second
+
+// endpointWarning is the warning a worker logs at start when its AWS
+// environment points the SDK at an endpoint that a role_arn profile's own
+// STS client does not use, or "" when there is nothing to warn about.
+func endpointWarning(getenv func(string) string) string {
+	if getenv("AWS_ENDPOINT_URL") != "" && getenv("AWS_ENDPOINT_URL_STS") == "" {
+		return "AWS_ENDPOINT_URL is set but AWS_ENDPOINT_URL_STS is not: a profile with role_arn assumes its role through the real STS, " +
+			"which ignores AWS_ENDPOINT_URL; set AWS_ENDPOINT_URL_STS to the same endpoint (docs/aws.md)"
+	}
+	return ""
+}
+
+// workerCredentials is a worker's AWS identity: the broker once
+// sts:GetCallerIdentity has succeeded, or why the worker is degraded.
+// recover keeps trying, with backoff, while it is degraded, so a worker
+// started before its credentials work (instance role, IMDS, DNS or STS not
+// ready at boot, an STS blip) becomes useful without a restart.
+type workerCredentials struct {
+	cfg    WorkerConfig
+	now    func() time.Time
+	logger *slog.Logger
+	// connect builds a broker; newCredentialBroker unless a test sets it.
+	connect func(ctx context.Context) (*credentialBroker, error)
+	// changed is told each time the worker becomes degraded or recovers.
+	changed func(reason string)
+
+	mu       sync.Mutex
+	broker   *credentialBroker
+	degraded string
+	// retry wakes recover early: a task found the credentials broken.
+	retry chan struct{}
+}
+
+func newWorkerCredentials(wc WorkerConfig, now func() time.Time, logger *slog.Logger) *workerCredentials {
+	w := &workerCredentials{cfg: wc, now: now, logger: logger, retry: make(chan struct{}, 1), changed: func(string) {},
+		degraded: "the worker has not checked its AWS credentials yet"}
+	w.connect = func(ctx context.Context) (*credentialBroker, error) { return newCredentialBroker(ctx, w.cfg, w.now) }
+	return w
+}
+
+// try makes one attempt to learn the worker's identity; it reports
+// whether the credentials work.
+func (w *workerCredentials) try(ctx context.Context) bool {
+	b, err := w.connect(ctx)
+	w.mu.Lock()
+	was := w.degraded
+	if err != nil {
+		w.degraded = err.Error()
+	} else {
+		w.broker, w.degraded = b, ""
+	}
+	now := w.degraded
+	w.mu.Unlock()
+	if err != nil {
+		if was != now {
+			w.logger.Error("this worker is degraded: it cannot act in AWS accounts until its credentials work; retrying with backoff", "error", err)
+			w.changed(now)
+		}
+		return false
+	}
+	w.logger.Info("worker identity", "arn", b.arn, "account", b.account, "region", b.base.Region, "responder_role", b.cfg.ResponderRole)
+	if was != "" {
+		w.changed("")
+	}
+	return true
+}
+
+// current returns the broker, or why there is none.
+func (w *workerCredentials) current() (*credentialBroker, string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.broker, w.degraded
+}
+
+// reason is why the worker is degraded, or "".
+func (w *workerCredentials) reason() string {
+	_, r := w.current()
+	return r
+}
+
+// broken marks the worker's own credentials as no longer working (a task
+// found them expired or refused) and wakes recover.
+func (w *workerCredentials) broken(reason string) {
+	w.mu.Lock()
+	was := w.degraded
+	w.degraded = reason
+	w.mu.Unlock()
+	if was == "" {
+		w.logger.Error("this worker is degraded: its own AWS credentials stopped working; retrying with backoff", "reason", reason)
+		w.changed(reason)
+	}
+	select {
+	case w.retry <- struct{}{}:
+	default:
+	}
+}
+
+// recover retries while the worker is degraded, with exponential backoff
+// and full jitter (from 1s up to a minute), until ctx ends. A healthy
+// worker waits to be told its credentials broke.
+func (w *workerCredentials) recover(ctx context.Context) {
+	backoff := ctrladdr.Backoff{Base: time.Second, Cap: time.Minute}
+	for {
+		if w.reason() == "" {
+			backoff.Reset()
+			select {
+			case <-ctx.Done():
+				return
+			case <-w.retry:
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff.Next()):
+		case <-w.retry:
+		}
+		w.try(ctx)
+	}
+}
+
 // UnreachableError says an account could not be reached, and why.
 type UnreachableError struct {
 	Account string
 	Reason  string
+	// OwnCredentials is set when the failure lies with the worker's own
+	// credentials or its STS endpoint, not with the account's role: the
+	// worker is then degraded for every account.
+	OwnCredentials bool
 }
 
 func (e *UnreachableError) Error() string {
@@ -150,7 +282,7 @@ func (b *credentialBroker) For(ctx context.Context, spec *agentv1.TaskSpec) (*pl
 	// has enabled.
 	out, err := b.sts.AssumeRole(ctx, in)
 	if err != nil {
-		return nil, &UnreachableError{Account: account, Reason: assumeReason(roleARN, err)}
+		return nil, &UnreachableError{Account: account, Reason: assumeReason(roleARN, err), OwnCredentials: ownCredentialsFailed(err)}
 	}
 	c := out.Credentials
 	creds := &pluginv1.AWSCredentials{
@@ -216,6 +348,20 @@ func assumeReason(roleARN string, err error) string {
 		return fmt.Sprintf("assuming %s failed: %s: %s", roleARN, ae.ErrorCode(), ae.ErrorMessage())
 	}
 	return fmt.Sprintf("assuming %s failed: %v", roleARN, err)
+}
+
+// ownCredentialsFailed reports whether an AssumeRole failure lies with the
+// worker itself: its credentials expired or unknown, or STS not answering.
+func ownCredentialsFailed(err error) bool {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "SignatureDoesNotMatch", "UnrecognizedClientException":
+			return true
+		}
+		return false
+	}
+	return !errors.Is(err, context.Canceled)
 }
 
 func clip64(s string) string {

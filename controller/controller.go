@@ -107,6 +107,9 @@ type Config struct {
 	EnrollLimits fleet.EnrollLimits
 	// AgentCertTTL is the lifetime of agent certificates.
 	AgentCertTTL time.Duration
+	// AgentGoneAfter is how long an agent must be unseen before an admin
+	// may forget it without revoking it (default 7 days).
+	AgentGoneAfter time.Duration
 	// OperatorCertTTL is the lifetime of operator credentials.
 	OperatorCertTTL time.Duration
 	// Heartbeat is how often agents report.
@@ -398,7 +401,7 @@ func (c *Controller) build(ctx context.Context) error {
 		return err
 	}
 	if c.Fleet, err = fleet.New(fleet.Config{Store: c.Store, CA: c.CA, Signer: c.Signer, Dispatcher: c.Router, Audit: c.Audit,
-		Logger: cfg.Logger, Clock: cfg.Clock, CertTTL: cfg.AgentCertTTL, Heartbeat: cfg.Heartbeat, Evidence: c.Evidence,
+		Logger: cfg.Logger, Clock: cfg.Clock, CertTTL: cfg.AgentCertTTL, GoneAfter: cfg.AgentGoneAfter, Heartbeat: cfg.Heartbeat, Evidence: c.Evidence,
 		Actions: c.Actions, EnrollLimits: cfg.EnrollLimits}); err != nil {
 		return err
 	}

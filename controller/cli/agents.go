@@ -39,6 +39,24 @@ type agentJSON struct {
 	// not send it: uncatalogued, or described otherwise than the catalogue.
 	Suspect        bool                `json:"suspect"`
 	RefusedActions []refusedActionJSON `json:"refused_actions"`
+	// State is connected, offline or revoked.
+	State        string     `json:"state"`
+	RevokedAt    *time.Time `json:"revoked_at,omitempty"`
+	RevokeReason string     `json:"revoke_reason,omitempty"`
+	// Degraded says why the agent cannot serve its role now, as it
+	// reports it (e.g. a worker whose AWS credentials do not work yet).
+	Degraded string `json:"degraded,omitempty"`
+}
+
+// agentState is an agent's state as `agents list` shows it.
+func agentState(a *operatorv1.Agent) string {
+	switch {
+	case a.GetRevoked():
+		return "revoked"
+	case a.GetConnected():
+		return "connected"
+	}
+	return "offline"
 }
 
 type refusedActionJSON struct {
@@ -70,6 +88,7 @@ type pluginJSON struct {
 func NewAgentsCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "agents", Short: "List enrolled agents"}
 	var sel string
+	var withRevoked bool
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List agents with their role, labels, connection and plugins",
@@ -80,7 +99,7 @@ func NewAgentsCmd(g *Globals) *cobra.Command {
 				return err
 			}
 			defer done()
-			resp, err := c.op.ListAgents(ctx, &operatorv1.ListAgentsRequest{Selector: sel})
+			resp, err := c.op.ListAgents(ctx, &operatorv1.ListAgentsRequest{Selector: sel, IncludeRevoked: withRevoked})
 			if err != nil {
 				return rpcError(err)
 			}
@@ -95,6 +114,8 @@ func NewAgentsCmd(g *Globals) *cobra.Command {
 					j.RefusedActions = append(j.RefusedActions, refusedActionJSON{Action: r.GetAction(), Reason: r.GetReason(), Differences: r.GetDifferences()})
 				}
 				j.Suspect = len(j.RefusedActions) > 0
+				j.State, j.RevokeReason, j.Degraded = agentState(a), a.GetRevokeReason(), a.GetFacts().GetDegraded()
+				j.RevokedAt = apiview.Time(a.GetRevokedAt())
 				if j.Labels == nil {
 					j.Labels = map[string]string{}
 				}
@@ -112,9 +133,9 @@ func NewAgentsCmd(g *Globals) *cobra.Command {
 			tw := tabwriter.NewWriter(g.out, 0, 2, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tINSTANCE\tHOSTNAME*\tROLE\tSTATE\tLAST SEEN\tLABELS*\tPLUGINS")
 			for _, a := range out {
-				state := "offline"
-				if a.Connected {
-					state = "connected"
+				state := a.State
+				if a.Degraded != "" && a.State == "connected" {
+					state += ",DEGRADED"
 				}
 				if a.Isolated {
 					state += ",ISOLATED"
@@ -152,6 +173,11 @@ func NewAgentsCmd(g *Globals) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(g.errOut, "%d agents (* reported by the agent; id, instance, account and region come from its certificate)\n", len(out))
+			for _, a := range out {
+				if a.Degraded != "" && a.State == "connected" {
+					fmt.Fprintf(g.errOut, "%s DEGRADED: %s\n", a.ID, clean(a.Degraded))
+				}
+			}
 			if suspects := countSuspects(out); suspects > 0 {
 				fmt.Fprintf(g.errOut, "%d SUSPECT: PLUGIN! is an action the agent reports otherwise than the controller's catalogue; it is not sent that action (details: --json, audit agent.action_mismatch)\n", suspects)
 			}
@@ -159,7 +185,8 @@ func NewAgentsCmd(g *Globals) *cobra.Command {
 		},
 	}
 	list.Flags().StringVar(&sel, "select", "", "only agents matching this selector")
-	cmd.AddCommand(list, newAgentsRevokeCmd(g))
+	list.Flags().BoolVar(&withRevoked, "revoked", false, "list revoked agents too (until they are forgotten)")
+	cmd.AddCommand(list, newAgentsRevokeCmd(g), newAgentsForgetCmd(g))
 	return cmd
 }
 

@@ -47,7 +47,52 @@ func newAgentsRevokeCmd(g *Globals) *cobra.Command {
 				if a.GetStreamClosed() {
 					stream = "live stream closed"
 				}
-				fmt.Fprintf(g.out, "agent %s (%s) revoked: certificate %s denied, %s\n", a.GetId(), a.GetHostname(), a.GetCertSerial(), stream)
+				fmt.Fprintf(g.out, "agent %s (%s) revoked: certificate %s denied, %s; its instance cannot enroll again until it is forgotten\n",
+					a.GetId(), clean(a.GetHostname()), a.GetCertSerial(), stream)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why, recorded in the audit log")
+	return cmd
+}
+
+func newAgentsForgetCmd(g *Globals) *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "forget ID...",
+		Short: "Remove revoked or long-gone agents; their runs and evidence keep naming them (admin)",
+		Long: `Remove agents from the fleet. Each must be revoked, or offline and unseen
+for longer than the controller's --agent-gone-after; a connected agent is
+refused. Nothing is forgotten unless
+every named agent may be. The runs, tasks and evidence of a forgotten agent
+keep its id and hostname; its certificate is refused like an unknown one; its
+instance may enroll again.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ctx, done, err := g.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer done()
+			resp, err := c.op.ForgetAgents(ctx, &operatorv1.ForgetAgentsRequest{Ids: args, Reason: reason})
+			if err != nil {
+				return rpcError(err)
+			}
+			if g.json {
+				type forgotten struct {
+					ID       string `json:"id"`
+					Hostname string `json:"hostname"`
+					Why      string `json:"why"`
+				}
+				out := []forgotten{}
+				for _, a := range resp.GetAgents() {
+					out = append(out, forgotten{a.GetId(), a.GetHostname(), a.GetWhy()})
+				}
+				return g.PrintJSON(out)
+			}
+			for _, a := range resp.GetAgents() {
+				fmt.Fprintf(g.out, "agent %s (%s) forgotten (%s); its runs and evidence keep naming it\n", a.GetId(), clean(a.GetHostname()), a.GetWhy())
 			}
 			return nil
 		},

@@ -575,6 +575,8 @@ func (d *Dispatcher) handle(ev any) {
 		d.onConnect(e.agentID)
 	case evDisconnect:
 		delete(d.connected, e.agentID)
+	case evRevoked:
+		d.onRevoked(e)
 	case evTaskEvent:
 		d.onTaskEvent(e.agentID, e.ev)
 	case evResult:

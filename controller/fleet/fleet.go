@@ -73,6 +73,9 @@ type Config struct {
 	// Actions is the trusted action catalogue that the actions reported in
 	// each hello are compared with (see actions.go); nil compares nothing.
 	Actions *actioncatalog.Catalogue
+	// GoneAfter is how long an agent must be unseen before an admin may
+	// forget it without revoking it first (default 7 days).
+	GoneAfter time.Duration
 	// EnrollLimits rate-limit enrollment and aggregate its refusals in
 	// the audit log (see enrollguard.go); zero fields take the defaults.
 	EnrollLimits EnrollLimits
@@ -103,6 +106,9 @@ func (c *Config) CheckAndSetDefaults() error {
 	}
 	if c.Heartbeat == 0 {
 		c.Heartbeat = 30 * time.Second
+	}
+	if c.GoneAfter == 0 {
+		c.GoneAfter = 7 * 24 * time.Hour
 	}
 	return nil
 }
@@ -361,6 +367,7 @@ func checkFacts(f *agentv1.AgentFacts) error {
 	if err := CheckLabels(f.GetLabels()); err != nil {
 		return err
 	}
+	f.Degraded = cleanDegraded(f.GetDegraded())
 	for name, v := range map[string]string{"agent_version": f.GetAgentVersion(), "os": f.GetOs(), "arch": f.GetArch(), "boot_id": f.GetBootId(),
 		"instance_id": f.GetInstanceId(), "account": f.GetAccount(), "region": f.GetRegion()} {
 		if len(v) > 128 || strings.ContainsAny(v, "\n\r\x00") {
@@ -368,6 +375,26 @@ func checkFacts(f *agentv1.AgentFacts) error {
 		}
 	}
 	return nil
+}
+
+// maxDegraded bounds the reason an agent gives for being degraded.
+const maxDegraded = 1024
+
+// cleanDegraded keeps an agent's degraded reason displayable: one line,
+// no control characters, at most maxDegraded bytes. Being the agent's own
+// word, it is never refused: it only ever makes the agent a target for
+// less.
+func cleanDegraded(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > maxDegraded {
+		s = strings.ToValidUTF8(s[:maxDegraded], "")
+	}
+	return s
 }
 
 // HashToken is how join tokens are stored: never in the clear.
@@ -397,6 +424,18 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 	if len(req.GetJoinToken()) == 0 || len(req.GetJoinToken()) > 256 {
 		s.guard.Refused(ctx, src, req.GetFacts().GetHostname(), "no join token")
 		return nil, status.Error(codes.Unauthenticated, "enrollment refused: no join token given (use --join-token)")
+	}
+	// Security-critical: an instance whose agent was revoked stays out
+	// until an admin forgets that agent; a new enrollment would otherwise
+	// undo the revocation.
+	if old, err := s.revokedOnInstance(ctx, req.GetFacts().GetAccount(), req.GetFacts().GetInstanceId()); err != nil {
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "enrollment: looking up the instance's agents")
+	} else if old != nil {
+		// Audited through the guard, so a flood of such attempts is one
+		// record per window; the reason names the revoked agent.
+		s.guard.Refused(ctx, src, req.GetFacts().GetHostname(), "instance of revoked agent "+old.ID)
+		return nil, status.Errorf(codes.PermissionDenied, "enrollment refused: instance %s belongs to a revoked agent; an admin must forget that agent first "+
+			"(`firebreak agents list --revoked`, then `firebreak agents forget ID`)", req.GetFacts().GetInstanceId())
 	}
 	now := s.cfg.Clock()
 	// Security-critical: the token is checked and one use consumed in one
@@ -635,6 +674,7 @@ func (s *Service) handle(agentID string, m *agentv1.ConnectRequest) {
 		s.mu.Lock()
 		if sess := s.sessions[agentID]; sess != nil && sess.facts != nil {
 			sess.facts.Isolated = msg.Heartbeat.GetIsolated()
+			sess.facts.Degraded = cleanDegraded(msg.Heartbeat.GetDegraded())
 		}
 		s.mu.Unlock()
 	case *agentv1.ConnectRequest_TaskEvent:

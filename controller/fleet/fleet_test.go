@@ -360,7 +360,7 @@ func TestRenew(t *testing.T) {
 			}},
 		{name: "a revoked agent is refused", want: codes.PermissionDenied,
 			setup: func(t *testing.T, f *fleetUnderTest, a enrolled) *tls.ConnectionState {
-				if _, err := f.svc.Revoke(context.Background(), a.id); err != nil {
+				if _, err := f.svc.Revoke(context.Background(), a.id, "test"); err != nil {
 					t.Fatal(err)
 				}
 				return f.connect(t, holder(a.key, a.cert))

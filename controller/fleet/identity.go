@@ -48,24 +48,6 @@ func (s *Service) trustedFacts(ctx context.Context, a *store.Agent, id pki.Ident
 	return facts
 }
 
-// Revoke marks an agent revoked: its certificate stops working for every
-// call at once (renewal, Connect, evidence upload), its live stream is
-// closed now, and no run targets it again. Revoking twice is harmless.
-func (s *Service) Revoke(ctx context.Context, agentID string) (*store.Agent, error) {
-	a, err := s.cfg.Store.GetAgent(ctx, agentID)
-	if err != nil {
-		return nil, err
-	}
-	if !a.Revoked {
-		a.Revoked = true
-		if err := s.putAgent(ctx, a); err != nil {
-			return nil, err
-		}
-	}
-	s.Disconnect(agentID, errRevoked)
-	return a, nil
-}
-
 // Disconnect closes the agent's live stream, if this controller holds it,
 // with reason as the cause. It reports whether there was one.
 func (s *Service) Disconnect(agentID string, reason error) bool {

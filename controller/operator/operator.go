@@ -58,6 +58,7 @@ var Policy = map[string]operatorv1.OperatorRole{
 	operatorv1.OperatorService_RevokeJoinToken_FullMethodName: operatorv1.OperatorRole_OPERATOR_ROLE_ADMIN,
 	operatorv1.OperatorService_RevokeOperator_FullMethodName:  operatorv1.OperatorRole_OPERATOR_ROLE_ADMIN,
 	operatorv1.OperatorService_RotateOperator_FullMethodName:  operatorv1.OperatorRole_OPERATOR_ROLE_ADMIN,
+	operatorv1.OperatorService_ForgetAgents_FullMethodName:    operatorv1.OperatorRole_OPERATOR_ROLE_ADMIN,
 	operatorv1.OperatorService_RevokeAgents_FullMethodName:    operatorv1.OperatorRole_OPERATOR_ROLE_ADMIN,
 	operatorv1.OperatorService_ListControllers_FullMethodName: operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
 }
@@ -274,6 +275,24 @@ func (s *Service) ListAgents(ctx context.Context, req *operatorv1.ListAgentsRequ
 		a := storeview.Agent(v.Agent, v.Facts, v.Connected)
 		a.RefusedActions = refusalProtos(v.Refused)
 		resp.Agents = append(resp.Agents, a)
+	}
+	if req.GetIncludeRevoked() {
+		revoked, err := s.cfg.Planner.RevokedAgents(ctx)
+		if err != nil {
+			return nil, s.planErrorStatus(ctx, err)
+		}
+		for _, v := range revoked {
+			if sel == nil || sel.Match(v.Target()) {
+				resp.Agents = append(resp.Agents, storeview.Agent(v.Agent, v.Facts, false))
+			}
+		}
+		sort.SliceStable(resp.Agents, func(i, j int) bool {
+			a, b := resp.Agents[i], resp.Agents[j]
+			if a.GetFacts().GetHostname() != b.GetFacts().GetHostname() {
+				return a.GetFacts().GetHostname() < b.GetFacts().GetHostname()
+			}
+			return a.GetId() < b.GetId()
+		})
 	}
 	return resp, nil
 }

@@ -16,7 +16,7 @@ import (
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
-// maxRevokeAgents bounds one RevokeAgents call.
+// maxRevokeAgents bounds one RevokeAgents or ForgetAgents call.
 const maxRevokeAgents = 1000
 
 // tokenInfo converts a stored token to its wire form, without the hash.
@@ -148,13 +148,67 @@ func (s *Service) RevokeAgents(ctx context.Context, req *operatorv1.RevokeAgents
 	resp := &operatorv1.RevokeAgentsResponse{}
 	for _, id := range ids {
 		closed := s.cfg.Fleet.Connected(id)
-		a, err := s.cfg.Fleet.Revoke(ctx, id)
+		a, err := s.cfg.Fleet.Revoke(ctx, id, req.GetReason())
 		if err != nil {
 			return nil, rpcerr.Error(ctx, s.cfg.Logger, err, fmt.Sprintf("revoking agent %s (agents before it in the list are revoked)", id))
 		}
+		s.cfg.Dispatcher.AgentRevoked(id, req.GetReason())
 		s.cfg.Audit(ctx, "operator:"+me.Name, "agent.revoke", id, map[string]any{"hostname": a.Hostname, "cert_serial": a.CertSerial,
 			"reason": req.GetReason(), "stream_closed": closed})
 		resp.Agents = append(resp.Agents, &operatorv1.RevokedAgent{Id: id, Hostname: a.Hostname, CertSerial: a.CertSerial, StreamClosed: closed})
+	}
+	return resp, nil
+}
+
+// ForgetAgents implements operatorv1.OperatorServiceServer. Every agent is
+// checked before any is forgotten, so one that may still be in use leaves
+// the others as they were.
+func (s *Service) ForgetAgents(ctx context.Context, req *operatorv1.ForgetAgentsRequest) (*operatorv1.ForgetAgentsResponse, error) {
+	ids := req.GetIds()
+	if len(ids) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "name at least one agent id to forget")
+	}
+	if len(ids) > maxRevokeAgents {
+		return nil, status.Errorf(codes.InvalidArgument, "%d agents in one call; the limit is %d", len(ids), maxRevokeAgents)
+	}
+	if len(req.GetReason()) > 1024 {
+		return nil, status.Error(codes.InvalidArgument, "--reason is longer than 1024 characters")
+	}
+	type forget struct {
+		a   *store.Agent
+		why string
+	}
+	var todo []forget
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if seen[id] {
+			return nil, status.Errorf(codes.InvalidArgument, "agent %q is named twice", id)
+		}
+		seen[id] = true
+		a, err := s.cfg.Store.GetAgent(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, status.Errorf(codes.NotFound, "agent %q is not enrolled: `firebreak agents list --revoked` shows the ids", id)
+		} else if err != nil {
+			return nil, rpcerr.Error(ctx, s.cfg.Logger, err, fmt.Sprintf("looking up agent %s", id))
+		}
+		// Security-critical: an agent that may still be in use is not
+		// forgotten, which would let its instance enroll again unrevoked.
+		why, err := s.cfg.Fleet.Forgettable(a)
+		if err != nil {
+			return nil, status.Errorf(codes.FailedPrecondition, "%v", err)
+		}
+		todo = append(todo, forget{a, why})
+	}
+	me := caller(ctx)
+	resp := &operatorv1.ForgetAgentsResponse{}
+	for _, f := range todo {
+		if err := s.cfg.Fleet.Forget(ctx, f.a.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, rpcerr.Error(ctx, s.cfg.Logger, err, fmt.Sprintf("forgetting agent %s (agents before it in the list are forgotten)", f.a.ID))
+		}
+		s.cfg.Audit(ctx, "operator:"+me.Name, "agent.forget", f.a.ID, map[string]any{"hostname": f.a.Hostname, "why": f.why,
+			"instance_id": f.a.Facts.GetInstanceId(), "account": f.a.Facts.GetAccount(), "cert_serial": f.a.CertSerial,
+			"revoke_reason": f.a.RevokeReason, "reason": req.GetReason()})
+		resp.Agents = append(resp.Agents, &operatorv1.ForgottenAgent{Id: f.a.ID, Hostname: f.a.Hostname, Why: f.why})
 	}
 	return resp, nil
 }

@@ -16,6 +16,30 @@ import (
 // AccountIDRE is the form of an AWS account id.
 var AccountIDRE = regexp.MustCompile(`^\d{12}$`)
 
+// serving returns the workers that can serve account tasks now: those not
+// reporting themselves degraded (a worker whose AWS credentials do not work
+// yet). Only a connected worker's live report counts; a worker that is
+// offline is planned as before and gets its tasks when it returns.
+func serving(workers []Agent, action string) ([]Agent, error) {
+	var out []Agent
+	var reasons []string
+	for _, w := range workers {
+		// Security-critical: what an agent says about itself is never a
+		// reason to send it more; degraded only removes a worker from
+		// consideration.
+		if d := w.Facts.GetDegraded(); w.Connected && d != "" {
+			reasons = append(reasons, fmt.Sprintf("%s: %s", w.ID, d))
+			continue
+		}
+		out = append(out, w)
+	}
+	if len(out) == 0 {
+		return nil, refuse(ErrNoTargets, "every worker that offers %q is degraded and cannot act in AWS accounts now (%s); they retry on their own: "+
+			"see `firebreak agents list`", action, strings.Join(reasons, "; "))
+	}
+	return out, nil
+}
+
 // accountTasks makes one task per (account, region) of an account-targeted
 // run and gives each to a worker that can reach it: a worker living in the
 // account if there is one, else the central workers in turn.

@@ -55,6 +55,22 @@ func (p *Planner) Agents(ctx context.Context) ([]Agent, error) {
 	return out, nil
 }
 
+// RevokedAgents returns the revoked agents that are not yet forgotten,
+// with their last stored facts.
+func (p *Planner) RevokedAgents(ctx context.Context) ([]Agent, error) {
+	all, err := p.cfg.Fleet.Agents(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing agents: %w", err)
+	}
+	var out []Agent
+	for _, a := range all {
+		if a.Revoked {
+			out = append(out, Agent{Agent: a, Facts: a.Facts})
+		}
+	}
+	return out, nil
+}
+
 // RevokedMatches returns the ids of revoked agents the selector matches,
 // so that a run aimed at them can say why it reaches no one.
 func (p *Planner) RevokedMatches(ctx context.Context, sel *selector.Selector) []string {

@@ -342,7 +342,11 @@ func (p *Planner) Plan(ctx context.Context, actor Actor, spec Spec) (*Plan, erro
 		if desc.GetDomain() != pluginv1.Domain_DOMAIN_SERVICE {
 			return nil, refuse(ErrInvalidSpec, "action %q acts inside hosts; only service actions can target accounts", spec.Action)
 		}
-		if tasks, err = p.accountTasks(ctx, r, withAction); err != nil {
+		workers, err := serving(withAction, spec.Action)
+		if err != nil {
+			return nil, err
+		}
+		if tasks, err = p.accountTasks(ctx, r, workers); err != nil {
 			return nil, err
 		}
 	} else {

@@ -199,6 +199,13 @@ var namedMigrations = append(append([]migration{}, playbookRunMigrations...),
 	migration{name: "runs-003-idempotency-key-unique", sql: `CREATE UNIQUE INDEX runs_idempotency_key ON runs (idempotency_key) WHERE idempotency_key <> ''`},
 	// Nothing looks runs up by their reason any more.
 	migration{name: "runs-004-drop-reason-index", sql: `DROP INDEX IF EXISTS runs_reason`},
+	// The agent lifecycle: when and why an agent was revoked, and the
+	// instance an agent's certificate names (account/instance id), by
+	// which an instance of a revoked agent is refused enrollment.
+	migration{name: "agents-001-lifecycle", sql: `ALTER TABLE agents ADD COLUMN revoked_at BIGINT NOT NULL DEFAULT 0;
+		ALTER TABLE agents ADD COLUMN revoke_reason TEXT NOT NULL DEFAULT '';
+		ALTER TABLE agents ADD COLUMN instance_key TEXT NOT NULL DEFAULT '';
+		CREATE INDEX agents_instance ON agents (instance_key) WHERE instance_key <> ''`},
 )
 
 // extraMigrations are the named migrations of the tables kept beside the
@@ -251,12 +258,15 @@ func (s *SQL) PutAgent(ctx context.Context, a *Agent) error {
 		return err
 	}
 	tokenLabels, _ := json.Marshal(a.TokenLabels)
-	_, err = s.exec(ctx, `INSERT INTO agents (id, role, hostname, facts_json, plugins_json, enrolled_at, last_seen, cert_serial, cert_not_after, revoked, token_labels_json)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	_, err = s.exec(ctx, `INSERT INTO agents (id, role, hostname, facts_json, plugins_json, enrolled_at, last_seen, cert_serial, cert_not_after, revoked, token_labels_json,
+		revoked_at, revoke_reason, instance_key)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET role = excluded.role, hostname = excluded.hostname, facts_json = excluded.facts_json,
 		plugins_json = excluded.plugins_json, last_seen = excluded.last_seen, cert_serial = excluded.cert_serial,
-		cert_not_after = excluded.cert_not_after, revoked = excluded.revoked, token_labels_json = excluded.token_labels_json`,
-		a.ID, a.Role, a.Hostname, string(facts), plugins, ns(a.EnrolledAt), ns(a.LastSeen), a.CertSerial, ns(a.CertNotAfter), b2i(a.Revoked), string(tokenLabels))
+		cert_not_after = excluded.cert_not_after, revoked = excluded.revoked, token_labels_json = excluded.token_labels_json,
+		revoked_at = excluded.revoked_at, revoke_reason = excluded.revoke_reason, instance_key = excluded.instance_key`,
+		a.ID, a.Role, a.Hostname, string(facts), plugins, ns(a.EnrolledAt), ns(a.LastSeen), a.CertSerial, ns(a.CertNotAfter), b2i(a.Revoked), string(tokenLabels),
+		ns(a.RevokedAt), a.RevokeReason, instanceKey(a.Facts.GetAccount(), a.Facts.GetInstanceId()))
 	return err
 }
 
@@ -296,14 +306,16 @@ func unmarshalPlugins(s string) ([]*agentv1.PluginInfo, error) {
 	return out, nil
 }
 
-const agentCols = `id, role, hostname, facts_json, plugins_json, enrolled_at, last_seen, cert_serial, cert_not_after, revoked, token_labels_json`
+const agentCols = `id, role, hostname, facts_json, plugins_json, enrolled_at, last_seen, cert_serial, cert_not_after, revoked, token_labels_json,
+	revoked_at, revoke_reason`
 
 func scanAgent(sc interface{ Scan(...any) error }) (*Agent, error) {
 	var a Agent
 	var facts, plugins, tokenLabels string
-	var enrolled, seen, notAfter int64
+	var enrolled, seen, notAfter, revokedAt int64
 	var revoked int
-	if err := sc.Scan(&a.ID, &a.Role, &a.Hostname, &facts, &plugins, &enrolled, &seen, &a.CertSerial, &notAfter, &revoked, &tokenLabels); err != nil {
+	if err := sc.Scan(&a.ID, &a.Role, &a.Hostname, &facts, &plugins, &enrolled, &seen, &a.CertSerial, &notAfter, &revoked, &tokenLabels,
+		&revokedAt, &a.RevokeReason); err != nil {
 		return nil, err
 	}
 	_ = json.Unmarshal([]byte(tokenLabels), &a.TokenLabels)
@@ -316,6 +328,7 @@ func scanAgent(sc interface{ Scan(...any) error }) (*Agent, error) {
 		return nil, fmt.Errorf("agent %s plugins: %w", a.ID, err)
 	}
 	a.EnrolledAt, a.LastSeen, a.CertNotAfter, a.Revoked = tm(enrolled), tm(seen), tm(notAfter), revoked != 0
+	a.RevokedAt = tm(revokedAt)
 	return &a, nil
 }
 
@@ -344,6 +357,51 @@ func (s *SQL) ListAgents(ctx context.Context) ([]*Agent, error) {
 		out = append(out, a)
 	}
 	return out, rows.Err()
+}
+
+// instanceKey is an agent's instance as the agents table indexes it; ""
+// for an agent not on an EC2 instance.
+func instanceKey(account, instanceID string) string {
+	if instanceID == "" {
+		return ""
+	}
+	return account + "/" + instanceID
+}
+
+// AgentsOnInstance implements Store.
+func (s *SQL) AgentsOnInstance(ctx context.Context, account, instanceID string) ([]*Agent, error) {
+	key := instanceKey(account, instanceID)
+	if key == "" {
+		return nil, nil
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT `+agentCols+` FROM agents WHERE instance_key = ? ORDER BY id`, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Agent
+	for rows.Next() {
+		a, err := scanAgent(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// DeleteAgent implements Store.
+func (s *SQL) DeleteAgent(ctx context.Context, id string) error {
+	res, err := s.exec(ctx, `DELETE FROM agents WHERE id = ?`, id)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return ErrNotFound
+	}
+	return nil
 }
 
 // TouchAgents implements Store.

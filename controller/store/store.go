@@ -50,6 +50,10 @@ type Agent struct {
 	// TokenLabels are the labels the join token gave; they override the
 	// labels the agent reports about itself.
 	TokenLabels map[string]string
+	// RevokedAt is when the agent was revoked, and RevokeReason the
+	// reason the admin gave.
+	RevokedAt    time.Time
+	RevokeReason string
 }
 
 // JoinToken is a stored join token; only its hash is kept.
@@ -214,6 +218,12 @@ type Store interface {
 	ListAgents(ctx context.Context) ([]*Agent, error)
 	// TouchAgents records last-seen times in one transaction.
 	TouchAgents(ctx context.Context, seen map[string]time.Time) error
+	// AgentsOnInstance returns the agents whose certificate names the EC2
+	// instance instanceID in account, ordered by id.
+	AgentsOnInstance(ctx context.Context, account, instanceID string) ([]*Agent, error)
+	// DeleteAgent removes an agent's record, or returns ErrNotFound. The
+	// runs, tasks and evidence that name it are kept.
+	DeleteAgent(ctx context.Context, id string) error
 
 	// CreateJoinToken stores a token.
 	CreateJoinToken(ctx context.Context, t *JoinToken) error

@@ -101,6 +101,7 @@ PostgreSQL is tried again for --store-connect-timeout.`,
 	f.DurationVar(&cfg.EnrollLimits.RefusalWindow, "enroll-refusal-window", fleet.DefaultEnrollRefusalWindow, "after the first refused enrollment of a source, the refusals of this window are written as one audit record")
 	f.IntVar(&cfg.EnrollLimits.MaxSources, "enroll-max-sources", fleet.DefaultEnrollMaxSources, "source addresses the enrollment limits track; the least recently seen is forgotten first")
 	f.DurationVar(&cfg.AgentCertTTL, "agent-cert-ttl", 24*time.Hour, "lifetime of agent certificates (agents renew at half of it)")
+	f.DurationVar(&cfg.AgentGoneAfter, "agent-gone-after", 7*24*time.Hour, "how long an agent must be unseen before `agents forget` takes it without a revoke")
 	f.DurationVar(&cfg.OperatorCertTTL, "operator-cert-ttl", 90*24*time.Hour, "lifetime of operator credentials issued by operator add")
 	f.StringVar(&cfg.Evidence, "evidence", "", "evidence store: local (the default: DATA_DIR/evidence), an absolute directory or file:///absolute/path, or s3://bucket/prefix (AWS SDK environment: AWS_REGION, AWS_ENDPOINT_URL, credentials)")
 	f.DurationVar(&cfg.EvidenceRetention, "evidence-retention", 0, "S3 Object Lock retention in compliance mode for new evidence, e.g. 2160h (the bucket needs Object Lock)")

@@ -54,6 +54,61 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 	})
 
+	t.Run("agent lifecycle", func(t *testing.T) {
+		s := open(t)
+		a := &store.Agent{ID: "a1", Role: "host", Hostname: "web-1", EnrolledAt: now, LastSeen: now, CertSerial: "ab", CertNotAfter: now.Add(time.Hour),
+			Facts: &agentv1.AgentFacts{Hostname: "web-1", InstanceId: "i-1"}}
+		if err := s.PutAgent(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		a.Revoked, a.RevokedAt, a.RevokeReason = true, now.Add(time.Minute), "host compromised"
+		if err := s.PutAgent(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.GetAgent(ctx, "a1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !got.Revoked || !got.RevokedAt.Equal(a.RevokedAt) || got.RevokeReason != "host compromised" {
+			t.Fatalf("lifecycle round trip: %+v", got)
+		}
+		other := &store.Agent{ID: "a2", Role: "host", Hostname: "web-2", EnrolledAt: now, LastSeen: now, CertSerial: "cd", CertNotAfter: now.Add(time.Hour),
+			Facts: &agentv1.AgentFacts{Hostname: "web-2", InstanceId: "i-1", Account: "222222222222"}}
+		if err := s.PutAgent(ctx, other); err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			account, instance string
+			want              []string
+		}{
+			{"", "i-1", []string{"a1"}},
+			{"222222222222", "i-1", []string{"a2"}},
+			{"", "i-2", nil},
+			{"", "", nil},
+		} {
+			on, err := s.AgentsOnInstance(ctx, tc.account, tc.instance)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			for _, a := range on {
+				ids = append(ids, a.ID)
+			}
+			if fmt.Sprint(ids) != fmt.Sprint(tc.want) {
+				t.Fatalf("AgentsOnInstance(%q, %q) = %v, want %v", tc.account, tc.instance, ids, tc.want)
+			}
+		}
+		if err := s.DeleteAgent(ctx, "a1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.GetAgent(ctx, "a1"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("a deleted agent: %v", err)
+		}
+		if err := s.DeleteAgent(ctx, "a1"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("deleting an absent agent: %v, want ErrNotFound", err)
+		}
+	})
+
 	t.Run("join tokens", func(t *testing.T) {
 		s := open(t)
 		tok := &store.JoinToken{Hash: "h", Role: "host", Uses: 2, UsesLeft: 2, ExpiresAt: now.Add(time.Hour), Labels: map[string]string{"env": "lab"}, CreatedAt: now}

@@ -189,7 +189,12 @@ type AgentFacts struct {
 	Isolated bool `protobuf:"varint,10,opt,name=isolated,proto3" json:"isolated,omitempty"`
 	// simulated is true for simulated hosts (lab without root, benchmarks);
 	// every view of the agent shows it.
-	Simulated     bool `protobuf:"varint,11,opt,name=simulated,proto3" json:"simulated,omitempty"`
+	Simulated bool `protobuf:"varint,11,opt,name=simulated,proto3" json:"simulated,omitempty"`
+	// degraded says why the agent cannot serve its role now, e.g. a worker
+	// whose AWS credentials do not work yet; empty when it can. It is the
+	// agent's own report: the controller only ever uses it to send the
+	// agent less, never more.
+	Degraded      string `protobuf:"bytes,20,opt,name=degraded,proto3" json:"degraded,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -299,6 +304,13 @@ func (x *AgentFacts) GetSimulated() bool {
 		return x.Simulated
 	}
 	return false
+}
+
+func (x *AgentFacts) GetDegraded() string {
+	if x != nil {
+		return x.Degraded
+	}
+	return ""
 }
 
 // PluginInfo describes one loaded plugin.
@@ -912,8 +924,11 @@ type Heartbeat struct {
 	Isolated bool `protobuf:"varint,1,opt,name=isolated,proto3" json:"isolated,omitempty"`
 	// running_task_ids are the tasks running now.
 	RunningTaskIds []string `protobuf:"bytes,2,rep,name=running_task_ids,json=runningTaskIds,proto3" json:"running_task_ids,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// degraded is the agent's current AgentFacts.degraded: why it cannot
+	// serve its role now, or empty.
+	Degraded      string `protobuf:"bytes,20,opt,name=degraded,proto3" json:"degraded,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Heartbeat) Reset() {
@@ -958,6 +973,13 @@ func (x *Heartbeat) GetRunningTaskIds() []string {
 		return x.RunningTaskIds
 	}
 	return nil
+}
+
+func (x *Heartbeat) GetDegraded() string {
+	if x != nil {
+		return x.Degraded
+	}
+	return ""
 }
 
 // TaskEvent reports something a running task did.
@@ -2158,7 +2180,7 @@ var File_firebreak_agent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_firebreak_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x1efirebreak/agent/v1/agent.proto\x12\x12firebreak.agent.v1\x1a firebreak/plugin/v1/plugin.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\x03\n" +
+	"\x1efirebreak/agent/v1/agent.proto\x12\x12firebreak.agent.v1\x1a firebreak/plugin/v1/plugin.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x03\n" +
 	"\n" +
 	"AgentFacts\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12B\n" +
@@ -2173,7 +2195,8 @@ const file_firebreak_agent_v1_agent_proto_rawDesc = "" +
 	"\x06region\x18\t \x01(\tR\x06region\x12\x1a\n" +
 	"\bisolated\x18\n" +
 	" \x01(\bR\bisolated\x12\x1c\n" +
-	"\tsimulated\x18\v \x01(\bR\tsimulated\x1a9\n" +
+	"\tsimulated\x18\v \x01(\bR\tsimulated\x12\x1a\n" +
+	"\bdegraded\x18\x14 \x01(\tR\bdegraded\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"n\n" +
@@ -2229,10 +2252,11 @@ const file_firebreak_agent_v1_agent_proto_rawDesc = "" +
 	"\x05Hello\x124\n" +
 	"\x05facts\x18\x01 \x01(\v2\x1e.firebreak.agent.v1.AgentFactsR\x05facts\x128\n" +
 	"\aplugins\x18\x02 \x03(\v2\x1e.firebreak.agent.v1.PluginInfoR\aplugins\x12(\n" +
-	"\x10running_task_ids\x18\x03 \x03(\tR\x0erunningTaskIds\"Q\n" +
+	"\x10running_task_ids\x18\x03 \x03(\tR\x0erunningTaskIds\"m\n" +
 	"\tHeartbeat\x12\x1a\n" +
 	"\bisolated\x18\x01 \x01(\bR\bisolated\x12(\n" +
-	"\x10running_task_ids\x18\x02 \x03(\tR\x0erunningTaskIds\"\xd4\x01\n" +
+	"\x10running_task_ids\x18\x02 \x03(\tR\x0erunningTaskIds\x12\x1a\n" +
+	"\bdegraded\x18\x14 \x01(\tR\bdegraded\"\xd4\x01\n" +
 	"\tTaskEvent\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x126\n" +
 	"\astarted\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\astarted\x12;\n" +

@@ -510,8 +510,15 @@ type Agent struct {
 	// described differently from it. A non-empty list marks the agent as
 	// suspect.
 	RefusedActions []*RefusedAction `protobuf:"bytes,9,rep,name=refused_actions,json=refusedActions,proto3" json:"refused_actions,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// revoked is set for a revoked agent, listed only when the request asks
+	// for revoked agents.
+	Revoked bool `protobuf:"varint,20,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	// revoked_at is when the agent was revoked.
+	RevokedAt *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	// revoke_reason is the reason the admin gave.
+	RevokeReason  string `protobuf:"bytes,22,opt,name=revoke_reason,json=revokeReason,proto3" json:"revoke_reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Agent) Reset() {
@@ -607,6 +614,27 @@ func (x *Agent) GetRefusedActions() []*RefusedAction {
 	return nil
 }
 
+func (x *Agent) GetRevoked() bool {
+	if x != nil {
+		return x.Revoked
+	}
+	return false
+}
+
+func (x *Agent) GetRevokedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokedAt
+	}
+	return nil
+}
+
+func (x *Agent) GetRevokeReason() string {
+	if x != nil {
+		return x.RevokeReason
+	}
+	return ""
+}
+
 // RefusedAction is an action an agent reported that it is not a target for.
 type RefusedAction struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -676,9 +704,11 @@ func (x *RefusedAction) GetDifferences() []string {
 type ListAgentsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// selector limits the list, in run selector syntax; empty means all.
-	Selector      string `protobuf:"bytes,1,opt,name=selector,proto3" json:"selector,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Selector string `protobuf:"bytes,1,opt,name=selector,proto3" json:"selector,omitempty"`
+	// include_revoked lists revoked agents too, marked as such.
+	IncludeRevoked bool `protobuf:"varint,2,opt,name=include_revoked,json=includeRevoked,proto3" json:"include_revoked,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ListAgentsRequest) Reset() {
@@ -716,6 +746,13 @@ func (x *ListAgentsRequest) GetSelector() string {
 		return x.Selector
 	}
 	return ""
+}
+
+func (x *ListAgentsRequest) GetIncludeRevoked() bool {
+	if x != nil {
+		return x.IncludeRevoked
+	}
+	return false
 }
 
 // ListAgentsResponse lists agents.
@@ -3962,6 +3999,173 @@ func (x *RevokeAgentsResponse) GetAgents() []*RevokedAgent {
 	return nil
 }
 
+// ForgetAgentsRequest names the agents to forget.
+type ForgetAgentsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ids are the agents' ids; each must be revoked, or offline and unseen
+	// for longer than the controller's --agent-gone-after.
+	Ids []string `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	// reason is recorded in the audit log.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForgetAgentsRequest) Reset() {
+	*x = ForgetAgentsRequest{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForgetAgentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForgetAgentsRequest) ProtoMessage() {}
+
+func (x *ForgetAgentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForgetAgentsRequest.ProtoReflect.Descriptor instead.
+func (*ForgetAgentsRequest) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *ForgetAgentsRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *ForgetAgentsRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// ForgottenAgent reports one forgotten agent.
+type ForgottenAgent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the agent's id.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// hostname is the hostname the agent last reported.
+	Hostname string `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// why is the agent's state that allowed forgetting it: "revoked" or
+	// "gone".
+	Why           string `protobuf:"bytes,3,opt,name=why,proto3" json:"why,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForgottenAgent) Reset() {
+	*x = ForgottenAgent{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForgottenAgent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForgottenAgent) ProtoMessage() {}
+
+func (x *ForgottenAgent) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForgottenAgent.ProtoReflect.Descriptor instead.
+func (*ForgottenAgent) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *ForgottenAgent) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ForgottenAgent) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *ForgottenAgent) GetWhy() string {
+	if x != nil {
+		return x.Why
+	}
+	return ""
+}
+
+// ForgetAgentsResponse reports the forgotten agents.
+type ForgetAgentsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// agents are in the order requested.
+	Agents        []*ForgottenAgent `protobuf:"bytes,1,rep,name=agents,proto3" json:"agents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForgetAgentsResponse) Reset() {
+	*x = ForgetAgentsResponse{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForgetAgentsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForgetAgentsResponse) ProtoMessage() {}
+
+func (x *ForgetAgentsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForgetAgentsResponse.ProtoReflect.Descriptor instead.
+func (*ForgetAgentsResponse) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *ForgetAgentsResponse) GetAgents() []*ForgottenAgent {
+	if x != nil {
+		return x.Agents
+	}
+	return nil
+}
+
 var File_firebreak_operator_v1_operator_proto protoreflect.FileDescriptor
 
 const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
@@ -3989,7 +4193,7 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x04role\x18\x02 \x01(\x0e2#.firebreak.operator.v1.OperatorRoleR\x04role\"4\n" +
 	"\x13AddOperatorResponse\x12\x1d\n" +
 	"\n" +
-	"creds_json\x18\x01 \x01(\fR\tcredsJson\"\xdf\x03\n" +
+	"creds_json\x18\x01 \x01(\fR\tcredsJson\"\xd9\x04\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x121\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x1d.firebreak.agent.v1.AgentRoleR\x04role\x124\n" +
@@ -4000,13 +4204,18 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\venrolled_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"enrolledAt\x12@\n" +
 	"\x0ecert_not_after\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\fcertNotAfter\x12M\n" +
-	"\x0frefused_actions\x18\t \x03(\v2$.firebreak.operator.v1.RefusedActionR\x0erefusedActions\"a\n" +
+	"\x0frefused_actions\x18\t \x03(\v2$.firebreak.operator.v1.RefusedActionR\x0erefusedActions\x12\x18\n" +
+	"\arevoked\x18\x14 \x01(\bR\arevoked\x129\n" +
+	"\n" +
+	"revoked_at\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12#\n" +
+	"\rrevoke_reason\x18\x16 \x01(\tR\frevokeReason\"a\n" +
 	"\rRefusedAction\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12 \n" +
-	"\vdifferences\x18\x03 \x03(\tR\vdifferences\"/\n" +
+	"\vdifferences\x18\x03 \x03(\tR\vdifferences\"X\n" +
 	"\x11ListAgentsRequest\x12\x1a\n" +
-	"\bselector\x18\x01 \x01(\tR\bselector\"J\n" +
+	"\bselector\x18\x01 \x01(\tR\bselector\x12'\n" +
+	"\x0finclude_revoked\x18\x02 \x01(\bR\x0eincludeRevoked\"J\n" +
 	"\x12ListAgentsResponse\x124\n" +
 	"\x06agents\x18\x01 \x03(\v2\x1c.firebreak.operator.v1.AgentR\x06agents\"\xf8\x04\n" +
 	"\x10CreateRunRequest\x12\x16\n" +
@@ -4239,7 +4448,16 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"certSerial\x12#\n" +
 	"\rstream_closed\x18\x04 \x01(\bR\fstreamClosed\"S\n" +
 	"\x14RevokeAgentsResponse\x12;\n" +
-	"\x06agents\x18\x01 \x03(\v2#.firebreak.operator.v1.RevokedAgentR\x06agents*\x99\x01\n" +
+	"\x06agents\x18\x01 \x03(\v2#.firebreak.operator.v1.RevokedAgentR\x06agents\"?\n" +
+	"\x13ForgetAgentsRequest\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"N\n" +
+	"\x0eForgottenAgent\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
+	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x10\n" +
+	"\x03why\x18\x03 \x01(\tR\x03why\"U\n" +
+	"\x14ForgetAgentsResponse\x12=\n" +
+	"\x06agents\x18\x01 \x03(\v2%.firebreak.operator.v1.ForgottenAgentR\x06agents*\x99\x01\n" +
 	"\fOperatorRole\x12\x1d\n" +
 	"\x19OPERATOR_ROLE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14OPERATOR_ROLE_VIEWER\x10\x01\x12\x1b\n" +
@@ -4253,7 +4471,7 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x14RUN_STATUS_SUCCEEDED\x10\x03\x12\x15\n" +
 	"\x11RUN_STATUS_FAILED\x10\x04\x12\x18\n" +
 	"\x14RUN_STATUS_CANCELLED\x10\x05\x12\x17\n" +
-	"\x13RUN_STATUS_REJECTED\x10\x062\xba\x12\n" +
+	"\x13RUN_STATUS_REJECTED\x10\x062\xa3\x13\n" +
 	"\x0fOperatorService\x12U\n" +
 	"\x06Whoami\x12$.firebreak.operator.v1.WhoamiRequest\x1a%.firebreak.operator.v1.WhoamiResponse\x12p\n" +
 	"\x0fCreateJoinToken\x12-.firebreak.operator.v1.CreateJoinTokenRequest\x1a..firebreak.operator.v1.CreateJoinTokenResponse\x12d\n" +
@@ -4278,7 +4496,8 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x0fRevokeJoinToken\x12-.firebreak.operator.v1.RevokeJoinTokenRequest\x1a..firebreak.operator.v1.RevokeJoinTokenResponse\x12m\n" +
 	"\x0eRevokeOperator\x12,.firebreak.operator.v1.RevokeOperatorRequest\x1a-.firebreak.operator.v1.RevokeOperatorResponse\x12m\n" +
 	"\x0eRotateOperator\x12,.firebreak.operator.v1.RotateOperatorRequest\x1a-.firebreak.operator.v1.RotateOperatorResponse\x12g\n" +
-	"\fRevokeAgents\x12*.firebreak.operator.v1.RevokeAgentsRequest\x1a+.firebreak.operator.v1.RevokeAgentsResponse\x12p\n" +
+	"\fRevokeAgents\x12*.firebreak.operator.v1.RevokeAgentsRequest\x1a+.firebreak.operator.v1.RevokeAgentsResponse\x12g\n" +
+	"\fForgetAgents\x12*.firebreak.operator.v1.ForgetAgentsRequest\x1a+.firebreak.operator.v1.ForgetAgentsResponse\x12p\n" +
 	"\x0fListControllers\x12-.firebreak.operator.v1.ListControllersRequest\x1a..firebreak.operator.v1.ListControllersResponseBNZLgithub.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1;operatorv1b\x06proto3"
 
 var (
@@ -4294,7 +4513,7 @@ func file_firebreak_operator_v1_operator_proto_rawDescGZIP() []byte {
 }
 
 var file_firebreak_operator_v1_operator_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_firebreak_operator_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
+var file_firebreak_operator_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
 var file_firebreak_operator_v1_operator_proto_goTypes = []any{
 	(OperatorRole)(0),               // 0: firebreak.operator.v1.OperatorRole
 	(RunStatus)(0),                  // 1: firebreak.operator.v1.RunStatus
@@ -4356,129 +4575,136 @@ var file_firebreak_operator_v1_operator_proto_goTypes = []any{
 	(*RevokeAgentsRequest)(nil),     // 57: firebreak.operator.v1.RevokeAgentsRequest
 	(*RevokedAgent)(nil),            // 58: firebreak.operator.v1.RevokedAgent
 	(*RevokeAgentsResponse)(nil),    // 59: firebreak.operator.v1.RevokeAgentsResponse
-	nil,                             // 60: firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
-	nil,                             // 61: firebreak.operator.v1.CreateRunRequest.ParamsEntry
-	nil,                             // 62: firebreak.operator.v1.JoinTokenInfo.LabelsEntry
-	(v1.AgentRole)(0),               // 63: firebreak.agent.v1.AgentRole
-	(*durationpb.Duration)(nil),     // 64: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 65: google.protobuf.Timestamp
-	(*v1.AgentFacts)(nil),           // 66: firebreak.agent.v1.AgentFacts
-	(*v1.PluginInfo)(nil),           // 67: firebreak.agent.v1.PluginInfo
-	(v1.TaskStatus)(0),              // 68: firebreak.agent.v1.TaskStatus
-	(*ChainCheckpoint)(nil),         // 69: firebreak.operator.v1.ChainCheckpoint
-	(*v11.ActionDescription)(nil),   // 70: firebreak.plugin.v1.ActionDescription
+	(*ForgetAgentsRequest)(nil),     // 60: firebreak.operator.v1.ForgetAgentsRequest
+	(*ForgottenAgent)(nil),          // 61: firebreak.operator.v1.ForgottenAgent
+	(*ForgetAgentsResponse)(nil),    // 62: firebreak.operator.v1.ForgetAgentsResponse
+	nil,                             // 63: firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
+	nil,                             // 64: firebreak.operator.v1.CreateRunRequest.ParamsEntry
+	nil,                             // 65: firebreak.operator.v1.JoinTokenInfo.LabelsEntry
+	(v1.AgentRole)(0),               // 66: firebreak.agent.v1.AgentRole
+	(*durationpb.Duration)(nil),     // 67: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 68: google.protobuf.Timestamp
+	(*v1.AgentFacts)(nil),           // 69: firebreak.agent.v1.AgentFacts
+	(*v1.PluginInfo)(nil),           // 70: firebreak.agent.v1.PluginInfo
+	(v1.TaskStatus)(0),              // 71: firebreak.agent.v1.TaskStatus
+	(*ChainCheckpoint)(nil),         // 72: firebreak.operator.v1.ChainCheckpoint
+	(*v11.ActionDescription)(nil),   // 73: firebreak.plugin.v1.ActionDescription
 }
 var file_firebreak_operator_v1_operator_proto_depIdxs = []int32{
 	0,  // 0: firebreak.operator.v1.WhoamiResponse.role:type_name -> firebreak.operator.v1.OperatorRole
-	63, // 1: firebreak.operator.v1.CreateJoinTokenRequest.role:type_name -> firebreak.agent.v1.AgentRole
-	64, // 2: firebreak.operator.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
-	60, // 3: firebreak.operator.v1.CreateJoinTokenRequest.labels:type_name -> firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
-	65, // 4: firebreak.operator.v1.CreateJoinTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	66, // 1: firebreak.operator.v1.CreateJoinTokenRequest.role:type_name -> firebreak.agent.v1.AgentRole
+	67, // 2: firebreak.operator.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
+	63, // 3: firebreak.operator.v1.CreateJoinTokenRequest.labels:type_name -> firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
+	68, // 4: firebreak.operator.v1.CreateJoinTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: firebreak.operator.v1.AddOperatorRequest.role:type_name -> firebreak.operator.v1.OperatorRole
-	63, // 6: firebreak.operator.v1.Agent.role:type_name -> firebreak.agent.v1.AgentRole
-	66, // 7: firebreak.operator.v1.Agent.facts:type_name -> firebreak.agent.v1.AgentFacts
-	65, // 8: firebreak.operator.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	67, // 9: firebreak.operator.v1.Agent.plugins:type_name -> firebreak.agent.v1.PluginInfo
-	65, // 10: firebreak.operator.v1.Agent.enrolled_at:type_name -> google.protobuf.Timestamp
-	65, // 11: firebreak.operator.v1.Agent.cert_not_after:type_name -> google.protobuf.Timestamp
+	66, // 6: firebreak.operator.v1.Agent.role:type_name -> firebreak.agent.v1.AgentRole
+	69, // 7: firebreak.operator.v1.Agent.facts:type_name -> firebreak.agent.v1.AgentFacts
+	68, // 8: firebreak.operator.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	70, // 9: firebreak.operator.v1.Agent.plugins:type_name -> firebreak.agent.v1.PluginInfo
+	68, // 10: firebreak.operator.v1.Agent.enrolled_at:type_name -> google.protobuf.Timestamp
+	68, // 11: firebreak.operator.v1.Agent.cert_not_after:type_name -> google.protobuf.Timestamp
 	9,  // 12: firebreak.operator.v1.Agent.refused_actions:type_name -> firebreak.operator.v1.RefusedAction
-	8,  // 13: firebreak.operator.v1.ListAgentsResponse.agents:type_name -> firebreak.operator.v1.Agent
-	61, // 14: firebreak.operator.v1.CreateRunRequest.params:type_name -> firebreak.operator.v1.CreateRunRequest.ParamsEntry
-	64, // 15: firebreak.operator.v1.CreateRunRequest.deadline:type_name -> google.protobuf.Duration
-	14, // 16: firebreak.operator.v1.CreateRunResponse.run:type_name -> firebreak.operator.v1.Run
-	1,  // 17: firebreak.operator.v1.Run.status:type_name -> firebreak.operator.v1.RunStatus
-	65, // 18: firebreak.operator.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	65, // 19: firebreak.operator.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
-	65, // 20: firebreak.operator.v1.Run.deadline:type_name -> google.protobuf.Timestamp
-	15, // 21: firebreak.operator.v1.Run.counts:type_name -> firebreak.operator.v1.RunCounts
-	16, // 22: firebreak.operator.v1.Run.tasks:type_name -> firebreak.operator.v1.Task
-	17, // 23: firebreak.operator.v1.Run.approvals:type_name -> firebreak.operator.v1.Approval
-	68, // 24: firebreak.operator.v1.Task.status:type_name -> firebreak.agent.v1.TaskStatus
-	65, // 25: firebreak.operator.v1.Task.dispatched_at:type_name -> google.protobuf.Timestamp
-	65, // 26: firebreak.operator.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	65, // 27: firebreak.operator.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	65, // 28: firebreak.operator.v1.Approval.at:type_name -> google.protobuf.Timestamp
-	14, // 29: firebreak.operator.v1.WatchRunResponse.snapshot:type_name -> firebreak.operator.v1.Run
-	16, // 30: firebreak.operator.v1.WatchRunResponse.task:type_name -> firebreak.operator.v1.Task
-	14, // 31: firebreak.operator.v1.WatchRunResponse.done:type_name -> firebreak.operator.v1.Run
-	14, // 32: firebreak.operator.v1.WatchRunResponse.run:type_name -> firebreak.operator.v1.Run
-	14, // 33: firebreak.operator.v1.GetRunResponse.run:type_name -> firebreak.operator.v1.Run
-	14, // 34: firebreak.operator.v1.ListRunsResponse.runs:type_name -> firebreak.operator.v1.Run
-	14, // 35: firebreak.operator.v1.ApproveRunResponse.run:type_name -> firebreak.operator.v1.Run
-	14, // 36: firebreak.operator.v1.RejectRunResponse.run:type_name -> firebreak.operator.v1.Run
-	14, // 37: firebreak.operator.v1.CancelRunResponse.run:type_name -> firebreak.operator.v1.Run
-	65, // 38: firebreak.operator.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
-	30, // 39: firebreak.operator.v1.ListAuditResponse.records:type_name -> firebreak.operator.v1.AuditRecord
-	69, // 40: firebreak.operator.v1.VerifyAuditRequest.anchor:type_name -> firebreak.operator.v1.ChainCheckpoint
-	69, // 41: firebreak.operator.v1.VerifyAuditResponse.checkpoint:type_name -> firebreak.operator.v1.ChainCheckpoint
-	70, // 42: firebreak.operator.v1.ActionSummary.description:type_name -> firebreak.plugin.v1.ActionDescription
-	35, // 43: firebreak.operator.v1.ListActionsResponse.actions:type_name -> firebreak.operator.v1.ActionSummary
-	65, // 44: firebreak.operator.v1.AWSAccount.synced_at:type_name -> google.protobuf.Timestamp
-	64, // 45: firebreak.operator.v1.SyncAccountsRequest.deadline:type_name -> google.protobuf.Duration
-	38, // 46: firebreak.operator.v1.SyncAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
-	38, // 47: firebreak.operator.v1.ListAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
-	65, // 48: firebreak.operator.v1.ControllerInfo.heartbeat_at:type_name -> google.protobuf.Timestamp
-	65, // 49: firebreak.operator.v1.ControllerInfo.started_at:type_name -> google.protobuf.Timestamp
-	44, // 50: firebreak.operator.v1.ListControllersResponse.controllers:type_name -> firebreak.operator.v1.ControllerInfo
-	69, // 51: firebreak.operator.v1.GetAuditHeadResponse.head:type_name -> firebreak.operator.v1.ChainCheckpoint
-	63, // 52: firebreak.operator.v1.JoinTokenInfo.role:type_name -> firebreak.agent.v1.AgentRole
-	62, // 53: firebreak.operator.v1.JoinTokenInfo.labels:type_name -> firebreak.operator.v1.JoinTokenInfo.LabelsEntry
-	65, // 54: firebreak.operator.v1.JoinTokenInfo.expires_at:type_name -> google.protobuf.Timestamp
-	65, // 55: firebreak.operator.v1.JoinTokenInfo.created_at:type_name -> google.protobuf.Timestamp
-	49, // 56: firebreak.operator.v1.ListJoinTokensResponse.tokens:type_name -> firebreak.operator.v1.JoinTokenInfo
-	49, // 57: firebreak.operator.v1.RevokeJoinTokenResponse.token:type_name -> firebreak.operator.v1.JoinTokenInfo
-	58, // 58: firebreak.operator.v1.RevokeAgentsResponse.agents:type_name -> firebreak.operator.v1.RevokedAgent
-	2,  // 59: firebreak.operator.v1.OperatorService.Whoami:input_type -> firebreak.operator.v1.WhoamiRequest
-	4,  // 60: firebreak.operator.v1.OperatorService.CreateJoinToken:input_type -> firebreak.operator.v1.CreateJoinTokenRequest
-	6,  // 61: firebreak.operator.v1.OperatorService.AddOperator:input_type -> firebreak.operator.v1.AddOperatorRequest
-	10, // 62: firebreak.operator.v1.OperatorService.ListAgents:input_type -> firebreak.operator.v1.ListAgentsRequest
-	12, // 63: firebreak.operator.v1.OperatorService.CreateRun:input_type -> firebreak.operator.v1.CreateRunRequest
-	18, // 64: firebreak.operator.v1.OperatorService.WatchRun:input_type -> firebreak.operator.v1.WatchRunRequest
-	20, // 65: firebreak.operator.v1.OperatorService.GetRun:input_type -> firebreak.operator.v1.GetRunRequest
-	22, // 66: firebreak.operator.v1.OperatorService.ListRuns:input_type -> firebreak.operator.v1.ListRunsRequest
-	24, // 67: firebreak.operator.v1.OperatorService.ApproveRun:input_type -> firebreak.operator.v1.ApproveRunRequest
-	26, // 68: firebreak.operator.v1.OperatorService.RejectRun:input_type -> firebreak.operator.v1.RejectRunRequest
-	28, // 69: firebreak.operator.v1.OperatorService.CancelRun:input_type -> firebreak.operator.v1.CancelRunRequest
-	36, // 70: firebreak.operator.v1.OperatorService.ListActions:input_type -> firebreak.operator.v1.ListActionsRequest
-	39, // 71: firebreak.operator.v1.OperatorService.SyncAccounts:input_type -> firebreak.operator.v1.SyncAccountsRequest
-	41, // 72: firebreak.operator.v1.OperatorService.ListAccounts:input_type -> firebreak.operator.v1.ListAccountsRequest
-	31, // 73: firebreak.operator.v1.OperatorService.ListAudit:input_type -> firebreak.operator.v1.ListAuditRequest
-	33, // 74: firebreak.operator.v1.OperatorService.VerifyAudit:input_type -> firebreak.operator.v1.VerifyAuditRequest
-	46, // 75: firebreak.operator.v1.OperatorService.GetAuditHead:input_type -> firebreak.operator.v1.GetAuditHeadRequest
-	48, // 76: firebreak.operator.v1.OperatorService.ListJoinTokens:input_type -> firebreak.operator.v1.ListJoinTokensRequest
-	51, // 77: firebreak.operator.v1.OperatorService.RevokeJoinToken:input_type -> firebreak.operator.v1.RevokeJoinTokenRequest
-	53, // 78: firebreak.operator.v1.OperatorService.RevokeOperator:input_type -> firebreak.operator.v1.RevokeOperatorRequest
-	55, // 79: firebreak.operator.v1.OperatorService.RotateOperator:input_type -> firebreak.operator.v1.RotateOperatorRequest
-	57, // 80: firebreak.operator.v1.OperatorService.RevokeAgents:input_type -> firebreak.operator.v1.RevokeAgentsRequest
-	43, // 81: firebreak.operator.v1.OperatorService.ListControllers:input_type -> firebreak.operator.v1.ListControllersRequest
-	3,  // 82: firebreak.operator.v1.OperatorService.Whoami:output_type -> firebreak.operator.v1.WhoamiResponse
-	5,  // 83: firebreak.operator.v1.OperatorService.CreateJoinToken:output_type -> firebreak.operator.v1.CreateJoinTokenResponse
-	7,  // 84: firebreak.operator.v1.OperatorService.AddOperator:output_type -> firebreak.operator.v1.AddOperatorResponse
-	11, // 85: firebreak.operator.v1.OperatorService.ListAgents:output_type -> firebreak.operator.v1.ListAgentsResponse
-	13, // 86: firebreak.operator.v1.OperatorService.CreateRun:output_type -> firebreak.operator.v1.CreateRunResponse
-	19, // 87: firebreak.operator.v1.OperatorService.WatchRun:output_type -> firebreak.operator.v1.WatchRunResponse
-	21, // 88: firebreak.operator.v1.OperatorService.GetRun:output_type -> firebreak.operator.v1.GetRunResponse
-	23, // 89: firebreak.operator.v1.OperatorService.ListRuns:output_type -> firebreak.operator.v1.ListRunsResponse
-	25, // 90: firebreak.operator.v1.OperatorService.ApproveRun:output_type -> firebreak.operator.v1.ApproveRunResponse
-	27, // 91: firebreak.operator.v1.OperatorService.RejectRun:output_type -> firebreak.operator.v1.RejectRunResponse
-	29, // 92: firebreak.operator.v1.OperatorService.CancelRun:output_type -> firebreak.operator.v1.CancelRunResponse
-	37, // 93: firebreak.operator.v1.OperatorService.ListActions:output_type -> firebreak.operator.v1.ListActionsResponse
-	40, // 94: firebreak.operator.v1.OperatorService.SyncAccounts:output_type -> firebreak.operator.v1.SyncAccountsResponse
-	42, // 95: firebreak.operator.v1.OperatorService.ListAccounts:output_type -> firebreak.operator.v1.ListAccountsResponse
-	32, // 96: firebreak.operator.v1.OperatorService.ListAudit:output_type -> firebreak.operator.v1.ListAuditResponse
-	34, // 97: firebreak.operator.v1.OperatorService.VerifyAudit:output_type -> firebreak.operator.v1.VerifyAuditResponse
-	47, // 98: firebreak.operator.v1.OperatorService.GetAuditHead:output_type -> firebreak.operator.v1.GetAuditHeadResponse
-	50, // 99: firebreak.operator.v1.OperatorService.ListJoinTokens:output_type -> firebreak.operator.v1.ListJoinTokensResponse
-	52, // 100: firebreak.operator.v1.OperatorService.RevokeJoinToken:output_type -> firebreak.operator.v1.RevokeJoinTokenResponse
-	54, // 101: firebreak.operator.v1.OperatorService.RevokeOperator:output_type -> firebreak.operator.v1.RevokeOperatorResponse
-	56, // 102: firebreak.operator.v1.OperatorService.RotateOperator:output_type -> firebreak.operator.v1.RotateOperatorResponse
-	59, // 103: firebreak.operator.v1.OperatorService.RevokeAgents:output_type -> firebreak.operator.v1.RevokeAgentsResponse
-	45, // 104: firebreak.operator.v1.OperatorService.ListControllers:output_type -> firebreak.operator.v1.ListControllersResponse
-	82, // [82:105] is the sub-list for method output_type
-	59, // [59:82] is the sub-list for method input_type
-	59, // [59:59] is the sub-list for extension type_name
-	59, // [59:59] is the sub-list for extension extendee
-	0,  // [0:59] is the sub-list for field type_name
+	68, // 13: firebreak.operator.v1.Agent.revoked_at:type_name -> google.protobuf.Timestamp
+	8,  // 14: firebreak.operator.v1.ListAgentsResponse.agents:type_name -> firebreak.operator.v1.Agent
+	64, // 15: firebreak.operator.v1.CreateRunRequest.params:type_name -> firebreak.operator.v1.CreateRunRequest.ParamsEntry
+	67, // 16: firebreak.operator.v1.CreateRunRequest.deadline:type_name -> google.protobuf.Duration
+	14, // 17: firebreak.operator.v1.CreateRunResponse.run:type_name -> firebreak.operator.v1.Run
+	1,  // 18: firebreak.operator.v1.Run.status:type_name -> firebreak.operator.v1.RunStatus
+	68, // 19: firebreak.operator.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	68, // 20: firebreak.operator.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
+	68, // 21: firebreak.operator.v1.Run.deadline:type_name -> google.protobuf.Timestamp
+	15, // 22: firebreak.operator.v1.Run.counts:type_name -> firebreak.operator.v1.RunCounts
+	16, // 23: firebreak.operator.v1.Run.tasks:type_name -> firebreak.operator.v1.Task
+	17, // 24: firebreak.operator.v1.Run.approvals:type_name -> firebreak.operator.v1.Approval
+	71, // 25: firebreak.operator.v1.Task.status:type_name -> firebreak.agent.v1.TaskStatus
+	68, // 26: firebreak.operator.v1.Task.dispatched_at:type_name -> google.protobuf.Timestamp
+	68, // 27: firebreak.operator.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	68, // 28: firebreak.operator.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	68, // 29: firebreak.operator.v1.Approval.at:type_name -> google.protobuf.Timestamp
+	14, // 30: firebreak.operator.v1.WatchRunResponse.snapshot:type_name -> firebreak.operator.v1.Run
+	16, // 31: firebreak.operator.v1.WatchRunResponse.task:type_name -> firebreak.operator.v1.Task
+	14, // 32: firebreak.operator.v1.WatchRunResponse.done:type_name -> firebreak.operator.v1.Run
+	14, // 33: firebreak.operator.v1.WatchRunResponse.run:type_name -> firebreak.operator.v1.Run
+	14, // 34: firebreak.operator.v1.GetRunResponse.run:type_name -> firebreak.operator.v1.Run
+	14, // 35: firebreak.operator.v1.ListRunsResponse.runs:type_name -> firebreak.operator.v1.Run
+	14, // 36: firebreak.operator.v1.ApproveRunResponse.run:type_name -> firebreak.operator.v1.Run
+	14, // 37: firebreak.operator.v1.RejectRunResponse.run:type_name -> firebreak.operator.v1.Run
+	14, // 38: firebreak.operator.v1.CancelRunResponse.run:type_name -> firebreak.operator.v1.Run
+	68, // 39: firebreak.operator.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	30, // 40: firebreak.operator.v1.ListAuditResponse.records:type_name -> firebreak.operator.v1.AuditRecord
+	72, // 41: firebreak.operator.v1.VerifyAuditRequest.anchor:type_name -> firebreak.operator.v1.ChainCheckpoint
+	72, // 42: firebreak.operator.v1.VerifyAuditResponse.checkpoint:type_name -> firebreak.operator.v1.ChainCheckpoint
+	73, // 43: firebreak.operator.v1.ActionSummary.description:type_name -> firebreak.plugin.v1.ActionDescription
+	35, // 44: firebreak.operator.v1.ListActionsResponse.actions:type_name -> firebreak.operator.v1.ActionSummary
+	68, // 45: firebreak.operator.v1.AWSAccount.synced_at:type_name -> google.protobuf.Timestamp
+	67, // 46: firebreak.operator.v1.SyncAccountsRequest.deadline:type_name -> google.protobuf.Duration
+	38, // 47: firebreak.operator.v1.SyncAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
+	38, // 48: firebreak.operator.v1.ListAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
+	68, // 49: firebreak.operator.v1.ControllerInfo.heartbeat_at:type_name -> google.protobuf.Timestamp
+	68, // 50: firebreak.operator.v1.ControllerInfo.started_at:type_name -> google.protobuf.Timestamp
+	44, // 51: firebreak.operator.v1.ListControllersResponse.controllers:type_name -> firebreak.operator.v1.ControllerInfo
+	72, // 52: firebreak.operator.v1.GetAuditHeadResponse.head:type_name -> firebreak.operator.v1.ChainCheckpoint
+	66, // 53: firebreak.operator.v1.JoinTokenInfo.role:type_name -> firebreak.agent.v1.AgentRole
+	65, // 54: firebreak.operator.v1.JoinTokenInfo.labels:type_name -> firebreak.operator.v1.JoinTokenInfo.LabelsEntry
+	68, // 55: firebreak.operator.v1.JoinTokenInfo.expires_at:type_name -> google.protobuf.Timestamp
+	68, // 56: firebreak.operator.v1.JoinTokenInfo.created_at:type_name -> google.protobuf.Timestamp
+	49, // 57: firebreak.operator.v1.ListJoinTokensResponse.tokens:type_name -> firebreak.operator.v1.JoinTokenInfo
+	49, // 58: firebreak.operator.v1.RevokeJoinTokenResponse.token:type_name -> firebreak.operator.v1.JoinTokenInfo
+	58, // 59: firebreak.operator.v1.RevokeAgentsResponse.agents:type_name -> firebreak.operator.v1.RevokedAgent
+	61, // 60: firebreak.operator.v1.ForgetAgentsResponse.agents:type_name -> firebreak.operator.v1.ForgottenAgent
+	2,  // 61: firebreak.operator.v1.OperatorService.Whoami:input_type -> firebreak.operator.v1.WhoamiRequest
+	4,  // 62: firebreak.operator.v1.OperatorService.CreateJoinToken:input_type -> firebreak.operator.v1.CreateJoinTokenRequest
+	6,  // 63: firebreak.operator.v1.OperatorService.AddOperator:input_type -> firebreak.operator.v1.AddOperatorRequest
+	10, // 64: firebreak.operator.v1.OperatorService.ListAgents:input_type -> firebreak.operator.v1.ListAgentsRequest
+	12, // 65: firebreak.operator.v1.OperatorService.CreateRun:input_type -> firebreak.operator.v1.CreateRunRequest
+	18, // 66: firebreak.operator.v1.OperatorService.WatchRun:input_type -> firebreak.operator.v1.WatchRunRequest
+	20, // 67: firebreak.operator.v1.OperatorService.GetRun:input_type -> firebreak.operator.v1.GetRunRequest
+	22, // 68: firebreak.operator.v1.OperatorService.ListRuns:input_type -> firebreak.operator.v1.ListRunsRequest
+	24, // 69: firebreak.operator.v1.OperatorService.ApproveRun:input_type -> firebreak.operator.v1.ApproveRunRequest
+	26, // 70: firebreak.operator.v1.OperatorService.RejectRun:input_type -> firebreak.operator.v1.RejectRunRequest
+	28, // 71: firebreak.operator.v1.OperatorService.CancelRun:input_type -> firebreak.operator.v1.CancelRunRequest
+	36, // 72: firebreak.operator.v1.OperatorService.ListActions:input_type -> firebreak.operator.v1.ListActionsRequest
+	39, // 73: firebreak.operator.v1.OperatorService.SyncAccounts:input_type -> firebreak.operator.v1.SyncAccountsRequest
+	41, // 74: firebreak.operator.v1.OperatorService.ListAccounts:input_type -> firebreak.operator.v1.ListAccountsRequest
+	31, // 75: firebreak.operator.v1.OperatorService.ListAudit:input_type -> firebreak.operator.v1.ListAuditRequest
+	33, // 76: firebreak.operator.v1.OperatorService.VerifyAudit:input_type -> firebreak.operator.v1.VerifyAuditRequest
+	46, // 77: firebreak.operator.v1.OperatorService.GetAuditHead:input_type -> firebreak.operator.v1.GetAuditHeadRequest
+	48, // 78: firebreak.operator.v1.OperatorService.ListJoinTokens:input_type -> firebreak.operator.v1.ListJoinTokensRequest
+	51, // 79: firebreak.operator.v1.OperatorService.RevokeJoinToken:input_type -> firebreak.operator.v1.RevokeJoinTokenRequest
+	53, // 80: firebreak.operator.v1.OperatorService.RevokeOperator:input_type -> firebreak.operator.v1.RevokeOperatorRequest
+	55, // 81: firebreak.operator.v1.OperatorService.RotateOperator:input_type -> firebreak.operator.v1.RotateOperatorRequest
+	57, // 82: firebreak.operator.v1.OperatorService.RevokeAgents:input_type -> firebreak.operator.v1.RevokeAgentsRequest
+	60, // 83: firebreak.operator.v1.OperatorService.ForgetAgents:input_type -> firebreak.operator.v1.ForgetAgentsRequest
+	43, // 84: firebreak.operator.v1.OperatorService.ListControllers:input_type -> firebreak.operator.v1.ListControllersRequest
+	3,  // 85: firebreak.operator.v1.OperatorService.Whoami:output_type -> firebreak.operator.v1.WhoamiResponse
+	5,  // 86: firebreak.operator.v1.OperatorService.CreateJoinToken:output_type -> firebreak.operator.v1.CreateJoinTokenResponse
+	7,  // 87: firebreak.operator.v1.OperatorService.AddOperator:output_type -> firebreak.operator.v1.AddOperatorResponse
+	11, // 88: firebreak.operator.v1.OperatorService.ListAgents:output_type -> firebreak.operator.v1.ListAgentsResponse
+	13, // 89: firebreak.operator.v1.OperatorService.CreateRun:output_type -> firebreak.operator.v1.CreateRunResponse
+	19, // 90: firebreak.operator.v1.OperatorService.WatchRun:output_type -> firebreak.operator.v1.WatchRunResponse
+	21, // 91: firebreak.operator.v1.OperatorService.GetRun:output_type -> firebreak.operator.v1.GetRunResponse
+	23, // 92: firebreak.operator.v1.OperatorService.ListRuns:output_type -> firebreak.operator.v1.ListRunsResponse
+	25, // 93: firebreak.operator.v1.OperatorService.ApproveRun:output_type -> firebreak.operator.v1.ApproveRunResponse
+	27, // 94: firebreak.operator.v1.OperatorService.RejectRun:output_type -> firebreak.operator.v1.RejectRunResponse
+	29, // 95: firebreak.operator.v1.OperatorService.CancelRun:output_type -> firebreak.operator.v1.CancelRunResponse
+	37, // 96: firebreak.operator.v1.OperatorService.ListActions:output_type -> firebreak.operator.v1.ListActionsResponse
+	40, // 97: firebreak.operator.v1.OperatorService.SyncAccounts:output_type -> firebreak.operator.v1.SyncAccountsResponse
+	42, // 98: firebreak.operator.v1.OperatorService.ListAccounts:output_type -> firebreak.operator.v1.ListAccountsResponse
+	32, // 99: firebreak.operator.v1.OperatorService.ListAudit:output_type -> firebreak.operator.v1.ListAuditResponse
+	34, // 100: firebreak.operator.v1.OperatorService.VerifyAudit:output_type -> firebreak.operator.v1.VerifyAuditResponse
+	47, // 101: firebreak.operator.v1.OperatorService.GetAuditHead:output_type -> firebreak.operator.v1.GetAuditHeadResponse
+	50, // 102: firebreak.operator.v1.OperatorService.ListJoinTokens:output_type -> firebreak.operator.v1.ListJoinTokensResponse
+	52, // 103: firebreak.operator.v1.OperatorService.RevokeJoinToken:output_type -> firebreak.operator.v1.RevokeJoinTokenResponse
+	54, // 104: firebreak.operator.v1.OperatorService.RevokeOperator:output_type -> firebreak.operator.v1.RevokeOperatorResponse
+	56, // 105: firebreak.operator.v1.OperatorService.RotateOperator:output_type -> firebreak.operator.v1.RotateOperatorResponse
+	59, // 106: firebreak.operator.v1.OperatorService.RevokeAgents:output_type -> firebreak.operator.v1.RevokeAgentsResponse
+	62, // 107: firebreak.operator.v1.OperatorService.ForgetAgents:output_type -> firebreak.operator.v1.ForgetAgentsResponse
+	45, // 108: firebreak.operator.v1.OperatorService.ListControllers:output_type -> firebreak.operator.v1.ListControllersResponse
+	85, // [85:109] is the sub-list for method output_type
+	61, // [61:85] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_firebreak_operator_v1_operator_proto_init() }
@@ -4499,7 +4725,7 @@ func file_firebreak_operator_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_firebreak_operator_v1_operator_proto_rawDesc), len(file_firebreak_operator_v1_operator_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   61,
+			NumMessages:   64,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -41,6 +41,7 @@ const (
 	OperatorService_RevokeOperator_FullMethodName  = "/firebreak.operator.v1.OperatorService/RevokeOperator"
 	OperatorService_RotateOperator_FullMethodName  = "/firebreak.operator.v1.OperatorService/RotateOperator"
 	OperatorService_RevokeAgents_FullMethodName    = "/firebreak.operator.v1.OperatorService/RevokeAgents"
+	OperatorService_ForgetAgents_FullMethodName    = "/firebreak.operator.v1.OperatorService/ForgetAgents"
 	OperatorService_ListControllers_FullMethodName = "/firebreak.operator.v1.OperatorService/ListControllers"
 )
 
@@ -118,6 +119,11 @@ type OperatorServiceClient interface {
 	// for every call, renewal included, their live streams are closed, and
 	// no run targets them again (admin).
 	RevokeAgents(ctx context.Context, in *RevokeAgentsRequest, opts ...grpc.CallOption) (*RevokeAgentsResponse, error)
+	// ForgetAgents removes revoked or long-gone agents from the
+	// fleet. Their runs, tasks and evidence keep naming them; a forgotten
+	// agent's certificate is refused like an unknown one, and its instance
+	// may enroll again (admin).
+	ForgetAgents(ctx context.Context, in *ForgetAgentsRequest, opts ...grpc.CallOption) (*ForgetAgentsResponse, error)
 	// ListControllers lists the live controllers of the cluster that share
 	// this controller's store: those whose registry heartbeat is recent
 	// (viewer).
@@ -361,6 +367,16 @@ func (c *operatorServiceClient) RevokeAgents(ctx context.Context, in *RevokeAgen
 	return out, nil
 }
 
+func (c *operatorServiceClient) ForgetAgents(ctx context.Context, in *ForgetAgentsRequest, opts ...grpc.CallOption) (*ForgetAgentsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ForgetAgentsResponse)
+	err := c.cc.Invoke(ctx, OperatorService_ForgetAgents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *operatorServiceClient) ListControllers(ctx context.Context, in *ListControllersRequest, opts ...grpc.CallOption) (*ListControllersResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListControllersResponse)
@@ -445,6 +461,11 @@ type OperatorServiceServer interface {
 	// for every call, renewal included, their live streams are closed, and
 	// no run targets them again (admin).
 	RevokeAgents(context.Context, *RevokeAgentsRequest) (*RevokeAgentsResponse, error)
+	// ForgetAgents removes revoked or long-gone agents from the
+	// fleet. Their runs, tasks and evidence keep naming them; a forgotten
+	// agent's certificate is refused like an unknown one, and its instance
+	// may enroll again (admin).
+	ForgetAgents(context.Context, *ForgetAgentsRequest) (*ForgetAgentsResponse, error)
 	// ListControllers lists the live controllers of the cluster that share
 	// this controller's store: those whose registry heartbeat is recent
 	// (viewer).
@@ -524,6 +545,9 @@ func (UnimplementedOperatorServiceServer) RotateOperator(context.Context, *Rotat
 }
 func (UnimplementedOperatorServiceServer) RevokeAgents(context.Context, *RevokeAgentsRequest) (*RevokeAgentsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeAgents not implemented")
+}
+func (UnimplementedOperatorServiceServer) ForgetAgents(context.Context, *ForgetAgentsRequest) (*ForgetAgentsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ForgetAgents not implemented")
 }
 func (UnimplementedOperatorServiceServer) ListControllers(context.Context, *ListControllersRequest) (*ListControllersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListControllers not implemented")
@@ -938,6 +962,24 @@ func _OperatorService_RevokeAgents_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OperatorService_ForgetAgents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ForgetAgentsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServiceServer).ForgetAgents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OperatorService_ForgetAgents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServiceServer).ForgetAgents(ctx, req.(*ForgetAgentsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _OperatorService_ListControllers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListControllersRequest)
 	if err := dec(in); err != nil {
@@ -1046,6 +1088,10 @@ var OperatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeAgents",
 			Handler:    _OperatorService_RevokeAgents_Handler,
+		},
+		{
+			MethodName: "ForgetAgents",
+			Handler:    _OperatorService_ForgetAgents_Handler,
 		},
 		{
 			MethodName: "ListControllers",
