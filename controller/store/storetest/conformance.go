@@ -227,8 +227,18 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 			t.Fatal(err)
 		}
 		got, err := s.ListAccounts(ctx)
-		if err != nil || len(got) != 1 || got[0].OUPath != "r-1/ou-x" || len(got[0].Regions) != 2 || !got[0].SyncedAt.Equal(now) {
+		if err != nil || len(got) != 1 || got[0].OUPath != "r-1/ou-x" || len(got[0].Regions) != 2 || !got[0].SyncedAt.Equal(now) || len(got[0].Unknown) != 0 {
 			t.Fatalf("accounts %+v %v", got, err)
+		}
+		// An account whose regions could not be read is kept, with why.
+		gap := store.AccountUnknown{Field: "regions", Reason: "account:ListRegions: AccessDeniedException", Remediation: "enable trusted access"}
+		in[1].Unknown = []store.AccountUnknown{gap}
+		if err := s.ReplaceAccounts(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+		got, err = s.ListAccounts(ctx)
+		if err != nil || len(got) != 2 || len(got[1].Unknown) != 1 || got[1].Unknown[0] != gap || len(got[0].Unknown) != 0 {
+			t.Fatalf("accounts with what discovery could not learn %+v %v", got, err)
 		}
 	})
 

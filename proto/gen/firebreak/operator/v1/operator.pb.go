@@ -2721,7 +2721,11 @@ type AWSAccount struct {
 	// regions are the account's enabled regions.
 	Regions []string `protobuf:"bytes,6,rep,name=regions,proto3" json:"regions,omitempty"`
 	// synced_at is when the account was last discovered.
-	SyncedAt      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=synced_at,json=syncedAt,proto3" json:"synced_at,omitempty"`
+	SyncedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=synced_at,json=syncedAt,proto3" json:"synced_at,omitempty"`
+	// unknown lists what the last discovery could not learn about the
+	// account (its regions, when account:ListRegions was refused), and why;
+	// the account is kept all the same.
+	Unknown       []*AccountUnknown `protobuf:"bytes,8,rep,name=unknown,proto3" json:"unknown,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2805,6 +2809,77 @@ func (x *AWSAccount) GetSyncedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *AWSAccount) GetUnknown() []*AccountUnknown {
+	if x != nil {
+		return x.Unknown
+	}
+	return nil
+}
+
+// AccountUnknown is one fact about an account that discovery could not learn.
+type AccountUnknown struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// field names what is missing: "regions".
+	Field string `protobuf:"bytes,1,opt,name=field,proto3" json:"field,omitempty"`
+	// reason is the error that kept it from being learned.
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// remediation is what to do so the next sync learns it.
+	Remediation   string `protobuf:"bytes,3,opt,name=remediation,proto3" json:"remediation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccountUnknown) Reset() {
+	*x = AccountUnknown{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccountUnknown) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccountUnknown) ProtoMessage() {}
+
+func (x *AccountUnknown) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccountUnknown.ProtoReflect.Descriptor instead.
+func (*AccountUnknown) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *AccountUnknown) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *AccountUnknown) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *AccountUnknown) GetRemediation() string {
+	if x != nil {
+		return x.Remediation
+	}
+	return ""
+}
+
 // SyncAccountsRequest says where to discover the organisation.
 type SyncAccountsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2820,7 +2895,7 @@ type SyncAccountsRequest struct {
 
 func (x *SyncAccountsRequest) Reset() {
 	*x = SyncAccountsRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[37]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2832,7 +2907,7 @@ func (x *SyncAccountsRequest) String() string {
 func (*SyncAccountsRequest) ProtoMessage() {}
 
 func (x *SyncAccountsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[37]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2845,7 +2920,7 @@ func (x *SyncAccountsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncAccountsRequest.ProtoReflect.Descriptor instead.
 func (*SyncAccountsRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{37}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *SyncAccountsRequest) GetManagementAccount() string {
@@ -2884,7 +2959,7 @@ type SyncAccountsResponse struct {
 
 func (x *SyncAccountsResponse) Reset() {
 	*x = SyncAccountsResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[38]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2896,7 +2971,7 @@ func (x *SyncAccountsResponse) String() string {
 func (*SyncAccountsResponse) ProtoMessage() {}
 
 func (x *SyncAccountsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[38]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2909,7 +2984,7 @@ func (x *SyncAccountsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncAccountsResponse.ProtoReflect.Descriptor instead.
 func (*SyncAccountsResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{38}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SyncAccountsResponse) GetAccounts() []*AWSAccount {
@@ -2942,7 +3017,7 @@ type ListAccountsRequest struct {
 
 func (x *ListAccountsRequest) Reset() {
 	*x = ListAccountsRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[39]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2954,7 +3029,7 @@ func (x *ListAccountsRequest) String() string {
 func (*ListAccountsRequest) ProtoMessage() {}
 
 func (x *ListAccountsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[39]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2967,7 +3042,7 @@ func (x *ListAccountsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccountsRequest.ProtoReflect.Descriptor instead.
 func (*ListAccountsRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{39}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{40}
 }
 
 // ListAccountsResponse lists the known accounts.
@@ -2981,7 +3056,7 @@ type ListAccountsResponse struct {
 
 func (x *ListAccountsResponse) Reset() {
 	*x = ListAccountsResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[40]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2993,7 +3068,7 @@ func (x *ListAccountsResponse) String() string {
 func (*ListAccountsResponse) ProtoMessage() {}
 
 func (x *ListAccountsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[40]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3006,7 +3081,7 @@ func (x *ListAccountsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccountsResponse.ProtoReflect.Descriptor instead.
 func (*ListAccountsResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{40}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListAccountsResponse) GetAccounts() []*AWSAccount {
@@ -3025,7 +3100,7 @@ type ListControllersRequest struct {
 
 func (x *ListControllersRequest) Reset() {
 	*x = ListControllersRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[41]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3037,7 +3112,7 @@ func (x *ListControllersRequest) String() string {
 func (*ListControllersRequest) ProtoMessage() {}
 
 func (x *ListControllersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[41]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3050,7 +3125,7 @@ func (x *ListControllersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListControllersRequest.ProtoReflect.Descriptor instead.
 func (*ListControllersRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{41}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{42}
 }
 
 // ControllerInfo is one live controller, as its last registry heartbeat
@@ -3077,7 +3152,7 @@ type ControllerInfo struct {
 
 func (x *ControllerInfo) Reset() {
 	*x = ControllerInfo{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[42]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3089,7 +3164,7 @@ func (x *ControllerInfo) String() string {
 func (*ControllerInfo) ProtoMessage() {}
 
 func (x *ControllerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[42]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3102,7 +3177,7 @@ func (x *ControllerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ControllerInfo.ProtoReflect.Descriptor instead.
 func (*ControllerInfo) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{42}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ControllerInfo) GetId() string {
@@ -3165,7 +3240,7 @@ type ListControllersResponse struct {
 
 func (x *ListControllersResponse) Reset() {
 	*x = ListControllersResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[43]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3177,7 +3252,7 @@ func (x *ListControllersResponse) String() string {
 func (*ListControllersResponse) ProtoMessage() {}
 
 func (x *ListControllersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[43]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3190,7 +3265,7 @@ func (x *ListControllersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListControllersResponse.ProtoReflect.Descriptor instead.
 func (*ListControllersResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{43}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListControllersResponse) GetControllers() []*ControllerInfo {
@@ -3209,7 +3284,7 @@ type GetAuditHeadRequest struct {
 
 func (x *GetAuditHeadRequest) Reset() {
 	*x = GetAuditHeadRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[44]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3221,7 +3296,7 @@ func (x *GetAuditHeadRequest) String() string {
 func (*GetAuditHeadRequest) ProtoMessage() {}
 
 func (x *GetAuditHeadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[44]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3234,7 +3309,7 @@ func (x *GetAuditHeadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAuditHeadRequest.ProtoReflect.Descriptor instead.
 func (*GetAuditHeadRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{44}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{45}
 }
 
 // GetAuditHeadResponse carries the audit log's signed head.
@@ -3249,7 +3324,7 @@ type GetAuditHeadResponse struct {
 
 func (x *GetAuditHeadResponse) Reset() {
 	*x = GetAuditHeadResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[45]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3261,7 +3336,7 @@ func (x *GetAuditHeadResponse) String() string {
 func (*GetAuditHeadResponse) ProtoMessage() {}
 
 func (x *GetAuditHeadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[45]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3274,7 +3349,7 @@ func (x *GetAuditHeadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAuditHeadResponse.ProtoReflect.Descriptor instead.
 func (*GetAuditHeadResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{45}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetAuditHeadResponse) GetHead() *ChainCheckpoint {
@@ -3293,7 +3368,7 @@ type ListJoinTokensRequest struct {
 
 func (x *ListJoinTokensRequest) Reset() {
 	*x = ListJoinTokensRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[46]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3305,7 +3380,7 @@ func (x *ListJoinTokensRequest) String() string {
 func (*ListJoinTokensRequest) ProtoMessage() {}
 
 func (x *ListJoinTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[46]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3318,7 +3393,7 @@ func (x *ListJoinTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJoinTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListJoinTokensRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{46}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{47}
 }
 
 // JoinTokenInfo describes a join token without its secret.
@@ -3348,7 +3423,7 @@ type JoinTokenInfo struct {
 
 func (x *JoinTokenInfo) Reset() {
 	*x = JoinTokenInfo{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[47]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3360,7 +3435,7 @@ func (x *JoinTokenInfo) String() string {
 func (*JoinTokenInfo) ProtoMessage() {}
 
 func (x *JoinTokenInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[47]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3373,7 +3448,7 @@ func (x *JoinTokenInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokenInfo.ProtoReflect.Descriptor instead.
 func (*JoinTokenInfo) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{47}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *JoinTokenInfo) GetId() string {
@@ -3450,7 +3525,7 @@ type ListJoinTokensResponse struct {
 
 func (x *ListJoinTokensResponse) Reset() {
 	*x = ListJoinTokensResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[48]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3462,7 +3537,7 @@ func (x *ListJoinTokensResponse) String() string {
 func (*ListJoinTokensResponse) ProtoMessage() {}
 
 func (x *ListJoinTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[48]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3475,7 +3550,7 @@ func (x *ListJoinTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJoinTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListJoinTokensResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{48}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListJoinTokensResponse) GetTokens() []*JoinTokenInfo {
@@ -3496,7 +3571,7 @@ type RevokeJoinTokenRequest struct {
 
 func (x *RevokeJoinTokenRequest) Reset() {
 	*x = RevokeJoinTokenRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[49]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3508,7 +3583,7 @@ func (x *RevokeJoinTokenRequest) String() string {
 func (*RevokeJoinTokenRequest) ProtoMessage() {}
 
 func (x *RevokeJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[49]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3521,7 +3596,7 @@ func (x *RevokeJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{49}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RevokeJoinTokenRequest) GetId() string {
@@ -3542,7 +3617,7 @@ type RevokeJoinTokenResponse struct {
 
 func (x *RevokeJoinTokenResponse) Reset() {
 	*x = RevokeJoinTokenResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[50]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3554,7 +3629,7 @@ func (x *RevokeJoinTokenResponse) String() string {
 func (*RevokeJoinTokenResponse) ProtoMessage() {}
 
 func (x *RevokeJoinTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[50]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3567,7 +3642,7 @@ func (x *RevokeJoinTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeJoinTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeJoinTokenResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{50}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RevokeJoinTokenResponse) GetToken() *JoinTokenInfo {
@@ -3588,7 +3663,7 @@ type RevokeOperatorRequest struct {
 
 func (x *RevokeOperatorRequest) Reset() {
 	*x = RevokeOperatorRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[51]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3600,7 +3675,7 @@ func (x *RevokeOperatorRequest) String() string {
 func (*RevokeOperatorRequest) ProtoMessage() {}
 
 func (x *RevokeOperatorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[51]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3613,7 +3688,7 @@ func (x *RevokeOperatorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeOperatorRequest.ProtoReflect.Descriptor instead.
 func (*RevokeOperatorRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{51}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RevokeOperatorRequest) GetName() string {
@@ -3636,7 +3711,7 @@ type RevokeOperatorResponse struct {
 
 func (x *RevokeOperatorResponse) Reset() {
 	*x = RevokeOperatorResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[52]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3648,7 +3723,7 @@ func (x *RevokeOperatorResponse) String() string {
 func (*RevokeOperatorResponse) ProtoMessage() {}
 
 func (x *RevokeOperatorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[52]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3661,7 +3736,7 @@ func (x *RevokeOperatorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeOperatorResponse.ProtoReflect.Descriptor instead.
 func (*RevokeOperatorResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{52}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RevokeOperatorResponse) GetName() string {
@@ -3689,7 +3764,7 @@ type RotateOperatorRequest struct {
 
 func (x *RotateOperatorRequest) Reset() {
 	*x = RotateOperatorRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[53]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3701,7 +3776,7 @@ func (x *RotateOperatorRequest) String() string {
 func (*RotateOperatorRequest) ProtoMessage() {}
 
 func (x *RotateOperatorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[53]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3714,7 +3789,7 @@ func (x *RotateOperatorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateOperatorRequest.ProtoReflect.Descriptor instead.
 func (*RotateOperatorRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{53}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *RotateOperatorRequest) GetName() string {
@@ -3739,7 +3814,7 @@ type RotateOperatorResponse struct {
 
 func (x *RotateOperatorResponse) Reset() {
 	*x = RotateOperatorResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[54]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3751,7 +3826,7 @@ func (x *RotateOperatorResponse) String() string {
 func (*RotateOperatorResponse) ProtoMessage() {}
 
 func (x *RotateOperatorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[54]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3764,7 +3839,7 @@ func (x *RotateOperatorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateOperatorResponse.ProtoReflect.Descriptor instead.
 func (*RotateOperatorResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{54}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *RotateOperatorResponse) GetCredsJson() []byte {
@@ -3801,7 +3876,7 @@ type RevokeAgentsRequest struct {
 
 func (x *RevokeAgentsRequest) Reset() {
 	*x = RevokeAgentsRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[55]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3813,7 +3888,7 @@ func (x *RevokeAgentsRequest) String() string {
 func (*RevokeAgentsRequest) ProtoMessage() {}
 
 func (x *RevokeAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[55]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3826,7 +3901,7 @@ func (x *RevokeAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAgentsRequest.ProtoReflect.Descriptor instead.
 func (*RevokeAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{55}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RevokeAgentsRequest) GetIds() []string {
@@ -3860,7 +3935,7 @@ type RevokedAgent struct {
 
 func (x *RevokedAgent) Reset() {
 	*x = RevokedAgent{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[56]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3872,7 +3947,7 @@ func (x *RevokedAgent) String() string {
 func (*RevokedAgent) ProtoMessage() {}
 
 func (x *RevokedAgent) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[56]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3885,7 +3960,7 @@ func (x *RevokedAgent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokedAgent.ProtoReflect.Descriptor instead.
 func (*RevokedAgent) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{56}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RevokedAgent) GetId() string {
@@ -3927,7 +4002,7 @@ type RevokeAgentsResponse struct {
 
 func (x *RevokeAgentsResponse) Reset() {
 	*x = RevokeAgentsResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[57]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3939,7 +4014,7 @@ func (x *RevokeAgentsResponse) String() string {
 func (*RevokeAgentsResponse) ProtoMessage() {}
 
 func (x *RevokeAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[57]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3952,7 +4027,7 @@ func (x *RevokeAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAgentsResponse.ProtoReflect.Descriptor instead.
 func (*RevokeAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{57}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RevokeAgentsResponse) GetAgents() []*RevokedAgent {
@@ -4157,7 +4232,7 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x06source\x18\x04 \x01(\tR\x06source\"\x14\n" +
 	"\x12ListActionsRequest\"U\n" +
 	"\x13ListActionsResponse\x12>\n" +
-	"\aactions\x18\x01 \x03(\v2$.firebreak.operator.v1.ActionSummaryR\aactions\"\xca\x01\n" +
+	"\aactions\x18\x01 \x03(\v2$.firebreak.operator.v1.ActionSummaryR\aactions\"\x8b\x02\n" +
 	"\n" +
 	"AWSAccount\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -4166,7 +4241,12 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x06status\x18\x04 \x01(\tR\x06status\x12\x17\n" +
 	"\aou_path\x18\x05 \x01(\tR\x06ouPath\x12\x18\n" +
 	"\aregions\x18\x06 \x03(\tR\aregions\x127\n" +
-	"\tsynced_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bsyncedAt\"\x97\x01\n" +
+	"\tsynced_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bsyncedAt\x12?\n" +
+	"\aunknown\x18\b \x03(\v2%.firebreak.operator.v1.AccountUnknownR\aunknown\"`\n" +
+	"\x0eAccountUnknown\x12\x14\n" +
+	"\x05field\x18\x01 \x01(\tR\x05field\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12 \n" +
+	"\vremediation\x18\x03 \x01(\tR\vremediation\"\x97\x01\n" +
 	"\x13SyncAccountsRequest\x12-\n" +
 	"\x12management_account\x18\x01 \x01(\tR\x11managementAccount\x12\x1a\n" +
 	"\bselector\x18\x02 \x01(\tR\bselector\x125\n" +
@@ -4294,7 +4374,7 @@ func file_firebreak_operator_v1_operator_proto_rawDescGZIP() []byte {
 }
 
 var file_firebreak_operator_v1_operator_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_firebreak_operator_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
+var file_firebreak_operator_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_firebreak_operator_v1_operator_proto_goTypes = []any{
 	(OperatorRole)(0),               // 0: firebreak.operator.v1.OperatorRole
 	(RunStatus)(0),                  // 1: firebreak.operator.v1.RunStatus
@@ -4335,69 +4415,70 @@ var file_firebreak_operator_v1_operator_proto_goTypes = []any{
 	(*ListActionsRequest)(nil),      // 36: firebreak.operator.v1.ListActionsRequest
 	(*ListActionsResponse)(nil),     // 37: firebreak.operator.v1.ListActionsResponse
 	(*AWSAccount)(nil),              // 38: firebreak.operator.v1.AWSAccount
-	(*SyncAccountsRequest)(nil),     // 39: firebreak.operator.v1.SyncAccountsRequest
-	(*SyncAccountsResponse)(nil),    // 40: firebreak.operator.v1.SyncAccountsResponse
-	(*ListAccountsRequest)(nil),     // 41: firebreak.operator.v1.ListAccountsRequest
-	(*ListAccountsResponse)(nil),    // 42: firebreak.operator.v1.ListAccountsResponse
-	(*ListControllersRequest)(nil),  // 43: firebreak.operator.v1.ListControllersRequest
-	(*ControllerInfo)(nil),          // 44: firebreak.operator.v1.ControllerInfo
-	(*ListControllersResponse)(nil), // 45: firebreak.operator.v1.ListControllersResponse
-	(*GetAuditHeadRequest)(nil),     // 46: firebreak.operator.v1.GetAuditHeadRequest
-	(*GetAuditHeadResponse)(nil),    // 47: firebreak.operator.v1.GetAuditHeadResponse
-	(*ListJoinTokensRequest)(nil),   // 48: firebreak.operator.v1.ListJoinTokensRequest
-	(*JoinTokenInfo)(nil),           // 49: firebreak.operator.v1.JoinTokenInfo
-	(*ListJoinTokensResponse)(nil),  // 50: firebreak.operator.v1.ListJoinTokensResponse
-	(*RevokeJoinTokenRequest)(nil),  // 51: firebreak.operator.v1.RevokeJoinTokenRequest
-	(*RevokeJoinTokenResponse)(nil), // 52: firebreak.operator.v1.RevokeJoinTokenResponse
-	(*RevokeOperatorRequest)(nil),   // 53: firebreak.operator.v1.RevokeOperatorRequest
-	(*RevokeOperatorResponse)(nil),  // 54: firebreak.operator.v1.RevokeOperatorResponse
-	(*RotateOperatorRequest)(nil),   // 55: firebreak.operator.v1.RotateOperatorRequest
-	(*RotateOperatorResponse)(nil),  // 56: firebreak.operator.v1.RotateOperatorResponse
-	(*RevokeAgentsRequest)(nil),     // 57: firebreak.operator.v1.RevokeAgentsRequest
-	(*RevokedAgent)(nil),            // 58: firebreak.operator.v1.RevokedAgent
-	(*RevokeAgentsResponse)(nil),    // 59: firebreak.operator.v1.RevokeAgentsResponse
-	nil,                             // 60: firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
-	nil,                             // 61: firebreak.operator.v1.CreateRunRequest.ParamsEntry
-	nil,                             // 62: firebreak.operator.v1.JoinTokenInfo.LabelsEntry
-	(v1.AgentRole)(0),               // 63: firebreak.agent.v1.AgentRole
-	(*durationpb.Duration)(nil),     // 64: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 65: google.protobuf.Timestamp
-	(*v1.AgentFacts)(nil),           // 66: firebreak.agent.v1.AgentFacts
-	(*v1.PluginInfo)(nil),           // 67: firebreak.agent.v1.PluginInfo
-	(v1.TaskStatus)(0),              // 68: firebreak.agent.v1.TaskStatus
-	(*ChainCheckpoint)(nil),         // 69: firebreak.operator.v1.ChainCheckpoint
-	(*v11.ActionDescription)(nil),   // 70: firebreak.plugin.v1.ActionDescription
+	(*AccountUnknown)(nil),          // 39: firebreak.operator.v1.AccountUnknown
+	(*SyncAccountsRequest)(nil),     // 40: firebreak.operator.v1.SyncAccountsRequest
+	(*SyncAccountsResponse)(nil),    // 41: firebreak.operator.v1.SyncAccountsResponse
+	(*ListAccountsRequest)(nil),     // 42: firebreak.operator.v1.ListAccountsRequest
+	(*ListAccountsResponse)(nil),    // 43: firebreak.operator.v1.ListAccountsResponse
+	(*ListControllersRequest)(nil),  // 44: firebreak.operator.v1.ListControllersRequest
+	(*ControllerInfo)(nil),          // 45: firebreak.operator.v1.ControllerInfo
+	(*ListControllersResponse)(nil), // 46: firebreak.operator.v1.ListControllersResponse
+	(*GetAuditHeadRequest)(nil),     // 47: firebreak.operator.v1.GetAuditHeadRequest
+	(*GetAuditHeadResponse)(nil),    // 48: firebreak.operator.v1.GetAuditHeadResponse
+	(*ListJoinTokensRequest)(nil),   // 49: firebreak.operator.v1.ListJoinTokensRequest
+	(*JoinTokenInfo)(nil),           // 50: firebreak.operator.v1.JoinTokenInfo
+	(*ListJoinTokensResponse)(nil),  // 51: firebreak.operator.v1.ListJoinTokensResponse
+	(*RevokeJoinTokenRequest)(nil),  // 52: firebreak.operator.v1.RevokeJoinTokenRequest
+	(*RevokeJoinTokenResponse)(nil), // 53: firebreak.operator.v1.RevokeJoinTokenResponse
+	(*RevokeOperatorRequest)(nil),   // 54: firebreak.operator.v1.RevokeOperatorRequest
+	(*RevokeOperatorResponse)(nil),  // 55: firebreak.operator.v1.RevokeOperatorResponse
+	(*RotateOperatorRequest)(nil),   // 56: firebreak.operator.v1.RotateOperatorRequest
+	(*RotateOperatorResponse)(nil),  // 57: firebreak.operator.v1.RotateOperatorResponse
+	(*RevokeAgentsRequest)(nil),     // 58: firebreak.operator.v1.RevokeAgentsRequest
+	(*RevokedAgent)(nil),            // 59: firebreak.operator.v1.RevokedAgent
+	(*RevokeAgentsResponse)(nil),    // 60: firebreak.operator.v1.RevokeAgentsResponse
+	nil,                             // 61: firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
+	nil,                             // 62: firebreak.operator.v1.CreateRunRequest.ParamsEntry
+	nil,                             // 63: firebreak.operator.v1.JoinTokenInfo.LabelsEntry
+	(v1.AgentRole)(0),               // 64: firebreak.agent.v1.AgentRole
+	(*durationpb.Duration)(nil),     // 65: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 66: google.protobuf.Timestamp
+	(*v1.AgentFacts)(nil),           // 67: firebreak.agent.v1.AgentFacts
+	(*v1.PluginInfo)(nil),           // 68: firebreak.agent.v1.PluginInfo
+	(v1.TaskStatus)(0),              // 69: firebreak.agent.v1.TaskStatus
+	(*ChainCheckpoint)(nil),         // 70: firebreak.operator.v1.ChainCheckpoint
+	(*v11.ActionDescription)(nil),   // 71: firebreak.plugin.v1.ActionDescription
 }
 var file_firebreak_operator_v1_operator_proto_depIdxs = []int32{
 	0,  // 0: firebreak.operator.v1.WhoamiResponse.role:type_name -> firebreak.operator.v1.OperatorRole
-	63, // 1: firebreak.operator.v1.CreateJoinTokenRequest.role:type_name -> firebreak.agent.v1.AgentRole
-	64, // 2: firebreak.operator.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
-	60, // 3: firebreak.operator.v1.CreateJoinTokenRequest.labels:type_name -> firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
-	65, // 4: firebreak.operator.v1.CreateJoinTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	64, // 1: firebreak.operator.v1.CreateJoinTokenRequest.role:type_name -> firebreak.agent.v1.AgentRole
+	65, // 2: firebreak.operator.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
+	61, // 3: firebreak.operator.v1.CreateJoinTokenRequest.labels:type_name -> firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
+	66, // 4: firebreak.operator.v1.CreateJoinTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: firebreak.operator.v1.AddOperatorRequest.role:type_name -> firebreak.operator.v1.OperatorRole
-	63, // 6: firebreak.operator.v1.Agent.role:type_name -> firebreak.agent.v1.AgentRole
-	66, // 7: firebreak.operator.v1.Agent.facts:type_name -> firebreak.agent.v1.AgentFacts
-	65, // 8: firebreak.operator.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	67, // 9: firebreak.operator.v1.Agent.plugins:type_name -> firebreak.agent.v1.PluginInfo
-	65, // 10: firebreak.operator.v1.Agent.enrolled_at:type_name -> google.protobuf.Timestamp
-	65, // 11: firebreak.operator.v1.Agent.cert_not_after:type_name -> google.protobuf.Timestamp
+	64, // 6: firebreak.operator.v1.Agent.role:type_name -> firebreak.agent.v1.AgentRole
+	67, // 7: firebreak.operator.v1.Agent.facts:type_name -> firebreak.agent.v1.AgentFacts
+	66, // 8: firebreak.operator.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	68, // 9: firebreak.operator.v1.Agent.plugins:type_name -> firebreak.agent.v1.PluginInfo
+	66, // 10: firebreak.operator.v1.Agent.enrolled_at:type_name -> google.protobuf.Timestamp
+	66, // 11: firebreak.operator.v1.Agent.cert_not_after:type_name -> google.protobuf.Timestamp
 	9,  // 12: firebreak.operator.v1.Agent.refused_actions:type_name -> firebreak.operator.v1.RefusedAction
 	8,  // 13: firebreak.operator.v1.ListAgentsResponse.agents:type_name -> firebreak.operator.v1.Agent
-	61, // 14: firebreak.operator.v1.CreateRunRequest.params:type_name -> firebreak.operator.v1.CreateRunRequest.ParamsEntry
-	64, // 15: firebreak.operator.v1.CreateRunRequest.deadline:type_name -> google.protobuf.Duration
+	62, // 14: firebreak.operator.v1.CreateRunRequest.params:type_name -> firebreak.operator.v1.CreateRunRequest.ParamsEntry
+	65, // 15: firebreak.operator.v1.CreateRunRequest.deadline:type_name -> google.protobuf.Duration
 	14, // 16: firebreak.operator.v1.CreateRunResponse.run:type_name -> firebreak.operator.v1.Run
 	1,  // 17: firebreak.operator.v1.Run.status:type_name -> firebreak.operator.v1.RunStatus
-	65, // 18: firebreak.operator.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	65, // 19: firebreak.operator.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
-	65, // 20: firebreak.operator.v1.Run.deadline:type_name -> google.protobuf.Timestamp
+	66, // 18: firebreak.operator.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	66, // 19: firebreak.operator.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
+	66, // 20: firebreak.operator.v1.Run.deadline:type_name -> google.protobuf.Timestamp
 	15, // 21: firebreak.operator.v1.Run.counts:type_name -> firebreak.operator.v1.RunCounts
 	16, // 22: firebreak.operator.v1.Run.tasks:type_name -> firebreak.operator.v1.Task
 	17, // 23: firebreak.operator.v1.Run.approvals:type_name -> firebreak.operator.v1.Approval
-	68, // 24: firebreak.operator.v1.Task.status:type_name -> firebreak.agent.v1.TaskStatus
-	65, // 25: firebreak.operator.v1.Task.dispatched_at:type_name -> google.protobuf.Timestamp
-	65, // 26: firebreak.operator.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	65, // 27: firebreak.operator.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	65, // 28: firebreak.operator.v1.Approval.at:type_name -> google.protobuf.Timestamp
+	69, // 24: firebreak.operator.v1.Task.status:type_name -> firebreak.agent.v1.TaskStatus
+	66, // 25: firebreak.operator.v1.Task.dispatched_at:type_name -> google.protobuf.Timestamp
+	66, // 26: firebreak.operator.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	66, // 27: firebreak.operator.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	66, // 28: firebreak.operator.v1.Approval.at:type_name -> google.protobuf.Timestamp
 	14, // 29: firebreak.operator.v1.WatchRunResponse.snapshot:type_name -> firebreak.operator.v1.Run
 	16, // 30: firebreak.operator.v1.WatchRunResponse.task:type_name -> firebreak.operator.v1.Task
 	14, // 31: firebreak.operator.v1.WatchRunResponse.done:type_name -> firebreak.operator.v1.Run
@@ -4407,78 +4488,79 @@ var file_firebreak_operator_v1_operator_proto_depIdxs = []int32{
 	14, // 35: firebreak.operator.v1.ApproveRunResponse.run:type_name -> firebreak.operator.v1.Run
 	14, // 36: firebreak.operator.v1.RejectRunResponse.run:type_name -> firebreak.operator.v1.Run
 	14, // 37: firebreak.operator.v1.CancelRunResponse.run:type_name -> firebreak.operator.v1.Run
-	65, // 38: firebreak.operator.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	66, // 38: firebreak.operator.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
 	30, // 39: firebreak.operator.v1.ListAuditResponse.records:type_name -> firebreak.operator.v1.AuditRecord
-	69, // 40: firebreak.operator.v1.VerifyAuditRequest.anchor:type_name -> firebreak.operator.v1.ChainCheckpoint
-	69, // 41: firebreak.operator.v1.VerifyAuditResponse.checkpoint:type_name -> firebreak.operator.v1.ChainCheckpoint
-	70, // 42: firebreak.operator.v1.ActionSummary.description:type_name -> firebreak.plugin.v1.ActionDescription
+	70, // 40: firebreak.operator.v1.VerifyAuditRequest.anchor:type_name -> firebreak.operator.v1.ChainCheckpoint
+	70, // 41: firebreak.operator.v1.VerifyAuditResponse.checkpoint:type_name -> firebreak.operator.v1.ChainCheckpoint
+	71, // 42: firebreak.operator.v1.ActionSummary.description:type_name -> firebreak.plugin.v1.ActionDescription
 	35, // 43: firebreak.operator.v1.ListActionsResponse.actions:type_name -> firebreak.operator.v1.ActionSummary
-	65, // 44: firebreak.operator.v1.AWSAccount.synced_at:type_name -> google.protobuf.Timestamp
-	64, // 45: firebreak.operator.v1.SyncAccountsRequest.deadline:type_name -> google.protobuf.Duration
-	38, // 46: firebreak.operator.v1.SyncAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
-	38, // 47: firebreak.operator.v1.ListAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
-	65, // 48: firebreak.operator.v1.ControllerInfo.heartbeat_at:type_name -> google.protobuf.Timestamp
-	65, // 49: firebreak.operator.v1.ControllerInfo.started_at:type_name -> google.protobuf.Timestamp
-	44, // 50: firebreak.operator.v1.ListControllersResponse.controllers:type_name -> firebreak.operator.v1.ControllerInfo
-	69, // 51: firebreak.operator.v1.GetAuditHeadResponse.head:type_name -> firebreak.operator.v1.ChainCheckpoint
-	63, // 52: firebreak.operator.v1.JoinTokenInfo.role:type_name -> firebreak.agent.v1.AgentRole
-	62, // 53: firebreak.operator.v1.JoinTokenInfo.labels:type_name -> firebreak.operator.v1.JoinTokenInfo.LabelsEntry
-	65, // 54: firebreak.operator.v1.JoinTokenInfo.expires_at:type_name -> google.protobuf.Timestamp
-	65, // 55: firebreak.operator.v1.JoinTokenInfo.created_at:type_name -> google.protobuf.Timestamp
-	49, // 56: firebreak.operator.v1.ListJoinTokensResponse.tokens:type_name -> firebreak.operator.v1.JoinTokenInfo
-	49, // 57: firebreak.operator.v1.RevokeJoinTokenResponse.token:type_name -> firebreak.operator.v1.JoinTokenInfo
-	58, // 58: firebreak.operator.v1.RevokeAgentsResponse.agents:type_name -> firebreak.operator.v1.RevokedAgent
-	2,  // 59: firebreak.operator.v1.OperatorService.Whoami:input_type -> firebreak.operator.v1.WhoamiRequest
-	4,  // 60: firebreak.operator.v1.OperatorService.CreateJoinToken:input_type -> firebreak.operator.v1.CreateJoinTokenRequest
-	6,  // 61: firebreak.operator.v1.OperatorService.AddOperator:input_type -> firebreak.operator.v1.AddOperatorRequest
-	10, // 62: firebreak.operator.v1.OperatorService.ListAgents:input_type -> firebreak.operator.v1.ListAgentsRequest
-	12, // 63: firebreak.operator.v1.OperatorService.CreateRun:input_type -> firebreak.operator.v1.CreateRunRequest
-	18, // 64: firebreak.operator.v1.OperatorService.WatchRun:input_type -> firebreak.operator.v1.WatchRunRequest
-	20, // 65: firebreak.operator.v1.OperatorService.GetRun:input_type -> firebreak.operator.v1.GetRunRequest
-	22, // 66: firebreak.operator.v1.OperatorService.ListRuns:input_type -> firebreak.operator.v1.ListRunsRequest
-	24, // 67: firebreak.operator.v1.OperatorService.ApproveRun:input_type -> firebreak.operator.v1.ApproveRunRequest
-	26, // 68: firebreak.operator.v1.OperatorService.RejectRun:input_type -> firebreak.operator.v1.RejectRunRequest
-	28, // 69: firebreak.operator.v1.OperatorService.CancelRun:input_type -> firebreak.operator.v1.CancelRunRequest
-	36, // 70: firebreak.operator.v1.OperatorService.ListActions:input_type -> firebreak.operator.v1.ListActionsRequest
-	39, // 71: firebreak.operator.v1.OperatorService.SyncAccounts:input_type -> firebreak.operator.v1.SyncAccountsRequest
-	41, // 72: firebreak.operator.v1.OperatorService.ListAccounts:input_type -> firebreak.operator.v1.ListAccountsRequest
-	31, // 73: firebreak.operator.v1.OperatorService.ListAudit:input_type -> firebreak.operator.v1.ListAuditRequest
-	33, // 74: firebreak.operator.v1.OperatorService.VerifyAudit:input_type -> firebreak.operator.v1.VerifyAuditRequest
-	46, // 75: firebreak.operator.v1.OperatorService.GetAuditHead:input_type -> firebreak.operator.v1.GetAuditHeadRequest
-	48, // 76: firebreak.operator.v1.OperatorService.ListJoinTokens:input_type -> firebreak.operator.v1.ListJoinTokensRequest
-	51, // 77: firebreak.operator.v1.OperatorService.RevokeJoinToken:input_type -> firebreak.operator.v1.RevokeJoinTokenRequest
-	53, // 78: firebreak.operator.v1.OperatorService.RevokeOperator:input_type -> firebreak.operator.v1.RevokeOperatorRequest
-	55, // 79: firebreak.operator.v1.OperatorService.RotateOperator:input_type -> firebreak.operator.v1.RotateOperatorRequest
-	57, // 80: firebreak.operator.v1.OperatorService.RevokeAgents:input_type -> firebreak.operator.v1.RevokeAgentsRequest
-	43, // 81: firebreak.operator.v1.OperatorService.ListControllers:input_type -> firebreak.operator.v1.ListControllersRequest
-	3,  // 82: firebreak.operator.v1.OperatorService.Whoami:output_type -> firebreak.operator.v1.WhoamiResponse
-	5,  // 83: firebreak.operator.v1.OperatorService.CreateJoinToken:output_type -> firebreak.operator.v1.CreateJoinTokenResponse
-	7,  // 84: firebreak.operator.v1.OperatorService.AddOperator:output_type -> firebreak.operator.v1.AddOperatorResponse
-	11, // 85: firebreak.operator.v1.OperatorService.ListAgents:output_type -> firebreak.operator.v1.ListAgentsResponse
-	13, // 86: firebreak.operator.v1.OperatorService.CreateRun:output_type -> firebreak.operator.v1.CreateRunResponse
-	19, // 87: firebreak.operator.v1.OperatorService.WatchRun:output_type -> firebreak.operator.v1.WatchRunResponse
-	21, // 88: firebreak.operator.v1.OperatorService.GetRun:output_type -> firebreak.operator.v1.GetRunResponse
-	23, // 89: firebreak.operator.v1.OperatorService.ListRuns:output_type -> firebreak.operator.v1.ListRunsResponse
-	25, // 90: firebreak.operator.v1.OperatorService.ApproveRun:output_type -> firebreak.operator.v1.ApproveRunResponse
-	27, // 91: firebreak.operator.v1.OperatorService.RejectRun:output_type -> firebreak.operator.v1.RejectRunResponse
-	29, // 92: firebreak.operator.v1.OperatorService.CancelRun:output_type -> firebreak.operator.v1.CancelRunResponse
-	37, // 93: firebreak.operator.v1.OperatorService.ListActions:output_type -> firebreak.operator.v1.ListActionsResponse
-	40, // 94: firebreak.operator.v1.OperatorService.SyncAccounts:output_type -> firebreak.operator.v1.SyncAccountsResponse
-	42, // 95: firebreak.operator.v1.OperatorService.ListAccounts:output_type -> firebreak.operator.v1.ListAccountsResponse
-	32, // 96: firebreak.operator.v1.OperatorService.ListAudit:output_type -> firebreak.operator.v1.ListAuditResponse
-	34, // 97: firebreak.operator.v1.OperatorService.VerifyAudit:output_type -> firebreak.operator.v1.VerifyAuditResponse
-	47, // 98: firebreak.operator.v1.OperatorService.GetAuditHead:output_type -> firebreak.operator.v1.GetAuditHeadResponse
-	50, // 99: firebreak.operator.v1.OperatorService.ListJoinTokens:output_type -> firebreak.operator.v1.ListJoinTokensResponse
-	52, // 100: firebreak.operator.v1.OperatorService.RevokeJoinToken:output_type -> firebreak.operator.v1.RevokeJoinTokenResponse
-	54, // 101: firebreak.operator.v1.OperatorService.RevokeOperator:output_type -> firebreak.operator.v1.RevokeOperatorResponse
-	56, // 102: firebreak.operator.v1.OperatorService.RotateOperator:output_type -> firebreak.operator.v1.RotateOperatorResponse
-	59, // 103: firebreak.operator.v1.OperatorService.RevokeAgents:output_type -> firebreak.operator.v1.RevokeAgentsResponse
-	45, // 104: firebreak.operator.v1.OperatorService.ListControllers:output_type -> firebreak.operator.v1.ListControllersResponse
-	82, // [82:105] is the sub-list for method output_type
-	59, // [59:82] is the sub-list for method input_type
-	59, // [59:59] is the sub-list for extension type_name
-	59, // [59:59] is the sub-list for extension extendee
-	0,  // [0:59] is the sub-list for field type_name
+	66, // 44: firebreak.operator.v1.AWSAccount.synced_at:type_name -> google.protobuf.Timestamp
+	39, // 45: firebreak.operator.v1.AWSAccount.unknown:type_name -> firebreak.operator.v1.AccountUnknown
+	65, // 46: firebreak.operator.v1.SyncAccountsRequest.deadline:type_name -> google.protobuf.Duration
+	38, // 47: firebreak.operator.v1.SyncAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
+	38, // 48: firebreak.operator.v1.ListAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
+	66, // 49: firebreak.operator.v1.ControllerInfo.heartbeat_at:type_name -> google.protobuf.Timestamp
+	66, // 50: firebreak.operator.v1.ControllerInfo.started_at:type_name -> google.protobuf.Timestamp
+	45, // 51: firebreak.operator.v1.ListControllersResponse.controllers:type_name -> firebreak.operator.v1.ControllerInfo
+	70, // 52: firebreak.operator.v1.GetAuditHeadResponse.head:type_name -> firebreak.operator.v1.ChainCheckpoint
+	64, // 53: firebreak.operator.v1.JoinTokenInfo.role:type_name -> firebreak.agent.v1.AgentRole
+	63, // 54: firebreak.operator.v1.JoinTokenInfo.labels:type_name -> firebreak.operator.v1.JoinTokenInfo.LabelsEntry
+	66, // 55: firebreak.operator.v1.JoinTokenInfo.expires_at:type_name -> google.protobuf.Timestamp
+	66, // 56: firebreak.operator.v1.JoinTokenInfo.created_at:type_name -> google.protobuf.Timestamp
+	50, // 57: firebreak.operator.v1.ListJoinTokensResponse.tokens:type_name -> firebreak.operator.v1.JoinTokenInfo
+	50, // 58: firebreak.operator.v1.RevokeJoinTokenResponse.token:type_name -> firebreak.operator.v1.JoinTokenInfo
+	59, // 59: firebreak.operator.v1.RevokeAgentsResponse.agents:type_name -> firebreak.operator.v1.RevokedAgent
+	2,  // 60: firebreak.operator.v1.OperatorService.Whoami:input_type -> firebreak.operator.v1.WhoamiRequest
+	4,  // 61: firebreak.operator.v1.OperatorService.CreateJoinToken:input_type -> firebreak.operator.v1.CreateJoinTokenRequest
+	6,  // 62: firebreak.operator.v1.OperatorService.AddOperator:input_type -> firebreak.operator.v1.AddOperatorRequest
+	10, // 63: firebreak.operator.v1.OperatorService.ListAgents:input_type -> firebreak.operator.v1.ListAgentsRequest
+	12, // 64: firebreak.operator.v1.OperatorService.CreateRun:input_type -> firebreak.operator.v1.CreateRunRequest
+	18, // 65: firebreak.operator.v1.OperatorService.WatchRun:input_type -> firebreak.operator.v1.WatchRunRequest
+	20, // 66: firebreak.operator.v1.OperatorService.GetRun:input_type -> firebreak.operator.v1.GetRunRequest
+	22, // 67: firebreak.operator.v1.OperatorService.ListRuns:input_type -> firebreak.operator.v1.ListRunsRequest
+	24, // 68: firebreak.operator.v1.OperatorService.ApproveRun:input_type -> firebreak.operator.v1.ApproveRunRequest
+	26, // 69: firebreak.operator.v1.OperatorService.RejectRun:input_type -> firebreak.operator.v1.RejectRunRequest
+	28, // 70: firebreak.operator.v1.OperatorService.CancelRun:input_type -> firebreak.operator.v1.CancelRunRequest
+	36, // 71: firebreak.operator.v1.OperatorService.ListActions:input_type -> firebreak.operator.v1.ListActionsRequest
+	40, // 72: firebreak.operator.v1.OperatorService.SyncAccounts:input_type -> firebreak.operator.v1.SyncAccountsRequest
+	42, // 73: firebreak.operator.v1.OperatorService.ListAccounts:input_type -> firebreak.operator.v1.ListAccountsRequest
+	31, // 74: firebreak.operator.v1.OperatorService.ListAudit:input_type -> firebreak.operator.v1.ListAuditRequest
+	33, // 75: firebreak.operator.v1.OperatorService.VerifyAudit:input_type -> firebreak.operator.v1.VerifyAuditRequest
+	47, // 76: firebreak.operator.v1.OperatorService.GetAuditHead:input_type -> firebreak.operator.v1.GetAuditHeadRequest
+	49, // 77: firebreak.operator.v1.OperatorService.ListJoinTokens:input_type -> firebreak.operator.v1.ListJoinTokensRequest
+	52, // 78: firebreak.operator.v1.OperatorService.RevokeJoinToken:input_type -> firebreak.operator.v1.RevokeJoinTokenRequest
+	54, // 79: firebreak.operator.v1.OperatorService.RevokeOperator:input_type -> firebreak.operator.v1.RevokeOperatorRequest
+	56, // 80: firebreak.operator.v1.OperatorService.RotateOperator:input_type -> firebreak.operator.v1.RotateOperatorRequest
+	58, // 81: firebreak.operator.v1.OperatorService.RevokeAgents:input_type -> firebreak.operator.v1.RevokeAgentsRequest
+	44, // 82: firebreak.operator.v1.OperatorService.ListControllers:input_type -> firebreak.operator.v1.ListControllersRequest
+	3,  // 83: firebreak.operator.v1.OperatorService.Whoami:output_type -> firebreak.operator.v1.WhoamiResponse
+	5,  // 84: firebreak.operator.v1.OperatorService.CreateJoinToken:output_type -> firebreak.operator.v1.CreateJoinTokenResponse
+	7,  // 85: firebreak.operator.v1.OperatorService.AddOperator:output_type -> firebreak.operator.v1.AddOperatorResponse
+	11, // 86: firebreak.operator.v1.OperatorService.ListAgents:output_type -> firebreak.operator.v1.ListAgentsResponse
+	13, // 87: firebreak.operator.v1.OperatorService.CreateRun:output_type -> firebreak.operator.v1.CreateRunResponse
+	19, // 88: firebreak.operator.v1.OperatorService.WatchRun:output_type -> firebreak.operator.v1.WatchRunResponse
+	21, // 89: firebreak.operator.v1.OperatorService.GetRun:output_type -> firebreak.operator.v1.GetRunResponse
+	23, // 90: firebreak.operator.v1.OperatorService.ListRuns:output_type -> firebreak.operator.v1.ListRunsResponse
+	25, // 91: firebreak.operator.v1.OperatorService.ApproveRun:output_type -> firebreak.operator.v1.ApproveRunResponse
+	27, // 92: firebreak.operator.v1.OperatorService.RejectRun:output_type -> firebreak.operator.v1.RejectRunResponse
+	29, // 93: firebreak.operator.v1.OperatorService.CancelRun:output_type -> firebreak.operator.v1.CancelRunResponse
+	37, // 94: firebreak.operator.v1.OperatorService.ListActions:output_type -> firebreak.operator.v1.ListActionsResponse
+	41, // 95: firebreak.operator.v1.OperatorService.SyncAccounts:output_type -> firebreak.operator.v1.SyncAccountsResponse
+	43, // 96: firebreak.operator.v1.OperatorService.ListAccounts:output_type -> firebreak.operator.v1.ListAccountsResponse
+	32, // 97: firebreak.operator.v1.OperatorService.ListAudit:output_type -> firebreak.operator.v1.ListAuditResponse
+	34, // 98: firebreak.operator.v1.OperatorService.VerifyAudit:output_type -> firebreak.operator.v1.VerifyAuditResponse
+	48, // 99: firebreak.operator.v1.OperatorService.GetAuditHead:output_type -> firebreak.operator.v1.GetAuditHeadResponse
+	51, // 100: firebreak.operator.v1.OperatorService.ListJoinTokens:output_type -> firebreak.operator.v1.ListJoinTokensResponse
+	53, // 101: firebreak.operator.v1.OperatorService.RevokeJoinToken:output_type -> firebreak.operator.v1.RevokeJoinTokenResponse
+	55, // 102: firebreak.operator.v1.OperatorService.RevokeOperator:output_type -> firebreak.operator.v1.RevokeOperatorResponse
+	57, // 103: firebreak.operator.v1.OperatorService.RotateOperator:output_type -> firebreak.operator.v1.RotateOperatorResponse
+	60, // 104: firebreak.operator.v1.OperatorService.RevokeAgents:output_type -> firebreak.operator.v1.RevokeAgentsResponse
+	46, // 105: firebreak.operator.v1.OperatorService.ListControllers:output_type -> firebreak.operator.v1.ListControllersResponse
+	83, // [83:106] is the sub-list for method output_type
+	60, // [60:83] is the sub-list for method input_type
+	60, // [60:60] is the sub-list for extension type_name
+	60, // [60:60] is the sub-list for extension extendee
+	0,  // [0:60] is the sub-list for field type_name
 }
 
 func init() { file_firebreak_operator_v1_operator_proto_init() }
@@ -4499,7 +4581,7 @@ func file_firebreak_operator_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_firebreak_operator_v1_operator_proto_rawDesc), len(file_firebreak_operator_v1_operator_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   61,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
