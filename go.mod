@@ -3,6 +3,8 @@ module github.com/firebreak-ir/firebreak
 go 1.26.8
 
 require (
+	github.com/aws/aws-sdk-go-v2/service/guardduty v1.102.0
+	github.com/aws/aws-sdk-go-v2/service/securityhub v1.71.2
 	github.com/jackc/pgx/v5 v5.13.0
 	golang.org/x/time v0.16.0
 )
