@@ -110,6 +110,10 @@ func Build(in Inputs) *Report {
 			inventoried[t.Account] = true
 		}
 	}
+	if len(in.Accounts) == 0 {
+		checks = append(checks, Check{ID: CheckDiscovery, Status: StatusFail, Evidence: "no AWS accounts are known, so no account was checked",
+			Remediation: "firebreak accounts sync --management-account MANAGEMENT_ACCOUNT_ID (deploy/README.md)"})
+	}
 	for _, a := range in.Accounts {
 		checks = append(checks, checkDiscovery(a))
 		if inventoried[a.ID] {

@@ -61,6 +61,8 @@ type Check struct {
 
 // Report is the scored readiness of the selected accounts and regions.
 type Report struct {
+	// ID names a stored report; empty when not stored.
+	ID string `json:"id,omitempty"`
 	// Score is out of 100, weighted by each check's impact.
 	Score int `json:"score"`
 	// Accounts and Regions are what was checked.
@@ -73,6 +75,9 @@ type Report struct {
 	GeneratedAt time.Time `json:"generated_at"`
 	// RunID is the aws-readiness run the AWS-side checks came from.
 	RunID string `json:"run_id,omitempty"`
+	// CreatedBy is who asked: operator:NAME, or controller:readiness for
+	// the schedule.
+	CreatedBy string `json:"created_by,omitempty"`
 }
 
 // Weights are the checks' impact on the score. A check not listed weighs 1.

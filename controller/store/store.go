@@ -206,6 +206,7 @@ type Store interface {
 	CaseStore
 	EvidenceStore
 	PlaybookRuns
+	ReadinessStore
 
 	// Close releases the store.
 	Close() error

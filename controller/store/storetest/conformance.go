@@ -242,6 +242,21 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 	})
 
+	t.Run("readiness reports", func(t *testing.T) {
+		s := open(t)
+		for i, score := range []int{40, 75, 90} {
+			r := &store.ReadinessReport{ID: fmt.Sprintf("rdy-%d", i), GeneratedAt: now.Add(time.Duration(i) * time.Hour), Score: score, CreatedBy: "operator:root",
+				ReportJSON: []byte(`{"score":` + fmt.Sprint(score) + `}`)}
+			if err := s.SaveReadinessReport(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := s.ListReadinessReports(ctx, 2)
+		if err != nil || len(got) != 2 || got[0].Score != 90 || got[1].Score != 75 || !got[0].GeneratedAt.Equal(now.Add(2*time.Hour)) || got[0].CreatedBy != "operator:root" {
+			t.Fatalf("history %+v %v", got, err)
+		}
+	})
+
 	t.Run("meta", func(t *testing.T) {
 		s := open(t)
 		if _, err := s.GetMeta(ctx, "k"); !errors.Is(err, store.ErrNotFound) {

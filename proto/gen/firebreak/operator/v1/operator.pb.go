@@ -4037,6 +4037,456 @@ func (x *RevokeAgentsResponse) GetAgents() []*RevokedAgent {
 	return nil
 }
 
+// ReadinessRequest selects what a readiness review covers.
+type ReadinessRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// accounts is all, ID,ID or ou=NAME-OR-ID (default all).
+	Accounts string `protobuf:"bytes,1,opt,name=accounts,proto3" json:"accounts,omitempty"`
+	// regions is all or a list; empty means each worker's own region.
+	Regions string `protobuf:"bytes,2,opt,name=regions,proto3" json:"regions,omitempty"`
+	// save stores the report for `readiness history`.
+	Save bool `protobuf:"varint,3,opt,name=save,proto3" json:"save,omitempty"`
+	// selector picks the workers (default role=worker).
+	Selector string `protobuf:"bytes,4,opt,name=selector,proto3" json:"selector,omitempty"`
+	// deadline bounds the AWS-side checks (default 5m).
+	Deadline *durationpb.Duration `protobuf:"bytes,5,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	// evidence_bucket and evidence_account name the S3 evidence bucket
+	// whose Object Lock, versioning and encryption are checked.
+	EvidenceBucket string `protobuf:"bytes,6,opt,name=evidence_bucket,json=evidenceBucket,proto3" json:"evidence_bucket,omitempty"`
+	// evidence_account is the account that owns evidence_bucket.
+	EvidenceAccount string `protobuf:"bytes,7,opt,name=evidence_account,json=evidenceAccount,proto3" json:"evidence_account,omitempty"`
+	// max_per_account bounds the checks running at once in one account
+	// (default 2).
+	MaxPerAccount int32 `protobuf:"varint,8,opt,name=max_per_account,json=maxPerAccount,proto3" json:"max_per_account,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadinessRequest) Reset() {
+	*x = ReadinessRequest{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadinessRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadinessRequest) ProtoMessage() {}
+
+func (x *ReadinessRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadinessRequest.ProtoReflect.Descriptor instead.
+func (*ReadinessRequest) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *ReadinessRequest) GetAccounts() string {
+	if x != nil {
+		return x.Accounts
+	}
+	return ""
+}
+
+func (x *ReadinessRequest) GetRegions() string {
+	if x != nil {
+		return x.Regions
+	}
+	return ""
+}
+
+func (x *ReadinessRequest) GetSave() bool {
+	if x != nil {
+		return x.Save
+	}
+	return false
+}
+
+func (x *ReadinessRequest) GetSelector() string {
+	if x != nil {
+		return x.Selector
+	}
+	return ""
+}
+
+func (x *ReadinessRequest) GetDeadline() *durationpb.Duration {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+func (x *ReadinessRequest) GetEvidenceBucket() string {
+	if x != nil {
+		return x.EvidenceBucket
+	}
+	return ""
+}
+
+func (x *ReadinessRequest) GetEvidenceAccount() string {
+	if x != nil {
+		return x.EvidenceAccount
+	}
+	return ""
+}
+
+func (x *ReadinessRequest) GetMaxPerAccount() int32 {
+	if x != nil {
+		return x.MaxPerAccount
+	}
+	return 0
+}
+
+// ReadinessCheck is one check's outcome in one place.
+type ReadinessCheck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id names the check, e.g. detection.guardduty.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// account is where it ran; empty for the controller's checks.
+	Account string `protobuf:"bytes,2,opt,name=account,proto3" json:"account,omitempty"`
+	// region is where it ran; empty for account-wide and controller checks.
+	Region string `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
+	// status is ok, warn, fail or unknown.
+	Status string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
+	// evidence is what the check saw.
+	Evidence string `protobuf:"bytes,5,opt,name=evidence,proto3" json:"evidence,omitempty"`
+	// remediation is the command, template or console step that fixes it.
+	Remediation   string `protobuf:"bytes,6,opt,name=remediation,proto3" json:"remediation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadinessCheck) Reset() {
+	*x = ReadinessCheck{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadinessCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadinessCheck) ProtoMessage() {}
+
+func (x *ReadinessCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadinessCheck.ProtoReflect.Descriptor instead.
+func (*ReadinessCheck) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *ReadinessCheck) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ReadinessCheck) GetAccount() string {
+	if x != nil {
+		return x.Account
+	}
+	return ""
+}
+
+func (x *ReadinessCheck) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *ReadinessCheck) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *ReadinessCheck) GetEvidence() string {
+	if x != nil {
+		return x.Evidence
+	}
+	return ""
+}
+
+func (x *ReadinessCheck) GetRemediation() string {
+	if x != nil {
+		return x.Remediation
+	}
+	return ""
+}
+
+// ReadinessReport is a scored readiness review.
+type ReadinessReport struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id names a stored report; empty when not stored.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// score is out of 100, weighted by impact.
+	Score int32 `protobuf:"varint,2,opt,name=score,proto3" json:"score,omitempty"`
+	// accounts are the accounts checked.
+	Accounts []string `protobuf:"bytes,3,rep,name=accounts,proto3" json:"accounts,omitempty"`
+	// regions are the regions checked.
+	Regions []string `protobuf:"bytes,4,rep,name=regions,proto3" json:"regions,omitempty"`
+	// checks are sorted by account, region and id.
+	Checks []*ReadinessCheck `protobuf:"bytes,5,rep,name=checks,proto3" json:"checks,omitempty"`
+	// generated_at is when the report was made.
+	GeneratedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=generated_at,json=generatedAt,proto3" json:"generated_at,omitempty"`
+	// run_id is the aws-readiness run.
+	RunId string `protobuf:"bytes,7,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// created_by is who asked for it (operator:NAME, or controller for the
+	// schedule).
+	CreatedBy     string `protobuf:"bytes,8,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadinessReport) Reset() {
+	*x = ReadinessReport{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadinessReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadinessReport) ProtoMessage() {}
+
+func (x *ReadinessReport) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadinessReport.ProtoReflect.Descriptor instead.
+func (*ReadinessReport) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *ReadinessReport) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ReadinessReport) GetScore() int32 {
+	if x != nil {
+		return x.Score
+	}
+	return 0
+}
+
+func (x *ReadinessReport) GetAccounts() []string {
+	if x != nil {
+		return x.Accounts
+	}
+	return nil
+}
+
+func (x *ReadinessReport) GetRegions() []string {
+	if x != nil {
+		return x.Regions
+	}
+	return nil
+}
+
+func (x *ReadinessReport) GetChecks() []*ReadinessCheck {
+	if x != nil {
+		return x.Checks
+	}
+	return nil
+}
+
+func (x *ReadinessReport) GetGeneratedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.GeneratedAt
+	}
+	return nil
+}
+
+func (x *ReadinessReport) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *ReadinessReport) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+// ReadinessResponse carries the report.
+type ReadinessResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// report is the scored review.
+	Report        *ReadinessReport `protobuf:"bytes,1,opt,name=report,proto3" json:"report,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadinessResponse) Reset() {
+	*x = ReadinessResponse{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadinessResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadinessResponse) ProtoMessage() {}
+
+func (x *ReadinessResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadinessResponse.ProtoReflect.Descriptor instead.
+func (*ReadinessResponse) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *ReadinessResponse) GetReport() *ReadinessReport {
+	if x != nil {
+		return x.Report
+	}
+	return nil
+}
+
+// ListReadinessReportsRequest bounds the listing.
+type ListReadinessReportsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// limit is the most reports to return (default 50).
+	Limit         int32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListReadinessReportsRequest) Reset() {
+	*x = ListReadinessReportsRequest{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListReadinessReportsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListReadinessReportsRequest) ProtoMessage() {}
+
+func (x *ListReadinessReportsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListReadinessReportsRequest.ProtoReflect.Descriptor instead.
+func (*ListReadinessReportsRequest) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *ListReadinessReportsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// ListReadinessReportsResponse lists stored reports without their checks.
+type ListReadinessReportsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// reports are newest first; their checks are left out.
+	Reports       []*ReadinessReport `protobuf:"bytes,1,rep,name=reports,proto3" json:"reports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListReadinessReportsResponse) Reset() {
+	*x = ListReadinessReportsResponse{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListReadinessReportsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListReadinessReportsResponse) ProtoMessage() {}
+
+func (x *ListReadinessReportsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListReadinessReportsResponse.ProtoReflect.Descriptor instead.
+func (*ListReadinessReportsResponse) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *ListReadinessReportsResponse) GetReports() []*ReadinessReport {
+	if x != nil {
+		return x.Reports
+	}
+	return nil
+}
+
 var File_firebreak_operator_v1_operator_proto protoreflect.FileDescriptor
 
 const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
@@ -4319,7 +4769,39 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"certSerial\x12#\n" +
 	"\rstream_closed\x18\x04 \x01(\bR\fstreamClosed\"S\n" +
 	"\x14RevokeAgentsResponse\x12;\n" +
-	"\x06agents\x18\x01 \x03(\v2#.firebreak.operator.v1.RevokedAgentR\x06agents*\x99\x01\n" +
+	"\x06agents\x18\x01 \x03(\v2#.firebreak.operator.v1.RevokedAgentR\x06agents\"\xab\x02\n" +
+	"\x10ReadinessRequest\x12\x1a\n" +
+	"\baccounts\x18\x01 \x01(\tR\baccounts\x12\x18\n" +
+	"\aregions\x18\x02 \x01(\tR\aregions\x12\x12\n" +
+	"\x04save\x18\x03 \x01(\bR\x04save\x12\x1a\n" +
+	"\bselector\x18\x04 \x01(\tR\bselector\x125\n" +
+	"\bdeadline\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\bdeadline\x12'\n" +
+	"\x0fevidence_bucket\x18\x06 \x01(\tR\x0eevidenceBucket\x12)\n" +
+	"\x10evidence_account\x18\a \x01(\tR\x0fevidenceAccount\x12&\n" +
+	"\x0fmax_per_account\x18\b \x01(\x05R\rmaxPerAccount\"\xa8\x01\n" +
+	"\x0eReadinessCheck\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aaccount\x18\x02 \x01(\tR\aaccount\x12\x16\n" +
+	"\x06region\x18\x03 \x01(\tR\x06region\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\tR\x06status\x12\x1a\n" +
+	"\bevidence\x18\x05 \x01(\tR\bevidence\x12 \n" +
+	"\vremediation\x18\x06 \x01(\tR\vremediation\"\xa1\x02\n" +
+	"\x0fReadinessReport\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05score\x18\x02 \x01(\x05R\x05score\x12\x1a\n" +
+	"\baccounts\x18\x03 \x03(\tR\baccounts\x12\x18\n" +
+	"\aregions\x18\x04 \x03(\tR\aregions\x12=\n" +
+	"\x06checks\x18\x05 \x03(\v2%.firebreak.operator.v1.ReadinessCheckR\x06checks\x12=\n" +
+	"\fgenerated_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vgeneratedAt\x12\x15\n" +
+	"\x06run_id\x18\a \x01(\tR\x05runId\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\b \x01(\tR\tcreatedBy\"S\n" +
+	"\x11ReadinessResponse\x12>\n" +
+	"\x06report\x18\x01 \x01(\v2&.firebreak.operator.v1.ReadinessReportR\x06report\"3\n" +
+	"\x1bListReadinessReportsRequest\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\x05R\x05limit\"`\n" +
+	"\x1cListReadinessReportsResponse\x12@\n" +
+	"\areports\x18\x01 \x03(\v2&.firebreak.operator.v1.ReadinessReportR\areports*\x99\x01\n" +
 	"\fOperatorRole\x12\x1d\n" +
 	"\x19OPERATOR_ROLE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14OPERATOR_ROLE_VIEWER\x10\x01\x12\x1b\n" +
@@ -4333,7 +4815,7 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x14RUN_STATUS_SUCCEEDED\x10\x03\x12\x15\n" +
 	"\x11RUN_STATUS_FAILED\x10\x04\x12\x18\n" +
 	"\x14RUN_STATUS_CANCELLED\x10\x05\x12\x17\n" +
-	"\x13RUN_STATUS_REJECTED\x10\x062\xba\x12\n" +
+	"\x13RUN_STATUS_REJECTED\x10\x062\x9b\x14\n" +
 	"\x0fOperatorService\x12U\n" +
 	"\x06Whoami\x12$.firebreak.operator.v1.WhoamiRequest\x1a%.firebreak.operator.v1.WhoamiResponse\x12p\n" +
 	"\x0fCreateJoinToken\x12-.firebreak.operator.v1.CreateJoinTokenRequest\x1a..firebreak.operator.v1.CreateJoinTokenResponse\x12d\n" +
@@ -4359,7 +4841,9 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x0eRevokeOperator\x12,.firebreak.operator.v1.RevokeOperatorRequest\x1a-.firebreak.operator.v1.RevokeOperatorResponse\x12m\n" +
 	"\x0eRotateOperator\x12,.firebreak.operator.v1.RotateOperatorRequest\x1a-.firebreak.operator.v1.RotateOperatorResponse\x12g\n" +
 	"\fRevokeAgents\x12*.firebreak.operator.v1.RevokeAgentsRequest\x1a+.firebreak.operator.v1.RevokeAgentsResponse\x12p\n" +
-	"\x0fListControllers\x12-.firebreak.operator.v1.ListControllersRequest\x1a..firebreak.operator.v1.ListControllersResponseBNZLgithub.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1;operatorv1b\x06proto3"
+	"\x0fListControllers\x12-.firebreak.operator.v1.ListControllersRequest\x1a..firebreak.operator.v1.ListControllersResponse\x12^\n" +
+	"\tReadiness\x12'.firebreak.operator.v1.ReadinessRequest\x1a(.firebreak.operator.v1.ReadinessResponse\x12\x7f\n" +
+	"\x14ListReadinessReports\x122.firebreak.operator.v1.ListReadinessReportsRequest\x1a3.firebreak.operator.v1.ListReadinessReportsResponseBNZLgithub.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1;operatorv1b\x06proto3"
 
 var (
 	file_firebreak_operator_v1_operator_proto_rawDescOnce sync.Once
@@ -4374,111 +4858,117 @@ func file_firebreak_operator_v1_operator_proto_rawDescGZIP() []byte {
 }
 
 var file_firebreak_operator_v1_operator_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_firebreak_operator_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_firebreak_operator_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
 var file_firebreak_operator_v1_operator_proto_goTypes = []any{
-	(OperatorRole)(0),               // 0: firebreak.operator.v1.OperatorRole
-	(RunStatus)(0),                  // 1: firebreak.operator.v1.RunStatus
-	(*WhoamiRequest)(nil),           // 2: firebreak.operator.v1.WhoamiRequest
-	(*WhoamiResponse)(nil),          // 3: firebreak.operator.v1.WhoamiResponse
-	(*CreateJoinTokenRequest)(nil),  // 4: firebreak.operator.v1.CreateJoinTokenRequest
-	(*CreateJoinTokenResponse)(nil), // 5: firebreak.operator.v1.CreateJoinTokenResponse
-	(*AddOperatorRequest)(nil),      // 6: firebreak.operator.v1.AddOperatorRequest
-	(*AddOperatorResponse)(nil),     // 7: firebreak.operator.v1.AddOperatorResponse
-	(*Agent)(nil),                   // 8: firebreak.operator.v1.Agent
-	(*RefusedAction)(nil),           // 9: firebreak.operator.v1.RefusedAction
-	(*ListAgentsRequest)(nil),       // 10: firebreak.operator.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),      // 11: firebreak.operator.v1.ListAgentsResponse
-	(*CreateRunRequest)(nil),        // 12: firebreak.operator.v1.CreateRunRequest
-	(*CreateRunResponse)(nil),       // 13: firebreak.operator.v1.CreateRunResponse
-	(*Run)(nil),                     // 14: firebreak.operator.v1.Run
-	(*RunCounts)(nil),               // 15: firebreak.operator.v1.RunCounts
-	(*Task)(nil),                    // 16: firebreak.operator.v1.Task
-	(*Approval)(nil),                // 17: firebreak.operator.v1.Approval
-	(*WatchRunRequest)(nil),         // 18: firebreak.operator.v1.WatchRunRequest
-	(*WatchRunResponse)(nil),        // 19: firebreak.operator.v1.WatchRunResponse
-	(*GetRunRequest)(nil),           // 20: firebreak.operator.v1.GetRunRequest
-	(*GetRunResponse)(nil),          // 21: firebreak.operator.v1.GetRunResponse
-	(*ListRunsRequest)(nil),         // 22: firebreak.operator.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),        // 23: firebreak.operator.v1.ListRunsResponse
-	(*ApproveRunRequest)(nil),       // 24: firebreak.operator.v1.ApproveRunRequest
-	(*ApproveRunResponse)(nil),      // 25: firebreak.operator.v1.ApproveRunResponse
-	(*RejectRunRequest)(nil),        // 26: firebreak.operator.v1.RejectRunRequest
-	(*RejectRunResponse)(nil),       // 27: firebreak.operator.v1.RejectRunResponse
-	(*CancelRunRequest)(nil),        // 28: firebreak.operator.v1.CancelRunRequest
-	(*CancelRunResponse)(nil),       // 29: firebreak.operator.v1.CancelRunResponse
-	(*AuditRecord)(nil),             // 30: firebreak.operator.v1.AuditRecord
-	(*ListAuditRequest)(nil),        // 31: firebreak.operator.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),       // 32: firebreak.operator.v1.ListAuditResponse
-	(*VerifyAuditRequest)(nil),      // 33: firebreak.operator.v1.VerifyAuditRequest
-	(*VerifyAuditResponse)(nil),     // 34: firebreak.operator.v1.VerifyAuditResponse
-	(*ActionSummary)(nil),           // 35: firebreak.operator.v1.ActionSummary
-	(*ListActionsRequest)(nil),      // 36: firebreak.operator.v1.ListActionsRequest
-	(*ListActionsResponse)(nil),     // 37: firebreak.operator.v1.ListActionsResponse
-	(*AWSAccount)(nil),              // 38: firebreak.operator.v1.AWSAccount
-	(*AccountUnknown)(nil),          // 39: firebreak.operator.v1.AccountUnknown
-	(*SyncAccountsRequest)(nil),     // 40: firebreak.operator.v1.SyncAccountsRequest
-	(*SyncAccountsResponse)(nil),    // 41: firebreak.operator.v1.SyncAccountsResponse
-	(*ListAccountsRequest)(nil),     // 42: firebreak.operator.v1.ListAccountsRequest
-	(*ListAccountsResponse)(nil),    // 43: firebreak.operator.v1.ListAccountsResponse
-	(*ListControllersRequest)(nil),  // 44: firebreak.operator.v1.ListControllersRequest
-	(*ControllerInfo)(nil),          // 45: firebreak.operator.v1.ControllerInfo
-	(*ListControllersResponse)(nil), // 46: firebreak.operator.v1.ListControllersResponse
-	(*GetAuditHeadRequest)(nil),     // 47: firebreak.operator.v1.GetAuditHeadRequest
-	(*GetAuditHeadResponse)(nil),    // 48: firebreak.operator.v1.GetAuditHeadResponse
-	(*ListJoinTokensRequest)(nil),   // 49: firebreak.operator.v1.ListJoinTokensRequest
-	(*JoinTokenInfo)(nil),           // 50: firebreak.operator.v1.JoinTokenInfo
-	(*ListJoinTokensResponse)(nil),  // 51: firebreak.operator.v1.ListJoinTokensResponse
-	(*RevokeJoinTokenRequest)(nil),  // 52: firebreak.operator.v1.RevokeJoinTokenRequest
-	(*RevokeJoinTokenResponse)(nil), // 53: firebreak.operator.v1.RevokeJoinTokenResponse
-	(*RevokeOperatorRequest)(nil),   // 54: firebreak.operator.v1.RevokeOperatorRequest
-	(*RevokeOperatorResponse)(nil),  // 55: firebreak.operator.v1.RevokeOperatorResponse
-	(*RotateOperatorRequest)(nil),   // 56: firebreak.operator.v1.RotateOperatorRequest
-	(*RotateOperatorResponse)(nil),  // 57: firebreak.operator.v1.RotateOperatorResponse
-	(*RevokeAgentsRequest)(nil),     // 58: firebreak.operator.v1.RevokeAgentsRequest
-	(*RevokedAgent)(nil),            // 59: firebreak.operator.v1.RevokedAgent
-	(*RevokeAgentsResponse)(nil),    // 60: firebreak.operator.v1.RevokeAgentsResponse
-	nil,                             // 61: firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
-	nil,                             // 62: firebreak.operator.v1.CreateRunRequest.ParamsEntry
-	nil,                             // 63: firebreak.operator.v1.JoinTokenInfo.LabelsEntry
-	(v1.AgentRole)(0),               // 64: firebreak.agent.v1.AgentRole
-	(*durationpb.Duration)(nil),     // 65: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 66: google.protobuf.Timestamp
-	(*v1.AgentFacts)(nil),           // 67: firebreak.agent.v1.AgentFacts
-	(*v1.PluginInfo)(nil),           // 68: firebreak.agent.v1.PluginInfo
-	(v1.TaskStatus)(0),              // 69: firebreak.agent.v1.TaskStatus
-	(*ChainCheckpoint)(nil),         // 70: firebreak.operator.v1.ChainCheckpoint
-	(*v11.ActionDescription)(nil),   // 71: firebreak.plugin.v1.ActionDescription
+	(OperatorRole)(0),                    // 0: firebreak.operator.v1.OperatorRole
+	(RunStatus)(0),                       // 1: firebreak.operator.v1.RunStatus
+	(*WhoamiRequest)(nil),                // 2: firebreak.operator.v1.WhoamiRequest
+	(*WhoamiResponse)(nil),               // 3: firebreak.operator.v1.WhoamiResponse
+	(*CreateJoinTokenRequest)(nil),       // 4: firebreak.operator.v1.CreateJoinTokenRequest
+	(*CreateJoinTokenResponse)(nil),      // 5: firebreak.operator.v1.CreateJoinTokenResponse
+	(*AddOperatorRequest)(nil),           // 6: firebreak.operator.v1.AddOperatorRequest
+	(*AddOperatorResponse)(nil),          // 7: firebreak.operator.v1.AddOperatorResponse
+	(*Agent)(nil),                        // 8: firebreak.operator.v1.Agent
+	(*RefusedAction)(nil),                // 9: firebreak.operator.v1.RefusedAction
+	(*ListAgentsRequest)(nil),            // 10: firebreak.operator.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),           // 11: firebreak.operator.v1.ListAgentsResponse
+	(*CreateRunRequest)(nil),             // 12: firebreak.operator.v1.CreateRunRequest
+	(*CreateRunResponse)(nil),            // 13: firebreak.operator.v1.CreateRunResponse
+	(*Run)(nil),                          // 14: firebreak.operator.v1.Run
+	(*RunCounts)(nil),                    // 15: firebreak.operator.v1.RunCounts
+	(*Task)(nil),                         // 16: firebreak.operator.v1.Task
+	(*Approval)(nil),                     // 17: firebreak.operator.v1.Approval
+	(*WatchRunRequest)(nil),              // 18: firebreak.operator.v1.WatchRunRequest
+	(*WatchRunResponse)(nil),             // 19: firebreak.operator.v1.WatchRunResponse
+	(*GetRunRequest)(nil),                // 20: firebreak.operator.v1.GetRunRequest
+	(*GetRunResponse)(nil),               // 21: firebreak.operator.v1.GetRunResponse
+	(*ListRunsRequest)(nil),              // 22: firebreak.operator.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),             // 23: firebreak.operator.v1.ListRunsResponse
+	(*ApproveRunRequest)(nil),            // 24: firebreak.operator.v1.ApproveRunRequest
+	(*ApproveRunResponse)(nil),           // 25: firebreak.operator.v1.ApproveRunResponse
+	(*RejectRunRequest)(nil),             // 26: firebreak.operator.v1.RejectRunRequest
+	(*RejectRunResponse)(nil),            // 27: firebreak.operator.v1.RejectRunResponse
+	(*CancelRunRequest)(nil),             // 28: firebreak.operator.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),            // 29: firebreak.operator.v1.CancelRunResponse
+	(*AuditRecord)(nil),                  // 30: firebreak.operator.v1.AuditRecord
+	(*ListAuditRequest)(nil),             // 31: firebreak.operator.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),            // 32: firebreak.operator.v1.ListAuditResponse
+	(*VerifyAuditRequest)(nil),           // 33: firebreak.operator.v1.VerifyAuditRequest
+	(*VerifyAuditResponse)(nil),          // 34: firebreak.operator.v1.VerifyAuditResponse
+	(*ActionSummary)(nil),                // 35: firebreak.operator.v1.ActionSummary
+	(*ListActionsRequest)(nil),           // 36: firebreak.operator.v1.ListActionsRequest
+	(*ListActionsResponse)(nil),          // 37: firebreak.operator.v1.ListActionsResponse
+	(*AWSAccount)(nil),                   // 38: firebreak.operator.v1.AWSAccount
+	(*AccountUnknown)(nil),               // 39: firebreak.operator.v1.AccountUnknown
+	(*SyncAccountsRequest)(nil),          // 40: firebreak.operator.v1.SyncAccountsRequest
+	(*SyncAccountsResponse)(nil),         // 41: firebreak.operator.v1.SyncAccountsResponse
+	(*ListAccountsRequest)(nil),          // 42: firebreak.operator.v1.ListAccountsRequest
+	(*ListAccountsResponse)(nil),         // 43: firebreak.operator.v1.ListAccountsResponse
+	(*ListControllersRequest)(nil),       // 44: firebreak.operator.v1.ListControllersRequest
+	(*ControllerInfo)(nil),               // 45: firebreak.operator.v1.ControllerInfo
+	(*ListControllersResponse)(nil),      // 46: firebreak.operator.v1.ListControllersResponse
+	(*GetAuditHeadRequest)(nil),          // 47: firebreak.operator.v1.GetAuditHeadRequest
+	(*GetAuditHeadResponse)(nil),         // 48: firebreak.operator.v1.GetAuditHeadResponse
+	(*ListJoinTokensRequest)(nil),        // 49: firebreak.operator.v1.ListJoinTokensRequest
+	(*JoinTokenInfo)(nil),                // 50: firebreak.operator.v1.JoinTokenInfo
+	(*ListJoinTokensResponse)(nil),       // 51: firebreak.operator.v1.ListJoinTokensResponse
+	(*RevokeJoinTokenRequest)(nil),       // 52: firebreak.operator.v1.RevokeJoinTokenRequest
+	(*RevokeJoinTokenResponse)(nil),      // 53: firebreak.operator.v1.RevokeJoinTokenResponse
+	(*RevokeOperatorRequest)(nil),        // 54: firebreak.operator.v1.RevokeOperatorRequest
+	(*RevokeOperatorResponse)(nil),       // 55: firebreak.operator.v1.RevokeOperatorResponse
+	(*RotateOperatorRequest)(nil),        // 56: firebreak.operator.v1.RotateOperatorRequest
+	(*RotateOperatorResponse)(nil),       // 57: firebreak.operator.v1.RotateOperatorResponse
+	(*RevokeAgentsRequest)(nil),          // 58: firebreak.operator.v1.RevokeAgentsRequest
+	(*RevokedAgent)(nil),                 // 59: firebreak.operator.v1.RevokedAgent
+	(*RevokeAgentsResponse)(nil),         // 60: firebreak.operator.v1.RevokeAgentsResponse
+	(*ReadinessRequest)(nil),             // 61: firebreak.operator.v1.ReadinessRequest
+	(*ReadinessCheck)(nil),               // 62: firebreak.operator.v1.ReadinessCheck
+	(*ReadinessReport)(nil),              // 63: firebreak.operator.v1.ReadinessReport
+	(*ReadinessResponse)(nil),            // 64: firebreak.operator.v1.ReadinessResponse
+	(*ListReadinessReportsRequest)(nil),  // 65: firebreak.operator.v1.ListReadinessReportsRequest
+	(*ListReadinessReportsResponse)(nil), // 66: firebreak.operator.v1.ListReadinessReportsResponse
+	nil,                                  // 67: firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
+	nil,                                  // 68: firebreak.operator.v1.CreateRunRequest.ParamsEntry
+	nil,                                  // 69: firebreak.operator.v1.JoinTokenInfo.LabelsEntry
+	(v1.AgentRole)(0),                    // 70: firebreak.agent.v1.AgentRole
+	(*durationpb.Duration)(nil),          // 71: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),        // 72: google.protobuf.Timestamp
+	(*v1.AgentFacts)(nil),                // 73: firebreak.agent.v1.AgentFacts
+	(*v1.PluginInfo)(nil),                // 74: firebreak.agent.v1.PluginInfo
+	(v1.TaskStatus)(0),                   // 75: firebreak.agent.v1.TaskStatus
+	(*ChainCheckpoint)(nil),              // 76: firebreak.operator.v1.ChainCheckpoint
+	(*v11.ActionDescription)(nil),        // 77: firebreak.plugin.v1.ActionDescription
 }
 var file_firebreak_operator_v1_operator_proto_depIdxs = []int32{
 	0,  // 0: firebreak.operator.v1.WhoamiResponse.role:type_name -> firebreak.operator.v1.OperatorRole
-	64, // 1: firebreak.operator.v1.CreateJoinTokenRequest.role:type_name -> firebreak.agent.v1.AgentRole
-	65, // 2: firebreak.operator.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
-	61, // 3: firebreak.operator.v1.CreateJoinTokenRequest.labels:type_name -> firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
-	66, // 4: firebreak.operator.v1.CreateJoinTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	70, // 1: firebreak.operator.v1.CreateJoinTokenRequest.role:type_name -> firebreak.agent.v1.AgentRole
+	71, // 2: firebreak.operator.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
+	67, // 3: firebreak.operator.v1.CreateJoinTokenRequest.labels:type_name -> firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
+	72, // 4: firebreak.operator.v1.CreateJoinTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: firebreak.operator.v1.AddOperatorRequest.role:type_name -> firebreak.operator.v1.OperatorRole
-	64, // 6: firebreak.operator.v1.Agent.role:type_name -> firebreak.agent.v1.AgentRole
-	67, // 7: firebreak.operator.v1.Agent.facts:type_name -> firebreak.agent.v1.AgentFacts
-	66, // 8: firebreak.operator.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	68, // 9: firebreak.operator.v1.Agent.plugins:type_name -> firebreak.agent.v1.PluginInfo
-	66, // 10: firebreak.operator.v1.Agent.enrolled_at:type_name -> google.protobuf.Timestamp
-	66, // 11: firebreak.operator.v1.Agent.cert_not_after:type_name -> google.protobuf.Timestamp
+	70, // 6: firebreak.operator.v1.Agent.role:type_name -> firebreak.agent.v1.AgentRole
+	73, // 7: firebreak.operator.v1.Agent.facts:type_name -> firebreak.agent.v1.AgentFacts
+	72, // 8: firebreak.operator.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	74, // 9: firebreak.operator.v1.Agent.plugins:type_name -> firebreak.agent.v1.PluginInfo
+	72, // 10: firebreak.operator.v1.Agent.enrolled_at:type_name -> google.protobuf.Timestamp
+	72, // 11: firebreak.operator.v1.Agent.cert_not_after:type_name -> google.protobuf.Timestamp
 	9,  // 12: firebreak.operator.v1.Agent.refused_actions:type_name -> firebreak.operator.v1.RefusedAction
 	8,  // 13: firebreak.operator.v1.ListAgentsResponse.agents:type_name -> firebreak.operator.v1.Agent
-	62, // 14: firebreak.operator.v1.CreateRunRequest.params:type_name -> firebreak.operator.v1.CreateRunRequest.ParamsEntry
-	65, // 15: firebreak.operator.v1.CreateRunRequest.deadline:type_name -> google.protobuf.Duration
+	68, // 14: firebreak.operator.v1.CreateRunRequest.params:type_name -> firebreak.operator.v1.CreateRunRequest.ParamsEntry
+	71, // 15: firebreak.operator.v1.CreateRunRequest.deadline:type_name -> google.protobuf.Duration
 	14, // 16: firebreak.operator.v1.CreateRunResponse.run:type_name -> firebreak.operator.v1.Run
 	1,  // 17: firebreak.operator.v1.Run.status:type_name -> firebreak.operator.v1.RunStatus
-	66, // 18: firebreak.operator.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	66, // 19: firebreak.operator.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
-	66, // 20: firebreak.operator.v1.Run.deadline:type_name -> google.protobuf.Timestamp
+	72, // 18: firebreak.operator.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	72, // 19: firebreak.operator.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
+	72, // 20: firebreak.operator.v1.Run.deadline:type_name -> google.protobuf.Timestamp
 	15, // 21: firebreak.operator.v1.Run.counts:type_name -> firebreak.operator.v1.RunCounts
 	16, // 22: firebreak.operator.v1.Run.tasks:type_name -> firebreak.operator.v1.Task
 	17, // 23: firebreak.operator.v1.Run.approvals:type_name -> firebreak.operator.v1.Approval
-	69, // 24: firebreak.operator.v1.Task.status:type_name -> firebreak.agent.v1.TaskStatus
-	66, // 25: firebreak.operator.v1.Task.dispatched_at:type_name -> google.protobuf.Timestamp
-	66, // 26: firebreak.operator.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	66, // 27: firebreak.operator.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	66, // 28: firebreak.operator.v1.Approval.at:type_name -> google.protobuf.Timestamp
+	75, // 24: firebreak.operator.v1.Task.status:type_name -> firebreak.agent.v1.TaskStatus
+	72, // 25: firebreak.operator.v1.Task.dispatched_at:type_name -> google.protobuf.Timestamp
+	72, // 26: firebreak.operator.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	72, // 27: firebreak.operator.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	72, // 28: firebreak.operator.v1.Approval.at:type_name -> google.protobuf.Timestamp
 	14, // 29: firebreak.operator.v1.WatchRunResponse.snapshot:type_name -> firebreak.operator.v1.Run
 	16, // 30: firebreak.operator.v1.WatchRunResponse.task:type_name -> firebreak.operator.v1.Task
 	14, // 31: firebreak.operator.v1.WatchRunResponse.done:type_name -> firebreak.operator.v1.Run
@@ -4488,79 +4978,88 @@ var file_firebreak_operator_v1_operator_proto_depIdxs = []int32{
 	14, // 35: firebreak.operator.v1.ApproveRunResponse.run:type_name -> firebreak.operator.v1.Run
 	14, // 36: firebreak.operator.v1.RejectRunResponse.run:type_name -> firebreak.operator.v1.Run
 	14, // 37: firebreak.operator.v1.CancelRunResponse.run:type_name -> firebreak.operator.v1.Run
-	66, // 38: firebreak.operator.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	72, // 38: firebreak.operator.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
 	30, // 39: firebreak.operator.v1.ListAuditResponse.records:type_name -> firebreak.operator.v1.AuditRecord
-	70, // 40: firebreak.operator.v1.VerifyAuditRequest.anchor:type_name -> firebreak.operator.v1.ChainCheckpoint
-	70, // 41: firebreak.operator.v1.VerifyAuditResponse.checkpoint:type_name -> firebreak.operator.v1.ChainCheckpoint
-	71, // 42: firebreak.operator.v1.ActionSummary.description:type_name -> firebreak.plugin.v1.ActionDescription
+	76, // 40: firebreak.operator.v1.VerifyAuditRequest.anchor:type_name -> firebreak.operator.v1.ChainCheckpoint
+	76, // 41: firebreak.operator.v1.VerifyAuditResponse.checkpoint:type_name -> firebreak.operator.v1.ChainCheckpoint
+	77, // 42: firebreak.operator.v1.ActionSummary.description:type_name -> firebreak.plugin.v1.ActionDescription
 	35, // 43: firebreak.operator.v1.ListActionsResponse.actions:type_name -> firebreak.operator.v1.ActionSummary
-	66, // 44: firebreak.operator.v1.AWSAccount.synced_at:type_name -> google.protobuf.Timestamp
+	72, // 44: firebreak.operator.v1.AWSAccount.synced_at:type_name -> google.protobuf.Timestamp
 	39, // 45: firebreak.operator.v1.AWSAccount.unknown:type_name -> firebreak.operator.v1.AccountUnknown
-	65, // 46: firebreak.operator.v1.SyncAccountsRequest.deadline:type_name -> google.protobuf.Duration
+	71, // 46: firebreak.operator.v1.SyncAccountsRequest.deadline:type_name -> google.protobuf.Duration
 	38, // 47: firebreak.operator.v1.SyncAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
 	38, // 48: firebreak.operator.v1.ListAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
-	66, // 49: firebreak.operator.v1.ControllerInfo.heartbeat_at:type_name -> google.protobuf.Timestamp
-	66, // 50: firebreak.operator.v1.ControllerInfo.started_at:type_name -> google.protobuf.Timestamp
+	72, // 49: firebreak.operator.v1.ControllerInfo.heartbeat_at:type_name -> google.protobuf.Timestamp
+	72, // 50: firebreak.operator.v1.ControllerInfo.started_at:type_name -> google.protobuf.Timestamp
 	45, // 51: firebreak.operator.v1.ListControllersResponse.controllers:type_name -> firebreak.operator.v1.ControllerInfo
-	70, // 52: firebreak.operator.v1.GetAuditHeadResponse.head:type_name -> firebreak.operator.v1.ChainCheckpoint
-	64, // 53: firebreak.operator.v1.JoinTokenInfo.role:type_name -> firebreak.agent.v1.AgentRole
-	63, // 54: firebreak.operator.v1.JoinTokenInfo.labels:type_name -> firebreak.operator.v1.JoinTokenInfo.LabelsEntry
-	66, // 55: firebreak.operator.v1.JoinTokenInfo.expires_at:type_name -> google.protobuf.Timestamp
-	66, // 56: firebreak.operator.v1.JoinTokenInfo.created_at:type_name -> google.protobuf.Timestamp
+	76, // 52: firebreak.operator.v1.GetAuditHeadResponse.head:type_name -> firebreak.operator.v1.ChainCheckpoint
+	70, // 53: firebreak.operator.v1.JoinTokenInfo.role:type_name -> firebreak.agent.v1.AgentRole
+	69, // 54: firebreak.operator.v1.JoinTokenInfo.labels:type_name -> firebreak.operator.v1.JoinTokenInfo.LabelsEntry
+	72, // 55: firebreak.operator.v1.JoinTokenInfo.expires_at:type_name -> google.protobuf.Timestamp
+	72, // 56: firebreak.operator.v1.JoinTokenInfo.created_at:type_name -> google.protobuf.Timestamp
 	50, // 57: firebreak.operator.v1.ListJoinTokensResponse.tokens:type_name -> firebreak.operator.v1.JoinTokenInfo
 	50, // 58: firebreak.operator.v1.RevokeJoinTokenResponse.token:type_name -> firebreak.operator.v1.JoinTokenInfo
 	59, // 59: firebreak.operator.v1.RevokeAgentsResponse.agents:type_name -> firebreak.operator.v1.RevokedAgent
-	2,  // 60: firebreak.operator.v1.OperatorService.Whoami:input_type -> firebreak.operator.v1.WhoamiRequest
-	4,  // 61: firebreak.operator.v1.OperatorService.CreateJoinToken:input_type -> firebreak.operator.v1.CreateJoinTokenRequest
-	6,  // 62: firebreak.operator.v1.OperatorService.AddOperator:input_type -> firebreak.operator.v1.AddOperatorRequest
-	10, // 63: firebreak.operator.v1.OperatorService.ListAgents:input_type -> firebreak.operator.v1.ListAgentsRequest
-	12, // 64: firebreak.operator.v1.OperatorService.CreateRun:input_type -> firebreak.operator.v1.CreateRunRequest
-	18, // 65: firebreak.operator.v1.OperatorService.WatchRun:input_type -> firebreak.operator.v1.WatchRunRequest
-	20, // 66: firebreak.operator.v1.OperatorService.GetRun:input_type -> firebreak.operator.v1.GetRunRequest
-	22, // 67: firebreak.operator.v1.OperatorService.ListRuns:input_type -> firebreak.operator.v1.ListRunsRequest
-	24, // 68: firebreak.operator.v1.OperatorService.ApproveRun:input_type -> firebreak.operator.v1.ApproveRunRequest
-	26, // 69: firebreak.operator.v1.OperatorService.RejectRun:input_type -> firebreak.operator.v1.RejectRunRequest
-	28, // 70: firebreak.operator.v1.OperatorService.CancelRun:input_type -> firebreak.operator.v1.CancelRunRequest
-	36, // 71: firebreak.operator.v1.OperatorService.ListActions:input_type -> firebreak.operator.v1.ListActionsRequest
-	40, // 72: firebreak.operator.v1.OperatorService.SyncAccounts:input_type -> firebreak.operator.v1.SyncAccountsRequest
-	42, // 73: firebreak.operator.v1.OperatorService.ListAccounts:input_type -> firebreak.operator.v1.ListAccountsRequest
-	31, // 74: firebreak.operator.v1.OperatorService.ListAudit:input_type -> firebreak.operator.v1.ListAuditRequest
-	33, // 75: firebreak.operator.v1.OperatorService.VerifyAudit:input_type -> firebreak.operator.v1.VerifyAuditRequest
-	47, // 76: firebreak.operator.v1.OperatorService.GetAuditHead:input_type -> firebreak.operator.v1.GetAuditHeadRequest
-	49, // 77: firebreak.operator.v1.OperatorService.ListJoinTokens:input_type -> firebreak.operator.v1.ListJoinTokensRequest
-	52, // 78: firebreak.operator.v1.OperatorService.RevokeJoinToken:input_type -> firebreak.operator.v1.RevokeJoinTokenRequest
-	54, // 79: firebreak.operator.v1.OperatorService.RevokeOperator:input_type -> firebreak.operator.v1.RevokeOperatorRequest
-	56, // 80: firebreak.operator.v1.OperatorService.RotateOperator:input_type -> firebreak.operator.v1.RotateOperatorRequest
-	58, // 81: firebreak.operator.v1.OperatorService.RevokeAgents:input_type -> firebreak.operator.v1.RevokeAgentsRequest
-	44, // 82: firebreak.operator.v1.OperatorService.ListControllers:input_type -> firebreak.operator.v1.ListControllersRequest
-	3,  // 83: firebreak.operator.v1.OperatorService.Whoami:output_type -> firebreak.operator.v1.WhoamiResponse
-	5,  // 84: firebreak.operator.v1.OperatorService.CreateJoinToken:output_type -> firebreak.operator.v1.CreateJoinTokenResponse
-	7,  // 85: firebreak.operator.v1.OperatorService.AddOperator:output_type -> firebreak.operator.v1.AddOperatorResponse
-	11, // 86: firebreak.operator.v1.OperatorService.ListAgents:output_type -> firebreak.operator.v1.ListAgentsResponse
-	13, // 87: firebreak.operator.v1.OperatorService.CreateRun:output_type -> firebreak.operator.v1.CreateRunResponse
-	19, // 88: firebreak.operator.v1.OperatorService.WatchRun:output_type -> firebreak.operator.v1.WatchRunResponse
-	21, // 89: firebreak.operator.v1.OperatorService.GetRun:output_type -> firebreak.operator.v1.GetRunResponse
-	23, // 90: firebreak.operator.v1.OperatorService.ListRuns:output_type -> firebreak.operator.v1.ListRunsResponse
-	25, // 91: firebreak.operator.v1.OperatorService.ApproveRun:output_type -> firebreak.operator.v1.ApproveRunResponse
-	27, // 92: firebreak.operator.v1.OperatorService.RejectRun:output_type -> firebreak.operator.v1.RejectRunResponse
-	29, // 93: firebreak.operator.v1.OperatorService.CancelRun:output_type -> firebreak.operator.v1.CancelRunResponse
-	37, // 94: firebreak.operator.v1.OperatorService.ListActions:output_type -> firebreak.operator.v1.ListActionsResponse
-	41, // 95: firebreak.operator.v1.OperatorService.SyncAccounts:output_type -> firebreak.operator.v1.SyncAccountsResponse
-	43, // 96: firebreak.operator.v1.OperatorService.ListAccounts:output_type -> firebreak.operator.v1.ListAccountsResponse
-	32, // 97: firebreak.operator.v1.OperatorService.ListAudit:output_type -> firebreak.operator.v1.ListAuditResponse
-	34, // 98: firebreak.operator.v1.OperatorService.VerifyAudit:output_type -> firebreak.operator.v1.VerifyAuditResponse
-	48, // 99: firebreak.operator.v1.OperatorService.GetAuditHead:output_type -> firebreak.operator.v1.GetAuditHeadResponse
-	51, // 100: firebreak.operator.v1.OperatorService.ListJoinTokens:output_type -> firebreak.operator.v1.ListJoinTokensResponse
-	53, // 101: firebreak.operator.v1.OperatorService.RevokeJoinToken:output_type -> firebreak.operator.v1.RevokeJoinTokenResponse
-	55, // 102: firebreak.operator.v1.OperatorService.RevokeOperator:output_type -> firebreak.operator.v1.RevokeOperatorResponse
-	57, // 103: firebreak.operator.v1.OperatorService.RotateOperator:output_type -> firebreak.operator.v1.RotateOperatorResponse
-	60, // 104: firebreak.operator.v1.OperatorService.RevokeAgents:output_type -> firebreak.operator.v1.RevokeAgentsResponse
-	46, // 105: firebreak.operator.v1.OperatorService.ListControllers:output_type -> firebreak.operator.v1.ListControllersResponse
-	83, // [83:106] is the sub-list for method output_type
-	60, // [60:83] is the sub-list for method input_type
-	60, // [60:60] is the sub-list for extension type_name
-	60, // [60:60] is the sub-list for extension extendee
-	0,  // [0:60] is the sub-list for field type_name
+	71, // 60: firebreak.operator.v1.ReadinessRequest.deadline:type_name -> google.protobuf.Duration
+	62, // 61: firebreak.operator.v1.ReadinessReport.checks:type_name -> firebreak.operator.v1.ReadinessCheck
+	72, // 62: firebreak.operator.v1.ReadinessReport.generated_at:type_name -> google.protobuf.Timestamp
+	63, // 63: firebreak.operator.v1.ReadinessResponse.report:type_name -> firebreak.operator.v1.ReadinessReport
+	63, // 64: firebreak.operator.v1.ListReadinessReportsResponse.reports:type_name -> firebreak.operator.v1.ReadinessReport
+	2,  // 65: firebreak.operator.v1.OperatorService.Whoami:input_type -> firebreak.operator.v1.WhoamiRequest
+	4,  // 66: firebreak.operator.v1.OperatorService.CreateJoinToken:input_type -> firebreak.operator.v1.CreateJoinTokenRequest
+	6,  // 67: firebreak.operator.v1.OperatorService.AddOperator:input_type -> firebreak.operator.v1.AddOperatorRequest
+	10, // 68: firebreak.operator.v1.OperatorService.ListAgents:input_type -> firebreak.operator.v1.ListAgentsRequest
+	12, // 69: firebreak.operator.v1.OperatorService.CreateRun:input_type -> firebreak.operator.v1.CreateRunRequest
+	18, // 70: firebreak.operator.v1.OperatorService.WatchRun:input_type -> firebreak.operator.v1.WatchRunRequest
+	20, // 71: firebreak.operator.v1.OperatorService.GetRun:input_type -> firebreak.operator.v1.GetRunRequest
+	22, // 72: firebreak.operator.v1.OperatorService.ListRuns:input_type -> firebreak.operator.v1.ListRunsRequest
+	24, // 73: firebreak.operator.v1.OperatorService.ApproveRun:input_type -> firebreak.operator.v1.ApproveRunRequest
+	26, // 74: firebreak.operator.v1.OperatorService.RejectRun:input_type -> firebreak.operator.v1.RejectRunRequest
+	28, // 75: firebreak.operator.v1.OperatorService.CancelRun:input_type -> firebreak.operator.v1.CancelRunRequest
+	36, // 76: firebreak.operator.v1.OperatorService.ListActions:input_type -> firebreak.operator.v1.ListActionsRequest
+	40, // 77: firebreak.operator.v1.OperatorService.SyncAccounts:input_type -> firebreak.operator.v1.SyncAccountsRequest
+	42, // 78: firebreak.operator.v1.OperatorService.ListAccounts:input_type -> firebreak.operator.v1.ListAccountsRequest
+	31, // 79: firebreak.operator.v1.OperatorService.ListAudit:input_type -> firebreak.operator.v1.ListAuditRequest
+	33, // 80: firebreak.operator.v1.OperatorService.VerifyAudit:input_type -> firebreak.operator.v1.VerifyAuditRequest
+	47, // 81: firebreak.operator.v1.OperatorService.GetAuditHead:input_type -> firebreak.operator.v1.GetAuditHeadRequest
+	49, // 82: firebreak.operator.v1.OperatorService.ListJoinTokens:input_type -> firebreak.operator.v1.ListJoinTokensRequest
+	52, // 83: firebreak.operator.v1.OperatorService.RevokeJoinToken:input_type -> firebreak.operator.v1.RevokeJoinTokenRequest
+	54, // 84: firebreak.operator.v1.OperatorService.RevokeOperator:input_type -> firebreak.operator.v1.RevokeOperatorRequest
+	56, // 85: firebreak.operator.v1.OperatorService.RotateOperator:input_type -> firebreak.operator.v1.RotateOperatorRequest
+	58, // 86: firebreak.operator.v1.OperatorService.RevokeAgents:input_type -> firebreak.operator.v1.RevokeAgentsRequest
+	44, // 87: firebreak.operator.v1.OperatorService.ListControllers:input_type -> firebreak.operator.v1.ListControllersRequest
+	61, // 88: firebreak.operator.v1.OperatorService.Readiness:input_type -> firebreak.operator.v1.ReadinessRequest
+	65, // 89: firebreak.operator.v1.OperatorService.ListReadinessReports:input_type -> firebreak.operator.v1.ListReadinessReportsRequest
+	3,  // 90: firebreak.operator.v1.OperatorService.Whoami:output_type -> firebreak.operator.v1.WhoamiResponse
+	5,  // 91: firebreak.operator.v1.OperatorService.CreateJoinToken:output_type -> firebreak.operator.v1.CreateJoinTokenResponse
+	7,  // 92: firebreak.operator.v1.OperatorService.AddOperator:output_type -> firebreak.operator.v1.AddOperatorResponse
+	11, // 93: firebreak.operator.v1.OperatorService.ListAgents:output_type -> firebreak.operator.v1.ListAgentsResponse
+	13, // 94: firebreak.operator.v1.OperatorService.CreateRun:output_type -> firebreak.operator.v1.CreateRunResponse
+	19, // 95: firebreak.operator.v1.OperatorService.WatchRun:output_type -> firebreak.operator.v1.WatchRunResponse
+	21, // 96: firebreak.operator.v1.OperatorService.GetRun:output_type -> firebreak.operator.v1.GetRunResponse
+	23, // 97: firebreak.operator.v1.OperatorService.ListRuns:output_type -> firebreak.operator.v1.ListRunsResponse
+	25, // 98: firebreak.operator.v1.OperatorService.ApproveRun:output_type -> firebreak.operator.v1.ApproveRunResponse
+	27, // 99: firebreak.operator.v1.OperatorService.RejectRun:output_type -> firebreak.operator.v1.RejectRunResponse
+	29, // 100: firebreak.operator.v1.OperatorService.CancelRun:output_type -> firebreak.operator.v1.CancelRunResponse
+	37, // 101: firebreak.operator.v1.OperatorService.ListActions:output_type -> firebreak.operator.v1.ListActionsResponse
+	41, // 102: firebreak.operator.v1.OperatorService.SyncAccounts:output_type -> firebreak.operator.v1.SyncAccountsResponse
+	43, // 103: firebreak.operator.v1.OperatorService.ListAccounts:output_type -> firebreak.operator.v1.ListAccountsResponse
+	32, // 104: firebreak.operator.v1.OperatorService.ListAudit:output_type -> firebreak.operator.v1.ListAuditResponse
+	34, // 105: firebreak.operator.v1.OperatorService.VerifyAudit:output_type -> firebreak.operator.v1.VerifyAuditResponse
+	48, // 106: firebreak.operator.v1.OperatorService.GetAuditHead:output_type -> firebreak.operator.v1.GetAuditHeadResponse
+	51, // 107: firebreak.operator.v1.OperatorService.ListJoinTokens:output_type -> firebreak.operator.v1.ListJoinTokensResponse
+	53, // 108: firebreak.operator.v1.OperatorService.RevokeJoinToken:output_type -> firebreak.operator.v1.RevokeJoinTokenResponse
+	55, // 109: firebreak.operator.v1.OperatorService.RevokeOperator:output_type -> firebreak.operator.v1.RevokeOperatorResponse
+	57, // 110: firebreak.operator.v1.OperatorService.RotateOperator:output_type -> firebreak.operator.v1.RotateOperatorResponse
+	60, // 111: firebreak.operator.v1.OperatorService.RevokeAgents:output_type -> firebreak.operator.v1.RevokeAgentsResponse
+	46, // 112: firebreak.operator.v1.OperatorService.ListControllers:output_type -> firebreak.operator.v1.ListControllersResponse
+	64, // 113: firebreak.operator.v1.OperatorService.Readiness:output_type -> firebreak.operator.v1.ReadinessResponse
+	66, // 114: firebreak.operator.v1.OperatorService.ListReadinessReports:output_type -> firebreak.operator.v1.ListReadinessReportsResponse
+	90, // [90:115] is the sub-list for method output_type
+	65, // [65:90] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_firebreak_operator_v1_operator_proto_init() }
@@ -4581,7 +5080,7 @@ func file_firebreak_operator_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_firebreak_operator_v1_operator_proto_rawDesc), len(file_firebreak_operator_v1_operator_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   62,
+			NumMessages:   68,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
