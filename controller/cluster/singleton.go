@@ -39,6 +39,9 @@ const (
 	LeasePlaybooks = "playbook-executor"
 	// LeaseSQS is the SQS findings poller.
 	LeaseSQS = "sqs-poller"
+	// LeaseReadiness is the scheduled readiness review
+	// (--readiness-every).
+	LeaseReadiness = "readiness-schedule"
 )
 
 // DefaultTTL is a lease's default time to live (--lease-ttl).
