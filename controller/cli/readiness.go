@@ -193,6 +193,21 @@ below it, for cron and CI. docs/readiness.md describes every check and the JSON.
 	return cmd
 }
 
+// PrintReadiness prints a report as `firebreak readiness` does: JSON with
+// --json, else in format (text, md or html).
+func (g *Globals) PrintReadiness(r *operatorv1.ReadinessReport, format string) error {
+	j := toReadinessJSON(r)
+	switch {
+	case g.json:
+		return g.PrintJSON(j)
+	case format == "md":
+		return writeReadinessMarkdown(g.out, j)
+	case format == "html":
+		return writeReadinessHTML(g.out, j)
+	}
+	return writeReadinessText(g.out, j)
+}
+
 // readinessProgress shows, on a terminal, that the review is under way
 // until stop is called.
 func (g *Globals) readinessProgress() (stop func()) {

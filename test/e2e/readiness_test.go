@@ -1,9 +1,13 @@
 package e2e_test
 
 import (
+	"context"
+	"encoding/json"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/firebreak-ir/firebreak/internal/awsemu"
 	"github.com/firebreak-ir/firebreak/plugins/awsec2/awsec2test"
@@ -150,4 +154,57 @@ func TestReadinessReportsTheDeliberateGaps(t *testing.T) {
 		t.Fatalf("history %+v", history)
 	}
 	t.Logf("readiness score %d with %d checks", report.Score, len(report.Checks))
+}
+
+// TestLabReadiness runs `firebreak lab readiness --simulated --json`
+// through the real binary: every deliberate gap of the lab organisation is
+// reported with the right status, account and remediation, and nothing
+// else fails but host isolation, which simulated hosts cannot do. (As root
+// the lab without --simulated uses network namespaces and nftables, which
+// TestLabDrills covers.)
+func TestLabReadiness(t *testing.T) {
+	b := e2e.Build(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, b.Firebreak, "lab", "readiness", "--simulated", "--json").Output()
+	var stderr []byte
+	if ee, ok := err.(*exec.ExitError); ok {
+		stderr = ee.Stderr
+	}
+	var report struct {
+		Score  int `json:"score"`
+		Checks []struct {
+			ID, Account, Region, Status, Evidence, Remediation string
+		} `json:"checks"`
+	}
+	if jerr := json.Unmarshal(out, &report); err != nil || jerr != nil {
+		t.Fatalf("exit %v, %v\nstdout: %s\nstderr: %s", err, jerr, out, stderr)
+	}
+	want := map[string]string{ // id/account/region → remediation words
+		"reach.role/" + awsemu.LabAccountID(4) + "/us-east-1":          "member-account.yaml",
+		"reach.role/" + awsemu.LabAccountID(4) + "/us-west-2":          "member-account.yaml",
+		"detection.guardduty/" + awsemu.LabAccountID(3) + "/us-west-2": "aws guardduty create-detector",
+		"coverage.instances/" + awsemu.LabAccountID(3) + "/":           "install-agent.yaml",
+		"evidence.bucket/" + awsemu.LabAccountID(1) + "/us-east-1":     "put-object-lock-configuration",
+		"people.approvers//": "--role approver",
+	}
+	for _, c := range report.Checks {
+		key := c.ID + "/" + c.Account + "/" + c.Region
+		fix, deliberate := want[key]
+		switch {
+		case deliberate:
+			if c.Status != "fail" || !strings.Contains(c.Remediation, fix) {
+				t.Errorf("%s: %s, fix %q", key, c.Status, c.Remediation)
+			}
+			delete(want, key)
+		case c.Status == "fail" && c.ID == "host.isolation":
+			// Simulated hosts cannot be isolated, and the report says so.
+		case c.Status == "fail" || c.Status == "unknown":
+			t.Errorf("not a deliberate gap: %+v", c)
+		}
+	}
+	for key := range want {
+		t.Errorf("deliberate gap %s not reported", key)
+	}
+	t.Logf("lab readiness score %d, %d checks", report.Score, len(report.Checks))
 }
