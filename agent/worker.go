@@ -48,7 +48,7 @@ const refreshBefore = 5 * time.Minute
 // awsEndpointServices are the services whose per-service endpoint variables
 // (AWS_ENDPOINT_URL_<ID>) a worker passes on to its plugins.
 var awsEndpointServices = []string{"EC2", "IAM", "STS", "AUTO_SCALING", "ELASTIC_LOAD_BALANCING_V2", "S3", "LAMBDA",
-	"CLOUDTRAIL", "ORGANIZATIONS", "ACCOUNT", "SQS"}
+	"CLOUDTRAIL", "ORGANIZATIONS", "ACCOUNT", "SQS", "GUARDDUTY", "SECURITYHUB"}
 
 // credentialBroker gives each service task short-lived credentials for
 // exactly its account, assumed from the worker's own identity.

@@ -143,6 +143,10 @@ type Config struct {
 	// LeaseTTL is the TTL of the cluster leases of the jobs that run once
 	// among the controllers sharing the store (0: cluster.DefaultTTL).
 	LeaseTTL time.Duration
+	// ReadinessEvery, when set, runs a readiness review of every known
+	// account on that schedule and stores it (--readiness-every), as a
+	// leased singleton: once in a cluster.
+	ReadinessEvery time.Duration
 	// Version is the build version the controller registers with.
 	Version string
 	// Console configures the web console (none without Console.Listen).
@@ -655,6 +659,9 @@ func (c *Controller) buildSingletons() error {
 	}
 	if c.Incident.parts.sqs != nil {
 		jobs = append(jobs, cluster.Job{Lease: cluster.LeaseSQS, Run: c.Incident.parts.sqs.Run})
+	}
+	if c.cfg.ReadinessEvery > 0 {
+		jobs = append(jobs, cluster.Job{Lease: cluster.LeaseReadiness, Run: c.readinessSchedule})
 	}
 	var err error
 	if c.Singletons, err = cluster.NewRunner(cluster.Config{Store: c.Store, ID: c.id, TTL: c.leaseTTL(), Jobs: jobs,

@@ -21,6 +21,14 @@ type accountJSON struct {
 	OUPath   string    `json:"ou_path"`
 	Regions  []string  `json:"regions"`
 	SyncedAt time.Time `json:"synced_at"`
+	// Unknown is what the last sync could not learn about the account.
+	Unknown []accountUnknownJSON `json:"unknown"`
+}
+
+type accountUnknownJSON struct {
+	Field       string `json:"field"`
+	Reason      string `json:"reason"`
+	Remediation string `json:"remediation"`
 }
 
 func toAccountJSON(as []*operatorv1.AWSAccount) []accountJSON {
@@ -30,7 +38,11 @@ func toAccountJSON(as []*operatorv1.AWSAccount) []accountJSON {
 		if regions == nil {
 			regions = []string{}
 		}
-		out = append(out, accountJSON{a.GetId(), a.GetName(), a.GetEmail(), a.GetStatus(), a.GetOuPath(), regions, a.GetSyncedAt().AsTime()})
+		unknown := []accountUnknownJSON{}
+		for _, u := range a.GetUnknown() {
+			unknown = append(unknown, accountUnknownJSON{u.GetField(), u.GetReason(), u.GetRemediation()})
+		}
+		out = append(out, accountJSON{a.GetId(), a.GetName(), a.GetEmail(), a.GetStatus(), a.GetOuPath(), regions, a.GetSyncedAt().AsTime(), unknown})
 	}
 	return out
 }
@@ -38,10 +50,24 @@ func toAccountJSON(as []*operatorv1.AWSAccount) []accountJSON {
 func (g *Globals) printAccounts(as []*operatorv1.AWSAccount) error {
 	tw := tabwriter.NewWriter(g.out, 0, 2, 2, ' ', 0)
 	fmt.Fprintln(tw, "ACCOUNT\tNAME\tOU\tREGIONS")
+	var notes []string
 	for _, a := range as {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.GetId(), a.GetName(), a.GetOuPath(), strings.Join(a.GetRegions(), ","))
+		regions := strings.Join(a.GetRegions(), ",")
+		for _, u := range a.GetUnknown() {
+			if u.GetField() == "regions" {
+				regions = "unknown"
+			}
+			notes = append(notes, fmt.Sprintf("account %s: %s unknown: %s; fix: %s", a.GetId(), u.GetField(), u.GetReason(), u.GetRemediation()))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.GetId(), a.GetName(), a.GetOuPath(), regions)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, n := range notes {
+		fmt.Fprintln(g.errOut, n)
+	}
+	return nil
 }
 
 // NewAccountsCmd is `firebreak accounts`: the AWS Organization's accounts.

@@ -42,6 +42,9 @@ const (
 	// LeaseRuns is run resumption: adopting the active runs of a
 	// controller that died, so its runs go on from another.
 	LeaseRuns = "run-resumer"
+	// LeaseReadiness is the scheduled readiness review
+	// (--readiness-every).
+	LeaseReadiness = "readiness-schedule"
 )
 
 // DefaultTTL is a lease's default time to live (--lease-ttl).

@@ -33,6 +33,8 @@ type discovery struct {
 		Status  string   `json:"status"`
 		OUPath  string   `json:"ou_path"`
 		Regions []string `json:"regions"`
+		// Unknown is what could not be learned about the account.
+		Unknown []store.AccountUnknown `json:"unknown"`
 	} `json:"accounts"`
 	Skipped []json.RawMessage `json:"skipped"`
 }
@@ -99,7 +101,7 @@ func (s *Service) SyncAccounts(ctx context.Context, req *operatorv1.SyncAccounts
 			continue
 		}
 		accounts = append(accounts, &store.Account{ID: a.ID, Name: a.Name, Email: a.Email, Status: a.Status, OUPath: a.OUPath,
-			Regions: a.Regions, SyncedAt: now})
+			Regions: a.Regions, SyncedAt: now, Unknown: a.Unknown})
 	}
 	for _, sk := range d.Skipped {
 		resp.Skipped = append(resp.Skipped, strings.Trim(string(sk), `"`))
@@ -108,7 +110,14 @@ func (s *Service) SyncAccounts(ctx context.Context, req *operatorv1.SyncAccounts
 	if err := s.cfg.Store.ReplaceAccounts(ctx, accounts); err != nil {
 		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "storing the accounts")
 	}
-	s.cfg.Audit(ctx, "operator:"+caller(ctx).Name, "accounts.sync", mgmt, map[string]any{"run": run.GetId(), "accounts": len(accounts), "skipped": len(resp.Skipped)})
+	unknown := 0
+	for _, a := range accounts {
+		if len(a.Unknown) > 0 {
+			unknown++
+		}
+	}
+	s.cfg.Audit(ctx, "operator:"+caller(ctx).Name, "accounts.sync", mgmt, map[string]any{"run": run.GetId(), "accounts": len(accounts), "skipped": len(resp.Skipped),
+		"incomplete": unknown})
 	for _, a := range accounts {
 		resp.Accounts = append(resp.Accounts, accountProto(a))
 	}
@@ -144,8 +153,12 @@ func (s *Service) waitRun(ctx context.Context, runID string) (*operatorv1.Run, e
 }
 
 func accountProto(a *store.Account) *operatorv1.AWSAccount {
-	return &operatorv1.AWSAccount{Id: a.ID, Name: a.Name, Email: a.Email, Status: a.Status, OuPath: a.OUPath, Regions: a.Regions,
+	out := &operatorv1.AWSAccount{Id: a.ID, Name: a.Name, Email: a.Email, Status: a.Status, OuPath: a.OUPath, Regions: a.Regions,
 		SyncedAt: timestamppb.New(a.SyncedAt)}
+	for _, u := range a.Unknown {
+		out.Unknown = append(out.Unknown, &operatorv1.AccountUnknown{Field: u.Field, Reason: u.Reason, Remediation: u.Remediation})
+	}
+	return out
 }
 
 // ListAccounts implements operatorv1.OperatorServiceServer.

@@ -61,6 +61,9 @@ var Policy = map[string]operatorv1.OperatorRole{
 	operatorv1.OperatorService_ForgetAgents_FullMethodName:    operatorv1.OperatorRole_OPERATOR_ROLE_ADMIN,
 	operatorv1.OperatorService_RevokeAgents_FullMethodName:    operatorv1.OperatorRole_OPERATOR_ROLE_ADMIN,
 	operatorv1.OperatorService_ListControllers_FullMethodName: operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
+	// A review starts an aws-readiness run, so it is a responder's.
+	operatorv1.OperatorService_Readiness_FullMethodName:            operatorv1.OperatorRole_OPERATOR_ROLE_RESPONDER,
+	operatorv1.OperatorService_ListReadinessReports_FullMethodName: operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
 }
 
 // AuditFunc records an action in the audit log.

@@ -149,6 +149,12 @@ func selectRegions(a *store.Account, expr string) ([]string, error) {
 		return []string{""}, nil
 	case "all":
 		if len(a.Regions) == 0 {
+			for _, u := range a.Unknown {
+				if u.Field == "regions" {
+					return nil, fmt.Errorf("account %s's enabled regions are unknown (%s): %s; or name the regions (--regions us-east-1,…), or leave --regions out to act in each worker's own region",
+						a.ID, u.Reason, u.Remediation)
+				}
+			}
 			return nil, fmt.Errorf("account %s has no known enabled regions", a.ID)
 		}
 		return a.Regions, nil

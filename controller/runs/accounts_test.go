@@ -44,6 +44,8 @@ func TestSelectAccountsAndRegions(t *testing.T) {
 			}
 		})
 	}
+	unread := &store.Account{ID: "444444444444", Regions: []string{}, Unknown: []store.AccountUnknown{{Field: "regions",
+		Reason: "account:ListRegions: AccessDeniedException", Remediation: "aws organizations enable-aws-service-access --service-principal account.amazonaws.com"}}}
 	regionTests := []struct {
 		expr string
 		acct *store.Account
@@ -54,6 +56,12 @@ func TestSelectAccountsAndRegions(t *testing.T) {
 		{"all", known[1], "us-east-1,eu-west-1", ""},
 		{"eu-west-1,us-east-1", known[2], "us-east-1", ""},
 		{"mars-1", known[1], "", "not a region name"},
+		// An account whose regions discovery could not read: runs in the
+		// workers' own region, or in named regions, go on; "all" says why
+		// it cannot and what to do.
+		{"", unread, "", ""},
+		{"us-west-2", unread, "us-west-2", ""},
+		{"all", unread, "", "enable-aws-service-access"},
 	}
 	for _, tt := range regionTests {
 		got, err := selectRegions(tt.acct, tt.expr)

@@ -206,6 +206,9 @@ var namedMigrations = append(append([]migration{}, playbookRunMigrations...),
 		ALTER TABLE agents ADD COLUMN revoke_reason TEXT NOT NULL DEFAULT '';
 		ALTER TABLE agents ADD COLUMN instance_key TEXT NOT NULL DEFAULT '';
 		CREATE INDEX agents_instance ON agents (instance_key) WHERE instance_key <> ''`},
+	// What discovery could not learn about each account (a JSON list of
+	// AccountUnknown), so an account whose regions were refused is kept.
+	migration{name: "accounts-001-unknown", sql: `ALTER TABLE accounts ADD COLUMN unknown_json TEXT NOT NULL DEFAULT '[]'`},
 )
 
 // extraMigrations are the named migrations of the tables kept beside the
@@ -827,8 +830,12 @@ func (s *SQL) ReplaceAccounts(ctx context.Context, accounts []*Account) error {
 		}
 		for _, a := range accounts {
 			regions, _ := json.Marshal(a.Regions)
-			if _, err := tx.ExecContext(ctx, `INSERT INTO accounts (id, name, email, status, ou_path, regions, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-				a.ID, a.Name, a.Email, a.Status, a.OUPath, string(regions), ns(a.SyncedAt)); err != nil {
+			unknown := []byte("[]")
+			if len(a.Unknown) > 0 {
+				unknown, _ = json.Marshal(a.Unknown)
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO accounts (id, name, email, status, ou_path, regions, synced_at, unknown_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+				a.ID, a.Name, a.Email, a.Status, a.OUPath, string(regions), ns(a.SyncedAt), string(unknown)); err != nil {
 				return err
 			}
 		}
@@ -838,7 +845,7 @@ func (s *SQL) ReplaceAccounts(ctx context.Context, accounts []*Account) error {
 
 // ListAccounts implements Store.
 func (s *SQL) ListAccounts(ctx context.Context) ([]*Account, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id, name, email, status, ou_path, regions, synced_at FROM accounts ORDER BY id`)
+	rows, err := s.r.QueryContext(ctx, `SELECT id, name, email, status, ou_path, regions, synced_at, unknown_json FROM accounts ORDER BY id`)
 	if err != nil {
 		return nil, err
 	}
@@ -846,12 +853,13 @@ func (s *SQL) ListAccounts(ctx context.Context) ([]*Account, error) {
 	var out []*Account
 	for rows.Next() {
 		var a Account
-		var regions string
+		var regions, unknown string
 		var synced int64
-		if err := rows.Scan(&a.ID, &a.Name, &a.Email, &a.Status, &a.OUPath, &regions, &synced); err != nil {
+		if err := rows.Scan(&a.ID, &a.Name, &a.Email, &a.Status, &a.OUPath, &regions, &synced, &unknown); err != nil {
 			return nil, err
 		}
 		_ = json.Unmarshal([]byte(regions), &a.Regions)
+		_ = json.Unmarshal([]byte(unknown), &a.Unknown)
 		a.SyncedAt = tm(synced)
 		out = append(out, &a)
 	}

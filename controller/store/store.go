@@ -168,6 +168,20 @@ type Account struct {
 	OUPath   string
 	Regions  []string
 	SyncedAt time.Time
+	// Unknown lists what the last discovery could not learn about the
+	// account, and why: the account is kept without it.
+	Unknown []AccountUnknown
+}
+
+// AccountUnknown is one fact about an account that discovery could not
+// learn.
+type AccountUnknown struct {
+	// Field names what is missing: "regions".
+	Field string `json:"field"`
+	// Reason is the error that kept it from being learned.
+	Reason string `json:"reason"`
+	// Remediation is what to do so the next discovery learns it.
+	Remediation string `json:"remediation"`
 }
 
 // AuditRecord is one entry of the audit log.
@@ -203,6 +217,7 @@ type Store interface {
 	PlaybookRuns
 	Routing
 	ConsoleStore
+	ReadinessStore
 
 	// Close releases the store.
 	Close() error

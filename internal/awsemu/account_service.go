@@ -19,8 +19,8 @@ func (e *Emulator) accountService() *service {
 	}
 	s.errs.unknownOperation = errorf(http.StatusNotFound, "UnknownOperationException", "Unknown operation")
 	ops := []*operation{
-		{name: "ListRegions", readOnly: true, handle: (*Emulator).accountListRegions},
-		{name: "GetRegionOptStatus", readOnly: true, handle: (*Emulator).accountGetRegionOptStatus},
+		{name: "ListRegions", readOnly: true, handle: (*Emulator).accountListRegions, resources: accountARN},
+		{name: "GetRegionOptStatus", readOnly: true, handle: (*Emulator).accountGetRegionOptStatus, resources: accountARN},
 	}
 	s.ops = make(map[string]*operation, len(ops))
 	for _, op := range ops {
@@ -28,6 +28,30 @@ func (e *Emulator) accountService() *service {
 		s.ops[op.name] = op
 	}
 	return s
+}
+
+// accountARN is the resource an Account Management call is authorised
+// against, as AWS forms it: arn:aws:account::ACCOUNT:account for the
+// caller's own account, and for a member named by AccountId
+// arn:aws:account::MANAGEMENT:account/o-ORG/MEMBER, so that a policy can
+// allow or deny reading one member.
+func accountARN(e *Emulator, c *call) []string {
+	var in struct {
+		AccountID string `json:"AccountId"`
+	}
+	// An unreadable body is refused by the handler's own decoding.
+	_ = c.decodeJSON(&in)
+	if in.AccountID == "" || in.AccountID == c.who.account {
+		return []string{"arn:aws:account::" + c.who.account + ":account"}
+	}
+	e.mu.RLock()
+	o := e.org
+	e.mu.RUnlock()
+	org := ""
+	if o != nil {
+		org = o.id
+	}
+	return []string{"arn:aws:account::" + c.who.account + ":account/" + org + "/" + in.AccountID}
 }
 
 func accountValidation(msg string) *apiError {

@@ -19,7 +19,9 @@ func (e *Emulator) cloudtrailService() *service {
 		errs:        jsonErrors("ThrottlingException", http.StatusBadRequest, http.StatusBadRequest),
 	}
 	s.ops = map[string]*operation{
-		"LookupEvents": {name: "LookupEvents", action: "cloudtrail:LookupEvents", readOnly: true, handle: (*Emulator).ctLookupEvents},
+		"LookupEvents":   {name: "LookupEvents", action: "cloudtrail:LookupEvents", readOnly: true, handle: (*Emulator).ctLookupEvents},
+		"DescribeTrails": {name: "DescribeTrails", action: "cloudtrail:DescribeTrails", readOnly: true, handle: (*Emulator).ctDescribeTrails},
+		"GetTrailStatus": {name: "GetTrailStatus", action: "cloudtrail:GetTrailStatus", readOnly: true, handle: (*Emulator).ctGetTrailStatus},
 	}
 	return s
 }

@@ -9,8 +9,17 @@
 //	organizations,
 //	cloudtrail             awsJson1_1
 //	sqs                    awsJson1_0 (with awsQuery-compatible error codes)
-//	lambda, account        restJson1
+//	lambda, account,
+//	guardduty, securityhub restJson1
 //	s3                     restXml, path style or virtual-hosted
+//
+// Besides the response actions' operations it answers what a readiness
+// review reads: GuardDuty ListDetectors/GetDetector, Security Hub
+// DescribeHub, CloudTrail DescribeTrails/GetTrailStatus (a member sees the
+// management account's organisation trails), S3 GetObjectLockConfiguration,
+// GetBucketVersioning and GetBucketEncryption, IAM SimulatePrincipalPolicy
+// (the emulator's own policy evaluation over a user's or role's identity
+// policies), and DryRun on every EC2 call (DryRunOperation once authorised).
 //
 // A request is routed by the service of its SigV4 credential scope, then by
 // the protocol's own marker (the Action form field, the X-Amz-Target header
@@ -84,6 +93,10 @@
 //	        acl: public-read       # private, public-read, public-read-write, authenticated-read
 //	        policy: {...}
 //	        publicAccessBlock: {blockPublicAcls: true, ...}
+//	      - name: evidence
+//	        objectLock: {mode: COMPLIANCE, days: 365}   # enables versioning too
+//	        versioning: Enabled                          # or Suspended
+//	        encryption: {algorithm: aws:kms, kmsKeyId: arn:aws:kms:...}
 //	    resources:
 //	      - region: us-east-1
 //	        vpcs: [{name: prod, cidr: 10.0.0.0/16}]
@@ -103,6 +116,9 @@
 //	        autoScalingGroups: [{name: web-asg, min: 1, max: 4, desired: 2, instances: [web-1], targetGroups: [web-http]}]
 //	        functions: [{name: order-processor, reservedConcurrency: 20}]
 //	        queues: [{name: firebreak-findings, visibilityTimeout: 60}]
+//	        guardDuty: {status: ENABLED, findingPublishingFrequency: SIX_HOURS}   # or DISABLED (suspended)
+//	        securityHub: {autoEnableControls: true}
+//	        trails: [{name: org-trail, bucket: org-trail-logs, organization: true, multiRegion: true, stopped: false}]
 //
 // Identifiers left out are generated: they look like AWS's
 // (i-0123456789abcdef0, sg-…, AKIA…) and depend only on Config.IDSalt and on

@@ -56,6 +56,8 @@ func (e *Emulator) iamService() *service {
 		{name: "GetUser", readOnly: true, handle: (*Emulator).iamGetUser, resources: user},
 		{name: "ListUsers", readOnly: true, handle: (*Emulator).iamListUsers},
 		{name: "GetRole", readOnly: true, handle: (*Emulator).iamGetRole, resources: role},
+		{name: "SimulatePrincipalPolicy", readOnly: true, handle: (*Emulator).iamSimulatePrincipalPolicy,
+			resources: func(_ *Emulator, c *call) []string { return []string{c.form.str("PolicySourceArn")} }},
 		{name: "ListRoles", readOnly: true, handle: (*Emulator).iamListRoles},
 		{name: "ListAccessKeys", readOnly: true, handle: (*Emulator).iamListAccessKeys, resources: user},
 		{name: "UpdateAccessKey", handle: (*Emulator).iamUpdateAccessKey, resources: user},

@@ -36,6 +36,9 @@ type account struct {
 
 	// lambdaConcurrencyLimit is the account's concurrent executions quota.
 	lambdaConcurrencyLimit int32
+
+	// trails are the account's CloudTrail trails, by name.
+	trails map[string]*trail
 }
 
 func newAccount(id string) *account {
@@ -83,6 +86,10 @@ type region struct {
 	targetGroups   map[string]*targetGroup // by ARN
 	functions      map[string]*lambdaFunction
 	queues         map[string]*queue
+	// detector is the region's GuardDuty detector, nil when there is none.
+	detector *gdDetector
+	// hub is the region's Security Hub subscription, nil when not enabled.
+	hub *securityHub
 }
 
 func newRegion(name string) *region {
@@ -451,6 +458,12 @@ type bucket struct {
 	// objects are created on first use; see store.
 	objectsOnce sync.Once
 	objects     *objectStore
+	// objectLock is nil when Object Lock is not enabled.
+	objectLock *objectLock
+	// versioning is "", Enabled or Suspended.
+	versioning string
+	// encryption is nil for the default SSE-S3.
+	encryption *bucketEncryption
 }
 
 // grant is one ACL grant.

@@ -46,6 +46,9 @@ func (e *Emulator) s3Service() *service {
 		{name: "ListObjectsV2", action: "s3:ListBucket", readOnly: true, dataEvent: true, handle: (*Emulator).s3ListObjectsV2},
 		{name: "GetObject", action: "s3:GetObject", readOnly: true, dataEvent: true, handle: (*Emulator).s3GetObject, resources: objectARN},
 		{name: "HeadObject", action: "s3:GetObject", readOnly: true, dataEvent: true, handle: (*Emulator).s3GetObject, resources: objectARN},
+		{name: "GetObjectLockConfiguration", action: "s3:GetBucketObjectLockConfiguration", readOnly: true, handle: (*Emulator).s3GetObjectLockConfiguration},
+		{name: "GetBucketVersioning", action: "s3:GetBucketVersioning", readOnly: true, handle: (*Emulator).s3GetBucketVersioning},
+		{name: "GetBucketEncryption", action: "s3:GetEncryptionConfiguration", readOnly: true, handle: (*Emulator).s3GetBucketEncryption},
 	}
 	s.ops = make(map[string]*operation, len(ops))
 	for _, op := range ops {
@@ -64,6 +67,9 @@ var s3Subresources = map[string]map[string]string{
 	"acl":               {http.MethodGet: "GetBucketAcl", http.MethodPut: "PutBucketAcl"},
 	"publicAccessBlock": {http.MethodGet: "GetPublicAccessBlock", http.MethodPut: "PutPublicAccessBlock", http.MethodDelete: "DeletePublicAccessBlock"},
 	"policyStatus":      {http.MethodGet: "GetBucketPolicyStatus"},
+	"object-lock":       {http.MethodGet: "GetObjectLockConfiguration"},
+	"versioning":        {http.MethodGet: "GetBucketVersioning"},
+	"encryption":        {http.MethodGet: "GetBucketEncryption"},
 }
 
 // s3Route reads the bucket from the path (path style) or from the Host

@@ -171,6 +171,13 @@ type BucketSeed struct {
 	// public-read-write or authenticated-read.
 	ACL               string                 `yaml:"acl,omitempty" json:"acl,omitempty"`
 	PublicAccessBlock *PublicAccessBlockSeed `yaml:"publicAccessBlock,omitempty" json:"publicAccessBlock,omitempty"`
+	// ObjectLock enables Object Lock, with a default retention when it has
+	// a mode.
+	ObjectLock *ObjectLockSeed `yaml:"objectLock,omitempty" json:"objectLock,omitempty"`
+	// Versioning is "", Enabled or Suspended; Object Lock implies Enabled.
+	Versioning string `yaml:"versioning,omitempty" json:"versioning,omitempty"`
+	// Encryption is the default encryption; SSE-S3 when nil.
+	Encryption *EncryptionSeed `yaml:"encryption,omitempty" json:"encryption,omitempty"`
 }
 
 // PublicAccessBlockSeed is a bucket's public access block.
@@ -194,6 +201,12 @@ type RegionSeed struct {
 	AutoScalingGroups []AutoScalingGroupSeed `yaml:"autoScalingGroups,omitempty" json:"autoScalingGroups,omitempty"`
 	Functions         []FunctionSeed         `yaml:"functions,omitempty" json:"functions,omitempty"`
 	Queues            []QueueSeed            `yaml:"queues,omitempty" json:"queues,omitempty"`
+	// GuardDuty is the region's detector; none when nil.
+	GuardDuty *GuardDutySeed `yaml:"guardDuty,omitempty" json:"guardDuty,omitempty"`
+	// SecurityHub enables Security Hub in the region when set.
+	SecurityHub *SecurityHubSeed `yaml:"securityHub,omitempty" json:"securityHub,omitempty"`
+	// Trails are the CloudTrail trails whose home is the region.
+	Trails []TrailSeed `yaml:"trails,omitempty" json:"trails,omitempty"`
 }
 
 // VPCSeed is a VPC. Each VPC gets its "default" security group.

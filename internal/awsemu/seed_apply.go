@@ -393,6 +393,27 @@ func seedBucket(a *account, bs BucketSeed, now time.Time) (*bucket, error) {
 	if p := bs.PublicAccessBlock; p != nil {
 		bk.pab = &publicAccessBlock{p.BlockPublicAcls, p.IgnorePublicAcls, p.BlockPublicPolicy, p.RestrictPublicBuckets}
 	}
+	switch bs.Versioning {
+	case "", "Enabled", "Suspended":
+		bk.versioning = bs.Versioning
+	default:
+		return nil, fmt.Errorf("bucket %s: versioning %q: want Enabled or Suspended", bs.Name, bs.Versioning)
+	}
+	if ol := bs.ObjectLock; ol != nil {
+		if ol.Mode != "" && ol.Mode != "GOVERNANCE" && ol.Mode != "COMPLIANCE" || (ol.Mode != "") != (ol.Days > 0) {
+			return nil, fmt.Errorf("bucket %s: object lock needs a mode GOVERNANCE or COMPLIANCE with days, or neither", bs.Name)
+		}
+		// Object Lock works only on versioned buckets, and enables versioning.
+		bk.objectLock, bk.versioning = &objectLock{ol.Mode, ol.Days}, "Enabled"
+	}
+	if enc := bs.Encryption; enc != nil {
+		switch enc.Algorithm {
+		case "AES256", "aws:kms", "aws:kms:dsse":
+		default:
+			return nil, fmt.Errorf("bucket %s: encryption algorithm %q: want AES256, aws:kms or aws:kms:dsse", bs.Name, enc.Algorithm)
+		}
+		bk.encryption = &bucketEncryption{enc.Algorithm, enc.KMSKeyID}
+	}
 	return bk, nil
 }
 
@@ -417,6 +438,9 @@ func (r refs) get(kind, ref string) (string, error) {
 }
 
 func (e *Emulator) seedRegion(a *account, rg *region, rs *RegionSeed, now time.Time) error {
+	if err := e.seedPosture(a, rg, rs, now); err != nil {
+		return err
+	}
 	vpcs, subnets, groups, insts := refs{}, refs{}, refs{}, refs{}
 	for _, vs := range rs.VPCs {
 		if _, err := netip.ParsePrefix(vs.CIDR); err != nil {

@@ -37,6 +37,8 @@ const (
 	Organization = "ORGANIZATIONS"
 	Account      = "ACCOUNT"
 	SQS          = "SQS"
+	GuardDuty    = "GUARDDUTY"
+	SecurityHub  = "SECURITYHUB"
 )
 
 // MaxAttempts bounds the adaptive retryer, so throttling is waited out

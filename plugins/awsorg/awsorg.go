@@ -133,7 +133,26 @@ type Account struct {
 	OrgPath string `json:"org_path"`
 	// Regions are the enabled regions (opted in or enabled by default).
 	Regions []string `json:"regions"`
+	// Unknown lists what could not be learned about the account and why;
+	// the account is kept all the same.
+	Unknown []Unknown `json:"unknown"`
 }
+
+// Unknown is one fact about an account that discovery could not learn.
+type Unknown struct {
+	// Field names what is missing: "regions".
+	Field string `json:"field"`
+	// Reason is the error that kept it from being learned.
+	Reason string `json:"reason"`
+	// Remediation is what to do so the next sync learns it.
+	Remediation string `json:"remediation"`
+}
+
+// RegionsRemediation is the fix for an account whose enabled regions could
+// not be read.
+const RegionsRemediation = "enable trusted access for AWS Account Management in the management account " +
+	"(aws organizations enable-aws-service-access --service-principal account.amazonaws.com), check that the responder role there may call " +
+	"account:ListRegions (deploy/cloudformation/member-account.yaml grants it where ManagementAccountId is the account), then run `firebreak accounts sync` again"
 
 // Action is the aws-org-discover action.
 type Action struct{ cfg Config }
@@ -237,7 +256,7 @@ func (a *Action) discover(ctx context.Context, c Clients, self string, res *Resu
 			continue
 		}
 		res.Accounts = append(res.Accounts, Account{ID: id, Name: aws.ToString(acct.Name), Email: aws.ToString(acct.Email), Status: status,
-			OUPath: path.both, OUNames: path.names, OrgPath: path.ids, Regions: []string{}})
+			OUPath: path.both, OUNames: path.names, OrgPath: path.ids, Regions: []string{}, Unknown: []Unknown{}})
 	}
 	slices.SortFunc(res.Accounts, func(x, y Account) int { return strings.Compare(x.ID, y.ID) })
 	return a.regions(ctx, c.Account, self, res, emit)
@@ -296,10 +315,13 @@ func ouPaths(ctx context.Context, c Organizations, orgID string) (map[string]ouP
 
 // regions lists each active account's enabled regions, a few accounts at
 // a time. An account whose regions cannot be read stays in the result
-// without regions, and the task fails with what to fix.
+// without regions, with the reason and the fix in its Unknown list: one
+// account's refusal (trusted access for account.amazonaws.com not enabled,
+// a permission boundary) must not throw away the whole discovery, and runs
+// that name no regions need none.
 func (a *Action) regions(ctx context.Context, c AccountManagement, self string, res *Result, emit sdk.Emitter) error {
 	var mu sync.Mutex
-	var failed []string
+	failed := 0
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(a.cfg.Concurrency)
 	for i := range res.Accounts {
@@ -317,7 +339,8 @@ func (a *Action) regions(ctx context.Context, c AccountManagement, self string, 
 				page, err := pages.NextPage(gctx)
 				if err != nil {
 					mu.Lock()
-					failed = append(failed, fmt.Sprintf("%s: %v", acct.ID, awsclient.APIError("account:ListRegions", err)))
+					failed++
+					acct.Unknown = append(acct.Unknown, Unknown{Field: "regions", Reason: awsclient.APIError("account:ListRegions", err).Error(), Remediation: RegionsRemediation})
 					mu.Unlock()
 					return nil
 				}
@@ -333,12 +356,12 @@ func (a *Action) regions(ctx context.Context, c AccountManagement, self string, 
 		})
 	}
 	_ = g.Wait()
-	_ = emit.Progress(100, fmt.Sprintf("%d active accounts, %d skipped", len(res.Accounts), len(res.Skipped)))
-	if len(failed) > 0 {
-		slices.Sort(failed)
-		return sdk.Errorf(codes.FailedPrecondition, "the enabled regions of %d account(s) could not be read (%s): enable trusted access for AWS Account Management "+
-			"(aws organizations enable-aws-service-access --service-principal account.amazonaws.com) and check the responder role's account:ListRegions permission",
-			len(failed), strings.Join(failed, "; "))
+	if err := ctx.Err(); err != nil {
+		return err
 	}
+	if failed > 0 {
+		_ = emit.Log("warn", fmt.Sprintf("the enabled regions of %d account(s) could not be read; they are kept without regions: %s", failed, RegionsRemediation))
+	}
+	_ = emit.Progress(100, fmt.Sprintf("%d active accounts, %d skipped, %d without known regions", len(res.Accounts), len(res.Skipped), failed))
 	return nil
 }

@@ -154,3 +154,45 @@ func TestDiscoverRefusals(t *testing.T) {
 		t.Fatalf("description: %v", err)
 	}
 }
+
+// TestDiscoverSurvivesOneAccountsRegionsDenied denies account:ListRegions on
+// one member (an explicit deny on the management account's responder role,
+// evaluated by the emulator's IAM over the real SDK, as a missing trusted
+// access for account.amazonaws.com refuses it in AWS): every listed account
+// is kept, the task succeeds, and the denied account says what it lacks,
+// why and what to do.
+func TestDiscoverSurvivesOneAccountsRegionsDenied(t *testing.T) {
+	seed := awsemu.LabSeed(4)
+	denied := awstest.Member(1)
+	for i := range seed.Accounts {
+		if seed.Accounts[i].ID != mgmt {
+			continue
+		}
+		for j := range seed.Accounts[i].Roles {
+			if r := &seed.Accounts[i].Roles[j]; r.Name == awsemu.LabResponderRole {
+				r.InlinePolicies["DenyOneMember"] = awsemu.PolicyText(`{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"account:ListRegions","Resource":"arn:aws:account::` +
+					mgmt + `:account/*/` + denied + `"}]}`)
+			}
+		}
+	}
+	lab := awsresponsetest.StartLab(t, seed, awsresponsetest.NewClock())
+	res, o := run(t, lab, mgmt, map[string]any{"account": mgmt})
+	if o.Err != nil || o.Result.GetError() != "" {
+		t.Fatalf("discovery failed: %v %s", o.Err, o.Result.GetError())
+	}
+	if len(res.Accounts) != 4 {
+		t.Fatalf("%d accounts kept, want 4", len(res.Accounts))
+	}
+	for _, a := range res.Accounts {
+		switch {
+		case a.ID == denied:
+			if len(a.Regions) != 0 || len(a.Unknown) != 1 || a.Unknown[0].Field != "regions" ||
+				!strings.Contains(a.Unknown[0].Reason, "account:ListRegions") || !strings.Contains(a.Unknown[0].Reason, "AccessDenied") ||
+				!strings.Contains(a.Unknown[0].Remediation, "enable-aws-service-access --service-principal account.amazonaws.com") {
+				t.Fatalf("denied account: %+v", a)
+			}
+		case len(a.Regions) == 0 || len(a.Unknown) != 0:
+			t.Fatalf("account %s: %+v", a.ID, a)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/firebreak-ir/firebreak/plugins/awsiam"
 	"github.com/firebreak-ir/firebreak/plugins/awslambda"
 	"github.com/firebreak-ir/firebreak/plugins/awsorg"
+	"github.com/firebreak-ir/firebreak/plugins/awsreadiness"
 	"github.com/firebreak-ir/firebreak/plugins/awss3"
 	"github.com/firebreak-ir/firebreak/plugins/awsscope"
 	"github.com/firebreak-ir/firebreak/plugins/awstrail"
@@ -41,6 +42,7 @@ func Actions() ([]sdk.Action, error) {
 		func() (sdk.Action, error) { return awstrail.New(awstrail.Config{}) },
 		func() (sdk.Action, error) { return awsorg.New(awsorg.Config{}) },
 		func() (sdk.Action, error) { return awsscope.New(awsscope.Config{}) },
+		func() (sdk.Action, error) { return awsreadiness.New(awsreadiness.Config{}) },
 	} {
 		a, err := mk()
 		if err != nil {

@@ -31,15 +31,17 @@ var iamPrefix = map[string]string{
 // where the names differ (the Service Authorization Reference lists them);
 // "" means the operation needs no permission.
 var iamAction = map[string]string{
-	"s3:GetPublicAccessBlock":    "s3:GetBucketPublicAccessBlock",
-	"s3:PutPublicAccessBlock":    "s3:PutBucketPublicAccessBlock",
-	"s3:DeletePublicAccessBlock": "s3:PutBucketPublicAccessBlock",
-	"s3:ListBuckets":             "s3:ListAllMyBuckets",
-	"s3:HeadBucket":              "s3:ListBucket",
-	"s3:ListObjectsV2":           "s3:ListBucket",
-	"s3:ListObjects":             "s3:ListBucket",
-	"s3:HeadObject":              "s3:GetObject",
-	"sts:GetCallerIdentity":      "",
+	"s3:GetPublicAccessBlock":       "s3:GetBucketPublicAccessBlock",
+	"s3:PutPublicAccessBlock":       "s3:PutBucketPublicAccessBlock",
+	"s3:DeletePublicAccessBlock":    "s3:PutBucketPublicAccessBlock",
+	"s3:ListBuckets":                "s3:ListAllMyBuckets",
+	"s3:HeadBucket":                 "s3:ListBucket",
+	"s3:ListObjectsV2":              "s3:ListBucket",
+	"s3:ListObjects":                "s3:ListBucket",
+	"s3:HeadObject":                 "s3:GetObject",
+	"s3:GetObjectLockConfiguration": "s3:GetBucketObjectLockConfiguration",
+	"s3:GetBucketEncryption":        "s3:GetEncryptionConfiguration",
+	"sts:GetCallerIdentity":         "",
 }
 
 // dependentActions are further actions AWS checks when an operation runs,

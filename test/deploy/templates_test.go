@@ -17,6 +17,8 @@ import (
 
 	"github.com/awslabs/goformation/v7"
 	"github.com/awslabs/goformation/v7/intrinsics"
+
+	"github.com/firebreak-ir/firebreak/plugins/awsreadiness"
 )
 
 const templateDir = "../../deploy/cloudformation"
@@ -630,5 +632,28 @@ func TestClusterTemplate(t *testing.T) {
 	}
 	if js(tpl.Resources["WorkerRole"]) != js(sec.Resources["WorkerRole"]) {
 		t.Error("the cluster template's worker role differs from security-account.yaml's")
+	}
+}
+
+// TestReadinessSimulatesWhatTheRoleGrants holds aws-readiness's permission
+// check to the member template: it simulates exactly the actions the
+// responder role is granted in every account, so `firebreak readiness`
+// fails an account whose role lacks one the plugins call.
+func TestReadinessSimulatesWhatTheRoleGrants(t *testing.T) {
+	tpl := readTemplate(t, filepath.Join(templateDir, "member-account.yaml"))
+	roles := resourcesOfType(tpl, "AWS::IAM::Role")
+	granted := map[string]bool{}
+	for _, s := range tpl.roleStatements(t, roles[0]) {
+		if s.effect() != "Allow" || s.condition == "IsManagementAccount" {
+			continue
+		}
+		for _, a := range s.actions() {
+			granted[a] = true
+		}
+	}
+	want := sortedKeys(granted)
+	got := slices.Sorted(slices.Values(awsreadiness.RequiredActions))
+	if !slices.Equal(got, want) {
+		t.Fatalf("awsreadiness.RequiredActions =\n%q\nwant what member-account.yaml grants:\n%q", got, want)
 	}
 }

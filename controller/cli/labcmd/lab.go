@@ -78,6 +78,6 @@ Everything it holds is emulated: nothing reaches AWS.`,
 	aws.Flags().IntVar(&accounts, "accounts", 3, "accounts in the lab organisation (management, security and members)")
 	aws.Flags().StringVar(&seedFile, "seed", "", "YAML seed instead of the lab organisation (see internal/awsemu's package doc)")
 	aws.Flags().StringVar(&dir, "dir", "", "directory for the worker's AWS config file (default: a temporary one)")
-	cmd.AddCommand(aws, newLabDemoCmd(g), newLabDrillCmd(g))
+	cmd.AddCommand(aws, newLabDemoCmd(g), newLabDrillCmd(g), newLabReadinessCmd(g))
 	return cmd
 }

@@ -66,6 +66,9 @@ PostgreSQL is tried again for --store-connect-timeout.`,
 			el.PerSource, el.Overall, el.Refusals = rate.Limit(enrollPerSource), rate.Limit(enrollOverall), rate.Limit(enrollRefusals)
 			cfg.Logger = telemetry.NewLogger(os.Stderr, true, lvl)
 			slog.SetDefault(cfg.Logger)
+			if cfg.ReadinessEvery < 0 || (cfg.ReadinessEvery > 0 && cfg.ReadinessEvery < time.Minute) {
+				return cli.ExitWith(cli.ExitUsage, fmt.Errorf("--readiness-every must be at least 1m (or 0, off), not %s", cfg.ReadinessEvery))
+			}
 			if cfg.LeaseTTL < time.Second {
 				return cli.ExitWith(cli.ExitUsage, fmt.Errorf("--lease-ttl must be at least 1s, not %s", cfg.LeaseTTL))
 			}
@@ -108,6 +111,7 @@ PostgreSQL is tried again for --store-connect-timeout.`,
 	f.StringVar(&cfg.EvidenceKMSKey, "evidence-kms-key", "", "KMS key ARN or id for SSE-KMS of S3 evidence (default: the bucket's encryption)")
 	f.Int64Var(&cfg.EvidenceMaxBytes, "evidence-max-bytes", 0, "largest evidence item accepted, in bytes (default 64 GiB)")
 	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "serve Prometheus metrics at http://HOST:PORT/metrics (off by default; see docs/observability.md)")
+	f.DurationVar(&cfg.ReadinessEvery, "readiness-every", 0, "review readiness of every known account on this schedule (e.g. 24h) and store the report for `readiness history`; once in a cluster (a leased singleton); 0 is off")
 	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", cluster.DefaultTTL, "TTL of the leases of the jobs that run once among controllers sharing a store (the playbook executor, the SQS poller); another controller takes a job over within it")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	registerIncidentFlags(f, &cfg.Incident)

@@ -19,14 +19,15 @@ import (
 
 // notOurFlags are flags the docs name that belong to other programs.
 var notOurFlags = map[string]string{
-	"with-decryption": "aws ssm get-parameter, in docs/deploy.md",
-	"name":            "aws secretsmanager create-secret, in docs/deploy.md",
-	"kms-key-id":      "aws secretsmanager create-secret, in docs/deploy.md",
-	"secret-binary":   "aws secretsmanager create-secret, in docs/deploy.md",
-	"secret-string":   "aws secretsmanager create-secret, in docs/deploy.md",
-	"secret-id":       "aws secretsmanager get-secret-value, in docs/deploy.md",
-	"query":           "aws secretsmanager get-secret-value, in docs/deploy.md",
-	"arg":             "jq, in docs/deploy.md",
+	"with-decryption":   "aws ssm get-parameter, in docs/deploy.md",
+	"name":              "aws secretsmanager create-secret, in docs/deploy.md",
+	"kms-key-id":        "aws secretsmanager create-secret, in docs/deploy.md",
+	"secret-binary":     "aws secretsmanager create-secret, in docs/deploy.md",
+	"secret-string":     "aws secretsmanager create-secret, in docs/deploy.md",
+	"secret-id":         "aws secretsmanager get-secret-value, in docs/deploy.md",
+	"query":             "aws secretsmanager get-secret-value, in docs/deploy.md",
+	"arg":               "jq, in docs/deploy.md",
+	"service-principal": "aws organizations enable-aws-service-access, in docs/aws-identity.md and docs/aws.md",
 }
 
 // docFlag matches a flag named in the docs.

@@ -36,6 +36,7 @@ func commands() []cli.Command {
 		cli.NewAgentsCmd,
 		cli.NewActionsCmd,
 		cli.NewAccountsCmd,
+		cli.NewReadinessCmd,
 		cli.NewArtifactsCmd,
 		// Runs.
 		cli.NewRunCmd,

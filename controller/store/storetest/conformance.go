@@ -282,8 +282,33 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 			t.Fatal(err)
 		}
 		got, err := s.ListAccounts(ctx)
-		if err != nil || len(got) != 1 || got[0].OUPath != "r-1/ou-x" || len(got[0].Regions) != 2 || !got[0].SyncedAt.Equal(now) {
+		if err != nil || len(got) != 1 || got[0].OUPath != "r-1/ou-x" || len(got[0].Regions) != 2 || !got[0].SyncedAt.Equal(now) || len(got[0].Unknown) != 0 {
 			t.Fatalf("accounts %+v %v", got, err)
+		}
+		// An account whose regions could not be read is kept, with why.
+		gap := store.AccountUnknown{Field: "regions", Reason: "account:ListRegions: AccessDeniedException", Remediation: "enable trusted access"}
+		in[1].Unknown = []store.AccountUnknown{gap}
+		if err := s.ReplaceAccounts(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+		got, err = s.ListAccounts(ctx)
+		if err != nil || len(got) != 2 || len(got[1].Unknown) != 1 || got[1].Unknown[0] != gap || len(got[0].Unknown) != 0 {
+			t.Fatalf("accounts with what discovery could not learn %+v %v", got, err)
+		}
+	})
+
+	t.Run("readiness reports", func(t *testing.T) {
+		s := open(t)
+		for i, score := range []int{40, 75, 90} {
+			r := &store.ReadinessReport{ID: fmt.Sprintf("rdy-%d", i), GeneratedAt: now.Add(time.Duration(i) * time.Hour), Score: score, CreatedBy: "operator:root",
+				ReportJSON: []byte(`{"score":` + fmt.Sprint(score) + `}`)}
+			if err := s.SaveReadinessReport(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := s.ListReadinessReports(ctx, 2)
+		if err != nil || len(got) != 2 || got[0].Score != 90 || got[1].Score != 75 || !got[0].GeneratedAt.Equal(now.Add(2*time.Hour)) || got[0].CreatedBy != "operator:root" {
+			t.Fatalf("history %+v %v", got, err)
 		}
 	})
 

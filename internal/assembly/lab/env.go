@@ -40,6 +40,9 @@ type Options struct {
 	Progress io.Writer
 	// KeepDir keeps the lab's directory (logs, data) instead of removing it.
 	KeepDir bool
+	// Seed is the emulated organisation; awsemu.LabSeed(3) when nil. Its
+	// account awsemu.LabAccountID(2) holds the hosts.
+	Seed *awsemu.Seed
 }
 
 // Host is one emulated EC2 instance with its host agent.
@@ -117,7 +120,10 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 			e.Close()
 		}
 	}()
-	seed := awsemu.LabSeed(3)
+	seed := o.Seed
+	if seed == nil {
+		seed = awsemu.LabSeed(3)
+	}
 	var names []string
 	for _, acct := range seed.Accounts {
 		if acct.ID != e.Member {
@@ -172,7 +178,7 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 			return nil, err
 		}
 	}
-	e.say("AWS: emulator at %s with a three-account organisation (EMULATED; nothing reaches AWS)", e.AWS.Endpoint)
+	e.say("AWS: emulator at %s with a %d-account organisation (EMULATED; nothing reaches AWS)", e.AWS.Endpoint, len(seed.Accounts))
 
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)

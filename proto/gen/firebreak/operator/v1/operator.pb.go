@@ -2758,7 +2758,11 @@ type AWSAccount struct {
 	// regions are the account's enabled regions.
 	Regions []string `protobuf:"bytes,6,rep,name=regions,proto3" json:"regions,omitempty"`
 	// synced_at is when the account was last discovered.
-	SyncedAt      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=synced_at,json=syncedAt,proto3" json:"synced_at,omitempty"`
+	SyncedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=synced_at,json=syncedAt,proto3" json:"synced_at,omitempty"`
+	// unknown lists what the last discovery could not learn about the
+	// account (its regions, when account:ListRegions was refused), and why;
+	// the account is kept all the same.
+	Unknown       []*AccountUnknown `protobuf:"bytes,8,rep,name=unknown,proto3" json:"unknown,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2842,6 +2846,77 @@ func (x *AWSAccount) GetSyncedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *AWSAccount) GetUnknown() []*AccountUnknown {
+	if x != nil {
+		return x.Unknown
+	}
+	return nil
+}
+
+// AccountUnknown is one fact about an account that discovery could not learn.
+type AccountUnknown struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// field names what is missing: "regions".
+	Field string `protobuf:"bytes,1,opt,name=field,proto3" json:"field,omitempty"`
+	// reason is the error that kept it from being learned.
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// remediation is what to do so the next sync learns it.
+	Remediation   string `protobuf:"bytes,3,opt,name=remediation,proto3" json:"remediation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccountUnknown) Reset() {
+	*x = AccountUnknown{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccountUnknown) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccountUnknown) ProtoMessage() {}
+
+func (x *AccountUnknown) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccountUnknown.ProtoReflect.Descriptor instead.
+func (*AccountUnknown) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *AccountUnknown) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *AccountUnknown) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *AccountUnknown) GetRemediation() string {
+	if x != nil {
+		return x.Remediation
+	}
+	return ""
+}
+
 // SyncAccountsRequest says where to discover the organisation.
 type SyncAccountsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2857,7 +2932,7 @@ type SyncAccountsRequest struct {
 
 func (x *SyncAccountsRequest) Reset() {
 	*x = SyncAccountsRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[37]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2869,7 +2944,7 @@ func (x *SyncAccountsRequest) String() string {
 func (*SyncAccountsRequest) ProtoMessage() {}
 
 func (x *SyncAccountsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[37]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2882,7 +2957,7 @@ func (x *SyncAccountsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncAccountsRequest.ProtoReflect.Descriptor instead.
 func (*SyncAccountsRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{37}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *SyncAccountsRequest) GetManagementAccount() string {
@@ -2921,7 +2996,7 @@ type SyncAccountsResponse struct {
 
 func (x *SyncAccountsResponse) Reset() {
 	*x = SyncAccountsResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[38]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2933,7 +3008,7 @@ func (x *SyncAccountsResponse) String() string {
 func (*SyncAccountsResponse) ProtoMessage() {}
 
 func (x *SyncAccountsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[38]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2946,7 +3021,7 @@ func (x *SyncAccountsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncAccountsResponse.ProtoReflect.Descriptor instead.
 func (*SyncAccountsResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{38}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SyncAccountsResponse) GetAccounts() []*AWSAccount {
@@ -2979,7 +3054,7 @@ type ListAccountsRequest struct {
 
 func (x *ListAccountsRequest) Reset() {
 	*x = ListAccountsRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[39]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2991,7 +3066,7 @@ func (x *ListAccountsRequest) String() string {
 func (*ListAccountsRequest) ProtoMessage() {}
 
 func (x *ListAccountsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[39]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3004,7 +3079,7 @@ func (x *ListAccountsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccountsRequest.ProtoReflect.Descriptor instead.
 func (*ListAccountsRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{39}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{40}
 }
 
 // ListAccountsResponse lists the known accounts.
@@ -3018,7 +3093,7 @@ type ListAccountsResponse struct {
 
 func (x *ListAccountsResponse) Reset() {
 	*x = ListAccountsResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[40]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3030,7 +3105,7 @@ func (x *ListAccountsResponse) String() string {
 func (*ListAccountsResponse) ProtoMessage() {}
 
 func (x *ListAccountsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[40]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3043,7 +3118,7 @@ func (x *ListAccountsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccountsResponse.ProtoReflect.Descriptor instead.
 func (*ListAccountsResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{40}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListAccountsResponse) GetAccounts() []*AWSAccount {
@@ -3062,7 +3137,7 @@ type ListControllersRequest struct {
 
 func (x *ListControllersRequest) Reset() {
 	*x = ListControllersRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[41]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3074,7 +3149,7 @@ func (x *ListControllersRequest) String() string {
 func (*ListControllersRequest) ProtoMessage() {}
 
 func (x *ListControllersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[41]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3087,7 +3162,7 @@ func (x *ListControllersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListControllersRequest.ProtoReflect.Descriptor instead.
 func (*ListControllersRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{41}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{42}
 }
 
 // ControllerInfo is one live controller, as its last registry heartbeat
@@ -3114,7 +3189,7 @@ type ControllerInfo struct {
 
 func (x *ControllerInfo) Reset() {
 	*x = ControllerInfo{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[42]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3126,7 +3201,7 @@ func (x *ControllerInfo) String() string {
 func (*ControllerInfo) ProtoMessage() {}
 
 func (x *ControllerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[42]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3139,7 +3214,7 @@ func (x *ControllerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ControllerInfo.ProtoReflect.Descriptor instead.
 func (*ControllerInfo) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{42}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ControllerInfo) GetId() string {
@@ -3202,7 +3277,7 @@ type ListControllersResponse struct {
 
 func (x *ListControllersResponse) Reset() {
 	*x = ListControllersResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[43]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3214,7 +3289,7 @@ func (x *ListControllersResponse) String() string {
 func (*ListControllersResponse) ProtoMessage() {}
 
 func (x *ListControllersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[43]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3227,7 +3302,7 @@ func (x *ListControllersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListControllersResponse.ProtoReflect.Descriptor instead.
 func (*ListControllersResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{43}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListControllersResponse) GetControllers() []*ControllerInfo {
@@ -3246,7 +3321,7 @@ type GetAuditHeadRequest struct {
 
 func (x *GetAuditHeadRequest) Reset() {
 	*x = GetAuditHeadRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[44]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3258,7 +3333,7 @@ func (x *GetAuditHeadRequest) String() string {
 func (*GetAuditHeadRequest) ProtoMessage() {}
 
 func (x *GetAuditHeadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[44]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3271,7 +3346,7 @@ func (x *GetAuditHeadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAuditHeadRequest.ProtoReflect.Descriptor instead.
 func (*GetAuditHeadRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{44}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{45}
 }
 
 // GetAuditHeadResponse carries the audit log's signed head.
@@ -3286,7 +3361,7 @@ type GetAuditHeadResponse struct {
 
 func (x *GetAuditHeadResponse) Reset() {
 	*x = GetAuditHeadResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[45]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3298,7 +3373,7 @@ func (x *GetAuditHeadResponse) String() string {
 func (*GetAuditHeadResponse) ProtoMessage() {}
 
 func (x *GetAuditHeadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[45]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3311,7 +3386,7 @@ func (x *GetAuditHeadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAuditHeadResponse.ProtoReflect.Descriptor instead.
 func (*GetAuditHeadResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{45}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetAuditHeadResponse) GetHead() *ChainCheckpoint {
@@ -3330,7 +3405,7 @@ type ListJoinTokensRequest struct {
 
 func (x *ListJoinTokensRequest) Reset() {
 	*x = ListJoinTokensRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[46]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3342,7 +3417,7 @@ func (x *ListJoinTokensRequest) String() string {
 func (*ListJoinTokensRequest) ProtoMessage() {}
 
 func (x *ListJoinTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[46]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3355,7 +3430,7 @@ func (x *ListJoinTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJoinTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListJoinTokensRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{46}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{47}
 }
 
 // JoinTokenInfo describes a join token without its secret.
@@ -3385,7 +3460,7 @@ type JoinTokenInfo struct {
 
 func (x *JoinTokenInfo) Reset() {
 	*x = JoinTokenInfo{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[47]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3397,7 +3472,7 @@ func (x *JoinTokenInfo) String() string {
 func (*JoinTokenInfo) ProtoMessage() {}
 
 func (x *JoinTokenInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[47]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3410,7 +3485,7 @@ func (x *JoinTokenInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokenInfo.ProtoReflect.Descriptor instead.
 func (*JoinTokenInfo) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{47}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *JoinTokenInfo) GetId() string {
@@ -3487,7 +3562,7 @@ type ListJoinTokensResponse struct {
 
 func (x *ListJoinTokensResponse) Reset() {
 	*x = ListJoinTokensResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[48]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3499,7 +3574,7 @@ func (x *ListJoinTokensResponse) String() string {
 func (*ListJoinTokensResponse) ProtoMessage() {}
 
 func (x *ListJoinTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[48]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3512,7 +3587,7 @@ func (x *ListJoinTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJoinTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListJoinTokensResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{48}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListJoinTokensResponse) GetTokens() []*JoinTokenInfo {
@@ -3533,7 +3608,7 @@ type RevokeJoinTokenRequest struct {
 
 func (x *RevokeJoinTokenRequest) Reset() {
 	*x = RevokeJoinTokenRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[49]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3545,7 +3620,7 @@ func (x *RevokeJoinTokenRequest) String() string {
 func (*RevokeJoinTokenRequest) ProtoMessage() {}
 
 func (x *RevokeJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[49]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3558,7 +3633,7 @@ func (x *RevokeJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{49}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RevokeJoinTokenRequest) GetId() string {
@@ -3579,7 +3654,7 @@ type RevokeJoinTokenResponse struct {
 
 func (x *RevokeJoinTokenResponse) Reset() {
 	*x = RevokeJoinTokenResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[50]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3591,7 +3666,7 @@ func (x *RevokeJoinTokenResponse) String() string {
 func (*RevokeJoinTokenResponse) ProtoMessage() {}
 
 func (x *RevokeJoinTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[50]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3604,7 +3679,7 @@ func (x *RevokeJoinTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeJoinTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeJoinTokenResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{50}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RevokeJoinTokenResponse) GetToken() *JoinTokenInfo {
@@ -3625,7 +3700,7 @@ type RevokeOperatorRequest struct {
 
 func (x *RevokeOperatorRequest) Reset() {
 	*x = RevokeOperatorRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[51]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3637,7 +3712,7 @@ func (x *RevokeOperatorRequest) String() string {
 func (*RevokeOperatorRequest) ProtoMessage() {}
 
 func (x *RevokeOperatorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[51]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3650,7 +3725,7 @@ func (x *RevokeOperatorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeOperatorRequest.ProtoReflect.Descriptor instead.
 func (*RevokeOperatorRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{51}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RevokeOperatorRequest) GetName() string {
@@ -3673,7 +3748,7 @@ type RevokeOperatorResponse struct {
 
 func (x *RevokeOperatorResponse) Reset() {
 	*x = RevokeOperatorResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[52]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3685,7 +3760,7 @@ func (x *RevokeOperatorResponse) String() string {
 func (*RevokeOperatorResponse) ProtoMessage() {}
 
 func (x *RevokeOperatorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[52]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3698,7 +3773,7 @@ func (x *RevokeOperatorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeOperatorResponse.ProtoReflect.Descriptor instead.
 func (*RevokeOperatorResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{52}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RevokeOperatorResponse) GetName() string {
@@ -3726,7 +3801,7 @@ type RotateOperatorRequest struct {
 
 func (x *RotateOperatorRequest) Reset() {
 	*x = RotateOperatorRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[53]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3738,7 +3813,7 @@ func (x *RotateOperatorRequest) String() string {
 func (*RotateOperatorRequest) ProtoMessage() {}
 
 func (x *RotateOperatorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[53]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3751,7 +3826,7 @@ func (x *RotateOperatorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateOperatorRequest.ProtoReflect.Descriptor instead.
 func (*RotateOperatorRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{53}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *RotateOperatorRequest) GetName() string {
@@ -3776,7 +3851,7 @@ type RotateOperatorResponse struct {
 
 func (x *RotateOperatorResponse) Reset() {
 	*x = RotateOperatorResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[54]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3788,7 +3863,7 @@ func (x *RotateOperatorResponse) String() string {
 func (*RotateOperatorResponse) ProtoMessage() {}
 
 func (x *RotateOperatorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[54]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3801,7 +3876,7 @@ func (x *RotateOperatorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateOperatorResponse.ProtoReflect.Descriptor instead.
 func (*RotateOperatorResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{54}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *RotateOperatorResponse) GetCredsJson() []byte {
@@ -3838,7 +3913,7 @@ type RevokeAgentsRequest struct {
 
 func (x *RevokeAgentsRequest) Reset() {
 	*x = RevokeAgentsRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[55]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3850,7 +3925,7 @@ func (x *RevokeAgentsRequest) String() string {
 func (*RevokeAgentsRequest) ProtoMessage() {}
 
 func (x *RevokeAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[55]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3863,7 +3938,7 @@ func (x *RevokeAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAgentsRequest.ProtoReflect.Descriptor instead.
 func (*RevokeAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{55}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RevokeAgentsRequest) GetIds() []string {
@@ -3897,7 +3972,7 @@ type RevokedAgent struct {
 
 func (x *RevokedAgent) Reset() {
 	*x = RevokedAgent{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[56]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3909,7 +3984,7 @@ func (x *RevokedAgent) String() string {
 func (*RevokedAgent) ProtoMessage() {}
 
 func (x *RevokedAgent) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[56]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3922,7 +3997,7 @@ func (x *RevokedAgent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokedAgent.ProtoReflect.Descriptor instead.
 func (*RevokedAgent) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{56}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RevokedAgent) GetId() string {
@@ -3964,7 +4039,7 @@ type RevokeAgentsResponse struct {
 
 func (x *RevokeAgentsResponse) Reset() {
 	*x = RevokeAgentsResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[57]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3976,7 +4051,7 @@ func (x *RevokeAgentsResponse) String() string {
 func (*RevokeAgentsResponse) ProtoMessage() {}
 
 func (x *RevokeAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[57]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3989,7 +4064,7 @@ func (x *RevokeAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAgentsResponse.ProtoReflect.Descriptor instead.
 func (*RevokeAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{57}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RevokeAgentsResponse) GetAgents() []*RevokedAgent {
@@ -4013,7 +4088,7 @@ type ForgetAgentsRequest struct {
 
 func (x *ForgetAgentsRequest) Reset() {
 	*x = ForgetAgentsRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[58]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4025,7 +4100,7 @@ func (x *ForgetAgentsRequest) String() string {
 func (*ForgetAgentsRequest) ProtoMessage() {}
 
 func (x *ForgetAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[58]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4038,7 +4113,7 @@ func (x *ForgetAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForgetAgentsRequest.ProtoReflect.Descriptor instead.
 func (*ForgetAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{58}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ForgetAgentsRequest) GetIds() []string {
@@ -4071,7 +4146,7 @@ type ForgottenAgent struct {
 
 func (x *ForgottenAgent) Reset() {
 	*x = ForgottenAgent{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[59]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4083,7 +4158,7 @@ func (x *ForgottenAgent) String() string {
 func (*ForgottenAgent) ProtoMessage() {}
 
 func (x *ForgottenAgent) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[59]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4096,7 +4171,7 @@ func (x *ForgottenAgent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForgottenAgent.ProtoReflect.Descriptor instead.
 func (*ForgottenAgent) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{59}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ForgottenAgent) GetId() string {
@@ -4131,7 +4206,7 @@ type ForgetAgentsResponse struct {
 
 func (x *ForgetAgentsResponse) Reset() {
 	*x = ForgetAgentsResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[60]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4143,7 +4218,7 @@ func (x *ForgetAgentsResponse) String() string {
 func (*ForgetAgentsResponse) ProtoMessage() {}
 
 func (x *ForgetAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[60]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4156,12 +4231,462 @@ func (x *ForgetAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForgetAgentsResponse.ProtoReflect.Descriptor instead.
 func (*ForgetAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{60}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ForgetAgentsResponse) GetAgents() []*ForgottenAgent {
 	if x != nil {
 		return x.Agents
+	}
+	return nil
+}
+
+// ReadinessRequest selects what a readiness review covers.
+type ReadinessRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// accounts is all, ID,ID or ou=NAME-OR-ID (default all).
+	Accounts string `protobuf:"bytes,1,opt,name=accounts,proto3" json:"accounts,omitempty"`
+	// regions is all or a list; empty means each worker's own region.
+	Regions string `protobuf:"bytes,2,opt,name=regions,proto3" json:"regions,omitempty"`
+	// save stores the report for `readiness history`.
+	Save bool `protobuf:"varint,3,opt,name=save,proto3" json:"save,omitempty"`
+	// selector picks the workers (default role=worker).
+	Selector string `protobuf:"bytes,4,opt,name=selector,proto3" json:"selector,omitempty"`
+	// deadline bounds the AWS-side checks (default 5m).
+	Deadline *durationpb.Duration `protobuf:"bytes,5,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	// evidence_bucket and evidence_account name the S3 evidence bucket
+	// whose Object Lock, versioning and encryption are checked.
+	EvidenceBucket string `protobuf:"bytes,6,opt,name=evidence_bucket,json=evidenceBucket,proto3" json:"evidence_bucket,omitempty"`
+	// evidence_account is the account that owns evidence_bucket.
+	EvidenceAccount string `protobuf:"bytes,7,opt,name=evidence_account,json=evidenceAccount,proto3" json:"evidence_account,omitempty"`
+	// max_per_account bounds the checks running at once in one account
+	// (default 2).
+	MaxPerAccount int32 `protobuf:"varint,8,opt,name=max_per_account,json=maxPerAccount,proto3" json:"max_per_account,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadinessRequest) Reset() {
+	*x = ReadinessRequest{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadinessRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadinessRequest) ProtoMessage() {}
+
+func (x *ReadinessRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadinessRequest.ProtoReflect.Descriptor instead.
+func (*ReadinessRequest) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *ReadinessRequest) GetAccounts() string {
+	if x != nil {
+		return x.Accounts
+	}
+	return ""
+}
+
+func (x *ReadinessRequest) GetRegions() string {
+	if x != nil {
+		return x.Regions
+	}
+	return ""
+}
+
+func (x *ReadinessRequest) GetSave() bool {
+	if x != nil {
+		return x.Save
+	}
+	return false
+}
+
+func (x *ReadinessRequest) GetSelector() string {
+	if x != nil {
+		return x.Selector
+	}
+	return ""
+}
+
+func (x *ReadinessRequest) GetDeadline() *durationpb.Duration {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+func (x *ReadinessRequest) GetEvidenceBucket() string {
+	if x != nil {
+		return x.EvidenceBucket
+	}
+	return ""
+}
+
+func (x *ReadinessRequest) GetEvidenceAccount() string {
+	if x != nil {
+		return x.EvidenceAccount
+	}
+	return ""
+}
+
+func (x *ReadinessRequest) GetMaxPerAccount() int32 {
+	if x != nil {
+		return x.MaxPerAccount
+	}
+	return 0
+}
+
+// ReadinessCheck is one check's outcome in one place.
+type ReadinessCheck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id names the check, e.g. detection.guardduty.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// account is where it ran; empty for the controller's checks.
+	Account string `protobuf:"bytes,2,opt,name=account,proto3" json:"account,omitempty"`
+	// region is where it ran; empty for account-wide and controller checks.
+	Region string `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
+	// status is ok, warn, fail or unknown.
+	Status string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
+	// evidence is what the check saw.
+	Evidence string `protobuf:"bytes,5,opt,name=evidence,proto3" json:"evidence,omitempty"`
+	// remediation is the command, template or console step that fixes it.
+	Remediation   string `protobuf:"bytes,6,opt,name=remediation,proto3" json:"remediation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadinessCheck) Reset() {
+	*x = ReadinessCheck{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadinessCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadinessCheck) ProtoMessage() {}
+
+func (x *ReadinessCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadinessCheck.ProtoReflect.Descriptor instead.
+func (*ReadinessCheck) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *ReadinessCheck) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ReadinessCheck) GetAccount() string {
+	if x != nil {
+		return x.Account
+	}
+	return ""
+}
+
+func (x *ReadinessCheck) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *ReadinessCheck) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *ReadinessCheck) GetEvidence() string {
+	if x != nil {
+		return x.Evidence
+	}
+	return ""
+}
+
+func (x *ReadinessCheck) GetRemediation() string {
+	if x != nil {
+		return x.Remediation
+	}
+	return ""
+}
+
+// ReadinessReport is a scored readiness review.
+type ReadinessReport struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id names a stored report; empty when not stored.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// score is out of 100, weighted by impact.
+	Score int32 `protobuf:"varint,2,opt,name=score,proto3" json:"score,omitempty"`
+	// accounts are the accounts checked.
+	Accounts []string `protobuf:"bytes,3,rep,name=accounts,proto3" json:"accounts,omitempty"`
+	// regions are the regions checked.
+	Regions []string `protobuf:"bytes,4,rep,name=regions,proto3" json:"regions,omitempty"`
+	// checks are sorted by account, region and id.
+	Checks []*ReadinessCheck `protobuf:"bytes,5,rep,name=checks,proto3" json:"checks,omitempty"`
+	// generated_at is when the report was made.
+	GeneratedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=generated_at,json=generatedAt,proto3" json:"generated_at,omitempty"`
+	// run_id is the aws-readiness run.
+	RunId string `protobuf:"bytes,7,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// created_by is who asked for it (operator:NAME, or controller for the
+	// schedule).
+	CreatedBy     string `protobuf:"bytes,8,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadinessReport) Reset() {
+	*x = ReadinessReport{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadinessReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadinessReport) ProtoMessage() {}
+
+func (x *ReadinessReport) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadinessReport.ProtoReflect.Descriptor instead.
+func (*ReadinessReport) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *ReadinessReport) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ReadinessReport) GetScore() int32 {
+	if x != nil {
+		return x.Score
+	}
+	return 0
+}
+
+func (x *ReadinessReport) GetAccounts() []string {
+	if x != nil {
+		return x.Accounts
+	}
+	return nil
+}
+
+func (x *ReadinessReport) GetRegions() []string {
+	if x != nil {
+		return x.Regions
+	}
+	return nil
+}
+
+func (x *ReadinessReport) GetChecks() []*ReadinessCheck {
+	if x != nil {
+		return x.Checks
+	}
+	return nil
+}
+
+func (x *ReadinessReport) GetGeneratedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.GeneratedAt
+	}
+	return nil
+}
+
+func (x *ReadinessReport) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *ReadinessReport) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+// ReadinessResponse carries the report.
+type ReadinessResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// report is the scored review.
+	Report        *ReadinessReport `protobuf:"bytes,1,opt,name=report,proto3" json:"report,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadinessResponse) Reset() {
+	*x = ReadinessResponse{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadinessResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadinessResponse) ProtoMessage() {}
+
+func (x *ReadinessResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadinessResponse.ProtoReflect.Descriptor instead.
+func (*ReadinessResponse) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *ReadinessResponse) GetReport() *ReadinessReport {
+	if x != nil {
+		return x.Report
+	}
+	return nil
+}
+
+// ListReadinessReportsRequest bounds the listing.
+type ListReadinessReportsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// limit is the most reports to return (default 50).
+	Limit         int32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListReadinessReportsRequest) Reset() {
+	*x = ListReadinessReportsRequest{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListReadinessReportsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListReadinessReportsRequest) ProtoMessage() {}
+
+func (x *ListReadinessReportsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListReadinessReportsRequest.ProtoReflect.Descriptor instead.
+func (*ListReadinessReportsRequest) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *ListReadinessReportsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// ListReadinessReportsResponse lists stored reports without their checks.
+type ListReadinessReportsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// reports are newest first; their checks are left out.
+	Reports       []*ReadinessReport `protobuf:"bytes,1,rep,name=reports,proto3" json:"reports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListReadinessReportsResponse) Reset() {
+	*x = ListReadinessReportsResponse{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListReadinessReportsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListReadinessReportsResponse) ProtoMessage() {}
+
+func (x *ListReadinessReportsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListReadinessReportsResponse.ProtoReflect.Descriptor instead.
+func (*ListReadinessReportsResponse) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *ListReadinessReportsResponse) GetReports() []*ReadinessReport {
+	if x != nil {
+		return x.Reports
 	}
 	return nil
 }
@@ -4366,7 +4891,7 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x06source\x18\x04 \x01(\tR\x06source\"\x14\n" +
 	"\x12ListActionsRequest\"U\n" +
 	"\x13ListActionsResponse\x12>\n" +
-	"\aactions\x18\x01 \x03(\v2$.firebreak.operator.v1.ActionSummaryR\aactions\"\xca\x01\n" +
+	"\aactions\x18\x01 \x03(\v2$.firebreak.operator.v1.ActionSummaryR\aactions\"\x8b\x02\n" +
 	"\n" +
 	"AWSAccount\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -4375,7 +4900,12 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x06status\x18\x04 \x01(\tR\x06status\x12\x17\n" +
 	"\aou_path\x18\x05 \x01(\tR\x06ouPath\x12\x18\n" +
 	"\aregions\x18\x06 \x03(\tR\aregions\x127\n" +
-	"\tsynced_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bsyncedAt\"\x97\x01\n" +
+	"\tsynced_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bsyncedAt\x12?\n" +
+	"\aunknown\x18\b \x03(\v2%.firebreak.operator.v1.AccountUnknownR\aunknown\"`\n" +
+	"\x0eAccountUnknown\x12\x14\n" +
+	"\x05field\x18\x01 \x01(\tR\x05field\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12 \n" +
+	"\vremediation\x18\x03 \x01(\tR\vremediation\"\x97\x01\n" +
 	"\x13SyncAccountsRequest\x12-\n" +
 	"\x12management_account\x18\x01 \x01(\tR\x11managementAccount\x12\x1a\n" +
 	"\bselector\x18\x02 \x01(\tR\bselector\x125\n" +
@@ -4457,7 +4987,39 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x10\n" +
 	"\x03why\x18\x03 \x01(\tR\x03why\"U\n" +
 	"\x14ForgetAgentsResponse\x12=\n" +
-	"\x06agents\x18\x01 \x03(\v2%.firebreak.operator.v1.ForgottenAgentR\x06agents*\x99\x01\n" +
+	"\x06agents\x18\x01 \x03(\v2%.firebreak.operator.v1.ForgottenAgentR\x06agents\"\xab\x02\n" +
+	"\x10ReadinessRequest\x12\x1a\n" +
+	"\baccounts\x18\x01 \x01(\tR\baccounts\x12\x18\n" +
+	"\aregions\x18\x02 \x01(\tR\aregions\x12\x12\n" +
+	"\x04save\x18\x03 \x01(\bR\x04save\x12\x1a\n" +
+	"\bselector\x18\x04 \x01(\tR\bselector\x125\n" +
+	"\bdeadline\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\bdeadline\x12'\n" +
+	"\x0fevidence_bucket\x18\x06 \x01(\tR\x0eevidenceBucket\x12)\n" +
+	"\x10evidence_account\x18\a \x01(\tR\x0fevidenceAccount\x12&\n" +
+	"\x0fmax_per_account\x18\b \x01(\x05R\rmaxPerAccount\"\xa8\x01\n" +
+	"\x0eReadinessCheck\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aaccount\x18\x02 \x01(\tR\aaccount\x12\x16\n" +
+	"\x06region\x18\x03 \x01(\tR\x06region\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\tR\x06status\x12\x1a\n" +
+	"\bevidence\x18\x05 \x01(\tR\bevidence\x12 \n" +
+	"\vremediation\x18\x06 \x01(\tR\vremediation\"\xa1\x02\n" +
+	"\x0fReadinessReport\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05score\x18\x02 \x01(\x05R\x05score\x12\x1a\n" +
+	"\baccounts\x18\x03 \x03(\tR\baccounts\x12\x18\n" +
+	"\aregions\x18\x04 \x03(\tR\aregions\x12=\n" +
+	"\x06checks\x18\x05 \x03(\v2%.firebreak.operator.v1.ReadinessCheckR\x06checks\x12=\n" +
+	"\fgenerated_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vgeneratedAt\x12\x15\n" +
+	"\x06run_id\x18\a \x01(\tR\x05runId\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\b \x01(\tR\tcreatedBy\"S\n" +
+	"\x11ReadinessResponse\x12>\n" +
+	"\x06report\x18\x01 \x01(\v2&.firebreak.operator.v1.ReadinessReportR\x06report\"3\n" +
+	"\x1bListReadinessReportsRequest\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\x05R\x05limit\"`\n" +
+	"\x1cListReadinessReportsResponse\x12@\n" +
+	"\areports\x18\x01 \x03(\v2&.firebreak.operator.v1.ReadinessReportR\areports*\x99\x01\n" +
 	"\fOperatorRole\x12\x1d\n" +
 	"\x19OPERATOR_ROLE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14OPERATOR_ROLE_VIEWER\x10\x01\x12\x1b\n" +
@@ -4471,7 +5033,7 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x14RUN_STATUS_SUCCEEDED\x10\x03\x12\x15\n" +
 	"\x11RUN_STATUS_FAILED\x10\x04\x12\x18\n" +
 	"\x14RUN_STATUS_CANCELLED\x10\x05\x12\x17\n" +
-	"\x13RUN_STATUS_REJECTED\x10\x062\xa3\x13\n" +
+	"\x13RUN_STATUS_REJECTED\x10\x062\x84\x15\n" +
 	"\x0fOperatorService\x12U\n" +
 	"\x06Whoami\x12$.firebreak.operator.v1.WhoamiRequest\x1a%.firebreak.operator.v1.WhoamiResponse\x12p\n" +
 	"\x0fCreateJoinToken\x12-.firebreak.operator.v1.CreateJoinTokenRequest\x1a..firebreak.operator.v1.CreateJoinTokenResponse\x12d\n" +
@@ -4498,7 +5060,9 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x0eRotateOperator\x12,.firebreak.operator.v1.RotateOperatorRequest\x1a-.firebreak.operator.v1.RotateOperatorResponse\x12g\n" +
 	"\fRevokeAgents\x12*.firebreak.operator.v1.RevokeAgentsRequest\x1a+.firebreak.operator.v1.RevokeAgentsResponse\x12g\n" +
 	"\fForgetAgents\x12*.firebreak.operator.v1.ForgetAgentsRequest\x1a+.firebreak.operator.v1.ForgetAgentsResponse\x12p\n" +
-	"\x0fListControllers\x12-.firebreak.operator.v1.ListControllersRequest\x1a..firebreak.operator.v1.ListControllersResponseBNZLgithub.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1;operatorv1b\x06proto3"
+	"\x0fListControllers\x12-.firebreak.operator.v1.ListControllersRequest\x1a..firebreak.operator.v1.ListControllersResponse\x12^\n" +
+	"\tReadiness\x12'.firebreak.operator.v1.ReadinessRequest\x1a(.firebreak.operator.v1.ReadinessResponse\x12\x7f\n" +
+	"\x14ListReadinessReports\x122.firebreak.operator.v1.ListReadinessReportsRequest\x1a3.firebreak.operator.v1.ListReadinessReportsResponseBNZLgithub.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1;operatorv1b\x06proto3"
 
 var (
 	file_firebreak_operator_v1_operator_proto_rawDescOnce sync.Once
@@ -4513,114 +5077,121 @@ func file_firebreak_operator_v1_operator_proto_rawDescGZIP() []byte {
 }
 
 var file_firebreak_operator_v1_operator_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_firebreak_operator_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
+var file_firebreak_operator_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
 var file_firebreak_operator_v1_operator_proto_goTypes = []any{
-	(OperatorRole)(0),               // 0: firebreak.operator.v1.OperatorRole
-	(RunStatus)(0),                  // 1: firebreak.operator.v1.RunStatus
-	(*WhoamiRequest)(nil),           // 2: firebreak.operator.v1.WhoamiRequest
-	(*WhoamiResponse)(nil),          // 3: firebreak.operator.v1.WhoamiResponse
-	(*CreateJoinTokenRequest)(nil),  // 4: firebreak.operator.v1.CreateJoinTokenRequest
-	(*CreateJoinTokenResponse)(nil), // 5: firebreak.operator.v1.CreateJoinTokenResponse
-	(*AddOperatorRequest)(nil),      // 6: firebreak.operator.v1.AddOperatorRequest
-	(*AddOperatorResponse)(nil),     // 7: firebreak.operator.v1.AddOperatorResponse
-	(*Agent)(nil),                   // 8: firebreak.operator.v1.Agent
-	(*RefusedAction)(nil),           // 9: firebreak.operator.v1.RefusedAction
-	(*ListAgentsRequest)(nil),       // 10: firebreak.operator.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),      // 11: firebreak.operator.v1.ListAgentsResponse
-	(*CreateRunRequest)(nil),        // 12: firebreak.operator.v1.CreateRunRequest
-	(*CreateRunResponse)(nil),       // 13: firebreak.operator.v1.CreateRunResponse
-	(*Run)(nil),                     // 14: firebreak.operator.v1.Run
-	(*RunCounts)(nil),               // 15: firebreak.operator.v1.RunCounts
-	(*Task)(nil),                    // 16: firebreak.operator.v1.Task
-	(*Approval)(nil),                // 17: firebreak.operator.v1.Approval
-	(*WatchRunRequest)(nil),         // 18: firebreak.operator.v1.WatchRunRequest
-	(*WatchRunResponse)(nil),        // 19: firebreak.operator.v1.WatchRunResponse
-	(*GetRunRequest)(nil),           // 20: firebreak.operator.v1.GetRunRequest
-	(*GetRunResponse)(nil),          // 21: firebreak.operator.v1.GetRunResponse
-	(*ListRunsRequest)(nil),         // 22: firebreak.operator.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),        // 23: firebreak.operator.v1.ListRunsResponse
-	(*ApproveRunRequest)(nil),       // 24: firebreak.operator.v1.ApproveRunRequest
-	(*ApproveRunResponse)(nil),      // 25: firebreak.operator.v1.ApproveRunResponse
-	(*RejectRunRequest)(nil),        // 26: firebreak.operator.v1.RejectRunRequest
-	(*RejectRunResponse)(nil),       // 27: firebreak.operator.v1.RejectRunResponse
-	(*CancelRunRequest)(nil),        // 28: firebreak.operator.v1.CancelRunRequest
-	(*CancelRunResponse)(nil),       // 29: firebreak.operator.v1.CancelRunResponse
-	(*AuditRecord)(nil),             // 30: firebreak.operator.v1.AuditRecord
-	(*ListAuditRequest)(nil),        // 31: firebreak.operator.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),       // 32: firebreak.operator.v1.ListAuditResponse
-	(*VerifyAuditRequest)(nil),      // 33: firebreak.operator.v1.VerifyAuditRequest
-	(*VerifyAuditResponse)(nil),     // 34: firebreak.operator.v1.VerifyAuditResponse
-	(*ActionSummary)(nil),           // 35: firebreak.operator.v1.ActionSummary
-	(*ListActionsRequest)(nil),      // 36: firebreak.operator.v1.ListActionsRequest
-	(*ListActionsResponse)(nil),     // 37: firebreak.operator.v1.ListActionsResponse
-	(*AWSAccount)(nil),              // 38: firebreak.operator.v1.AWSAccount
-	(*SyncAccountsRequest)(nil),     // 39: firebreak.operator.v1.SyncAccountsRequest
-	(*SyncAccountsResponse)(nil),    // 40: firebreak.operator.v1.SyncAccountsResponse
-	(*ListAccountsRequest)(nil),     // 41: firebreak.operator.v1.ListAccountsRequest
-	(*ListAccountsResponse)(nil),    // 42: firebreak.operator.v1.ListAccountsResponse
-	(*ListControllersRequest)(nil),  // 43: firebreak.operator.v1.ListControllersRequest
-	(*ControllerInfo)(nil),          // 44: firebreak.operator.v1.ControllerInfo
-	(*ListControllersResponse)(nil), // 45: firebreak.operator.v1.ListControllersResponse
-	(*GetAuditHeadRequest)(nil),     // 46: firebreak.operator.v1.GetAuditHeadRequest
-	(*GetAuditHeadResponse)(nil),    // 47: firebreak.operator.v1.GetAuditHeadResponse
-	(*ListJoinTokensRequest)(nil),   // 48: firebreak.operator.v1.ListJoinTokensRequest
-	(*JoinTokenInfo)(nil),           // 49: firebreak.operator.v1.JoinTokenInfo
-	(*ListJoinTokensResponse)(nil),  // 50: firebreak.operator.v1.ListJoinTokensResponse
-	(*RevokeJoinTokenRequest)(nil),  // 51: firebreak.operator.v1.RevokeJoinTokenRequest
-	(*RevokeJoinTokenResponse)(nil), // 52: firebreak.operator.v1.RevokeJoinTokenResponse
-	(*RevokeOperatorRequest)(nil),   // 53: firebreak.operator.v1.RevokeOperatorRequest
-	(*RevokeOperatorResponse)(nil),  // 54: firebreak.operator.v1.RevokeOperatorResponse
-	(*RotateOperatorRequest)(nil),   // 55: firebreak.operator.v1.RotateOperatorRequest
-	(*RotateOperatorResponse)(nil),  // 56: firebreak.operator.v1.RotateOperatorResponse
-	(*RevokeAgentsRequest)(nil),     // 57: firebreak.operator.v1.RevokeAgentsRequest
-	(*RevokedAgent)(nil),            // 58: firebreak.operator.v1.RevokedAgent
-	(*RevokeAgentsResponse)(nil),    // 59: firebreak.operator.v1.RevokeAgentsResponse
-	(*ForgetAgentsRequest)(nil),     // 60: firebreak.operator.v1.ForgetAgentsRequest
-	(*ForgottenAgent)(nil),          // 61: firebreak.operator.v1.ForgottenAgent
-	(*ForgetAgentsResponse)(nil),    // 62: firebreak.operator.v1.ForgetAgentsResponse
-	nil,                             // 63: firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
-	nil,                             // 64: firebreak.operator.v1.CreateRunRequest.ParamsEntry
-	nil,                             // 65: firebreak.operator.v1.JoinTokenInfo.LabelsEntry
-	(v1.AgentRole)(0),               // 66: firebreak.agent.v1.AgentRole
-	(*durationpb.Duration)(nil),     // 67: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 68: google.protobuf.Timestamp
-	(*v1.AgentFacts)(nil),           // 69: firebreak.agent.v1.AgentFacts
-	(*v1.PluginInfo)(nil),           // 70: firebreak.agent.v1.PluginInfo
-	(v1.TaskStatus)(0),              // 71: firebreak.agent.v1.TaskStatus
-	(*ChainCheckpoint)(nil),         // 72: firebreak.operator.v1.ChainCheckpoint
-	(*v11.ActionDescription)(nil),   // 73: firebreak.plugin.v1.ActionDescription
+	(OperatorRole)(0),                    // 0: firebreak.operator.v1.OperatorRole
+	(RunStatus)(0),                       // 1: firebreak.operator.v1.RunStatus
+	(*WhoamiRequest)(nil),                // 2: firebreak.operator.v1.WhoamiRequest
+	(*WhoamiResponse)(nil),               // 3: firebreak.operator.v1.WhoamiResponse
+	(*CreateJoinTokenRequest)(nil),       // 4: firebreak.operator.v1.CreateJoinTokenRequest
+	(*CreateJoinTokenResponse)(nil),      // 5: firebreak.operator.v1.CreateJoinTokenResponse
+	(*AddOperatorRequest)(nil),           // 6: firebreak.operator.v1.AddOperatorRequest
+	(*AddOperatorResponse)(nil),          // 7: firebreak.operator.v1.AddOperatorResponse
+	(*Agent)(nil),                        // 8: firebreak.operator.v1.Agent
+	(*RefusedAction)(nil),                // 9: firebreak.operator.v1.RefusedAction
+	(*ListAgentsRequest)(nil),            // 10: firebreak.operator.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),           // 11: firebreak.operator.v1.ListAgentsResponse
+	(*CreateRunRequest)(nil),             // 12: firebreak.operator.v1.CreateRunRequest
+	(*CreateRunResponse)(nil),            // 13: firebreak.operator.v1.CreateRunResponse
+	(*Run)(nil),                          // 14: firebreak.operator.v1.Run
+	(*RunCounts)(nil),                    // 15: firebreak.operator.v1.RunCounts
+	(*Task)(nil),                         // 16: firebreak.operator.v1.Task
+	(*Approval)(nil),                     // 17: firebreak.operator.v1.Approval
+	(*WatchRunRequest)(nil),              // 18: firebreak.operator.v1.WatchRunRequest
+	(*WatchRunResponse)(nil),             // 19: firebreak.operator.v1.WatchRunResponse
+	(*GetRunRequest)(nil),                // 20: firebreak.operator.v1.GetRunRequest
+	(*GetRunResponse)(nil),               // 21: firebreak.operator.v1.GetRunResponse
+	(*ListRunsRequest)(nil),              // 22: firebreak.operator.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),             // 23: firebreak.operator.v1.ListRunsResponse
+	(*ApproveRunRequest)(nil),            // 24: firebreak.operator.v1.ApproveRunRequest
+	(*ApproveRunResponse)(nil),           // 25: firebreak.operator.v1.ApproveRunResponse
+	(*RejectRunRequest)(nil),             // 26: firebreak.operator.v1.RejectRunRequest
+	(*RejectRunResponse)(nil),            // 27: firebreak.operator.v1.RejectRunResponse
+	(*CancelRunRequest)(nil),             // 28: firebreak.operator.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),            // 29: firebreak.operator.v1.CancelRunResponse
+	(*AuditRecord)(nil),                  // 30: firebreak.operator.v1.AuditRecord
+	(*ListAuditRequest)(nil),             // 31: firebreak.operator.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),            // 32: firebreak.operator.v1.ListAuditResponse
+	(*VerifyAuditRequest)(nil),           // 33: firebreak.operator.v1.VerifyAuditRequest
+	(*VerifyAuditResponse)(nil),          // 34: firebreak.operator.v1.VerifyAuditResponse
+	(*ActionSummary)(nil),                // 35: firebreak.operator.v1.ActionSummary
+	(*ListActionsRequest)(nil),           // 36: firebreak.operator.v1.ListActionsRequest
+	(*ListActionsResponse)(nil),          // 37: firebreak.operator.v1.ListActionsResponse
+	(*AWSAccount)(nil),                   // 38: firebreak.operator.v1.AWSAccount
+	(*AccountUnknown)(nil),               // 39: firebreak.operator.v1.AccountUnknown
+	(*SyncAccountsRequest)(nil),          // 40: firebreak.operator.v1.SyncAccountsRequest
+	(*SyncAccountsResponse)(nil),         // 41: firebreak.operator.v1.SyncAccountsResponse
+	(*ListAccountsRequest)(nil),          // 42: firebreak.operator.v1.ListAccountsRequest
+	(*ListAccountsResponse)(nil),         // 43: firebreak.operator.v1.ListAccountsResponse
+	(*ListControllersRequest)(nil),       // 44: firebreak.operator.v1.ListControllersRequest
+	(*ControllerInfo)(nil),               // 45: firebreak.operator.v1.ControllerInfo
+	(*ListControllersResponse)(nil),      // 46: firebreak.operator.v1.ListControllersResponse
+	(*GetAuditHeadRequest)(nil),          // 47: firebreak.operator.v1.GetAuditHeadRequest
+	(*GetAuditHeadResponse)(nil),         // 48: firebreak.operator.v1.GetAuditHeadResponse
+	(*ListJoinTokensRequest)(nil),        // 49: firebreak.operator.v1.ListJoinTokensRequest
+	(*JoinTokenInfo)(nil),                // 50: firebreak.operator.v1.JoinTokenInfo
+	(*ListJoinTokensResponse)(nil),       // 51: firebreak.operator.v1.ListJoinTokensResponse
+	(*RevokeJoinTokenRequest)(nil),       // 52: firebreak.operator.v1.RevokeJoinTokenRequest
+	(*RevokeJoinTokenResponse)(nil),      // 53: firebreak.operator.v1.RevokeJoinTokenResponse
+	(*RevokeOperatorRequest)(nil),        // 54: firebreak.operator.v1.RevokeOperatorRequest
+	(*RevokeOperatorResponse)(nil),       // 55: firebreak.operator.v1.RevokeOperatorResponse
+	(*RotateOperatorRequest)(nil),        // 56: firebreak.operator.v1.RotateOperatorRequest
+	(*RotateOperatorResponse)(nil),       // 57: firebreak.operator.v1.RotateOperatorResponse
+	(*RevokeAgentsRequest)(nil),          // 58: firebreak.operator.v1.RevokeAgentsRequest
+	(*RevokedAgent)(nil),                 // 59: firebreak.operator.v1.RevokedAgent
+	(*RevokeAgentsResponse)(nil),         // 60: firebreak.operator.v1.RevokeAgentsResponse
+	(*ForgetAgentsRequest)(nil),          // 61: firebreak.operator.v1.ForgetAgentsRequest
+	(*ForgottenAgent)(nil),               // 62: firebreak.operator.v1.ForgottenAgent
+	(*ForgetAgentsResponse)(nil),         // 63: firebreak.operator.v1.ForgetAgentsResponse
+	(*ReadinessRequest)(nil),             // 64: firebreak.operator.v1.ReadinessRequest
+	(*ReadinessCheck)(nil),               // 65: firebreak.operator.v1.ReadinessCheck
+	(*ReadinessReport)(nil),              // 66: firebreak.operator.v1.ReadinessReport
+	(*ReadinessResponse)(nil),            // 67: firebreak.operator.v1.ReadinessResponse
+	(*ListReadinessReportsRequest)(nil),  // 68: firebreak.operator.v1.ListReadinessReportsRequest
+	(*ListReadinessReportsResponse)(nil), // 69: firebreak.operator.v1.ListReadinessReportsResponse
+	nil,                                  // 70: firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
+	nil,                                  // 71: firebreak.operator.v1.CreateRunRequest.ParamsEntry
+	nil,                                  // 72: firebreak.operator.v1.JoinTokenInfo.LabelsEntry
+	(v1.AgentRole)(0),                    // 73: firebreak.agent.v1.AgentRole
+	(*durationpb.Duration)(nil),          // 74: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),        // 75: google.protobuf.Timestamp
+	(*v1.AgentFacts)(nil),                // 76: firebreak.agent.v1.AgentFacts
+	(*v1.PluginInfo)(nil),                // 77: firebreak.agent.v1.PluginInfo
+	(v1.TaskStatus)(0),                   // 78: firebreak.agent.v1.TaskStatus
+	(*ChainCheckpoint)(nil),              // 79: firebreak.operator.v1.ChainCheckpoint
+	(*v11.ActionDescription)(nil),        // 80: firebreak.plugin.v1.ActionDescription
 }
 var file_firebreak_operator_v1_operator_proto_depIdxs = []int32{
 	0,  // 0: firebreak.operator.v1.WhoamiResponse.role:type_name -> firebreak.operator.v1.OperatorRole
-	66, // 1: firebreak.operator.v1.CreateJoinTokenRequest.role:type_name -> firebreak.agent.v1.AgentRole
-	67, // 2: firebreak.operator.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
-	63, // 3: firebreak.operator.v1.CreateJoinTokenRequest.labels:type_name -> firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
-	68, // 4: firebreak.operator.v1.CreateJoinTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	73, // 1: firebreak.operator.v1.CreateJoinTokenRequest.role:type_name -> firebreak.agent.v1.AgentRole
+	74, // 2: firebreak.operator.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
+	70, // 3: firebreak.operator.v1.CreateJoinTokenRequest.labels:type_name -> firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
+	75, // 4: firebreak.operator.v1.CreateJoinTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: firebreak.operator.v1.AddOperatorRequest.role:type_name -> firebreak.operator.v1.OperatorRole
-	66, // 6: firebreak.operator.v1.Agent.role:type_name -> firebreak.agent.v1.AgentRole
-	69, // 7: firebreak.operator.v1.Agent.facts:type_name -> firebreak.agent.v1.AgentFacts
-	68, // 8: firebreak.operator.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	70, // 9: firebreak.operator.v1.Agent.plugins:type_name -> firebreak.agent.v1.PluginInfo
-	68, // 10: firebreak.operator.v1.Agent.enrolled_at:type_name -> google.protobuf.Timestamp
-	68, // 11: firebreak.operator.v1.Agent.cert_not_after:type_name -> google.protobuf.Timestamp
+	73, // 6: firebreak.operator.v1.Agent.role:type_name -> firebreak.agent.v1.AgentRole
+	76, // 7: firebreak.operator.v1.Agent.facts:type_name -> firebreak.agent.v1.AgentFacts
+	75, // 8: firebreak.operator.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	77, // 9: firebreak.operator.v1.Agent.plugins:type_name -> firebreak.agent.v1.PluginInfo
+	75, // 10: firebreak.operator.v1.Agent.enrolled_at:type_name -> google.protobuf.Timestamp
+	75, // 11: firebreak.operator.v1.Agent.cert_not_after:type_name -> google.protobuf.Timestamp
 	9,  // 12: firebreak.operator.v1.Agent.refused_actions:type_name -> firebreak.operator.v1.RefusedAction
-	68, // 13: firebreak.operator.v1.Agent.revoked_at:type_name -> google.protobuf.Timestamp
+	75, // 13: firebreak.operator.v1.Agent.revoked_at:type_name -> google.protobuf.Timestamp
 	8,  // 14: firebreak.operator.v1.ListAgentsResponse.agents:type_name -> firebreak.operator.v1.Agent
-	64, // 15: firebreak.operator.v1.CreateRunRequest.params:type_name -> firebreak.operator.v1.CreateRunRequest.ParamsEntry
-	67, // 16: firebreak.operator.v1.CreateRunRequest.deadline:type_name -> google.protobuf.Duration
+	71, // 15: firebreak.operator.v1.CreateRunRequest.params:type_name -> firebreak.operator.v1.CreateRunRequest.ParamsEntry
+	74, // 16: firebreak.operator.v1.CreateRunRequest.deadline:type_name -> google.protobuf.Duration
 	14, // 17: firebreak.operator.v1.CreateRunResponse.run:type_name -> firebreak.operator.v1.Run
 	1,  // 18: firebreak.operator.v1.Run.status:type_name -> firebreak.operator.v1.RunStatus
-	68, // 19: firebreak.operator.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	68, // 20: firebreak.operator.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
-	68, // 21: firebreak.operator.v1.Run.deadline:type_name -> google.protobuf.Timestamp
+	75, // 19: firebreak.operator.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	75, // 20: firebreak.operator.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
+	75, // 21: firebreak.operator.v1.Run.deadline:type_name -> google.protobuf.Timestamp
 	15, // 22: firebreak.operator.v1.Run.counts:type_name -> firebreak.operator.v1.RunCounts
 	16, // 23: firebreak.operator.v1.Run.tasks:type_name -> firebreak.operator.v1.Task
 	17, // 24: firebreak.operator.v1.Run.approvals:type_name -> firebreak.operator.v1.Approval
-	71, // 25: firebreak.operator.v1.Task.status:type_name -> firebreak.agent.v1.TaskStatus
-	68, // 26: firebreak.operator.v1.Task.dispatched_at:type_name -> google.protobuf.Timestamp
-	68, // 27: firebreak.operator.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	68, // 28: firebreak.operator.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	68, // 29: firebreak.operator.v1.Approval.at:type_name -> google.protobuf.Timestamp
+	78, // 25: firebreak.operator.v1.Task.status:type_name -> firebreak.agent.v1.TaskStatus
+	75, // 26: firebreak.operator.v1.Task.dispatched_at:type_name -> google.protobuf.Timestamp
+	75, // 27: firebreak.operator.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	75, // 28: firebreak.operator.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	75, // 29: firebreak.operator.v1.Approval.at:type_name -> google.protobuf.Timestamp
 	14, // 30: firebreak.operator.v1.WatchRunResponse.snapshot:type_name -> firebreak.operator.v1.Run
 	16, // 31: firebreak.operator.v1.WatchRunResponse.task:type_name -> firebreak.operator.v1.Task
 	14, // 32: firebreak.operator.v1.WatchRunResponse.done:type_name -> firebreak.operator.v1.Run
@@ -4630,81 +5201,91 @@ var file_firebreak_operator_v1_operator_proto_depIdxs = []int32{
 	14, // 36: firebreak.operator.v1.ApproveRunResponse.run:type_name -> firebreak.operator.v1.Run
 	14, // 37: firebreak.operator.v1.RejectRunResponse.run:type_name -> firebreak.operator.v1.Run
 	14, // 38: firebreak.operator.v1.CancelRunResponse.run:type_name -> firebreak.operator.v1.Run
-	68, // 39: firebreak.operator.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	75, // 39: firebreak.operator.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
 	30, // 40: firebreak.operator.v1.ListAuditResponse.records:type_name -> firebreak.operator.v1.AuditRecord
-	72, // 41: firebreak.operator.v1.VerifyAuditRequest.anchor:type_name -> firebreak.operator.v1.ChainCheckpoint
-	72, // 42: firebreak.operator.v1.VerifyAuditResponse.checkpoint:type_name -> firebreak.operator.v1.ChainCheckpoint
-	73, // 43: firebreak.operator.v1.ActionSummary.description:type_name -> firebreak.plugin.v1.ActionDescription
+	79, // 41: firebreak.operator.v1.VerifyAuditRequest.anchor:type_name -> firebreak.operator.v1.ChainCheckpoint
+	79, // 42: firebreak.operator.v1.VerifyAuditResponse.checkpoint:type_name -> firebreak.operator.v1.ChainCheckpoint
+	80, // 43: firebreak.operator.v1.ActionSummary.description:type_name -> firebreak.plugin.v1.ActionDescription
 	35, // 44: firebreak.operator.v1.ListActionsResponse.actions:type_name -> firebreak.operator.v1.ActionSummary
-	68, // 45: firebreak.operator.v1.AWSAccount.synced_at:type_name -> google.protobuf.Timestamp
-	67, // 46: firebreak.operator.v1.SyncAccountsRequest.deadline:type_name -> google.protobuf.Duration
-	38, // 47: firebreak.operator.v1.SyncAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
-	38, // 48: firebreak.operator.v1.ListAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
-	68, // 49: firebreak.operator.v1.ControllerInfo.heartbeat_at:type_name -> google.protobuf.Timestamp
-	68, // 50: firebreak.operator.v1.ControllerInfo.started_at:type_name -> google.protobuf.Timestamp
-	44, // 51: firebreak.operator.v1.ListControllersResponse.controllers:type_name -> firebreak.operator.v1.ControllerInfo
-	72, // 52: firebreak.operator.v1.GetAuditHeadResponse.head:type_name -> firebreak.operator.v1.ChainCheckpoint
-	66, // 53: firebreak.operator.v1.JoinTokenInfo.role:type_name -> firebreak.agent.v1.AgentRole
-	65, // 54: firebreak.operator.v1.JoinTokenInfo.labels:type_name -> firebreak.operator.v1.JoinTokenInfo.LabelsEntry
-	68, // 55: firebreak.operator.v1.JoinTokenInfo.expires_at:type_name -> google.protobuf.Timestamp
-	68, // 56: firebreak.operator.v1.JoinTokenInfo.created_at:type_name -> google.protobuf.Timestamp
-	49, // 57: firebreak.operator.v1.ListJoinTokensResponse.tokens:type_name -> firebreak.operator.v1.JoinTokenInfo
-	49, // 58: firebreak.operator.v1.RevokeJoinTokenResponse.token:type_name -> firebreak.operator.v1.JoinTokenInfo
-	58, // 59: firebreak.operator.v1.RevokeAgentsResponse.agents:type_name -> firebreak.operator.v1.RevokedAgent
-	61, // 60: firebreak.operator.v1.ForgetAgentsResponse.agents:type_name -> firebreak.operator.v1.ForgottenAgent
-	2,  // 61: firebreak.operator.v1.OperatorService.Whoami:input_type -> firebreak.operator.v1.WhoamiRequest
-	4,  // 62: firebreak.operator.v1.OperatorService.CreateJoinToken:input_type -> firebreak.operator.v1.CreateJoinTokenRequest
-	6,  // 63: firebreak.operator.v1.OperatorService.AddOperator:input_type -> firebreak.operator.v1.AddOperatorRequest
-	10, // 64: firebreak.operator.v1.OperatorService.ListAgents:input_type -> firebreak.operator.v1.ListAgentsRequest
-	12, // 65: firebreak.operator.v1.OperatorService.CreateRun:input_type -> firebreak.operator.v1.CreateRunRequest
-	18, // 66: firebreak.operator.v1.OperatorService.WatchRun:input_type -> firebreak.operator.v1.WatchRunRequest
-	20, // 67: firebreak.operator.v1.OperatorService.GetRun:input_type -> firebreak.operator.v1.GetRunRequest
-	22, // 68: firebreak.operator.v1.OperatorService.ListRuns:input_type -> firebreak.operator.v1.ListRunsRequest
-	24, // 69: firebreak.operator.v1.OperatorService.ApproveRun:input_type -> firebreak.operator.v1.ApproveRunRequest
-	26, // 70: firebreak.operator.v1.OperatorService.RejectRun:input_type -> firebreak.operator.v1.RejectRunRequest
-	28, // 71: firebreak.operator.v1.OperatorService.CancelRun:input_type -> firebreak.operator.v1.CancelRunRequest
-	36, // 72: firebreak.operator.v1.OperatorService.ListActions:input_type -> firebreak.operator.v1.ListActionsRequest
-	39, // 73: firebreak.operator.v1.OperatorService.SyncAccounts:input_type -> firebreak.operator.v1.SyncAccountsRequest
-	41, // 74: firebreak.operator.v1.OperatorService.ListAccounts:input_type -> firebreak.operator.v1.ListAccountsRequest
-	31, // 75: firebreak.operator.v1.OperatorService.ListAudit:input_type -> firebreak.operator.v1.ListAuditRequest
-	33, // 76: firebreak.operator.v1.OperatorService.VerifyAudit:input_type -> firebreak.operator.v1.VerifyAuditRequest
-	46, // 77: firebreak.operator.v1.OperatorService.GetAuditHead:input_type -> firebreak.operator.v1.GetAuditHeadRequest
-	48, // 78: firebreak.operator.v1.OperatorService.ListJoinTokens:input_type -> firebreak.operator.v1.ListJoinTokensRequest
-	51, // 79: firebreak.operator.v1.OperatorService.RevokeJoinToken:input_type -> firebreak.operator.v1.RevokeJoinTokenRequest
-	53, // 80: firebreak.operator.v1.OperatorService.RevokeOperator:input_type -> firebreak.operator.v1.RevokeOperatorRequest
-	55, // 81: firebreak.operator.v1.OperatorService.RotateOperator:input_type -> firebreak.operator.v1.RotateOperatorRequest
-	57, // 82: firebreak.operator.v1.OperatorService.RevokeAgents:input_type -> firebreak.operator.v1.RevokeAgentsRequest
-	60, // 83: firebreak.operator.v1.OperatorService.ForgetAgents:input_type -> firebreak.operator.v1.ForgetAgentsRequest
-	43, // 84: firebreak.operator.v1.OperatorService.ListControllers:input_type -> firebreak.operator.v1.ListControllersRequest
-	3,  // 85: firebreak.operator.v1.OperatorService.Whoami:output_type -> firebreak.operator.v1.WhoamiResponse
-	5,  // 86: firebreak.operator.v1.OperatorService.CreateJoinToken:output_type -> firebreak.operator.v1.CreateJoinTokenResponse
-	7,  // 87: firebreak.operator.v1.OperatorService.AddOperator:output_type -> firebreak.operator.v1.AddOperatorResponse
-	11, // 88: firebreak.operator.v1.OperatorService.ListAgents:output_type -> firebreak.operator.v1.ListAgentsResponse
-	13, // 89: firebreak.operator.v1.OperatorService.CreateRun:output_type -> firebreak.operator.v1.CreateRunResponse
-	19, // 90: firebreak.operator.v1.OperatorService.WatchRun:output_type -> firebreak.operator.v1.WatchRunResponse
-	21, // 91: firebreak.operator.v1.OperatorService.GetRun:output_type -> firebreak.operator.v1.GetRunResponse
-	23, // 92: firebreak.operator.v1.OperatorService.ListRuns:output_type -> firebreak.operator.v1.ListRunsResponse
-	25, // 93: firebreak.operator.v1.OperatorService.ApproveRun:output_type -> firebreak.operator.v1.ApproveRunResponse
-	27, // 94: firebreak.operator.v1.OperatorService.RejectRun:output_type -> firebreak.operator.v1.RejectRunResponse
-	29, // 95: firebreak.operator.v1.OperatorService.CancelRun:output_type -> firebreak.operator.v1.CancelRunResponse
-	37, // 96: firebreak.operator.v1.OperatorService.ListActions:output_type -> firebreak.operator.v1.ListActionsResponse
-	40, // 97: firebreak.operator.v1.OperatorService.SyncAccounts:output_type -> firebreak.operator.v1.SyncAccountsResponse
-	42, // 98: firebreak.operator.v1.OperatorService.ListAccounts:output_type -> firebreak.operator.v1.ListAccountsResponse
-	32, // 99: firebreak.operator.v1.OperatorService.ListAudit:output_type -> firebreak.operator.v1.ListAuditResponse
-	34, // 100: firebreak.operator.v1.OperatorService.VerifyAudit:output_type -> firebreak.operator.v1.VerifyAuditResponse
-	47, // 101: firebreak.operator.v1.OperatorService.GetAuditHead:output_type -> firebreak.operator.v1.GetAuditHeadResponse
-	50, // 102: firebreak.operator.v1.OperatorService.ListJoinTokens:output_type -> firebreak.operator.v1.ListJoinTokensResponse
-	52, // 103: firebreak.operator.v1.OperatorService.RevokeJoinToken:output_type -> firebreak.operator.v1.RevokeJoinTokenResponse
-	54, // 104: firebreak.operator.v1.OperatorService.RevokeOperator:output_type -> firebreak.operator.v1.RevokeOperatorResponse
-	56, // 105: firebreak.operator.v1.OperatorService.RotateOperator:output_type -> firebreak.operator.v1.RotateOperatorResponse
-	59, // 106: firebreak.operator.v1.OperatorService.RevokeAgents:output_type -> firebreak.operator.v1.RevokeAgentsResponse
-	62, // 107: firebreak.operator.v1.OperatorService.ForgetAgents:output_type -> firebreak.operator.v1.ForgetAgentsResponse
-	45, // 108: firebreak.operator.v1.OperatorService.ListControllers:output_type -> firebreak.operator.v1.ListControllersResponse
-	85, // [85:109] is the sub-list for method output_type
-	61, // [61:85] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	75, // 45: firebreak.operator.v1.AWSAccount.synced_at:type_name -> google.protobuf.Timestamp
+	39, // 46: firebreak.operator.v1.AWSAccount.unknown:type_name -> firebreak.operator.v1.AccountUnknown
+	74, // 47: firebreak.operator.v1.SyncAccountsRequest.deadline:type_name -> google.protobuf.Duration
+	38, // 48: firebreak.operator.v1.SyncAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
+	38, // 49: firebreak.operator.v1.ListAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
+	75, // 50: firebreak.operator.v1.ControllerInfo.heartbeat_at:type_name -> google.protobuf.Timestamp
+	75, // 51: firebreak.operator.v1.ControllerInfo.started_at:type_name -> google.protobuf.Timestamp
+	45, // 52: firebreak.operator.v1.ListControllersResponse.controllers:type_name -> firebreak.operator.v1.ControllerInfo
+	79, // 53: firebreak.operator.v1.GetAuditHeadResponse.head:type_name -> firebreak.operator.v1.ChainCheckpoint
+	73, // 54: firebreak.operator.v1.JoinTokenInfo.role:type_name -> firebreak.agent.v1.AgentRole
+	72, // 55: firebreak.operator.v1.JoinTokenInfo.labels:type_name -> firebreak.operator.v1.JoinTokenInfo.LabelsEntry
+	75, // 56: firebreak.operator.v1.JoinTokenInfo.expires_at:type_name -> google.protobuf.Timestamp
+	75, // 57: firebreak.operator.v1.JoinTokenInfo.created_at:type_name -> google.protobuf.Timestamp
+	50, // 58: firebreak.operator.v1.ListJoinTokensResponse.tokens:type_name -> firebreak.operator.v1.JoinTokenInfo
+	50, // 59: firebreak.operator.v1.RevokeJoinTokenResponse.token:type_name -> firebreak.operator.v1.JoinTokenInfo
+	59, // 60: firebreak.operator.v1.RevokeAgentsResponse.agents:type_name -> firebreak.operator.v1.RevokedAgent
+	62, // 61: firebreak.operator.v1.ForgetAgentsResponse.agents:type_name -> firebreak.operator.v1.ForgottenAgent
+	74, // 62: firebreak.operator.v1.ReadinessRequest.deadline:type_name -> google.protobuf.Duration
+	65, // 63: firebreak.operator.v1.ReadinessReport.checks:type_name -> firebreak.operator.v1.ReadinessCheck
+	75, // 64: firebreak.operator.v1.ReadinessReport.generated_at:type_name -> google.protobuf.Timestamp
+	66, // 65: firebreak.operator.v1.ReadinessResponse.report:type_name -> firebreak.operator.v1.ReadinessReport
+	66, // 66: firebreak.operator.v1.ListReadinessReportsResponse.reports:type_name -> firebreak.operator.v1.ReadinessReport
+	2,  // 67: firebreak.operator.v1.OperatorService.Whoami:input_type -> firebreak.operator.v1.WhoamiRequest
+	4,  // 68: firebreak.operator.v1.OperatorService.CreateJoinToken:input_type -> firebreak.operator.v1.CreateJoinTokenRequest
+	6,  // 69: firebreak.operator.v1.OperatorService.AddOperator:input_type -> firebreak.operator.v1.AddOperatorRequest
+	10, // 70: firebreak.operator.v1.OperatorService.ListAgents:input_type -> firebreak.operator.v1.ListAgentsRequest
+	12, // 71: firebreak.operator.v1.OperatorService.CreateRun:input_type -> firebreak.operator.v1.CreateRunRequest
+	18, // 72: firebreak.operator.v1.OperatorService.WatchRun:input_type -> firebreak.operator.v1.WatchRunRequest
+	20, // 73: firebreak.operator.v1.OperatorService.GetRun:input_type -> firebreak.operator.v1.GetRunRequest
+	22, // 74: firebreak.operator.v1.OperatorService.ListRuns:input_type -> firebreak.operator.v1.ListRunsRequest
+	24, // 75: firebreak.operator.v1.OperatorService.ApproveRun:input_type -> firebreak.operator.v1.ApproveRunRequest
+	26, // 76: firebreak.operator.v1.OperatorService.RejectRun:input_type -> firebreak.operator.v1.RejectRunRequest
+	28, // 77: firebreak.operator.v1.OperatorService.CancelRun:input_type -> firebreak.operator.v1.CancelRunRequest
+	36, // 78: firebreak.operator.v1.OperatorService.ListActions:input_type -> firebreak.operator.v1.ListActionsRequest
+	40, // 79: firebreak.operator.v1.OperatorService.SyncAccounts:input_type -> firebreak.operator.v1.SyncAccountsRequest
+	42, // 80: firebreak.operator.v1.OperatorService.ListAccounts:input_type -> firebreak.operator.v1.ListAccountsRequest
+	31, // 81: firebreak.operator.v1.OperatorService.ListAudit:input_type -> firebreak.operator.v1.ListAuditRequest
+	33, // 82: firebreak.operator.v1.OperatorService.VerifyAudit:input_type -> firebreak.operator.v1.VerifyAuditRequest
+	47, // 83: firebreak.operator.v1.OperatorService.GetAuditHead:input_type -> firebreak.operator.v1.GetAuditHeadRequest
+	49, // 84: firebreak.operator.v1.OperatorService.ListJoinTokens:input_type -> firebreak.operator.v1.ListJoinTokensRequest
+	52, // 85: firebreak.operator.v1.OperatorService.RevokeJoinToken:input_type -> firebreak.operator.v1.RevokeJoinTokenRequest
+	54, // 86: firebreak.operator.v1.OperatorService.RevokeOperator:input_type -> firebreak.operator.v1.RevokeOperatorRequest
+	56, // 87: firebreak.operator.v1.OperatorService.RotateOperator:input_type -> firebreak.operator.v1.RotateOperatorRequest
+	58, // 88: firebreak.operator.v1.OperatorService.RevokeAgents:input_type -> firebreak.operator.v1.RevokeAgentsRequest
+	61, // 89: firebreak.operator.v1.OperatorService.ForgetAgents:input_type -> firebreak.operator.v1.ForgetAgentsRequest
+	44, // 90: firebreak.operator.v1.OperatorService.ListControllers:input_type -> firebreak.operator.v1.ListControllersRequest
+	64, // 91: firebreak.operator.v1.OperatorService.Readiness:input_type -> firebreak.operator.v1.ReadinessRequest
+	68, // 92: firebreak.operator.v1.OperatorService.ListReadinessReports:input_type -> firebreak.operator.v1.ListReadinessReportsRequest
+	3,  // 93: firebreak.operator.v1.OperatorService.Whoami:output_type -> firebreak.operator.v1.WhoamiResponse
+	5,  // 94: firebreak.operator.v1.OperatorService.CreateJoinToken:output_type -> firebreak.operator.v1.CreateJoinTokenResponse
+	7,  // 95: firebreak.operator.v1.OperatorService.AddOperator:output_type -> firebreak.operator.v1.AddOperatorResponse
+	11, // 96: firebreak.operator.v1.OperatorService.ListAgents:output_type -> firebreak.operator.v1.ListAgentsResponse
+	13, // 97: firebreak.operator.v1.OperatorService.CreateRun:output_type -> firebreak.operator.v1.CreateRunResponse
+	19, // 98: firebreak.operator.v1.OperatorService.WatchRun:output_type -> firebreak.operator.v1.WatchRunResponse
+	21, // 99: firebreak.operator.v1.OperatorService.GetRun:output_type -> firebreak.operator.v1.GetRunResponse
+	23, // 100: firebreak.operator.v1.OperatorService.ListRuns:output_type -> firebreak.operator.v1.ListRunsResponse
+	25, // 101: firebreak.operator.v1.OperatorService.ApproveRun:output_type -> firebreak.operator.v1.ApproveRunResponse
+	27, // 102: firebreak.operator.v1.OperatorService.RejectRun:output_type -> firebreak.operator.v1.RejectRunResponse
+	29, // 103: firebreak.operator.v1.OperatorService.CancelRun:output_type -> firebreak.operator.v1.CancelRunResponse
+	37, // 104: firebreak.operator.v1.OperatorService.ListActions:output_type -> firebreak.operator.v1.ListActionsResponse
+	41, // 105: firebreak.operator.v1.OperatorService.SyncAccounts:output_type -> firebreak.operator.v1.SyncAccountsResponse
+	43, // 106: firebreak.operator.v1.OperatorService.ListAccounts:output_type -> firebreak.operator.v1.ListAccountsResponse
+	32, // 107: firebreak.operator.v1.OperatorService.ListAudit:output_type -> firebreak.operator.v1.ListAuditResponse
+	34, // 108: firebreak.operator.v1.OperatorService.VerifyAudit:output_type -> firebreak.operator.v1.VerifyAuditResponse
+	48, // 109: firebreak.operator.v1.OperatorService.GetAuditHead:output_type -> firebreak.operator.v1.GetAuditHeadResponse
+	51, // 110: firebreak.operator.v1.OperatorService.ListJoinTokens:output_type -> firebreak.operator.v1.ListJoinTokensResponse
+	53, // 111: firebreak.operator.v1.OperatorService.RevokeJoinToken:output_type -> firebreak.operator.v1.RevokeJoinTokenResponse
+	55, // 112: firebreak.operator.v1.OperatorService.RevokeOperator:output_type -> firebreak.operator.v1.RevokeOperatorResponse
+	57, // 113: firebreak.operator.v1.OperatorService.RotateOperator:output_type -> firebreak.operator.v1.RotateOperatorResponse
+	60, // 114: firebreak.operator.v1.OperatorService.RevokeAgents:output_type -> firebreak.operator.v1.RevokeAgentsResponse
+	63, // 115: firebreak.operator.v1.OperatorService.ForgetAgents:output_type -> firebreak.operator.v1.ForgetAgentsResponse
+	46, // 116: firebreak.operator.v1.OperatorService.ListControllers:output_type -> firebreak.operator.v1.ListControllersResponse
+	67, // 117: firebreak.operator.v1.OperatorService.Readiness:output_type -> firebreak.operator.v1.ReadinessResponse
+	69, // 118: firebreak.operator.v1.OperatorService.ListReadinessReports:output_type -> firebreak.operator.v1.ListReadinessReportsResponse
+	93, // [93:119] is the sub-list for method output_type
+	67, // [67:93] is the sub-list for method input_type
+	67, // [67:67] is the sub-list for extension type_name
+	67, // [67:67] is the sub-list for extension extendee
+	0,  // [0:67] is the sub-list for field type_name
 }
 
 func init() { file_firebreak_operator_v1_operator_proto_init() }
@@ -4725,7 +5306,7 @@ func file_firebreak_operator_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_firebreak_operator_v1_operator_proto_rawDesc), len(file_firebreak_operator_v1_operator_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   64,
+			NumMessages:   71,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

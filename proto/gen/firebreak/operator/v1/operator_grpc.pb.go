@@ -19,30 +19,32 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	OperatorService_Whoami_FullMethodName          = "/firebreak.operator.v1.OperatorService/Whoami"
-	OperatorService_CreateJoinToken_FullMethodName = "/firebreak.operator.v1.OperatorService/CreateJoinToken"
-	OperatorService_AddOperator_FullMethodName     = "/firebreak.operator.v1.OperatorService/AddOperator"
-	OperatorService_ListAgents_FullMethodName      = "/firebreak.operator.v1.OperatorService/ListAgents"
-	OperatorService_CreateRun_FullMethodName       = "/firebreak.operator.v1.OperatorService/CreateRun"
-	OperatorService_WatchRun_FullMethodName        = "/firebreak.operator.v1.OperatorService/WatchRun"
-	OperatorService_GetRun_FullMethodName          = "/firebreak.operator.v1.OperatorService/GetRun"
-	OperatorService_ListRuns_FullMethodName        = "/firebreak.operator.v1.OperatorService/ListRuns"
-	OperatorService_ApproveRun_FullMethodName      = "/firebreak.operator.v1.OperatorService/ApproveRun"
-	OperatorService_RejectRun_FullMethodName       = "/firebreak.operator.v1.OperatorService/RejectRun"
-	OperatorService_CancelRun_FullMethodName       = "/firebreak.operator.v1.OperatorService/CancelRun"
-	OperatorService_ListActions_FullMethodName     = "/firebreak.operator.v1.OperatorService/ListActions"
-	OperatorService_SyncAccounts_FullMethodName    = "/firebreak.operator.v1.OperatorService/SyncAccounts"
-	OperatorService_ListAccounts_FullMethodName    = "/firebreak.operator.v1.OperatorService/ListAccounts"
-	OperatorService_ListAudit_FullMethodName       = "/firebreak.operator.v1.OperatorService/ListAudit"
-	OperatorService_VerifyAudit_FullMethodName     = "/firebreak.operator.v1.OperatorService/VerifyAudit"
-	OperatorService_GetAuditHead_FullMethodName    = "/firebreak.operator.v1.OperatorService/GetAuditHead"
-	OperatorService_ListJoinTokens_FullMethodName  = "/firebreak.operator.v1.OperatorService/ListJoinTokens"
-	OperatorService_RevokeJoinToken_FullMethodName = "/firebreak.operator.v1.OperatorService/RevokeJoinToken"
-	OperatorService_RevokeOperator_FullMethodName  = "/firebreak.operator.v1.OperatorService/RevokeOperator"
-	OperatorService_RotateOperator_FullMethodName  = "/firebreak.operator.v1.OperatorService/RotateOperator"
-	OperatorService_RevokeAgents_FullMethodName    = "/firebreak.operator.v1.OperatorService/RevokeAgents"
-	OperatorService_ForgetAgents_FullMethodName    = "/firebreak.operator.v1.OperatorService/ForgetAgents"
-	OperatorService_ListControllers_FullMethodName = "/firebreak.operator.v1.OperatorService/ListControllers"
+	OperatorService_Whoami_FullMethodName               = "/firebreak.operator.v1.OperatorService/Whoami"
+	OperatorService_CreateJoinToken_FullMethodName      = "/firebreak.operator.v1.OperatorService/CreateJoinToken"
+	OperatorService_AddOperator_FullMethodName          = "/firebreak.operator.v1.OperatorService/AddOperator"
+	OperatorService_ListAgents_FullMethodName           = "/firebreak.operator.v1.OperatorService/ListAgents"
+	OperatorService_CreateRun_FullMethodName            = "/firebreak.operator.v1.OperatorService/CreateRun"
+	OperatorService_WatchRun_FullMethodName             = "/firebreak.operator.v1.OperatorService/WatchRun"
+	OperatorService_GetRun_FullMethodName               = "/firebreak.operator.v1.OperatorService/GetRun"
+	OperatorService_ListRuns_FullMethodName             = "/firebreak.operator.v1.OperatorService/ListRuns"
+	OperatorService_ApproveRun_FullMethodName           = "/firebreak.operator.v1.OperatorService/ApproveRun"
+	OperatorService_RejectRun_FullMethodName            = "/firebreak.operator.v1.OperatorService/RejectRun"
+	OperatorService_CancelRun_FullMethodName            = "/firebreak.operator.v1.OperatorService/CancelRun"
+	OperatorService_ListActions_FullMethodName          = "/firebreak.operator.v1.OperatorService/ListActions"
+	OperatorService_SyncAccounts_FullMethodName         = "/firebreak.operator.v1.OperatorService/SyncAccounts"
+	OperatorService_ListAccounts_FullMethodName         = "/firebreak.operator.v1.OperatorService/ListAccounts"
+	OperatorService_ListAudit_FullMethodName            = "/firebreak.operator.v1.OperatorService/ListAudit"
+	OperatorService_VerifyAudit_FullMethodName          = "/firebreak.operator.v1.OperatorService/VerifyAudit"
+	OperatorService_GetAuditHead_FullMethodName         = "/firebreak.operator.v1.OperatorService/GetAuditHead"
+	OperatorService_ListJoinTokens_FullMethodName       = "/firebreak.operator.v1.OperatorService/ListJoinTokens"
+	OperatorService_RevokeJoinToken_FullMethodName      = "/firebreak.operator.v1.OperatorService/RevokeJoinToken"
+	OperatorService_RevokeOperator_FullMethodName       = "/firebreak.operator.v1.OperatorService/RevokeOperator"
+	OperatorService_RotateOperator_FullMethodName       = "/firebreak.operator.v1.OperatorService/RotateOperator"
+	OperatorService_RevokeAgents_FullMethodName         = "/firebreak.operator.v1.OperatorService/RevokeAgents"
+	OperatorService_ForgetAgents_FullMethodName         = "/firebreak.operator.v1.OperatorService/ForgetAgents"
+	OperatorService_ListControllers_FullMethodName      = "/firebreak.operator.v1.OperatorService/ListControllers"
+	OperatorService_Readiness_FullMethodName            = "/firebreak.operator.v1.OperatorService/Readiness"
+	OperatorService_ListReadinessReports_FullMethodName = "/firebreak.operator.v1.OperatorService/ListReadinessReports"
 )
 
 // OperatorServiceClient is the client API for OperatorService service.
@@ -128,6 +130,14 @@ type OperatorServiceClient interface {
 	// this controller's store: those whose registry heartbeat is recent
 	// (viewer).
 	ListControllers(ctx context.Context, in *ListControllersRequest, opts ...grpc.CallOption) (*ListControllersResponse, error)
+	// Readiness scores how ready the organisation is for an incident
+	// (responder): it runs aws-readiness through run's fan-out in each
+	// selected account and region, waits for it, adds the controller's own
+	// checks and returns the report, stored when asked.
+	Readiness(ctx context.Context, in *ReadinessRequest, opts ...grpc.CallOption) (*ReadinessResponse, error)
+	// ListReadinessReports lists the stored readiness reports, newest first
+	// (viewer).
+	ListReadinessReports(ctx context.Context, in *ListReadinessReportsRequest, opts ...grpc.CallOption) (*ListReadinessReportsResponse, error)
 }
 
 type operatorServiceClient struct {
@@ -387,6 +397,26 @@ func (c *operatorServiceClient) ListControllers(ctx context.Context, in *ListCon
 	return out, nil
 }
 
+func (c *operatorServiceClient) Readiness(ctx context.Context, in *ReadinessRequest, opts ...grpc.CallOption) (*ReadinessResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReadinessResponse)
+	err := c.cc.Invoke(ctx, OperatorService_Readiness_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *operatorServiceClient) ListReadinessReports(ctx context.Context, in *ListReadinessReportsRequest, opts ...grpc.CallOption) (*ListReadinessReportsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListReadinessReportsResponse)
+	err := c.cc.Invoke(ctx, OperatorService_ListReadinessReports_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OperatorServiceServer is the server API for OperatorService service.
 // All implementations must embed UnimplementedOperatorServiceServer
 // for forward compatibility.
@@ -470,6 +500,14 @@ type OperatorServiceServer interface {
 	// this controller's store: those whose registry heartbeat is recent
 	// (viewer).
 	ListControllers(context.Context, *ListControllersRequest) (*ListControllersResponse, error)
+	// Readiness scores how ready the organisation is for an incident
+	// (responder): it runs aws-readiness through run's fan-out in each
+	// selected account and region, waits for it, adds the controller's own
+	// checks and returns the report, stored when asked.
+	Readiness(context.Context, *ReadinessRequest) (*ReadinessResponse, error)
+	// ListReadinessReports lists the stored readiness reports, newest first
+	// (viewer).
+	ListReadinessReports(context.Context, *ListReadinessReportsRequest) (*ListReadinessReportsResponse, error)
 	mustEmbedUnimplementedOperatorServiceServer()
 }
 
@@ -551,6 +589,12 @@ func (UnimplementedOperatorServiceServer) ForgetAgents(context.Context, *ForgetA
 }
 func (UnimplementedOperatorServiceServer) ListControllers(context.Context, *ListControllersRequest) (*ListControllersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListControllers not implemented")
+}
+func (UnimplementedOperatorServiceServer) Readiness(context.Context, *ReadinessRequest) (*ReadinessResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Readiness not implemented")
+}
+func (UnimplementedOperatorServiceServer) ListReadinessReports(context.Context, *ListReadinessReportsRequest) (*ListReadinessReportsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListReadinessReports not implemented")
 }
 func (UnimplementedOperatorServiceServer) mustEmbedUnimplementedOperatorServiceServer() {}
 func (UnimplementedOperatorServiceServer) testEmbeddedByValue()                         {}
@@ -998,6 +1042,42 @@ func _OperatorService_ListControllers_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OperatorService_Readiness_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReadinessRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServiceServer).Readiness(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OperatorService_Readiness_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServiceServer).Readiness(ctx, req.(*ReadinessRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OperatorService_ListReadinessReports_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListReadinessReportsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServiceServer).ListReadinessReports(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OperatorService_ListReadinessReports_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServiceServer).ListReadinessReports(ctx, req.(*ListReadinessReportsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // OperatorService_ServiceDesc is the grpc.ServiceDesc for OperatorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1096,6 +1176,14 @@ var OperatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListControllers",
 			Handler:    _OperatorService_ListControllers_Handler,
+		},
+		{
+			MethodName: "Readiness",
+			Handler:    _OperatorService_Readiness_Handler,
+		},
+		{
+			MethodName: "ListReadinessReports",
+			Handler:    _OperatorService_ListReadinessReports_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

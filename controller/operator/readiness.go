@@ -1,0 +1,205 @@
+package operator
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/firebreak-ir/firebreak/controller/readiness"
+	"github.com/firebreak-ir/firebreak/controller/rpcerr"
+	"github.com/firebreak-ir/firebreak/controller/runs"
+	"github.com/firebreak-ir/firebreak/controller/store"
+	"github.com/firebreak-ir/firebreak/internal/ids"
+	"github.com/firebreak-ir/firebreak/internal/version"
+	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
+	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
+)
+
+// auditScanLimit bounds how much of the audit log a review reads for the
+// operators' last actions.
+const auditScanLimit = 200000
+
+// Readiness implements operatorv1.OperatorServiceServer.
+func (s *Service) Readiness(ctx context.Context, req *operatorv1.ReadinessRequest) (*operatorv1.ReadinessResponse, error) {
+	r, err := s.ReviewReadiness(ctx, actor(ctx), req)
+	if err != nil {
+		return nil, err
+	}
+	return &operatorv1.ReadinessResponse{Report: ReadinessProto(r)}, nil
+}
+
+// ReviewReadiness runs a readiness review as who: the aws-readiness run
+// over the selected accounts and regions (when accounts are known), then
+// the controller's own checks. The report is stored when req.Save. The
+// scheduled review (--readiness-every) calls it with the controller as
+// the actor.
+func (s *Service) ReviewReadiness(ctx context.Context, who runs.Actor, req *operatorv1.ReadinessRequest) (*readiness.Report, error) {
+	accountsExpr := req.GetAccounts()
+	if accountsExpr == "" {
+		accountsExpr = "all"
+	}
+	known, err := s.cfg.Store.ListAccounts(ctx)
+	if err != nil {
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "reading the accounts")
+	}
+	in := readiness.Inputs{Now: s.cfg.Clock(), ControllerVersion: version.Version}
+	if len(known) > 0 {
+		selected, err := runs.SelectAccounts(known, accountsExpr)
+		if err != nil {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+		in.Accounts = selected
+		if in.Targets, in.RunID, err = s.readinessRun(ctx, who, req, accountsExpr); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.controllerState(ctx, &in); err != nil {
+		return nil, err
+	}
+	report := readiness.Build(in)
+	if req.GetSave() {
+		report.ID = ids.New("rdy")
+		report.CreatedBy = who.Name
+		if report.CreatedBy != readinessActor {
+			report.CreatedBy = "operator:" + who.Name
+		}
+		b, err := report.JSON()
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "encoding the report: %v", err)
+		}
+		if err := s.cfg.Store.SaveReadinessReport(ctx, &store.ReadinessReport{ID: report.ID, GeneratedAt: report.GeneratedAt, Score: report.Score,
+			CreatedBy: report.CreatedBy, ReportJSON: b}); err != nil {
+			return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "storing the report")
+		}
+	}
+	counts := report.Count()
+	s.cfg.Audit(ctx, auditActor(who), "readiness.review", accountsExpr, map[string]any{"score": report.Score, "run": report.RunID, "report": report.ID,
+		"fail": counts[readiness.StatusFail], "warn": counts[readiness.StatusWarn], "unknown": counts[readiness.StatusUnknown]})
+	return report, nil
+}
+
+// readinessActor is the scheduled review's actor.
+const readinessActor = "controller:readiness"
+
+// ReadinessActor is the actor of the scheduled review: a system actor,
+// acting as a responder for a read-only action.
+var ReadinessActor = runs.Actor{Name: readinessActor, Role: operatorv1.OperatorRole_OPERATOR_ROLE_RESPONDER}
+
+func auditActor(who runs.Actor) string {
+	if who.Name == readinessActor {
+		return readinessActor
+	}
+	return "operator:" + who.Name
+}
+
+// readinessRun runs aws-readiness over the accounts and regions and
+// returns each task's outcome.
+func (s *Service) readinessRun(ctx context.Context, who runs.Actor, req *operatorv1.ReadinessRequest, accounts string) ([]readiness.Target, string, error) {
+	sel := req.GetSelector()
+	if sel == "" {
+		sel = "role=worker"
+	}
+	deadline := 5 * time.Minute
+	if req.GetDeadline() != nil {
+		deadline = req.GetDeadline().AsDuration()
+	}
+	perAccount := int(req.GetMaxPerAccount())
+	if perAccount == 0 {
+		perAccount = 2
+	}
+	params := map[string]string{}
+	if b := req.GetEvidenceBucket(); b != "" {
+		params["evidence_bucket"], params["evidence_account"] = b, req.GetEvidenceAccount()
+	}
+	plan, err := s.cfg.Planner.Create(ctx, who, runs.Spec{Action: readiness.ReadinessAction, Selector: sel, Params: params, Deadline: deadline,
+		Reason: "readiness review", Accounts: accounts, Regions: req.GetRegions(), MaxPerAccount: perAccount, MaxErrors: "100%"})
+	if err != nil {
+		return nil, "", s.planErrorStatus(ctx, err)
+	}
+	run, err := s.waitRun(ctx, plan.Run.ID)
+	if err != nil {
+		return nil, "", err
+	}
+	var out []readiness.Target
+	for _, t := range run.GetTasks() {
+		tg := readiness.Target{Account: t.GetAccount(), Region: t.GetRegion(), Error: t.GetError(), Output: t.GetOutputJson()}
+		tg.Reached = t.GetStatus() == agentv1.TaskStatus_TASK_STATUS_SUCCEEDED
+		if !tg.Reached && tg.Error == "" {
+			tg.Error = fmt.Sprintf("the task ended %s", t.GetStatus())
+		}
+		out = append(out, tg)
+	}
+	return out, run.GetId(), nil
+}
+
+// controllerState reads what the controller-side checks look at.
+func (s *Service) controllerState(ctx context.Context, in *readiness.Inputs) error {
+	var err error
+	if in.Agents, err = s.cfg.Store.ListAgents(ctx); err != nil {
+		return rpcerr.Error(ctx, s.cfg.Logger, err, "reading the agents")
+	}
+	if in.Operators, err = s.cfg.Store.ListOperators(ctx); err != nil {
+		return rpcerr.Error(ctx, s.cfg.Logger, err, "reading the operators")
+	}
+	if in.Tokens, err = s.cfg.Store.ListJoinTokens(ctx); err != nil {
+		return rpcerr.Error(ctx, s.cfg.Logger, err, "reading the join tokens")
+	}
+	if in.Audit, err = s.cfg.Store.VerifyAudit(ctx); err != nil {
+		return rpcerr.Error(ctx, s.cfg.Logger, err, "verifying the audit chain")
+	}
+	if s.cfg.CA != nil && s.cfg.CA.Cert != nil {
+		in.CANotAfter = s.cfg.CA.Cert.NotAfter
+	}
+	in.LastActive = map[string]time.Time{}
+	var after int64
+	for read := 0; read < auditScanLimit; {
+		recs, err := s.cfg.Store.ListAudit(ctx, after, 1000)
+		if err != nil {
+			return rpcerr.Error(ctx, s.cfg.Logger, err, "reading the audit log")
+		}
+		if len(recs) == 0 {
+			break
+		}
+		for _, r := range recs {
+			if name, ok := strings.CutPrefix(r.Actor, "operator:"); ok && r.At.After(in.LastActive[name]) {
+				in.LastActive[name] = r.At
+			}
+			after = r.Seq
+		}
+		read += len(recs)
+	}
+	return nil
+}
+
+// ListReadinessReports implements operatorv1.OperatorServiceServer.
+func (s *Service) ListReadinessReports(ctx context.Context, req *operatorv1.ListReadinessReportsRequest) (*operatorv1.ListReadinessReportsResponse, error) {
+	limit := int(req.GetLimit())
+	if limit <= 0 || limit > 1000 {
+		limit = 50
+	}
+	rs, err := s.cfg.Store.ListReadinessReports(ctx, limit)
+	if err != nil {
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "reading the readiness reports")
+	}
+	resp := &operatorv1.ListReadinessReportsResponse{}
+	for _, r := range rs {
+		resp.Reports = append(resp.Reports, &operatorv1.ReadinessReport{Id: r.ID, Score: int32(r.Score), GeneratedAt: timestamppb.New(r.GeneratedAt), CreatedBy: r.CreatedBy})
+	}
+	return resp, nil
+}
+
+// ReadinessProto is the wire form of a report.
+func ReadinessProto(r *readiness.Report) *operatorv1.ReadinessReport {
+	out := &operatorv1.ReadinessReport{Id: r.ID, Score: int32(r.Score), Accounts: r.Accounts, Regions: r.Regions, GeneratedAt: timestamppb.New(r.GeneratedAt),
+		RunId: r.RunID, CreatedBy: r.CreatedBy}
+	for _, c := range r.Checks {
+		out.Checks = append(out.Checks, &operatorv1.ReadinessCheck{Id: c.ID, Account: c.Account, Region: c.Region, Status: string(c.Status),
+			Evidence: c.Evidence, Remediation: c.Remediation})
+	}
+	return out
+}

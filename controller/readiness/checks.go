@@ -1,0 +1,436 @@
+package readiness
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/firebreak-ir/firebreak/controller/store"
+	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
+	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
+)
+
+// The controller-side checks' ids.
+const (
+	CheckRole             = "reach.role"
+	CheckDiscovery        = "reach.discovery"
+	CheckCoverage         = "coverage.instances"
+	CheckStaleAgents      = "coverage.stale_agents"
+	CheckHostIsolation    = "host.isolation"
+	CheckAgentVersions    = "host.versions"
+	CheckApprovers        = "people.approvers"
+	CheckAdminCredentials = "people.admin_credentials"
+	CheckPKI              = "controller.pki"
+	CheckAuditChain       = "controller.audit"
+	CheckJoinTokens       = "controller.join_tokens"
+)
+
+// ReadinessAction is the action whose results the AWS-side checks are.
+const ReadinessAction = "aws-readiness"
+
+// hostIsolateAction is the host isolation action a host agent must offer.
+const hostIsolateAction = "host-isolate"
+
+// Target is one (account, region) task of the aws-readiness run.
+type Target struct {
+	Account, Region string
+	// Reached is false when the task could not run there (the responder
+	// role could not be assumed): Error says why.
+	Reached bool
+	Error   string
+	// Output is the action's result.
+	Output json.RawMessage
+}
+
+// awsResult is aws-readiness's result, as far as the controller reads it.
+type awsResult struct {
+	Region         string     `json:"region"`
+	Checks         []Check    `json:"checks"`
+	Instances      []instance `json:"instances"`
+	InventoryError string     `json:"inventory_error"`
+}
+
+type instance struct {
+	ID   string            `json:"id"`
+	Tags map[string]string `json:"tags"`
+}
+
+// Inputs is the state a report is made from.
+type Inputs struct {
+	Now time.Time
+	// Accounts are the selected accounts, Regions the regions asked for
+	// (empty: each worker's own).
+	Accounts []*store.Account
+	Regions  []string
+	// Targets are the aws-readiness tasks' outcomes.
+	Targets []Target
+	// RunID is the aws-readiness run.
+	RunID     string
+	Agents    []*store.Agent
+	Operators []*store.Operator
+	// LastActive maps an operator's name to its latest audited action.
+	LastActive map[string]time.Time
+	Tokens     []*store.JoinToken
+	Audit      *store.AuditCheck
+	// CANotAfter is when the controller CA expires.
+	CANotAfter time.Time
+	// ControllerVersion is the controller's version; agents on another
+	// are outdated.
+	ControllerVersion string
+}
+
+// Build runs every check over the inputs and scores them.
+func Build(in Inputs) *Report {
+	var checks []Check
+	aws := map[string][]instance{} // account → running instances
+	inventoried := map[string]bool{}
+	regions := map[string]bool{}
+	for _, t := range in.Targets {
+		checks = append(checks, checkRole(t))
+		if !t.Reached {
+			continue
+		}
+		var r awsResult
+		if err := json.Unmarshal(t.Output, &r); err != nil {
+			checks = append(checks, Check{ID: CheckRole, Account: t.Account, Region: t.Region, Status: StatusUnknown,
+				Evidence: "aws-readiness returned an unreadable result: " + err.Error(), Remediation: "upgrade the workers' plugins to the controller's version"})
+			continue
+		}
+		region := cmpOr(t.Region, r.Region)
+		regions[region] = true
+		for _, c := range r.Checks {
+			c.Account, c.Region = t.Account, region
+			checks = append(checks, c)
+		}
+		if r.InventoryError == "" {
+			aws[t.Account] = append(aws[t.Account], r.Instances...)
+			inventoried[t.Account] = true
+		}
+	}
+	if len(in.Accounts) == 0 {
+		checks = append(checks, Check{ID: CheckDiscovery, Status: StatusFail, Evidence: "no AWS accounts are known, so no account was checked",
+			Remediation: "firebreak accounts sync --management-account MANAGEMENT_ACCOUNT_ID (deploy/README.md)"})
+	}
+	for _, a := range in.Accounts {
+		checks = append(checks, checkDiscovery(a))
+		if inventoried[a.ID] {
+			checks = append(checks, checkCoverage(a.ID, aws[a.ID], in.Agents))
+		}
+	}
+	checks = append(checks, checkStaleAgents(aws, inventoried, in.Agents))
+	checks = append(checks, checkHostIsolation(in.Agents), checkAgentVersions(in.Agents, in.ControllerVersion))
+	checks = append(checks, checkApprovers(in.Operators), checkAdminCredentials(in.Operators, in.LastActive, in.Now))
+	checks = append(checks, checkPKI(in.CANotAfter, in.Now), checkAuditChain(in.Audit), checkJoinTokens(in.Tokens, in.Now))
+	sortChecks(checks)
+	r := &Report{Checks: checks, GeneratedAt: in.Now.UTC(), RunID: in.RunID, Accounts: []string{}, Regions: []string{}}
+	for _, a := range in.Accounts {
+		r.Accounts = append(r.Accounts, a.ID)
+	}
+	for reg := range regions {
+		if reg != "" {
+			r.Regions = append(r.Regions, reg)
+		}
+	}
+	slices.Sort(r.Regions)
+	r.Score = Score(checks)
+	return r
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// checkRole is the responder role's reach: a task that ran could assume
+// it; one that could not names why.
+func checkRole(t Target) Check {
+	c := Check{ID: CheckRole, Account: t.Account, Region: t.Region}
+	if t.Reached {
+		c.Status, c.Evidence = StatusOK, "the responder role was assumed with the ExternalId"
+		return c
+	}
+	c.Status, c.Evidence = StatusFail, cmpOr(t.Error, "the aws-readiness task did not run")
+	c.Remediation = "deploy the responder role to account " + t.Account + " from deploy/cloudformation/member-account.yaml " +
+		"(aws cloudformation create-stack-instances --stack-set-name FirebreakResponder --deployment-targets Accounts=" + t.Account + " --regions us-east-1), " +
+		"with the workers' ExternalId; see deploy/README.md"
+	return c
+}
+
+// checkDiscovery reports what `accounts sync` could not learn about an
+// account (its regions, when trusted access for account.amazonaws.com is
+// missing).
+func checkDiscovery(a *store.Account) Check {
+	c := Check{ID: CheckDiscovery, Account: a.ID, Status: StatusOK, Evidence: fmt.Sprintf("enabled regions known: %s", strings.Join(a.Regions, ", "))}
+	if len(a.Unknown) > 0 {
+		var why, fix []string
+		for _, u := range a.Unknown {
+			why = append(why, u.Field+" unknown: "+u.Reason)
+			fix = append(fix, u.Remediation)
+		}
+		c.Status, c.Evidence, c.Remediation = StatusWarn, strings.Join(why, "; "), strings.Join(slices.Compact(fix), "; ")
+	}
+	return c
+}
+
+// hostAgents are the enrolled, unrevoked host agents.
+func hostAgents(agents []*store.Agent) []*store.Agent {
+	var out []*store.Agent
+	for _, a := range agents {
+		if a.Role == "host" && !a.Revoked {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// checkCoverage matches an account's running instances to enrolled host
+// agents by the instance id of their IMDS facts.
+func checkCoverage(account string, instances []instance, agents []*store.Agent) Check {
+	c := Check{ID: CheckCoverage, Account: account}
+	covered := map[string]bool{}
+	for _, a := range hostAgents(agents) {
+		if a.Facts.GetAccount() == account && a.Facts.GetInstanceId() != "" {
+			covered[a.Facts.GetInstanceId()] = true
+		}
+	}
+	var missing []string
+	for _, i := range instances {
+		if !covered[i.ID] {
+			missing = append(missing, i.ID+" "+tagString(i.Tags))
+		}
+	}
+	n := len(instances)
+	if n == 0 {
+		c.Status, c.Evidence = StatusOK, "no running instances"
+		return c
+	}
+	pct := 100 * (n - len(missing)) / n
+	c.Evidence = fmt.Sprintf("%d%% of %d running instances have an agent", pct, n)
+	switch {
+	case len(missing) == 0:
+		c.Status = StatusOK
+		return c
+	case pct >= 90:
+		c.Status = StatusWarn
+	default:
+		c.Status = StatusFail
+	}
+	sort.Strings(missing)
+	c.Evidence += "; without: " + strings.Join(missing, "; ")
+	c.Remediation = "install the agent on them with the SSM document deploy/ssm/install-agent.yaml " +
+		"(aws ssm send-command --document-name FirebreakInstallAgent --targets Key=InstanceIds,Values=ID,…), with a join token from `firebreak token create --role host`"
+	return c
+}
+
+func tagString(tags map[string]string) string {
+	keys := make([]string, 0, len(tags))
+	for k := range tags {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, k+"="+tags[k])
+	}
+	return "{" + strings.Join(parts, ",") + "}"
+}
+
+// checkStaleAgents lists host agents whose instance no longer runs in an
+// inventoried account.
+func checkStaleAgents(running map[string][]instance, inventoried map[string]bool, agents []*store.Agent) Check {
+	c := Check{ID: CheckStaleAgents, Status: StatusOK}
+	live := map[string]bool{}
+	for _, is := range running {
+		for _, i := range is {
+			live[i.ID] = true
+		}
+	}
+	var stale []string
+	for _, a := range hostAgents(agents) {
+		id := a.Facts.GetInstanceId()
+		if id != "" && inventoried[a.Facts.GetAccount()] && !live[id] {
+			stale = append(stale, fmt.Sprintf("%s (%s, %s)", a.ID, a.Hostname, id))
+		}
+	}
+	if len(stale) == 0 {
+		c.Evidence = "every host agent's instance is running"
+		return c
+	}
+	sort.Strings(stale)
+	c.Status, c.Evidence = StatusWarn, "agents whose instance no longer runs: "+strings.Join(stale, "; ")
+	c.Remediation = "revoke them: firebreak agents revoke AGENT_ID"
+	return c
+}
+
+// checkHostIsolation lists host agents on which host isolation cannot
+// work: simulated hosts, and agents without the host-isolate plugin.
+func checkHostIsolation(agents []*store.Agent) Check {
+	c := Check{ID: CheckHostIsolation, Status: StatusOK}
+	hosts := hostAgents(agents)
+	var cannot []string
+	for _, a := range hosts {
+		has := slices.ContainsFunc(a.Plugins, func(p *agentv1.PluginInfo) bool { return p.GetDescription().GetName() == hostIsolateAction })
+		switch {
+		case a.Facts.GetSimulated():
+			cannot = append(cannot, a.ID+" ("+a.Hostname+"): a simulated host")
+		case !has:
+			cannot = append(cannot, a.ID+" ("+a.Hostname+"): no host-isolate plugin")
+		}
+	}
+	if len(cannot) == 0 {
+		c.Evidence = fmt.Sprintf("%d host agent(s) offer host-isolate", len(hosts))
+		return c
+	}
+	sort.Strings(cannot)
+	c.Status, c.Evidence = StatusFail, "isolation cannot work on: "+strings.Join(cannot, "; ")
+	c.Remediation = "install the agent package with its plugins (deploy/ssm/install-agent.yaml) as root under deploy/systemd/firebreak-agent.service, which nftables needs"
+	return c
+}
+
+// checkAgentVersions reports the share of agents on another version than
+// the controller's.
+func checkAgentVersions(agents []*store.Agent, controller string) Check {
+	c := Check{ID: CheckAgentVersions, Status: StatusOK}
+	var live, outdated []string
+	for _, a := range agents {
+		if a.Revoked {
+			continue
+		}
+		live = append(live, a.ID)
+		if v := a.Facts.GetAgentVersion(); controller != "" && v != controller {
+			outdated = append(outdated, a.ID+"="+v)
+		}
+	}
+	if len(live) == 0 {
+		c.Evidence = "no agents enrolled"
+		return c
+	}
+	c.Evidence = fmt.Sprintf("%d of %d agents (%d%%) are outdated (controller %s)", len(outdated), len(live), 100*len(outdated)/len(live), controller)
+	if len(outdated) > 0 {
+		sort.Strings(outdated)
+		c.Status = StatusWarn
+		c.Evidence += ": " + strings.Join(outdated, ", ")
+		c.Remediation = "upgrade the agents to " + controller + " (aws ssm send-command --document-name FirebreakInstallAgent … as on install)"
+	}
+	return c
+}
+
+// checkApprovers wants at least two operators who may approve, so the
+// two-person rule can be satisfied.
+func checkApprovers(ops []*store.Operator) Check {
+	c := Check{ID: CheckApprovers}
+	var names []string
+	for _, o := range ops {
+		if !o.Revoked && o.Role >= operatorv1.OperatorRole_OPERATOR_ROLE_APPROVER {
+			names = append(names, o.Name)
+		}
+	}
+	sort.Strings(names)
+	c.Evidence = fmt.Sprintf("%d operator(s) may approve: %s", len(names), strings.Join(names, ", "))
+	if len(names) >= 2 {
+		c.Status = StatusOK
+		return c
+	}
+	c.Status = StatusFail
+	c.Remediation = "add a second approver: firebreak operator add NAME --role approver (a run above the approval threshold needs a second operator's approval)"
+	return c
+}
+
+// adminIdle is how long an admin credential may go unused.
+const adminIdle = 90 * 24 * time.Hour
+
+// checkAdminCredentials wants no admin credential unused for over 90 days:
+// used means an audited action by it.
+func checkAdminCredentials(ops []*store.Operator, lastActive map[string]time.Time, now time.Time) Check {
+	c := Check{ID: CheckAdminCredentials, Status: StatusOK}
+	var idle []string
+	admins := 0
+	for _, o := range ops {
+		if o.Revoked || o.Role != operatorv1.OperatorRole_OPERATOR_ROLE_ADMIN {
+			continue
+		}
+		admins++
+		last := lastActive[o.Name]
+		if last.IsZero() {
+			last = o.CreatedAt
+		}
+		if now.Sub(last) > adminIdle {
+			idle = append(idle, fmt.Sprintf("%s (last used %s)", o.Name, last.UTC().Format("2006-01-02")))
+		}
+	}
+	if len(idle) == 0 {
+		c.Evidence = fmt.Sprintf("%d admin credential(s), each used within 90 days", admins)
+		return c
+	}
+	sort.Strings(idle)
+	c.Status, c.Evidence = StatusWarn, "admin credentials unused for over 90 days: "+strings.Join(idle, ", ")
+	c.Remediation = "revoke each: firebreak operator revoke NAME"
+	return c
+}
+
+// pkiMargin is how far from expiry the CA must be.
+const pkiMargin = 30 * 24 * time.Hour
+
+// checkPKI wants the CA more than 30 days from expiry. The task-signing
+// key is an ed25519 key without an expiry date.
+func checkPKI(caNotAfter, now time.Time) Check {
+	c := Check{ID: CheckPKI}
+	if caNotAfter.IsZero() {
+		c.Status, c.Evidence, c.Remediation = StatusUnknown, "the CA certificate was not available", "check the controller's --pki-dir"
+		return c
+	}
+	left := caNotAfter.Sub(now)
+	c.Evidence = fmt.Sprintf("the CA expires %s (%d days); the task-signing key has no expiry", caNotAfter.UTC().Format("2006-01-02"), int(left.Hours()/24))
+	if left > pkiMargin {
+		c.Status = StatusOK
+		return c
+	}
+	c.Status = StatusFail
+	c.Remediation = "rotate the CA before it expires (docs/security.md): agents and operators need new certificates from the new CA"
+	return c
+}
+
+// checkAuditChain wants the audit chain to verify.
+func checkAuditChain(a *store.AuditCheck) Check {
+	c := Check{ID: CheckAuditChain}
+	switch {
+	case a == nil:
+		c.Status, c.Evidence, c.Remediation = StatusUnknown, "the audit chain was not verified", "run firebreak audit verify"
+	case a.OK:
+		c.Status, c.Evidence = StatusOK, fmt.Sprintf("the audit chain verifies (%d records)", a.Records)
+	default:
+		c.Status, c.Evidence = StatusFail, fmt.Sprintf("the audit chain is broken at record %d", a.FirstBadSeq)
+		c.Remediation = "run firebreak audit verify, preserve the database as evidence and compare with the last exported checkpoint (docs/security.md)"
+	}
+	return c
+}
+
+// checkJoinTokens reports outstanding join tokens, and warns about ones
+// that never expire.
+func checkJoinTokens(tokens []*store.JoinToken, now time.Time) Check {
+	c := Check{ID: CheckJoinTokens, Status: StatusOK}
+	outstanding := 0
+	var forever []string
+	for _, t := range tokens {
+		if t.Revoked || t.UsesLeft == 0 || (!t.ExpiresAt.IsZero() && !t.ExpiresAt.After(now)) {
+			continue
+		}
+		outstanding++
+		if t.ExpiresAt.IsZero() {
+			forever = append(forever, t.ID())
+		}
+	}
+	c.Evidence = fmt.Sprintf("%d outstanding join token(s)", outstanding)
+	if len(forever) > 0 {
+		sort.Strings(forever)
+		c.Status = StatusWarn
+		c.Evidence += fmt.Sprintf(", %d without expiry: %s", len(forever), strings.Join(forever, ", "))
+		c.Remediation = "revoke them (firebreak token revoke ID) and create tokens with an expiry (firebreak token create --ttl 1h)"
+	}
+	return c
+}
