@@ -1,8 +1,8 @@
 package iid
 
 import (
-	"crypto/x509"
 	"bytes"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"strings"
