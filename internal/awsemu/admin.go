@@ -32,6 +32,7 @@ type faultWire struct {
 //	POST   /_emu/faults      install a fault (JSON; latency as "250ms")
 //	DELETE /_emu/faults      remove every fault
 //	POST   /_emu/messages    put the body on a queue (?account=&region=&queue=)
+//	GET    /_emu/identity-certificate  the PEM certificate identity documents are signed with
 //
 // Security-critical: it answers only callers on the loopback interface,
 // since it can rewrite any account's state without a signature.
@@ -74,6 +75,14 @@ func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		writeJSON(calls)
+	case path == "identity-certificate" && r.Method == http.MethodGet:
+		pemCert, err := e.IdentityCertificatePEM()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		w.Write(pemCert)
 	case path == "counters" && r.Method == http.MethodGet:
 		writeJSON(e.CallCounts())
 	case path == "operations" && r.Method == http.MethodGet:
