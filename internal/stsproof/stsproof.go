@@ -263,3 +263,12 @@ func Execute(ctx context.Context, client *http.Client, u *url.URL, req *Request)
 	}
 	return &Identity{Account: out.Result.Account, Arn: out.Result.Arn, UserID: out.Result.UserID}, nil
 }
+
+// ServerIDFor is the default server id of a controller: the SHA-256 of its
+// CA certificate (DER) in hex. Every controller of a cluster shares the CA,
+// an agent pins it at enrollment, and another deployment's CA differs, so
+// neither side needs it configured.
+func ServerIDFor(caDER []byte) string {
+	sum := sha256.Sum256(caDER)
+	return hex.EncodeToString(sum[:])
+}
