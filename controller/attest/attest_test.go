@@ -111,7 +111,7 @@ sts:
 	}
 	e.v, err = attest.New(attest.Config{Accounts: known, Certs: certs, Policy: pol, ServerID: serverID, STSEndpoint: endpoint,
 		Instances: &attest.AWSInstances{Base: base, RoleName: awsemu.LabResponderRole, ExternalID: awsemu.LabExternalID},
-		Clock: func() time.Time { return e.now }})
+		Clock:     func() time.Time { return e.now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,4 +329,3 @@ func TestParsePolicy(t *testing.T) {
 		})
 	}
 }
-
