@@ -510,8 +510,12 @@ type Agent struct {
 	// described differently from it. A non-empty list marks the agent as
 	// suspect.
 	RefusedActions []*RefusedAction `protobuf:"bytes,9,rep,name=refused_actions,json=refusedActions,proto3" json:"refused_actions,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// attestation is how the agent proved itself when it enrolled: aws-iid
+	// (an EC2 instance identity document), aws-sts (a signed
+	// sts:GetCallerIdentity) or token (a join token).
+	Attestation   string `protobuf:"bytes,16,opt,name=attestation,proto3" json:"attestation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Agent) Reset() {
@@ -605,6 +609,13 @@ func (x *Agent) GetRefusedActions() []*RefusedAction {
 		return x.RefusedActions
 	}
 	return nil
+}
+
+func (x *Agent) GetAttestation() string {
+	if x != nil {
+		return x.Attestation
+	}
+	return ""
 }
 
 // RefusedAction is an action an agent reported that it is not a target for.
@@ -3989,7 +4000,7 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x04role\x18\x02 \x01(\x0e2#.firebreak.operator.v1.OperatorRoleR\x04role\"4\n" +
 	"\x13AddOperatorResponse\x12\x1d\n" +
 	"\n" +
-	"creds_json\x18\x01 \x01(\fR\tcredsJson\"\xdf\x03\n" +
+	"creds_json\x18\x01 \x01(\fR\tcredsJson\"\x81\x04\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x121\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x1d.firebreak.agent.v1.AgentRoleR\x04role\x124\n" +
@@ -4000,7 +4011,8 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\venrolled_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"enrolledAt\x12@\n" +
 	"\x0ecert_not_after\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\fcertNotAfter\x12M\n" +
-	"\x0frefused_actions\x18\t \x03(\v2$.firebreak.operator.v1.RefusedActionR\x0erefusedActions\"a\n" +
+	"\x0frefused_actions\x18\t \x03(\v2$.firebreak.operator.v1.RefusedActionR\x0erefusedActions\x12 \n" +
+	"\vattestation\x18\x10 \x01(\tR\vattestation\"a\n" +
 	"\rRefusedAction\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12 \n" +
