@@ -267,4 +267,3 @@ func TestAttestedEnrollment(t *testing.T) {
 		t.Fatalf("%d agents after the refusals, want 2", got)
 	}
 }
-
