@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awscreds "github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -18,6 +21,7 @@ import (
 	"github.com/firebreak-ir/firebreak/internal/awsemu"
 	"github.com/firebreak-ir/firebreak/internal/iid"
 	"github.com/firebreak-ir/firebreak/internal/pki"
+	"github.com/firebreak-ir/firebreak/internal/stsproof"
 	"github.com/firebreak-ir/firebreak/plugins/awsec2/awsec2test"
 	"github.com/firebreak-ir/firebreak/plugins/awstest"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
@@ -118,6 +122,12 @@ func (l *attestLab) iidAgent(t *testing.T, c *e2e.Controller, name, account, ins
 // returns the controller's answer.
 func enrollIID(t *testing.T, c *e2e.Controller, hostname string, proof *agentv1.AwsIidProof) error {
 	t.Helper()
+	return enrollWith(t, c, &agentv1.EnrollRequest{Facts: &agentv1.AgentFacts{Hostname: hostname, Os: "linux"}, AwsIid: proof})
+}
+
+// enrollWith sends an Enroll request with a fresh key's CSR.
+func enrollWith(t *testing.T, c *e2e.Controller, req *agentv1.EnrollRequest) error {
+	t.Helper()
 	caPEM, err := os.ReadFile(filepath.Join(c.DataDir, "ca.pem"))
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +142,7 @@ func enrollIID(t *testing.T, c *e2e.Controller, hostname string, proof *agentv1.
 	if err != nil {
 		t.Fatal(err)
 	}
-	csr, err := pki.NewCSR(key, hostname)
+	csr, err := pki.NewCSR(key, req.GetFacts().GetHostname())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,8 +151,8 @@ func enrollIID(t *testing.T, c *e2e.Controller, hostname string, proof *agentv1.
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	_, err = agentv1.NewAgentServiceClient(conn).Enroll(context.Background(), &agentv1.EnrollRequest{CsrDer: csr,
-		Facts: &agentv1.AgentFacts{Hostname: hostname, Os: "linux"}, AwsIid: proof})
+	req.CsrDer = csr
+	_, err = agentv1.NewAgentServiceClient(conn).Enroll(context.Background(), req)
 	return err
 }
 
@@ -265,5 +275,79 @@ func TestAttestedEnrollment(t *testing.T) {
 	}
 	if got := len(c.Agents(t)); got != 2 {
 		t.Fatalf("%d agents after the refusals, want 2", got)
+	}
+}
+
+// TestAttestedWorkerRefusals sends the controller signed GetCallerIdentity
+// requests a worker could not have made honestly, each refused with a
+// precise error and an audit record.
+func TestAttestedWorkerRefusals(t *testing.T) {
+	l := startAttestLab(t)
+	b := e2e.Build(t)
+	c := e2e.StartController(t, b, e2e.ControllerOptions{Args: append(l.controllerArgs(), "--enroll-refusal-window", "1ms"),
+		Env: awsec2test.WorkerEnv(t, l.lab)})
+	caPEM, err := os.ReadFile(filepath.Join(c.DataDir, "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := pki.ParseCertPEM(caPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverID := stsproof.ServerIDFor(ca.Raw)
+	ctx := context.Background()
+	key := l.lab.ControllerKey(t)
+	user := awscreds.NewStaticCredentialsProvider(key.ID, key.Secret, "")
+	worker, err := l.lab.STS(key.ID, key.Secret, "").AssumeRole(ctx, &sts.AssumeRoleInput{
+		RoleArn: aws.String("arn:aws:iam::" + awstest.SecurityAccount() + ":role/" + awsemu.LabWorkerRole), RoleSessionName: aws.String("worker")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	workerCreds := awscreds.NewStaticCredentialsProvider(aws.ToString(worker.Credentials.AccessKeyId),
+		aws.ToString(worker.Credentials.SecretAccessKey), aws.ToString(worker.Credentials.SessionToken))
+	sign := func(creds aws.CredentialsProvider, endpoint, server string, at time.Time) *agentv1.AwsStsProof {
+		r, err := stsproof.Sign(ctx, creds, endpoint, awstest.Region, server, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := &agentv1.AwsStsProof{Method: r.Method, Url: r.URL, Body: r.Body}
+		for k, vs := range r.Headers {
+			p.Headers = append(p.Headers, &agentv1.HttpHeader{Name: k, Value: vs[0]})
+		}
+		return p
+	}
+	endpoint := l.lab.Endpoint + "/"
+	rewritten := sign(workerCreds, endpoint, serverID, time.Now())
+	rewritten.Body = []byte("Action=AssumeRole&Version=2011-06-15&RoleArn=arn:aws:iam::" + l.m0 + ":role/" + awsemu.LabResponderRole + "&RoleSessionName=x")
+
+	tests := []struct {
+		name         string
+		proof        *agentv1.AwsStsProof
+		code         codes.Code
+		reason, want string
+	}{
+		// The signing time is the clock the check reads: a request signed
+		// six minutes ago is what a replay after five minutes presents.
+		{"replay after 5 minutes", sign(workerCreds, endpoint, serverID, time.Now().Add(-6*time.Minute)), codes.PermissionDenied, "signed request refused", "the limit is 5m0s"},
+		{"wrong server id", sign(workerCreds, endpoint, "another-controller", time.Now()), codes.PermissionDenied, "signed request refused", `names server "another-controller"`},
+		{"request rewritten to another action", rewritten, codes.PermissionDenied, "signed request refused", "sts:AssumeRole, not sts:GetCallerIdentity"},
+		{"non-STS URL", sign(workerCreds, "https://sts.attacker.example/", serverID, time.Now()), codes.PermissionDenied, "signed request refused", "not to the STS endpoint"},
+		{"role outside the policy", sign(user, endpoint, serverID, time.Now()), codes.PermissionDenied, "role not allowed by the policy", "user/" + awsemu.LabControllerUser},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hostname := fmt.Sprintf("sts-refused-%d", i)
+			err := enrollWith(t, c, &agentv1.EnrollRequest{Facts: &agentv1.AgentFacts{Hostname: hostname, Os: "linux"}, AwsSts: tt.proof,
+				Role: agentv1.AgentRole_AGENT_ROLE_WORKER})
+			if status.Code(err) != tt.code || !strings.Contains(status.Convert(err).Message(), tt.want) {
+				t.Fatalf("enrollment: %v; want %v containing %q", err, tt.code, tt.want)
+			}
+			e2e.WaitFor(t, 10*time.Second, "the refusal's audit record", func() bool { return refusalAudited(t, c, hostname, tt.reason) })
+		})
+	}
+	// The honest request enrols.
+	if err := enrollWith(t, c, &agentv1.EnrollRequest{Facts: &agentv1.AgentFacts{Hostname: "sts-ok", Os: "linux"},
+		AwsSts: sign(workerCreds, endpoint, serverID, time.Now()), Role: agentv1.AgentRole_AGENT_ROLE_WORKER}); err != nil {
+		t.Fatalf("an honest signed request was refused: %v", err)
 	}
 }
