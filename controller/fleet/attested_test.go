@@ -45,9 +45,10 @@ func (runningInstances) Instance(context.Context, string, string, string) (*atte
 // emulator's identity key. Instance state is a stand-in: the checks against
 // AWS are covered by controller/attest's tests and test/e2e.
 type attestedFleet struct {
-	svc *fleet.Service
-	emu *awsemu.Emulator
-	now time.Time
+	svc   *fleet.Service
+	store store.Store
+	emu   *awsemu.Emulator
+	now   time.Time
 }
 
 func newAttestedFleet(tb testing.TB) *attestedFleet {
@@ -88,7 +89,7 @@ func newAttestedFleet(tb testing.TB) *attestedFleet {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	f := &attestedFleet{emu: emu, now: time.Now().UTC().Truncate(time.Second)}
+	f := &attestedFleet{emu: emu, store: st, now: time.Now().UTC().Truncate(time.Second)}
 	v, err := attest.New(attest.Config{Accounts: orgAccounts{}, Certs: certs, Policy: pol, ServerID: "bench", Instances: runningInstances{},
 		Clock: func() time.Time { return f.now }})
 	if err != nil {
@@ -158,6 +159,14 @@ func TestOneDocumentEnrollsOneAgent(t *testing.T) {
 	}
 }
 
+// herdSize is FIREBREAK_IID_HERD, or 1000.
+func herdSize() int {
+	if v, err := strconv.Atoi(os.Getenv("FIREBREAK_IID_HERD")); err == nil && v > 0 {
+		return v
+	}
+	return 1000
+}
+
 // BenchmarkIIDEnrollmentHerd enrols FIREBREAK_IID_HERD (default 1000)
 // instances at once, each with its own emulator-signed document, 64 at a
 // time, and reports the time until 99% and 100% of them hold a
@@ -165,10 +174,7 @@ func TestOneDocumentEnrollsOneAgent(t *testing.T) {
 // runs the fleet service in process (no TLS, no gRPC transport): the
 // figure is the controller's verification, signing and storing.
 func BenchmarkIIDEnrollmentHerd(b *testing.B) {
-	n := 1000
-	if v, err := strconv.Atoi(os.Getenv("FIREBREAK_IID_HERD")); err == nil && v > 0 {
-		n = v
-	}
+	n := herdSize()
 	for b.Loop() {
 		b.StopTimer()
 		f := newAttestedFleet(b)
@@ -176,30 +182,59 @@ func BenchmarkIIDEnrollmentHerd(b *testing.B) {
 		for i := range reqs {
 			reqs[i] = f.request(b, i)
 		}
-		done := make([]time.Duration, n)
-		work := make(chan int)
-		var wg sync.WaitGroup
-		b.StartTimer()
-		start := time.Now()
-		for range 64 {
-			wg.Go(func() {
-				for i := range work {
-					if _, err := f.svc.Enroll(from(i), reqs[i]); err != nil {
-						b.Errorf("enrollment %d: %v", i, err)
-					}
-					done[i] = time.Since(start)
-				}
-			})
-		}
-		for i := range reqs {
-			work <- i
-		}
-		close(work)
-		wg.Wait()
-		slices.Sort(done)
-		p99, all := done[(n*99+99)/100-1], done[n-1]
-		b.ReportMetric(float64(p99.Milliseconds()), "ms-to-99%")
-		b.ReportMetric(float64(all.Milliseconds()), "ms-to-100%")
-		b.Logf("IID enrollment herd of %d: 99%% in %s, 100%% in %s (%.0f enrollments/s)", n, p99.Round(time.Millisecond), all.Round(time.Millisecond), float64(n)/all.Seconds())
+		herd(b, "IID", f.svc, reqs)
 	}
+}
+
+// BenchmarkTokenEnrollmentHerd is the same herd enrolling with one join
+// token of n uses, the figure to compare the IID one with.
+func BenchmarkTokenEnrollmentHerd(b *testing.B) {
+	n := herdSize()
+	for b.Loop() {
+		b.StopTimer()
+		f := newAttestedFleet(b)
+		secret := "fbj_herd-token"
+		tok := &store.JoinToken{Hash: fleet.HashToken(secret), Role: "host", Uses: n, UsesLeft: n, ExpiresAt: f.now.Add(time.Hour), CreatedBy: "bench", CreatedAt: f.now}
+		if err := f.store.CreateJoinToken(context.Background(), tok); err != nil {
+			b.Fatal(err)
+		}
+		reqs := make([]*agentv1.EnrollRequest, n)
+		for i := range reqs {
+			r := f.request(b, i)
+			r.AwsIid, r.JoinToken = nil, secret
+			reqs[i] = r
+		}
+		herd(b, "token", f.svc, reqs)
+	}
+}
+
+// herd enrols reqs 64 at a time and reports the time to 99% and 100%.
+func herd(b *testing.B, what string, svc *fleet.Service, reqs []*agentv1.EnrollRequest) {
+	n := len(reqs)
+	done := make([]time.Duration, n)
+	work := make(chan int)
+	var wg sync.WaitGroup
+	b.StartTimer()
+	start := time.Now()
+	for range 64 {
+		wg.Go(func() {
+			for i := range work {
+				if _, err := svc.Enroll(from(i), reqs[i]); err != nil {
+					b.Errorf("enrollment %d: %v", i, err)
+				}
+				done[i] = time.Since(start)
+			}
+		})
+	}
+	for i := range reqs {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	b.StopTimer()
+	slices.Sort(done)
+	p99, all := done[(n*99+99)/100-1], done[n-1]
+	b.ReportMetric(float64(p99.Milliseconds()), "ms-to-99%")
+	b.ReportMetric(float64(all.Milliseconds()), "ms-to-100%")
+	b.Logf("%s enrollment herd of %d: 99%% in %s, 100%% in %s (%.0f enrollments/s)", what, n, p99.Round(time.Millisecond), all.Round(time.Millisecond), float64(n)/all.Seconds())
 }
