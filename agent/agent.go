@@ -60,6 +60,14 @@ type Config struct {
 	// JoinToken enrolls the agent the first time. New clears its own copy
 	// once the agent has an identity.
 	JoinToken string
+	// Join is how the agent proves itself at its first enrollment: token
+	// (default; JoinToken or JoinTokenFile), aws-iid (the instance identity
+	// document from IMDSv2, for hosts) or aws-sts (a signed
+	// sts:GetCallerIdentity, for workers). See attest.go.
+	Join string
+	// ServerID is the controller's id a worker signs for aws-sts (default:
+	// the pinned CA's SHA-256).
+	ServerID string
 	// JoinTokenFile holds the join token; it is read only when the agent
 	// must enroll, and the token is not kept afterwards.
 	JoinTokenFile string

@@ -71,6 +71,12 @@ FIREBREAK_JOIN_TOKEN) and pins --ca-file; later starts reuse the identity in
 			if cfg.JoinToken != "" && cfg.JoinTokenFile != "" {
 				return fmt.Errorf("--join-token-file (or %s) and a join token (--join-token or %s) are both given: give one", JoinTokenFileEnv, JoinTokenEnv)
 			}
+			if err := CheckJoin(cfg.Join, cfg.Role); err != nil {
+				return err
+			}
+			if cfg.Join != JoinToken && (cfg.JoinToken != "" || cfg.JoinTokenFile != "") {
+				return fmt.Errorf("--join %s proves the agent by AWS identity: give no join token as well", cfg.Join)
+			}
 			a, err := New(cmd.Context(), cfg)
 			// The token is not kept past enrollment.
 			cfg.JoinToken = ""
@@ -93,6 +99,8 @@ FIREBREAK_JOIN_TOKEN) and pins --ca-file; later starts reuse the identity in
 	f.StringVar(&cfg.CAFile, "ca-file", "", "controller CA certificate to pin at enrollment (the controller's DATA_DIR/ca.pem)")
 	f.StringVar(&cfg.JoinTokenFile, "join-token-file", os.Getenv(JoinTokenFileEnv), "file holding the join token for the first enrollment, read only when the agent must enroll (env "+JoinTokenFileEnv+"; the preferred form)")
 	f.StringVar(&cfg.JoinToken, "join-token", "", "join token for the first enrollment (env "+JoinTokenEnv+"; prefer --join-token-file: flags show in ps)")
+	f.StringVar(&cfg.Join, "join", "token", "how the agent proves itself at its first enrollment: token (a join token), aws-iid (a host's EC2 instance identity document, read from IMDSv2) or aws-sts (a worker's signed sts:GetCallerIdentity); see docs/attestation.md")
+	f.StringVar(&cfg.ServerID, "server-id", "", "with --join aws-sts: the controller's server id to sign (default: the SHA-256 of --ca-file's certificate, the controller's default)")
 	f.StringVar(&cfg.DataDir, "data-dir", "/var/lib/firebreak-agent", "directory for the agent's key, certificate, journal and state")
 	f.StringVar(&cfg.Role, "role", "host", "host (in-guest actions) or worker (AWS API actions)")
 	f.StringArrayVar(&labels, "label", nil, "label k=v (repeatable)")

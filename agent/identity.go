@@ -131,9 +131,11 @@ func (a *Agent) loadOrEnroll(ctx context.Context) (*identity, error) {
 	return a.enroll(ctx, ca, pool)
 }
 
-// haveJoinToken reports whether a join token was given, in memory or as a
-// file.
-func (a *Agent) haveJoinToken() bool { return a.cfg.JoinToken != "" || a.cfg.JoinTokenFile != "" }
+// haveJoinToken reports whether the agent can enrol: a join token was
+// given, in memory or as a file, or it proves itself by AWS attestation.
+func (a *Agent) haveJoinToken() bool {
+	return a.cfg.JoinToken != "" || a.cfg.JoinTokenFile != "" || a.attested()
+}
 
 // joinToken returns the join token, reading the token file if one was
 // given; the caller uses it for one Enroll call and drops it.
@@ -183,9 +185,17 @@ func (a *Agent) loadIdentity(ca *x509.Certificate, pool *x509.CertPool) (*identi
 }
 
 func (a *Agent) enroll(ctx context.Context, ca *x509.Certificate, pool *x509.CertPool) (*identity, error) {
-	token, err := a.joinToken()
-	if err != nil {
-		return nil, err
+	req := &agentv1.EnrollRequest{Facts: a.facts, Role: roleEnum(a.cfg.Role)}
+	if a.attested() {
+		if err := a.attest(ctx, ca, req); err != nil {
+			return nil, err
+		}
+	} else {
+		token, err := a.joinToken()
+		if err != nil {
+			return nil, err
+		}
+		req.JoinToken = token
 	}
 	key, err := pki.NewKey()
 	if err != nil {
@@ -195,7 +205,8 @@ func (a *Agent) enroll(ctx context.Context, ca *x509.Certificate, pool *x509.Cer
 	if err != nil {
 		return nil, err
 	}
-	resp, err := a.enrollAny(ctx, &agentv1.EnrollRequest{JoinToken: token, CsrDer: csr, Facts: a.facts, Role: roleEnum(a.cfg.Role)}, pool)
+	req.CsrDer = csr
+	resp, err := a.enrollAny(ctx, req, pool)
 	if err != nil {
 		return nil, err
 	}

@@ -105,6 +105,9 @@ type Config struct {
 	// and aggregate refused enrollments in the audit log (zero fields:
 	// the defaults of fleet.EnrollLimits).
 	EnrollLimits fleet.EnrollLimits
+	// Attestation lets agents enrol by AWS identity instead of a join
+	// token (attestation.go).
+	Attestation AttestationConfig
 	// AgentCertTTL is the lifetime of agent certificates.
 	AgentCertTTL time.Duration
 	// AgentGoneAfter is how long an agent must be unseen before an admin
@@ -404,9 +407,13 @@ func (c *Controller) build(ctx context.Context) error {
 		Runs: c.Dispatcher, Audit: c.Audit, Logger: cfg.Logger, Clock: cfg.Clock, MaxBytes: cfg.EvidenceMaxBytes}); err != nil {
 		return err
 	}
+	verifier, err := c.attestation(ctx)
+	if err != nil {
+		return err
+	}
 	if c.Fleet, err = fleet.New(fleet.Config{Store: c.Store, CA: c.CA, Signer: c.Signer, Dispatcher: c.Router, Audit: c.Audit,
 		Logger: cfg.Logger, Clock: cfg.Clock, CertTTL: cfg.AgentCertTTL, GoneAfter: cfg.AgentGoneAfter, Heartbeat: cfg.Heartbeat, Evidence: c.Evidence,
-		Actions: c.Actions, EnrollLimits: cfg.EnrollLimits}); err != nil {
+		Actions: c.Actions, EnrollLimits: cfg.EnrollLimits, Attest: verifier}); err != nil {
 		return err
 	}
 	if err := c.Dispatcher.SetDeps(dispatch.Deps{Pusher: c.Router, TaskEvidence: c.Evidence.TaskEvidenceIDs}); err != nil {

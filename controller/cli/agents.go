@@ -28,7 +28,10 @@ type agentJSON struct {
 	Account    string            `json:"account,omitempty"`
 	Region     string            `json:"region,omitempty"`
 	Version    string            `json:"agent_version"`
-	CertExpiry *time.Time        `json:"cert_not_after,omitempty"`
+	// Attestation is how the agent proved itself at enrollment: aws-iid,
+	// aws-sts or token.
+	Attestation string     `json:"attestation"`
+	CertExpiry  *time.Time `json:"cert_not_after,omitempty"`
 	// IdentitySource says where instance_id, account and region come
 	// from: always the certificate the controller issued at enrollment.
 	IdentitySource string `json:"identity_source"`
@@ -109,7 +112,7 @@ func NewAgentsCmd(g *Globals) *cobra.Command {
 					Connected: a.GetConnected(), Isolated: a.GetFacts().GetIsolated(), Simulated: a.GetFacts().GetSimulated(),
 					InstanceID: a.GetFacts().GetInstanceId(), Account: a.GetFacts().GetAccount(), Region: a.GetFacts().GetRegion(),
 					Version: a.GetFacts().GetAgentVersion(), Plugins: []pluginJSON{}, RefusedActions: []refusedActionJSON{},
-					IdentitySource: "certificate"}
+					IdentitySource: "certificate", Attestation: a.GetAttestation()}
 				for _, r := range a.GetRefusedActions() {
 					j.RefusedActions = append(j.RefusedActions, refusedActionJSON{Action: r.GetAction(), Reason: r.GetReason(), Differences: r.GetDifferences()})
 				}

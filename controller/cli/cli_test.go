@@ -131,7 +131,7 @@ func serve(t *testing.T, op operatorv1.OperatorServiceServer) func() (*grpc.Clie
 
 // operatorCommands are the operator commands of this package, as the
 // composition root lists them.
-var operatorCommands = []Command{NewTokenCmd, NewOperatorCmd, NewWhoamiCmd, NewAuditCmd, NewControllersCmd, NewConsoleCmd, NewAgentsCmd, NewActionsCmd, NewAccountsCmd,
+var operatorCommands = []Command{NewTokenCmd, NewAttestCmd, NewOperatorCmd, NewWhoamiCmd, NewAuditCmd, NewControllersCmd, NewConsoleCmd, NewAgentsCmd, NewActionsCmd, NewAccountsCmd,
 	NewArtifactsCmd, NewRunCmd, NewIsolateCmd, NewUnisolateCmd, NewCollectCmd, NewRunsCmd, NewApproveCmd, NewRejectCmd, NewCancelCmd,
 	NewPlaybookCmd, NewCaseCmd, NewFindingsCmd, NewEvidenceCmd, NewScopeCmd, NewVersionCmd, NewReadinessCmd}
 

@@ -30,6 +30,8 @@ func TestLinksNoServerPackage(t *testing.T) {
 		"controller/selector",
 		"controller/finding",
 		"internal/pki",
+		// The offline instance identity document check (attest check-iid).
+		"internal/iid",
 		"internal/telemetry",
 		"internal/termsafe",
 		"internal/bandwidth",

@@ -27,6 +27,7 @@ import (
 
 	"github.com/firebreak-ir/firebreak/controller/actioncatalog"
 	"github.com/firebreak-ir/firebreak/controller/apiview"
+	"github.com/firebreak-ir/firebreak/controller/attest"
 	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/controller/rpcerr"
 	"github.com/firebreak-ir/firebreak/controller/store"
@@ -79,6 +80,9 @@ type Config struct {
 	// EnrollLimits rate-limit enrollment and aggregate its refusals in
 	// the audit log (see enrollguard.go); zero fields take the defaults.
 	EnrollLimits EnrollLimits
+	// Attest verifies AWS attestation proofs (attested.go); nil refuses
+	// them, and only join tokens enrol.
+	Attest *attest.Verifier
 }
 
 // CheckAndSetDefaults names missing dependencies and sets defaults.
@@ -420,6 +424,9 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 	if err := checkFacts(req.GetFacts()); err != nil {
 		s.guard.Refused(ctx, src, src, "invalid facts")
 		return nil, status.Errorf(codes.InvalidArgument, "enrollment refused: %v", err)
+	}
+	if req.GetAwsIid() != nil || req.GetAwsSts() != nil {
+		return s.enrollAttested(ctx, src, req)
 	}
 	if len(req.GetJoinToken()) == 0 || len(req.GetJoinToken()) > 256 {
 		s.guard.Refused(ctx, src, req.GetFacts().GetHostname(), "no join token")

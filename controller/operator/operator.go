@@ -270,6 +270,10 @@ func (s *Service) ListAgents(ctx context.Context, req *operatorv1.ListAgentsRequ
 	if err != nil {
 		return nil, s.planErrorStatus(ctx, err)
 	}
+	attested, err := s.cfg.Store.ListAttestations(ctx)
+	if err != nil {
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "listing the agents' attestations")
+	}
 	resp := &operatorv1.ListAgentsResponse{}
 	for _, v := range views {
 		if sel != nil && !sel.Match(v.Target()) {
@@ -277,6 +281,10 @@ func (s *Service) ListAgents(ctx context.Context, req *operatorv1.ListAgentsRequ
 		}
 		a := storeview.Agent(v.Agent, v.Facts, v.Connected)
 		a.RefusedActions = refusalProtos(v.Refused)
+		a.Attestation = store.AttestToken
+		if att := attested[v.Agent.ID]; att != nil {
+			a.Attestation = att.Method
+		}
 		resp.Agents = append(resp.Agents, a)
 	}
 	if req.GetIncludeRevoked() {

@@ -63,6 +63,7 @@ func allMigrations() []migration {
 		all = append(all, m)
 	}
 	all = append(all, namedMigrations...)
+	all = append(all, attestationMigrations...)
 	return append(all, extraMigrations...)
 }
 

@@ -261,14 +261,19 @@ func (s *SQL) PutAgent(ctx context.Context, a *Agent) error {
 		return err
 	}
 	tokenLabels, _ := json.Marshal(a.TokenLabels)
-	_, err = s.exec(ctx, `INSERT INTO agents (id, role, hostname, facts_json, plugins_json, enrolled_at, last_seen, cert_serial, cert_not_after, revoked, token_labels_json,
+	return s.writeTx(ctx, func(tx *sql.Tx) error { return putAgentTx(ctx, tx, a, string(facts), plugins, string(tokenLabels)) })
+}
+
+// putAgentTx writes an agent row in tx.
+func putAgentTx(ctx context.Context, tx *sql.Tx, a *Agent, facts, plugins, tokenLabels string) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO agents (id, role, hostname, facts_json, plugins_json, enrolled_at, last_seen, cert_serial, cert_not_after, revoked, token_labels_json,
 		revoked_at, revoke_reason, instance_key)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET role = excluded.role, hostname = excluded.hostname, facts_json = excluded.facts_json,
 		plugins_json = excluded.plugins_json, last_seen = excluded.last_seen, cert_serial = excluded.cert_serial,
 		cert_not_after = excluded.cert_not_after, revoked = excluded.revoked, token_labels_json = excluded.token_labels_json,
 		revoked_at = excluded.revoked_at, revoke_reason = excluded.revoke_reason, instance_key = excluded.instance_key`,
-		a.ID, a.Role, a.Hostname, string(facts), plugins, ns(a.EnrolledAt), ns(a.LastSeen), a.CertSerial, ns(a.CertNotAfter), b2i(a.Revoked), string(tokenLabels),
+		a.ID, a.Role, a.Hostname, facts, plugins, ns(a.EnrolledAt), ns(a.LastSeen), a.CertSerial, ns(a.CertNotAfter), b2i(a.Revoked), tokenLabels,
 		ns(a.RevokedAt), a.RevokeReason, instanceKey(a.Facts.GetAccount(), a.Facts.GetInstanceId()))
 	return err
 }

@@ -313,6 +313,9 @@ type Store interface {
 
 	// Leases are the leased singletons and the controller registry.
 	Leases
+
+	// Attestations record how attested agents proved who they are.
+	Attestations
 }
 
 // RunCounts tallies a run's tasks by outcome.

@@ -33,6 +33,7 @@ type faultWire struct {
 //	DELETE /_emu/faults      remove every fault
 //	POST   /_emu/messages    put the body on a queue (?account=&region=&queue=)
 //	POST   /_emu/trail/deliver  write the organisation trail's pending log files
+//	GET    /_emu/identity-certificate  the PEM certificate identity documents are signed with
 //
 // Security-critical: it answers only callers on the loopback interface,
 // since it can rewrite any account's state without a signature.
@@ -77,6 +78,14 @@ func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		writeJSON(calls)
 	case path == "trail/deliver" && r.Method == http.MethodPost:
 		writeJSON(map[string]int{"files": e.DeliverTrailLogs()})
+	case path == "identity-certificate" && r.Method == http.MethodGet:
+		pemCert, err := e.IdentityCertificatePEM()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		w.Write(pemCert)
 	case path == "counters" && r.Method == http.MethodGet:
 		writeJSON(e.CallCounts())
 	case path == "operations" && r.Method == http.MethodGet:

@@ -47,6 +47,9 @@ type Emulator struct {
 	delivery trailDelivery
 	calls    *callLog
 	faults   *faultSet
+
+	// iid signs the instance identity documents IMDS serves.
+	iid identityAuthority
 }
 
 // snapshotLocation says where a snapshot lives, so an account it is shared

@@ -263,6 +263,8 @@ type ControllerOptions struct {
 	Args []string
 	// Prefix runs the controller under a wrapper (e.g. ip netns exec NS).
 	Prefix []string
+	// Env is extra environment.
+	Env []string
 }
 
 // StartController starts a controller in a fresh data dir and waits until
@@ -274,7 +276,7 @@ func StartController(t testing.TB, b *Bins, o ControllerOptions) *Controller {
 		o.Listen = "127.0.0.1:0"
 	}
 	c := &Controller{Bins: b, DataDir: filepath.Join(dir, "controller"), Creds: filepath.Join(dir, "controller", "admin.creds")}
-	c.Proc = &Proc{Name: "controller", LogPath: filepath.Join(dir, "controller.log"), Prefix: o.Prefix,
+	c.Proc = &Proc{Name: "controller", LogPath: filepath.Join(dir, "controller.log"), Prefix: o.Prefix, Env: o.Env,
 		Args: append([]string{b.Firebreak, "controller", "--data-dir", c.DataDir, "--listen", o.Listen}, o.Args...)}
 	c.Start(t)
 	t.Cleanup(func() {
@@ -487,7 +489,9 @@ type AgentJSON struct {
 	Labels    map[string]string `json:"labels"`
 	Connected bool              `json:"connected"`
 	Isolated  bool              `json:"isolated"`
-	Plugins   []struct {
+	// Attestation is aws-iid, aws-sts or token.
+	Attestation string `json:"attestation"`
+	Plugins     []struct {
 		Name    string `json:"name"`
 		Version string `json:"version"`
 		SHA256  string `json:"sha256"`

@@ -27,6 +27,7 @@ func commands() []cli.Command {
 		servecmd.NewPluginsCmd,
 		// Enrollment, operators, the audit log and the controllers.
 		cli.NewTokenCmd,
+		cli.NewAttestCmd,
 		cli.NewOperatorCmd,
 		cli.NewWhoamiCmd,
 		cli.NewAuditCmd,

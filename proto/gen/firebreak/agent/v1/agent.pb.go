@@ -378,7 +378,13 @@ type EnrollRequest struct {
 	// facts describe the agent.
 	Facts *AgentFacts `protobuf:"bytes,3,opt,name=facts,proto3" json:"facts,omitempty"`
 	// role is the role the agent asks for; it must match the token's.
-	Role          AgentRole `protobuf:"varint,4,opt,name=role,proto3,enum=firebreak.agent.v1.AgentRole" json:"role,omitempty"`
+	Role AgentRole `protobuf:"varint,4,opt,name=role,proto3,enum=firebreak.agent.v1.AgentRole" json:"role,omitempty"`
+	// aws_iid proves, instead of a join token, that the agent runs on an EC2
+	// instance: its identity document and AWS's signature over it.
+	AwsIid *AwsIidProof `protobuf:"bytes,5,opt,name=aws_iid,json=awsIid,proto3" json:"aws_iid,omitempty"`
+	// aws_sts proves, instead of a join token, the worker's IAM identity: a
+	// signed sts:GetCallerIdentity request the controller sends to STS.
+	AwsSts        *AwsStsProof `protobuf:"bytes,6,opt,name=aws_sts,json=awsSts,proto3" json:"aws_sts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -441,6 +447,206 @@ func (x *EnrollRequest) GetRole() AgentRole {
 	return AgentRole_AGENT_ROLE_UNSPECIFIED
 }
 
+func (x *EnrollRequest) GetAwsIid() *AwsIidProof {
+	if x != nil {
+		return x.AwsIid
+	}
+	return nil
+}
+
+func (x *EnrollRequest) GetAwsSts() *AwsStsProof {
+	if x != nil {
+		return x.AwsSts
+	}
+	return nil
+}
+
+// AwsIidProof is an EC2 instance identity document as IMDSv2 serves it.
+type AwsIidProof struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// document is /latest/dynamic/instance-identity/document, byte for byte.
+	Document []byte `protobuf:"bytes,1,opt,name=document,proto3" json:"document,omitempty"`
+	// rsa2048 is /latest/dynamic/instance-identity/rsa2048: base64 PKCS#7
+	// signed data that carries the document.
+	Rsa2048       []byte `protobuf:"bytes,2,opt,name=rsa2048,proto3" json:"rsa2048,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AwsIidProof) Reset() {
+	*x = AwsIidProof{}
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AwsIidProof) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AwsIidProof) ProtoMessage() {}
+
+func (x *AwsIidProof) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AwsIidProof.ProtoReflect.Descriptor instead.
+func (*AwsIidProof) Descriptor() ([]byte, []int) {
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AwsIidProof) GetDocument() []byte {
+	if x != nil {
+		return x.Document
+	}
+	return nil
+}
+
+func (x *AwsIidProof) GetRsa2048() []byte {
+	if x != nil {
+		return x.Rsa2048
+	}
+	return nil
+}
+
+// AwsStsProof is a signed sts:GetCallerIdentity HTTP request. The worker
+// signs it with its own credentials and never sends the credentials.
+type AwsStsProof struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// method is the HTTP method (POST).
+	Method string `protobuf:"bytes,1,opt,name=method,proto3" json:"method,omitempty"`
+	// url is the STS endpoint the request is signed for.
+	Url string `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
+	// headers are the request's headers, the SigV4 Authorization and the
+	// signed X-Firebreak-Server-Id among them.
+	Headers []*HttpHeader `protobuf:"bytes,3,rep,name=headers,proto3" json:"headers,omitempty"`
+	// body is the form body: Action=GetCallerIdentity&Version=2011-06-15.
+	Body          []byte `protobuf:"bytes,4,opt,name=body,proto3" json:"body,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AwsStsProof) Reset() {
+	*x = AwsStsProof{}
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AwsStsProof) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AwsStsProof) ProtoMessage() {}
+
+func (x *AwsStsProof) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AwsStsProof.ProtoReflect.Descriptor instead.
+func (*AwsStsProof) Descriptor() ([]byte, []int) {
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AwsStsProof) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *AwsStsProof) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *AwsStsProof) GetHeaders() []*HttpHeader {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+func (x *AwsStsProof) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+// HttpHeader is one header of a forwarded HTTP request.
+type HttpHeader struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the header's name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// value is the header's value.
+	Value         string `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HttpHeader) Reset() {
+	*x = HttpHeader{}
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HttpHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HttpHeader) ProtoMessage() {}
+
+func (x *HttpHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HttpHeader.ProtoReflect.Descriptor instead.
+func (*HttpHeader) Descriptor() ([]byte, []int) {
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *HttpHeader) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *HttpHeader) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
 // EnrollResponse carries the agent's identity and certificate.
 type EnrollResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -460,7 +666,7 @@ type EnrollResponse struct {
 
 func (x *EnrollResponse) Reset() {
 	*x = EnrollResponse{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[3]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -472,7 +678,7 @@ func (x *EnrollResponse) String() string {
 func (*EnrollResponse) ProtoMessage() {}
 
 func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[3]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -485,7 +691,7 @@ func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollResponse.ProtoReflect.Descriptor instead.
 func (*EnrollResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{3}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *EnrollResponse) GetAgentId() string {
@@ -534,7 +740,7 @@ type RenewRequest struct {
 
 func (x *RenewRequest) Reset() {
 	*x = RenewRequest{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[4]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -546,7 +752,7 @@ func (x *RenewRequest) String() string {
 func (*RenewRequest) ProtoMessage() {}
 
 func (x *RenewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[4]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -559,7 +765,7 @@ func (x *RenewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
 func (*RenewRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{4}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RenewRequest) GetCsrDer() []byte {
@@ -580,7 +786,7 @@ type RenewResponse struct {
 
 func (x *RenewResponse) Reset() {
 	*x = RenewResponse{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[5]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -592,7 +798,7 @@ func (x *RenewResponse) String() string {
 func (*RenewResponse) ProtoMessage() {}
 
 func (x *RenewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[5]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -605,7 +811,7 @@ func (x *RenewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
 func (*RenewResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{5}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RenewResponse) GetCertificateDer() []byte {
@@ -629,7 +835,7 @@ type SignedTask struct {
 
 func (x *SignedTask) Reset() {
 	*x = SignedTask{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[6]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -641,7 +847,7 @@ func (x *SignedTask) String() string {
 func (*SignedTask) ProtoMessage() {}
 
 func (x *SignedTask) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[6]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -654,7 +860,7 @@ func (x *SignedTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignedTask.ProtoReflect.Descriptor instead.
 func (*SignedTask) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{6}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SignedTask) GetSpec() []byte {
@@ -713,7 +919,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[7]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -725,7 +931,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[7]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -738,7 +944,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{7}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TaskSpec) GetTaskId() string {
@@ -868,7 +1074,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -880,7 +1086,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -893,7 +1099,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{8}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Hello) GetFacts() *AgentFacts {
@@ -933,7 +1139,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -945,7 +1151,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -958,7 +1164,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Heartbeat) GetIsolated() bool {
@@ -1001,7 +1207,7 @@ type TaskEvent struct {
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1013,7 +1219,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1026,7 +1232,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TaskEvent) GetTaskId() string {
@@ -1118,7 +1324,7 @@ type TaskResult struct {
 
 func (x *TaskResult) Reset() {
 	*x = TaskResult{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1130,7 +1336,7 @@ func (x *TaskResult) String() string {
 func (*TaskResult) ProtoMessage() {}
 
 func (x *TaskResult) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1143,7 +1349,7 @@ func (x *TaskResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskResult.ProtoReflect.Descriptor instead.
 func (*TaskResult) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TaskResult) GetTaskId() string {
@@ -1213,7 +1419,7 @@ type ConnectRequest struct {
 
 func (x *ConnectRequest) Reset() {
 	*x = ConnectRequest{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1225,7 +1431,7 @@ func (x *ConnectRequest) String() string {
 func (*ConnectRequest) ProtoMessage() {}
 
 func (x *ConnectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1238,7 +1444,7 @@ func (x *ConnectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectRequest.ProtoReflect.Descriptor instead.
 func (*ConnectRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ConnectRequest) GetMsg() isConnectRequest_Msg {
@@ -1331,7 +1537,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1343,7 +1549,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1356,7 +1562,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Welcome) GetAgentId() string {
@@ -1391,7 +1597,7 @@ type ResultAck struct {
 
 func (x *ResultAck) Reset() {
 	*x = ResultAck{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1403,7 +1609,7 @@ func (x *ResultAck) String() string {
 func (*ResultAck) ProtoMessage() {}
 
 func (x *ResultAck) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1416,7 +1622,7 @@ func (x *ResultAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultAck.ProtoReflect.Descriptor instead.
 func (*ResultAck) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ResultAck) GetTaskId() string {
@@ -1439,7 +1645,7 @@ type CancelTask struct {
 
 func (x *CancelTask) Reset() {
 	*x = CancelTask{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +1657,7 @@ func (x *CancelTask) String() string {
 func (*CancelTask) ProtoMessage() {}
 
 func (x *CancelTask) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +1670,7 @@ func (x *CancelTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTask.ProtoReflect.Descriptor instead.
 func (*CancelTask) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CancelTask) GetTaskId() string {
@@ -1499,7 +1705,7 @@ type ConnectResponse struct {
 
 func (x *ConnectResponse) Reset() {
 	*x = ConnectResponse{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1511,7 +1717,7 @@ func (x *ConnectResponse) String() string {
 func (*ConnectResponse) ProtoMessage() {}
 
 func (x *ConnectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1524,7 +1730,7 @@ func (x *ConnectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectResponse.ProtoReflect.Descriptor instead.
 func (*ConnectResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ConnectResponse) GetMsg() isConnectResponse_Msg {
@@ -1617,7 +1823,7 @@ type EvidenceOpen struct {
 
 func (x *EvidenceOpen) Reset() {
 	*x = EvidenceOpen{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1629,7 +1835,7 @@ func (x *EvidenceOpen) String() string {
 func (*EvidenceOpen) ProtoMessage() {}
 
 func (x *EvidenceOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1642,7 +1848,7 @@ func (x *EvidenceOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvidenceOpen.ProtoReflect.Descriptor instead.
 func (*EvidenceOpen) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *EvidenceOpen) GetTaskId() string {
@@ -1681,7 +1887,7 @@ type EvidenceChunk struct {
 
 func (x *EvidenceChunk) Reset() {
 	*x = EvidenceChunk{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1693,7 +1899,7 @@ func (x *EvidenceChunk) String() string {
 func (*EvidenceChunk) ProtoMessage() {}
 
 func (x *EvidenceChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1706,7 +1912,7 @@ func (x *EvidenceChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvidenceChunk.ProtoReflect.Descriptor instead.
 func (*EvidenceChunk) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *EvidenceChunk) GetOffset() uint64 {
@@ -1747,7 +1953,7 @@ type EvidenceFinish struct {
 
 func (x *EvidenceFinish) Reset() {
 	*x = EvidenceFinish{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1759,7 +1965,7 @@ func (x *EvidenceFinish) String() string {
 func (*EvidenceFinish) ProtoMessage() {}
 
 func (x *EvidenceFinish) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1772,7 +1978,7 @@ func (x *EvidenceFinish) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvidenceFinish.ProtoReflect.Descriptor instead.
 func (*EvidenceFinish) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *EvidenceFinish) GetSize() uint64 {
@@ -1820,7 +2026,7 @@ type UploadEvidenceRequest struct {
 
 func (x *UploadEvidenceRequest) Reset() {
 	*x = UploadEvidenceRequest{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1832,7 +2038,7 @@ func (x *UploadEvidenceRequest) String() string {
 func (*UploadEvidenceRequest) ProtoMessage() {}
 
 func (x *UploadEvidenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1845,7 +2051,7 @@ func (x *UploadEvidenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadEvidenceRequest.ProtoReflect.Descriptor instead.
 func (*UploadEvidenceRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UploadEvidenceRequest) GetMsg() isUploadEvidenceRequest_Msg {
@@ -1920,7 +2126,7 @@ type EvidenceOpened struct {
 
 func (x *EvidenceOpened) Reset() {
 	*x = EvidenceOpened{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1932,7 +2138,7 @@ func (x *EvidenceOpened) String() string {
 func (*EvidenceOpened) ProtoMessage() {}
 
 func (x *EvidenceOpened) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1945,7 +2151,7 @@ func (x *EvidenceOpened) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvidenceOpened.ProtoReflect.Descriptor instead.
 func (*EvidenceOpened) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *EvidenceOpened) GetUploadId() string {
@@ -1973,7 +2179,7 @@ type EvidenceAck struct {
 
 func (x *EvidenceAck) Reset() {
 	*x = EvidenceAck{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1985,7 +2191,7 @@ func (x *EvidenceAck) String() string {
 func (*EvidenceAck) ProtoMessage() {}
 
 func (x *EvidenceAck) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1998,7 +2204,7 @@ func (x *EvidenceAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvidenceAck.ProtoReflect.Descriptor instead.
 func (*EvidenceAck) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *EvidenceAck) GetCommittedOffset() uint64 {
@@ -2023,7 +2229,7 @@ type EvidenceStored struct {
 
 func (x *EvidenceStored) Reset() {
 	*x = EvidenceStored{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2035,7 +2241,7 @@ func (x *EvidenceStored) String() string {
 func (*EvidenceStored) ProtoMessage() {}
 
 func (x *EvidenceStored) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2048,7 +2254,7 @@ func (x *EvidenceStored) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvidenceStored.ProtoReflect.Descriptor instead.
 func (*EvidenceStored) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *EvidenceStored) GetEvidenceId() string {
@@ -2089,7 +2295,7 @@ type UploadEvidenceResponse struct {
 
 func (x *UploadEvidenceResponse) Reset() {
 	*x = UploadEvidenceResponse{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2101,7 +2307,7 @@ func (x *UploadEvidenceResponse) String() string {
 func (*UploadEvidenceResponse) ProtoMessage() {}
 
 func (x *UploadEvidenceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2114,7 +2320,7 @@ func (x *UploadEvidenceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadEvidenceResponse.ProtoReflect.Descriptor instead.
 func (*UploadEvidenceResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{24}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *UploadEvidenceResponse) GetMsg() isUploadEvidenceResponse_Msg {
@@ -2203,13 +2409,27 @@ const file_firebreak_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"PluginInfo\x12H\n" +
 	"\vdescription\x18\x01 \x01(\v2&.firebreak.plugin.v1.ActionDescriptionR\vdescription\x12\x16\n" +
-	"\x06sha256\x18\x02 \x01(\tR\x06sha256\"\xb0\x01\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\"\xa4\x02\n" +
 	"\rEnrollRequest\x12\x1d\n" +
 	"\n" +
 	"join_token\x18\x01 \x01(\tR\tjoinToken\x12\x17\n" +
 	"\acsr_der\x18\x02 \x01(\fR\x06csrDer\x124\n" +
 	"\x05facts\x18\x03 \x01(\v2\x1e.firebreak.agent.v1.AgentFactsR\x05facts\x121\n" +
-	"\x04role\x18\x04 \x01(\x0e2\x1d.firebreak.agent.v1.AgentRoleR\x04role\"\x98\x02\n" +
+	"\x04role\x18\x04 \x01(\x0e2\x1d.firebreak.agent.v1.AgentRoleR\x04role\x128\n" +
+	"\aaws_iid\x18\x05 \x01(\v2\x1f.firebreak.agent.v1.AwsIidProofR\x06awsIid\x128\n" +
+	"\aaws_sts\x18\x06 \x01(\v2\x1f.firebreak.agent.v1.AwsStsProofR\x06awsSts\"C\n" +
+	"\vAwsIidProof\x12\x1a\n" +
+	"\bdocument\x18\x01 \x01(\fR\bdocument\x12\x18\n" +
+	"\arsa2048\x18\x02 \x01(\fR\arsa2048\"\x85\x01\n" +
+	"\vAwsStsProof\x12\x16\n" +
+	"\x06method\x18\x01 \x01(\tR\x06method\x12\x10\n" +
+	"\x03url\x18\x02 \x01(\tR\x03url\x128\n" +
+	"\aheaders\x18\x03 \x03(\v2\x1e.firebreak.agent.v1.HttpHeaderR\aheaders\x12\x12\n" +
+	"\x04body\x18\x04 \x01(\fR\x04body\"6\n" +
+	"\n" +
+	"HttpHeader\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\x98\x02\n" +
 	"\x0eEnrollResponse\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12'\n" +
 	"\x0fcertificate_der\x18\x02 \x01(\fR\x0ecertificateDer\x12\x15\n" +
@@ -2374,88 +2594,94 @@ func file_firebreak_agent_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_firebreak_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_firebreak_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_firebreak_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_firebreak_agent_v1_agent_proto_goTypes = []any{
 	(TaskStatus)(0),                // 0: firebreak.agent.v1.TaskStatus
 	(AgentRole)(0),                 // 1: firebreak.agent.v1.AgentRole
 	(*AgentFacts)(nil),             // 2: firebreak.agent.v1.AgentFacts
 	(*PluginInfo)(nil),             // 3: firebreak.agent.v1.PluginInfo
 	(*EnrollRequest)(nil),          // 4: firebreak.agent.v1.EnrollRequest
-	(*EnrollResponse)(nil),         // 5: firebreak.agent.v1.EnrollResponse
-	(*RenewRequest)(nil),           // 6: firebreak.agent.v1.RenewRequest
-	(*RenewResponse)(nil),          // 7: firebreak.agent.v1.RenewResponse
-	(*SignedTask)(nil),             // 8: firebreak.agent.v1.SignedTask
-	(*TaskSpec)(nil),               // 9: firebreak.agent.v1.TaskSpec
-	(*Hello)(nil),                  // 10: firebreak.agent.v1.Hello
-	(*Heartbeat)(nil),              // 11: firebreak.agent.v1.Heartbeat
-	(*TaskEvent)(nil),              // 12: firebreak.agent.v1.TaskEvent
-	(*TaskResult)(nil),             // 13: firebreak.agent.v1.TaskResult
-	(*ConnectRequest)(nil),         // 14: firebreak.agent.v1.ConnectRequest
-	(*Welcome)(nil),                // 15: firebreak.agent.v1.Welcome
-	(*ResultAck)(nil),              // 16: firebreak.agent.v1.ResultAck
-	(*CancelTask)(nil),             // 17: firebreak.agent.v1.CancelTask
-	(*ConnectResponse)(nil),        // 18: firebreak.agent.v1.ConnectResponse
-	(*EvidenceOpen)(nil),           // 19: firebreak.agent.v1.EvidenceOpen
-	(*EvidenceChunk)(nil),          // 20: firebreak.agent.v1.EvidenceChunk
-	(*EvidenceFinish)(nil),         // 21: firebreak.agent.v1.EvidenceFinish
-	(*UploadEvidenceRequest)(nil),  // 22: firebreak.agent.v1.UploadEvidenceRequest
-	(*EvidenceOpened)(nil),         // 23: firebreak.agent.v1.EvidenceOpened
-	(*EvidenceAck)(nil),            // 24: firebreak.agent.v1.EvidenceAck
-	(*EvidenceStored)(nil),         // 25: firebreak.agent.v1.EvidenceStored
-	(*UploadEvidenceResponse)(nil), // 26: firebreak.agent.v1.UploadEvidenceResponse
-	nil,                            // 27: firebreak.agent.v1.AgentFacts.LabelsEntry
-	nil,                            // 28: firebreak.agent.v1.EnrollResponse.LabelsEntry
-	(*v1.ActionDescription)(nil),   // 29: firebreak.plugin.v1.ActionDescription
-	(*timestamppb.Timestamp)(nil),  // 30: google.protobuf.Timestamp
-	(*v1.Progress)(nil),            // 31: firebreak.plugin.v1.Progress
-	(*v1.LogLine)(nil),             // 32: firebreak.plugin.v1.LogLine
+	(*AwsIidProof)(nil),            // 5: firebreak.agent.v1.AwsIidProof
+	(*AwsStsProof)(nil),            // 6: firebreak.agent.v1.AwsStsProof
+	(*HttpHeader)(nil),             // 7: firebreak.agent.v1.HttpHeader
+	(*EnrollResponse)(nil),         // 8: firebreak.agent.v1.EnrollResponse
+	(*RenewRequest)(nil),           // 9: firebreak.agent.v1.RenewRequest
+	(*RenewResponse)(nil),          // 10: firebreak.agent.v1.RenewResponse
+	(*SignedTask)(nil),             // 11: firebreak.agent.v1.SignedTask
+	(*TaskSpec)(nil),               // 12: firebreak.agent.v1.TaskSpec
+	(*Hello)(nil),                  // 13: firebreak.agent.v1.Hello
+	(*Heartbeat)(nil),              // 14: firebreak.agent.v1.Heartbeat
+	(*TaskEvent)(nil),              // 15: firebreak.agent.v1.TaskEvent
+	(*TaskResult)(nil),             // 16: firebreak.agent.v1.TaskResult
+	(*ConnectRequest)(nil),         // 17: firebreak.agent.v1.ConnectRequest
+	(*Welcome)(nil),                // 18: firebreak.agent.v1.Welcome
+	(*ResultAck)(nil),              // 19: firebreak.agent.v1.ResultAck
+	(*CancelTask)(nil),             // 20: firebreak.agent.v1.CancelTask
+	(*ConnectResponse)(nil),        // 21: firebreak.agent.v1.ConnectResponse
+	(*EvidenceOpen)(nil),           // 22: firebreak.agent.v1.EvidenceOpen
+	(*EvidenceChunk)(nil),          // 23: firebreak.agent.v1.EvidenceChunk
+	(*EvidenceFinish)(nil),         // 24: firebreak.agent.v1.EvidenceFinish
+	(*UploadEvidenceRequest)(nil),  // 25: firebreak.agent.v1.UploadEvidenceRequest
+	(*EvidenceOpened)(nil),         // 26: firebreak.agent.v1.EvidenceOpened
+	(*EvidenceAck)(nil),            // 27: firebreak.agent.v1.EvidenceAck
+	(*EvidenceStored)(nil),         // 28: firebreak.agent.v1.EvidenceStored
+	(*UploadEvidenceResponse)(nil), // 29: firebreak.agent.v1.UploadEvidenceResponse
+	nil,                            // 30: firebreak.agent.v1.AgentFacts.LabelsEntry
+	nil,                            // 31: firebreak.agent.v1.EnrollResponse.LabelsEntry
+	(*v1.ActionDescription)(nil),   // 32: firebreak.plugin.v1.ActionDescription
+	(*timestamppb.Timestamp)(nil),  // 33: google.protobuf.Timestamp
+	(*v1.Progress)(nil),            // 34: firebreak.plugin.v1.Progress
+	(*v1.LogLine)(nil),             // 35: firebreak.plugin.v1.LogLine
 }
 var file_firebreak_agent_v1_agent_proto_depIdxs = []int32{
-	27, // 0: firebreak.agent.v1.AgentFacts.labels:type_name -> firebreak.agent.v1.AgentFacts.LabelsEntry
-	29, // 1: firebreak.agent.v1.PluginInfo.description:type_name -> firebreak.plugin.v1.ActionDescription
+	30, // 0: firebreak.agent.v1.AgentFacts.labels:type_name -> firebreak.agent.v1.AgentFacts.LabelsEntry
+	32, // 1: firebreak.agent.v1.PluginInfo.description:type_name -> firebreak.plugin.v1.ActionDescription
 	2,  // 2: firebreak.agent.v1.EnrollRequest.facts:type_name -> firebreak.agent.v1.AgentFacts
 	1,  // 3: firebreak.agent.v1.EnrollRequest.role:type_name -> firebreak.agent.v1.AgentRole
-	28, // 4: firebreak.agent.v1.EnrollResponse.labels:type_name -> firebreak.agent.v1.EnrollResponse.LabelsEntry
-	30, // 5: firebreak.agent.v1.TaskSpec.issued_at:type_name -> google.protobuf.Timestamp
-	30, // 6: firebreak.agent.v1.TaskSpec.expires_at:type_name -> google.protobuf.Timestamp
-	2,  // 7: firebreak.agent.v1.Hello.facts:type_name -> firebreak.agent.v1.AgentFacts
-	3,  // 8: firebreak.agent.v1.Hello.plugins:type_name -> firebreak.agent.v1.PluginInfo
-	30, // 9: firebreak.agent.v1.TaskEvent.started:type_name -> google.protobuf.Timestamp
-	31, // 10: firebreak.agent.v1.TaskEvent.progress:type_name -> firebreak.plugin.v1.Progress
-	32, // 11: firebreak.agent.v1.TaskEvent.log:type_name -> firebreak.plugin.v1.LogLine
-	0,  // 12: firebreak.agent.v1.TaskResult.status:type_name -> firebreak.agent.v1.TaskStatus
-	30, // 13: firebreak.agent.v1.TaskResult.started_at:type_name -> google.protobuf.Timestamp
-	30, // 14: firebreak.agent.v1.TaskResult.finished_at:type_name -> google.protobuf.Timestamp
-	10, // 15: firebreak.agent.v1.ConnectRequest.hello:type_name -> firebreak.agent.v1.Hello
-	11, // 16: firebreak.agent.v1.ConnectRequest.heartbeat:type_name -> firebreak.agent.v1.Heartbeat
-	12, // 17: firebreak.agent.v1.ConnectRequest.task_event:type_name -> firebreak.agent.v1.TaskEvent
-	13, // 18: firebreak.agent.v1.ConnectRequest.task_result:type_name -> firebreak.agent.v1.TaskResult
-	30, // 19: firebreak.agent.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
-	15, // 20: firebreak.agent.v1.ConnectResponse.welcome:type_name -> firebreak.agent.v1.Welcome
-	8,  // 21: firebreak.agent.v1.ConnectResponse.task:type_name -> firebreak.agent.v1.SignedTask
-	16, // 22: firebreak.agent.v1.ConnectResponse.result_ack:type_name -> firebreak.agent.v1.ResultAck
-	17, // 23: firebreak.agent.v1.ConnectResponse.cancel:type_name -> firebreak.agent.v1.CancelTask
-	30, // 24: firebreak.agent.v1.EvidenceFinish.started_at:type_name -> google.protobuf.Timestamp
-	30, // 25: firebreak.agent.v1.EvidenceFinish.finished_at:type_name -> google.protobuf.Timestamp
-	19, // 26: firebreak.agent.v1.UploadEvidenceRequest.open:type_name -> firebreak.agent.v1.EvidenceOpen
-	20, // 27: firebreak.agent.v1.UploadEvidenceRequest.chunk:type_name -> firebreak.agent.v1.EvidenceChunk
-	21, // 28: firebreak.agent.v1.UploadEvidenceRequest.finish:type_name -> firebreak.agent.v1.EvidenceFinish
-	23, // 29: firebreak.agent.v1.UploadEvidenceResponse.opened:type_name -> firebreak.agent.v1.EvidenceOpened
-	24, // 30: firebreak.agent.v1.UploadEvidenceResponse.ack:type_name -> firebreak.agent.v1.EvidenceAck
-	25, // 31: firebreak.agent.v1.UploadEvidenceResponse.stored:type_name -> firebreak.agent.v1.EvidenceStored
-	4,  // 32: firebreak.agent.v1.AgentService.Enroll:input_type -> firebreak.agent.v1.EnrollRequest
-	6,  // 33: firebreak.agent.v1.AgentService.Renew:input_type -> firebreak.agent.v1.RenewRequest
-	14, // 34: firebreak.agent.v1.AgentService.Connect:input_type -> firebreak.agent.v1.ConnectRequest
-	22, // 35: firebreak.agent.v1.AgentService.UploadEvidence:input_type -> firebreak.agent.v1.UploadEvidenceRequest
-	5,  // 36: firebreak.agent.v1.AgentService.Enroll:output_type -> firebreak.agent.v1.EnrollResponse
-	7,  // 37: firebreak.agent.v1.AgentService.Renew:output_type -> firebreak.agent.v1.RenewResponse
-	18, // 38: firebreak.agent.v1.AgentService.Connect:output_type -> firebreak.agent.v1.ConnectResponse
-	26, // 39: firebreak.agent.v1.AgentService.UploadEvidence:output_type -> firebreak.agent.v1.UploadEvidenceResponse
-	36, // [36:40] is the sub-list for method output_type
-	32, // [32:36] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	5,  // 4: firebreak.agent.v1.EnrollRequest.aws_iid:type_name -> firebreak.agent.v1.AwsIidProof
+	6,  // 5: firebreak.agent.v1.EnrollRequest.aws_sts:type_name -> firebreak.agent.v1.AwsStsProof
+	7,  // 6: firebreak.agent.v1.AwsStsProof.headers:type_name -> firebreak.agent.v1.HttpHeader
+	31, // 7: firebreak.agent.v1.EnrollResponse.labels:type_name -> firebreak.agent.v1.EnrollResponse.LabelsEntry
+	33, // 8: firebreak.agent.v1.TaskSpec.issued_at:type_name -> google.protobuf.Timestamp
+	33, // 9: firebreak.agent.v1.TaskSpec.expires_at:type_name -> google.protobuf.Timestamp
+	2,  // 10: firebreak.agent.v1.Hello.facts:type_name -> firebreak.agent.v1.AgentFacts
+	3,  // 11: firebreak.agent.v1.Hello.plugins:type_name -> firebreak.agent.v1.PluginInfo
+	33, // 12: firebreak.agent.v1.TaskEvent.started:type_name -> google.protobuf.Timestamp
+	34, // 13: firebreak.agent.v1.TaskEvent.progress:type_name -> firebreak.plugin.v1.Progress
+	35, // 14: firebreak.agent.v1.TaskEvent.log:type_name -> firebreak.plugin.v1.LogLine
+	0,  // 15: firebreak.agent.v1.TaskResult.status:type_name -> firebreak.agent.v1.TaskStatus
+	33, // 16: firebreak.agent.v1.TaskResult.started_at:type_name -> google.protobuf.Timestamp
+	33, // 17: firebreak.agent.v1.TaskResult.finished_at:type_name -> google.protobuf.Timestamp
+	13, // 18: firebreak.agent.v1.ConnectRequest.hello:type_name -> firebreak.agent.v1.Hello
+	14, // 19: firebreak.agent.v1.ConnectRequest.heartbeat:type_name -> firebreak.agent.v1.Heartbeat
+	15, // 20: firebreak.agent.v1.ConnectRequest.task_event:type_name -> firebreak.agent.v1.TaskEvent
+	16, // 21: firebreak.agent.v1.ConnectRequest.task_result:type_name -> firebreak.agent.v1.TaskResult
+	33, // 22: firebreak.agent.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
+	18, // 23: firebreak.agent.v1.ConnectResponse.welcome:type_name -> firebreak.agent.v1.Welcome
+	11, // 24: firebreak.agent.v1.ConnectResponse.task:type_name -> firebreak.agent.v1.SignedTask
+	19, // 25: firebreak.agent.v1.ConnectResponse.result_ack:type_name -> firebreak.agent.v1.ResultAck
+	20, // 26: firebreak.agent.v1.ConnectResponse.cancel:type_name -> firebreak.agent.v1.CancelTask
+	33, // 27: firebreak.agent.v1.EvidenceFinish.started_at:type_name -> google.protobuf.Timestamp
+	33, // 28: firebreak.agent.v1.EvidenceFinish.finished_at:type_name -> google.protobuf.Timestamp
+	22, // 29: firebreak.agent.v1.UploadEvidenceRequest.open:type_name -> firebreak.agent.v1.EvidenceOpen
+	23, // 30: firebreak.agent.v1.UploadEvidenceRequest.chunk:type_name -> firebreak.agent.v1.EvidenceChunk
+	24, // 31: firebreak.agent.v1.UploadEvidenceRequest.finish:type_name -> firebreak.agent.v1.EvidenceFinish
+	26, // 32: firebreak.agent.v1.UploadEvidenceResponse.opened:type_name -> firebreak.agent.v1.EvidenceOpened
+	27, // 33: firebreak.agent.v1.UploadEvidenceResponse.ack:type_name -> firebreak.agent.v1.EvidenceAck
+	28, // 34: firebreak.agent.v1.UploadEvidenceResponse.stored:type_name -> firebreak.agent.v1.EvidenceStored
+	4,  // 35: firebreak.agent.v1.AgentService.Enroll:input_type -> firebreak.agent.v1.EnrollRequest
+	9,  // 36: firebreak.agent.v1.AgentService.Renew:input_type -> firebreak.agent.v1.RenewRequest
+	17, // 37: firebreak.agent.v1.AgentService.Connect:input_type -> firebreak.agent.v1.ConnectRequest
+	25, // 38: firebreak.agent.v1.AgentService.UploadEvidence:input_type -> firebreak.agent.v1.UploadEvidenceRequest
+	8,  // 39: firebreak.agent.v1.AgentService.Enroll:output_type -> firebreak.agent.v1.EnrollResponse
+	10, // 40: firebreak.agent.v1.AgentService.Renew:output_type -> firebreak.agent.v1.RenewResponse
+	21, // 41: firebreak.agent.v1.AgentService.Connect:output_type -> firebreak.agent.v1.ConnectResponse
+	29, // 42: firebreak.agent.v1.AgentService.UploadEvidence:output_type -> firebreak.agent.v1.UploadEvidenceResponse
+	39, // [39:43] is the sub-list for method output_type
+	35, // [35:39] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_firebreak_agent_v1_agent_proto_init() }
@@ -2463,29 +2689,29 @@ func file_firebreak_agent_v1_agent_proto_init() {
 	if File_firebreak_agent_v1_agent_proto != nil {
 		return
 	}
-	file_firebreak_agent_v1_agent_proto_msgTypes[10].OneofWrappers = []any{
+	file_firebreak_agent_v1_agent_proto_msgTypes[13].OneofWrappers = []any{
 		(*TaskEvent_Started)(nil),
 		(*TaskEvent_Progress)(nil),
 		(*TaskEvent_Log)(nil),
 	}
-	file_firebreak_agent_v1_agent_proto_msgTypes[12].OneofWrappers = []any{
+	file_firebreak_agent_v1_agent_proto_msgTypes[15].OneofWrappers = []any{
 		(*ConnectRequest_Hello)(nil),
 		(*ConnectRequest_Heartbeat)(nil),
 		(*ConnectRequest_TaskEvent)(nil),
 		(*ConnectRequest_TaskResult)(nil),
 	}
-	file_firebreak_agent_v1_agent_proto_msgTypes[16].OneofWrappers = []any{
+	file_firebreak_agent_v1_agent_proto_msgTypes[19].OneofWrappers = []any{
 		(*ConnectResponse_Welcome)(nil),
 		(*ConnectResponse_Task)(nil),
 		(*ConnectResponse_ResultAck)(nil),
 		(*ConnectResponse_Cancel)(nil),
 	}
-	file_firebreak_agent_v1_agent_proto_msgTypes[20].OneofWrappers = []any{
+	file_firebreak_agent_v1_agent_proto_msgTypes[23].OneofWrappers = []any{
 		(*UploadEvidenceRequest_Open)(nil),
 		(*UploadEvidenceRequest_Chunk)(nil),
 		(*UploadEvidenceRequest_Finish)(nil),
 	}
-	file_firebreak_agent_v1_agent_proto_msgTypes[24].OneofWrappers = []any{
+	file_firebreak_agent_v1_agent_proto_msgTypes[27].OneofWrappers = []any{
 		(*UploadEvidenceResponse_Opened)(nil),
 		(*UploadEvidenceResponse_Ack)(nil),
 		(*UploadEvidenceResponse_Stored)(nil),
@@ -2496,7 +2722,7 @@ func file_firebreak_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_firebreak_agent_v1_agent_proto_rawDesc), len(file_firebreak_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   27,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

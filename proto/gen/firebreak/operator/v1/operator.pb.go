@@ -516,7 +516,11 @@ type Agent struct {
 	// revoked_at is when the agent was revoked.
 	RevokedAt *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
 	// revoke_reason is the reason the admin gave.
-	RevokeReason  string `protobuf:"bytes,22,opt,name=revoke_reason,json=revokeReason,proto3" json:"revoke_reason,omitempty"`
+	RevokeReason string `protobuf:"bytes,22,opt,name=revoke_reason,json=revokeReason,proto3" json:"revoke_reason,omitempty"`
+	// attestation is how the agent proved itself when it enrolled: aws-iid
+	// (an EC2 instance identity document), aws-sts (a signed
+	// sts:GetCallerIdentity) or token (a join token).
+	Attestation   string `protobuf:"bytes,16,opt,name=attestation,proto3" json:"attestation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -631,6 +635,13 @@ func (x *Agent) GetRevokedAt() *timestamppb.Timestamp {
 func (x *Agent) GetRevokeReason() string {
 	if x != nil {
 		return x.RevokeReason
+	}
+	return ""
+}
+
+func (x *Agent) GetAttestation() string {
+	if x != nil {
+		return x.Attestation
 	}
 	return ""
 }
@@ -4718,7 +4729,7 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x04role\x18\x02 \x01(\x0e2#.firebreak.operator.v1.OperatorRoleR\x04role\"4\n" +
 	"\x13AddOperatorResponse\x12\x1d\n" +
 	"\n" +
-	"creds_json\x18\x01 \x01(\fR\tcredsJson\"\xd9\x04\n" +
+	"creds_json\x18\x01 \x01(\fR\tcredsJson\"\xfb\x04\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x121\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x1d.firebreak.agent.v1.AgentRoleR\x04role\x124\n" +
@@ -4733,7 +4744,8 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\arevoked\x18\x14 \x01(\bR\arevoked\x129\n" +
 	"\n" +
 	"revoked_at\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12#\n" +
-	"\rrevoke_reason\x18\x16 \x01(\tR\frevokeReason\"a\n" +
+	"\rrevoke_reason\x18\x16 \x01(\tR\frevokeReason\x12 \n" +
+	"\vattestation\x18\x10 \x01(\tR\vattestation\"a\n" +
 	"\rRefusedAction\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12 \n" +
