@@ -58,6 +58,14 @@ func (s *Service) watch(ctx context.Context, runID string, send func(*operatorv1
 			if !ok {
 				return nil
 			}
+			if m.Kind == dispatch.EventDone && forward && s.cfg.Owners != nil && m.Run != nil && active(m.Run.Run.Status) {
+				// The run did not end: another controller of the cluster
+				// claimed it while this one could not reach the store.
+				// The watch goes on through its new owner.
+				if handled, err := s.cfg.Owners.Watch(ctx, runID, caller(ctx).Name, send); handled {
+					return err
+				}
+			}
 			if err := send(watchResponse(m)); err != nil {
 				return err
 			}
@@ -88,4 +96,9 @@ func watchResponse(ev dispatch.Event) *operatorv1.WatchRunResponse {
 	default:
 		return &operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Done{Done: runView(ev.Run)}}
 	}
+}
+
+// active reports whether a run has not ended.
+func active(st operatorv1.RunStatus) bool {
+	return st == operatorv1.RunStatus_RUN_STATUS_RUNNING || st == operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL
 }
