@@ -179,13 +179,13 @@ func TestSimulatePrincipalPolicy(t *testing.T) {
 	c := iam.NewFromConfig(l.assumeResponder(t, 2))
 	role := "arn:aws:iam::" + LabAccountID(2) + ":role/" + LabResponderRole
 	out, err := c.SimulatePrincipalPolicy(ctx(t), &iam.SimulatePrincipalPolicyInput{PolicySourceArn: aws.String(role),
-		ActionNames: []string{"ec2:ModifyInstanceAttribute", "ec2:TerminateInstances", "kms:CreateGrant"}})
+		ActionNames: []string{"ec2:ModifyInstanceAttribute", "ec2:TerminateInstances", "kms:ScheduleKeyDeletion"}})
 	ok(t, err)
 	got := map[string]string{}
 	for _, r := range out.EvaluationResults {
 		got[aws.ToString(r.EvalActionName)] = string(r.EvalDecision)
 	}
-	want := map[string]string{"ec2:ModifyInstanceAttribute": "allowed", "ec2:TerminateInstances": "explicitDeny", "kms:CreateGrant": "implicitDeny"}
+	want := map[string]string{"ec2:ModifyInstanceAttribute": "allowed", "ec2:TerminateInstances": "explicitDeny", "kms:ScheduleKeyDeletion": "implicitDeny"}
 	if !jsonEqual(t, got, want) {
 		t.Fatalf("decisions %v, want %v", got, want)
 	}
