@@ -572,10 +572,29 @@ func (r *Router) sweep(ctx context.Context) {
 	}
 }
 
-// syncPeers keeps one link per live controller.
+// syncPeers keeps one link per live controller. The agents of a
+// controller newly linked are made ready again: a task the dispatcher
+// could not push to them while it had no link waits for that.
 func (r *Router) syncPeers(live map[string]string) {
+	var ready []string
+	defer func() {
+		for _, id := range ready {
+			r.disp.AgentConnected(id)
+		}
+	}()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	linked := map[string]bool{}
+	defer func() {
+		if len(linked) == 0 {
+			return
+		}
+		for agent, l := range r.loc {
+			if linked[l.controller] {
+				ready = append(ready, agent)
+			}
+		}
+	}()
 	for id, l := range r.peers {
 		if addr, ok := live[id]; !ok || addr != l.addr {
 			l.close()
@@ -592,6 +611,7 @@ func (r *Router) syncPeers(live map[string]string) {
 			continue
 		}
 		r.peers[id] = newLink(id, addr, p, r.cfg.Logger)
+		linked[id] = true
 	}
 }
 

@@ -242,3 +242,29 @@ func signed(t *testing.T, taskID string) *agentv1.SignedTask {
 	}
 	return &agentv1.SignedTask{Spec: b}
 }
+
+// TestANewLinkMakesItsAgentsReadyAgain: presence can come from a
+// controller this one has no link to yet, and a task pushed then has
+// nowhere to go; when the link is made, the dispatcher is told the
+// controller's agents are connected again, so it pushes what waits.
+func TestANewLinkMakesItsAgentsReadyAgain(t *testing.T) {
+	rt, rec := newTestRouter(t, nil)
+	rt.cfg.Dial = func(string) (Peer, error) { return &peerRecorder{sent: make(chan struct{}, 8)}, nil }
+	defer rt.closePeers()
+	rt.applyPresence("ctl-b", []session{{agentID: "x", epoch: 1, open: true}, {agentID: "y", epoch: 1, open: true}})
+	rt.applyPresence("ctl-c", []session{{agentID: "z", epoch: 1, open: true}})
+	if rt.Push("x", &agentv1.ConnectResponse{}) {
+		t.Fatal("a push to an agent of a controller with no link reported success")
+	}
+	rec.take()
+	rt.syncPeers(map[string]string{"ctl-b": "b:7443"})
+	got := rec.take()
+	slices.Sort(got)
+	if want := []string{"connected x", "connected y"}; !slices.Equal(got, want) {
+		t.Fatalf("after linking ctl-b the dispatcher got %q, want %q", got, want)
+	}
+	rt.syncPeers(map[string]string{"ctl-b": "b:7443"})
+	if got := rec.take(); len(got) != 0 {
+		t.Fatalf("a sweep that links nothing new told the dispatcher %q", got)
+	}
+}
