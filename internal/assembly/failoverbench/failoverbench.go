@@ -229,7 +229,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	var tok struct {
 		Token string `json:"token"`
 	}
-	if err := b.cliJSON(ctx, b.ctls[0].addr, &tok, "token", "create", "--role", "host", "--uses", strconv.Itoa(o.Agents), "--ttl", "2h"); err != nil {
+	if err := b.cliJSON(ctx, b.ctls[0].addr, &tok, "token", "create", "--role", "host", "--uses", strconv.Itoa(2*o.Agents), "--ttl", "2h"); err != nil {
 		return nil, err
 	}
 	caPEM, err := os.ReadFile(filepath.Join(root, "pki", "ca.pem"))
@@ -242,7 +242,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	action := &countingNoop{runs: map[string]int{}}
 	start := time.Now()
 	stopAgents, err := fleetbench.HostWith(ctx, fleetbench.HostConfig{Controller: strings.Join(b.addrs(), ","), CAPEM: caPEM,
-		Token: tok.Token, Agents: o.Agents, Action: action, Configure: b.fleet.configure})
+		Token: tok.Token, Agents: o.Agents, Action: action, Configure: b.fleet.configure, StartAttempts: 5, Failed: b.fleet.failed})
 	if err != nil {
 		return nil, err
 	}
@@ -576,8 +576,10 @@ type agentConn struct {
 
 // fleetState follows every simulated agent's connection.
 type fleetState struct {
-	mu     sync.Mutex
-	agents []agentConn
+	mu        sync.Mutex
+	agents    []agentConn
+	startErrs int
+	startErr  error
 }
 
 func newFleetState(n int) *fleetState { return &fleetState{agents: make([]agentConn, n)} }
@@ -597,6 +599,16 @@ func (f *fleetState) configure(i int, cfg *agent.Config) {
 		a := &f.agents[i]
 		a.addr, a.connectedAt = a.dialing, time.Now()
 		f.mu.Unlock()
+	}
+}
+
+// failed records an agent that never started.
+func (f *fleetState) failed(i int, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.startErrs++
+	if f.startErr == nil {
+		f.startErr = fmt.Errorf("simulated agent %d did not start: %w", i, err)
 	}
 }
 
@@ -660,6 +672,11 @@ func (f *fleetState) waitSome(ctx context.Context, agents []int, limit time.Dura
 	deadline := time.Now().Add(limit)
 	for {
 		f.mu.Lock()
+		if f.startErr != nil {
+			err := fmt.Errorf("%d agents did not start, the first: %w", f.startErrs, f.startErr)
+			f.mu.Unlock()
+			return err
+		}
 		missing := 0
 		for _, i := range agents {
 			if !ok(&f.agents[i]) {

@@ -303,6 +303,13 @@ type HostConfig struct {
 	// Configure, when set, adjusts agent i's configuration before it
 	// starts (connection callbacks, a dialer that records the address).
 	Configure func(i int, cfg *agent.Config)
+	// StartAttempts is how many times an agent's start (enrollment) is
+	// tried, a second apart, as a service manager restarts a real agent
+	// that failed (default 1).
+	StartAttempts int
+	// Failed, when set, is told of an agent that did not start after its
+	// attempts.
+	Failed func(i int, err error)
 }
 
 // HostWith runs simulated agents as c says and returns a function that
@@ -351,10 +358,21 @@ func HostWith(ctx context.Context, c HostConfig) (func(), error) {
 				c.Configure(i, &cfg)
 			}
 			a, err := agent.New(actx, cfg)
+			for attempt := 1; err != nil && attempt < c.StartAttempts && actx.Err() == nil; attempt++ {
+				logger.Warn("simulated agent failed to start; trying again", "agent", i, "error", err)
+				select {
+				case <-actx.Done():
+				case <-time.After(time.Second):
+				}
+				a, err = agent.New(actx, cfg)
+			}
 			<-sem
 			if err != nil {
 				failed.Add(1)
 				firstErr.CompareAndSwap(nil, err)
+				if c.Failed != nil {
+					c.Failed(i, err)
+				}
 				return
 			}
 			_ = a.Run(actx)
