@@ -21,8 +21,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // Superuser is the role initdb creates and clients connect as.
@@ -47,6 +45,7 @@ func IsUnavailable(err error) bool {
 
 // Server is one running throwaway server.
 type Server struct {
+	bin  string
 	dir  string
 	port int
 	cmd  *exec.Cmd
@@ -59,32 +58,34 @@ func (s *Server) DSN(db string) string {
 }
 
 // Exec runs one statement as the superuser in the postgres database (for
-// example CREATE DATABASE).
+// example CREATE DATABASE), through PostgreSQL's own psql: only
+// controller/store links a database driver.
 func (s *Server) Exec(stmt string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c, err := pgx.Connect(ctx, s.DSN("postgres"))
-	if err != nil {
-		return err
+	//nolint:gosec // G204: PostgreSQL's own psql, beside initdb
+	cmd := exec.CommandContext(ctx, filepath.Join(s.bin, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+		"-p", strconv.Itoa(s.port), "-U", Superuser, "-d", "postgres", "-c", stmt)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("psql: %v: %s", err, lastLines(string(out), 5))
 	}
-	defer c.Close(ctx)
-	_, err = c.Exec(ctx, stmt)
-	return err
+	return nil
 }
 
-// Binaries returns the directory holding initdb and postgres: from PATH,
+// Binaries returns the directory holding initdb, postgres, pg_isready and
+// psql: from PATH,
 // or the newest /usr/lib/postgresql/*/bin (Debian's packages leave them
 // off PATH). It returns "" when neither has them.
 func Binaries() string {
 	if p, err := exec.LookPath("initdb"); err == nil {
-		if _, err := exec.LookPath("postgres"); err == nil {
-			return filepath.Dir(p)
+		if d := filepath.Dir(p); hasAll(d) {
+			return d
 		}
 	}
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
 	sort.Slice(dirs, func(i, j int) bool { return majorOf(dirs[i]) > majorOf(dirs[j]) })
 	for _, d := range dirs {
-		if isExec(filepath.Join(d, "initdb")) && isExec(filepath.Join(d, "postgres")) {
+		if hasAll(d) {
 			return d
 		}
 	}
@@ -94,6 +95,16 @@ func Binaries() string {
 func majorOf(binDir string) int {
 	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
 	return n
+}
+
+// hasAll reports whether dir holds every program the server needs.
+func hasAll(dir string) bool {
+	for _, p := range []string{"initdb", "postgres", "pg_isready", "psql"} {
+		if !isExec(filepath.Join(dir, p)) {
+			return false
+		}
+	}
+	return true
 }
 
 func isExec(p string) bool {
@@ -106,7 +117,7 @@ func isExec(p string) bool {
 func Start() (*Server, error) {
 	bin := Binaries()
 	if bin == "" {
-		return nil, &UnavailableError{Reason: "PostgreSQL is not installed (no initdb and postgres on PATH or in /usr/lib/postgresql/*/bin): install postgresql-15"}
+		return nil, &UnavailableError{Reason: "PostgreSQL is not installed (no initdb, postgres, pg_isready and psql on PATH or in /usr/lib/postgresql/*/bin): install postgresql-15"}
 	}
 	// initdb and postgres refuse to run as root: as root, they run as the
 	// postgres system user, which owns the directory.
@@ -136,7 +147,7 @@ func Start() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{dir: dir, done: make(chan struct{})}
+	s := &Server{bin: bin, dir: dir, done: make(chan struct{})}
 	fail := func(err error) (*Server, error) {
 		s.Stop()
 		return nil, err
@@ -190,13 +201,14 @@ func (s *Server) waitReady(logPath string) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		c, err := pgx.Connect(ctx, s.DSN("postgres"))
+		//nolint:gosec // G204: PostgreSQL's own pg_isready, beside initdb
+		out, err := exec.CommandContext(ctx, filepath.Join(s.bin, "pg_isready"), "-q", "-h", "127.0.0.1", "-p", strconv.Itoa(s.port),
+			"-U", Superuser, "-d", "postgres").CombinedOutput()
+		cancel()
 		if err == nil {
-			c.Close(ctx)
-			cancel()
 			return nil
 		}
-		cancel()
+		err = fmt.Errorf("pg_isready: %v %s", err, strings.TrimSpace(string(out)))
 		select {
 		case <-s.done:
 			b, _ := os.ReadFile(logPath) //nolint:gosec // G304: the server's log, in its own temporary directory
