@@ -1,6 +1,8 @@
-// Package assembly holds the two assemblies that build the whole Firebreak
-// system in one process: the incident lab (internal/assembly/lab) and the
-// fleet bench (internal/assembly/fleetbench).
+// Package assembly holds the assemblies that build the whole Firebreak
+// system: the incident lab (internal/assembly/lab) and the fleet bench
+// (internal/assembly/fleetbench) in one process, and the failover bench
+// (internal/assembly/failoverbench), which runs controller processes of
+// the firebreak binary and simulated agents in its own.
 //
 // The rest of internal/ is leaf libraries (pki, tasksign, telemetry,
 // termsafe, bandwidth, bundle, the AWS emulator, …) that the controller,

@@ -1,5 +1,6 @@
 // Package benchcmd is `firebreak bench`: fleet-wide dispatch measured with
-// the fleet bench assembly (internal/assembly/fleetbench). It links the
+// the fleet bench assembly (internal/assembly/fleetbench), and a
+// cluster's failover with internal/assembly/failoverbench. It links the
 // whole system; the operator commands (package cli) do not.
 package benchcmd
 
@@ -16,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/firebreak-ir/firebreak/controller/cli"
+	"github.com/firebreak-ir/firebreak/internal/assembly/failoverbench"
 	"github.com/firebreak-ir/firebreak/internal/assembly/fleetbench"
 )
 
@@ -112,7 +114,72 @@ it.
 	agents.Flags().StringVar(&caFile, "ca-file", "", "controller CA")
 	agents.Flags().IntVar(&count, "count", 1, "agents to host")
 	agents.Flags().StringVar(&action, "action", "noop", "built-in action")
-	cmd.AddCommand(fleet, agents)
+	cmd.AddCommand(fleet, agents, newFailoverCmd(g))
+	return cmd
+}
+
+// newFailoverCmd is `firebreak bench failover`.
+func newFailoverCmd(g *cli.Globals) *cobra.Command {
+	var o failoverbench.Options
+	cmd := &cobra.Command{
+		Use:   "failover",
+		Short: "Kill -9 controllers of a cluster during runs and time the agents' reconnection and the runs' completion",
+		Long: `Start --controllers controller processes of this binary on one PostgreSQL
+store (a throwaway server, initdb in a temporary directory, unless --store
+names an empty database) with S3 evidence (an S3 server in this process),
+and --agents simulated agents in this process given every controller's
+address. The simulated agents are the real agent code (enrollment, the mTLS
+gRPC stream, signature, target and replay checks, the noop action through
+the plugin protocol served in memory); they run no plugin process and keep
+their journal in memory.
+
+Each round creates a noop run with --delay over every agent through one
+controller (the owner; the rounds rotate it), waits a second, kills another
+controller (--kill holder: the one holding the most agents; --kill owner:
+the owner) with SIGKILL, and measures from the kill to the last of its
+agents connected to another controller, and to the run's end as
+'runs show --wait' through a surviving controller sees it. The killed
+controller is restarted before the next round. At the end every task of
+every run must have succeeded and run exactly once: 'lost' and
+'duplicated' count the ones that did not.`,
+		Example: `  firebreak bench failover --controllers 3 --agents 3000
+  firebreak bench failover --agents 300 --rounds 20 --json
+  firebreak bench failover --kill owner --store postgres://bench@db/bench_empty?sslmode=disable`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !g.JSON() {
+				o.Progress = g.ErrOut()
+			}
+			res, err := failoverbench.Run(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			if g.JSON() {
+				if err := g.PrintJSON(res); err != nil {
+					return err
+				}
+			} else {
+				out := g.Out()
+				fmt.Fprintf(out, "controllers %d · agents %d (simulated) · noop delay %s · kill %s\n", res.Controllers, res.Agents, o.Delay, res.Kill)
+				fmt.Fprintf(out, "%-6s %-22s %8s %14s %14s\n", "round", "killed", "agents", "reconnect ms", "run done ms")
+				for i, r := range res.Rounds {
+					fmt.Fprintf(out, "%-6d %-22s %8d %14.0f %14.0f\n", i+1, r.Killed, r.AgentsMoved, r.ReconnectMS, r.RunDoneMS)
+				}
+				fmt.Fprintf(out, "lost %d · duplicated %d · controller RSS per agent %.0f bytes\n", res.Lost, res.Duplicated, res.ControllerRSSBytesPerAgent)
+			}
+			if res.Lost > 0 || res.Duplicated > 0 {
+				return cli.ExitWith(cli.ExitRunFailed, fmt.Errorf("%d tasks lost and %d run twice", res.Lost, res.Duplicated))
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.Controllers, "controllers", 3, "controller processes in the cluster (at least 2)")
+	f.IntVar(&o.Agents, "agents", 3000, "simulated agents")
+	f.IntVar(&o.Rounds, "rounds", 1, "kill -9 rounds")
+	f.DurationVar(&o.Delay, "delay", 5*time.Second, "how long each noop task takes")
+	f.StringVar(&o.Kill, "kill", failoverbench.KillHolder, "which controller a round kills: holder (another than the run's owner, holding the most agents) or owner")
+	f.StringVar(&o.Store, "store", "", "postgres:// URL of an empty database (default: a throwaway PostgreSQL started here)")
 	return cmd
 }
 

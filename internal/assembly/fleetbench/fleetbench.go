@@ -278,22 +278,56 @@ func RSS() int64 {
 
 // Host runs n simulated agents against addr, pinning the CA in caPEM.
 func Host(ctx context.Context, addr string, caPEM []byte, token string, n int, action string, logger *slog.Logger) (func(), error) {
+	var shared sdk.Action = noop.Action{}
+	if action == hostisolate.SimulatedName {
+		shared = hostisolate.NewSimulated()
+	}
+	return HostWith(ctx, HostConfig{Controller: addr, CAPEM: caPEM, Token: token, Agents: n, Action: shared, Logger: logger})
+}
+
+// HostConfig configures HostWith.
+type HostConfig struct {
+	// Controller is the controller address, or several separated by
+	// commas.
+	Controller string
+	// CAPEM is the controller CA the agents pin at enrollment.
+	CAPEM []byte
+	// Token is the join token the agents enroll with.
+	Token string
+	// Agents is how many simulated agents to run.
+	Agents int
+	// Action is the one built-in action every agent offers.
+	Action sdk.Action
+	// Logger receives the agents' logs (default: discarded).
+	Logger *slog.Logger
+	// Configure, when set, adjusts agent i's configuration before it
+	// starts (connection callbacks, a dialer that records the address).
+	Configure func(i int, cfg *agent.Config)
+	// StartAttempts is how many times an agent's start (enrollment) is
+	// tried, a second apart, as a service manager restarts a real agent
+	// that failed (default 1).
+	StartAttempts int
+	// Failed, when set, is told of an agent that did not start after its
+	// attempts.
+	Failed func(i int, err error)
+}
+
+// HostWith runs simulated agents as c says and returns a function that
+// stops them.
+func HostWith(ctx context.Context, c HostConfig) (func(), error) {
 	dir, err := os.MkdirTemp("", "firebreak-bench-agents-")
 	if err != nil {
 		return nil, err
 	}
 	caFile := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(caFile, caPEM, 0o644); err != nil {
+	if err := os.WriteFile(caFile, c.CAPEM, 0o644); err != nil {
 		return nil, err
 	}
+	logger := c.Logger
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	var shared sdk.Action = noop.Action{}
-	if action == hostisolate.SimulatedName {
-		shared = hostisolate.NewSimulated()
-	}
-	client, stopAction, err := sdk.ServeInMemory(shared)
+	client, stopAction, err := sdk.ServeInMemory(c.Action)
 	if err != nil {
 		return nil, err
 	}
@@ -312,18 +346,33 @@ func Host(ctx context.Context, addr string, caPEM []byte, token string, n int, a
 	// Enrollment is bounded so thousands of agents do not all hit the
 	// controller in the same millisecond.
 	sem := make(chan struct{}, 32)
-	for i := 0; i < n; i++ {
+	for i := 0; i < c.Agents; i++ {
 		sem <- struct{}{}
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			a, err := agent.New(actx, agent.Config{Controller: addr, CAFile: caFile, JoinToken: token, Role: "host",
+			cfg := agent.Config{Controller: c.Controller, CAFile: caFile, JoinToken: c.Token, Role: "host",
 				Hostname: fmt.Sprintf("sim-%05d", i), Simulated: true, MemoryJournal: true, BuiltinClients: []*sdk.Client{client},
-				Labels: map[string]string{"bench": "fleet"}, Logger: logger})
+				Labels: map[string]string{"bench": "fleet"}, Logger: logger}
+			if c.Configure != nil {
+				c.Configure(i, &cfg)
+			}
+			a, err := agent.New(actx, cfg)
+			for attempt := 1; err != nil && attempt < c.StartAttempts && actx.Err() == nil; attempt++ {
+				logger.Warn("simulated agent failed to start; trying again", "agent", i, "error", err)
+				select {
+				case <-actx.Done():
+				case <-time.After(time.Second):
+				}
+				a, err = agent.New(actx, cfg)
+			}
 			<-sem
 			if err != nil {
 				failed.Add(1)
 				firstErr.CompareAndSwap(nil, err)
+				if c.Failed != nil {
+					c.Failed(i, err)
+				}
 				return
 			}
 			_ = a.Run(actx)

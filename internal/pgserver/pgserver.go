@@ -1,0 +1,273 @@
+// Package pgserver runs a throwaway PostgreSQL server: initdb in a
+// temporary directory, then postgres on a unix socket in that directory
+// and on a random 127.0.0.1 port, fsync off, trust authentication for the
+// superuser. As root, both run as the postgres system user (initdb refuses
+// root). Tests reach it through internal/pgtest; `firebreak bench
+// failover` starts one when no --store is given. It is for measurements
+// and tests only: nothing it stores is durable.
+package pgserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Superuser is the role initdb creates and clients connect as.
+const Superuser = "postgres"
+
+// UnavailableError says why no server can be started on this machine (the
+// binaries are absent, or there is no user to run them as); tests skip on
+// it rather than fail.
+type UnavailableError struct {
+	// Reason says what is missing and what to do.
+	Reason string
+}
+
+// Error implements error.
+func (e *UnavailableError) Error() string { return e.Reason }
+
+// IsUnavailable reports whether err says PostgreSQL cannot run here.
+func IsUnavailable(err error) bool {
+	var u *UnavailableError
+	return errors.As(err, &u)
+}
+
+// Server is one running throwaway server.
+type Server struct {
+	bin  string
+	dir  string
+	port int
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// DSN is the URL of database db on the server, as the superuser.
+func (s *Server) DSN(db string) string {
+	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", Superuser, s.port, db)
+}
+
+// Exec runs one statement as the superuser in the postgres database (for
+// example CREATE DATABASE), through PostgreSQL's own psql: only
+// controller/store links a database driver.
+func (s *Server) Exec(stmt string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	//nolint:gosec // G204: PostgreSQL's own psql, beside initdb
+	cmd := exec.CommandContext(ctx, filepath.Join(s.bin, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+		"-p", strconv.Itoa(s.port), "-U", Superuser, "-d", "postgres", "-c", stmt)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("psql: %v: %s", err, lastLines(string(out), 5))
+	}
+	return nil
+}
+
+// Binaries returns the directory holding initdb, postgres, pg_isready and
+// psql: from PATH,
+// or the newest /usr/lib/postgresql/*/bin (Debian's packages leave them
+// off PATH). It returns "" when neither has them.
+func Binaries() string {
+	if p, err := exec.LookPath("initdb"); err == nil {
+		if d := filepath.Dir(p); hasAll(d) {
+			return d
+		}
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(dirs, func(i, j int) bool { return majorOf(dirs[i]) > majorOf(dirs[j]) })
+	for _, d := range dirs {
+		if hasAll(d) {
+			return d
+		}
+	}
+	return ""
+}
+
+func majorOf(binDir string) int {
+	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
+	return n
+}
+
+// hasAll reports whether dir holds every program the server needs.
+func hasAll(dir string) bool {
+	for _, p := range []string{"initdb", "postgres", "pg_isready", "psql"} {
+		if !isExec(filepath.Join(dir, p)) {
+			return false
+		}
+	}
+	return true
+}
+
+func isExec(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
+}
+
+// Start makes and starts a server and waits until it takes connections.
+// An *UnavailableError says PostgreSQL cannot run on this machine.
+func Start() (*Server, error) {
+	bin := Binaries()
+	if bin == "" {
+		return nil, &UnavailableError{Reason: "PostgreSQL is not installed (no initdb, postgres, pg_isready and psql on PATH or in /usr/lib/postgresql/*/bin): install postgresql-15"}
+	}
+	// initdb and postgres refuse to run as root: as root, they run as the
+	// postgres system user, which owns the directory.
+	var cred *syscall.Credential
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			return nil, &UnavailableError{Reason: "running as root and there is no postgres user to run PostgreSQL as (initdb refuses root): create one, or run as another user"}
+		}
+		uid, err := strconv.ParseUint(u.Uid, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("the postgres user's uid %q: %w", u.Uid, err)
+		}
+		gid, err := strconv.ParseUint(u.Gid, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("the postgres user's gid %q: %w", u.Gid, err)
+		}
+		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	}
+	base := os.TempDir()
+	if cred != nil && !othersCanEnter(base) {
+		// The postgres user must reach the directory: a private TMPDIR of
+		// root's will not do.
+		base = "/tmp"
+	}
+	dir, err := os.MkdirTemp(base, "pgtest-")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{bin: bin, dir: dir, done: make(chan struct{})}
+	fail := func(err error) (*Server, error) {
+		s.Stop()
+		return nil, err
+	}
+	if cred != nil {
+		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+			return fail(err)
+		}
+	}
+	data := filepath.Join(dir, "data")
+	//nolint:gosec // G204: PostgreSQL's own initdb, found on PATH or in Debian's directory
+	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", data, "-U", Superuser, "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync")
+	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	initdb.Dir = dir
+	if out, err := initdb.CombinedOutput(); err != nil {
+		return fail(fmt.Errorf("initdb: %v: %s", err, lastLines(string(out), 10)))
+	}
+	if s.port, err = freePort(); err != nil {
+		return fail(err)
+	}
+	logPath := filepath.Join(dir, "postgres.log")
+	logf, err := os.Create(logPath) //nolint:gosec // G304: a file in the server's own temporary directory
+	if err != nil {
+		return fail(err)
+	}
+	defer logf.Close()
+	if cred != nil {
+		_ = os.Chown(logPath, int(cred.Uid), int(cred.Gid))
+	}
+	//nolint:gosec // G204: PostgreSQL's own server, beside initdb
+	s.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-k", dir, "-h", "127.0.0.1", "-p", strconv.Itoa(s.port),
+		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=300")
+	s.cmd.Dir = dir
+	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	// Pdeathsig stops the server should its parent die without calling
+	// Stop.
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGTERM}
+	if err := s.cmd.Start(); err != nil {
+		return fail(fmt.Errorf("starting postgres: %w", err))
+	}
+	go func() { _ = s.cmd.Wait(); close(s.done) }()
+	if err := s.waitReady(logPath); err != nil {
+		return fail(err)
+	}
+	return s, nil
+}
+
+// waitReady waits, for a bounded time, until the server takes
+// connections.
+func (s *Server) waitReady(logPath string) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		//nolint:gosec // G204: PostgreSQL's own pg_isready, beside initdb
+		out, err := exec.CommandContext(ctx, filepath.Join(s.bin, "pg_isready"), "-q", "-h", "127.0.0.1", "-p", strconv.Itoa(s.port),
+			"-U", Superuser, "-d", "postgres").CombinedOutput()
+		cancel()
+		if err == nil {
+			return nil
+		}
+		err = fmt.Errorf("pg_isready: %v %s", err, strings.TrimSpace(string(out)))
+		select {
+		case <-s.done:
+			b, _ := os.ReadFile(logPath) //nolint:gosec // G304: the server's log, in its own temporary directory
+			return fmt.Errorf("postgres exited: %s", lastLines(string(b), 10))
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(logPath) //nolint:gosec // G304: the server's log, in its own temporary directory
+			return fmt.Errorf("postgres did not accept connections within 60s: %v: %s", err, lastLines(string(b), 10))
+		}
+	}
+}
+
+// Stop stops the server (a fast shutdown, then a kill) and removes its
+// directory.
+func (s *Server) Stop() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-s.done:
+		case <-time.After(30 * time.Second):
+			_ = s.cmd.Process.Kill()
+			<-s.done
+		}
+	}
+	_ = os.RemoveAll(s.dir)
+}
+
+// othersCanEnter reports whether every directory from / down to dir lets
+// other users through.
+func othersCanEnter(dir string) bool {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	for d := abs; ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil || st.Mode().Perm()&0o001 == 0 {
+			return false
+		}
+		if d == filepath.Dir(d) {
+			return true
+		}
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
