@@ -52,7 +52,7 @@ func (c *Controller) attestation(ctx context.Context) (*attest.Verifier, error) 
 		return nil, fmt.Errorf("the embedded AWS identity certificates: %w", err)
 	}
 	for _, f := range ac.CertFiles {
-		b, err := os.ReadFile(f)
+		b, err := os.ReadFile(f) //nolint:gosec // G304: the operator's --iid-cert-file
 		if err != nil {
 			return nil, fmt.Errorf("--iid-cert-file: %w", err)
 		}

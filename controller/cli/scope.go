@@ -101,7 +101,7 @@ func NewScopeCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "scope", Short: "Scope a credential across the organisation through CloudTrail"}
 	var since, caseID, trailBucket, trailPrefix, logArchive, orgID, accounts, regions string
 	var deadline time.Duration
-	key := &cobra.Command{
+	key := &cobra.Command{ //nolint:gosec // G101: the usage text names the key prefixes AKIA and ASIA, not a key
 		Use:   "key AKIA…|ASIA…",
 		Short: "Follow a key and the sessions it minted through CloudTrail, and list what it did and left",
 		Long: `Run aws-credential-scope to find what a key did: its own events and those of

@@ -89,7 +89,7 @@ func (e *Emulator) identityDocumentOf(accountID, instanceID string) (*iid.Docume
 // IMDS limits, as AWS's IMDSv2 sets them.
 const (
 	imdsMaxTokenTTL = 21600
-	imdsTokenHeader = "X-Aws-Ec2-Metadata-Token"
+	imdsTokenHeader = "X-Aws-Ec2-Metadata-Token" //nolint:gosec // G101: a header name, not a credential
 	imdsTTLHeader   = "X-Aws-Ec2-Metadata-Token-Ttl-Seconds"
 )
 

@@ -161,8 +161,8 @@ func (e *Emulator) writeTrailLogFile(o *organization, k trailKey, at time.Time, 
 	raw.WriteString(`]}`)
 	var gz bytes.Buffer
 	w := gzip.NewWriter(&gz)
-	w.Write(raw.Bytes())
-	w.Close()
+	_, _ = w.Write(raw.Bytes()) // writes to memory cannot fail
+	_ = w.Close()
 	unique := strings.ToUpper(e.ids.lowerAlnum("trailfile", 16))
 	key := TrailLogKey(o.id, k.account, k.region, at, unique)
 	b.store().put(key, &s3Object{data: gz.Bytes(), modified: e.now(), contentType: "application/json", contentEncoding: "gzip"})
