@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -183,12 +184,27 @@ func Start() (*Server, error) {
 	s.cmd.Dir = dir
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	// Pdeathsig stops the server should its parent die without calling
-	// Stop.
+	// Stop. The kernel sends it when the thread that started the server
+	// exits, not the process: the goroutine that starts it keeps its
+	// thread locked until the server exits, so a Go thread ending (one a
+	// test moved into a network namespace and discarded) cannot stop the
+	// server in the middle of the tests.
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGTERM}
-	if err := s.cmd.Start(); err != nil {
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := s.cmd.Start(); err != nil {
+			runtime.UnlockOSThread()
+			started <- err
+			return
+		}
+		started <- nil
+		_ = s.cmd.Wait()
+		close(s.done)
+	}()
+	if err := <-started; err != nil {
 		return fail(fmt.Errorf("starting postgres: %w", err))
 	}
-	go func() { _ = s.cmd.Wait(); close(s.done) }()
 	if err := s.waitReady(logPath); err != nil {
 		return fail(err)
 	}
