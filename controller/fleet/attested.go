@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/firebreak-ir/firebreak/controller/apiview"
 	"github.com/firebreak-ir/firebreak/controller/attest"
@@ -22,7 +23,12 @@ import (
 // role, labels) comes from the proof as the verifier read it, never from
 // the agent's facts.
 func (s *Service) enrollAttested(ctx context.Context, src string, req *agentv1.EnrollRequest) (*agentv1.EnrollResponse, error) {
-	facts := req.GetFacts()
+	// A copy: the attested identity and labels are written into it, and
+	// the request stays as the agent sent it.
+	facts := proto.CloneOf(req.GetFacts())
+	if facts == nil {
+		facts = &agentv1.AgentFacts{}
+	}
 	if req.GetJoinToken() != "" || (req.GetAwsIid() != nil && req.GetAwsSts() != nil) {
 		s.guard.Refused(ctx, src, facts.GetHostname(), "several join proofs")
 		return nil, status.Error(codes.InvalidArgument, "enrollment refused: give one join proof (a join token, an instance identity document or a signed STS request)")

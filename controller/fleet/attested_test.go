@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/firebreak-ir/firebreak/controller/attest"
 	"github.com/firebreak-ir/firebreak/controller/fleet"
@@ -139,6 +140,9 @@ func TestOneDocumentEnrollsOneAgent(t *testing.T) {
 	var wg sync.WaitGroup
 	codesSeen := make([]codes.Code, racers)
 	for i := range racers {
+		// Each racer sends its own copy, as each RPC has its own request:
+		// the service checks and fills in the facts it received.
+		req := proto.CloneOf(req)
 		wg.Go(func() {
 			_, err := f.svc.Enroll(from(i), req)
 			codesSeen[i] = status.Code(err)
