@@ -320,7 +320,7 @@ func HostWith(ctx context.Context, c HostConfig) (func(), error) {
 		return nil, err
 	}
 	caFile := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(caFile, c.CAPEM, 0o644); err != nil {
+	if err := os.WriteFile(caFile, c.CAPEM, 0o600); err != nil {
 		return nil, err
 	}
 	logger := c.Logger
