@@ -88,7 +88,7 @@ type MigrationReport struct {
 func (s *SQL) migrate(ctx context.Context) (*MigrationReport, error) {
 	conn, err := s.w.Conn(ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("connecting: %w", err)
 	}
 	pg := isPostgres(s.w)
 	if pg {
@@ -101,7 +101,7 @@ func (s *SQL) migrate(ctx context.Context) (*MigrationReport, error) {
 		defer conn.Close()
 	}
 	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("creating the migrations table: %w", err)
 	}
 	all := allMigrations()
 	known := make(map[string]bool, len(all))
@@ -110,7 +110,7 @@ func (s *SQL) migrate(ctx context.Context) (*MigrationReport, error) {
 	}
 	have, err := queryConnStrings(ctx, conn, `SELECT name FROM schema_migrations ORDER BY name`)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reading the applied migrations: %w", err)
 	}
 	done := make(map[string]bool, len(have))
 	for _, n := range have {
@@ -146,12 +146,12 @@ func (s *SQL) migrate(ctx context.Context) (*MigrationReport, error) {
 func applyMigration(ctx context.Context, conn *sql.Conn, m migration, pg bool) (bool, error) {
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("migration %s: beginning: %w", m.name, err)
 	}
 	defer tx.Rollback()
 	var n int
 	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE name = ?`, m.name).Scan(&n); err != nil {
-		return false, err
+		return false, fmt.Errorf("migration %s: %w", m.name, err)
 	}
 	if n > 0 {
 		return false, nil

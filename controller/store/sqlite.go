@@ -55,6 +55,11 @@ func OpenSQLite(ctx context.Context, path string) (*SQL, error) {
 	if err := privateDatabaseFiles(path); err != nil {
 		return nil, err
 	}
+	unlock, err := lockOpen(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	// The pragmas run in this order on each new connection: busy_timeout
 	// first, so that switching a new database to WAL, which needs the
 	// database to itself, waits for another opener (a second store on the
