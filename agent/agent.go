@@ -330,9 +330,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	// list, so agents spread over a cluster; when it ends (dial error,
 	// broken stream, controller stopping) the next goes to another, after
 	// a full-jitter delay, so the agents of a controller that died do not
-	// all arrive at one survivor at once.
-	var backoff ctrladdr.Backoff
-	target, pickErr := a.controllers.Next(ctx)
+	// all arrive at one survivor at once. Addresses that refuse are passed
+	// over quickly until every one was tried (see ctrladdr.Schedule).
+	sched := ctrladdr.Schedule{Picker: a.controllers}
+	target, pickErr := sched.First(ctx)
 	for {
 		var err error
 		var up time.Duration
@@ -345,15 +346,12 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.waitRunning(10 * time.Second)
 			return nil
 		}
-		if up >= ctrladdr.StableAfter {
-			backoff.Reset()
-		}
-		wait := backoff.Next()
 		failed := target.Addr
+		var wait time.Duration
+		target, wait, pickErr = sched.After(ctx, failed, up)
 		if failed == "" {
 			failed = a.controllers.List().String()
 		}
-		target, pickErr = a.controllers.Next(ctx)
 		if pickErr != nil {
 			a.cfg.Logger.Warn("connection to the controller lost, and no controller address resolves; retrying", "controller", failed,
 				"error", err, "resolve_error", pickErr, "in", wait.Round(time.Millisecond).String())

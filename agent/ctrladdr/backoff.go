@@ -13,8 +13,12 @@ const (
 	// all down tries again at least this often.
 	BackoffCap = 30 * time.Second
 	// StableAfter is how long a connection must have stayed up for the
-	// backoff to start again from BackoffBase when it ends.
-	StableAfter = time.Minute
+	// backoff to start again from BackoffBase when it ends. It is long
+	// enough that a controller accepting streams and dropping them at once
+	// meets a growing backoff, and short enough that an agent moved by
+	// several failovers within minutes (a cluster losing controllers one
+	// after another) is not left waiting a ceiling each time.
+	StableAfter = 10 * time.Second
 )
 
 // Backoff is exponential backoff with full jitter: the n-th delay since
@@ -62,6 +66,21 @@ func (b *Backoff) Next() time.Duration {
 		b.attempt++
 	}
 	return d
+}
+
+// Short returns a delay uniform in [0, Base], without raising the
+// ceiling: the pause between two addresses of one round.
+func (b *Backoff) Short() time.Duration {
+	base := b.Base
+	if base <= 0 {
+		base = BackoffBase
+	}
+	base = min(base, b.capOrDefault())
+	n := b.Int64N
+	if n == nil {
+		n = rand.Int64N
+	}
+	return time.Duration(n(int64(base) + 1))
 }
 
 // Reset starts the ceilings again from Base, after a connection that

@@ -1,8 +1,8 @@
 // Package ctrladdr is how an agent chooses among the controllers of a
 // cluster: the address list it is given (--controller a:7443,b:7443, or a
-// DNS name with several A/AAAA records), a random pick that spreads agents
-// over the controllers and moves off the one that just failed, and the
-// exponential backoff with full jitter between attempts.
+// DNS name with several A/AAAA records), rounds in a random order that
+// spread agents over the controllers and move off the one that just
+// failed, and the exponential backoff with full jitter between rounds.
 package ctrladdr
 
 import (
@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -117,16 +118,13 @@ func (c *PickerConfig) CheckAndSetDefaults() error {
 	return nil
 }
 
-// Picker chooses the controller address to dial. Each pick resolves the
-// list again, so a DNS name's records are followed as they change, and
-// never returns the address picked last when another exists: a connection
-// ends because its controller failed or stopped, and the next attempt goes
-// elsewhere. A Picker is safe for concurrent use.
+// Picker orders the controller addresses to dial. Each call resolves the
+// list again, so a DNS name's records are followed as they change. A
+// Picker is safe for concurrent use.
 type Picker struct {
 	cfg PickerConfig
 
-	mu   sync.Mutex
-	last string
+	mu sync.Mutex
 }
 
 // NewPicker returns a Picker over cfg.List.
@@ -182,30 +180,21 @@ func (p *Picker) Resolve(ctx context.Context) ([]Target, error) {
 	return out, nil
 }
 
-// Next returns the address to dial next: one picked uniformly at random
-// among the resolved addresses, leaving out the one picked last when there
-// is another.
-func (p *Picker) Next(ctx context.Context) (Target, error) {
-	targets, err := p.Resolve(ctx)
+// Round returns every resolved address once, in a random order, with
+// failed (the address whose connection just ended or failed) last when
+// there is another: the next connection goes elsewhere first, and a
+// controller that is down is tried again only after every other.
+func (p *Picker) Round(ctx context.Context, failed string) ([]Target, error) {
+	targets, err := p.Order(ctx)
 	if err != nil {
-		return Target{}, err
+		return nil, err
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(targets) > 1 && p.last != "" {
-		others := targets[:0:0]
-		for _, t := range targets {
-			if t.Addr != p.last {
-				others = append(others, t)
-			}
-		}
-		if len(others) > 0 {
-			targets = others
-		}
+	if i := slices.IndexFunc(targets, func(t Target) bool { return t.Addr == failed }); i >= 0 && len(targets) > 1 {
+		t := targets[i]
+		targets = append(targets[:i], targets[i+1:]...)
+		targets = append(targets, t)
 	}
-	t := targets[p.cfg.IntN(len(targets))]
-	p.last = t.Addr
-	return t, nil
+	return targets, nil
 }
 
 // Order returns every resolved address in a random order, for a one-off

@@ -122,50 +122,50 @@ func newPicker(t *testing.T, list string, res ctrladdr.Resolver, r *rand.Rand) *
 	return p
 }
 
-// TestPickerNextMovesToAnotherAddress: after any pick, the next is another
-// address whenever there is one, and the endpoint (the configured name)
-// travels with the resolved IP.
-func TestPickerNextMovesToAnotherAddress(t *testing.T) {
+// TestPickerRoundPutsTheFailedAddressLast: a round holds every resolved
+// address once, the one that just failed last whenever there is another,
+// and the endpoint (the configured name) travels with the resolved IP.
+func TestPickerRoundPutsTheFailedAddressLast(t *testing.T) {
 	tests := []struct {
 		name string
 		list string
+		want int
 	}{
-		{name: "three literals", list: "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3"},
-		{name: "two literals", list: "10.0.0.1:7443,10.0.0.2:7443"},
-		{name: "dns name", list: "ctl.example:7443"},
+		{name: "three literals", list: "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3", want: 3},
+		{name: "two literals", list: "10.0.0.1:7443,10.0.0.2:7443", want: 2},
+		{name: "dns name", list: "ctl.example:7443", want: 3},
+		{name: "one address", list: "10.0.0.1:7443", want: 1},
 	}
 	res := fakeResolver{"ctl.example": {"10.0.0.1", "10.0.0.2", "10.0.0.3"}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := newPicker(t, tt.list, res, rand.New(rand.NewPCG(7, 7)))
-			prev, err := p.Next(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
+			failed := ""
 			for range 200 {
-				next, err := p.Next(context.Background())
+				round, err := p.Round(context.Background(), failed)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if next.Addr == prev.Addr {
-					t.Fatalf("picked %s twice in a row", next.Addr)
+				seen := map[string]bool{}
+				for _, r := range round {
+					if seen[r.Addr] {
+						t.Fatalf("round %v holds %s twice", round, r.Addr)
+					}
+					seen[r.Addr] = true
+					if tt.name == "dns name" && r.Endpoint.String() != "ctl.example:7443" {
+						t.Fatalf("endpoint %s, want the configured ctl.example:7443", r.Endpoint)
+					}
 				}
-				if tt.name == "dns name" && next.Endpoint.String() != "ctl.example:7443" {
-					t.Fatalf("endpoint %s, want the configured ctl.example:7443", next.Endpoint)
+				if len(round) != tt.want {
+					t.Fatalf("round %v, want %d addresses", round, tt.want)
 				}
-				prev = next
+				if failed != "" && round[len(round)-1].Addr != failed {
+					t.Fatalf("round %v after %s failed: it must come last", round, failed)
+				}
+				failed = round[0].Addr
 			}
 		})
 	}
-	t.Run("one address is picked again", func(t *testing.T) {
-		p := newPicker(t, "10.0.0.1:7443", res, rand.New(rand.NewPCG(1, 1)))
-		for range 3 {
-			got, err := p.Next(context.Background())
-			if err != nil || got.Addr != "10.0.0.1:7443" {
-				t.Fatalf("Next = %v, %v", got, err)
-			}
-		}
-	})
 }
 
 // TestPickerSpreadsAgents: many agents, each with its own picker and
@@ -181,12 +181,12 @@ func TestPickerSpreadsAgents(t *testing.T) {
 	on := make([]string, agents)
 	for i := range pickers {
 		pickers[i] = newPicker(t, strings.Join(addrs, ","), nil, rand.New(rand.NewPCG(seed.Uint64(), seed.Uint64())))
-		got, err := pickers[i].Next(context.Background())
+		got, err := pickers[i].Round(context.Background(), "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		first[got.Addr]++
-		on[i] = got.Addr
+		first[got[0].Addr]++
+		on[i] = got[0].Addr
 	}
 	// Each count is Binomial(3000, 1/3): mean 1000, sd 25.8. ±150 is
 	// almost six sd; a pick that favoured one address would be far out.
@@ -201,14 +201,14 @@ func TestPickerSpreadsAgents(t *testing.T) {
 		if on[i] != dead {
 			continue
 		}
-		got, err := p.Next(context.Background())
+		got, err := p.Round(context.Background(), dead)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Addr == dead {
+		if got[0].Addr == dead {
 			t.Fatalf("agent %d went back to the controller that failed", i)
 		}
-		moved[got.Addr]++
+		moved[got[0].Addr]++
 	}
 	n := first[dead]
 	// Binomial(n, 1/2): sd ≈ 16 for n ≈ 1000; each survivor gets half ±15%.
