@@ -1,6 +1,7 @@
 // Package pgserver runs a throwaway PostgreSQL server: initdb in a
 // temporary directory, then postgres on a unix socket in that directory
-// and on a random 127.0.0.1 port, fsync off, trust authentication for the
+// and on a random 127.0.0.1 port, fsync off (a commit survives the server
+// crashing, not the machine), trust authentication for the
 // superuser. As root, both run as the postgres system user (initdb refuses
 // root). Tests reach it through internal/pgtest; `firebreak bench
 // failover` starts one when no --store is given. It is for measurements
@@ -49,6 +50,8 @@ type Server struct {
 	bin  string
 	dir  string
 	port int
+	// cred is the user the server runs as (nil: this process's).
+	cred *syscall.Credential
 	cmd  *exec.Cmd
 	done chan struct{}
 }
@@ -169,46 +172,74 @@ func Start() (*Server, error) {
 	if s.port, err = freePort(); err != nil {
 		return fail(err)
 	}
-	logPath := filepath.Join(dir, "postgres.log")
-	logf, err := os.Create(logPath) //nolint:gosec // G304: a file in the server's own temporary directory
-	if err != nil {
+	s.cred = cred
+	if err := s.run(); err != nil {
 		return fail(err)
 	}
+	return s, nil
+}
+
+// Restart stops the server abruptly, as a crash or a database failover
+// does (an immediate shutdown: open connections are cut, no checkpoint),
+// and starts it again on the same port and data, waiting until it takes
+// connections. Clients must reconnect; committed data survives.
+func (s *Server) Restart() error {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-s.done:
+		case <-time.After(30 * time.Second):
+			_ = s.cmd.Process.Kill()
+			<-s.done
+		}
+	}
+	return s.run()
+}
+
+// run starts postgres on s's data directory and port and waits until it
+// takes connections.
+func (s *Server) run() error {
+	s.done = make(chan struct{})
+	logPath := filepath.Join(s.dir, "postgres.log")
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600) //nolint:gosec // G304: a file in the server's own temporary directory
+	if err != nil {
+		return err
+	}
 	defer logf.Close()
-	if cred != nil {
-		_ = os.Chown(logPath, int(cred.Uid), int(cred.Gid))
+	if s.cred != nil {
+		_ = os.Chown(logPath, int(s.cred.Uid), int(s.cred.Gid))
 	}
 	//nolint:gosec // G204: PostgreSQL's own server, beside initdb
-	s.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-k", dir, "-h", "127.0.0.1", "-p", strconv.Itoa(s.port),
-		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=300")
-	s.cmd.Dir = dir
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	cmd := exec.Command(filepath.Join(s.bin, "postgres"), "-D", filepath.Join(s.dir, "data"), "-k", s.dir, "-h", "127.0.0.1", "-p", strconv.Itoa(s.port),
+		"-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=300")
+	cmd.Dir = s.dir
+	cmd.Stdout, cmd.Stderr = logf, logf
 	// Pdeathsig stops the server should its parent die without calling
 	// Stop. The kernel sends it when the thread that started the server
 	// exits, not the process: the goroutine that starts it keeps its
 	// thread locked until the server exits, so a Go thread ending (one a
 	// test moved into a network namespace and discarded) cannot stop the
 	// server in the middle of the tests.
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGTERM}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGTERM}
+	s.cmd = cmd
+	done := s.done
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		if err := s.cmd.Start(); err != nil {
+		if err := cmd.Start(); err != nil {
 			runtime.UnlockOSThread()
 			started <- err
+			close(done)
 			return
 		}
 		started <- nil
-		_ = s.cmd.Wait()
-		close(s.done)
+		_ = cmd.Wait()
+		close(done)
 	}()
 	if err := <-started; err != nil {
-		return fail(fmt.Errorf("starting postgres: %w", err))
+		return fmt.Errorf("starting postgres: %w", err)
 	}
-	if err := s.waitReady(logPath); err != nil {
-		return fail(err)
-	}
-	return s, nil
+	return s.waitReady(logPath)
 }
 
 // waitReady waits, for a bounded time, until the server takes

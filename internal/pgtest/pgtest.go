@@ -61,3 +61,25 @@ func Main(m *testing.M) int {
 	}
 	return code
 }
+
+// Dedicated starts a server of t's own, which t may restart (a test of
+// the controllers riding out a database restart must not cut the
+// connections of the other tests), and returns it with the DSN of a
+// database on it. The server is stopped when t ends. It skips t when
+// PostgreSQL is not installed.
+func Dedicated(t testing.TB) (*pgserver.Server, string) {
+	t.Helper()
+	s, err := pgserver.Start()
+	if pgserver.IsUnavailable(err) {
+		t.Skip(err.Error() + " to run the PostgreSQL tests")
+	}
+	if err != nil {
+		t.Fatalf("starting a test PostgreSQL: %v", err)
+	}
+	t.Cleanup(s.Stop)
+	const name = "firebreak"
+	if err := s.Exec(`CREATE DATABASE ` + name); err != nil {
+		t.Fatalf("creating the test database: %v", err)
+	}
+	return s, s.DSN(name)
+}

@@ -41,3 +41,33 @@ func TestNewGivesFreshDatabases(t *testing.T) {
 		t.Fatalf("both tests got database %s", names[0])
 	}
 }
+
+// TestDedicatedRestart: a dedicated server restarted abruptly cuts its
+// connections, comes back on the same DSN, and keeps what was committed.
+func TestDedicatedRestart(t *testing.T) {
+	ctx := context.Background()
+	srv, dsn := pgtest.Dedicated(t)
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	if _, err := c.Exec(ctx, `CREATE TABLE kept (x INT); INSERT INTO kept VALUES (7)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	if _, err := c.Exec(ctx, `SELECT 1`); err == nil {
+		t.Fatal("a connection opened before the restart still works: the restart did not cut it")
+	}
+	again, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connecting after the restart: %v", err)
+	}
+	defer again.Close(ctx)
+	var x int
+	if err := again.QueryRow(ctx, `SELECT x FROM kept`).Scan(&x); err != nil || x != 7 {
+		t.Fatalf("after the restart: x = %d, %v; want the committed 7", x, err)
+	}
+}

@@ -12,13 +12,16 @@ import (
 	"testing"
 	"time"
 
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/firebreak-ir/firebreak/internal/pgserver"
 	"github.com/firebreak-ir/firebreak/internal/pgtest"
 	"github.com/firebreak-ir/firebreak/test/e2e"
 )
 
 // clusterAgents is how many agents the cluster fixture spreads over its
 // three controllers.
-const clusterAgents = 6
+const clusterAgents = 30
 
 // clusterLeases are the leases every controller of the fixture competes
 // for (no SQS queue is configured, so no poller).
@@ -48,20 +51,24 @@ type cluster struct {
 	// addrs are the controllers' fixed listen addresses, in ctls' order.
 	addrs  []string
 	agents []*e2e.Agent
+	// pg is the fixture's own PostgreSQL, which a subtest restarts.
+	pg *pgserver.Server
 }
 
-// startCluster runs `controller init`, starts three controllers on one
-// throwaway PostgreSQL (each with its own data dir and port, a 3 s lease
-// TTL) and clusterAgents agents started with `--controller A,B,C`, and
-// waits until every agent is connected somewhere. It skips without
-// PostgreSQL.
+// startCluster runs `controller init`, starts three controllers on a
+// throwaway PostgreSQL of the test's own (each with its own data dir and
+// port, a 3 s lease TTL) and clusterAgents agents started with
+// `--controller A,B,C`, and waits until every agent is connected
+// somewhere. The agents carry only the noop plugin, all the fixture runs.
+// It skips without PostgreSQL.
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
-	dsn := pgtest.New(t)
+	pg, dsn := pgtest.Dedicated(t)
 	b := e2e.Build(t)
 	evidence := s3Evidence(t)
 	root := t.TempDir()
-	cl := &cluster{b: b, pkiDir: filepath.Join(root, "pki")}
+	cl := &cluster{b: b, pkiDir: filepath.Join(root, "pki"), pg: pg}
+	plugins := b.PluginSubset(t, "noop")
 	initCluster(t, b, cl.pkiDir)
 	pbDir := filepath.Join(root, "playbooks")
 	if err := os.MkdirAll(pbDir, 0o700); err != nil {
@@ -84,7 +91,7 @@ func startCluster(t *testing.T) *cluster {
 	token := cl.ctls[0].Token(t, "host", clusterAgents)
 	for i := range clusterAgents {
 		cl.agents = append(cl.agents, cl.ctls[0].StartAgent(t, e2e.AgentOptions{Name: fmt.Sprintf("agent-%d", i), Token: token,
-			Controller: strings.Join(cl.addrs, ","), CAFile: filepath.Join(cl.pkiDir, "ca.pem")}))
+			Controller: strings.Join(cl.addrs, ","), CAFile: filepath.Join(cl.pkiDir, "ca.pem"), PluginDir: plugins}))
 	}
 	// The agent processes loading and hashing their plugins at once take
 	// a while on a small shared machine: wait longer than AgentID does.
@@ -386,6 +393,49 @@ func TestClusterOnPostgres(t *testing.T) {
 		}
 		cl.checkOneMore(t, before)
 		cl.restart(t, []*e2e.Controller{dead, second}, []string{deadAddr, secondAddr})
+	})
+
+	t.Run("PostgreSQL restarted mid-run: the controllers reconnect, the run completes, each task started once", func(t *testing.T) {
+		cl.waitAgents(t, cl.ctls[0], cl.ctls, clusterAgents)
+		owner := cl.ctls[2]
+		before := cl.checkJournals(t)
+		id := startRun(t, owner, "3s")
+		// The database goes down while every agent runs its task, so the
+		// results arrive while it is down or coming back.
+		e2e.WaitFor(t, time.Minute, "every agent to start the run's task", func() bool {
+			for _, a := range cl.agents {
+				if len(journalTaskStarts(t, a)) != before[a.Name]+1 {
+					return false
+				}
+			}
+			return true
+		})
+		t.Logf("restarting PostgreSQL (immediate shutdown) during run %s owned by %s", id, owner.Name)
+		if err := cl.pg.Restart(); err != nil {
+			t.Fatalf("restarting PostgreSQL: %v", err)
+		}
+		run := waitRunEnd(t, owner, id)
+		if run.Status != "succeeded" || run.Succeeded != clusterAgents {
+			t.Fatalf("the run across the database restart: %+v", run)
+		}
+		cl.checkOneMore(t, before)
+		// Every controller serves again: healthy, listing the three, and a
+		// run through each reaches every agent.
+		for _, c := range cl.ctls {
+			e2e.WaitFor(t, time.Minute, c.Name+" to report SERVING again", func() bool {
+				return healthStatusCA(t, c, filepath.Join(cl.pkiDir, "ca.pem")) == healthpb.HealthCheckResponse_SERVING
+			})
+		}
+		cl.waitAgents(t, cl.ctls[0], cl.ctls, clusterAgents)
+		for _, c := range cl.ctls {
+			before := cl.checkJournals(t)
+			var run e2e.RunJSON
+			c.MustJSON(t, &run, 0, "run", "noop", "--select", "all", "--wait")
+			if run.Status != "succeeded" || run.Succeeded != clusterAgents {
+				t.Fatalf("a run through %s after the database restart: %+v", c.Name, run)
+			}
+			cl.checkOneMore(t, before)
+		}
 	})
 
 	t.Run("kill -9 of the lease holder: another takes the leases and runs a playbook", func(t *testing.T) {

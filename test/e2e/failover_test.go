@@ -44,7 +44,14 @@ func freePorts(t *testing.T, n int) []int {
 // status, as a load balancer's health check would (no client certificate).
 func healthStatus(t *testing.T, c *e2e.Controller) healthpb.HealthCheckResponse_ServingStatus {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(c.DataDir, "ca.pem"))
+	return healthStatusCA(t, c, filepath.Join(c.DataDir, "ca.pem"))
+}
+
+// healthStatusCA is healthStatus for a controller whose CA is at caFile
+// (a cluster's, in its --pki-dir).
+func healthStatusCA(t *testing.T, c *e2e.Controller, caFile string) healthpb.HealthCheckResponse_ServingStatus {
+	t.Helper()
+	b, err := os.ReadFile(caFile) //nolint:gosec // G304: the test's own CA file
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -428,6 +428,34 @@ type AgentOptions struct {
 	Args []string
 }
 
+// PluginSubset returns a new plugin directory holding only the named
+// plugins (copies, for plugins must be real files) and their manifest,
+// for fixtures that run many agents: each agent hashes every plugin it is
+// given at start, and the whole catalogue, for dozens of agents at once,
+// is minutes of CPU on a small machine.
+func (b *Bins) PluginSubset(t testing.TB, names ...string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "plugins")
+	if err := os.MkdirAll(dir, 0o755); err != nil { //nolint:gosec // G301: the agent's plugin directory, read by the agent as the same user
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		src := filepath.Join(b.PluginDir, "firebreak-plugin-"+n)
+		data, err := os.ReadFile(src) //nolint:gosec // G304: a plugin this suite built
+		if err != nil {
+			t.Fatalf("plugin %s: %v", n, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(src)), data, 0o755); err != nil { //nolint:gosec // G306: a plugin executable
+			t.Fatal(err)
+		}
+	}
+	//nolint:gosec // G204: the suite's own firebreak binary
+	if out, err := exec.Command(b.Firebreak, "plugins", "manifest", dir).CombinedOutput(); err != nil {
+		t.Fatalf("plugins manifest %s: %v\n%s", dir, err, out)
+	}
+	return dir
+}
+
 // StartAgent starts an agent (enrolling it when a token is given).
 func (c *Controller) StartAgent(t testing.TB, o AgentOptions) *Agent {
 	t.Helper()
