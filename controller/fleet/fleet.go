@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/firebreak-ir/firebreak/controller/actioncatalog"
@@ -44,6 +45,14 @@ type Dispatcher interface {
 	AgentDisconnected(agentID string)
 	TaskEvent(agentID string, ev *agentv1.TaskEvent)
 	TaskResult(agentID string, res *agentv1.TaskResult)
+}
+
+// FactsNotifier is told when a connected agent's stored record changed
+// while its stream stayed open (a heartbeat changed its reported state),
+// so the other controllers of a cluster re-read it. A Dispatcher that is
+// one (the cluster's router) is told.
+type FactsNotifier interface {
+	AgentFactsChanged(agentID string)
 }
 
 // EvidenceReceiver stores the evidence agents upload. The fleet has already
@@ -678,17 +687,50 @@ func (s *Service) handle(agentID string, m *agentv1.ConnectRequest) {
 	switch msg := m.GetMsg().(type) {
 	case *agentv1.ConnectRequest_Heartbeat:
 		s.touch(agentID)
-		s.mu.Lock()
-		if sess := s.sessions[agentID]; sess != nil && sess.facts != nil {
-			sess.facts.Isolated = msg.Heartbeat.GetIsolated()
-			sess.facts.Degraded = cleanDegraded(msg.Heartbeat.GetDegraded())
-		}
-		s.mu.Unlock()
+		s.heartbeat(agentID, msg.Heartbeat)
 	case *agentv1.ConnectRequest_TaskEvent:
 		s.cfg.Dispatcher.TaskEvent(agentID, msg.TaskEvent)
 	case *agentv1.ConnectRequest_TaskResult:
 		s.touch(agentID)
 		s.cfg.Dispatcher.TaskResult(agentID, msg.TaskResult)
+	}
+}
+
+// heartbeat applies the state an agent reports in a heartbeat to its
+// session and, when its isolation or degraded state changed, to its stored
+// record, so that `agents list` through any controller of a cluster, and
+// this one after a restart, shows it. The state is the agent's report,
+// shown as such; no security decision rests on it.
+func (s *Service) heartbeat(agentID string, hb *agentv1.Heartbeat) {
+	isolated, degraded := hb.GetIsolated(), cleanDegraded(hb.GetDegraded())
+	s.mu.Lock()
+	sess := s.sessions[agentID]
+	if sess == nil || sess.facts == nil || (sess.facts.GetIsolated() == isolated && sess.facts.GetDegraded() == degraded) {
+		s.mu.Unlock()
+		return
+	}
+	// The session's facts are shared with readers (Facts): they are
+	// replaced, never changed in place.
+	facts := proto.CloneOf(sess.facts)
+	facts.Isolated, facts.Degraded = isolated, degraded
+	sess.facts = facts
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.cfg.Store.SetAgentFacts(ctx, agentID, facts); err != nil {
+		s.cfg.Logger.Warn("recording the agent's reported state failed; this controller shows it, the others show it at its next connection",
+			"agent", agentID, "isolated", isolated, "error", err)
+		return
+	}
+	s.mu.Lock()
+	if k := s.known[agentID]; k != nil {
+		c := *k
+		c.Facts = facts
+		s.known[agentID] = &c
+	}
+	s.mu.Unlock()
+	if n, ok := s.cfg.Dispatcher.(FactsNotifier); ok {
+		n.AgentFactsChanged(agentID)
 	}
 }
 

@@ -98,7 +98,7 @@ func (l *link) presence(ss []session) {
 		return
 	}
 	for _, s := range ss {
-		l.sessions = append(l.sessions, &clusterv1.Session{AgentId: s.agentID, Epoch: s.epoch, Open: s.open})
+		l.sessions = append(l.sessions, &clusterv1.Session{AgentId: s.agentID, Epoch: s.epoch, Open: s.open, FactsChanged: s.factsChanged})
 	}
 	l.mu.Unlock()
 	l.signal()

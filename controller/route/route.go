@@ -146,6 +146,9 @@ type Router struct {
 type sessionChange struct {
 	agentID string
 	open    bool
+	// factsChanged marks, on a stream still open, a change of the agent's
+	// stored record: the others re-read it (open is ignored).
+	factsChanged bool
 }
 
 // New returns a router; call Wire, then Run.
@@ -226,6 +229,15 @@ func (r *Router) AgentDisconnected(agentID string) {
 	r.queueChange(sessionChange{agentID: agentID})
 	if here {
 		r.disp.AgentDisconnected(agentID)
+	}
+}
+
+// AgentFactsChanged implements fleet.FactsNotifier: an agent held here
+// stored a new record (its reported isolation changed); the other
+// controllers re-read it.
+func (r *Router) AgentFactsChanged(agentID string) {
+	if r.shared {
+		r.queueChange(sessionChange{agentID: agentID, factsChanged: true})
 	}
 }
 
@@ -402,7 +414,12 @@ func (r *Router) writeSessions(ctx context.Context) {
 		}
 		last := map[string]bool{}
 		var order []string
+		changed := map[string]bool{}
 		for _, c := range batch {
+			if c.factsChanged {
+				changed[c.agentID] = true
+				continue
+			}
 			if _, seen := last[c.agentID]; !seen {
 				order = append(order, c.agentID)
 			}
@@ -440,6 +457,12 @@ func (r *Router) writeSessions(ctx context.Context) {
 				r.loc[id] = location{controller: r.cfg.ID, epoch: e}
 			}
 			sessions = append(sessions, session{agentID: id, epoch: e, open: true})
+			delete(changed, id) // an open makes the others read the agent anyway
+		}
+		for id := range changed {
+			if e, ok := epochs[id]; ok {
+				sessions = append(sessions, session{agentID: id, epoch: e, open: true, factsChanged: true})
+			}
 		}
 		peers := make([]*link, 0, len(r.peers))
 		for _, l := range r.peers {
@@ -466,16 +489,23 @@ type session struct {
 	agentID string
 	epoch   int64
 	open    bool
+	// factsChanged: the agent's stored record changed on this open
+	// session; the receiver re-reads it.
+	factsChanged bool
 }
 
 // applyPresence applies session changes that controller from reported,
 // and tells the dispatcher which agents it can reach now or no longer.
 // It returns how many changed a location.
 func (r *Router) applyPresence(from string, sessions []session) int {
-	var up, down, fresh []string
+	var up, down, reread []string
 	r.mu.Lock()
 	for _, s := range sessions {
 		cur, ok := r.loc[s.agentID]
+		if s.factsChanged {
+			reread = append(reread, s.agentID)
+			continue
+		}
 		if s.open {
 			if ok && (cur.epoch >= s.epoch || (cur.controller == r.cfg.ID && cur.epoch == 0)) {
 				// What this controller knows is as new or newer: a
@@ -484,9 +514,9 @@ func (r *Router) applyPresence(from string, sessions []session) int {
 			}
 			r.loc[s.agentID] = location{controller: from, epoch: s.epoch}
 			up = append(up, s.agentID)
-			if !ok {
-				fresh = append(fresh, s.agentID)
-			}
+			// The agent said hello there: its stored record (facts,
+			// plugins, isolation) may be new to this controller.
+			reread = append(reread, s.agentID)
 			continue
 		}
 		if ok && cur.controller == from && cur.epoch == s.epoch {
@@ -495,12 +525,13 @@ func (r *Router) applyPresence(from string, sessions []session) int {
 		}
 	}
 	r.mu.Unlock()
-	if len(fresh) > 0 {
-		// An agent new to this controller's mirror (enrolled or changed
-		// while connected to another) is read from the store before runs
-		// can target it.
+	if len(reread) > 0 {
+		// An agent that connected to another controller, or whose record
+		// changed there, is read from the store again before runs target
+		// it: it may be newly enrolled, or report other facts, plugins or
+		// isolation than this controller's mirror holds.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		r.fleet.Refresh(ctx, fresh)
+		r.fleet.Refresh(ctx, reread)
 		cancel()
 	}
 	for _, id := range up {

@@ -135,8 +135,19 @@ func TestPresenceKeepsTheNewestSession(t *testing.T) {
 				{from: "ctl-c", sessions: []session{{agentID: "x", epoch: 2, open: true}}},
 				{from: "ctl-b", sessions: []session{{agentID: "x", epoch: 1}}},
 			},
+			// The move re-reads the agent: its hello on C may have changed
+			// its facts (an isolated host failing over).
 			wantLoc:   "ctl-c",
-			wantCalls: []string{"refresh x", "connected x", "connected x"},
+			wantCalls: []string{"refresh x", "connected x", "refresh x", "connected x"},
+		},
+		{
+			name: "its record changes on B while its stream stays: re-read, nothing else",
+			steps: []step{
+				{from: "ctl-b", sessions: []session{{agentID: "x", epoch: 1, open: true}}},
+				{from: "ctl-b", sessions: []session{{agentID: "x", epoch: 1, open: true, factsChanged: true}}},
+			},
+			wantLoc:   "ctl-b",
+			wantCalls: []string{"refresh x", "connected x", "refresh x"},
 		},
 		{
 			name: "C's open arrives before B's: the older one is ignored",

@@ -100,7 +100,7 @@ func (s *Server) Presence(ctx context.Context, req *clusterv1.PresenceRequest) (
 	}
 	ss := make([]session, 0, len(req.GetSessions()))
 	for _, x := range req.GetSessions() {
-		ss = append(ss, session{agentID: x.GetAgentId(), epoch: x.GetEpoch(), open: x.GetOpen()})
+		ss = append(ss, session{agentID: x.GetAgentId(), epoch: x.GetEpoch(), open: x.GetOpen(), factsChanged: x.GetFactsChanged()})
 	}
 	s.r.applyPresence(from, ss)
 	return &clusterv1.PresenceResponse{}, nil

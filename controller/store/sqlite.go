@@ -437,6 +437,22 @@ func (s *SQL) TouchAgents(ctx context.Context, seen map[string]time.Time) error 
 	})
 }
 
+// SetAgentFacts implements Store.
+func (s *SQL) SetAgentFacts(ctx context.Context, id string, facts *agentv1.AgentFacts) error {
+	b, err := protojson.Marshal(orEmpty(facts))
+	if err != nil {
+		return err
+	}
+	res, err := s.exec(ctx, `UPDATE agents SET facts_json = ? WHERE id = ?`, string(b), id)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
 // CreateJoinToken implements Store.
 func (s *SQL) CreateJoinToken(ctx context.Context, t *JoinToken) error {
 	labels, _ := json.Marshal(t.Labels)

@@ -233,6 +233,10 @@ type Store interface {
 	ListAgents(ctx context.Context) ([]*Agent, error)
 	// TouchAgents records last-seen times in one transaction.
 	TouchAgents(ctx context.Context, seen map[string]time.Time) error
+	// SetAgentFacts replaces an agent's facts and nothing else of its
+	// record (a concurrent renewal's certificate serial stays), or returns
+	// ErrNotFound.
+	SetAgentFacts(ctx context.Context, id string, facts *agentv1.AgentFacts) error
 	// AgentsOnInstance returns the agents whose certificate names the EC2
 	// instance instanceID in account, ordered by id.
 	AgentsOnInstance(ctx context.Context, account, instanceID string) ([]*Agent, error)

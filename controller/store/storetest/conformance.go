@@ -52,6 +52,22 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		if !got.LastSeen.Equal(later) {
 			t.Fatalf("last seen %v, want %v", got.LastSeen, later)
 		}
+		// SetAgentFacts changes the facts only: a renewal's serial written
+		// meanwhile stays.
+		a.CertSerial = "cd"
+		if err := s.PutAgent(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetAgentFacts(ctx, "a1", &agentv1.AgentFacts{Hostname: "web-1", Isolated: true, Labels: map[string]string{"env": "prod"}}); err != nil {
+			t.Fatal(err)
+		}
+		got, _ = s.GetAgent(ctx, "a1")
+		if !got.Facts.GetIsolated() || got.CertSerial != "cd" || got.Facts.GetLabels()["env"] != "prod" {
+			t.Fatalf("after SetAgentFacts: isolated %v, serial %q, facts %v", got.Facts.GetIsolated(), got.CertSerial, got.Facts)
+		}
+		if err := s.SetAgentFacts(ctx, "nope", &agentv1.AgentFacts{}); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("SetAgentFacts of a missing agent: %v, want ErrNotFound", err)
+		}
 	})
 
 	t.Run("agent lifecycle", func(t *testing.T) {

@@ -690,7 +690,11 @@ type Session struct {
 	// agent has the highest.
 	Epoch int64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	// open is true for a stream opened, false for one closed.
-	Open          bool `protobuf:"varint,3,opt,name=open,proto3" json:"open,omitempty"`
+	Open bool `protobuf:"varint,3,opt,name=open,proto3" json:"open,omitempty"`
+	// facts_changed says that, on a stream still open, the agent's stored
+	// record changed (a heartbeat changed its reported isolation or degraded
+	// state): the receiver re-reads it from the store.
+	FactsChanged  bool `protobuf:"varint,4,opt,name=facts_changed,json=factsChanged,proto3" json:"facts_changed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -742,6 +746,13 @@ func (x *Session) GetEpoch() int64 {
 func (x *Session) GetOpen() bool {
 	if x != nil {
 		return x.Open
+	}
+	return false
+}
+
+func (x *Session) GetFactsChanged() bool {
+	if x != nil {
+		return x.FactsChanged
 	}
 	return false
 }
@@ -868,11 +879,12 @@ const file_firebreak_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x06report\"L\n" +
 	"\rReportRequest\x12;\n" +
 	"\areports\x18\x01 \x03(\v2!.firebreak.cluster.v1.AgentReportR\areports\"\x10\n" +
-	"\x0eReportResponse\"N\n" +
+	"\x0eReportResponse\"s\n" +
 	"\aSession\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x03R\x05epoch\x12\x12\n" +
-	"\x04open\x18\x03 \x01(\bR\x04open\"L\n" +
+	"\x04open\x18\x03 \x01(\bR\x04open\x12#\n" +
+	"\rfacts_changed\x18\x04 \x01(\bR\ffactsChanged\"L\n" +
 	"\x0fPresenceRequest\x129\n" +
 	"\bsessions\x18\x01 \x03(\v2\x1d.firebreak.cluster.v1.SessionR\bsessions\"\x12\n" +
 	"\x10PresenceResponse2\xae\x04\n" +
