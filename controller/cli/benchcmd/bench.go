@@ -28,6 +28,8 @@ func NewBenchCmd(g *cli.Globals) *cobra.Command {
 	var o fleetbench.Options
 	var inProcess bool
 	var cpuProfile string
+	var controllers int
+	var storeURL string
 	fleet := &cobra.Command{
 		Use:   "fleet",
 		Short: "Dispatch one run across N simulated agents over real mTLS gRPC streams and time it",
@@ -41,9 +43,18 @@ it.
   noop              the agent answers at once: pure dispatch cost
   host-isolate-sim  the real host-isolate rule building and atomic batch,
                     against an in-memory netlink stand-in (SIMULATED: no
-                    packet filter is touched)`,
+                    packet filter is touched)
+
+With --controllers N (2 or more) or --store, the fleet is served by a
+cluster instead: N controller processes of this binary on one PostgreSQL
+(a throwaway server unless --store names an empty database), the agents
+(in this process) spread over them. The noop run is created through the
+first controller and timed through its WatchRun stream; the tasks for the
+agents the others hold go through the routing between controllers.
+controller_rss_bytes is then the sum over the controllers.`,
 		Example: `  firebreak bench fleet --agents 1000 --action noop
-  firebreak bench fleet --agents 10000 --action host-isolate-sim --json`,
+  firebreak bench fleet --agents 10000 --action host-isolate-sim --json
+  firebreak bench fleet --controllers 3 --agents 10000 --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !inProcess {
@@ -57,23 +68,45 @@ it.
 				defer f.Close()
 				o.CPUProfile = f
 			}
-			if !g.JSON() {
-				fmt.Fprintf(g.ErrOut(), "starting a controller and %d simulated agents (%s)…\n", o.Agents, o.Action)
+			var res *fleetbench.Result
+			var err error
+			if controllers > 1 || storeURL != "" {
+				if o.Action != "noop" {
+					return cli.ExitWith(cli.ExitUsage, fmt.Errorf("--action %s: a cluster's fleet bench runs noop only (host-isolate-sim is catalogued by the embedded controller alone)", o.Action))
+				}
+				if controllers < 2 {
+					return cli.ExitWith(cli.ExitUsage, fmt.Errorf("--store: a cluster needs --controllers 2 or more"))
+				}
+				if cpuProfile != "" || inProcess {
+					return cli.ExitWith(cli.ExitUsage, fmt.Errorf("--cpuprofile and --agents-in-process are for the embedded controller; a cluster's controllers are processes of their own"))
+				}
+				fo := failoverbench.FleetOptions{Controllers: controllers, Agents: o.Agents, Store: storeURL}
+				if !g.JSON() {
+					fo.Progress = g.ErrOut()
+				}
+				res, err = failoverbench.Fleet(cmd.Context(), fo)
+			} else {
+				if !g.JSON() {
+					fmt.Fprintf(g.ErrOut(), "starting a controller and %d simulated agents (%s)…\n", o.Agents, o.Action)
+				}
+				res, err = fleetbench.Run(cmd.Context(), o)
 			}
-			res, err := fleetbench.Run(cmd.Context(), o)
 			if err != nil {
 				return err
 			}
 			if g.JSON() {
 				return g.PrintJSON(res)
 			}
-			fmt.Fprintf(g.Out(), "agents %d (simulated) · action %s\n", res.Agents, res.Action)
+			fmt.Fprintf(g.Out(), "agents %d (simulated) · action %s · %d controller(s) on %s\n", res.Agents, res.Action, res.Controllers, res.Store)
 			fmt.Fprintf(g.Out(), "connect all:            %10.1f ms (enrollment, TLS 1.3 handshake, hello)\n", res.ConnectAllMS)
 			fmt.Fprintf(g.Out(), "dispatch to all done:   %10.1f ms\n", res.DispatchToAllDoneMS)
 			fmt.Fprintf(g.Out(), "per-target done p50:    %10.1f ms\n", res.P50MS)
 			fmt.Fprintf(g.Out(), "per-target done p99:    %10.1f ms\n", res.P99MS)
 			where := "controller only"
-			if res.AgentsInProcess {
+			switch {
+			case res.Controllers > 1:
+				where = fmt.Sprintf("sum of the %d controllers", res.Controllers)
+			case res.AgentsInProcess:
 				where = "controller and agents in one process"
 			}
 			fmt.Fprintf(g.Out(), "controller RSS:         %10.1f MiB (%s)\n", float64(res.ControllerRSSBytes)/(1<<20), where)
@@ -88,6 +121,8 @@ it.
 	fleet.Flags().StringVar(&o.Action, "action", "noop", "noop or host-isolate-sim")
 	fleet.Flags().BoolVar(&inProcess, "agents-in-process", false, "host the agents in this process (the RSS then includes them)")
 	fleet.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the controller during the dispatch phase to this file")
+	fleet.Flags().IntVar(&controllers, "controllers", 1, "controller processes; 2 or more run a cluster on PostgreSQL")
+	fleet.Flags().StringVar(&storeURL, "store", "", "postgres:// URL of an empty database for the cluster (default: a throwaway PostgreSQL started here)")
 
 	var addr, caFile, action string
 	var count int

@@ -1,4 +1,6 @@
-// Package failoverbench measures a controller cluster losing a machine:
+// Package failoverbench measures a controller cluster: losing a machine
+// (Run), and serving a whole fleet's run (Fleet, `bench fleet
+// --controllers N`). Run:
 // N controller processes of this binary on one PostgreSQL store (a
 // throwaway server unless one is given) with S3 evidence (an in-process
 // S3 server), and simulated agents in this process given every
@@ -80,7 +82,7 @@ type Options struct {
 // CheckAndSetDefaults checks the options and sets defaults.
 func (o *Options) CheckAndSetDefaults() error {
 	if o.Controllers < 2 {
-		return fmt.Errorf("--controllers %d: a failover needs at least 2 controllers", o.Controllers)
+		return fmt.Errorf("--controllers %d: a cluster needs at least 2 controllers", o.Controllers)
 	}
 	if o.Kill == "" {
 		o.Kill = KillHolder
@@ -180,88 +182,14 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		_ = os.RemoveAll(root)
 	}()
 	b := &bench{o: o, root: root, creds: filepath.Join(root, "pki", "admin.creds")}
-	dsn := o.Store
-	if dsn == "" {
-		fmt.Fprintln(o.Progress, "starting a throwaway PostgreSQL…")
-		pg, err := pgserver.Start()
-		if err != nil {
-			return nil, fmt.Errorf("starting a throwaway PostgreSQL (or give --store): %w", err)
-		}
-		defer pg.Stop()
-		if err := pg.Exec(`CREATE DATABASE firebreak`); err != nil {
-			return nil, err
-		}
-		dsn = pg.DSN("firebreak")
-	}
-	evidence, stopS3, err := b.s3()
-	if err != nil {
-		return nil, err
-	}
-	defer stopS3()
-	if _, err := b.cli(ctx, "controller", "init", "--pki-dir", filepath.Join(root, "pki")); err != nil {
-		return nil, err
-	}
-	ports, err := freePorts(o.Controllers)
-	if err != nil {
-		return nil, err
-	}
-	for i, p := range ports {
-		name := fmt.Sprintf("controller-%c", 'a'+i)
-		c := &controllerProc{name: name, addr: fmt.Sprintf("127.0.0.1:%d", p), dataDir: filepath.Join(root, name),
-			logPath: filepath.Join(root, name+".log"), env: b.env}
-		c.args = []string{"controller", "--data-dir", c.dataDir, "--pki-dir", filepath.Join(root, "pki"), "--listen", c.addr,
-			"--store", dsn, "--evidence", evidence, "--approval-threshold", strconv.Itoa(o.Agents + 1),
-			// Every simulated agent enrolls from 127.0.0.1, where a real
-			// fleet enrolls from as many addresses as it has hosts.
-			"--enroll-rate-per-source", "1e9", "--enroll-burst-per-source", strconv.Itoa(o.Agents),
-			"--enroll-burst", strconv.Itoa(o.Agents)}
-		if err := c.start(ctx, o.Executable); err != nil {
-			return nil, err
-		}
-		defer c.stop()
-		b.ctls = append(b.ctls, c)
-	}
-	fmt.Fprintf(o.Progress, "%d controllers serving on %s\n", len(b.ctls), strings.Join(b.addrs(), ","))
-	var rssBefore int64
-	for _, c := range b.ctls {
-		rssBefore += c.rss()
-	}
-	var tok struct {
-		Token string `json:"token"`
-	}
-	if err := b.cliJSON(ctx, b.ctls[0].addr, &tok, "token", "create", "--role", "host", "--uses", strconv.Itoa(2*o.Agents), "--ttl", "2h"); err != nil {
-		return nil, err
-	}
-	caPEM, err := os.ReadFile(filepath.Join(root, "pki", "ca.pem"))
-	if err != nil {
-		return nil, err
-	}
 	res = &Result{Controllers: o.Controllers, Agents: o.Agents, Kill: o.Kill, DelayMS: float64(o.Delay.Milliseconds()), SimulatedAgents: true}
-	fmt.Fprintf(o.Progress, "starting %d simulated agents…\n", o.Agents)
-	b.fleet = newFleetState(o.Agents)
 	action := &countingNoop{runs: map[string]int{}}
-	start := time.Now()
-	stopAgents, err := fleetbench.HostWith(ctx, fleetbench.HostConfig{Controller: strings.Join(b.addrs(), ","), CAPEM: caPEM,
-		Token: tok.Token, Agents: o.Agents, Action: action, Configure: b.fleet.configure, StartAttempts: 5, Failed: b.fleet.failed})
+	up, stop, err := b.start(ctx, action)
 	if err != nil {
 		return nil, err
 	}
-	defer stopAgents()
-	if err := b.fleet.waitAll(ctx, 10*time.Minute, func(s *agentConn) bool { return s.addr != "" }); err != nil {
-		return nil, fmt.Errorf("connecting the fleet: %w", err)
-	}
-	res.ConnectAllMS = ms(time.Since(start))
-	var rssAfter int64
-	for _, c := range b.ctls {
-		r := c.rss()
-		rssAfter += r
-		res.ControllerRSSBytes = append(res.ControllerRSSBytes, r)
-	}
-	res.ControllerRSSBytesPerAgent = float64(rssAfter-rssBefore) / float64(o.Agents)
-	fmt.Fprintf(o.Progress, "fleet connected in %.1f s: %s\n", res.ConnectAllMS/1000, b.fleet.spread())
-	if err := b.settle(ctx); err != nil {
-		return nil, err
-	}
+	defer stop()
+	res.ConnectAllMS, res.ControllerRSSBytes, res.ControllerRSSBytesPerAgent = up.connectAllMS, up.rss, up.rssPerAgent
 
 	var finals []runFinal
 	for r := 0; r < o.Rounds; r++ {
@@ -276,6 +204,113 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	}
 	res.Lost, res.Duplicated = action.check(finals)
 	return res, nil
+}
+
+// clusterUp is what starting the cluster measured.
+type clusterUp struct {
+	connectAllMS float64
+	rss          []int64
+	rssPerAgent  float64
+}
+
+// start starts the cluster and its fleet: PostgreSQL (a throwaway server
+// unless the options name one), the S3 server, the cluster identity, the
+// controllers, and the simulated agents offering action, all connected
+// and the cluster settled. stop undoes all of it, also after an error.
+func (b *bench) start(ctx context.Context, action sdk.Action) (up *clusterUp, stop func(), err error) {
+	var cleanups []func()
+	stop = func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
+	dsn := b.o.Store
+	if dsn == "" {
+		fmt.Fprintln(b.o.Progress, "starting a throwaway PostgreSQL…")
+		pg, err := pgserver.Start()
+		if err != nil {
+			return nil, stop, fmt.Errorf("starting a throwaway PostgreSQL (or give --store): %w", err)
+		}
+		cleanups = append(cleanups, pg.Stop)
+		if err := pg.Exec(`CREATE DATABASE firebreak`); err != nil {
+			return nil, stop, err
+		}
+		dsn = pg.DSN("firebreak")
+	}
+	evidence, stopS3, err := b.s3()
+	if err != nil {
+		return nil, stop, err
+	}
+	cleanups = append(cleanups, stopS3)
+	if _, err := b.cli(ctx, "controller", "init", "--pki-dir", filepath.Join(b.root, "pki")); err != nil {
+		return nil, stop, err
+	}
+	ports, err := freePorts(b.o.Controllers)
+	if err != nil {
+		return nil, stop, err
+	}
+	for i, p := range ports {
+		name := fmt.Sprintf("controller-%c", 'a'+i)
+		c := &controllerProc{name: name, addr: fmt.Sprintf("127.0.0.1:%d", p), dataDir: filepath.Join(b.root, name),
+			logPath: filepath.Join(b.root, name+".log"), env: b.env}
+		c.args = []string{"controller", "--data-dir", c.dataDir, "--pki-dir", filepath.Join(b.root, "pki"), "--listen", c.addr,
+			"--store", dsn, "--evidence", evidence, "--approval-threshold", strconv.Itoa(b.o.Agents + 1),
+			// Every simulated agent enrolls from 127.0.0.1, where a real
+			// fleet enrolls from as many addresses as it has hosts.
+			"--enroll-rate-per-source", "1e9", "--enroll-burst-per-source", strconv.Itoa(b.o.Agents),
+			"--enroll-burst", strconv.Itoa(b.o.Agents)}
+		if err := c.start(ctx, b.o.Executable); err != nil {
+			return nil, stop, err
+		}
+		cleanups = append(cleanups, c.stop)
+		b.ctls = append(b.ctls, c)
+	}
+	fmt.Fprintf(b.o.Progress, "%d controllers serving on %s\n", len(b.ctls), strings.Join(b.addrs(), ","))
+	var rssBefore int64
+	for _, c := range b.ctls {
+		rssBefore += c.rss()
+	}
+	var tok struct {
+		Token string `json:"token"`
+	}
+	if err := b.cliJSON(ctx, b.ctls[0].addr, &tok, "token", "create", "--role", "host", "--uses", strconv.Itoa(2*b.o.Agents), "--ttl", "2h"); err != nil {
+		return nil, stop, err
+	}
+	caPEM, err := os.ReadFile(filepath.Join(b.root, "pki", "ca.pem"))
+	if err != nil {
+		return nil, stop, err
+	}
+	fmt.Fprintf(b.o.Progress, "starting %d simulated agents…\n", b.o.Agents)
+	b.fleet = newFleetState(b.o.Agents)
+	start := time.Now()
+	stopAgents, err := fleetbench.HostWith(ctx, fleetbench.HostConfig{Controller: strings.Join(b.addrs(), ","), CAPEM: caPEM,
+		Token: tok.Token, Agents: b.o.Agents, Action: action, Configure: b.fleet.configure, StartAttempts: 5, Failed: b.fleet.failed})
+	if err != nil {
+		return nil, stop, err
+	}
+	cleanups = append(cleanups, stopAgents)
+	if err := b.fleet.waitAll(ctx, 10*time.Minute, func(s *agentConn) bool { return s.addr != "" }); err != nil {
+		return nil, stop, fmt.Errorf("connecting the fleet: %w", err)
+	}
+	up = &clusterUp{connectAllMS: ms(time.Since(start))}
+	var rssAfter int64
+	for _, c := range b.ctls {
+		r := c.rss()
+		rssAfter += r
+		up.rss = append(up.rss, r)
+	}
+	up.rssPerAgent = float64(rssAfter-rssBefore) / float64(b.o.Agents)
+	fmt.Fprintf(b.o.Progress, "fleet connected in %.1f s: %s\n", up.connectAllMS/1000, b.fleet.spread())
+	if err := b.settle(ctx); err != nil {
+		return nil, stop, err
+	}
+
+	return up, stop, nil
 }
 
 // bench is one benchmark's state.

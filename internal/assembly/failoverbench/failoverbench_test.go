@@ -48,3 +48,24 @@ func TestOptionsRefused(t *testing.T) {
 		}
 	})
 }
+
+// TestFleetOptionsRefused: the cluster's fleet bench refuses bad arguments
+// the same way, before starting anything.
+func TestFleetOptionsRefused(t *testing.T) {
+	tests := []struct {
+		name string
+		o    failoverbench.FleetOptions
+		want string
+	}{
+		{"one controller", failoverbench.FleetOptions{Controllers: 1, Agents: 10}, "--controllers 1"},
+		{"no agents", failoverbench.FleetOptions{Controllers: 3}, "--agents 0"},
+		{"not postgres", failoverbench.FleetOptions{Controllers: 3, Agents: 10, Store: "sqlite:///tmp/x.db"}, "--store"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := failoverbench.Fleet(context.Background(), tt.o); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Fleet: %v, want an error naming %s", err, tt.want)
+			}
+		})
+	}
+}

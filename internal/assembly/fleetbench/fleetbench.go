@@ -64,18 +64,23 @@ type Options struct {
 
 // Result is what `firebreak bench fleet --json` prints.
 type Result struct {
-	Agents               int     `json:"agents"`
-	Action               string  `json:"action"`
-	ConnectAllMS         float64 `json:"connect_all_ms"`
-	CreateRunMS          float64 `json:"create_run_ms"`
-	DispatchToAllDoneMS  float64 `json:"dispatch_to_all_done_ms"`
-	P50MS                float64 `json:"p50_ms"`
-	P99MS                float64 `json:"p99_ms"`
-	ControllerRSSBytes   int64   `json:"controller_rss_bytes"`
-	Errors               int     `json:"errors"`
-	AgentsInProcess      bool    `json:"agents_in_controller_process"`
-	SimulatedAgents      bool    `json:"simulated_agents"`
-	ControllerGoroutines int     `json:"-"`
+	Agents              int     `json:"agents"`
+	Action              string  `json:"action"`
+	ConnectAllMS        float64 `json:"connect_all_ms"`
+	CreateRunMS         float64 `json:"create_run_ms"`
+	DispatchToAllDoneMS float64 `json:"dispatch_to_all_done_ms"`
+	P50MS               float64 `json:"p50_ms"`
+	P99MS               float64 `json:"p99_ms"`
+	ControllerRSSBytes  int64   `json:"controller_rss_bytes"`
+	Errors              int     `json:"errors"`
+	AgentsInProcess     bool    `json:"agents_in_controller_process"`
+	SimulatedAgents     bool    `json:"simulated_agents"`
+	// Controllers is how many controller processes served the fleet (1:
+	// the embedded controller of this process).
+	Controllers int `json:"controllers"`
+	// Store is the controllers' store: sqlite (embedded) or postgres.
+	Store                string `json:"store"`
+	ControllerGoroutines int    `json:"-"`
 }
 
 // BenchEnrollLimits are the enrollment limits of the benchmark's
@@ -137,7 +142,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Agents: o.Agents, Action: o.Action, AgentsInProcess: inProcess, SimulatedAgents: true}
+	res := &Result{Agents: o.Agents, Action: o.Action, AgentsInProcess: inProcess, SimulatedAgents: true, Controllers: 1, Store: "sqlite"}
 	start := time.Now()
 	stop, err := o.Host(ctx, c.Addr(), CAPEM(c), tok.GetToken(), o.Agents, o.Action)
 	if err != nil {
@@ -222,7 +227,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		lat = append(lat, d)
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	res.P50MS, res.P99MS = ms(percentile(lat, 50)), ms(percentile(lat, 99))
+	res.P50MS, res.P99MS = ms(Percentile(lat, 50)), ms(Percentile(lat, 99))
 	res.Errors += o.Agents - len(done)
 	res.ControllerRSSBytes = RSS()
 	return res, nil
@@ -245,7 +250,8 @@ func isFinal(s agentv1.TaskStatus) bool {
 	return true
 }
 
-func percentile(sorted []time.Duration, p int) time.Duration {
+// Percentile returns the p-th percentile of sorted durations (0 for none).
+func Percentile(sorted []time.Duration, p int) time.Duration {
 	if len(sorted) == 0 {
 		return 0
 	}
