@@ -10,10 +10,16 @@ import (
 )
 
 // HeartbeatEvery is how often a controller records its registry entry,
-// and LiveWithin how recent an entry must be for `firebreak controllers
-// list` to show the controller as live.
+// and LiveWithin how recent an entry must be for the controller to count
+// as live: listed by `firebreak controllers list`, linked to by the
+// others, and the owner of its runs. Five missed beats make a controller
+// dead, and its runs are adopted by another: a few seconds after a kill,
+// not a quarter of a minute. Adopting a run whose owner was only slow is
+// safe: the owner's later writes to it are refused (the runs' owner
+// column fences them) and it drops the run. A beat is one small write a
+// second per controller.
 const (
-	HeartbeatEvery = 3 * time.Second
+	HeartbeatEvery = time.Second
 	LiveWithin     = 5 * HeartbeatEvery
 )
 

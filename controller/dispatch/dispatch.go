@@ -89,7 +89,7 @@ type Config struct {
 	// makes.
 	Owner string
 	// LiveWithin is how recent a controller's registry heartbeat must be
-	// for its runs to stay its own (default 15s, cluster.LiveWithin).
+	// for its runs to stay its own (default 5s, cluster.LiveWithin).
 	LiveWithin time.Duration
 }
 
@@ -131,7 +131,7 @@ func (c *Config) CheckAndSetDefaults() error {
 		c.Tick = time.Second
 	}
 	if c.LiveWithin == 0 {
-		c.LiveWithin = 15 * time.Second
+		c.LiveWithin = 5 * time.Second
 	}
 	return nil
 }

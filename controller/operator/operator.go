@@ -133,7 +133,7 @@ func (c *Config) CheckAndSetDefaults() error {
 		c.Watches = watchcap.New(0, 0)
 	}
 	if c.ControllersLiveWithin == 0 {
-		c.ControllersLiveWithin = 15 * time.Second
+		c.ControllersLiveWithin = 5 * time.Second
 	}
 	return nil
 }

@@ -98,7 +98,7 @@ func (c *Config) CheckAndSetDefaults() error {
 		return errors.New("route: a shared store needs Dial to reach the other controllers")
 	}
 	if c.LiveWithin <= 0 {
-		c.LiveWithin = 15 * time.Second
+		c.LiveWithin = 5 * time.Second
 	}
 	if c.SweepEvery <= 0 {
 		c.SweepEvery = 5 * time.Second
