@@ -3,6 +3,9 @@ package operator
 import (
 	"context"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/firebreak-ir/firebreak/controller/apiview/storeview"
 	"github.com/firebreak-ir/firebreak/controller/dispatch"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
@@ -40,6 +43,14 @@ func (s *Service) watch(ctx context.Context, runID string, send func(*operatorv1
 		r, err := s.storedRun(ctx, runID)
 		if err != nil {
 			return err
+		}
+		if forward && s.cfg.Owners != nil && active(r.GetStatus()) {
+			// Between owners: the controller that drove the run died and
+			// no other has adopted it yet (it does once the dead one's
+			// heartbeat is cluster.LiveWithin old). Ending the watch with
+			// the run as stored would show a run that goes on as if it had
+			// stopped; the caller watches again instead.
+			return status.Errorf(codes.Unavailable, "run %s is between controllers: its owner stopped and another adopts it within seconds; watch again", runID)
 		}
 		if err := send(&operatorv1.WatchRunResponse{Event: &operatorv1.WatchRunResponse_Snapshot{Snapshot: r}}); err != nil {
 			return err
