@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/firebreak-ir/firebreak/controller/actioncatalog"
+	"github.com/firebreak-ir/firebreak/controller/attest"
 	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/controller/cluster"
 	"github.com/firebreak-ir/firebreak/controller/console"
@@ -229,8 +230,10 @@ type Controller struct {
 	Dispatcher *dispatch.Dispatcher
 	Operator   *operator.Service
 	Evidence   *evidence.Service
-	grpc       *grpc.Server
-	health     *health.Server
+	// Attest verifies attested enrollments against the stored policy.
+	Attest *attest.Verifier
+	grpc   *grpc.Server
+	health *health.Server
 	// storeHealth sets the health status from the store's reachability.
 	storeHealth *storeHealth
 	lis         net.Listener
@@ -407,13 +410,12 @@ func (c *Controller) build(ctx context.Context) error {
 		Runs: c.Dispatcher, Audit: c.Audit, Logger: cfg.Logger, Clock: cfg.Clock, MaxBytes: cfg.EvidenceMaxBytes}); err != nil {
 		return err
 	}
-	verifier, err := c.attestation(ctx)
-	if err != nil {
+	if c.Attest, err = c.attestation(ctx); err != nil {
 		return err
 	}
 	if c.Fleet, err = fleet.New(fleet.Config{Store: c.Store, CA: c.CA, Signer: c.Signer, Dispatcher: c.Router, Audit: c.Audit,
 		Logger: cfg.Logger, Clock: cfg.Clock, CertTTL: cfg.AgentCertTTL, GoneAfter: cfg.AgentGoneAfter, Heartbeat: cfg.Heartbeat, Evidence: c.Evidence,
-		Actions: c.Actions, EnrollLimits: cfg.EnrollLimits, Attest: verifier}); err != nil {
+		Actions: c.Actions, EnrollLimits: cfg.EnrollLimits, Attest: c.Attest}); err != nil {
 		return err
 	}
 	if err := c.Dispatcher.SetDeps(dispatch.Deps{Pusher: c.Router, TaskEvidence: c.Evidence.TaskEvidenceIDs}); err != nil {
@@ -431,7 +433,7 @@ func (c *Controller) build(ctx context.Context) error {
 	}
 	c.Operator, err = operator.New(operator.Config{Store: c.Store, CA: c.CA, Fleet: fl, Dispatcher: c.Dispatcher, Audit: c.Audit, Watches: watches,
 		Logger: cfg.Logger, Clock: cfg.Clock, Planner: c.Planner, OperatorCertTTL: cfg.OperatorCertTTL,
-		Advertise: c.cfg.Advertise, Actions: c.Actions, Streams: c.streams, ControllersLiveWithin: cluster.LiveWithin, Owners: c.Router})
+		Advertise: c.cfg.Advertise, Actions: c.Actions, Streams: c.streams, ControllersLiveWithin: cluster.LiveWithin, Owners: c.Router, Attest: c.Attest})
 	if err != nil {
 		return err
 	}
@@ -592,6 +594,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	run("cluster routing", c.Router.Run)
 	run("evidence janitor", c.Evidence.Run)
 	run("enrollment refusal audit", c.Fleet.RunEnrollGuard)
+	run("attestation policy reload", c.reloadAttestPolicy)
 	run("store health", c.storeHealth.run)
 	c.runConsole(run)
 

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -95,14 +96,42 @@ func (c *Config) CheckAndSetDefaults() error {
 }
 
 // Verifier checks attestation proofs.
-type Verifier struct{ cfg Config }
+type Verifier struct {
+	cfg   Config
+	state atomic.Pointer[policyState]
+}
+
+// policyState is the policy in force and its stored version.
+type policyState struct {
+	policy  *Policy
+	version int64
+}
 
 // New returns a verifier.
 func New(cfg Config) (*Verifier, error) {
 	if err := cfg.CheckAndSetDefaults(); err != nil {
 		return nil, err
 	}
-	return &Verifier{cfg: cfg}, nil
+	v := &Verifier{cfg: cfg}
+	v.state.Store(&policyState{policy: cfg.Policy})
+	return v, nil
+}
+
+// SetPolicy replaces the policy enrollments are checked against from now
+// on with stored version version; nil refuses every attested enrollment.
+func (v *Verifier) SetPolicy(version int64, p *Policy) error {
+	if p != nil && p.IID != nil && v.cfg.Instances == nil {
+		return errors.New("attest: the policy allows iid but this verifier has no instance reader")
+	}
+	v.state.Store(&policyState{policy: p, version: version})
+	return nil
+}
+
+// Policy returns the policy in force (nil: none) and its stored version
+// (0: not from the store).
+func (v *Verifier) Policy() (*Policy, int64) {
+	st := v.state.Load()
+	return st.policy, st.version
 }
 
 // Identity is who an attested agent is.
@@ -159,10 +188,10 @@ const (
 // The caller checks and claims the instance's uniqueness when it stores
 // the agent (store.EnrollAttested).
 func (v *Verifier) VerifyIID(ctx context.Context, proof *agentv1.AwsIidProof) (*Identity, *Refusal) {
-	pol := v.cfg.Policy
+	pol, _ := v.Policy()
 	if pol == nil || pol.IID == nil {
 		return nil, refuse(codes.FailedPrecondition, ReasonNoPolicy, nil,
-			"this controller's attestation policy allows no instance identity enrollment (start it with --attest-policy FILE holding iid:)")
+			"the attestation policy allows no instance identity enrollment (an admin sets one holding iid: with firebreak attest policy set FILE)")
 	}
 	// Security-critical: the document is only trusted through a signature
 	// made by a trusted certificate for its region.
@@ -238,10 +267,10 @@ var assumedRoleRE = regexp.MustCompile(`^arn:([a-z-]+):sts::([0-9]{12}):assumed-
 // VerifySTS checks a signed GetCallerIdentity, sends it to STS and maps the
 // caller through the policy.
 func (v *Verifier) VerifySTS(ctx context.Context, proof *agentv1.AwsStsProof) (*Identity, *Refusal) {
-	pol := v.cfg.Policy
+	pol, _ := v.Policy()
 	if pol == nil || len(pol.STS) == 0 {
 		return nil, refuse(codes.FailedPrecondition, ReasonNoPolicy, nil,
-			"this controller's attestation policy allows no STS enrollment (start it with --attest-policy FILE holding sts:)")
+			"the attestation policy allows no STS enrollment (an admin sets one holding sts: with firebreak attest policy set FILE)")
 	}
 	req := &stsproof.Request{Method: proof.GetMethod(), URL: proof.GetUrl(), Headers: http.Header{}, Body: proof.GetBody()}
 	for _, h := range proof.GetHeaders() {

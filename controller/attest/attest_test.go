@@ -329,3 +329,50 @@ func TestParsePolicy(t *testing.T) {
 		})
 	}
 }
+
+// TestSetPolicy: a new policy version is enforced from the next
+// enrollment on, nil refuses every attested enrollment, and a verifier
+// without an instance reader refuses a policy that allows iid.
+func TestSetPolicy(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	acct := e.members[0]
+	first, err := iid.ParseDocument(e.proof(t, acct, goodID).Document)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.now = first.PendingTime.Add(time.Minute)
+	otherAccount, err := attest.ParsePolicy("v2.yaml", []byte("iid:\n  accounts: ["+e.members[1]+"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		version int64
+		policy  *attest.Policy
+		reason  string
+	}{
+		{"a policy naming another account", 2, otherAccount, attest.ReasonAccountDenied},
+		{"no policy", 3, nil, attest.ReasonNoPolicy},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := e.v.SetPolicy(tt.version, tt.policy); err != nil {
+				t.Fatal(err)
+			}
+			if p, v := e.v.Policy(); p != tt.policy || v != tt.version {
+				t.Fatalf("policy in force %p version %d, want %p %d", p, v, tt.policy, tt.version)
+			}
+			if _, ref := e.v.VerifyIID(ctx, e.proof(t, acct, goodID)); ref == nil || ref.Reason != tt.reason {
+				t.Fatalf("refusal %+v, want %q", ref, tt.reason)
+			}
+		})
+	}
+	bare, err := attest.New(attest.Config{Accounts: accounts{}, Certs: &iid.Certificates{}, ServerID: serverID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bare.SetPolicy(1, otherAccount); err == nil || !strings.Contains(err.Error(), "no instance reader") {
+		t.Fatalf("an iid policy without an instance reader: %v", err)
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/actioncatalog"
 	"github.com/firebreak-ir/firebreak/controller/apiview"
 	"github.com/firebreak-ir/firebreak/controller/apiview/storeview"
+	"github.com/firebreak-ir/firebreak/controller/attest"
 	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/controller/dispatch"
 	"github.com/firebreak-ir/firebreak/controller/fleet"
@@ -64,6 +65,9 @@ var Policy = map[string]operatorv1.OperatorRole{
 	// A review starts an aws-readiness run, so it is a responder's.
 	operatorv1.OperatorService_Readiness_FullMethodName:            operatorv1.OperatorRole_OPERATOR_ROLE_RESPONDER,
 	operatorv1.OperatorService_ListReadinessReports_FullMethodName: operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
+	// The attestation policy decides who enrols without a token.
+	operatorv1.OperatorService_SetAttestPolicy_FullMethodName: operatorv1.OperatorRole_OPERATOR_ROLE_ADMIN,
+	operatorv1.OperatorService_GetAttestPolicy_FullMethodName: operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
 }
 
 // AuditFunc records an action in the audit log.
@@ -102,6 +106,10 @@ type Config struct {
 	// Owners reaches the owners of runs this controller does not hold, in
 	// a cluster; nil: every run is this controller's.
 	Owners RunOwners
+	// Attest is this controller's attestation verifier, which a policy
+	// set through it enforces at once; nil: only the stored version
+	// changes.
+	Attest *attest.Verifier
 }
 
 // CheckAndSetDefaults names missing dependencies and sets defaults.

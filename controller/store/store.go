@@ -320,6 +320,9 @@ type Store interface {
 
 	// Attestations record how attested agents proved who they are.
 	Attestations
+
+	// AttestPolicies keep the cluster's attestation policy.
+	AttestPolicies
 }
 
 // RunCounts tallies a run's tasks by outcome.

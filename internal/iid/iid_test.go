@@ -2,9 +2,13 @@ package iid
 
 import (
 	"bytes"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
+	"io/fs"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -179,8 +183,61 @@ func TestParseDocument(t *testing.T) {
 	}
 }
 
+// TestAWSCertificatesParse checks every embedded AWS certificate: it
+// parses, is AWS's (subject and issuer Amazon Web Services LLC, self-signed
+// with a signature that verifies, so a byte changed in copying fails), holds
+// an RSA-2048 key, and its file names a region, which AWSCertificates
+// trusts it for.
 func TestAWSCertificatesParse(t *testing.T) {
-	if _, err := AWSCertificates(); err != nil {
+	certs, err := AWSCertificates()
+	if err != nil {
 		t.Fatal(err)
+	}
+	entries, err := fs.ReadDir(awsCerts, "awscerts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	regionRE := regexp.MustCompile(`^[a-z]{2,4}(-[a-z]+)+-[0-9]$`)
+	n := 0
+	for _, e := range entries {
+		region, ok := strings.CutSuffix(e.Name(), ".pem")
+		if !ok {
+			continue
+		}
+		n++
+		t.Run(region, func(t *testing.T) {
+			if !regionRE.MatchString(region) {
+				t.Fatalf("%s does not name a region (REGION.pem)", e.Name())
+			}
+			b, err := awsCerts.ReadFile("awscerts/" + e.Name())
+			if err != nil {
+				t.Fatal(err)
+			}
+			parsed, err := ParseCertificatesPEM(b)
+			if err != nil || len(parsed) != 1 {
+				t.Fatalf("want one certificate: %d, %v", len(parsed), err)
+			}
+			c := parsed[0]
+			const aws = "Amazon Web Services LLC"
+			if !slices.Equal(c.Subject.Organization, []string{aws}) || !slices.Equal(c.Issuer.Organization, []string{aws}) {
+				t.Fatalf("subject %s, issuer %s: not AWS's", c.Subject, c.Issuer)
+			}
+			if err := c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature); err != nil {
+				t.Fatalf("the self-signature does not verify (a copying error?): %v", err)
+			}
+			if k, ok := c.PublicKey.(*rsa.PublicKey); !ok || k.N.BitLen() != 2048 {
+				t.Fatalf("public key %T, want RSA-2048", c.PublicKey)
+			}
+			if got := certs.forRegion(region); len(got) != 1 || !got[0].Equal(c) {
+				t.Fatalf("region %s is trusted with %d certificates, want this one", region, len(got))
+			}
+		})
+	}
+	if n == 0 || certs.Regions() != n {
+		t.Fatalf("%d PEM files, %d regions", n, certs.Regions())
+	}
+	// A region without a file trusts nothing embedded.
+	if got := certs.forRegion("xx-nowhere-1"); len(got) != 0 {
+		t.Fatalf("an unknown region trusts %d certificates", len(got))
 	}
 }

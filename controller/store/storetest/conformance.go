@@ -328,6 +328,29 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 	})
 
+	t.Run("attestation policy", func(t *testing.T) {
+		s := open(t)
+		if _, err := s.GetAttestPolicy(ctx); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("no policy yet: %v", err)
+		}
+		seed := &store.AttestPolicy{YAML: []byte("iid:\n  accounts: [all]\n"), Source: "seed.yaml", SetBy: "controller:c1", SetAt: now}
+		if ok, err := s.SeedAttestPolicy(ctx, seed); err != nil || !ok || seed.Version != 1 {
+			t.Fatalf("seed an empty store: %v %v %d", ok, err, seed.Version)
+		}
+		set := &store.AttestPolicy{YAML: []byte("sts: []\n"), Source: "p.yaml", SetBy: "operator:root", SetAt: now.Add(time.Minute)}
+		if err := s.SetAttestPolicy(ctx, set); err != nil || set.Version != 2 {
+			t.Fatalf("set: %v %d", err, set.Version)
+		}
+		// A controller restarted with its old file does not undo the set.
+		if ok, err := s.SeedAttestPolicy(ctx, &store.AttestPolicy{YAML: []byte("old"), Source: "seed.yaml", SetBy: "controller:c2", SetAt: now}); err != nil || ok {
+			t.Fatalf("seed over a stored policy: %v %v", ok, err)
+		}
+		got, err := s.GetAttestPolicy(ctx)
+		if err != nil || got.Version != 2 || string(got.YAML) != "sts: []\n" || got.Source != "p.yaml" || got.SetBy != "operator:root" || !got.SetAt.Equal(now.Add(time.Minute)) {
+			t.Fatalf("newest policy %+v %v", got, err)
+		}
+	})
+
 	t.Run("meta", func(t *testing.T) {
 		s := open(t)
 		if _, err := s.GetMeta(ctx, "k"); !errors.Is(err, store.ErrNotFound) {

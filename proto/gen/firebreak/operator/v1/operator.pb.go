@@ -4702,6 +4702,291 @@ func (x *ListReadinessReportsResponse) GetReports() []*ReadinessReport {
 	return nil
 }
 
+// AttestPolicyInfo is one stored version of the attestation policy.
+type AttestPolicyInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// version numbers the stored policies from 1.
+	Version int64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	// policy_yaml is the policy as it was set.
+	PolicyYaml []byte `protobuf:"bytes,2,opt,name=policy_yaml,json=policyYaml,proto3" json:"policy_yaml,omitempty"`
+	// source is the file name it was set from.
+	Source string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	// set_by is operator:NAME, or controller:ID for an --attest-policy seed.
+	SetBy string `protobuf:"bytes,4,opt,name=set_by,json=setBy,proto3" json:"set_by,omitempty"`
+	// set_at is when it was stored.
+	SetAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=set_at,json=setAt,proto3" json:"set_at,omitempty"`
+	// allows_iid says the policy admits instance identity documents.
+	AllowsIid bool `protobuf:"varint,6,opt,name=allows_iid,json=allowsIid,proto3" json:"allows_iid,omitempty"`
+	// sts_rules is the number of STS role rules.
+	StsRules      uint32 `protobuf:"varint,7,opt,name=sts_rules,json=stsRules,proto3" json:"sts_rules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttestPolicyInfo) Reset() {
+	*x = AttestPolicyInfo{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttestPolicyInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttestPolicyInfo) ProtoMessage() {}
+
+func (x *AttestPolicyInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttestPolicyInfo.ProtoReflect.Descriptor instead.
+func (*AttestPolicyInfo) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *AttestPolicyInfo) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *AttestPolicyInfo) GetPolicyYaml() []byte {
+	if x != nil {
+		return x.PolicyYaml
+	}
+	return nil
+}
+
+func (x *AttestPolicyInfo) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *AttestPolicyInfo) GetSetBy() string {
+	if x != nil {
+		return x.SetBy
+	}
+	return ""
+}
+
+func (x *AttestPolicyInfo) GetSetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SetAt
+	}
+	return nil
+}
+
+func (x *AttestPolicyInfo) GetAllowsIid() bool {
+	if x != nil {
+		return x.AllowsIid
+	}
+	return false
+}
+
+func (x *AttestPolicyInfo) GetStsRules() uint32 {
+	if x != nil {
+		return x.StsRules
+	}
+	return 0
+}
+
+// SetAttestPolicyRequest carries the policy file.
+type SetAttestPolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// policy_yaml is the policy (YAML or JSON; docs/attestation.md).
+	PolicyYaml []byte `protobuf:"bytes,1,opt,name=policy_yaml,json=policyYaml,proto3" json:"policy_yaml,omitempty"`
+	// file_name names the file in validation errors (file:line:column) and
+	// in the stored version's source.
+	FileName      string `protobuf:"bytes,2,opt,name=file_name,json=fileName,proto3" json:"file_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetAttestPolicyRequest) Reset() {
+	*x = SetAttestPolicyRequest{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetAttestPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetAttestPolicyRequest) ProtoMessage() {}
+
+func (x *SetAttestPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetAttestPolicyRequest.ProtoReflect.Descriptor instead.
+func (*SetAttestPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *SetAttestPolicyRequest) GetPolicyYaml() []byte {
+	if x != nil {
+		return x.PolicyYaml
+	}
+	return nil
+}
+
+func (x *SetAttestPolicyRequest) GetFileName() string {
+	if x != nil {
+		return x.FileName
+	}
+	return ""
+}
+
+// SetAttestPolicyResponse is the stored version.
+type SetAttestPolicyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// policy is the version now in force.
+	Policy        *AttestPolicyInfo `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetAttestPolicyResponse) Reset() {
+	*x = SetAttestPolicyResponse{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetAttestPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetAttestPolicyResponse) ProtoMessage() {}
+
+func (x *SetAttestPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetAttestPolicyResponse.ProtoReflect.Descriptor instead.
+func (*SetAttestPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *SetAttestPolicyResponse) GetPolicy() *AttestPolicyInfo {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+// GetAttestPolicyRequest asks for the policy in force.
+type GetAttestPolicyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAttestPolicyRequest) Reset() {
+	*x = GetAttestPolicyRequest{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAttestPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAttestPolicyRequest) ProtoMessage() {}
+
+func (x *GetAttestPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAttestPolicyRequest.ProtoReflect.Descriptor instead.
+func (*GetAttestPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{71}
+}
+
+// GetAttestPolicyResponse is the policy in force.
+type GetAttestPolicyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// policy is the newest stored version; unset when none is stored.
+	Policy        *AttestPolicyInfo `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAttestPolicyResponse) Reset() {
+	*x = GetAttestPolicyResponse{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAttestPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAttestPolicyResponse) ProtoMessage() {}
+
+func (x *GetAttestPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAttestPolicyResponse.ProtoReflect.Descriptor instead.
+func (*GetAttestPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *GetAttestPolicyResponse) GetPolicy() *AttestPolicyInfo {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
 var File_firebreak_operator_v1_operator_proto protoreflect.FileDescriptor
 
 const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
@@ -5031,7 +5316,26 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x1bListReadinessReportsRequest\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\"`\n" +
 	"\x1cListReadinessReportsResponse\x12@\n" +
-	"\areports\x18\x01 \x03(\v2&.firebreak.operator.v1.ReadinessReportR\areports*\x99\x01\n" +
+	"\areports\x18\x01 \x03(\v2&.firebreak.operator.v1.ReadinessReportR\areports\"\xeb\x01\n" +
+	"\x10AttestPolicyInfo\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x03R\aversion\x12\x1f\n" +
+	"\vpolicy_yaml\x18\x02 \x01(\fR\n" +
+	"policyYaml\x12\x16\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\x12\x15\n" +
+	"\x06set_by\x18\x04 \x01(\tR\x05setBy\x121\n" +
+	"\x06set_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05setAt\x12\x1d\n" +
+	"\n" +
+	"allows_iid\x18\x06 \x01(\bR\tallowsIid\x12\x1b\n" +
+	"\tsts_rules\x18\a \x01(\rR\bstsRules\"V\n" +
+	"\x16SetAttestPolicyRequest\x12\x1f\n" +
+	"\vpolicy_yaml\x18\x01 \x01(\fR\n" +
+	"policyYaml\x12\x1b\n" +
+	"\tfile_name\x18\x02 \x01(\tR\bfileName\"Z\n" +
+	"\x17SetAttestPolicyResponse\x12?\n" +
+	"\x06policy\x18\x01 \x01(\v2'.firebreak.operator.v1.AttestPolicyInfoR\x06policy\"\x18\n" +
+	"\x16GetAttestPolicyRequest\"Z\n" +
+	"\x17GetAttestPolicyResponse\x12?\n" +
+	"\x06policy\x18\x01 \x01(\v2'.firebreak.operator.v1.AttestPolicyInfoR\x06policy*\x99\x01\n" +
 	"\fOperatorRole\x12\x1d\n" +
 	"\x19OPERATOR_ROLE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14OPERATOR_ROLE_VIEWER\x10\x01\x12\x1b\n" +
@@ -5045,7 +5349,7 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x14RUN_STATUS_SUCCEEDED\x10\x03\x12\x15\n" +
 	"\x11RUN_STATUS_FAILED\x10\x04\x12\x18\n" +
 	"\x14RUN_STATUS_CANCELLED\x10\x05\x12\x17\n" +
-	"\x13RUN_STATUS_REJECTED\x10\x062\x84\x15\n" +
+	"\x13RUN_STATUS_REJECTED\x10\x062\xe8\x16\n" +
 	"\x0fOperatorService\x12U\n" +
 	"\x06Whoami\x12$.firebreak.operator.v1.WhoamiRequest\x1a%.firebreak.operator.v1.WhoamiResponse\x12p\n" +
 	"\x0fCreateJoinToken\x12-.firebreak.operator.v1.CreateJoinTokenRequest\x1a..firebreak.operator.v1.CreateJoinTokenResponse\x12d\n" +
@@ -5074,7 +5378,9 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\fForgetAgents\x12*.firebreak.operator.v1.ForgetAgentsRequest\x1a+.firebreak.operator.v1.ForgetAgentsResponse\x12p\n" +
 	"\x0fListControllers\x12-.firebreak.operator.v1.ListControllersRequest\x1a..firebreak.operator.v1.ListControllersResponse\x12^\n" +
 	"\tReadiness\x12'.firebreak.operator.v1.ReadinessRequest\x1a(.firebreak.operator.v1.ReadinessResponse\x12\x7f\n" +
-	"\x14ListReadinessReports\x122.firebreak.operator.v1.ListReadinessReportsRequest\x1a3.firebreak.operator.v1.ListReadinessReportsResponseBNZLgithub.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1;operatorv1b\x06proto3"
+	"\x14ListReadinessReports\x122.firebreak.operator.v1.ListReadinessReportsRequest\x1a3.firebreak.operator.v1.ListReadinessReportsResponse\x12p\n" +
+	"\x0fSetAttestPolicy\x12-.firebreak.operator.v1.SetAttestPolicyRequest\x1a..firebreak.operator.v1.SetAttestPolicyResponse\x12p\n" +
+	"\x0fGetAttestPolicy\x12-.firebreak.operator.v1.GetAttestPolicyRequest\x1a..firebreak.operator.v1.GetAttestPolicyResponseBNZLgithub.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1;operatorv1b\x06proto3"
 
 var (
 	file_firebreak_operator_v1_operator_proto_rawDescOnce sync.Once
@@ -5089,7 +5395,7 @@ func file_firebreak_operator_v1_operator_proto_rawDescGZIP() []byte {
 }
 
 var file_firebreak_operator_v1_operator_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_firebreak_operator_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
+var file_firebreak_operator_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
 var file_firebreak_operator_v1_operator_proto_goTypes = []any{
 	(OperatorRole)(0),                    // 0: firebreak.operator.v1.OperatorRole
 	(RunStatus)(0),                       // 1: firebreak.operator.v1.RunStatus
@@ -5161,49 +5467,54 @@ var file_firebreak_operator_v1_operator_proto_goTypes = []any{
 	(*ReadinessResponse)(nil),            // 67: firebreak.operator.v1.ReadinessResponse
 	(*ListReadinessReportsRequest)(nil),  // 68: firebreak.operator.v1.ListReadinessReportsRequest
 	(*ListReadinessReportsResponse)(nil), // 69: firebreak.operator.v1.ListReadinessReportsResponse
-	nil,                                  // 70: firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
-	nil,                                  // 71: firebreak.operator.v1.CreateRunRequest.ParamsEntry
-	nil,                                  // 72: firebreak.operator.v1.JoinTokenInfo.LabelsEntry
-	(v1.AgentRole)(0),                    // 73: firebreak.agent.v1.AgentRole
-	(*durationpb.Duration)(nil),          // 74: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),        // 75: google.protobuf.Timestamp
-	(*v1.AgentFacts)(nil),                // 76: firebreak.agent.v1.AgentFacts
-	(*v1.PluginInfo)(nil),                // 77: firebreak.agent.v1.PluginInfo
-	(v1.TaskStatus)(0),                   // 78: firebreak.agent.v1.TaskStatus
-	(*ChainCheckpoint)(nil),              // 79: firebreak.operator.v1.ChainCheckpoint
-	(*v11.ActionDescription)(nil),        // 80: firebreak.plugin.v1.ActionDescription
+	(*AttestPolicyInfo)(nil),             // 70: firebreak.operator.v1.AttestPolicyInfo
+	(*SetAttestPolicyRequest)(nil),       // 71: firebreak.operator.v1.SetAttestPolicyRequest
+	(*SetAttestPolicyResponse)(nil),      // 72: firebreak.operator.v1.SetAttestPolicyResponse
+	(*GetAttestPolicyRequest)(nil),       // 73: firebreak.operator.v1.GetAttestPolicyRequest
+	(*GetAttestPolicyResponse)(nil),      // 74: firebreak.operator.v1.GetAttestPolicyResponse
+	nil,                                  // 75: firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
+	nil,                                  // 76: firebreak.operator.v1.CreateRunRequest.ParamsEntry
+	nil,                                  // 77: firebreak.operator.v1.JoinTokenInfo.LabelsEntry
+	(v1.AgentRole)(0),                    // 78: firebreak.agent.v1.AgentRole
+	(*durationpb.Duration)(nil),          // 79: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),        // 80: google.protobuf.Timestamp
+	(*v1.AgentFacts)(nil),                // 81: firebreak.agent.v1.AgentFacts
+	(*v1.PluginInfo)(nil),                // 82: firebreak.agent.v1.PluginInfo
+	(v1.TaskStatus)(0),                   // 83: firebreak.agent.v1.TaskStatus
+	(*ChainCheckpoint)(nil),              // 84: firebreak.operator.v1.ChainCheckpoint
+	(*v11.ActionDescription)(nil),        // 85: firebreak.plugin.v1.ActionDescription
 }
 var file_firebreak_operator_v1_operator_proto_depIdxs = []int32{
 	0,  // 0: firebreak.operator.v1.WhoamiResponse.role:type_name -> firebreak.operator.v1.OperatorRole
-	73, // 1: firebreak.operator.v1.CreateJoinTokenRequest.role:type_name -> firebreak.agent.v1.AgentRole
-	74, // 2: firebreak.operator.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
-	70, // 3: firebreak.operator.v1.CreateJoinTokenRequest.labels:type_name -> firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
-	75, // 4: firebreak.operator.v1.CreateJoinTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	78, // 1: firebreak.operator.v1.CreateJoinTokenRequest.role:type_name -> firebreak.agent.v1.AgentRole
+	79, // 2: firebreak.operator.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
+	75, // 3: firebreak.operator.v1.CreateJoinTokenRequest.labels:type_name -> firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
+	80, // 4: firebreak.operator.v1.CreateJoinTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: firebreak.operator.v1.AddOperatorRequest.role:type_name -> firebreak.operator.v1.OperatorRole
-	73, // 6: firebreak.operator.v1.Agent.role:type_name -> firebreak.agent.v1.AgentRole
-	76, // 7: firebreak.operator.v1.Agent.facts:type_name -> firebreak.agent.v1.AgentFacts
-	75, // 8: firebreak.operator.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	77, // 9: firebreak.operator.v1.Agent.plugins:type_name -> firebreak.agent.v1.PluginInfo
-	75, // 10: firebreak.operator.v1.Agent.enrolled_at:type_name -> google.protobuf.Timestamp
-	75, // 11: firebreak.operator.v1.Agent.cert_not_after:type_name -> google.protobuf.Timestamp
+	78, // 6: firebreak.operator.v1.Agent.role:type_name -> firebreak.agent.v1.AgentRole
+	81, // 7: firebreak.operator.v1.Agent.facts:type_name -> firebreak.agent.v1.AgentFacts
+	80, // 8: firebreak.operator.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	82, // 9: firebreak.operator.v1.Agent.plugins:type_name -> firebreak.agent.v1.PluginInfo
+	80, // 10: firebreak.operator.v1.Agent.enrolled_at:type_name -> google.protobuf.Timestamp
+	80, // 11: firebreak.operator.v1.Agent.cert_not_after:type_name -> google.protobuf.Timestamp
 	9,  // 12: firebreak.operator.v1.Agent.refused_actions:type_name -> firebreak.operator.v1.RefusedAction
-	75, // 13: firebreak.operator.v1.Agent.revoked_at:type_name -> google.protobuf.Timestamp
+	80, // 13: firebreak.operator.v1.Agent.revoked_at:type_name -> google.protobuf.Timestamp
 	8,  // 14: firebreak.operator.v1.ListAgentsResponse.agents:type_name -> firebreak.operator.v1.Agent
-	71, // 15: firebreak.operator.v1.CreateRunRequest.params:type_name -> firebreak.operator.v1.CreateRunRequest.ParamsEntry
-	74, // 16: firebreak.operator.v1.CreateRunRequest.deadline:type_name -> google.protobuf.Duration
+	76, // 15: firebreak.operator.v1.CreateRunRequest.params:type_name -> firebreak.operator.v1.CreateRunRequest.ParamsEntry
+	79, // 16: firebreak.operator.v1.CreateRunRequest.deadline:type_name -> google.protobuf.Duration
 	14, // 17: firebreak.operator.v1.CreateRunResponse.run:type_name -> firebreak.operator.v1.Run
 	1,  // 18: firebreak.operator.v1.Run.status:type_name -> firebreak.operator.v1.RunStatus
-	75, // 19: firebreak.operator.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	75, // 20: firebreak.operator.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
-	75, // 21: firebreak.operator.v1.Run.deadline:type_name -> google.protobuf.Timestamp
+	80, // 19: firebreak.operator.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	80, // 20: firebreak.operator.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
+	80, // 21: firebreak.operator.v1.Run.deadline:type_name -> google.protobuf.Timestamp
 	15, // 22: firebreak.operator.v1.Run.counts:type_name -> firebreak.operator.v1.RunCounts
 	16, // 23: firebreak.operator.v1.Run.tasks:type_name -> firebreak.operator.v1.Task
 	17, // 24: firebreak.operator.v1.Run.approvals:type_name -> firebreak.operator.v1.Approval
-	78, // 25: firebreak.operator.v1.Task.status:type_name -> firebreak.agent.v1.TaskStatus
-	75, // 26: firebreak.operator.v1.Task.dispatched_at:type_name -> google.protobuf.Timestamp
-	75, // 27: firebreak.operator.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	75, // 28: firebreak.operator.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	75, // 29: firebreak.operator.v1.Approval.at:type_name -> google.protobuf.Timestamp
+	83, // 25: firebreak.operator.v1.Task.status:type_name -> firebreak.agent.v1.TaskStatus
+	80, // 26: firebreak.operator.v1.Task.dispatched_at:type_name -> google.protobuf.Timestamp
+	80, // 27: firebreak.operator.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	80, // 28: firebreak.operator.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	80, // 29: firebreak.operator.v1.Approval.at:type_name -> google.protobuf.Timestamp
 	14, // 30: firebreak.operator.v1.WatchRunResponse.snapshot:type_name -> firebreak.operator.v1.Run
 	16, // 31: firebreak.operator.v1.WatchRunResponse.task:type_name -> firebreak.operator.v1.Task
 	14, // 32: firebreak.operator.v1.WatchRunResponse.done:type_name -> firebreak.operator.v1.Run
@@ -5213,91 +5524,98 @@ var file_firebreak_operator_v1_operator_proto_depIdxs = []int32{
 	14, // 36: firebreak.operator.v1.ApproveRunResponse.run:type_name -> firebreak.operator.v1.Run
 	14, // 37: firebreak.operator.v1.RejectRunResponse.run:type_name -> firebreak.operator.v1.Run
 	14, // 38: firebreak.operator.v1.CancelRunResponse.run:type_name -> firebreak.operator.v1.Run
-	75, // 39: firebreak.operator.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	80, // 39: firebreak.operator.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
 	30, // 40: firebreak.operator.v1.ListAuditResponse.records:type_name -> firebreak.operator.v1.AuditRecord
-	79, // 41: firebreak.operator.v1.VerifyAuditRequest.anchor:type_name -> firebreak.operator.v1.ChainCheckpoint
-	79, // 42: firebreak.operator.v1.VerifyAuditResponse.checkpoint:type_name -> firebreak.operator.v1.ChainCheckpoint
-	80, // 43: firebreak.operator.v1.ActionSummary.description:type_name -> firebreak.plugin.v1.ActionDescription
+	84, // 41: firebreak.operator.v1.VerifyAuditRequest.anchor:type_name -> firebreak.operator.v1.ChainCheckpoint
+	84, // 42: firebreak.operator.v1.VerifyAuditResponse.checkpoint:type_name -> firebreak.operator.v1.ChainCheckpoint
+	85, // 43: firebreak.operator.v1.ActionSummary.description:type_name -> firebreak.plugin.v1.ActionDescription
 	35, // 44: firebreak.operator.v1.ListActionsResponse.actions:type_name -> firebreak.operator.v1.ActionSummary
-	75, // 45: firebreak.operator.v1.AWSAccount.synced_at:type_name -> google.protobuf.Timestamp
+	80, // 45: firebreak.operator.v1.AWSAccount.synced_at:type_name -> google.protobuf.Timestamp
 	39, // 46: firebreak.operator.v1.AWSAccount.unknown:type_name -> firebreak.operator.v1.AccountUnknown
-	74, // 47: firebreak.operator.v1.SyncAccountsRequest.deadline:type_name -> google.protobuf.Duration
+	79, // 47: firebreak.operator.v1.SyncAccountsRequest.deadline:type_name -> google.protobuf.Duration
 	38, // 48: firebreak.operator.v1.SyncAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
 	38, // 49: firebreak.operator.v1.ListAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
-	75, // 50: firebreak.operator.v1.ControllerInfo.heartbeat_at:type_name -> google.protobuf.Timestamp
-	75, // 51: firebreak.operator.v1.ControllerInfo.started_at:type_name -> google.protobuf.Timestamp
+	80, // 50: firebreak.operator.v1.ControllerInfo.heartbeat_at:type_name -> google.protobuf.Timestamp
+	80, // 51: firebreak.operator.v1.ControllerInfo.started_at:type_name -> google.protobuf.Timestamp
 	45, // 52: firebreak.operator.v1.ListControllersResponse.controllers:type_name -> firebreak.operator.v1.ControllerInfo
-	79, // 53: firebreak.operator.v1.GetAuditHeadResponse.head:type_name -> firebreak.operator.v1.ChainCheckpoint
-	73, // 54: firebreak.operator.v1.JoinTokenInfo.role:type_name -> firebreak.agent.v1.AgentRole
-	72, // 55: firebreak.operator.v1.JoinTokenInfo.labels:type_name -> firebreak.operator.v1.JoinTokenInfo.LabelsEntry
-	75, // 56: firebreak.operator.v1.JoinTokenInfo.expires_at:type_name -> google.protobuf.Timestamp
-	75, // 57: firebreak.operator.v1.JoinTokenInfo.created_at:type_name -> google.protobuf.Timestamp
+	84, // 53: firebreak.operator.v1.GetAuditHeadResponse.head:type_name -> firebreak.operator.v1.ChainCheckpoint
+	78, // 54: firebreak.operator.v1.JoinTokenInfo.role:type_name -> firebreak.agent.v1.AgentRole
+	77, // 55: firebreak.operator.v1.JoinTokenInfo.labels:type_name -> firebreak.operator.v1.JoinTokenInfo.LabelsEntry
+	80, // 56: firebreak.operator.v1.JoinTokenInfo.expires_at:type_name -> google.protobuf.Timestamp
+	80, // 57: firebreak.operator.v1.JoinTokenInfo.created_at:type_name -> google.protobuf.Timestamp
 	50, // 58: firebreak.operator.v1.ListJoinTokensResponse.tokens:type_name -> firebreak.operator.v1.JoinTokenInfo
 	50, // 59: firebreak.operator.v1.RevokeJoinTokenResponse.token:type_name -> firebreak.operator.v1.JoinTokenInfo
 	59, // 60: firebreak.operator.v1.RevokeAgentsResponse.agents:type_name -> firebreak.operator.v1.RevokedAgent
 	62, // 61: firebreak.operator.v1.ForgetAgentsResponse.agents:type_name -> firebreak.operator.v1.ForgottenAgent
-	74, // 62: firebreak.operator.v1.ReadinessRequest.deadline:type_name -> google.protobuf.Duration
+	79, // 62: firebreak.operator.v1.ReadinessRequest.deadline:type_name -> google.protobuf.Duration
 	65, // 63: firebreak.operator.v1.ReadinessReport.checks:type_name -> firebreak.operator.v1.ReadinessCheck
-	75, // 64: firebreak.operator.v1.ReadinessReport.generated_at:type_name -> google.protobuf.Timestamp
+	80, // 64: firebreak.operator.v1.ReadinessReport.generated_at:type_name -> google.protobuf.Timestamp
 	66, // 65: firebreak.operator.v1.ReadinessResponse.report:type_name -> firebreak.operator.v1.ReadinessReport
 	66, // 66: firebreak.operator.v1.ListReadinessReportsResponse.reports:type_name -> firebreak.operator.v1.ReadinessReport
-	2,  // 67: firebreak.operator.v1.OperatorService.Whoami:input_type -> firebreak.operator.v1.WhoamiRequest
-	4,  // 68: firebreak.operator.v1.OperatorService.CreateJoinToken:input_type -> firebreak.operator.v1.CreateJoinTokenRequest
-	6,  // 69: firebreak.operator.v1.OperatorService.AddOperator:input_type -> firebreak.operator.v1.AddOperatorRequest
-	10, // 70: firebreak.operator.v1.OperatorService.ListAgents:input_type -> firebreak.operator.v1.ListAgentsRequest
-	12, // 71: firebreak.operator.v1.OperatorService.CreateRun:input_type -> firebreak.operator.v1.CreateRunRequest
-	18, // 72: firebreak.operator.v1.OperatorService.WatchRun:input_type -> firebreak.operator.v1.WatchRunRequest
-	20, // 73: firebreak.operator.v1.OperatorService.GetRun:input_type -> firebreak.operator.v1.GetRunRequest
-	22, // 74: firebreak.operator.v1.OperatorService.ListRuns:input_type -> firebreak.operator.v1.ListRunsRequest
-	24, // 75: firebreak.operator.v1.OperatorService.ApproveRun:input_type -> firebreak.operator.v1.ApproveRunRequest
-	26, // 76: firebreak.operator.v1.OperatorService.RejectRun:input_type -> firebreak.operator.v1.RejectRunRequest
-	28, // 77: firebreak.operator.v1.OperatorService.CancelRun:input_type -> firebreak.operator.v1.CancelRunRequest
-	36, // 78: firebreak.operator.v1.OperatorService.ListActions:input_type -> firebreak.operator.v1.ListActionsRequest
-	40, // 79: firebreak.operator.v1.OperatorService.SyncAccounts:input_type -> firebreak.operator.v1.SyncAccountsRequest
-	42, // 80: firebreak.operator.v1.OperatorService.ListAccounts:input_type -> firebreak.operator.v1.ListAccountsRequest
-	31, // 81: firebreak.operator.v1.OperatorService.ListAudit:input_type -> firebreak.operator.v1.ListAuditRequest
-	33, // 82: firebreak.operator.v1.OperatorService.VerifyAudit:input_type -> firebreak.operator.v1.VerifyAuditRequest
-	47, // 83: firebreak.operator.v1.OperatorService.GetAuditHead:input_type -> firebreak.operator.v1.GetAuditHeadRequest
-	49, // 84: firebreak.operator.v1.OperatorService.ListJoinTokens:input_type -> firebreak.operator.v1.ListJoinTokensRequest
-	52, // 85: firebreak.operator.v1.OperatorService.RevokeJoinToken:input_type -> firebreak.operator.v1.RevokeJoinTokenRequest
-	54, // 86: firebreak.operator.v1.OperatorService.RevokeOperator:input_type -> firebreak.operator.v1.RevokeOperatorRequest
-	56, // 87: firebreak.operator.v1.OperatorService.RotateOperator:input_type -> firebreak.operator.v1.RotateOperatorRequest
-	58, // 88: firebreak.operator.v1.OperatorService.RevokeAgents:input_type -> firebreak.operator.v1.RevokeAgentsRequest
-	61, // 89: firebreak.operator.v1.OperatorService.ForgetAgents:input_type -> firebreak.operator.v1.ForgetAgentsRequest
-	44, // 90: firebreak.operator.v1.OperatorService.ListControllers:input_type -> firebreak.operator.v1.ListControllersRequest
-	64, // 91: firebreak.operator.v1.OperatorService.Readiness:input_type -> firebreak.operator.v1.ReadinessRequest
-	68, // 92: firebreak.operator.v1.OperatorService.ListReadinessReports:input_type -> firebreak.operator.v1.ListReadinessReportsRequest
-	3,  // 93: firebreak.operator.v1.OperatorService.Whoami:output_type -> firebreak.operator.v1.WhoamiResponse
-	5,  // 94: firebreak.operator.v1.OperatorService.CreateJoinToken:output_type -> firebreak.operator.v1.CreateJoinTokenResponse
-	7,  // 95: firebreak.operator.v1.OperatorService.AddOperator:output_type -> firebreak.operator.v1.AddOperatorResponse
-	11, // 96: firebreak.operator.v1.OperatorService.ListAgents:output_type -> firebreak.operator.v1.ListAgentsResponse
-	13, // 97: firebreak.operator.v1.OperatorService.CreateRun:output_type -> firebreak.operator.v1.CreateRunResponse
-	19, // 98: firebreak.operator.v1.OperatorService.WatchRun:output_type -> firebreak.operator.v1.WatchRunResponse
-	21, // 99: firebreak.operator.v1.OperatorService.GetRun:output_type -> firebreak.operator.v1.GetRunResponse
-	23, // 100: firebreak.operator.v1.OperatorService.ListRuns:output_type -> firebreak.operator.v1.ListRunsResponse
-	25, // 101: firebreak.operator.v1.OperatorService.ApproveRun:output_type -> firebreak.operator.v1.ApproveRunResponse
-	27, // 102: firebreak.operator.v1.OperatorService.RejectRun:output_type -> firebreak.operator.v1.RejectRunResponse
-	29, // 103: firebreak.operator.v1.OperatorService.CancelRun:output_type -> firebreak.operator.v1.CancelRunResponse
-	37, // 104: firebreak.operator.v1.OperatorService.ListActions:output_type -> firebreak.operator.v1.ListActionsResponse
-	41, // 105: firebreak.operator.v1.OperatorService.SyncAccounts:output_type -> firebreak.operator.v1.SyncAccountsResponse
-	43, // 106: firebreak.operator.v1.OperatorService.ListAccounts:output_type -> firebreak.operator.v1.ListAccountsResponse
-	32, // 107: firebreak.operator.v1.OperatorService.ListAudit:output_type -> firebreak.operator.v1.ListAuditResponse
-	34, // 108: firebreak.operator.v1.OperatorService.VerifyAudit:output_type -> firebreak.operator.v1.VerifyAuditResponse
-	48, // 109: firebreak.operator.v1.OperatorService.GetAuditHead:output_type -> firebreak.operator.v1.GetAuditHeadResponse
-	51, // 110: firebreak.operator.v1.OperatorService.ListJoinTokens:output_type -> firebreak.operator.v1.ListJoinTokensResponse
-	53, // 111: firebreak.operator.v1.OperatorService.RevokeJoinToken:output_type -> firebreak.operator.v1.RevokeJoinTokenResponse
-	55, // 112: firebreak.operator.v1.OperatorService.RevokeOperator:output_type -> firebreak.operator.v1.RevokeOperatorResponse
-	57, // 113: firebreak.operator.v1.OperatorService.RotateOperator:output_type -> firebreak.operator.v1.RotateOperatorResponse
-	60, // 114: firebreak.operator.v1.OperatorService.RevokeAgents:output_type -> firebreak.operator.v1.RevokeAgentsResponse
-	63, // 115: firebreak.operator.v1.OperatorService.ForgetAgents:output_type -> firebreak.operator.v1.ForgetAgentsResponse
-	46, // 116: firebreak.operator.v1.OperatorService.ListControllers:output_type -> firebreak.operator.v1.ListControllersResponse
-	67, // 117: firebreak.operator.v1.OperatorService.Readiness:output_type -> firebreak.operator.v1.ReadinessResponse
-	69, // 118: firebreak.operator.v1.OperatorService.ListReadinessReports:output_type -> firebreak.operator.v1.ListReadinessReportsResponse
-	93, // [93:119] is the sub-list for method output_type
-	67, // [67:93] is the sub-list for method input_type
-	67, // [67:67] is the sub-list for extension type_name
-	67, // [67:67] is the sub-list for extension extendee
-	0,  // [0:67] is the sub-list for field type_name
+	80, // 67: firebreak.operator.v1.AttestPolicyInfo.set_at:type_name -> google.protobuf.Timestamp
+	70, // 68: firebreak.operator.v1.SetAttestPolicyResponse.policy:type_name -> firebreak.operator.v1.AttestPolicyInfo
+	70, // 69: firebreak.operator.v1.GetAttestPolicyResponse.policy:type_name -> firebreak.operator.v1.AttestPolicyInfo
+	2,  // 70: firebreak.operator.v1.OperatorService.Whoami:input_type -> firebreak.operator.v1.WhoamiRequest
+	4,  // 71: firebreak.operator.v1.OperatorService.CreateJoinToken:input_type -> firebreak.operator.v1.CreateJoinTokenRequest
+	6,  // 72: firebreak.operator.v1.OperatorService.AddOperator:input_type -> firebreak.operator.v1.AddOperatorRequest
+	10, // 73: firebreak.operator.v1.OperatorService.ListAgents:input_type -> firebreak.operator.v1.ListAgentsRequest
+	12, // 74: firebreak.operator.v1.OperatorService.CreateRun:input_type -> firebreak.operator.v1.CreateRunRequest
+	18, // 75: firebreak.operator.v1.OperatorService.WatchRun:input_type -> firebreak.operator.v1.WatchRunRequest
+	20, // 76: firebreak.operator.v1.OperatorService.GetRun:input_type -> firebreak.operator.v1.GetRunRequest
+	22, // 77: firebreak.operator.v1.OperatorService.ListRuns:input_type -> firebreak.operator.v1.ListRunsRequest
+	24, // 78: firebreak.operator.v1.OperatorService.ApproveRun:input_type -> firebreak.operator.v1.ApproveRunRequest
+	26, // 79: firebreak.operator.v1.OperatorService.RejectRun:input_type -> firebreak.operator.v1.RejectRunRequest
+	28, // 80: firebreak.operator.v1.OperatorService.CancelRun:input_type -> firebreak.operator.v1.CancelRunRequest
+	36, // 81: firebreak.operator.v1.OperatorService.ListActions:input_type -> firebreak.operator.v1.ListActionsRequest
+	40, // 82: firebreak.operator.v1.OperatorService.SyncAccounts:input_type -> firebreak.operator.v1.SyncAccountsRequest
+	42, // 83: firebreak.operator.v1.OperatorService.ListAccounts:input_type -> firebreak.operator.v1.ListAccountsRequest
+	31, // 84: firebreak.operator.v1.OperatorService.ListAudit:input_type -> firebreak.operator.v1.ListAuditRequest
+	33, // 85: firebreak.operator.v1.OperatorService.VerifyAudit:input_type -> firebreak.operator.v1.VerifyAuditRequest
+	47, // 86: firebreak.operator.v1.OperatorService.GetAuditHead:input_type -> firebreak.operator.v1.GetAuditHeadRequest
+	49, // 87: firebreak.operator.v1.OperatorService.ListJoinTokens:input_type -> firebreak.operator.v1.ListJoinTokensRequest
+	52, // 88: firebreak.operator.v1.OperatorService.RevokeJoinToken:input_type -> firebreak.operator.v1.RevokeJoinTokenRequest
+	54, // 89: firebreak.operator.v1.OperatorService.RevokeOperator:input_type -> firebreak.operator.v1.RevokeOperatorRequest
+	56, // 90: firebreak.operator.v1.OperatorService.RotateOperator:input_type -> firebreak.operator.v1.RotateOperatorRequest
+	58, // 91: firebreak.operator.v1.OperatorService.RevokeAgents:input_type -> firebreak.operator.v1.RevokeAgentsRequest
+	61, // 92: firebreak.operator.v1.OperatorService.ForgetAgents:input_type -> firebreak.operator.v1.ForgetAgentsRequest
+	44, // 93: firebreak.operator.v1.OperatorService.ListControllers:input_type -> firebreak.operator.v1.ListControllersRequest
+	64, // 94: firebreak.operator.v1.OperatorService.Readiness:input_type -> firebreak.operator.v1.ReadinessRequest
+	68, // 95: firebreak.operator.v1.OperatorService.ListReadinessReports:input_type -> firebreak.operator.v1.ListReadinessReportsRequest
+	71, // 96: firebreak.operator.v1.OperatorService.SetAttestPolicy:input_type -> firebreak.operator.v1.SetAttestPolicyRequest
+	73, // 97: firebreak.operator.v1.OperatorService.GetAttestPolicy:input_type -> firebreak.operator.v1.GetAttestPolicyRequest
+	3,  // 98: firebreak.operator.v1.OperatorService.Whoami:output_type -> firebreak.operator.v1.WhoamiResponse
+	5,  // 99: firebreak.operator.v1.OperatorService.CreateJoinToken:output_type -> firebreak.operator.v1.CreateJoinTokenResponse
+	7,  // 100: firebreak.operator.v1.OperatorService.AddOperator:output_type -> firebreak.operator.v1.AddOperatorResponse
+	11, // 101: firebreak.operator.v1.OperatorService.ListAgents:output_type -> firebreak.operator.v1.ListAgentsResponse
+	13, // 102: firebreak.operator.v1.OperatorService.CreateRun:output_type -> firebreak.operator.v1.CreateRunResponse
+	19, // 103: firebreak.operator.v1.OperatorService.WatchRun:output_type -> firebreak.operator.v1.WatchRunResponse
+	21, // 104: firebreak.operator.v1.OperatorService.GetRun:output_type -> firebreak.operator.v1.GetRunResponse
+	23, // 105: firebreak.operator.v1.OperatorService.ListRuns:output_type -> firebreak.operator.v1.ListRunsResponse
+	25, // 106: firebreak.operator.v1.OperatorService.ApproveRun:output_type -> firebreak.operator.v1.ApproveRunResponse
+	27, // 107: firebreak.operator.v1.OperatorService.RejectRun:output_type -> firebreak.operator.v1.RejectRunResponse
+	29, // 108: firebreak.operator.v1.OperatorService.CancelRun:output_type -> firebreak.operator.v1.CancelRunResponse
+	37, // 109: firebreak.operator.v1.OperatorService.ListActions:output_type -> firebreak.operator.v1.ListActionsResponse
+	41, // 110: firebreak.operator.v1.OperatorService.SyncAccounts:output_type -> firebreak.operator.v1.SyncAccountsResponse
+	43, // 111: firebreak.operator.v1.OperatorService.ListAccounts:output_type -> firebreak.operator.v1.ListAccountsResponse
+	32, // 112: firebreak.operator.v1.OperatorService.ListAudit:output_type -> firebreak.operator.v1.ListAuditResponse
+	34, // 113: firebreak.operator.v1.OperatorService.VerifyAudit:output_type -> firebreak.operator.v1.VerifyAuditResponse
+	48, // 114: firebreak.operator.v1.OperatorService.GetAuditHead:output_type -> firebreak.operator.v1.GetAuditHeadResponse
+	51, // 115: firebreak.operator.v1.OperatorService.ListJoinTokens:output_type -> firebreak.operator.v1.ListJoinTokensResponse
+	53, // 116: firebreak.operator.v1.OperatorService.RevokeJoinToken:output_type -> firebreak.operator.v1.RevokeJoinTokenResponse
+	55, // 117: firebreak.operator.v1.OperatorService.RevokeOperator:output_type -> firebreak.operator.v1.RevokeOperatorResponse
+	57, // 118: firebreak.operator.v1.OperatorService.RotateOperator:output_type -> firebreak.operator.v1.RotateOperatorResponse
+	60, // 119: firebreak.operator.v1.OperatorService.RevokeAgents:output_type -> firebreak.operator.v1.RevokeAgentsResponse
+	63, // 120: firebreak.operator.v1.OperatorService.ForgetAgents:output_type -> firebreak.operator.v1.ForgetAgentsResponse
+	46, // 121: firebreak.operator.v1.OperatorService.ListControllers:output_type -> firebreak.operator.v1.ListControllersResponse
+	67, // 122: firebreak.operator.v1.OperatorService.Readiness:output_type -> firebreak.operator.v1.ReadinessResponse
+	69, // 123: firebreak.operator.v1.OperatorService.ListReadinessReports:output_type -> firebreak.operator.v1.ListReadinessReportsResponse
+	72, // 124: firebreak.operator.v1.OperatorService.SetAttestPolicy:output_type -> firebreak.operator.v1.SetAttestPolicyResponse
+	74, // 125: firebreak.operator.v1.OperatorService.GetAttestPolicy:output_type -> firebreak.operator.v1.GetAttestPolicyResponse
+	98, // [98:126] is the sub-list for method output_type
+	70, // [70:98] is the sub-list for method input_type
+	70, // [70:70] is the sub-list for extension type_name
+	70, // [70:70] is the sub-list for extension extendee
+	0,  // [0:70] is the sub-list for field type_name
 }
 
 func init() { file_firebreak_operator_v1_operator_proto_init() }
@@ -5318,7 +5636,7 @@ func file_firebreak_operator_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_firebreak_operator_v1_operator_proto_rawDesc), len(file_firebreak_operator_v1_operator_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   71,
+			NumMessages:   76,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

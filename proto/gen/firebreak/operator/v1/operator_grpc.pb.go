@@ -45,6 +45,8 @@ const (
 	OperatorService_ListControllers_FullMethodName      = "/firebreak.operator.v1.OperatorService/ListControllers"
 	OperatorService_Readiness_FullMethodName            = "/firebreak.operator.v1.OperatorService/Readiness"
 	OperatorService_ListReadinessReports_FullMethodName = "/firebreak.operator.v1.OperatorService/ListReadinessReports"
+	OperatorService_SetAttestPolicy_FullMethodName      = "/firebreak.operator.v1.OperatorService/SetAttestPolicy"
+	OperatorService_GetAttestPolicy_FullMethodName      = "/firebreak.operator.v1.OperatorService/GetAttestPolicy"
 )
 
 // OperatorServiceClient is the client API for OperatorService service.
@@ -138,6 +140,13 @@ type OperatorServiceClient interface {
 	// ListReadinessReports lists the stored readiness reports, newest first
 	// (viewer).
 	ListReadinessReports(ctx context.Context, in *ListReadinessReportsRequest, opts ...grpc.CallOption) (*ListReadinessReportsResponse, error)
+	// SetAttestPolicy validates an attestation policy and stores it as the
+	// newest version, which every controller of the cluster enforces within
+	// seconds; the change is audited (admin).
+	SetAttestPolicy(ctx context.Context, in *SetAttestPolicyRequest, opts ...grpc.CallOption) (*SetAttestPolicyResponse, error)
+	// GetAttestPolicy returns the stored attestation policy in force
+	// (viewer).
+	GetAttestPolicy(ctx context.Context, in *GetAttestPolicyRequest, opts ...grpc.CallOption) (*GetAttestPolicyResponse, error)
 }
 
 type operatorServiceClient struct {
@@ -417,6 +426,26 @@ func (c *operatorServiceClient) ListReadinessReports(ctx context.Context, in *Li
 	return out, nil
 }
 
+func (c *operatorServiceClient) SetAttestPolicy(ctx context.Context, in *SetAttestPolicyRequest, opts ...grpc.CallOption) (*SetAttestPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetAttestPolicyResponse)
+	err := c.cc.Invoke(ctx, OperatorService_SetAttestPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *operatorServiceClient) GetAttestPolicy(ctx context.Context, in *GetAttestPolicyRequest, opts ...grpc.CallOption) (*GetAttestPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetAttestPolicyResponse)
+	err := c.cc.Invoke(ctx, OperatorService_GetAttestPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OperatorServiceServer is the server API for OperatorService service.
 // All implementations must embed UnimplementedOperatorServiceServer
 // for forward compatibility.
@@ -508,6 +537,13 @@ type OperatorServiceServer interface {
 	// ListReadinessReports lists the stored readiness reports, newest first
 	// (viewer).
 	ListReadinessReports(context.Context, *ListReadinessReportsRequest) (*ListReadinessReportsResponse, error)
+	// SetAttestPolicy validates an attestation policy and stores it as the
+	// newest version, which every controller of the cluster enforces within
+	// seconds; the change is audited (admin).
+	SetAttestPolicy(context.Context, *SetAttestPolicyRequest) (*SetAttestPolicyResponse, error)
+	// GetAttestPolicy returns the stored attestation policy in force
+	// (viewer).
+	GetAttestPolicy(context.Context, *GetAttestPolicyRequest) (*GetAttestPolicyResponse, error)
 	mustEmbedUnimplementedOperatorServiceServer()
 }
 
@@ -595,6 +631,12 @@ func (UnimplementedOperatorServiceServer) Readiness(context.Context, *ReadinessR
 }
 func (UnimplementedOperatorServiceServer) ListReadinessReports(context.Context, *ListReadinessReportsRequest) (*ListReadinessReportsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListReadinessReports not implemented")
+}
+func (UnimplementedOperatorServiceServer) SetAttestPolicy(context.Context, *SetAttestPolicyRequest) (*SetAttestPolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetAttestPolicy not implemented")
+}
+func (UnimplementedOperatorServiceServer) GetAttestPolicy(context.Context, *GetAttestPolicyRequest) (*GetAttestPolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetAttestPolicy not implemented")
 }
 func (UnimplementedOperatorServiceServer) mustEmbedUnimplementedOperatorServiceServer() {}
 func (UnimplementedOperatorServiceServer) testEmbeddedByValue()                         {}
@@ -1078,6 +1120,42 @@ func _OperatorService_ListReadinessReports_Handler(srv interface{}, ctx context.
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OperatorService_SetAttestPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetAttestPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServiceServer).SetAttestPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OperatorService_SetAttestPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServiceServer).SetAttestPolicy(ctx, req.(*SetAttestPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OperatorService_GetAttestPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetAttestPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServiceServer).GetAttestPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OperatorService_GetAttestPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServiceServer).GetAttestPolicy(ctx, req.(*GetAttestPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // OperatorService_ServiceDesc is the grpc.ServiceDesc for OperatorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1184,6 +1262,14 @@ var OperatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListReadinessReports",
 			Handler:    _OperatorService_ListReadinessReports_Handler,
+		},
+		{
+			MethodName: "SetAttestPolicy",
+			Handler:    _OperatorService_SetAttestPolicy_Handler,
+		},
+		{
+			MethodName: "GetAttestPolicy",
+			Handler:    _OperatorService_GetAttestPolicy_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
