@@ -175,6 +175,10 @@ func (c *Console) routes() {
 	m.Handle("POST /runs/{id}/cancel", c.signedIn(c.cancelRun))
 	m.Handle("GET /approvals", c.signedIn(c.approvals))
 	m.Handle("GET /agents", c.signedIn(c.agentList))
+	m.Handle("GET /agents/{id}", c.signedIn(c.agentPage))
+	m.Handle("POST /agents/{id}/isolate", c.signedIn(c.isolateAgent))
+	m.Handle("POST /agents/{id}/unisolate", c.signedIn(c.unisolateAgent))
+	m.Handle("POST /agents/{id}/revoke", c.signedIn(c.revokeAgent))
 	c.mux = m
 }
 

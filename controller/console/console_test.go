@@ -89,12 +89,23 @@ func (f *fakeOperator) CancelRun(ctx context.Context, req *operatorv1.CancelRunR
 	return &operatorv1.CancelRunResponse{}, nil
 }
 
+func (f *fakeOperator) CreateRun(ctx context.Context, req *operatorv1.CreateRunRequest) (*operatorv1.CreateRunResponse, error) {
+	f.record(ctx, "CreateRun "+req.GetAction()+" "+req.GetSelector()+" "+req.GetReason())
+	return &operatorv1.CreateRunResponse{Run: &operatorv1.Run{Id: "new-run", Action: req.GetAction()}}, nil
+}
+
+func (f *fakeOperator) RevokeAgents(ctx context.Context, req *operatorv1.RevokeAgentsRequest) (*operatorv1.RevokeAgentsResponse, error) {
+	f.record(ctx, "RevokeAgents "+strings.Join(req.GetIds(), ",")+" "+req.GetReason())
+	return &operatorv1.RevokeAgentsResponse{}, nil
+}
+
 func (f *fakeOperator) ListAgents(ctx context.Context, _ *operatorv1.ListAgentsRequest) (*operatorv1.ListAgentsResponse, error) {
 	f.record(ctx, "ListAgents")
 	var out []*operatorv1.Agent
 	for i := range 120 {
 		out = append(out, &operatorv1.Agent{Id: fmt.Sprintf("agent-%03d", i), Connected: i%2 == 0,
-			Facts: &agentv1.AgentFacts{Hostname: fmt.Sprintf("web-%03d", i), Account: "111122223333", InstanceId: fmt.Sprintf("i-%03d", i)}})
+			Facts: &agentv1.AgentFacts{Hostname: fmt.Sprintf("web-%03d", i), Account: "111122223333", InstanceId: fmt.Sprintf("i-%03d", i),
+				Labels: map[string]string{"note": hostile}}})
 	}
 	return &operatorv1.ListAgentsResponse{Agents: out}, nil
 }
@@ -145,7 +156,7 @@ func newTestConsole(t *testing.T) *testConsole {
 		name string
 		role operatorv1.OperatorRole
 	}{{"alice", operatorv1.OperatorRole_OPERATOR_ROLE_RESPONDER}, {"bob", operatorv1.OperatorRole_OPERATOR_ROLE_APPROVER},
-		{"vic", operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER}} {
+		{"vic", operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER}, {"ada", operatorv1.OperatorRole_OPERATOR_ROLE_ADMIN}} {
 		if err := st.PutOperator(ctx, &store.Operator{Name: o.name, Role: o.role, CertSerial: "serial-" + o.name, CreatedAt: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
@@ -160,6 +171,8 @@ func newTestConsole(t *testing.T) *testConsole {
 	tasks[1].Status = agentv1.TaskStatus_TASK_STATUS_RUNNING
 	op := &fakeOperator{runs: map[string]*operatorv1.Run{
 		"big":     {Id: "big", Action: "noop", Status: operatorv1.RunStatus_RUN_STATUS_RUNNING, CreatedBy: "alice", Reason: hostile, Tasks: tasks, CreatedAt: timestamppb.Now()},
+		"iso": {Id: "iso", Action: "host-isolate", Status: operatorv1.RunStatus_RUN_STATUS_SUCCEEDED, CreatedBy: "alice", Tasks: []*operatorv1.Task{
+			{Id: "iso-t1", AgentId: "agent-001", Hostname: "web-001", Status: agentv1.TaskStatus_TASK_STATUS_SUCCEEDED, Error: hostile}}},
 		"waiting": {Id: "waiting", Action: "host-isolate", Status: operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL, CreatedBy: "alice", Reason: hostile},
 	}}
 	tc := &testConsole{store: st, op: op, now: time.Unix(1_800_000_000, 0)}
