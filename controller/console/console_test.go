@@ -170,7 +170,7 @@ func newTestConsole(t *testing.T) *testConsole {
 	tasks[0].OutputJson = []byte(`{"note":` + fmt.Sprintf("%q", hostile) + `}`)
 	tasks[1].Status = agentv1.TaskStatus_TASK_STATUS_RUNNING
 	op := &fakeOperator{runs: map[string]*operatorv1.Run{
-		"big":     {Id: "big", Action: "noop", Status: operatorv1.RunStatus_RUN_STATUS_RUNNING, CreatedBy: "alice", Reason: hostile, Tasks: tasks, CreatedAt: timestamppb.Now()},
+		"big": {Id: "big", Action: "noop", Status: operatorv1.RunStatus_RUN_STATUS_RUNNING, CreatedBy: "alice", Reason: hostile, Tasks: tasks, CreatedAt: timestamppb.Now()},
 		"iso": {Id: "iso", Action: "host-isolate", Status: operatorv1.RunStatus_RUN_STATUS_SUCCEEDED, CreatedBy: "alice", Tasks: []*operatorv1.Task{
 			{Id: "iso-t1", AgentId: "agent-001", Hostname: "web-001", Status: agentv1.TaskStatus_TASK_STATUS_SUCCEEDED, Error: hostile}}},
 		"waiting": {Id: "waiting", Action: "host-isolate", Status: operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL, CreatedBy: "alice", Reason: hostile},
