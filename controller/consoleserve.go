@@ -92,7 +92,8 @@ func (c *Controller) buildConsole(ctx context.Context, cert tls.Certificate) err
 			return err
 		}
 	}
-	con, err := console.New(console.Config{Store: c.Store, Operator: c.Operator, Policy: rpcPolicy().Operator, BaseURL: url, OIDC: sso,
+	con, err := console.New(console.Config{Store: c.Store, Operator: c.Operator, Evidence: c.Evidence, Cases: c.Incident.parts.caseServer,
+		Playbooks: c.Incident.parts.playbookServer, Policy: rpcPolicy().Operator, BaseURL: url, OIDC: sso,
 		Audit: c.Audit, Logger: c.cfg.Logger, Clock: c.cfg.Clock})
 	if err != nil {
 		lis.Close()

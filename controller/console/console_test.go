@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/controller/console"
+	"github.com/firebreak-ir/firebreak/controller/evidence"
 	"github.com/firebreak-ir/firebreak/controller/operator"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
@@ -128,6 +130,7 @@ type testConsole struct {
 	srv   *httptest.Server
 	store *store.SQL
 	op    *fakeOperator
+	ev    *fakeEvidence
 	now   time.Time
 	mu    sync.Mutex
 }
@@ -175,17 +178,24 @@ func newTestConsole(t *testing.T) *testConsole {
 			{Id: "iso-t1", AgentId: "agent-001", Hostname: "web-001", Status: agentv1.TaskStatus_TASK_STATUS_SUCCEEDED, Error: hostile}}},
 		"waiting": {Id: "waiting", Action: "host-isolate", Status: operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL, CreatedBy: "alice", Reason: hostile},
 	}}
-	tc := &testConsole{store: st, op: op, now: time.Unix(1_800_000_000, 0)}
+	tc := &testConsole{store: st, op: op, ev: newFakeEvidence(), now: time.Unix(1_800_000_000, 0)}
 	srv := httptest.NewUnstartedServer(nil)
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	c, err := console.New(console.Config{Store: st, Operator: op, Policy: operator.Policy, BaseURL: srv.URL, Clock: tc.clock})
+	c, err := console.New(console.Config{Store: st, Operator: op, Evidence: tc.ev, Policy: policy(), BaseURL: srv.URL, Clock: tc.clock})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv.Config.Handler = c
 	tc.srv = srv
 	return tc
+}
+
+// policy is the controller's policy for the services the console calls.
+func policy() map[string]operatorv1.OperatorRole {
+	p := maps.Clone(operator.Policy)
+	maps.Copy(p, evidence.Policy)
+	return p
 }
 
 // link stores a login link for operator's credential and returns its URL.
@@ -304,7 +314,7 @@ func TestEveryResponseCarriesTheSecurityHeaders(t *testing.T) {
 func TestPagesLoadNothingFromAnotherOriginAndNoInlineScript(t *testing.T) {
 	tc := newTestConsole(t)
 	alice := tc.signIn(t, "alice")
-	for _, path := range []string{"/", "/runs", "/runs/big", "/runs/big?q=" + url.QueryEscape(hostile), "/approvals", "/agents", "/login"} {
+	for _, path := range []string{"/", "/runs", "/runs/big", "/runs/big?q=" + url.QueryEscape(hostile), "/approvals", "/agents", "/agents/agent-001", "/evidence", "/evidence/evd-001", "/login"} {
 		t.Run(path, func(t *testing.T) {
 			_, body := get(t, alice, tc.srv.URL+path)
 			for _, bad := range domProblems(t, body) {
