@@ -33,4 +33,6 @@ func (s *localStream[T]) SendMsg(m any) error {
 	}
 	return fmt.Errorf("console: unexpected message %T on a stream", m)
 }
-func (s *localStream[T]) RecvMsg(any) error { return fmt.Errorf("console: a server stream receives nothing") }
+func (s *localStream[T]) RecvMsg(any) error {
+	return fmt.Errorf("console: a server stream receives nothing")
+}
