@@ -26,9 +26,11 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/firebreak-ir/firebreak/controller/auth"
+	"github.com/firebreak-ir/firebreak/controller/cases"
 	"github.com/firebreak-ir/firebreak/controller/console"
 	"github.com/firebreak-ir/firebreak/controller/evidence"
 	"github.com/firebreak-ir/firebreak/controller/operator"
+	"github.com/firebreak-ir/firebreak/controller/playbookrun"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
@@ -131,6 +133,8 @@ type testConsole struct {
 	store *store.SQL
 	op    *fakeOperator
 	ev    *fakeEvidence
+	cases *fakeCases
+	pb    *fakePlaybooks
 	now   time.Time
 	mu    sync.Mutex
 }
@@ -178,11 +182,11 @@ func newTestConsole(t *testing.T) *testConsole {
 			{Id: "iso-t1", AgentId: "agent-001", Hostname: "web-001", Status: agentv1.TaskStatus_TASK_STATUS_SUCCEEDED, Error: hostile}}},
 		"waiting": {Id: "waiting", Action: "host-isolate", Status: operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL, CreatedBy: "alice", Reason: hostile},
 	}}
-	tc := &testConsole{store: st, op: op, ev: newFakeEvidence(), now: time.Unix(1_800_000_000, 0)}
+	tc := &testConsole{store: st, op: op, ev: newFakeEvidence(), cases: newFakeCases(), pb: &fakePlaybooks{}, now: time.Unix(1_800_000_000, 0)}
 	srv := httptest.NewUnstartedServer(nil)
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	c, err := console.New(console.Config{Store: st, Operator: op, Evidence: tc.ev, Policy: policy(), BaseURL: srv.URL, Clock: tc.clock})
+	c, err := console.New(console.Config{Store: st, Operator: op, Evidence: tc.ev, Cases: tc.cases, Playbooks: tc.pb, Policy: policy(), BaseURL: srv.URL, Clock: tc.clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,6 +199,8 @@ func newTestConsole(t *testing.T) *testConsole {
 func policy() map[string]operatorv1.OperatorRole {
 	p := maps.Clone(operator.Policy)
 	maps.Copy(p, evidence.Policy)
+	maps.Copy(p, cases.Policy)
+	maps.Copy(p, playbookrun.Policy)
 	return p
 }
 
@@ -314,7 +320,7 @@ func TestEveryResponseCarriesTheSecurityHeaders(t *testing.T) {
 func TestPagesLoadNothingFromAnotherOriginAndNoInlineScript(t *testing.T) {
 	tc := newTestConsole(t)
 	alice := tc.signIn(t, "alice")
-	for _, path := range []string{"/", "/runs", "/runs/big", "/runs/big?q=" + url.QueryEscape(hostile), "/approvals", "/agents", "/agents/agent-001", "/evidence", "/evidence/evd-001", "/login"} {
+	for _, path := range []string{"/", "/runs", "/runs/big", "/runs/big?q=" + url.QueryEscape(hostile), "/approvals", "/agents", "/agents/agent-001", "/evidence", "/evidence/evd-001", "/cases", "/cases/case-001", "/login"} {
 		t.Run(path, func(t *testing.T) {
 			_, body := get(t, alice, tc.srv.URL+path)
 			for _, bad := range domProblems(t, body) {

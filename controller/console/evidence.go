@@ -178,12 +178,7 @@ func downloadName(it *operatorv1.EvidenceItem) string {
 	if n := it.GetName(); n != "" {
 		name += "-" + n
 	}
-	return strings.Map(func(r rune) rune {
-		if r == '.' || r == '-' || r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
-			return r
-		}
-		return '_'
-	}, name)
+	return safeFileName(name)
 }
 
 // withBrowserPeer puts the browser's address in ctx as the gRPC peer, so

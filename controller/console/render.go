@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/firebreak-ir/firebreak/controller/apiview"
@@ -45,6 +46,13 @@ var templateFuncs = template.FuncMap{
 		return t.UTC().Format("2006-01-02 15:04:05Z")
 	},
 	"enum": func(e protoreflect.Enum) string { return apiview.EnumName(e) },
+	// dur shows a duration rounded to the second.
+	"dur": func(d *durationpb.Duration) string {
+		if d == nil {
+			return "—"
+		}
+		return d.AsDuration().Round(time.Second).String()
+	},
 	// verdict names an evidence verification's outcome (empty when none).
 	"verdict": func(v operatorv1.EvidenceVerdict) string {
 		if v == operatorv1.EvidenceVerdict_EVIDENCE_VERDICT_UNSPECIFIED {
