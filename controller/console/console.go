@@ -190,6 +190,8 @@ func (c *Console) routes() {
 	m.Handle("GET /playbooks", c.signedIn(c.playbookList))
 	m.Handle("GET /playbooks/{name}", c.signedIn(c.playbookPage))
 	m.Handle("POST /playbooks/{name}/start", c.signedIn(c.startPlaybook))
+	m.Handle("GET /audit", c.signedIn(c.auditLog))
+	m.Handle("POST /audit/verify", c.signedIn(c.verifyAudit))
 	m.Handle("GET /evidence", c.signedIn(c.evidenceList))
 	m.Handle("GET /evidence/{id}", c.signedIn(c.evidencePage))
 	m.Handle("POST /evidence/{id}/verify", c.signedIn(c.verifyEvidence))

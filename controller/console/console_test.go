@@ -320,7 +320,7 @@ func TestEveryResponseCarriesTheSecurityHeaders(t *testing.T) {
 func TestPagesLoadNothingFromAnotherOriginAndNoInlineScript(t *testing.T) {
 	tc := newTestConsole(t)
 	alice := tc.signIn(t, "alice")
-	for _, path := range []string{"/", "/runs", "/runs/big", "/runs/big?q=" + url.QueryEscape(hostile), "/approvals", "/agents", "/agents/agent-001", "/evidence", "/evidence/evd-001", "/cases", "/cases/case-001", "/playbooks", "/playbooks/ec2-compromise", "/login"} {
+	for _, path := range []string{"/", "/runs", "/runs/big", "/runs/big?q=" + url.QueryEscape(hostile), "/approvals", "/agents", "/agents/agent-001", "/evidence", "/evidence/evd-001", "/cases", "/cases/case-001", "/playbooks", "/playbooks/ec2-compromise", "/audit", "/login"} {
 		t.Run(path, func(t *testing.T) {
 			_, body := get(t, alice, tc.srv.URL+path)
 			for _, bad := range domProblems(t, body) {
