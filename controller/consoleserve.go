@@ -123,3 +123,17 @@ func (c *Controller) runConsole(run func(string, func(context.Context) error)) {
 		return console.Serve(ctx, c.console.lis, c.console.tls, c.console.console, c.cfg.Logger)
 	})
 }
+
+// ConsoleLoginLink returns a one-time login link to the console for the
+// stored operator name (the lab prints one); it fails when no console is
+// served.
+func (c *Controller) ConsoleLoginLink(ctx context.Context, operator string) (string, error) {
+	if c.console.console == nil {
+		return "", fmt.Errorf("controller: no console is served: set Console.Listen")
+	}
+	resp, err := c.console.console.LoginLink(ctx, operator)
+	if err != nil {
+		return "", err
+	}
+	return resp.GetUrl(), nil
+}
