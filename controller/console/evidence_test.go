@@ -34,9 +34,6 @@ type fakeEvidence struct {
 	custody map[string][]*operatorv1.CustodyRecord
 	// tampered, when set, ends a download with DATA_LOSS after its bytes.
 	tampered bool
-	// sentBeforeCustody is set when a message went out before the custody
-	// entry was stored.
-	sentBeforeCustody bool
 }
 
 func newFakeEvidence() *fakeEvidence {
@@ -94,6 +91,7 @@ func (f *fakeEvidence) GetEvidence(req *operatorv1.GetEvidenceRequest, stream op
 	f.mu.Lock()
 	it, ok := f.items[req.GetEvidenceId()]
 	data := f.data[req.GetEvidenceId()]
+	tampered := f.tampered
 	f.mu.Unlock()
 	if !ok {
 		return status.Errorf(codes.NotFound, "evidence %s not found", req.GetEvidenceId())
@@ -105,7 +103,7 @@ func (f *fakeEvidence) GetEvidence(req *operatorv1.GetEvidenceRequest, stream op
 	if err := stream.Send(&operatorv1.GetEvidenceResponse{Msg: &operatorv1.GetEvidenceResponse_Data{Data: &operatorv1.EvidenceData{Data: data}}}); err != nil {
 		return err
 	}
-	if f.tampered {
+	if tampered {
 		return status.Error(codes.DataLoss, "the stored copy was altered")
 	}
 	return stream.Send(&operatorv1.GetEvidenceResponse{Msg: &operatorv1.GetEvidenceResponse_End{End: &operatorv1.EvidenceEnd{Size: it.GetSize(), Sha256: it.GetSha256()}}})
@@ -125,6 +123,12 @@ func (f *fakeEvidence) VerifyEvidence(req *operatorv1.VerifyEvidenceRequest, str
 	return stream.Send(&operatorv1.VerifyEvidenceResponse{Msg: &operatorv1.VerifyEvidenceResponse_Result{Result: &operatorv1.EvidenceVerification{
 		EvidenceId: it.GetId(), Verdict: operatorv1.EvidenceVerdict_EVIDENCE_VERDICT_OK, Size: it.GetSize(), Sha256: it.GetSha256(), CustodyOk: true,
 		Location: it.GetLocation(), VerifiedAt: timestamppb.Now()}}})
+}
+
+func (f *fakeEvidence) setTampered(v bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.tampered = v
 }
 
 func (f *fakeEvidence) actions(id string) []string {
@@ -235,8 +239,8 @@ func TestEvidenceDownloadIsInTheCustodyChainBeforeItsBytes(t *testing.T) {
 		})
 	}
 	t.Run("a copy that no longer matches is cut off", func(t *testing.T) {
-		tc.ev.tampered = true
-		t.Cleanup(func() { tc.ev.tampered = false })
+		tc.ev.setTampered(true)
+		t.Cleanup(func() { tc.ev.setTampered(false) })
 		resp, err := alice.PostForm(tc.srv.URL+"/evidence/evd-004/download", url.Values{"reason": {"x"}, "csrf": {aliceToken}})
 		if err == nil {
 			_, err = io.ReadAll(resp.Body)
