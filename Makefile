@@ -76,9 +76,10 @@ test-race:
 test: proto-check catalog-check vet build
 	$(GO) test -count=1 -timeout 45m ./...
 
-## demo: the lab drill on the embedded default (SQLite, local evidence, AWS emulator)
+## demo: the lab drill on the embedded default (SQLite, local evidence, AWS emulator);
+## CONSOLE=1 keeps the lab up after the drill with the web console and prints a login link (Ctrl-C ends it)
 demo: build
-	$(BIN)/firebreak lab demo
+	$(BIN)/firebreak lab demo$(if $(CONSOLE), --console)
 
 ## bench: fleet dispatch benchmark
 bench: build

@@ -92,7 +92,8 @@ func (c *Controller) buildConsole(ctx context.Context, cert tls.Certificate) err
 			return err
 		}
 	}
-	con, err := console.New(console.Config{Store: c.Store, Operator: c.Operator, Policy: rpcPolicy().Operator, BaseURL: url, OIDC: sso,
+	con, err := console.New(console.Config{Store: c.Store, Operator: c.Operator, Evidence: c.Evidence, Cases: c.Incident.parts.caseServer,
+		Playbooks: c.Incident.parts.playbookServer, Policy: rpcPolicy().Operator, BaseURL: url, OIDC: sso,
 		Audit: c.Audit, Logger: c.cfg.Logger, Clock: c.cfg.Clock})
 	if err != nil {
 		lis.Close()
@@ -121,4 +122,18 @@ func (c *Controller) runConsole(run func(string, func(context.Context) error)) {
 	run("console", func(ctx context.Context) error {
 		return console.Serve(ctx, c.console.lis, c.console.tls, c.console.console, c.cfg.Logger)
 	})
+}
+
+// ConsoleLoginLink returns a one-time login link to the console for the
+// stored operator name (the lab prints one); it fails when no console is
+// served.
+func (c *Controller) ConsoleLoginLink(ctx context.Context, operator string) (string, error) {
+	if c.console.console == nil {
+		return "", fmt.Errorf("controller: no console is served: set Console.Listen")
+	}
+	resp, err := c.console.console.LoginLink(ctx, operator)
+	if err != nil {
+		return "", err
+	}
+	return resp.GetUrl(), nil
 }

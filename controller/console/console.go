@@ -49,6 +49,13 @@ type Config struct {
 	Store store.Store
 	// Operator is the operator service every run and agent page calls.
 	Operator operatorv1.OperatorServiceServer
+	// Evidence is the evidence service the evidence pages call; without
+	// it they say the controller serves no evidence store.
+	Evidence operatorv1.EvidenceServiceServer
+	// Cases and Playbooks are the case and playbook services the case
+	// and playbook pages call; without them those pages say so.
+	Cases     operatorv1.CaseServiceServer
+	Playbooks operatorv1.PlaybookServiceServer
 	// Policy is the operator API's method → role map; every console action
 	// is checked against it before the service is called.
 	Policy map[string]operatorv1.OperatorRole
@@ -175,6 +182,24 @@ func (c *Console) routes() {
 	m.Handle("POST /runs/{id}/cancel", c.signedIn(c.cancelRun))
 	m.Handle("GET /approvals", c.signedIn(c.approvals))
 	m.Handle("GET /agents", c.signedIn(c.agentList))
+	m.Handle("GET /cases", c.signedIn(c.caseList))
+	m.Handle("GET /cases/{id}", c.signedIn(c.casePage))
+	m.Handle("GET /cases/{id}/events", c.signedIn(c.caseEvents))
+	m.Handle("GET /cases/{id}/report", c.signedIn(c.caseReport))
+	m.Handle("POST /cases/{id}/notes", c.signedIn(c.addNote))
+	m.Handle("GET /playbooks", c.signedIn(c.playbookList))
+	m.Handle("GET /playbooks/{name}", c.signedIn(c.playbookPage))
+	m.Handle("POST /playbooks/{name}/start", c.signedIn(c.startPlaybook))
+	m.Handle("GET /audit", c.signedIn(c.auditLog))
+	m.Handle("POST /audit/verify", c.signedIn(c.verifyAudit))
+	m.Handle("GET /evidence", c.signedIn(c.evidenceList))
+	m.Handle("GET /evidence/{id}", c.signedIn(c.evidencePage))
+	m.Handle("POST /evidence/{id}/verify", c.signedIn(c.verifyEvidence))
+	m.Handle("POST /evidence/{id}/download", c.signedIn(c.downloadEvidence))
+	m.Handle("GET /agents/{id}", c.signedIn(c.agentPage))
+	m.Handle("POST /agents/{id}/isolate", c.signedIn(c.isolateAgent))
+	m.Handle("POST /agents/{id}/unisolate", c.signedIn(c.unisolateAgent))
+	m.Handle("POST /agents/{id}/revoke", c.signedIn(c.revokeAgent))
 	c.mux = m
 }
 

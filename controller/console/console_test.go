@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -25,8 +26,11 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/firebreak-ir/firebreak/controller/auth"
+	"github.com/firebreak-ir/firebreak/controller/cases"
 	"github.com/firebreak-ir/firebreak/controller/console"
+	"github.com/firebreak-ir/firebreak/controller/evidence"
 	"github.com/firebreak-ir/firebreak/controller/operator"
+	"github.com/firebreak-ir/firebreak/controller/playbookrun"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
@@ -89,12 +93,23 @@ func (f *fakeOperator) CancelRun(ctx context.Context, req *operatorv1.CancelRunR
 	return &operatorv1.CancelRunResponse{}, nil
 }
 
+func (f *fakeOperator) CreateRun(ctx context.Context, req *operatorv1.CreateRunRequest) (*operatorv1.CreateRunResponse, error) {
+	f.record(ctx, "CreateRun "+req.GetAction()+" "+req.GetSelector()+" "+req.GetReason())
+	return &operatorv1.CreateRunResponse{Run: &operatorv1.Run{Id: "new-run", Action: req.GetAction()}}, nil
+}
+
+func (f *fakeOperator) RevokeAgents(ctx context.Context, req *operatorv1.RevokeAgentsRequest) (*operatorv1.RevokeAgentsResponse, error) {
+	f.record(ctx, "RevokeAgents "+strings.Join(req.GetIds(), ",")+" "+req.GetReason())
+	return &operatorv1.RevokeAgentsResponse{}, nil
+}
+
 func (f *fakeOperator) ListAgents(ctx context.Context, _ *operatorv1.ListAgentsRequest) (*operatorv1.ListAgentsResponse, error) {
 	f.record(ctx, "ListAgents")
 	var out []*operatorv1.Agent
 	for i := range 120 {
 		out = append(out, &operatorv1.Agent{Id: fmt.Sprintf("agent-%03d", i), Connected: i%2 == 0,
-			Facts: &agentv1.AgentFacts{Hostname: fmt.Sprintf("web-%03d", i), Account: "111122223333", InstanceId: fmt.Sprintf("i-%03d", i)}})
+			Facts: &agentv1.AgentFacts{Hostname: fmt.Sprintf("web-%03d", i), Account: "111122223333", InstanceId: fmt.Sprintf("i-%03d", i),
+				Labels: map[string]string{"note": hostile}}})
 	}
 	return &operatorv1.ListAgentsResponse{Agents: out}, nil
 }
@@ -117,6 +132,9 @@ type testConsole struct {
 	srv   *httptest.Server
 	store *store.SQL
 	op    *fakeOperator
+	ev    *fakeEvidence
+	cases *fakeCases
+	pb    *fakePlaybooks
 	now   time.Time
 	mu    sync.Mutex
 }
@@ -145,7 +163,7 @@ func newTestConsole(t *testing.T) *testConsole {
 		name string
 		role operatorv1.OperatorRole
 	}{{"alice", operatorv1.OperatorRole_OPERATOR_ROLE_RESPONDER}, {"bob", operatorv1.OperatorRole_OPERATOR_ROLE_APPROVER},
-		{"vic", operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER}} {
+		{"vic", operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER}, {"ada", operatorv1.OperatorRole_OPERATOR_ROLE_ADMIN}} {
 		if err := st.PutOperator(ctx, &store.Operator{Name: o.name, Role: o.role, CertSerial: "serial-" + o.name, CreatedAt: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
@@ -159,20 +177,31 @@ func newTestConsole(t *testing.T) *testConsole {
 	tasks[0].OutputJson = []byte(`{"note":` + fmt.Sprintf("%q", hostile) + `}`)
 	tasks[1].Status = agentv1.TaskStatus_TASK_STATUS_RUNNING
 	op := &fakeOperator{runs: map[string]*operatorv1.Run{
-		"big":     {Id: "big", Action: "noop", Status: operatorv1.RunStatus_RUN_STATUS_RUNNING, CreatedBy: "alice", Reason: hostile, Tasks: tasks, CreatedAt: timestamppb.Now()},
+		"big": {Id: "big", Action: "noop", Status: operatorv1.RunStatus_RUN_STATUS_RUNNING, CreatedBy: "alice", Reason: hostile, Tasks: tasks, CreatedAt: timestamppb.Now()},
+		"iso": {Id: "iso", Action: "host-isolate", Status: operatorv1.RunStatus_RUN_STATUS_SUCCEEDED, CreatedBy: "alice", Tasks: []*operatorv1.Task{
+			{Id: "iso-t1", AgentId: "agent-001", Hostname: "web-001", Status: agentv1.TaskStatus_TASK_STATUS_SUCCEEDED, Error: hostile}}},
 		"waiting": {Id: "waiting", Action: "host-isolate", Status: operatorv1.RunStatus_RUN_STATUS_AWAITING_APPROVAL, CreatedBy: "alice", Reason: hostile},
 	}}
-	tc := &testConsole{store: st, op: op, now: time.Unix(1_800_000_000, 0)}
+	tc := &testConsole{store: st, op: op, ev: newFakeEvidence(), cases: newFakeCases(), pb: &fakePlaybooks{}, now: time.Unix(1_800_000_000, 0)}
 	srv := httptest.NewUnstartedServer(nil)
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	c, err := console.New(console.Config{Store: st, Operator: op, Policy: operator.Policy, BaseURL: srv.URL, Clock: tc.clock})
+	c, err := console.New(console.Config{Store: st, Operator: op, Evidence: tc.ev, Cases: tc.cases, Playbooks: tc.pb, Policy: policy(), BaseURL: srv.URL, Clock: tc.clock})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv.Config.Handler = c
 	tc.srv = srv
 	return tc
+}
+
+// policy is the controller's policy for the services the console calls.
+func policy() map[string]operatorv1.OperatorRole {
+	p := maps.Clone(operator.Policy)
+	maps.Copy(p, evidence.Policy)
+	maps.Copy(p, cases.Policy)
+	maps.Copy(p, playbookrun.Policy)
+	return p
 }
 
 // link stores a login link for operator's credential and returns its URL.
@@ -291,7 +320,7 @@ func TestEveryResponseCarriesTheSecurityHeaders(t *testing.T) {
 func TestPagesLoadNothingFromAnotherOriginAndNoInlineScript(t *testing.T) {
 	tc := newTestConsole(t)
 	alice := tc.signIn(t, "alice")
-	for _, path := range []string{"/", "/runs", "/runs/big", "/runs/big?q=" + url.QueryEscape(hostile), "/approvals", "/agents", "/login"} {
+	for _, path := range []string{"/", "/runs", "/runs/big", "/runs/big?q=" + url.QueryEscape(hostile), "/approvals", "/agents", "/agents/agent-001", "/evidence", "/evidence/evd-001", "/cases", "/cases/case-001", "/playbooks", "/playbooks/ec2-compromise", "/audit", "/login"} {
 		t.Run(path, func(t *testing.T) {
 			_, body := get(t, alice, tc.srv.URL+path)
 			for _, bad := range domProblems(t, body) {

@@ -25,12 +25,16 @@ type listPage[T any] struct {
 
 // link sets NextURL from the request: path (the request's own when empty)
 // with the request's query and after=Next.
-func (p *listPage[T]) link(r *http.Request, path string) {
+func (p *listPage[T]) link(r *http.Request, path string) { p.linkParam(r, path, "after") }
+
+// linkParam is link with the cursor in the query parameter param, for a
+// page that shows more than one paged list.
+func (p *listPage[T]) linkParam(r *http.Request, path, param string) {
 	if p.Next == "" {
 		return
 	}
 	q := r.URL.Query()
-	q.Set("after", p.Next)
+	q.Set(param, p.Next)
 	if path == "" {
 		path = r.URL.Path
 	}

@@ -11,10 +11,12 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/firebreak-ir/firebreak/controller/apiview"
 	"github.com/firebreak-ir/firebreak/controller/auth"
+	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
 // page is what every template gets: the viewer and the page's own data.
@@ -44,6 +46,20 @@ var templateFuncs = template.FuncMap{
 		return t.UTC().Format("2006-01-02 15:04:05Z")
 	},
 	"enum": func(e protoreflect.Enum) string { return apiview.EnumName(e) },
+	// dur shows a duration rounded to the second.
+	"dur": func(d *durationpb.Duration) string {
+		if d == nil {
+			return "—"
+		}
+		return d.AsDuration().Round(time.Second).String()
+	},
+	// verdict names an evidence verification's outcome (empty when none).
+	"verdict": func(v operatorv1.EvidenceVerdict) string {
+		if v == operatorv1.EvidenceVerdict_EVIDENCE_VERDICT_UNSPECIFIED {
+			return ""
+		}
+		return apiview.EnumName(v)
+	},
 	// json pretty-prints JSON bytes as text; the template escapes it.
 	"json": func(b []byte) string {
 		if len(b) == 0 {

@@ -18,9 +18,15 @@ import (
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
-// method is the full gRPC name of an OperatorService method, as the
-// policy names it.
-func method(short string) string { return "/firebreak.operator.v1.OperatorService/" + short }
+// method is the full gRPC name of a method of the operator API, as the
+// policy names it: "CreateRun" for an OperatorService method, or
+// "EvidenceService/GetEvidence" for another service's.
+func method(short string) string {
+	if strings.Contains(short, "/") {
+		return "/firebreak.operator.v1." + short
+	}
+	return "/firebreak.operator.v1.OperatorService/" + short
+}
 
 // runListCap is how many of the newest runs the runs list reads.
 const runListCap = 1000

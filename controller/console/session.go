@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -264,4 +265,21 @@ func (c *Console) authorize(r *http.Request, method string) (context.Context, er
 func (c *Console) can(r *http.Request, method string) bool {
 	v := viewerFrom(r.Context())
 	return v != nil && auth.CheckRole(c.cfg.Policy, v.op, method) == nil
+}
+
+// LoginLink makes a one-time login link for the stored operator name,
+// bound to its current credential, as CreateConsoleLogin does for a
+// caller holding that credential. It is for code that holds the
+// controller itself (the lab prints one after its drill); no RPC reaches
+// it.
+func (c *Console) LoginLink(ctx context.Context, name string) (*operatorv1.CreateConsoleLoginResponse, error) {
+	op, err := c.cfg.Store.GetOperator(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("console: operator %q: %w", name, err)
+	}
+	// Security-critical: a revoked operator gets no link.
+	if op.Revoked {
+		return nil, fmt.Errorf("console: operator %q is revoked", name)
+	}
+	return c.createLink(ctx, op.Name, op.CertSerial)
 }

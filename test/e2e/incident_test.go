@@ -88,7 +88,7 @@ type outcome struct {
 	PlaybookRunID string `json:"playbook_run_id"`
 }
 
-func incidentController(t *testing.T) (*e2e.Controller, string) {
+func incidentController(t *testing.T, extra ...string) (*e2e.Controller, string) {
 	t.Helper()
 	b := e2e.Build(t)
 	dir := t.TempDir()
@@ -104,8 +104,8 @@ func incidentController(t *testing.T) (*e2e.Controller, string) {
 	write(filepath.Join(pbDir, "rehearse-instance.yaml"), incidentPlaybook)
 	write(filepath.Join(dir, "rules.yaml"), incidentRules)
 	write(filepath.Join(dir, "secret"), strings.Repeat("e", 48)+"\n")
-	c := e2e.StartController(t, b, e2e.ControllerOptions{Args: []string{"--playbook-dir", pbDir, "--rules", filepath.Join(dir, "rules.yaml"),
-		"--events-listen", "127.0.0.1:0", "--events-secret-file", filepath.Join(dir, "secret")}})
+	c := e2e.StartController(t, b, e2e.ControllerOptions{Args: append([]string{"--playbook-dir", pbDir, "--rules", filepath.Join(dir, "rules.yaml"),
+		"--events-listen", "127.0.0.1:0", "--events-secret-file", filepath.Join(dir, "secret")}, extra...)})
 	// Host agents on the instances of the sample findings.
 	tok := c.Token(t, "host", 2)
 	a := c.StartAgent(t, e2e.AgentOptions{Name: "web-1", Token: tok, Labels: []string{"instance_id=i-0a1b2c3d4e5f67890"}})

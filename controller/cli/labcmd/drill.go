@@ -1,10 +1,12 @@
 package labcmd
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -16,6 +18,10 @@ type labFlags struct {
 	simulated bool
 	keep      bool
 	binDir    string
+	// console serves the web console and keeps the lab up after the
+	// drill until Ctrl-C; consoleListen is where.
+	console       bool
+	consoleListen string
 }
 
 func (f *labFlags) register(cmd *cobra.Command) {
@@ -24,9 +30,20 @@ func (f *labFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.binDir, "bin-dir", "", "directory of firebreak-agent and plugins/ (default: next to this binary)")
 }
 
+// registerConsole adds --console and --console-listen.
+func (f *labFlags) registerConsole(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&f.console, "console", false, "serve the web console, print a login link after the drill, and keep the lab up until Ctrl-C")
+	cmd.Flags().StringVar(&f.consoleListen, "console-listen", "127.0.0.1:8443", "where the web console listens with --console (HOST:PORT; port 0 picks one)")
+}
+
 // drill runs a scenario and exits ExitRunFailed unless it was contained.
+// With --console the lab stays up after the drill, serving the web
+// console, until the command's context ends (Ctrl-C).
 func drill(g *cli.Globals, cmd *cobra.Command, name string, f *labFlags, report bool) error {
 	o := lab.Options{BinDir: f.binDir, Simulated: f.simulated, KeepDir: f.keep}
+	if f.console {
+		o.Console = f.consoleListen
+	}
 	if !g.JSON() {
 		o.Progress = g.ErrOut()
 	}
@@ -35,12 +52,69 @@ func drill(g *cli.Globals, cmd *cobra.Command, name string, f *labFlags, report 
 		rep = g.Out()
 		fmt.Fprintln(g.ErrOut())
 	}
-	res, err := lab.Drill(cmd.Context(), name, o, rep)
+	if !f.console {
+		res, err := lab.Drill(cmd.Context(), name, o, rep)
+		if err != nil {
+			return err
+		}
+		return drillOutcome(g, res, nil)
+	}
+	sc := lab.Scenarios[name]
+	if sc == nil {
+		return fmt.Errorf("unknown drill %q (drills: %s)", name, strings.Join(lab.ScenarioNames(), ", "))
+	}
+	ctx := cmd.Context()
+	start := time.Now()
+	e, err := lab.Start(ctx, o)
 	if err != nil {
 		return err
 	}
+	defer func() {
+		fmt.Fprintln(g.ErrOut(), "tearing the lab down")
+		e.Close()
+	}()
+	res, err := e.Run(ctx, sc, rep)
+	if err != nil {
+		return fmt.Errorf("%w (lab files: %s)", err, e.Dir)
+	}
+	res.WallMS = time.Since(start).Milliseconds()
+	link, creds, err := e.ConsoleLogin(ctx)
+	if err != nil {
+		return err
+	}
+	outcome := drillOutcome(g, res, map[string]any{"console_url": link, "creds": creds, "ca_file": e.CAFile()})
+	if !g.JSON() {
+		base := strings.SplitN(link, "/login/", 2)[0]
+		fmt.Fprintf(g.ErrOut(), "\nThe web console: open this link within 60 s; it signs in once, as %s:\n", lab.ConsoleCommander)
+		fmt.Fprintln(g.Out(), link)
+		fmt.Fprintf(g.ErrOut(), "The drill's case: %s/cases/%s\nAnother link: firebreak --creds %s console login\n"+
+			"The console's certificate is issued by the lab's CA (%s): trust it, or tell the browser to go on.\nCtrl-C tears the lab down.\n",
+			base, res.CaseID, creds, e.CAFile())
+	}
+	<-ctx.Done()
+	return outcome
+}
+
+// drillOutcome prints a drill's result (as JSON with extra's fields
+// added) and returns ExitRunFailed unless it was contained.
+func drillOutcome(g *cli.Globals, res *lab.Result, extra map[string]any) error {
 	if g.JSON() {
-		if err := g.PrintJSON(res); err != nil {
+		var v any = res
+		if extra != nil {
+			b, err := json.Marshal(res)
+			if err != nil {
+				return err
+			}
+			m := map[string]any{}
+			if err := json.Unmarshal(b, &m); err != nil {
+				return err
+			}
+			for k, x := range extra {
+				m[k] = x
+			}
+			v = m
+		}
+		if err := g.PrintJSON(v); err != nil {
 			return err
 		}
 	} else {
@@ -83,11 +157,17 @@ temporary directory it removes:
 
 It exits 0 only if containment really happened: it checks the emulator's
 state and, as root, real traffic (the attacker's session is cut, the
-responder's channel is not).`,
+responder's channel is not).
+
+With --console the controller also serves the web console (on
+--console-listen, 127.0.0.1:8443 by default); after the drill the lab stays
+up and prints a one-time login link for its incident commander, where the
+drill's case, runs and evidence can be explored. Ctrl-C tears the lab down.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return drill(g, cmd, "ec2-compromise", &f, true) },
 	}
 	f.register(cmd)
+	f.registerConsole(cmd)
 	return cmd
 }
 
@@ -107,6 +187,7 @@ contained or not, time to contain, evidence captured, steps failed.
 		RunE: func(cmd *cobra.Command, args []string) error { return drill(g, cmd, args[0], &f, report) },
 	}
 	f.register(cmd)
+	f.registerConsole(cmd)
 	cmd.Flags().BoolVar(&report, "report", false, "print the case report")
 	return cmd
 }

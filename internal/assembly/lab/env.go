@@ -40,6 +40,9 @@ type Options struct {
 	Progress io.Writer
 	// KeepDir keeps the lab's directory (logs, data) instead of removing it.
 	KeepDir bool
+	// Console, when not empty, is the HOST:PORT the controller serves its
+	// web console on.
+	Console string
 	// Seed is the emulated organisation; awsemu.LabSeed(3) when nil. Its
 	// account awsemu.LabAccountID(2) holds the hosts.
 	Seed *awsemu.Seed
@@ -203,6 +206,7 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	e.Controller, err = controller.New(ctx, controller.Config{
 		DataDir: filepath.Join(dir, "controller"), Listener: ctlLis, Logger: logger, Heartbeat: 10 * time.Second,
 		Incident: controller.IncidentConfig{RulesFile: rulesFile, NoDefaultRules: true, EventsListen: "127.0.0.1:0", EventsSecretFile: secretFile},
+		Console:  controller.ConsoleConfig{Listen: o.Console},
 	})
 	if err != nil {
 		return nil, err
@@ -406,3 +410,31 @@ const labRules = `# firebreak lab: findings start their playbooks automatically.
   playbook: s3-public-exposure
   mode: auto
 `
+
+// ConsoleCommander is the operator the lab signs in to the console as.
+const ConsoleCommander = "commander"
+
+// ConsoleLogin adds the lab's incident commander (an admin operator),
+// writes its credential to DIR/commander.creds (so the CLI can act as it
+// too, and ask for more login links), and returns a one-time login link
+// to the console and the credential's path.
+func (e *Env) ConsoleLogin(ctx context.Context) (link, creds string, err error) {
+	resp, err := e.Controller.Operator.AddOperator(e.admin, &operatorv1.AddOperatorRequest{Name: ConsoleCommander,
+		Role: operatorv1.OperatorRole_OPERATOR_ROLE_ADMIN})
+	if err != nil {
+		return "", "", fmt.Errorf("adding the console's operator: %w", err)
+	}
+	creds = filepath.Join(e.Dir, ConsoleCommander+".creds")
+	if err := os.WriteFile(creds, resp.GetCredsJson(), 0o600); err != nil {
+		return "", "", err
+	}
+	link, err = e.Controller.ConsoleLoginLink(ctx, ConsoleCommander)
+	if err != nil {
+		return "", "", err
+	}
+	return link, creds, nil
+}
+
+// CAFile is the lab controller's CA certificate, which signs the
+// console's certificate.
+func (e *Env) CAFile() string { return filepath.Join(e.Dir, "controller", pki.CACertFile) }
