@@ -26,7 +26,8 @@
 // (deletes refused with DeleteConflict while keys, a password or policies
 // remain, as IAM does), Lambda CreateFunction/DeleteFunction (recorded as
 // CreateFunction20150331 and DeleteFunction20150331), EventBridge
-// PutRule/DescribeRule/ListRules/EnableRule/DisableRule/DeleteRule on the
+// PutRule/DescribeRule/ListRules/EnableRule/DisableRule/DeleteRule and
+// ListTargetsByRule/RemoveTargets (rules have no targets) on the
 // default bus, EC2 ImportKeyPair/DescribeKeyPairs/DeleteKeyPair,
 // CreateSnapshot and StopInstances, CloudTrail StartLogging/StopLogging on the
 // account's own trails, and GuardDuty UpdateDetector. CloudTrail records the

@@ -180,6 +180,13 @@ func TestEradicationOperations(t *testing.T) {
 			return err
 		}, event: "PutRule", want: map[string]any{"requestParameters.name": "beacon", "requestParameters.scheduleExpression": "rate(5 minutes)",
 			"responseElements.ruleArn": "arn:aws:events:us-east-1:" + member + ":rule/beacon"}},
+		{name: "ListTargetsByRule", run: func() error {
+			out, err := eb.ListTargetsByRule(ctx(t), &eventbridge.ListTargetsByRuleInput{Rule: aws.String("beacon")})
+			if err == nil && len(out.Targets) != 0 {
+				return fmt.Errorf("targets %+v", out.Targets)
+			}
+			return err
+		}},
 		{name: "DisableRule", run: func() error {
 			if _, err := eb.DisableRule(ctx(t), &eventbridge.DisableRuleInput{Name: aws.String("beacon")}); err != nil {
 				return err

@@ -34,6 +34,13 @@ func (e *Emulator) eventsService() *service {
 		_ = c.decodeJSON(&in)
 		return []string{"arn:aws:events:" + c.region + ":" + c.who.account + ":rule/" + in.Name}
 	}
+	targetRuleARN := func(_ *Emulator, c *call) []string {
+		var in struct {
+			Rule string `json:"Rule"`
+		}
+		_ = c.decodeJSON(&in)
+		return []string{"arn:aws:events:" + c.region + ":" + c.who.account + ":rule/" + in.Rule}
+	}
 	ops := []*operation{
 		{name: "PutRule", handle: (*Emulator).eventsPutRule, resources: ruleARN},
 		{name: "DescribeRule", readOnly: true, handle: (*Emulator).eventsDescribeRule, resources: ruleARN},
@@ -41,6 +48,8 @@ func (e *Emulator) eventsService() *service {
 		{name: "DisableRule", handle: (*Emulator).eventsDisableRule, resources: ruleARN},
 		{name: "EnableRule", handle: (*Emulator).eventsEnableRule, resources: ruleARN},
 		{name: "DeleteRule", handle: (*Emulator).eventsDeleteRule, resources: ruleARN},
+		{name: "ListTargetsByRule", readOnly: true, handle: (*Emulator).eventsListTargets, resources: targetRuleARN},
+		{name: "RemoveTargets", handle: (*Emulator).eventsRemoveTargets, resources: targetRuleARN},
 	}
 	s.ops = make(map[string]*operation, len(ops))
 	for _, op := range ops {
@@ -213,4 +222,42 @@ func (e *Emulator) eventsDeleteRule(c *call) (any, error) {
 	}
 	delete(rg.rules, r.name)
 	return map[string]any{}, nil
+}
+
+// The emulator's rules have no targets (PutTargets is not emulated): a
+// rule's target list is empty and removing a target reports it failed.
+
+func (e *Emulator) eventsListTargets(c *call) (any, error) {
+	var in struct {
+		Rule string `json:"Rule"`
+	}
+	if ae := c.decodeJSON(&in); ae != nil {
+		return nil, ae
+	}
+	c.acct.mu.Lock()
+	defer c.acct.mu.Unlock()
+	if _, _, ae := c.ruleFor(eventsRuleIn{Name: in.Rule}); ae != nil {
+		return nil, ae
+	}
+	return map[string]any{"Targets": []any{}}, nil
+}
+
+func (e *Emulator) eventsRemoveTargets(c *call) (any, error) {
+	var in struct {
+		Rule string   `json:"Rule"`
+		Ids  []string `json:"Ids"`
+	}
+	if ae := c.decodeJSON(&in); ae != nil {
+		return nil, ae
+	}
+	c.acct.mu.Lock()
+	defer c.acct.mu.Unlock()
+	if _, _, ae := c.ruleFor(eventsRuleIn{Name: in.Rule}); ae != nil {
+		return nil, ae
+	}
+	failed := make([]map[string]string, 0, len(in.Ids))
+	for _, id := range in.Ids {
+		failed = append(failed, map[string]string{"TargetId": id, "ErrorCode": "ResourceNotFoundException", "ErrorMessage": "Target " + id + " does not exist."})
+	}
+	return map[string]any{"FailedEntryCount": len(failed), "FailedEntries": failed}, nil
 }

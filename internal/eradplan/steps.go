@@ -134,9 +134,9 @@ func stepFor(a trailscope.Artifact, opt Options) Step {
 		s.Before = []Call{call("securityhub", "DescribeHub")}
 		s.Calls = []Call{call("securityhub", "EnableSecurityHub", "EnableDefaultStandards", "true")}
 	case trailscope.KindConfigRecorder:
-		s.Action, s.Phase, s.Summary = "start-config-recorder", PhaseRestore, "start AWS Config recorder "+id+" again"
-		s.Before = []Call{call("config", "DescribeConfigurationRecorderStatus", "ConfigurationRecorderNames.1", id)}
-		s.Calls = []Call{call("config", "StartConfigurationRecorder", "ConfigurationRecorderName", id)}
+		// aws-eradicate does not reach AWS Config; the step says what to run.
+		s.Action, s.Phase, s.Manual = "start-config-recorder", PhaseRestore, true
+		s.Summary = "start AWS Config recorder " + id + " again: aws configservice start-configuration-recorder --configuration-recorder-name " + id
 	case trailscope.KindIngressRule:
 		s.Action = "revoke-ingress"
 		c := call("ec2", "RevokeSecurityGroupIngress", "IpPermissions.1.IpProtocol", d("ipProtocol"))
