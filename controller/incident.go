@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/firebreak-ir/firebreak/controller/cases"
+	"github.com/firebreak-ir/firebreak/controller/eradicate"
 	"github.com/firebreak-ir/firebreak/controller/evidence"
 	"github.com/firebreak-ir/firebreak/controller/intake"
 	"github.com/firebreak-ir/firebreak/controller/playbookrun"
@@ -62,6 +63,7 @@ type Incident struct {
 // incidentParts are the unexported pieces the incident side runs.
 type incidentParts struct {
 	caseServer     *cases.Server
+	eradicate      *eradicate.Server
 	playbookServer *playbookrun.Server
 	eventsLis      net.Listener
 	eventsTLS      *tls.Config
@@ -105,6 +107,11 @@ func (c *Controller) buildIncident(ctx context.Context) error {
 		return err
 	}
 	c.Incident.parts.caseServer = cases.NewServer(c.Cases, c.Intake)
+	plans, err := eradicate.New(eradicate.Config{Cases: c.Cases, Plans: c.Store, Logger: c.cfg.Logger, Clock: c.cfg.Clock})
+	if err != nil {
+		return err
+	}
+	c.Incident.parts.eradicate = eradicate.NewServer(plans)
 	c.Incident.parts.playbookServer = playbookrun.NewServer(c.Playbooks)
 	if cfg.SQSQueue != "" {
 		client := cfg.SQSClient
@@ -189,6 +196,7 @@ func withIncidentPolicy(p map[string]operatorv1.OperatorRole) map[string]operato
 	out := maps.Clone(p)
 	maps.Copy(out, cases.Policy)
 	maps.Copy(out, playbookrun.Policy)
+	maps.Copy(out, eradicate.Policy)
 	return out
 }
 
@@ -196,6 +204,7 @@ func withIncidentPolicy(p map[string]operatorv1.OperatorRole) map[string]operato
 func (c *Controller) registerIncident(s *grpc.Server) {
 	operatorv1.RegisterCaseServiceServer(s, c.Incident.parts.caseServer)
 	operatorv1.RegisterPlaybookServiceServer(s, c.Incident.parts.playbookServer)
+	operatorv1.RegisterEradicationServiceServer(s, c.Incident.parts.eradicate)
 }
 
 // runIncident starts the events endpoint. The playbook executor and the

@@ -133,7 +133,7 @@ func serve(t *testing.T, op operatorv1.OperatorServiceServer) func() (*grpc.Clie
 // composition root lists them.
 var operatorCommands = []Command{NewTokenCmd, NewAttestCmd, NewOperatorCmd, NewWhoamiCmd, NewAuditCmd, NewControllersCmd, NewConsoleCmd, NewAgentsCmd, NewActionsCmd, NewAccountsCmd,
 	NewArtifactsCmd, NewRunCmd, NewIsolateCmd, NewUnisolateCmd, NewCollectCmd, NewRunsCmd, NewApproveCmd, NewRejectCmd, NewCancelCmd,
-	NewPlaybookCmd, NewCaseCmd, NewFindingsCmd, NewEvidenceCmd, NewScopeCmd, NewVersionCmd, NewReadinessCmd}
+	NewPlaybookCmd, NewCaseCmd, NewFindingsCmd, NewEvidenceCmd, NewScopeCmd, NewEradicateCmd, NewVersionCmd, NewReadinessCmd}
 
 // result is what one command printed and its exit code.
 type result struct {

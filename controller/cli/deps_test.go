@@ -37,6 +37,8 @@ func TestLinksNoServerPackage(t *testing.T) {
 		"internal/bandwidth",
 		"internal/version",
 		"internal/trailscope",
+		// The eradication plan model the controller sends (eradicate plan/run).
+		"internal/eradplan",
 		"plugins/hostcollect/artifacts",
 	}
 	for _, p := range strings.Fields(string(out)) {

@@ -218,6 +218,7 @@ type Store interface {
 	Routing
 	ConsoleStore
 	ReadinessStore
+	EradicationStore
 
 	// Close releases the store.
 	Close() error

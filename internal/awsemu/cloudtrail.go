@@ -22,6 +22,8 @@ func (e *Emulator) cloudtrailService() *service {
 		"LookupEvents":   {name: "LookupEvents", action: "cloudtrail:LookupEvents", readOnly: true, handle: (*Emulator).ctLookupEvents},
 		"DescribeTrails": {name: "DescribeTrails", action: "cloudtrail:DescribeTrails", readOnly: true, handle: (*Emulator).ctDescribeTrails},
 		"GetTrailStatus": {name: "GetTrailStatus", action: "cloudtrail:GetTrailStatus", readOnly: true, handle: (*Emulator).ctGetTrailStatus},
+		"StartLogging":   {name: "StartLogging", action: "cloudtrail:StartLogging", handle: (*Emulator).ctStartLogging},
+		"StopLogging":    {name: "StopLogging", action: "cloudtrail:StopLogging", handle: (*Emulator).ctStopLogging},
 	}
 	return s
 }

@@ -7,7 +7,7 @@
 //	iam, sts, autoscaling,
 //	elasticloadbalancing   awsQuery
 //	organizations,
-//	cloudtrail             awsJson1_1
+//	cloudtrail, events     awsJson1_1
 //	sqs                    awsJson1_0 (with awsQuery-compatible error codes)
 //	lambda, account,
 //	guardduty, securityhub restJson1
@@ -20,6 +20,20 @@
 // GetBucketVersioning and GetBucketEncryption, IAM SimulatePrincipalPolicy
 // (the emulator's own policy evaluation over a user's or role's identity
 // policies), and DryRun on every EC2 call (DryRunOperation once authorised).
+//
+// For the attacker's persistence and its eradication it answers IAM
+// CreateUser/DeleteUser, CreateRole/DeleteRole and UpdateAssumeRolePolicy
+// (deletes refused with DeleteConflict while keys, a password or policies
+// remain, as IAM does), Lambda CreateFunction/DeleteFunction (recorded as
+// CreateFunction20150331 and DeleteFunction20150331), EventBridge
+// PutRule/DescribeRule/ListRules/EnableRule/DisableRule/DeleteRule and
+// ListTargetsByRule/RemoveTargets (rules have no targets) on the
+// default bus, EC2 ImportKeyPair/DescribeKeyPairs/DeleteKeyPair,
+// CreateSnapshot and StopInstances, CloudTrail StartLogging/StopLogging on the
+// account's own trails, and GuardDuty UpdateDetector. CloudTrail records the
+// requestParameters of JSON services in lower camel case and their
+// responseElements as AWS writes them (the new user, role, key pair, rule or
+// function), never a function's code.
 //
 // A request is routed by the service of its SigV4 credential scope, then by
 // the protocol's own marker (the Action form field, the X-Amz-Target header

@@ -61,6 +61,7 @@ func (e *Emulator) ec2Service() *service {
 		{name: "DescribeSubnets", readOnly: true, handle: (*Emulator).ec2DescribeSubnets},
 		{name: "DescribeRegions", readOnly: true, handle: (*Emulator).ec2DescribeRegions},
 	}
+	ops = append(ops, ec2EradicationOperations()...)
 	s.ops = make(map[string]*operation, len(ops))
 	for _, op := range ops {
 		op.action = "ec2:" + op.name

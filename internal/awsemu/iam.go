@@ -84,6 +84,7 @@ func (e *Emulator) iamService() *service {
 		{name: "GetInstanceProfile", readOnly: true, handle: (*Emulator).iamGetInstanceProfile},
 		{name: "ListInstanceProfilesForRole", readOnly: true, handle: (*Emulator).iamListInstanceProfilesForRole, resources: role},
 	}
+	ops = append(ops, iamLifecycleOperations()...)
 	s.ops = make(map[string]*operation, len(ops))
 	for _, op := range ops {
 		op.action = "iam:" + op.name

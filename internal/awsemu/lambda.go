@@ -1,6 +1,7 @@
 package awsemu
 
 import (
+	"encoding/json"
 	"net/http"
 	"slices"
 	"strconv"
@@ -16,6 +17,8 @@ func (e *Emulator) lambdaService() *service {
 		routes: []restRoute{
 			route(http.MethodGet, "/2015-03-31/functions", "ListFunctions"),
 			route(http.MethodGet, "/2015-03-31/functions/{FunctionName}", "GetFunction"),
+			route(http.MethodPost, "/2015-03-31/functions", "CreateFunction"),
+			route(http.MethodDelete, "/2015-03-31/functions/{FunctionName}", "DeleteFunction"),
 			route(http.MethodGet, "/2019-09-30/functions/{FunctionName}/concurrency", "GetFunctionConcurrency"),
 			route(http.MethodPut, "/2017-10-31/functions/{FunctionName}/concurrency", "PutFunctionConcurrency"),
 			route(http.MethodDelete, "/2017-10-31/functions/{FunctionName}/concurrency", "DeleteFunctionConcurrency"),
@@ -32,6 +35,15 @@ func (e *Emulator) lambdaService() *service {
 		{name: "GetFunctionConcurrency", readOnly: true, handle: (*Emulator).lambdaGetConcurrency, resources: functionARN},
 		{name: "PutFunctionConcurrency", handle: (*Emulator).lambdaPutConcurrency, resources: functionARN},
 		{name: "DeleteFunctionConcurrency", handle: (*Emulator).lambdaDeleteConcurrency, resources: functionARN},
+		{name: "CreateFunction", eventName: "CreateFunction20150331", handle: (*Emulator).lambdaCreateFunction,
+			resources: func(e *Emulator, c *call) []string {
+				var in struct {
+					FunctionName string `json:"FunctionName"`
+				}
+				_ = json.Unmarshal(c.body, &in)
+				return []string{"arn:aws:lambda:" + c.region + ":" + c.who.account + ":function:" + in.FunctionName}
+			}},
+		{name: "DeleteFunction", eventName: "DeleteFunction20150331", handle: (*Emulator).lambdaDeleteFunction, resources: functionARN},
 	}
 	s.ops = make(map[string]*operation, len(ops))
 	for _, op := range ops {

@@ -86,6 +86,8 @@ type region struct {
 	targetGroups   map[string]*targetGroup // by ARN
 	functions      map[string]*lambdaFunction
 	queues         map[string]*queue
+	keyPairs       map[string]*keyPair   // by name
+	rules          map[string]*eventRule // the default event bus's rules, by name
 	// detector is the region's GuardDuty detector, nil when there is none.
 	detector *gdDetector
 	// hub is the region's Security Hub subscription, nil when not enabled.
@@ -107,6 +109,8 @@ func newRegion(name string) *region {
 		targetGroups:   make(map[string]*targetGroup),
 		functions:      make(map[string]*lambdaFunction),
 		queues:         make(map[string]*queue),
+		keyPairs:       make(map[string]*keyPair),
+		rules:          make(map[string]*eventRule),
 	}
 }
 

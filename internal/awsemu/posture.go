@@ -146,6 +146,7 @@ func (e *Emulator) guardDutyService() *service {
 		routes: []restRoute{
 			route(http.MethodGet, "/detector", "ListDetectors"),
 			route(http.MethodGet, "/detector/{detectorId}", "GetDetector"),
+			route(http.MethodPost, "/detector/{detectorId}", "UpdateDetector"),
 		},
 	}
 	s.errs.unknownOperation = errorf(http.StatusNotFound, "UnknownOperationException", "Unknown operation")
@@ -155,6 +156,7 @@ func (e *Emulator) guardDutyService() *service {
 	ops := []*operation{
 		{name: "ListDetectors", readOnly: true, handle: (*Emulator).gdListDetectors},
 		{name: "GetDetector", readOnly: true, handle: (*Emulator).gdGetDetector, resources: detectorARN},
+		{name: "UpdateDetector", handle: (*Emulator).gdUpdateDetector, resources: detectorARN},
 	}
 	s.ops = make(map[string]*operation, len(ops))
 	for _, op := range ops {

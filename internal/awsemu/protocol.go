@@ -55,6 +55,9 @@ type service struct {
 // operation is one API action of a service.
 type operation struct {
 	name string
+	// eventName is the name CloudTrail records, when it differs from the
+	// operation's (Lambda appends its API version: CreateFunction20150331).
+	eventName string
 	// action is the IAM action checked before the handler runs; empty means
 	// the operation needs no permission (sts:GetCallerIdentity).
 	action   string
@@ -66,6 +69,14 @@ type operation struct {
 	// "*".
 	resources func(e *Emulator, c *call) []string
 	handle    func(e *Emulator, c *call) (any, error)
+}
+
+// trailEventName is the event name CloudTrail records for the operation.
+func (o *operation) trailEventName() string {
+	if o.eventName != "" {
+		return o.eventName
+	}
+	return o.name
 }
 
 func (o *operation) resourcesOf(e *Emulator, c *call) []string {

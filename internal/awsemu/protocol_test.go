@@ -34,7 +34,7 @@ func TestUnknownOperations(t *testing.T) {
 		code string
 	}{
 		{"query", func() error {
-			_, err := iam.NewFromConfig(responder).DeleteUser(ctx(t), &iam.DeleteUserInput{UserName: aws.String("x")})
+			_, err := iam.NewFromConfig(responder).CreateGroup(ctx(t), &iam.CreateGroupInput{GroupName: aws.String("x")})
 			return err
 		}, "InvalidAction"},
 		{"json", func() error {

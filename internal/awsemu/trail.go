@@ -180,7 +180,7 @@ type sessionContext struct {
 var redactedParams = map[string]bool{
 	"password": true, "newpassword": true, "oldpassword": true, "secretaccesskey": true,
 	"sessiontoken": true, "privatekey": true, "tokencode": true, "messagebody": true,
-	"x-amz-security-token": true, "authorization": true,
+	"x-amz-security-token": true, "authorization": true, "zipfile": true,
 }
 
 func redactParam(k string) bool { return redactedParams[strings.ToLower(k)] }
@@ -227,9 +227,13 @@ func (c *call) requestParameters() any {
 		// The trail records what it can; a malformed body is the call's
 		// own error to report.
 		_ = json.Unmarshal(c.body, &out)
+		out = lowerKeys(out)
 	case protoRestJSON, protoRestXML:
 		out = map[string]any{}
 		for k, v := range c.path {
+			if c.svc.protocol == protoRestJSON {
+				k = lowerFirst(k)
+			}
 			out[k] = v
 		}
 		q, _ := url.ParseQuery(c.r.URL.RawQuery)
@@ -241,13 +245,39 @@ func (c *call) requestParameters() any {
 		if c.svc.protocol == protoRestJSON {
 			var body map[string]any
 			if json.Unmarshal(c.body, &body) == nil {
-				for k, v := range body {
+				for k, v := range lowerKeys(body) {
 					out[k] = v
 				}
 			}
 		}
 	}
 	return redactTree(out)
+}
+
+// lowerKeys writes a JSON body's member names in lower camel case, as
+// CloudTrail records the requestParameters of JSON services
+// ({"Name": …} becomes {"name": …}).
+func lowerKeys(m map[string]any) map[string]any {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[lowerFirst(k)] = lowerTree(v)
+	}
+	return out
+}
+
+func lowerTree(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		return lowerKeys(x)
+	case []any:
+		for i := range x {
+			x[i] = lowerTree(x[i])
+		}
+	}
+	return v
 }
 
 func redactTree(v any) any {
@@ -327,7 +357,7 @@ func (e *Emulator) recordEvent(c *call, ae *apiError) {
 		EventVersion:      "1.10",
 		EventTime:         c.now.UTC().Format(time.RFC3339),
 		EventSource:       c.svc.eventSource,
-		EventName:         c.op.name,
+		EventName:         c.op.trailEventName(),
 		AWSRegion:         region,
 		SourceIPAddress:   clientIP(c.r),
 		UserAgent:         c.r.UserAgent(),
@@ -371,7 +401,7 @@ func (e *Emulator) recordEvent(c *call, ae *apiError) {
 		e.trail.add(trailKey{acct, region}, &trailEvent{
 			seq:         e.trail.nextSeq(),
 			id:          rec.EventID,
-			name:        c.op.name,
+			name:        c.op.trailEventName(),
 			source:      c.svc.eventSource,
 			accessKeyID: p.cred.id,
 			username:    p.name,

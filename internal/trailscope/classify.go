@@ -226,6 +226,7 @@ var rules = map[string]rule{
 	"cloudtrail:PutEventSelectors":                   {DefenceEvasion, one(KindTrailSelectors, param("trailName"))},
 	"cloudtrail:PutInsightSelectors":                 {DefenceEvasion, nil},
 	"guardduty:DeleteDetector":                       {DefenceEvasion, one(KindDetector, param("detectorId"))},
+	"guardduty:UpdateDetector":                       {DefenceEvasion, detectorDisabled},
 	"guardduty:DisassociateFromMasterAccount":        {DefenceEvasion, nil},
 	"guardduty:DisassociateFromAdministratorAccount": {DefenceEvasion, nil},
 	"guardduty:CreateFilter":                         {DefenceEvasion, nil},
@@ -356,6 +357,19 @@ func ingressRules(_ *Classifier, r *Record, p, _ map[string]any) []Artifact {
 		}
 	}
 	return out
+}
+
+// detectorDisabled is an UpdateDetector that turned the detector off
+// ({"detectorId":…,"enable":false}); one that only changes the publishing
+// frequency or turns it on leaves nothing.
+func detectorDisabled(_ *Classifier, r *Record, p, _ map[string]any) []Artifact {
+	id := str(p, "detectorId")
+	if on, set := p["enable"].(bool); !set || on || id == "" {
+		return nil
+	}
+	a := newArtifact(r, KindDetector, id)
+	a.Detail["disabled"] = "true"
+	return []Artifact{a}
 }
 
 // shares names each account a snapshot or image was shared with:

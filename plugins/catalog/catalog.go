@@ -11,6 +11,7 @@ import (
 	"fmt"
 
 	"github.com/firebreak-ir/firebreak/plugins/awsec2"
+	"github.com/firebreak-ir/firebreak/plugins/awseradicate"
 	"github.com/firebreak-ir/firebreak/plugins/awsiam"
 	"github.com/firebreak-ir/firebreak/plugins/awslambda"
 	"github.com/firebreak-ir/firebreak/plugins/awsorg"
@@ -43,6 +44,7 @@ func Actions() ([]sdk.Action, error) {
 		func() (sdk.Action, error) { return awsorg.New(awsorg.Config{}) },
 		func() (sdk.Action, error) { return awsscope.New(awsscope.Config{}) },
 		func() (sdk.Action, error) { return awsreadiness.New(awsreadiness.Config{}) },
+		func() (sdk.Action, error) { return awseradicate.New(awseradicate.Config{}) },
 	} {
 		a, err := mk()
 		if err != nil {

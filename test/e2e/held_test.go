@@ -28,6 +28,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/firebreak-ir/firebreak/controller/cases"
+	"github.com/firebreak-ir/firebreak/controller/eradicate"
 	"github.com/firebreak-ir/firebreak/controller/evidence"
 	"github.com/firebreak-ir/firebreak/controller/intake"
 	"github.com/firebreak-ir/firebreak/controller/operator"
@@ -40,7 +41,7 @@ import (
 
 // operatorServices are the services operators call.
 var operatorServices = []grpc.ServiceDesc{operatorv1.OperatorService_ServiceDesc, operatorv1.PlaybookService_ServiceDesc,
-	operatorv1.CaseService_ServiceDesc, operatorv1.EvidenceService_ServiceDesc}
+	operatorv1.CaseService_ServiceDesc, operatorv1.EvidenceService_ServiceDesc, operatorv1.EradicationService_ServiceDesc}
 
 // method is one RPC of a service.
 type method struct {
@@ -201,7 +202,7 @@ func TestViewersCannotCallWriteMethods(t *testing.T) {
 	viewerCreds := filepath.Join(t.TempDir(), "val.creds")
 	c.MustJSON(t, nil, 0, "operator", "add", "val", "--role", "viewer", "-o", viewerCreds)
 	policy := map[string]operatorv1.OperatorRole{}
-	for _, p := range []map[string]operatorv1.OperatorRole{operator.Policy, playbookrun.Policy, cases.Policy, evidence.Policy} {
+	for _, p := range []map[string]operatorv1.OperatorRole{operator.Policy, playbookrun.Policy, cases.Policy, evidence.Policy, eradicate.Policy} {
 		for k, v := range p {
 			policy[k] = v
 		}

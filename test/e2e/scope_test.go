@@ -2,9 +2,12 @@ package e2e_test
 
 import (
 	"context"
+	"encoding/json"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -132,6 +135,146 @@ func TestScopeKeyEndToEnd(t *testing.T) {
 	for _, want := range []string{"## Scope", "| ec2-ingress-rule | " + pivot, "credential-scope-" + key.ID} {
 		if !strings.Contains(r.Stdout, want) {
 			t.Fatalf("the report lacks %q:\n%s", want, r.Stdout)
+		}
+	}
+}
+
+// TestEradicateEndToEnd plans and runs the eradication of what the scope
+// found, through the real binaries: `firebreak eradicate plan --case`, a
+// dry run that changes nothing, then the run, one aws-eradicate run per
+// account, each approved by a second operator; afterwards the backdoor key
+// is refused, the administrator policy is detached and port 22 is closed.
+func TestEradicateEndToEnd(t *testing.T) {
+	seed := awsemu.Lab{Accounts: 4}.Seed()
+	victim, pivot := awstest.Member(0), awstest.Member(1)
+	seed.Accounts[2].Users[0].InlinePolicies["escalate"] = awsemu.PolicyText(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["iam:CreateAccessKey","iam:AttachUserPolicy","sts:AssumeRole"],"Resource":"*"}]}`)
+	seed.Accounts[3].Roles = append(seed.Accounts[3].Roles, awsemu.RoleSeed{Name: "ops-cross",
+		TrustPolicy:    awsemu.PolicyText(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::` + victim + `:user/` + awsemu.LabCompromisedUser + `"},"Action":"sts:AssumeRole"}]}`),
+		InlinePolicies: map[string]awsemu.PolicyText{"ops": `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ec2:*","Resource":"*"}]}`}})
+	lab := awstest.StartWith(t, seed)
+	b := e2e.Build(t)
+	c := e2e.StartController(t, b, e2e.ControllerOptions{})
+	w := c.StartAgent(t, e2e.AgentOptions{Name: "worker", Token: c.Token(t, "worker", 1), Role: "worker", Env: awsec2test.WorkerEnv(t, lab),
+		Args: []string{"--external-id", awsemu.LabExternalID}})
+	c.WaitConnected(t, w.AgentID(t))
+	c.MustJSON(t, nil, 0, "accounts", "sync", "--management-account", awsemu.LabAccountID(0))
+	bob := filepath.Join(t.TempDir(), "bob.creds")
+	c.MustJSON(t, nil, 0, "operator", "add", "bob", "--role", "approver", "-o", bob)
+
+	ctx := context.Background()
+	key := stolenKey(t, lab, victim)
+	cfg := aws.Config{Region: awstest.Region, BaseEndpoint: aws.String(lab.Endpoint), Credentials: credentials.NewStaticCredentialsProvider(key.ID, key.Secret, "")}
+	backdoor, err := iam.NewFromConfig(cfg).CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: aws.String(awsemu.LabCompromisedUser)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := iam.NewFromConfig(cfg).AttachUserPolicy(ctx, &iam.AttachUserPolicyInput{UserName: aws.String(awsemu.LabCompromisedUser),
+		PolicyArn: aws.String("arn:aws:iam::aws:policy/AdministratorAccess")}); err != nil {
+		t.Fatal(err)
+	}
+	hop, err := sts.NewFromConfig(cfg).AssumeRole(ctx, &sts.AssumeRoleInput{RoleArn: aws.String("arn:aws:iam::" + pivot + ":role/ops-cross"), RoleSessionName: aws.String("maintenance")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := hop.Credentials
+	inPivot := ec2.NewFromConfig(aws.Config{Region: awstest.Region, BaseEndpoint: aws.String(lab.Endpoint),
+		Credentials: credentials.NewStaticCredentialsProvider(aws.ToString(hc.AccessKeyId), aws.ToString(hc.SecretAccessKey), aws.ToString(hc.SessionToken))})
+	groups, err := inPivot.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	group := aws.ToString(groups.SecurityGroups[0].GroupId)
+	open22 := []ec2types.IpPermission{{IpProtocol: aws.String("tcp"), FromPort: aws.Int32(22), ToPort: aws.Int32(22), IpRanges: []ec2types.IpRange{{CidrIp: aws.String("0.0.0.0/0")}}}}
+	if _, err := inPivot.AuthorizeSecurityGroupIngress(ctx, &ec2.AuthorizeSecurityGroupIngressInput{GroupId: aws.String(group), IpPermissions: open22}); err != nil {
+		t.Fatal(err)
+	}
+
+	var kase struct {
+		ID string `json:"case_id"`
+	}
+	c.MustJSON(t, &kase, 0, "case", "create", "leaked CI key")
+	c.MustJSON(t, nil, 0, "scope", "key", key.ID, "--since", "1h", "--case", kase.ID)
+
+	var plan struct {
+		ID    string `json:"id"`
+		Steps []struct {
+			Account, Action, Resource string
+		} `json:"steps"`
+	}
+	c.MustJSON(t, &plan, 0, "eradicate", "plan", "--case", kase.ID)
+	var actions []string
+	for _, s := range plan.Steps {
+		actions = append(actions, s.Action+" "+s.Account)
+	}
+	slices.Sort(actions)
+	if want := []string{"delete-access-key " + victim, "detach-user-policy " + victim, "revoke-ingress " + pivot}; !slices.Equal(actions, want) {
+		t.Fatalf("plan %s steps %v, want %v", plan.ID, actions, want)
+	}
+
+	type ran struct {
+		Runs     []string       `json:"runs"`
+		Outcomes map[string]int `json:"outcomes"`
+	}
+	var dry ran
+	c.MustJSON(t, &dry, 0, "eradicate", "run", "--plan", plan.ID, "--dry-run")
+	if dry.Outcomes["dry_run"] != 3 || len(dry.Runs) != 2 {
+		t.Fatalf("dry run %+v", dry)
+	}
+	if _, err := sts.NewFromConfig(aws.Config{Region: awstest.Region, BaseEndpoint: aws.String(lab.Endpoint),
+		Credentials: credentials.NewStaticCredentialsProvider(aws.ToString(backdoor.AccessKey.AccessKeyId), aws.ToString(backdoor.AccessKey.SecretAccessKey), "")}).
+		GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{}); err != nil {
+		t.Fatalf("the dry run changed something: the backdoor key is refused: %v", err)
+	}
+
+	// The run waits for bob's approval of each account's run.
+	done := make(chan e2e.Result, 1)
+	go func() { done <- c.CLI(t, "eradicate", "run", "--plan", plan.ID, "--json") }()
+	approved := map[string]bool{}
+	var res e2e.Result
+	e2e.WaitFor(t, 3*time.Minute, "the eradication runs approved and finished", func() bool {
+		select {
+		case res = <-done:
+			return true
+		default:
+		}
+		var runs []struct {
+			RunID  string `json:"run_id"`
+			Action string `json:"action"`
+			Status string `json:"status"`
+		}
+		c.MustJSON(t, &runs, 0, "runs", "list")
+		for _, r := range runs {
+			if r.Action == "aws-eradicate" && r.Status == "awaiting_approval" && !approved[r.RunID] {
+				if a := c.CLIAs(t, bob, "approve", r.RunID); a.Exit != 0 {
+					t.Fatalf("bob approves %s: exit %d: %s", r.RunID, a.Exit, a.Stderr)
+				}
+				approved[r.RunID] = true
+			}
+		}
+		return false
+	})
+	if res.Exit != 0 {
+		t.Fatalf("eradicate run: exit %d: %s %s", res.Exit, res.Stdout, res.Stderr)
+	}
+	var got ran
+	if err := json.Unmarshal([]byte(res.Stdout), &got); err != nil || got.Outcomes["done"] != 3 || len(approved) != 2 {
+		t.Fatalf("eradicate run %s: %+v %v, approved %v", res.Stdout, got, err, approved)
+	}
+	_, err = sts.NewFromConfig(aws.Config{Region: awstest.Region, BaseEndpoint: aws.String(lab.Endpoint),
+		Credentials: credentials.NewStaticCredentialsProvider(aws.ToString(backdoor.AccessKey.AccessKeyId), aws.ToString(backdoor.AccessKey.SecretAccessKey), "")}).
+		GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	if err == nil || !strings.Contains(err.Error(), "InvalidClientTokenId") {
+		t.Fatalf("the backdoor key after eradication: %v", err)
+	}
+	sg, err := inPivot.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: []string{group}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range sg.SecurityGroups[0].IpPermissions {
+		for _, r := range p.IpRanges {
+			if aws.ToInt32(p.FromPort) == 22 && aws.ToString(r.CidrIp) == "0.0.0.0/0" {
+				t.Fatal("port 22 is still open to the world")
+			}
 		}
 	}
 }

@@ -54,6 +54,7 @@ func commands() []cli.Command {
 		cli.NewFindingsCmd,
 		cli.NewEvidenceCmd,
 		cli.NewScopeCmd,
+		cli.NewEradicateCmd,
 		// Rehearsal and measurement.
 		labcmd.NewLabCmd,
 		benchcmd.NewBenchCmd,

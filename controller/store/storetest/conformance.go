@@ -351,6 +351,31 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 	})
 
+	t.Run("eradication plans", func(t *testing.T) {
+		s := open(t)
+		for i, c := range []string{"case-a", "case-a", "case-b"} {
+			p := &store.EradicationPlan{ID: fmt.Sprintf("plan-%d", i), CaseID: c, CreatedAt: now.Add(time.Duration(i) * time.Minute), CreatedBy: "operator:alice",
+				Steps: i + 1, PlanJSON: []byte(fmt.Sprintf(`{"id":"plan-%d"}`, i))}
+			if err := s.SaveEradicationPlan(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.SaveEradicationPlan(ctx, &store.EradicationPlan{ID: "plan-0", CaseID: "case-b", CreatedAt: now, CreatedBy: "x", PlanJSON: []byte("{}")}); err == nil {
+			t.Fatal("a second plan under a stored id was accepted")
+		}
+		got, err := s.GetEradicationPlan(ctx, "plan-1")
+		if err != nil || got.CaseID != "case-a" || got.Steps != 2 || string(got.PlanJSON) != `{"id":"plan-1"}` || !got.CreatedAt.Equal(now.Add(time.Minute)) || got.CreatedBy != "operator:alice" {
+			t.Fatalf("plan %+v %v", got, err)
+		}
+		if _, err := s.GetEradicationPlan(ctx, "plan-9"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("missing plan: %v", err)
+		}
+		list, err := s.ListEradicationPlans(ctx, "case-a")
+		if err != nil || len(list) != 2 || list[0].ID != "plan-1" || list[1].ID != "plan-0" || list[0].PlanJSON != nil {
+			t.Fatalf("case plans %+v %v", list, err)
+		}
+	})
+
 	t.Run("meta", func(t *testing.T) {
 		s := open(t)
 		if _, err := s.GetMeta(ctx, "k"); !errors.Is(err, store.ErrNotFound) {

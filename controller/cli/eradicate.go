@@ -1,0 +1,229 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/firebreak-ir/firebreak/internal/eradplan"
+	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
+	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
+)
+
+// eradicateAction is the action `firebreak eradicate run` runs.
+const eradicateAction = "aws-eradicate"
+
+func (c *client) eradication() operatorv1.EradicationServiceClient {
+	return operatorv1.NewEradicationServiceClient(c.conn)
+}
+
+// NewEradicateCmd is `firebreak eradicate`: plan and run the removal of
+// what an attacker left, from a case's scope.
+func NewEradicateCmd(g *Globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "eradicate", Short: "Plan and run the removal of what the attacker left, from a case's scope"}
+	var caseID string
+	var terminate bool
+	plan := &cobra.Command{
+		Use:   "plan --case ID",
+		Short: "Build and store an eradication plan from the case's scope: one step per artifact, with its exact AWS calls",
+		Long: `Build an eradication plan from what the case's scope (firebreak scope key … --case ID)
+found the attacker left: one step per artifact, each with the exact AWS calls it
+would make, the reads that record the resource's state first, and, for the
+users and roles the attacker created, the deletions that wait for
+confirmation. The plan is stored with the case; run it with
+firebreak eradicate run --plan ID.`,
+		Example: `  firebreak eradicate plan --case case-123
+  firebreak eradicate plan --case case-123 --terminate-instances --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if strings.TrimSpace(caseID) == "" {
+				return ExitWith(ExitUsage, errors.New("--case is required"))
+			}
+			c, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := g.ctx(cmd.Context())
+			defer cancel()
+			resp, err := c.eradication().CreatePlan(ctx, &operatorv1.CreatePlanRequest{CaseId: caseID, TerminateInstances: terminate})
+			if err != nil {
+				return rpcError(err)
+			}
+			var p eradplan.Plan
+			if err := json.Unmarshal(resp.GetPlanJson(), &p); err != nil {
+				return fmt.Errorf("the controller sent an unreadable plan: %w", err)
+			}
+			if g.json {
+				return g.PrintJSON(&p)
+			}
+			g.printEradicationPlan(&p)
+			return nil
+		},
+	}
+	plan.Flags().StringVar(&caseID, "case", "", "the case whose scope to eradicate")
+	plan.Flags().BoolVar(&terminate, "terminate-instances", false, "terminate the instances the attacker launched (after a snapshot) instead of stopping them")
+
+	var planID string
+	var dryRun, confirm bool
+	var deadline time.Duration
+	run := &cobra.Command{
+		Use:   "run --plan ID",
+		Short: "Run an eradication plan: one aws-eradicate run per account, under approval",
+		Long: `Run a stored eradication plan: one aws-eradicate run per account of the plan, in
+the plan's case, through the workers of each account. Each run needs a second
+operator's approval (firebreak approve RUN_ID) unless --dry-run, which reads
+every step's before-state and lists its calls without changing anything.
+--confirm-deletes also deletes the users and roles the attacker created (they
+are quarantined with AWSDenyAll either way). A denied call is reported for its
+account while the other accounts go on.`,
+		Example: `  firebreak eradicate run --plan erp-… --dry-run
+  firebreak eradicate run --plan erp-… --confirm-deletes --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !strings.HasPrefix(planID, "erp-") {
+				return ExitWith(ExitUsage, fmt.Errorf("--plan %q is not an eradication plan id (erp-…)", planID))
+			}
+			c, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return g.eradicateRun(cmd.Context(), c, planID, dryRun, confirm, deadline)
+		},
+	}
+	run.Flags().StringVar(&planID, "plan", "", "the eradication plan to run (erp-…)")
+	run.Flags().BoolVar(&dryRun, "dry-run", false, "read every step's before-state and list its calls; change nothing (needs no approval)")
+	run.Flags().BoolVar(&confirm, "confirm-deletes", false, "also delete the users and roles the attacker created, after every other step")
+	run.Flags().DurationVar(&deadline, "deadline", 30*time.Minute, "how long each account's run may take, approval included")
+	cmd.AddCommand(plan, run)
+	return cmd
+}
+
+func (g *Globals) printEradicationPlan(p *eradplan.Plan) {
+	fmt.Fprintf(g.out, "plan %s for case %s: %d step(s) in %d account(s)\n\n", p.ID, p.CaseID, len(p.Steps), len(p.Accounts()))
+	w := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "STEP\tPHASE\tACCOUNT\tREGION\tACTION\tRESOURCE")
+	for _, s := range p.Steps {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Phase, s.Account, s.Region, s.Action, s.Resource)
+	}
+	_ = w.Flush()
+	for _, s := range p.Steps {
+		fmt.Fprintf(g.out, "\n%s %s\n", s.ID, s.Summary)
+		for _, c := range s.Calls {
+			fmt.Fprintf(g.out, "  %s\n", c)
+		}
+		for _, c := range s.OnConfirm {
+			fmt.Fprintf(g.out, "  on confirmation: %s\n", c)
+		}
+	}
+}
+
+// eradicateTaskResult is the part of an aws-eradicate result the CLI
+// reads.
+type eradicateTaskResult struct {
+	Account string `json:"account"`
+	Steps   []struct {
+		ID       string `json:"id"`
+		Action   string `json:"action"`
+		Resource string `json:"resource"`
+		Outcome  string `json:"outcome"`
+		Deleted  bool   `json:"deleted"`
+		Pending  string `json:"pending"`
+		Error    string `json:"error"`
+	} `json:"steps"`
+	Outcomes map[string]int `json:"outcomes"`
+}
+
+// eradicateJSON is `firebreak eradicate run --json`.
+type eradicateJSON struct {
+	PlanID   string                 `json:"plan_id"`
+	CaseID   string                 `json:"case_id"`
+	DryRun   bool                   `json:"dry_run"`
+	Runs     []string               `json:"runs"`
+	Accounts []*eradicateTaskResult `json:"accounts"`
+	Outcomes map[string]int         `json:"outcomes"`
+	Failed   []string               `json:"failed_accounts"`
+}
+
+func (g *Globals) eradicateRun(ctx context.Context, c *client, planID string, dryRun, confirm bool, deadline time.Duration) error {
+	gctx, cancel := g.ctx(ctx)
+	resp, err := c.eradication().GetPlan(gctx, &operatorv1.GetPlanRequest{PlanId: planID})
+	cancel()
+	if err != nil {
+		return rpcError(err)
+	}
+	var p eradplan.Plan
+	if err := json.Unmarshal(resp.GetPlanJson(), &p); err != nil {
+		return fmt.Errorf("the controller sent an unreadable plan: %w", err)
+	}
+	out := &eradicateJSON{PlanID: p.ID, CaseID: p.CaseID, DryRun: dryRun, Runs: []string{}, Accounts: []*eradicateTaskResult{}, Outcomes: map[string]int{}, Failed: []string{}}
+	for _, account := range p.Accounts() {
+		steps, err := json.Marshal(p.StepsIn(account))
+		if err != nil {
+			return err
+		}
+		pj, err := json.Marshal(map[string]any{"plan_id": p.ID, "steps": string(steps), "dry_run": dryRun, "confirm_deletes": confirm, "account": account})
+		if err != nil {
+			return err
+		}
+		req := &operatorv1.CreateRunRequest{Action: eradicateAction, Accounts: account, ParamsJson: pj, CaseId: p.CaseID,
+			Deadline: durationpb.New(deadline), RequireApproval: !dryRun, Reason: "eradication plan " + p.ID}
+		rctx, cancel := g.ctx(ctx)
+		created, err := c.op.CreateRun(rctx, req)
+		cancel()
+		if err != nil {
+			return rpcError(err)
+		}
+		run := created.GetRun()
+		out.Runs = append(out.Runs, run.GetId())
+		if !g.json {
+			fmt.Fprintf(g.errOut, "run %s: %s of %s in %s\n", run.GetId(), eradicateAction, p.ID, account)
+		}
+		final, err := g.follow(ctx, c, run.GetId())
+		if err != nil {
+			return err
+		}
+		for _, t := range final.GetTasks() {
+			var res eradicateTaskResult
+			if json.Unmarshal(t.GetOutputJson(), &res) == nil && res.Account != "" {
+				out.Accounts = append(out.Accounts, &res)
+				for k, v := range res.Outcomes {
+					out.Outcomes[k] += v
+				}
+			}
+			if t.GetStatus() != agentv1.TaskStatus_TASK_STATUS_SUCCEEDED {
+				out.Failed = append(out.Failed, fmt.Sprintf("%s: %s", account, orDash(t.GetError())))
+			}
+		}
+	}
+	if g.json {
+		if err := g.PrintJSON(out); err != nil {
+			return err
+		}
+	} else {
+		w := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "ACCOUNT\tSTEP\tACTION\tRESOURCE\tOUTCOME")
+		for _, a := range out.Accounts {
+			for _, s := range a.Steps {
+				outcome := s.Outcome
+				if s.Deleted {
+					outcome += ", deleted"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", a.Account, s.ID, s.Action, s.Resource, outcome)
+			}
+		}
+		_ = w.Flush()
+	}
+	if len(out.Failed) > 0 {
+		return ExitWith(ExitRunFailed, fmt.Errorf("%d account(s) did not finish: %s", len(out.Failed), strings.Join(out.Failed, "; ")))
+	}
+	return nil
+}
