@@ -7,14 +7,15 @@
 //	iam, sts, autoscaling,
 //	elasticloadbalancing   awsQuery
 //	organizations,
-//	cloudtrail             awsJson1_1
+//	cloudtrail, events     awsJson1_1
 //	sqs                    awsJson1_0 (with awsQuery-compatible error codes)
 //	lambda, account,
 //	guardduty, securityhub restJson1
 //	s3                     restXml, path style or virtual-hosted
 //
 // Besides the response actions' operations it answers what a readiness
-// review reads: GuardDuty ListDetectors/GetDetector, Security Hub
+// review reads: GuardDuty ListDetectors/GetDetector/GetAdministratorAccount,
+// EventBridge ListRules/ListTargetsByRule/DescribeApiDestination, Security Hub
 // DescribeHub, CloudTrail DescribeTrails/GetTrailStatus (a member sees the
 // management account's organisation trails), S3 GetObjectLockConfiguration,
 // GetBucketVersioning and GetBucketEncryption, IAM SimulatePrincipalPolicy

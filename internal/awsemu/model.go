@@ -90,6 +90,10 @@ type region struct {
 	detector *gdDetector
 	// hub is the region's Security Hub subscription, nil when not enabled.
 	hub *securityHub
+	// eventRules are the default event bus's rules, by name.
+	eventRules map[string]*eventRule
+	// apiDestinations are the EventBridge API destinations, by name.
+	apiDestinations map[string]*apiDestination
 }
 
 func newRegion(name string) *region {

@@ -12,7 +12,7 @@ func (e *Emulator) buildServices() map[string]*service {
 	for _, s := range []*service{
 		e.ec2Service(), e.iamService(), e.stsService(), e.autoscalingService(), e.elbv2Service(),
 		e.organizationsService(), e.accountService(), e.s3Service(), e.lambdaService(), e.cloudtrailService(), e.sqsService(),
-		e.guardDutyService(), e.securityHubService(),
+		e.guardDutyService(), e.securityHubService(), e.eventsService(),
 	} {
 		out[s.name] = s
 	}
