@@ -431,7 +431,8 @@ func (c *Controller) build(ctx context.Context) error {
 	}
 	c.Operator, err = operator.New(operator.Config{Store: c.Store, CA: c.CA, Fleet: fl, Dispatcher: c.Dispatcher, Audit: c.Audit, Watches: watches,
 		Logger: cfg.Logger, Clock: cfg.Clock, Planner: c.Planner, OperatorCertTTL: cfg.OperatorCertTTL,
-		Advertise: c.cfg.Advertise, Actions: c.Actions, Streams: c.streams, ControllersLiveWithin: cluster.LiveWithin, Owners: c.Router})
+		Advertise: c.cfg.Advertise, Actions: c.Actions, Streams: c.streams, ControllersLiveWithin: cluster.LiveWithin, Owners: c.Router,
+		FindingsQueueURL: cfg.Incident.SQSQueue, FindingsHTTPS: cfg.Incident.EventsListen != ""})
 	if err != nil {
 		return err
 	}

@@ -102,6 +102,12 @@ type Config struct {
 	// Owners reaches the owners of runs this controller does not hold, in
 	// a cluster; nil: every run is this controller's.
 	Owners RunOwners
+	// FindingsQueueURL is the SQS queue the controller's intake polls (its
+	// --sqs-queue), and FindingsHTTPS is true when its HTTPS events
+	// endpoint listens: a readiness review checks that GuardDuty findings
+	// are exported to one of them.
+	FindingsQueueURL string
+	FindingsHTTPS    bool
 }
 
 // CheckAndSetDefaults names missing dependencies and sets defaults.

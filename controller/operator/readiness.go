@@ -113,6 +113,12 @@ func (s *Service) readinessRun(ctx context.Context, who runs.Actor, req *operato
 		perAccount = 2
 	}
 	params := map[string]string{}
+	if q := s.cfg.FindingsQueueURL; q != "" {
+		params["findings_queue_url"] = q
+	}
+	if s.cfg.FindingsHTTPS {
+		params["findings_https"] = "true"
+	}
 	if b := req.GetEvidenceBucket(); b != "" {
 		params["evidence_bucket"], params["evidence_account"] = b, req.GetEvidenceAccount()
 	}

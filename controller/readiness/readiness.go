@@ -86,6 +86,7 @@ var Weights = map[string]float64{
 	"reach.permissions":                  8,
 	CheckDiscovery:                       3,
 	"detection.guardduty":                6,
+	"detection.findings_export":          5,
 	"detection.securityhub":              3,
 	"detection.cloudtrail":               6,
 	CheckCoverage:                        8,

@@ -39,6 +39,7 @@ const (
 	SQS          = "SQS"
 	GuardDuty    = "GUARDDUTY"
 	SecurityHub  = "SECURITYHUB"
+	EventBridge  = "EVENTBRIDGE"
 )
 
 // MaxAttempts bounds the adaptive retryer, so throttling is waited out

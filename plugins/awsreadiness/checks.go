@@ -72,7 +72,8 @@ var RequiredActions = []string{
 	"ec2:DisassociateIamInstanceProfile", "ec2:GetConsoleOutput", "ec2:GetConsoleScreenshot", "ec2:ModifyInstanceAttribute",
 	"ec2:ModifyNetworkInterfaceAttribute", "ec2:ModifySnapshotAttribute", "ec2:RevokeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress",
 	"elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth",
-	"elasticloadbalancing:RegisterTargets", "guardduty:GetDetector", "guardduty:ListDetectors", "iam:DeleteLoginProfile",
+	"elasticloadbalancing:RegisterTargets", "events:DescribeApiDestination", "events:ListRules", "events:ListTargetsByRule",
+	"guardduty:GetAdministratorAccount", "guardduty:GetDetector", "guardduty:ListDetectors", "iam:DeleteLoginProfile",
 	"iam:DeleteRolePolicy", "iam:DeleteUserPolicy", "iam:GetAccessKeyLastUsed", "iam:GetInstanceProfile", "iam:GetLoginProfile",
 	"iam:GetRole", "iam:GetRolePolicy", "iam:GetUserPolicy", "iam:ListAccessKeys", "iam:ListUsers", "iam:PassRole", "iam:PutRolePolicy",
 	"iam:PutUserPolicy", "iam:SimulatePrincipalPolicy", "iam:UpdateAccessKey", "kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey",
@@ -95,6 +96,11 @@ type inputs struct {
 	required        []string
 	instances       []Instance
 	inventoryErr    error
+	// intake is where the controller takes findings in.
+	intake Intake
+	// detectorID is the region's GuardDuty detector, once checkGuardDuty
+	// found one.
+	detectorID string
 }
 
 // responderRoleARN is the role the worker assumed for the task: the
@@ -196,6 +202,7 @@ func checkGuardDuty(ctx context.Context, in *inputs) Check {
 	if len(list.DetectorIds) == 0 {
 		return Check{ID: id, Status: StatusFail, Evidence: "no GuardDuty detector in " + in.region, Remediation: fix}
 	}
+	in.detectorID = list.DetectorIds[0]
 	d, err := in.c.GuardDuty.GetDetector(ctx, &guardduty.GetDetectorInput{DetectorId: aws.String(list.DetectorIds[0])})
 	if err != nil {
 		return denied(id, "guardduty:GetDetector", err)

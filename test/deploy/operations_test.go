@@ -25,6 +25,7 @@ const pluginPackages = "github.com/firebreak-ir/firebreak/plugins/..."
 // two differ.
 var iamPrefix = map[string]string{
 	"elasticloadbalancingv2": "elasticloadbalancing",
+	"eventbridge":            "events",
 }
 
 // iamAction maps an API operation to the IAM action that authorises it
