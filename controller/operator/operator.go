@@ -24,6 +24,7 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/apiview/storeview"
 	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/controller/dispatch"
+	"github.com/firebreak-ir/firebreak/controller/evidence"
 	"github.com/firebreak-ir/firebreak/controller/fleet"
 	"github.com/firebreak-ir/firebreak/controller/rpcerr"
 	"github.com/firebreak-ir/firebreak/controller/runs"
@@ -108,6 +109,9 @@ type Config struct {
 	// are exported to one of them.
 	FindingsQueueURL string
 	FindingsHTTPS    bool
+	// Evidence is the evidence store a readiness review probes; nil reports
+	// it unknown.
+	Evidence evidence.Prober
 }
 
 // CheckAndSetDefaults names missing dependencies and sets defaults.

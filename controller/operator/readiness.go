@@ -24,6 +24,9 @@ import (
 // operators' last actions.
 const auditScanLimit = 200000
 
+// evidenceProbeTimeout bounds the probe of the evidence store.
+const evidenceProbeTimeout = 30 * time.Second
+
 // Readiness implements operatorv1.OperatorServiceServer.
 func (s *Service) Readiness(ctx context.Context, req *operatorv1.ReadinessRequest) (*operatorv1.ReadinessResponse, error) {
 	r, err := s.ReviewReadiness(ctx, actor(ctx), req)
@@ -160,6 +163,12 @@ func (s *Service) controllerState(ctx context.Context, in *readiness.Inputs) err
 	}
 	if s.cfg.CA != nil && s.cfg.CA.Cert != nil {
 		in.CANotAfter = s.cfg.CA.Cert.NotAfter
+	}
+	if s.cfg.Evidence != nil {
+		pctx, cancel := context.WithTimeout(ctx, evidenceProbeTimeout)
+		p := s.cfg.Evidence.Probe(pctx)
+		cancel()
+		in.Evidence = &p
 	}
 	in.LastActive = map[string]time.Time{}
 	var after int64

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/firebreak-ir/firebreak/controller/evidence"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
@@ -26,6 +27,7 @@ const (
 	CheckPKI              = "controller.pki"
 	CheckAuditChain       = "controller.audit"
 	CheckJoinTokens       = "controller.join_tokens"
+	CheckEvidenceBackend  = "evidence.backend"
 )
 
 // ReadinessAction is the action whose results the AWS-side checks are.
@@ -80,6 +82,9 @@ type Inputs struct {
 	// ControllerVersion is the controller's version; agents on another
 	// are outdated.
 	ControllerVersion string
+	// Evidence is what probing the controller's evidence store found; nil
+	// when it was not probed.
+	Evidence *evidence.Probe
 }
 
 // Build runs every check over the inputs and scores them.
@@ -124,6 +129,7 @@ func Build(in Inputs) *Report {
 	checks = append(checks, checkHostIsolation(in.Agents), checkAgentVersions(in.Agents, in.ControllerVersion))
 	checks = append(checks, checkApprovers(in.Operators), checkAdminCredentials(in.Operators, in.LastActive, in.Now))
 	checks = append(checks, checkPKI(in.CANotAfter, in.Now), checkAuditChain(in.Audit), checkJoinTokens(in.Tokens, in.Now))
+	checks = append(checks, checkEvidenceBackend(in.Evidence))
 	sortChecks(checks)
 	r := &Report{Checks: checks, GeneratedAt: in.Now.UTC(), RunID: in.RunID, Accounts: []string{}, Regions: []string{}}
 	for _, a := range in.Accounts {
@@ -431,6 +437,66 @@ func checkJoinTokens(tokens []*store.JoinToken, now time.Time) Check {
 		c.Status = StatusWarn
 		c.Evidence += fmt.Sprintf(", %d without expiry: %s", len(forever), strings.Join(forever, ", "))
 		c.Remediation = "revoke them (firebreak token revoke ID) and create tokens with an expiry (firebreak token create --ttl 1h)"
+	}
+	return c
+}
+
+// checkEvidenceBackend wants the controller's evidence store to answer and,
+// in S3, to keep evidence provable: Object Lock with a default retention
+// (or the controller's own --evidence-retention on each object) and
+// versioning. A setting that could not be read is unknown, naming why.
+func checkEvidenceBackend(p *evidence.Probe) Check {
+	c := Check{ID: CheckEvidenceBackend}
+	switch {
+	case p == nil:
+		c.Status, c.Evidence, c.Remediation = StatusUnknown, "the evidence store was not probed", "run the review in the controller, which holds the evidence store"
+		return c
+	case p.Err != "" && p.Kind == "s3":
+		c.Status, c.Evidence = StatusFail, "the evidence store "+p.Location+" does not answer the controller: "+p.Err
+		c.Remediation = "check the bucket name and region of --evidence, AWS_ENDPOINT_URL, and that the controller's role may s3:ListBucket, s3:GetObject and s3:PutObject on it " +
+			"(deploy/cloudformation/security-account.yaml grants them)"
+		return c
+	case p.Err != "":
+		c.Status, c.Evidence = StatusFail, "the evidence store "+p.Location+" does not answer the controller: "+p.Err
+		c.Remediation = "make the directory writable by the controller's user (install -d -m 0700 -o firebreak " + p.Location + ") and check its file system has room"
+		return c
+	case p.Kind != "s3":
+		c.Status = StatusOK
+		c.Evidence = "the local evidence directory " + p.Location + " takes new files (one controller's disk, without Object Lock: a cluster keeps evidence in S3 with --evidence s3://BUCKET/PREFIX)"
+		return c
+	}
+	var unknown []string
+	for _, e := range []string{p.ObjectLockErr, p.VersioningErr} {
+		if e != "" {
+			unknown = append(unknown, e)
+		}
+	}
+	if len(unknown) > 0 {
+		c.Status, c.Evidence = StatusUnknown, "the evidence store "+p.Location+" answers, but its settings could not be read: "+strings.Join(unknown, "; ")
+		c.Remediation = "allow s3:GetBucketObjectLockConfiguration and s3:GetBucketVersioning on the bucket to the controller's role"
+		return c
+	}
+	bucket, _, _ := strings.Cut(strings.TrimPrefix(p.Location, "s3://"), "/")
+	retention := "no retention of its own on new objects"
+	if p.Retention > 0 {
+		retention = fmt.Sprintf("%s compliance retention on each new object (--evidence-retention)", p.Retention)
+	}
+	lockFix := "aws s3api put-object-lock-configuration --bucket " + bucket +
+		` --object-lock-configuration '{"ObjectLockEnabled":"Enabled","Rule":{"DefaultRetention":{"Mode":"COMPLIANCE","Days":365}}}'`
+	c.Evidence = fmt.Sprintf("the evidence store %s answers: Object Lock %s, versioning %s, %s", p.Location, cmpOr(p.ObjectLock, "off"), cmpOr(p.Versioning, "never enabled"), retention)
+	switch {
+	case p.ObjectLock == "":
+		// Security-critical: without Object Lock stored evidence can be
+		// deleted or overwritten, and the custody record proves nothing.
+		c.Status = StatusFail
+		c.Remediation = "Object Lock can only be turned on for a versioned bucket: aws s3api put-bucket-versioning --bucket " + bucket +
+			" --versioning-configuration Status=Enabled, then " + lockFix + " (or move the evidence to the bucket deploy/cloudformation/security-account.yaml creates)"
+	case p.Versioning != "Enabled":
+		c.Status, c.Remediation = StatusWarn, "aws s3api put-bucket-versioning --bucket "+bucket+" --versioning-configuration Status=Enabled"
+	case p.ObjectLock == "enabled, no default retention" && p.Retention == 0:
+		c.Status, c.Remediation = StatusWarn, lockFix+", or start the controller with --evidence-retention 8760h"
+	default:
+		c.Status = StatusOK
 	}
 	return c
 }

@@ -97,6 +97,7 @@ var Weights = map[string]float64{
 	"containment.termination_protection": 4,
 	"containment.autoscaling":            2,
 	"evidence.bucket":                    8,
+	CheckEvidenceBackend:                 6,
 	CheckApprovers:                       6,
 	CheckAdminCredentials:                4,
 	CheckPKI:                             6,
