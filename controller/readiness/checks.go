@@ -28,6 +28,7 @@ const (
 	CheckAuditChain       = "controller.audit"
 	CheckJoinTokens       = "controller.join_tokens"
 	CheckEvidenceBackend  = "evidence.backend"
+	CheckHostCapability   = "host.capability"
 )
 
 // ReadinessAction is the action whose results the AWS-side checks are.
@@ -126,7 +127,7 @@ func Build(in Inputs) *Report {
 		}
 	}
 	checks = append(checks, checkStaleAgents(aws, inventoried, in.Agents))
-	checks = append(checks, checkHostIsolation(in.Agents), checkAgentVersions(in.Agents, in.ControllerVersion))
+	checks = append(checks, checkHostIsolation(in.Agents), checkHostCapability(in.Agents), checkAgentVersions(in.Agents, in.ControllerVersion))
 	checks = append(checks, checkApprovers(in.Operators), checkAdminCredentials(in.Operators, in.LastActive, in.Now))
 	checks = append(checks, checkPKI(in.CANotAfter, in.Now), checkAuditChain(in.Audit), checkJoinTokens(in.Tokens, in.Now))
 	checks = append(checks, checkEvidenceBackend(in.Evidence))
@@ -498,5 +499,91 @@ func checkEvidenceBackend(p *evidence.Probe) Check {
 	default:
 		c.Status = StatusOK
 	}
+	return c
+}
+
+// hostProtections are the sandbox settings of
+// deploy/systemd/firebreak-agent.service a host agent reports in force.
+var hostProtections = []string{"NoNewPrivileges", "CapabilityBoundingSet", "ProtectSystem"}
+
+// checkHostCapability reports what the host agents claim of their ability
+// to isolate their host: root, nftables usable, and the systemd unit with
+// its sandbox. These are the agents' own claims, refreshed at connect, and
+// the evidence says so: a claim of inability fails (a host that says it
+// cannot isolate is believed), a claim of ability is only ever as good as
+// the agent, so this check is never what makes host isolation pass —
+// host.isolation and a drill do. Simulated hosts are left to
+// host.isolation.
+func checkHostCapability(agents []*store.Agent) Check {
+	c := Check{ID: CheckHostCapability, Status: StatusOK}
+	var cannot, weak, silent []string
+	real := 0
+	for _, a := range hostAgents(agents) {
+		if a.Facts.GetSimulated() {
+			continue
+		}
+		real++
+		name := a.ID + " (" + a.Hostname + ")"
+		hc := a.Facts.GetHostCapability()
+		if hc == nil {
+			silent = append(silent, name)
+			continue
+		}
+		var why []string
+		if !hc.GetRoot() {
+			why = append(why, "not root")
+		}
+		if !hc.GetNftables() {
+			why = append(why, "nftables not usable: "+hc.GetNftablesDetail())
+		}
+		if len(why) > 0 {
+			cannot = append(cannot, name+": "+strings.Join(why, ", "))
+			continue
+		}
+		var missing []string
+		for _, p := range hostProtections {
+			if !slices.Contains(hc.GetProtections(), p) {
+				missing = append(missing, p)
+			}
+		}
+		switch {
+		case hc.GetSystemdUnit() == "":
+			weak = append(weak, name+": not under systemd")
+		case len(missing) > 0:
+			weak = append(weak, name+": "+hc.GetSystemdUnit()+" without "+strings.Join(missing, ", "))
+		}
+	}
+	const claims = "the host agents' own claims at connect, not verified by the controller"
+	if real == 0 {
+		c.Evidence = "no host agent on a real host (" + claims + ")"
+		return c
+	}
+	sort.Strings(cannot)
+	sort.Strings(weak)
+	sort.Strings(silent)
+	var parts []string
+	if len(cannot) > 0 {
+		parts = append(parts, "isolation cannot work on: "+strings.Join(cannot, "; "))
+	}
+	if len(weak) > 0 {
+		parts = append(parts, "outside the hardened unit: "+strings.Join(weak, "; "))
+	}
+	if len(silent) > 0 {
+		parts = append(parts, "no capability reported (agents older than the controller): "+strings.Join(silent, "; "))
+	}
+	unit := "install deploy/systemd/firebreak-agent.service (root, CAP_NET_ADMIN, nf_tables loaded by its ExecStartPre) with deploy/ssm/install-agent.yaml"
+	switch {
+	case len(cannot) > 0:
+		c.Status, c.Remediation = StatusFail, unit+"; on a host without nf_tables: modprobe nf_tables, or a kernel with CONFIG_NF_TABLES"
+	case len(weak) > 0:
+		c.Status, c.Remediation = StatusWarn, unit+", so the agent runs sandboxed (docs/deploy.md explains each setting)"
+	case len(silent) > 0:
+		c.Status, c.Remediation = StatusWarn, "upgrade the agents (aws ssm send-command --document-name FirebreakInstallAgent …), which then report their capability"
+	}
+	if len(parts) == 0 {
+		c.Evidence = fmt.Sprintf("%d host agent(s) claim root, usable nftables and the hardened systemd unit (%s)", real, claims)
+		return c
+	}
+	c.Evidence = strings.Join(parts, "; ") + " (" + claims + ")"
 	return c
 }

@@ -92,6 +92,7 @@ var Weights = map[string]float64{
 	CheckCoverage:                        8,
 	CheckStaleAgents:                     2,
 	CheckHostIsolation:                   5,
+	CheckHostCapability:                  4,
 	CheckAgentVersions:                   2,
 	"containment.isolation_group":        8,
 	"containment.termination_protection": 4,

@@ -231,3 +231,46 @@ func TestScore(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckHostCapability reports the host agents' claims as claims: a
+// host that says it cannot isolate fails, one outside the hardened unit
+// or silent (an older agent) warns, and simulated hosts are left to
+// host.isolation.
+func TestCheckHostCapability(t *testing.T) {
+	hardened := func() *agentv1.HostCapability {
+		return &agentv1.HostCapability{Root: true, Nftables: true, SystemdUnit: "firebreak-agent.service",
+			Protections: []string{"NoNewPrivileges", "CapabilityBoundingSet", "ProtectSystem"}}
+	}
+	with := func(a *store.Agent, hc *agentv1.HostCapability) *store.Agent { a.Facts.HostCapability = hc; return a }
+	noNft := hardened()
+	noNft.Nftables, noNft.NftablesDetail = false, "nf_tables is not loaded in the kernel (modprobe nf_tables)"
+	notRoot := hardened()
+	notRoot.Root = false
+	bare := hardened()
+	bare.SystemdUnit, bare.Protections = "", nil
+	partial := hardened()
+	partial.Protections = []string{"NoNewPrivileges"}
+	for _, tt := range []struct {
+		name   string
+		agents []*store.Agent
+		want   want
+	}{
+		{"hardened", []*store.Agent{with(host("a", "1", "i-1", "1", true, false), hardened())}, want{StatusOK, "1 host agent(s) claim root, usable nftables", ""}},
+		{"only simulated", []*store.Agent{host("s", "1", "i-1", "1", true, true)}, want{StatusOK, "no host agent on a real host", ""}},
+		{"no nftables", []*store.Agent{with(host("a", "1", "i-1", "1", true, false), noNft), with(host("b", "1", "i-2", "1", true, false), hardened())},
+			want{StatusFail, "a (a.example): nftables not usable: nf_tables is not loaded", "modprobe nf_tables"}},
+		{"not root", []*store.Agent{with(host("a", "1", "i-1", "1", true, false), notRoot)}, want{StatusFail, "not root", "firebreak-agent.service"}},
+		{"outside systemd", []*store.Agent{with(host("a", "1", "i-1", "1", true, false), bare)}, want{StatusWarn, "a (a.example): not under systemd", "sandboxed"}},
+		{"partial sandbox", []*store.Agent{with(host("a", "1", "i-1", "1", true, false), partial)},
+			want{StatusWarn, "without CapabilityBoundingSet, ProtectSystem", "docs/deploy.md"}},
+		{"older agent", []*store.Agent{host("a", "1", "i-1", "1", true, false)}, want{StatusWarn, "no capability reported", "upgrade the agents"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := checkHostCapability(tt.agents)
+			tt.want.check(t, c)
+			if !strings.Contains(c.Evidence, "own claims") {
+				t.Fatalf("evidence %q does not say these are the agents' claims", c.Evidence)
+			}
+		})
+	}
+}
