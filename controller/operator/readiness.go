@@ -50,7 +50,7 @@ func (s *Service) ReviewReadiness(ctx context.Context, who runs.Actor, req *oper
 	if err != nil {
 		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "reading the accounts")
 	}
-	in := readiness.Inputs{Now: s.cfg.Clock(), ControllerVersion: version.Version}
+	in := readiness.Inputs{Now: s.cfg.Clock(), ControllerVersion: version.Version, Actions: s.cfg.Actions}
 	if len(known) > 0 {
 		selected, err := runs.SelectAccounts(known, accountsExpr)
 		if err != nil {

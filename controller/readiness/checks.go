@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/firebreak-ir/firebreak/controller/actioncatalog"
 	"github.com/firebreak-ir/firebreak/controller/evidence"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
@@ -29,6 +30,7 @@ const (
 	CheckJoinTokens       = "controller.join_tokens"
 	CheckEvidenceBackend  = "evidence.backend"
 	CheckHostCapability   = "host.capability"
+	CheckPluginManifest   = "host.plugins"
 )
 
 // ReadinessAction is the action whose results the AWS-side checks are.
@@ -86,6 +88,9 @@ type Inputs struct {
 	// Evidence is what probing the controller's evidence store found; nil
 	// when it was not probed.
 	Evidence *evidence.Probe
+	// Actions is the controller's action catalogue; nil skips the plugin
+	// manifest check.
+	Actions *actioncatalog.Catalogue
 }
 
 // Build runs every check over the inputs and scores them.
@@ -128,6 +133,9 @@ func Build(in Inputs) *Report {
 	}
 	checks = append(checks, checkStaleAgents(aws, inventoried, in.Agents))
 	checks = append(checks, checkHostIsolation(in.Agents), checkHostCapability(in.Agents), checkAgentVersions(in.Agents, in.ControllerVersion))
+	if in.Actions != nil {
+		checks = append(checks, checkPluginManifest(in.Agents, in.Actions))
+	}
 	checks = append(checks, checkApprovers(in.Operators), checkAdminCredentials(in.Operators, in.LastActive, in.Now))
 	checks = append(checks, checkPKI(in.CANotAfter, in.Now), checkAuditChain(in.Audit), checkJoinTokens(in.Tokens, in.Now))
 	checks = append(checks, checkEvidenceBackend(in.Evidence))
@@ -585,5 +593,92 @@ func checkHostCapability(agents []*store.Agent) Check {
 		return c
 	}
 	c.Evidence = strings.Join(parts, "; ") + " (" + claims + ")"
+	return c
+}
+
+// checkPluginManifest wants every agent to offer each catalogue action
+// that runs on its role, with the catalogue's exact description, and
+// every agent offering an action to report the same plugin binary
+// (SHA-256) as the rest of the fleet for it; simulated hosts are left to
+// host.isolation. Agents check each plugin
+// binary against their own manifest at every launch; what they report of
+// it is their claim, and the evidence says so.
+func checkPluginManifest(agents []*store.Agent, actions *actioncatalog.Catalogue) Check {
+	c := Check{ID: CheckPluginManifest, Status: StatusOK}
+	var missing, differ []string
+	sums := map[string]map[string][]string{} // action → sha256 → agents
+	live := 0
+	for _, a := range agents {
+		// Simulated hosts run without the isolation plugins on purpose;
+		// host.isolation reports them.
+		if a.Revoked || a.Facts.GetSimulated() {
+			continue
+		}
+		live++
+		accepted, refused := actions.Review(a.Role, a.Plugins)
+		var lacks []string
+		for _, e := range actions.Entries() {
+			name := e.Description.GetName()
+			if roles := e.Description.GetRoles(); len(roles) == 0 || !slices.Contains(roles, a.Role) || accepted[name] {
+				continue
+			}
+			why := "missing"
+			if i := slices.IndexFunc(refused, func(r actioncatalog.Refusal) bool { return r.Action == name }); i >= 0 {
+				why = refused[i].Reason
+				if len(refused[i].Differences) > 0 {
+					why += " (" + strings.Join(refused[i].Differences, ", ") + ")"
+				}
+			}
+			lacks = append(lacks, name+": "+why)
+		}
+		if len(lacks) > 0 {
+			missing = append(missing, fmt.Sprintf("%s (%s, %s): %s", a.ID, a.Hostname, a.Role, strings.Join(lacks, "; ")))
+		}
+		for _, p := range a.Plugins {
+			name := p.GetDescription().GetName()
+			if accepted[name] && p.GetSha256() != "" {
+				if sums[name] == nil {
+					sums[name] = map[string][]string{}
+				}
+				sums[name][p.GetSha256()] = append(sums[name][p.GetSha256()], a.ID)
+			}
+		}
+	}
+	for name, bySum := range sums {
+		if len(bySum) < 2 {
+			continue
+		}
+		var parts []string
+		for sum, ids := range bySum {
+			sort.Strings(ids)
+			parts = append(parts, fmt.Sprintf("%s… on %s", sum[:min(12, len(sum))], strings.Join(ids, ", ")))
+		}
+		sort.Strings(parts)
+		differ = append(differ, name+": "+strings.Join(parts, " / "))
+	}
+	sort.Strings(missing)
+	sort.Strings(differ)
+	const claims = "the plugin sets the agents report at connect"
+	if live == 0 {
+		c.Evidence = "no agents enrolled but simulated hosts"
+		return c
+	}
+	if len(missing) == 0 && len(differ) == 0 {
+		c.Evidence = fmt.Sprintf("%d agent(s) offer every catalogue action of their role with the catalogue's description, each action from one binary (%s)", live, claims)
+		return c
+	}
+	var parts []string
+	if len(missing) > 0 {
+		c.Status = StatusFail
+		parts = append(parts, "actions the catalogue runs on their role that agents cannot be sent: "+strings.Join(missing, "; "))
+	} else {
+		c.Status = StatusWarn
+	}
+	if len(differ) > 0 {
+		parts = append(parts, "agents run different binaries of one action: "+strings.Join(differ, "; "))
+	}
+	c.Evidence = strings.Join(parts, "; ") + " (" + claims + ")"
+	c.Remediation = "install the agent package of the controller's version with all its plugins and their manifest.json (bin/plugins, deploy/ssm/install-agent.yaml), " +
+		"then restart the agents; `firebreak actions list` shows which agents offer each action"
 	return c
 }

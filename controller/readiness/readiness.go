@@ -94,6 +94,7 @@ var Weights = map[string]float64{
 	CheckHostIsolation:                   5,
 	CheckHostCapability:                  4,
 	CheckAgentVersions:                   2,
+	CheckPluginManifest:                  4,
 	"containment.isolation_group":        8,
 	"containment.termination_protection": 4,
 	"containment.autoscaling":            2,

@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
+	"github.com/firebreak-ir/firebreak/controller/actioncatalog"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
@@ -272,5 +275,54 @@ func TestCheckHostCapability(t *testing.T) {
 				t.Fatalf("evidence %q does not say these are the agents' claims", c.Evidence)
 			}
 		})
+	}
+}
+
+// TestCheckPluginManifest wants every agent to offer the catalogue's
+// actions for its role with the catalogue's description, from one binary
+// per action across the fleet.
+func TestCheckPluginManifest(t *testing.T) {
+	isolate := &pluginv1.ActionDescription{Name: "host-isolate", Version: "1.0.0", Roles: []string{"host"}, Domain: pluginv1.Domain_DOMAIN_INFRASTRUCTURE, Description: "isolates"}
+	collect := &pluginv1.ActionDescription{Name: "host-collect", Version: "1.0.0", Roles: []string{"host"}, Domain: pluginv1.Domain_DOMAIN_INFRASTRUCTURE, Description: "collects"}
+	snapshot := &pluginv1.ActionDescription{Name: "aws-ebs-snapshot", Version: "1.0.0", Roles: []string{"worker"}, Domain: pluginv1.Domain_DOMAIN_SERVICE, Description: "snapshots"}
+	cat, err := actioncatalog.New(map[string]*pluginv1.ActionDescription{"host-isolate": isolate, "host-collect": collect, "aws-ebs-snapshot": snapshot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plugin := func(d *pluginv1.ActionDescription, sum string) *agentv1.PluginInfo {
+		return &agentv1.PluginInfo{Description: proto.Clone(d).(*pluginv1.ActionDescription), Sha256: sum}
+	}
+	agent := func(id, role string, plugins ...*agentv1.PluginInfo) *store.Agent {
+		return &store.Agent{ID: id, Role: role, Hostname: id + ".example", Facts: &agentv1.AgentFacts{}, Plugins: plugins}
+	}
+	oldIsolate := proto.Clone(isolate).(*pluginv1.ActionDescription)
+	oldIsolate.Version = "0.9.0"
+	full := func(id, sum string) *store.Agent {
+		return agent(id, "host", plugin(isolate, sum), plugin(collect, "cc"))
+	}
+	for _, tt := range []struct {
+		name   string
+		agents []*store.Agent
+		want   want
+	}{
+		{"complete", []*store.Agent{full("h1", "aa"), full("h2", "aa"), agent("w1", "worker", plugin(snapshot, "ee"))},
+			want{StatusOK, "3 agent(s) offer every catalogue action of their role", ""}},
+		{"no agents", nil, want{StatusOK, "no agents enrolled", ""}},
+		{"simulated hosts without isolation", []*store.Agent{func() *store.Agent {
+			a := agent("s1", "host", plugin(collect, "cc"))
+			a.Facts.Simulated = true
+			return a
+		}(),
+			agent("w1", "worker", plugin(snapshot, "ee"))}, want{StatusOK, "1 agent(s)", ""}},
+		{"missing plugin", []*store.Agent{agent("h1", "host", plugin(isolate, "aa")), agent("w1", "worker")},
+			want{StatusFail, "h1 (h1.example, host): host-collect: missing; w1 (w1.example, worker): aws-ebs-snapshot: missing", "manifest.json"}},
+		{"other description", []*store.Agent{agent("h1", "host", plugin(oldIsolate, "aa"), plugin(collect, "cc"))},
+			want{StatusFail, "host-isolate: described differently from the controller's action catalogue (version)", "firebreak actions list"}},
+		{"different binaries", []*store.Agent{full("h1", "aa"), full("h2", "bb"), full("h3", "bb")},
+			want{StatusWarn, "host-isolate: aa… on h1 / bb… on h2, h3", "restart the agents"}},
+		{"revoked agents do not count", []*store.Agent{full("h1", "aa"), func() *store.Agent { a := agent("h2", "host"); a.Revoked = true; return a }()},
+			want{StatusOK, "1 agent(s)", ""}},
+	} {
+		t.Run(tt.name, func(t *testing.T) { tt.want.check(t, checkPluginManifest(tt.agents, cat)) })
 	}
 }
