@@ -301,6 +301,9 @@ func (a *Agent) collectFacts() *agentv1.AgentFacts {
 	}
 	// Labels may carry the cloud placement of agents outside EC2 metadata.
 	f.InstanceId, f.Account, f.Region = f.Labels["instance_id"], f.Labels["account"], f.Labels["region"]
+	if a.cfg.Role == "host" && !a.cfg.Simulated {
+		f.HostCapability = hostRoot("/").hostCapability(os.Geteuid(), os.Getenv)
+	}
 	return f
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/firebreak-ir/firebreak/controller/evidence"
 	"github.com/firebreak-ir/firebreak/controller/operator"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
@@ -60,4 +61,13 @@ func nextReadiness(last time.Time, every time.Duration, now time.Time) time.Dura
 		return 0
 	}
 	return max(last.Add(every).Sub(now), 0)
+}
+
+// evidenceProber is the evidence store a readiness review probes, or nil
+// when its backend cannot be probed.
+func evidenceProber(s *evidence.Service) evidence.Prober {
+	if p, ok := s.Backend().(evidence.Prober); ok {
+		return p
+	}
+	return nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/attest"
 	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/controller/dispatch"
+	"github.com/firebreak-ir/firebreak/controller/evidence"
 	"github.com/firebreak-ir/firebreak/controller/fleet"
 	"github.com/firebreak-ir/firebreak/controller/rpcerr"
 	"github.com/firebreak-ir/firebreak/controller/runs"
@@ -110,6 +111,15 @@ type Config struct {
 	// set through it enforces at once; nil: only the stored version
 	// changes.
 	Attest *attest.Verifier
+	// FindingsQueueURL is the SQS queue the controller's intake polls (its
+	// --sqs-queue), and FindingsHTTPS is true when its HTTPS events
+	// endpoint listens: a readiness review checks that GuardDuty findings
+	// are exported to one of them.
+	FindingsQueueURL string
+	FindingsHTTPS    bool
+	// Evidence is the evidence store a readiness review probes; nil reports
+	// it unknown.
+	Evidence evidence.Prober
 }
 
 // CheckAndSetDefaults names missing dependencies and sets defaults.

@@ -24,6 +24,9 @@ import (
 // operators' last actions.
 const auditScanLimit = 200000
 
+// evidenceProbeTimeout bounds the probe of the evidence store.
+const evidenceProbeTimeout = 30 * time.Second
+
 // Readiness implements operatorv1.OperatorServiceServer.
 func (s *Service) Readiness(ctx context.Context, req *operatorv1.ReadinessRequest) (*operatorv1.ReadinessResponse, error) {
 	r, err := s.ReviewReadiness(ctx, actor(ctx), req)
@@ -47,7 +50,7 @@ func (s *Service) ReviewReadiness(ctx context.Context, who runs.Actor, req *oper
 	if err != nil {
 		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "reading the accounts")
 	}
-	in := readiness.Inputs{Now: s.cfg.Clock(), ControllerVersion: version.Version}
+	in := readiness.Inputs{Now: s.cfg.Clock(), ControllerVersion: version.Version, Actions: s.cfg.Actions}
 	if len(known) > 0 {
 		selected, err := runs.SelectAccounts(known, accountsExpr)
 		if err != nil {
@@ -113,6 +116,12 @@ func (s *Service) readinessRun(ctx context.Context, who runs.Actor, req *operato
 		perAccount = 2
 	}
 	params := map[string]string{}
+	if q := s.cfg.FindingsQueueURL; q != "" {
+		params["findings_queue_url"] = q
+	}
+	if s.cfg.FindingsHTTPS {
+		params["findings_https"] = "true"
+	}
 	if b := req.GetEvidenceBucket(); b != "" {
 		params["evidence_bucket"], params["evidence_account"] = b, req.GetEvidenceAccount()
 	}
@@ -154,6 +163,12 @@ func (s *Service) controllerState(ctx context.Context, in *readiness.Inputs) err
 	}
 	if s.cfg.CA != nil && s.cfg.CA.Cert != nil {
 		in.CANotAfter = s.cfg.CA.Cert.NotAfter
+	}
+	if s.cfg.Evidence != nil {
+		pctx, cancel := context.WithTimeout(ctx, evidenceProbeTimeout)
+		p := s.cfg.Evidence.Probe(pctx)
+		cancel()
+		in.Evidence = &p
 	}
 	in.LastActive = map[string]time.Time{}
 	var after int64

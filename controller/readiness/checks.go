@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/firebreak-ir/firebreak/controller/actioncatalog"
+	"github.com/firebreak-ir/firebreak/controller/evidence"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
@@ -26,6 +28,9 @@ const (
 	CheckPKI              = "controller.pki"
 	CheckAuditChain       = "controller.audit"
 	CheckJoinTokens       = "controller.join_tokens"
+	CheckEvidenceBackend  = "evidence.backend"
+	CheckHostCapability   = "host.capability"
+	CheckPluginManifest   = "host.plugins"
 )
 
 // ReadinessAction is the action whose results the AWS-side checks are.
@@ -80,6 +85,12 @@ type Inputs struct {
 	// ControllerVersion is the controller's version; agents on another
 	// are outdated.
 	ControllerVersion string
+	// Evidence is what probing the controller's evidence store found; nil
+	// when it was not probed.
+	Evidence *evidence.Probe
+	// Actions is the controller's action catalogue; nil skips the plugin
+	// manifest check.
+	Actions *actioncatalog.Catalogue
 }
 
 // Build runs every check over the inputs and scores them.
@@ -121,9 +132,13 @@ func Build(in Inputs) *Report {
 		}
 	}
 	checks = append(checks, checkStaleAgents(aws, inventoried, in.Agents))
-	checks = append(checks, checkHostIsolation(in.Agents), checkAgentVersions(in.Agents, in.ControllerVersion))
+	checks = append(checks, checkHostIsolation(in.Agents), checkHostCapability(in.Agents), checkAgentVersions(in.Agents, in.ControllerVersion))
+	if in.Actions != nil {
+		checks = append(checks, checkPluginManifest(in.Agents, in.Actions))
+	}
 	checks = append(checks, checkApprovers(in.Operators), checkAdminCredentials(in.Operators, in.LastActive, in.Now))
 	checks = append(checks, checkPKI(in.CANotAfter, in.Now), checkAuditChain(in.Audit), checkJoinTokens(in.Tokens, in.Now))
+	checks = append(checks, checkEvidenceBackend(in.Evidence))
 	sortChecks(checks)
 	r := &Report{Checks: checks, GeneratedAt: in.Now.UTC(), RunID: in.RunID, Accounts: []string{}, Regions: []string{}}
 	for _, a := range in.Accounts {
@@ -432,5 +447,238 @@ func checkJoinTokens(tokens []*store.JoinToken, now time.Time) Check {
 		c.Evidence += fmt.Sprintf(", %d without expiry: %s", len(forever), strings.Join(forever, ", "))
 		c.Remediation = "revoke them (firebreak token revoke ID) and create tokens with an expiry (firebreak token create --ttl 1h)"
 	}
+	return c
+}
+
+// checkEvidenceBackend wants the controller's evidence store to answer and,
+// in S3, to keep evidence provable: Object Lock with a default retention
+// (or the controller's own --evidence-retention on each object) and
+// versioning. A setting that could not be read is unknown, naming why.
+func checkEvidenceBackend(p *evidence.Probe) Check {
+	c := Check{ID: CheckEvidenceBackend}
+	switch {
+	case p == nil:
+		c.Status, c.Evidence, c.Remediation = StatusUnknown, "the evidence store was not probed", "run the review in the controller, which holds the evidence store"
+		return c
+	case p.Err != "" && p.Kind == "s3":
+		c.Status, c.Evidence = StatusFail, "the evidence store "+p.Location+" does not answer the controller: "+p.Err
+		c.Remediation = "check the bucket name and region of --evidence, AWS_ENDPOINT_URL, and that the controller's role may s3:ListBucket, s3:GetObject and s3:PutObject on it " +
+			"(deploy/cloudformation/security-account.yaml grants them)"
+		return c
+	case p.Err != "":
+		c.Status, c.Evidence = StatusFail, "the evidence store "+p.Location+" does not answer the controller: "+p.Err
+		c.Remediation = "make the directory writable by the controller's user (install -d -m 0700 -o firebreak " + p.Location + ") and check its file system has room"
+		return c
+	case p.Kind != "s3":
+		c.Status = StatusOK
+		c.Evidence = "the local evidence directory " + p.Location + " takes new files (one controller's disk, without Object Lock: a cluster keeps evidence in S3 with --evidence s3://BUCKET/PREFIX)"
+		return c
+	}
+	var unknown []string
+	for _, e := range []string{p.ObjectLockErr, p.VersioningErr} {
+		if e != "" {
+			unknown = append(unknown, e)
+		}
+	}
+	if len(unknown) > 0 {
+		c.Status, c.Evidence = StatusUnknown, "the evidence store "+p.Location+" answers, but its settings could not be read: "+strings.Join(unknown, "; ")
+		c.Remediation = "allow s3:GetBucketObjectLockConfiguration and s3:GetBucketVersioning on the bucket to the controller's role"
+		return c
+	}
+	bucket, _, _ := strings.Cut(strings.TrimPrefix(p.Location, "s3://"), "/")
+	retention := "no retention of its own on new objects"
+	if p.Retention > 0 {
+		retention = fmt.Sprintf("%s compliance retention on each new object (--evidence-retention)", p.Retention)
+	}
+	lockFix := "aws s3api put-object-lock-configuration --bucket " + bucket +
+		` --object-lock-configuration '{"ObjectLockEnabled":"Enabled","Rule":{"DefaultRetention":{"Mode":"COMPLIANCE","Days":365}}}'`
+	c.Evidence = fmt.Sprintf("the evidence store %s answers: Object Lock %s, versioning %s, %s", p.Location, cmpOr(p.ObjectLock, "off"), cmpOr(p.Versioning, "never enabled"), retention)
+	switch {
+	case p.ObjectLock == "":
+		// Security-critical: without Object Lock stored evidence can be
+		// deleted or overwritten, and the custody record proves nothing.
+		c.Status = StatusFail
+		c.Remediation = "Object Lock can only be turned on for a versioned bucket: aws s3api put-bucket-versioning --bucket " + bucket +
+			" --versioning-configuration Status=Enabled, then " + lockFix + " (or move the evidence to the bucket deploy/cloudformation/security-account.yaml creates)"
+	case p.Versioning != "Enabled":
+		c.Status, c.Remediation = StatusWarn, "aws s3api put-bucket-versioning --bucket "+bucket+" --versioning-configuration Status=Enabled"
+	case p.ObjectLock == "enabled, no default retention" && p.Retention == 0:
+		c.Status, c.Remediation = StatusWarn, lockFix+", or start the controller with --evidence-retention 8760h"
+	default:
+		c.Status = StatusOK
+	}
+	return c
+}
+
+// hostProtections are the sandbox settings of
+// deploy/systemd/firebreak-agent.service a host agent reports in force.
+var hostProtections = []string{"NoNewPrivileges", "CapabilityBoundingSet", "ProtectSystem"}
+
+// checkHostCapability reports what the host agents claim of their ability
+// to isolate their host: root, nftables usable, and the systemd unit with
+// its sandbox. These are the agents' own claims, refreshed at connect, and
+// the evidence says so: a claim of inability fails (a host that says it
+// cannot isolate is believed), a claim of ability is only ever as good as
+// the agent, so this check is never what makes host isolation pass —
+// host.isolation and a drill do. Simulated hosts are left to
+// host.isolation.
+func checkHostCapability(agents []*store.Agent) Check {
+	c := Check{ID: CheckHostCapability, Status: StatusOK}
+	var cannot, weak, silent []string
+	real := 0
+	for _, a := range hostAgents(agents) {
+		if a.Facts.GetSimulated() {
+			continue
+		}
+		real++
+		name := a.ID + " (" + a.Hostname + ")"
+		hc := a.Facts.GetHostCapability()
+		if hc == nil {
+			silent = append(silent, name)
+			continue
+		}
+		var why []string
+		if !hc.GetRoot() {
+			why = append(why, "not root")
+		}
+		if !hc.GetNftables() {
+			why = append(why, "nftables not usable: "+hc.GetNftablesDetail())
+		}
+		if len(why) > 0 {
+			cannot = append(cannot, name+": "+strings.Join(why, ", "))
+			continue
+		}
+		var missing []string
+		for _, p := range hostProtections {
+			if !slices.Contains(hc.GetProtections(), p) {
+				missing = append(missing, p)
+			}
+		}
+		switch {
+		case hc.GetSystemdUnit() == "":
+			weak = append(weak, name+": not under systemd")
+		case len(missing) > 0:
+			weak = append(weak, name+": "+hc.GetSystemdUnit()+" without "+strings.Join(missing, ", "))
+		}
+	}
+	const claims = "the host agents' own claims at connect, not verified by the controller"
+	if real == 0 {
+		c.Evidence = "no host agent on a real host (" + claims + ")"
+		return c
+	}
+	sort.Strings(cannot)
+	sort.Strings(weak)
+	sort.Strings(silent)
+	var parts []string
+	if len(cannot) > 0 {
+		parts = append(parts, "isolation cannot work on: "+strings.Join(cannot, "; "))
+	}
+	if len(weak) > 0 {
+		parts = append(parts, "outside the hardened unit: "+strings.Join(weak, "; "))
+	}
+	if len(silent) > 0 {
+		parts = append(parts, "no capability reported (agents older than the controller): "+strings.Join(silent, "; "))
+	}
+	unit := "install deploy/systemd/firebreak-agent.service (root, CAP_NET_ADMIN, nf_tables loaded by its ExecStartPre) with deploy/ssm/install-agent.yaml"
+	switch {
+	case len(cannot) > 0:
+		c.Status, c.Remediation = StatusFail, unit+"; on a host without nf_tables: modprobe nf_tables, or a kernel with CONFIG_NF_TABLES"
+	case len(weak) > 0:
+		c.Status, c.Remediation = StatusWarn, unit+", so the agent runs sandboxed (docs/deploy.md explains each setting)"
+	case len(silent) > 0:
+		c.Status, c.Remediation = StatusWarn, "upgrade the agents (aws ssm send-command --document-name FirebreakInstallAgent …), which then report their capability"
+	}
+	if len(parts) == 0 {
+		c.Evidence = fmt.Sprintf("%d host agent(s) claim root, usable nftables and the hardened systemd unit (%s)", real, claims)
+		return c
+	}
+	c.Evidence = strings.Join(parts, "; ") + " (" + claims + ")"
+	return c
+}
+
+// checkPluginManifest wants every agent to offer each catalogue action
+// that runs on its role, with the catalogue's exact description, and
+// every agent offering an action to report the same plugin binary
+// (SHA-256) as the rest of the fleet for it; simulated hosts are left to
+// host.isolation. Agents check each plugin
+// binary against their own manifest at every launch; what they report of
+// it is their claim, and the evidence says so.
+func checkPluginManifest(agents []*store.Agent, actions *actioncatalog.Catalogue) Check {
+	c := Check{ID: CheckPluginManifest, Status: StatusOK}
+	var missing, differ []string
+	sums := map[string]map[string][]string{} // action → sha256 → agents
+	live := 0
+	for _, a := range agents {
+		// Simulated hosts run without the isolation plugins on purpose;
+		// host.isolation reports them.
+		if a.Revoked || a.Facts.GetSimulated() {
+			continue
+		}
+		live++
+		accepted, refused := actions.Review(a.Role, a.Plugins)
+		var lacks []string
+		for _, e := range actions.Entries() {
+			name := e.Description.GetName()
+			if roles := e.Description.GetRoles(); len(roles) == 0 || !slices.Contains(roles, a.Role) || accepted[name] {
+				continue
+			}
+			why := "missing"
+			if i := slices.IndexFunc(refused, func(r actioncatalog.Refusal) bool { return r.Action == name }); i >= 0 {
+				why = refused[i].Reason
+				if len(refused[i].Differences) > 0 {
+					why += " (" + strings.Join(refused[i].Differences, ", ") + ")"
+				}
+			}
+			lacks = append(lacks, name+": "+why)
+		}
+		if len(lacks) > 0 {
+			missing = append(missing, fmt.Sprintf("%s (%s, %s): %s", a.ID, a.Hostname, a.Role, strings.Join(lacks, "; ")))
+		}
+		for _, p := range a.Plugins {
+			name := p.GetDescription().GetName()
+			if accepted[name] && p.GetSha256() != "" {
+				if sums[name] == nil {
+					sums[name] = map[string][]string{}
+				}
+				sums[name][p.GetSha256()] = append(sums[name][p.GetSha256()], a.ID)
+			}
+		}
+	}
+	for name, bySum := range sums {
+		if len(bySum) < 2 {
+			continue
+		}
+		var parts []string
+		for sum, ids := range bySum {
+			sort.Strings(ids)
+			parts = append(parts, fmt.Sprintf("%s… on %s", sum[:min(12, len(sum))], strings.Join(ids, ", ")))
+		}
+		sort.Strings(parts)
+		differ = append(differ, name+": "+strings.Join(parts, " / "))
+	}
+	sort.Strings(missing)
+	sort.Strings(differ)
+	const claims = "the plugin sets the agents report at connect"
+	if live == 0 {
+		c.Evidence = "no agents enrolled but simulated hosts"
+		return c
+	}
+	if len(missing) == 0 && len(differ) == 0 {
+		c.Evidence = fmt.Sprintf("%d agent(s) offer every catalogue action of their role with the catalogue's description, each action from one binary (%s)", live, claims)
+		return c
+	}
+	var parts []string
+	if len(missing) > 0 {
+		c.Status = StatusFail
+		parts = append(parts, "actions the catalogue runs on their role that agents cannot be sent: "+strings.Join(missing, "; "))
+	} else {
+		c.Status = StatusWarn
+	}
+	if len(differ) > 0 {
+		parts = append(parts, "agents run different binaries of one action: "+strings.Join(differ, "; "))
+	}
+	c.Evidence = strings.Join(parts, "; ") + " (" + claims + ")"
+	c.Remediation = "install the agent package of the controller's version with all its plugins and their manifest.json (bin/plugins, deploy/ssm/install-agent.yaml), " +
+		"then restart the agents; `firebreak actions list` shows which agents offer each action"
 	return c
 }

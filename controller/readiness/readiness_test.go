@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
+	"github.com/firebreak-ir/firebreak/controller/actioncatalog"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
@@ -229,5 +232,97 @@ func TestScore(t *testing.T) {
 		if got := Score(tt.checks); got != tt.want {
 			t.Errorf("Score(%+v) = %d, want %d", tt.checks, got, tt.want)
 		}
+	}
+}
+
+// TestCheckHostCapability reports the host agents' claims as claims: a
+// host that says it cannot isolate fails, one outside the hardened unit
+// or silent (an older agent) warns, and simulated hosts are left to
+// host.isolation.
+func TestCheckHostCapability(t *testing.T) {
+	hardened := func() *agentv1.HostCapability {
+		return &agentv1.HostCapability{Root: true, Nftables: true, SystemdUnit: "firebreak-agent.service",
+			Protections: []string{"NoNewPrivileges", "CapabilityBoundingSet", "ProtectSystem"}}
+	}
+	with := func(a *store.Agent, hc *agentv1.HostCapability) *store.Agent { a.Facts.HostCapability = hc; return a }
+	noNft := hardened()
+	noNft.Nftables, noNft.NftablesDetail = false, "nf_tables is not loaded in the kernel (modprobe nf_tables)"
+	notRoot := hardened()
+	notRoot.Root = false
+	bare := hardened()
+	bare.SystemdUnit, bare.Protections = "", nil
+	partial := hardened()
+	partial.Protections = []string{"NoNewPrivileges"}
+	for _, tt := range []struct {
+		name   string
+		agents []*store.Agent
+		want   want
+	}{
+		{"hardened", []*store.Agent{with(host("a", "1", "i-1", "1", true, false), hardened())}, want{StatusOK, "1 host agent(s) claim root, usable nftables", ""}},
+		{"only simulated", []*store.Agent{host("s", "1", "i-1", "1", true, true)}, want{StatusOK, "no host agent on a real host", ""}},
+		{"no nftables", []*store.Agent{with(host("a", "1", "i-1", "1", true, false), noNft), with(host("b", "1", "i-2", "1", true, false), hardened())},
+			want{StatusFail, "a (a.example): nftables not usable: nf_tables is not loaded", "modprobe nf_tables"}},
+		{"not root", []*store.Agent{with(host("a", "1", "i-1", "1", true, false), notRoot)}, want{StatusFail, "not root", "firebreak-agent.service"}},
+		{"outside systemd", []*store.Agent{with(host("a", "1", "i-1", "1", true, false), bare)}, want{StatusWarn, "a (a.example): not under systemd", "sandboxed"}},
+		{"partial sandbox", []*store.Agent{with(host("a", "1", "i-1", "1", true, false), partial)},
+			want{StatusWarn, "without CapabilityBoundingSet, ProtectSystem", "docs/deploy.md"}},
+		{"older agent", []*store.Agent{host("a", "1", "i-1", "1", true, false)}, want{StatusWarn, "no capability reported", "upgrade the agents"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := checkHostCapability(tt.agents)
+			tt.want.check(t, c)
+			if !strings.Contains(c.Evidence, "own claims") {
+				t.Fatalf("evidence %q does not say these are the agents' claims", c.Evidence)
+			}
+		})
+	}
+}
+
+// TestCheckPluginManifest wants every agent to offer the catalogue's
+// actions for its role with the catalogue's description, from one binary
+// per action across the fleet.
+func TestCheckPluginManifest(t *testing.T) {
+	isolate := &pluginv1.ActionDescription{Name: "host-isolate", Version: "1.0.0", Roles: []string{"host"}, Domain: pluginv1.Domain_DOMAIN_INFRASTRUCTURE, Description: "isolates"}
+	collect := &pluginv1.ActionDescription{Name: "host-collect", Version: "1.0.0", Roles: []string{"host"}, Domain: pluginv1.Domain_DOMAIN_INFRASTRUCTURE, Description: "collects"}
+	snapshot := &pluginv1.ActionDescription{Name: "aws-ebs-snapshot", Version: "1.0.0", Roles: []string{"worker"}, Domain: pluginv1.Domain_DOMAIN_SERVICE, Description: "snapshots"}
+	cat, err := actioncatalog.New(map[string]*pluginv1.ActionDescription{"host-isolate": isolate, "host-collect": collect, "aws-ebs-snapshot": snapshot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plugin := func(d *pluginv1.ActionDescription, sum string) *agentv1.PluginInfo {
+		return &agentv1.PluginInfo{Description: proto.Clone(d).(*pluginv1.ActionDescription), Sha256: sum}
+	}
+	agent := func(id, role string, plugins ...*agentv1.PluginInfo) *store.Agent {
+		return &store.Agent{ID: id, Role: role, Hostname: id + ".example", Facts: &agentv1.AgentFacts{}, Plugins: plugins}
+	}
+	oldIsolate := proto.Clone(isolate).(*pluginv1.ActionDescription)
+	oldIsolate.Version = "0.9.0"
+	full := func(id, sum string) *store.Agent {
+		return agent(id, "host", plugin(isolate, sum), plugin(collect, "cc"))
+	}
+	for _, tt := range []struct {
+		name   string
+		agents []*store.Agent
+		want   want
+	}{
+		{"complete", []*store.Agent{full("h1", "aa"), full("h2", "aa"), agent("w1", "worker", plugin(snapshot, "ee"))},
+			want{StatusOK, "3 agent(s) offer every catalogue action of their role", ""}},
+		{"no agents", nil, want{StatusOK, "no agents enrolled", ""}},
+		{"simulated hosts without isolation", []*store.Agent{func() *store.Agent {
+			a := agent("s1", "host", plugin(collect, "cc"))
+			a.Facts.Simulated = true
+			return a
+		}(),
+			agent("w1", "worker", plugin(snapshot, "ee"))}, want{StatusOK, "1 agent(s)", ""}},
+		{"missing plugin", []*store.Agent{agent("h1", "host", plugin(isolate, "aa")), agent("w1", "worker")},
+			want{StatusFail, "h1 (h1.example, host): host-collect: missing; w1 (w1.example, worker): aws-ebs-snapshot: missing", "manifest.json"}},
+		{"other description", []*store.Agent{agent("h1", "host", plugin(oldIsolate, "aa"), plugin(collect, "cc"))},
+			want{StatusFail, "host-isolate: described differently from the controller's action catalogue (version)", "firebreak actions list"}},
+		{"different binaries", []*store.Agent{full("h1", "aa"), full("h2", "bb"), full("h3", "bb")},
+			want{StatusWarn, "host-isolate: aa… on h1 / bb… on h2, h3", "restart the agents"}},
+		{"revoked agents do not count", []*store.Agent{full("h1", "aa"), func() *store.Agent { a := agent("h2", "host"); a.Revoked = true; return a }()},
+			want{StatusOK, "1 agent(s)", ""}},
+	} {
+		t.Run(tt.name, func(t *testing.T) { tt.want.check(t, checkPluginManifest(tt.agents, cat)) })
 	}
 }

@@ -14,9 +14,10 @@
 //	s3                     restXml, path style or virtual-hosted
 //
 // Besides the response actions' operations it answers what a readiness
-// review reads: GuardDuty ListDetectors/GetDetector, Security Hub
+// review reads: GuardDuty ListDetectors/GetDetector/GetAdministratorAccount,
+// EventBridge ListRules/ListTargetsByRule/DescribeApiDestination, Security Hub
 // DescribeHub, CloudTrail DescribeTrails/GetTrailStatus (a member sees the
-// management account's organisation trails), S3 GetObjectLockConfiguration,
+// management account's organisation trails), S3 HeadBucket, GetObjectLockConfiguration,
 // GetBucketVersioning and GetBucketEncryption, IAM SimulatePrincipalPolicy
 // (the emulator's own policy evaluation over a user's or role's identity
 // policies), and DryRun on every EC2 call (DryRunOperation once authorised).

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -14,10 +15,17 @@ type eventRule struct {
 	state                  string // ENABLED, DISABLED
 	roleARN                string
 	created                time.Time
+	targets                []eventTarget
+}
+
+// eventTarget is one target of a rule.
+type eventTarget struct {
+	id, arn string
 }
 
 // eventsService is EventBridge: the rules an attacker schedules to keep a
-// foothold, and their removal.
+// foothold, their removal, and what a readiness review reads (the rules,
+// their targets and API destinations).
 func (e *Emulator) eventsService() *service {
 	s := &service{
 		name:        "events",
@@ -50,6 +58,7 @@ func (e *Emulator) eventsService() *service {
 		{name: "DeleteRule", handle: (*Emulator).eventsDeleteRule, resources: ruleARN},
 		{name: "ListTargetsByRule", readOnly: true, handle: (*Emulator).eventsListTargets, resources: targetRuleARN},
 		{name: "RemoveTargets", handle: (*Emulator).eventsRemoveTargets, resources: targetRuleARN},
+		{name: "DescribeApiDestination", readOnly: true, handle: (*Emulator).evDescribeAPIDestination},
 	}
 	s.ops = make(map[string]*operation, len(ops))
 	for _, op := range ops {
@@ -78,7 +87,7 @@ func (c *call) ruleFor(in eventsRuleIn) (*region, *eventRule, *apiError) {
 		return nil, nil, &apiError{Code: "ResourceNotFoundException", Status: http.StatusBadRequest, Message: "Event bus " + in.EventBusName + " does not exist."}
 	}
 	rg := c.acct.region(c.region)
-	r := rg.rules[in.Name]
+	r := rg.eventRules[in.Name]
 	if r == nil {
 		return nil, nil, eventsNotFound(in.Name)
 	}
@@ -119,10 +128,10 @@ func (e *Emulator) eventsPutRule(c *call) (any, error) {
 	c.acct.mu.Lock()
 	defer c.acct.mu.Unlock()
 	rg := c.acct.region(c.region)
-	r := rg.rules[in.Name]
+	r := rg.eventRules[in.Name]
 	if r == nil {
 		r = &eventRule{name: in.Name, arn: "arn:aws:events:" + c.region + ":" + c.acct.id + ":rule/" + in.Name, created: c.now}
-		rg.rules[in.Name] = r
+		rg.eventRules[in.Name] = r
 	}
 	r.description, r.schedule, r.pattern, r.state, r.roleARN = in.Description, in.ScheduleExpression, in.EventPattern, state, in.RoleArn
 	c.trail.response = map[string]any{"ruleArn": r.arn}
@@ -164,26 +173,36 @@ func (e *Emulator) eventsDescribeRule(c *call) (any, error) {
 
 func (e *Emulator) eventsListRules(c *call) (any, error) {
 	var in struct {
-		NamePrefix string `json:"NamePrefix"`
+		NamePrefix   string `json:"NamePrefix"`
+		EventBusName string `json:"EventBusName"`
+		NextToken    string `json:"NextToken"`
+		Limit        int    `json:"Limit"`
 	}
 	if ae := c.decodeJSON(&in); ae != nil {
 		return nil, ae
 	}
+	if in.EventBusName != "" && in.EventBusName != "default" {
+		return nil, evNotFound("Event bus " + in.EventBusName)
+	}
 	c.acct.mu.Lock()
 	defer c.acct.mu.Unlock()
 	rg := c.acct.region(c.region)
-	names := make([]string, 0, len(rg.rules))
-	for n := range rg.rules {
-		if len(n) >= len(in.NamePrefix) && n[:len(in.NamePrefix)] == in.NamePrefix {
+	var names []string
+	for n := range rg.eventRules {
+		if strings.HasPrefix(n, in.NamePrefix) {
 			names = append(names, n)
 		}
 	}
-	slices.Sort(names)
-	list := make([]map[string]any, 0, len(names))
-	for _, n := range names {
-		list = append(list, renderRule(rg.rules[n]))
+	page, next := evPage(names, in.NextToken, in.Limit)
+	list := make([]map[string]any, 0, len(page))
+	for _, n := range page {
+		list = append(list, renderRule(rg.eventRules[n]))
 	}
-	return map[string]any{"Rules": list}, nil
+	resp := map[string]any{"Rules": list}
+	if next != "" {
+		resp["NextToken"] = next
+	}
+	return resp, nil
 }
 
 func (e *Emulator) eventsSetState(c *call, state string) (any, error) {
@@ -220,12 +239,11 @@ func (e *Emulator) eventsDeleteRule(c *call) (any, error) {
 		}
 		return nil, ae
 	}
-	delete(rg.rules, r.name)
+	delete(rg.eventRules, r.name)
 	return map[string]any{}, nil
 }
 
-// The emulator's rules have no targets (PutTargets is not emulated): a
-// rule's target list is empty and removing a target reports it failed.
+// PutTargets is not emulated: a rule's targets come from the seed.
 
 func (e *Emulator) eventsListTargets(c *call) (any, error) {
 	var in struct {
@@ -236,10 +254,15 @@ func (e *Emulator) eventsListTargets(c *call) (any, error) {
 	}
 	c.acct.mu.Lock()
 	defer c.acct.mu.Unlock()
-	if _, _, ae := c.ruleFor(eventsRuleIn{Name: in.Rule}); ae != nil {
+	_, r, ae := c.ruleFor(eventsRuleIn{Name: in.Rule})
+	if ae != nil {
 		return nil, ae
 	}
-	return map[string]any{"Targets": []any{}}, nil
+	targets := make([]map[string]any, 0, len(r.targets))
+	for _, t := range r.targets {
+		targets = append(targets, map[string]any{"Id": t.id, "Arn": t.arn})
+	}
+	return map[string]any{"Targets": targets}, nil
 }
 
 func (e *Emulator) eventsRemoveTargets(c *call) (any, error) {
@@ -252,12 +275,18 @@ func (e *Emulator) eventsRemoveTargets(c *call) (any, error) {
 	}
 	c.acct.mu.Lock()
 	defer c.acct.mu.Unlock()
-	if _, _, ae := c.ruleFor(eventsRuleIn{Name: in.Rule}); ae != nil {
+	_, r, ae := c.ruleFor(eventsRuleIn{Name: in.Rule})
+	if ae != nil {
 		return nil, ae
 	}
-	failed := make([]map[string]string, 0, len(in.Ids))
+	failed := make([]map[string]string, 0)
 	for _, id := range in.Ids {
-		failed = append(failed, map[string]string{"TargetId": id, "ErrorCode": "ResourceNotFoundException", "ErrorMessage": "Target " + id + " does not exist."})
+		i := slices.IndexFunc(r.targets, func(t eventTarget) bool { return t.id == id })
+		if i < 0 {
+			failed = append(failed, map[string]string{"TargetId": id, "ErrorCode": "ResourceNotFoundException", "ErrorMessage": "Target " + id + " does not exist."})
+			continue
+		}
+		r.targets = slices.Delete(r.targets, i, i+1)
 	}
 	return map[string]any{"FailedEntryCount": len(failed), "FailedEntries": failed}, nil
 }

@@ -165,7 +165,7 @@ func ptr[T any](v T) *T { return &v }
 // deploy/cloudformation/member-account.yaml, whose exact list the deploy
 // tests hold against the plugins' code.
 var labResponsePolicy = policy(`{"Effect":"Allow","Action":["ec2:*","autoscaling:*","elasticloadbalancing:*","iam:*","s3:*","lambda:*","cloudtrail:LookupEvents","account:ListRegions","sts:GetCallerIdentity","sts:GetAccessKeyInfo",` +
-	`"guardduty:ListDetectors","guardduty:GetDetector","securityhub:DescribeHub","cloudtrail:DescribeTrails","cloudtrail:GetTrailStatus",` +
+	`"guardduty:ListDetectors","guardduty:GetDetector","guardduty:GetAdministratorAccount","events:ListRules","events:ListTargetsByRule","events:DescribeApiDestination","securityhub:DescribeHub","cloudtrail:DescribeTrails","cloudtrail:GetTrailStatus",` +
 	`"events:*","cloudtrail:StartLogging","guardduty:UpdateDetector","guardduty:CreateDetector","securityhub:EnableSecurityHub",` +
 	`"kms:CreateGrant","kms:Decrypt","kms:DescribeKey","kms:GenerateDataKeyWithoutPlaintext","kms:ReEncryptFrom","kms:ReEncryptTo"],"Resource":"*"}`)
 

@@ -86,12 +86,15 @@ type region struct {
 	targetGroups   map[string]*targetGroup // by ARN
 	functions      map[string]*lambdaFunction
 	queues         map[string]*queue
-	keyPairs       map[string]*keyPair   // by name
-	rules          map[string]*eventRule // the default event bus's rules, by name
+	keyPairs       map[string]*keyPair // by name
 	// detector is the region's GuardDuty detector, nil when there is none.
 	detector *gdDetector
 	// hub is the region's Security Hub subscription, nil when not enabled.
 	hub *securityHub
+	// eventRules are the default event bus's rules, by name.
+	eventRules map[string]*eventRule
+	// apiDestinations are the EventBridge API destinations, by name.
+	apiDestinations map[string]*apiDestination
 }
 
 func newRegion(name string) *region {
@@ -110,7 +113,7 @@ func newRegion(name string) *region {
 		functions:      make(map[string]*lambdaFunction),
 		queues:         make(map[string]*queue),
 		keyPairs:       make(map[string]*keyPair),
-		rules:          make(map[string]*eventRule),
+		eventRules:     make(map[string]*eventRule),
 	}
 }
 

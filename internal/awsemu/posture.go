@@ -23,6 +23,10 @@ type GuardDutySeed struct {
 	// FindingPublishingFrequency is FIFTEEN_MINUTES, ONE_HOUR or SIX_HOURS
 	// (the default).
 	FindingPublishingFrequency string `yaml:"findingPublishingFrequency,omitempty" json:"findingPublishingFrequency,omitempty"`
+	// Administrator is the GuardDuty administrator account this detector's
+	// findings are aggregated in (a member of an organisation's GuardDuty);
+	// empty for none.
+	Administrator string `yaml:"administrator,omitempty" json:"administrator,omitempty"`
 }
 
 // SecurityHubSeed is a region's Security Hub subscription.
@@ -66,6 +70,7 @@ type EncryptionSeed struct {
 // gdDetector is a region's GuardDuty detector.
 type gdDetector struct {
 	id, status, frequency string
+	administrator         string
 	created, updated      time.Time
 }
 
@@ -105,7 +110,11 @@ func (e *Emulator) seedPosture(a *account, rg *region, rs *RegionSeed, now time.
 			return fmt.Errorf("guardDuty status %q: want ENABLED or DISABLED", status)
 		}
 		freq := orDefault(g.FindingPublishingFrequency, "SIX_HOURS")
-		rg.detector = &gdDetector{id: labHex("detector/"+a.id+"/"+rg.name, 32), status: status, frequency: freq, created: now, updated: now}
+		if g.Administrator != "" && !accountIDRe.MatchString(g.Administrator) {
+			return fmt.Errorf("guardDuty administrator %q: want a 12-digit account id", g.Administrator)
+		}
+		rg.detector = &gdDetector{id: labHex("detector/"+a.id+"/"+rg.name, 32), status: status, frequency: freq, created: now, updated: now,
+			administrator: g.Administrator}
 	}
 	if h := rs.SecurityHub; h != nil {
 		rg.hub = &securityHub{subscribed: now, autoEnable: h.AutoEnableControls, hubARN: "arn:aws:securityhub:" + rg.name + ":" + a.id + ":hub/default",
@@ -147,6 +156,7 @@ func (e *Emulator) guardDutyService() *service {
 			route(http.MethodGet, "/detector", "ListDetectors"),
 			route(http.MethodGet, "/detector/{detectorId}", "GetDetector"),
 			route(http.MethodPost, "/detector/{detectorId}", "UpdateDetector"),
+			route(http.MethodGet, "/detector/{detectorId}/administrator", "GetAdministratorAccount"),
 		},
 	}
 	s.errs.unknownOperation = errorf(http.StatusNotFound, "UnknownOperationException", "Unknown operation")
@@ -157,6 +167,7 @@ func (e *Emulator) guardDutyService() *service {
 		{name: "ListDetectors", readOnly: true, handle: (*Emulator).gdListDetectors},
 		{name: "GetDetector", readOnly: true, handle: (*Emulator).gdGetDetector, resources: detectorARN},
 		{name: "UpdateDetector", handle: (*Emulator).gdUpdateDetector, resources: detectorARN},
+		{name: "GetAdministratorAccount", readOnly: true, handle: (*Emulator).gdGetAdministratorAccount, resources: detectorARN},
 	}
 	s.ops = make(map[string]*operation, len(ops))
 	for _, op := range ops {
@@ -190,6 +201,21 @@ func (e *Emulator) gdGetDetector(c *call) (any, error) {
 		"serviceRole": "arn:aws:iam::" + c.acct.id + ":role/aws-service-role/guardduty.amazonaws.com/AWSServiceRoleForAmazonGuardDuty",
 		"tags":        map[string]string{},
 	}, nil
+}
+
+func (e *Emulator) gdGetAdministratorAccount(c *call) (any, error) {
+	c.acct.mu.Lock()
+	defer c.acct.mu.Unlock()
+	d := c.acct.region(c.region).detector
+	if d == nil || d.id != c.path["detectorId"] {
+		return nil, &apiError{Code: "BadRequestException", Status: http.StatusBadRequest,
+			Message: "The request is rejected because the input detectorId is not owned by the current account."}
+	}
+	if d.administrator == "" {
+		return map[string]any{}, nil
+	}
+	return map[string]any{"administrator": map[string]any{"accountId": d.administrator, "invitationId": labHex("invite/"+d.id, 32),
+		"relationshipStatus": "Enabled", "invitedAt": d.created.UTC().Format(time.RFC3339Nano)}}, nil
 }
 
 func (e *Emulator) securityHubService() *service {

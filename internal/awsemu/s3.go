@@ -11,6 +11,7 @@ import (
 	"hash"
 	"hash/crc32"
 	"hash/crc64"
+	"maps"
 	"net"
 	"net/http"
 	"regexp"
@@ -34,6 +35,7 @@ func (e *Emulator) s3Service() *service {
 	ops := []*operation{
 		{name: "ListBuckets", action: "s3:ListAllMyBuckets", readOnly: true, handle: (*Emulator).s3ListBuckets},
 		{name: "GetBucketLocation", action: "s3:GetBucketLocation", readOnly: true, handle: (*Emulator).s3GetBucketLocation},
+		{name: "HeadBucket", action: "s3:ListBucket", readOnly: true, handle: (*Emulator).s3HeadBucket},
 		{name: "GetBucketPolicy", action: "s3:GetBucketPolicy", readOnly: true, handle: (*Emulator).s3GetBucketPolicy},
 		{name: "PutBucketPolicy", action: "s3:PutBucketPolicy", handle: (*Emulator).s3PutBucketPolicy},
 		{name: "DeleteBucketPolicy", action: "s3:DeleteBucketPolicy", handle: (*Emulator).s3DeleteBucketPolicy},
@@ -118,6 +120,9 @@ func (e *Emulator) s3Route(r *http.Request) (string, map[string]string, *apiErro
 	}
 	if q.Get("list-type") == "2" && r.Method == http.MethodGet {
 		return "ListObjectsV2", map[string]string{"Bucket": bucketName}, nil
+	}
+	if r.Method == http.MethodHead && !slices.ContainsFunc(slices.Collect(maps.Keys(q)), func(k string) bool { return k != "x-id" && !strings.HasPrefix(k, "X-Amz-") }) {
+		return "HeadBucket", map[string]string{"Bucket": bucketName}, nil
 	}
 	return "", nil, notImplemented
 }
@@ -302,6 +307,18 @@ func (e *Emulator) s3GetBucketLocation(c *call) (any, error) {
 		Xmlns   string   `xml:"xmlns,attr"`
 		Value   string   `xml:",chardata"`
 	}{Xmlns: s3Namespace, Value: region}, nil
+}
+
+// s3HeadBucket answers whether the bucket exists and may be listed, with
+// its region, as S3 does for HeadBucket.
+func (e *Emulator) s3HeadBucket(c *call) (any, error) {
+	b, ae := e.bucketFor(c, true)
+	if ae != nil {
+		return nil, ae
+	}
+	region := b.region
+	c.acct.mu.Unlock()
+	return &rawResponse{status: http.StatusOK, header: http.Header{"X-Amz-Bucket-Region": []string{region}}}, nil
 }
 
 func noSuchBucketPolicy(name string) *apiError {

@@ -207,6 +207,10 @@ type RegionSeed struct {
 	SecurityHub *SecurityHubSeed `yaml:"securityHub,omitempty" json:"securityHub,omitempty"`
 	// Trails are the CloudTrail trails whose home is the region.
 	Trails []TrailSeed `yaml:"trails,omitempty" json:"trails,omitempty"`
+	// EventRules are the rules of the region's default event bus.
+	EventRules []EventRuleSeed `yaml:"eventRules,omitempty" json:"eventRules,omitempty"`
+	// APIDestinations are the region's EventBridge API destinations.
+	APIDestinations []APIDestinationSeed `yaml:"apiDestinations,omitempty" json:"apiDestinations,omitempty"`
 }
 
 // VPCSeed is a VPC. Each VPC gets its "default" security group.

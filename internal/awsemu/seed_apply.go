@@ -441,6 +441,9 @@ func (e *Emulator) seedRegion(a *account, rg *region, rs *RegionSeed, now time.T
 	if err := e.seedPosture(a, rg, rs, now); err != nil {
 		return err
 	}
+	if err := seedEvents(a.id, rg, rs, now); err != nil {
+		return err
+	}
 	vpcs, subnets, groups, insts := refs{}, refs{}, refs{}, refs{}
 	for _, vs := range rs.VPCs {
 		if _, err := netip.ParsePrefix(vs.CIDR); err != nil {

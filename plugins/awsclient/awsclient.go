@@ -39,7 +39,7 @@ const (
 	SQS          = "SQS"
 	GuardDuty    = "GUARDDUTY"
 	SecurityHub  = "SECURITYHUB"
-	Events       = "EVENTBRIDGE"
+	EventBridge  = "EVENTBRIDGE"
 )
 
 // MaxAttempts bounds the adaptive retryer, so throttling is waited out

@@ -78,7 +78,7 @@ func NewClients(cfg aws.Config, creds *pluginv1.AWSCredentials, region string) *
 		IAM:         iam.NewFromConfig(cfg, func(o *iam.Options) { o.BaseEndpoint = awsclient.Endpoint(creds, awsclient.IAM) }),
 		EC2:         ec2.NewFromConfig(cfg, func(o *ec2.Options) { o.BaseEndpoint = awsclient.Endpoint(creds, awsclient.EC2) }),
 		Lambda:      lambda.NewFromConfig(cfg, func(o *lambda.Options) { o.BaseEndpoint = awsclient.Endpoint(creds, awsclient.Lambda) }),
-		Events:      eventbridge.NewFromConfig(cfg, func(o *eventbridge.Options) { o.BaseEndpoint = awsclient.Endpoint(creds, awsclient.Events) }),
+		Events:      eventbridge.NewFromConfig(cfg, func(o *eventbridge.Options) { o.BaseEndpoint = awsclient.Endpoint(creds, awsclient.EventBridge) }),
 		CloudTrail:  cloudtrail.NewFromConfig(cfg, func(o *cloudtrail.Options) { o.BaseEndpoint = awsclient.Endpoint(creds, awsclient.CloudTrail) }),
 		GuardDuty:   guardduty.NewFromConfig(cfg, func(o *guardduty.Options) { o.BaseEndpoint = awsclient.Endpoint(creds, awsclient.GuardDuty) }),
 		SecurityHub: securityhub.NewFromConfig(cfg, func(o *securityhub.Options) { o.BaseEndpoint = awsclient.Endpoint(creds, awsclient.SecurityHub) }),

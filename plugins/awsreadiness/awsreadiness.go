@@ -14,11 +14,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/cloudtrail"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/guardduty"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -46,6 +48,7 @@ type EC2 interface {
 type GuardDuty interface {
 	guardduty.ListDetectorsAPIClient
 	GetDetector(ctx context.Context, in *guardduty.GetDetectorInput, opts ...func(*guardduty.Options)) (*guardduty.GetDetectorOutput, error)
+	GetAdministratorAccount(ctx context.Context, in *guardduty.GetAdministratorAccountInput, opts ...func(*guardduty.Options)) (*guardduty.GetAdministratorAccountOutput, error)
 }
 
 // SecurityHub is the part of the Security Hub API the checks call.
@@ -85,6 +88,7 @@ type Clients struct {
 	S3          S3
 	IAM         IAM
 	AutoScaling AutoScaling
+	EventBridge EventBridge
 }
 
 // ClientFactory builds a task's clients.
@@ -102,6 +106,7 @@ func NewClients(cfg aws.Config, creds *pluginv1.AWSCredentials) Clients {
 		}),
 		IAM:         iam.NewFromConfig(cfg, func(o *iam.Options) { o.BaseEndpoint = awsclient.Endpoint(creds, awsclient.IAM) }),
 		AutoScaling: autoscaling.NewFromConfig(cfg, func(o *autoscaling.Options) { o.BaseEndpoint = awsclient.Endpoint(creds, awsclient.AutoScaling) }),
+		EventBridge: eventbridge.NewFromConfig(cfg, func(o *eventbridge.Options) { o.BaseEndpoint = awsclient.Endpoint(creds, awsclient.EventBridge) }),
 	}
 }
 
@@ -136,6 +141,12 @@ type Params struct {
 	// EvidenceAccount is the account that owns EvidenceBucket: only its
 	// tasks check the bucket.
 	EvidenceAccount string `json:"evidence_account,omitempty"`
+	// FindingsQueueURL is the SQS queue the controller polls for findings
+	// (its --sqs-queue); empty for none.
+	FindingsQueueURL string `json:"findings_queue_url,omitempty"`
+	// FindingsHTTPS is true when the controller's HTTPS events endpoint
+	// (its --events-listen) takes findings.
+	FindingsHTTPS bool `json:"findings_https,omitempty"`
 }
 
 // Result is aws-readiness's result.
@@ -178,13 +189,17 @@ func (a *Action) Describe(context.Context) (*pluginv1.ActionDescription, error) 
 			Description: "the S3 bucket the controller keeps evidence in; its Object Lock, versioning and encryption are checked in evidence_account"},
 		&pluginv1.ParamSpec{Name: "evidence_account", Type: pluginv1.ParamType_PARAM_TYPE_STRING,
 			Description: "the 12-digit account that owns evidence_bucket"},
+		&pluginv1.ParamSpec{Name: "findings_queue_url", Type: pluginv1.ParamType_PARAM_TYPE_STRING,
+			Description: "the SQS queue the controller polls for findings: an EventBridge rule sending GuardDuty findings there is an export to the intake"},
+		&pluginv1.ParamSpec{Name: "findings_https", Type: pluginv1.ParamType_PARAM_TYPE_BOOL,
+			Description: "the controller's HTTPS events endpoint takes findings: an API destination to https://…/v1/events is an export to the intake"},
 	)
 	return &pluginv1.ActionDescription{
 		Name:    Name,
 		Version: awsresponse.Version,
 		Domain:  pluginv1.Domain_DOMAIN_SERVICE,
 		Description: "Read-only readiness checks of one account and region for `firebreak readiness`: the responder role's permissions (IAM policy simulation), " +
-			"GuardDuty, Security Hub and CloudTrail, isolation and termination protection by EC2 DryRun, Auto Scaling groups that would replace an isolated instance, " +
+			"GuardDuty and the export of its findings to the controller's intake (EventBridge rules, or the GuardDuty administrator account), Security Hub and CloudTrail, isolation and termination protection by EC2 DryRun, Auto Scaling groups that would replace an isolated instance, " +
 			"the evidence bucket's Object Lock, versioning and SSE-KMS, and the running instances for agent coverage",
 		Roles:  awsresponse.Roles,
 		Params: params,
@@ -204,6 +219,11 @@ func (a *Action) Execute(ctx context.Context, req *sdk.Request, emit sdk.Emitter
 	if p.EvidenceAccount != "" && !accountRE.MatchString(p.EvidenceAccount) {
 		return nil, sdk.Errorf(codes.InvalidArgument, "evidence_account %q is not a 12-digit AWS account id", p.EvidenceAccount)
 	}
+	if p.FindingsQueueURL != "" {
+		if u, err := url.Parse(p.FindingsQueueURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, sdk.Errorf(codes.InvalidArgument, "findings_queue_url %q is not an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)", p.FindingsQueueURL)
+		}
+	}
 	journal := &awsresponse.Journal{}
 	cfg, err := awsresponse.Config(req.AWS, journal)
 	if err != nil {
@@ -211,7 +231,8 @@ func (a *Action) Execute(ctx context.Context, req *sdk.Request, emit sdk.Emitter
 	}
 	c := a.cfg.NewClients(cfg, req.AWS)
 	res := &Result{Account: account, Region: region, Instances: []Instance{}}
-	in := &inputs{c: c, account: account, region: region, roleARN: responderRoleARN(req.AWS.GetRoleArn()), required: a.cfg.RequiredActions}
+	in := &inputs{c: c, account: account, region: region, roleARN: responderRoleARN(req.AWS.GetRoleArn()), required: a.cfg.RequiredActions,
+		intake: Intake{QueueURL: p.FindingsQueueURL, HTTPS: p.FindingsHTTPS}}
 	in.instances, in.inventoryErr = runningInstances(ctx, c.EC2)
 	if in.inventoryErr != nil {
 		res.InventoryError = in.inventoryErr.Error()
@@ -219,7 +240,7 @@ func (a *Action) Execute(ctx context.Context, req *sdk.Request, emit sdk.Emitter
 		res.Instances = in.instances
 	}
 	checks := []func(context.Context, *inputs) Check{
-		checkPermissions, checkGuardDuty, checkSecurityHub, checkCloudTrail, checkIsolationGroup, checkTerminationProtection, checkAutoScaling,
+		checkPermissions, checkGuardDuty, checkFindingsExport, checkSecurityHub, checkCloudTrail, checkIsolationGroup, checkTerminationProtection, checkAutoScaling,
 	}
 	for i, check := range checks {
 		res.Checks = append(res.Checks, check(ctx, in))

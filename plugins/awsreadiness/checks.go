@@ -74,8 +74,9 @@ var RequiredActions = []string{
 	"ec2:GetConsoleScreenshot", "ec2:ModifyImageAttribute", "ec2:ModifyInstanceAttribute", "ec2:ModifyNetworkInterfaceAttribute",
 	"ec2:ModifySnapshotAttribute", "ec2:RevokeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress", "ec2:StopInstances",
 	"ec2:TerminateInstances", "elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:DescribeTargetGroups",
-	"elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:RegisterTargets", "events:DeleteRule", "events:DescribeRule",
-	"events:DisableRule", "events:ListTargetsByRule", "events:RemoveTargets", "guardduty:CreateDetector", "guardduty:GetDetector",
+	"elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:RegisterTargets", "events:DeleteRule",
+	"events:DescribeApiDestination", "events:DescribeRule", "events:DisableRule", "events:ListRules", "events:ListTargetsByRule",
+	"events:RemoveTargets", "guardduty:CreateDetector", "guardduty:GetAdministratorAccount", "guardduty:GetDetector",
 	"guardduty:ListDetectors", "guardduty:UpdateDetector", "iam:AttachRolePolicy", "iam:AttachUserPolicy", "iam:DeleteAccessKey",
 	"iam:DeleteLoginProfile", "iam:DeleteRole", "iam:DeleteRolePolicy", "iam:DeleteUser", "iam:DeleteUserPolicy",
 	"iam:DetachRolePolicy", "iam:DetachUserPolicy", "iam:GetAccessKeyLastUsed", "iam:GetInstanceProfile", "iam:GetLoginProfile",
@@ -105,6 +106,11 @@ type inputs struct {
 	required        []string
 	instances       []Instance
 	inventoryErr    error
+	// intake is where the controller takes findings in.
+	intake Intake
+	// detectorID is the region's GuardDuty detector, once checkGuardDuty
+	// found one.
+	detectorID string
 }
 
 // responderRoleARN is the role the worker assumed for the task: the
@@ -206,6 +212,7 @@ func checkGuardDuty(ctx context.Context, in *inputs) Check {
 	if len(list.DetectorIds) == 0 {
 		return Check{ID: id, Status: StatusFail, Evidence: "no GuardDuty detector in " + in.region, Remediation: fix}
 	}
+	in.detectorID = list.DetectorIds[0]
 	d, err := in.c.GuardDuty.GetDetector(ctx, &guardduty.GetDetectorInput{DetectorId: aws.String(list.DetectorIds[0])})
 	if err != nil {
 		return denied(id, "guardduty:GetDetector", err)

@@ -23,8 +23,10 @@ func readinessGapsSeed() (seed *awsemu.Seed, noRole, gaps, clean string) {
 	seed = awsemu.LabSeed(5)
 	sec := awsemu.LabAccountID(1)
 	clean, gaps, noRole = awstest.Member(0), awstest.Member(1), awstest.Member(2)
+	// The security account is the GuardDuty administrator; its rule sends
+	// every account's findings to the controller's events endpoint.
 	on := func(region string) awsemu.RegionSeed {
-		return awsemu.RegionSeed{Region: region, GuardDuty: &awsemu.GuardDutySeed{}, SecurityHub: &awsemu.SecurityHubSeed{}}
+		return awsemu.RegionSeed{Region: region, GuardDuty: &awsemu.GuardDutySeed{Administrator: sec}, SecurityHub: &awsemu.SecurityHubSeed{}}
 	}
 	for i := range seed.Accounts {
 		a := &seed.Accounts[i]
@@ -34,18 +36,22 @@ func readinessGapsSeed() (seed *awsemu.Seed, noRole, gaps, clean string) {
 			r.Trails = []awsemu.TrailSeed{{Name: "org-trail", Bucket: "org-trail-logs", Organization: true}}
 			a.Resources = append(a.Resources, r)
 		case sec:
-			a.Resources[0].GuardDuty, a.Resources[0].SecurityHub = &awsemu.GuardDutySeed{}, &awsemu.SecurityHubSeed{}
+			r := &a.Resources[0]
+			r.GuardDuty, r.SecurityHub = &awsemu.GuardDutySeed{}, &awsemu.SecurityHubSeed{}
+			r.APIDestinations = []awsemu.APIDestinationSeed{{Name: "firebreak-controller", Endpoint: "https://firebreak.example.com/v1/events"}}
+			r.EventRules = []awsemu.EventRuleSeed{{Name: "firebreak-findings", EventPattern: `{"source":["aws.guardduty"],"detail-type":["GuardDuty Finding"]}`,
+				Targets: []string{awsemu.APIDestinationARN(sec, r.Region, "firebreak-controller")}}}
 			a.Buckets = append(a.Buckets, awsemu.BucketSeed{Name: "firebreak-evidence-lab", Versioning: "Enabled",
 				Encryption: &awsemu.EncryptionSeed{Algorithm: "aws:kms", KMSKeyID: "arn:aws:kms:us-east-1:" + sec + ":key/evidence"}})
 		case clean:
 			// No instances: nothing to cover.
 			r := &a.Resources[0]
 			r.Instances, r.AutoScalingGroups, r.TargetGroups = nil, nil, nil
-			r.GuardDuty, r.SecurityHub = &awsemu.GuardDutySeed{}, &awsemu.SecurityHubSeed{}
+			r.GuardDuty, r.SecurityHub = &awsemu.GuardDutySeed{Administrator: sec}, &awsemu.SecurityHubSeed{}
 			a.Resources = append(a.Resources, on("us-west-2"))
 		case gaps:
 			r := &a.Resources[0]
-			r.GuardDuty, r.SecurityHub = &awsemu.GuardDutySeed{}, &awsemu.SecurityHubSeed{}
+			r.GuardDuty, r.SecurityHub = &awsemu.GuardDutySeed{Administrator: sec}, &awsemu.SecurityHubSeed{}
 			// Isolation can use Standby in every group.
 			for j := range r.AutoScalingGroups {
 				r.AutoScalingGroups[j].Min = 0
@@ -70,7 +76,9 @@ func TestReadinessReportsTheDeliberateGaps(t *testing.T) {
 	sec := awsemu.LabAccountID(1)
 	lab := awstest.StartWith(t, seed)
 	b := e2e.Build(t)
-	c := e2e.StartController(t, b, e2e.ControllerOptions{})
+	// The events endpoint takes findings, so the security account's API
+	// destination exports them to the controller.
+	c := e2e.StartController(t, b, e2e.ControllerOptions{Args: []string{"--events-listen", "127.0.0.1:0"}})
 	w := c.StartAgent(t, e2e.AgentOptions{Name: "worker", Token: c.Token(t, "worker", 1), Role: "worker", Env: awsec2test.WorkerEnv(t, lab),
 		Args: []string{"--external-id", awsemu.LabExternalID}})
 	c.WaitConnected(t, w.AgentID(t))
@@ -132,6 +140,24 @@ func TestReadinessReportsTheDeliberateGaps(t *testing.T) {
 	}
 	if report.Score <= 0 || report.Score >= 100 {
 		t.Fatalf("score %d", report.Score)
+	}
+	// GuardDuty findings reach the controller: the security account's rule
+	// to its events endpoint, the members through their administrator.
+	exports := map[string]string{ // account/region → status and evidence words
+		sec + "/us-east-1":  "ok rule firebreak-findings sends GuardDuty findings to API destination firebreak-controller at https://firebreak.example.com/v1/events",
+		gaps + "/us-east-1": "ok aggregated in the GuardDuty administrator account " + sec,
+		gaps + "/us-west-2": "warn no GuardDuty detector in us-west-2",
+	}
+	for _, ch := range report.Checks {
+		if want, ok := exports[ch.Account+"/"+ch.Region]; ok && ch.ID == "detection.findings_export" {
+			if st, words, _ := strings.Cut(want, " "); ch.Status != st || !strings.Contains(ch.Evidence, words) {
+				t.Errorf("findings export in %s %s: %s %q, want %s", ch.Account, ch.Region, ch.Status, ch.Evidence, want)
+			}
+			delete(exports, ch.Account+"/"+ch.Region)
+		}
+	}
+	for where := range exports {
+		t.Errorf("no findings export check in %s", where)
 	}
 
 	// The same state scores the same; --fail-under above it exits 7.

@@ -16,8 +16,26 @@ import (
 // security account.
 const EvidenceBucket = "firebreak-evidence-lab"
 
+// FindingsEndpoint is the HTTPS events endpoint the lab organisation's
+// EventBridge API destination names. EventBridge in the lab posts
+// nowhere (the lab sends its findings itself); the readiness review reads
+// the rule and the destination.
+const FindingsEndpoint = "https://firebreak-controller.lab.internal/v1/events"
+
+// findingsExport gives a region of the security account, the GuardDuty
+// administrator, the rule that sends GuardDuty findings to the
+// controller's events endpoint through an API destination.
+func findingsExport(account string, r *awsemu.RegionSeed) {
+	r.APIDestinations = append(r.APIDestinations, awsemu.APIDestinationSeed{Name: "firebreak-controller", Endpoint: FindingsEndpoint})
+	r.EventRules = append(r.EventRules, awsemu.EventRuleSeed{Name: "firebreak-findings",
+		EventPattern: `{"source":["aws.guardduty","aws.securityhub"],"detail-type":["GuardDuty Finding","Security Hub Findings - Imported"]}`,
+		Targets:      []string{awsemu.APIDestinationARN(account, r.Region, "firebreak-controller")}})
+}
+
 // ReadinessSeed is the lab organisation for `firebreak lab readiness`:
-// ready in every way but the deliberate gaps, which the report must show:
+// ready in every way but the deliberate gaps, which the report must show
+// (the security account is the GuardDuty administrator, whose rule sends
+// every account's findings to the controller):
 //   - an account without the responder role (LabAccountID(4));
 //   - GuardDuty off in us-west-2 of LabAccountID(3);
 //   - three running instances without agents (LabAccountID(3)'s);
@@ -27,7 +45,7 @@ func ReadinessSeed() *awsemu.Seed {
 	seed := awsemu.LabSeed(5)
 	sec := awsemu.LabAccountID(1)
 	on := func(region string) awsemu.RegionSeed {
-		return awsemu.RegionSeed{Region: region, GuardDuty: &awsemu.GuardDutySeed{}, SecurityHub: &awsemu.SecurityHubSeed{}}
+		return awsemu.RegionSeed{Region: region, GuardDuty: &awsemu.GuardDutySeed{Administrator: sec}, SecurityHub: &awsemu.SecurityHubSeed{}}
 	}
 	for i := range seed.Accounts {
 		a := &seed.Accounts[i]
@@ -38,11 +56,12 @@ func ReadinessSeed() *awsemu.Seed {
 			a.Resources = append(a.Resources, r)
 		case sec:
 			a.Resources[0].GuardDuty, a.Resources[0].SecurityHub = &awsemu.GuardDutySeed{}, &awsemu.SecurityHubSeed{}
+			findingsExport(sec, &a.Resources[0])
 			a.Buckets = append(a.Buckets, awsemu.BucketSeed{Name: EvidenceBucket, Versioning: "Enabled",
 				Encryption: &awsemu.EncryptionSeed{Algorithm: "aws:kms", KMSKeyID: "arn:aws:kms:us-east-1:" + sec + ":key/evidence"}})
 		case awsemu.LabAccountID(2), awsemu.LabAccountID(3):
 			r := &a.Resources[0]
-			r.GuardDuty, r.SecurityHub = &awsemu.GuardDutySeed{}, &awsemu.SecurityHubSeed{}
+			r.GuardDuty, r.SecurityHub = &awsemu.GuardDutySeed{Administrator: sec}, &awsemu.SecurityHubSeed{}
 			// Isolation can use Standby in every group.
 			for j := range r.AutoScalingGroups {
 				r.AutoScalingGroups[j].Min = 0

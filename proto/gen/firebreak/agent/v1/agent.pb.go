@@ -194,9 +194,13 @@ type AgentFacts struct {
 	// whose AWS credentials do not work yet; empty when it can. It is the
 	// agent's own report: the controller only ever uses it to send the
 	// agent less, never more.
-	Degraded      string `protobuf:"bytes,20,opt,name=degraded,proto3" json:"degraded,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Degraded string `protobuf:"bytes,20,opt,name=degraded,proto3" json:"degraded,omitempty"`
+	// host_capability is what a host agent found of its own ability to
+	// isolate its host, at start; unset for workers and simulated hosts. It
+	// is the agent's own claim: readiness shows it as such.
+	HostCapability *HostCapability `protobuf:"bytes,21,opt,name=host_capability,json=hostCapability,proto3" json:"host_capability,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *AgentFacts) Reset() {
@@ -313,6 +317,99 @@ func (x *AgentFacts) GetDegraded() string {
 	return ""
 }
 
+func (x *AgentFacts) GetHostCapability() *HostCapability {
+	if x != nil {
+		return x.HostCapability
+	}
+	return nil
+}
+
+// HostCapability is a host agent's view of what host isolation needs.
+type HostCapability struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// root is true when the agent runs as root (effective uid 0).
+	Root bool `protobuf:"varint,1,opt,name=root,proto3" json:"root,omitempty"`
+	// nftables is true when nf_tables is in the kernel and the agent holds
+	// CAP_NET_ADMIN, so host-isolate can program its table.
+	Nftables bool `protobuf:"varint,2,opt,name=nftables,proto3" json:"nftables,omitempty"`
+	// nftables_detail says why nftables is not usable; empty when it is.
+	NftablesDetail string `protobuf:"bytes,3,opt,name=nftables_detail,json=nftablesDetail,proto3" json:"nftables_detail,omitempty"`
+	// systemd_unit is the systemd service the agent runs as, e.g.
+	// "firebreak-agent.service"; empty when not under systemd.
+	SystemdUnit string `protobuf:"bytes,4,opt,name=systemd_unit,json=systemdUnit,proto3" json:"systemd_unit,omitempty"`
+	// protections are the sandbox settings of
+	// deploy/systemd/firebreak-agent.service found in force:
+	// "NoNewPrivileges", "CapabilityBoundingSet", "ProtectSystem".
+	Protections   []string `protobuf:"bytes,5,rep,name=protections,proto3" json:"protections,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostCapability) Reset() {
+	*x = HostCapability{}
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostCapability) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostCapability) ProtoMessage() {}
+
+func (x *HostCapability) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostCapability.ProtoReflect.Descriptor instead.
+func (*HostCapability) Descriptor() ([]byte, []int) {
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *HostCapability) GetRoot() bool {
+	if x != nil {
+		return x.Root
+	}
+	return false
+}
+
+func (x *HostCapability) GetNftables() bool {
+	if x != nil {
+		return x.Nftables
+	}
+	return false
+}
+
+func (x *HostCapability) GetNftablesDetail() string {
+	if x != nil {
+		return x.NftablesDetail
+	}
+	return ""
+}
+
+func (x *HostCapability) GetSystemdUnit() string {
+	if x != nil {
+		return x.SystemdUnit
+	}
+	return ""
+}
+
+func (x *HostCapability) GetProtections() []string {
+	if x != nil {
+		return x.Protections
+	}
+	return nil
+}
+
 // PluginInfo describes one loaded plugin.
 type PluginInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -326,7 +423,7 @@ type PluginInfo struct {
 
 func (x *PluginInfo) Reset() {
 	*x = PluginInfo{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[1]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -338,7 +435,7 @@ func (x *PluginInfo) String() string {
 func (*PluginInfo) ProtoMessage() {}
 
 func (x *PluginInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[1]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -351,7 +448,7 @@ func (x *PluginInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginInfo.ProtoReflect.Descriptor instead.
 func (*PluginInfo) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{1}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *PluginInfo) GetDescription() *v1.ActionDescription {
@@ -391,7 +488,7 @@ type EnrollRequest struct {
 
 func (x *EnrollRequest) Reset() {
 	*x = EnrollRequest{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[2]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -403,7 +500,7 @@ func (x *EnrollRequest) String() string {
 func (*EnrollRequest) ProtoMessage() {}
 
 func (x *EnrollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[2]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -416,7 +513,7 @@ func (x *EnrollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollRequest.ProtoReflect.Descriptor instead.
 func (*EnrollRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{2}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *EnrollRequest) GetJoinToken() string {
@@ -475,7 +572,7 @@ type AwsIidProof struct {
 
 func (x *AwsIidProof) Reset() {
 	*x = AwsIidProof{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[3]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -487,7 +584,7 @@ func (x *AwsIidProof) String() string {
 func (*AwsIidProof) ProtoMessage() {}
 
 func (x *AwsIidProof) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[3]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -500,7 +597,7 @@ func (x *AwsIidProof) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AwsIidProof.ProtoReflect.Descriptor instead.
 func (*AwsIidProof) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{3}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AwsIidProof) GetDocument() []byte {
@@ -536,7 +633,7 @@ type AwsStsProof struct {
 
 func (x *AwsStsProof) Reset() {
 	*x = AwsStsProof{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[4]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +645,7 @@ func (x *AwsStsProof) String() string {
 func (*AwsStsProof) ProtoMessage() {}
 
 func (x *AwsStsProof) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[4]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +658,7 @@ func (x *AwsStsProof) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AwsStsProof.ProtoReflect.Descriptor instead.
 func (*AwsStsProof) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{4}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AwsStsProof) GetMethod() string {
@@ -605,7 +702,7 @@ type HttpHeader struct {
 
 func (x *HttpHeader) Reset() {
 	*x = HttpHeader{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[5]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -617,7 +714,7 @@ func (x *HttpHeader) String() string {
 func (*HttpHeader) ProtoMessage() {}
 
 func (x *HttpHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[5]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -630,7 +727,7 @@ func (x *HttpHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HttpHeader.ProtoReflect.Descriptor instead.
 func (*HttpHeader) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{5}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *HttpHeader) GetName() string {
@@ -666,7 +763,7 @@ type EnrollResponse struct {
 
 func (x *EnrollResponse) Reset() {
 	*x = EnrollResponse{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[6]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -678,7 +775,7 @@ func (x *EnrollResponse) String() string {
 func (*EnrollResponse) ProtoMessage() {}
 
 func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[6]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -691,7 +788,7 @@ func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollResponse.ProtoReflect.Descriptor instead.
 func (*EnrollResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{6}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *EnrollResponse) GetAgentId() string {
@@ -740,7 +837,7 @@ type RenewRequest struct {
 
 func (x *RenewRequest) Reset() {
 	*x = RenewRequest{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[7]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -752,7 +849,7 @@ func (x *RenewRequest) String() string {
 func (*RenewRequest) ProtoMessage() {}
 
 func (x *RenewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[7]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -765,7 +862,7 @@ func (x *RenewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
 func (*RenewRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{7}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RenewRequest) GetCsrDer() []byte {
@@ -786,7 +883,7 @@ type RenewResponse struct {
 
 func (x *RenewResponse) Reset() {
 	*x = RenewResponse{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -798,7 +895,7 @@ func (x *RenewResponse) String() string {
 func (*RenewResponse) ProtoMessage() {}
 
 func (x *RenewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -811,7 +908,7 @@ func (x *RenewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
 func (*RenewResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{8}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RenewResponse) GetCertificateDer() []byte {
@@ -835,7 +932,7 @@ type SignedTask struct {
 
 func (x *SignedTask) Reset() {
 	*x = SignedTask{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -847,7 +944,7 @@ func (x *SignedTask) String() string {
 func (*SignedTask) ProtoMessage() {}
 
 func (x *SignedTask) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -860,7 +957,7 @@ func (x *SignedTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignedTask.ProtoReflect.Descriptor instead.
 func (*SignedTask) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SignedTask) GetSpec() []byte {
@@ -919,7 +1016,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -931,7 +1028,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -944,7 +1041,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TaskSpec) GetTaskId() string {
@@ -1074,7 +1171,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1086,7 +1183,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1099,7 +1196,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Hello) GetFacts() *AgentFacts {
@@ -1139,7 +1236,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1151,7 +1248,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1164,7 +1261,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Heartbeat) GetIsolated() bool {
@@ -1207,7 +1304,7 @@ type TaskEvent struct {
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1219,7 +1316,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1232,7 +1329,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TaskEvent) GetTaskId() string {
@@ -1324,7 +1421,7 @@ type TaskResult struct {
 
 func (x *TaskResult) Reset() {
 	*x = TaskResult{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1433,7 @@ func (x *TaskResult) String() string {
 func (*TaskResult) ProtoMessage() {}
 
 func (x *TaskResult) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1446,7 @@ func (x *TaskResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskResult.ProtoReflect.Descriptor instead.
 func (*TaskResult) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TaskResult) GetTaskId() string {
@@ -1419,7 +1516,7 @@ type ConnectRequest struct {
 
 func (x *ConnectRequest) Reset() {
 	*x = ConnectRequest{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1431,7 +1528,7 @@ func (x *ConnectRequest) String() string {
 func (*ConnectRequest) ProtoMessage() {}
 
 func (x *ConnectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1444,7 +1541,7 @@ func (x *ConnectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectRequest.ProtoReflect.Descriptor instead.
 func (*ConnectRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ConnectRequest) GetMsg() isConnectRequest_Msg {
@@ -1537,7 +1634,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1549,7 +1646,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1562,7 +1659,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Welcome) GetAgentId() string {
@@ -1597,7 +1694,7 @@ type ResultAck struct {
 
 func (x *ResultAck) Reset() {
 	*x = ResultAck{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1609,7 +1706,7 @@ func (x *ResultAck) String() string {
 func (*ResultAck) ProtoMessage() {}
 
 func (x *ResultAck) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1622,7 +1719,7 @@ func (x *ResultAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultAck.ProtoReflect.Descriptor instead.
 func (*ResultAck) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ResultAck) GetTaskId() string {
@@ -1645,7 +1742,7 @@ type CancelTask struct {
 
 func (x *CancelTask) Reset() {
 	*x = CancelTask{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1657,7 +1754,7 @@ func (x *CancelTask) String() string {
 func (*CancelTask) ProtoMessage() {}
 
 func (x *CancelTask) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1670,7 +1767,7 @@ func (x *CancelTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTask.ProtoReflect.Descriptor instead.
 func (*CancelTask) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CancelTask) GetTaskId() string {
@@ -1705,7 +1802,7 @@ type ConnectResponse struct {
 
 func (x *ConnectResponse) Reset() {
 	*x = ConnectResponse{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1717,7 +1814,7 @@ func (x *ConnectResponse) String() string {
 func (*ConnectResponse) ProtoMessage() {}
 
 func (x *ConnectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1730,7 +1827,7 @@ func (x *ConnectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectResponse.ProtoReflect.Descriptor instead.
 func (*ConnectResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ConnectResponse) GetMsg() isConnectResponse_Msg {
@@ -1823,7 +1920,7 @@ type EvidenceOpen struct {
 
 func (x *EvidenceOpen) Reset() {
 	*x = EvidenceOpen{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1835,7 +1932,7 @@ func (x *EvidenceOpen) String() string {
 func (*EvidenceOpen) ProtoMessage() {}
 
 func (x *EvidenceOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1848,7 +1945,7 @@ func (x *EvidenceOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvidenceOpen.ProtoReflect.Descriptor instead.
 func (*EvidenceOpen) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *EvidenceOpen) GetTaskId() string {
@@ -1887,7 +1984,7 @@ type EvidenceChunk struct {
 
 func (x *EvidenceChunk) Reset() {
 	*x = EvidenceChunk{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1899,7 +1996,7 @@ func (x *EvidenceChunk) String() string {
 func (*EvidenceChunk) ProtoMessage() {}
 
 func (x *EvidenceChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1912,7 +2009,7 @@ func (x *EvidenceChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvidenceChunk.ProtoReflect.Descriptor instead.
 func (*EvidenceChunk) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *EvidenceChunk) GetOffset() uint64 {
@@ -1953,7 +2050,7 @@ type EvidenceFinish struct {
 
 func (x *EvidenceFinish) Reset() {
 	*x = EvidenceFinish{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1965,7 +2062,7 @@ func (x *EvidenceFinish) String() string {
 func (*EvidenceFinish) ProtoMessage() {}
 
 func (x *EvidenceFinish) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1978,7 +2075,7 @@ func (x *EvidenceFinish) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvidenceFinish.ProtoReflect.Descriptor instead.
 func (*EvidenceFinish) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *EvidenceFinish) GetSize() uint64 {
@@ -2026,7 +2123,7 @@ type UploadEvidenceRequest struct {
 
 func (x *UploadEvidenceRequest) Reset() {
 	*x = UploadEvidenceRequest{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2038,7 +2135,7 @@ func (x *UploadEvidenceRequest) String() string {
 func (*UploadEvidenceRequest) ProtoMessage() {}
 
 func (x *UploadEvidenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2051,7 +2148,7 @@ func (x *UploadEvidenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadEvidenceRequest.ProtoReflect.Descriptor instead.
 func (*UploadEvidenceRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *UploadEvidenceRequest) GetMsg() isUploadEvidenceRequest_Msg {
@@ -2126,7 +2223,7 @@ type EvidenceOpened struct {
 
 func (x *EvidenceOpened) Reset() {
 	*x = EvidenceOpened{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2138,7 +2235,7 @@ func (x *EvidenceOpened) String() string {
 func (*EvidenceOpened) ProtoMessage() {}
 
 func (x *EvidenceOpened) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2151,7 +2248,7 @@ func (x *EvidenceOpened) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvidenceOpened.ProtoReflect.Descriptor instead.
 func (*EvidenceOpened) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{24}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *EvidenceOpened) GetUploadId() string {
@@ -2179,7 +2276,7 @@ type EvidenceAck struct {
 
 func (x *EvidenceAck) Reset() {
 	*x = EvidenceAck{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2191,7 +2288,7 @@ func (x *EvidenceAck) String() string {
 func (*EvidenceAck) ProtoMessage() {}
 
 func (x *EvidenceAck) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2204,7 +2301,7 @@ func (x *EvidenceAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvidenceAck.ProtoReflect.Descriptor instead.
 func (*EvidenceAck) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{25}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *EvidenceAck) GetCommittedOffset() uint64 {
@@ -2229,7 +2326,7 @@ type EvidenceStored struct {
 
 func (x *EvidenceStored) Reset() {
 	*x = EvidenceStored{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[26]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2241,7 +2338,7 @@ func (x *EvidenceStored) String() string {
 func (*EvidenceStored) ProtoMessage() {}
 
 func (x *EvidenceStored) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[26]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2254,7 +2351,7 @@ func (x *EvidenceStored) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvidenceStored.ProtoReflect.Descriptor instead.
 func (*EvidenceStored) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{26}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *EvidenceStored) GetEvidenceId() string {
@@ -2295,7 +2392,7 @@ type UploadEvidenceResponse struct {
 
 func (x *UploadEvidenceResponse) Reset() {
 	*x = UploadEvidenceResponse{}
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[27]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2307,7 +2404,7 @@ func (x *UploadEvidenceResponse) String() string {
 func (*UploadEvidenceResponse) ProtoMessage() {}
 
 func (x *UploadEvidenceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[27]
+	mi := &file_firebreak_agent_v1_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2320,7 +2417,7 @@ func (x *UploadEvidenceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadEvidenceResponse.ProtoReflect.Descriptor instead.
 func (*UploadEvidenceResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{27}
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *UploadEvidenceResponse) GetMsg() isUploadEvidenceResponse_Msg {
@@ -2386,7 +2483,7 @@ var File_firebreak_agent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_firebreak_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x1efirebreak/agent/v1/agent.proto\x12\x12firebreak.agent.v1\x1a firebreak/plugin/v1/plugin.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x03\n" +
+	"\x1efirebreak/agent/v1/agent.proto\x12\x12firebreak.agent.v1\x1a firebreak/plugin/v1/plugin.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xff\x03\n" +
 	"\n" +
 	"AgentFacts\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12B\n" +
@@ -2402,10 +2499,17 @@ const file_firebreak_agent_v1_agent_proto_rawDesc = "" +
 	"\bisolated\x18\n" +
 	" \x01(\bR\bisolated\x12\x1c\n" +
 	"\tsimulated\x18\v \x01(\bR\tsimulated\x12\x1a\n" +
-	"\bdegraded\x18\x14 \x01(\tR\bdegraded\x1a9\n" +
+	"\bdegraded\x18\x14 \x01(\tR\bdegraded\x12K\n" +
+	"\x0fhost_capability\x18\x15 \x01(\v2\".firebreak.agent.v1.HostCapabilityR\x0ehostCapability\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"n\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xae\x01\n" +
+	"\x0eHostCapability\x12\x12\n" +
+	"\x04root\x18\x01 \x01(\bR\x04root\x12\x1a\n" +
+	"\bnftables\x18\x02 \x01(\bR\bnftables\x12'\n" +
+	"\x0fnftables_detail\x18\x03 \x01(\tR\x0enftablesDetail\x12!\n" +
+	"\fsystemd_unit\x18\x04 \x01(\tR\vsystemdUnit\x12 \n" +
+	"\vprotections\x18\x05 \x03(\tR\vprotections\"n\n" +
 	"\n" +
 	"PluginInfo\x12H\n" +
 	"\vdescription\x18\x01 \x01(\v2&.firebreak.plugin.v1.ActionDescriptionR\vdescription\x12\x16\n" +
@@ -2594,94 +2698,96 @@ func file_firebreak_agent_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_firebreak_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_firebreak_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_firebreak_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_firebreak_agent_v1_agent_proto_goTypes = []any{
 	(TaskStatus)(0),                // 0: firebreak.agent.v1.TaskStatus
 	(AgentRole)(0),                 // 1: firebreak.agent.v1.AgentRole
 	(*AgentFacts)(nil),             // 2: firebreak.agent.v1.AgentFacts
-	(*PluginInfo)(nil),             // 3: firebreak.agent.v1.PluginInfo
-	(*EnrollRequest)(nil),          // 4: firebreak.agent.v1.EnrollRequest
-	(*AwsIidProof)(nil),            // 5: firebreak.agent.v1.AwsIidProof
-	(*AwsStsProof)(nil),            // 6: firebreak.agent.v1.AwsStsProof
-	(*HttpHeader)(nil),             // 7: firebreak.agent.v1.HttpHeader
-	(*EnrollResponse)(nil),         // 8: firebreak.agent.v1.EnrollResponse
-	(*RenewRequest)(nil),           // 9: firebreak.agent.v1.RenewRequest
-	(*RenewResponse)(nil),          // 10: firebreak.agent.v1.RenewResponse
-	(*SignedTask)(nil),             // 11: firebreak.agent.v1.SignedTask
-	(*TaskSpec)(nil),               // 12: firebreak.agent.v1.TaskSpec
-	(*Hello)(nil),                  // 13: firebreak.agent.v1.Hello
-	(*Heartbeat)(nil),              // 14: firebreak.agent.v1.Heartbeat
-	(*TaskEvent)(nil),              // 15: firebreak.agent.v1.TaskEvent
-	(*TaskResult)(nil),             // 16: firebreak.agent.v1.TaskResult
-	(*ConnectRequest)(nil),         // 17: firebreak.agent.v1.ConnectRequest
-	(*Welcome)(nil),                // 18: firebreak.agent.v1.Welcome
-	(*ResultAck)(nil),              // 19: firebreak.agent.v1.ResultAck
-	(*CancelTask)(nil),             // 20: firebreak.agent.v1.CancelTask
-	(*ConnectResponse)(nil),        // 21: firebreak.agent.v1.ConnectResponse
-	(*EvidenceOpen)(nil),           // 22: firebreak.agent.v1.EvidenceOpen
-	(*EvidenceChunk)(nil),          // 23: firebreak.agent.v1.EvidenceChunk
-	(*EvidenceFinish)(nil),         // 24: firebreak.agent.v1.EvidenceFinish
-	(*UploadEvidenceRequest)(nil),  // 25: firebreak.agent.v1.UploadEvidenceRequest
-	(*EvidenceOpened)(nil),         // 26: firebreak.agent.v1.EvidenceOpened
-	(*EvidenceAck)(nil),            // 27: firebreak.agent.v1.EvidenceAck
-	(*EvidenceStored)(nil),         // 28: firebreak.agent.v1.EvidenceStored
-	(*UploadEvidenceResponse)(nil), // 29: firebreak.agent.v1.UploadEvidenceResponse
-	nil,                            // 30: firebreak.agent.v1.AgentFacts.LabelsEntry
-	nil,                            // 31: firebreak.agent.v1.EnrollResponse.LabelsEntry
-	(*v1.ActionDescription)(nil),   // 32: firebreak.plugin.v1.ActionDescription
-	(*timestamppb.Timestamp)(nil),  // 33: google.protobuf.Timestamp
-	(*v1.Progress)(nil),            // 34: firebreak.plugin.v1.Progress
-	(*v1.LogLine)(nil),             // 35: firebreak.plugin.v1.LogLine
+	(*HostCapability)(nil),         // 3: firebreak.agent.v1.HostCapability
+	(*PluginInfo)(nil),             // 4: firebreak.agent.v1.PluginInfo
+	(*EnrollRequest)(nil),          // 5: firebreak.agent.v1.EnrollRequest
+	(*AwsIidProof)(nil),            // 6: firebreak.agent.v1.AwsIidProof
+	(*AwsStsProof)(nil),            // 7: firebreak.agent.v1.AwsStsProof
+	(*HttpHeader)(nil),             // 8: firebreak.agent.v1.HttpHeader
+	(*EnrollResponse)(nil),         // 9: firebreak.agent.v1.EnrollResponse
+	(*RenewRequest)(nil),           // 10: firebreak.agent.v1.RenewRequest
+	(*RenewResponse)(nil),          // 11: firebreak.agent.v1.RenewResponse
+	(*SignedTask)(nil),             // 12: firebreak.agent.v1.SignedTask
+	(*TaskSpec)(nil),               // 13: firebreak.agent.v1.TaskSpec
+	(*Hello)(nil),                  // 14: firebreak.agent.v1.Hello
+	(*Heartbeat)(nil),              // 15: firebreak.agent.v1.Heartbeat
+	(*TaskEvent)(nil),              // 16: firebreak.agent.v1.TaskEvent
+	(*TaskResult)(nil),             // 17: firebreak.agent.v1.TaskResult
+	(*ConnectRequest)(nil),         // 18: firebreak.agent.v1.ConnectRequest
+	(*Welcome)(nil),                // 19: firebreak.agent.v1.Welcome
+	(*ResultAck)(nil),              // 20: firebreak.agent.v1.ResultAck
+	(*CancelTask)(nil),             // 21: firebreak.agent.v1.CancelTask
+	(*ConnectResponse)(nil),        // 22: firebreak.agent.v1.ConnectResponse
+	(*EvidenceOpen)(nil),           // 23: firebreak.agent.v1.EvidenceOpen
+	(*EvidenceChunk)(nil),          // 24: firebreak.agent.v1.EvidenceChunk
+	(*EvidenceFinish)(nil),         // 25: firebreak.agent.v1.EvidenceFinish
+	(*UploadEvidenceRequest)(nil),  // 26: firebreak.agent.v1.UploadEvidenceRequest
+	(*EvidenceOpened)(nil),         // 27: firebreak.agent.v1.EvidenceOpened
+	(*EvidenceAck)(nil),            // 28: firebreak.agent.v1.EvidenceAck
+	(*EvidenceStored)(nil),         // 29: firebreak.agent.v1.EvidenceStored
+	(*UploadEvidenceResponse)(nil), // 30: firebreak.agent.v1.UploadEvidenceResponse
+	nil,                            // 31: firebreak.agent.v1.AgentFacts.LabelsEntry
+	nil,                            // 32: firebreak.agent.v1.EnrollResponse.LabelsEntry
+	(*v1.ActionDescription)(nil),   // 33: firebreak.plugin.v1.ActionDescription
+	(*timestamppb.Timestamp)(nil),  // 34: google.protobuf.Timestamp
+	(*v1.Progress)(nil),            // 35: firebreak.plugin.v1.Progress
+	(*v1.LogLine)(nil),             // 36: firebreak.plugin.v1.LogLine
 }
 var file_firebreak_agent_v1_agent_proto_depIdxs = []int32{
-	30, // 0: firebreak.agent.v1.AgentFacts.labels:type_name -> firebreak.agent.v1.AgentFacts.LabelsEntry
-	32, // 1: firebreak.agent.v1.PluginInfo.description:type_name -> firebreak.plugin.v1.ActionDescription
-	2,  // 2: firebreak.agent.v1.EnrollRequest.facts:type_name -> firebreak.agent.v1.AgentFacts
-	1,  // 3: firebreak.agent.v1.EnrollRequest.role:type_name -> firebreak.agent.v1.AgentRole
-	5,  // 4: firebreak.agent.v1.EnrollRequest.aws_iid:type_name -> firebreak.agent.v1.AwsIidProof
-	6,  // 5: firebreak.agent.v1.EnrollRequest.aws_sts:type_name -> firebreak.agent.v1.AwsStsProof
-	7,  // 6: firebreak.agent.v1.AwsStsProof.headers:type_name -> firebreak.agent.v1.HttpHeader
-	31, // 7: firebreak.agent.v1.EnrollResponse.labels:type_name -> firebreak.agent.v1.EnrollResponse.LabelsEntry
-	33, // 8: firebreak.agent.v1.TaskSpec.issued_at:type_name -> google.protobuf.Timestamp
-	33, // 9: firebreak.agent.v1.TaskSpec.expires_at:type_name -> google.protobuf.Timestamp
-	2,  // 10: firebreak.agent.v1.Hello.facts:type_name -> firebreak.agent.v1.AgentFacts
-	3,  // 11: firebreak.agent.v1.Hello.plugins:type_name -> firebreak.agent.v1.PluginInfo
-	33, // 12: firebreak.agent.v1.TaskEvent.started:type_name -> google.protobuf.Timestamp
-	34, // 13: firebreak.agent.v1.TaskEvent.progress:type_name -> firebreak.plugin.v1.Progress
-	35, // 14: firebreak.agent.v1.TaskEvent.log:type_name -> firebreak.plugin.v1.LogLine
-	0,  // 15: firebreak.agent.v1.TaskResult.status:type_name -> firebreak.agent.v1.TaskStatus
-	33, // 16: firebreak.agent.v1.TaskResult.started_at:type_name -> google.protobuf.Timestamp
-	33, // 17: firebreak.agent.v1.TaskResult.finished_at:type_name -> google.protobuf.Timestamp
-	13, // 18: firebreak.agent.v1.ConnectRequest.hello:type_name -> firebreak.agent.v1.Hello
-	14, // 19: firebreak.agent.v1.ConnectRequest.heartbeat:type_name -> firebreak.agent.v1.Heartbeat
-	15, // 20: firebreak.agent.v1.ConnectRequest.task_event:type_name -> firebreak.agent.v1.TaskEvent
-	16, // 21: firebreak.agent.v1.ConnectRequest.task_result:type_name -> firebreak.agent.v1.TaskResult
-	33, // 22: firebreak.agent.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
-	18, // 23: firebreak.agent.v1.ConnectResponse.welcome:type_name -> firebreak.agent.v1.Welcome
-	11, // 24: firebreak.agent.v1.ConnectResponse.task:type_name -> firebreak.agent.v1.SignedTask
-	19, // 25: firebreak.agent.v1.ConnectResponse.result_ack:type_name -> firebreak.agent.v1.ResultAck
-	20, // 26: firebreak.agent.v1.ConnectResponse.cancel:type_name -> firebreak.agent.v1.CancelTask
-	33, // 27: firebreak.agent.v1.EvidenceFinish.started_at:type_name -> google.protobuf.Timestamp
-	33, // 28: firebreak.agent.v1.EvidenceFinish.finished_at:type_name -> google.protobuf.Timestamp
-	22, // 29: firebreak.agent.v1.UploadEvidenceRequest.open:type_name -> firebreak.agent.v1.EvidenceOpen
-	23, // 30: firebreak.agent.v1.UploadEvidenceRequest.chunk:type_name -> firebreak.agent.v1.EvidenceChunk
-	24, // 31: firebreak.agent.v1.UploadEvidenceRequest.finish:type_name -> firebreak.agent.v1.EvidenceFinish
-	26, // 32: firebreak.agent.v1.UploadEvidenceResponse.opened:type_name -> firebreak.agent.v1.EvidenceOpened
-	27, // 33: firebreak.agent.v1.UploadEvidenceResponse.ack:type_name -> firebreak.agent.v1.EvidenceAck
-	28, // 34: firebreak.agent.v1.UploadEvidenceResponse.stored:type_name -> firebreak.agent.v1.EvidenceStored
-	4,  // 35: firebreak.agent.v1.AgentService.Enroll:input_type -> firebreak.agent.v1.EnrollRequest
-	9,  // 36: firebreak.agent.v1.AgentService.Renew:input_type -> firebreak.agent.v1.RenewRequest
-	17, // 37: firebreak.agent.v1.AgentService.Connect:input_type -> firebreak.agent.v1.ConnectRequest
-	25, // 38: firebreak.agent.v1.AgentService.UploadEvidence:input_type -> firebreak.agent.v1.UploadEvidenceRequest
-	8,  // 39: firebreak.agent.v1.AgentService.Enroll:output_type -> firebreak.agent.v1.EnrollResponse
-	10, // 40: firebreak.agent.v1.AgentService.Renew:output_type -> firebreak.agent.v1.RenewResponse
-	21, // 41: firebreak.agent.v1.AgentService.Connect:output_type -> firebreak.agent.v1.ConnectResponse
-	29, // 42: firebreak.agent.v1.AgentService.UploadEvidence:output_type -> firebreak.agent.v1.UploadEvidenceResponse
-	39, // [39:43] is the sub-list for method output_type
-	35, // [35:39] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	31, // 0: firebreak.agent.v1.AgentFacts.labels:type_name -> firebreak.agent.v1.AgentFacts.LabelsEntry
+	3,  // 1: firebreak.agent.v1.AgentFacts.host_capability:type_name -> firebreak.agent.v1.HostCapability
+	33, // 2: firebreak.agent.v1.PluginInfo.description:type_name -> firebreak.plugin.v1.ActionDescription
+	2,  // 3: firebreak.agent.v1.EnrollRequest.facts:type_name -> firebreak.agent.v1.AgentFacts
+	1,  // 4: firebreak.agent.v1.EnrollRequest.role:type_name -> firebreak.agent.v1.AgentRole
+	6,  // 5: firebreak.agent.v1.EnrollRequest.aws_iid:type_name -> firebreak.agent.v1.AwsIidProof
+	7,  // 6: firebreak.agent.v1.EnrollRequest.aws_sts:type_name -> firebreak.agent.v1.AwsStsProof
+	8,  // 7: firebreak.agent.v1.AwsStsProof.headers:type_name -> firebreak.agent.v1.HttpHeader
+	32, // 8: firebreak.agent.v1.EnrollResponse.labels:type_name -> firebreak.agent.v1.EnrollResponse.LabelsEntry
+	34, // 9: firebreak.agent.v1.TaskSpec.issued_at:type_name -> google.protobuf.Timestamp
+	34, // 10: firebreak.agent.v1.TaskSpec.expires_at:type_name -> google.protobuf.Timestamp
+	2,  // 11: firebreak.agent.v1.Hello.facts:type_name -> firebreak.agent.v1.AgentFacts
+	4,  // 12: firebreak.agent.v1.Hello.plugins:type_name -> firebreak.agent.v1.PluginInfo
+	34, // 13: firebreak.agent.v1.TaskEvent.started:type_name -> google.protobuf.Timestamp
+	35, // 14: firebreak.agent.v1.TaskEvent.progress:type_name -> firebreak.plugin.v1.Progress
+	36, // 15: firebreak.agent.v1.TaskEvent.log:type_name -> firebreak.plugin.v1.LogLine
+	0,  // 16: firebreak.agent.v1.TaskResult.status:type_name -> firebreak.agent.v1.TaskStatus
+	34, // 17: firebreak.agent.v1.TaskResult.started_at:type_name -> google.protobuf.Timestamp
+	34, // 18: firebreak.agent.v1.TaskResult.finished_at:type_name -> google.protobuf.Timestamp
+	14, // 19: firebreak.agent.v1.ConnectRequest.hello:type_name -> firebreak.agent.v1.Hello
+	15, // 20: firebreak.agent.v1.ConnectRequest.heartbeat:type_name -> firebreak.agent.v1.Heartbeat
+	16, // 21: firebreak.agent.v1.ConnectRequest.task_event:type_name -> firebreak.agent.v1.TaskEvent
+	17, // 22: firebreak.agent.v1.ConnectRequest.task_result:type_name -> firebreak.agent.v1.TaskResult
+	34, // 23: firebreak.agent.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
+	19, // 24: firebreak.agent.v1.ConnectResponse.welcome:type_name -> firebreak.agent.v1.Welcome
+	12, // 25: firebreak.agent.v1.ConnectResponse.task:type_name -> firebreak.agent.v1.SignedTask
+	20, // 26: firebreak.agent.v1.ConnectResponse.result_ack:type_name -> firebreak.agent.v1.ResultAck
+	21, // 27: firebreak.agent.v1.ConnectResponse.cancel:type_name -> firebreak.agent.v1.CancelTask
+	34, // 28: firebreak.agent.v1.EvidenceFinish.started_at:type_name -> google.protobuf.Timestamp
+	34, // 29: firebreak.agent.v1.EvidenceFinish.finished_at:type_name -> google.protobuf.Timestamp
+	23, // 30: firebreak.agent.v1.UploadEvidenceRequest.open:type_name -> firebreak.agent.v1.EvidenceOpen
+	24, // 31: firebreak.agent.v1.UploadEvidenceRequest.chunk:type_name -> firebreak.agent.v1.EvidenceChunk
+	25, // 32: firebreak.agent.v1.UploadEvidenceRequest.finish:type_name -> firebreak.agent.v1.EvidenceFinish
+	27, // 33: firebreak.agent.v1.UploadEvidenceResponse.opened:type_name -> firebreak.agent.v1.EvidenceOpened
+	28, // 34: firebreak.agent.v1.UploadEvidenceResponse.ack:type_name -> firebreak.agent.v1.EvidenceAck
+	29, // 35: firebreak.agent.v1.UploadEvidenceResponse.stored:type_name -> firebreak.agent.v1.EvidenceStored
+	5,  // 36: firebreak.agent.v1.AgentService.Enroll:input_type -> firebreak.agent.v1.EnrollRequest
+	10, // 37: firebreak.agent.v1.AgentService.Renew:input_type -> firebreak.agent.v1.RenewRequest
+	18, // 38: firebreak.agent.v1.AgentService.Connect:input_type -> firebreak.agent.v1.ConnectRequest
+	26, // 39: firebreak.agent.v1.AgentService.UploadEvidence:input_type -> firebreak.agent.v1.UploadEvidenceRequest
+	9,  // 40: firebreak.agent.v1.AgentService.Enroll:output_type -> firebreak.agent.v1.EnrollResponse
+	11, // 41: firebreak.agent.v1.AgentService.Renew:output_type -> firebreak.agent.v1.RenewResponse
+	22, // 42: firebreak.agent.v1.AgentService.Connect:output_type -> firebreak.agent.v1.ConnectResponse
+	30, // 43: firebreak.agent.v1.AgentService.UploadEvidence:output_type -> firebreak.agent.v1.UploadEvidenceResponse
+	40, // [40:44] is the sub-list for method output_type
+	36, // [36:40] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_firebreak_agent_v1_agent_proto_init() }
@@ -2689,29 +2795,29 @@ func file_firebreak_agent_v1_agent_proto_init() {
 	if File_firebreak_agent_v1_agent_proto != nil {
 		return
 	}
-	file_firebreak_agent_v1_agent_proto_msgTypes[13].OneofWrappers = []any{
+	file_firebreak_agent_v1_agent_proto_msgTypes[14].OneofWrappers = []any{
 		(*TaskEvent_Started)(nil),
 		(*TaskEvent_Progress)(nil),
 		(*TaskEvent_Log)(nil),
 	}
-	file_firebreak_agent_v1_agent_proto_msgTypes[15].OneofWrappers = []any{
+	file_firebreak_agent_v1_agent_proto_msgTypes[16].OneofWrappers = []any{
 		(*ConnectRequest_Hello)(nil),
 		(*ConnectRequest_Heartbeat)(nil),
 		(*ConnectRequest_TaskEvent)(nil),
 		(*ConnectRequest_TaskResult)(nil),
 	}
-	file_firebreak_agent_v1_agent_proto_msgTypes[19].OneofWrappers = []any{
+	file_firebreak_agent_v1_agent_proto_msgTypes[20].OneofWrappers = []any{
 		(*ConnectResponse_Welcome)(nil),
 		(*ConnectResponse_Task)(nil),
 		(*ConnectResponse_ResultAck)(nil),
 		(*ConnectResponse_Cancel)(nil),
 	}
-	file_firebreak_agent_v1_agent_proto_msgTypes[23].OneofWrappers = []any{
+	file_firebreak_agent_v1_agent_proto_msgTypes[24].OneofWrappers = []any{
 		(*UploadEvidenceRequest_Open)(nil),
 		(*UploadEvidenceRequest_Chunk)(nil),
 		(*UploadEvidenceRequest_Finish)(nil),
 	}
-	file_firebreak_agent_v1_agent_proto_msgTypes[27].OneofWrappers = []any{
+	file_firebreak_agent_v1_agent_proto_msgTypes[28].OneofWrappers = []any{
 		(*UploadEvidenceResponse_Opened)(nil),
 		(*UploadEvidenceResponse_Ack)(nil),
 		(*UploadEvidenceResponse_Stored)(nil),
@@ -2722,7 +2828,7 @@ func file_firebreak_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_firebreak_agent_v1_agent_proto_rawDesc), len(file_firebreak_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   30,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
