@@ -184,15 +184,7 @@ func Start() (*Server, error) {
 // and starts it again on the same port and data, waiting until it takes
 // connections. Clients must reconnect; committed data survives.
 func (s *Server) Restart() error {
-	if s.cmd != nil && s.cmd.Process != nil {
-		_ = s.cmd.Process.Signal(syscall.SIGQUIT)
-		select {
-		case <-s.done:
-		case <-time.After(30 * time.Second):
-			_ = s.cmd.Process.Kill()
-			<-s.done
-		}
-	}
+	s.halt(syscall.SIGQUIT)
 	return s.run()
 }
 
@@ -272,16 +264,23 @@ func (s *Server) waitReady(logPath string) error {
 // Stop stops the server (a fast shutdown, then a kill) and removes its
 // directory.
 func (s *Server) Stop() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		_ = s.cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-s.done:
-		case <-time.After(30 * time.Second):
-			_ = s.cmd.Process.Kill()
-			<-s.done
-		}
-	}
+	s.halt(syscall.SIGINT)
 	_ = os.RemoveAll(s.dir)
+}
+
+// halt sends the server sig (SIGINT: a fast shutdown; SIGQUIT: an
+// immediate one) and waits until it exits, killing it after 30 s.
+func (s *Server) halt(sig syscall.Signal) {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(sig)
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
 }
 
 // othersCanEnter reports whether every directory from / down to dir lets

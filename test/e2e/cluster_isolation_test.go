@@ -93,18 +93,7 @@ func TestClusterIsolationWithAControllerKilled(t *testing.T) {
 	}
 	got := cl.waitAgents(t, ctls[0], ctls, len(hosts))
 
-	echo := map[string]*netlab.EchoServer{}
-	for _, h := range append([]string{"attacker"}, hosts...) {
-		echo[h] = lab.ListenEcho(h, 0)
-	}
-	reach := func(from, to string) error {
-		conn, err := lab.DialTCP(from, netip.AddrPortFrom(lab.Addr(to), echo[to].Port()), ioTimeout)
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		return netlab.RoundTrip(conn, []byte("ping "+from+"->"+to), ioTimeout)
-	}
+	_, reach := echoMesh(lab, append([]string{"attacker"}, hosts...)...)
 	for _, h := range hosts {
 		if err := reach("attacker", h); err != nil {
 			t.Fatalf("attacker -> %s before the isolation: %v", h, err)

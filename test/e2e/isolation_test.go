@@ -42,18 +42,7 @@ func TestFleetIsolationWithRealTraffic(t *testing.T) {
 	}
 	c.WaitConnected(t, ids["h1"], ids["h2"], ids["h3"])
 
-	echo := map[string]*netlab.EchoServer{}
-	for _, h := range []string{"h1", "h2", "h3", "attacker", "peer"} {
-		echo[h] = lab.ListenEcho(h, 0)
-	}
-	reach := func(from, to string) error {
-		conn, err := lab.DialTCP(from, netip.AddrPortFrom(lab.Addr(to), echo[to].Port()), ioTimeout)
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		return netlab.RoundTrip(conn, []byte("ping "+from+"->"+to), ioTimeout)
-	}
+	echo, reach := echoMesh(lab, "h1", "h2", "h3", "attacker", "peer")
 	mustReach := func(from, to string) {
 		t.Helper()
 		if err := reach(from, to); err != nil {
@@ -221,6 +210,24 @@ func TestFleetIsolationWithRealTraffic(t *testing.T) {
 		return false
 	})
 	fmt.Fprintln(testWriter{t}, "isolation proven with real traffic in", lab.ID())
+}
+
+// echoMesh starts an echo server on each host and returns them with a
+// probe: a TCP connection from one host to another's echo server and a
+// round trip on it, with the dial's or the round trip's error.
+func echoMesh(lab *netlab.Lab, hosts ...string) (map[string]*netlab.EchoServer, func(from, to string) error) {
+	echo := map[string]*netlab.EchoServer{}
+	for _, h := range hosts {
+		echo[h] = lab.ListenEcho(h, 0)
+	}
+	return echo, func(from, to string) error {
+		conn, err := lab.DialTCP(from, netip.AddrPortFrom(lab.Addr(to), echo[to].Port()), ioTimeout)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		return netlab.RoundTrip(conn, []byte("ping "+from+"->"+to), ioTimeout)
+	}
 }
 
 type testWriter struct{ t *testing.T }

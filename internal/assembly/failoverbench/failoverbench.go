@@ -170,18 +170,11 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	root, err := os.MkdirTemp("", "firebreak-failover-")
+	b, done, err := newBench(o, "firebreak-failover-")
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			fmt.Fprintf(o.Progress, "controller logs kept in %s\n", root)
-			return
-		}
-		_ = os.RemoveAll(root)
-	}()
-	b := &bench{o: o, root: root, creds: filepath.Join(root, "pki", "admin.creds")}
+	defer func() { done(err) }()
 	res = &Result{Controllers: o.Controllers, Agents: o.Agents, Kill: o.Kill, DelayMS: float64(o.Delay.Milliseconds()), SimulatedAgents: true}
 	action := &countingNoop{runs: map[string]int{}}
 	up, stop, err := b.start(ctx, action)
@@ -311,6 +304,24 @@ func (b *bench) start(ctx context.Context, action sdk.Action) (up *clusterUp, st
 	}
 
 	return up, stop, nil
+}
+
+// newBench makes a benchmark's working directory (the cluster identity,
+// the controllers' data and logs). done removes it, or after an error
+// keeps it, saying where, so the controllers' logs can be read.
+func newBench(o Options, prefix string) (b *bench, done func(err error), err error) {
+	root, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return nil, nil, err
+	}
+	done = func(err error) {
+		if err != nil {
+			fmt.Fprintf(o.Progress, "controller logs kept in %s\n", root)
+			return
+		}
+		_ = os.RemoveAll(root)
+	}
+	return &bench{o: o, root: root, creds: filepath.Join(root, "pki", "admin.creds")}, done, nil
 }
 
 // bench is one benchmark's state.

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"sort"
 	"time"
 
@@ -53,18 +51,11 @@ func Fleet(ctx context.Context, fo FleetOptions) (res *fleetbench.Result, err er
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	root, err := os.MkdirTemp("", "firebreak-fleet-cluster-")
+	b, finish, err := newBench(o, "firebreak-fleet-cluster-")
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			fmt.Fprintf(o.Progress, "controller logs kept in %s\n", root)
-			return
-		}
-		_ = os.RemoveAll(root)
-	}()
-	b := &bench{o: o, root: root, creds: filepath.Join(root, "pki", "admin.creds")}
+	defer func() { finish(err) }()
 	up, stop, err := b.start(ctx, noop.Action{})
 	if err != nil {
 		return nil, err
@@ -105,7 +96,7 @@ func Fleet(ctx context.Context, fo FleetOptions) (res *fleetbench.Result, err er
 	}
 	done := map[string]time.Duration{}
 	record := func(t *operatorv1.Task) {
-		if isFinal(t.GetStatus()) {
+		if fleetbench.IsFinal(t.GetStatus()) {
 			if _, ok := done[t.GetId()]; !ok {
 				done[t.GetId()] = time.Since(runStart)
 				if t.GetStatus() != agentv1.TaskStatus_TASK_STATUS_SUCCEEDED {
@@ -142,13 +133,4 @@ func Fleet(ctx context.Context, fo FleetOptions) (res *fleetbench.Result, err er
 	res.P50MS, res.P99MS = ms(fleetbench.Percentile(lat, 50)), ms(fleetbench.Percentile(lat, 99))
 	res.Errors += o.Agents - len(done)
 	return res, nil
-}
-
-// isFinal reports whether a task ended.
-func isFinal(s agentv1.TaskStatus) bool {
-	switch s {
-	case agentv1.TaskStatus_TASK_STATUS_PENDING, agentv1.TaskStatus_TASK_STATUS_DISPATCHED, agentv1.TaskStatus_TASK_STATUS_RUNNING:
-		return false
-	}
-	return true
 }

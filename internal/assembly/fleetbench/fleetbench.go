@@ -182,7 +182,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	done := map[string]time.Duration{}
 	record := func(t *operatorv1.Task, at time.Duration) {
-		if isFinal(t.GetStatus()) {
+		if IsFinal(t.GetStatus()) {
 			if _, ok := done[t.GetId()]; !ok {
 				done[t.GetId()] = at
 				if t.GetStatus() != agentv1.TaskStatus_TASK_STATUS_SUCCEEDED {
@@ -242,7 +242,8 @@ func validAction(a string) bool {
 	return false
 }
 
-func isFinal(s agentv1.TaskStatus) bool {
+// IsFinal reports whether a task in status s has ended.
+func IsFinal(s agentv1.TaskStatus) bool {
 	switch s {
 	case agentv1.TaskStatus_TASK_STATUS_PENDING, agentv1.TaskStatus_TASK_STATUS_DISPATCHED, agentv1.TaskStatus_TASK_STATUS_RUNNING:
 		return false
