@@ -322,7 +322,7 @@ func checkDataDirCA(dataDir string, ca *pki.CA) error {
 // writes.
 type clusterMeta interface {
 	GetMeta(ctx context.Context, key string) (string, error)
-	SetMeta(ctx context.Context, key, value string) error
+	SetMetaIfAbsent(ctx context.Context, key, value string) (string, error)
 }
 
 // IdentityMismatchError is why a controller refuses to start: its CA or
@@ -383,17 +383,14 @@ func checkClusterIdentity(ctx context.Context, st clusterMeta, caSHA, keySHA str
 	if len(unrecorded) == 0 {
 		return nil
 	}
+	// Each part is recorded only where none is: of two first starts racing
+	// with different identities on one store, the second learns the
+	// first's record here and is refused.
 	for _, i := range unrecorded {
-		if err := st.SetMeta(ctx, want[i].key, want[i].local); err != nil {
-			return fmt.Errorf("recording the cluster's identity in the store: %w", err)
-		}
-	}
-	// Read back: of two first starts racing with different identities on
-	// one store, the one whose record was overwritten sees it here.
-	for _, w := range want {
-		v, err := st.GetMeta(ctx, w.key)
+		w := want[i]
+		v, err := st.SetMetaIfAbsent(ctx, w.key, w.local)
 		if err != nil {
-			return fmt.Errorf("reading back the cluster's identity: %w", err)
+			return fmt.Errorf("recording the cluster's identity in the store: %w", err)
 		}
 		if v != w.local {
 			mismatch.Mismatches = append(mismatch.Mismatches, IdentityMismatch{What: w.what, Local: w.local, Recorded: v})

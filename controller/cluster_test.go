@@ -205,8 +205,8 @@ func TestLoadPKIDir(t *testing.T) {
 	}
 }
 
-// memMeta is an in-memory meta table; overwrite, when set, replaces what
-// SetMeta writes, as a racing controller's write would.
+// memMeta is an in-memory meta table; overwrite, when set, is what a
+// racing controller recorded first, just before this one's write.
 type memMeta struct {
 	m         map[string]string
 	overwrite map[string]string
@@ -221,13 +221,18 @@ func (s *memMeta) GetMeta(_ context.Context, key string) (string, error) {
 	return v, nil
 }
 
-func (s *memMeta) SetMeta(_ context.Context, key, value string) error {
+func (s *memMeta) SetMetaIfAbsent(_ context.Context, key, value string) (string, error) {
 	s.sets++
 	if v, ok := s.overwrite[key]; ok {
-		value = v
+		if _, set := s.m[key]; !set {
+			s.m[key] = v
+		}
+	}
+	if v, ok := s.m[key]; ok {
+		return v, nil
 	}
 	s.m[key] = value
-	return nil
+	return value, nil
 }
 
 // TestCheckClusterIdentity checks the first start's record, a matching
@@ -264,7 +269,7 @@ func TestCheckClusterIdentity(t *testing.T) {
 			}
 			err := checkClusterIdentity(context.Background(), m, ca, key)
 			if m.sets != tt.wantSets {
-				t.Errorf("SetMeta called %d times, want %d", m.sets, tt.wantSets)
+				t.Errorf("SetMetaIfAbsent called %d times, want %d", m.sets, tt.wantSets)
 			}
 			if len(tt.wantErr) == 0 {
 				if err != nil {

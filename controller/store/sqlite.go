@@ -908,6 +908,19 @@ func (s *SQL) SetMeta(ctx context.Context, key, value string) error {
 	return err
 }
 
+// SetMetaIfAbsent implements Store: the insert does nothing on a key that
+// exists, and the read in the same transaction returns what it holds.
+func (s *SQL) SetMetaIfAbsent(ctx context.Context, key, value string) (string, error) {
+	var stored string
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING`, key, value); err != nil {
+			return err
+		}
+		return tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&stored)
+	})
+	return stored, err
+}
+
 // EncodeSignedTask serialises a signed task for the tasks table.
 func EncodeSignedTask(st *agentv1.SignedTask) ([]byte, error) { return proto.Marshal(st) }
 

@@ -315,6 +315,10 @@ type Store interface {
 	GetMeta(ctx context.Context, key string) (string, error)
 	// SetMeta stores a setting.
 	SetMeta(ctx context.Context, key, value string) error
+	// SetMetaIfAbsent stores a setting unless the key holds one already,
+	// atomically, and returns the value the key holds afterwards: value,
+	// or what another writer stored first.
+	SetMetaIfAbsent(ctx context.Context, key, value string) (string, error)
 
 	// Leases are the leased singletons and the controller registry.
 	Leases

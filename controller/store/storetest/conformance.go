@@ -386,6 +386,14 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		if v, _ := s.GetMeta(ctx, "k"); v != "v2" {
 			t.Fatalf("meta %q", v)
 		}
+		// Set-if-absent: the first writer's value stays, and each writer
+		// learns it.
+		if v, err := s.SetMetaIfAbsent(ctx, "id", "a"); err != nil || v != "a" {
+			t.Fatalf("SetMetaIfAbsent on an absent key: %q %v", v, err)
+		}
+		if v, err := s.SetMetaIfAbsent(ctx, "id", "b"); err != nil || v != "a" {
+			t.Fatalf("SetMetaIfAbsent on a set key: %q %v, want the first value", v, err)
+		}
 	})
 
 	t.Run("leases", func(t *testing.T) { Leases(t, open) })
