@@ -443,7 +443,8 @@ func checkRetained(t *testing.T, tpl *template, names ...string) {
 
 // checkEvidenceBucket checks the evidence bucket and its key: Object Lock
 // with a default retention, versioning, SSE-KMS under the evidence key,
-// public access blocked, both kept when the stack goes.
+// public access blocked, abandoned uploads aborted, both kept when the
+// stack goes.
 func checkEvidenceBucket(t *testing.T, tpl *template) {
 	t.Helper()
 	bucket := tpl.props(t, "EvidenceBucket")
@@ -456,6 +457,12 @@ func checkEvidenceBucket(t *testing.T, tpl *template) {
 	}
 	if js(bucket["PublicAccessBlockConfiguration"]) != `{"BlockPublicAcls":true,"BlockPublicPolicy":true,"IgnorePublicAcls":true,"RestrictPublicBuckets":true}` {
 		t.Errorf("evidence bucket public access block: %s", js(bucket["PublicAccessBlockConfiguration"]))
+	}
+	// Abandoned resumable uploads are aborted, and nothing else expires:
+	// evidence is governed by its retention alone.
+	if lc := js(bucket["LifecycleConfiguration"]); !strings.Contains(lc, `"AbortIncompleteMultipartUpload":{"DaysAfterInitiation":7}`) ||
+		strings.Contains(lc, "Expiration") || strings.Contains(lc, "Transition") {
+		t.Errorf("evidence bucket lifecycle: want only abandoned multipart uploads aborted after 7 days, got %s", lc)
 	}
 	checkRetained(t, tpl, "EvidenceBucket", "EvidenceKey")
 	if tpl.props(t, "EvidenceKey")["EnableKeyRotation"] != true {
