@@ -236,3 +236,55 @@ func TestConsoleCaseTimelineLiveInARealBrowser(t *testing.T) {
 		}
 	}
 }
+
+// TestConsoleHostileFindingInARealBrowser: a finding whose title holds
+// markup and script (findings are attacker-controlled input) opens a case
+// whose page shows the title as text; no script runs and no element is
+// made of it (checked in the DOM).
+func TestConsoleHostileFindingInARealBrowser(t *testing.T) {
+	newBrowser := newChromium(t)
+	c, _ := incidentController(t, "--console-listen", "127.0.0.1:0")
+	base := consoleAddr(t, c)
+	dir := t.TempDir()
+	aliceCreds := filepath.Join(dir, "alice.creds")
+	c.MustJSON(t, nil, 0, "operator", "add", "alice", "--role", "responder", "-o", aliceCreds)
+	raw, err := os.ReadFile(filepath.Join(c.Bins.Root, "controller", "finding", "testdata", "guardduty-bitcointool-dns.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev map[string]any
+	if err := json.Unmarshal(raw, &ev); err != nil {
+		t.Fatal(err)
+	}
+	const hostile = `<script>document.title="pwned"</script><img src=x onerror="document.title='pwned'">`
+	detail := ev["detail"].(map[string]any)
+	detail["title"] = hostile
+	detail["id"] = "hostile-title-finding"
+	ev["id"] = "hostile-title-event"
+	b, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "hostile.json")
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var outs []outcome
+	c.MustJSON(t, &outs, 0, "findings", "send", file)
+	if len(outs) != 1 || outs[0].CaseID == "" {
+		t.Fatalf("findings send: %+v", outs)
+	}
+	alice := newBrowser("alice-hostile-finding")
+	alice.signIn(c, aliceCreds)
+	alice.run("opening the case page", chromedp.Navigate(base+"/cases/"+outs[0].CaseID), chromedp.WaitVisible(chromedp.CSS("#findings")))
+	text := value(alice, "reading the finding's title", chromedp.Evaluate[string](`document.querySelector('#findings .finding-title').textContent`))
+	if text != hostile {
+		t.Fatalf("the finding's title shows %q, want the text %q", text, hostile)
+	}
+	if got := value(alice, "reading the page title", chromedp.Evaluate[string](`document.title`)); got == "pwned" {
+		t.Fatal("the finding's title ran as script")
+	}
+	if n := value(alice, "counting elements made of the title", chromedp.Evaluate[int](`document.querySelectorAll('#findings script, #findings img').length`)); n != 0 {
+		t.Fatalf("%d script or img elements were made of the finding's title", n)
+	}
+}
