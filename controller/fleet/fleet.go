@@ -235,13 +235,24 @@ func (s *Service) Refresh(ctx context.Context, agentIDs []string) {
 			got = append(got, a)
 		}
 	}
+	var revoked []string
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.known == nil {
 		s.known = map[string]*store.Agent{}
 	}
 	for _, a := range got {
 		s.known[a.ID] = a
+		if a.Revoked && s.sessions[a.ID] != nil {
+			revoked = append(revoked, a.ID)
+		}
+	}
+	s.mu.Unlock()
+	// Security-critical: an agent revoked through another controller of
+	// the cluster loses the stream it holds here as soon as this one
+	// learns of it; the store says so, not the message that woke us.
+	for _, id := range revoked {
+		s.Disconnect(id, errRevoked)
+		s.cfg.Logger.Info("closed the stream of an agent revoked through another controller", "agent", id)
 	}
 }
 

@@ -36,6 +36,11 @@ func (s *Service) Revoke(ctx context.Context, agentID, reason string) (*store.Ag
 		}
 	}
 	s.Disconnect(agentID, errRevoked)
+	// In a cluster the agent's stream may be on another controller: it
+	// re-reads the agent and closes the stream (see Refresh).
+	if n, ok := s.cfg.Dispatcher.(FactsNotifier); ok {
+		n.AgentFactsChanged(agentID)
+	}
 	return a, nil
 }
 

@@ -232,9 +232,9 @@ func (r *Router) AgentDisconnected(agentID string) {
 	}
 }
 
-// AgentFactsChanged implements fleet.FactsNotifier: an agent held here
-// stored a new record (its reported isolation changed); the other
-// controllers re-read it.
+// AgentFactsChanged implements fleet.FactsNotifier: an agent's stored
+// record changed here (its reported isolation, or a revocation); the
+// other controllers re-read it.
 func (r *Router) AgentFactsChanged(agentID string) {
 	if r.shared {
 		r.queueChange(sessionChange{agentID: agentID, factsChanged: true})
@@ -459,10 +459,11 @@ func (r *Router) writeSessions(ctx context.Context) {
 			sessions = append(sessions, session{agentID: id, epoch: e, open: true})
 			delete(changed, id) // an open makes the others read the agent anyway
 		}
+		// A change of an agent this controller does not hold (revoked
+		// here while its stream is on another) goes out too: the holder
+		// re-reads the agent, and closes the stream of a revoked one.
 		for id := range changed {
-			if e, ok := epochs[id]; ok {
-				sessions = append(sessions, session{agentID: id, epoch: e, open: true, factsChanged: true})
-			}
+			sessions = append(sessions, session{agentID: id, epoch: epochs[id], open: true, factsChanged: true})
 		}
 		peers := make([]*link, 0, len(r.peers))
 		for _, l := range r.peers {

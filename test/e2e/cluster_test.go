@@ -530,4 +530,47 @@ func TestClusterOnPostgres(t *testing.T) {
 			c.MustJSON(t, nil, 0, "audit", "verify")
 		}
 	})
+
+	t.Run("a revoke through one controller closes the stream another holds", func(t *testing.T) {
+		a := cl.agents[len(cl.agents)-1]
+		id := a.AgentID(t)
+		// The agent's own log says which controller holds its stream.
+		holder := ""
+		for _, line := range strings.Split(a.Log(), "\n") {
+			if _, rest, ok := strings.Cut(line, `"msg":"connected","controller":"`); ok {
+				holder, _, _ = strings.Cut(rest, `"`)
+			}
+		}
+		var via *e2e.Controller
+		for _, c := range cl.ctls {
+			if c.Addr != holder {
+				via = c
+				break
+			}
+		}
+		if holder == "" || via == nil {
+			t.Fatalf("no controller other than the agent's (%q) to revoke it through", holder)
+		}
+		sum := func() int {
+			n := 0
+			for _, c := range cl.list(t, via) {
+				n += c.Agents
+			}
+			return n
+		}
+		before := sum()
+		t.Logf("revoking %s, held by %s, through %s", id, holder, via.Name)
+		via.MustJSON(t, nil, 0, "agents", "revoke", id, "--reason", "cluster test: host compromised")
+		e2e.WaitFor(t, 30*time.Second, "the holder to close the revoked agent's stream", func() bool {
+			for _, ag := range via.Agents(t) {
+				if ag.ID == id && ag.Connected {
+					return false
+				}
+			}
+			return sum() == before-1
+		})
+		e2e.WaitFor(t, 30*time.Second, "the agent to be told it is revoked", func() bool {
+			return strings.Contains(a.Log(), "revoked")
+		})
+	})
 }
