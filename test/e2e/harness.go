@@ -436,7 +436,7 @@ type AgentOptions struct {
 func (b *Bins) PluginSubset(t testing.TB, names ...string) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "plugins")
-	if err := os.MkdirAll(dir, 0o755); err != nil { //nolint:gosec // G301: the agent's plugin directory, read by the agent as the same user
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range names {
@@ -445,7 +445,7 @@ func (b *Bins) PluginSubset(t testing.TB, names ...string) string {
 		if err != nil {
 			t.Fatalf("plugin %s: %v", n, err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, filepath.Base(src)), data, 0o755); err != nil { //nolint:gosec // G306: a plugin executable
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(src)), data, 0o700); err != nil { //nolint:gosec // G306: an executable, the agent's own user's only
 			t.Fatal(err)
 		}
 	}
