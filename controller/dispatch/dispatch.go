@@ -234,6 +234,19 @@ func newBatch() *batch {
 	return &batch{tasks: map[string]*store.Task{}, runs: map[string]*store.Run{}}
 }
 
+// merge adds a later batch to b. Rows are whole copies, so a later row of
+// a task or run replaces the earlier one.
+func (b *batch) merge(later *batch) {
+	for id, t := range later.tasks {
+		b.tasks[id] = t
+	}
+	for id, r := range later.runs {
+		b.runs[id] = r
+	}
+	b.acks = append(b.acks, later.acks...)
+	b.done = append(b.done, later.done...)
+}
+
 // New returns a dispatcher; call Run to start it. When cfg has no Pusher,
 // call SetDeps once before Run.
 func New(cfg Config) (*Dispatcher, error) {
@@ -1178,47 +1191,133 @@ func (d *Dispatcher) flush() {
 	d.saves <- b
 }
 
+// persist writes the loop's batches in order. A batch the store refuses
+// (the database restarting, a failover, a network blip) is kept and
+// tried again, with every batch queued meanwhile merged into it, until it
+// is written: a result the loop has taken in is never dropped, because an
+// agent whose stream stays up does not send it again, and the loop, which
+// holds the task as final already, would not store it a second time. The
+// acknowledgements and Sync waiters of a batch are released only once it
+// is written. After the loop stops, a batch still refused is given up
+// after shutdownAttempts: its results stay unacknowledged, so the agents
+// send them again to whichever controller they reach next.
 func (d *Dispatcher) persist() {
-	for b := range d.saves {
-		tasks := make([]*store.Task, 0, len(b.tasks))
-		for _, t := range b.tasks {
-			tasks = append(tasks, t)
-		}
-		runs := make([]*store.Run, 0, len(b.runs))
-		for _, r := range b.runs {
-			runs = append(runs, r)
-		}
-		var err error
-		var lost []string
-		for attempt := 0; attempt < 5 && (len(tasks) > 0 || len(runs) > 0); attempt++ {
-			if lost, err = d.cfg.Store.SaveOwnedTasks(context.Background(), d.cfg.Owner, tasks, runs); err == nil {
-				break
+	saves := d.saves
+	var pending *batch
+	failures := 0
+	for {
+		if pending == nil {
+			if saves == nil {
+				return
 			}
-			time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond)
+			b, ok := <-saves
+			if !ok {
+				return
+			}
+			pending = b
 		}
+		// Whatever queued while the last write ran goes in the same one.
+		for saves != nil {
+			select {
+			case b, ok := <-saves:
+				if !ok {
+					saves = nil
+					continue
+				}
+				pending.merge(b)
+				continue
+			default:
+			}
+			break
+		}
+		lost, err := d.save(pending)
 		if err != nil {
-			// Without acknowledgements the agents re-send their results on
-			// the next connection, so nothing is lost for good.
-			d.cfg.Logger.Error("persisting task changes failed; results stay unacknowledged", "tasks", len(tasks), "error", err)
+			failures++
+			if failures == 1 || failures%persistLogEvery == 0 {
+				d.cfg.Logger.Error("persisting task changes failed; trying again, and results stay unacknowledged until stored",
+					"tasks", len(pending.tasks), "runs", len(pending.runs), "attempts", failures, "error", err)
+			}
+			if saves == nil && failures >= shutdownAttempts {
+				d.cfg.Logger.Error("the dispatcher stopped with task changes the store refused; the agents send their results again on their next connection",
+					"tasks", len(pending.tasks), "runs", len(pending.runs))
+				return
+			}
+			saves = d.waitRetry(saves, pending, failures)
 			continue
 		}
-		if len(lost) > 0 {
-			// Another controller claimed these runs while this one could
-			// not reach the store (a pause, a partition): it drives them
-			// now, and nothing of them was written here.
-			d.cfg.Logger.Warn("runs claimed by another controller were dropped; their changes here were not stored", "runs", lost)
-			d.send(evLost{runIDs: lost})
+		if failures > 0 {
+			d.cfg.Logger.Info("task changes persisted again", "tasks", len(pending.tasks), "runs", len(pending.runs), "failed_attempts", failures)
 		}
-		for _, a := range b.acks {
-			if a.runID != "" && slices.Contains(lost, a.runID) {
-				// Not stored: the agent re-sends it to the run's owner.
-				continue
+		failures = 0
+		d.release(pending, lost)
+		pending = nil
+	}
+}
+
+// Retrying a refused batch: the wait grows with each failure up to
+// persistMaxWait; the log says so on the first failure and every
+// persistLogEvery-th after it.
+const (
+	persistMaxWait   = 2 * time.Second
+	persistLogEvery  = 20
+	shutdownAttempts = 5
+)
+
+// waitRetry waits before the next attempt on pending, merging into it the
+// batches that arrive meanwhile, so the loop never blocks on a full queue
+// while the store is down. It returns saves, or nil once it is closed.
+func (d *Dispatcher) waitRetry(saves chan *batch, pending *batch, failures int) chan *batch {
+	timer := time.NewTimer(min(time.Duration(failures)*100*time.Millisecond, persistMaxWait))
+	defer timer.Stop()
+	for {
+		select {
+		case <-timer.C:
+			return saves
+		case b, ok := <-saves:
+			if !ok {
+				return nil
 			}
-			d.cfg.Pusher.Push(a.agentID, &agentv1.ConnectResponse{Msg: &agentv1.ConnectResponse_ResultAck{ResultAck: &agentv1.ResultAck{TaskId: a.taskID}}})
+			pending.merge(b)
 		}
-		for _, c := range b.done {
-			close(c)
+	}
+}
+
+// save writes one batch's rows; lost are the runs another controller
+// claimed, of which nothing was written.
+func (d *Dispatcher) save(b *batch) (lost []string, err error) {
+	if len(b.tasks) == 0 && len(b.runs) == 0 {
+		return nil, nil
+	}
+	tasks := make([]*store.Task, 0, len(b.tasks))
+	for _, t := range b.tasks {
+		tasks = append(tasks, t)
+	}
+	runs := make([]*store.Run, 0, len(b.runs))
+	for _, r := range b.runs {
+		runs = append(runs, r)
+	}
+	return d.cfg.Store.SaveOwnedTasks(context.Background(), d.cfg.Owner, tasks, runs)
+}
+
+// release acts on a written batch: it hands the lost runs back to the
+// loop, acknowledges the stored results and wakes the Sync waiters.
+func (d *Dispatcher) release(b *batch, lost []string) {
+	if len(lost) > 0 {
+		// Another controller claimed these runs while this one could
+		// not reach the store (a pause, a partition): it drives them
+		// now, and nothing of them was written here.
+		d.cfg.Logger.Warn("runs claimed by another controller were dropped; their changes here were not stored", "runs", lost)
+		d.send(evLost{runIDs: lost})
+	}
+	for _, a := range b.acks {
+		if a.runID != "" && slices.Contains(lost, a.runID) {
+			// Not stored: the agent re-sends it to the run's owner.
+			continue
 		}
+		d.cfg.Pusher.Push(a.agentID, &agentv1.ConnectResponse{Msg: &agentv1.ConnectResponse_ResultAck{ResultAck: &agentv1.ResultAck{TaskId: a.taskID}}})
+	}
+	for _, c := range b.done {
+		close(c)
 	}
 }
 

@@ -632,3 +632,103 @@ func TestAgentCannotReportOnAnotherAgentsTask(t *testing.T) {
 		}
 	}
 }
+
+// downStore is a store whose writes of task changes fail while down is set,
+// as while the database restarts.
+type downStore struct {
+	store.Store
+	mu       sync.Mutex
+	down     bool
+	refusals int
+}
+
+func (s *downStore) SaveOwnedTasks(ctx context.Context, owner string, tasks []*store.Task, runs []*store.Run) ([]string, error) {
+	s.mu.Lock()
+	down := s.down
+	if down {
+		s.refusals++
+	}
+	s.mu.Unlock()
+	if down {
+		return nil, errors.New("connection refused")
+	}
+	return s.Store.SaveOwnedTasks(ctx, owner, tasks, runs)
+}
+
+func (s *downStore) set(down bool) {
+	s.mu.Lock()
+	s.down = down
+	s.mu.Unlock()
+}
+
+func (s *downStore) refused() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refusals
+}
+
+// TestResultsTakenInWhileTheStoreIsDownAreStoredWhenItReturns: results
+// that arrive while the store refuses writes, for longer than any fixed
+// number of attempts, are neither dropped nor acknowledged; once the store
+// is back the run ends in it, and each agent gets its acknowledgement.
+func TestResultsTakenInWhileTheStoreIsDownAreStoredWhenItReturns(t *testing.T) {
+	ds := &downStore{}
+	h := newHarnessWith(t, filepath.Join(t.TempDir(), "db"), succeed, func(c *dispatch.Config) {
+		ds.Store = c.Store
+		c.Store = ds
+	})
+	defer h.stop()
+	const n = 3
+	id := h.submit(n, nil)
+	ds.set(true)
+	for i := 0; i < n; i++ {
+		h.f.connect(fmt.Sprintf("a%d", i))
+	}
+	// The loop ends the run in memory; the store has not got it.
+	deadline := time.Now().Add(10 * time.Second)
+	for ds.refused() < 8 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the persister tried %d times in 10 s", ds.refused())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.f.mu.Lock()
+	acked := len(h.f.acks)
+	h.f.mu.Unlock()
+	if acked != 0 {
+		t.Fatalf("results were acknowledged before they were stored: %v", h.f.acks)
+	}
+	r, _, err := h.st.GetRun(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != operatorv1.RunStatus_RUN_STATUS_RUNNING {
+		t.Fatalf("the store holds the run as %v while it refused every write", r.Status)
+	}
+
+	ds.set(false)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.d.Sync(ctx); err != nil {
+		t.Fatalf("Sync after the store returned: %v", err)
+	}
+	r, tasks, err := h.st.GetRun(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != operatorv1.RunStatus_RUN_STATUS_SUCCEEDED {
+		t.Fatalf("the stored run after the store returned: %v", r.Status)
+	}
+	for _, tk := range tasks {
+		if tk.Status != agentv1.TaskStatus_TASK_STATUS_SUCCEEDED || string(tk.OutputJSON) != `{"ok":true}` {
+			t.Fatalf("stored task %s: %v %s", tk.ID, tk.Status, tk.OutputJSON)
+		}
+	}
+	h.f.mu.Lock()
+	defer h.f.mu.Unlock()
+	for i := 0; i < n; i++ {
+		if a := fmt.Sprintf("a%d", i); h.f.acks[a] != 1 {
+			t.Fatalf("agent %s got %d acknowledgements, want 1", a, h.f.acks[a])
+		}
+	}
+}
