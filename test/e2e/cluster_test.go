@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -12,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/firebreak-ir/firebreak/internal/pgserver"
@@ -572,5 +576,97 @@ func TestClusterOnPostgres(t *testing.T) {
 		e2e.WaitFor(t, 30*time.Second, "the agent to be told it is revoked", func() bool {
 			return strings.Contains(a.Log(), "revoked")
 		})
+	})
+
+	t.Run("kill -9 of the controller receiving an evidence upload: another resumes it from the parts in S3", func(t *testing.T) {
+		// One agent with every plugin, reaching each controller through a
+		// proxy that counts what it uploads; the controller whose proxy
+		// passes 20 MiB (two 8 MiB parts committed to S3, checkpointed in
+		// PostgreSQL) is killed, and the agent fails over to another.
+		plantLargeExecutable(t, 40<<20)
+		var proxies []*cutProxy
+		var addrs []string
+		for _, c := range cl.ctls {
+			p := startCutProxy(t, c.Addr, 20<<20, false)
+			proxies = append(proxies, p)
+			addrs = append(addrs, p.lis.Addr().String())
+		}
+		a := cl.ctls[0].StartAgent(t, e2e.AgentOptions{Name: "uploader", Token: cl.ctls[0].Token(t, "host", 1),
+			Controller: strings.Join(addrs, ","), CAFile: filepath.Join(cl.pkiDir, "ca.pem"), Labels: []string{"upload=yes"},
+			Args: []string{"--bandwidth", "4MiB/s"}})
+		id := a.AgentID(t)
+		defer func() {
+			a.Kill()
+			cl.ctls[0].MustJSON(t, nil, 0, "agents", "revoke", id, "--reason", "cluster test: the uploader is done")
+		}()
+		e2e.WaitFor(t, time.Minute, "the uploader's stream", func() bool {
+			for _, ag := range cl.ctls[0].Agents(t) {
+				if ag.ID == id && ag.Connected {
+					return true
+				}
+			}
+			return false
+		})
+		var started struct {
+			RunID string `json:"run_id"`
+		}
+		cl.ctls[0].MustJSON(t, &started, 0, "collect", "--select", "label.upload=yes", "--artifact", "tmp_executables",
+			"--param", "max_bytes=67108864")
+		var dead *e2e.Controller
+		e2e.WaitFor(t, 2*time.Minute, "the upload to pass 20 MiB through one controller", func() bool {
+			for i, p := range proxies {
+				if p.up.Load() > p.threshold {
+					dead = cl.ctls[i]
+					return true
+				}
+			}
+			return false
+		})
+		deadAddr := dead.Addr
+		t.Logf("killing %s, receiving the upload of run %s", dead.Name, started.RunID)
+		dead.Kill()
+		survivors := cl.others(dead)
+		via := survivors[0]
+
+		var run e2e.RunJSON
+		via.MustJSON(t, &run, 0, "runs", "show", started.RunID, "--wait")
+		evID, out := onlyResult(t, run)
+		it := evidenceItem(t, via, evID)
+		if it.Resumes < 1 || it.Backend != "s3" || it.SHA256 != out.Archive.SHA256 || it.Size != out.Archive.Bytes || it.Bundle == nil || !it.Bundle.Valid {
+			t.Fatalf("stored %s (%d bytes, %d resumes, bundle %+v); the collector streamed %s (%d bytes)", it.SHA256, it.Size, it.Resumes, it.Bundle,
+				out.Archive.SHA256, out.Archive.Bytes)
+		}
+		// A surviving controller resumed from the parts the dead one
+		// committed: it read the checkpoint from the shared store.
+		var resumedAt int64
+		var resumer string
+		for _, c := range survivors {
+			for _, line := range strings.Split(c.Log(), "\n") {
+				var rec struct {
+					Msg       string `json:"msg"`
+					Committed int64  `json:"committed"`
+				}
+				if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "evidence upload resumed" && rec.Committed > resumedAt {
+					resumedAt, resumer = rec.Committed, c.Name
+				}
+			}
+		}
+		if resumedAt < 8<<20 {
+			t.Errorf("the upload resumed at offset %d; want at least one 8 MiB part committed before the kill", resumedAt)
+		}
+		for _, c := range survivors {
+			c.MustJSON(t, nil, 0, "evidence", "verify", evID)
+		}
+		client := s3.New(s3.Options{Region: "eu-west-1", BaseEndpoint: aws.String(os.Getenv("AWS_ENDPOINT_URL")), UsePathStyle: true,
+			Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", "")})
+		mps, err := client.ListMultipartUploads(context.Background(), &s3.ListMultipartUploadsInput{Bucket: aws.String("ir-evidence")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(mps.Uploads) != 0 {
+			t.Errorf("staging left in the bucket: %d multipart uploads", len(mps.Uploads))
+		}
+		t.Logf("stored %d bytes after %d resume(s); %s resumed at %d", it.Size, it.Resumes, resumer, resumedAt)
+		cl.restart(t, []*e2e.Controller{dead}, []string{deadAddr})
 	})
 }
