@@ -474,6 +474,13 @@ func (a *Agent) session(ctx context.Context, t ctrladdr.Target) (up time.Duratio
 	go func() {
 		tick := time.NewTicker(hb)
 		defer tick.Stop()
+		// A result still unacknowledged a whole heartbeat after it was
+		// seen unacknowledged goes again on this stream: a controller
+		// that took it in but could not store or route it (its database
+		// restarting, its link to the run's owner down) has no other way
+		// to get it back while the stream stays up. The owner takes a
+		// result twice as once.
+		var waiting map[string]bool
 		for {
 			select {
 			case <-sctx.Done():
@@ -483,6 +490,18 @@ func (a *Agent) session(ctx context.Context, t ctrladdr.Target) (up time.Duratio
 					cancel()
 					return
 				}
+				now := map[string]bool{}
+				for _, r := range a.journal.Unacked() {
+					now[r.GetTaskId()] = true
+					if !waiting[r.GetTaskId()] {
+						continue
+					}
+					if err := send(&agentv1.ConnectRequest{Msg: &agentv1.ConnectRequest_TaskResult{TaskResult: r}}); err != nil {
+						cancel()
+						return
+					}
+				}
+				waiting = now
 			}
 		}
 	}()

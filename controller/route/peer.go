@@ -33,6 +33,9 @@ type link struct {
 	closed   bool
 	wake     chan struct{}
 	done     chan struct{}
+	// unsent, when set, takes back the results of a report batch the peer
+	// did not take, so the router holds them instead of losing them.
+	unsent func([]*clusterv1.AgentReport)
 }
 
 // maxQueued bounds each of a link's queues; past it a delivery is refused
@@ -43,8 +46,10 @@ const maxQueued = 1 << 16
 // maxBatch bounds one RPC's messages.
 const maxBatch = 4096
 
-func newLink(id, addr string, p Peer, logger *slog.Logger) *link {
-	l := &link{id: id, addr: addr, peer: p, logger: logger, wake: make(chan struct{}, 1), done: make(chan struct{})}
+// newLink starts a link to controller id at addr; unsent (nil: dropped)
+// takes back the reports of a batch the peer did not take.
+func newLink(id, addr string, p Peer, logger *slog.Logger, unsent func([]*clusterv1.AgentReport)) *link {
+	l := &link{id: id, addr: addr, peer: p, logger: logger, wake: make(chan struct{}, 1), done: make(chan struct{}), unsent: unsent}
 	go l.run()
 	return l
 }
@@ -69,8 +74,9 @@ func (l *link) deliver(agentID string, msg *agentv1.ConnectResponse) bool {
 	return true
 }
 
-// report queues an agent's report for the peer, the task's owner.
-func (l *link) report(agentID string, ev *agentv1.TaskEvent, res *agentv1.TaskResult) {
+// report queues an agent's report for the peer, the task's owner, and
+// reports whether it was queued (not: the link is closed or full).
+func (l *link) report(agentID string, ev *agentv1.TaskEvent, res *agentv1.TaskResult) bool {
 	rep := &clusterv1.AgentReport{AgentId: agentID}
 	if res != nil {
 		rep.Report = &clusterv1.AgentReport_Result{Result: res}
@@ -80,11 +86,12 @@ func (l *link) report(agentID string, ev *agentv1.TaskEvent, res *agentv1.TaskRe
 	l.mu.Lock()
 	if l.closed || len(l.reports) >= maxQueued {
 		l.mu.Unlock()
-		return
+		return false
 	}
 	l.reports = append(l.reports, rep)
 	l.mu.Unlock()
 	l.signal()
+	return true
 }
 
 // presence queues session changes for the peer.
@@ -104,16 +111,20 @@ func (l *link) presence(ss []session) {
 	l.signal()
 }
 
-func (l *link) close() {
+// close stops the link and returns the reports it had not sent yet.
+func (l *link) close() []*clusterv1.AgentReport {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		return
+		return nil
 	}
 	l.closed = true
+	left := l.reports
+	l.reports = nil
 	l.mu.Unlock()
 	close(l.done)
 	_ = l.peer.Close()
+	return left
 }
 
 // take removes up to maxBatch queued messages of each kind.
@@ -151,10 +162,16 @@ func (l *link) run() {
 				})
 			}
 			if len(r) > 0 {
-				l.send("report", len(r), func(ctx context.Context) error {
+				ok := l.send("report", len(r), func(ctx context.Context) error {
 					_, err := l.peer.Report(ctx, &clusterv1.ReportRequest{Reports: r})
 					return err
 				})
+				if !ok && l.unsent != nil {
+					// Sent again later, to whichever controller owns
+					// the tasks then; the owner takes a result twice
+					// as once.
+					l.unsent(r)
+				}
 			}
 			if len(d) > 0 {
 				l.send("deliver", len(d), func(ctx context.Context) error {
@@ -179,17 +196,19 @@ func (l *link) run() {
 	}
 }
 
-// send makes one RPC with a bounded wait. A failure is logged and the batch
-// dropped: what it carried is recovered by the agents (a result is re-sent
-// until acknowledged, a task delivered again when its agent reconnects) and
-// by the sweep.
-func (l *link) send(kind string, n int, call func(ctx context.Context) error) {
+// send makes one RPC with a bounded wait and reports whether it went
+// through. A failure is logged; a report batch goes back to the router
+// (link.unsent), and what else it carried is recovered by the agents (a
+// result is re-sent until acknowledged, a task delivered again when its
+// agent reconnects) and by the sweep.
+func (l *link) send(kind string, n int, call func(ctx context.Context) error) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := call(ctx); err != nil {
 		telemetry.RouteSent(kind, "error", n)
 		l.logger.Warn("sending to another controller failed", "controller_id", l.id, "address", l.addr, "kind", kind, "messages", n, "error", err)
-		return
+		return false
 	}
 	telemetry.RouteSent(kind, "ok", n)
+	return true
 }

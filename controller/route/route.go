@@ -36,6 +36,7 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/internal/telemetry"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
+	clusterv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/cluster/v1"
 )
 
 // Fleet is the agent streams this controller holds (*fleet.Service).
@@ -139,6 +140,10 @@ type Router struct {
 	owners map[string]string
 	// peers are the links to the live controllers, by id.
 	peers map[string]*link
+	// held are agents' results that could not reach their task's owner
+	// (no link to it, the store not answering, a report the peer did not
+	// take), by task id; every sweep routes them again.
+	held map[string]heldResult
 
 	changes chan sessionChange
 }
@@ -157,7 +162,7 @@ func New(cfg Config) (*Router, error) {
 		return nil, err
 	}
 	return &Router{cfg: cfg, shared: cfg.Store.Shared(), loc: map[string]location{}, owners: map[string]string{},
-		peers: map[string]*link{}, changes: make(chan sessionChange, 1<<16)}, nil
+		peers: map[string]*link{}, held: map[string]heldResult{}, changes: make(chan sessionChange, 1<<16)}, nil
 }
 
 // Wire gives the router the fleet and the dispatcher, which are built
@@ -262,18 +267,110 @@ func (r *Router) TaskEvent(agentID string, ev *agentv1.TaskEvent) {
 }
 
 // TaskResult implements fleet.Dispatcher: a result of an agent held here
-// goes to the task's owner.
+// goes to the task's owner. One that cannot reach it now (the owner died
+// and its runs are not adopted yet, this controller has no link to it, or
+// the store did not answer) is held and routed again at every sweep: the
+// agent, whose stream here stays up, would not send it again by itself
+// before the owner delivers the task again, and a live owner has no reason
+// to.
 func (r *Router) TaskResult(agentID string, res *agentv1.TaskResult) {
+	if !r.routeResult(agentID, res, false) {
+		r.hold([]heldResult{{agentID: agentID, res: res, since: r.cfg.Clock()}})
+	}
+}
+
+// routeResult hands a result to its owner and reports whether it could;
+// fresh asks the store for the owner rather than the cache.
+func (r *Router) routeResult(agentID string, res *agentv1.TaskResult, fresh bool) bool {
+	if fresh {
+		r.mu.Lock()
+		delete(r.owners, res.GetTaskId())
+		r.mu.Unlock()
+	}
 	switch l, local := r.route(res.GetTaskId()); {
 	case local:
 		r.disp.TaskResult(agentID, res)
+		return true
 	case l != nil:
-		l.report(agentID, nil, res)
-	default:
-		// The owner died and its runs are not adopted yet, or the store
-		// did not answer: the result stays unacknowledged, and the agent
-		// sends it again when the run's owner delivers the task again.
-		r.cfg.Logger.Debug("a result whose run's owner cannot be reached now waits", "agent", agentID, "task", res.GetTaskId())
+		return l.report(agentID, nil, res)
+	}
+	return false
+}
+
+// heldResult is a result waiting for a route to its owner.
+type heldResult struct {
+	agentID string
+	res     *agentv1.TaskResult
+	since   time.Time
+}
+
+// Held results are bounded in number and age: past either the agent's
+// own re-sending (of a result still unacknowledged) is what remains.
+const (
+	maxHeld = 1 << 16
+	heldTTL = 10 * time.Minute
+)
+
+func (r *Router) hold(hs []heldResult) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	dropped := 0
+	for _, h := range hs {
+		if _, ok := r.held[h.res.GetTaskId()]; !ok && len(r.held) >= maxHeld {
+			dropped++
+			continue
+		}
+		r.held[h.res.GetTaskId()] = h
+	}
+	if dropped > 0 {
+		r.cfg.Logger.Warn("too many results wait for their owner; these are left to the agents to send again", "dropped", dropped, "held", len(r.held))
+	}
+}
+
+// holdReports takes back the results of reports a link did not send.
+func (r *Router) holdReports(reps []*clusterv1.AgentReport) {
+	now := r.cfg.Clock()
+	var hs []heldResult
+	for _, rep := range reps {
+		if res := rep.GetResult(); res != nil {
+			hs = append(hs, heldResult{agentID: rep.GetAgentId(), res: res, since: now})
+		}
+	}
+	if len(hs) > 0 {
+		r.hold(hs)
+	}
+}
+
+// routeHeld routes the held results again, each to the owner the store
+// names now; those that still cannot go stay held until heldTTL.
+func (r *Router) routeHeld() {
+	r.mu.Lock()
+	if len(r.held) == 0 {
+		r.mu.Unlock()
+		return
+	}
+	hs := make([]heldResult, 0, len(r.held))
+	for _, h := range r.held {
+		hs = append(hs, h)
+	}
+	r.held = map[string]heldResult{}
+	r.mu.Unlock()
+	now := r.cfg.Clock()
+	var again []heldResult
+	routed, expired := 0, 0
+	for _, h := range hs {
+		switch {
+		case r.routeResult(h.agentID, h.res, true):
+			routed++
+		case now.Sub(h.since) > heldTTL:
+			expired++
+		default:
+			again = append(again, h)
+		}
+	}
+	r.hold(again)
+	if routed > 0 || expired > 0 {
+		r.cfg.Logger.Info("results that waited for their owner were routed again", "routed", routed, "expired", expired, "waiting", len(again))
 	}
 }
 
@@ -602,6 +699,7 @@ func (r *Router) sweep(ctx context.Context) {
 	if n > 0 {
 		r.cfg.Logger.Info("routing sweep corrected agent locations", "changes", n)
 	}
+	r.routeHeld()
 }
 
 // syncPeers keeps one link per live controller. The agents of a
@@ -609,7 +707,12 @@ func (r *Router) sweep(ctx context.Context) {
 // could not push to them while it had no link waits for that.
 func (r *Router) syncPeers(live map[string]string) {
 	var ready []string
+	// The reports of closed links are held once r.mu is released.
+	var unsent []*clusterv1.AgentReport
 	defer func() {
+		if len(unsent) > 0 {
+			r.holdReports(unsent)
+		}
 		for _, id := range ready {
 			r.disp.AgentConnected(id)
 		}
@@ -629,7 +732,7 @@ func (r *Router) syncPeers(live map[string]string) {
 	}()
 	for id, l := range r.peers {
 		if addr, ok := live[id]; !ok || addr != l.addr {
-			l.close()
+			unsent = append(unsent, l.close()...)
 			delete(r.peers, id)
 		}
 	}
@@ -642,7 +745,7 @@ func (r *Router) syncPeers(live map[string]string) {
 			r.cfg.Logger.Warn("connecting to another controller failed; retried at the next sweep", "controller_id", id, "address", addr, "error", err)
 			continue
 		}
-		r.peers[id] = newLink(id, addr, p, r.cfg.Logger)
+		r.peers[id] = newLink(id, addr, p, r.cfg.Logger, r.holdReports)
 		linked[id] = true
 	}
 }

@@ -2,6 +2,7 @@ package route
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -76,6 +77,8 @@ type peerRecorder struct {
 	mu      sync.Mutex
 	reports []string
 	sent    chan struct{}
+	// refuse is how many Report calls fail before one is taken.
+	refuse int
 }
 
 func (p *peerRecorder) Deliver(_ context.Context, in *clusterv1.DeliverRequest, _ ...grpc.CallOption) (*clusterv1.DeliverResponse, error) {
@@ -83,6 +86,12 @@ func (p *peerRecorder) Deliver(_ context.Context, in *clusterv1.DeliverRequest, 
 }
 func (p *peerRecorder) Report(_ context.Context, in *clusterv1.ReportRequest, _ ...grpc.CallOption) (*clusterv1.ReportResponse, error) {
 	p.mu.Lock()
+	if p.refuse > 0 {
+		p.refuse--
+		p.mu.Unlock()
+		p.sent <- struct{}{}
+		return nil, errors.New("connection reset")
+	}
 	for _, r := range in.GetReports() {
 		p.reports = append(p.reports, r.GetAgentId()+" "+r.GetResult().GetTaskId())
 	}
@@ -204,7 +213,7 @@ func TestPresenceKeepsTheNewestSession(t *testing.T) {
 func TestReportsGoToTheTasksOwner(t *testing.T) {
 	rt, rec := newTestRouter(t, map[string]string{"t-store-b": "ctl-b", "t-store-a": "ctl-a", "t-dead": "ctl-dead"})
 	peer := &peerRecorder{sent: make(chan struct{}, 8)}
-	rt.peers["ctl-b"] = newLink("ctl-b", "b:1", peer, rt.cfg.Logger)
+	rt.peers["ctl-b"] = newLink("ctl-b", "b:1", peer, rt.cfg.Logger, nil)
 	defer rt.closePeers()
 
 	// A task this controller pushed to an agent it holds.
@@ -277,5 +286,64 @@ func TestANewLinkMakesItsAgentsReadyAgain(t *testing.T) {
 	rt.syncPeers(map[string]string{"ctl-b": "b:7443"})
 	if got := rec.take(); len(got) != 0 {
 		t.Fatalf("a sweep that links nothing new told the dispatcher %q", got)
+	}
+}
+
+// TestResultsWaitForTheirOwner: a result whose owner cannot be reached
+// (no link to it yet, or a Report the peer did not take) is held, not
+// lost, and the next sweep routes it to the owner the store names.
+func TestResultsWaitForTheirOwner(t *testing.T) {
+	rt, rec := newTestRouter(t, map[string]string{"t-nolink": "ctl-b", "t-refused": "ctl-b"})
+	defer rt.closePeers()
+
+	rt.TaskResult("x", &agentv1.TaskResult{TaskId: "t-nolink"})
+	if got := rec.take(); len(got) != 0 {
+		t.Fatalf("the local dispatcher got %q", got)
+	}
+	rt.mu.Lock()
+	n := len(rt.held)
+	rt.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d results held, want the one with no route", n)
+	}
+	// The link to ctl-b comes up, but its first Report fails: that result
+	// goes back to the held ones too.
+	peer := &peerRecorder{sent: make(chan struct{}, 8), refuse: 1}
+	rt.mu.Lock()
+	rt.peers["ctl-b"] = newLink("ctl-b", "b:1", peer, rt.cfg.Logger, rt.holdReports)
+	rt.mu.Unlock()
+	rt.routeHeld()
+	rt.TaskResult("y", &agentv1.TaskResult{TaskId: "t-refused"})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		<-peer.sent // the refused call
+		rt.mu.Lock()
+		n = len(rt.held)
+		rt.mu.Unlock()
+		if n > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	// A sweep later, every result reaches ctl-b once the peer takes them.
+	var got []string
+	for len(got) < 2 && time.Now().Before(deadline) {
+		rt.routeHeld()
+		select {
+		case <-peer.sent:
+		case <-time.After(50 * time.Millisecond):
+		}
+		peer.mu.Lock()
+		got = slices.Clone(peer.reports)
+		peer.mu.Unlock()
+	}
+	slices.Sort(got)
+	got = slices.Compact(got)
+	if want := []string{"x t-nolink", "y t-refused"}; !slices.Equal(got, want) {
+		t.Fatalf("ctl-b got %q, want %q", got, want)
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if len(rt.held) != 0 {
+		t.Fatalf("%d results still held after the owner took them", len(rt.held))
 	}
 }

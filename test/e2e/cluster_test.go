@@ -422,6 +422,13 @@ func TestClusterOnPostgres(t *testing.T) {
 		if run.Status != "succeeded" || run.Succeeded != clusterAgents {
 			t.Fatalf("the run across the database restart: %+v", run)
 		}
+		// Which of the paths that keep a result taken in carried some
+		// across the restart (see docs/operators.md).
+		for _, c := range cl.ctls {
+			t.Logf("%s: %d batches kept while the store refused them, %d sweeps routed held results again", c.Name,
+				strings.Count(c.Log(), `"msg":"task changes persisted again"`),
+				strings.Count(c.Log(), `"msg":"results that waited for their owner were routed again"`))
+		}
 		cl.checkOneMore(t, before)
 		// Every controller serves again: healthy, listing the three, and a
 		// run through each reaches every agent.
