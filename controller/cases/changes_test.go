@@ -52,7 +52,10 @@ func TestChangesTellTheWatchersOfTheCaseWritten(t *testing.T) {
 			_, err := f.svc.Record(ctx, &dup)
 			return err
 		}, false, false},
-		{"a phase on b", func() error { _, err := f.svc.SetPhase(ctx, b.ID, playbook.PhaseEradicate, "alice", "contained"); return err }, false, true},
+		{"a phase on b", func() error {
+			_, err := f.svc.SetPhase(ctx, b.ID, playbook.PhaseEradicate, "alice", "contained")
+			return err
+		}, false, true},
 		{"b closed", func() error { _, err := f.svc.Close(ctx, b.ID, "alice", "done"); return err }, false, true},
 		{"a finding on a new case", func() error {
 			_, err := f.svc.RecordFinding(ctx, gdFinding("f-1", "i-0abc", t0, 8), t0, "test")

@@ -150,7 +150,7 @@ func findingKey(f *operatorv1.CaseFinding) string {
 
 // caseEvents streams a case's new timeline entries and its changed
 // header (phase, status, timings) as Server-Sent Events: event "timeline"
-// carries table rows to append, event "case" the header. The case service
+// carries table rows to append, event "case" the header. The stream
 // reads the case through GetCase, as the operator, when CaseChanges tells
 // it the case changed in this controller, and every CaseFallbackEvery for
 // changes written by another controller of a cluster (every second
@@ -168,18 +168,19 @@ func (c *Console) caseEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	after, _ := strconv.ParseUint(r.URL.Query().Get("after_seq"), 10, 64)
 	id := r.PathValue("id")
-	sse, ok := startSSE(w)
-	if !ok {
-		return
-	}
 	every := casePollEvery
 	var changed <-chan struct{}
 	if c.cfg.CaseChanges != nil {
-		// Subscribed before the first read, so no change falls between.
+		// Subscribed before the first read (and before the response's
+		// headers), so no change falls between.
 		var stop func()
 		changed, stop = c.cfg.CaseChanges.Subscribe(id)
 		defer stop()
 		every = c.cfg.CaseFallbackEvery
+	}
+	sse, ok := startSSE(w)
+	if !ok {
+		return
 	}
 	poll := time.NewTicker(every)
 	defer poll.Stop()
