@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/firebreak-ir/firebreak/controller/cases"
 	"github.com/firebreak-ir/firebreak/controller/console"
 	"github.com/firebreak-ir/firebreak/internal/pki"
 )
@@ -93,7 +94,7 @@ func (c *Controller) buildConsole(ctx context.Context, cert tls.Certificate) err
 		}
 	}
 	con, err := console.New(console.Config{Store: c.Store, Operator: c.Operator, Evidence: c.Evidence, Cases: c.Incident.parts.caseServer,
-		Playbooks: c.Incident.parts.playbookServer, Policy: rpcPolicy().Operator, BaseURL: url, OIDC: sso,
+		Playbooks: c.Incident.parts.playbookServer, CaseChanges: caseChanges(c.Cases), Policy: rpcPolicy().Operator, BaseURL: url, OIDC: sso,
 		Audit: c.Audit, Logger: c.cfg.Logger, Clock: c.cfg.Clock})
 	if err != nil {
 		lis.Close()
@@ -136,4 +137,14 @@ func (c *Controller) ConsoleLoginLink(ctx context.Context, operator string) (str
 		return "", err
 	}
 	return resp.GetUrl(), nil
+}
+
+// caseChanges is the case service's change notices for the console, or
+// none (the console then reads a live case every second) without a case
+// service.
+func caseChanges(s *cases.Service) console.CaseChanges {
+	if s == nil {
+		return nil
+	}
+	return s.Changes()
 }

@@ -313,8 +313,12 @@ func New(cfg Config) (*Service, error) {
 	if err := cfg.CheckAndSetDefaults(); err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, db: &sqlStore{t: cfg.Store}}, nil
+	return &Service{cfg: cfg, db: &sqlStore{t: cfg.Store, changes: &Changes{}}}, nil
 }
+
+// Changes is where this service tells of the cases it writes (the console's
+// live case pages listen there).
+func (s *Service) Changes() *Changes { return s.db.changes }
 
 // SetActivePlaybookRuns sets the hook that names a case's active playbook
 // runs, for composition roots that build the executor after the cases.

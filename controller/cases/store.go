@@ -19,6 +19,8 @@ import (
 // are made here, the SQL is the store's.
 type sqlStore struct {
 	t store.CaseStore
+	// changes is told of each case written through this store.
+	changes *Changes
 }
 
 func toStoreCase(c *Case) *store.Case {
@@ -74,6 +76,7 @@ func (s *sqlStore) createCase(ctx context.Context, c *Case, entries []*Entry) er
 	for i, e := range entries {
 		stored(e, ses[i])
 	}
+	s.changes.notify(c.ID)
 	return nil
 }
 
@@ -137,6 +140,9 @@ func (s *sqlStore) record(ctx context.Context, e *Entry) (bool, error) {
 		return false, err
 	}
 	stored(e, se)
+	if added {
+		s.changes.notify(e.CaseID)
+	}
 	return added, nil
 }
 
@@ -152,6 +158,7 @@ func (s *sqlStore) setPhase(ctx context.Context, caseID string, phase playbook.P
 		return err
 	}
 	stored(e, se)
+	s.changes.notify(caseID)
 	return nil
 }
 
@@ -165,6 +172,7 @@ func (s *sqlStore) closeCase(ctx context.Context, caseID, actor string, at time.
 		return err
 	}
 	stored(e, se)
+	s.changes.notify(caseID)
 	return nil
 }
 
@@ -191,6 +199,7 @@ func (s *sqlStore) recordFinding(ctx context.Context, f *finding.Finding, resour
 	if err != nil {
 		return nil, err
 	}
+	s.changes.notify(res.CaseID)
 	return &FindingResult{CaseID: res.CaseID, CaseCreated: res.CaseCreated, Duplicate: res.Duplicate, Rule: res.Rule,
 		PlaybookRunID: res.PlaybookRunID}, nil
 }

@@ -22,9 +22,21 @@ const (
 	// page shows with their steps.
 	casePlaybookRuns = 10
 	// casePollEvery is how often a case page's live stream reads the case
-	// for new timeline entries.
+	// for new timeline entries when no CaseChanges tells it of them.
 	casePollEvery = time.Second
 )
+
+// DefaultCaseFallbackEvery is Config.CaseFallbackEvery's default: how
+// late a live case page may show a change another controller of a cluster
+// wrote.
+const DefaultCaseFallbackEvery = 10 * time.Second
+
+// CaseChanges tells of changes to cases (the case service's
+// cases.Changes): Subscribe returns a channel that receives a value after
+// each change of caseID, and a function that ends the subscription.
+type CaseChanges interface {
+	Subscribe(caseID string) (changed <-chan struct{}, stop func())
+}
 
 // errNoCases is the refusal when the controller has no case service.
 var errNoCases = status.Error(codes.Unavailable, "this controller serves no cases")
@@ -138,10 +150,12 @@ func findingKey(f *operatorv1.CaseFinding) string {
 
 // caseEvents streams a case's new timeline entries and its changed
 // header (phase, status, timings) as Server-Sent Events: event "timeline"
-// carries table rows to append, event "case" the header. The case service
-// has no watch, so the stream reads the case every casePollEvery through
-// GetCase, as the operator, and sends what is new since the entry
-// ?after_seq= names.
+// carries table rows to append, event "case" the header. The stream
+// reads the case through GetCase, as the operator, when CaseChanges tells
+// it the case changed in this controller, and every CaseFallbackEvery for
+// changes written by another controller of a cluster (every second
+// without CaseChanges); it sends what is new since the entry ?after_seq=
+// names.
 func (c *Console) caseEvents(w http.ResponseWriter, r *http.Request) {
 	ctx, err := c.authorize(r, method("CaseService/GetCase"))
 	if err != nil {
@@ -154,11 +168,21 @@ func (c *Console) caseEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	after, _ := strconv.ParseUint(r.URL.Query().Get("after_seq"), 10, 64)
 	id := r.PathValue("id")
+	every := casePollEvery
+	var changed <-chan struct{}
+	if c.cfg.CaseChanges != nil {
+		// Subscribed before the first read (and before the response's
+		// headers), so no change falls between.
+		var stop func()
+		changed, stop = c.cfg.CaseChanges.Subscribe(id)
+		defer stop()
+		every = c.cfg.CaseFallbackEvery
+	}
 	sse, ok := startSSE(w)
 	if !ok {
 		return
 	}
-	poll := time.NewTicker(casePollEvery)
+	poll := time.NewTicker(every)
 	defer poll.Stop()
 	keepAlive := time.NewTicker(sseKeepAlive)
 	defer keepAlive.Stop()
@@ -205,6 +229,7 @@ func (c *Console) caseEvents(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case <-poll.C:
+		case <-changed:
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/firebreak-ir/firebreak/controller/auth"
+	"github.com/firebreak-ir/firebreak/controller/console"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
@@ -221,8 +222,66 @@ func TestAddNote(t *testing.T) {
 	}
 }
 
+// caseChangeNotices is a console.CaseChanges the test tells of changes.
+type caseChangeNotices struct {
+	mu   sync.Mutex
+	subs map[string]chan struct{}
+}
+
+func (n *caseChangeNotices) Subscribe(caseID string) (<-chan struct{}, func()) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.subs[caseID] == nil {
+		n.subs[caseID] = make(chan struct{}, 1)
+	}
+	return n.subs[caseID], func() {}
+}
+
+func (n *caseChangeNotices) changed(caseID string) {
+	n.mu.Lock()
+	ch := n.subs[caseID]
+	n.mu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (n *caseChangeNotices) subscribed(caseID string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.subs[caseID] != nil
+}
+
+// TestCaseEventsStreamNewTimelineEntries: a live case stream sends the
+// entries added after the page's last one, once each: read every second
+// without change notices; with them, read when a notice comes (the
+// fallback re-read is set to an hour, so only the notice can bring the
+// entry within the test).
 func TestCaseEventsStreamNewTimelineEntries(t *testing.T) {
-	tc := newTestConsole(t)
+	notices := &caseChangeNotices{subs: map[string]chan struct{}{}}
+	tests := []struct {
+		name    string
+		notices *caseChangeNotices
+	}{
+		{"polling", nil},
+		{"change notices", notices},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tc := newTestConsoleWith(t, func(cfg *console.Config) {
+				if tt.notices != nil {
+					cfg.CaseChanges, cfg.CaseFallbackEvery = tt.notices, time.Hour
+				}
+			})
+			caseEventsStreamNewEntries(t, tc, tt.notices)
+		})
+	}
+}
+
+func caseEventsStreamNewEntries(t *testing.T, tc *testConsole, notices *caseChangeNotices) {
 	alice := tc.signIn(t, "alice")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -236,7 +295,16 @@ func TestCaseEventsStreamNewTimelineEntries(t *testing.T) {
 	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
 		t.Fatalf("content type %q", ct)
 	}
+	if notices != nil {
+		// The response's headers are sent after the subscription.
+		if !notices.subscribed("case-004") {
+			t.Fatal("the stream did not subscribe to the case's changes")
+		}
+	}
 	tc.cases.addEntry("case-004", "playbook:ec2-compromise", "step isolate succeeded")
+	if notices != nil {
+		notices.changed("case-004")
+	}
 	// The stream never ends by itself; the deadline only keeps a broken
 	// stream from hanging the suite.
 	stop := time.AfterFunc(time.Minute, cancel)

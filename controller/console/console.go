@@ -56,6 +56,15 @@ type Config struct {
 	// and playbook pages call; without them those pages say so.
 	Cases     operatorv1.CaseServiceServer
 	Playbooks operatorv1.PlaybookServiceServer
+	// CaseChanges, when set, tells a case page's live stream at once when
+	// the case changes through this controller, and the stream reads the
+	// case then, and every CaseFallbackEvery for what another controller
+	// of a cluster wrote. Without it the stream reads the case every
+	// second.
+	CaseChanges CaseChanges
+	// CaseFallbackEvery is how often a live case stream with CaseChanges
+	// reads the case though no change was told (default 10s).
+	CaseFallbackEvery time.Duration
 	// Policy is the operator API's method → role map; every console action
 	// is checked against it before the service is called.
 	Policy map[string]operatorv1.OperatorRole
@@ -105,6 +114,9 @@ func (c *Config) CheckAndSetDefaults() error {
 	}
 	if c.AbsoluteTimeout == 0 {
 		c.AbsoluteTimeout = DefaultAbsoluteTimeout
+	}
+	if c.CaseFallbackEvery == 0 {
+		c.CaseFallbackEvery = DefaultCaseFallbackEvery
 	}
 	if c.PageSize == 0 {
 		c.PageSize = DefaultPageSize

@@ -153,6 +153,13 @@ func (tc *testConsole) advance(d time.Duration) {
 
 func newTestConsole(t *testing.T) *testConsole {
 	t.Helper()
+	return newTestConsoleWith(t, nil)
+}
+
+// newTestConsoleWith is newTestConsole with the console's config changed
+// by with (when not nil) before the console is built.
+func newTestConsoleWith(t *testing.T, with func(*console.Config)) *testConsole {
+	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, store.Options{DataDir: t.TempDir()})
 	if err != nil {
@@ -186,7 +193,11 @@ func newTestConsole(t *testing.T) *testConsole {
 	srv := httptest.NewUnstartedServer(nil)
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	c, err := console.New(console.Config{Store: st, Operator: op, Evidence: tc.ev, Cases: tc.cases, Playbooks: tc.pb, Policy: policy(), BaseURL: srv.URL, Clock: tc.clock})
+	cfg := console.Config{Store: st, Operator: op, Evidence: tc.ev, Cases: tc.cases, Playbooks: tc.pb, Policy: policy(), BaseURL: srv.URL, Clock: tc.clock}
+	if with != nil {
+		with(&cfg)
+	}
+	c, err := console.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -345,7 +345,9 @@ func (s *watchStream) RecvMsg(any) error { return fmt.Errorf("console: a run wat
 
 // decide approves, rejects or cancels a run through the operator service,
 // then shows the run again; a refusal (the two-person rule, a role, a run
-// that has ended) is shown with the service's reason.
+// that has ended) is shown with the service's reason. A request htmx sent
+// from the run page (the cancel button) gets the decision's fragment
+// instead, so the page, and its live counters, stay where they are.
 func (c *Console) decide(w http.ResponseWriter, r *http.Request, short string, call func(ctx context.Context, id, comment string) error) {
 	ctx, err := c.authorize(r, method(short))
 	if err != nil {
@@ -355,6 +357,19 @@ func (c *Console) decide(w http.ResponseWriter, r *http.Request, short string, c
 	id := r.PathValue("id")
 	if err := call(ctx, id, strings.TrimSpace(r.PostFormValue("reason"))); err != nil {
 		c.serviceError(w, r, err)
+		return
+	}
+	if r.Header.Get("HX-Request") == "true" {
+		// The header only picks the response's form: the request passed
+		// the same session, CSRF and role checks as any other.
+		b, err := c.renderFragment("run", "decided", map[string]any{"Method": short, "Operator": viewerFrom(r.Context()).op.Name})
+		if err != nil {
+			c.cfg.Logger.Error("console: rendering a decision", "error", err)
+			http.Error(w, "internal error rendering the decision", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write(b)
 		return
 	}
 	http.Redirect(w, r, "/runs/"+url.PathEscape(id), http.StatusSeeOther)

@@ -157,6 +157,7 @@ func enrollWith(t *testing.T, c *e2e.Controller, req *agentv1.EnrollRequest) err
 }
 
 type auditRecordJSON struct {
+	Actor   string         `json:"actor"`
 	Action  string         `json:"action"`
 	Subject string         `json:"subject"`
 	Detail  map[string]any `json:"detail"`
