@@ -162,10 +162,12 @@ type Options struct {
 	// snapshot instead of stopping them.
 	TerminateInstances bool
 	// PriorTrust holds the trust policy each changed role had before the
-	// attacker's change, keyed by account/role, as CloudTrail's
-	// requestParameters recorded it (the role's CreateRole or last
-	// UpdateAssumeRolePolicy before the change). A role missing from it
-	// gets DenyAllTrustPolicy.
+	// attacker's change, keyed by account/role, for a role whose artifact
+	// does not carry it already: the scope resolves it from CloudTrail's
+	// requestParameters (the role's CreateRole or last
+	// UpdateAssumeRolePolicy before the change) into the artifact's
+	// trailscope.DetailPriorTrust, which comes first. A role known to
+	// neither gets DenyAllTrustPolicy.
 	PriorTrust map[string]string
 	// PriorBucketPolicy holds each changed bucket's policy before the
 	// change, keyed by account/bucket; a bucket missing from it has the
