@@ -20,20 +20,13 @@ import (
 	"github.com/firebreak-ir/firebreak/plugins/awsclient"
 )
 
-// Verification outcomes: what a step's resource is now, read live from its
-// account after eradication.
+// Verification outcomes (eradplan's): what a step's resource is now, read
+// live from its account after eradication.
 const (
-	// OutcomeGone means the artifact no longer exists.
-	OutcomeGone = "gone"
-	// OutcomeNeutralised means it exists but can do nothing for the
-	// attacker: a key inactive, a principal under AWSDenyAll, a trust put
-	// back, logging on, an instance stopped.
-	OutcomeNeutralised = "neutralised"
-	// OutcomeLive means the attacker's artifact is still in effect.
-	OutcomeLive = "live"
-	// OutcomeUnverified means its state could not be read, or the kind has
-	// no live check (a manual step): a responder looks by hand.
-	OutcomeUnverified = "unverified"
+	OutcomeGone        = eradplan.VerifyGone
+	OutcomeNeutralised = eradplan.VerifyNeutralised
+	OutcomeLive        = eradplan.VerifyLive
+	OutcomeUnverified  = eradplan.VerifyUnverified
 )
 
 // verifyStep reads the step's resource through its before-state reads and
