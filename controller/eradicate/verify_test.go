@@ -128,7 +128,9 @@ func TestRecordVerification(t *testing.T) {
 			wantErr: ErrNotVerification},
 		{name: "a run still running",
 			outcome: map[string]string{"delete-access-key": "gone", "start-logging": "neutralised", "delete-managed-policy": "unverified"},
-			tweak:   func(_ string, r *store.Run, _ *store.Task, _ map[string]any) { r.Status = operatorv1.RunStatus_RUN_STATUS_RUNNING },
+			tweak: func(_ string, r *store.Run, _ *store.Task, _ map[string]any) {
+				r.Status = operatorv1.RunStatus_RUN_STATUS_RUNNING
+			},
 			wantErr: ErrNotVerification},
 		{name: "an outcome that is not a verification",
 			outcome: map[string]string{"delete-access-key": "done", "start-logging": "neutralised", "delete-managed-policy": "unverified"},
