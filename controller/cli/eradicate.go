@@ -161,6 +161,7 @@ type eradicationVerdict struct {
 	Live              []string   `json:"live"`
 	Unverified        []string   `json:"unverified"`
 	Problems          []string   `json:"problems"`
+	Unplanned         []string   `json:"unplanned"`
 	EradicatedAt      *time.Time `json:"eradicated_at,omitempty"`
 	TimeToEradicateMS int64      `json:"time_to_eradicate_ms,omitempty"`
 }
@@ -226,6 +227,9 @@ func (g *Globals) eradicateVerify(ctx context.Context, c *client, planID string,
 		for _, pr := range v.Problems {
 			fmt.Fprintf(g.out, "not verified: %s\n", pr)
 		}
+		for _, u := range v.Unplanned {
+			fmt.Fprintf(g.out, "not in the plan (found by a later scope): %s\n", u)
+		}
 		if v.Eradicated {
 			fmt.Fprintf(g.out, "\ncase %s eradicated", v.CaseID)
 			if v.TimeToEradicateMS > 0 {
@@ -237,8 +241,9 @@ func (g *Globals) eradicateVerify(ctx context.Context, c *client, planID string,
 	switch {
 	case len(v.Problems) > 0:
 		return ExitWith(ExitRunFailed, fmt.Errorf("%d account(s) or run(s) could not be verified: %s", len(v.Problems), strings.Join(v.Problems, "; ")))
-	case len(v.Live) > 0 || len(v.Unverified) > 0:
-		return ExitWith(ExitVerifyFailed, fmt.Errorf("not eradicated: %d artifact(s) live, %d unverified", len(v.Live), len(v.Unverified)))
+	case len(v.Live) > 0 || len(v.Unverified) > 0 || len(v.Unplanned) > 0:
+		return ExitWith(ExitVerifyFailed, fmt.Errorf("not eradicated: %d artifact(s) live, %d unverified, %d not in the plan (firebreak eradicate plan --case %s)",
+			len(v.Live), len(v.Unverified), len(v.Unplanned), v.CaseID))
 	}
 	return nil
 }

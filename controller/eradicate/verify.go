@@ -14,6 +14,7 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/playbook"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/internal/eradplan"
+	"github.com/firebreak-ir/firebreak/internal/trailscope"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
@@ -70,6 +71,10 @@ type Verification struct {
 	Live       []string `json:"live"`
 	Unverified []string `json:"unverified"`
 	Problems   []string `json:"problems"`
+	// Unplanned are the artifacts the case's scope holds now that the plan
+	// has no step for (a re-scope found what the attacker made after the
+	// plan): "ACCOUNT KIND RESOURCE (event ID)". Build a new plan for them.
+	Unplanned []string `json:"unplanned"`
 	// EradicatedAt and TimeToEradicateMS are the case's, once recorded.
 	EradicatedAt      *time.Time `json:"eradicated_at,omitempty"`
 	TimeToEradicateMS int64      `json:"time_to_eradicate_ms,omitempty"`
@@ -113,7 +118,16 @@ func (s *Service) RecordVerification(ctx context.Context, planID string, runIDs 
 		return nil, err
 	}
 	v := &Verification{PlanID: p.ID, CaseID: p.CaseID, Runs: runIDs, Steps: []VerifiedStep{}, Outcomes: map[string]int{},
-		Live: []string{}, Unverified: []string{}, Problems: []string{}}
+		Live: []string{}, Unverified: []string{}, Problems: []string{}, Unplanned: []string{}}
+	// The case's scope as it stands now (a `scope key … --case` run after
+	// the plan adds to it): every artifact must have its step in the plan.
+	r, err := s.cfg.Cases.Report(ctx, p.CaseID)
+	if err != nil {
+		return nil, fmt.Errorf("reading case %s: %w", p.CaseID, err)
+	}
+	if r.Scope != nil {
+		v.Unplanned = unplanned(p, r.Scope.Artifacts)
+	}
 	verified := map[string]bool{}
 	var last time.Time
 	for _, id := range runIDs {
@@ -161,10 +175,10 @@ func (s *Service) RecordVerification(ctx context.Context, planID string, runIDs 
 			v.Unverified = append(v.Unverified, line)
 		}
 	}
-	v.Eradicated = len(v.Problems) == 0 && len(v.Live) == 0 && len(v.Unverified) == 0
+	v.Eradicated = len(v.Problems) == 0 && len(v.Live) == 0 && len(v.Unverified) == 0 && len(v.Unplanned) == 0
 	if !v.Eradicated {
 		s.cfg.Logger.InfoContext(ctx, "eradication not verified", "plan", p.ID, "case", p.CaseID, "live", len(v.Live),
-			"unverified", len(v.Unverified), "problems", len(v.Problems))
+			"unverified", len(v.Unverified), "problems", len(v.Problems), "unplanned", len(v.Unplanned))
 		return v, nil
 	}
 	if last.IsZero() {
@@ -244,4 +258,25 @@ func orNone(s string) string {
 		return "no error"
 	}
 	return s
+}
+
+// unplanned lists the artifacts whose step the plan lacks: a step is the
+// same when eradplan would build it alike (kind, place, resource, action,
+// calls).
+func unplanned(p *eradplan.Plan, artifacts []trailscope.Artifact) []string {
+	key := func(st eradplan.Step) string {
+		b, _ := json.Marshal([]any{st.Kind, st.Account, st.Region, st.Resource, st.Action, st.Calls})
+		return string(b)
+	}
+	planned := map[string]bool{}
+	for _, st := range p.Steps {
+		planned[key(st)] = true
+	}
+	out := []string{}
+	for _, st := range eradplan.Build(artifacts, eradplan.Options{TerminateInstances: p.TerminateInstances}) {
+		if !planned[key(st)] {
+			out = append(out, st.Account+" "+st.Kind+" "+st.Resource+" (event "+st.EventID+")")
+		}
+	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -91,9 +92,11 @@ func TestRecordVerification(t *testing.T) {
 		name string
 		// outcome by step action; the plan's steps are s01 (key, A),
 		// s02 (managed policy, manual, B), s03 (logging, B) in some order.
-		outcome    map[string]string
-		tweak      func(account string, r *store.Run, t *store.Task, params map[string]any)
-		only       string // verify only this account
+		outcome map[string]string
+		tweak   func(account string, r *store.Run, t *store.Task, params map[string]any)
+		only    string // verify only this account
+		// rescoped are artifacts a re-scope added to the case after the plan.
+		rescoped   []trailscope.Artifact
 		wantErr    error
 		eradicated bool
 		live       int
@@ -132,6 +135,14 @@ func TestRecordVerification(t *testing.T) {
 				r.Status = operatorv1.RunStatus_RUN_STATUS_RUNNING
 			},
 			wantErr: ErrNotVerification},
+		{name: "a re-scope found an artifact the plan lacks",
+			outcome:  map[string]string{"delete-access-key": "gone", "start-logging": "neutralised", "delete-managed-policy": "unverified"},
+			rescoped: []trailscope.Artifact{{Kind: trailscope.KindFunction, Account: acctB, Region: "eu-west-1", ID: "late-exfil", EventID: "e9"}}},
+		{name: "a re-scope that found the same artifacts again",
+			outcome: map[string]string{"delete-access-key": "gone", "start-logging": "neutralised", "delete-managed-policy": "unverified"},
+			rescoped: []trailscope.Artifact{{Kind: trailscope.KindAccessKey, Account: acctA, Region: "us-east-1", ID: "AKIABACKDOOR",
+				Detail: map[string]string{"userName": "bob"}, EventID: "e1"}},
+			eradicated: true},
 		{name: "an outcome that is not a verification",
 			outcome: map[string]string{"delete-access-key": "done", "start-logging": "neutralised", "delete-managed-policy": "unverified"},
 			problem: `has outcome "done"`},
@@ -141,7 +152,8 @@ func TestRecordVerification(t *testing.T) {
 			st := openStore(t)
 			tl := &timeline{created: opened}
 			rr := runs{}
-			svc, err := New(Config{Cases: reports{"case-1": scoped}, Plans: st, Runs: rr, Timeline: tl, Clock: func() time.Time { return finished }})
+			report := &cases.Report{Scope: &cases.ScopeSection{Artifacts: slices.Clone(scoped.Scope.Artifacts)}}
+			svc, err := New(Config{Cases: reports{"case-1": report}, Plans: st, Runs: rr, Timeline: tl, Clock: func() time.Time { return finished }})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -149,6 +161,7 @@ func TestRecordVerification(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			report.Scope.Artifacts = append(report.Scope.Artifacts, tt.rescoped...)
 			byID := map[string]string{}
 			for _, s := range p.Steps {
 				byID[s.ID] = tt.outcome[s.Action]
@@ -184,6 +197,10 @@ func TestRecordVerification(t *testing.T) {
 			}
 			if v.Eradicated != tt.eradicated || len(v.Live) != tt.live {
 				t.Fatalf("verdict %+v", v)
+			}
+			if got := strings.Join(v.Unplanned, "|"); (len(tt.rescoped) > 0 && !tt.eradicated) != (got != "") ||
+				(got != "" && !strings.Contains(got, "late-exfil")) {
+				t.Fatalf("unplanned %q", got)
 			}
 			if tt.problem != "" && !strings.Contains(strings.Join(v.Problems, "|"), tt.problem) {
 				t.Fatalf("problems %v, want one saying %q", v.Problems, tt.problem)

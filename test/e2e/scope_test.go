@@ -245,6 +245,7 @@ func TestEradicateEndToEnd(t *testing.T) {
 		Eradicated        bool           `json:"eradicated"`
 		Outcomes          map[string]int `json:"outcomes"`
 		Live              []string       `json:"live"`
+		Unplanned         []string       `json:"unplanned"`
 		TimeToEradicateMS int64          `json:"time_to_eradicate_ms"`
 	}
 	var early verdict
@@ -327,11 +328,13 @@ func TestEradicateEndToEnd(t *testing.T) {
 		t.Fatalf("the deploy role trusts %s after eradication, want the administrator's %s", doc, deployTrust)
 	}
 
-	// Verification after: nothing live; the case enters its eradicate
-	// phase with a time to eradicate, and the report says so.
+	// Verification after a re-scope: nothing live, nothing the plan lacks;
+	// the case enters its eradicate phase with a time to eradicate, and the
+	// report says so.
+	c.MustJSON(t, nil, 0, "scope", "key", key.ID, "--since", "1h", "--case", kase.ID)
 	var after verdict
 	c.MustJSON(t, &after, 0, "eradicate", "verify", "--plan", plan.ID)
-	if !after.Eradicated || after.Outcomes["live"] != 0 || after.Outcomes["gone"]+after.Outcomes["neutralised"] != 4 || after.TimeToEradicateMS <= 0 {
+	if !after.Eradicated || after.Outcomes["live"] != 0 || len(after.Unplanned) != 0 || after.Outcomes["gone"]+after.Outcomes["neutralised"] != 4 || after.TimeToEradicateMS <= 0 {
 		t.Fatalf("verify after eradication %+v", after)
 	}
 	var shown struct {
