@@ -107,7 +107,7 @@ func (c *Controller) buildIncident(ctx context.Context) error {
 		return err
 	}
 	c.Incident.parts.caseServer = cases.NewServer(c.Cases, c.Intake)
-	plans, err := eradicate.New(eradicate.Config{Cases: c.Cases, Plans: c.Store, Logger: c.cfg.Logger, Clock: c.cfg.Clock})
+	plans, err := eradicate.New(eradicate.Config{Cases: c.Cases, Plans: c.Store, Runs: c.Store, Timeline: c.Cases, Logger: c.cfg.Logger, Clock: c.cfg.Clock})
 	if err != nil {
 		return err
 	}

@@ -103,8 +103,149 @@ account while the other accounts go on.`,
 	run.Flags().BoolVar(&dryRun, "dry-run", false, "read every step's before-state and list its calls; change nothing (needs no approval)")
 	run.Flags().BoolVar(&confirm, "confirm-deletes", false, "also delete the users and roles the attacker created, after every other step")
 	run.Flags().DurationVar(&deadline, "deadline", 30*time.Minute, "how long each account's run may take, approval included")
-	cmd.AddCommand(plan, run)
+
+	var verifyPlan string
+	var verifyDeadline time.Duration
+	verify := &cobra.Command{
+		Use:   "verify --plan ID",
+		Short: "Verify an eradication: read every artifact of the plan live, and record the case's eradication when none is left",
+		Long: `Verify a plan's eradication: one aws-eradicate run per account of the plan with
+verify set, which changes nothing (no approval) and reads each step's resource
+live in its account: gone, neutralised (a key inactive, a principal under
+AWSDenyAll, a trust put back, logging on, an instance stopped), live, or
+unverified (unreadable, or a manual step). The controller then judges the runs
+from its own store; when no artifact is live or unverified in any account of
+the plan (manual steps aside), it records the case's eradication: the case
+enters its eradicate phase and its time to eradicate is set.
+
+Exit codes: 0 eradicated; 6 an artifact is live or unverified; 3 an account
+could not be verified (its run did not finish).`,
+		Example: `  firebreak eradicate verify --plan erp-…
+  firebreak eradicate verify --plan erp-… --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !strings.HasPrefix(verifyPlan, "erp-") {
+				return ExitWith(ExitUsage, fmt.Errorf("--plan %q is not an eradication plan id (erp-…)", verifyPlan))
+			}
+			c, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return g.eradicateVerify(cmd.Context(), c, verifyPlan, verifyDeadline)
+		},
+	}
+	verify.Flags().StringVar(&verifyPlan, "plan", "", "the eradication plan to verify (erp-…)")
+	verify.Flags().DurationVar(&verifyDeadline, "deadline", 10*time.Minute, "how long each account's verify run may take")
+	cmd.AddCommand(plan, run, verify)
 	return cmd
+}
+
+// eradicationVerdict is the controller's verdict, as
+// `firebreak eradicate verify --json` prints it.
+type eradicationVerdict struct {
+	PlanID     string         `json:"plan_id"`
+	CaseID     string         `json:"case_id"`
+	Runs       []string       `json:"runs"`
+	Eradicated bool           `json:"eradicated"`
+	Outcomes   map[string]int `json:"outcomes"`
+	Steps      []struct {
+		Account  string `json:"account"`
+		ID       string `json:"id"`
+		Kind     string `json:"kind"`
+		Resource string `json:"resource"`
+		Manual   bool   `json:"manual,omitempty"`
+		Outcome  string `json:"outcome"`
+		Reason   string `json:"reason,omitempty"`
+	} `json:"steps"`
+	Live              []string   `json:"live"`
+	Unverified        []string   `json:"unverified"`
+	Problems          []string   `json:"problems"`
+	Unplanned         []string   `json:"unplanned"`
+	EradicatedAt      *time.Time `json:"eradicated_at,omitempty"`
+	TimeToEradicateMS int64      `json:"time_to_eradicate_ms,omitempty"`
+}
+
+func (g *Globals) eradicateVerify(ctx context.Context, c *client, planID string, deadline time.Duration) error {
+	gctx, cancel := g.ctx(ctx)
+	resp, err := c.eradication().GetPlan(gctx, &operatorv1.GetPlanRequest{PlanId: planID})
+	cancel()
+	if err != nil {
+		return rpcError(err)
+	}
+	var p eradplan.Plan
+	if err := json.Unmarshal(resp.GetPlanJson(), &p); err != nil {
+		return fmt.Errorf("the controller sent an unreadable plan: %w", err)
+	}
+	var runs []string
+	for _, account := range p.Accounts() {
+		steps, err := json.Marshal(p.StepsIn(account))
+		if err != nil {
+			return err
+		}
+		pj, err := json.Marshal(map[string]any{"plan_id": p.ID, "steps": string(steps), "verify": true, "account": account})
+		if err != nil {
+			return err
+		}
+		rctx, cancel := g.ctx(ctx)
+		created, err := c.op.CreateRun(rctx, &operatorv1.CreateRunRequest{Action: eradicateAction, Accounts: account, ParamsJson: pj, CaseId: p.CaseID,
+			Deadline: durationpb.New(deadline), Reason: "verification of eradication plan " + p.ID})
+		cancel()
+		if err != nil {
+			return rpcError(err)
+		}
+		id := created.GetRun().GetId()
+		runs = append(runs, id)
+		if !g.json {
+			fmt.Fprintf(g.errOut, "run %s: verify %s in %s\n", id, p.ID, account)
+		}
+		if _, err := g.follow(ctx, c, id); err != nil {
+			return err
+		}
+	}
+	rctx, cancel := g.ctx(ctx)
+	vr, err := c.eradication().RecordVerification(rctx, &operatorv1.RecordVerificationRequest{PlanId: p.ID, RunIds: runs})
+	cancel()
+	if err != nil {
+		return rpcError(err)
+	}
+	var v eradicationVerdict
+	if err := json.Unmarshal(vr.GetVerificationJson(), &v); err != nil {
+		return fmt.Errorf("the controller sent an unreadable verdict: %w", err)
+	}
+	if g.json {
+		if err := g.PrintJSON(&v); err != nil {
+			return err
+		}
+	} else {
+		w := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "ACCOUNT\tSTEP\tKIND\tRESOURCE\tSTATE\tWHY")
+		for _, s := range v.Steps {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Account, s.ID, s.Kind, s.Resource, s.Outcome, orDash(s.Reason))
+		}
+		_ = w.Flush()
+		for _, pr := range v.Problems {
+			fmt.Fprintf(g.out, "not verified: %s\n", pr)
+		}
+		for _, u := range v.Unplanned {
+			fmt.Fprintf(g.out, "not in the plan (found by a later scope): %s\n", u)
+		}
+		if v.Eradicated {
+			fmt.Fprintf(g.out, "\ncase %s eradicated", v.CaseID)
+			if v.TimeToEradicateMS > 0 {
+				fmt.Fprintf(g.out, ": time to eradicate %s", (time.Duration(v.TimeToEradicateMS) * time.Millisecond).Round(time.Second))
+			}
+			fmt.Fprintln(g.out)
+		}
+	}
+	switch {
+	case len(v.Problems) > 0:
+		return ExitWith(ExitRunFailed, fmt.Errorf("%d account(s) or run(s) could not be verified: %s", len(v.Problems), strings.Join(v.Problems, "; ")))
+	case len(v.Live) > 0 || len(v.Unverified) > 0 || len(v.Unplanned) > 0:
+		return ExitWith(ExitVerifyFailed, fmt.Errorf("not eradicated: %d artifact(s) live, %d unverified, %d not in the plan (firebreak eradicate plan --case %s)",
+			len(v.Live), len(v.Unverified), len(v.Unplanned), v.CaseID))
+	}
+	return nil
 }
 
 func (g *Globals) printEradicationPlan(p *eradplan.Plan) {

@@ -23,7 +23,8 @@ const (
 	ExitAwaitingApproval = 4
 	// ExitRejected: the run was rejected or cancelled.
 	ExitRejected = 5
-	// ExitVerifyFailed: a verification (audit, evidence) found tampering.
+	// ExitVerifyFailed: a verification found tampering (audit, evidence),
+	// or an attacker's artifact still live (eradicate verify).
 	ExitVerifyFailed = 6
 )
 

@@ -35,6 +35,10 @@ type Config struct {
 	Cases ScopeReader
 	// Plans stores the plans.
 	Plans store.EradicationStore
+	// Runs reads a plan's verify runs.
+	Runs RunReader
+	// Timeline records a verified eradication on the case.
+	Timeline CaseTimeline
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Clock defaults to time.Now.
@@ -49,6 +53,12 @@ func (c *Config) CheckAndSetDefaults() error {
 	}
 	if c.Plans == nil {
 		missing = append(missing, "Plans")
+	}
+	if c.Runs == nil {
+		missing = append(missing, "Runs")
+	}
+	if c.Timeline == nil {
+		missing = append(missing, "Timeline")
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("eradicate: missing %s", strings.Join(missing, ", "))

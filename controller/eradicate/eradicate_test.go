@@ -39,7 +39,7 @@ func TestPlanFromCaseScope(t *testing.T) {
 		{Kind: trailscope.KindTrailLogging, Account: "222222222222", Region: "us-east-1", ID: "member-trail", EventID: "e2"},
 	}}}
 	st := openStore(t)
-	svc, err := New(Config{Cases: reports{"case-1": scoped, "case-empty": {}}, Plans: st, Clock: func() time.Time { return now }})
+	svc, err := New(Config{Cases: reports{"case-1": scoped, "case-empty": {}}, Plans: st, Runs: st, Timeline: &timeline{}, Clock: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestPlanFromCaseScope(t *testing.T) {
 
 func TestConfigNamesWhatIsMissing(t *testing.T) {
 	_, err := New(Config{})
-	if err == nil || err.Error() != "eradicate: missing Cases, Plans" {
+	if err == nil || err.Error() != "eradicate: missing Cases, Plans, Runs, Timeline" {
 		t.Fatalf("error %v", err)
 	}
 }

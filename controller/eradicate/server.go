@@ -21,6 +21,8 @@ import (
 var Policy = map[string]operatorv1.OperatorRole{
 	operatorv1.EradicationService_CreatePlan_FullMethodName: operatorv1.OperatorRole_OPERATOR_ROLE_RESPONDER,
 	operatorv1.EradicationService_GetPlan_FullMethodName:    operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
+	// Recording a verification moves the case to its eradicate phase.
+	operatorv1.EradicationService_RecordVerification_FullMethodName: operatorv1.OperatorRole_OPERATOR_ROLE_RESPONDER,
 }
 
 // Server implements operatorv1.EradicationServiceServer.
@@ -36,7 +38,7 @@ func (s *Server) rpcError(ctx context.Context, err error) error {
 	switch {
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, cases.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, ErrNoScope):
+	case errors.Is(err, ErrNoScope), errors.Is(err, ErrNotVerification):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return status.FromContextError(err).Err()
@@ -75,4 +77,27 @@ func (s *Server) GetPlan(ctx context.Context, req *operatorv1.GetPlanRequest) (*
 		return nil, s.rpcError(ctx, err)
 	}
 	return &operatorv1.GetPlanResponse{PlanJson: doc}, nil
+}
+
+// RecordVerification implements operatorv1.EradicationServiceServer.
+func (s *Server) RecordVerification(ctx context.Context, req *operatorv1.RecordVerificationRequest) (*operatorv1.RecordVerificationResponse, error) {
+	if !strings.HasPrefix(req.GetPlanId(), "erp-") {
+		return nil, status.Errorf(codes.InvalidArgument, "plan_id %q is not an eradication plan id (erp-…)", req.GetPlanId())
+	}
+	if len(req.GetRunIds()) == 0 || len(req.GetRunIds()) > 1000 {
+		return nil, status.Error(codes.InvalidArgument, "run_ids must name between 1 and 1000 verify runs")
+	}
+	actor := "unknown"
+	if o, ok := auth.OperatorFrom(ctx); ok {
+		actor = o.Name
+	}
+	v, err := s.svc.RecordVerification(ctx, req.GetPlanId(), req.GetRunIds(), actor)
+	if err != nil {
+		return nil, s.rpcError(ctx, err)
+	}
+	doc, err := json.Marshal(v)
+	if err != nil {
+		return nil, s.rpcError(ctx, err)
+	}
+	return &operatorv1.RecordVerificationResponse{VerificationJson: doc}, nil
 }

@@ -26,6 +26,22 @@ const DenyAllPolicyARN = "arn:aws:iam::aws:policy/AWSDenyAll"
 // document before the change cannot be known: it lets no one assume it.
 const DenyAllTrustPolicy = `{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":{"AWS":"*"},"Action":"sts:AssumeRole"}]}`
 
+// Verification outcomes: what a step's resource is when it is read live
+// after eradication (the aws-eradicate action's verify mode).
+const (
+	// VerifyGone means the artifact no longer exists.
+	VerifyGone = "gone"
+	// VerifyNeutralised means it exists but can do nothing for the
+	// attacker: a key inactive, a principal under AWSDenyAll, a trust put
+	// back, logging on, an instance stopped.
+	VerifyNeutralised = "neutralised"
+	// VerifyLive means the attacker's artifact is still in effect.
+	VerifyLive = "live"
+	// VerifyUnverified means its state could not be read, or the kind has
+	// no live check (a manual step): a responder looks by hand.
+	VerifyUnverified = "unverified"
+)
+
 // Call is one AWS API call. Params are the operation's request members by
 // their API names (UserName, GroupId…); EachOf, when set, says the call is
 // made once per item the named read call lists at run time, with Each
@@ -162,10 +178,12 @@ type Options struct {
 	// snapshot instead of stopping them.
 	TerminateInstances bool
 	// PriorTrust holds the trust policy each changed role had before the
-	// attacker's change, keyed by account/role, as CloudTrail's
-	// requestParameters recorded it (the role's CreateRole or last
-	// UpdateAssumeRolePolicy before the change). A role missing from it
-	// gets DenyAllTrustPolicy.
+	// attacker's change, keyed by account/role, for a role whose artifact
+	// does not carry it already: the scope resolves it from CloudTrail's
+	// requestParameters (the role's CreateRole or last
+	// UpdateAssumeRolePolicy before the change) into the artifact's
+	// trailscope.DetailPriorTrust, which comes first. A role known to
+	// neither gets DenyAllTrustPolicy.
 	PriorTrust map[string]string
 	// PriorBucketPolicy holds each changed bucket's policy before the
 	// change, keyed by account/bucket; a bucket missing from it has the

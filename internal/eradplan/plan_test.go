@@ -45,6 +45,8 @@ func TestStepCalls(t *testing.T) {
 		calls     []string
 		onConfirm []string
 		manual    bool
+		// summary, when set, is part of what the step's summary says.
+		summary string
 	}{
 		{name: "user the attacker created", artifact: art(trailscope.KindUser, acctA, "us-east-1", "backdoor"),
 			action: "quarantine-delete-user", phase: PhaseQuarantine,
@@ -89,6 +91,20 @@ func TestStepCalls(t *testing.T) {
 			before: []string{"iam:GetRole RoleName=ops"}, calls: []string{"iam:UpdateAssumeRolePolicy PolicyDocument=" + trustBefore + " RoleName=ops"}},
 		{name: "trust policy changed, earlier document unknown", artifact: art(trailscope.KindRoleTrust, acctB, "us-east-1", "ops"),
 			opt: Options{PriorTrust: map[string]string{Key(acctA, "ops"): trustBefore}}, action: "restore-trust-policy", phase: PhaseRestore,
+			before: []string{"iam:GetRole RoleName=ops"}, calls: []string{"iam:UpdateAssumeRolePolicy PolicyDocument=" + DenyAllTrustPolicy + " RoleName=ops"}},
+		{name: "trust policy changed, earlier document resolved from CloudTrail", artifact: art(trailscope.KindRoleTrust, acctB, "us-east-1", "ops",
+			trailscope.DetailPriorTrust, trustBefore, trailscope.DetailPriorEventID, "e-create", trailscope.DetailPriorEventName, "CreateRole"),
+			// The scope's resolution comes before a document given with the plan.
+			opt:    Options{PriorTrust: map[string]string{Key(acctB, "ops"): DenyAllTrustPolicy}},
+			action: "restore-trust-policy", phase: PhaseRestore, summary: "CloudTrail CreateRole event e-create",
+			before: []string{"iam:GetRole RoleName=ops"}, calls: []string{"iam:UpdateAssumeRolePolicy PolicyDocument=" + trustBefore + " RoleName=ops"}},
+		{name: "trust policy changed, earlier document trusts an outside account", artifact: art(trailscope.KindRoleTrust, acctB, "us-east-1", "ops",
+			trailscope.DetailPriorTrust, trustBefore, trailscope.DetailPriorEventID, "e-create", trailscope.DetailPriorOutside, "true"),
+			action: "restore-trust-policy", phase: PhaseRestore, summary: "check it before approving",
+			before: []string{"iam:GetRole RoleName=ops"}, calls: []string{"iam:UpdateAssumeRolePolicy PolicyDocument=" + trustBefore + " RoleName=ops"}},
+		{name: "trust policy changed, the scope says why the earlier document is unknown", artifact: art(trailscope.KindRoleTrust, acctB, "us-east-1", "ops",
+			trailscope.DetailPriorUnknown, "the role was created by the followed credential (e-1)"),
+			action: "restore-trust-policy", phase: PhaseRestore, summary: "(the role was created by the followed credential (e-1))",
 			before: []string{"iam:GetRole RoleName=ops"}, calls: []string{"iam:UpdateAssumeRolePolicy PolicyDocument=" + DenyAllTrustPolicy + " RoleName=ops"}},
 		{name: "group membership", artifact: art(trailscope.KindGroupMembership, acctA, "us-east-1", "backdoor", "groupName", "admins"),
 			action: "remove-from-group", phase: PhaseRemove, before: []string{"iam:ListGroupsForUser UserName=backdoor"},
@@ -172,6 +188,9 @@ func TestStepCalls(t *testing.T) {
 			if s.Action != tt.action || s.Phase != tt.phase || s.Manual != tt.manual || s.Account != tt.artifact.Account || s.Region != tt.artifact.Region ||
 				s.EventID != tt.artifact.EventID || s.Summary == "" || s.ID != "s01" {
 				t.Fatalf("step %+v", s)
+			}
+			if !strings.Contains(s.Summary, tt.summary) {
+				t.Errorf("summary %q does not say %q", s.Summary, tt.summary)
 			}
 			for _, c := range []struct {
 				what      string

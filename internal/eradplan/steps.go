@@ -69,12 +69,21 @@ func stepFor(a trailscope.Artifact, opt Options) Step {
 		s.Before = []Call{call("iam", "GetRolePolicy", "RoleName", id, "PolicyName", d("policyName"))}
 		s.Calls = []Call{call("iam", "DeleteRolePolicy", "RoleName", id, "PolicyName", d("policyName"))}
 	case trailscope.KindRoleTrust:
-		doc, known := opt.PriorTrust[Key(a.Account, id)]
 		s.Action, s.Phase = "restore-trust-policy", PhaseRestore
-		s.Summary = "restore the trust policy of role " + id + " to the document before the change (from CloudTrail)"
-		if !known {
+		doc, from := priorTrust(a, opt)
+		switch {
+		case doc == "":
 			doc = DenyAllTrustPolicy
-			s.Summary = "the trust policy of role " + id + " before the change is not known: replace it with one that lets no one assume it"
+			s.Summary = "the trust policy of role " + id + " before the change is not known"
+			if why := d(trailscope.DetailPriorUnknown); why != "" {
+				s.Summary += " (" + why + ")"
+			}
+			s.Summary += ": replace it with one that lets no one assume it, and put the right document back by hand"
+		default:
+			s.Summary = "restore the trust policy of role " + id + " to the document before the change (" + from + ")"
+			if d(trailscope.DetailPriorOutside) == "true" {
+				s.Summary += "; that document itself trusts an account outside the organisation: check it before approving"
+			}
 		}
 		s.Before = []Call{call("iam", "GetRole", "RoleName", id)}
 		s.Calls = []Call{call("iam", "UpdateAssumeRolePolicy", "RoleName", id, "PolicyDocument", doc)}
@@ -219,4 +228,18 @@ func shareTarget(a trailscope.Artifact, c Call) string {
 	}
 	c.Params["UserId.1"] = a.Detail["userId"]
 	return "account " + a.Detail["userId"]
+}
+
+// priorTrust is the document a changed role's trust goes back to and where
+// it was read: the scope's resolution from CloudTrail first, then
+// Options.PriorTrust; "" when neither knows it.
+func priorTrust(a trailscope.Artifact, opt Options) (doc, from string) {
+	if doc := a.Detail[trailscope.DetailPriorTrust]; doc != "" {
+		return doc, "CloudTrail " + a.Detail[trailscope.DetailPriorEventName] + " event " + a.Detail[trailscope.DetailPriorEventID] +
+			" of " + a.Detail[trailscope.DetailPriorEventTime]
+	}
+	if doc, ok := opt.PriorTrust[Key(a.Account, a.ID)]; ok && doc != "" {
+		return doc, "given with the plan"
+	}
+	return "", ""
 }

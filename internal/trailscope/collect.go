@@ -8,12 +8,16 @@ import (
 // Collector gathers records from many readers at once (log files read in
 // parallel, LookupEvents pages) and keeps as little as a scope needs: the
 // mints whole, every other record only as its raw text filed under its
-// access key, parsed again only when the chain turns out to own it.
+// access key, parsed again only when the chain turns out to own it. Every
+// role trust change (CreateRole, UpdateAssumeRolePolicy), whoever made it
+// and however long before the window, is kept whole too: it may hold the
+// document a role had before the attacker changed it.
 type Collector struct {
 	// Start and End, when set, drop records outside [Start, End).
 	Start, End time.Time
 
 	mu      sync.Mutex
+	trust   []*Record
 	mints   []*Record
 	byKey   map[string][][]byte
 	records int
@@ -22,6 +26,11 @@ type Collector struct {
 
 // Add files one parsed record. It is safe for concurrent use.
 func (c *Collector) Add(r *Record) {
+	if IsTrustChange(r) && (c.End.IsZero() || r.EventTime.Before(c.End)) {
+		c.mu.Lock()
+		c.trust = append(c.trust, r)
+		c.mu.Unlock()
+	}
 	if (!c.Start.IsZero() && r.EventTime.Before(c.Start)) || (!c.End.IsZero() && !r.EventTime.Before(c.End)) {
 		return
 	}
@@ -67,5 +76,5 @@ func (c *Collector) Scope(seed string, cl *Classifier) *Scope {
 			}
 		}
 	}
-	return Build(seed, recs, cl)
+	return build(seed, recs, append(append([]*Record(nil), recs...), c.trust...), cl)
 }

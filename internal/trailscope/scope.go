@@ -61,8 +61,16 @@ func (s *Scope) Accounts() []string {
 // Build follows seed through records and classifies every record the
 // chain made. Records may come in any order and may repeat (the same event
 // read from LookupEvents and from a log file): an eventID and recipient
-// account counts once.
+// account counts once. A changed trust policy's artifacts name the
+// document before the change when the records hold it (see
+// resolvePriorTrust).
 func Build(seed string, records []*Record, c *Classifier) *Scope {
+	return build(seed, records, records, c)
+}
+
+// build is Build with the records the earlier trust documents are looked
+// for in (history), which may reach back before the window.
+func build(seed string, records, history []*Record, c *Classifier) *Scope {
 	if c == nil {
 		c = &Classifier{}
 	}
@@ -127,6 +135,7 @@ func Build(seed string, records []*Record, c *Classifier) *Scope {
 		}
 		return cmpString(a.Region, b.Region)
 	})
+	s.resolvePriorTrust(history, c)
 	return s
 }
 

@@ -124,6 +124,9 @@ type Params struct {
 	// ConfirmDeletes runs the steps' on-confirmation deletions (of the
 	// users and roles the attacker created) after every step's calls.
 	ConfirmDeletes bool `json:"confirm_deletes,omitempty"`
+	// Verify changes nothing: it reads each step's resource live and says
+	// whether the attacker's artifact is gone, neutralised or still live.
+	Verify bool `json:"verify,omitempty"`
 }
 
 // CallResult is one call made, or listed by a dry run.
@@ -164,6 +167,7 @@ type Result struct {
 	PlanID         string         `json:"plan_id"`
 	DryRun         bool           `json:"dry_run,omitempty"`
 	ConfirmDeletes bool           `json:"confirm_deletes,omitempty"`
+	Verify         bool           `json:"verify,omitempty"`
 	Steps          []StepResult   `json:"steps"`
 	Outcomes       map[string]int `json:"outcomes"`
 	// APICalls counts the AWS requests made, retries included, by
@@ -201,6 +205,7 @@ func (a *Action) Describe(context.Context) (*pluginv1.ActionDescription, error) 
 			{Name: "steps", Type: str, Required: true, Description: "JSON of this account's steps of the plan, in plan order (firebreak eradicate run fills it in)"},
 			{Name: "dry_run", Type: boolean, DefaultJson: "false", Description: "read every step's before-state and list its calls; change nothing"},
 			{Name: "confirm_deletes", Type: boolean, DefaultJson: "false", Description: "after every step's calls, delete the quarantined users and roles the attacker created"},
+			{Name: "verify", Type: boolean, DefaultJson: "false", Description: "change nothing: read each step's resource live and report it gone, neutralised or still live (firebreak eradicate verify)"},
 		}, awsresponse.TargetParams()...),
 	}, nil
 }

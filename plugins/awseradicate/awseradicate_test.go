@@ -151,9 +151,31 @@ func TestEradicateAnAccount(t *testing.T) {
 		t.Fatalf("a dry run changed something: %v", dry.APICalls)
 	}
 
+	// Verification before eradication: every planted artifact is live
+	// (the key pair the attacker removed is gone), and the task fails.
+	early, o := run(map[string]any{"verify": true})
+	if o.Result.GetError() == "" || !strings.Contains(o.Result.GetError(), "still live") {
+		t.Fatalf("verify before eradication did not fail: %v %s", o.Err, o.Result.GetError())
+	}
+	wantEarly := map[string]string{
+		"quarantine-delete-user backdoor": awseradicate.OutcomeLive, "delete-access-key " + p.backdoorKey: awseradicate.OutcomeLive,
+		"detach-user-policy backdoor": awseradicate.OutcomeLive, "delete-function exfil": awseradicate.OutcomeLive,
+		"delete-event-rule beacon": awseradicate.OutcomeLive, "revoke-ingress " + p.artifacts[5].ID: awseradicate.OutcomeLive,
+		"delete-key-pair gone-already": awseradicate.OutcomeGone,
+	}
+	if got := outcomes(early); !mapsEqual(got, wantEarly) || early.APICalls["iam:AttachUserPolicy"] != 0 {
+		t.Fatalf("verify before eradication %v (calls %v), want %v", got, early.APICalls, wantEarly)
+	}
+
 	res, o := run(map[string]any{"confirm_deletes": true})
 	if o.Err != nil || o.Result.GetError() != "" {
 		t.Fatalf("run: %v %s", o.Err, o.Result.GetError())
+	}
+	// Verification after: nothing the attacker planted is live.
+	after, o := run(map[string]any{"verify": true})
+	if o.Err != nil || o.Result.GetError() != "" || after.Outcomes[awseradicate.OutcomeLive] != 0 ||
+		after.Outcomes[awseradicate.OutcomeGone] != len(after.Steps) {
+		t.Fatalf("verify after eradication: %v %s %v", o.Err, o.Result.GetError(), outcomes(after))
 	}
 	want := map[string]string{
 		"quarantine-delete-user backdoor": awseradicate.OutcomeDone, "delete-access-key " + p.backdoorKey: awseradicate.OutcomeDone,

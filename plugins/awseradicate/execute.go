@@ -93,7 +93,13 @@ func (a *Action) Execute(ctx context.Context, req *sdk.Request, emit sdk.Emitter
 		}
 		return clients[region]
 	}
-	res := &Result{Account: account, PlanID: p.PlanID, DryRun: p.DryRun, ConfirmDeletes: p.ConfirmDeletes, Outcomes: map[string]int{}, At: a.cfg.Clock().UTC()}
+	if p.Verify && p.ConfirmDeletes {
+		return nil, sdk.Errorf(codes.InvalidArgument, "verify changes nothing: it cannot confirm deletions too")
+	}
+	res := &Result{Account: account, PlanID: p.PlanID, DryRun: p.DryRun, ConfirmDeletes: p.ConfirmDeletes, Verify: p.Verify, Outcomes: map[string]int{}, At: a.cfg.Clock().UTC()}
+	if p.Verify {
+		return a.verify(ctx, steps, clientsIn, journal, res, emit)
+	}
 	for i, s := range steps {
 		_ = emit.Progress(i*100/len(steps), "step "+s.ID+": "+s.Action+" "+s.Resource)
 		res.Steps = append(res.Steps, runStep(ctx, clientsIn(s.Region), s, p.DryRun))
@@ -287,4 +293,32 @@ func outputJSON(out any) any {
 	}
 	delete(m, "ResultMetadata")
 	return m
+}
+
+// verify reads every step's resource live and fails the task when one of
+// the attacker's artifacts is still in effect.
+func (a *Action) verify(ctx context.Context, steps []eradplan.Step, clientsIn func(string) *Clients, journal *awsresponse.Journal,
+	res *Result, emit sdk.Emitter) (*Result, error) {
+	var live []string
+	for i, s := range steps {
+		_ = emit.Progress(i*100/len(steps), "verify "+s.ID+": "+s.Kind+" "+s.Resource)
+		sr := verifyStep(ctx, clientsIn(s.Region), s)
+		res.Steps = append(res.Steps, sr)
+		res.Outcomes[sr.Outcome]++
+		if sr.Outcome == OutcomeLive {
+			live = append(live, s.ID+" "+s.Kind+" "+s.Resource+": "+sr.Error)
+		}
+	}
+	res.APICalls = map[string]int{}
+	for _, c := range journal.Calls() {
+		res.APICalls[c.Operation] += c.Attempts
+	}
+	if ctx.Err() != nil {
+		return res, ctx.Err()
+	}
+	if len(live) > 0 {
+		return res, sdk.Errorf(codes.FailedPrecondition, "%d of %d artifact(s) in account %s are still live: %s", len(live), len(steps), res.Account, strings.Join(live, "; "))
+	}
+	_ = emit.Progress(100, fmt.Sprintf("verified %d step(s) in account %s: %v", len(steps), res.Account, res.Outcomes))
+	return res, nil
 }

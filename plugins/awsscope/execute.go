@@ -215,6 +215,25 @@ func (a *Action) readLookup(ctx context.Context, client func(string) CloudTrail,
 		}
 		_ = emit.Progress(-1, fmt.Sprintf("%d key(s) looked up, %d pages", len(looked), res.Read.Pages))
 	}
+	// The trust policy a role had before the chain changed it was set by
+	// someone else, often long before the window: look its CreateRole and
+	// UpdateAssumeRolePolicy events up by name, as far back as
+	// LookupEvents keeps them, in the region IAM logs them in.
+	trustRegions := map[string]bool{}
+	for _, a := range col.Scope(q.key, cl).Artifacts {
+		if a.Kind == trailscope.KindRoleTrust && a.Account == account && limiters[a.Region] != nil {
+			trustRegions[a.Region] = true
+		}
+	}
+	for _, r := range sortedKeys(trustRegions) {
+		for _, name := range []string{"CreateRole", "UpdateAssumeRolePolicy"} {
+			pages, err := a.lookup(ctx, clients[r], limiters[r], cttypes.LookupAttributeKeyEventName, name, q.end.Add(-LookupRetention), q.end, col)
+			res.Read.Pages += pages
+			if err != nil {
+				failed = append(failed, r+": "+err.Error())
+			}
+		}
+	}
 	if len(failed) > 0 {
 		res.Errors = failed
 		return sdk.Errorf(codes.Unavailable, "CloudTrail could not be read in every region (%s); what was read is in the result", strings.Join(failed, "; "))
@@ -222,10 +241,20 @@ func (a *Action) readLookup(ctx context.Context, client func(string) CloudTrail,
 	return nil
 }
 
+// LookupRetention is how far back LookupEvents answers.
+const LookupRetention = 90 * 24 * time.Hour
+
 func (a *Action) lookupKey(ctx context.Context, c CloudTrail, lim *rate.Limiter, key string, q *query, col *trailscope.Collector) (int, error) {
+	return a.lookup(ctx, c, lim, cttypes.LookupAttributeKeyAccessKeyId, key, q.start, q.end, col)
+}
+
+// lookup pages through LookupEvents for one attribute, within the region's
+// rate, into the collector.
+func (a *Action) lookup(ctx context.Context, c CloudTrail, lim *rate.Limiter, attr cttypes.LookupAttributeKey, value string,
+	start, end time.Time, col *trailscope.Collector) (int, error) {
 	in := &cloudtrail.LookupEventsInput{
-		LookupAttributes: []cttypes.LookupAttribute{{AttributeKey: cttypes.LookupAttributeKeyAccessKeyId, AttributeValue: aws.String(key)}},
-		StartTime:        aws.Time(q.start), EndTime: aws.Time(q.end), MaxResults: aws.Int32(50),
+		LookupAttributes: []cttypes.LookupAttribute{{AttributeKey: attr, AttributeValue: aws.String(value)}},
+		StartTime:        aws.Time(start), EndTime: aws.Time(end), MaxResults: aws.Int32(50),
 	}
 	pages := 0
 	for {

@@ -3,7 +3,9 @@ package e2e_test
 import (
 	"context"
 	"encoding/json"
+	"net/url"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -151,6 +153,11 @@ func TestEradicateEndToEnd(t *testing.T) {
 	seed.Accounts[3].Roles = append(seed.Accounts[3].Roles, awsemu.RoleSeed{Name: "ops-cross",
 		TrustPolicy:    awsemu.PolicyText(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::` + victim + `:user/` + awsemu.LabCompromisedUser + `"},"Action":"sts:AssumeRole"}]}`),
 		InlinePolicies: map[string]awsemu.PolicyText{"ops": `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ec2:*","Resource":"*"}]}`}})
+	// An administrator of the victim account, who made the deploy role
+	// (in CloudTrail) before the attack.
+	admin := awsemu.AccessKeySeed{ID: "AKIAE2EADMINALICE001", Secret: "e2e-admin-secret-0000000000000000000000001"}
+	seed.Accounts[2].Users = append(seed.Accounts[2].Users, awsemu.UserSeed{Name: "alice", AccessKeys: []awsemu.AccessKeySeed{admin},
+		InlinePolicies: map[string]awsemu.PolicyText{"admin": `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}`}})
 	lab := awstest.StartWith(t, seed)
 	b := e2e.Build(t)
 	c := e2e.StartController(t, b, e2e.ControllerOptions{})
@@ -162,6 +169,12 @@ func TestEradicateEndToEnd(t *testing.T) {
 	c.MustJSON(t, nil, 0, "operator", "add", "bob", "--role", "approver", "-o", bob)
 
 	ctx := context.Background()
+	deployTrust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}`
+	adminIAM := iam.NewFromConfig(aws.Config{Region: awstest.Region, BaseEndpoint: aws.String(lab.Endpoint),
+		Credentials: credentials.NewStaticCredentialsProvider(admin.ID, admin.Secret, "")})
+	if _, err := adminIAM.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String("deploy"), AssumeRolePolicyDocument: aws.String(deployTrust)}); err != nil {
+		t.Fatal(err)
+	}
 	key := stolenKey(t, lab, victim)
 	cfg := aws.Config{Region: awstest.Region, BaseEndpoint: aws.String(lab.Endpoint), Credentials: credentials.NewStaticCredentialsProvider(key.ID, key.Secret, "")}
 	backdoor, err := iam.NewFromConfig(cfg).CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: aws.String(awsemu.LabCompromisedUser)})
@@ -170,6 +183,12 @@ func TestEradicateEndToEnd(t *testing.T) {
 	}
 	if _, err := iam.NewFromConfig(cfg).AttachUserPolicy(ctx, &iam.AttachUserPolicyInput{UserName: aws.String(awsemu.LabCompromisedUser),
 		PolicyArn: aws.String("arn:aws:iam::aws:policy/AdministratorAccess")}); err != nil {
+		t.Fatal(err)
+	}
+	// With AdministratorAccess, the key lets an outside account into the
+	// deploy role.
+	if _, err := iam.NewFromConfig(cfg).UpdateAssumeRolePolicy(ctx, &iam.UpdateAssumeRolePolicyInput{RoleName: aws.String("deploy"),
+		PolicyDocument: aws.String(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::999988887777:root"},"Action":"sts:AssumeRole"}]}`)}); err != nil {
 		t.Fatal(err)
 	}
 	hop, err := sts.NewFromConfig(cfg).AssumeRole(ctx, &sts.AssumeRoleInput{RoleArn: aws.String("arn:aws:iam::" + pivot + ":role/ops-cross"), RoleSessionName: aws.String("maintenance")})
@@ -199,16 +218,40 @@ func TestEradicateEndToEnd(t *testing.T) {
 		ID    string `json:"id"`
 		Steps []struct {
 			Account, Action, Resource string
+			Calls                     []struct {
+				Operation string            `json:"operation"`
+				Params    map[string]string `json:"params"`
+			} `json:"calls"`
 		} `json:"steps"`
 	}
 	c.MustJSON(t, &plan, 0, "eradicate", "plan", "--case", kase.ID)
 	var actions []string
 	for _, s := range plan.Steps {
 		actions = append(actions, s.Action+" "+s.Account)
+		// The trust goes back to the administrator's document, which
+		// CloudTrail recorded in the CreateRole's requestParameters.
+		if s.Action == "restore-trust-policy" && (len(s.Calls) != 1 || s.Calls[0].Params["PolicyDocument"] != deployTrust) {
+			t.Fatalf("trust step %+v, want UpdateAssumeRolePolicy with %s", s, deployTrust)
+		}
 	}
 	slices.Sort(actions)
-	if want := []string{"delete-access-key " + victim, "detach-user-policy " + victim, "revoke-ingress " + pivot}; !slices.Equal(actions, want) {
+	if want := []string{"delete-access-key " + victim, "detach-user-policy " + victim, "restore-trust-policy " + victim, "revoke-ingress " + pivot}; !slices.Equal(actions, want) {
 		t.Fatalf("plan %s steps %v, want %v", plan.ID, actions, want)
+	}
+
+	// Verification before eradication: the attacker's artifacts are live,
+	// and the case is not eradicated.
+	type verdict struct {
+		Eradicated        bool           `json:"eradicated"`
+		Outcomes          map[string]int `json:"outcomes"`
+		Live              []string       `json:"live"`
+		Unplanned         []string       `json:"unplanned"`
+		TimeToEradicateMS int64          `json:"time_to_eradicate_ms"`
+	}
+	var early verdict
+	c.MustJSON(t, &early, 6, "eradicate", "verify", "--plan", plan.ID)
+	if early.Eradicated || early.Outcomes["live"] != 4 || len(early.Live) != 4 {
+		t.Fatalf("verify before eradication %+v", early)
 	}
 
 	type ran struct {
@@ -217,7 +260,7 @@ func TestEradicateEndToEnd(t *testing.T) {
 	}
 	var dry ran
 	c.MustJSON(t, &dry, 0, "eradicate", "run", "--plan", plan.ID, "--dry-run")
-	if dry.Outcomes["dry_run"] != 3 || len(dry.Runs) != 2 {
+	if dry.Outcomes["dry_run"] != 4 || len(dry.Runs) != 2 {
 		t.Fatalf("dry run %+v", dry)
 	}
 	if _, err := sts.NewFromConfig(aws.Config{Region: awstest.Region, BaseEndpoint: aws.String(lab.Endpoint),
@@ -257,7 +300,7 @@ func TestEradicateEndToEnd(t *testing.T) {
 		t.Fatalf("eradicate run: exit %d: %s %s", res.Exit, res.Stdout, res.Stderr)
 	}
 	var got ran
-	if err := json.Unmarshal([]byte(res.Stdout), &got); err != nil || got.Outcomes["done"] != 3 || len(approved) != 2 {
+	if err := json.Unmarshal([]byte(res.Stdout), &got); err != nil || got.Outcomes["done"] != 4 || len(approved) != 2 {
 		t.Fatalf("eradicate run %s: %+v %v, approved %v", res.Stdout, got, err, approved)
 	}
 	_, err = sts.NewFromConfig(aws.Config{Region: awstest.Region, BaseEndpoint: aws.String(lab.Endpoint),
@@ -277,4 +320,48 @@ func TestEradicateEndToEnd(t *testing.T) {
 			}
 		}
 	}
+	role, err := adminIAM.GetRole(ctx, &iam.GetRoleInput{RoleName: aws.String("deploy")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if doc, _ := url.QueryUnescape(aws.ToString(role.Role.AssumeRolePolicyDocument)); !sameJSON(doc, deployTrust) {
+		t.Fatalf("the deploy role trusts %s after eradication, want the administrator's %s", doc, deployTrust)
+	}
+
+	// Verification after a re-scope: nothing live, nothing the plan lacks;
+	// the case enters its eradicate phase with a time to eradicate, and the
+	// report says so.
+	c.MustJSON(t, nil, 0, "scope", "key", key.ID, "--since", "1h", "--case", kase.ID)
+	var after verdict
+	c.MustJSON(t, &after, 0, "eradicate", "verify", "--plan", plan.ID)
+	if !after.Eradicated || after.Outcomes["live"] != 0 || len(after.Unplanned) != 0 || after.Outcomes["gone"]+after.Outcomes["neutralised"] != 4 || after.TimeToEradicateMS <= 0 {
+		t.Fatalf("verify after eradication %+v", after)
+	}
+	var shown struct {
+		Phase             string `json:"phase"`
+		TimeToEradicateMS *int64 `json:"time_to_eradicate_ms"`
+	}
+	c.MustJSON(t, &shown, 0, "case", "show", kase.ID)
+	if shown.Phase != "eradicate" || shown.TimeToEradicateMS == nil || *shown.TimeToEradicateMS != after.TimeToEradicateMS {
+		t.Fatalf("case after verification %+v, want phase eradicate and time to eradicate %d ms", shown, after.TimeToEradicateMS)
+	}
+	report := c.CLI(t, "case", "report", kase.ID, "--format", "md")
+	row := ""
+	for _, l := range strings.Split(report.Stdout, "\n") {
+		if strings.HasPrefix(l, "| Time to eradicate |") {
+			row = l
+		}
+	}
+	if report.Exit != 0 || row == "" || strings.Contains(row, "not reached") {
+		t.Fatalf("case report: exit %d, time to eradicate row %q", report.Exit, row)
+	}
+}
+
+// sameJSON reports whether two JSON documents are equal as values.
+func sameJSON(a, b string) bool {
+	var x, y any
+	if json.Unmarshal([]byte(a), &x) != nil || json.Unmarshal([]byte(b), &y) != nil {
+		return false
+	}
+	return reflect.DeepEqual(x, y)
 }

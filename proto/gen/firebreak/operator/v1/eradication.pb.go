@@ -21,6 +21,110 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// RecordVerificationRequest names a plan and its verify runs.
+type RecordVerificationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// plan_id is the plan (erp-…).
+	PlanId string `protobuf:"bytes,1,opt,name=plan_id,json=planId,proto3" json:"plan_id,omitempty"`
+	// run_ids are the aws-eradicate runs with verify set, one per account of
+	// the plan at least.
+	RunIds        []string `protobuf:"bytes,2,rep,name=run_ids,json=runIds,proto3" json:"run_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordVerificationRequest) Reset() {
+	*x = RecordVerificationRequest{}
+	mi := &file_firebreak_operator_v1_eradication_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordVerificationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordVerificationRequest) ProtoMessage() {}
+
+func (x *RecordVerificationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_eradication_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordVerificationRequest.ProtoReflect.Descriptor instead.
+func (*RecordVerificationRequest) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_eradication_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RecordVerificationRequest) GetPlanId() string {
+	if x != nil {
+		return x.PlanId
+	}
+	return ""
+}
+
+func (x *RecordVerificationRequest) GetRunIds() []string {
+	if x != nil {
+		return x.RunIds
+	}
+	return nil
+}
+
+// RecordVerificationResponse is the controller's verdict.
+type RecordVerificationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// verification_json is the verdict, as docs/eradication.md documents it
+	// (eradicated, counts by outcome, live and unverified steps, the case's
+	// eradicated_at and time to eradicate).
+	VerificationJson []byte `protobuf:"bytes,1,opt,name=verification_json,json=verificationJson,proto3" json:"verification_json,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *RecordVerificationResponse) Reset() {
+	*x = RecordVerificationResponse{}
+	mi := &file_firebreak_operator_v1_eradication_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordVerificationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordVerificationResponse) ProtoMessage() {}
+
+func (x *RecordVerificationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_eradication_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordVerificationResponse.ProtoReflect.Descriptor instead.
+func (*RecordVerificationResponse) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_eradication_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RecordVerificationResponse) GetVerificationJson() []byte {
+	if x != nil {
+		return x.VerificationJson
+	}
+	return nil
+}
+
 // CreatePlanRequest names the case to plan for.
 type CreatePlanRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -35,7 +139,7 @@ type CreatePlanRequest struct {
 
 func (x *CreatePlanRequest) Reset() {
 	*x = CreatePlanRequest{}
-	mi := &file_firebreak_operator_v1_eradication_proto_msgTypes[0]
+	mi := &file_firebreak_operator_v1_eradication_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -47,7 +151,7 @@ func (x *CreatePlanRequest) String() string {
 func (*CreatePlanRequest) ProtoMessage() {}
 
 func (x *CreatePlanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_eradication_proto_msgTypes[0]
+	mi := &file_firebreak_operator_v1_eradication_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -60,7 +164,7 @@ func (x *CreatePlanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePlanRequest.ProtoReflect.Descriptor instead.
 func (*CreatePlanRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_eradication_proto_rawDescGZIP(), []int{0}
+	return file_firebreak_operator_v1_eradication_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *CreatePlanRequest) GetCaseId() string {
@@ -88,7 +192,7 @@ type CreatePlanResponse struct {
 
 func (x *CreatePlanResponse) Reset() {
 	*x = CreatePlanResponse{}
-	mi := &file_firebreak_operator_v1_eradication_proto_msgTypes[1]
+	mi := &file_firebreak_operator_v1_eradication_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -100,7 +204,7 @@ func (x *CreatePlanResponse) String() string {
 func (*CreatePlanResponse) ProtoMessage() {}
 
 func (x *CreatePlanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_eradication_proto_msgTypes[1]
+	mi := &file_firebreak_operator_v1_eradication_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -113,7 +217,7 @@ func (x *CreatePlanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePlanResponse.ProtoReflect.Descriptor instead.
 func (*CreatePlanResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_eradication_proto_rawDescGZIP(), []int{1}
+	return file_firebreak_operator_v1_eradication_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CreatePlanResponse) GetPlanJson() []byte {
@@ -134,7 +238,7 @@ type GetPlanRequest struct {
 
 func (x *GetPlanRequest) Reset() {
 	*x = GetPlanRequest{}
-	mi := &file_firebreak_operator_v1_eradication_proto_msgTypes[2]
+	mi := &file_firebreak_operator_v1_eradication_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -146,7 +250,7 @@ func (x *GetPlanRequest) String() string {
 func (*GetPlanRequest) ProtoMessage() {}
 
 func (x *GetPlanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_eradication_proto_msgTypes[2]
+	mi := &file_firebreak_operator_v1_eradication_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -159,7 +263,7 @@ func (x *GetPlanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPlanRequest.ProtoReflect.Descriptor instead.
 func (*GetPlanRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_eradication_proto_rawDescGZIP(), []int{2}
+	return file_firebreak_operator_v1_eradication_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetPlanRequest) GetPlanId() string {
@@ -180,7 +284,7 @@ type GetPlanResponse struct {
 
 func (x *GetPlanResponse) Reset() {
 	*x = GetPlanResponse{}
-	mi := &file_firebreak_operator_v1_eradication_proto_msgTypes[3]
+	mi := &file_firebreak_operator_v1_eradication_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -192,7 +296,7 @@ func (x *GetPlanResponse) String() string {
 func (*GetPlanResponse) ProtoMessage() {}
 
 func (x *GetPlanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_eradication_proto_msgTypes[3]
+	mi := &file_firebreak_operator_v1_eradication_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -205,7 +309,7 @@ func (x *GetPlanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPlanResponse.ProtoReflect.Descriptor instead.
 func (*GetPlanResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_eradication_proto_rawDescGZIP(), []int{3}
+	return file_firebreak_operator_v1_eradication_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetPlanResponse) GetPlanJson() []byte {
@@ -219,7 +323,12 @@ var File_firebreak_operator_v1_eradication_proto protoreflect.FileDescriptor
 
 const file_firebreak_operator_v1_eradication_proto_rawDesc = "" +
 	"\n" +
-	"'firebreak/operator/v1/eradication.proto\x12\x15firebreak.operator.v1\"]\n" +
+	"'firebreak/operator/v1/eradication.proto\x12\x15firebreak.operator.v1\"M\n" +
+	"\x19RecordVerificationRequest\x12\x17\n" +
+	"\aplan_id\x18\x01 \x01(\tR\x06planId\x12\x17\n" +
+	"\arun_ids\x18\x02 \x03(\tR\x06runIds\"I\n" +
+	"\x1aRecordVerificationResponse\x12+\n" +
+	"\x11verification_json\x18\x01 \x01(\fR\x10verificationJson\"]\n" +
 	"\x11CreatePlanRequest\x12\x17\n" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12/\n" +
 	"\x13terminate_instances\x18\x02 \x01(\bR\x12terminateInstances\"1\n" +
@@ -228,11 +337,12 @@ const file_firebreak_operator_v1_eradication_proto_rawDesc = "" +
 	"\x0eGetPlanRequest\x12\x17\n" +
 	"\aplan_id\x18\x01 \x01(\tR\x06planId\".\n" +
 	"\x0fGetPlanResponse\x12\x1b\n" +
-	"\tplan_json\x18\x01 \x01(\fR\bplanJson2\xd1\x01\n" +
+	"\tplan_json\x18\x01 \x01(\fR\bplanJson2\xcc\x02\n" +
 	"\x12EradicationService\x12a\n" +
 	"\n" +
 	"CreatePlan\x12(.firebreak.operator.v1.CreatePlanRequest\x1a).firebreak.operator.v1.CreatePlanResponse\x12X\n" +
-	"\aGetPlan\x12%.firebreak.operator.v1.GetPlanRequest\x1a&.firebreak.operator.v1.GetPlanResponseBNZLgithub.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1;operatorv1b\x06proto3"
+	"\aGetPlan\x12%.firebreak.operator.v1.GetPlanRequest\x1a&.firebreak.operator.v1.GetPlanResponse\x12y\n" +
+	"\x12RecordVerification\x120.firebreak.operator.v1.RecordVerificationRequest\x1a1.firebreak.operator.v1.RecordVerificationResponseBNZLgithub.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1;operatorv1b\x06proto3"
 
 var (
 	file_firebreak_operator_v1_eradication_proto_rawDescOnce sync.Once
@@ -246,20 +356,24 @@ func file_firebreak_operator_v1_eradication_proto_rawDescGZIP() []byte {
 	return file_firebreak_operator_v1_eradication_proto_rawDescData
 }
 
-var file_firebreak_operator_v1_eradication_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_firebreak_operator_v1_eradication_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_firebreak_operator_v1_eradication_proto_goTypes = []any{
-	(*CreatePlanRequest)(nil),  // 0: firebreak.operator.v1.CreatePlanRequest
-	(*CreatePlanResponse)(nil), // 1: firebreak.operator.v1.CreatePlanResponse
-	(*GetPlanRequest)(nil),     // 2: firebreak.operator.v1.GetPlanRequest
-	(*GetPlanResponse)(nil),    // 3: firebreak.operator.v1.GetPlanResponse
+	(*RecordVerificationRequest)(nil),  // 0: firebreak.operator.v1.RecordVerificationRequest
+	(*RecordVerificationResponse)(nil), // 1: firebreak.operator.v1.RecordVerificationResponse
+	(*CreatePlanRequest)(nil),          // 2: firebreak.operator.v1.CreatePlanRequest
+	(*CreatePlanResponse)(nil),         // 3: firebreak.operator.v1.CreatePlanResponse
+	(*GetPlanRequest)(nil),             // 4: firebreak.operator.v1.GetPlanRequest
+	(*GetPlanResponse)(nil),            // 5: firebreak.operator.v1.GetPlanResponse
 }
 var file_firebreak_operator_v1_eradication_proto_depIdxs = []int32{
-	0, // 0: firebreak.operator.v1.EradicationService.CreatePlan:input_type -> firebreak.operator.v1.CreatePlanRequest
-	2, // 1: firebreak.operator.v1.EradicationService.GetPlan:input_type -> firebreak.operator.v1.GetPlanRequest
-	1, // 2: firebreak.operator.v1.EradicationService.CreatePlan:output_type -> firebreak.operator.v1.CreatePlanResponse
-	3, // 3: firebreak.operator.v1.EradicationService.GetPlan:output_type -> firebreak.operator.v1.GetPlanResponse
-	2, // [2:4] is the sub-list for method output_type
-	0, // [0:2] is the sub-list for method input_type
+	2, // 0: firebreak.operator.v1.EradicationService.CreatePlan:input_type -> firebreak.operator.v1.CreatePlanRequest
+	4, // 1: firebreak.operator.v1.EradicationService.GetPlan:input_type -> firebreak.operator.v1.GetPlanRequest
+	0, // 2: firebreak.operator.v1.EradicationService.RecordVerification:input_type -> firebreak.operator.v1.RecordVerificationRequest
+	3, // 3: firebreak.operator.v1.EradicationService.CreatePlan:output_type -> firebreak.operator.v1.CreatePlanResponse
+	5, // 4: firebreak.operator.v1.EradicationService.GetPlan:output_type -> firebreak.operator.v1.GetPlanResponse
+	1, // 5: firebreak.operator.v1.EradicationService.RecordVerification:output_type -> firebreak.operator.v1.RecordVerificationResponse
+	3, // [3:6] is the sub-list for method output_type
+	0, // [0:3] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
 	0, // [0:0] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name
@@ -276,7 +390,7 @@ func file_firebreak_operator_v1_eradication_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_firebreak_operator_v1_eradication_proto_rawDesc), len(file_firebreak_operator_v1_eradication_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

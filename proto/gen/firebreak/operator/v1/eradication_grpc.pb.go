@@ -19,8 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	EradicationService_CreatePlan_FullMethodName = "/firebreak.operator.v1.EradicationService/CreatePlan"
-	EradicationService_GetPlan_FullMethodName    = "/firebreak.operator.v1.EradicationService/GetPlan"
+	EradicationService_CreatePlan_FullMethodName         = "/firebreak.operator.v1.EradicationService/CreatePlan"
+	EradicationService_GetPlan_FullMethodName            = "/firebreak.operator.v1.EradicationService/GetPlan"
+	EradicationService_RecordVerification_FullMethodName = "/firebreak.operator.v1.EradicationService/RecordVerification"
 )
 
 // EradicationServiceClient is the client API for EradicationService service.
@@ -38,12 +39,26 @@ const (
 //  2. GetPlan(plan_id) returns it.
 //  3. The CLI creates, for each account of the plan, an aws-eradicate run in
 //     the case with that account's steps, under approval.
+//
+// Flow of `firebreak eradicate verify --plan ID`:
+//  1. The CLI creates, for each account of the plan, an aws-eradicate run
+//     with verify set (it changes nothing and needs no approval) and
+//     follows it to its end.
+//  2. RecordVerification(plan_id, run_ids): the controller reads those
+//     runs from its own store, checks that they verify this plan's steps in
+//     every account of the plan, and, when no artifact is live, records the
+//     case's eradication (its eradicate phase and time to eradicate).
 type EradicationServiceClient interface {
 	// CreatePlan builds an eradication plan from a case's scope and stores it
 	// (responder). A case without scope artifacts is FailedPrecondition.
 	CreatePlan(ctx context.Context, in *CreatePlanRequest, opts ...grpc.CallOption) (*CreatePlanResponse, error)
 	// GetPlan returns a stored plan (viewer).
 	GetPlan(ctx context.Context, in *GetPlanRequest, opts ...grpc.CallOption) (*GetPlanResponse, error)
+	// RecordVerification judges a plan's verify runs and, when they show no
+	// live artifact in any account of the plan, records the case's
+	// eradication (responder). Runs that are not this plan's verify runs,
+	// or an account of the plan without one, are FailedPrecondition.
+	RecordVerification(ctx context.Context, in *RecordVerificationRequest, opts ...grpc.CallOption) (*RecordVerificationResponse, error)
 }
 
 type eradicationServiceClient struct {
@@ -74,6 +89,16 @@ func (c *eradicationServiceClient) GetPlan(ctx context.Context, in *GetPlanReque
 	return out, nil
 }
 
+func (c *eradicationServiceClient) RecordVerification(ctx context.Context, in *RecordVerificationRequest, opts ...grpc.CallOption) (*RecordVerificationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecordVerificationResponse)
+	err := c.cc.Invoke(ctx, EradicationService_RecordVerification_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EradicationServiceServer is the server API for EradicationService service.
 // All implementations must embed UnimplementedEradicationServiceServer
 // for forward compatibility.
@@ -89,12 +114,26 @@ func (c *eradicationServiceClient) GetPlan(ctx context.Context, in *GetPlanReque
 //  2. GetPlan(plan_id) returns it.
 //  3. The CLI creates, for each account of the plan, an aws-eradicate run in
 //     the case with that account's steps, under approval.
+//
+// Flow of `firebreak eradicate verify --plan ID`:
+//  1. The CLI creates, for each account of the plan, an aws-eradicate run
+//     with verify set (it changes nothing and needs no approval) and
+//     follows it to its end.
+//  2. RecordVerification(plan_id, run_ids): the controller reads those
+//     runs from its own store, checks that they verify this plan's steps in
+//     every account of the plan, and, when no artifact is live, records the
+//     case's eradication (its eradicate phase and time to eradicate).
 type EradicationServiceServer interface {
 	// CreatePlan builds an eradication plan from a case's scope and stores it
 	// (responder). A case without scope artifacts is FailedPrecondition.
 	CreatePlan(context.Context, *CreatePlanRequest) (*CreatePlanResponse, error)
 	// GetPlan returns a stored plan (viewer).
 	GetPlan(context.Context, *GetPlanRequest) (*GetPlanResponse, error)
+	// RecordVerification judges a plan's verify runs and, when they show no
+	// live artifact in any account of the plan, records the case's
+	// eradication (responder). Runs that are not this plan's verify runs,
+	// or an account of the plan without one, are FailedPrecondition.
+	RecordVerification(context.Context, *RecordVerificationRequest) (*RecordVerificationResponse, error)
 	mustEmbedUnimplementedEradicationServiceServer()
 }
 
@@ -110,6 +149,9 @@ func (UnimplementedEradicationServiceServer) CreatePlan(context.Context, *Create
 }
 func (UnimplementedEradicationServiceServer) GetPlan(context.Context, *GetPlanRequest) (*GetPlanResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetPlan not implemented")
+}
+func (UnimplementedEradicationServiceServer) RecordVerification(context.Context, *RecordVerificationRequest) (*RecordVerificationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecordVerification not implemented")
 }
 func (UnimplementedEradicationServiceServer) mustEmbedUnimplementedEradicationServiceServer() {}
 func (UnimplementedEradicationServiceServer) testEmbeddedByValue()                            {}
@@ -168,6 +210,24 @@ func _EradicationService_GetPlan_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EradicationService_RecordVerification_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecordVerificationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EradicationServiceServer).RecordVerification(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EradicationService_RecordVerification_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EradicationServiceServer).RecordVerification(ctx, req.(*RecordVerificationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // EradicationService_ServiceDesc is the grpc.ServiceDesc for EradicationService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -182,6 +242,10 @@ var EradicationService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetPlan",
 			Handler:    _EradicationService_GetPlan_Handler,
+		},
+		{
+			MethodName: "RecordVerification",
+			Handler:    _EradicationService_RecordVerification_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
