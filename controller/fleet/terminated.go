@@ -136,13 +136,18 @@ func (s *Service) markTerminated(ctx context.Context, agentID, state string) err
 	return nil
 }
 
-// RunTerminatedSweep sweeps every `every` until ctx ends (see
-// SweepTerminated), logging what each sweep changed and a summary of the
-// lookups that failed.
+// RunTerminatedSweep sweeps every `every` until ctx ends, the first time
+// one period after it starts (see SweepTerminated), logging a summary of
+// the lookups that failed.
 func (s *Service) RunTerminatedSweep(ctx context.Context, every time.Duration, instances attest.InstanceReader, forgetAfter time.Duration) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
 		sw, err := s.SweepTerminated(ctx, instances, forgetAfter)
 		switch {
 		case ctx.Err() != nil:
@@ -152,11 +157,6 @@ func (s *Service) RunTerminatedSweep(ctx context.Context, every time.Duration, i
 		case sw.Failed > 0:
 			s.cfg.Logger.Warn("the terminated-instance sweep could not read some instances from AWS; they are read again at the next sweep",
 				"checked", sw.Checked, "failed", sw.Failed, "last_error", sw.LastError)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
 		}
 	}
 }
