@@ -34,7 +34,8 @@ type AttestationConfig struct {
 	// Partition is the AWS partition (default aws).
 	Partition string
 	// InstanceRole is the role assumed in an account to read its instances
-	// (default FirebreakResponder).
+	// (default FirebreakResponder), for attestation and the terminated
+	// sweep.
 	InstanceRole string
 	// ExternalID is passed when assuming InstanceRole.
 	ExternalID string
@@ -88,6 +89,7 @@ func (c *Controller) attestation(ctx context.Context) (*attest.Verifier, error) 
 		}
 		return &attest.AWSInstances{Base: awsCfg, RoleName: role, ExternalID: ac.ExternalID, Partition: ac.Partition}, nil
 	}}
+	c.instances = instances
 	v, err := attest.New(attest.Config{Accounts: c.Store, Certs: certs, ServerID: serverID, STSEndpoint: ac.STSEndpoint,
 		Partition: ac.Partition, Clock: c.cfg.Clock, Instances: instances})
 	if err != nil {

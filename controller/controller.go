@@ -114,6 +114,15 @@ type Config struct {
 	// AgentGoneAfter is how long an agent must be unseen before an admin
 	// may forget it without revoking it (default 7 days).
 	AgentGoneAfter time.Duration
+	// TerminatedCheckEvery is how often the controller asks AWS (the EC2
+	// API of each agent's account, as the responder role) whether the
+	// instances its agents' certificates name are terminated, and marks
+	// those agents terminated (0: never). A leased singleton: once in a
+	// cluster.
+	TerminatedCheckEvery time.Duration
+	// ForgetTerminatedAfter forgets an agent that long after it was marked
+	// terminated; its runs, evidence and audit records stay (0: never).
+	ForgetTerminatedAfter time.Duration
 	// OperatorCertTTL is the lifetime of operator credentials.
 	OperatorCertTTL time.Duration
 	// Heartbeat is how often agents report.
@@ -232,8 +241,11 @@ type Controller struct {
 	Evidence   *evidence.Service
 	// Attest verifies attested enrollments against the stored policy.
 	Attest *attest.Verifier
-	grpc   *grpc.Server
-	health *health.Server
+	// instances reads instance states and tags from AWS, as the role
+	// assumed in each account: for attestation and the terminated sweep.
+	instances attest.InstanceReader
+	grpc      *grpc.Server
+	health    *health.Server
 	// storeHealth sets the health status from the store's reachability.
 	storeHealth *storeHealth
 	lis         net.Listener
@@ -673,6 +685,11 @@ func (c *Controller) buildSingletons() error {
 	}
 	if c.cfg.ReadinessEvery > 0 {
 		jobs = append(jobs, cluster.Job{Lease: cluster.LeaseReadiness, Run: c.readinessSchedule})
+	}
+	if c.cfg.TerminatedCheckEvery > 0 {
+		jobs = append(jobs, cluster.Job{Lease: cluster.LeaseTerminated, Run: func(ctx context.Context) error {
+			return c.Fleet.RunTerminatedSweep(ctx, c.cfg.TerminatedCheckEvery, c.instances, c.cfg.ForgetTerminatedAfter)
+		}})
 	}
 	var err error
 	if c.Singletons, err = cluster.NewRunner(cluster.Config{Store: c.Store, ID: c.id, TTL: c.leaseTTL(), Jobs: jobs,

@@ -42,8 +42,10 @@ type agentJSON struct {
 	// not send it: uncatalogued, or described otherwise than the catalogue.
 	Suspect        bool                `json:"suspect"`
 	RefusedActions []refusedActionJSON `json:"refused_actions"`
-	// State is connected, offline or revoked.
+	// State is connected, offline, revoked or terminated (AWS reports the
+	// agent's instance terminated).
 	State        string     `json:"state"`
+	TerminatedAt *time.Time `json:"terminated_at,omitempty"`
 	RevokedAt    *time.Time `json:"revoked_at,omitempty"`
 	RevokeReason string     `json:"revoke_reason,omitempty"`
 	// Degraded says why the agent cannot serve its role now, as it
@@ -56,6 +58,8 @@ func agentState(a *operatorv1.Agent) string {
 	switch {
 	case a.GetRevoked():
 		return "revoked"
+	case a.GetTerminatedAt() != nil:
+		return "terminated"
 	case a.GetConnected():
 		return "connected"
 	}
@@ -118,7 +122,7 @@ func NewAgentsCmd(g *Globals) *cobra.Command {
 				}
 				j.Suspect = len(j.RefusedActions) > 0
 				j.State, j.RevokeReason, j.Degraded = agentState(a), a.GetRevokeReason(), a.GetFacts().GetDegraded()
-				j.RevokedAt = apiview.Time(a.GetRevokedAt())
+				j.RevokedAt, j.TerminatedAt = apiview.Time(a.GetRevokedAt()), apiview.Time(a.GetTerminatedAt())
 				if j.Labels == nil {
 					j.Labels = map[string]string{}
 				}

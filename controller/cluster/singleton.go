@@ -45,6 +45,9 @@ const (
 	// LeaseReadiness is the scheduled readiness review
 	// (--readiness-every).
 	LeaseReadiness = "readiness-schedule"
+	// LeaseTerminated is the sweep that marks agents whose instance AWS
+	// reports terminated and forgets them after --forget-terminated-after.
+	LeaseTerminated = "terminated-sweep"
 )
 
 // DefaultTTL is a lease's default time to live (--lease-ttl).

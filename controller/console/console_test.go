@@ -107,9 +107,14 @@ func (f *fakeOperator) ListAgents(ctx context.Context, _ *operatorv1.ListAgentsR
 	f.record(ctx, "ListAgents")
 	var out []*operatorv1.Agent
 	for i := range 120 {
-		out = append(out, &operatorv1.Agent{Id: fmt.Sprintf("agent-%03d", i), Connected: i%2 == 0,
+		a := &operatorv1.Agent{Id: fmt.Sprintf("agent-%03d", i), Connected: i%2 == 0,
 			Facts: &agentv1.AgentFacts{Hostname: fmt.Sprintf("web-%03d", i), Account: "111122223333", InstanceId: fmt.Sprintf("i-%03d", i),
-				Labels: map[string]string{"note": hostile}}})
+				Labels: map[string]string{"note": hostile}}}
+		// Every tenth odd one's instance is terminated, as AWS reports.
+		if i%10 == 3 {
+			a.TerminatedAt = timestamppb.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+		}
+		out = append(out, a)
 	}
 	return &operatorv1.ListAgentsResponse{Agents: out}, nil
 }
@@ -700,4 +705,24 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestOverviewCountsTerminatedApart: agents whose instance AWS reports
+// terminated are counted as such, not as offline, on the overview, and
+// shown as terminated on their own page.
+func TestOverviewCountsTerminatedApart(t *testing.T) {
+	tc := newTestConsole(t)
+	b := tc.signIn(t, "ada")
+	tests := []struct{ path, want string }{
+		{"/", "120 agents</a>: 60 connected, 48 offline, 0 isolated, 12 terminated"},
+		{"/agents/agent-003", "terminated: AWS reported its instance terminated at"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			resp, body := get(t, b, tc.srv.URL+tt.path)
+			if resp.StatusCode != http.StatusOK || !strings.Contains(body, tt.want) {
+				t.Fatalf("%s: %d, body lacks %q:\n%s", tt.path, resp.StatusCode, tt.want, body)
+			}
+		})
+	}
 }

@@ -41,6 +41,9 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 		for _, a := range resp.GetAgents() {
 			f.Total++
 			switch {
+			case a.GetTerminatedAt() != nil:
+				// AWS reports the instance terminated: gone, not offline.
+				f.Terminated++
 			case a.GetConnected():
 				f.Connected++
 			default:
@@ -62,6 +65,9 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 // fleetCounts is the overview's fleet summary.
 type fleetCounts struct {
 	Total, Connected, Offline, Isolated int
+	// Terminated counts the agents whose instance AWS reports terminated,
+	// which are not counted as offline.
+	Terminated int
 	// WorkersPerAccount counts API workers by the account they run in.
 	WorkersPerAccount map[string]int
 }

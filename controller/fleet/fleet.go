@@ -235,24 +235,32 @@ func (s *Service) Refresh(ctx context.Context, agentIDs []string) {
 			got = append(got, a)
 		}
 	}
-	var revoked []string
+	var revoked, terminated []string
 	s.mu.Lock()
 	if s.known == nil {
 		s.known = map[string]*store.Agent{}
 	}
 	for _, a := range got {
 		s.known[a.ID] = a
-		if a.Revoked && s.sessions[a.ID] != nil {
+		switch {
+		case a.Revoked && s.sessions[a.ID] != nil:
 			revoked = append(revoked, a.ID)
+		case a.Terminated() && s.sessions[a.ID] != nil:
+			terminated = append(terminated, a.ID)
 		}
 	}
 	s.mu.Unlock()
-	// Security-critical: an agent revoked through another controller of
-	// the cluster loses the stream it holds here as soon as this one
-	// learns of it; the store says so, not the message that woke us.
+	// Security-critical: an agent revoked (or found terminated) through
+	// another controller of the cluster loses the stream it holds here as
+	// soon as this one learns of it; the store says so, not the message
+	// that woke us.
 	for _, id := range revoked {
 		s.Disconnect(id, errRevoked)
 		s.cfg.Logger.Info("closed the stream of an agent revoked through another controller", "agent", id)
+	}
+	for _, id := range terminated {
+		s.Disconnect(id, errTerminated)
+		s.cfg.Logger.Info("closed the stream of an agent whose instance another controller found terminated", "agent", id)
 	}
 }
 
@@ -532,6 +540,14 @@ func (s *Service) agentFrom(ctx context.Context) (*store.Agent, pki.Identity, er
 		s.cfg.Audit(ctx, "agent:"+id.Name, "agent.refused", id.Name, map[string]string{"reason": "revoked", "cert_serial": id.Serial})
 		return nil, id, status.Errorf(codes.PermissionDenied, "agent %s has been revoked", id.Name)
 	}
+	// Security-critical: AWS reports the agent's instance terminated, so
+	// whoever presents its certificate is not that instance.
+	if a.Terminated() {
+		s.cfg.Audit(ctx, "agent:"+id.Name, "agent.refused", id.Name, map[string]string{"reason": "instance terminated", "cert_serial": id.Serial,
+			"instance_id": a.Facts.GetInstanceId()})
+		return nil, id, status.Errorf(codes.PermissionDenied, "agent %s is on instance %s, which AWS reports terminated (at %s)", id.Name,
+			a.Facts.GetInstanceId(), a.TerminatedAt.UTC().Format(time.RFC3339))
+	}
 	// Security-critical: only the current certificate works. A superseded
 	// one (its holder renewed, or someone holding a copy of the key did)
 	// is refused, except on the very connection that renewed it, whose TLS
@@ -685,7 +701,7 @@ func (s *Service) Connect(stream agentv1.AgentService_ConnectServer) error {
 		}
 		return err
 	case <-sctx.Done():
-		if cause := context.Cause(sctx); errors.Is(cause, errRevoked) || errors.Is(cause, errSuperseded) {
+		if cause := context.Cause(sctx); errors.Is(cause, errRevoked) || errors.Is(cause, errSuperseded) || errors.Is(cause, errTerminated) {
 			return status.Error(codes.PermissionDenied, cause.Error())
 		}
 		return status.Error(codes.Aborted, "the stream was replaced or closed by the controller")

@@ -41,8 +41,10 @@ type fleetUnderTest struct {
 	svc   *fleet.Service
 	store store.Store
 	ca    *pki.CA
-	now   time.Time
-	addrs atomic.Int32
+	// signer is the task-signing key the service was built with.
+	signer *tasksign.Signer
+	now    time.Time
+	addrs  atomic.Int32
 }
 
 const certTTL = 2 * time.Hour
@@ -64,7 +66,7 @@ func newFleet(t *testing.T) *fleetUnderTest {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fleetUnderTest{store: st, ca: ca, now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	f := &fleetUnderTest{store: st, ca: ca, signer: signer, now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
 	f.svc, err = fleet.New(fleet.Config{Store: st, CA: ca, Signer: signer, Dispatcher: nopDispatcher{},
 		Clock: func() time.Time { return f.now }, CertTTL: certTTL})
 	if err != nil {
@@ -361,6 +363,18 @@ func TestRenew(t *testing.T) {
 		{name: "a revoked agent is refused", want: codes.PermissionDenied,
 			setup: func(t *testing.T, f *fleetUnderTest, a enrolled) *tls.ConnectionState {
 				if _, err := f.svc.Revoke(context.Background(), a.id, "test"); err != nil {
+					t.Fatal(err)
+				}
+				return f.connect(t, holder(a.key, a.cert))
+			}},
+		{name: "an agent whose instance AWS reports terminated is refused", want: codes.PermissionDenied,
+			setup: func(t *testing.T, f *fleetUnderTest, a enrolled) *tls.ConnectionState {
+				stored, err := f.store.GetAgent(context.Background(), a.id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				stored.TerminatedAt = f.now
+				if err := f.store.PutAgent(context.Background(), stored); err != nil {
 					t.Fatal(err)
 				}
 				return f.connect(t, holder(a.key, a.cert))

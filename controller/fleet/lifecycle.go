@@ -45,8 +45,8 @@ func (s *Service) Revoke(ctx context.Context, agentID, reason string) (*store.Ag
 }
 
 // Forgettable says why an agent may be forgotten now, or refuses with
-// ErrNotForgettable: only a revoked agent, or one offline and unseen for
-// longer than Config.GoneAfter.
+// ErrNotForgettable: only a revoked agent, one whose instance AWS reported
+// terminated, or one offline and unseen for longer than Config.GoneAfter.
 // A connected agent is never forgotten.
 func (s *Service) Forgettable(a *store.Agent) (string, error) {
 	goneAfter := s.cfg.GoneAfter
@@ -55,6 +55,9 @@ func (s *Service) Forgettable(a *store.Agent) (string, error) {
 	}
 	if a.Revoked {
 		return ForgetRevoked, nil
+	}
+	if a.Terminated() {
+		return ForgetTerminated, nil
 	}
 	seen := a.LastSeen
 	if t, ok := s.lastSeen(a.ID); ok && t.After(seen) {

@@ -347,7 +347,7 @@ func (s *Service) ListActions(ctx context.Context, _ *operatorv1.ListActionsRequ
 	for _, e := range s.cfg.Actions.Entries() {
 		sum := &operatorv1.ActionSummary{Description: e.Description, Digest: e.Digest, Source: e.Source}
 		for _, v := range views {
-			if v.Actions[e.Description.GetName()] {
+			if v.Actions[e.Description.GetName()] && !v.Terminated() {
 				sum.Agents++
 			}
 		}

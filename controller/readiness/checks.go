@@ -192,11 +192,12 @@ func checkDiscovery(a *store.Account) Check {
 	return c
 }
 
-// hostAgents are the enrolled, unrevoked host agents.
+// hostAgents are the enrolled host agents neither revoked nor on an
+// instance AWS reports terminated.
 func hostAgents(agents []*store.Agent) []*store.Agent {
 	var out []*store.Agent
 	for _, a := range agents {
-		if a.Role == "host" && !a.Revoked {
+		if a.Role == "host" && !a.Revoked && !a.Terminated() {
 			out = append(out, a)
 		}
 	}
@@ -313,7 +314,7 @@ func checkAgentVersions(agents []*store.Agent, controller string) Check {
 	c := Check{ID: CheckAgentVersions, Status: StatusOK}
 	var live, outdated []string
 	for _, a := range agents {
-		if a.Revoked {
+		if a.Revoked || a.Terminated() {
 			continue
 		}
 		live = append(live, a.ID)
@@ -611,7 +612,7 @@ func checkPluginManifest(agents []*store.Agent, actions *actioncatalog.Catalogue
 	for _, a := range agents {
 		// Simulated hosts run without the isolation plugins on purpose;
 		// host.isolation reports them.
-		if a.Revoked || a.Facts.GetSimulated() {
+		if a.Revoked || a.Terminated() || a.Facts.GetSimulated() {
 			continue
 		}
 		live++

@@ -114,6 +114,17 @@ func TestCheckStaleAgents(t *testing.T) {
 		[]*store.Agent{host("a1", "210987654302", "i-1", "", true, false), host("a2", "210987654302", "i-9", "", true, false)}))
 	// An account that was not inventoried proves nothing about its agents.
 	want{StatusOK, "every host agent", ""}.check(t, checkStaleAgents(running, inv, []*store.Agent{host("a3", "210987654399", "i-9", "", true, false)}))
+	// An agent already marked terminated is known gone: nothing to revoke.
+	gone := host("a4", "210987654302", "i-9", "", true, false)
+	gone.TerminatedAt = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	want{StatusOK, "every host agent", ""}.check(t, checkStaleAgents(running, inv, []*store.Agent{host("a1", "210987654302", "i-1", "", true, false), gone}))
+	// Nor is it counted among the agents whose version matters.
+	want{StatusOK, "0 of 1 agents (0%)", ""}.check(t, checkAgentVersions([]*store.Agent{host("a1", "", "", "1.2.0", true, false),
+		func() *store.Agent {
+			a := host("a5", "", "", "1.1.0", true, false)
+			a.TerminatedAt = gone.TerminatedAt
+			return a
+		}()}, "1.2.0"))
 }
 
 func TestCheckHostIsolationAndVersions(t *testing.T) {

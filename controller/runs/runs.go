@@ -389,10 +389,17 @@ func (p *Planner) matchAgents(ctx context.Context, sel *selector.Selector, actio
 		return nil, nil, err
 	}
 	var matched, withAction []Agent
+	var terminated []string
 	offered := map[string]bool{}
 	refused := 0
 	for _, v := range views {
 		if !sel.Match(v.Target()) {
+			continue
+		}
+		// AWS reports the agent's instance terminated: no task would ever
+		// reach it, and its certificate is refused.
+		if v.Terminated() {
+			terminated = append(terminated, v.ID)
 			continue
 		}
 		matched = append(matched, v)
@@ -413,6 +420,10 @@ func (p *Planner) matchAgents(ctx context.Context, sel *selector.Selector, actio
 			// rather than let it look merely offline.
 			return nil, nil, refuse(ErrNoTargets, "selector %q matches only revoked agents (%s): revoked agents are never sent tasks",
 				sel.String(), strings.Join(revoked, ", "))
+		}
+		if len(terminated) > 0 {
+			return nil, nil, refuse(ErrNoTargets, "selector %q matches only agents whose instance AWS reports terminated (%s): they are never sent tasks",
+				sel.String(), strings.Join(terminated, ", "))
 		}
 		return nil, nil, refuse(ErrNoTargets, "selector %q matches no enrolled agent: check `firebreak agents list`", sel.String())
 	}

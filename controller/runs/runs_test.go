@@ -116,7 +116,9 @@ func TestConfigNamesMissingDependencies(t *testing.T) {
 func TestRefusals(t *testing.T) {
 	revoked := agent("h-old", "host", "", "sysinfo")
 	revoked.Revoked = true
-	h := newHarness(t, nil, agent("h1", "host", "", "sysinfo", "isolate"), agent("h2", "host", "", "isolate"), revoked)
+	terminated := agent("h-gone", "host", "", "sysinfo")
+	terminated.TerminatedAt = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	h := newHarness(t, nil, agent("h1", "host", "", "sysinfo", "isolate"), agent("h2", "host", "", "isolate"), revoked, terminated)
 	with := func(s runs.Spec, f func(*runs.Spec)) runs.Spec { f(&s); return s }
 	tests := []struct {
 		name  string
@@ -149,6 +151,8 @@ func TestRefusals(t *testing.T) {
 			"selector \"hostname=nowhere\" matches no enrolled agent: check `firebreak agents list`"},
 		{"only revoked agents match", alice, spec("sysinfo", "id=h-old"), runs.ErrNoTargets,
 			`selector "id=h-old" matches only revoked agents (h-old): revoked agents are never sent tasks`},
+		{"only terminated agents match", alice, spec("sysinfo", "id=h-gone"), runs.ErrNoTargets,
+			`selector "id=h-gone" matches only agents whose instance AWS reports terminated (h-gone): they are never sent tasks`},
 		{"regions without accounts", alice, with(spec("sysinfo", "all"), func(s *runs.Spec) { s.Regions = "all" }), runs.ErrInvalidSpec,
 			"--regions and --max-per-account apply to account-targeted runs: add --accounts"},
 		{"host action on accounts", alice, with(spec("sysinfo", "role=host"), func(s *runs.Spec) { s.Accounts = "all" }), runs.ErrInvalidSpec,
@@ -174,6 +178,30 @@ func TestRefusals(t *testing.T) {
 	}
 	if stored, err := h.store.ListRuns(context.Background(), 10); err != nil || len(stored) != 0 {
 		t.Fatalf("refused runs left %d runs in the store (%v)", len(stored), err)
+	}
+}
+
+// TestTerminatedAgentsAreNotTargets: an agent whose instance AWS reports
+// terminated gets no task, while the others the selector matches do.
+func TestTerminatedAgentsAreNotTargets(t *testing.T) {
+	gone := agent("h-gone", "host", "", "sysinfo")
+	gone.TerminatedAt = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	h := newHarness(t, nil, agent("h1", "host", "", "sysinfo"), gone, agent("h2", "host", "", "sysinfo"))
+	for _, sel := range []string{"all", "role=host", "hostname!=h2"} {
+		t.Run(sel, func(t *testing.T) {
+			plan, err := h.p.Create(context.Background(), alice, spec("sysinfo", sel))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, task := range plan.Tasks {
+				if task.AgentID == "h-gone" {
+					t.Fatalf("selector %q planned a task for the terminated agent: %+v", sel, plan.Tasks)
+				}
+			}
+			if len(plan.Tasks) == 0 {
+				t.Fatalf("selector %q planned no task at all", sel)
+			}
+		})
 	}
 }
 

@@ -214,6 +214,10 @@ var namedMigrations = append(append([]migration{}, playbookRunMigrations...),
 	// What discovery could not learn about each account (a JSON list of
 	// AccountUnknown), so an account whose regions were refused is kept.
 	migration{name: "accounts-001-unknown", sql: `ALTER TABLE accounts ADD COLUMN unknown_json TEXT NOT NULL DEFAULT '[]'`},
+	// When AWS reported an agent's instance terminated (0: never), so a
+	// terminated agent is neither offline nor a target, and is forgotten
+	// after --forget-terminated-after.
+	migration{name: "agents-002-terminated", sql: `ALTER TABLE agents ADD COLUMN terminated_at BIGINT NOT NULL DEFAULT 0`},
 )
 
 // extraMigrations are the named migrations of the tables kept beside the
@@ -272,14 +276,15 @@ func (s *SQL) PutAgent(ctx context.Context, a *Agent) error {
 // putAgentTx writes an agent row in tx.
 func putAgentTx(ctx context.Context, tx *sql.Tx, a *Agent, facts, plugins, tokenLabels string) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO agents (id, role, hostname, facts_json, plugins_json, enrolled_at, last_seen, cert_serial, cert_not_after, revoked, token_labels_json,
-		revoked_at, revoke_reason, instance_key)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		revoked_at, revoke_reason, instance_key, terminated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET role = excluded.role, hostname = excluded.hostname, facts_json = excluded.facts_json,
 		plugins_json = excluded.plugins_json, last_seen = excluded.last_seen, cert_serial = excluded.cert_serial,
 		cert_not_after = excluded.cert_not_after, revoked = excluded.revoked, token_labels_json = excluded.token_labels_json,
-		revoked_at = excluded.revoked_at, revoke_reason = excluded.revoke_reason, instance_key = excluded.instance_key`,
+		revoked_at = excluded.revoked_at, revoke_reason = excluded.revoke_reason, instance_key = excluded.instance_key,
+		terminated_at = excluded.terminated_at`,
 		a.ID, a.Role, a.Hostname, facts, plugins, ns(a.EnrolledAt), ns(a.LastSeen), a.CertSerial, ns(a.CertNotAfter), b2i(a.Revoked), tokenLabels,
-		ns(a.RevokedAt), a.RevokeReason, instanceKey(a.Facts.GetAccount(), a.Facts.GetInstanceId()))
+		ns(a.RevokedAt), a.RevokeReason, instanceKey(a.Facts.GetAccount(), a.Facts.GetInstanceId()), ns(a.TerminatedAt))
 	return err
 }
 
@@ -320,15 +325,15 @@ func unmarshalPlugins(s string) ([]*agentv1.PluginInfo, error) {
 }
 
 const agentCols = `id, role, hostname, facts_json, plugins_json, enrolled_at, last_seen, cert_serial, cert_not_after, revoked, token_labels_json,
-	revoked_at, revoke_reason`
+	revoked_at, revoke_reason, terminated_at`
 
 func scanAgent(sc interface{ Scan(...any) error }) (*Agent, error) {
 	var a Agent
 	var facts, plugins, tokenLabels string
-	var enrolled, seen, notAfter, revokedAt int64
+	var enrolled, seen, notAfter, revokedAt, terminatedAt int64
 	var revoked int
 	if err := sc.Scan(&a.ID, &a.Role, &a.Hostname, &facts, &plugins, &enrolled, &seen, &a.CertSerial, &notAfter, &revoked, &tokenLabels,
-		&revokedAt, &a.RevokeReason); err != nil {
+		&revokedAt, &a.RevokeReason, &terminatedAt); err != nil {
 		return nil, err
 	}
 	_ = json.Unmarshal([]byte(tokenLabels), &a.TokenLabels)
@@ -341,7 +346,7 @@ func scanAgent(sc interface{ Scan(...any) error }) (*Agent, error) {
 		return nil, fmt.Errorf("agent %s plugins: %w", a.ID, err)
 	}
 	a.EnrolledAt, a.LastSeen, a.CertNotAfter, a.Revoked = tm(enrolled), tm(seen), tm(notAfter), revoked != 0
-	a.RevokedAt = tm(revokedAt)
+	a.RevokedAt, a.TerminatedAt = tm(revokedAt), tm(terminatedAt)
 	return &a, nil
 }
 

@@ -54,7 +54,15 @@ type Agent struct {
 	// reason the admin gave.
 	RevokedAt    time.Time
 	RevokeReason string
+	// TerminatedAt is when the controller learnt from AWS (the EC2 API of
+	// the agent's account, never the agent) that the agent's instance is
+	// terminated; zero while it is not. A terminated agent is not counted
+	// as offline, is no run's target, and its certificate is refused.
+	TerminatedAt time.Time
 }
+
+// Terminated says AWS reported the agent's instance terminated.
+func (a *Agent) Terminated() bool { return !a.TerminatedAt.IsZero() }
 
 // JoinToken is a stored join token; only its hash is kept.
 type JoinToken struct {

@@ -4,6 +4,7 @@ import (
 	"crypto/md5" //nolint:gosec // EC2's imported-key fingerprint is an MD5 digest by definition
 	"encoding/base64"
 	"encoding/hex"
+	"fmt"
 	"maps"
 	"net/http"
 	"slices"
@@ -257,4 +258,29 @@ func (e *Emulator) ec2StopInstances(c *call) (any, error) {
 	}
 	c.trail.response = map[string]any{"instancesSet": map[string]any{"items": items}}
 	return out, nil
+}
+
+// TerminateInstance terminates an instance out of band, as an Auto Scaling
+// scale-in, a Spot reclaim or a user in the console does: its state becomes
+// terminated and DescribeInstances reports it so. Like EC2, it refuses an
+// instance with termination protection (disableApiTermination).
+func (e *Emulator) TerminateInstance(accountID, regionName, instanceID string) error {
+	a := e.account(accountID)
+	if a == nil {
+		return fmt.Errorf("awsemu: no account %s", accountID)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.regionEnabled(regionName) {
+		return fmt.Errorf("awsemu: region %s is not enabled in account %s", regionName, accountID)
+	}
+	in, ae := a.region(regionName).instanceFor(instanceID)
+	if ae != nil {
+		return fmt.Errorf("awsemu: %s: %s", ae.Code, ae.Message)
+	}
+	if in.disableAPITerm {
+		return fmt.Errorf("awsemu: OperationNotPermitted: the instance '%s' may not be terminated; modify its 'disableApiTermination' instance attribute and try again", in.id)
+	}
+	in.state = "terminated"
+	return nil
 }

@@ -519,7 +519,11 @@ type AgentJSON struct {
 	Isolated  bool              `json:"isolated"`
 	// Attestation is aws-iid, aws-sts or token.
 	Attestation string `json:"attestation"`
-	Plugins     []struct {
+	// State is connected, offline, revoked or terminated.
+	State string `json:"state"`
+	// TerminatedAt is set once AWS reported the instance terminated.
+	TerminatedAt *time.Time `json:"terminated_at"`
+	Plugins      []struct {
 		Name    string `json:"name"`
 		Version string `json:"version"`
 		SHA256  string `json:"sha256"`

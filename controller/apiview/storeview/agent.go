@@ -14,5 +14,6 @@ import (
 func Agent(a *store.Agent, facts *agentv1.AgentFacts, connected bool) *operatorv1.Agent {
 	return &operatorv1.Agent{Id: a.ID, Role: apiview.ParseAgentRole(a.Role), Facts: facts, Connected: connected,
 		LastSeen: apiview.Timestamp(a.LastSeen), Plugins: a.Plugins, EnrolledAt: apiview.Timestamp(a.EnrolledAt),
-		CertNotAfter: apiview.Timestamp(a.CertNotAfter), Revoked: a.Revoked, RevokedAt: apiview.Timestamp(a.RevokedAt), RevokeReason: a.RevokeReason}
+		CertNotAfter: apiview.Timestamp(a.CertNotAfter), Revoked: a.Revoked, RevokedAt: apiview.Timestamp(a.RevokedAt), RevokeReason: a.RevokeReason,
+		TerminatedAt: apiview.Timestamp(a.TerminatedAt)}
 }

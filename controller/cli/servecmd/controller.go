@@ -69,6 +69,15 @@ PostgreSQL is tried again for --store-connect-timeout.`,
 			if cfg.ReadinessEvery < 0 || (cfg.ReadinessEvery > 0 && cfg.ReadinessEvery < time.Minute) {
 				return cli.ExitWith(cli.ExitUsage, fmt.Errorf("--readiness-every must be at least 1m (or 0, off), not %s", cfg.ReadinessEvery))
 			}
+			if cfg.TerminatedCheckEvery < 0 || (cfg.TerminatedCheckEvery > 0 && cfg.TerminatedCheckEvery < time.Second) {
+				return cli.ExitWith(cli.ExitUsage, fmt.Errorf("--terminated-check-every must be at least 1s (or 0, off), not %s", cfg.TerminatedCheckEvery))
+			}
+			if cfg.ForgetTerminatedAfter < 0 {
+				return cli.ExitWith(cli.ExitUsage, fmt.Errorf("--forget-terminated-after must not be negative, not %s", cfg.ForgetTerminatedAfter))
+			}
+			if cfg.ForgetTerminatedAfter > 0 && cfg.TerminatedCheckEvery == 0 {
+				return cli.ExitWith(cli.ExitUsage, errors.New("--forget-terminated-after needs --terminated-check-every above 0: only the sweep marks agents terminated"))
+			}
 			if cfg.LeaseTTL < time.Second {
 				return cli.ExitWith(cli.ExitUsage, fmt.Errorf("--lease-ttl must be at least 1s, not %s", cfg.LeaseTTL))
 			}
@@ -112,6 +121,8 @@ PostgreSQL is tried again for --store-connect-timeout.`,
 	f.StringVar(&cfg.Attestation.ExternalID, "iid-external-id", os.Getenv("FIREBREAK_EXTERNAL_ID"), "ExternalId for --iid-instance-role (env FIREBREAK_EXTERNAL_ID)")
 	f.DurationVar(&cfg.AgentCertTTL, "agent-cert-ttl", 24*time.Hour, "lifetime of agent certificates (agents renew at half of it)")
 	f.DurationVar(&cfg.AgentGoneAfter, "agent-gone-after", 7*24*time.Hour, "how long an agent must be unseen before `agents forget` takes it without a revoke")
+	f.DurationVar(&cfg.TerminatedCheckEvery, "terminated-check-every", 5*time.Minute, "how often to ask AWS (ec2:DescribeInstances as --iid-instance-role in each agent's account) whether the instances of the agents' certificates are terminated, marking those agents terminated; once in a cluster (a leased singleton); 0 is off")
+	f.DurationVar(&cfg.ForgetTerminatedAfter, "forget-terminated-after", 0, "forget an agent this long after AWS reported its instance terminated (its runs, evidence and audit records stay), e.g. 168h; 0 keeps it until `agents forget`")
 	f.DurationVar(&cfg.OperatorCertTTL, "operator-cert-ttl", 90*24*time.Hour, "lifetime of operator credentials issued by operator add")
 	f.StringVar(&cfg.Evidence, "evidence", "", "evidence store: local (the default: DATA_DIR/evidence), an absolute directory or file:///absolute/path, or s3://bucket/prefix (AWS SDK environment: AWS_REGION, AWS_ENDPOINT_URL, credentials)")
 	f.DurationVar(&cfg.EvidenceRetention, "evidence-retention", 0, "S3 Object Lock retention in compliance mode for new evidence, e.g. 2160h (the bucket needs Object Lock)")

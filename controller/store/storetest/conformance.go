@@ -125,6 +125,48 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 	})
 
+	t.Run("agent terminated", func(t *testing.T) {
+		s := open(t)
+		a := &store.Agent{ID: "t1", Role: "host", Hostname: "web-1", EnrolledAt: now, LastSeen: now, CertSerial: "ab", CertNotAfter: now.Add(time.Hour),
+			Facts: &agentv1.AgentFacts{Hostname: "web-1", InstanceId: "i-1", Account: "111111111111", Region: "us-east-1"}}
+		if err := s.PutAgent(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			name string
+			at   time.Time
+		}{
+			{"not terminated", time.Time{}},
+			{"terminated", now.Add(2 * time.Minute)},
+			{"terminated again keeps the new time", now.Add(3 * time.Minute)},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				a.TerminatedAt = tc.at
+				if err := s.PutAgent(ctx, a); err != nil {
+					t.Fatal(err)
+				}
+				got, err := s.GetAgent(ctx, "t1")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.Terminated() != !tc.at.IsZero() || !got.TerminatedAt.Equal(tc.at) {
+					t.Fatalf("terminated_at round trip: got %v (terminated %v), want %v", got.TerminatedAt, got.Terminated(), tc.at)
+				}
+				all, err := s.ListAgents(ctx)
+				if err != nil || len(all) != 1 || !all[0].TerminatedAt.Equal(tc.at) {
+					t.Fatalf("ListAgents: %v, %v; want one agent terminated at %v", all, err, tc.at)
+				}
+			})
+		}
+		// Facts written later leave the termination as it is.
+		if err := s.SetAgentFacts(ctx, "t1", &agentv1.AgentFacts{Hostname: "web-1", InstanceId: "i-1"}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := s.GetAgent(ctx, "t1"); got == nil || !got.Terminated() {
+			t.Fatalf("SetAgentFacts cleared the termination: %+v", got)
+		}
+	})
+
 	t.Run("join tokens", func(t *testing.T) {
 		s := open(t)
 		tok := &store.JoinToken{Hash: "h", Role: "host", Uses: 2, UsesLeft: 2, ExpiresAt: now.Add(time.Hour), Labels: map[string]string{"env": "lab"}, CreatedAt: now}

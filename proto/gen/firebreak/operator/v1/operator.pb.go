@@ -517,6 +517,12 @@ type Agent struct {
 	RevokedAt *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
 	// revoke_reason is the reason the admin gave.
 	RevokeReason string `protobuf:"bytes,22,opt,name=revoke_reason,json=revokeReason,proto3" json:"revoke_reason,omitempty"`
+	// terminated_at, when set, is when the controller learnt from AWS (the
+	// EC2 API of the agent's account, never the agent) that the agent's
+	// instance is terminated. A terminated agent is not offline: it is no
+	// run's target, its certificate is refused, and the controller forgets it
+	// after --forget-terminated-after.
+	TerminatedAt *timestamppb.Timestamp `protobuf:"bytes,23,opt,name=terminated_at,json=terminatedAt,proto3" json:"terminated_at,omitempty"`
 	// attestation is how the agent proved itself when it enrolled: aws-iid
 	// (an EC2 instance identity document), aws-sts (a signed
 	// sts:GetCallerIdentity) or token (a join token).
@@ -637,6 +643,13 @@ func (x *Agent) GetRevokeReason() string {
 		return x.RevokeReason
 	}
 	return ""
+}
+
+func (x *Agent) GetTerminatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.TerminatedAt
+	}
+	return nil
 }
 
 func (x *Agent) GetAttestation() string {
@@ -5014,7 +5027,7 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x04role\x18\x02 \x01(\x0e2#.firebreak.operator.v1.OperatorRoleR\x04role\"4\n" +
 	"\x13AddOperatorResponse\x12\x1d\n" +
 	"\n" +
-	"creds_json\x18\x01 \x01(\fR\tcredsJson\"\xfb\x04\n" +
+	"creds_json\x18\x01 \x01(\fR\tcredsJson\"\xbc\x05\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x121\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x1d.firebreak.agent.v1.AgentRoleR\x04role\x124\n" +
@@ -5029,7 +5042,8 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\arevoked\x18\x14 \x01(\bR\arevoked\x129\n" +
 	"\n" +
 	"revoked_at\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12#\n" +
-	"\rrevoke_reason\x18\x16 \x01(\tR\frevokeReason\x12 \n" +
+	"\rrevoke_reason\x18\x16 \x01(\tR\frevokeReason\x12?\n" +
+	"\rterminated_at\x18\x17 \x01(\v2\x1a.google.protobuf.TimestampR\fterminatedAt\x12 \n" +
 	"\vattestation\x18\x10 \x01(\tR\vattestation\"a\n" +
 	"\rRefusedAction\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x16\n" +
@@ -5499,123 +5513,124 @@ var file_firebreak_operator_v1_operator_proto_depIdxs = []int32{
 	80, // 11: firebreak.operator.v1.Agent.cert_not_after:type_name -> google.protobuf.Timestamp
 	9,  // 12: firebreak.operator.v1.Agent.refused_actions:type_name -> firebreak.operator.v1.RefusedAction
 	80, // 13: firebreak.operator.v1.Agent.revoked_at:type_name -> google.protobuf.Timestamp
-	8,  // 14: firebreak.operator.v1.ListAgentsResponse.agents:type_name -> firebreak.operator.v1.Agent
-	76, // 15: firebreak.operator.v1.CreateRunRequest.params:type_name -> firebreak.operator.v1.CreateRunRequest.ParamsEntry
-	79, // 16: firebreak.operator.v1.CreateRunRequest.deadline:type_name -> google.protobuf.Duration
-	14, // 17: firebreak.operator.v1.CreateRunResponse.run:type_name -> firebreak.operator.v1.Run
-	1,  // 18: firebreak.operator.v1.Run.status:type_name -> firebreak.operator.v1.RunStatus
-	80, // 19: firebreak.operator.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	80, // 20: firebreak.operator.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
-	80, // 21: firebreak.operator.v1.Run.deadline:type_name -> google.protobuf.Timestamp
-	15, // 22: firebreak.operator.v1.Run.counts:type_name -> firebreak.operator.v1.RunCounts
-	16, // 23: firebreak.operator.v1.Run.tasks:type_name -> firebreak.operator.v1.Task
-	17, // 24: firebreak.operator.v1.Run.approvals:type_name -> firebreak.operator.v1.Approval
-	83, // 25: firebreak.operator.v1.Task.status:type_name -> firebreak.agent.v1.TaskStatus
-	80, // 26: firebreak.operator.v1.Task.dispatched_at:type_name -> google.protobuf.Timestamp
-	80, // 27: firebreak.operator.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	80, // 28: firebreak.operator.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	80, // 29: firebreak.operator.v1.Approval.at:type_name -> google.protobuf.Timestamp
-	14, // 30: firebreak.operator.v1.WatchRunResponse.snapshot:type_name -> firebreak.operator.v1.Run
-	16, // 31: firebreak.operator.v1.WatchRunResponse.task:type_name -> firebreak.operator.v1.Task
-	14, // 32: firebreak.operator.v1.WatchRunResponse.done:type_name -> firebreak.operator.v1.Run
-	14, // 33: firebreak.operator.v1.WatchRunResponse.run:type_name -> firebreak.operator.v1.Run
-	14, // 34: firebreak.operator.v1.GetRunResponse.run:type_name -> firebreak.operator.v1.Run
-	14, // 35: firebreak.operator.v1.ListRunsResponse.runs:type_name -> firebreak.operator.v1.Run
-	14, // 36: firebreak.operator.v1.ApproveRunResponse.run:type_name -> firebreak.operator.v1.Run
-	14, // 37: firebreak.operator.v1.RejectRunResponse.run:type_name -> firebreak.operator.v1.Run
-	14, // 38: firebreak.operator.v1.CancelRunResponse.run:type_name -> firebreak.operator.v1.Run
-	80, // 39: firebreak.operator.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
-	30, // 40: firebreak.operator.v1.ListAuditResponse.records:type_name -> firebreak.operator.v1.AuditRecord
-	84, // 41: firebreak.operator.v1.VerifyAuditRequest.anchor:type_name -> firebreak.operator.v1.ChainCheckpoint
-	84, // 42: firebreak.operator.v1.VerifyAuditResponse.checkpoint:type_name -> firebreak.operator.v1.ChainCheckpoint
-	85, // 43: firebreak.operator.v1.ActionSummary.description:type_name -> firebreak.plugin.v1.ActionDescription
-	35, // 44: firebreak.operator.v1.ListActionsResponse.actions:type_name -> firebreak.operator.v1.ActionSummary
-	80, // 45: firebreak.operator.v1.AWSAccount.synced_at:type_name -> google.protobuf.Timestamp
-	39, // 46: firebreak.operator.v1.AWSAccount.unknown:type_name -> firebreak.operator.v1.AccountUnknown
-	79, // 47: firebreak.operator.v1.SyncAccountsRequest.deadline:type_name -> google.protobuf.Duration
-	38, // 48: firebreak.operator.v1.SyncAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
-	38, // 49: firebreak.operator.v1.ListAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
-	80, // 50: firebreak.operator.v1.ControllerInfo.heartbeat_at:type_name -> google.protobuf.Timestamp
-	80, // 51: firebreak.operator.v1.ControllerInfo.started_at:type_name -> google.protobuf.Timestamp
-	45, // 52: firebreak.operator.v1.ListControllersResponse.controllers:type_name -> firebreak.operator.v1.ControllerInfo
-	84, // 53: firebreak.operator.v1.GetAuditHeadResponse.head:type_name -> firebreak.operator.v1.ChainCheckpoint
-	78, // 54: firebreak.operator.v1.JoinTokenInfo.role:type_name -> firebreak.agent.v1.AgentRole
-	77, // 55: firebreak.operator.v1.JoinTokenInfo.labels:type_name -> firebreak.operator.v1.JoinTokenInfo.LabelsEntry
-	80, // 56: firebreak.operator.v1.JoinTokenInfo.expires_at:type_name -> google.protobuf.Timestamp
-	80, // 57: firebreak.operator.v1.JoinTokenInfo.created_at:type_name -> google.protobuf.Timestamp
-	50, // 58: firebreak.operator.v1.ListJoinTokensResponse.tokens:type_name -> firebreak.operator.v1.JoinTokenInfo
-	50, // 59: firebreak.operator.v1.RevokeJoinTokenResponse.token:type_name -> firebreak.operator.v1.JoinTokenInfo
-	59, // 60: firebreak.operator.v1.RevokeAgentsResponse.agents:type_name -> firebreak.operator.v1.RevokedAgent
-	62, // 61: firebreak.operator.v1.ForgetAgentsResponse.agents:type_name -> firebreak.operator.v1.ForgottenAgent
-	79, // 62: firebreak.operator.v1.ReadinessRequest.deadline:type_name -> google.protobuf.Duration
-	65, // 63: firebreak.operator.v1.ReadinessReport.checks:type_name -> firebreak.operator.v1.ReadinessCheck
-	80, // 64: firebreak.operator.v1.ReadinessReport.generated_at:type_name -> google.protobuf.Timestamp
-	66, // 65: firebreak.operator.v1.ReadinessResponse.report:type_name -> firebreak.operator.v1.ReadinessReport
-	66, // 66: firebreak.operator.v1.ListReadinessReportsResponse.reports:type_name -> firebreak.operator.v1.ReadinessReport
-	80, // 67: firebreak.operator.v1.AttestPolicyInfo.set_at:type_name -> google.protobuf.Timestamp
-	70, // 68: firebreak.operator.v1.SetAttestPolicyResponse.policy:type_name -> firebreak.operator.v1.AttestPolicyInfo
-	70, // 69: firebreak.operator.v1.GetAttestPolicyResponse.policy:type_name -> firebreak.operator.v1.AttestPolicyInfo
-	2,  // 70: firebreak.operator.v1.OperatorService.Whoami:input_type -> firebreak.operator.v1.WhoamiRequest
-	4,  // 71: firebreak.operator.v1.OperatorService.CreateJoinToken:input_type -> firebreak.operator.v1.CreateJoinTokenRequest
-	6,  // 72: firebreak.operator.v1.OperatorService.AddOperator:input_type -> firebreak.operator.v1.AddOperatorRequest
-	10, // 73: firebreak.operator.v1.OperatorService.ListAgents:input_type -> firebreak.operator.v1.ListAgentsRequest
-	12, // 74: firebreak.operator.v1.OperatorService.CreateRun:input_type -> firebreak.operator.v1.CreateRunRequest
-	18, // 75: firebreak.operator.v1.OperatorService.WatchRun:input_type -> firebreak.operator.v1.WatchRunRequest
-	20, // 76: firebreak.operator.v1.OperatorService.GetRun:input_type -> firebreak.operator.v1.GetRunRequest
-	22, // 77: firebreak.operator.v1.OperatorService.ListRuns:input_type -> firebreak.operator.v1.ListRunsRequest
-	24, // 78: firebreak.operator.v1.OperatorService.ApproveRun:input_type -> firebreak.operator.v1.ApproveRunRequest
-	26, // 79: firebreak.operator.v1.OperatorService.RejectRun:input_type -> firebreak.operator.v1.RejectRunRequest
-	28, // 80: firebreak.operator.v1.OperatorService.CancelRun:input_type -> firebreak.operator.v1.CancelRunRequest
-	36, // 81: firebreak.operator.v1.OperatorService.ListActions:input_type -> firebreak.operator.v1.ListActionsRequest
-	40, // 82: firebreak.operator.v1.OperatorService.SyncAccounts:input_type -> firebreak.operator.v1.SyncAccountsRequest
-	42, // 83: firebreak.operator.v1.OperatorService.ListAccounts:input_type -> firebreak.operator.v1.ListAccountsRequest
-	31, // 84: firebreak.operator.v1.OperatorService.ListAudit:input_type -> firebreak.operator.v1.ListAuditRequest
-	33, // 85: firebreak.operator.v1.OperatorService.VerifyAudit:input_type -> firebreak.operator.v1.VerifyAuditRequest
-	47, // 86: firebreak.operator.v1.OperatorService.GetAuditHead:input_type -> firebreak.operator.v1.GetAuditHeadRequest
-	49, // 87: firebreak.operator.v1.OperatorService.ListJoinTokens:input_type -> firebreak.operator.v1.ListJoinTokensRequest
-	52, // 88: firebreak.operator.v1.OperatorService.RevokeJoinToken:input_type -> firebreak.operator.v1.RevokeJoinTokenRequest
-	54, // 89: firebreak.operator.v1.OperatorService.RevokeOperator:input_type -> firebreak.operator.v1.RevokeOperatorRequest
-	56, // 90: firebreak.operator.v1.OperatorService.RotateOperator:input_type -> firebreak.operator.v1.RotateOperatorRequest
-	58, // 91: firebreak.operator.v1.OperatorService.RevokeAgents:input_type -> firebreak.operator.v1.RevokeAgentsRequest
-	61, // 92: firebreak.operator.v1.OperatorService.ForgetAgents:input_type -> firebreak.operator.v1.ForgetAgentsRequest
-	44, // 93: firebreak.operator.v1.OperatorService.ListControllers:input_type -> firebreak.operator.v1.ListControllersRequest
-	64, // 94: firebreak.operator.v1.OperatorService.Readiness:input_type -> firebreak.operator.v1.ReadinessRequest
-	68, // 95: firebreak.operator.v1.OperatorService.ListReadinessReports:input_type -> firebreak.operator.v1.ListReadinessReportsRequest
-	71, // 96: firebreak.operator.v1.OperatorService.SetAttestPolicy:input_type -> firebreak.operator.v1.SetAttestPolicyRequest
-	73, // 97: firebreak.operator.v1.OperatorService.GetAttestPolicy:input_type -> firebreak.operator.v1.GetAttestPolicyRequest
-	3,  // 98: firebreak.operator.v1.OperatorService.Whoami:output_type -> firebreak.operator.v1.WhoamiResponse
-	5,  // 99: firebreak.operator.v1.OperatorService.CreateJoinToken:output_type -> firebreak.operator.v1.CreateJoinTokenResponse
-	7,  // 100: firebreak.operator.v1.OperatorService.AddOperator:output_type -> firebreak.operator.v1.AddOperatorResponse
-	11, // 101: firebreak.operator.v1.OperatorService.ListAgents:output_type -> firebreak.operator.v1.ListAgentsResponse
-	13, // 102: firebreak.operator.v1.OperatorService.CreateRun:output_type -> firebreak.operator.v1.CreateRunResponse
-	19, // 103: firebreak.operator.v1.OperatorService.WatchRun:output_type -> firebreak.operator.v1.WatchRunResponse
-	21, // 104: firebreak.operator.v1.OperatorService.GetRun:output_type -> firebreak.operator.v1.GetRunResponse
-	23, // 105: firebreak.operator.v1.OperatorService.ListRuns:output_type -> firebreak.operator.v1.ListRunsResponse
-	25, // 106: firebreak.operator.v1.OperatorService.ApproveRun:output_type -> firebreak.operator.v1.ApproveRunResponse
-	27, // 107: firebreak.operator.v1.OperatorService.RejectRun:output_type -> firebreak.operator.v1.RejectRunResponse
-	29, // 108: firebreak.operator.v1.OperatorService.CancelRun:output_type -> firebreak.operator.v1.CancelRunResponse
-	37, // 109: firebreak.operator.v1.OperatorService.ListActions:output_type -> firebreak.operator.v1.ListActionsResponse
-	41, // 110: firebreak.operator.v1.OperatorService.SyncAccounts:output_type -> firebreak.operator.v1.SyncAccountsResponse
-	43, // 111: firebreak.operator.v1.OperatorService.ListAccounts:output_type -> firebreak.operator.v1.ListAccountsResponse
-	32, // 112: firebreak.operator.v1.OperatorService.ListAudit:output_type -> firebreak.operator.v1.ListAuditResponse
-	34, // 113: firebreak.operator.v1.OperatorService.VerifyAudit:output_type -> firebreak.operator.v1.VerifyAuditResponse
-	48, // 114: firebreak.operator.v1.OperatorService.GetAuditHead:output_type -> firebreak.operator.v1.GetAuditHeadResponse
-	51, // 115: firebreak.operator.v1.OperatorService.ListJoinTokens:output_type -> firebreak.operator.v1.ListJoinTokensResponse
-	53, // 116: firebreak.operator.v1.OperatorService.RevokeJoinToken:output_type -> firebreak.operator.v1.RevokeJoinTokenResponse
-	55, // 117: firebreak.operator.v1.OperatorService.RevokeOperator:output_type -> firebreak.operator.v1.RevokeOperatorResponse
-	57, // 118: firebreak.operator.v1.OperatorService.RotateOperator:output_type -> firebreak.operator.v1.RotateOperatorResponse
-	60, // 119: firebreak.operator.v1.OperatorService.RevokeAgents:output_type -> firebreak.operator.v1.RevokeAgentsResponse
-	63, // 120: firebreak.operator.v1.OperatorService.ForgetAgents:output_type -> firebreak.operator.v1.ForgetAgentsResponse
-	46, // 121: firebreak.operator.v1.OperatorService.ListControllers:output_type -> firebreak.operator.v1.ListControllersResponse
-	67, // 122: firebreak.operator.v1.OperatorService.Readiness:output_type -> firebreak.operator.v1.ReadinessResponse
-	69, // 123: firebreak.operator.v1.OperatorService.ListReadinessReports:output_type -> firebreak.operator.v1.ListReadinessReportsResponse
-	72, // 124: firebreak.operator.v1.OperatorService.SetAttestPolicy:output_type -> firebreak.operator.v1.SetAttestPolicyResponse
-	74, // 125: firebreak.operator.v1.OperatorService.GetAttestPolicy:output_type -> firebreak.operator.v1.GetAttestPolicyResponse
-	98, // [98:126] is the sub-list for method output_type
-	70, // [70:98] is the sub-list for method input_type
-	70, // [70:70] is the sub-list for extension type_name
-	70, // [70:70] is the sub-list for extension extendee
-	0,  // [0:70] is the sub-list for field type_name
+	80, // 14: firebreak.operator.v1.Agent.terminated_at:type_name -> google.protobuf.Timestamp
+	8,  // 15: firebreak.operator.v1.ListAgentsResponse.agents:type_name -> firebreak.operator.v1.Agent
+	76, // 16: firebreak.operator.v1.CreateRunRequest.params:type_name -> firebreak.operator.v1.CreateRunRequest.ParamsEntry
+	79, // 17: firebreak.operator.v1.CreateRunRequest.deadline:type_name -> google.protobuf.Duration
+	14, // 18: firebreak.operator.v1.CreateRunResponse.run:type_name -> firebreak.operator.v1.Run
+	1,  // 19: firebreak.operator.v1.Run.status:type_name -> firebreak.operator.v1.RunStatus
+	80, // 20: firebreak.operator.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	80, // 21: firebreak.operator.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
+	80, // 22: firebreak.operator.v1.Run.deadline:type_name -> google.protobuf.Timestamp
+	15, // 23: firebreak.operator.v1.Run.counts:type_name -> firebreak.operator.v1.RunCounts
+	16, // 24: firebreak.operator.v1.Run.tasks:type_name -> firebreak.operator.v1.Task
+	17, // 25: firebreak.operator.v1.Run.approvals:type_name -> firebreak.operator.v1.Approval
+	83, // 26: firebreak.operator.v1.Task.status:type_name -> firebreak.agent.v1.TaskStatus
+	80, // 27: firebreak.operator.v1.Task.dispatched_at:type_name -> google.protobuf.Timestamp
+	80, // 28: firebreak.operator.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	80, // 29: firebreak.operator.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	80, // 30: firebreak.operator.v1.Approval.at:type_name -> google.protobuf.Timestamp
+	14, // 31: firebreak.operator.v1.WatchRunResponse.snapshot:type_name -> firebreak.operator.v1.Run
+	16, // 32: firebreak.operator.v1.WatchRunResponse.task:type_name -> firebreak.operator.v1.Task
+	14, // 33: firebreak.operator.v1.WatchRunResponse.done:type_name -> firebreak.operator.v1.Run
+	14, // 34: firebreak.operator.v1.WatchRunResponse.run:type_name -> firebreak.operator.v1.Run
+	14, // 35: firebreak.operator.v1.GetRunResponse.run:type_name -> firebreak.operator.v1.Run
+	14, // 36: firebreak.operator.v1.ListRunsResponse.runs:type_name -> firebreak.operator.v1.Run
+	14, // 37: firebreak.operator.v1.ApproveRunResponse.run:type_name -> firebreak.operator.v1.Run
+	14, // 38: firebreak.operator.v1.RejectRunResponse.run:type_name -> firebreak.operator.v1.Run
+	14, // 39: firebreak.operator.v1.CancelRunResponse.run:type_name -> firebreak.operator.v1.Run
+	80, // 40: firebreak.operator.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	30, // 41: firebreak.operator.v1.ListAuditResponse.records:type_name -> firebreak.operator.v1.AuditRecord
+	84, // 42: firebreak.operator.v1.VerifyAuditRequest.anchor:type_name -> firebreak.operator.v1.ChainCheckpoint
+	84, // 43: firebreak.operator.v1.VerifyAuditResponse.checkpoint:type_name -> firebreak.operator.v1.ChainCheckpoint
+	85, // 44: firebreak.operator.v1.ActionSummary.description:type_name -> firebreak.plugin.v1.ActionDescription
+	35, // 45: firebreak.operator.v1.ListActionsResponse.actions:type_name -> firebreak.operator.v1.ActionSummary
+	80, // 46: firebreak.operator.v1.AWSAccount.synced_at:type_name -> google.protobuf.Timestamp
+	39, // 47: firebreak.operator.v1.AWSAccount.unknown:type_name -> firebreak.operator.v1.AccountUnknown
+	79, // 48: firebreak.operator.v1.SyncAccountsRequest.deadline:type_name -> google.protobuf.Duration
+	38, // 49: firebreak.operator.v1.SyncAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
+	38, // 50: firebreak.operator.v1.ListAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
+	80, // 51: firebreak.operator.v1.ControllerInfo.heartbeat_at:type_name -> google.protobuf.Timestamp
+	80, // 52: firebreak.operator.v1.ControllerInfo.started_at:type_name -> google.protobuf.Timestamp
+	45, // 53: firebreak.operator.v1.ListControllersResponse.controllers:type_name -> firebreak.operator.v1.ControllerInfo
+	84, // 54: firebreak.operator.v1.GetAuditHeadResponse.head:type_name -> firebreak.operator.v1.ChainCheckpoint
+	78, // 55: firebreak.operator.v1.JoinTokenInfo.role:type_name -> firebreak.agent.v1.AgentRole
+	77, // 56: firebreak.operator.v1.JoinTokenInfo.labels:type_name -> firebreak.operator.v1.JoinTokenInfo.LabelsEntry
+	80, // 57: firebreak.operator.v1.JoinTokenInfo.expires_at:type_name -> google.protobuf.Timestamp
+	80, // 58: firebreak.operator.v1.JoinTokenInfo.created_at:type_name -> google.protobuf.Timestamp
+	50, // 59: firebreak.operator.v1.ListJoinTokensResponse.tokens:type_name -> firebreak.operator.v1.JoinTokenInfo
+	50, // 60: firebreak.operator.v1.RevokeJoinTokenResponse.token:type_name -> firebreak.operator.v1.JoinTokenInfo
+	59, // 61: firebreak.operator.v1.RevokeAgentsResponse.agents:type_name -> firebreak.operator.v1.RevokedAgent
+	62, // 62: firebreak.operator.v1.ForgetAgentsResponse.agents:type_name -> firebreak.operator.v1.ForgottenAgent
+	79, // 63: firebreak.operator.v1.ReadinessRequest.deadline:type_name -> google.protobuf.Duration
+	65, // 64: firebreak.operator.v1.ReadinessReport.checks:type_name -> firebreak.operator.v1.ReadinessCheck
+	80, // 65: firebreak.operator.v1.ReadinessReport.generated_at:type_name -> google.protobuf.Timestamp
+	66, // 66: firebreak.operator.v1.ReadinessResponse.report:type_name -> firebreak.operator.v1.ReadinessReport
+	66, // 67: firebreak.operator.v1.ListReadinessReportsResponse.reports:type_name -> firebreak.operator.v1.ReadinessReport
+	80, // 68: firebreak.operator.v1.AttestPolicyInfo.set_at:type_name -> google.protobuf.Timestamp
+	70, // 69: firebreak.operator.v1.SetAttestPolicyResponse.policy:type_name -> firebreak.operator.v1.AttestPolicyInfo
+	70, // 70: firebreak.operator.v1.GetAttestPolicyResponse.policy:type_name -> firebreak.operator.v1.AttestPolicyInfo
+	2,  // 71: firebreak.operator.v1.OperatorService.Whoami:input_type -> firebreak.operator.v1.WhoamiRequest
+	4,  // 72: firebreak.operator.v1.OperatorService.CreateJoinToken:input_type -> firebreak.operator.v1.CreateJoinTokenRequest
+	6,  // 73: firebreak.operator.v1.OperatorService.AddOperator:input_type -> firebreak.operator.v1.AddOperatorRequest
+	10, // 74: firebreak.operator.v1.OperatorService.ListAgents:input_type -> firebreak.operator.v1.ListAgentsRequest
+	12, // 75: firebreak.operator.v1.OperatorService.CreateRun:input_type -> firebreak.operator.v1.CreateRunRequest
+	18, // 76: firebreak.operator.v1.OperatorService.WatchRun:input_type -> firebreak.operator.v1.WatchRunRequest
+	20, // 77: firebreak.operator.v1.OperatorService.GetRun:input_type -> firebreak.operator.v1.GetRunRequest
+	22, // 78: firebreak.operator.v1.OperatorService.ListRuns:input_type -> firebreak.operator.v1.ListRunsRequest
+	24, // 79: firebreak.operator.v1.OperatorService.ApproveRun:input_type -> firebreak.operator.v1.ApproveRunRequest
+	26, // 80: firebreak.operator.v1.OperatorService.RejectRun:input_type -> firebreak.operator.v1.RejectRunRequest
+	28, // 81: firebreak.operator.v1.OperatorService.CancelRun:input_type -> firebreak.operator.v1.CancelRunRequest
+	36, // 82: firebreak.operator.v1.OperatorService.ListActions:input_type -> firebreak.operator.v1.ListActionsRequest
+	40, // 83: firebreak.operator.v1.OperatorService.SyncAccounts:input_type -> firebreak.operator.v1.SyncAccountsRequest
+	42, // 84: firebreak.operator.v1.OperatorService.ListAccounts:input_type -> firebreak.operator.v1.ListAccountsRequest
+	31, // 85: firebreak.operator.v1.OperatorService.ListAudit:input_type -> firebreak.operator.v1.ListAuditRequest
+	33, // 86: firebreak.operator.v1.OperatorService.VerifyAudit:input_type -> firebreak.operator.v1.VerifyAuditRequest
+	47, // 87: firebreak.operator.v1.OperatorService.GetAuditHead:input_type -> firebreak.operator.v1.GetAuditHeadRequest
+	49, // 88: firebreak.operator.v1.OperatorService.ListJoinTokens:input_type -> firebreak.operator.v1.ListJoinTokensRequest
+	52, // 89: firebreak.operator.v1.OperatorService.RevokeJoinToken:input_type -> firebreak.operator.v1.RevokeJoinTokenRequest
+	54, // 90: firebreak.operator.v1.OperatorService.RevokeOperator:input_type -> firebreak.operator.v1.RevokeOperatorRequest
+	56, // 91: firebreak.operator.v1.OperatorService.RotateOperator:input_type -> firebreak.operator.v1.RotateOperatorRequest
+	58, // 92: firebreak.operator.v1.OperatorService.RevokeAgents:input_type -> firebreak.operator.v1.RevokeAgentsRequest
+	61, // 93: firebreak.operator.v1.OperatorService.ForgetAgents:input_type -> firebreak.operator.v1.ForgetAgentsRequest
+	44, // 94: firebreak.operator.v1.OperatorService.ListControllers:input_type -> firebreak.operator.v1.ListControllersRequest
+	64, // 95: firebreak.operator.v1.OperatorService.Readiness:input_type -> firebreak.operator.v1.ReadinessRequest
+	68, // 96: firebreak.operator.v1.OperatorService.ListReadinessReports:input_type -> firebreak.operator.v1.ListReadinessReportsRequest
+	71, // 97: firebreak.operator.v1.OperatorService.SetAttestPolicy:input_type -> firebreak.operator.v1.SetAttestPolicyRequest
+	73, // 98: firebreak.operator.v1.OperatorService.GetAttestPolicy:input_type -> firebreak.operator.v1.GetAttestPolicyRequest
+	3,  // 99: firebreak.operator.v1.OperatorService.Whoami:output_type -> firebreak.operator.v1.WhoamiResponse
+	5,  // 100: firebreak.operator.v1.OperatorService.CreateJoinToken:output_type -> firebreak.operator.v1.CreateJoinTokenResponse
+	7,  // 101: firebreak.operator.v1.OperatorService.AddOperator:output_type -> firebreak.operator.v1.AddOperatorResponse
+	11, // 102: firebreak.operator.v1.OperatorService.ListAgents:output_type -> firebreak.operator.v1.ListAgentsResponse
+	13, // 103: firebreak.operator.v1.OperatorService.CreateRun:output_type -> firebreak.operator.v1.CreateRunResponse
+	19, // 104: firebreak.operator.v1.OperatorService.WatchRun:output_type -> firebreak.operator.v1.WatchRunResponse
+	21, // 105: firebreak.operator.v1.OperatorService.GetRun:output_type -> firebreak.operator.v1.GetRunResponse
+	23, // 106: firebreak.operator.v1.OperatorService.ListRuns:output_type -> firebreak.operator.v1.ListRunsResponse
+	25, // 107: firebreak.operator.v1.OperatorService.ApproveRun:output_type -> firebreak.operator.v1.ApproveRunResponse
+	27, // 108: firebreak.operator.v1.OperatorService.RejectRun:output_type -> firebreak.operator.v1.RejectRunResponse
+	29, // 109: firebreak.operator.v1.OperatorService.CancelRun:output_type -> firebreak.operator.v1.CancelRunResponse
+	37, // 110: firebreak.operator.v1.OperatorService.ListActions:output_type -> firebreak.operator.v1.ListActionsResponse
+	41, // 111: firebreak.operator.v1.OperatorService.SyncAccounts:output_type -> firebreak.operator.v1.SyncAccountsResponse
+	43, // 112: firebreak.operator.v1.OperatorService.ListAccounts:output_type -> firebreak.operator.v1.ListAccountsResponse
+	32, // 113: firebreak.operator.v1.OperatorService.ListAudit:output_type -> firebreak.operator.v1.ListAuditResponse
+	34, // 114: firebreak.operator.v1.OperatorService.VerifyAudit:output_type -> firebreak.operator.v1.VerifyAuditResponse
+	48, // 115: firebreak.operator.v1.OperatorService.GetAuditHead:output_type -> firebreak.operator.v1.GetAuditHeadResponse
+	51, // 116: firebreak.operator.v1.OperatorService.ListJoinTokens:output_type -> firebreak.operator.v1.ListJoinTokensResponse
+	53, // 117: firebreak.operator.v1.OperatorService.RevokeJoinToken:output_type -> firebreak.operator.v1.RevokeJoinTokenResponse
+	55, // 118: firebreak.operator.v1.OperatorService.RevokeOperator:output_type -> firebreak.operator.v1.RevokeOperatorResponse
+	57, // 119: firebreak.operator.v1.OperatorService.RotateOperator:output_type -> firebreak.operator.v1.RotateOperatorResponse
+	60, // 120: firebreak.operator.v1.OperatorService.RevokeAgents:output_type -> firebreak.operator.v1.RevokeAgentsResponse
+	63, // 121: firebreak.operator.v1.OperatorService.ForgetAgents:output_type -> firebreak.operator.v1.ForgetAgentsResponse
+	46, // 122: firebreak.operator.v1.OperatorService.ListControllers:output_type -> firebreak.operator.v1.ListControllersResponse
+	67, // 123: firebreak.operator.v1.OperatorService.Readiness:output_type -> firebreak.operator.v1.ReadinessResponse
+	69, // 124: firebreak.operator.v1.OperatorService.ListReadinessReports:output_type -> firebreak.operator.v1.ListReadinessReportsResponse
+	72, // 125: firebreak.operator.v1.OperatorService.SetAttestPolicy:output_type -> firebreak.operator.v1.SetAttestPolicyResponse
+	74, // 126: firebreak.operator.v1.OperatorService.GetAttestPolicy:output_type -> firebreak.operator.v1.GetAttestPolicyResponse
+	99, // [99:127] is the sub-list for method output_type
+	71, // [71:99] is the sub-list for method input_type
+	71, // [71:71] is the sub-list for extension type_name
+	71, // [71:71] is the sub-list for extension extendee
+	0,  // [0:71] is the sub-list for field type_name
 }
 
 func init() { file_firebreak_operator_v1_operator_proto_init() }
