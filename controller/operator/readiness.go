@@ -164,6 +164,18 @@ func (s *Service) controllerState(ctx context.Context, in *readiness.Inputs) err
 	if s.cfg.CA != nil && s.cfg.CA.Cert != nil {
 		in.CANotAfter = s.cfg.CA.Cert.NotAfter
 	}
+	if s.cfg.Playbooks != nil {
+		entries, err := s.cfg.Playbooks.List()
+		if err != nil {
+			in.PlaybooksErr = err.Error()
+		}
+		for _, e := range entries {
+			in.Playbooks = append(in.Playbooks, readiness.Playbook{Name: e.Name, Source: e.Source, Playbook: e.Playbook, ParseErr: e.ParseErr})
+		}
+	}
+	if in.IsolationProven, err = s.isolationsDone(ctx); err != nil {
+		return err
+	}
 	if s.cfg.Evidence != nil {
 		pctx, cancel := context.WithTimeout(ctx, evidenceProbeTimeout)
 		p := s.cfg.Evidence.Probe(pctx)
@@ -189,6 +201,43 @@ func (s *Service) controllerState(ctx context.Context, in *readiness.Inputs) err
 		read += len(recs)
 	}
 	return nil
+}
+
+// isolationScanRuns bounds how many of the newest runs a review reads for
+// host isolations the controller sent.
+const isolationScanRuns = 1000
+
+// isolationsDone maps each agent to the latest host-isolate task the
+// controller sent it and stored as succeeded, among the newest runs: the
+// proof host.capability takes over an agent's claim that it can isolate.
+func (s *Service) isolationsDone(ctx context.Context) (map[string]time.Time, error) {
+	runs, err := s.cfg.Store.ListRuns(ctx, isolationScanRuns)
+	if err != nil {
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "reading the runs")
+	}
+	out := map[string]time.Time{}
+	for _, r := range runs {
+		if r.Action != readiness.HostIsolateAction {
+			continue
+		}
+		_, tasks, err := s.cfg.Store.GetRun(ctx, r.ID)
+		if err != nil {
+			return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "reading run "+r.ID)
+		}
+		for _, t := range tasks {
+			if t.Status != agentv1.TaskStatus_TASK_STATUS_SUCCEEDED {
+				continue
+			}
+			at := t.FinishedAt
+			if at.IsZero() {
+				at = r.CreatedAt
+			}
+			if at.After(out[t.AgentID]) {
+				out[t.AgentID] = at
+			}
+		}
+	}
+	return out, nil
 }
 
 // ListReadinessReports implements operatorv1.OperatorServiceServer.
