@@ -218,6 +218,7 @@ type Store interface {
 	Routing
 	ConsoleStore
 	ReadinessStore
+	DrillStore
 	EradicationStore
 
 	// Close releases the store.
