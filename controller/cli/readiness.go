@@ -312,3 +312,19 @@ func writeReadinessHTML(w io.Writer, r readinessJSON) error {
 	_, err := fmt.Fprintln(w, "</body></html>")
 	return err
 }
+
+// RecordDrill sends a drill's outcome to the controller of the operator
+// credential, for the readiness review's drill recency check (`firebreak
+// lab drill --record`).
+func (g *Globals) RecordDrill(parent context.Context, req *operatorv1.RecordDrillRequest) (*operatorv1.RecordDrillResponse, error) {
+	c, ctx, done, err := g.open(parent)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	resp, err := c.op.RecordDrill(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("recording the drill with the controller: %w", err)
+	}
+	return resp, nil
+}

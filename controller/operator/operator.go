@@ -67,6 +67,8 @@ var Policy = map[string]operatorv1.OperatorRole{
 	// A review starts an aws-readiness run, so it is a responder's.
 	operatorv1.OperatorService_Readiness_FullMethodName:            operatorv1.OperatorRole_OPERATOR_ROLE_RESPONDER,
 	operatorv1.OperatorService_ListReadinessReports_FullMethodName: operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
+	// A drill record feeds the readiness score, so it is a responder's.
+	operatorv1.OperatorService_RecordDrill_FullMethodName: operatorv1.OperatorRole_OPERATOR_ROLE_RESPONDER,
 	// The attestation policy decides who enrols without a token.
 	operatorv1.OperatorService_SetAttestPolicy_FullMethodName: operatorv1.OperatorRole_OPERATOR_ROLE_ADMIN,
 	operatorv1.OperatorService_GetAttestPolicy_FullMethodName: operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,

@@ -101,6 +101,9 @@ type Inputs struct {
 	// task the controller sent it and stored as succeeded: the proof
 	// host.capability takes over the agent's own claim.
 	IsolationProven map[string]time.Time
+	// Drills are the drills recorded within DrillLookback, newest first;
+	// nil skips the drill recency check.
+	Drills []*store.DrillResult
 }
 
 // Build runs every check over the inputs and scores them.
@@ -152,6 +155,9 @@ func Build(in Inputs) *Report {
 	checks = append(checks, checkApprovers(in.Operators), checkAdminCredentials(in.Operators, in.LastActive, in.Now))
 	checks = append(checks, checkPKI(in.CANotAfter, in.Now), checkAuditChain(in.Audit), checkJoinTokens(in.Tokens, in.Now))
 	checks = append(checks, checkEvidenceBackend(in.Evidence))
+	if in.Drills != nil {
+		checks = append(checks, checkDrills(in.Drills, in.Now))
+	}
 	sortChecks(checks)
 	r := &Report{Checks: checks, GeneratedAt: in.Now.UTC(), RunID: in.RunID, Accounts: []string{}, Regions: []string{}}
 	for _, a := range in.Accounts {
