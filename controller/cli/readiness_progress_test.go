@@ -22,9 +22,9 @@ func TestReadinessRunOf(t *testing.T) {
 		want string
 	}{
 		{"not made yet", []*operatorv1.Run{run("r1", "aws-readiness", -time.Hour), run("r0", "noop", time.Second)}, ""},
-		{"made", []*operatorv1.Run{run("r2", "noop", 2 * time.Second), run("r1", "aws-readiness", time.Second)}, "r1"},
+		{"made", []*operatorv1.Run{run("r2", "noop", 2*time.Second), run("r1", "aws-readiness", time.Second)}, "r1"},
 		{"within the clock skew", []*operatorv1.Run{run("r1", "aws-readiness", -time.Second)}, "r1"},
-		{"the first after start, not a later one", []*operatorv1.Run{run("r3", "aws-readiness", 9 * time.Second), run("r2", "aws-readiness", time.Second),
+		{"the first after start, not a later one", []*operatorv1.Run{run("r3", "aws-readiness", 9*time.Second), run("r2", "aws-readiness", time.Second),
 			run("r1", "aws-readiness", -time.Minute)}, "r2"},
 		{"no runs", nil, ""},
 	} {

@@ -17,7 +17,11 @@ func TestCheckDrillRecord(t *testing.T) {
 		return &operatorv1.RecordDrillRequest{Scenario: "ec2-compromise", Playbook: "ec2-instance-compromise", Contained: true, Score: 90,
 			TimeToContainMs: 4000, ResultJson: `{"scenario":"ec2-compromise"}`}
 	}
-	with := func(f func(r *operatorv1.RecordDrillRequest)) *operatorv1.RecordDrillRequest { r := ok(); f(r); return r }
+	with := func(f func(r *operatorv1.RecordDrillRequest)) *operatorv1.RecordDrillRequest {
+		r := ok()
+		f(r)
+		return r
+	}
 	for _, tt := range []struct {
 		name string
 		req  *operatorv1.RecordDrillRequest
