@@ -1,7 +1,10 @@
 package e2e_test
 
 import (
+	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,4 +73,40 @@ func TestReadinessEvery(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestDrillRecordFeedsReadiness: `lab drill --record` sends the drill's
+// outcome to the controller of the operator credential, which audits it,
+// and the controller's readiness review reports when each scenario last
+// passed, with its score.
+func TestDrillRecordFeedsReadiness(t *testing.T) {
+	b := e2e.Build(t)
+	c := e2e.StartController(t, b, e2e.ControllerOptions{})
+	var drill struct {
+		Scenario    string `json:"scenario"`
+		Contained   bool   `json:"contained"`
+		Score       int    `json:"score"`
+		DrillRecord string `json:"drill_record"`
+	}
+	c.MustJSON(t, &drill, 0, "lab", "drill", "public-bucket", "--simulated", "--record")
+	if !drill.Contained || drill.Score <= 0 || !strings.HasPrefix(drill.DrillRecord, "drl") {
+		t.Fatalf("drill %+v", drill)
+	}
+	var report struct {
+		Checks []struct{ ID, Status, Evidence, Remediation string } `json:"checks"`
+	}
+	c.MustJSON(t, &report, 0, "readiness")
+	i := slices.IndexFunc(report.Checks, func(ch struct{ ID, Status, Evidence, Remediation string }) bool { return ch.ID == "process.drills" })
+	if i < 0 {
+		t.Fatalf("no process.drills check in %+v", report.Checks)
+	}
+	ch := report.Checks[i]
+	passed := fmt.Sprintf("public-bucket: passed %s (0 days ago), score %d/100, playbook s3-public-exposure, recorded by operator:", time.Now().UTC().Format("2006-01-02"), drill.Score)
+	if ch.Status != "warn" || !strings.Contains(ch.Evidence, passed) || !strings.Contains(ch.Evidence, "never drilled: ec2-compromise, leaked-key-orgwide") ||
+		!strings.Contains(ch.Remediation, "firebreak lab drill SCENARIO --record") {
+		t.Fatalf("process.drills: %+v; want warn with %q", ch, passed)
+	}
+	if audit := c.CLI(t, "audit", "list", "--json").Stdout; !strings.Contains(audit, "drill.record") || !strings.Contains(audit, drill.DrillRecord) {
+		t.Fatalf("the record is not audited:\n%s", audit)
+	}
 }
