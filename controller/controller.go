@@ -446,7 +446,8 @@ func (c *Controller) build(ctx context.Context) error {
 	c.Operator, err = operator.New(operator.Config{Store: c.Store, CA: c.CA, Fleet: fl, Dispatcher: c.Dispatcher, Audit: c.Audit, Watches: watches,
 		Logger: cfg.Logger, Clock: cfg.Clock, Planner: c.Planner, OperatorCertTTL: cfg.OperatorCertTTL,
 		Advertise: c.cfg.Advertise, Actions: c.Actions, Streams: c.streams, ControllersLiveWithin: cluster.LiveWithin, Owners: c.Router, Attest: c.Attest,
-		FindingsQueueURL: cfg.Incident.SQSQueue, FindingsHTTPS: cfg.Incident.EventsListen != "", Evidence: evidenceProber(c.Evidence)})
+		FindingsQueueURL: cfg.Incident.SQSQueue, FindingsHTTPS: cfg.Incident.EventsListen != "", Evidence: evidenceProber(c.Evidence),
+		Playbooks: c.playbookLibrary()})
 	if err != nil {
 		return err
 	}

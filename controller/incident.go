@@ -64,11 +64,21 @@ type Incident struct {
 type incidentParts struct {
 	caseServer     *cases.Server
 	eradicate      *eradicate.Server
+	library        *playbookrun.Library
 	playbookServer *playbookrun.Server
 	eventsLis      net.Listener
 	eventsTLS      *tls.Config
 	eventsHandler  http.Handler
 	sqs            *intake.SQSPoller
+}
+
+// playbookLibrary is the controller's one playbook library: the playbook
+// executor, the intake and the readiness review read the same files.
+func (c *Controller) playbookLibrary() *playbookrun.Library {
+	if c.Incident.parts.library == nil {
+		c.Incident.parts.library = &playbookrun.Library{Dir: c.cfg.Incident.PlaybookDir}
+	}
+	return c.Incident.parts.library
 }
 
 // buildIncident builds the cases, the playbook executor and the intake.
@@ -84,7 +94,7 @@ func (c *Controller) buildIncident(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	library := &playbookrun.Library{Dir: cfg.PlaybookDir}
+	library := c.playbookLibrary()
 	if _, err := library.List(); err != nil {
 		return err
 	}

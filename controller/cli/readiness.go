@@ -9,9 +9,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/firebreak-ir/firebreak/controller/apiview"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
@@ -115,7 +117,7 @@ below it, for cron and CI. docs/readiness.md describes every check and the JSON.
 				ctx, cancel = g.ctxWith(cmd.Context(), deadline+10*time.Second)
 				defer cancel()
 			}
-			stop := g.readinessProgress()
+			stop := g.readinessProgress(ctx, c)
 			resp, err := c.op.Readiness(ctx, &operatorv1.ReadinessRequest{Accounts: accounts, Regions: regions, Save: save, Selector: sel,
 				Deadline: durationpb.New(deadline), EvidenceBucket: bucket, EvidenceAccount: bucketAccount, MaxPerAccount: int32(perAccount)})
 			stop()
@@ -208,32 +210,95 @@ func (g *Globals) PrintReadiness(r *operatorv1.ReadinessReport, format string) e
 	return writeReadinessText(g.out, j)
 }
 
-// readinessProgress shows, on a terminal, that the review is under way
-// until stop is called.
-func (g *Globals) readinessProgress() (stop func()) {
+// readinessAction is the action a review's AWS-side checks run as.
+const readinessAction = "aws-readiness"
+
+// readinessRunOf picks, among the newest runs, the aws-readiness run a
+// review started at or after start (less a little clock skew): the oldest
+// such, the first this review can have made.
+func readinessRunOf(runs []*operatorv1.Run, start time.Time) string {
+	id := ""
+	for _, r := range runs { // newest first
+		if r.GetAction() == readinessAction && !r.GetCreatedAt().AsTime().Before(start.Add(-2*time.Second)) {
+			id = r.GetId()
+		}
+	}
+	return id
+}
+
+// readinessProgress shows, on a terminal and without --json, the review's
+// live per-target progress bar: a line saying the review is under way
+// until the controller has made its aws-readiness run, then that run's
+// bar as `run --wait` draws it. The review call itself is unary, so the
+// run is found among the newest runs (another operator's review started
+// in the same seconds could be shown instead; the report is unaffected).
+// stop clears the line.
+func (g *Globals) readinessProgress(parent context.Context, c *client) (stop func()) {
 	w := g.progressOut()
 	if g.json || !isTerminal(w) {
 		return func() {}
 	}
-	done := make(chan struct{})
+	ctx, cancel := context.WithCancel(parent)
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
 		start := time.Now()
-		t := time.NewTicker(200 * time.Millisecond)
+		t := time.NewTicker(500 * time.Millisecond)
 		defer t.Stop()
 		frames := []string{"▏", "▎", "▍", "▌", "▋", "▊", "▉", "█"}
-		for i := 0; ; i++ {
+		runID := ""
+		for i := 0; runID == ""; i++ {
 			select {
-			case <-done:
+			case <-ctx.Done():
 				fmt.Fprint(w, "\r\033[K")
 				return
 			case <-t.C:
-				fmt.Fprintf(w, "\r\033[Kreadiness: checking the accounts through the workers %s %s", frames[i%len(frames)], time.Since(start).Round(time.Second))
+			}
+			fmt.Fprintf(w, "\r\033[Kreadiness: checking the accounts through the workers %s %s", frames[i%len(frames)], time.Since(start).Round(time.Second))
+			if resp, err := c.op.ListRuns(ctx, &operatorv1.ListRunsRequest{Limit: 10}); err == nil {
+				runID = readinessRunOf(resp.GetRuns(), start)
 			}
 		}
+		fmt.Fprint(w, "\r\033[K")
+		g.watchTaskBar(ctx, c, runID)
+		fmt.Fprint(w, "\r\033[K")
 	}()
-	return func() { close(done); <-finished }
+	return func() { cancel(); <-finished }
+}
+
+// watchTaskBar draws a run's per-target progress bar until the run ends or
+// ctx does; a watch that fails ends the bar, not the review.
+func (g *Globals) watchTaskBar(ctx context.Context, c *client, runID string) {
+	stream, err := c.op.WatchRun(ctx, &operatorv1.WatchRunRequest{RunId: runID})
+	if err != nil {
+		return
+	}
+	tasks := map[string]*operatorv1.Task{}
+	var bar *progressbar.ProgressBar
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			return
+		}
+		switch e := m.GetEvent().(type) {
+		case *operatorv1.WatchRunResponse_Snapshot:
+			for _, t := range e.Snapshot.GetTasks() {
+				tasks[t.GetId()] = t
+			}
+		case *operatorv1.WatchRunResponse_Task:
+			tasks[e.Task.GetId()] = e.Task
+		case *operatorv1.WatchRunResponse_Done:
+			if bar != nil {
+				_ = bar.Finish()
+			}
+			return
+		}
+		cnt := &operatorv1.RunCounts{Targets: uint32(len(tasks))}
+		for _, t := range tasks {
+			apiview.CountTask(cnt, t.GetStatus())
+		}
+		bar = g.drawTaskBar(bar, cnt)
+	}
 }
 
 // groups returns the report's checks by account, controller first.
@@ -311,4 +376,20 @@ func writeReadinessHTML(w io.Writer, r readinessJSON) error {
 	}
 	_, err := fmt.Fprintln(w, "</body></html>")
 	return err
+}
+
+// RecordDrill sends a drill's outcome to the controller of the operator
+// credential, for the readiness review's drill recency check (`firebreak
+// lab drill --record`).
+func (g *Globals) RecordDrill(parent context.Context, req *operatorv1.RecordDrillRequest) (*operatorv1.RecordDrillResponse, error) {
+	c, ctx, done, err := g.open(parent)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	resp, err := c.op.RecordDrill(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("recording the drill with the controller: %w", err)
+	}
+	return resp, nil
 }

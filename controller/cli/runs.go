@@ -181,15 +181,7 @@ func (g *Globals) follow(ctx context.Context, c *client, runID string) (*operato
 		if !showBar {
 			return
 		}
-		if bar == nil {
-			bar = progressbar.NewOptions(int(cnt.GetTargets()), progressbar.OptionSetWriter(g.progressOut()), progressbar.OptionShowCount(),
-				progressbar.OptionSetWidth(30), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish(),
-				progressbar.OptionSetPredictTime(false))
-		}
-		done := cnt.GetSucceeded() + cnt.GetFailed() + cnt.GetCancelled() + cnt.GetOffline()
-		bar.Describe(fmt.Sprintf("pending %d · running %d · succeeded %d · failed %d · cancelled %d · offline %d",
-			cnt.GetPending(), cnt.GetRunning(), cnt.GetSucceeded(), cnt.GetFailed(), cnt.GetCancelled(), cnt.GetOffline()))
-		_ = bar.Set(int(done))
+		bar = g.drawTaskBar(bar, cnt)
 	}
 	for attempt := 0; ; attempt++ {
 		stream, err := c.op.WatchRun(ctx, &operatorv1.WatchRunRequest{RunId: runID})
@@ -230,6 +222,22 @@ func (g *Globals) follow(ctx context.Context, c *client, runID string) (*operato
 			draw()
 		}
 	}
+}
+
+// drawTaskBar draws a run's per-target progress on bar, made on first use
+// (nil), and returns it: targets done out of all, and the count in each
+// state. `run --wait` and `readiness` share it.
+func (g *Globals) drawTaskBar(bar *progressbar.ProgressBar, cnt *operatorv1.RunCounts) *progressbar.ProgressBar {
+	if bar == nil {
+		bar = progressbar.NewOptions(int(cnt.GetTargets()), progressbar.OptionSetWriter(g.progressOut()), progressbar.OptionShowCount(),
+			progressbar.OptionSetWidth(30), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish(),
+			progressbar.OptionSetPredictTime(false))
+	}
+	done := cnt.GetSucceeded() + cnt.GetFailed() + cnt.GetCancelled() + cnt.GetOffline()
+	bar.Describe(fmt.Sprintf("pending %d · running %d · succeeded %d · failed %d · cancelled %d · offline %d",
+		cnt.GetPending(), cnt.GetRunning(), cnt.GetSucceeded(), cnt.GetFailed(), cnt.GetCancelled(), cnt.GetOffline()))
+	_ = bar.Set(int(done))
+	return bar
 }
 
 // resultJSON is one target in the `--wait --json` output.

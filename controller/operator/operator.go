@@ -27,6 +27,7 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/dispatch"
 	"github.com/firebreak-ir/firebreak/controller/evidence"
 	"github.com/firebreak-ir/firebreak/controller/fleet"
+	"github.com/firebreak-ir/firebreak/controller/playbookrun"
 	"github.com/firebreak-ir/firebreak/controller/rpcerr"
 	"github.com/firebreak-ir/firebreak/controller/runs"
 	"github.com/firebreak-ir/firebreak/controller/selector"
@@ -66,6 +67,8 @@ var Policy = map[string]operatorv1.OperatorRole{
 	// A review starts an aws-readiness run, so it is a responder's.
 	operatorv1.OperatorService_Readiness_FullMethodName:            operatorv1.OperatorRole_OPERATOR_ROLE_RESPONDER,
 	operatorv1.OperatorService_ListReadinessReports_FullMethodName: operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
+	// A drill record feeds the readiness score, so it is a responder's.
+	operatorv1.OperatorService_RecordDrill_FullMethodName: operatorv1.OperatorRole_OPERATOR_ROLE_RESPONDER,
 	// The attestation policy decides who enrols without a token.
 	operatorv1.OperatorService_SetAttestPolicy_FullMethodName: operatorv1.OperatorRole_OPERATOR_ROLE_ADMIN,
 	operatorv1.OperatorService_GetAttestPolicy_FullMethodName: operatorv1.OperatorRole_OPERATOR_ROLE_VIEWER,
@@ -120,6 +123,17 @@ type Config struct {
 	// Evidence is the evidence store a readiness review probes; nil reports
 	// it unknown.
 	Evidence evidence.Prober
+	// Playbooks is the playbook library (built-in and custom) a readiness
+	// review checks against the fleet's actions; nil skips that check.
+	Playbooks PlaybookLibrary
+}
+
+// PlaybookLibrary lists the controller's playbooks; *playbookrun.Library
+// satisfies it.
+type PlaybookLibrary interface {
+	// List returns every playbook, built-in and from the playbook
+	// directory, parsed or with the reason it does not parse.
+	List() ([]*playbookrun.Entry, error)
 }
 
 // CheckAndSetDefaults names missing dependencies and sets defaults.

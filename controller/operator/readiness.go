@@ -2,7 +2,9 @@ package operator
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -164,6 +166,24 @@ func (s *Service) controllerState(ctx context.Context, in *readiness.Inputs) err
 	if s.cfg.CA != nil && s.cfg.CA.Cert != nil {
 		in.CANotAfter = s.cfg.CA.Cert.NotAfter
 	}
+	if s.cfg.Playbooks != nil {
+		entries, err := s.cfg.Playbooks.List()
+		if err != nil {
+			in.PlaybooksErr = err.Error()
+		}
+		for _, e := range entries {
+			in.Playbooks = append(in.Playbooks, readiness.Playbook{Name: e.Name, Source: e.Source, Playbook: e.Playbook, ParseErr: e.ParseErr})
+		}
+	}
+	if in.IsolationProven, err = s.isolationsDone(ctx); err != nil {
+		return err
+	}
+	if in.Drills, err = s.cfg.Store.ListDrillResults(ctx, in.Now.Add(-readiness.DrillLookback), drillScanLimit); err != nil {
+		return rpcerr.Error(ctx, s.cfg.Logger, err, "reading the recorded drills")
+	}
+	if in.Drills == nil {
+		in.Drills = []*store.DrillResult{}
+	}
 	if s.cfg.Evidence != nil {
 		pctx, cancel := context.WithTimeout(ctx, evidenceProbeTimeout)
 		p := s.cfg.Evidence.Probe(pctx)
@@ -189,6 +209,104 @@ func (s *Service) controllerState(ctx context.Context, in *readiness.Inputs) err
 		read += len(recs)
 	}
 	return nil
+}
+
+// isolationScanRuns bounds how many of the newest runs a review reads for
+// host isolations the controller sent.
+const isolationScanRuns = 1000
+
+// isolationsDone maps each agent to the latest host-isolate task the
+// controller sent it and stored as succeeded, among the newest runs: the
+// proof host.capability takes over an agent's claim that it can isolate.
+func (s *Service) isolationsDone(ctx context.Context) (map[string]time.Time, error) {
+	runs, err := s.cfg.Store.ListRuns(ctx, isolationScanRuns)
+	if err != nil {
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "reading the runs")
+	}
+	out := map[string]time.Time{}
+	for _, r := range runs {
+		if r.Action != readiness.HostIsolateAction {
+			continue
+		}
+		_, tasks, err := s.cfg.Store.GetRun(ctx, r.ID)
+		if err != nil {
+			return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "reading run "+r.ID)
+		}
+		for _, t := range tasks {
+			if t.Status != agentv1.TaskStatus_TASK_STATUS_SUCCEEDED {
+				continue
+			}
+			at := t.FinishedAt
+			if at.IsZero() {
+				at = r.CreatedAt
+			}
+			if at.After(out[t.AgentID]) {
+				out[t.AgentID] = at
+			}
+		}
+	}
+	return out, nil
+}
+
+// checkDrillRecord refuses a drill record that names an unknown scenario,
+// another playbook than the scenario's, or an impossible score.
+func checkDrillRecord(req *operatorv1.RecordDrillRequest) error {
+	want, ok := readiness.DrillScenarios[req.GetScenario()]
+	switch {
+	case !ok:
+		names := make([]string, 0, len(readiness.DrillScenarios))
+		for n := range readiness.DrillScenarios {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		return status.Errorf(codes.InvalidArgument, "unknown drill scenario %q (scenarios: %s)", truncate(req.GetScenario(), 64), strings.Join(names, ", "))
+	case req.GetPlaybook() != want:
+		return status.Errorf(codes.InvalidArgument, "scenario %s rehearses playbook %s, not %q", req.GetScenario(), want, truncate(req.GetPlaybook(), 64))
+	case req.GetScore() < 0 || req.GetScore() > 100:
+		return status.Errorf(codes.InvalidArgument, "score %d is outside 0..100", req.GetScore())
+	case !req.GetContained() && req.GetScore() != 0:
+		return status.Errorf(codes.InvalidArgument, "a drill that did not contain scores 0, not %d", req.GetScore())
+	case req.GetTimeToContainMs() < 0:
+		return status.Error(codes.InvalidArgument, "time_to_contain_ms is negative")
+	case len(req.GetResultJson()) > maxDrillResult:
+		return status.Errorf(codes.InvalidArgument, "the drill result is %d bytes; at most %d", len(req.GetResultJson()), maxDrillResult)
+	case req.GetResultJson() != "" && !json.Valid([]byte(req.GetResultJson())):
+		return status.Error(codes.InvalidArgument, "the drill result is not valid JSON")
+	}
+	return nil
+}
+
+// drillScanLimit bounds how many recorded drills a review reads.
+const drillScanLimit = 5000
+
+// maxDrillResult bounds a recorded drill's result JSON.
+const maxDrillResult = 256 << 10
+
+// RecordDrill implements operatorv1.OperatorServiceServer: it stores a
+// drill's outcome at the controller's own time, as the calling operator's
+// record, and audits it. The scenario must be one of the lab's, and the
+// playbook the one that scenario rehearses.
+func (s *Service) RecordDrill(ctx context.Context, req *operatorv1.RecordDrillRequest) (*operatorv1.RecordDrillResponse, error) {
+	if err := checkDrillRecord(req); err != nil {
+		return nil, err
+	}
+	who := actor(ctx)
+	d := &store.DrillResult{ID: ids.New("drl"), Scenario: req.GetScenario(), Playbook: req.GetPlaybook(), Contained: req.GetContained(),
+		Score: int(req.GetScore()), SimulatedHosts: req.GetSimulatedHosts(), TimeToContainMS: req.GetTimeToContainMs(),
+		RecordedAt: s.cfg.Clock().UTC(), RecordedBy: "operator:" + who.Name, ResultJSON: []byte(req.GetResultJson())}
+	if err := s.cfg.Store.SaveDrillResult(ctx, d); err != nil {
+		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "storing the drill")
+	}
+	s.cfg.Audit(ctx, "operator:"+who.Name, "drill.record", d.ID, map[string]any{"scenario": d.Scenario, "playbook": d.Playbook,
+		"contained": d.Contained, "score": d.Score, "simulated_hosts": d.SimulatedHosts})
+	return &operatorv1.RecordDrillResponse{Id: d.ID, RecordedAt: timestamppb.New(d.RecordedAt)}, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
 }
 
 // ListReadinessReports implements operatorv1.OperatorServiceServer.

@@ -36,8 +36,9 @@ const (
 // ReadinessAction is the action whose results the AWS-side checks are.
 const ReadinessAction = "aws-readiness"
 
-// hostIsolateAction is the host isolation action a host agent must offer.
-const hostIsolateAction = "host-isolate"
+// HostIsolateAction is the host isolation action a host agent must offer;
+// a task of it that succeeded proves the agent can isolate its host.
+const HostIsolateAction = "host-isolate"
 
 // Target is one (account, region) task of the aws-readiness run.
 type Target struct {
@@ -89,8 +90,20 @@ type Inputs struct {
 	// when it was not probed.
 	Evidence *evidence.Probe
 	// Actions is the controller's action catalogue; nil skips the plugin
-	// manifest check.
+	// manifest and playbook checks.
 	Actions *actioncatalog.Catalogue
+	// Playbooks are the controller's playbooks, built-in and custom, and
+	// PlaybooksErr why they could not be listed; neither skips the
+	// playbook check.
+	Playbooks    []Playbook
+	PlaybooksErr string
+	// IsolationProven maps a host agent's id to the latest host-isolate
+	// task the controller sent it and stored as succeeded: the proof
+	// host.capability takes over the agent's own claim.
+	IsolationProven map[string]time.Time
+	// Drills are the drills recorded within DrillLookback, newest first;
+	// nil skips the drill recency check.
+	Drills []*store.DrillResult
 }
 
 // Build runs every check over the inputs and scores them.
@@ -132,13 +145,19 @@ func Build(in Inputs) *Report {
 		}
 	}
 	checks = append(checks, checkStaleAgents(aws, inventoried, in.Agents))
-	checks = append(checks, checkHostIsolation(in.Agents), checkHostCapability(in.Agents), checkAgentVersions(in.Agents, in.ControllerVersion))
+	checks = append(checks, checkHostIsolation(in.Agents), checkHostCapability(in.Agents, in.IsolationProven), checkAgentVersions(in.Agents, in.ControllerVersion))
 	if in.Actions != nil {
 		checks = append(checks, checkPluginManifest(in.Agents, in.Actions))
+		if len(in.Playbooks) > 0 || in.PlaybooksErr != "" {
+			checks = append(checks, checkPlaybooks(in.Playbooks, in.PlaybooksErr, in.Agents, in.Actions))
+		}
 	}
 	checks = append(checks, checkApprovers(in.Operators), checkAdminCredentials(in.Operators, in.LastActive, in.Now))
 	checks = append(checks, checkPKI(in.CANotAfter, in.Now), checkAuditChain(in.Audit), checkJoinTokens(in.Tokens, in.Now))
 	checks = append(checks, checkEvidenceBackend(in.Evidence))
+	if in.Drills != nil {
+		checks = append(checks, checkDrills(in.Drills, in.Now))
+	}
 	sortChecks(checks)
 	r := &Report{Checks: checks, GeneratedAt: in.Now.UTC(), RunID: in.RunID, Accounts: []string{}, Regions: []string{}}
 	for _, a := range in.Accounts {
@@ -290,7 +309,7 @@ func checkHostIsolation(agents []*store.Agent) Check {
 	hosts := hostAgents(agents)
 	var cannot []string
 	for _, a := range hosts {
-		has := slices.ContainsFunc(a.Plugins, func(p *agentv1.PluginInfo) bool { return p.GetDescription().GetName() == hostIsolateAction })
+		has := slices.ContainsFunc(a.Plugins, func(p *agentv1.PluginInfo) bool { return p.GetDescription().GetName() == HostIsolateAction })
 		switch {
 		case a.Facts.GetSimulated():
 			cannot = append(cannot, a.ID+" ("+a.Hostname+"): a simulated host")
@@ -519,13 +538,14 @@ var hostProtections = []string{"NoNewPrivileges", "CapabilityBoundingSet", "Prot
 // to isolate their host: root, nftables usable, and the systemd unit with
 // its sandbox. These are the agents' own claims, refreshed at connect, and
 // the evidence says so: a claim of inability fails (a host that says it
-// cannot isolate is believed), a claim of ability is only ever as good as
-// the agent, so this check is never what makes host isolation pass —
-// host.isolation and a drill do. Simulated hosts are left to
-// host.isolation.
-func checkHostCapability(agents []*store.Agent) Check {
+// cannot isolate is believed), while a claim of ability alone only warns,
+// unproven, since an attacker holding a host can make it claim anything.
+// Only proof the controller holds makes it ok: a host-isolate task the
+// controller sent that agent and stored as succeeded (proven: agent id →
+// when). Simulated hosts are left to host.isolation.
+func checkHostCapability(agents []*store.Agent, proven map[string]time.Time) Check {
 	c := Check{ID: CheckHostCapability, Status: StatusOK}
-	var cannot, weak, silent []string
+	var cannot, weak, silent, unproven, shown []string
 	real := 0
 	for _, a := range hostAgents(agents) {
 		if a.Facts.GetSimulated() {
@@ -561,6 +581,13 @@ func checkHostCapability(agents []*store.Agent) Check {
 		case len(missing) > 0:
 			weak = append(weak, name+": "+hc.GetSystemdUnit()+" without "+strings.Join(missing, ", "))
 		}
+		// Security-critical: a claim of ability is never proof; only an
+		// isolation the controller itself sent and recorded as done is.
+		if at := proven[a.ID]; !at.IsZero() {
+			shown = append(shown, name+" on "+at.UTC().Format("2006-01-02"))
+		} else {
+			unproven = append(unproven, name)
+		}
 	}
 	const claims = "the host agents' own claims at connect, not verified by the controller"
 	if real == 0 {
@@ -571,6 +598,9 @@ func checkHostCapability(agents []*store.Agent) Check {
 	sort.Strings(weak)
 	sort.Strings(silent)
 	var parts []string
+	if n := real - len(cannot) - len(weak) - len(silent); n > 0 && len(cannot)+len(weak)+len(silent) == 0 {
+		parts = append(parts, fmt.Sprintf("%d host agent(s) claim root, usable nftables and the hardened systemd unit", n))
+	}
 	if len(cannot) > 0 {
 		parts = append(parts, "isolation cannot work on: "+strings.Join(cannot, "; "))
 	}
@@ -580,7 +610,15 @@ func checkHostCapability(agents []*store.Agent) Check {
 	if len(silent) > 0 {
 		parts = append(parts, "no capability reported (agents older than the controller): "+strings.Join(silent, "; "))
 	}
+	if len(unproven) > 0 {
+		parts = append(parts, "isolation unproven until a drill or an isolation proves it (only the agent's own claim): "+strings.Join(unproven, "; "))
+	}
+	if len(shown) > 0 {
+		sort.Strings(shown)
+		parts = append(parts, "isolation proven by a host-isolate task the controller sent and recorded as succeeded: "+strings.Join(shown, "; "))
+	}
 	unit := "install deploy/systemd/firebreak-agent.service (root, CAP_NET_ADMIN, nf_tables loaded by its ExecStartPre) with deploy/ssm/install-agent.yaml"
+	prove := "prove isolation on each host in a maintenance window: firebreak isolate --select id=AGENT_ID --wait, then firebreak unisolate --select id=AGENT_ID --wait (docs/isolation.md)"
 	switch {
 	case len(cannot) > 0:
 		c.Status, c.Remediation = StatusFail, unit+"; on a host without nf_tables: modprobe nf_tables, or a kernel with CONFIG_NF_TABLES"
@@ -588,10 +626,8 @@ func checkHostCapability(agents []*store.Agent) Check {
 		c.Status, c.Remediation = StatusWarn, unit+", so the agent runs sandboxed (docs/deploy.md explains each setting)"
 	case len(silent) > 0:
 		c.Status, c.Remediation = StatusWarn, "upgrade the agents (aws ssm send-command --document-name FirebreakInstallAgent …), which then report their capability"
-	}
-	if len(parts) == 0 {
-		c.Evidence = fmt.Sprintf("%d host agent(s) claim root, usable nftables and the hardened systemd unit (%s)", real, claims)
-		return c
+	case len(unproven) > 0:
+		c.Status, c.Remediation = StatusWarn, prove
 	}
 	c.Evidence = strings.Join(parts, "; ") + " (" + claims + ")"
 	return c

@@ -105,6 +105,8 @@ var Weights = map[string]float64{
 	CheckPKI:                             6,
 	CheckAuditChain:                      8,
 	CheckJoinTokens:                      3,
+	CheckPlaybooks:                       5,
+	CheckDrills:                          3,
 }
 
 // Score weighs the checks: each contributes its weight times its status's

@@ -248,8 +248,9 @@ func TestScore(t *testing.T) {
 
 // TestCheckHostCapability reports the host agents' claims as claims: a
 // host that says it cannot isolate fails, one outside the hardened unit
-// or silent (an older agent) warns, and simulated hosts are left to
-// host.isolation.
+// or silent (an older agent) warns, one that claims it can isolate warns
+// as unproven until the controller holds a host-isolate task that
+// succeeded on it, and simulated hosts are left to host.isolation.
 func TestCheckHostCapability(t *testing.T) {
 	hardened := func() *agentv1.HostCapability {
 		return &agentv1.HostCapability{Root: true, Nftables: true, SystemdUnit: "firebreak-agent.service",
@@ -264,12 +265,21 @@ func TestCheckHostCapability(t *testing.T) {
 	bare.SystemdUnit, bare.Protections = "", nil
 	partial := hardened()
 	partial.Protections = []string{"NoNewPrivileges"}
+	// The controller's record: a host-isolate task it sent p succeeded.
+	proven := map[string]time.Time{"p": time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC)}
 	for _, tt := range []struct {
 		name   string
 		agents []*store.Agent
 		want   want
 	}{
-		{"hardened", []*store.Agent{with(host("a", "1", "i-1", "1", true, false), hardened())}, want{StatusOK, "1 host agent(s) claim root, usable nftables", ""}},
+		{"hardened but unproven", []*store.Agent{with(host("a", "1", "i-1", "1", true, false), hardened())},
+			want{StatusWarn, "isolation unproven until a drill or an isolation proves it (only the agent's own claim): a (a.example)", "firebreak isolate --select id=AGENT_ID"}},
+		{"hardened and proven", []*store.Agent{with(host("p", "1", "i-1", "1", true, false), hardened())},
+			want{StatusOK, "isolation proven by a host-isolate task the controller sent and recorded as succeeded: p (p.example) on 2026-12-01", ""}},
+		{"one proven, one only claimed", []*store.Agent{with(host("p", "1", "i-1", "1", true, false), hardened()), with(host("a", "1", "i-2", "1", true, false), hardened())},
+			want{StatusWarn, "2 host agent(s) claim root, usable nftables", "firebreak unisolate"}},
+		{"proof does not outweigh a claim of inability", []*store.Agent{with(host("p", "1", "i-1", "1", true, false), noNft)},
+			want{StatusFail, "nftables not usable", "modprobe nf_tables"}},
 		{"only simulated", []*store.Agent{host("s", "1", "i-1", "1", true, true)}, want{StatusOK, "no host agent on a real host", ""}},
 		{"no nftables", []*store.Agent{with(host("a", "1", "i-1", "1", true, false), noNft), with(host("b", "1", "i-2", "1", true, false), hardened())},
 			want{StatusFail, "a (a.example): nftables not usable: nf_tables is not loaded", "modprobe nf_tables"}},
@@ -280,7 +290,7 @@ func TestCheckHostCapability(t *testing.T) {
 		{"older agent", []*store.Agent{host("a", "1", "i-1", "1", true, false)}, want{StatusWarn, "no capability reported", "upgrade the agents"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			c := checkHostCapability(tt.agents)
+			c := checkHostCapability(tt.agents, proven)
 			tt.want.check(t, c)
 			if !strings.Contains(c.Evidence, "own claims") {
 				t.Fatalf("evidence %q does not say these are the agents' claims", c.Evidence)

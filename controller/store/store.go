@@ -226,6 +226,7 @@ type Store interface {
 	Routing
 	ConsoleStore
 	ReadinessStore
+	DrillStore
 	EradicationStore
 
 	// Close releases the store.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/firebreak-ir/firebreak/controller/cli"
 	"github.com/firebreak-ir/firebreak/internal/assembly/lab"
+	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
 type labFlags struct {
@@ -22,6 +23,9 @@ type labFlags struct {
 	// drill until Ctrl-C; consoleListen is where.
 	console       bool
 	consoleListen string
+	// record sends the drill's outcome to the operator credential's
+	// controller.
+	record bool
 }
 
 func (f *labFlags) register(cmd *cobra.Command) {
@@ -57,7 +61,11 @@ func drill(g *cli.Globals, cmd *cobra.Command, name string, f *labFlags, report 
 		if err != nil {
 			return err
 		}
-		return drillOutcome(g, res, nil)
+		extra, err := recordDrill(g, cmd, res, f.record)
+		if err != nil {
+			return err
+		}
+		return drillOutcome(g, res, extra)
 	}
 	sc := lab.Scenarios[name]
 	if sc == nil {
@@ -78,11 +86,19 @@ func drill(g *cli.Globals, cmd *cobra.Command, name string, f *labFlags, report 
 		return fmt.Errorf("%w (lab files: %s)", err, e.Dir)
 	}
 	res.WallMS = time.Since(start).Milliseconds()
+	extra, err := recordDrill(g, cmd, res, f.record)
+	if err != nil {
+		return err
+	}
 	link, creds, err := e.ConsoleLogin(ctx)
 	if err != nil {
 		return err
 	}
-	outcome := drillOutcome(g, res, map[string]any{"console_url": link, "creds": creds, "ca_file": e.CAFile()})
+	if extra == nil {
+		extra = map[string]any{}
+	}
+	extra["console_url"], extra["creds"], extra["ca_file"] = link, creds, e.CAFile()
+	outcome := drillOutcome(g, res, extra)
 	if !g.JSON() {
 		base := strings.SplitN(link, "/login/", 2)[0]
 		fmt.Fprintf(g.ErrOut(), "\nThe web console: open this link within 60 s; it signs in once, as %s:\n", lab.ConsoleCommander)
@@ -93,6 +109,28 @@ func drill(g *cli.Globals, cmd *cobra.Command, name string, f *labFlags, report 
 	}
 	<-ctx.Done()
 	return outcome
+}
+
+// recordDrill sends a drill's outcome to the controller of the operator
+// credential when asked (--record), and returns the record's fields for
+// the JSON output.
+func recordDrill(g *cli.Globals, cmd *cobra.Command, res *lab.Result, record bool) (map[string]any, error) {
+	if !record {
+		return nil, nil
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := g.RecordDrill(cmd.Context(), &operatorv1.RecordDrillRequest{Scenario: res.Scenario, Playbook: res.Playbook, Contained: res.Contained,
+		Score: int32(res.Score), SimulatedHosts: res.SimulatedHosts, TimeToContainMs: res.TimeToContainMS, ResultJson: string(b)})
+	if err != nil {
+		return nil, err
+	}
+	if !g.JSON() {
+		fmt.Fprintf(g.ErrOut(), "drill recorded with the controller as %s (firebreak readiness reports it)\n", resp.GetId())
+	}
+	return map[string]any{"drill_record": resp.GetId()}, nil
 }
 
 // drillOutcome prints a drill's result (as JSON with extra's fields
@@ -189,5 +227,6 @@ contained or not, time to contain, evidence captured, steps failed.
 	f.register(cmd)
 	f.registerConsole(cmd)
 	cmd.Flags().BoolVar(&report, "report", false, "print the case report")
+	cmd.Flags().BoolVar(&f.record, "record", false, "record the drill's outcome with the controller of the operator credential (--creds), for the readiness review's drill recency check")
 	return cmd
 }

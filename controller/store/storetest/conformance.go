@@ -370,6 +370,33 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 	})
 
+	t.Run("drill results", func(t *testing.T) {
+		s := open(t)
+		for i, d := range []*store.DrillResult{
+			{Scenario: "ec2-compromise", Playbook: "ec2-instance-compromise", Contained: true, Score: 90, SimulatedHosts: true, TimeToContainMS: 4200},
+			{Scenario: "public-bucket", Playbook: "s3-public-exposure", Contained: false, Score: 0},
+			{Scenario: "ec2-compromise", Playbook: "ec2-instance-compromise", Contained: true, Score: 100},
+		} {
+			d.ID, d.RecordedAt, d.RecordedBy, d.ResultJSON = fmt.Sprintf("drl-%d", i), now.Add(time.Duration(i)*time.Hour), "operator:root", []byte(`{"score":1}`)
+			if err := s.SaveDrillResult(ctx, d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := s.ListDrillResults(ctx, now.Add(time.Hour), 10)
+		if err != nil || len(got) != 2 || got[0].ID != "drl-2" || got[0].Score != 100 || !got[0].Contained || got[1].ID != "drl-1" || got[1].Contained ||
+			got[1].Scenario != "public-bucket" || !got[1].RecordedAt.Equal(now.Add(time.Hour)) || got[0].RecordedBy != "operator:root" || got[0].ResultJSON != nil {
+			t.Fatalf("drills since the second %+v %v", got, err)
+		}
+		got, err = s.ListDrillResults(ctx, time.Time{}, 1)
+		if err != nil || len(got) != 1 || got[0].ID != "drl-2" {
+			t.Fatalf("newest drill %+v %v", got, err)
+		}
+		got, err = s.ListDrillResults(ctx, now.Add(-time.Hour), 10)
+		if err != nil || len(got) != 3 || !got[2].SimulatedHosts || got[2].TimeToContainMS != 4200 || got[2].Playbook != "ec2-instance-compromise" {
+			t.Fatalf("every drill %+v %v", got, err)
+		}
+	})
+
 	t.Run("attestation policy", func(t *testing.T) {
 		s := open(t)
 		if _, err := s.GetAttestPolicy(ctx); !errors.Is(err, store.ErrNotFound) {

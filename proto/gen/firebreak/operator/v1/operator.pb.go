@@ -4715,6 +4715,164 @@ func (x *ListReadinessReportsResponse) GetReports() []*ReadinessReport {
 	return nil
 }
 
+// RecordDrillRequest is one drill's outcome, as `firebreak lab drill`
+// scored it.
+type RecordDrillRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// scenario is the drill's scenario (`firebreak lab drill SCENARIO`).
+	Scenario string `protobuf:"bytes,1,opt,name=scenario,proto3" json:"scenario,omitempty"`
+	// playbook is the playbook the drill's finding started.
+	Playbook string `protobuf:"bytes,2,opt,name=playbook,proto3" json:"playbook,omitempty"`
+	// contained is true when every containment check of the drill passed.
+	Contained bool `protobuf:"varint,3,opt,name=contained,proto3" json:"contained,omitempty"`
+	// score is the drill's score out of 100 (0 when not contained).
+	Score int32 `protobuf:"varint,4,opt,name=score,proto3" json:"score,omitempty"`
+	// simulated_hosts is true when the lab's hosts were simulated, so
+	// in-guest isolation was not exercised.
+	SimulatedHosts bool `protobuf:"varint,5,opt,name=simulated_hosts,json=simulatedHosts,proto3" json:"simulated_hosts,omitempty"`
+	// time_to_contain_ms is the drill's time to contain.
+	TimeToContainMs int64 `protobuf:"varint,6,opt,name=time_to_contain_ms,json=timeToContainMs,proto3" json:"time_to_contain_ms,omitempty"`
+	// result_json is the drill's whole result (`lab drill --json`), at most
+	// 256 KiB.
+	ResultJson    string `protobuf:"bytes,7,opt,name=result_json,json=resultJson,proto3" json:"result_json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordDrillRequest) Reset() {
+	*x = RecordDrillRequest{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordDrillRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordDrillRequest) ProtoMessage() {}
+
+func (x *RecordDrillRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordDrillRequest.ProtoReflect.Descriptor instead.
+func (*RecordDrillRequest) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *RecordDrillRequest) GetScenario() string {
+	if x != nil {
+		return x.Scenario
+	}
+	return ""
+}
+
+func (x *RecordDrillRequest) GetPlaybook() string {
+	if x != nil {
+		return x.Playbook
+	}
+	return ""
+}
+
+func (x *RecordDrillRequest) GetContained() bool {
+	if x != nil {
+		return x.Contained
+	}
+	return false
+}
+
+func (x *RecordDrillRequest) GetScore() int32 {
+	if x != nil {
+		return x.Score
+	}
+	return 0
+}
+
+func (x *RecordDrillRequest) GetSimulatedHosts() bool {
+	if x != nil {
+		return x.SimulatedHosts
+	}
+	return false
+}
+
+func (x *RecordDrillRequest) GetTimeToContainMs() int64 {
+	if x != nil {
+		return x.TimeToContainMs
+	}
+	return 0
+}
+
+func (x *RecordDrillRequest) GetResultJson() string {
+	if x != nil {
+		return x.ResultJson
+	}
+	return ""
+}
+
+// RecordDrillResponse names the stored record.
+type RecordDrillResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id names the record.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// recorded_at is the controller's time of the record.
+	RecordedAt    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordDrillResponse) Reset() {
+	*x = RecordDrillResponse{}
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordDrillResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordDrillResponse) ProtoMessage() {}
+
+func (x *RecordDrillResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordDrillResponse.ProtoReflect.Descriptor instead.
+func (*RecordDrillResponse) Descriptor() ([]byte, []int) {
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *RecordDrillResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RecordDrillResponse) GetRecordedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RecordedAt
+	}
+	return nil
+}
+
 // AttestPolicyInfo is one stored version of the attestation policy.
 type AttestPolicyInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -4738,7 +4896,7 @@ type AttestPolicyInfo struct {
 
 func (x *AttestPolicyInfo) Reset() {
 	*x = AttestPolicyInfo{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[68]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4750,7 +4908,7 @@ func (x *AttestPolicyInfo) String() string {
 func (*AttestPolicyInfo) ProtoMessage() {}
 
 func (x *AttestPolicyInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[68]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4763,7 +4921,7 @@ func (x *AttestPolicyInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttestPolicyInfo.ProtoReflect.Descriptor instead.
 func (*AttestPolicyInfo) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{68}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *AttestPolicyInfo) GetVersion() int64 {
@@ -4829,7 +4987,7 @@ type SetAttestPolicyRequest struct {
 
 func (x *SetAttestPolicyRequest) Reset() {
 	*x = SetAttestPolicyRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[69]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4841,7 +4999,7 @@ func (x *SetAttestPolicyRequest) String() string {
 func (*SetAttestPolicyRequest) ProtoMessage() {}
 
 func (x *SetAttestPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[69]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4854,7 +5012,7 @@ func (x *SetAttestPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAttestPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetAttestPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{69}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *SetAttestPolicyRequest) GetPolicyYaml() []byte {
@@ -4882,7 +5040,7 @@ type SetAttestPolicyResponse struct {
 
 func (x *SetAttestPolicyResponse) Reset() {
 	*x = SetAttestPolicyResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[70]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4894,7 +5052,7 @@ func (x *SetAttestPolicyResponse) String() string {
 func (*SetAttestPolicyResponse) ProtoMessage() {}
 
 func (x *SetAttestPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[70]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4907,7 +5065,7 @@ func (x *SetAttestPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAttestPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetAttestPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{70}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *SetAttestPolicyResponse) GetPolicy() *AttestPolicyInfo {
@@ -4926,7 +5084,7 @@ type GetAttestPolicyRequest struct {
 
 func (x *GetAttestPolicyRequest) Reset() {
 	*x = GetAttestPolicyRequest{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[71]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4938,7 +5096,7 @@ func (x *GetAttestPolicyRequest) String() string {
 func (*GetAttestPolicyRequest) ProtoMessage() {}
 
 func (x *GetAttestPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[71]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4951,7 +5109,7 @@ func (x *GetAttestPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAttestPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetAttestPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{71}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{73}
 }
 
 // GetAttestPolicyResponse is the policy in force.
@@ -4965,7 +5123,7 @@ type GetAttestPolicyResponse struct {
 
 func (x *GetAttestPolicyResponse) Reset() {
 	*x = GetAttestPolicyResponse{}
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[72]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4977,7 +5135,7 @@ func (x *GetAttestPolicyResponse) String() string {
 func (*GetAttestPolicyResponse) ProtoMessage() {}
 
 func (x *GetAttestPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[72]
+	mi := &file_firebreak_operator_v1_operator_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4990,7 +5148,7 @@ func (x *GetAttestPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAttestPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetAttestPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{72}
+	return file_firebreak_operator_v1_operator_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *GetAttestPolicyResponse) GetPolicy() *AttestPolicyInfo {
@@ -5330,7 +5488,20 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x1bListReadinessReportsRequest\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\"`\n" +
 	"\x1cListReadinessReportsResponse\x12@\n" +
-	"\areports\x18\x01 \x03(\v2&.firebreak.operator.v1.ReadinessReportR\areports\"\xeb\x01\n" +
+	"\areports\x18\x01 \x03(\v2&.firebreak.operator.v1.ReadinessReportR\areports\"\xf7\x01\n" +
+	"\x12RecordDrillRequest\x12\x1a\n" +
+	"\bscenario\x18\x01 \x01(\tR\bscenario\x12\x1a\n" +
+	"\bplaybook\x18\x02 \x01(\tR\bplaybook\x12\x1c\n" +
+	"\tcontained\x18\x03 \x01(\bR\tcontained\x12\x14\n" +
+	"\x05score\x18\x04 \x01(\x05R\x05score\x12'\n" +
+	"\x0fsimulated_hosts\x18\x05 \x01(\bR\x0esimulatedHosts\x12+\n" +
+	"\x12time_to_contain_ms\x18\x06 \x01(\x03R\x0ftimeToContainMs\x12\x1f\n" +
+	"\vresult_json\x18\a \x01(\tR\n" +
+	"resultJson\"b\n" +
+	"\x13RecordDrillResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12;\n" +
+	"\vrecorded_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"recordedAt\"\xeb\x01\n" +
 	"\x10AttestPolicyInfo\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\x12\x1f\n" +
 	"\vpolicy_yaml\x18\x02 \x01(\fR\n" +
@@ -5363,7 +5534,7 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\x14RUN_STATUS_SUCCEEDED\x10\x03\x12\x15\n" +
 	"\x11RUN_STATUS_FAILED\x10\x04\x12\x18\n" +
 	"\x14RUN_STATUS_CANCELLED\x10\x05\x12\x17\n" +
-	"\x13RUN_STATUS_REJECTED\x10\x062\xe8\x16\n" +
+	"\x13RUN_STATUS_REJECTED\x10\x062\xce\x17\n" +
 	"\x0fOperatorService\x12U\n" +
 	"\x06Whoami\x12$.firebreak.operator.v1.WhoamiRequest\x1a%.firebreak.operator.v1.WhoamiResponse\x12p\n" +
 	"\x0fCreateJoinToken\x12-.firebreak.operator.v1.CreateJoinTokenRequest\x1a..firebreak.operator.v1.CreateJoinTokenResponse\x12d\n" +
@@ -5392,7 +5563,8 @@ const file_firebreak_operator_v1_operator_proto_rawDesc = "" +
 	"\fForgetAgents\x12*.firebreak.operator.v1.ForgetAgentsRequest\x1a+.firebreak.operator.v1.ForgetAgentsResponse\x12p\n" +
 	"\x0fListControllers\x12-.firebreak.operator.v1.ListControllersRequest\x1a..firebreak.operator.v1.ListControllersResponse\x12^\n" +
 	"\tReadiness\x12'.firebreak.operator.v1.ReadinessRequest\x1a(.firebreak.operator.v1.ReadinessResponse\x12\x7f\n" +
-	"\x14ListReadinessReports\x122.firebreak.operator.v1.ListReadinessReportsRequest\x1a3.firebreak.operator.v1.ListReadinessReportsResponse\x12p\n" +
+	"\x14ListReadinessReports\x122.firebreak.operator.v1.ListReadinessReportsRequest\x1a3.firebreak.operator.v1.ListReadinessReportsResponse\x12d\n" +
+	"\vRecordDrill\x12).firebreak.operator.v1.RecordDrillRequest\x1a*.firebreak.operator.v1.RecordDrillResponse\x12p\n" +
 	"\x0fSetAttestPolicy\x12-.firebreak.operator.v1.SetAttestPolicyRequest\x1a..firebreak.operator.v1.SetAttestPolicyResponse\x12p\n" +
 	"\x0fGetAttestPolicy\x12-.firebreak.operator.v1.GetAttestPolicyRequest\x1a..firebreak.operator.v1.GetAttestPolicyResponseBNZLgithub.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1;operatorv1b\x06proto3"
 
@@ -5409,7 +5581,7 @@ func file_firebreak_operator_v1_operator_proto_rawDescGZIP() []byte {
 }
 
 var file_firebreak_operator_v1_operator_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_firebreak_operator_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
+var file_firebreak_operator_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 78)
 var file_firebreak_operator_v1_operator_proto_goTypes = []any{
 	(OperatorRole)(0),                    // 0: firebreak.operator.v1.OperatorRole
 	(RunStatus)(0),                       // 1: firebreak.operator.v1.RunStatus
@@ -5481,156 +5653,161 @@ var file_firebreak_operator_v1_operator_proto_goTypes = []any{
 	(*ReadinessResponse)(nil),            // 67: firebreak.operator.v1.ReadinessResponse
 	(*ListReadinessReportsRequest)(nil),  // 68: firebreak.operator.v1.ListReadinessReportsRequest
 	(*ListReadinessReportsResponse)(nil), // 69: firebreak.operator.v1.ListReadinessReportsResponse
-	(*AttestPolicyInfo)(nil),             // 70: firebreak.operator.v1.AttestPolicyInfo
-	(*SetAttestPolicyRequest)(nil),       // 71: firebreak.operator.v1.SetAttestPolicyRequest
-	(*SetAttestPolicyResponse)(nil),      // 72: firebreak.operator.v1.SetAttestPolicyResponse
-	(*GetAttestPolicyRequest)(nil),       // 73: firebreak.operator.v1.GetAttestPolicyRequest
-	(*GetAttestPolicyResponse)(nil),      // 74: firebreak.operator.v1.GetAttestPolicyResponse
-	nil,                                  // 75: firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
-	nil,                                  // 76: firebreak.operator.v1.CreateRunRequest.ParamsEntry
-	nil,                                  // 77: firebreak.operator.v1.JoinTokenInfo.LabelsEntry
-	(v1.AgentRole)(0),                    // 78: firebreak.agent.v1.AgentRole
-	(*durationpb.Duration)(nil),          // 79: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),        // 80: google.protobuf.Timestamp
-	(*v1.AgentFacts)(nil),                // 81: firebreak.agent.v1.AgentFacts
-	(*v1.PluginInfo)(nil),                // 82: firebreak.agent.v1.PluginInfo
-	(v1.TaskStatus)(0),                   // 83: firebreak.agent.v1.TaskStatus
-	(*ChainCheckpoint)(nil),              // 84: firebreak.operator.v1.ChainCheckpoint
-	(*v11.ActionDescription)(nil),        // 85: firebreak.plugin.v1.ActionDescription
+	(*RecordDrillRequest)(nil),           // 70: firebreak.operator.v1.RecordDrillRequest
+	(*RecordDrillResponse)(nil),          // 71: firebreak.operator.v1.RecordDrillResponse
+	(*AttestPolicyInfo)(nil),             // 72: firebreak.operator.v1.AttestPolicyInfo
+	(*SetAttestPolicyRequest)(nil),       // 73: firebreak.operator.v1.SetAttestPolicyRequest
+	(*SetAttestPolicyResponse)(nil),      // 74: firebreak.operator.v1.SetAttestPolicyResponse
+	(*GetAttestPolicyRequest)(nil),       // 75: firebreak.operator.v1.GetAttestPolicyRequest
+	(*GetAttestPolicyResponse)(nil),      // 76: firebreak.operator.v1.GetAttestPolicyResponse
+	nil,                                  // 77: firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
+	nil,                                  // 78: firebreak.operator.v1.CreateRunRequest.ParamsEntry
+	nil,                                  // 79: firebreak.operator.v1.JoinTokenInfo.LabelsEntry
+	(v1.AgentRole)(0),                    // 80: firebreak.agent.v1.AgentRole
+	(*durationpb.Duration)(nil),          // 81: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),        // 82: google.protobuf.Timestamp
+	(*v1.AgentFacts)(nil),                // 83: firebreak.agent.v1.AgentFacts
+	(*v1.PluginInfo)(nil),                // 84: firebreak.agent.v1.PluginInfo
+	(v1.TaskStatus)(0),                   // 85: firebreak.agent.v1.TaskStatus
+	(*ChainCheckpoint)(nil),              // 86: firebreak.operator.v1.ChainCheckpoint
+	(*v11.ActionDescription)(nil),        // 87: firebreak.plugin.v1.ActionDescription
 }
 var file_firebreak_operator_v1_operator_proto_depIdxs = []int32{
-	0,  // 0: firebreak.operator.v1.WhoamiResponse.role:type_name -> firebreak.operator.v1.OperatorRole
-	78, // 1: firebreak.operator.v1.CreateJoinTokenRequest.role:type_name -> firebreak.agent.v1.AgentRole
-	79, // 2: firebreak.operator.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
-	75, // 3: firebreak.operator.v1.CreateJoinTokenRequest.labels:type_name -> firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
-	80, // 4: firebreak.operator.v1.CreateJoinTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	0,  // 5: firebreak.operator.v1.AddOperatorRequest.role:type_name -> firebreak.operator.v1.OperatorRole
-	78, // 6: firebreak.operator.v1.Agent.role:type_name -> firebreak.agent.v1.AgentRole
-	81, // 7: firebreak.operator.v1.Agent.facts:type_name -> firebreak.agent.v1.AgentFacts
-	80, // 8: firebreak.operator.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	82, // 9: firebreak.operator.v1.Agent.plugins:type_name -> firebreak.agent.v1.PluginInfo
-	80, // 10: firebreak.operator.v1.Agent.enrolled_at:type_name -> google.protobuf.Timestamp
-	80, // 11: firebreak.operator.v1.Agent.cert_not_after:type_name -> google.protobuf.Timestamp
-	9,  // 12: firebreak.operator.v1.Agent.refused_actions:type_name -> firebreak.operator.v1.RefusedAction
-	80, // 13: firebreak.operator.v1.Agent.revoked_at:type_name -> google.protobuf.Timestamp
-	80, // 14: firebreak.operator.v1.Agent.terminated_at:type_name -> google.protobuf.Timestamp
-	8,  // 15: firebreak.operator.v1.ListAgentsResponse.agents:type_name -> firebreak.operator.v1.Agent
-	76, // 16: firebreak.operator.v1.CreateRunRequest.params:type_name -> firebreak.operator.v1.CreateRunRequest.ParamsEntry
-	79, // 17: firebreak.operator.v1.CreateRunRequest.deadline:type_name -> google.protobuf.Duration
-	14, // 18: firebreak.operator.v1.CreateRunResponse.run:type_name -> firebreak.operator.v1.Run
-	1,  // 19: firebreak.operator.v1.Run.status:type_name -> firebreak.operator.v1.RunStatus
-	80, // 20: firebreak.operator.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	80, // 21: firebreak.operator.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
-	80, // 22: firebreak.operator.v1.Run.deadline:type_name -> google.protobuf.Timestamp
-	15, // 23: firebreak.operator.v1.Run.counts:type_name -> firebreak.operator.v1.RunCounts
-	16, // 24: firebreak.operator.v1.Run.tasks:type_name -> firebreak.operator.v1.Task
-	17, // 25: firebreak.operator.v1.Run.approvals:type_name -> firebreak.operator.v1.Approval
-	83, // 26: firebreak.operator.v1.Task.status:type_name -> firebreak.agent.v1.TaskStatus
-	80, // 27: firebreak.operator.v1.Task.dispatched_at:type_name -> google.protobuf.Timestamp
-	80, // 28: firebreak.operator.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	80, // 29: firebreak.operator.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	80, // 30: firebreak.operator.v1.Approval.at:type_name -> google.protobuf.Timestamp
-	14, // 31: firebreak.operator.v1.WatchRunResponse.snapshot:type_name -> firebreak.operator.v1.Run
-	16, // 32: firebreak.operator.v1.WatchRunResponse.task:type_name -> firebreak.operator.v1.Task
-	14, // 33: firebreak.operator.v1.WatchRunResponse.done:type_name -> firebreak.operator.v1.Run
-	14, // 34: firebreak.operator.v1.WatchRunResponse.run:type_name -> firebreak.operator.v1.Run
-	14, // 35: firebreak.operator.v1.GetRunResponse.run:type_name -> firebreak.operator.v1.Run
-	14, // 36: firebreak.operator.v1.ListRunsResponse.runs:type_name -> firebreak.operator.v1.Run
-	14, // 37: firebreak.operator.v1.ApproveRunResponse.run:type_name -> firebreak.operator.v1.Run
-	14, // 38: firebreak.operator.v1.RejectRunResponse.run:type_name -> firebreak.operator.v1.Run
-	14, // 39: firebreak.operator.v1.CancelRunResponse.run:type_name -> firebreak.operator.v1.Run
-	80, // 40: firebreak.operator.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
-	30, // 41: firebreak.operator.v1.ListAuditResponse.records:type_name -> firebreak.operator.v1.AuditRecord
-	84, // 42: firebreak.operator.v1.VerifyAuditRequest.anchor:type_name -> firebreak.operator.v1.ChainCheckpoint
-	84, // 43: firebreak.operator.v1.VerifyAuditResponse.checkpoint:type_name -> firebreak.operator.v1.ChainCheckpoint
-	85, // 44: firebreak.operator.v1.ActionSummary.description:type_name -> firebreak.plugin.v1.ActionDescription
-	35, // 45: firebreak.operator.v1.ListActionsResponse.actions:type_name -> firebreak.operator.v1.ActionSummary
-	80, // 46: firebreak.operator.v1.AWSAccount.synced_at:type_name -> google.protobuf.Timestamp
-	39, // 47: firebreak.operator.v1.AWSAccount.unknown:type_name -> firebreak.operator.v1.AccountUnknown
-	79, // 48: firebreak.operator.v1.SyncAccountsRequest.deadline:type_name -> google.protobuf.Duration
-	38, // 49: firebreak.operator.v1.SyncAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
-	38, // 50: firebreak.operator.v1.ListAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
-	80, // 51: firebreak.operator.v1.ControllerInfo.heartbeat_at:type_name -> google.protobuf.Timestamp
-	80, // 52: firebreak.operator.v1.ControllerInfo.started_at:type_name -> google.protobuf.Timestamp
-	45, // 53: firebreak.operator.v1.ListControllersResponse.controllers:type_name -> firebreak.operator.v1.ControllerInfo
-	84, // 54: firebreak.operator.v1.GetAuditHeadResponse.head:type_name -> firebreak.operator.v1.ChainCheckpoint
-	78, // 55: firebreak.operator.v1.JoinTokenInfo.role:type_name -> firebreak.agent.v1.AgentRole
-	77, // 56: firebreak.operator.v1.JoinTokenInfo.labels:type_name -> firebreak.operator.v1.JoinTokenInfo.LabelsEntry
-	80, // 57: firebreak.operator.v1.JoinTokenInfo.expires_at:type_name -> google.protobuf.Timestamp
-	80, // 58: firebreak.operator.v1.JoinTokenInfo.created_at:type_name -> google.protobuf.Timestamp
-	50, // 59: firebreak.operator.v1.ListJoinTokensResponse.tokens:type_name -> firebreak.operator.v1.JoinTokenInfo
-	50, // 60: firebreak.operator.v1.RevokeJoinTokenResponse.token:type_name -> firebreak.operator.v1.JoinTokenInfo
-	59, // 61: firebreak.operator.v1.RevokeAgentsResponse.agents:type_name -> firebreak.operator.v1.RevokedAgent
-	62, // 62: firebreak.operator.v1.ForgetAgentsResponse.agents:type_name -> firebreak.operator.v1.ForgottenAgent
-	79, // 63: firebreak.operator.v1.ReadinessRequest.deadline:type_name -> google.protobuf.Duration
-	65, // 64: firebreak.operator.v1.ReadinessReport.checks:type_name -> firebreak.operator.v1.ReadinessCheck
-	80, // 65: firebreak.operator.v1.ReadinessReport.generated_at:type_name -> google.protobuf.Timestamp
-	66, // 66: firebreak.operator.v1.ReadinessResponse.report:type_name -> firebreak.operator.v1.ReadinessReport
-	66, // 67: firebreak.operator.v1.ListReadinessReportsResponse.reports:type_name -> firebreak.operator.v1.ReadinessReport
-	80, // 68: firebreak.operator.v1.AttestPolicyInfo.set_at:type_name -> google.protobuf.Timestamp
-	70, // 69: firebreak.operator.v1.SetAttestPolicyResponse.policy:type_name -> firebreak.operator.v1.AttestPolicyInfo
-	70, // 70: firebreak.operator.v1.GetAttestPolicyResponse.policy:type_name -> firebreak.operator.v1.AttestPolicyInfo
-	2,  // 71: firebreak.operator.v1.OperatorService.Whoami:input_type -> firebreak.operator.v1.WhoamiRequest
-	4,  // 72: firebreak.operator.v1.OperatorService.CreateJoinToken:input_type -> firebreak.operator.v1.CreateJoinTokenRequest
-	6,  // 73: firebreak.operator.v1.OperatorService.AddOperator:input_type -> firebreak.operator.v1.AddOperatorRequest
-	10, // 74: firebreak.operator.v1.OperatorService.ListAgents:input_type -> firebreak.operator.v1.ListAgentsRequest
-	12, // 75: firebreak.operator.v1.OperatorService.CreateRun:input_type -> firebreak.operator.v1.CreateRunRequest
-	18, // 76: firebreak.operator.v1.OperatorService.WatchRun:input_type -> firebreak.operator.v1.WatchRunRequest
-	20, // 77: firebreak.operator.v1.OperatorService.GetRun:input_type -> firebreak.operator.v1.GetRunRequest
-	22, // 78: firebreak.operator.v1.OperatorService.ListRuns:input_type -> firebreak.operator.v1.ListRunsRequest
-	24, // 79: firebreak.operator.v1.OperatorService.ApproveRun:input_type -> firebreak.operator.v1.ApproveRunRequest
-	26, // 80: firebreak.operator.v1.OperatorService.RejectRun:input_type -> firebreak.operator.v1.RejectRunRequest
-	28, // 81: firebreak.operator.v1.OperatorService.CancelRun:input_type -> firebreak.operator.v1.CancelRunRequest
-	36, // 82: firebreak.operator.v1.OperatorService.ListActions:input_type -> firebreak.operator.v1.ListActionsRequest
-	40, // 83: firebreak.operator.v1.OperatorService.SyncAccounts:input_type -> firebreak.operator.v1.SyncAccountsRequest
-	42, // 84: firebreak.operator.v1.OperatorService.ListAccounts:input_type -> firebreak.operator.v1.ListAccountsRequest
-	31, // 85: firebreak.operator.v1.OperatorService.ListAudit:input_type -> firebreak.operator.v1.ListAuditRequest
-	33, // 86: firebreak.operator.v1.OperatorService.VerifyAudit:input_type -> firebreak.operator.v1.VerifyAuditRequest
-	47, // 87: firebreak.operator.v1.OperatorService.GetAuditHead:input_type -> firebreak.operator.v1.GetAuditHeadRequest
-	49, // 88: firebreak.operator.v1.OperatorService.ListJoinTokens:input_type -> firebreak.operator.v1.ListJoinTokensRequest
-	52, // 89: firebreak.operator.v1.OperatorService.RevokeJoinToken:input_type -> firebreak.operator.v1.RevokeJoinTokenRequest
-	54, // 90: firebreak.operator.v1.OperatorService.RevokeOperator:input_type -> firebreak.operator.v1.RevokeOperatorRequest
-	56, // 91: firebreak.operator.v1.OperatorService.RotateOperator:input_type -> firebreak.operator.v1.RotateOperatorRequest
-	58, // 92: firebreak.operator.v1.OperatorService.RevokeAgents:input_type -> firebreak.operator.v1.RevokeAgentsRequest
-	61, // 93: firebreak.operator.v1.OperatorService.ForgetAgents:input_type -> firebreak.operator.v1.ForgetAgentsRequest
-	44, // 94: firebreak.operator.v1.OperatorService.ListControllers:input_type -> firebreak.operator.v1.ListControllersRequest
-	64, // 95: firebreak.operator.v1.OperatorService.Readiness:input_type -> firebreak.operator.v1.ReadinessRequest
-	68, // 96: firebreak.operator.v1.OperatorService.ListReadinessReports:input_type -> firebreak.operator.v1.ListReadinessReportsRequest
-	71, // 97: firebreak.operator.v1.OperatorService.SetAttestPolicy:input_type -> firebreak.operator.v1.SetAttestPolicyRequest
-	73, // 98: firebreak.operator.v1.OperatorService.GetAttestPolicy:input_type -> firebreak.operator.v1.GetAttestPolicyRequest
-	3,  // 99: firebreak.operator.v1.OperatorService.Whoami:output_type -> firebreak.operator.v1.WhoamiResponse
-	5,  // 100: firebreak.operator.v1.OperatorService.CreateJoinToken:output_type -> firebreak.operator.v1.CreateJoinTokenResponse
-	7,  // 101: firebreak.operator.v1.OperatorService.AddOperator:output_type -> firebreak.operator.v1.AddOperatorResponse
-	11, // 102: firebreak.operator.v1.OperatorService.ListAgents:output_type -> firebreak.operator.v1.ListAgentsResponse
-	13, // 103: firebreak.operator.v1.OperatorService.CreateRun:output_type -> firebreak.operator.v1.CreateRunResponse
-	19, // 104: firebreak.operator.v1.OperatorService.WatchRun:output_type -> firebreak.operator.v1.WatchRunResponse
-	21, // 105: firebreak.operator.v1.OperatorService.GetRun:output_type -> firebreak.operator.v1.GetRunResponse
-	23, // 106: firebreak.operator.v1.OperatorService.ListRuns:output_type -> firebreak.operator.v1.ListRunsResponse
-	25, // 107: firebreak.operator.v1.OperatorService.ApproveRun:output_type -> firebreak.operator.v1.ApproveRunResponse
-	27, // 108: firebreak.operator.v1.OperatorService.RejectRun:output_type -> firebreak.operator.v1.RejectRunResponse
-	29, // 109: firebreak.operator.v1.OperatorService.CancelRun:output_type -> firebreak.operator.v1.CancelRunResponse
-	37, // 110: firebreak.operator.v1.OperatorService.ListActions:output_type -> firebreak.operator.v1.ListActionsResponse
-	41, // 111: firebreak.operator.v1.OperatorService.SyncAccounts:output_type -> firebreak.operator.v1.SyncAccountsResponse
-	43, // 112: firebreak.operator.v1.OperatorService.ListAccounts:output_type -> firebreak.operator.v1.ListAccountsResponse
-	32, // 113: firebreak.operator.v1.OperatorService.ListAudit:output_type -> firebreak.operator.v1.ListAuditResponse
-	34, // 114: firebreak.operator.v1.OperatorService.VerifyAudit:output_type -> firebreak.operator.v1.VerifyAuditResponse
-	48, // 115: firebreak.operator.v1.OperatorService.GetAuditHead:output_type -> firebreak.operator.v1.GetAuditHeadResponse
-	51, // 116: firebreak.operator.v1.OperatorService.ListJoinTokens:output_type -> firebreak.operator.v1.ListJoinTokensResponse
-	53, // 117: firebreak.operator.v1.OperatorService.RevokeJoinToken:output_type -> firebreak.operator.v1.RevokeJoinTokenResponse
-	55, // 118: firebreak.operator.v1.OperatorService.RevokeOperator:output_type -> firebreak.operator.v1.RevokeOperatorResponse
-	57, // 119: firebreak.operator.v1.OperatorService.RotateOperator:output_type -> firebreak.operator.v1.RotateOperatorResponse
-	60, // 120: firebreak.operator.v1.OperatorService.RevokeAgents:output_type -> firebreak.operator.v1.RevokeAgentsResponse
-	63, // 121: firebreak.operator.v1.OperatorService.ForgetAgents:output_type -> firebreak.operator.v1.ForgetAgentsResponse
-	46, // 122: firebreak.operator.v1.OperatorService.ListControllers:output_type -> firebreak.operator.v1.ListControllersResponse
-	67, // 123: firebreak.operator.v1.OperatorService.Readiness:output_type -> firebreak.operator.v1.ReadinessResponse
-	69, // 124: firebreak.operator.v1.OperatorService.ListReadinessReports:output_type -> firebreak.operator.v1.ListReadinessReportsResponse
-	72, // 125: firebreak.operator.v1.OperatorService.SetAttestPolicy:output_type -> firebreak.operator.v1.SetAttestPolicyResponse
-	74, // 126: firebreak.operator.v1.OperatorService.GetAttestPolicy:output_type -> firebreak.operator.v1.GetAttestPolicyResponse
-	99, // [99:127] is the sub-list for method output_type
-	71, // [71:99] is the sub-list for method input_type
-	71, // [71:71] is the sub-list for extension type_name
-	71, // [71:71] is the sub-list for extension extendee
-	0,  // [0:71] is the sub-list for field type_name
+	0,   // 0: firebreak.operator.v1.WhoamiResponse.role:type_name -> firebreak.operator.v1.OperatorRole
+	80,  // 1: firebreak.operator.v1.CreateJoinTokenRequest.role:type_name -> firebreak.agent.v1.AgentRole
+	81,  // 2: firebreak.operator.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
+	77,  // 3: firebreak.operator.v1.CreateJoinTokenRequest.labels:type_name -> firebreak.operator.v1.CreateJoinTokenRequest.LabelsEntry
+	82,  // 4: firebreak.operator.v1.CreateJoinTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	0,   // 5: firebreak.operator.v1.AddOperatorRequest.role:type_name -> firebreak.operator.v1.OperatorRole
+	80,  // 6: firebreak.operator.v1.Agent.role:type_name -> firebreak.agent.v1.AgentRole
+	83,  // 7: firebreak.operator.v1.Agent.facts:type_name -> firebreak.agent.v1.AgentFacts
+	82,  // 8: firebreak.operator.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	84,  // 9: firebreak.operator.v1.Agent.plugins:type_name -> firebreak.agent.v1.PluginInfo
+	82,  // 10: firebreak.operator.v1.Agent.enrolled_at:type_name -> google.protobuf.Timestamp
+	82,  // 11: firebreak.operator.v1.Agent.cert_not_after:type_name -> google.protobuf.Timestamp
+	9,   // 12: firebreak.operator.v1.Agent.refused_actions:type_name -> firebreak.operator.v1.RefusedAction
+	82,  // 13: firebreak.operator.v1.Agent.revoked_at:type_name -> google.protobuf.Timestamp
+	82,  // 14: firebreak.operator.v1.Agent.terminated_at:type_name -> google.protobuf.Timestamp
+	8,   // 15: firebreak.operator.v1.ListAgentsResponse.agents:type_name -> firebreak.operator.v1.Agent
+	78,  // 16: firebreak.operator.v1.CreateRunRequest.params:type_name -> firebreak.operator.v1.CreateRunRequest.ParamsEntry
+	81,  // 17: firebreak.operator.v1.CreateRunRequest.deadline:type_name -> google.protobuf.Duration
+	14,  // 18: firebreak.operator.v1.CreateRunResponse.run:type_name -> firebreak.operator.v1.Run
+	1,   // 19: firebreak.operator.v1.Run.status:type_name -> firebreak.operator.v1.RunStatus
+	82,  // 20: firebreak.operator.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	82,  // 21: firebreak.operator.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
+	82,  // 22: firebreak.operator.v1.Run.deadline:type_name -> google.protobuf.Timestamp
+	15,  // 23: firebreak.operator.v1.Run.counts:type_name -> firebreak.operator.v1.RunCounts
+	16,  // 24: firebreak.operator.v1.Run.tasks:type_name -> firebreak.operator.v1.Task
+	17,  // 25: firebreak.operator.v1.Run.approvals:type_name -> firebreak.operator.v1.Approval
+	85,  // 26: firebreak.operator.v1.Task.status:type_name -> firebreak.agent.v1.TaskStatus
+	82,  // 27: firebreak.operator.v1.Task.dispatched_at:type_name -> google.protobuf.Timestamp
+	82,  // 28: firebreak.operator.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	82,  // 29: firebreak.operator.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	82,  // 30: firebreak.operator.v1.Approval.at:type_name -> google.protobuf.Timestamp
+	14,  // 31: firebreak.operator.v1.WatchRunResponse.snapshot:type_name -> firebreak.operator.v1.Run
+	16,  // 32: firebreak.operator.v1.WatchRunResponse.task:type_name -> firebreak.operator.v1.Task
+	14,  // 33: firebreak.operator.v1.WatchRunResponse.done:type_name -> firebreak.operator.v1.Run
+	14,  // 34: firebreak.operator.v1.WatchRunResponse.run:type_name -> firebreak.operator.v1.Run
+	14,  // 35: firebreak.operator.v1.GetRunResponse.run:type_name -> firebreak.operator.v1.Run
+	14,  // 36: firebreak.operator.v1.ListRunsResponse.runs:type_name -> firebreak.operator.v1.Run
+	14,  // 37: firebreak.operator.v1.ApproveRunResponse.run:type_name -> firebreak.operator.v1.Run
+	14,  // 38: firebreak.operator.v1.RejectRunResponse.run:type_name -> firebreak.operator.v1.Run
+	14,  // 39: firebreak.operator.v1.CancelRunResponse.run:type_name -> firebreak.operator.v1.Run
+	82,  // 40: firebreak.operator.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	30,  // 41: firebreak.operator.v1.ListAuditResponse.records:type_name -> firebreak.operator.v1.AuditRecord
+	86,  // 42: firebreak.operator.v1.VerifyAuditRequest.anchor:type_name -> firebreak.operator.v1.ChainCheckpoint
+	86,  // 43: firebreak.operator.v1.VerifyAuditResponse.checkpoint:type_name -> firebreak.operator.v1.ChainCheckpoint
+	87,  // 44: firebreak.operator.v1.ActionSummary.description:type_name -> firebreak.plugin.v1.ActionDescription
+	35,  // 45: firebreak.operator.v1.ListActionsResponse.actions:type_name -> firebreak.operator.v1.ActionSummary
+	82,  // 46: firebreak.operator.v1.AWSAccount.synced_at:type_name -> google.protobuf.Timestamp
+	39,  // 47: firebreak.operator.v1.AWSAccount.unknown:type_name -> firebreak.operator.v1.AccountUnknown
+	81,  // 48: firebreak.operator.v1.SyncAccountsRequest.deadline:type_name -> google.protobuf.Duration
+	38,  // 49: firebreak.operator.v1.SyncAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
+	38,  // 50: firebreak.operator.v1.ListAccountsResponse.accounts:type_name -> firebreak.operator.v1.AWSAccount
+	82,  // 51: firebreak.operator.v1.ControllerInfo.heartbeat_at:type_name -> google.protobuf.Timestamp
+	82,  // 52: firebreak.operator.v1.ControllerInfo.started_at:type_name -> google.protobuf.Timestamp
+	45,  // 53: firebreak.operator.v1.ListControllersResponse.controllers:type_name -> firebreak.operator.v1.ControllerInfo
+	86,  // 54: firebreak.operator.v1.GetAuditHeadResponse.head:type_name -> firebreak.operator.v1.ChainCheckpoint
+	80,  // 55: firebreak.operator.v1.JoinTokenInfo.role:type_name -> firebreak.agent.v1.AgentRole
+	79,  // 56: firebreak.operator.v1.JoinTokenInfo.labels:type_name -> firebreak.operator.v1.JoinTokenInfo.LabelsEntry
+	82,  // 57: firebreak.operator.v1.JoinTokenInfo.expires_at:type_name -> google.protobuf.Timestamp
+	82,  // 58: firebreak.operator.v1.JoinTokenInfo.created_at:type_name -> google.protobuf.Timestamp
+	50,  // 59: firebreak.operator.v1.ListJoinTokensResponse.tokens:type_name -> firebreak.operator.v1.JoinTokenInfo
+	50,  // 60: firebreak.operator.v1.RevokeJoinTokenResponse.token:type_name -> firebreak.operator.v1.JoinTokenInfo
+	59,  // 61: firebreak.operator.v1.RevokeAgentsResponse.agents:type_name -> firebreak.operator.v1.RevokedAgent
+	62,  // 62: firebreak.operator.v1.ForgetAgentsResponse.agents:type_name -> firebreak.operator.v1.ForgottenAgent
+	81,  // 63: firebreak.operator.v1.ReadinessRequest.deadline:type_name -> google.protobuf.Duration
+	65,  // 64: firebreak.operator.v1.ReadinessReport.checks:type_name -> firebreak.operator.v1.ReadinessCheck
+	82,  // 65: firebreak.operator.v1.ReadinessReport.generated_at:type_name -> google.protobuf.Timestamp
+	66,  // 66: firebreak.operator.v1.ReadinessResponse.report:type_name -> firebreak.operator.v1.ReadinessReport
+	66,  // 67: firebreak.operator.v1.ListReadinessReportsResponse.reports:type_name -> firebreak.operator.v1.ReadinessReport
+	82,  // 68: firebreak.operator.v1.RecordDrillResponse.recorded_at:type_name -> google.protobuf.Timestamp
+	82,  // 69: firebreak.operator.v1.AttestPolicyInfo.set_at:type_name -> google.protobuf.Timestamp
+	72,  // 70: firebreak.operator.v1.SetAttestPolicyResponse.policy:type_name -> firebreak.operator.v1.AttestPolicyInfo
+	72,  // 71: firebreak.operator.v1.GetAttestPolicyResponse.policy:type_name -> firebreak.operator.v1.AttestPolicyInfo
+	2,   // 72: firebreak.operator.v1.OperatorService.Whoami:input_type -> firebreak.operator.v1.WhoamiRequest
+	4,   // 73: firebreak.operator.v1.OperatorService.CreateJoinToken:input_type -> firebreak.operator.v1.CreateJoinTokenRequest
+	6,   // 74: firebreak.operator.v1.OperatorService.AddOperator:input_type -> firebreak.operator.v1.AddOperatorRequest
+	10,  // 75: firebreak.operator.v1.OperatorService.ListAgents:input_type -> firebreak.operator.v1.ListAgentsRequest
+	12,  // 76: firebreak.operator.v1.OperatorService.CreateRun:input_type -> firebreak.operator.v1.CreateRunRequest
+	18,  // 77: firebreak.operator.v1.OperatorService.WatchRun:input_type -> firebreak.operator.v1.WatchRunRequest
+	20,  // 78: firebreak.operator.v1.OperatorService.GetRun:input_type -> firebreak.operator.v1.GetRunRequest
+	22,  // 79: firebreak.operator.v1.OperatorService.ListRuns:input_type -> firebreak.operator.v1.ListRunsRequest
+	24,  // 80: firebreak.operator.v1.OperatorService.ApproveRun:input_type -> firebreak.operator.v1.ApproveRunRequest
+	26,  // 81: firebreak.operator.v1.OperatorService.RejectRun:input_type -> firebreak.operator.v1.RejectRunRequest
+	28,  // 82: firebreak.operator.v1.OperatorService.CancelRun:input_type -> firebreak.operator.v1.CancelRunRequest
+	36,  // 83: firebreak.operator.v1.OperatorService.ListActions:input_type -> firebreak.operator.v1.ListActionsRequest
+	40,  // 84: firebreak.operator.v1.OperatorService.SyncAccounts:input_type -> firebreak.operator.v1.SyncAccountsRequest
+	42,  // 85: firebreak.operator.v1.OperatorService.ListAccounts:input_type -> firebreak.operator.v1.ListAccountsRequest
+	31,  // 86: firebreak.operator.v1.OperatorService.ListAudit:input_type -> firebreak.operator.v1.ListAuditRequest
+	33,  // 87: firebreak.operator.v1.OperatorService.VerifyAudit:input_type -> firebreak.operator.v1.VerifyAuditRequest
+	47,  // 88: firebreak.operator.v1.OperatorService.GetAuditHead:input_type -> firebreak.operator.v1.GetAuditHeadRequest
+	49,  // 89: firebreak.operator.v1.OperatorService.ListJoinTokens:input_type -> firebreak.operator.v1.ListJoinTokensRequest
+	52,  // 90: firebreak.operator.v1.OperatorService.RevokeJoinToken:input_type -> firebreak.operator.v1.RevokeJoinTokenRequest
+	54,  // 91: firebreak.operator.v1.OperatorService.RevokeOperator:input_type -> firebreak.operator.v1.RevokeOperatorRequest
+	56,  // 92: firebreak.operator.v1.OperatorService.RotateOperator:input_type -> firebreak.operator.v1.RotateOperatorRequest
+	58,  // 93: firebreak.operator.v1.OperatorService.RevokeAgents:input_type -> firebreak.operator.v1.RevokeAgentsRequest
+	61,  // 94: firebreak.operator.v1.OperatorService.ForgetAgents:input_type -> firebreak.operator.v1.ForgetAgentsRequest
+	44,  // 95: firebreak.operator.v1.OperatorService.ListControllers:input_type -> firebreak.operator.v1.ListControllersRequest
+	64,  // 96: firebreak.operator.v1.OperatorService.Readiness:input_type -> firebreak.operator.v1.ReadinessRequest
+	68,  // 97: firebreak.operator.v1.OperatorService.ListReadinessReports:input_type -> firebreak.operator.v1.ListReadinessReportsRequest
+	70,  // 98: firebreak.operator.v1.OperatorService.RecordDrill:input_type -> firebreak.operator.v1.RecordDrillRequest
+	73,  // 99: firebreak.operator.v1.OperatorService.SetAttestPolicy:input_type -> firebreak.operator.v1.SetAttestPolicyRequest
+	75,  // 100: firebreak.operator.v1.OperatorService.GetAttestPolicy:input_type -> firebreak.operator.v1.GetAttestPolicyRequest
+	3,   // 101: firebreak.operator.v1.OperatorService.Whoami:output_type -> firebreak.operator.v1.WhoamiResponse
+	5,   // 102: firebreak.operator.v1.OperatorService.CreateJoinToken:output_type -> firebreak.operator.v1.CreateJoinTokenResponse
+	7,   // 103: firebreak.operator.v1.OperatorService.AddOperator:output_type -> firebreak.operator.v1.AddOperatorResponse
+	11,  // 104: firebreak.operator.v1.OperatorService.ListAgents:output_type -> firebreak.operator.v1.ListAgentsResponse
+	13,  // 105: firebreak.operator.v1.OperatorService.CreateRun:output_type -> firebreak.operator.v1.CreateRunResponse
+	19,  // 106: firebreak.operator.v1.OperatorService.WatchRun:output_type -> firebreak.operator.v1.WatchRunResponse
+	21,  // 107: firebreak.operator.v1.OperatorService.GetRun:output_type -> firebreak.operator.v1.GetRunResponse
+	23,  // 108: firebreak.operator.v1.OperatorService.ListRuns:output_type -> firebreak.operator.v1.ListRunsResponse
+	25,  // 109: firebreak.operator.v1.OperatorService.ApproveRun:output_type -> firebreak.operator.v1.ApproveRunResponse
+	27,  // 110: firebreak.operator.v1.OperatorService.RejectRun:output_type -> firebreak.operator.v1.RejectRunResponse
+	29,  // 111: firebreak.operator.v1.OperatorService.CancelRun:output_type -> firebreak.operator.v1.CancelRunResponse
+	37,  // 112: firebreak.operator.v1.OperatorService.ListActions:output_type -> firebreak.operator.v1.ListActionsResponse
+	41,  // 113: firebreak.operator.v1.OperatorService.SyncAccounts:output_type -> firebreak.operator.v1.SyncAccountsResponse
+	43,  // 114: firebreak.operator.v1.OperatorService.ListAccounts:output_type -> firebreak.operator.v1.ListAccountsResponse
+	32,  // 115: firebreak.operator.v1.OperatorService.ListAudit:output_type -> firebreak.operator.v1.ListAuditResponse
+	34,  // 116: firebreak.operator.v1.OperatorService.VerifyAudit:output_type -> firebreak.operator.v1.VerifyAuditResponse
+	48,  // 117: firebreak.operator.v1.OperatorService.GetAuditHead:output_type -> firebreak.operator.v1.GetAuditHeadResponse
+	51,  // 118: firebreak.operator.v1.OperatorService.ListJoinTokens:output_type -> firebreak.operator.v1.ListJoinTokensResponse
+	53,  // 119: firebreak.operator.v1.OperatorService.RevokeJoinToken:output_type -> firebreak.operator.v1.RevokeJoinTokenResponse
+	55,  // 120: firebreak.operator.v1.OperatorService.RevokeOperator:output_type -> firebreak.operator.v1.RevokeOperatorResponse
+	57,  // 121: firebreak.operator.v1.OperatorService.RotateOperator:output_type -> firebreak.operator.v1.RotateOperatorResponse
+	60,  // 122: firebreak.operator.v1.OperatorService.RevokeAgents:output_type -> firebreak.operator.v1.RevokeAgentsResponse
+	63,  // 123: firebreak.operator.v1.OperatorService.ForgetAgents:output_type -> firebreak.operator.v1.ForgetAgentsResponse
+	46,  // 124: firebreak.operator.v1.OperatorService.ListControllers:output_type -> firebreak.operator.v1.ListControllersResponse
+	67,  // 125: firebreak.operator.v1.OperatorService.Readiness:output_type -> firebreak.operator.v1.ReadinessResponse
+	69,  // 126: firebreak.operator.v1.OperatorService.ListReadinessReports:output_type -> firebreak.operator.v1.ListReadinessReportsResponse
+	71,  // 127: firebreak.operator.v1.OperatorService.RecordDrill:output_type -> firebreak.operator.v1.RecordDrillResponse
+	74,  // 128: firebreak.operator.v1.OperatorService.SetAttestPolicy:output_type -> firebreak.operator.v1.SetAttestPolicyResponse
+	76,  // 129: firebreak.operator.v1.OperatorService.GetAttestPolicy:output_type -> firebreak.operator.v1.GetAttestPolicyResponse
+	101, // [101:130] is the sub-list for method output_type
+	72,  // [72:101] is the sub-list for method input_type
+	72,  // [72:72] is the sub-list for extension type_name
+	72,  // [72:72] is the sub-list for extension extendee
+	0,   // [0:72] is the sub-list for field type_name
 }
 
 func init() { file_firebreak_operator_v1_operator_proto_init() }
@@ -5651,7 +5828,7 @@ func file_firebreak_operator_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_firebreak_operator_v1_operator_proto_rawDesc), len(file_firebreak_operator_v1_operator_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   76,
+			NumMessages:   78,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -45,6 +45,7 @@ const (
 	OperatorService_ListControllers_FullMethodName      = "/firebreak.operator.v1.OperatorService/ListControllers"
 	OperatorService_Readiness_FullMethodName            = "/firebreak.operator.v1.OperatorService/Readiness"
 	OperatorService_ListReadinessReports_FullMethodName = "/firebreak.operator.v1.OperatorService/ListReadinessReports"
+	OperatorService_RecordDrill_FullMethodName          = "/firebreak.operator.v1.OperatorService/RecordDrill"
 	OperatorService_SetAttestPolicy_FullMethodName      = "/firebreak.operator.v1.OperatorService/SetAttestPolicy"
 	OperatorService_GetAttestPolicy_FullMethodName      = "/firebreak.operator.v1.OperatorService/GetAttestPolicy"
 )
@@ -140,6 +141,10 @@ type OperatorServiceClient interface {
 	// ListReadinessReports lists the stored readiness reports, newest first
 	// (viewer).
 	ListReadinessReports(ctx context.Context, in *ListReadinessReportsRequest, opts ...grpc.CallOption) (*ListReadinessReportsResponse, error)
+	// RecordDrill stores a drill's outcome (`firebreak lab drill --record`)
+	// for the readiness review's drill recency check, at the controller's
+	// own time; the record is audited (responder).
+	RecordDrill(ctx context.Context, in *RecordDrillRequest, opts ...grpc.CallOption) (*RecordDrillResponse, error)
 	// SetAttestPolicy validates an attestation policy and stores it as the
 	// newest version, which every controller of the cluster enforces within
 	// seconds; the change is audited (admin).
@@ -426,6 +431,16 @@ func (c *operatorServiceClient) ListReadinessReports(ctx context.Context, in *Li
 	return out, nil
 }
 
+func (c *operatorServiceClient) RecordDrill(ctx context.Context, in *RecordDrillRequest, opts ...grpc.CallOption) (*RecordDrillResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecordDrillResponse)
+	err := c.cc.Invoke(ctx, OperatorService_RecordDrill_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *operatorServiceClient) SetAttestPolicy(ctx context.Context, in *SetAttestPolicyRequest, opts ...grpc.CallOption) (*SetAttestPolicyResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(SetAttestPolicyResponse)
@@ -537,6 +552,10 @@ type OperatorServiceServer interface {
 	// ListReadinessReports lists the stored readiness reports, newest first
 	// (viewer).
 	ListReadinessReports(context.Context, *ListReadinessReportsRequest) (*ListReadinessReportsResponse, error)
+	// RecordDrill stores a drill's outcome (`firebreak lab drill --record`)
+	// for the readiness review's drill recency check, at the controller's
+	// own time; the record is audited (responder).
+	RecordDrill(context.Context, *RecordDrillRequest) (*RecordDrillResponse, error)
 	// SetAttestPolicy validates an attestation policy and stores it as the
 	// newest version, which every controller of the cluster enforces within
 	// seconds; the change is audited (admin).
@@ -631,6 +650,9 @@ func (UnimplementedOperatorServiceServer) Readiness(context.Context, *ReadinessR
 }
 func (UnimplementedOperatorServiceServer) ListReadinessReports(context.Context, *ListReadinessReportsRequest) (*ListReadinessReportsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListReadinessReports not implemented")
+}
+func (UnimplementedOperatorServiceServer) RecordDrill(context.Context, *RecordDrillRequest) (*RecordDrillResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecordDrill not implemented")
 }
 func (UnimplementedOperatorServiceServer) SetAttestPolicy(context.Context, *SetAttestPolicyRequest) (*SetAttestPolicyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetAttestPolicy not implemented")
@@ -1120,6 +1142,24 @@ func _OperatorService_ListReadinessReports_Handler(srv interface{}, ctx context.
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OperatorService_RecordDrill_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecordDrillRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServiceServer).RecordDrill(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OperatorService_RecordDrill_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServiceServer).RecordDrill(ctx, req.(*RecordDrillRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _OperatorService_SetAttestPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(SetAttestPolicyRequest)
 	if err := dec(in); err != nil {
@@ -1262,6 +1302,10 @@ var OperatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListReadinessReports",
 			Handler:    _OperatorService_ListReadinessReports_Handler,
+		},
+		{
+			MethodName: "RecordDrill",
+			Handler:    _OperatorService_RecordDrill_Handler,
 		},
 		{
 			MethodName: "SetAttestPolicy",
