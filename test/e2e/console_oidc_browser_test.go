@@ -1,122 +1,19 @@
 package e2e_test
 
 import (
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
-	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/go-jose/go-jose/v4"
 
+	"github.com/firebreak-ir/firebreak/internal/oidctest"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	"github.com/firebreak-ir/firebreak/test/e2e"
 )
-
-// oidcProvider is an in-process OpenID Connect provider on a TLS test
-// server: a discovery document, a JWKS, an authorization endpoint that
-// signs in whichever user the test set (standing in for the provider's
-// own login form), and a token endpoint that checks the client secret and
-// the PKCE verifier and returns an RS256-signed ID token with the nonce.
-type oidcProvider struct {
-	srv      *httptest.Server
-	key      *rsa.PrivateKey
-	clientID string
-	secret   string
-
-	mu    sync.Mutex
-	user  map[string]any
-	codes map[string]map[string]string
-}
-
-func newOIDCProvider(t *testing.T) *oidcProvider {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &oidcProvider{key: key, clientID: "firebreak-console", secret: "s3cret", codes: map[string]map[string]string{}}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
-		iss := p.srv.URL
-		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": iss, "authorization_endpoint": iss + "/authorize", "token_endpoint": iss + "/token",
-			"jwks_uri": iss + "/jwks", "id_token_signing_alg_values_supported": []string{"RS256"}, "response_types_supported": []string{"code"},
-			"subject_types_supported": []string{"public"}})
-	})
-	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, r *http.Request) {
-		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &p.key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
-	})
-	mux.HandleFunc("GET /authorize", func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		if q.Get("client_id") != p.clientID || q.Get("code_challenge_method") != "S256" || q.Get("state") == "" {
-			http.Error(w, "bad authorization request", http.StatusBadRequest)
-			return
-		}
-		code := base64.RawURLEncoding.EncodeToString([]byte(q.Get("state") + q.Get("nonce")))[:32]
-		p.mu.Lock()
-		p.codes[code] = map[string]string{"nonce": q.Get("nonce"), "challenge": q.Get("code_challenge")}
-		p.mu.Unlock()
-		//nolint:gosec // G710: the test provider redirects to the console under test, as a provider does
-		http.Redirect(w, r, q.Get("redirect_uri")+"?code="+code+"&state="+url.QueryEscape(q.Get("state")), http.StatusFound)
-	})
-	mux.HandleFunc("POST /token", func(w http.ResponseWriter, r *http.Request) {
-		id, secret, ok := r.BasicAuth()
-		if !ok {
-			id, secret = r.PostFormValue("client_id"), r.PostFormValue("client_secret")
-		}
-		p.mu.Lock()
-		c := p.codes[r.PostFormValue("code")]
-		delete(p.codes, r.PostFormValue("code"))
-		user := p.user
-		p.mu.Unlock()
-		sum := sha256.Sum256([]byte(r.PostFormValue("code_verifier")))
-		if id != p.clientID || secret != p.secret || c == nil || base64.RawURLEncoding.EncodeToString(sum[:]) != c["challenge"] {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusBadRequest)
-			_, _ = w.Write([]byte(`{"error":"invalid_grant"}`))
-			return
-		}
-		claims := map[string]any{"iss": p.srv.URL, "aud": p.clientID, "iat": time.Now().Unix(), "exp": time.Now().Add(5 * time.Minute).Unix(), "nonce": c["nonce"]}
-		for k, v := range user {
-			claims[k] = v
-		}
-		payload, _ := json.Marshal(claims)
-		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: p.key, KeyID: "k1"}}, (&jose.SignerOptions{}).WithType("JWT"))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		jws, err := signer.Sign(payload)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		raw, _ := jws.CompactSerialize()
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"access_token": "at", "token_type": "Bearer", "expires_in": 300, "id_token": raw})
-	})
-	p.srv = httptest.NewTLSServer(mux)
-	t.Cleanup(p.srv.Close)
-	return p
-}
-
-// signInAs sets the user the provider's next sign-in is for.
-func (p *oidcProvider) signInAs(claims map[string]any) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.user = claims
-}
 
 // TestConsoleOIDCSignInInARealBrowser: the real controller is configured
 // for single sign-on against an in-process provider (trusted through
@@ -129,18 +26,18 @@ func (p *oidcProvider) signInAs(claims map[string]any) {
 // is audited.
 func TestConsoleOIDCSignInInARealBrowser(t *testing.T) {
 	newBrowser := newChromium(t)
-	p := newOIDCProvider(t)
+	p := oidctest.New(t)
 	dir := t.TempDir()
 	caFile, secretFile := filepath.Join(dir, "provider-ca.pem"), filepath.Join(dir, "oidc-secret")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.srv.Certificate().Raw}), 0o600); err != nil {
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.Server.Certificate().Raw}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(secretFile, []byte(p.secret+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(secretFile, []byte(p.Secret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	b := e2e.Build(t)
 	c := e2e.StartController(t, b, e2e.ControllerOptions{Env: []string{"SSL_CERT_FILE=" + caFile},
-		Args: []string{"--console-listen", "127.0.0.1:0", "--oidc-issuer", p.srv.URL, "--oidc-client-id", p.clientID,
+		Args: []string{"--console-listen", "127.0.0.1:0", "--oidc-issuer", p.URL(), "--oidc-client-id", p.ClientID,
 			"--oidc-client-secret-file", secretFile, "--oidc-role", "ir-responders=responder", "--oidc-role", "ir-readers=viewer"}})
 	base := consoleAddr(t, c)
 
@@ -154,7 +51,7 @@ func TestConsoleOIDCSignInInARealBrowser(t *testing.T) {
 	c.MustJSON(t, &run, 0, "run", "noop", "--select", "all", "--reason", "sso check")
 	e2e.WaitFor(t, 20*time.Second, "the task at the agent", func() bool { return len(f.Tasks()) == 1 })
 
-	p.signInAs(map[string]any{"sub": "u-1001", "email": "rita@example.org", "groups": []string{"staff", "ir-responders"}})
+	p.SignInAs(map[string]any{"sub": "u-1001", "email": "rita@example.org", "groups": []string{"staff", "ir-responders"}})
 	rita := newBrowser("rita-oidc")
 	rita.run("signing in through the provider", chromedp.Navigate(base+"/login"), chromedp.WaitVisible(chromedp.CSS("#oidc-login")),
 		chromedp.Click(chromedp.CSS("#oidc-login")), chromedp.WaitVisible(chromedp.CSS("#operator")))
@@ -169,7 +66,7 @@ func TestConsoleOIDCSignInInARealBrowser(t *testing.T) {
 		t.Fatalf("a responder by single sign-on sees %d cancel buttons", n)
 	}
 
-	p.signInAs(map[string]any{"sub": "u-2002", "email": "mallory@example.org", "groups": []string{"contractors"}})
+	p.SignInAs(map[string]any{"sub": "u-2002", "email": "mallory@example.org", "groups": []string{"contractors"}})
 	mallory := newBrowser("mallory-oidc")
 	mallory.run("signing in through the provider", chromedp.Navigate(base+"/login"), chromedp.WaitVisible(chromedp.CSS("#oidc-login")),
 		chromedp.Click(chromedp.CSS("#oidc-login")), chromedp.WaitVisible(chromedp.CSS("#error-message")))
