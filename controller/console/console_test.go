@@ -726,3 +726,55 @@ func TestOverviewCountsTerminatedApart(t *testing.T) {
 		})
 	}
 }
+
+// TestOverviewShowsOpenCasesAndTheLastDrills: the overview counts the
+// open cases by severity and shows the newest recorded drill of each
+// scenario, or says how to record one.
+func TestOverviewShowsOpenCasesAndTheLastDrills(t *testing.T) {
+	tc := newTestConsole(t)
+	b := tc.signIn(t, "vic")
+	ctx := context.Background()
+	page := func() string {
+		t.Helper()
+		resp, body := get(t, b, tc.srv.URL+"/")
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("overview: %d", resp.StatusCode)
+		}
+		return body
+	}
+	if body := page(); !strings.Contains(body, "No drill recorded") {
+		t.Fatalf("with no drill recorded the overview does not say so:\n%s", body)
+	}
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	for i, d := range []*store.DrillResult{
+		{ID: "d1", Scenario: "ec2-compromise", Playbook: "ec2-compromise", Score: 40, RecordedAt: at, RecordedBy: "operator:ada"},
+		{ID: "d2", Scenario: "ec2-compromise", Playbook: "ec2-compromise", Score: 100, Contained: true, RecordedAt: at.Add(time.Hour), RecordedBy: "operator:ada"},
+		{ID: "d3", Scenario: "iam-credential-compromise", Playbook: "iam-credential-compromise", Score: 90, Contained: true, SimulatedHosts: true,
+			RecordedAt: at.Add(2 * time.Hour), RecordedBy: "operator:bob"},
+	} {
+		d.ResultJSON = []byte(`{}`)
+		if err := tc.store.SaveDrillResult(ctx, d); err != nil {
+			t.Fatalf("drill %d: %v", i, err)
+		}
+	}
+	body := page()
+	tests := []struct {
+		name string
+		want string
+		not  bool
+	}{
+		{name: "open cases counted", want: "40 open"},
+		{name: "by severity", want: "<tr><td>HIGH</td><td>40</td></tr>"},
+		{name: "the newest drill of a scenario", want: "<tr><td>ec2-compromise</td><td>100/100</td><td>yes</td><td>2026-12-01 11:00 by operator:ada</td></tr>"},
+		{name: "not the older one", want: "40/100", not: true},
+		{name: "simulated hosts said", want: "<td>90/100 (hosts simulated)</td>"},
+		{name: "no empty-state once recorded", want: "No drill recorded", not: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if strings.Contains(body, tt.want) == tt.not {
+				t.Fatalf("overview contains %q = %v, want %v:\n%s", tt.want, !tt.not, !tt.not, body)
+			}
+		})
+	}
+}

@@ -2,16 +2,38 @@ package console
 
 import (
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
+	"time"
 
+	"github.com/firebreak-ir/firebreak/controller/store"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
-// overview shows the runs in flight, the approvals waiting and the fleet
-// in numbers.
+// overview shows the open cases by severity, the runs in flight, the
+// approvals waiting, the fleet in numbers and the last drill of each
+// scenario. Each card shows only what the operator's role may read.
 func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 	data := map[string]any{}
+	if ctx, err := c.authorize(r, method("CaseService/ListCases")); err == nil && c.cfg.Cases != nil {
+		resp, err := c.cfg.Cases.ListCases(ctx, &operatorv1.ListCasesRequest{Limit: caseListCap})
+		if err != nil {
+			c.serviceError(w, r, err)
+			return
+		}
+		data["Cases"] = casesBySeverity(resp.GetCases(), len(resp.GetCases()) >= caseListCap)
+	}
+	if _, err := c.authorize(r, method("ListReadinessReports")); err == nil {
+		// The drills recorded with `lab drill --record`, as readiness
+		// reads them (process.drills).
+		drills, err := c.cfg.Store.ListDrillResults(r.Context(), time.Time{}, 200)
+		if err != nil {
+			c.serviceError(w, r, err)
+			return
+		}
+		data["Drills"] = &drillsCard{Last: lastDrills(drills)}
+	}
 	if ctx, err := c.authorize(r, method("ListRuns")); err == nil {
 		resp, err := c.cfg.Operator.ListRuns(ctx, &operatorv1.ListRunsRequest{Limit: runListCap})
 		if err != nil {
@@ -60,6 +82,68 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 		data["Fleet"] = f
 	}
 	c.render(w, r, http.StatusOK, "overview", data)
+}
+
+// severityOrder is the order of the overview's case counts, worst first.
+var severityOrder = []string{"CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL"}
+
+// caseCounts is the overview's open cases, counted by severity label.
+type caseCounts struct {
+	Open     int
+	Severity []severityCount
+	// Capped says the count is of the newest cases only.
+	Capped bool
+}
+
+type severityCount struct {
+	Label string
+	N     int
+}
+
+// casesBySeverity counts the open cases (ListCases lists only those
+// unless asked) by severity label, worst first; a case with no finding
+// yet counts as "none".
+func casesBySeverity(cases []*operatorv1.Case, capped bool) caseCounts {
+	by := map[string]int{}
+	for _, cs := range cases {
+		if cs.GetStatus() == operatorv1.CaseStatus_CASE_STATUS_CLOSED {
+			continue
+		}
+		label := strings.ToUpper(cs.GetSeverityLabel())
+		if !slices.Contains(severityOrder, label) {
+			label = "none"
+		}
+		by[label]++
+	}
+	out := caseCounts{Capped: capped}
+	for _, l := range append(slices.Clone(severityOrder), "none") {
+		if by[l] > 0 {
+			out.Severity = append(out.Severity, severityCount{Label: l, N: by[l]})
+			out.Open += by[l]
+		}
+	}
+	return out
+}
+
+// drillsCard is the overview's last drills; Last is empty when none was
+// recorded.
+type drillsCard struct {
+	Last []*store.DrillResult
+}
+
+// lastDrills keeps the newest recorded drill of each scenario, by
+// scenario name.
+func lastDrills(ds []*store.DrillResult) []*store.DrillResult {
+	seen := map[string]bool{}
+	var out []*store.DrillResult
+	for _, d := range ds { // newest first
+		if !seen[d.Scenario] {
+			seen[d.Scenario] = true
+			out = append(out, d)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Scenario < out[j].Scenario })
+	return out
 }
 
 // fleetCounts is the overview's fleet summary.
