@@ -144,6 +144,11 @@ type Router struct {
 	// (no link to it, the store not answering, a report the peer did not
 	// take), by task id; every sweep routes them again.
 	held map[string]heldResult
+	// heldBytes and heldBy bound what is held: in all, and per agent, so
+	// that an agent sending results for made-up tasks while the store is
+	// down cannot fill the controller's memory.
+	heldBytes int
+	heldBy    map[string]int
 
 	changes chan sessionChange
 }
@@ -162,7 +167,7 @@ func New(cfg Config) (*Router, error) {
 		return nil, err
 	}
 	return &Router{cfg: cfg, shared: cfg.Store.Shared(), loc: map[string]location{}, owners: map[string]string{},
-		peers: map[string]*link{}, held: map[string]heldResult{}, changes: make(chan sessionChange, 1<<16)}, nil
+		peers: map[string]*link{}, held: map[string]heldResult{}, heldBy: map[string]int{}, changes: make(chan sessionChange, 1<<16)}, nil
 }
 
 // Wire gives the router the fleet and the dispatcher, which are built
@@ -275,7 +280,7 @@ func (r *Router) TaskEvent(agentID string, ev *agentv1.TaskEvent) {
 // to.
 func (r *Router) TaskResult(agentID string, res *agentv1.TaskResult) {
 	if !r.routeResult(agentID, res, false) {
-		r.hold([]heldResult{{agentID: agentID, res: res, since: r.cfg.Clock()}})
+		r.hold([]heldResult{{agentID: agentID, res: res, since: r.cfg.Clock(), size: proto.Size(res)}})
 	}
 }
 
@@ -302,13 +307,17 @@ type heldResult struct {
 	agentID string
 	res     *agentv1.TaskResult
 	since   time.Time
+	size    int
 }
 
-// Held results are bounded in number and age: past either the agent's
-// own re-sending (of a result still unacknowledged) is what remains.
+// Held results are bounded in number, bytes, number per agent and age:
+// past any of them the agent's own re-sending (of a result still
+// unacknowledged) is what remains.
 const (
-	maxHeld = 1 << 16
-	heldTTL = 10 * time.Minute
+	maxHeld         = 1 << 16
+	maxHeldBytes    = 256 << 20
+	maxHeldPerAgent = 1 << 10
+	heldTTL         = 10 * time.Minute
 )
 
 func (r *Router) hold(hs []heldResult) {
@@ -316,14 +325,30 @@ func (r *Router) hold(hs []heldResult) {
 	defer r.mu.Unlock()
 	dropped := 0
 	for _, h := range hs {
-		if _, ok := r.held[h.res.GetTaskId()]; !ok && len(r.held) >= maxHeld {
+		id := h.res.GetTaskId()
+		if old, ok := r.held[id]; ok {
+			r.unhold(old)
+			delete(r.held, id)
+		}
+		if len(r.held) >= maxHeld || r.heldBytes+h.size > maxHeldBytes || r.heldBy[h.agentID] >= maxHeldPerAgent {
 			dropped++
 			continue
 		}
-		r.held[h.res.GetTaskId()] = h
+		r.held[id] = h
+		r.heldBytes += h.size
+		r.heldBy[h.agentID]++
 	}
 	if dropped > 0 {
-		r.cfg.Logger.Warn("too many results wait for their owner; these are left to the agents to send again", "dropped", dropped, "held", len(r.held))
+		r.cfg.Logger.Warn("too many results wait for their owner; these are left to the agents to send again", "dropped", dropped,
+			"held", len(r.held), "held_bytes", r.heldBytes)
+	}
+}
+
+// unhold takes a held result out of the bounds' counts; r.mu is held.
+func (r *Router) unhold(h heldResult) {
+	r.heldBytes -= h.size
+	if r.heldBy[h.agentID]--; r.heldBy[h.agentID] <= 0 {
+		delete(r.heldBy, h.agentID)
 	}
 }
 
@@ -333,7 +358,7 @@ func (r *Router) holdReports(reps []*clusterv1.AgentReport) {
 	var hs []heldResult
 	for _, rep := range reps {
 		if res := rep.GetResult(); res != nil {
-			hs = append(hs, heldResult{agentID: rep.GetAgentId(), res: res, since: now})
+			hs = append(hs, heldResult{agentID: rep.GetAgentId(), res: res, since: now, size: proto.Size(res)})
 		}
 	}
 	if len(hs) > 0 {
@@ -353,7 +378,7 @@ func (r *Router) routeHeld() {
 	for _, h := range r.held {
 		hs = append(hs, h)
 	}
-	r.held = map[string]heldResult{}
+	r.held, r.heldBytes, r.heldBy = map[string]heldResult{}, 0, map[string]int{}
 	r.mu.Unlock()
 	now := r.cfg.Clock()
 	var again []heldResult

@@ -3,6 +3,7 @@ package route
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -345,5 +346,48 @@ func TestResultsWaitForTheirOwner(t *testing.T) {
 	defer rt.mu.Unlock()
 	if len(rt.held) != 0 {
 		t.Fatalf("%d results still held after the owner took them", len(rt.held))
+	}
+}
+
+// TestHeldResultsAreBounded: an agent that sends results for tasks whose
+// owner cannot be reached now holds at most maxHeldPerAgent of them, so it cannot fill the controller's memory or
+// crowd out another agent's results.
+func TestHeldResultsAreBounded(t *testing.T) {
+	owners := map[string]string{}
+	for i := range maxHeldPerAgent + 10 {
+		owners[fmt.Sprintf("flood-%d", i)] = "ctl-gone"
+	}
+	owners["honest"] = "ctl-gone"
+	rt, _ := newTestRouter(t, owners)
+	for i := range maxHeldPerAgent + 10 {
+		rt.TaskResult("mallory", &agentv1.TaskResult{TaskId: fmt.Sprintf("flood-%d", i), OutputJson: []byte(`{}`)})
+	}
+	rt.TaskResult("honest-agent", &agentv1.TaskResult{TaskId: "honest"})
+	// A result held again (re-sent) replaces its earlier copy.
+	rt.TaskResult("honest-agent", &agentv1.TaskResult{TaskId: "honest"})
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	tests := []struct {
+		name      string
+		got, want int
+	}{
+		{"mallory's held results", rt.heldBy["mallory"], maxHeldPerAgent},
+		{"the honest agent's", rt.heldBy["honest-agent"], 1},
+		{"all held", len(rt.held), maxHeldPerAgent + 1},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s: %d, want %d", tt.name, tt.got, tt.want)
+		}
+	}
+	if _, ok := rt.held["honest"]; !ok {
+		t.Error("the honest agent's result was not held")
+	}
+	sum := 0
+	for _, h := range rt.held {
+		sum += h.size
+	}
+	if sum != rt.heldBytes || sum == 0 {
+		t.Errorf("held bytes counted %d, the held results add up to %d", rt.heldBytes, sum)
 	}
 }
