@@ -29,7 +29,7 @@ const clusterAgents = 30
 
 // clusterLeases are the leases every controller of the fixture competes
 // for (no SQS queue is configured, so no poller).
-var clusterLeases = []string{"playbook-executor", "run-resumer"}
+var clusterLeases = []string{"playbook-executor", "run-resumer", "terminated-sweep"}
 
 // clusterPlaybook is one noop step on the agents labelled pb=yes.
 const clusterPlaybook = `apiVersion: firebreak/v1

@@ -29,7 +29,7 @@ func TestControllersList(t *testing.T) {
 	a := c.StartAgent(t, e2e.AgentOptions{Name: "registered", Token: c.Token(t, "host", 1)})
 	c.WaitConnected(t, a.AgentID(t))
 
-	wantLeases := []string{"playbook-executor", "run-resumer"}
+	wantLeases := []string{"playbook-executor", "run-resumer", "terminated-sweep"}
 	waitFor := func(what string, ok func([]controllerJSON) bool) []controllerJSON {
 		t.Helper()
 		deadline := time.Now().Add(30 * time.Second)
