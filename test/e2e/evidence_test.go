@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -520,22 +521,38 @@ func (p *cutProxy) serve(cl net.Conn) {
 	srv.Close()
 }
 
-// plantLargeExecutable puts an incompressible executable in /tmp, which
-// the tmp_executables artifact copies, so an upload lasts long enough to
-// be interrupted.
-func plantLargeExecutable(t *testing.T, size int) {
+// privateTmp returns a prefix that runs an agent in a mount namespace of
+// its own, whose /tmp, /var/tmp and /dev/shm are fresh directories, with
+// an incompressible executable of size bytes planted in its /tmp. The
+// tmp_executables artifact then copies that payload and nothing else,
+// whatever this machine's /tmp holds (a clone's bin/ when CI clones under
+// /tmp, other suites' binaries), so an upload lasts long enough to be
+// interrupted. The namespace needs root; without it the test skips.
+func privateTmp(t *testing.T, size int) []string {
 	t.Helper()
-	dir, err := os.MkdirTemp("/tmp", "firebreak-e2e-large-")
-	if err != nil {
-		t.Fatal(err)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the agent runs in a mount namespace with a private /tmp holding the planted executable")
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("needs unshare (util-linux) for the agent's private /tmp")
+	}
+	root := t.TempDir()
+	for _, d := range []string{"tmp", "var-tmp", "shm"} {
+		if err := os.Mkdir(filepath.Join(root, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Join(root, d), 0o1777); err != nil {
+			t.Fatal(err)
+		}
+	}
 	b := make([]byte, size)
 	rand.Read(b)
 	copy(b, "\x7fELF")
-	if err := os.WriteFile(filepath.Join(dir, "payload"), b, 0o755); err != nil {
+	if err := os.WriteFile(filepath.Join(root, "tmp", "payload"), b, 0o755); err != nil { //nolint:gosec // G306: an executable is what the artifact collects
 		t.Fatal(err)
 	}
+	return []string{"unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+		`set -e; mount --bind "$0/tmp" /tmp; mount --bind "$0/var-tmp" /var/tmp; mount --bind "$0/shm" /dev/shm; exec "$@"`, root}
 }
 
 // TestEvidenceUploadResumes interrupts an upload half-way, by cutting the
@@ -543,7 +560,6 @@ func plantLargeExecutable(t *testing.T, size int) {
 // the upload resumes and the stored evidence has the hash the collector
 // computed.
 func TestEvidenceUploadResumes(t *testing.T) {
-	plantLargeExecutable(t, 24<<20)
 	tests := []struct {
 		name    string
 		cut     bool
@@ -555,10 +571,11 @@ func TestEvidenceUploadResumes(t *testing.T) {
 	b := e2e.Build(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			prefix := privateTmp(t, 24<<20)
 			c := e2e.StartController(t, b, e2e.ControllerOptions{})
 			proxy := startCutProxy(t, c.Addr, 3<<20, tt.cut)
 			agent := c.StartAgent(t, e2e.AgentOptions{Name: "resume", Token: c.Token(t, "host", 1), Controller: proxy.lis.Addr().String(),
-				Args: []string{"--bandwidth", "4MiB/s"}})
+				Prefix: prefix, Args: []string{"--bandwidth", "4MiB/s"}})
 			id := agent.AgentID(t)
 			c.WaitConnected(t, id)
 			var started struct {
@@ -657,7 +674,7 @@ func TestEvidenceInS3(t *testing.T) {
 // same data directory and bucket, and checks that the upload resumes from
 // its committed S3 parts, verifies, and leaves no staging in the bucket.
 func TestEvidenceInS3ResumesAfterControllerKilled(t *testing.T) {
-	plantLargeExecutable(t, 40<<20)
+	prefix := privateTmp(t, 40<<20)
 	srv := httptest.NewServer(gofakes3.New(s3mem.New()).Server())
 	t.Cleanup(srv.Close)
 	for k, v := range map[string]string{"AWS_ENDPOINT_URL": srv.URL, "AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
@@ -676,7 +693,7 @@ func TestEvidenceInS3ResumesAfterControllerKilled(t *testing.T) {
 	// Past 20 MiB the controller holds two 8 MiB parts in S3.
 	proxy := startCutProxy(t, c.Addr, 20<<20, false)
 	agent := c.StartAgent(t, e2e.AgentOptions{Name: "s3-resume", Token: c.Token(t, "host", 1), Controller: proxy.lis.Addr().String(),
-		Args: []string{"--bandwidth", "4MiB/s"}})
+		Prefix: prefix, Args: []string{"--bandwidth", "4MiB/s"}})
 	c.WaitConnected(t, agent.AgentID(t))
 	var started struct {
 		RunID string `json:"run_id"`
