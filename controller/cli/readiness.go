@@ -9,7 +9,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -120,7 +119,7 @@ below it, for cron and CI. docs/readiness.md describes every check and the JSON.
 			stop := g.readinessProgress(ctx, c)
 			resp, err := c.op.Readiness(ctx, &operatorv1.ReadinessRequest{Accounts: accounts, Regions: regions, Save: save, Selector: sel,
 				Deadline: durationpb.New(deadline), EvidenceBucket: bucket, EvidenceAccount: bucketAccount, MaxPerAccount: int32(perAccount)})
-			stop()
+			stop(err == nil)
 			if err != nil {
 				return rpcError(err)
 			}
@@ -232,39 +231,74 @@ func readinessRunOf(runs []*operatorv1.Run, start time.Time) string {
 // bar as `run --wait` draws it. The review call itself is unary, so the
 // run is found among the newest runs (another operator's review started
 // in the same seconds could be shown instead; the report is unaffected).
-// stop clears the line.
-func (g *Globals) readinessProgress(parent context.Context, c *client) (stop func()) {
+//
+// stop is called when the review has returned. A review that succeeded has
+// ended its run, so the bar is drawn to its end (once, from the run's
+// final counts, for a review quicker than the first poll) before stop
+// returns, within readinessBarGrace; a failed review ends the bar at once.
+func (g *Globals) readinessProgress(parent context.Context, c *client) (stop func(reviewed bool)) {
 	w := g.progressOut()
 	if g.json || !isTerminal(w) {
-		return func() {}
+		return func(bool) {}
 	}
 	ctx, cancel := context.WithCancel(parent)
+	reviewed := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
 		start := time.Now()
-		t := time.NewTicker(500 * time.Millisecond)
+		t := time.NewTicker(250 * time.Millisecond)
 		defer t.Stop()
 		frames := []string{"▏", "▎", "▍", "▌", "▋", "▊", "▉", "█"}
 		runID := ""
-		for i := 0; runID == ""; i++ {
-			select {
-			case <-ctx.Done():
-				fmt.Fprint(w, "\r\033[K")
-				return
-			case <-t.C:
-			}
-			fmt.Fprintf(w, "\r\033[Kreadiness: checking the accounts through the workers %s %s", frames[i%len(frames)], time.Since(start).Round(time.Second))
+		for i := 0; ; i++ {
 			if resp, err := c.op.ListRuns(ctx, &operatorv1.ListRunsRequest{Limit: 10}); err == nil {
 				runID = readinessRunOf(resp.GetRuns(), start)
 			}
+			if runID != "" || ctx.Err() != nil {
+				break
+			}
+			fmt.Fprintf(w, "\r\033[Kreadiness: checking the accounts through the workers %s %s", frames[i%len(frames)], time.Since(start).Round(time.Second))
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			case <-reviewed:
+				// The review is back: one last look for its run.
+				if resp, err := c.op.ListRuns(ctx, &operatorv1.ListRunsRequest{Limit: 10}); err == nil {
+					runID = readinessRunOf(resp.GetRuns(), start)
+				}
+				if runID == "" {
+					cancel()
+				}
+			}
+			if runID != "" || ctx.Err() != nil {
+				break
+			}
 		}
 		fmt.Fprint(w, "\r\033[K")
-		g.watchTaskBar(ctx, c, runID)
-		fmt.Fprint(w, "\r\033[K")
+		if runID != "" && ctx.Err() == nil {
+			g.watchTaskBar(ctx, c, runID)
+			fmt.Fprint(w, "\r\033[K")
+		}
 	}()
-	return func() { cancel(); <-finished }
+	return func(ok bool) {
+		close(reviewed)
+		if !ok {
+			cancel()
+		}
+		select {
+		case <-finished:
+		case <-time.After(readinessBarGrace):
+			cancel()
+			<-finished
+		}
+		cancel()
+	}
 }
+
+// readinessBarGrace bounds how long a finished review waits for its bar to
+// draw the run's end.
+const readinessBarGrace = 2 * time.Second
 
 // watchTaskBar draws a run's per-target progress bar until the run ends or
 // ctx does; a watch that fails ends the bar, not the review.
@@ -274,7 +308,8 @@ func (g *Globals) watchTaskBar(ctx context.Context, c *client, runID string) {
 		return
 	}
 	tasks := map[string]*operatorv1.Task{}
-	var bar *progressbar.ProgressBar
+	bar := g.newTaskBar()
+	defer bar.end()
 	for {
 		m, err := stream.Recv()
 		if err != nil {
@@ -288,16 +323,13 @@ func (g *Globals) watchTaskBar(ctx context.Context, c *client, runID string) {
 		case *operatorv1.WatchRunResponse_Task:
 			tasks[e.Task.GetId()] = e.Task
 		case *operatorv1.WatchRunResponse_Done:
-			if bar != nil {
-				_ = bar.Finish()
-			}
 			return
 		}
 		cnt := &operatorv1.RunCounts{Targets: uint32(len(tasks))}
 		for _, t := range tasks {
 			apiview.CountTask(cnt, t.GetStatus())
 		}
-		bar = g.drawTaskBar(bar, cnt)
+		bar.draw(cnt)
 	}
 }
 

@@ -164,7 +164,7 @@ func (g *Globals) createRun(ctx context.Context, req *operatorv1.CreateRunReques
 // follow watches a run until it ends, drawing a progress bar on a terminal.
 // A dropped watch is resumed with a fresh snapshot.
 func (g *Globals) follow(ctx context.Context, c *client, runID string) (*operatorv1.Run, error) {
-	var bar *progressbar.ProgressBar
+	bar := g.newTaskBar()
 	showBar := !g.json && isTerminal(g.progressOut())
 	tasks := map[string]*operatorv1.Task{}
 	var hdr *operatorv1.Run
@@ -181,7 +181,7 @@ func (g *Globals) follow(ctx context.Context, c *client, runID string) (*operato
 		if !showBar {
 			return
 		}
-		bar = g.drawTaskBar(bar, cnt)
+		bar.draw(cnt)
 	}
 	for attempt := 0; ; attempt++ {
 		stream, err := c.op.WatchRun(ctx, &operatorv1.WatchRunRequest{RunId: runID})
@@ -211,9 +211,7 @@ func (g *Globals) follow(ctx context.Context, c *client, runID string) (*operato
 			case *operatorv1.WatchRunResponse_Run:
 				hdr = e.Run
 			case *operatorv1.WatchRunResponse_Done:
-				if bar != nil {
-					_ = bar.Finish()
-				}
+				bar.end()
 				// The controller ends the stream after Done; reading to its end
 				// closes the call (and its span) with OK, not cancelled.
 				_, _ = stream.Recv()
@@ -224,20 +222,46 @@ func (g *Globals) follow(ctx context.Context, c *client, runID string) (*operato
 	}
 }
 
-// drawTaskBar draws a run's per-target progress on bar, made on first use
-// (nil), and returns it: targets done out of all, and the count in each
-// state. `run --wait` and `readiness` share it.
-func (g *Globals) drawTaskBar(bar *progressbar.ProgressBar, cnt *operatorv1.RunCounts) *progressbar.ProgressBar {
-	if bar == nil {
-		bar = progressbar.NewOptions(int(cnt.GetTargets()), progressbar.OptionSetWriter(g.progressOut()), progressbar.OptionShowCount(),
-			progressbar.OptionSetWidth(30), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish(),
-			progressbar.OptionSetPredictTime(false))
-	}
+// taskBar draws a run's per-target progress on a terminal: targets done
+// out of all, and the count in each state. `run --wait` and `readiness`
+// share it. It throttles itself, so that every frame it draws shows the
+// count and the text of the same moment (the bar's own throttle could drop
+// the count's update right after the text's), and the last frame, every
+// target done, is always drawn before end clears the line.
+type taskBar struct {
+	w     io.Writer
+	bar   *progressbar.ProgressBar
+	shown time.Time
+}
+
+// taskBarEvery is the least time between two frames.
+const taskBarEvery = 100 * time.Millisecond
+
+func (g *Globals) newTaskBar() *taskBar { return &taskBar{w: g.progressOut()} }
+
+// draw shows cnt, unless a frame was drawn less than taskBarEvery ago and
+// the run is not done.
+func (t *taskBar) draw(cnt *operatorv1.RunCounts) {
 	done := cnt.GetSucceeded() + cnt.GetFailed() + cnt.GetCancelled() + cnt.GetOffline()
-	bar.Describe(fmt.Sprintf("pending %d · running %d · succeeded %d · failed %d · cancelled %d · offline %d",
+	if t.bar == nil {
+		t.bar = progressbar.NewOptions(int(cnt.GetTargets()), progressbar.OptionSetWriter(t.w), progressbar.OptionShowCount(),
+			progressbar.OptionSetWidth(30), progressbar.OptionThrottle(0), progressbar.OptionSetPredictTime(false))
+	} else if time.Since(t.shown) < taskBarEvery && done < cnt.GetTargets() {
+		return
+	}
+	t.shown = time.Now()
+	// The new count first, drawn with the old text; then the new text,
+	// drawn with the new count: the frame left on the terminal is whole.
+	_ = t.bar.Set(int(done))
+	t.bar.Describe(fmt.Sprintf("pending %d · running %d · succeeded %d · failed %d · cancelled %d · offline %d",
 		cnt.GetPending(), cnt.GetRunning(), cnt.GetSucceeded(), cnt.GetFailed(), cnt.GetCancelled(), cnt.GetOffline()))
-	_ = bar.Set(int(done))
-	return bar
+}
+
+// end clears the bar's line, when one was drawn.
+func (t *taskBar) end() {
+	if t.bar != nil {
+		fmt.Fprint(t.w, "\r\033[K")
+	}
 }
 
 // resultJSON is one target in the `--wait --json` output.

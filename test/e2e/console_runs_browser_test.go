@@ -60,6 +60,8 @@ func TestConsoleCancelRunInARealBrowser(t *testing.T) {
 		poll(`document.getElementById('run-state').textContent === 'cancelled' && document.getElementById('count-cancelled').textContent === '2'`),
 		poll(`document.getElementById('count-running').textContent === '0'`),
 		poll(`[...document.querySelectorAll('#targets td.state')].filter(e => e.textContent === 'cancelled').length === 2`),
+		// The run has ended: its cancel button goes, and the page says why.
+		poll(`document.getElementById('cancel') === null && document.getElementById('run-cancel').textContent.includes('the run has ended')`),
 		poll(`window.__noReload === true`))
 	if n := value(alice, "looking for an error", chromedp.Evaluate[int](`document.querySelectorAll('#error-message').length`)); n != 0 {
 		t.Fatalf("the page shows an error: %s", alice.text("#error-message"))

@@ -367,6 +367,38 @@ func (c *Controller) CLIAs(t testing.TB, creds string, args ...string) Result {
 	return r
 }
 
+// CLIOnTerminal runs `firebreak ARGS…` with its standard output and error
+// on a pseudo-terminal (util-linux script(1)), so the CLI draws what it
+// draws for a person: progress bars, spinners. Result.Stdout is the
+// terminal's transcript, both streams in the order written; it skips the
+// test when script(1) is missing.
+func (c *Controller) CLIOnTerminal(t testing.TB, args ...string) Result {
+	t.Helper()
+	if _, err := exec.LookPath("script"); err != nil {
+		t.Skip("needs script(1) (util-linux) for a pseudo-terminal")
+	}
+	argv := append(append([]string{}, c.Prefix...), c.Bins.Firebreak, "--controller", c.Addr, "--creds", c.Creds)
+	argv = append(argv, args...)
+	quoted := make([]string, len(argv))
+	for i, a := range argv {
+		quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "script", "-qfec", strings.Join(quoted, " "), "/dev/null")
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	err := cmd.Run()
+	r := Result{Stdout: so.String(), Stderr: se.String()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.Exit = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("firebreak %v on a terminal: %v", args, err)
+	}
+	return r
+}
+
 // MustJSON runs the CLI with --json, requires exit 0 (or want), and decodes
 // stdout into v.
 func (c *Controller) MustJSON(t testing.TB, v any, wantExit int, args ...string) Result {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -171,6 +172,24 @@ func TestReadinessReportsTheDeliberateGaps(t *testing.T) {
 	if r := c.CLI(t, append(args, "--fail-under", "1")...); r.Exit != 0 || !strings.Contains(r.Stdout, "Readiness score:") {
 		t.Fatalf("--fail-under under the score: exit %d\n%s\n%s", r.Exit, r.Stdout, r.Stderr)
 	}
+	// On a terminal the review draws the per-target bar of its
+	// aws-readiness run, as `run --wait` does, and clears it before the
+	// report; at the end every target of the run is counted done.
+	term := c.CLIOnTerminal(t, args...)
+	if term.Exit != 0 || !strings.Contains(term.Stdout, "Readiness score:") {
+		t.Fatalf("readiness on a terminal: exit %d\n%s\n%s", term.Exit, term.Stdout, term.Stderr)
+	}
+	bars := regexp.MustCompile(`succeeded (\d+) · failed (\d+) · cancelled \d+ · offline \d+[^(]*\((\d+)/(\d+)`).FindAllStringSubmatch(term.Stdout, -1)
+	if len(bars) == 0 {
+		t.Fatalf("no progress bar drawn on the terminal:\n%q", term.Stdout)
+	}
+	if last := bars[len(bars)-1]; last[3] != last[4] || last[4] == "0" {
+		t.Fatalf("the last frame of the bar is %q, not every target done", last[0])
+	}
+	if !strings.Contains(term.Stdout[strings.LastIndex(term.Stdout, bars[len(bars)-1][0]):], "\r\033[K") {
+		t.Fatalf("the bar was not cleared before the report:\n%q", term.Stdout)
+	}
+	t.Logf("on a terminal the review drew %d frames of its bar; the last: %q", len(bars), bars[len(bars)-1][0])
 	var history []struct {
 		Score     int    `json:"score"`
 		CreatedBy string `json:"created_by"`
