@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof" //nolint:gosec // G108: registered on the metrics mux only with --pprof, never on the default mux
 	"os"
 	"path/filepath"
 	"slices"
@@ -81,6 +82,10 @@ type Config struct {
 	// Prometheus format at /metrics on this HOST:PORT (plain HTTP: bind it
 	// to a private address).
 	MetricsListen string
+	// Profiling, with MetricsListen, also serves Go's runtime profiles
+	// (net/http/pprof) at /debug/pprof/ there: CPU, heap, goroutines,
+	// mutex and block, for a controller under load. Off by default.
+	Profiling bool
 	// Listener, when set, is served instead of listening on Listen (the
 	// lab makes it inside a network namespace).
 	Listener net.Listener
@@ -761,10 +766,17 @@ func (c *Controller) serveMetrics() (func(), error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", telemetry.MetricsHandler())
 	mux.HandleFunc("GET /healthz", c.serveHealthz)
+	if c.cfg.Profiling {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(lis) }()
 	_ = pki.WriteFileAtomic(filepath.Join(c.cfg.DataDir, MetricsAddrFile), []byte(lis.Addr().String()+"\n"), 0o600)
-	c.cfg.Logger.Info("serving metrics", "addr", lis.Addr().String(), "path", "/metrics")
+	c.cfg.Logger.Info("serving metrics", "addr", lis.Addr().String(), "path", "/metrics", "profiling", c.cfg.Profiling)
 	return func() {
 		unobserve()
 		_ = srv.Close()

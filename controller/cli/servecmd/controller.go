@@ -78,6 +78,9 @@ PostgreSQL is tried again for --store-connect-timeout.`,
 			if cfg.ForgetTerminatedAfter > 0 && cfg.TerminatedCheckEvery == 0 {
 				return cli.ExitWith(cli.ExitUsage, errors.New("--forget-terminated-after needs --terminated-check-every above 0: only the sweep marks agents terminated"))
 			}
+			if cfg.Profiling && cfg.MetricsListen == "" {
+				return cli.ExitWith(cli.ExitUsage, errors.New("--pprof serves the profiles on the metrics listener: add --metrics-listen HOST:PORT"))
+			}
 			if cfg.LeaseTTL < time.Second {
 				return cli.ExitWith(cli.ExitUsage, fmt.Errorf("--lease-ttl must be at least 1s, not %s", cfg.LeaseTTL))
 			}
@@ -129,6 +132,7 @@ PostgreSQL is tried again for --store-connect-timeout.`,
 	f.StringVar(&cfg.EvidenceKMSKey, "evidence-kms-key", "", "KMS key ARN or id for SSE-KMS of S3 evidence (default: the bucket's encryption)")
 	f.Int64Var(&cfg.EvidenceMaxBytes, "evidence-max-bytes", 0, "largest evidence item accepted, in bytes (default 64 GiB)")
 	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "serve Prometheus metrics at http://HOST:PORT/metrics (off by default; see docs/observability.md)")
+	f.BoolVar(&cfg.Profiling, "pprof", false, "with --metrics-listen, also serve Go's runtime profiles at /debug/pprof/ there (off by default; see docs/observability.md)")
 	f.DurationVar(&cfg.ReadinessEvery, "readiness-every", 0, "review readiness of every known account on this schedule (e.g. 24h) and store the report for `readiness history`; once in a cluster (a leased singleton); 0 is off")
 	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", cluster.DefaultTTL, "TTL of the leases of the jobs that run once among controllers sharing a store (the playbook executor, the SQS poller); another controller takes a job over within it")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
