@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/firebreak-ir/firebreak/controller/attest"
@@ -43,6 +45,14 @@ type AttestationConfig struct {
 	// policy set through another controller of the cluster is enforced
 	// here too (default 5s).
 	PolicyPoll time.Duration
+	// AWS is the SDK configuration instance checks start from (nil: the
+	// process's default chain, loaded at the first check). An embedding
+	// program that must not read its own environment (the lab) gives one.
+	AWS *aws.Config
+	// STSClient sends workers' signed requests to STSEndpoint (nil: the
+	// verifier's default, which follows no redirect). The lab gives one
+	// that dials inside the network namespace its emulator serves in.
+	STSClient *http.Client
 }
 
 // defaultPolicyPoll is AttestationConfig.PolicyPoll's default.
@@ -83,6 +93,9 @@ func (c *Controller) attestation(ctx context.Context) (*attest.Verifier, error) 
 	// The AWS configuration is loaded at the first instance check, so a
 	// controller that never sees an iid policy never needs one.
 	instances := &lazyInstances{load: func() (attest.InstanceReader, error) {
+		if ac.AWS != nil {
+			return &attest.AWSInstances{Base: ac.AWS.Copy(), RoleName: role, ExternalID: ac.ExternalID, Partition: ac.Partition}, nil
+		}
 		awsCfg, err := config.LoadDefaultConfig(context.WithoutCancel(ctx))
 		if err != nil {
 			return nil, fmt.Errorf("the AWS configuration for instance checks: %w", err)
@@ -91,7 +104,7 @@ func (c *Controller) attestation(ctx context.Context) (*attest.Verifier, error) 
 	}}
 	c.instances = instances
 	v, err := attest.New(attest.Config{Accounts: c.Store, Certs: certs, ServerID: serverID, STSEndpoint: ac.STSEndpoint,
-		Partition: ac.Partition, Clock: c.cfg.Clock, Instances: instances})
+		Partition: ac.Partition, Clock: c.cfg.Clock, Instances: instances, HTTPClient: ac.STSClient})
 	if err != nil {
 		return nil, err
 	}

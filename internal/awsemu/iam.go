@@ -75,11 +75,11 @@ func (e *Emulator) iamService() *service {
 		{name: "GetRolePolicy", readOnly: true, handle: (*Emulator).iamGetRolePolicy, resources: role},
 		{name: "DeleteRolePolicy", handle: (*Emulator).iamDeleteRolePolicy, resources: role},
 		{name: "ListRolePolicies", readOnly: true, handle: (*Emulator).iamListRolePolicies, resources: role},
-		{name: "AttachUserPolicy", handle: (*Emulator).iamAttachUserPolicy, resources: user},
-		{name: "DetachUserPolicy", handle: (*Emulator).iamDetachUserPolicy, resources: user},
+		{name: "AttachUserPolicy", handle: (*Emulator).iamAttachUserPolicy, resources: user, requestKeys: policyARNKey},
+		{name: "DetachUserPolicy", handle: (*Emulator).iamDetachUserPolicy, resources: user, requestKeys: policyARNKey},
 		{name: "ListAttachedUserPolicies", readOnly: true, handle: (*Emulator).iamListAttachedUserPolicies, resources: user},
-		{name: "AttachRolePolicy", handle: (*Emulator).iamAttachRolePolicy, resources: role},
-		{name: "DetachRolePolicy", handle: (*Emulator).iamDetachRolePolicy, resources: role},
+		{name: "AttachRolePolicy", handle: (*Emulator).iamAttachRolePolicy, resources: role, requestKeys: policyARNKey},
+		{name: "DetachRolePolicy", handle: (*Emulator).iamDetachRolePolicy, resources: role, requestKeys: policyARNKey},
 		{name: "ListAttachedRolePolicies", readOnly: true, handle: (*Emulator).iamListAttachedRolePolicies, resources: role},
 		{name: "GetInstanceProfile", readOnly: true, handle: (*Emulator).iamGetInstanceProfile},
 		{name: "ListInstanceProfilesForRole", readOnly: true, handle: (*Emulator).iamListInstanceProfilesForRole, resources: role},
@@ -91,6 +91,12 @@ func (e *Emulator) iamService() *service {
 		s.ops[op.name] = op
 	}
 	return s
+}
+
+// policyARNKey is iam:PolicyARN, the managed policy an Attach or Detach
+// call names.
+func policyARNKey(c *call) map[string][]string {
+	return map[string][]string{"iam:policyarn": {c.form.str("PolicyArn")}}
 }
 
 // iamUserResource is the ARN of the user a call names, or of the calling

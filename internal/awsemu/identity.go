@@ -392,8 +392,13 @@ func (e *Emulator) authorize(c *call, action string, resources ...string) *apiEr
 		return c.accessDenied(action, resources[0], "because no MFA was presented when the session token was issued")
 	}
 	e.ensurePolicies(c)
+	keys := c.keys
+	if c.op != nil && c.op.requestKeys != nil {
+		keys = maps.Clone(c.keys)
+		maps.Copy(keys, c.op.requestKeys(c))
+	}
 	for _, res := range resources {
-		rc := &requestContext{Action: action, Resource: res, Keys: c.keys}
+		rc := &requestContext{Action: action, Resource: res, Keys: keys}
 		switch evaluateIdentity(c.identity, c.sessionPolicies, rc) {
 		case allowed:
 			continue

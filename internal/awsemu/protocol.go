@@ -68,7 +68,10 @@ type operation struct {
 	// resources returns the ARNs the action is checked against; nil means
 	// "*".
 	resources func(e *Emulator, c *call) []string
-	handle    func(e *Emulator, c *call) (any, error)
+	// requestKeys returns the service's condition keys that the request
+	// itself carries (iam:PolicyARN), lower-cased; nil means none.
+	requestKeys func(c *call) map[string][]string
+	handle      func(e *Emulator, c *call) (any, error)
 }
 
 // trailEventName is the event name CloudTrail records for the operation.

@@ -169,7 +169,7 @@ func checkPermissions(ctx context.Context, in *inputs) Check {
 	// SimulatePrincipalPolicy takes a bounded list of actions per call.
 	for batch := range slices.Chunk(in.required, 50) {
 		out, err := in.c.IAM.SimulatePrincipalPolicy(ctx, &iam.SimulatePrincipalPolicyInput{PolicySourceArn: aws.String(in.roleARN), ActionNames: batch,
-			ContextEntries: simulationContext(in.region)})
+			ContextEntries: simulationContext(in.region, in.roleARN)})
 		if err != nil {
 			return denied(id, "iam:SimulatePrincipalPolicy", err)
 		}
@@ -189,15 +189,23 @@ func checkPermissions(ctx context.Context, in *inputs) Check {
 
 // simulationContext is the context the plugins' calls carry for the
 // grants that are conditioned: EBS uses KMS on the role's behalf when it
-// copies a snapshot, and an instance profile's role is passed to EC2.
-func simulationContext(region string) []iamtypes.ContextEntry {
+// copies a snapshot, an instance profile's role is passed to EC2 for one
+// of the account's instances, and quarantine attaches AWSDenyAll.
+func simulationContext(region, roleARN string) []iamtypes.ContextEntry {
 	entry := func(key, value string, typ iamtypes.ContextKeyTypeEnum) iamtypes.ContextEntry {
 		return iamtypes.ContextEntry{ContextKeyName: aws.String(key), ContextKeyValues: []string{value}, ContextKeyType: typ}
+	}
+	// arn:PARTITION:iam::ACCOUNT:role/NAME
+	partition, account := "aws", ""
+	if f := strings.Split(roleARN, ":"); len(f) >= 5 {
+		partition, account = f[1], f[4]
 	}
 	return []iamtypes.ContextEntry{
 		entry("kms:ViaService", "ec2."+region+".amazonaws.com", iamtypes.ContextKeyTypeEnumString),
 		entry("kms:GrantIsForAWSResource", "true", iamtypes.ContextKeyTypeEnumBoolean),
 		entry("iam:PassedToService", "ec2.amazonaws.com", iamtypes.ContextKeyTypeEnumString),
+		entry("iam:AssociatedResourceArn", "arn:"+partition+":ec2:"+region+":"+account+":instance/*", iamtypes.ContextKeyTypeEnumString),
+		entry("iam:PolicyARN", "arn:"+partition+":iam::aws:policy/AWSDenyAll", iamtypes.ContextKeyTypeEnumString),
 	}
 }
 

@@ -110,7 +110,7 @@ func templateSeed(t *testing.T) *awsemu.Seed {
 		vals := map[string]string{
 			"AWS::Partition": "aws", "AWS::AccountId": a.ID, "AWS::Region": awstest.Region,
 			"SecurityAccountId": awstest.SecurityAccount(), "WorkerRoleName": awsemu.LabWorkerRole, "ExternalId": awsemu.LabExternalID,
-			"ResponderRoleName": awsemu.LabResponderRole, "ManagementAccountId": mgmt,
+			"ResponderRoleName": awsemu.LabResponderRole, "ManagementAccountId": mgmt, "InstanceRolePath": "/",
 			"LogArchiveAccountId": awstest.SecurityAccount(), "OrgTrailBucket": awsemu.LabTrailBucket,
 		}
 		for j := range a.Roles {
@@ -233,6 +233,28 @@ func TestMemberPoliciesLetThePluginsRun(t *testing.T) {
 		run(t, awsec2.NewUnisolate(awsec2.Config{}), member, map[string]any{"instance_id": instance})
 		run(t, awsec2.NewSnapshot(awsec2.Config{}), member, map[string]any{"instance_id": instance})
 		run(t, awsec2.NewCapture(awsec2.Config{}), member, map[string]any{"instance_id": instance})
+	})
+	t.Run("the role attaches AWSDenyAll and no other managed policy", func(t *testing.T) {
+		client := iam.NewFromConfig(awsresponsetest.Responder(t, lab, member))
+		for _, tt := range []struct {
+			policy string
+			ok     bool
+		}{
+			{"arn:aws:iam::aws:policy/AWSDenyAll", true},
+			{"arn:aws:iam::aws:policy/AdministratorAccess", false},
+		} {
+			_, err := client.AttachUserPolicy(ctx, &iam.AttachUserPolicyInput{UserName: aws.String(awsemu.LabCompromisedUser), PolicyArn: aws.String(tt.policy)})
+			if tt.ok && err != nil {
+				t.Errorf("attaching %s: %v", tt.policy, err)
+			}
+			if code := awsclient.ErrorCode(err); !tt.ok && code != "AccessDenied" {
+				t.Errorf("attaching %s: err %v, want AccessDenied", tt.policy, err)
+			}
+		}
+		_, err := client.AttachRolePolicy(ctx, &iam.AttachRolePolicyInput{RoleName: aws.String("AppInstanceRole"), PolicyArn: aws.String("arn:aws:iam::aws:policy/AdministratorAccess")})
+		if code := awsclient.ErrorCode(err); code != "AccessDenied" {
+			t.Errorf("attaching AdministratorAccess to a role: err %v, want AccessDenied", err)
+		}
 	})
 	t.Run("the role cannot change itself", func(t *testing.T) {
 		client := iam.NewFromConfig(awsresponsetest.Responder(t, lab, member))

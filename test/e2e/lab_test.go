@@ -54,6 +54,25 @@ func TestLabDrills(t *testing.T) {
 					t.Errorf("evidence %+v not verified", ev)
 				}
 			}
+			// The lab enrols by attestation, not join tokens: the worker by
+			// a signed sts:GetCallerIdentity, each host by its instance's
+			// identity document.
+			hosts, workers := 0, 0
+			for _, a := range res.Agents {
+				want := map[string]string{"host": "aws-iid", "worker": "aws-sts"}[a.Role]
+				if want == "" || a.Attestation != want {
+					t.Errorf("agent %+v: attestation %q, want %q for a %s", a, a.Attestation, want, a.Role)
+				}
+				switch a.Role {
+				case "host":
+					hosts++
+				case "worker":
+					workers++
+				}
+			}
+			if hosts == 0 || workers != 1 {
+				t.Errorf("agents %+v: want host agents and one worker", res.Agents)
+			}
 			if res.SimulatedHosts != tt.simulated {
 				t.Errorf("simulated_hosts = %v, want %v", res.SimulatedHosts, tt.simulated)
 			}

@@ -158,6 +158,9 @@ func drillOutcome(g *cli.Globals, res *lab.Result, extra map[string]any) error {
 	} else {
 		fmt.Fprintf(g.ErrOut(), "\n%s: contained=%v time-to-contain=%.1fs evidence=%d steps-failed=%d score=%d/100 (wall %.1fs)\n",
 			res.Scenario, res.Contained, float64(res.TimeToContainMS)/1000, len(res.Evidence), res.StepsFailed, res.Score, float64(res.WallMS)/1000)
+		for _, a := range res.Agents {
+			fmt.Fprintf(g.ErrOut(), "agent %s (%s) enrolled by %s\n", a.Hostname, a.Role, a.Attestation)
+		}
 		if res.SimulatedHosts {
 			fmt.Fprintln(g.ErrOut(), "hosts were SIMULATED: run as root for real network namespaces, nftables and traffic checks")
 		}

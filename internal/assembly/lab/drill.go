@@ -66,8 +66,10 @@ type Result struct {
 	StepsFailed     int           `json:"steps_failed"`
 	Checks          []Check       `json:"checks"`
 	SimulatedHosts  bool          `json:"simulated_hosts"`
-	Score           int           `json:"score"`
-	WallMS          int64         `json:"wall_ms"`
+	// Agents are the lab's agents and how each enrolled.
+	Agents []AgentSummary `json:"agents"`
+	Score  int            `json:"score"`
+	WallMS int64          `json:"wall_ms"`
 }
 
 // Scenario is a game-day exercise: something bad happens in the emulated
@@ -155,6 +157,9 @@ func (e *Env) Run(ctx context.Context, sc *Scenario, report io.Writer) (*Result,
 	}
 	res := &Result{Scenario: sc.Name, CaseID: o.CaseID, PlaybookRunID: run.ID, Playbook: run.Playbook, PlaybookStatus: string(run.Status),
 		SimulatedHosts: e.Simulated(), Evidence: []EvidenceRef{}}
+	if res.Agents, err = e.Agents(ctx); err != nil {
+		return nil, err
+	}
 	for _, st := range run.Steps {
 		sr := StepResult{ID: st.ID, Phase: string(st.Phase), Action: st.Action, Status: string(st.Status), Error: st.Error, Targets: len(st.Targets)}
 		if !st.StartedAt.IsZero() && !st.FinishedAt.IsZero() {

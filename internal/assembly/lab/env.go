@@ -16,8 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/types/known/durationpb"
-
 	"github.com/firebreak-ir/firebreak/agent/pluginhost"
 	"github.com/firebreak-ir/firebreak/controller"
 	"github.com/firebreak-ir/firebreak/controller/auth"
@@ -25,7 +23,6 @@ import (
 	"github.com/firebreak-ir/firebreak/internal/awsemu"
 	"github.com/firebreak-ir/firebreak/internal/netns"
 	"github.com/firebreak-ir/firebreak/internal/pki"
-	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
 
@@ -80,6 +77,7 @@ type Env struct {
 	opts     Options
 	admin    context.Context
 	procs    []*exec.Cmd
+	stops    []func()
 	cancel   context.CancelFunc
 	runDone  chan error
 	progress io.Writer
@@ -127,6 +125,10 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	if seed == nil {
 		seed = awsemu.LabSeed(3)
 	}
+	// The lab boots the member's instances now, tagged for Firebreak: their
+	// identity documents' pendingTime is fresh, as a new instance's is, and
+	// the attestation policy's tag requirement holds.
+	seed = bootInstances(seed, e.Member, time.Now().UTC())
 	var names []string
 	for _, acct := range seed.Accounts {
 		if acct.ID != e.Member {
@@ -194,6 +196,10 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	if err := os.WriteFile(rulesFile, []byte(labRules), 0o600); err != nil {
 		return nil, err
 	}
+	attestation, err := e.attestation(real)
+	if err != nil {
+		return nil, err
+	}
 	ctlLis, err := listen("ctl")
 	if err != nil {
 		return nil, err
@@ -206,7 +212,7 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	e.Controller, err = controller.New(ctx, controller.Config{
 		DataDir: filepath.Join(dir, "controller"), Listener: ctlLis, Logger: logger, Heartbeat: 10 * time.Second,
 		Incident: controller.IncidentConfig{RulesFile: rulesFile, NoDefaultRules: true, EventsListen: "127.0.0.1:0", EventsSecretFile: secretFile},
-		Console:  controller.ConsoleConfig{Listen: o.Console},
+		Console:  controller.ConsoleConfig{Listen: o.Console}, Attestation: attestation,
 	})
 	if err != nil {
 		return nil, err
@@ -222,12 +228,6 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	if err := e.startAgents(ctx, agentBin, filepath.Join(o.BinDir, "plugins"), real); err != nil {
 		return nil, err
 	}
-	// Preparation: account-targeted steps need the organisation's accounts.
-	sync, err := e.Controller.Operator.SyncAccounts(e.admin, &operatorv1.SyncAccountsRequest{ManagementAccount: awsemu.LabAccountID(0)})
-	if err != nil {
-		return nil, fmt.Errorf("preparation: account discovery: %w", err)
-	}
-	e.say("preparation: %d accounts discovered through the management account (run %s)", len(sync.GetAccounts()), sync.GetRunId())
 	return e, nil
 }
 
@@ -243,26 +243,20 @@ func (e *Env) startAgents(ctx context.Context, agentBin, pluginDir string, real 
 			return err
 		}
 	}
-	hostTok, err := e.Controller.Operator.CreateJoinToken(e.admin, &operatorv1.CreateJoinTokenRequest{Role: agentv1.AgentRole_AGENT_ROLE_HOST,
-		Uses: uint32(len(e.Hosts)), Ttl: durationpb.New(10 * time.Minute)})
-	if err != nil {
-		return err
-	}
-	workerTok, err := e.Controller.Operator.CreateJoinToken(e.admin, &operatorv1.CreateJoinTokenRequest{Role: agentv1.AgentRole_AGENT_ROLE_WORKER,
-		Uses: 1, Ttl: durationpb.New(10 * time.Minute)})
-	if err != nil {
-		return err
-	}
 	caFile := filepath.Join(e.Dir, "controller", pki.CACertFile)
 	ctl := e.Controller.Addr()
-	start := func(name, ns string, token string, env []string, args ...string) (*exec.Cmd, error) {
+	// No join token: the worker signs an sts:GetCallerIdentity with its
+	// role's credentials and each host sends its instance's identity
+	// document, which the controller checks against the policy the lab
+	// wrote (docs/attestation.md).
+	start := func(name, ns string, env []string, args ...string) (*exec.Cmd, error) {
 		argv := append([]string{agentBin, "--controller", ctl, "--ca-file", caFile, "--data-dir", filepath.Join(e.Dir, name),
 			"--hostname", name}, args...)
 		if ns != "" {
 			argv = append([]string{"ip", "netns", "exec", e.Net.Netns(ns)}, argv...)
 		}
 		cmd := exec.Command(argv[0], argv[1:]...)
-		cmd.Env = append(append(os.Environ(), env...), "FIREBREAK_JOIN_TOKEN="+token)
+		cmd.Env = append(os.Environ(), env...)
 		logf, err := os.Create(filepath.Join(e.Dir, name+".log"))
 		if err != nil {
 			return nil, err
@@ -278,21 +272,56 @@ func (e *Env) startAgents(ctx context.Context, agentBin, pluginDir string, real 
 	if real {
 		workerNS = "ctl"
 	}
-	if _, err := start("lab-worker", workerNS, workerTok.GetToken(), e.AWS.WorkerEnv(), "--role", "worker", "--plugin-dir", pluginDir); err != nil {
+	if _, err := start("lab-worker", workerNS, e.AWS.WorkerEnv(), "--role", "worker", "--plugin-dir", pluginDir, "--join", "aws-sts"); err != nil {
 		return err
 	}
+	if err := e.waitConnected(ctx, 1); err != nil {
+		return err
+	}
+	// Preparation: account-targeted steps need the organisation's accounts,
+	// and an instance enrols only from an account of the organisation.
+	sync, err := e.Controller.Operator.SyncAccounts(e.admin, &operatorv1.SyncAccountsRequest{ManagementAccount: awsemu.LabAccountID(0)})
+	if err != nil {
+		return fmt.Errorf("preparation: account discovery: %w", err)
+	}
+	e.say("preparation: %d accounts discovered through the management account (run %s)", len(sync.GetAccounts()), sync.GetRunId())
 	for _, h := range e.Hosts {
 		ns, extra := "", []string{"--simulated-host"}
 		if real {
 			ns, extra = h.Name, nil
 		}
-		args := append([]string{"--role", "host", "--plugin-dir", hostPlugins, "--label", "instance_id=" + h.InstanceID,
-			"--label", "account=" + e.Member, "--label", "region=us-east-1", "--label", "lab=demo"}, extra...)
-		if h.Agent, err = start(h.Name, ns, hostTok.GetToken(), nil, args...); err != nil {
+		imdsURL, err := e.serveIMDS(h, ns)
+		if err != nil {
+			return err
+		}
+		// The account, region, instance_id and tag labels come from the
+		// document and the instance's tags as the controller reads them.
+		args := append([]string{"--role", "host", "--plugin-dir", hostPlugins, "--join", "aws-iid", "--label", "lab=demo"}, extra...)
+		env := []string{"AWS_EC2_METADATA_SERVICE_ENDPOINT=" + imdsURL, "AWS_EC2_METADATA_DISABLED=", "AWS_REGION=us-east-1"}
+		if h.Agent, err = start(h.Name, ns, env, args...); err != nil {
 			return err
 		}
 	}
-	want := len(e.Hosts) + 1
+	if err := e.waitConnected(ctx, len(e.Hosts)+1); err != nil {
+		return err
+	}
+	kind := "real hosts in network namespaces"
+	if !real {
+		kind = "SIMULATED hosts"
+	}
+	agents, err := e.Agents(ctx)
+	if err != nil {
+		return err
+	}
+	e.say("agents: a worker and %d host agents (%s) enrolled by attestation and connected", len(e.Hosts), kind)
+	for _, a := range agents {
+		e.say("  %-12s %-6s enrolled by %s", a.Hostname, a.Role, a.Attestation)
+	}
+	return nil
+}
+
+// waitConnected waits until want agents hold a stream.
+func (e *Env) waitConnected(ctx context.Context, want int) error {
 	deadline := time.Now().Add(90 * time.Second)
 	for e.Controller.Fleet.ConnectedCount() < want {
 		if time.Now().After(deadline) {
@@ -304,11 +333,6 @@ func (e *Env) startAgents(ctx context.Context, agentBin, pluginDir string, real 
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	kind := "real hosts in network namespaces"
-	if !real {
-		kind = "SIMULATED hosts"
-	}
-	e.say("agents: a worker and %d host agents (%s) enrolled and connected", len(e.Hosts), kind)
 	return nil
 }
 
@@ -371,6 +395,9 @@ func (e *Env) Close() {
 	if e.cancel != nil {
 		e.cancel()
 		<-e.runDone
+	}
+	for _, stop := range e.stops {
+		stop()
 	}
 	if e.AWS != nil {
 		_ = e.AWS.Stop()
