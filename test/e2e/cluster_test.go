@@ -144,26 +144,37 @@ func (cl *cluster) waitAgents(t *testing.T, via *e2e.Controller, among []*e2e.Co
 	return got
 }
 
-// waitLeases waits until, as listed through via, one controller other than
-// not holds every lease and no other controller holds any, and returns
-// the holder.
-func (cl *cluster) waitLeases(t *testing.T, via *e2e.Controller, not string) *e2e.Controller {
+// waitLeases waits until, as listed through via, every lease is held by
+// exactly one controller, none of them not, and returns each lease's
+// holder. Leases are taken one by one, so after a disruption they may lie
+// with different controllers: each singleton runs once either way.
+func (cl *cluster) waitLeases(t *testing.T, via *e2e.Controller, not string) map[string]*e2e.Controller {
 	t.Helper()
-	var holder *e2e.Controller
-	e2e.WaitFor(t, 60*time.Second, "another controller than "+not+" to hold every lease", func() bool {
-		holder = nil
+	var holders map[string]*e2e.Controller
+	e2e.WaitFor(t, 60*time.Second, "controllers other than "+not+" to hold every lease, each once", func() bool {
+		holders = map[string]*e2e.Controller{}
 		for _, c := range cl.list(t, via) {
-			if len(c.Leases) == 0 {
-				continue
+			for _, lease := range c.Leases {
+				if c.Address == not || holders[lease] != nil || !slices.Contains(clusterLeases, lease) {
+					return false
+				}
+				holders[lease] = cl.at(c.Address)
 			}
-			if c.Address == not || !slices.Equal(c.Leases, clusterLeases) || holder != nil {
-				return false
-			}
-			holder = cl.at(c.Address)
 		}
-		return holder != nil
+		return len(holders) == len(clusterLeases)
 	})
-	return holder
+	return holders
+}
+
+// leasesOf names the leases c holds among holders.
+func leasesOf(holders map[string]*e2e.Controller, c *e2e.Controller) []string {
+	var out []string
+	for _, lease := range clusterLeases {
+		if holders[lease] == c {
+			out = append(out, lease)
+		}
+	}
+	return out
 }
 
 // at returns the controller listening at addr.
@@ -450,11 +461,12 @@ func TestClusterOnPostgres(t *testing.T) {
 	})
 
 	t.Run("kill -9 of the lease holder: another takes the leases and runs a playbook", func(t *testing.T) {
-		holder := cl.waitLeases(t, cl.ctls[0], "")
+		holders := cl.waitLeases(t, cl.ctls[0], "")
+		holder := holders["playbook-executor"]
 		holderAddr := holder.Addr
-		t.Logf("killing the lease holder %s", holder.Name)
+		t.Logf("killing the lease holder %s, holding %v", holder.Name, leasesOf(holders, holder))
 		holder.Kill()
-		next := cl.waitLeases(t, cl.others(holder)[0], holderAddr)
+		next := cl.waitLeases(t, cl.others(holder)[0], holderAddr)["playbook-executor"]
 		// The playbook's step runs on an agent of the new holder's own.
 		a := next.StartAgent(t, e2e.AgentOptions{Name: "playbook-agent", Token: next.Token(t, "host", 1), Labels: []string{"pb=yes"},
 			CAFile: filepath.Join(cl.pkiDir, "ca.pem")})
@@ -475,7 +487,9 @@ func TestClusterOnPostgres(t *testing.T) {
 	})
 
 	t.Run("a stale leader stopped past its TTL loses its leases and writes nothing under them", func(t *testing.T) {
-		holder := cl.waitLeases(t, cl.ctls[0], "")
+		holders := cl.waitLeases(t, cl.ctls[0], "")
+		holder := holders["playbook-executor"]
+		held := leasesOf(holders, holder)
 		via := cl.others(holder)[0]
 		pid := holder.Pid()
 		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
@@ -492,7 +506,7 @@ func TestClusterOnPostgres(t *testing.T) {
 		next := cl.waitLeases(t, via, holder.Addr)
 		before := len(holder.Log())
 		resume()
-		for _, lease := range clusterLeases {
+		for _, lease := range held {
 			e2e.WaitFor(t, 30*time.Second, holder.Name+" to log that it lost the "+lease+" lease", func() bool {
 				for _, line := range strings.Split(holder.Log(), "\n") {
 					if strings.Contains(line, `"msg":"lost the lease; its job is cancelled"`) && strings.Contains(line, `"lease":"`+lease+`"`) {
@@ -502,12 +516,15 @@ func TestClusterOnPostgres(t *testing.T) {
 				return false
 			})
 		}
-		// Back, it heartbeats again, yet the leases stay with the new
-		// holder: the listing through the resumed controller itself shows
+		// Back, it heartbeats again, yet the leases stay with their new
+		// holders: the listing through the resumed controller itself shows
 		// them there only, twice a TTL apart.
 		for range 2 {
-			if got := cl.waitLeases(t, holder, holder.Addr); got != next {
-				t.Fatalf("the leases moved from %s to %s", next.Name, got.Name)
+			got := cl.waitLeases(t, holder, holder.Addr)
+			for _, lease := range clusterLeases {
+				if got[lease] != next[lease] {
+					t.Fatalf("the %s lease moved from %s to %s", lease, next[lease].Name, got[lease].Name)
+				}
 			}
 			time.Sleep(3 * time.Second)
 		}

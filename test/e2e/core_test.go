@@ -14,9 +14,14 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// The tests' temporary directories stay out of /tmp, as under make
+	// test: collection tests copy /tmp's executables, and the upload
+	// tests give their agent a private /tmp that would hide its data dir.
+	restore := e2e.TempOutsideTmp()
 	// pgtest.Main runs the tests and stops the PostgreSQL some of them start.
 	code := pgtest.Main(m)
 	e2e.Cleanup()
+	restore()
 	os.Exit(code)
 }
 

@@ -245,7 +245,11 @@ func TestCollectTriageFindsPlantedArtifacts(t *testing.T) {
 
 	b := e2e.Build(t)
 	c := e2e.StartController(t, b, e2e.ControllerOptions{})
-	agent := c.StartAgent(t, e2e.AgentOptions{Name: "triage", Token: c.Token(t, "host", 1)})
+	// The agent's /tmp is a private, empty one, so what the triage copies
+	// from /tmp cannot fill its byte cap first, whatever this machine's /tmp
+	// holds. (The planted process's deleted executable is read through
+	// /proc, which the private mount does not hide.)
+	agent := c.StartAgent(t, e2e.AgentOptions{Name: "triage", Token: c.Token(t, "host", 1), Prefix: privateTmp(t, 0)})
 	agentID := agent.AgentID(t)
 	c.WaitConnected(t, agentID)
 
@@ -523,7 +527,8 @@ func (p *cutProxy) serve(cl net.Conn) {
 
 // privateTmp returns a prefix that runs an agent in a mount namespace of
 // its own, whose /tmp, /var/tmp and /dev/shm are fresh directories, with
-// an incompressible executable of size bytes planted in its /tmp. The
+// an incompressible executable of size bytes (none for 0) planted in its
+// /tmp. The
 // tmp_executables artifact then copies that payload and nothing else,
 // whatever this machine's /tmp holds (a clone's bin/ when CI clones under
 // /tmp, other suites' binaries), so an upload lasts long enough to be
@@ -537,6 +542,11 @@ func privateTmp(t *testing.T, size int) []string {
 		t.Skip("needs unshare (util-linux) for the agent's private /tmp")
 	}
 	root := t.TempDir()
+	for _, shadowed := range []string{"/tmp", "/var/tmp", "/dev/shm"} {
+		if strings.HasPrefix(root, shadowed+"/") {
+			t.Skipf("the test's temporary directory %s lies under %s, which the agent's private mounts hide: run through make test, or see e2e.TempOutsideTmp", root, shadowed)
+		}
+	}
 	for _, d := range []string{"tmp", "var-tmp", "shm"} {
 		if err := os.Mkdir(filepath.Join(root, d), 0o700); err != nil {
 			t.Fatal(err)
@@ -545,11 +555,13 @@ func privateTmp(t *testing.T, size int) []string {
 			t.Fatal(err)
 		}
 	}
-	b := make([]byte, size)
-	rand.Read(b)
-	copy(b, "\x7fELF")
-	if err := os.WriteFile(filepath.Join(root, "tmp", "payload"), b, 0o755); err != nil { //nolint:gosec // G306: an executable is what the artifact collects
-		t.Fatal(err)
+	if size > 0 {
+		b := make([]byte, size)
+		rand.Read(b)
+		copy(b, "\x7fELF")
+		if err := os.WriteFile(filepath.Join(root, "tmp", "payload"), b, 0o755); err != nil { //nolint:gosec // G306: an executable is what the artifact collects
+			t.Fatal(err)
+		}
 	}
 	return []string{"unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
 		`set -e; mount --bind "$0/tmp" /tmp; mount --bind "$0/var-tmp" /var/tmp; mount --bind "$0/shm" /dev/shm; exec "$@"`, root}

@@ -139,6 +139,52 @@ func binDir() (string, error) {
 	return dir, os.Chmod(dir, 0o755)
 }
 
+// TempOutsideTmp points TMPDIR, and so every t.TempDir, at a fresh
+// directory under /var/lib/fbtest (or ~/.cache/fbtest where that cannot be
+// made) when the temporary directory lies under /tmp, /var/tmp or
+// /dev/shm, the trees the tmp_executables artifact collects; `make test`
+// does the same through GOTMPDIR. The returned function removes the
+// directory and restores TMPDIR.
+func TempOutsideTmp() (restore func()) {
+	cur, err := filepath.EvalSymlinks(os.TempDir())
+	if err != nil {
+		cur = os.TempDir()
+	}
+	collected := false
+	for _, root := range []string{"/tmp", "/var/tmp", "/dev/shm"} {
+		if cur == root || strings.HasPrefix(cur, root+"/") {
+			collected = true
+		}
+	}
+	if !collected {
+		return func() {}
+	}
+	bases := []string{"/var/lib/fbtest"}
+	if home, err := os.UserHomeDir(); err == nil {
+		bases = append(bases, filepath.Join(home, ".cache", "fbtest"))
+	}
+	for _, base := range bases {
+		if os.MkdirAll(base, 0o755) != nil {
+			continue
+		}
+		dir, err := os.MkdirTemp(base, "e2e-")
+		if err != nil {
+			continue
+		}
+		old, had := os.LookupEnv("TMPDIR")
+		os.Setenv("TMPDIR", dir)
+		return func() {
+			os.RemoveAll(dir)
+			if had {
+				os.Setenv("TMPDIR", old)
+			} else {
+				os.Unsetenv("TMPDIR")
+			}
+		}
+	}
+	return func() {}
+}
+
 // Cleanup removes the built binaries; call it from TestMain.
 func Cleanup() {
 	if buildDir != "" {

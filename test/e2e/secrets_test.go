@@ -19,8 +19,12 @@ import (
 	"github.com/firebreak-ir/firebreak/test/e2e"
 )
 
-// tokenShape is what a join token looks like.
-var tokenShape = regexp.MustCompile(`fbj_[A-Za-z0-9_-]{32,}`)
+// tokenShape is what a join token looks like: fbj_ and the base64url of
+// 32 random bytes (43 characters), not part of a longer run. (A looser
+// "fbj_ and 32 or more" matched a firebreak binary's own strings, where
+// "fbj_" is followed by unrelated constants, when a process ran one from
+// /tmp during the collection.)
+var tokenShape = regexp.MustCompile(`fbj_[A-Za-z0-9_-]{43}(?:[^A-Za-z0-9_-]|$)`)
 
 // TestJoinTokenNeverReachesEvidence starts an agent the documented way,
 // with FIREBREAK_JOIN_TOKEN in its environment and a token that has uses
