@@ -65,12 +65,15 @@ lint:
 test-short:
 	$(GO) test -count=1 -short -timeout 10m ./...
 
-## test-race: the controller, agent and store packages under the race detector
+## test-race: the controller, agent and store packages under the race detector,
+## and the in-process evidence upload (agent and controller in one process, so the
+## detector sees both sides of an upload; -short skips it, hence its own line)
 ## (the detector needs cgo, so CGO_ENABLED=1 for this target only)
 RACE_PKGS := ./controller/... ./agent/...
 test-race: export CGO_ENABLED := 1
 test-race:
 	$(GO) test -count=1 -race -short -timeout 30m $(RACE_PKGS)
+	$(GO) test -count=1 -race -timeout 10m -run '^TestEvidenceUploadInProcess$$' ./test/bench
 
 ## test: the whole suite, as CI runs it
 test: proto-check catalog-check vet build

@@ -32,6 +32,7 @@ import (
 	"github.com/firebreak-ir/firebreak/agent/ctrladdr"
 	"github.com/firebreak-ir/firebreak/agent/journal"
 	"github.com/firebreak-ir/firebreak/agent/pluginhost"
+	"github.com/firebreak-ir/firebreak/internal/bandwidth"
 	"github.com/firebreak-ir/firebreak/internal/pki"
 	"github.com/firebreak-ir/firebreak/internal/statedir"
 	"github.com/firebreak-ir/firebreak/internal/tasksign"
@@ -95,8 +96,12 @@ type Config struct {
 	// MaxConcurrentTasks bounds the tasks running at once (default 8).
 	MaxConcurrentTasks int
 	// Bandwidth caps the agent's evidence uploads, all together, in bytes
-	// per second (0: no cap); a run's own cap applies too.
+	// per second (0: no cap); a run's own cap applies too, and the lower
+	// one sets an upload's pace.
 	Bandwidth int64
+	// PaceClock is the clock uploads are paced by under the bandwidth caps;
+	// defaults to the wall clock (tests inject a virtual one).
+	PaceClock bandwidth.Clock
 	// Logger logs; defaults to slog.Default().
 	Logger *slog.Logger
 	// Clock defaults to time.Now.
@@ -138,6 +143,9 @@ func (c *Config) CheckAndSetDefaults() error {
 	}
 	if c.Clock == nil {
 		c.Clock = time.Now
+	}
+	if c.PaceClock == nil {
+		c.PaceClock = bandwidth.SystemClock
 	}
 	if _, err := ctrladdr.Parse(c.Controller); err != nil {
 		return fmt.Errorf("agent: --controller: %w", err)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"sync"
@@ -16,7 +17,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
-	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/firebreak-ir/firebreak/internal/bandwidth"
 	"github.com/firebreak-ir/firebreak/internal/pki"
 	"github.com/firebreak-ir/firebreak/internal/rpcbuf"
 	"github.com/firebreak-ir/firebreak/internal/telemetry"
@@ -40,47 +41,48 @@ const (
 	// holds twice the controller's largest checkpoint (8 MiB, one S3 part
 	// of an upload staged in S3), so sending goes on while a part is sent.
 	evidenceWindow = 16 << 20
-	// maxChunk is the largest chunk sent (the controller's limit).
-	maxChunk = 1 << 20
 	// uploadWriteBuffer batches an upload's frames into few large writes.
 	uploadWriteBuffer = 256 << 10
-	// minChunk is the smallest chunk a low bandwidth cap shrinks chunks to.
-	minChunk = 16 << 10
 	// maxChunkRetries bounds the resumes after chunks the controller
 	// refused as corrupted.
 	maxChunkRetries = 3
 )
 
-// evidenceUploads is the agent's evidence state: the bandwidth limiter all
+// uploadProtocol is the upload protocol this agent speaks: a CRC32C per
+// chunk, and the whole artifact's SHA-256 at finish.
+const uploadProtocol = agentv1.UploadProtocol_UPLOAD_PROTOCOL_V2_CRC32C_CHUNKS
+
+// castagnoli is the CRC32C table; hash/crc32 computes it with the CPU's
+// CRC32 instructions where there are some (SSE 4.2, ARMv8).
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// evidenceUploads is the agent's evidence state: the bandwidth cap all
 // uploads share and the uploads of running tasks.
 type evidenceUploads struct {
 	once    sync.Once
-	limiter *rate.Limiter
+	limiter *bandwidth.Limiter
 
 	mu     sync.Mutex
 	byTask map[string][]*evidenceUpload
 }
 
-// chunkFor is the chunk size that keeps a rate-limited upload smooth: about
-// a quarter of a second's worth.
-func chunkFor(bps int64) int {
-	if bps <= 0 {
-		return maxChunk
-	}
-	return int(min(max(bps/4, minChunk), maxChunk))
-}
-
-func newLimiter(bps int64) *rate.Limiter {
-	if bps <= 0 {
-		return nil
-	}
-	return rate.NewLimiter(rate.Limit(bps), chunkFor(bps))
-}
-
-// agentLimiter is the limiter for --bandwidth, shared by every upload.
-func (a *Agent) agentLimiter() *rate.Limiter {
-	a.evidence.once.Do(func() { a.evidence.limiter = newLimiter(a.cfg.Bandwidth) })
+// agentLimiter is the cap of --bandwidth, shared by every upload (nil: no
+// cap).
+func (a *Agent) agentLimiter() *bandwidth.Limiter {
+	a.evidence.once.Do(func() { a.evidence.limiter = bandwidth.NewLimiter(a.cfg.Bandwidth) })
 	return a.evidence.limiter
+}
+
+// uploadPacer paces one upload of a task: under the agent's --bandwidth,
+// which all its uploads share, and the run's cap for this upload; the
+// lower one sets the pace.
+func (a *Agent) uploadPacer(spec *agentv1.TaskSpec) *bandwidth.Pacer {
+	var run *bandwidth.Limiter
+	// A cap past what an int64 holds is no cap (it is never reached).
+	if bps := spec.GetUploadBytesPerSecond(); bps > 0 && bps < 1<<62 {
+		run = bandwidth.NewLimiter(int64(bps))
+	}
+	return bandwidth.NewPacer(a.cfg.PaceClock, a.agentLimiter(), run)
 }
 
 // onArtifact receives artifact chunks from a plugin and streams them to
@@ -123,15 +125,9 @@ func (a *Agent) evidenceUploadFor(ctx context.Context, spec *agentv1.TaskSpec, c
 	if res.GetStartedAt() != nil {
 		started = res.GetStartedAt().AsTime()
 	}
-	task := spec.GetUploadBytesPerSecond()
 	u := &evidenceUpload{a: a, taskID: spec.GetTaskId(), name: chunk.GetName(), mediaType: chunk.GetMediaType(), started: started,
-		limiters: []*rate.Limiter{a.agentLimiter()}, chunk: chunkFor(a.cfg.Bandwidth),
-		win: newWindow(evidenceWindow), whole: sha256.New(), data: make(chan struct{}, 1), space: make(chan struct{}, 1),
-		abort: make(chan struct{}), done: make(chan struct{})}
-	if task > 0 && task < 1<<62 {
-		u.limiters = append(u.limiters, newLimiter(int64(task)))
-		u.chunk = min(u.chunk, chunkFor(int64(task)))
-	}
+		pacer: a.uploadPacer(spec), win: newWindow(evidenceWindow), whole: sha256.New(), data: make(chan struct{}, 1),
+		space: make(chan struct{}, 1), abort: make(chan struct{}), done: make(chan struct{})}
 	if ev.byTask == nil {
 		ev.byTask = map[string][]*evidenceUpload{}
 	}
@@ -174,7 +170,7 @@ func (a *Agent) closeArtifacts(ctx context.Context, spec *agentv1.TaskSpec, res 
 
 // evidenceUpload streams one artifact to the controller. The plugin's
 // chunks go into a bounded window; a sender goroutine reads them out in
-// chunks, each with its SHA-256, under the bandwidth caps, and keeps them
+// chunks, each with its CRC32C, under the bandwidth caps, and keeps them
 // until the controller acknowledges them durable, so a dropped connection
 // resumes from the controller's committed offset.
 type evidenceUpload struct {
@@ -183,8 +179,7 @@ type evidenceUpload struct {
 	name      string
 	mediaType string
 	started   time.Time
-	limiters  []*rate.Limiter
-	chunk     int
+	pacer     *bandwidth.Pacer
 
 	mu       sync.Mutex
 	win      *window
@@ -392,7 +387,7 @@ func (u *evidenceUpload) session(ctx context.Context, attempt int) (int64, error
 		return 0, err
 	}
 	if err := stream.Send(&agentv1.UploadEvidenceRequest{Msg: &agentv1.UploadEvidenceRequest_Open{Open: &agentv1.EvidenceOpen{
-		TaskId: u.taskID, Name: u.name, MediaType: u.mediaType}}}); err != nil {
+		TaskId: u.taskID, Name: u.name, MediaType: u.mediaType, Protocol: uploadProtocol}}}); err != nil {
 		return 0, recvStatus(stream, err)
 	}
 	first, err := stream.Recv()
@@ -402,6 +397,12 @@ func (u *evidenceUpload) session(ctx context.Context, attempt int) (int64, error
 	opened := first.GetOpened()
 	if opened == nil {
 		return 0, &errPermanent{errors.New("the controller did not answer open with opened")}
+	}
+	if p := opened.GetProtocol(); p != uploadProtocol {
+		// A controller of version 1 states no protocol and would refuse
+		// every chunk for want of its SHA-256.
+		return 0, &errPermanent{fmt.Errorf("the controller speaks upload protocol %d, this agent %d (a CRC32C per chunk): upgrade the controller",
+			max(int32(p), 1), int32(uploadProtocol))}
 	}
 	committed := int64(opened.GetCommittedOffset())
 	u.mu.Lock()
@@ -483,20 +484,14 @@ func (u *evidenceUpload) session(ctx context.Context, attempt int) (int64, error
 		// before this Send has returned, and gRPC has serialised the
 		// message by then.
 		u.mu.Lock()
-		chunk := u.win.slice(sent, min(avail, int64(u.chunk)))
+		chunk := u.win.slice(sent, min(avail, int64(u.pacer.Chunk())))
 		u.mu.Unlock()
 		n := len(chunk)
-		for _, l := range u.limiters {
-			if l == nil {
-				continue
-			}
-			if err := l.WaitN(sctx, n); err != nil {
-				return progress(), err
-			}
+		if err := u.pacer.Wait(sctx, n); err != nil {
+			return progress(), err
 		}
-		sum := sha256.Sum256(chunk)
 		if err := stream.Send(&agentv1.UploadEvidenceRequest{Msg: &agentv1.UploadEvidenceRequest_Chunk{Chunk: &agentv1.EvidenceChunk{
-			Offset: uint64(sent), Data: chunk, Sha256: sum[:]}}}); err != nil {
+			Offset: uint64(sent), Data: chunk, Crc32C: crc32.Checksum(chunk, castagnoli)}}}); err != nil {
 			return progress(), recvStatus(stream, err)
 		}
 		sent += int64(n)

@@ -2,12 +2,17 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/firebreak-ir/firebreak/internal/bandwidth/bandwidthtest"
+	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 )
 
 // TestWindowKeepsUnacknowledgedBytes streams through a small window with
@@ -79,24 +84,59 @@ func TestWindowReleaseNeverPassesTheEnd(t *testing.T) {
 	}
 }
 
-func TestChunkFor(t *testing.T) {
+// TestUploadPacing paces a 4 MiB upload on a virtual clock under the
+// agent's --bandwidth and the run's cap, through the pacer an upload
+// takes: the lower cap sets the pace and the chunk size, and the agent's
+// cap is shared by the agent's uploads.
+func TestUploadPacing(t *testing.T) {
+	const mib = 1 << 20
 	tests := []struct {
-		bps  int64
-		want int
+		name     string
+		agentCap int64
+		runCap   uint64
+		// wantChunk is the chunk an upload sends; wantTime the virtual
+		// time its 4 MiB take (the first chunk goes at once).
+		wantChunk int
+		wantTime  time.Duration
 	}{
-		{0, maxChunk},
-		{1 << 30, maxChunk},
-		{4 << 20, maxChunk},
-		{1 << 20, 256 << 10},
-		{10_000, minChunk},
+		{name: "no cap", wantChunk: 1 << 20},
+		{name: "agent cap only", agentCap: 2 * mib, wantChunk: 512 << 10, wantTime: 1750 * time.Millisecond},
+		{name: "run cap only", runCap: 1 * mib, wantChunk: 256 << 10, wantTime: 3750 * time.Millisecond},
+		{name: "both, the run's lower", agentCap: 4 * mib, runCap: 1 * mib, wantChunk: 256 << 10, wantTime: 3750 * time.Millisecond},
+		{name: "both, the agent's lower", agentCap: 1 * mib, runCap: 4 * mib, wantChunk: 256 << 10, wantTime: 3750 * time.Millisecond},
+		{name: "a run cap past int64 is no cap", agentCap: 2 * mib, runCap: 1 << 63, wantChunk: 512 << 10, wantTime: 1750 * time.Millisecond},
 	}
 	for _, tt := range tests {
-		if got := chunkFor(tt.bps); got != tt.want {
-			t.Errorf("chunkFor(%d) = %d, want %d", tt.bps, got, tt.want)
-		}
-		if l := newLimiter(tt.bps); l != nil && l.Burst() < chunkFor(tt.bps) {
-			t.Errorf("limiter burst %d is under the chunk size %d: WaitN would fail", l.Burst(), chunkFor(tt.bps))
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			clock := bandwidthtest.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+			a := &Agent{cfg: Config{Bandwidth: tt.agentCap, PaceClock: clock}}
+			spec := &agentv1.TaskSpec{TaskId: "tsk-1", UploadBytesPerSecond: tt.runCap}
+			upload := func() time.Duration {
+				p := a.uploadPacer(spec)
+				if p.Chunk() != tt.wantChunk {
+					t.Fatalf("chunk %d, want %d", p.Chunk(), tt.wantChunk)
+				}
+				start := clock.Now()
+				for sent := 0; sent < 4*mib; sent += p.Chunk() {
+					if err := p.Wait(context.Background(), p.Chunk()); err != nil {
+						t.Fatal(err)
+					}
+				}
+				return clock.Now().Sub(start)
+			}
+			if got := upload(); (got - tt.wantTime).Abs() > time.Millisecond {
+				t.Fatalf("4 MiB took %v of virtual time; want %v", got, tt.wantTime)
+			}
+			// A second upload finds the agent's cap drained by the first
+			// (it is shared), and a fresh run cap.
+			want := tt.wantTime
+			if tt.agentCap > 0 && (tt.runCap == 0 || int64(tt.runCap) >= tt.agentCap || tt.runCap >= 1<<62) {
+				want += time.Duration(tt.wantChunk) * time.Second / time.Duration(tt.agentCap)
+			}
+			if got := upload(); (got - want).Abs() > time.Millisecond {
+				t.Fatalf("a second upload of 4 MiB took %v of virtual time; want %v", got, want)
+			}
+		})
 	}
 }
 

@@ -10,9 +10,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -115,8 +117,29 @@ func (h *harness) recordAudit(ctx context.Context, actor, action, subject string
 		h.t.Errorf("audit: %v", err)
 	}
 	h.mu.Lock()
-	h.audit = append(h.audit, action+" "+subject)
+	h.audit = append(h.audit, action+" "+subject+" "+string(b))
 	h.mu.Unlock()
+}
+
+// auditedWith counts the audit records of action whose line (action,
+// subject, JSON detail) holds each of parts.
+func (h *harness) auditedWith(action string, parts ...string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, a := range h.audit {
+		if !strings.HasPrefix(a, action+" ") {
+			continue
+		}
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(a, p)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
 }
 
 func (h *harness) audited(action string) int {
@@ -206,9 +229,15 @@ type upload struct {
 	uploadID  string
 }
 
-// open starts a stream as agentID and returns it after opened; it fails
-// the test unless the open is refused with wantCode.
+// open starts a stream as agentID, speaking the controller's upload
+// protocol, and returns it after opened.
 func (h *harness) open(agentID, taskID, name string) (*upload, error) {
+	return h.openSpeaking(agentID, taskID, name, evidence.Protocol)
+}
+
+// openSpeaking starts a stream as agentID speaking upload protocol p, and
+// returns it after opened.
+func (h *harness) openSpeaking(agentID, taskID, name string, p agentv1.UploadProtocol) (*upload, error) {
 	ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(context.Background(), "x-agent", agentID))
 	stream, err := agentv1.NewAgentServiceClient(h.conn).UploadEvidence(ctx)
 	if err != nil {
@@ -218,14 +247,14 @@ func (h *harness) open(agentID, taskID, name string) (*upload, error) {
 	h.t.Cleanup(cancel)
 	u := &upload{t: h.t, stream: stream, cancel: cancel}
 	if err := stream.Send(&agentv1.UploadEvidenceRequest{Msg: &agentv1.UploadEvidenceRequest_Open{Open: &agentv1.EvidenceOpen{
-		TaskId: taskID, Name: name, MediaType: mediaTypeOf(name)}}}); err != nil {
+		TaskId: taskID, Name: name, MediaType: mediaTypeOf(name), Protocol: p}}}); err != nil {
 		return nil, err
 	}
 	m, err := stream.Recv()
 	if err != nil {
 		return nil, err
 	}
-	if m.GetOpened() == nil {
+	if m.GetOpened() == nil || m.GetOpened().GetProtocol() != evidence.Protocol {
 		return nil, fmt.Errorf("first answer %v", m)
 	}
 	u.committed, u.uploadID = m.GetOpened().GetCommittedOffset(), m.GetOpened().GetUploadId()
@@ -239,14 +268,14 @@ func mediaTypeOf(name string) string {
 	return "application/octet-stream"
 }
 
-// chunk sends data at off with its hash (or with sum, when given).
-func (u *upload) chunk(off int, data []byte, sum []byte) error {
-	if sum == nil {
-		s := sha256.Sum256(data)
-		sum = s[:]
+// chunk sends data at off with its CRC32C, or with the CRC32C of claimed
+// when that is not nil (as a chunk corrupted after it was checked).
+func (u *upload) chunk(off int, data []byte, claimed []byte) error {
+	if claimed == nil {
+		claimed = data
 	}
 	err := u.stream.Send(&agentv1.UploadEvidenceRequest{Msg: &agentv1.UploadEvidenceRequest_Chunk{Chunk: &agentv1.EvidenceChunk{
-		Offset: uint64(off), Data: data, Sha256: sum}}})
+		Offset: uint64(off), Data: data, Crc32C: crc32c(claimed)}}})
 	if errors.Is(err, io.EOF) {
 		return u.outcome()
 	}
@@ -300,6 +329,8 @@ func randomBytes(t *testing.T, n int) []byte {
 	}
 	return b
 }
+
+func crc32c(b []byte) uint32 { return crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)) }
 
 func sum256(b []byte) []byte {
 	s := sha256.Sum256(b)

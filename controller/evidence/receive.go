@@ -2,7 +2,6 @@ package evidence
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding"
@@ -11,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -36,6 +36,14 @@ import (
 	"github.com/firebreak-ir/firebreak/internal/telemetry"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 )
+
+// Protocol is the upload protocol this controller speaks: a CRC32C per
+// chunk, and the whole artifact's SHA-256 at finish.
+const Protocol = agentv1.UploadProtocol_UPLOAD_PROTOCOL_V2_CRC32C_CHUNKS
+
+// castagnoli is the CRC32C table; hash/crc32 computes it with the CPU's
+// CRC32 instructions where there are some (SSE 4.2, ARMv8).
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // UploadID derives an upload's id from its task and artifact name, so the
 // agent's next stream after a drop finds the same upload.
@@ -129,6 +137,11 @@ func (s *Service) Receive(a *store.Agent, id pki.Identity, stream agentv1.AgentS
 	if open == nil {
 		return status.Error(codes.InvalidArgument, "the first message of UploadEvidence must be open")
 	}
+	if err := checkProtocol(open.GetProtocol()); err != nil {
+		s.cfg.Logger.Warn("evidence upload refused: the agent speaks another upload protocol", "agent", a.ID, "task", open.GetTaskId(),
+			"protocol", open.GetProtocol().String())
+		return err
+	}
 	if err := checkOpen(open); err != nil {
 		return status.Errorf(codes.InvalidArgument, "upload refused: %v", err)
 	}
@@ -174,7 +187,7 @@ func (s *Service) Receive(a *store.Agent, id pki.Identity, stream agentv1.AgentS
 	defer span.End()
 	from := r.received
 	if err := stream.Send(&agentv1.UploadEvidenceResponse{Msg: &agentv1.UploadEvidenceResponse_Opened{Opened: &agentv1.EvidenceOpened{
-		UploadId: upID, CommittedOffset: uint64(r.committed)}}}); err != nil {
+		UploadId: upID, CommittedOffset: uint64(r.committed), Protocol: Protocol}}}); err != nil {
 		return err
 	}
 	err = s.receive(ctx, r, stream, superseded)
@@ -191,6 +204,26 @@ func (s *Service) Receive(a *store.Agent, id pki.Identity, stream agentv1.AgentS
 		}
 	}
 	return err
+}
+
+// checkProtocol refuses an agent that speaks another upload protocol than
+// this controller's: its chunks would not carry the check this controller
+// makes.
+func checkProtocol(p agentv1.UploadProtocol) error {
+	if p == Protocol {
+		return nil
+	}
+	var spoken string
+	switch p {
+	case agentv1.UploadProtocol_UPLOAD_PROTOCOL_UNSPECIFIED:
+		spoken = "upload protocol 1 (a SHA-256 per chunk; it states no version)"
+	case agentv1.UploadProtocol_UPLOAD_PROTOCOL_V1_SHA256_CHUNKS:
+		spoken = "upload protocol 1 (a SHA-256 per chunk)"
+	default:
+		spoken = fmt.Sprintf("upload protocol %d (unknown to this controller)", int32(p))
+	}
+	return status.Errorf(codes.FailedPrecondition, "upload refused: the agent speaks %s, but this controller speaks upload protocol %d only (a CRC32C per chunk): upgrade the agent",
+		spoken, int32(Protocol))
 }
 
 // checkOpen refuses names and media types that could not be shown or
@@ -327,8 +360,8 @@ func (s *Service) receive(ctx context.Context, r *receiving, stream agentv1.Agen
 	quit := make(chan struct{})
 	defer close(quit)
 	// Receiving on its own goroutine lets a newer stream of the same upload
-	// take over, and overlaps decoding and each chunk's own SHA-256 with
-	// staging the previous chunk and the whole-upload hash.
+	// take over, and overlaps decoding and each chunk's CRC32C with staging
+	// the previous chunk and the whole-upload hash.
 	go func() {
 		for {
 			m, err := stream.Recv()
@@ -338,7 +371,7 @@ func (s *Service) receive(ctx context.Context, r *receiving, stream agentv1.Agen
 			}
 			in := received{msg: m}
 			if c := m.GetChunk(); c != nil {
-				in.sum = sha256.Sum256(c.GetData())
+				in.crc = crc32.Checksum(c.GetData(), castagnoli)
 			}
 			select {
 			case msgs <- in:
@@ -388,7 +421,7 @@ func (s *Service) receive(ctx context.Context, r *receiving, stream agentv1.Agen
 		}
 		switch msg := in.msg.GetMsg().(type) {
 		case *agentv1.UploadEvidenceRequest_Chunk:
-			if err := s.chunk(ctx, r, msg.Chunk, in.sum); err != nil {
+			if err := s.chunk(ctx, r, msg.Chunk, in.crc); err != nil {
 				return err
 			}
 			if r.received-r.committed >= checkpointBytes || (byTime && s.cfg.Clock().Sub(r.lastSync) >= s.cfg.CheckpointInterval) {
@@ -404,15 +437,15 @@ func (s *Service) receive(ctx context.Context, r *receiving, stream agentv1.Agen
 	}
 }
 
-// received is a message of an upload stream; sum is the SHA-256 of a
+// received is a message of an upload stream; crc is the CRC32C of a
 // chunk's data, computed as it arrived.
 type received struct {
 	msg *agentv1.UploadEvidenceRequest
-	sum [sha256.Size]byte
+	crc uint32
 }
 
-// chunk checks and stages one chunk; sum is the SHA-256 of its data.
-func (s *Service) chunk(ctx context.Context, r *receiving, c *agentv1.EvidenceChunk, sum [sha256.Size]byte) error {
+// chunk checks and stages one chunk; crc is the CRC32C of its data.
+func (s *Service) chunk(ctx context.Context, r *receiving, c *agentv1.EvidenceChunk, crc uint32) error {
 	if r.stored != nil || r.inBackend {
 		return status.Errorf(codes.FailedPrecondition, "all %d bytes of this upload are stored already; send finish", r.received)
 	}
@@ -426,13 +459,15 @@ func (s *Service) chunk(ctx context.Context, r *receiving, c *agentv1.EvidenceCh
 	case r.received+int64(len(data)) > s.cfg.MaxBytes:
 		return status.Errorf(codes.ResourceExhausted, "the evidence is larger than this controller's cap of %d bytes (--evidence-max-bytes)", s.cfg.MaxBytes)
 	}
-	// Security-critical: a chunk is checked before any byte of it is staged,
-	// so a corrupted chunk leaves nothing behind.
-	if !bytes.Equal(sum[:], c.GetSha256()) {
+	// A chunk is checked before any byte of it is staged, so a corrupted
+	// chunk leaves nothing behind. The CRC32C guards against accidents (a
+	// wrong offset, a torn write, a buffer bug); TLS authenticates the wire,
+	// and the whole artifact's SHA-256 at finish decides what is stored.
+	if crc != c.GetCrc32C() {
 		s.cfg.Audit(ctx, "agent:"+r.agent.ID, "evidence.chunk_refused", r.task.ID, map[string]any{"upload_id": r.up.ID, "name": r.up.Name,
-			"offset": c.GetOffset(), "bytes": len(data), "claimed_sha256": hex.EncodeToString(c.GetSha256()), "sha256": hex.EncodeToString(sum[:])})
-		return status.Errorf(codes.DataLoss, "chunk at offset %d (%d bytes) does not match its SHA-256 (got %x, the agent sent %x): refused, nothing from it was stored; resume from offset %d",
-			c.GetOffset(), len(data), sum[:8], truncate(c.GetSha256(), 8), r.received)
+			"offset": c.GetOffset(), "bytes": len(data), "claimed_crc32c": fmt.Sprintf("%08x", c.GetCrc32C()), "crc32c": fmt.Sprintf("%08x", crc)})
+		return status.Errorf(codes.DataLoss, "chunk at offset %d (%d bytes) does not match its CRC32C (got %08x, the agent sent %08x): refused, nothing from it was stored; resume from offset %d",
+			c.GetOffset(), len(data), crc, c.GetCrc32C(), r.received)
 	}
 	if _, err := r.f.Write(data); err != nil {
 		return rpcerr.Error(ctx, s.cfg.Logger, err, fmt.Sprintf("staging the chunk at offset %d", c.GetOffset()))
@@ -443,13 +478,6 @@ func (s *Service) chunk(ctx context.Context, r *receiving, c *agentv1.EvidenceCh
 	}
 	r.received += int64(len(data))
 	return nil
-}
-
-func truncate(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[:n]
-	}
-	return b
 }
 
 // checkpoint makes what was received durable: the staged bytes, then the

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/firebreak-ir/firebreak/controller/evidence"
 	"github.com/firebreak-ir/firebreak/controller/store"
@@ -152,15 +154,26 @@ func TestUploadRefusals(t *testing.T) {
 		data[i] = byte(i * 7)
 	}
 	bad := sum256([]byte("not the chunk"))
+	corrupt := append([]byte(nil), data[128<<10:192<<10]...)
+	corrupt[100] ^= 0x01
+	v1 := agentv1.UploadProtocol_UPLOAD_PROTOCOL_UNSPECIFIED
+	v3 := agentv1.UploadProtocol(3)
 	tests := []struct {
-		name      string
-		agent     string
-		task      string
-		fileName  string
-		maxBytes  int64
-		run       func(h *harness, u *upload) error
-		want      codes.Code
+		name     string
+		agent    string
+		task     string
+		fileName string
+		// protocol is the upload protocol the agent speaks (nil: the
+		// controller's).
+		protocol *agentv1.UploadProtocol
+		maxBytes int64
+		run      func(h *harness, u *upload) error
+		want     codes.Code
+		// wantMsg is in the refusal's message.
+		wantMsg   string
 		wantAudit string
+		// wantAuditDetail is in the audit record's detail.
+		wantAuditDetail []string
 		// wantCommitted is the offset a later open resumes at (-1: no check).
 		wantCommitted int64
 	}{
@@ -171,19 +184,26 @@ func TestUploadRefusals(t *testing.T) {
 			if err := u.chunk(64<<10, data[64<<10:128<<10], nil); err != nil {
 				return err
 			}
-			corrupt := append([]byte(nil), data[128<<10:192<<10]...)
-			corrupt[100] ^= 0x01
-			if err := u.chunk(128<<10, corrupt, sum256(data[128<<10:192<<10])); err != nil {
+			// One bit flipped after the agent computed the chunk's CRC32C.
+			if err := u.chunk(128<<10, corrupt, data[128<<10:192<<10]); err != nil {
 				return err
 			}
 			return u.outcome()
-		}, want: codes.DataLoss, wantAudit: "evidence.chunk_refused", wantCommitted: 128 << 10},
-		{name: "chunk with a wrong hash", run: func(_ *harness, u *upload) error {
+		}, want: codes.DataLoss, wantMsg: fmt.Sprintf("chunk at offset %d (%d bytes) does not match its CRC32C (got %08x, the agent sent %08x)",
+			128<<10, 64<<10, crc32c(corrupt), crc32c(data[128<<10:192<<10])),
+			wantAudit: "evidence.chunk_refused", wantAuditDetail: []string{fmt.Sprintf(`"claimed_crc32c":"%08x"`, crc32c(data[128<<10:192<<10])),
+				fmt.Sprintf(`"crc32c":"%08x"`, crc32c(corrupt)), fmt.Sprintf(`"offset":%d`, 128<<10)}, wantCommitted: 128 << 10},
+		{name: "chunk with a wrong CRC32C", run: func(_ *harness, u *upload) error {
 			if err := u.chunk(0, data[:1000], bad); err != nil {
 				return err
 			}
 			return u.outcome()
-		}, want: codes.DataLoss, wantAudit: "evidence.chunk_refused", wantCommitted: 0},
+		}, want: codes.DataLoss, wantMsg: "does not match its CRC32C", wantAudit: "evidence.chunk_refused", wantCommitted: 0},
+		{name: "agent of upload protocol 1", protocol: &v1, want: codes.FailedPrecondition,
+			wantMsg:       "the agent speaks upload protocol 1 (a SHA-256 per chunk; it states no version), but this controller speaks upload protocol 2 only (a CRC32C per chunk): upgrade the agent",
+			wantCommitted: -1},
+		{name: "agent of an unknown upload protocol", protocol: &v3, want: codes.FailedPrecondition,
+			wantMsg: "the agent speaks upload protocol 3 (unknown to this controller), but this controller speaks upload protocol 2 only", wantCommitted: -1},
 		{name: "gap in offsets", run: func(_ *harness, u *upload) error {
 			if err := u.chunk(0, data[:1000], nil); err != nil {
 				return err
@@ -245,13 +265,20 @@ func TestUploadRefusals(t *testing.T) {
 			if tt.fileName != "" {
 				name = tt.fileName
 			}
-			u, err := h.open(agent, task, name)
+			protocol := evidence.Protocol
+			if tt.protocol != nil {
+				protocol = *tt.protocol
+			}
+			u, err := h.openSpeaking(agent, task, name, protocol)
 			if err == nil {
 				err = tt.run(h, u)
 			}
 			wantCode(t, err, tt.want, tt.name)
-			if tt.wantAudit != "" && h.audited(tt.wantAudit) != 1 {
-				t.Errorf("audit log %v; want one %s", h.audit, tt.wantAudit)
+			if !strings.Contains(status.Convert(err).Message(), tt.wantMsg) {
+				t.Errorf("refusal %q; want it to say %q", status.Convert(err).Message(), tt.wantMsg)
+			}
+			if tt.wantAudit != "" && h.auditedWith(tt.wantAudit, tt.wantAuditDetail...) != 1 {
+				t.Errorf("audit log %v; want one %s with %q", h.audit, tt.wantAudit, tt.wantAuditDetail)
 			}
 			if items, _ := h.svc.ListItems(context.Background(), evidence.Filter{}); len(items) != 0 {
 				t.Errorf("%d items stored after a refusal", len(items))

@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"log/slog"
 	"net"
@@ -27,6 +28,8 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/auth"
 	"github.com/firebreak-ir/firebreak/controller/evidence"
 	"github.com/firebreak-ir/firebreak/controller/store"
+	"github.com/firebreak-ir/firebreak/internal/bandwidth"
+	"github.com/firebreak-ir/firebreak/internal/bandwidth/bandwidthtest"
 	"github.com/firebreak-ir/firebreak/internal/pki"
 	"github.com/firebreak-ir/firebreak/plugins/sdk"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
@@ -92,8 +95,8 @@ type lab struct {
 
 // startLab starts the lab with its data directories in dir (a temporary
 // directory when empty); the agent caps its uploads at bandwidth bytes per
-// second (0: no cap).
-func startLab(b testing.TB, dir string, bandwidth int64) *lab {
+// second (0: no cap), paced by pace (the wall clock when nil).
+func startLab(b testing.TB, dir string, bandwidth int64, pace bandwidth.Clock) *lab {
 	b.Helper()
 	if dir == "" {
 		dir = b.TempDir()
@@ -118,7 +121,7 @@ func startLab(b testing.TB, dir string, bandwidth int64) *lab {
 		b.Fatal(err)
 	}
 	a, err := agent.New(ctx, agent.Config{Controller: c.Addr(), CAFile: filepath.Join(dir, "controller", "ca.pem"), JoinToken: tok.GetToken(),
-		DataDir: filepath.Join(dir, "agent"), Builtins: []sdk.Action{emitAction{}}, Logger: quiet, Bandwidth: bandwidth})
+		DataDir: filepath.Join(dir, "agent"), Builtins: []sdk.Action{emitAction{}}, Logger: quiet, Bandwidth: bandwidth, PaceClock: pace})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -136,25 +139,37 @@ func startLab(b testing.TB, dir string, bandwidth int64) *lab {
 }
 
 // TestEvidenceUploadInProcess runs uploads through the real agent and
-// controller code in one process (so the race detector sees both sides),
-// with and without a bandwidth cap, and checks the stored bytes.
+// controller code in one process (`make test-race` runs it under the race
+// detector, which then sees both sides), with and without bandwidth caps,
+// and checks the stored bytes. The agent paces its uploads on a virtual
+// clock, so a capped upload runs at full speed while the clock shows how
+// long the caps made it take: the first chunk goes at once (the lower
+// cap's burst, one chunk: a quarter of a second's worth, at most 1 MiB),
+// the rest at the lower cap.
 func TestEvidenceUploadInProcess(t *testing.T) {
 	if testing.Short() {
-		t.Skip("bench: -short runs unit tests only; this moves 28 MiB through a controller and an agent in the full suite (make test)")
+		t.Skip("bench: -short runs unit tests only; this moves 40 MiB through a controller and an agent in the full suite (make test)")
 	}
 	tests := []struct {
-		name      string
-		bandwidth int64
-		bytes     int64
+		name     string
+		agentCap int64
+		runCap   uint64
+		bytes    int64
+		// paced is the virtual time the caps make the upload take.
+		paced time.Duration
 	}{
-		{"uncapped", 0, 24 << 20},
-		{"capped at 8 MiB/s", 8 << 20, 4 << 20},
-		{"empty artifact", 0, 0},
+		{name: "uncapped", bytes: 24 << 20},
+		{name: "agent capped at 8 MiB/s", agentCap: 8 << 20, bytes: 4 << 20, paced: 375 * time.Millisecond},
+		{name: "run capped at 2 MiB/s", runCap: 2 << 20, bytes: 4 << 20, paced: 1750 * time.Millisecond},
+		{name: "both capped, the run lower", agentCap: 8 << 20, runCap: 2 << 20, bytes: 4 << 20, paced: 1750 * time.Millisecond},
+		{name: "both capped, the agent lower", agentCap: 1 << 20, runCap: 2 << 20, bytes: 4 << 20, paced: 3750 * time.Millisecond},
+		{name: "empty artifact", bytes: 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l := startLab(t, "", tt.bandwidth)
-			runID := l.upload(t, tt.bytes)
+			pace := bandwidthtest.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+			l := startLab(t, "", tt.agentCap, pace)
+			runID := l.uploadCapped(t, tt.bytes, tt.runCap)
 			ids, err := l.c.Evidence.ListItems(l.op, evidence.Filter{})
 			if err != nil || len(ids) != 1 {
 				t.Fatalf("items %v %v", ids, err)
@@ -172,16 +187,25 @@ func TestEvidenceUploadInProcess(t *testing.T) {
 			if it := ids[0]; it.SHA256 != hex.EncodeToString(h.Sum(nil)) || it.Size != tt.bytes || it.AgentID != l.agent {
 				t.Fatalf("stored %+v", it)
 			}
+			// The virtual clock moves only when the pacer sleeps; the
+			// limiter's float arithmetic rounds each sleep to a nanosecond.
+			slept, waits := pace.Slept()
+			if d := slept - tt.paced; d > time.Millisecond || -d > time.Millisecond {
+				t.Fatalf("the caps paced the upload for %v of virtual time in %d waits; want %v", slept, waits, tt.paced)
+			}
 		})
 	}
 }
 
 // upload runs the action once and returns the run's id when its evidence
 // is stored.
-func (l *lab) upload(b testing.TB, n int64) string {
+func (l *lab) upload(b testing.TB, n int64) string { return l.uploadCapped(b, n, 0) }
+
+// uploadCapped is upload with the run's cap on the upload (0: no cap).
+func (l *lab) uploadCapped(b testing.TB, n int64, runCap uint64) string {
 	b.Helper()
 	resp, err := l.c.Operator.CreateRun(l.op, &operatorv1.CreateRunRequest{Action: "bench-artifact", Selector: "all",
-		Params: map[string]string{"bytes": fmt.Sprint(n)}, Deadline: durationpb.New(10 * time.Minute)})
+		Params: map[string]string{"bytes": fmt.Sprint(n)}, Deadline: durationpb.New(10 * time.Minute), UploadBytesPerSecond: runCap})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -253,12 +277,13 @@ func mtlsPair(b testing.TB) (client, server net.Conn) {
 }
 
 // BenchmarkEvidenceUpload measures an evidence upload end to end — a
-// plugin streaming an artifact, the agent's uploader (window, chunk and
-// whole SHA-256), loopback mTLS gRPC, the controller's receiver (chunk and
-// whole SHA-256, staging, checkpoints) and the local store — against two
-// baselines measured in the same run: SHA-256 of the same bytes in memory
-// (io.Copy into sha256), and io.Copy of the bytes over a loopback mTLS
-// connection into SHA-256. It prints the rates and the ratios.
+// plugin streaming an artifact, the agent's uploader (window, each chunk's
+// CRC32C, the whole artifact's SHA-256), loopback mTLS gRPC, the
+// controller's receiver (each chunk's CRC32C, the whole SHA-256, staging,
+// checkpoints) and the local store — against two baselines measured in the
+// same run: SHA-256 of the same bytes in memory (io.Copy into sha256), and
+// io.Copy of the bytes over a loopback mTLS connection into SHA-256. It
+// prints the rates and the ratios.
 func BenchmarkEvidenceUpload(b *testing.B) {
 	// Wall-clock rates depend on what else the machine runs; the bytes
 	// hashed per CPU-second of this process do not.
@@ -304,6 +329,13 @@ func BenchmarkEvidenceUpload(b *testing.B) {
 		}
 		srv.Close()
 	})
+	measure("crc32c-memory", func(b *testing.B) {
+		h := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+		if _, err := io.CopyBuffer(h, &source{n: uploadBytes}, make([]byte, 256<<10)); err != nil {
+			b.Fatal(err)
+		}
+		h.Sum32()
+	})
 	// The controller stages every byte in a file before it stores it;
 	// this is that write alone, on the filesystem the "upload" lab uses.
 	stageDir := b.TempDir()
@@ -321,13 +353,13 @@ func BenchmarkEvidenceUpload(b *testing.B) {
 			b.Fatal(err)
 		}
 	})
-	onDisk := startLab(b, "", 0)
+	onDisk := startLab(b, "", 0, nil)
 	measure("upload", func(b *testing.B) { onDisk.upload(b, uploadBytes) })
 	// The same with the controller's staging and store in memory, which
 	// separates the transport's cost from the disk's.
 	if shm, err := os.MkdirTemp("/dev/shm", "firebreak-bench-"); err == nil {
 		b.Cleanup(func() { os.RemoveAll(shm) })
-		inMemory := startLab(b, shm, 0)
+		inMemory := startLab(b, shm, 0, nil)
 		measure("upload-tmpfs", func(b *testing.B) { inMemory.upload(b, uploadBytes) })
 	}
 	if up := rates["upload"]; up > 0 {
@@ -339,16 +371,17 @@ func BenchmarkEvidenceUpload(b *testing.B) {
 			100*perCPU["upload"]/perCPU["mtls-copy-sha256"])
 		// The ceiling the protocol allows on this machine: an upload does
 		// all the baseline does (one SHA-256 pass, TLS both ways, loopback
-		// TCP) plus three more SHA-256 passes (each chunk's hash on both
-		// sides, and the agent's whole-artifact hash). Were nothing else to
-		// cost anything and every core busy all the time, it would move
-		// GOMAXPROCS / (baseline CPU per byte + 3 SHA-256 CPU per byte).
-		// The controller's staging write is as unavoidable; the second
-		// ceiling counts it too.
-		if base, sha, stage := perCPU["mtls-copy-sha256"], perCPU["sha256-memory"], perCPU["staging-write"]; base > 0 && sha > 0 && stage > 0 {
+		// TCP) plus one more SHA-256 pass (the agent's whole-artifact hash;
+		// the controller's is the baseline's) and two CRC32C passes (each
+		// chunk's, on both sides). Were nothing else to cost anything and
+		// every core busy all the time, it would move GOMAXPROCS /
+		// (baseline CPU per byte + SHA-256 CPU per byte + 2 CRC32C CPU per
+		// byte). The controller's staging write is as unavoidable; the
+		// second ceiling counts it too.
+		if base, sha, crc, stage := perCPU["mtls-copy-sha256"], perCPU["sha256-memory"], perCPU["crc32c-memory"], perCPU["staging-write"]; base > 0 && sha > 0 && crc > 0 && stage > 0 {
 			cores := float64(runtime.GOMAXPROCS(0))
-			ceiling, staged := cores/(1/base+3/sha), cores/(1/base+3/sha+1/stage)
-			fmt.Printf("ceiling of the protocol on this machine, all %d cores busy and nothing else costing anything: baseline work + 3 more SHA-256 passes %.0f MB/s (%.0f%% of the mTLS copy); with the staging write too %.0f MB/s (%.0f%%); the upload reaches %.0f%% of the second\n",
+			ceiling, staged := cores/(1/base+1/sha+2/crc), cores/(1/base+1/sha+2/crc+1/stage)
+			fmt.Printf("ceiling of the protocol on this machine, all %d cores busy and nothing else costing anything: baseline work + 1 more SHA-256 pass + 2 CRC32C passes %.0f MB/s (%.0f%% of the mTLS copy); with the staging write too %.0f MB/s (%.0f%%); the upload reaches %.0f%% of the second\n",
 				runtime.GOMAXPROCS(0), ceiling, 100*ceiling/rates["mtls-copy-sha256"], staged, 100*staged/rates["mtls-copy-sha256"], 100*up/staged)
 		}
 		if r := rates["upload-tmpfs"]; r > 0 {

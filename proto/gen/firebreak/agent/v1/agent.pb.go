@@ -163,6 +163,62 @@ func (AgentRole) EnumDescriptor() ([]byte, []int) {
 	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{1}
 }
 
+// UploadProtocol is a version of the UploadEvidence protocol.
+type UploadProtocol int32
+
+const (
+	// UPLOAD_PROTOCOL_UNSPECIFIED is what an agent of version 1 sends (it
+	// knows no version): a SHA-256 per chunk. It is refused.
+	UploadProtocol_UPLOAD_PROTOCOL_UNSPECIFIED UploadProtocol = 0
+	// UPLOAD_PROTOCOL_V1_SHA256_CHUNKS is version 1, named for the refusal
+	// message only: each chunk carried its SHA-256.
+	UploadProtocol_UPLOAD_PROTOCOL_V1_SHA256_CHUNKS UploadProtocol = 1
+	// UPLOAD_PROTOCOL_V2_CRC32C_CHUNKS is version 2: each chunk carries its
+	// CRC32C, and the whole artifact its SHA-256 at finish.
+	UploadProtocol_UPLOAD_PROTOCOL_V2_CRC32C_CHUNKS UploadProtocol = 2
+)
+
+// Enum value maps for UploadProtocol.
+var (
+	UploadProtocol_name = map[int32]string{
+		0: "UPLOAD_PROTOCOL_UNSPECIFIED",
+		1: "UPLOAD_PROTOCOL_V1_SHA256_CHUNKS",
+		2: "UPLOAD_PROTOCOL_V2_CRC32C_CHUNKS",
+	}
+	UploadProtocol_value = map[string]int32{
+		"UPLOAD_PROTOCOL_UNSPECIFIED":      0,
+		"UPLOAD_PROTOCOL_V1_SHA256_CHUNKS": 1,
+		"UPLOAD_PROTOCOL_V2_CRC32C_CHUNKS": 2,
+	}
+)
+
+func (x UploadProtocol) Enum() *UploadProtocol {
+	p := new(UploadProtocol)
+	*p = x
+	return p
+}
+
+func (x UploadProtocol) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UploadProtocol) Descriptor() protoreflect.EnumDescriptor {
+	return file_firebreak_agent_v1_agent_proto_enumTypes[2].Descriptor()
+}
+
+func (UploadProtocol) Type() protoreflect.EnumType {
+	return &file_firebreak_agent_v1_agent_proto_enumTypes[2]
+}
+
+func (x UploadProtocol) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UploadProtocol.Descriptor instead.
+func (UploadProtocol) EnumDescriptor() ([]byte, []int) {
+	return file_firebreak_agent_v1_agent_proto_rawDescGZIP(), []int{2}
+}
+
 // AgentFacts is what an agent says about itself at enrollment and on every
 // connection.
 type AgentFacts struct {
@@ -1913,7 +1969,11 @@ type EvidenceOpen struct {
 	// name is the artifact's name within the task.
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	// media_type is the artifact's media type.
-	MediaType     string `protobuf:"bytes,3,opt,name=media_type,json=mediaType,proto3" json:"media_type,omitempty"`
+	MediaType string `protobuf:"bytes,3,opt,name=media_type,json=mediaType,proto3" json:"media_type,omitempty"`
+	// protocol is the upload protocol the agent speaks. An agent that sets
+	// none speaks version 1 (a SHA-256 per chunk), which the controller
+	// refuses.
+	Protocol      UploadProtocol `protobuf:"varint,4,opt,name=protocol,proto3,enum=firebreak.agent.v1.UploadProtocol" json:"protocol,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1969,6 +2029,13 @@ func (x *EvidenceOpen) GetMediaType() string {
 	return ""
 }
 
+func (x *EvidenceOpen) GetProtocol() UploadProtocol {
+	if x != nil {
+		return x.Protocol
+	}
+	return UploadProtocol_UPLOAD_PROTOCOL_UNSPECIFIED
+}
+
 // EvidenceChunk is a piece of the artifact.
 type EvidenceChunk struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1976,8 +2043,8 @@ type EvidenceChunk struct {
 	Offset uint64 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
 	// data is the chunk's bytes (at most 1 MiB).
 	Data []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
-	// sha256 is the SHA-256 of data.
-	Sha256        []byte `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// crc32c is the CRC32C (Castagnoli polynomial) of data.
+	Crc32C        uint32 `protobuf:"fixed32,4,opt,name=crc32c,proto3" json:"crc32c,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2026,11 +2093,11 @@ func (x *EvidenceChunk) GetData() []byte {
 	return nil
 }
 
-func (x *EvidenceChunk) GetSha256() []byte {
+func (x *EvidenceChunk) GetCrc32C() uint32 {
 	if x != nil {
-		return x.Sha256
+		return x.Crc32C
 	}
-	return nil
+	return 0
 }
 
 // EvidenceFinish ends the upload.
@@ -2217,8 +2284,12 @@ type EvidenceOpened struct {
 	UploadId string `protobuf:"bytes,1,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
 	// committed_offset is where the agent must resume.
 	CommittedOffset uint64 `protobuf:"varint,2,opt,name=committed_offset,json=committedOffset,proto3" json:"committed_offset,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// protocol is the upload protocol the controller speaks; an agent sends
+	// no chunk to a controller that states another than its own (a
+	// controller of version 1 states none).
+	Protocol      UploadProtocol `protobuf:"varint,3,opt,name=protocol,proto3,enum=firebreak.agent.v1.UploadProtocol" json:"protocol,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EvidenceOpened) Reset() {
@@ -2263,6 +2334,13 @@ func (x *EvidenceOpened) GetCommittedOffset() uint64 {
 		return x.CommittedOffset
 	}
 	return 0
+}
+
+func (x *EvidenceOpened) GetProtocol() UploadProtocol {
+	if x != nil {
+		return x.Protocol
+	}
+	return UploadProtocol_UPLOAD_PROTOCOL_UNSPECIFIED
 }
 
 // EvidenceAck confirms chunks are stored.
@@ -2624,16 +2702,17 @@ const file_firebreak_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"result_ack\x18\x03 \x01(\v2\x1d.firebreak.agent.v1.ResultAckH\x00R\tresultAck\x128\n" +
 	"\x06cancel\x18\x04 \x01(\v2\x1e.firebreak.agent.v1.CancelTaskH\x00R\x06cancelB\x05\n" +
-	"\x03msg\"Z\n" +
+	"\x03msg\"\x9a\x01\n" +
 	"\fEvidenceOpen\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
-	"media_type\x18\x03 \x01(\tR\tmediaType\"S\n" +
+	"media_type\x18\x03 \x01(\tR\tmediaType\x12>\n" +
+	"\bprotocol\x18\x04 \x01(\x0e2\".firebreak.agent.v1.UploadProtocolR\bprotocol\"a\n" +
 	"\rEvidenceChunk\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x16\n" +
-	"\x06sha256\x18\x03 \x01(\fR\x06sha256\"\xb4\x01\n" +
+	"\x06crc32c\x18\x04 \x01(\aR\x06crc32cJ\x04\b\x03\x10\x04R\x06sha256\"\xb4\x01\n" +
 	"\x0eEvidenceFinish\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x04R\x04size\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\fR\x06sha256\x129\n" +
@@ -2645,10 +2724,11 @@ const file_firebreak_agent_v1_agent_proto_rawDesc = "" +
 	"\x04open\x18\x01 \x01(\v2 .firebreak.agent.v1.EvidenceOpenH\x00R\x04open\x129\n" +
 	"\x05chunk\x18\x02 \x01(\v2!.firebreak.agent.v1.EvidenceChunkH\x00R\x05chunk\x12<\n" +
 	"\x06finish\x18\x03 \x01(\v2\".firebreak.agent.v1.EvidenceFinishH\x00R\x06finishB\x05\n" +
-	"\x03msg\"X\n" +
+	"\x03msg\"\x98\x01\n" +
 	"\x0eEvidenceOpened\x12\x1b\n" +
 	"\tupload_id\x18\x01 \x01(\tR\buploadId\x12)\n" +
-	"\x10committed_offset\x18\x02 \x01(\x04R\x0fcommittedOffset\"8\n" +
+	"\x10committed_offset\x18\x02 \x01(\x04R\x0fcommittedOffset\x12>\n" +
+	"\bprotocol\x18\x03 \x01(\x0e2\".firebreak.agent.v1.UploadProtocolR\bprotocol\"8\n" +
 	"\vEvidenceAck\x12)\n" +
 	"\x10committed_offset\x18\x01 \x01(\x04R\x0fcommittedOffset\"]\n" +
 	"\x0eEvidenceStored\x12\x1f\n" +
@@ -2678,7 +2758,11 @@ const file_firebreak_agent_v1_agent_proto_rawDesc = "" +
 	"\tAgentRole\x12\x1a\n" +
 	"\x16AGENT_ROLE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fAGENT_ROLE_HOST\x10\x01\x12\x15\n" +
-	"\x11AGENT_ROLE_WORKER\x10\x022\xf2\x02\n" +
+	"\x11AGENT_ROLE_WORKER\x10\x02*}\n" +
+	"\x0eUploadProtocol\x12\x1f\n" +
+	"\x1bUPLOAD_PROTOCOL_UNSPECIFIED\x10\x00\x12$\n" +
+	" UPLOAD_PROTOCOL_V1_SHA256_CHUNKS\x10\x01\x12$\n" +
+	" UPLOAD_PROTOCOL_V2_CRC32C_CHUNKS\x10\x022\xf2\x02\n" +
 	"\fAgentService\x12O\n" +
 	"\x06Enroll\x12!.firebreak.agent.v1.EnrollRequest\x1a\".firebreak.agent.v1.EnrollResponse\x12L\n" +
 	"\x05Renew\x12 .firebreak.agent.v1.RenewRequest\x1a!.firebreak.agent.v1.RenewResponse\x12V\n" +
@@ -2697,97 +2781,100 @@ func file_firebreak_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_firebreak_agent_v1_agent_proto_rawDescData
 }
 
-var file_firebreak_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_firebreak_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_firebreak_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_firebreak_agent_v1_agent_proto_goTypes = []any{
 	(TaskStatus)(0),                // 0: firebreak.agent.v1.TaskStatus
 	(AgentRole)(0),                 // 1: firebreak.agent.v1.AgentRole
-	(*AgentFacts)(nil),             // 2: firebreak.agent.v1.AgentFacts
-	(*HostCapability)(nil),         // 3: firebreak.agent.v1.HostCapability
-	(*PluginInfo)(nil),             // 4: firebreak.agent.v1.PluginInfo
-	(*EnrollRequest)(nil),          // 5: firebreak.agent.v1.EnrollRequest
-	(*AwsIidProof)(nil),            // 6: firebreak.agent.v1.AwsIidProof
-	(*AwsStsProof)(nil),            // 7: firebreak.agent.v1.AwsStsProof
-	(*HttpHeader)(nil),             // 8: firebreak.agent.v1.HttpHeader
-	(*EnrollResponse)(nil),         // 9: firebreak.agent.v1.EnrollResponse
-	(*RenewRequest)(nil),           // 10: firebreak.agent.v1.RenewRequest
-	(*RenewResponse)(nil),          // 11: firebreak.agent.v1.RenewResponse
-	(*SignedTask)(nil),             // 12: firebreak.agent.v1.SignedTask
-	(*TaskSpec)(nil),               // 13: firebreak.agent.v1.TaskSpec
-	(*Hello)(nil),                  // 14: firebreak.agent.v1.Hello
-	(*Heartbeat)(nil),              // 15: firebreak.agent.v1.Heartbeat
-	(*TaskEvent)(nil),              // 16: firebreak.agent.v1.TaskEvent
-	(*TaskResult)(nil),             // 17: firebreak.agent.v1.TaskResult
-	(*ConnectRequest)(nil),         // 18: firebreak.agent.v1.ConnectRequest
-	(*Welcome)(nil),                // 19: firebreak.agent.v1.Welcome
-	(*ResultAck)(nil),              // 20: firebreak.agent.v1.ResultAck
-	(*CancelTask)(nil),             // 21: firebreak.agent.v1.CancelTask
-	(*ConnectResponse)(nil),        // 22: firebreak.agent.v1.ConnectResponse
-	(*EvidenceOpen)(nil),           // 23: firebreak.agent.v1.EvidenceOpen
-	(*EvidenceChunk)(nil),          // 24: firebreak.agent.v1.EvidenceChunk
-	(*EvidenceFinish)(nil),         // 25: firebreak.agent.v1.EvidenceFinish
-	(*UploadEvidenceRequest)(nil),  // 26: firebreak.agent.v1.UploadEvidenceRequest
-	(*EvidenceOpened)(nil),         // 27: firebreak.agent.v1.EvidenceOpened
-	(*EvidenceAck)(nil),            // 28: firebreak.agent.v1.EvidenceAck
-	(*EvidenceStored)(nil),         // 29: firebreak.agent.v1.EvidenceStored
-	(*UploadEvidenceResponse)(nil), // 30: firebreak.agent.v1.UploadEvidenceResponse
-	nil,                            // 31: firebreak.agent.v1.AgentFacts.LabelsEntry
-	nil,                            // 32: firebreak.agent.v1.EnrollResponse.LabelsEntry
-	(*v1.ActionDescription)(nil),   // 33: firebreak.plugin.v1.ActionDescription
-	(*timestamppb.Timestamp)(nil),  // 34: google.protobuf.Timestamp
-	(*v1.Progress)(nil),            // 35: firebreak.plugin.v1.Progress
-	(*v1.LogLine)(nil),             // 36: firebreak.plugin.v1.LogLine
+	(UploadProtocol)(0),            // 2: firebreak.agent.v1.UploadProtocol
+	(*AgentFacts)(nil),             // 3: firebreak.agent.v1.AgentFacts
+	(*HostCapability)(nil),         // 4: firebreak.agent.v1.HostCapability
+	(*PluginInfo)(nil),             // 5: firebreak.agent.v1.PluginInfo
+	(*EnrollRequest)(nil),          // 6: firebreak.agent.v1.EnrollRequest
+	(*AwsIidProof)(nil),            // 7: firebreak.agent.v1.AwsIidProof
+	(*AwsStsProof)(nil),            // 8: firebreak.agent.v1.AwsStsProof
+	(*HttpHeader)(nil),             // 9: firebreak.agent.v1.HttpHeader
+	(*EnrollResponse)(nil),         // 10: firebreak.agent.v1.EnrollResponse
+	(*RenewRequest)(nil),           // 11: firebreak.agent.v1.RenewRequest
+	(*RenewResponse)(nil),          // 12: firebreak.agent.v1.RenewResponse
+	(*SignedTask)(nil),             // 13: firebreak.agent.v1.SignedTask
+	(*TaskSpec)(nil),               // 14: firebreak.agent.v1.TaskSpec
+	(*Hello)(nil),                  // 15: firebreak.agent.v1.Hello
+	(*Heartbeat)(nil),              // 16: firebreak.agent.v1.Heartbeat
+	(*TaskEvent)(nil),              // 17: firebreak.agent.v1.TaskEvent
+	(*TaskResult)(nil),             // 18: firebreak.agent.v1.TaskResult
+	(*ConnectRequest)(nil),         // 19: firebreak.agent.v1.ConnectRequest
+	(*Welcome)(nil),                // 20: firebreak.agent.v1.Welcome
+	(*ResultAck)(nil),              // 21: firebreak.agent.v1.ResultAck
+	(*CancelTask)(nil),             // 22: firebreak.agent.v1.CancelTask
+	(*ConnectResponse)(nil),        // 23: firebreak.agent.v1.ConnectResponse
+	(*EvidenceOpen)(nil),           // 24: firebreak.agent.v1.EvidenceOpen
+	(*EvidenceChunk)(nil),          // 25: firebreak.agent.v1.EvidenceChunk
+	(*EvidenceFinish)(nil),         // 26: firebreak.agent.v1.EvidenceFinish
+	(*UploadEvidenceRequest)(nil),  // 27: firebreak.agent.v1.UploadEvidenceRequest
+	(*EvidenceOpened)(nil),         // 28: firebreak.agent.v1.EvidenceOpened
+	(*EvidenceAck)(nil),            // 29: firebreak.agent.v1.EvidenceAck
+	(*EvidenceStored)(nil),         // 30: firebreak.agent.v1.EvidenceStored
+	(*UploadEvidenceResponse)(nil), // 31: firebreak.agent.v1.UploadEvidenceResponse
+	nil,                            // 32: firebreak.agent.v1.AgentFacts.LabelsEntry
+	nil,                            // 33: firebreak.agent.v1.EnrollResponse.LabelsEntry
+	(*v1.ActionDescription)(nil),   // 34: firebreak.plugin.v1.ActionDescription
+	(*timestamppb.Timestamp)(nil),  // 35: google.protobuf.Timestamp
+	(*v1.Progress)(nil),            // 36: firebreak.plugin.v1.Progress
+	(*v1.LogLine)(nil),             // 37: firebreak.plugin.v1.LogLine
 }
 var file_firebreak_agent_v1_agent_proto_depIdxs = []int32{
-	31, // 0: firebreak.agent.v1.AgentFacts.labels:type_name -> firebreak.agent.v1.AgentFacts.LabelsEntry
-	3,  // 1: firebreak.agent.v1.AgentFacts.host_capability:type_name -> firebreak.agent.v1.HostCapability
-	33, // 2: firebreak.agent.v1.PluginInfo.description:type_name -> firebreak.plugin.v1.ActionDescription
-	2,  // 3: firebreak.agent.v1.EnrollRequest.facts:type_name -> firebreak.agent.v1.AgentFacts
+	32, // 0: firebreak.agent.v1.AgentFacts.labels:type_name -> firebreak.agent.v1.AgentFacts.LabelsEntry
+	4,  // 1: firebreak.agent.v1.AgentFacts.host_capability:type_name -> firebreak.agent.v1.HostCapability
+	34, // 2: firebreak.agent.v1.PluginInfo.description:type_name -> firebreak.plugin.v1.ActionDescription
+	3,  // 3: firebreak.agent.v1.EnrollRequest.facts:type_name -> firebreak.agent.v1.AgentFacts
 	1,  // 4: firebreak.agent.v1.EnrollRequest.role:type_name -> firebreak.agent.v1.AgentRole
-	6,  // 5: firebreak.agent.v1.EnrollRequest.aws_iid:type_name -> firebreak.agent.v1.AwsIidProof
-	7,  // 6: firebreak.agent.v1.EnrollRequest.aws_sts:type_name -> firebreak.agent.v1.AwsStsProof
-	8,  // 7: firebreak.agent.v1.AwsStsProof.headers:type_name -> firebreak.agent.v1.HttpHeader
-	32, // 8: firebreak.agent.v1.EnrollResponse.labels:type_name -> firebreak.agent.v1.EnrollResponse.LabelsEntry
-	34, // 9: firebreak.agent.v1.TaskSpec.issued_at:type_name -> google.protobuf.Timestamp
-	34, // 10: firebreak.agent.v1.TaskSpec.expires_at:type_name -> google.protobuf.Timestamp
-	2,  // 11: firebreak.agent.v1.Hello.facts:type_name -> firebreak.agent.v1.AgentFacts
-	4,  // 12: firebreak.agent.v1.Hello.plugins:type_name -> firebreak.agent.v1.PluginInfo
-	34, // 13: firebreak.agent.v1.TaskEvent.started:type_name -> google.protobuf.Timestamp
-	35, // 14: firebreak.agent.v1.TaskEvent.progress:type_name -> firebreak.plugin.v1.Progress
-	36, // 15: firebreak.agent.v1.TaskEvent.log:type_name -> firebreak.plugin.v1.LogLine
+	7,  // 5: firebreak.agent.v1.EnrollRequest.aws_iid:type_name -> firebreak.agent.v1.AwsIidProof
+	8,  // 6: firebreak.agent.v1.EnrollRequest.aws_sts:type_name -> firebreak.agent.v1.AwsStsProof
+	9,  // 7: firebreak.agent.v1.AwsStsProof.headers:type_name -> firebreak.agent.v1.HttpHeader
+	33, // 8: firebreak.agent.v1.EnrollResponse.labels:type_name -> firebreak.agent.v1.EnrollResponse.LabelsEntry
+	35, // 9: firebreak.agent.v1.TaskSpec.issued_at:type_name -> google.protobuf.Timestamp
+	35, // 10: firebreak.agent.v1.TaskSpec.expires_at:type_name -> google.protobuf.Timestamp
+	3,  // 11: firebreak.agent.v1.Hello.facts:type_name -> firebreak.agent.v1.AgentFacts
+	5,  // 12: firebreak.agent.v1.Hello.plugins:type_name -> firebreak.agent.v1.PluginInfo
+	35, // 13: firebreak.agent.v1.TaskEvent.started:type_name -> google.protobuf.Timestamp
+	36, // 14: firebreak.agent.v1.TaskEvent.progress:type_name -> firebreak.plugin.v1.Progress
+	37, // 15: firebreak.agent.v1.TaskEvent.log:type_name -> firebreak.plugin.v1.LogLine
 	0,  // 16: firebreak.agent.v1.TaskResult.status:type_name -> firebreak.agent.v1.TaskStatus
-	34, // 17: firebreak.agent.v1.TaskResult.started_at:type_name -> google.protobuf.Timestamp
-	34, // 18: firebreak.agent.v1.TaskResult.finished_at:type_name -> google.protobuf.Timestamp
-	14, // 19: firebreak.agent.v1.ConnectRequest.hello:type_name -> firebreak.agent.v1.Hello
-	15, // 20: firebreak.agent.v1.ConnectRequest.heartbeat:type_name -> firebreak.agent.v1.Heartbeat
-	16, // 21: firebreak.agent.v1.ConnectRequest.task_event:type_name -> firebreak.agent.v1.TaskEvent
-	17, // 22: firebreak.agent.v1.ConnectRequest.task_result:type_name -> firebreak.agent.v1.TaskResult
-	34, // 23: firebreak.agent.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
-	19, // 24: firebreak.agent.v1.ConnectResponse.welcome:type_name -> firebreak.agent.v1.Welcome
-	12, // 25: firebreak.agent.v1.ConnectResponse.task:type_name -> firebreak.agent.v1.SignedTask
-	20, // 26: firebreak.agent.v1.ConnectResponse.result_ack:type_name -> firebreak.agent.v1.ResultAck
-	21, // 27: firebreak.agent.v1.ConnectResponse.cancel:type_name -> firebreak.agent.v1.CancelTask
-	34, // 28: firebreak.agent.v1.EvidenceFinish.started_at:type_name -> google.protobuf.Timestamp
-	34, // 29: firebreak.agent.v1.EvidenceFinish.finished_at:type_name -> google.protobuf.Timestamp
-	23, // 30: firebreak.agent.v1.UploadEvidenceRequest.open:type_name -> firebreak.agent.v1.EvidenceOpen
-	24, // 31: firebreak.agent.v1.UploadEvidenceRequest.chunk:type_name -> firebreak.agent.v1.EvidenceChunk
-	25, // 32: firebreak.agent.v1.UploadEvidenceRequest.finish:type_name -> firebreak.agent.v1.EvidenceFinish
-	27, // 33: firebreak.agent.v1.UploadEvidenceResponse.opened:type_name -> firebreak.agent.v1.EvidenceOpened
-	28, // 34: firebreak.agent.v1.UploadEvidenceResponse.ack:type_name -> firebreak.agent.v1.EvidenceAck
-	29, // 35: firebreak.agent.v1.UploadEvidenceResponse.stored:type_name -> firebreak.agent.v1.EvidenceStored
-	5,  // 36: firebreak.agent.v1.AgentService.Enroll:input_type -> firebreak.agent.v1.EnrollRequest
-	10, // 37: firebreak.agent.v1.AgentService.Renew:input_type -> firebreak.agent.v1.RenewRequest
-	18, // 38: firebreak.agent.v1.AgentService.Connect:input_type -> firebreak.agent.v1.ConnectRequest
-	26, // 39: firebreak.agent.v1.AgentService.UploadEvidence:input_type -> firebreak.agent.v1.UploadEvidenceRequest
-	9,  // 40: firebreak.agent.v1.AgentService.Enroll:output_type -> firebreak.agent.v1.EnrollResponse
-	11, // 41: firebreak.agent.v1.AgentService.Renew:output_type -> firebreak.agent.v1.RenewResponse
-	22, // 42: firebreak.agent.v1.AgentService.Connect:output_type -> firebreak.agent.v1.ConnectResponse
-	30, // 43: firebreak.agent.v1.AgentService.UploadEvidence:output_type -> firebreak.agent.v1.UploadEvidenceResponse
-	40, // [40:44] is the sub-list for method output_type
-	36, // [36:40] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	35, // 17: firebreak.agent.v1.TaskResult.started_at:type_name -> google.protobuf.Timestamp
+	35, // 18: firebreak.agent.v1.TaskResult.finished_at:type_name -> google.protobuf.Timestamp
+	15, // 19: firebreak.agent.v1.ConnectRequest.hello:type_name -> firebreak.agent.v1.Hello
+	16, // 20: firebreak.agent.v1.ConnectRequest.heartbeat:type_name -> firebreak.agent.v1.Heartbeat
+	17, // 21: firebreak.agent.v1.ConnectRequest.task_event:type_name -> firebreak.agent.v1.TaskEvent
+	18, // 22: firebreak.agent.v1.ConnectRequest.task_result:type_name -> firebreak.agent.v1.TaskResult
+	35, // 23: firebreak.agent.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
+	20, // 24: firebreak.agent.v1.ConnectResponse.welcome:type_name -> firebreak.agent.v1.Welcome
+	13, // 25: firebreak.agent.v1.ConnectResponse.task:type_name -> firebreak.agent.v1.SignedTask
+	21, // 26: firebreak.agent.v1.ConnectResponse.result_ack:type_name -> firebreak.agent.v1.ResultAck
+	22, // 27: firebreak.agent.v1.ConnectResponse.cancel:type_name -> firebreak.agent.v1.CancelTask
+	2,  // 28: firebreak.agent.v1.EvidenceOpen.protocol:type_name -> firebreak.agent.v1.UploadProtocol
+	35, // 29: firebreak.agent.v1.EvidenceFinish.started_at:type_name -> google.protobuf.Timestamp
+	35, // 30: firebreak.agent.v1.EvidenceFinish.finished_at:type_name -> google.protobuf.Timestamp
+	24, // 31: firebreak.agent.v1.UploadEvidenceRequest.open:type_name -> firebreak.agent.v1.EvidenceOpen
+	25, // 32: firebreak.agent.v1.UploadEvidenceRequest.chunk:type_name -> firebreak.agent.v1.EvidenceChunk
+	26, // 33: firebreak.agent.v1.UploadEvidenceRequest.finish:type_name -> firebreak.agent.v1.EvidenceFinish
+	2,  // 34: firebreak.agent.v1.EvidenceOpened.protocol:type_name -> firebreak.agent.v1.UploadProtocol
+	28, // 35: firebreak.agent.v1.UploadEvidenceResponse.opened:type_name -> firebreak.agent.v1.EvidenceOpened
+	29, // 36: firebreak.agent.v1.UploadEvidenceResponse.ack:type_name -> firebreak.agent.v1.EvidenceAck
+	30, // 37: firebreak.agent.v1.UploadEvidenceResponse.stored:type_name -> firebreak.agent.v1.EvidenceStored
+	6,  // 38: firebreak.agent.v1.AgentService.Enroll:input_type -> firebreak.agent.v1.EnrollRequest
+	11, // 39: firebreak.agent.v1.AgentService.Renew:input_type -> firebreak.agent.v1.RenewRequest
+	19, // 40: firebreak.agent.v1.AgentService.Connect:input_type -> firebreak.agent.v1.ConnectRequest
+	27, // 41: firebreak.agent.v1.AgentService.UploadEvidence:input_type -> firebreak.agent.v1.UploadEvidenceRequest
+	10, // 42: firebreak.agent.v1.AgentService.Enroll:output_type -> firebreak.agent.v1.EnrollResponse
+	12, // 43: firebreak.agent.v1.AgentService.Renew:output_type -> firebreak.agent.v1.RenewResponse
+	23, // 44: firebreak.agent.v1.AgentService.Connect:output_type -> firebreak.agent.v1.ConnectResponse
+	31, // 45: firebreak.agent.v1.AgentService.UploadEvidence:output_type -> firebreak.agent.v1.UploadEvidenceResponse
+	42, // [42:46] is the sub-list for method output_type
+	38, // [38:42] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_firebreak_agent_v1_agent_proto_init() }
@@ -2827,7 +2914,7 @@ func file_firebreak_agent_v1_agent_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_firebreak_agent_v1_agent_proto_rawDesc), len(file_firebreak_agent_v1_agent_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,

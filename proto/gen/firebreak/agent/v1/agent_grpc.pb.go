@@ -57,14 +57,20 @@ type AgentServiceClient interface {
 	// UploadEvidence streams one evidence artifact to the controller.
 	//
 	// Flow:
-	//  1. The agent sends open naming the task and artifact. The controller
-	//     answers opened with the offset it has already committed (0 for a new
+	//  1. The agent sends open naming the task and artifact and the upload
+	//     protocol it speaks (UPLOAD_PROTOCOL_V2_CRC32C_CHUNKS). The controller
+	//     refuses any other with FAILED_PRECONDITION, and answers opened with
+	//     its own protocol and the offset it has already committed (0 for a new
 	//     upload), so a dropped upload resumes from there.
-	//  2. The agent sends chunk messages from that offset, each with its own
-	//     SHA-256. The controller answers ack with the committed offset; a
-	//     chunk whose hash or offset is wrong ends the stream with an error.
+	//  2. The agent sends chunk messages from that offset, each with the
+	//     CRC32C (Castagnoli) of its data; the wire is already authenticated
+	//     by TLS, so the CRC catches a wrong offset, a torn write or a buffer
+	//     bug, not an attacker. The controller answers ack with the committed
+	//     offset; a chunk whose CRC32C or offset is wrong ends the stream with
+	//     an error.
 	//  3. The agent sends finish with the total size and SHA-256. The
-	//     controller verifies the whole, stores it content-addressed and
+	//     controller verifies the whole against its own SHA-256 of what it
+	//     received, refuses a difference, stores it content-addressed and
 	//     answers stored.
 	UploadEvidence(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[UploadEvidenceRequest, UploadEvidenceResponse], error)
 }
@@ -155,14 +161,20 @@ type AgentServiceServer interface {
 	// UploadEvidence streams one evidence artifact to the controller.
 	//
 	// Flow:
-	//  1. The agent sends open naming the task and artifact. The controller
-	//     answers opened with the offset it has already committed (0 for a new
+	//  1. The agent sends open naming the task and artifact and the upload
+	//     protocol it speaks (UPLOAD_PROTOCOL_V2_CRC32C_CHUNKS). The controller
+	//     refuses any other with FAILED_PRECONDITION, and answers opened with
+	//     its own protocol and the offset it has already committed (0 for a new
 	//     upload), so a dropped upload resumes from there.
-	//  2. The agent sends chunk messages from that offset, each with its own
-	//     SHA-256. The controller answers ack with the committed offset; a
-	//     chunk whose hash or offset is wrong ends the stream with an error.
+	//  2. The agent sends chunk messages from that offset, each with the
+	//     CRC32C (Castagnoli) of its data; the wire is already authenticated
+	//     by TLS, so the CRC catches a wrong offset, a torn write or a buffer
+	//     bug, not an attacker. The controller answers ack with the committed
+	//     offset; a chunk whose CRC32C or offset is wrong ends the stream with
+	//     an error.
 	//  3. The agent sends finish with the total size and SHA-256. The
-	//     controller verifies the whole, stores it content-addressed and
+	//     controller verifies the whole against its own SHA-256 of what it
+	//     received, refuses a difference, stores it content-addressed and
 	//     answers stored.
 	UploadEvidence(grpc.BidiStreamingServer[UploadEvidenceRequest, UploadEvidenceResponse]) error
 	mustEmbedUnimplementedAgentServiceServer()
