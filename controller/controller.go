@@ -507,11 +507,10 @@ func (c *Controller) build(ctx context.Context) error {
 		// already holds the connection's decrypted record, and gRPC reads
 		// frames out of it; a 16 KiB buffer on top of it cost every one
 		// of thousands of idle agent streams 16 KiB and copied each byte
-		// once more. The write buffer is borrowed from a pool for each
-		// flush and given back, not held by every idle connection.
+		// once more. (The write buffer is already borrowed from a pool
+		// for each flush and given back: gRPC's default since 1.85.)
 		grpc.ReadBufferSize(0),
 		grpc.WriteBufferSize(16<<10),
-		grpc.SharedWriteBuffer(true),
 		// Evidence arrives through this server: a pool that does not clear
 		// the buffers it lends saves writing every byte twice.
 		experimental.BufferPool(rpcbuf.Shared),
