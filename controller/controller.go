@@ -508,7 +508,7 @@ func (c *Controller) build(ctx context.Context) error {
 		// frames out of it; a 16 KiB buffer on top of it cost every one
 		// of thousands of idle agent streams 16 KiB and copied each byte
 		// once more. (The write buffer is already borrowed from a pool
-		// for each flush and given back: gRPC's default since 1.85.)
+		// for each flush and given back: gRPC's default in 1.85.)
 		grpc.ReadBufferSize(0),
 		grpc.WriteBufferSize(16<<10),
 		// Evidence arrives through this server: a pool that does not clear
