@@ -129,6 +129,9 @@ func (a *Agent) reconcileAtStart(ctx context.Context) {
 	a.SetIsolated(rec.Isolated)
 	dir := filepath.Join(a.cfg.DataDir, "state")
 	confirmed, reconcilers := false, 0
+	// The plugins started here are not kept for their idle timeout: an
+	// agent at rest runs no plugin process.
+	defer a.plugins.StopIdle()
 	// The reconciliation is one trace of the agent's own, rooted here: the
 	// plugins' Execute spans are its children, never stray roots.
 	var span trace.Span

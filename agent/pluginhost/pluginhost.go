@@ -503,21 +503,36 @@ func (h *Host) reapIdle() {
 		case <-h.stop:
 			return
 		case <-t.C:
-			h.mu.Lock()
-			list := make([]*entry, 0, len(h.plugins))
-			for _, e := range h.plugins {
-				list = append(list, e)
-			}
-			h.mu.Unlock()
-			for _, e := range list {
-				e.mu.Lock()
-				idle := e.client != nil && e.running == 0 && time.Since(e.lastUsed) > h.cfg.IdleTimeout
-				e.mu.Unlock()
-				if idle {
-					h.kill(e)
-				}
+			h.stopIdle(func(e *entry) bool { return time.Since(e.lastUsed) > h.cfg.IdleTimeout })
+		}
+	}
+}
+
+// StopIdle stops every plugin process that runs no action now. The agent
+// calls it once its start-up reconciliation has run the plugins that ask
+// for it, so an agent at rest holds no plugin process, rather than one
+// for IdleTimeout after each start; the next task starts the plugin again.
+func (h *Host) StopIdle() { h.stopIdle(func(*entry) bool { return true }) }
+
+// stopIdle stops the plugin processes that run no action and that also
+// pass old; the check and the stop hold the entry's lock together, so a
+// task acquiring the plugin meanwhile keeps it.
+func (h *Host) stopIdle(old func(*entry) bool) {
+	h.mu.Lock()
+	list := make([]*entry, 0, len(h.plugins))
+	for _, e := range h.plugins {
+		list = append(list, e)
+	}
+	h.mu.Unlock()
+	for _, e := range list {
+		e.mu.Lock()
+		if e.client != nil && e.running == 0 && old(e) {
+			e.client.Kill()
+			if e.builtin == nil {
+				e.client, e.action = nil, nil
 			}
 		}
+		e.mu.Unlock()
 	}
 }
 

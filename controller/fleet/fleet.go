@@ -666,49 +666,47 @@ func (s *Service) Connect(stream agentv1.AgentService_ConnectServer) error {
 	s.cfg.Logger.Info("agent connected", "agent", a.ID, "hostname", a.Hostname, "plugins", len(a.Plugins), "isolated", facts.GetIsolated())
 	s.cfg.Dispatcher.AgentConnected(a.ID)
 
-	sendErr := make(chan error, 1)
-	go func() {
-		for {
-			select {
-			case <-sctx.Done():
-				sendErr <- sctx.Err()
-				return
-			case m := <-sess.out:
-				if err := stream.Send(m); err != nil {
-					sendErr <- err
-					cancel(nil)
-					return
-				}
-			}
-		}
-	}()
-	recvErr := make(chan error, 1)
+	// Two goroutines per stream, not three: this one sends, one more
+	// receives. Each goroutine costs every one of thousands of idle
+	// sessions its stack.
 	go func() {
 		for {
 			m, err := stream.Recv()
 			if err != nil {
-				recvErr <- err
+				cancel(&recvError{err: err})
 				return
 			}
 			s.handle(a.ID, m)
 		}
 	}()
-	select {
-	case err := <-recvErr:
-		cancel(nil)
-		if status.Code(err) == codes.Canceled {
-			return nil
+	for {
+		select {
+		case <-sctx.Done():
+			cause := context.Cause(sctx)
+			var re *recvError
+			switch {
+			case errors.As(cause, &re):
+				if status.Code(re.err) == codes.Canceled {
+					return nil
+				}
+				return re.err
+			case errors.Is(cause, errRevoked) || errors.Is(cause, errSuperseded) || errors.Is(cause, errTerminated):
+				return status.Error(codes.PermissionDenied, cause.Error())
+			}
+			return status.Error(codes.Aborted, "the stream was replaced or closed by the controller")
+		case m := <-sess.out:
+			if err := stream.Send(m); err != nil {
+				return err
+			}
 		}
-		return err
-	case <-sctx.Done():
-		if cause := context.Cause(sctx); errors.Is(cause, errRevoked) || errors.Is(cause, errSuperseded) || errors.Is(cause, errTerminated) {
-			return status.Error(codes.PermissionDenied, cause.Error())
-		}
-		return status.Error(codes.Aborted, "the stream was replaced or closed by the controller")
-	case err := <-sendErr:
-		return err
 	}
 }
+
+// recvError is why a stream ended when its receiving side failed (the
+// agent closed it, or the connection broke).
+type recvError struct{ err error }
+
+func (e *recvError) Error() string { return "receiving from the agent: " + e.err.Error() }
 
 func (s *Service) handle(agentID string, m *agentv1.ConnectRequest) {
 	switch msg := m.GetMsg().(type) {

@@ -5,7 +5,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -169,6 +171,11 @@ func (f *FakeAgent) Connect(t testing.TB, hello *agentv1.Hello, answer bool) (*F
 		return nil, err
 	}
 	if err := stream.Send(&agentv1.ConnectRequest{Msg: &agentv1.ConnectRequest_Hello{Hello: hello}}); err != nil {
+		if errors.Is(err, io.EOF) {
+			// The controller ended the stream before it read the hello (a
+			// refusal at authentication); gRPC gives its status to Recv.
+			_, err = stream.Recv()
+		}
 		cancel()
 		return nil, err
 	}

@@ -110,6 +110,8 @@ controller_rss_bytes is then the sum over the controllers.`,
 				where = "controller and agents in one process"
 			}
 			fmt.Fprintf(g.Out(), "controller RSS:         %10.1f MiB (%s)\n", float64(res.ControllerRSSBytes)/(1<<20), where)
+			fmt.Fprintf(g.Out(), "controller RSS idle:    %10.1f MiB (no agent connected)\n", float64(res.ControllerRSSIdleBytes)/(1<<20))
+			fmt.Fprintf(g.Out(), "RSS per agent:          %10.1f KiB ((RSS - idle) / agents)\n", res.ControllerRSSPerAgentBytes/1024)
 			fmt.Fprintf(g.Out(), "errors:                 %10d\n", res.Errors)
 			if res.Errors > 0 {
 				return cli.ExitWith(cli.ExitRunFailed, fmt.Errorf("%d targets did not succeed", res.Errors))

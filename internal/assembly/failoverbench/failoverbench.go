@@ -204,6 +204,8 @@ type clusterUp struct {
 	connectAllMS float64
 	rss          []int64
 	rssPerAgent  float64
+	// rssIdle is the controllers' summed RSS before any agent connected.
+	rssIdle int64
 }
 
 // start starts the cluster and its fleet: PostgreSQL (a throwaway server
@@ -290,7 +292,7 @@ func (b *bench) start(ctx context.Context, action sdk.Action) (up *clusterUp, st
 	if err := b.fleet.waitAll(ctx, 10*time.Minute, func(s *agentConn) bool { return s.addr != "" }); err != nil {
 		return nil, stop, fmt.Errorf("connecting the fleet: %w", err)
 	}
-	up = &clusterUp{connectAllMS: ms(time.Since(start))}
+	up = &clusterUp{connectAllMS: ms(time.Since(start)), rssIdle: rssBefore}
 	var rssAfter int64
 	for _, c := range b.ctls {
 		r := c.rss()

@@ -66,6 +66,8 @@ func Fleet(ctx context.Context, fo FleetOptions) (res *fleetbench.Result, err er
 	for _, r := range up.rss {
 		res.ControllerRSSBytes += r
 	}
+	res.ControllerRSSIdleBytes = up.rssIdle
+	res.ControllerRSSPerAgentBytes = fleetbench.PerAgent(res.ControllerRSSBytes, res.ControllerRSSIdleBytes, o.Agents)
 
 	creds, err := pki.LoadCreds(b.creds)
 	if err != nil {

@@ -60,6 +60,10 @@ type Options struct {
 	// CPUProfile, when set, receives a CPU profile of the dispatch phase
 	// (from the run's creation to its last result).
 	CPUProfile io.Writer
+	// HeapProfile, when set, receives a heap profile of this process
+	// once the run ended (the controller's, and the agents' too with
+	// the agents in this process).
+	HeapProfile io.Writer
 }
 
 // Result is what `firebreak bench fleet --json` prints.
@@ -72,9 +76,19 @@ type Result struct {
 	P50MS               float64 `json:"p50_ms"`
 	P99MS               float64 `json:"p99_ms"`
 	ControllerRSSBytes  int64   `json:"controller_rss_bytes"`
-	Errors              int     `json:"errors"`
-	AgentsInProcess     bool    `json:"agents_in_controller_process"`
-	SimulatedAgents     bool    `json:"simulated_agents"`
+	// ControllerRSSIdleBytes is the controller's RSS (the sum over the
+	// controllers of a cluster) started and serving, with no agent
+	// connected yet. With the agents in the controller's process it is
+	// measured before they start.
+	ControllerRSSIdleBytes int64 `json:"controller_rss_idle_bytes"`
+	// ControllerRSSPerAgentBytes is (ControllerRSSBytes -
+	// ControllerRSSIdleBytes) / Agents: what each connected agent costs
+	// the controller (with the agents in the controller's process, their
+	// own memory too).
+	ControllerRSSPerAgentBytes float64 `json:"controller_rss_per_agent_bytes"`
+	Errors                     int     `json:"errors"`
+	AgentsInProcess            bool    `json:"agents_in_controller_process"`
+	SimulatedAgents            bool    `json:"simulated_agents"`
 	// Controllers is how many controller processes served the fleet (1:
 	// the embedded controller of this process).
 	Controllers int `json:"controllers"`
@@ -143,6 +157,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Agents: o.Agents, Action: o.Action, AgentsInProcess: inProcess, SimulatedAgents: true, Controllers: 1, Store: "sqlite"}
+	res.ControllerRSSIdleBytes = RSS()
 	start := time.Now()
 	stop, err := o.Host(ctx, c.Addr(), CAPEM(c), tok.GetToken(), o.Agents, o.Action)
 	if err != nil {
@@ -230,6 +245,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.P50MS, res.P99MS = ms(Percentile(lat, 50)), ms(Percentile(lat, 99))
 	res.Errors += o.Agents - len(done)
 	res.ControllerRSSBytes = RSS()
+	res.ControllerRSSPerAgentBytes = PerAgent(res.ControllerRSSBytes, res.ControllerRSSIdleBytes, o.Agents)
+	if o.HeapProfile != nil {
+		if err := pprof.Lookup("heap").WriteTo(o.HeapProfile, 0); err != nil {
+			return nil, err
+		}
+	}
 	return res, nil
 }
 
@@ -261,6 +282,15 @@ func Percentile(sorted []time.Duration, p int) time.Duration {
 		i--
 	}
 	return sorted[i]
+}
+
+// PerAgent is (rss - idle) / agents: the memory each connected agent
+// costs (0 without agents).
+func PerAgent(rss, idle int64, agents int) float64 {
+	if agents < 1 {
+		return 0
+	}
+	return float64(rss-idle) / float64(agents)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -21,6 +21,9 @@ func TestRunCompletes(t *testing.T) {
 			if res.Errors != 0 || res.Agents != 5 || res.DispatchToAllDoneMS <= 0 || res.ControllerRSSBytes <= 0 || !res.SimulatedAgents {
 				t.Fatalf("result %+v", res)
 			}
+			if res.ControllerRSSIdleBytes <= 0 || res.ControllerRSSPerAgentBytes != fleetbench.PerAgent(res.ControllerRSSBytes, res.ControllerRSSIdleBytes, 5) {
+				t.Fatalf("idle RSS %d, per agent %.0f, in result %+v", res.ControllerRSSIdleBytes, res.ControllerRSSPerAgentBytes, res)
+			}
 		})
 	}
 	if _, err := fleetbench.Run(context.Background(), fleetbench.Options{Agents: 1, Action: hostisolate.IsolateName}); err == nil {
@@ -39,5 +42,24 @@ func TestFleetFromOneAddressEnrolls(t *testing.T) {
 	}
 	if res.Errors != 0 || res.Agents != n {
 		t.Fatalf("result %+v, want all %d agents answering", res, n)
+	}
+}
+
+func TestPerAgent(t *testing.T) {
+	for _, c := range []struct {
+		rss, idle int64
+		agents    int
+		want      float64
+	}{
+		{rss: 150 << 20, idle: 50 << 20, agents: 1000, want: 100 << 20 / 1000.0},
+		{rss: 60 << 20, idle: 60 << 20, agents: 10, want: 0},
+		// The heap can shrink after the fleet connected: a negative
+		// figure is reported as measured.
+		{rss: 50 << 20, idle: 60 << 20, agents: 10, want: -(10 << 20) / 10.0},
+		{rss: 50 << 20, idle: 10 << 20, agents: 0, want: 0},
+	} {
+		if got := fleetbench.PerAgent(c.rss, c.idle, c.agents); got != c.want {
+			t.Errorf("PerAgent(%d, %d, %d) = %v, want %v", c.rss, c.idle, c.agents, got, c.want)
+		}
 	}
 }
