@@ -10,8 +10,8 @@ import (
 )
 
 // TestBackoffRetryAfter checks the delay after a shed attempt: between
-// the retry-after and twice it, with the retry-after held between the
-// backoff's base and its cap.
+// the retry-after and that plus the smaller of it and a second, with the
+// retry-after held between the backoff's base and its cap.
 func TestBackoffRetryAfter(t *testing.T) {
 	lowest := func(int64) int64 { return 0 }
 	highest := func(n int64) int64 { return n - 1 }
@@ -25,7 +25,8 @@ func TestBackoffRetryAfter(t *testing.T) {
 		{name: "one second, latest", retryAfter: time.Second, draw: highest, want: 2 * time.Second},
 		{name: "none given, earliest", retryAfter: 0, draw: lowest, want: ctrladdr.BackoffBase},
 		{name: "none given, latest", retryAfter: 0, draw: highest, want: 2 * ctrladdr.BackoffBase},
-		{name: "an hour is held to the cap", retryAfter: time.Hour, draw: highest, want: 2 * ctrladdr.BackoffCap},
+		{name: "ten seconds, latest", retryAfter: 10 * time.Second, draw: highest, want: 11 * time.Second},
+		{name: "an hour is held to the cap", retryAfter: time.Hour, draw: highest, want: ctrladdr.BackoffCap + ctrladdr.RetryAfterJitter},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

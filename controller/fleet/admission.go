@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,11 +22,10 @@ const (
 	// Each one reads and writes the store; beyond a few dozen on two cores
 	// more at once only lengthens every one of them.
 	DefaultMaxHandshakes = 64
-	// HandshakeRetryAfter is the retry-after a shed handshake is answered
-	// with. The agent waits between it and twice it, picked at random, so
-	// the shed part of a herd comes back spread over a second rather than
-	// in one wave.
-	HandshakeRetryAfter = time.Second
+	// MinRetryAfter and MaxRetryAfter bound the retry-after a shed
+	// handshake is answered with (see Admission).
+	MinRetryAfter = time.Second
+	MaxRetryAfter = 30 * time.Second
 )
 
 // errShed is what Admit returns when the controller sheds a handshake.
@@ -38,6 +38,14 @@ var errShed = errors.New("the controller is at its limit of agent handshakes")
 // handshake, so only the part of a herd the controller cannot even queue
 // is sent away.
 //
+// The retry-after is a ticket in a virtual queue, so a shed herd comes
+// back at the pace the controller completes handshakes rather than all
+// together a second later (to be shed again, each time at the price of a
+// TLS handshake): each shed handshake is given the next free time at the
+// measured completion rate (completions per second, averaged over
+// one-second windows), rounded up to whole seconds and held to
+// [MinRetryAfter, MaxRetryAfter]; the agent adds its own jitter.
+//
 // Security-critical: the admission is the controller's own count of what
 // it is doing; nothing an agent says about itself (its id, its facts, how
 // long it has waited) moves it up or lets it past.
@@ -47,20 +55,34 @@ type Admission struct {
 	// a new one is shed.
 	waiting atomic.Int64
 	shed    atomic.Int64
-	// RetryAfter is the delay given to shed handshakes.
-	RetryAfter time.Duration
+	clock   func() time.Time
+
+	mu sync.Mutex
+	// windowStart and done count the handshakes completed in the current
+	// one-second window; rate is the average over the past windows.
+	windowStart time.Time
+	done        int
+	rate        float64
+	// nextFree is the time the last ticket given to a shed handshake
+	// ends at.
+	nextFree time.Time
 }
 
 // NewAdmission returns an admission of limit handshakes at once (0: the
-// default); limit must not be negative.
-func NewAdmission(limit int) (*Admission, error) {
+// default); limit must not be negative. clock defaults to time.Now.
+func NewAdmission(limit int, clock func() time.Time) (*Admission, error) {
 	if limit < 0 {
 		return nil, errors.New("fleet: the handshake limit must not be negative")
 	}
 	if limit == 0 {
 		limit = DefaultMaxHandshakes
 	}
-	return &Admission{slots: make(chan struct{}, limit), RetryAfter: HandshakeRetryAfter}, nil
+	if clock == nil {
+		clock = time.Now
+	}
+	// Until a window was measured, the controller is assumed to complete
+	// its limit of handshakes each second.
+	return &Admission{slots: make(chan struct{}, limit), clock: clock, rate: float64(limit)}, nil
 }
 
 // Limit is how many handshakes run at once.
@@ -103,7 +125,46 @@ func (a *Admission) Admit(ctx context.Context) (release func(), err error) {
 	}
 }
 
-func (a *Admission) release() { <-a.slots }
+func (a *Admission) release() {
+	<-a.slots
+	a.mu.Lock()
+	a.roll(a.clock())
+	a.done++
+	a.mu.Unlock()
+}
+
+// roll closes the measuring windows that ended by now. a.mu is held.
+func (a *Admission) roll(now time.Time) {
+	if a.windowStart.IsZero() {
+		a.windowStart = now
+		return
+	}
+	for elapsed := now.Sub(a.windowStart); elapsed >= time.Second; elapsed -= time.Second {
+		a.rate = (a.rate + float64(a.done)) / 2
+		a.done = 0
+		a.windowStart = a.windowStart.Add(time.Second)
+		if elapsed > 10*time.Second {
+			// Idle for a long while: the rate has decayed to what the
+			// last window saw; start afresh from now.
+			a.windowStart = now
+			break
+		}
+	}
+}
+
+// RetryAfter gives a shed handshake its ticket: how long it should wait.
+func (a *Admission) RetryAfter() time.Duration {
+	now := a.clock()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.roll(now)
+	at := a.nextFree
+	if at.Before(now) {
+		at = now
+	}
+	a.nextFree = at.Add(time.Duration(float64(time.Second) / max(a.rate, 1)))
+	return min(max(at.Sub(now), MinRetryAfter), MaxRetryAfter)
+}
 
 // admitHandshake admits one handshake on ctx, the RPC's context, or
 // answers it: RESOURCE_EXHAUSTED with a retry-after trailer in whole
@@ -112,7 +173,7 @@ func (s *Service) admitHandshake(ctx context.Context, what string) (func(), erro
 	release, err := s.admission.Admit(ctx)
 	switch {
 	case errors.Is(err, errShed):
-		secs := int64(math.Ceil(s.admission.RetryAfter.Seconds()))
+		secs := int64(math.Ceil(s.admission.RetryAfter().Seconds()))
 		_ = grpc.SetTrailer(ctx, metadata.Pairs("retry-after", strconv.FormatInt(secs, 10)))
 		return nil, status.Errorf(codes.ResourceExhausted, "%s refused: %v (%d at once); retry after %ds", what, errShed, s.admission.Limit(), secs)
 	case err != nil:

@@ -6,6 +6,7 @@ import (
 	"net"
 	"runtime"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -72,7 +73,7 @@ func TestAdmission(t *testing.T) {
 		{name: "limit of one", limit: 1, running: 1, waiting: 1, want: "shed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a, err := fleet.NewAdmission(tc.limit)
+			a, err := fleet.NewAdmission(tc.limit, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -129,7 +130,7 @@ func TestAdmission(t *testing.T) {
 // TestAdmissionReleaseAdmitsWaiter checks that a slot given back goes to
 // a handshake waiting for one.
 func TestAdmissionReleaseAdmitsWaiter(t *testing.T) {
-	a, err := fleet.NewAdmission(1)
+	a, err := fleet.NewAdmission(1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +162,7 @@ func TestNewAdmissionLimits(t *testing.T) {
 		limit, want int
 		wantErr     bool
 	}{{limit: 0, want: fleet.DefaultMaxHandshakes}, {limit: 5, want: 5}, {limit: -1, wantErr: true}} {
-		a, err := fleet.NewAdmission(tc.limit)
+		a, err := fleet.NewAdmission(tc.limit, nil)
 		if tc.wantErr {
 			if err == nil {
 				t.Errorf("NewAdmission(%d) accepted", tc.limit)
@@ -236,5 +237,56 @@ func TestShedHandshakesAnswerRetryAfter(t *testing.T) {
 	}
 	if _, err := client.Enroll(context.Background(), enrollRequest(t, secret, "herd-1")); err != nil {
 		t.Fatalf("the same join token once the controller has room: %v (a shed enrollment must not spend a use)", err)
+	}
+}
+
+// TestAdmissionRetryAfterTickets checks the retry-after given to shed
+// handshakes: successive tickets at the completion rate the admission
+// measured (its limit per second until a window was measured), so a shed
+// herd is told to come back spread over the time the controller needs
+// for it, from one second up to the cap.
+func TestAdmissionRetryAfterTickets(t *testing.T) {
+	tests := []struct {
+		name  string
+		limit int
+		// completed is, per one-second window before the herd, how many
+		// handshakes completed in it.
+		completed []int
+		sheds     int
+		// want is the retry-after of the last shed handshake.
+		want time.Duration
+	}{
+		{name: "one shed, nothing measured", limit: 10, sheds: 1, want: time.Second},
+		{name: "ten shed at the default rate of the limit", limit: 10, sheds: 10, want: time.Second},
+		{name: "25 shed at 10 a second", limit: 10, sheds: 25, want: 2400 * time.Millisecond},
+		{name: "measured faster: 30 a second (the mean of 10 and 50)", limit: 10, completed: []int{50}, sheds: 61, want: 2 * time.Second},
+		{name: "measured slower: 7 a second", limit: 10, completed: []int{4}, sheds: 11, want: 1429 * time.Millisecond},
+		{name: "held to the cap", limit: 1, sheds: 100, want: fleet.MaxRetryAfter},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+			a, err := fleet.NewAdmission(tt.limit, func() time.Time { return now })
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range tt.completed {
+				for range n {
+					r, err := a.Admit(context.Background())
+					if err != nil {
+						t.Fatal(err)
+					}
+					r()
+				}
+				now = now.Add(time.Second)
+			}
+			var last time.Duration
+			for range tt.sheds {
+				last = a.RetryAfter()
+			}
+			if last.Round(time.Millisecond) != tt.want {
+				t.Errorf("the retry-after of the %d-th shed handshake: %s, want %s", tt.sheds, last, tt.want)
+			}
+		})
 	}
 }

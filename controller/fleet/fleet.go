@@ -173,7 +173,7 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	admission, err := NewAdmission(cfg.MaxHandshakes)
+	admission, err := NewAdmission(cfg.MaxHandshakes, cfg.Clock)
 	if err != nil {
 		return nil, err
 	}
