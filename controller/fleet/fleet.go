@@ -475,6 +475,11 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 		return nil, err
 	}
 	defer release()
+	// An agent that gave up while its enrollment waited for a slot would
+	// never receive the certificate: no token use is spent on it.
+	if err := ctx.Err(); err != nil {
+		return nil, status.FromContextError(err).Err()
+	}
 	if req.GetAwsIid() != nil || req.GetAwsSts() != nil {
 		return s.enrollAttested(ctx, src, req)
 	}
