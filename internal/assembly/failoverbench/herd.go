@@ -88,6 +88,10 @@ type EnrollResult struct {
 	// controller shed (RESOURCE_EXHAUSTED with a retry-after), as the
 	// agents saw them.
 	ShedAttempts int64 `json:"shed_attempts"`
+	// AgentRestarts is how many agent starts failed and were made again
+	// (an enrollment that did not get through, as a service manager
+	// restarts the agent).
+	AgentRestarts int64 `json:"agent_restarts"`
 	// ControllerRSSBytes is the controller process's RSS with the herd
 	// connected.
 	ControllerRSSBytes int64 `json:"controller_rss_bytes"`
@@ -125,9 +129,12 @@ type ReconnectResult struct {
 	// ControllerLogLines is how many lines it logged in that time.
 	ControllerLogLines int `json:"controller_log_lines"`
 	// EnrollMS is how long the herd took to enroll and connect first
-	// (setup).
-	EnrollMS        float64 `json:"enroll_ms"`
-	SimulatedAgents bool    `json:"simulated_agents"`
+	// (setup), and EnrollTo99MS to 99% of it.
+	EnrollMS     float64 `json:"enroll_ms"`
+	EnrollTo99MS float64 `json:"enroll_to_99_ms"`
+	// AgentRestarts is how many agent starts failed and were made again.
+	AgentRestarts   int64 `json:"agent_restarts"`
+	SimulatedAgents bool  `json:"simulated_agents"`
 }
 
 // Enroll measures a fresh enrollment herd: every agent, at the same
@@ -151,6 +158,7 @@ func Enroll(ctx context.Context, o HerdOptions) (*EnrollResult, error) {
 	res.Errors = o.Agents - len(times)
 	res.TimeTo99MS, res.TimeToAllMS = quantiles(times, o.Agents)
 	res.ShedAttempts = h.fleet.shed.Load()
+	res.AgentRestarts = h.fleet.restarts.Load()
 	res.ControllerRSSBytes = h.ctl.rss()
 	if res.ControllerLogErrors, _, err = countLogErrors(h.ctl.logPath, 0); err != nil {
 		return nil, err
@@ -183,7 +191,10 @@ func Reconnect(ctx context.Context, o HerdOptions) (*ReconnectResult, error) {
 		return nil, fmt.Errorf("the herd's first connection: %w", err)
 	}
 	res.EnrollMS = ms(h.fleet.last().Sub(h.start))
-	res.ConnectedBeforeKill = len(h.fleet.since(h.start))
+	first := h.fleet.since(h.start)
+	res.ConnectedBeforeKill = len(first)
+	res.EnrollTo99MS, _ = quantiles(first, o.Agents)
+	res.AgentRestarts = h.fleet.restarts.Load()
 	// A real fleet was connected for a while: the agents' backoff starts
 	// again from its base after a connection up for StableAfter.
 	if settle := time.Until(h.fleet.last().Add(ctrladdr.StableAfter + time.Second)); settle > 0 {
@@ -276,7 +287,7 @@ func startHerd(ctx context.Context, o HerdOptions) (h *herd, err error) {
 	var tok struct {
 		Token string `json:"token"`
 	}
-	if err := b.cliJSON(ctx, h.ctl.addr, &tok, "token", "create", "--role", "host", "--uses", strconv.Itoa(o.Agents), "--ttl", "2h"); err != nil {
+	if err := b.cliJSON(ctx, h.ctl.addr, &tok, "token", "create", "--role", "host", "--uses", strconv.Itoa(2*o.Agents), "--ttl", "2h"); err != nil {
 		return nil, err
 	}
 	caPEM, err := os.ReadFile(filepath.Join(dataDir, "ca.pem"))
@@ -312,7 +323,13 @@ type herdFleet struct {
 	// shed counts the attempts the controller shed, from the agents' own
 	// log records of them.
 	shed atomic.Int64
+	// restarts counts the agents started again after a failed start.
+	restarts atomic.Int64
 }
+
+// herdStartAttempts is how many times a simulated agent of a herd is
+// started before it counts as failed.
+const herdStartAttempts = 8
 
 func newHerdFleet(n int) *herdFleet { return &herdFleet{connected: make([]time.Time, n)} }
 
@@ -329,14 +346,28 @@ func (f *herdFleet) run(ctx context.Context, addr, caFile, token string) (func()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			a, err := agent.New(actx, agent.Config{Controller: addr, CAFile: caFile, JoinToken: token, Role: "host",
+			cfg := agent.Config{Controller: addr, CAFile: caFile, JoinToken: token, Role: "host",
 				Hostname: fmt.Sprintf("herd-%05d", i), Simulated: true, MemoryJournal: true, BuiltinClients: []*sdk.Client{client},
 				Labels: map[string]string{"bench": "herd"}, Logger: logger,
 				Connected: func() {
 					f.mu.Lock()
 					f.connected[i] = time.Now()
 					f.mu.Unlock()
-				}})
+				}}
+			a, err := agent.New(actx, cfg)
+			// An agent whose enrollment failed (its TLS handshake timed
+			// out in the herd) exits, and its service manager starts it
+			// again: here after a full-jitter backoff, up to
+			// herdStartAttempts times.
+			var backoff ctrladdr.Backoff
+			for attempt := 1; err != nil && attempt < herdStartAttempts && actx.Err() == nil; attempt++ {
+				f.restarts.Add(1)
+				select {
+				case <-actx.Done():
+				case <-time.After(backoff.Next()):
+				}
+				a, err = agent.New(actx, cfg)
+			}
 			if err != nil {
 				if actx.Err() == nil {
 					f.mu.Lock()
