@@ -58,6 +58,7 @@ connected within --wait.`,
 				fmt.Fprintf(out, "time to 99%%:            %10.1f ms\n", res.TimeTo99MS)
 				fmt.Fprintf(out, "time to all:            %10.1f ms\n", res.TimeToAllMS)
 				fmt.Fprintf(out, "shed attempts:          %10d\n", res.ShedAttempts)
+				fmt.Fprintf(out, "agent restarts:         %10d\n", res.AgentRestarts)
 				fmt.Fprintf(out, "controller RSS:         %10.1f MiB\n", float64(res.ControllerRSSBytes)/(1<<20))
 				fmt.Fprintf(out, "controller ERROR/WARN:  %10d lines\n", res.ControllerLogErrors)
 				fmt.Fprintf(out, "errors:                 %10d\n", res.Errors)
@@ -107,7 +108,8 @@ agent reconnected within --wait.`,
 				}
 			} else {
 				out := g.Out()
-				fmt.Fprintf(out, "agents %d (simulated) · reconnected %d · first enrollment took %.1f s\n", res.Agents, res.Reconnected, res.EnrollMS/1000)
+				fmt.Fprintf(out, "agents %d (simulated) · connected before the kill %d · reconnected %d\n", res.Agents, res.ConnectedBeforeKill, res.Reconnected)
+				fmt.Fprintf(out, "first enrollment:       %10.1f ms to 99%%, %.1f ms to the last (%d agent restarts)\n", res.EnrollTo99MS, res.EnrollMS, res.AgentRestarts)
 				fmt.Fprintf(out, "controller restarted:   %10.1f ms after the kill\n", res.RestartMS)
 				fmt.Fprintf(out, "time to 99%%:            %10.1f ms after the kill\n", res.TimeTo99MS)
 				fmt.Fprintf(out, "time to all:            %10.1f ms after the kill\n", res.TimeToAllMS)
