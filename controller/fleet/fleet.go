@@ -279,18 +279,25 @@ func (s *Service) Refresh(ctx context.Context, agentIDs []string) {
 	}
 }
 
+// samePlugins reports whether two plugin lists are equal, in order.
+func samePlugins(a, b []*agentv1.PluginInfo) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !proto.Equal(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
 // putAgent stores an agent and updates the mirror.
 func (s *Service) putAgent(ctx context.Context, a *store.Agent) error {
 	if err := s.cfg.Store.PutAgent(ctx, a); err != nil {
 		return err
 	}
-	c := *a
-	s.mu.Lock()
-	if s.known == nil {
-		s.known = map[string]*store.Agent{}
-	}
-	s.known[a.ID] = &c
-	s.mu.Unlock()
+	s.remember(a)
 	return nil
 }
 
@@ -665,8 +672,16 @@ func (s *Service) Connect(stream agentv1.AgentService_ConnectServer) error {
 	}
 	now := s.cfg.Clock()
 	facts := s.trustedFacts(ctx, a, id, hello.GetFacts())
+	unchanged := a.Hostname == facts.GetHostname() && proto.Equal(a.Facts, facts) && samePlugins(a.Plugins, hello.GetPlugins())
 	a.Facts, a.Plugins, a.Hostname, a.LastSeen = facts, hello.GetPlugins(), facts.GetHostname(), now
-	if err := s.putAgent(ctx, a); err != nil {
+	if unchanged {
+		// The store already holds what this hello says: the reconnect
+		// writes nothing now, and its last-seen time goes with the
+		// others (RunSeenWriter), so a herd of agents coming back costs
+		// the store one read each, not a write each.
+		s.remember(a)
+		s.touch(a.ID)
+	} else if err := s.putAgent(ctx, a); err != nil {
 		return rpcerr.Error(ctx, s.cfg.Logger, err, "recording the agent")
 	}
 	s.reviewActions(ctx, a)
