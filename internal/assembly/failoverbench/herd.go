@@ -295,6 +295,7 @@ func startHerd(ctx context.Context, o HerdOptions) (h *herd, err error) {
 		return nil, err
 	}
 	caFile := filepath.Join(b.root, "agent-ca.pem")
+	//nolint:gosec // G703: a file in the benchmark's own temporary directory
 	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
 		return nil, err
 	}
