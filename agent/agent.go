@@ -359,14 +359,24 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		failed := target.Addr
 		var wait time.Duration
-		target, wait, pickErr = sched.After(ctx, failed, up)
+		var shed *shedError
+		isShed := errors.As(err, &shed) && failed != ""
+		if isShed {
+			target, wait, pickErr = sched.AfterShed(ctx, failed, shed.after)
+		} else {
+			target, wait, pickErr = sched.After(ctx, failed, up)
+		}
 		if failed == "" {
 			failed = a.controllers.List().String()
 		}
-		if pickErr != nil {
+		switch {
+		case isShed && pickErr == nil:
+			a.cfg.Logger.Info("the controller is at its limit of agent handshakes; trying again as it asked", "controller", failed,
+				"retry_after", shed.after.String(), "next", target.Addr, "in", wait.Round(time.Millisecond).String())
+		case pickErr != nil:
 			a.cfg.Logger.Warn("connection to the controller lost, and no controller address resolves; retrying", "controller", failed,
 				"error", err, "resolve_error", pickErr, "in", wait.Round(time.Millisecond).String())
-		} else {
+		default:
 			a.cfg.Logger.Warn("connection to the controller lost; reconnecting", "controller", failed, "error", err,
 				"next", target.Addr, "in", wait.Round(time.Millisecond).String())
 		}
@@ -438,7 +448,8 @@ func (a *Agent) session(ctx context.Context, t ctrladdr.Target) (up time.Duratio
 	}
 	first, err := stream.Recv()
 	if err != nil {
-		return 0, err
+		// A controller at its limit of handshakes says when to come back.
+		return 0, shedFrom(err, stream.Trailer())
 	}
 	w := first.GetWelcome()
 	if w == nil {

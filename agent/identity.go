@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/firebreak-ir/firebreak/agent/ctrladdr"
@@ -207,6 +208,21 @@ func (a *Agent) enroll(ctx context.Context, ca *x509.Certificate, pool *x509.Cer
 	}
 	req.CsrDer = csr
 	resp, err := a.enrollAny(ctx, req, pool)
+	// A controller at its limit of handshakes refused the enrollment
+	// before spending the token, and said when to come back: the same
+	// request goes again then, for as long as the agent runs.
+	var backoff ctrladdr.Backoff
+	for shed := (*shedError)(nil); errors.As(err, &shed); {
+		wait := backoff.RetryAfter(shed.after)
+		a.cfg.Logger.Info("the controller is at its limit of enrollments; trying again as it asked", "retry_after", shed.after.String(),
+			"in", wait.Round(time.Millisecond).String())
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("enrolling: %w (the controller was at its limit of enrollments)", ctx.Err())
+		case <-time.After(wait):
+		}
+		resp, err = a.enrollAny(ctx, req, pool)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -289,7 +305,9 @@ func (a *Agent) enrollAt(ctx context.Context, t ctrladdr.Target, req *agentv1.En
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return agentv1.NewAgentServiceClient(conn).Enroll(ctx, req)
+	var trailer metadata.MD
+	resp, err := agentv1.NewAgentServiceClient(conn).Enroll(ctx, req, grpc.Trailer(&trailer))
+	return resp, shedFrom(err, trailer)
 }
 
 // renewLoop renews the certificate when half its life has passed.

@@ -111,6 +111,11 @@ type Config struct {
 	// and aggregate refused enrollments in the audit log (zero fields:
 	// the defaults of fleet.EnrollLimits).
 	EnrollLimits fleet.EnrollLimits
+	// MaxAgentHandshakes bounds the agent enrollments and Connect
+	// handshakes served at once (0: fleet.DefaultMaxHandshakes); beyond
+	// it, and as many waiting, they are refused with RESOURCE_EXHAUSTED
+	// and a retry-after.
+	MaxAgentHandshakes int
 	// Attestation lets agents enrol by AWS identity instead of a join
 	// token (attestation.go).
 	Attestation AttestationConfig
@@ -432,7 +437,7 @@ func (c *Controller) build(ctx context.Context) error {
 	}
 	if c.Fleet, err = fleet.New(fleet.Config{Store: c.Store, CA: c.CA, Signer: c.Signer, Dispatcher: c.Router, Audit: c.Audit,
 		Logger: cfg.Logger, Clock: cfg.Clock, CertTTL: cfg.AgentCertTTL, GoneAfter: cfg.AgentGoneAfter, Heartbeat: cfg.Heartbeat, Evidence: c.Evidence,
-		Actions: c.Actions, EnrollLimits: cfg.EnrollLimits, Attest: c.Attest}); err != nil {
+		Actions: c.Actions, EnrollLimits: cfg.EnrollLimits, Attest: c.Attest, MaxHandshakes: cfg.MaxAgentHandshakes}); err != nil {
 		return err
 	}
 	if err := c.Dispatcher.SetDeps(dispatch.Deps{Pusher: c.Router, TaskEvidence: c.Evidence.TaskEvidenceIDs}); err != nil {

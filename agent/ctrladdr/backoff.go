@@ -93,3 +93,28 @@ func (b *Backoff) capOrDefault() time.Duration {
 	}
 	return b.Cap
 }
+
+// RetryAfterJitter is the most an agent adds to a controller's
+// retry-after.
+const RetryAfterJitter = time.Second
+
+// RetryAfter returns the delay before trying again a controller that shed
+// the attempt with a retry-after of d: uniform in [d, d + min(d,
+// RetryAfterJitter)]. The controller already spreads a shed herd over
+// whole seconds (each gets a later ticket); the jitter spreads the agents
+// given the same second over it. d is held to [Base, Cap]: a controller
+// cannot park its agents for longer than the backoff's ceiling, nor bring
+// them straight back. It does not raise the backoff's ceiling: a
+// controller that answers is up.
+func (b *Backoff) RetryAfter(d time.Duration) time.Duration {
+	base := b.Base
+	if base <= 0 {
+		base = BackoffBase
+	}
+	d = min(max(d, base), b.capOrDefault())
+	n := b.Int64N
+	if n == nil {
+		n = rand.Int64N
+	}
+	return d + time.Duration(n(int64(min(d, RetryAfterJitter))+1))
+}

@@ -56,3 +56,19 @@ func (s *Schedule) After(ctx context.Context, failed string, up time.Duration) (
 	s.round = round[1:]
 	return round[0], wait, nil
 }
+
+// AfterShed returns the address to dial after the controller at shed
+// refused the attempt with a retry-after of d (RESOURCE_EXHAUSTED: it is
+// up, and at its limit of handshakes), and the delay before dialling it:
+// Backoff.RetryAfter(d). The next address comes from a new round that
+// starts away from shed when the list has others.
+func (s *Schedule) AfterShed(ctx context.Context, shed string, d time.Duration) (Target, time.Duration, error) {
+	wait := s.Backoff.RetryAfter(d)
+	round, err := s.Picker.Round(ctx, shed)
+	if err != nil {
+		s.round = nil
+		return Target{}, wait, err
+	}
+	s.round = round[1:]
+	return round[0], wait, nil
+}

@@ -92,6 +92,11 @@ type Config struct {
 	// Attest verifies AWS attestation proofs (attested.go); nil refuses
 	// them, and only join tokens enrol.
 	Attest *attest.Verifier
+	// MaxHandshakes bounds the enrollments and Connect handshakes served
+	// at once (admission.go; 0: DefaultMaxHandshakes). Beyond it, and as
+	// many waiting, they are refused with RESOURCE_EXHAUSTED and a
+	// retry-after.
+	MaxHandshakes int
 }
 
 // CheckAndSetDefaults names missing dependencies and sets defaults.
@@ -132,6 +137,8 @@ type Service struct {
 	agentv1.UnimplementedAgentServiceServer
 	cfg   Config
 	guard *EnrollGuard
+	// admission bounds the handshakes served at once.
+	admission *Admission
 
 	mu       sync.RWMutex
 	sessions map[string]*session
@@ -166,8 +173,16 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, guard: guard, sessions: map[string]*session{}, seen: map[string]time.Time{}, renewedOn: map[string]string{}}, nil
+	admission, err := NewAdmission(cfg.MaxHandshakes, cfg.Clock)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{cfg: cfg, guard: guard, admission: admission, sessions: map[string]*session{}, seen: map[string]time.Time{},
+		renewedOn: map[string]string{}}, nil
 }
+
+// Admission returns the controller's handshake admission.
+func (s *Service) Admission() *Admission { return s.admission }
 
 // Agents returns every enrolled agent, ordered by hostname then id, with
 // the last-seen time of this controller's own bookkeeping. The records are
@@ -264,18 +279,25 @@ func (s *Service) Refresh(ctx context.Context, agentIDs []string) {
 	}
 }
 
+// samePlugins reports whether two plugin lists are equal, in order.
+func samePlugins(a, b []*agentv1.PluginInfo) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !proto.Equal(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
 // putAgent stores an agent and updates the mirror.
 func (s *Service) putAgent(ctx context.Context, a *store.Agent) error {
 	if err := s.cfg.Store.PutAgent(ctx, a); err != nil {
 		return err
 	}
-	c := *a
-	s.mu.Lock()
-	if s.known == nil {
-		s.known = map[string]*store.Agent{}
-	}
-	s.known[a.ID] = &c
-	s.mu.Unlock()
+	s.remember(a)
 	return nil
 }
 
@@ -453,6 +475,18 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 		s.guard.Refused(ctx, src, src, "invalid facts")
 		return nil, status.Errorf(codes.InvalidArgument, "enrollment refused: %v", err)
 	}
+	// A herd of enrollments beyond what the controller works on at once
+	// is shed before any token is spent, so the agent may try again.
+	release, err := s.admitHandshake(ctx, "enrollment")
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	// An agent that gave up while its enrollment waited for a slot would
+	// never receive the certificate: no token use is spent on it.
+	if err := ctx.Err(); err != nil {
+		return nil, status.FromContextError(err).Err()
+	}
 	if req.GetAwsIid() != nil || req.GetAwsSts() != nil {
 		return s.enrollAttested(ctx, src, req)
 	}
@@ -610,6 +644,17 @@ func (s *Service) Connect(stream agentv1.AgentService_ConnectServer) error {
 	if err != nil {
 		return err
 	}
+	// The controller's part of the handshake (the hello checked and
+	// stored, the session registered, the welcome sent) holds an
+	// admission slot. Waiting for the agent's hello does not, so an agent
+	// that never sends one holds nothing.
+	release, err := s.admitHandshake(ctx, "connection")
+	if err != nil {
+		return err
+	}
+	var releaseOnce sync.Once
+	admitted := func() { releaseOnce.Do(release) }
+	defer admitted()
 	hello := first.GetHello()
 	if hello == nil {
 		return status.Error(codes.InvalidArgument, "the first message on Connect must be hello")
@@ -627,8 +672,16 @@ func (s *Service) Connect(stream agentv1.AgentService_ConnectServer) error {
 	}
 	now := s.cfg.Clock()
 	facts := s.trustedFacts(ctx, a, id, hello.GetFacts())
+	unchanged := a.Hostname == facts.GetHostname() && proto.Equal(a.Facts, facts) && samePlugins(a.Plugins, hello.GetPlugins())
 	a.Facts, a.Plugins, a.Hostname, a.LastSeen = facts, hello.GetPlugins(), facts.GetHostname(), now
-	if err := s.putAgent(ctx, a); err != nil {
+	if unchanged {
+		// The store already holds what this hello says: the reconnect
+		// writes nothing now, and its last-seen time goes with the
+		// others (RunSeenWriter), so a herd of agents coming back costs
+		// the store one read each, not a write each.
+		s.remember(a)
+		s.touch(a.ID)
+	} else if err := s.putAgent(ctx, a); err != nil {
 		return rpcerr.Error(ctx, s.cfg.Logger, err, "recording the agent")
 	}
 	s.reviewActions(ctx, a)
@@ -663,6 +716,7 @@ func (s *Service) Connect(stream agentv1.AgentService_ConnectServer) error {
 		AgentId: a.ID, ServerTime: timestamppb.New(now), HeartbeatSeconds: uint32(s.cfg.Heartbeat / time.Second)}}}); err != nil {
 		return err
 	}
+	admitted()
 	s.cfg.Logger.Info("agent connected", "agent", a.ID, "hostname", a.Hostname, "plugins", len(a.Plugins), "isolated", facts.GetIsolated())
 	s.cfg.Dispatcher.AgentConnected(a.ID)
 

@@ -151,7 +151,7 @@ controller_rss_bytes is then the sum over the controllers.`,
 	agents.Flags().StringVar(&caFile, "ca-file", "", "controller CA")
 	agents.Flags().IntVar(&count, "count", 1, "agents to host")
 	agents.Flags().StringVar(&action, "action", "noop", "built-in action")
-	cmd.AddCommand(fleet, agents, newFailoverCmd(g))
+	cmd.AddCommand(fleet, agents, newFailoverCmd(g), newEnrollCmd(g), newReconnectCmd(g))
 	return cmd
 }
 

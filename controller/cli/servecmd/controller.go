@@ -63,6 +63,9 @@ PostgreSQL is tried again for --store-connect-timeout.`,
 					return cli.ExitWith(cli.ExitUsage, fmt.Errorf("--%s must be above zero", name))
 				}
 			}
+			if cfg.MaxAgentHandshakes < 1 {
+				return cli.ExitWith(cli.ExitUsage, fmt.Errorf("--max-agent-handshakes must be at least 1, not %d", cfg.MaxAgentHandshakes))
+			}
 			el.PerSource, el.Overall, el.Refusals = rate.Limit(enrollPerSource), rate.Limit(enrollOverall), rate.Limit(enrollRefusals)
 			cfg.Logger = telemetry.NewLogger(os.Stderr, true, lvl)
 			slog.SetDefault(cfg.Logger)
@@ -115,6 +118,7 @@ PostgreSQL is tried again for --store-connect-timeout.`,
 	f.IntVar(&cfg.EnrollLimits.RefusalBurst, "enroll-refusal-burst-per-source", fleet.DefaultEnrollRefusalBurst, "refused enrollments one source address may make at once before --enroll-refusal-rate-per-source applies")
 	f.DurationVar(&cfg.EnrollLimits.RefusalWindow, "enroll-refusal-window", fleet.DefaultEnrollRefusalWindow, "after the first refused enrollment of a source, the refusals of this window are written as one audit record")
 	f.IntVar(&cfg.EnrollLimits.MaxSources, "enroll-max-sources", fleet.DefaultEnrollMaxSources, "source addresses the enrollment limits track; the least recently seen is forgotten first")
+	f.IntVar(&cfg.MaxAgentHandshakes, "max-agent-handshakes", fleet.DefaultMaxHandshakes, "agent enrollments and connection handshakes (hello to welcome) served at once; as many more wait, and any beyond are refused with RESOURCE_EXHAUSTED and a retry-after, so a herd of agents is spread instead of overloading the controller")
 	f.StringVar(&cfg.Attestation.PolicyFile, "attest-policy", "", "attestation policy (YAML) to store when the store holds none: lets agents enrol by EC2 instance identity or signed STS request instead of a join token. A stored policy (firebreak attest policy set) wins (docs/attestation.md)")
 	f.StringArrayVar(&cfg.Attestation.CertFiles, "iid-cert-file", nil, "PEM certificate to trust for instance identity documents of every region, beside the embedded AWS ones (repeatable; the emulator's, a new region's)")
 	f.StringVar(&cfg.Attestation.ServerID, "attest-server-id", "", "value workers must sign in X-Firebreak-Server-Id (default: the CA certificate's SHA-256 in hex, which agents compute from --ca-file)")
