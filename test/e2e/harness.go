@@ -395,11 +395,18 @@ func (c *Controller) CLI(t testing.TB, args ...string) Result {
 // CLIAs runs `firebreak ARGS…` with a given credential file.
 func (c *Controller) CLIAs(t testing.TB, creds string, args ...string) Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
 	// The CLI runs where the controller runs (its network namespace, if any).
 	argv := append(append([]string{}, c.Prefix...), c.Bins.Firebreak, "--controller", c.Addr, "--creds", creds)
-	cmd := exec.CommandContext(ctx, argv[0], append(argv[1:], args...)...)
+	return runCLI(t, append(argv, args...), fmt.Sprintf("firebreak %v", args))
+}
+
+// runCLI runs argv for up to 3 minutes and returns its output and exit
+// code; what fails to start at all fails the test, named by what.
+func runCLI(t testing.TB, argv []string, what string) Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	err := cmd.Run()
@@ -408,7 +415,7 @@ func (c *Controller) CLIAs(t testing.TB, creds string, args ...string) Result {
 	if errors.As(err, &ee) {
 		r.Exit = ee.ExitCode()
 	} else if err != nil {
-		t.Fatalf("firebreak %v: %v", args, err)
+		t.Fatalf("%s: %v", what, err)
 	}
 	return r
 }
@@ -429,20 +436,7 @@ func (c *Controller) CLIOnTerminal(t testing.TB, args ...string) Result {
 	for i, a := range argv {
 		quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "script", "-qfec", strings.Join(quoted, " "), "/dev/null")
-	var so, se bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &so, &se
-	err := cmd.Run()
-	r := Result{Stdout: so.String(), Stderr: se.String()}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		r.Exit = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("firebreak %v on a terminal: %v", args, err)
-	}
-	return r
+	return runCLI(t, []string{"script", "-qfec", strings.Join(quoted, " "), "/dev/null"}, fmt.Sprintf("firebreak %v on a terminal", args))
 }
 
 // MustJSON runs the CLI with --json, requires exit 0 (or want), and decodes
