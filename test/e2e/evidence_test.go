@@ -559,7 +559,7 @@ func privateTmp(t *testing.T, size int) []string {
 		b := make([]byte, size)
 		rand.Read(b)
 		copy(b, "\x7fELF")
-		if err := os.WriteFile(filepath.Join(root, "tmp", "payload"), b, 0o755); err != nil { //nolint:gosec // G306: an executable is what the artifact collects
+		if err := os.WriteFile(filepath.Join(root, "tmp", "payload"), b, 0o700); err != nil {
 			t.Fatal(err)
 		}
 	}

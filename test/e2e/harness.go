@@ -164,7 +164,7 @@ func TempOutsideTmp() (restore func()) {
 		bases = append(bases, filepath.Join(home, ".cache", "fbtest"))
 	}
 	for _, base := range bases {
-		if os.MkdirAll(base, 0o755) != nil {
+		if os.MkdirAll(base, 0o700) != nil {
 			continue
 		}
 		dir, err := os.MkdirTemp(base, "e2e-")
