@@ -166,7 +166,7 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 		}
 	}
 	t.tp = sdktrace.NewTracerProvider(topts...)
-	otel.SetTracerProvider(t.tp)
+	otel.SetTracerProvider(clockedProvider{tp: t.tp, clock: newSpanClock()})
 
 	if strings.TrimSpace(os.Getenv("OTEL_LOGS_EXPORTER")) == "otlp" {
 		exp, err := newLogExporter(ctx)
