@@ -318,32 +318,79 @@ func TestRevokeUserSessionsKeepingTheKey(t *testing.T) {
 }
 
 // TestContainUserDenyAllAndRollbackLeavesChangedPolicies contains a whole
-// user, then shows that rollback leaves a policy someone changed since and
-// says so, while undoing the rest.
+// user with AWSDenyAll attached (not an inline policy) and its sessions
+// revoked, then shows that rollback leaves an inline policy someone changed
+// since and says so, while undoing the rest: the key reactivated and
+// AWSDenyAll detached.
 func TestContainUserDenyAllAndRollbackLeavesChangedPolicies(t *testing.T) {
 	f := newFixture(t, awsemu.LabSeed(3))
 	acct := awstest.Member(0)
 	ctx := context.Background()
-	res, o := f.runContain(t, acct, map[string]any{"user": "arn:aws:iam::" + acct + ":user/" + awsemu.LabCompromisedUser, "deny_all": true})
+	user := aws.String(awsemu.LabCompromisedUser)
+	responder := iam.NewFromConfig(awsresponsetest.Responder(t, f.lab, acct))
+	attached := func() []string {
+		t.Helper()
+		out, err := responder.ListAttachedUserPolicies(ctx, &iam.ListAttachedUserPoliciesInput{UserName: user})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var arns []string
+		for _, p := range out.AttachedPolicies {
+			arns = append(arns, aws.ToString(p.PolicyArn))
+		}
+		return arns
+	}
+	before := attached()
+	res, o := f.runContain(t, acct, map[string]any{"user": "arn:aws:iam::" + acct + ":user/" + awsemu.LabCompromisedUser, "deny_all": true, "revoke_sessions": true})
 	mustSucceed(t, o)
-	if res.Outcome != awsiam.OutcomeContained || len(res.Keys) != 1 || res.Keys[0].StatusAfter != "Inactive" || len(res.Policies) != 1 || res.Policies[0].PolicyName != awsiam.DenyAllPolicy {
+	denyAll := "arn:aws:iam::aws:policy/AWSDenyAll"
+	if res.Outcome != awsiam.OutcomeContained || len(res.Keys) != 1 || res.Keys[0].StatusAfter != "Inactive" ||
+		len(res.AttachedPolicies) != 1 || res.AttachedPolicies[0].PolicyARN != denyAll || res.AttachedPolicies[0].Change != "attached" ||
+		len(res.Policies) != 1 || res.Policies[0].PolicyName != awsiam.RevokeSessionsPolicy {
 		t.Fatalf("containment: %+v", res)
 	}
-	responder := iam.NewFromConfig(awsresponsetest.Responder(t, f.lab, acct))
+	if got := attached(); !slices.Contains(got, denyAll) || len(got) != len(before)+1 {
+		t.Fatalf("attached after containment: %v (before %v)", got, before)
+	}
+	for _, op := range operations(res.APICalls) {
+		if op == "iam:PutUserPolicy "+awsiam.LegacyDenyAllPolicy || strings.Contains(op, awsiam.LegacyDenyAllPolicy) {
+			t.Fatalf("deny_all still puts an inline policy: %v", operations(res.APICalls))
+		}
+	}
+	// Containing again changes nothing, and its record undoes nothing.
+	again, o := f.runContain(t, acct, map[string]any{"user": awsemu.LabCompromisedUser, "deny_all": true})
+	mustSucceed(t, o)
+	if again.Outcome != awsiam.OutcomeAlreadyContained || len(again.AttachedPolicies) != 1 || again.AttachedPolicies[0].Change != "unchanged" {
+		t.Fatalf("second containment: %+v", again)
+	}
 	changed := `{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"s3:*","Resource":"*"}]}`
-	if _, err := responder.PutUserPolicy(ctx, &iam.PutUserPolicyInput{UserName: aws.String(awsemu.LabCompromisedUser), PolicyName: aws.String(awsiam.DenyAllPolicy), PolicyDocument: aws.String(changed)}); err != nil {
+	if _, err := responder.PutUserPolicy(ctx, &iam.PutUserPolicyInput{UserName: user, PolicyName: aws.String(awsiam.RevokeSessionsPolicy), PolicyDocument: aws.String(changed)}); err != nil {
 		t.Fatal(err)
 	}
 	ur, uo := f.runUncontain(t, acct, res.RollbackRecord)
 	if uo.Result == nil || !strings.Contains(uo.Result.GetError(), "changed after the containment") {
 		t.Fatalf("rollback error %v / %v, want a changed-policy failure", uo.Err, uo.Result.GetError())
 	}
-	if ur.Outcome != awsiam.OutcomePartial || ur.Keys[0].Result != "reactivated" || ur.Policies[0].Result != "changed_since" {
+	if ur.Outcome != awsiam.OutcomePartial || ur.Keys[0].Result != "reactivated" || ur.Policies[0].Result != "changed_since" ||
+		len(ur.AttachedPolicies) != 1 || ur.AttachedPolicies[0].Result != "detached" {
 		t.Fatalf("rollback: %+v", ur)
 	}
-	doc, err := responder.GetUserPolicy(ctx, &iam.GetUserPolicyInput{UserName: aws.String(awsemu.LabCompromisedUser), PolicyName: aws.String(awsiam.DenyAllPolicy)})
+	if got := attached(); slices.Contains(got, denyAll) || len(got) != len(before) {
+		t.Fatalf("attached after rollback: %v, want %v", got, before)
+	}
+	doc, err := responder.GetUserPolicy(ctx, &iam.GetUserPolicyInput{UserName: user, PolicyName: aws.String(awsiam.RevokeSessionsPolicy)})
 	if err != nil || !strings.Contains(aws.ToString(doc.PolicyDocument), "s3") {
 		t.Fatalf("the changed policy was not left alone: %v", err)
+	}
+	// Once the responder removes the changed policy by hand, undoing again
+	// finds everything already undone, AWSDenyAll included.
+	if _, err := responder.DeleteUserPolicy(ctx, &iam.DeleteUserPolicyInput{UserName: user, PolicyName: aws.String(awsiam.RevokeSessionsPolicy)}); err != nil {
+		t.Fatal(err)
+	}
+	ur, uo = f.runUncontain(t, acct, res.RollbackRecord)
+	mustSucceed(t, uo)
+	if ur.Outcome != awsiam.OutcomeNothingToUndo || len(ur.AttachedPolicies) != 1 || ur.AttachedPolicies[0].Result != "already_gone" {
+		t.Fatalf("second rollback: %+v", ur)
 	}
 }
 
@@ -450,9 +497,34 @@ func TestRecordOfAnotherAccountDoesNothing(t *testing.T) {
 			t.Fatalf("the other account's rollback called %s", op)
 		}
 	}
-	_, uo = f.runUncontain(t, awstest.Member(0), `{"v":1,"action":"aws-iam-contain","account":"`+awstest.Member(0)+`","user":"ci-deployer","policies":[{"name":"SomethingElse","document":"{}"}]}`)
-	if uo.Err == nil || !strings.Contains(uo.Err.Error(), "never puts") {
-		t.Fatalf("forged record: %v", uo.Err)
+}
+
+// TestForgedRecordsAreRefused: a rollback record is a parameter, so one
+// that would make rollback remove another policy, or detach anything but
+// AWSDenyAll (AdministratorAccess from a role that needs it, say), is
+// refused before any call.
+func TestForgedRecordsAreRefused(t *testing.T) {
+	f := newFixture(t, awsemu.LabSeed(4))
+	acct := awstest.Member(0)
+	head := `{"v":1,"action":"aws-iam-contain","account":"` + acct + `",`
+	for _, tc := range []struct{ name, record, want string }{
+		{"another inline policy", head + `"user":"ci-deployer","policies":[{"name":"SomethingElse","document":"{}"}]}`, "never puts"},
+		{"another managed policy", head + `"role":"AppInstanceRole","attached_policies":["arn:aws:iam::aws:policy/AdministratorAccess"]}`, "attaches only AWSDenyAll"},
+		{"a customer policy named like it", head + `"user":"ci-deployer","attached_policies":["arn:aws:iam::` + acct + `:policy/AWSDenyAll"]}`, "attaches only AWSDenyAll"},
+		{"attachments without a principal", head + `"attached_policies":["arn:aws:iam::aws:policy/AWSDenyAll"]}`, "no user or role"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := f.lab.Emu.CallCounts()
+			_, uo := f.runUncontain(t, acct, tc.record)
+			if uo.Err == nil || !strings.Contains(uo.Err.Error(), tc.want) {
+				t.Fatalf("forged record: %v, want %q", uo.Err, tc.want)
+			}
+			for op, n := range f.lab.Emu.CallCounts() {
+				if strings.HasPrefix(op, "iam:") && n != calls[op] {
+					t.Fatalf("a refused record called %s", op)
+				}
+			}
+		})
 	}
 }
 
@@ -481,4 +553,28 @@ func must[T any](v T, err error) T {
 		panic(fmt.Sprint(err))
 	}
 	return v
+}
+
+// TestLegacyDenyAllRecordIsUndone: a containment by an earlier version put
+// the inline policy FirebreakDenyAll for deny_all; its rollback record is
+// still undone after the upgrade.
+func TestLegacyDenyAllRecordIsUndone(t *testing.T) {
+	f := newFixture(t, awsemu.LabSeed(4))
+	acct := awstest.Member(0)
+	ctx := context.Background()
+	responder := iam.NewFromConfig(awsresponsetest.Responder(t, f.lab, acct))
+	doc := `{"Version":"2012-10-17","Statement":[{"Sid":"FirebreakDenyAll","Effect":"Deny","Action":"*","Resource":"*"}]}`
+	if _, err := responder.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: aws.String("AppInstanceRole"), PolicyName: aws.String(awsiam.LegacyDenyAllPolicy), PolicyDocument: aws.String(doc)}); err != nil {
+		t.Fatal(err)
+	}
+	docJSON, _ := json.Marshal(doc)
+	record := `{"v":1,"action":"aws-iam-contain","account":"` + acct + `","role":"AppInstanceRole","policies":[{"name":"FirebreakDenyAll","document":` + string(docJSON) + `}]}`
+	ur, uo := f.runUncontain(t, acct, record)
+	mustSucceed(t, uo)
+	if ur.Outcome != awsiam.OutcomeRestored || len(ur.Policies) != 1 || ur.Policies[0].Result != "removed" {
+		t.Fatalf("legacy rollback: %+v", ur)
+	}
+	if _, err := responder.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: aws.String("AppInstanceRole"), PolicyName: aws.String(awsiam.LegacyDenyAllPolicy)}); apiCode(err) != "NoSuchEntity" {
+		t.Fatalf("FirebreakDenyAll is still on the role: %v", err)
+	}
 }

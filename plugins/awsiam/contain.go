@@ -55,7 +55,7 @@ type ContainParams struct {
 	DeactivateKeys *bool `json:"deactivate_keys,omitempty"`
 	// DeleteLoginProfile deletes the user's console password.
 	DeleteLoginProfile bool `json:"delete_login_profile,omitempty"`
-	// DenyAll puts the FirebreakDenyAll inline policy on the principal.
+	// DenyAll attaches the AWS managed policy AWSDenyAll to the principal.
 	DenyAll bool `json:"deny_all,omitempty"`
 	// RevokeSessions puts AWSRevokeOlderSessions on the principal (default
 	// true for a role, false otherwise).
@@ -86,6 +86,9 @@ type ContainResult struct {
 	LoginProfile *LoginProfileChange `json:"login_profile,omitempty"`
 	// Policies are the inline policies put or found in place.
 	Policies []PolicyChange `json:"policies"`
+	// AttachedPolicies are the managed policies attached or found in
+	// place (AWSDenyAll, with deny_all).
+	AttachedPolicies []AttachmentChange `json:"attached_policies"`
 	// SessionsRevokedBefore is the aws:TokenIssueTime cut-off of
 	// AWSRevokeOlderSessions, when sessions were revoked.
 	SessionsRevokedBefore *time.Time `json:"sessions_revoked_before,omitempty"`
@@ -134,6 +137,17 @@ type PolicyChange struct {
 	Change string `json:"change"`
 }
 
+// AttachmentChange is a managed policy the containment wants attached.
+type AttachmentChange struct {
+	// PrincipalType is user or role.
+	PrincipalType string `json:"principal_type"`
+	Principal     string `json:"principal"`
+	PolicyARN     string `json:"policy_arn"`
+	// Change is attached, or unchanged when it already was (rollback then
+	// leaves it).
+	Change string `json:"change"`
+}
+
 // Contain is the aws-iam-contain action.
 type Contain struct{ cfg Config }
 
@@ -154,7 +168,7 @@ func (a *Contain) Describe(context.Context) (*pluginv1.ActionDescription, error)
 		{Name: "role", Type: str, Description: "IAM role name or ARN whose sessions to revoke; service-linked roles are refused"},
 		{Name: "deactivate_keys", Type: boolean, Description: "with user: deactivate every active access key of the user (default true)"},
 		{Name: "delete_login_profile", Type: boolean, DefaultJson: "false", Description: "delete the user's console password; it cannot be restored by rollback (the user needs a new one)"},
-		{Name: "deny_all", Type: boolean, DefaultJson: "false", Description: "put the inline policy " + DenyAllPolicy + " (deny everything) on the user or role"},
+		{Name: "deny_all", Type: boolean, DefaultJson: "false", Description: "attach the AWS managed policy " + DenyAllPolicy + " (deny everything) to the user or role"},
 		{Name: "revoke_sessions", Type: boolean, Description: "put the inline policy " + RevokeSessionsPolicy + ", denying every session issued before now (default true for a role, false otherwise)"},
 	}
 	return &pluginv1.ActionDescription{
@@ -162,7 +176,7 @@ func (a *Contain) Describe(context.Context) (*pluginv1.ActionDescription, error)
 		Version: awsresponse.Version,
 		Domain:  pluginv1.Domain_DOMAIN_SERVICE,
 		Description: "Contains an IAM access key, user or role: finds the key's owner and deactivates the key, optionally deletes the console password, " +
-			"denies everything and revokes existing sessions; the rollback record undoes exactly what was changed",
+			"attaches AWSDenyAll and revokes existing sessions; the rollback record undoes exactly what was changed",
 		Destructive:    true,
 		RollbackAction: UncontainName,
 		Roles:          awsresponse.Roles,
@@ -223,7 +237,7 @@ func (a *Contain) Execute(ctx context.Context, req *sdk.Request, emit sdk.Emitte
 		emit:    emit,
 		journal: journal,
 		p:       p,
-		res:     &ContainResult{Account: account, AccessKeyID: p.AccessKeyID, Keys: []KeyChange{}, Policies: []PolicyChange{}},
+		res:     &ContainResult{Account: account, AccessKeyID: p.AccessKeyID, Keys: []KeyChange{}, Policies: []PolicyChange{}, AttachedPolicies: []AttachmentChange{}},
 		rec:     &containRecord{},
 	}
 	switch {
@@ -511,7 +525,7 @@ func (c *containment) userOptions(ctx context.Context, user string) error {
 		}
 	}
 	if c.p.DenyAll {
-		if err := c.putInline(ctx, "user", user, DenyAllPolicy, denyAllDocument); err != nil {
+		if err := c.attachDenyAll(ctx, "user", user); err != nil {
 			return err
 		}
 	}
@@ -607,6 +621,65 @@ func (c *containment) putInline(ctx context.Context, kind, principal, name, doc 
 	return nil
 }
 
+// attachDenyAll attaches AWSDenyAll to a user or role. A policy already
+// attached is left alone and not recorded, so rollback leaves it too.
+func (c *containment) attachDenyAll(ctx context.Context, kind, principal string) error {
+	arn := denyAllARN(c.creds.GetRoleArn())
+	attached, err := c.attachedPolicies(ctx, kind, principal)
+	if err != nil {
+		return err
+	}
+	change := AttachmentChange{PrincipalType: kind, Principal: principal, PolicyARN: arn, Change: "attached"}
+	if attached[arn] {
+		change.Change = "unchanged"
+		c.res.AttachedPolicies = append(c.res.AttachedPolicies, change)
+		return nil
+	}
+	if kind == "user" {
+		_, err = c.IAM.AttachUserPolicy(ctx, &iam.AttachUserPolicyInput{UserName: aws.String(principal), PolicyArn: aws.String(arn)})
+	} else {
+		_, err = c.IAM.AttachRolePolicy(ctx, &iam.AttachRolePolicyInput{RoleName: aws.String(principal), PolicyArn: aws.String(arn)})
+	}
+	if err != nil {
+		return awsclient.APIError(fmt.Sprintf("iam:Attach%sPolicy %s to %s %s", titleKind(kind), DenyAllPolicy, kind, principal), err)
+	}
+	c.changed = true
+	c.rec.Attached = append(c.rec.Attached, arn)
+	c.res.AttachedPolicies = append(c.res.AttachedPolicies, change)
+	_ = c.emit.Log("info", fmt.Sprintf("attached %s to %s %s", DenyAllPolicy, kind, principal))
+	return nil
+}
+
+// attachedPolicies lists the ARNs of the managed policies attached to a
+// user or role.
+func (c *containment) attachedPolicies(ctx context.Context, kind, principal string) (map[string]bool, error) {
+	arns := map[string]bool{}
+	if kind == "user" {
+		pages := iam.NewListAttachedUserPoliciesPaginator(c.IAM, &iam.ListAttachedUserPoliciesInput{UserName: aws.String(principal)})
+		for pages.HasMorePages() {
+			page, err := pages.NextPage(ctx)
+			if err != nil {
+				return nil, awsclient.APIError("iam:ListAttachedUserPolicies for user "+principal, err)
+			}
+			for _, p := range page.AttachedPolicies {
+				arns[aws.ToString(p.PolicyArn)] = true
+			}
+		}
+		return arns, nil
+	}
+	pages := iam.NewListAttachedRolePoliciesPaginator(c.IAM, &iam.ListAttachedRolePoliciesInput{RoleName: aws.String(principal)})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, awsclient.APIError("iam:ListAttachedRolePolicies for role "+principal, err)
+		}
+		for _, p := range page.AttachedPolicies {
+			arns[aws.ToString(p.PolicyArn)] = true
+		}
+	}
+	return arns, nil
+}
+
 func titleKind(kind string) string {
 	if kind == "user" {
 		return "User"
@@ -648,7 +721,7 @@ func (c *containment) containRole(ctx context.Context) error {
 	}
 	c.res.Role, c.res.RoleARN, c.rec.Role = ref.name, aws.ToString(role.Arn), ref.name
 	if c.p.DenyAll {
-		if err := c.putInline(ctx, "role", ref.name, DenyAllPolicy, denyAllDocument); err != nil {
+		if err := c.attachDenyAll(ctx, "role", ref.name); err != nil {
 			return err
 		}
 	}

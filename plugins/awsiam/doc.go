@@ -8,8 +8,9 @@
 // the owner can read; a search of the users when that is refused). Every
 // other account reports not_found_in_account and changes nothing.
 //
-// Containment deactivates keys and may delete the console password, put
-// FirebreakDenyAll (deny everything) and put AWSRevokeOlderSessions (deny
+// Containment deactivates keys and may delete the console password, attach
+// AWS's managed AWSDenyAll (deny everything; the responder role may attach
+// no other policy) and put AWSRevokeOlderSessions (deny
 // everything to sessions whose aws:TokenIssueTime is before now, which is
 // how role sessions and a user's GetSessionToken sessions are revoked:
 // deactivating a key does not end the sessions minted from it). Service-
@@ -17,5 +18,6 @@
 //
 // The result's rollback_record lists what the task changed and what was
 // there before; aws-iam-uncontain reactivates those keys and removes (or
-// puts back) exactly those policies, leaving alone anything changed since.
+// puts back) exactly those inline policies, leaving alone anything changed
+// since, and detaches the AWSDenyAll it attached.
 package awsiam

@@ -5,24 +5,44 @@ import (
 	"fmt"
 	"net/url"
 	"reflect"
+	"regexp"
 	"time"
 
 	"github.com/firebreak-ir/firebreak/plugins/awsresponse"
 )
 
-// The inline policies containment adds. Rollback removes exactly these, and
-// only where this containment added or replaced them.
+// The policies containment adds. Rollback removes exactly these, and only
+// where this containment added or replaced them.
 const (
-	// DenyAllPolicy denies every action to the principal.
-	DenyAllPolicy = "FirebreakDenyAll"
+	// DenyAllPolicy is the AWS managed policy deny_all attaches: it denies
+	// every action. The responder role may attach this policy and no other
+	// (its iam:PolicyARN condition), so containment needs no inline put
+	// for it.
+	DenyAllPolicy = "AWSDenyAll"
+	// LegacyDenyAllPolicy is the inline policy earlier versions put for
+	// deny_all. Rollback records that list it are still undone.
+	LegacyDenyAllPolicy = "FirebreakDenyAll"
 	// RevokeSessionsPolicy denies every action to sessions issued before
 	// the containment. The name is the one the IAM console's "Revoke active
 	// sessions" uses, so responders recognise it.
 	RevokeSessionsPolicy = "AWSRevokeOlderSessions"
 )
 
-// denyAllDocument is FirebreakDenyAll's document.
-const denyAllDocument = `{"Version":"2012-10-17","Statement":[{"Sid":"FirebreakDenyAll","Effect":"Deny","Action":"*","Resource":"*"}]}`
+// denyAllARNRE matches AWSDenyAll's ARN in any partition.
+var denyAllARNRE = regexp.MustCompile(`^arn:aws[a-z-]*:iam::aws:policy/AWSDenyAll$`)
+
+// partitionRE reads the partition of an ARN.
+var partitionRE = regexp.MustCompile(`^arn:(aws[a-z-]*):`)
+
+// denyAllARN is AWSDenyAll's ARN in the partition of the role Firebreak
+// acts through (aws when that is not known).
+func denyAllARN(responderRoleARN string) string {
+	partition := "aws"
+	if m := partitionRE.FindStringSubmatch(responderRoleARN); m != nil {
+		partition = m[1]
+	}
+	return "arn:" + partition + ":iam::aws:policy/" + DenyAllPolicy
+}
 
 // revokeDocument is AWSRevokeOlderSessions's document: deny everything to
 // credentials whose token was issued before cutoff. Long-term access keys
@@ -75,6 +95,9 @@ type containRecord struct {
 	Keys []recordedKey `json:"keys,omitempty"`
 	// Policies are the inline policies the task added or replaced.
 	Policies []recordedPolicy `json:"policies,omitempty"`
+	// Attached are the ARNs of the managed policies the task attached
+	// (AWSDenyAll only); they were not attached before.
+	Attached []string `json:"attached_policies,omitempty"`
 	// LoginProfileDeleted says the task deleted the user's console
 	// password, which no rollback can restore.
 	LoginProfileDeleted bool `json:"login_profile_deleted,omitempty"`

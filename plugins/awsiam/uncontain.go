@@ -58,6 +58,9 @@ type UncontainResult struct {
 	// happened to them now: removed, restored_previous, already_gone or
 	// changed_since (left alone).
 	Policies []PolicyRestore `json:"policies"`
+	// AttachedPolicies are the managed policies the containment attached
+	// and what happened to them now: detached or already_gone.
+	AttachedPolicies []AttachmentRestore `json:"attached_policies"`
 	// Notes are things a responder should know, such as a console
 	// password that cannot come back.
 	Notes []string `json:"notes,omitempty"`
@@ -80,6 +83,14 @@ type PolicyRestore struct {
 	Result        string `json:"result"`
 }
 
+// AttachmentRestore is what rollback did with one attached managed policy.
+type AttachmentRestore struct {
+	PrincipalType string `json:"principal_type"`
+	Principal     string `json:"principal"`
+	PolicyARN     string `json:"policy_arn"`
+	Result        string `json:"result"`
+}
+
 // Uncontain is the aws-iam-uncontain action.
 type Uncontain struct{ cfg Config }
 
@@ -99,7 +110,7 @@ func (a *Uncontain) Describe(context.Context) (*pluginv1.ActionDescription, erro
 		Name:    UncontainName,
 		Version: awsresponse.Version,
 		Domain:  pluginv1.Domain_DOMAIN_SERVICE,
-		Description: "Undoes an aws-iam-contain: reactivates the keys it deactivated and removes (or puts back) exactly the inline policies it added; " +
+		Description: "Undoes an aws-iam-contain: reactivates the keys it deactivated, detaches the AWSDenyAll it attached and removes (or puts back) exactly the inline policies it added; " +
 			"a deleted console password cannot come back",
 		Destructive:    true,
 		RollbackAction: ContainName,
@@ -126,7 +137,7 @@ func (a *Uncontain) Execute(ctx context.Context, req *sdk.Request, emit sdk.Emit
 	if err != nil {
 		return nil, err
 	}
-	res := &UncontainResult{Account: account, RecordAccount: rec.Account, User: rec.User, Role: rec.Role, Keys: []KeyRestore{}, Policies: []PolicyRestore{}}
+	res := &UncontainResult{Account: account, RecordAccount: rec.Account, User: rec.User, Role: rec.Role, Keys: []KeyRestore{}, Policies: []PolicyRestore{}, AttachedPolicies: []AttachmentRestore{}}
 	if !mine {
 		res.Outcome, res.APICalls = OutcomeOtherAccount, []awsresponse.Call{}
 		return res, nil
@@ -167,15 +178,22 @@ func (r *containRecord) check() error {
 			return sdk.Errorf(codes.InvalidArgument, "rollback_record names %q, which is not an IAM name", n)
 		}
 	}
-	if r.User == "" && r.Role == "" && (len(r.Keys) > 0 || len(r.Policies) > 0) {
+	if r.User == "" && r.Role == "" && (len(r.Keys) > 0 || len(r.Policies) > 0 || len(r.Attached) > 0) {
 		return sdk.Errorf(codes.InvalidArgument, "rollback_record lists changes but no user or role")
 	}
 	if r.Role != "" && len(r.Keys) > 0 {
 		return sdk.Errorf(codes.InvalidArgument, "rollback_record lists access keys of a role")
 	}
 	for _, p := range r.Policies {
-		if p.Name != DenyAllPolicy && p.Name != RevokeSessionsPolicy {
+		if p.Name != LegacyDenyAllPolicy && p.Name != RevokeSessionsPolicy {
 			return sdk.Errorf(codes.InvalidArgument, "rollback_record lists inline policy %q, which aws-iam-contain never puts", p.Name)
+		}
+	}
+	// Security-critical: the record is a parameter; rollback detaches
+	// AWSDenyAll and nothing else, whatever the record says.
+	for _, arn := range r.Attached {
+		if !denyAllARNRE.MatchString(arn) {
+			return sdk.Errorf(codes.InvalidArgument, "rollback_record lists attached policy %q; aws-iam-contain attaches only %s", arn, DenyAllPolicy)
 		}
 	}
 	return nil
@@ -201,6 +219,11 @@ func (u *uncontainment) run(ctx context.Context) error {
 	}
 	for _, p := range u.rec.Policies {
 		if err := u.undoPolicy(ctx, kind, principal, p); err != nil {
+			return err
+		}
+	}
+	for _, arn := range u.rec.Attached {
+		if err := u.detach(ctx, kind, principal, arn); err != nil {
 			return err
 		}
 	}
@@ -316,5 +339,28 @@ func (u *uncontainment) undoPolicy(ctx context.Context, kind, principal string, 
 		_ = u.emit.Log("info", fmt.Sprintf("inline policy %s of %s %s: %s", p.Name, kind, principal, r.Result))
 	}
 	u.res.Policies = append(u.res.Policies, r)
+	return nil
+}
+
+// detach removes a managed policy the containment attached. One detached
+// since (or a principal deleted since) is reported as already gone.
+func (u *uncontainment) detach(ctx context.Context, kind, principal, arn string) error {
+	r := AttachmentRestore{PrincipalType: kind, Principal: principal, PolicyARN: arn, Result: "detached"}
+	var err error
+	if kind == "user" {
+		_, err = u.IAM.DetachUserPolicy(ctx, &iam.DetachUserPolicyInput{UserName: aws.String(principal), PolicyArn: aws.String(arn)})
+	} else {
+		_, err = u.IAM.DetachRolePolicy(ctx, &iam.DetachRolePolicyInput{RoleName: aws.String(principal), PolicyArn: aws.String(arn)})
+	}
+	switch {
+	case awsclient.ErrorCode(err) == "NoSuchEntity":
+		r.Result = "already_gone"
+	case err != nil:
+		return awsclient.APIError(fmt.Sprintf("iam:Detach%sPolicy %s from %s %s", titleKind(kind), DenyAllPolicy, kind, principal), err)
+	default:
+		u.changed = true
+		_ = u.emit.Log("info", fmt.Sprintf("detached %s from %s %s", DenyAllPolicy, kind, principal))
+	}
+	u.res.AttachedPolicies = append(u.res.AttachedPolicies, r)
 	return nil
 }
