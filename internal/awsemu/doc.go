@@ -64,7 +64,10 @@
 // aws:TokenIssueTime, aws:PrincipalArn, aws:PrincipalAccount,
 // aws:PrincipalType, aws:userid, aws:username, aws:SourceIdentity,
 // aws:SourceIp, aws:RequestedRegion, aws:PrincipalTag/*,
-// ec2:SourceInstanceARN and, in trust policies, sts:ExternalId,
+// ec2:SourceInstanceARN, iam:PolicyARN (on Attach and Detach) and, on the
+// iam:PassRole that AssociateIamInstanceProfile checks for the profile's
+// role, iam:PassedToService and iam:AssociatedResourceArn; in trust
+// policies, sts:ExternalId,
 // sts:RoleSessionName, sts:SourceIdentity and aws:RequestTag/*. A deny
 // policy put on a user or role takes effect on the next call of every
 // credential of that principal. The account root bypasses identity

@@ -301,6 +301,13 @@ func (e *Emulator) ec2AssociateProfile(c *call) (any, error) {
 	if arn == "" && name == "" {
 		return nil, ec2Missing("IamInstanceProfile")
 	}
+	// Associating a profile passes its role to EC2 for this instance.
+	instance := "arn:aws:ec2:" + c.region + ":" + c.acct.id + ":instance/" + c.form.str("InstanceId")
+	for _, role := range profileRoleARNs(c.acct, arn, name) {
+		if ae := e.authorizePassRole(c, role, "ec2.amazonaws.com", instance); ae != nil {
+			return nil, ae
+		}
+	}
 	rg := c.ec2Region()
 	defer c.acct.mu.Unlock()
 	in, ae := rg.instanceFor(c.form.str("InstanceId"))
@@ -355,4 +362,23 @@ func (e *Emulator) ec2DisassociateProfile(c *call) (any, error) {
 // parseAZ checks an availability zone belongs to the region.
 func parseAZ(region, az string) bool {
 	return strings.HasPrefix(az, region) && len(az) == len(region)+1
+}
+
+// profileRoleARNs returns the ARNs of the roles in the instance profile
+// named by ARN, or by name when arn is empty; none when there is no such
+// profile (the caller then refuses the profile itself).
+func profileRoleARNs(a *account, arn, name string) []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var roles []string
+	for _, p := range a.instanceProfiles {
+		if (arn != "" && p.arn == arn) || (arn == "" && p.name == name) {
+			for _, rn := range p.roles {
+				if r := a.roles[rn]; r != nil {
+					roles = append(roles, r.arn)
+				}
+			}
+		}
+	}
+	return roles
 }

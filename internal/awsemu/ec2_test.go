@@ -3,6 +3,7 @@ package awsemu
 import (
 	"bytes"
 	"encoding/base64"
+	"fmt"
 	"image/jpeg"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
 )
 
 func (l *lab) memberEC2(t *testing.T, member int) *ec2.Client {
@@ -474,4 +476,74 @@ func TestEC2DryRun(t *testing.T) {
 	_, err = ec2.NewFromConfig(l.compromised(2)).ModifyInstanceAttribute(ctx(t), &ec2.ModifyInstanceAttributeInput{DryRun: aws.Bool(true),
 		InstanceId: aws.String(instanceID(2, "web-1")), DisableApiTermination: &ec2types.AttributeBooleanValue{Value: aws.Bool(true)}})
 	wantCode(t, err, "UnauthorizedOperation")
+}
+
+// TestAssociatingAProfilePassesItsRole: AssociateIamInstanceProfile hands
+// the profile's role to EC2, so AWS checks iam:PassRole on that role with
+// iam:PassedToService and iam:AssociatedResourceArn; a caller allowed the
+// EC2 call but not the pass is refused, and nothing is associated.
+func TestAssociatingAProfilePassesItsRole(t *testing.T) {
+	l := newLab(t, 3)
+	member := LabAccountID(2)
+	id := instanceID(2, "web-1")
+	role := "arn:aws:iam::" + member + ":role/AppInstanceRole"
+	admin := iam.NewFromConfig(l.assumeResponder(t, 2))
+	ec2Admin := l.memberEC2(t, 2)
+	ec2Calls := `{"Effect":"Allow","Action":["ec2:AssociateIamInstanceProfile","ec2:DescribeIamInstanceProfileAssociations"],"Resource":"*"}`
+	for i, tc := range []struct {
+		name, pass string
+		wantCode   string
+	}{
+		{name: "no iam:PassRole", wantCode: "UnauthorizedOperation"},
+		{name: "PassRole to another service", wantCode: "UnauthorizedOperation",
+			pass: `{"Effect":"Allow","Action":"iam:PassRole","Resource":"` + role + `","Condition":{"StringEquals":{"iam:PassedToService":"lambda.amazonaws.com"}}}`},
+		{name: "PassRole for another instance", wantCode: "UnauthorizedOperation",
+			pass: `{"Effect":"Allow","Action":"iam:PassRole","Resource":"` + role + `","Condition":{"ArnLike":{"iam:AssociatedResourceArn":"arn:aws:ec2:*:` + member + `:instance/i-other"}}}`},
+		{name: "PassRole for roles under another path", wantCode: "UnauthorizedOperation",
+			pass: `{"Effect":"Allow","Action":"iam:PassRole","Resource":"arn:aws:iam::` + member + `:role/app/*"}`},
+		{name: "PassRole of this role to EC2 for this account's instances",
+			pass: `{"Effect":"Allow","Action":"iam:PassRole","Resource":"` + role + `","Condition":{"StringEquals":{"iam:PassedToService":"ec2.amazonaws.com"},"ArnLike":{"iam:AssociatedResourceArn":"arn:aws:ec2:*:` + member + `:instance/*"}}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			list, err := ec2Admin.DescribeIamInstanceProfileAssociations(ctx(t), &ec2.DescribeIamInstanceProfileAssociationsInput{
+				Filters: []ec2types.Filter{{Name: aws.String("instance-id"), Values: []string{id}}}})
+			ok(t, err)
+			for _, a := range list.IamInstanceProfileAssociations {
+				_, err := ec2Admin.DisassociateIamInstanceProfile(ctx(t), &ec2.DisassociateIamInstanceProfileInput{AssociationId: a.AssociationId})
+				ok(t, err)
+			}
+			user := aws.String(fmt.Sprintf("restorer-%d", i))
+			_, err = admin.CreateUser(ctx(t), &iam.CreateUserInput{UserName: user})
+			ok(t, err)
+			statements := ec2Calls
+			if tc.pass != "" {
+				statements += "," + tc.pass
+			}
+			_, err = admin.PutUserPolicy(ctx(t), &iam.PutUserPolicyInput{UserName: user, PolicyName: aws.String("restore"),
+				PolicyDocument: aws.String(`{"Version":"2012-10-17","Statement":[` + statements + `]}`)})
+			ok(t, err)
+			key, err := admin.CreateAccessKey(ctx(t), &iam.CreateAccessKeyInput{UserName: user})
+			ok(t, err)
+			c := ec2.NewFromConfig(l.cfg(aws.ToString(key.AccessKey.AccessKeyId), aws.ToString(key.AccessKey.SecretAccessKey), ""))
+			_, err = c.AssociateIamInstanceProfile(ctx(t), &ec2.AssociateIamInstanceProfileInput{InstanceId: aws.String(id),
+				IamInstanceProfile: &ec2types.IamInstanceProfileSpecification{Name: aws.String("AppInstanceRole")}})
+			after, lerr := ec2Admin.DescribeIamInstanceProfileAssociations(ctx(t), &ec2.DescribeIamInstanceProfileAssociationsInput{
+				Filters: []ec2types.Filter{{Name: aws.String("instance-id"), Values: []string{id}}}})
+			ok(t, lerr)
+			if tc.wantCode == "" {
+				ok(t, err)
+				if len(after.IamInstanceProfileAssociations) != 1 {
+					t.Fatalf("associations after an allowed pass: %d", len(after.IamInstanceProfileAssociations))
+				}
+				return
+			}
+			wantCode(t, err, tc.wantCode)
+			if !strings.Contains(err.Error(), "iam:PassRole") || !strings.Contains(err.Error(), role) {
+				t.Fatalf("the refusal does not name iam:PassRole on %s: %v", role, err)
+			}
+			if len(after.IamInstanceProfileAssociations) != 0 {
+				t.Fatalf("a refused pass still associated the profile: %+v", after.IamInstanceProfileAssociations)
+			}
+		})
+	}
 }

@@ -398,17 +398,46 @@ func (e *Emulator) authorize(c *call, action string, resources ...string) *apiEr
 		maps.Copy(keys, c.op.requestKeys(c))
 	}
 	for _, res := range resources {
-		rc := &requestContext{Action: action, Resource: res, Keys: keys}
-		switch evaluateIdentity(c.identity, c.sessionPolicies, rc) {
-		case allowed:
-			continue
-		case explicitDeny:
-			return c.accessDenied(action, res, "with an explicit deny in an identity-based policy")
-		default:
-			return c.accessDenied(action, res, "because no identity-based policy allows the "+action+" action")
+		if ae := c.decide(action, res, keys); ae != nil {
+			return ae
 		}
 	}
 	return nil
+}
+
+// decide evaluates one action on one resource against the caller's
+// policies, which ensurePolicies has loaded.
+func (c *call) decide(action, resource string, keys map[string][]string) *apiError {
+	rc := &requestContext{Action: action, Resource: resource, Keys: keys}
+	switch evaluateIdentity(c.identity, c.sessionPolicies, rc) {
+	case allowed:
+		return nil
+	case explicitDeny:
+		return c.accessDenied(action, resource, "with an explicit deny in an identity-based policy")
+	default:
+		return c.accessDenied(action, resource, "because no identity-based policy allows the "+action+" action")
+	}
+}
+
+// authorizePassRole checks iam:PassRole on a role that the call hands to
+// a service, as AWS does when a call attaches a role to a resource (an
+// instance profile to an instance): with iam:PassedToService and, when
+// the role goes to one resource, iam:AssociatedResourceArn. The caller
+// holds no account lock.
+//
+// Security-critical: without this check a caller allowed the service's
+// call could hand any role (an administrator's) to a resource it controls.
+func (e *Emulator) authorizePassRole(c *call, roleARN, service, resourceARN string) *apiError {
+	if c.who.kind == principalRoot {
+		return nil
+	}
+	e.ensurePolicies(c)
+	keys := maps.Clone(c.keys)
+	keys["iam:passedtoservice"] = []string{service}
+	if resourceARN != "" {
+		keys["iam:associatedresourcearn"] = []string{resourceARN}
+	}
+	return c.decide("iam:PassRole", roleARN, keys)
 }
 
 // accessDenied renders an authorisation refusal in the service's words.
