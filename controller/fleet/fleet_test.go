@@ -49,15 +49,23 @@ type fleetUnderTest struct {
 
 const certTTL = 2 * time.Hour
 
-func newFleet(t *testing.T) *fleetUnderTest {
+func newFleet(t *testing.T) *fleetUnderTest { return newFleetOn(t, nil) }
+
+// newFleetOn is newFleet with the service's store wrapped by wrap (when
+// not nil), for tests that watch what the service writes.
+func newFleetOn(t *testing.T, wrap func(store.Store) store.Store) *fleetUnderTest {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
+	var st store.Store
 	st, err := store.OpenSQLite(ctx, filepath.Join(dir, "firebreak.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	if wrap != nil {
+		st = wrap(st)
+	}
 	ca, err := pki.LoadOrCreateCA(dir)
 	if err != nil {
 		t.Fatal(err)
