@@ -111,11 +111,19 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	if _, err := os.Stat(agentBin); err != nil {
 		return nil, fmt.Errorf("the lab needs %s and %s: run `make build` first", agentBin, filepath.Join(o.BinDir, "plugins"))
 	}
+	stale := sweepStale(os.TempDir())
 	dir, err := os.MkdirTemp("", "firebreak-lab-")
 	if err != nil {
 		return nil, err
 	}
+	if err := claimDir(dir); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
 	e := &Env{Dir: dir, opts: o, progress: o.Progress, started: time.Now(), Member: awsemu.LabAccountID(2)}
+	if len(stale) > 0 {
+		e.say("removed %d directories of earlier labs that were killed: %s", len(stale), strings.Join(stale, ", "))
+	}
 	defer func() {
 		if err != nil {
 			e.Close()
