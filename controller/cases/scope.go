@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/internal/trailscope"
 )
 
@@ -43,6 +44,69 @@ type ScopeSection struct {
 	Last         time.Time      `json:"last,omitzero"`
 	// Runs are the scope runs it was built from.
 	Runs []string `json:"runs"`
+	// Requests are the scope runs as they were asked, oldest first: what
+	// `eradicate verify` re-runs to see what the key did since.
+	Requests []ScopeRequest `json:"requests"`
+}
+
+// ScopeRequest is one aws-credential-scope run of the case as it was asked:
+// the key, the source and the window's start as its tasks resolved it.
+type ScopeRequest struct {
+	RunID     string    `json:"run_id"`
+	CreatedAt time.Time `json:"created_at"`
+	// Status is the run's status name (succeeded, failed…).
+	Status string `json:"status"`
+	// Key is the key scoped.
+	Key string `json:"access_key_id"`
+	// Minted is set when the key is a session the case's scope followed
+	// from another key (a later round of the same scope), not a key a
+	// responder asked for.
+	Minted bool `json:"minted,omitempty"`
+	// Source is lookup or trail.
+	Source string `json:"source"`
+	// Start is the window's start, as the run's tasks resolved it (the
+	// earliest); zero when no task said.
+	Start time.Time `json:"start,omitzero"`
+	// Accounts is the run's account selector ("all", "ID,ID", "ou=NAME").
+	Accounts string `json:"accounts"`
+	// Regions, TrailBucket, TrailPrefix and OrgID are the run's parameters
+	// of the same names.
+	Regions     []string `json:"regions,omitempty"`
+	TrailBucket string   `json:"trail_bucket,omitempty"`
+	TrailPrefix string   `json:"trail_prefix,omitempty"`
+	OrgID       string   `json:"org_id,omitempty"`
+}
+
+// scopeParams are the aws-credential-scope parameters a request keeps.
+type scopeParams struct {
+	Key         string   `json:"access_key_id"`
+	Source      string   `json:"source"`
+	Regions     []string `json:"regions"`
+	TrailBucket string   `json:"trail_bucket"`
+	TrailPrefix string   `json:"trail_prefix"`
+	OrgID       string   `json:"org_id"`
+}
+
+// request records one scope run as asked; outputs are its tasks' results.
+func (s *ScopeSection) request(run *store.Run, outputs [][]byte) {
+	var p scopeParams
+	if json.Unmarshal(run.ParamsJSON, &p) != nil || p.Key == "" {
+		return
+	}
+	if p.Source == "" {
+		p.Source = "lookup"
+	}
+	rq := ScopeRequest{RunID: run.ID, CreatedAt: run.CreatedAt, Status: runStatusName(run.Status), Key: p.Key, Source: p.Source,
+		Accounts: run.Accounts, Regions: p.Regions, TrailBucket: p.TrailBucket, TrailPrefix: p.TrailPrefix, OrgID: p.OrgID}
+	for _, o := range outputs {
+		var res struct {
+			Start time.Time `json:"start"`
+		}
+		if json.Unmarshal(o, &res) == nil && !res.Start.IsZero() && (rq.Start.IsZero() || res.Start.Before(rq.Start)) {
+			rq.Start = res.Start.UTC()
+		}
+	}
+	s.Requests = append(s.Requests, rq)
 }
 
 // scopeResult is the part of aws-credential-scope's result a report reads.
@@ -71,8 +135,17 @@ func (s *ScopeSection) add(runID string, output []byte) {
 	sc := res.Scope
 	s.Events += sc.EventCount
 	for _, c := range sc.Chain.Credentials {
-		if c != nil && !slices.ContainsFunc(s.Sessions, func(o *trailscope.Credential) bool { return o.AccessKeyID == c.AccessKeyID }) {
+		if c == nil {
+			continue
+		}
+		// A session scoped in its own account (a later round) is that
+		// round's followed key, without its parent: keep the record
+		// that says who minted it.
+		switch i := slices.IndexFunc(s.Sessions, func(o *trailscope.Credential) bool { return o.AccessKeyID == c.AccessKeyID }); {
+		case i < 0:
 			s.Sessions = append(s.Sessions, c)
+		case s.Sessions[i].Parent == "" && c.Parent != "":
+			s.Sessions[i] = c
 		}
 	}
 	for _, p := range sc.Places {
@@ -122,6 +195,12 @@ func (s *ScopeSection) finish() {
 		accounts[p.Account], regions[p.Region] = true, true
 	}
 	s.Accounts, s.Regions = slices.Sorted(maps.Keys(accounts)), slices.Sorted(maps.Keys(regions))
+	for i := range s.Requests {
+		s.Requests[i].Minted = slices.ContainsFunc(s.Sessions, func(c *trailscope.Credential) bool {
+			return c.AccessKeyID == s.Requests[i].Key && c.Parent != ""
+		})
+	}
+	slices.SortStableFunc(s.Requests, func(a, b ScopeRequest) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	slices.SortFunc(s.Places, func(a, b *trailscope.Place) int {
 		if a.Account != b.Account {
 			return cmpStr(a.Account, b.Account)
@@ -142,5 +221,5 @@ func cmpStr(a, b string) int {
 
 func newScopeSection() *ScopeSection {
 	return &ScopeSection{ByClass: map[trailscope.Class]int{}, Recon: map[string]int{}, DataByBucket: map[string]int{},
-		Sessions: []*trailscope.Credential{}, Places: []*trailscope.Place{}, Artifacts: []trailscope.Artifact{}}
+		Sessions: []*trailscope.Credential{}, Places: []*trailscope.Place{}, Artifacts: []trailscope.Artifact{}, Requests: []ScopeRequest{}}
 }

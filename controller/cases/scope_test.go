@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -111,5 +112,110 @@ func TestReportScopeSection(t *testing.T) {
 	checkHTML(t, page.Bytes())
 	if !strings.Contains(page.String(), "<h2>Scope</h2>") {
 		t.Fatal("the HTML report has no Scope section")
+	}
+}
+
+// TestReportScopeRequests: the report keeps each scope run as it was asked,
+// with the window its tasks resolved, and tells the keys a responder asked
+// for from the sessions a later round followed.
+func TestReportScopeRequests(t *testing.T) {
+	const a, b = "210987654302", "210987654303"
+	leaked, hop := "AKIAIOSFODNN7EXAMPLE", "ASIAQRSTUVWXYZEXAMPL"
+	chain := []*trailscope.Credential{{AccessKeyID: leaked, Account: a}, {AccessKeyID: hop, Parent: leaked, Via: "AssumeRole", Depth: 1, Account: b, CrossAccount: true}}
+	withStart := func(out []byte, start time.Time) []byte {
+		var m map[string]any
+		if err := json.Unmarshal(out, &m); err != nil {
+			t.Fatal(err)
+		}
+		m["start"] = start
+		b, _ := json.Marshal(m)
+		return b
+	}
+	type run struct {
+		id, params, accounts string
+		status               operatorv1.RunStatus
+		outs                 [][]byte
+	}
+	tests := []struct {
+		name string
+		runs []run
+		want []cases.ScopeRequest
+	}{
+		{name: "a lookup scope followed into another account",
+			runs: []run{
+				{"run-1", `{"access_key_id":"` + leaked + `","start":"1h","regions":["us-east-1"]}`, "all", operatorv1.RunStatus_RUN_STATUS_SUCCEEDED,
+					[][]byte{withStart(scopeOutput(t, "lookup", leaked, a, nil, chain, nil, 1), t0.Add(-time.Hour))}},
+				// The second round scopes the session in b, whose own
+				// result knows no parent: the first round's record wins.
+				{"run-2", `{"access_key_id":"` + hop + `","start":"1h"}`, b, operatorv1.RunStatus_RUN_STATUS_SUCCEEDED,
+					[][]byte{withStart(scopeOutput(t, "lookup", hop, b, nil, []*trailscope.Credential{{AccessKeyID: hop, Account: b}}, nil, 1), t0.Add(-time.Hour))}},
+			},
+			want: []cases.ScopeRequest{
+				{RunID: "run-1", Status: "succeeded", Key: leaked, Source: "lookup", Start: t0.Add(-time.Hour), Accounts: "all", Regions: []string{"us-east-1"}},
+				{RunID: "run-2", Status: "succeeded", Key: hop, Minted: true, Source: "lookup", Start: t0.Add(-time.Hour), Accounts: b},
+			}},
+		{name: "a trail scope, the earliest task's start",
+			runs: []run{
+				{"run-1", `{"access_key_id":"` + leaked + `","source":"trail","trail_bucket":"org-trail","org_id":"o-abc1234567","trail_prefix":"p"}`, "210987654301",
+					operatorv1.RunStatus_RUN_STATUS_FAILED, [][]byte{
+						withStart(scopeOutput(t, "trail", leaked, "210987654301", nil, chain, nil, 1), t0.Add(-time.Hour)),
+						withStart(scopeOutput(t, "trail", leaked, "210987654301", nil, chain, nil, 1), t0.Add(-2*time.Hour)),
+					}},
+			},
+			want: []cases.ScopeRequest{
+				{RunID: "run-1", Status: "failed", Key: leaked, Source: "trail", Start: t0.Add(-2 * time.Hour), Accounts: "210987654301",
+					TrailBucket: "org-trail", TrailPrefix: "p", OrgID: "o-abc1234567"},
+			}},
+		{name: "a run whose parameters name no key is left out",
+			runs: []run{
+				{"run-1", `{}`, "all", operatorv1.RunStatus_RUN_STATUS_SUCCEEDED, [][]byte{scopeOutput(t, "lookup", leaked, a, nil, chain, nil, 1)}},
+			},
+			want: []cases.ScopeRequest{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			ctx := context.Background()
+			c, err := f.svc.Create(ctx, cases.NewCase{Title: "leaked key", CreatedBy: "alice"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			at := t0.Add(time.Minute)
+			for i, r := range tt.runs {
+				run := &store.Run{ID: r.id, Action: cases.ScopeActionName, Selector: "accounts", Accounts: r.accounts, ParamsJSON: []byte(r.params),
+					CreatedBy: "alice", CreatedAt: at.Add(time.Duration(i) * time.Minute), Status: r.status, CaseID: c.ID}
+				var tasks []*store.Task
+				for j, out := range r.outs {
+					tasks = append(tasks, &store.Task{ID: r.id + "-" + string(rune('a'+j)), RunID: r.id, AgentID: "agt-w", Hostname: "worker",
+						Status: agentv1.TaskStatus_TASK_STATUS_SUCCEEDED, OutputJSON: out, FinishedAt: at})
+				}
+				if err := f.st.CreateRun(ctx, run, tasks); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rep, err := f.svc.Report(ctx, c.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Scope == nil {
+				t.Fatal("the report has no Scope section")
+			}
+			got := rep.Scope.Requests
+			if len(got) != len(tt.want) {
+				t.Fatalf("requests %+v, want %+v", got, tt.want)
+			}
+			for i := range got {
+				g, w := got[i], tt.want[i]
+				w.CreatedAt = g.CreatedAt
+				if !g.CreatedAt.Equal(at.Add(time.Duration(i)*time.Minute)) || !g.Start.Equal(w.Start) {
+					t.Fatalf("request %d created %v start %v, want %v", i, g.CreatedAt, g.Start, w.Start)
+				}
+				g.Start, w.Start = time.Time{}, time.Time{}
+				g.CreatedAt, w.CreatedAt = time.Time{}, time.Time{}
+				if !reflect.DeepEqual(g, w) {
+					t.Fatalf("request %d %+v, want %+v", i, g, w)
+				}
+			}
+		})
 	}
 }

@@ -119,8 +119,9 @@ func (s *Service) RecordVerification(ctx context.Context, planID string, runIDs 
 	}
 	v := &Verification{PlanID: p.ID, CaseID: p.CaseID, Runs: runIDs, Steps: []VerifiedStep{}, Outcomes: map[string]int{},
 		Live: []string{}, Unverified: []string{}, Problems: []string{}, Unplanned: []string{}}
-	// The case's scope as it stands now (a `scope key … --case` run after
-	// the plan adds to it): every artifact must have its step in the plan.
+	// The case's scope as it stands now (the re-scope `eradicate verify`
+	// runs first adds to it): every artifact must have its step in the
+	// plan.
 	r, err := s.cfg.Cases.Report(ctx, p.CaseID)
 	if err != nil {
 		return nil, fmt.Errorf("reading case %s: %w", p.CaseID, err)
@@ -128,6 +129,9 @@ func (s *Service) RecordVerification(ctx context.Context, planID string, runIDs 
 	if r.Scope != nil {
 		v.Unplanned = unplanned(p, r.Scope.Artifacts)
 	}
+	// Security-critical: the scope must have been read again since the
+	// plan and its eradication, or an artifact made since goes unseen.
+	v.Problems = append(v.Problems, notRescoped(p, r)...)
 	verified := map[string]bool{}
 	var last time.Time
 	for _, id := range runIDs {
