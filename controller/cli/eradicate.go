@@ -143,7 +143,7 @@ did not finish.`,
 		},
 	}
 	verify.Flags().StringVar(&verifyPlan, "plan", "", "the eradication plan to verify (erp-…)")
-	verify.Flags().DurationVar(&verifyDeadline, "deadline", 10*time.Minute, "how long each account's verify run may take")
+	verify.Flags().DurationVar(&verifyDeadline, "deadline", 10*time.Minute, "how long each re-scope run and each account's verify run may take")
 	cmd.AddCommand(plan, run, verify)
 	return cmd
 }
