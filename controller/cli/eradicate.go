@@ -327,6 +327,12 @@ func (g *Globals) printEradicationPlan(p *eradplan.Plan) {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Phase, s.Account, s.Region, s.Action, s.Resource)
 	}
 	_ = w.Flush()
+	for _, r := range p.Rescope {
+		fmt.Fprintf(g.out, "\neradicate verify re-scopes %s (%s, accounts %s) since %s", r.Key, r.Source, orDash(r.Accounts), r.Start.UTC().Format(time.RFC3339))
+	}
+	if len(p.Rescope) > 0 {
+		fmt.Fprintln(g.out)
+	}
 	for _, s := range p.Steps {
 		fmt.Fprintf(g.out, "\n%s %s\n", s.ID, s.Summary)
 		for _, c := range s.Calls {
