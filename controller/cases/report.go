@@ -258,7 +258,7 @@ func (s *Service) Report(ctx context.Context, caseID string) (*Report, error) {
 				r.Scope = newScopeSection()
 			}
 			if r.Scope != nil {
-				r.Scope.request(run, outputs)
+				r.Scope.request(run)
 			}
 		}
 		for _, t := range tasks {

@@ -3,7 +3,10 @@ package cases
 import (
 	"encoding/json"
 	"maps"
+	"regexp"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/firebreak-ir/firebreak/controller/store"
@@ -58,14 +61,16 @@ type ScopeRequest struct {
 	Status string `json:"status"`
 	// Key is the key scoped.
 	Key string `json:"access_key_id"`
-	// Minted is set when the key is a session the case's scope followed
-	// from another key (a later round of the same scope), not a key a
-	// responder asked for.
+	// Minted is set when the key is a session (ASIA…) the case's scope
+	// followed from another key the case scoped (a later round of the same
+	// scope), not a key a responder asked for.
 	Minted bool `json:"minted,omitempty"`
 	// Source is lookup or trail.
 	Source string `json:"source"`
-	// Start is the window's start, as the run's tasks resolved it (the
-	// earliest); zero when no task said.
+	// Start is the window's start: the run's start parameter (RFC 3339, or
+	// a duration ago counted from the run's creation; 7 days when absent),
+	// the operator's word as the controller recorded it, not a worker's;
+	// zero when unreadable.
 	Start time.Time `json:"start,omitzero"`
 	// Accounts is the run's account selector ("all", "ID,ID", "ou=NAME").
 	Accounts string `json:"accounts"`
@@ -80,6 +85,7 @@ type ScopeRequest struct {
 // scopeParams are the aws-credential-scope parameters a request keeps.
 type scopeParams struct {
 	Key         string   `json:"access_key_id"`
+	Start       string   `json:"start"`
 	Source      string   `json:"source"`
 	Regions     []string `json:"regions"`
 	TrailBucket string   `json:"trail_bucket"`
@@ -87,8 +93,8 @@ type scopeParams struct {
 	OrgID       string   `json:"org_id"`
 }
 
-// request records one scope run as asked; outputs are its tasks' results.
-func (s *ScopeSection) request(run *store.Run, outputs [][]byte) {
+// request records one scope run as asked.
+func (s *ScopeSection) request(run *store.Run) {
 	var p scopeParams
 	if json.Unmarshal(run.ParamsJSON, &p) != nil || p.Key == "" {
 		return
@@ -97,16 +103,34 @@ func (s *ScopeSection) request(run *store.Run, outputs [][]byte) {
 		p.Source = "lookup"
 	}
 	rq := ScopeRequest{RunID: run.ID, CreatedAt: run.CreatedAt, Status: runStatusName(run.Status), Key: p.Key, Source: p.Source,
-		Accounts: run.Accounts, Regions: p.Regions, TrailBucket: p.TrailBucket, TrailPrefix: p.TrailPrefix, OrgID: p.OrgID}
-	for _, o := range outputs {
-		var res struct {
-			Start time.Time `json:"start"`
-		}
-		if json.Unmarshal(o, &res) == nil && !res.Start.IsZero() && (rq.Start.IsZero() || res.Start.Before(rq.Start)) {
-			rq.Start = res.Start.UTC()
-		}
-	}
+		Accounts: run.Accounts, Regions: p.Regions, TrailBucket: p.TrailBucket, TrailPrefix: p.TrailPrefix, OrgID: p.OrgID,
+		Start: windowStart(p.Start, run.CreatedAt)}
 	s.Requests = append(s.Requests, rq)
+}
+
+var daysAgoRE = regexp.MustCompile(`^(\d{1,4})d$`)
+
+// windowStart resolves aws-credential-scope's start parameter as the action
+// does, against the run's creation: an RFC 3339 time, a duration ago (Go
+// durations, plus Nd), 7 days when empty; zero when unreadable.
+func windowStart(v string, created time.Time) time.Time {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		v = "7d"
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t.UTC()
+	}
+	if m := daysAgoRE.FindStringSubmatch(v); m != nil {
+		if n, _ := strconv.Atoi(m[1]); n <= 3650 {
+			return created.Add(-time.Duration(n) * 24 * time.Hour).UTC()
+		}
+		return time.Time{}
+	}
+	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+		return created.Add(-d).UTC()
+	}
+	return time.Time{}
 }
 
 // scopeResult is the part of aws-credential-scope's result a report reads.
@@ -195,9 +219,18 @@ func (s *ScopeSection) finish() {
 		accounts[p.Account], regions[p.Region] = true, true
 	}
 	s.Accounts, s.Regions = slices.Sorted(maps.Keys(accounts)), slices.Sorted(maps.Keys(regions))
+	// Which keys are sessions minted by another scoped key comes from the
+	// workers' results; a long-term key (AKIA…) is never one, and the
+	// parent must itself be a key the case scoped, so a worker cannot
+	// strike a key a responder asked for off what verification re-scopes.
+	asked := map[string]bool{}
+	for _, rq := range s.Requests {
+		asked[rq.Key] = true
+	}
 	for i := range s.Requests {
-		s.Requests[i].Minted = slices.ContainsFunc(s.Sessions, func(c *trailscope.Credential) bool {
-			return c.AccessKeyID == s.Requests[i].Key && c.Parent != ""
+		key := s.Requests[i].Key
+		s.Requests[i].Minted = strings.HasPrefix(key, "ASIA") && slices.ContainsFunc(s.Sessions, func(c *trailscope.Credential) bool {
+			return c.AccessKeyID == key && c.Parent != "" && c.Parent != key && asked[c.Parent]
 		})
 	}
 	slices.SortStableFunc(s.Requests, func(a, b ScopeRequest) int { return a.CreatedAt.Compare(b.CreatedAt) })
