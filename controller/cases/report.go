@@ -248,13 +248,7 @@ func (s *Service) Report(ctx context.Context, caseID string) (*Report, error) {
 			a.Params = nil
 		}
 		if run.Action == ScopeActionName {
-			var outputs [][]byte
-			for _, t := range tasks {
-				if len(t.OutputJSON) > 0 {
-					outputs = append(outputs, t.OutputJSON)
-				}
-			}
-			if r.Scope == nil && len(outputs) > 0 {
+			if r.Scope == nil && slices.ContainsFunc(tasks, func(t *store.Task) bool { return len(t.OutputJSON) > 0 }) {
 				r.Scope = newScopeSection()
 			}
 			if r.Scope != nil {
