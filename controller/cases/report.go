@@ -247,11 +247,16 @@ func (s *Service) Report(ctx context.Context, caseID string) (*Report, error) {
 		if !json.Valid(a.Params) {
 			a.Params = nil
 		}
+		if run.Action == ScopeActionName {
+			if r.Scope == nil && slices.ContainsFunc(tasks, func(t *store.Task) bool { return len(t.OutputJSON) > 0 }) {
+				r.Scope = newScopeSection()
+			}
+			if r.Scope != nil {
+				r.Scope.request(run)
+			}
+		}
 		for _, t := range tasks {
 			if run.Action == ScopeActionName && len(t.OutputJSON) > 0 {
-				if r.Scope == nil {
-					r.Scope = newScopeSection()
-				}
 				r.Scope.add(run.ID, t.OutputJSON)
 			}
 			a.Targets = append(a.Targets, &TargetResult{AgentID: t.AgentID, Hostname: t.Hostname, Account: t.Account, Region: t.Region,

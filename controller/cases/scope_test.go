@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -111,5 +112,131 @@ func TestReportScopeSection(t *testing.T) {
 	checkHTML(t, page.Bytes())
 	if !strings.Contains(page.String(), "<h2>Scope</h2>") {
 		t.Fatal("the HTML report has no Scope section")
+	}
+}
+
+// TestReportScopeRequests: the report keeps each scope run as it was asked,
+// with its window's start resolved from the run's own parameters (not from
+// what a worker says it read), and tells the keys a responder asked for from
+// the sessions a later round followed.
+func TestReportScopeRequests(t *testing.T) {
+	const a, b = "210987654302", "210987654303"
+	leaked, hop := "AKIAIOSFODNN7EXAMPLE", "ASIAQRSTUVWXYZEXAMPL"
+	chain := []*trailscope.Credential{{AccessKeyID: leaked, Account: a}, {AccessKeyID: hop, Parent: leaked, Via: "AssumeRole", Depth: 1, Account: b, CrossAccount: true}}
+	// A worker's result claims a window that starts after the attack.
+	lying := func(out []byte) []byte {
+		var m map[string]any
+		if err := json.Unmarshal(out, &m); err != nil {
+			t.Fatal(err)
+		}
+		m["start"] = t0.Add(24 * time.Hour)
+		b, _ := json.Marshal(m)
+		return b
+	}
+	at := t0.Add(time.Minute) // the first run's creation; each next one a minute later
+	type run struct {
+		id, params, accounts string
+		status               operatorv1.RunStatus
+		outs                 [][]byte
+	}
+	tests := []struct {
+		name string
+		runs []run
+		want []cases.ScopeRequest
+	}{
+		{name: "a lookup scope followed into another account",
+			runs: []run{
+				{"run-1", `{"access_key_id":"` + leaked + `","start":"1h","regions":["us-east-1"]}`, "all", operatorv1.RunStatus_RUN_STATUS_SUCCEEDED,
+					[][]byte{lying(scopeOutput(t, "lookup", leaked, a, nil, chain, nil, 1))}},
+				// The second round scopes the session in b, whose own
+				// result knows no parent: the first round's record wins.
+				{"run-2", `{"access_key_id":"` + hop + `","start":"30d"}`, b, operatorv1.RunStatus_RUN_STATUS_SUCCEEDED,
+					[][]byte{scopeOutput(t, "lookup", hop, b, nil, []*trailscope.Credential{{AccessKeyID: hop, Account: b}}, nil, 1)}},
+			},
+			want: []cases.ScopeRequest{
+				{RunID: "run-1", Status: "succeeded", Key: leaked, Source: "lookup", Start: at.Add(-time.Hour), Accounts: "all", Regions: []string{"us-east-1"}},
+				{RunID: "run-2", Status: "succeeded", Key: hop, Minted: true, Source: "lookup", Start: at.Add(time.Minute - 30*24*time.Hour), Accounts: b},
+			}},
+		{name: "a trail scope without a start: the action's 7 days",
+			runs: []run{
+				{"run-1", `{"access_key_id":"` + leaked + `","source":"trail","trail_bucket":"org-trail","org_id":"o-abc1234567","trail_prefix":"p"}`, "210987654301",
+					operatorv1.RunStatus_RUN_STATUS_FAILED, [][]byte{scopeOutput(t, "trail", leaked, "210987654301", nil, chain, nil, 1)}},
+			},
+			want: []cases.ScopeRequest{
+				{RunID: "run-1", Status: "failed", Key: leaked, Source: "trail", Start: at.Add(-7 * 24 * time.Hour), Accounts: "210987654301",
+					TrailBucket: "org-trail", TrailPrefix: "p", OrgID: "o-abc1234567"},
+			}},
+		{name: "an RFC 3339 start, and one that is unreadable",
+			runs: []run{
+				{"run-1", `{"access_key_id":"` + leaked + `","start":"2026-12-01T08:00:00+01:00"}`, "all", operatorv1.RunStatus_RUN_STATUS_SUCCEEDED,
+					[][]byte{scopeOutput(t, "lookup", leaked, a, nil, chain, nil, 1)}},
+				{"run-2", `{"access_key_id":"` + leaked + `","start":"yesterday"}`, "all", operatorv1.RunStatus_RUN_STATUS_SUCCEEDED,
+					[][]byte{scopeOutput(t, "lookup", leaked, a, nil, chain, nil, 1)}},
+			},
+			want: []cases.ScopeRequest{
+				{RunID: "run-1", Status: "succeeded", Key: leaked, Source: "lookup", Start: time.Date(2026, 12, 1, 7, 0, 0, 0, time.UTC), Accounts: "all"},
+				{RunID: "run-2", Status: "succeeded", Key: leaked, Source: "lookup", Accounts: "all"},
+			}},
+		{name: "a worker's result cannot make an asked key a minted session",
+			runs: []run{
+				{"run-1", `{"access_key_id":"` + leaked + `","start":"1h"}`, "all", operatorv1.RunStatus_RUN_STATUS_SUCCEEDED,
+					[][]byte{scopeOutput(t, "lookup", leaked, a, nil, []*trailscope.Credential{{AccessKeyID: leaked, Parent: hop, Via: "AssumeRole", Account: a}}, nil, 1)}},
+				// A session key asked for, "minted" by a key nobody scoped.
+				{"run-2", `{"access_key_id":"` + hop + `","start":"1h"}`, "all", operatorv1.RunStatus_RUN_STATUS_SUCCEEDED,
+					[][]byte{scopeOutput(t, "lookup", hop, a, nil, []*trailscope.Credential{{AccessKeyID: hop, Parent: "AKIANOBODYSCOPEDTHIS", Via: "AssumeRole", Account: a}}, nil, 1)}},
+			},
+			want: []cases.ScopeRequest{
+				{RunID: "run-1", Status: "succeeded", Key: leaked, Source: "lookup", Start: at.Add(-time.Hour), Accounts: "all"},
+				{RunID: "run-2", Status: "succeeded", Key: hop, Source: "lookup", Start: at.Add(time.Minute - time.Hour), Accounts: "all"},
+			}},
+		{name: "a run whose parameters name no key is left out",
+			runs: []run{
+				{"run-1", `{}`, "all", operatorv1.RunStatus_RUN_STATUS_SUCCEEDED, [][]byte{scopeOutput(t, "lookup", leaked, a, nil, chain, nil, 1)}},
+			},
+			want: []cases.ScopeRequest{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			ctx := context.Background()
+			c, err := f.svc.Create(ctx, cases.NewCase{Title: "leaked key", CreatedBy: "alice"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, r := range tt.runs {
+				run := &store.Run{ID: r.id, Action: cases.ScopeActionName, Selector: "accounts", Accounts: r.accounts, ParamsJSON: []byte(r.params),
+					CreatedBy: "alice", CreatedAt: at.Add(time.Duration(i) * time.Minute), Status: r.status, CaseID: c.ID}
+				var tasks []*store.Task
+				for j, out := range r.outs {
+					tasks = append(tasks, &store.Task{ID: r.id + "-" + string(rune('a'+j)), RunID: r.id, AgentID: "agt-w", Hostname: "worker",
+						Status: agentv1.TaskStatus_TASK_STATUS_SUCCEEDED, OutputJSON: out, FinishedAt: at})
+				}
+				if err := f.st.CreateRun(ctx, run, tasks); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rep, err := f.svc.Report(ctx, c.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Scope == nil {
+				t.Fatal("the report has no Scope section")
+			}
+			got := rep.Scope.Requests
+			if len(got) != len(tt.want) {
+				t.Fatalf("requests %+v, want %+v", got, tt.want)
+			}
+			for i := range got {
+				g, w := got[i], tt.want[i]
+				if !g.CreatedAt.Equal(at.Add(time.Duration(i)*time.Minute)) || !g.Start.Equal(w.Start) {
+					t.Fatalf("request %d created %v start %v, want start %v", i, g.CreatedAt, g.Start, w.Start)
+				}
+				g.Start, w.Start = time.Time{}, time.Time{}
+				g.CreatedAt = time.Time{}
+				if !reflect.DeepEqual(g, w) {
+					t.Fatalf("request %d %+v, want %+v", i, g, w)
+				}
+			}
+		})
 	}
 }

@@ -109,17 +109,24 @@ account while the other accounts go on.`,
 	verify := &cobra.Command{
 		Use:   "verify --plan ID",
 		Short: "Verify an eradication: read every artifact of the plan live, and record the case's eradication when none is left",
-		Long: `Verify a plan's eradication: one aws-eradicate run per account of the plan with
-verify set, which changes nothing (no approval) and reads each step's resource
+		Long: `Verify a plan's eradication. First it scopes the plan's keys again, in the
+case, as they were scoped when the plan was built (source, window start,
+accounts, regions: firebreak scope key KEY --since START --case ID), so that
+what the attacker made after the plan joins the case's scope; an artifact the
+plan has no step for is listed as unplanned. Then one aws-eradicate run per
+account of the plan with verify set, which changes nothing (no approval) and reads each step's resource
 live in its account: gone, neutralised (a key inactive, a principal under
 AWSDenyAll, a trust put back, logging on, an instance stopped), live, or
 unverified (unreadable, or a manual step). The controller then judges the runs
 from its own store; when no artifact is live or unverified in any account of
-the plan (manual steps aside), it records the case's eradication: the case
-enters its eradicate phase and its time to eradicate is set.
+the plan (manual steps aside), none is unplanned, and each key was scoped again
+since the plan and its last eradication run, it records the case's
+eradication: the case enters its eradicate phase and its time to eradicate is
+set.
 
-Exit codes: 0 eradicated; 6 an artifact is live or unverified; 3 an account
-could not be verified (its run did not finish).`,
+Exit codes: 0 eradicated; 6 an artifact is live, unverified or not in the plan;
+3 an account could not be verified (its run did not finish) or the re-scope
+did not finish.`,
 		Example: `  firebreak eradicate verify --plan erp-…
   firebreak eradicate verify --plan erp-… --json`,
 		Args: cobra.NoArgs,
@@ -136,7 +143,7 @@ could not be verified (its run did not finish).`,
 		},
 	}
 	verify.Flags().StringVar(&verifyPlan, "plan", "", "the eradication plan to verify (erp-…)")
-	verify.Flags().DurationVar(&verifyDeadline, "deadline", 10*time.Minute, "how long each account's verify run may take")
+	verify.Flags().DurationVar(&verifyDeadline, "deadline", 10*time.Minute, "how long each re-scope run and each account's verify run may take")
 	cmd.AddCommand(plan, run, verify)
 	return cmd
 }
@@ -164,6 +171,59 @@ type eradicationVerdict struct {
 	Unplanned         []string   `json:"unplanned"`
 	EradicatedAt      *time.Time `json:"eradicated_at,omitempty"`
 	TimeToEradicateMS int64      `json:"time_to_eradicate_ms,omitempty"`
+	// Rescope is the re-scope verify ran first.
+	Rescope *rescopeJSON `json:"rescope"`
+}
+
+// rescopeJSON is what the re-scope of `eradicate verify` read.
+type rescopeJSON struct {
+	Keys      []string `json:"keys"`
+	Runs      []string `json:"runs"`
+	Events    int      `json:"events"`
+	Artifacts int      `json:"artifacts"`
+}
+
+// rescope scopes the plan's keys again, in its case, as they were first
+// scoped (source, window start, accounts, regions). A scope task that did
+// not succeed stops the verification: what it would have read is unknown.
+func (g *Globals) rescope(ctx context.Context, c *client, p *eradplan.Plan, deadline time.Duration) (*rescopeJSON, error) {
+	out := &rescopeJSON{Keys: []string{}, Runs: []string{}}
+	if len(p.Rescope) == 0 {
+		fmt.Fprintf(g.errOut, "plan %s records no scope to repeat (it was built before plans did): re-scope with "+
+			"`firebreak scope key KEY --since … --case %s` first, or the controller records nothing\n", p.ID, p.CaseID)
+		return out, nil
+	}
+	for _, r := range p.Rescope {
+		if !scopeKeyRE.MatchString(r.Key) {
+			return nil, fmt.Errorf("plan %s names %q to re-scope, which is not an AWS access key id", p.ID, r.Key)
+		}
+		o := scopeOptions{key: r.Key, since: "7d", caseID: p.CaseID, accounts: r.Accounts, regions: strings.Join(r.Regions, ","), deadline: deadline}
+		if !r.Start.IsZero() {
+			o.since = r.Start.UTC().Format(time.RFC3339)
+		}
+		if o.accounts == "" {
+			o.accounts = "all"
+		}
+		if r.Source == "trail" {
+			o.bucket, o.logArchive, o.prefix, o.orgID = r.TrailBucket, r.Accounts, r.TrailPrefix, r.OrgID
+		}
+		if !g.json {
+			fmt.Fprintf(g.errOut, "re-scope of %s since %s (%s)\n", o.key, o.since, r.Source)
+		}
+		res, err := g.runScope(ctx, c, o)
+		if err != nil {
+			return nil, err
+		}
+		out.Keys = append(out.Keys, r.Key)
+		out.Runs = append(out.Runs, res.Runs...)
+		out.Events += res.Events
+		out.Artifacts += len(res.Artifacts)
+		if len(res.Failed) > 0 {
+			return nil, ExitWith(ExitRunFailed, fmt.Errorf("not verified: the re-scope of %s did not finish (%d task(s): %s); nothing is recorded",
+				r.Key, len(res.Failed), strings.Join(res.Failed, "; ")))
+		}
+	}
+	return out, nil
 }
 
 func (g *Globals) eradicateVerify(ctx context.Context, c *client, planID string, deadline time.Duration) error {
@@ -176,6 +236,13 @@ func (g *Globals) eradicateVerify(ctx context.Context, c *client, planID string,
 	var p eradplan.Plan
 	if err := json.Unmarshal(resp.GetPlanJson(), &p); err != nil {
 		return fmt.Errorf("the controller sent an unreadable plan: %w", err)
+	}
+	// Re-scope first, as the plan's scopes were asked: what the key and its
+	// sessions did since the plan (an artifact made after it) joins the
+	// case's scope, and the controller lists it as unplanned.
+	rescoped, err := g.rescope(ctx, c, &p, deadline)
+	if err != nil {
+		return err
 	}
 	var runs []string
 	for _, account := range p.Accounts() {
@@ -213,6 +280,7 @@ func (g *Globals) eradicateVerify(ctx context.Context, c *client, planID string,
 	if err := json.Unmarshal(vr.GetVerificationJson(), &v); err != nil {
 		return fmt.Errorf("the controller sent an unreadable verdict: %w", err)
 	}
+	v.Rescope = rescoped
 	if g.json {
 		if err := g.PrintJSON(&v); err != nil {
 			return err
@@ -226,6 +294,9 @@ func (g *Globals) eradicateVerify(ctx context.Context, c *client, planID string,
 		_ = w.Flush()
 		for _, pr := range v.Problems {
 			fmt.Fprintf(g.out, "not verified: %s\n", pr)
+		}
+		if r := v.Rescope; r != nil && len(r.Keys) > 0 {
+			fmt.Fprintf(g.out, "re-scoped %s: %d event(s), %d artifact(s) (runs %s)\n", strings.Join(r.Keys, ", "), r.Events, r.Artifacts, strings.Join(r.Runs, ", "))
 		}
 		for _, u := range v.Unplanned {
 			fmt.Fprintf(g.out, "not in the plan (found by a later scope): %s\n", u)
@@ -256,6 +327,12 @@ func (g *Globals) printEradicationPlan(p *eradplan.Plan) {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Phase, s.Account, s.Region, s.Action, s.Resource)
 	}
 	_ = w.Flush()
+	for _, r := range p.Rescope {
+		fmt.Fprintf(g.out, "\neradicate verify re-scopes %s (%s, accounts %s) since %s", r.Key, r.Source, orDash(r.Accounts), r.Start.UTC().Format(time.RFC3339))
+	}
+	if len(p.Rescope) > 0 {
+		fmt.Fprintln(g.out)
+	}
 	for _, s := range p.Steps {
 		fmt.Fprintf(g.out, "\n%s %s\n", s.ID, s.Summary)
 		for _, c := range s.Calls {

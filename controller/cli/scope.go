@@ -165,6 +165,27 @@ type scopeOptions struct {
 // scopeKey runs the scope, round by round for LookupEvents, and prints
 // what it found.
 func (g *Globals) scopeKey(ctx context.Context, c *client, o scopeOptions) error {
+	out, err := g.runScope(ctx, c, o)
+	if err != nil {
+		return err
+	}
+	if g.json {
+		if err := g.PrintJSON(out); err != nil {
+			return err
+		}
+	} else {
+		g.printScope(out)
+	}
+	if len(out.Failed) > 0 {
+		return ExitWith(ExitRunFailed, fmt.Errorf("%d scope task(s) did not succeed: %s", len(out.Failed), strings.Join(out.Failed, "; ")))
+	}
+	return nil
+}
+
+// runScope runs the scope, round by round for LookupEvents, adds a note of
+// what it found to the case, and returns it; the tasks that did not succeed
+// are in its Failed.
+func (g *Globals) runScope(ctx context.Context, c *client, o scopeOptions) (*scopeJSON, error) {
 	out := &scopeJSON{Key: o.key, Source: "lookup", ByClass: map[trailscope.Class]int{}, Read: map[string]int64{},
 		Sessions: []*trailscope.Credential{}, Artifacts: []trailscope.Artifact{}, Places: []*trailscope.Place{}, Runs: []string{}, Failed: []string{}, Accounts: []string{}}
 	base := map[string]any{"start": o.since}
@@ -212,7 +233,7 @@ func (g *Globals) scopeKey(ctx context.Context, c *client, o scopeOptions) error
 			}
 			results, err := g.scopeRun(ctx, c, q.accounts, params, o, out)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			for _, res := range results {
 				out.add(res)
@@ -232,20 +253,10 @@ func (g *Globals) scopeKey(ctx context.Context, c *client, o scopeOptions) error
 		_, err := c.cases().AddNote(nctx, &operatorv1.AddNoteRequest{CaseId: o.caseID, Text: scopeNote(out)})
 		cancel()
 		if err != nil {
-			return rpcError(err)
+			return nil, rpcError(err)
 		}
 	}
-	if g.json {
-		if err := g.PrintJSON(out); err != nil {
-			return err
-		}
-	} else {
-		g.printScope(out)
-	}
-	if len(out.Failed) > 0 {
-		return ExitWith(ExitRunFailed, fmt.Errorf("%d scope task(s) did not succeed: %s", len(out.Failed), strings.Join(out.Failed, "; ")))
-	}
-	return nil
+	return out, nil
 }
 
 // scopeRun runs one aws-credential-scope run and returns its tasks'

@@ -25,6 +25,7 @@ type scopeOperator struct {
 
 	mu      sync.Mutex
 	results map[string]map[string]any // key@accounts → result
+	failed  map[string]bool           // key@accounts → its task fails
 	runs    map[string]*operatorv1.Run
 	reqs    []*operatorv1.CreateRunRequest
 	notes   []*operatorv1.AddNoteRequest
@@ -41,9 +42,13 @@ func (s *scopeOperator) CreateRun(_ context.Context, req *operatorv1.CreateRunRe
 	_ = json.Unmarshal(req.GetParamsJson(), &p)
 	s.reqs = append(s.reqs, req)
 	id := "run-" + string(rune('a'+len(s.reqs)-1))
-	out, _ := json.Marshal(s.results[p["access_key_id"].(string)+"@"+req.GetAccounts()])
+	key, _ := p["access_key_id"].(string)
+	out, _ := json.Marshal(s.results[key+"@"+req.GetAccounts()])
 	run := &operatorv1.Run{Id: id, Action: req.GetAction(), Status: operatorv1.RunStatus_RUN_STATUS_SUCCEEDED,
 		Tasks: []*operatorv1.Task{{Id: id + "-1", RunId: id, Status: agentv1.TaskStatus_TASK_STATUS_SUCCEEDED, OutputJson: out, Account: req.GetAccounts()}}}
+	if s.failed[key+"@"+req.GetAccounts()] {
+		run.Status, run.Tasks[0].Status, run.Tasks[0].Error = operatorv1.RunStatus_RUN_STATUS_FAILED, agentv1.TaskStatus_TASK_STATUS_FAILED, "ThrottlingException"
+	}
 	s.runs[id] = run
 	return &operatorv1.CreateRunResponse{Run: run}, nil
 }
@@ -62,12 +67,15 @@ func (s *scopeOperator) AddNote(_ context.Context, req *operatorv1.AddNoteReques
 	return &operatorv1.AddNoteResponse{}, nil
 }
 
-func serveScope(t *testing.T, s *scopeOperator) func() (*grpc.ClientConn, error) {
+func serveScope(t *testing.T, s *scopeOperator, more ...func(*grpc.Server)) func() (*grpc.ClientConn, error) {
 	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer()
 	operatorv1.RegisterOperatorServiceServer(srv, s)
 	operatorv1.RegisterCaseServiceServer(srv, s)
+	for _, m := range more {
+		m(srv)
+	}
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
 	return func() (*grpc.ClientConn, error) {

@@ -94,7 +94,7 @@ func (s *Service) Plan(ctx context.Context, caseID, actor string, opt eradplan.O
 		return nil, fmt.Errorf("case %s: %w: run `firebreak scope key … --case %s` first", caseID, ErrNoScope, caseID)
 	}
 	p := &eradplan.Plan{ID: ids.New("erp"), CaseID: caseID, CreatedAt: s.cfg.Clock().UTC(), CreatedBy: actor,
-		TerminateInstances: opt.TerminateInstances, Steps: eradplan.Build(r.Scope.Artifacts, opt)}
+		TerminateInstances: opt.TerminateInstances, Steps: eradplan.Build(r.Scope.Artifacts, opt), Rescope: Rescopes(r.Scope)}
 	doc, err := json.Marshal(p)
 	if err != nil {
 		return nil, fmt.Errorf("encoding plan: %w", err)

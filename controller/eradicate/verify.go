@@ -67,7 +67,8 @@ type Verification struct {
 	Outcomes map[string]int `json:"outcomes"`
 	// Live and Unverified name the steps that keep the case from its
 	// eradication ("ACCOUNT STEP KIND RESOURCE: reason"); Problems the runs
-	// or accounts that could not be judged.
+	// or accounts that could not be judged, and the keys not scoped again
+	// since the plan and its last eradication run.
 	Live       []string `json:"live"`
 	Unverified []string `json:"unverified"`
 	Problems   []string `json:"problems"`
@@ -101,7 +102,9 @@ type verifyParams struct {
 }
 
 // RecordVerification judges the plan's verify runs and, when no artifact is
-// live in any account of the plan, records the case's eradication: a
+// live in any account of the plan, each of the plan's keys was scoped again
+// since the plan and its last eradication run (notRescoped), and the case's
+// scope holds no artifact the plan lacks, records the case's eradication: a
 // succeeded step of the eradicate phase at the end of the last verify task,
 // which moves the case to the eradicate phase and sets its time to
 // eradicate. It returns the verdict either way; ErrNotVerification when the
@@ -119,8 +122,9 @@ func (s *Service) RecordVerification(ctx context.Context, planID string, runIDs 
 	}
 	v := &Verification{PlanID: p.ID, CaseID: p.CaseID, Runs: runIDs, Steps: []VerifiedStep{}, Outcomes: map[string]int{},
 		Live: []string{}, Unverified: []string{}, Problems: []string{}, Unplanned: []string{}}
-	// The case's scope as it stands now (a `scope key … --case` run after
-	// the plan adds to it): every artifact must have its step in the plan.
+	// The case's scope as it stands now (the re-scope `eradicate verify`
+	// runs first adds to it): every artifact must have its step in the
+	// plan.
 	r, err := s.cfg.Cases.Report(ctx, p.CaseID)
 	if err != nil {
 		return nil, fmt.Errorf("reading case %s: %w", p.CaseID, err)
@@ -128,6 +132,9 @@ func (s *Service) RecordVerification(ctx context.Context, planID string, runIDs 
 	if r.Scope != nil {
 		v.Unplanned = unplanned(p, r.Scope.Artifacts)
 	}
+	// Security-critical: the scope must have been read again since the
+	// plan and its eradication, or an artifact made since goes unseen.
+	v.Problems = append(v.Problems, notRescoped(p, r)...)
 	verified := map[string]bool{}
 	var last time.Time
 	for _, id := range runIDs {

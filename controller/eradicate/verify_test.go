@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -55,6 +56,7 @@ func (r runs) GetRun(_ context.Context, id string) (*store.Run, []*store.Task, e
 func TestRecordVerification(t *testing.T) {
 	const (
 		acctA, acctB = "111111111111", "222222222222"
+		leaked       = "AKIALEAKEDKEY0000001"
 	)
 	opened := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 	finished := opened.Add(40 * time.Minute)
@@ -62,6 +64,10 @@ func TestRecordVerification(t *testing.T) {
 		{Kind: trailscope.KindAccessKey, Account: acctA, Region: "us-east-1", ID: "AKIABACKDOOR", Detail: map[string]string{"userName": "bob"}, EventID: "e1"},
 		{Kind: trailscope.KindTrailLogging, Account: acctB, Region: "us-east-1", ID: "member-trail", EventID: "e2"},
 		{Kind: trailscope.KindManagedPolicy, Account: acctB, Region: "us-east-1", ID: "arn:aws:iam::222222222222:policy/x", EventID: "e3"},
+	}, Requests: []cases.ScopeRequest{
+		{RunID: "run-scope", CreatedAt: opened, Status: "succeeded", Key: leaked, Source: "lookup", Start: opened.Add(-time.Hour), Accounts: "all"},
+		// The session it minted into B, scoped there in a later round.
+		{RunID: "run-scope-b", CreatedAt: opened, Status: "succeeded", Key: "ASIAHOP", Minted: true, Source: "lookup", Accounts: acctB},
 	}}}
 	// verifyRun is account's verify run of plan p with the given outcome
 	// per step id; tweak changes it before it is stored.
@@ -96,7 +102,13 @@ func TestRecordVerification(t *testing.T) {
 		tweak   func(account string, r *store.Run, t *store.Task, params map[string]any)
 		only    string // verify only this account
 		// rescoped are artifacts a re-scope added to the case after the plan.
-		rescoped   []trailscope.Artifact
+		rescoped []trailscope.Artifact
+		// rescope changes the re-scope of the leaked key the case gets
+		// after the plan (nil: none).
+		rescope func(*cases.ScopeRequest) bool
+		// ranAfter is set when an eradication run of the plan came after
+		// the re-scope.
+		ranAfter   bool
 		wantErr    error
 		eradicated bool
 		live       int
@@ -146,13 +158,33 @@ func TestRecordVerification(t *testing.T) {
 		{name: "an outcome that is not a verification",
 			outcome: map[string]string{"delete-access-key": "done", "start-logging": "neutralised", "delete-managed-policy": "unverified"},
 			problem: `has outcome "done"`},
+		{name: "no re-scope since the plan",
+			outcome: map[string]string{"delete-access-key": "gone", "start-logging": "neutralised", "delete-managed-policy": "unverified"},
+			rescope: func(*cases.ScopeRequest) bool { return false },
+			problem: "key " + leaked + ": no lookup scope of it succeeded since"},
+		{name: "a re-scope that failed",
+			outcome: map[string]string{"delete-access-key": "gone", "start-logging": "neutralised", "delete-managed-policy": "unverified"},
+			rescope: func(rq *cases.ScopeRequest) bool { rq.Status = "failed"; return true },
+			problem: "key " + leaked + ": no lookup scope"},
+		{name: "a re-scope of the session only, not of the key",
+			outcome: map[string]string{"delete-access-key": "gone", "start-logging": "neutralised", "delete-managed-policy": "unverified"},
+			rescope: func(rq *cases.ScopeRequest) bool { rq.Key, rq.Minted = "ASIAHOP", true; return true },
+			problem: "key " + leaked + ": no lookup scope"},
+		{name: "a re-scope from another source",
+			outcome: map[string]string{"delete-access-key": "gone", "start-logging": "neutralised", "delete-managed-policy": "unverified"},
+			rescope: func(rq *cases.ScopeRequest) bool { rq.Source = "trail"; return true },
+			problem: "key " + leaked + ": no lookup scope"},
+		{name: "an eradication run after the re-scope",
+			outcome:  map[string]string{"delete-access-key": "gone", "start-logging": "neutralised", "delete-managed-policy": "unverified"},
+			ranAfter: true,
+			problem:  "key " + leaked + ": no lookup scope"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st := openStore(t)
 			tl := &timeline{created: opened}
 			rr := runs{}
-			report := &cases.Report{Scope: &cases.ScopeSection{Artifacts: slices.Clone(scoped.Scope.Artifacts)}}
+			report := &cases.Report{Scope: &cases.ScopeSection{Artifacts: slices.Clone(scoped.Scope.Artifacts), Requests: slices.Clone(scoped.Scope.Requests)}}
 			svc, err := New(Config{Cases: reports{"case-1": report}, Plans: st, Runs: rr, Timeline: tl, Clock: func() time.Time { return finished }})
 			if err != nil {
 				t.Fatal(err)
@@ -161,7 +193,19 @@ func TestRecordVerification(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if want := []eradplan.Rescope{{Key: leaked, Source: "lookup", Start: opened.Add(-time.Hour), Accounts: "all"}}; !reflect.DeepEqual(p.Rescope, want) {
+				t.Fatalf("the plan's re-scope %+v, want %+v", p.Rescope, want)
+			}
 			report.Scope.Artifacts = append(report.Scope.Artifacts, tt.rescoped...)
+			// The re-scope `eradicate verify` runs before its verify runs.
+			rq := cases.ScopeRequest{RunID: "run-rescope", CreatedAt: finished.Add(time.Minute), Status: "succeeded", Key: leaked, Source: "lookup", Accounts: "all"}
+			if tt.rescope == nil || tt.rescope(&rq) {
+				report.Scope.Requests = append(report.Scope.Requests, rq)
+			}
+			if tt.ranAfter {
+				params, _ := json.Marshal(map[string]any{"plan_id": p.ID, "steps": "[]", "account": acctA})
+				report.Actions = append(report.Actions, &cases.Action{RunID: "run-late", Action: Action, Params: params, CreatedAt: finished.Add(2 * time.Minute)})
+			}
 			byID := map[string]string{}
 			for _, s := range p.Steps {
 				byID[s.ID] = tt.outcome[s.Action]

@@ -150,6 +150,31 @@ type Plan struct {
 	// the attacker launched instead of only stopping them.
 	TerminateInstances bool   `json:"terminate_instances,omitempty"`
 	Steps              []Step `json:"steps"`
+	// Rescope are the scopes the plan was built from, as a responder asked
+	// them: its verification runs them again first, so that what the key
+	// and its sessions did since (an artifact made after the plan) is
+	// judged too.
+	Rescope []Rescope `json:"rescope,omitempty"`
+}
+
+// Rescope is one scope to run again before a verification: `firebreak scope
+// key KEY --since START --case ID` with the same source, accounts and
+// regions.
+type Rescope struct {
+	// Key is the key a responder scoped (not a session it minted: the
+	// scope follows those again).
+	Key string `json:"access_key_id"`
+	// Source is lookup or trail.
+	Source string `json:"source"`
+	// Start is the window's start: the earliest of the scopes of the key.
+	Start time.Time `json:"start"`
+	// Accounts is the account selector: the accounts whose event history
+	// to read (lookup), or the log-archive account (trail).
+	Accounts    string   `json:"accounts"`
+	Regions     []string `json:"regions,omitempty"`
+	TrailBucket string   `json:"trail_bucket,omitempty"`
+	TrailPrefix string   `json:"trail_prefix,omitempty"`
+	OrgID       string   `json:"org_id,omitempty"`
 }
 
 // Accounts lists the accounts the plan's steps act in.

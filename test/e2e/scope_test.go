@@ -239,19 +239,39 @@ func TestEradicateEndToEnd(t *testing.T) {
 		t.Fatalf("plan %s steps %v, want %v", plan.ID, actions, want)
 	}
 
-	// Verification before eradication: the attacker's artifacts are live,
+	// After the plan, the attacker opens another port: nobody scopes the
+	// key again by hand.
+	open3389 := []ec2types.IpPermission{{IpProtocol: aws.String("tcp"), FromPort: aws.Int32(3389), ToPort: aws.Int32(3389), IpRanges: []ec2types.IpRange{{CidrIp: aws.String("0.0.0.0/0")}}}}
+	if _, err := inPivot.AuthorizeSecurityGroupIngress(ctx, &ec2.AuthorizeSecurityGroupIngressInput{GroupId: aws.String(group), IpPermissions: open3389}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Verification before eradication: verify re-scopes the key first, so
+	// the late rule is seen, unplanned; the attacker's artifacts are live,
 	// and the case is not eradicated.
 	type verdict struct {
 		Eradicated        bool           `json:"eradicated"`
 		Outcomes          map[string]int `json:"outcomes"`
 		Live              []string       `json:"live"`
 		Unplanned         []string       `json:"unplanned"`
+		Problems          []string       `json:"problems"`
 		TimeToEradicateMS int64          `json:"time_to_eradicate_ms"`
+		Rescope           struct {
+			Keys []string `json:"keys"`
+			Runs []string `json:"runs"`
+		} `json:"rescope"`
 	}
 	var early verdict
 	c.MustJSON(t, &early, 6, "eradicate", "verify", "--plan", plan.ID)
 	if early.Eradicated || early.Outcomes["live"] != 4 || len(early.Live) != 4 {
 		t.Fatalf("verify before eradication %+v", early)
+	}
+	lateRule := func(v verdict) bool {
+		return len(v.Unplanned) == 1 && strings.HasPrefix(v.Unplanned[0], pivot+" ec2-ingress-rule "+group)
+	}
+	if !lateRule(early) || !slices.Equal(early.Rescope.Keys, []string{key.ID}) || len(early.Rescope.Runs) != 2 {
+		t.Fatalf("verify before eradication: unplanned %v, re-scope %+v; want the port 3389 rule in %s found by a re-scope of %s and its session",
+			early.Unplanned, early.Rescope, pivot, key.ID)
 	}
 
 	type ran struct {
@@ -270,38 +290,45 @@ func TestEradicateEndToEnd(t *testing.T) {
 	}
 
 	// The run waits for bob's approval of each account's run.
-	done := make(chan e2e.Result, 1)
-	go func() { done <- c.CLI(t, "eradicate", "run", "--plan", plan.ID, "--json") }()
 	approved := map[string]bool{}
-	var res e2e.Result
-	e2e.WaitFor(t, 3*time.Minute, "the eradication runs approved and finished", func() bool {
-		select {
-		case res = <-done:
-			return true
-		default:
-		}
-		var runs []struct {
-			RunID  string `json:"run_id"`
-			Action string `json:"action"`
-			Status string `json:"status"`
-		}
-		c.MustJSON(t, &runs, 0, "runs", "list")
-		for _, r := range runs {
-			if r.Action == "aws-eradicate" && r.Status == "awaiting_approval" && !approved[r.RunID] {
-				if a := c.CLIAs(t, bob, "approve", r.RunID); a.Exit != 0 {
-					t.Fatalf("bob approves %s: exit %d: %s", r.RunID, a.Exit, a.Stderr)
-				}
-				approved[r.RunID] = true
+	runApproved := func(planID string) ran {
+		t.Helper()
+		done := make(chan e2e.Result, 1)
+		go func() { done <- c.CLI(t, "eradicate", "run", "--plan", planID, "--json") }()
+		var res e2e.Result
+		e2e.WaitFor(t, 3*time.Minute, "the eradication runs approved and finished", func() bool {
+			select {
+			case res = <-done:
+				return true
+			default:
 			}
+			var runs []struct {
+				RunID  string `json:"run_id"`
+				Action string `json:"action"`
+				Status string `json:"status"`
+			}
+			c.MustJSON(t, &runs, 0, "runs", "list")
+			for _, r := range runs {
+				if r.Action == "aws-eradicate" && r.Status == "awaiting_approval" && !approved[r.RunID] {
+					if a := c.CLIAs(t, bob, "approve", r.RunID); a.Exit != 0 {
+						t.Fatalf("bob approves %s: exit %d: %s", r.RunID, a.Exit, a.Stderr)
+					}
+					approved[r.RunID] = true
+				}
+			}
+			return false
+		})
+		if res.Exit != 0 {
+			t.Fatalf("eradicate run %s: exit %d: %s %s", planID, res.Exit, res.Stdout, res.Stderr)
 		}
-		return false
-	})
-	if res.Exit != 0 {
-		t.Fatalf("eradicate run: exit %d: %s %s", res.Exit, res.Stdout, res.Stderr)
+		var got ran
+		if err := json.Unmarshal([]byte(res.Stdout), &got); err != nil {
+			t.Fatalf("eradicate run %s: %v\n%s", planID, err, res.Stdout)
+		}
+		return got
 	}
-	var got ran
-	if err := json.Unmarshal([]byte(res.Stdout), &got); err != nil || got.Outcomes["done"] != 4 || len(approved) != 2 {
-		t.Fatalf("eradicate run %s: %+v %v, approved %v", res.Stdout, got, err, approved)
+	if got := runApproved(plan.ID); got.Outcomes["done"] != 4 || len(approved) != 2 {
+		t.Fatalf("eradicate run %+v, approved %v", got, approved)
 	}
 	_, err = sts.NewFromConfig(aws.Config{Region: awstest.Region, BaseEndpoint: aws.String(lab.Endpoint),
 		Credentials: credentials.NewStaticCredentialsProvider(aws.ToString(backdoor.AccessKey.AccessKeyId), aws.ToString(backdoor.AccessKey.SecretAccessKey), "")}).
@@ -328,22 +355,56 @@ func TestEradicateEndToEnd(t *testing.T) {
 		t.Fatalf("the deploy role trusts %s after eradication, want the administrator's %s", doc, deployTrust)
 	}
 
-	// Verification after a re-scope: nothing live, nothing the plan lacks;
-	// the case enters its eradicate phase with a time to eradicate, and the
-	// report says so.
-	c.MustJSON(t, nil, 0, "scope", "key", key.ID, "--since", "1h", "--case", kase.ID)
+	// Verification after eradication: nothing of the plan is live, but the
+	// late rule (seen by verify's own re-scope) keeps the case from its
+	// eradication.
 	var after verdict
-	c.MustJSON(t, &after, 0, "eradicate", "verify", "--plan", plan.ID)
-	if !after.Eradicated || after.Outcomes["live"] != 0 || len(after.Unplanned) != 0 || after.Outcomes["gone"]+after.Outcomes["neutralised"] != 4 || after.TimeToEradicateMS <= 0 {
-		t.Fatalf("verify after eradication %+v", after)
+	c.MustJSON(t, &after, 6, "eradicate", "verify", "--plan", plan.ID)
+	if after.Eradicated || after.Outcomes["live"] != 0 || !lateRule(after) || after.Outcomes["gone"]+after.Outcomes["neutralised"] != 4 || after.TimeToEradicateMS != 0 {
+		t.Fatalf("verify after eradication of the first plan %+v", after)
 	}
 	var shown struct {
 		Phase             string `json:"phase"`
 		TimeToEradicateMS *int64 `json:"time_to_eradicate_ms"`
 	}
 	c.MustJSON(t, &shown, 0, "case", "show", kase.ID)
-	if shown.Phase != "eradicate" || shown.TimeToEradicateMS == nil || *shown.TimeToEradicateMS != after.TimeToEradicateMS {
-		t.Fatalf("case after verification %+v, want phase eradicate and time to eradicate %d ms", shown, after.TimeToEradicateMS)
+	if shown.Phase == "eradicate" || shown.TimeToEradicateMS != nil {
+		t.Fatalf("case with an unplanned artifact %+v, want it not eradicated", shown)
+	}
+
+	// A new plan takes the late rule in; once it ran, verification finds
+	// nothing live and nothing the plan lacks: the case enters its
+	// eradicate phase with a time to eradicate, and the report says so.
+	var plan2 struct {
+		ID    string `json:"id"`
+		Steps []struct {
+			Account, Action string
+		} `json:"steps"`
+	}
+	c.MustJSON(t, &plan2, 0, "eradicate", "plan", "--case", kase.ID)
+	if len(plan2.Steps) != 5 {
+		t.Fatalf("plan %s after the re-scope %+v, want the 4 steps and the late rule's", plan2.ID, plan2.Steps)
+	}
+	if got := runApproved(plan2.ID); got.Outcomes["done"]+got.Outcomes["already_gone"] != 5 || len(approved) != 4 {
+		t.Fatalf("eradicate run of %s %+v, approved %v", plan2.ID, got, approved)
+	}
+	sg, err = inPivot.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: []string{group}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range sg.SecurityGroups[0].IpPermissions {
+		if aws.ToInt32(p.FromPort) == 3389 {
+			t.Fatal("port 3389 is still open after the second plan")
+		}
+	}
+	var final verdict
+	c.MustJSON(t, &final, 0, "eradicate", "verify", "--plan", plan2.ID)
+	if !final.Eradicated || final.Outcomes["live"] != 0 || len(final.Unplanned) != 0 || final.Outcomes["gone"]+final.Outcomes["neutralised"] != 5 || final.TimeToEradicateMS <= 0 {
+		t.Fatalf("verify after eradication %+v", final)
+	}
+	c.MustJSON(t, &shown, 0, "case", "show", kase.ID)
+	if shown.Phase != "eradicate" || shown.TimeToEradicateMS == nil || *shown.TimeToEradicateMS != final.TimeToEradicateMS {
+		t.Fatalf("case after verification %+v, want phase eradicate and time to eradicate %d ms", shown, final.TimeToEradicateMS)
 	}
 	report := c.CLI(t, "case", "report", kase.ID, "--format", "md")
 	row := ""

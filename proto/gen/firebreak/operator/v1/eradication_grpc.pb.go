@@ -41,13 +41,17 @@ const (
 //     the case with that account's steps, under approval.
 //
 // Flow of `firebreak eradicate verify --plan ID`:
-//  1. The CLI creates, for each account of the plan, an aws-eradicate run
+//  1. The CLI scopes the plan's keys again (the plan's rescope list), in
+//     the case, through aws-credential-scope runs.
+//  2. It creates, for each account of the plan, an aws-eradicate run
 //     with verify set (it changes nothing and needs no approval) and
 //     follows it to its end.
-//  2. RecordVerification(plan_id, run_ids): the controller reads those
+//  3. RecordVerification(plan_id, run_ids): the controller reads those
 //     runs from its own store, checks that they verify this plan's steps in
-//     every account of the plan, and, when no artifact is live, records the
-//     case's eradication (its eradicate phase and time to eradicate).
+//     every account of the plan and that each of the plan's keys was
+//     scoped again since the plan and its last eradication run, and, when
+//     no artifact is live or unplanned, records the case's eradication (its
+//     eradicate phase and time to eradicate).
 type EradicationServiceClient interface {
 	// CreatePlan builds an eradication plan from a case's scope and stores it
 	// (responder). A case without scope artifacts is FailedPrecondition.
@@ -55,8 +59,9 @@ type EradicationServiceClient interface {
 	// GetPlan returns a stored plan (viewer).
 	GetPlan(ctx context.Context, in *GetPlanRequest, opts ...grpc.CallOption) (*GetPlanResponse, error)
 	// RecordVerification judges a plan's verify runs and, when they show no
-	// live artifact in any account of the plan, records the case's
-	// eradication (responder). Runs that are not this plan's verify runs,
+	// live artifact in any account of the plan and the case's scope (re-scoped
+	// since the plan and its last eradication run) has no artifact the plan
+	// lacks, records the case's eradication (responder). Runs that are not this plan's verify runs,
 	// or an account of the plan without one, are FailedPrecondition.
 	RecordVerification(ctx context.Context, in *RecordVerificationRequest, opts ...grpc.CallOption) (*RecordVerificationResponse, error)
 }
@@ -116,13 +121,17 @@ func (c *eradicationServiceClient) RecordVerification(ctx context.Context, in *R
 //     the case with that account's steps, under approval.
 //
 // Flow of `firebreak eradicate verify --plan ID`:
-//  1. The CLI creates, for each account of the plan, an aws-eradicate run
+//  1. The CLI scopes the plan's keys again (the plan's rescope list), in
+//     the case, through aws-credential-scope runs.
+//  2. It creates, for each account of the plan, an aws-eradicate run
 //     with verify set (it changes nothing and needs no approval) and
 //     follows it to its end.
-//  2. RecordVerification(plan_id, run_ids): the controller reads those
+//  3. RecordVerification(plan_id, run_ids): the controller reads those
 //     runs from its own store, checks that they verify this plan's steps in
-//     every account of the plan, and, when no artifact is live, records the
-//     case's eradication (its eradicate phase and time to eradicate).
+//     every account of the plan and that each of the plan's keys was
+//     scoped again since the plan and its last eradication run, and, when
+//     no artifact is live or unplanned, records the case's eradication (its
+//     eradicate phase and time to eradicate).
 type EradicationServiceServer interface {
 	// CreatePlan builds an eradication plan from a case's scope and stores it
 	// (responder). A case without scope artifacts is FailedPrecondition.
@@ -130,8 +139,9 @@ type EradicationServiceServer interface {
 	// GetPlan returns a stored plan (viewer).
 	GetPlan(context.Context, *GetPlanRequest) (*GetPlanResponse, error)
 	// RecordVerification judges a plan's verify runs and, when they show no
-	// live artifact in any account of the plan, records the case's
-	// eradication (responder). Runs that are not this plan's verify runs,
+	// live artifact in any account of the plan and the case's scope (re-scoped
+	// since the plan and its last eradication run) has no artifact the plan
+	// lacks, records the case's eradication (responder). Runs that are not this plan's verify runs,
 	// or an account of the plan without one, are FailedPrecondition.
 	RecordVerification(context.Context, *RecordVerificationRequest) (*RecordVerificationResponse, error)
 	mustEmbedUnimplementedEradicationServiceServer()
