@@ -2,21 +2,17 @@ package agent
 
 import (
 	"context"
-	"crypto/tls"
 	"log/slog"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/firebreak-ir/firebreak/agent/ctrladdr"
 	"github.com/firebreak-ir/firebreak/agent/journal"
 	"github.com/firebreak-ir/firebreak/agent/pluginhost"
-	"github.com/firebreak-ir/firebreak/internal/pki"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 )
 
@@ -86,30 +82,8 @@ func (c *forgetfulController) count() (results map[string]int, heartbeats int) {
 // stream a heartbeat after it was seen still unacknowledged; once
 // acknowledged it is journalled as such and not sent again.
 func TestUnacknowledgedResultsGoAgain(t *testing.T) {
-	dir := t.TempDir()
-	ca, err := pki.CreateCA(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvKey, _ := pki.NewKey()
-	srvCert, err := ca.IssueServer(srvKey.Public(), nil, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	agentKey, _ := pki.NewKey()
-	agentCert, err := ca.IssueClientForKey(agentKey.Public(), pki.Identity{Kind: pki.KindAgent, Name: "agt-resend"}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctl := &forgetfulController{agentID: "agt-resend", ack: make(chan struct{}), results: map[string]int{}, received: make(chan string, 64)}
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(pki.ServerTLS(ca, tls.Certificate{Certificate: [][]byte{srvCert.Raw}, PrivateKey: srvKey, Leaf: srvCert}))))
-	agentv1.RegisterAgentServiceServer(srv, ctl)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(lis) }()
-	defer srv.Stop()
+	addr, id := serveController(t, "agt-resend", func(srv *grpc.Server) { agentv1.RegisterAgentServiceServer(srv, ctl) })
 
 	j := journal.OpenMemory()
 	for _, id := range []string{"tsk-a", "tsk-b"} {
@@ -120,7 +94,7 @@ func TestUnacknowledgedResultsGoAgain(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	list, err := ctrladdr.Parse(lis.Addr().String())
+	list, err := ctrladdr.Parse(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +107,7 @@ func TestUnacknowledgedResultsGoAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := &Agent{cfg: Config{Logger: slog.New(slog.DiscardHandler), Clock: time.Now},
-		id:      &identity{AgentID: "agt-resend", caPool: ca.Pool(), cert: &tls.Certificate{Certificate: [][]byte{agentCert.Raw}, PrivateKey: agentKey, Leaf: agentCert}},
+		id:      id,
 		facts:   &agentv1.AgentFacts{Hostname: "resend"},
 		journal: j, plugins: plugins, controllers: picker, running: map[string]context.CancelFunc{}}
 	targets, err := picker.Resolve(context.Background())

@@ -3,18 +3,14 @@ package agent
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"errors"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/firebreak-ir/firebreak/agent/ctrladdr"
-	"github.com/firebreak-ir/firebreak/internal/pki"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 )
 
@@ -55,27 +51,6 @@ func (c *statingController) UploadEvidence(stream agentv1.AgentService_UploadEvi
 // version-1 controller states none) is refused for good, before any chunk
 // is sent, with an error that says which side to upgrade.
 func TestUploadRefusesAControllerOfAnotherProtocol(t *testing.T) {
-	dir := t.TempDir()
-	ca, err := pki.CreateCA(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvKey, err := pki.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvCert, err := ca.IssueServer(srvKey.Public(), nil, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	agentKey, err := pki.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	agentCert, err := ca.IssueClientForKey(agentKey.Public(), pki.Identity{Kind: pki.KindAgent, Name: "agt-test"}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, tc := range []struct {
 		name      string
 		stated    agentv1.UploadProtocol
@@ -87,23 +62,14 @@ func TestUploadRefusesAControllerOfAnotherProtocol(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctl := &statingController{protocol: tc.stated, opens: make(chan *agentv1.EvidenceOpen, 1), chunks: make(chan int, 1)}
-			srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(pki.ServerTLS(ca, tls.Certificate{Certificate: [][]byte{srvCert.Raw}, PrivateKey: srvKey, Leaf: srvCert}))))
-			agentv1.RegisterAgentServiceServer(srv, ctl)
-			lis, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			go func() { _ = srv.Serve(lis) }()
-			defer srv.Stop()
-
-			a := &Agent{cfg: Config{}, id: &identity{caPool: ca.Pool(), cert: &tls.Certificate{Certificate: [][]byte{agentCert.Raw}, PrivateKey: agentKey, Leaf: agentCert}},
-				target: ctrladdr.Target{Addr: lis.Addr().String()}}
+			addr, id := serveController(t, "agt-test", func(srv *grpc.Server) { agentv1.RegisterAgentServiceServer(srv, ctl) })
+			a := &Agent{cfg: Config{}, id: id, target: ctrladdr.Target{Addr: addr}}
 			u := &evidenceUpload{a: a, taskID: "tsk-1", name: "triage.tar.gz", mediaType: "application/gzip", started: time.Now(),
 				pacer: a.uploadPacer(&agentv1.TaskSpec{}), win: newWindow(evidenceWindow), whole: sha256.New(),
 				data: make(chan struct{}, 1), space: make(chan struct{}, 1), abort: make(chan struct{}), done: make(chan struct{})}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			_, err = u.session(ctx, 1)
+			_, err := u.session(ctx, 1)
 			var permanent *errPermanent
 			if !errors.As(err, &permanent) || !strings.Contains(err.Error(), tc.wantError) || !strings.Contains(err.Error(), "upgrade the controller") {
 				t.Fatalf("session against a controller stating %v: %v; want a permanent error containing %q and the upgrade advice", tc.stated, err, tc.wantError)

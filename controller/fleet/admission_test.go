@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -197,27 +198,7 @@ func TestShedHandshakesAnswerRetryAfter(t *testing.T) {
 	t.Cleanup(func() { conn.Close() })
 	client := agentv1.NewAgentServiceClient(conn)
 	secret := f.token(t, store.JoinToken{})
-	holdCtx, release := context.WithCancel(context.Background())
-	held := make([]func(), 0, adm.Limit())
-	for range adm.Limit() {
-		r, err := adm.Admit(holdCtx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, r)
-	}
-	waitDone := make(chan struct{}, adm.Limit())
-	for range adm.Limit() {
-		go func() {
-			if r, err := adm.Admit(holdCtx); err == nil {
-				r()
-			}
-			waitDone <- struct{}{}
-		}()
-	}
-	for adm.Waiting() < adm.Limit() {
-		runtime.Gosched()
-	}
+	free := fillAdmission(t, adm)
 
 	var trailer metadata.MD
 	_, err = client.Enroll(context.Background(), enrollRequest(t, secret, "herd-1"), grpc.Trailer(&trailer))
@@ -228,13 +209,7 @@ func TestShedHandshakesAnswerRetryAfter(t *testing.T) {
 		t.Errorf("retry-after trailer %q, want [\"1\"]", got)
 	}
 
-	release()
-	for _, r := range held {
-		r()
-	}
-	for range adm.Limit() {
-		<-waitDone
-	}
+	free()
 	if _, err := client.Enroll(context.Background(), enrollRequest(t, secret, "herd-1")); err != nil {
 		t.Fatalf("the same join token once the controller has room: %v (a shed enrollment must not spend a use)", err)
 	}
@@ -289,4 +264,47 @@ func TestAdmissionRetryAfterTickets(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fillAdmission takes every slot of adm and fills its waiting line, so the
+// next handshake is shed; free gives everything back and returns once the
+// waiters are done.
+func fillAdmission(t *testing.T, adm *fleet.Admission) (free func()) {
+	t.Helper()
+	holdCtx, release := context.WithCancel(context.Background())
+	held := make([]func(), 0, adm.Limit())
+	for range adm.Limit() {
+		r, err := adm.Admit(holdCtx)
+		if err != nil {
+			release()
+			t.Fatal(err)
+		}
+		held = append(held, r)
+	}
+	waitDone := make(chan struct{}, adm.Limit())
+	for range adm.Limit() {
+		go func() {
+			if r, err := adm.Admit(holdCtx); err == nil {
+				r()
+			}
+			waitDone <- struct{}{}
+		}()
+	}
+	for adm.Waiting() < adm.Limit() {
+		runtime.Gosched()
+	}
+	var once sync.Once
+	free = func() {
+		once.Do(func() {
+			release()
+			for _, r := range held {
+				r()
+			}
+			for range adm.Limit() {
+				<-waitDone
+			}
+		})
+	}
+	t.Cleanup(free)
+	return free
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
-	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -134,28 +133,7 @@ func TestConnectShedWithRetryAfter(t *testing.T) {
 	enrolled := counting.puts.Load() // the enrollment's own write
 	client := f.serveAgents(t, holder(e.key, e.cert))
 	adm := f.svc.Admission()
-	holdCtx, release := context.WithCancel(context.Background())
-	defer release()
-	held := make([]func(), 0, adm.Limit())
-	for range adm.Limit() {
-		r, err := adm.Admit(holdCtx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, r)
-	}
-	waitDone := make(chan struct{}, adm.Limit())
-	for range adm.Limit() {
-		go func() {
-			if r, err := adm.Admit(holdCtx); err == nil {
-				r()
-			}
-			waitDone <- struct{}{}
-		}()
-	}
-	for adm.Waiting() < adm.Limit() {
-		runtime.Gosched()
-	}
+	free := fillAdmission(t, adm)
 	shedBefore := adm.Shed()
 	facts := &agentv1.AgentFacts{Hostname: "worker-shed", Os: "linux", Arch: "amd64", Account: "111122223333", Region: "eu-west-1"}
 	_, trailer, err := hello(t, client, facts)
@@ -172,13 +150,7 @@ func TestConnectShedWithRetryAfter(t *testing.T) {
 		t.Errorf("a shed hello wrote the agent's row %d times", n)
 	}
 
-	release()
-	for _, r := range held {
-		r()
-	}
-	for range adm.Limit() {
-		<-waitDone
-	}
+	free()
 	m, _, err := hello(t, client, facts)
 	if err != nil || m.GetWelcome().GetAgentId() != e.id {
 		t.Fatalf("the same agent once the controller has room: %v, %v", m, err)
