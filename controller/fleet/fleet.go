@@ -6,6 +6,7 @@ package fleet
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -507,44 +508,63 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 			"(`firebreak agents list --revoked`, then `firebreak agents forget ID`)", req.GetFacts().GetInstanceId())
 	}
 	now := s.cfg.Clock()
-	// Security-critical: the token is checked and one use consumed in one
-	// transaction, so a counted token cannot be over-used by racing agents.
-	tok, err := s.cfg.Store.ConsumeJoinToken(ctx, HashToken(req.GetJoinToken()), now)
+	facts := req.GetFacts()
+	if facts == nil {
+		facts = &agentv1.AgentFacts{}
+	}
+	var cert *x509.Certificate
+	// Security-critical: the token is checked, one use consumed and the
+	// agent stored in one transaction, so a counted token cannot be
+	// over-used by racing agents, and an enrollment refused here (another
+	// role, a bad certificate request) or not stored spends no use.
+	tok, a, err := s.cfg.Store.EnrollWithToken(ctx, HashToken(req.GetJoinToken()), now, func(tok *store.JoinToken) (*store.Agent, error) {
+		role := apiview.AgentRoleName(req.GetRole())
+		if req.GetRole() == agentv1.AgentRole_AGENT_ROLE_UNSPECIFIED {
+			role = tok.Role
+		}
+		if role != tok.Role {
+			return nil, &enrollRefusal{reason: "role mismatch", err: status.Errorf(codes.PermissionDenied, "enrollment refused: the token enrolls %s agents, not %s", tok.Role, role)}
+		}
+		id := ids.New("agt")
+		c, err := s.cfg.CA.IssueClient(req.GetCsrDer(), pki.Identity{Kind: pki.KindAgent, Name: id, Role: role,
+			Account: facts.GetAccount(), Region: facts.GetRegion(), InstanceID: facts.GetInstanceId()}, s.cfg.CertTTL)
+		if err != nil {
+			return nil, &enrollRefusal{reason: "invalid certificate request", err: status.Errorf(codes.InvalidArgument, "enrollment refused: %v", err)}
+		}
+		cert = c
+		a := &store.Agent{ID: id, Role: role, Hostname: facts.GetHostname(), Facts: proto.Clone(facts).(*agentv1.AgentFacts), EnrolledAt: now, LastSeen: now,
+			CertSerial: c.SerialNumber.Text(16), CertNotAfter: c.NotAfter, TokenLabels: tok.Labels}
+		a.Facts.Labels = mergeLabels(facts.GetLabels(), tok.Labels)
+		return a, nil
+	})
+	var refusal *enrollRefusal
 	switch {
 	case errors.Is(err, store.ErrTokenUnknown), errors.Is(err, store.ErrTokenExpired), errors.Is(err, store.ErrTokenExhausted), errors.Is(err, store.ErrTokenRevoked):
-		s.guard.Refused(ctx, src, req.GetFacts().GetHostname(), err.Error())
+		s.guard.Refused(ctx, src, facts.GetHostname(), err.Error())
 		return nil, status.Errorf(codes.Unauthenticated, "enrollment refused: %v", err)
+	case errors.As(err, &refusal):
+		s.guard.Refused(ctx, src, facts.GetHostname(), refusal.reason)
+		return nil, refusal.err
 	case err != nil:
-		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "enrollment")
-	}
-	facts := req.GetFacts()
-	role := apiview.AgentRoleName(req.GetRole())
-	if req.GetRole() == agentv1.AgentRole_AGENT_ROLE_UNSPECIFIED {
-		role = tok.Role
-	}
-	if role != tok.Role {
-		s.guard.Refused(ctx, src, facts.GetHostname(), "role mismatch")
-		return nil, status.Errorf(codes.PermissionDenied, "enrollment refused: the token enrolls %s agents, not %s", tok.Role, role)
-	}
-	id := ids.New("agt")
-	cert, err := s.cfg.CA.IssueClient(req.GetCsrDer(), pki.Identity{Kind: pki.KindAgent, Name: id, Role: role,
-		Account: facts.GetAccount(), Region: facts.GetRegion(), InstanceID: facts.GetInstanceId()}, s.cfg.CertTTL)
-	if err != nil {
-		s.guard.Refused(ctx, src, facts.GetHostname(), "invalid certificate request")
-		return nil, status.Errorf(codes.InvalidArgument, "enrollment refused: %v", err)
-	}
-	a := &store.Agent{ID: id, Role: role, Hostname: facts.GetHostname(), Facts: facts, EnrolledAt: now, LastSeen: now,
-		CertSerial: cert.SerialNumber.Text(16), CertNotAfter: cert.NotAfter, TokenLabels: tok.Labels}
-	a.Facts.Labels = mergeLabels(facts.GetLabels(), tok.Labels)
-	if err := s.putAgent(ctx, a); err != nil {
 		return nil, rpcerr.Error(ctx, s.cfg.Logger, err, "enrollment: storing the agent")
 	}
+	s.remember(a)
+	id, role := a.ID, a.Role
 	s.cfg.Audit(ctx, "agent:"+id, "agent.enroll", id, map[string]any{"hostname": facts.GetHostname(), "role": role,
 		"instance_id": facts.GetInstanceId(), "cert_serial": a.CertSerial, "token_uses_left": tok.UsesLeft, "source": src})
 	s.cfg.Logger.Info("agent enrolled", "agent", id, "hostname", facts.GetHostname(), "role", role)
 	return &agentv1.EnrollResponse{AgentId: id, CertificateDer: cert.Raw, CaDer: s.cfg.CA.Cert.Raw,
 		TaskSigningKey: s.cfg.Signer.PublicKey(), Labels: tok.Labels}, nil
 }
+
+// enrollRefusal is a token enrollment refused after the token was read:
+// the transaction is rolled back, so no use is spent.
+type enrollRefusal struct {
+	reason string // for the enrollment guard's audit
+	err    error  // the answer
+}
+
+func (e *enrollRefusal) Error() string { return e.err.Error() }
 
 // mergeLabels lets token labels, which an admin set, override the ones an
 // agent reports about itself.

@@ -199,6 +199,21 @@ func TestEnrollRefusals(t *testing.T) {
 			if a := f.agents(t); len(a) != 0 {
 				t.Fatalf("a refused enrollment stored %d agents", len(a))
 			}
+			// And it spends no use of a token that could be used: the
+			// enrollment is one transaction.
+			toks, err := f.store.ListJoinTokens(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, tok := range toks {
+				want := tt.token.UsesLeft
+				if tt.token.Uses == 0 {
+					want = 1
+				}
+				if tok.UsesLeft != want {
+					t.Fatalf("a refused enrollment left %d uses of the token, want %d", tok.UsesLeft, want)
+				}
+			}
 		})
 	}
 }

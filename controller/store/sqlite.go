@@ -480,6 +480,35 @@ func (s *SQL) ConsumeJoinToken(ctx context.Context, hash string, now time.Time) 
 	return t, nil
 }
 
+// EnrollWithToken implements Store.
+func (s *SQL) EnrollWithToken(ctx context.Context, hash string, now time.Time, build func(*JoinToken) (*Agent, error)) (*JoinToken, *Agent, error) {
+	var t *JoinToken
+	var a *Agent
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if t, err = consumeJoinToken(ctx, tx, hash, now); err != nil {
+			return err
+		}
+		if a, err = build(t); err != nil {
+			return err
+		}
+		facts, err := protojson.Marshal(orEmpty(a.Facts))
+		if err != nil {
+			return err
+		}
+		plugins, err := marshalPlugins(a.Plugins)
+		if err != nil {
+			return err
+		}
+		tokenLabels, _ := json.Marshal(a.TokenLabels)
+		return putAgentTx(ctx, tx, a, string(facts), plugins, string(tokenLabels))
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, a, nil
+}
+
 // consumeJoinToken reads the token and takes one use within tx. Two
 // controllers that read the same uses left cannot both take the last:
 // PostgreSQL aborts one of the SERIALIZABLE transactions, which reads the

@@ -259,6 +259,13 @@ type Store interface {
 	// ConsumeJoinToken uses up one use of a token atomically, or returns
 	// ErrTokenUnknown, ErrTokenExpired or ErrTokenExhausted.
 	ConsumeJoinToken(ctx context.Context, hash string, now time.Time) (*JoinToken, error)
+	// EnrollWithToken takes one use of a join token and stores the agent
+	// build makes from it, in one transaction: an enrollment build refuses,
+	// or whose write fails, spends no use. It fails as ConsumeJoinToken
+	// does, without calling build, for a token that cannot be used. build
+	// may run more than once (PostgreSQL runs an aborted transaction
+	// again); the agent of its last run is stored and returned.
+	EnrollWithToken(ctx context.Context, hash string, now time.Time, build func(*JoinToken) (*Agent, error)) (*JoinToken, *Agent, error)
 	// ListJoinTokens returns every token, oldest first (hashes only).
 	ListJoinTokens(ctx context.Context) ([]*JoinToken, error)
 	// RevokeJoinToken marks the token with this id (JoinToken.ID) revoked

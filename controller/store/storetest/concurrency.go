@@ -78,6 +78,36 @@ func RunConcurrency(t *testing.T, fresh func(t *testing.T) Database) {
 		}
 	})
 
+	t.Run("racers enrolling with a one-use join token", func(t *testing.T) {
+		s := instances(t, 3)
+		if err := s[0].CreateJoinToken(ctx, &store.JoinToken{Hash: "once-enroll", Role: "host", Uses: 1, UsesLeft: 1, ExpiresAt: now.Add(time.Hour), CreatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+		errs := race(9, func(i int) error {
+			_, _, err := s[i%3].EnrollWithToken(ctx, "once-enroll", now, func(tok *store.JoinToken) (*store.Agent, error) {
+				id := fmt.Sprintf("agt-racer-%d", i)
+				return &store.Agent{ID: id, Role: tok.Role, Hostname: id, Facts: &agentv1.AgentFacts{Hostname: id}, EnrolledAt: now, LastSeen: now}, nil
+			})
+			return err
+		})
+		won := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				won++
+			case !errors.Is(err, store.ErrTokenExhausted):
+				t.Errorf("racer %d: %v, want success or ErrTokenExhausted", i, err)
+			}
+		}
+		agents, err := s[2].ListAgents(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if won != 1 || len(agents) != 1 {
+			t.Fatalf("%d racers enrolled and %d agents stored with a one-use token, want exactly 1 and 1", won, len(agents))
+		}
+	})
+
 	t.Run("two runs with one idempotency key", func(t *testing.T) {
 		s := instances(t, 2)
 		errs := race(2, func(i int) error {

@@ -194,6 +194,70 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 	})
 
+	t.Run("enrollment with a join token", func(t *testing.T) {
+		s := open(t)
+		if err := s.CreateJoinToken(ctx, &store.JoinToken{Hash: "e", Role: "worker", Uses: 2, UsesLeft: 2, ExpiresAt: now.Add(time.Hour), CreatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+		usesLeft := func() int {
+			t.Helper()
+			toks, err := s.ListJoinTokens(ctx)
+			if err != nil || len(toks) != 1 {
+				t.Fatalf("tokens: %+v, %v", toks, err)
+			}
+			return toks[0].UsesLeft
+		}
+		refused := errors.New("refused by build")
+		tests := []struct {
+			name      string
+			hash      string
+			build     func(*store.JoinToken) (*store.Agent, error)
+			wantErr   error
+			wantAgent string
+			wantLeft  int
+			wantFail  bool
+		}{
+			{name: "build refuses: no use spent, nothing stored", hash: "e", wantErr: refused, wantLeft: 2,
+				build: func(*store.JoinToken) (*store.Agent, error) { return nil, refused }},
+			{name: "the agent is stored with the use", hash: "e", wantAgent: "agt-e1", wantLeft: 1,
+				build: func(tok *store.JoinToken) (*store.Agent, error) {
+					return &store.Agent{ID: "agt-e1", Role: tok.Role, Hostname: "w1", Facts: &agentv1.AgentFacts{Hostname: "w1"}, EnrolledAt: now, LastSeen: now}, nil
+				}},
+			{name: "an agent that cannot be stored spends no use", hash: "e", wantLeft: 1, wantFail: true,
+				build: func(tok *store.JoinToken) (*store.Agent, error) {
+					// Facts that are not valid UTF-8 cannot be written.
+					return &store.Agent{ID: "agt-e2", Role: tok.Role, Facts: &agentv1.AgentFacts{Hostname: "\xff"}, EnrolledAt: now, LastSeen: now}, nil
+				}},
+			{name: "an unknown token: build never runs", hash: "nope", wantErr: store.ErrTokenUnknown, wantLeft: 1,
+				build: func(*store.JoinToken) (*store.Agent, error) {
+					t.Fatal("build ran for an unknown token")
+					return nil, nil
+				}},
+		}
+		for _, tc := range tests {
+			tok, a, err := s.EnrollWithToken(ctx, tc.hash, now, tc.build)
+			switch {
+			case tc.wantErr != nil && !errors.Is(err, tc.wantErr):
+				t.Fatalf("%s: %v, want %v", tc.name, err, tc.wantErr)
+			case tc.wantErr == nil && tc.wantAgent != "" && (err != nil || a.ID != tc.wantAgent || tok.UsesLeft != tc.wantLeft):
+				t.Fatalf("%s: %+v, %+v, %v", tc.name, tok, a, err)
+			case tc.wantFail && err == nil:
+				t.Fatalf("%s: stored", tc.name)
+			}
+			if got := usesLeft(); got != tc.wantLeft {
+				t.Fatalf("%s: %d uses left, want %d", tc.name, got, tc.wantLeft)
+			}
+			if tc.wantAgent != "" {
+				if got, err := s.GetAgent(ctx, tc.wantAgent); err != nil || got.Role != "worker" {
+					t.Fatalf("%s: stored agent %+v, %v", tc.name, got, err)
+				}
+			}
+		}
+		if all, err := s.ListAgents(ctx); err != nil || len(all) != 1 {
+			t.Fatalf("agents stored: %d (%v), want only agt-e1", len(all), err)
+		}
+	})
+
 	t.Run("join token revocation", func(t *testing.T) {
 		s := open(t)
 		hash := "0123456789abcdef0123456789abcdef"
