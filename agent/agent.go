@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -66,6 +67,10 @@ type Config struct {
 	// document from IMDSv2, for hosts) or aws-sts (a signed
 	// sts:GetCallerIdentity, for workers). See attest.go.
 	Join string
+	// IMDS is the instance metadata client --join aws-iid reads the
+	// identity document from (default: the SDK's, from the AWS
+	// configuration; simulated hosts of a benchmark each get their own).
+	IMDS *imds.Client
 	// ServerID is the controller's id a worker signs for aws-sts (default:
 	// the pinned CA's SHA-256).
 	ServerID string
