@@ -267,6 +267,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		a.plugins.Close()
 		return nil, err
 	}
+	a.placementFromCertificate()
 	if cfg.MemoryJournal {
 		a.journal = journal.OpenMemory()
 	} else if a.journal, err = journal.Open(a.path(journalFile), cfg.Clock); err != nil {
@@ -276,6 +277,34 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	a.verifier = &tasksign.Verifier{Key: a.id.signingKey, AgentID: a.id.AgentID, Now: cfg.Clock}
 	a.reportInterrupted()
 	return a, nil
+}
+
+// placementFromCertificate fills the instance id, account and region the
+// agent's facts lack from its certificate: an agent enrolled by its
+// instance identity document holds them there, as the controller read
+// them from the signed document. Its hello then claims what its
+// certificate holds (the controller takes them from the certificate in
+// any case, and audits a hello claiming others), and its plugins know
+// the instance they run on.
+func (a *Agent) placementFromCertificate() {
+	a.id.mu.RLock()
+	leaf := a.id.leaf
+	a.id.mu.RUnlock()
+	if leaf == nil {
+		return
+	}
+	id, err := pki.IdentityFromCert(leaf)
+	if err != nil {
+		return
+	}
+	for _, f := range []struct {
+		fact *string
+		cert string
+	}{{&a.facts.InstanceId, id.InstanceID}, {&a.facts.Account, id.Account}, {&a.facts.Region, id.Region}} {
+		if *f.fact == "" {
+			*f.fact = f.cert
+		}
+	}
 }
 
 // ID returns the agent's id.
