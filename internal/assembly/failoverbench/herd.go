@@ -362,6 +362,10 @@ func startHerd(ctx context.Context, o HerdOptions) (h *herd, err error) {
 		if err := h.prepareIID(ctx, o, policyFile, caFile); err != nil {
 			return nil, err
 		}
+		fmt.Fprintf(o.Progress, "AWS emulator: signing the %d instances' identity documents (before the herd, as AWS has them at launch)…\n", o.Agents)
+		if err := h.iid.presign(ctx); err != nil {
+			return nil, err
+		}
 		configure = h.iid.configure
 	}
 	fmt.Fprintf(o.Progress, "controller serving on %s (pid %d); starting %d simulated agents at once…\n", h.ctl.addr, h.ctl.pid(), o.Agents)

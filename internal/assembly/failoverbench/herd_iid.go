@@ -8,11 +8,14 @@ package failoverbench
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"sync"
 	"syscall"
 	"time"
 
@@ -72,6 +75,12 @@ func startIIDEmulator(dir string, n int, now time.Time) (*iidHerd, error) {
 			continue
 		}
 		for j := range a.Resources {
+			// The lab's two /24 subnets hold about 500 instances; the herd's
+			// split the VPC's /16 in two halves.
+			for k := range a.Resources[j].Subnets {
+				sn := &a.Resources[j].Subnets[k]
+				sn.CIDR = [2]string{"10.0.0.0/17", "10.0.128.0/17"}[k%2]
+			}
 			for k := range a.Resources[j].Instances {
 				in := &a.Resources[j].Instances[k]
 				in.LaunchTime = now
@@ -172,6 +181,63 @@ func (h *iidHerd) startWorker(binDir, dir, ctlAddr, caFile string) error {
 func (h *iidHerd) imdsClient(i int) *imds.Client {
 	return imds.New(imds.Options{Endpoint: h.imdsURL, EnableFallback: aws.FalseTernary,
 		HTTPClient: instanceClient{id: h.instances[i], c: &http.Client{Transport: h.transport, Timeout: 30 * time.Second}}})
+}
+
+// presign has the emulator sign every instance's document before the
+// herd starts, as AWS has an instance's signatures before its agent reads
+// them: an RSA signature per variant is the emulator's work, not the
+// herd's. It reads each document once through IMDSv2 with a client of
+// its own, so each agent still makes its own session token and reads.
+func (h *iidHerd) presign(ctx context.Context) error {
+	ids := make(chan int)
+	errs := make(chan error, 1)
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) * 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range ids {
+				if _, err := readDocument(ctx, h.imdsClient(i)); err != nil {
+					select {
+					case errs <- fmt.Errorf("signing the identity document of %s: %w", h.instances[i], err):
+					default:
+					}
+				}
+			}
+		}()
+	}
+	for i := range h.instances {
+		select {
+		case ids <- i:
+		case err := <-errs:
+			close(ids)
+			wg.Wait()
+			return err
+		case <-ctx.Done():
+			close(ids)
+			wg.Wait()
+			return ctx.Err()
+		}
+	}
+	close(ids)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+// readDocument reads an instance's rsa2048 signature (which carries its
+// document) over IMDSv2.
+func readDocument(ctx context.Context, c *imds.Client) ([]byte, error) {
+	out, err := c.GetDynamicData(ctx, &imds.GetDynamicDataInput{Path: "instance-identity/rsa2048"})
+	if err != nil {
+		return nil, err
+	}
+	defer out.Content.Close()
+	return io.ReadAll(out.Content)
 }
 
 // configure makes agent i enrol by its instance's identity document.
