@@ -160,13 +160,16 @@ func (c *Config) CheckAndSetDefaults() error {
 
 // Agent is a running agent.
 type Agent struct {
-	cfg      Config
-	id       *identity
-	facts    *agentv1.AgentFacts
-	plugins  *pluginhost.Host
-	journal  *journal.Journal
-	verifier *tasksign.Verifier
-	sem      chan struct{}
+	cfg   Config
+	id    *identity
+	facts *agentv1.AgentFacts
+	// placement is the instance id, account and region of the agent's
+	// certificate (see helloFacts).
+	placement [3]string
+	plugins   *pluginhost.Host
+	journal   *journal.Journal
+	verifier  *tasksign.Verifier
+	sem       chan struct{}
 	// controllers picks the controller address to dial.
 	controllers *ctrladdr.Picker
 
@@ -279,13 +282,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	return a, nil
 }
 
-// placementFromCertificate fills the instance id, account and region the
-// agent's facts lack from its certificate: an agent enrolled by its
-// instance identity document holds them there, as the controller read
-// them from the signed document. Its hello then claims what its
-// certificate holds (the controller takes them from the certificate in
-// any case, and audits a hello claiming others), and its plugins know
-// the instance they run on.
+// placementFromCertificate reads the instance id, account and region of
+// the agent's certificate: an agent enrolled by its instance identity
+// document holds there what the controller read from the signed document.
 func (a *Agent) placementFromCertificate() {
 	a.id.mu.RLock()
 	leaf := a.id.leaf
@@ -293,18 +292,29 @@ func (a *Agent) placementFromCertificate() {
 	if leaf == nil {
 		return
 	}
-	id, err := pki.IdentityFromCert(leaf)
-	if err != nil {
-		return
+	if id, err := pki.IdentityFromCert(leaf); err == nil {
+		a.placement = [3]string{id.InstanceID, id.Account, id.Region}
 	}
-	for _, f := range []struct {
-		fact *string
-		cert string
-	}{{&a.facts.InstanceId, id.InstanceID}, {&a.facts.Account, id.Account}, {&a.facts.Region, id.Region}} {
-		if *f.fact == "" {
-			*f.fact = f.cert
+}
+
+// helloFacts are the facts the hello sends: the agent's own, with the
+// instance id, account and region they lack taken from its certificate, so
+// that an agent enrolled by its document claims what its certificate holds
+// (the controller takes them from the certificate in any case, and audits
+// a hello claiming others as agent.identity_mismatch). What the facts
+// already say is sent as it is.
+func (a *Agent) helloFacts() *agentv1.AgentFacts {
+	f := a.facts
+	if a.placement == ([3]string{}) || (f.GetInstanceId() != "" && f.GetAccount() != "" && f.GetRegion() != "") {
+		return f
+	}
+	f = proto.Clone(f).(*agentv1.AgentFacts)
+	for i, field := range []*string{&f.InstanceId, &f.Account, &f.Region} {
+		if *field == "" {
+			*field = a.placement[i]
 		}
 	}
+	return f
 }
 
 // ID returns the agent's id.
@@ -477,7 +487,7 @@ func (a *Agent) session(ctx context.Context, t ctrladdr.Target) (up time.Duratio
 	a.facts.Isolated = a.Isolated()
 	a.facts.Degraded = a.degraded()
 	if err := send(&agentv1.ConnectRequest{Msg: &agentv1.ConnectRequest_Hello{Hello: &agentv1.Hello{
-		Facts: a.facts, Plugins: a.plugins.Plugins(), RunningTaskIds: a.runningIDs()}}}); err != nil {
+		Facts: a.helloFacts(), Plugins: a.plugins.Plugins(), RunningTaskIds: a.runningIDs()}}}); err != nil {
 		return 0, err
 	}
 	first, err := stream.Recv()

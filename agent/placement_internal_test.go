@@ -4,15 +4,18 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/firebreak-ir/firebreak/internal/pki"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 )
 
-// TestPlacementFromCertificate checks that an agent whose facts lack its
-// instance id, account or region takes them from its certificate (an
-// agent enrolled by its instance identity document), and that what its
-// facts already say is kept: the controller compares the two and audits a
-// difference, so the agent never hides one.
+// TestPlacementFromCertificate checks that the hello of an agent whose
+// facts lack its instance id, account or region claims those of its
+// certificate (an agent enrolled by its instance identity document), that
+// what its facts already say is sent as it is (the controller compares the
+// two and audits a difference, so the agent never hides one), and that
+// the agent's own facts are left as they were.
 func TestPlacementFromCertificate(t *testing.T) {
 	ca, err := pki.CreateCA(t.TempDir())
 	if err != nil {
@@ -50,11 +53,16 @@ func TestPlacementFromCertificate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			own := proto.Clone(tt.facts)
 			a := &Agent{id: issue(tt.cert), facts: tt.facts}
 			a.placementFromCertificate()
-			got := [3]string{a.facts.GetInstanceId(), a.facts.GetAccount(), a.facts.GetRegion()}
+			hello := a.helloFacts()
+			got := [3]string{hello.GetInstanceId(), hello.GetAccount(), hello.GetRegion()}
 			if got != tt.want {
-				t.Fatalf("instance, account, region %q, want %q", got, tt.want)
+				t.Fatalf("hello claims instance, account, region %q, want %q", got, tt.want)
+			}
+			if !proto.Equal(a.facts, own) {
+				t.Fatalf("the agent's own facts changed: %v, were %v", a.facts, own)
 			}
 		})
 	}
