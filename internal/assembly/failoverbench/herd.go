@@ -349,7 +349,7 @@ func startHerd(ctx context.Context, o HerdOptions) (h *herd, err error) {
 	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
 		return nil, err
 	}
-	configure := func(int, *agent.Config) {}
+	var configure func(int, *agent.Config)
 	if h.iid == nil {
 		var tok struct {
 			Token string `json:"token"`

@@ -278,7 +278,7 @@ type instanceClient struct {
 func (c instanceClient) Do(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set(awsemu.InstanceHeader, c.id)
-	return c.c.Do(r)
+	return c.c.Do(r) //nolint:gosec // G704: the emulator's IMDS address the benchmark serves itself
 }
 
 // agentListed is an agent as `agents list --json` prints it.
