@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -66,6 +67,10 @@ type Config struct {
 	// document from IMDSv2, for hosts) or aws-sts (a signed
 	// sts:GetCallerIdentity, for workers). See attest.go.
 	Join string
+	// IMDS is the instance metadata client --join aws-iid reads the
+	// identity document from (default: the SDK's, from the AWS
+	// configuration; simulated hosts of a benchmark each get their own).
+	IMDS *imds.Client
 	// ServerID is the controller's id a worker signs for aws-sts (default:
 	// the pinned CA's SHA-256).
 	ServerID string
@@ -155,13 +160,16 @@ func (c *Config) CheckAndSetDefaults() error {
 
 // Agent is a running agent.
 type Agent struct {
-	cfg      Config
-	id       *identity
-	facts    *agentv1.AgentFacts
-	plugins  *pluginhost.Host
-	journal  *journal.Journal
-	verifier *tasksign.Verifier
-	sem      chan struct{}
+	cfg   Config
+	id    *identity
+	facts *agentv1.AgentFacts
+	// placement is the instance id, account and region of the agent's
+	// certificate (see helloFacts).
+	placement [3]string
+	plugins   *pluginhost.Host
+	journal   *journal.Journal
+	verifier  *tasksign.Verifier
+	sem       chan struct{}
 	// controllers picks the controller address to dial.
 	controllers *ctrladdr.Picker
 
@@ -262,6 +270,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		a.plugins.Close()
 		return nil, err
 	}
+	a.placementFromCertificate()
 	if cfg.MemoryJournal {
 		a.journal = journal.OpenMemory()
 	} else if a.journal, err = journal.Open(a.path(journalFile), cfg.Clock); err != nil {
@@ -271,6 +280,41 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	a.verifier = &tasksign.Verifier{Key: a.id.signingKey, AgentID: a.id.AgentID, Now: cfg.Clock}
 	a.reportInterrupted()
 	return a, nil
+}
+
+// placementFromCertificate reads the instance id, account and region of
+// the agent's certificate: an agent enrolled by its instance identity
+// document holds there what the controller read from the signed document.
+func (a *Agent) placementFromCertificate() {
+	a.id.mu.RLock()
+	leaf := a.id.leaf
+	a.id.mu.RUnlock()
+	if leaf == nil {
+		return
+	}
+	if id, err := pki.IdentityFromCert(leaf); err == nil {
+		a.placement = [3]string{id.InstanceID, id.Account, id.Region}
+	}
+}
+
+// helloFacts are the facts the hello sends: the agent's own, with the
+// instance id, account and region they lack taken from its certificate, so
+// that an agent enrolled by its document claims what its certificate holds
+// (the controller takes them from the certificate in any case, and audits
+// a hello claiming others as agent.identity_mismatch). What the facts
+// already say is sent as it is.
+func (a *Agent) helloFacts() *agentv1.AgentFacts {
+	f := a.facts
+	if a.placement == ([3]string{}) || (f.GetInstanceId() != "" && f.GetAccount() != "" && f.GetRegion() != "") {
+		return f
+	}
+	f = proto.Clone(f).(*agentv1.AgentFacts)
+	for i, field := range []*string{&f.InstanceId, &f.Account, &f.Region} {
+		if *field == "" {
+			*field = a.placement[i]
+		}
+	}
+	return f
 }
 
 // ID returns the agent's id.
@@ -443,7 +487,7 @@ func (a *Agent) session(ctx context.Context, t ctrladdr.Target) (up time.Duratio
 	a.facts.Isolated = a.Isolated()
 	a.facts.Degraded = a.degraded()
 	if err := send(&agentv1.ConnectRequest{Msg: &agentv1.ConnectRequest_Hello{Hello: &agentv1.Hello{
-		Facts: a.facts, Plugins: a.plugins.Plugins(), RunningTaskIds: a.runningIDs()}}}); err != nil {
+		Facts: a.helloFacts(), Plugins: a.plugins.Plugins(), RunningTaskIds: a.runningIDs()}}}); err != nil {
 		return 0, err
 	}
 	first, err := stream.Recv()

@@ -47,6 +47,14 @@ func (a *Agent) attested() bool { return a.cfg.Join == JoinAWSIID || a.cfg.Join 
 func (a *Agent) attest(ctx context.Context, ca *x509.Certificate, req *agentv1.EnrollRequest) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	if a.cfg.Join == JoinAWSIID && a.cfg.IMDS != nil {
+		proof, err := readIdentityDocument(ctx, a.cfg.IMDS)
+		if err != nil {
+			return err
+		}
+		req.AwsIid = proof
+		return nil
+	}
 	awsCfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
 		return fmt.Errorf("the AWS configuration: %w", err)

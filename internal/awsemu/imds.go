@@ -101,6 +101,75 @@ type metadataService struct {
 
 	mu     sync.Mutex
 	tokens map[string]time.Time
+	// signedFor and signed are the last document signed and its
+	// signatures: as AWS's, an instance's signatures do not change while
+	// its document does not, and signing is an RSA operation per variant.
+	signedFor iid.Document
+	signed    *iid.Signed
+}
+
+// InstanceHeader names the instance a request to IMDSFleet is for.
+const InstanceHeader = "X-Awsemu-Instance-Id"
+
+// IMDSFleet serves the instance metadata of every instance of an account at
+// one address, as IMDS(accountID, id) for the instance named by the
+// InstanceHeader of each request: the stand-in for the link-local address
+// each instance reaches its own IMDS at, for benchmarks that simulate many
+// instances in one process. Each instance has its own session tokens; a
+// request without the header, or naming an instance the account does not
+// hold, is 404.
+func (e *Emulator) IMDSFleet(accountID string) http.Handler {
+	return &metadataFleet{e: e, account: accountID, services: map[string]*metadataService{}}
+}
+
+type metadataFleet struct {
+	e       *Emulator
+	account string
+
+	mu       sync.Mutex
+	services map[string]*metadataService
+}
+
+func (f *metadataFleet) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id := r.Header.Get(InstanceHeader)
+	if id == "" {
+		http.Error(w, "404 - Not Found (no "+InstanceHeader+")", http.StatusNotFound)
+		return
+	}
+	if _, err := f.e.identityDocumentOf(f.account, id); err != nil {
+		http.Error(w, "404 - Not Found", http.StatusNotFound)
+		return
+	}
+	f.mu.Lock()
+	m := f.services[id]
+	if m == nil {
+		m = &metadataService{e: f.e, account: f.account, instanceID: id, tokens: map[string]time.Time{}}
+		f.services[id] = m
+	}
+	f.mu.Unlock()
+	m.ServeHTTP(w, r)
+}
+
+// sign returns the signatures of doc, signing it again only when it
+// changed since the last time.
+func (m *metadataService) sign(doc *iid.Document) (*iid.Signed, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.signed != nil && m.signedFor.PendingTime.Equal(doc.PendingTime) && sameBesidesTime(m.signedFor, *doc) {
+		return m.signed, nil
+	}
+	signed, err := m.e.SignIdentityDocument(doc)
+	if err != nil {
+		return nil, err
+	}
+	m.signedFor, m.signed = *doc, signed
+	return signed, nil
+}
+
+// sameBesidesTime compares two documents but for their pendingTime.
+func sameBesidesTime(a, b iid.Document) bool {
+	a.PendingTime, b.PendingTime = time.Time{}, time.Time{}
+	return a == b
 }
 
 // IMDS returns the instance metadata service of one instance, IMDSv2 only:
@@ -180,7 +249,7 @@ func (m *metadataService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body = doc.AvailabilityZone
 	case "/latest/dynamic/instance-identity/document", "/latest/dynamic/instance-identity/rsa2048",
 		"/latest/dynamic/instance-identity/pkcs7", "/latest/dynamic/instance-identity/signature":
-		signed, err := m.e.SignIdentityDocument(doc)
+		signed, err := m.sign(doc)
 		if err != nil {
 			http.Error(w, "500 - Internal Server Error", http.StatusInternalServerError)
 			return

@@ -163,3 +163,123 @@ func TestGetCallerIdentityAsForwarded(t *testing.T) {
 		}
 	})
 }
+
+// headerClient adds the instance header to every request, as a simulated
+// instance's IMDS client does against IMDSFleet.
+type headerClient struct {
+	id string
+	c  *http.Client
+}
+
+func (h headerClient) Do(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	if h.id != "" {
+		r.Header.Set(InstanceHeader, h.id)
+	}
+	return h.c.Do(r) //nolint:gosec // G704: the test's own httptest server
+}
+
+// TestIMDSFleet serves the metadata of several instances at one address:
+// each instance gets its own signed document and its own session tokens,
+// an instance stays signed the same way while its document does not
+// change, and a request naming no instance, or one the account lacks, is
+// 404.
+func TestIMDSFleet(t *testing.T) {
+	l := newLab(t, 3)
+	account := LabAccountID(2)
+	var ids []string
+	for _, a := range l.emu.Dump().Accounts {
+		if a.ID != account {
+			continue
+		}
+		for _, r := range a.Resources {
+			for _, in := range r.Instances {
+				ids = append(ids, in.ID)
+			}
+		}
+	}
+	if len(ids) < 2 {
+		t.Fatalf("account %s has %d instances, want 2 or more", account, len(ids))
+	}
+	srv := httptest.NewServer(l.emu.IMDSFleet(account))
+	t.Cleanup(srv.Close)
+	client := func(id string) *imds.Client {
+		return imds.New(imds.Options{Endpoint: srv.URL, EnableFallback: aws.FalseTernary, HTTPClient: headerClient{id: id, c: srv.Client()},
+			Retryer: aws.NopRetryer{}})
+	}
+	get := func(c *imds.Client, path string) (string, error) {
+		out, err := c.GetDynamicData(ctx(t), &imds.GetDynamicDataInput{Path: path})
+		if err != nil {
+			return "", err
+		}
+		defer out.Content.Close()
+		b, err := io.ReadAll(out.Content)
+		return string(b), err
+	}
+	certPEM, err := l.emu.IdentityCertificatePEM()
+	ok(t, err)
+	cert, err := iid.ParseCertificatesPEM(certPEM)
+	ok(t, err)
+	certs, err := iid.AWSCertificates()
+	ok(t, err)
+	certs.Add(cert...)
+
+	tests := []struct {
+		name    string
+		id      string
+		wantErr string
+	}{
+		{name: "first instance", id: ids[0]},
+		{name: "second instance", id: ids[1]},
+		{name: "no instance header", id: "", wantErr: "404"},
+		{name: "an instance the account lacks", id: "i-00000000000000000", wantErr: "404"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := client(tt.id)
+			sig, err := get(c, "instance-identity/rsa2048")
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err %v, want %s", err, tt.wantErr)
+				}
+				return
+			}
+			ok(t, err)
+			d, err := iid.Verify(certs, iid.RSA2048, nil, []byte(sig))
+			ok(t, err)
+			if d.InstanceID != tt.id || d.AccountID != account {
+				t.Fatalf("document of %s in %s, want %s in %s", d.InstanceID, d.AccountID, tt.id, account)
+			}
+			again, err := get(c, "instance-identity/rsa2048")
+			ok(t, err)
+			if again != sig {
+				t.Fatal("the unchanged document was signed anew")
+			}
+		})
+	}
+
+	t.Run("a token of one instance is refused for another", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodPut, srv.URL+"/latest/api/token", nil)
+		req.Header.Set("X-aws-ec2-metadata-token-ttl-seconds", "60")
+		req.Header.Set(InstanceHeader, ids[0])
+		resp, err := http.DefaultClient.Do(req)
+		ok(t, err)
+		tok, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, tc := range []struct {
+			id   string
+			want int
+		}{{ids[0], http.StatusOK}, {ids[1], http.StatusUnauthorized}} {
+			req, _ = http.NewRequest(http.MethodGet, srv.URL+"/latest/meta-data/instance-id", nil)
+			req.Header.Set("X-aws-ec2-metadata-token", string(tok))
+			req.Header.Set(InstanceHeader, tc.id)
+			resp, err = http.DefaultClient.Do(req)
+			ok(t, err)
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.want || (tc.want == http.StatusOK && string(body) != ids[0]) {
+				t.Fatalf("instance %s with the token of %s: status %d body %q, want %d", tc.id, ids[0], resp.StatusCode, body, tc.want)
+			}
+		}
+	})
+}

@@ -36,13 +36,31 @@ wait out with jitter; a shed enrollment spends no join token.
 The per-source enrollment rate is lifted, as every simulated agent comes from
 127.0.0.1; the overall enrollment rate and the handshake admission keep the
 controller's defaults. Exit code 1 when not every agent enrolled and
-connected within --wait.`,
+connected within --wait.
+
+With --join aws-iid there is no join token: the bench starts the AWS
+emulator with a member account holding one running instance per agent,
+launched now and tagged firebreak=enabled, and the controller trusting the
+emulator's identity CA (--iid-cert-file). It sets an attestation policy
+(firebreak attest policy set), starts an API worker (firebreak-agent of
+--bin-dir, enrolled by aws-sts) and registers the organisation's accounts
+through it, as 'firebreak lab' does. Then every agent reads its own
+instance's signed identity document over IMDSv2 from the emulator and
+enrols with it; the controller checks the signature, the account, the
+policy, the document's age, reuse, and the instance's state and tags
+(ec2:DescribeInstances against the emulator). The output adds join and
+attested_aws_iid: the agents 'agents list --json' shows connected with
+attestation aws-iid and their own instance id.`,
 		Example: `  firebreak bench enroll --agents 10000
-  firebreak bench enroll --agents 10000 --json`,
+  firebreak bench enroll --agents 10000 --json
+  firebreak bench enroll --agents 10000 --join aws-iid --wait 5m --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !g.JSON() {
 				o.Progress = g.ErrOut()
+			}
+			if o.Join != "token" && o.Join != "aws-iid" {
+				return cli.ExitWith(cli.ExitUsage, fmt.Errorf("--join %q: want token or aws-iid", o.Join))
 			}
 			res, err := failoverbench.Enroll(cmd.Context(), o)
 			if err != nil {
@@ -55,6 +73,9 @@ connected within --wait.`,
 			} else {
 				out := g.Out()
 				fmt.Fprintf(out, "agents %d (simulated) · enrolled and connected %d\n", res.Agents, res.Enrolled)
+				if res.AttestedAWSIID != nil {
+					fmt.Fprintf(out, "enrolled by aws-iid:    %10d (as agents list shows them)\n", *res.AttestedAWSIID)
+				}
 				fmt.Fprintf(out, "time to 99%%:            %10.1f ms\n", res.TimeTo99MS)
 				fmt.Fprintf(out, "time to all:            %10.1f ms\n", res.TimeToAllMS)
 				fmt.Fprintf(out, "shed attempts:          %10d\n", res.ShedAttempts)
@@ -66,10 +87,15 @@ connected within --wait.`,
 			if res.Enrolled < res.Agents {
 				return cli.ExitWith(cli.ExitRunFailed, fmt.Errorf("%d of %d agents did not enroll and connect", res.Agents-res.Enrolled, res.Agents))
 			}
+			if res.AttestedAWSIID != nil && *res.AttestedAWSIID < res.Agents {
+				return cli.ExitWith(cli.ExitRunFailed, fmt.Errorf("%d of %d agents are not listed as enrolled by aws-iid", res.Agents-*res.AttestedAWSIID, res.Agents))
+			}
 			return nil
 		},
 	}
 	herdFlags(cmd, &o)
+	cmd.Flags().StringVar(&o.Join, "join", "token", "how the agents enrol: token (one join token of --agents uses) or aws-iid (each its own instance identity document, signed by the AWS emulator)")
+	cmd.Flags().StringVar(&o.BinDir, "bin-dir", "", "with --join aws-iid: directory of firebreak-agent and plugins/ for the API worker (default: next to this binary)")
 	return cmd
 }
 

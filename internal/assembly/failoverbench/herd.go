@@ -43,6 +43,13 @@ type HerdOptions struct {
 	// Progress receives a line per step and a count each second (default:
 	// discarded).
 	Progress io.Writer
+	// Join is how the agents enrol: token (default; a join token of
+	// --agents uses) or aws-iid (each its own EC2 instance identity
+	// document from the AWS emulator's IMDS; see herd_iid.go).
+	Join string
+	// BinDir holds firebreak-agent and plugins/, for the API worker an
+	// aws-iid herd starts (default: next to Executable).
+	BinDir string
 }
 
 // CheckAndSetDefaults checks the options and sets defaults.
@@ -65,6 +72,16 @@ func (o *HerdOptions) CheckAndSetDefaults() error {
 	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
+	}
+	switch o.Join {
+	case "":
+		o.Join = agent.JoinToken
+	case agent.JoinToken, agent.JoinAWSIID:
+	default:
+		return fmt.Errorf("--join %q: want token or aws-iid", o.Join)
+	}
+	if o.Join == agent.JoinAWSIID && o.BinDir == "" {
+		o.BinDir = filepath.Dir(o.Executable)
 	}
 	return nil
 }
@@ -99,6 +116,13 @@ type EnrollResult struct {
 	// logged.
 	ControllerLogErrors int  `json:"controller_log_errors"`
 	SimulatedAgents     bool `json:"simulated_agents"`
+	// Join is aws-iid for a herd enrolled by instance identity documents;
+	// a token herd's output is as it was, without it.
+	Join string `json:"join,omitempty"`
+	// AttestedAWSIID is, for an aws-iid herd, how many of its agents
+	// `agents list --json` shows connected with attestation aws-iid and
+	// the instance id of their own document; any other counts as an error.
+	AttestedAWSIID *int `json:"attested_aws_iid,omitempty"`
 }
 
 // ReconnectResult is what `firebreak bench reconnect --json` prints.
@@ -162,6 +186,17 @@ func Enroll(ctx context.Context, o HerdOptions) (*EnrollResult, error) {
 	res.ControllerRSSBytes = h.ctl.rss()
 	if res.ControllerLogErrors, _, err = countLogErrors(h.ctl.logPath, 0); err != nil {
 		return nil, err
+	}
+	if h.iid != nil {
+		res.Join = agent.JoinAWSIID
+		attested, wrong, err := h.attested(ctx)
+		if err != nil {
+			return nil, err
+		}
+		res.AttestedAWSIID = &attested
+		// An agent that connected but is not listed as attested by its own
+		// instance's document is an error too.
+		res.Errors += wrong
 	}
 	if waitErr != nil && !errors.Is(waitErr, errHerdIncomplete) {
 		return nil, waitErr
@@ -238,6 +273,10 @@ type herd struct {
 	fleet *herdFleet
 	start time.Time
 	stop  func()
+	// b is the benchmark's state, for operator commands.
+	b *bench
+	// iid is the AWS side of an aws-iid herd (nil for a token herd).
+	iid *iidHerd
 }
 
 // startHerd starts the controller, makes a join token and starts every
@@ -247,7 +286,7 @@ func startHerd(ctx context.Context, o HerdOptions) (h *herd, err error) {
 	if err != nil {
 		return nil, err
 	}
-	h = &herd{}
+	h = &herd{b: b}
 	var cleanups []func()
 	h.stop = func() {
 		for i := len(cleanups) - 1; i >= 0; i-- {
@@ -279,17 +318,28 @@ func startHerd(ctx context.Context, o HerdOptions) (h *herd, err error) {
 	if o.MaxHandshakes > 0 {
 		h.ctl.args = append(h.ctl.args, "--max-agent-handshakes", strconv.Itoa(o.MaxHandshakes))
 	}
+	var policyFile string
+	if o.Join == agent.JoinAWSIID {
+		fmt.Fprintf(o.Progress, "AWS emulator: a member account with %d running instances tagged firebreak=enabled…\n", o.Agents)
+		if h.iid, err = startIIDEmulator(b.root, o.Agents, time.Now().UTC()); err != nil {
+			return nil, err
+		}
+		cleanups = append(cleanups, h.iid.stop)
+		// Every document's pendingTime is the bench's start: the policy's
+		// maximum age covers the setup and the whole wait.
+		certFile, pf, err := h.iid.files(b.root, o.Wait+time.Hour)
+		if err != nil {
+			return nil, err
+		}
+		policyFile = pf
+		h.ctl.args = append(h.ctl.args, h.iid.controllerArgs(certFile)...)
+		h.ctl.env = append(append([]string(nil), b.env...), h.iid.controllerEnv()...)
+	}
 	if err := h.ctl.start(ctx, o.Executable); err != nil {
 		return nil, err
 	}
 	cleanups = append(cleanups, h.ctl.stop)
 	b.creds = filepath.Join(dataDir, "admin.creds")
-	var tok struct {
-		Token string `json:"token"`
-	}
-	if err := b.cliJSON(ctx, h.ctl.addr, &tok, "token", "create", "--role", "host", "--uses", strconv.Itoa(2*o.Agents), "--ttl", "2h"); err != nil {
-		return nil, err
-	}
 	caPEM, err := os.ReadFile(filepath.Join(dataDir, "ca.pem"))
 	if err != nil {
 		return nil, err
@@ -299,10 +349,29 @@ func startHerd(ctx context.Context, o HerdOptions) (h *herd, err error) {
 	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
 		return nil, err
 	}
+	var configure func(int, *agent.Config)
+	if h.iid == nil {
+		var tok struct {
+			Token string `json:"token"`
+		}
+		if err := b.cliJSON(ctx, h.ctl.addr, &tok, "token", "create", "--role", "host", "--uses", strconv.Itoa(2*o.Agents), "--ttl", "2h"); err != nil {
+			return nil, err
+		}
+		configure = func(_ int, cfg *agent.Config) { cfg.JoinToken = tok.Token }
+	} else {
+		if err := h.prepareIID(ctx, o, policyFile, caFile); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(o.Progress, "AWS emulator: signing the %d instances' identity documents (before the herd, as AWS has them at launch)…\n", o.Agents)
+		if err := h.iid.presign(ctx); err != nil {
+			return nil, err
+		}
+		configure = h.iid.configure
+	}
 	fmt.Fprintf(o.Progress, "controller serving on %s (pid %d); starting %d simulated agents at once…\n", h.ctl.addr, h.ctl.pid(), o.Agents)
 	h.fleet = newHerdFleet(o.Agents)
 	h.start = time.Now()
-	stopAgents, err := h.fleet.run(ctx, h.ctl.addr, caFile, tok.Token)
+	stopAgents, err := h.fleet.run(ctx, h.ctl.addr, caFile, configure)
 	if err != nil {
 		return nil, err
 	}
@@ -335,7 +404,7 @@ const herdStartAttempts = 8
 func newHerdFleet(n int) *herdFleet { return &herdFleet{connected: make([]time.Time, n)} }
 
 // run starts every agent at once; the returned function stops them.
-func (f *herdFleet) run(ctx context.Context, addr, caFile, token string) (func(), error) {
+func (f *herdFleet) run(ctx context.Context, addr, caFile string, configure func(i int, cfg *agent.Config)) (func(), error) {
 	client, stopAction, err := sdk.ServeInMemory(noop.Action{})
 	if err != nil {
 		return nil, err
@@ -347,14 +416,15 @@ func (f *herdFleet) run(ctx context.Context, addr, caFile, token string) (func()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cfg := agent.Config{Controller: addr, CAFile: caFile, JoinToken: token, Role: "host",
-				Hostname: fmt.Sprintf("herd-%05d", i), Simulated: true, MemoryJournal: true, BuiltinClients: []*sdk.Client{client},
+			cfg := agent.Config{Controller: addr, CAFile: caFile, Role: "host",
+				Hostname: herdHostname(i), Simulated: true, MemoryJournal: true, BuiltinClients: []*sdk.Client{client},
 				Labels: map[string]string{"bench": "herd"}, Logger: logger,
 				Connected: func() {
 					f.mu.Lock()
 					f.connected[i] = time.Now()
 					f.mu.Unlock()
 				}}
+			configure(i, &cfg)
 			a, err := agent.New(actx, cfg)
 			// An agent whose enrollment failed (its TLS handshake timed
 			// out in the herd) exits, and its service manager starts it
@@ -389,6 +459,9 @@ func (f *herdFleet) run(ctx context.Context, addr, caFile, token string) (func()
 		stopAction()
 	}, nil
 }
+
+// herdHostname is the host name of the herd's agent i.
+func herdHostname(i int) string { return fmt.Sprintf("herd-%05d", i) }
 
 // since returns, sorted, how long after t each agent connected, for the
 // agents that connected after t.
