@@ -7,6 +7,7 @@ package benchcmd
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -184,25 +185,17 @@ every run must have succeeded and run exactly once: 'lost' and
   firebreak bench failover --kill owner --store postgres://bench@db/bench_empty?sslmode=disable`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !g.JSON() {
-				o.Progress = g.ErrOut()
-			}
-			res, err := failoverbench.Run(cmd.Context(), o)
+			res, err := report(g, &o.Progress, func() (*failoverbench.Result, error) { return failoverbench.Run(cmd.Context(), o) },
+				func(out io.Writer, res *failoverbench.Result) {
+					fmt.Fprintf(out, "controllers %d · agents %d (simulated) · noop delay %s · kill %s\n", res.Controllers, res.Agents, o.Delay, res.Kill)
+					fmt.Fprintf(out, "%-6s %-22s %8s %14s %14s\n", "round", "killed", "agents", "reconnect ms", "run done ms")
+					for i, r := range res.Rounds {
+						fmt.Fprintf(out, "%-6d %-22s %8d %14.0f %14.0f\n", i+1, r.Killed, r.AgentsMoved, r.ReconnectMS, r.RunDoneMS)
+					}
+					fmt.Fprintf(out, "lost %d · duplicated %d · controller RSS per agent %.0f bytes\n", res.Lost, res.Duplicated, res.ControllerRSSBytesPerAgent)
+				})
 			if err != nil {
 				return err
-			}
-			if g.JSON() {
-				if err := g.PrintJSON(res); err != nil {
-					return err
-				}
-			} else {
-				out := g.Out()
-				fmt.Fprintf(out, "controllers %d · agents %d (simulated) · noop delay %s · kill %s\n", res.Controllers, res.Agents, o.Delay, res.Kill)
-				fmt.Fprintf(out, "%-6s %-22s %8s %14s %14s\n", "round", "killed", "agents", "reconnect ms", "run done ms")
-				for i, r := range res.Rounds {
-					fmt.Fprintf(out, "%-6d %-22s %8d %14.0f %14.0f\n", i+1, r.Killed, r.AgentsMoved, r.ReconnectMS, r.RunDoneMS)
-				}
-				fmt.Fprintf(out, "lost %d · duplicated %d · controller RSS per agent %.0f bytes\n", res.Lost, res.Duplicated, res.ControllerRSSBytesPerAgent)
 			}
 			if res.Lost > 0 || res.Duplicated > 0 {
 				return cli.ExitWith(cli.ExitRunFailed, fmt.Errorf("%d tasks lost and %d run twice", res.Lost, res.Duplicated))
@@ -218,6 +211,23 @@ every run must have succeeded and run exactly once: 'lost' and
 	f.StringVar(&o.Kill, "kill", failoverbench.KillHolder, "which controller a round kills: holder (another than the run's owner, holding the most agents) or owner")
 	f.StringVar(&o.Store, "store", "", "postgres:// URL of an empty database (default: a throwaway PostgreSQL started here)")
 	return cmd
+}
+
+// report runs a benchmark with its progress lines on stderr (none with
+// --json), then prints its result: as JSON with --json, else as text.
+func report[R any](g *cli.Globals, progress *io.Writer, run func() (R, error), text func(io.Writer, R)) (R, error) {
+	if !g.JSON() {
+		*progress = g.ErrOut()
+	}
+	res, err := run()
+	if err != nil {
+		return res, err
+	}
+	if g.JSON() {
+		return res, g.PrintJSON(res)
+	}
+	text(g.Out(), res)
+	return res, nil
 }
 
 // hostInChild runs the simulated agents in a child process of this binary.

@@ -2,6 +2,7 @@ package benchcmd
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -56,33 +57,25 @@ attestation aws-iid and their own instance id.`,
   firebreak bench enroll --agents 10000 --join aws-iid --wait 5m --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !g.JSON() {
-				o.Progress = g.ErrOut()
-			}
 			if o.Join != "token" && o.Join != "aws-iid" {
 				return cli.ExitWith(cli.ExitUsage, fmt.Errorf("--join %q: want token or aws-iid", o.Join))
 			}
-			res, err := failoverbench.Enroll(cmd.Context(), o)
+			res, err := report(g, &o.Progress, func() (*failoverbench.EnrollResult, error) { return failoverbench.Enroll(cmd.Context(), o) },
+				func(out io.Writer, res *failoverbench.EnrollResult) {
+					fmt.Fprintf(out, "agents %d (simulated) · enrolled and connected %d\n", res.Agents, res.Enrolled)
+					if res.AttestedAWSIID != nil {
+						fmt.Fprintf(out, "enrolled by aws-iid:    %10d (as agents list shows them)\n", *res.AttestedAWSIID)
+					}
+					fmt.Fprintf(out, "time to 99%%:            %10.1f ms\n", res.TimeTo99MS)
+					fmt.Fprintf(out, "time to all:            %10.1f ms\n", res.TimeToAllMS)
+					fmt.Fprintf(out, "shed attempts:          %10d\n", res.ShedAttempts)
+					fmt.Fprintf(out, "agent restarts:         %10d\n", res.AgentRestarts)
+					fmt.Fprintf(out, "controller RSS:         %10.1f MiB\n", float64(res.ControllerRSSBytes)/(1<<20))
+					fmt.Fprintf(out, "controller ERROR/WARN:  %10d lines\n", res.ControllerLogErrors)
+					fmt.Fprintf(out, "errors:                 %10d\n", res.Errors)
+				})
 			if err != nil {
 				return err
-			}
-			if g.JSON() {
-				if err := g.PrintJSON(res); err != nil {
-					return err
-				}
-			} else {
-				out := g.Out()
-				fmt.Fprintf(out, "agents %d (simulated) · enrolled and connected %d\n", res.Agents, res.Enrolled)
-				if res.AttestedAWSIID != nil {
-					fmt.Fprintf(out, "enrolled by aws-iid:    %10d (as agents list shows them)\n", *res.AttestedAWSIID)
-				}
-				fmt.Fprintf(out, "time to 99%%:            %10.1f ms\n", res.TimeTo99MS)
-				fmt.Fprintf(out, "time to all:            %10.1f ms\n", res.TimeToAllMS)
-				fmt.Fprintf(out, "shed attempts:          %10d\n", res.ShedAttempts)
-				fmt.Fprintf(out, "agent restarts:         %10d\n", res.AgentRestarts)
-				fmt.Fprintf(out, "controller RSS:         %10.1f MiB\n", float64(res.ControllerRSSBytes)/(1<<20))
-				fmt.Fprintf(out, "controller ERROR/WARN:  %10d lines\n", res.ControllerLogErrors)
-				fmt.Fprintf(out, "errors:                 %10d\n", res.Errors)
 			}
 			if res.Enrolled < res.Agents {
 				return cli.ExitWith(cli.ExitRunFailed, fmt.Errorf("%d of %d agents did not enroll and connect", res.Agents-res.Enrolled, res.Agents))
@@ -121,27 +114,19 @@ agent reconnected within --wait.`,
   firebreak bench reconnect --agents 10000 --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !g.JSON() {
-				o.Progress = g.ErrOut()
-			}
-			res, err := failoverbench.Reconnect(cmd.Context(), o)
+			res, err := report(g, &o.Progress, func() (*failoverbench.ReconnectResult, error) { return failoverbench.Reconnect(cmd.Context(), o) },
+				func(out io.Writer, res *failoverbench.ReconnectResult) {
+					fmt.Fprintf(out, "agents %d (simulated) · connected before the kill %d · reconnected %d\n", res.Agents, res.ConnectedBeforeKill, res.Reconnected)
+					fmt.Fprintf(out, "first enrollment:       %10.1f ms to 99%%, %.1f ms to the last (%d agent restarts)\n", res.EnrollTo99MS, res.EnrollMS, res.AgentRestarts)
+					fmt.Fprintf(out, "controller restarted:   %10.1f ms after the kill\n", res.RestartMS)
+					fmt.Fprintf(out, "time to 99%%:            %10.1f ms after the kill\n", res.TimeTo99MS)
+					fmt.Fprintf(out, "time to all:            %10.1f ms after the kill\n", res.TimeToAllMS)
+					fmt.Fprintf(out, "shed attempts:          %10d\n", res.ShedAttempts)
+					fmt.Fprintf(out, "controller ERROR/WARN:  %10d of %d lines\n", res.ControllerLogErrors, res.ControllerLogLines)
+					fmt.Fprintf(out, "errors:                 %10d\n", res.Errors)
+				})
 			if err != nil {
 				return err
-			}
-			if g.JSON() {
-				if err := g.PrintJSON(res); err != nil {
-					return err
-				}
-			} else {
-				out := g.Out()
-				fmt.Fprintf(out, "agents %d (simulated) · connected before the kill %d · reconnected %d\n", res.Agents, res.ConnectedBeforeKill, res.Reconnected)
-				fmt.Fprintf(out, "first enrollment:       %10.1f ms to 99%%, %.1f ms to the last (%d agent restarts)\n", res.EnrollTo99MS, res.EnrollMS, res.AgentRestarts)
-				fmt.Fprintf(out, "controller restarted:   %10.1f ms after the kill\n", res.RestartMS)
-				fmt.Fprintf(out, "time to 99%%:            %10.1f ms after the kill\n", res.TimeTo99MS)
-				fmt.Fprintf(out, "time to all:            %10.1f ms after the kill\n", res.TimeToAllMS)
-				fmt.Fprintf(out, "shed attempts:          %10d\n", res.ShedAttempts)
-				fmt.Fprintf(out, "controller ERROR/WARN:  %10d of %d lines\n", res.ControllerLogErrors, res.ControllerLogLines)
-				fmt.Fprintf(out, "errors:                 %10d\n", res.Errors)
 			}
 			if res.Reconnected < res.Agents {
 				return cli.ExitWith(cli.ExitRunFailed, fmt.Errorf("%d of %d agents did not reconnect", res.Agents-res.Reconnected, res.Agents))
