@@ -156,3 +156,47 @@ func TestConnectShedWithRetryAfter(t *testing.T) {
 		t.Fatalf("the same agent once the controller has room: %v, %v", m, err)
 	}
 }
+
+// TestHelloIdentityClaims: the certificate's instance id, account and
+// region are the agent's identity. A hello claiming other values is
+// audited as agent.identity_mismatch; a value the certificate does not
+// hold (a worker enrolled by STS has no region there) cannot be
+// contradicted, so claiming one is not recorded. Either way the stored
+// facts are the certificate's.
+func TestHelloIdentityClaims(t *testing.T) {
+	// enrollWorker's certificate holds account 111122223333 and region
+	// eu-west-1, and no instance id.
+	tests := []struct {
+		name      string
+		claim     func(*agentv1.AgentFacts)
+		wantAudit bool
+	}{
+		{name: "the certificate's own values", claim: func(*agentv1.AgentFacts) {}},
+		{name: "another region", claim: func(f *agentv1.AgentFacts) { f.Region = "us-east-1" }, wantAudit: true},
+		{name: "another account", claim: func(f *agentv1.AgentFacts) { f.Account = "999999999999" }, wantAudit: true},
+		{name: "no account, which the certificate holds", claim: func(f *agentv1.AgentFacts) { f.Account = "" }, wantAudit: true},
+		{name: "an instance id the certificate does not hold", claim: func(f *agentv1.AgentFacts) { f.InstanceId = "i-0123456789abcdef0" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFleet(t)
+			e := f.enrollWorker(t)
+			client := f.serveAgents(t, holder(e.key, e.cert))
+			facts := &agentv1.AgentFacts{Hostname: "worker-1", Os: "linux", Arch: "amd64", Account: "111122223333", Region: "eu-west-1"}
+			tt.claim(facts)
+			if m, _, err := hello(t, client, facts); err != nil || m.GetWelcome() == nil {
+				t.Fatalf("hello: %v, %v", m, err)
+			}
+			if got := f.audited("agent.identity_mismatch", e.id); got != tt.wantAudit {
+				t.Fatalf("agent.identity_mismatch audited %v, want %v", got, tt.wantAudit)
+			}
+			a, err := f.store.GetAgent(context.Background(), e.id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := [3]string{a.Facts.GetInstanceId(), a.Facts.GetAccount(), a.Facts.GetRegion()}; got != [3]string{"", "111122223333", "eu-west-1"} {
+				t.Fatalf("stored identity %v, want the certificate's", got)
+			}
+		})
+	}
+}

@@ -9,7 +9,9 @@ import (
 	"maps"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -45,6 +47,23 @@ type fleetUnderTest struct {
 	signer *tasksign.Signer
 	now    time.Time
 	addrs  atomic.Int32
+
+	auditMu sync.Mutex
+	audits  []string // "action subject"
+}
+
+// audit records what the service audits.
+func (f *fleetUnderTest) audit(_ context.Context, _, action, subject string, _ any) {
+	f.auditMu.Lock()
+	f.audits = append(f.audits, action+" "+subject)
+	f.auditMu.Unlock()
+}
+
+// audited reports whether the service audited action on subject.
+func (f *fleetUnderTest) audited(action, subject string) bool {
+	f.auditMu.Lock()
+	defer f.auditMu.Unlock()
+	return slices.Contains(f.audits, action+" "+subject)
 }
 
 const certTTL = 2 * time.Hour
@@ -75,7 +94,7 @@ func newFleetOn(t *testing.T, wrap func(store.Store) store.Store) *fleetUnderTes
 		t.Fatal(err)
 	}
 	f := &fleetUnderTest{store: st, ca: ca, signer: signer, now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-	f.svc, err = fleet.New(fleet.Config{Store: st, CA: ca, Signer: signer, Dispatcher: nopDispatcher{},
+	f.svc, err = fleet.New(fleet.Config{Store: st, CA: ca, Signer: signer, Dispatcher: nopDispatcher{}, Audit: f.audit,
 		Clock: func() time.Time { return f.now }, CertTTL: certTTL})
 	if err != nil {
 		t.Fatal(err)

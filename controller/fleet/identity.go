@@ -33,7 +33,11 @@ func (s *Service) trustedFacts(ctx context.Context, a *store.Agent, id pki.Ident
 	}
 	mismatch := map[string]any{}
 	for field, v := range claimed {
-		if v[0] != v[1] {
+		// A field the certificate does not hold (an API worker enrolled by
+		// STS has no region in it) cannot be contradicted: the claim is
+		// dropped below without a record. One that differs from what the
+		// certificate holds, an empty claim included, is recorded.
+		if v[1] != "" && v[0] != v[1] {
 			mismatch[field] = map[string]string{"claimed": v[0], "certificate": v[1]}
 		}
 	}
