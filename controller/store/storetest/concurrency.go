@@ -60,15 +60,7 @@ func RunConcurrency(t *testing.T, fresh func(t *testing.T) Database) {
 			_, err := s[i%3].ConsumeJoinToken(ctx, "once", now)
 			return err
 		})
-		won := 0
-		for i, err := range errs {
-			switch {
-			case err == nil:
-				won++
-			case !errors.Is(err, store.ErrTokenExhausted):
-				t.Errorf("racer %d: %v, want success or ErrTokenExhausted", i, err)
-			}
-		}
+		won := tokenWinners(t, errs)
 		if won != 1 {
 			t.Fatalf("%d racers enrolled with a one-use token, want exactly 1", won)
 		}
@@ -90,15 +82,7 @@ func RunConcurrency(t *testing.T, fresh func(t *testing.T) Database) {
 			})
 			return err
 		})
-		won := 0
-		for i, err := range errs {
-			switch {
-			case err == nil:
-				won++
-			case !errors.Is(err, store.ErrTokenExhausted):
-				t.Errorf("racer %d: %v, want success or ErrTokenExhausted", i, err)
-			}
-		}
+		won := tokenWinners(t, errs)
 		agents, err := s[2].ListAgents(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -333,4 +317,20 @@ func RunConcurrency(t *testing.T, fresh func(t *testing.T) Database) {
 			}
 		}
 	})
+}
+
+// tokenWinners counts the racers on a join token that succeeded; every
+// other one must have found it exhausted.
+func tokenWinners(t *testing.T, errs []error) int {
+	t.Helper()
+	won := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, store.ErrTokenExhausted):
+			t.Errorf("racer %d: %v, want success or ErrTokenExhausted", i, err)
+		}
+	}
+	return won
 }
