@@ -14,9 +14,10 @@ import (
 
 // readinessHistory is `readiness history --json`.
 type readinessHistory []struct {
-	ID        string `json:"id"`
-	Score     int    `json:"score"`
-	CreatedBy string `json:"created_by"`
+	ID          string    `json:"id"`
+	GeneratedAt time.Time `json:"generated_at"`
+	Score       int       `json:"score"`
+	CreatedBy   string    `json:"created_by"`
 }
 
 // waitScheduledReview waits until c lists a stored review and returns the
@@ -36,7 +37,10 @@ func waitScheduledReview(t *testing.T, c *e2e.Controller) readinessHistory {
 // readiness on its own, with no operator asking, and stores the report
 // (`readiness history` shows it, by controller:readiness). Two controllers
 // of a cluster with the same schedule store one review per period between
-// them: the review is a leased singleton.
+// them: the review is a leased singleton. When the controller holding the
+// lease is killed, the other takes the schedule over where it stood: the
+// next review comes a period after the last one, not at the takeover, and
+// again only once.
 func TestReadinessEvery(t *testing.T) {
 	b := e2e.Build(t)
 	t.Run("one controller", func(t *testing.T) {
@@ -72,6 +76,46 @@ func TestReadinessEvery(t *testing.T) {
 				t.Fatalf("history through %s: %+v; want the one review %s", c.Addr, again, h[0].ID)
 			}
 		}
+
+		// The second period, across the death of the lease's holder.
+		var cs []controllerJSON
+		ctls[0].MustJSON(t, &cs, 0, "controllers", "list")
+		holder := -1
+		for _, e := range cs {
+			if slices.Contains(e.Leases, "readiness-schedule") {
+				holder = slices.IndexFunc(ctls, func(c *e2e.Controller) bool { return c.Addr == e.Address })
+			}
+		}
+		if holder < 0 {
+			t.Fatalf("no controller of %+v holds the readiness-schedule lease", cs)
+		}
+		survivor := ctls[1-holder]
+		ctls[holder].Kill()
+		killed := time.Now()
+		var second readinessHistory
+		e2e.WaitFor(t, 2*time.Minute, "the second scheduled review, from the survivor", func() bool {
+			second = nil
+			survivor.MustJSON(t, &second, 0, "readiness", "history")
+			return len(second) > 1
+		})
+		// Newest first. The survivor was due a period after the first
+		// review, not when it took the lease (a few seconds after the
+		// kill); a second is left for the two clocks to differ.
+		gap := second[0].GeneratedAt.Sub(second[1].GeneratedAt)
+		if len(second) != 2 || second[1].ID != h[0].ID || second[0].CreatedBy != "controller:readiness" || gap < time.Minute-time.Second {
+			t.Fatalf("history after the kill: %+v; want the first review %s and one more a period (1m) after it", second, h[0].ID)
+		}
+		if takeover := second[0].GeneratedAt.Sub(killed); takeover < 0 {
+			t.Fatalf("the second review (%s) predates the kill (%s)", second[0].GeneratedAt, killed)
+		}
+		time.Sleep(10 * time.Second)
+		var third readinessHistory
+		survivor.MustJSON(t, &third, 0, "readiness", "history")
+		if len(third) != 2 {
+			t.Fatalf("history 10 s after the second review: %+v; want still two", third)
+		}
+		t.Logf("reviews %s and %s, %s apart; the lease's holder was killed %s after the first", h[0].ID, second[0].ID, gap.Round(time.Millisecond),
+			killed.Sub(second[1].GeneratedAt).Round(time.Millisecond))
 	})
 }
 
