@@ -707,7 +707,7 @@ func (c *Controller) buildSingletons() error {
 		}})
 	}
 	var err error
-	if c.Singletons, err = cluster.NewRunner(cluster.Config{Store: c.Store, ID: c.id, TTL: c.leaseTTL(), Jobs: jobs,
+	if c.Singletons, err = cluster.NewRunner(cluster.Config{Store: c.Store, ID: c.id, TTL: c.leaseTTL(), StoppedAfter: cluster.LiveWithin, Jobs: jobs,
 		Logger: c.cfg.Logger, Clock: c.cfg.Clock}); err != nil {
 		return err
 	}

@@ -86,6 +86,12 @@ type Config struct {
 	// cancelled when no renewal came (default TTL/5), room for the clocks
 	// of two controllers to differ.
 	Margin time.Duration
+	// StoppedAfter, when set, lets the runner take a lease before it
+	// expires from a holder whose registry heartbeat is that old: a
+	// controller that stopped (the registry's LiveWithin). Its runs are
+	// adopted by the same rule, so its singletons need not wait out the
+	// TTL either. Zero waits for the expiry.
+	StoppedAfter time.Duration
 	// Jobs are the singletons.
 	Jobs []Job
 	// Logger defaults to slog.Default().
@@ -117,6 +123,9 @@ func (c *Config) CheckAndSetDefaults() error {
 	}
 	if c.TTL == 0 {
 		c.TTL = DefaultTTL
+	}
+	if c.StoppedAfter < 0 {
+		return fmt.Errorf("cluster: StoppedAfter must not be negative, not %s", c.StoppedAfter)
 	}
 	if c.TTL < 0 {
 		return fmt.Errorf("cluster: the lease TTL must be positive, not %s", c.TTL)
@@ -310,7 +319,11 @@ func (s *singleton) step(ctx context.Context) {
 	// runner was stopping must be known, so that Stop releases it rather
 	// than leave it held until it expires.
 	actx, acancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.TTL/3)
-	l, ok, err := cfg.Store.AcquireLease(actx, s.job.Lease, cfg.ID, cfg.TTL, now)
+	var stoppedBefore time.Time
+	if cfg.StoppedAfter > 0 {
+		stoppedBefore = now.Add(-cfg.StoppedAfter)
+	}
+	l, ok, err := cfg.Store.AcquireLeaseOfStopped(actx, s.job.Lease, cfg.ID, cfg.TTL, now, stoppedBefore)
 	acancel()
 	if err != nil {
 		if ctx.Err() == nil {

@@ -118,9 +118,16 @@ type controllerUnderTest struct {
 
 func newController(t *testing.T, s store.Store, id string, now time.Time) *controllerUnderTest {
 	t.Helper()
+	return newControllerStoppedAfter(t, s, id, now, 0)
+}
+
+// newControllerStoppedAfter is newController whose runner takes leases
+// from holders whose heartbeat is stoppedAfter old.
+func newControllerStoppedAfter(t *testing.T, s store.Store, id string, now time.Time, stoppedAfter time.Duration) *controllerUnderTest {
+	t.Helper()
 	c := &controllerUnderTest{job: newJob(), clock: &clock{now: now}, timers: &timers{}}
-	r, err := cluster.NewRunner(cluster.Config{Store: s, ID: id, TTL: 10 * time.Second, Clock: c.clock.Now, AfterFunc: c.timers.afterFunc,
-		Jobs: []cluster.Job{{Lease: cluster.LeasePlaybooks, Run: c.job.run}}})
+	r, err := cluster.NewRunner(cluster.Config{Store: s, ID: id, TTL: 10 * time.Second, StoppedAfter: stoppedAfter, Clock: c.clock.Now,
+		AfterFunc: c.timers.afterFunc, Jobs: []cluster.Job{{Lease: cluster.LeasePlaybooks, Run: c.job.run}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,6 +220,58 @@ func TestSingletonTakeover(t *testing.T) {
 				t.Fatalf("written-by %q", v)
 			}
 		})
+	}
+}
+
+// TestSingletonTakenFromAStoppedController: with StoppedAfter, a lease
+// whose holder's registry heartbeat stopped is taken before it expires,
+// with the next token; a holder still beating keeps it, and the stopped
+// one, if it runs again, can neither renew nor write.
+func TestSingletonTakenFromAStoppedController(t *testing.T) {
+	t0 := time.Date(2026, 12, 8, 10, 0, 0, 0, time.UTC)
+	ctx := context.Background()
+	s := openStore(t)
+	beat := func(id string, at time.Time) {
+		t.Helper()
+		if err := s.HeartbeatController(ctx, &store.ControllerInfo{ID: id, StartedAt: t0, HeartbeatAt: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := newControllerStoppedAfter(t, s, "ctl-a", t0, 5*time.Second)
+	b := newControllerStoppedAfter(t, s, "ctl-b", t0, 5*time.Second)
+	beat("ctl-a", t0)
+	beat("ctl-b", t0)
+	a.r.Step(ctx)
+	aCtx := a.job.waitStarted(t, "a")
+
+	// a beats and renews at +3 s (the lease now expires at +13 s), then
+	// stops. At +7 s its heartbeat is 4 s old: live.
+	beat("ctl-a", t0.Add(3*time.Second))
+	a.clock.Add(3 * time.Second)
+	a.r.Step(ctx)
+	b.clock.Add(7 * time.Second)
+	b.r.Step(ctx)
+	b.job.notStarted(t, "b")
+
+	// At +9 s a's heartbeat is 6 s old: stopped. The lease is taken 4 s
+	// before it expires, with the next token.
+	b.clock.Add(2 * time.Second)
+	b.r.Step(ctx)
+	b.job.waitStarted(t, "b")
+	ls, err := s.ListLeases(ctx)
+	if err != nil || len(ls) != 1 || ls[0].Holder != "ctl-b" || ls[0].Token != 2 {
+		t.Fatalf("leases %+v %v", ls, err)
+	}
+	// a runs again at +10 s, before its local deadline: its renewal is
+	// refused, its job ends, and its writes are refused too.
+	a.clock.Add(7 * time.Second)
+	a.r.Step(ctx)
+	a.job.waitEnded(t, "a")
+	if a.r.Held()[cluster.LeasePlaybooks] {
+		t.Fatal("the stopped controller still holds the lease")
+	}
+	if err := s.SetMeta(context.WithoutCancel(aCtx), "written-by", "stopped a"); !errors.Is(err, store.ErrFenced) {
+		t.Fatalf("the stopped controller's write: %v", err)
 	}
 }
 

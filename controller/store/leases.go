@@ -95,6 +95,12 @@ type Leases interface {
 	// holder holds it already (same token). held reports whether holder
 	// holds it now; the returned lease is the current row either way.
 	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration, now time.Time) (l Lease, held bool, err error)
+	// AcquireLeaseOfStopped is AcquireLease that also takes the lease,
+	// unexpired, from a holder that stopped: a controller whose registry
+	// heartbeat is older than stoppedBefore. A holder with no registry
+	// entry counts as live until the lease expires. The old holder is
+	// fenced as after an expiry: the token moves on.
+	AcquireLeaseOfStopped(ctx context.Context, name, holder string, ttl time.Duration, now, stoppedBefore time.Time) (l Lease, held bool, err error)
 	// RenewLease extends a held, unexpired lease to now+ttl, or returns an
 	// error wrapping ErrLeaseLost.
 	RenewLease(ctx context.Context, l Lease, ttl time.Duration, now time.Time) (Lease, error)
@@ -117,6 +123,12 @@ var _ Leases = (*SQL)(nil)
 // AcquireLease implements Leases. One conditional upsert decides, so two
 // controllers racing for a free or expired lease cannot both take it.
 func (s *SQL) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration, now time.Time) (Lease, bool, error) {
+	return s.AcquireLeaseOfStopped(ctx, name, holder, ttl, now, time.Time{})
+}
+
+// AcquireLeaseOfStopped implements Leases: the same conditional upsert,
+// whose condition also reads the holder's registry entry.
+func (s *SQL) AcquireLeaseOfStopped(ctx context.Context, name, holder string, ttl time.Duration, now, stoppedBefore time.Time) (Lease, bool, error) {
 	if name == "" || holder == "" || ttl <= 0 {
 		return Lease{}, false, fmt.Errorf("acquiring lease %q for %q: a name, a holder and a positive TTL are required", name, holder)
 	}
@@ -124,12 +136,15 @@ func (s *SQL) AcquireLease(ctx context.Context, name, holder string, ttl time.Du
 	err := s.writeTx(ctx, func(tx *sql.Tx) error {
 		// The SET expressions read the row as it was: the token moves on
 		// unless the same holder renews an unexpired lease.
+		// With a zero stoppedBefore no heartbeat is older (heartbeat_at
+		// < 0 never holds).
 		if _, err := tx.ExecContext(ctx, `INSERT INTO leases (name, holder, token, expires_at) VALUES (?, ?, 1, ?)
 			ON CONFLICT (name) DO UPDATE SET
 				token = CASE WHEN leases.holder = excluded.holder AND leases.expires_at > ? THEN leases.token ELSE leases.token + 1 END,
 				holder = excluded.holder, expires_at = excluded.expires_at
-			WHERE leases.holder = excluded.holder OR leases.expires_at <= ?`,
-			name, holder, ns(now.Add(ttl)), ns(now), ns(now)); err != nil {
+			WHERE leases.holder = excluded.holder OR leases.expires_at <= ?
+				OR EXISTS (SELECT 1 FROM controllers c WHERE c.id = leases.holder AND c.heartbeat_at < ?)`,
+			name, holder, ns(now.Add(ttl)), ns(now), ns(now), ns(stoppedBefore)); err != nil {
 			return err
 		}
 		var err error

@@ -210,6 +210,7 @@ every run must have succeeded and run exactly once: 'lost' and
 	f.DurationVar(&o.Delay, "delay", 5*time.Second, "how long each noop task takes")
 	f.StringVar(&o.Kill, "kill", failoverbench.KillHolder, "which controller a round kills: holder (another than the run's owner, holding the most agents) or owner")
 	f.StringVar(&o.Store, "store", "", "postgres:// URL of an empty database (default: a throwaway PostgreSQL started here)")
+	f.BoolVar(&o.KeepLogs, "keep-logs", false, "keep the working directory with the controllers' JSON logs and say where (it is kept after a failure anyway)")
 	return cmd
 }
 

@@ -69,6 +69,46 @@ func Leases(t *testing.T, open func(t *testing.T) store.Store) {
 				t.Fatalf("takeover %+v", l)
 			}
 		}},
+		{"taken from a stopped controller before expiry", func(t *testing.T, s store.Store) {
+			a := acquire(t, s, "ctl-a", now, true)
+			if err := s.HeartbeatController(ctx, &store.ControllerInfo{ID: "ctl-a", StartedAt: now, HeartbeatAt: now}); err != nil {
+				t.Fatal(err)
+			}
+			take := func(holder string, when, stoppedBefore time.Time) store.Lease {
+				t.Helper()
+				l, _, err := s.AcquireLeaseOfStopped(ctx, "sweeper", holder, ttl, when, stoppedBefore)
+				if err != nil {
+					t.Fatalf("%s taking: %v", holder, err)
+				}
+				return l
+			}
+			// ctl-a beat at now: not stopped by a bound at or before it.
+			if l := take("ctl-b", now.Add(2*time.Second), now); l.Holder != "ctl-a" || l.Token != 1 {
+				t.Fatalf("taken from a live holder: %+v", l)
+			}
+			// A holder with no registry entry is live until the expiry.
+			orphan, _, _ := s.AcquireLeaseOfStopped(ctx, "other", "no-entry", ttl, now, time.Time{})
+			if l, _, err := s.AcquireLeaseOfStopped(ctx, "other", "ctl-b", ttl, now.Add(time.Second), now.Add(time.Second)); err != nil || l.Holder != "no-entry" || l.Token != orphan.Token {
+				t.Fatalf("taken from a holder without a registry entry: %+v %v", l, err)
+			}
+			// Its heartbeat older than the bound: taken, unexpired, with
+			// the next token; ctl-a can neither renew nor write.
+			l := take("ctl-b", now.Add(6*time.Second), now.Add(time.Second))
+			if l.Holder != "ctl-b" || l.Token != 2 || !l.ExpiresAt.Equal(now.Add(6*time.Second+ttl)) {
+				t.Fatalf("takeover from a stopped holder: %+v", l)
+			}
+			if _, err := s.RenewLease(ctx, a, ttl, now.Add(7*time.Second)); !errors.Is(err, store.ErrLeaseLost) {
+				t.Fatalf("the stopped holder's renewal: %v", err)
+			}
+			stale := store.WithFence(ctx, store.Fence{Lease: "sweeper", Token: a.Token, Clock: at(7 * time.Second)})
+			if err := s.SetMeta(stale, "k", "by stopped a"); !errors.Is(err, store.ErrFenced) {
+				t.Fatalf("the stopped holder's write: %v", err)
+			}
+			// The new holder renews as usual, keeping its token.
+			if again := take("ctl-b", now.Add(8*time.Second), now.Add(time.Second)); again.Holder != "ctl-b" || again.Token != 2 {
+				t.Fatalf("renewal by the new holder %+v", again)
+			}
+		}},
 		{"a stale holder's renewal is refused", func(t *testing.T, s store.Store) {
 			a := acquire(t, s, "a", now, true)
 			acquire(t, s, "b", now.Add(11*time.Second), true)

@@ -77,6 +77,9 @@ type Options struct {
 	Executable string
 	// Progress receives one line per step (default: discarded).
 	Progress io.Writer
+	// KeepLogs keeps the working directory with the controllers' logs
+	// after a run that succeeded too (one that failed always keeps it).
+	KeepLogs bool
 }
 
 // CheckAndSetDefaults checks the options and sets defaults.
@@ -309,15 +312,16 @@ func (b *bench) start(ctx context.Context, action sdk.Action) (up *clusterUp, st
 }
 
 // newBench makes a benchmark's working directory (the cluster identity,
-// the controllers' data and logs). done removes it, or after an error
-// keeps it, saying where, so the controllers' logs can be read.
+// the controllers' data and logs). done removes it, or after an error or
+// with KeepLogs keeps it, saying where, so the controllers' logs can be
+// read.
 func newBench(o Options, prefix string) (b *bench, done func(err error), err error) {
 	root, err := os.MkdirTemp("", prefix)
 	if err != nil {
 		return nil, nil, err
 	}
 	done = func(err error) {
-		if err != nil {
+		if err != nil || o.KeepLogs {
 			fmt.Fprintf(o.Progress, "controller logs kept in %s\n", root)
 			return
 		}
@@ -396,6 +400,31 @@ type runFinal struct {
 	Status    string `json:"status"`
 	Targets   int    `json:"targets"`
 	Succeeded int    `json:"succeeded"`
+	Results   []struct {
+		AgentID  string `json:"agent_id"`
+		Hostname string `json:"hostname"`
+		Status   string `json:"status"`
+		Error    string `json:"error"`
+	} `json:"results"`
+}
+
+// notSucceeded says, for the progress lines, which targets of the run did
+// not succeed and why (the first five).
+func (f runFinal) notSucceeded() string {
+	var out []string
+	n := 0
+	for _, t := range f.Results {
+		if t.Status == "succeeded" {
+			continue
+		}
+		if n++; n <= 5 {
+			out = append(out, fmt.Sprintf("%s (%s): %s %q", t.Hostname, t.AgentID, t.Status, t.Error))
+		}
+	}
+	if n > 5 {
+		out = append(out, fmt.Sprintf("and %d more", n-5))
+	}
+	return strings.Join(out, "; ")
 }
 
 // settle waits until every controller lists every other as live, then
@@ -491,9 +520,17 @@ func (b *bench) round(ctx context.Context, r int) (Round, runFinal, error) {
 		return round, final, ctx.Err()
 	}
 	// The run's end, read back through a surviving controller, whatever
-	// the watch said.
-	if err := b.cliJSON(ctx, watchVia.addr, &final, "runs", "show", created.RunID); err != nil {
+	// the watch said. A run with a target that did not succeed exits 3
+	// with the run on stdout: that is a lost task, counted and shown, not
+	// an error of the benchmark.
+	out, err := b.cli(ctx, "--controller", watchVia.addr, "--creds", b.creds, "--json", "runs", "show", created.RunID)
+	if jerr := json.Unmarshal(out, &final); err != nil && (jerr != nil || final.RunID == "") {
 		return round, final, err
+	} else if jerr != nil {
+		return round, final, fmt.Errorf("runs show: %w", jerr)
+	}
+	if why := final.notSucceeded(); why != "" {
+		fmt.Fprintf(b.o.Progress, "round %d: run %s ended %s; not succeeded: %s\n", r+1, created.RunID, final.Status, why)
 	}
 	if final.RunID == "" {
 		final.RunID = created.RunID
