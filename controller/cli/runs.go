@@ -183,9 +183,23 @@ func (g *Globals) follow(ctx context.Context, c *client, runID string) (*operato
 		}
 		bar.draw(cnt)
 	}
+	// A watch the controller sheds, or that ends while the run changes
+	// owner (its owner died and another adopts it), is opened again, up
+	// to 20 times a second apart.
+	again := func(attempt int, err error) bool {
+		st, ok := status.FromError(err)
+		if ok && (st.Code() == codes.ResourceExhausted || st.Code() == codes.Unavailable) && attempt < 20 && ctx.Err() == nil {
+			time.Sleep(time.Second)
+			return true
+		}
+		return false
+	}
 	for attempt := 0; ; attempt++ {
 		stream, err := c.op.WatchRun(ctx, &operatorv1.WatchRunRequest{RunId: runID})
 		if err != nil {
+			if again(attempt, err) {
+				continue
+			}
 			return nil, rpcError(err)
 		}
 		for {
@@ -194,8 +208,7 @@ func (g *Globals) follow(ctx context.Context, c *client, runID string) (*operato
 				return nil, errors.New("the controller closed the watch before the run ended")
 			}
 			if err != nil {
-				if st, ok := status.FromError(err); ok && (st.Code() == codes.ResourceExhausted || st.Code() == codes.Unavailable) && attempt < 20 && ctx.Err() == nil {
-					time.Sleep(time.Second)
+				if again(attempt, err) {
 					break
 				}
 				return nil, rpcError(err)

@@ -166,6 +166,47 @@ type Dispatcher struct {
 	// states counts the tasks not final by state; metric collection reads
 	// it too (see taskstates.go).
 	states taskStates
+
+	// strays bounds the store reads of ackIfStoredFinal; checking counts
+	// them, for Sync.
+	strays   chan struct{}
+	checking inflight
+}
+
+// inflight counts goroutines in flight; wait returns once none is.
+type inflight struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed while n is 0
+}
+
+func (f *inflight) add() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n == 0 {
+		f.idle = make(chan struct{})
+	}
+	f.n++
+}
+
+func (f *inflight) done() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n--; f.n == 0 {
+		close(f.idle)
+	}
+}
+
+// wait returns a channel closed once none is in flight.
+func (f *inflight) wait() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n == 0 {
+		c := make(chan struct{})
+		close(c)
+		return c
+	}
+	return f.idle
 }
 
 type runState struct {
@@ -258,6 +299,7 @@ func New(cfg Config) (*Dispatcher, error) {
 		localOwner: ids.New("local"),
 		wired:      cfg.Pusher != nil,
 		events:     make(chan any, 65536),
+		strays:     make(chan struct{}, maxStrayChecks),
 		saves:      make(chan *batch, 64),
 		done:       make(chan struct{}),
 		runs:       map[string]*runState{},
@@ -866,11 +908,19 @@ const maxOutputBytes = 1 << 20
 func (d *Dispatcher) onResult(agentID string, res *agentv1.TaskResult) {
 	ts := d.tasks[res.GetTaskId()]
 	if ts == nil || ts.t.AgentID != agentID {
-		// Already final (a re-sent result) or not this agent's: acknowledge
-		// so the agent stops re-sending, and keep the record unchanged.
 		if res.GetStatus() == agentv1.TaskStatus_TASK_STATUS_REFUSED {
 			d.cfg.Audit(context.Background(), "agent:"+agentID, "task.refused", res.GetTaskId(), map[string]string{"reason": res.GetError()})
 		}
+		if ts == nil {
+			// Not held here: a re-sent result of a task that ended, or a
+			// result that reached this controller before its run did (the
+			// store named it the owner of a run it is adopting, and the
+			// run is not in the loop yet). Only the store tells them apart.
+			d.ackIfStoredFinal(agentID, res.GetTaskId())
+			return
+		}
+		// Not this agent's: acknowledge so it stops re-sending, and keep
+		// the record unchanged.
 		d.cur.acks = append(d.cur.acks, ack{agentID: agentID, taskID: res.GetTaskId()})
 		return
 	}
@@ -917,6 +967,44 @@ func (d *Dispatcher) onResult(agentID string, res *agentv1.TaskResult) {
 	}
 	d.dispatchMore(rs)
 	d.maybeFinish(rs)
+}
+
+// maxStrayChecks bounds the store reads of ackIfStoredFinal in flight; a
+// result beyond it is not acknowledged, and the agent sends it again.
+const maxStrayChecks = 16
+
+// ackIfStoredFinal acknowledges, off the loop, a result for a task the loop
+// does not hold, when the store has that task ended (or has no such task,
+// or has it as another agent's): then nothing of it is to be stored, and
+// the agent stops re-sending it. A task still open in the store is not
+// acknowledged. Security-critical for the record: an acknowledged result is
+// never sent again, and the agent refuses the task as a replay from then
+// on, so acknowledging one that is not stored would lose it.
+func (d *Dispatcher) ackIfStoredFinal(agentID, taskID string) {
+	select {
+	case d.strays <- struct{}{}:
+	default:
+		return
+	}
+	d.checking.add()
+	go func() {
+		defer d.checking.done()
+		defer func() { <-d.strays }()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		t, err := d.cfg.Store.TaskOwnerOf(ctx, taskID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			d.cfg.Logger.Warn("reading a task whose result reached no run here failed; the agent sends it again", "task", taskID, "error", err)
+			return
+		case t.AgentID == agentID && !isFinal(t.Status):
+			d.cfg.Logger.Debug("a result for an open task of a run not held here is not acknowledged; the agent sends it again", "task", taskID,
+				"run", t.RunID)
+			return
+		}
+		d.cfg.Pusher.Push(agentID, &agentv1.ConnectResponse{Msg: &agentv1.ConnectResponse_ResultAck{ResultAck: &agentv1.ResultAck{TaskId: taskID}}})
+	}()
 }
 
 // traceResult records a result taken in: a span in the run's trace and
@@ -1358,12 +1446,19 @@ func (d *Dispatcher) onLost(runIDs []string) {
 	}
 }
 
-// Sync waits until everything handled so far is persisted (tests, shutdown).
+// Sync waits until everything handled so far is persisted, and the
+// results of tasks not held here are checked against the store (tests,
+// shutdown).
 func (d *Dispatcher) Sync(ctx context.Context) error {
 	done := make(chan struct{})
 	d.send(evSync{done: done})
 	select {
 	case <-done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-d.checking.wait():
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

@@ -732,3 +732,66 @@ func TestResultsTakenInWhileTheStoreIsDownAreStoredWhenItReturns(t *testing.T) {
 		}
 	}
 }
+
+// TestResultOfARunNotHeldHereIsAcknowledgedOnlyOnceStored: a result for a
+// task whose run this dispatcher does not hold (a controller adopting the
+// run, which the store names its owner before the loop holds it) is not
+// acknowledged while the store has the task open: acknowledged, the agent
+// would never send it again and would refuse the task as a replay, and the
+// result would be lost. One the store has ended, or that names no task of
+// the agent's, is acknowledged so the agent stops re-sending it.
+func TestResultOfARunNotHeldHereIsAcknowledgedOnlyOnceStored(t *testing.T) {
+	h := newHarness(t, filepath.Join(t.TempDir(), "db"), nil)
+	defer h.stop()
+	ctx := context.Background()
+	// The loop has loaded the store's runs: the one below is not its own.
+	if err := h.d.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := h.clock.Now()
+	r := &store.Run{ID: "run-elsewhere", Action: "noop", Selector: "all", ParamsJSON: []byte(`{}`), Status: operatorv1.RunStatus_RUN_STATUS_RUNNING,
+		CreatedBy: "alice", CreatedAt: now, StartedAt: now, DeadlineAfter: time.Hour, Deadline: now.Add(time.Hour), Owner: "ctl-dead"}
+	tasks := []*store.Task{
+		{ID: "t-open", RunID: r.ID, Seq: 0, AgentID: "a0", Status: agentv1.TaskStatus_TASK_STATUS_DISPATCHED},
+		{ID: "t-running", RunID: r.ID, Seq: 1, AgentID: "a1", Status: agentv1.TaskStatus_TASK_STATUS_RUNNING},
+		{ID: "t-done", RunID: r.ID, Seq: 2, AgentID: "a2", Status: agentv1.TaskStatus_TASK_STATUS_SUCCEEDED},
+		{ID: "t-of-a4", RunID: r.ID, Seq: 3, AgentID: "a4", Status: agentv1.TaskStatus_TASK_STATUS_DISPATCHED},
+	}
+	if err := h.st.CreateRun(ctx, r, tasks); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		agent, task string
+		wantAck     bool
+	}{
+		{"a0", "t-open", false},
+		{"a1", "t-running", false},
+		{"a2", "t-done", true},
+		{"a3", "t-of-a4", true},     // not its task: nothing to store
+		{"a5", "tsk-unknown", true}, // no such task
+	} {
+		t.Run(tc.agent+" "+tc.task, func(t *testing.T) {
+			h.f.connect(tc.agent)
+			h.d.TaskResult(tc.agent, &agentv1.TaskResult{TaskId: tc.task, Status: agentv1.TaskStatus_TASK_STATUS_SUCCEEDED, OutputJson: []byte(`{}`)})
+			if err := h.d.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			h.f.mu.Lock()
+			acks := h.f.acks[tc.agent]
+			h.f.mu.Unlock()
+			if (acks == 1) != tc.wantAck || acks > 1 {
+				t.Fatalf("%d acknowledgements, want ack %v", acks, tc.wantAck)
+			}
+		})
+	}
+	// Nothing of the results was written over the store's record.
+	_, stored, err := h.st.GetRun(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, st := range stored {
+		if st.Status != tasks[i].Status || len(st.OutputJSON) != 0 {
+			t.Fatalf("task %s: %v %s after results for a run not held", st.ID, st.Status, st.OutputJSON)
+		}
+	}
+}

@@ -84,8 +84,10 @@ func (s *SQL) ClaimRuns(ctx context.Context, owner string, liveSince time.Time) 
 		return nil, nil, nil, errors.New("claiming runs: an owner is required")
 	}
 	var claimed []*Run
+	var tasks map[string][]*Task
+	var approvals map[string][]*Approval
 	err := s.writeTx(ctx, func(tx *sql.Tx) error {
-		claimed = nil
+		claimed, tasks, approvals = nil, map[string][]*Task{}, map[string][]*Approval{}
 		live := map[string]bool{owner: true}
 		if s.Shared() {
 			rows, err := tx.QueryContext(ctx, `SELECT id FROM controllers WHERE heartbeat_at >= ?`, ns(liveSince))
@@ -138,20 +140,24 @@ func (s *SQL) ClaimRuns(ctx context.Context, owner string, liveSince time.Time) 
 				claimed = append(claimed, r)
 			}
 		}
+		// The claimed runs' tasks and approvals are read in the claim's
+		// transaction: a claim that commits hands them to the caller,
+		// and one whose reads fail claims nothing (a run owned here in
+		// the store but never held in memory would stall until this
+		// controller stops).
+		for _, r := range claimed {
+			var err error
+			if tasks[r.ID], err = tasksIn(ctx, tx, r.ID); err != nil {
+				return err
+			}
+			if approvals[r.ID], err = approvalsIn(ctx, tx, r.ID); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("claiming runs: %w", err)
-	}
-	tasks := map[string][]*Task{}
-	approvals := map[string][]*Approval{}
-	for _, r := range claimed {
-		if tasks[r.ID], err = s.tasksOf(ctx, r.ID); err != nil {
-			return nil, nil, nil, err
-		}
-		if approvals[r.ID], err = s.ListApprovals(ctx, r.ID); err != nil {
-			return nil, nil, nil, err
-		}
 	}
 	return claimed, tasks, approvals, nil
 }

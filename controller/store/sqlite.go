@@ -658,7 +658,7 @@ func scanRun(sc interface{ Scan(...any) error }) (*Run, error) {
 
 const taskCols = `id, run_id, seq, agent_id, hostname, status, error, output_json, signed_task, dispatched_at, started_at, finished_at, account, region, evidence_ids, last_message`
 
-func scanTask(sc interface{ Scan(...any) error }) (*Task, error) {
+func scanTask(sc scanner) (*Task, error) {
 	var t Task
 	var status int
 	var disp, started, finished int64
@@ -789,20 +789,13 @@ func (s *SQL) RunByIdempotencyKey(ctx context.Context, key string) (*Run, []*Tas
 }
 
 func (s *SQL) tasksOf(ctx context.Context, runID string) ([]*Task, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+taskCols+` FROM tasks WHERE run_id = ? ORDER BY seq`, runID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*Task
-	for rows.Next() {
-		t, err := scanTask(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
+	return tasksIn(ctx, s.r, runID)
+}
+
+// tasksIn reads a run's tasks through q (the reader pool, or a
+// transaction).
+func tasksIn(ctx context.Context, q rowsQuerier, runID string) ([]*Task, error) {
+	return queryAll(ctx, q, `SELECT `+taskCols+` FROM tasks WHERE run_id = ? ORDER BY seq`, []any{runID}, scanTask)
 }
 
 // ListRuns implements Store.
@@ -863,23 +856,23 @@ func (s *SQL) AddApproval(ctx context.Context, a *Approval) error {
 
 // ListApprovals implements Store.
 func (s *SQL) ListApprovals(ctx context.Context, runID string) ([]*Approval, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT run_id, operator, approved, at, comment FROM approvals WHERE run_id = ? ORDER BY at`, runID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*Approval
-	for rows.Next() {
-		var a Approval
-		var approved int
-		var at int64
-		if err := rows.Scan(&a.RunID, &a.Operator, &approved, &at, &a.Comment); err != nil {
-			return nil, err
-		}
-		a.Approved, a.At = approved != 0, tm(at)
-		out = append(out, &a)
-	}
-	return out, rows.Err()
+	return approvalsIn(ctx, s.r, runID)
+}
+
+// approvalsIn reads a run's approvals through q (the reader pool, or a
+// transaction).
+func approvalsIn(ctx context.Context, q rowsQuerier, runID string) ([]*Approval, error) {
+	return queryAll(ctx, q, `SELECT run_id, operator, approved, at, comment FROM approvals WHERE run_id = ? ORDER BY at`, []any{runID},
+		func(sc scanner) (*Approval, error) {
+			var a Approval
+			var approved int
+			var at int64
+			if err := sc.Scan(&a.RunID, &a.Operator, &approved, &at, &a.Comment); err != nil {
+				return nil, err
+			}
+			a.Approved, a.At = approved != 0, tm(at)
+			return &a, nil
+		})
 }
 
 // ReplaceAccounts implements Store.

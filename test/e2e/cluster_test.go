@@ -141,6 +141,24 @@ func (cl *cluster) waitAgents(t *testing.T, via *e2e.Controller, among []*e2e.Co
 		}
 		return sum == n
 	})
+	// Each controller knows where the others' agents are from their
+	// presence messages (or its next routing sweep); a run planned through
+	// it before then would not target them.
+	for _, c := range among {
+		e2e.WaitFor(t, 30*time.Second, fmt.Sprintf("%s to list the %d agents connected", c.Name, n), func() bool {
+			var agents []struct {
+				Connected bool `json:"connected"`
+			}
+			c.MustJSON(t, &agents, 0, "agents", "list")
+			connected := 0
+			for _, a := range agents {
+				if a.Connected {
+					connected++
+				}
+			}
+			return connected >= n
+		})
+	}
 	return got
 }
 

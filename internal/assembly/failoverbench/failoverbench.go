@@ -21,6 +21,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -490,7 +491,17 @@ func (b *bench) round(ctx context.Context, r int) (Round, runFinal, error) {
 	// controller that stays up.
 	doneAt := make(chan time.Time, 1)
 	go func() {
-		_ = b.cliJSON(ctx, watchVia.addr, nil, "runs", "show", created.RunID, "--wait")
+		// The watch is the operator's, through a controller that stays up;
+		// one that fails (not exit 3, a run that ended with a target not
+		// succeeded) is opened again, as an operator would.
+		for ctx.Err() == nil {
+			err := b.cliJSON(ctx, watchVia.addr, nil, "runs", "show", created.RunID, "--wait")
+			var ee *exec.ExitError
+			if err == nil || (errors.As(err, &ee) && ee.ExitCode() == 3) {
+				break
+			}
+			fmt.Fprintf(b.o.Progress, "round %d: watching run %s again: %v\n", r+1, created.RunID, err)
+		}
 		doneAt <- time.Now()
 	}()
 	select {
