@@ -67,13 +67,18 @@ type RunRequest struct {
 	RequireApproval bool
 }
 
-// Backend is how a flow reaches the controller.
-type Backend interface {
+// Runs creates and follows a flow's runs.
+type Runs interface {
 	// CreateRun creates a run, or returns the one created earlier under
 	// the same key, and returns its id.
 	CreateRun(ctx context.Context, r RunRequest) (string, error)
 	// FollowRun waits for a run's end and returns it with its tasks.
 	FollowRun(ctx context.Context, runID string) (*operatorv1.Run, error)
+}
+
+// Backend is how a flow reaches the controller.
+type Backend interface {
+	Runs
 	// OrgAccounts lists the organisation's account ids; none when they
 	// were never synced.
 	OrgAccounts(ctx context.Context) ([]string, error)
