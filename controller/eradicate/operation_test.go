@@ -221,4 +221,3 @@ func TestOperateEradicateDryRunsFirst(t *testing.T) {
 		})
 	}
 }
-

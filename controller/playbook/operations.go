@@ -70,6 +70,15 @@ var Operations = map[string]*pluginv1.ActionDescription{
 		}},
 }
 
+// OperationActions are the actions each operation's runs run: the workers
+// must offer them for the operation to work.
+var OperationActions = map[string][]string{
+	OpCredentialScope:   {eradflow.ScopeAction},
+	OpEradicationPlan:   nil,
+	OpEradicate:         {eradflow.EradicateAction},
+	OpEradicationVerify: {eradflow.ScopeAction, eradflow.EradicateAction},
+}
+
 // OperationNames lists the operations, sorted.
 func OperationNames() []string {
 	var out []string
