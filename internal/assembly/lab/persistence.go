@@ -199,7 +199,7 @@ func leakedKeyPersistence(ctx context.Context, e *Env) (*attack, error) {
 	}
 	at.snap = aws.ToString(snap.SnapshotId)
 	if _, err := ec2B.ModifySnapshotAttribute(ctx, &ec2.ModifySnapshotAttributeInput{SnapshotId: snap.SnapshotId,
-		Attribute: ec2types.SnapshotAttributeNameCreateVolumePermission,
+		Attribute:              ec2types.SnapshotAttributeNameCreateVolumePermission,
 		CreateVolumePermission: &ec2types.CreateVolumePermissionModifications{Add: []ec2types.CreateVolumePermission{{UserId: aws.String(outsideAccount)}}}}); err != nil {
 		return nil, fmt.Errorf("attacker: ModifySnapshotAttribute in %s: %w", b, err)
 	}
@@ -227,15 +227,7 @@ func leakedKeyPersistence(ctx context.Context, e *Env) (*attack, error) {
 		}
 	}
 
-	resource := map[string]any{
-		"resourceType": "AccessKey",
-		"accessKeyDetails": map[string]any{"accessKeyId": leaked.ID, "principalId": "AIDALAB" + strings.ToUpper(leaked.ID[4:12]),
-			"userName": awsemu.LabCompromisedUser, "userType": "IAMUser"},
-	}
-	action := map[string]any{"actionType": "AWS_API_CALL", "awsApiCallAction": map[string]any{
-		"api": "CreateUser", "serviceName": "iam.amazonaws.com", "callerType": "Remote IP",
-		"remoteIpDetails": map[string]any{"ipAddressV4": "203.0.113.77"}}}
-	event := guardDutyEvent(awsemu.LabAccountID(1), "CredentialAccess:IAMUser/AnomalousBehavior", 8.0, resource, action, time.Now().Add(-2*time.Minute))
+	event := leakedKeyFinding(leaked.ID, "CredentialAccess:IAMUser/AnomalousBehavior", "iam.amazonaws.com", "CreateUser")
 	return &attack{event: event, verify: at.checks, eradication: at.score}, nil
 }
 
@@ -438,7 +430,9 @@ func (e *Env) approveSteps(ctx context.Context, playbookRunID string) error {
 				if st.Status != playbookrun.StepAwaitingApproval || st.RunID == "" || approved[st.RunID] {
 					continue
 				}
-				once.Do(func() { e.say("approver: %s approves the runs of step %s as they wait (two-person rule)", Approver, st.ID) })
+				once.Do(func() {
+					e.say("approver: %s approves the runs of step %s as they wait (two-person rule)", Approver, st.ID)
+				})
 				if _, err := e.Controller.Operator.ApproveRun(as, &operatorv1.ApproveRunRequest{RunId: st.RunID,
 					Comment: "lab drill: the second operator approves the eradication after its dry run"}); err != nil {
 					e.say("approver: approving run %s of step %s: %v", st.RunID, st.ID, err)
