@@ -33,6 +33,9 @@ const (
 // action's name has a colon.
 const operationPrefix = "operation:"
 
+// IsOperation reports whether an action name is an operation's key.
+func IsOperation(action string) bool { return strings.HasPrefix(action, operationPrefix) }
+
 // OperationKey is the name an operation step's runs and records carry in
 // place of an action: "operation:NAME".
 func OperationKey(name string) string { return operationPrefix + name }
