@@ -16,7 +16,7 @@ const (
 	// OpCredentialScope scopes a key through CloudTrail across the
 	// organisation, following the sessions it minted into other accounts
 	// (aws-credential-scope runs, round by round), into the case.
-	OpCredentialScope = "credential-scope"
+	OpCredentialScope = "credential-scope" //nolint:gosec // G101: an operation's name, not a credential
 	// OpEradicationPlan builds an eradication plan from the case's scope.
 	OpEradicationPlan = "eradication-plan"
 	// OpEradicate runs a plan of the case: a dry run in every account of

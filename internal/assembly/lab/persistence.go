@@ -282,7 +282,7 @@ func (at *persistenceAttack) score(ctx context.Context, e *Env, caseID string) *
 		p.Found = slices.ContainsFunc(scoped, func(s trailscope.Artifact) bool {
 			return s.Account == p.Account && s.Kind == p.Kind && (s.ID == p.ID || strings.HasPrefix(s.ID, p.ID+" ") || strings.HasPrefix(s.ID, p.ID+":"))
 		})
-		p.Eradicated, p.State = e.eradicated(ctx, st, at, p)
+		p.Eradicated, p.State = e.eradicated(ctx, st, p)
 		if p.Found {
 			out.Found++
 		}
@@ -300,7 +300,7 @@ func (at *persistenceAttack) score(ctx context.Context, e *Env, caseID string) *
 }
 
 // eradicated reads one planted artifact's state now.
-func (e *Env) eradicated(ctx context.Context, st *awsemu.State, at *persistenceAttack, p PlantedArtifact) (bool, string) {
+func (e *Env) eradicated(ctx context.Context, st *awsemu.State, p PlantedArtifact) (bool, string) {
 	acct := st.Account(p.Account)
 	if acct == nil {
 		return false, "account " + p.Account + " is not in the emulator"
