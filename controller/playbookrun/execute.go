@@ -593,20 +593,26 @@ func (x *execution) recordEnd(ctx context.Context, st *Step, final *operatorv1.R
 	if final == nil {
 		return
 	}
+	x.recordApprovals(ctx, st.ID, st.Phase, final, func(i int) string { return fmt.Sprintf("approval/%d", i) })
+	if ev := st.EvidenceIDs(); len(ev) > 0 {
+		x.e.record(ctx, &cases.Entry{CaseID: x.run.CaseID, Key: x.stepKey(st.ID, "evidence"), At: st.FinishedAt, Kind: cases.KindEvidence,
+			Phase: st.Phase, Status: "stored", Actor: x.actor().Name, PlaybookRunID: x.run.ID, StepID: st.ID, RunID: st.RunID,
+			EvidenceIDs: ev, Summary: fmt.Sprintf("step %s stored %d evidence item(s): %s", st.ID, len(ev), strings.Join(ev, ", "))})
+	}
+}
+
+// recordApprovals records the approvals of a step's run on the case
+// timeline; key names each within the step.
+func (x *execution) recordApprovals(ctx context.Context, stepID string, phase playbook.Phase, final *operatorv1.Run, key func(i int) string) {
 	for i, a := range final.GetApprovals() {
 		verb := "approved"
 		if !a.GetApproved() {
 			verb = "rejected"
 		}
 		d, _ := json.Marshal(map[string]string{"comment": a.GetComment()})
-		x.e.record(ctx, &cases.Entry{CaseID: x.run.CaseID, Key: x.stepKey(st.ID, fmt.Sprintf("approval/%d", i)), At: a.GetAt().AsTime(),
-			Kind: cases.KindApproval, Phase: st.Phase, Status: verb, Actor: a.GetOperator(), PlaybookRunID: x.run.ID, StepID: st.ID,
-			RunID: st.RunID, Detail: d, Summary: fmt.Sprintf("%s %s run %s of step %s", a.GetOperator(), verb, st.RunID, st.ID)})
-	}
-	if ev := st.EvidenceIDs(); len(ev) > 0 {
-		x.e.record(ctx, &cases.Entry{CaseID: x.run.CaseID, Key: x.stepKey(st.ID, "evidence"), At: st.FinishedAt, Kind: cases.KindEvidence,
-			Phase: st.Phase, Status: "stored", Actor: x.actor().Name, PlaybookRunID: x.run.ID, StepID: st.ID, RunID: st.RunID,
-			EvidenceIDs: ev, Summary: fmt.Sprintf("step %s stored %d evidence item(s): %s", st.ID, len(ev), strings.Join(ev, ", "))})
+		x.e.record(ctx, &cases.Entry{CaseID: x.run.CaseID, Key: x.stepKey(stepID, key(i)), At: a.GetAt().AsTime(),
+			Kind: cases.KindApproval, Phase: phase, Status: verb, Actor: a.GetOperator(), PlaybookRunID: x.run.ID, StepID: stepID,
+			RunID: final.GetId(), Detail: d, Summary: fmt.Sprintf("%s %s run %s of step %s", a.GetOperator(), verb, final.GetId(), stepID)})
 	}
 }
 

@@ -79,11 +79,21 @@ func (r *stepRuns) CreateRun(ctx context.Context, req eradflow.RunRequest) (stri
 	return id, nil
 }
 
+// FollowRun follows one of the step's runs to its end and records its
+// approvals on the case timeline, as a step's own run's are.
 func (r *stepRuns) FollowRun(ctx context.Context, runID string) (*operatorv1.Run, error) {
 	x := r.x
-	return x.e.followRun(ctx, runID,
+	final, err := x.e.followRun(ctx, runID,
 		func(t *operatorv1.Task) {
 			x.e.hub.publish(Event{Kind: EventTask, StepID: r.stepID, Task: t, runID: x.run.ID})
 		},
 		func(h *operatorv1.Run) { x.stepRunStatus(ctx, r.stepID, h.GetStatus()) })
+	if err != nil {
+		return nil, err
+	}
+	x.mu.Lock()
+	phase := x.run.Step(r.stepID).Phase
+	x.mu.Unlock()
+	x.recordApprovals(ctx, r.stepID, phase, final, func(i int) string { return fmt.Sprintf("approval/%s/%d", runID, i) })
+	return final, nil
 }

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/firebreak-ir/firebreak/controller/auth"
+	"github.com/firebreak-ir/firebreak/controller/cases"
 	"github.com/firebreak-ir/firebreak/controller/playbookrun"
 	"github.com/firebreak-ir/firebreak/controller/store"
 	"github.com/firebreak-ir/firebreak/internal/awsemu"
@@ -250,7 +252,44 @@ func (at *persistenceAttack) checks(ctx context.Context, e *Env, run *playbookru
 		Detail: fmt.Sprintf("%d of %d refused: %s", len(refused), len(at.keys), strings.Join(detail, "; "))})
 	on, why := e.trailLogging(ctx, persistenceB(), persistenceTrail)
 	checks = append(checks, Check{Name: "CloudTrail logging back on", OK: on, Detail: why})
-	return checks
+	return append(checks, e.approvalCheck(ctx, run))
+}
+
+// approvalCheck wants every run of the eradicate step approved on the
+// case's timeline by the lab's second operator, one per account of the
+// plan, and none by whom the playbook acts for.
+func (e *Env) approvalCheck(ctx context.Context, run *playbookrun.Run) Check {
+	c := Check{Name: "each account's eradication approved by a second operator"}
+	tl, err := e.Controller.Cases.Timeline(ctx, run.CaseID)
+	if err != nil {
+		c.Detail = err.Error()
+		return c
+	}
+	by := map[string]string{}
+	for _, en := range tl {
+		if en.Kind == cases.KindApproval && en.StepID == "eradicate" && en.PlaybookRunID == run.ID {
+			by[en.RunID] = en.Actor + " " + en.Status
+		}
+	}
+	var lines []string
+	ok := len(by) > 0
+	for id, who := range by {
+		lines = append(lines, id+": "+who)
+		ok = ok && who == Approver+" approved"
+	}
+	slices.Sort(lines)
+	st := run.Step("eradicate")
+	accounts := 0
+	if st != nil {
+		// The outputs are the operation's, or read back from the store.
+		var runs []string
+		if b, err := json.Marshal(st.Outputs["runs"]); err == nil && json.Unmarshal(b, &runs) == nil {
+			accounts = len(runs)
+		}
+	}
+	c.OK = ok && len(by) == accounts && run.OnBehalfOf() != Approver
+	c.Detail = fmt.Sprintf("%d approved run(s) of %d, the playbook acting for %s: %s", len(by), accounts, run.OnBehalfOf(), orNone(lines))
+	return c
 }
 
 // trailLogging reads a trail's status as the responder role of its
