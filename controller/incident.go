@@ -98,10 +98,17 @@ func (c *Controller) buildIncident(ctx context.Context) error {
 	if _, err := library.List(); err != nil {
 		return err
 	}
+	// The eradication service builds and judges plans, and runs the
+	// playbooks' operation steps.
+	plans, err := eradicate.New(eradicate.Config{Cases: c.Cases, Plans: c.Store, Runs: c.Store, Timeline: c.Cases, Accounts: c.Store, Notes: c.Cases,
+		Logger: c.cfg.Logger, Clock: c.cfg.Clock})
+	if err != nil {
+		return err
+	}
 	// Playbooks are validated against the trusted action catalogue only.
 	known := c.Actions.Descriptions()
 	c.Playbooks, err = playbookrun.New(playbookrun.Config{Store: c.Store, Library: library, Cases: c.Cases, Planner: c.Planner,
-		Actions: c.Operator, KnownActions: playbookrun.Catalog(known), Watcher: c.Dispatcher, RunStore: c.Store, Audit: c.Audit,
+		Actions: c.Operator, KnownActions: playbookrun.Catalog(known), Watcher: c.Dispatcher, RunStore: c.Store, Audit: c.Audit, Operations: plans,
 		Logger: c.cfg.Logger, Clock: c.cfg.Clock, Rescan: c.leaseTTL() / 3})
 	if err != nil {
 		return err
@@ -117,10 +124,6 @@ func (c *Controller) buildIncident(ctx context.Context) error {
 		return err
 	}
 	c.Incident.parts.caseServer = cases.NewServer(c.Cases, c.Intake)
-	plans, err := eradicate.New(eradicate.Config{Cases: c.Cases, Plans: c.Store, Runs: c.Store, Timeline: c.Cases, Logger: c.cfg.Logger, Clock: c.cfg.Clock})
-	if err != nil {
-		return err
-	}
 	c.Incident.parts.eradicate = eradicate.NewServer(plans)
 	c.Incident.parts.playbookServer = playbookrun.NewServer(c.Playbooks)
 	if cfg.SQSQueue != "" {

@@ -77,6 +77,21 @@ func (t Timings) MarshalJSON() ([]byte, error) {
 	return json.Marshal(m)
 }
 
+// operationStep reports whether a step entry is an operation step's (its
+// detail's action is operation:NAME). An operation's own success marks no
+// timing: an eradication plan built or run proves nothing is left; the
+// eradication service records the eradication itself, as a step entry of
+// its own, once it has verified it.
+func operationStep(e *Entry) bool {
+	if len(e.Detail) == 0 {
+		return false
+	}
+	var d struct {
+		Action string `json:"action"`
+	}
+	return json.Unmarshal(e.Detail, &d) == nil && playbook.IsOperation(d.Action)
+}
+
 // Derive computes a case's timings from its findings and the step and
 // rollback entries of its timeline. It is a pure function of its inputs.
 func Derive(createdAt time.Time, findings []*FindingRecord, timeline []*Entry) Timings {
@@ -104,7 +119,7 @@ func Derive(createdAt time.Time, findings []*FindingRecord, timeline []*Entry) T
 		}
 	}
 	for _, e := range timeline {
-		if e.Kind != KindStep || e.Status != EntrySucceeded || undone[e.PlaybookRunID+"/"+e.StepID] {
+		if e.Kind != KindStep || e.Status != EntrySucceeded || undone[e.PlaybookRunID+"/"+e.StepID] || operationStep(e) {
 			continue
 		}
 		switch e.Phase {

@@ -1,6 +1,7 @@
 package cases_test
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -20,6 +21,11 @@ func fnd(firstSeen, received time.Duration) *cases.FindingRecord {
 
 func step(pbr, id string, phase playbook.Phase, status string, end time.Duration) *cases.Entry {
 	return &cases.Entry{Kind: cases.KindStep, PlaybookRunID: pbr, StepID: id, Phase: phase, Status: status, At: at(end)}
+}
+
+func withDetail(e *cases.Entry, detail string) *cases.Entry {
+	e.Detail = json.RawMessage(detail)
+	return e
 }
 
 func rollback(pbr, id, status string, end time.Duration) *cases.Entry {
@@ -124,6 +130,30 @@ func TestDeriveTimings(t *testing.T) {
 				step("p", "restore", playbook.PhaseRecover, cases.EntrySucceeded, 90*m),
 			},
 			want: want{10 * m, 1 * m, 20 * m, 80 * m},
+		},
+		{
+			// A plan built and run in the eradicate phase proves nothing is
+			// left; only the verified eradication the eradication service
+			// records (a step entry without an operation) counts.
+			name:     "an operation step marks no timing",
+			findings: []*cases.FindingRecord{fnd(0, 10*m)},
+			timeline: []*cases.Entry{
+				step("p", "isolate", playbook.PhaseContain, cases.EntrySucceeded, 11*m),
+				withDetail(step("p", "eradication_plan", playbook.PhaseEradicate, cases.EntrySucceeded, 12*m), `{"action":"operation:eradication-plan"}`),
+				withDetail(step("p", "eradicate", playbook.PhaseEradicate, cases.EntrySucceeded, 14*m), `{"action":"operation:eradicate","outputs":{}}`),
+				withDetail(step("p", "rotate", playbook.PhaseEradicate, cases.EntrySucceeded, 15*m), `{"action":"aws-iam-contain"}`),
+			},
+			want: want{10 * m, 1 * m, 5 * m, -1},
+		},
+		{
+			name:     "a verified eradication counts, not the operation steps around it",
+			findings: []*cases.FindingRecord{fnd(0, 10*m)},
+			timeline: []*cases.Entry{
+				withDetail(step("p", "eradicate", playbook.PhaseEradicate, cases.EntrySucceeded, 14*m), `{"action":"operation:eradicate"}`),
+				step("", "erp-1", playbook.PhaseEradicate, cases.EntrySucceeded, 17*m),
+				withDetail(step("p", "verify", playbook.PhaseEradicate, cases.EntrySucceeded, 18*m), `{"action":"operation:eradication-verify"}`),
+			},
+			want: want{10 * m, -1, 7 * m, -1},
 		},
 		{
 			name:     "a case opened by hand counts from its opening",

@@ -39,6 +39,8 @@ func TestLinksNoServerPackage(t *testing.T) {
 		"internal/trailscope",
 		// The eradication plan model the controller sends (eradicate plan/run).
 		"internal/eradplan",
+		// The scope and eradication flows, driven through the operator RPCs.
+		"internal/eradflow",
 		"plugins/hostcollect/artifacts",
 	}
 	for _, p := range strings.Fields(string(out)) {

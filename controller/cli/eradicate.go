@@ -10,15 +10,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/firebreak-ir/firebreak/internal/eradflow"
 	"github.com/firebreak-ir/firebreak/internal/eradplan"
-	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
 )
-
-// eradicateAction is the action `firebreak eradicate run` runs.
-const eradicateAction = "aws-eradicate"
 
 func (c *client) eradication() operatorv1.EradicationServiceClient {
 	return operatorv1.NewEradicationServiceClient(c.conn)
@@ -148,141 +144,35 @@ did not finish.`,
 	return cmd
 }
 
-// eradicationVerdict is the controller's verdict, as
-// `firebreak eradicate verify --json` prints it.
-type eradicationVerdict struct {
-	PlanID     string         `json:"plan_id"`
-	CaseID     string         `json:"case_id"`
-	Runs       []string       `json:"runs"`
-	Eradicated bool           `json:"eradicated"`
-	Outcomes   map[string]int `json:"outcomes"`
-	Steps      []struct {
-		Account  string `json:"account"`
-		ID       string `json:"id"`
-		Kind     string `json:"kind"`
-		Resource string `json:"resource"`
-		Manual   bool   `json:"manual,omitempty"`
-		Outcome  string `json:"outcome"`
-		Reason   string `json:"reason,omitempty"`
-	} `json:"steps"`
-	Live              []string   `json:"live"`
-	Unverified        []string   `json:"unverified"`
-	Problems          []string   `json:"problems"`
-	Unplanned         []string   `json:"unplanned"`
-	EradicatedAt      *time.Time `json:"eradicated_at,omitempty"`
-	TimeToEradicateMS int64      `json:"time_to_eradicate_ms,omitempty"`
-	// Rescope is the re-scope verify ran first.
-	Rescope *rescopeJSON `json:"rescope"`
-}
-
-// rescopeJSON is what the re-scope of `eradicate verify` read.
-type rescopeJSON struct {
-	Keys      []string `json:"keys"`
-	Runs      []string `json:"runs"`
-	Events    int      `json:"events"`
-	Artifacts int      `json:"artifacts"`
-}
-
-// rescope scopes the plan's keys again, in its case, as they were first
-// scoped (source, window start, accounts, regions). A scope task that did
-// not succeed stops the verification: what it would have read is unknown.
-func (g *Globals) rescope(ctx context.Context, c *client, p *eradplan.Plan, deadline time.Duration) (*rescopeJSON, error) {
-	out := &rescopeJSON{Keys: []string{}, Runs: []string{}}
-	if len(p.Rescope) == 0 {
-		fmt.Fprintf(g.errOut, "plan %s records no scope to repeat (it was built before plans did): re-scope with "+
-			"`firebreak scope key KEY --since … --case %s` first, or the controller records nothing\n", p.ID, p.CaseID)
-		return out, nil
-	}
-	for _, r := range p.Rescope {
-		if !scopeKeyRE.MatchString(r.Key) {
-			return nil, fmt.Errorf("plan %s names %q to re-scope, which is not an AWS access key id", p.ID, r.Key)
-		}
-		o := scopeOptions{key: r.Key, since: "7d", caseID: p.CaseID, accounts: r.Accounts, regions: strings.Join(r.Regions, ","), deadline: deadline}
-		if !r.Start.IsZero() {
-			o.since = r.Start.UTC().Format(time.RFC3339)
-		}
-		if o.accounts == "" {
-			o.accounts = "all"
-		}
-		if r.Source == "trail" {
-			o.bucket, o.logArchive, o.prefix, o.orgID = r.TrailBucket, r.Accounts, r.TrailPrefix, r.OrgID
-		}
-		if !g.json {
-			fmt.Fprintf(g.errOut, "re-scope of %s since %s (%s)\n", o.key, o.since, r.Source)
-		}
-		res, err := g.runScope(ctx, c, o)
-		if err != nil {
-			return nil, err
-		}
-		out.Keys = append(out.Keys, r.Key)
-		out.Runs = append(out.Runs, res.Runs...)
-		out.Events += res.Events
-		out.Artifacts += len(res.Artifacts)
-		if len(res.Failed) > 0 {
-			return nil, ExitWith(ExitRunFailed, fmt.Errorf("not verified: the re-scope of %s did not finish (%d task(s): %s); nothing is recorded",
-				r.Key, len(res.Failed), strings.Join(res.Failed, "; ")))
-		}
-	}
-	return out, nil
-}
-
-func (g *Globals) eradicateVerify(ctx context.Context, c *client, planID string, deadline time.Duration) error {
+// getPlan reads a stored plan.
+func (g *Globals) getPlan(ctx context.Context, c *client, planID string) (*eradplan.Plan, error) {
 	gctx, cancel := g.ctx(ctx)
 	resp, err := c.eradication().GetPlan(gctx, &operatorv1.GetPlanRequest{PlanId: planID})
 	cancel()
 	if err != nil {
-		return rpcError(err)
+		return nil, rpcError(err)
 	}
 	var p eradplan.Plan
 	if err := json.Unmarshal(resp.GetPlanJson(), &p); err != nil {
-		return fmt.Errorf("the controller sent an unreadable plan: %w", err)
+		return nil, fmt.Errorf("the controller sent an unreadable plan: %w", err)
 	}
-	// Re-scope first, as the plan's scopes were asked: what the key and its
-	// sessions did since the plan (an artifact made after it) joins the
-	// case's scope, and the controller lists it as unplanned.
-	rescoped, err := g.rescope(ctx, c, &p, deadline)
+	return &p, nil
+}
+
+func (g *Globals) eradicateVerify(ctx context.Context, c *client, planID string, deadline time.Duration) error {
+	p, err := g.getPlan(ctx, c, planID)
 	if err != nil {
 		return err
 	}
-	var runs []string
-	for _, account := range p.Accounts() {
-		steps, err := json.Marshal(p.StepsIn(account))
-		if err != nil {
-			return err
-		}
-		pj, err := json.Marshal(map[string]any{"plan_id": p.ID, "steps": string(steps), "verify": true, "account": account})
-		if err != nil {
-			return err
-		}
-		rctx, cancel := g.ctx(ctx)
-		created, err := c.op.CreateRun(rctx, &operatorv1.CreateRunRequest{Action: eradicateAction, Accounts: account, ParamsJson: pj, CaseId: p.CaseID,
-			Deadline: durationpb.New(deadline), Reason: "verification of eradication plan " + p.ID})
-		cancel()
-		if err != nil {
-			return rpcError(err)
-		}
-		id := created.GetRun().GetId()
-		runs = append(runs, id)
-		if !g.json {
-			fmt.Fprintf(g.errOut, "run %s: verify %s in %s\n", id, p.ID, account)
-		}
-		if _, err := g.follow(ctx, c, id); err != nil {
-			return err
-		}
+	v, err := g.flow(c).Verify(ctx, p, deadline)
+	if errors.Is(err, eradflow.ErrRescopeUnfinished) {
+		return ExitWith(ExitRunFailed, err)
 	}
-	rctx, cancel := g.ctx(ctx)
-	vr, err := c.eradication().RecordVerification(rctx, &operatorv1.RecordVerificationRequest{PlanId: p.ID, RunIds: runs})
-	cancel()
 	if err != nil {
-		return rpcError(err)
+		return err
 	}
-	var v eradicationVerdict
-	if err := json.Unmarshal(vr.GetVerificationJson(), &v); err != nil {
-		return fmt.Errorf("the controller sent an unreadable verdict: %w", err)
-	}
-	v.Rescope = rescoped
 	if g.json {
-		if err := g.PrintJSON(&v); err != nil {
+		if err := g.PrintJSON(v); err != nil {
 			return err
 		}
 	} else {
@@ -344,83 +234,14 @@ func (g *Globals) printEradicationPlan(p *eradplan.Plan) {
 	}
 }
 
-// eradicateTaskResult is the part of an aws-eradicate result the CLI
-// reads.
-type eradicateTaskResult struct {
-	Account string `json:"account"`
-	Steps   []struct {
-		ID       string `json:"id"`
-		Action   string `json:"action"`
-		Resource string `json:"resource"`
-		Outcome  string `json:"outcome"`
-		Deleted  bool   `json:"deleted"`
-		Pending  string `json:"pending"`
-		Error    string `json:"error"`
-	} `json:"steps"`
-	Outcomes map[string]int `json:"outcomes"`
-}
-
-// eradicateJSON is `firebreak eradicate run --json`.
-type eradicateJSON struct {
-	PlanID   string                 `json:"plan_id"`
-	CaseID   string                 `json:"case_id"`
-	DryRun   bool                   `json:"dry_run"`
-	Runs     []string               `json:"runs"`
-	Accounts []*eradicateTaskResult `json:"accounts"`
-	Outcomes map[string]int         `json:"outcomes"`
-	Failed   []string               `json:"failed_accounts"`
-}
-
 func (g *Globals) eradicateRun(ctx context.Context, c *client, planID string, dryRun, confirm bool, deadline time.Duration) error {
-	gctx, cancel := g.ctx(ctx)
-	resp, err := c.eradication().GetPlan(gctx, &operatorv1.GetPlanRequest{PlanId: planID})
-	cancel()
+	p, err := g.getPlan(ctx, c, planID)
 	if err != nil {
-		return rpcError(err)
+		return err
 	}
-	var p eradplan.Plan
-	if err := json.Unmarshal(resp.GetPlanJson(), &p); err != nil {
-		return fmt.Errorf("the controller sent an unreadable plan: %w", err)
-	}
-	out := &eradicateJSON{PlanID: p.ID, CaseID: p.CaseID, DryRun: dryRun, Runs: []string{}, Accounts: []*eradicateTaskResult{}, Outcomes: map[string]int{}, Failed: []string{}}
-	for _, account := range p.Accounts() {
-		steps, err := json.Marshal(p.StepsIn(account))
-		if err != nil {
-			return err
-		}
-		pj, err := json.Marshal(map[string]any{"plan_id": p.ID, "steps": string(steps), "dry_run": dryRun, "confirm_deletes": confirm, "account": account})
-		if err != nil {
-			return err
-		}
-		req := &operatorv1.CreateRunRequest{Action: eradicateAction, Accounts: account, ParamsJson: pj, CaseId: p.CaseID,
-			Deadline: durationpb.New(deadline), RequireApproval: !dryRun, Reason: "eradication plan " + p.ID}
-		rctx, cancel := g.ctx(ctx)
-		created, err := c.op.CreateRun(rctx, req)
-		cancel()
-		if err != nil {
-			return rpcError(err)
-		}
-		run := created.GetRun()
-		out.Runs = append(out.Runs, run.GetId())
-		if !g.json {
-			fmt.Fprintf(g.errOut, "run %s: %s of %s in %s\n", run.GetId(), eradicateAction, p.ID, account)
-		}
-		final, err := g.follow(ctx, c, run.GetId())
-		if err != nil {
-			return err
-		}
-		for _, t := range final.GetTasks() {
-			var res eradicateTaskResult
-			if json.Unmarshal(t.GetOutputJson(), &res) == nil && res.Account != "" {
-				out.Accounts = append(out.Accounts, &res)
-				for k, v := range res.Outcomes {
-					out.Outcomes[k] += v
-				}
-			}
-			if t.GetStatus() != agentv1.TaskStatus_TASK_STATUS_SUCCEEDED {
-				out.Failed = append(out.Failed, fmt.Sprintf("%s: %s", account, orDash(t.GetError())))
-			}
-		}
+	out, err := g.flow(c).Run(ctx, p, eradflow.RunOptions{DryRun: dryRun, ConfirmDeletes: confirm, Deadline: deadline})
+	if err != nil {
+		return err
 	}
 	if g.json {
 		if err := g.PrintJSON(out); err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/firebreak-ir/firebreak/internal/eradflow"
 	"github.com/firebreak-ir/firebreak/internal/eradplan"
 	"github.com/firebreak-ir/firebreak/internal/trailscope"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
@@ -91,7 +92,7 @@ func TestEradicateVerifyRescopesFirst(t *testing.T) {
 				var p map[string]any
 				_ = json.Unmarshal(req.GetParamsJson(), &p)
 				switch req.GetAction() {
-				case scopeAction:
+				case eradflow.ScopeAction:
 					if req.GetCaseId() != "case-1" {
 						t.Fatalf("a re-scope outside the case: %v", req)
 					}
@@ -104,7 +105,7 @@ func TestEradicateVerifyRescopesFirst(t *testing.T) {
 					if tt.rescope[0].Regions != nil && len(verifies) == 0 && len(scopes) == 1 && p["regions"] == nil {
 						t.Fatalf("the regions were not kept: %v", p)
 					}
-				case eradicateAction:
+				case eradflow.EradicateAction:
 					if p["verify"] != true {
 						t.Fatalf("verify made a run that is not a verification: %v", p)
 					}
@@ -126,7 +127,7 @@ func TestEradicateVerifyRescopesFirst(t *testing.T) {
 			if !slices.Equal(verifies, []string{a}) || len(s.recorded) != 1 || len(s.recorded[0].GetRunIds()) != 1 {
 				t.Fatalf("verify runs %v, recorded %v", verifies, s.recorded)
 			}
-			var out eradicationVerdict
+			var out eradflow.Verdict
 			if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
 				t.Fatalf("not JSON: %v\n%s", err, r.stdout)
 			}

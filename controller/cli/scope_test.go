@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/firebreak-ir/firebreak/internal/eradflow"
 	"github.com/firebreak-ir/firebreak/internal/trailscope"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
@@ -112,7 +113,7 @@ func TestScopeKeyFollowsSessionsIntoOtherAccounts(t *testing.T) {
 	if p["start"] != "30d" || p["access_key_id"] != leaked || len(p["org_accounts"].([]any)) != 2 {
 		t.Fatalf("params %v", p)
 	}
-	var out scopeJSON
+	var out eradflow.ScopeResult
 	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, r.stdout)
 	}

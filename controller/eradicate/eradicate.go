@@ -1,7 +1,9 @@
 // Package eradicate is the domain service behind `firebreak eradicate`: it
 // builds an eradication plan from what a case's scope found the attacker
-// left (internal/eradplan), stores it with the case, and reads it back for a
-// run.
+// left (internal/eradplan), stores it with the case, reads it back for a
+// run, judges a plan's verification, and runs a playbook's operation steps
+// (scope, plan, eradicate, verify) through the same flows as the CLI
+// (internal/eradflow).
 package eradicate
 
 import (
@@ -39,6 +41,12 @@ type Config struct {
 	Runs RunReader
 	// Timeline records a verified eradication on the case.
 	Timeline CaseTimeline
+	// Accounts lists the organisation's accounts for a playbook's
+	// credential-scope (the classifier flags trust and shares leaving
+	// them); nil leaves the flag off.
+	Accounts AccountLister
+	// Notes adds a playbook's scope note to the case; needed by Operate.
+	Notes CaseNotes
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Clock defaults to time.Now.

@@ -38,7 +38,7 @@ func (s *Server) rpcError(ctx context.Context, err error) error {
 	switch {
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, cases.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, ErrNoScope), errors.Is(err, ErrNotVerification):
+	case errors.Is(err, ErrNoScope), errors.Is(err, ErrNotVerification), errors.Is(err, ErrOperation):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return status.FromContextError(err).Err()

@@ -13,6 +13,7 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/cases"
 	"github.com/firebreak-ir/firebreak/controller/playbook"
 	"github.com/firebreak-ir/firebreak/controller/store"
+	"github.com/firebreak-ir/firebreak/internal/eradflow"
 	"github.com/firebreak-ir/firebreak/internal/eradplan"
 	"github.com/firebreak-ir/firebreak/internal/trailscope"
 	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
@@ -42,44 +43,10 @@ type CaseTimeline interface {
 
 // VerifiedStep is one step's state after eradication, as its account's
 // verify run read it.
-type VerifiedStep struct {
-	Account  string `json:"account"`
-	ID       string `json:"id"`
-	Kind     string `json:"kind"`
-	Resource string `json:"resource"`
-	Manual   bool   `json:"manual,omitempty"`
-	// Outcome is one of eradplan's Verify… outcomes.
-	Outcome string `json:"outcome"`
-	Reason  string `json:"reason,omitempty"`
-}
+type VerifiedStep = eradflow.VerifiedStep
 
 // Verification is the controller's verdict on a plan's verify runs.
-type Verification struct {
-	PlanID string   `json:"plan_id"`
-	CaseID string   `json:"case_id"`
-	Runs   []string `json:"runs"`
-	// Eradicated is set when every account of the plan was verified and no
-	// step is live or unverified (a manual step aside).
-	Eradicated bool `json:"eradicated"`
-	// Steps are every step of the plan with its state.
-	Steps []VerifiedStep `json:"steps"`
-	// Outcomes counts the steps by outcome.
-	Outcomes map[string]int `json:"outcomes"`
-	// Live and Unverified name the steps that keep the case from its
-	// eradication ("ACCOUNT STEP KIND RESOURCE: reason"); Problems the runs
-	// or accounts that could not be judged, and the keys not scoped again
-	// since the plan and its last eradication run.
-	Live       []string `json:"live"`
-	Unverified []string `json:"unverified"`
-	Problems   []string `json:"problems"`
-	// Unplanned are the artifacts the case's scope holds now that the plan
-	// has no step for (a re-scope found what the attacker made after the
-	// plan): "ACCOUNT KIND RESOURCE (event ID)". Build a new plan for them.
-	Unplanned []string `json:"unplanned"`
-	// EradicatedAt and TimeToEradicateMS are the case's, once recorded.
-	EradicatedAt      *time.Time `json:"eradicated_at,omitempty"`
-	TimeToEradicateMS int64      `json:"time_to_eradicate_ms,omitempty"`
-}
+type Verification = eradflow.Verification
 
 // verifyOutput is the part of an aws-eradicate verify result the verdict
 // reads.

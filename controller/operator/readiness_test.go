@@ -31,7 +31,7 @@ func TestCheckDrillRecord(t *testing.T) {
 		{"a failed drill", with(func(r *operatorv1.RecordDrillRequest) { r.Contained, r.Score = false, 0 }), ""},
 		{"no result JSON", with(func(r *operatorv1.RecordDrillRequest) { r.ResultJson = "" }), ""},
 		{"unknown scenario", with(func(r *operatorv1.RecordDrillRequest) { r.Scenario = "ransomware" }),
-			`unknown drill scenario "ransomware" (scenarios: ec2-compromise, leaked-key-orgwide, public-bucket)`},
+			`unknown drill scenario "ransomware" (scenarios: ec2-compromise, leaked-key-orgwide, leaked-key-persistence, public-bucket)`},
 		{"another playbook", with(func(r *operatorv1.RecordDrillRequest) { r.Playbook = "s3-public-exposure" }),
 			`scenario ec2-compromise rehearses playbook ec2-instance-compromise, not "s3-public-exposure"`},
 		{"score above 100", with(func(r *operatorv1.RecordDrillRequest) { r.Score = 101 }), "score 101 is outside 0..100"},

@@ -57,8 +57,13 @@ type ResolvedStep struct {
 	ID string `json:"id"`
 	// Phase is the step's NIST phase.
 	Phase Phase `json:"phase"`
-	// Action is the action to run: the step's, or its rollback's.
+	// Action is the action to run: the step's, or its rollback's; for an
+	// operation step, "operation:NAME".
 	Action string `json:"action"`
+	// Operation is the operation an operation step runs on the controller
+	// (Operations); its Action is then OperationKey(Operation) and it has
+	// no targets.
+	Operation string `json:"operation,omitempty"`
 	// Destructive is the action's destructive flag from the catalogue.
 	Destructive bool `json:"destructive,omitempty"`
 	// Selector picks agents, when the step targets agents.
@@ -124,20 +129,21 @@ func (ev *Evaluator) Resolve(stepID string, sc Scope) (*ResolvedStep, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs := ev.header(s, s.Action)
+	rs := ev.header(s, s.ActionName())
+	rs.Operation = s.Operation
 	if s.When != nil {
 		ok, _, err := r.when(s.When)
 		if err != nil {
 			return nil, fmt.Errorf("step %q: %w", s.ID, err)
 		}
 		if !ok {
-			return &ResolvedStep{ID: s.ID, Phase: s.Phase, Action: s.Action, Skip: true}, nil
+			return &ResolvedStep{ID: s.ID, Phase: s.Phase, Action: s.ActionName(), Operation: s.Operation, Skip: true}, nil
 		}
 	}
 	if err := r.targets(s, rs); err != nil {
 		return nil, fmt.Errorf("step %q: %w", s.ID, err)
 	}
-	if rs.Params, err = r.params(s.Action, s.Params); err != nil {
+	if rs.Params, err = r.params(s.ActionName(), s.Params); err != nil {
 		return nil, fmt.Errorf("step %q: %w", s.ID, err)
 	}
 	return rs, nil

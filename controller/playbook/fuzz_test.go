@@ -24,6 +24,12 @@ func FuzzParseValidate(f *testing.F) {
 	f.Add([]byte(header + step("a", "needs: [c]") + step("b", "needs: [a]") + step("c", "needs: [b]")))
 	f.Add([]byte(header + okStep + "      case_id: |\n        case ${{ case.number }}\n"))
 	f.Add([]byte(header + okStep + `      case_id: "tab\there ${{ inputs.nope }}"` + "\n"))
+	if data, err := os.ReadFile("library/iam-credential-compromise.yaml"); err == nil {
+		f.Add(data)
+	}
+	f.Add([]byte(header + "  - id: a\n    phase: analyze\n    operation: credential-scope\n    params: {access_key_id: AKIAIOSFODNN7EXAMPLE}\n" +
+		"  - id: b\n    needs: [a]\n    phase: eradicate\n    operation: eradicate\n    approval: required\n    params: {plan_id: '${{ steps.a.outputs.plan_id }}'}\n"))
+	f.Add([]byte(header + "  - id: a\n    phase: analyze\n    operation: eradicate\n    targets: {accounts: all}\n    rollback: {action: noop}\n"))
 	f.Add([]byte("- &a [*a]\n"))
 	f.Add([]byte("{"))
 	catalog := playbooktest.FirstParty()

@@ -333,8 +333,8 @@ func (d *decoder) input(n *yaml.Node) *Input {
 }
 
 func (d *decoder) step(n *yaml.Node) *Step {
-	s := &Step{Pos: posOf(n), idPos: posOf(n), phasePos: posOf(n), actionPos: posOf(n), paramsPos: posOf(n)}
-	ok := d.fields(n, "step", []string{"id", "description", "phase", "action", "needs", "targets", "params", "when", "timeout", "on_failure", "approval", "rollback"}, func(key string, k, v *yaml.Node) {
+	s := &Step{Pos: posOf(n), idPos: posOf(n), phasePos: posOf(n), actionPos: posOf(n), operationPos: posOf(n), paramsPos: posOf(n)}
+	ok := d.fields(n, "step", []string{"id", "description", "phase", "action", "operation", "needs", "targets", "params", "when", "timeout", "on_failure", "approval", "rollback"}, func(key string, k, v *yaml.Node) {
 		switch key {
 		case "id":
 			s.idPos = posOf(v)
@@ -348,6 +348,9 @@ func (d *decoder) step(n *yaml.Node) *Step {
 		case "action":
 			s.actionPos = posOf(v)
 			s.Action, _ = d.plainStr(v, "action")
+		case "operation":
+			s.operationPos = posOf(v)
+			s.Operation, _ = d.plainStr(v, "operation")
 		case "needs":
 			if v.Kind != yaml.SequenceNode {
 				d.errorf(v, "needs must be a list of step ids, not %s", describeNode(v))

@@ -89,7 +89,7 @@ func (ev *Evaluator) Plan(sc Scope) *Plan {
 
 func (ev *Evaluator) planStep(s *Step, layer int, sc Scope) PlannedStep {
 	ps := PlannedStep{
-		ID: s.ID, Layer: layer, Phase: s.Phase, Action: s.Action,
+		ID: s.ID, Layer: layer, Phase: s.Phase, Action: s.ActionName(),
 		Needs:            slices.Clone(s.Needs),
 		ApprovalRequired: s.Approval == ApprovalRequired,
 		OnFailure:        s.OnFailure,
@@ -98,7 +98,7 @@ func (ev *Evaluator) planStep(s *Step, layer int, sc Scope) PlannedStep {
 	if ps.OnFailure == "" {
 		ps.OnFailure = OnFailureStop
 	}
-	if desc := ev.c.actions[s.Action]; desc != nil {
+	if desc := ev.c.actions[s.ActionName()]; desc != nil {
 		ps.Destructive = desc.GetDestructive()
 	}
 	if s.Timeout != "" {
@@ -133,7 +133,7 @@ func (ev *Evaluator) planStep(s *Step, layer int, sc Scope) PlannedStep {
 		ps.Pending = append(ps.Pending, "targets")
 	}
 	ps.Selector, ps.Accounts, ps.Regions = rs.Selector, rs.Accounts, rs.Regions
-	ps.Params, ps.Pending, err = planParams(r, s.Action, s.Params, ps.Pending, "params.")
+	ps.Params, ps.Pending, err = planParams(r, s.ActionName(), s.Params, ps.Pending, "params.")
 	if err != nil {
 		ps.Error = err.Error()
 	}

@@ -24,6 +24,11 @@
 //	    when: ${{ finding.severity >= 7.0 }}
 //	    timeout: 5m
 //	    on_failure: stop    # stop|continue|rollback
+//	  - id: scope
+//	    phase: analyze
+//	    operation: credential-scope   # instead of action: see Operations
+//	    params:
+//	      access_key_id: ${{ inputs.access_key_id }}
 //
 // Values may hold CEL expressions between "${{" and "}}". A value that is one
 // expression keeps the expression's type; text around or between
@@ -169,8 +174,12 @@ type Step struct {
 	Description string
 	// Phase is the step's NIST phase.
 	Phase Phase
-	// Action is the response action the step runs.
+	// Action is the response action the step runs; a step names an action
+	// or an operation, never both.
 	Action string
+	// Operation is the controller operation the step runs instead of one
+	// action (see Operations): several runs the controller orders itself.
+	Operation string
 	// Needs lists the steps that must finish before this one starts.
 	Needs []string
 	// Targets says where the action runs.
@@ -191,8 +200,17 @@ type Step struct {
 	// Pos is the position of the step's entry.
 	Pos Pos
 
-	idPos, phasePos, actionPos, timeoutPos, onFailurePos, approvalPos, paramsPos Pos
-	needsPos                                                                     []Pos
+	idPos, phasePos, actionPos, operationPos, timeoutPos, onFailurePos, approvalPos, paramsPos Pos
+	needsPos                                                                                   []Pos
+}
+
+// ActionName is what the step runs, as its runs and records name it: the
+// action, or "operation:NAME" for an operation step.
+func (s *Step) ActionName() string {
+	if s.Operation != "" {
+		return OperationKey(s.Operation)
+	}
+	return s.Action
 }
 
 // Targets says where a step's action runs: agents picked by a selector, or

@@ -349,8 +349,14 @@ func (c *compiler) checkStep(base *cel.Env, s *Step) {
 
 	var action *pluginv1.ActionDescription
 	switch {
+	case s.Action != "" && s.Operation != "":
+		c.errorAt(s.operationPos, "step %q names action %q and operation %q: a step runs one action or one operation", s.ID, s.Action, s.Operation)
+	case s.Operation != "":
+		if action = c.checkOperation(s); action != nil {
+			c.actions[OperationKey(s.Operation)] = action
+		}
 	case s.Action == "":
-		c.errorAt(s.Pos, "step %q has no action", s.ID)
+		c.errorAt(s.Pos, "step %q has no action (or operation: %s)", s.ID, strings.Join(OperationNames(), ", "))
 	case c.catalog != nil:
 		var ok bool
 		if action, ok = c.lookup(s.Action); !ok {
@@ -360,7 +366,9 @@ func (c *compiler) checkStep(base *cel.Env, s *Step) {
 	if action != nil {
 		c.checkParams(fmt.Sprintf("step %q", s.ID), action, s.Params, or(s.paramsPos, s.Pos))
 	}
-	c.checkTargets(s, action)
+	if s.Operation == "" {
+		c.checkTargets(s, action)
+	}
 	c.checkWhen(s)
 
 	if s.Timeout != "" {
@@ -456,7 +464,7 @@ func (c *compiler) checkParams(owner string, action *pluginv1.ActionDescription,
 		given[p.Name] = true
 		spec := paramSpec(action, p.Name)
 		if spec == nil {
-			c.errorAt(p.namePos, "%s: action %s has no param %q (%s)", owner, action.GetName(), p.Name, paramNames(action))
+			c.errorAt(p.namePos, "%s: %s has no param %q (%s)", owner, describeAction(action), p.Name, paramNames(action))
 			continue
 		}
 		if msg := c.valueFits(p.Value, spec); msg != "" {
@@ -465,7 +473,7 @@ func (c *compiler) checkParams(owner string, action *pluginv1.ActionDescription,
 	}
 	for _, spec := range action.GetParams() {
 		if spec.GetRequired() && !given[spec.GetName()] {
-			c.errorAt(pos, "%s: action %s requires param %q", owner, action.GetName(), spec.GetName())
+			c.errorAt(pos, "%s: %s requires param %q", owner, describeAction(action), spec.GetName())
 		}
 	}
 }
@@ -477,6 +485,14 @@ func (v *Value) errPos() Pos {
 		return v.Expr.Pos
 	}
 	return v.Pos
+}
+
+// describeAction names an action, or an operation, in an error.
+func describeAction(action *pluginv1.ActionDescription) string {
+	if Operations[action.GetName()] == action {
+		return "operation " + action.GetName()
+	}
+	return "action " + action.GetName()
 }
 
 func paramSpec(action *pluginv1.ActionDescription, name string) *pluginv1.ParamSpec {

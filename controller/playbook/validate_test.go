@@ -59,7 +59,7 @@ func TestValidateErrors(t *testing.T) {
     phase: analyze
     acton: aws-ec2-capture
 `,
-			want: []string{`t.yaml:12:5: unknown field "acton" in step (known fields: id, description, phase, action, needs, targets, params, when, timeout, on_failure, approval, rollback)`},
+			want: []string{`t.yaml:12:5: unknown field "acton" in step (known fields: id, description, phase, action, operation, needs, targets, params, when, timeout, on_failure, approval, rollback)`},
 		},
 		{
 			name: "missing name",
@@ -311,6 +311,64 @@ func TestValidateErrors(t *testing.T) {
 			name: "error inside a quoted string after escapes",
 			src:  header + okStep + `      case_id: "tab\there ${{ inputs.nope }}"` + "\n",
 			want: []string{`t.yaml:16:31: unknown input "nope" (declared inputs: instance_id)`},
+		},
+		{
+			name: "unknown operation",
+			src:  header + "  - id: a\n    phase: analyze\n    operation: credential-sweep\n",
+			want: []string{`t.yaml:12:16: step "a": unknown operation "credential-sweep" (operations: credential-scope, eradicate, eradication-plan, eradication-verify)`},
+		},
+		{
+			name: "action and operation",
+			src:  header + "  - id: a\n    phase: analyze\n    action: aws-ec2-capture\n    operation: credential-scope\n",
+			want: []string{`t.yaml:13:16: step "a" names action "aws-ec2-capture" and operation "credential-scope": a step runs one action or one operation`},
+		},
+		{
+			name: "neither action nor operation",
+			src:  header + "  - id: a\n    phase: analyze\n",
+			want: []string{`t.yaml:10:5: step "a" has no action (or operation: credential-scope, eradicate, eradication-plan, eradication-verify)`,
+				`t.yaml:10:5: step "a" has no targets; set targets.selector or targets.accounts`},
+		},
+		{
+			name: "operation with targets",
+			src:  header + "  - id: a\n    phase: analyze\n    operation: eradication-plan\n    targets: {accounts: all}\n",
+			want: []string{`t.yaml:13:14: step "a": operation eradication-plan runs on the controller and takes no targets: its runs pick their own accounts`},
+		},
+		{
+			name: "eradicate without approval",
+			src:  header + "  - id: a\n    phase: eradicate\n    operation: eradicate\n    params: {plan_id: erp-1}\n",
+			want: []string{`t.yaml:10:5: step "a": operation eradicate changes the accounts and must wait for a second operator: add approval: required`},
+		},
+		{
+			name: "operation param not in its schema",
+			src:  header + "  - id: a\n    phase: eradicate\n    operation: eradication-verify\n    params: {plan_id: erp-1, dry_run: true}\n",
+			want: []string{`t.yaml:13:30: step "a": operation eradication-verify has no param "dry_run" (its params: plan_id)`},
+		},
+		{
+			name: "operation required param missing",
+			src:  header + "  - id: a\n    phase: eradicate\n    operation: eradication-verify\n",
+			want: []string{`t.yaml:10:5: step "a": operation eradication-verify requires param "plan_id"`},
+		},
+		{
+			name: "operation literal key not an access key",
+			src:  header + "  - id: a\n    phase: analyze\n    operation: credential-scope\n    params: {access_key_id: 'AKIA../../etc'}\n",
+			want: []string{`t.yaml:13:29: step "a": param "access_key_id": "AKIA../../etc" is not an AWS access key id (AKIA… or ASIA…)`},
+		},
+		{
+			name: "operation literal plan id",
+			src:  header + "  - id: a\n    phase: eradicate\n    operation: eradication-verify\n    params: {plan_id: case-1}\n",
+			want: []string{`t.yaml:13:23: step "a": param "plan_id": "case-1" is not an eradication plan id (erp-…)`},
+		},
+		{
+			name: "operation trail bucket without log archive",
+			src:  header + "  - id: a\n    phase: analyze\n    operation: credential-scope\n    params: {access_key_id: AKIAIOSFODNN7EXAMPLE, trail_bucket: logs}\n",
+			want: []string{`t.yaml:13:13: step "a": params trail_bucket and log_archive go together: the bucket is read in the account that holds it`},
+		},
+		{
+			name: "operation with rollback",
+			src:  header + "  - id: a\n    phase: eradicate\n    operation: eradication-plan\n    rollback: {action: aws-iam-uncontain}\n",
+			want: []string{
+				`t.yaml:13:15: step "a": operation eradication-plan has no rollback; each eradication step's before-state is recorded for undoing it by hand`,
+			},
 		},
 		{
 			name: "several errors, in file order",

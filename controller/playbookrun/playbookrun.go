@@ -108,6 +108,9 @@ type Config struct {
 	Watcher RunWatcher
 	// RunStore reads ended runs (the store).
 	RunStore RunStore
+	// Operations runs the operation steps (the eradication service); nil
+	// fails them, saying so.
+	Operations OperationRunner
 	// Audit records changes; defaults to nothing.
 	Audit AuditFunc
 	// Logger defaults to slog.Default().

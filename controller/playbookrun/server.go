@@ -148,7 +148,7 @@ func PlaybookInfo(pb *playbook.Playbook, source string) *operatorv1.PlaybookInfo
 		info.Inputs = append(info.Inputs, pi)
 	}
 	for _, st := range pb.Steps {
-		info.Steps = append(info.Steps, &operatorv1.PlaybookStepInfo{Id: st.ID, Phase: cases.PhaseProto(st.Phase), Action: st.Action,
+		info.Steps = append(info.Steps, &operatorv1.PlaybookStepInfo{Id: st.ID, Phase: cases.PhaseProto(st.Phase), Action: st.ActionName(),
 			Needs: st.Needs, Description: st.Description})
 	}
 	return info

@@ -136,7 +136,7 @@ func declaredSteps(pb *playbook.Playbook) []*Step {
 			if of == "" {
 				of = playbook.OnFailureStop
 			}
-			out = append(out, &Step{ID: s.ID, Phase: s.Phase, Action: s.Action, Needs: slices.Clone(s.Needs), OnFailure: of,
+			out = append(out, &Step{ID: s.ID, Phase: s.Phase, Action: s.ActionName(), Needs: slices.Clone(s.Needs), OnFailure: of,
 				ApprovalRequired: s.Approval == playbook.ApprovalRequired, HasRollback: s.Rollback != nil, Status: StepPending})
 		}
 	}

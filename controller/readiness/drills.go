@@ -16,9 +16,10 @@ const CheckDrills = "process.drills"
 // with the built-in playbook it rehearses. The lab's tests keep this list
 // equal to the lab's own.
 var DrillScenarios = map[string]string{
-	"ec2-compromise":     "ec2-instance-compromise",
-	"leaked-key-orgwide": "iam-credential-compromise",
-	"public-bucket":      "s3-public-exposure",
+	"ec2-compromise":         "ec2-instance-compromise",
+	"leaked-key-orgwide":     "iam-credential-compromise",
+	"leaked-key-persistence": "iam-credential-compromise",
+	"public-bucket":          "s3-public-exposure",
 }
 
 // DrillWindow is how recent a passed drill of each scenario must be.

@@ -17,7 +17,8 @@ func TestCheckDrills(t *testing.T) {
 			RecordedAt: now.Add(-time.Duration(daysAgo) * 24 * time.Hour), RecordedBy: "operator:alice"}
 	}
 	all := func(daysAgo int) []*store.DrillResult {
-		return []*store.DrillResult{drill("ec2-compromise", daysAgo, true, 90), drill("leaked-key-orgwide", daysAgo, true, 80), drill("public-bucket", daysAgo, true, 100)}
+		return []*store.DrillResult{drill("ec2-compromise", daysAgo, true, 90), drill("leaked-key-orgwide", daysAgo, true, 80),
+			drill("leaked-key-persistence", daysAgo, true, 100), drill("public-bucket", daysAgo, true, 100)}
 	}
 	for _, tt := range []struct {
 		name   string
@@ -26,15 +27,15 @@ func TestCheckDrills(t *testing.T) {
 	}{
 		{"every scenario passed this month", all(3),
 			want{StatusOK, "ec2-compromise: passed 2026-12-04 (3 days ago), score 90/100, playbook ec2-instance-compromise, recorded by operator:alice", ""}},
-		{"never drilled", []*store.DrillResult{}, want{StatusWarn, "never drilled: ec2-compromise, leaked-key-orgwide, public-bucket", "firebreak lab drill SCENARIO --record"}},
-		{"one scenario last passed 45 days ago", append(all(2)[:2], drill("public-bucket", 45, true, 70)),
+		{"never drilled", []*store.DrillResult{}, want{StatusWarn, "never drilled: ec2-compromise, leaked-key-orgwide, leaked-key-persistence, public-bucket", "firebreak lab drill SCENARIO --record"}},
+		{"one scenario last passed 45 days ago", append(all(2)[:3], drill("public-bucket", 45, true, 70)),
 			want{StatusWarn, "no pass within 30 days: public-bucket: last passed 2026-10-23 (45 days ago), score 70/100", "every 30 days"}},
 		{"a recent failure with no pass since", append([]*store.DrillResult{drill("ec2-compromise", 1, false, 0)}, all(40)...),
 			want{StatusFail, "ec2-compromise: NOT contained 2026-12-06 (1 days ago), score 0/100", "--report"}},
 		{"a pass after a failure", append([]*store.DrillResult{drill("ec2-compromise", 1, true, 85), drill("ec2-compromise", 2, false, 0)}, all(5)[1:]...),
 			want{StatusOK, "ec2-compromise: passed 2026-12-06 (1 days ago), score 85/100", ""}},
 		{"an unknown scenario counts for nothing", []*store.DrillResult{{Scenario: "made-up", Contained: true, Score: 100, RecordedAt: now}},
-			want{StatusWarn, "never drilled: ec2-compromise, leaked-key-orgwide, public-bucket", "--record"}},
+			want{StatusWarn, "never drilled: ec2-compromise, leaked-key-orgwide, leaked-key-persistence, public-bucket", "--record"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := checkDrills(tt.drills, now)

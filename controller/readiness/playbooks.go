@@ -56,14 +56,15 @@ func fleetActions(agents []*store.Agent, actions *actioncatalog.Catalogue) (offe
 	return offered, roles
 }
 
-// playbookActions are the actions a playbook's steps and rollbacks run,
-// sorted, each once.
+// playbookActions are the actions a playbook's steps, operations and
+// rollbacks run, sorted, each once.
 func playbookActions(pb *playbook.Playbook) []string {
 	var out []string
 	for _, s := range pb.Steps {
 		if s.Action != "" {
 			out = append(out, s.Action)
 		}
+		out = append(out, playbook.OperationActions[s.Operation]...)
 		if s.Rollback != nil && s.Rollback.Action != "" {
 			out = append(out, s.Rollback.Action)
 		}

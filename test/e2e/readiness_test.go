@@ -256,7 +256,7 @@ func TestLabReadiness(t *testing.T) {
 	// offers every AWS action), and no drill was recorded.
 	process := map[string]string{ // id → status and evidence words
 		"process.playbooks": "warn ec2-instance-compromise (built-in): host-collect (no host agent is enrolled)",
-		"process.drills":    "warn never drilled: ec2-compromise, leaked-key-orgwide, public-bucket",
+		"process.drills":    "warn never drilled: ec2-compromise, leaked-key-orgwide, leaked-key-persistence, public-bucket",
 	}
 	for _, c := range report.Checks {
 		if w, ok := process[c.ID]; ok {

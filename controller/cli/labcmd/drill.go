@@ -158,6 +158,13 @@ func drillOutcome(g *cli.Globals, res *lab.Result, extra map[string]any) error {
 	} else {
 		fmt.Fprintf(g.ErrOut(), "\n%s: contained=%v time-to-contain=%.1fs evidence=%d steps-failed=%d score=%d/100 (wall %.1fs)\n",
 			res.Scenario, res.Contained, float64(res.TimeToContainMS)/1000, len(res.Evidence), res.StepsFailed, res.Score, float64(res.WallMS)/1000)
+		if er := res.Eradication; er != nil {
+			fmt.Fprintf(g.ErrOut(), "eradication: planted=%d found=%d eradicated=%d time-to-eradicate=%.1fs\n", er.Planted, er.Found, er.Eradicated,
+				float64(er.TimeToEradicateMS)/1000)
+			for _, a := range er.Artifacts {
+				fmt.Fprintf(g.ErrOut(), "  %s %s %s: found=%v eradicated=%v (%s)\n", a.Account, a.Kind, a.ID, a.Found, a.Eradicated, a.State)
+			}
+		}
 		for _, a := range res.Agents {
 			fmt.Fprintf(g.ErrOut(), "agent %s (%s) enrolled by %s\n", a.Hostname, a.Role, a.Attestation)
 		}

@@ -81,7 +81,7 @@ func TestBuiltinPlaybooksPlan(t *testing.T) {
 		{
 			name:    "iam-credential-compromise",
 			inputs:  []string{"access_key_id=AKIAIOSFODNN7EXAMPLE", "user_name=ci-deploy"},
-			order:   []string{"disable_key", "revoke_sessions", "cloudtrail"},
+			order:   []string{"disable_key", "revoke_sessions", "cloudtrail", "scope", "eradication_plan", "eradicate", "verify"},
 			skipped: []string{"revoke_sessions"},
 			check: func(t *testing.T, p *playbook.Plan) {
 				if p.Steps[0].Accounts != "all" || p.Steps[0].Params["access_key_id"] != "AKIAIOSFODNN7EXAMPLE" {
@@ -89,6 +89,20 @@ func TestBuiltinPlaybooksPlan(t *testing.T) {
 				}
 				if ct := p.Steps[2]; !reflect.DeepEqual(ct.Regions, []string{"all"}) || ct.Params["start"] != "24h" {
 					t.Errorf("cloudtrail = %+v", ct)
+				}
+				// contain → scope → plan → approval → eradicate → verify:
+				// the scope reads the key, and only the eradication
+				// changes the accounts, after an approval.
+				if sc := p.Steps[3]; sc.Action != "operation:credential-scope" || sc.Params["access_key_id"] != "AKIAIOSFODNN7EXAMPLE" || sc.ApprovalRequired {
+					t.Errorf("scope = %+v", sc)
+				}
+				for _, st := range p.Steps[4:] {
+					if st.Phase != playbook.PhaseEradicate || st.ApprovalRequired != (st.ID == "eradicate") {
+						t.Errorf("step %s: phase %s, approval %v; want eradicate, approval only on the eradicate step", st.ID, st.Phase, st.ApprovalRequired)
+					}
+				}
+				if er := p.Steps[5]; er.Action != "operation:eradicate" || !er.Destructive {
+					t.Errorf("eradicate = %+v", er)
 				}
 			},
 		},

@@ -19,6 +19,7 @@ import (
 	"github.com/firebreak-ir/firebreak/controller/cases"
 	"github.com/firebreak-ir/firebreak/controller/intake"
 	"github.com/firebreak-ir/firebreak/controller/playbookrun"
+	"github.com/firebreak-ir/firebreak/internal/awsemu"
 	"github.com/firebreak-ir/firebreak/internal/pki"
 	"github.com/firebreak-ir/firebreak/internal/telemetry"
 	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
@@ -70,6 +71,32 @@ type Result struct {
 	Agents []AgentSummary `json:"agents"`
 	Score  int            `json:"score"`
 	WallMS int64          `json:"wall_ms"`
+	// Eradication is set by the drills that score an eradication; its
+	// fields join the result's.
+	*Eradication
+}
+
+// Eradication scores a drill's eradication: what the attacker planted,
+// what the case's scope found, and what is gone (or can do nothing) after
+// the playbook.
+type Eradication struct {
+	Planted           int               `json:"planted"`
+	Found             int               `json:"found"`
+	Eradicated        int               `json:"eradicated"`
+	TimeToEradicateMS int64             `json:"time_to_eradicate_ms"`
+	Artifacts         []PlantedArtifact `json:"artifacts"`
+}
+
+// PlantedArtifact is one thing the attacker left, and how the drill found
+// it afterwards.
+type PlantedArtifact struct {
+	Account    string `json:"account"`
+	Kind       string `json:"kind"`
+	ID         string `json:"id"`
+	Found      bool   `json:"found"`
+	Eradicated bool   `json:"eradicated"`
+	// State says what the drill read of it in AWS afterwards.
+	State string `json:"state"`
 }
 
 // Scenario is a game-day exercise: something bad happens in the emulated
@@ -84,12 +111,21 @@ type Scenario struct {
 	Playbook string
 	// setup acts out the attack and returns the finding event.
 	setup func(ctx context.Context, e *Env) (*attack, error)
+	// seed, when set, is the organisation the drill needs, unless the
+	// options give one.
+	seed func() *awsemu.Seed
+	// approve has the lab's second operator approve the playbook's steps
+	// that wait for an approval, through the approval RPC, as a responder
+	// on call would.
+	approve bool
 }
 
 // attack is what a scenario's setup leaves for its checks.
 type attack struct {
 	event  []byte
 	verify func(ctx context.Context, e *Env, run *playbookrun.Run) []Check
+	// eradication, when set, scores what the attacker left in the case.
+	eradication func(ctx context.Context, e *Env, caseID string) *Eradication
 }
 
 // Scenarios are the drills, by name.
@@ -115,6 +151,9 @@ func Drill(ctx context.Context, name string, o Options, report io.Writer) (*Resu
 		return nil, fmt.Errorf("unknown drill %q (drills: %s)", name, strings.Join(ScenarioNames(), ", "))
 	}
 	start := time.Now()
+	if o.Seed == nil && sc.seed != nil {
+		o.Seed = sc.seed()
+	}
 	e, err := Start(ctx, o)
 	if err != nil {
 		return nil, err
@@ -151,6 +190,13 @@ func (e *Env) Run(ctx context.Context, sc *Scenario, report io.Writer) (*Result,
 		return nil, fmt.Errorf("the finding started no playbook: %s", b)
 	}
 	e.say("finding %s → case %s, rule %s started playbook %s (run %s)", o.FindingID, o.CaseID, o.Rule, o.Playbook, o.PlaybookRunID)
+	if sc.approve {
+		actx, stop := context.WithCancel(ctx)
+		defer stop()
+		if err := e.approveSteps(actx, o.PlaybookRunID); err != nil {
+			return nil, err
+		}
+	}
 	run, err := e.follow(ctx, o.PlaybookRunID)
 	if err != nil {
 		return nil, err
@@ -190,6 +236,10 @@ func (e *Env) Run(ctx context.Context, sc *Scenario, report io.Writer) (*Result,
 		res.TimeToContainMS = d.Milliseconds()
 	}
 	res.Checks = at.verify(ctx, e, run)
+	if at.eradication != nil {
+		res.Eradication = at.eradication(ctx, e, o.CaseID)
+		res.Checks = append(res.Checks, res.Eradication.checks()...)
+	}
 	res.Contained = c.Contained()
 	for _, ch := range res.Checks {
 		res.Contained = res.Contained && ch.OK

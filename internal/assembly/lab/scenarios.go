@@ -279,18 +279,7 @@ func leakedKey(ctx context.Context, e *Env) (*attack, error) {
 		Credentials: credentials.NewStaticCredentialsProvider(key.ID, key.Secret, "")})
 	_, _ = s3c.ListBuckets(ctx, &s3.ListBucketsInput{})
 	e.say("attacker: used key %s (GetCallerIdentity, ListBuckets) and minted a session token from it", key.ID)
-	resource := map[string]any{
-		"resourceType": "AccessKey",
-		"accessKeyDetails": map[string]any{"accessKeyId": key.ID, "principalId": "AIDALAB" + strings.ToUpper(key.ID[4:12]),
-			"userName": awsemu.LabCompromisedUser, "userType": "IAMUser"},
-	}
-	action := map[string]any{"actionType": "AWS_API_CALL", "awsApiCallAction": map[string]any{
-		"api": "ListBuckets", "serviceName": "s3.amazonaws.com", "callerType": "Remote IP",
-		"remoteIpDetails": map[string]any{"ipAddressV4": "203.0.113.77"}}}
-	// The finding names the key only, in the security account's view: the
-	// playbook must find which account holds it.
-	event := guardDutyEvent(awsemu.LabAccountID(1), "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS", 8.0, resource, action,
-		time.Now().Add(-2*time.Minute))
+	event := leakedKeyFinding(key.ID, "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS", "s3.amazonaws.com", "ListBuckets")
 	mc := minted.Credentials
 	return &attack{event: event, verify: func(ctx context.Context, e *Env, run *playbookrun.Run) []Check {
 		var checks []Check
@@ -319,6 +308,21 @@ func leakedKey(ctx context.Context, e *Env) (*attack, error) {
 		checks = append(checks, evidenceOrResult(run, "aws-cloudtrail-lookup"))
 		return checks
 	}}, nil
+}
+
+// leakedKeyFinding is the GuardDuty finding on the lab CI user's key used
+// from outside AWS. It names the key only, in the security account's view:
+// the playbook must find which account holds it.
+func leakedKeyFinding(keyID, findingType, service, api string) []byte {
+	resource := map[string]any{
+		"resourceType": "AccessKey",
+		"accessKeyDetails": map[string]any{"accessKeyId": keyID, "principalId": "AIDALAB" + strings.ToUpper(keyID[4:12]),
+			"userName": awsemu.LabCompromisedUser, "userType": "IAMUser"},
+	}
+	action := map[string]any{"actionType": "AWS_API_CALL", "awsApiCallAction": map[string]any{
+		"api": api, "serviceName": service, "callerType": "Remote IP",
+		"remoteIpDetails": map[string]any{"ipAddressV4": "203.0.113.77"}}}
+	return guardDutyEvent(awsemu.LabAccountID(1), findingType, 8.0, resource, action, time.Now().Add(-2*time.Minute))
 }
 
 // jsonHas reports whether a JSON document holds key: value anywhere.
