@@ -169,6 +169,7 @@ func (s *SQL) SaveOwnedTasks(ctx context.Context, owner string, tasks []*Task, r
 		ids[r.ID] = true
 	}
 	var lost []string
+	pg := isPostgres(s.w)
 	err := s.writeTx(ctx, func(tx *sql.Tx) error {
 		lost = nil
 		owned, err := ownedRuns(ctx, tx, owner, ids)
@@ -192,7 +193,7 @@ func (s *SQL) SaveOwnedTasks(ctx context.Context, owner string, tasks []*Task, r
 				keepR = append(keepR, r)
 			}
 		}
-		return saveTasks(ctx, tx, keepT, keepR)
+		return saveTasks(ctx, tx, pg, keepT, keepR)
 	})
 	slices.Sort(lost)
 	return lost, err
