@@ -98,6 +98,11 @@ func Routing(t *testing.T, fresh func(t *testing.T) Database) {
 		}
 	})
 
+	t.Run("one batch over owned runs and a lost one: the owned ones are stored whole, the lost one untouched", func(t *testing.T) {
+		db := fresh(t)
+		mixedOwnership(t, db(t), db(t), now)
+	})
+
 	t.Run("three controllers racing to claim one orphaned run: exactly one wins", func(t *testing.T) {
 		db := fresh(t)
 		s := []*store.SQL{db(t), db(t), db(t)}
