@@ -275,7 +275,10 @@ func withoutNUL(v any) (any, bool) {
 			}
 			out[i] = strings.ReplaceAll(s, "\x00", "\uFFFD")
 		}
-		return out, out != nil
+		if out == nil {
+			return nil, false
+		}
+		return out, true
 	}
 	return nil, false
 }
