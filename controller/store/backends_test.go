@@ -21,12 +21,12 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 type backend struct {
 	name string
 	// database returns the options that open a fresh database.
-	database func(t *testing.T) store.Options
+	database func(t testing.TB) store.Options
 }
 
 var backends = []backend{
-	{name: "sqlite", database: func(t *testing.T) store.Options { return store.Options{DataDir: t.TempDir()} }},
-	{name: "postgres", database: func(t *testing.T) store.Options { return store.Options{DSN: pgtest.New(t)} }},
+	{name: "sqlite", database: func(t testing.TB) store.Options { return store.Options{DataDir: t.TempDir()} }},
+	{name: "postgres", database: func(t testing.TB) store.Options { return store.Options{DSN: pgtest.New(t)} }},
 }
 
 // fresh returns the opener of store instances on a fresh database.

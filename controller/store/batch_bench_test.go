@@ -1,0 +1,84 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/firebreak-ir/firebreak/controller/store"
+	agentv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/agent/v1"
+	operatorv1 "github.com/firebreak-ir/firebreak/proto/gen/firebreak/operator/v1"
+)
+
+// benchTasks is the batch of BenchmarkBatchWrite: the tasks of a
+// 10,000-agent run.
+const benchTasks = 10000
+
+// BenchmarkBatchWrite measures, on each backend, the two writes a run's
+// owner makes in batches: a run of benchTasks tasks created in one
+// CreateRun, and benchTasks task states (dispatched, with a signed task)
+// saved in one SaveOwnedTasks with its run's state. One op is one batch of
+// benchTasks; ms/batch repeats ns/op. PostgreSQL is internal/pgtest's
+// local server (fsync off), so the figures are the controller's side and
+// the round trips, not the disk.
+func BenchmarkBatchWrite(b *testing.B) {
+	ctx := context.Background()
+	now := time.Now().UTC()
+	tasksOf := func(run string) []*store.Task {
+		ts := make([]*store.Task, benchTasks)
+		for i := range ts {
+			ts[i] = &store.Task{ID: fmt.Sprintf("%s-t%05d", run, i), RunID: run, Seq: i, AgentID: fmt.Sprintf("agent-%05d", i),
+				Hostname: fmt.Sprintf("host-%05d", i), Account: "111122223333", Region: "eu-west-1", Status: agentv1.TaskStatus_TASK_STATUS_PENDING}
+		}
+		return ts
+	}
+	newRun := func(id string) *store.Run {
+		return &store.Run{ID: id, Action: "noop", Selector: "all", ParamsJSON: []byte(`{}`), Status: operatorv1.RunStatus_RUN_STATUS_RUNNING,
+			CreatedBy: "bench", CreatedAt: now, StartedAt: now, Deadline: now.Add(time.Hour), Owner: "ctl-bench"}
+	}
+	for _, be := range backends {
+		b.Run(be.name, func(b *testing.B) {
+			s, err := store.Open(ctx, be.database(b))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			b.Run("create", func(b *testing.B) {
+				runs := make([]*store.Run, b.N)
+				tasks := make([][]*store.Task, b.N)
+				for i := range b.N {
+					id := fmt.Sprintf("create-%d-%d", b.N, i)
+					runs[i], tasks[i] = newRun(id), tasksOf(id)
+				}
+				b.ResetTimer()
+				for i := range b.N {
+					if err := s.CreateRun(ctx, runs[i], tasks[i]); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/batch")
+			})
+			b.Run("save", func(b *testing.B) {
+				id := fmt.Sprintf("save-%d", b.N)
+				r, tasks := newRun(id), tasksOf(id)
+				if err := s.CreateRun(ctx, r, tasks); err != nil {
+					b.Fatal(err)
+				}
+				b.ResetTimer()
+				for i := range b.N {
+					at := now.Add(time.Duration(i+1) * time.Second)
+					for j, t := range tasks {
+						t.Status, t.DispatchedAt, t.SignedTask = agentv1.TaskStatus_TASK_STATUS_DISPATCHED, at, []byte{byte(i), byte(j), 1, 2}
+					}
+					r.StartedAt = at
+					lost, err := s.SaveOwnedTasks(ctx, "ctl-bench", tasks, []*store.Run{r})
+					if err != nil || len(lost) != 0 {
+						b.Fatalf("saving: lost %v, %v", lost, err)
+					}
+				}
+				b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/batch")
+			})
+		})
+	}
+}
