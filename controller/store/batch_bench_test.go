@@ -15,11 +15,12 @@ import (
 // 10,000-agent run.
 const benchTasks = 10000
 
-// BenchmarkBatchWrite measures, on each backend, the two writes a run's
-// owner makes in batches: a run of benchTasks tasks created in one
-// CreateRun, and benchTasks task states (dispatched, with a signed task)
-// saved in one SaveOwnedTasks with its run's state. One op is one batch of
-// benchTasks; ms/batch repeats ns/op. PostgreSQL is internal/pgtest's
+// BenchmarkBatchWrite measures, on each backend, the writes made in
+// batches of benchTasks rows: by a run's owner, a run's tasks created in
+// one CreateRun (create) and task states (dispatched, with a signed task)
+// saved in one SaveOwnedTasks with its run's state (save); by the fleet,
+// benchTasks agents' last-seen times (touch) and stream sessions opened
+// (sessions). One op is one batch; ms/batch repeats ns/op. PostgreSQL is internal/pgtest's
 // local server (fsync off), so the figures are the controller's side and
 // the round trips, not the disk.
 func BenchmarkBatchWrite(b *testing.B) {
@@ -75,6 +76,34 @@ func BenchmarkBatchWrite(b *testing.B) {
 					lost, err := s.SaveOwnedTasks(ctx, "ctl-bench", tasks, []*store.Run{r})
 					if err != nil || len(lost) != 0 {
 						b.Fatalf("saving: lost %v, %v", lost, err)
+					}
+				}
+				b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/batch")
+			})
+			agents := make([]string, benchTasks)
+			for i := range agents {
+				agents[i] = fmt.Sprintf("agent-%05d", i)
+				if err := s.PutAgent(ctx, &store.Agent{ID: agents[i], Role: "host", Hostname: agents[i], EnrolledAt: now, LastSeen: now,
+					CertSerial: agents[i], CertNotAfter: now.Add(time.Hour), Facts: &agentv1.AgentFacts{Hostname: agents[i]}}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.Run("touch", func(b *testing.B) {
+				for i := range b.N {
+					seen := make(map[string]time.Time, len(agents))
+					for _, id := range agents {
+						seen[id] = now.Add(time.Duration(i+1) * time.Second)
+					}
+					if err := s.TouchAgents(ctx, seen); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/batch")
+			})
+			b.Run("sessions", func(b *testing.B) {
+				for range b.N {
+					if _, err := s.OpenAgentSessions(ctx, "ctl-bench", agents); err != nil {
+						b.Fatal(err)
 					}
 				}
 				b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/batch")

@@ -427,7 +427,11 @@ func (s *SQL) TouchAgents(ctx context.Context, seen map[string]time.Time) error 
 	if len(seen) == 0 {
 		return nil
 	}
+	pg := isPostgres(s.w)
 	return s.writeTx(ctx, func(tx *sql.Tx) error {
+		if pg {
+			return touchAgentsPG(ctx, tx, seen)
+		}
 		st, err := tx.PrepareContext(ctx, `UPDATE agents SET last_seen = ? WHERE id = ? AND last_seen < ?`)
 		if err != nil {
 			return err

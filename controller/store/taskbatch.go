@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"slices"
 	"strings"
+	"time"
 )
 
 // A run's tasks are written in batches: all of a run's tasks when it is
@@ -120,4 +121,74 @@ func lastOfEach[T any](xs []T, key func(T) string) []T {
 		}
 	}
 	return out
+}
+
+// The fleet's per-agent writes go the same way on PostgreSQL: the
+// last-seen times of a flush, and the stream sessions a batch of agents
+// opens or closes. Each of their callers gives one entry per agent.
+
+// touchAgentsPG is TouchAgents' write on PostgreSQL: a time only moves an
+// agent's last_seen forward.
+func touchAgentsPG(ctx context.Context, tx *sql.Tx, seen map[string]time.Time) error {
+	const q = `UPDATE agents SET last_seen = v.at FROM unnest(?::text[], ?::bigint[]) AS v (id, at)
+		WHERE agents.id = v.id AND agents.last_seen < v.at`
+	ids, ats := make([]string, 0, len(seen)), make([]int64, 0, len(seen))
+	for id, t := range seen {
+		ids, ats = append(ids, id), append(ats, ns(t))
+	}
+	for i := 0; i < len(ids); i += pgBatchRows {
+		end := min(i+pgBatchRows, len(ids))
+		if _, err := tx.ExecContext(ctx, q, ids[i:end], ats[i:end]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openAgentSessionsPG is OpenAgentSessions' write on PostgreSQL: each
+// agent's session moves to controller with the next epoch (1 for a new
+// agent), returned by agent. agentIDs must not repeat an id (one row
+// cannot be inserted or updated twice by one statement).
+func openAgentSessionsPG(ctx context.Context, tx *sql.Tx, controller string, agentIDs []string, out map[string]int64) error {
+	const q = `INSERT INTO agent_sessions (agent_id, controller_id, epoch, open) SELECT id, ?, 1, 1 FROM unnest(?::text[]) AS v (id)
+		ON CONFLICT (agent_id) DO UPDATE SET controller_id = excluded.controller_id, epoch = agent_sessions.epoch + 1, open = 1
+		RETURNING agent_id, epoch`
+	for chunk := range slices.Chunk(agentIDs, pgBatchRows) {
+		rows, err := tx.QueryContext(ctx, q, controller, chunk)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var id string
+			var epoch int64
+			if err := rows.Scan(&id, &epoch); err != nil {
+				rows.Close()
+				return err
+			}
+			out[id] = epoch
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// closeAgentSessionsPG is CloseAgentSessions' write on PostgreSQL: each
+// session closes only if it is still the agent's current one.
+func closeAgentSessionsPG(ctx context.Context, tx *sql.Tx, controller string, epochs map[string]int64) error {
+	const q = `UPDATE agent_sessions SET open = 0 FROM unnest(?::text[], ?::bigint[]) AS v (id, epoch)
+		WHERE agent_sessions.agent_id = v.id AND agent_sessions.controller_id = ? AND agent_sessions.epoch = v.epoch`
+	ids, eps := make([]string, 0, len(epochs)), make([]int64, 0, len(epochs))
+	for id, e := range epochs {
+		ids, eps = append(ids, id), append(eps, e)
+	}
+	for i := 0; i < len(ids); i += pgBatchRows {
+		end := min(i+pgBatchRows, len(ids))
+		if _, err := tx.ExecContext(ctx, q, ids[i:end], eps[i:end], controller); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -182,3 +182,102 @@ func mixedOwnership(t *testing.T, a, b *store.SQL, now time.Time) {
 		t.Fatalf("the lost run was written: %+v", r)
 	}
 }
+
+// fleetAgents is the size of the fleet batches: more than one statement's
+// worth of rows on PostgreSQL.
+const fleetAgents = 2100
+
+// lastSeenBatch touches fleetAgents agents in one TouchAgents, then again
+// with older times for half of them and newer for the rest: last_seen only
+// moves forward, and an unknown agent is written nowhere.
+func lastSeenBatch(t *testing.T, s store.Store, now time.Time) {
+	ctx := context.Background()
+	want := map[string]time.Time{}
+	first := map[string]time.Time{}
+	for i := range fleetAgents {
+		id := fmt.Sprintf("agent-%05d", i)
+		if err := s.PutAgent(ctx, &store.Agent{ID: id, Role: "host", Hostname: id, EnrolledAt: now, LastSeen: now, CertSerial: id,
+			CertNotAfter: now.Add(time.Hour), Facts: &agentv1.AgentFacts{Hostname: id}}); err != nil {
+			t.Fatal(err)
+		}
+		first[id] = now.Add(time.Duration(i+1) * time.Millisecond)
+	}
+	if err := s.TouchAgents(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	second := map[string]time.Time{"no-such-agent": now.Add(time.Hour)}
+	i := 0
+	for id, at := range first {
+		want[id] = at
+		if i%2 == 0 {
+			second[id] = at.Add(-time.Second)
+		} else {
+			second[id] = at.Add(time.Minute + 3)
+			want[id] = second[id]
+		}
+		i++
+	}
+	if err := s.TouchAgents(ctx, second); err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.ListAgents(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != fleetAgents {
+		t.Fatalf("%d agents after the touches, want %d", len(all), fleetAgents)
+	}
+	for _, a := range all {
+		if !a.LastSeen.Equal(want[a.ID]) {
+			t.Fatalf("agent %s last seen %v, want %v", a.ID, a.LastSeen, want[a.ID])
+		}
+	}
+}
+
+// sessionBatch opens fleetAgents sessions on controller a, moves them all
+// (one id given twice) to b, has a close them late (stale: they stay open
+// on b) and b close every other one.
+func sessionBatch(t *testing.T, a, b *store.SQL, since time.Time) {
+	ctx := context.Background()
+	ids := make([]string, fleetAgents)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("agent-%05d", i)
+	}
+	ea, err := a.OpenAgentSessions(ctx, "ctl-a", ids)
+	if err != nil || len(ea) != fleetAgents {
+		t.Fatalf("opening %d sessions on ctl-a: %d epochs, %v", fleetAgents, len(ea), err)
+	}
+	eb, err := b.OpenAgentSessions(ctx, "ctl-b", append(slices.Clone(ids), ids[7]))
+	if err != nil || len(eb) != fleetAgents {
+		t.Fatalf("moving %d sessions to ctl-b: %d epochs, %v", fleetAgents, len(eb), err)
+	}
+	for _, id := range ids {
+		if ea[id] != 1 || eb[id] != 2 {
+			t.Fatalf("agent %s: epochs %d then %d, want 1 then 2", id, ea[id], eb[id])
+		}
+	}
+	if err := a.CloseAgentSessions(ctx, "ctl-a", ea); err != nil {
+		t.Fatal(err)
+	}
+	closes := map[string]int64{}
+	for i, id := range ids {
+		if i%2 == 1 {
+			closes[id] = eb[id]
+		}
+	}
+	if err := b.CloseAgentSessions(ctx, "ctl-b", closes); err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.ListAgentSessions(ctx, since)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != (fleetAgents+1)/2 {
+		t.Fatalf("%d open sessions, want %d", len(got), (fleetAgents+1)/2)
+	}
+	for i, s := range got {
+		if want := ids[2*i]; s.AgentID != want || s.ControllerID != "ctl-b" || s.Epoch != 2 {
+			t.Fatalf("open session %d: %+v, want %s on ctl-b at epoch 2", i, *s, want)
+		}
+	}
+}

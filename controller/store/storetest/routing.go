@@ -103,6 +103,14 @@ func Routing(t *testing.T, fresh func(t *testing.T) Database) {
 		mixedOwnership(t, db(t), db(t), now)
 	})
 
+	t.Run("a large batch of agent sessions opened, moved and closed", func(t *testing.T) {
+		db := fresh(t)
+		a, b := db(t), db(t)
+		heartbeat(t, a, "ctl-a", now)
+		heartbeat(t, b, "ctl-b", now)
+		sessionBatch(t, a, b, since)
+	})
+
 	t.Run("three controllers racing to claim one orphaned run: exactly one wins", func(t *testing.T) {
 		db := fresh(t)
 		s := []*store.SQL{db(t), db(t), db(t)}
