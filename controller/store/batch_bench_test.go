@@ -45,11 +45,15 @@ func BenchmarkBatchWrite(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer s.Close()
+			// Run ids stay unique when -count repeats a sub-benchmark on
+			// this database.
+			made := 0
+			nextRun := func(kind string) string { made++; return fmt.Sprintf("%s-%d", kind, made) }
 			b.Run("create", func(b *testing.B) {
 				runs := make([]*store.Run, b.N)
 				tasks := make([][]*store.Task, b.N)
 				for i := range b.N {
-					id := fmt.Sprintf("create-%d-%d", b.N, i)
+					id := nextRun("create")
 					runs[i], tasks[i] = newRun(id), tasksOf(id)
 				}
 				b.ResetTimer()
@@ -61,7 +65,7 @@ func BenchmarkBatchWrite(b *testing.B) {
 				b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/batch")
 			})
 			b.Run("save", func(b *testing.B) {
-				id := fmt.Sprintf("save-%d", b.N)
+				id := nextRun("save")
 				r, tasks := newRun(id), tasksOf(id)
 				if err := s.CreateRun(ctx, r, tasks); err != nil {
 					b.Fatal(err)
