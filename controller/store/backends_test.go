@@ -21,12 +21,12 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 type backend struct {
 	name string
 	// database returns the options that open a fresh database.
-	database func(t *testing.T) store.Options
+	database func(t testing.TB) store.Options
 }
 
 var backends = []backend{
-	{name: "sqlite", database: func(t *testing.T) store.Options { return store.Options{DataDir: t.TempDir()} }},
-	{name: "postgres", database: func(t *testing.T) store.Options { return store.Options{DSN: pgtest.New(t)} }},
+	{name: "sqlite", database: func(t testing.TB) store.Options { return store.Options{DataDir: t.TempDir()} }},
+	{name: "postgres", database: func(t testing.TB) store.Options { return store.Options{DSN: pgtest.New(t)} }},
 }
 
 // fresh returns the opener of store instances on a fresh database.
@@ -114,18 +114,20 @@ func (b backend) intruder(t *testing.T, o store.Options, tables ...string) *sql.
 	return raw
 }
 
-// TestNULInAgentText stores a task whose error and message, as an agent
-// sent them, hold NUL characters, which PostgreSQL text cannot: the write
-// succeeds on both backends, PostgreSQL keeping U+FFFD in their place.
+// TestNULInAgentText stores a task whose hostname, error and message, as
+// an agent sent them, hold NUL characters, which PostgreSQL text cannot:
+// the writes (the run's creation and the task's update, each a text array
+// on PostgreSQL) succeed on both backends, PostgreSQL keeping U+FFFD in
+// their place.
 func TestNULInAgentText(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b backend) {
 		ctx := context.Background()
 		s := b.openFresh(t)
-		if err := s.CreateRun(ctx, &store.Run{ID: "r", Action: "noop", Selector: "all", ParamsJSON: []byte(`{}`)},
-			[]*store.Task{{ID: "t", RunID: "r", AgentID: "a1"}}); err != nil {
-			t.Fatal(err)
-		}
 		sent := "bad\x00byte"
+		if err := s.CreateRun(ctx, &store.Run{ID: "r", Action: "noop", Selector: "all", ParamsJSON: []byte(`{}`)},
+			[]*store.Task{{ID: "t", RunID: "r", AgentID: "a1", Hostname: sent}}); err != nil {
+			t.Fatalf("creating a task with a NUL: %v", err)
+		}
 		if err := s.SaveTasks(ctx, []*store.Task{{ID: "t", RunID: "r", Error: sent, LastMessage: sent}}, nil); err != nil {
 			t.Fatalf("storing a NUL: %v", err)
 		}
@@ -137,8 +139,8 @@ func TestNULInAgentText(t *testing.T) {
 		if b.name == "postgres" {
 			want = "bad\uFFFDbyte"
 		}
-		if tasks[0].Error != want || tasks[0].LastMessage != want {
-			t.Fatalf("stored %q / %q, want %q", tasks[0].Error, tasks[0].LastMessage, want)
+		if tasks[0].Hostname != want || tasks[0].Error != want || tasks[0].LastMessage != want {
+			t.Fatalf("stored %q / %q / %q, want %q", tasks[0].Hostname, tasks[0].Error, tasks[0].LastMessage, want)
 		}
 	})
 }

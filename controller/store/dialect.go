@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -175,14 +176,14 @@ func (s *pgStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (dr
 func pgValues(args []driver.Value) []driver.Value {
 	var out []driver.Value
 	for i, a := range args {
-		v, ok := a.(string)
-		if !ok || strings.IndexByte(v, 0) < 0 {
+		v, ok := withoutNUL(a)
+		if !ok {
 			continue
 		}
 		if out == nil {
 			out = append([]driver.Value(nil), args...)
 		}
-		out[i] = strings.ReplaceAll(v, "\x00", "\uFFFD")
+		out[i] = v
 	}
 	if out == nil {
 		return args
@@ -232,25 +233,54 @@ func (c *pgConn) CheckNamedValue(v *driver.NamedValue) error { return c.inner.Ch
 
 func (c *pgConn) ResetSession(ctx context.Context) error { return c.inner.ResetSession(ctx) }
 
-// pgArgs replaces NUL characters in string arguments, which PostgreSQL
+// pgArgs replaces NUL characters in string arguments and string arrays, which PostgreSQL
 // text cannot hold (SQLite stores them): a string an agent sent with one
 // is stored with U+FFFD in its place instead of failing the whole write.
 func pgArgs(args []driver.NamedValue) []driver.NamedValue {
 	var out []driver.NamedValue
 	for i, a := range args {
-		s, ok := a.Value.(string)
-		if !ok || strings.IndexByte(s, 0) < 0 {
+		v, ok := withoutNUL(a.Value)
+		if !ok {
 			continue
 		}
 		if out == nil {
 			out = append([]driver.NamedValue(nil), args...)
 		}
-		out[i].Value = strings.ReplaceAll(s, "\x00", "\uFFFD")
+		out[i].Value = v
 	}
 	if out == nil {
 		return args
 	}
 	return out
+}
+
+// withoutNUL returns v with U+FFFD for each NUL of a string, or of each
+// string of a []string (a text[] of the set-based writes), and true; or
+// false when v holds no NUL.
+func withoutNUL(v any) (any, bool) {
+	switch v := v.(type) {
+	case string:
+		if strings.IndexByte(v, 0) < 0 {
+			return nil, false
+		}
+		return strings.ReplaceAll(v, "\x00", "\uFFFD"), true
+	case []string:
+		var out []string
+		for i, s := range v {
+			if strings.IndexByte(s, 0) < 0 {
+				continue
+			}
+			if out == nil {
+				out = slices.Clone(v)
+			}
+			out[i] = strings.ReplaceAll(s, "\x00", "\uFFFD")
+		}
+		if out == nil {
+			return nil, false
+		}
+		return out, true
+	}
+	return nil, false
 }
 
 // PostgreSQL's codes for a transaction aborted so that concurrent ones

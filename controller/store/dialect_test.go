@@ -1,6 +1,9 @@
 package store
 
-import "testing"
+import (
+	"reflect"
+	"testing"
+)
 
 func TestRebind(t *testing.T) {
 	tests := []struct{ name, in, want string }{
@@ -49,5 +52,38 @@ func TestRedactDSN(t *testing.T) {
 				t.Fatalf("RedactDSN(%q) = %q, want %q", tt.in, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestWithoutNUL checks what reaches PostgreSQL of an argument that may
+// hold NUL characters: strings and string arrays lose them, every other
+// value passes as it is.
+func TestWithoutNUL(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      any
+		want    any
+		changed bool
+	}{
+		{"a clean string", "ok", nil, false},
+		{"a string with NULs", "a\x00b\x00", "a\uFFFDb\uFFFD", true},
+		{"a clean string array", []string{"a", "b"}, nil, false},
+		{"a string array with a NUL", []string{"a", "b\x00", "c"}, []string{"a", "b\uFFFD", "c"}, true},
+		{"bytes keep their NULs", []byte{0, 1}, nil, false},
+		{"an integer array", []int64{0, 1}, nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, changed := withoutNUL(tt.in)
+			if changed != tt.changed || !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("withoutNUL(%q) = %q, %v; want %q, %v", tt.in, got, changed, tt.want, tt.changed)
+			}
+		})
+	}
+	// The caller's array is left as it was.
+	in := []string{"x\x00"}
+	withoutNUL(in)
+	if in[0] != "x\x00" {
+		t.Fatalf("withoutNUL changed its argument: %q", in)
 	}
 }

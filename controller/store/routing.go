@@ -62,7 +62,8 @@ type Routing interface {
 	// (awaiting approval or running), or ErrNotFound.
 	RunOwner(ctx context.Context, runID string) (owner string, active bool, err error)
 	// OpenAgentSessions records that controller holds the streams of
-	// agentIDs now and returns each new session's epoch.
+	// agentIDs now and returns each new session's epoch. An agent given
+	// twice opens one session.
 	OpenAgentSessions(ctx context.Context, controller string, agentIDs []string) (map[string]int64, error)
 	// CloseAgentSessions records that the sessions ended, each only if it
 	// is still the agent's current session (the same controller and
@@ -175,6 +176,7 @@ func (s *SQL) SaveOwnedTasks(ctx context.Context, owner string, tasks []*Task, r
 		ids[r.ID] = true
 	}
 	var lost []string
+	pg := isPostgres(s.w)
 	err := s.writeTx(ctx, func(tx *sql.Tx) error {
 		lost = nil
 		owned, err := ownedRuns(ctx, tx, owner, ids)
@@ -198,7 +200,7 @@ func (s *SQL) SaveOwnedTasks(ctx context.Context, owner string, tasks []*Task, r
 				keepR = append(keepR, r)
 			}
 		}
-		return saveTasks(ctx, tx, keepT, keepR)
+		return saveTasks(ctx, tx, pg, keepT, keepR)
 	})
 	slices.Sort(lost)
 	return lost, err
@@ -267,8 +269,15 @@ func (s *SQL) OpenAgentSessions(ctx context.Context, controller string, agentIDs
 	if len(agentIDs) == 0 {
 		return out, nil
 	}
+	// An agent given twice opens one session (on PostgreSQL one statement
+	// cannot write a row twice; SQLite does the same, so both agree).
+	agentIDs = lastOfEach(agentIDs, func(id string) string { return id })
+	pg := isPostgres(s.w)
 	err := s.writeTx(ctx, func(tx *sql.Tx) error {
 		clear(out)
+		if pg {
+			return openAgentSessionsPG(ctx, tx, controller, agentIDs, out)
+		}
 		st, err := tx.PrepareContext(ctx, `INSERT INTO agent_sessions (agent_id, controller_id, epoch, open) VALUES (?, ?, 1, 1)
 			ON CONFLICT (agent_id) DO UPDATE SET controller_id = excluded.controller_id, epoch = agent_sessions.epoch + 1, open = 1
 			RETURNING epoch`)
@@ -296,7 +305,11 @@ func (s *SQL) CloseAgentSessions(ctx context.Context, controller string, epochs 
 	if len(epochs) == 0 {
 		return nil
 	}
+	pg := isPostgres(s.w)
 	return s.writeTx(ctx, func(tx *sql.Tx) error {
+		if pg {
+			return closeAgentSessionsPG(ctx, tx, controller, epochs)
+		}
 		st, err := tx.PrepareContext(ctx, `UPDATE agent_sessions SET open = 0 WHERE agent_id = ? AND controller_id = ? AND epoch = ?`)
 		if err != nil {
 			return err

@@ -427,7 +427,11 @@ func (s *SQL) TouchAgents(ctx context.Context, seen map[string]time.Time) error 
 	if len(seen) == 0 {
 		return nil
 	}
+	pg := isPostgres(s.w)
 	return s.writeTx(ctx, func(tx *sql.Tx) error {
+		if pg {
+			return touchAgentsPG(ctx, tx, seen)
+		}
 		st, err := tx.PrepareContext(ctx, `UPDATE agents SET last_seen = ? WHERE id = ? AND last_seen < ?`)
 		if err != nil {
 			return err
@@ -677,10 +681,13 @@ func scanTask(sc scanner) (*Task, error) {
 
 // CreateRun implements Store.
 func (s *SQL) CreateRun(ctx context.Context, r *Run, tasks []*Task) error {
-	return s.writeTx(ctx, func(tx *sql.Tx) error { return createRun(ctx, tx, r, tasks) })
+	pg := isPostgres(s.w)
+	return s.writeTx(ctx, func(tx *sql.Tx) error { return createRun(ctx, tx, pg, r, tasks) })
 }
 
-func createRun(ctx context.Context, tx *sql.Tx, r *Run, tasks []*Task) error {
+// createRun stores r and its tasks in tx; pg says tx is PostgreSQL's,
+// where the tasks are inserted set-based (see insertTasksPG).
+func createRun(ctx context.Context, tx *sql.Tx, pg bool, r *Run, tasks []*Task) error {
 	if r.IdempotencyKey != "" {
 		// No other run can take the key between this read and the insert:
 		// SQLite has one writer, and PostgreSQL aborts one of two
@@ -700,6 +707,9 @@ func createRun(ctx context.Context, tx *sql.Tx, r *Run, tasks []*Task) error {
 			return fmt.Errorf("idempotency key %q: %w", r.IdempotencyKey, ErrIdempotencyKeyUsed)
 		}
 		return err
+	}
+	if pg {
+		return insertTasksPG(ctx, tx, tasks)
 	}
 	st, err := tx.PrepareContext(ctx, `INSERT INTO tasks (`+taskCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
@@ -731,11 +741,19 @@ func (s *SQL) UpdateRun(ctx context.Context, r *Run) error {
 
 // SaveTasks implements Store.
 func (s *SQL) SaveTasks(ctx context.Context, tasks []*Task, runs []*Run) error {
-	return s.writeTx(ctx, func(tx *sql.Tx) error { return saveTasks(ctx, tx, tasks, runs) })
+	pg := isPostgres(s.w)
+	return s.writeTx(ctx, func(tx *sql.Tx) error { return saveTasks(ctx, tx, pg, tasks, runs) })
 }
 
-// saveTasks stores the mutable fields of tasks and runs in tx.
-func saveTasks(ctx context.Context, tx *sql.Tx, tasks []*Task, runs []*Run) error {
+// saveTasks stores the mutable fields of tasks and runs in tx; pg says tx
+// is PostgreSQL's, where they are written set-based (see updateTasksPG).
+func saveTasks(ctx context.Context, tx *sql.Tx, pg bool, tasks []*Task, runs []*Run) error {
+	if pg {
+		if err := updateTasksPG(ctx, tx, tasks); err != nil {
+			return err
+		}
+		return updateRunsPG(ctx, tx, runs)
+	}
 	if len(tasks) > 0 {
 		st, err := tx.PrepareContext(ctx, `UPDATE tasks SET status = ?, error = ?, output_json = ?, signed_task = ?, dispatched_at = ?, started_at = ?,
 		finished_at = ?, evidence_ids = ?, last_message = ? WHERE id = ?`)

@@ -329,6 +329,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 	})
 
+	t.Run("a large batch of tasks created and saved, read back equal", func(t *testing.T) { largeBatch(t, open(t), now) })
+
+	t.Run("a large batch of last-seen times", func(t *testing.T) { lastSeenBatch(t, open(t), now) })
+
 	t.Run("idempotency keys", func(t *testing.T) {
 		s := open(t)
 		mk := func(id, key string) *store.Run {

@@ -98,6 +98,19 @@ func Routing(t *testing.T, fresh func(t *testing.T) Database) {
 		}
 	})
 
+	t.Run("one batch over owned runs and a lost one: the owned ones are stored whole, the lost one untouched", func(t *testing.T) {
+		db := fresh(t)
+		mixedOwnership(t, db(t), db(t), now)
+	})
+
+	t.Run("a large batch of agent sessions opened, moved and closed", func(t *testing.T) {
+		db := fresh(t)
+		a, b := db(t), db(t)
+		heartbeat(t, a, "ctl-a", now)
+		heartbeat(t, b, "ctl-b", now)
+		sessionBatch(t, a, b, since)
+	})
+
 	t.Run("three controllers racing to claim one orphaned run: exactly one wins", func(t *testing.T) {
 		db := fresh(t)
 		s := []*store.SQL{db(t), db(t), db(t)}
