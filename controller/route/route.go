@@ -516,14 +516,34 @@ func taskID(st *agentv1.SignedTask) string {
 // and tells the other controllers.
 func (r *Router) writeSessions(ctx context.Context) {
 	epochs := map[string]int64{}
+	// retry holds the changes of a batch the store refused: they are
+	// written again, with the changes since, after a backoff (a store
+	// restarting, a transaction that kept conflicting), rather than lost
+	// until the agents reconnect.
+	var retry []sessionChange
+	backoff := time.Duration(0)
 	for {
-		var batch []sessionChange
-		select {
-		case <-ctx.Done():
-			r.closeAll(epochs)
-			return
-		case c := <-r.changes:
-			batch = append(batch, c)
+		batch := retry
+		retry = nil
+		if len(batch) == 0 {
+			backoff = 0
+			select {
+			case <-ctx.Done():
+				r.closeAll(epochs)
+				return
+			case c := <-r.changes:
+				batch = append(batch, c)
+			}
+		} else {
+			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				r.closeAll(epochs)
+				return
+			case <-t.C:
+			}
 		}
 	drain:
 		for len(batch) < 4096 {
@@ -554,16 +574,31 @@ func (r *Router) writeSessions(ctx context.Context) {
 				opens = append(opens, id)
 			} else if e, ok := epochs[id]; ok {
 				closes[id] = e
-				delete(epochs, id)
 			}
 		}
-		if err := r.cfg.Store.CloseAgentSessions(ctx, r.cfg.ID, closes); err != nil && ctx.Err() == nil {
-			r.cfg.Logger.Warn("recording closed agent sessions failed; other controllers drop them when this controller's heartbeat ages", "error", err)
+		if err := r.cfg.Store.CloseAgentSessions(ctx, r.cfg.ID, closes); err != nil {
+			if ctx.Err() != nil {
+				continue
+			}
+			r.cfg.Logger.Warn("recording closed agent sessions failed; trying again", "agents", len(closes), "error", err)
+			retry = batch
+			continue
+		}
+		for id := range closes {
+			delete(epochs, id)
 		}
 		opened, err := r.cfg.Store.OpenAgentSessions(ctx, r.cfg.ID, opens)
 		if err != nil {
-			if ctx.Err() == nil {
-				r.cfg.Logger.Warn("recording agent sessions failed; other controllers cannot route to these agents until they reconnect", "agents", len(opens), "error", err)
+			if ctx.Err() != nil {
+				continue
+			}
+			// The closes are written; what is tried again is the opens
+			// (and the facts changes, which go out with them).
+			r.cfg.Logger.Warn("recording agent sessions failed; trying again", "agents", len(opens), "error", err)
+			for _, c := range batch {
+				if c.factsChanged || last[c.agentID] {
+					retry = append(retry, c)
+				}
 			}
 			continue
 		}

@@ -389,3 +389,97 @@ func TestHeldResultsAreBounded(t *testing.T) {
 		t.Errorf("held bytes counted %d, the held results add up to %d", rt.heldBytes, sum)
 	}
 }
+
+// sessionStore is a shared store whose session writes fail a given
+// number of times before they are taken, as while PostgreSQL restarts.
+type sessionStore struct {
+	sharedStore
+	mu         sync.Mutex
+	failOpens  int
+	failCloses int
+	open       map[string]int64
+}
+
+func (s *sessionStore) OpenAgentSessions(_ context.Context, _ string, ids []string) (map[string]int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(ids) > 0 && s.failOpens > 0 {
+		s.failOpens--
+		return nil, errors.New("connection refused")
+	}
+	out := map[string]int64{}
+	for _, id := range ids {
+		s.open[id]++
+		out[id] = s.open[id]
+	}
+	return out, nil
+}
+
+func (s *sessionStore) CloseAgentSessions(_ context.Context, _ string, epochs map[string]int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(epochs) > 0 && s.failCloses > 0 {
+		s.failCloses--
+		return errors.New("connection refused")
+	}
+	for id, e := range epochs {
+		if s.open[id] == e {
+			s.open[id] = -e // closed
+		}
+	}
+	return nil
+}
+
+func (s *sessionStore) state(id string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.open[id]
+}
+
+// TestSessionWritesTheStoreRefusedAreTriedAgain: an agent's session that
+// the store refused to record (opened, or closed) is written again after a
+// backoff, not left out until the agent reconnects: other controllers
+// route to the agents the store names.
+func TestSessionWritesTheStoreRefusedAreTriedAgain(t *testing.T) {
+	for _, tc := range []struct {
+		name                  string
+		failOpens, failCloses int
+	}{
+		{"opens refused twice", 2, 0},
+		{"closes refused twice", 0, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := &sessionStore{failOpens: tc.failOpens, failCloses: tc.failCloses, open: map[string]int64{}}
+			rt, err := New(Config{ID: "ctl-a", Store: st, Dial: func(string) (Peer, error) { return nil, nil }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := &recorder{}
+			rt.Wire(rec, rec)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() {
+				rt.writeSessions(ctx)
+				close(done)
+			}()
+			defer func() {
+				cancel()
+				<-done
+			}()
+			wait := func(what string, ok func() bool) {
+				t.Helper()
+				deadline := time.Now().Add(10 * time.Second)
+				for !ok() {
+					if time.Now().After(deadline) {
+						t.Fatalf("never: %s", what)
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+			rt.AgentConnected("agt-1")
+			wait("the session of agt-1 recorded open", func() bool { return st.state("agt-1") == 1 })
+			rt.AgentDisconnected("agt-1")
+			wait("the session of agt-1 recorded closed", func() bool { return st.state("agt-1") == -1 })
+		})
+	}
+}
